@@ -1,0 +1,104 @@
+//! Shard-log configuration and the limits it enforces.
+
+use crate::error::{Result, StorageError};
+use crate::format::{self, BATCH_HEADER_LEN, RECORD_HEADER_LEN, SEGMENT_DATA_START};
+
+/// Kinesis' largest record (key + data): 10 MiB.
+pub const RECORD_SIZE_BYTES_LIMIT: u64 = 10 * 1024 * 1024;
+/// Kinesis' default per-stream record limit: 1 MiB.
+pub const RECORD_SIZE_BYTES_DEFAULT: u64 = 1024 * 1024;
+/// Default segment file size.
+pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Smallest segment accepted (tests use small segments to wrap the ring quickly).
+pub const SEGMENT_SIZE_BYTES_MIN: u64 = 64 * 1024;
+/// Kinesis' default retention: 24 hours.
+pub const RETENTION_MS_DEFAULT: u64 = 24 * 3600 * 1000;
+
+/// How one shard log is laid out and what it accepts.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Size of every segment file; a multiple of 4096.
+    pub segment_size_bytes: u64,
+    /// Most segment files the ring may hold (live, retiring and free together).
+    pub segments_max: usize,
+    /// Largest record, key plus data.
+    pub record_size_bytes_max: u64,
+    /// Most records in one appended batch.
+    pub batch_records_max: usize,
+    /// Distance between sparse-index entries.
+    pub index_interval_bytes: u64,
+    /// Records older than this are invisible and their segments are recycled.
+    pub retention_ms: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
+            segments_max: 1024,
+            record_size_bytes_max: RECORD_SIZE_BYTES_DEFAULT,
+            batch_records_max: 10_000,
+            index_interval_bytes: 64 * 1024,
+            retention_ms: RETENTION_MS_DEFAULT,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks every value, so a log never starts with a configuration it cannot honour.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(StorageError::InvalidConfig(msg));
+        if self.segment_size_bytes < SEGMENT_SIZE_BYTES_MIN || self.segment_size_bytes % 4096 != 0
+        {
+            return bad(format!(
+                "segment_size_bytes {} must be a multiple of 4096 and at least {}",
+                self.segment_size_bytes, SEGMENT_SIZE_BYTES_MIN
+            ));
+        }
+        if self.record_size_bytes_max == 0 || self.record_size_bytes_max > RECORD_SIZE_BYTES_LIMIT
+        {
+            return bad(format!(
+                "record_size_bytes_max {} must be in 1..={}",
+                self.record_size_bytes_max, RECORD_SIZE_BYTES_LIMIT
+            ));
+        }
+        let largest_batch = BATCH_HEADER_LEN as u64
+            + RECORD_HEADER_LEN as u64
+            + format::align8(self.record_size_bytes_max + format::KEY_BYTES_MAX as u64);
+        if largest_batch > self.batch_bytes_max() {
+            return bad(format!(
+                "segment_size_bytes {} cannot hold one record of record_size_bytes_max {}",
+                self.segment_size_bytes, self.record_size_bytes_max
+            ));
+        }
+        if self.segments_max < 2 {
+            return bad("segments_max must be at least 2".into());
+        }
+        if self.batch_records_max == 0 || self.batch_records_max > u32::MAX as usize {
+            return bad("batch_records_max must be in 1..=u32::MAX".into());
+        }
+        if self.index_interval_bytes < 4096 {
+            return bad("index_interval_bytes must be at least 4096".into());
+        }
+        if self.retention_ms == 0 {
+            return bad("retention_ms must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Bytes reserved at the end of each segment for the seal (footer and trailer).
+    pub fn seal_reserve_bytes(&self) -> u64 {
+        let data = self.segment_size_bytes - SEGMENT_DATA_START;
+        format::seal_reserve_bytes(data / self.index_interval_bytes + 2)
+    }
+
+    /// End of the region batches may occupy in a segment.
+    pub fn data_limit(&self) -> u64 {
+        self.segment_size_bytes - self.seal_reserve_bytes()
+    }
+
+    /// Largest encoded batch that fits in an empty segment.
+    pub fn batch_bytes_max(&self) -> u64 {
+        self.data_limit().saturating_sub(SEGMENT_DATA_START)
+    }
+}

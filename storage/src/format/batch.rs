@@ -1,0 +1,317 @@
+//! Batches of records: header, record headers, checksum.
+
+use super::{FORMAT_VERSION, FormatError, align8, read_u16, read_u32, read_u64};
+use xxhash_rust::xxh3::xxh3_64;
+
+/// `SLB1`: start of every batch.
+pub const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"SLB1");
+/// Size of a batch header.
+pub const BATCH_HEADER_LEN: usize = 64;
+/// Size of a record header.
+pub const RECORD_HEADER_LEN: usize = 16;
+/// Longest key the record header can describe.
+pub const KEY_BYTES_MAX: usize = u16::MAX as usize;
+/// The checksum covers the batch from this offset to its end.
+const CHECKSUM_FROM: usize = 16;
+
+/// One record to append: borrowed key and data.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordIn<'a> {
+    /// Partition key bytes.
+    pub key: &'a [u8],
+    /// Payload bytes.
+    pub data: &'a [u8],
+}
+
+/// One record read back: borrowed from the mapped segment (zero-copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// Sequence number within the shard log.
+    pub seq: u64,
+    /// Arrival time, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Partition key bytes.
+    pub key: &'a [u8],
+    /// Payload bytes.
+    pub data: &'a [u8],
+}
+
+/// The decoded fixed header of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// xxh3-64 of bytes 16..length.
+    pub checksum: u64,
+    /// Whole batch in bytes, a multiple of 8.
+    pub length: u32,
+    /// Records in the batch, at least 1.
+    pub record_count: u32,
+    /// Sequence number of the first record.
+    pub base_seq: u64,
+    /// Generation of the segment the batch was written into.
+    pub generation: u64,
+    /// Arrival time of the first record.
+    pub min_timestamp_ms: u64,
+    /// Arrival time of the last record.
+    pub max_timestamp_ms: u64,
+    /// Checksum of the previous batch in the segment (0 for the first).
+    pub prev_checksum: u64,
+}
+
+const _: () = assert!(BATCH_HEADER_LEN == 64 && RECORD_HEADER_LEN == 16);
+
+impl BatchHeader {
+    /// Sequence number after the last record.
+    pub fn end_seq(&self) -> u64 {
+        self.base_seq + u64::from(self.record_count)
+    }
+
+    /// Decodes and checks the fields that can be checked without the body.
+    pub fn parse(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
+        if bytes.len() < BATCH_HEADER_LEN {
+            return Err(FormatError("batch header runs past the end of the data"));
+        }
+        if read_u32(bytes, 0) != BATCH_MAGIC {
+            return Err(FormatError("bad batch magic"));
+        }
+        if read_u16(bytes, 4) != FORMAT_VERSION {
+            return Err(FormatError("unknown batch version"));
+        }
+        if read_u16(bytes, 6) != 0 {
+            return Err(FormatError("unknown batch flags"));
+        }
+        let header = BatchHeader {
+            checksum: read_u64(bytes, 8),
+            length: read_u32(bytes, 16),
+            record_count: read_u32(bytes, 20),
+            base_seq: read_u64(bytes, 24),
+            generation: read_u64(bytes, 32),
+            min_timestamp_ms: read_u64(bytes, 40),
+            max_timestamp_ms: read_u64(bytes, 48),
+            prev_checksum: read_u64(bytes, 56),
+        };
+        let length = header.length as usize;
+        if length < BATCH_HEADER_LEN + RECORD_HEADER_LEN || length % 8 != 0 {
+            return Err(FormatError("bad batch length"));
+        }
+        if header.record_count == 0 {
+            return Err(FormatError("batch without records"));
+        }
+        if header.min_timestamp_ms > header.max_timestamp_ms {
+            return Err(FormatError("batch timestamps out of order"));
+        }
+        Ok(header)
+    }
+
+    fn write(&self, out: &mut [u8]) {
+        out[0..4].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
+        out[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[6..8].copy_from_slice(&0u16.to_le_bytes());
+        out[8..16].copy_from_slice(&self.checksum.to_le_bytes());
+        out[16..20].copy_from_slice(&self.length.to_le_bytes());
+        out[20..24].copy_from_slice(&self.record_count.to_le_bytes());
+        out[24..32].copy_from_slice(&self.base_seq.to_le_bytes());
+        out[32..40].copy_from_slice(&self.generation.to_le_bytes());
+        out[40..48].copy_from_slice(&self.min_timestamp_ms.to_le_bytes());
+        out[48..56].copy_from_slice(&self.max_timestamp_ms.to_le_bytes());
+        out[56..64].copy_from_slice(&self.prev_checksum.to_le_bytes());
+    }
+}
+
+/// Encoded size of one record.
+fn record_len(record: &RecordIn<'_>) -> u64 {
+    RECORD_HEADER_LEN as u64 + align8(record.key.len() as u64 + record.data.len() as u64)
+}
+
+/// Encoded size of a batch of these records.
+pub fn encoded_batch_len(records: &[RecordIn<'_>]) -> u64 {
+    BATCH_HEADER_LEN as u64 + records.iter().map(record_len).sum::<u64>()
+}
+
+/// Appends one encoded batch to `out`; every record gets arrival time `timestamp_ms`.
+///
+/// The caller has checked sizes: keys fit in u16, data in u32, the batch in u32.
+pub fn encode_batch(
+    out: &mut Vec<u8>,
+    records: &[RecordIn<'_>],
+    base_seq: u64,
+    generation: u64,
+    timestamp_ms: u64,
+    prev_checksum: u64,
+) -> BatchHeader {
+    assert!(!records.is_empty(), "empty batches are rejected before encoding");
+    let start = out.len();
+    let length = encoded_batch_len(records);
+    out.reserve(usize::try_from(length).expect("batch length checked against segment size"));
+    out.resize(start + BATCH_HEADER_LEN, 0);
+    for record in records {
+        let data_len = u32::try_from(record.data.len()).expect("record size checked");
+        let key_len = u16::try_from(record.key.len()).expect("key size checked");
+        out.extend_from_slice(&data_len.to_le_bytes());
+        out.extend_from_slice(&key_len.to_le_bytes());
+        out.extend_from_slice(&[0u8; 10]); // flags, timestamp delta, reserved
+        out.extend_from_slice(record.key);
+        out.extend_from_slice(record.data);
+        let padded = start + align8((out.len() - start) as u64) as usize;
+        out.resize(padded, 0);
+    }
+    assert_eq!((out.len() - start) as u64, length);
+    let mut header = BatchHeader {
+        checksum: 0,
+        length: u32::try_from(length).expect("batch length checked against segment size"),
+        record_count: u32::try_from(records.len()).expect("batch_records_max checked"),
+        base_seq,
+        generation,
+        min_timestamp_ms: timestamp_ms,
+        max_timestamp_ms: timestamp_ms,
+        prev_checksum,
+    };
+    header.write(&mut out[start..start + BATCH_HEADER_LEN]);
+    header.checksum = xxh3_64(&out[start + CHECKSUM_FROM..]);
+    out[start + 8..start + 16].copy_from_slice(&header.checksum.to_le_bytes());
+    header
+}
+
+/// Verifies a whole batch (`bytes` is exactly `header.length` long): checksum, then the record
+/// walk must consume every byte and every record.
+pub fn verify_batch(bytes: &[u8], header: &BatchHeader) -> Result<(), FormatError> {
+    if bytes.len() != header.length as usize {
+        return Err(FormatError("batch runs past the end of the data"));
+    }
+    if xxh3_64(&bytes[CHECKSUM_FROM..]) != header.checksum {
+        return Err(FormatError("batch checksum mismatch"));
+    }
+    let mut records = RecordIter::new(bytes, header);
+    for _ in 0..header.record_count {
+        match records.next() {
+            Some(Ok(view)) if view.timestamp_ms <= header.max_timestamp_ms => {}
+            Some(Ok(_)) => return Err(FormatError("record timestamp past the batch maximum")),
+            Some(Err(e)) => return Err(e),
+            None => return Err(FormatError("fewer records than the header says")),
+        }
+    }
+    if records.pos != bytes.len() {
+        return Err(FormatError("bytes left over after the last record"));
+    }
+    Ok(())
+}
+
+/// Walks the records of one batch.
+#[derive(Debug, Clone)]
+pub struct RecordIter<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    remaining: u32,
+    next_seq: u64,
+    base_timestamp_ms: u64,
+}
+
+impl<'a> RecordIter<'a> {
+    /// Records of the batch in `bytes` (the whole batch, header included).
+    pub fn new(bytes: &'a [u8], header: &BatchHeader) -> Self {
+        RecordIter {
+            bytes,
+            pos: BATCH_HEADER_LEN,
+            remaining: header.record_count,
+            next_seq: header.base_seq,
+            base_timestamp_ms: header.min_timestamp_ms,
+        }
+    }
+
+    fn decode_next(&mut self) -> Result<RecordView<'a>, FormatError> {
+        let at = self.pos;
+        if at + RECORD_HEADER_LEN > self.bytes.len() {
+            return Err(FormatError("record header runs past the batch"));
+        }
+        let data_len = read_u32(self.bytes, at) as usize;
+        let key_len = read_u16(self.bytes, at + 4) as usize;
+        if read_u16(self.bytes, at + 6) != 0 || read_u32(self.bytes, at + 12) != 0 {
+            return Err(FormatError("unknown record flags"));
+        }
+        let timestamp_ms = self.base_timestamp_ms + u64::from(read_u32(self.bytes, at + 8));
+        let key_at = at + RECORD_HEADER_LEN;
+        let end = key_at + align8((key_len + data_len) as u64) as usize;
+        if end > self.bytes.len() {
+            return Err(FormatError("record runs past the batch"));
+        }
+        let view = RecordView {
+            seq: self.next_seq,
+            timestamp_ms,
+            key: &self.bytes[key_at..key_at + key_len],
+            data: &self.bytes[key_at + key_len..key_at + key_len + data_len],
+        };
+        self.pos = end;
+        self.next_seq += 1;
+        Ok(view)
+    }
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Result<RecordView<'a>, FormatError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        Some(self.decode_next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(records: &[RecordIn<'_>]) -> (Vec<u8>, BatchHeader) {
+        let mut buf = Vec::new();
+        let header = encode_batch(&mut buf, records, 40, 3, 1_000, 77);
+        (buf, header)
+    }
+
+    #[test]
+    fn encoded_batch_round_trips_every_record() {
+        let records = [
+            RecordIn { key: b"k1", data: b"hello" },
+            RecordIn { key: b"", data: b"" },
+            RecordIn { key: b"key-three", data: &[0u8, 255, 7, 0, 1] },
+        ];
+        let (buf, header) = encode(&records);
+        assert_eq!(buf.len() as u64, encoded_batch_len(&records));
+        assert_eq!(buf.len() % 8, 0);
+        let parsed = BatchHeader::parse(&buf).unwrap();
+        assert_eq!(parsed, header);
+        assert_eq!((parsed.base_seq, parsed.end_seq(), parsed.prev_checksum), (40, 43, 77));
+        verify_batch(&buf, &parsed).unwrap();
+        let views: Vec<_> = RecordIter::new(&buf, &parsed).map(Result::unwrap).collect();
+        assert_eq!(views.len(), 3);
+        for (i, (view, input)) in views.iter().zip(&records).enumerate() {
+            assert_eq!(view.seq, 40 + i as u64);
+            assert_eq!(view.timestamp_ms, 1_000);
+            assert_eq!((view.key, view.data), (input.key, input.data));
+        }
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_detected() {
+        let records = [RecordIn { key: b"pk", data: b"some payload bytes" }];
+        let (buf, _) = encode(&records);
+        for byte in 0..buf.len() {
+            for bit in 0..8 {
+                let mut damaged = buf.clone();
+                damaged[byte] ^= 1 << bit;
+                let ok = BatchHeader::parse(&damaged)
+                    .ok()
+                    .filter(|h| h.length as usize == damaged.len())
+                    .map(|h| verify_batch(&damaged, &h).is_ok())
+                    .unwrap_or(false);
+                assert!(!ok, "flip of bit {bit} in byte {byte} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_batch_is_rejected() {
+        let (buf, header) = encode(&[RecordIn { key: b"pk", data: &[9u8; 100] }]);
+        assert!(verify_batch(&buf[..buf.len() - 8], &header).is_err());
+        assert!(BatchHeader::parse(&buf[..BATCH_HEADER_LEN - 1]).is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! The storage I/O seam. The shard log writes only through these traits: glommio's io_uring
+//! buffered files in production ([`GlommioIo`]), a fault-injecting wrapper in tests
+//! ([`FaultyIo`]). Reads never come through here: they use read-only mappings.
+
+mod fault;
+mod glommio;
+
+use std::future::Future;
+use std::io;
+use std::path::Path;
+
+pub use self::fault::{Fault, FaultPlan, FaultyFile, FaultyIo};
+pub use self::glommio::{GlommioFile, GlommioIo, block_on, spawn};
+
+/// Creates and opens segment files. Lives on the owning core; its futures need not be `Send`.
+pub trait SegmentIo: 'static {
+    /// A file open for writing.
+    type File: SegmentFile;
+
+    /// Creates a new file of `len` bytes, allocated on the device, its size durable.
+    fn create(&self, path: &Path, len: u64) -> impl Future<Output = io::Result<Self::File>>;
+
+    /// Opens an existing file for writing.
+    fn open(&self, path: &Path) -> impl Future<Output = io::Result<Self::File>>;
+
+    /// Makes the directory's entries (newly created files) durable.
+    fn sync_dir(&self, dir: &Path) -> impl Future<Output = io::Result<()>>;
+}
+
+/// A segment file open for buffered (page-cache) writes.
+pub trait SegmentFile: 'static {
+    /// Writes all of `buf` at `pos`, or fails.
+    fn write_at(&self, pos: u64, buf: Vec<u8>) -> impl Future<Output = io::Result<()>>;
+
+    /// fdatasync: everything written so far reaches the device.
+    fn sync_data(&self) -> impl Future<Output = io::Result<()>>;
+}

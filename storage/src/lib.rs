@@ -1,0 +1,63 @@
+//! # sluice-storage
+//!
+//! The storage engine under Sluice: each shard is a ring of pre-allocated, fixed-size segment
+//! files, appended to in whole batches through io_uring (glommio, buffered so that mappings are
+//! coherent) and read zero-copy from read-only memory maps by any thread.
+//!
+//! - [`ShardLog`] is the write side, owned by one core: [`ShardLog::append`] with
+//!   [`Durability::Visible`] or [`Durability::Durable`] (group commit).
+//! - [`LogReader`] is the read side, `Send + Sync`: [`LogReader::read`] returns a
+//!   [`ReadBatch`] of [`RecordView`]s that borrow the mapping.
+//! - [`MetaLog`] is the append-only, checksummed metadata log for streams and lineage.
+//!
+//! ```
+//! use sluice_storage::{block_on, Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, ShardLog, SystemClock};
+//! use std::sync::Arc;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! block_on(async {
+//!     let config = LogConfig { segment_size_bytes: 4 << 20, ..LogConfig::default() };
+//!     let log = ShardLog::open(GlommioIo, dir.path(), config, Arc::new(SystemClock)).await.unwrap();
+//!     let batch = [RecordIn { key: b"user-1", data: b"hello" }];
+//!     let appended = log.append(&batch, Durability::Durable).await.unwrap();
+//!     let read = log.reader().read(appended.base_seq, ReadLimits::default()).unwrap();
+//!     let record = read.records().next().unwrap();
+//!     assert_eq!((record.key, record.data), (&b"user-1"[..], &b"hello"[..]));
+//! });
+//! ```
+//!
+//! Limits: records up to 10 MiB (key + data, `record_size_bytes_max`), keys up to 65,535
+//! bytes, a batch must fit in one segment, at most `segments_max` segment files per log.
+//! The byte layout is in docs/design/segment-format.md.
+
+mod clock;
+mod config;
+mod datadir;
+mod error;
+pub mod format;
+mod index;
+mod io;
+mod log;
+mod metalog;
+mod reader;
+mod recovery;
+mod segment;
+mod shared;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    LogConfig, RECORD_SIZE_BYTES_DEFAULT, RECORD_SIZE_BYTES_LIMIT, RETENTION_MS_DEFAULT,
+    SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MIN,
+};
+pub use datadir::{DataDir, NAME_BYTES_MAX, validate_name};
+pub use error::{Result, StorageError};
+pub use format::{RecordIn, RecordView};
+pub use index::SparseIndex;
+pub use io::{
+    Fault, FaultPlan, FaultyFile, FaultyIo, GlommioFile, GlommioIo, SegmentFile, SegmentIo,
+    block_on, spawn,
+};
+pub use log::{Appended, Durability, LogStats, ShardLog};
+pub use metalog::MetaLog;
+pub use reader::{LogReader, ReadBatch, ReadLimits};
+pub use recovery::{RecoveryReport, Truncation};

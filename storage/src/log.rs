@@ -1,0 +1,503 @@
+//! The shard log: the owning core's write side of one ring of segments.
+//!
+//! One `ShardLog` lives on one core and is used by that core's tasks only (it is `!Send`).
+//! Appends are serialised by an async mutex held across the write, so batches land and become
+//! visible in sequence order. Durable appends then meet at the group-commit gate: one fdatasync
+//! covers every batch written before it started, and appends continue while it runs.
+
+use crate::clock::Clock;
+use crate::config::LogConfig;
+use crate::error::{Result, StorageError};
+use crate::format::{
+    KEY_BYTES_MAX, RecordIn, SEGMENT_DATA_START, SegmentFooter, SegmentHeader, SegmentState,
+    TRAILER_LEN, Trailer, encode_batch, encode_footer, encoded_batch_len,
+};
+use crate::index::SparseIndex;
+use crate::io::{SegmentFile, SegmentIo};
+use crate::reader::LogReader;
+use crate::recovery::{self, RecoveryReport, segment_file_name};
+use crate::segment::{BatchLoc, Segment, map_file};
+use crate::shared::Shared;
+use async_lock::Mutex;
+use std::cell::Cell;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Readers can see it (it is in the page cache); nothing waits for the device.
+    Visible,
+    /// An fdatasync covering it has completed.
+    Durable,
+}
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Sequence number of the first record; record *i* has `base_seq + i`.
+    pub base_seq: u64,
+    /// Records appended.
+    pub record_count: u32,
+    /// Arrival time given to every record of the batch.
+    pub timestamp_ms: u64,
+}
+
+impl Appended {
+    /// Sequence number after the last record.
+    pub fn end_seq(&self) -> u64 {
+        self.base_seq + u64::from(self.record_count)
+    }
+}
+
+/// Segment counts, for tests and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStats {
+    /// Segments holding readable data (the active one included).
+    pub live_segments: usize,
+    /// Retired segments still leased by a reader.
+    pub retiring_segments: usize,
+    /// Segments ready for reuse.
+    pub free_segments: usize,
+    /// Segment files on disk.
+    pub files: usize,
+    /// Segments created since open.
+    pub files_created: u64,
+    /// Segments reused since open.
+    pub segments_recycled: u64,
+}
+
+struct Active<F> {
+    segment: Arc<Segment>,
+    file: Rc<F>,
+    write_pos: u64,
+    last_checksum: u64,
+}
+
+/// Owner-only state, behind the writer mutex.
+struct Writer<F> {
+    active: Option<Active<F>>,
+    /// Mirrors the published segment table: sealed segments, then the active one.
+    live: Vec<Arc<Segment>>,
+    retiring: Vec<Arc<Segment>>,
+    free: Vec<Arc<Segment>>,
+    /// Files with writes that no sync has covered yet.
+    unsynced: Vec<Rc<F>>,
+    active_dirty: bool,
+    next_seq: u64,
+    last_timestamp_ms: u64,
+    generation: u64,
+    next_slot: u32,
+    files_created: u64,
+    segments_recycled: u64,
+}
+
+impl<F> Writer<F> {
+    fn files(&self) -> usize {
+        self.live.len() + self.retiring.len() + self.free.len()
+    }
+}
+
+/// One shard's log, owned by one core.
+pub struct ShardLog<I: SegmentIo> {
+    io: I,
+    config: LogConfig,
+    shared: Arc<Shared>,
+    writer: Mutex<Writer<I::File>>,
+    sync_gate: Mutex<()>,
+    durable_seq: Cell<u64>,
+    report: RecoveryReport,
+    _lock: File,
+}
+
+impl<I: SegmentIo> std::fmt::Debug for ShardLog<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardLog").field("dir", &self.shared.dir).finish_non_exhaustive()
+    }
+}
+
+impl<I: SegmentIo> ShardLog<I> {
+    /// Opens (or creates) the log in `dir`, recovering whatever is there.
+    pub async fn open(io: I, dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+        config.validate()?;
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create log dir", dir, e))?;
+        let lock = lock_dir(dir)?;
+        let recovered = recovery::recover(dir, &config)?;
+        for segment in &recovered.discarded {
+            // Mark segments after the cut free before anything new is written, so they can
+            // never be taken for a continuation of the log later.
+            let header = free_header(segment, 0, &config, clock.now_ms());
+            let file = io.open(&segment.path).await.map_err(|e| StorageError::io("open", &segment.path, e))?;
+            file.write_at(0, header.to_vec()).await.map_err(|e| StorageError::io("free segment", &segment.path, e))?;
+            file.sync_data().await.map_err(|e| StorageError::io("sync", &segment.path, e))?;
+        }
+        let live: Vec<Arc<Segment>> = recovered.live.into_iter().map(Arc::new).collect();
+        let trim_seq = live.first().map_or(recovered.next_seq, |s| s.base_seq);
+        let shared = Arc::new(Shared::new(
+            dir.to_path_buf(),
+            live.clone(),
+            recovered.next_seq,
+            trim_seq,
+            config.retention_ms,
+            clock,
+        ));
+        let active = match (recovered.tail, live.last()) {
+            (Some(tail), Some(segment)) => Some(Active {
+                segment: segment.clone(),
+                file: Rc::new(io.open(&segment.path).await.map_err(|e| StorageError::io("open", &segment.path, e))?),
+                write_pos: tail.write_pos,
+                last_checksum: tail.last_checksum,
+            }),
+            _ => None,
+        };
+        let last_timestamp_ms = live.last().map_or(0, |s| s.max_timestamp_ms());
+        let free = recovered.free.into_iter().chain(recovered.discarded).map(Arc::new).collect();
+        let writer = Writer {
+            active,
+            live,
+            retiring: Vec::new(),
+            free,
+            unsynced: Vec::new(),
+            active_dirty: false,
+            next_seq: recovered.next_seq,
+            last_timestamp_ms,
+            generation: recovered.generation,
+            next_slot: recovered.next_slot,
+            files_created: 0,
+            segments_recycled: 0,
+        };
+        Ok(ShardLog {
+            io,
+            config,
+            durable_seq: Cell::new(recovered.next_seq),
+            shared,
+            writer: Mutex::new(writer),
+            sync_gate: Mutex::new(()),
+            report: recovered.report,
+            _lock: lock,
+        })
+    }
+
+    /// A read handle for any thread.
+    pub fn reader(&self) -> LogReader {
+        LogReader::new(self.shared.clone())
+    }
+
+    /// What recovery found when this log was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// The sequence number the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.shared.next_seq()
+    }
+
+    /// Every record below this is durable.
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq.get()
+    }
+
+    /// Changes the retention period; a decrease hides expired records at once.
+    pub fn set_retention_ms(&self, retention_ms: u64) -> Result<()> {
+        let config = LogConfig { retention_ms, ..self.config.clone() };
+        config.validate()?;
+        self.shared.set_retention_ms(retention_ms);
+        Ok(())
+    }
+
+    /// Segment counts.
+    pub async fn stats(&self) -> LogStats {
+        let w = self.writer.lock().await;
+        LogStats {
+            live_segments: w.live.len(),
+            retiring_segments: w.retiring.len(),
+            free_segments: w.free.len(),
+            files: w.files(),
+            files_created: w.files_created,
+            segments_recycled: w.segments_recycled,
+        }
+    }
+
+    /// Appends one batch; every record gets the same arrival time. Returns once the batch is
+    /// visible, or durable, as asked.
+    pub async fn append(&self, records: &[RecordIn<'_>], durability: Durability) -> Result<Appended> {
+        self.check_writable()?;
+        self.validate(records)?;
+        let appended = {
+            let mut w = self.writer.lock().await;
+            self.check_writable()?;
+            self.append_locked(&mut w, records).await?
+        };
+        if durability == Durability::Durable {
+            self.wait_durable(appended.end_seq()).await?;
+        }
+        Ok(appended)
+    }
+
+    /// Makes everything appended so far durable.
+    pub async fn sync(&self) -> Result<()> {
+        let target = self.shared.next_seq();
+        self.wait_durable(target).await
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        match self.shared.latch_cause() {
+            Some(cause) => Err(StorageError::Latched { cause }),
+            None => Ok(()),
+        }
+    }
+
+    fn validate(&self, records: &[RecordIn<'_>]) -> Result<()> {
+        if records.is_empty() {
+            return Err(StorageError::EmptyBatch);
+        }
+        if records.len() > self.config.batch_records_max {
+            return Err(StorageError::TooManyRecords { count: records.len(), max: self.config.batch_records_max });
+        }
+        for (index, record) in records.iter().enumerate() {
+            if record.key.len() > KEY_BYTES_MAX {
+                return Err(StorageError::KeyTooLong { index, key_bytes: record.key.len(), max_bytes: KEY_BYTES_MAX });
+            }
+            let size_bytes = (record.key.len() + record.data.len()) as u64;
+            if size_bytes > self.config.record_size_bytes_max {
+                return Err(StorageError::RecordTooLarge { index, size_bytes, max_bytes: self.config.record_size_bytes_max });
+            }
+        }
+        let size_bytes = encoded_batch_len(records);
+        if size_bytes > self.config.batch_bytes_max() {
+            return Err(StorageError::BatchTooLarge { size_bytes, max_bytes: self.config.batch_bytes_max() });
+        }
+        Ok(())
+    }
+
+    /// Latches the log read-only and returns the error for the caller.
+    fn fail(&self, op: &'static str, path: &Path, e: std::io::Error) -> StorageError {
+        let error = StorageError::io(op, path, e);
+        self.shared.latch(error.to_string());
+        error
+    }
+
+    async fn append_locked(&self, w: &mut Writer<I::File>, records: &[RecordIn<'_>]) -> Result<Appended> {
+        let length = encoded_batch_len(records);
+        let fits = w.active.as_ref().is_some_and(|a| a.write_pos + length <= self.config.data_limit());
+        if !fits {
+            self.roll(w).await?;
+        }
+        // Arrival times never go back within a shard, so time seeks can binary-search.
+        let timestamp_ms = self.shared.clock.now_ms().max(w.last_timestamp_ms);
+        let active = w.active.as_mut().expect("roll leaves an active segment");
+        let mut buf = Vec::new();
+        let generation = active.segment.generation;
+        let header = encode_batch(&mut buf, records, w.next_seq, generation, timestamp_ms, active.last_checksum);
+        let loc = BatchLoc { pos: active.write_pos, header };
+        if let Err(e) = active.file.write_at(loc.pos, buf).await {
+            return Err(self.fail("write batch", &active.segment.path, e));
+        }
+        active.segment.publish(&loc);
+        active.write_pos = loc.end();
+        active.last_checksum = header.checksum;
+        w.active_dirty = true;
+        w.next_seq = header.end_seq();
+        w.last_timestamp_ms = timestamp_ms;
+        self.shared.publish_next_seq(w.next_seq);
+        Ok(Appended { base_seq: header.base_seq, record_count: header.record_count, timestamp_ms })
+    }
+
+    /// Seals the active segment (if any) and starts the next one at `w.next_seq`.
+    async fn roll(&self, w: &mut Writer<I::File>) -> Result<()> {
+        // Get the next segment first: if that fails (disk full, ring full) nothing changed.
+        let (mut segment, file) = self.take_segment(w).await?;
+        w.generation += 1;
+        Arc::get_mut(&mut segment)
+            .expect("a segment being started has no readers")
+            .reset(w.generation, w.next_seq, SparseIndex::new(self.config.index_interval_bytes));
+        if let Some(old) = w.active.take() {
+            self.seal(&old, w.next_seq).await?;
+            w.unsynced.push(old.file);
+        }
+        let header = SegmentHeader {
+            state: SegmentState::Live,
+            generation: w.generation,
+            base_seq: w.next_seq,
+            segment_size: self.config.segment_size_bytes,
+            created_ms: self.shared.clock.now_ms(),
+        };
+        if let Err(e) = file.write_at(0, header.encode().to_vec()).await {
+            return Err(self.fail("write segment header", &segment.path, e));
+        }
+        w.live.push(segment.clone());
+        self.shared.set_table(w.live.clone());
+        w.active = Some(Active { segment, file: Rc::new(file), write_pos: SEGMENT_DATA_START, last_checksum: 0 });
+        w.active_dirty = true;
+        Ok(())
+    }
+
+    /// A segment to start: a reclaimed one, or a new file while the ring may grow.
+    async fn take_segment(&self, w: &mut Writer<I::File>) -> Result<(Arc<Segment>, I::File)> {
+        reclaim(w);
+        if let Some(segment) = w.free.pop() {
+            match self.io.open(&segment.path).await {
+                Ok(file) => {
+                    w.segments_recycled += 1;
+                    return Ok((segment, file));
+                }
+                Err(e) => {
+                    let error = StorageError::io("open", &segment.path, e);
+                    w.free.push(segment);
+                    return Err(error);
+                }
+            }
+        }
+        if w.files() >= self.config.segments_max {
+            return Err(StorageError::LogFull { segments_max: self.config.segments_max });
+        }
+        let path = self.shared.dir.join(segment_file_name(w.next_slot));
+        let file = match self.io.create(&path, self.config.segment_size_bytes).await {
+            Ok(file) => file,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return Err(StorageError::NoSpace { path }),
+            Err(e) => return Err(StorageError::io("create segment", &path, e)),
+        };
+        w.next_slot += 1;
+        w.files_created += 1;
+        self.io.sync_dir(&self.shared.dir).await.map_err(|e| self.fail("sync dir", &self.shared.dir, e))?;
+        let segment = Segment::new(path.clone(), map_file(&path)?, 0, 0);
+        Ok((Arc::new(segment), file))
+    }
+
+    /// Writes the footer and trailer of a full segment.
+    async fn seal(&self, old: &Active<I::File>, end_seq: u64) -> Result<()> {
+        let segment = &old.segment;
+        let index = segment.index_entries();
+        let footer = SegmentFooter {
+            generation: segment.generation,
+            base_seq: segment.base_seq,
+            end_seq,
+            data_end: old.write_pos,
+            min_timestamp_ms: index.first().map_or(u64::MAX, |e| e.timestamp_ms),
+            max_timestamp_ms: segment.max_timestamp_ms(),
+            last_checksum: old.last_checksum,
+            index,
+        };
+        let (bytes, footer_checksum) = encode_footer(&footer);
+        let trailer_pos = self.config.segment_size_bytes - TRAILER_LEN as u64;
+        assert!(old.write_pos + bytes.len() as u64 <= trailer_pos, "seal space is reserved");
+        let trailer = Trailer {
+            generation: segment.generation,
+            footer_pos: old.write_pos,
+            footer_len: bytes.len() as u64,
+            footer_checksum,
+            end_seq,
+        };
+        let written = match old.file.write_at(old.write_pos, bytes).await {
+            Ok(()) => old.file.write_at(trailer_pos, trailer.encode().to_vec()).await,
+            Err(e) => Err(e),
+        };
+        written.map_err(|e| self.fail("seal segment", &segment.path, e))
+    }
+
+    /// Waits until a sync has covered every record below `end_seq`, running one if needed.
+    async fn wait_durable(&self, end_seq: u64) -> Result<()> {
+        loop {
+            if self.durable_seq.get() >= end_seq {
+                return Ok(());
+            }
+            self.check_writable()?;
+            let _gate = self.sync_gate.lock().await;
+            if self.durable_seq.get() >= end_seq {
+                return Ok(());
+            }
+            self.check_writable()?;
+            // Everything written so far: no write is in flight while the writer lock is held.
+            let (target, files) = {
+                let mut w = self.writer.lock().await;
+                let mut files: Vec<Rc<I::File>> = std::mem::take(&mut w.unsynced);
+                if w.active_dirty {
+                    files.extend(w.active.as_ref().map(|a| a.file.clone()));
+                    w.active_dirty = false;
+                }
+                (w.next_seq, files)
+            };
+            for file in files {
+                if let Err(e) = file.sync_data().await {
+                    return Err(self.fail("fdatasync", &self.shared.dir, e));
+                }
+            }
+            self.durable_seq.set(self.durable_seq.get().max(target));
+        }
+    }
+
+    /// Retires sealed segments whose every record is past retention; returns how many.
+    /// Their files are reused once no reader holds them.
+    pub async fn enforce_retention(&self) -> Result<usize> {
+        let mut w = self.writer.lock().await;
+        let cutoff = self.shared.expiry_cutoff_ms();
+        let mut retired = 0;
+        while w.live.len() > 1 && w.live[0].max_timestamp_ms() < cutoff {
+            let segment = w.live.remove(0);
+            self.shared.raise_trim(segment.end_seq());
+            let header = free_header(&segment, segment.end_seq(), &self.config, self.shared.clock.now_ms());
+            let file = self.io.open(&segment.path).await.map_err(|e| self.fail("open", &segment.path, e))?;
+            if let Err(e) = file.write_at(0, header.to_vec()).await {
+                return Err(self.fail("retire segment", &segment.path, e));
+            }
+            w.unsynced.push(Rc::new(file));
+            w.retiring.push(segment);
+            retired += 1;
+        }
+        if retired > 0 {
+            self.shared.set_table(w.live.clone());
+        }
+        reclaim(&mut w);
+        Ok(retired)
+    }
+}
+
+/// Moves retired segments that no reader holds any more to the free list.
+fn reclaim<F>(w: &mut Writer<F>) {
+    let mut still_leased = Vec::new();
+    for mut segment in w.retiring.drain(..) {
+        // get_mut succeeds only for the last reference, with acquire ordering against the
+        // readers' releases: no reader can still be looking at these bytes.
+        if Arc::get_mut(&mut segment).is_some() {
+            w.free.push(segment);
+        } else {
+            still_leased.push(segment);
+        }
+    }
+    w.retiring = still_leased;
+}
+
+fn free_header(segment: &Segment, base_seq: u64, config: &LogConfig, now_ms: u64) -> [u8; 64] {
+    SegmentHeader {
+        state: SegmentState::Free,
+        generation: segment.generation,
+        base_seq,
+        segment_size: config.segment_size_bytes,
+        created_ms: now_ms,
+    }
+    .encode()
+}
+
+/// Takes an exclusive lock on the directory, so two logs never write the same files.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path: PathBuf = dir.join("LOCK");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StorageError::io("open lock", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::InUse { path: dir.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StorageError::io("lock", &path, e)),
+    }
+}

@@ -1,0 +1,187 @@
+//! Zero-copy reads from any thread, straight from the mapped segments.
+
+use crate::error::{Result, StorageError};
+use crate::format::{RecordIter, RecordView};
+use crate::segment::{BatchLoc, Segment};
+use crate::shared::{SegmentTable, Shared};
+use std::sync::Arc;
+
+/// Bounds on one read.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    /// Most records returned.
+    pub records_max: usize,
+    /// Stop adding batches once this many bytes are in the result (at least one batch is
+    /// always returned).
+    pub bytes_max: u64,
+}
+
+impl Default for ReadLimits {
+    /// Kinesis' GetRecords bounds: 10,000 records, 10 MiB.
+    fn default() -> Self {
+        ReadLimits { records_max: 10_000, bytes_max: 10 * 1024 * 1024 }
+    }
+}
+
+/// A read handle on one shard log. Cheap to clone, `Send + Sync`: use it from any thread.
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    shared: Arc<Shared>,
+}
+
+/// Records returned by one read: verified batches of one segment, borrowed from its mapping.
+/// Holding a `ReadBatch` holds a lease on the segment, so its bytes stay as they are.
+#[derive(Debug)]
+pub struct ReadBatch {
+    segment: Option<Arc<Segment>>,
+    start_pos: u64,
+    first_seq: u64,
+    count: usize,
+}
+
+impl ReadBatch {
+    fn empty(next_seq: u64) -> ReadBatch {
+        ReadBatch { segment: None, start_pos: 0, first_seq: next_seq, count: 0 }
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when the reader was caught up.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The sequence number to continue from.
+    pub fn next_seq(&self) -> u64 {
+        self.first_seq + self.count as u64
+    }
+
+    /// The records, in sequence order, borrowed from the mapping.
+    pub fn records(&self) -> impl Iterator<Item = RecordView<'_>> {
+        let segment = self.segment.as_deref();
+        let mut pos = self.start_pos;
+        let batches = std::iter::from_fn(move || {
+            let segment = segment?;
+            let header = crate::format::BatchHeader::parse(segment.bytes(pos, pos + 64))
+                .expect("batch verified by the read");
+            let bytes = segment.bytes(pos, pos + u64::from(header.length));
+            pos += u64::from(header.length);
+            Some(RecordIter::new(bytes, &header).map(|r| r.expect("batch verified by the read")))
+        });
+        let first_seq = self.first_seq;
+        batches.flatten().skip_while(move |r| r.seq < first_seq).take(self.count)
+    }
+}
+
+impl LogReader {
+    pub(crate) fn new(shared: Arc<Shared>) -> LogReader {
+        LogReader { shared }
+    }
+
+    /// The sequence number the next appended record will get (the visibility watermark).
+    pub fn next_seq(&self) -> u64 {
+        self.shared.next_seq()
+    }
+
+    /// The oldest readable sequence number: older records are expired by retention.
+    pub fn trim_horizon(&self) -> u64 {
+        let cutoff = self.shared.expiry_cutoff_ms();
+        if cutoff <= self.shared.trim_valid_until_ms() {
+            return self.shared.trim_seq();
+        }
+        // The cut-off moved past the record at the horizon: find the first unexpired record.
+        let next_seq = self.shared.next_seq();
+        match seek_timestamp_in(&self.shared.table(), cutoff) {
+            Ok(Some((seq, timestamp_ms))) => {
+                let horizon = self.shared.raise_trim(seq);
+                self.shared.raise_trim_valid_until(timestamp_ms);
+                horizon
+            }
+            Ok(None) => self.shared.raise_trim(next_seq),
+            // Damage near the horizon is reported by the read that touches it.
+            Err(_) => self.shared.trim_seq(),
+        }
+    }
+
+    /// Reads records starting at `from_seq`.
+    ///
+    /// Returns an empty batch when `from_seq` is the watermark, `SequenceTrimmed` below the
+    /// trim horizon, `SequenceBeyondEnd` past the watermark, `Corrupt` when a batch on the way
+    /// fails verification.
+    pub fn read(&self, from_seq: u64, limits: ReadLimits) -> Result<ReadBatch> {
+        let next_seq = self.shared.next_seq();
+        if from_seq > next_seq {
+            return Err(StorageError::SequenceBeyondEnd { seq: from_seq, next_seq });
+        }
+        let trim_horizon = self.trim_horizon();
+        if from_seq < trim_horizon {
+            return Err(StorageError::SequenceTrimmed { seq: from_seq, trim_horizon });
+        }
+        if from_seq == next_seq || limits.records_max == 0 {
+            return Ok(ReadBatch::empty(from_seq));
+        }
+        let table = self.shared.table();
+        let segment = segment_for(&table, from_seq)
+            .ok_or(StorageError::SequenceTrimmed { seq: from_seq, trim_horizon })?;
+        read_from(segment, from_seq, limits)
+    }
+
+    /// The first record at or after `timestamp_ms` (clamped to the trim horizon), or the
+    /// watermark when every record is older.
+    pub fn seek_timestamp(&self, timestamp_ms: u64) -> Result<u64> {
+        let trim_horizon = self.trim_horizon();
+        let next_seq = self.shared.next_seq();
+        let found = seek_timestamp_in(&self.shared.table(), timestamp_ms)?;
+        Ok(found.map_or(next_seq, |(seq, _)| seq).max(trim_horizon))
+    }
+
+    /// Arrival time of the newest record (0 for an empty log).
+    pub fn latest_timestamp_ms(&self) -> u64 {
+        self.shared.table().last().map_or(0, |s| s.max_timestamp_ms())
+    }
+}
+
+/// The live segment holding `seq`.
+fn segment_for(table: &SegmentTable, seq: u64) -> Option<&Arc<Segment>> {
+    let after = table.partition_point(|s| s.base_seq <= seq);
+    let segment = &table[after.checked_sub(1)?];
+    (seq < segment.end_seq()).then_some(segment)
+}
+
+/// The first record at or after `timestamp_ms`: its sequence number and arrival time.
+fn seek_timestamp_in(table: &SegmentTable, timestamp_ms: u64) -> Result<Option<(u64, u64)>> {
+    let first = table.partition_point(|s| s.max_timestamp_ms() < timestamp_ms);
+    match table.get(first) {
+        Some(segment) => segment.seek_timestamp(timestamp_ms),
+        None => Ok(None),
+    }
+}
+
+fn read_from(segment: &Arc<Segment>, from_seq: u64, limits: ReadLimits) -> Result<ReadBatch> {
+    let limit = segment.visible_end();
+    let first: BatchLoc = segment.locate_seq(from_seq)?;
+    let mut loc = segment.verified_batch_at(first.pos, limit, first.header.base_seq)?;
+    let mut count = 0u64;
+    let mut bytes = 0u64;
+    loop {
+        count += loc.header.end_seq() - from_seq.max(loc.header.base_seq);
+        bytes += u64::from(loc.header.length);
+        if count >= limits.records_max as u64 || loc.end() >= limit {
+            break;
+        }
+        let next = segment.verified_batch_at(loc.end(), limit, loc.header.end_seq())?;
+        if bytes + u64::from(next.header.length) > limits.bytes_max {
+            break;
+        }
+        loc = next;
+    }
+    Ok(ReadBatch {
+        segment: Some(segment.clone()),
+        start_pos: first.pos,
+        first_seq: from_seq,
+        count: usize::try_from(count).unwrap_or(usize::MAX).min(limits.records_max),
+    })
+}

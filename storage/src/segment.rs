@@ -1,0 +1,196 @@
+//! One segment as readers see it: a read-only mapping plus the owner's published progress.
+//!
+//! An `Arc<Segment>` is a lease: while any reader holds one, the owner never reuses the file
+//! (see `ShardLog::reclaim`), so bytes below `visible_end` never change under a reader.
+
+use crate::error::{Result, StorageError};
+use crate::format::{BatchHeader, FormatError, IndexEntry, SEGMENT_DATA_START, verify_batch};
+use crate::index::SparseIndex;
+use memmap2::Mmap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A mapped segment file.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) path: PathBuf,
+    map: Mmap,
+    /// Changes only through `&mut` (when the owner holds the last lease).
+    pub(crate) generation: u64,
+    pub(crate) base_seq: u64,
+    /// Sequence after the last visible record.
+    end_seq: AtomicU64,
+    /// Byte offset after the last visible batch.
+    visible_end: AtomicU64,
+    /// Arrival time of the last visible record (0 when empty).
+    max_timestamp_ms: AtomicU64,
+    index: RwLock<SparseIndex>,
+}
+
+/// Where a visible batch is and what it holds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchLoc {
+    pub(crate) pos: u64,
+    pub(crate) header: BatchHeader,
+}
+
+impl BatchLoc {
+    pub(crate) fn end(&self) -> u64 {
+        self.pos + u64::from(self.header.length)
+    }
+}
+
+/// Maps a whole segment file read-only.
+pub(crate) fn map_file(path: &Path) -> Result<Mmap> {
+    let file = File::open(path).map_err(|e| StorageError::io("open for mapping", path, e))?;
+    // SAFETY: the file is a pre-allocated segment of fixed size that Sluice never truncates, so
+    // the mapping stays backed. Bytes are only read below a published `visible_end` (complete
+    // writes) of a segment the reader holds a lease on; the owner never rewrites such bytes
+    // while a lease exists. Outside modification of the data directory is not supported.
+    #[allow(unsafe_code)]
+    let map = unsafe { Mmap::map(&file) };
+    map.map_err(|e| StorageError::io("map", path, e))
+}
+
+impl Segment {
+    /// A segment whose first `visible_end` bytes hold verified batches up to `end_seq`.
+    pub(crate) fn new(path: PathBuf, map: Mmap, generation: u64, base_seq: u64) -> Segment {
+        Segment {
+            path,
+            map,
+            generation,
+            base_seq,
+            end_seq: AtomicU64::new(base_seq),
+            visible_end: AtomicU64::new(SEGMENT_DATA_START),
+            max_timestamp_ms: AtomicU64::new(0),
+            index: RwLock::new(SparseIndex::default()),
+        }
+    }
+
+    /// Starts a new life for a reused file; requires the last lease (`&mut`).
+    pub(crate) fn reset(&mut self, generation: u64, base_seq: u64, index: SparseIndex) {
+        self.generation = generation;
+        self.base_seq = base_seq;
+        *self.end_seq.get_mut() = base_seq;
+        *self.visible_end.get_mut() = SEGMENT_DATA_START;
+        *self.max_timestamp_ms.get_mut() = 0;
+        *self.index.get_mut().unwrap_or_else(|e| e.into_inner()) = index;
+    }
+
+    /// Installs recovered or fresh progress before the segment is shared.
+    pub(crate) fn restore(&mut self, end_seq: u64, visible_end: u64, max_ts: u64, index: SparseIndex) {
+        *self.end_seq.get_mut() = end_seq;
+        *self.visible_end.get_mut() = visible_end;
+        *self.max_timestamp_ms.get_mut() = max_ts;
+        *self.index.get_mut().unwrap_or_else(|e| e.into_inner()) = index;
+    }
+
+    /// Owner: a batch was written at `loc`; make it visible. Release ordering pairs with the
+    /// readers' acquire loads of `visible_end` and `end_seq`.
+    pub(crate) fn publish(&self, loc: &BatchLoc) {
+        assert_eq!(loc.pos, self.visible_end(), "batches are published in order");
+        assert_eq!(loc.header.base_seq, self.end_seq(), "sequence numbers are contiguous");
+        self.index.write().unwrap_or_else(|e| e.into_inner()).observe(IndexEntry {
+            seq: loc.header.base_seq,
+            timestamp_ms: loc.header.min_timestamp_ms,
+            pos: loc.pos,
+        });
+        self.max_timestamp_ms.store(loc.header.max_timestamp_ms, Ordering::Release);
+        self.end_seq.store(loc.header.end_seq(), Ordering::Release);
+        self.visible_end.store(loc.end(), Ordering::Release);
+    }
+
+    pub(crate) fn end_seq(&self) -> u64 {
+        self.end_seq.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn visible_end(&self) -> u64 {
+        self.visible_end.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn max_timestamp_ms(&self) -> u64 {
+        self.max_timestamp_ms.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn index_entries(&self) -> Vec<IndexEntry> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).entries().to_vec()
+    }
+
+    /// Raw mapped bytes; only ranges below `visible_end` are meaningful.
+    pub(crate) fn bytes(&self, from: u64, to: u64) -> &[u8] {
+        let (from, to) = (usize::try_from(from).unwrap(), usize::try_from(to).unwrap());
+        &self.map[from..to]
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    pub(crate) fn corrupt(&self, pos: u64, e: FormatError) -> StorageError {
+        StorageError::Corrupt { path: self.path.clone(), pos, reason: e.0.to_string() }
+    }
+
+    /// The header of the batch at `pos`, checked against what the walk expects, without
+    /// verifying its body.
+    pub(crate) fn batch_at(&self, pos: u64, limit: u64, expected_seq: u64) -> Result<BatchLoc> {
+        let header = BatchHeader::parse(self.bytes(pos, limit.min(pos + 64).max(pos)))
+            .map_err(|e| self.corrupt(pos, e))?;
+        let fault = if header.generation != self.generation {
+            Some("batch from another generation of this segment")
+        } else if header.base_seq != expected_seq {
+            Some("batch out of sequence")
+        } else if pos + u64::from(header.length) > limit {
+            Some("batch runs past the end of the data")
+        } else {
+            None
+        };
+        match fault {
+            Some(reason) => Err(self.corrupt(pos, FormatError(reason))),
+            None => Ok(BatchLoc { pos, header }),
+        }
+    }
+
+    /// Like [`Segment::batch_at`], and verifies the checksum and record layout.
+    pub(crate) fn verified_batch_at(&self, pos: u64, limit: u64, expected_seq: u64) -> Result<BatchLoc> {
+        let loc = self.batch_at(pos, limit, expected_seq)?;
+        verify_batch(self.bytes(pos, loc.end()), &loc.header).map_err(|e| self.corrupt(pos, e))?;
+        Ok(loc)
+    }
+
+    /// The visible batch holding `seq` (which must be in this segment's visible range).
+    pub(crate) fn locate_seq(&self, seq: u64) -> Result<BatchLoc> {
+        let limit = self.visible_end();
+        assert!(seq >= self.base_seq && seq < self.end_seq(), "seq {seq} outside segment");
+        let start = self.index.read().unwrap_or_else(|e| e.into_inner()).floor_by_seq(seq);
+        let (mut pos, mut expected) = start.map_or((SEGMENT_DATA_START, self.base_seq), |e| (e.pos, e.seq));
+        loop {
+            let loc = self.batch_at(pos, limit, expected)?;
+            if seq < loc.header.end_seq() {
+                return Ok(loc);
+            }
+            (pos, expected) = (loc.end(), loc.header.end_seq());
+        }
+    }
+
+    /// The first visible record at or after `timestamp_ms`, if this segment has one:
+    /// its sequence number and arrival time.
+    pub(crate) fn seek_timestamp(&self, timestamp_ms: u64) -> Result<Option<(u64, u64)>> {
+        let limit = self.visible_end();
+        let start = self.index.read().unwrap_or_else(|e| e.into_inner()).floor_by_timestamp(timestamp_ms);
+        let (mut pos, mut expected) = start.map_or((SEGMENT_DATA_START, self.base_seq), |e| (e.pos, e.seq));
+        while pos < limit {
+            let loc = self.verified_batch_at(pos, limit, expected)?;
+            if loc.header.max_timestamp_ms >= timestamp_ms {
+                let bytes = self.bytes(loc.pos, loc.end());
+                let found = crate::format::RecordIter::new(bytes, &loc.header)
+                    .map(|r| r.expect("verified batch decodes"))
+                    .find(|r| r.timestamp_ms >= timestamp_ms);
+                return Ok(found.map(|r| (r.seq, r.timestamp_ms)));
+            }
+            (pos, expected) = (loc.end(), loc.header.end_seq());
+        }
+        Ok(None)
+    }
+}
