@@ -54,7 +54,7 @@ pub use error::{Result, StorageError};
 pub use format::{RecordIn, RecordView};
 pub use index::SparseIndex;
 pub use io::{
-    Fault, FaultPlan, FaultyFile, FaultyIo, GlommioFile, GlommioIo, SegmentFile, SegmentIo,
+    Fault, FaultPlan, FaultyFile, FaultyIo, GlommioFile, SyncHold, GlommioIo, SegmentFile, SegmentIo,
     block_on, spawn,
 };
 pub use log::{Appended, Durability, LogStats, ShardLog};

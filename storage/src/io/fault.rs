@@ -5,7 +5,7 @@ use super::{SegmentFile, SegmentIo};
 use std::io;
 use std::path::Path;
 use std::rc::Rc;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// The error an injected fault returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,15 @@ pub struct FaultPlan {
     syncs: u64,
 }
 
+/// Counters and the sync gate, shared by the io and its files.
+#[derive(Debug, Default)]
+struct FaultState {
+    plan: RefCell<FaultPlan>,
+    syncs_completed: Cell<u64>,
+    /// Syncs wait for a read guard; a test holding the write guard stalls them.
+    sync_gate: std::sync::Arc<async_lock::RwLock<()>>,
+}
+
 impl FaultPlan {
     fn hit(counter: &mut u64, from: Option<(u64, Fault)>) -> Option<Fault> {
         let n = *counter;
@@ -46,34 +55,48 @@ impl FaultPlan {
     }
 }
 
+/// While alive, every sync of the [`FaultyIo`] that made it waits.
+#[derive(Debug)]
+pub struct SyncHold(#[allow(dead_code)] async_lock::RwLockWriteGuardArc<()>);
+
 /// Wraps another [`SegmentIo`], failing calls as its [`FaultPlan`] says.
 #[derive(Debug, Clone)]
 pub struct FaultyIo<I> {
     inner: I,
-    plan: Rc<RefCell<FaultPlan>>,
+    state: Rc<FaultState>,
 }
 
 /// A file of a [`FaultyIo`].
 #[derive(Debug)]
 pub struct FaultyFile<F> {
     inner: F,
-    plan: Rc<RefCell<FaultPlan>>,
+    state: Rc<FaultState>,
 }
 
 impl<I: SegmentIo> FaultyIo<I> {
     /// Wraps `inner` with no fault armed.
     pub fn new(inner: I) -> Self {
-        FaultyIo { inner, plan: Rc::default() }
+        FaultyIo { inner, state: Rc::default() }
     }
 
     /// Replaces the plan; counters restart at zero.
     pub fn arm(&self, plan: FaultPlan) {
-        *self.plan.borrow_mut() = FaultPlan { writes: 0, syncs: 0, ..plan };
+        *self.state.plan.borrow_mut() = FaultPlan { writes: 0, syncs: 0, ..plan };
     }
 
     /// Clears every fault.
     pub fn heal(&self) {
         self.arm(FaultPlan::default());
+    }
+
+    /// Syncs that completed successfully so far.
+    pub fn syncs_completed(&self) -> u64 {
+        self.state.syncs_completed.get()
+    }
+
+    /// Stalls every sync until the returned guard is dropped.
+    pub async fn hold_syncs(&self) -> SyncHold {
+        SyncHold(self.state.sync_gate.write_arc().await)
     }
 }
 
@@ -81,17 +104,17 @@ impl<I: SegmentIo> SegmentIo for FaultyIo<I> {
     type File = FaultyFile<I::File>;
 
     async fn create(&self, path: &Path, len: u64) -> io::Result<Self::File> {
-        let fault = self.plan.borrow().fail_create;
+        let fault = self.state.plan.borrow().fail_create;
         if let Some(fault) = fault {
             return Err(fault.error());
         }
         let inner = self.inner.create(path, len).await?;
-        Ok(FaultyFile { inner, plan: self.plan.clone() })
+        Ok(FaultyFile { inner, state: self.state.clone() })
     }
 
     async fn open(&self, path: &Path) -> io::Result<Self::File> {
         let inner = self.inner.open(path).await?;
-        Ok(FaultyFile { inner, plan: self.plan.clone() })
+        Ok(FaultyFile { inner, state: self.state.clone() })
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -102,7 +125,7 @@ impl<I: SegmentIo> SegmentIo for FaultyIo<I> {
 impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
     async fn write_at(&self, pos: u64, buf: Vec<u8>) -> io::Result<()> {
         let fault = {
-            let mut plan = self.plan.borrow_mut();
+            let mut plan = self.state.plan.borrow_mut();
             let from = plan.fail_write_from;
             FaultPlan::hit(&mut plan.writes, from)
         };
@@ -114,13 +137,18 @@ impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
 
     async fn sync_data(&self) -> io::Result<()> {
         let fault = {
-            let mut plan = self.plan.borrow_mut();
+            let mut plan = self.state.plan.borrow_mut();
             let from = plan.fail_sync_from;
             FaultPlan::hit(&mut plan.syncs, from)
         };
+        let _gate = self.state.sync_gate.read().await;
         match fault {
             Some(fault) => Err(fault.error()),
-            None => self.inner.sync_data().await,
+            None => {
+                self.inner.sync_data().await?;
+                self.state.syncs_completed.set(self.state.syncs_completed.get() + 1);
+                Ok(())
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use std::future::Future;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 /// glommio registers this much memory with io_uring per executor. Sluice writes through the
 /// page cache and never uses glommio's DMA buffers, so it keeps the minimum: that also keeps
@@ -16,9 +17,10 @@ const IO_MEMORY_BYTES: usize = 64 * 1024;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct GlommioIo;
 
-/// A glommio buffered file.
+/// A glommio buffered file, plus a second descriptor for fdatasync on glommio's blocking
+/// pool (see `sync_data`).
 #[derive(Debug)]
-pub struct GlommioFile(BufferedFile);
+pub struct GlommioFile(BufferedFile, Arc<std::fs::File>);
 
 fn open_options(create: bool) -> OpenOptions {
     let mut options = OpenOptions::new();
@@ -37,11 +39,12 @@ impl SegmentIo for GlommioIo {
             return Err(e.into());
         }
         file.fdatasync().await?;
-        Ok(GlommioFile(file))
+        Ok(GlommioFile(file, Arc::new(std::fs::File::open(path)?)))
     }
 
     async fn open(&self, path: &Path) -> io::Result<GlommioFile> {
-        Ok(GlommioFile(open_options(false).buffered_open(path).await?))
+        let file = open_options(false).buffered_open(path).await?;
+        Ok(GlommioFile(file, Arc::new(std::fs::File::open(path)?)))
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -66,8 +69,13 @@ impl SegmentFile for GlommioFile {
         Ok(())
     }
 
+    /// fdatasync on glommio's blocking pool, not as an io_uring op: io_uring queues buffered
+    /// writes to one inode behind its fsync, so appends stalled for the whole sync (measured:
+    /// a 40 µs write took 170-250 µs while a sync ran). Off the ring, appends keep flowing and
+    /// the next sync covers all of them (group commit).
     async fn sync_data(&self) -> io::Result<()> {
-        Ok(self.0.fdatasync().await?)
+        let file = self.1.clone();
+        glommio::executor().spawn_blocking(move || file.sync_data()).await
     }
 }
 

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::io;
 use std::path::Path;
 
-pub use self::fault::{Fault, FaultPlan, FaultyFile, FaultyIo};
+pub use self::fault::{Fault, FaultPlan, FaultyFile, FaultyIo, SyncHold};
 pub use self::glommio::{GlommioFile, GlommioIo, block_on, spawn};
 
 /// Creates and opens segment files. Lives on the owning core; its futures need not be `Send`.
