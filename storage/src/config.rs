@@ -62,9 +62,10 @@ impl LogConfig {
                 self.record_size_bytes_max, RECORD_SIZE_BYTES_LIMIT
             ));
         }
+        // The key counts towards the record size, as in Kinesis.
         let largest_batch = BATCH_HEADER_LEN as u64
             + RECORD_HEADER_LEN as u64
-            + format::align8(self.record_size_bytes_max + format::KEY_BYTES_MAX as u64);
+            + format::align8(self.record_size_bytes_max);
         if largest_batch > self.batch_bytes_max() {
             return bad(format!(
                 "segment_size_bytes {} cannot hold one record of record_size_bytes_max {}",

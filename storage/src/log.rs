@@ -143,19 +143,10 @@ impl<I: SegmentIo> ShardLog<I> {
             config.retention_ms,
             clock,
         ));
-        let active = match (recovered.tail, live.last()) {
-            (Some(tail), Some(segment)) => Some(Active {
-                segment: segment.clone(),
-                file: Rc::new(io.open(&segment.path).await.map_err(|e| StorageError::io("open", &segment.path, e))?),
-                write_pos: tail.write_pos,
-                last_checksum: tail.last_checksum,
-            }),
-            _ => None,
-        };
         let last_timestamp_ms = live.last().map_or(0, |s| s.max_timestamp_ms());
         let free = recovered.free.into_iter().chain(recovered.discarded).map(Arc::new).collect();
         let writer = Writer {
-            active,
+            active: None,
             live,
             retiring: Vec::new(),
             free,
@@ -168,7 +159,7 @@ impl<I: SegmentIo> ShardLog<I> {
             files_created: 0,
             segments_recycled: 0,
         };
-        Ok(ShardLog {
+        let log = ShardLog {
             io,
             config,
             durable_seq: Cell::new(recovered.next_seq),
@@ -177,7 +168,29 @@ impl<I: SegmentIo> ShardLog<I> {
             sync_gate: Mutex::new(()),
             report: recovered.report,
             _lock: lock,
-        })
+        };
+        if let Some(tail) = recovered.tail {
+            log.seal_recovered_tail(tail).await?;
+        }
+        Ok(log)
+    }
+
+    /// Seals the segment recovery ended in, at its last intact batch, so that appends start a
+    /// fresh segment with a new generation. Whatever lies past the cut (a torn batch, or intact
+    /// batches after damage) can then never be mistaken for a continuation of the log, even if
+    /// a new batch happened to be byte-identical to the one it replaced.
+    async fn seal_recovered_tail(&self, tail: recovery::Tail) -> Result<()> {
+        let w = self.writer.lock().await;
+        let segment = w.live.last().expect("a tail belongs to a live segment").clone();
+        let file = self.io.open(&segment.path).await.map_err(|e| StorageError::io("open", &segment.path, e))?;
+        let active = Active {
+            segment,
+            file: Rc::new(file),
+            write_pos: tail.write_pos,
+            last_checksum: tail.last_checksum,
+        };
+        self.seal(&active, w.next_seq).await?;
+        active.file.sync_data().await.map_err(|e| self.fail("fdatasync", &active.segment.path, e))
     }
 
     /// A read handle for any thread.

@@ -53,7 +53,7 @@ pub(crate) struct Tail {
 #[derive(Debug)]
 pub(crate) struct Recovered {
     pub(crate) live: Vec<Segment>,
-    /// Set when the last live segment is unsealed and continues to take appends.
+    /// Set when the last live segment is unsealed: the log seals it before appending.
     pub(crate) tail: Option<Tail>,
     pub(crate) free: Vec<Segment>,
     /// Live on disk but after the cut: must be marked free before anything is appended.
@@ -173,7 +173,6 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig) {
         segment.restore(progress.end_seq, progress.data_end, progress.max_timestamp_ms, index);
         recovered.live.push(segment);
     }
-    // An unsealed last segment keeps taking appends; a sealed one makes appends start anew.
     recovered.tail = last_unsealed;
 }
 

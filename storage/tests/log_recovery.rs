@@ -1,0 +1,285 @@
+//! Reopen after a clean close and after simulated crashes: intact batches before damage come
+//! back, nothing after it, and no corrupt byte is ever returned as data.
+
+mod common;
+
+use common::*;
+use sluice_storage::{
+    Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, StorageError, block_on,
+};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const RECORD_LEN: usize = 300;
+
+/// Writes `batches` batches of 4 records, closes cleanly, returns the batch start positions
+/// in the active (last) segment file.
+fn write_log(dir: &Path, batches: u64) {
+    block_on(async {
+        let log = open(GlommioIo, dir, small_config(), manual_clock()).await;
+        for _ in 0..batches {
+            append_expected(&log, 4, RECORD_LEN).await;
+        }
+        log.sync().await.unwrap();
+    });
+}
+
+fn reopen_and_read_all(dir: &Path) -> (Vec<u64>, sluice_storage::RecoveryReport, u64) {
+    reopen_with(dir, small_config())
+}
+
+fn reopen_with(dir: &Path, config: LogConfig) -> (Vec<u64>, sluice_storage::RecoveryReport, u64) {
+    block_on(async {
+        let log = open(GlommioIo, dir, config, manual_clock()).await;
+        let reader = log.reader();
+        let mut seqs = Vec::new();
+        let mut seq = reader.trim_horizon();
+        while seq < reader.next_seq() {
+            let batch = reader.read(seq, ReadLimits::default()).unwrap();
+            for record in batch.records() {
+                assert_eq!(record.key, key(record.seq).as_slice());
+                assert!(record.data == payload(record.seq, RECORD_LEN).as_slice(), "intact data");
+                seqs.push(record.seq);
+            }
+            seq = batch.next_seq();
+        }
+        (seqs, log.recovery_report().clone(), log.next_seq())
+    })
+}
+
+/// Segment files ordered by slot (= creation order in these tests, no recycling).
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Byte offsets of the batches in a segment file, found by walking the headers.
+fn batch_positions(file: &Path) -> Vec<u64> {
+    let bytes = std::fs::read(file).unwrap();
+    let mut pos = 4096usize;
+    let mut out = Vec::new();
+    while pos + 64 <= bytes.len() && &bytes[pos..pos + 4] == b"SLB1" {
+        out.push(pos as u64);
+        pos += u32::from_le_bytes(bytes[pos + 16..pos + 20].try_into().unwrap()) as usize;
+    }
+    out
+}
+
+#[test]
+fn clean_reopen_returns_everything_and_opens_sealed_segments_from_footers() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 400);
+    let (seqs, report, next) = reopen_and_read_all(dir.path());
+    assert_eq!(seqs, (0..1600).collect::<Vec<_>>());
+    assert_eq!(next, 1600);
+    assert_eq!(report.scanned_segments, 1, "only the active segment is scanned: {report:?}");
+    assert!(report.sealed_segments >= 2, "{report:?}");
+    // That reopen sealed the recovered segment: the next one scans nothing.
+    let (seqs, report, _) = reopen_and_read_all(dir.path());
+    assert_eq!(seqs.len(), 1600);
+    assert_eq!(report.scanned_segments, 0, "{report:?}");
+    assert_eq!(report.truncated, None);
+}
+
+#[test]
+fn appends_after_reopen_continue_the_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 50);
+    write_log(dir.path(), 50);
+    let (seqs, _, next) = reopen_and_read_all(dir.path());
+    assert_eq!(next, 400);
+    assert_eq!(seqs, (0..400).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_torn_last_batch_is_cut_and_everything_before_it_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 300);
+    let active = segment_files(dir.path()).pop().unwrap();
+    let positions = batch_positions(&active);
+    let last = *positions.last().unwrap();
+    // The tail of the last batch never reached the disk.
+    let file = std::fs::OpenOptions::new().write(true).open(&active).unwrap();
+    file.write_all_at(&[0u8; 700], last + 200).unwrap();
+    let (seqs, report, next) = reopen_and_read_all(dir.path());
+    assert_eq!(next, 1196);
+    assert_eq!(seqs, (0..1196).collect::<Vec<_>>());
+    let truncated = report.truncated.expect("the cut is reported");
+    assert_eq!((truncated.pos, truncated.seq), (last, 1196));
+}
+
+#[test]
+fn a_flipped_bit_in_the_active_segment_cuts_the_log_there() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 300);
+    let active = segment_files(dir.path()).pop().unwrap();
+    let positions = batch_positions(&active);
+    let damaged = positions[positions.len() / 2];
+    let first_lost = positions_seq(&active, damaged);
+    flip_bit(&active, damaged + 64 + 16 + 5);
+    let (seqs, report, next) = reopen_and_read_all(dir.path());
+    assert_eq!(next, first_lost, "nothing after the damage");
+    assert_eq!(seqs, (0..first_lost).collect::<Vec<_>>());
+    assert!(report.truncated.unwrap().reason.contains("checksum"));
+    // The log goes on from the cut, and the stale batches after it never come back.
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        append_expected(&log, 4, RECORD_LEN).await;
+        assert_eq!(log.next_seq(), first_lost + 4);
+    });
+    let (seqs, _, next) = reopen_and_read_all(dir.path());
+    assert_eq!(next, first_lost + 4);
+    assert_eq!(seqs.len() as u64, first_lost + 4);
+}
+
+#[test]
+fn a_flipped_bit_in_a_sealed_segment_is_reported_as_corrupt_never_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 400);
+    let first = segment_files(dir.path()).remove(0);
+    let positions = batch_positions(&first);
+    let damaged = positions[10];
+    flip_bit(&first, damaged + 64 + 16 + 40);
+    let damaged_seq = positions_seq(&first, damaged);
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        let reader = log.reader();
+        let before = reader.read(0, ReadLimits { records_max: damaged_seq as usize, bytes_max: u64::MAX });
+        assert_eq!(before.unwrap().records().last().unwrap().seq, damaged_seq - 1);
+        for seq in damaged_seq..damaged_seq + 4 {
+            let err = reader.read(seq, ReadLimits::default()).unwrap_err();
+            assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+        }
+        // A read that would run into the damaged batch stops with the error too.
+        assert!(reader.read(0, ReadLimits::default()).is_err());
+    });
+}
+
+#[test]
+fn a_segment_after_a_gap_is_discarded_and_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 400);
+    let files = segment_files(dir.path());
+    // Damage the second segment's trailer and a batch inside it: it must be scanned, the scan
+    // stops early, and every later segment no longer follows on.
+    let second = &files[1];
+    let size = std::fs::metadata(second).unwrap().len();
+    flip_bit(second, size - 10);
+    let positions = batch_positions(second);
+    flip_bit(second, positions[5] + 100);
+    let cut = positions_seq(second, positions[5]);
+    let (seqs, report, next) = reopen_and_read_all(dir.path());
+    assert_eq!(next, cut);
+    assert_eq!(seqs, (0..cut).collect::<Vec<_>>());
+    assert_eq!(report.discarded_segments, files.len() - 2, "{report:?}");
+}
+
+#[test]
+fn checked_in_fixtures_recover_exactly() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    // name, records expected back. Fixtures hold 60 batches of 4 records (`fixture_log`):
+    // 43 batches fill segment 0, 17 sit in segment 1. torn-tail loses batch 59 (seq 236..);
+    // flipped-bit damages batch 8 of segment 1, i.e. batch 51 (seq 204..).
+    for (name, expected) in [("clean", 240), ("torn-tail", 236), ("flipped-bit", 204), ("unwritten-extra-segment", 240)] {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(fixtures.join(name)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+        let (seqs, _, next) = reopen_with(dir.path(), fixture_config());
+        assert_eq!(next, expected, "fixture {name}");
+        assert_eq!(seqs, (0..expected).collect::<Vec<_>>(), "fixture {name}");
+    }
+}
+
+/// The clean fixture is what today's code writes, byte for byte: the format is pinned.
+#[test]
+fn the_format_matches_the_checked_in_fixture_byte_for_byte() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    fixture_log(dir.path());
+    if std::env::var_os("SLUICE_REGENERATE_FIXTURES").is_some() {
+        regenerate(dir.path(), &fixtures);
+    }
+    for file in segment_files(dir.path()) {
+        let name = file.file_name().unwrap();
+        let pinned = std::fs::read(fixtures.join("clean").join(name)).unwrap();
+        assert!(std::fs::read(&file).unwrap() == pinned, "{name:?} differs from the fixture");
+    }
+}
+
+fn fixture_config() -> LogConfig {
+    LogConfig { segment_size_bytes: 64 * 1024, record_size_bytes_max: 16 * 1024, ..small_config() }
+}
+
+/// 60 batches of 4 records of 300 bytes at a fixed time into 64 KiB segments.
+fn fixture_log(dir: &Path) {
+    block_on(async {
+        let log = open(GlommioIo, dir, fixture_config(), manual_clock()).await;
+        for _ in 0..60 {
+            append_expected(&log, 4, RECORD_LEN).await;
+        }
+        log.sync().await.unwrap();
+    });
+}
+
+fn regenerate(fresh: &Path, fixtures: &Path) {
+    let copy = |name: &str| {
+        let target = fixtures.join(name);
+        let _ = std::fs::remove_dir_all(&target);
+        std::fs::create_dir_all(&target).unwrap();
+        for file in segment_files(fresh) {
+            std::fs::copy(&file, target.join(file.file_name().unwrap())).unwrap();
+        }
+        segment_files(&target)
+    };
+    copy("clean");
+    let files = copy("torn-tail");
+    let last = files.last().unwrap();
+    let pos = *batch_positions(last).last().unwrap();
+    std::fs::OpenOptions::new().write(true).open(last).unwrap().write_all_at(&[0u8; 512], pos + 300).unwrap();
+    let files = copy("flipped-bit");
+    let last = files.last().unwrap();
+    let positions = batch_positions(last);
+    flip_bit(last, positions[positions.len() / 2] + 64 + 20);
+    // A segment file created just before a crash, its header never written: a free slot.
+    let files = copy("unwritten-extra-segment");
+    let extra = files[0].with_file_name("seg-00000099.log");
+    std::fs::write(&extra, vec![0u8; 64 * 1024]).unwrap();
+}
+
+fn flip_bit(file: &Path, pos: u64) {
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(file).unwrap();
+    let mut byte = [0u8];
+    f.read_exact_at(&mut byte, pos).unwrap();
+    byte[0] ^= 0x08;
+    f.write_all_at(&byte, pos).unwrap();
+}
+
+/// Base sequence of the batch at `pos`.
+fn positions_seq(file: &Path, pos: u64) -> u64 {
+    let bytes = std::fs::read(file).unwrap();
+    let at = pos as usize + 24;
+    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+}
+
+#[test]
+fn durable_appends_survive_a_reopen_without_close() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        let data = payload(0, RECORD_LEN);
+        let key0 = key(0);
+        log.append(&[RecordIn { key: &key0, data: &data }], Durability::Durable).await.unwrap();
+        assert_eq!(log.durable_seq(), 1);
+        drop(log); // there is no close step: this is what the process leaves when it dies
+    });
+    let (seqs, _, _) = reopen_and_read_all(dir.path());
+    assert_eq!(seqs, vec![0]);
+}
+
