@@ -34,25 +34,24 @@ pub struct FaultPlan {
     pub fail_sync_from: Option<(u64, Fault)>,
     /// Fail every file creation.
     pub fail_create: Option<Fault>,
-    writes: u64,
-    syncs: u64,
 }
 
 /// Counters and the sync gate, shared by the io and its files.
 #[derive(Debug, Default)]
 struct FaultState {
     plan: RefCell<FaultPlan>,
+    writes: Cell<u64>,
+    syncs: Cell<u64>,
     syncs_completed: Cell<u64>,
     /// Syncs wait for a read guard; a test holding the write guard stalls them.
     sync_gate: std::sync::Arc<async_lock::RwLock<()>>,
 }
 
-impl FaultPlan {
-    fn hit(counter: &mut u64, from: Option<(u64, Fault)>) -> Option<Fault> {
-        let n = *counter;
-        *counter += 1;
-        from.filter(|(first, _)| n >= *first).map(|(_, fault)| fault)
-    }
+/// Counts one more call; returns the fault if this call is at or past the first failing one.
+fn hit(counter: &Cell<u64>, from: Option<(u64, Fault)>) -> Option<Fault> {
+    let n = counter.get();
+    counter.set(n + 1);
+    from.filter(|(first, _)| n >= *first).map(|(_, fault)| fault)
 }
 
 /// While alive, every sync of the [`FaultyIo`] that made it waits.
@@ -81,7 +80,9 @@ impl<I: SegmentIo> FaultyIo<I> {
 
     /// Replaces the plan; counters restart at zero.
     pub fn arm(&self, plan: FaultPlan) {
-        *self.state.plan.borrow_mut() = FaultPlan { writes: 0, syncs: 0, ..plan };
+        *self.state.plan.borrow_mut() = plan;
+        self.state.writes.set(0);
+        self.state.syncs.set(0);
     }
 
     /// Clears every fault.
@@ -124,11 +125,7 @@ impl<I: SegmentIo> SegmentIo for FaultyIo<I> {
 
 impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
     async fn write_at(&self, pos: u64, buf: Vec<u8>) -> io::Result<()> {
-        let fault = {
-            let mut plan = self.state.plan.borrow_mut();
-            let from = plan.fail_write_from;
-            FaultPlan::hit(&mut plan.writes, from)
-        };
+        let fault = hit(&self.state.writes, self.state.plan.borrow().fail_write_from);
         match fault {
             Some(fault) => Err(fault.error()),
             None => self.inner.write_at(pos, buf).await,
@@ -136,11 +133,7 @@ impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
     }
 
     async fn sync_data(&self) -> io::Result<()> {
-        let fault = {
-            let mut plan = self.state.plan.borrow_mut();
-            let from = plan.fail_sync_from;
-            FaultPlan::hit(&mut plan.syncs, from)
-        };
+        let fault = hit(&self.state.syncs, self.state.plan.borrow().fail_sync_from);
         let _gate = self.state.sync_gate.read().await;
         match fault {
             Some(fault) => Err(fault.error()),
