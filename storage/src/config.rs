@@ -48,15 +48,15 @@ impl LogConfig {
     /// Checks every value, so a log never starts with a configuration it cannot honour.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(StorageError::InvalidConfig(msg));
-        if self.segment_size_bytes < SEGMENT_SIZE_BYTES_MIN || self.segment_size_bytes % 4096 != 0
+        if self.segment_size_bytes < SEGMENT_SIZE_BYTES_MIN
+            || !self.segment_size_bytes.is_multiple_of(4096)
         {
             return bad(format!(
                 "segment_size_bytes {} must be a multiple of 4096 and at least {}",
                 self.segment_size_bytes, SEGMENT_SIZE_BYTES_MIN
             ));
         }
-        if self.record_size_bytes_max == 0 || self.record_size_bytes_max > RECORD_SIZE_BYTES_LIMIT
-        {
+        if self.record_size_bytes_max == 0 || self.record_size_bytes_max > RECORD_SIZE_BYTES_LIMIT {
             return bad(format!(
                 "record_size_bytes_max {} must be in 1..={}",
                 self.record_size_bytes_max, RECORD_SIZE_BYTES_LIMIT

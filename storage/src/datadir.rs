@@ -16,7 +16,8 @@ impl DataDir {
     /// A data directory rooted at `root` (created if missing).
     pub fn new(root: impl Into<PathBuf>) -> Result<DataDir> {
         let root = root.into();
-        std::fs::create_dir_all(&root).map_err(|e| StorageError::io("create data dir", &root, e))?;
+        std::fs::create_dir_all(&root)
+            .map_err(|e| StorageError::io("create data dir", &root, e))?;
         Ok(DataDir { root })
     }
 
@@ -30,7 +31,10 @@ impl DataDir {
     /// is always inside the root.
     pub fn log_dir(&self, components: &[&str]) -> Result<PathBuf> {
         if components.is_empty() {
-            return Err(StorageError::InvalidPath { path: String::new(), reason: "empty path" });
+            return Err(StorageError::InvalidPath {
+                path: String::new(),
+                reason: "empty path",
+            });
         }
         let mut path = self.root.clone();
         for component in components {
@@ -47,13 +51,19 @@ pub fn validate_name(name: &str) -> Result<()> {
         Some("a name is 1 to 128 characters")
     } else if name == "." || name == ".." {
         Some("a name cannot be . or ..")
-    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
         Some("a name holds only A-Z a-z 0-9 _ . -")
     } else {
         None
     };
     match reason {
-        Some(reason) => Err(StorageError::InvalidPath { path: name.to_string(), reason }),
+        Some(reason) => Err(StorageError::InvalidPath {
+            path: name.to_string(),
+            reason,
+        }),
         None => Ok(()),
     }
 }
@@ -66,13 +76,27 @@ mod tests {
     fn names_that_would_leave_the_root_are_refused() {
         let root = tempfile::tempdir().unwrap();
         let data = DataDir::new(root.path()).unwrap();
-        for bad in ["..", ".", "", "a/b", "/etc", "a\\b", "ok\0", "é", &"x".repeat(129)] {
+        for bad in [
+            "..",
+            ".",
+            "",
+            "a/b",
+            "/etc",
+            "a\\b",
+            "ok\0",
+            "é",
+            &"x".repeat(129),
+        ] {
             let err = data.log_dir(&["streams", bad]).unwrap_err();
-            assert!(matches!(err, StorageError::InvalidPath { .. }), "{bad:?}: {err}");
+            assert!(
+                matches!(err, StorageError::InvalidPath { .. }),
+                "{bad:?}: {err}"
+            );
         }
         assert!(data.log_dir(&[]).is_err());
         assert_eq!(
-            data.log_dir(&["streams", "orders.v2", "shardId-000000000001"]).unwrap(),
+            data.log_dir(&["streams", "orders.v2", "shardId-000000000001"])
+                .unwrap(),
             root.path().join("streams/orders.v2/shardId-000000000001")
         );
         // Nothing was created for the refused names.

@@ -13,21 +13,37 @@ pub struct SparseIndex {
 impl SparseIndex {
     /// An empty index adding an entry every `interval_bytes`.
     pub fn new(interval_bytes: u64) -> Self {
-        SparseIndex { entries: Vec::new(), interval_bytes }
+        SparseIndex {
+            entries: Vec::new(),
+            interval_bytes,
+        }
     }
 
     /// An index rebuilt from a sealed segment's footer.
     pub fn from_entries(entries: Vec<IndexEntry>, interval_bytes: u64) -> Self {
-        assert!(entries.windows(2).all(|w| w[0].seq < w[1].seq && w[0].pos < w[1].pos));
-        SparseIndex { entries, interval_bytes }
+        assert!(
+            entries
+                .windows(2)
+                .all(|w| w[0].seq < w[1].seq && w[0].pos < w[1].pos)
+        );
+        SparseIndex {
+            entries,
+            interval_bytes,
+        }
     }
 
     /// Notes a batch appended at `pos`; keeps it if it is far enough from the last entry.
     pub fn observe(&mut self, entry: IndexEntry) {
         match self.entries.last() {
             Some(last) => {
-                assert!(entry.seq > last.seq && entry.pos > last.pos, "index must grow");
-                assert!(entry.timestamp_ms >= last.timestamp_ms, "timestamps must not go back");
+                assert!(
+                    entry.seq > last.seq && entry.pos > last.pos,
+                    "index must grow"
+                );
+                assert!(
+                    entry.timestamp_ms >= last.timestamp_ms,
+                    "timestamps must not go back"
+                );
                 if entry.pos - last.pos >= self.interval_bytes {
                     self.entries.push(entry);
                 }
@@ -50,8 +66,13 @@ impl SparseIndex {
     /// The entry from which a walk finds the first record at or after `timestamp_ms`: the last
     /// entry strictly before it (records with equal time may sit in the batch before an entry).
     pub fn floor_by_timestamp(&self, timestamp_ms: u64) -> Option<IndexEntry> {
-        let after = self.entries.partition_point(|e| e.timestamp_ms < timestamp_ms);
-        after.checked_sub(1).map(|i| self.entries[i]).or_else(|| self.entries.first().copied())
+        let after = self
+            .entries
+            .partition_point(|e| e.timestamp_ms < timestamp_ms);
+        after
+            .checked_sub(1)
+            .map(|i| self.entries[i])
+            .or_else(|| self.entries.first().copied())
     }
 }
 
@@ -63,7 +84,11 @@ mod tests {
         let mut index = SparseIndex::new(100);
         // Batches every 40 bytes, 10 records each, time = seq / 10.
         for i in 0..20u64 {
-            index.observe(IndexEntry { seq: i * 10, timestamp_ms: i, pos: 4096 + i * 40 });
+            index.observe(IndexEntry {
+                seq: i * 10,
+                timestamp_ms: i,
+                pos: 4096 + i * 40,
+            });
         }
         index
     }

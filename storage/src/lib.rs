@@ -30,6 +30,9 @@
 //! bytes, a batch must fit in one segment, at most `segments_max` segment files per log.
 //! The byte layout is in docs/design/segment-format.md.
 
+// Sluice is for 64-bit Linux (io_uring); offsets move between u64 and usize freely.
+const _: () = assert!(usize::BITS == 64, "sluice-storage needs a 64-bit target");
+
 mod clock;
 mod config;
 mod datadir;
@@ -54,8 +57,8 @@ pub use error::{Result, StorageError};
 pub use format::{RecordIn, RecordView};
 pub use index::SparseIndex;
 pub use io::{
-    Fault, FaultPlan, FaultyFile, FaultyIo, GlommioFile, SyncHold, GlommioIo, SegmentFile, SegmentIo,
-    block_on, spawn,
+    Fault, FaultPlan, FaultyFile, FaultyIo, GlommioFile, GlommioIo, SegmentFile, SegmentIo,
+    SyncHold, block_on, spawn,
 };
 pub use log::{Appended, Durability, LogStats, ShardLog};
 pub use metalog::MetaLog;

@@ -114,7 +114,9 @@ pub struct ShardLog<I: SegmentIo> {
 
 impl<I: SegmentIo> std::fmt::Debug for ShardLog<I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShardLog").field("dir", &self.shared.dir).finish_non_exhaustive()
+        f.debug_struct("ShardLog")
+            .field("dir", &self.shared.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -129,9 +131,16 @@ impl<I: SegmentIo> ShardLog<I> {
             // Mark segments after the cut free before anything new is written, so they can
             // never be taken for a continuation of the log later.
             let header = free_header(segment, 0, &config, clock.now_ms());
-            let file = io.open(&segment.path).await.map_err(|e| StorageError::io("open", &segment.path, e))?;
-            file.write_at(0, header.to_vec()).await.map_err(|e| StorageError::io("free segment", &segment.path, e))?;
-            file.sync_data().await.map_err(|e| StorageError::io("sync", &segment.path, e))?;
+            let file = io
+                .open(&segment.path)
+                .await
+                .map_err(|e| StorageError::io("open", &segment.path, e))?;
+            file.write_at(0, header.to_vec())
+                .await
+                .map_err(|e| StorageError::io("free segment", &segment.path, e))?;
+            file.sync_data()
+                .await
+                .map_err(|e| StorageError::io("sync", &segment.path, e))?;
         }
         let live: Vec<Arc<Segment>> = recovered.live.into_iter().map(Arc::new).collect();
         let trim_seq = live.first().map_or(recovered.next_seq, |s| s.base_seq);
@@ -144,7 +153,12 @@ impl<I: SegmentIo> ShardLog<I> {
             clock,
         ));
         let last_timestamp_ms = live.last().map_or(0, |s| s.max_timestamp_ms());
-        let free = recovered.free.into_iter().chain(recovered.discarded).map(Arc::new).collect();
+        let free = recovered
+            .free
+            .into_iter()
+            .chain(recovered.discarded)
+            .map(Arc::new)
+            .collect();
         let writer = Writer {
             active: None,
             live,
@@ -181,8 +195,16 @@ impl<I: SegmentIo> ShardLog<I> {
     /// a new batch happened to be byte-identical to the one it replaced.
     async fn seal_recovered_tail(&self, tail: recovery::Tail) -> Result<()> {
         let w = self.writer.lock().await;
-        let segment = w.live.last().expect("a tail belongs to a live segment").clone();
-        let file = self.io.open(&segment.path).await.map_err(|e| StorageError::io("open", &segment.path, e))?;
+        let segment = w
+            .live
+            .last()
+            .expect("a tail belongs to a live segment")
+            .clone();
+        let file = self
+            .io
+            .open(&segment.path)
+            .await
+            .map_err(|e| StorageError::io("open", &segment.path, e))?;
         let active = Active {
             segment,
             file: Rc::new(file),
@@ -190,7 +212,11 @@ impl<I: SegmentIo> ShardLog<I> {
             last_checksum: tail.last_checksum,
         };
         self.seal(&active, w.next_seq).await?;
-        active.file.sync_data().await.map_err(|e| self.fail("fdatasync", &active.segment.path, e))
+        active
+            .file
+            .sync_data()
+            .await
+            .map_err(|e| self.fail("fdatasync", &active.segment.path, e))
     }
 
     /// A read handle for any thread.
@@ -220,7 +246,10 @@ impl<I: SegmentIo> ShardLog<I> {
 
     /// Changes the retention period; a decrease hides expired records at once.
     pub fn set_retention_ms(&self, retention_ms: u64) -> Result<()> {
-        let config = LogConfig { retention_ms, ..self.config.clone() };
+        let config = LogConfig {
+            retention_ms,
+            ..self.config.clone()
+        };
         config.validate()?;
         self.shared.set_retention_ms(retention_ms);
         Ok(())
@@ -241,7 +270,11 @@ impl<I: SegmentIo> ShardLog<I> {
 
     /// Appends one batch; every record gets the same arrival time. Returns once the batch is
     /// visible, or durable, as asked.
-    pub async fn append(&self, records: &[RecordIn<'_>], durability: Durability) -> Result<Appended> {
+    pub async fn append(
+        &self,
+        records: &[RecordIn<'_>],
+        durability: Durability,
+    ) -> Result<Appended> {
         self.check_writable()?;
         self.validate(records)?;
         let appended = {
@@ -273,20 +306,34 @@ impl<I: SegmentIo> ShardLog<I> {
             return Err(StorageError::EmptyBatch);
         }
         if records.len() > self.config.batch_records_max {
-            return Err(StorageError::TooManyRecords { count: records.len(), max: self.config.batch_records_max });
+            return Err(StorageError::TooManyRecords {
+                count: records.len(),
+                max: self.config.batch_records_max,
+            });
         }
         for (index, record) in records.iter().enumerate() {
             if record.key.len() > KEY_BYTES_MAX {
-                return Err(StorageError::KeyTooLong { index, key_bytes: record.key.len(), max_bytes: KEY_BYTES_MAX });
+                return Err(StorageError::KeyTooLong {
+                    index,
+                    key_bytes: record.key.len(),
+                    max_bytes: KEY_BYTES_MAX,
+                });
             }
             let size_bytes = (record.key.len() + record.data.len()) as u64;
             if size_bytes > self.config.record_size_bytes_max {
-                return Err(StorageError::RecordTooLarge { index, size_bytes, max_bytes: self.config.record_size_bytes_max });
+                return Err(StorageError::RecordTooLarge {
+                    index,
+                    size_bytes,
+                    max_bytes: self.config.record_size_bytes_max,
+                });
             }
         }
         let size_bytes = encoded_batch_len(records);
         if size_bytes > self.config.batch_bytes_max() {
-            return Err(StorageError::BatchTooLarge { size_bytes, max_bytes: self.config.batch_bytes_max() });
+            return Err(StorageError::BatchTooLarge {
+                size_bytes,
+                max_bytes: self.config.batch_bytes_max(),
+            });
         }
         Ok(())
     }
@@ -298,9 +345,16 @@ impl<I: SegmentIo> ShardLog<I> {
         error
     }
 
-    async fn append_locked(&self, w: &mut Writer<I::File>, records: &[RecordIn<'_>]) -> Result<Appended> {
+    async fn append_locked(
+        &self,
+        w: &mut Writer<I::File>,
+        records: &[RecordIn<'_>],
+    ) -> Result<Appended> {
         let length = encoded_batch_len(records);
-        let fits = w.active.as_ref().is_some_and(|a| a.write_pos + length <= self.config.data_limit());
+        let fits = w
+            .active
+            .as_ref()
+            .is_some_and(|a| a.write_pos + length <= self.config.data_limit());
         if !fits {
             self.roll(w).await?;
         }
@@ -309,8 +363,18 @@ impl<I: SegmentIo> ShardLog<I> {
         let active = w.active.as_mut().expect("roll leaves an active segment");
         let mut buf = Vec::new();
         let generation = active.segment.generation;
-        let header = encode_batch(&mut buf, records, w.next_seq, generation, timestamp_ms, active.last_checksum);
-        let loc = BatchLoc { pos: active.write_pos, header };
+        let header = encode_batch(
+            &mut buf,
+            records,
+            w.next_seq,
+            generation,
+            timestamp_ms,
+            active.last_checksum,
+        );
+        let loc = BatchLoc {
+            pos: active.write_pos,
+            header,
+        };
         if let Err(e) = active.file.write_at(loc.pos, buf).await {
             return Err(self.fail("write batch", &active.segment.path, e));
         }
@@ -321,7 +385,11 @@ impl<I: SegmentIo> ShardLog<I> {
         w.next_seq = header.end_seq();
         w.last_timestamp_ms = timestamp_ms;
         self.shared.publish_next_seq(w.next_seq);
-        Ok(Appended { base_seq: header.base_seq, record_count: header.record_count, timestamp_ms })
+        Ok(Appended {
+            base_seq: header.base_seq,
+            record_count: header.record_count,
+            timestamp_ms,
+        })
     }
 
     /// Seals the active segment (if any) and starts the next one at `w.next_seq`.
@@ -331,7 +399,11 @@ impl<I: SegmentIo> ShardLog<I> {
         w.generation += 1;
         Arc::get_mut(&mut segment)
             .expect("a segment being started has no readers")
-            .reset(w.generation, w.next_seq, SparseIndex::new(self.config.index_interval_bytes));
+            .reset(
+                w.generation,
+                w.next_seq,
+                SparseIndex::new(self.config.index_interval_bytes),
+            );
         if let Some(old) = w.active.take() {
             self.seal(&old, w.next_seq).await?;
             w.unsynced.push(old.file);
@@ -348,7 +420,12 @@ impl<I: SegmentIo> ShardLog<I> {
         }
         w.live.push(segment.clone());
         self.shared.set_table(w.live.clone());
-        w.active = Some(Active { segment, file: Rc::new(file), write_pos: SEGMENT_DATA_START, last_checksum: 0 });
+        w.active = Some(Active {
+            segment,
+            file: Rc::new(file),
+            write_pos: SEGMENT_DATA_START,
+            last_checksum: 0,
+        });
         w.active_dirty = true;
         Ok(())
     }
@@ -370,17 +447,24 @@ impl<I: SegmentIo> ShardLog<I> {
             }
         }
         if w.files() >= self.config.segments_max {
-            return Err(StorageError::LogFull { segments_max: self.config.segments_max });
+            return Err(StorageError::LogFull {
+                segments_max: self.config.segments_max,
+            });
         }
         let path = self.shared.dir.join(segment_file_name(w.next_slot));
         let file = match self.io.create(&path, self.config.segment_size_bytes).await {
             Ok(file) => file,
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return Err(StorageError::NoSpace { path }),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                return Err(StorageError::NoSpace { path });
+            }
             Err(e) => return Err(StorageError::io("create segment", &path, e)),
         };
         w.next_slot += 1;
         w.files_created += 1;
-        self.io.sync_dir(&self.shared.dir).await.map_err(|e| self.fail("sync dir", &self.shared.dir, e))?;
+        self.io
+            .sync_dir(&self.shared.dir)
+            .await
+            .map_err(|e| self.fail("sync dir", &self.shared.dir, e))?;
         let segment = Segment::new(path.clone(), map_file(&path)?, 0, 0);
         Ok((Arc::new(segment), file))
     }
@@ -401,7 +485,10 @@ impl<I: SegmentIo> ShardLog<I> {
         };
         let (bytes, footer_checksum) = encode_footer(&footer);
         let trailer_pos = self.config.segment_size_bytes - TRAILER_LEN as u64;
-        assert!(old.write_pos + bytes.len() as u64 <= trailer_pos, "seal space is reserved");
+        assert!(
+            old.write_pos + bytes.len() as u64 <= trailer_pos,
+            "seal space is reserved"
+        );
         let trailer = Trailer {
             generation: segment.generation,
             footer_pos: old.write_pos,
@@ -410,7 +497,11 @@ impl<I: SegmentIo> ShardLog<I> {
             end_seq,
         };
         let written = match old.file.write_at(old.write_pos, bytes).await {
-            Ok(()) => old.file.write_at(trailer_pos, trailer.encode().to_vec()).await,
+            Ok(()) => {
+                old.file
+                    .write_at(trailer_pos, trailer.encode().to_vec())
+                    .await
+            }
             Err(e) => Err(e),
         };
         written.map_err(|e| self.fail("seal segment", &segment.path, e))
@@ -456,8 +547,17 @@ impl<I: SegmentIo> ShardLog<I> {
         while w.live.len() > 1 && w.live[0].max_timestamp_ms() < cutoff {
             let segment = w.live.remove(0);
             self.shared.raise_trim(segment.end_seq());
-            let header = free_header(&segment, segment.end_seq(), &self.config, self.shared.clock.now_ms());
-            let file = self.io.open(&segment.path).await.map_err(|e| self.fail("open", &segment.path, e))?;
+            let header = free_header(
+                &segment,
+                segment.end_seq(),
+                &self.config,
+                self.shared.clock.now_ms(),
+            );
+            let file = self
+                .io
+                .open(&segment.path)
+                .await
+                .map_err(|e| self.fail("open", &segment.path, e))?;
             if let Err(e) = file.write_at(0, header.to_vec()).await {
                 return Err(self.fail("retire segment", &segment.path, e));
             }
@@ -510,7 +610,9 @@ fn lock_dir(dir: &Path) -> Result<File> {
         .map_err(|e| StorageError::io("open lock", &path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::InUse { path: dir.to_path_buf() }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::InUse {
+            path: dir.to_path_buf(),
+        }),
         Err(std::fs::TryLockError::Error(e)) => Err(StorageError::io("lock", &path, e)),
     }
 }

@@ -35,7 +35,8 @@ pub struct MetaLog<T> {
 
 impl<T> MetaLog<T>
 where
-    T: rkyv::Archive + for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
+    T: rkyv::Archive
+        + for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
     T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
         + rkyv::Deserialize<T, HighDeserializer<rancor::Error>>,
 {
@@ -49,19 +50,23 @@ where
             .truncate(false)
             .open(path)
             .map_err(|e| StorageError::io("open metadata log", path, e))?;
-        let bytes = std::fs::read(path).map_err(|e| StorageError::io("read metadata log", path, e))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| StorageError::io("read metadata log", path, e))?;
         let (entries, valid_len) = if bytes.is_empty() {
             let mut header = [0u8; FILE_HEADER_LEN as usize];
             header[..8].copy_from_slice(FILE_MAGIC);
             header[8..10].copy_from_slice(&crate::format::FORMAT_VERSION.to_le_bytes());
-            file.write_all_at(&header, 0).map_err(|e| StorageError::io("write metadata log", path, e))?;
+            file.write_all_at(&header, 0)
+                .map_err(|e| StorageError::io("write metadata log", path, e))?;
             sync_parent(path)?;
             (Vec::new(), FILE_HEADER_LEN)
         } else {
             replay(path, &bytes)?
         };
-        file.set_len(valid_len).map_err(|e| StorageError::io("truncate metadata log", path, e))?;
-        file.sync_data().map_err(|e| StorageError::io("sync metadata log", path, e))?;
+        file.set_len(valid_len)
+            .map_err(|e| StorageError::io("truncate metadata log", path, e))?;
+        file.sync_data()
+            .map_err(|e| StorageError::io("sync metadata log", path, e))?;
         let log = MetaLog {
             path: path.to_path_buf(),
             file,
@@ -75,8 +80,12 @@ where
     /// Appends one entry; it is durable when this returns.
     pub fn append(&mut self, entry: &T) -> Result<()> {
         let frame = encode_frame(entry)?;
-        self.file.write_all_at(&frame, self.len).map_err(|e| StorageError::io("append metadata", &self.path, e))?;
-        self.file.sync_data().map_err(|e| StorageError::io("sync metadata log", &self.path, e))?;
+        self.file
+            .write_all_at(&frame, self.len)
+            .map_err(|e| StorageError::io("append metadata", &self.path, e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| StorageError::io("sync metadata log", &self.path, e))?;
         self.len += frame.len() as u64;
         self.entries_since_compaction += 1;
         Ok(())
@@ -99,8 +108,10 @@ where
             out.extend_from_slice(&encode_frame(entry)?);
         }
         let mut file = File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
-        file.write_all(&out).map_err(|e| StorageError::io("write", &tmp, e))?;
-        file.sync_all().map_err(|e| StorageError::io("sync", &tmp, e))?;
+        file.write_all(&out)
+            .map_err(|e| StorageError::io("write", &tmp, e))?;
+        file.sync_all()
+            .map_err(|e| StorageError::io("sync", &tmp, e))?;
         std::fs::rename(&tmp, &self.path).map_err(|e| StorageError::io("rename", &tmp, e))?;
         sync_parent(&self.path)?;
         self.file = File::options()
@@ -118,11 +129,19 @@ fn encode_frame<T>(entry: &T) -> Result<Vec<u8>>
 where
     T: for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
 {
-    let payload = rkyv::to_bytes::<rancor::Error>(entry)
-        .map_err(|e| StorageError::InvalidConfig(format!("metadata entry does not serialize: {e}")))?;
-    assert!(payload.len() <= META_ENTRY_BYTES_MAX, "metadata entries are small");
+    let payload = rkyv::to_bytes::<rancor::Error>(entry).map_err(|e| {
+        StorageError::InvalidConfig(format!("metadata entry does not serialize: {e}"))
+    })?;
+    assert!(
+        payload.len() <= META_ENTRY_BYTES_MAX,
+        "metadata entries are small"
+    );
     let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + payload.len() + 8);
-    frame.extend_from_slice(&u32::try_from(payload.len()).expect("bounded above").to_le_bytes());
+    frame.extend_from_slice(
+        &u32::try_from(payload.len())
+            .expect("bounded above")
+            .to_le_bytes(),
+    );
     frame.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
     frame.extend_from_slice(&xxh3_64(&payload).to_le_bytes());
     frame.extend_from_slice(&payload);
@@ -139,14 +158,21 @@ where
         + rkyv::Deserialize<T, HighDeserializer<rancor::Error>>,
 {
     if bytes.len() < FILE_HEADER_LEN as usize || &bytes[..8] != FILE_MAGIC {
-        return Err(StorageError::Corrupt { path: path.to_path_buf(), pos: 0, reason: "not a metadata log".into() });
+        return Err(StorageError::Corrupt {
+            path: path.to_path_buf(),
+            pos: 0,
+            reason: "not a metadata log".into(),
+        });
     }
     let mut entries = Vec::new();
     let mut pos = FILE_HEADER_LEN as usize;
     while pos + FRAME_HEADER_LEN <= bytes.len() {
         let len = read_u32(bytes, pos) as usize;
         let end = pos + FRAME_HEADER_LEN + align8(len as u64) as usize;
-        if read_u32(bytes, pos + 4) != FRAME_MAGIC || len > META_ENTRY_BYTES_MAX || end > bytes.len() {
+        if read_u32(bytes, pos + 4) != FRAME_MAGIC
+            || len > META_ENTRY_BYTES_MAX
+            || end > bytes.len()
+        {
             break;
         }
         let payload = &bytes[pos + FRAME_HEADER_LEN..pos + FRAME_HEADER_LEN + len];
@@ -165,7 +191,10 @@ where
 }
 
 fn sync_parent(path: &Path) -> Result<()> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     File::open(parent)
         .and_then(|dir| dir.sync_all())
         .map_err(|e| StorageError::io("sync directory", parent, e))
@@ -182,7 +211,10 @@ mod tests {
     }
 
     fn entry(i: u64) -> Entry {
-        Entry { stream: format!("stream-{i}"), shards: (0..i).collect() }
+        Entry {
+            stream: format!("stream-{i}"),
+            shards: (0..i).collect(),
+        }
     }
 
     #[test]
@@ -209,7 +241,12 @@ mod tests {
         }
         drop(log);
         let full = std::fs::metadata(&path).unwrap().len();
-        File::options().write(true).open(&path).unwrap().set_len(full - 5).unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(full - 5)
+            .unwrap();
         let (mut log, replayed) = MetaLog::<Entry>::open(&path).unwrap();
         assert_eq!(replayed, vec![entry(0), entry(1)]);
         log.append(&entry(7)).unwrap();

@@ -19,7 +19,10 @@ pub struct ReadLimits {
 impl Default for ReadLimits {
     /// Kinesis' GetRecords bounds: 10,000 records, 10 MiB.
     fn default() -> Self {
-        ReadLimits { records_max: 10_000, bytes_max: 10 * 1024 * 1024 }
+        ReadLimits {
+            records_max: 10_000,
+            bytes_max: 10 * 1024 * 1024,
+        }
     }
 }
 
@@ -41,7 +44,12 @@ pub struct ReadBatch {
 
 impl ReadBatch {
     fn empty(next_seq: u64) -> ReadBatch {
-        ReadBatch { segment: None, start_pos: 0, first_seq: next_seq, count: 0 }
+        ReadBatch {
+            segment: None,
+            start_pos: 0,
+            first_seq: next_seq,
+            count: 0,
+        }
     }
 
     /// Number of records.
@@ -72,7 +80,10 @@ impl ReadBatch {
             Some(RecordIter::new(bytes, &header).map(|r| r.expect("batch verified by the read")))
         });
         let first_seq = self.first_seq;
-        batches.flatten().skip_while(move |r| r.seq < first_seq).take(self.count)
+        batches
+            .flatten()
+            .skip_while(move |r| r.seq < first_seq)
+            .take(self.count)
     }
 }
 
@@ -114,18 +125,26 @@ impl LogReader {
     pub fn read(&self, from_seq: u64, limits: ReadLimits) -> Result<ReadBatch> {
         let next_seq = self.shared.next_seq();
         if from_seq > next_seq {
-            return Err(StorageError::SequenceBeyondEnd { seq: from_seq, next_seq });
+            return Err(StorageError::SequenceBeyondEnd {
+                seq: from_seq,
+                next_seq,
+            });
         }
         let trim_horizon = self.trim_horizon();
         if from_seq < trim_horizon {
-            return Err(StorageError::SequenceTrimmed { seq: from_seq, trim_horizon });
+            return Err(StorageError::SequenceTrimmed {
+                seq: from_seq,
+                trim_horizon,
+            });
         }
         if from_seq == next_seq || limits.records_max == 0 {
             return Ok(ReadBatch::empty(from_seq));
         }
         let table = self.shared.table();
-        let segment = segment_for(&table, from_seq)
-            .ok_or(StorageError::SequenceTrimmed { seq: from_seq, trim_horizon })?;
+        let segment = segment_for(&table, from_seq).ok_or(StorageError::SequenceTrimmed {
+            seq: from_seq,
+            trim_horizon,
+        })?;
         read_from(segment, from_seq, limits)
     }
 
@@ -140,7 +159,10 @@ impl LogReader {
 
     /// Arrival time of the newest record (0 for an empty log).
     pub fn latest_timestamp_ms(&self) -> u64 {
-        self.shared.table().last().map_or(0, |s| s.max_timestamp_ms())
+        self.shared
+            .table()
+            .last()
+            .map_or(0, |s| s.max_timestamp_ms())
     }
 }
 
@@ -182,6 +204,8 @@ fn read_from(segment: &Arc<Segment>, from_seq: u64, limits: ReadLimits) -> Resul
         segment: Some(segment.clone()),
         start_pos: first.pos,
         first_seq: from_seq,
-        count: usize::try_from(count).unwrap_or(usize::MAX).min(limits.records_max),
+        count: usize::try_from(count)
+            .unwrap_or(usize::MAX)
+            .min(limits.records_max),
     })
 }

@@ -70,7 +70,10 @@ pub(crate) fn segment_file_name(slot: u32) -> String {
 }
 
 fn parse_slot(name: &str) -> Option<u32> {
-    name.strip_prefix("seg-")?.strip_suffix(".log")?.parse().ok()
+    name.strip_prefix("seg-")?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
 }
 
 struct Found {
@@ -85,18 +88,29 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
     let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| StorageError::io("list", dir, e))?;
-        let Some(slot) = entry.file_name().to_str().and_then(parse_slot) else { continue };
+        let Some(slot) = entry.file_name().to_str().and_then(parse_slot) else {
+            continue;
+        };
         next_slot = next_slot.max(slot + 1);
         found.push(open_found(entry.path(), config)?);
     }
-    let generation = found.iter().filter_map(|f| f.header.map(|h| h.generation)).max().unwrap_or(0);
-    let free_floor = found
+    let generation = found
         .iter()
-        .filter_map(|f| f.header.filter(|h| h.state == SegmentState::Free).map(|h| h.base_seq))
+        .filter_map(|f| f.header.map(|h| h.generation))
         .max()
         .unwrap_or(0);
-    let (mut live, mut free): (Vec<Found>, Vec<Found>) =
-        found.into_iter().partition(|f| f.header.is_some_and(|h| h.state == SegmentState::Live));
+    let free_floor = found
+        .iter()
+        .filter_map(|f| {
+            f.header
+                .filter(|h| h.state == SegmentState::Free)
+                .map(|h| h.base_seq)
+        })
+        .max()
+        .unwrap_or(0);
+    let (mut live, mut free): (Vec<Found>, Vec<Found>) = found
+        .into_iter()
+        .partition(|f| f.header.is_some_and(|h| h.state == SegmentState::Live));
     live.sort_by_key(|f| (f.segment.base_seq, std::cmp::Reverse(f.segment.generation)));
     let mut recovered = Recovered {
         live: Vec::new(),
@@ -127,7 +141,10 @@ fn open_found(path: PathBuf, config: &LogConfig) -> Result<Found> {
     }
     let header = SegmentHeader::decode(&map[..SEGMENT_HEADER_LEN]).ok();
     let (generation, base_seq) = header.map_or((0, 0), |h| (h.generation, h.base_seq));
-    Ok(Found { segment: Segment::new(path, map, generation, base_seq), header })
+    Ok(Found {
+        segment: Segment::new(path, map, generation, base_seq),
+        header,
+    })
 }
 
 /// Walks live segments in sequence order; each must start where the previous one ended.
@@ -170,7 +187,12 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig) {
         };
         recovered.next_seq = progress.end_seq;
         let index = SparseIndex::from_entries(progress.index, config.index_interval_bytes);
-        segment.restore(progress.end_seq, progress.data_end, progress.max_timestamp_ms, index);
+        segment.restore(
+            progress.end_seq,
+            progress.data_end,
+            progress.max_timestamp_ms,
+            index,
+        );
         recovered.live.push(segment);
     }
     recovered.tail = last_unsealed;
@@ -203,9 +225,15 @@ fn open_sealed(segment: &Segment) -> Option<Progress> {
         && footer.end_seq == trailer.end_seq
         && footer.end_seq >= footer.base_seq
         && footer.data_end == trailer.footer_pos
-        && footer.index.windows(2).all(|w| w[0].seq < w[1].seq && w[0].pos < w[1].pos)
-        && footer.index.iter().all(|e| e.pos >= SEGMENT_DATA_START && e.pos < footer.data_end);
-    consistent.then(|| Progress {
+        && footer
+            .index
+            .windows(2)
+            .all(|w| w[0].seq < w[1].seq && w[0].pos < w[1].pos)
+        && footer
+            .index
+            .iter()
+            .all(|e| e.pos >= SEGMENT_DATA_START && e.pos < footer.data_end);
+    consistent.then_some(Progress {
         end_seq: footer.end_seq,
         data_end: footer.data_end,
         max_timestamp_ms: footer.max_timestamp_ms,
@@ -236,7 +264,11 @@ fn scan(segment: &Segment, config: &LogConfig) -> Scanned {
         let pos = progress.data_end;
         match check_batch(segment, pos, limit, &progress) {
             Ok(header) => {
-                index.observe(IndexEntry { seq: header.base_seq, timestamp_ms: header.min_timestamp_ms, pos });
+                index.observe(IndexEntry {
+                    seq: header.base_seq,
+                    timestamp_ms: header.min_timestamp_ms,
+                    pos,
+                });
                 progress.end_seq = header.end_seq();
                 progress.data_end = pos + u64::from(header.length);
                 progress.max_timestamp_ms = header.max_timestamp_ms;
@@ -259,7 +291,12 @@ enum Stop {
     Damage(FormatError),
 }
 
-fn check_batch(segment: &Segment, pos: u64, limit: u64, at: &Progress) -> Result<BatchHeader, Stop> {
+fn check_batch(
+    segment: &Segment,
+    pos: u64,
+    limit: u64,
+    at: &Progress,
+) -> Result<BatchHeader, Stop> {
     let head = segment.bytes(pos, pos + 64);
     if head.iter().all(|&b| b == 0) {
         return Err(Stop::CleanEnd);

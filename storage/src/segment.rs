@@ -80,7 +80,13 @@ impl Segment {
     }
 
     /// Installs recovered or fresh progress before the segment is shared.
-    pub(crate) fn restore(&mut self, end_seq: u64, visible_end: u64, max_ts: u64, index: SparseIndex) {
+    pub(crate) fn restore(
+        &mut self,
+        end_seq: u64,
+        visible_end: u64,
+        max_ts: u64,
+        index: SparseIndex,
+    ) {
         *self.end_seq.get_mut() = end_seq;
         *self.visible_end.get_mut() = visible_end;
         *self.max_timestamp_ms.get_mut() = max_ts;
@@ -90,14 +96,26 @@ impl Segment {
     /// Owner: a batch was written at `loc`; make it visible. Release ordering pairs with the
     /// readers' acquire loads of `visible_end` and `end_seq`.
     pub(crate) fn publish(&self, loc: &BatchLoc) {
-        assert_eq!(loc.pos, self.visible_end(), "batches are published in order");
-        assert_eq!(loc.header.base_seq, self.end_seq(), "sequence numbers are contiguous");
-        self.index.write().unwrap_or_else(|e| e.into_inner()).observe(IndexEntry {
-            seq: loc.header.base_seq,
-            timestamp_ms: loc.header.min_timestamp_ms,
-            pos: loc.pos,
-        });
-        self.max_timestamp_ms.store(loc.header.max_timestamp_ms, Ordering::Release);
+        assert_eq!(
+            loc.pos,
+            self.visible_end(),
+            "batches are published in order"
+        );
+        assert_eq!(
+            loc.header.base_seq,
+            self.end_seq(),
+            "sequence numbers are contiguous"
+        );
+        self.index
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(IndexEntry {
+                seq: loc.header.base_seq,
+                timestamp_ms: loc.header.min_timestamp_ms,
+                pos: loc.pos,
+            });
+        self.max_timestamp_ms
+            .store(loc.header.max_timestamp_ms, Ordering::Release);
         self.end_seq.store(loc.header.end_seq(), Ordering::Release);
         self.visible_end.store(loc.end(), Ordering::Release);
     }
@@ -115,7 +133,11 @@ impl Segment {
     }
 
     pub(crate) fn index_entries(&self) -> Vec<IndexEntry> {
-        self.index.read().unwrap_or_else(|e| e.into_inner()).entries().to_vec()
+        self.index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .entries()
+            .to_vec()
     }
 
     /// Raw mapped bytes; only ranges below `visible_end` are meaningful.
@@ -129,7 +151,11 @@ impl Segment {
     }
 
     pub(crate) fn corrupt(&self, pos: u64, e: FormatError) -> StorageError {
-        StorageError::Corrupt { path: self.path.clone(), pos, reason: e.0.to_string() }
+        StorageError::Corrupt {
+            path: self.path.clone(),
+            pos,
+            reason: e.0.to_string(),
+        }
     }
 
     /// The header of the batch at `pos`, checked against what the walk expects, without
@@ -153,7 +179,12 @@ impl Segment {
     }
 
     /// Like [`Segment::batch_at`], and verifies the checksum and record layout.
-    pub(crate) fn verified_batch_at(&self, pos: u64, limit: u64, expected_seq: u64) -> Result<BatchLoc> {
+    pub(crate) fn verified_batch_at(
+        &self,
+        pos: u64,
+        limit: u64,
+        expected_seq: u64,
+    ) -> Result<BatchLoc> {
         let loc = self.batch_at(pos, limit, expected_seq)?;
         verify_batch(self.bytes(pos, loc.end()), &loc.header).map_err(|e| self.corrupt(pos, e))?;
         Ok(loc)
@@ -162,9 +193,17 @@ impl Segment {
     /// The visible batch holding `seq` (which must be in this segment's visible range).
     pub(crate) fn locate_seq(&self, seq: u64) -> Result<BatchLoc> {
         let limit = self.visible_end();
-        assert!(seq >= self.base_seq && seq < self.end_seq(), "seq {seq} outside segment");
-        let start = self.index.read().unwrap_or_else(|e| e.into_inner()).floor_by_seq(seq);
-        let (mut pos, mut expected) = start.map_or((SEGMENT_DATA_START, self.base_seq), |e| (e.pos, e.seq));
+        assert!(
+            seq >= self.base_seq && seq < self.end_seq(),
+            "seq {seq} outside segment"
+        );
+        let start = self
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .floor_by_seq(seq);
+        let (mut pos, mut expected) =
+            start.map_or((SEGMENT_DATA_START, self.base_seq), |e| (e.pos, e.seq));
         loop {
             let loc = self.batch_at(pos, limit, expected)?;
             if seq < loc.header.end_seq() {
@@ -178,8 +217,13 @@ impl Segment {
     /// its sequence number and arrival time.
     pub(crate) fn seek_timestamp(&self, timestamp_ms: u64) -> Result<Option<(u64, u64)>> {
         let limit = self.visible_end();
-        let start = self.index.read().unwrap_or_else(|e| e.into_inner()).floor_by_timestamp(timestamp_ms);
-        let (mut pos, mut expected) = start.map_or((SEGMENT_DATA_START, self.base_seq), |e| (e.pos, e.seq));
+        let start = self
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .floor_by_timestamp(timestamp_ms);
+        let (mut pos, mut expected) =
+            start.map_or((SEGMENT_DATA_START, self.base_seq), |e| (e.pos, e.seq));
         while pos < limit {
             let loc = self.verified_batch_at(pos, limit, expected)?;
             if loc.header.max_timestamp_ms >= timestamp_ms {

@@ -93,7 +93,8 @@ impl Shared {
     /// Records that the horizon `trim_seq` holds until the cut-off passes `until_ms`.
     /// Call after [`Shared::raise_trim`]: a reader that sees the new time sees the new seq.
     pub(crate) fn raise_trim_valid_until(&self, until_ms: u64) {
-        self.trim_valid_until_ms.fetch_max(until_ms, Ordering::AcqRel);
+        self.trim_valid_until_ms
+            .fetch_max(until_ms, Ordering::AcqRel);
     }
 
     pub(crate) fn trim_valid_until_ms(&self) -> u64 {
@@ -119,6 +120,9 @@ impl Shared {
         if !self.latched.load(Ordering::Acquire) {
             return None;
         }
-        self.latch_cause.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.latch_cause
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

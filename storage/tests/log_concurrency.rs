@@ -34,7 +34,10 @@ fn readers_on_other_threads_see_every_batch_once_and_never_a_partial_one() {
                     let base = log.next_seq();
                     let len = 1 + b % 13;
                     let data: Vec<Vec<u8>> = (0..len).map(|i| tagged(base, len, i)).collect();
-                    let records: Vec<RecordIn<'_>> = data.iter().map(|d| RecordIn { key: b"k", data: d }).collect();
+                    let records: Vec<RecordIn<'_>> = data
+                        .iter()
+                        .map(|d| RecordIn { key: b"k", data: d })
+                        .collect();
                     log.append(&records, Durability::Visible).await.unwrap();
                     if b % 64 == 0 {
                         glommio_yield().await;
@@ -63,10 +66,11 @@ fn readers_on_other_threads_see_every_batch_once_and_never_a_partial_one() {
                         next += 1;
                     }
                     // A read that reaches the watermark ends on the last record of a batch.
-                    if let Some((len, index)) = last {
-                        if batch.next_seq() == reader.next_seq() && index + 1 != len {
-                            partial_views += 1;
-                        }
+                    if let Some((len, index)) = last
+                        && batch.next_seq() == reader.next_seq()
+                        && index + 1 != len
+                    {
+                        partial_views += 1;
                     }
                     if finished && next == reader.next_seq() {
                         return (next, partial_views);
@@ -94,7 +98,10 @@ async fn glommio_yield() {
 }
 
 /// A tiny cross-thread completion: resolves when the sender side is dropped.
-fn async_oneshot() -> (Arc<Mutex<Option<()>>>, impl std::future::Future<Output = ()>) {
+fn async_oneshot() -> (
+    Arc<Mutex<Option<()>>>,
+    impl std::future::Future<Output = ()>,
+) {
     let slot = Arc::new(Mutex::new(Some(())));
     let watch = slot.clone();
     let future = std::future::poll_fn(move |cx| {
@@ -113,13 +120,22 @@ fn concurrent_durable_appends_share_syncs() {
     let dir = tempfile::tempdir().unwrap();
     block_on(async {
         let io = FaultyIo::new(GlommioIo);
-        let log = std::rc::Rc::new(open(io.clone(), dir.path(), small_config(), manual_clock()).await);
+        let log =
+            std::rc::Rc::new(open(io.clone(), dir.path(), small_config(), manual_clock()).await);
         let tasks: Vec<_> = (0..64u64)
             .map(|i| {
                 let log = log.clone();
                 spawn(async move {
                     let data = payload(i, 200);
-                    log.append(&[RecordIn { key: b"k", data: &data }], Durability::Durable).await.unwrap()
+                    log.append(
+                        &[RecordIn {
+                            key: b"k",
+                            data: &data,
+                        }],
+                        Durability::Durable,
+                    )
+                    .await
+                    .unwrap()
                 })
             })
             .collect();
@@ -130,7 +146,10 @@ fn concurrent_durable_appends_share_syncs() {
         assert!(ends.iter().all(|&end| end <= log.durable_seq()));
         assert_eq!(log.durable_seq(), 64);
         let syncs = io.syncs_completed();
-        assert!(syncs >= 1 && syncs < 64, "64 durable appends took {syncs} syncs");
+        assert!(
+            (1..64).contains(&syncs),
+            "64 durable appends took {syncs} syncs"
+        );
     });
 }
 
@@ -139,16 +158,41 @@ fn appends_continue_while_a_sync_is_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     block_on(async {
         let io = FaultyIo::new(GlommioIo);
-        let log = std::rc::Rc::new(open(io.clone(), dir.path(), small_config(), manual_clock()).await);
+        let log =
+            std::rc::Rc::new(open(io.clone(), dir.path(), small_config(), manual_clock()).await);
         let hold = io.hold_syncs().await;
         let durable = {
             let log = log.clone();
-            spawn(async move { log.append(&[RecordIn { key: b"d", data: b"durable" }], Durability::Durable).await })
+            spawn(async move {
+                log.append(
+                    &[RecordIn {
+                        key: b"d",
+                        data: b"durable",
+                    }],
+                    Durability::Durable,
+                )
+                .await
+            })
         };
         // Let the durable append reach its sync, which now waits on `hold`.
         for _ in 0..10 {
-            let visible = log.append(&[RecordIn { key: b"v", data: b"visible" }], Durability::Visible).await.unwrap();
-            assert!(log.reader().read(visible.base_seq, ReadLimits::default()).unwrap().len() == 1);
+            let visible = log
+                .append(
+                    &[RecordIn {
+                        key: b"v",
+                        data: b"visible",
+                    }],
+                    Durability::Visible,
+                )
+                .await
+                .unwrap();
+            assert!(
+                log.reader()
+                    .read(visible.base_seq, ReadLimits::default())
+                    .unwrap()
+                    .len()
+                    == 1
+            );
         }
         assert_eq!(log.durable_seq(), 0, "the sync is still held");
         assert_eq!(log.next_seq(), 11);

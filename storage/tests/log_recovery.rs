@@ -38,7 +38,10 @@ fn reopen_with(dir: &Path, config: LogConfig) -> (Vec<u64>, sluice_storage::Reco
             let batch = reader.read(seq, ReadLimits::default()).unwrap();
             for record in batch.records() {
                 assert_eq!(record.key, key(record.seq).as_slice());
-                assert!(record.data == payload(record.seq, RECORD_LEN).as_slice(), "intact data");
+                assert!(
+                    record.data == payload(record.seq, RECORD_LEN).as_slice(),
+                    "intact data"
+                );
                 seqs.push(record.seq);
             }
             seq = batch.next_seq();
@@ -77,7 +80,10 @@ fn clean_reopen_returns_everything_and_opens_sealed_segments_from_footers() {
     let (seqs, report, next) = reopen_and_read_all(dir.path());
     assert_eq!(seqs, (0..1600).collect::<Vec<_>>());
     assert_eq!(next, 1600);
-    assert_eq!(report.scanned_segments, 1, "only the active segment is scanned: {report:?}");
+    assert_eq!(
+        report.scanned_segments, 1,
+        "only the active segment is scanned: {report:?}"
+    );
     assert!(report.sealed_segments >= 2, "{report:?}");
     // That reopen sealed the recovered segment: the next one scans nothing.
     let (seqs, report, _) = reopen_and_read_all(dir.path());
@@ -104,7 +110,10 @@ fn a_torn_last_batch_is_cut_and_everything_before_it_survives() {
     let positions = batch_positions(&active);
     let last = *positions.last().unwrap();
     // The tail of the last batch never reached the disk.
-    let file = std::fs::OpenOptions::new().write(true).open(&active).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&active)
+        .unwrap();
     file.write_all_at(&[0u8; 700], last + 200).unwrap();
     let (seqs, report, next) = reopen_and_read_all(dir.path());
     assert_eq!(next, 1196);
@@ -149,8 +158,17 @@ fn a_flipped_bit_in_a_sealed_segment_is_reported_as_corrupt_never_returned() {
     block_on(async {
         let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
         let reader = log.reader();
-        let before = reader.read(0, ReadLimits { records_max: damaged_seq as usize, bytes_max: u64::MAX });
-        assert_eq!(before.unwrap().records().last().unwrap().seq, damaged_seq - 1);
+        let before = reader.read(
+            0,
+            ReadLimits {
+                records_max: damaged_seq as usize,
+                bytes_max: u64::MAX,
+            },
+        );
+        assert_eq!(
+            before.unwrap().records().last().unwrap().seq,
+            damaged_seq - 1
+        );
         for seq in damaged_seq..damaged_seq + 4 {
             let err = reader.read(seq, ReadLimits::default()).unwrap_err();
             assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
@@ -185,7 +203,12 @@ fn checked_in_fixtures_recover_exactly() {
     // name, records expected back. Fixtures hold 60 batches of 4 records (`fixture_log`):
     // 43 batches fill segment 0, 17 sit in segment 1. torn-tail loses batch 59 (seq 236..);
     // flipped-bit damages batch 8 of segment 1, i.e. batch 51 (seq 204..).
-    for (name, expected) in [("clean", 240), ("torn-tail", 236), ("flipped-bit", 204), ("unwritten-extra-segment", 240)] {
+    for (name, expected) in [
+        ("clean", 240),
+        ("torn-tail", 236),
+        ("flipped-bit", 204),
+        ("unwritten-extra-segment", 240),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         for entry in std::fs::read_dir(fixtures.join(name)).unwrap() {
             let path = entry.unwrap().path();
@@ -209,12 +232,19 @@ fn the_format_matches_the_checked_in_fixture_byte_for_byte() {
     for file in segment_files(dir.path()) {
         let name = file.file_name().unwrap();
         let pinned = std::fs::read(fixtures.join("clean").join(name)).unwrap();
-        assert!(std::fs::read(&file).unwrap() == pinned, "{name:?} differs from the fixture");
+        assert!(
+            std::fs::read(&file).unwrap() == pinned,
+            "{name:?} differs from the fixture"
+        );
     }
 }
 
 fn fixture_config() -> LogConfig {
-    LogConfig { segment_size_bytes: 64 * 1024, record_size_bytes_max: 16 * 1024, ..small_config() }
+    LogConfig {
+        segment_size_bytes: 64 * 1024,
+        record_size_bytes_max: 16 * 1024,
+        ..small_config()
+    }
 }
 
 /// 60 batches of 4 records of 300 bytes at a fixed time into 64 KiB segments.
@@ -242,7 +272,12 @@ fn regenerate(fresh: &Path, fixtures: &Path) {
     let files = copy("torn-tail");
     let last = files.last().unwrap();
     let pos = *batch_positions(last).last().unwrap();
-    std::fs::OpenOptions::new().write(true).open(last).unwrap().write_all_at(&[0u8; 512], pos + 300).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .write_all_at(&[0u8; 512], pos + 300)
+        .unwrap();
     let files = copy("flipped-bit");
     let last = files.last().unwrap();
     let positions = batch_positions(last);
@@ -254,7 +289,11 @@ fn regenerate(fresh: &Path, fixtures: &Path) {
 }
 
 fn flip_bit(file: &Path, pos: u64) {
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(file).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap();
     let mut byte = [0u8];
     f.read_exact_at(&mut byte, pos).unwrap();
     byte[0] ^= 0x08;
@@ -275,11 +314,18 @@ fn durable_appends_survive_a_reopen_without_close() {
         let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
         let data = payload(0, RECORD_LEN);
         let key0 = key(0);
-        log.append(&[RecordIn { key: &key0, data: &data }], Durability::Durable).await.unwrap();
+        log.append(
+            &[RecordIn {
+                key: &key0,
+                data: &data,
+            }],
+            Durability::Durable,
+        )
+        .await
+        .unwrap();
         assert_eq!(log.durable_seq(), 1);
         drop(log); // there is no close step: this is what the process leaves when it dies
     });
     let (seqs, _, _) = reopen_and_read_all(dir.path());
     assert_eq!(seqs, vec![0]);
 }
-

@@ -9,7 +9,11 @@ use sluice_storage::{GlommioIo, LogConfig, ReadLimits, StorageError, block_on};
 const HOUR_MS: u64 = 3600 * 1000;
 
 fn config() -> LogConfig {
-    LogConfig { retention_ms: 24 * HOUR_MS, segments_max: 12, ..small_config() }
+    LogConfig {
+        retention_ms: 24 * HOUR_MS,
+        segments_max: 12,
+        ..small_config()
+    }
 }
 
 #[test]
@@ -27,9 +31,16 @@ fn expired_records_are_invisible_and_the_trim_horizon_moves_past_them() {
         assert_eq!(reader.trim_horizon(), 10);
         assert!(matches!(
             reader.read(5, ReadLimits::default()),
-            Err(StorageError::SequenceTrimmed { seq: 5, trim_horizon: 10 })
+            Err(StorageError::SequenceTrimmed {
+                seq: 5,
+                trim_horizon: 10
+            })
         ));
-        assert_eq!(reader.seek_timestamp(T0_MS).unwrap(), 10, "a time before the horizon starts there");
+        assert_eq!(
+            reader.seek_timestamp(T0_MS).unwrap(),
+            10,
+            "a time before the horizon starts there"
+        );
         check_range(&reader, 10, 20, |_| 100);
         // A shorter retention hides more at once; a longer one does not bring data back.
         log.set_retention_ms(HOUR_MS).unwrap();
@@ -60,7 +71,15 @@ fn expired_segments_are_recycled_and_the_ring_stops_growing() {
         assert!(stats.segments_recycled > 30, "{stats:?}");
         assert!(stats.files <= 12, "{stats:?}");
         assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log")).count(),
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| e
+                    .as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "log"))
+                .count(),
             stats.files
         );
         // What is not expired reads back intact, across recycled segment files.
@@ -90,7 +109,8 @@ fn a_reader_holding_a_lease_is_never_handed_recycled_bytes() {
         }
         // A slow reader takes the first batch and keeps it.
         let held = log.reader().read(0, ReadLimits::default()).unwrap();
-        let snapshot: Vec<(u64, Vec<u8>)> = held.records().map(|r| (r.seq, r.data.to_vec())).collect();
+        let snapshot: Vec<(u64, Vec<u8>)> =
+            held.records().map(|r| (r.seq, r.data.to_vec())).collect();
         // Everything expires, and writers churn through many segments.
         for _ in 0..10 {
             clock.advance_ms(2 * HOUR_MS);
@@ -100,7 +120,10 @@ fn a_reader_holding_a_lease_is_never_handed_recycled_bytes() {
             log.enforce_retention().await.unwrap();
         }
         let stats = log.stats().await;
-        assert_eq!(stats.retiring_segments, 1, "the leased segment waits: {stats:?}");
+        assert_eq!(
+            stats.retiring_segments, 1,
+            "the leased segment waits: {stats:?}"
+        );
         assert!(stats.segments_recycled > 0, "{stats:?}");
         for ((seq, data), record) in snapshot.iter().zip(held.records()) {
             assert_eq!((*seq, data.as_slice()), (record.seq, record.data));
@@ -113,7 +136,10 @@ fn a_reader_holding_a_lease_is_never_handed_recycled_bytes() {
         }
         log.enforce_retention().await.unwrap();
         let stats = log.stats().await;
-        assert_eq!(stats.retiring_segments, 0, "released once the lease is dropped: {stats:?}");
+        assert_eq!(
+            stats.retiring_segments, 0,
+            "released once the lease is dropped: {stats:?}"
+        );
     });
 }
 
@@ -121,12 +147,24 @@ fn a_reader_holding_a_lease_is_never_handed_recycled_bytes() {
 fn a_full_ring_refuses_appends_without_losing_anything() {
     let dir = tempfile::tempdir().unwrap();
     block_on(async {
-        let config = LogConfig { segments_max: 3, ..config() };
+        let config = LogConfig {
+            segments_max: 3,
+            ..config()
+        };
         let log = open(GlommioIo, dir.path(), config, manual_clock()).await;
         let mut err = None;
         for _ in 0..1000 {
             let before = log.next_seq();
-            match sluice_storage::ShardLog::append(&log, &[sluice_storage::RecordIn { key: &key(before), data: &payload(before, 1000) }], sluice_storage::Durability::Visible).await {
+            match sluice_storage::ShardLog::append(
+                &log,
+                &[sluice_storage::RecordIn {
+                    key: &key(before),
+                    data: &payload(before, 1000),
+                }],
+                sluice_storage::Durability::Visible,
+            )
+            .await
+            {
                 Ok(_) => {}
                 Err(e) => {
                     assert_eq!(log.next_seq(), before);
@@ -135,7 +173,10 @@ fn a_full_ring_refuses_appends_without_losing_anything() {
                 }
             }
         }
-        assert!(matches!(err, Some(StorageError::LogFull { segments_max: 3 })), "{err:?}");
+        assert!(
+            matches!(err, Some(StorageError::LogFull { segments_max: 3 })),
+            "{err:?}"
+        );
         check_range(&log.reader(), 0, log.next_seq(), |_| 1000);
     });
 }

@@ -15,7 +15,20 @@ fn batches_of_empty_to_ten_mib_records_round_trip_across_segments() {
         record_size_bytes_max: 10 * 1024 * 1024,
         ..LogConfig::default()
     };
-    let sizes: Vec<usize> = vec![0, 1, 7, 8, 100, 4096, 65_536, 1 << 20, (10 << 20) - 16, 3, (10 << 20) - 16, 5];
+    let sizes: Vec<usize> = vec![
+        0,
+        1,
+        7,
+        8,
+        100,
+        4096,
+        65_536,
+        1 << 20,
+        (10 << 20) - 16,
+        3,
+        (10 << 20) - 16,
+        5,
+    ];
     let len_of = |seq: u64| sizes[seq as usize % sizes.len()];
     block_on(async {
         let log = open(GlommioIo, dir.path(), config, manual_clock()).await;
@@ -23,12 +36,18 @@ fn batches_of_empty_to_ten_mib_records_round_trip_across_segments() {
             for (i, _) in sizes.iter().enumerate() {
                 let seq = log.next_seq();
                 let (k, d) = (key(seq), payload(seq, len_of(seq)));
-                let appended = log.append(&[RecordIn { key: &k, data: &d }], Durability::Visible).await.unwrap();
+                let appended = log
+                    .append(&[RecordIn { key: &k, data: &d }], Durability::Visible)
+                    .await
+                    .unwrap();
                 assert_eq!(appended.base_seq, round * sizes.len() as u64 + i as u64);
             }
         }
         let stats = log.stats().await;
-        assert!(stats.live_segments >= 4, "records spread over several segments: {stats:?}");
+        assert!(
+            stats.live_segments >= 4,
+            "records spread over several segments: {stats:?}"
+        );
         check_range(&log.reader(), 0, log.next_seq(), len_of);
     });
 }
@@ -49,7 +68,15 @@ fn many_small_batches_cross_segment_boundaries_and_read_back_in_order() {
         let len_of_seq = lengths(&log).await;
         check_range(&reader, 0, end, |s| len_of_seq[s as usize]);
         for start in (0..end).step_by(97) {
-            let batch = reader.read(start, ReadLimits { records_max: 3, bytes_max: u64::MAX }).unwrap();
+            let batch = reader
+                .read(
+                    start,
+                    ReadLimits {
+                        records_max: 3,
+                        bytes_max: u64::MAX,
+                    },
+                )
+                .unwrap();
             let seqs: Vec<u64> = batch.records().map(|r| r.seq).collect();
             assert_eq!(seqs, (start..(start + 3).min(end)).collect::<Vec<_>>());
             assert_eq!(batch.next_seq(), (start + 3).min(end));
@@ -79,9 +106,29 @@ fn read_limits_bound_records_and_bytes_but_always_return_a_batch() {
             append_expected(&log, 10, 1000).await;
         }
         let reader = log.reader();
-        let one_batch = reader.read(0, ReadLimits { records_max: 1000, bytes_max: 1 }).unwrap();
-        assert_eq!(one_batch.len(), 10, "a batch bigger than bytes_max still comes whole");
-        let two = reader.read(5, ReadLimits { records_max: 1000, bytes_max: 25_000 }).unwrap();
+        let one_batch = reader
+            .read(
+                0,
+                ReadLimits {
+                    records_max: 1000,
+                    bytes_max: 1,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            one_batch.len(),
+            10,
+            "a batch bigger than bytes_max still comes whole"
+        );
+        let two = reader
+            .read(
+                5,
+                ReadLimits {
+                    records_max: 1000,
+                    bytes_max: 25_000,
+                },
+            )
+            .unwrap();
         assert_eq!((two.records().next().unwrap().seq, two.len()), (5, 15));
         let all = reader.read(0, ReadLimits::default()).unwrap();
         assert_eq!(all.len(), 100);
@@ -104,13 +151,29 @@ fn timestamps_seek_to_the_first_record_at_or_after_the_time() {
         assert!(log.stats().await.live_segments > 3);
         for b in [0u64, 1, 57, 58, 120, 199] {
             let at = T0_MS + 10 * b;
-            assert_eq!(reader.seek_timestamp(at).unwrap(), 5 * b, "exact time of batch {b}");
-            assert_eq!(reader.seek_timestamp(at - 3).unwrap(), 5 * b, "between batches before {b}");
+            assert_eq!(
+                reader.seek_timestamp(at).unwrap(),
+                5 * b,
+                "exact time of batch {b}"
+            );
+            assert_eq!(
+                reader.seek_timestamp(at - 3).unwrap(),
+                5 * b,
+                "between batches before {b}"
+            );
             let record = reader.read(5 * b, ReadLimits::default()).unwrap();
             assert_eq!(record.records().next().unwrap().timestamp_ms, at);
         }
-        assert_eq!(reader.seek_timestamp(0).unwrap(), 0, "before the oldest record");
-        assert_eq!(reader.seek_timestamp(T0_MS + 10_000).unwrap(), 1000, "after the newest");
+        assert_eq!(
+            reader.seek_timestamp(0).unwrap(),
+            0,
+            "before the oldest record"
+        );
+        assert_eq!(
+            reader.seek_timestamp(T0_MS + 10_000).unwrap(),
+            1000,
+            "after the newest"
+        );
         assert_eq!(reader.latest_timestamp_ms(), T0_MS + 1990);
     });
 }
@@ -124,7 +187,16 @@ fn arrival_times_never_go_back_even_when_the_clock_does() {
         append_expected(&log, 1, 10).await;
         clock.set_ms(T0_MS - 5_000);
         let data = payload(1, 10);
-        let appended = log.append(&[RecordIn { key: b"k", data: &data }], Durability::Visible).await.unwrap();
+        let appended = log
+            .append(
+                &[RecordIn {
+                    key: b"k",
+                    data: &data,
+                }],
+                Durability::Visible,
+            )
+            .await
+            .unwrap();
         assert_eq!(appended.timestamp_ms, T0_MS);
     });
 }
@@ -137,12 +209,29 @@ fn bad_input_gets_a_typed_error_and_changes_nothing() {
         append_expected(&log, 3, 10).await;
         let too_big = vec![1u8; 64 * 1024 + 1];
         let long_key = vec![b'k'; 70_000];
-        let cases: Vec<(Vec<RecordIn<'_>>, fn(&StorageError) -> bool)> = vec![
+        type Expect = fn(&StorageError) -> bool;
+        let cases: Vec<(Vec<RecordIn<'_>>, Expect)> = vec![
             (vec![], |e| matches!(e, StorageError::EmptyBatch)),
-            (vec![RecordIn { key: b"a", data: b"ok" }, RecordIn { key: b"b", data: &too_big }], |e| {
-                matches!(e, StorageError::RecordTooLarge { index: 1, .. })
-            }),
-            (vec![RecordIn { key: &long_key, data: b"" }], |e| matches!(e, StorageError::KeyTooLong { .. })),
+            (
+                vec![
+                    RecordIn {
+                        key: b"a",
+                        data: b"ok",
+                    },
+                    RecordIn {
+                        key: b"b",
+                        data: &too_big,
+                    },
+                ],
+                |e| matches!(e, StorageError::RecordTooLarge { index: 1, .. }),
+            ),
+            (
+                vec![RecordIn {
+                    key: &long_key,
+                    data: b"",
+                }],
+                |e| matches!(e, StorageError::KeyTooLong { .. }),
+            ),
         ];
         for (records, expected) in cases {
             let err = log.append(&records, Durability::Durable).await.unwrap_err();
@@ -152,7 +241,10 @@ fn bad_input_gets_a_typed_error_and_changes_nothing() {
         let reader = log.reader();
         assert!(matches!(
             reader.read(4, ReadLimits::default()),
-            Err(StorageError::SequenceBeyondEnd { seq: 4, next_seq: 3 })
+            Err(StorageError::SequenceBeyondEnd {
+                seq: 4,
+                next_seq: 3
+            })
         ));
         check_range(&reader, 0, 3, |_| 10);
     });
@@ -164,7 +256,12 @@ fn a_batch_that_cannot_fit_in_a_segment_is_refused() {
     block_on(async {
         let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
         let data = vec![0u8; 60_000];
-        let records: Vec<RecordIn<'_>> = (0..5).map(|_| RecordIn { key: b"k", data: &data }).collect();
+        let records: Vec<RecordIn<'_>> = (0..5)
+            .map(|_| RecordIn {
+                key: b"k",
+                data: &data,
+            })
+            .collect();
         let err = log.append(&records, Durability::Visible).await.unwrap_err();
         assert!(matches!(err, StorageError::BatchTooLarge { .. }), "{err}");
         assert_eq!(log.next_seq(), 0);
@@ -176,9 +273,10 @@ fn a_second_open_of_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     block_on(async {
         let _log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
-        let err = sluice_storage::ShardLog::open(GlommioIo, dir.path(), small_config(), manual_clock())
-            .await
-            .unwrap_err();
+        let err =
+            sluice_storage::ShardLog::open(GlommioIo, dir.path(), small_config(), manual_clock())
+                .await
+                .unwrap_err();
         assert!(matches!(err, StorageError::InUse { .. }), "{err}");
     });
 }
@@ -186,13 +284,30 @@ fn a_second_open_of_the_same_directory_is_refused() {
 #[test]
 fn invalid_configurations_are_refused() {
     let bad = [
-        LogConfig { segment_size_bytes: 1000, ..LogConfig::default() },
-        LogConfig { segment_size_bytes: 1 << 20, record_size_bytes_max: 2 << 20, ..LogConfig::default() },
-        LogConfig { record_size_bytes_max: 11 << 20, segment_size_bytes: 64 << 20, ..LogConfig::default() },
-        LogConfig { segments_max: 1, ..LogConfig::default() },
+        LogConfig {
+            segment_size_bytes: 1000,
+            ..LogConfig::default()
+        },
+        LogConfig {
+            segment_size_bytes: 1 << 20,
+            record_size_bytes_max: 2 << 20,
+            ..LogConfig::default()
+        },
+        LogConfig {
+            record_size_bytes_max: 11 << 20,
+            segment_size_bytes: 64 << 20,
+            ..LogConfig::default()
+        },
+        LogConfig {
+            segments_max: 1,
+            ..LogConfig::default()
+        },
     ];
     for config in bad {
-        assert!(matches!(config.validate(), Err(StorageError::InvalidConfig(_))), "{config:?}");
+        assert!(
+            matches!(config.validate(), Err(StorageError::InvalidConfig(_))),
+            "{config:?}"
+        );
     }
     LogConfig::default().validate().unwrap();
 }

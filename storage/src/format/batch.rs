@@ -90,7 +90,7 @@ impl BatchHeader {
             prev_checksum: read_u64(bytes, 56),
         };
         let length = header.length as usize;
-        if length < BATCH_HEADER_LEN + RECORD_HEADER_LEN || length % 8 != 0 {
+        if length < BATCH_HEADER_LEN + RECORD_HEADER_LEN || !length.is_multiple_of(8) {
             return Err(FormatError("bad batch length"));
         }
         if header.record_count == 0 {
@@ -138,7 +138,10 @@ pub fn encode_batch(
     timestamp_ms: u64,
     prev_checksum: u64,
 ) -> BatchHeader {
-    assert!(!records.is_empty(), "empty batches are rejected before encoding");
+    assert!(
+        !records.is_empty(),
+        "empty batches are rejected before encoding"
+    );
     let start = out.len();
     let length = encoded_batch_len(records);
     out.reserve(usize::try_from(length).expect("batch length checked against segment size"));
@@ -270,16 +273,28 @@ mod tests {
     #[test]
     fn encoded_batch_round_trips_every_record() {
         let records = [
-            RecordIn { key: b"k1", data: b"hello" },
-            RecordIn { key: b"", data: b"" },
-            RecordIn { key: b"key-three", data: &[0u8, 255, 7, 0, 1] },
+            RecordIn {
+                key: b"k1",
+                data: b"hello",
+            },
+            RecordIn {
+                key: b"",
+                data: b"",
+            },
+            RecordIn {
+                key: b"key-three",
+                data: &[0u8, 255, 7, 0, 1],
+            },
         ];
         let (buf, header) = encode(&records);
         assert_eq!(buf.len() as u64, encoded_batch_len(&records));
         assert_eq!(buf.len() % 8, 0);
         let parsed = BatchHeader::parse(&buf).unwrap();
         assert_eq!(parsed, header);
-        assert_eq!((parsed.base_seq, parsed.end_seq(), parsed.prev_checksum), (40, 43, 77));
+        assert_eq!(
+            (parsed.base_seq, parsed.end_seq(), parsed.prev_checksum),
+            (40, 43, 77)
+        );
         verify_batch(&buf, &parsed).unwrap();
         let views: Vec<_> = RecordIter::new(&buf, &parsed).map(Result::unwrap).collect();
         assert_eq!(views.len(), 3);
@@ -292,7 +307,10 @@ mod tests {
 
     #[test]
     fn every_single_bit_flip_is_detected() {
-        let records = [RecordIn { key: b"pk", data: b"some payload bytes" }];
+        let records = [RecordIn {
+            key: b"pk",
+            data: b"some payload bytes",
+        }];
         let (buf, _) = encode(&records);
         for byte in 0..buf.len() {
             for bit in 0..8 {
@@ -310,7 +328,10 @@ mod tests {
 
     #[test]
     fn truncated_batch_is_rejected() {
-        let (buf, header) = encode(&[RecordIn { key: b"pk", data: &[9u8; 100] }]);
+        let (buf, header) = encode(&[RecordIn {
+            key: b"pk",
+            data: &[9u8; 100],
+        }]);
         assert!(verify_batch(&buf[..buf.len() - 8], &header).is_err());
         assert!(BatchHeader::parse(&buf[..BATCH_HEADER_LEN - 1]).is_err());
     }

@@ -77,7 +77,13 @@ mod tests {
             min_timestamp_ms: 1,
             max_timestamp_ms: 9,
             last_checksum: 42,
-            index: (0..50).map(|i| IndexEntry { seq: 100 + i, timestamp_ms: 1, pos: 4096 * i }).collect(),
+            index: (0..50)
+                .map(|i| IndexEntry {
+                    seq: 100 + i,
+                    timestamp_ms: 1,
+                    pos: 4096 * i,
+                })
+                .collect(),
         };
         let (bytes, checksum) = encode_footer(&footer);
         assert!(bytes.len() as u64 <= super::super::seal_reserve_bytes(50));

@@ -162,8 +162,13 @@ mod tests {
 
     #[test]
     fn trailer_round_trips_and_rejects_damage() {
-        let trailer =
-            Trailer { generation: 3, footer_pos: 8192, footer_len: 200, footer_checksum: 1, end_seq: 7 };
+        let trailer = Trailer {
+            generation: 3,
+            footer_pos: 8192,
+            footer_len: 200,
+            footer_checksum: 1,
+            end_seq: 7,
+        };
         let bytes = trailer.encode();
         assert_eq!(Trailer::decode(&bytes), Ok(trailer));
         let mut damaged = bytes;

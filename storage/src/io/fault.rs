@@ -2,10 +2,10 @@
 //! chosen error. Shared state so a test can arm faults while the log runs.
 
 use super::{SegmentFile, SegmentIo};
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::path::Path;
 use std::rc::Rc;
-use std::cell::{Cell, RefCell};
 
 /// The error an injected fault returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +51,8 @@ struct FaultState {
 fn hit(counter: &Cell<u64>, from: Option<(u64, Fault)>) -> Option<Fault> {
     let n = counter.get();
     counter.set(n + 1);
-    from.filter(|(first, _)| n >= *first).map(|(_, fault)| fault)
+    from.filter(|(first, _)| n >= *first)
+        .map(|(_, fault)| fault)
 }
 
 /// While alive, every sync of the [`FaultyIo`] that made it waits.
@@ -75,7 +76,10 @@ pub struct FaultyFile<F> {
 impl<I: SegmentIo> FaultyIo<I> {
     /// Wraps `inner` with no fault armed.
     pub fn new(inner: I) -> Self {
-        FaultyIo { inner, state: Rc::default() }
+        FaultyIo {
+            inner,
+            state: Rc::default(),
+        }
     }
 
     /// Replaces the plan; counters restart at zero.
@@ -110,12 +114,18 @@ impl<I: SegmentIo> SegmentIo for FaultyIo<I> {
             return Err(fault.error());
         }
         let inner = self.inner.create(path, len).await?;
-        Ok(FaultyFile { inner, state: self.state.clone() })
+        Ok(FaultyFile {
+            inner,
+            state: self.state.clone(),
+        })
     }
 
     async fn open(&self, path: &Path) -> io::Result<Self::File> {
         let inner = self.inner.open(path).await?;
-        Ok(FaultyFile { inner, state: self.state.clone() })
+        Ok(FaultyFile {
+            inner,
+            state: self.state.clone(),
+        })
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -139,7 +149,9 @@ impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
             Some(fault) => Err(fault.error()),
             None => {
                 self.inner.sync_data().await?;
-                self.state.syncs_completed.set(self.state.syncs_completed.get() + 1);
+                self.state
+                    .syncs_completed
+                    .set(self.state.syncs_completed.get() + 1);
                 Ok(())
             }
         }

@@ -75,7 +75,9 @@ impl SegmentFile for GlommioFile {
     /// the next sync covers all of them (group commit).
     async fn sync_data(&self) -> io::Result<()> {
         let file = self.1.clone();
-        glommio::executor().spawn_blocking(move || file.sync_data()).await
+        glommio::executor()
+            .spawn_blocking(move || file.sync_data())
+            .await
     }
 }
 

@@ -39,31 +39,57 @@ pub fn key(seq: u64) -> Vec<u8> {
     format!("key-{seq}").into_bytes()
 }
 
-pub async fn open<I: SegmentIo>(io: I, dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> ShardLog<I> {
-    ShardLog::open(io, dir, config, clock).await.expect("open log")
+pub async fn open<I: SegmentIo>(
+    io: I,
+    dir: &Path,
+    config: LogConfig,
+    clock: Arc<dyn Clock>,
+) -> ShardLog<I> {
+    ShardLog::open(io, dir, config, clock)
+        .await
+        .expect("open log")
 }
 
 /// Appends records `seqs` (keys and payloads derived from the seq the log is expected to give).
 pub async fn append_expected<I: SegmentIo>(log: &ShardLog<I>, count: usize, len: usize) -> u64 {
     let base = log.next_seq();
-    let owned: Vec<(Vec<u8>, Vec<u8>)> =
-        (base..base + count as u64).map(|s| (key(s), payload(s, len))).collect();
-    let records: Vec<RecordIn<'_>> = owned.iter().map(|(k, d)| RecordIn { key: k, data: d }).collect();
-    let appended = log.append(&records, sluice_storage::Durability::Visible).await.expect("append");
+    let owned: Vec<(Vec<u8>, Vec<u8>)> = (base..base + count as u64)
+        .map(|s| (key(s), payload(s, len)))
+        .collect();
+    let records: Vec<RecordIn<'_>> = owned
+        .iter()
+        .map(|(k, d)| RecordIn { key: k, data: d })
+        .collect();
+    let appended = log
+        .append(&records, sluice_storage::Durability::Visible)
+        .await
+        .expect("append");
     assert_eq!(appended.base_seq, base);
     appended.base_seq
 }
 
 /// Reads every record in `[from, to)` and checks each against `payload`, with `len_of(seq)`.
-pub fn check_range(reader: &sluice_storage::LogReader, from: u64, to: u64, len_of: impl Fn(u64) -> usize) {
+pub fn check_range(
+    reader: &sluice_storage::LogReader,
+    from: u64,
+    to: u64,
+    len_of: impl Fn(u64) -> usize,
+) {
     let mut seq = from;
     while seq < to {
         let batch = reader.read(seq, ReadLimits::default()).expect("read");
-        assert!(!batch.is_empty(), "no records at {seq} (next {})", reader.next_seq());
+        assert!(
+            !batch.is_empty(),
+            "no records at {seq} (next {})",
+            reader.next_seq()
+        );
         for record in batch.records() {
             assert_eq!(record.seq, seq);
             assert_eq!(record.key, key(seq).as_slice(), "key of {seq}");
-            assert!(record.data == payload(seq, len_of(seq)).as_slice(), "data of {seq}");
+            assert!(
+                record.data == payload(seq, len_of(seq)).as_slice(),
+                "data of {seq}"
+            );
             seq += 1;
             if seq == to {
                 break;
