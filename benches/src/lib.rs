@@ -1,1 +1,112 @@
-//! x
+//! Shared pieces of Sluice's criterion benches: the physical baselines every figure is
+//! compared with, and the same-run ratio report.
+//!
+//! Short runs by default; set `SLUICE_BENCH_FULL=1` for the full-length run.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// True when `SLUICE_BENCH_FULL` asks for the full-length run.
+pub fn full_mode() -> bool {
+    std::env::var_os("SLUICE_BENCH_FULL").is_some_and(|v| v != "0")
+}
+
+/// Criterion settings for the chosen mode.
+pub fn criterion_config() -> criterion::Criterion {
+    let c = criterion::Criterion::default().configure_from_args();
+    if full_mode() {
+        c.sample_size(30).warm_up_time(Duration::from_secs(3)).measurement_time(Duration::from_secs(10))
+    } else {
+        c.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2))
+    }
+}
+
+/// Deterministic filler bytes.
+pub fn filler(len: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Sequential buffered writes of `chunk` into a pre-allocated file of `file_len` bytes,
+/// wrapping at the end (as a segment ring reuses its files), with an fdatasync every
+/// `sync_every` bytes if set. Returns the time for `chunks` writes.
+pub struct SequentialWriter {
+    file: File,
+    file_len: u64,
+    pos: u64,
+    unsynced: u64,
+    sync_every: Option<u64>,
+}
+
+impl SequentialWriter {
+    /// Creates and pre-allocates the baseline file.
+    pub fn new(path: &Path, file_len: u64, sync_every: Option<u64>) -> SequentialWriter {
+        let file = File::options().read(true).write(true).create(true).truncate(true).open(path).unwrap();
+        file.set_len(file_len).unwrap();
+        file.sync_all().unwrap();
+        SequentialWriter { file, file_len, pos: 0, unsynced: 0, sync_every }
+    }
+
+    /// Writes `chunks` copies of `chunk` and returns the elapsed time.
+    pub fn write(&mut self, chunk: &[u8], chunks: u64) -> Duration {
+        let started = Instant::now();
+        for _ in 0..chunks {
+            if self.pos + chunk.len() as u64 > self.file_len {
+                self.pos = 0;
+            }
+            self.file.write_all_at(chunk, self.pos).unwrap();
+            self.pos += chunk.len() as u64;
+            self.unsynced += chunk.len() as u64;
+            if self.sync_every.is_some_and(|every| self.unsynced >= every) {
+                self.file.sync_data().unwrap();
+                self.unsynced = 0;
+            }
+        }
+        if self.sync_every.is_some() && self.unsynced > 0 {
+            self.file.sync_data().unwrap();
+            self.unsynced = 0;
+        }
+        started.elapsed()
+    }
+}
+
+/// Totals of what criterion measured, per bench id, for the same-run ratios.
+static TOTALS: Mutex<BTreeMap<String, (Duration, u64)>> = Mutex::new(BTreeMap::new());
+
+/// Adds one measured span moving `bytes` under `id`.
+pub fn record(id: &str, elapsed: Duration, bytes: u64) {
+    let mut totals = TOTALS.lock().unwrap();
+    let entry = totals.entry(id.to_string()).or_default();
+    entry.0 += elapsed;
+    entry.1 += bytes;
+}
+
+/// Throughput in MB/s of everything recorded under `id`.
+pub fn throughput_mb_s(id: &str) -> Option<f64> {
+    let totals = TOTALS.lock().unwrap();
+    let (elapsed, bytes) = totals.get(id)?;
+    Some(*bytes as f64 / elapsed.as_secs_f64() / 1e6)
+}
+
+/// Prints `subject` against `baseline` as MB/s and their ratio, with the target.
+pub fn print_ratio(label: &str, subject: &str, baseline: &str, target: f64) {
+    match (throughput_mb_s(subject), throughput_mb_s(baseline)) {
+        (Some(s), Some(b)) => {
+            let ratio = s / b;
+            let verdict = if ratio >= target { "meets" } else { "BELOW" };
+            println!("{label}: {s:.0} MB/s vs baseline {b:.0} MB/s = {ratio:.2} ({verdict} target {target})");
+        }
+        _ => println!("{label}: not measured in this run (filtered out)"),
+    }
+}
