@@ -3,11 +3,9 @@
 //!
 //! Short runs by default; set `SLUICE_BENCH_FULL=1` for the full-length run.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// True when `SLUICE_BENCH_FULL` asks for the full-length run.
@@ -19,9 +17,13 @@ pub fn full_mode() -> bool {
 pub fn criterion_config() -> criterion::Criterion {
     let c = criterion::Criterion::default().configure_from_args();
     if full_mode() {
-        c.sample_size(30).warm_up_time(Duration::from_secs(3)).measurement_time(Duration::from_secs(10))
+        c.sample_size(30)
+            .warm_up_time(Duration::from_secs(3))
+            .measurement_time(Duration::from_secs(10))
     } else {
-        c.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2))
+        c.sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
     }
 }
 
@@ -52,10 +54,22 @@ pub struct SequentialWriter {
 impl SequentialWriter {
     /// Creates and pre-allocates the baseline file.
     pub fn new(path: &Path, file_len: u64, sync_every: Option<u64>) -> SequentialWriter {
-        let file = File::options().read(true).write(true).create(true).truncate(true).open(path).unwrap();
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap();
         file.set_len(file_len).unwrap();
         file.sync_all().unwrap();
-        SequentialWriter { file, file_len, pos: 0, unsynced: 0, sync_every }
+        SequentialWriter {
+            file,
+            file_len,
+            pos: 0,
+            unsynced: 0,
+            sync_every,
+        }
     }
 
     /// Writes `chunks` copies of `chunk` and returns the elapsed time.
@@ -81,31 +95,53 @@ impl SequentialWriter {
     }
 }
 
-/// Totals of what criterion measured, per bench id, for the same-run ratios.
-static TOTALS: Mutex<BTreeMap<String, (Duration, u64)>> = Mutex::new(BTreeMap::new());
-
-/// Adds one measured span moving `bytes` under `id`.
-pub fn record(id: &str, elapsed: Duration, bytes: u64) {
-    let mut totals = TOTALS.lock().unwrap();
-    let entry = totals.entry(id.to_string()).or_default();
-    entry.0 += elapsed;
-    entry.1 += bytes;
+/// Where criterion keeps its results (as criterion itself decides it).
+fn criterion_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir).join("criterion"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"),
+    }
 }
 
-/// Throughput in MB/s of everything recorded under `id`.
-pub fn throughput_mb_s(id: &str) -> Option<f64> {
-    let totals = TOTALS.lock().unwrap();
-    let (elapsed, bytes) = totals.get(id)?;
-    Some(*bytes as f64 / elapsed.as_secs_f64() / 1e6)
+/// Time per iteration, in seconds, that criterion estimated for `group/function` in this run
+/// (warm-up excluded): the slope of its linear fit, the figure it prints, or else the mean.
+pub fn mean_iteration_secs(group: &str, function: &str) -> Option<f64> {
+    let path = criterion_dir()
+        .join(group)
+        .join(function)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let estimate = json["slope"]["point_estimate"]
+        .as_f64()
+        .or(json["mean"]["point_estimate"].as_f64())?;
+    Some(estimate / 1e9)
 }
 
-/// Prints `subject` against `baseline` as MB/s and their ratio, with the target.
-pub fn print_ratio(label: &str, subject: &str, baseline: &str, target: f64) {
-    match (throughput_mb_s(subject), throughput_mb_s(baseline)) {
+/// Prints `subject` against `baseline` (same group, same bytes per iteration) as MB/s and
+/// their ratio, with the target.
+pub fn print_ratio(
+    label: &str,
+    group: &str,
+    subject: &str,
+    baseline: &str,
+    bytes_per_iter: u64,
+    target: f64,
+) {
+    match (
+        mean_iteration_secs(group, subject),
+        mean_iteration_secs(group, baseline),
+    ) {
         (Some(s), Some(b)) => {
-            let ratio = s / b;
+            let (s_mb, b_mb) = (
+                bytes_per_iter as f64 / s / 1e6,
+                bytes_per_iter as f64 / b / 1e6,
+            );
+            let ratio = b / s;
             let verdict = if ratio >= target { "meets" } else { "BELOW" };
-            println!("{label}: {s:.0} MB/s vs baseline {b:.0} MB/s = {ratio:.2} ({verdict} target {target})");
+            println!(
+                "{label}: {s_mb:.0} MB/s vs baseline {b_mb:.0} MB/s = {ratio:.2} ({verdict} target {target})"
+            );
         }
         _ => println!("{label}: not measured in this run (filtered out)"),
     }

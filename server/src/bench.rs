@@ -57,7 +57,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--records, --batch and --appenders must be positive");
     }
     let temp = tempfile::Builder::new().prefix("sluice-bench-").tempdir()?;
-    let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
     let record_bytes_max = args.record_size as u64 + 8;
     let config = LogConfig {
         segment_size_bytes: args.segment_mib * 1024 * 1024,
@@ -69,16 +72,29 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let bytes_total = args.records * args.record_size as u64;
     println!(
         "sluice bench: {} records of {} B in batches of {}, {} appenders, {:?}, {} MiB segments, in {}",
-        args.records, args.record_size, args.batch, args.appenders, durability, args.segment_mib,
+        args.records,
+        args.record_size,
+        args.batch,
+        args.appenders,
+        durability,
+        args.segment_mib,
         dir.display()
     );
     let write = write_phase(&args, &dir, config.clone(), durability)?;
     report("write", args.records, bytes_total, write.elapsed);
     report_latency("append latency (one batch)", &write.latency_us);
     let scan_elapsed = read_phase(&args, &dir, config.clone())?;
-    report("scan (zero-copy, checksums verified)", args.records, bytes_total, scan_elapsed);
+    report(
+        "scan (zero-copy, checksums verified)",
+        args.records,
+        bytes_total,
+        scan_elapsed,
+    );
     let (recovery_elapsed, report_line) = recovery_phase(&dir, config)?;
-    println!("recovery: reopened in {:.1} ms ({report_line})", recovery_elapsed.as_secs_f64() * 1e3);
+    println!(
+        "recovery: reopened in {:.1} ms ({report_line})",
+        recovery_elapsed.as_secs_f64() * 1e3
+    );
     Ok(())
 }
 
@@ -87,9 +103,11 @@ fn progress(args: &BenchArgs, label: &'static str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(args.records);
-    let style = ProgressStyle::with_template("{msg:>6} [{bar:40}] {pos}/{len} records ({per_sec}, eta {eta})")
-        .expect("static template")
-        .progress_chars("=> ");
+    let style = ProgressStyle::with_template(
+        "{msg:>6} [{bar:40}] {pos}/{len} records ({per_sec}, eta {eta})",
+    )
+    .expect("static template")
+    .progress_chars("=> ");
     bar.set_style(style);
     bar.set_message(label);
     bar
@@ -108,21 +126,44 @@ fn filler(len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn write_phase(args: &BenchArgs, dir: &Path, config: LogConfig, durability: Durability) -> anyhow::Result<WriteResult> {
+fn write_phase(
+    args: &BenchArgs,
+    dir: &Path,
+    config: LogConfig,
+    durability: Durability,
+) -> anyhow::Result<WriteResult> {
     let bar = progress(args, "write");
     let args = args.clone();
     let dir = dir.to_path_buf();
     let result = block_on(async move {
         let log = Rc::new(ShardLog::open(GlommioIo, &dir, config, Arc::new(SystemClock)).await?);
-        let histogram = Rc::new(RefCell::new(Histogram::<u64>::new(3).expect("3 significant digits")));
+        let histogram = Rc::new(RefCell::new(
+            Histogram::<u64>::new(3).expect("3 significant digits"),
+        ));
         let batches = args.records.div_ceil(args.batch as u64);
         let next_batch = Rc::new(std::cell::Cell::new(0u64));
         let started = Instant::now();
         let tasks: Vec<_> = (0..args.appenders)
             .map(|_| {
-                let (log, histogram, next_batch, bar) = (log.clone(), histogram.clone(), next_batch.clone(), bar.clone());
+                let (log, histogram, next_batch, bar) = (
+                    log.clone(),
+                    histogram.clone(),
+                    next_batch.clone(),
+                    bar.clone(),
+                );
                 let args = args.clone();
-                spawn(async move { append_batches(&log, &args, batches, &next_batch, &histogram, &bar, durability).await })
+                spawn(async move {
+                    append_batches(
+                        &log,
+                        &args,
+                        batches,
+                        &next_batch,
+                        &histogram,
+                        &bar,
+                        durability,
+                    )
+                    .await
+                })
             })
             .collect();
         for task in tasks {
@@ -132,7 +173,10 @@ fn write_phase(args: &BenchArgs, dir: &Path, config: LogConfig, durability: Dura
         let elapsed = started.elapsed();
         bar.finish_and_clear();
         let latency_us = histogram.borrow().clone();
-        anyhow::Ok(WriteResult { elapsed, latency_us })
+        anyhow::Ok(WriteResult {
+            elapsed,
+            latency_us,
+        })
     })?;
     Ok(result)
 }
@@ -157,7 +201,10 @@ async fn append_batches(
         let first = batch * args.batch as u64;
         let count = (args.records - first).min(args.batch as u64) as usize;
         let records: Vec<RecordIn<'_>> = (0..count)
-            .map(|i| RecordIn { key: &keys[i], data: &data })
+            .map(|i| RecordIn {
+                key: &keys[i],
+                data: &data,
+            })
             .collect();
         let started = Instant::now();
         log.append(&records, durability).await?;
@@ -185,10 +232,20 @@ fn read_phase(args: &BenchArgs, dir: &Path, config: LogConfig) -> anyhow::Result
     let started = Instant::now();
     let (mut seq, mut seen, mut bytes) = (reader.trim_horizon(), 0u64, 0u64);
     while seq < reader.next_seq() {
-        let batch = reader.read(seq, ReadLimits { records_max: 100_000, bytes_max: 64 << 20 })?;
+        let batch = reader.read(
+            seq,
+            ReadLimits {
+                records_max: 100_000,
+                bytes_max: 64 << 20,
+            },
+        )?;
         for record in batch.records() {
             if record.seq != seq || record.data.len() != record_size {
-                bail!("record {seq} came back wrong (seq {}, {} bytes)", record.seq, record.data.len());
+                bail!(
+                    "record {seq} came back wrong (seq {}, {} bytes)",
+                    record.seq,
+                    record.data.len()
+                );
             }
             bytes += record.data.len() as u64;
             seq += 1;

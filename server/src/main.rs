@@ -6,7 +6,11 @@ mod bench;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "sluice", version, about = "Sluice: an embeddable Kinesis-compatible shard engine")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: an embeddable Kinesis-compatible shard engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

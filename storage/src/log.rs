@@ -1,16 +1,18 @@
 //! The shard log: the owning core's write side of one ring of segments.
 //!
 //! One `ShardLog` lives on one core and is used by that core's tasks only (it is `!Send`).
-//! Appends are serialised by an async mutex held across the write, so batches land and become
-//! visible in sequence order. Durable appends then meet at the group-commit gate: one fdatasync
-//! covers every batch written before it started, and appends continue while it runs.
+//! Appends are pipelined: an append reserves its place and sequence numbers and encodes its
+//! batch synchronously, then its write runs concurrently with other appends' writes. Batches
+//! become visible strictly in sequence order, as their writes complete (`in_flight`).
+//! Durable appends then meet at the group-commit gate: one fdatasync covers every batch
+//! visible when it started, and appends continue while it runs.
 
 use crate::clock::Clock;
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::format::{
-    KEY_BYTES_MAX, RecordIn, SEGMENT_DATA_START, SegmentFooter, SegmentHeader, SegmentState,
-    TRAILER_LEN, Trailer, encode_batch, encode_footer, encoded_batch_len,
+    IndexEntry, KEY_BYTES_MAX, RecordIn, SEGMENT_DATA_START, SegmentFooter, SegmentHeader,
+    SegmentState, TRAILER_LEN, Trailer, encode_batch, encode_footer, encoded_batch_len,
 };
 use crate::index::SparseIndex;
 use crate::io::{SegmentFile, SegmentIo};
@@ -19,7 +21,9 @@ use crate::recovery::{self, RecoveryReport, segment_file_name};
 use crate::segment::{BatchLoc, Segment, map_file};
 use crate::shared::Shared;
 use async_lock::Mutex;
-use std::cell::Cell;
+use event_listener::Event;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -69,23 +73,42 @@ pub struct LogStats {
     pub segments_recycled: u64,
 }
 
+/// The segment taking appends, as far as reservations go (which may be ahead of what is
+/// visible).
 struct Active<F> {
     segment: Arc<Segment>,
     file: Rc<F>,
+    /// End of the last reserved batch.
     write_pos: u64,
+    /// Checksum of the last reserved batch.
     last_checksum: u64,
+    /// Index of every reserved batch, for the footer.
+    index: SparseIndex,
 }
 
-/// Owner-only state, behind the writer mutex.
+/// A reserved batch whose write may still be running.
+struct InFlight {
+    segment: Arc<Segment>,
+    loc: BatchLoc,
+    written: bool,
+}
+
+/// Owner-only state. Borrowed only between awaits, never across one.
 struct Writer<F> {
     active: Option<Active<F>>,
+    /// A roll is running: reservations wait for it.
+    rolling: bool,
+    /// Reserved batches in sequence order, until they are published.
+    in_flight: VecDeque<InFlight>,
     /// Mirrors the published segment table: sealed segments, then the active one.
     live: Vec<Arc<Segment>>,
     retiring: Vec<Arc<Segment>>,
     free: Vec<Arc<Segment>>,
-    /// Files with writes that no sync has covered yet.
+    /// Sealed or retired files with writes that no sync has covered yet.
     unsynced: Vec<Rc<F>>,
+    /// The active file has completed writes that no sync has covered yet.
     active_dirty: bool,
+    /// Next sequence number to reserve.
     next_seq: u64,
     last_timestamp_ms: u64,
     generation: u64,
@@ -98,6 +121,14 @@ impl<F> Writer<F> {
     fn files(&self) -> usize {
         self.live.len() + self.retiring.len() + self.free.len()
     }
+
+    fn fits(&self, length: u64, data_limit: u64) -> bool {
+        !self.rolling
+            && self
+                .active
+                .as_ref()
+                .is_some_and(|a| a.write_pos + length <= data_limit)
+    }
 }
 
 /// One shard's log, owned by one core.
@@ -105,7 +136,11 @@ pub struct ShardLog<I: SegmentIo> {
     io: I,
     config: LogConfig,
     shared: Arc<Shared>,
-    writer: Mutex<Writer<I::File>>,
+    writer: RefCell<Writer<I::File>>,
+    /// Serialises rolls and retention passes (they await I/O while changing the ring).
+    ring_lock: Mutex<()>,
+    /// Notified whenever batches become visible or the log latches.
+    published: Event,
     sync_gate: Mutex<()>,
     durable_seq: Cell<u64>,
     report: RecoveryReport,
@@ -161,6 +196,8 @@ impl<I: SegmentIo> ShardLog<I> {
             .collect();
         let writer = Writer {
             active: None,
+            rolling: false,
+            in_flight: VecDeque::new(),
             live,
             retiring: Vec::new(),
             free,
@@ -178,7 +215,9 @@ impl<I: SegmentIo> ShardLog<I> {
             config,
             durable_seq: Cell::new(recovered.next_seq),
             shared,
-            writer: Mutex::new(writer),
+            writer: RefCell::new(writer),
+            ring_lock: Mutex::new(()),
+            published: Event::new(),
             sync_gate: Mutex::new(()),
             report: recovered.report,
             _lock: lock,
@@ -194,24 +233,31 @@ impl<I: SegmentIo> ShardLog<I> {
     /// batches after damage) can then never be mistaken for a continuation of the log, even if
     /// a new batch happened to be byte-identical to the one it replaced.
     async fn seal_recovered_tail(&self, tail: recovery::Tail) -> Result<()> {
-        let w = self.writer.lock().await;
-        let segment = w
-            .live
-            .last()
-            .expect("a tail belongs to a live segment")
-            .clone();
+        let (segment, end_seq) = {
+            let w = self.writer.borrow();
+            (
+                w.live
+                    .last()
+                    .expect("a tail belongs to a live segment")
+                    .clone(),
+                w.next_seq,
+            )
+        };
         let file = self
             .io
             .open(&segment.path)
             .await
             .map_err(|e| StorageError::io("open", &segment.path, e))?;
+        let index =
+            SparseIndex::from_entries(segment.index_entries(), self.config.index_interval_bytes);
         let active = Active {
             segment,
             file: Rc::new(file),
             write_pos: tail.write_pos,
             last_checksum: tail.last_checksum,
+            index,
         };
-        self.seal(&active, w.next_seq).await?;
+        self.seal(&active, end_seq).await?;
         active
             .file
             .sync_data()
@@ -234,7 +280,7 @@ impl<I: SegmentIo> ShardLog<I> {
         &self.config
     }
 
-    /// The sequence number the next record will get.
+    /// The sequence number the next visible record will get (the visibility watermark).
     pub fn next_seq(&self) -> u64 {
         self.shared.next_seq()
     }
@@ -256,8 +302,8 @@ impl<I: SegmentIo> ShardLog<I> {
     }
 
     /// Segment counts.
-    pub async fn stats(&self) -> LogStats {
-        let w = self.writer.lock().await;
+    pub fn stats(&self) -> LogStats {
+        let w = self.writer.borrow();
         LogStats {
             live_segments: w.live.len(),
             retiring_segments: w.retiring.len(),
@@ -269,7 +315,7 @@ impl<I: SegmentIo> ShardLog<I> {
     }
 
     /// Appends one batch; every record gets the same arrival time. Returns once the batch is
-    /// visible, or durable, as asked.
+    /// visible, or durable, as asked. On error nothing of the batch is visible.
     pub async fn append(
         &self,
         records: &[RecordIn<'_>],
@@ -277,21 +323,30 @@ impl<I: SegmentIo> ShardLog<I> {
     ) -> Result<Appended> {
         self.check_writable()?;
         self.validate(records)?;
-        let appended = {
-            let mut w = self.writer.lock().await;
+        let length = encoded_batch_len(records);
+        let data_limit = self.config.data_limit();
+        let (file, pos, buf, appended) = loop {
+            if self.writer.borrow().fits(length, data_limit) {
+                break self.reserve(records);
+            }
+            let _ring = self.ring_lock.lock().await;
             self.check_writable()?;
-            self.append_locked(&mut w, records).await?
+            if !self.writer.borrow().fits(length, data_limit) {
+                self.roll().await?;
+            }
         };
+        let written = file.write_at(pos, buf).await;
+        self.complete(appended.base_seq, written)?;
+        self.wait_visible(appended.end_seq()).await?;
         if durability == Durability::Durable {
             self.wait_durable(appended.end_seq()).await?;
         }
         Ok(appended)
     }
 
-    /// Makes everything appended so far durable.
+    /// Makes everything visible so far durable.
     pub async fn sync(&self) -> Result<()> {
-        let target = self.shared.next_seq();
-        self.wait_durable(target).await
+        self.wait_durable(self.shared.next_seq()).await
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -338,29 +393,21 @@ impl<I: SegmentIo> ShardLog<I> {
         Ok(())
     }
 
-    /// Latches the log read-only and returns the error for the caller.
+    /// Latches the log read-only, wakes every waiter, and returns the error for the caller.
     fn fail(&self, op: &'static str, path: &Path, e: std::io::Error) -> StorageError {
         let error = StorageError::io(op, path, e);
         self.shared.latch(error.to_string());
+        self.published.notify(usize::MAX);
         error
     }
 
-    async fn append_locked(
-        &self,
-        w: &mut Writer<I::File>,
-        records: &[RecordIn<'_>],
-    ) -> Result<Appended> {
-        let length = encoded_batch_len(records);
-        let fits = w
-            .active
-            .as_ref()
-            .is_some_and(|a| a.write_pos + length <= self.config.data_limit());
-        if !fits {
-            self.roll(w).await?;
-        }
+    /// Takes the next place in the active segment and encodes the batch for it.
+    fn reserve(&self, records: &[RecordIn<'_>]) -> (Rc<I::File>, u64, Vec<u8>, Appended) {
+        let mut w = self.writer.borrow_mut();
+        let w = &mut *w;
         // Arrival times never go back within a shard, so time seeks can binary-search.
         let timestamp_ms = self.shared.clock.now_ms().max(w.last_timestamp_ms);
-        let active = w.active.as_mut().expect("roll leaves an active segment");
+        let active = w.active.as_mut().expect("reserve only after fits()");
         let mut buf = Vec::new();
         let generation = active.segment.generation;
         let header = encode_batch(
@@ -375,83 +422,157 @@ impl<I: SegmentIo> ShardLog<I> {
             pos: active.write_pos,
             header,
         };
-        if let Err(e) = active.file.write_at(loc.pos, buf).await {
-            return Err(self.fail("write batch", &active.segment.path, e));
-        }
-        active.segment.publish(&loc);
+        active.index.observe(IndexEntry {
+            seq: header.base_seq,
+            timestamp_ms,
+            pos: loc.pos,
+        });
         active.write_pos = loc.end();
         active.last_checksum = header.checksum;
-        w.active_dirty = true;
         w.next_seq = header.end_seq();
         w.last_timestamp_ms = timestamp_ms;
-        self.shared.publish_next_seq(w.next_seq);
-        Ok(Appended {
+        w.in_flight.push_back(InFlight {
+            segment: active.segment.clone(),
+            loc,
+            written: false,
+        });
+        let appended = Appended {
             base_seq: header.base_seq,
             record_count: header.record_count,
             timestamp_ms,
-        })
+        };
+        (active.file.clone(), loc.pos, buf, appended)
     }
 
-    /// Seals the active segment (if any) and starts the next one at `w.next_seq`.
-    async fn roll(&self, w: &mut Writer<I::File>) -> Result<()> {
-        // Get the next segment first: if that fails (disk full, ring full) nothing changed.
-        let (mut segment, file) = self.take_segment(w).await?;
-        w.generation += 1;
+    /// Records a finished write and publishes every batch that is now complete in order.
+    fn complete(&self, base_seq: u64, written: std::io::Result<()>) -> Result<()> {
+        let mut w = self.writer.borrow_mut();
+        let entry = w
+            .in_flight
+            .iter_mut()
+            .find(|e| e.loc.header.base_seq == base_seq);
+        let entry = entry.expect("a completed write was reserved");
+        if let Err(e) = written {
+            let path = entry.segment.path.clone();
+            drop(w);
+            return Err(self.fail("write batch", &path, e));
+        }
+        entry.written = true;
+        let mut published = false;
+        while w.in_flight.front().is_some_and(|e| e.written) {
+            let entry = w.in_flight.pop_front().expect("checked above");
+            entry.segment.publish(&entry.loc);
+            self.shared.publish_next_seq(entry.loc.header.end_seq());
+            published = true;
+        }
+        if published {
+            w.active_dirty = true;
+            self.published.notify(usize::MAX);
+        }
+        Ok(())
+    }
+
+    /// Waits until every record below `end_seq` is visible (or the log latched).
+    async fn wait_visible(&self, end_seq: u64) -> Result<()> {
+        loop {
+            if self.shared.next_seq() >= end_seq {
+                return Ok(());
+            }
+            self.check_writable()?;
+            let listener = self.published.listen();
+            if self.shared.next_seq() >= end_seq {
+                return Ok(());
+            }
+            self.check_writable()?;
+            listener.await;
+        }
+    }
+
+    /// Seals the active segment (if any) and starts the next one. Called with the ring lock.
+    async fn roll(&self) -> Result<()> {
+        self.writer.borrow_mut().rolling = true;
+        let rolled = self.roll_inner().await;
+        self.writer.borrow_mut().rolling = false;
+        rolled
+    }
+
+    async fn roll_inner(&self) -> Result<()> {
+        // The seal describes every batch of the segment: let the writes in flight land first.
+        let reserved_end = self.writer.borrow().next_seq;
+        self.wait_visible(reserved_end).await?;
+        // Get the next segment before touching the old one: if that fails, nothing changed.
+        let (mut segment, file) = self.take_segment().await?;
+        let (old, base_seq, generation) = {
+            let mut w = self.writer.borrow_mut();
+            w.generation += 1;
+            (w.active.take(), w.next_seq, w.generation)
+        };
         Arc::get_mut(&mut segment)
             .expect("a segment being started has no readers")
             .reset(
-                w.generation,
-                w.next_seq,
+                generation,
+                base_seq,
                 SparseIndex::new(self.config.index_interval_bytes),
             );
-        if let Some(old) = w.active.take() {
-            self.seal(&old, w.next_seq).await?;
-            w.unsynced.push(old.file);
+        if let Some(old) = old {
+            self.seal(&old, base_seq).await?;
+            self.writer.borrow_mut().unsynced.push(old.file);
         }
         let header = SegmentHeader {
             state: SegmentState::Live,
-            generation: w.generation,
-            base_seq: w.next_seq,
+            generation,
+            base_seq,
             segment_size: self.config.segment_size_bytes,
             created_ms: self.shared.clock.now_ms(),
         };
         if let Err(e) = file.write_at(0, header.encode().to_vec()).await {
             return Err(self.fail("write segment header", &segment.path, e));
         }
+        let mut w = self.writer.borrow_mut();
         w.live.push(segment.clone());
         self.shared.set_table(w.live.clone());
+        let index = SparseIndex::new(self.config.index_interval_bytes);
         w.active = Some(Active {
             segment,
             file: Rc::new(file),
             write_pos: SEGMENT_DATA_START,
             last_checksum: 0,
+            index,
         });
         w.active_dirty = true;
         Ok(())
     }
 
     /// A segment to start: a reclaimed one, or a new file while the ring may grow.
-    async fn take_segment(&self, w: &mut Writer<I::File>) -> Result<(Arc<Segment>, I::File)> {
-        reclaim(w);
-        if let Some(segment) = w.free.pop() {
-            match self.io.open(&segment.path).await {
+    async fn take_segment(&self) -> Result<(Arc<Segment>, I::File)> {
+        let reused = {
+            let mut w = self.writer.borrow_mut();
+            reclaim(&mut w);
+            w.free.pop()
+        };
+        if let Some(segment) = reused {
+            return match self.io.open(&segment.path).await {
                 Ok(file) => {
-                    w.segments_recycled += 1;
-                    return Ok((segment, file));
+                    self.writer.borrow_mut().segments_recycled += 1;
+                    Ok((segment, file))
                 }
                 Err(e) => {
                     let error = StorageError::io("open", &segment.path, e);
-                    w.free.push(segment);
-                    return Err(error);
+                    self.writer.borrow_mut().free.push(segment);
+                    Err(error)
                 }
-            }
+            };
         }
-        if w.files() >= self.config.segments_max {
+        let (files, slot) = {
+            let w = self.writer.borrow();
+            (w.files(), w.next_slot)
+        };
+        if files >= self.config.segments_max {
             return Err(StorageError::LogFull {
                 segments_max: self.config.segments_max,
             });
         }
-        let path = self.shared.dir.join(segment_file_name(w.next_slot));
+        let path = self.shared.dir.join(segment_file_name(slot));
         let file = match self.io.create(&path, self.config.segment_size_bytes).await {
             Ok(file) => file,
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
@@ -459,8 +580,11 @@ impl<I: SegmentIo> ShardLog<I> {
             }
             Err(e) => return Err(StorageError::io("create segment", &path, e)),
         };
-        w.next_slot += 1;
-        w.files_created += 1;
+        {
+            let mut w = self.writer.borrow_mut();
+            w.next_slot += 1;
+            w.files_created += 1;
+        }
         self.io
             .sync_dir(&self.shared.dir)
             .await
@@ -472,7 +596,7 @@ impl<I: SegmentIo> ShardLog<I> {
     /// Writes the footer and trailer of a full segment.
     async fn seal(&self, old: &Active<I::File>, end_seq: u64) -> Result<()> {
         let segment = &old.segment;
-        let index = segment.index_entries();
+        let index = old.index.entries().to_vec();
         let footer = SegmentFooter {
             generation: segment.generation,
             base_seq: segment.base_seq,
@@ -519,15 +643,15 @@ impl<I: SegmentIo> ShardLog<I> {
                 return Ok(());
             }
             self.check_writable()?;
-            // Everything written so far: no write is in flight while the writer lock is held.
+            // Every visible batch's write has completed into one of these files.
             let (target, files) = {
-                let mut w = self.writer.lock().await;
+                let mut w = self.writer.borrow_mut();
                 let mut files: Vec<Rc<I::File>> = std::mem::take(&mut w.unsynced);
                 if w.active_dirty {
                     files.extend(w.active.as_ref().map(|a| a.file.clone()));
                     w.active_dirty = false;
                 }
-                (w.next_seq, files)
+                (self.shared.next_seq(), files)
             };
             for file in files {
                 if let Err(e) = file.sync_data().await {
@@ -541,14 +665,26 @@ impl<I: SegmentIo> ShardLog<I> {
     /// Retires sealed segments whose every record is past retention; returns how many.
     /// Their files are reused once no reader holds them.
     pub async fn enforce_retention(&self) -> Result<usize> {
-        let mut w = self.writer.lock().await;
+        let _ring = self.ring_lock.lock().await;
         let cutoff = self.shared.expiry_cutoff_ms();
-        let mut retired = 0;
-        while w.live.len() > 1 && w.live[0].max_timestamp_ms() < cutoff {
-            let segment = w.live.remove(0);
-            self.shared.raise_trim(segment.end_seq());
+        let expired: Vec<Arc<Segment>> = {
+            let mut w = self.writer.borrow_mut();
+            let sealed = w.live.len().saturating_sub(usize::from(w.active.is_some()));
+            let count = w.live[..sealed]
+                .iter()
+                .take_while(|s| s.max_timestamp_ms() < cutoff)
+                .count();
+            let expired: Vec<_> = w.live.drain(..count).collect();
+            if let Some(last) = expired.last() {
+                self.shared.raise_trim(last.end_seq());
+                self.shared.set_table(w.live.clone());
+            }
+            expired
+        };
+        for segment in &expired {
+            // Record on disk that the segment is free, so a restart never brings it back.
             let header = free_header(
-                &segment,
+                segment,
                 segment.end_seq(),
                 &self.config,
                 self.shared.clock.now_ms(),
@@ -561,14 +697,13 @@ impl<I: SegmentIo> ShardLog<I> {
             if let Err(e) = file.write_at(0, header.to_vec()).await {
                 return Err(self.fail("retire segment", &segment.path, e));
             }
+            let mut w = self.writer.borrow_mut();
             w.unsynced.push(Rc::new(file));
-            w.retiring.push(segment);
-            retired += 1;
+            w.retiring.push(segment.clone());
         }
-        if retired > 0 {
-            self.shared.set_table(w.live.clone());
-        }
-        reclaim(&mut w);
+        let retired = expired.len();
+        drop(expired); // our own references would keep the segments from being reclaimed
+        reclaim(&mut self.writer.borrow_mut());
         Ok(retired)
     }
 }

@@ -122,7 +122,7 @@ fn no_space_for_a_new_segment_is_a_clear_error_and_recoverable() {
         io.heal();
         append_expected(&log, 1, 1000).await;
         // Fill the segment, then fail the roll to the next one.
-        while log.stats().await.files == 1 {
+        while log.stats().files == 1 {
             io.arm(FaultPlan {
                 fail_create: Some(Fault::NoSpace),
                 ..FaultPlan::default()

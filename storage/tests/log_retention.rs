@@ -67,7 +67,7 @@ fn expired_segments_are_recycled_and_the_ring_stops_growing() {
             clock.advance_ms(HOUR_MS);
             log.enforce_retention().await.unwrap();
         }
-        let stats = log.stats().await;
+        let stats = log.stats();
         assert!(stats.segments_recycled > 30, "{stats:?}");
         assert!(stats.files <= 12, "{stats:?}");
         assert_eq!(
@@ -119,7 +119,7 @@ fn a_reader_holding_a_lease_is_never_handed_recycled_bytes() {
             }
             log.enforce_retention().await.unwrap();
         }
-        let stats = log.stats().await;
+        let stats = log.stats();
         assert_eq!(
             stats.retiring_segments, 1,
             "the leased segment waits: {stats:?}"
@@ -135,7 +135,7 @@ fn a_reader_holding_a_lease_is_never_handed_recycled_bytes() {
             append_expected(&log, 10, 1000).await;
         }
         log.enforce_retention().await.unwrap();
-        let stats = log.stats().await;
+        let stats = log.stats();
         assert_eq!(
             stats.retiring_segments, 0,
             "released once the lease is dropped: {stats:?}"
