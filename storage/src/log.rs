@@ -163,9 +163,9 @@ impl<I: SegmentIo> ShardLog<I> {
         let lock = lock_dir(dir)?;
         let recovered = recovery::recover(dir, &config)?;
         for segment in &recovered.discarded {
-            // Mark segments after the cut free before anything new is written, so they can
-            // never be taken for a continuation of the log later.
-            let header = free_header(segment, 0, &config, clock.now_ms());
+            // Mark segments after the cut (and empty ones) free before anything new is
+            // written, so they can never be taken for a continuation of the log later.
+            let header = free_header(segment, recovered.next_seq, &config, clock.now_ms());
             let file = io
                 .open(&segment.path)
                 .await
@@ -505,7 +505,14 @@ impl<I: SegmentIo> ShardLog<I> {
         let (old, base_seq, generation) = {
             let mut w = self.writer.borrow_mut();
             w.generation += 1;
-            (w.active.take(), w.next_seq, w.generation)
+            let old = w.active.take();
+            // From here the old file is no longer "the active one": a sync that starts during
+            // the roll must still cover its batches.
+            if let Some(old) = &old {
+                w.unsynced.push(old.file.clone());
+                w.active_dirty = false;
+            }
+            (old, w.next_seq, w.generation)
         };
         Arc::get_mut(&mut segment)
             .expect("a segment being started has no readers")

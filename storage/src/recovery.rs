@@ -88,7 +88,15 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
     let entries = std::fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| StorageError::io("list", dir, e))?;
-        let Some(slot) = entry.file_name().to_str().and_then(parse_slot) else {
+        let name = entry.file_name();
+        let name = name.to_str().unwrap_or_default();
+        if name.starts_with("seg-") && name.ends_with(".log.tmp") {
+            // A segment whose creation was interrupted: it never held data.
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| StorageError::io("remove", &path, e))?;
+            continue;
+        }
+        let Some(slot) = parse_slot(name) else {
             continue;
         };
         next_slot = next_slot.max(slot + 1);
@@ -147,55 +155,95 @@ fn open_found(path: PathBuf, config: &LogConfig) -> Result<Found> {
     })
 }
 
-/// Walks live segments in sequence order; each must start where the previous one ended.
-/// Everything after the first gap or damaged batch is discarded.
+/// Opens every live segment, releases the empty ones, then walks the rest in sequence order;
+/// each must start where the previous one ended. Everything after the first gap or damaged
+/// batch is discarded.
 fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig) {
-    let mut cut = false;
-    let mut last_unsealed: Option<Tail> = None;
+    let mut opened = Vec::new();
     for found in live {
-        let mut segment = found.segment;
-        if cut || (!recovered.live.is_empty() && recovered.next_seq != segment.base_seq) {
-            cut = true;
-            recovered.discarded.push(segment);
+        let opened_segment = open_segment(found.segment, config, &mut recovered.report);
+        if opened_segment.is_empty() && opened_segment.damage.is_none() {
+            // Started just before a crash, or sealed empty: it holds nothing.
+            recovered.discarded.push(opened_segment.segment);
             continue;
         }
-        let progress = match open_sealed(&segment) {
-            Some(progress) => {
-                recovered.report.sealed_segments += 1;
-                last_unsealed = None;
-                progress
-            }
-            None => {
-                let scanned = scan(&segment, config);
-                recovered.report.scanned_segments += 1;
-                recovered.report.scanned_bytes += scanned.progress.data_end - SEGMENT_DATA_START;
-                if let Some((pos, reason)) = scanned.damage {
-                    cut = true;
-                    recovered.report.truncated = Some(Truncation {
-                        path: segment.path.clone(),
-                        pos,
-                        seq: scanned.progress.end_seq,
-                        reason: reason.0.to_string(),
-                    });
-                }
-                last_unsealed = Some(Tail {
-                    write_pos: scanned.progress.data_end,
-                    last_checksum: scanned.progress.last_checksum,
-                });
-                scanned.progress
-            }
-        };
+        opened.push(opened_segment);
+    }
+    opened.sort_by_key(|o| (o.segment.base_seq, o.segment.generation));
+    let mut cut = false;
+    let mut tail = None;
+    for mut opened in opened {
+        let follows = recovered.live.is_empty() || recovered.next_seq == opened.segment.base_seq;
+        if cut || !follows {
+            cut = true;
+            recovered.discarded.push(opened.segment);
+            continue;
+        }
+        if let Some((pos, reason)) = opened.damage {
+            cut = true;
+            recovered.report.truncated = Some(Truncation {
+                path: opened.segment.path.clone(),
+                pos,
+                seq: opened.progress.end_seq,
+                reason: reason.0.to_string(),
+            });
+        }
+        if opened.is_empty() {
+            recovered.discarded.push(opened.segment);
+            continue;
+        }
+        let progress = opened.progress;
+        tail = (!opened.sealed).then_some(Tail {
+            write_pos: progress.data_end,
+            last_checksum: progress.last_checksum,
+        });
         recovered.next_seq = progress.end_seq;
         let index = SparseIndex::from_entries(progress.index, config.index_interval_bytes);
-        segment.restore(
+        opened.segment.restore(
             progress.end_seq,
             progress.data_end,
             progress.max_timestamp_ms,
             index,
         );
-        recovered.live.push(segment);
+        recovered.live.push(opened.segment);
     }
-    recovered.tail = last_unsealed;
+    recovered.tail = tail;
+}
+
+/// A live segment after its footer was read or its batches scanned.
+struct Opened {
+    segment: Segment,
+    progress: Progress,
+    sealed: bool,
+    /// The first batch refused for damage, if the scan stopped at one.
+    damage: Option<(u64, FormatError)>,
+}
+
+impl Opened {
+    fn is_empty(&self) -> bool {
+        self.progress.end_seq == self.segment.base_seq
+    }
+}
+
+fn open_segment(segment: Segment, config: &LogConfig, report: &mut RecoveryReport) -> Opened {
+    if let Some(progress) = open_sealed(&segment) {
+        report.sealed_segments += 1;
+        return Opened {
+            segment,
+            progress,
+            sealed: true,
+            damage: None,
+        };
+    }
+    let scanned = scan(&segment, config);
+    report.scanned_segments += 1;
+    report.scanned_bytes += scanned.progress.data_end - SEGMENT_DATA_START;
+    Opened {
+        segment,
+        progress: scanned.progress,
+        sealed: false,
+        damage: scanned.damage,
+    }
 }
 
 /// What a segment holds.

@@ -329,3 +329,41 @@ fn durable_appends_survive_a_reopen_without_close() {
     let (seqs, _, _) = reopen_and_read_all(dir.path());
     assert_eq!(seqs, vec![0]);
 }
+
+#[test]
+fn an_interrupted_segment_creation_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 10);
+    // What a crash between create and rename leaves: a short file under the temporary name.
+    let leftover = dir.path().join("seg-00000007.log.tmp");
+    std::fs::write(&leftover, b"short").unwrap();
+    let (seqs, _, next) = reopen_and_read_all(dir.path());
+    assert_eq!((seqs.len(), next), (40, 40));
+    assert!(!leftover.exists());
+}
+
+/// Found by the kill -9 crash test: a crash tore the first batch of a fresh segment; recovery
+/// left that segment empty, the next run started another segment at the same sequence
+/// number, and the following recovery took the duplicate for a gap and discarded later data.
+#[test]
+fn a_segment_torn_at_its_first_batch_never_cuts_later_data() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 400);
+    let files = segment_files(dir.path());
+    let last = files.last().unwrap();
+    let first_batch = batch_positions(last)[0];
+    let lost_from = positions_seq(last, first_batch);
+    let file = std::fs::OpenOptions::new().write(true).open(last).unwrap();
+    file.write_all_at(&[0u8; 100], first_batch + 100).unwrap();
+    let (_, report, next) = reopen_and_read_all(dir.path());
+    assert_eq!(next, lost_from);
+    assert_eq!(report.truncated.unwrap().pos, first_batch);
+    for _ in 0..3 {
+        write_log(dir.path(), 400); // spans several segments
+        let (seqs, report, next) = reopen_and_read_all(dir.path());
+        assert_eq!(report.truncated, None, "{report:?}");
+        assert_eq!(seqs, (0..next).collect::<Vec<_>>());
+    }
+    let (_, _, next) = reopen_and_read_all(dir.path());
+    assert_eq!(next, lost_from + 3 * 1600);
+}

@@ -1,1 +1,56 @@
-//! x
+//! Helpers shared by Sluice's cross-crate tests and their child processes.
+
+/// A small deterministic generator (xorshift64*), so a failing run reproduces from its seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (any value).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A value in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// Length of record `seq`'s data: 0 to 2999 bytes, fixed by the sequence number.
+pub fn record_len(seq: u64) -> usize {
+    (Rng::new(seq ^ 0xABCD).next_u64() % 3000) as usize
+}
+
+/// Data of record `seq`: derived from the sequence number alone, so a reader can check it.
+pub fn record_data(seq: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seq);
+    let mut data = Vec::with_capacity(record_len(seq) + 8);
+    while data.len() < record_len(seq) {
+        data.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    data.truncate(record_len(seq));
+    data
+}
+
+/// Key of record `seq`.
+pub fn record_key(seq: u64) -> Vec<u8> {
+    format!("pk-{seq}").into_bytes()
+}
+
+/// The log configuration of the crash test (small segments, so kills land around rolls too).
+pub fn crash_log_config() -> sluice_storage::LogConfig {
+    sluice_storage::LogConfig {
+        segment_size_bytes: 1 << 20,
+        record_size_bytes_max: 64 * 1024,
+        index_interval_bytes: 16 * 1024,
+        ..sluice_storage::LogConfig::default()
+    }
+}

@@ -32,13 +32,20 @@ impl SegmentIo for GlommioIo {
     type File = GlommioFile;
 
     async fn create(&self, path: &Path, len: u64) -> io::Result<GlommioFile> {
-        let file = open_options(true).buffered_open(path).await?;
-        if let Err(e) = file.pre_allocate(len, false).await {
-            // Do not leave a short file behind: it would look like a damaged segment.
+        // Allocate under a temporary name and rename when complete, so a crash never leaves a
+        // short file under a segment's name.
+        let tmp = temporary_path(path);
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = open_options(true).buffered_open(&tmp).await?;
+        let allocated = match file.pre_allocate(len, false).await {
+            Ok(()) => file.fdatasync().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = allocated {
             let _ = file.remove().await;
             return Err(e.into());
         }
-        file.fdatasync().await?;
+        file.rename(path).await?;
         Ok(GlommioFile(file, Arc::new(std::fs::File::open(path)?)))
     }
 
@@ -79,6 +86,13 @@ impl SegmentFile for GlommioFile {
             .spawn_blocking(move || file.sync_data())
             .await
     }
+}
+
+/// The name a file has while [`SegmentIo::create`] allocates it.
+pub(crate) fn temporary_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    name.into()
 }
 
 /// Runs `future` to completion on a new single-threaded glommio executor on this thread.

@@ -17,7 +17,9 @@ pub trait SegmentIo: 'static {
     /// A file open for writing.
     type File: SegmentFile;
 
-    /// Creates a new file of `len` bytes, allocated on the device, its size durable.
+    /// Creates a new file of `len` bytes, allocated on the device, its size durable. The file
+    /// appears under `path` only once complete; an interrupted creation can leave a file named
+    /// `path` + `.tmp`, which recovery removes.
     fn create(&self, path: &Path, len: u64) -> impl Future<Output = io::Result<Self::File>>;
 
     /// Opens an existing file for writing.
