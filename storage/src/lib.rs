@@ -58,7 +58,7 @@ pub use format::{RecordIn, RecordView};
 pub use index::SparseIndex;
 pub use io::{
     Fault, FaultPlan, FaultyFile, FaultyIo, GlommioFile, GlommioIo, SegmentFile, SegmentIo,
-    SyncHold, block_on, spawn,
+    SyncHold, block_on, sleep, spawn,
 };
 pub use log::{Appended, Durability, LogStats, ShardLog};
 pub use metalog::MetaLog;

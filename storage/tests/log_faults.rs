@@ -152,3 +152,166 @@ fn no_space_for_a_new_segment_is_a_clear_error_and_recoverable() {
         check_range(&log.reader(), 0, end, |_| 1000);
     });
 }
+
+/// Power loss: every write no completed sync covered is undone. Durable acknowledgements must
+/// hold, with appends racing syncs and segment rolls (small segments, four appenders).
+#[test]
+fn power_loss_keeps_every_durable_acknowledgement() {
+    for seed in 0..8u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let io = FaultyIo::new(GlommioIo);
+        let config = sluice_storage::LogConfig {
+            segment_size_bytes: 128 * 1024,
+            ..small_config()
+        };
+        let durable_end = block_on({
+            let (io, dir, config) = (io.clone(), dir.path().to_path_buf(), config.clone());
+            async move {
+                let log = std::rc::Rc::new(open(io.clone(), &dir, config, manual_clock()).await);
+                let acked = std::rc::Rc::new(std::cell::Cell::new(0u64));
+                let tasks: Vec<_> = (0..4u64)
+                    .map(|task| {
+                        let (log, acked, io) = (log.clone(), acked.clone(), io.clone());
+                        sluice_storage::spawn(async move {
+                            for i in 0..60u64 {
+                                let durable = (seed + task + i) % 3 != 0;
+                                let durability = if durable {
+                                    Durability::Durable
+                                } else {
+                                    Durability::Visible
+                                };
+                                let data = payload(
+                                    task * 1000 + i,
+                                    300 + ((seed * 7 + i) % 5) as usize * 400,
+                                );
+                                let records = vec![
+                                    RecordIn {
+                                        key: b"k",
+                                        data: &data
+                                    };
+                                    1 + (i % 7) as usize
+                                ];
+                                let appended = log.append(&records, durability).await.unwrap();
+                                if durable {
+                                    acked.set(acked.get().max(appended.end_seq()));
+                                    audit_durability(&io, appended.end_seq());
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await;
+                }
+                assert!(log.stats().files_created > 3, "rolls happened");
+                acked.get()
+            }
+        });
+        let lost = io.lose_unsynced_writes().unwrap();
+        block_on(async {
+            let log = open(GlommioIo, dir.path(), config, manual_clock()).await;
+            let reader = log.reader();
+            assert!(
+                reader.next_seq() >= durable_end,
+                "seed {seed}: {} records after power loss, {durable_end} acknowledged durable ({lost} writes lost)",
+                reader.next_seq()
+            );
+            let mut seq = 0;
+            while seq < reader.next_seq() {
+                let batch = reader
+                    .read(seq, sluice_storage::ReadLimits::default())
+                    .unwrap();
+                seq = batch.next_seq();
+            }
+        });
+    }
+}
+
+/// At a durable acknowledgement up to `end_seq`, no batch below it may sit in an unsynced write.
+fn audit_durability(io: &FaultyIo<GlommioIo>, end_seq: u64) {
+    for (path, pos, len) in io.unsynced_writes() {
+        let bytes = std::fs::read(&path).unwrap();
+        let mut at = pos as usize;
+        while at + 64 <= pos as usize + len && &bytes[at..at + 4] == b"SLB1" {
+            let base = u64::from_le_bytes(bytes[at + 24..at + 32].try_into().unwrap());
+            assert!(
+                base >= end_seq,
+                "batch {base} in {path:?} acknowledged durable (up to {end_seq}) but unsynced"
+            );
+            at += u32::from_le_bytes(bytes[at + 16..at + 20].try_into().unwrap()) as usize;
+        }
+    }
+}
+
+/// Lets other tasks and the reactor run until `done` holds.
+async fn run_until(mut done: impl FnMut() -> bool) {
+    for _ in 0..10_000 {
+        if done() {
+            return;
+        }
+        sluice_storage::sleep(std::time::Duration::from_micros(100)).await;
+    }
+    panic!("condition never held");
+}
+
+/// A sync that starts while a roll is sealing the old segment must still cover the old
+/// segment's batches: the old file counts as unsynced from the moment it stops being active.
+#[test]
+fn a_sync_during_a_roll_covers_the_segment_being_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let io = FaultyIo::new(GlommioIo);
+        let log =
+            std::rc::Rc::new(open(io.clone(), dir.path(), small_config(), manual_clock()).await);
+        // Four 60 KB records nearly fill a 256 KiB segment; a fifth does not fit.
+        let big = vec![7u8; 60_000];
+        for _ in 0..4 {
+            log.append(
+                &[RecordIn {
+                    key: b"f",
+                    data: &big,
+                }],
+                Durability::Visible,
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(log.stats().files_created, 1);
+        let syncs = io.hold_syncs().await;
+        let durable = |data: &'static [u8]| {
+            let log = log.clone();
+            sluice_storage::spawn(async move {
+                log.append(&[RecordIn { key: b"d", data }], Durability::Durable)
+                    .await
+            })
+        };
+        let x = durable(b"x"); // takes the sync gate; its fdatasync waits on `syncs`
+        run_until(|| log.next_seq() == 5).await;
+        let y = durable(b"y"); // visible, then waits for the sync gate
+        run_until(|| log.next_seq() == 6).await;
+        let writes = io.hold_writes().await;
+        let roller = {
+            let (log, big) = (log.clone(), big.clone());
+            sluice_storage::spawn(async move {
+                log.append(
+                    &[RecordIn {
+                        key: b"r",
+                        data: &big,
+                    }],
+                    Durability::Visible,
+                )
+                .await
+                .unwrap()
+            })
+        };
+        // The roll created the next segment and its seal write now waits on `writes`.
+        run_until(|| log.stats().files_created == 2 && io.writes_waiting() == 1).await;
+        drop(syncs); // x completes; y snapshots the files to sync while the roll is mid-seal
+        let y_appended = y.await.unwrap();
+        assert_eq!(y_appended.base_seq, 5);
+        audit_durability(&io, y_appended.end_seq());
+        x.await.unwrap();
+        drop(writes);
+        assert_eq!(roller.await.base_seq, 6);
+    });
+}

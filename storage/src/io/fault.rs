@@ -1,10 +1,13 @@
 //! Fault injection behind the I/O seam: fail the Nth write or sync, or every create, with a
-//! chosen error. Shared state so a test can arm faults while the log runs.
+//! chosen error; and power loss: every write no sync has covered can be undone, as if the
+//! machine lost power. Shared state so a test can arm faults while the log runs.
 
 use super::{SegmentFile, SegmentIo};
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io;
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 /// The error an injected fault returns.
@@ -36,6 +39,9 @@ pub struct FaultPlan {
     pub fail_create: Option<Fault>,
 }
 
+/// Offset of a write and the bytes it replaced.
+type UndoRecord = (u64, Vec<u8>);
+
 /// Counters and the sync gate, shared by the io and its files.
 #[derive(Debug, Default)]
 struct FaultState {
@@ -45,6 +51,11 @@ struct FaultState {
     syncs_completed: Cell<u64>,
     /// Syncs wait for a read guard; a test holding the write guard stalls them.
     sync_gate: std::sync::Arc<async_lock::RwLock<()>>,
+    /// The same for writes.
+    write_gate: std::sync::Arc<async_lock::RwLock<()>>,
+    writes_waiting: Cell<u64>,
+    /// Per file, the bytes each write since the file's last sync replaced, oldest first.
+    unsynced: RefCell<HashMap<PathBuf, Vec<UndoRecord>>>,
 }
 
 /// Counts one more call; returns the fault if this call is at or past the first failing one.
@@ -55,7 +66,7 @@ fn hit(counter: &Cell<u64>, from: Option<(u64, Fault)>) -> Option<Fault> {
         .map(|(_, fault)| fault)
 }
 
-/// While alive, every sync of the [`FaultyIo`] that made it waits.
+/// While alive, every sync (or write) of the [`FaultyIo`] that made it waits.
 #[derive(Debug)]
 pub struct SyncHold(#[allow(dead_code)] async_lock::RwLockWriteGuardArc<()>);
 
@@ -70,6 +81,7 @@ pub struct FaultyIo<I> {
 #[derive(Debug)]
 pub struct FaultyFile<F> {
     inner: F,
+    path: PathBuf,
     state: Rc<FaultState>,
 }
 
@@ -99,9 +111,44 @@ impl<I: SegmentIo> FaultyIo<I> {
         self.state.syncs_completed.get()
     }
 
+    /// Simulates power loss: undoes every write that no completed sync covered, newest first,
+    /// leaving the files as the device would hold them. Call with the log closed.
+    pub fn lose_unsynced_writes(&self) -> io::Result<usize> {
+        let mut lost = 0;
+        for (path, writes) in self.state.unsynced.borrow_mut().drain() {
+            let file = std::fs::File::options().write(true).open(&path)?;
+            for (pos, old) in writes.iter().rev() {
+                file.write_all_at(old, *pos)?;
+                lost += 1;
+            }
+        }
+        Ok(lost)
+    }
+
+    /// Writes no completed sync has covered yet: file, offset and length.
+    pub fn unsynced_writes(&self) -> Vec<(PathBuf, u64, usize)> {
+        let unsynced = self.state.unsynced.borrow();
+        let per_file = unsynced.iter().flat_map(|(path, writes)| {
+            writes
+                .iter()
+                .map(move |(pos, old)| (path.clone(), *pos, old.len()))
+        });
+        per_file.collect()
+    }
+
     /// Stalls every sync until the returned guard is dropped.
     pub async fn hold_syncs(&self) -> SyncHold {
         SyncHold(self.state.sync_gate.write_arc().await)
+    }
+
+    /// Writes waiting at the gate of [`FaultyIo::hold_writes`].
+    pub fn writes_waiting(&self) -> u64 {
+        self.state.writes_waiting.get()
+    }
+
+    /// Stalls every write (after its fault check) until the returned guard is dropped.
+    pub async fn hold_writes(&self) -> SyncHold {
+        SyncHold(self.state.write_gate.write_arc().await)
     }
 }
 
@@ -116,6 +163,7 @@ impl<I: SegmentIo> SegmentIo for FaultyIo<I> {
         let inner = self.inner.create(path, len).await?;
         Ok(FaultyFile {
             inner,
+            path: path.to_path_buf(),
             state: self.state.clone(),
         })
     }
@@ -124,6 +172,7 @@ impl<I: SegmentIo> SegmentIo for FaultyIo<I> {
         let inner = self.inner.open(path).await?;
         Ok(FaultyFile {
             inner,
+            path: path.to_path_buf(),
             state: self.state.clone(),
         })
     }
@@ -136,24 +185,48 @@ impl<I: SegmentIo> SegmentIo for FaultyIo<I> {
 impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
     async fn write_at(&self, pos: u64, buf: Vec<u8>) -> io::Result<()> {
         let fault = hit(&self.state.writes, self.state.plan.borrow().fail_write_from);
-        match fault {
-            Some(fault) => Err(fault.error()),
-            None => self.inner.write_at(pos, buf).await,
+        if let Some(fault) = fault {
+            return Err(fault.error());
         }
+        self.state
+            .writes_waiting
+            .set(self.state.writes_waiting.get() + 1);
+        let _gate = self.state.write_gate.read().await;
+        self.state
+            .writes_waiting
+            .set(self.state.writes_waiting.get() - 1);
+        let mut old = vec![0u8; buf.len()];
+        std::fs::File::open(&self.path)?.read_exact_at(&mut old, pos)?;
+        self.state
+            .unsynced
+            .borrow_mut()
+            .entry(self.path.clone())
+            .or_default()
+            .push((pos, old));
+        self.inner.write_at(pos, buf).await
     }
 
     async fn sync_data(&self) -> io::Result<()> {
         let fault = hit(&self.state.syncs, self.state.plan.borrow().fail_sync_from);
-        let _gate = self.state.sync_gate.read().await;
-        match fault {
+        // Only writes that completed before the sync started are sure to be covered by it.
+        let covered = self
+            .state
+            .unsynced
+            .borrow()
+            .get(&self.path)
+            .map_or(0, Vec::len);
+        let synced = match fault {
             Some(fault) => Err(fault.error()),
-            None => {
-                self.inner.sync_data().await?;
-                self.state
-                    .syncs_completed
-                    .set(self.state.syncs_completed.get() + 1);
-                Ok(())
-            }
+            None => self.inner.sync_data().await,
+        };
+        // A held sync has done its work but does not report back: a long sync in flight.
+        let _gate = self.state.sync_gate.read().await;
+        synced?;
+        if let Some(writes) = self.state.unsynced.borrow_mut().get_mut(&self.path) {
+            writes.drain(..covered);
         }
+        let completed = self.state.syncs_completed.get() + 1;
+        self.state.syncs_completed.set(completed);
+        Ok(())
     }
 }

@@ -110,3 +110,8 @@ pub fn block_on<T>(future: impl Future<Output = T>) -> T {
 pub fn spawn<T: 'static>(future: impl Future<Output = T> + 'static) -> impl Future<Output = T> {
     glommio::spawn_local(future)
 }
+
+/// Sleeps on the current glommio executor's timer, letting other tasks and I/O run.
+pub async fn sleep(duration: std::time::Duration) {
+    glommio::timer::sleep(duration).await;
+}

@@ -10,7 +10,7 @@ use std::io;
 use std::path::Path;
 
 pub use self::fault::{Fault, FaultPlan, FaultyFile, FaultyIo, SyncHold};
-pub use self::glommio::{GlommioFile, GlommioIo, block_on, spawn};
+pub use self::glommio::{GlommioFile, GlommioIo, block_on, sleep, spawn};
 
 /// Creates and opens segment files. Lives on the owning core; its futures need not be `Send`.
 pub trait SegmentIo: 'static {
