@@ -108,8 +108,9 @@ async fn append_run(
                     .collect();
                 for i in 0..share {
                     log.append(&records, durability).await.unwrap();
-                    if i % 64 == 63 {
-                        log.enforce_retention().await.unwrap();
+                    if i % 16 == 15 {
+                        // The owner's periodic housekeeping: retention and a spare segment.
+                        log.maintain().await.unwrap();
                     }
                 }
             })

@@ -69,7 +69,9 @@ pub struct LogStats {
     pub files: usize,
     /// Segments created since open.
     pub files_created: u64,
-    /// Segments reused since open.
+    /// Of those, created by a roll because no free segment was ready (on an append's path).
+    pub files_created_on_roll: u64,
+    /// Segments that held expired data and were reused, since open.
     pub segments_recycled: u64,
 }
 
@@ -114,6 +116,7 @@ struct Writer<F> {
     generation: u64,
     next_slot: u32,
     files_created: u64,
+    files_created_on_roll: u64,
     segments_recycled: u64,
 }
 
@@ -208,6 +211,7 @@ impl<I: SegmentIo> ShardLog<I> {
             generation: recovered.generation,
             next_slot: recovered.next_slot,
             files_created: 0,
+            files_created_on_roll: 0,
             segments_recycled: 0,
         };
         let log = ShardLog {
@@ -310,6 +314,7 @@ impl<I: SegmentIo> ShardLog<I> {
             free_segments: w.free.len(),
             files: w.files(),
             files_created: w.files_created,
+            files_created_on_roll: w.files_created_on_roll,
             segments_recycled: w.segments_recycled,
         }
     }
@@ -557,19 +562,29 @@ impl<I: SegmentIo> ShardLog<I> {
             reclaim(&mut w);
             w.free.pop()
         };
-        if let Some(segment) = reused {
-            return match self.io.open(&segment.path).await {
-                Ok(file) => {
+        let Some(segment) = reused else {
+            // No spare was ready (`maintain` prepares one): create the file on the append path.
+            self.writer.borrow_mut().files_created_on_roll += 1;
+            return self.create_segment().await;
+        };
+        match self.io.open(&segment.path).await {
+            Ok(file) => {
+                // Generation 0 marks a spare that never held data.
+                if segment.generation != 0 {
                     self.writer.borrow_mut().segments_recycled += 1;
-                    Ok((segment, file))
                 }
-                Err(e) => {
-                    let error = StorageError::io("open", &segment.path, e);
-                    self.writer.borrow_mut().free.push(segment);
-                    Err(error)
-                }
-            };
+                Ok((segment, file))
+            }
+            Err(e) => {
+                let error = StorageError::io("open", &segment.path, e);
+                self.writer.borrow_mut().free.push(segment);
+                Err(error)
+            }
         }
+    }
+
+    /// Creates, allocates and maps a new segment file, if the ring may grow.
+    async fn create_segment(&self) -> Result<(Arc<Segment>, I::File)> {
         let (files, slot) = {
             let w = self.writer.borrow();
             (w.files(), w.next_slot)
@@ -598,6 +613,27 @@ impl<I: SegmentIo> ShardLog<I> {
             .map_err(|e| self.fail("sync dir", &self.shared.dir, e))?;
         let segment = Segment::new(path.clone(), map_file(&path)?, 0, 0);
         Ok((Arc::new(segment), file))
+    }
+
+    /// Housekeeping for the owning core to run periodically (every 100 ms or so): retires
+    /// expired segments, and once the active segment is half full makes sure a free segment is
+    /// ready, so that rolls never create files on the append path. Returns segments retired.
+    pub async fn maintain(&self) -> Result<usize> {
+        let retired = self.enforce_retention().await?;
+        let _ring = self.ring_lock.lock().await;
+        let needs_spare = {
+            let mut w = self.writer.borrow_mut();
+            reclaim(&mut w);
+            let half_full = w.active.as_ref().is_some_and(|a| {
+                a.write_pos - SEGMENT_DATA_START >= self.config.batch_bytes_max() / 2
+            });
+            half_full && w.free.is_empty() && w.files() < self.config.segments_max
+        };
+        if needs_spare {
+            let (segment, _file) = self.create_segment().await?;
+            self.writer.borrow_mut().free.push(segment);
+        }
+        Ok(retired)
     }
 
     /// Writes the footer and trailer of a full segment.

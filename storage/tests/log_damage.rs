@@ -12,7 +12,11 @@ use std::path::Path;
 const RECORD_LEN: usize = 300;
 
 fn fixture_config() -> LogConfig {
-    LogConfig { segment_size_bytes: 64 * 1024, record_size_bytes_max: 16 * 1024, ..small_config() }
+    LogConfig {
+        segment_size_bytes: 64 * 1024,
+        record_size_bytes_max: 16 * 1024,
+        ..small_config()
+    }
 }
 
 fn fixture_dir() -> std::path::PathBuf {

@@ -180,3 +180,46 @@ fn a_full_ring_refuses_appends_without_losing_anything() {
         check_range(&log.reader(), 0, log.next_seq(), |_| 1000);
     });
 }
+
+#[test]
+fn with_maintenance_rolls_never_create_files_on_the_append_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = manual_clock();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), config(), clock.clone()).await;
+        log.set_retention_ms(2 * HOUR_MS).unwrap();
+        append_expected(&log, 1, 1000).await; // the very first segment has nothing to precede it
+        for _ in 0..40 {
+            for _ in 0..5 {
+                append_expected(&log, 10, 1000).await;
+                log.maintain().await.unwrap();
+            }
+            clock.advance_ms(HOUR_MS / 2);
+        }
+        let stats = log.stats();
+        assert_eq!(stats.files_created_on_roll, 1, "{stats:?}");
+        assert!(
+            stats.files_created >= 2 && stats.segments_recycled > 5,
+            "{stats:?}"
+        );
+        check_range(
+            &log.reader(),
+            log.reader().trim_horizon(),
+            log.next_seq(),
+            |_| 1000,
+        );
+    });
+}
+
+#[test]
+fn an_idle_log_gets_no_spare_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), config(), manual_clock()).await;
+        append_expected(&log, 1, 100).await;
+        for _ in 0..10 {
+            log.maintain().await.unwrap();
+        }
+        assert_eq!(log.stats().files, 1);
+    });
+}
