@@ -11,6 +11,8 @@ pub const RECORD_SIZE_BYTES_DEFAULT: u64 = 1024 * 1024;
 pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Smallest segment accepted (tests use small segments to wrap the ring quickly).
 pub const SEGMENT_SIZE_BYTES_MIN: u64 = 64 * 1024;
+/// Densest sparse index allowed: one entry per 4 KiB of batches.
+pub const INDEX_INTERVAL_BYTES_MIN: u64 = 4096;
 /// Kinesis' default retention: 24 hours.
 pub const RETENTION_MS_DEFAULT: u64 = 24 * 3600 * 1000;
 
@@ -78,8 +80,10 @@ impl LogConfig {
         if self.batch_records_max == 0 || self.batch_records_max > u32::MAX as usize {
             return bad("batch_records_max must be in 1..=u32::MAX".into());
         }
-        if self.index_interval_bytes < 4096 {
-            return bad("index_interval_bytes must be at least 4096".into());
+        if self.index_interval_bytes < INDEX_INTERVAL_BYTES_MIN {
+            return bad(format!(
+                "index_interval_bytes must be at least {INDEX_INTERVAL_BYTES_MIN}"
+            ));
         }
         if self.retention_ms == 0 {
             return bad("retention_ms must be positive".into());
@@ -87,10 +91,12 @@ impl LogConfig {
         Ok(())
     }
 
-    /// Bytes reserved at the end of each segment for the seal (footer and trailer).
+    /// Bytes reserved at the end of each segment for the seal (footer and trailer). It depends
+    /// on the segment size only (it assumes the densest index allowed), so a log reopened with
+    /// another `index_interval_bytes` keeps the same data region.
     pub fn seal_reserve_bytes(&self) -> u64 {
         let data = self.segment_size_bytes - SEGMENT_DATA_START;
-        format::seal_reserve_bytes(data / self.index_interval_bytes + 2)
+        format::seal_reserve_bytes(data / INDEX_INTERVAL_BYTES_MIN + 2)
     }
 
     /// End of the region batches may occupy in a segment.
@@ -98,8 +104,9 @@ impl LogConfig {
         self.segment_size_bytes - self.seal_reserve_bytes()
     }
 
-    /// Largest encoded batch that fits in an empty segment.
+    /// Largest encoded batch that fits in an empty segment (and in the header's u32 length).
     pub fn batch_bytes_max(&self) -> u64 {
-        self.data_limit().saturating_sub(SEGMENT_DATA_START)
+        let in_segment = self.data_limit().saturating_sub(SEGMENT_DATA_START);
+        in_segment.min(u64::from(u32::MAX) & !7)
     }
 }

@@ -49,8 +49,8 @@ mod shared;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    LogConfig, RECORD_SIZE_BYTES_DEFAULT, RECORD_SIZE_BYTES_LIMIT, RETENTION_MS_DEFAULT,
-    SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MIN,
+    INDEX_INTERVAL_BYTES_MIN, LogConfig, RECORD_SIZE_BYTES_DEFAULT, RECORD_SIZE_BYTES_LIMIT,
+    RETENTION_MS_DEFAULT, SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MIN,
 };
 pub use datadir::{DataDir, NAME_BYTES_MAX, validate_name};
 pub use error::{Result, StorageError};

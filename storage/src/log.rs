@@ -108,8 +108,11 @@ struct Writer<F> {
     free: Vec<Arc<Segment>>,
     /// Sealed or retired files with writes that no sync has covered yet.
     unsynced: Vec<Rc<F>>,
-    /// The active file has completed writes that no sync has covered yet.
-    active_dirty: bool,
+    /// Bumped whenever the active file gets completed writes; the active file needs a sync
+    /// while `dirty_epoch > clean_epoch`. Counters rather than a flag, so a sync that is
+    /// cancelled or fails half-way never marks anything clean.
+    dirty_epoch: u64,
+    clean_epoch: u64,
     /// Next sequence number to reserve.
     next_seq: u64,
     last_timestamp_ms: u64,
@@ -168,7 +171,13 @@ impl<I: SegmentIo> ShardLog<I> {
         for segment in &recovered.discarded {
             // Mark segments after the cut (and empty ones) free before anything new is
             // written, so they can never be taken for a continuation of the log later.
-            let header = free_header(segment, recovered.next_seq, &config, clock.now_ms());
+            let header = free_header(
+                segment,
+                SegmentState::Released,
+                recovered.next_seq,
+                &config,
+                clock.now_ms(),
+            );
             let file = io
                 .open(&segment.path)
                 .await
@@ -205,7 +214,8 @@ impl<I: SegmentIo> ShardLog<I> {
             retiring: Vec::new(),
             free,
             unsynced: Vec::new(),
-            active_dirty: false,
+            dirty_epoch: 0,
+            clean_epoch: 0,
             next_seq: recovered.next_seq,
             last_timestamp_ms,
             generation: recovered.generation,
@@ -226,6 +236,7 @@ impl<I: SegmentIo> ShardLog<I> {
             report: recovered.report,
             _lock: lock,
         };
+        log.sync_recovered().await?;
         if let Some(tail) = recovered.tail {
             log.seal_recovered_tail(tail).await?;
         }
@@ -267,6 +278,23 @@ impl<I: SegmentIo> ShardLog<I> {
             .sync_data()
             .await
             .map_err(|e| self.fail("fdatasync", &active.segment.path, e))
+    }
+
+    /// Recovered data may have come from the page cache of a process that never synced it:
+    /// sync every live file before counting it durable.
+    async fn sync_recovered(&self) -> Result<()> {
+        let live = self.writer.borrow().live.clone();
+        for segment in live {
+            let file = self
+                .io
+                .open(&segment.path)
+                .await
+                .map_err(|e| StorageError::io("open", &segment.path, e))?;
+            file.sync_data()
+                .await
+                .map_err(|e| StorageError::io("fdatasync", &segment.path, e))?;
+        }
+        Ok(())
     }
 
     /// A read handle for any thread.
@@ -340,7 +368,9 @@ impl<I: SegmentIo> ShardLog<I> {
                 self.roll().await?;
             }
         };
+        let in_flight = CancelLatch::arm(self, "an append");
         let written = file.write_at(pos, buf).await;
+        in_flight.disarm();
         self.complete(appended.base_seq, written)?;
         self.wait_visible(appended.end_seq()).await?;
         if durability == Durability::Durable {
@@ -471,7 +501,7 @@ impl<I: SegmentIo> ShardLog<I> {
             published = true;
         }
         if published {
-            w.active_dirty = true;
+            w.dirty_epoch += 1;
             self.published.notify(usize::MAX);
         }
         Ok(())
@@ -496,7 +526,9 @@ impl<I: SegmentIo> ShardLog<I> {
     /// Seals the active segment (if any) and starts the next one. Called with the ring lock.
     async fn roll(&self) -> Result<()> {
         self.writer.borrow_mut().rolling = true;
+        let in_flight = CancelLatch::arm(self, "a segment roll");
         let rolled = self.roll_inner().await;
+        in_flight.disarm();
         self.writer.borrow_mut().rolling = false;
         rolled
     }
@@ -505,6 +537,14 @@ impl<I: SegmentIo> ShardLog<I> {
         // The seal describes every batch of the segment: let the writes in flight land first.
         let reserved_end = self.writer.borrow().next_seq;
         self.wait_visible(reserved_end).await?;
+        // Make the data durable before the seal: a seal that reached the disk without the
+        // data it describes would open in O(1) over a hole.
+        let old_file = self.writer.borrow().active.as_ref().map(|a| a.file.clone());
+        if let Some(file) = old_file {
+            file.sync_data()
+                .await
+                .map_err(|e| self.fail("fdatasync before seal", &self.shared.dir, e))?;
+        }
         // Get the next segment before touching the old one: if that fails, nothing changed.
         let (mut segment, file) = self.take_segment().await?;
         let (old, base_seq, generation) = {
@@ -515,17 +555,14 @@ impl<I: SegmentIo> ShardLog<I> {
             // the roll must still cover its batches.
             if let Some(old) = &old {
                 w.unsynced.push(old.file.clone());
-                w.active_dirty = false;
             }
             (old, w.next_seq, w.generation)
         };
+        let latest_ms = self.writer.borrow().last_timestamp_ms;
+        let index = SparseIndex::new(self.config.index_interval_bytes);
         Arc::get_mut(&mut segment)
             .expect("a segment being started has no readers")
-            .reset(
-                generation,
-                base_seq,
-                SparseIndex::new(self.config.index_interval_bytes),
-            );
+            .reset(generation, base_seq, latest_ms, index);
         if let Some(old) = old {
             self.seal(&old, base_seq).await?;
             self.writer.borrow_mut().unsynced.push(old.file);
@@ -551,7 +588,7 @@ impl<I: SegmentIo> ShardLog<I> {
             last_checksum: 0,
             index,
         });
-        w.active_dirty = true;
+        w.dirty_epoch += 1;
         Ok(())
     }
 
@@ -630,7 +667,10 @@ impl<I: SegmentIo> ShardLog<I> {
             half_full && w.free.is_empty() && w.files() < self.config.segments_max
         };
         if needs_spare {
-            let (segment, _file) = self.create_segment().await?;
+            let in_flight = CancelLatch::arm(self, "a segment allocation");
+            let created = self.create_segment().await;
+            in_flight.disarm();
+            let (segment, _file) = created?;
             self.writer.borrow_mut().free.push(segment);
         }
         Ok(retired)
@@ -686,20 +726,27 @@ impl<I: SegmentIo> ShardLog<I> {
                 return Ok(());
             }
             self.check_writable()?;
-            // Every visible batch's write has completed into one of these files.
-            let (target, files) = {
-                let mut w = self.writer.borrow_mut();
-                let mut files: Vec<Rc<I::File>> = std::mem::take(&mut w.unsynced);
-                if w.active_dirty {
+            // Every visible batch's write has completed into one of these files. Nothing is
+            // marked clean until the syncs succeed, so a cancelled or failed sync loses nothing.
+            let (target, files, sealed_files, epoch) = {
+                let w = self.writer.borrow();
+                let mut files: Vec<Rc<I::File>> = w.unsynced.clone();
+                let sealed_files = files.len();
+                if w.dirty_epoch > w.clean_epoch {
                     files.extend(w.active.as_ref().map(|a| a.file.clone()));
-                    w.active_dirty = false;
                 }
-                (self.shared.next_seq(), files)
+                (self.shared.next_seq(), files, sealed_files, w.dirty_epoch)
             };
             for file in files {
                 if let Err(e) = file.sync_data().await {
                     return Err(self.fail("fdatasync", &self.shared.dir, e));
                 }
+            }
+            {
+                // Only this gate's holder removes from `unsynced`; others only append.
+                let mut w = self.writer.borrow_mut();
+                w.unsynced.drain(..sealed_files);
+                w.clean_epoch = w.clean_epoch.max(epoch);
             }
             self.durable_seq.set(self.durable_seq.get().max(target));
         }
@@ -724,10 +771,12 @@ impl<I: SegmentIo> ShardLog<I> {
             }
             expired
         };
+        let in_flight = CancelLatch::arm(self, "a retention pass");
         for segment in &expired {
             // Record on disk that the segment is free, so a restart never brings it back.
             let header = free_header(
                 segment,
+                SegmentState::Free,
                 segment.end_seq(),
                 &self.config,
                 self.shared.clock.now_ms(),
@@ -744,10 +793,46 @@ impl<I: SegmentIo> ShardLog<I> {
             w.unsynced.push(Rc::new(file));
             w.retiring.push(segment.clone());
         }
+        in_flight.disarm();
         let retired = expired.len();
         drop(expired); // our own references would keep the segments from being reclaimed
         reclaim(&mut self.writer.borrow_mut());
         Ok(retired)
+    }
+}
+
+/// Latches the log if dropped while armed: a future cancelled mid-I/O leaves the log in a state
+/// it cannot vouch for (a write that may or may not have landed, a half-done roll), so it
+/// refuses writes until reopened rather than wedge or guess. The engine never cancels these.
+struct CancelLatch<'a, I: SegmentIo> {
+    log: &'a ShardLog<I>,
+    what: &'static str,
+    armed: bool,
+}
+
+impl<'a, I: SegmentIo> CancelLatch<'a, I> {
+    fn arm(log: &'a ShardLog<I>, what: &'static str) -> Self {
+        CancelLatch {
+            log,
+            what,
+            armed: true,
+        }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<I: SegmentIo> Drop for CancelLatch<'_, I> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.log.shared.latch(format!(
+                "{} was cancelled during its I/O; reopen the log",
+                self.what
+            ));
+            self.log.published.notify(usize::MAX);
+        }
     }
 }
 
@@ -766,9 +851,17 @@ fn reclaim<F>(w: &mut Writer<F>) {
     w.retiring = still_leased;
 }
 
-fn free_header(segment: &Segment, base_seq: u64, config: &LogConfig, now_ms: u64) -> [u8; 64] {
+/// The header that marks a segment free (retired by retention) or released (by recovery).
+fn free_header(
+    segment: &Segment,
+    state: SegmentState,
+    base_seq: u64,
+    config: &LogConfig,
+    now_ms: u64,
+) -> [u8; 64] {
+    assert_ne!(state, SegmentState::Live);
     SegmentHeader {
-        state: SegmentState::Free,
+        state,
         generation: segment.generation,
         base_seq,
         segment_size: config.segment_size_bytes,

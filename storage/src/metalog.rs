@@ -52,7 +52,11 @@ where
             .map_err(|e| StorageError::io("open metadata log", path, e))?;
         let bytes =
             std::fs::read(path).map_err(|e| StorageError::io("read metadata log", path, e))?;
-        let (entries, valid_len) = if bytes.is_empty() {
+        // A header that never fully reached the disk (a crash during creation) is an empty log.
+        let short = bytes.len() < FILE_HEADER_LEN as usize;
+        let magic_prefix = FILE_MAGIC.starts_with(&bytes[..bytes.len().min(FILE_MAGIC.len())]);
+        let unwritten = bytes.iter().all(|&b| b == 0) || (short && magic_prefix);
+        let (entries, valid_len) = if unwritten {
             let mut header = [0u8; FILE_HEADER_LEN as usize];
             header[..8].copy_from_slice(FILE_MAGIC);
             header[8..10].copy_from_slice(&crate::format::FORMAT_VERSION.to_le_bytes());
@@ -270,6 +274,25 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let (_, replayed) = MetaLog::<Entry>::open(&path).unwrap();
         assert_eq!(replayed, vec![entry(0)]);
+    }
+
+    #[test]
+    fn a_log_whose_header_was_torn_at_creation_opens_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.log");
+        for torn in [&b""[..], b"SLUIC", &[0u8; 16][..], &[0u8; 9][..]] {
+            std::fs::write(&path, torn).unwrap();
+            let (mut log, replayed) = MetaLog::<Entry>::open(&path).unwrap();
+            assert!(replayed.is_empty());
+            log.append(&entry(1)).unwrap();
+            drop(log);
+            assert_eq!(MetaLog::<Entry>::open(&path).unwrap().1, vec![entry(1)]);
+        }
+        std::fs::write(&path, b"not a metadata log at all").unwrap();
+        assert!(
+            MetaLog::<Entry>::open(&path).is_err(),
+            "real garbage is reported"
+        );
     }
 
     #[test]

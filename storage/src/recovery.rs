@@ -107,15 +107,14 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
         .filter_map(|f| f.header.map(|h| h.generation))
         .max()
         .unwrap_or(0);
-    let free_floor = found
-        .iter()
-        .filter_map(|f| {
-            f.header
-                .filter(|h| h.state == SegmentState::Free)
-                .map(|h| h.base_seq)
-        })
-        .max()
-        .unwrap_or(0);
+    let floor_of = |state: SegmentState| {
+        let headers = found
+            .iter()
+            .filter_map(|f| f.header.filter(|h| h.state == state));
+        headers.map(|h| h.base_seq).max().unwrap_or(0)
+    };
+    let retired_floor = floor_of(SegmentState::Free);
+    let seq_floor = retired_floor.max(floor_of(SegmentState::Released));
     let (mut live, mut free): (Vec<Found>, Vec<Found>) = found
         .into_iter()
         .partition(|f| f.header.is_some_and(|h| h.state == SegmentState::Live));
@@ -125,12 +124,12 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
         tail: None,
         free: Vec::new(),
         discarded: Vec::new(),
-        next_seq: free_floor,
+        next_seq: seq_floor,
         generation,
         next_slot,
         report: RecoveryReport::default(),
     };
-    chain_live(&mut recovered, live, config);
+    chain_live(&mut recovered, live, config, retired_floor);
     recovered.free.extend(free.drain(..).map(|f| f.segment));
     recovered.report.free_segments = recovered.free.len() + recovered.discarded.len();
     recovered.report.discarded_segments = recovered.discarded.len();
@@ -158,12 +157,23 @@ fn open_found(path: PathBuf, config: &LogConfig) -> Result<Found> {
 /// Opens every live segment, releases the empty ones, then walks the rest in sequence order;
 /// each must start where the previous one ended. Everything after the first gap or damaged
 /// batch is discarded.
-fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig) {
+///
+/// `retired_floor` is the highest sequence a retired segment ended at: a live segment ending at
+/// or below it was retired too (retention goes oldest first), its free header lost in a crash;
+/// it is released, not chained.
+fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, retired_floor: u64) {
     let mut opened = Vec::new();
+    let mut empty_floor = 0;
     for found in live {
         let opened_segment = open_segment(found.segment, config, &mut recovered.report);
-        if opened_segment.is_empty() && opened_segment.damage.is_none() {
-            // Started just before a crash, or sealed empty: it holds nothing.
+        let retired =
+            opened_segment.progress.end_seq <= retired_floor && !opened_segment.is_empty();
+        if (opened_segment.is_empty() && opened_segment.damage.is_none()) || retired {
+            // Started just before a crash, sealed empty, or retired: it holds nothing live.
+            // An empty segment still proves the log reached its base sequence.
+            if opened_segment.is_empty() {
+                empty_floor = empty_floor.max(opened_segment.segment.base_seq);
+            }
             recovered.discarded.push(opened_segment.segment);
             continue;
         }
@@ -208,6 +218,10 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig) {
         recovered.live.push(opened.segment);
     }
     recovered.tail = tail;
+    if recovered.live.is_empty() {
+        // Sequence numbers never go back, even when no record survived.
+        recovered.next_seq = recovered.next_seq.max(empty_floor);
+    }
 }
 
 /// A live segment after its footer was read or its batches scanned.

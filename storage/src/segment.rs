@@ -70,12 +70,20 @@ impl Segment {
     }
 
     /// Starts a new life for a reused file; requires the last lease (`&mut`).
-    pub(crate) fn reset(&mut self, generation: u64, base_seq: u64, index: SparseIndex) {
+    /// `max_timestamp_ms` starts at the log's latest arrival time, so segments stay ordered by
+    /// time even while this one is empty (time seeks binary-search on it).
+    pub(crate) fn reset(
+        &mut self,
+        generation: u64,
+        base_seq: u64,
+        max_timestamp_ms: u64,
+        index: SparseIndex,
+    ) {
         self.generation = generation;
         self.base_seq = base_seq;
         *self.end_seq.get_mut() = base_seq;
         *self.visible_end.get_mut() = SEGMENT_DATA_START;
-        *self.max_timestamp_ms.get_mut() = 0;
+        *self.max_timestamp_ms.get_mut() = max_timestamp_ms;
         *self.index.get_mut().unwrap_or_else(|e| e.into_inner()) = index;
     }
 

@@ -254,64 +254,42 @@ async fn run_until(mut done: impl FnMut() -> bool) {
     panic!("condition never held");
 }
 
-/// A sync that starts while a roll is sealing the old segment must still cover the old
-/// segment's batches: the old file counts as unsynced from the moment it stops being active.
 #[test]
-fn a_sync_during_a_roll_covers_the_segment_being_sealed() {
+fn a_batch_whose_write_is_in_flight_is_invisible_to_readers() {
     let dir = tempfile::tempdir().unwrap();
     block_on(async {
         let io = FaultyIo::new(GlommioIo);
         let log =
             std::rc::Rc::new(open(io.clone(), dir.path(), small_config(), manual_clock()).await);
-        // Four 60 KB records nearly fill a 256 KiB segment; a fifth does not fit.
-        let big = vec![7u8; 60_000];
-        for _ in 0..4 {
-            log.append(
-                &[RecordIn {
-                    key: b"f",
-                    data: &big,
-                }],
-                Durability::Visible,
-            )
-            .await
-            .unwrap();
-        }
-        assert_eq!(log.stats().files_created, 1);
-        let syncs = io.hold_syncs().await;
-        let durable = |data: &'static [u8]| {
+        append_expected(&log, 2, 100).await;
+        let hold = io.hold_writes().await;
+        let pending = {
             let log = log.clone();
-            sluice_storage::spawn(async move {
-                log.append(&[RecordIn { key: b"d", data }], Durability::Durable)
-                    .await
-            })
-        };
-        let x = durable(b"x"); // takes the sync gate; its fdatasync waits on `syncs`
-        run_until(|| log.next_seq() == 5).await;
-        let y = durable(b"y"); // visible, then waits for the sync gate
-        run_until(|| log.next_seq() == 6).await;
-        let writes = io.hold_writes().await;
-        let roller = {
-            let (log, big) = (log.clone(), big.clone());
             sluice_storage::spawn(async move {
                 log.append(
                     &[RecordIn {
-                        key: b"r",
-                        data: &big,
+                        key: b"k",
+                        data: b"later",
                     }],
                     Durability::Visible,
                 )
                 .await
-                .unwrap()
             })
         };
-        // The roll created the next segment and its seal write now waits on `writes`.
-        run_until(|| log.stats().files_created == 2 && io.writes_waiting() == 1).await;
-        drop(syncs); // x completes; y snapshots the files to sync while the roll is mid-seal
-        let y_appended = y.await.unwrap();
-        assert_eq!(y_appended.base_seq, 5);
-        audit_durability(&io, y_appended.end_seq());
-        x.await.unwrap();
-        drop(writes);
-        assert_eq!(roller.await.base_seq, 6);
+        run_until(|| io.writes_waiting() == 1).await;
+        let reader = log.reader();
+        assert_eq!(reader.next_seq(), 2);
+        assert!(
+            reader
+                .read(2, sluice_storage::ReadLimits::default())
+                .unwrap()
+                .is_empty()
+        );
+        drop(hold);
+        assert_eq!(pending.await.unwrap().base_seq, 2);
+        let batch = reader
+            .read(2, sluice_storage::ReadLimits::default())
+            .unwrap();
+        assert_eq!(batch.records().next().unwrap().data, b"later");
     });
 }

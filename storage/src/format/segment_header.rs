@@ -18,8 +18,12 @@ const TRAILER_MAGIC: u64 = u64::from_le_bytes(*b"SLUICEND");
 pub enum SegmentState {
     /// Holds records from `base_seq` on.
     Live,
-    /// Retired by retention; `base_seq` is the sequence after its last record.
+    /// Retired by retention; `base_seq` is the sequence after its last record. Every live
+    /// segment ending at or before it was retired too.
     Free,
+    /// Released by recovery (empty, or after a cut); `base_seq` is only a floor for the
+    /// sequence numbers the log may hand out next.
+    Released,
 }
 
 /// The first 64 bytes of a segment file.
@@ -44,6 +48,7 @@ impl SegmentHeader {
         let state: u16 = match self.state {
             SegmentState::Live => 1,
             SegmentState::Free => 2,
+            SegmentState::Released => 3,
         };
         out[0..8].copy_from_slice(&SEGMENT_MAGIC.to_le_bytes());
         out[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -74,6 +79,7 @@ impl SegmentHeader {
         let state = match read_u16(bytes, 10) {
             1 => SegmentState::Live,
             2 => SegmentState::Free,
+            3 => SegmentState::Released,
             _ => return Err(FormatError("unknown segment state")),
         };
         Ok(SegmentHeader {

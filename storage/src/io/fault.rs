@@ -39,8 +39,13 @@ pub struct FaultPlan {
     pub fail_create: Option<Fault>,
 }
 
-/// Offset of a write and the bytes it replaced.
-type UndoRecord = (u64, Vec<u8>);
+/// A completed write no sync has covered yet: its number, offset and the bytes it replaced.
+#[derive(Debug)]
+struct UndoRecord {
+    id: u64,
+    pos: u64,
+    old: Vec<u8>,
+}
 
 /// Counters and the sync gate, shared by the io and its files.
 #[derive(Debug, Default)]
@@ -56,6 +61,8 @@ struct FaultState {
     writes_waiting: Cell<u64>,
     /// Per file, the bytes each write since the file's last sync replaced, oldest first.
     unsynced: RefCell<HashMap<PathBuf, Vec<UndoRecord>>>,
+    /// Numbers completed writes, so a sync knows which ones finished before it started.
+    writes_completed: Cell<u64>,
 }
 
 /// Counts one more call; returns the fault if this call is at or past the first failing one.
@@ -117,7 +124,7 @@ impl<I: SegmentIo> FaultyIo<I> {
         let mut lost = 0;
         for (path, writes) in self.state.unsynced.borrow_mut().drain() {
             let file = std::fs::File::options().write(true).open(&path)?;
-            for (pos, old) in writes.iter().rev() {
+            for UndoRecord { pos, old, .. } in writes.iter().rev() {
                 file.write_all_at(old, *pos)?;
                 lost += 1;
             }
@@ -131,7 +138,7 @@ impl<I: SegmentIo> FaultyIo<I> {
         let per_file = unsynced.iter().flat_map(|(path, writes)| {
             writes
                 .iter()
-                .map(move |(pos, old)| (path.clone(), *pos, old.len()))
+                .map(move |w| (path.clone(), w.pos, w.old.len()))
         });
         per_file.collect()
     }
@@ -197,24 +204,24 @@ impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
             .set(self.state.writes_waiting.get() - 1);
         let mut old = vec![0u8; buf.len()];
         std::fs::File::open(&self.path)?.read_exact_at(&mut old, pos)?;
+        self.inner.write_at(pos, buf).await?;
+        // Journal it once complete: only then can a sync that starts afterwards cover it.
+        let id = self.state.writes_completed.get() + 1;
+        self.state.writes_completed.set(id);
+        let record = UndoRecord { id, pos, old };
         self.state
             .unsynced
             .borrow_mut()
             .entry(self.path.clone())
             .or_default()
-            .push((pos, old));
-        self.inner.write_at(pos, buf).await
+            .push(record);
+        Ok(())
     }
 
     async fn sync_data(&self) -> io::Result<()> {
         let fault = hit(&self.state.syncs, self.state.plan.borrow().fail_sync_from);
         // Only writes that completed before the sync started are sure to be covered by it.
-        let covered = self
-            .state
-            .unsynced
-            .borrow()
-            .get(&self.path)
-            .map_or(0, Vec::len);
+        let covered = self.state.writes_completed.get();
         let synced = match fault {
             Some(fault) => Err(fault.error()),
             None => self.inner.sync_data().await,
@@ -223,7 +230,7 @@ impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
         let _gate = self.state.sync_gate.read().await;
         synced?;
         if let Some(writes) = self.state.unsynced.borrow_mut().get_mut(&self.path) {
-            writes.drain(..covered);
+            writes.retain(|w| w.id > covered);
         }
         let completed = self.state.syncs_completed.get() + 1;
         self.state.syncs_completed.set(completed);
