@@ -108,6 +108,8 @@ struct Writer<F> {
     free: Vec<Arc<Segment>>,
     /// Sealed or retired files with writes that no sync has covered yet.
     unsynced: Vec<Rc<F>>,
+    /// Full segments (and their end sequence) waiting for `maintain` to seal them.
+    sealing: Vec<(Active<F>, u64)>,
     /// Bumped whenever the active file gets completed writes; the active file needs a sync
     /// while `dirty_epoch > clean_epoch`. Counters rather than a flag, so a sync that is
     /// cancelled or fails half-way never marks anything clean.
@@ -214,6 +216,7 @@ impl<I: SegmentIo> ShardLog<I> {
             retiring: Vec::new(),
             free,
             unsynced: Vec::new(),
+            sealing: Vec::new(),
             dirty_epoch: 0,
             clean_epoch: 0,
             next_seq: recovered.next_seq,
@@ -237,27 +240,19 @@ impl<I: SegmentIo> ShardLog<I> {
             _lock: lock,
         };
         log.sync_recovered().await?;
-        if let Some(tail) = recovered.tail {
-            log.seal_recovered_tail(tail).await?;
+        for (index, tail) in recovered.unsealed {
+            log.seal_recovered(index, tail).await?;
         }
         Ok(log)
     }
 
-    /// Seals the segment recovery ended in, at its last intact batch, so that appends start a
-    /// fresh segment with a new generation. Whatever lies past the cut (a torn batch, or intact
-    /// batches after damage) can then never be mistaken for a continuation of the log, even if
-    /// a new batch happened to be byte-identical to the one it replaced.
-    async fn seal_recovered_tail(&self, tail: recovery::Tail) -> Result<()> {
-        let (segment, end_seq) = {
-            let w = self.writer.borrow();
-            (
-                w.live
-                    .last()
-                    .expect("a tail belongs to a live segment")
-                    .clone(),
-                w.next_seq,
-            )
-        };
+    /// Seals a segment recovery found unsealed, at its last intact batch: the next open finds it
+    /// in O(1), and appends start a fresh segment with a new generation. Whatever lies past the
+    /// end (a torn batch, stale bytes, intact batches after damage) can then never be taken for
+    /// a continuation of the log, even if a new batch were byte-identical to the one it replaced.
+    async fn seal_recovered(&self, live_index: usize, tail: recovery::Tail) -> Result<()> {
+        let segment = self.writer.borrow().live[live_index].clone();
+        let end_seq = segment.end_seq();
         let file = self
             .io
             .open(&segment.path)
@@ -265,19 +260,18 @@ impl<I: SegmentIo> ShardLog<I> {
             .map_err(|e| StorageError::io("open", &segment.path, e))?;
         let index =
             SparseIndex::from_entries(segment.index_entries(), self.config.index_interval_bytes);
-        let active = Active {
+        let full = Active {
             segment,
             file: Rc::new(file),
             write_pos: tail.write_pos,
             last_checksum: tail.last_checksum,
             index,
         };
-        self.seal(&active, end_seq).await?;
-        active
-            .file
+        self.seal(&full, end_seq).await?;
+        full.file
             .sync_data()
             .await
-            .map_err(|e| self.fail("fdatasync", &active.segment.path, e))
+            .map_err(|e| self.fail("fdatasync", &full.segment.path, e))
     }
 
     /// Recovered data may have come from the page cache of a process that never synced it:
@@ -537,36 +531,26 @@ impl<I: SegmentIo> ShardLog<I> {
         // The seal describes every batch of the segment: let the writes in flight land first.
         let reserved_end = self.writer.borrow().next_seq;
         self.wait_visible(reserved_end).await?;
-        // Make the data durable before the seal: a seal that reached the disk without the
-        // data it describes would open in O(1) over a hole.
-        let old_file = self.writer.borrow().active.as_ref().map(|a| a.file.clone());
-        if let Some(file) = old_file {
-            file.sync_data()
-                .await
-                .map_err(|e| self.fail("fdatasync before seal", &self.shared.dir, e))?;
-        }
         // Get the next segment before touching the old one: if that fails, nothing changed.
         let (mut segment, file) = self.take_segment().await?;
-        let (old, base_seq, generation) = {
+        let (base_seq, generation) = {
             let mut w = self.writer.borrow_mut();
             w.generation += 1;
-            let old = w.active.take();
-            // From here the old file is no longer "the active one": a sync that starts during
-            // the roll must still cover its batches.
-            if let Some(old) = &old {
+            if let Some(old) = w.active.take() {
+                // No longer "the active one": syncs must still cover it, and `maintain` seals
+                // it once its data is durable (never before: a seal on disk over missing data
+                // would open in O(1) over a hole). Rolls never wait for a sync.
                 w.unsynced.push(old.file.clone());
+                let end_seq = w.next_seq;
+                w.sealing.push((old, end_seq));
             }
-            (old, w.next_seq, w.generation)
+            (w.next_seq, w.generation)
         };
         let latest_ms = self.writer.borrow().last_timestamp_ms;
         let index = SparseIndex::new(self.config.index_interval_bytes);
         Arc::get_mut(&mut segment)
             .expect("a segment being started has no readers")
             .reset(generation, base_seq, latest_ms, index);
-        if let Some(old) = old {
-            self.seal(&old, base_seq).await?;
-            self.writer.borrow_mut().unsynced.push(old.file);
-        }
         let header = SegmentHeader {
             state: SegmentState::Live,
             generation,
@@ -653,11 +637,13 @@ impl<I: SegmentIo> ShardLog<I> {
     }
 
     /// Housekeeping for the owning core to run periodically (every 100 ms or so): retires
-    /// expired segments, and once the active segment is half full makes sure a free segment is
+    /// expired segments, seals full segments once their data is durable (so a reopen finds
+    /// them in O(1)), and once the active segment is half full makes sure a free segment is
     /// ready, so that rolls never create files on the append path. Returns segments retired.
     pub async fn maintain(&self) -> Result<usize> {
         let retired = self.enforce_retention().await?;
         let _ring = self.ring_lock.lock().await;
+        self.seal_full_segments().await?;
         let needs_spare = {
             let mut w = self.writer.borrow_mut();
             reclaim(&mut w);
@@ -674,6 +660,26 @@ impl<I: SegmentIo> ShardLog<I> {
             self.writer.borrow_mut().free.push(segment);
         }
         Ok(retired)
+    }
+
+    /// Syncs each full segment's data, then writes its seal. Called with the ring lock.
+    async fn seal_full_segments(&self) -> Result<()> {
+        let pending = std::mem::take(&mut self.writer.borrow_mut().sealing);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let in_flight = CancelLatch::arm(self, "sealing");
+        for (full, end_seq) in pending {
+            let path = full.segment.path.clone();
+            full.file
+                .sync_data()
+                .await
+                .map_err(|e| self.fail("fdatasync before seal", &path, e))?;
+            self.seal(&full, end_seq).await?;
+            self.writer.borrow_mut().unsynced.push(full.file);
+        }
+        in_flight.disarm();
+        Ok(())
     }
 
     /// Writes the footer and trailer of a full segment.
@@ -765,6 +771,9 @@ impl<I: SegmentIo> ShardLog<I> {
                 .take_while(|s| s.max_timestamp_ms() < cutoff)
                 .count();
             let expired: Vec<_> = w.live.drain(..count).collect();
+            // A retired segment needs no seal any more.
+            w.sealing
+                .retain(|(full, _)| !expired.iter().any(|e| Arc::ptr_eq(e, &full.segment)));
             if let Some(last) = expired.last() {
                 self.shared.raise_trim(last.end_seq());
                 self.shared.set_table(w.live.clone());

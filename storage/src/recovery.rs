@@ -42,7 +42,7 @@ pub struct Truncation {
     pub reason: String,
 }
 
-/// Where appends continue in the active (last, unsealed) segment.
+/// Where the data of an unsealed segment ends.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tail {
     pub(crate) write_pos: u64,
@@ -53,8 +53,9 @@ pub(crate) struct Tail {
 #[derive(Debug)]
 pub(crate) struct Recovered {
     pub(crate) live: Vec<Segment>,
-    /// Set when the last live segment is unsealed: the log seals it before appending.
-    pub(crate) tail: Option<Tail>,
+    /// Live segments (index into `live`) without a valid seal, and where their data ends: the
+    /// log seals them all before appending.
+    pub(crate) unsealed: Vec<(usize, Tail)>,
     pub(crate) free: Vec<Segment>,
     /// Live on disk but after the cut: must be marked free before anything is appended.
     pub(crate) discarded: Vec<Segment>,
@@ -121,7 +122,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
     live.sort_by_key(|f| (f.segment.base_seq, std::cmp::Reverse(f.segment.generation)));
     let mut recovered = Recovered {
         live: Vec::new(),
-        tail: None,
+        unsealed: Vec::new(),
         free: Vec::new(),
         discarded: Vec::new(),
         next_seq: seq_floor,
@@ -181,32 +182,38 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
     }
     opened.sort_by_key(|o| (o.segment.base_seq, o.segment.generation));
     let mut cut = false;
-    let mut tail = None;
+    // Where the last scan stopped on bytes that are not a batch: the segment's real end if the
+    // next segment starts right there (stale bytes of a recycled file, a torn seal), a cut if
+    // not, or the tail of the log.
+    let mut stopped_on: Option<Truncation> = None;
     for mut opened in opened {
         let follows = recovered.live.is_empty() || recovered.next_seq == opened.segment.base_seq;
         if cut || !follows {
+            if !cut {
+                recovered.report.truncated = stopped_on.take();
+            }
             cut = true;
             recovered.discarded.push(opened.segment);
             continue;
         }
-        if let Some((pos, reason)) = opened.damage {
-            cut = true;
-            recovered.report.truncated = Some(Truncation {
-                path: opened.segment.path.clone(),
-                pos,
-                seq: opened.progress.end_seq,
-                reason: reason.0.to_string(),
-            });
-        }
+        stopped_on = opened.damage.map(|(pos, reason)| Truncation {
+            path: opened.segment.path.clone(),
+            pos,
+            seq: opened.progress.end_seq,
+            reason: reason.0.to_string(),
+        });
         if opened.is_empty() {
             recovered.discarded.push(opened.segment);
             continue;
         }
         let progress = opened.progress;
-        tail = (!opened.sealed).then_some(Tail {
-            write_pos: progress.data_end,
-            last_checksum: progress.last_checksum,
-        });
+        if !opened.sealed {
+            let tail = Tail {
+                write_pos: progress.data_end,
+                last_checksum: progress.last_checksum,
+            };
+            recovered.unsealed.push((recovered.live.len(), tail));
+        }
         recovered.next_seq = progress.end_seq;
         let index = SparseIndex::from_entries(progress.index, config.index_interval_bytes);
         opened.segment.restore(
@@ -217,7 +224,9 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
         );
         recovered.live.push(opened.segment);
     }
-    recovered.tail = tail;
+    if !cut {
+        recovered.report.truncated = stopped_on;
+    }
     if recovered.live.is_empty() {
         // Sequence numbers never go back, even when no record survived.
         recovered.next_seq = recovered.next_seq.max(empty_floor);

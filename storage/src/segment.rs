@@ -141,11 +141,7 @@ impl Segment {
     }
 
     pub(crate) fn index_entries(&self) -> Vec<IndexEntry> {
-        self.index
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .entries()
-            .to_vec()
+        self.index().entries().to_vec()
     }
 
     /// Raw mapped bytes; only ranges below `visible_end` are meaningful.
@@ -198,6 +194,15 @@ impl Segment {
         Ok(loc)
     }
 
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, SparseIndex> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where a batch walk starts: at an index entry, or at the first batch.
+    fn walk_from(&self, entry: Option<IndexEntry>) -> (u64, u64) {
+        entry.map_or((SEGMENT_DATA_START, self.base_seq), |e| (e.pos, e.seq))
+    }
+
     /// The visible batch holding `seq` (which must be in this segment's visible range).
     pub(crate) fn locate_seq(&self, seq: u64) -> Result<BatchLoc> {
         let limit = self.visible_end();
@@ -205,13 +210,7 @@ impl Segment {
             seq >= self.base_seq && seq < self.end_seq(),
             "seq {seq} outside segment"
         );
-        let start = self
-            .index
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .floor_by_seq(seq);
-        let (mut pos, mut expected) =
-            start.map_or((SEGMENT_DATA_START, self.base_seq), |e| (e.pos, e.seq));
+        let (mut pos, mut expected) = self.walk_from(self.index().floor_by_seq(seq));
         loop {
             let loc = self.batch_at(pos, limit, expected)?;
             if seq < loc.header.end_seq() {
@@ -225,13 +224,7 @@ impl Segment {
     /// its sequence number and arrival time.
     pub(crate) fn seek_timestamp(&self, timestamp_ms: u64) -> Result<Option<(u64, u64)>> {
         let limit = self.visible_end();
-        let start = self
-            .index
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .floor_by_timestamp(timestamp_ms);
-        let (mut pos, mut expected) =
-            start.map_or((SEGMENT_DATA_START, self.base_seq), |e| (e.pos, e.seq));
+        let (mut pos, mut expected) = self.walk_from(self.index().floor_by_timestamp(timestamp_ms));
         while pos < limit {
             let loc = self.verified_batch_at(pos, limit, expected)?;
             if loc.header.max_timestamp_ms >= timestamp_ms {

@@ -196,6 +196,9 @@ fn power_loss_keeps_every_durable_acknowledgement() {
                                     acked.set(acked.get().max(appended.end_seq()));
                                     audit_durability(&io, appended.end_seq());
                                 }
+                                if task == 0 && i % 8 == 7 {
+                                    log.maintain().await.unwrap();
+                                }
                             }
                         })
                     })

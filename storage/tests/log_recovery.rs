@@ -20,6 +20,7 @@ fn write_log(dir: &Path, batches: u64) {
         for _ in 0..batches {
             append_expected(&log, 4, RECORD_LEN).await;
         }
+        log.maintain().await.unwrap(); // seals full segments, as the owning core does
         log.sync().await.unwrap();
     });
 }
@@ -59,6 +60,16 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// The active segment: the newest file holding batches (`maintain` may have added a spare).
+fn last_segment_with_data(dir: &Path) -> PathBuf {
+    let files = segment_files(dir);
+    files
+        .into_iter()
+        .rev()
+        .find(|f| !batch_positions(f).is_empty())
+        .expect("a segment with data")
 }
 
 /// Byte offsets of the batches in a segment file, found by walking the headers.
@@ -106,7 +117,7 @@ fn appends_after_reopen_continue_the_sequence() {
 fn a_torn_last_batch_is_cut_and_everything_before_it_survives() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), 300);
-    let active = segment_files(dir.path()).pop().unwrap();
+    let active = last_segment_with_data(dir.path());
     let positions = batch_positions(&active);
     let last = *positions.last().unwrap();
     // The tail of the last batch never reached the disk.
@@ -126,7 +137,7 @@ fn a_torn_last_batch_is_cut_and_everything_before_it_survives() {
 fn a_flipped_bit_in_the_active_segment_cuts_the_log_there() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), 300);
-    let active = segment_files(dir.path()).pop().unwrap();
+    let active = last_segment_with_data(dir.path());
     let positions = batch_positions(&active);
     let damaged = positions[positions.len() / 2];
     let first_lost = positions_seq(&active, damaged);
@@ -254,6 +265,7 @@ fn fixture_log(dir: &Path) {
         for _ in 0..60 {
             append_expected(&log, 4, RECORD_LEN).await;
         }
+        log.maintain().await.unwrap();
         log.sync().await.unwrap();
     });
 }
@@ -366,4 +378,39 @@ fn a_segment_torn_at_its_first_batch_never_cuts_later_data() {
     }
     let (_, _, next) = reopen_and_read_all(dir.path());
     assert_eq!(next, lost_from + 3 * 1600);
+}
+
+/// Found by the kill -9 crash test once seals moved off the roll: a crash in the middle of
+/// writing a full segment's seal left bytes that are not a batch after its data, while newer
+/// segments already held acknowledged records. Those bytes are the segment's end, not damage:
+/// the next segment starts exactly there, so nothing may be cut.
+#[test]
+fn a_torn_seal_on_a_full_segment_does_not_cut_the_newer_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        for _ in 0..600 {
+            append_expected(&log, 4, RECORD_LEN).await; // no maintain: full segments stay unsealed
+        }
+        log.sync().await.unwrap();
+    });
+    let first = &segment_files(dir.path())[0];
+    let positions = batch_positions(first);
+    let last = *positions.last().unwrap();
+    let bytes = std::fs::read(first).unwrap();
+    let data_end = last
+        + u64::from(u32::from_le_bytes(
+            bytes[last as usize + 16..last as usize + 20]
+                .try_into()
+                .unwrap(),
+        ));
+    let file = std::fs::OpenOptions::new().write(true).open(first).unwrap();
+    file.write_all_at(&[0xAB; 300], data_end).unwrap(); // half a footer
+    let (seqs, report, next) = reopen_and_read_all(dir.path());
+    assert_eq!(next, 2400, "{report:?}");
+    assert_eq!(seqs, (0..2400).collect::<Vec<_>>());
+    assert_eq!(report.discarded_segments, 0, "{report:?}");
+    // That reopen sealed every segment: the next one opens them all from footers.
+    let (_, report, _) = reopen_and_read_all(dir.path());
+    assert_eq!(report.scanned_segments, 0, "{report:?}");
 }

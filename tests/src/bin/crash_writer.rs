@@ -40,6 +40,10 @@ fn main() {
             };
             let appended = log.append(&records, durability).await.expect("append");
             assert_eq!(appended.base_seq, base);
+            if rng.below(8) == 0 {
+                // The owning core's housekeeping: seal full segments, prepare a spare.
+                log.maintain().await.expect("maintain");
+            }
             if durability == Durability::Durable {
                 writeln!(out, "durable {}", appended.end_seq()).unwrap();
                 out.flush().unwrap();
