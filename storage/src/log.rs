@@ -110,6 +110,8 @@ struct Writer<F> {
     unsynced: Vec<Rc<F>>,
     /// Full segments (and their end sequence) waiting for `maintain` to seal them.
     sealing: Vec<(Active<F>, u64)>,
+    /// A `maintain` is creating a spare segment.
+    allocating_spare: bool,
     /// Bumped whenever the active file gets completed writes; the active file needs a sync
     /// while `dirty_epoch > clean_epoch`. Counters rather than a flag, so a sync that is
     /// cancelled or fails half-way never marks anything clean.
@@ -120,14 +122,16 @@ struct Writer<F> {
     last_timestamp_ms: u64,
     generation: u64,
     next_slot: u32,
+    files_on_disk: usize,
     files_created: u64,
     files_created_on_roll: u64,
     segments_recycled: u64,
 }
 
 impl<F> Writer<F> {
+    /// Segment files on disk (files are never deleted; creations in progress count).
     fn files(&self) -> usize {
-        self.live.len() + self.retiring.len() + self.free.len()
+        self.files_on_disk
     }
 
     fn fits(&self, length: u64, data_limit: u64) -> bool {
@@ -202,12 +206,13 @@ impl<I: SegmentIo> ShardLog<I> {
             clock,
         ));
         let last_timestamp_ms = live.last().map_or(0, |s| s.max_timestamp_ms());
-        let free = recovered
+        let free: Vec<Arc<Segment>> = recovered
             .free
             .into_iter()
             .chain(recovered.discarded)
             .map(Arc::new)
             .collect();
+        let files_on_disk = live.len() + free.len();
         let writer = Writer {
             active: None,
             rolling: false,
@@ -217,12 +222,14 @@ impl<I: SegmentIo> ShardLog<I> {
             free,
             unsynced: Vec::new(),
             sealing: Vec::new(),
+            allocating_spare: false,
             dirty_epoch: 0,
             clean_epoch: 0,
             next_seq: recovered.next_seq,
             last_timestamp_ms,
             generation: recovered.generation,
             next_slot: recovered.next_slot,
+            files_on_disk,
             files_created: 0,
             files_created_on_roll: 0,
             segments_recycled: 0,
@@ -606,28 +613,34 @@ impl<I: SegmentIo> ShardLog<I> {
 
     /// Creates, allocates and maps a new segment file, if the ring may grow.
     async fn create_segment(&self) -> Result<(Arc<Segment>, I::File)> {
-        let (files, slot) = {
-            let w = self.writer.borrow();
-            (w.files(), w.next_slot)
-        };
-        if files >= self.config.segments_max {
-            return Err(StorageError::LogFull {
-                segments_max: self.config.segments_max,
-            });
-        }
-        let path = self.shared.dir.join(segment_file_name(slot));
-        let file = match self.io.create(&path, self.config.segment_size_bytes).await {
-            Ok(file) => file,
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
-                return Err(StorageError::NoSpace { path });
-            }
-            Err(e) => return Err(StorageError::io("create segment", &path, e)),
-        };
-        {
+        // Reserve the slot before awaiting, so concurrent creations never collide or overshoot.
+        let slot = {
             let mut w = self.writer.borrow_mut();
+            if w.files() >= self.config.segments_max {
+                return Err(StorageError::LogFull {
+                    segments_max: self.config.segments_max,
+                });
+            }
+            w.files_on_disk += 1;
             w.next_slot += 1;
-            w.files_created += 1;
-        }
+            w.next_slot - 1
+        };
+        let path = self.shared.dir.join(segment_file_name(slot));
+        let created = match self.io.create(&path, self.config.segment_size_bytes).await {
+            Ok(file) => Ok(file),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                Err(StorageError::NoSpace { path: path.clone() })
+            }
+            Err(e) => Err(StorageError::io("create segment", &path, e)),
+        };
+        let file = match created {
+            Ok(file) => file,
+            Err(e) => {
+                self.writer.borrow_mut().files_on_disk -= 1;
+                return Err(e);
+            }
+        };
+        self.writer.borrow_mut().files_created += 1;
         self.io
             .sync_dir(&self.shared.dir)
             .await
@@ -642,7 +655,8 @@ impl<I: SegmentIo> ShardLog<I> {
     /// ready, so that rolls never create files on the append path. Returns segments retired.
     pub async fn maintain(&self) -> Result<usize> {
         let retired = self.enforce_retention().await?;
-        let _ring = self.ring_lock.lock().await;
+        // Neither step below takes the ring lock: a roll must never wait behind a sync or a
+        // file allocation.
         self.seal_full_segments().await?;
         let needs_spare = {
             let mut w = self.writer.borrow_mut();
@@ -650,19 +664,28 @@ impl<I: SegmentIo> ShardLog<I> {
             let half_full = w.active.as_ref().is_some_and(|a| {
                 a.write_pos - SEGMENT_DATA_START >= self.config.batch_bytes_max() / 2
             });
-            half_full && w.free.is_empty() && w.files() < self.config.segments_max
+            let needs = half_full && w.free.is_empty() && !w.allocating_spare;
+            w.allocating_spare |= needs;
+            needs
         };
         if needs_spare {
             let in_flight = CancelLatch::arm(self, "a segment allocation");
             let created = self.create_segment().await;
             in_flight.disarm();
-            let (segment, _file) = created?;
-            self.writer.borrow_mut().free.push(segment);
+            let mut w = self.writer.borrow_mut();
+            w.allocating_spare = false;
+            match created {
+                Ok((segment, _file)) => w.free.push(segment),
+                // A full ring is not an error for housekeeping: the roll will say so if it matters.
+                Err(StorageError::LogFull { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(retired)
     }
 
-    /// Syncs each full segment's data, then writes its seal. Called with the ring lock.
+    /// Syncs each full segment's data, then writes its seal. A segment retired meanwhile is still
+    /// leased by `pending`, so it cannot be reused under the seal's writes.
     async fn seal_full_segments(&self) -> Result<()> {
         let pending = std::mem::take(&mut self.writer.borrow_mut().sealing);
         if pending.is_empty() {
