@@ -112,6 +112,9 @@ struct Writer<F> {
     sealing: Vec<(Active<F>, u64)>,
     /// A `maintain` is creating a spare segment.
     allocating_spare: bool,
+    /// Set after recovery cut the log and numbering jumps: where the data ended, for the
+    /// header of the next segment (`follows_seq`).
+    gap_from: Option<u64>,
     /// Bumped whenever the active file gets completed writes; the active file needs a sync
     /// while `dirty_epoch > clean_epoch`. Counters rather than a flag, so a sync that is
     /// cancelled or fails half-way never marks anything clean.
@@ -153,6 +156,8 @@ pub struct ShardLog<I: SegmentIo> {
     ring_lock: Mutex<()>,
     /// Notified whenever batches become visible or the log latches.
     published: Event,
+    /// Notified when `maintain` finishes allocating a spare segment.
+    spare_ready: Event,
     sync_gate: Mutex<()>,
     durable_seq: Cell<u64>,
     report: RecoveryReport,
@@ -174,27 +179,6 @@ impl<I: SegmentIo> ShardLog<I> {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create log dir", dir, e))?;
         let lock = lock_dir(dir)?;
         let recovered = recovery::recover(dir, &config)?;
-        for segment in &recovered.discarded {
-            // Mark segments after the cut (and empty ones) free before anything new is
-            // written, so they can never be taken for a continuation of the log later.
-            let header = free_header(
-                segment,
-                SegmentState::Released,
-                recovered.next_seq,
-                &config,
-                clock.now_ms(),
-            );
-            let file = io
-                .open(&segment.path)
-                .await
-                .map_err(|e| StorageError::io("open", &segment.path, e))?;
-            file.write_at(0, header.to_vec())
-                .await
-                .map_err(|e| StorageError::io("free segment", &segment.path, e))?;
-            file.sync_data()
-                .await
-                .map_err(|e| StorageError::io("sync", &segment.path, e))?;
-        }
         let live: Vec<Arc<Segment>> = recovered.live.into_iter().map(Arc::new).collect();
         let trim_seq = live.first().map_or(recovered.next_seq, |s| s.base_seq);
         let shared = Arc::new(Shared::new(
@@ -206,11 +190,12 @@ impl<I: SegmentIo> ShardLog<I> {
             clock,
         ));
         let last_timestamp_ms = live.last().map_or(0, |s| s.max_timestamp_ms());
+        let discarded: Vec<Arc<Segment>> = recovered.discarded.into_iter().map(Arc::new).collect();
         let free: Vec<Arc<Segment>> = recovered
             .free
             .into_iter()
-            .chain(recovered.discarded)
             .map(Arc::new)
+            .chain(discarded.iter().cloned())
             .collect();
         let files_on_disk = live.len() + free.len();
         let writer = Writer {
@@ -223,6 +208,7 @@ impl<I: SegmentIo> ShardLog<I> {
             unsynced: Vec::new(),
             sealing: Vec::new(),
             allocating_spare: false,
+            gap_from: (recovered.chain_end != recovered.next_seq).then_some(recovered.chain_end),
             dirty_epoch: 0,
             clean_epoch: 0,
             next_seq: recovered.next_seq,
@@ -242,11 +228,14 @@ impl<I: SegmentIo> ShardLog<I> {
             writer: RefCell::new(writer),
             ring_lock: Mutex::new(()),
             published: Event::new(),
+            spare_ready: Event::new(),
             sync_gate: Mutex::new(()),
             report: recovered.report,
             _lock: lock,
         };
         log.sync_recovered().await?;
+        log.release_discarded(&discarded).await?;
+        drop(discarded); // the free list must hold the only references (see `reclaim`)
         for (index, tail) in recovered.unsealed {
             log.seal_recovered(index, tail).await?;
         }
@@ -279,6 +268,31 @@ impl<I: SegmentIo> ShardLog<I> {
             .sync_data()
             .await
             .map_err(|e| self.fail("fdatasync", &full.segment.path, e))
+    }
+
+    /// Marks segments recovery released (empty, retired, or after a cut) before anything new is
+    /// written, so they can never be taken for a continuation of the log later. Their header
+    /// carries the sequence floor the log continues from. Called after `sync_recovered`, so a
+    /// floor on disk never outruns the data it sits above.
+    async fn release_discarded(&self, discarded: &[Arc<Segment>]) -> Result<()> {
+        let floor = self.writer.borrow().next_seq;
+        for segment in discarded {
+            let now_ms = self.shared.clock.now_ms();
+            let header = free_header(segment, SegmentState::Released, floor, &self.config, now_ms);
+            let path = &segment.path;
+            let file = self
+                .io
+                .open(path)
+                .await
+                .map_err(|e| StorageError::io("open", path, e))?;
+            file.write_at(0, header.to_vec())
+                .await
+                .map_err(|e| StorageError::io("release segment", path, e))?;
+            file.sync_data()
+                .await
+                .map_err(|e| StorageError::io("fdatasync", path, e))?;
+        }
+        Ok(())
     }
 
     /// Recovered data may have come from the page cache of a process that never synced it:
@@ -558,12 +572,14 @@ impl<I: SegmentIo> ShardLog<I> {
         Arc::get_mut(&mut segment)
             .expect("a segment being started has no readers")
             .reset(generation, base_seq, latest_ms, index);
+        let follows_seq = self.writer.borrow_mut().gap_from.take().unwrap_or(base_seq);
         let header = SegmentHeader {
             state: SegmentState::Live,
             generation,
             base_seq,
             segment_size: self.config.segment_size_bytes,
             created_ms: self.shared.clock.now_ms(),
+            follows_seq,
         };
         if let Err(e) = file.write_at(0, header.encode().to_vec()).await {
             return Err(self.fail("write segment header", &segment.path, e));
@@ -591,6 +607,14 @@ impl<I: SegmentIo> ShardLog<I> {
             w.free.pop()
         };
         let Some(segment) = reused else {
+            if self.writer.borrow().allocating_spare {
+                // `maintain` is allocating one right now: wait for it rather than race it.
+                let listener = self.spare_ready.listen();
+                if self.writer.borrow().allocating_spare {
+                    listener.await;
+                }
+                return Box::pin(self.take_segment()).await;
+            }
             // No spare was ready (`maintain` prepares one): create the file on the append path.
             self.writer.borrow_mut().files_created_on_roll += 1;
             return self.create_segment().await;
@@ -654,6 +678,7 @@ impl<I: SegmentIo> ShardLog<I> {
     /// them in O(1)), and once the active segment is half full makes sure a free segment is
     /// ready, so that rolls never create files on the append path. Returns segments retired.
     pub async fn maintain(&self) -> Result<usize> {
+        self.check_writable()?;
         let retired = self.enforce_retention().await?;
         // Neither step below takes the ring lock: a roll must never wait behind a sync or a
         // file allocation.
@@ -674,12 +699,18 @@ impl<I: SegmentIo> ShardLog<I> {
             in_flight.disarm();
             let mut w = self.writer.borrow_mut();
             w.allocating_spare = false;
-            match created {
-                Ok((segment, _file)) => w.free.push(segment),
+            let created = match created {
+                Ok((segment, _file)) => {
+                    w.free.push(segment);
+                    Ok(())
+                }
                 // A full ring is not an error for housekeeping: the roll will say so if it matters.
-                Err(StorageError::LogFull { .. }) => {}
-                Err(e) => return Err(e),
-            }
+                Err(StorageError::LogFull { .. }) => Ok(()),
+                Err(e) => Err(e),
+            };
+            drop(w);
+            self.spare_ready.notify(usize::MAX);
+            created?;
         }
         Ok(retired)
     }
@@ -693,11 +724,10 @@ impl<I: SegmentIo> ShardLog<I> {
         }
         let in_flight = CancelLatch::arm(self, "sealing");
         for (full, end_seq) in pending {
-            let path = full.segment.path.clone();
-            full.file
-                .sync_data()
-                .await
-                .map_err(|e| self.fail("fdatasync before seal", &path, e))?;
+            // Through the group-commit gate: the full segment's file is in `unsynced`, so this
+            // makes its data durable, and a failure latches the log for every caller.
+            self.wait_durable(end_seq).await?;
+            self.check_writable()?;
             self.seal(&full, end_seq).await?;
             self.writer.borrow_mut().unsynced.push(full.file);
         }
@@ -771,6 +801,9 @@ impl<I: SegmentIo> ShardLog<I> {
                     return Err(self.fail("fdatasync", &self.shared.dir, e));
                 }
             }
+            // A failure reported to another caller (say, sealing) latched the log: this sync's
+            // success proves nothing about data the device already lost.
+            self.check_writable()?;
             {
                 // Only this gate's holder removes from `unsynced`; others only append.
                 let mut w = self.writer.borrow_mut();
@@ -784,7 +817,9 @@ impl<I: SegmentIo> ShardLog<I> {
     /// Retires sealed segments whose every record is past retention; returns how many.
     /// Their files are reused once no reader holds them.
     pub async fn enforce_retention(&self) -> Result<usize> {
+        self.check_writable()?;
         let _ring = self.ring_lock.lock().await;
+        self.check_writable()?;
         let cutoff = self.shared.expiry_cutoff_ms();
         let expired: Vec<Arc<Segment>> = {
             let mut w = self.writer.borrow_mut();
@@ -898,6 +933,7 @@ fn free_header(
         base_seq,
         segment_size: config.segment_size_bytes,
         created_ms: now_ms,
+        follows_seq: base_seq,
     }
     .encode()
 }

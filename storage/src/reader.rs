@@ -119,9 +119,10 @@ impl LogReader {
 
     /// Reads records starting at `from_seq`.
     ///
-    /// Returns an empty batch when `from_seq` is the watermark, `SequenceTrimmed` below the
-    /// trim horizon, `SequenceBeyondEnd` past the watermark, `Corrupt` when a batch on the way
-    /// fails verification.
+    /// Returns an empty batch when `from_seq` is the watermark (or lies in a gap recovery left
+    /// after damage; its `next_seq` then skips the gap), `SequenceTrimmed` below the trim
+    /// horizon, `SequenceBeyondEnd` past the watermark, `Corrupt` when a batch on the way fails
+    /// verification. Continue from [`ReadBatch::next_seq`].
     pub fn read(&self, from_seq: u64, limits: ReadLimits) -> Result<ReadBatch> {
         let next_seq = self.shared.next_seq();
         if from_seq > next_seq {
@@ -141,11 +142,14 @@ impl LogReader {
             return Ok(ReadBatch::empty(from_seq));
         }
         let table = self.shared.table();
-        let segment = segment_for(&table, from_seq).ok_or(StorageError::SequenceTrimmed {
-            seq: from_seq,
-            trim_horizon,
-        })?;
-        read_from(segment, from_seq, limits)
+        match segment_for(&table, from_seq) {
+            Some(segment) => read_from(segment, from_seq, limits),
+            None => {
+                // A gap recovery left where records were lost to damage: continue after it.
+                let next = table.iter().map(|s| s.base_seq).find(|&b| b > from_seq);
+                Ok(ReadBatch::empty(next.unwrap_or(next_seq)))
+            }
+        }
     }
 
     /// The first record at or after `timestamp_ms` (clamped to the trim horizon), or the

@@ -60,6 +60,8 @@ pub(crate) struct Recovered {
     /// Live on disk but after the cut: must be marked free before anything is appended.
     pub(crate) discarded: Vec<Segment>,
     pub(crate) next_seq: u64,
+    /// Where the surviving data ends; below `next_seq` only when numbering jumps after a cut.
+    pub(crate) chain_end: u64,
     pub(crate) generation: u64,
     pub(crate) next_slot: u32,
     pub(crate) report: RecoveryReport,
@@ -126,6 +128,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
         free: Vec::new(),
         discarded: Vec::new(),
         next_seq: seq_floor,
+        chain_end: 0,
         generation,
         next_slot,
         report: RecoveryReport::default(),
@@ -155,47 +158,61 @@ fn open_found(path: PathBuf, config: &LogConfig) -> Result<Found> {
     })
 }
 
-/// Opens every live segment, releases the empty ones, then walks the rest in sequence order;
-/// each must start where the previous one ended. Everything after the first gap or damaged
-/// batch is discarded.
+/// Opens every live segment and walks them in sequence order; each must start where the
+/// previous one ended (or, for the first segment after an earlier cut, where its header says
+/// the surviving data ended).
+/// Everything after the first gap or damaged batch is discarded.
 ///
 /// `retired_floor` is the highest sequence a retired segment ended at: a live segment ending at
 /// or below it was retired too (retention goes oldest first), its free header lost in a crash;
 /// it is released, not chained.
 fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, retired_floor: u64) {
     let mut opened = Vec::new();
-    let mut empty_floor = 0;
     for found in live {
-        let opened_segment = open_segment(found.segment, config, &mut recovered.report);
-        let retired =
-            opened_segment.progress.end_seq <= retired_floor && !opened_segment.is_empty();
-        if (opened_segment.is_empty() && opened_segment.damage.is_none()) || retired {
-            // Started just before a crash, sealed empty, or retired: it holds nothing live.
-            // An empty segment still proves the log reached its base sequence.
-            if opened_segment.is_empty() {
-                empty_floor = empty_floor.max(opened_segment.segment.base_seq);
-            }
+        let follows_seq = found.header.map_or(0, |h| h.follows_seq);
+        let mut opened_segment = open_segment(found.segment, config, &mut recovered.report);
+        opened_segment.follows_seq = follows_seq;
+        let retired = if opened_segment.is_empty() {
+            opened_segment.segment.base_seq < retired_floor
+        } else {
+            opened_segment.progress.end_seq <= retired_floor
+        };
+        if retired {
             recovered.discarded.push(opened_segment.segment);
             continue;
         }
         opened.push(opened_segment);
     }
     opened.sort_by_key(|o| (o.segment.base_seq, o.segment.generation));
+    let mut chain_end: Option<u64> = None;
     let mut cut = false;
+    let mut highest_seen = 0;
     // Where the last scan stopped on bytes that are not a batch: the segment's real end if the
     // next segment starts right there (stale bytes of a recycled file, a torn seal), a cut if
     // not, or the tail of the log.
     let mut stopped_on: Option<Truncation> = None;
     for mut opened in opened {
-        let follows = recovered.live.is_empty() || recovered.next_seq == opened.segment.base_seq;
+        let base = opened.segment.base_seq;
+        highest_seen = highest_seen.max(opened.progress.end_seq);
+        // The header says where the log stood when the segment started: normally its base, or
+        // the end of the surviving data when numbering jumped after an earlier cut.
+        let follows_seq = opened.follows_seq;
+        let follows = chain_end.is_none_or(|end| base == end || follows_seq == end);
         if cut || !follows {
             if !cut {
-                recovered.report.truncated = stopped_on.take();
+                let gap = || Truncation {
+                    path: opened.segment.path.clone(),
+                    pos: SEGMENT_DATA_START,
+                    seq: chain_end.unwrap_or(base),
+                    reason: format!("gap: the next segment starts at {base}"),
+                };
+                recovered.report.truncated = stopped_on.take().or_else(|| Some(gap()));
             }
             cut = true;
             recovered.discarded.push(opened.segment);
             continue;
         }
+        chain_end = Some(opened.progress.end_seq);
         stopped_on = opened.damage.map(|(pos, reason)| Truncation {
             path: opened.segment.path.clone(),
             pos,
@@ -203,6 +220,8 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
             reason: reason.0.to_string(),
         });
         if opened.is_empty() {
+            // Holds nothing (started just before a crash, or torn at its first batch), but
+            // it does fix where the chain stands.
             recovered.discarded.push(opened.segment);
             continue;
         }
@@ -214,7 +233,6 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
             };
             recovered.unsealed.push((recovered.live.len(), tail));
         }
-        recovered.next_seq = progress.end_seq;
         let index = SparseIndex::from_entries(progress.index, config.index_interval_bytes);
         opened.segment.restore(
             progress.end_seq,
@@ -227,15 +245,17 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
     if !cut {
         recovered.report.truncated = stopped_on;
     }
-    if recovered.live.is_empty() {
-        // Sequence numbers never go back, even when no record survived.
-        recovered.next_seq = recovered.next_seq.max(empty_floor);
-    }
+    // Numbers once handed out (even to records lost after a cut) are never handed out again.
+    let floor = recovered.next_seq.max(highest_seen);
+    recovered.chain_end = chain_end.unwrap_or(floor);
+    recovered.next_seq = recovered.chain_end.max(floor);
 }
 
 /// A live segment after its footer was read or its batches scanned.
 struct Opened {
     segment: Segment,
+    /// From the header: where the log stood when this segment started.
+    follows_seq: u64,
     progress: Progress,
     sealed: bool,
     /// The first batch refused for damage, if the scan stopped at one.
@@ -253,6 +273,7 @@ fn open_segment(segment: Segment, config: &LogConfig, report: &mut RecoveryRepor
         report.sealed_segments += 1;
         return Opened {
             segment,
+            follows_seq: 0,
             progress,
             sealed: true,
             damage: None,
@@ -263,6 +284,7 @@ fn open_segment(segment: Segment, config: &LogConfig, report: &mut RecoveryRepor
     report.scanned_bytes += scanned.progress.data_end - SEGMENT_DATA_START;
     Opened {
         segment,
+        follows_seq: 0,
         progress: scanned.progress,
         sealed: false,
         damage: scanned.damage,

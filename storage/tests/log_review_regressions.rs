@@ -328,3 +328,70 @@ fn time_seeks_right_after_a_roll_still_find_older_records() {
         assert_eq!(reader.read(0, ReadLimits::default()).unwrap().len(), 4);
     });
 }
+
+/// Second review: damage at the very first batch of the oldest segment must cut the log there
+/// (nothing after damage is returned), not silently promote the next segment to the head.
+#[test]
+fn damage_at_the_head_of_the_log_is_a_cut_not_a_silent_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        for _ in 0..600 {
+            append_expected(&log, 4, 300).await; // no maintain: segments stay unsealed
+        }
+    });
+    let first = dir.path().join("seg-00000000.log");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&first)
+        .unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(&[0x5A; 64], 4096 + 200).unwrap();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        let report = log.recovery_report().clone();
+        assert_eq!(
+            report.truncated.as_ref().map(|t| t.seq),
+            Some(0),
+            "{report:?}"
+        );
+        let reader = log.reader();
+        let batch = reader
+            .read(reader.trim_horizon(), ReadLimits::default())
+            .unwrap();
+        assert!(batch.is_empty(), "no record after the damage is served");
+        assert_eq!(
+            log.next_seq(),
+            2400,
+            "numbers already handed out are not reused"
+        );
+    });
+}
+
+/// Second review: once a failed sync latched the log, housekeeping must not seal a segment
+/// over data the device may have lost.
+#[test]
+fn a_latched_log_writes_no_seal() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let io = FaultyIo::new(GlommioIo);
+        let log = open(io.clone(), dir.path(), small_config(), manual_clock()).await;
+        for _ in 0..300 {
+            append_expected(&log, 4, 300).await; // rolls into a second segment
+        }
+        io.arm(FaultPlan {
+            fail_sync_from: Some((0, Fault::Eio)),
+            ..FaultPlan::default()
+        });
+        assert!(log.sync().await.is_err());
+        io.heal();
+        let err = log.maintain().await.unwrap_err();
+        assert!(matches!(err, StorageError::Latched { .. }), "{err}");
+    });
+    let first = std::fs::read(dir.path().join("seg-00000000.log")).unwrap();
+    assert!(
+        first[first.len() - 64..].iter().all(|&b| b == 0),
+        "no trailer was written"
+    );
+}

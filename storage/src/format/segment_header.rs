@@ -39,6 +39,10 @@ pub struct SegmentHeader {
     pub segment_size: u64,
     /// Wall-clock time of initialisation.
     pub created_ms: u64,
+    /// Live: where the log's data ended when this segment was started; equal to `base_seq`
+    /// except for the first segment after recovery cut the log, where numbering jumps past
+    /// the lost records.
+    pub follows_seq: u64,
 }
 
 impl SegmentHeader {
@@ -57,6 +61,7 @@ impl SegmentHeader {
         out[24..32].copy_from_slice(&self.base_seq.to_le_bytes());
         out[32..40].copy_from_slice(&self.segment_size.to_le_bytes());
         out[40..48].copy_from_slice(&self.created_ms.to_le_bytes());
+        out[48..56].copy_from_slice(&self.follows_seq.to_le_bytes());
         let checksum = xxh3_64(&out[..56]);
         out[56..64].copy_from_slice(&checksum.to_le_bytes());
         out
@@ -88,6 +93,7 @@ impl SegmentHeader {
             base_seq: read_u64(bytes, 24),
             segment_size: read_u64(bytes, 32),
             created_ms: read_u64(bytes, 40),
+            follows_seq: read_u64(bytes, 48),
         })
     }
 }
@@ -155,6 +161,7 @@ mod tests {
             base_seq: 1234,
             segment_size: 1 << 20,
             created_ms: 55,
+            follows_seq: 1200,
         };
         let bytes = header.encode();
         assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
