@@ -55,7 +55,6 @@ pub use config::{
 pub use datadir::{DataDir, NAME_BYTES_MAX, validate_name};
 pub use error::{Result, StorageError};
 pub use format::{RecordIn, RecordView};
-pub use index::SparseIndex;
 pub use io::{
     Fault, FaultPlan, FaultyFile, FaultyIo, GlommioFile, GlommioIo, SegmentFile, SegmentIo,
     SyncHold, block_on, sleep, spawn,
