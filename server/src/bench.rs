@@ -5,7 +5,8 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice_storage::{
-    Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, ShardLog, SystemClock, block_on, spawn,
+    Durability, GlommioIo, LogConfig, LogStats, ReadLimits, RecordIn, ShardLog, SystemClock,
+    block_on, spawn,
 };
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,7 @@ pub struct BenchArgs {
 struct WriteResult {
     elapsed: Duration,
     latency_us: Histogram<u64>,
+    stats: LogStats,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -88,6 +90,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let write = write_phase(&args, &dir, config.clone(), durability)?;
     report("write", args.records, bytes_total, write.elapsed);
     report_latency("append latency (one batch)", &write.latency_us);
+    let s = write.stats;
+    println!(
+        "segments: {} files created ({} by a roll, on the append path), {} recycled",
+        s.files_created, s.files_created_on_roll, s.segments_recycled
+    );
     let (scan_elapsed, scanned) = read_phase(&args, &dir, config.clone())?;
     let scanned_bytes = scanned * args.record_size as u64;
     report(
@@ -179,9 +186,12 @@ fn write_phase(
         let elapsed = started.elapsed();
         bar.finish_and_clear();
         let latency_us = histogram.borrow().clone();
+        log.maintain().await?;
+        let stats = log.stats();
         anyhow::Ok(WriteResult {
             elapsed,
             latency_us,
+            stats,
         })
     })?;
     Ok(result)
