@@ -39,6 +39,9 @@ pub struct BenchArgs {
     /// run (the steady state of a long-running shard).
     #[arg(long, default_value_t = 24 * 3600)]
     retention_secs: u64,
+    /// Start background writeback every this many KiB of appended data (0: never).
+    #[arg(long, default_value_t = 1024)]
+    writeback_kib: u64,
     /// Data directory; a fresh temporary directory (removed afterwards) when omitted.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -73,6 +76,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         record_size_bytes_max: record_bytes_max.max(1024 * 1024),
         segments_max: 1 << 16,
         retention_ms: args.retention_secs * 1000,
+        writeback_interval_bytes: args.writeback_kib * 1024,
         ..LogConfig::default()
     };
     config.validate().context("configuration")?;

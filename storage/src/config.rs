@@ -31,6 +31,9 @@ pub struct LogConfig {
     pub index_interval_bytes: u64,
     /// Records older than this are invisible and their segments are recycled.
     pub retention_ms: u64,
+    /// Start background writeback of the active segment every this many bytes (0: never), so
+    /// a segment's seal, or a durable append, never has a large backlog to sync at once.
+    pub writeback_interval_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -42,6 +45,7 @@ impl Default for LogConfig {
             batch_records_max: 10_000,
             index_interval_bytes: 64 * 1024,
             retention_ms: RETENTION_MS_DEFAULT,
+            writeback_interval_bytes: 1024 * 1024,
         }
     }
 }
@@ -84,6 +88,9 @@ impl LogConfig {
             return bad(format!(
                 "index_interval_bytes must be at least {INDEX_INTERVAL_BYTES_MIN}"
             ));
+        }
+        if self.writeback_interval_bytes != 0 && self.writeback_interval_bytes < 64 * 1024 {
+            return bad("writeback_interval_bytes must be 0 (off) or at least 64 KiB".into());
         }
         if self.retention_ms == 0 {
             return bad("retention_ms must be positive".into());

@@ -86,6 +86,8 @@ struct Active<F> {
     last_checksum: u64,
     /// Index of every reserved batch, for the footer.
     index: SparseIndex,
+    /// Background writeback has been started up to here.
+    writeback_from: u64,
 }
 
 /// A reserved batch whose write may still be running.
@@ -262,6 +264,7 @@ impl<I: SegmentIo> ShardLog<I> {
             write_pos: tail.write_pos,
             last_checksum: tail.last_checksum,
             index,
+            writeback_from: tail.write_pos,
         };
         self.seal(&full, end_seq).await?;
         full.file
@@ -517,9 +520,26 @@ impl<I: SegmentIo> ShardLog<I> {
         }
         if published {
             w.dirty_epoch += 1;
+            self.start_writeback(&mut w);
             self.published.notify(usize::MAX);
         }
         Ok(())
+    }
+
+    /// Starts background writeback of the active segment's newly visible bytes once enough
+    /// have gathered (`writeback_interval_bytes`).
+    fn start_writeback(&self, w: &mut Writer<I::File>) {
+        let interval = self.config.writeback_interval_bytes;
+        let Some(active) = w.active.as_mut() else {
+            return;
+        };
+        let visible_end = active.segment.visible_end();
+        if interval > 0 && visible_end - active.writeback_from >= interval {
+            active
+                .file
+                .start_writeback(active.writeback_from, visible_end - active.writeback_from);
+            active.writeback_from = visible_end;
+        }
     }
 
     /// Waits until every record below `end_seq` is visible (or the log latched).
@@ -594,6 +614,7 @@ impl<I: SegmentIo> ShardLog<I> {
             write_pos: SEGMENT_DATA_START,
             last_checksum: 0,
             index,
+            writeback_from: SEGMENT_DATA_START,
         });
         w.dirty_epoch += 1;
         Ok(())

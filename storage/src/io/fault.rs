@@ -236,4 +236,8 @@ impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
         self.state.syncs_completed.set(completed);
         Ok(())
     }
+
+    fn start_writeback(&self, pos: u64, len: u64) {
+        self.inner.start_writeback(pos, len);
+    }
 }

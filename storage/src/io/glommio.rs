@@ -86,6 +86,35 @@ impl SegmentFile for GlommioFile {
             .spawn_blocking(move || file.sync_data())
             .await
     }
+
+    /// `sync_file_range(SYNC_FILE_RANGE_WRITE)` on the blocking pool (it can block while the
+    /// device queue is full), in a detached task: a hint, so its result is not needed; an I/O
+    /// error would surface at the next `sync_data` anyway.
+    fn start_writeback(&self, pos: u64, len: u64) {
+        let file = self.1.clone();
+        let (Ok(offset), Ok(nbytes)) = (i64::try_from(pos), i64::try_from(len)) else {
+            return;
+        };
+        let writeback = glommio::executor().spawn_blocking(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a plain syscall on a descriptor that `file` (moved into this closure)
+            // keeps open for the whole call; no memory is handed to the kernel.
+            #[allow(unsafe_code)]
+            let rc = unsafe {
+                libc::sync_file_range(
+                    file.as_raw_fd(),
+                    offset,
+                    nbytes,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            rc
+        });
+        glommio::spawn_local(async move {
+            writeback.await;
+        })
+        .detach();
+    }
 }
 
 /// The name a file has while [`SegmentIo::create`] allocates it.

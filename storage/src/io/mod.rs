@@ -36,4 +36,9 @@ pub trait SegmentFile: 'static {
 
     /// fdatasync: everything written so far reaches the device.
     fn sync_data(&self) -> impl Future<Output = io::Result<()>>;
+
+    /// Starts writing `len` bytes from `pos` back to the device in the background, without
+    /// waiting and without any durability promise: it spreads writeback out, so a later
+    /// `sync_data` has little left to do and does not stall other writes.
+    fn start_writeback(&self, pos: u64, len: u64);
 }
