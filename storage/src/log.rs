@@ -634,6 +634,7 @@ impl<I: SegmentIo> ShardLog<I> {
                 if self.writer.borrow().allocating_spare {
                     listener.await;
                 }
+                self.check_writable()?;
                 return Box::pin(self.take_segment()).await;
             }
             // No spare was ready (`maintain` prepares one): create the file on the append path.
@@ -715,11 +716,9 @@ impl<I: SegmentIo> ShardLog<I> {
             needs
         };
         if needs_spare {
-            let in_flight = CancelLatch::arm(self, "a segment allocation");
+            let in_flight = CancelLatch::arm(self, SPARE_ALLOCATION);
             let created = self.create_segment().await;
-            in_flight.disarm();
             let mut w = self.writer.borrow_mut();
-            w.allocating_spare = false;
             let created = match created {
                 Ok((segment, _file)) => {
                     w.free.push(segment);
@@ -730,7 +729,7 @@ impl<I: SegmentIo> ShardLog<I> {
                 Err(e) => Err(e),
             };
             drop(w);
-            self.spare_ready.notify(usize::MAX);
+            in_flight.disarm(); // clears `allocating_spare` and wakes waiting rolls
             created?;
         }
         Ok(retired)
@@ -907,6 +906,7 @@ impl<'a, I: SegmentIo> CancelLatch<'a, I> {
         }
     }
 
+    /// The operation finished: dropping the latch now only does its wake-ups.
     fn disarm(mut self) {
         self.armed = false;
     }
@@ -921,8 +921,15 @@ impl<I: SegmentIo> Drop for CancelLatch<'_, I> {
             ));
             self.log.published.notify(usize::MAX);
         }
+        if self.what == SPARE_ALLOCATION {
+            // Whether it finished or was cancelled, rolls waiting for the spare must wake.
+            self.log.writer.borrow_mut().allocating_spare = false;
+            self.log.spare_ready.notify(usize::MAX);
+        }
     }
 }
+
+const SPARE_ALLOCATION: &str = "a segment allocation";
 
 /// Moves retired segments that no reader holds any more to the free list.
 fn reclaim<F>(w: &mut Writer<F>) {

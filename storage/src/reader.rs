@@ -144,6 +144,14 @@ impl LogReader {
         let table = self.shared.table();
         match segment_for(&table, from_seq) {
             Some(segment) => read_from(segment, from_seq, limits),
+            // Retired between the horizon check and the table snapshot.
+            None if table.first().is_some_and(|s| from_seq < s.base_seq) => {
+                let trim_horizon = self.trim_horizon();
+                Err(StorageError::SequenceTrimmed {
+                    seq: from_seq,
+                    trim_horizon,
+                })
+            }
             None => {
                 // A gap recovery left where records were lost to damage: continue after it.
                 let next = table.iter().map(|s| s.base_seq).find(|&b| b > from_seq);

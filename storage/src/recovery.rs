@@ -184,7 +184,10 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
         opened.push(opened_segment);
     }
     opened.sort_by_key(|o| (o.segment.base_seq, o.segment.generation));
-    let mut chain_end: Option<u64> = None;
+    // Where the chain stands (moved by every accepted segment, empty ones too) and where its
+    // surviving data ends (moved only by segments that are kept).
+    let mut position: Option<u64> = None;
+    let mut data_end: Option<u64> = None;
     let mut cut = false;
     let mut highest_seen = 0;
     // Where the last scan stopped on bytes that are not a batch: the segment's real end if the
@@ -197,13 +200,14 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
         // The header says where the log stood when the segment started: normally its base, or
         // the end of the surviving data when numbering jumped after an earlier cut.
         let follows_seq = opened.follows_seq;
-        let follows = chain_end.is_none_or(|end| base == end || follows_seq == end);
+        let follows = position
+            .is_none_or(|at| base == at || follows_seq == at || data_end == Some(follows_seq));
         if cut || !follows {
             if !cut {
                 let gap = || Truncation {
                     path: opened.segment.path.clone(),
                     pos: SEGMENT_DATA_START,
-                    seq: chain_end.unwrap_or(base),
+                    seq: data_end.or(position).unwrap_or(base),
                     reason: format!("gap: the next segment starts at {base}"),
                 };
                 recovered.report.truncated = stopped_on.take().or_else(|| Some(gap()));
@@ -212,7 +216,7 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
             recovered.discarded.push(opened.segment);
             continue;
         }
-        chain_end = Some(opened.progress.end_seq);
+        position = Some(opened.progress.end_seq);
         stopped_on = opened.damage.map(|(pos, reason)| Truncation {
             path: opened.segment.path.clone(),
             pos,
@@ -226,6 +230,7 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
             continue;
         }
         let progress = opened.progress;
+        data_end = Some(progress.end_seq);
         if !opened.sealed {
             let tail = Tail {
                 write_pos: progress.data_end,
@@ -247,8 +252,9 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
     }
     // Numbers once handed out (even to records lost after a cut) are never handed out again.
     let floor = recovered.next_seq.max(highest_seen);
-    recovered.chain_end = chain_end.unwrap_or(floor);
-    recovered.next_seq = recovered.chain_end.max(floor);
+    recovered.next_seq = position.unwrap_or(0).max(floor);
+    // Where the data ends, for the next segment's `follows_seq` when numbering jumps.
+    recovered.chain_end = data_end.unwrap_or(recovered.next_seq);
 }
 
 /// A live segment after its footer was read or its batches scanned.

@@ -395,3 +395,143 @@ fn a_latched_log_writes_no_seal() {
         "no trailer was written"
     );
 }
+
+/// Third review: after a cut, a segment started at the jumped number and left empty by a crash
+/// must not make the next restart forget where the surviving data ends; otherwise the segment
+/// after it no longer chains and its durable records are discarded at the following restart.
+#[test]
+fn an_empty_segment_after_a_numbering_jump_keeps_later_durable_records() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        for _ in 0..600 {
+            append_expected(&log, 4, 300).await; // several unsealed segments
+        }
+        log.sync().await.unwrap();
+    });
+    // Damage a batch in the second segment: recovery cuts there and numbering jumps.
+    let second = dir.path().join("seg-00000001.log");
+    let bytes = std::fs::read(&second).unwrap();
+    let mut pos = 4096usize;
+    for _ in 0..5 {
+        pos += u32::from_le_bytes(bytes[pos + 16..pos + 20].try_into().unwrap()) as usize;
+    }
+    let cut = u64::from_le_bytes(bytes[pos + 24..pos + 32].try_into().unwrap());
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&second)
+        .unwrap()
+        .write_all_at(&[0x77; 8], pos as u64 + 100)
+        .unwrap();
+    let io = FaultyIo::new(GlommioIo);
+    let jumped = block_on({
+        let (io, dir) = (io.clone(), dir.path().to_path_buf());
+        async move {
+            let log = open(io.clone(), &dir, small_config(), manual_clock()).await;
+            let jumped = log.next_seq();
+            assert!(jumped > cut);
+            // The first append starts a segment (its header lands) and dies before its batch.
+            io.arm(FaultPlan {
+                fail_write_from: Some((1, Fault::Eio)),
+                ..FaultPlan::default()
+            });
+            assert!(
+                log.append(
+                    &[RecordIn {
+                        key: b"k",
+                        data: b"lost"
+                    }],
+                    Durability::Visible
+                )
+                .await
+                .is_err()
+            );
+            jumped
+        }
+    });
+    let acked = block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        assert_eq!(
+            log.next_seq(),
+            jumped,
+            "numbering still starts above the lost records"
+        );
+        let data = payload(jumped, 300);
+        let key = key(jumped);
+        log.append(
+            &[RecordIn {
+                key: &key,
+                data: &data,
+            }],
+            Durability::Durable,
+        )
+        .await
+        .unwrap()
+    });
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        assert_eq!(
+            log.next_seq(),
+            acked.end_seq(),
+            "{:?}",
+            log.recovery_report()
+        );
+        let batch = log
+            .reader()
+            .read(acked.base_seq, ReadLimits::default())
+            .unwrap();
+        assert_eq!(batch.len(), 1, "the durable record survived");
+        assert_eq!(
+            log.reader()
+                .read(cut, ReadLimits::default())
+                .unwrap()
+                .next_seq(),
+            acked.base_seq
+        );
+    });
+}
+
+/// Third review: a roll waiting for a spare must not hang if the `maintain` allocating it is
+/// cancelled.
+#[test]
+fn a_cancelled_spare_allocation_does_not_hang_a_waiting_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        let big = vec![3u8; 60_000];
+        for _ in 0..4 {
+            log.append(
+                &[RecordIn {
+                    key: b"f",
+                    data: &big,
+                }],
+                Durability::Visible,
+            )
+            .await
+            .unwrap();
+        }
+        // More than half full: maintain reserves a slot and allocates a spare.
+        let files = log.stats().files;
+        let mut maintenance = Box::pin(log.maintain());
+        assert!(!drive_until(maintenance.as_mut(), || log.stats().files == files + 1).await);
+        // The next batch does not fit: its roll finds no free segment and waits for the spare.
+        let records = [RecordIn {
+            key: b"r",
+            data: &big,
+        }];
+        let mut roll = Box::pin(log.append(&records, Durability::Visible));
+        assert!(!drive_until(roll.as_mut(), || true).await);
+        drop(maintenance); // cancelled mid-allocation: latches the log
+        // The waiting roll must now finish (with the latch) instead of sleeping forever.
+        assert!(
+            drive_until(roll.as_mut(), || false).await,
+            "the roll returned"
+        );
+        let err = log.append(&records, Durability::Visible).await.unwrap_err();
+        assert!(
+            matches!(&err, StorageError::Latched { cause } if cause.contains("cancelled")),
+            "{err}"
+        );
+    });
+}

@@ -6,7 +6,9 @@ use glommio::{LocalExecutorBuilder, Placement};
 use std::future::Future;
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, OnceLock};
 
 /// glommio registers this much memory with io_uring per executor. Sluice writes through the
 /// page cache and never uses glommio's DMA buffers, so it keeps the minimum: that also keeps
@@ -20,7 +22,24 @@ pub struct GlommioIo;
 /// A glommio buffered file, plus a second descriptor for fdatasync on glommio's blocking
 /// pool (see `sync_data`).
 #[derive(Debug)]
-pub struct GlommioFile(BufferedFile, Arc<std::fs::File>);
+pub struct GlommioFile {
+    file: BufferedFile,
+    /// A second descriptor for fdatasync and writeback hints, off the ring.
+    sync_fd: Arc<std::fs::File>,
+    /// Set by the writeback thread when a hint failed: the next sync reports it.
+    writeback_failed: Arc<AtomicBool>,
+}
+
+impl GlommioFile {
+    fn new(file: BufferedFile, path: &Path) -> io::Result<GlommioFile> {
+        let sync_fd = Arc::new(std::fs::File::open(path)?);
+        Ok(GlommioFile {
+            file,
+            sync_fd,
+            writeback_failed: Arc::default(),
+        })
+    }
+}
 
 fn open_options(create: bool) -> OpenOptions {
     let mut options = OpenOptions::new();
@@ -46,12 +65,12 @@ impl SegmentIo for GlommioIo {
             return Err(e.into());
         }
         file.rename(path).await?;
-        Ok(GlommioFile(file, Arc::new(std::fs::File::open(path)?)))
+        GlommioFile::new(file, path)
     }
 
     async fn open(&self, path: &Path) -> io::Result<GlommioFile> {
         let file = open_options(false).buffered_open(path).await?;
-        Ok(GlommioFile(file, Arc::new(std::fs::File::open(path)?)))
+        GlommioFile::new(file, path)
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -64,7 +83,7 @@ impl SegmentIo for GlommioIo {
 impl SegmentFile for GlommioFile {
     async fn write_at(&self, pos: u64, buf: Vec<u8>) -> io::Result<()> {
         let len = buf.len();
-        let written = self.0.write_at(buf, pos).await?;
+        let written = self.file.write_at(buf, pos).await?;
         if written != len {
             // A short write into a pre-allocated file means the device is failing; report it
             // rather than retry, so the log latches.
@@ -81,39 +100,85 @@ impl SegmentFile for GlommioFile {
     /// a 40 µs write took 170-250 µs while a sync ran). Off the ring, appends keep flowing and
     /// the next sync covers all of them (group commit).
     async fn sync_data(&self) -> io::Result<()> {
-        let file = self.1.clone();
-        glommio::executor()
+        let file = self.sync_fd.clone();
+        let synced = glommio::executor()
             .spawn_blocking(move || file.sync_data())
-            .await
+            .await;
+        if self.writeback_failed.load(Ordering::Acquire) {
+            // Writeback of this file failed earlier: its data may not be on the device, whatever
+            // this fdatasync says.
+            return Err(io::Error::other(
+                "background writeback of this segment failed",
+            ));
+        }
+        synced
     }
 
-    /// `sync_file_range(SYNC_FILE_RANGE_WRITE)` on the blocking pool (it can block while the
-    /// device queue is full), in a detached task: a hint, so its result is not needed; an I/O
-    /// error would surface at the next `sync_data` anyway.
     fn start_writeback(&self, pos: u64, len: u64) {
-        let file = self.1.clone();
         let (Ok(offset), Ok(nbytes)) = (i64::try_from(pos), i64::try_from(len)) else {
             return;
         };
-        let writeback = glommio::executor().spawn_blocking(move || {
-            use std::os::fd::AsRawFd;
-            // SAFETY: a plain syscall on a descriptor that `file` (moved into this closure)
-            // keeps open for the whole call; no memory is handed to the kernel.
-            #[allow(unsafe_code)]
-            let rc = unsafe {
-                libc::sync_file_range(
-                    file.as_raw_fd(),
-                    offset,
-                    nbytes,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                )
-            };
-            rc
-        });
-        glommio::spawn_local(async move {
-            writeback.await;
-        })
-        .detach();
+        let request = WritebackRequest {
+            file: self.sync_fd.clone(),
+            offset,
+            nbytes,
+            failed: self.writeback_failed.clone(),
+        };
+        // A hint: when the queue is full, the next fdatasync simply has more to write.
+        let _ = writeback_queue().try_send(request);
+    }
+}
+
+/// A range of a file whose writeback should start.
+struct WritebackRequest {
+    file: Arc<std::fs::File>,
+    offset: i64,
+    nbytes: i64,
+    failed: Arc<AtomicBool>,
+}
+
+/// Most writeback hints waiting; beyond this they are dropped.
+const WRITEBACK_QUEUE_MAX: usize = 1024;
+
+/// One process-wide thread issues `sync_file_range(SYNC_FILE_RANGE_WRITE)` for every log: the
+/// call can block while the device queue is full, so it stays off the shard cores, and a plain
+/// thread (not an executor's pool) never outlives the runtime it answers to.
+fn writeback_queue() -> &'static SyncSender<WritebackRequest> {
+    static QUEUE: OnceLock<SyncSender<WritebackRequest>> = OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (sender, requests) = sync_channel::<WritebackRequest>(WRITEBACK_QUEUE_MAX);
+        std::thread::Builder::new()
+            .name("sluice-writeback".into())
+            .spawn(move || {
+                for request in requests {
+                    if start_writeback_now(&request).is_err() {
+                        request.failed.store(true, Ordering::Release);
+                    }
+                }
+            })
+            .expect("cannot start the writeback thread");
+        sender
+    })
+}
+
+fn start_writeback_now(request: &WritebackRequest) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = request.file.as_raw_fd();
+    // SAFETY: a plain syscall on a descriptor that `request.file` keeps open for the whole
+    // call; no memory is handed to the kernel.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::sync_file_range(
+            fd,
+            request.offset,
+            request.nbytes,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
