@@ -127,6 +127,7 @@ struct Writer<F> {
     last_timestamp_ms: u64,
     generation: u64,
     next_slot: u32,
+    /// Segment files on disk (never deleted; creations in progress count).
     files_on_disk: usize,
     files_created: u64,
     files_created_on_roll: u64,
@@ -134,11 +135,6 @@ struct Writer<F> {
 }
 
 impl<F> Writer<F> {
-    /// Segment files on disk (files are never deleted; creations in progress count).
-    fn files(&self) -> usize {
-        self.files_on_disk
-    }
-
     fn fits(&self, length: u64, data_limit: u64) -> bool {
         !self.rolling
             && self
@@ -358,7 +354,7 @@ impl<I: SegmentIo> ShardLog<I> {
             live_segments: w.live.len(),
             retiring_segments: w.retiring.len(),
             free_segments: w.free.len(),
-            files: w.files(),
+            files: w.files_on_disk,
             files_created: w.files_created,
             files_created_on_roll: w.files_created_on_roll,
             segments_recycled: w.segments_recycled,
@@ -662,7 +658,7 @@ impl<I: SegmentIo> ShardLog<I> {
         // Reserve the slot before awaiting, so concurrent creations never collide or overshoot.
         let slot = {
             let mut w = self.writer.borrow_mut();
-            if w.files() >= self.config.segments_max {
+            if w.files_on_disk >= self.config.segments_max {
                 return Err(StorageError::LogFull {
                     segments_max: self.config.segments_max,
                 });

@@ -92,7 +92,7 @@ proptest! {
                         let durability = if durable { Durability::Durable } else { Durability::Visible };
                         let appended = log.append(&records, durability).await.unwrap();
                         prop_assert_eq!(appended.base_seq, base);
-                        let timestamp_ms = clock.now_ms_for_test();
+                        let timestamp_ms = sluice_storage::Clock::now_ms(clock.as_ref());
                         prop_assert_eq!(appended.timestamp_ms, timestamp_ms);
                         model.extend((0..count).map(|_| Stored { len, timestamp_ms }));
                     }

@@ -22,17 +22,6 @@ pub fn manual_clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(T0_MS))
 }
 
-/// The clock's reading, for tests that compare arrival times.
-pub trait NowForTest {
-    fn now_ms_for_test(&self) -> u64;
-}
-
-impl NowForTest for Arc<ManualClock> {
-    fn now_ms_for_test(&self) -> u64 {
-        sluice_storage::Clock::now_ms(self.as_ref())
-    }
-}
-
 /// Deterministic binary payload for record `seq`: every byte value appears, lengths vary.
 pub fn payload(seq: u64, len: usize) -> Vec<u8> {
     let mut state = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
