@@ -26,6 +26,12 @@ impl DataDir {
         &self.root
     }
 
+    /// Takes the directory's `LOCK` file: one process per data directory. Held while the
+    /// returned file is open.
+    pub fn lock(&self) -> Result<std::fs::File> {
+        crate::log::lock_dir(&self.root)
+    }
+
     /// The directory for a log named by `components` (e.g. `["streams", "orders", "shard-7"]`).
     /// Each component must match `[A-Za-z0-9_.-]{1,128}` and not be `.` or `..`, so the result
     /// is always inside the root.

@@ -56,8 +56,8 @@ pub use datadir::{DataDir, NAME_BYTES_MAX, validate_name};
 pub use error::{Result, StorageError};
 pub use format::{RecordIn, RecordView};
 pub use io::{
-    Fault, FaultPlan, FaultyFile, FaultyIo, GlommioFile, GlommioIo, SegmentFile, SegmentIo,
-    SyncHold, block_on, sleep, spawn,
+    CoreSpec, CoreThread, Fault, FaultPlan, FaultyFile, FaultyIo, GlommioFile, GlommioIo,
+    SegmentFile, SegmentIo, SyncHold, block_on, sleep, spawn, spawn_core, spawn_detached,
 };
 pub use log::{Appended, Durability, LogStats, ShardLog};
 pub use metalog::MetaLog;

@@ -908,6 +908,13 @@ impl<'a, I: SegmentIo> CancelLatch<'a, I> {
     }
 }
 
+impl<I: SegmentIo> Drop for ShardLog<I> {
+    /// Wakes readers waiting for new records: none will come from this writer.
+    fn drop(&mut self) {
+        self.shared.wake_waiters();
+    }
+}
+
 impl<I: SegmentIo> Drop for CancelLatch<'_, I> {
     fn drop(&mut self) {
         if self.armed {
@@ -963,7 +970,7 @@ fn free_header(
 }
 
 /// Takes an exclusive lock on the directory, so two logs never write the same files.
-fn lock_dir(dir: &Path) -> Result<File> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     let path: PathBuf = dir.join("LOCK");
     let file = File::options()
         .create(true)

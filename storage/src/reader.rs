@@ -97,6 +97,17 @@ impl LogReader {
         self.shared.next_seq()
     }
 
+    /// A listener woken when the watermark next moves (or the log latches). To wait for new
+    /// records without missing one: take the listener, read again, and only then wait on it.
+    pub fn listen(&self) -> event_listener::EventListener {
+        self.shared.listen()
+    }
+
+    /// The reason the log refuses writes, if it latched after a failed write or sync.
+    pub fn latch_cause(&self) -> Option<String> {
+        self.shared.latch_cause()
+    }
+
     /// The oldest readable sequence number: older records are expired by retention.
     pub fn trim_horizon(&self) -> u64 {
         let cutoff = self.shared.expiry_cutoff_ms();

@@ -8,6 +8,7 @@
 
 use crate::clock::Clock;
 use crate::segment::Segment;
+use event_listener::{Event, EventListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     latched: AtomicBool,
     latch_cause: Mutex<Option<String>>,
+    /// Notified after every advance of `next_seq` (and on latch), for readers that wait.
+    watermark_moved: Event,
 }
 
 impl std::fmt::Debug for dyn Clock {
@@ -57,6 +60,7 @@ impl Shared {
             clock,
             latched: AtomicBool::new(false),
             latch_cause: Mutex::new(None),
+            watermark_moved: Event::new(),
         }
     }
 
@@ -75,6 +79,17 @@ impl Shared {
     pub(crate) fn publish_next_seq(&self, next_seq: u64) {
         let previous = self.next_seq.swap(next_seq, Ordering::Release);
         assert!(next_seq > previous, "the watermark only moves forward");
+        self.watermark_moved.notify(usize::MAX);
+    }
+
+    /// Wakes every waiting reader without moving the watermark (the writer closed).
+    pub(crate) fn wake_waiters(&self) {
+        self.watermark_moved.notify(usize::MAX);
+    }
+
+    /// A listener woken by the next watermark advance. Register it, re-check, then wait.
+    pub(crate) fn listen(&self) -> EventListener {
+        self.watermark_moved.listen()
     }
 
     pub(crate) fn retention_ms(&self) -> u64 {
@@ -114,6 +129,7 @@ impl Shared {
         let mut slot = self.latch_cause.lock().unwrap_or_else(|e| e.into_inner());
         slot.get_or_insert(cause);
         self.latched.store(true, Ordering::Release);
+        self.watermark_moved.notify(usize::MAX);
     }
 
     pub(crate) fn latch_cause(&self) -> Option<String> {

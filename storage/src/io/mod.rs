@@ -10,7 +10,10 @@ use std::io;
 use std::path::Path;
 
 pub use self::fault::{Fault, FaultPlan, FaultyFile, FaultyIo, SyncHold};
-pub use self::glommio::{GlommioFile, GlommioIo, block_on, sleep, spawn};
+pub use self::glommio::{
+    CoreSpec, CoreThread, GlommioFile, GlommioIo, block_on, sleep, spawn, spawn_core,
+    spawn_detached,
+};
 
 /// Creates and opens segment files. Lives on the owning core; its futures need not be `Send`.
 pub trait SegmentIo: 'static {

@@ -1,0 +1,102 @@
+//! Engine configuration.
+
+use crate::limits::{
+    ITERATOR_TTL_MS_DEFAULT, SHARD_READ_BYTES_PER_SEC, SHARD_READ_CALLS_PER_SEC,
+    SHARD_WRITE_BYTES_PER_SEC, SHARD_WRITE_RECORDS_PER_SEC,
+};
+use sluice_storage::{Clock, Durability, SEGMENT_SIZE_BYTES_DEFAULT, SystemClock};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How to open an [`Engine`](crate::Engine).
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// Where streams live. Created if missing; one engine per directory at a time.
+    pub data_dir: PathBuf,
+    /// Core threads, each owning a share of the shards. `0` means one per available CPU.
+    pub cores: usize,
+    /// Pin core *i* to CPU *i* (modulo the CPUs available).
+    pub pin_cores: bool,
+    /// Size of every segment file of every shard log.
+    pub segment_size_bytes: u64,
+    /// Durability of a put that does not ask for one.
+    pub durability: Durability,
+    /// Lifetime of iterator tokens.
+    pub iterator_ttl_ms: u64,
+    /// Per-shard throughput limits; `None` (the default) leaves shards unthrottled.
+    pub throughput_limits: Option<ThroughputLimits>,
+    /// Messages a core's queue holds before senders wait.
+    pub core_queue_depth: usize,
+    /// How often each core runs retention, sealing and spare-segment preparation.
+    pub maintenance_interval_ms: u64,
+    /// Microseconds an idle core spins before parking: lower latency, more CPU.
+    pub spin_before_park_us: u64,
+    /// Time source for arrival timestamps, retention and token expiry.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("data_dir", &self.data_dir)
+            .field("cores", &self.cores)
+            .field("segment_size_bytes", &self.segment_size_bytes)
+            .field("durability", &self.durability)
+            .field("throughput_limits", &self.throughput_limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineConfig {
+    /// Defaults for everything but the data directory: all CPUs, 64 MiB segments, durable
+    /// puts, 300 s iterators, no throttling.
+    pub fn new(data_dir: impl Into<PathBuf>) -> EngineConfig {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            cores: 0,
+            pin_cores: true,
+            segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
+            durability: Durability::Durable,
+            iterator_ttl_ms: ITERATOR_TTL_MS_DEFAULT,
+            throughput_limits: None,
+            core_queue_depth: 1024,
+            maintenance_interval_ms: 100,
+            spin_before_park_us: 0,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The number of core threads this configuration starts.
+    pub fn core_count(&self) -> usize {
+        if self.cores > 0 {
+            self.cores
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// Per-shard throughput limits (token buckets refilled continuously).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThroughputLimits {
+    /// Bytes (data + partition keys) written per second.
+    pub write_bytes_per_sec: u64,
+    /// Records written per second.
+    pub write_records_per_sec: u64,
+    /// Bytes returned by reads per second.
+    pub read_bytes_per_sec: u64,
+    /// Read calls per second.
+    pub read_calls_per_sec: u64,
+}
+
+impl Default for ThroughputLimits {
+    /// Kinesis' provisioned shard: 1 MiB/s or 1000 records/s in, 2 MiB/s and 5 calls/s out.
+    fn default() -> Self {
+        ThroughputLimits {
+            write_bytes_per_sec: SHARD_WRITE_BYTES_PER_SEC,
+            write_records_per_sec: SHARD_WRITE_RECORDS_PER_SEC,
+            read_bytes_per_sec: SHARD_READ_BYTES_PER_SEC,
+            read_calls_per_sec: SHARD_READ_CALLS_PER_SEC,
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The control thread: the one sequencer of control-plane changes. Every change is validated,
+//! appended to the metadata log (fdatasync), applied to the catalog, then carried out on the
+//! owning cores. See docs/design/core-engine.md.
+
+use crate::catalog::{
+    MetaEntry, ShardKey, ShardRecord, ShardState, StreamRecord, StreamSettings, StreamState,
+};
+use crate::engine::EngineShared;
+use crate::error::AdminError;
+use crate::runtime::queue::QueueReceiver;
+use crate::runtime::{CoreJob, CoreMessage, CoreState};
+use sluice_storage::{GlommioIo, LogConfig, LogReader, MetaLog, ShardLog, StorageError};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Work for the control thread.
+pub(crate) type ControlJob = Box<dyn FnOnce(&mut Control) + Send>;
+
+/// Metadata log entries between compactions.
+const META_ENTRIES_BEFORE_COMPACTION: usize = 1000;
+
+/// The control thread's state.
+pub(crate) struct Control {
+    pub(crate) shared: Arc<EngineShared>,
+    meta: MetaLog<MetaEntry>,
+    next_uid: u64,
+    /// Round-robin placement of new shards on cores.
+    next_core: usize,
+}
+
+impl Control {
+    /// Replays the metadata log, removes directories of deleted streams and opens every
+    /// shard log on its core.
+    pub(crate) fn open(shared: Arc<EngineShared>) -> Result<Control, AdminError> {
+        let path = shared.data_dir.root().join("meta.log");
+        let (meta, entries) = MetaLog::<MetaEntry>::open(&path)?;
+        let mut streams: BTreeMap<u64, StreamRecord> = BTreeMap::new();
+        let mut max_uid = 0;
+        for entry in entries {
+            match entry {
+                MetaEntry::Upsert(record) => {
+                    max_uid = max_uid.max(record.uid);
+                    streams.insert(record.uid, record);
+                }
+                MetaEntry::Delete { uid } => {
+                    max_uid = max_uid.max(uid);
+                    streams.remove(&uid);
+                }
+            }
+        }
+        let mut control = Control {
+            shared,
+            meta,
+            next_uid: max_uid + 1,
+            next_core: 0,
+        };
+        control.remove_unknown_stream_dirs(&streams)?;
+        for record in streams.values() {
+            let shards = control.open_shards(record, &record.shards)?;
+            control
+                .shared
+                .catalog
+                .insert(Arc::new(StreamState::new(record, shards)));
+        }
+        Ok(control)
+    }
+
+    /// Runs jobs until shutdown.
+    pub(crate) fn run(mut self, queue: QueueReceiver<ControlJobOrStop>) {
+        while let Some(ControlJobOrStop::Job(job)) = queue.recv_blocking() {
+            job(&mut self);
+        }
+    }
+
+    fn streams_dir(&self) -> PathBuf {
+        self.shared.data_dir.root().join("streams")
+    }
+
+    pub(crate) fn stream_dir(&self, uid: u64) -> PathBuf {
+        self.streams_dir().join(uid.to_string())
+    }
+
+    fn shard_dir(&self, uid: u64, index: u32) -> PathBuf {
+        self.stream_dir(uid).join(format!("shard-{index}"))
+    }
+
+    /// A crash between a `Delete` entry and the removal of the directory leaves it behind.
+    fn remove_unknown_stream_dirs(
+        &self,
+        known: &BTreeMap<u64, StreamRecord>,
+    ) -> Result<(), AdminError> {
+        let dir = self.streams_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StorageError::io("create streams dir", &dir, e))?;
+        let listing =
+            std::fs::read_dir(&dir).map_err(|e| StorageError::io("list streams", &dir, e))?;
+        for entry in listing {
+            let entry = entry.map_err(|e| StorageError::io("list streams", &dir, e))?;
+            let uid = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok());
+            if uid.is_none_or(|uid| !known.contains_key(&uid)) {
+                let path = entry.path();
+                std::fs::remove_dir_all(&path)
+                    .map_err(|e| StorageError::io("remove stale stream", &path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `entry` durably, compacting the log when it has grown.
+    pub(crate) fn record(&mut self, entry: &MetaEntry) -> Result<(), AdminError> {
+        self.meta.append(entry)?;
+        if self.meta.entries_since_compaction() >= META_ENTRIES_BEFORE_COMPACTION {
+            let snapshot: Vec<MetaEntry> = self
+                .shared
+                .catalog
+                .all()
+                .iter()
+                .map(|s| MetaEntry::Upsert(s.to_record(&s.settings())))
+                .collect();
+            self.meta.compact(&snapshot)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn take_uid(&mut self) -> u64 {
+        let uid = self.next_uid;
+        self.next_uid += 1;
+        uid
+    }
+
+    fn log_config(&self, retention_hours: u32) -> LogConfig {
+        LogConfig {
+            segment_size_bytes: self.shared.config.segment_size_bytes,
+            record_size_bytes_max: self.shared.record_size_bytes_supported,
+            retention_ms: u64::from(retention_hours) * 3_600_000,
+            ..LogConfig::default()
+        }
+    }
+
+    /// Opens the logs of `shards` (of `stream`) on their cores, in parallel across cores.
+    pub(crate) fn open_shards(
+        &mut self,
+        stream: &StreamRecord,
+        shards: &[ShardRecord],
+    ) -> Result<Vec<Arc<ShardState>>, AdminError> {
+        let config = self.log_config(stream.retention_hours);
+        let mut pending = Vec::with_capacity(shards.len());
+        for shard in shards {
+            let core = self.next_core % self.shared.cores.len();
+            self.next_core += 1;
+            let key: ShardKey = (stream.uid, shard.index);
+            let dir = self.shard_dir(stream.uid, shard.index);
+            let (config, clock) = (config.clone(), self.shared.config.clock.clone());
+            let reply = self.on_core(core, move |state, reply| {
+                let state = state.clone();
+                state.clone().spawn(async move {
+                    let opened = match std::fs::create_dir_all(&dir) {
+                        Ok(()) => ShardLog::open(GlommioIo, &dir, config, clock).await,
+                        Err(e) => Err(StorageError::io("create shard dir", &dir, e)),
+                    };
+                    let _ = reply.send(opened.map(|log| {
+                        let reader = log.reader();
+                        state.insert(key, Rc::new(log));
+                        reader
+                    }));
+                });
+            });
+            pending.push((core, shard, reply));
+        }
+        let now_ms = self.shared.config.clock.now_ms();
+        let mut opened = Vec::with_capacity(shards.len());
+        for (core, shard, reply) in pending {
+            let reader: LogReader = reply.recv().map_err(|_| AdminError::Shutdown)??;
+            let limits = self.shared.config.throughput_limits;
+            opened.push(Arc::new(ShardState::new(
+                shard,
+                &stream.name,
+                core,
+                reader,
+                limits,
+                now_ms,
+            )));
+        }
+        Ok(opened)
+    }
+
+    /// Closes the logs of `shards` (syncing them first) and waits until they are closed.
+    pub(crate) fn close_shards(&self, uid: u64, shards: &[Arc<ShardState>]) {
+        let pending: Vec<_> = shards
+            .iter()
+            .map(|shard| {
+                let key: ShardKey = (uid, shard.index);
+                self.on_core(shard.core, move |state, reply| {
+                    if let Some(log) = state.remove(key) {
+                        state.spawn(async move {
+                            let _ = log.sync().await;
+                            drop(log);
+                            let _ = reply.send(());
+                        });
+                    } else {
+                        let _ = reply.send(());
+                    }
+                })
+            })
+            .collect();
+        for reply in pending {
+            let _ = reply.recv();
+        }
+    }
+
+    /// Applies a new retention to the logs of `shards`.
+    pub(crate) fn set_log_retention(
+        &self,
+        uid: u64,
+        shards: &[Arc<ShardState>],
+        retention_ms: u64,
+    ) -> Result<(), AdminError> {
+        let pending: Vec<_> = shards
+            .iter()
+            .map(|shard| {
+                let key: ShardKey = (uid, shard.index);
+                self.on_core(shard.core, move |state, reply| {
+                    let result = state.log(key).map(|log| log.set_retention_ms(retention_ms));
+                    let _ = reply.send(result.unwrap_or(Ok(())));
+                })
+            })
+            .collect();
+        for reply in pending {
+            reply.recv().map_err(|_| AdminError::Shutdown)??;
+        }
+        Ok(())
+    }
+
+    /// Runs `job` on core `core` with a reply channel; returns the receiving end.
+    pub(crate) fn on_core<T: Send + 'static>(
+        &self,
+        core: usize,
+        job: impl FnOnce(&Rc<CoreState>, oneshot::Sender<T>) + Send + 'static,
+    ) -> oneshot::Receiver<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: CoreJob = Box::new(move |state| job(state, tx));
+        // A failed send drops the job and its reply sender: the receiver reports it.
+        let _ = self.shared.cores[core].send_blocking(CoreMessage::Job(job));
+        rx
+    }
+
+    /// Applies new settings to a stream: metadata log first, then the catalog.
+    pub(crate) fn update_settings(
+        &mut self,
+        stream: &StreamState,
+        settings: StreamSettings,
+    ) -> Result<(), AdminError> {
+        self.record(&MetaEntry::Upsert(stream.to_record(&settings)))?;
+        stream.set_settings(settings);
+        Ok(())
+    }
+}
+
+/// A message for the control thread.
+pub(crate) enum ControlJobOrStop {
+    /// Run this.
+    Job(ControlJob),
+    /// Stop.
+    Stop,
+}

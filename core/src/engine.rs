@@ -1,0 +1,214 @@
+//! The `Engine`: opening, the threads it runs, shutdown, and how calls reach them.
+
+use crate::catalog::Catalog;
+use crate::config::EngineConfig;
+use crate::control::{Control, ControlJobOrStop};
+use crate::error::{AdminError, OpenError};
+use crate::runtime::queue::{QueueSender, queue};
+use crate::runtime::{CoreMessage, run_core};
+use crate::token::TokenKey;
+use sluice_storage::format::{BATCH_HEADER_LEN, RECORD_HEADER_LEN};
+use sluice_storage::{CoreSpec, CoreThread, DataDir, LogConfig};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Control-plane requests waiting at most; control calls are rare.
+const CONTROL_QUEUE_DEPTH: usize = 64;
+
+/// What every thread of the engine shares.
+pub(crate) struct EngineShared {
+    pub(crate) config: EngineConfig,
+    pub(crate) data_dir: DataDir,
+    pub(crate) catalog: Catalog,
+    pub(crate) cores: Vec<QueueSender<CoreMessage>>,
+    pub(crate) token_key: TokenKey,
+    /// Largest record (key + data) a segment of the configured size holds, capped at 10 MiB.
+    pub(crate) record_size_bytes_supported: u64,
+}
+
+/// A Sluice engine: streams of shards, each owned by one core thread. Cheap to clone; the
+/// engine shuts down when the last clone is dropped (accepted puts finish, logs are synced).
+///
+/// Every operation has an async form (`put`, `create_stream`, ...) that works on any runtime,
+/// and a blocking form (`put_blocking`, ...) for plain threads. Do not call a blocking form
+/// from inside an async task.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) shared: Arc<EngineShared>,
+    control: QueueSender<ControlJobOrStop>,
+    threads: Mutex<Threads>,
+    _lock: std::fs::File,
+}
+
+#[derive(Default)]
+struct Threads {
+    control: Option<JoinHandle<()>>,
+    cores: Vec<CoreThread<()>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_dir", &self.inner.shared.data_dir.root())
+            .field("cores", &self.inner.shared.cores.len())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the engine in `config.data_dir`: starts the core threads, replays
+    /// the metadata log and reopens every shard log (recovering any that were not closed).
+    pub fn open(config: EngineConfig) -> Result<Engine, OpenError> {
+        let record_size_bytes_supported = validate(&config)?;
+        let data_dir = DataDir::new(&config.data_dir)?;
+        let lock = data_dir.lock()?;
+        let token_key = TokenKey::load_or_create(data_dir.root())?;
+        let mut threads = Threads::default();
+        let mut cores = Vec::new();
+        for index in 0..config.core_count() {
+            let (tx, rx) = queue(config.core_queue_depth);
+            let interval = Duration::from_millis(config.maintenance_interval_ms);
+            let thread = sluice_storage::spawn_core(core_spec(&config, index), move || {
+                run_core(rx, interval)
+            })
+            .map_err(|source| OpenError::Thread {
+                what: "a core",
+                source,
+            })?;
+            cores.push(tx);
+            threads.cores.push(thread);
+        }
+        let shared = Arc::new(EngineShared {
+            config,
+            data_dir,
+            catalog: Catalog::default(),
+            cores,
+            token_key,
+            record_size_bytes_supported,
+        });
+        let (control_tx, control_rx) = queue(CONTROL_QUEUE_DEPTH);
+        // Build the engine first: if replay fails, dropping it stops the cores.
+        let engine = Engine {
+            inner: Arc::new(EngineInner {
+                shared: shared.clone(),
+                control: control_tx,
+                threads: Mutex::new(threads),
+                _lock: lock,
+            }),
+        };
+        let control = Control::open(shared).map_err(|e| match e {
+            AdminError::Storage(e) => OpenError::Storage(e),
+            other => OpenError::Config(other.to_string()),
+        })?;
+        let thread = std::thread::Builder::new()
+            .name("sluice-control".into())
+            .spawn(move || control.run(control_rx))
+            .map_err(|source| OpenError::Thread {
+                what: "the control thread",
+                source,
+            })?;
+        engine
+            .inner
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .control = Some(thread);
+        Ok(engine)
+    }
+
+    pub(crate) fn shared(&self) -> &EngineShared {
+        &self.inner.shared
+    }
+
+    /// Runs `op` on the control thread and returns its result.
+    pub(crate) async fn control<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Control) -> Result<T, AdminError> + Send + 'static,
+    ) -> Result<T, AdminError> {
+        let (tx, rx) = oneshot::channel();
+        let job = Box::new(move |control: &mut Control| {
+            let _ = tx.send(op(control));
+        });
+        self.inner
+            .control
+            .send(ControlJobOrStop::Job(job))
+            .await
+            .map_err(|_| AdminError::Shutdown)?;
+        rx.await.map_err(|_| AdminError::Shutdown)?
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.shared().data_dir.root()
+    }
+
+    /// Number of core threads.
+    pub fn core_count(&self) -> usize {
+        self.shared().cores.len()
+    }
+
+    /// The largest record (partition key + data) this engine can store: 10 MiB, or less when
+    /// the configured segment size cannot hold that much.
+    pub fn record_size_bytes_supported(&self) -> u64 {
+        self.shared().record_size_bytes_supported
+    }
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(control) = threads.control {
+            let _ = self.control.send_blocking(ControlJobOrStop::Stop);
+            let _ = control.join();
+        }
+        for core in &self.shared.cores {
+            let _ = core.send_blocking(CoreMessage::Shutdown);
+        }
+        for core in threads.cores {
+            let _ = core.join();
+        }
+    }
+}
+
+/// Runs an async operation to completion on the calling thread.
+pub(crate) fn block<F: Future>(future: F) -> F::Output {
+    futures_lite::future::block_on(future)
+}
+
+fn core_spec(config: &EngineConfig, index: usize) -> CoreSpec {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    CoreSpec {
+        name: format!("sluice-core-{index}"),
+        cpu: config.pin_cores.then_some(index % cpus),
+        spin_before_park: (config.spin_before_park_us > 0)
+            .then(|| Duration::from_micros(config.spin_before_park_us)),
+    }
+}
+
+/// Checks the configuration; returns the largest record a segment can hold.
+fn validate(config: &EngineConfig) -> Result<u64, OpenError> {
+    if config.core_queue_depth == 0 {
+        return Err(OpenError::Config(
+            "core_queue_depth must be positive".into(),
+        ));
+    }
+    if config.iterator_ttl_ms == 0 {
+        return Err(OpenError::Config("iterator_ttl_ms must be positive".into()));
+    }
+    let probe = LogConfig {
+        segment_size_bytes: config.segment_size_bytes,
+        ..LogConfig::default()
+    };
+    probe
+        .validate()
+        .map_err(|e| OpenError::Config(e.to_string()))?;
+    let per_record = (BATCH_HEADER_LEN + RECORD_HEADER_LEN) as u64;
+    let capacity = (probe.batch_bytes_max() - per_record) & !7;
+    Ok(capacity.min(crate::limits::RECORD_SIZE_BYTES_LIMIT))
+}

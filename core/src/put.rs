@@ -1,0 +1,391 @@
+//! Writing records: validation, routing by hash key, one message per shard, results in
+//! request order.
+
+use crate::catalog::{ShardSet, ShardState, StreamState};
+use crate::engine::{Engine, block};
+use crate::error::PutError;
+use crate::hashkey::{parse_hash_key, partition_key_hash};
+use crate::limits::{PUT_BATCH_BYTES_MAX, PUT_BATCH_RECORDS_MAX};
+use crate::names::validate_partition_key;
+use crate::runtime::{CoreJob, CoreMessage, CoreState};
+use crate::seqnum::SequenceNumber;
+use sluice_storage::format::{BATCH_HEADER_LEN, encoded_batch_len};
+use sluice_storage::{Appended, Durability, RecordIn, StorageError};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// A record to write.
+#[derive(Debug, Clone, Copy)]
+pub struct PutRecord<'a> {
+    /// 1..=256 characters; its MD5 picks the shard unless `explicit_hash_key` is set.
+    pub partition_key: &'a str,
+    /// The payload.
+    pub data: &'a [u8],
+    /// A decimal hash key (0..=2^128−1) that picks the shard instead of the partition key.
+    pub explicit_hash_key: Option<&'a str>,
+    /// `put` only: a sequence number this record must sort after (Kinesis'
+    /// `SequenceNumberForOrdering`). It must be one this stream issued.
+    pub sequence_number_for_ordering: Option<&'a str>,
+}
+
+impl<'a> PutRecord<'a> {
+    /// A record routed by `partition_key`.
+    pub fn new(partition_key: &'a str, data: &'a [u8]) -> PutRecord<'a> {
+        PutRecord {
+            partition_key,
+            data,
+            explicit_hash_key: None,
+            sequence_number_for_ordering: None,
+        }
+    }
+
+    /// Routes by `hash_key` (decimal) instead of the partition key's hash.
+    pub fn with_explicit_hash_key(mut self, hash_key: &'a str) -> PutRecord<'a> {
+        self.explicit_hash_key = Some(hash_key);
+        self
+    }
+
+    fn size_bytes(&self) -> usize {
+        self.partition_key.len() + self.data.len()
+    }
+}
+
+/// Where a record landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutResult {
+    /// The shard.
+    pub shard_id: String,
+    /// The record's sequence number.
+    pub sequence_number: SequenceNumber,
+}
+
+/// One record's outcome in a batch: Kinesis lets some records of a batch fail (throttled
+/// shard, failed shard) while the others succeed.
+pub type PutRecordResult = Result<PutResult, PutError>;
+
+impl Engine {
+    /// Writes one record with the engine's default durability.
+    pub async fn put(&self, stream: &str, record: PutRecord<'_>) -> Result<PutResult, PutError> {
+        self.put_with(stream, record, self.shared().config.durability)
+            .await
+    }
+
+    /// Blocking form of [`Engine::put`].
+    pub fn put_blocking(&self, stream: &str, record: PutRecord<'_>) -> Result<PutResult, PutError> {
+        block(self.put(stream, record))
+    }
+
+    /// Writes one record, acknowledged at `durability`.
+    pub async fn put_with(
+        &self,
+        stream: &str,
+        record: PutRecord<'_>,
+        durability: Durability,
+    ) -> Result<PutResult, PutError> {
+        let state = self.put_stream(stream)?;
+        if let Some(ordering) = record.sequence_number_for_ordering {
+            check_ordering(&state, ordering)?;
+        }
+        let mut results = self.put_checked(&state, &[record], durability).await?;
+        results.pop().expect("one result per record")
+    }
+
+    /// Blocking form of [`Engine::put_with`].
+    pub fn put_with_blocking(
+        &self,
+        stream: &str,
+        record: PutRecord<'_>,
+        durability: Durability,
+    ) -> Result<PutResult, PutError> {
+        block(self.put_with(stream, record, durability))
+    }
+
+    /// Writes 1..=500 records (10 MiB at most, keys included) with the engine's default
+    /// durability. Returns one result per record, in request order. Records for one shard
+    /// keep their request order; records for different shards are not ordered.
+    pub async fn put_batch(
+        &self,
+        stream: &str,
+        records: &[PutRecord<'_>],
+    ) -> Result<Vec<PutRecordResult>, PutError> {
+        self.put_batch_with(stream, records, self.shared().config.durability)
+            .await
+    }
+
+    /// Blocking form of [`Engine::put_batch`].
+    pub fn put_batch_blocking(
+        &self,
+        stream: &str,
+        records: &[PutRecord<'_>],
+    ) -> Result<Vec<PutRecordResult>, PutError> {
+        block(self.put_batch(stream, records))
+    }
+
+    /// [`Engine::put_batch`] acknowledged at `durability`.
+    pub async fn put_batch_with(
+        &self,
+        stream: &str,
+        records: &[PutRecord<'_>],
+        durability: Durability,
+    ) -> Result<Vec<PutRecordResult>, PutError> {
+        let state = self.put_stream(stream)?;
+        if records
+            .iter()
+            .any(|r| r.sequence_number_for_ordering.is_some())
+        {
+            return Err(PutError::InvalidArgument(
+                "SequenceNumberForOrdering applies to single puts only".into(),
+            ));
+        }
+        self.put_checked(&state, records, durability).await
+    }
+
+    /// Blocking form of [`Engine::put_batch_with`].
+    pub fn put_batch_with_blocking(
+        &self,
+        stream: &str,
+        records: &[PutRecord<'_>],
+        durability: Durability,
+    ) -> Result<Vec<PutRecordResult>, PutError> {
+        block(self.put_batch_with(stream, records, durability))
+    }
+
+    fn put_stream(&self, stream: &str) -> Result<Arc<StreamState>, PutError> {
+        self.shared()
+            .catalog
+            .get(stream)
+            .ok_or_else(|| PutError::StreamNotFound(stream.to_owned()))
+    }
+
+    async fn put_checked(
+        &self,
+        stream: &StreamState,
+        records: &[PutRecord<'_>],
+        durability: Durability,
+    ) -> Result<Vec<PutRecordResult>, PutError> {
+        let max_record = stream.settings().max_record_size_bytes;
+        let hashes = check_batch(records, max_record)?;
+        let shards = stream.shards();
+        let now_ms = self.shared().config.clock.now_ms();
+        let mut results: Vec<Option<PutRecordResult>> = (0..records.len()).map(|_| None).collect();
+        let mut pending = Vec::new();
+        for (shard, members) in group_by_shard(&shards, &hashes) {
+            let bytes: usize = members.iter().map(|&i| records[i].size_bytes()).sum();
+            if !shard.admit_write(members.len() as u64, bytes as u64, now_ms) {
+                shard.metrics.write_throttles.increment(1);
+                for &i in &members {
+                    results[i] = Some(Err(PutError::Throttled {
+                        stream: stream.name.clone(),
+                        shard: shard.id.clone(),
+                    }));
+                }
+                continue;
+            }
+            let packed = Packed::new(records, &members);
+            let reply = self
+                .send_append(stream.uid, &shard, packed, durability)
+                .await?;
+            pending.push((shard, members, bytes, reply));
+        }
+        for (shard, members, bytes, reply) in pending {
+            let outcome = reply.await.map_err(|_| PutError::Shutdown)?;
+            fill_results(&mut results, &shard, &members, outcome);
+            if results[members[0]].as_ref().is_some_and(|r| r.is_ok()) {
+                shard
+                    .metrics
+                    .incoming_records
+                    .increment(members.len() as u64);
+                shard.metrics.incoming_bytes.increment(bytes as u64);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every record has a result"))
+            .collect())
+    }
+
+    async fn send_append(
+        &self,
+        uid: u64,
+        shard: &ShardState,
+        packed: Packed,
+        durability: Durability,
+    ) -> Result<oneshot::Receiver<Result<Vec<Appended>, String>>, PutError> {
+        let (tx, rx) = oneshot::channel();
+        let key = (uid, shard.index);
+        let job: CoreJob = Box::new(move |core: &Rc<CoreState>| {
+            let Some(log) = core.log(key) else {
+                let _ = tx.send(Err("the shard is closed (its stream was deleted)".into()));
+                return;
+            };
+            core.spawn(async move {
+                let outcome = append_packed(&log, &packed, durability).await;
+                let _ = tx.send(outcome.map_err(|e| e.to_string()));
+            });
+        });
+        self.shared().cores[shard.core]
+            .send(CoreMessage::Job(job))
+            .await
+            .map_err(|_| PutError::Shutdown)?;
+        Ok(rx)
+    }
+}
+
+/// Checks every record and the batch; returns each record's hash key. Nothing is written
+/// when any check fails.
+fn check_batch(records: &[PutRecord<'_>], max_record: u64) -> Result<Vec<u128>, PutError> {
+    if records.is_empty() || records.len() > PUT_BATCH_RECORDS_MAX {
+        return Err(PutError::InvalidArgument(format!(
+            "1 validation error detected: Value '{}' at 'records' failed to satisfy constraint: Member must have length between 1 and {PUT_BATCH_RECORDS_MAX}",
+            records.len()
+        )));
+    }
+    let total: usize = records.iter().map(PutRecord::size_bytes).sum();
+    if total > PUT_BATCH_BYTES_MAX {
+        return Err(PutError::InvalidArgument(format!(
+            "Records size exceeds {PUT_BATCH_BYTES_MAX} bytes limit: {total} bytes"
+        )));
+    }
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, record)| {
+            validate_partition_key(record.partition_key).map_err(PutError::InvalidArgument)?;
+            if record.size_bytes() as u64 > max_record {
+                return Err(PutError::InvalidArgument(format!(
+                    "Record {i} is {} bytes (data + partition key); the stream accepts at most {max_record}",
+                    record.size_bytes()
+                )));
+            }
+            match record.explicit_hash_key {
+                Some(text) => parse_hash_key(text).map_err(PutError::InvalidArgument),
+                None => Ok(partition_key_hash(record.partition_key)),
+            }
+        })
+        .collect()
+}
+
+/// A `SequenceNumberForOrdering` must name a record this stream issued.
+fn check_ordering(stream: &StreamState, text: &str) -> Result<(), PutError> {
+    let seq = SequenceNumber::parse(text).map_err(PutError::InvalidArgument)?;
+    let shards = stream.shards();
+    let issued = seq
+        .shard_index()
+        .and_then(|index| shards.get(index))
+        .is_some_and(|shard| seq.log_seq() < shard.reader.next_seq());
+    if issued {
+        Ok(())
+    } else {
+        Err(PutError::InvalidArgument(format!(
+            "ExclusiveMinimumSequenceNumber {text} used in PutRecord on stream {} under account 000000000000 is invalid.",
+            stream.name
+        )))
+    }
+}
+
+/// Record indexes per shard, in request order within each shard.
+fn group_by_shard(shards: &ShardSet, hashes: &[u128]) -> Vec<(Arc<ShardState>, Vec<usize>)> {
+    let mut groups: BTreeMap<u32, (Arc<ShardState>, Vec<usize>)> = BTreeMap::new();
+    for (i, &hash) in hashes.iter().enumerate() {
+        let shard = shards.route(hash);
+        groups
+            .entry(shard.index)
+            .or_insert_with(|| (shard.clone(), Vec::new()))
+            .1
+            .push(i);
+    }
+    groups.into_values().collect()
+}
+
+fn fill_results(
+    results: &mut [Option<PutRecordResult>],
+    shard: &ShardState,
+    members: &[usize],
+    outcome: Result<Vec<Appended>, String>,
+) {
+    match outcome {
+        Ok(appended) => {
+            let seqs = appended.iter().flat_map(|a| a.base_seq..a.end_seq());
+            for (&i, log_seq) in members.iter().zip(seqs) {
+                results[i] = Some(Ok(PutResult {
+                    shard_id: shard.id.clone(),
+                    sequence_number: SequenceNumber::new(shard.index, log_seq),
+                }));
+            }
+        }
+        Err(cause) => {
+            for &i in members {
+                results[i] = Some(Err(PutError::Storage {
+                    shard: shard.id.clone(),
+                    cause: cause.clone(),
+                }));
+            }
+        }
+    }
+}
+
+/// Records for one shard, copied into one buffer so they can cross to the owning core.
+struct Packed {
+    bytes: Vec<u8>,
+    /// (key length, data length) per record, in order.
+    lengths: Vec<(u32, u32)>,
+}
+
+impl Packed {
+    fn new(records: &[PutRecord<'_>], members: &[usize]) -> Packed {
+        let total = members.iter().map(|&i| records[i].size_bytes()).sum();
+        let mut bytes = Vec::with_capacity(total);
+        let mut lengths = Vec::with_capacity(members.len());
+        for &i in members {
+            let record = &records[i];
+            bytes.extend_from_slice(record.partition_key.as_bytes());
+            bytes.extend_from_slice(record.data);
+            lengths.push((record.partition_key.len() as u32, record.data.len() as u32));
+        }
+        Packed { bytes, lengths }
+    }
+
+    fn records(&self) -> Vec<RecordIn<'_>> {
+        let mut at = 0;
+        self.lengths
+            .iter()
+            .map(|&(key_len, data_len)| {
+                let (key_len, data_len) = (key_len as usize, data_len as usize);
+                let record = RecordIn {
+                    key: &self.bytes[at..at + key_len],
+                    data: &self.bytes[at + key_len..at + key_len + data_len],
+                };
+                at += key_len + data_len;
+                record
+            })
+            .collect()
+    }
+}
+
+/// Appends the records as few batches as the segment size allows, in order.
+async fn append_packed(
+    log: &crate::runtime::Log,
+    packed: &Packed,
+    durability: Durability,
+) -> Result<Vec<Appended>, StorageError> {
+    let records = packed.records();
+    let batch_max = log.config().batch_bytes_max();
+    let mut appended = Vec::with_capacity(1);
+    let mut start = 0;
+    while start < records.len() {
+        let mut end = start;
+        let mut size = BATCH_HEADER_LEN as u64;
+        while end < records.len() {
+            let record_bytes = encoded_batch_len(&records[end..=end]) - BATCH_HEADER_LEN as u64;
+            if end > start && size + record_bytes > batch_max {
+                break;
+            }
+            size += record_bytes;
+            end += 1;
+        }
+        appended.push(log.append(&records[start..end], durability).await?);
+        start = end;
+    }
+    Ok(appended)
+}

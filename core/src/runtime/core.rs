@@ -1,0 +1,104 @@
+//! One engine core: a glommio executor thread that owns a share of the shard logs.
+
+use super::queue::QueueReceiver;
+use crate::catalog::ShardKey;
+use event_listener::Event;
+use sluice_storage::{GlommioIo, ShardLog, sleep, spawn_detached};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Work for a core: runs on the core's thread with its state.
+pub(crate) type CoreJob = Box<dyn FnOnce(&Rc<CoreState>) + Send>;
+
+/// A message on a core's queue.
+pub(crate) enum CoreMessage {
+    /// Run this.
+    Job(CoreJob),
+    /// Finish accepted work, sync every log, stop.
+    Shutdown,
+}
+
+/// A shard log as the core holds it.
+pub(crate) type Log = Rc<ShardLog<GlommioIo>>;
+
+/// What a core owns. Lives on the core's thread only.
+pub(crate) struct CoreState {
+    logs: RefCell<HashMap<ShardKey, Log>>,
+    in_flight: Cell<usize>,
+    idle: Event,
+    stopping: Cell<bool>,
+}
+
+impl CoreState {
+    pub(crate) fn log(&self, key: ShardKey) -> Option<Log> {
+        self.logs.borrow().get(&key).cloned()
+    }
+
+    pub(crate) fn insert(&self, key: ShardKey, log: Log) {
+        let previous = self.logs.borrow_mut().insert(key, log);
+        assert!(previous.is_none(), "shard {key:?} opened twice on one core");
+    }
+
+    pub(crate) fn remove(&self, key: ShardKey) -> Option<Log> {
+        self.logs.borrow_mut().remove(&key)
+    }
+
+    fn all_logs(&self) -> Vec<Log> {
+        self.logs.borrow().values().cloned().collect()
+    }
+
+    /// Runs `task` on this core; shutdown waits for it.
+    pub(crate) fn spawn(self: &Rc<Self>, task: impl Future<Output = ()> + 'static) {
+        self.in_flight.set(self.in_flight.get() + 1);
+        let state = self.clone();
+        spawn_detached(async move {
+            task.await;
+            state.in_flight.set(state.in_flight.get() - 1);
+            state.idle.notify(usize::MAX);
+        });
+    }
+
+    async fn wait_idle(&self) {
+        while self.in_flight.get() > 0 {
+            let idle = self.idle.listen();
+            if self.in_flight.get() == 0 {
+                break;
+            }
+            idle.await;
+        }
+    }
+}
+
+/// The core's main loop: take jobs until shutdown, then drain, sync and return.
+pub(crate) async fn run_core(queue: QueueReceiver<CoreMessage>, maintenance_interval: Duration) {
+    let state = Rc::new(CoreState {
+        logs: RefCell::new(HashMap::new()),
+        in_flight: Cell::new(0),
+        idle: Event::new(),
+        stopping: Cell::new(false),
+    });
+    state.spawn(maintenance_loop(state.clone(), maintenance_interval));
+    while let CoreMessage::Job(job) = queue.recv().await {
+        job(&state);
+    }
+    state.stopping.set(true);
+    state.wait_idle().await;
+    for log in state.all_logs() {
+        // A failed sync latched the log; what was acknowledged durable is already durable.
+        let _ = log.sync().await;
+    }
+}
+
+/// Retention, sealing and spare segments for every log on the core, every `interval`.
+async fn maintenance_loop(state: Rc<CoreState>, interval: Duration) {
+    while !state.stopping.get() {
+        for log in state.all_logs() {
+            // A failure latches that log and is reported to its writers; keep serving others.
+            let _ = log.maintain().await;
+        }
+        sleep(interval).await;
+    }
+}

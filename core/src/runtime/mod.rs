@@ -1,0 +1,7 @@
+//! The thread-per-core runtime: core threads owning shard logs, and the queues that reach
+//! them from any thread.
+
+mod core;
+pub(crate) mod queue;
+
+pub(crate) use self::core::{CoreJob, CoreMessage, CoreState, Log, run_core};

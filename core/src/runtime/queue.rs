@@ -1,0 +1,162 @@
+//! A bounded queue from any thread to one consumer (a core or the control thread), with
+//! back-pressure for both async and blocking senders.
+//!
+//! Protocol: a sender pushes into a bounded crossbeam channel and then notifies `work`; the
+//! consumer registers a `work` listener, re-checks the channel, and only then waits, so no
+//! push is missed. When the channel is full an async sender registers a `space` listener,
+//! retries, and waits; the consumer notifies `space` after taking messages.
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use event_listener::Event;
+use std::sync::Arc;
+
+/// The consumer is gone (the engine shut down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Closed;
+
+/// The sending side; cheap to clone.
+pub(crate) struct QueueSender<M> {
+    tx: Sender<M>,
+    events: Arc<QueueEvents>,
+}
+
+impl<M> Clone for QueueSender<M> {
+    fn clone(&self) -> Self {
+        QueueSender {
+            tx: self.tx.clone(),
+            events: self.events.clone(),
+        }
+    }
+}
+
+/// The consuming side; owned by the one consumer.
+pub(crate) struct QueueReceiver<M> {
+    rx: Receiver<M>,
+    events: Arc<QueueEvents>,
+}
+
+struct QueueEvents {
+    work: Event,
+    space: Event,
+}
+
+/// A queue holding at most `depth` messages.
+pub(crate) fn queue<M>(depth: usize) -> (QueueSender<M>, QueueReceiver<M>) {
+    assert!(depth > 0, "a queue holds at least one message");
+    let (tx, rx) = crossbeam_channel::bounded(depth);
+    let events = Arc::new(QueueEvents {
+        work: Event::new(),
+        space: Event::new(),
+    });
+    (
+        QueueSender {
+            tx,
+            events: events.clone(),
+        },
+        QueueReceiver { rx, events },
+    )
+}
+
+impl<M> QueueSender<M> {
+    /// Sends, waiting (without blocking the thread) while the queue is full.
+    pub(crate) async fn send(&self, message: M) -> Result<(), Closed> {
+        let mut message = message;
+        loop {
+            match self.tx.try_send(message) {
+                Ok(()) => {
+                    self.events.work.notify(1);
+                    return Ok(());
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(Closed),
+                Err(TrySendError::Full(back)) => {
+                    let space = self.events.space.listen();
+                    match self.tx.try_send(back) {
+                        Ok(()) => {
+                            self.events.work.notify(1);
+                            return Ok(());
+                        }
+                        Err(TrySendError::Disconnected(_)) => return Err(Closed),
+                        Err(TrySendError::Full(back)) => {
+                            message = back;
+                            space.await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends, parking the thread while the queue is full.
+    pub(crate) fn send_blocking(&self, message: M) -> Result<(), Closed> {
+        self.tx.send(message).map_err(|_| Closed)?;
+        self.events.work.notify(1);
+        Ok(())
+    }
+}
+
+impl<M> QueueReceiver<M> {
+    /// Takes a message if one is waiting.
+    pub(crate) fn try_recv(&self) -> Option<M> {
+        match self.rx.try_recv() {
+            Ok(message) => {
+                self.events.space.notify(1);
+                Some(message)
+            }
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+        }
+    }
+
+    /// Waits for a message on any executor (the consumer is a glommio core).
+    pub(crate) async fn recv(&self) -> M {
+        loop {
+            if let Some(message) = self.try_recv() {
+                return message;
+            }
+            let work = self.events.work.listen();
+            if let Some(message) = self.try_recv() {
+                return message;
+            }
+            work.await;
+        }
+    }
+
+    /// Parks the thread until a message arrives (the consumer is a plain thread). `None` once
+    /// every sender is gone.
+    pub(crate) fn recv_blocking(&self) -> Option<M> {
+        let message = self.rx.recv().ok()?;
+        self.events.space.notify(1);
+        Some(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_holds_async_senders_until_the_consumer_takes() {
+        let (tx, rx) = queue::<u32>(2);
+        let sent = std::thread::scope(|scope| {
+            let producer = scope.spawn(|| {
+                for i in 0..100 {
+                    futures_lite::future::block_on(tx.send(i)).unwrap();
+                }
+            });
+            let mut got = Vec::new();
+            while got.len() < 100 {
+                got.push(futures_lite::future::block_on(rx.recv()));
+            }
+            producer.join().unwrap();
+            got
+        });
+        assert_eq!(sent, (0..100).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn sending_to_a_dropped_consumer_fails_instead_of_hanging() {
+        let (tx, rx) = queue::<u32>(1);
+        drop(rx);
+        assert_eq!(tx.send_blocking(1), Err(Closed));
+        assert_eq!(futures_lite::future::block_on(tx.send(1)), Err(Closed));
+    }
+}

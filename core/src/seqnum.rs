@@ -1,0 +1,110 @@
+//! Sequence numbers and shard ids as Kinesis clients see them. Pure.
+
+use std::fmt;
+
+/// Decimal digits a client may send in a sequence number (KINESIS.md §0).
+pub const SEQUENCE_NUMBER_DIGITS_MAX: usize = 129;
+
+/// A record's sequence number: `shard_index << 64 | log_seq`. Numeric order is write order
+/// within a shard, children sort after their parents, and numbers are unique in a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SequenceNumber(pub u128);
+
+impl SequenceNumber {
+    /// The number of record `log_seq` in shard `shard_index`.
+    pub fn new(shard_index: u32, log_seq: u64) -> SequenceNumber {
+        SequenceNumber(u128::from(shard_index) << 64 | u128::from(log_seq))
+    }
+
+    /// The shard the number belongs to, if it names one (the high bits beyond a u32 are zero).
+    pub fn shard_index(self) -> Option<u32> {
+        u32::try_from(self.0 >> 64).ok()
+    }
+
+    /// The position in the shard's log.
+    pub fn log_seq(self) -> u64 {
+        self.0 as u64
+    }
+
+    /// Parses a client's decimal sequence number (up to 129 digits; `0|[1-9]\d*`). A number
+    /// too large for any sequence number Sluice issues is an error naming it.
+    pub fn parse(text: &str) -> Result<SequenceNumber, String> {
+        let shape_ok = !text.is_empty()
+            && text.len() <= SEQUENCE_NUMBER_DIGITS_MAX
+            && text.bytes().all(|b| b.is_ascii_digit())
+            && (text == "0" || !text.starts_with('0'));
+        if !shape_ok {
+            return Err(format!(
+                "StartingSequenceNumber {text} used in GetShardIterator on shard is invalid: \
+                 expected a decimal of 1 to {SEQUENCE_NUMBER_DIGITS_MAX} digits."
+            ));
+        }
+        text.parse::<u128>()
+            .map(SequenceNumber)
+            .map_err(|_| format!("Sequence number {text} was never issued by this stream."))
+    }
+}
+
+impl fmt::Display for SequenceNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The Kinesis id of shard `index`: `shardId-` and 12 zero-padded digits.
+pub fn shard_id(index: u32) -> String {
+    format!("shardId-{index:012}")
+}
+
+/// The index in a shard id (`shardId-000000000007` → 7). Also accepts the bare
+/// `shardId-7` form some clients build by hand.
+pub fn parse_shard_id(text: &str) -> Option<u32> {
+    let digits = text.strip_prefix("shardId-")?;
+    if digits.is_empty() || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_order_by_shard_then_position() {
+        let a = SequenceNumber::new(0, u64::MAX);
+        let b = SequenceNumber::new(1, 0);
+        assert!(a < b);
+        assert_eq!(b.shard_index(), Some(1));
+        assert_eq!(a.log_seq(), u64::MAX);
+        assert_eq!(SequenceNumber::parse(&b.to_string()), Ok(b));
+    }
+
+    #[test]
+    fn sequence_number_text_is_checked_without_overflow() {
+        assert!(SequenceNumber::parse(&"9".repeat(129)).is_err());
+        assert!(SequenceNumber::parse(&"9".repeat(130)).is_err());
+        assert!(SequenceNumber::parse("007").is_err());
+        assert!(SequenceNumber::parse("").is_err());
+        assert!(SequenceNumber::parse("12a").is_err());
+        assert_eq!(SequenceNumber::parse("0"), Ok(SequenceNumber(0)));
+        // Too large for a shard index: parses, but names no shard.
+        assert_eq!(SequenceNumber(u128::MAX).shard_index(), None);
+    }
+
+    #[test]
+    fn shard_ids_round_trip() {
+        assert_eq!(shard_id(7), "shardId-000000000007");
+        assert_eq!(parse_shard_id("shardId-000000000007"), Some(7));
+        assert_eq!(parse_shard_id("shardId-7"), Some(7));
+        for bad in [
+            "7",
+            "shardId-",
+            "shardId-x",
+            "shardId-0000000000001",
+            "shard-1",
+        ] {
+            assert_eq!(parse_shard_id(bad), None, "{bad}");
+        }
+    }
+}

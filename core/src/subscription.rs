@@ -1,0 +1,113 @@
+//! Push subscriptions (the enhanced fan-out shape): records are delivered as they become
+//! visible, to any number of subscribers, each with its own position.
+
+use crate::engine::Engine;
+use crate::error::ReadError;
+use crate::iterator::{IteratorStart, ShardIterator};
+use crate::limits::GET_RECORDS_MAX;
+use crate::read::Records;
+use crate::seqnum::SequenceNumber;
+use event_listener::Listener;
+use std::time::{Duration, Instant};
+
+/// A subscription to one shard. Each event carries at least one record, or the end of the
+/// shard.
+#[derive(Debug)]
+pub struct Subscription {
+    engine: Engine,
+    iterator: ShardIterator,
+    finished: bool,
+}
+
+/// One delivery.
+#[derive(Debug)]
+pub struct SubscriptionEvent {
+    /// The records (zero-copy), with lag and end-of-shard information.
+    pub records: Records,
+    /// Resubscribe `AfterSequenceNumber`... or rather at this position to continue.
+    pub continuation_sequence_number: SequenceNumber,
+}
+
+impl Engine {
+    /// Subscribes to `shard_id` of `stream` from `start`.
+    pub fn subscribe(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        start: IteratorStart,
+    ) -> Result<Subscription, ReadError> {
+        Ok(Subscription {
+            engine: self.clone(),
+            iterator: self.shard_iterator(stream, shard_id, start)?,
+            finished: false,
+        })
+    }
+}
+
+impl Subscription {
+    /// Waits for the next records (on any runtime). `None` after the end of a closed shard
+    /// was delivered.
+    pub async fn next(&mut self) -> Option<Result<SubscriptionEvent, ReadError>> {
+        loop {
+            let shard = match self.iterator.shard() {
+                Ok(shard) => shard,
+                Err(e) => return Some(Err(e)),
+            };
+            let changed = shard.reader.listen();
+            match self.poll_once() {
+                Ok(Some(event)) => return Some(Ok(event)),
+                Ok(None) if self.finished => return None,
+                Ok(None) => changed.await,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// Blocking form of [`Subscription::next`]: waits at most `timeout`; `Ok(None)` when
+    /// nothing arrived in time.
+    pub fn next_blocking(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<SubscriptionEvent>, ReadError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let shard = self.iterator.shard()?;
+            let changed = shard.reader.listen();
+            if let Some(event) = self.poll_once()? {
+                return Ok(Some(event));
+            }
+            if self.finished || changed.wait_deadline(deadline).is_none() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The position the next event starts at.
+    pub fn position(&self) -> SequenceNumber {
+        self.iterator.position()
+    }
+
+    fn poll_once(&mut self) -> Result<Option<SubscriptionEvent>, ReadError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let shard = self.iterator.shard()?;
+        let now_ms = self.engine.shared().config.clock.now_ms();
+        let records = self
+            .engine
+            .read_shard(&self.iterator, &shard, GET_RECORDS_MAX, now_ms)?;
+        self.iterator.position = records.next_position().log_seq();
+        self.finished = records.end_of_shard;
+        if records.is_empty() && !records.end_of_shard {
+            return Ok(None);
+        }
+        shard
+            .metrics
+            .outgoing_records
+            .increment(records.len() as u64);
+        Ok(Some(SubscriptionEvent {
+            continuation_sequence_number: records.next_position(),
+            records,
+        }))
+    }
+}
