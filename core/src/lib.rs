@@ -42,6 +42,7 @@ mod error;
 pub mod hashkey;
 mod iterator;
 pub mod limits;
+mod list_shards;
 mod metrics;
 mod names;
 mod put;

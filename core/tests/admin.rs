@@ -1,0 +1,409 @@
+//! Stream administration, bad input (each the right typed error, nothing changed) and restart.
+
+mod common;
+
+use sluice_core::{
+    CreateStream, ErrorCode, IteratorStart, ListShards, PutRecord, ShardFilter, StreamMode,
+};
+
+#[test]
+fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::open(dir.path());
+    common::create(&engine, "s", 2);
+    engine
+        .put_blocking("s", PutRecord::new("k", b"first"))
+        .unwrap();
+    let before = engine.describe_stream("s", None, None).unwrap();
+    let big = vec![0u8; 1024 * 1024];
+    let key_257 = "k".repeat(257);
+    let many: Vec<PutRecord<'_>> = (0..501).map(|_| PutRecord::new("k", b"v")).collect();
+    let cases: Vec<(&str, ErrorCode)> = vec![
+        (
+            "unknown stream",
+            engine
+                .put_blocking("nope", PutRecord::new("k", b"v"))
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "257-char key",
+            engine
+                .put_blocking("s", PutRecord::new(&key_257, b"v"))
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "empty key",
+            engine
+                .put_blocking("s", PutRecord::new("", b"v"))
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "hash key out of range",
+            engine
+                .put_blocking(
+                    "s",
+                    PutRecord::new("k", b"v")
+                        .with_explicit_hash_key("340282366920938463463374607431768211456"),
+                )
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "501 records",
+            engine.put_batch_blocking("s", &many).unwrap_err().code(),
+        ),
+        (
+            "0 records",
+            engine.put_batch_blocking("s", &[]).unwrap_err().code(),
+        ),
+        // 1 MiB of data plus a 1-byte key is one byte over the default maximum.
+        (
+            "record over the maximum",
+            engine
+                .put_blocking("s", PutRecord::new("k", &big))
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "retention below 24 h",
+            engine
+                .increase_retention_blocking("s", 23)
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "retention above 8760 h",
+            engine
+                .increase_retention_blocking("s", 8761)
+                .unwrap_err()
+                .code(),
+        ),
+        ("retention decrease via increase", {
+            engine.increase_retention_blocking("s", 48).unwrap();
+            let code = engine
+                .increase_retention_blocking("s", 30)
+                .unwrap_err()
+                .code();
+            engine.decrease_retention_blocking("s", 24).unwrap();
+            code
+        }),
+        (
+            "unknown shard",
+            engine
+                .shard_iterator("s", "shardId-000000000009", IteratorStart::TrimHorizon)
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "malformed shard id",
+            engine
+                .shard_iterator("s", "shard-1", IteratorStart::Latest)
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "invalid stream name",
+            engine
+                .create_stream_blocking(CreateStream::provisioned("a/b", 1))
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "zero shards",
+            engine
+                .create_stream_blocking(CreateStream::provisioned("z", 0))
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "existing name",
+            engine
+                .create_stream_blocking(CreateStream::provisioned("s", 1))
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "max record size 11 MiB",
+            engine
+                .update_max_record_size_blocking("s", 11 << 20)
+                .unwrap_err()
+                .code(),
+        ),
+        (
+            "delete unknown",
+            engine.delete_stream_blocking("nope").unwrap_err().code(),
+        ),
+    ];
+    let expected = [
+        ErrorCode::ResourceNotFound,
+        ErrorCode::InvalidArgument,
+        ErrorCode::InvalidArgument,
+        ErrorCode::InvalidArgument,
+        ErrorCode::InvalidArgument,
+        ErrorCode::InvalidArgument,
+        ErrorCode::InvalidArgument,
+        ErrorCode::InvalidArgument,
+        ErrorCode::InvalidArgument,
+        ErrorCode::InvalidArgument,
+        ErrorCode::ResourceNotFound,
+        ErrorCode::ResourceNotFound,
+        ErrorCode::Validation,
+        ErrorCode::Validation,
+        ErrorCode::ResourceInUse,
+        ErrorCode::Validation,
+        ErrorCode::ResourceNotFound,
+    ];
+    assert_eq!(cases.len(), expected.len());
+    for ((what, got), want) in cases.iter().zip(expected) {
+        assert_eq!(*got, want, "{what}");
+    }
+    assert_eq!(
+        engine.describe_stream("s", None, None).unwrap(),
+        before,
+        "nothing changed"
+    );
+    let records: usize = before
+        .shards
+        .iter()
+        .map(|s| common::read_shard(&engine, "s", &s.shard_id).len())
+        .sum();
+    assert_eq!(records, 1, "only the first record was written");
+    assert!(
+        engine.describe_stream("z", None, None).is_err(),
+        "no half-created stream"
+    );
+}
+
+#[test]
+fn a_record_at_exactly_the_maximum_is_accepted_and_a_larger_maximum_admits_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.segment_size_bytes = 16 << 20;
+    let engine = sluice_core::Engine::open(config).unwrap();
+    common::create(&engine, "big", 1);
+    let exact = vec![7u8; (1 << 20) - 1];
+    engine
+        .put_blocking("big", PutRecord::new("k", &exact))
+        .unwrap();
+    let two_mib = vec![8u8; 2 << 20];
+    assert_eq!(
+        engine
+            .put_blocking("big", PutRecord::new("k", &two_mib))
+            .unwrap_err()
+            .code(),
+        ErrorCode::InvalidArgument
+    );
+    engine
+        .update_max_record_size_blocking("big", 3 << 20)
+        .unwrap();
+    engine
+        .put_blocking("big", PutRecord::new("k", &two_mib))
+        .unwrap();
+    let read = common::read_shard(&engine, "big", "shardId-000000000000");
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[1].2, two_mib);
+}
+
+#[test]
+fn streams_list_and_describe_with_pagination() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::open(dir.path());
+    for name in ["c", "a", "b", "d"] {
+        common::create(&engine, name, 1);
+    }
+    let first = engine.list_streams(Some(3), None).unwrap();
+    assert_eq!(
+        (first.names.clone(), first.has_more),
+        (vec!["a".to_owned(), "b".into(), "c".into()], true)
+    );
+    let rest = engine.list_streams(Some(3), Some("c")).unwrap();
+    assert_eq!((rest.names, rest.has_more), (vec!["d".to_owned()], false));
+
+    common::create(&engine, "wide", 5);
+    let page = engine.describe_stream("wide", Some(2), None).unwrap();
+    assert_eq!(page.shards.len(), 2);
+    assert!(page.has_more_shards);
+    let next = engine
+        .describe_stream("wide", Some(10), Some(&page.shards[1].shard_id))
+        .unwrap();
+    assert_eq!(next.shards.len(), 3);
+    assert!(!next.has_more_shards);
+    assert_eq!(next.shards[0].shard_id, "shardId-000000000002");
+    let summary = engine.describe_stream_summary("wide").unwrap();
+    assert_eq!((summary.open_shard_count, summary.retention_hours), (5, 24));
+    assert_eq!(summary.mode, StreamMode::Provisioned);
+}
+
+#[test]
+fn list_shards_pages_with_a_token_and_applies_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, clock) = common::open_with_clock(dir.path(), 1_800_000_000_000);
+    common::create(&engine, "wide", 5);
+    let first = engine
+        .list_shards(&ListShards {
+            stream: Some("wide".into()),
+            max_results: Some(2),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(first.shards.len(), 2);
+    let token = first.next_token.clone().expect("more pages");
+    let second = engine
+        .list_shards(&ListShards {
+            next_token: Some(token.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        second
+            .shards
+            .iter()
+            .map(|s| s.shard_id.as_str())
+            .collect::<Vec<_>>(),
+        ["shardId-000000000002", "shardId-000000000003"]
+    );
+    let third = engine
+        .list_shards(&ListShards {
+            next_token: second.next_token.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(third.shards.len(), 1);
+    assert_eq!(third.next_token, None);
+
+    let after = engine
+        .list_shards(&ListShards {
+            stream: Some("wide".into()),
+            filter: Some(ShardFilter::AfterShardId("shardId-000000000003".into())),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(after.shards.len(), 1);
+    let latest = engine
+        .list_shards(&ListShards {
+            stream: Some("wide".into()),
+            filter: Some(ShardFilter::AtLatest),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(latest.shards.len(), 5);
+
+    let both = ListShards {
+        stream: Some("wide".into()),
+        next_token: Some(token.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        engine.list_shards(&both).unwrap_err().code(),
+        ErrorCode::InvalidArgument
+    );
+    clock.advance_ms(300_001);
+    let expired = ListShards {
+        next_token: Some(token),
+        ..Default::default()
+    };
+    assert_eq!(
+        engine.list_shards(&expired).unwrap_err().code(),
+        ErrorCode::ExpiredNextToken
+    );
+}
+
+#[test]
+fn tags_add_overwrite_remove_and_are_capped_at_fifty() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::open(dir.path());
+    common::create(&engine, "t", 1);
+    engine
+        .add_tags_blocking(
+            "t",
+            vec![("env".into(), "dev".into()), ("team".into(), "a".into())],
+        )
+        .unwrap();
+    engine
+        .add_tags_blocking("t", vec![("env".into(), "prod".into())])
+        .unwrap();
+    futures_lite::future::block_on(engine.remove_tags("t", vec!["team".into(), "absent".into()]))
+        .unwrap();
+    assert_eq!(
+        engine.list_tags("t").unwrap(),
+        vec![("env".to_owned(), "prod".to_owned())]
+    );
+    let fifty: Vec<(String, String)> = (0..50).map(|i| (format!("k{i}"), "v".into())).collect();
+    assert_eq!(
+        engine.add_tags_blocking("t", fifty).unwrap_err().code(),
+        ErrorCode::LimitExceeded
+    );
+    assert_eq!(
+        engine.list_tags("t").unwrap().len(),
+        1,
+        "a refused change changes nothing"
+    );
+}
+
+#[test]
+fn on_demand_streams_start_with_four_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::open(dir.path());
+    engine
+        .create_stream_blocking(CreateStream::on_demand("od"))
+        .unwrap();
+    let summary = engine.describe_stream_summary("od").unwrap();
+    assert_eq!(
+        (summary.mode, summary.open_shard_count),
+        (StreamMode::OnDemand, 4)
+    );
+}
+
+#[test]
+fn restart_reopens_streams_settings_and_records_and_deleted_streams_stay_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let put = {
+        let engine = common::open(dir.path());
+        common::create(&engine, "kept", 3);
+        common::create(&engine, "gone", 2);
+        engine.increase_retention_blocking("kept", 72).unwrap();
+        engine
+            .add_tags_blocking("kept", vec![("a".into(), "b".into())])
+            .unwrap();
+        let put = engine
+            .put_blocking("kept", PutRecord::new("key", b"durable by default"))
+            .unwrap();
+        engine
+            .put_blocking("gone", PutRecord::new("key", b"x"))
+            .unwrap();
+        engine.delete_stream_blocking("gone").unwrap();
+        put
+    };
+    let engine = common::open(dir.path());
+    assert_eq!(
+        engine.list_streams(None, None).unwrap().names,
+        vec!["kept".to_owned()]
+    );
+    let summary = engine.describe_stream_summary("kept").unwrap();
+    assert_eq!((summary.retention_hours, summary.open_shard_count), (72, 3));
+    assert_eq!(
+        engine.list_tags("kept").unwrap(),
+        vec![("a".to_owned(), "b".to_owned())]
+    );
+    let record = engine.get("kept", put.sequence_number).unwrap();
+    assert_eq!(record.records().next().unwrap().data, b"durable by default");
+    // A new stream with the old name starts empty.
+    common::create(&engine, "gone", 2);
+    for shard in engine.describe_stream("gone", None, None).unwrap().shards {
+        assert!(common::read_shard(&engine, "gone", &shard.shard_id).is_empty());
+    }
+    let next = engine
+        .put_blocking("kept", PutRecord::new("key", b"after restart"))
+        .unwrap();
+    assert!(next.sequence_number > put.sequence_number);
+}
+
+#[test]
+fn a_second_engine_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _engine = common::open(dir.path());
+    assert!(sluice_core::Engine::open(common::config(dir.path())).is_err());
+}

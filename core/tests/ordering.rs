@@ -1,0 +1,125 @@
+//! Per-shard order and exactly-once delivery under concurrent writers on many threads.
+
+mod common;
+
+use sluice_core::{Durability, PutRecord};
+use std::collections::{BTreeMap, HashSet};
+
+#[test]
+fn concurrent_writers_lose_nothing_duplicate_nothing_and_each_shard_is_strictly_ordered() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::open(dir.path());
+    common::create(&engine, "busy", 4);
+    const THREADS: usize = 6;
+    const BATCHES: usize = 40;
+    const PER_BATCH: usize = 25;
+    // Every acknowledged record: (key, data) -> (shard, sequence number).
+    let acknowledged: Vec<BTreeMap<(String, Vec<u8>), (String, u128)>> =
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let engine = engine.clone();
+                    scope.spawn(move || {
+                        let mut acked = BTreeMap::new();
+                        for b in 0..BATCHES {
+                            let owned: Vec<(String, Vec<u8>)> = (0..PER_BATCH)
+                                .map(|i| {
+                                    (
+                                        format!("t{t}-k{}", i % 7),
+                                        format!("t{t}-b{b}-i{i}").into_bytes(),
+                                    )
+                                })
+                                .collect();
+                            let records: Vec<PutRecord<'_>> =
+                                owned.iter().map(|(k, d)| PutRecord::new(k, d)).collect();
+                            let durability = if b % 2 == 0 {
+                                Durability::Visible
+                            } else {
+                                Durability::Durable
+                            };
+                            let results = if b % 5 == 0 {
+                                // Single puts too, through the async form on this thread.
+                                records
+                                    .iter()
+                                    .map(|r| {
+                                        futures_lite_block(engine.put_with("busy", *r, durability))
+                                    })
+                                    .collect::<Vec<_>>()
+                            } else {
+                                engine
+                                    .put_batch_with_blocking("busy", &records, durability)
+                                    .unwrap()
+                            };
+                            for (record, result) in owned.into_iter().zip(results) {
+                                let put = result.expect("no throttling, no failure");
+                                acked.insert(record, (put.shard_id, put.sequence_number.0));
+                            }
+                        }
+                        acked
+                    })
+                })
+                .collect();
+            writers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+    let mut expected: BTreeMap<(String, Vec<u8>), (String, u128)> = BTreeMap::new();
+    for acked in acknowledged {
+        expected.extend(acked);
+    }
+    assert_eq!(expected.len(), THREADS * BATCHES * PER_BATCH);
+
+    let mut seen = HashSet::new();
+    for shard in engine.describe_stream("busy", None, None).unwrap().shards {
+        let records = common::read_shard(&engine, "busy", &shard.shard_id);
+        for pair in records.windows(2) {
+            assert!(
+                pair[0].0 < pair[1].0,
+                "sequence numbers strictly increase in {}",
+                shard.shard_id
+            );
+        }
+        for (seq, key, data) in records {
+            let at = expected
+                .get(&(key.clone(), data.clone()))
+                .expect("only acknowledged records are read");
+            assert_eq!(
+                at,
+                &(shard.shard_id.clone(), seq),
+                "read where the put said"
+            );
+            assert!(seen.insert((key, data)), "read exactly once");
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        expected.len(),
+        "every acknowledged record is read"
+    );
+}
+
+#[test]
+fn records_of_one_key_keep_their_put_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::open(dir.path());
+    common::create(&engine, "ordered", 3);
+    let mut sequence_numbers = Vec::new();
+    for i in 0..300u32 {
+        let data = i.to_le_bytes();
+        sequence_numbers.push(
+            engine
+                .put_blocking("ordered", PutRecord::new("one-key", &data))
+                .unwrap(),
+        );
+    }
+    let shard = &sequence_numbers[0].shard_id;
+    assert!(sequence_numbers.iter().all(|p| &p.shard_id == shard));
+    let read = common::read_shard(&engine, "ordered", shard);
+    let values: Vec<u32> = read
+        .iter()
+        .map(|(_, _, d)| u32::from_le_bytes(d[..4].try_into().unwrap()))
+        .collect();
+    assert_eq!(values, (0..300).collect::<Vec<_>>());
+}
+
+fn futures_lite_block<F: std::future::Future>(future: F) -> F::Output {
+    futures_lite::future::block_on(future)
+}
