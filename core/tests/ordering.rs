@@ -5,6 +5,9 @@ mod common;
 use sluice_core::{Durability, PutRecord};
 use std::collections::{BTreeMap, HashSet};
 
+/// (partition key, data) → (shard id, sequence number) of every acknowledged record.
+type Acknowledged = BTreeMap<(String, Vec<u8>), (String, u128)>;
+
 #[test]
 fn concurrent_writers_lose_nothing_duplicate_nothing_and_each_shard_is_strictly_ordered() {
     let dir = tempfile::tempdir().unwrap();
@@ -14,54 +17,53 @@ fn concurrent_writers_lose_nothing_duplicate_nothing_and_each_shard_is_strictly_
     const BATCHES: usize = 40;
     const PER_BATCH: usize = 25;
     // Every acknowledged record: (key, data) -> (shard, sequence number).
-    let acknowledged: Vec<BTreeMap<(String, Vec<u8>), (String, u128)>> =
-        std::thread::scope(|scope| {
-            let writers: Vec<_> = (0..THREADS)
-                .map(|t| {
-                    let engine = engine.clone();
-                    scope.spawn(move || {
-                        let mut acked = BTreeMap::new();
-                        for b in 0..BATCHES {
-                            let owned: Vec<(String, Vec<u8>)> = (0..PER_BATCH)
-                                .map(|i| {
-                                    (
-                                        format!("t{t}-k{}", i % 7),
-                                        format!("t{t}-b{b}-i{i}").into_bytes(),
-                                    )
+    let acknowledged: Vec<Acknowledged> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let engine = engine.clone();
+                scope.spawn(move || {
+                    let mut acked = BTreeMap::new();
+                    for b in 0..BATCHES {
+                        let owned: Vec<(String, Vec<u8>)> = (0..PER_BATCH)
+                            .map(|i| {
+                                (
+                                    format!("t{t}-k{}", i % 7),
+                                    format!("t{t}-b{b}-i{i}").into_bytes(),
+                                )
+                            })
+                            .collect();
+                        let records: Vec<PutRecord<'_>> =
+                            owned.iter().map(|(k, d)| PutRecord::new(k, d)).collect();
+                        let durability = if b % 2 == 0 {
+                            Durability::Visible
+                        } else {
+                            Durability::Durable
+                        };
+                        let results = if b % 5 == 0 {
+                            // Single puts too, through the async form on this thread.
+                            records
+                                .iter()
+                                .map(|r| {
+                                    futures_lite_block(engine.put_with("busy", *r, durability))
                                 })
-                                .collect();
-                            let records: Vec<PutRecord<'_>> =
-                                owned.iter().map(|(k, d)| PutRecord::new(k, d)).collect();
-                            let durability = if b % 2 == 0 {
-                                Durability::Visible
-                            } else {
-                                Durability::Durable
-                            };
-                            let results = if b % 5 == 0 {
-                                // Single puts too, through the async form on this thread.
-                                records
-                                    .iter()
-                                    .map(|r| {
-                                        futures_lite_block(engine.put_with("busy", *r, durability))
-                                    })
-                                    .collect::<Vec<_>>()
-                            } else {
-                                engine
-                                    .put_batch_with_blocking("busy", &records, durability)
-                                    .unwrap()
-                            };
-                            for (record, result) in owned.into_iter().zip(results) {
-                                let put = result.expect("no throttling, no failure");
-                                acked.insert(record, (put.shard_id, put.sequence_number.0));
-                            }
+                                .collect::<Vec<_>>()
+                        } else {
+                            engine
+                                .put_batch_with_blocking("busy", &records, durability)
+                                .unwrap()
+                        };
+                        for (record, result) in owned.into_iter().zip(results) {
+                            let put = result.expect("no throttling, no failure");
+                            acked.insert(record, (put.shard_id, put.sequence_number.0));
                         }
-                        acked
-                    })
+                    }
+                    acked
                 })
-                .collect();
-            writers.into_iter().map(|w| w.join().unwrap()).collect()
-        });
-    let mut expected: BTreeMap<(String, Vec<u8>), (String, u128)> = BTreeMap::new();
+            })
+            .collect();
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let mut expected = Acknowledged::new();
     for acked in acknowledged {
         expected.extend(acked);
     }
