@@ -10,7 +10,7 @@ use crate::error::AdminError;
 use crate::hashkey::HashKeyRange;
 use crate::limits::*;
 use crate::names::validate_stream_name;
-use crate::seqnum::{SequenceNumber, shard_id};
+use crate::seqnum::{SequenceNumber, parse_shard_id, shard_id};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -268,12 +268,18 @@ impl Engine {
                 "1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and {DESCRIBE_STREAM_SHARDS_MAX}"
             )));
         }
+        let start_index = match exclusive_start_shard_id {
+            Some(id) => Some(parse_shard_id(id).ok_or_else(|| {
+                AdminError::InvalidArgument(format!("Invalid ExclusiveStartShardId {id}"))
+            })?),
+            None => None,
+        };
         let settings = stream.settings();
         let shards = stream.shards();
         let mut after = shards
             .by_index
             .iter()
-            .filter(|s| exclusive_start_shard_id.is_none_or(|start| s.id.as_str() > start));
+            .filter(|s| start_index.is_none_or(|start| s.index > start));
         let page: Vec<ShardDescription> = after
             .by_ref()
             .take(limit)
@@ -513,6 +519,19 @@ fn create(
     } else {
         request.shard_count
     };
+    let open: usize = control
+        .shared
+        .catalog
+        .all()
+        .iter()
+        .map(|s| s.shards().open_by_start.len())
+        .sum();
+    let limit = control.shared.config.shards_max;
+    if open as u64 + u64::from(shard_count) > u64::from(limit) {
+        return Err(AdminError::LimitExceeded(format!(
+            "This request would exceed the shard limit for the account 000000000000 in us-east-1. Current shard count for the account: {open}. Limit: {limit}. Number of additional shards that would have resulted from this request: {shard_count}."
+        )));
+    }
     let created_ms = control.shared.config.clock.now_ms();
     let shards: Vec<ShardRecord> = HashKeyRange::even_split(shard_count)
         .into_iter()

@@ -25,6 +25,9 @@ pub struct EngineConfig {
     pub iterator_ttl_ms: u64,
     /// Per-shard throughput limits; `None` (the default) leaves shards unthrottled.
     pub throughput_limits: Option<ThroughputLimits>,
+    /// Open shards the engine holds at most, over all streams (Kinesis' shard quota):
+    /// creating more is `LimitExceeded`. Each open shard costs file descriptors and mappings.
+    pub shards_max: u32,
     /// Messages a core's queue holds before senders wait.
     pub core_queue_depth: usize,
     /// How often each core runs retention, sealing and spare-segment preparation.
@@ -59,6 +62,7 @@ impl EngineConfig {
             durability: Durability::Durable,
             iterator_ttl_ms: ITERATOR_TTL_MS_DEFAULT,
             throughput_limits: None,
+            shards_max: 10_000,
             core_queue_depth: 1024,
             maintenance_interval_ms: 100,
             spin_before_park_us: 0,

@@ -9,7 +9,7 @@ use crate::engine::EngineShared;
 use crate::error::AdminError;
 use crate::runtime::queue::QueueReceiver;
 use crate::runtime::{CoreJob, CoreMessage, CoreState};
-use sluice_storage::{GlommioIo, LogConfig, LogReader, MetaLog, ShardLog, StorageError};
+use sluice_storage::{GlommioIo, LogConfig, MetaLog, ShardLog, StorageError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -37,26 +37,27 @@ impl Control {
         let path = shared.data_dir.root().join("meta.log");
         let (meta, entries) = MetaLog::<MetaEntry>::open(&path)?;
         let mut streams: BTreeMap<u64, StreamRecord> = BTreeMap::new();
-        let mut max_uid = 0;
+        let mut next_uid = 1;
         for entry in entries {
             match entry {
                 MetaEntry::Upsert(record) => {
-                    max_uid = max_uid.max(record.uid);
+                    next_uid = next_uid.max(record.uid + 1);
                     streams.insert(record.uid, record);
                 }
                 MetaEntry::Delete { uid } => {
-                    max_uid = max_uid.max(uid);
+                    next_uid = next_uid.max(uid + 1);
                     streams.remove(&uid);
                 }
+                MetaEntry::UidFloor { next_uid: floor } => next_uid = next_uid.max(floor),
             }
         }
         let mut control = Control {
             shared,
             meta,
-            next_uid: max_uid + 1,
+            next_uid,
             next_core: 0,
         };
-        control.remove_unknown_stream_dirs(&streams)?;
+        control.set_aside_unknown_stream_dirs(&streams)?;
         for record in streams.values() {
             let shards = control.open_shards(record, &record.shards)?;
             control
@@ -71,6 +72,8 @@ impl Control {
     pub(crate) fn run(mut self, queue: QueueReceiver<ControlJobOrStop>) {
         while let Some(ControlJobOrStop::Job(job)) = queue.recv_blocking() {
             job(&mut self);
+            // After the job: the catalog now holds every change the log holds.
+            self.maybe_compact();
         }
     }
 
@@ -86,12 +89,15 @@ impl Control {
         self.stream_dir(uid).join(format!("shard-{index}"))
     }
 
-    /// A crash between a `Delete` entry and the removal of the directory leaves it behind.
-    fn remove_unknown_stream_dirs(
+    /// Moves stream directories the catalog does not know out of the way. They are left by a
+    /// crash between a `Delete` entry and the removal of the directory, or by a metadata log
+    /// damaged in the middle: never delete data on that evidence, set it aside.
+    fn set_aside_unknown_stream_dirs(
         &self,
         known: &BTreeMap<u64, StreamRecord>,
     ) -> Result<(), AdminError> {
         let dir = self.streams_dir();
+        let orphans = self.shared.data_dir.root().join("orphaned-streams");
         std::fs::create_dir_all(&dir)
             .map_err(|e| StorageError::io("create streams dir", &dir, e))?;
         let listing =
@@ -102,29 +108,48 @@ impl Control {
                 .file_name()
                 .to_str()
                 .and_then(|n| n.parse::<u64>().ok());
-            if uid.is_none_or(|uid| !known.contains_key(&uid)) {
-                let path = entry.path();
-                std::fs::remove_dir_all(&path)
-                    .map_err(|e| StorageError::io("remove stale stream", &path, e))?;
+            if uid.is_some_and(|uid| known.contains_key(&uid)) {
+                continue;
             }
+            std::fs::create_dir_all(&orphans)
+                .map_err(|e| StorageError::io("create orphans dir", &orphans, e))?;
+            let stamp = self.shared.config.clock.now_ms();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let mut target = orphans.join(format!("{name}-{stamp}"));
+            while target.exists() {
+                target.as_mut_os_string().push("+");
+            }
+            let path = entry.path();
+            std::fs::rename(&path, &target)
+                .map_err(|e| StorageError::io("set aside unknown stream", &path, e))?;
         }
         Ok(())
     }
 
-    /// Writes `entry` durably, compacting the log when it has grown.
+    /// Writes `entry` durably: when this returns `Ok`, the change survives a crash.
     pub(crate) fn record(&mut self, entry: &MetaEntry) -> Result<(), AdminError> {
         self.meta.append(entry)?;
-        if self.meta.entries_since_compaction() >= META_ENTRIES_BEFORE_COMPACTION {
-            let snapshot: Vec<MetaEntry> = self
-                .shared
+        Ok(())
+    }
+
+    /// Rewrites the metadata log as one entry per stream once it has grown. Runs between
+    /// jobs, when the catalog holds every logged change. A failure is not the last job's
+    /// failure: the log latches if its state is unknown, and the next change reports it.
+    fn maybe_compact(&mut self) {
+        if self.meta.entries_since_compaction() < META_ENTRIES_BEFORE_COMPACTION {
+            return;
+        }
+        let mut snapshot = vec![MetaEntry::UidFloor {
+            next_uid: self.next_uid,
+        }];
+        snapshot.extend(
+            self.shared
                 .catalog
                 .all()
                 .iter()
-                .map(|s| MetaEntry::Upsert(s.to_record(&s.settings())))
-                .collect();
-            self.meta.compact(&snapshot)?;
-        }
-        Ok(())
+                .map(|s| MetaEntry::Upsert(s.to_record(&s.settings()))),
+        );
+        let _ = self.meta.compact(&snapshot);
     }
 
     pub(crate) fn take_uid(&mut self) -> u64 {
@@ -173,20 +198,34 @@ impl Control {
             pending.push((core, shard, reply));
         }
         let now_ms = self.shared.config.clock.now_ms();
+        let limits = self.shared.config.throughput_limits;
         let mut opened = Vec::with_capacity(shards.len());
+        let mut failure = None;
+        // Every reply is collected, so a failure leaves no log open behind it.
         for (core, shard, reply) in pending {
-            let reader: LogReader = reply.recv().map_err(|_| AdminError::Shutdown)??;
-            let limits = self.shared.config.throughput_limits;
-            opened.push(Arc::new(ShardState::new(
-                shard,
-                &stream.name,
-                core,
-                reader,
-                limits,
-                now_ms,
-            )));
+            let reader = reply
+                .recv()
+                .map_err(|_| AdminError::Shutdown)
+                .and_then(|r| r.map_err(AdminError::from));
+            match reader {
+                Ok(reader) => opened.push(Arc::new(ShardState::new(
+                    shard,
+                    &stream.name,
+                    core,
+                    reader,
+                    limits,
+                    now_ms,
+                ))),
+                Err(e) => failure = failure.or(Some(e)),
+            }
         }
-        Ok(opened)
+        match failure {
+            None => Ok(opened),
+            Some(e) => {
+                self.close_shards(stream.uid, &opened);
+                Err(e)
+            }
+        }
     }
 
     /// Closes the logs of `shards` (syncing them first) and waits until they are closed.

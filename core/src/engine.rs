@@ -198,11 +198,22 @@ fn validate(config: &EngineConfig) -> Result<u64, OpenError> {
             "core_queue_depth must be positive".into(),
         ));
     }
+    if config.maintenance_interval_ms == 0 {
+        return Err(OpenError::Config(
+            "maintenance_interval_ms must be positive".into(),
+        ));
+    }
+    if config.shards_max == 0 {
+        return Err(OpenError::Config("shards_max must be positive".into()));
+    }
     if config.iterator_ttl_ms == 0 {
         return Err(OpenError::Config("iterator_ttl_ms must be positive".into()));
     }
+    // Segments smaller than a default record are allowed (tests, tiny deployments): the
+    // engine then accepts only records that fit.
     let probe = LogConfig {
         segment_size_bytes: config.segment_size_bytes,
+        record_size_bytes_max: 1,
         ..LogConfig::default()
     };
     probe

@@ -31,7 +31,18 @@ impl Engine {
                 ));
             }
             (Some(name), None) => self.first_cursor(name, request)?,
-            (None, Some(token)) => self.open_cursor(token)?,
+            (None, Some(_)) if request.exclusive_start_shard_id.is_some() => {
+                return Err(AdminError::InvalidArgument(
+                    "ExclusiveStartShardId cannot be combined with NextToken.".into(),
+                ));
+            }
+            (None, Some(token)) => {
+                let mut cursor = self.open_cursor(token)?;
+                if let Some(max_results) = request.max_results {
+                    cursor.max_results = check_max_results(max_results)?;
+                }
+                cursor
+            }
         };
         let stream = self
             .shared()
@@ -67,12 +78,8 @@ impl Engine {
 
     fn first_cursor(&self, name: &str, request: &ListShards) -> Result<Cursor, AdminError> {
         let stream = self.stream(name)?;
-        let max_results = request.max_results.unwrap_or(LIST_SHARDS_MAX_RESULTS);
-        if !(1..=LIST_SHARDS_MAX_RESULTS).contains(&max_results) {
-            return Err(AdminError::Validation(format!(
-                "1 validation error detected: Value '{max_results}' at 'maxResults' failed to satisfy constraint: Member must have value between 1 and {LIST_SHARDS_MAX_RESULTS}"
-            )));
-        }
+        let max_results =
+            check_max_results(request.max_results.unwrap_or(LIST_SHARDS_MAX_RESULTS))?;
         let parse = |id: &str| {
             parse_shard_id(id)
                 .ok_or_else(|| AdminError::InvalidArgument(format!("Invalid ShardId {id}")))
@@ -149,6 +156,16 @@ impl Engine {
             filter,
             name: String::from_utf8(payload[34..].to_vec()).map_err(|_| invalid())?,
         })
+    }
+}
+
+fn check_max_results(max_results: usize) -> Result<usize, AdminError> {
+    if (1..=LIST_SHARDS_MAX_RESULTS).contains(&max_results) {
+        Ok(max_results)
+    } else {
+        Err(AdminError::Validation(format!(
+            "1 validation error detected: Value '{max_results}' at 'maxResults' failed to satisfy constraint: Member must have value between 1 and {LIST_SHARDS_MAX_RESULTS}"
+        )))
     }
 }
 

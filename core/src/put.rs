@@ -10,7 +10,7 @@ use crate::names::validate_partition_key;
 use crate::runtime::{CoreJob, CoreMessage, CoreState};
 use crate::seqnum::SequenceNumber;
 use sluice_storage::format::{BATCH_HEADER_LEN, encoded_batch_len};
-use sluice_storage::{Appended, Durability, RecordIn, StorageError};
+use sluice_storage::{Appended, Durability, RecordIn};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -174,29 +174,38 @@ impl Engine {
             let bytes: usize = members.iter().map(|&i| records[i].size_bytes()).sum();
             if !shard.admit_write(members.len() as u64, bytes as u64, now_ms) {
                 shard.metrics.write_throttles.increment(1);
-                for &i in &members {
-                    results[i] = Some(Err(PutError::Throttled {
-                        stream: stream.name.clone(),
-                        shard: shard.id.clone(),
-                    }));
-                }
+                fail_all(&mut results, &members, || PutError::Throttled {
+                    stream: stream.name.clone(),
+                    shard: shard.id.clone(),
+                });
                 continue;
             }
             let packed = Packed::new(records, &members);
-            let reply = self
+            match self
                 .send_append(stream.uid, &shard, packed, durability)
-                .await?;
-            pending.push((shard, members, bytes, reply));
+                .await
+            {
+                Ok(reply) => pending.push((shard, members, reply)),
+                Err(_) => fail_all(&mut results, &members, || PutError::Shutdown),
+            }
         }
-        for (shard, members, bytes, reply) in pending {
-            let outcome = reply.await.map_err(|_| PutError::Shutdown)?;
-            fill_results(&mut results, &shard, &members, outcome);
-            if results[members[0]].as_ref().is_some_and(|r| r.is_ok()) {
-                shard
-                    .metrics
-                    .incoming_records
-                    .increment(members.len() as u64);
-                shard.metrics.incoming_bytes.increment(bytes as u64);
+        for (shard, members, reply) in pending {
+            match reply.await {
+                Ok(ShardReply::Appended { batches, failure }) => {
+                    let written = fill_results(&mut results, &shard, &members, &batches, failure);
+                    let bytes: usize = members[..written]
+                        .iter()
+                        .map(|&i| records[i].size_bytes())
+                        .sum();
+                    shard.metrics.incoming_records.increment(written as u64);
+                    shard.metrics.incoming_bytes.increment(bytes as u64);
+                }
+                // The stream was deleted while the put was on its way.
+                Ok(ShardReply::Closed) => {
+                    return Err(PutError::StreamNotFound(stream.name.clone()));
+                }
+                // The core stopped: the outcome of these records is unknown.
+                Err(_) => fail_all(&mut results, &members, || PutError::Shutdown),
             }
         }
         Ok(results
@@ -211,17 +220,16 @@ impl Engine {
         shard: &ShardState,
         packed: Packed,
         durability: Durability,
-    ) -> Result<oneshot::Receiver<Result<Vec<Appended>, String>>, PutError> {
+    ) -> Result<oneshot::Receiver<ShardReply>, PutError> {
         let (tx, rx) = oneshot::channel();
         let key = (uid, shard.index);
         let job: CoreJob = Box::new(move |core: &Rc<CoreState>| {
             let Some(log) = core.log(key) else {
-                let _ = tx.send(Err("the shard is closed (its stream was deleted)".into()));
+                let _ = tx.send(ShardReply::Closed);
                 return;
             };
             core.spawn(async move {
-                let outcome = append_packed(&log, &packed, durability).await;
-                let _ = tx.send(outcome.map_err(|e| e.to_string()));
+                let _ = tx.send(append_packed(&log, &packed, durability).await);
             });
         });
         self.shared().cores[shard.core]
@@ -298,31 +306,51 @@ fn group_by_shard(shards: &ShardSet, hashes: &[u128]) -> Vec<(Arc<ShardState>, V
     groups.into_values().collect()
 }
 
+/// Gives the records the batches covered their sequence numbers, and the rest the failure
+/// that stopped the appends. Returns how many records were written.
 fn fill_results(
     results: &mut [Option<PutRecordResult>],
     shard: &ShardState,
     members: &[usize],
-    outcome: Result<Vec<Appended>, String>,
-) {
-    match outcome {
-        Ok(appended) => {
-            let seqs = appended.iter().flat_map(|a| a.base_seq..a.end_seq());
-            for (&i, log_seq) in members.iter().zip(seqs) {
-                results[i] = Some(Ok(PutResult {
-                    shard_id: shard.id.clone(),
-                    sequence_number: SequenceNumber::new(shard.index, log_seq),
-                }));
-            }
-        }
-        Err(cause) => {
-            for &i in members {
-                results[i] = Some(Err(PutError::Storage {
-                    shard: shard.id.clone(),
-                    cause: cause.clone(),
-                }));
-            }
-        }
+    batches: &[Appended],
+    failure: Option<String>,
+) -> usize {
+    let seqs = batches.iter().flat_map(|a| a.base_seq..a.end_seq());
+    let mut written = 0;
+    for (&i, log_seq) in members.iter().zip(seqs) {
+        results[i] = Some(Ok(PutResult {
+            shard_id: shard.id.clone(),
+            sequence_number: SequenceNumber::new(shard.index, log_seq),
+        }));
+        written += 1;
     }
+    let cause = failure.unwrap_or_else(|| "the shard stopped before the record".into());
+    fail_all(results, &members[written..], || PutError::Storage {
+        shard: shard.id.clone(),
+        cause: cause.clone(),
+    });
+    written
+}
+
+fn fail_all(
+    results: &mut [Option<PutRecordResult>],
+    members: &[usize],
+    error: impl Fn() -> PutError,
+) {
+    for &i in members {
+        results[i] = Some(Err(error()));
+    }
+}
+
+/// What the owning core answers to an append.
+enum ShardReply {
+    /// The batches written, in order, and the failure that stopped the rest, if any.
+    Appended {
+        batches: Vec<Appended>,
+        failure: Option<String>,
+    },
+    /// The shard's log is closed: its stream was deleted.
+    Closed,
 }
 
 /// Records for one shard, copied into one buffer so they can cross to the owning core.
@@ -363,15 +391,16 @@ impl Packed {
     }
 }
 
-/// Appends the records as few batches as the segment size allows, in order.
+/// Appends the records as few batches as the segment size allows, in order; stops at the
+/// first failure and says which batches were written.
 async fn append_packed(
     log: &crate::runtime::Log,
     packed: &Packed,
     durability: Durability,
-) -> Result<Vec<Appended>, StorageError> {
+) -> ShardReply {
     let records = packed.records();
     let batch_max = log.config().batch_bytes_max();
-    let mut appended = Vec::with_capacity(1);
+    let mut batches = Vec::with_capacity(1);
     let mut start = 0;
     while start < records.len() {
         let mut end = start;
@@ -384,8 +413,19 @@ async fn append_packed(
             size += record_bytes;
             end += 1;
         }
-        appended.push(log.append(&records[start..end], durability).await?);
+        match log.append(&records[start..end], durability).await {
+            Ok(appended) => batches.push(appended),
+            Err(e) => {
+                return ShardReply::Appended {
+                    batches,
+                    failure: Some(e.to_string()),
+                };
+            }
+        }
         start = end;
     }
-    Ok(appended)
+    ShardReply::Appended {
+        batches,
+        failure: None,
+    }
 }

@@ -124,6 +124,14 @@ impl Engine {
             bytes_max: GET_RECORDS_BYTES_MAX,
         };
         let batch = match shard.reader.read(iterator.position, limits) {
+            // Only after a crash that lost records never made durable (readers see records
+            // once visible): the position names records the shard no longer has.
+            Err(StorageError::SequenceBeyondEnd { seq, next_seq }) => {
+                return Err(ReadError::InvalidArgument(format!(
+                    "The iterator's position {seq} in shard {} is past its end ({next_seq}): records there were lost in a crash before they were durable. Get a new iterator.",
+                    shard.id
+                )));
+            }
             // Records under the iterator expired: continue from the oldest retained one.
             Err(StorageError::SequenceTrimmed { trim_horizon, .. }) => {
                 shard.reader.read(trim_horizon, limits)?

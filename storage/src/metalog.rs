@@ -30,6 +30,9 @@ pub struct MetaLog<T> {
     file: File,
     len: u64,
     entries_since_compaction: usize,
+    /// Set after a failed write or sync: what reached the disk is unknown, so the log
+    /// refuses appends until reopened (replay then decides what is there).
+    latched: Option<String>,
     _entry: PhantomData<fn(T) -> T>,
 }
 
@@ -76,6 +79,7 @@ where
             file,
             len: valid_len,
             entries_since_compaction: entries.len(),
+            latched: None,
             _entry: PhantomData,
         };
         Ok((log, entries))
@@ -83,13 +87,17 @@ where
 
     /// Appends one entry; it is durable when this returns.
     pub fn append(&mut self, entry: &T) -> Result<()> {
+        self.check_writable()?;
         let frame = encode_frame(entry)?;
-        self.file
+        let written = self
+            .file
             .write_all_at(&frame, self.len)
-            .map_err(|e| StorageError::io("append metadata", &self.path, e))?;
-        self.file
-            .sync_data()
-            .map_err(|e| StorageError::io("sync metadata log", &self.path, e))?;
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            let error = StorageError::io("append metadata", &self.path, e);
+            self.latched = Some(error.to_string());
+            return Err(error);
+        }
         self.len += frame.len() as u64;
         self.entries_since_compaction += 1;
         Ok(())
@@ -103,6 +111,7 @@ where
     /// Replaces the whole log with `snapshot`, atomically: a crash leaves either the old log
     /// or the new one.
     pub fn compact(&mut self, snapshot: &[T]) -> Result<()> {
+        self.check_writable()?;
         let tmp = self.path.with_extension("tmp");
         let mut out = Vec::new();
         out.extend_from_slice(FILE_MAGIC);
@@ -117,15 +126,30 @@ where
         file.sync_all()
             .map_err(|e| StorageError::io("sync", &tmp, e))?;
         std::fs::rename(&tmp, &self.path).map_err(|e| StorageError::io("rename", &tmp, e))?;
-        sync_parent(&self.path)?;
-        self.file = File::options()
-            .read(true)
-            .write(true)
-            .open(&self.path)
-            .map_err(|e| StorageError::io("reopen metadata log", &self.path, e))?;
+        // From here the path names the new file: appends must go there, never to the old,
+        // unlinked one.
+        match File::options().read(true).write(true).open(&self.path) {
+            Ok(file) => self.file = file,
+            Err(e) => {
+                let error = StorageError::io("reopen metadata log", &self.path, e);
+                self.latched = Some(error.to_string());
+                return Err(error);
+            }
+        }
         self.len = out.len() as u64;
         self.entries_since_compaction = snapshot.len();
-        Ok(())
+        // Until the rename is durable a crash may bring the old file back, and entries
+        // appended to the new one would vanish: refuse appends if that cannot be made sure.
+        sync_parent(&self.path).inspect_err(|e| self.latched = Some(e.to_string()))
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        match &self.latched {
+            Some(cause) => Err(StorageError::Latched {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 }
 

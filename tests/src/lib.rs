@@ -54,3 +54,28 @@ pub fn crash_log_config() -> sluice_storage::LogConfig {
         ..sluice_storage::LogConfig::default()
     }
 }
+
+/// The engine configuration of the engine crash test: small segments (rolls under the kill),
+/// two cores, durable puts.
+pub fn crash_engine_config(dir: &std::path::Path) -> sluice_core::EngineConfig {
+    let mut config = sluice_core::EngineConfig::new(dir);
+    config.cores = 2;
+    config.segment_size_bytes = 1 << 20;
+    config.maintenance_interval_ms = 5;
+    config
+}
+
+/// Stream of the engine crash test.
+pub const CRASH_STREAM: &str = "crash";
+
+/// Partition key of writer `writer` in run `run`.
+pub fn engine_record_key(run: u64, writer: u64) -> String {
+    format!("r{run}-w{writer}")
+}
+
+/// Data of record `n` of that writer: its identity, then filler derived from it.
+pub fn engine_record_data(run: u64, writer: u64, n: u64) -> Vec<u8> {
+    let mut data = format!("r{run}-w{writer}-n{n};").into_bytes();
+    data.extend(record_data(run ^ (writer << 48) ^ n).iter().take(500));
+    data
+}

@@ -10,6 +10,12 @@ pub(crate) enum MetaEntry {
         /// Its uid.
         uid: u64,
     },
+    /// Uids below this were issued (kept by compaction, so deleted streams' uids, which
+    /// tokens may still name, are never issued again).
+    UidFloor {
+        /// The next uid to issue, at least.
+        next_uid: u64,
+    },
 }
 
 /// A stream's durable state.

@@ -81,7 +81,7 @@ pub(crate) async fn run_core(queue: QueueReceiver<CoreMessage>, maintenance_inte
         stopping: Cell::new(false),
     });
     state.spawn(maintenance_loop(state.clone(), maintenance_interval));
-    while let CoreMessage::Job(job) = queue.recv().await {
+    while let Some(CoreMessage::Job(job)) = queue.recv().await {
         job(&state);
     }
     state.stopping.set(true);

@@ -9,6 +9,7 @@
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use event_listener::Event;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The consumer is gone (the engine shut down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,8 @@ pub(crate) struct QueueReceiver<M> {
 struct QueueEvents {
     work: Event,
     space: Event,
+    /// The consumer is gone: waiting senders give up instead of waiting for space.
+    closed: AtomicBool,
 }
 
 /// A queue holding at most `depth` messages.
@@ -47,6 +50,7 @@ pub(crate) fn queue<M>(depth: usize) -> (QueueSender<M>, QueueReceiver<M>) {
     let events = Arc::new(QueueEvents {
         work: Event::new(),
         space: Event::new(),
+        closed: AtomicBool::new(false),
     });
     (
         QueueSender {
@@ -76,6 +80,11 @@ impl<M> QueueSender<M> {
                             return Ok(());
                         }
                         Err(TrySendError::Disconnected(_)) => return Err(Closed),
+                        Err(TrySendError::Full(_))
+                            if self.events.closed.load(Ordering::Acquire) =>
+                        {
+                            return Err(Closed);
+                        }
                         Err(TrySendError::Full(back)) => {
                             message = back;
                             space.await;
@@ -95,28 +104,28 @@ impl<M> QueueSender<M> {
 }
 
 impl<M> QueueReceiver<M> {
-    /// Takes a message if one is waiting.
-    pub(crate) fn try_recv(&self) -> Option<M> {
-        match self.rx.try_recv() {
-            Ok(message) => {
-                self.events.space.notify(1);
-                Some(message)
-            }
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+    /// Takes a message if one is waiting, and tells a waiting sender about the space.
+    fn take(&self) -> Result<M, TryRecvError> {
+        let message = self.rx.try_recv()?;
+        self.events.space.notify(1);
+        Ok(message)
     }
 
-    /// Waits for a message on any executor (the consumer is a glommio core).
-    pub(crate) async fn recv(&self) -> M {
+    /// Waits for a message on any executor (the consumer is a glommio core). `None` once
+    /// every sender is gone.
+    pub(crate) async fn recv(&self) -> Option<M> {
         loop {
-            if let Some(message) = self.try_recv() {
-                return message;
+            match self.take() {
+                Ok(message) => return Some(message),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
             }
             let work = self.events.work.listen();
-            if let Some(message) = self.try_recv() {
-                return message;
+            match self.take() {
+                Ok(message) => return Some(message),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => work.await,
             }
-            work.await;
         }
     }
 
@@ -126,6 +135,13 @@ impl<M> QueueReceiver<M> {
         let message = self.rx.recv().ok()?;
         self.events.space.notify(1);
         Some(message)
+    }
+}
+
+impl<M> Drop for QueueReceiver<M> {
+    fn drop(&mut self) {
+        self.events.closed.store(true, Ordering::Release);
+        self.events.space.notify(usize::MAX);
     }
 }
 
@@ -144,12 +160,31 @@ mod tests {
             });
             let mut got = Vec::new();
             while got.len() < 100 {
-                got.push(futures_lite::future::block_on(rx.recv()));
+                got.push(futures_lite::future::block_on(rx.recv()).unwrap());
             }
             producer.join().unwrap();
             got
         });
         assert_eq!(sent, (0..100).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn a_sender_waiting_on_a_full_queue_fails_when_the_consumer_goes() {
+        let (tx, rx) = queue::<u32>(1);
+        tx.send_blocking(0).unwrap();
+        std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| futures_lite::future::block_on(tx.send(1)));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(rx);
+            assert_eq!(waiting.join().unwrap(), Err(Closed));
+        });
+    }
+
+    #[test]
+    fn the_consumer_sees_the_end_when_every_sender_is_gone() {
+        let (tx, rx) = queue::<u32>(1);
+        drop(tx);
+        assert_eq!(futures_lite::future::block_on(rx.recv()), None);
     }
 
     #[test]

@@ -1,0 +1,354 @@
+//! Engine benches (issue "core engine"): put throughput through the whole engine (caller
+//! thread → core queue → shard log), put-to-visible latency seen by a subscriber on another
+//! thread, and idle memory per open shard. Same-run baselines as in the storage bench.
+
+use criterion::{Criterion, Throughput};
+use hdrhistogram::Histogram;
+use sluice_benches::{SequentialWriter, criterion_config, filler, full_mode, print_ratio};
+use sluice_core::{CreateStream, Durability, Engine, EngineConfig, IteratorStart, PutRecord};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const BATCH_RECORDS: usize = 500;
+const SEGMENT_BYTES: u64 = 64 << 20;
+const BASELINE_FILE_BYTES: u64 = 2 << 30;
+
+fn engine(dir: &Path, cores: usize, segment_bytes: u64) -> Engine {
+    let mut config = EngineConfig::new(dir);
+    config.cores = cores;
+    config.segment_size_bytes = segment_bytes;
+    config.clock = std::sync::Arc::new(FastClock::new());
+    Engine::open(config).unwrap()
+}
+
+/// An engine on the real clock (latency runs must not see records expire under them).
+fn engine_real_time(dir: &Path, cores: usize) -> Engine {
+    let mut config = EngineConfig::new(dir);
+    config.cores = cores;
+    config.segment_size_bytes = SEGMENT_BYTES;
+    Engine::open(config).unwrap()
+}
+
+/// A clock running 100,000 times faster than real time: the 24-hour minimum retention
+/// passes in under a second, so the rings wrap and recycle during the run, as a long-running
+/// engine's do (and the bench does not fill the disk).
+struct FastClock {
+    started: Instant,
+    base_ms: u64,
+}
+
+impl FastClock {
+    const SPEED: u64 = 100_000;
+
+    fn new() -> FastClock {
+        let base_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        FastClock {
+            started: Instant::now(),
+            base_ms,
+        }
+    }
+}
+
+impl sluice_core::Clock for FastClock {
+    fn now_ms(&self) -> u64 {
+        self.base_ms + (self.started.elapsed().as_micros() as u64) * Self::SPEED / 1000
+    }
+}
+
+/// `batches` batches of `records`, spread over `callers` threads; caller `i` writes to
+/// `targets[i % targets.len()]` (an explicit hash key, so one batch is one shard's message).
+fn put_run(
+    engine: &Engine,
+    stream: &str,
+    records: &[PutRecord<'_>],
+    targets: &[String],
+    callers: usize,
+    batches: u64,
+    durability: Durability,
+) -> Duration {
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for caller in 0..callers {
+            let share =
+                batches / callers as u64 + u64::from((caller as u64) < batches % callers as u64);
+            let target = &targets[caller % targets.len()];
+            let batch: Vec<PutRecord<'_>> = records
+                .iter()
+                .map(|r| r.with_explicit_hash_key(target))
+                .collect();
+            scope.spawn(move || {
+                for _ in 0..share {
+                    let results = engine
+                        .put_batch_with_blocking(stream, &batch, durability)
+                        .unwrap();
+                    assert!(results.iter().all(|r| r.is_ok()));
+                }
+            });
+        }
+    });
+    started.elapsed()
+}
+
+/// One explicit hash key inside each shard's range.
+fn shard_targets(engine: &Engine, stream: &str) -> Vec<String> {
+    engine
+        .describe_stream(stream, None, None)
+        .unwrap()
+        .shards
+        .iter()
+        .map(|s| s.hash_key_range.start.to_string())
+        .collect()
+}
+
+fn bench_visible_small_records(c: &mut Criterion, dir: &Path) {
+    let engine = engine(&dir.join("small"), 1, SEGMENT_BYTES);
+    engine
+        .create_stream_blocking(CreateStream::provisioned("small", 1))
+        .unwrap();
+    let data = filler(100);
+    let keys: Vec<String> = (0..BATCH_RECORDS).map(|i| format!("k{i}")).collect();
+    let records: Vec<PutRecord<'_>> = keys.iter().map(|k| PutRecord::new(k, &data)).collect();
+    let targets = shard_targets(&engine, "small");
+    let mut group = c.benchmark_group("engine_put_100B_x500");
+    group.throughput(Throughput::Elements(BATCH_RECORDS as u64));
+    group.bench_function("visible_1_core_2_callers", |b| {
+        b.iter_custom(|iters| {
+            put_run(
+                &engine,
+                "small",
+                &records,
+                &targets,
+                2,
+                iters,
+                Durability::Visible,
+            )
+        })
+    });
+    group.finish();
+}
+
+fn bench_durable_four_shards(c: &mut Criterion, dir: &Path) {
+    let data = filler(1024);
+    let keys: Vec<String> = (0..BATCH_RECORDS).map(|i| format!("{i:08}")).collect();
+    let records: Vec<PutRecord<'_>> = keys.iter().map(|k| PutRecord::new(k, &data)).collect();
+    let batch_bytes = (BATCH_RECORDS * (1024 + 8)) as u64;
+    let chunk = filler(batch_bytes as usize);
+    let mut group = c.benchmark_group("engine_put_1KiB_x500_durable");
+    group.throughput(Throughput::Bytes(batch_bytes));
+    let mut synced = SequentialWriter::new(
+        &dir.join("baseline-synced"),
+        BASELINE_FILE_BYTES,
+        Some(1 << 20),
+    );
+    group.bench_function("baseline_write_fdatasync_per_MiB", |b| {
+        b.iter_custom(|iters| synced.write(&chunk, iters))
+    });
+    drop(synced);
+    let engine = engine(&dir.join("durable"), 2, SEGMENT_BYTES);
+    engine
+        .create_stream_blocking(CreateStream::provisioned("durable", 4))
+        .unwrap();
+    let targets = shard_targets(&engine, "durable");
+    group.bench_function("sluice_4_shards_2_cores_4_callers", |b| {
+        b.iter_custom(|iters| {
+            put_run(
+                &engine,
+                "durable",
+                &records,
+                &targets,
+                4,
+                iters,
+                Durability::Durable,
+            )
+        })
+    });
+    group.finish();
+}
+
+/// Peak single-put rate (closed loop, `callers` threads), visible.
+fn peak_single_put_rate(engine: &Engine, stream: &str, callers: usize, run: Duration) -> f64 {
+    let data = filler(100);
+    let started = Instant::now();
+    let total: u64 = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..callers)
+            .map(|_| {
+                let data = &data;
+                scope.spawn(move || {
+                    let mut n = 0u64;
+                    while started.elapsed() < run {
+                        engine
+                            .put_with_blocking(
+                                stream,
+                                PutRecord::new("k", data),
+                                Durability::Visible,
+                            )
+                            .unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Open loop at `rate` single puts/s from `producers` threads: each record carries its
+/// scheduled send time, and a subscriber on another thread records scheduled-send → seen,
+/// so a stalled producer shows up as latency (no coordinated omission).
+fn put_to_visible_latency(
+    engine: &Engine,
+    stream: &str,
+    rate: f64,
+    producers: usize,
+    run: Duration,
+) -> Histogram<u64> {
+    let epoch = Instant::now();
+    let total = (rate * run.as_secs_f64()) as u64;
+    let interval_ns = (1e9 * producers as f64 / rate) as u64;
+    let mut subscription = engine
+        .subscribe(stream, "shardId-000000000000", IteratorStart::Latest)
+        .unwrap();
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let mut seen = 0;
+            while seen < total {
+                let Some(event) = subscription.next_blocking(Duration::from_secs(10)).unwrap()
+                else {
+                    break;
+                };
+                let now_ns = epoch.elapsed().as_nanos() as u64;
+                for record in event.records.records() {
+                    let sent_ns = u64::from_le_bytes(record.data[..8].try_into().unwrap());
+                    histogram
+                        .record(now_ns.saturating_sub(sent_ns).max(1) / 1000 + 1)
+                        .unwrap();
+                    seen += 1;
+                }
+            }
+            histogram
+        });
+        for p in 0..producers {
+            let share = total / producers as u64;
+            scope.spawn(move || {
+                let mut data = filler(100);
+                for i in 0..share {
+                    let scheduled_ns =
+                        (i * interval_ns) + (p as u64 * interval_ns / producers as u64);
+                    while (epoch.elapsed().as_nanos() as u64) < scheduled_ns {
+                        std::hint::spin_loop();
+                    }
+                    data[..8].copy_from_slice(&scheduled_ns.to_le_bytes());
+                    engine
+                        .put_with_blocking(stream, PutRecord::new("k", &data), Durability::Visible)
+                        .unwrap();
+                }
+            });
+        }
+        reader.join().unwrap()
+    })
+}
+
+fn latency_report(dir: &Path) {
+    let engine = engine_real_time(&dir.join("latency"), 1);
+    engine
+        .create_stream_blocking(CreateStream::provisioned("latency", 1))
+        .unwrap();
+    let run = if full_mode() {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(2)
+    };
+    let peak = peak_single_put_rate(&engine, "latency", 2, run);
+    let histogram = put_to_visible_latency(&engine, "latency", peak / 2.0, 2, run);
+    println!(
+        "put-to-visible, single 100 B puts at half of peak ({:.0}/s of {peak:.0}/s), 1 core, subscriber on another thread: \
+         p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs over {} records (target p99 < 50 µs)",
+        peak / 2.0,
+        histogram.value_at_quantile(0.5),
+        histogram.value_at_quantile(0.99),
+        histogram.value_at_quantile(0.999),
+        histogram.max(),
+        histogram.len()
+    );
+}
+
+/// Anonymous resident memory of this process (file-backed mappings excluded).
+fn rss_anon_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+fn memory_report(dir: &Path) {
+    const SHARDS: u32 = 1000;
+    // Small segments: the figure excludes mapped data, and 1,000 shards of 64 MiB would
+    // reserve 128 GB of disk for nothing.
+    let engine = engine(&dir.join("memory"), 2, 1 << 20);
+    engine
+        .create_stream_blocking(CreateStream::provisioned("warm-up", 1))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss_anon_bytes();
+    engine
+        .create_stream_blocking(CreateStream::provisioned("many", SHARDS))
+        .unwrap();
+    // Let maintenance prepare spare segments, as an idle engine would.
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = rss_anon_bytes();
+    println!(
+        "idle memory per open shard with {SHARDS} shards: {:.1} KiB anonymous RSS (target < 256 KiB)",
+        after.saturating_sub(before) as f64 / f64::from(SHARDS) / 1024.0
+    );
+}
+
+fn main() {
+    let dir = tempfile::Builder::new()
+        .prefix("sluice-engine-bench-")
+        .tempdir_in(bench_dir())
+        .unwrap();
+    let mut c = criterion_config();
+    bench_visible_small_records(&mut c, dir.path());
+    bench_durable_four_shards(&mut c, dir.path());
+    c.final_summary();
+    println!();
+    println!(
+        "Engine figures ({} mode):",
+        if full_mode() { "full" } else { "short" }
+    );
+    if let Some(secs) =
+        sluice_benches::mean_iteration_secs("engine_put_100B_x500", "visible_1_core_2_callers")
+    {
+        let per_sec = BATCH_RECORDS as f64 / secs;
+        let verdict = if per_sec >= 5e6 { "meets" } else { "BELOW" };
+        println!(
+            "visible 100 B x 500, 1 core: {per_sec:.0} records/s per core ({verdict} target 5,000,000)"
+        );
+    }
+    print_ratio(
+        "durable 1 KiB x 500, 4 shards on 2 cores, vs write+fdatasync/MiB",
+        "engine_put_1KiB_x500_durable",
+        "sluice_4_shards_2_cores_4_callers",
+        "baseline_write_fdatasync_per_MiB",
+        (BATCH_RECORDS * (1024 + 8)) as u64,
+        0.7,
+    );
+    latency_report(dir.path());
+    memory_report(dir.path());
+}
+
+fn bench_dir() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,135 @@
+//! Regression tests for defects a code review found in the core engine (docs/testing.md).
+
+mod common;
+
+use sluice_core::{CreateStream, Engine, ErrorCode, IteratorStart, PutRecord};
+
+#[test]
+fn a_stream_created_as_the_metadata_log_compacts_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let put = {
+        let engine = common::open(dir.path());
+        common::create(&engine, "busy", 1);
+        // 1,000 entries since open trigger compaction; the create below is the one after
+        // which it runs.
+        for i in 0..998 {
+            engine
+                .add_tags_blocking("busy", vec![("n".into(), i.to_string())])
+                .unwrap();
+        }
+        common::create(&engine, "created-at-compaction", 1);
+        let put = engine
+            .put_blocking("created-at-compaction", PutRecord::new("k", b"kept"))
+            .unwrap();
+        engine
+            .add_tags_blocking("busy", vec![("last".into(), "yes".into())])
+            .unwrap();
+        put
+    };
+    let engine = common::open(dir.path());
+    let record = engine
+        .get("created-at-compaction", put.sequence_number)
+        .unwrap();
+    assert_eq!(record.records().next().unwrap().data, b"kept");
+    let tags = engine.list_tags("busy").unwrap();
+    assert!(tags.contains(&("n".to_owned(), "997".to_owned())));
+    assert!(tags.contains(&("last".to_owned(), "yes".to_owned())));
+}
+
+#[test]
+fn a_deleted_streams_token_never_resolves_to_a_recreated_stream_after_compaction_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _clock) = common::open_with_clock(dir.path(), 1_800_000_000_000);
+    common::create(&engine, "reborn", 1);
+    let iterator = engine
+        .shard_iterator("reborn", "shardId-000000000000", IteratorStart::TrimHorizon)
+        .unwrap();
+    let token = engine.iterator_token(&iterator);
+    engine.delete_stream_blocking("reborn").unwrap();
+    common::create(&engine, "other", 1);
+    for i in 0..1000 {
+        engine
+            .add_tags_blocking("other", vec![("n".into(), i.to_string())])
+            .unwrap();
+    }
+    drop(engine);
+    let (engine, _clock) = common::open_with_clock(dir.path(), 1_800_000_000_000);
+    common::create(&engine, "reborn", 1);
+    assert_eq!(
+        engine.iterator_from_token(&token).unwrap_err().code(),
+        ErrorCode::ResourceNotFound
+    );
+}
+
+#[test]
+fn stream_data_the_metadata_log_does_not_know_is_set_aside_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = common::open(dir.path());
+        common::create(&engine, "precious", 1);
+        engine
+            .put_blocking("precious", PutRecord::new("k", b"data"))
+            .unwrap();
+    }
+    // Damage: the metadata log loses everything after its header.
+    let meta = dir.path().join("meta.log");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&meta)
+        .unwrap()
+        .set_len(16)
+        .unwrap();
+    let engine = common::open(dir.path());
+    assert!(engine.list_streams(None, None).unwrap().names.is_empty());
+    let orphans: Vec<_> = std::fs::read_dir(dir.path().join("orphaned-streams"))
+        .unwrap()
+        .collect();
+    assert_eq!(orphans.len(), 1, "the stream's directory was set aside");
+    let shard_dir = orphans[0].as_ref().unwrap().path().join("shard-0");
+    let segments = std::fs::read_dir(shard_dir).unwrap().filter(|e| {
+        e.as_ref()
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("seg-")
+    });
+    assert!(segments.count() > 0, "with its segment files");
+}
+
+#[test]
+fn a_zero_maintenance_interval_is_refused_rather_than_spinning_a_core() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.maintenance_interval_ms = 0;
+    assert!(Engine::open(config).is_err());
+}
+
+#[test]
+fn describe_stream_accepts_the_short_shard_id_form_as_exclusive_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::open(dir.path());
+    common::create(&engine, "s", 3);
+    let page = engine
+        .describe_stream("s", None, Some("shardId-1"))
+        .unwrap();
+    assert_eq!(page.shards.len(), 1);
+    assert_eq!(page.shards[0].shard_id, "shardId-000000000002");
+}
+
+#[test]
+fn creating_shards_beyond_the_engine_quota_is_limit_exceeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.shards_max = 5;
+    let engine = Engine::open(config).unwrap();
+    engine
+        .create_stream_blocking(CreateStream::provisioned("a", 3))
+        .unwrap();
+    let err = engine
+        .create_stream_blocking(CreateStream::provisioned("b", 3))
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::LimitExceeded);
+    engine
+        .create_stream_blocking(CreateStream::provisioned("b", 2))
+        .unwrap();
+}
