@@ -310,6 +310,7 @@ fn unseal(path: &Path, segment: u64) {
 }
 
 fn main() {
+    sluice_benches::mark_run_start();
     let dir = tempfile::Builder::new()
         .prefix("sluice-bench-")
         .tempdir_in(bench_dir())

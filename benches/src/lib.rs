@@ -95,6 +95,14 @@ impl SequentialWriter {
     }
 }
 
+static RUN_START: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+
+/// Call first in a bench's `main`: ratios then use only results this run wrote, never a
+/// previous run's (a bench filtered out of this run reports "not measured").
+pub fn mark_run_start() {
+    let _ = RUN_START.set(std::time::SystemTime::now());
+}
+
 /// Where criterion keeps its results (as criterion itself decides it).
 fn criterion_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
@@ -110,6 +118,12 @@ pub fn mean_iteration_secs(group: &str, function: &str) -> Option<f64> {
         .join(group)
         .join(function)
         .join("new/estimates.json");
+    if let Some(started) = RUN_START.get() {
+        let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+        if modified < *started {
+            return None;
+        }
+    }
     let text = std::fs::read_to_string(path).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     let estimate = json["slope"]["point_estimate"]

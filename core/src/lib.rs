@@ -65,7 +65,7 @@ pub use iterator::{IteratorStart, ShardIterator};
 pub use names::{validate_partition_key, validate_stream_name};
 pub use put::{PutRecord, PutRecordResult, PutResult};
 pub use read::{Record, Records};
-pub use seqnum::SequenceNumber;
+pub use seqnum::{SequenceNumber, ShardId};
 pub use sluice_storage as storage;
 pub use sluice_storage::{Clock, Durability, ManualClock, SystemClock};
 pub use subscription::{Subscription, SubscriptionEvent};

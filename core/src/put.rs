@@ -8,7 +8,7 @@ use crate::hashkey::{parse_hash_key, partition_key_hash};
 use crate::limits::{PUT_BATCH_BYTES_MAX, PUT_BATCH_RECORDS_MAX};
 use crate::names::validate_partition_key;
 use crate::runtime::{CoreJob, CoreMessage, CoreState};
-use crate::seqnum::SequenceNumber;
+use crate::seqnum::{SequenceNumber, ShardId};
 use sluice_storage::format::{BATCH_HEADER_LEN, encoded_batch_len};
 use sluice_storage::{Appended, Durability, RecordIn};
 use std::collections::BTreeMap;
@@ -55,7 +55,7 @@ impl<'a> PutRecord<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutResult {
     /// The shard.
-    pub shard_id: String,
+    pub shard_id: ShardId,
     /// The record's sequence number.
     pub sequence_number: SequenceNumber,
 }
@@ -319,7 +319,7 @@ fn fill_results(
     let mut written = 0;
     for (&i, log_seq) in members.iter().zip(seqs) {
         results[i] = Some(Ok(PutResult {
-            shard_id: shard.id.clone(),
+            shard_id: ShardId::new(shard.index),
             sequence_number: SequenceNumber::new(shard.index, log_seq),
         }));
         written += 1;

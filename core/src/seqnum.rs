@@ -53,7 +53,68 @@ impl fmt::Display for SequenceNumber {
 
 /// The Kinesis id of shard `index`: `shardId-` and 12 zero-padded digits.
 pub fn shard_id(index: u32) -> String {
-    format!("shardId-{index:012}")
+    ShardId::new(index).to_string()
+}
+
+/// A shard id held inline (`shardId-` and 12 digits, 20 bytes): `Copy`, no allocation, and
+/// usable wherever a `&str` is (it dereferences to one).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardId([u8; 20]);
+
+impl ShardId {
+    /// The id of shard `index`.
+    pub fn new(index: u32) -> ShardId {
+        let mut bytes = *b"shardId-000000000000";
+        let mut rest = index;
+        for slot in bytes[8..].iter_mut().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        ShardId(bytes)
+    }
+
+    /// The shard's index.
+    pub fn index(&self) -> u32 {
+        parse_shard_id(self).expect("a ShardId is always well formed")
+    }
+}
+
+impl std::ops::Deref for ShardId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("a ShardId is ASCII")
+    }
+}
+
+impl fmt::Display for ShardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl fmt::Debug for ShardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl PartialEq<str> for ShardId {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&str> for ShardId {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
+
+impl PartialEq<String> for ShardId {
+    fn eq(&self, other: &String) -> bool {
+        **self == **other
+    }
 }
 
 /// The index in a shard id (`shardId-000000000007` → 7). Also accepts the bare
@@ -90,6 +151,15 @@ mod tests {
         assert_eq!(SequenceNumber::parse("0"), Ok(SequenceNumber(0)));
         // Too large for a shard index: parses, but names no shard.
         assert_eq!(SequenceNumber(u128::MAX).shard_index(), None);
+    }
+
+    #[test]
+    fn inline_shard_ids_match_the_formatted_ones() {
+        for index in [0, 7, 123_456, u32::MAX] {
+            let id = ShardId::new(index);
+            assert_eq!(&*id, format!("shardId-{index:012}"));
+            assert_eq!(id.index(), index);
+        }
     }
 
     #[test]

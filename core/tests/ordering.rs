@@ -54,7 +54,7 @@ fn concurrent_writers_lose_nothing_duplicate_nothing_and_each_shard_is_strictly_
                         };
                         for (record, result) in owned.into_iter().zip(results) {
                             let put = result.expect("no throttling, no failure");
-                            acked.insert(record, (put.shard_id, put.sequence_number.0));
+                            acked.insert(record, (put.shard_id.to_string(), put.sequence_number.0));
                         }
                     }
                     acked
