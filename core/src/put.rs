@@ -24,8 +24,11 @@ pub struct PutRecord<'a> {
     pub data: &'a [u8],
     /// A decimal hash key (0..=2^128−1) that picks the shard instead of the partition key.
     pub explicit_hash_key: Option<&'a str>,
-    /// `put` only: a sequence number this record must sort after (Kinesis'
-    /// `SequenceNumberForOrdering`). It must be one this stream issued.
+    /// `put` only: the sequence number of this client's previous record with the same
+    /// partition key (Kinesis' `SequenceNumberForOrdering`); the new record sorts after it.
+    /// It must be a number this stream issued. Records of one key go to one shard, whose
+    /// numbers only grow, and a reshard's children sort after their parents, so the order
+    /// holds by construction; across different keys Kinesis promises none.
     pub sequence_number_for_ordering: Option<&'a str>,
 }
 

@@ -125,3 +125,45 @@ fn records_of_one_key_keep_their_put_order() {
 fn futures_lite_block<F: std::future::Future>(future: F) -> F::Output {
     futures_lite::future::block_on(future)
 }
+
+#[test]
+fn sequence_number_for_ordering_must_be_issued_and_the_new_record_sorts_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::open(dir.path());
+    common::create(&engine, "chained", 2);
+    // Kinesis guarantees the order for one client and one partition key.
+    let first = engine
+        .put_blocking("chained", PutRecord::new("a", b"1"))
+        .unwrap();
+    let mut previous = first.sequence_number;
+    for i in 0..5 {
+        let ordering = previous.to_string();
+        let record = PutRecord {
+            sequence_number_for_ordering: Some(&ordering),
+            ..PutRecord::new("a", b"next")
+        };
+        let put = engine.put_blocking("chained", record).unwrap();
+        assert!(
+            put.sequence_number > previous,
+            "{i}: {} after {previous}",
+            put.sequence_number
+        );
+        previous = put.sequence_number;
+    }
+    let never_issued = sluice_core::SequenceNumber::new(0, 1_000_000).to_string();
+    for bad in [never_issued.as_str(), "abc", "01", &"9".repeat(130)] {
+        let record = PutRecord {
+            sequence_number_for_ordering: Some(bad),
+            ..PutRecord::new("a", b"x")
+        };
+        let err = engine.put_blocking("chained", record).unwrap_err();
+        assert_eq!(err.code(), sluice_core::ErrorCode::InvalidArgument, "{bad}");
+    }
+    let ordering = first.sequence_number.to_string();
+    let in_batch = [PutRecord {
+        sequence_number_for_ordering: Some(&ordering),
+        ..PutRecord::new("a", b"x")
+    }];
+    let err = engine.put_batch_blocking("chained", &in_batch).unwrap_err();
+    assert_eq!(err.code(), sluice_core::ErrorCode::InvalidArgument);
+}
