@@ -1,18 +1,18 @@
-//! `sluice bench`: drives one shard log with concurrent appenders on a glommio core, then
-//! scans everything back zero-copy from another thread, and reopens the log to time recovery.
+//! `sluice bench`: drives the engine the way an embedding application does. Caller threads put
+//! batches into a stream (routed by partition key), then every shard is read back zero-copy
+//! through iterators and checked, then the engine is reopened and the reopen timed.
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use sluice_storage::{
-    Durability, GlommioIo, LogConfig, LogStats, ReadLimits, RecordIn, ShardLog, SystemClock,
-    block_on, spawn,
-};
-use std::cell::RefCell;
+use sluice_core::{CreateStream, Durability, Engine, EngineConfig, IteratorStart, PutRecord};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+const STREAM: &str = "bench";
 
 /// Options of `sluice bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -20,28 +20,28 @@ pub struct BenchArgs {
     /// Records to write.
     #[arg(long, default_value_t = 500_000)]
     records: u64,
-    /// Bytes of data per record (the 8-byte key comes on top).
+    /// Bytes of data per record, at least 8 (a partition key of about 10 characters comes on
+    /// top).
     #[arg(long, default_value_t = 1024)]
     record_size: usize,
-    /// Records per appended batch.
+    /// Records per put_batch call (1..=500).
     #[arg(long, default_value_t = 500)]
     batch: usize,
-    /// Concurrent appenders on the shard's core (durable appends share syncs).
+    /// Shards of the stream.
     #[arg(long, default_value_t = 4)]
-    appenders: usize,
+    shards: u32,
+    /// Engine core threads (0: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    cores: usize,
+    /// Application threads calling put_batch concurrently.
+    #[arg(long, default_value_t = 4)]
+    callers: usize,
     /// visible or durable.
     #[arg(long, default_value = "visible")]
     durability: String,
     /// Segment file size in MiB.
     #[arg(long, default_value_t = 64)]
     segment_mib: u64,
-    /// Retention in seconds: a short one makes the ring wrap and recycle segments during the
-    /// run (the steady state of a long-running shard).
-    #[arg(long, default_value_t = 24 * 3600)]
-    retention_secs: u64,
-    /// Start background writeback every this many KiB of appended data (0: never).
-    #[arg(long, default_value_t = 1024)]
-    writeback_kib: u64,
     /// Data directory; a fresh temporary directory (removed afterwards) when omitted.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -50,69 +50,73 @@ pub struct BenchArgs {
     quiet: bool,
 }
 
-struct WriteResult {
-    elapsed: Duration,
-    latency_us: Histogram<u64>,
-    stats: LogStats,
-}
-
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let durability = match args.durability.as_str() {
         "visible" => Durability::Visible,
         "durable" => Durability::Durable,
         other => bail!("--durability must be visible or durable, not {other:?}"),
     };
-    if args.batch == 0 || args.records == 0 || args.appenders == 0 {
-        bail!("--records, --batch and --appenders must be positive");
+    if !(1..=500).contains(&args.batch)
+        || args.records == 0
+        || args.callers == 0
+        || args.shards == 0
+    {
+        bail!("--batch must be in 1..=500; --records, --callers and --shards must be positive");
+    }
+    if args.record_size < 8 {
+        bail!("--record-size must be at least 8 (each record carries its number, for the check)");
     }
     let temp = tempfile::Builder::new().prefix("sluice-bench-").tempdir()?;
     let dir = args
         .dir
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
-    let record_bytes_max = args.record_size as u64 + 8;
-    let config = LogConfig {
-        segment_size_bytes: args.segment_mib * 1024 * 1024,
-        record_size_bytes_max: record_bytes_max.max(1024 * 1024),
-        segments_max: 1 << 16,
-        retention_ms: args.retention_secs * 1000,
-        writeback_interval_bytes: args.writeback_kib * 1024,
-        ..LogConfig::default()
-    };
-    config.validate().context("configuration")?;
-    let bytes_total = args.records * args.record_size as u64;
+    let engine = open(&args, &dir)?;
+    engine
+        .create_stream_blocking(CreateStream::provisioned(STREAM, args.shards))
+        .context("create the bench stream (use an empty --dir)")?;
     println!(
-        "sluice bench: {} records of {} B in batches of {}, {} appenders, {:?}, {} MiB segments, in {}",
+        "sluice bench: {} records of {} B in batches of {}, {} shards on {} cores, {} caller threads, {:?}, {} MiB segments, in {}",
         args.records,
         args.record_size,
         args.batch,
-        args.appenders,
+        args.shards,
+        engine.core_count(),
+        args.callers,
         durability,
         args.segment_mib,
         dir.display()
     );
-    let write = write_phase(&args, &dir, config.clone(), durability)?;
-    report("write", args.records, bytes_total, write.elapsed);
-    report_latency("append latency (one batch)", &write.latency_us);
-    let s = write.stats;
-    println!(
-        "segments: {} files created ({} by a roll, on the append path), {} recycled",
-        s.files_created, s.files_created_on_roll, s.segments_recycled
-    );
-    let (scan_elapsed, scanned) = read_phase(&args, &dir, config.clone())?;
-    let scanned_bytes = scanned * args.record_size as u64;
+    let bytes_total = args.records * args.record_size as u64;
+    let (elapsed, latency_us) = write_phase(&args, &engine, durability)?;
+    report("put", args.records, bytes_total, elapsed);
+    report_latency("put_batch latency", &latency_us);
+    let started = Instant::now();
+    let scanned = read_phase(&args, &engine)?;
     report(
-        "scan (zero-copy, checksums verified)",
+        "read (zero-copy, checksums verified)",
         scanned,
-        scanned_bytes,
-        scan_elapsed,
+        scanned * args.record_size as u64,
+        started.elapsed(),
     );
-    let (recovery_elapsed, report_line) = recovery_phase(&dir, config)?;
+    drop(engine);
+    let started = Instant::now();
+    let engine = open(&args, &dir)?;
+    let reopened = started.elapsed();
+    let summary = engine.describe_stream_summary(STREAM)?;
     println!(
-        "recovery: reopened in {:.1} ms ({report_line})",
-        recovery_elapsed.as_secs_f64() * 1e3
+        "reopen: {:.1} ms for {} shards (sealed segments open from their footers; the rest are scanned)",
+        reopened.as_secs_f64() * 1e3,
+        summary.open_shard_count
     );
     Ok(())
+}
+
+fn open(args: &BenchArgs, dir: &Path) -> anyhow::Result<Engine> {
+    let mut config = EngineConfig::new(dir);
+    config.cores = args.cores;
+    config.segment_size_bytes = args.segment_mib * 1024 * 1024;
+    Engine::open(config).context("open the engine")
 }
 
 fn progress(args: &BenchArgs, label: &'static str) -> ProgressBar {
@@ -130,7 +134,13 @@ fn progress(args: &BenchArgs, label: &'static str) -> ProgressBar {
     bar
 }
 
-/// Record payload: its sequence number, then a fixed pseudo-random filler.
+/// Record `i`'s data: its number, then a fixed pseudo-random filler, so reads can check it.
+fn record_data(i: u64, len: usize, filler: &[u8]) -> Vec<u8> {
+    let mut data = filler[..len].to_vec();
+    data[..8].copy_from_slice(&i.to_le_bytes());
+    data
+}
+
 fn filler(len: usize) -> Vec<u8> {
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     (0..len)
@@ -143,170 +153,126 @@ fn filler(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Callers take batch numbers from a shared counter until all records are put.
 fn write_phase(
     args: &BenchArgs,
-    dir: &Path,
-    config: LogConfig,
+    engine: &Engine,
     durability: Durability,
-) -> anyhow::Result<WriteResult> {
-    let bar = progress(args, "write");
-    let args = args.clone();
-    let dir = dir.to_path_buf();
-    let result = block_on(async move {
-        let log = Rc::new(ShardLog::open(GlommioIo, &dir, config, Arc::new(SystemClock)).await?);
-        let histogram = Rc::new(RefCell::new(
-            Histogram::<u64>::new(3).expect("3 significant digits"),
-        ));
-        let batches = args.records.div_ceil(args.batch as u64);
-        let next_batch = Rc::new(std::cell::Cell::new(0u64));
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..args.appenders)
+) -> anyhow::Result<(Duration, Histogram<u64>)> {
+    let bar = progress(args, "put");
+    let next_batch = AtomicU64::new(0);
+    let batches = args.records.div_ceil(args.batch as u64);
+    let histogram = Mutex::new(Histogram::<u64>::new(3).expect("3 significant digits"));
+    let filler = filler(args.record_size);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let callers: Vec<_> = (0..args.callers)
             .map(|_| {
-                let (log, histogram, next_batch, bar) = (
-                    log.clone(),
-                    histogram.clone(),
-                    next_batch.clone(),
-                    bar.clone(),
-                );
-                let args = args.clone();
-                spawn(async move {
-                    append_batches(
-                        &log,
-                        &args,
-                        batches,
-                        &next_batch,
-                        &histogram,
-                        &bar,
-                        durability,
-                    )
-                    .await
+                scope.spawn(|| -> anyhow::Result<()> {
+                    let mut local = Histogram::<u64>::new(3).expect("3 significant digits");
+                    loop {
+                        let batch = next_batch.fetch_add(1, Ordering::Relaxed);
+                        if batch >= batches {
+                            break;
+                        }
+                        let first = batch * args.batch as u64;
+                        let count = (args.records - first).min(args.batch as u64);
+                        let keys: Vec<String> =
+                            (first..first + count).map(|i| format!("pk-{i}")).collect();
+                        let data: Vec<Vec<u8>> = (first..first + count)
+                            .map(|i| record_data(i, args.record_size, &filler))
+                            .collect();
+                        let records: Vec<PutRecord<'_>> = keys
+                            .iter()
+                            .zip(&data)
+                            .map(|(k, d)| PutRecord::new(k, d))
+                            .collect();
+                        let put_started = Instant::now();
+                        let results =
+                            engine.put_batch_with_blocking(STREAM, &records, durability)?;
+                        let micros =
+                            u64::try_from(put_started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        local.record(micros.max(1)).ok();
+                        if let Some(failed) = results.iter().find_map(|r| r.as_ref().err()) {
+                            bail!("a record failed: {failed}");
+                        }
+                        bar.inc(count);
+                    }
+                    histogram
+                        .lock()
+                        .expect("no panics while held")
+                        .add(&local)
+                        .ok();
+                    Ok(())
                 })
             })
             .collect();
-        for task in tasks {
-            task.await?;
-        }
-        log.sync().await?;
-        let elapsed = started.elapsed();
-        bar.finish_and_clear();
-        let latency_us = histogram.borrow().clone();
-        log.maintain().await?;
-        let stats = log.stats();
-        anyhow::Ok(WriteResult {
-            elapsed,
-            latency_us,
-            stats,
-        })
+        callers
+            .into_iter()
+            .try_for_each(|c| c.join().expect("caller thread"))
     })?;
-    Ok(result)
-}
-
-async fn append_batches(
-    log: &ShardLog<GlommioIo>,
-    args: &BenchArgs,
-    batches: u64,
-    next_batch: &std::cell::Cell<u64>,
-    histogram: &RefCell<Histogram<u64>>,
-    bar: &ProgressBar,
-    durability: Durability,
-) -> anyhow::Result<()> {
-    let data = filler(args.record_size);
-    let keys: Vec<[u8; 8]> = (0..args.batch as u64).map(|i| i.to_le_bytes()).collect();
-    loop {
-        let batch = next_batch.get();
-        if batch >= batches {
-            return Ok(());
-        }
-        next_batch.set(batch + 1);
-        let first = batch * args.batch as u64;
-        let count = (args.records - first).min(args.batch as u64) as usize;
-        let records: Vec<RecordIn<'_>> = (0..count)
-            .map(|i| RecordIn {
-                key: &keys[i],
-                data: &data,
-            })
-            .collect();
-        let started = Instant::now();
-        log.append(&records, durability).await?;
-        if batch % 16 == 15 {
-            // The owner's periodic housekeeping: retention and a spare segment ready.
-            log.maintain().await?;
-        }
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        histogram.borrow_mut().record(micros.max(1)).ok();
-        bar.inc(count as u64);
-    }
-}
-
-/// Scans every unexpired record from another thread; returns the time and the record count.
-fn read_phase(args: &BenchArgs, dir: &Path, config: LogConfig) -> anyhow::Result<(Duration, u64)> {
-    let bar = progress(args, "scan");
-    let (dir, records, record_size) = (dir.to_path_buf(), args.records, args.record_size);
-    // Open on a glommio core (the owner), then scan from a plain thread, as readers do.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let owner = std::thread::spawn(move || {
-        block_on(async move {
-            let log = ShardLog::open(GlommioIo, &dir, config, Arc::new(SystemClock)).await?;
-            tx.send(log.reader()).ok();
-            done_rx.recv().ok();
-            anyhow::Ok(())
-        })
-    });
-    let reader = rx.recv().context("the owner did not open the log")?;
-    let started = Instant::now();
-    let first = reader.trim_horizon();
-    // With a short --retention-secs the oldest records have expired: scan what is left.
-    let expected = records - first;
-    bar.set_position(first);
-    let (mut seq, mut seen, mut bytes) = (first, 0u64, 0u64);
-    while seq < reader.next_seq() {
-        let batch = reader.read(
-            seq,
-            ReadLimits {
-                records_max: 100_000,
-                bytes_max: 64 << 20,
-            },
-        )?;
-        for record in batch.records() {
-            if record.seq != seq || record.data.len() != record_size {
-                bail!(
-                    "record {seq} came back wrong (seq {}, {} bytes)",
-                    record.seq,
-                    record.data.len()
-                );
-            }
-            bytes += record.data.len() as u64;
-            seq += 1;
-            seen += 1;
-        }
-        bar.inc(batch.len() as u64);
-    }
     let elapsed = started.elapsed();
     bar.finish_and_clear();
-    done_tx.send(()).ok();
-    owner.join().expect("owner thread")?;
-    if seen != expected || bytes != expected * record_size as u64 {
-        bail!("scan saw {seen} records / {bytes} bytes, expected {expected}");
-    }
-    Ok((elapsed, seen))
+    Ok((
+        elapsed,
+        histogram.into_inner().expect("no panics while held"),
+    ))
 }
 
-fn recovery_phase(dir: &Path, config: LogConfig) -> anyhow::Result<(Duration, String)> {
-    let dir = dir.to_path_buf();
-    block_on(async move {
-        let started = Instant::now();
-        let log = ShardLog::open(GlommioIo, &dir, config, Arc::new(SystemClock)).await?;
-        let elapsed = started.elapsed();
-        let r = log.recovery_report();
-        let line = format!(
-            "{} sealed segments from footers, {} scanned ({:.1} MiB verified)",
-            r.sealed_segments,
-            r.scanned_segments,
-            r.scanned_bytes as f64 / (1 << 20) as f64
-        );
-        anyhow::Ok((elapsed, line))
-    })
+/// Reads every shard from its trim horizon, one thread per shard, checking every record.
+fn read_phase(args: &BenchArgs, engine: &Engine) -> anyhow::Result<u64> {
+    let bar = progress(args, "read");
+    let shards = engine.describe_stream(STREAM, None, None)?.shards;
+    let filler = filler(args.record_size);
+    let seen: u64 = std::thread::scope(|scope| {
+        let readers: Vec<_> = shards
+            .iter()
+            .map(|shard| {
+                let (bar, filler) = (&bar, &filler);
+                scope.spawn(move || -> anyhow::Result<u64> {
+                    let mut iterator = engine.shard_iterator(
+                        STREAM,
+                        &shard.shard_id,
+                        IteratorStart::TrimHorizon,
+                    )?;
+                    let mut seen = 0;
+                    let mut key = String::new();
+                    loop {
+                        let batch = engine.get_records(&mut iterator, None)?;
+                        if batch.is_empty() {
+                            return Ok(seen);
+                        }
+                        for record in batch.records() {
+                            if record.data.len() != args.record_size {
+                                bail!(
+                                    "record {} came back with a wrong length",
+                                    record.sequence_number
+                                );
+                            }
+                            let i =
+                                u64::from_le_bytes(record.data[..8].try_into().expect("8 bytes"));
+                            key.clear();
+                            write!(key, "pk-{i}").expect("writing to a String");
+                            if record.data[8..] != filler[8..] || record.partition_key != key {
+                                bail!("record {} came back wrong", record.sequence_number);
+                            }
+                        }
+                        seen += batch.len() as u64;
+                        bar.inc(batch.len() as u64);
+                    }
+                })
+            })
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| r.join().expect("reader thread"))
+            .sum::<anyhow::Result<u64>>()
+    })?;
+    bar.finish_and_clear();
+    if seen != args.records {
+        bail!("read back {seen} records, {} were put", args.records);
+    }
+    Ok(seen)
 }
 
 fn report(phase: &str, records: u64, bytes: u64, elapsed: Duration) {
@@ -321,7 +287,7 @@ fn report(phase: &str, records: u64, bytes: u64, elapsed: Duration) {
 
 fn report_latency(label: &str, h: &Histogram<u64>) {
     println!(
-        "{label}: p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs ({} samples)",
+        "{label}: p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs ({} calls)",
         h.value_at_quantile(0.5),
         h.value_at_quantile(0.99),
         h.value_at_quantile(0.999),

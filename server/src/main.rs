@@ -1,5 +1,5 @@
 //! `sluice`: the command-line entry point. Today it runs `sluice bench`, a load generator for
-//! the storage engine; `serve` and `inspect` come with later layers.
+//! the engine; `serve` and `inspect` come with later layers.
 
 mod bench;
 
@@ -18,8 +18,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Write and read back a volume of records through one shard log; print throughput and
-    /// latency.
+    /// Put a volume of records into a stream through the engine, read every shard back and
+    /// reopen; print throughput and latency.
     Bench(bench::BenchArgs),
 }
 
