@@ -402,6 +402,15 @@ impl Engine {
         .await
     }
 
+    /// Blocking form of [`Engine::update_stream_mode`].
+    pub fn update_stream_mode_blocking(
+        &self,
+        name: &str,
+        mode: StreamMode,
+    ) -> Result<(), AdminError> {
+        block(self.update_stream_mode(name, mode))
+    }
+
     /// Adds tags, overwriting existing keys; at most 50 tags in all.
     pub async fn add_tags(
         &self,
@@ -451,6 +460,11 @@ impl Engine {
             control.update_settings(&stream, settings)
         })
         .await
+    }
+
+    /// Blocking form of [`Engine::remove_tags`].
+    pub fn remove_tags_blocking(&self, name: &str, keys: Vec<String>) -> Result<(), AdminError> {
+        block(self.remove_tags(name, keys))
     }
 
     /// A stream's tags in key order.

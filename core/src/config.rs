@@ -30,6 +30,9 @@ pub struct EngineConfig {
     pub shards_max: u32,
     /// Messages a core's queue holds before senders wait.
     pub core_queue_depth: usize,
+    /// Requests a core works on at once (appends in flight, logs opening); beyond it the core
+    /// leaves messages in its queue, so memory held by pending puts stays bounded.
+    pub core_tasks_max: usize,
     /// How often each core runs retention, sealing and spare-segment preparation.
     pub maintenance_interval_ms: u64,
     /// Microseconds an idle core spins before parking: lower latency, more CPU.
@@ -64,6 +67,7 @@ impl EngineConfig {
             throughput_limits: None,
             shards_max: 10_000,
             core_queue_depth: 1024,
+            core_tasks_max: 256,
             maintenance_interval_ms: 100,
             spin_before_park_us: 0,
             clock: Arc::new(SystemClock),

@@ -74,8 +74,9 @@ impl Engine {
         for index in 0..config.core_count() {
             let (tx, rx) = queue(config.core_queue_depth);
             let interval = Duration::from_millis(config.maintenance_interval_ms);
+            let tasks_max = config.core_tasks_max;
             let thread = sluice_storage::spawn_core(core_spec(&config, index), move || {
-                run_core(rx, interval)
+                run_core(rx, interval, tasks_max)
             })
             .map_err(|source| OpenError::Thread {
                 what: "a core",

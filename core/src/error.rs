@@ -129,6 +129,10 @@ pub enum PutError {
     /// No such stream.
     #[error("Stream {0} under account 000000000000 not found.")]
     StreamNotFound(String),
+    /// The request breaks the API's constraints (record count, key length, hash key form);
+    /// nothing of the call was written.
+    #[error("{0}")]
+    Validation(String),
     /// A record, key or batch is not acceptable; nothing of the call was written.
     #[error("{0}")]
     InvalidArgument(String),
@@ -158,6 +162,7 @@ impl PutError {
     pub fn code(&self) -> ErrorCode {
         match self {
             PutError::StreamNotFound(_) => ErrorCode::ResourceNotFound,
+            PutError::Validation(_) => ErrorCode::Validation,
             PutError::InvalidArgument(_) => ErrorCode::InvalidArgument,
             PutError::Throttled { .. } => ErrorCode::ProvisionedThroughputExceeded,
             PutError::Storage { .. } => ErrorCode::InternalFailure,

@@ -10,20 +10,41 @@ pub fn partition_key_hash(partition_key: &str) -> u128 {
     u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
 }
 
+/// Why an explicit hash key was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKeyError {
+    /// Not a decimal matching `0|([1-9]\d{0,38})` (a request validation error).
+    Malformed(String),
+    /// A well-formed decimal above 2^128 − 1.
+    OutOfRange(String),
+}
+
+impl std::fmt::Display for HashKeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HashKeyError::Malformed(text) => write!(
+                f,
+                "1 validation error detected: Value '{text}' at 'explicitHashKey' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\\d{{0,38}})"
+            ),
+            HashKeyError::OutOfRange(text) => write!(
+                f,
+                "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, {HASH_KEY_MAX}]. Specified value was {text}"
+            ),
+        }
+    }
+}
+
 /// Parses an explicit hash key: a decimal matching `0|([1-9]\d{0,38})` within 0..=2^128−1.
-pub fn parse_hash_key(text: &str) -> Result<u128, String> {
+pub fn parse_hash_key(text: &str) -> Result<u128, HashKeyError> {
     let shape_ok = !text.is_empty()
         && text.len() <= 39
         && text.bytes().all(|b| b.is_ascii_digit())
         && (text == "0" || !text.starts_with('0'));
     if !shape_ok {
-        return Err(format!(
-            "Invalid hash key {text:?}: expected a decimal integer between 0 and {HASH_KEY_MAX}"
-        ));
+        return Err(HashKeyError::Malformed(text.chars().take(64).collect()));
     }
-    text.parse::<u128>().map_err(|_| {
-        format!("Invalid hash key {text}: it is outside the hash key range 0..={HASH_KEY_MAX}")
-    })
+    text.parse::<u128>()
+        .map_err(|_| HashKeyError::OutOfRange(text.to_owned()))
 }
 
 /// An inclusive range of hash keys.
@@ -112,10 +133,17 @@ mod tests {
             "-1",
             "1.0",
             " 1",
-            "340282366920938463463374607431768211456",
             "1234567890123456789012345678901234567890",
         ] {
-            assert!(parse_hash_key(bad).is_err(), "{bad:?} accepted");
+            assert!(
+                matches!(parse_hash_key(bad), Err(HashKeyError::Malformed(_))),
+                "{bad:?}"
+            );
         }
+        let above = "340282366920938463463374607431768211456";
+        assert_eq!(
+            parse_hash_key(above),
+            Err(HashKeyError::OutOfRange(above.into()))
+        );
     }
 }

@@ -186,10 +186,12 @@ impl TokenFields {
 fn start_position(shard: &ShardState, start: IteratorStart) -> Result<u64, ReadError> {
     let reader = &shard.reader;
     let next_seq = reader.next_seq();
-    let check_issued = |seq: SequenceNumber, after: bool| {
+    // AT may also name the next number to be issued: a subscription's continuation (or a
+    // reader's position) when it had caught up. AFTER needs a record that exists.
+    let check = |seq: SequenceNumber, after: bool| {
         let in_shard = seq.shard_index() == Some(shard.index);
-        let issued = seq.log_seq() < next_seq;
-        if in_shard && issued {
+        let limit = if after { next_seq } else { next_seq + 1 };
+        if in_shard && seq.log_seq() < limit {
             Ok(seq.log_seq() + u64::from(after))
         } else {
             Err(ReadError::InvalidArgument(format!(
@@ -201,8 +203,8 @@ fn start_position(shard: &ShardState, start: IteratorStart) -> Result<u64, ReadE
     match start {
         IteratorStart::TrimHorizon => Ok(reader.trim_horizon()),
         IteratorStart::Latest => Ok(next_seq),
-        IteratorStart::AtSequenceNumber(seq) => check_issued(seq, false),
-        IteratorStart::AfterSequenceNumber(seq) => check_issued(seq, true),
+        IteratorStart::AtSequenceNumber(seq) => check(seq, false),
+        IteratorStart::AfterSequenceNumber(seq) => check(seq, true),
         IteratorStart::AtTimestamp(timestamp_ms) => Ok(reader.seek_timestamp(timestamp_ms)?),
     }
 }

@@ -27,7 +27,11 @@
 //!   [`Engine::put_batch`] return per-record results in request order.
 //! - Reads run on the caller's thread, straight from the mapped log: [`Engine::get_records`]
 //!   returns records that borrow the mapping.
-//! - Every operation has an async form that works on any runtime and a `_blocking` form.
+//! - Every operation that waits for another thread (puts, stream administration,
+//!   subscriptions) has an async form that works on any runtime and a `_blocking` form.
+//!   Reads, listings and iterator calls never wait for another thread: they are plain
+//!   functions, safe to call from async code (on data not in the page cache they fault pages
+//!   in from disk, as any mapped read does; call them from a blocking pool if that matters).
 //!
 //! Limits are Kinesis' (see [`limits`]): 500 records and 10 MiB per batch, partition keys of
 //! 1..=256 characters, records up to the stream's maximum (1 MiB by default, up to 10 MiB),

@@ -1,4 +1,5 @@
-//! Kinesis limits, named once. Values and sources are in KINESIS.md §1.
+//! Kinesis limits, named once. Values and sources: the Kinesis reference (KINESIS.md §1) in
+//! the project's shared design folder.
 
 /// Records in one `put_batch` (PutRecords).
 pub const PUT_BATCH_RECORDS_MAX: usize = 500;

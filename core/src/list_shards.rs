@@ -178,7 +178,7 @@ fn is_retained(shard: &ShardState, now_ms: u64, retention_ms: u64) -> bool {
 
 fn open_at(shard: &ShardState, t: u64) -> bool {
     let opened = shard.parent.is_none() || shard.created_ms <= t;
-    opened && shard.closed_ms.is_none_or(|closed| closed > t)
+    opened && shard.closed_ms.is_none_or(|closed| closed >= t)
 }
 
 fn passes(
@@ -200,6 +200,6 @@ fn passes(
         }
         ShardFilter::AtLatest => shard.ending_log_seq.is_none(),
         ShardFilter::AtTimestamp(t) => open_at(shard, *t),
-        ShardFilter::FromTimestamp(t) => shard.closed_ms.is_none_or(|closed| closed > *t),
+        ShardFilter::FromTimestamp(t) => shard.closed_ms.is_none_or(|closed| closed >= *t),
     }
 }

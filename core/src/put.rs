@@ -4,7 +4,7 @@
 use crate::catalog::{ShardSet, ShardState, StreamState};
 use crate::engine::{Engine, block};
 use crate::error::PutError;
-use crate::hashkey::{parse_hash_key, partition_key_hash};
+use crate::hashkey::{HashKeyError, parse_hash_key, partition_key_hash};
 use crate::limits::{PUT_BATCH_BYTES_MAX, PUT_BATCH_RECORDS_MAX};
 use crate::names::validate_partition_key;
 use crate::runtime::{CoreJob, CoreMessage, CoreState};
@@ -88,7 +88,7 @@ impl Engine {
     ) -> Result<PutResult, PutError> {
         let state = self.put_stream(stream)?;
         if let Some(ordering) = record.sequence_number_for_ordering {
-            check_ordering(&state, ordering)?;
+            check_ordering(&state, &record, ordering)?;
         }
         let mut results = self.put_checked(&state, &[record], durability).await?;
         results.pop().expect("one result per record")
@@ -203,9 +203,12 @@ impl Engine {
                     shard.metrics.incoming_records.increment(written as u64);
                     shard.metrics.incoming_bytes.increment(bytes as u64);
                 }
-                // The stream was deleted while the put was on its way.
+                // The stream was deleted while the put was on its way: these records were
+                // not written (other shards' may have been, and keep their results).
                 Ok(ShardReply::Closed) => {
-                    return Err(PutError::StreamNotFound(stream.name.clone()));
+                    fail_all(&mut results, &members, || {
+                        PutError::StreamNotFound(stream.name.clone())
+                    });
                 }
                 // The core stopped: the outcome of these records is unknown.
                 Err(_) => fail_all(&mut results, &members, || PutError::Shutdown),
@@ -247,7 +250,7 @@ impl Engine {
 /// when any check fails.
 fn check_batch(records: &[PutRecord<'_>], max_record: u64) -> Result<Vec<u128>, PutError> {
     if records.is_empty() || records.len() > PUT_BATCH_RECORDS_MAX {
-        return Err(PutError::InvalidArgument(format!(
+        return Err(PutError::Validation(format!(
             "1 validation error detected: Value '{}' at 'records' failed to satisfy constraint: Member must have length between 1 and {PUT_BATCH_RECORDS_MAX}",
             records.len()
         )));
@@ -262,7 +265,7 @@ fn check_batch(records: &[PutRecord<'_>], max_record: u64) -> Result<Vec<u128>, 
         .iter()
         .enumerate()
         .map(|(i, record)| {
-            validate_partition_key(record.partition_key).map_err(PutError::InvalidArgument)?;
+            validate_partition_key(record.partition_key).map_err(PutError::Validation)?;
             if record.size_bytes() as u64 > max_record {
                 return Err(PutError::InvalidArgument(format!(
                     "Record {i} is {} bytes (data + partition key); the stream accepts at most {max_record}",
@@ -270,29 +273,51 @@ fn check_batch(records: &[PutRecord<'_>], max_record: u64) -> Result<Vec<u128>, 
                 )));
             }
             match record.explicit_hash_key {
-                Some(text) => parse_hash_key(text).map_err(PutError::InvalidArgument),
+                Some(text) => parse_hash_key(text).map_err(|e| match e {
+                    HashKeyError::Malformed(_) => PutError::Validation(e.to_string()),
+                    HashKeyError::OutOfRange(_) => PutError::InvalidArgument(e.to_string()),
+                }),
                 None => Ok(partition_key_hash(record.partition_key)),
             }
         })
         .collect()
 }
 
-/// A `SequenceNumberForOrdering` must name a record this stream issued.
-fn check_ordering(stream: &StreamState, text: &str) -> Result<(), PutError> {
+/// A `SequenceNumberForOrdering` must name a record this stream issued, and the record must
+/// be able to sort after it: records go to shards of the same or a higher index (one key stays
+/// in one shard; reshard children have higher indexes). A record routed to a lower-index shard
+/// than the one the number came from (an explicit hash key moved it) is refused.
+fn check_ordering(
+    stream: &StreamState,
+    record: &PutRecord<'_>,
+    text: &str,
+) -> Result<(), PutError> {
     let seq = SequenceNumber::parse(text).map_err(PutError::InvalidArgument)?;
     let shards = stream.shards();
     let issued = seq
         .shard_index()
         .and_then(|index| shards.get(index))
         .is_some_and(|shard| seq.log_seq() < shard.reader.next_seq());
-    if issued {
-        Ok(())
-    } else {
-        Err(PutError::InvalidArgument(format!(
+    if !issued {
+        return Err(PutError::InvalidArgument(format!(
             "ExclusiveMinimumSequenceNumber {text} used in PutRecord on stream {} under account 000000000000 is invalid.",
             stream.name
-        )))
+        )));
     }
+    let hash = match record.explicit_hash_key {
+        Some(key) => parse_hash_key(key).ok(),
+        None => Some(partition_key_hash(record.partition_key)),
+    };
+    // A malformed hash key is reported by the batch checks.
+    let Some(hash) = hash else { return Ok(()) };
+    let target = shards.route(hash).index;
+    if seq.shard_index().is_some_and(|from| from > target) {
+        return Err(PutError::InvalidArgument(format!(
+            "SequenceNumberForOrdering {text} belongs to a shard after {} where this record goes, so the record cannot sort after it; use the same partition key (and hash key) as that record.",
+            crate::seqnum::ShardId::new(target)
+        )));
+    }
+    Ok(())
 }
 
 /// Record indexes per shard, in request order within each shard.

@@ -65,7 +65,7 @@ impl Records {
         SequenceNumber::new(self.shard_index, self.batch.next_seq())
     }
 
-    fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.batch
             .records()
             .map(|r| (r.key.len() + r.data.len()) as u64)

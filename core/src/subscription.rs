@@ -11,7 +11,7 @@ use event_listener::Listener;
 use std::time::{Duration, Instant};
 
 /// A subscription to one shard. Each event carries at least one record, or the end of the
-/// shard.
+/// shard. It holds a clone of the [`Engine`], so the engine stays open while it exists.
 #[derive(Debug)]
 pub struct Subscription {
     engine: Engine,
@@ -24,7 +24,8 @@ pub struct Subscription {
 pub struct SubscriptionEvent {
     /// The records (zero-copy), with lag and end-of-shard information.
     pub records: Records,
-    /// Resubscribe `AfterSequenceNumber`... or rather at this position to continue.
+    /// Where the next event starts: subscribe `AtSequenceNumber` of it to resume without a
+    /// gap or a duplicate (also after a caught-up event, when nothing has that number yet).
     pub continuation_sequence_number: SequenceNumber,
 }
 

@@ -8,6 +8,7 @@ use sluice_core::{
 
 #[test]
 fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
+    use ErrorCode::{InvalidArgument, ResourceInUse, ResourceNotFound, Validation};
     let dir = tempfile::tempdir().unwrap();
     let engine = common::open(dir.path());
     common::create(&engine, "s", 2);
@@ -18,84 +19,102 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
     let big = vec![0u8; 1024 * 1024];
     let key_257 = "k".repeat(257);
     let many: Vec<PutRecord<'_>> = (0..501).map(|_| PutRecord::new("k", b"v")).collect();
-    let cases: Vec<(&str, ErrorCode)> = vec![
+    let put = |record: PutRecord<'_>| engine.put_blocking("s", record).unwrap_err().code();
+    let above_range = "340282366920938463463374607431768211456";
+    // (what, the error it got, the error Kinesis gives)
+    let cases: Vec<(&str, ErrorCode, ErrorCode)> = vec![
         (
             "unknown stream",
             engine
                 .put_blocking("nope", PutRecord::new("k", b"v"))
                 .unwrap_err()
                 .code(),
+            ResourceNotFound,
         ),
         (
             "257-char key",
-            engine
-                .put_blocking("s", PutRecord::new(&key_257, b"v"))
-                .unwrap_err()
-                .code(),
+            put(PutRecord::new(&key_257, b"v")),
+            Validation,
         ),
-        (
-            "empty key",
-            engine
-                .put_blocking("s", PutRecord::new("", b"v"))
-                .unwrap_err()
-                .code(),
-        ),
+        ("empty key", put(PutRecord::new("", b"v")), Validation),
         (
             "hash key out of range",
-            engine
-                .put_blocking(
-                    "s",
-                    PutRecord::new("k", b"v")
-                        .with_explicit_hash_key("340282366920938463463374607431768211456"),
-                )
-                .unwrap_err()
-                .code(),
+            put(PutRecord::new("k", b"v").with_explicit_hash_key(above_range)),
+            InvalidArgument,
+        ),
+        (
+            "malformed hash key",
+            put(PutRecord::new("k", b"v").with_explicit_hash_key("-1")),
+            Validation,
         ),
         (
             "501 records",
             engine.put_batch_blocking("s", &many).unwrap_err().code(),
+            Validation,
         ),
         (
             "0 records",
             engine.put_batch_blocking("s", &[]).unwrap_err().code(),
+            Validation,
         ),
         // 1 MiB of data plus a 1-byte key is one byte over the default maximum.
         (
             "record over the maximum",
-            engine
-                .put_blocking("s", PutRecord::new("k", &big))
-                .unwrap_err()
-                .code(),
+            put(PutRecord::new("k", &big)),
+            InvalidArgument,
         ),
         (
-            "retention below 24 h",
+            "increase to below 24 h",
             engine
                 .increase_retention_blocking("s", 23)
                 .unwrap_err()
                 .code(),
+            InvalidArgument,
         ),
         (
-            "retention above 8760 h",
+            "decrease to below 24 h",
+            engine
+                .decrease_retention_blocking("s", 23)
+                .unwrap_err()
+                .code(),
+            InvalidArgument,
+        ),
+        (
+            "decrease to 0 h",
+            engine
+                .decrease_retention_blocking("s", 0)
+                .unwrap_err()
+                .code(),
+            InvalidArgument,
+        ),
+        (
+            "increase above 8760 h",
             engine
                 .increase_retention_blocking("s", 8761)
                 .unwrap_err()
                 .code(),
+            InvalidArgument,
         ),
-        ("retention decrease via increase", {
-            engine.increase_retention_blocking("s", 48).unwrap();
-            let code = engine
-                .increase_retention_blocking("s", 30)
-                .unwrap_err()
-                .code();
-            engine.decrease_retention_blocking("s", 24).unwrap();
-            code
-        }),
+        (
+            "retention decrease via increase",
+            {
+                engine.increase_retention_blocking("s", 48).unwrap();
+                let code = engine
+                    .increase_retention_blocking("s", 30)
+                    .unwrap_err()
+                    .code();
+                engine.decrease_retention_blocking("s", 24).unwrap();
+                code
+            },
+            InvalidArgument,
+        ),
         (
             "unknown shard",
             engine
                 .shard_iterator("s", "shardId-000000000009", IteratorStart::TrimHorizon)
                 .unwrap_err()
                 .code(),
+            ResourceNotFound,
         ),
         (
             "malformed shard id",
@@ -103,6 +122,15 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
                 .shard_iterator("s", "shard-1", IteratorStart::Latest)
                 .unwrap_err()
                 .code(),
+            ResourceNotFound,
+        ),
+        (
+            "iterator on an unknown stream",
+            engine
+                .shard_iterator("nope", "shardId-000000000000", IteratorStart::Latest)
+                .unwrap_err()
+                .code(),
+            ResourceNotFound,
         ),
         (
             "invalid stream name",
@@ -110,6 +138,15 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
                 .create_stream_blocking(CreateStream::provisioned("a/b", 1))
                 .unwrap_err()
                 .code(),
+            Validation,
+        ),
+        (
+            "129-character stream name",
+            engine
+                .create_stream_blocking(CreateStream::provisioned("n".repeat(129), 1))
+                .unwrap_err()
+                .code(),
+            Validation,
         ),
         (
             "zero shards",
@@ -117,6 +154,7 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
                 .create_stream_blocking(CreateStream::provisioned("z", 0))
                 .unwrap_err()
                 .code(),
+            Validation,
         ),
         (
             "existing name",
@@ -124,6 +162,7 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
                 .create_stream_blocking(CreateStream::provisioned("s", 1))
                 .unwrap_err()
                 .code(),
+            ResourceInUse,
         ),
         (
             "max record size 11 MiB",
@@ -131,34 +170,16 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
                 .update_max_record_size_blocking("s", 11 << 20)
                 .unwrap_err()
                 .code(),
+            Validation,
         ),
         (
             "delete unknown",
             engine.delete_stream_blocking("nope").unwrap_err().code(),
+            ResourceNotFound,
         ),
     ];
-    let expected = [
-        ErrorCode::ResourceNotFound,
-        ErrorCode::InvalidArgument,
-        ErrorCode::InvalidArgument,
-        ErrorCode::InvalidArgument,
-        ErrorCode::InvalidArgument,
-        ErrorCode::InvalidArgument,
-        ErrorCode::InvalidArgument,
-        ErrorCode::InvalidArgument,
-        ErrorCode::InvalidArgument,
-        ErrorCode::InvalidArgument,
-        ErrorCode::ResourceNotFound,
-        ErrorCode::ResourceNotFound,
-        ErrorCode::Validation,
-        ErrorCode::Validation,
-        ErrorCode::ResourceInUse,
-        ErrorCode::Validation,
-        ErrorCode::ResourceNotFound,
-    ];
-    assert_eq!(cases.len(), expected.len());
-    for ((what, got), want) in cases.iter().zip(expected) {
-        assert_eq!(*got, want, "{what}");
+    for (what, got, want) in &cases {
+        assert_eq!(got, want, "{what}");
     }
     assert_eq!(
         engine.describe_stream("s", None, None).unwrap(),

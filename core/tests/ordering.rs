@@ -79,7 +79,21 @@ fn concurrent_writers_lose_nothing_duplicate_nothing_and_each_shard_is_strictly_
                 shard.shard_id
             );
         }
+        // Each writer put each of its keys' records in (batch, index) order: they must come
+        // back in that order.
+        let mut last_per_key: std::collections::HashMap<String, (u32, u32)> = Default::default();
         for (seq, key, data) in records {
+            let text = String::from_utf8(data.clone()).unwrap();
+            let mut parts = text.split('-').skip(1);
+            let batch: u32 = parts.next().unwrap()[1..].parse().unwrap();
+            let index: u32 = parts.next().unwrap()[1..].parse().unwrap();
+            if let Some(last) = last_per_key.insert(key.clone(), (batch, index)) {
+                assert!(
+                    last < (batch, index),
+                    "{key}: {last:?} then {:?}",
+                    (batch, index)
+                );
+            }
             let at = expected
                 .get(&(key.clone(), data.clone()))
                 .expect("only acknowledged records are read");
@@ -159,6 +173,24 @@ fn sequence_number_for_ordering_must_be_issued_and_the_new_record_sorts_after_it
         let err = engine.put_blocking("chained", record).unwrap_err();
         assert_eq!(err.code(), sluice_core::ErrorCode::InvalidArgument, "{bad}");
     }
+    // The same key moved to a lower shard by an explicit hash key cannot sort after a
+    // number from the higher shard: refused rather than silently out of order.
+    let max = u128::MAX.to_string();
+    let high = engine
+        .put_blocking(
+            "chained",
+            PutRecord::new("a", b"high").with_explicit_hash_key(&max),
+        )
+        .unwrap();
+    assert_eq!(high.shard_id, "shardId-000000000001");
+    let ordering = high.sequence_number.to_string();
+    let lower = PutRecord {
+        sequence_number_for_ordering: Some(&ordering),
+        ..PutRecord::new("a", b"x")
+    };
+    let err = engine.put_blocking("chained", lower).unwrap_err();
+    assert_eq!(err.code(), sluice_core::ErrorCode::InvalidArgument);
+
     let ordering = first.sequence_number.to_string();
     let in_batch = [PutRecord {
         sequence_number_for_ordering: Some(&ordering),

@@ -203,3 +203,52 @@ fn shard_counters_reach_the_metrics_recorder() {
     assert_eq!(counters["sluice_shard_outgoing_records"], 4);
     assert_eq!(counters["sluice_shard_outgoing_bytes"], 32);
 }
+
+#[test]
+fn resubscribing_at_the_continuation_resumes_without_gap_or_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::open(dir.path());
+    common::create(&engine, "resume", 1);
+    let shard = "shardId-000000000000";
+    for i in 0..3u8 {
+        engine
+            .put_blocking("resume", PutRecord::new("k", &[i]))
+            .unwrap();
+    }
+    let mut first = engine
+        .subscribe("resume", shard, IteratorStart::TrimHorizon)
+        .unwrap();
+    let event = first
+        .next_blocking(Duration::from_secs(10))
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.records.len(), 3);
+    // Caught up: the continuation names a record that does not exist yet.
+    let continuation = event.continuation_sequence_number;
+    drop(first);
+    let mut resumed = engine
+        .subscribe(
+            "resume",
+            shard,
+            IteratorStart::AtSequenceNumber(continuation),
+        )
+        .unwrap();
+    engine
+        .put_blocking("resume", PutRecord::new("k", &[3]))
+        .unwrap();
+    let event = resumed
+        .next_blocking(Duration::from_secs(10))
+        .unwrap()
+        .unwrap();
+    let data: Vec<u8> = event.records.records().map(|r| r.data[0]).collect();
+    assert_eq!(data, vec![3]);
+    // One past the next number is still refused.
+    let beyond = sluice_core::SequenceNumber(continuation.0 + 2);
+    assert_eq!(
+        engine
+            .subscribe("resume", shard, IteratorStart::AtSequenceNumber(beyond))
+            .unwrap_err()
+            .code(),
+        ErrorCode::InvalidArgument
+    );
+}

@@ -61,10 +61,11 @@ impl CoreState {
         });
     }
 
-    async fn wait_idle(&self) {
-        while self.in_flight.get() > 0 {
+    /// Waits until fewer than `limit` tasks run.
+    async fn wait_below(&self, limit: usize) {
+        while self.in_flight.get() >= limit {
             let idle = self.idle.listen();
-            if self.in_flight.get() == 0 {
+            if self.in_flight.get() < limit {
                 break;
             }
             idle.await;
@@ -72,8 +73,14 @@ impl CoreState {
     }
 }
 
-/// The core's main loop: take jobs until shutdown, then drain, sync and return.
-pub(crate) async fn run_core(queue: QueueReceiver<CoreMessage>, maintenance_interval: Duration) {
+/// The core's main loop: take jobs until shutdown, then drain, sync and return. At most
+/// `tasks_max` tasks run at once; beyond that the core stops taking jobs, its queue fills, and
+/// callers wait (back-pressure instead of unbounded memory).
+pub(crate) async fn run_core(
+    queue: QueueReceiver<CoreMessage>,
+    maintenance_interval: Duration,
+    tasks_max: usize,
+) {
     let state = Rc::new(CoreState {
         logs: RefCell::new(HashMap::new()),
         in_flight: Cell::new(0),
@@ -81,11 +88,15 @@ pub(crate) async fn run_core(queue: QueueReceiver<CoreMessage>, maintenance_inte
         stopping: Cell::new(false),
     });
     state.spawn(maintenance_loop(state.clone(), maintenance_interval));
-    while let Some(CoreMessage::Job(job)) = queue.recv().await {
-        job(&state);
+    loop {
+        state.wait_below(tasks_max).await;
+        match queue.recv().await {
+            Some(CoreMessage::Job(job)) => job(&state),
+            Some(CoreMessage::Shutdown) | None => break,
+        }
     }
     state.stopping.set(true);
-    state.wait_idle().await;
+    state.wait_below(1).await;
     for log in state.all_logs() {
         // A failed sync latched the log; what was acknowledged durable is already durable.
         let _ = log.sync().await;
