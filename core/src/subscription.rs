@@ -17,6 +17,7 @@ pub struct Subscription {
     engine: Engine,
     iterator: ShardIterator,
     finished: bool,
+    spin_before_park: Duration,
 }
 
 /// One delivery.
@@ -41,6 +42,7 @@ impl Engine {
             engine: self.clone(),
             iterator: self.shard_iterator(stream, shard_id, start)?,
             finished: false,
+            spin_before_park: Duration::ZERO,
         })
     }
 }
@@ -64,13 +66,31 @@ impl Subscription {
         }
     }
 
+    /// Makes [`Subscription::next_blocking`] poll for up to `spin` before parking the thread:
+    /// a parked thread needs tens of µs to run again once woken (more on a VM); a polling one
+    /// sees a record as soon as it is visible, at the cost of a busy CPU while it waits.
+    pub fn set_spin_before_park(&mut self, spin: Duration) {
+        self.spin_before_park = spin;
+    }
+
     /// Blocking form of [`Subscription::next`]: waits at most `timeout`; `Ok(None)` when
     /// nothing arrived in time.
     pub fn next_blocking(
         &mut self,
         timeout: Duration,
     ) -> Result<Option<SubscriptionEvent>, ReadError> {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let spin_until = started + self.spin_before_park.min(timeout);
+        while Instant::now() < spin_until {
+            if let Some(event) = self.poll_once()? {
+                return Ok(Some(event));
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            std::hint::spin_loop();
+        }
         loop {
             let shard = self.iterator.shard()?;
             let changed = shard.reader.listen();

@@ -252,3 +252,38 @@ fn resubscribing_at_the_continuation_resumes_without_gap_or_duplicate() {
         ErrorCode::InvalidArgument
     );
 }
+
+#[test]
+fn a_spinning_blocking_subscriber_still_gets_every_record_and_still_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::open(dir.path());
+    common::create(&engine, "spin", 1);
+    let mut subscription = engine
+        .subscribe("spin", "shardId-000000000000", IteratorStart::Latest)
+        .unwrap();
+    subscription.set_spin_before_park(Duration::from_millis(5));
+    assert!(
+        subscription
+            .next_blocking(Duration::from_millis(20))
+            .unwrap()
+            .is_none()
+    );
+    let mut got = Vec::new();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for i in 0..50u8 {
+                engine
+                    .put_blocking("spin", PutRecord::new("k", &[i]))
+                    .unwrap();
+            }
+        });
+        while got.len() < 50 {
+            let event = subscription
+                .next_blocking(Duration::from_secs(30))
+                .unwrap()
+                .expect("records");
+            got.extend(event.records.records().map(|r| r.data[0]));
+        }
+    });
+    assert_eq!(got, (0..50).collect::<Vec<u8>>());
+}
