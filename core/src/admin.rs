@@ -363,16 +363,9 @@ impl Engine {
                 "a record of {bytes} bytes does not fit this engine's segments (at most {supported} bytes); open it with larger segments"
             )));
         }
-        let name = name.to_owned();
-        self.control(move |control| {
-            let stream = control
-                .shared
-                .catalog
-                .get(&name)
-                .ok_or_else(|| stream_not_found(&name))?;
-            let mut settings = stream.settings();
+        self.change_settings(name, move |settings| {
             settings.max_record_size_bytes = bytes;
-            control.update_settings(&stream, settings)
+            Ok(())
         })
         .await
     }
@@ -388,16 +381,9 @@ impl Engine {
 
     /// Switches between provisioned and on-demand.
     pub async fn update_stream_mode(&self, name: &str, mode: StreamMode) -> Result<(), AdminError> {
-        let name = name.to_owned();
-        self.control(move |control| {
-            let stream = control
-                .shared
-                .catalog
-                .get(&name)
-                .ok_or_else(|| stream_not_found(&name))?;
-            let mut settings = stream.settings();
+        self.change_settings(name, move |settings| {
             settings.on_demand = mode == StreamMode::OnDemand;
-            control.update_settings(&stream, settings)
+            Ok(())
         })
         .await
     }
@@ -420,17 +406,15 @@ impl Engine {
         for (key, value) in &tags {
             check_tag(key, value)?;
         }
-        let name = name.to_owned();
-        self.control(move |control| {
-            let stream = control.shared.catalog.get(&name).ok_or_else(|| stream_not_found(&name))?;
-            let mut settings = stream.settings();
+        let stream = name.to_owned();
+        self.change_settings(name, move |settings| {
             settings.tags.extend(tags);
             if settings.tags.len() > TAGS_MAX {
                 return Err(AdminError::LimitExceeded(format!(
-                    "Failed to add tags to stream {name} under account 000000000000 because a given stream can have a maximum of {TAGS_MAX} tags."
+                    "Failed to add tags to stream {stream} under account 000000000000 because a given stream can have a maximum of {TAGS_MAX} tags."
                 )));
             }
-            control.update_settings(&stream, settings)
+            Ok(())
         })
         .await
     }
@@ -446,6 +430,22 @@ impl Engine {
 
     /// Removes tags by key; unknown keys are ignored.
     pub async fn remove_tags(&self, name: &str, keys: Vec<String>) -> Result<(), AdminError> {
+        self.change_settings(name, move |settings| {
+            for key in &keys {
+                settings.tags.remove(key);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Applies `change` to a stream's settings on the control thread: logged, then applied.
+    /// A change that returns an error changes nothing.
+    async fn change_settings(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut StreamSettings) -> Result<(), AdminError> + Send + 'static,
+    ) -> Result<(), AdminError> {
         let name = name.to_owned();
         self.control(move |control| {
             let stream = control
@@ -454,9 +454,7 @@ impl Engine {
                 .get(&name)
                 .ok_or_else(|| stream_not_found(&name))?;
             let mut settings = stream.settings();
-            for key in &keys {
-                settings.tags.remove(key);
-            }
+            change(&mut settings)?;
             control.update_settings(&stream, settings)
         })
         .await

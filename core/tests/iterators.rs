@@ -214,20 +214,25 @@ fn sequence_numbers_from_another_shard_or_never_issued_are_invalid() {
     let other = engine
         .put_blocking("two", PutRecord::new("k", b"x").with_explicit_hash_key("0"))
         .unwrap();
-    for seq in [
-        SequenceNumber::new(0, 3),
-        SequenceNumber::new(1, 0),
-        SequenceNumber(u128::MAX),
+    // Three records: 0..=2 exist, 3 is the next to be issued (AT it is a caught-up
+    // position; AFTER it is not), 4 is beyond.
+    let at = IteratorStart::AtSequenceNumber;
+    let after = IteratorStart::AfterSequenceNumber;
+    for start in [
+        at(SequenceNumber::new(0, 4)),
+        after(SequenceNumber::new(0, 3)),
+        at(SequenceNumber::new(1, 0)),
+        at(SequenceNumber(u128::MAX)),
     ] {
         let err = engine
-            .shard_iterator(
-                "s",
-                "shardId-000000000000",
-                IteratorStart::AtSequenceNumber(seq),
-            )
+            .shard_iterator("s", "shardId-000000000000", start)
             .unwrap_err();
-        assert_eq!(err.code(), ErrorCode::InvalidArgument, "{seq}");
+        assert_eq!(err.code(), ErrorCode::InvalidArgument, "{start:?}");
     }
+    let mut caught_up = engine
+        .shard_iterator("s", "shardId-000000000000", at(SequenceNumber::new(0, 3)))
+        .unwrap();
+    assert!(engine.get_records(&mut caught_up, None).unwrap().is_empty());
     let last = engine.shard_iterator(
         "two",
         "shardId-000000000001",

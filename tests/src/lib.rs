@@ -24,6 +24,21 @@ impl Rng {
     }
 }
 
+/// A number from the environment, if set and valid.
+pub fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// The crash tests' seed: `SLUICE_CRASH_SEED` to replay a run, else the time.
+pub fn crash_seed() -> u64 {
+    env_u64("SLUICE_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_nanos() as u64
+    })
+}
+
 /// Length of record `seq`'s data: 0 to 2999 bytes, fixed by the sequence number.
 pub fn record_len(seq: u64) -> usize {
     (Rng::new(seq ^ 0xABCD).next_u64() % 3000) as usize

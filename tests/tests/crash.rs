@@ -3,26 +3,17 @@
 //! 25); seed: SLUICE_CRASH_SEED (printed on failure).
 
 use sluice_storage::{GlommioIo, ReadLimits, ShardLog, SystemClock, block_on};
-use sluice_tests::{Rng, crash_log_config, record_data, record_key};
+use sluice_tests::{Rng, crash_log_config, crash_seed, env_u64, record_data, record_key};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
 #[test]
 fn kill_9_during_appends_never_loses_a_durable_record() {
     let cycles = env_u64("SLUICE_CRASH_CYCLES").unwrap_or(25);
-    let seed = env_u64("SLUICE_CRASH_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-    });
+    let seed = crash_seed();
     println!("crash test: {cycles} cycles, SLUICE_CRASH_SEED={seed}");
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng::new(seed);

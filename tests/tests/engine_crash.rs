@@ -3,26 +3,20 @@
 //! order per key. Cycles: SLUICE_ENGINE_CRASH_CYCLES (default 8); seed: SLUICE_CRASH_SEED.
 
 use sluice_core::{Engine, IteratorStart};
-use sluice_tests::{CRASH_STREAM, Rng, crash_engine_config, engine_record_data, engine_record_key};
+use sluice_tests::{
+    CRASH_STREAM, Rng, crash_engine_config, crash_seed, engine_record_data, engine_record_key,
+    env_u64,
+};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
 #[test]
 fn kill_9_during_durable_puts_loses_no_acknowledged_record() {
     let cycles = env_u64("SLUICE_ENGINE_CRASH_CYCLES").unwrap_or(8);
-    let seed = env_u64("SLUICE_CRASH_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-    });
+    let seed = crash_seed();
     println!("engine crash test: {cycles} cycles, SLUICE_CRASH_SEED={seed}");
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng::new(seed);
