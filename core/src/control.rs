@@ -235,15 +235,11 @@ impl Control {
             .map(|shard| {
                 let key: ShardKey = (uid, shard.index);
                 self.on_core(shard.core, move |state, reply| {
-                    if let Some(log) = state.remove(key) {
-                        state.spawn(async move {
-                            let _ = log.sync().await;
-                            drop(log);
-                            let _ = reply.send(());
-                        });
-                    } else {
+                    let core = state.clone();
+                    state.spawn(async move {
+                        core.close(key).await;
                         let _ = reply.send(());
-                    }
+                    });
                 })
             })
             .collect();

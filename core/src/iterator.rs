@@ -195,8 +195,9 @@ fn start_position(shard: &ShardState, start: IteratorStart) -> Result<u64, ReadE
             Ok(seq.log_seq() + u64::from(after))
         } else {
             Err(ReadError::InvalidArgument(format!(
-                "StartingSequenceNumber {seq} used in GetShardIterator on shard {} is invalid because it did not come from this shard.",
-                shard.id
+                "StartingSequenceNumber {seq} used in GetShardIterator on shard {} is invalid: it is not a position of this shard, whose next sequence number is {} (after a crash, records that were visible but never durable are gone).",
+                shard.id,
+                SequenceNumber::new(shard.index, next_seq)
             )))
         }
     };

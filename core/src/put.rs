@@ -88,6 +88,8 @@ impl Engine {
     ) -> Result<PutResult, PutError> {
         let state = self.put_stream(stream)?;
         if let Some(ordering) = record.sequence_number_for_ordering {
+            // The record's own checks first, so a bad record is reported as such.
+            check_batch(&[record], state.settings().max_record_size_bytes)?;
             check_ordering(&state, &record, ordering)?;
         }
         let mut results = self.put_checked(&state, &[record], durability).await?;

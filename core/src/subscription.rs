@@ -114,10 +114,18 @@ impl Subscription {
         }
         let shard = self.iterator.shard()?;
         let now_ms = self.engine.shared().config.clock.now_ms();
-        let records = self
-            .engine
-            .read_shard(&self.iterator, &shard, GET_RECORDS_MAX, now_ms)?;
-        self.iterator.position = records.next_position().log_seq();
+        let records = loop {
+            let records =
+                self.engine
+                    .read_shard(&self.iterator, &shard, GET_RECORDS_MAX, now_ms)?;
+            let moved = records.next_position().log_seq() != self.iterator.position;
+            self.iterator.position = records.next_position().log_seq();
+            // An empty read that moved the position skipped a gap recovery left: records
+            // after it may be readable already, and no write will come to wake us for them.
+            if !(records.is_empty() && moved) || records.end_of_shard {
+                break records;
+            }
+        };
         self.finished = records.end_of_shard;
         if records.is_empty() && !records.end_of_shard {
             return Ok(None);
@@ -126,6 +134,11 @@ impl Subscription {
             .metrics
             .outgoing_records
             .increment(records.len() as u64);
+        shard.metrics.outgoing_bytes.increment(records.bytes());
+        shard
+            .metrics
+            .iterator_age_ms
+            .set(records.millis_behind_latest as f64);
         Ok(Some(SubscriptionEvent {
             continuation_sequence_number: records.next_position(),
             records,

@@ -46,6 +46,20 @@ impl CoreState {
         self.logs.borrow_mut().remove(&key)
     }
 
+    /// Takes the log out of the core, waits until no task uses it any more (an append in
+    /// flight, a maintenance pass that may be creating a spare segment), and syncs it: after
+    /// this, nothing touches its directory.
+    pub(crate) async fn close(&self, key: ShardKey) {
+        let Some(log) = self.remove(key) else {
+            return;
+        };
+        while Rc::strong_count(&log) > 1 {
+            sleep(Duration::from_millis(1)).await;
+        }
+        // A failed sync latched the log; what was acknowledged durable is already durable.
+        let _ = log.sync().await;
+    }
+
     fn all_logs(&self) -> Vec<Log> {
         self.logs.borrow().values().cloned().collect()
     }
