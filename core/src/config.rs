@@ -39,6 +39,22 @@ pub struct EngineConfig {
     pub spin_before_park_us: u64,
     /// Time source for arrival timestamps, retention and token expiry.
     pub clock: Arc<dyn Clock>,
+    /// Called on the control thread at each step of a reshard, for crash tests (a test
+    /// process stops there and is killed). `None` in normal use.
+    pub reshard_observer: Option<Arc<dyn Fn(ReshardStep) + Send + Sync>>,
+}
+
+/// The steps of a split or merge, in order (docs/design/resharding.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReshardStep {
+    /// The children's logs are open; nothing routes to them.
+    ChildrenOpened,
+    /// The parents take no more appends; their ending positions are known.
+    ParentsClosed,
+    /// The new layout is in the metadata log: the reshard has happened.
+    Committed,
+    /// The catalog routes to the children.
+    Applied,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -71,6 +87,7 @@ impl EngineConfig {
             maintenance_interval_ms: 100,
             spin_before_park_us: 0,
             clock: Arc::new(SystemClock),
+            reshard_observer: None,
         }
     }
 

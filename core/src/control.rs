@@ -59,6 +59,9 @@ impl Control {
         };
         control.set_aside_unknown_stream_dirs(&streams)?;
         for record in streams.values() {
+            control.remove_uncommitted_shard_dirs(record)?;
+        }
+        for record in streams.values() {
             let shards = control.open_shards(record, &record.shards)?;
             control
                 .shared
@@ -85,7 +88,7 @@ impl Control {
         self.streams_dir().join(uid.to_string())
     }
 
-    fn shard_dir(&self, uid: u64, index: u32) -> PathBuf {
+    pub(crate) fn shard_dir(&self, uid: u64, index: u32) -> PathBuf {
         self.stream_dir(uid).join(format!("shard-{index}"))
     }
 
@@ -122,6 +125,32 @@ impl Control {
             let path = entry.path();
             std::fs::rename(&path, &target)
                 .map_err(|e| StorageError::io("set aside unknown stream", &path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes shard directories of a known stream that its record does not list: children
+    /// of a reshard that crashed before its commit. Nothing routes a put to a child before
+    /// the commit, so they hold no record (docs/design/resharding.md).
+    fn remove_uncommitted_shard_dirs(&self, record: &StreamRecord) -> Result<(), AdminError> {
+        let dir = self.stream_dir(record.uid);
+        let listing = match std::fs::read_dir(&dir) {
+            Ok(listing) => listing,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StorageError::io("list stream", &dir, e).into()),
+        };
+        for entry in listing {
+            let entry = entry.map_err(|e| StorageError::io("list stream", &dir, e))?;
+            let index = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("shard-"))
+                .and_then(|n| n.parse::<usize>().ok());
+            if index.is_some_and(|i| i >= record.shards.len()) {
+                let path = entry.path();
+                std::fs::remove_dir_all(&path)
+                    .map_err(|e| StorageError::io("remove uncommitted shard", &path, e))?;
+            }
         }
         Ok(())
     }
@@ -181,6 +210,7 @@ impl Control {
             let key: ShardKey = (stream.uid, shard.index);
             let dir = self.shard_dir(stream.uid, shard.index);
             let (config, clock) = (config.clone(), self.shared.config.clock.clone());
+            let closed = shard.ending_log_seq.is_some();
             let reply = self.on_core(core, move |state, reply| {
                 let state = state.clone();
                 state.clone().spawn(async move {
@@ -191,6 +221,10 @@ impl Control {
                     let _ = reply.send(opened.map(|log| {
                         let reader = log.reader();
                         state.insert(key, Rc::new(log));
+                        if closed {
+                            // A reshard closed it: it takes no more appends.
+                            state.mark_closed(key);
+                        }
                         reader
                     }));
                 });

@@ -229,6 +229,68 @@ impl ReadError {
     }
 }
 
+/// Resharding: split, merge, update shard count.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReshardError {
+    /// No such stream.
+    #[error("Stream {0} under account 000000000000 not found.")]
+    StreamNotFound(String),
+    /// No such shard.
+    #[error("Could not find shard {shard} in stream {stream} under account 000000000000.")]
+    ShardNotFound {
+        /// Stream name.
+        stream: String,
+        /// Shard id as given.
+        shard: String,
+    },
+    /// The request breaks the API's constraints, or the stream is on-demand.
+    #[error("{0}")]
+    Validation(String),
+    /// A value that cannot be used: a key outside the shard, shards that are not adjacent, a
+    /// closed shard, a target count out of bounds.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The shard quota.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// The metadata log or a shard log failed; nothing changed.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// The engine is shutting down.
+    #[error("the engine is shut down")]
+    Shutdown,
+}
+
+impl ReshardError {
+    /// The stable code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ReshardError::StreamNotFound(_) | ReshardError::ShardNotFound { .. } => {
+                ErrorCode::ResourceNotFound
+            }
+            ReshardError::Validation(_) => ErrorCode::Validation,
+            ReshardError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            ReshardError::LimitExceeded(_) => ErrorCode::LimitExceeded,
+            ReshardError::Storage(_) => ErrorCode::InternalFailure,
+            ReshardError::Shutdown => ErrorCode::EngineShutdown,
+        }
+    }
+}
+
+impl From<AdminError> for ReshardError {
+    /// Failures of the steps shared with stream administration (opening logs, the metadata
+    /// log).
+    fn from(error: AdminError) -> ReshardError {
+        match error {
+            AdminError::Storage(e) => ReshardError::Storage(e),
+            AdminError::StreamNotFound(name) => ReshardError::StreamNotFound(name),
+            AdminError::Shutdown => ReshardError::Shutdown,
+            other => ReshardError::InvalidArgument(other.to_string()),
+        }
+    }
+}
+
 /// Opening the engine.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -262,6 +324,9 @@ pub enum Error {
     /// Reading.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// Resharding.
+    #[error(transparent)]
+    Reshard(#[from] ReshardError),
     /// Opening.
     #[error(transparent)]
     Open(#[from] OpenError),
@@ -274,6 +339,7 @@ impl Error {
             Error::Admin(e) => e.code(),
             Error::Put(e) => e.code(),
             Error::Read(e) => e.code(),
+            Error::Reshard(e) => e.code(),
             Error::Open(_) => ErrorCode::InternalFailure,
         }
     }

@@ -46,11 +46,13 @@ mod error;
 pub mod hashkey;
 mod iterator;
 pub mod limits;
+mod lineage;
 mod list_shards;
 mod metrics;
 mod names;
 mod put;
 mod read;
+mod reshard;
 mod runtime;
 pub mod seqnum;
 mod subscription;
@@ -61,14 +63,16 @@ pub use admin::{
     CreateStream, ListShards, ShardDescription, ShardFilter, ShardPage, StreamDescription,
     StreamMode, StreamPage, StreamStatus, StreamSummary,
 };
-pub use config::{EngineConfig, ThroughputLimits};
+pub use config::{EngineConfig, ReshardStep, ThroughputLimits};
 pub use engine::Engine;
-pub use error::{AdminError, Error, ErrorCode, OpenError, PutError, ReadError};
+pub use error::{AdminError, Error, ErrorCode, OpenError, PutError, ReadError, ReshardError};
 pub use hashkey::HashKeyRange;
 pub use iterator::{IteratorStart, ShardIterator};
+pub use lineage::{ShardRecords, StreamReader};
 pub use names::{validate_partition_key, validate_stream_name};
 pub use put::{PutRecord, PutRecordResult, PutResult};
 pub use read::{Record, Records};
+pub use reshard::{ScalingType, ShardCountUpdate};
 pub use seqnum::{SequenceNumber, ShardId};
 pub use sluice_storage as storage;
 pub use sluice_storage::{Clock, Durability, ManualClock, SystemClock};

@@ -4,6 +4,7 @@
 use metrics::{Counter, Gauge, counter, gauge};
 
 /// Handles registered once per shard, so the hot path does no label work.
+#[derive(Clone)]
 pub(crate) struct ShardMetrics {
     pub(crate) incoming_bytes: Counter,
     pub(crate) incoming_records: Counter,

@@ -7,7 +7,7 @@ use crate::error::PutError;
 use crate::hashkey::{HashKeyError, parse_hash_key, partition_key_hash};
 use crate::limits::{PUT_BATCH_BYTES_MAX, PUT_BATCH_RECORDS_MAX};
 use crate::names::validate_partition_key;
-use crate::runtime::{CoreJob, CoreMessage, CoreState};
+use crate::runtime::{AppendGuard, CoreJob, CoreMessage, CoreState};
 use crate::seqnum::{SequenceNumber, ShardId};
 use sluice_storage::format::{BATCH_HEADER_LEN, encoded_batch_len};
 use sluice_storage::{Appended, Durability, RecordIn};
@@ -171,15 +171,55 @@ impl Engine {
     ) -> Result<Vec<PutRecordResult>, PutError> {
         let max_record = stream.settings().max_record_size_bytes;
         let hashes = check_batch(records, max_record)?;
-        let shards = stream.shards();
-        let now_ms = self.shared().config.clock.now_ms();
         let mut results: Vec<Option<PutRecordResult>> = (0..records.len()).map(|_| None).collect();
+        let mut todo: Vec<usize> = (0..records.len()).collect();
+        // Records sent to a shard a reshard was closing come back; they go again, routed by
+        // the layout the reshard committed.
+        loop {
+            let shards = stream.shards();
+            let resharded = self
+                .put_round(
+                    stream,
+                    &shards,
+                    records,
+                    &hashes,
+                    &todo,
+                    durability,
+                    &mut results,
+                )
+                .await;
+            if resharded.is_empty() {
+                break;
+            }
+            wait_for_new_layout(stream, &shards).await?;
+            todo = resharded;
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every record has a result"))
+            .collect())
+    }
+
+    /// Sends the records `todo` to their shards under the layout `shards` and fills their
+    /// results; returns the records whose shard was being closed by a reshard.
+    #[allow(clippy::too_many_arguments)]
+    async fn put_round(
+        &self,
+        stream: &StreamState,
+        shards: &ShardSet,
+        records: &[PutRecord<'_>],
+        hashes: &[u128],
+        todo: &[usize],
+        durability: Durability,
+        results: &mut [Option<PutRecordResult>],
+    ) -> Vec<usize> {
+        let now_ms = self.shared().config.clock.now_ms();
         let mut pending = Vec::new();
-        for (shard, members) in group_by_shard(&shards, &hashes) {
+        for (shard, members) in group_by_shard(shards, hashes, todo) {
             let bytes: usize = members.iter().map(|&i| records[i].size_bytes()).sum();
             if !shard.admit_write(members.len() as u64, bytes as u64, now_ms) {
                 shard.metrics.write_throttles.increment(1);
-                fail_all(&mut results, &members, || PutError::Throttled {
+                fail_all(results, &members, || PutError::Throttled {
                     stream: stream.name.clone(),
                     shard: shard.id.clone(),
                 });
@@ -191,13 +231,14 @@ impl Engine {
                 .await
             {
                 Ok(reply) => pending.push((shard, members, reply)),
-                Err(_) => fail_all(&mut results, &members, || PutError::Shutdown),
+                Err(_) => fail_all(results, &members, || PutError::Shutdown),
             }
         }
+        let mut resharded = Vec::new();
         for (shard, members, reply) in pending {
             match reply.await {
                 Ok(ShardReply::Appended { batches, failure }) => {
-                    let written = fill_results(&mut results, &shard, &members, &batches, failure);
+                    let written = fill_results(results, &shard, &members, &batches, failure);
                     let bytes: usize = members[..written]
                         .iter()
                         .map(|&i| records[i].size_bytes())
@@ -205,21 +246,19 @@ impl Engine {
                     shard.metrics.incoming_records.increment(written as u64);
                     shard.metrics.incoming_bytes.increment(bytes as u64);
                 }
+                Ok(ShardReply::Resharded) => resharded.extend(members),
                 // The stream was deleted while the put was on its way: these records were
                 // not written (other shards' may have been, and keep their results).
                 Ok(ShardReply::Closed) => {
-                    fail_all(&mut results, &members, || {
+                    fail_all(results, &members, || {
                         PutError::StreamNotFound(stream.name.clone())
                     });
                 }
                 // The core stopped: the outcome of these records is unknown.
-                Err(_) => fail_all(&mut results, &members, || PutError::Shutdown),
+                Err(_) => fail_all(results, &members, || PutError::Shutdown),
             }
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.expect("every record has a result"))
-            .collect())
+        resharded
     }
 
     async fn send_append(
@@ -236,8 +275,13 @@ impl Engine {
                 let _ = tx.send(ShardReply::Closed);
                 return;
             };
+            if core.is_closing(key) {
+                let _ = tx.send(ShardReply::Resharded);
+                return;
+            }
+            let visible = core.begin_append(key);
             core.spawn(async move {
-                let _ = tx.send(append_packed(&log, &packed, durability).await);
+                let _ = tx.send(append_packed(&log, &packed, durability, visible).await);
             });
         });
         self.shared().cores[shard.core]
@@ -323,10 +367,14 @@ fn check_ordering(
 }
 
 /// Record indexes per shard, in request order within each shard.
-fn group_by_shard(shards: &ShardSet, hashes: &[u128]) -> Vec<(Arc<ShardState>, Vec<usize>)> {
+fn group_by_shard(
+    shards: &ShardSet,
+    hashes: &[u128],
+    todo: &[usize],
+) -> Vec<(Arc<ShardState>, Vec<usize>)> {
     let mut groups: BTreeMap<u32, (Arc<ShardState>, Vec<usize>)> = BTreeMap::new();
-    for (i, &hash) in hashes.iter().enumerate() {
-        let shard = shards.route(hash);
+    for &i in todo {
+        let shard = shards.route(hashes[i]);
         groups
             .entry(shard.index)
             .or_insert_with(|| (shard.clone(), Vec::new()))
@@ -334,6 +382,21 @@ fn group_by_shard(shards: &ShardSet, hashes: &[u128]) -> Vec<(Arc<ShardState>, V
             .push(i);
     }
     groups.into_values().collect()
+}
+
+/// Waits until a reshard has committed a new layout for `stream` (or given up and restored
+/// the old one): the shard set is no longer `seen`.
+async fn wait_for_new_layout(stream: &StreamState, seen: &Arc<ShardSet>) -> Result<(), PutError> {
+    loop {
+        let changed = stream.listen_for_layout();
+        if stream.is_deleted() {
+            return Err(PutError::StreamNotFound(stream.name.clone()));
+        }
+        if !Arc::ptr_eq(&stream.shards(), seen) {
+            return Ok(());
+        }
+        changed.await;
+    }
 }
 
 /// Gives the records the batches covered their sequence numbers, and the rest the failure
@@ -381,6 +444,9 @@ enum ShardReply {
     },
     /// The shard's log is closed: its stream was deleted.
     Closed,
+    /// A reshard is closing the shard: nothing was written; route the records again once the
+    /// new layout is in the catalog.
+    Resharded,
 }
 
 /// Records for one shard, copied into one buffer so they can cross to the owning core.
@@ -422,11 +488,14 @@ impl Packed {
 }
 
 /// Appends the records as few batches as the segment size allows, in order; stops at the
-/// first failure and says which batches were written.
+/// first failure and says which batches were written. `visible` is released as soon as the
+/// batches are visible, before waiting for durability, so a reshard closing the shard waits
+/// only for visibility.
 async fn append_packed(
     log: &crate::runtime::Log,
     packed: &Packed,
     durability: Durability,
+    visible: AppendGuard,
 ) -> ShardReply {
     let records = packed.records();
     let batch_max = log.config().batch_bytes_max();
@@ -443,7 +512,7 @@ async fn append_packed(
             size += record_bytes;
             end += 1;
         }
-        match log.append(&records[start..end], durability).await {
+        match log.append(&records[start..end], Durability::Visible).await {
             Ok(appended) => batches.push(appended),
             Err(e) => {
                 return ShardReply::Appended {
@@ -453,6 +522,17 @@ async fn append_packed(
             }
         }
         start = end;
+    }
+    drop(visible);
+    let end_seq = batches.last().map_or(0, Appended::end_seq);
+    if durability == Durability::Durable
+        && let Err(e) = log.make_durable(end_seq).await
+    {
+        // Visible but maybe not durable: the outcome is unknown, report every record failed.
+        return ShardReply::Appended {
+            batches: Vec::new(),
+            failure: Some(e.to_string()),
+        };
     }
     ShardReply::Appended {
         batches,

@@ -119,11 +119,21 @@ impl Engine {
         limit: usize,
         now_ms: u64,
     ) -> Result<Records, ReadError> {
-        let limits = ReadLimits {
-            records_max: limit,
+        // A closed shard is read up to its ending position and never past it: its records
+        // are exactly those it took before the reshard closed it.
+        let limits_from = |position: u64| ReadLimits {
+            records_max: match shard.ending_log_seq {
+                Some(end) => {
+                    limit.min(usize::try_from(end.saturating_sub(position)).unwrap_or(usize::MAX))
+                }
+                None => limit,
+            },
             bytes_max: GET_RECORDS_BYTES_MAX,
         };
-        let batch = match shard.reader.read(iterator.position, limits) {
+        let batch = match shard
+            .reader
+            .read(iterator.position, limits_from(iterator.position))
+        {
             // Only after a crash that lost records never made durable (readers see records
             // once visible): the position names records the shard no longer has.
             Err(StorageError::SequenceBeyondEnd { seq, next_seq }) => {
@@ -134,7 +144,7 @@ impl Engine {
             }
             // Records under the iterator expired: continue from the oldest retained one.
             Err(StorageError::SequenceTrimmed { trim_horizon, .. }) => {
-                shard.reader.read(trim_horizon, limits)?
+                shard.reader.read(trim_horizon, limits_from(trim_horizon))?
             }
             other => other?,
         };
@@ -144,7 +154,11 @@ impl Engine {
             Some(last) if !caught_up => now_ms.saturating_sub(last.timestamp_ms),
             _ => 0,
         };
-        let end_of_shard = shard.ending_log_seq.is_some_and(|end| next >= end);
+        // A closed shard ends at its ending position, or earlier if a power loss took
+        // visible-only records from its tail (its log can never grow again).
+        let end_of_shard = shard
+            .ending_log_seq
+            .is_some_and(|end| next >= end.min(shard.reader.next_seq()));
         let child_shard_ids = if end_of_shard {
             iterator
                 .stream

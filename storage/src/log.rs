@@ -398,6 +398,13 @@ impl<I: SegmentIo> ShardLog<I> {
         self.wait_durable(self.shared.next_seq()).await
     }
 
+    /// Returns once every record below `end_seq` is durable (sharing syncs with concurrent
+    /// callers, as durable appends do). `append(.., Visible)` followed by this is
+    /// `append(.., Durable)` split in two, for callers that act between the two points.
+    pub async fn make_durable(&self, end_seq: u64) -> Result<()> {
+        self.wait_durable(end_seq).await
+    }
+
     fn check_writable(&self) -> Result<()> {
         match self.shared.latch_cause() {
             Some(cause) => Err(StorageError::Latched { cause }),

@@ -103,6 +103,12 @@ impl LogReader {
         self.shared.listen()
     }
 
+    /// Wakes every reader waiting on [`LogReader::listen`] without new records: something
+    /// else they check changed (the shard was closed by a reshard, its stream deleted).
+    pub fn wake_waiters(&self) {
+        self.shared.wake_waiters();
+    }
+
     /// The reason the log refuses writes, if it latched after a failed write or sync.
     pub fn latch_cause(&self) -> Option<String> {
         self.shared.latch_cause()

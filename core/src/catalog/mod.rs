@@ -55,6 +55,7 @@ impl Catalog {
         let removed = write(&self.streams).remove(name);
         if let Some(stream) = &removed {
             stream.deleted.store(true, Ordering::Release);
+            stream.layout_changed.notify(usize::MAX);
         }
         removed
     }
@@ -67,6 +68,8 @@ pub(crate) struct StreamState {
     pub(crate) created_ms: u64,
     pub(crate) settings: RwLock<StreamSettings>,
     shards: RwLock<Arc<ShardSet>>,
+    /// Notified when `shards` is swapped (a reshard) or the stream is deleted.
+    layout_changed: event_listener::Event,
     deleted: AtomicBool,
 }
 
@@ -129,12 +132,25 @@ impl StreamState {
                 tags: record.tags.iter().cloned().collect(),
             }),
             shards: RwLock::new(Arc::new(ShardSet::new(shards))),
+            layout_changed: event_listener::Event::new(),
             deleted: AtomicBool::new(false),
         }
     }
 
     pub(crate) fn shards(&self) -> Arc<ShardSet> {
         read(&self.shards).clone()
+    }
+
+    /// Replaces the shard set (a reshard committed, or failed and restores the old layout
+    /// under a new identity so that waiting putters retry) and wakes waiting putters.
+    pub(crate) fn set_shards(&self, shards: Vec<Arc<ShardState>>) {
+        *write(&self.shards) = Arc::new(ShardSet::new(shards));
+        self.layout_changed.notify(usize::MAX);
+    }
+
+    /// A listener woken by the next [`StreamState::set_shards`] or deletion.
+    pub(crate) fn listen_for_layout(&self) -> event_listener::EventListener {
+        self.layout_changed.listen()
     }
 
     pub(crate) fn settings(&self) -> StreamSettings {
@@ -216,6 +232,24 @@ impl ShardState {
             core,
             reader,
             buckets: limits.map(|l| Mutex::new(ShardBuckets::new(l, now_ms))),
+        }
+    }
+
+    /// The same shard, closed at `ending_log_seq`: same log, same owner, no more writes.
+    pub(crate) fn closed(&self, ending_log_seq: u64, closed_ms: u64) -> ShardState {
+        ShardState {
+            index: self.index,
+            id: self.id.clone(),
+            range: self.range,
+            parent: self.parent,
+            adjacent_parent: self.adjacent_parent,
+            created_ms: self.created_ms,
+            ending_log_seq: Some(ending_log_seq),
+            closed_ms: Some(closed_ms),
+            core: self.core,
+            reader: self.reader.clone(),
+            buckets: None,
+            metrics: self.metrics.clone(),
         }
     }
 

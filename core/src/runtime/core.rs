@@ -5,7 +5,7 @@ use crate::catalog::ShardKey;
 use event_listener::Event;
 use sluice_storage::{GlommioIo, ShardLog, sleep, spawn_detached};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
@@ -30,6 +30,11 @@ pub(crate) struct CoreState {
     in_flight: Cell<usize>,
     idle: Event,
     stopping: Cell<bool>,
+    /// Shards being closed by a reshard: puts to them answer `Resharded`.
+    closing: RefCell<HashSet<ShardKey>>,
+    /// Appends per shard that are not visible yet; a closing shard waits for zero.
+    appending: RefCell<HashMap<ShardKey, usize>>,
+    appends_visible: Event,
 }
 
 impl CoreState {
@@ -50,6 +55,7 @@ impl CoreState {
     /// flight, a maintenance pass that may be creating a spare segment), and syncs it: after
     /// this, nothing touches its directory.
     pub(crate) async fn close(&self, key: ShardKey) {
+        self.closing.borrow_mut().remove(&key);
         let Some(log) = self.remove(key) else {
             return;
         };
@@ -58,6 +64,47 @@ impl CoreState {
         }
         // A failed sync latched the log; what was acknowledged durable is already durable.
         let _ = log.sync().await;
+    }
+
+    /// True when a reshard is closing the shard: new appends must go to its children.
+    pub(crate) fn is_closing(&self, key: ShardKey) -> bool {
+        self.closing.borrow().contains(&key)
+    }
+
+    /// Counts an append to `key` until the guard is dropped (once the append is visible, or
+    /// has failed, or was cancelled).
+    pub(crate) fn begin_append(self: &Rc<Self>, key: ShardKey) -> AppendGuard {
+        *self.appending.borrow_mut().entry(key).or_insert(0) += 1;
+        AppendGuard {
+            state: self.clone(),
+            key,
+        }
+    }
+
+    /// Stops appends to `key` and waits until every append already started is visible;
+    /// returns the log position after its last record (the shard's ending position), or
+    /// `None` if the core does not hold the shard.
+    pub(crate) async fn close_for_reshard(&self, key: ShardKey) -> Option<u64> {
+        let log = self.log(key)?;
+        self.closing.borrow_mut().insert(key);
+        loop {
+            let visible = self.appends_visible.listen();
+            if self.appending.borrow().get(&key).copied().unwrap_or(0) == 0 {
+                break;
+            }
+            visible.await;
+        }
+        Some(log.next_seq())
+    }
+
+    /// Marks a shard that a reshard closed before a restart: it takes no appends.
+    pub(crate) fn mark_closed(&self, key: ShardKey) {
+        self.closing.borrow_mut().insert(key);
+    }
+
+    /// Undoes [`CoreState::close_for_reshard`] after a reshard failed before its commit.
+    pub(crate) fn reopen_after_reshard_failure(&self, key: ShardKey) {
+        self.closing.borrow_mut().remove(&key);
     }
 
     fn all_logs(&self) -> Vec<Log> {
@@ -87,6 +134,27 @@ impl CoreState {
     }
 }
 
+/// Counts one append as not yet visible (see [`CoreState::begin_append`]).
+pub(crate) struct AppendGuard {
+    state: Rc<CoreState>,
+    key: ShardKey,
+}
+
+impl Drop for AppendGuard {
+    fn drop(&mut self) {
+        let mut appending = self.state.appending.borrow_mut();
+        let count = appending
+            .get_mut(&self.key)
+            .expect("counted by begin_append");
+        *count -= 1;
+        if *count == 0 {
+            appending.remove(&self.key);
+        }
+        drop(appending);
+        self.state.appends_visible.notify(usize::MAX);
+    }
+}
+
 /// The core's main loop: take jobs until shutdown, then drain, sync and return. At most
 /// `tasks_max` tasks run at once; beyond that the core stops taking jobs, its queue fills, and
 /// callers wait (back-pressure instead of unbounded memory).
@@ -100,6 +168,9 @@ pub(crate) async fn run_core(
         in_flight: Cell::new(0),
         idle: Event::new(),
         stopping: Cell::new(false),
+        closing: RefCell::new(HashSet::new()),
+        appending: RefCell::new(HashMap::new()),
+        appends_visible: Event::new(),
     });
     state.spawn(maintenance_loop(state.clone(), maintenance_interval));
     loop {

@@ -4,4 +4,4 @@
 mod core;
 pub(crate) mod queue;
 
-pub(crate) use self::core::{CoreJob, CoreMessage, CoreState, Log, run_core};
+pub(crate) use self::core::{AppendGuard, CoreJob, CoreMessage, CoreState, Log, run_core};

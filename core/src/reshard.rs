@@ -1,0 +1,432 @@
+//! Resharding: split, merge and update_shard_count. The protocol, its invariants and what a
+//! crash at each step leaves are in docs/design/resharding.md.
+
+use crate::catalog::{MetaEntry, ShardKey, ShardRecord, ShardState, StreamState};
+use crate::config::ReshardStep;
+use crate::control::Control;
+use crate::engine::{Engine, block};
+use crate::error::ReshardError;
+use crate::hashkey::{HashKeyError, HashKeyRange, parse_hash_key};
+use crate::limits::SHARDS_PER_STREAM_MAX;
+use crate::seqnum::parse_shard_id;
+use std::sync::Arc;
+
+/// How `update_shard_count` reaches its target (Kinesis offers only this one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalingType {
+    /// An even split of the hash space among the target number of shards.
+    UniformScaling,
+}
+
+/// `update_shard_count`'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardCountUpdate {
+    /// Open shards before.
+    pub current_shard_count: u32,
+    /// Open shards after.
+    pub target_shard_count: u32,
+}
+
+impl Engine {
+    /// Splits an open shard at `new_starting_hash_key` (decimal, strictly inside its range):
+    /// the shard closes and two children take `[start, key − 1]` and `[key, end]`.
+    pub async fn split_shard(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        new_starting_hash_key: &str,
+    ) -> Result<(), ReshardError> {
+        let (stream, shard_id, key) = (
+            stream.to_owned(),
+            shard_id.to_owned(),
+            new_starting_hash_key.to_owned(),
+        );
+        self.reshard(move |control| split(control, &stream, &shard_id, &key))
+            .await
+    }
+
+    /// Blocking form of [`Engine::split_shard`].
+    pub fn split_shard_blocking(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        new_starting_hash_key: &str,
+    ) -> Result<(), ReshardError> {
+        block(self.split_shard(stream, shard_id, new_starting_hash_key))
+    }
+
+    /// Merges two adjacent open shards into one child covering both ranges.
+    pub async fn merge_shards(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        adjacent_shard_id: &str,
+    ) -> Result<(), ReshardError> {
+        let (stream, a, b) = (
+            stream.to_owned(),
+            shard_id.to_owned(),
+            adjacent_shard_id.to_owned(),
+        );
+        self.reshard(move |control| merge(control, &stream, &a, &b))
+            .await
+    }
+
+    /// Blocking form of [`Engine::merge_shards`].
+    pub fn merge_shards_blocking(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        adjacent_shard_id: &str,
+    ) -> Result<(), ReshardError> {
+        block(self.merge_shards(stream, shard_id, adjacent_shard_id))
+    }
+
+    /// Reshards to `target` open shards splitting the hash space evenly, through splits and
+    /// merges. `target` must be between half and double the open shard count.
+    pub async fn update_shard_count(
+        &self,
+        stream: &str,
+        target: u32,
+        scaling: ScalingType,
+    ) -> Result<ShardCountUpdate, ReshardError> {
+        let ScalingType::UniformScaling = scaling;
+        let stream = stream.to_owned();
+        self.reshard(move |control| update_shard_count(control, &stream, target))
+            .await
+    }
+
+    /// Blocking form of [`Engine::update_shard_count`].
+    pub fn update_shard_count_blocking(
+        &self,
+        stream: &str,
+        target: u32,
+        scaling: ScalingType,
+    ) -> Result<ShardCountUpdate, ReshardError> {
+        block(self.update_shard_count(stream, target, scaling))
+    }
+
+    async fn reshard<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Control) -> Result<T, ReshardError> + Send + 'static,
+    ) -> Result<T, ReshardError> {
+        let (tx, rx) = oneshot::channel();
+        self.control(move |control| {
+            let _ = tx.send(op(control));
+            Ok(())
+        })
+        .await
+        .map_err(|_| ReshardError::Shutdown)?;
+        rx.await.map_err(|_| ReshardError::Shutdown)?
+    }
+}
+
+/// The stream, refusing on-demand streams (Kinesis reshards those itself).
+fn provisioned_stream(control: &Control, name: &str) -> Result<Arc<StreamState>, ReshardError> {
+    let stream = control
+        .shared
+        .catalog
+        .get(name)
+        .ok_or_else(|| ReshardError::StreamNotFound(name.to_owned()))?;
+    if stream.settings().on_demand {
+        return Err(ReshardError::Validation(format!(
+            "Stream {name} under account 000000000000 is in On-Demand mode; resharding is only for provisioned streams."
+        )));
+    }
+    Ok(stream)
+}
+
+/// An open shard of `stream` by id.
+fn open_shard(stream: &StreamState, shard_id: &str) -> Result<Arc<ShardState>, ReshardError> {
+    let not_found = || ReshardError::ShardNotFound {
+        stream: stream.name.clone(),
+        shard: shard_id.to_owned(),
+    };
+    let index = parse_shard_id(shard_id).ok_or_else(not_found)?;
+    let shard = stream.shards().get(index).cloned().ok_or_else(not_found)?;
+    if shard.ending_log_seq.is_some() {
+        return Err(ReshardError::InvalidArgument(format!(
+            "Shard {shard_id} in stream {} under account 000000000000 is closed and cannot be resharded.",
+            stream.name
+        )));
+    }
+    Ok(shard)
+}
+
+fn check_quota(control: &Control, added: u32) -> Result<(), ReshardError> {
+    let open: usize = control
+        .shared
+        .catalog
+        .all()
+        .iter()
+        .map(|s| s.shards().open_by_start.len())
+        .sum();
+    let limit = control.shared.config.shards_max;
+    if open as u64 + u64::from(added) > u64::from(limit) {
+        return Err(ReshardError::LimitExceeded(format!(
+            "This request would exceed the shard limit for the account 000000000000. Current shard count for the account: {open}. Limit: {limit}."
+        )));
+    }
+    Ok(())
+}
+
+fn split(
+    control: &mut Control,
+    name: &str,
+    shard_id: &str,
+    key_text: &str,
+) -> Result<(), ReshardError> {
+    let stream = provisioned_stream(control, name)?;
+    let parent = open_shard(&stream, shard_id)?;
+    let key = parse_hash_key(key_text).map_err(|e| match e {
+        HashKeyError::Malformed(_) => ReshardError::Validation(e.to_string()),
+        HashKeyError::OutOfRange(_) => ReshardError::InvalidArgument(e.to_string()),
+    })?;
+    let range = parent.range;
+    if !(range.start < key && key < range.end) {
+        return Err(ReshardError::InvalidArgument(format!(
+            "NewStartingHashKey {key} used in SplitShard() on shard {shard_id} in stream {name} under account 000000000000 is not both greater than one plus the shard's StartingHashKey {} and less than the shard's EndingHashKey {}.",
+            range.start, range.end
+        )));
+    }
+    check_quota(control, 1)?;
+    split_at(control, &stream, &parent, key)
+}
+
+/// Splits `parent` so that the upper child starts at `key` (`start < key ≤ end`).
+fn split_at(
+    control: &mut Control,
+    stream: &StreamState,
+    parent: &Arc<ShardState>,
+    key: u128,
+) -> Result<(), ReshardError> {
+    let next = stream.shards().by_index.len() as u32;
+    let now_ms = control.shared.config.clock.now_ms();
+    let child = |index, start, end| ShardRecord {
+        index,
+        hash_start: start,
+        hash_end: end,
+        parent: Some(parent.index),
+        adjacent_parent: None,
+        created_ms: now_ms,
+        ending_log_seq: None,
+        closed_ms: None,
+    };
+    let children = vec![
+        child(next, parent.range.start, key - 1),
+        child(next + 1, key, parent.range.end),
+    ];
+    reshard(control, stream, std::slice::from_ref(parent), children)
+}
+
+fn merge(control: &mut Control, name: &str, a: &str, b: &str) -> Result<(), ReshardError> {
+    let stream = provisioned_stream(control, name)?;
+    let first = open_shard(&stream, a)?;
+    let second = open_shard(&stream, b)?;
+    let adjacent = first.range.end.checked_add(1) == Some(second.range.start)
+        || second.range.end.checked_add(1) == Some(first.range.start);
+    if first.index == second.index || !adjacent {
+        return Err(ReshardError::InvalidArgument(format!(
+            "Shards {a} and {b} in stream {name} under account 000000000000 are not an adjacent pair of shards eligible for merging"
+        )));
+    }
+    merge_pair(control, &stream, &first, &second)
+}
+
+fn merge_pair(
+    control: &mut Control,
+    stream: &StreamState,
+    shard: &Arc<ShardState>,
+    adjacent: &Arc<ShardState>,
+) -> Result<(), ReshardError> {
+    let child = ShardRecord {
+        index: stream.shards().by_index.len() as u32,
+        hash_start: shard.range.start.min(adjacent.range.start),
+        hash_end: shard.range.end.max(adjacent.range.end),
+        parent: Some(shard.index),
+        adjacent_parent: Some(adjacent.index),
+        created_ms: control.shared.config.clock.now_ms(),
+        ending_log_seq: None,
+        closed_ms: None,
+    };
+    reshard(
+        control,
+        stream,
+        &[shard.clone(), adjacent.clone()],
+        vec![child],
+    )
+}
+
+/// The protocol: open the children, close the parents, commit, apply. Before the commit any
+/// failure restores the old layout; after it the reshard has happened.
+fn reshard(
+    control: &mut Control,
+    stream: &StreamState,
+    parents: &[Arc<ShardState>],
+    children: Vec<ShardRecord>,
+) -> Result<(), ReshardError> {
+    for child in &children {
+        // Left by an attempt that failed before its commit: it holds no record.
+        let _ = std::fs::remove_dir_all(control.shard_dir(stream.uid, child.index));
+    }
+    let record = stream.to_record(&stream.settings());
+    let opened = control.open_shards(&record, &children)?;
+    observe(control, ReshardStep::ChildrenOpened);
+    let endings = match close_parents(control, stream.uid, parents) {
+        Ok(endings) => endings,
+        Err(e) => {
+            abort(control, stream, parents, &opened);
+            return Err(e);
+        }
+    };
+    observe(control, ReshardStep::ParentsClosed);
+    let now_ms = control.shared.config.clock.now_ms();
+    let mut layout: Vec<Arc<ShardState>> = stream
+        .shards()
+        .by_index
+        .iter()
+        .map(
+            |shard| match parents.iter().position(|p| p.index == shard.index) {
+                Some(i) => Arc::new(shard.closed(endings[i], now_ms)),
+                None => shard.clone(),
+            },
+        )
+        .collect();
+    layout.extend(opened.iter().cloned());
+    let mut committed = stream.to_record(&stream.settings());
+    committed.shards = layout.iter().map(|s| s.to_record()).collect();
+    if let Err(e) = control.record(&MetaEntry::Upsert(committed)) {
+        abort(control, stream, parents, &opened);
+        return Err(e.into());
+    }
+    observe(control, ReshardStep::Committed);
+    stream.set_shards(layout);
+    observe(control, ReshardStep::Applied);
+    for parent in parents {
+        // Readers waiting at a parent's end learn it is closed.
+        parent.reader.wake_waiters();
+    }
+    Ok(())
+}
+
+fn observe(control: &Control, step: ReshardStep) {
+    if let Some(observer) = &control.shared.config.reshard_observer {
+        observer(step);
+    }
+}
+
+/// Closes each parent on its core; returns their ending positions in order.
+fn close_parents(
+    control: &Control,
+    uid: u64,
+    parents: &[Arc<ShardState>],
+) -> Result<Vec<u64>, ReshardError> {
+    let replies: Vec<_> = parents
+        .iter()
+        .map(|parent| {
+            let key: ShardKey = (uid, parent.index);
+            control.on_core(parent.core, move |state, reply| {
+                let core = state.clone();
+                state.spawn(async move {
+                    let _ = reply.send(core.close_for_reshard(key).await);
+                });
+            })
+        })
+        .collect();
+    let mut endings = Vec::with_capacity(parents.len());
+    for reply in replies {
+        let ending = reply.recv().map_err(|_| ReshardError::Shutdown)?;
+        endings.push(ending.ok_or(ReshardError::Shutdown)?);
+    }
+    Ok(endings)
+}
+
+/// Undoes a reshard that failed before its commit: the parents take appends again, putters
+/// waiting for a new layout retry on the old one, the children's logs close and their
+/// directories go.
+fn abort(
+    control: &Control,
+    stream: &StreamState,
+    parents: &[Arc<ShardState>],
+    children: &[Arc<ShardState>],
+) {
+    let replies: Vec<_> = parents
+        .iter()
+        .map(|parent| {
+            let key: ShardKey = (stream.uid, parent.index);
+            control.on_core(parent.core, move |state, reply| {
+                state.reopen_after_reshard_failure(key);
+                let _ = reply.send(());
+            })
+        })
+        .collect();
+    for reply in replies {
+        let _ = reply.recv();
+    }
+    stream.set_shards(stream.shards().by_index.clone());
+    control.close_shards(stream.uid, children);
+    for child in children {
+        let _ = std::fs::remove_dir_all(control.shard_dir(stream.uid, child.index));
+    }
+}
+
+fn update_shard_count(
+    control: &mut Control,
+    name: &str,
+    target: u32,
+) -> Result<ShardCountUpdate, ReshardError> {
+    let stream = provisioned_stream(control, name)?;
+    let current = stream.shards().open_by_start.len() as u32;
+    if target == 0 || target > SHARDS_PER_STREAM_MAX || target > current * 2 || target * 2 < current
+    {
+        return Err(ReshardError::InvalidArgument(format!(
+            "UpdateShardCount to {target} shards on stream {name} under account 000000000000: the target must be between half ({}) and double ({}) the current {current} open shards.",
+            current.div_ceil(2),
+            current * 2
+        )));
+    }
+    let targets = HashKeyRange::even_split(target);
+    let splits_needed = planned_splits(&stream, &targets).len() as u32;
+    check_quota(control, splits_needed)?;
+    for key in planned_splits(&stream, &targets) {
+        let shards = stream.shards();
+        let parent = shards.route(key).clone();
+        split_at(control, &stream, &parent, key)?;
+    }
+    for range in &targets {
+        while let Some((a, b)) = adjacent_pair_within(&stream, range) {
+            merge_pair(control, &stream, &a, &b)?;
+        }
+    }
+    Ok(ShardCountUpdate {
+        current_shard_count: current,
+        target_shard_count: stream.shards().open_by_start.len() as u32,
+    })
+}
+
+/// Target boundaries that fall strictly inside an open shard: a split at each one.
+fn planned_splits(stream: &StreamState, targets: &[HashKeyRange]) -> Vec<u128> {
+    let shards = stream.shards();
+    targets
+        .iter()
+        .skip(1)
+        .map(|t| t.start)
+        .filter(|&b| shards.route(b).range.start < b)
+        .collect()
+}
+
+/// Two adjacent open shards that both lie inside `range`, lowest first.
+fn adjacent_pair_within(
+    stream: &StreamState,
+    range: &HashKeyRange,
+) -> Option<(Arc<ShardState>, Arc<ShardState>)> {
+    let shards = stream.shards();
+    let inside: Vec<&Arc<ShardState>> = shards
+        .open_by_start
+        .iter()
+        .filter(|s| range.start <= s.range.start && s.range.end <= range.end)
+        .collect();
+    inside
+        .windows(2)
+        .next()
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+}
