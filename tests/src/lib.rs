@@ -94,3 +94,39 @@ pub fn engine_record_data(run: u64, writer: u64, n: u64) -> Vec<u8> {
     data.extend(record_data(run ^ (writer << 48) ^ n).iter().take(500));
     data
 }
+
+/// Runs `writers` threads that put durably into `stream` forever, printing `ack <writer> <n>`
+/// after each acknowledgement (records `0..n` of that writer in run `run` are durable). For
+/// the crash tests' child processes.
+pub fn run_durable_writers(engine: &sluice_core::Engine, stream: &str, run: u64, writers: u64) {
+    use std::io::Write;
+    let out = std::sync::Mutex::new(std::io::stdout());
+    std::thread::scope(|scope| {
+        for writer in 0..writers {
+            let out = &out;
+            scope.spawn(move || {
+                let key = engine_record_key(run, writer);
+                let mut rng = Rng::new(run ^ writer);
+                let mut n = 0;
+                loop {
+                    let count = 1 + rng.below(30);
+                    let data: Vec<Vec<u8>> = (n..n + count)
+                        .map(|i| engine_record_data(run, writer, i))
+                        .collect();
+                    let records: Vec<sluice_core::PutRecord<'_>> = data
+                        .iter()
+                        .map(|d| sluice_core::PutRecord::new(&key, d))
+                        .collect();
+                    let results = engine
+                        .put_batch_with_blocking(stream, &records, sluice_core::Durability::Durable)
+                        .expect("put");
+                    assert!(results.iter().all(|r| r.is_ok()), "no record fails");
+                    n += count;
+                    let mut out = out.lock().expect("no panic while printing");
+                    writeln!(out, "ack {writer} {n}").expect("stdout");
+                    out.flush().expect("stdout");
+                }
+            });
+        }
+    });
+}
