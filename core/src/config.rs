@@ -49,10 +49,10 @@ pub struct EngineConfig {
 pub enum ReshardStep {
     /// The children's logs are open; nothing routes to them.
     ChildrenOpened,
-    /// The parents take no more appends; their ending positions are known.
-    ParentsClosed,
     /// The new layout is in the metadata log: the reshard has happened.
     Committed,
+    /// The parents take no more appends; their ending positions are known.
+    ParentsClosed,
     /// The catalog routes to the children.
     Applied,
 }

@@ -210,7 +210,7 @@ impl Control {
             let key: ShardKey = (stream.uid, shard.index);
             let dir = self.shard_dir(stream.uid, shard.index);
             let (config, clock) = (config.clone(), self.shared.config.clock.clone());
-            let closed = shard.ending_log_seq.is_some();
+            let closed = shard.closed_ms.is_some();
             let reply = self.on_core(core, move |state, reply| {
                 let state = state.clone();
                 state.clone().spawn(async move {

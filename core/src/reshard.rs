@@ -256,8 +256,9 @@ fn merge_pair(
     )
 }
 
-/// The protocol: open the children, close the parents, commit, apply. Before the commit any
-/// failure restores the old layout; after it the reshard has happened.
+/// The protocol: open the children, commit, close the parents, apply, record the parents'
+/// endings. A failure before the commit leaves nothing changed; after it the reshard has
+/// happened, and the time putters to a parent wait holds no fsync (docs/design/resharding.md).
 fn reshard(
     control: &mut Control,
     stream: &StreamState,
@@ -271,41 +272,50 @@ fn reshard(
     let record = stream.to_record(&stream.settings());
     let opened = control.open_shards(&record, &children)?;
     observe(control, ReshardStep::ChildrenOpened);
-    let endings = match close_parents(control, stream.uid, parents) {
-        Ok(endings) => endings,
-        Err(e) => {
-            abort(control, stream, parents, &opened);
-            return Err(e);
-        }
-    };
-    observe(control, ReshardStep::ParentsClosed);
     let now_ms = control.shared.config.clock.now_ms();
+    let is_parent = |index: u32| parents.iter().position(|p| p.index == index);
+    let mut committed = record;
+    for shard in &mut committed.shards {
+        if is_parent(shard.index).is_some() {
+            // Closed; its ending is wherever its log ends once it stops taking appends.
+            shard.closed_ms = Some(now_ms);
+        }
+    }
+    committed.shards.extend(children);
+    if let Err(e) = control.record(&MetaEntry::Upsert(committed)) {
+        control.close_shards(stream.uid, &opened);
+        remove_dirs(control, stream.uid, &opened);
+        return Err(e.into());
+    }
+    observe(control, ReshardStep::Committed);
+    let endings = close_parents(control, stream.uid, parents)?;
+    observe(control, ReshardStep::ParentsClosed);
     let mut layout: Vec<Arc<ShardState>> = stream
         .shards()
         .by_index
         .iter()
-        .map(
-            |shard| match parents.iter().position(|p| p.index == shard.index) {
-                Some(i) => Arc::new(shard.closed(endings[i], now_ms)),
-                None => shard.clone(),
-            },
-        )
+        .map(|shard| match is_parent(shard.index) {
+            Some(i) => Arc::new(shard.closed(endings[i], now_ms)),
+            None => shard.clone(),
+        })
         .collect();
     layout.extend(opened.iter().cloned());
-    let mut committed = stream.to_record(&stream.settings());
-    committed.shards = layout.iter().map(|s| s.to_record()).collect();
-    if let Err(e) = control.record(&MetaEntry::Upsert(committed)) {
-        abort(control, stream, parents, &opened);
-        return Err(e.into());
-    }
-    observe(control, ReshardStep::Committed);
     stream.set_shards(layout);
     observe(control, ReshardStep::Applied);
     for parent in parents {
         // Readers waiting at a parent's end learn it is closed.
         parent.reader.wake_waiters();
     }
+    // Records the endings; until then a restart takes them from the parents' logs. A failure
+    // here latches the metadata log and is reported by the next change.
+    let _ = control.record(&MetaEntry::Upsert(stream.to_record(&stream.settings())));
     Ok(())
+}
+
+fn remove_dirs(control: &Control, uid: u64, shards: &[Arc<ShardState>]) {
+    for shard in shards {
+        let _ = std::fs::remove_dir_all(control.shard_dir(uid, shard.index));
+    }
 }
 
 fn observe(control: &Control, step: ReshardStep) {
@@ -338,35 +348,6 @@ fn close_parents(
         endings.push(ending.ok_or(ReshardError::Shutdown)?);
     }
     Ok(endings)
-}
-
-/// Undoes a reshard that failed before its commit: the parents take appends again, putters
-/// waiting for a new layout retry on the old one, the children's logs close and their
-/// directories go.
-fn abort(
-    control: &Control,
-    stream: &StreamState,
-    parents: &[Arc<ShardState>],
-    children: &[Arc<ShardState>],
-) {
-    let replies: Vec<_> = parents
-        .iter()
-        .map(|parent| {
-            let key: ShardKey = (stream.uid, parent.index);
-            control.on_core(parent.core, move |state, reply| {
-                state.reopen_after_reshard_failure(key);
-                let _ = reply.send(());
-            })
-        })
-        .collect();
-    for reply in replies {
-        let _ = reply.recv();
-    }
-    stream.set_shards(stream.shards().by_index.clone());
-    control.close_shards(stream.uid, children);
-    for child in children {
-        let _ = std::fs::remove_dir_all(control.shard_dir(stream.uid, child.index));
-    }
 }
 
 fn update_shard_count(

@@ -14,10 +14,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// Each step, and whether the reshard has happened once the process dies there.
 const STEPS: [(&str, bool); 4] = [
     ("children-opened", false),
-    ("parents-closed", false),
     ("committed", true),
+    ("parents-closed", true),
     ("applied", true),
 ];
 

@@ -227,7 +227,11 @@ impl ShardState {
             parent: record.parent,
             adjacent_parent: record.adjacent_parent,
             created_ms: record.created_ms,
-            ending_log_seq: record.ending_log_seq,
+            // Closed by a reshard whose endings were not recorded yet (a crash came between):
+            // the shard ends where its log ends, as it took no append after closing.
+            ending_log_seq: record
+                .ending_log_seq
+                .or_else(|| record.closed_ms.map(|_| reader.next_seq())),
             closed_ms: record.closed_ms,
             core,
             reader,

@@ -102,11 +102,6 @@ impl CoreState {
         self.closing.borrow_mut().insert(key);
     }
 
-    /// Undoes [`CoreState::close_for_reshard`] after a reshard failed before its commit.
-    pub(crate) fn reopen_after_reshard_failure(&self, key: ShardKey) {
-        self.closing.borrow_mut().remove(&key);
-    }
-
     fn all_logs(&self) -> Vec<Log> {
         self.logs.borrow().values().cloned().collect()
     }
