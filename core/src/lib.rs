@@ -27,6 +27,9 @@
 //!   [`Engine::put_batch`] return per-record results in request order.
 //! - Reads run on the caller's thread, straight from the mapped log: [`Engine::get_records`]
 //!   returns records that borrow the mapping.
+//! - [`Engine::split_shard`], [`Engine::merge_shards`] and [`Engine::update_shard_count`]
+//!   reshard while writers run; [`Engine::stream_reader`] reads parents before children, so
+//!   each key's records come out in put order.
 //! - Every operation that waits for another thread (puts, stream administration,
 //!   subscriptions) has an async form that works on any runtime and a `_blocking` form.
 //!   Reads, listings and iterator calls never wait for another thread: they are plain
