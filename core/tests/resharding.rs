@@ -494,3 +494,50 @@ fn a_subscription_on_a_parent_ends_with_its_children_when_it_closes() {
         );
     });
 }
+
+#[test]
+fn list_shards_filters_follow_the_lineage_and_the_clock() {
+    use sluice_core::{ListShards, ShardFilter};
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, clock) = common::open_with_clock(dir.path(), 1_800_000_000_000);
+    common::create(&engine, "f", 1);
+    clock.advance_ms(1000);
+    let split_at = sluice_core::Clock::now_ms(&*clock);
+    engine
+        .split_shard_blocking("f", "shardId-000000000000", "1000")
+        .unwrap();
+    clock.advance_ms(1000);
+    let ids = |filter: ShardFilter| -> Vec<String> {
+        let request = ListShards {
+            stream: Some("f".into()),
+            filter: Some(filter),
+            ..Default::default()
+        };
+        engine
+            .list_shards(&request)
+            .unwrap()
+            .shards
+            .into_iter()
+            .map(|s| s.shard_id)
+            .collect()
+    };
+    let (parent, low, high) = (
+        "shardId-000000000000",
+        "shardId-000000000001",
+        "shardId-000000000002",
+    );
+    assert_eq!(ids(ShardFilter::AtLatest), [low, high]);
+    assert_eq!(ids(ShardFilter::AtTrimHorizon), [parent]);
+    assert_eq!(ids(ShardFilter::FromTrimHorizon), [parent, low, high]);
+    assert_eq!(ids(ShardFilter::AtTimestamp(split_at - 500)), [parent]);
+    assert_eq!(ids(ShardFilter::AtTimestamp(split_at + 500)), [low, high]);
+    assert_eq!(
+        ids(ShardFilter::FromTimestamp(split_at - 500)),
+        [parent, low, high]
+    );
+    assert_eq!(ids(ShardFilter::FromTimestamp(split_at + 500)), [low, high]);
+    // Once the parent's data has expired (24 h after it closed) it is no longer listed.
+    clock.advance_ms(24 * 3_600_000);
+    assert_eq!(ids(ShardFilter::FromTrimHorizon), [low, high]);
+    assert_eq!(ids(ShardFilter::AtTrimHorizon), [low, high]);
+}
