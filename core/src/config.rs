@@ -55,6 +55,8 @@ pub enum ReshardStep {
     ParentsClosed,
     /// The catalog routes to the children.
     Applied,
+    /// The parents' endings are in the metadata log.
+    EndingsRecorded,
 }
 
 impl std::fmt::Debug for EngineConfig {

@@ -155,6 +155,18 @@ impl Control {
         Ok(())
     }
 
+    /// Fails if the metadata log latched after a failed write: no change can commit until
+    /// the engine is reopened.
+    pub(crate) fn check_metadata_writable(&self) -> Result<(), AdminError> {
+        match self.meta.latch_cause() {
+            Some(cause) => Err(StorageError::Latched {
+                cause: cause.to_owned(),
+            }
+            .into()),
+            None => Ok(()),
+        }
+    }
+
     /// Writes `entry` durably: when this returns `Ok`, the change survives a crash.
     pub(crate) fn record(&mut self, entry: &MetaEntry) -> Result<(), AdminError> {
         self.meta.append(entry)?;

@@ -14,10 +14,14 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct StreamReader {
     engine: Engine,
     stream: String,
+    /// The stream's uid: a stream recreated under the same name is another lineage.
+    uid: u64,
     /// Shards being read, by index.
     active: BTreeMap<u32, ShardIterator>,
     /// Shards read to their end.
     finished: BTreeSet<u32>,
+    /// A shard ended and its children may not have been started yet.
+    starts_pending: bool,
     /// Round-robin position among the active shards.
     cursor: u32,
 }
@@ -37,11 +41,19 @@ pub struct ShardRecords {
 impl Engine {
     /// A reader of `stream` along its lineage, from the trim horizon.
     pub fn stream_reader(&self, stream: &str) -> Result<StreamReader, ReadError> {
+        let uid = self
+            .shared()
+            .catalog
+            .get(stream)
+            .ok_or_else(|| ReadError::StreamNotFound(stream.to_owned()))?
+            .uid;
         let mut reader = StreamReader {
             engine: self.clone(),
             stream: stream.to_owned(),
+            uid,
             active: BTreeMap::new(),
             finished: BTreeSet::new(),
+            starts_pending: true,
             cursor: 0,
         };
         reader.start_ready_shards()?;
@@ -54,6 +66,9 @@ impl StreamReader {
     /// `None` once every shard is finished; a returned batch may be empty when the shard has
     /// nothing new. A shard read to its end starts its children.
     pub fn read(&mut self, limit: Option<usize>) -> Result<Option<ShardRecords>, ReadError> {
+        if self.starts_pending {
+            self.start_ready_shards()?;
+        }
         let Some((&index, _)) = self
             .active
             .range(self.cursor..)
@@ -68,7 +83,9 @@ impl StreamReader {
         if records.end_of_shard {
             self.active.remove(&index);
             self.finished.insert(index);
-            self.start_ready_shards()?;
+            self.starts_pending = true;
+            // If this fails, the next call retries it; these records are returned either way.
+            let _ = self.start_ready_shards();
         }
         Ok(Some(ShardRecords {
             shard_id: ShardId::new(index),
@@ -76,25 +93,26 @@ impl StreamReader {
         }))
     }
 
-    /// True when no shard is being read and none can start (every shard finished).
+    /// True when every shard was read to its end and none is left to start.
     pub fn is_finished(&self) -> bool {
-        self.active.is_empty()
+        self.active.is_empty() && !self.starts_pending
     }
 
     /// Starts every shard not started yet whose parents are finished or gone.
     fn start_ready_shards(&mut self) -> Result<(), ReadError> {
-        let description = self
-            .engine
-            .describe_stream_all_shards(&self.stream)
-            .map_err(|_| ReadError::StreamNotFound(self.stream.clone()))?;
-        let known: BTreeSet<u32> = description.iter().map(|s| s.0).collect();
-        for &(index, parent, adjacent) in &description {
+        let lineage = self.lineage()?;
+        let known: BTreeSet<u32> = lineage.iter().map(|s| s.0).collect();
+        for &(index, parent, adjacent) in &lineage {
             if self.active.contains_key(&index) || self.finished.contains(&index) {
                 continue;
             }
-            // A parent that expired (no longer listed) does not hold its children back.
+            // A parent that expired (no longer listed) does not hold its children back,
+            // unless this reader is still reading it.
             let done = |p: Option<u32>| {
-                p.is_none_or(|p| self.finished.contains(&p) || !known.contains(&p))
+                p.is_none_or(|p| {
+                    self.finished.contains(&p)
+                        || (!known.contains(&p) && !self.active.contains_key(&p))
+                })
             };
             if done(parent) && done(adjacent) {
                 let id = ShardId::new(index);
@@ -104,16 +122,24 @@ impl StreamReader {
                 self.active.insert(index, iterator);
             }
         }
+        self.starts_pending = false;
         Ok(())
     }
-}
 
-impl Engine {
-    /// (index, parent, adjacent parent) of every shard of `stream` still holding data.
-    fn describe_stream_all_shards(&self, stream: &str) -> Result<Vec<Lineage>, crate::AdminError> {
-        let state = self.stream(stream)?;
+    /// (index, parent, adjacent parent) of every shard of the stream still holding data.
+    fn lineage(&self) -> Result<Vec<Lineage>, ReadError> {
+        let not_found = || ReadError::StreamNotFound(self.stream.clone());
+        let state = self
+            .engine
+            .shared()
+            .catalog
+            .get(&self.stream)
+            .ok_or_else(not_found)?;
+        if state.uid != self.uid {
+            return Err(not_found());
+        }
         let retention_ms = u64::from(state.settings().retention_hours) * 3_600_000;
-        let now_ms = self.shared().config.clock.now_ms();
+        let now_ms = self.engine.shared().config.clock.now_ms();
         Ok(state
             .shards()
             .by_index

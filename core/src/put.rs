@@ -191,7 +191,14 @@ impl Engine {
             if resharded.is_empty() {
                 break;
             }
-            wait_for_new_layout(stream, &shards).await?;
+            if wait_for_new_layout(stream, &shards).await.is_err() {
+                // Deleted while these waited: they were not written; the others keep
+                // their results.
+                fail_all(&mut results, &resharded, || {
+                    PutError::StreamNotFound(stream.name.clone())
+                });
+                break;
+            }
             todo = resharded;
         }
         Ok(results

@@ -182,7 +182,7 @@ fn split(
         HashKeyError::OutOfRange(_) => ReshardError::InvalidArgument(e.to_string()),
     })?;
     let range = parent.range;
-    if !(range.start < key && key < range.end) {
+    if !(range.start.saturating_add(1) < key && key < range.end) {
         return Err(ReshardError::InvalidArgument(format!(
             "NewStartingHashKey {key} used in SplitShard() on shard {shard_id} in stream {name} under account 000000000000 is not both greater than one plus the shard's StartingHashKey {} and less than the shard's EndingHashKey {}.",
             range.start, range.end
@@ -265,6 +265,8 @@ fn reshard(
     parents: &[Arc<ShardState>],
     children: Vec<ShardRecord>,
 ) -> Result<(), ReshardError> {
+    // A latched metadata log cannot commit: fail before touching anything.
+    control.check_metadata_writable()?;
     for child in &children {
         // Left by an attempt that failed before its commit: it holds no record.
         let _ = std::fs::remove_dir_all(control.shard_dir(stream.uid, child.index));
@@ -283,12 +285,14 @@ fn reshard(
     }
     committed.shards.extend(children);
     if let Err(e) = control.record(&MetaEntry::Upsert(committed)) {
+        // The entry may have reached the disk even so (a failed fdatasync): the children's
+        // directories stay for the restart to keep or remove. The metadata log is latched,
+        // so nothing else changes before then.
         control.close_shards(stream.uid, &opened);
-        remove_dirs(control, stream.uid, &opened);
         return Err(e.into());
     }
     observe(control, ReshardStep::Committed);
-    let endings = close_parents(control, stream.uid, parents)?;
+    let endings = close_parents(control, stream.uid, parents);
     observe(control, ReshardStep::ParentsClosed);
     let mut layout: Vec<Arc<ShardState>> = stream
         .shards()
@@ -308,14 +312,13 @@ fn reshard(
     }
     // Records the endings; until then a restart takes them from the parents' logs. A failure
     // here latches the metadata log and is reported by the next change.
-    let _ = control.record(&MetaEntry::Upsert(stream.to_record(&stream.settings())));
-    Ok(())
-}
-
-fn remove_dirs(control: &Control, uid: u64, shards: &[Arc<ShardState>]) {
-    for shard in shards {
-        let _ = std::fs::remove_dir_all(control.shard_dir(uid, shard.index));
+    if control
+        .record(&MetaEntry::Upsert(stream.to_record(&stream.settings())))
+        .is_ok()
+    {
+        observe(control, ReshardStep::EndingsRecorded);
     }
+    Ok(())
 }
 
 fn observe(control: &Control, step: ReshardStep) {
@@ -325,11 +328,7 @@ fn observe(control: &Control, step: ReshardStep) {
 }
 
 /// Closes each parent on its core; returns their ending positions in order.
-fn close_parents(
-    control: &Control,
-    uid: u64,
-    parents: &[Arc<ShardState>],
-) -> Result<Vec<u64>, ReshardError> {
+fn close_parents(control: &Control, uid: u64, parents: &[Arc<ShardState>]) -> Vec<u64> {
     let replies: Vec<_> = parents
         .iter()
         .map(|parent| {
@@ -342,12 +341,19 @@ fn close_parents(
             })
         })
         .collect();
-    let mut endings = Vec::with_capacity(parents.len());
-    for reply in replies {
-        let ending = reply.recv().map_err(|_| ReshardError::Shutdown)?;
-        endings.push(ending.ok_or(ReshardError::Shutdown)?);
-    }
-    Ok(endings)
+    // After the commit there is no way back: a parent whose core did not answer (it is
+    // shutting down) ends where its log ends now, as a restart would decide.
+    replies
+        .into_iter()
+        .zip(parents)
+        .map(|(reply, parent)| {
+            reply
+                .recv()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| parent.reader.next_seq())
+        })
+        .collect()
 }
 
 fn update_shard_count(

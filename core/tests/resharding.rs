@@ -176,11 +176,20 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
     let ranges = before.iter().map(|s| s.hash_key_range).collect::<Vec<_>>();
     let (start2, end2) = (ranges[2].start.to_string(), ranges[2].end.to_string());
     let inside2 = (ranges[2].start + 10).to_string();
+    let start2_plus_1 = (ranges[2].start + 1).to_string();
     let cases: Vec<(&str, ErrorCode, ErrorCode)> = vec![
         (
             "key at the start edge",
             engine
                 .split_shard_blocking("r", "shardId-000000000002", &start2)
+                .unwrap_err()
+                .code(),
+            InvalidArgument,
+        ),
+        (
+            "key one past the start (a one-key child)",
+            engine
+                .split_shard_blocking("r", "shardId-000000000002", &start2_plus_1)
                 .unwrap_err()
                 .code(),
             InvalidArgument,

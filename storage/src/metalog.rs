@@ -143,6 +143,11 @@ where
         sync_parent(&self.path).inspect_err(|e| self.latched = Some(e.to_string()))
     }
 
+    /// Why the log refuses appends, if it latched after a failed write, sync or compaction.
+    pub fn latch_cause(&self) -> Option<&str> {
+        self.latched.as_deref()
+    }
+
     fn check_writable(&self) -> Result<()> {
         match &self.latched {
             Some(cause) => Err(StorageError::Latched {

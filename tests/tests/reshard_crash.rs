@@ -2,7 +2,7 @@
 //! the layout is exactly the one before or the one after (never in between), the open shards
 //! partition the hash space, no uncommitted child is left on disk, and along the lineage every
 //! key's records are exactly its puts 0..n in order with n at least what was acknowledged.
-//! Rounds: SLUICE_RESHARD_CRASH_ROUNDS (default 1: 8 kills); seed: SLUICE_CRASH_SEED.
+//! Rounds: SLUICE_RESHARD_CRASH_ROUNDS (default 1: 10 kills).
 
 use sluice_core::{Engine, HashKeyRange};
 use sluice_tests::{
@@ -15,11 +15,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Each step, and whether the reshard has happened once the process dies there.
-const STEPS: [(&str, bool); 4] = [
+const STEPS: [(&str, bool); 5] = [
     ("children-opened", false),
     ("committed", true),
     ("parents-closed", true),
     ("applied", true),
+    ("endings-recorded", true),
 ];
 
 #[test]

@@ -202,7 +202,8 @@ pub(crate) struct ShardState {
     /// The core that owns the shard's log.
     pub(crate) core: usize,
     pub(crate) reader: LogReader,
-    pub(crate) buckets: Option<Mutex<ShardBuckets>>,
+    /// Shared with the same shard's closed state after a reshard, so limits carry over.
+    pub(crate) buckets: Option<Arc<Mutex<ShardBuckets>>>,
     pub(crate) metrics: ShardMetrics,
 }
 
@@ -235,7 +236,7 @@ impl ShardState {
             closed_ms: record.closed_ms,
             core,
             reader,
-            buckets: limits.map(|l| Mutex::new(ShardBuckets::new(l, now_ms))),
+            buckets: limits.map(|l| Arc::new(Mutex::new(ShardBuckets::new(l, now_ms)))),
         }
     }
 
@@ -252,7 +253,7 @@ impl ShardState {
             closed_ms: Some(closed_ms),
             core: self.core,
             reader: self.reader.clone(),
-            buckets: None,
+            buckets: self.buckets.clone(),
             metrics: self.metrics.clone(),
         }
     }

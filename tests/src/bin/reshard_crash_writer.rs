@@ -1,5 +1,6 @@
 //! Child of the resharding crash test. `$1` data dir, `$2` run, `$3` the step to stop at
-//! (children-opened, committed, parents-closed, applied), `$4` split or merge. Writers put
+//! (children-opened, committed, parents-closed, applied, endings-recorded), `$4` split or
+//! merge. Writers put
 //! durably (printing `ack <writer> <n>`); after their first acknowledgements the main thread
 //! starts the reshard, whose observer prints `at <step>` at the chosen step and then holds
 //! the control thread until the parent kills the process.
@@ -16,6 +17,7 @@ fn step_named(name: &str) -> ReshardStep {
         "parents-closed" => ReshardStep::ParentsClosed,
         "committed" => ReshardStep::Committed,
         "applied" => ReshardStep::Applied,
+        "endings-recorded" => ReshardStep::EndingsRecorded,
         other => panic!("unknown step {other}"),
     }
 }
