@@ -531,19 +531,9 @@ fn create(
     } else {
         request.shard_count
     };
-    let open: usize = control
-        .shared
-        .catalog
-        .all()
-        .iter()
-        .map(|s| s.shards().open_by_start.len())
-        .sum();
-    let limit = control.shared.config.shards_max;
-    if open as u64 + u64::from(shard_count) > u64::from(limit) {
-        return Err(AdminError::LimitExceeded(format!(
-            "This request would exceed the shard limit for the account 000000000000 in us-east-1. Current shard count for the account: {open}. Limit: {limit}. Number of additional shards that would have resulted from this request: {shard_count}."
-        )));
-    }
+    control
+        .check_shard_quota(shard_count)
+        .map_err(AdminError::LimitExceeded)?;
     let created_ms = control.shared.config.clock.now_ms();
     let shards: Vec<ShardRecord> = HashKeyRange::even_split(shard_count)
         .into_iter()

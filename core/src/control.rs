@@ -155,6 +155,19 @@ impl Control {
         Ok(())
     }
 
+    /// Refuses a change that would open `added` more shards than `shards_max` allows; the
+    /// error text is Kinesis'.
+    pub(crate) fn check_shard_quota(&self, added: u32) -> Result<(), String> {
+        let open = self.shared.catalog.open_shard_count();
+        let limit = self.shared.config.shards_max;
+        if open as u64 + u64::from(added) > u64::from(limit) {
+            return Err(format!(
+                "This request would exceed the shard limit for the account 000000000000. Current shard count for the account: {open}. Limit: {limit}. Number of additional shards that would have resulted from this request: {added}."
+            ));
+        }
+        Ok(())
+    }
+
     /// Fails if the metadata log latched after a failed write: no change can commit until
     /// the engine is reopened.
     pub(crate) fn check_metadata_writable(&self) -> Result<(), AdminError> {

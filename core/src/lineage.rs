@@ -138,7 +138,7 @@ impl StreamReader {
         if state.uid != self.uid {
             return Err(not_found());
         }
-        let retention_ms = u64::from(state.settings().retention_hours) * 3_600_000;
+        let retention_ms = state.retention_ms();
         let now_ms = self.engine.shared().config.clock.now_ms();
         Ok(state
             .shards()

@@ -51,7 +51,7 @@ impl Engine {
             .filter(|s| s.uid == cursor.uid)
             .ok_or_else(|| AdminError::StreamNotFound(cursor.name.clone()))?;
         let now_ms = self.shared().config.clock.now_ms();
-        let retention_ms = u64::from(stream.settings().retention_hours) * 3_600_000;
+        let retention_ms = stream.retention_ms();
         let shards = stream.shards();
         let mut matching = shards.by_index.iter().filter(|s| {
             cursor.after_index.is_none_or(|after| s.index > after)

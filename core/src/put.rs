@@ -89,7 +89,7 @@ impl Engine {
         let state = self.put_stream(stream)?;
         if let Some(ordering) = record.sequence_number_for_ordering {
             // The record's own checks first, so a bad record is reported as such.
-            check_batch(&[record], state.settings().max_record_size_bytes)?;
+            check_batch(&[record], state.max_record_size_bytes())?;
             check_ordering(&state, &record, ordering)?;
         }
         let mut results = self.put_checked(&state, &[record], durability).await?;
@@ -169,7 +169,7 @@ impl Engine {
         records: &[PutRecord<'_>],
         durability: Durability,
     ) -> Result<Vec<PutRecordResult>, PutError> {
-        let max_record = stream.settings().max_record_size_bytes;
+        let max_record = stream.max_record_size_bytes();
         let hashes = check_batch(records, max_record)?;
         let mut results: Vec<Option<PutRecordResult>> = (0..records.len()).map(|_| None).collect();
         let mut todo: Vec<usize> = (0..records.len()).collect();

@@ -153,20 +153,9 @@ fn open_shard(stream: &StreamState, shard_id: &str) -> Result<Arc<ShardState>, R
 }
 
 fn check_quota(control: &Control, added: u32) -> Result<(), ReshardError> {
-    let open: usize = control
-        .shared
-        .catalog
-        .all()
-        .iter()
-        .map(|s| s.shards().open_by_start.len())
-        .sum();
-    let limit = control.shared.config.shards_max;
-    if open as u64 + u64::from(added) > u64::from(limit) {
-        return Err(ReshardError::LimitExceeded(format!(
-            "This request would exceed the shard limit for the account 000000000000. Current shard count for the account: {open}. Limit: {limit}."
-        )));
-    }
-    Ok(())
+    control
+        .check_shard_quota(added)
+        .map_err(ReshardError::LimitExceeded)
 }
 
 fn split(

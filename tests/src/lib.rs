@@ -130,3 +130,64 @@ pub fn run_durable_writers(engine: &sluice_core::Engine, stream: &str, run: u64,
         }
     });
 }
+
+/// Every record of the crash stream along its lineage (parents before children): partition
+/// key → data, in read order. Nobody writes meanwhile, so the read is complete once every
+/// shard in turn had nothing new (open shards never end).
+pub fn read_crash_stream(
+    engine: &sluice_core::Engine,
+) -> std::collections::BTreeMap<String, Vec<Vec<u8>>> {
+    let shards = engine
+        .describe_stream_summary(CRASH_STREAM)
+        .expect("the stream exists");
+    let mut reader = engine
+        .stream_reader(CRASH_STREAM)
+        .expect("the stream exists");
+    let mut found: std::collections::BTreeMap<String, Vec<Vec<u8>>> = Default::default();
+    let mut empty_in_a_row = 0;
+    // Closed shards end (and start their children) before their children can be empty
+    // readers; a round of empty reads over every shard means everything was read.
+    let enough = 2 * (shards.open_shard_count + 1) + 2;
+    while !reader.is_finished() && empty_in_a_row < enough {
+        let batch = reader
+            .read(None)
+            .expect("every record reads back")
+            .expect("a shard to read");
+        if batch.records.is_empty() && !batch.records.end_of_shard {
+            empty_in_a_row += 1;
+        } else {
+            empty_in_a_row = 0;
+        }
+        for record in batch.records.records() {
+            found
+                .entry(record.partition_key.to_owned())
+                .or_default()
+                .push(record.data.to_vec());
+        }
+    }
+    found
+}
+
+/// Checks that each writer's key holds exactly its puts `0..m`, in order and intact, with
+/// `m` at least what was acknowledged. `context` names the run in failure messages.
+pub fn assert_acknowledged_records(
+    found: &std::collections::BTreeMap<String, Vec<Vec<u8>>>,
+    acknowledged: &std::collections::BTreeMap<(u64, u64), u64>,
+    context: &str,
+) {
+    for (&(run, writer), &acked) in acknowledged {
+        let key = engine_record_key(run, writer);
+        let records = found.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+        assert!(
+            records.len() as u64 >= acked,
+            "{context}: {key} has {} records back, {acked} acknowledged durable",
+            records.len()
+        );
+        for (n, data) in records.iter().enumerate() {
+            assert!(
+                *data == engine_record_data(run, writer, n as u64),
+                "{context}: {key} record {n} is not the {n}th put (order, duplicate or damage)"
+            );
+        }
+    }
+}

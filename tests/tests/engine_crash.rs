@@ -2,10 +2,9 @@
 //! each kill the engine reopens and every acknowledged record is there, once, intact, in put
 //! order per key. Cycles: SLUICE_ENGINE_CRASH_CYCLES (default 8); seed: SLUICE_CRASH_SEED.
 
-use sluice_core::{Engine, IteratorStart};
+use sluice_core::Engine;
 use sluice_tests::{
-    CRASH_STREAM, Rng, crash_engine_config, crash_seed, engine_record_data, engine_record_key,
-    env_u64,
+    Rng, assert_acknowledged_records, crash_engine_config, crash_seed, env_u64, read_crash_stream,
 };
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -84,43 +83,6 @@ fn run_child_and_kill(dir: &Path, run: u64, after: Duration) -> BTreeMap<u64, u6
 /// `m` at least what was acknowledged, each intact.
 fn check(dir: &Path, acknowledged: &BTreeMap<(u64, u64), u64>, seed: u64) {
     let engine = Engine::open(crash_engine_config(dir)).expect("reopen");
-    let mut found: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-    for shard in engine
-        .describe_stream(CRASH_STREAM, None, None)
-        .unwrap()
-        .shards
-    {
-        let mut iterator = engine
-            .shard_iterator(CRASH_STREAM, &shard.shard_id, IteratorStart::TrimHorizon)
-            .unwrap();
-        loop {
-            let batch = engine
-                .get_records(&mut iterator, None)
-                .expect("every record reads back");
-            if batch.is_empty() {
-                break;
-            }
-            for record in batch.records() {
-                found
-                    .entry(record.partition_key.to_owned())
-                    .or_default()
-                    .push(record.data.to_vec());
-            }
-        }
-    }
-    for (&(run, writer), &acked) in acknowledged {
-        let key = engine_record_key(run, writer);
-        let records = found.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-        assert!(
-            records.len() as u64 >= acked,
-            "SLUICE_CRASH_SEED={seed}: {key} has {} records back, {acked} acknowledged durable",
-            records.len()
-        );
-        for (n, data) in records.iter().enumerate() {
-            assert!(
-                *data == engine_record_data(run, writer, n as u64),
-                "SLUICE_CRASH_SEED={seed}: {key} record {n} is not the {n}th put (order, duplicate or damage)"
-            );
-        }
-    }
+    let found = read_crash_stream(&engine);
+    assert_acknowledged_records(&found, acknowledged, &format!("SLUICE_CRASH_SEED={seed}"));
 }

@@ -6,7 +6,7 @@
 
 use sluice_core::{Engine, HashKeyRange};
 use sluice_tests::{
-    CRASH_STREAM, crash_engine_config, engine_record_data, engine_record_key, env_u64,
+    CRASH_STREAM, assert_acknowledged_records, crash_engine_config, env_u64, read_crash_stream,
 };
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -138,35 +138,7 @@ fn check(dir: &Path, acknowledged: &BTreeMap<(u64, u64), u64>, what: &str) -> us
         all.len(),
         "{what}: no uncommitted child left on disk"
     );
-    let mut reader = engine.stream_reader(CRASH_STREAM).unwrap();
-    let mut found: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-    let mut idle = 0;
-    while !reader.is_finished() && idle < 2000 {
-        let batch = reader.read(None).unwrap().unwrap();
-        if batch.records.is_empty() && !batch.records.end_of_shard {
-            idle += 1;
-        }
-        for record in batch.records.records() {
-            found
-                .entry(record.partition_key.to_owned())
-                .or_default()
-                .push(record.data.to_vec());
-        }
-    }
-    for (&(run, writer), &acked) in acknowledged {
-        let key = engine_record_key(run, writer);
-        let records = found.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-        assert!(
-            records.len() as u64 >= acked,
-            "{what}: {key} has {} back, {acked} acknowledged",
-            records.len()
-        );
-        for (n, data) in records.iter().enumerate() {
-            assert!(
-                *data == engine_record_data(run, writer, n as u64),
-                "{what}: {key} record {n} out of order or damaged"
-            );
-        }
-    }
+    let found = read_crash_stream(&engine);
+    assert_acknowledged_records(&found, acknowledged, what);
     all.len()
 }

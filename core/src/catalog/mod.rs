@@ -43,6 +43,14 @@ impl Catalog {
         (page, names.next().is_some())
     }
 
+    /// Open shards over all streams (what the shard quota counts).
+    pub(crate) fn open_shard_count(&self) -> usize {
+        read(&self.streams)
+            .values()
+            .map(|s| s.shards().open_by_start.len())
+            .sum()
+    }
+
     pub(crate) fn all(&self) -> Vec<Arc<StreamState>> {
         read(&self.streams).values().cloned().collect()
     }
@@ -151,6 +159,16 @@ impl StreamState {
     /// A listener woken by the next [`StreamState::set_shards`] or deletion.
     pub(crate) fn listen_for_layout(&self) -> event_listener::EventListener {
         self.layout_changed.listen()
+    }
+
+    /// The largest record the stream takes, without copying the settings (put path).
+    pub(crate) fn max_record_size_bytes(&self) -> u64 {
+        read(&self.settings).max_record_size_bytes
+    }
+
+    /// Retention in milliseconds, without copying the settings.
+    pub(crate) fn retention_ms(&self) -> u64 {
+        u64::from(read(&self.settings).retention_hours) * 3_600_000
     }
 
     pub(crate) fn settings(&self) -> StreamSettings {
