@@ -1,0 +1,260 @@
+//! Stream administration.
+
+use crate::engine::{engine_arg, sluice_engine};
+use crate::error::sluice_result;
+use crate::ffi::{call, fill, out, text};
+use sluice_core::{CreateStream, ListShards, StreamMode};
+use std::ffi::{c_char, c_void};
+
+/// A stream's state, from `sluice_describe_stream_summary`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct sluice_stream_summary {
+    /// Shards open for writes.
+    pub open_shard_count: u32,
+    /// Retention in hours.
+    pub retention_hours: u32,
+    /// Largest record (partition key + data) in bytes.
+    pub max_record_size_bytes: u64,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// 1 for an on-demand stream, 0 for a provisioned one.
+    pub on_demand: u32,
+}
+
+/// One shard, from `sluice_list_shards`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct sluice_shard {
+    /// `shardId-000000000000` style, NUL-terminated.
+    pub shard_id: [c_char; 24],
+    /// The parent's shard id, or "" for none.
+    pub parent_shard_id: [c_char; 24],
+    /// The other parent of a merge, or "".
+    pub adjacent_parent_shard_id: [c_char; 24],
+    /// First hash key of the range, decimal.
+    pub starting_hash_key: [c_char; 40],
+    /// Last hash key of the range, decimal.
+    pub ending_hash_key: [c_char; 40],
+    /// 1 while the shard takes writes, 0 once a reshard closed it.
+    pub open: u32,
+}
+
+/// Called once per stream name (NUL-terminated, valid during the call).
+pub type sluice_stream_name_callback =
+    Option<unsafe extern "C" fn(context: *mut c_void, name: *const c_char)>;
+
+/// Called once per shard (valid during the call).
+pub type sluice_shard_callback =
+    Option<unsafe extern "C" fn(context: *mut c_void, shard: *const sluice_shard)>;
+
+/// Creates a provisioned stream of `shard_count` shards; it is active when this returns.
+///
+/// # Safety
+/// `engine` is a live engine; `name` a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_create_stream(
+    engine: *const sluice_engine,
+    name: *const c_char,
+    shard_count: u32,
+) -> sluice_result {
+    call(|| {
+        // SAFETY: caller promises on each argument.
+        let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
+        Ok(engine.create_stream_blocking(CreateStream::provisioned(name, shard_count))?)
+    })
+}
+
+/// Creates an on-demand stream (four shards; manual resharding is refused).
+///
+/// # Safety
+/// `engine` is a live engine; `name` a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_create_stream_on_demand(
+    engine: *const sluice_engine,
+    name: *const c_char,
+) -> sluice_result {
+    call(|| {
+        // SAFETY: caller promises on each argument.
+        let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
+        Ok(engine.create_stream_blocking(CreateStream::on_demand(name))?)
+    })
+}
+
+/// Deletes a stream and its data.
+///
+/// # Safety
+/// `engine` is a live engine; `name` a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_delete_stream(
+    engine: *const sluice_engine,
+    name: *const c_char,
+) -> sluice_result {
+    call(|| {
+        // SAFETY: caller promises on each argument.
+        let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
+        Ok(engine.delete_stream_blocking(name)?)
+    })
+}
+
+/// Sets retention to `hours` (24..=8760): `increase` nonzero raises it (refused if lower
+/// than now), zero lowers it (refused if higher; older records become unreadable at once).
+///
+/// # Safety
+/// `engine` is a live engine; `name` a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_change_retention(
+    engine: *const sluice_engine,
+    name: *const c_char,
+    hours: u32,
+    increase: i32,
+) -> sluice_result {
+    call(|| {
+        // SAFETY: caller promises on each argument.
+        let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
+        if increase != 0 {
+            Ok(engine.increase_retention_blocking(name, hours)?)
+        } else {
+            Ok(engine.decrease_retention_blocking(name, hours)?)
+        }
+    })
+}
+
+/// Sets the largest record (partition key + data) of a stream: 1..=10 MiB.
+///
+/// # Safety
+/// `engine` is a live engine; `name` a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_update_max_record_size(
+    engine: *const sluice_engine,
+    name: *const c_char,
+    bytes: u64,
+) -> sluice_result {
+    call(|| {
+        // SAFETY: caller promises on each argument.
+        let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
+        Ok(engine.update_max_record_size_blocking(name, bytes)?)
+    })
+}
+
+/// A stream's state.
+///
+/// # Safety
+/// `engine` is a live engine; `name` a NUL-terminated string; `out_summary` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_describe_stream_summary(
+    engine: *const sluice_engine,
+    name: *const c_char,
+    out_summary: *mut sluice_stream_summary,
+) -> sluice_result {
+    call(|| {
+        let out_summary = out(out_summary, "out_summary")?;
+        // SAFETY: caller promises on each argument.
+        let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
+        let s = engine.describe_stream_summary(name)?;
+        let summary = sluice_stream_summary {
+            open_shard_count: s.open_shard_count as u32,
+            retention_hours: s.retention_hours,
+            max_record_size_bytes: s.max_record_size_bytes,
+            created_ms: s.created_ms,
+            on_demand: u32::from(s.mode == StreamMode::OnDemand),
+        };
+        // SAFETY: caller promise on `out_summary`.
+        unsafe { out_summary.write(summary) };
+        Ok(())
+    })
+}
+
+/// Calls `callback(context, name)` for every stream, in name order.
+///
+/// # Safety
+/// `engine` is a live engine; `callback` a valid function (NULL is refused).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_list_streams(
+    engine: *const sluice_engine,
+    callback: sluice_stream_name_callback,
+    context: *mut c_void,
+) -> sluice_result {
+    call(|| {
+        // SAFETY: caller promise on `engine`.
+        let engine = unsafe { engine_arg(engine) }?;
+        let callback = callback.ok_or_else(|| crate::ffi::Failure::invalid("callback is NULL"))?;
+        let mut after: Option<String> = None;
+        loop {
+            let page = engine.list_streams(Some(1000), after.as_deref())?;
+            for name in &page.names {
+                let name = std::ffi::CString::new(name.as_str()).expect("stream names have no NUL");
+                // SAFETY: the caller promises a valid callback; the name lives for the call.
+                unsafe { callback(context, name.as_ptr()) };
+            }
+            if !page.has_more {
+                return Ok(());
+            }
+            after = page.names.last().cloned();
+        }
+    })
+}
+
+/// Calls `callback(context, shard)` for every shard of a stream whose data is retained
+/// (open and closed), by shard id.
+///
+/// # Safety
+/// `engine` is a live engine; `name` a NUL-terminated string; `callback` a valid function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_list_shards(
+    engine: *const sluice_engine,
+    name: *const c_char,
+    callback: sluice_shard_callback,
+    context: *mut c_void,
+) -> sluice_result {
+    call(|| {
+        // SAFETY: caller promises on each argument.
+        let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
+        let callback = callback.ok_or_else(|| crate::ffi::Failure::invalid("callback is NULL"))?;
+        let mut request = ListShards {
+            stream: Some(name.to_owned()),
+            ..ListShards::default()
+        };
+        loop {
+            let page = engine.list_shards(&request)?;
+            for s in &page.shards {
+                let mut shard = sluice_shard {
+                    shard_id: [0; 24],
+                    parent_shard_id: [0; 24],
+                    adjacent_parent_shard_id: [0; 24],
+                    starting_hash_key: [0; 40],
+                    ending_hash_key: [0; 40],
+                    open: u32::from(s.ending_sequence_number.is_none()),
+                };
+                fill(&mut shard.shard_id, &s.shard_id);
+                fill(
+                    &mut shard.parent_shard_id,
+                    s.parent_shard_id.as_deref().unwrap_or(""),
+                );
+                fill(
+                    &mut shard.adjacent_parent_shard_id,
+                    s.adjacent_parent_shard_id.as_deref().unwrap_or(""),
+                );
+                fill(
+                    &mut shard.starting_hash_key,
+                    &s.hash_key_range.start.to_string(),
+                );
+                fill(
+                    &mut shard.ending_hash_key,
+                    &s.hash_key_range.end.to_string(),
+                );
+                // SAFETY: the caller promises a valid callback; the shard lives for the call.
+                unsafe { callback(context, &shard) };
+            }
+            match page.next_token {
+                Some(token) => {
+                    request = ListShards {
+                        next_token: Some(token),
+                        ..ListShards::default()
+                    }
+                }
+                None => return Ok(()),
+            }
+        }
+    })
+}

@@ -1,0 +1,194 @@
+//! The boundary: argument checks, panic catching, result codes, out-parameters.
+
+use crate::error::{
+    SLUICE_INTERNAL_FAILURE, SLUICE_INVALID_ARGUMENT, SLUICE_OK, clear_last_error, set_last_error,
+    sluice_result,
+};
+use std::ffi::{CStr, c_char};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// Why a call failed: its code and the detail for `sluice_last_error_detail`.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) code: sluice_result,
+    pub(crate) detail: String,
+}
+
+impl Failure {
+    pub(crate) fn invalid(detail: impl Into<String>) -> Failure {
+        Failure {
+            code: SLUICE_INVALID_ARGUMENT,
+            detail: detail.into(),
+        }
+    }
+}
+
+macro_rules! failure_from {
+    ($($error:ty),*) => {$(
+        impl From<$error> for Failure {
+            fn from(error: $error) -> Failure {
+                Failure { code: error.code().as_u32(), detail: error.to_string() }
+            }
+        }
+    )*};
+}
+
+failure_from!(
+    sluice_core::AdminError,
+    sluice_core::PutError,
+    sluice_core::ReadError,
+    sluice_core::ReshardError
+);
+
+impl From<sluice_core::OpenError> for Failure {
+    fn from(error: sluice_core::OpenError) -> Failure {
+        let code = match error {
+            sluice_core::OpenError::Config(_) => SLUICE_INVALID_ARGUMENT,
+            _ => SLUICE_INTERNAL_FAILURE,
+        };
+        Failure {
+            code,
+            detail: error.to_string(),
+        }
+    }
+}
+
+/// Runs the body of an exported function: its result becomes the code, its failure the
+/// thread's last error, a panic `SLUICE_INTERNAL_FAILURE`.
+pub(crate) fn call(body: impl FnOnce() -> Result<(), Failure>) -> sluice_result {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => {
+            clear_last_error();
+            SLUICE_OK
+        }
+        Ok(Err(failure)) => {
+            set_last_error(&failure.detail);
+            failure.code
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            set_last_error(&format!("internal error (a panic was caught): {what}"));
+            SLUICE_INTERNAL_FAILURE
+        }
+    }
+}
+
+/// A required NUL-terminated UTF-8 string argument.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string that outlives the call.
+pub(crate) unsafe fn text<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, Failure> {
+    if ptr.is_null() {
+        return Err(Failure::invalid(format!("{what} is NULL")));
+    }
+    // SAFETY: not NULL, and the caller promises a NUL-terminated string alive for the call.
+    let c = unsafe { CStr::from_ptr(ptr) };
+    c.to_str()
+        .map_err(|_| Failure::invalid(format!("{what} is not valid UTF-8")))
+}
+
+/// An optional string argument: NULL means absent.
+///
+/// # Safety
+/// As [`text`].
+pub(crate) unsafe fn optional_text<'a>(
+    ptr: *const c_char,
+    what: &str,
+) -> Result<Option<&'a str>, Failure> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: forwarded caller promise.
+    unsafe { text(ptr, what) }.map(Some)
+}
+
+/// A byte buffer argument; `len == 0` accepts NULL.
+///
+/// # Safety
+/// `ptr` is NULL or points to `len` readable bytes that outlive the call.
+pub(crate) unsafe fn bytes<'a>(
+    ptr: *const u8,
+    len: usize,
+    what: &str,
+) -> Result<&'a [u8], Failure> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(Failure::invalid(format!(
+            "{what} is NULL with length {len}"
+        )));
+    }
+    // SAFETY: not NULL, and the caller promises `len` readable bytes alive for the call.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// A handle argument.
+///
+/// # Safety
+/// `ptr` is NULL or a live handle of this type from this library.
+pub(crate) unsafe fn handle<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Failure> {
+    // SAFETY: the caller promises a live handle (or NULL, refused here).
+    unsafe { ptr.as_ref() }.ok_or_else(|| Failure::invalid(format!("{what} is NULL")))
+}
+
+/// A handle argument used mutably (one thread at a time, as documented per handle).
+///
+/// # Safety
+/// `ptr` is NULL or a live handle of this type that no other thread uses during the call.
+pub(crate) unsafe fn handle_mut<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T, Failure> {
+    // SAFETY: the caller promises a live handle used by this thread only (or NULL, refused).
+    unsafe { ptr.as_mut() }.ok_or_else(|| Failure::invalid(format!("{what} is NULL")))
+}
+
+/// An out-parameter, checked before any work so that a NULL one fails without side effects.
+pub(crate) fn out<T>(ptr: *mut T, what: &str) -> Result<Out<T>, Failure> {
+    if ptr.is_null() {
+        return Err(Failure::invalid(format!("{what} is NULL")));
+    }
+    Ok(Out(ptr))
+}
+
+/// A checked out-parameter, written once on success.
+pub(crate) struct Out<T>(*mut T);
+
+impl<T> Out<T> {
+    /// Writes the value.
+    ///
+    /// # Safety
+    /// The pointer given to [`out`] points to writable memory for a `T`.
+    pub(crate) unsafe fn write(self, value: T) {
+        // SAFETY: not NULL (checked by `out`), writable by the caller's promise. `write`
+        // does not drop whatever uninitialised bytes were there.
+        unsafe { self.0.write(value) }
+    }
+}
+
+/// Frees a handle made by `Box::into_raw`; NULL does nothing.
+///
+/// # Safety
+/// `ptr` is NULL or a live handle of this type, not used again afterwards.
+pub(crate) unsafe fn free<T>(ptr: *mut T) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        if !ptr.is_null() {
+            // SAFETY: made by Box::into_raw in this library; the caller gives it up.
+            drop(unsafe { Box::from_raw(ptr) });
+        }
+    }));
+}
+
+/// Copies `value` NUL-terminated into a fixed C buffer (truncating is a programmer error:
+/// the buffers are sized for their contents).
+pub(crate) fn fill<const N: usize>(buf: &mut [c_char; N], value: &str) {
+    assert!(value.len() < N, "{value} does not fit {N} bytes");
+    for (slot, byte) in buf
+        .iter_mut()
+        .zip(value.bytes().chain(std::iter::repeat(0)))
+    {
+        *slot = byte as c_char;
+    }
+}

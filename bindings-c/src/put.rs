@@ -1,0 +1,174 @@
+//! Writing records.
+
+use crate::engine::{engine_arg, sluice_engine};
+use crate::error::{SLUICE_OK, sluice_result};
+use crate::ffi::{Failure, call, fill, optional_text, text};
+use sluice_core::{Durability, PutRecord, PutRecordResult};
+use std::ffi::c_char;
+
+/// Use the engine's default durability.
+pub const SLUICE_DURABILITY_DEFAULT: u32 = 0;
+/// Acknowledge once readers can see the record.
+pub const SLUICE_DURABILITY_VISIBLE: u32 = 1;
+/// Acknowledge once an fdatasync covered the record.
+pub const SLUICE_DURABILITY_DURABLE: u32 = 2;
+
+/// A record to write.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct sluice_record_in {
+    /// NUL-terminated UTF-8, 1..=256 characters.
+    pub partition_key: *const c_char,
+    /// The payload (NULL allowed when `data_len` is 0).
+    pub data: *const u8,
+    /// Its length.
+    pub data_len: usize,
+    /// NULL, or a decimal hash key that picks the shard instead of the partition key.
+    pub explicit_hash_key: *const c_char,
+}
+
+/// Where one record landed, or why it was not written.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct sluice_put_result {
+    /// `SLUICE_OK`, or this record's error (throttled shard, failed shard...).
+    pub result: sluice_result,
+    /// The shard, NUL-terminated (empty on error).
+    pub shard_id: [c_char; 24],
+    /// The sequence number's high 64 bits (0 on error).
+    pub sequence_number_high: u64,
+    /// The sequence number's low 64 bits (0 on error).
+    pub sequence_number_low: u64,
+}
+
+fn durability(code: u32) -> Result<Option<Durability>, Failure> {
+    match code {
+        SLUICE_DURABILITY_DEFAULT => Ok(None),
+        SLUICE_DURABILITY_VISIBLE => Ok(Some(Durability::Visible)),
+        SLUICE_DURABILITY_DURABLE => Ok(Some(Durability::Durable)),
+        other => Err(Failure::invalid(format!(
+            "durability {other} is not one of 0, 1, 2"
+        ))),
+    }
+}
+
+/// Reads C records into borrowed `PutRecord`s, refusing NULLs and bad UTF-8 before anything
+/// is written.
+///
+/// # Safety
+/// Every pointer in `records` is valid as `sluice_record_in` documents.
+unsafe fn records_arg<'a>(records: &'a [sluice_record_in]) -> Result<Vec<PutRecord<'a>>, Failure> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            // SAFETY: caller promises on each field.
+            unsafe {
+                Ok(PutRecord {
+                    partition_key: text(r.partition_key, &format!("records[{i}].partition_key"))?,
+                    data: crate::ffi::bytes(r.data, r.data_len, &format!("records[{i}].data"))?,
+                    explicit_hash_key: optional_text(
+                        r.explicit_hash_key,
+                        &format!("records[{i}].explicit_hash_key"),
+                    )?,
+                    sequence_number_for_ordering: None,
+                })
+            }
+        })
+        .collect()
+}
+
+fn to_c(result: &PutRecordResult) -> sluice_put_result {
+    let mut c = sluice_put_result {
+        result: SLUICE_OK,
+        shard_id: [0; 24],
+        sequence_number_high: 0,
+        sequence_number_low: 0,
+    };
+    match result {
+        Ok(put) => {
+            fill(&mut c.shard_id, &put.shard_id);
+            c.sequence_number_high = (put.sequence_number.0 >> 64) as u64;
+            c.sequence_number_low = put.sequence_number.0 as u64;
+        }
+        Err(e) => c.result = e.code().as_u32(),
+    }
+    c
+}
+
+/// Writes 1..=500 records (10 MiB at most) to `stream`. `results` receives one entry per
+/// record, in order: some may fail (a throttled or failed shard) while others succeed. The
+/// call fails as a whole (and writes nothing, results untouched) on bad input.
+/// `durability` is one of the `SLUICE_DURABILITY_` constants.
+///
+/// # Safety
+/// `engine` is a live engine; `stream` is NUL-terminated; `records` points to `count`
+/// records; `results` to `count` writable results.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_put_batch(
+    engine: *const sluice_engine,
+    stream: *const c_char,
+    records: *const sluice_record_in,
+    count: usize,
+    durability_code: u32,
+    results: *mut sluice_put_result,
+) -> sluice_result {
+    call(|| {
+        if records.is_null() || results.is_null() {
+            return Err(Failure::invalid("records and results must not be NULL"));
+        }
+        // SAFETY: caller promises on `engine` and `stream`.
+        let (engine, stream) = unsafe { (engine_arg(engine)?, text(stream, "stream")?) };
+        // SAFETY: not NULL; the caller promises `count` records.
+        let c_records = unsafe { std::slice::from_raw_parts(records, count) };
+        // SAFETY: caller promises on every record's fields.
+        let batch = unsafe { records_arg(c_records) }?;
+        let outcome = match durability(durability_code)? {
+            Some(d) => engine.put_batch_with_blocking(stream, &batch, d)?,
+            None => engine.put_batch_blocking(stream, &batch)?,
+        };
+        // SAFETY: not NULL; the caller promises `count` writable results.
+        let out = unsafe { std::slice::from_raw_parts_mut(results, count) };
+        for (slot, result) in out.iter_mut().zip(&outcome) {
+            *slot = to_c(result);
+        }
+        Ok(())
+    })
+}
+
+/// Writes one record; on success `out_result` says where it landed. A throttled or failed
+/// shard is the call's result.
+///
+/// # Safety
+/// `engine` is a live engine; `stream` is NUL-terminated; `record` valid; `out_result`
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_put(
+    engine: *const sluice_engine,
+    stream: *const c_char,
+    record: *const sluice_record_in,
+    durability_code: u32,
+    out_result: *mut sluice_put_result,
+) -> sluice_result {
+    call(|| {
+        let out_result = crate::ffi::out(out_result, "out_result")?;
+        // SAFETY: caller promises on each argument.
+        let (engine, stream, record) = unsafe {
+            (
+                engine_arg(engine)?,
+                text(stream, "stream")?,
+                crate::ffi::handle(record, "record")?,
+            )
+        };
+        // SAFETY: caller promises on the record's fields.
+        let batch = unsafe { records_arg(std::slice::from_ref(record)) }?;
+        let put = match durability(durability_code)? {
+            Some(d) => engine.put_with_blocking(stream, batch[0], d),
+            None => engine.put_blocking(stream, batch[0]),
+        };
+        let put = put?;
+        // SAFETY: caller promise on `out_result`.
+        unsafe { out_result.write(to_c(&Ok(put))) };
+        Ok(())
+    })
+}

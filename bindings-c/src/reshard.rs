@@ -1,0 +1,77 @@
+//! Resharding.
+
+use crate::engine::{engine_arg, sluice_engine};
+use crate::error::sluice_result;
+use crate::ffi::{call, text};
+use sluice_core::ScalingType;
+use std::ffi::c_char;
+
+/// Splits open shard `shard_id` at `new_starting_hash_key` (decimal): two children take the
+/// range below and from the key.
+///
+/// # Safety
+/// `engine` is a live engine; the strings are NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_split_shard(
+    engine: *const sluice_engine,
+    stream: *const c_char,
+    shard_id: *const c_char,
+    new_starting_hash_key: *const c_char,
+) -> sluice_result {
+    call(|| {
+        // SAFETY: caller promises on each argument.
+        let (engine, stream, shard, key) = unsafe {
+            (
+                engine_arg(engine)?,
+                text(stream, "stream")?,
+                text(shard_id, "shard_id")?,
+                text(new_starting_hash_key, "new_starting_hash_key")?,
+            )
+        };
+        Ok(engine.split_shard_blocking(stream, shard, key)?)
+    })
+}
+
+/// Merges two adjacent open shards into one.
+///
+/// # Safety
+/// `engine` is a live engine; the strings are NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_merge_shards(
+    engine: *const sluice_engine,
+    stream: *const c_char,
+    shard_id: *const c_char,
+    adjacent_shard_id: *const c_char,
+) -> sluice_result {
+    call(|| {
+        // SAFETY: caller promises on each argument.
+        let (engine, stream, a, b) = unsafe {
+            (
+                engine_arg(engine)?,
+                text(stream, "stream")?,
+                text(shard_id, "shard_id")?,
+                text(adjacent_shard_id, "adjacent_shard_id")?,
+            )
+        };
+        Ok(engine.merge_shards_blocking(stream, a, b)?)
+    })
+}
+
+/// Reshards to `target` open shards splitting the hash space evenly (between half and double
+/// the current count).
+///
+/// # Safety
+/// `engine` is a live engine; `stream` is NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_update_shard_count(
+    engine: *const sluice_engine,
+    stream: *const c_char,
+    target: u32,
+) -> sluice_result {
+    call(|| {
+        // SAFETY: caller promises on each argument.
+        let (engine, stream) = unsafe { (engine_arg(engine)?, text(stream, "stream")?) };
+        engine.update_shard_count_blocking(stream, target, ScalingType::UniformScaling)?;
+        Ok(())
+    })
+}
