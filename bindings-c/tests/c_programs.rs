@@ -90,3 +90,70 @@ fn producer_threads_and_a_consumer_thread_see_every_record_once_in_order() {
     let out = build_and_run("threads", &["tests/c/threads.c"]);
     assert!(out.contains("4000 records read back exactly once"), "{out}");
 }
+
+#[test]
+fn the_c_example_builds_with_pkg_config_after_the_documented_install() {
+    let work = tempfile::tempdir().unwrap();
+    let prefix = work.path().join("prefix");
+    let install = Command::new(crate_dir().join("../scripts/install-c"))
+        .arg("--prefix")
+        .arg(&prefix)
+        .arg("--from")
+        .arg(library_dir())
+        .status()
+        .expect("run scripts/install-c");
+    assert!(install.success());
+    // Exactly the README's command: cc app.c $(pkg-config --cflags --libs sluice).
+    let pkg_config = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "sluice"])
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+        .output()
+        .expect("pkg-config is installed");
+    assert!(pkg_config.status.success());
+    let flags = String::from_utf8(pkg_config.stdout).unwrap();
+    let program = work.path().join("producer_consumer");
+    let compiled = Command::new("cc")
+        .arg(crate_dir().join("examples/producer_consumer.c"))
+        .args(flags.split_whitespace())
+        .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display()))
+        .arg("-o")
+        .arg(&program)
+        .status()
+        .unwrap();
+    assert!(compiled.success());
+    let output = Command::new(&program)
+        .arg(work.path().join("data"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("greeter: hello") && stdout.contains("read 3 records"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_python_ctypes_example_reads_back_what_it_put() {
+    let work = tempfile::tempdir().unwrap();
+    let output = Command::new("python3")
+        .arg(crate_dir().join("examples/ctypes_example.py"))
+        .arg(work.path().join("data"))
+        .env("SLUICE_LIB", library_dir().join("libsluice.so"))
+        .output()
+        .expect("python3 is installed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("python: read back hello from python"),
+        "{stdout}"
+    );
+}
