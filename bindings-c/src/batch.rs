@@ -62,15 +62,16 @@ impl Batch {
     /// Replaces the held records (the previous views become invalid, as documented).
     pub(crate) fn set(&mut self, records: Records) {
         self.views.clear();
-        self.views.extend(records.records().map(|r| sluice_record {
-            partition_key: r.partition_key.as_ptr().cast(),
-            partition_key_len: r.partition_key.len(),
-            data: r.data.as_ptr(),
-            data_len: r.data.len(),
-            arrival_timestamp_ms: r.arrival_timestamp_ms,
-            sequence_number_high: (r.sequence_number.0 >> 64) as u64,
-            sequence_number_low: r.sequence_number.0 as u64,
-        }));
+        self.views
+            .extend(records.raw_records().map(|r| sluice_record {
+                partition_key: r.partition_key.as_ptr().cast(),
+                partition_key_len: r.partition_key.len(),
+                data: r.data.as_ptr(),
+                data_len: r.data.len(),
+                arrival_timestamp_ms: r.arrival_timestamp_ms,
+                sequence_number_high: (r.sequence_number.0 >> 64) as u64,
+                sequence_number_low: r.sequence_number.0 as u64,
+            }));
         self.status = sluice_read_status {
             millis_behind_latest: records.millis_behind_latest,
             end_of_shard: u32::from(records.end_of_shard),

@@ -155,6 +155,13 @@ pub unsafe extern "C" fn sluice_engine_free(engine: *mut sluice_engine) {
     unsafe { free(engine) }
 }
 
+/// A handle for C on an engine a Rust program opened, so that Rust and C code can share one
+/// engine. Free it with `sluice_engine_free` (the engine closes when its last handle or clone
+/// is gone).
+pub fn sluice_engine_from(engine: Engine) -> *mut sluice_engine {
+    Box::into_raw(Box::new(sluice_engine { engine }))
+}
+
 /// The engine of a handle argument.
 ///
 /// # Safety

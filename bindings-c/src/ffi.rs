@@ -106,27 +106,6 @@ pub(crate) unsafe fn optional_text<'a>(
     unsafe { text(ptr, what) }.map(Some)
 }
 
-/// A byte buffer argument; `len == 0` accepts NULL.
-///
-/// # Safety
-/// `ptr` is NULL or points to `len` readable bytes that outlive the call.
-pub(crate) unsafe fn bytes<'a>(
-    ptr: *const u8,
-    len: usize,
-    what: &str,
-) -> Result<&'a [u8], Failure> {
-    if len == 0 {
-        return Ok(&[]);
-    }
-    if ptr.is_null() {
-        return Err(Failure::invalid(format!(
-            "{what} is NULL with length {len}"
-        )));
-    }
-    // SAFETY: not NULL, and the caller promises `len` readable bytes alive for the call.
-    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
-}
-
 /// A handle argument.
 ///
 /// # Safety

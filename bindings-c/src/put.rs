@@ -2,7 +2,7 @@
 
 use crate::engine::{engine_arg, sluice_engine};
 use crate::error::{SLUICE_OK, sluice_result};
-use crate::ffi::{Failure, call, fill, optional_text, text};
+use crate::ffi::{Failure, call, fill, text};
 use sluice_core::{Durability, PutRecord, PutRecordResult};
 use std::ffi::c_char;
 
@@ -53,29 +53,54 @@ fn durability(code: u32) -> Result<Option<Durability>, Failure> {
 }
 
 /// Reads C records into borrowed `PutRecord`s, refusing NULLs and bad UTF-8 before anything
-/// is written.
+/// is written. Error texts are built only on error: this runs once per record.
 ///
 /// # Safety
 /// Every pointer in `records` is valid as `sluice_record_in` documents.
-unsafe fn records_arg<'a>(records: &'a [sluice_record_in]) -> Result<Vec<PutRecord<'a>>, Failure> {
-    records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            // SAFETY: caller promises on each field.
-            unsafe {
-                Ok(PutRecord {
-                    partition_key: text(r.partition_key, &format!("records[{i}].partition_key"))?,
-                    data: crate::ffi::bytes(r.data, r.data_len, &format!("records[{i}].data"))?,
-                    explicit_hash_key: optional_text(
-                        r.explicit_hash_key,
-                        &format!("records[{i}].explicit_hash_key"),
-                    )?,
-                    sequence_number_for_ordering: None,
-                })
-            }
-        })
-        .collect()
+unsafe fn records_arg(records: &[sluice_record_in]) -> Result<Vec<PutRecord<'_>>, Failure> {
+    let bad =
+        |i: usize, field: &str, why: &str| Failure::invalid(format!("records[{i}].{field} {why}"));
+    let mut out = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        // SAFETY: caller promise on the record's strings.
+        let key = unsafe { c_text(r.partition_key) }
+            .ok_or_else(|| bad(i, "partition_key", "is NULL or not UTF-8"))?;
+        if r.data.is_null() && r.data_len > 0 {
+            return Err(bad(i, "data", "is NULL with a nonzero length"));
+        }
+        let data = if r.data_len == 0 {
+            &[][..]
+        } else {
+            // SAFETY: not NULL; the caller promises `data_len` readable bytes.
+            unsafe { std::slice::from_raw_parts(r.data, r.data_len) }
+        };
+        let explicit_hash_key = if r.explicit_hash_key.is_null() {
+            None
+        } else {
+            // SAFETY: caller promise on the record's strings.
+            let text = unsafe { c_text(r.explicit_hash_key) };
+            Some(text.ok_or_else(|| bad(i, "explicit_hash_key", "is not UTF-8"))?)
+        };
+        out.push(PutRecord {
+            partition_key: key,
+            data,
+            explicit_hash_key,
+            sequence_number_for_ordering: None,
+        });
+    }
+    Ok(out)
+}
+
+/// A NUL-terminated UTF-8 string, or `None` for NULL or invalid UTF-8.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string that outlives `'a`.
+unsafe fn c_text<'a>(ptr: *const c_char) -> Option<&'a str> {
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: not NULL; the caller promises a NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(ptr) }.to_str().ok()
 }
 
 fn to_c(result: &PutRecordResult) -> sluice_put_result {

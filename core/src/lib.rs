@@ -74,7 +74,7 @@ pub use iterator::{IteratorStart, ShardIterator};
 pub use lineage::{ShardRecords, StreamReader};
 pub use names::{validate_partition_key, validate_stream_name};
 pub use put::{PutRecord, PutRecordResult, PutResult};
-pub use read::{Record, Records};
+pub use read::{RawRecord, Record, Records};
 pub use reshard::{ScalingType, ShardCountUpdate};
 pub use seqnum::{SequenceNumber, ShardId};
 pub use sluice_storage as storage;

@@ -23,6 +23,19 @@ pub struct Record<'a> {
     pub arrival_timestamp_ms: u64,
 }
 
+/// A record as [`Records::raw_records`] gives it: the partition key's bytes unchecked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawRecord<'a> {
+    /// Its sequence number.
+    pub sequence_number: SequenceNumber,
+    /// Its partition key's bytes (UTF-8 when written through the engine).
+    pub partition_key: &'a [u8],
+    /// Its payload.
+    pub data: &'a [u8],
+    /// When the engine accepted it, ms since the epoch.
+    pub arrival_timestamp_ms: u64,
+}
+
 /// The answer of one read: records (zero-copy, holding a lease on their segment), how far
 /// behind the tip the reader is, and, at the end of a closed shard, its children.
 #[derive(Debug)]
@@ -45,6 +58,18 @@ impl Records {
         self.batch.records().map(move |r| Record {
             sequence_number: SequenceNumber::new(shard_index, r.seq),
             partition_key: std::str::from_utf8(r.key).unwrap_or("\u{fffd}"),
+            data: r.data,
+            arrival_timestamp_ms: r.timestamp_ms,
+        })
+    }
+
+    /// The records with their partition keys as bytes, without the UTF-8 check
+    /// [`Records::records`] makes: for bindings that hand the bytes on as they are.
+    pub fn raw_records(&self) -> impl Iterator<Item = RawRecord<'_>> {
+        let shard_index = self.shard_index;
+        self.batch.records().map(move |r| RawRecord {
+            sequence_number: SequenceNumber::new(shard_index, r.seq),
+            partition_key: r.key,
             data: r.data,
             arrival_timestamp_ms: r.timestamp_ms,
         })
