@@ -79,6 +79,11 @@ typedef struct sluice_shard {
 typedef void (*sluice_shard_callback)(void *context,
                                       const struct sluice_shard *shard);
 
+// Called once per tag (NUL-terminated, valid during the call).
+typedef void (*sluice_tag_callback)(void *context,
+                                    const char *key,
+                                    const char *value);
+
 // A record, pointing into the mapped log: valid until the next call on the handle it came
 // from (iterator, subscription or batch), or its free.
 typedef struct sluice_record {
@@ -260,6 +265,32 @@ sluice_result sluice_list_shards(const struct sluice_engine *engine,
                                  const char *name,
                                  sluice_shard_callback callback,
                                  void *context);
+
+// Adds a tag to a stream, or overwrites its value (at most 50 tags).
+//
+// # Safety
+// `engine` is a live engine; the strings are NUL-terminated.
+sluice_result sluice_add_tag(const struct sluice_engine *engine,
+                             const char *name,
+                             const char *key,
+                             const char *value);
+
+// Removes a tag from a stream (an absent key is not an error).
+//
+// # Safety
+// `engine` is a live engine; the strings are NUL-terminated.
+sluice_result sluice_remove_tag(const struct sluice_engine *engine,
+                                const char *name,
+                                const char *key);
+
+// Calls `callback(context, key, value)` for every tag of a stream, in key order.
+//
+// # Safety
+// `engine` is a live engine; `name` is NUL-terminated; `callback` a valid function.
+sluice_result sluice_list_tags(const struct sluice_engine *engine,
+                               const char *name,
+                               sluice_tag_callback callback,
+                               void *context);
 
 // Reads the record with sequence number `sequence_number` (decimal) of `stream`.
 //

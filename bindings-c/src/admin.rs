@@ -258,3 +258,77 @@ pub unsafe extern "C" fn sluice_list_shards(
         }
     })
 }
+
+/// Called once per tag (NUL-terminated, valid during the call).
+pub type sluice_tag_callback =
+    Option<unsafe extern "C" fn(context: *mut c_void, key: *const c_char, value: *const c_char)>;
+
+/// Adds a tag to a stream, or overwrites its value (at most 50 tags).
+///
+/// # Safety
+/// `engine` is a live engine; the strings are NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_add_tag(
+    engine: *const sluice_engine,
+    name: *const c_char,
+    key: *const c_char,
+    value: *const c_char,
+) -> sluice_result {
+    call(|| {
+        // SAFETY: caller promises on each argument.
+        let (engine, name, key, value) = unsafe {
+            (
+                engine_arg(engine)?,
+                text(name, "name")?,
+                text(key, "key")?,
+                text(value, "value")?,
+            )
+        };
+        Ok(engine.add_tags_blocking(name, vec![(key.to_owned(), value.to_owned())])?)
+    })
+}
+
+/// Removes a tag from a stream (an absent key is not an error).
+///
+/// # Safety
+/// `engine` is a live engine; the strings are NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_remove_tag(
+    engine: *const sluice_engine,
+    name: *const c_char,
+    key: *const c_char,
+) -> sluice_result {
+    call(|| {
+        // SAFETY: caller promises on each argument.
+        let (engine, name, key) =
+            unsafe { (engine_arg(engine)?, text(name, "name")?, text(key, "key")?) };
+        Ok(engine.remove_tags_blocking(name, vec![key.to_owned()])?)
+    })
+}
+
+/// Calls `callback(context, key, value)` for every tag of a stream, in key order.
+///
+/// # Safety
+/// `engine` is a live engine; `name` is NUL-terminated; `callback` a valid function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_list_tags(
+    engine: *const sluice_engine,
+    name: *const c_char,
+    callback: sluice_tag_callback,
+    context: *mut c_void,
+) -> sluice_result {
+    call(|| {
+        // SAFETY: caller promises on each argument.
+        let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
+        let callback = callback.ok_or_else(|| crate::ffi::Failure::invalid("callback is NULL"))?;
+        for (key, value) in engine.list_tags(name)? {
+            let key = std::ffi::CString::new(key)
+                .map_err(|_| crate::ffi::Failure::invalid("a tag key holds NUL"))?;
+            let value = std::ffi::CString::new(value)
+                .map_err(|_| crate::ffi::Failure::invalid("a tag value holds NUL"))?;
+            // SAFETY: the caller promises a valid callback; the strings live for the call.
+            unsafe { callback(context, key.as_ptr(), value.as_ptr()) };
+        }
+        Ok(())
+    })
+}

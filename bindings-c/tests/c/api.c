@@ -18,6 +18,13 @@ static void count_shard(void *ctx, const sluice_shard *shard) {
     open_seen += shard->open != 0;
 }
 
+static int tags_seen = 0;
+static void check_tag(void *ctx, const char *key, const char *value) {
+    (void)ctx;
+    CHECK(strcmp(key, "env") == 0 && strcmp(value, "prod") == 0);
+    tags_seen++;
+}
+
 static int delivered = 0;
 static int32_t on_delivery(void *ctx, const sluice_record *records, size_t count,
                            const sluice_read_status *status) {
@@ -82,6 +89,17 @@ static void admin(sluice_engine *engine) {
     OK(sluice_list_shards(engine, "orders", count_shard, NULL));
     CHECK(shards_seen == 2 && open_seen == 2);
     FAILS(SLUICE_RESOURCE_NOT_FOUND, sluice_list_shards(engine, "nope", count_shard, NULL));
+    OK(sluice_add_tag(engine, "orders", "env", "dev"));
+    OK(sluice_add_tag(engine, "orders", "env", "prod")); /* overwrites */
+    OK(sluice_add_tag(engine, "orders", "team", "a"));
+    OK(sluice_remove_tag(engine, "orders", "team"));
+    OK(sluice_remove_tag(engine, "orders", "absent"));
+    OK(sluice_list_tags(engine, "orders", check_tag, NULL));
+    CHECK(tags_seen == 1);
+    FAILS(SLUICE_INVALID_ARGUMENT, sluice_add_tag(engine, "orders", "", "x"));
+    FAILS(SLUICE_INVALID_ARGUMENT, sluice_add_tag(engine, "orders", NULL, "x"));
+    FAILS(SLUICE_RESOURCE_NOT_FOUND, sluice_list_tags(engine, "nope", check_tag, NULL));
+    FAILS(SLUICE_INVALID_ARGUMENT, sluice_list_tags(engine, "orders", NULL, NULL));
     OK(sluice_delete_stream(engine, "auto"));
     FAILS(SLUICE_RESOURCE_NOT_FOUND, sluice_delete_stream(engine, "auto"));
 }
