@@ -9,16 +9,24 @@ fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The directory holding libsluice.so for this build (target/<profile>).
+/// The directory holding this build's libsluice.so: `cargo test` builds it in
+/// target/<profile>/deps; `cargo build` also copies it to target/<profile>, where an older
+/// copy may linger. The newest one is this build's.
 fn library_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    for dir in [profile_dir.clone(), profile_dir.join("deps")] {
-        if dir.join("libsluice.so").exists() {
-            return dir;
-        }
-    }
-    panic!("libsluice.so not found next to {}", exe.display());
+    [profile_dir.join("deps"), profile_dir]
+        .into_iter()
+        .filter_map(|dir| {
+            let modified = std::fs::metadata(dir.join("libsluice.so"))
+                .ok()?
+                .modified()
+                .ok()?;
+            Some((modified, dir))
+        })
+        .max()
+        .map(|(_, dir)| dir)
+        .unwrap_or_else(|| panic!("libsluice.so not found near {}", exe.display()))
 }
 
 /// Compiles `sources` into `output` with ASan, linked to libsluice.
