@@ -61,6 +61,9 @@ fn compile(sources: &[PathBuf], output: &Path) {
 fn run(program: &Path, args: &[&Path]) -> String {
     let output = Command::new(program)
         .args(args)
+        // cargo's LD_LIBRARY_PATH may name another copy of the library first; the program's
+        // rpath names this build's.
+        .env_remove("LD_LIBRARY_PATH")
         .env(
             "ASAN_OPTIONS",
             "detect_leaks=1:abort_on_error=0:exitcode=86",
@@ -131,6 +134,7 @@ fn the_c_example_builds_with_pkg_config_after_the_documented_install() {
     assert!(compiled.success());
     let output = Command::new(&program)
         .arg(work.path().join("data"))
+        .env_remove("LD_LIBRARY_PATH")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
