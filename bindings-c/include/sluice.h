@@ -141,7 +141,8 @@ typedef struct sluice_put_result {
 } sluice_put_result;
 
 // Called per delivery by `sluice_subscription_run` with the delivered records (valid during
-// the call) and the read status; return nonzero to stop.
+// the call) and the read status; return nonzero to stop. It must not call any function on
+// the same subscription (including its free), and must not unwind or `longjmp` out.
 typedef int32_t (*sluice_delivery_callback)(void *context,
                                             const struct sluice_record *records,
                                             size_t count,
@@ -301,7 +302,7 @@ sluice_result sluice_get(const struct sluice_engine *engine,
                          const char *sequence_number,
                          struct sluice_batch **out_batch);
 
-// The record of a `sluice_get` batch (index 0).
+// Record `index` of a `sluice_get` batch (it holds one, at index 0).
 //
 // # Safety
 // `batch` is a live batch; `out_record` is writable.
@@ -328,7 +329,8 @@ sluice_result sluice_sequence_number_format(uint64_t high,
 // no throttling) for the data directory `data_dir`.
 //
 // # Safety
-// `data_dir` is a NUL-terminated string; `out` points to writable memory for a pointer.
+// `data_dir` is a NUL-terminated string; `out_options` points to writable memory for a
+// pointer.
 sluice_result sluice_options_new(const char *data_dir,
                                  struct sluice_options **out_options);
 

@@ -322,10 +322,14 @@ pub unsafe extern "C" fn sluice_list_tags(
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
         let callback = callback.ok_or_else(|| crate::ffi::Failure::invalid("callback is NULL"))?;
         for (key, value) in engine.list_tags(name)? {
-            let key = std::ffi::CString::new(key)
-                .map_err(|_| crate::ffi::Failure::invalid("a tag key holds NUL"))?;
-            let value = std::ffi::CString::new(value)
-                .map_err(|_| crate::ffi::Failure::invalid("a tag value holds NUL"))?;
+            // A NUL cannot cross as a C string; such a tag (set through another API) is the
+            // engine's content, not the caller's mistake.
+            let internal = |what: &str| crate::ffi::Failure {
+                code: crate::error::SLUICE_INTERNAL_FAILURE,
+                detail: format!("a tag {what} holds a NUL byte and cannot be returned to C"),
+            };
+            let key = std::ffi::CString::new(key).map_err(|_| internal("key"))?;
+            let value = std::ffi::CString::new(value).map_err(|_| internal("value"))?;
             // SAFETY: the caller promises a valid callback; the strings live for the call.
             unsafe { callback(context, key.as_ptr(), value.as_ptr()) };
         }

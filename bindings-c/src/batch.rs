@@ -61,17 +61,19 @@ unsafe impl Send for Batch {}
 impl Batch {
     /// Replaces the held records (the previous views become invalid, as documented).
     pub(crate) fn set(&mut self, records: Records) {
-        self.views.clear();
-        self.views
-            .extend(records.raw_records().map(|r| sluice_record {
-                partition_key: r.partition_key.as_ptr().cast(),
-                partition_key_len: r.partition_key.len(),
-                data: r.data.as_ptr(),
-                data_len: r.data.len(),
-                arrival_timestamp_ms: r.arrival_timestamp_ms,
-                sequence_number_high: (r.sequence_number.0 >> 64) as u64,
-                sequence_number_low: r.sequence_number.0 as u64,
-            }));
+        // Built aside and swapped in with the records they point into, so that a panic half
+        // way (caught at the boundary) never leaves views pointing into dropped records.
+        let mut views = std::mem::take(&mut self.views);
+        views.clear();
+        views.extend(records.raw_records().map(|r| sluice_record {
+            partition_key: r.partition_key.as_ptr().cast(),
+            partition_key_len: r.partition_key.len(),
+            data: r.data.as_ptr(),
+            data_len: r.data.len(),
+            arrival_timestamp_ms: r.arrival_timestamp_ms,
+            sequence_number_high: (r.sequence_number.0 >> 64) as u64,
+            sequence_number_low: r.sequence_number.0 as u64,
+        }));
         self.status = sluice_read_status {
             millis_behind_latest: records.millis_behind_latest,
             end_of_shard: u32::from(records.end_of_shard),
@@ -79,6 +81,15 @@ impl Batch {
         };
         self.children = records.child_shard_ids.clone();
         self.records = Some(records);
+        self.views = views;
+    }
+
+    /// Forgets the last read (a poll that timed out delivered nothing).
+    pub(crate) fn clear(&mut self) {
+        self.views.clear();
+        self.children.clear();
+        self.status = sluice_read_status::default();
+        self.records = None;
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -140,7 +151,7 @@ pub unsafe extern "C" fn sluice_get(
     })
 }
 
-/// The record of a `sluice_get` batch (index 0).
+/// Record `index` of a `sluice_get` batch (it holds one, at index 0).
 ///
 /// # Safety
 /// `batch` is a live batch; `out_record` is writable.

@@ -19,7 +19,8 @@ pub struct sluice_engine {
 /// no throttling) for the data directory `data_dir`.
 ///
 /// # Safety
-/// `data_dir` is a NUL-terminated string; `out` points to writable memory for a pointer.
+/// `data_dir` is a NUL-terminated string; `out_options` points to writable memory for a
+/// pointer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sluice_options_new(
     data_dir: *const c_char,

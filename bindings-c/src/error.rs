@@ -37,11 +37,13 @@ thread_local! {
 
 pub(crate) fn set_last_error(detail: &str) {
     let text = CString::new(detail.replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|slot| *slot.borrow_mut() = text);
+    // `try_with`: a call from a thread-local destructor, after this thread's storage is
+    // gone, loses its detail instead of panicking outside the boundary.
+    let _ = LAST_ERROR.try_with(|slot| *slot.borrow_mut() = text);
 }
 
 pub(crate) fn clear_last_error() {
-    LAST_ERROR.with(|slot| {
+    let _ = LAST_ERROR.try_with(|slot| {
         let mut slot = slot.borrow_mut();
         if !slot.as_bytes().is_empty() {
             *slot = CString::default();
@@ -78,7 +80,9 @@ pub extern "C" fn sluice_result_message(result: sluice_result) -> *const c_char 
 /// Thread safety: any thread (each thread has its own).
 #[unsafe(no_mangle)]
 pub extern "C" fn sluice_last_error_detail() -> *const c_char {
-    LAST_ERROR.with(|slot| slot.borrow().as_ptr())
+    LAST_ERROR
+        .try_with(|slot| slot.borrow().as_ptr())
+        .unwrap_or(c"".as_ptr())
 }
 
 #[cfg(test)]

@@ -34,6 +34,17 @@ mod put;
 mod reshard;
 mod subscription;
 
+// The thread-safety promises of the header, checked by the compiler.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn send<T: Send>() {}
+    send_sync::<sluice_engine>();
+    send::<sluice_iterator>();
+    send::<sluice_subscription>();
+    send::<sluice_batch>();
+    send::<sluice_core::Records>();
+};
+
 pub use admin::*;
 pub use batch::*;
 pub use engine::*;

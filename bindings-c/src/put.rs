@@ -152,10 +152,12 @@ pub unsafe extern "C" fn sluice_put_batch(
             Some(d) => engine.put_batch_with_blocking(stream, &batch, d)?,
             None => engine.put_batch_blocking(stream, &batch)?,
         };
-        // SAFETY: not NULL; the caller promises `count` writable results.
-        let out = unsafe { std::slice::from_raw_parts_mut(results, count) };
-        for (slot, result) in out.iter_mut().zip(&outcome) {
-            *slot = to_c(result);
+        // Converted first, written after: nothing can fail between the two.
+        let converted: Vec<sluice_put_result> = outcome.iter().map(to_c).collect();
+        for (i, result) in converted.into_iter().enumerate() {
+            // SAFETY: not NULL; the caller promises `count` writable results (possibly
+            // uninitialised, so written without reading or dropping them).
+            unsafe { results.add(i).write(result) };
         }
         Ok(())
     })

@@ -17,7 +17,8 @@ pub struct sluice_subscription {
 }
 
 /// Called per delivery by `sluice_subscription_run` with the delivered records (valid during
-/// the call) and the read status; return nonzero to stop.
+/// the call) and the read status; return nonzero to stop. It must not call any function on
+/// the same subscription (including its free), and must not unwind or `longjmp` out.
 pub type sluice_delivery_callback = Option<
     unsafe extern "C" fn(
         context: *mut c_void,
@@ -93,7 +94,10 @@ fn poll(sub: &mut sluice_subscription, timeout: Duration) -> Result<usize, Failu
             sub.batch.set(event.records);
             Ok(sub.batch.len())
         }
-        None => Ok(0),
+        None => {
+            sub.batch.clear();
+            Ok(0)
+        }
     }
 }
 
@@ -153,21 +157,25 @@ pub unsafe extern "C" fn sluice_subscription_run(
     idle_timeout_ms: u64,
 ) -> sluice_result {
     call(|| {
-        // SAFETY: caller promise on `subscription`.
-        let sub = unsafe { handle_mut(subscription, "subscription") }?;
         let callback = callback.ok_or_else(|| Failure::invalid("callback is NULL"))?;
         let idle = Duration::from_millis(idle_timeout_ms);
         let mut last_delivery = Instant::now();
         loop {
-            let left = idle.saturating_sub(last_delivery.elapsed());
-            if poll(sub, left)? == 0 && sub.batch.status().end_of_shard == 0 {
-                return Ok(());
-            }
+            // The handle is borrowed only around the poll, never across the callback.
+            let (records, count, status) = {
+                // SAFETY: caller promise on `subscription`; this borrow ends before the callback.
+                let sub = unsafe { handle_mut(subscription, "subscription") }?;
+                let left = idle.saturating_sub(last_delivery.elapsed());
+                if poll(sub, left)? == 0 && sub.batch.status().end_of_shard == 0 {
+                    return Ok(());
+                }
+                let views = sub.batch.views();
+                (views.as_ptr(), views.len(), sub.batch.status())
+            };
             last_delivery = Instant::now();
-            let views = sub.batch.views();
-            let status = sub.batch.status();
-            // SAFETY: the caller promises a valid callback; records and status live for it.
-            let stop = unsafe { callback(context, views.as_ptr(), views.len(), &status) };
+            // SAFETY: the caller promises a valid callback that makes no call on this
+            // subscription; the records stay in the handle until the next poll.
+            let stop = unsafe { callback(context, records, count, &status) };
             if stop != 0 || status.end_of_shard != 0 {
                 return Ok(());
             }

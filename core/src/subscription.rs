@@ -79,6 +79,8 @@ impl Subscription {
         &mut self,
         timeout: Duration,
     ) -> Result<Option<SubscriptionEvent>, ReadError> {
+        // Timeouts beyond a century mean "wait for ever"; `Instant` cannot hold more.
+        let timeout = timeout.min(Duration::from_secs(100 * 365 * 24 * 3600));
         let started = Instant::now();
         let deadline = started + timeout;
         let spin_until = started + self.spin_before_park.min(timeout);

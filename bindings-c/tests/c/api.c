@@ -235,6 +235,14 @@ static void subscriptions(sluice_engine *engine) {
     sluice_read_status status;
     OK(sluice_subscription_status(sub, &status));
     CHECK(status.end_of_shard == 0);
+    /* A poll that times out forgets the previous delivery. */
+    OK(sluice_subscription_poll(sub, 10, &count));
+    CHECK(count == 0);
+    FAILS(SLUICE_INVALID_ARGUMENT, sluice_subscription_record(sub, 0, &record));
+    /* "Wait for ever" is a valid timeout (a record is already there). */
+    OK(sluice_put(engine, "orders", &in, 0, &result));
+    OK(sluice_subscription_poll(sub, UINT64_MAX, &count));
+    CHECK(count == 1);
     for (int i = 0; i < 3; i++) OK(sluice_put(engine, "orders", &in, 0, &result));
     int wanted = 3;
     OK(sluice_subscription_run(sub, on_delivery, &wanted, 10000));
