@@ -63,6 +63,29 @@ pub(crate) unsafe fn start_arg(
     })
 }
 
+/// The engine, stream, shard and start position of an iterator or subscription request.
+///
+/// # Safety
+/// As `sluice_iterator_new` documents for these arguments.
+pub(crate) unsafe fn position_args<'a>(
+    engine: *const sluice_engine,
+    stream: *const c_char,
+    shard_id: *const c_char,
+    kind: sluice_iterator_type,
+    sequence_number: *const c_char,
+    timestamp_ms: u64,
+) -> Result<(&'a Engine, &'a str, &'a str, IteratorStart), Failure> {
+    // SAFETY: forwarded caller promises.
+    unsafe {
+        Ok((
+            engine_arg(engine)?,
+            text(stream, "stream")?,
+            text(shard_id, "shard_id")?,
+            start_arg(kind, sequence_number, timestamp_ms)?,
+        ))
+    }
+}
+
 /// An iterator on `shard_id` of `stream`. `sequence_number` (decimal) is required for the
 /// AT/AFTER types and ignored otherwise; `timestamp_ms` is used by `SLUICE_AT_TIMESTAMP`.
 ///
@@ -83,13 +106,15 @@ pub unsafe extern "C" fn sluice_iterator_new(
         let out_iterator = out(out_iterator, "out_iterator")?;
         // SAFETY: caller promises on each argument.
         let (engine, stream, shard, start) = unsafe {
-            (
-                engine_arg(engine)?,
-                text(stream, "stream")?,
-                text(shard_id, "shard_id")?,
-                start_arg(kind, sequence_number, timestamp_ms)?,
+            position_args(
+                engine,
+                stream,
+                shard_id,
+                kind,
+                sequence_number,
+                timestamp_ms,
             )
-        };
+        }?;
         let iterator = engine.shard_iterator(stream, shard, start)?;
         let boxed = Box::new(sluice_iterator {
             engine: engine.clone(),

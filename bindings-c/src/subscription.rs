@@ -1,10 +1,10 @@
 //! Push subscriptions: poll with a timeout, or run a callback per delivery.
 
 use crate::batch::{Batch, sluice_read_status, sluice_record};
-use crate::engine::{engine_arg, sluice_engine};
+use crate::engine::sluice_engine;
 use crate::error::sluice_result;
-use crate::ffi::{Failure, call, free, handle, handle_mut, out, text};
-use crate::iterator::{sluice_iterator_type, start_arg};
+use crate::ffi::{Failure, call, free, handle, handle_mut, out};
+use crate::iterator::{position_args, sluice_iterator_type};
 use sluice_core::Subscription;
 use std::ffi::{c_char, c_void};
 use std::time::{Duration, Instant};
@@ -47,13 +47,15 @@ pub unsafe extern "C" fn sluice_subscribe(
         let out_subscription = out(out_subscription, "out_subscription")?;
         // SAFETY: caller promises on each argument.
         let (engine, stream, shard, start) = unsafe {
-            (
-                engine_arg(engine)?,
-                text(stream, "stream")?,
-                text(shard_id, "shard_id")?,
-                start_arg(kind, sequence_number, timestamp_ms)?,
+            position_args(
+                engine,
+                stream,
+                shard_id,
+                kind,
+                sequence_number,
+                timestamp_ms,
             )
-        };
+        }?;
         let subscription = engine.subscribe(stream, shard, start)?;
         let boxed = Box::new(sluice_subscription {
             subscription,
