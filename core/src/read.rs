@@ -175,9 +175,11 @@ impl Engine {
         };
         let next = batch.next_seq();
         let caught_up = next >= shard.reader.next_seq();
-        let millis_behind_latest = match batch.records().last() {
-            Some(last) if !caught_up => now_ms.saturating_sub(last.timestamp_ms),
-            _ => 0,
+        // From the batch headers: reading it must not cost a pass over the records.
+        let millis_behind_latest = if caught_up || batch.is_empty() {
+            0
+        } else {
+            now_ms.saturating_sub(batch.last_timestamp_ms())
         };
         // A closed shard ends at its ending position, or earlier if a power loss took
         // visible-only records from its tail (its log can never grow again).

@@ -67,6 +67,28 @@ impl ReadBatch {
         self.first_seq + self.count as u64
     }
 
+    /// Arrival time of the last record (0 when empty), from the batch headers alone: no
+    /// record is decoded.
+    pub fn last_timestamp_ms(&self) -> u64 {
+        let (Some(segment), Some(last_seq)) =
+            (self.segment.as_deref(), self.next_seq().checked_sub(1))
+        else {
+            return 0;
+        };
+        if self.count == 0 {
+            return 0;
+        }
+        let mut pos = self.start_pos;
+        loop {
+            let header = crate::format::BatchHeader::parse(segment.bytes(pos, pos + 64))
+                .expect("batch verified by the read");
+            if header.end_seq() > last_seq {
+                return header.max_timestamp_ms;
+            }
+            pos += u64::from(header.length);
+        }
+    }
+
     /// The records, in sequence order, borrowed from the mapping.
     pub fn records(&self) -> impl Iterator<Item = RecordView<'_>> {
         let segment = self.segment.as_deref();
