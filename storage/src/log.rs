@@ -677,7 +677,11 @@ impl<I: SegmentIo> ShardLog<I> {
         let path = self.shared.dir.join(segment_file_name(slot));
         let created = match self.io.create(&path, self.config.segment_size_bytes).await {
             Ok(file) => Ok(file),
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+            // glommio reports ENOSPC as an error of kind StorageFull without the errno.
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOSPC)
+                    || e.kind() == std::io::ErrorKind::StorageFull =>
+            {
                 Err(StorageError::NoSpace { path: path.clone() })
             }
             Err(e) => Err(StorageError::io("create segment", &path, e)),
