@@ -1,0 +1,224 @@
+//! Model-based property test of the engine: random sequences of stream creation and deletion,
+//! puts and batch puts, splits, merges, shard-count updates, reads along the lineage and
+//! restarts, run against the engine and against a plain map of key → records. They must agree
+//! exactly: every acknowledged record read back once, each key's records in put order, the
+//! same errors for missing streams. Cases: 12 by default, PROPTEST_CASES=N for more.
+
+use proptest::prelude::*;
+use sluice_core::{CreateStream, Engine, EngineConfig, ErrorCode, PutRecord, ScalingType};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const STREAMS: [&str; 2] = ["alpha", "beta"];
+const KEYS: usize = 6;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create { stream: usize, shards: u32 },
+    Delete { stream: usize },
+    Put { stream: usize, key: usize },
+    PutBatch { stream: usize, keys: Vec<usize> },
+    Split { stream: usize, at: u8 },
+    Merge { stream: usize, first: u8 },
+    UpdateShardCount { stream: usize, target: u32 },
+    Read { stream: usize },
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let stream = 0..STREAMS.len();
+    prop_oneof![
+        2 => (stream.clone(), 1u32..4).prop_map(|(stream, shards)| Op::Create { stream, shards }),
+        1 => stream.clone().prop_map(|stream| Op::Delete { stream }),
+        6 => (stream.clone(), 0..KEYS).prop_map(|(stream, key)| Op::Put { stream, key }),
+        4 => (stream.clone(), prop::collection::vec(0..KEYS, 1..20))
+            .prop_map(|(stream, keys)| Op::PutBatch { stream, keys }),
+        2 => (stream.clone(), any::<u8>()).prop_map(|(stream, at)| Op::Split { stream, at }),
+        2 => (stream.clone(), any::<u8>()).prop_map(|(stream, first)| Op::Merge { stream, first }),
+        1 => (stream.clone(), 1u32..6).prop_map(|(stream, target)| Op::UpdateShardCount { stream, target }),
+        2 => stream.clone().prop_map(|stream| Op::Read { stream }),
+        1 => Just(Op::Restart),
+    ]
+}
+
+fn open(dir: &Path) -> Engine {
+    let mut config = EngineConfig::new(dir);
+    config.cores = 2;
+    config.segment_size_bytes = 256 << 10;
+    Engine::open(config).unwrap()
+}
+
+/// The model: per existing stream, per key, the data of its records in put order.
+type Model = BTreeMap<&'static str, BTreeMap<String, Vec<Vec<u8>>>>;
+
+/// Everything in a stream along its lineage, as key → data in read order.
+fn read_lineage(engine: &Engine, stream: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut reader = engine.stream_reader(stream).unwrap();
+    let open = engine
+        .describe_stream_summary(stream)
+        .unwrap()
+        .open_shard_count;
+    let mut found: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut empty_in_a_row = 0;
+    while !reader.is_finished() && empty_in_a_row < 2 * (open + 1) + 2 {
+        let batch = reader.read(None).unwrap().unwrap();
+        if batch.records.is_empty() && !batch.records.end_of_shard {
+            empty_in_a_row += 1;
+        } else {
+            empty_in_a_row = 0;
+        }
+        for record in batch.records.records() {
+            found
+                .entry(record.partition_key.to_owned())
+                .or_default()
+                .push(record.data.to_vec());
+        }
+    }
+    found
+}
+
+/// Open shards of a stream, sorted by hash range.
+fn open_shards(engine: &Engine, stream: &str) -> Vec<sluice_core::ShardDescription> {
+    let mut shards: Vec<_> = engine
+        .describe_stream(stream, Some(100), None)
+        .unwrap()
+        .shards
+        .into_iter()
+        .filter(|s| s.ending_sequence_number.is_none())
+        .collect();
+    shards.sort_by_key(|s| s.hash_key_range.start);
+    shards
+}
+
+fn apply(slot: &mut Option<Engine>, dir: &Path, model: &mut Model, op: &Op, step: usize) {
+    if let Op::Restart = op {
+        // Closed (synced, threads joined) before the same directory is opened again.
+        *slot = None;
+        *slot = Some(open(dir));
+        return;
+    }
+    let engine = slot.as_ref().expect("open between steps");
+    match *op {
+        Op::Create { stream, shards } => {
+            let name = STREAMS[stream];
+            let result = engine.create_stream_blocking(CreateStream::provisioned(name, shards));
+            if model.contains_key(name) {
+                assert_eq!(result.unwrap_err().code(), ErrorCode::ResourceInUse);
+            } else {
+                result.unwrap();
+                model.insert(name, BTreeMap::new());
+            }
+        }
+        Op::Delete { stream } => {
+            let name = STREAMS[stream];
+            let result = engine.delete_stream_blocking(name);
+            match model.remove(name) {
+                Some(_) => result.unwrap(),
+                None => assert_eq!(result.unwrap_err().code(), ErrorCode::ResourceNotFound),
+            }
+        }
+        Op::Put { stream, key } => put(engine, model, STREAMS[stream], &[key], step),
+        Op::PutBatch { stream, ref keys } => put(engine, model, STREAMS[stream], keys, step),
+        Op::Split { stream, at } => {
+            let name = STREAMS[stream];
+            if !model.contains_key(name) {
+                return;
+            }
+            let shards = open_shards(engine, name);
+            let shard = &shards[at as usize % shards.len()];
+            let range = shard.hash_key_range;
+            let key = range.start + (range.end - range.start) / 2;
+            engine
+                .split_shard_blocking(name, &shard.shard_id, &key.to_string())
+                .unwrap();
+        }
+        Op::Merge { stream, first } => {
+            let name = STREAMS[stream];
+            if !model.contains_key(name) {
+                return;
+            }
+            let shards = open_shards(engine, name);
+            if shards.len() < 2 {
+                return;
+            }
+            let i = first as usize % (shards.len() - 1);
+            engine
+                .merge_shards_blocking(name, &shards[i].shard_id, &shards[i + 1].shard_id)
+                .unwrap();
+        }
+        Op::UpdateShardCount { stream, target } => {
+            let name = STREAMS[stream];
+            if !model.contains_key(name) {
+                return;
+            }
+            let open = open_shards(engine, name).len() as u32;
+            let result =
+                engine.update_shard_count_blocking(name, target, ScalingType::UniformScaling);
+            if target <= open * 2 && target * 2 >= open {
+                result.unwrap();
+                let ranges: Vec<_> = open_shards(engine, name)
+                    .iter()
+                    .map(|s| s.hash_key_range)
+                    .collect();
+                assert_eq!(ranges, sluice_core::HashKeyRange::even_split(target));
+            } else {
+                assert_eq!(result.unwrap_err().code(), ErrorCode::InvalidArgument);
+            }
+        }
+        Op::Read { stream } => {
+            let name = STREAMS[stream];
+            match model.get(name) {
+                Some(expected) => assert_eq!(&read_lineage(engine, name), expected, "step {step}"),
+                None => assert!(engine.stream_reader(name).is_err()),
+            }
+        }
+        Op::Restart => unreachable!("handled above"),
+    }
+}
+
+fn put(engine: &Engine, model: &mut Model, name: &'static str, keys: &[usize], step: usize) {
+    let owned: Vec<(String, Vec<u8>)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            (
+                format!("key-{k}"),
+                format!("step-{step}-record-{i}").into_bytes(),
+            )
+        })
+        .collect();
+    let records: Vec<PutRecord<'_>> = owned.iter().map(|(k, d)| PutRecord::new(k, d)).collect();
+    let result = engine.put_batch_blocking(name, &records);
+    let Some(stream) = model.get_mut(name) else {
+        assert_eq!(result.unwrap_err().code(), ErrorCode::ResourceNotFound);
+        return;
+    };
+    for ((key, data), outcome) in owned.into_iter().zip(result.unwrap()) {
+        outcome.expect("no throttling, no failure");
+        stream.entry(key).or_default().push(data);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(12),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_engine_agrees_with_a_map_of_keys_to_records(ops in prop::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut engine = Some(open(&data));
+        let mut model = Model::new();
+        for (step, op) in ops.iter().enumerate() {
+            apply(&mut engine, &data, &mut model, op, step);
+        }
+        let engine = engine.expect("open after the last step");
+        for name in STREAMS {
+            if let Some(expected) = model.get(name) {
+                prop_assert_eq!(&read_lineage(&engine, name), expected);
+            }
+        }
+    }
+}
