@@ -91,10 +91,7 @@ impl Records {
     }
 
     pub(crate) fn bytes(&self) -> u64 {
-        self.batch
-            .records()
-            .map(|r| (r.key.len() + r.data.len()) as u64)
-            .sum()
+        self.batch.payload_bytes()
     }
 }
 

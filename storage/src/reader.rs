@@ -89,6 +89,36 @@ impl ReadBatch {
         }
     }
 
+    /// Key plus data bytes of the records, from their headers alone (no record view is built):
+    /// for metrics and read limits, which must not cost a pass over the records.
+    pub fn payload_bytes(&self) -> u64 {
+        let Some(segment) = self.segment.as_deref() else {
+            return 0;
+        };
+        let (first, end) = (self.first_seq, self.next_seq());
+        let mut total = 0;
+        let mut pos = self.start_pos;
+        let mut seq = first;
+        while seq < end {
+            let header = crate::format::BatchHeader::parse(segment.bytes(pos, pos + 64))
+                .expect("batch verified by the read");
+            let bytes = segment.bytes(pos, pos + u64::from(header.length));
+            let mut at = crate::format::BATCH_HEADER_LEN;
+            for record_seq in header.base_seq..header.end_seq() {
+                let data_len = u64::from(crate::format::read_u32(bytes, at));
+                let key_len = u64::from(crate::format::read_u16(bytes, at + 4));
+                if (first..end).contains(&record_seq) {
+                    total += key_len + data_len;
+                }
+                at += crate::format::RECORD_HEADER_LEN
+                    + crate::format::align8(key_len + data_len) as usize;
+            }
+            seq = header.end_seq();
+            pos += u64::from(header.length);
+        }
+        total
+    }
+
     /// The records, in sequence order, borrowed from the mapping.
     pub fn records(&self) -> impl Iterator<Item = RecordView<'_>> {
         let segment = self.segment.as_deref();

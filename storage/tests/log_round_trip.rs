@@ -81,6 +81,26 @@ fn many_small_batches_cross_segment_boundaries_and_read_back_in_order() {
             assert_eq!(seqs, (start..(start + 3).min(end)).collect::<Vec<_>>());
             assert_eq!(batch.next_seq(), (start + 3).min(end));
         }
+        // Byte counts and last arrival times from the headers equal the records' own, for
+        // reads that start and stop inside batches.
+        for (start, records_max) in [(0, 1), (5, 7), (13, 200), (end - 1, 5), (97, 10_000)] {
+            let limits = ReadLimits {
+                records_max,
+                bytes_max: u64::MAX,
+            };
+            let batch = reader.read(start, limits).unwrap();
+            let bytes: u64 = batch
+                .records()
+                .map(|r| (r.key.len() + r.data.len()) as u64)
+                .sum();
+            assert_eq!(
+                batch.payload_bytes(),
+                bytes,
+                "from {start}, {records_max} records"
+            );
+            let last = batch.records().last().unwrap().timestamp_ms;
+            assert_eq!(batch.last_timestamp_ms(), last, "from {start}");
+        }
     });
 }
 
