@@ -52,10 +52,18 @@ impl Subscription {
     /// was delivered.
     pub async fn next(&mut self) -> Option<Result<SubscriptionEvent, ReadError>> {
         loop {
+            // Records already there need no listener (registering one costs an allocation).
+            match self.poll_once() {
+                Ok(Some(event)) => return Some(Ok(event)),
+                Ok(None) if self.finished => return None,
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
+            }
             let shard = match self.iterator.shard() {
                 Ok(shard) => shard,
                 Err(e) => return Some(Err(e)),
             };
+            // Listen, then look again, so that no record published in between is missed.
             let changed = shard.reader.listen();
             match self.poll_once() {
                 Ok(Some(event)) => return Some(Ok(event)),
@@ -94,8 +102,14 @@ impl Subscription {
             std::hint::spin_loop();
         }
         loop {
-            let shard = self.iterator.shard()?;
-            let changed = shard.reader.listen();
+            if let Some(event) = self.poll_once()? {
+                return Ok(Some(event));
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            // Listen, then look again, so that no record published in between is missed.
+            let changed = self.iterator.shard()?.reader.listen();
             if let Some(event) = self.poll_once()? {
                 return Ok(Some(event));
             }
