@@ -203,6 +203,8 @@ extern "C" {
 
 // Creates a provisioned stream of `shard_count` shards; it is active when this returns.
 //
+// Thread safety: any thread; any number of calls on one engine at once.
+//
 // # Safety
 // `engine` is a live engine; `name` a NUL-terminated string.
 sluice_result sluice_create_stream(const struct sluice_engine *engine,
@@ -211,12 +213,16 @@ sluice_result sluice_create_stream(const struct sluice_engine *engine,
 
 // Creates an on-demand stream (four shards; manual resharding is refused).
 //
+// Thread safety: any thread; any number of calls on one engine at once.
+//
 // # Safety
 // `engine` is a live engine; `name` a NUL-terminated string.
 sluice_result sluice_create_stream_on_demand(const struct sluice_engine *engine,
                                              const char *name);
 
 // Deletes a stream and its data.
+//
+// Thread safety: any thread; any number of calls on one engine at once.
 //
 // # Safety
 // `engine` is a live engine; `name` a NUL-terminated string.
@@ -225,6 +231,8 @@ sluice_result sluice_delete_stream(const struct sluice_engine *engine,
 
 // Sets retention to `hours` (24..=8760): `increase` nonzero raises it (refused if lower
 // than now), zero lowers it (refused if higher; older records become unreadable at once).
+//
+// Thread safety: any thread; any number of calls on one engine at once.
 //
 // # Safety
 // `engine` is a live engine; `name` a NUL-terminated string.
@@ -235,6 +243,8 @@ sluice_result sluice_change_retention(const struct sluice_engine *engine,
 
 // Sets the largest record (partition key + data) of a stream: 1..=10 MiB.
 //
+// Thread safety: any thread; any number of calls on one engine at once.
+//
 // # Safety
 // `engine` is a live engine; `name` a NUL-terminated string.
 sluice_result sluice_update_max_record_size(const struct sluice_engine *engine,
@@ -243,6 +253,8 @@ sluice_result sluice_update_max_record_size(const struct sluice_engine *engine,
 
 // A stream's state.
 //
+// Thread safety: any thread; any number of calls on one engine at once.
+//
 // # Safety
 // `engine` is a live engine; `name` a NUL-terminated string; `out_summary` writable.
 sluice_result sluice_describe_stream_summary(const struct sluice_engine *engine,
@@ -250,6 +262,8 @@ sluice_result sluice_describe_stream_summary(const struct sluice_engine *engine,
                                              struct sluice_stream_summary *out_summary);
 
 // Calls `callback(context, name)` for every stream, in name order.
+//
+// Thread safety: any thread; any number of calls on one engine at once.
 //
 // # Safety
 // `engine` is a live engine; `callback` a valid function (NULL is refused).
@@ -260,6 +274,8 @@ sluice_result sluice_list_streams(const struct sluice_engine *engine,
 // Calls `callback(context, shard)` for every shard of a stream whose data is retained
 // (open and closed), by shard id.
 //
+// Thread safety: any thread; any number of calls on one engine at once.
+//
 // # Safety
 // `engine` is a live engine; `name` a NUL-terminated string; `callback` a valid function.
 sluice_result sluice_list_shards(const struct sluice_engine *engine,
@@ -268,6 +284,8 @@ sluice_result sluice_list_shards(const struct sluice_engine *engine,
                                  void *context);
 
 // Adds a tag to a stream, or overwrites its value (at most 50 tags).
+//
+// Thread safety: any thread; any number of calls on one engine at once.
 //
 // # Safety
 // `engine` is a live engine; the strings are NUL-terminated.
@@ -278,6 +296,8 @@ sluice_result sluice_add_tag(const struct sluice_engine *engine,
 
 // Removes a tag from a stream (an absent key is not an error).
 //
+// Thread safety: any thread; any number of calls on one engine at once.
+//
 // # Safety
 // `engine` is a live engine; the strings are NUL-terminated.
 sluice_result sluice_remove_tag(const struct sluice_engine *engine,
@@ -285,6 +305,8 @@ sluice_result sluice_remove_tag(const struct sluice_engine *engine,
                                 const char *key);
 
 // Calls `callback(context, key, value)` for every tag of a stream, in key order.
+//
+// Thread safety: any thread; any number of calls on one engine at once.
 //
 // # Safety
 // `engine` is a live engine; `name` is NUL-terminated; `callback` a valid function.
@@ -295,6 +317,8 @@ sluice_result sluice_list_tags(const struct sluice_engine *engine,
 
 // Reads the record with sequence number `sequence_number` (decimal) of `stream`.
 //
+// Thread safety: any thread; any number of calls on one engine at once.
+//
 // # Safety
 // `engine` is a live engine; the strings are NUL-terminated; `out_batch` is writable.
 sluice_result sluice_get(const struct sluice_engine *engine,
@@ -304,6 +328,8 @@ sluice_result sluice_get(const struct sluice_engine *engine,
 
 // Record `index` of a `sluice_get` batch (it holds one, at index 0).
 //
+// Thread safety: one thread at a time per batch (it may move between threads).
+//
 // # Safety
 // `batch` is a live batch; `out_record` is writable.
 sluice_result sluice_batch_record(const struct sluice_batch *batch,
@@ -312,11 +338,15 @@ sluice_result sluice_batch_record(const struct sluice_batch *batch,
 
 // Frees a batch (NULL does nothing); its records' pointers become invalid.
 //
+// Thread safety: one thread at a time per batch (it may move between threads).
+//
 // # Safety
 // `batch` is NULL or from `sluice_get`, not used afterwards.
 void sluice_batch_free(struct sluice_batch *batch);
 
 // Writes a sequence number as decimal, NUL-terminated, into `buf` (40 bytes always suffice).
+//
+// Thread safety: any thread.
 //
 // # Safety
 // `buf` points to `buf_len` writable bytes.
@@ -328,6 +358,8 @@ sluice_result sluice_sequence_number_format(uint64_t high,
 // New options with the defaults (one core thread per CPU, 64 MiB segments, durable puts,
 // no throttling) for the data directory `data_dir`.
 //
+// Thread safety: any thread.
+//
 // # Safety
 // `data_dir` is a NUL-terminated string; `out_options` points to writable memory for a
 // pointer.
@@ -336,11 +368,15 @@ sluice_result sluice_options_new(const char *data_dir,
 
 // Frees options (NULL does nothing).
 //
+// Thread safety: one thread at a time per options handle.
+//
 // # Safety
 // `options` is NULL or from `sluice_options_new`, not used afterwards.
 void sluice_options_free(struct sluice_options *options);
 
 // Core threads (0: one per CPU).
+//
+// Thread safety: one thread at a time per options handle.
 //
 // # Safety
 // `options` is a live options handle.
@@ -349,12 +385,16 @@ sluice_result sluice_options_set_cores(struct sluice_options *options,
 
 // Segment file size in bytes (a multiple of 4096).
 //
+// Thread safety: one thread at a time per options handle.
+//
 // # Safety
 // `options` is a live options handle.
 sluice_result sluice_options_set_segment_size(struct sluice_options *options,
                                               uint64_t bytes);
 
 // Default durability of puts: nonzero for durable (fdatasync, the default), 0 for visible.
+//
+// Thread safety: one thread at a time per options handle.
 //
 // # Safety
 // `options` is a live options handle.
@@ -363,12 +403,16 @@ sluice_result sluice_options_set_durable(struct sluice_options *options,
 
 // Kinesis' per-shard throughput limits: nonzero to enforce them (off by default).
 //
+// Thread safety: one thread at a time per options handle.
+//
 // # Safety
 // `options` is a live options handle.
 sluice_result sluice_options_set_throughput_limits(struct sluice_options *options,
                                                    int32_t enabled);
 
 // Opens the engine: starts its threads and reopens every stream in the data directory.
+//
+// Thread safety: one thread at a time per options handle.
 //
 // # Safety
 // `options` is a live options handle (it is not consumed); `out_engine` points to writable
@@ -378,6 +422,8 @@ sluice_result sluice_engine_open(const struct sluice_options *options,
 
 // Closes the engine (NULL does nothing): accepted puts finish, logs are synced, threads
 // stop, once the iterators and subscriptions made from it are freed too (they keep it open).
+//
+// Thread safety: any thread; any number of calls on one engine at once.
 //
 // # Safety
 // `engine` is NULL or from `sluice_engine_open`, not used afterwards.
@@ -398,6 +444,8 @@ const char *sluice_last_error_detail(void);
 // An iterator on `shard_id` of `stream`. `sequence_number` (decimal) is required for the
 // AT/AFTER types and ignored otherwise; `timestamp_ms` is used by `SLUICE_AT_TIMESTAMP`.
 //
+// Thread safety: any thread; any number of calls on one engine at once.
+//
 // # Safety
 // `engine` is a live engine; the strings are NUL-terminated (`sequence_number` may be
 // NULL); `out_iterator` is writable.
@@ -412,6 +460,8 @@ sluice_result sluice_iterator_new(const struct sluice_engine *engine,
 // Reads up to `limit` records (0: 10,000) from the iterator's position and moves it past
 // them; `out_count` receives how many. The previous read's records become invalid.
 //
+// Thread safety: one thread at a time per iterator (it may move between threads).
+//
 // # Safety
 // `iterator` is a live iterator used by this thread only; `out_count` is writable.
 sluice_result sluice_iterator_next(struct sluice_iterator *iterator,
@@ -419,6 +469,8 @@ sluice_result sluice_iterator_next(struct sluice_iterator *iterator,
                                    size_t *out_count);
 
 // Record `index` of the last read.
+//
+// Thread safety: one thread at a time per iterator (it may move between threads).
 //
 // # Safety
 // `iterator` is a live iterator; `out_record` is writable.
@@ -429,6 +481,8 @@ sluice_result sluice_iterator_record(const struct sluice_iterator *iterator,
 // All records of the last read at once: `*out_records` points to `*out_count` records,
 // valid until the next call on the iterator.
 //
+// Thread safety: one thread at a time per iterator (it may move between threads).
+//
 // # Safety
 // `iterator` is a live iterator; the out-parameters are writable.
 sluice_result sluice_iterator_records(const struct sluice_iterator *iterator,
@@ -437,6 +491,8 @@ sluice_result sluice_iterator_records(const struct sluice_iterator *iterator,
 
 // The last read's lag and end-of-shard status.
 //
+// Thread safety: one thread at a time per iterator (it may move between threads).
+//
 // # Safety
 // `iterator` is a live iterator; `out_status` is writable.
 sluice_result sluice_iterator_status(const struct sluice_iterator *iterator,
@@ -444,6 +500,8 @@ sluice_result sluice_iterator_status(const struct sluice_iterator *iterator,
 
 // Child shard `index` (after a read that reached the end of a closed shard), written
 // NUL-terminated into `buf` (24 bytes suffice).
+//
+// Thread safety: one thread at a time per iterator (it may move between threads).
 //
 // # Safety
 // `iterator` is a live iterator; `buf` points to `buf_len` writable bytes.
@@ -456,6 +514,8 @@ sluice_result sluice_iterator_child_shard(const struct sluice_iterator *iterator
 // NUL-terminated into `buf` (`SLUICE_ITERATOR_TOKEN_BYTES` suffice). It expires after the
 // engine's iterator lifetime (300 s by default).
 //
+// Thread safety: one thread at a time per iterator (it may move between threads).
+//
 // # Safety
 // `iterator` is a live iterator; `buf` points to `buf_len` writable bytes.
 sluice_result sluice_iterator_token(const struct sluice_iterator *iterator,
@@ -465,6 +525,8 @@ sluice_result sluice_iterator_token(const struct sluice_iterator *iterator,
 // The iterator a token stands for. A forged, altered or foreign token is
 // `SLUICE_INVALID_ARGUMENT`; an old one `SLUICE_EXPIRED_ITERATOR`.
 //
+// Thread safety: any thread; any number of calls on one engine at once.
+//
 // # Safety
 // `engine` is a live engine; `token` is NUL-terminated; `out_iterator` is writable.
 sluice_result sluice_iterator_from_token(const struct sluice_engine *engine,
@@ -472,6 +534,8 @@ sluice_result sluice_iterator_from_token(const struct sluice_engine *engine,
                                          struct sluice_iterator **out_iterator);
 
 // Frees an iterator (NULL does nothing); its records' pointers become invalid.
+//
+// Thread safety: one thread at a time per iterator (it may move between threads).
 //
 // # Safety
 // `iterator` is NULL or from this library, not used afterwards.
@@ -481,6 +545,8 @@ void sluice_iterator_free(struct sluice_iterator *iterator);
 // record, in order: some may fail (a throttled or failed shard) while others succeed. The
 // call fails as a whole (and writes nothing, results untouched) on bad input.
 // `durability` is one of the `SLUICE_DURABILITY_` constants.
+//
+// Thread safety: any thread; any number of calls on one engine at once.
 //
 // # Safety
 // `engine` is a live engine; `stream` is NUL-terminated; `records` points to `count`
@@ -495,6 +561,8 @@ sluice_result sluice_put_batch(const struct sluice_engine *engine,
 // Writes one record; on success `out_result` says where it landed. A throttled or failed
 // shard is the call's result.
 //
+// Thread safety: any thread; any number of calls on one engine at once.
+//
 // # Safety
 // `engine` is a live engine; `stream` is NUL-terminated; `record` valid; `out_result`
 // writable.
@@ -507,6 +575,8 @@ sluice_result sluice_put(const struct sluice_engine *engine,
 // Splits open shard `shard_id` at `new_starting_hash_key` (decimal): two children take the
 // range below and from the key.
 //
+// Thread safety: any thread; any number of calls on one engine at once.
+//
 // # Safety
 // `engine` is a live engine; the strings are NUL-terminated.
 sluice_result sluice_split_shard(const struct sluice_engine *engine,
@@ -515,6 +585,8 @@ sluice_result sluice_split_shard(const struct sluice_engine *engine,
                                  const char *new_starting_hash_key);
 
 // Merges two adjacent open shards into one.
+//
+// Thread safety: any thread; any number of calls on one engine at once.
 //
 // # Safety
 // `engine` is a live engine; the strings are NUL-terminated.
@@ -526,6 +598,8 @@ sluice_result sluice_merge_shards(const struct sluice_engine *engine,
 // Reshards to `target` open shards splitting the hash space evenly (between half and double
 // the current count).
 //
+// Thread safety: any thread; any number of calls on one engine at once.
+//
 // # Safety
 // `engine` is a live engine; `stream` is NUL-terminated.
 sluice_result sluice_update_shard_count(const struct sluice_engine *engine,
@@ -533,6 +607,8 @@ sluice_result sluice_update_shard_count(const struct sluice_engine *engine,
                                         uint32_t target);
 
 // Subscribes to `shard_id` of `stream` from the given start (as `sluice_iterator_new`).
+//
+// Thread safety: any thread; any number of calls on one engine at once.
 //
 // # Safety
 // `engine` is a live engine; strings NUL-terminated (`sequence_number` may be NULL);
@@ -549,6 +625,8 @@ sluice_result sluice_subscribe(const struct sluice_engine *engine,
 // when nothing came, or at the end of a closed shard: see `sluice_subscription_status`).
 // The previous delivery's records become invalid.
 //
+// Thread safety: one thread at a time per subscription (it may move between threads).
+//
 // # Safety
 // `subscription` is live and used by this thread only; `out_count` is writable.
 sluice_result sluice_subscription_poll(struct sluice_subscription *subscription,
@@ -556,6 +634,8 @@ sluice_result sluice_subscription_poll(struct sluice_subscription *subscription,
                                        size_t *out_count);
 
 // Record `index` of the last delivery.
+//
+// Thread safety: one thread at a time per subscription (it may move between threads).
 //
 // # Safety
 // `subscription` is live; `out_record` is writable.
@@ -565,6 +645,8 @@ sluice_result sluice_subscription_record(const struct sluice_subscription *subsc
 
 // The last delivery's lag and end-of-shard status.
 //
+// Thread safety: one thread at a time per subscription (it may move between threads).
+//
 // # Safety
 // `subscription` is live; `out_status` is writable.
 sluice_result sluice_subscription_status(const struct sluice_subscription *subscription,
@@ -572,6 +654,8 @@ sluice_result sluice_subscription_status(const struct sluice_subscription *subsc
 
 // Delivers records to `callback` as they become visible, until it returns nonzero, the
 // shard ends, or `idle_timeout_ms` passes without a delivery.
+//
+// Thread safety: one thread at a time per subscription (it may move between threads).
 //
 // # Safety
 // `subscription` is live and used by this thread only; `callback` is a valid function.
@@ -581,6 +665,8 @@ sluice_result sluice_subscription_run(struct sluice_subscription *subscription,
                                       uint64_t idle_timeout_ms);
 
 // Frees a subscription (NULL does nothing).
+//
+// Thread safety: one thread at a time per subscription (it may move between threads).
 //
 // # Safety
 // `subscription` is NULL or from `sluice_subscribe`, not used afterwards.

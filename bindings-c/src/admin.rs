@@ -50,6 +50,8 @@ pub type sluice_shard_callback =
 
 /// Creates a provisioned stream of `shard_count` shards; it is active when this returns.
 ///
+/// Thread safety: any thread; any number of calls on one engine at once.
+///
 /// # Safety
 /// `engine` is a live engine; `name` a NUL-terminated string.
 #[unsafe(no_mangle)]
@@ -67,6 +69,8 @@ pub unsafe extern "C" fn sluice_create_stream(
 
 /// Creates an on-demand stream (four shards; manual resharding is refused).
 ///
+/// Thread safety: any thread; any number of calls on one engine at once.
+///
 /// # Safety
 /// `engine` is a live engine; `name` a NUL-terminated string.
 #[unsafe(no_mangle)]
@@ -82,6 +86,8 @@ pub unsafe extern "C" fn sluice_create_stream_on_demand(
 }
 
 /// Deletes a stream and its data.
+///
+/// Thread safety: any thread; any number of calls on one engine at once.
 ///
 /// # Safety
 /// `engine` is a live engine; `name` a NUL-terminated string.
@@ -99,6 +105,8 @@ pub unsafe extern "C" fn sluice_delete_stream(
 
 /// Sets retention to `hours` (24..=8760): `increase` nonzero raises it (refused if lower
 /// than now), zero lowers it (refused if higher; older records become unreadable at once).
+///
+/// Thread safety: any thread; any number of calls on one engine at once.
 ///
 /// # Safety
 /// `engine` is a live engine; `name` a NUL-terminated string.
@@ -122,6 +130,8 @@ pub unsafe extern "C" fn sluice_change_retention(
 
 /// Sets the largest record (partition key + data) of a stream: 1..=10 MiB.
 ///
+/// Thread safety: any thread; any number of calls on one engine at once.
+///
 /// # Safety
 /// `engine` is a live engine; `name` a NUL-terminated string.
 #[unsafe(no_mangle)]
@@ -138,6 +148,8 @@ pub unsafe extern "C" fn sluice_update_max_record_size(
 }
 
 /// A stream's state.
+///
+/// Thread safety: any thread; any number of calls on one engine at once.
 ///
 /// # Safety
 /// `engine` is a live engine; `name` a NUL-terminated string; `out_summary` writable.
@@ -166,6 +178,8 @@ pub unsafe extern "C" fn sluice_describe_stream_summary(
 }
 
 /// Calls `callback(context, name)` for every stream, in name order.
+///
+/// Thread safety: any thread; any number of calls on one engine at once.
 ///
 /// # Safety
 /// `engine` is a live engine; `callback` a valid function (NULL is refused).
@@ -197,6 +211,8 @@ pub unsafe extern "C" fn sluice_list_streams(
 
 /// Calls `callback(context, shard)` for every shard of a stream whose data is retained
 /// (open and closed), by shard id.
+///
+/// Thread safety: any thread; any number of calls on one engine at once.
 ///
 /// # Safety
 /// `engine` is a live engine; `name` a NUL-terminated string; `callback` a valid function.
@@ -265,6 +281,8 @@ pub type sluice_tag_callback =
 
 /// Adds a tag to a stream, or overwrites its value (at most 50 tags).
 ///
+/// Thread safety: any thread; any number of calls on one engine at once.
+///
 /// # Safety
 /// `engine` is a live engine; the strings are NUL-terminated.
 #[unsafe(no_mangle)]
@@ -290,6 +308,8 @@ pub unsafe extern "C" fn sluice_add_tag(
 
 /// Removes a tag from a stream (an absent key is not an error).
 ///
+/// Thread safety: any thread; any number of calls on one engine at once.
+///
 /// # Safety
 /// `engine` is a live engine; the strings are NUL-terminated.
 #[unsafe(no_mangle)]
@@ -307,6 +327,8 @@ pub unsafe extern "C" fn sluice_remove_tag(
 }
 
 /// Calls `callback(context, key, value)` for every tag of a stream, in key order.
+///
+/// Thread safety: any thread; any number of calls on one engine at once.
 ///
 /// # Safety
 /// `engine` is a live engine; `name` is NUL-terminated; `callback` a valid function.

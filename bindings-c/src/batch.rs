@@ -123,6 +123,8 @@ impl Batch {
 
 /// Reads the record with sequence number `sequence_number` (decimal) of `stream`.
 ///
+/// Thread safety: any thread; any number of calls on one engine at once.
+///
 /// # Safety
 /// `engine` is a live engine; the strings are NUL-terminated; `out_batch` is writable.
 #[unsafe(no_mangle)]
@@ -153,6 +155,8 @@ pub unsafe extern "C" fn sluice_get(
 
 /// Record `index` of a `sluice_get` batch (it holds one, at index 0).
 ///
+/// Thread safety: one thread at a time per batch (it may move between threads).
+///
 /// # Safety
 /// `batch` is a live batch; `out_record` is writable.
 #[unsafe(no_mangle)]
@@ -173,6 +177,8 @@ pub unsafe extern "C" fn sluice_batch_record(
 
 /// Frees a batch (NULL does nothing); its records' pointers become invalid.
 ///
+/// Thread safety: one thread at a time per batch (it may move between threads).
+///
 /// # Safety
 /// `batch` is NULL or from `sluice_get`, not used afterwards.
 #[unsafe(no_mangle)]
@@ -182,6 +188,8 @@ pub unsafe extern "C" fn sluice_batch_free(batch: *mut sluice_batch) {
 }
 
 /// Writes a sequence number as decimal, NUL-terminated, into `buf` (40 bytes always suffice).
+///
+/// Thread safety: any thread.
 ///
 /// # Safety
 /// `buf` points to `buf_len` writable bytes.

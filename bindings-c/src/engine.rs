@@ -18,6 +18,8 @@ pub struct sluice_engine {
 /// New options with the defaults (one core thread per CPU, 64 MiB segments, durable puts,
 /// no throttling) for the data directory `data_dir`.
 ///
+/// Thread safety: any thread.
+///
 /// # Safety
 /// `data_dir` is a NUL-terminated string; `out_options` points to writable memory for a
 /// pointer.
@@ -41,6 +43,8 @@ pub unsafe extern "C" fn sluice_options_new(
 
 /// Frees options (NULL does nothing).
 ///
+/// Thread safety: one thread at a time per options handle.
+///
 /// # Safety
 /// `options` is NULL or from `sluice_options_new`, not used afterwards.
 #[unsafe(no_mangle)]
@@ -62,6 +66,8 @@ fn with_options(
 
 /// Core threads (0: one per CPU).
 ///
+/// Thread safety: one thread at a time per options handle.
+///
 /// # Safety
 /// `options` is a live options handle.
 #[unsafe(no_mangle)]
@@ -77,6 +83,8 @@ pub unsafe extern "C" fn sluice_options_set_cores(
 
 /// Segment file size in bytes (a multiple of 4096).
 ///
+/// Thread safety: one thread at a time per options handle.
+///
 /// # Safety
 /// `options` is a live options handle.
 #[unsafe(no_mangle)]
@@ -91,6 +99,8 @@ pub unsafe extern "C" fn sluice_options_set_segment_size(
 }
 
 /// Default durability of puts: nonzero for durable (fdatasync, the default), 0 for visible.
+///
+/// Thread safety: one thread at a time per options handle.
 ///
 /// # Safety
 /// `options` is a live options handle.
@@ -111,6 +121,8 @@ pub unsafe extern "C" fn sluice_options_set_durable(
 
 /// Kinesis' per-shard throughput limits: nonzero to enforce them (off by default).
 ///
+/// Thread safety: one thread at a time per options handle.
+///
 /// # Safety
 /// `options` is a live options handle.
 #[unsafe(no_mangle)]
@@ -125,6 +137,8 @@ pub unsafe extern "C" fn sluice_options_set_throughput_limits(
 }
 
 /// Opens the engine: starts its threads and reopens every stream in the data directory.
+///
+/// Thread safety: one thread at a time per options handle.
 ///
 /// # Safety
 /// `options` is a live options handle (it is not consumed); `out_engine` points to writable
@@ -147,6 +161,8 @@ pub unsafe extern "C" fn sluice_engine_open(
 
 /// Closes the engine (NULL does nothing): accepted puts finish, logs are synced, threads
 /// stop, once the iterators and subscriptions made from it are freed too (they keep it open).
+///
+/// Thread safety: any thread; any number of calls on one engine at once.
 ///
 /// # Safety
 /// `engine` is NULL or from `sluice_engine_open`, not used afterwards.

@@ -89,6 +89,8 @@ pub(crate) unsafe fn position_args<'a>(
 /// An iterator on `shard_id` of `stream`. `sequence_number` (decimal) is required for the
 /// AT/AFTER types and ignored otherwise; `timestamp_ms` is used by `SLUICE_AT_TIMESTAMP`.
 ///
+/// Thread safety: any thread; any number of calls on one engine at once.
+///
 /// # Safety
 /// `engine` is a live engine; the strings are NUL-terminated (`sequence_number` may be
 /// NULL); `out_iterator` is writable.
@@ -130,6 +132,8 @@ pub unsafe extern "C" fn sluice_iterator_new(
 /// Reads up to `limit` records (0: 10,000) from the iterator's position and moves it past
 /// them; `out_count` receives how many. The previous read's records become invalid.
 ///
+/// Thread safety: one thread at a time per iterator (it may move between threads).
+///
 /// # Safety
 /// `iterator` is a live iterator used by this thread only; `out_count` is writable.
 #[unsafe(no_mangle)]
@@ -154,6 +158,8 @@ pub unsafe extern "C" fn sluice_iterator_next(
 
 /// Record `index` of the last read.
 ///
+/// Thread safety: one thread at a time per iterator (it may move between threads).
+///
 /// # Safety
 /// `iterator` is a live iterator; `out_record` is writable.
 #[unsafe(no_mangle)]
@@ -176,6 +182,8 @@ pub unsafe extern "C" fn sluice_iterator_record(
 
 /// All records of the last read at once: `*out_records` points to `*out_count` records,
 /// valid until the next call on the iterator.
+///
+/// Thread safety: one thread at a time per iterator (it may move between threads).
 ///
 /// # Safety
 /// `iterator` is a live iterator; the out-parameters are writable.
@@ -203,6 +211,8 @@ pub unsafe extern "C" fn sluice_iterator_records(
 
 /// The last read's lag and end-of-shard status.
 ///
+/// Thread safety: one thread at a time per iterator (it may move between threads).
+///
 /// # Safety
 /// `iterator` is a live iterator; `out_status` is writable.
 #[unsafe(no_mangle)]
@@ -222,6 +232,8 @@ pub unsafe extern "C" fn sluice_iterator_status(
 
 /// Child shard `index` (after a read that reached the end of a closed shard), written
 /// NUL-terminated into `buf` (24 bytes suffice).
+///
+/// Thread safety: one thread at a time per iterator (it may move between threads).
 ///
 /// # Safety
 /// `iterator` is a live iterator; `buf` points to `buf_len` writable bytes.
@@ -243,6 +255,8 @@ pub unsafe extern "C" fn sluice_iterator_child_shard(
 /// NUL-terminated into `buf` (`SLUICE_ITERATOR_TOKEN_BYTES` suffice). It expires after the
 /// engine's iterator lifetime (300 s by default).
 ///
+/// Thread safety: one thread at a time per iterator (it may move between threads).
+///
 /// # Safety
 /// `iterator` is a live iterator; `buf` points to `buf_len` writable bytes.
 #[unsafe(no_mangle)]
@@ -260,6 +274,8 @@ pub unsafe extern "C" fn sluice_iterator_token(
 
 /// The iterator a token stands for. A forged, altered or foreign token is
 /// `SLUICE_INVALID_ARGUMENT`; an old one `SLUICE_EXPIRED_ITERATOR`.
+///
+/// Thread safety: any thread; any number of calls on one engine at once.
 ///
 /// # Safety
 /// `engine` is a live engine; `token` is NUL-terminated; `out_iterator` is writable.
@@ -286,6 +302,8 @@ pub unsafe extern "C" fn sluice_iterator_from_token(
 }
 
 /// Frees an iterator (NULL does nothing); its records' pointers become invalid.
+///
+/// Thread safety: one thread at a time per iterator (it may move between threads).
 ///
 /// # Safety
 /// `iterator` is NULL or from this library, not used afterwards.

@@ -126,6 +126,8 @@ fn to_c(result: &PutRecordResult) -> sluice_put_result {
 /// call fails as a whole (and writes nothing, results untouched) on bad input.
 /// `durability` is one of the `SLUICE_DURABILITY_` constants.
 ///
+/// Thread safety: any thread; any number of calls on one engine at once.
+///
 /// # Safety
 /// `engine` is a live engine; `stream` is NUL-terminated; `records` points to `count`
 /// records; `results` to `count` writable results.
@@ -165,6 +167,8 @@ pub unsafe extern "C" fn sluice_put_batch(
 
 /// Writes one record; on success `out_result` says where it landed. A throttled or failed
 /// shard is the call's result.
+///
+/// Thread safety: any thread; any number of calls on one engine at once.
 ///
 /// # Safety
 /// `engine` is a live engine; `stream` is NUL-terminated; `record` valid; `out_result`

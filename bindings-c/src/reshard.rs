@@ -9,6 +9,8 @@ use std::ffi::c_char;
 /// Splits open shard `shard_id` at `new_starting_hash_key` (decimal): two children take the
 /// range below and from the key.
 ///
+/// Thread safety: any thread; any number of calls on one engine at once.
+///
 /// # Safety
 /// `engine` is a live engine; the strings are NUL-terminated.
 #[unsafe(no_mangle)]
@@ -33,6 +35,8 @@ pub unsafe extern "C" fn sluice_split_shard(
 }
 
 /// Merges two adjacent open shards into one.
+///
+/// Thread safety: any thread; any number of calls on one engine at once.
 ///
 /// # Safety
 /// `engine` is a live engine; the strings are NUL-terminated.
@@ -59,6 +63,8 @@ pub unsafe extern "C" fn sluice_merge_shards(
 
 /// Reshards to `target` open shards splitting the hash space evenly (between half and double
 /// the current count).
+///
+/// Thread safety: any thread; any number of calls on one engine at once.
 ///
 /// # Safety
 /// `engine` is a live engine; `stream` is NUL-terminated.

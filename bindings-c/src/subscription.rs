@@ -30,6 +30,8 @@ pub type sluice_delivery_callback = Option<
 
 /// Subscribes to `shard_id` of `stream` from the given start (as `sluice_iterator_new`).
 ///
+/// Thread safety: any thread; any number of calls on one engine at once.
+///
 /// # Safety
 /// `engine` is a live engine; strings NUL-terminated (`sequence_number` may be NULL);
 /// `out_subscription` is writable.
@@ -71,6 +73,8 @@ pub unsafe extern "C" fn sluice_subscribe(
 /// when nothing came, or at the end of a closed shard: see `sluice_subscription_status`).
 /// The previous delivery's records become invalid.
 ///
+/// Thread safety: one thread at a time per subscription (it may move between threads).
+///
 /// # Safety
 /// `subscription` is live and used by this thread only; `out_count` is writable.
 #[unsafe(no_mangle)]
@@ -105,6 +109,8 @@ fn poll(sub: &mut sluice_subscription, timeout: Duration) -> Result<usize, Failu
 
 /// Record `index` of the last delivery.
 ///
+/// Thread safety: one thread at a time per subscription (it may move between threads).
+///
 /// # Safety
 /// `subscription` is live; `out_record` is writable.
 #[unsafe(no_mangle)]
@@ -127,6 +133,8 @@ pub unsafe extern "C" fn sluice_subscription_record(
 
 /// The last delivery's lag and end-of-shard status.
 ///
+/// Thread safety: one thread at a time per subscription (it may move between threads).
+///
 /// # Safety
 /// `subscription` is live; `out_status` is writable.
 #[unsafe(no_mangle)]
@@ -148,6 +156,8 @@ pub unsafe extern "C" fn sluice_subscription_status(
 
 /// Delivers records to `callback` as they become visible, until it returns nonzero, the
 /// shard ends, or `idle_timeout_ms` passes without a delivery.
+///
+/// Thread safety: one thread at a time per subscription (it may move between threads).
 ///
 /// # Safety
 /// `subscription` is live and used by this thread only; `callback` is a valid function.
@@ -186,6 +196,8 @@ pub unsafe extern "C" fn sluice_subscription_run(
 }
 
 /// Frees a subscription (NULL does nothing).
+///
+/// Thread safety: one thread at a time per subscription (it may move between threads).
 ///
 /// # Safety
 /// `subscription` is NULL or from `sluice_subscribe`, not used afterwards.
