@@ -181,6 +181,10 @@ pub(crate) async fn run_core(
         // A failed sync latched the log; what was acknowledged durable is already durable.
         let _ = log.sync().await;
     }
+    // Drop the logs while the executor still runs: glommio closes files asynchronously, and
+    // a close still pending when the executor stops never happens (a descriptor leak).
+    state.logs.borrow_mut().clear();
+    sleep(Duration::from_millis(1)).await;
 }
 
 /// Retention, sealing and spare segments for every log on the core, every `interval`.
