@@ -131,18 +131,24 @@ pub fn run_durable_writers(engine: &sluice_core::Engine, stream: &str, run: u64,
     });
 }
 
-/// Every record of the crash stream along its lineage (parents before children): partition
-/// key → data, in read order. Nobody writes meanwhile, so the read is complete once every
-/// shard in turn had nothing new (open shards never end).
+/// Every record of the crash stream along its lineage: see [`read_stream_by_key`].
 pub fn read_crash_stream(
     engine: &sluice_core::Engine,
 ) -> std::collections::BTreeMap<String, Vec<Vec<u8>>> {
+    read_stream_by_key(engine, CRASH_STREAM)
+}
+
+/// Every record of `stream` along its lineage (parents before children): partition key →
+/// data, in read order. Nobody writes meanwhile, so the read is complete once every shard in
+/// turn had nothing new (open shards never end).
+pub fn read_stream_by_key(
+    engine: &sluice_core::Engine,
+    stream: &str,
+) -> std::collections::BTreeMap<String, Vec<Vec<u8>>> {
     let shards = engine
-        .describe_stream_summary(CRASH_STREAM)
+        .describe_stream_summary(stream)
         .expect("the stream exists");
-    let mut reader = engine
-        .stream_reader(CRASH_STREAM)
-        .expect("the stream exists");
+    let mut reader = engine.stream_reader(stream).expect("the stream exists");
     let mut found: std::collections::BTreeMap<String, Vec<Vec<u8>>> = Default::default();
     let mut empty_in_a_row = 0;
     // Closed shards end (and start their children) before their children can be empty

@@ -6,6 +6,7 @@
 
 use proptest::prelude::*;
 use sluice_core::{CreateStream, Engine, EngineConfig, ErrorCode, PutRecord, ScalingType};
+use sluice_tests::read_stream_by_key;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -50,32 +51,6 @@ fn open(dir: &Path) -> Engine {
 
 /// The model: per existing stream, per key, the data of its records in put order.
 type Model = BTreeMap<&'static str, BTreeMap<String, Vec<Vec<u8>>>>;
-
-/// Everything in a stream along its lineage, as key → data in read order.
-fn read_lineage(engine: &Engine, stream: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
-    let mut reader = engine.stream_reader(stream).unwrap();
-    let open = engine
-        .describe_stream_summary(stream)
-        .unwrap()
-        .open_shard_count;
-    let mut found: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-    let mut empty_in_a_row = 0;
-    while !reader.is_finished() && empty_in_a_row < 2 * (open + 1) + 2 {
-        let batch = reader.read(None).unwrap().unwrap();
-        if batch.records.is_empty() && !batch.records.end_of_shard {
-            empty_in_a_row += 1;
-        } else {
-            empty_in_a_row = 0;
-        }
-        for record in batch.records.records() {
-            found
-                .entry(record.partition_key.to_owned())
-                .or_default()
-                .push(record.data.to_vec());
-        }
-    }
-    found
-}
 
 /// Open shards of a stream, sorted by hash range.
 fn open_shards(engine: &Engine, stream: &str) -> Vec<sluice_core::ShardDescription> {
@@ -168,7 +143,9 @@ fn apply(slot: &mut Option<Engine>, dir: &Path, model: &mut Model, op: &Op, step
         Op::Read { stream } => {
             let name = STREAMS[stream];
             match model.get(name) {
-                Some(expected) => assert_eq!(&read_lineage(engine, name), expected, "step {step}"),
+                Some(expected) => {
+                    assert_eq!(&read_stream_by_key(engine, name), expected, "step {step}")
+                }
                 None => assert!(engine.stream_reader(name).is_err()),
             }
         }
@@ -217,7 +194,7 @@ proptest! {
         let engine = engine.expect("open after the last step");
         for name in STREAMS {
             if let Some(expected) = model.get(name) {
-                prop_assert_eq!(&read_lineage(&engine, name), expected);
+                prop_assert_eq!(&read_stream_by_key(&engine, name), expected);
             }
         }
     }
