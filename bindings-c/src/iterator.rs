@@ -31,6 +31,17 @@ pub struct sluice_iterator {
     batch: Batch,
 }
 
+impl sluice_iterator {
+    /// A new handle for C owning `iterator`.
+    fn into_handle(engine: &Engine, iterator: ShardIterator) -> *mut sluice_iterator {
+        Box::into_raw(Box::new(sluice_iterator {
+            engine: engine.clone(),
+            iterator,
+            batch: Batch::default(),
+        }))
+    }
+}
+
 /// The start of an iterator or subscription from C arguments.
 ///
 /// # Safety
@@ -118,13 +129,8 @@ pub unsafe extern "C" fn sluice_iterator_new(
             )
         }?;
         let iterator = engine.shard_iterator(stream, shard, start)?;
-        let boxed = Box::new(sluice_iterator {
-            engine: engine.clone(),
-            iterator,
-            batch: Batch::default(),
-        });
         // SAFETY: caller promise on `out_iterator`.
-        unsafe { out_iterator.write(Box::into_raw(boxed)) };
+        unsafe { out_iterator.write(sluice_iterator::into_handle(engine, iterator)) };
         Ok(())
     })
 }
@@ -290,13 +296,8 @@ pub unsafe extern "C" fn sluice_iterator_from_token(
         // SAFETY: caller promises on each argument.
         let (engine, token) = unsafe { (engine_arg(engine)?, text(token, "token")?) };
         let iterator = engine.iterator_from_token(token)?;
-        let boxed = Box::new(sluice_iterator {
-            engine: engine.clone(),
-            iterator,
-            batch: Batch::default(),
-        });
         // SAFETY: caller promise on `out_iterator`.
-        unsafe { out_iterator.write(Box::into_raw(boxed)) };
+        unsafe { out_iterator.write(sluice_iterator::into_handle(engine, iterator)) };
         Ok(())
     })
 }

@@ -289,19 +289,13 @@ impl Control {
 
     /// Closes the logs of `shards` (syncing them first) and waits until they are closed.
     pub(crate) fn close_shards(&self, uid: u64, shards: &[Arc<ShardState>]) {
-        let pending: Vec<_> = shards
-            .iter()
-            .map(|shard| {
-                let key: ShardKey = (uid, shard.index);
-                self.on_core(shard.core, move |state, reply| {
-                    let core = state.clone();
-                    state.spawn(async move {
-                        core.close(key).await;
-                        let _ = reply.send(());
-                    });
-                })
-            })
-            .collect();
+        let pending = self.on_owning_cores(uid, shards, |state, key, reply| {
+            let core = state.clone();
+            state.spawn(async move {
+                core.close(key).await;
+                let _ = reply.send(());
+            });
+        });
         for reply in pending {
             let _ = reply.recv();
         }
@@ -314,20 +308,31 @@ impl Control {
         shards: &[Arc<ShardState>],
         retention_ms: u64,
     ) -> Result<(), AdminError> {
-        let pending: Vec<_> = shards
-            .iter()
-            .map(|shard| {
-                let key: ShardKey = (uid, shard.index);
-                self.on_core(shard.core, move |state, reply| {
-                    let result = state.log(key).map(|log| log.set_retention_ms(retention_ms));
-                    let _ = reply.send(result.unwrap_or(Ok(())));
-                })
-            })
-            .collect();
+        let pending = self.on_owning_cores(uid, shards, move |state, key, reply| {
+            let result = state.log(key).map(|log| log.set_retention_ms(retention_ms));
+            let _ = reply.send(result.unwrap_or(Ok(())));
+        });
         for reply in pending {
             reply.recv().map_err(|_| AdminError::Shutdown)??;
         }
         Ok(())
+    }
+
+    /// Runs `job` for each of `shards` (of stream `uid`) on the core that owns it, all at
+    /// once; returns the reply channels in the order of `shards`.
+    pub(crate) fn on_owning_cores<T: Send + 'static>(
+        &self,
+        uid: u64,
+        shards: &[Arc<ShardState>],
+        job: impl Fn(&Rc<CoreState>, ShardKey, oneshot::Sender<T>) + Send + Clone + 'static,
+    ) -> Vec<oneshot::Receiver<T>> {
+        shards
+            .iter()
+            .map(|shard| {
+                let (key, job) = ((uid, shard.index), job.clone());
+                self.on_core(shard.core, move |state, reply| job(state, key, reply))
+            })
+            .collect()
     }
 
     /// Runs `job` on core `core` with a reply channel; returns the receiving end.

@@ -1,7 +1,7 @@
 //! Resharding: split, merge and update_shard_count. The protocol, its invariants and what a
 //! crash at each step leaves are in docs/design/resharding.md.
 
-use crate::catalog::{MetaEntry, ShardKey, ShardRecord, ShardState, StreamState};
+use crate::catalog::{MetaEntry, ShardRecord, ShardState, StreamState};
 use crate::config::ReshardStep;
 use crate::control::Control;
 use crate::engine::{Engine, block};
@@ -318,18 +318,12 @@ fn observe(control: &Control, step: ReshardStep) {
 
 /// Closes each parent on its core; returns their ending positions in order.
 fn close_parents(control: &Control, uid: u64, parents: &[Arc<ShardState>]) -> Vec<u64> {
-    let replies: Vec<_> = parents
-        .iter()
-        .map(|parent| {
-            let key: ShardKey = (uid, parent.index);
-            control.on_core(parent.core, move |state, reply| {
-                let core = state.clone();
-                state.spawn(async move {
-                    let _ = reply.send(core.close_for_reshard(key).await);
-                });
-            })
-        })
-        .collect();
+    let replies = control.on_owning_cores(uid, parents, |state, key, reply| {
+        let core = state.clone();
+        state.spawn(async move {
+            let _ = reply.send(core.close_for_reshard(key).await);
+        });
+    });
     // After the commit there is no way back: a parent whose core did not answer (it is
     // shutting down) ends where its log ends now, as a restart would decide.
     replies
