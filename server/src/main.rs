@@ -1,7 +1,8 @@
-//! `sluice`: the command-line entry point. Today it runs `sluice bench`, a load generator for
-//! the engine; `serve` and `inspect` come with later layers.
+//! `sluice`: the command-line entry point. `sluice serve` runs a Kinesis-compatible endpoint;
+//! `sluice bench` is a load generator for the engine.
 
 mod bench;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +19,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Serve the Kinesis Data Streams API (JSON and CBOR, HTTP/1.1 and h2c) on a data
+    /// directory, for the AWS CLI, boto3 and the AWS SDKs.
+    Serve(serve::ServeArgs),
     /// Put a volume of records into a stream through the engine, read every shard back and
     /// reopen; print throughput and latency.
     Bench(bench::BenchArgs),
@@ -25,6 +29,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,65 @@
+//! `sluice serve`'s settings.
+
+use sluice_core::storage::Durability;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// How the server runs. `ServeConfig::new` gives the defaults `sluice serve` uses.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The engine's data directory.
+    pub data_dir: PathBuf,
+    /// Where to listen (127.0.0.1:4567 by default; port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Region reported in ARNs.
+    pub region: String,
+    /// 12-digit account id reported in ARNs and messages.
+    pub account: String,
+    /// When a put is acknowledged: `Durable` (after fdatasync, the default) or `Visible`.
+    pub durability: Durability,
+    /// How long streams report CREATING/UPDATING/DELETING after a change (0: never).
+    pub status_delay_ms: u64,
+    /// Largest request body accepted; larger ones get HTTP 413.
+    pub body_bytes_max: usize,
+    /// Enforce Kinesis' per-shard throughput limits (1 MiB/s and 1000 records/s write,
+    /// 2 MiB/s and 5 calls/s read).
+    pub enforce_limits: bool,
+    /// Probability per data-plane call of an injected ProvisionedThroughputExceeded or
+    /// InternalFailure (0 by default), for testing consumers' resilience.
+    pub fault_probability: f64,
+    /// Engine core threads (0: one per CPU).
+    pub cores: usize,
+    /// Shard log segment size.
+    pub segment_size_bytes: u64,
+    /// Open shards allowed over all streams (DescribeLimits' ShardLimit).
+    pub shards_max: u32,
+    /// How long a SubscribeToShard stream lasts before the client must re-subscribe.
+    pub subscription_ms: u64,
+    /// Interval of the empty events a SubscribeToShard stream sends while idle.
+    pub heartbeat_ms: u64,
+}
+
+/// The account id when none is configured (also what kinesis-mock and LocalStack use).
+pub const ACCOUNT_DEFAULT: &str = "000000000000";
+
+impl ServeConfig {
+    /// Defaults for everything but the data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServeConfig {
+        ServeConfig {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 4567)),
+            region: "us-east-1".to_owned(),
+            account: ACCOUNT_DEFAULT.to_owned(),
+            durability: Durability::Durable,
+            status_delay_ms: 0,
+            body_bytes_max: 16 << 20,
+            enforce_limits: false,
+            fault_probability: 0.0,
+            cores: 0,
+            segment_size_bytes: 64 << 20,
+            shards_max: 10_000,
+            subscription_ms: 300_000,
+            heartbeat_ms: 5_000,
+        }
+    }
+}

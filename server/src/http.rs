@@ -1,0 +1,212 @@
+//! The HTTP side: accepting connections (HTTP/1.1 or h2c, per connection), routing `POST`s
+//! to the Kinesis operations, `/health` and `/metrics`, and the reply headers clients expect.
+
+use crate::service::Service;
+use crate::wire::{ApiError, Protocol};
+use crate::{ops, subscribe};
+use bytes::Bytes;
+use futures_lite::FutureExt as _;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// Reply bodies: a whole body, or an event stream.
+pub type ReplyBody = BoxBody<Bytes, Infallible>;
+
+const TARGET_PREFIX: &str = "Kinesis_20131202.";
+
+/// Serves connections from `listener` until `shutdown` completes. Connections in flight
+/// are dropped at shutdown (their requests were either answered or never acknowledged).
+pub async fn serve(
+    service: Arc<Service>,
+    listener: TcpListener,
+    metrics: Option<PrometheusHandle>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of descriptors or a reset before accept: keep serving the others.
+                Err(_) => continue,
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let metrics = metrics.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let handler = hyper::service::service_fn(move |request| {
+                handle(service.clone(), metrics.clone(), request)
+            });
+            let _ = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), handler)
+                .await;
+        });
+    }
+}
+
+async fn handle(
+    service: Arc<Service>,
+    metrics: Option<PrometheusHandle>,
+    request: Request<Incoming>,
+) -> Result<Response<ReplyBody>, Infallible> {
+    Ok(match (request.method(), request.uri().path()) {
+        (&Method::GET, "/health") => plain(StatusCode::OK, "ok\n".into()),
+        (&Method::GET, "/metrics") => match metrics {
+            Some(handle) => plain(StatusCode::OK, handle.render()),
+            None => plain(StatusCode::NOT_FOUND, "metrics are off\n".into()),
+        },
+        (&Method::POST, _) => kinesis(service, request).await,
+        _ => error_reply(
+            Protocol::Json,
+            &ApiError {
+                name: "AccessDeniedException",
+                status: 403,
+                message: "Unable to determine service/operation name to be authorized".into(),
+            },
+        ),
+    })
+}
+
+async fn kinesis(service: Arc<Service>, request: Request<Incoming>) -> Response<ReplyBody> {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let protocol = Protocol::from_content_type(header("content-type"));
+    let target = header("x-amz-target").unwrap_or_default().to_owned();
+    let Some(operation) = target
+        .strip_prefix(TARGET_PREFIX)
+        .filter(|op| ops::OPERATIONS.contains(op))
+        .map(str::to_owned)
+    else {
+        return error_reply(protocol, &ApiError::unknown_operation());
+    };
+    let limit = service.config.body_bytes_max;
+    let declared = header("content-length").and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return error_reply(protocol, &ApiError::too_large(limit));
+    }
+    let body = match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return error_reply(protocol, &ApiError::too_large(limit));
+        }
+        Err(_) => {
+            return error_reply(
+                protocol,
+                &ApiError::serialization("the request body was cut off"),
+            );
+        }
+    };
+    let started = Instant::now();
+    let result = AssertUnwindSafe(run(service.clone(), &operation, protocol, body))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::internal(
+                "The server failed while handling the request.",
+            ))
+        });
+    metrics::histogram!("sluice_request_seconds", "operation" => operation.clone())
+        .record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(reply) => reply,
+        Err(error) => {
+            metrics::counter!("sluice_request_errors_total", "operation" => operation, "error" => error.name)
+                .increment(1);
+            error_reply(protocol, &service.localize(error))
+        }
+    }
+}
+
+async fn run(
+    service: Arc<Service>,
+    operation: &str,
+    protocol: Protocol,
+    body: Bytes,
+) -> Result<Response<ReplyBody>, ApiError> {
+    if operation == "SubscribeToShard" {
+        let input = ops::input(protocol, &body)?;
+        let started = subscribe::start(service, input, protocol)?;
+        let response = Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/vnd.amazon.eventstream");
+        return Ok(with_ids(response)
+            .body(ChannelBody(started.frames).boxed())
+            .expect("a valid response"));
+    }
+    let reply = ops::call(&service, operation, protocol, &body).await?;
+    let response = Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", protocol.content_type());
+    Ok(with_ids(response)
+        .body(Full::new(Bytes::from(reply)).boxed())
+        .expect("a valid response"))
+}
+
+fn with_ids(response: hyper::http::response::Builder) -> hyper::http::response::Builder {
+    let id = uuid::Uuid::new_v4().to_string();
+    response
+        .header("x-amz-id-2", id.clone())
+        .header("x-amzn-requestid", id)
+}
+
+/// An error in the request's protocol: `{"__type", "message"}` plus `x-amzn-ErrorType`.
+pub fn error_reply(protocol: Protocol, error: &ApiError) -> Response<ReplyBody> {
+    #[derive(Serialize)]
+    struct ErrorBody<'a> {
+        __type: &'a str,
+        message: &'a str,
+    }
+    let body = protocol.encode(&ErrorBody {
+        __type: error.name,
+        message: &error.message,
+    });
+    let response = Response::builder()
+        .status(StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST))
+        .header("content-type", protocol.content_type())
+        .header("x-amzn-errortype", error.name);
+    with_ids(response)
+        .body(Full::new(Bytes::from(body)).boxed())
+        .expect("a valid response")
+}
+
+fn plain(status: StatusCode, text: String) -> Response<ReplyBody> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(Full::new(Bytes::from(text)).boxed())
+        .expect("a valid response")
+}
+
+/// A body fed by a channel of event-stream frames; it ends when the sender is dropped.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|frame| frame.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}

@@ -1,0 +1,18 @@
+//! # sluice-server
+//!
+//! `sluice serve`: a Kinesis Data Streams endpoint over a Sluice engine, spoken to by the AWS
+//! CLI, boto3 and the AWS SDKs unchanged (JSON 1.1 and CBOR 1.1, HTTP/1.1 and h2c,
+//! SubscribeToShard event streams). The design is in docs/design/server.md.
+
+pub mod arn;
+pub mod config;
+pub mod http;
+mod ops;
+pub mod service;
+mod shapes;
+mod state;
+mod subscribe;
+pub mod wire;
+
+pub use config::ServeConfig;
+pub use service::Service;

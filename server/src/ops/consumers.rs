@@ -1,0 +1,293 @@
+//! Enhanced fan-out consumers: RegisterStreamConsumer, DeregisterStreamConsumer,
+//! DescribeStreamConsumer, ListStreamConsumers. They live in the server state, bound to the
+//! stream's creation time.
+
+use crate::arn::{ConsumerArn, StreamArn};
+use crate::service::{Service, now_ms};
+use crate::shapes::{Empty, timestamp};
+use crate::state::Consumer;
+use crate::wire::{ApiError, Timestamp, Validate, Validator};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Consumers per stream (Kinesis' quota).
+pub const CONSUMERS_PER_STREAM_MAX: usize = 20;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConsumerOut {
+    consumer_name: String,
+    #[serde(rename = "ConsumerARN")]
+    consumer_arn: String,
+    consumer_status: &'static str,
+    consumer_creation_timestamp: Timestamp,
+    #[serde(rename = "StreamARN", skip_serializing_if = "Option::is_none")]
+    stream_arn: Option<String>,
+}
+
+fn consumer_out(stream_arn: &str, consumer: &Consumer, with_stream: bool) -> ConsumerOut {
+    ConsumerOut {
+        consumer_name: consumer.name.clone(),
+        consumer_arn: ConsumerArn::format(stream_arn, &consumer.name, consumer.created_ms / 1000),
+        consumer_status: "ACTIVE",
+        consumer_creation_timestamp: timestamp(consumer.created_ms),
+        stream_arn: with_stream.then(|| stream_arn.to_owned()),
+    }
+}
+
+/// The stream a StreamARN names, with its creation time.
+fn stream_of(service: &Service, stream_arn: &str) -> Result<(String, u64), ApiError> {
+    let name = service.resolve(&None, &Some(stream_arn.to_owned()))?;
+    let created_ms = service.engine.describe_stream_summary(&name)?.created_ms;
+    Ok((name, created_ms))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RegisterInput {
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    consumer_name: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+impl Validate for RegisterInput {
+    fn validate(&self, v: &mut Validator) {
+        v.required("streamARN", &self.stream_arn);
+        v.stream_arn("streamARN", &self.stream_arn);
+        v.required("consumerName", &self.consumer_name);
+        v.name("consumerName", &self.consumer_name);
+        v.size("tags", self.tags.as_ref().map(BTreeMap::len), 1, 200);
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RegisterOutput {
+    consumer: ConsumerOut,
+}
+
+pub async fn register(service: &Service, input: RegisterInput) -> Result<RegisterOutput, ApiError> {
+    let stream_arn = input.stream_arn.expect("validated");
+    let (stream, created_ms) = stream_of(service, &stream_arn)?;
+    let name = input.consumer_name.expect("validated");
+    let consumer = service.state.update(|state| {
+        let extras = state.stream_mut(&stream, created_ms);
+        if extras.consumers.iter().any(|c| c.name == name) {
+            return Err(ApiError::in_use(format!(
+                "Consumer {name} under stream {stream} already exists for account {}.",
+                service.config.account
+            )));
+        }
+        if extras.consumers.len() >= CONSUMERS_PER_STREAM_MAX {
+            return Err(ApiError::limit_exceeded(format!(
+                "Stream {stream} has the maximum of {CONSUMERS_PER_STREAM_MAX} registered consumers."
+            )));
+        }
+        let consumer = Consumer {
+            name: name.clone(),
+            created_ms: now_ms(),
+            tags: input.tags.unwrap_or_default(),
+        };
+        extras.consumers.push(consumer.clone());
+        Ok(consumer)
+    })?;
+    Ok(RegisterOutput {
+        consumer: consumer_out(&stream_arn, &consumer, false),
+    })
+}
+
+/// A consumer named by ConsumerARN, or by StreamARN + ConsumerName.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConsumerRef {
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    consumer_name: Option<String>,
+    #[serde(rename = "ConsumerARN")]
+    consumer_arn: Option<String>,
+}
+
+impl Validate for ConsumerRef {
+    fn validate(&self, v: &mut Validator) {
+        v.stream_arn("streamARN", &self.stream_arn);
+        v.name("consumerName", &self.consumer_name);
+        v.length("consumerARN", &self.consumer_arn, 1, 2048);
+    }
+}
+
+/// A registered consumer found: its stream, the stream's ARN and creation time, and itself.
+pub struct FoundConsumer {
+    /// Stream name.
+    pub stream: String,
+    /// Stream ARN.
+    pub stream_arn: String,
+    /// Stream creation time.
+    pub stream_created_ms: u64,
+    /// The consumer.
+    pub consumer: Consumer,
+}
+
+/// Finds a consumer by its ARN (the creation time in it must match too).
+pub fn find_by_arn(service: &Service, arn: &str) -> Result<FoundConsumer, ApiError> {
+    let parsed = ConsumerArn::parse(arn)
+        .ok_or_else(|| ApiError::invalid_argument(format!("Invalid ConsumerARN {arn}")))?;
+    let stream_arn = StreamArn::format(
+        parsed.stream.region,
+        parsed.stream.account,
+        parsed.stream.stream,
+    );
+    find(
+        service,
+        &stream_arn,
+        parsed.consumer,
+        Some(parsed.created_s),
+    )
+}
+
+fn find(
+    service: &Service,
+    stream_arn: &str,
+    name: &str,
+    created_s: Option<u64>,
+) -> Result<FoundConsumer, ApiError> {
+    let not_found = || {
+        ApiError::not_found(format!(
+            "Consumer {name} under stream {stream_arn} not found."
+        ))
+    };
+    let (stream, stream_created_ms) = stream_of(service, stream_arn).map_err(|e| match e.name {
+        "ResourceNotFoundException" => not_found(),
+        _ => e,
+    })?;
+    let consumer = service
+        .state
+        .read(|state| {
+            state.stream(&stream, stream_created_ms).and_then(|extras| {
+                extras
+                    .consumers
+                    .iter()
+                    .find(|c| c.name == name && created_s.is_none_or(|s| c.created_ms / 1000 == s))
+                    .cloned()
+            })
+        })
+        .ok_or_else(not_found)?;
+    Ok(FoundConsumer {
+        stream,
+        stream_arn: stream_arn.to_owned(),
+        stream_created_ms,
+        consumer,
+    })
+}
+
+impl ConsumerRef {
+    fn find(&self, service: &Service) -> Result<FoundConsumer, ApiError> {
+        match (&self.consumer_arn, &self.stream_arn, &self.consumer_name) {
+            (Some(arn), _, _) => find_by_arn(service, arn),
+            (None, Some(stream_arn), Some(name)) => {
+                service.resolve(&None, &Some(stream_arn.clone()))?;
+                find(service, stream_arn, name, None)
+            }
+            _ => Err(ApiError::invalid_argument(
+                "Either ConsumerARN, or StreamARN and ConsumerName, must be provided.",
+            )),
+        }
+    }
+}
+
+pub async fn deregister(service: &Service, input: ConsumerRef) -> Result<Empty, ApiError> {
+    let found = input.find(service)?;
+    service.state.update(|state| {
+        let extras = state.stream_mut(&found.stream, found.stream_created_ms);
+        extras.consumers.retain(|c| c != &found.consumer);
+        let arn = ConsumerArn::format(
+            &found.stream_arn,
+            &found.consumer.name,
+            found.consumer.created_ms / 1000,
+        );
+        state.policies.remove(&arn);
+        Ok(())
+    })?;
+    service.leases.revoke_consumer(&ConsumerArn::format(
+        &found.stream_arn,
+        &found.consumer.name,
+        found.consumer.created_ms / 1000,
+    ));
+    Ok(Empty {})
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeOutput {
+    consumer_description: ConsumerOut,
+}
+
+pub async fn describe(service: &Service, input: ConsumerRef) -> Result<DescribeOutput, ApiError> {
+    let found = input.find(service)?;
+    Ok(DescribeOutput {
+        consumer_description: consumer_out(&found.stream_arn, &found.consumer, true),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListInput {
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+    stream_creation_timestamp: Option<Timestamp>,
+}
+
+impl Validate for ListInput {
+    fn validate(&self, v: &mut Validator) {
+        v.required("streamARN", &self.stream_arn);
+        v.stream_arn("streamARN", &self.stream_arn);
+        v.length("nextToken", &self.next_token, 1, 1_048_576);
+        v.range("maxResults", self.max_results, Some(1), Some(10000));
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListOutput {
+    consumers: Vec<ConsumerOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+/// The NextToken of ListStreamConsumers is the index of the next consumer.
+pub async fn list(service: &Service, input: ListInput) -> Result<ListOutput, ApiError> {
+    let stream_arn = input.stream_arn.expect("validated");
+    let (stream, created_ms) = stream_of(service, &stream_arn)?;
+    if let Some(asked) = input.stream_creation_timestamp {
+        if asked.ms / 1000 != created_ms / 1000 {
+            return Err(ApiError::not_found(format!(
+                "Stream {stream_arn} with that creation time not found."
+            )));
+        }
+    }
+    let start = match &input.next_token {
+        Some(token) => token
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid_argument(format!("Invalid NextToken {token}")))?,
+        None => 0,
+    };
+    let max = input.max_results.map_or(100, |m| m as usize);
+    let consumers = service.state.read(|state| {
+        state
+            .stream(&stream, created_ms)
+            .map_or_else(Vec::new, |extras| extras.consumers.clone())
+    });
+    let page: Vec<ConsumerOut> = consumers
+        .iter()
+        .skip(start)
+        .take(max)
+        .map(|c| consumer_out(&stream_arn, c, false))
+        .collect();
+    let next = start + page.len();
+    Ok(ListOutput {
+        consumers: page,
+        next_token: (next < consumers.len()).then(|| next.to_string()),
+    })
+}

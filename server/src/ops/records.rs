@@ -1,0 +1,428 @@
+//! The data plane: PutRecord, PutRecords, GetShardIterator, GetRecords.
+
+use crate::service::Service;
+use crate::shapes::{ChildShard, hash_key_range};
+use crate::wire::types::BlobRef;
+use crate::wire::validate::{HASH_KEY_PATTERN, SEQUENCE_NUMBER_PATTERN};
+use crate::wire::{ApiError, Blob, Timestamp, Validate, Validator};
+use serde::{Deserialize, Serialize};
+use sluice_core::{ErrorCode, IteratorStart, PutError, PutRecord, Records, SequenceNumber};
+
+/// Data plus key of one record, at most (the per-stream limit applies on top).
+const RECORD_DATA_BYTES_MAX: usize = 10 * 1024 * 1024;
+
+fn validate_record(
+    v: &mut Validator,
+    prefix: &str,
+    data: &Option<Blob>,
+    partition_key: &Option<String>,
+    explicit_hash_key: &Option<String>,
+) {
+    v.required(&format!("{prefix}data"), data);
+    v.blob_size(
+        &format!("{prefix}data"),
+        data.as_ref().map(|d| d.0.len()),
+        RECORD_DATA_BYTES_MAX,
+    );
+    v.required(&format!("{prefix}partitionKey"), partition_key);
+    v.length(&format!("{prefix}partitionKey"), partition_key, 1, 256);
+    v.decimal(
+        &format!("{prefix}explicitHashKey"),
+        explicit_hash_key,
+        39,
+        HASH_KEY_PATTERN,
+    );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRecordInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    data: Option<Blob>,
+    partition_key: Option<String>,
+    explicit_hash_key: Option<String>,
+    sequence_number_for_ordering: Option<String>,
+}
+
+impl Validate for PutRecordInput {
+    fn validate(&self, v: &mut Validator) {
+        v.stream(&self.stream_name, &self.stream_arn);
+        validate_record(
+            v,
+            "",
+            &self.data,
+            &self.partition_key,
+            &self.explicit_hash_key,
+        );
+        v.decimal(
+            "sequenceNumberForOrdering",
+            &self.sequence_number_for_ordering,
+            129,
+            SEQUENCE_NUMBER_PATTERN,
+        );
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRecordOutput {
+    shard_id: String,
+    sequence_number: String,
+    encryption_type: &'static str,
+}
+
+pub async fn put_record(
+    service: &Service,
+    input: PutRecordInput,
+) -> Result<PutRecordOutput, ApiError> {
+    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    service.inject_fault(&name)?;
+    let data = input.data.expect("validated");
+    let key = input.partition_key.expect("validated");
+    let record = PutRecord {
+        partition_key: &key,
+        data: &data.0,
+        explicit_hash_key: input.explicit_hash_key.as_deref(),
+        sequence_number_for_ordering: input.sequence_number_for_ordering.as_deref(),
+    };
+    let put = service.engine.put(&name, record).await?;
+    Ok(PutRecordOutput {
+        shard_id: put.shard_id.to_string(),
+        sequence_number: put.sequence_number.to_string(),
+        encryption_type: "NONE",
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRecordsEntry {
+    data: Option<Blob>,
+    partition_key: Option<String>,
+    explicit_hash_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRecordsInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    records: Option<Vec<PutRecordsEntry>>,
+}
+
+impl Validate for PutRecordsInput {
+    fn validate(&self, v: &mut Validator) {
+        v.stream(&self.stream_name, &self.stream_arn);
+        v.required("records", &self.records);
+        v.size("records", self.records.as_ref().map(Vec::len), 1, 500);
+        for (i, entry) in self.records.iter().flatten().enumerate() {
+            let prefix = format!("records.{}.member.", i + 1);
+            validate_record(
+                v,
+                &prefix,
+                &entry.data,
+                &entry.partition_key,
+                &entry.explicit_hash_key,
+            );
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordsResultEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sequence_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutRecordsOutput {
+    failed_record_count: usize,
+    records: Vec<PutRecordsResultEntry>,
+    encryption_type: &'static str,
+}
+
+fn failed_entry(service: &Service, error: PutError) -> PutRecordsResultEntry {
+    // A record of a batch fails only as a throttle or an internal failure (the model's
+    // two per-record codes); everything else fails the whole call before anything is written.
+    let code = match error.code() {
+        ErrorCode::ProvisionedThroughputExceeded => "ProvisionedThroughputExceededException",
+        _ => "InternalFailure",
+    };
+    PutRecordsResultEntry {
+        sequence_number: None,
+        shard_id: None,
+        error_code: Some(code),
+        error_message: Some(service.localize(ApiError::from(error)).message),
+    }
+}
+
+pub async fn put_records(
+    service: &Service,
+    input: PutRecordsInput,
+) -> Result<PutRecordsOutput, ApiError> {
+    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    service.inject_fault(&name)?;
+    let entries = input.records.expect("validated");
+    let records: Vec<PutRecord<'_>> = entries
+        .iter()
+        .map(|entry| PutRecord {
+            partition_key: entry.partition_key.as_deref().expect("validated"),
+            data: &entry.data.as_ref().expect("validated").0,
+            explicit_hash_key: entry.explicit_hash_key.as_deref(),
+            sequence_number_for_ordering: None,
+        })
+        .collect();
+    let results = service.engine.put_batch(&name, &records).await?;
+    let mut failed = 0;
+    let records = results
+        .into_iter()
+        .map(|result| match result {
+            Ok(put) => PutRecordsResultEntry {
+                sequence_number: Some(put.sequence_number.to_string()),
+                shard_id: Some(put.shard_id.to_string()),
+                error_code: None,
+                error_message: None,
+            },
+            Err(error) => {
+                failed += 1;
+                failed_entry(service, error)
+            }
+        })
+        .collect();
+    Ok(PutRecordsOutput {
+        failed_record_count: failed,
+        records,
+        encryption_type: "NONE",
+    })
+}
+
+/// The model's iterator types.
+pub const ITERATOR_TYPES: [&str; 5] = [
+    "AT_SEQUENCE_NUMBER",
+    "AFTER_SEQUENCE_NUMBER",
+    "TRIM_HORIZON",
+    "LATEST",
+    "AT_TIMESTAMP",
+];
+
+/// Where an iterator or subscription starts, from the wire members.
+pub fn iterator_start(
+    kind: &str,
+    sequence_number: Option<&str>,
+    timestamp: Option<Timestamp>,
+) -> Result<IteratorStart, ApiError> {
+    let sequence = |what: &str| -> Result<SequenceNumber, ApiError> {
+        let text = sequence_number.ok_or_else(|| {
+            ApiError::invalid_argument(format!(
+                "The StartingSequenceNumber must be specified for {what}."
+            ))
+        })?;
+        SequenceNumber::parse(text).map_err(ApiError::invalid_argument)
+    };
+    Ok(match kind {
+        "TRIM_HORIZON" => IteratorStart::TrimHorizon,
+        "LATEST" => IteratorStart::Latest,
+        "AT_SEQUENCE_NUMBER" => IteratorStart::AtSequenceNumber(sequence(kind)?),
+        "AFTER_SEQUENCE_NUMBER" => IteratorStart::AfterSequenceNumber(sequence(kind)?),
+        "AT_TIMESTAMP" => IteratorStart::AtTimestamp(
+            timestamp
+                .ok_or_else(|| {
+                    ApiError::invalid_argument("The Timestamp must be specified for AT_TIMESTAMP.")
+                })?
+                .ms,
+        ),
+        other => unreachable!("validated iterator type {other}"),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetShardIteratorInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    shard_id: Option<String>,
+    shard_iterator_type: Option<String>,
+    starting_sequence_number: Option<String>,
+    timestamp: Option<Timestamp>,
+}
+
+impl Validate for GetShardIteratorInput {
+    fn validate(&self, v: &mut Validator) {
+        v.stream(&self.stream_name, &self.stream_arn);
+        v.required("shardId", &self.shard_id);
+        v.name("shardId", &self.shard_id);
+        v.required("shardIteratorType", &self.shard_iterator_type);
+        v.one_of(
+            "shardIteratorType",
+            &self.shard_iterator_type,
+            &ITERATOR_TYPES,
+        );
+        v.decimal(
+            "startingSequenceNumber",
+            &self.starting_sequence_number,
+            129,
+            SEQUENCE_NUMBER_PATTERN,
+        );
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetShardIteratorOutput {
+    shard_iterator: String,
+}
+
+pub async fn get_shard_iterator(
+    service: &Service,
+    input: GetShardIteratorInput,
+) -> Result<GetShardIteratorOutput, ApiError> {
+    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    let start = iterator_start(
+        input.shard_iterator_type.as_deref().expect("validated"),
+        input.starting_sequence_number.as_deref(),
+        input.timestamp,
+    )?;
+    let shard = input.shard_id.as_deref().expect("validated");
+    let iterator = service.engine.shard_iterator(&name, shard, start)?;
+    Ok(GetShardIteratorOutput {
+        shard_iterator: service.engine.iterator_token(&iterator),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetRecordsInput {
+    shard_iterator: Option<String>,
+    limit: Option<i64>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+}
+
+impl Validate for GetRecordsInput {
+    fn validate(&self, v: &mut Validator) {
+        v.required("shardIterator", &self.shard_iterator);
+        v.length("shardIterator", &self.shard_iterator, 1, 512);
+        v.range("limit", self.limit, Some(1), Some(10000));
+        v.stream_arn("streamARN", &self.stream_arn);
+    }
+}
+
+/// A record in a reply, borrowed from the mapped log.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RecordOut<'a> {
+    sequence_number: String,
+    approximate_arrival_timestamp: Timestamp,
+    data: BlobRef<'a>,
+    partition_key: &'a str,
+    encryption_type: &'static str,
+}
+
+/// The records of a read, ready to encode.
+pub fn records_out(records: &Records) -> Vec<RecordOut<'_>> {
+    records
+        .records()
+        .map(|r| RecordOut {
+            sequence_number: r.sequence_number.to_string(),
+            approximate_arrival_timestamp: Timestamp::from_ms(r.arrival_timestamp_ms),
+            data: BlobRef(r.data),
+            partition_key: r.partition_key,
+            encryption_type: "NONE",
+        })
+        .collect()
+}
+
+/// The children of a closed shard read to its end, in the reply's form.
+pub fn child_shards(
+    service: &Service,
+    stream: &str,
+    records: &Records,
+) -> Result<Vec<ChildShard>, ApiError> {
+    if records.child_shard_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut children = Vec::with_capacity(records.child_shard_ids.len());
+    for id in &records.child_shard_ids {
+        let page = service.engine.list_shards(&sluice_core::ListShards {
+            stream: Some(stream.to_owned()),
+            filter: after_shard_before(id),
+            max_results: Some(1000),
+            ..Default::default()
+        })?;
+        let Some(child) = page.shards.into_iter().find(|s| &s.shard_id == id) else {
+            continue; // expired since
+        };
+        let parents = child
+            .parent_shard_id
+            .iter()
+            .chain(child.adjacent_parent_shard_id.iter())
+            .cloned()
+            .collect();
+        children.push(ChildShard {
+            hash_key_range: hash_key_range(&child),
+            shard_id: child.shard_id,
+            parent_shards: parents,
+        });
+    }
+    Ok(children)
+}
+
+/// A filter whose listing starts at shard `id` (children always follow shard 0).
+fn after_shard_before(id: &str) -> Option<sluice_core::ShardFilter> {
+    let index = sluice_core::seqnum::parse_shard_id(id)?;
+    let previous = index.checked_sub(1)?;
+    Some(sluice_core::ShardFilter::AfterShardId(
+        sluice_core::ShardId::new(previous).to_string(),
+    ))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetRecordsOutput<'a> {
+    records: Vec<RecordOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_shard_iterator: Option<String>,
+    millis_behind_latest: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    child_shards: Vec<ChildShard>,
+}
+
+/// GetRecords encodes its reply itself: the records borrow the read's mapping.
+pub async fn get_records(
+    service: &Service,
+    input: GetRecordsInput,
+    protocol: crate::wire::Protocol,
+) -> Result<Vec<u8>, ApiError> {
+    let token = input.shard_iterator.expect("validated");
+    let mut iterator = service.engine.iterator_from_token(&token)?;
+    let stream = iterator.stream_name().to_owned();
+    if let Some(arn) = &input.stream_arn {
+        if service.resolve(&None, &Some(arn.clone()))? != stream {
+            return Err(ApiError::invalid_argument(format!(
+                "StreamARN {arn} does not match the shard iterator's stream."
+            )));
+        }
+    }
+    service.inject_fault(&stream)?;
+    let limit = input.limit.map(|l| l as usize);
+    let records = service.engine.get_records(&mut iterator, limit)?;
+    let output = GetRecordsOutput {
+        records: records_out(&records),
+        next_shard_iterator: (!records.end_of_shard)
+            .then(|| service.engine.iterator_token(&iterator)),
+        millis_behind_latest: records.millis_behind_latest,
+        child_shards: child_shards(service, &stream, &records)?,
+    };
+    Ok(protocol.encode(&output))
+}

@@ -1,0 +1,396 @@
+//! Settings Sluice stores and reports but does not act on: stream encryption (records are
+//! not encrypted), enhanced monitoring (the metrics are always on at `/metrics`), resource
+//! policies (not evaluated), account settings and warm throughput.
+
+use crate::arn::{ConsumerArn, StreamArn};
+use crate::service::Service;
+use crate::shapes::{Empty, timestamp};
+use crate::wire::{ApiError, Timestamp, Validate, Validator};
+use serde::{Deserialize, Serialize};
+use sluice_core::{StreamMode, StreamStatus};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EncryptionInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    encryption_type: Option<String>,
+    key_id: Option<String>,
+}
+
+impl Validate for EncryptionInput {
+    fn validate(&self, v: &mut Validator) {
+        v.stream(&self.stream_name, &self.stream_arn);
+        v.required("encryptionType", &self.encryption_type);
+        v.one_of("encryptionType", &self.encryption_type, &["NONE", "KMS"]);
+        v.required("keyId", &self.key_id);
+        v.length("keyId", &self.key_id, 1, 2048);
+    }
+}
+
+async fn set_encryption(
+    service: &Service,
+    input: EncryptionInput,
+    start: bool,
+) -> Result<Empty, ApiError> {
+    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    service.require_active(&name)?;
+    let created_ms = service.engine.describe_stream_summary(&name)?.created_ms;
+    let kind = input.encryption_type.expect("validated");
+    if kind != "KMS" {
+        return Err(ApiError::invalid_argument(format!(
+            "EncryptionType {kind} is not supported; use KMS."
+        )));
+    }
+    let key = input.key_id.expect("validated");
+    service.state.update(|state| {
+        state.stream_mut(&name, created_ms).encryption = start.then_some((kind, key));
+        Ok(())
+    })?;
+    service.begin_transition(&name, StreamStatus::Updating);
+    Ok(Empty {})
+}
+
+pub async fn start_encryption(
+    service: &Service,
+    input: EncryptionInput,
+) -> Result<Empty, ApiError> {
+    set_encryption(service, input, true).await
+}
+
+pub async fn stop_encryption(service: &Service, input: EncryptionInput) -> Result<Empty, ApiError> {
+    set_encryption(service, input, false).await
+}
+
+const METRICS: [&str; 7] = [
+    "IncomingBytes",
+    "IncomingRecords",
+    "OutgoingBytes",
+    "OutgoingRecords",
+    "WriteProvisionedThroughputExceeded",
+    "ReadProvisionedThroughputExceeded",
+    "IteratorAgeMilliseconds",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MonitoringInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    shard_level_metrics: Option<Vec<String>>,
+}
+
+impl Validate for MonitoringInput {
+    fn validate(&self, v: &mut Validator) {
+        v.stream(&self.stream_name, &self.stream_arn);
+        v.required("shardLevelMetrics", &self.shard_level_metrics);
+        v.size(
+            "shardLevelMetrics",
+            self.shard_level_metrics.as_ref().map(Vec::len),
+            1,
+            7,
+        );
+        let mut allowed = METRICS.to_vec();
+        allowed.push("ALL");
+        for (i, metric) in self.shard_level_metrics.iter().flatten().enumerate() {
+            v.one_of(
+                &format!("shardLevelMetrics.{}.member", i + 1),
+                &Some(metric.clone()),
+                &allowed,
+            );
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MonitoringOutput {
+    stream_name: String,
+    #[serde(rename = "StreamARN")]
+    stream_arn: String,
+    current_shard_level_metrics: Vec<String>,
+    desired_shard_level_metrics: Vec<String>,
+}
+
+async fn set_monitoring(
+    service: &Service,
+    input: MonitoringInput,
+    enable: bool,
+) -> Result<MonitoringOutput, ApiError> {
+    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    service.require_active(&name)?;
+    let created_ms = service.engine.describe_stream_summary(&name)?.created_ms;
+    let asked: Vec<String> = input.shard_level_metrics.expect("validated");
+    let names: Vec<String> = if asked.iter().any(|m| m == "ALL") {
+        METRICS.iter().map(|m| (*m).to_owned()).collect()
+    } else {
+        asked
+    };
+    let (current, desired) = service.state.update(|state| {
+        let metrics = &mut state.stream_mut(&name, created_ms).shard_level_metrics;
+        let current: Vec<String> = metrics.iter().cloned().collect();
+        for metric in names {
+            if enable {
+                metrics.insert(metric);
+            } else {
+                metrics.remove(&metric);
+            }
+        }
+        Ok((current, metrics.iter().cloned().collect()))
+    })?;
+    Ok(MonitoringOutput {
+        stream_arn: service.stream_arn(&name),
+        stream_name: name,
+        current_shard_level_metrics: current,
+        desired_shard_level_metrics: desired,
+    })
+}
+
+pub async fn enable_monitoring(
+    service: &Service,
+    input: MonitoringInput,
+) -> Result<MonitoringOutput, ApiError> {
+    set_monitoring(service, input, true).await
+}
+
+pub async fn disable_monitoring(
+    service: &Service,
+    input: MonitoringInput,
+) -> Result<MonitoringOutput, ApiError> {
+    set_monitoring(service, input, false).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PolicyInput {
+    #[serde(rename = "ResourceARN")]
+    resource_arn: Option<String>,
+    policy: Option<String>,
+}
+
+impl Validate for PolicyInput {
+    fn validate(&self, v: &mut Validator) {
+        v.required("resourceARN", &self.resource_arn);
+        v.length("resourceARN", &self.resource_arn, 1, 2048);
+    }
+}
+
+/// The resource must exist: a stream, or a registered consumer.
+fn check_resource(service: &Service, arn: &str) -> Result<(), ApiError> {
+    if ConsumerArn::parse(arn).is_some() {
+        return crate::ops::consumers::find_by_arn(service, arn).map(|_| ());
+    }
+    let stream = StreamArn::parse(arn)
+        .ok_or_else(|| ApiError::invalid_argument(format!("Invalid ResourceARN {arn}")))?;
+    service.engine.describe_stream_summary(stream.stream)?;
+    Ok(())
+}
+
+pub async fn put_policy(service: &Service, input: PolicyInput) -> Result<Empty, ApiError> {
+    let arn = input.resource_arn.expect("validated");
+    let Some(policy) = input.policy else {
+        return Err(ApiError::validation(
+            "1 validation error detected: Value null at 'policy' failed to satisfy constraint: Member must not be null",
+        ));
+    };
+    if serde_json::from_str::<serde_json::Value>(&policy).is_err() {
+        return Err(ApiError::invalid_argument(
+            "The Policy is not a valid JSON document.",
+        ));
+    }
+    check_resource(service, &arn)?;
+    service.state.update(|state| {
+        state.policies.insert(arn, policy);
+        Ok(())
+    })?;
+    Ok(Empty {})
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetPolicyOutput {
+    policy: String,
+}
+
+pub async fn get_policy(
+    service: &Service,
+    input: PolicyInput,
+) -> Result<GetPolicyOutput, ApiError> {
+    let arn = input.resource_arn.expect("validated");
+    check_resource(service, &arn)?;
+    let policy = service
+        .state
+        .read(|state| state.policies.get(&arn).cloned());
+    // Kinesis answers an empty document for a resource without a policy.
+    Ok(GetPolicyOutput {
+        policy: policy.unwrap_or_else(|| "{}".to_owned()),
+    })
+}
+
+pub async fn delete_policy(service: &Service, input: PolicyInput) -> Result<Empty, ApiError> {
+    let arn = input.resource_arn.expect("validated");
+    check_resource(service, &arn)?;
+    service.state.update(|state| {
+        state
+            .policies
+            .remove(&arn)
+            .map(|_| ())
+            .ok_or_else(|| ApiError::not_found(format!("No resource policy found for {arn}.")))
+    })?;
+    Ok(Empty {})
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CommitmentInput {
+    status: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AccountSettingsInput {
+    minimum_throughput_billing_commitment: Option<CommitmentInput>,
+}
+
+impl Validate for AccountSettingsInput {
+    fn validate(&self, v: &mut Validator) {
+        v.required(
+            "minimumThroughputBillingCommitment",
+            &self.minimum_throughput_billing_commitment,
+        );
+        if let Some(commitment) = &self.minimum_throughput_billing_commitment {
+            v.required(
+                "minimumThroughputBillingCommitment.status",
+                &commitment.status,
+            );
+            v.one_of(
+                "minimumThroughputBillingCommitment.status",
+                &commitment.status,
+                &["ENABLED", "DISABLED"],
+            );
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CommitmentOutput {
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AccountSettingsOutput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    minimum_throughput_billing_commitment: Option<CommitmentOutput>,
+}
+
+fn account_settings(status: Option<String>) -> AccountSettingsOutput {
+    AccountSettingsOutput {
+        minimum_throughput_billing_commitment: status.map(|status| CommitmentOutput {
+            status,
+            started_at: None,
+        }),
+    }
+}
+
+pub async fn describe_account_settings(
+    service: &Service,
+    _input: Empty,
+) -> Result<AccountSettingsOutput, ApiError> {
+    Ok(account_settings(
+        service.state.read(|s| s.billing_commitment.clone()),
+    ))
+}
+
+pub async fn update_account_settings(
+    service: &Service,
+    input: AccountSettingsInput,
+) -> Result<AccountSettingsOutput, ApiError> {
+    let status = input
+        .minimum_throughput_billing_commitment
+        .and_then(|c| c.status)
+        .expect("validated");
+    service.state.update(|state| {
+        state.billing_commitment = Some(status.clone());
+        Ok(())
+    })?;
+    let mut output = account_settings(Some(status));
+    if let Some(commitment) = &mut output.minimum_throughput_billing_commitment {
+        commitment.started_at =
+            (commitment.status == "ENABLED").then(|| timestamp(crate::service::now_ms()));
+    }
+    Ok(output)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WarmThroughputInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    warm_throughput_mi_bps: Option<i64>,
+}
+
+impl Validate for WarmThroughputInput {
+    fn validate(&self, v: &mut Validator) {
+        v.stream(&self.stream_name, &self.stream_arn);
+        v.required("warmThroughputMiBps", &self.warm_throughput_mi_bps);
+        v.range(
+            "warmThroughputMiBps",
+            self.warm_throughput_mi_bps,
+            Some(0),
+            Some(10240),
+        );
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WarmThroughputObject {
+    #[serde(rename = "TargetMiBps")]
+    target_mibps: u64,
+    #[serde(rename = "CurrentMiBps")]
+    current_mibps: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WarmThroughputOutput {
+    #[serde(rename = "StreamARN")]
+    stream_arn: String,
+    stream_name: String,
+    warm_throughput: WarmThroughputObject,
+}
+
+pub async fn update_warm_throughput(
+    service: &Service,
+    input: WarmThroughputInput,
+) -> Result<WarmThroughputOutput, ApiError> {
+    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    let summary = service.engine.describe_stream_summary(&name)?;
+    if summary.mode != StreamMode::OnDemand {
+        return Err(ApiError::validation(
+            "Warm throughput can only be set on an ON_DEMAND stream.",
+        ));
+    }
+    let mibps = input.warm_throughput_mi_bps.expect("validated") as u64;
+    service.state.update(|state| {
+        state
+            .stream_mut(&name, summary.created_ms)
+            .warm_throughput_mibps = Some(mibps);
+        Ok(())
+    })?;
+    Ok(WarmThroughputOutput {
+        stream_arn: service.stream_arn(&name),
+        stream_name: name,
+        warm_throughput: WarmThroughputObject {
+            target_mibps: mibps,
+            current_mibps: mibps,
+        },
+    })
+}

@@ -1,0 +1,547 @@
+//! Stream administration: create, delete, describe, list, retention, record size, mode,
+//! limits.
+
+use crate::service::Service;
+use crate::shapes::{Empty, STREAM_MODES, Shard, StreamModeDetails, status_name, timestamp};
+use crate::wire::{ApiError, Timestamp, Validate, Validator};
+use serde::{Deserialize, Serialize};
+use sluice_core::{CreateStream, StreamMode, StreamStatus};
+use std::collections::BTreeMap;
+
+/// Names a stream by StreamName or StreamARN. (Inputs with more members repeat the two
+/// fields: `#[serde(flatten)]` would hide the protocol from blobs and timestamps.)
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StreamRef {
+    /// `[a-zA-Z0-9_.-]{1,128}`.
+    pub stream_name: Option<String>,
+    /// `arn:aws:kinesis:<region>:<account>:stream/<name>`.
+    #[serde(rename = "StreamARN")]
+    pub stream_arn: Option<String>,
+}
+
+impl Validate for StreamRef {
+    fn validate(&self, v: &mut Validator) {
+        v.stream(&self.stream_name, &self.stream_arn);
+    }
+}
+
+impl StreamRef {
+    /// The stream's name.
+    pub fn resolve(&self, service: &Service) -> Result<String, ApiError> {
+        service.resolve(&self.stream_name, &self.stream_arn)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateStreamInput {
+    stream_name: Option<String>,
+    shard_count: Option<i64>,
+    stream_mode_details: Option<StreamModeDetails>,
+    tags: Option<BTreeMap<String, String>>,
+    warm_throughput_mi_bps: Option<i64>,
+    max_record_size_in_ki_b: Option<i64>,
+}
+
+impl Validate for CreateStreamInput {
+    fn validate(&self, v: &mut Validator) {
+        v.required("streamName", &self.stream_name);
+        v.name("streamName", &self.stream_name);
+        v.range("shardCount", self.shard_count, Some(1), None);
+        if let Some(details) = &self.stream_mode_details {
+            v.required("streamModeDetails.streamMode", &details.stream_mode);
+            v.one_of(
+                "streamModeDetails.streamMode",
+                &details.stream_mode,
+                &STREAM_MODES,
+            );
+        }
+        v.size("tags", self.tags.as_ref().map(BTreeMap::len), 1, 200);
+        v.range(
+            "warmThroughputMiBps",
+            self.warm_throughput_mi_bps,
+            Some(0),
+            None,
+        );
+        v.range(
+            "maxRecordSizeInKiB",
+            self.max_record_size_in_ki_b,
+            Some(1024),
+            Some(10240),
+        );
+    }
+}
+
+pub async fn create_stream(service: &Service, input: CreateStreamInput) -> Result<Empty, ApiError> {
+    let name = input.stream_name.expect("validated");
+    let mode = input
+        .stream_mode_details
+        .as_ref()
+        .and_then(StreamModeDetails::mode)
+        .unwrap_or(StreamMode::Provisioned);
+    let mut request = match mode {
+        StreamMode::OnDemand => CreateStream::on_demand(&name),
+        StreamMode::Provisioned => {
+            let Some(count) = input.shard_count else {
+                return Err(ApiError::invalid_argument(
+                    "ShardCount is required for a PROVISIONED stream.",
+                ));
+            };
+            CreateStream::provisioned(&name, u32::try_from(count).unwrap_or(u32::MAX))
+        }
+    };
+    request.max_record_size_bytes = input.max_record_size_in_ki_b.map(|kib| kib as u64 * 1024);
+    request.tags = input.tags.unwrap_or_default().into_iter().collect();
+    service.engine.create_stream(request).await?;
+    service.begin_transition(&name, StreamStatus::Creating);
+    if let Some(mibps) = input.warm_throughput_mi_bps {
+        let created_ms = service.engine.describe_stream_summary(&name)?.created_ms;
+        service.state.update(|state| {
+            state.stream_mut(&name, created_ms).warm_throughput_mibps = Some(mibps as u64);
+            Ok(())
+        })?;
+    }
+    Ok(Empty {})
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteStreamInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    enforce_consumer_deletion: Option<bool>,
+}
+
+impl Validate for DeleteStreamInput {
+    fn validate(&self, v: &mut Validator) {
+        v.stream(&self.stream_name, &self.stream_arn);
+    }
+}
+
+pub async fn delete_stream(service: &Service, input: DeleteStreamInput) -> Result<Empty, ApiError> {
+    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    let created_ms = service.engine.describe_stream_summary(&name)?.created_ms;
+    let consumers = service
+        .state
+        .read(|s| s.stream(&name, created_ms).map_or(0, |e| e.consumers.len()));
+    if consumers > 0 && input.enforce_consumer_deletion != Some(true) {
+        return Err(ApiError::in_use(format!(
+            "Stream {name} under account {} has registered consumers. Deregister them, or set EnforceConsumerDeletion.",
+            service.config.account
+        )));
+    }
+    service.engine.delete_stream(&name).await?;
+    let arn = service.stream_arn(&name);
+    service.state.update(|state| {
+        state.forget_stream(&name, &arn);
+        Ok(())
+    })?;
+    Ok(Empty {})
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeStreamInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    limit: Option<i64>,
+    exclusive_start_shard_id: Option<String>,
+}
+
+impl Validate for DescribeStreamInput {
+    fn validate(&self, v: &mut Validator) {
+        v.stream(&self.stream_name, &self.stream_arn);
+        v.range("limit", self.limit, Some(1), Some(10000));
+        v.name("exclusiveStartShardId", &self.exclusive_start_shard_id);
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EnhancedMetrics {
+    shard_level_metrics: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct StreamDescription {
+    stream_name: String,
+    #[serde(rename = "StreamARN")]
+    stream_arn: String,
+    stream_status: &'static str,
+    stream_mode_details: StreamModeDetails,
+    shards: Vec<Shard>,
+    has_more_shards: bool,
+    retention_period_hours: u32,
+    stream_creation_timestamp: Timestamp,
+    enhanced_monitoring: Vec<EnhancedMetrics>,
+    encryption_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeStreamOutput {
+    stream_description: StreamDescription,
+}
+
+/// What the server adds to the engine's description of a stream.
+struct Extras {
+    encryption_type: String,
+    key_id: Option<String>,
+    metrics: Vec<String>,
+    consumers: usize,
+    warm_throughput_mibps: Option<u64>,
+}
+
+fn extras(service: &Service, name: &str, created_ms: u64) -> Extras {
+    service.state.read(|state| {
+        let extras = state.stream(name, created_ms);
+        let encryption = extras.and_then(|e| e.encryption.clone());
+        Extras {
+            encryption_type: encryption
+                .as_ref()
+                .map_or("NONE".to_owned(), |e| e.0.clone()),
+            key_id: encryption.map(|e| e.1),
+            metrics: extras.map_or_else(Vec::new, |e| {
+                e.shard_level_metrics.iter().cloned().collect()
+            }),
+            consumers: extras.map_or(0, |e| e.consumers.len()),
+            warm_throughput_mibps: extras.and_then(|e| e.warm_throughput_mibps),
+        }
+    })
+}
+
+pub async fn describe_stream(
+    service: &Service,
+    input: DescribeStreamInput,
+) -> Result<DescribeStreamOutput, ApiError> {
+    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    let limit = input.limit.map(|l| l.min(100) as usize);
+    let description =
+        service
+            .engine
+            .describe_stream(&name, limit, input.exclusive_start_shard_id.as_deref())?;
+    let extras = extras(service, &name, description.created_ms);
+    Ok(DescribeStreamOutput {
+        stream_description: StreamDescription {
+            stream_arn: service.stream_arn(&name),
+            stream_status: status_name(service.status(&name)),
+            stream_mode_details: StreamModeDetails::of(description.mode),
+            shards: description.shards.iter().map(Shard::of).collect(),
+            has_more_shards: description.has_more_shards,
+            retention_period_hours: description.retention_hours,
+            stream_creation_timestamp: timestamp(description.created_ms),
+            enhanced_monitoring: vec![EnhancedMetrics {
+                shard_level_metrics: extras.metrics,
+            }],
+            encryption_type: extras.encryption_type,
+            key_id: extras.key_id,
+            stream_name: name,
+        },
+    })
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct WarmThroughput {
+    #[serde(rename = "TargetMiBps")]
+    target_mibps: u64,
+    #[serde(rename = "CurrentMiBps")]
+    current_mibps: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct StreamDescriptionSummary {
+    stream_name: String,
+    #[serde(rename = "StreamARN")]
+    stream_arn: String,
+    stream_status: &'static str,
+    stream_mode_details: StreamModeDetails,
+    retention_period_hours: u32,
+    stream_creation_timestamp: Timestamp,
+    enhanced_monitoring: Vec<EnhancedMetrics>,
+    encryption_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
+    open_shard_count: usize,
+    consumer_count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warm_throughput: Option<WarmThroughput>,
+    #[serde(rename = "MaxRecordSizeInKiB")]
+    max_record_size_kib: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeStreamSummaryOutput {
+    stream_description_summary: StreamDescriptionSummary,
+}
+
+pub async fn describe_stream_summary(
+    service: &Service,
+    input: StreamRef,
+) -> Result<DescribeStreamSummaryOutput, ApiError> {
+    let name = input.resolve(service)?;
+    let summary = service.engine.describe_stream_summary(&name)?;
+    let extras = extras(service, &name, summary.created_ms);
+    Ok(DescribeStreamSummaryOutput {
+        stream_description_summary: StreamDescriptionSummary {
+            stream_arn: service.stream_arn(&name),
+            stream_status: status_name(service.status(&name)),
+            stream_mode_details: StreamModeDetails::of(summary.mode),
+            retention_period_hours: summary.retention_hours,
+            stream_creation_timestamp: timestamp(summary.created_ms),
+            enhanced_monitoring: vec![EnhancedMetrics {
+                shard_level_metrics: extras.metrics,
+            }],
+            encryption_type: extras.encryption_type,
+            key_id: extras.key_id,
+            open_shard_count: summary.open_shard_count,
+            consumer_count: extras.consumers,
+            warm_throughput: extras.warm_throughput_mibps.map(|mibps| WarmThroughput {
+                target_mibps: mibps,
+                current_mibps: mibps,
+            }),
+            max_record_size_kib: summary.max_record_size_bytes / 1024,
+            stream_name: name,
+        },
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListStreamsInput {
+    limit: Option<i64>,
+    exclusive_start_stream_name: Option<String>,
+    next_token: Option<String>,
+}
+
+impl Validate for ListStreamsInput {
+    fn validate(&self, v: &mut Validator) {
+        v.range("limit", self.limit, Some(1), Some(10000));
+        v.name(
+            "exclusiveStartStreamName",
+            &self.exclusive_start_stream_name,
+        );
+        v.length("nextToken", &self.next_token, 1, 1_048_576);
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct StreamSummaryEntry {
+    stream_name: String,
+    #[serde(rename = "StreamARN")]
+    stream_arn: String,
+    stream_status: &'static str,
+    stream_mode_details: StreamModeDetails,
+    stream_creation_timestamp: Timestamp,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListStreamsOutput {
+    stream_names: Vec<String>,
+    has_more_streams: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+    stream_summaries: Vec<StreamSummaryEntry>,
+}
+
+/// ListStreams' NextToken is the last name of the page (the model allows any text).
+pub async fn list_streams(
+    service: &Service,
+    input: ListStreamsInput,
+) -> Result<ListStreamsOutput, ApiError> {
+    let limit = input.limit.map_or(100, |l| l as usize);
+    let after = input.next_token.or(input.exclusive_start_stream_name);
+    let page = service.engine.list_streams(Some(limit), after.as_deref())?;
+    let mut summaries = Vec::with_capacity(page.names.len());
+    for name in &page.names {
+        // A stream deleted since the listing is left out of the summaries.
+        if let Ok(summary) = service.engine.describe_stream_summary(name) {
+            summaries.push(StreamSummaryEntry {
+                stream_arn: service.stream_arn(name),
+                stream_status: status_name(service.status(name)),
+                stream_mode_details: StreamModeDetails::of(summary.mode),
+                stream_creation_timestamp: timestamp(summary.created_ms),
+                stream_name: name.clone(),
+            });
+        }
+    }
+    Ok(ListStreamsOutput {
+        next_token: page.has_more.then(|| page.names.last().cloned()).flatten(),
+        has_more_streams: page.has_more,
+        stream_names: page.names,
+        stream_summaries: summaries,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RetentionInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    retention_period_hours: Option<i64>,
+}
+
+impl Validate for RetentionInput {
+    fn validate(&self, v: &mut Validator) {
+        v.stream(&self.stream_name, &self.stream_arn);
+        v.required("retentionPeriodHours", &self.retention_period_hours);
+    }
+}
+
+fn retention_hours(hours: Option<i64>) -> u32 {
+    u32::try_from(hours.expect("validated")).unwrap_or(if hours < Some(0) { 0 } else { u32::MAX })
+}
+
+pub async fn increase_retention(
+    service: &Service,
+    input: RetentionInput,
+) -> Result<Empty, ApiError> {
+    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    service.require_active(&name)?;
+    let hours = retention_hours(input.retention_period_hours);
+    service.engine.increase_retention(&name, hours).await?;
+    service.begin_transition(&name, StreamStatus::Updating);
+    Ok(Empty {})
+}
+
+pub async fn decrease_retention(
+    service: &Service,
+    input: RetentionInput,
+) -> Result<Empty, ApiError> {
+    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    service.require_active(&name)?;
+    let hours = retention_hours(input.retention_period_hours);
+    service.engine.decrease_retention(&name, hours).await?;
+    service.begin_transition(&name, StreamStatus::Updating);
+    Ok(Empty {})
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateMaxRecordSizeInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    max_record_size_in_ki_b: Option<i64>,
+}
+
+impl Validate for UpdateMaxRecordSizeInput {
+    fn validate(&self, v: &mut Validator) {
+        v.stream(&self.stream_name, &self.stream_arn);
+        v.required("maxRecordSizeInKiB", &self.max_record_size_in_ki_b);
+        v.range(
+            "maxRecordSizeInKiB",
+            self.max_record_size_in_ki_b,
+            Some(1024),
+            Some(10240),
+        );
+    }
+}
+
+pub async fn update_max_record_size(
+    service: &Service,
+    input: UpdateMaxRecordSizeInput,
+) -> Result<Empty, ApiError> {
+    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    service.require_active(&name)?;
+    let bytes = input.max_record_size_in_ki_b.expect("validated") as u64 * 1024;
+    service.engine.update_max_record_size(&name, bytes).await?;
+    Ok(Empty {})
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateStreamModeInput {
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    stream_mode_details: Option<StreamModeDetails>,
+    warm_throughput_mi_bps: Option<i64>,
+}
+
+impl Validate for UpdateStreamModeInput {
+    fn validate(&self, v: &mut Validator) {
+        v.required("streamARN", &self.stream_arn);
+        v.stream_arn("streamARN", &self.stream_arn);
+        v.required("streamModeDetails", &self.stream_mode_details);
+        if let Some(details) = &self.stream_mode_details {
+            v.required("streamModeDetails.streamMode", &details.stream_mode);
+            v.one_of(
+                "streamModeDetails.streamMode",
+                &details.stream_mode,
+                &STREAM_MODES,
+            );
+        }
+        v.range(
+            "warmThroughputMiBps",
+            self.warm_throughput_mi_bps,
+            Some(0),
+            None,
+        );
+    }
+}
+
+pub async fn update_stream_mode(
+    service: &Service,
+    input: UpdateStreamModeInput,
+) -> Result<Empty, ApiError> {
+    let name = service.resolve(&None, &input.stream_arn)?;
+    service.require_active(&name)?;
+    let mode = input
+        .stream_mode_details
+        .as_ref()
+        .and_then(StreamModeDetails::mode)
+        .expect("validated");
+    service.engine.update_stream_mode(&name, mode).await?;
+    service.begin_transition(&name, StreamStatus::Updating);
+    Ok(Empty {})
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeLimitsOutput {
+    shard_limit: u32,
+    open_shard_count: usize,
+    on_demand_stream_count: usize,
+    on_demand_stream_count_limit: usize,
+}
+
+/// Streams in on-demand mode allowed (Kinesis' default quota).
+const ON_DEMAND_STREAMS_MAX: usize = 50;
+
+pub async fn describe_limits(
+    service: &Service,
+    _input: Empty,
+) -> Result<DescribeLimitsOutput, ApiError> {
+    let (mut open_shards, mut on_demand) = (0, 0);
+    let mut after: Option<String> = None;
+    loop {
+        let page = service.engine.list_streams(Some(1000), after.as_deref())?;
+        for name in &page.names {
+            if let Ok(summary) = service.engine.describe_stream_summary(name) {
+                open_shards += summary.open_shard_count;
+                on_demand += usize::from(summary.mode == StreamMode::OnDemand);
+            }
+        }
+        if !page.has_more {
+            break;
+        }
+        after = page.names.last().cloned();
+    }
+    Ok(DescribeLimitsOutput {
+        shard_limit: service.config.shards_max,
+        open_shard_count: open_shards,
+        on_demand_stream_count: on_demand,
+        on_demand_stream_count_limit: ON_DEMAND_STREAMS_MAX,
+    })
+}

@@ -1,0 +1,296 @@
+//! Tags: the stream forms (AddTagsToStream, RemoveTagsFromStream, ListTagsForStream) and the
+//! ARN forms (TagResource, UntagResource, ListTagsForResource) for streams and consumers.
+
+use crate::arn::{ConsumerArn, StreamArn};
+use crate::service::Service;
+use crate::shapes::{Empty, Tag};
+use crate::wire::{ApiError, Validate, Validator};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Tags on one resource, at most.
+const TAGS_MAX: usize = 50;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AddTagsInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+impl Validate for AddTagsInput {
+    fn validate(&self, v: &mut Validator) {
+        v.stream(&self.stream_name, &self.stream_arn);
+        v.required("tags", &self.tags);
+        v.size("tags", self.tags.as_ref().map(BTreeMap::len), 1, 200);
+    }
+}
+
+pub async fn add_tags_to_stream(service: &Service, input: AddTagsInput) -> Result<Empty, ApiError> {
+    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    let tags = input.tags.expect("validated").into_iter().collect();
+    service.engine.add_tags(&name, tags).await?;
+    Ok(Empty {})
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RemoveTagsInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    tag_keys: Option<Vec<String>>,
+}
+
+impl Validate for RemoveTagsInput {
+    fn validate(&self, v: &mut Validator) {
+        v.stream(&self.stream_name, &self.stream_arn);
+        v.required("tagKeys", &self.tag_keys);
+        v.size("tagKeys", self.tag_keys.as_ref().map(Vec::len), 1, 50);
+    }
+}
+
+pub async fn remove_tags_from_stream(
+    service: &Service,
+    input: RemoveTagsInput,
+) -> Result<Empty, ApiError> {
+    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    service
+        .engine
+        .remove_tags(&name, input.tag_keys.expect("validated"))
+        .await?;
+    Ok(Empty {})
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagsForStreamInput {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+    exclusive_start_tag_key: Option<String>,
+    limit: Option<i64>,
+}
+
+impl Validate for ListTagsForStreamInput {
+    fn validate(&self, v: &mut Validator) {
+        v.stream(&self.stream_name, &self.stream_arn);
+        v.length(
+            "exclusiveStartTagKey",
+            &self.exclusive_start_tag_key,
+            1,
+            128,
+        );
+        v.range("limit", self.limit, Some(1), Some(50));
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagsForStreamOutput {
+    tags: Vec<Tag>,
+    has_more_tags: bool,
+}
+
+pub async fn list_tags_for_stream(
+    service: &Service,
+    input: ListTagsForStreamInput,
+) -> Result<ListTagsForStreamOutput, ApiError> {
+    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    let limit = input.limit.map_or(TAGS_MAX, |l| l as usize);
+    let mut tags: Vec<Tag> = service
+        .engine
+        .list_tags(&name)?
+        .into_iter()
+        .filter(|(key, _)| {
+            input
+                .exclusive_start_tag_key
+                .as_ref()
+                .is_none_or(|start| key > start)
+        })
+        .map(|(key, value)| Tag { key, value })
+        .collect();
+    let has_more_tags = tags.len() > limit;
+    tags.truncate(limit);
+    Ok(ListTagsForStreamOutput {
+        tags,
+        has_more_tags,
+    })
+}
+
+/// A resource an ARN names: a stream, or a consumer of one.
+enum Resource {
+    Stream(String),
+    Consumer {
+        stream: String,
+        consumer: String,
+        created_s: u64,
+    },
+}
+
+fn resource(arn: &str) -> Result<Resource, ApiError> {
+    if let Some(consumer) = ConsumerArn::parse(arn) {
+        return Ok(Resource::Consumer {
+            stream: consumer.stream.stream.to_owned(),
+            consumer: consumer.consumer.to_owned(),
+            created_s: consumer.created_s,
+        });
+    }
+    match StreamArn::parse(arn) {
+        Some(stream) => Ok(Resource::Stream(stream.stream.to_owned())),
+        None => Err(ApiError::invalid_argument(format!(
+            "Invalid ResourceARN {arn}"
+        ))),
+    }
+}
+
+fn validate_resource_arn(v: &mut Validator, arn: &Option<String>) {
+    v.required("resourceARN", arn);
+    v.length("resourceARN", arn, 1, 2048);
+}
+
+/// Applies `change` to the tags of a registered consumer.
+fn with_consumer_tags<R>(
+    service: &Service,
+    stream: &str,
+    consumer: &str,
+    created_s: u64,
+    change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<R, ApiError>,
+) -> Result<R, ApiError> {
+    let stream_created_ms = service.engine.describe_stream_summary(stream)?.created_ms;
+    service.state.update(|state| {
+        let extras = state.stream_mut(stream, stream_created_ms);
+        let found = extras
+            .consumers
+            .iter_mut()
+            .find(|c| c.name == consumer && c.created_ms / 1000 == created_s)
+            .ok_or_else(|| {
+                ApiError::not_found(format!("Consumer {consumer} of stream {stream} not found."))
+            })?;
+        change(&mut found.tags)
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagResourceInput {
+    #[serde(rename = "ResourceARN")]
+    resource_arn: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+impl Validate for TagResourceInput {
+    fn validate(&self, v: &mut Validator) {
+        validate_resource_arn(v, &self.resource_arn);
+        v.required("tags", &self.tags);
+        v.size("tags", self.tags.as_ref().map(BTreeMap::len), 1, 200);
+    }
+}
+
+pub async fn tag_resource(service: &Service, input: TagResourceInput) -> Result<Empty, ApiError> {
+    let tags = input.tags.expect("validated");
+    match resource(input.resource_arn.as_deref().expect("validated"))? {
+        Resource::Stream(name) => {
+            service
+                .engine
+                .add_tags(&name, tags.into_iter().collect())
+                .await?
+        }
+        Resource::Consumer {
+            stream,
+            consumer,
+            created_s,
+        } => with_consumer_tags(service, &stream, &consumer, created_s, |current| {
+            let mut next = current.clone();
+            next.extend(tags);
+            if next.len() > TAGS_MAX {
+                return Err(ApiError::limit_exceeded(format!(
+                    "A resource can have at most {TAGS_MAX} tags."
+                )));
+            }
+            *current = next;
+            Ok(())
+        })?,
+    }
+    Ok(Empty {})
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UntagResourceInput {
+    #[serde(rename = "ResourceARN")]
+    resource_arn: Option<String>,
+    tag_keys: Option<Vec<String>>,
+}
+
+impl Validate for UntagResourceInput {
+    fn validate(&self, v: &mut Validator) {
+        validate_resource_arn(v, &self.resource_arn);
+        v.required("tagKeys", &self.tag_keys);
+        v.size("tagKeys", self.tag_keys.as_ref().map(Vec::len), 1, 50);
+    }
+}
+
+pub async fn untag_resource(
+    service: &Service,
+    input: UntagResourceInput,
+) -> Result<Empty, ApiError> {
+    let keys = input.tag_keys.expect("validated");
+    match resource(input.resource_arn.as_deref().expect("validated"))? {
+        Resource::Stream(name) => service.engine.remove_tags(&name, keys).await?,
+        Resource::Consumer {
+            stream,
+            consumer,
+            created_s,
+        } => with_consumer_tags(service, &stream, &consumer, created_s, |current| {
+            keys.iter().for_each(|key| {
+                current.remove(key);
+            });
+            Ok(())
+        })?,
+    }
+    Ok(Empty {})
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagsForResourceInput {
+    #[serde(rename = "ResourceARN")]
+    resource_arn: Option<String>,
+}
+
+impl Validate for ListTagsForResourceInput {
+    fn validate(&self, v: &mut Validator) {
+        validate_resource_arn(v, &self.resource_arn);
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagsForResourceOutput {
+    tags: Vec<Tag>,
+}
+
+pub async fn list_tags_for_resource(
+    service: &Service,
+    input: ListTagsForResourceInput,
+) -> Result<ListTagsForResourceOutput, ApiError> {
+    let tags = match resource(input.resource_arn.as_deref().expect("validated"))? {
+        Resource::Stream(name) => service.engine.list_tags(&name)?,
+        Resource::Consumer {
+            stream,
+            consumer,
+            created_s,
+        } => with_consumer_tags(service, &stream, &consumer, created_s, |current| {
+            Ok(current.clone().into_iter().collect())
+        })?,
+    };
+    Ok(ListTagsForResourceOutput {
+        tags: tags
+            .into_iter()
+            .map(|(key, value)| Tag { key, value })
+            .collect(),
+    })
+}

@@ -1,0 +1,135 @@
+//! `sluice serve`: arguments, start-up and shutdown.
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use sluice_core::storage::Durability;
+use sluice_server::{ServeConfig, Service};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// When a put is acknowledged.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DurabilityArg {
+    /// After the record's group commit reached disk (fdatasync): survives a power loss.
+    Durable,
+    /// Once readers can see it: survives a crash of the server, not of the machine.
+    Visible,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4567")]
+    listen: SocketAddr,
+    /// Data directory (created if missing). Default: ./sluice-data.
+    #[arg(long, default_value = "sluice-data")]
+    dir: PathBuf,
+    /// When puts are acknowledged.
+    #[arg(long, value_enum, default_value = "durable")]
+    durability: DurabilityArg,
+    /// Region in ARNs.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// 12-digit account id in ARNs and messages.
+    #[arg(long, default_value = "000000000000")]
+    account: String,
+    /// Report CREATING/UPDATING for this long after a change (ms).
+    #[arg(long, default_value_t = 0)]
+    status_delay_ms: u64,
+    /// Enforce Kinesis' per-shard throughput limits.
+    #[arg(long)]
+    enforce_limits: bool,
+    /// Fail this fraction of data-plane calls (throttle or internal failure), for testing
+    /// consumers' retries.
+    #[arg(long, default_value_t = 0.0)]
+    fault_probability: f64,
+    /// Engine core threads (0: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    cores: usize,
+    /// Segment size of shard logs, MiB.
+    #[arg(long, default_value_t = 64)]
+    segment_mib: u64,
+    /// Largest request body, MiB.
+    #[arg(long, default_value_t = 16)]
+    body_mib: usize,
+    /// Print the bound address as the first line on stdout and flush (for scripts and
+    /// tests that listen on port 0).
+    #[arg(long)]
+    print_address: bool,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.account.len() == 12 && args.account.bytes().all(|b| b.is_ascii_digit()),
+        "--account must be 12 digits"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.fault_probability),
+        "--fault-probability must be between 0 and 1"
+    );
+    let mut config = ServeConfig::new(&args.dir);
+    config.listen = args.listen;
+    config.durability = match args.durability {
+        DurabilityArg::Durable => Durability::Durable,
+        DurabilityArg::Visible => Durability::Visible,
+    };
+    config.region = args.region;
+    config.account = args.account;
+    config.status_delay_ms = args.status_delay_ms;
+    config.enforce_limits = args.enforce_limits;
+    config.fault_probability = args.fault_probability;
+    config.cores = args.cores;
+    config.segment_size_bytes = args.segment_mib << 20;
+    config.body_bytes_max = args.body_mib << 20;
+
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sluice-http")
+        .build()?;
+    let service =
+        Arc::new(Service::open(config.clone()).with_context(|| {
+            format!("opening the data directory {}", config.data_dir.display())
+        })?);
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let address = listener.local_addr()?;
+        if args.print_address {
+            use std::io::Write as _;
+            println!("{address}");
+            std::io::stdout().flush()?;
+        }
+        eprintln!(
+            "sluice serve: Kinesis endpoint on http://{address} (HTTP/1.1 and h2c), data in {}, {:?} puts",
+            config.data_dir.display(),
+            config.durability
+        );
+        eprintln!("  try: aws kinesis list-streams --endpoint-url http://{address} --region {}", config.region);
+        let upkeep = metrics.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        sluice_server::http::serve(service, listener, Some(metrics), shutdown_signal()).await?;
+        eprintln!("sluice serve: stopped");
+        anyhow::Ok(())
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

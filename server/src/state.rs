@@ -1,0 +1,147 @@
+//! What the server keeps that the engine does not: consumers, encryption settings, enhanced
+//! monitoring, resource policies, account settings, warm throughput. One small JSON file,
+//! replaced atomically (write, fdatasync, rename, fsync the directory) before a change is
+//! acknowledged.
+
+use crate::wire::ApiError;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// A registered consumer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Consumer {
+    /// Its name, unique within the stream.
+    pub name: String,
+    /// Registration time, ms since the epoch (the ARN carries it in seconds).
+    pub created_ms: u64,
+    /// Its tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One stream's extra settings. Bound to the stream's creation time, so that a stream
+/// deleted and created again starts clean.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct StreamExtras {
+    /// The creation time of the stream these belong to.
+    pub stream_created_ms: u64,
+    /// Registered consumers, in registration order.
+    pub consumers: Vec<Consumer>,
+    /// `(EncryptionType, KeyId)` once StartStreamEncryption ran.
+    pub encryption: Option<(String, String)>,
+    /// Enhanced-monitoring metric names.
+    pub shard_level_metrics: BTreeSet<String>,
+    /// WarmThroughputMiBps asked for.
+    pub warm_throughput_mibps: Option<u64>,
+}
+
+/// Everything persisted.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct Persisted {
+    /// By stream name.
+    pub streams: BTreeMap<String, StreamExtras>,
+    /// Resource policies by resource ARN.
+    pub policies: BTreeMap<String, String>,
+    /// MinimumThroughputBillingCommitment status (`ENABLED`/`DISABLED`), when set.
+    pub billing_commitment: Option<String>,
+}
+
+impl Persisted {
+    /// The extras of the stream created at `created_ms`; stale ones are replaced.
+    pub fn stream_mut(&mut self, name: &str, created_ms: u64) -> &mut StreamExtras {
+        let extras = self.streams.entry(name.to_owned()).or_default();
+        if extras.stream_created_ms != created_ms {
+            *extras = StreamExtras {
+                stream_created_ms: created_ms,
+                ..StreamExtras::default()
+            };
+        }
+        extras
+    }
+
+    /// The extras of the stream created at `created_ms`, if any were stored for it.
+    pub fn stream(&self, name: &str, created_ms: u64) -> Option<&StreamExtras> {
+        self.streams
+            .get(name)
+            .filter(|extras| extras.stream_created_ms == created_ms)
+    }
+
+    /// Forgets a deleted stream and the policies on it and its consumers.
+    pub fn forget_stream(&mut self, name: &str, stream_arn: &str) {
+        self.streams.remove(name);
+        let consumer_prefix = format!("{stream_arn}/");
+        self.policies
+            .retain(|arn, _| arn != stream_arn && !arn.starts_with(&consumer_prefix));
+    }
+}
+
+/// The persisted state behind a mutex.
+#[derive(Debug)]
+pub struct ServerState {
+    path: PathBuf,
+    current: Mutex<Persisted>,
+}
+
+const FILE_NAME: &str = "server-state.json";
+
+impl ServerState {
+    /// Loads `<data_dir>/server-state.json`, or starts empty.
+    pub fn open(data_dir: &Path) -> std::io::Result<ServerState> {
+        let path = data_dir.join(FILE_NAME);
+        let current = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is damaged: {e}", path.display()),
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
+            Err(e) => return Err(e),
+        };
+        Ok(ServerState {
+            path,
+            current: Mutex::new(current),
+        })
+    }
+
+    /// A copy of the state (for reads).
+    pub fn read<R>(&self, f: impl FnOnce(&Persisted) -> R) -> R {
+        f(&self.current.lock().expect("state lock"))
+    }
+
+    /// Applies `change` and persists the result before returning; on any error nothing
+    /// changes. Runs the file I/O without blocking other tokio tasks.
+    pub fn update<R>(
+        &self,
+        change: impl FnOnce(&mut Persisted) -> Result<R, ApiError>,
+    ) -> Result<R, ApiError> {
+        tokio::task::block_in_place(|| {
+            let mut current = self.current.lock().expect("state lock");
+            let mut next = current.clone();
+            let result = change(&mut next)?;
+            if next != *current {
+                self.write(&next).map_err(|e| {
+                    ApiError::internal(format!("writing {}: {e}", self.path.display()))
+                })?;
+                *current = next;
+            }
+            Ok(result)
+        })
+    }
+
+    fn write(&self, state: &Persisted) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("json.tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec_pretty(state).expect("state serializes"))?;
+        file.sync_data()?;
+        std::fs::rename(&tmp, &self.path)?;
+        let dir = self
+            .path
+            .parent()
+            .expect("the state file is in the data directory");
+        std::fs::File::open(dir)?.sync_all()
+    }
+}

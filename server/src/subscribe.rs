@@ -1,0 +1,318 @@
+//! SubscribeToShard: an event stream of records pushed from an engine `Subscription`, one
+//! lease per (consumer, shard), heartbeats while idle, and an end after `subscription_ms`.
+
+use crate::ops::consumers::find_by_arn;
+use crate::ops::records::{ITERATOR_TYPES, child_shards, iterator_start, records_out};
+use crate::service::{Service, now_ms};
+use crate::wire::validate::SEQUENCE_NUMBER_PATTERN;
+use crate::wire::{ApiError, Protocol, Timestamp, Validate, Validator};
+use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sluice_core::Subscription;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+
+/// A new subscription to the same (consumer, shard) within this time of the last one is
+/// refused (Kinesis' rule); after it, the new one takes over.
+pub const RESUBSCRIBE_INTERVAL_MS: u64 = 5_000;
+
+/// Frames buffered per subscription before the task waits for the client.
+const FRAMES_BUFFERED_MAX: usize = 4;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StartingPosition {
+    r#type: Option<String>,
+    sequence_number: Option<String>,
+    timestamp: Option<Timestamp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SubscribeInput {
+    #[serde(rename = "ConsumerARN")]
+    consumer_arn: Option<String>,
+    shard_id: Option<String>,
+    starting_position: Option<StartingPosition>,
+}
+
+impl Validate for SubscribeInput {
+    fn validate(&self, v: &mut Validator) {
+        v.required("consumerARN", &self.consumer_arn);
+        v.length("consumerARN", &self.consumer_arn, 1, 2048);
+        v.required("shardId", &self.shard_id);
+        v.name("shardId", &self.shard_id);
+        v.required("startingPosition", &self.starting_position);
+        if let Some(position) = &self.starting_position {
+            v.required("startingPosition.type", &position.r#type);
+            v.one_of("startingPosition.type", &position.r#type, &ITERATOR_TYPES);
+            v.decimal(
+                "startingPosition.sequenceNumber",
+                &position.sequence_number,
+                129,
+                SEQUENCE_NUMBER_PATTERN,
+            );
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LeaseEntry {
+    started_ms: u64,
+    cancel: Arc<Notify>,
+}
+
+/// Who holds each (consumer ARN, shard) lease.
+#[derive(Debug, Default)]
+pub struct Leases {
+    entries: Mutex<HashMap<(String, String), LeaseEntry>>,
+}
+
+/// A held lease; `cancel` fires when another subscription takes it over.
+struct Lease {
+    cancel: Arc<Notify>,
+}
+
+impl Leases {
+    fn acquire(&self, consumer_arn: &str, shard: &str) -> Result<Lease, ApiError> {
+        let now = now_ms();
+        let mut entries = self.entries.lock().expect("leases lock");
+        let key = (consumer_arn.to_owned(), shard.to_owned());
+        if let Some(entry) = entries.get(&key) {
+            if now.saturating_sub(entry.started_ms) < RESUBSCRIBE_INTERVAL_MS {
+                return Err(ApiError::in_use(format!(
+                    "Another active subscription exists for consumer {consumer_arn} and shard {shard}, started less than {} seconds ago.",
+                    RESUBSCRIBE_INTERVAL_MS / 1000
+                )));
+            }
+            entry.cancel.notify_one();
+        }
+        let cancel = Arc::new(Notify::new());
+        entries.insert(
+            key,
+            LeaseEntry {
+                started_ms: now,
+                cancel: cancel.clone(),
+            },
+        );
+        Ok(Lease { cancel })
+    }
+
+    /// Ends every subscription of a deregistered consumer.
+    pub fn revoke_consumer(&self, consumer_arn: &str) {
+        let mut entries = self.entries.lock().expect("leases lock");
+        entries.retain(|(arn, _), entry| {
+            if arn == consumer_arn {
+                entry.cancel.notify_one();
+            }
+            arn != consumer_arn
+        });
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().expect("leases lock").len()
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SubscribeToShardEvent<'a> {
+    records: Vec<crate::ops::records::RecordOut<'a>>,
+    continuation_sequence_number: String,
+    millis_behind_latest: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    child_shards: Vec<crate::shapes::ChildShard>,
+}
+
+fn frame(headers: Vec<Header>, payload: Vec<u8>) -> Bytes {
+    let message = Message::new_from_parts(headers, payload);
+    let mut buffer = Vec::new();
+    aws_smithy_eventstream::frame::write_message_to(&message, &mut buffer)
+        .expect("event headers are within the format's limits");
+    Bytes::from(buffer)
+}
+
+fn string_header(name: &'static str, value: &str) -> Header {
+    Header::new(name, HeaderValue::String(value.to_owned().into()))
+}
+
+/// An event frame.
+fn event_frame(protocol: Protocol, event_type: &str, payload: Vec<u8>) -> Bytes {
+    frame(
+        vec![
+            string_header(":message-type", "event"),
+            string_header(":event-type", event_type),
+            string_header(":content-type", protocol.content_type()),
+        ],
+        payload,
+    )
+}
+
+/// A modelled exception frame.
+fn exception_frame(protocol: Protocol, error: &ApiError) -> Bytes {
+    #[derive(Serialize)]
+    struct ExceptionBody<'a> {
+        message: &'a str,
+    }
+    frame(
+        vec![
+            string_header(":message-type", "exception"),
+            string_header(":exception-type", error.name),
+            string_header(":content-type", protocol.content_type()),
+        ],
+        protocol.encode(&ExceptionBody {
+            message: &error.message,
+        }),
+    )
+}
+
+/// A started subscription: the frames arrive on `frames`.
+pub struct Started {
+    /// Event-stream frames, ending when the subscription does.
+    pub frames: mpsc::Receiver<Bytes>,
+}
+
+/// Checks the request, takes the lease and starts the task that pushes frames.
+pub fn start(
+    service: Arc<Service>,
+    input: SubscribeInput,
+    protocol: Protocol,
+) -> Result<Started, ApiError> {
+    let consumer_arn = input.consumer_arn.expect("validated");
+    let shard = input.shard_id.expect("validated");
+    let position = input.starting_position.expect("validated");
+    let found = find_by_arn(&service, &consumer_arn)?;
+    let start = iterator_start(
+        position.r#type.as_deref().expect("validated"),
+        position.sequence_number.as_deref(),
+        position.timestamp,
+    )?;
+    let subscription = service.engine.subscribe(&found.stream, &shard, start)?;
+    let lease = service.leases.acquire(&consumer_arn, &shard)?;
+    let (sender, frames) = mpsc::channel(FRAMES_BUFFERED_MAX);
+    tokio::spawn(push_events(
+        service,
+        found.stream,
+        subscription,
+        protocol,
+        sender,
+        lease,
+    ));
+    Ok(Started { frames })
+}
+
+async fn push_events(
+    service: Arc<Service>,
+    stream: String,
+    mut subscription: Subscription,
+    protocol: Protocol,
+    sender: mpsc::Sender<Bytes>,
+    lease: Lease,
+) {
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(service.config.subscription_ms);
+    let heartbeat = Duration::from_millis(service.config.heartbeat_ms);
+    if sender
+        .send(event_frame(
+            protocol,
+            "initial-response",
+            protocol.encode(&crate::shapes::Empty {}),
+        ))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        let wait = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(heartbeat);
+        if wait.is_zero() {
+            return;
+        }
+        let frame = tokio::select! {
+            _ = lease.cancel.notified() => {
+                let error = ApiError::in_use("Another subscription to this consumer and shard took over.");
+                let _ = sender.send(exception_frame(protocol, &error)).await;
+                return;
+            }
+            next = tokio::time::timeout(wait, subscription.next()) => next,
+        };
+        let (bytes, last) = match frame {
+            Ok(Some(Ok(event))) => {
+                let children = match child_shards(&service, &stream, &event.records) {
+                    Ok(children) => children,
+                    Err(error) => {
+                        let _ = sender.send(exception_frame(protocol, &error)).await;
+                        return;
+                    }
+                };
+                let payload = protocol.encode(&SubscribeToShardEvent {
+                    records: records_out(&event.records),
+                    continuation_sequence_number: event.continuation_sequence_number.to_string(),
+                    millis_behind_latest: event.records.millis_behind_latest,
+                    child_shards: children,
+                });
+                (
+                    event_frame(protocol, "SubscribeToShardEvent", payload),
+                    event.records.end_of_shard,
+                )
+            }
+            Ok(Some(Err(error))) => (
+                exception_frame(protocol, &service.localize(error.into())),
+                true,
+            ),
+            Ok(None) => return,
+            Err(_idle) => {
+                let payload = protocol.encode(&SubscribeToShardEvent {
+                    records: Vec::new(),
+                    continuation_sequence_number: subscription.position().to_string(),
+                    millis_behind_latest: 0,
+                    child_shards: Vec::new(),
+                });
+                (
+                    event_frame(protocol, "SubscribeToShardEvent", payload),
+                    false,
+                )
+            }
+        };
+        if sender.send(bytes).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_subscription_within_five_seconds_is_refused() {
+        let leases = Leases::default();
+        let _first = leases.acquire("arn-c", "shardId-000000000000").unwrap();
+        let second = leases
+            .acquire("arn-c", "shardId-000000000000")
+            .err()
+            .unwrap();
+        assert_eq!(second.name, "ResourceInUseException");
+        assert!(
+            leases.acquire("arn-c", "shardId-000000000001").is_ok(),
+            "other shards are free"
+        );
+        assert_eq!(leases.len(), 2);
+    }
+
+    #[test]
+    fn revoking_a_consumer_cancels_its_leases() {
+        let leases = Leases::default();
+        let lease = leases.acquire("arn-c", "shardId-000000000000").unwrap();
+        leases.revoke_consumer("arn-c");
+        assert_eq!(leases.len(), 0);
+        // The permit stored by notify_one wakes the holder's next wait at once.
+        futures_lite::future::block_on(lease.cancel.notified());
+    }
+}

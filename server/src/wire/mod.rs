@@ -1,0 +1,12 @@
+//! The Kinesis wire formats: JSON 1.1 and CBOR 1.1 bodies, blobs and timestamps that read
+//! and write themselves per protocol, the model's validation, and the error shapes.
+
+mod error;
+mod protocol;
+pub mod types;
+pub mod validate;
+
+pub use error::ApiError;
+pub use protocol::Protocol;
+pub use types::{Blob, Timestamp};
+pub use validate::{Validate, Validator};
