@@ -7,7 +7,7 @@ use crate::{ops, subscribe};
 use bytes::Bytes;
 use futures_lite::FutureExt as _;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -97,21 +97,9 @@ async fn kinesis(service: Arc<Service>, request: Request<Incoming>) -> Response<
         return error_reply(protocol, &ApiError::unknown_operation());
     };
     let limit = service.config.body_bytes_max;
-    let declared = header("content-length").and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return error_reply(protocol, &ApiError::too_large(limit));
-    }
-    let body = match Limited::new(request.into_body(), limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            return error_reply(protocol, &ApiError::too_large(limit));
-        }
-        Err(_) => {
-            return error_reply(
-                protocol,
-                &ApiError::serialization("the request body was cut off"),
-            );
-        }
+    let body = match read_body(request.into_body(), limit).await {
+        Ok(body) => body,
+        Err(error) => return error_reply(protocol, &error),
     };
     let started = Instant::now();
     let result = AssertUnwindSafe(run(service.clone(), &operation, protocol, body))
@@ -157,6 +145,32 @@ async fn run(
     Ok(with_ids(response)
         .body(Full::new(Bytes::from(reply)).boxed())
         .expect("a valid response"))
+}
+
+/// Bytes of an oversized body read and dropped so that an HTTP/1.1 client, still sending,
+/// gets to read the 413 rather than a reset; beyond this the connection is just closed.
+const OVERSIZED_DRAIN_BYTES_MAX: usize = 64 << 20;
+
+/// The whole body, up to `limit` bytes; a larger one is drained (bounded) and refused.
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    let mut collected = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ApiError::serialization("The request body was cut off."))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen <= limit {
+            collected.extend_from_slice(&data);
+        } else if seen > OVERSIZED_DRAIN_BYTES_MAX {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::too_large(limit));
+    }
+    Ok(collected.freeze())
 }
 
 fn with_ids(response: hyper::http::response::Builder) -> hyper::http::response::Builder {

@@ -62,7 +62,8 @@ impl<'de> Deserialize<'de> for Blob {
 
 /// A timestamp member, kept as milliseconds since the epoch. JSON carries epoch seconds (a
 /// number with a fraction; ISO 8601 text is accepted too), CBOR epoch milliseconds (tag 1,
-/// which the Java SDK adds, is stripped before decoding; integers and floats both accepted).
+/// which the Java SDK adds, is stripped before decoding; integers and floats both accepted;
+/// replies carry untagged integers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Timestamp {
     /// Milliseconds since the Unix epoch.
@@ -81,8 +82,10 @@ impl Serialize for Timestamp {
         if serializer.is_human_readable() {
             serializer.serialize_f64(self.ms as f64 / 1000.0)
         } else {
-            // The Java SDK's own encoding: tag 1 (epoch time) + integer milliseconds.
-            ciborium::tag::Required::<u64, 1>(self.ms).serialize(serializer)
+            // Untagged integer milliseconds. The Java SDK reads the number and ignores any
+            // tag; generic CBOR decoders read tag 1 as *seconds*, so tagging milliseconds
+            // would hand them dates 1000 times too far away.
+            serializer.serialize_u64(self.ms)
         }
     }
 }
