@@ -111,7 +111,7 @@ def test_every_operation_round_trips_in_cbor(endpoint):
     assert count["TargetShardCount"] == 4
     cbor_call(e, "IncreaseStreamRetentionPeriod", {"StreamName": name, "RetentionPeriodHours": 72})
     cbor_call(e, "DecreaseStreamRetentionPeriod", {"StreamName": name, "RetentionPeriodHours": 48})
-    cbor_call(e, "UpdateMaxRecordSize", {"StreamARN": arn, "MaxRecordSizeInKiB": 4096})
+    cbor_call(e, "UpdateMaxRecordSize", {"StreamARN": arn, "MaxRecordSizeInKiB": 2048})
     cbor_call(e, "AddTagsToStream", {"StreamName": name, "Tags": {"u": "2"}})
     cbor_call(e, "RemoveTagsFromStream", {"StreamName": name, "TagKeys": ["t"]})
     assert cbor_call(e, "ListTagsForStream", {"StreamName": name})["Tags"] == [{"Key": "u", "Value": "2"}]

@@ -1,0 +1,107 @@
+//! A minimal Kinesis JSON 1.1 client over one keep-alive HTTP/1.1 connection: what
+//! `sluice bench --endpoint` and the server's tests drive an endpoint with. No signing (the
+//! server does not ask for it by default), no retries: callers see every error.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+
+/// An error reply, or a transport failure (`name` is `"Transport"`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name} ({status}): {message}")]
+pub struct CallError {
+    /// The exception name from `__type`.
+    pub name: String,
+    /// HTTP status (0 for transport failures).
+    pub status: u16,
+    /// Its message.
+    pub message: String,
+}
+
+impl CallError {
+    fn transport(error: impl std::fmt::Display) -> CallError {
+        CallError {
+            name: "Transport".into(),
+            status: 0,
+            message: error.to_string(),
+        }
+    }
+}
+
+/// One connection to an endpoint.
+pub struct KinesisClient {
+    sender: SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl KinesisClient {
+    /// Connects (the connection runs on the current tokio runtime).
+    pub async fn connect(address: SocketAddr) -> std::io::Result<KinesisClient> {
+        let stream = tokio::net::TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(connection);
+        Ok(KinesisClient {
+            sender,
+            host: address.to_string(),
+        })
+    }
+
+    /// Sends a pre-encoded JSON body to `Kinesis_20131202.<operation>`; returns the status
+    /// and the body.
+    pub async fn send(&mut self, operation: &str, body: Bytes) -> Result<(u16, Bytes), CallError> {
+        let request = Request::post("/")
+            .header("host", &self.host)
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
+            .body(Full::new(body))
+            .expect("a valid request");
+        self.sender.ready().await.map_err(CallError::transport)?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(CallError::transport)?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(CallError::transport)?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    /// Calls an operation with a JSON input and decodes the reply, or the error.
+    pub async fn call<I: Serialize, O: DeserializeOwned>(
+        &mut self,
+        operation: &str,
+        input: &I,
+    ) -> Result<O, CallError> {
+        let body = serde_json::to_vec(input).expect("inputs serialize");
+        let (status, reply) = self.send(operation, Bytes::from(body)).await?;
+        if status == 200 {
+            let reply: &[u8] = if reply.is_empty() { b"{}" } else { &reply };
+            return serde_json::from_slice(reply).map_err(CallError::transport);
+        }
+        #[derive(serde::Deserialize)]
+        struct ErrorBody {
+            __type: String,
+            #[serde(default)]
+            message: String,
+        }
+        let error: ErrorBody = serde_json::from_slice(&reply).map_err(CallError::transport)?;
+        Err(CallError {
+            name: error.__type,
+            status,
+            message: error.message,
+        })
+    }
+}

@@ -1,0 +1,73 @@
+"""The AWS CLI against `sluice serve`, as a user types it: every command parses our replies
+with the CLI's own code. Usage: python3 aws_cli_suite.py http://127.0.0.1:PORT"""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+
+import harness
+from harness import unique
+
+ENDPOINT = sys.argv[1] if __name__ == "__main__" else None
+ENV = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY="secret", AWS_DEFAULT_REGION="us-east-1", AWS_PAGER="")
+
+
+def aws(endpoint, *args, ok=True):
+    done = subprocess.run(["aws", "kinesis", *args, "--endpoint-url", endpoint, "--output", "json"], capture_output=True, text=True, env=ENV, timeout=60)
+    if ok:
+        assert done.returncode == 0, (args, done.stderr)
+        return json.loads(done.stdout) if done.stdout.strip() else {}
+    assert done.returncode != 0, (args, done.stdout)
+    return done.stderr
+
+
+def test_stream_lifecycle_puts_reads_and_resharding(endpoint):
+    e = endpoint
+    name = unique("cli")
+    aws(e, "create-stream", "--stream-name", name, "--shard-count", "2")
+    aws(e, "wait", "stream-exists", "--stream-name", name)
+    summary = aws(e, "describe-stream-summary", "--stream-name", name)["StreamDescriptionSummary"]
+    assert summary["StreamStatus"] == "ACTIVE" and summary["OpenShardCount"] == 2
+    put = aws(e, "put-record", "--stream-name", name, "--partition-key", "user-1", "--data", "hello from the cli", "--explicit-hash-key", "7")
+    assert put["ShardId"] == "shardId-000000000000"
+    batch = aws(e, "put-records", "--stream-name", name, "--records", json.dumps([{"PartitionKey": "a", "Data": "b25l", "ExplicitHashKey": "8"}]))
+    assert batch["FailedRecordCount"] == 0
+    it = aws(e, "get-shard-iterator", "--stream-name", name, "--shard-id", "shardId-000000000000", "--shard-iterator-type", "AT_SEQUENCE_NUMBER", "--starting-sequence-number", put["SequenceNumber"])["ShardIterator"]
+    records = aws(e, "get-records", "--shard-iterator", it)["Records"]
+    assert base64.b64decode(records[0]["Data"]) == b"hello from the cli"
+    assert records[0]["SequenceNumber"] == put["SequenceNumber"] and len(records) == 2
+    shards = aws(e, "list-shards", "--stream-name", name)["Shards"]
+    assert [s["ShardId"] for s in shards] == ["shardId-000000000000", "shardId-000000000001"]
+    aws(e, "split-shard", "--stream-name", name, "--shard-to-split", "shardId-000000000000", "--new-starting-hash-key", str(2**126))
+    aws(e, "merge-shards", "--stream-name", name, "--shard-to-merge", "shardId-000000000002", "--adjacent-shard-to-merge", "shardId-000000000003")
+    open_shards = aws(e, "list-shards", "--stream-name", name, "--shard-filter", "Type=AT_LATEST")["Shards"]
+    assert sorted(s["ShardId"] for s in open_shards) == ["shardId-000000000001", "shardId-000000000004"]
+    aws(e, "update-shard-count", "--stream-name", name, "--target-shard-count", "4", "--scaling-type", "UNIFORM_SCALING")
+    aws(e, "increase-stream-retention-period", "--stream-name", name, "--retention-period-hours", "36")
+    aws(e, "add-tags-to-stream", "--stream-name", name, "--tags", "env=test")
+    assert aws(e, "list-tags-for-stream", "--stream-name", name)["Tags"] == [{"Key": "env", "Value": "test"}]
+    arn = summary["StreamARN"]
+    consumer = aws(e, "register-stream-consumer", "--stream-arn", arn, "--consumer-name", "cli-app")["Consumer"]
+    assert aws(e, "list-stream-consumers", "--stream-arn", arn)["Consumers"][0]["ConsumerARN"] == consumer["ConsumerARN"]
+    aws(e, "deregister-stream-consumer", "--consumer-arn", consumer["ConsumerARN"])
+    assert aws(e, "describe-limits")["ShardLimit"] >= 4
+    aws(e, "delete-stream", "--stream-name", name)
+    assert name not in aws(e, "list-streams")["StreamNames"]
+
+
+def test_errors_reach_the_user_with_kinesis_names(endpoint):
+    e = endpoint
+    stderr = aws(e, "describe-stream", "--stream-name", "no-such-stream", ok=False)
+    assert "ResourceNotFoundException" in stderr and "Stream no-such-stream under account 000000000000 not found." in stderr, stderr
+    name = unique("cli-err")
+    aws(e, "create-stream", "--stream-name", name, "--shard-count", "1")
+    stderr = aws(e, "create-stream", "--stream-name", name, "--shard-count", "1", ok=False)
+    assert "ResourceInUseException" in stderr, stderr
+    stderr = aws(e, "get-records", "--shard-iterator", "not-a-real-iterator-token", ok=False)
+    assert "InvalidArgumentException" in stderr, stderr
+
+
+if __name__ == "__main__":
+    harness.run(sys.modules[__name__], ENDPOINT)

@@ -1,0 +1,104 @@
+//! Starting `sluice serve` for a test: the real binary on 127.0.0.1, port 0, in a directory
+//! the test owns. Dropping the server kills it.
+
+#![allow(dead_code)] // each test binary uses part of this
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub struct TestServer {
+    child: Child,
+    pub address: SocketAddr,
+    pub dir: PathBuf,
+}
+
+impl TestServer {
+    /// Starts a server on `dir` with extra arguments.
+    pub fn start(dir: &Path, extra: &[&str]) -> TestServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--print-address",
+                "--cores",
+                "1",
+            ])
+            .args(["--segment-mib", "4", "--dir"])
+            .arg(dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting sluice serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading the address line");
+        let address = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("sluice serve printed {line:?} instead of its address"));
+        TestServer {
+            child,
+            address,
+            dir: dir.to_owned(),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaping the server");
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Python with the client libraries (scripts/setup installs them).
+pub fn require_python_clients() {
+    let ok = Command::new("python3")
+        .args(["-c", "import boto3, botocore, cbor2"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "these tests drive the server with boto3 and cbor2: run scripts/setup (it installs \
+         server/tests/clients/requirements.txt)"
+    );
+}
+
+/// Runs a client suite from server/tests/clients against `server`; fails with its output.
+pub fn run_suite(server: &TestServer, suite: &str) {
+    require_python_clients();
+    let clients = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+    let output = Command::new("python3")
+        .arg(clients.join(suite))
+        .arg(server.endpoint())
+        .current_dir(&clients)
+        .output()
+        .expect("running python3");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{text}");
+    assert!(output.status.success(), "{suite} failed:\n{text}");
+    assert!(
+        text.contains(" passed, 0 failed"),
+        "{suite} ran no tests:\n{text}"
+    );
+}
