@@ -19,17 +19,17 @@ const STREAM: &str = "bench";
 pub struct BenchArgs {
     /// Records to write.
     #[arg(long, default_value_t = 500_000)]
-    records: u64,
+    pub(crate) records: u64,
     /// Bytes of data per record, at least 8 (a partition key of about 10 characters comes on
     /// top).
     #[arg(long, default_value_t = 1024)]
-    record_size: usize,
+    pub(crate) record_size: usize,
     /// Records per put_batch call (1..=500).
     #[arg(long, default_value_t = 500)]
-    batch: usize,
+    pub(crate) batch: usize,
     /// Shards of the stream.
     #[arg(long, default_value_t = 4)]
-    shards: u32,
+    pub(crate) shards: u32,
     /// Engine core threads (0: one per CPU).
     #[arg(long, default_value_t = 0)]
     cores: usize,
@@ -47,7 +47,17 @@ pub struct BenchArgs {
     dir: Option<PathBuf>,
     /// Hide the progress bars.
     #[arg(long)]
-    quiet: bool,
+    pub(crate) quiet: bool,
+    /// Drive a Kinesis endpoint (`http://host:port`, ours or another) over the wire instead
+    /// of an embedded engine.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// With --endpoint: keep-alive connections sending PutRecords concurrently.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) connections: usize,
+    /// With --endpoint: the load generator's threads.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) client_threads: usize,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -65,6 +75,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.record_size < 8 {
         bail!("--record-size must be at least 8 (each record carries its number, for the check)");
+    }
+    if let Some(endpoint) = &args.endpoint {
+        return crate::bench_endpoint::run(&args, endpoint);
     }
     let temp = tempfile::Builder::new().prefix("sluice-bench-").tempdir()?;
     let dir = args
@@ -119,11 +132,11 @@ fn open(args: &BenchArgs, dir: &Path) -> anyhow::Result<Engine> {
     Engine::open(config).context("open the engine")
 }
 
-fn progress(args: &BenchArgs, label: &'static str) -> ProgressBar {
+pub(crate) fn progress(args: &BenchArgs, label: &'static str, total: u64) -> ProgressBar {
     if args.quiet {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(args.records);
+    let bar = ProgressBar::new(total);
     let style = ProgressStyle::with_template(
         "{msg:>6} [{bar:40}] {pos}/{len} records ({per_sec}, eta {eta})",
     )
@@ -141,7 +154,7 @@ fn record_data(i: u64, len: usize, filler: &[u8]) -> Vec<u8> {
     data
 }
 
-fn filler(len: usize) -> Vec<u8> {
+pub(crate) fn filler(len: usize) -> Vec<u8> {
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     (0..len)
         .map(|_| {
@@ -159,7 +172,7 @@ fn write_phase(
     engine: &Engine,
     durability: Durability,
 ) -> anyhow::Result<(Duration, Histogram<u64>)> {
-    let bar = progress(args, "put");
+    let bar = progress(args, "put", args.records);
     let next_batch = AtomicU64::new(0);
     let batches = args.records.div_ceil(args.batch as u64);
     let histogram = Mutex::new(Histogram::<u64>::new(3).expect("3 significant digits"));
@@ -221,7 +234,7 @@ fn write_phase(
 
 /// Reads every shard from its trim horizon, one thread per shard, checking every record.
 fn read_phase(args: &BenchArgs, engine: &Engine) -> anyhow::Result<u64> {
-    let bar = progress(args, "read");
+    let bar = progress(args, "read", args.records);
     let shards = engine.describe_stream(STREAM, None, None)?.shards;
     let filler = filler(args.record_size);
     let seen: u64 = std::thread::scope(|scope| {
@@ -275,7 +288,7 @@ fn read_phase(args: &BenchArgs, engine: &Engine) -> anyhow::Result<u64> {
     Ok(seen)
 }
 
-fn report(phase: &str, records: u64, bytes: u64, elapsed: Duration) {
+pub(crate) fn report(phase: &str, records: u64, bytes: u64, elapsed: Duration) {
     let secs = elapsed.as_secs_f64();
     println!(
         "{phase}: {:.0} records/s, {:.1} MB/s ({:.3} s)",
@@ -285,7 +298,7 @@ fn report(phase: &str, records: u64, bytes: u64, elapsed: Duration) {
     );
 }
 
-fn report_latency(label: &str, h: &Histogram<u64>) {
+pub(crate) fn report_latency(label: &str, h: &Histogram<u64>) {
     println!(
         "{label}: p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs ({} calls)",
         h.value_at_quantile(0.5),

@@ -2,6 +2,7 @@
 //! `sluice bench` is a load generator for the engine.
 
 mod bench;
+mod bench_endpoint;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -1,0 +1,252 @@
+//! `sluice bench --endpoint URL`: drives any Kinesis endpoint (ours or another) over many
+//! keep-alive connections with pre-encoded PutRecords requests, then reads every shard back
+//! with GetRecords and checks that each acknowledged record is there with its data.
+
+use crate::bench::{BenchArgs, filler, report, report_latency};
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sluice_server::client::KinesisClient;
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutRecordsReply<'a> {
+    #[serde(borrow)]
+    records: Vec<PutResult<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutResult<'a> {
+    #[serde(borrow)]
+    sequence_number: Option<&'a str>,
+    #[serde(borrow)]
+    shard_id: Option<&'a str>,
+}
+
+/// What a connection learned: acknowledged records as (shard, sequence) → record number
+/// within its request body, failures, latencies.
+struct ConnectionResult {
+    acknowledged: Vec<(String, String, u32, u32)>,
+    failed: u64,
+    latency_us: Histogram<u64>,
+}
+
+fn address(endpoint: &str) -> anyhow::Result<SocketAddr> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .context("--endpoint must be an http:// URL")?;
+    let host = rest.split('/').next().unwrap_or(rest);
+    host.to_socket_addrs()?
+        .next()
+        .with_context(|| format!("{host} does not resolve"))
+}
+
+/// The request body of connection `conn`: `batch` records with keys `b<conn>-<i>` and data
+/// carrying (conn, i) in its first 8 bytes.
+fn request_body(stream: &str, conn: u32, batch: usize, record_size: usize, filler: &[u8]) -> Bytes {
+    let records: Vec<Value> = (0..batch as u32)
+        .map(|i| {
+            let mut data = filler[..record_size].to_vec();
+            data[..4].copy_from_slice(&conn.to_le_bytes());
+            data[4..8].copy_from_slice(&i.to_le_bytes());
+            json!({"PartitionKey": format!("b{conn}-{i}"), "Data": BASE64.encode(&data)})
+        })
+        .collect();
+    Bytes::from(
+        serde_json::to_vec(&json!({"StreamName": stream, "Records": records})).expect("json"),
+    )
+}
+
+pub fn run(args: &BenchArgs, endpoint: &str) -> anyhow::Result<()> {
+    let address = address(endpoint)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads.max(1))
+        .enable_all()
+        .build()?;
+    runtime.block_on(drive(args, address, endpoint))
+}
+
+async fn drive(args: &BenchArgs, address: SocketAddr, endpoint: &str) -> anyhow::Result<()> {
+    let stream = format!("bench-{}", std::process::id());
+    let mut admin = KinesisClient::connect(address)
+        .await
+        .context("connecting")?;
+    let _: Value = admin
+        .call(
+            "CreateStream",
+            &json!({"StreamName": stream, "ShardCount": args.shards}),
+        )
+        .await?;
+    wait_active(&mut admin, &stream).await?;
+    let requests = args.records.div_ceil(args.batch as u64);
+    println!(
+        "sluice bench --endpoint {endpoint}: {} records of {} B in PutRecords of {}, {} shards, {} connections, {} client threads",
+        requests * args.batch as u64,
+        args.record_size,
+        args.batch,
+        args.shards,
+        args.connections,
+        args.client_threads
+    );
+    let filler = filler(args.record_size.max(8));
+    let next = Arc::new(AtomicU64::new(0));
+    let bar = crate::bench::progress(args, "put", requests * args.batch as u64);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for conn in 0..args.connections as u32 {
+        let body = request_body(&stream, conn, args.batch, args.record_size.max(8), &filler);
+        let (next, bar) = (next.clone(), bar.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = KinesisClient::connect(address).await?;
+            let mut result = ConnectionResult {
+                acknowledged: Vec::new(),
+                failed: 0,
+                latency_us: Histogram::new(3).expect("histogram"),
+            };
+            while next.fetch_add(1, Ordering::Relaxed) < requests {
+                let sent = Instant::now();
+                let (status, reply) = client.send("PutRecords", body.clone()).await?;
+                let _ = result.latency_us.record(sent.elapsed().as_micros() as u64);
+                if status != 200 {
+                    anyhow::bail!(
+                        "PutRecords answered {status}: {}",
+                        String::from_utf8_lossy(&reply)
+                    );
+                }
+                let reply: PutRecordsReply = serde_json::from_slice(&reply)?;
+                for (i, entry) in reply.records.iter().enumerate() {
+                    match (entry.shard_id, entry.sequence_number) {
+                        (Some(shard), Some(seq)) => result.acknowledged.push((
+                            shard.to_owned(),
+                            seq.to_owned(),
+                            conn,
+                            i as u32,
+                        )),
+                        _ => result.failed += 1,
+                    }
+                }
+                bar.inc(reply.records.len() as u64);
+            }
+            anyhow::Ok(result)
+        }));
+    }
+    let mut acknowledged = HashMap::new();
+    let (mut failed, mut latency) = (0, Histogram::<u64>::new(3).expect("histogram"));
+    for task in tasks {
+        let result = task.await??;
+        failed += result.failed;
+        latency
+            .add(&result.latency_us)
+            .expect("same histogram bounds");
+        for (shard, seq, conn, i) in result.acknowledged {
+            acknowledged.insert((shard, seq), (conn, i));
+        }
+    }
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    let put = acknowledged.len() as u64;
+    report("PutRecords", put, put * args.record_size as u64, elapsed);
+    report_latency("PutRecords latency", &latency);
+    if failed > 0 {
+        println!("  {failed} records were refused (throttled or failed) and not retried");
+    }
+    let started = Instant::now();
+    let read = read_back(&mut admin, &stream, &acknowledged, args.record_size).await?;
+    report(
+        "GetRecords catch-up read (every acknowledged record checked)",
+        read,
+        read * args.record_size as u64,
+        started.elapsed(),
+    );
+    let _: Value = admin
+        .call("DeleteStream", &json!({"StreamName": stream}))
+        .await?;
+    Ok(())
+}
+
+async fn wait_active(client: &mut KinesisClient, stream: &str) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        let summary: Value = client
+            .call("DescribeStreamSummary", &json!({"StreamName": stream}))
+            .await?;
+        if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE" {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("stream {stream} did not become ACTIVE")
+}
+
+async fn read_back(
+    client: &mut KinesisClient,
+    stream: &str,
+    acknowledged: &HashMap<(String, String), (u32, u32)>,
+    record_size: usize,
+) -> anyhow::Result<u64> {
+    let shards: Value = client
+        .call("ListShards", &json!({"StreamName": stream}))
+        .await?;
+    let mut read = 0u64;
+    let mut found = 0u64;
+    for shard in shards["Shards"].as_array().context("Shards")? {
+        let shard_id = shard["ShardId"].as_str().context("ShardId")?;
+        let it: Value = client
+            .call("GetShardIterator", &json!({"StreamName": stream, "ShardId": shard_id, "ShardIteratorType": "TRIM_HORIZON"}))
+            .await?;
+        let mut iterator = it["ShardIterator"]
+            .as_str()
+            .context("ShardIterator")?
+            .to_owned();
+        loop {
+            let page: Value = client
+                .call(
+                    "GetRecords",
+                    &json!({"ShardIterator": iterator, "Limit": 10000}),
+                )
+                .await?;
+            let records = page["Records"].as_array().context("Records")?;
+            for record in records {
+                let seq = record["SequenceNumber"]
+                    .as_str()
+                    .context("SequenceNumber")?;
+                let data = BASE64.decode(record["Data"].as_str().context("Data")?)?;
+                let Some(&(conn, i)) = acknowledged.get(&(shard_id.to_owned(), seq.to_owned()))
+                else {
+                    continue; // a record whose acknowledgement was lost is allowed to exist
+                };
+                let ok = data.len() == record_size.max(8)
+                    && data[..4] == conn.to_le_bytes()
+                    && data[4..8] == i.to_le_bytes();
+                if !ok {
+                    bail!("{shard_id} {seq}: the data is not what was put");
+                }
+                found += 1;
+            }
+            read += records.len() as u64;
+            if records.is_empty() {
+                break;
+            }
+            match page["NextShardIterator"].as_str() {
+                Some(next) => iterator = next.to_owned(),
+                None => break,
+            }
+        }
+    }
+    if found != acknowledged.len() as u64 {
+        bail!(
+            "read back {found} of {} acknowledged records",
+            acknowledged.len()
+        );
+    }
+    Ok(read)
+}
