@@ -11,7 +11,6 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_server::client::KinesisClient;
-use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,10 +32,19 @@ struct PutResult<'a> {
     shard_id: Option<&'a str>,
 }
 
-/// What a connection learned: acknowledged records as (shard, sequence) → record number
-/// within its request body, failures, latencies.
+/// An acknowledged record: where it landed, and which record of which connection's body
+/// it is. Kept compact (no strings, no map) so the load generator stays cheap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Acked {
+    shard: u32,
+    sequence: u128,
+    conn: u32,
+    index: u32,
+}
+
+/// What a connection learned: acknowledged records, failures, latencies.
 struct ConnectionResult {
-    acknowledged: Vec<(String, String, u32, u32)>,
+    acknowledged: Vec<Acked>,
     failed: u64,
     latency_us: Histogram<u64>,
 }
@@ -125,13 +133,15 @@ async fn drive(args: &BenchArgs, address: SocketAddr, endpoint: &str) -> anyhow:
                 }
                 let reply: PutRecordsReply = serde_json::from_slice(&reply)?;
                 for (i, entry) in reply.records.iter().enumerate() {
-                    match (entry.shard_id, entry.sequence_number) {
-                        (Some(shard), Some(seq)) => result.acknowledged.push((
-                            shard.to_owned(),
-                            seq.to_owned(),
+                    let shard = entry.shard_id.and_then(shard_index);
+                    let sequence = entry.sequence_number.and_then(|s| s.parse().ok());
+                    match (shard, sequence) {
+                        (Some(shard), Some(sequence)) => result.acknowledged.push(Acked {
+                            shard,
+                            sequence,
                             conn,
-                            i as u32,
-                        )),
+                            index: i as u32,
+                        }),
                         _ => result.failed += 1,
                     }
                 }
@@ -140,7 +150,7 @@ async fn drive(args: &BenchArgs, address: SocketAddr, endpoint: &str) -> anyhow:
             anyhow::Ok(result)
         }));
     }
-    let mut acknowledged = HashMap::new();
+    let mut acknowledged = Vec::new();
     let (mut failed, mut latency) = (0, Histogram::<u64>::new(3).expect("histogram"));
     for task in tasks {
         let result = task.await??;
@@ -148,11 +158,10 @@ async fn drive(args: &BenchArgs, address: SocketAddr, endpoint: &str) -> anyhow:
         latency
             .add(&result.latency_us)
             .expect("same histogram bounds");
-        for (shard, seq, conn, i) in result.acknowledged {
-            acknowledged.insert((shard, seq), (conn, i));
-        }
+        acknowledged.extend(result.acknowledged);
     }
     let elapsed = started.elapsed();
+    acknowledged.sort_unstable();
     bar.finish_and_clear();
     let put = acknowledged.len() as u64;
     report("PutRecords", put, put * args.record_size as u64, elapsed);
@@ -187,19 +196,40 @@ async fn wait_active(client: &mut KinesisClient, stream: &str) -> anyhow::Result
     bail!("stream {stream} did not become ACTIVE")
 }
 
+/// `shardId-000000000007` → 7.
+fn shard_index(id: &str) -> Option<u32> {
+    id.strip_prefix("shardId-")?.parse().ok()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetRecordsReply<'a> {
+    #[serde(borrow)]
+    records: Vec<RecordReply<'a>>,
+    next_shard_iterator: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RecordReply<'a> {
+    sequence_number: &'a str,
+    data: &'a str,
+}
+
 async fn read_back(
     client: &mut KinesisClient,
     stream: &str,
-    acknowledged: &HashMap<(String, String), (u32, u32)>,
+    acknowledged: &[Acked],
     record_size: usize,
 ) -> anyhow::Result<u64> {
     let shards: Value = client
         .call("ListShards", &json!({"StreamName": stream}))
         .await?;
-    let mut read = 0u64;
-    let mut found = 0u64;
+    let (mut read, mut found) = (0u64, 0u64);
+    let mut data = Vec::with_capacity(record_size.max(8));
     for shard in shards["Shards"].as_array().context("Shards")? {
         let shard_id = shard["ShardId"].as_str().context("ShardId")?;
+        let index = shard_index(shard_id).context("shard id")?;
         let it: Value = client
             .call("GetShardIterator", &json!({"StreamName": stream, "ShardId": shard_id, "ShardIteratorType": "TRIM_HORIZON"}))
             .await?;
@@ -208,37 +238,39 @@ async fn read_back(
             .context("ShardIterator")?
             .to_owned();
         loop {
-            let page: Value = client
-                .call(
-                    "GetRecords",
-                    &json!({"ShardIterator": iterator, "Limit": 10000}),
-                )
-                .await?;
-            let records = page["Records"].as_array().context("Records")?;
-            for record in records {
-                let seq = record["SequenceNumber"]
-                    .as_str()
-                    .context("SequenceNumber")?;
-                let data = BASE64.decode(record["Data"].as_str().context("Data")?)?;
-                let Some(&(conn, i)) = acknowledged.get(&(shard_id.to_owned(), seq.to_owned()))
+            let request = serde_json::to_vec(&json!({"ShardIterator": iterator, "Limit": 10000}))?;
+            let (status, body) = client.send("GetRecords", Bytes::from(request)).await?;
+            if status != 200 {
+                bail!(
+                    "GetRecords answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+            let page: GetRecordsReply = serde_json::from_slice(&body)?;
+            for record in &page.records {
+                let sequence: u128 = record.sequence_number.parse().context("SequenceNumber")?;
+                let at =
+                    acknowledged.partition_point(|a| (a.shard, a.sequence) < (index, sequence));
+                let Some(expected) = acknowledged
+                    .get(at)
+                    .filter(|a| (a.shard, a.sequence) == (index, sequence))
                 else {
                     continue; // a record whose acknowledgement was lost is allowed to exist
                 };
+                data.clear();
+                BASE64.decode_vec(record.data, &mut data)?;
                 let ok = data.len() == record_size.max(8)
-                    && data[..4] == conn.to_le_bytes()
-                    && data[4..8] == i.to_le_bytes();
+                    && data[..4] == expected.conn.to_le_bytes()
+                    && data[4..8] == expected.index.to_le_bytes();
                 if !ok {
-                    bail!("{shard_id} {seq}: the data is not what was put");
+                    bail!("{shard_id} {sequence}: the data is not what was put");
                 }
                 found += 1;
             }
-            read += records.len() as u64;
-            if records.is_empty() {
-                break;
-            }
-            match page["NextShardIterator"].as_str() {
-                Some(next) => iterator = next.to_owned(),
-                None => break,
+            read += page.records.len() as u64;
+            match page.next_shard_iterator {
+                Some(next) if !page.records.is_empty() => iterator = next,
+                _ => break,
             }
         }
     }
