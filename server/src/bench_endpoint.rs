@@ -34,12 +34,29 @@ struct PutResult<'a> {
 
 /// An acknowledged record: where it landed, and which record of which connection's body
 /// it is. Kept compact (no strings, no map) so the load generator stays cheap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Acked {
     shard: u32,
-    sequence: u128,
+    sequence: Sequence,
     conn: u32,
     index: u32,
+}
+
+/// A sequence number as the endpoint wrote it. Sluice's fit in a u128; other endpoints use
+/// longer ones (kinesalite: 56 digits), kept as text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Sequence {
+    Small(u128),
+    Large(Box<str>),
+}
+
+impl Sequence {
+    fn parse(text: &str) -> Sequence {
+        match text.parse() {
+            Ok(n) => Sequence::Small(n),
+            Err(_) => Sequence::Large(text.into()),
+        }
+    }
 }
 
 /// What a connection learned: acknowledged records, failures, latencies.
@@ -134,7 +151,7 @@ async fn drive(args: &BenchArgs, address: SocketAddr, endpoint: &str) -> anyhow:
                 let reply: PutRecordsReply = serde_json::from_slice(&reply)?;
                 for (i, entry) in reply.records.iter().enumerate() {
                     let shard = entry.shard_id.and_then(shard_index);
-                    let sequence = entry.sequence_number.and_then(|s| s.parse().ok());
+                    let sequence = entry.sequence_number.map(Sequence::parse);
                     match (shard, sequence) {
                         (Some(shard), Some(sequence)) => result.acknowledged.push(Acked {
                             shard,
@@ -248,12 +265,12 @@ async fn read_back(
             }
             let page: GetRecordsReply = serde_json::from_slice(&body)?;
             for record in &page.records {
-                let sequence: u128 = record.sequence_number.parse().context("SequenceNumber")?;
-                let at =
-                    acknowledged.partition_point(|a| (a.shard, a.sequence) < (index, sequence));
+                let sequence = Sequence::parse(record.sequence_number);
+                let key = (index, &sequence);
+                let at = acknowledged.partition_point(|a| (a.shard, &a.sequence) < key);
                 let Some(expected) = acknowledged
                     .get(at)
-                    .filter(|a| (a.shard, a.sequence) == (index, sequence))
+                    .filter(|a| (a.shard, &a.sequence) == key)
                 else {
                     continue; // a record whose acknowledgement was lost is allowed to exist
                 };
@@ -263,7 +280,7 @@ async fn read_back(
                     && data[..4] == expected.conn.to_le_bytes()
                     && data[4..8] == expected.index.to_le_bytes();
                 if !ok {
-                    bail!("{shard_id} {sequence}: the data is not what was put");
+                    bail!("{shard_id} {}: the data is not what was put", record.sequence_number);
                 }
                 found += 1;
             }

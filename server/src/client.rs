@@ -1,6 +1,8 @@
 //! A minimal Kinesis JSON 1.1 client over one keep-alive HTTP/1.1 connection: what
-//! `sluice bench --endpoint` and the server's tests drive an endpoint with. No signing (the
-//! server does not ask for it by default), no retries: callers see every error.
+//! `sluice bench --endpoint` and the server's tests drive an endpoint with. No retries:
+//! callers see every error. Requests carry a SigV4-shaped `Authorization` header with a
+//! dummy signature: enough for endpoints that want one present but do not verify it
+//! (kinesalite, kinesis-mock, Sluice without `--auth`), not for AWS.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -33,6 +35,8 @@ impl CallError {
     }
 }
 
+const DUMMY_AUTHORIZATION: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0000000000000000000000000000000000000000000000000000000000000000";
+
 /// One connection to an endpoint.
 pub struct KinesisClient {
     sender: SendRequest<Full<Bytes>>,
@@ -61,6 +65,8 @@ impl KinesisClient {
             .header("host", &self.host)
             .header("content-type", "application/x-amz-json-1.1")
             .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
+            .header("x-amz-date", "20261126T000000Z")
+            .header("authorization", DUMMY_AUTHORIZATION)
             .body(Full::new(body))
             .expect("a valid request");
         self.sender.ready().await.map_err(CallError::transport)?;
