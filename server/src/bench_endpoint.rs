@@ -280,7 +280,10 @@ async fn read_back(
                     && data[..4] == expected.conn.to_le_bytes()
                     && data[4..8] == expected.index.to_le_bytes();
                 if !ok {
-                    bail!("{shard_id} {}: the data is not what was put", record.sequence_number);
+                    bail!(
+                        "{shard_id} {}: the data is not what was put",
+                        record.sequence_number
+                    );
                 }
                 found += 1;
             }

@@ -31,6 +31,9 @@ fn the_javascript_sdk_puts_reads_lists_and_subscribes() {
         String::from_utf8_lossy(&output.stderr)
     );
     println!("{text}");
-    assert!(output.status.success(), "the JavaScript suite failed:\n{text}");
+    assert!(
+        output.status.success(),
+        "the JavaScript suite failed:\n{text}"
+    );
     assert!(text.contains("4 passed, 0 failed"), "{text}");
 }

@@ -1,0 +1,234 @@
+//! Server behaviour beyond the SDK suites: Kinesis-faithful limits, injected faults, status
+//! transitions, server state surviving a kill -9, and per-shard metrics.
+
+mod common;
+
+use common::TestServer;
+use serde_json::{Value, json};
+use sluice_server::client::{CallError, KinesisClient};
+use std::time::Duration;
+
+async fn create(client: &mut KinesisClient, name: &str, shards: u32) {
+    let _: Value = client
+        .call(
+            "CreateStream",
+            &json!({"StreamName": name, "ShardCount": shards}),
+        )
+        .await
+        .unwrap();
+}
+
+fn put_records_body(name: &str, count: usize) -> Value {
+    let records: Vec<Value> = (0..count)
+        .map(|i| json!({"PartitionKey": format!("k{i}"), "Data": "AAAA"}))
+        .collect();
+    json!({"StreamName": name, "Records": records})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforced_limits_throttle_a_shard_past_1000_records_per_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &["--enforce-limits"]);
+    let mut client = KinesisClient::connect(server.address).await.unwrap();
+    create(&mut client, "limited", 1).await;
+    let (mut accepted, mut throttled) = (0, 0);
+    for _ in 0..3 {
+        let reply: Value = client
+            .call("PutRecords", &put_records_body("limited", 500))
+            .await
+            .unwrap();
+        for entry in reply["Records"].as_array().unwrap() {
+            match entry["ErrorCode"].as_str() {
+                None => accepted += 1,
+                Some("ProvisionedThroughputExceededException") => throttled += 1,
+                Some(other) => panic!("unexpected per-record error {other}"),
+            }
+        }
+        assert_eq!(
+            reply["FailedRecordCount"].as_u64().unwrap() as usize,
+            reply["Records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["ErrorCode"].is_string())
+                .count()
+        );
+    }
+    // 1,500 records within a second against a 1,000 records/s bucket: some must be refused.
+    assert!(
+        accepted >= 1000 && throttled > 0,
+        "accepted {accepted}, throttled {throttled}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_fail_data_calls_with_retryable_errors_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &["--fault-probability", "1"]);
+    let mut client = KinesisClient::connect(server.address).await.unwrap();
+    create(&mut client, "faulty", 1).await; // control calls are not injected
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let error: CallError = client
+            .call::<_, Value>(
+                "PutRecord",
+                &json!({"StreamName": "faulty", "PartitionKey": "k", "Data": "AA=="}),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            (error.name == "ProvisionedThroughputExceededException" && error.status == 400)
+                || (error.name == "InternalFailureException" && error.status == 500),
+            "{error}"
+        );
+        seen.insert(error.name);
+    }
+    assert_eq!(seen.len(), 2, "both kinds of fault appear: {seen:?}");
+    let summary: Value = client
+        .call("DescribeStreamSummary", &json!({"StreamName": "faulty"}))
+        .await
+        .unwrap();
+    assert_eq!(summary["StreamDescriptionSummary"]["OpenShardCount"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_delay_reports_creating_then_active_and_guards_control_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &["--status-delay-ms", "1500"]);
+    let mut client = KinesisClient::connect(server.address).await.unwrap();
+    create(&mut client, "slow", 2).await;
+    let status = |v: Value| {
+        v["StreamDescriptionSummary"]["StreamStatus"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let summary: Value = client
+        .call("DescribeStreamSummary", &json!({"StreamName": "slow"}))
+        .await
+        .unwrap();
+    assert_eq!(status(summary), "CREATING");
+    let error = client
+        .call::<_, Value>(
+            "IncreaseStreamRetentionPeriod",
+            &json!({"StreamName": "slow", "RetentionPeriodHours": 48}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.name, "ResourceInUseException");
+    let _: Value = client
+        .call(
+            "PutRecord",
+            &json!({"StreamName": "slow", "PartitionKey": "k", "Data": "AA=="}),
+        )
+        .await
+        .expect("writes work while CREATING");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let summary: Value = client
+        .call("DescribeStreamSummary", &json!({"StreamName": "slow"}))
+        .await
+        .unwrap();
+    assert_eq!(status(summary), "ACTIVE");
+    let _: Value = client
+        .call(
+            "IncreaseStreamRetentionPeriod",
+            &json!({"StreamName": "slow", "RetentionPeriodHours": 48}),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_policies_and_settings_survive_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    let mut client = KinesisClient::connect(server.address).await.unwrap();
+    create(&mut client, "kept", 1).await;
+    let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/kept";
+    let consumer: Value = client
+        .call(
+            "RegisterStreamConsumer",
+            &json!({"StreamARN": arn, "ConsumerName": "c"}),
+        )
+        .await
+        .unwrap();
+    let _: Value = client
+        .call(
+            "PutResourcePolicy",
+            &json!({"ResourceARN": arn, "Policy": "{\"Version\":\"2012-10-17\"}"}),
+        )
+        .await
+        .unwrap();
+    let _: Value = client
+        .call(
+            "StartStreamEncryption",
+            &json!({"StreamName": "kept", "EncryptionType": "KMS", "KeyId": "alias/k"}),
+        )
+        .await
+        .unwrap();
+    server.kill();
+
+    let server = TestServer::start(dir.path(), &[]);
+    let mut client = KinesisClient::connect(server.address).await.unwrap();
+    let described: Value = client
+        .call(
+            "DescribeStreamConsumer",
+            &json!({"ConsumerARN": consumer["Consumer"]["ConsumerARN"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(described["ConsumerDescription"]["ConsumerName"], "c");
+    let policy: Value = client
+        .call("GetResourcePolicy", &json!({"ResourceARN": arn}))
+        .await
+        .unwrap();
+    assert_eq!(policy["Policy"], "{\"Version\":\"2012-10-17\"}");
+    let stream: Value = client
+        .call("DescribeStream", &json!({"StreamName": "kept"}))
+        .await
+        .unwrap();
+    assert_eq!(stream["StreamDescription"]["KeyId"], "alias/k");
+
+    // A stream deleted and created again does not inherit its predecessor's consumers.
+    let _: Value = client
+        .call(
+            "DeleteStream",
+            &json!({"StreamName": "kept", "EnforceConsumerDeletion": true}),
+        )
+        .await
+        .unwrap();
+    create(&mut client, "kept", 1).await;
+    let consumers: Value = client
+        .call("ListStreamConsumers", &json!({"StreamARN": arn}))
+        .await
+        .unwrap();
+    assert_eq!(consumers["Consumers"], json!([]));
+    let policy: Value = client
+        .call("GetResourcePolicy", &json!({"ResourceARN": arn}))
+        .await
+        .unwrap();
+    assert_eq!(policy["Policy"], "{}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_expose_per_shard_counters_and_request_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    let mut client = KinesisClient::connect(server.address).await.unwrap();
+    create(&mut client, "measured", 1).await;
+    let _: Value = client
+        .call("PutRecords", &put_records_body("measured", 7))
+        .await
+        .unwrap();
+    let output = std::process::Command::new("curl")
+        .args(["-sS", &format!("{}/metrics", server.endpoint())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("sluice_shard_incoming_records") && l.contains("measured"))
+        .unwrap_or_else(|| panic!("no per-shard counter in:\n{text}"));
+    assert!(line.ends_with(" 7"), "{line}");
+    assert!(text.contains("sluice_request_seconds"), "{text}");
+}
