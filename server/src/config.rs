@@ -37,6 +37,9 @@ pub struct ServeConfig {
     pub subscription_ms: u64,
     /// Interval of the empty events a SubscribeToShard stream sends while idle.
     pub heartbeat_ms: u64,
+    /// (access key id, secret) pairs; when any is set, every request must carry a valid
+    /// SigV4 signature by one of them, scoped to `region` and the `kinesis` service.
+    pub credentials: Vec<(String, String)>,
 }
 
 /// The account id when none is configured (also what kinesis-mock and LocalStack use).
@@ -60,6 +63,7 @@ impl ServeConfig {
             shards_max: 10_000,
             subscription_ms: 300_000,
             heartbeat_ms: 5_000,
+            credentials: Vec::new(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP side: accepting connections (HTTP/1.1 or h2c, per connection), routing `POST`s
 //! to the Kinesis operations, `/health` and `/metrics`, and the reply headers clients expect.
 
+use crate::auth::SignedRequest;
 use crate::service::Service;
 use crate::wire::{ApiError, Protocol};
 use crate::{ops, subscribe};
@@ -19,7 +20,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -86,20 +87,26 @@ async fn handle(
 }
 
 async fn kinesis(service: Arc<Service>, request: Request<Incoming>) -> Response<ReplyBody> {
-    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let (parts, body) = request.into_parts();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let protocol = Protocol::from_content_type(header("content-type"));
     let target = header("x-amz-target").unwrap_or_default().to_owned();
+    let limit = service.config.body_bytes_max;
+    let body = match read_body(body, limit).await {
+        Ok(body) => body,
+        Err(error) => return error_reply(protocol, &error),
+    };
+    if let Some(verifier) = &service.verifier
+        && let Err(error) = verifier.verify(&signed_request(&parts, &body), SystemTime::now())
+    {
+        return error_reply(protocol, &error);
+    }
     let Some(operation) = target
         .strip_prefix(TARGET_PREFIX)
         .filter(|op| ops::OPERATIONS.contains(op))
         .map(str::to_owned)
     else {
         return error_reply(protocol, &ApiError::unknown_operation());
-    };
-    let limit = service.config.body_bytes_max;
-    let body = match read_body(request.into_body(), limit).await {
-        Ok(body) => body,
-        Err(error) => return error_reply(protocol, &error),
     };
     let started = Instant::now();
     let result = AssertUnwindSafe(run(service.clone(), &operation, protocol, body))
@@ -145,6 +152,28 @@ async fn run(
     Ok(with_ids(response)
         .body(Full::new(Bytes::from(reply)).boxed())
         .expect("a valid response"))
+}
+
+/// The parts of a request SigV4 covers.
+fn signed_request<'a>(parts: &'a hyper::http::request::Parts, body: &'a [u8]) -> SignedRequest<'a> {
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?)))
+        .collect();
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers,
+        host,
+        body,
+    }
 }
 
 /// Bytes of an oversized body read and dropped so that an HTTP/1.1 client, still sending,

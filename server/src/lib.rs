@@ -5,6 +5,7 @@
 //! SubscribeToShard event streams). The design is in docs/design/server.md.
 
 pub mod arn;
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod http;

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Largest request body, MiB.
     #[arg(long, default_value_t = 16)]
     body_mib: usize,
+    /// Verify SigV4 signatures against this credential (`ACCESS_KEY_ID:SECRET`; repeat for
+    /// more). Without it, requests are not authenticated, like other local endpoints.
+    #[arg(long = "credential", value_name = "ACCESS_KEY_ID:SECRET")]
+    credentials: Vec<String>,
     /// Print the bound address as the first line on stdout and flush (for scripts and
     /// tests that listen on port 0).
     #[arg(long)]
@@ -82,6 +86,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.cores = args.cores;
     config.segment_size_bytes = args.segment_mib << 20;
     config.body_bytes_max = args.body_mib << 20;
+    for credential in &args.credentials {
+        let (key, secret) = credential
+            .split_once(':')
+            .filter(|(k, s)| !k.is_empty() && !s.is_empty())
+            .context("--credential takes ACCESS_KEY_ID:SECRET")?;
+        config.credentials.push((key.to_owned(), secret.to_owned()));
+    }
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -104,8 +115,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             println!("{address}");
             std::io::stdout().flush()?;
         }
+        let auth = if config.credentials.is_empty() { "no authentication" } else { "SigV4 verified" };
         eprintln!(
-            "sluice serve: Kinesis endpoint on http://{address} (HTTP/1.1 and h2c), data in {}, {:?} puts",
+            "sluice serve: {auth}; Kinesis endpoint on http://{address} (HTTP/1.1 and h2c), data in {}, {:?} puts",
             config.data_dir.display(),
             config.durability
         );

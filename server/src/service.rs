@@ -2,6 +2,7 @@
 //! every operation uses (resolving StreamName/StreamARN, stream status, fault injection).
 
 use crate::arn::StreamArn;
+use crate::auth::Verifier;
 use crate::config::{ACCOUNT_DEFAULT, ServeConfig};
 use crate::state::ServerState;
 use crate::subscribe::Leases;
@@ -22,6 +23,8 @@ pub struct Service {
     pub config: ServeConfig,
     /// SubscribeToShard leases.
     pub(crate) leases: Leases,
+    /// SigV4 verification, when credentials are configured.
+    pub(crate) verifier: Option<Verifier>,
     /// Streams in a transitional status until a time (only with `status_delay_ms > 0`).
     transitions: Mutex<HashMap<String, (StreamStatus, u64)>>,
     /// xorshift state for fault injection.
@@ -53,6 +56,8 @@ impl Service {
             engine,
             state,
             leases: Leases::default(),
+            verifier: (!config.credentials.is_empty())
+                .then(|| Verifier::new(&config.credentials, &config.region)),
             transitions: Mutex::new(HashMap::new()),
             fault_rng: AtomicU64::new(now_ms() | 1),
             config,

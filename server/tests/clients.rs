@@ -1,16 +1,27 @@
 //! The server against real clients: boto3 over every operation, the AWS CLI, and the raw
-//! wire (CBOR for every operation, event streams, h2c, malformed input). Each suite gets its
-//! own server and data directory.
+//! wire (CBOR for every operation, event streams, h2c, malformed input), and SigV4. Each
+//! suite gets its own server and data directory. boto3 runs against a server that verifies
+//! signatures, so every operation's signing is checked along the way.
 
 mod common;
 
 use common::{TestServer, run_suite};
 
+/// The credential the client suites sign with.
+const CREDENTIAL: &[&str] = &["--credential", "AKIDEXAMPLE:secret"];
+
 #[test]
 fn boto3_drives_every_operation_and_sees_kinesis_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), &[]);
+    let server = TestServer::start(dir.path(), CREDENTIAL);
     run_suite(&server, "boto3_suite.py");
+}
+
+#[test]
+fn sigv4_signatures_are_verified_in_header_and_presigned_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), CREDENTIAL);
+    run_suite(&server, "auth_suite.py");
 }
 
 #[test]

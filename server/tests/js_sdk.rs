@@ -1,6 +1,6 @@
 //! A second, independent SDK: the AWS SDK for JavaScript v3 (its Kinesis client speaks
 //! HTTP/2 for every call, so this also runs the server's h2c path end to end): put, get,
-//! list shards, errors and SubscribeToShard.
+//! list shards, errors and SubscribeToShard, all SigV4-signed and verified.
 
 mod common;
 
@@ -17,7 +17,8 @@ fn the_javascript_sdk_puts_reads_lists_and_subscribes() {
         js.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), &[]);
+    // Signatures are verified: over HTTP/2 the host comes from the `:authority`.
+    let server = TestServer::start(dir.path(), &["--credential", "AKIDEXAMPLE:secret"]);
     let output = Command::new("node")
         .arg("suite.mjs")
         .arg(server.endpoint())

@@ -260,12 +260,12 @@ pub struct ListOutput {
 pub async fn list(service: &Service, input: ListInput) -> Result<ListOutput, ApiError> {
     let stream_arn = input.stream_arn.expect("validated");
     let (stream, created_ms) = stream_of(service, &stream_arn)?;
-    if let Some(asked) = input.stream_creation_timestamp {
-        if asked.ms / 1000 != created_ms / 1000 {
-            return Err(ApiError::not_found(format!(
-                "Stream {stream_arn} with that creation time not found."
-            )));
-        }
+    if let Some(asked) = input.stream_creation_timestamp
+        && asked.ms / 1000 != created_ms / 1000
+    {
+        return Err(ApiError::not_found(format!(
+            "Stream {stream_arn} with that creation time not found."
+        )));
     }
     let start = match &input.next_token {
         Some(token) => token

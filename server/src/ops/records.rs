@@ -446,12 +446,12 @@ pub async fn get_records(
     let token = input.shard_iterator.expect("validated");
     let mut iterator = service.engine.iterator_from_token(&token)?;
     let stream = iterator.stream_name().to_owned();
-    if let Some(arn) = &input.stream_arn {
-        if service.resolve(&None, &Some(arn.clone()))? != stream {
-            return Err(ApiError::invalid_argument(format!(
-                "StreamARN {arn} does not match the shard iterator's stream."
-            )));
-        }
+    if let Some(arn) = &input.stream_arn
+        && service.resolve(&None, &Some(arn.clone()))? != stream
+    {
+        return Err(ApiError::invalid_argument(format!(
+            "StreamARN {arn} does not match the shard iterator's stream."
+        )));
     }
     service.inject_fault(&stream)?;
     let limit = input.limit.map(|l| l as usize);

@@ -96,7 +96,7 @@ impl<'de> Deserialize<'de> for Timestamp {
             unit_ms: f64,
         }
         impl TimestampVisitor {
-            fn from_f64<E: de::Error>(&self, value: f64) -> Result<Timestamp, E> {
+            fn timestamp<E: de::Error>(&self, value: f64) -> Result<Timestamp, E> {
                 let ms = (value * self.unit_ms).round();
                 if !ms.is_finite() || ms < 0.0 || ms > u64::MAX as f64 {
                     return Err(E::custom(format!("timestamp {value} is out of range")));
@@ -110,17 +110,17 @@ impl<'de> Deserialize<'de> for Timestamp {
                 f.write_str("a timestamp")
             }
             fn visit_u64<E: de::Error>(self, value: u64) -> Result<Timestamp, E> {
-                self.from_f64(value as f64)
+                self.timestamp(value as f64)
             }
             fn visit_i64<E: de::Error>(self, value: i64) -> Result<Timestamp, E> {
-                self.from_f64(value as f64)
+                self.timestamp(value as f64)
             }
             fn visit_f64<E: de::Error>(self, value: f64) -> Result<Timestamp, E> {
-                self.from_f64(value)
+                self.timestamp(value)
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Timestamp, E> {
                 if let Ok(seconds) = text.parse::<f64>() {
-                    return self.from_f64(seconds * 1000.0 / self.unit_ms);
+                    return self.timestamp(seconds * 1000.0 / self.unit_ms);
                 }
                 let time = humantime::parse_rfc3339_weak(text)
                     .map_err(|_| E::custom(format!("'{text}' is not a timestamp")))?;

@@ -114,10 +114,11 @@ impl Validator {
     /// A stream ARN: `arn:aws…:kinesis:…:<12 digits>:stream/<name>`.
     pub fn stream_arn(&mut self, member: &str, value: &Option<String>) {
         self.length(member, value, 1, 2048);
-        if let Some(text) = value {
-            if crate::arn::StreamArn::parse(text).is_none() && !text.is_empty() {
-                self.pattern_failed(member, text, STREAM_ARN_PATTERN);
-            }
+        if let Some(text) = value
+            && crate::arn::StreamArn::parse(text).is_none()
+            && !text.is_empty()
+        {
+            self.pattern_failed(member, text, STREAM_ARN_PATTERN);
         }
     }
 
@@ -158,14 +159,14 @@ impl Validator {
 
     /// An enum member.
     pub fn one_of(&mut self, member: &str, value: &Option<String>, allowed: &[&str]) {
-        if let Some(text) = value {
-            if !allowed.contains(&text.as_str()) {
-                self.fail(
-                    Some(text),
-                    member,
-                    &format!("satisfy enum value set: [{}]", allowed.join(", ")),
-                );
-            }
+        if let Some(text) = value
+            && !allowed.contains(&text.as_str())
+        {
+            self.fail(
+                Some(text),
+                member,
+                &format!("satisfy enum value set: [{}]", allowed.join(", ")),
+            );
         }
     }
 

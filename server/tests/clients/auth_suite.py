@@ -1,0 +1,100 @@
+"""SigV4 verification (`sluice serve --credential AKIDEXAMPLE:secret`): boto3 signs and
+works; a wrong secret, an unknown key, a missing or malformed signature, a request signed
+ten minutes ago, the wrong region and a tampered body are refused with Kinesis' errors; a
+presigned request (signature in the query) works. Usage: python3 auth_suite.py URL"""
+
+import datetime
+import json
+import sys
+import urllib.parse
+import urllib.request
+from unittest import mock
+
+import boto3
+import botocore.auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+
+import harness
+from harness import expect_error, unique
+
+ENDPOINT = sys.argv[1] if __name__ == "__main__" else None
+
+
+def client(endpoint, key="AKIDEXAMPLE", secret="secret", region="us-east-1"):
+    return boto3.client("kinesis", endpoint_url=endpoint, region_name=region, aws_access_key_id=key,
+                        aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+
+
+def raw(endpoint, target, body, headers, url=None):
+    request = urllib.request.Request(url or endpoint + "/", data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def signed(endpoint, body, target, when=None, region="us-east-1", url=None):
+    request = AWSRequest(method="POST", url=url or endpoint + "/", data=body, headers={
+        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"Kinesis_20131202.{target}"})
+    signer = botocore.auth.SigV4Auth(Credentials("AKIDEXAMPLE", "secret"), "kinesis", region)
+    if when is None:
+        signer.add_auth(request)
+    else:
+        with mock.patch("botocore.auth.get_current_datetime", return_value=when):
+            signer.add_auth(request)
+    return dict(request.headers.items())
+
+
+def test_boto3_signs_and_is_accepted(endpoint):
+    k = client(endpoint)
+    name = unique("auth")
+    k.create_stream(StreamName=name, ShardCount=1)
+    put = k.put_record(StreamName=name, PartitionKey="k", Data=b"signed")
+    it = k.get_shard_iterator(StreamName=name, ShardId=put["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    assert [r["Data"] for r in k.get_records(ShardIterator=it)["Records"]] == [b"signed"]
+
+
+def test_bad_credentials_are_refused(endpoint):
+    expect_error("InvalidSignatureException", client(endpoint, secret="wrong").list_streams)
+    expect_error("UnrecognizedClientException", client(endpoint, key="AKIDUNKNOWN").list_streams)
+    error = expect_error("InvalidSignatureException", client(endpoint, region="eu-west-1").list_streams)
+    assert "region" in error.response["Error"]["Message"]
+
+
+def test_missing_malformed_stale_and_tampered_signatures(endpoint):
+    body = b"{}"
+    base = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Kinesis_20131202.ListStreams"}
+    assert raw(endpoint, "ListStreams", body, base) == (400, {"__type": "MissingAuthenticationTokenException", "message": "Missing Authentication Token"})
+    status, reply = raw(endpoint, "ListStreams", body, dict(base, Authorization="AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/kinesis/aws4_request", **{"X-Amz-Date": "20261126T000000Z"}))
+    assert (status, reply["__type"]) == (403, "IncompleteSignatureException"), reply
+    status, reply = raw(endpoint, "ListStreams", body, dict(base, Authorization="Basic dXNlcjpwYXNz"))
+    assert (status, reply["__type"]) == (403, "IncompleteSignatureException"), reply
+    stale = datetime.datetime.utcnow() - datetime.timedelta(minutes=10)
+    status, reply = raw(endpoint, "ListStreams", body, signed(endpoint, body, "ListStreams", when=stale))
+    assert (status, reply["__type"]) == (400, "InvalidSignatureException") and "expired" in reply["message"], reply
+    headers = signed(endpoint, body, "ListStreams")
+    assert raw(endpoint, "ListStreams", body, headers)[0] == 200, "a fresh signature works"
+    status, reply = raw(endpoint, "ListStreams", b'{"Limit": 1}', headers)
+    assert (status, reply["__type"]) == (400, "InvalidSignatureException"), "the body is covered by the signature"
+
+
+def test_presigned_requests_work_and_cannot_be_altered(endpoint):
+    body = b"{}"
+    request = AWSRequest(method="POST", url=endpoint + "/", data=body, headers={
+        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Kinesis_20131202.ListStreams"})
+    botocore.auth.SigV4QueryAuth(Credentials("AKIDEXAMPLE", "secret"), "kinesis", "us-east-1", expires=60).add_auth(request)
+    url = request.url
+    assert "X-Amz-Signature=" in url and request.data == "", "botocore moves the body into the query"
+    headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Kinesis_20131202.ListStreams"}
+    status, reply = raw(endpoint, "ListStreams", b"", headers, url=url)
+    assert status == 200 and "StreamNames" in reply, reply
+    tampered = url.replace("X-Amz-Expires=60", "X-Amz-Expires=600")
+    status, reply = raw(endpoint, "ListStreams", b"", headers, url=tampered)
+    assert (status, reply["__type"]) == (400, "InvalidSignatureException"), reply
+
+
+if __name__ == "__main__":
+    harness.run(sys.modules[__name__], ENDPOINT)
