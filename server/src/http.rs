@@ -20,20 +20,26 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 /// Reply bodies: a whole body, or an event stream.
 pub type ReplyBody = BoxBody<Bytes, Infallible>;
 
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 
-/// Serves connections from `listener` until `shutdown` completes. Connections in flight
-/// are dropped at shutdown (their requests were either answered or never acknowledged).
+/// How long a client has to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves connections from `listener` (over TLS when `tls` is given) until `shutdown`
+/// completes. Connections in flight are dropped at shutdown (their requests were either
+/// answered or never acknowledged).
 pub async fn serve(
     service: Arc<Service>,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     metrics: Option<PrometheusHandle>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -43,8 +49,11 @@ pub async fn serve(
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
-                // Out of descriptors or a reset before accept: keep serving the others.
-                Err(_) => continue,
+                // Out of descriptors, or a reset before accept: pause, then serve the others.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
             },
             () = &mut shutdown => return Ok(()),
         };
@@ -52,13 +61,27 @@ pub async fn serve(
         let service = service.clone();
         let metrics = metrics.clone();
         let builder = builder.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let handler = hyper::service::service_fn(move |request| {
                 handle(service.clone(), metrics.clone(), request)
             });
-            let _ = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), handler)
-                .await;
+            match tls {
+                None => {
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), handler)
+                        .await;
+                }
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    if let Ok(Ok(stream)) = handshake.await {
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), handler)
+                            .await;
+                    }
+                }
+            }
         });
     }
 }

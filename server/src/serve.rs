@@ -57,6 +57,13 @@ pub struct ServeArgs {
     /// more). Without it, requests are not authenticated, like other local endpoints.
     #[arg(long = "credential", value_name = "ACCESS_KEY_ID:SECRET")]
     credentials: Vec<String>,
+    /// Serve TLS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain; needs
+    /// --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Print the bound address as the first line on stdout and flush (for scripts and
     /// tests that listen on port 0).
     #[arg(long)]
@@ -94,6 +101,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.credentials.push((key.to_owned(), secret.to_owned()));
     }
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(sluice_server::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
@@ -117,11 +129,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         let auth = if config.credentials.is_empty() { "no authentication" } else { "SigV4 verified" };
         eprintln!(
-            "sluice serve: {auth}; Kinesis endpoint on http://{address} (HTTP/1.1 and h2c), data in {}, {:?} puts",
+            "sluice serve: {auth}; Kinesis endpoint on {scheme}://{address} (HTTP/1.1 and HTTP/2), data in {}, {:?} puts",
             config.data_dir.display(),
             config.durability
         );
-        eprintln!("  try: aws kinesis list-streams --endpoint-url http://{address} --region {}", config.region);
+        eprintln!("  try: aws kinesis list-streams --endpoint-url {scheme}://{address} --region {}", config.region);
         let upkeep = metrics.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -130,7 +142,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 upkeep.run_upkeep();
             }
         });
-        sluice_server::http::serve(service, listener, Some(metrics), shutdown_signal()).await?;
+        sluice_server::http::serve(service, listener, tls, Some(metrics), shutdown_signal()).await?;
         eprintln!("sluice serve: stopped");
         anyhow::Ok(())
     })

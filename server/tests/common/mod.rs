@@ -53,6 +53,11 @@ impl TestServer {
         format!("http://{}", self.address)
     }
 
+    /// The endpoint when serving TLS (the certificate names 127.0.0.1).
+    pub fn tls_endpoint(&self) -> String {
+        format!("https://{}", self.address)
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
@@ -82,11 +87,17 @@ pub fn require_python_clients() {
 
 /// Runs a client suite from server/tests/clients against `server`; fails with its output.
 pub fn run_suite(server: &TestServer, suite: &str) {
+    run_suite_with(&server.endpoint(), suite, &[]);
+}
+
+/// Runs a client suite against `endpoint` with extra arguments.
+pub fn run_suite_with(endpoint: &str, suite: &str, extra: &[&str]) {
     require_python_clients();
     let clients = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
     let output = Command::new("python3")
         .arg(clients.join(suite))
-        .arg(server.endpoint())
+        .arg(endpoint)
+        .args(extra)
         .current_dir(&clients)
         .output()
         .expect("running python3");
