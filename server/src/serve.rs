@@ -53,6 +53,12 @@ pub struct ServeArgs {
     /// Largest request body, MiB.
     #[arg(long, default_value_t = 16)]
     body_mib: usize,
+    /// How long a SubscribeToShard stream lasts (ms; Kinesis: 5 minutes).
+    #[arg(long, default_value_t = 300_000)]
+    subscription_ms: u64,
+    /// Interval of the empty events an idle SubscribeToShard stream sends (ms).
+    #[arg(long, default_value_t = 5_000)]
+    heartbeat_ms: u64,
     /// Verify SigV4 signatures against this credential (`ACCESS_KEY_ID:SECRET`; repeat for
     /// more). Without it, requests are not authenticated, like other local endpoints.
     #[arg(long = "credential", value_name = "ACCESS_KEY_ID:SECRET")]
@@ -93,6 +99,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.cores = args.cores;
     config.segment_size_bytes = args.segment_mib << 20;
     config.body_bytes_max = args.body_mib << 20;
+    anyhow::ensure!(
+        args.subscription_ms > 0 && args.heartbeat_ms > 0,
+        "--subscription-ms and --heartbeat-ms must be positive"
+    );
+    config.subscription_ms = args.subscription_ms;
+    config.heartbeat_ms = args.heartbeat_ms;
     for credential in &args.credentials {
         let (key, secret) = credential
             .split_once(':')

@@ -232,3 +232,134 @@ async fn metrics_expose_per_shard_counters_and_request_latency() {
     assert!(line.ends_with(" 7"), "{line}");
     assert!(text.contains("sluice_request_seconds"), "{text}");
 }
+
+/// The event-stream messages of a finished SubscribeToShard reply: (event type, JSON payload).
+fn events(body: &[u8]) -> Vec<(String, Value)> {
+    use aws_smithy_types::event_stream::HeaderValue;
+    let mut buffer = body;
+    let mut out = Vec::new();
+    while !buffer.is_empty() {
+        let message =
+            aws_smithy_eventstream::frame::read_message_from(&mut buffer).expect("a valid frame");
+        let header = |name: &str| {
+            message
+                .headers()
+                .iter()
+                .find(|h| h.name().as_str() == name)
+                .and_then(|h| match h.value() {
+                    HeaderValue::String(s) => Some(s.as_str().to_owned()),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        let kind = match header(":message-type").as_str() {
+            "event" => header(":event-type"),
+            _ => header(":exception-type"),
+        };
+        out.push((
+            kind,
+            serde_json::from_slice(message.payload()).expect("a JSON payload"),
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_send_heartbeats_end_on_time_and_hand_over_to_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(
+        dir.path(),
+        &["--subscription-ms", "1200", "--heartbeat-ms", "200"],
+    );
+    let mut client = KinesisClient::connect(server.address).await.unwrap();
+    create(&mut client, "subs", 1).await;
+    let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/subs";
+    let consumer: Value = client
+        .call(
+            "RegisterStreamConsumer",
+            &json!({"StreamARN": arn, "ConsumerName": "c"}),
+        )
+        .await
+        .unwrap();
+    let consumer_arn = consumer["Consumer"]["ConsumerARN"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let subscribe = |shard: &str| {
+        bytes::Bytes::from(
+            serde_json::to_vec(&json!({
+                "ConsumerARN": consumer_arn, "ShardId": shard, "StartingPosition": {"Type": "TRIM_HORIZON"}
+            }))
+            .unwrap(),
+        )
+    };
+
+    // Idle: an initial response, then empty heartbeat events, then the end after 1.2 s.
+    let started = std::time::Instant::now();
+    let (status, body) = client
+        .send("SubscribeToShard", subscribe("shardId-000000000000"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let idle = events(&body);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1100),
+        "ended after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(idle[0].0, "initial-response");
+    let heartbeats = &idle[1..];
+    assert!(
+        heartbeats.len() >= 4,
+        "{} heartbeats in 1.2 s at 200 ms",
+        heartbeats.len()
+    );
+    for (kind, event) in heartbeats {
+        assert_eq!(kind, "SubscribeToShardEvent");
+        assert_eq!(event["Records"], json!([]));
+        assert_eq!(event["ContinuationSequenceNumber"], "0");
+    }
+
+    // A closed parent: its records, then an event with ChildShards, then the end.
+    let put: Value = client
+        .call(
+            "PutRecord",
+            &json!({"StreamName": "subs", "PartitionKey": "k", "Data": "AQID"}),
+        )
+        .await
+        .unwrap();
+    let _: Value = client
+        .call("SplitShard", &json!({"StreamName": "subs", "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": "1000"}))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5100)).await; // the 5-second lease rule
+    let started = std::time::Instant::now();
+    let (status, body) = client
+        .send("SubscribeToShard", subscribe("shardId-000000000000"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "a finished shard ends the stream at once"
+    );
+    let parent = events(&body);
+    let records: Vec<&Value> = parent
+        .iter()
+        .flat_map(|(_, e)| e["Records"].as_array().into_iter().flatten())
+        .collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["SequenceNumber"], put["SequenceNumber"]);
+    let last = &parent.last().unwrap().1;
+    let children: Vec<&str> = last["ChildShards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["ShardId"].as_str().unwrap())
+        .collect();
+    assert_eq!(children, ["shardId-000000000001", "shardId-000000000002"]);
+    assert_eq!(
+        last["ChildShards"][0]["ParentShards"],
+        json!(["shardId-000000000000"])
+    );
+}

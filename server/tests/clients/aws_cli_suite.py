@@ -57,6 +57,37 @@ def test_stream_lifecycle_puts_reads_and_resharding(endpoint):
     assert name not in aws(e, "list-streams")["StreamNames"]
 
 
+def test_the_other_operations_through_the_cli(endpoint):
+    e = endpoint
+    name = unique("cli-ops")
+    aws(e, "create-stream", "--stream-name", name, "--shard-count", "1")
+    arn = aws(e, "describe-stream", "--stream-name", name)["StreamDescription"]["StreamARN"]
+    aws(e, "increase-stream-retention-period", "--stream-name", name, "--retention-period-hours", "48")
+    aws(e, "decrease-stream-retention-period", "--stream-name", name, "--retention-period-hours", "24")
+    aws(e, "update-max-record-size", "--stream-arn", arn, "--max-record-size-in-ki-b", "2048")
+    aws(e, "add-tags-to-stream", "--stream-name", name, "--tags", "a=1,b=2")
+    aws(e, "remove-tags-from-stream", "--stream-name", name, "--tag-keys", "a")
+    aws(e, "tag-resource", "--resource-arn", arn, "--tags", "c=3")
+    aws(e, "untag-resource", "--resource-arn", arn, "--tag-keys", "b")
+    assert aws(e, "list-tags-for-resource", "--resource-arn", arn)["Tags"] == [{"Key": "c", "Value": "3"}]
+    aws(e, "start-stream-encryption", "--stream-name", name, "--encryption-type", "KMS", "--key-id", "alias/aws/kinesis")
+    aws(e, "stop-stream-encryption", "--stream-name", name, "--encryption-type", "KMS", "--key-id", "alias/aws/kinesis")
+    on = aws(e, "enable-enhanced-monitoring", "--stream-name", name, "--shard-level-metrics", "ALL")
+    assert len(on["DesiredShardLevelMetrics"]) == 7
+    aws(e, "disable-enhanced-monitoring", "--stream-name", name, "--shard-level-metrics", "ALL")
+    aws(e, "put-resource-policy", "--resource-arn", arn, "--policy", '{"Version":"2012-10-17","Statement":[]}')
+    assert aws(e, "get-resource-policy", "--resource-arn", arn)["Policy"] == '{"Version":"2012-10-17","Statement":[]}'
+    aws(e, "delete-resource-policy", "--resource-arn", arn)
+    consumer = aws(e, "register-stream-consumer", "--stream-arn", arn, "--consumer-name", "c")["Consumer"]["ConsumerARN"]
+    assert aws(e, "describe-stream-consumer", "--consumer-arn", consumer)["ConsumerDescription"]["ConsumerName"] == "c"
+    aws(e, "update-account-settings", "--minimum-throughput-billing-commitment", "Status=DISABLED")
+    assert aws(e, "describe-account-settings")["MinimumThroughputBillingCommitment"]["Status"] == "DISABLED"
+    aws(e, "update-stream-mode", "--stream-arn", arn, "--stream-mode-details", "StreamMode=ON_DEMAND")
+    warm = aws(e, "update-stream-warm-throughput", "--stream-arn", arn, "--warm-throughput-mi-bps", "20")
+    assert warm["WarmThroughput"]["TargetMiBps"] == 20
+    aws(e, "delete-stream", "--stream-name", name, "--enforce-consumer-deletion")
+
+
 def test_errors_reach_the_user_with_kinesis_names(endpoint):
     e = endpoint
     stderr = aws(e, "describe-stream", "--stream-name", "no-such-stream", ok=False)

@@ -255,6 +255,18 @@ def test_malformed_requests_get_kinesis_errors_never_500(endpoint):
     assert records == [], "no malformed put wrote anything"
 
 
+def test_every_operation_in_the_model_is_answered(endpoint):
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("kinesis")
+    assert len(model.operation_names) == 39
+    for operation in model.operation_names:
+        status, headers, body = post(endpoint, operation, b"{}")
+        reply = json.loads(body) if body else {}
+        assert reply.get("__type") != "UnknownOperationException", operation
+        assert status < 500, (operation, status, reply)
+
+
 def test_health_and_metrics_endpoints(endpoint):
     url = urllib.parse.urlparse(endpoint)
     for path, needle in (("/health", "ok"), ("/metrics", "sluice_request_seconds")):
