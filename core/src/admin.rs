@@ -190,7 +190,7 @@ pub(crate) fn describe_shard(shard: &ShardState) -> ShardDescription {
         parent_shard_id: shard.parent.map(shard_id),
         adjacent_parent_shard_id: shard.adjacent_parent.map(shard_id),
         hash_key_range: shard.range,
-        starting_sequence_number: SequenceNumber::new(shard.index, 0),
+        starting_sequence_number: SequenceNumber::shard_start(shard.index),
         ending_sequence_number: shard
             .ending_log_seq
             .map(|end| SequenceNumber::new(shard.index, end.saturating_sub(1))),

@@ -199,12 +199,17 @@ fn start_position(shard: &ShardState, start: IteratorStart) -> Result<u64, ReadE
     let reader = &shard.reader;
     let next_seq = reader.next_seq();
     // AT may also name the next number to be issued: a subscription's continuation (or a
-    // reader's position) when it had caught up. AFTER needs a record that exists.
+    // reader's position) when it had caught up. AFTER names a record that exists, or the
+    // shard's start.
     let check = |seq: SequenceNumber, after: bool| {
         let in_shard = seq.shard_index() == Some(shard.index);
-        let limit = if after { next_seq } else { next_seq + 1 };
-        if in_shard && seq.log_seq() < limit {
-            Ok(seq.log_seq() + u64::from(after))
+        let position = if after {
+            seq.position_after()
+        } else {
+            seq.log_seq()
+        };
+        if in_shard && position <= next_seq {
+            Ok(position)
         } else {
             Err(ReadError::InvalidArgument(format!(
                 "StartingSequenceNumber {seq} used in GetShardIterator on shard {} is invalid: it is not a position of this shard, whose next sequence number is {} (after a crash, records that were visible but never durable are gone).",

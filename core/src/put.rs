@@ -350,7 +350,8 @@ fn check_ordering(
     let issued = seq
         .shard_index()
         .and_then(|index| shards.get(index))
-        .is_some_and(|shard| seq.log_seq() < shard.reader.next_seq());
+        .zip(seq.record_log_seq())
+        .is_some_and(|(shard, log_seq)| log_seq < shard.reader.next_seq());
     if !issued {
         return Err(PutError::InvalidArgument(format!(
             "ExclusiveMinimumSequenceNumber {text} used in PutRecord on stream {} under account 000000000000 is invalid.",

@@ -218,22 +218,20 @@ impl Engine {
             ))
         };
         let index = sequence_number.shard_index().ok_or_else(not_found)?;
+        let log_seq = sequence_number.record_log_seq().ok_or_else(not_found)?;
         let shard = state.shards().get(index).ok_or_else(not_found)?.clone();
         let limits = ReadLimits {
             records_max: 1,
             bytes_max: GET_RECORDS_BYTES_MAX,
         };
-        let batch = match shard.reader.read(sequence_number.log_seq(), limits) {
+        let batch = match shard.reader.read(log_seq, limits) {
             Ok(batch) => batch,
             Err(StorageError::SequenceTrimmed { .. } | StorageError::SequenceBeyondEnd { .. }) => {
                 return Err(not_found());
             }
             Err(e) => return Err(e.into()),
         };
-        let found = batch
-            .records()
-            .next()
-            .is_some_and(|r| r.seq == sequence_number.log_seq());
+        let found = batch.records().next().is_some_and(|r| r.seq == log_seq);
         if !found {
             return Err(not_found());
         }

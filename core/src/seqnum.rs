@@ -5,15 +5,25 @@ use std::fmt;
 /// Decimal digits a client may send in a sequence number (KINESIS.md §0).
 pub const SEQUENCE_NUMBER_DIGITS_MAX: usize = 129;
 
-/// A record's sequence number: `shard_index << 64 | log_seq`. Numeric order is write order
-/// within a shard, children sort after their parents, and numbers are unique in a stream.
+/// A sequence number: `shard_index << 64 | (log_seq + 1)` for the record at log position
+/// `log_seq`. The low half 0 is the shard's starting sequence number, which precedes every
+/// record of the shard (as Kinesis' `StartingSequenceNumber` does): "after the start" is a
+/// position like any other, so a reader that has seen nothing can still name where it is.
+/// Numeric order is write order within a shard, children sort after their parents, and
+/// numbers are unique in a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SequenceNumber(pub u128);
 
 impl SequenceNumber {
     /// The number of record `log_seq` in shard `shard_index`.
     pub fn new(shard_index: u32, log_seq: u64) -> SequenceNumber {
-        SequenceNumber(u128::from(shard_index) << 64 | u128::from(log_seq))
+        debug_assert!(log_seq < u64::MAX, "log positions stay far below u64::MAX");
+        SequenceNumber(u128::from(shard_index) << 64 | (u128::from(log_seq) + 1))
+    }
+
+    /// The starting sequence number of shard `shard_index`: below all of its records.
+    pub fn shard_start(shard_index: u32) -> SequenceNumber {
+        SequenceNumber(u128::from(shard_index) << 64)
     }
 
     /// The shard the number belongs to, if it names one (the high bits beyond a u32 are zero).
@@ -21,8 +31,20 @@ impl SequenceNumber {
         u32::try_from(self.0 >> 64).ok()
     }
 
-    /// The position in the shard's log.
+    /// The log position of the record this number names; `None` for a shard's start.
+    pub fn record_log_seq(self) -> Option<u64> {
+        (self.0 as u64).checked_sub(1)
+    }
+
+    /// The log position a reader starting AT this number reads first (a shard's start
+    /// reads from position 0).
     pub fn log_seq(self) -> u64 {
+        (self.0 as u64).saturating_sub(1)
+    }
+
+    /// The log position just after this number: where a reader starting AFTER it begins,
+    /// and where one that has read up to it goes on.
+    pub fn position_after(self) -> u64 {
         self.0 as u64
     }
 
@@ -133,12 +155,24 @@ mod tests {
 
     #[test]
     fn sequence_numbers_order_by_shard_then_position() {
-        let a = SequenceNumber::new(0, u64::MAX);
+        let a = SequenceNumber::new(0, u64::MAX - 1);
+        let start = SequenceNumber::shard_start(1);
         let b = SequenceNumber::new(1, 0);
-        assert!(a < b);
-        assert_eq!(b.shard_index(), Some(1));
-        assert_eq!(a.log_seq(), u64::MAX);
+        assert!(a < start && start < b);
+        assert_eq!((b.shard_index(), start.shard_index()), (Some(1), Some(1)));
+        assert_eq!(a.log_seq(), u64::MAX - 1);
         assert_eq!(SequenceNumber::parse(&b.to_string()), Ok(b));
+    }
+
+    #[test]
+    fn a_shards_start_precedes_its_first_record() {
+        let start = SequenceNumber::shard_start(3);
+        assert_eq!(start.record_log_seq(), None, "the start names no record");
+        assert_eq!((start.log_seq(), start.position_after()), (0, 0));
+        let fifth = SequenceNumber::new(3, 4);
+        assert_eq!(fifth.record_log_seq(), Some(4));
+        assert_eq!((fifth.log_seq(), fifth.position_after()), (4, 5));
+        assert_eq!(SequenceNumber(fifth.0 - 1), SequenceNumber::new(3, 3));
     }
 
     #[test]

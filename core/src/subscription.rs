@@ -134,8 +134,9 @@ impl Subscription {
             let records =
                 self.engine
                     .read_shard(&self.iterator, &shard, GET_RECORDS_MAX, now_ms)?;
-            let moved = records.next_position().log_seq() != self.iterator.position;
-            self.iterator.position = records.next_position().log_seq();
+            let next = records.next_position().log_seq();
+            let moved = next != self.iterator.position;
+            self.iterator.position = next;
             // An empty read that moved the position skipped a gap recovery left: records
             // after it may be readable already, and no write will come to wake us for them.
             if !(records.is_empty() && moved) || records.end_of_shard {

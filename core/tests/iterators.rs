@@ -222,6 +222,7 @@ fn sequence_numbers_from_another_shard_or_never_issued_are_invalid() {
         at(SequenceNumber::new(0, 4)),
         after(SequenceNumber::new(0, 3)),
         at(SequenceNumber::new(1, 0)),
+        after(SequenceNumber::shard_start(1)),
         at(SequenceNumber(u128::MAX)),
     ] {
         let err = engine
@@ -233,6 +234,20 @@ fn sequence_numbers_from_another_shard_or_never_issued_are_invalid() {
         .shard_iterator("s", "shardId-000000000000", at(SequenceNumber::new(0, 3)))
         .unwrap();
     assert!(engine.get_records(&mut caught_up, None).unwrap().is_empty());
+    // AFTER the shard's start (below every record) reads from the first record, as AFTER
+    // the last record reads what comes next: the numbers a subscriber checkpoints.
+    let mut from_start = engine
+        .shard_iterator(
+            "s",
+            "shardId-000000000000",
+            after(SequenceNumber::shard_start(0)),
+        )
+        .unwrap();
+    let all = engine.get_records(&mut from_start, None).unwrap();
+    assert_eq!(
+        all.records().map(|r| r.sequence_number).collect::<Vec<_>>(),
+        seqs
+    );
     let last = engine.shard_iterator(
         "two",
         "shardId-000000000001",
@@ -265,7 +280,11 @@ fn get_by_sequence_number_returns_that_record_or_an_error() {
     );
     assert_eq!(record.arrival_timestamp_ms, T0 + 10);
     assert_eq!(one.len(), 1);
-    for missing in [SequenceNumber::new(0, 3), SequenceNumber::new(5, 0)] {
+    for missing in [
+        SequenceNumber::new(0, 3),
+        SequenceNumber::new(5, 0),
+        SequenceNumber::shard_start(0),
+    ] {
         assert_eq!(
             engine.get("s", missing).unwrap_err().code(),
             ErrorCode::InvalidArgument

@@ -9,7 +9,7 @@ use crate::wire::{ApiError, Protocol, Timestamp, Validate, Validator};
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sluice_core::Subscription;
+use sluice_core::{SequenceNumber, Subscription};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -122,10 +122,19 @@ impl Leases {
 #[serde(rename_all = "PascalCase")]
 struct SubscribeToShardEvent<'a> {
     records: Vec<crate::ops::records::RecordOut<'a>>,
-    continuation_sequence_number: String,
+    /// Absent on the event that ends a closed shard (KCL reads its absence as the end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    continuation_sequence_number: Option<String>,
     millis_behind_latest: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     child_shards: Vec<crate::shapes::ChildShard>,
+}
+
+/// The ContinuationSequenceNumber for a subscriber whose next record is at `position`: the
+/// number just below it (the last record delivered, or the shard's start). Clients resume
+/// AFTER it, as KCL does, and lose nothing; it moves on even when no record arrives.
+fn checkpoint(position: SequenceNumber) -> String {
+    SequenceNumber(position.0 - 1).to_string()
 }
 
 fn frame(headers: Vec<Header>, payload: Vec<u8>) -> Bytes {
@@ -253,7 +262,8 @@ async fn push_events(
                 };
                 let payload = protocol.encode(&SubscribeToShardEvent {
                     records: records_out(&event.records),
-                    continuation_sequence_number: event.continuation_sequence_number.to_string(),
+                    continuation_sequence_number: (!event.records.end_of_shard)
+                        .then(|| checkpoint(event.continuation_sequence_number)),
                     millis_behind_latest: event.records.millis_behind_latest,
                     child_shards: children,
                 });
@@ -270,7 +280,7 @@ async fn push_events(
             Err(_idle) => {
                 let payload = protocol.encode(&SubscribeToShardEvent {
                     records: Vec::new(),
-                    continuation_sequence_number: subscription.position().to_string(),
+                    continuation_sequence_number: Some(checkpoint(subscription.position())),
                     millis_behind_latest: 0,
                     child_shards: Vec::new(),
                 });

@@ -265,7 +265,7 @@ fn events(body: &[u8]) -> Vec<(String, Value)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscriptions_send_heartbeats_end_on_time_and_hand_over_to_children() {
+async fn subscriptions_checkpoint_resume_after_the_continuation_and_end_at_shard_end() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(
         dir.path(),
@@ -285,10 +285,11 @@ async fn subscriptions_send_heartbeats_end_on_time_and_hand_over_to_children() {
         .as_str()
         .unwrap()
         .to_owned();
-    let subscribe = |shard: &str| {
+    // KCL resubscribes AFTER_SEQUENCE_NUMBER of the last ContinuationSequenceNumber.
+    let subscribe = |position: Value| {
         bytes::Bytes::from(
             serde_json::to_vec(&json!({
-                "ConsumerARN": consumer_arn, "ShardId": shard, "StartingPosition": {"Type": "TRIM_HORIZON"}
+                "ConsumerARN": consumer_arn, "ShardId": "shardId-000000000000", "StartingPosition": position
             }))
             .unwrap(),
         )
@@ -297,7 +298,10 @@ async fn subscriptions_send_heartbeats_end_on_time_and_hand_over_to_children() {
     // Idle: an initial response, then empty heartbeat events, then the end after 1.2 s.
     let started = std::time::Instant::now();
     let (status, body) = client
-        .send("SubscribeToShard", subscribe("shardId-000000000000"))
+        .send(
+            "SubscribeToShard",
+            subscribe(json!({"Type": "TRIM_HORIZON"})),
+        )
         .await
         .unwrap();
     assert_eq!(status, 200);
@@ -317,25 +321,63 @@ async fn subscriptions_send_heartbeats_end_on_time_and_hand_over_to_children() {
     for (kind, event) in heartbeats {
         assert_eq!(kind, "SubscribeToShardEvent");
         assert_eq!(event["Records"], json!([]));
-        assert_eq!(event["ContinuationSequenceNumber"], "0");
     }
+    let checkpoint = heartbeats.last().unwrap().1["ContinuationSequenceNumber"].clone();
+    let shards: Value = client
+        .call("ListShards", &json!({"StreamName": "subs"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        checkpoint, shards["Shards"][0]["SequenceNumberRange"]["StartingSequenceNumber"],
+        "an idle subscriber's checkpoint is the shard's start"
+    );
 
-    // A closed parent: its records, then an event with ChildShards, then the end.
-    let put: Value = client
-        .call(
-            "PutRecord",
-            &json!({"StreamName": "subs", "PartitionKey": "k", "Data": "AQID"}),
+    // Two records arrive; resuming AFTER the idle checkpoint delivers both, the first too.
+    let mut puts = Vec::new();
+    for data in ["AQ==", "Ag=="] {
+        let put: Value = client
+            .call(
+                "PutRecord",
+                &json!({"StreamName": "subs", "PartitionKey": "k", "Data": data}),
+            )
+            .await
+            .unwrap();
+        puts.push(put["SequenceNumber"].clone());
+    }
+    tokio::time::sleep(Duration::from_millis(5100)).await; // the 5-second lease rule
+    let (_, body) = client
+        .send(
+            "SubscribeToShard",
+            subscribe(json!({"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": checkpoint})),
         )
         .await
         .unwrap();
+    let resumed = events(&body);
+    let seen: Vec<Value> = resumed
+        .iter()
+        .flat_map(|(_, e)| e["Records"].as_array().cloned().unwrap_or_default())
+        .map(|r| r["SequenceNumber"].clone())
+        .collect();
+    assert_eq!(seen, puts, "nothing lost, nothing twice");
+    let checkpoint = resumed.last().unwrap().1["ContinuationSequenceNumber"].clone();
+    assert_eq!(
+        checkpoint, puts[1],
+        "the checkpoint is the last record delivered"
+    );
+
+    // The shard closes: resuming AFTER the checkpoint gets no record again, then the end of
+    // the shard: ChildShards, no ContinuationSequenceNumber, and the stream ends at once.
     let _: Value = client
         .call("SplitShard", &json!({"StreamName": "subs", "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": "1000"}))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(5100)).await; // the 5-second lease rule
+    tokio::time::sleep(Duration::from_millis(5100)).await;
     let started = std::time::Instant::now();
     let (status, body) = client
-        .send("SubscribeToShard", subscribe("shardId-000000000000"))
+        .send(
+            "SubscribeToShard",
+            subscribe(json!({"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": checkpoint})),
+        )
         .await
         .unwrap();
     assert_eq!(status, 200);
@@ -344,13 +386,13 @@ async fn subscriptions_send_heartbeats_end_on_time_and_hand_over_to_children() {
         "a finished shard ends the stream at once"
     );
     let parent = events(&body);
-    let records: Vec<&Value> = parent
-        .iter()
-        .flat_map(|(_, e)| e["Records"].as_array().into_iter().flatten())
-        .collect();
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0]["SequenceNumber"], put["SequenceNumber"]);
+    assert!(
+        parent
+            .iter()
+            .all(|(_, e)| e["Records"].as_array().is_none_or(|r| r.is_empty()))
+    );
     let last = &parent.last().unwrap().1;
+    assert!(last.get("ContinuationSequenceNumber").is_none(), "{last}");
     let children: Vec<&str> = last["ChildShards"]
         .as_array()
         .unwrap()
