@@ -114,12 +114,18 @@ impl Verifier {
                 "The security token included in the request is invalid.",
             )
         })?;
-        // Both forms hash the body (only S3 presigns with UNSIGNED-PAYLOAD, and says so in
-        // this header when it does).
-        let payload_hash = match header("x-amz-content-sha256") {
-            Some(hash) => hash.to_owned(),
-            None => hex(&Sha256::digest(request.body)),
-        };
+        // The body is always hashed here: a client-sent x-amz-content-sha256 is only
+        // checked against it, never trusted (else a captured signature could carry another
+        // body). UNSIGNED-PAYLOAD and streaming payloads are S3's, not Kinesis'.
+        let payload_hash = hex(&Sha256::digest(request.body));
+        if let Some(claimed) = header("x-amz-content-sha256")
+            && !claimed.eq_ignore_ascii_case(&payload_hash)
+        {
+            return Err(ApiError::new(
+                "InvalidSignatureException",
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            ));
+        }
         let canonical = canonical_request(request, &query, &signature, presigned, &payload_hash)?;
         let scope = format!(
             "{}/{}/{}/aws4_request",
@@ -419,7 +425,7 @@ fn collapse_spaces(value: &str) -> String {
 
 /// `20261126T101500Z`.
 fn parse_amz_date(text: &str) -> Option<SystemTime> {
-    if text.len() != 16 || &text[8..9] != "T" || !text.ends_with('Z') {
+    if !text.is_ascii() || text.len() != 16 || &text[8..9] != "T" || !text.ends_with('Z') {
         return None;
     }
     let iso = format!(
@@ -515,5 +521,7 @@ mod tests {
         assert_eq!(percent_decode("a%2Fb+c%zz"), "a/b+c%zz");
         assert_eq!(collapse_spaces("  a   b "), "a b");
         assert_eq!(parse_amz_date("2015083T123600Z"), None);
+        // Percent-decoded query values can hold any character: no slicing inside one.
+        assert_eq!(parse_amz_date("20260101\u{e9}00000Z"), None);
     }
 }

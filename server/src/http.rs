@@ -119,20 +119,14 @@ async fn kinesis(service: Arc<Service>, request: Request<Incoming>) -> Response<
         Ok(body) => body,
         Err(error) => return error_reply(protocol, &error),
     };
-    if let Some(verifier) = &service.verifier
-        && let Err(error) = verifier.verify(&signed_request(&parts, &body), SystemTime::now())
-    {
-        return error_reply(protocol, &error);
-    }
-    let Some(operation) = target
+    // Unknown targets are answered after authentication, as AWS does.
+    let operation = target
         .strip_prefix(TARGET_PREFIX)
         .filter(|op| ops::OPERATIONS.contains(op))
-        .map(str::to_owned)
-    else {
-        return error_reply(protocol, &ApiError::unknown_operation());
-    };
+        .unwrap_or("unknown")
+        .to_owned();
     let started = Instant::now();
-    let result = AssertUnwindSafe(run(service.clone(), &operation, protocol, body))
+    let result = AssertUnwindSafe(run(service.clone(), &parts, &operation, protocol, body))
         .catch_unwind()
         .await
         .unwrap_or_else(|_| {
@@ -154,10 +148,17 @@ async fn kinesis(service: Arc<Service>, request: Request<Incoming>) -> Response<
 
 async fn run(
     service: Arc<Service>,
+    parts: &hyper::http::request::Parts,
     operation: &str,
     protocol: Protocol,
     body: Bytes,
 ) -> Result<Response<ReplyBody>, ApiError> {
+    if let Some(verifier) = &service.verifier {
+        verifier.verify(&signed_request(parts, &body), SystemTime::now())?;
+    }
+    if operation == "unknown" {
+        return Err(ApiError::unknown_operation());
+    }
     if operation == "SubscribeToShard" {
         let input = ops::input(protocol, &body)?;
         let started = subscribe::start(service, input, protocol)?;

@@ -79,6 +79,12 @@ def test_missing_malformed_stale_and_tampered_signatures(endpoint):
     assert raw(endpoint, "ListStreams", body, headers)[0] == 200, "a fresh signature works"
     status, reply = raw(endpoint, "ListStreams", b'{"Limit": 1}', headers)
     assert (status, reply["__type"]) == (400, "InvalidSignatureException"), "the body is covered by the signature"
+    import hashlib
+    claimed = dict(headers, **{"X-Amz-Content-Sha256": hashlib.sha256(body).hexdigest()})
+    status, reply = raw(endpoint, "ListStreams", b'{"Limit": 1}', claimed)
+    assert (status, reply["__type"]) == (400, "InvalidSignatureException"), "a claimed body hash is checked, not trusted"
+    status, reply = raw(endpoint, "NoSuchOperation", body, dict(base, **{"X-Amz-Target": "Kinesis_20131202.NoSuchOperation"}))
+    assert reply["__type"] == "MissingAuthenticationTokenException", "authentication comes before routing"
 
 
 def test_presigned_requests_work_and_cannot_be_altered(endpoint):
