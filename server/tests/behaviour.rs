@@ -405,3 +405,72 @@ async fn subscriptions_checkpoint_resume_after_the_continuation_and_end_at_shard
         json!(["shardId-000000000000"])
     );
 }
+
+/// Peak resident memory of a process, from /proc (kB).
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_lists_are_counted_not_materialized() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    let mut client = KinesisClient::connect(server.address).await.unwrap();
+    create(&mut client, "big", 1).await;
+    // 15 MiB of empty records: 5 million of them in JSON, 15 million in CBOR.
+    let mut json_body = br#"{"StreamName":"big","Records":["#.to_vec();
+    while json_body.len() < 15 << 20 {
+        json_body.extend_from_slice(b"{},");
+    }
+    json_body.extend_from_slice(b"{}]}");
+    let count = (json_body.len() - 31) / 3;
+    let (status, reply) = client.send("PutRecords", json_body.into()).await.unwrap();
+    let reply: Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(
+        (status, reply["__type"].as_str()),
+        (400, Some("ValidationException")),
+        "{reply}"
+    );
+    let message = reply["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("Value '{count} items' at 'records'")),
+        "{message}"
+    );
+    assert!(message.contains("less than or equal to 500"), "{message}");
+
+    let body_file = dir.path().join("body.cbor");
+    let mut encoded = vec![0xa2];
+    ciborium::into_writer(&"StreamName", &mut encoded).unwrap();
+    ciborium::into_writer(&"big", &mut encoded).unwrap();
+    ciborium::into_writer(&"Records", &mut encoded).unwrap();
+    encoded.push(0x9f);
+    encoded.resize(encoded.len() + (15 << 20), 0xa0);
+    encoded.push(0xff);
+    std::fs::write(&body_file, &encoded).unwrap();
+    // The JSON client speaks JSON only; curl sends the CBOR body.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-H", "Content-Type: application/x-amz-cbor-1.1"])
+        .args([
+            "-H",
+            "X-Amz-Target: Kinesis_20131202.PutRecords",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", body_file.display()))
+        .arg(format!("{}/", server.endpoint()))
+        .output()
+        .unwrap();
+    let reply: ciborium::Value = ciborium::from_reader(&out.stdout[..]).unwrap();
+    let text = format!("{reply:?}");
+    assert!(
+        text.contains("ValidationException") && text.contains("15728640 items"),
+        "{text}"
+    );
+
+    // Two 15 MiB bodies were read; what they described was never built. The bound leaves
+    // room for the bodies, the engine's mappings and the runtime.
+    let peak_mb = peak_rss_kb(server.pid()) / 1024;
+    println!("peak resident memory: {peak_mb} MiB");
+    assert!(peak_mb < 250, "peak resident memory {peak_mb} MiB");
+}

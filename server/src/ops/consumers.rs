@@ -6,9 +6,9 @@ use crate::arn::{ConsumerArn, StreamArn};
 use crate::service::{Service, now_ms};
 use crate::shapes::{Empty, timestamp};
 use crate::state::Consumer;
+use crate::wire::bounded::TagMap;
 use crate::wire::{ApiError, Timestamp, Validate, Validator};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Consumers per stream (Kinesis' quota).
 pub const CONSUMERS_PER_STREAM_MAX: usize = 20;
@@ -48,7 +48,7 @@ pub struct RegisterInput {
     #[serde(rename = "StreamARN")]
     stream_arn: Option<String>,
     consumer_name: Option<String>,
-    tags: Option<BTreeMap<String, String>>,
+    tags: Option<TagMap>,
 }
 
 impl Validate for RegisterInput {
@@ -57,7 +57,7 @@ impl Validate for RegisterInput {
         v.stream_arn("streamARN", &self.stream_arn);
         v.required("consumerName", &self.consumer_name);
         v.name("consumerName", &self.consumer_name);
-        v.size("tags", self.tags.as_ref().map(BTreeMap::len), 1, 200);
+        v.size("tags", self.tags.as_ref().map(|t| t.count), 1, 200);
     }
 }
 
@@ -87,7 +87,7 @@ pub async fn register(service: &Service, input: RegisterInput) -> Result<Registe
         let consumer = Consumer {
             name: name.clone(),
             created_ms: now_ms(),
-            tags: input.tags.unwrap_or_default(),
+            tags: input.tags.map(|t| t.entries).unwrap_or_default(),
         };
         extras.consumers.push(consumer.clone());
         Ok(consumer)

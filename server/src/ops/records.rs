@@ -2,6 +2,7 @@
 
 use crate::service::Service;
 use crate::shapes::{ChildShard, hash_key_range};
+use crate::wire::bounded::BoundedVec;
 use crate::wire::types::BlobRef;
 use crate::wire::validate::{HASH_KEY_PATTERN, SEQUENCE_NUMBER_PATTERN};
 use crate::wire::{ApiError, Blob, Timestamp, Validate, Validator};
@@ -131,15 +132,15 @@ pub struct PutRecordsInput {
     stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
     stream_arn: Option<String>,
-    records: Option<Vec<PutRecordsEntry>>,
+    records: Option<BoundedVec<PutRecordsEntry, 500>>,
 }
 
 impl Validate for PutRecordsInput {
     fn validate(&self, v: &mut Validator) {
         v.stream(&self.stream_name, &self.stream_arn);
         v.required("records", &self.records);
-        v.size("records", self.records.as_ref().map(Vec::len), 1, 500);
-        for (i, entry) in self.records.iter().flatten().enumerate() {
+        v.size("records", self.records.as_ref().map(|r| r.count), 1, 500);
+        for (i, entry) in self.records.iter().flat_map(|r| &r.items).enumerate() {
             let prefix = format!("records.{}.member.", i + 1);
             validate_record(
                 v,
@@ -211,7 +212,7 @@ pub async fn put_records(
 ) -> Result<PutRecordsOutput, ApiError> {
     let name = service.resolve(&input.stream_name, &input.stream_arn)?;
     service.inject_fault(&name)?;
-    let entries = input.records.expect("validated");
+    let entries = input.records.expect("validated").into_items();
     let records: Vec<PutRecord<'_>> = entries
         .iter()
         .map(|entry| PutRecord {

@@ -5,6 +5,7 @@
 use crate::arn::{ConsumerArn, StreamArn};
 use crate::service::Service;
 use crate::shapes::{Empty, timestamp};
+use crate::wire::bounded::BoundedVec;
 use crate::wire::{ApiError, Timestamp, Validate, Validator};
 use serde::{Deserialize, Serialize};
 use sluice_core::{StreamMode, StreamStatus};
@@ -79,7 +80,7 @@ pub struct MonitoringInput {
     stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
     stream_arn: Option<String>,
-    shard_level_metrics: Option<Vec<String>>,
+    shard_level_metrics: Option<BoundedVec<String, 7>>,
 }
 
 impl Validate for MonitoringInput {
@@ -88,13 +89,18 @@ impl Validate for MonitoringInput {
         v.required("shardLevelMetrics", &self.shard_level_metrics);
         v.size(
             "shardLevelMetrics",
-            self.shard_level_metrics.as_ref().map(Vec::len),
+            self.shard_level_metrics.as_ref().map(|m| m.count),
             1,
             7,
         );
         let mut allowed = METRICS.to_vec();
         allowed.push("ALL");
-        for (i, metric) in self.shard_level_metrics.iter().flatten().enumerate() {
+        for (i, metric) in self
+            .shard_level_metrics
+            .iter()
+            .flat_map(|m| &m.items)
+            .enumerate()
+        {
             v.one_of(
                 &format!("shardLevelMetrics.{}.member", i + 1),
                 &Some(metric.clone()),
@@ -122,7 +128,7 @@ async fn set_monitoring(
     let name = service.resolve(&input.stream_name, &input.stream_arn)?;
     service.require_active(&name)?;
     let created_ms = service.engine.describe_stream_summary(&name)?.created_ms;
-    let asked: Vec<String> = input.shard_level_metrics.expect("validated");
+    let asked: Vec<String> = input.shard_level_metrics.expect("validated").into_items();
     let names: Vec<String> = if asked.iter().any(|m| m == "ALL") {
         METRICS.iter().map(|m| (*m).to_owned()).collect()
     } else {

@@ -3,10 +3,10 @@
 
 use crate::service::Service;
 use crate::shapes::{Empty, STREAM_MODES, Shard, StreamModeDetails, status_name, timestamp};
+use crate::wire::bounded::TagMap;
 use crate::wire::{ApiError, Timestamp, Validate, Validator};
 use serde::{Deserialize, Serialize};
 use sluice_core::{CreateStream, StreamMode, StreamStatus};
-use std::collections::BTreeMap;
 
 /// Names a stream by StreamName or StreamARN. (Inputs with more members repeat the two
 /// fields: `#[serde(flatten)]` would hide the protocol from blobs and timestamps.)
@@ -39,7 +39,7 @@ pub struct CreateStreamInput {
     stream_name: Option<String>,
     shard_count: Option<i64>,
     stream_mode_details: Option<StreamModeDetails>,
-    tags: Option<BTreeMap<String, String>>,
+    tags: Option<TagMap>,
     warm_throughput_mi_bps: Option<i64>,
     max_record_size_in_ki_b: Option<i64>,
 }
@@ -57,7 +57,7 @@ impl Validate for CreateStreamInput {
                 &STREAM_MODES,
             );
         }
-        v.size("tags", self.tags.as_ref().map(BTreeMap::len), 1, 200);
+        v.size("tags", self.tags.as_ref().map(|t| t.count), 1, 200);
         v.range(
             "warmThroughputMiBps",
             self.warm_throughput_mi_bps,
@@ -92,7 +92,12 @@ pub async fn create_stream(service: &Service, input: CreateStreamInput) -> Resul
         }
     };
     request.max_record_size_bytes = input.max_record_size_in_ki_b.map(|kib| kib as u64 * 1024);
-    request.tags = input.tags.unwrap_or_default().into_iter().collect();
+    request.tags = input
+        .tags
+        .map(|t| t.entries)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     service.engine.create_stream(request).await?;
     service.begin_transition(&name, StreamStatus::Creating);
     if let Some(mibps) = input.warm_throughput_mi_bps {

@@ -4,6 +4,7 @@
 use crate::arn::{ConsumerArn, StreamArn};
 use crate::service::Service;
 use crate::shapes::{Empty, Tag};
+use crate::wire::bounded::{TagKeys, TagMap};
 use crate::wire::{ApiError, Validate, Validator};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -17,20 +18,20 @@ pub struct AddTagsInput {
     stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
     stream_arn: Option<String>,
-    tags: Option<BTreeMap<String, String>>,
+    tags: Option<TagMap>,
 }
 
 impl Validate for AddTagsInput {
     fn validate(&self, v: &mut Validator) {
         v.stream(&self.stream_name, &self.stream_arn);
         v.required("tags", &self.tags);
-        v.size("tags", self.tags.as_ref().map(BTreeMap::len), 1, 200);
+        v.size("tags", self.tags.as_ref().map(|t| t.count), 1, 200);
     }
 }
 
 pub async fn add_tags_to_stream(service: &Service, input: AddTagsInput) -> Result<Empty, ApiError> {
     let name = service.resolve(&input.stream_name, &input.stream_arn)?;
-    let tags = input.tags.expect("validated").into_iter().collect();
+    let tags = input.tags.expect("validated").entries.into_iter().collect();
     service.engine.add_tags(&name, tags).await?;
     Ok(Empty {})
 }
@@ -41,14 +42,14 @@ pub struct RemoveTagsInput {
     stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
     stream_arn: Option<String>,
-    tag_keys: Option<Vec<String>>,
+    tag_keys: Option<TagKeys>,
 }
 
 impl Validate for RemoveTagsInput {
     fn validate(&self, v: &mut Validator) {
         v.stream(&self.stream_name, &self.stream_arn);
         v.required("tagKeys", &self.tag_keys);
-        v.size("tagKeys", self.tag_keys.as_ref().map(Vec::len), 1, 50);
+        v.size("tagKeys", self.tag_keys.as_ref().map(|k| k.count), 1, 50);
     }
 }
 
@@ -59,7 +60,7 @@ pub async fn remove_tags_from_stream(
     let name = service.resolve(&input.stream_name, &input.stream_arn)?;
     service
         .engine
-        .remove_tags(&name, input.tag_keys.expect("validated"))
+        .remove_tags(&name, input.tag_keys.expect("validated").into_items())
         .await?;
     Ok(Empty {})
 }
@@ -178,19 +179,19 @@ fn with_consumer_tags<R>(
 pub struct TagResourceInput {
     #[serde(rename = "ResourceARN")]
     resource_arn: Option<String>,
-    tags: Option<BTreeMap<String, String>>,
+    tags: Option<TagMap>,
 }
 
 impl Validate for TagResourceInput {
     fn validate(&self, v: &mut Validator) {
         validate_resource_arn(v, &self.resource_arn);
         v.required("tags", &self.tags);
-        v.size("tags", self.tags.as_ref().map(BTreeMap::len), 1, 200);
+        v.size("tags", self.tags.as_ref().map(|t| t.count), 1, 200);
     }
 }
 
 pub async fn tag_resource(service: &Service, input: TagResourceInput) -> Result<Empty, ApiError> {
-    let tags = input.tags.expect("validated");
+    let tags = input.tags.expect("validated").entries;
     match resource(input.resource_arn.as_deref().expect("validated"))? {
         Resource::Stream(name) => {
             service
@@ -222,14 +223,14 @@ pub async fn tag_resource(service: &Service, input: TagResourceInput) -> Result<
 pub struct UntagResourceInput {
     #[serde(rename = "ResourceARN")]
     resource_arn: Option<String>,
-    tag_keys: Option<Vec<String>>,
+    tag_keys: Option<TagKeys>,
 }
 
 impl Validate for UntagResourceInput {
     fn validate(&self, v: &mut Validator) {
         validate_resource_arn(v, &self.resource_arn);
         v.required("tagKeys", &self.tag_keys);
-        v.size("tagKeys", self.tag_keys.as_ref().map(Vec::len), 1, 50);
+        v.size("tagKeys", self.tag_keys.as_ref().map(|k| k.count), 1, 50);
     }
 }
 
@@ -237,7 +238,7 @@ pub async fn untag_resource(
     service: &Service,
     input: UntagResourceInput,
 ) -> Result<Empty, ApiError> {
-    let keys = input.tag_keys.expect("validated");
+    let keys = input.tag_keys.expect("validated").into_items();
     match resource(input.resource_arn.as_deref().expect("validated"))? {
         Resource::Stream(name) => service.engine.remove_tags(&name, keys).await?,
         Resource::Consumer {

@@ -1,6 +1,7 @@
 //! The Kinesis wire formats: JSON 1.1 and CBOR 1.1 bodies, blobs and timestamps that read
 //! and write themselves per protocol, the model's validation, and the error shapes.
 
+pub mod bounded;
 mod error;
 mod protocol;
 pub mod types;

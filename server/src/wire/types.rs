@@ -62,7 +62,7 @@ impl<'de> Deserialize<'de> for Blob {
 
 /// A timestamp member, kept as milliseconds since the epoch. JSON carries epoch seconds (a
 /// number with a fraction; ISO 8601 text is accepted too), CBOR epoch milliseconds (tag 1,
-/// which the Java SDK adds, is stripped before decoding; integers and floats both accepted;
+/// which the Java SDK adds, is read through; integers and floats both accepted;
 /// replies carry untagged integers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Timestamp {
@@ -92,8 +92,15 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
+        #[derive(Clone, Copy)]
         struct TimestampVisitor {
             unit_ms: f64,
+        }
+        impl<'de> de::DeserializeSeed<'de> for TimestampVisitor {
+            type Value = Timestamp;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Timestamp, D::Error> {
+                d.deserialize_any(self)
+            }
         }
         impl TimestampVisitor {
             fn timestamp<E: de::Error>(&self, value: f64) -> Result<Timestamp, E> {
@@ -117,6 +124,13 @@ impl<'de> Deserialize<'de> for Timestamp {
             }
             fn visit_f64<E: de::Error>(self, value: f64) -> Result<Timestamp, E> {
                 self.timestamp(value)
+            }
+            /// ciborium hands a tagged value (the Java SDK's tag 1) over as an enum whose
+            /// variant is the tag and whose content is the number.
+            fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Timestamp, A::Error> {
+                use de::VariantAccess as _;
+                let (_tag, content) = data.variant::<de::IgnoredAny>()?;
+                content.newtype_variant_seed(self)
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Timestamp, E> {
                 if let Ok(seconds) = text.parse::<f64>() {

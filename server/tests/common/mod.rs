@@ -53,6 +53,11 @@ impl TestServer {
         format!("http://{}", self.address)
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The endpoint when serving TLS (the certificate names 127.0.0.1).
     pub fn tls_endpoint(&self) -> String {
         format!("https://{}", self.address)
