@@ -1,7 +1,7 @@
 //! SubscribeToShard: an event stream of records pushed from an engine `Subscription`, one
 //! lease per (consumer, shard), heartbeats while idle, and an end after `subscription_ms`.
 
-use crate::ops::consumers::find_by_arn;
+use crate::ops::consumers::{FoundConsumer, find_by_arn};
 use crate::ops::records::{ITERATOR_TYPES, child_shards, iterator_start, records_out};
 use crate::service::{Service, now_ms};
 use crate::wire::validate::SEQUENCE_NUMBER_PATTERN;
@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sluice_core::{SequenceNumber, Subscription};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
@@ -19,8 +19,9 @@ use tokio::sync::{Notify, mpsc};
 /// refused (Kinesis' rule); after it, the new one takes over.
 pub const RESUBSCRIBE_INTERVAL_MS: u64 = 5_000;
 
-/// Frames buffered per subscription before the task waits for the client.
-const FRAMES_BUFFERED_MAX: usize = 4;
+/// Frames buffered per subscription before the task waits for the client (an event holds
+/// up to 10 MiB of records).
+const FRAMES_BUFFERED_MAX: usize = 2;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -59,57 +60,110 @@ impl Validate for SubscribeInput {
     }
 }
 
+/// Which (consumer, shard) a lease is for, by identity rather than by the ARN's spelling:
+/// the stream and consumer with their creation times, and the shard.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseKey {
+    stream: String,
+    stream_created_ms: u64,
+    consumer: String,
+    consumer_created_ms: u64,
+    shard: String,
+}
+
+impl LeaseKey {
+    /// The lease of `found` on `shard`.
+    fn new(found: &FoundConsumer, shard: &str) -> LeaseKey {
+        LeaseKey {
+            stream: found.stream.clone(),
+            stream_created_ms: found.stream_created_ms,
+            consumer: found.consumer.name.clone(),
+            consumer_created_ms: found.consumer.created_ms,
+            shard: shard.to_owned(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct LeaseEntry {
     started_ms: u64,
     cancel: Arc<Notify>,
+    /// Alive while the subscription's task runs.
+    holder: Weak<()>,
 }
 
-/// Who holds each (consumer ARN, shard) lease.
+/// Who holds each (consumer, shard) lease, and when it was taken (for the 5-second rule).
+/// Entries go once their subscription ended and 5 seconds have passed, so the map holds the
+/// live subscriptions and the recent ones.
 #[derive(Debug, Default)]
 pub struct Leases {
-    entries: Mutex<HashMap<(String, String), LeaseEntry>>,
+    entries: Mutex<HashMap<LeaseKey, LeaseEntry>>,
 }
 
-/// A held lease; `cancel` fires when another subscription takes it over.
+/// A held lease; `cancel` fires when another subscription takes it over or the consumer or
+/// stream goes away.
 struct Lease {
     cancel: Arc<Notify>,
+    _holder: Arc<()>,
 }
 
 impl Leases {
-    fn acquire(&self, consumer_arn: &str, shard: &str) -> Result<Lease, ApiError> {
+    fn acquire(&self, key: LeaseKey) -> Result<Lease, ApiError> {
         let now = now_ms();
+        let recent =
+            |entry: &LeaseEntry| now.saturating_sub(entry.started_ms) < RESUBSCRIBE_INTERVAL_MS;
         let mut entries = self.entries.lock().expect("leases lock");
-        let key = (consumer_arn.to_owned(), shard.to_owned());
+        entries.retain(|_, entry| entry.holder.strong_count() > 0 || recent(entry));
         if let Some(entry) = entries.get(&key) {
-            if now.saturating_sub(entry.started_ms) < RESUBSCRIBE_INTERVAL_MS {
+            if recent(entry) {
                 return Err(ApiError::in_use(format!(
-                    "Another active subscription exists for consumer {consumer_arn} and shard {shard}, started less than {} seconds ago.",
+                    "Another subscription of consumer {} to shard {} started less than {} seconds ago.",
+                    key.consumer,
+                    key.shard,
                     RESUBSCRIBE_INTERVAL_MS / 1000
                 )));
             }
             entry.cancel.notify_one();
         }
         let cancel = Arc::new(Notify::new());
+        let holder = Arc::new(());
         entries.insert(
             key,
             LeaseEntry {
                 started_ms: now,
                 cancel: cancel.clone(),
+                holder: Arc::downgrade(&holder),
             },
         );
-        Ok(Lease { cancel })
+        Ok(Lease {
+            cancel,
+            _holder: holder,
+        })
+    }
+
+    /// Ends the subscriptions that `matches` selects.
+    fn revoke(&self, matches: impl Fn(&LeaseKey) -> bool) {
+        let mut entries = self.entries.lock().expect("leases lock");
+        entries.retain(|key, entry| {
+            if matches(key) {
+                entry.cancel.notify_one();
+            }
+            !matches(key)
+        });
     }
 
     /// Ends every subscription of a deregistered consumer.
-    pub fn revoke_consumer(&self, consumer_arn: &str) {
-        let mut entries = self.entries.lock().expect("leases lock");
-        entries.retain(|(arn, _), entry| {
-            if arn == consumer_arn {
-                entry.cancel.notify_one();
-            }
-            arn != consumer_arn
+    pub fn revoke_consumer(&self, stream: &str, consumer: &str, consumer_created_ms: u64) {
+        self.revoke(|key| {
+            key.stream == stream
+                && key.consumer == consumer
+                && key.consumer_created_ms == consumer_created_ms
         });
+    }
+
+    /// Ends every subscription to a deleted stream.
+    pub fn revoke_stream(&self, stream: &str) {
+        self.revoke(|key| key.stream == stream);
     }
 
     #[cfg(test)]
@@ -201,7 +255,7 @@ pub fn start(
         position.timestamp,
     )?;
     let subscription = service.engine.subscribe(&found.stream, &shard, start)?;
-    let lease = service.leases.acquire(&consumer_arn, &shard)?;
+    let lease = service.leases.acquire(LeaseKey::new(&found, &shard))?;
     let (sender, frames) = mpsc::channel(FRAMES_BUFFERED_MAX);
     tokio::spawn(push_events(
         service,
@@ -225,15 +279,12 @@ async fn push_events(
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(service.config.subscription_ms);
     let heartbeat = Duration::from_millis(service.config.heartbeat_ms);
-    if sender
-        .send(event_frame(
-            protocol,
-            "initial-response",
-            protocol.encode(&crate::shapes::Empty {}),
-        ))
-        .await
-        .is_err()
-    {
+    let initial = event_frame(
+        protocol,
+        "initial-response",
+        protocol.encode(&crate::shapes::Empty {}),
+    );
+    if !deliver(&sender, initial, &lease, deadline).await {
         return;
     }
     loop {
@@ -246,7 +297,8 @@ async fn push_events(
         let frame = tokio::select! {
             _ = lease.cancel.notified() => {
                 let error = ApiError::in_use("Another subscription to this consumer and shard took over.");
-                let _ = sender.send(exception_frame(protocol, &error)).await;
+                // Best effort: a client that stopped reading does not get it.
+                let _ = sender.try_send(exception_frame(protocol, &error));
                 return;
             }
             next = tokio::time::timeout(wait, subscription.next()) => next,
@@ -256,7 +308,7 @@ async fn push_events(
                 let children = match child_shards(&service, &stream, &event.records) {
                     Ok(children) => children,
                     Err(error) => {
-                        let _ = sender.send(exception_frame(protocol, &error)).await;
+                        deliver(&sender, exception_frame(protocol, &error), &lease, deadline).await;
                         return;
                     }
                 };
@@ -290,9 +342,24 @@ async fn push_events(
                 )
             }
         };
-        if sender.send(bytes).await.is_err() || last {
+        if !deliver(&sender, bytes, &lease, deadline).await || last {
             return;
         }
+    }
+}
+
+/// Sends a frame unless the client is gone, the subscription's time is up, or its lease
+/// was taken over: a client that stops reading cannot hold the task past its deadline.
+async fn deliver(
+    sender: &mpsc::Sender<Bytes>,
+    frame: Bytes,
+    lease: &Lease,
+    deadline: tokio::time::Instant,
+) -> bool {
+    tokio::select! {
+        sent = sender.send(frame) => sent.is_ok(),
+        _ = lease.cancel.notified() => false,
+        () = tokio::time::sleep_until(deadline) => false,
     }
 }
 
@@ -300,29 +367,54 @@ async fn push_events(
 mod tests {
     use super::*;
 
+    fn key(consumer: &str, shard: &str) -> LeaseKey {
+        LeaseKey {
+            stream: "s".into(),
+            stream_created_ms: 1,
+            consumer: consumer.into(),
+            consumer_created_ms: 2,
+            shard: shard.into(),
+        }
+    }
+
     #[test]
     fn a_second_subscription_within_five_seconds_is_refused() {
         let leases = Leases::default();
-        let _first = leases.acquire("arn-c", "shardId-000000000000").unwrap();
+        let _first = leases.acquire(key("c", "shardId-000000000000")).unwrap();
         let second = leases
-            .acquire("arn-c", "shardId-000000000000")
+            .acquire(key("c", "shardId-000000000000"))
             .err()
             .unwrap();
         assert_eq!(second.name, "ResourceInUseException");
         assert!(
-            leases.acquire("arn-c", "shardId-000000000001").is_ok(),
+            leases.acquire(key("c", "shardId-000000000001")).is_ok(),
             "other shards are free"
         );
         assert_eq!(leases.len(), 2);
     }
 
     #[test]
-    fn revoking_a_consumer_cancels_its_leases() {
+    fn revoking_a_consumer_or_its_stream_cancels_its_leases() {
         let leases = Leases::default();
-        let lease = leases.acquire("arn-c", "shardId-000000000000").unwrap();
-        leases.revoke_consumer("arn-c");
-        assert_eq!(leases.len(), 0);
+        let lease = leases.acquire(key("c", "shardId-000000000000")).unwrap();
+        let other = leases.acquire(key("d", "shardId-000000000000")).unwrap();
+        leases.revoke_consumer("s", "c", 2);
+        assert_eq!(leases.len(), 1);
         // The permit stored by notify_one wakes the holder's next wait at once.
         futures_lite::future::block_on(lease.cancel.notified());
+        leases.revoke_stream("s");
+        assert_eq!(leases.len(), 0);
+        futures_lite::future::block_on(other.cancel.notified());
+    }
+
+    #[test]
+    fn ended_subscriptions_are_forgotten_after_the_interval() {
+        let leases = Leases::default();
+        drop(leases.acquire(key("c", "shardId-000000000000")).unwrap());
+        for entry in leases.entries.lock().unwrap().values_mut() {
+            entry.started_ms -= RESUBSCRIBE_INTERVAL_MS;
+        }
+        let _live = leases.acquire(key("c", "shardId-000000000001")).unwrap();
+        assert_eq!(leases.len(), 1, "the ended, old entry was pruned");
     }
 }

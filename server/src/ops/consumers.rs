@@ -208,11 +208,11 @@ pub async fn deregister(service: &Service, input: ConsumerRef) -> Result<Empty, 
         state.policies.remove(&arn);
         Ok(())
     })?;
-    service.leases.revoke_consumer(&ConsumerArn::format(
-        &found.stream_arn,
+    service.leases.revoke_consumer(
+        &found.stream,
         &found.consumer.name,
-        found.consumer.created_ms / 1000,
-    ));
+        found.consumer.created_ms,
+    );
     Ok(Empty {})
 }
 

@@ -138,6 +138,7 @@ pub async fn delete_stream(service: &Service, input: DeleteStreamInput) -> Resul
         )));
     }
     service.engine.delete_stream(&name).await?;
+    service.leases.revoke_stream(&name);
     let arn = service.stream_arn(&name);
     service.state.update(|state| {
         state.forget_stream(&name, &arn);
