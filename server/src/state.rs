@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, RwLock};
 
 /// A registered consumer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -78,14 +78,25 @@ impl Persisted {
     }
 }
 
-/// The persisted state behind a mutex.
+/// The persisted state: readers take a snapshot (an `Arc` clone under a lock held for no
+/// I/O); writers are serialized by an async lock and write the file on the blocking pool.
 #[derive(Debug)]
 pub struct ServerState {
     path: PathBuf,
-    current: Mutex<Persisted>,
+    current: RwLock<Arc<Persisted>>,
+    writer: tokio::sync::Mutex<()>,
 }
 
 const FILE_NAME: &str = "server-state.json";
+
+/// How far a write got when it failed.
+enum WriteFailure {
+    /// Before the rename: the old file stands.
+    Before(std::io::Error),
+    /// After the rename (syncing the directory): the new file is in place, its rename
+    /// perhaps not yet durable.
+    After(std::io::Error),
+}
 
 impl ServerState {
     /// Loads `<data_dir>/server-state.json`, or starts empty.
@@ -103,45 +114,66 @@ impl ServerState {
         };
         Ok(ServerState {
             path,
-            current: Mutex::new(current),
+            current: RwLock::new(Arc::new(current)),
+            writer: tokio::sync::Mutex::new(()),
         })
     }
 
-    /// A copy of the state (for reads).
-    pub fn read<R>(&self, f: impl FnOnce(&Persisted) -> R) -> R {
-        f(&self.current.lock().expect("state lock"))
+    fn snapshot(&self) -> Arc<Persisted> {
+        self.current.read().expect("state lock").clone()
     }
 
-    /// Applies `change` and persists the result before returning; on any error nothing
-    /// changes. Runs the file I/O without blocking other tokio tasks.
-    pub fn update<R>(
+    /// Reads the current state.
+    pub fn read<R>(&self, f: impl FnOnce(&Persisted) -> R) -> R {
+        f(&self.snapshot())
+    }
+
+    /// Applies `change` and persists the result before returning; on an error from
+    /// `change`, or a write that failed before its rename, nothing changes.
+    pub async fn update<R>(
         &self,
         change: impl FnOnce(&mut Persisted) -> Result<R, ApiError>,
     ) -> Result<R, ApiError> {
-        tokio::task::block_in_place(|| {
-            let mut current = self.current.lock().expect("state lock");
-            let mut next = current.clone();
-            let result = change(&mut next)?;
-            if next != *current {
-                self.write(&next).map_err(|e| {
-                    ApiError::internal(format!("writing {}: {e}", self.path.display()))
-                })?;
-                *current = next;
+        let _writer = self.writer.lock().await;
+        let current = self.snapshot();
+        let mut next = Persisted::clone(&current);
+        let result = change(&mut next)?;
+        if next == *current {
+            return Ok(result);
+        }
+        let bytes = serde_json::to_vec_pretty(&next).expect("state serializes");
+        let path = self.path.clone();
+        let written = tokio::task::spawn_blocking(move || write(&path, &bytes))
+            .await
+            .map_err(|e| ApiError::internal(format!("writing the server state: {e}")))?;
+        let failure =
+            |e: std::io::Error| ApiError::internal(format!("writing {}: {e}", self.path.display()));
+        match written {
+            Ok(()) => {
+                *self.current.write().expect("state lock") = Arc::new(next);
+                Ok(result)
             }
-            Ok(result)
-        })
+            Err(WriteFailure::Before(e)) => Err(failure(e)),
+            Err(WriteFailure::After(e)) => {
+                // The file holds the new state: memory follows it; the client retries.
+                *self.current.write().expect("state lock") = Arc::new(next);
+                Err(failure(e))
+            }
+        }
     }
+}
 
-    fn write(&self, state: &Persisted) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec_pretty(state).expect("state serializes"))?;
-        file.sync_data()?;
-        std::fs::rename(&tmp, &self.path)?;
-        let dir = self
-            .path
-            .parent()
-            .expect("the state file is in the data directory");
-        std::fs::File::open(dir)?.sync_all()
-    }
+fn write(path: &Path, bytes: &[u8]) -> Result<(), WriteFailure> {
+    let tmp = path.with_extension("json.tmp");
+    let before = |result: std::io::Result<()>| result.map_err(WriteFailure::Before);
+    let mut file = std::fs::File::create(&tmp).map_err(WriteFailure::Before)?;
+    before(file.write_all(bytes))?;
+    before(file.sync_data())?;
+    before(std::fs::rename(&tmp, path))?;
+    let dir = path
+        .parent()
+        .expect("the state file is in the data directory");
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(WriteFailure::After)
 }

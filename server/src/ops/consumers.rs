@@ -91,7 +91,7 @@ pub async fn register(service: &Service, input: RegisterInput) -> Result<Registe
         };
         extras.consumers.push(consumer.clone());
         Ok(consumer)
-    })?;
+    }).await?;
     Ok(RegisterOutput {
         consumer: consumer_out(&stream_arn, &consumer, false),
     })
@@ -197,17 +197,20 @@ impl ConsumerRef {
 
 pub async fn deregister(service: &Service, input: ConsumerRef) -> Result<Empty, ApiError> {
     let found = input.find(service)?;
-    service.state.update(|state| {
-        let extras = state.stream_mut(&found.stream, found.stream_created_ms);
-        extras.consumers.retain(|c| c != &found.consumer);
-        let arn = ConsumerArn::format(
-            &found.stream_arn,
-            &found.consumer.name,
-            found.consumer.created_ms / 1000,
-        );
-        state.policies.remove(&arn);
-        Ok(())
-    })?;
+    service
+        .state
+        .update(|state| {
+            let extras = state.stream_mut(&found.stream, found.stream_created_ms);
+            extras.consumers.retain(|c| c != &found.consumer);
+            let arn = ConsumerArn::format(
+                &found.stream_arn,
+                &found.consumer.name,
+                found.consumer.created_ms / 1000,
+            );
+            state.policies.remove(&arn);
+            Ok(())
+        })
+        .await?;
     service.leases.revoke_consumer(
         &found.stream,
         &found.consumer.name,

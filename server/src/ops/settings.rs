@@ -45,10 +45,13 @@ async fn set_encryption(
         )));
     }
     let key = input.key_id.expect("validated");
-    service.state.update(|state| {
-        state.stream_mut(&name, created_ms).encryption = start.then_some((kind, key));
-        Ok(())
-    })?;
+    service
+        .state
+        .update(|state| {
+            state.stream_mut(&name, created_ms).encryption = start.then_some((kind, key));
+            Ok(())
+        })
+        .await?;
     service.begin_transition(&name, StreamStatus::Updating);
     Ok(Empty {})
 }
@@ -134,18 +137,21 @@ async fn set_monitoring(
     } else {
         asked
     };
-    let (current, desired) = service.state.update(|state| {
-        let metrics = &mut state.stream_mut(&name, created_ms).shard_level_metrics;
-        let current: Vec<String> = metrics.iter().cloned().collect();
-        for metric in names {
-            if enable {
-                metrics.insert(metric);
-            } else {
-                metrics.remove(&metric);
+    let (current, desired) = service
+        .state
+        .update(|state| {
+            let metrics = &mut state.stream_mut(&name, created_ms).shard_level_metrics;
+            let current: Vec<String> = metrics.iter().cloned().collect();
+            for metric in names {
+                if enable {
+                    metrics.insert(metric);
+                } else {
+                    metrics.remove(&metric);
+                }
             }
-        }
-        Ok((current, metrics.iter().cloned().collect()))
-    })?;
+            Ok((current, metrics.iter().cloned().collect()))
+        })
+        .await?;
     Ok(MonitoringOutput {
         stream_arn: service.stream_arn(&name),
         stream_name: name,
@@ -207,10 +213,13 @@ pub async fn put_policy(service: &Service, input: PolicyInput) -> Result<Empty, 
         ));
     }
     check_resource(service, &arn)?;
-    service.state.update(|state| {
-        state.policies.insert(arn, policy);
-        Ok(())
-    })?;
+    service
+        .state
+        .update(|state| {
+            state.policies.insert(arn, policy);
+            Ok(())
+        })
+        .await?;
     Ok(Empty {})
 }
 
@@ -238,13 +247,16 @@ pub async fn get_policy(
 pub async fn delete_policy(service: &Service, input: PolicyInput) -> Result<Empty, ApiError> {
     let arn = input.resource_arn.expect("validated");
     check_resource(service, &arn)?;
-    service.state.update(|state| {
-        state
-            .policies
-            .remove(&arn)
-            .map(|_| ())
-            .ok_or_else(|| ApiError::not_found(format!("No resource policy found for {arn}.")))
-    })?;
+    service
+        .state
+        .update(|state| {
+            state
+                .policies
+                .remove(&arn)
+                .map(|_| ())
+                .ok_or_else(|| ApiError::not_found(format!("No resource policy found for {arn}.")))
+        })
+        .await?;
     Ok(Empty {})
 }
 
@@ -321,10 +333,13 @@ pub async fn update_account_settings(
         .minimum_throughput_billing_commitment
         .and_then(|c| c.status)
         .expect("validated");
-    service.state.update(|state| {
-        state.billing_commitment = Some(status.clone());
-        Ok(())
-    })?;
+    service
+        .state
+        .update(|state| {
+            state.billing_commitment = Some(status.clone());
+            Ok(())
+        })
+        .await?;
     let mut output = account_settings(Some(status));
     if let Some(commitment) = &mut output.minimum_throughput_billing_commitment {
         commitment.started_at =
@@ -385,12 +400,15 @@ pub async fn update_warm_throughput(
         ));
     }
     let mibps = input.warm_throughput_mi_bps.expect("validated") as u64;
-    service.state.update(|state| {
-        state
-            .stream_mut(&name, summary.created_ms)
-            .warm_throughput_mibps = Some(mibps);
-        Ok(())
-    })?;
+    service
+        .state
+        .update(|state| {
+            state
+                .stream_mut(&name, summary.created_ms)
+                .warm_throughput_mibps = Some(mibps);
+            Ok(())
+        })
+        .await?;
     Ok(WarmThroughputOutput {
         stream_arn: service.stream_arn(&name),
         stream_name: name,

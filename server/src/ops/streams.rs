@@ -102,10 +102,13 @@ pub async fn create_stream(service: &Service, input: CreateStreamInput) -> Resul
     service.begin_transition(&name, StreamStatus::Creating);
     if let Some(mibps) = input.warm_throughput_mi_bps {
         let created_ms = service.engine.describe_stream_summary(&name)?.created_ms;
-        service.state.update(|state| {
-            state.stream_mut(&name, created_ms).warm_throughput_mibps = Some(mibps as u64);
-            Ok(())
-        })?;
+        service
+            .state
+            .update(|state| {
+                state.stream_mut(&name, created_ms).warm_throughput_mibps = Some(mibps as u64);
+                Ok(())
+            })
+            .await?;
     }
     Ok(Empty {})
 }
@@ -140,10 +143,13 @@ pub async fn delete_stream(service: &Service, input: DeleteStreamInput) -> Resul
     service.engine.delete_stream(&name).await?;
     service.leases.revoke_stream(&name);
     let arn = service.stream_arn(&name);
-    service.state.update(|state| {
-        state.forget_stream(&name, &arn);
-        Ok(())
-    })?;
+    service
+        .state
+        .update(|state| {
+            state.forget_stream(&name, &arn);
+            Ok(())
+        })
+        .await?;
     Ok(Empty {})
 }
 

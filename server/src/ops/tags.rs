@@ -153,7 +153,7 @@ fn validate_resource_arn(v: &mut Validator, arn: &Option<String>) {
 }
 
 /// Applies `change` to the tags of a registered consumer.
-fn with_consumer_tags<R>(
+async fn with_consumer_tags<R>(
     service: &Service,
     stream: &str,
     consumer: &str,
@@ -161,17 +161,22 @@ fn with_consumer_tags<R>(
     change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<R, ApiError>,
 ) -> Result<R, ApiError> {
     let stream_created_ms = service.engine.describe_stream_summary(stream)?.created_ms;
-    service.state.update(|state| {
-        let extras = state.stream_mut(stream, stream_created_ms);
-        let found = extras
-            .consumers
-            .iter_mut()
-            .find(|c| c.name == consumer && c.created_ms / 1000 == created_s)
-            .ok_or_else(|| {
-                ApiError::not_found(format!("Consumer {consumer} of stream {stream} not found."))
-            })?;
-        change(&mut found.tags)
-    })
+    service
+        .state
+        .update(|state| {
+            let extras = state.stream_mut(stream, stream_created_ms);
+            let found = extras
+                .consumers
+                .iter_mut()
+                .find(|c| c.name == consumer && c.created_ms / 1000 == created_s)
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "Consumer {consumer} of stream {stream} not found."
+                    ))
+                })?;
+            change(&mut found.tags)
+        })
+        .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,17 +208,20 @@ pub async fn tag_resource(service: &Service, input: TagResourceInput) -> Result<
             stream,
             consumer,
             created_s,
-        } => with_consumer_tags(service, &stream, &consumer, created_s, |current| {
-            let mut next = current.clone();
-            next.extend(tags);
-            if next.len() > TAGS_MAX {
-                return Err(ApiError::limit_exceeded(format!(
-                    "A resource can have at most {TAGS_MAX} tags."
-                )));
-            }
-            *current = next;
-            Ok(())
-        })?,
+        } => {
+            with_consumer_tags(service, &stream, &consumer, created_s, |current| {
+                let mut next = current.clone();
+                next.extend(tags);
+                if next.len() > TAGS_MAX {
+                    return Err(ApiError::limit_exceeded(format!(
+                        "A resource can have at most {TAGS_MAX} tags."
+                    )));
+                }
+                *current = next;
+                Ok(())
+            })
+            .await?
+        }
     }
     Ok(Empty {})
 }
@@ -245,12 +253,15 @@ pub async fn untag_resource(
             stream,
             consumer,
             created_s,
-        } => with_consumer_tags(service, &stream, &consumer, created_s, |current| {
-            keys.iter().for_each(|key| {
-                current.remove(key);
-            });
-            Ok(())
-        })?,
+        } => {
+            with_consumer_tags(service, &stream, &consumer, created_s, |current| {
+                keys.iter().for_each(|key| {
+                    current.remove(key);
+                });
+                Ok(())
+            })
+            .await?
+        }
     }
     Ok(Empty {})
 }
@@ -284,9 +295,12 @@ pub async fn list_tags_for_resource(
             stream,
             consumer,
             created_s,
-        } => with_consumer_tags(service, &stream, &consumer, created_s, |current| {
-            Ok(current.clone().into_iter().collect())
-        })?,
+        } => {
+            with_consumer_tags(service, &stream, &consumer, created_s, |current| {
+                Ok(current.clone().into_iter().collect())
+            })
+            .await?
+        }
     };
     Ok(ListTagsForResourceOutput {
         tags: tags
