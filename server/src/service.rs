@@ -73,11 +73,13 @@ impl Service {
     /// agree).
     pub fn resolve(&self, name: &Option<String>, arn: &Option<String>) -> Result<String, ApiError> {
         let from_arn = match arn {
-            Some(arn) => Some(
-                StreamArn::parse(arn)
-                    .ok_or_else(|| ApiError::invalid_argument(format!("Invalid StreamARN {arn}")))?
-                    .stream,
-            ),
+            Some(arn) => {
+                let parsed = StreamArn::parse(arn).ok_or_else(|| {
+                    ApiError::invalid_argument(format!("Invalid StreamARN {arn}"))
+                })?;
+                self.check_arn_scope(&parsed)?;
+                Some(parsed.stream)
+            }
             None => None,
         };
         match (name.as_deref(), from_arn) {
@@ -91,6 +93,17 @@ impl Service {
                 "Either StreamName or StreamARN must be provided.",
             )),
         }
+    }
+
+    /// An ARN must name this server's region and account: its streams exist nowhere else.
+    pub fn check_arn_scope(&self, arn: &StreamArn<'_>) -> Result<(), ApiError> {
+        if arn.region == self.config.region && arn.account == self.config.account {
+            return Ok(());
+        }
+        Err(ApiError::not_found(format!(
+            "Stream {} under account {} not found (this endpoint serves account {} in {}).",
+            arn.stream, arn.account, self.config.account, self.config.region
+        )))
     }
 
     /// Engine messages name the default account; say the configured one.

@@ -1,5 +1,6 @@
 //! What the server keeps that the engine does not: consumers, encryption settings, enhanced
-//! monitoring, resource policies, account settings, warm throughput. One small JSON file,
+//! monitoring, resource policies (kept with the stream or consumer they are on, so they go
+//! with it), account settings, warm throughput. One small JSON file,
 //! replaced atomically (write, fdatasync, rename, fsync the directory) before a change is
 //! acknowledged.
 
@@ -20,6 +21,9 @@ pub struct Consumer {
     /// Its tags.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Its resource policy.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 /// One stream's extra settings. Bound to the stream's creation time, so that a stream
@@ -36,6 +40,9 @@ pub struct StreamExtras {
     pub shard_level_metrics: BTreeSet<String>,
     /// WarmThroughputMiBps asked for.
     pub warm_throughput_mibps: Option<u64>,
+    /// The stream's resource policy.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 /// Everything persisted.
@@ -43,8 +50,6 @@ pub struct StreamExtras {
 pub struct Persisted {
     /// By stream name.
     pub streams: BTreeMap<String, StreamExtras>,
-    /// Resource policies by resource ARN.
-    pub policies: BTreeMap<String, String>,
     /// MinimumThroughputBillingCommitment status (`ENABLED`/`DISABLED`), when set.
     pub billing_commitment: Option<String>,
 }
@@ -69,12 +74,11 @@ impl Persisted {
             .filter(|extras| extras.stream_created_ms == created_ms)
     }
 
-    /// Forgets a deleted stream and the policies on it and its consumers.
-    pub fn forget_stream(&mut self, name: &str, stream_arn: &str) {
+    /// Forgets a deleted stream: its consumers, settings and policies. (A crash between
+    /// the engine's delete and this leaves an entry whose creation time no stream has; it
+    /// is never read, and replaced when the name is used again.)
+    pub fn forget_stream(&mut self, name: &str) {
         self.streams.remove(name);
-        let consumer_prefix = format!("{stream_arn}/");
-        self.policies
-            .retain(|arn, _| arn != stream_arn && !arn.starts_with(&consumer_prefix));
     }
 }
 

@@ -88,6 +88,7 @@ pub async fn register(service: &Service, input: RegisterInput) -> Result<Registe
             name: name.clone(),
             created_ms: now_ms(),
             tags: input.tags.map(|t| t.entries).unwrap_or_default(),
+            policy: None,
         };
         extras.consumers.push(consumer.clone());
         Ok(consumer)
@@ -132,6 +133,7 @@ pub struct FoundConsumer {
 pub fn find_by_arn(service: &Service, arn: &str) -> Result<FoundConsumer, ApiError> {
     let parsed = ConsumerArn::parse(arn)
         .ok_or_else(|| ApiError::invalid_argument(format!("Invalid ConsumerARN {arn}")))?;
+    service.check_arn_scope(&parsed.stream)?;
     let stream_arn = StreamArn::format(
         parsed.stream.region,
         parsed.stream.account,
@@ -202,12 +204,6 @@ pub async fn deregister(service: &Service, input: ConsumerRef) -> Result<Empty, 
         .update(|state| {
             let extras = state.stream_mut(&found.stream, found.stream_created_ms);
             extras.consumers.retain(|c| c != &found.consumer);
-            let arn = ConsumerArn::format(
-                &found.stream_arn,
-                &found.consumer.name,
-                found.consumer.created_ms / 1000,
-            );
-            state.policies.remove(&arn);
             Ok(())
         })
         .await?;

@@ -189,15 +189,54 @@ impl Validate for PolicyInput {
     }
 }
 
-/// The resource must exist: a stream, or a registered consumer.
-fn check_resource(service: &Service, arn: &str) -> Result<(), ApiError> {
+/// Longest policy document accepted (the size AWS allows for resource policies).
+const POLICY_CHARS_MAX: usize = 20_480;
+
+/// Where a policy lives: on a stream (created at), or on one of its consumers.
+enum PolicyTarget {
+    Stream { name: String, created_ms: u64 },
+    Consumer(crate::ops::consumers::FoundConsumer),
+}
+
+/// The resource must exist: a stream of this server's region and account, or a registered
+/// consumer of one.
+fn policy_target(service: &Service, arn: &str) -> Result<PolicyTarget, ApiError> {
     if ConsumerArn::parse(arn).is_some() {
-        return crate::ops::consumers::find_by_arn(service, arn).map(|_| ());
+        return crate::ops::consumers::find_by_arn(service, arn).map(PolicyTarget::Consumer);
     }
     let stream = StreamArn::parse(arn)
         .ok_or_else(|| ApiError::invalid_argument(format!("Invalid ResourceARN {arn}")))?;
-    service.engine.describe_stream_summary(stream.stream)?;
-    Ok(())
+    service.check_arn_scope(&stream)?;
+    let created_ms = service
+        .engine
+        .describe_stream_summary(stream.stream)?
+        .created_ms;
+    Ok(PolicyTarget::Stream {
+        name: stream.stream.to_owned(),
+        created_ms,
+    })
+}
+
+/// The policy slot of `target` in `state`, or `None` when its consumer is gone.
+fn policy_slot<'a>(
+    state: &'a mut crate::state::Persisted,
+    target: &PolicyTarget,
+) -> Option<&'a mut Option<String>> {
+    match target {
+        PolicyTarget::Stream { name, created_ms } => {
+            Some(&mut state.stream_mut(name, *created_ms).policy)
+        }
+        PolicyTarget::Consumer(found) => state
+            .stream_mut(&found.stream, found.stream_created_ms)
+            .consumers
+            .iter_mut()
+            .find(|c| c.name == found.consumer.name && c.created_ms == found.consumer.created_ms)
+            .map(|c| &mut c.policy),
+    }
+}
+
+fn consumer_gone() -> ApiError {
+    ApiError::not_found("The consumer was deregistered.")
 }
 
 pub async fn put_policy(service: &Service, input: PolicyInput) -> Result<Empty, ApiError> {
@@ -207,16 +246,21 @@ pub async fn put_policy(service: &Service, input: PolicyInput) -> Result<Empty, 
             "1 validation error detected: Value null at 'policy' failed to satisfy constraint: Member must not be null",
         ));
     };
+    if policy.chars().count() > POLICY_CHARS_MAX {
+        return Err(ApiError::limit_exceeded(format!(
+            "The policy is longer than {POLICY_CHARS_MAX} characters."
+        )));
+    }
     if serde_json::from_str::<serde_json::Value>(&policy).is_err() {
         return Err(ApiError::invalid_argument(
             "The Policy is not a valid JSON document.",
         ));
     }
-    check_resource(service, &arn)?;
+    let target = policy_target(service, &arn)?;
     service
         .state
         .update(|state| {
-            state.policies.insert(arn, policy);
+            *policy_slot(state, &target).ok_or_else(consumer_gone)? = Some(policy);
             Ok(())
         })
         .await?;
@@ -234,10 +278,14 @@ pub async fn get_policy(
     input: PolicyInput,
 ) -> Result<GetPolicyOutput, ApiError> {
     let arn = input.resource_arn.expect("validated");
-    check_resource(service, &arn)?;
-    let policy = service
-        .state
-        .read(|state| state.policies.get(&arn).cloned());
+    let policy = match policy_target(service, &arn)? {
+        PolicyTarget::Stream { name, created_ms } => service.state.read(|state| {
+            state
+                .stream(&name, created_ms)
+                .and_then(|e| e.policy.clone())
+        }),
+        PolicyTarget::Consumer(found) => found.consumer.policy,
+    };
     // Kinesis answers an empty document for a resource without a policy.
     Ok(GetPolicyOutput {
         policy: policy.unwrap_or_else(|| "{}".to_owned()),
@@ -246,13 +294,13 @@ pub async fn get_policy(
 
 pub async fn delete_policy(service: &Service, input: PolicyInput) -> Result<Empty, ApiError> {
     let arn = input.resource_arn.expect("validated");
-    check_resource(service, &arn)?;
+    let target = policy_target(service, &arn)?;
     service
         .state
         .update(|state| {
-            state
-                .policies
-                .remove(&arn)
+            policy_slot(state, &target)
+                .ok_or_else(consumer_gone)?
+                .take()
                 .map(|_| ())
                 .ok_or_else(|| ApiError::not_found(format!("No resource policy found for {arn}.")))
         })

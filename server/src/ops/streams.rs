@@ -142,11 +142,10 @@ pub async fn delete_stream(service: &Service, input: DeleteStreamInput) -> Resul
     }
     service.engine.delete_stream(&name).await?;
     service.leases.revoke_stream(&name);
-    let arn = service.stream_arn(&name);
     service
         .state
         .update(|state| {
-            state.forget_stream(&name, &arn);
+            state.forget_stream(&name);
             Ok(())
         })
         .await?;

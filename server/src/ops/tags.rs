@@ -131,8 +131,9 @@ enum Resource {
     },
 }
 
-fn resource(arn: &str) -> Result<Resource, ApiError> {
+fn resource(service: &Service, arn: &str) -> Result<Resource, ApiError> {
     if let Some(consumer) = ConsumerArn::parse(arn) {
+        service.check_arn_scope(&consumer.stream)?;
         return Ok(Resource::Consumer {
             stream: consumer.stream.stream.to_owned(),
             consumer: consumer.consumer.to_owned(),
@@ -140,7 +141,10 @@ fn resource(arn: &str) -> Result<Resource, ApiError> {
         });
     }
     match StreamArn::parse(arn) {
-        Some(stream) => Ok(Resource::Stream(stream.stream.to_owned())),
+        Some(stream) => {
+            service.check_arn_scope(&stream)?;
+            Ok(Resource::Stream(stream.stream.to_owned()))
+        }
         None => Err(ApiError::invalid_argument(format!(
             "Invalid ResourceARN {arn}"
         ))),
@@ -197,7 +201,7 @@ impl Validate for TagResourceInput {
 
 pub async fn tag_resource(service: &Service, input: TagResourceInput) -> Result<Empty, ApiError> {
     let tags = input.tags.expect("validated").entries;
-    match resource(input.resource_arn.as_deref().expect("validated"))? {
+    match resource(service, input.resource_arn.as_deref().expect("validated"))? {
         Resource::Stream(name) => {
             service
                 .engine
@@ -247,7 +251,7 @@ pub async fn untag_resource(
     input: UntagResourceInput,
 ) -> Result<Empty, ApiError> {
     let keys = input.tag_keys.expect("validated").into_items();
-    match resource(input.resource_arn.as_deref().expect("validated"))? {
+    match resource(service, input.resource_arn.as_deref().expect("validated"))? {
         Resource::Stream(name) => service.engine.remove_tags(&name, keys).await?,
         Resource::Consumer {
             stream,
@@ -289,7 +293,7 @@ pub async fn list_tags_for_resource(
     service: &Service,
     input: ListTagsForResourceInput,
 ) -> Result<ListTagsForResourceOutput, ApiError> {
-    let tags = match resource(input.resource_arn.as_deref().expect("validated"))? {
+    let tags = match resource(service, input.resource_arn.as_deref().expect("validated"))? {
         Resource::Stream(name) => service.engine.list_tags(&name)?,
         Resource::Consumer {
             stream,

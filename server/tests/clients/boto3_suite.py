@@ -301,6 +301,13 @@ def test_settings_encryption_monitoring_policies_account(endpoint):
     k.delete_resource_policy(ResourceARN=arn)
     assert k.get_resource_policy(ResourceARN=arn)["Policy"] == "{}"
     expect_error("ResourceNotFoundException", k.delete_resource_policy, ResourceARN=arn)
+    consumer = k.register_stream_consumer(StreamARN=arn, ConsumerName="governed")["Consumer"]["ConsumerARN"]
+    k.put_resource_policy(ResourceARN=consumer, Policy=policy)
+    assert k.get_resource_policy(ResourceARN=consumer)["Policy"] == policy
+    assert k.get_resource_policy(ResourceARN=arn)["Policy"] == "{}", "the stream's own slot is separate"
+    k.deregister_stream_consumer(ConsumerARN=consumer)
+    expect_error("ResourceNotFoundException", k.get_resource_policy, ResourceARN=consumer)
+    expect_error("LimitExceededException", k.put_resource_policy, ResourceARN=arn, Policy=json.dumps({"pad": "x" * 20480}))
     k.update_account_settings(MinimumThroughputBillingCommitment={"Status": "ENABLED"})
     assert k.describe_account_settings()["MinimumThroughputBillingCommitment"]["Status"] == "ENABLED"
     k.update_account_settings(MinimumThroughputBillingCommitment={"Status": "DISABLED"})
@@ -343,6 +350,10 @@ def test_stream_arn_works_wherever_stream_name_does(endpoint):
     assert [r["Data"] for r in k.get_records(ShardIterator=it, StreamARN=arn)["Records"]] == [b"by-arn", b"2"]
     assert k.list_shards(StreamARN=arn)["Shards"][0]["ShardId"] == "shardId-000000000000"
     k.add_tags_to_stream(StreamARN=arn, Tags={"x": "y"})
+    for foreign in (arn.replace("000000000000", "123456789012"), arn.replace("us-east-1", "eu-west-1")):
+        expect_error("ResourceNotFoundException", k.describe_stream_summary, StreamARN=foreign)
+        expect_error("ResourceNotFoundException", k.register_stream_consumer, StreamARN=foreign, ConsumerName="x")
+        expect_error("ResourceNotFoundException", k.list_tags_for_resource, ResourceARN=foreign)
     k.delete_stream(StreamARN=arn)
     expect_error("ResourceNotFoundException", k.describe_stream_summary, StreamARN=arn)
 
