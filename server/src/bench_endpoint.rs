@@ -224,6 +224,8 @@ struct GetRecordsReply<'a> {
     #[serde(borrow)]
     records: Vec<RecordReply<'a>>,
     next_shard_iterator: Option<String>,
+    #[serde(default)]
+    millis_behind_latest: u64,
 }
 
 #[derive(Deserialize)]
@@ -239,12 +241,22 @@ async fn read_back(
     acknowledged: &[Acked],
     record_size: usize,
 ) -> anyhow::Result<u64> {
-    let shards: Value = client
+    let mut shards = Vec::new();
+    let mut page: Value = client
         .call("ListShards", &json!({"StreamName": stream}))
         .await?;
+    loop {
+        shards.extend(page["Shards"].as_array().context("Shards")?.iter().cloned());
+        let Some(token) = page["NextToken"].as_str().map(str::to_owned) else {
+            break;
+        };
+        page = client
+            .call("ListShards", &json!({"NextToken": token}))
+            .await?;
+    }
     let (mut read, mut found) = (0u64, 0u64);
     let mut data = Vec::with_capacity(record_size.max(8));
-    for shard in shards["Shards"].as_array().context("Shards")? {
+    for shard in &shards {
         let shard_id = shard["ShardId"].as_str().context("ShardId")?;
         let index = shard_index(shard_id).context("shard id")?;
         let it: Value = client
@@ -288,8 +300,11 @@ async fn read_back(
                 found += 1;
             }
             read += page.records.len() as u64;
+            // An empty page mid-shard is allowed (Kinesis returns them, and so does a
+            // skipped gap); the read is done at the tip or at the end of a closed shard.
+            let at_tip = page.records.is_empty() && page.millis_behind_latest == 0;
             match page.next_shard_iterator {
-                Some(next) if !page.records.is_empty() => iterator = next,
+                Some(next) if !at_tip => iterator = next,
                 _ => break,
             }
         }

@@ -37,6 +37,10 @@ pub struct ServeConfig {
     pub subscription_ms: u64,
     /// Interval of the empty events a SubscribeToShard stream sends while idle.
     pub heartbeat_ms: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    pub connections_max: usize,
+    /// Bytes of request bodies held at once over all requests; past it, reading waits.
+    pub body_bytes_in_flight_max: usize,
     /// (access key id, secret) pairs; when any is set, every request must carry a valid
     /// SigV4 signature by one of them, scoped to `region` and the `kinesis` service.
     pub credentials: Vec<(String, String)>,
@@ -64,6 +68,8 @@ impl ServeConfig {
             subscription_ms: 300_000,
             heartbeat_ms: 5_000,
             credentials: Vec::new(),
+            connections_max: 4096,
+            body_bytes_in_flight_max: 512 << 20,
         }
     }
 }

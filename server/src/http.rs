@@ -11,7 +11,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use std::convert::Infallible;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 
 /// Reply bodies: a whole body, or an event stream.
@@ -30,6 +30,10 @@ pub type ReplyBody = BoxBody<Bytes, Infallible>;
 
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 
+/// How long a client has to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Interval of HTTP/2 pings on idle connections.
+const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a client has to finish its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -43,9 +47,24 @@ pub async fn serve(
     metrics: Option<PrometheusHandle>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A client gets this long to send a request's headers (also between keep-alive
+    // requests); HTTP/2 connections are pinged so dead peers are noticed.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(HTTP2_KEEP_ALIVE_INTERVAL));
+    let connections = Arc::new(Semaphore::new(service.config.connections_max));
     tokio::pin!(shutdown);
     loop {
+        // At the connection cap, new connections wait in the kernel's backlog.
+        let Ok(slot) = connections.clone().acquire_owned().await else {
+            return Ok(());
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -63,6 +82,7 @@ pub async fn serve(
         let builder = builder.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let handler = hyper::service::service_fn(move |request| {
                 handle(service.clone(), metrics.clone(), request)
             });
@@ -115,7 +135,8 @@ async fn kinesis(service: Arc<Service>, request: Request<Incoming>) -> Response<
     let protocol = Protocol::from_content_type(header("content-type"));
     let target = header("x-amz-target").unwrap_or_default().to_owned();
     let limit = service.config.body_bytes_max;
-    let body = match read_body(body, limit).await {
+    let declared_len = header("content-length").and_then(|v| v.parse().ok());
+    let (body, _budget) = match read_body(body, declared_len, limit, &service.body_budget).await {
         Ok(body) => body,
         Err(error) => return error_reply(protocol, &error),
     };
@@ -205,8 +226,37 @@ fn signed_request<'a>(parts: &'a hyper::http::request::Parts, body: &'a [u8]) ->
 const OVERSIZED_DRAIN_BYTES_MAX: usize = 64 << 20;
 
 /// The whole body, up to `limit` bytes; a larger one is drained (bounded) and refused.
-async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
-    let mut collected = bytes::BytesMut::new();
+/// Request bodies are accounted in units of this many bytes against the server's budget.
+const BODY_BUDGET_UNIT: usize = 1024;
+
+/// The whole body, up to `limit` bytes; a larger one is drained (bounded) and refused.
+/// Before reading, the body's bytes are reserved against the server-wide budget at once
+/// (its Content-Length, or `limit` when it has none; all or nothing, so requests holding
+/// part of what they need cannot block each other): when the budget is spent, new bodies
+/// wait, and many large bodies at once slow down instead of exhausting memory. The permit
+/// returned keeps the reservation until the request is answered.
+async fn read_body(
+    mut body: Incoming,
+    declared_len: Option<usize>,
+    limit: usize,
+    budget: &Arc<Semaphore>,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), ApiError> {
+    let reserve = match declared_len {
+        Some(len) if len > limit => 0, // refused below, after draining
+        Some(len) => len,
+        None => limit,
+    };
+    let permit = match reserve.div_ceil(BODY_BUDGET_UNIT) {
+        0 => None,
+        units => Some(
+            budget
+                .clone()
+                .acquire_many_owned(units as u32)
+                .await
+                .map_err(|_| ApiError::internal("The server is shutting down."))?,
+        ),
+    };
+    let mut collected = bytes::BytesMut::with_capacity(reserve.min(limit));
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| ApiError::serialization("The request body was cut off."))?;
@@ -223,7 +273,7 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, ApiError> 
     if seen > limit {
         return Err(ApiError::too_large(limit));
     }
-    Ok(collected.freeze())
+    Ok((collected.freeze(), permit))
 }
 
 fn with_ids(response: hyper::http::response::Builder) -> hyper::http::response::Builder {

@@ -9,8 +9,8 @@ use crate::subscribe::Leases;
 use crate::wire::ApiError;
 use sluice_core::{Engine, EngineConfig, StreamStatus, ThroughputLimits};
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Shared by every connection.
@@ -23,6 +23,8 @@ pub struct Service {
     pub config: ServeConfig,
     /// SubscribeToShard leases.
     pub(crate) leases: Leases,
+    /// Request body bytes in flight, in KiB units (see `http::read_body`).
+    pub(crate) body_budget: Arc<tokio::sync::Semaphore>,
     /// SigV4 verification, when credentials are configured.
     pub(crate) verifier: Option<Verifier>,
     /// Streams in a transitional status until a time (only with `status_delay_ms > 0`).
@@ -56,6 +58,9 @@ impl Service {
             engine,
             state,
             leases: Leases::default(),
+            body_budget: Arc::new(tokio::sync::Semaphore::new(
+                (config.body_bytes_in_flight_max / 1024).max(config.body_bytes_max / 1024 + 1),
+            )),
             verifier: (!config.credentials.is_empty())
                 .then(|| Verifier::new(&config.credentials, &config.region)),
             transitions: Mutex::new(HashMap::new()),

@@ -70,6 +70,7 @@ pub struct RegisterOutput {
 pub async fn register(service: &Service, input: RegisterInput) -> Result<RegisterOutput, ApiError> {
     let stream_arn = input.stream_arn.expect("validated");
     let (stream, created_ms) = stream_of(service, &stream_arn)?;
+    service.require_active(&stream)?;
     let name = input.consumer_name.expect("validated");
     let consumer = service.state.update(|state| {
         let extras = state.stream_mut(&stream, created_ms);

@@ -353,7 +353,8 @@ impl Validate for GetRecordsInput {
     fn validate(&self, v: &mut Validator) {
         v.required("shardIterator", &self.shard_iterator);
         v.length("shardIterator", &self.shard_iterator, 1, 512);
-        v.range("limit", self.limit, Some(1), Some(10000));
+        // Above 10,000 is InvalidArgumentException (from the engine), as Kinesis answers.
+        v.range("limit", self.limit, Some(1), None);
         v.stream_arn("streamARN", &self.stream_arn);
     }
 }
@@ -455,7 +456,9 @@ pub async fn get_records(
         )));
     }
     service.inject_fault(&stream)?;
-    let limit = input.limit.map(|l| l as usize);
+    let limit = input
+        .limit
+        .map(|l| usize::try_from(l).unwrap_or(usize::MAX));
     let records = service.engine.get_records(&mut iterator, limit)?;
     let output = GetRecordsOutput {
         records: records_out(&records),

@@ -442,6 +442,7 @@ pub async fn update_warm_throughput(
 ) -> Result<WarmThroughputOutput, ApiError> {
     let name = service.resolve(&input.stream_name, &input.stream_arn)?;
     let summary = service.engine.describe_stream_summary(&name)?;
+    service.require_active(&name)?;
     if summary.mode != StreamMode::OnDemand {
         return Err(ApiError::validation(
             "Warm throughput can only be set on an ON_DEMAND stream.",

@@ -514,6 +514,16 @@ pub async fn update_stream_mode(
         .and_then(StreamModeDetails::mode)
         .expect("validated");
     service.engine.update_stream_mode(&name, mode).await?;
+    if let Some(mibps) = input.warm_throughput_mi_bps {
+        let created_ms = service.engine.describe_stream_summary(&name)?.created_ms;
+        service
+            .state
+            .update(|state| {
+                state.stream_mut(&name, created_ms).warm_throughput_mibps = Some(mibps as u64);
+                Ok(())
+            })
+            .await?;
+    }
     service.begin_transition(&name, StreamStatus::Updating);
     Ok(Empty {})
 }
