@@ -449,15 +449,7 @@ pub async fn update_warm_throughput(
         ));
     }
     let mibps = input.warm_throughput_mi_bps.expect("validated") as u64;
-    service
-        .state
-        .update(|state| {
-            state
-                .stream_mut(&name, summary.created_ms)
-                .warm_throughput_mibps = Some(mibps);
-            Ok(())
-        })
-        .await?;
+    crate::ops::streams::store_warm_throughput(service, &name, mibps).await?;
     Ok(WarmThroughputOutput {
         stream_arn: service.stream_arn(&name),
         stream_name: name,

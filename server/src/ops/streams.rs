@@ -101,14 +101,7 @@ pub async fn create_stream(service: &Service, input: CreateStreamInput) -> Resul
     service.engine.create_stream(request).await?;
     service.begin_transition(&name, StreamStatus::Creating);
     if let Some(mibps) = input.warm_throughput_mi_bps {
-        let created_ms = service.engine.describe_stream_summary(&name)?.created_ms;
-        service
-            .state
-            .update(|state| {
-                state.stream_mut(&name, created_ms).warm_throughput_mibps = Some(mibps as u64);
-                Ok(())
-            })
-            .await?;
+        store_warm_throughput(service, &name, mibps as u64).await?;
     }
     Ok(Empty {})
 }
@@ -410,32 +403,57 @@ impl Validate for RetentionInput {
     }
 }
 
+/// The hours asked for, saturated into `u32` (the engine names the range when it refuses).
 fn retention_hours(hours: Option<i64>) -> u32 {
-    u32::try_from(hours.expect("validated")).unwrap_or(if hours < Some(0) { 0 } else { u32::MAX })
+    let hours = hours.expect("validated");
+    u32::try_from(hours.max(0)).unwrap_or(u32::MAX)
+}
+
+async fn change_retention(
+    service: &Service,
+    input: RetentionInput,
+    increase: bool,
+) -> Result<Empty, ApiError> {
+    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    service.require_active(&name)?;
+    let hours = retention_hours(input.retention_period_hours);
+    if increase {
+        service.engine.increase_retention(&name, hours).await?;
+    } else {
+        service.engine.decrease_retention(&name, hours).await?;
+    }
+    service.begin_transition(&name, StreamStatus::Updating);
+    Ok(Empty {})
 }
 
 pub async fn increase_retention(
     service: &Service,
     input: RetentionInput,
 ) -> Result<Empty, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
-    service.require_active(&name)?;
-    let hours = retention_hours(input.retention_period_hours);
-    service.engine.increase_retention(&name, hours).await?;
-    service.begin_transition(&name, StreamStatus::Updating);
-    Ok(Empty {})
+    change_retention(service, input, true).await
 }
 
 pub async fn decrease_retention(
     service: &Service,
     input: RetentionInput,
 ) -> Result<Empty, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
-    service.require_active(&name)?;
-    let hours = retention_hours(input.retention_period_hours);
-    service.engine.decrease_retention(&name, hours).await?;
-    service.begin_transition(&name, StreamStatus::Updating);
-    Ok(Empty {})
+    change_retention(service, input, false).await
+}
+
+/// Records the WarmThroughputMiBps asked for (Sluice has no warm-up to do; it reports it).
+pub async fn store_warm_throughput(
+    service: &Service,
+    name: &str,
+    mibps: u64,
+) -> Result<(), ApiError> {
+    let created_ms = service.engine.describe_stream_summary(name)?.created_ms;
+    service
+        .state
+        .update(|state| {
+            state.stream_mut(name, created_ms).warm_throughput_mibps = Some(mibps);
+            Ok(())
+        })
+        .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -515,14 +533,7 @@ pub async fn update_stream_mode(
         .expect("validated");
     service.engine.update_stream_mode(&name, mode).await?;
     if let Some(mibps) = input.warm_throughput_mi_bps {
-        let created_ms = service.engine.describe_stream_summary(&name)?.created_ms;
-        service
-            .state
-            .update(|state| {
-                state.stream_mut(&name, created_ms).warm_throughput_mibps = Some(mibps as u64);
-                Ok(())
-            })
-            .await?;
+        store_warm_throughput(service, &name, mibps as u64).await?;
     }
     service.begin_transition(&name, StreamStatus::Updating);
     Ok(Empty {})
