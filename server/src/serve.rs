@@ -118,7 +118,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // Request latency as a real histogram (buckets from 100 µs to 10 s), not a summary, so
+    // Prometheus can aggregate it across servers.
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("sluice_request_seconds".into()),
+            &[
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 10.0,
+            ],
+        )
+        .context("configuring the latency buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -230,7 +230,10 @@ async fn metrics_expose_per_shard_counters_and_request_latency() {
         .find(|l| l.starts_with("sluice_shard_incoming_records") && l.contains("measured"))
         .unwrap_or_else(|| panic!("no per-shard counter in:\n{text}"));
     assert!(line.ends_with(" 7"), "{line}");
-    assert!(text.contains("sluice_request_seconds"), "{text}");
+    assert!(
+        text.contains("sluice_request_seconds_bucket{operation=\"PutRecords\",le=\"0.001\"}"),
+        "request latency is a histogram per operation:\n{text}"
+    );
 }
 
 /// The event-stream messages of a finished SubscribeToShard reply: (event type, JSON payload).
