@@ -6,6 +6,7 @@
 //! verifying with it would mean re-deriving which headers it chooses to sign, for a handful
 //! of canonicalization rules that fit in this file.
 
+use crate::config::Credential;
 use crate::wire::ApiError;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -21,11 +22,20 @@ pub const CLOCK_SKEW_MAX: Duration = Duration::from_secs(300);
 /// Longest lifetime of a presigned request (AWS' limit).
 const PRESIGNED_EXPIRES_MAX_S: u64 = 604_800;
 
-/// The credentials the server accepts, and the region it serves.
+/// The credentials the server accepts: secret and account by access key id.
 #[derive(Debug, Clone)]
 pub struct Verifier {
-    secrets: HashMap<String, String>,
-    region: String,
+    keys: HashMap<String, (String, String)>,
+}
+
+/// Who a verified request acts as: the credential's account, in the region its signature is
+/// scoped to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// 12-digit account id.
+    pub account: String,
+    /// Region name (`us-east-1`...).
+    pub region: String,
 }
 
 /// What verification looks at in a request.
@@ -80,16 +90,23 @@ struct Signature<'a> {
 }
 
 impl Verifier {
-    /// A verifier for `credentials` (access key id, secret) in `region`.
-    pub fn new(credentials: &[(String, String)], region: &str) -> Verifier {
-        Verifier {
-            secrets: credentials.iter().cloned().collect(),
-            region: region.to_owned(),
-        }
+    /// A verifier for `credentials`; those without an account act as `default_account`.
+    pub fn new(credentials: &[Credential], default_account: &str) -> Verifier {
+        let keys = credentials
+            .iter()
+            .map(|c| {
+                let account = c
+                    .account
+                    .clone()
+                    .unwrap_or_else(|| default_account.to_owned());
+                (c.access_key_id.clone(), (c.secret.clone(), account))
+            })
+            .collect();
+        Verifier { keys }
     }
 
-    /// Checks a request's signature at time `now`.
-    pub fn verify(&self, request: &SignedRequest<'_>, now: SystemTime) -> Result<(), ApiError> {
+    /// Checks a request's signature at time `now`; returns who it acts as.
+    pub fn verify(&self, request: &SignedRequest<'_>, now: SystemTime) -> Result<Scope, ApiError> {
         let header = |name: &str| {
             request
                 .headers
@@ -108,7 +125,7 @@ impl Verifier {
         let request_time = parse_amz_date(&signature.amz_date)
             .ok_or_else(|| incomplete(format!("Invalid X-Amz-Date {}", signature.amz_date)))?;
         check_time(request_time, now, signature.expires_s)?;
-        let secret = self.secrets.get(signature.access_key).ok_or_else(|| {
+        let (secret, account) = self.keys.get(signature.access_key).ok_or_else(|| {
             ApiError::new(
                 "UnrecognizedClientException",
                 "The security token included in the request is invalid.",
@@ -140,7 +157,11 @@ impl Verifier {
         let expected = unhex(&signature.signature).ok_or_else(mismatch)?;
         let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC takes any key length");
         mac.update(string_to_sign.as_bytes());
-        mac.verify_slice(&expected).map_err(|_| {
+        let scope = Scope {
+            account: account.clone(),
+            region: signature.region.to_owned(),
+        };
+        mac.verify_slice(&expected).map(|()| scope).map_err(|_| {
             // As AWS does: say what was signed, so a client author can diff it.
             let mut error = mismatch();
             error.message.push_str(&format!(
@@ -157,12 +178,18 @@ impl Verifier {
                 format!("Credential should be scoped to correct service: '{SERVICE}'."),
             ));
         }
-        if signature.region != self.region {
+        // Each region is a tenant with a directory of its own: names only.
+        let region_ok = (1..=32).contains(&signature.region.len())
+            && signature
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !region_ok {
             return Err(ApiError::new(
                 "InvalidSignatureException",
                 format!(
-                    "Credential should be scoped to a valid region, not '{}'. This endpoint serves '{}'.",
-                    signature.region, self.region
+                    "Credential should be scoped to a valid region, not '{}'.",
+                    signature.region
                 ),
             ));
         }
@@ -463,11 +490,12 @@ mod tests {
     #[test]
     fn the_aws_test_suite_vanilla_get_verifies() {
         let verifier = Verifier::new(
-            &[(
-                "AKIDEXAMPLE".into(),
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
-            )],
-            "us-east-1",
+            &[Credential {
+                access_key_id: "AKIDEXAMPLE".into(),
+                secret: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+                account: None,
+            }],
+            "000000000000",
         );
         let mut request = SignedRequest {
             method: "GET",

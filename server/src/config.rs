@@ -41,9 +41,21 @@ pub struct ServeConfig {
     pub connections_max: usize,
     /// Bytes of request bodies held at once over all requests; past it, reading waits.
     pub body_bytes_in_flight_max: usize,
-    /// (access key id, secret) pairs; when any is set, every request must carry a valid
-    /// SigV4 signature by one of them, scoped to `region` and the `kinesis` service.
-    pub credentials: Vec<(String, String)>,
+    /// When any is set, every request must carry a valid SigV4 signature by one of them,
+    /// scoped to the `kinesis` service; the credential's account and the scope's region pick
+    /// the tenant.
+    pub credentials: Vec<Credential>,
+}
+
+/// A credential SigV4 signatures are checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret: String,
+    /// The account requests signed with it act as; the configured account when `None`.
+    pub account: Option<String>,
 }
 
 /// The account id when none is configured (also what kinesis-mock and LocalStack use).

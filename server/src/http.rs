@@ -3,6 +3,7 @@
 
 use crate::auth::SignedRequest;
 use crate::service::Service;
+use crate::tenant::Tenant;
 use crate::wire::{ApiError, Protocol};
 use crate::{ops, subscribe};
 use bytes::Bytes;
@@ -162,7 +163,7 @@ async fn kinesis(service: Arc<Service>, request: Request<Incoming>) -> Response<
         Err(error) => {
             metrics::counter!("sluice_request_errors_total", "operation" => operation, "error" => error.name)
                 .increment(1);
-            error_reply(protocol, &service.localize(error))
+            error_reply(protocol, &error)
         }
     }
 }
@@ -174,15 +175,28 @@ async fn run(
     protocol: Protocol,
     body: Bytes,
 ) -> Result<Response<ReplyBody>, ApiError> {
-    if let Some(verifier) = &service.verifier {
-        verifier.verify(&signed_request(parts, &body), SystemTime::now())?;
-    }
+    let scope = match &service.verifier {
+        Some(verifier) => Some(verifier.verify(&signed_request(parts, &body), SystemTime::now())?),
+        None => None,
+    };
     if operation == "unknown" {
         return Err(ApiError::unknown_operation());
     }
+    let tenant = service.tenant(scope).await?;
+    on_tenant(tenant.clone(), operation, protocol, body)
+        .await
+        .map_err(|error| tenant.localize(error))
+}
+
+async fn on_tenant(
+    tenant: Arc<Tenant>,
+    operation: &str,
+    protocol: Protocol,
+    body: Bytes,
+) -> Result<Response<ReplyBody>, ApiError> {
     if operation == "SubscribeToShard" {
         let input = ops::input(protocol, &body)?;
-        let started = subscribe::start(service, input, protocol)?;
+        let started = subscribe::start(tenant, input, protocol)?;
         let response = Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/vnd.amazon.eventstream");
@@ -190,7 +204,7 @@ async fn run(
             .body(ChannelBody(started.frames).boxed())
             .expect("a valid response"));
     }
-    let reply = ops::call(&service, operation, protocol, &body).await?;
+    let reply = ops::call(&tenant, operation, protocol, &body).await?;
     let response = Response::builder()
         .status(StatusCode::OK)
         .header("content-type", protocol.content_type());

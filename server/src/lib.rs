@@ -14,6 +14,7 @@ pub mod service;
 mod shapes;
 mod state;
 mod subscribe;
+pub mod tenant;
 pub mod tls;
 pub mod wire;
 

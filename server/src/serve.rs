@@ -3,6 +3,7 @@
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use sluice_core::storage::Durability;
+use sluice_server::config::Credential;
 use sluice_server::{ServeConfig, Service};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,9 +60,11 @@ pub struct ServeArgs {
     /// Interval of the empty events an idle SubscribeToShard stream sends (ms).
     #[arg(long, default_value_t = 5_000)]
     heartbeat_ms: u64,
-    /// Verify SigV4 signatures against this credential (`ACCESS_KEY_ID:SECRET`; repeat for
-    /// more). Without it, requests are not authenticated, like other local endpoints.
-    #[arg(long = "credential", value_name = "ACCESS_KEY_ID:SECRET")]
+    /// Verify SigV4 signatures against this credential, `ACCESS_KEY_ID:SECRET` or
+    /// `ACCESS_KEY_ID:SECRET:ACCOUNT` (its requests act as that 12-digit account; the
+    /// signature's region is the region). Repeat for more. Without any, requests are not
+    /// authenticated, like other local endpoints, and act as --account in --region.
+    #[arg(long = "credential", value_name = "ACCESS_KEY_ID:SECRET[:ACCOUNT]")]
     credentials: Vec<String>,
     /// Serve TLS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain; needs
     /// --tls-key.
@@ -106,11 +109,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.subscription_ms = args.subscription_ms;
     config.heartbeat_ms = args.heartbeat_ms;
     for credential in &args.credentials {
-        let (key, secret) = credential
-            .split_once(':')
-            .filter(|(k, s)| !k.is_empty() && !s.is_empty())
-            .context("--credential takes ACCESS_KEY_ID:SECRET")?;
-        config.credentials.push((key.to_owned(), secret.to_owned()));
+        config.credentials.push(parse_credential(credential)?);
     }
 
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -167,6 +166,30 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         sluice_server::http::serve(service, listener, tls, Some(metrics), shutdown_signal()).await?;
         eprintln!("sluice serve: stopped");
         anyhow::Ok(())
+    })
+}
+
+fn parse_credential(text: &str) -> anyhow::Result<Credential> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (key, secret, account) = match parts[..] {
+        [key, secret] => (key, secret, None),
+        [key, secret, account] => (key, secret, Some(account)),
+        _ => anyhow::bail!("--credential takes ACCESS_KEY_ID:SECRET[:ACCOUNT]"),
+    };
+    anyhow::ensure!(
+        !key.is_empty() && !secret.is_empty(),
+        "--credential takes ACCESS_KEY_ID:SECRET[:ACCOUNT]"
+    );
+    if let Some(account) = account {
+        anyhow::ensure!(
+            account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()),
+            "the account of --credential must be 12 digits"
+        );
+    }
+    Ok(Credential {
+        access_key_id: key.to_owned(),
+        secret: secret.to_owned(),
+        account: account.map(str::to_owned),
     })
 }
 

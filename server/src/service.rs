@@ -1,196 +1,83 @@
-//! The service behind the HTTP layer: the engine, the server's own state, and the helpers
-//! every operation uses (resolving StreamName/StreamARN, stream status, fault injection).
+//! The service behind the HTTP layer: the settings, the SigV4 verifier, the request-body
+//! budget, and the tenants. The configured account and region is the default tenant, in the
+//! data directory itself; a signed request whose credential names another account, or whose
+//! scope names another region, is served by that tenant, opened on first use in
+//! `<data-dir>/tenants/<account>-<region>/` with an engine of its own.
 
-use crate::arn::StreamArn;
-use crate::auth::Verifier;
-use crate::config::{ACCOUNT_DEFAULT, ServeConfig};
-use crate::state::ServerState;
-use crate::subscribe::Leases;
+use crate::auth::{Scope, Verifier};
+use crate::config::ServeConfig;
+use crate::tenant::Tenant;
 use crate::wire::ApiError;
-use sluice_core::{Engine, EngineConfig, StreamStatus, ThroughputLimits};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 /// Shared by every connection.
 pub struct Service {
-    /// The engine.
-    pub engine: Engine,
-    /// Consumers and the other settings the engine does not hold.
-    pub(crate) state: ServerState,
     /// Settings.
-    pub config: ServeConfig,
-    /// SubscribeToShard leases.
-    pub(crate) leases: Leases,
+    pub config: Arc<ServeConfig>,
     /// Request body bytes in flight, in KiB units (see `http::read_body`).
     pub(crate) body_budget: Arc<tokio::sync::Semaphore>,
     /// SigV4 verification, when credentials are configured.
     pub(crate) verifier: Option<Verifier>,
-    /// Streams in a transitional status until a time (only with `status_delay_ms > 0`).
-    transitions: Mutex<HashMap<String, (StreamStatus, u64)>>,
-    /// xorshift state for fault injection.
-    fault_rng: AtomicU64,
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    /// The configured account and region.
+    default: Arc<Tenant>,
+    /// Other (account, region) tenants, opened on first use.
+    others: tokio::sync::Mutex<HashMap<Scope, Arc<Tenant>>>,
 }
 
 impl Service {
-    /// Opens the engine and the server state in `config.data_dir`.
+    /// Opens the default tenant in `config.data_dir` (and the others that exist, lazily).
     pub fn open(config: ServeConfig) -> anyhow::Result<Service> {
-        std::fs::create_dir_all(&config.data_dir)?;
-        let mut engine_config = EngineConfig::new(&config.data_dir);
-        engine_config.cores = config.cores;
-        engine_config.segment_size_bytes = config.segment_size_bytes;
-        engine_config.durability = config.durability;
-        engine_config.shards_max = config.shards_max;
-        if config.enforce_limits {
-            engine_config.throughput_limits = Some(ThroughputLimits::default());
-        }
-        let engine = Engine::open(engine_config)?;
-        let state = ServerState::open(&config.data_dir)?;
+        let config = Arc::new(config);
+        let default = Tenant::open(
+            config.clone(),
+            &config.account,
+            &config.region,
+            &config.data_dir,
+        )?;
         Ok(Service {
-            engine,
-            state,
-            leases: Leases::default(),
             body_budget: Arc::new(tokio::sync::Semaphore::new(
                 (config.body_bytes_in_flight_max / 1024).max(config.body_bytes_max / 1024 + 1),
             )),
             verifier: (!config.credentials.is_empty())
-                .then(|| Verifier::new(&config.credentials, &config.region)),
-            transitions: Mutex::new(HashMap::new()),
-            fault_rng: AtomicU64::new(now_ms() | 1),
+                .then(|| Verifier::new(&config.credentials, &config.account)),
+            default: Arc::new(default),
+            others: tokio::sync::Mutex::new(HashMap::new()),
             config,
         })
     }
 
-    /// The ARN of a stream.
-    pub fn stream_arn(&self, stream: &str) -> String {
-        StreamArn::format(&self.config.region, &self.config.account, stream)
+    /// The configured account and region.
+    pub fn default_tenant(&self) -> &Arc<Tenant> {
+        &self.default
     }
 
-    /// The stream a request names by StreamName or StreamARN (one is required; both must
-    /// agree).
-    pub fn resolve(&self, name: &Option<String>, arn: &Option<String>) -> Result<String, ApiError> {
-        let from_arn = match arn {
-            Some(arn) => {
-                let parsed = StreamArn::parse(arn).ok_or_else(|| {
-                    ApiError::invalid_argument(format!("Invalid StreamARN {arn}"))
-                })?;
-                self.check_arn_scope(&parsed)?;
-                Some(parsed.stream)
-            }
-            None => None,
+    /// The tenant of a verified request's scope (the default one without a scope).
+    pub async fn tenant(&self, scope: Option<Scope>) -> Result<Arc<Tenant>, ApiError> {
+        let Some(scope) = scope else {
+            return Ok(self.default.clone());
         };
-        match (name.as_deref(), from_arn) {
-            (Some(name), Some(other)) if name != other => Err(ApiError::invalid_argument(format!(
-                "StreamName {name} and StreamARN {} name different streams.",
-                arn.as_deref().unwrap_or_default()
-            ))),
-            (Some(name), _) => Ok(name.to_owned()),
-            (None, Some(from_arn)) => Ok(from_arn.to_owned()),
-            (None, None) => Err(ApiError::validation(
-                "Either StreamName or StreamARN must be provided.",
-            )),
+        if scope.account == self.config.account && scope.region == self.config.region {
+            return Ok(self.default.clone());
         }
-    }
-
-    /// An ARN must name this server's region and account: its streams exist nowhere else.
-    pub fn check_arn_scope(&self, arn: &StreamArn<'_>) -> Result<(), ApiError> {
-        if arn.region == self.config.region && arn.account == self.config.account {
-            return Ok(());
+        let mut others = self.others.lock().await;
+        if let Some(tenant) = others.get(&scope) {
+            return Ok(tenant.clone());
         }
-        Err(ApiError::not_found(format!(
-            "Stream {} under account {} not found (this endpoint serves account {} in {}).",
-            arn.stream, arn.account, self.config.account, self.config.region
-        )))
-    }
-
-    /// Engine messages name the default account; say the configured one.
-    pub fn localize(&self, mut error: ApiError) -> ApiError {
-        if self.config.account != ACCOUNT_DEFAULT {
-            error.message = error.message.replace(
-                &format!("account {ACCOUNT_DEFAULT}"),
-                &format!("account {}", self.config.account),
-            );
-        }
-        error
-    }
-
-    /// The status to report for an existing stream.
-    pub fn status(&self, stream: &str) -> StreamStatus {
-        let mut transitions = self.transitions.lock().expect("transitions lock");
-        match transitions.get(stream) {
-            Some(&(status, until_ms)) if now_ms() < until_ms => status,
-            Some(_) => {
-                transitions.remove(stream);
-                StreamStatus::Active
-            }
-            None => StreamStatus::Active,
-        }
-    }
-
-    /// Reports `status` for the configured delay after a change to `stream`.
-    pub fn begin_transition(&self, stream: &str, status: StreamStatus) {
-        let mut transitions = self.transitions.lock().expect("transitions lock");
-        if self.config.status_delay_ms == 0 {
-            transitions.remove(stream);
-            return;
-        }
-        let until_ms = now_ms() + self.config.status_delay_ms;
-        transitions.insert(stream.to_owned(), (status, until_ms));
-    }
-
-    /// Control operations need an ACTIVE stream.
-    pub fn require_active(&self, stream: &str) -> Result<(), ApiError> {
-        match self.status(stream) {
-            StreamStatus::Active => Ok(()),
-            status => Err(ApiError::in_use(format!(
-                "Stream {stream} under account {} not ACTIVE, instead in state {}",
-                self.config.account,
-                crate::shapes::status_name(status)
-            ))),
-        }
-    }
-
-    /// With `fault_probability > 0`: fails a data-plane call now and then, half the time
-    /// as a throttle and half as an internal failure.
-    pub fn inject_fault(&self, stream: &str) -> Result<(), ApiError> {
-        let p = self.config.fault_probability;
-        if p <= 0.0 {
-            return Ok(());
-        }
-        let draw = self.next_random();
-        let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
-        if unit >= p {
-            return Ok(());
-        }
-        if draw & 1 == 0 {
-            Err(ApiError::new(
-                "ProvisionedThroughputExceededException",
-                format!(
-                    "Rate exceeded for stream {stream} under account {} (injected fault).",
-                    self.config.account
-                ),
-            ))
-        } else {
-            Err(ApiError::internal(
-                "Internal service failure (injected fault).",
-            ))
-        }
-    }
-
-    fn next_random(&self) -> u64 {
-        let mut x = self.fault_rng.load(Ordering::Relaxed);
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.fault_rng.store(x, Ordering::Relaxed);
-        x
+        let dir = self
+            .config
+            .data_dir
+            .join("tenants")
+            .join(format!("{}-{}", scope.account, scope.region));
+        let config = self.config.clone();
+        let (account, region) = (scope.account.clone(), scope.region.clone());
+        let tenant =
+            tokio::task::spawn_blocking(move || Tenant::open(config, &account, &region, &dir))
+                .await
+                .map_err(|e| ApiError::internal(format!("opening a tenant: {e}")))?
+                .map_err(|e| ApiError::internal(format!("opening the tenant's data: {e:#}")))?;
+        let tenant = Arc::new(tenant);
+        others.insert(scope, tenant.clone());
+        Ok(tenant)
     }
 }

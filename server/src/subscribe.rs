@@ -3,7 +3,7 @@
 
 use crate::ops::consumers::{FoundConsumer, find_by_arn};
 use crate::ops::records::{ITERATOR_TYPES, child_shards, iterator_start, records_out};
-use crate::service::{Service, now_ms};
+use crate::tenant::{Tenant, now_ms};
 use crate::wire::validate::SEQUENCE_NUMBER_PATTERN;
 use crate::wire::{ApiError, Protocol, Timestamp, Validate, Validator};
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
@@ -241,24 +241,24 @@ pub struct Started {
 
 /// Checks the request, takes the lease and starts the task that pushes frames.
 pub fn start(
-    service: Arc<Service>,
+    tenant: Arc<Tenant>,
     input: SubscribeInput,
     protocol: Protocol,
 ) -> Result<Started, ApiError> {
     let consumer_arn = input.consumer_arn.expect("validated");
     let shard = input.shard_id.expect("validated");
     let position = input.starting_position.expect("validated");
-    let found = find_by_arn(&service, &consumer_arn)?;
+    let found = find_by_arn(&tenant, &consumer_arn)?;
     let start = iterator_start(
         position.r#type.as_deref().expect("validated"),
         position.sequence_number.as_deref(),
         position.timestamp,
     )?;
-    let subscription = service.engine.subscribe(&found.stream, &shard, start)?;
-    let lease = service.leases.acquire(LeaseKey::new(&found, &shard))?;
+    let subscription = tenant.engine.subscribe(&found.stream, &shard, start)?;
+    let lease = tenant.leases.acquire(LeaseKey::new(&found, &shard))?;
     let (sender, frames) = mpsc::channel(FRAMES_BUFFERED_MAX);
     tokio::spawn(push_events(
-        service,
+        tenant,
         found.stream,
         subscription,
         protocol,
@@ -269,7 +269,7 @@ pub fn start(
 }
 
 async fn push_events(
-    service: Arc<Service>,
+    tenant: Arc<Tenant>,
     stream: String,
     mut subscription: Subscription,
     protocol: Protocol,
@@ -277,8 +277,8 @@ async fn push_events(
     lease: Lease,
 ) {
     let deadline =
-        tokio::time::Instant::now() + Duration::from_millis(service.config.subscription_ms);
-    let heartbeat = Duration::from_millis(service.config.heartbeat_ms);
+        tokio::time::Instant::now() + Duration::from_millis(tenant.config.subscription_ms);
+    let heartbeat = Duration::from_millis(tenant.config.heartbeat_ms);
     let initial = event_frame(
         protocol,
         "initial-response",
@@ -305,7 +305,7 @@ async fn push_events(
         };
         let (bytes, last) = match frame {
             Ok(Some(Ok(event))) => {
-                let children = match child_shards(&service, &stream, &event.records) {
+                let children = match child_shards(&tenant, &stream, &event.records) {
                     Ok(children) => children,
                     Err(error) => {
                         deliver(&sender, exception_frame(protocol, &error), &lease, deadline).await;
@@ -325,7 +325,7 @@ async fn push_events(
                 )
             }
             Ok(Some(Err(error))) => (
-                exception_frame(protocol, &service.localize(error.into())),
+                exception_frame(protocol, &tenant.localize(error.into())),
                 true,
             ),
             Ok(None) => return,

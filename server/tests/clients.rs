@@ -8,7 +8,12 @@ mod common;
 use common::{TestServer, run_suite};
 
 /// The credential the client suites sign with.
-const CREDENTIAL: &[&str] = &["--credential", "AKIDEXAMPLE:secret"];
+const CREDENTIAL: &[&str] = &[
+    "--credential",
+    "AKIDEXAMPLE:secret",
+    "--credential",
+    "AKIDOTHER:secret2:111111111111",
+];
 
 #[test]
 fn boto3_drives_every_operation_and_sees_kinesis_errors() {

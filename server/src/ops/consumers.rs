@@ -3,9 +3,9 @@
 //! stream's creation time.
 
 use crate::arn::{ConsumerArn, StreamArn};
-use crate::service::{Service, now_ms};
 use crate::shapes::{Empty, timestamp};
 use crate::state::Consumer;
+use crate::tenant::{Tenant, now_ms};
 use crate::wire::bounded::TagMap;
 use crate::wire::{ApiError, Timestamp, Validate, Validator};
 use serde::{Deserialize, Serialize};
@@ -36,9 +36,9 @@ fn consumer_out(stream_arn: &str, consumer: &Consumer, with_stream: bool) -> Con
 }
 
 /// The stream a StreamARN names, with its creation time.
-fn stream_of(service: &Service, stream_arn: &str) -> Result<(String, u64), ApiError> {
-    let name = service.resolve(&None, &Some(stream_arn.to_owned()))?;
-    let created_ms = service.engine.describe_stream_summary(&name)?.created_ms;
+fn stream_of(tenant: &Tenant, stream_arn: &str) -> Result<(String, u64), ApiError> {
+    let name = tenant.resolve(&None, &Some(stream_arn.to_owned()))?;
+    let created_ms = tenant.engine.describe_stream_summary(&name)?.created_ms;
     Ok((name, created_ms))
 }
 
@@ -67,17 +67,17 @@ pub struct RegisterOutput {
     consumer: ConsumerOut,
 }
 
-pub async fn register(service: &Service, input: RegisterInput) -> Result<RegisterOutput, ApiError> {
+pub async fn register(tenant: &Tenant, input: RegisterInput) -> Result<RegisterOutput, ApiError> {
     let stream_arn = input.stream_arn.expect("validated");
-    let (stream, created_ms) = stream_of(service, &stream_arn)?;
-    service.require_active(&stream)?;
+    let (stream, created_ms) = stream_of(tenant, &stream_arn)?;
+    tenant.require_active(&stream)?;
     let name = input.consumer_name.expect("validated");
-    let consumer = service.state.update(|state| {
+    let consumer = tenant.state.update(|state| {
         let extras = state.stream_mut(&stream, created_ms);
         if extras.consumers.iter().any(|c| c.name == name) {
             return Err(ApiError::in_use(format!(
                 "Consumer {name} under stream {stream} already exists for account {}.",
-                service.config.account
+                tenant.account
             )));
         }
         if extras.consumers.len() >= CONSUMERS_PER_STREAM_MAX {
@@ -131,25 +131,20 @@ pub struct FoundConsumer {
 }
 
 /// Finds a consumer by its ARN (the creation time in it must match too).
-pub fn find_by_arn(service: &Service, arn: &str) -> Result<FoundConsumer, ApiError> {
+pub fn find_by_arn(tenant: &Tenant, arn: &str) -> Result<FoundConsumer, ApiError> {
     let parsed = ConsumerArn::parse(arn)
         .ok_or_else(|| ApiError::invalid_argument(format!("Invalid ConsumerARN {arn}")))?;
-    service.check_arn_scope(&parsed.stream)?;
+    tenant.check_arn_scope(&parsed.stream)?;
     let stream_arn = StreamArn::format(
         parsed.stream.region,
         parsed.stream.account,
         parsed.stream.stream,
     );
-    find(
-        service,
-        &stream_arn,
-        parsed.consumer,
-        Some(parsed.created_s),
-    )
+    find(tenant, &stream_arn, parsed.consumer, Some(parsed.created_s))
 }
 
 fn find(
-    service: &Service,
+    tenant: &Tenant,
     stream_arn: &str,
     name: &str,
     created_s: Option<u64>,
@@ -159,11 +154,11 @@ fn find(
             "Consumer {name} under stream {stream_arn} not found."
         ))
     };
-    let (stream, stream_created_ms) = stream_of(service, stream_arn).map_err(|e| match e.name {
+    let (stream, stream_created_ms) = stream_of(tenant, stream_arn).map_err(|e| match e.name {
         "ResourceNotFoundException" => not_found(),
         _ => e,
     })?;
-    let consumer = service
+    let consumer = tenant
         .state
         .read(|state| {
             state.stream(&stream, stream_created_ms).and_then(|extras| {
@@ -184,12 +179,12 @@ fn find(
 }
 
 impl ConsumerRef {
-    fn find(&self, service: &Service) -> Result<FoundConsumer, ApiError> {
+    fn find(&self, tenant: &Tenant) -> Result<FoundConsumer, ApiError> {
         match (&self.consumer_arn, &self.stream_arn, &self.consumer_name) {
-            (Some(arn), _, _) => find_by_arn(service, arn),
+            (Some(arn), _, _) => find_by_arn(tenant, arn),
             (None, Some(stream_arn), Some(name)) => {
-                service.resolve(&None, &Some(stream_arn.clone()))?;
-                find(service, stream_arn, name, None)
+                tenant.resolve(&None, &Some(stream_arn.clone()))?;
+                find(tenant, stream_arn, name, None)
             }
             _ => Err(ApiError::invalid_argument(
                 "Either ConsumerARN, or StreamARN and ConsumerName, must be provided.",
@@ -198,9 +193,9 @@ impl ConsumerRef {
     }
 }
 
-pub async fn deregister(service: &Service, input: ConsumerRef) -> Result<Empty, ApiError> {
-    let found = input.find(service)?;
-    service
+pub async fn deregister(tenant: &Tenant, input: ConsumerRef) -> Result<Empty, ApiError> {
+    let found = input.find(tenant)?;
+    tenant
         .state
         .update(|state| {
             let extras = state.stream_mut(&found.stream, found.stream_created_ms);
@@ -208,7 +203,7 @@ pub async fn deregister(service: &Service, input: ConsumerRef) -> Result<Empty, 
             Ok(())
         })
         .await?;
-    service.leases.revoke_consumer(
+    tenant.leases.revoke_consumer(
         &found.stream,
         &found.consumer.name,
         found.consumer.created_ms,
@@ -222,8 +217,8 @@ pub struct DescribeOutput {
     consumer_description: ConsumerOut,
 }
 
-pub async fn describe(service: &Service, input: ConsumerRef) -> Result<DescribeOutput, ApiError> {
-    let found = input.find(service)?;
+pub async fn describe(tenant: &Tenant, input: ConsumerRef) -> Result<DescribeOutput, ApiError> {
+    let found = input.find(tenant)?;
     Ok(DescribeOutput {
         consumer_description: consumer_out(&found.stream_arn, &found.consumer, true),
     })
@@ -257,9 +252,9 @@ pub struct ListOutput {
 }
 
 /// The NextToken of ListStreamConsumers is the index of the next consumer.
-pub async fn list(service: &Service, input: ListInput) -> Result<ListOutput, ApiError> {
+pub async fn list(tenant: &Tenant, input: ListInput) -> Result<ListOutput, ApiError> {
     let stream_arn = input.stream_arn.expect("validated");
-    let (stream, created_ms) = stream_of(service, &stream_arn)?;
+    let (stream, created_ms) = stream_of(tenant, &stream_arn)?;
     if let Some(asked) = input.stream_creation_timestamp
         && asked.ms / 1000 != created_ms / 1000
     {
@@ -274,7 +269,7 @@ pub async fn list(service: &Service, input: ListInput) -> Result<ListOutput, Api
         None => 0,
     };
     let max = input.max_results.map_or(100, |m| m as usize);
-    let consumers = service.state.read(|state| {
+    let consumers = tenant.state.read(|state| {
         state
             .stream(&stream, created_ms)
             .map_or_else(Vec::new, |extras| extras.consumers.clone())

@@ -8,8 +8,8 @@ pub mod shards;
 pub mod streams;
 pub mod tags;
 
-use crate::service::Service;
 use crate::shapes::Empty;
+use crate::tenant::Tenant;
 use crate::wire::{ApiError, Protocol, Validate, Validator};
 
 impl Validate for Empty {
@@ -32,14 +32,14 @@ pub fn input<T: serde::de::DeserializeOwned + Validate>(
 /// the encoded reply. SubscribeToShard is not here: it answers with a stream (see
 /// [`crate::subscribe`]).
 pub async fn call(
-    service: &Service,
+    tenant: &Tenant,
     name: &str,
     protocol: Protocol,
     body: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
     macro_rules! op {
         ($function:path) => {{
-            let output = $function(service, input(protocol, body)?).await?;
+            let output = $function(tenant, input(protocol, body)?).await?;
             Ok(protocol.encode(&output))
         }};
     }
@@ -57,7 +57,7 @@ pub async fn call(
         "PutRecord" => op!(records::put_record),
         "PutRecords" => op!(records::put_records),
         "GetShardIterator" => op!(records::get_shard_iterator),
-        "GetRecords" => records::get_records(service, input(protocol, body)?, protocol).await,
+        "GetRecords" => records::get_records(tenant, input(protocol, body)?, protocol).await,
         "ListShards" => op!(shards::list_shards),
         "SplitShard" => op!(shards::split_shard),
         "MergeShards" => op!(shards::merge_shards),

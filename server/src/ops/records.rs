@@ -1,7 +1,7 @@
 //! The data plane: PutRecord, PutRecords, GetShardIterator, GetRecords.
 
-use crate::service::Service;
 use crate::shapes::{ChildShard, hash_key_range};
+use crate::tenant::Tenant;
 use crate::wire::bounded::BoundedVec;
 use crate::wire::types::BlobRef;
 use crate::wire::validate::{HASH_KEY_PATTERN, SEQUENCE_NUMBER_PATTERN};
@@ -97,11 +97,11 @@ pub struct PutRecordOutput {
 }
 
 pub async fn put_record(
-    service: &Service,
+    tenant: &Tenant,
     input: PutRecordInput,
 ) -> Result<PutRecordOutput, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
-    service.inject_fault(&name)?;
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
+    tenant.inject_fault(&name)?;
     let data = input.data.expect("validated");
     let key = input.partition_key.expect("validated");
     let record = PutRecord {
@@ -110,7 +110,7 @@ pub async fn put_record(
         explicit_hash_key: input.explicit_hash_key.as_deref(),
         sequence_number_for_ordering: input.sequence_number_for_ordering.as_deref(),
     };
-    let put = service.engine.put(&name, record).await?;
+    let put = tenant.engine.put(&name, record).await?;
     Ok(PutRecordOutput {
         shard_id: put.shard_id.to_string(),
         sequence_number: put.sequence_number.to_string(),
@@ -191,7 +191,7 @@ fn display_option<T: std::fmt::Display, S: serde::Serializer>(
     }
 }
 
-fn failed_entry(service: &Service, error: PutError) -> PutRecordsResultEntry {
+fn failed_entry(tenant: &Tenant, error: PutError) -> PutRecordsResultEntry {
     // A record of a batch fails only as a throttle or an internal failure (the model's
     // two per-record codes); everything else fails the whole call before anything is written.
     let code = match error.code() {
@@ -202,16 +202,16 @@ fn failed_entry(service: &Service, error: PutError) -> PutRecordsResultEntry {
         sequence_number: None,
         shard_id: None,
         error_code: Some(code),
-        error_message: Some(service.localize(ApiError::from(error)).message),
+        error_message: Some(tenant.localize(ApiError::from(error)).message),
     }
 }
 
 pub async fn put_records(
-    service: &Service,
+    tenant: &Tenant,
     input: PutRecordsInput,
 ) -> Result<PutRecordsOutput, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
-    service.inject_fault(&name)?;
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
+    tenant.inject_fault(&name)?;
     let entries = input.records.expect("validated").into_items();
     let records: Vec<PutRecord<'_>> = entries
         .iter()
@@ -222,7 +222,7 @@ pub async fn put_records(
             sequence_number_for_ordering: None,
         })
         .collect();
-    let results = service.engine.put_batch(&name, &records).await?;
+    let results = tenant.engine.put_batch(&name, &records).await?;
     let mut failed = 0;
     let records = results
         .into_iter()
@@ -235,7 +235,7 @@ pub async fn put_records(
             },
             Err(error) => {
                 failed += 1;
-                failed_entry(service, error)
+                failed_entry(tenant, error)
             }
         })
         .collect();
@@ -324,19 +324,19 @@ pub struct GetShardIteratorOutput {
 }
 
 pub async fn get_shard_iterator(
-    service: &Service,
+    tenant: &Tenant,
     input: GetShardIteratorInput,
 ) -> Result<GetShardIteratorOutput, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     let start = iterator_start(
         input.shard_iterator_type.as_deref().expect("validated"),
         input.starting_sequence_number.as_deref(),
         input.timestamp,
     )?;
     let shard = input.shard_id.as_deref().expect("validated");
-    let iterator = service.engine.shard_iterator(&name, shard, start)?;
+    let iterator = tenant.engine.shard_iterator(&name, shard, start)?;
     Ok(GetShardIteratorOutput {
-        shard_iterator: service.engine.iterator_token(&iterator),
+        shard_iterator: tenant.engine.iterator_token(&iterator),
     })
 }
 
@@ -386,7 +386,7 @@ pub fn records_out(records: &Records) -> Vec<RecordOut<'_>> {
 
 /// The children of a closed shard read to its end, in the reply's form.
 pub fn child_shards(
-    service: &Service,
+    tenant: &Tenant,
     stream: &str,
     records: &Records,
 ) -> Result<Vec<ChildShard>, ApiError> {
@@ -395,7 +395,7 @@ pub fn child_shards(
     }
     let mut children = Vec::with_capacity(records.child_shard_ids.len());
     for id in &records.child_shard_ids {
-        let page = service.engine.list_shards(&sluice_core::ListShards {
+        let page = tenant.engine.list_shards(&sluice_core::ListShards {
             stream: Some(stream.to_owned()),
             filter: after_shard_before(id),
             max_results: Some(1000),
@@ -441,31 +441,31 @@ pub struct GetRecordsOutput<'a> {
 
 /// GetRecords encodes its reply itself: the records borrow the read's mapping.
 pub async fn get_records(
-    service: &Service,
+    tenant: &Tenant,
     input: GetRecordsInput,
     protocol: crate::wire::Protocol,
 ) -> Result<Vec<u8>, ApiError> {
     let token = input.shard_iterator.expect("validated");
-    let mut iterator = service.engine.iterator_from_token(&token)?;
+    let mut iterator = tenant.engine.iterator_from_token(&token)?;
     let stream = iterator.stream_name().to_owned();
     if let Some(arn) = &input.stream_arn
-        && service.resolve(&None, &Some(arn.clone()))? != stream
+        && tenant.resolve(&None, &Some(arn.clone()))? != stream
     {
         return Err(ApiError::invalid_argument(format!(
             "StreamARN {arn} does not match the shard iterator's stream."
         )));
     }
-    service.inject_fault(&stream)?;
+    tenant.inject_fault(&stream)?;
     let limit = input
         .limit
         .map(|l| usize::try_from(l).unwrap_or(usize::MAX));
-    let records = service.engine.get_records(&mut iterator, limit)?;
+    let records = tenant.engine.get_records(&mut iterator, limit)?;
     let output = GetRecordsOutput {
         records: records_out(&records),
         next_shard_iterator: (!records.end_of_shard)
-            .then(|| service.engine.iterator_token(&iterator)),
+            .then(|| tenant.engine.iterator_token(&iterator)),
         millis_behind_latest: records.millis_behind_latest,
-        child_shards: child_shards(service, &stream, &records)?,
+        child_shards: child_shards(tenant, &stream, &records)?,
     };
     Ok(protocol.encode(&output))
 }

@@ -3,8 +3,8 @@
 //! policies (not evaluated), account settings and warm throughput.
 
 use crate::arn::{ConsumerArn, StreamArn};
-use crate::service::Service;
 use crate::shapes::{Empty, timestamp};
+use crate::tenant::Tenant;
 use crate::wire::bounded::BoundedVec;
 use crate::wire::{ApiError, Timestamp, Validate, Validator};
 use serde::{Deserialize, Serialize};
@@ -31,13 +31,13 @@ impl Validate for EncryptionInput {
 }
 
 async fn set_encryption(
-    service: &Service,
+    tenant: &Tenant,
     input: EncryptionInput,
     start: bool,
 ) -> Result<Empty, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
-    service.require_active(&name)?;
-    let created_ms = service.engine.describe_stream_summary(&name)?.created_ms;
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
+    tenant.require_active(&name)?;
+    let created_ms = tenant.engine.describe_stream_summary(&name)?.created_ms;
     let kind = input.encryption_type.expect("validated");
     if kind != "KMS" {
         return Err(ApiError::invalid_argument(format!(
@@ -45,26 +45,23 @@ async fn set_encryption(
         )));
     }
     let key = input.key_id.expect("validated");
-    service
+    tenant
         .state
         .update(|state| {
             state.stream_mut(&name, created_ms).encryption = start.then_some((kind, key));
             Ok(())
         })
         .await?;
-    service.begin_transition(&name, StreamStatus::Updating);
+    tenant.begin_transition(&name, StreamStatus::Updating);
     Ok(Empty {})
 }
 
-pub async fn start_encryption(
-    service: &Service,
-    input: EncryptionInput,
-) -> Result<Empty, ApiError> {
-    set_encryption(service, input, true).await
+pub async fn start_encryption(tenant: &Tenant, input: EncryptionInput) -> Result<Empty, ApiError> {
+    set_encryption(tenant, input, true).await
 }
 
-pub async fn stop_encryption(service: &Service, input: EncryptionInput) -> Result<Empty, ApiError> {
-    set_encryption(service, input, false).await
+pub async fn stop_encryption(tenant: &Tenant, input: EncryptionInput) -> Result<Empty, ApiError> {
+    set_encryption(tenant, input, false).await
 }
 
 const METRICS: [&str; 7] = [
@@ -124,20 +121,20 @@ pub struct MonitoringOutput {
 }
 
 async fn set_monitoring(
-    service: &Service,
+    tenant: &Tenant,
     input: MonitoringInput,
     enable: bool,
 ) -> Result<MonitoringOutput, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
-    service.require_active(&name)?;
-    let created_ms = service.engine.describe_stream_summary(&name)?.created_ms;
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
+    tenant.require_active(&name)?;
+    let created_ms = tenant.engine.describe_stream_summary(&name)?.created_ms;
     let asked: Vec<String> = input.shard_level_metrics.expect("validated").into_items();
     let names: Vec<String> = if asked.iter().any(|m| m == "ALL") {
         METRICS.iter().map(|m| (*m).to_owned()).collect()
     } else {
         asked
     };
-    let (current, desired) = service
+    let (current, desired) = tenant
         .state
         .update(|state| {
             let metrics = &mut state.stream_mut(&name, created_ms).shard_level_metrics;
@@ -153,7 +150,7 @@ async fn set_monitoring(
         })
         .await?;
     Ok(MonitoringOutput {
-        stream_arn: service.stream_arn(&name),
+        stream_arn: tenant.stream_arn(&name),
         stream_name: name,
         current_shard_level_metrics: current,
         desired_shard_level_metrics: desired,
@@ -161,17 +158,17 @@ async fn set_monitoring(
 }
 
 pub async fn enable_monitoring(
-    service: &Service,
+    tenant: &Tenant,
     input: MonitoringInput,
 ) -> Result<MonitoringOutput, ApiError> {
-    set_monitoring(service, input, true).await
+    set_monitoring(tenant, input, true).await
 }
 
 pub async fn disable_monitoring(
-    service: &Service,
+    tenant: &Tenant,
     input: MonitoringInput,
 ) -> Result<MonitoringOutput, ApiError> {
-    set_monitoring(service, input, false).await
+    set_monitoring(tenant, input, false).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,14 +197,14 @@ enum PolicyTarget {
 
 /// The resource must exist: a stream of this server's region and account, or a registered
 /// consumer of one.
-fn policy_target(service: &Service, arn: &str) -> Result<PolicyTarget, ApiError> {
+fn policy_target(tenant: &Tenant, arn: &str) -> Result<PolicyTarget, ApiError> {
     if ConsumerArn::parse(arn).is_some() {
-        return crate::ops::consumers::find_by_arn(service, arn).map(PolicyTarget::Consumer);
+        return crate::ops::consumers::find_by_arn(tenant, arn).map(PolicyTarget::Consumer);
     }
     let stream = StreamArn::parse(arn)
         .ok_or_else(|| ApiError::invalid_argument(format!("Invalid ResourceARN {arn}")))?;
-    service.check_arn_scope(&stream)?;
-    let created_ms = service
+    tenant.check_arn_scope(&stream)?;
+    let created_ms = tenant
         .engine
         .describe_stream_summary(stream.stream)?
         .created_ms;
@@ -239,7 +236,7 @@ fn consumer_gone() -> ApiError {
     ApiError::not_found("The consumer was deregistered.")
 }
 
-pub async fn put_policy(service: &Service, input: PolicyInput) -> Result<Empty, ApiError> {
+pub async fn put_policy(tenant: &Tenant, input: PolicyInput) -> Result<Empty, ApiError> {
     let arn = input.resource_arn.expect("validated");
     let Some(policy) = input.policy else {
         return Err(ApiError::validation(
@@ -256,8 +253,8 @@ pub async fn put_policy(service: &Service, input: PolicyInput) -> Result<Empty, 
             "The Policy is not a valid JSON document.",
         ));
     }
-    let target = policy_target(service, &arn)?;
-    service
+    let target = policy_target(tenant, &arn)?;
+    tenant
         .state
         .update(|state| {
             *policy_slot(state, &target).ok_or_else(consumer_gone)? = Some(policy);
@@ -273,13 +270,10 @@ pub struct GetPolicyOutput {
     policy: String,
 }
 
-pub async fn get_policy(
-    service: &Service,
-    input: PolicyInput,
-) -> Result<GetPolicyOutput, ApiError> {
+pub async fn get_policy(tenant: &Tenant, input: PolicyInput) -> Result<GetPolicyOutput, ApiError> {
     let arn = input.resource_arn.expect("validated");
-    let policy = match policy_target(service, &arn)? {
-        PolicyTarget::Stream { name, created_ms } => service.state.read(|state| {
+    let policy = match policy_target(tenant, &arn)? {
+        PolicyTarget::Stream { name, created_ms } => tenant.state.read(|state| {
             state
                 .stream(&name, created_ms)
                 .and_then(|e| e.policy.clone())
@@ -292,10 +286,10 @@ pub async fn get_policy(
     })
 }
 
-pub async fn delete_policy(service: &Service, input: PolicyInput) -> Result<Empty, ApiError> {
+pub async fn delete_policy(tenant: &Tenant, input: PolicyInput) -> Result<Empty, ApiError> {
     let arn = input.resource_arn.expect("validated");
-    let target = policy_target(service, &arn)?;
-    service
+    let target = policy_target(tenant, &arn)?;
+    tenant
         .state
         .update(|state| {
             policy_slot(state, &target)
@@ -365,23 +359,23 @@ fn account_settings(status: Option<String>) -> AccountSettingsOutput {
 }
 
 pub async fn describe_account_settings(
-    service: &Service,
+    tenant: &Tenant,
     _input: Empty,
 ) -> Result<AccountSettingsOutput, ApiError> {
     Ok(account_settings(
-        service.state.read(|s| s.billing_commitment.clone()),
+        tenant.state.read(|s| s.billing_commitment.clone()),
     ))
 }
 
 pub async fn update_account_settings(
-    service: &Service,
+    tenant: &Tenant,
     input: AccountSettingsInput,
 ) -> Result<AccountSettingsOutput, ApiError> {
     let status = input
         .minimum_throughput_billing_commitment
         .and_then(|c| c.status)
         .expect("validated");
-    service
+    tenant
         .state
         .update(|state| {
             state.billing_commitment = Some(status.clone());
@@ -391,7 +385,7 @@ pub async fn update_account_settings(
     let mut output = account_settings(Some(status));
     if let Some(commitment) = &mut output.minimum_throughput_billing_commitment {
         commitment.started_at =
-            (commitment.status == "ENABLED").then(|| timestamp(crate::service::now_ms()));
+            (commitment.status == "ENABLED").then(|| timestamp(crate::tenant::now_ms()));
     }
     Ok(output)
 }
@@ -437,21 +431,21 @@ pub struct WarmThroughputOutput {
 }
 
 pub async fn update_warm_throughput(
-    service: &Service,
+    tenant: &Tenant,
     input: WarmThroughputInput,
 ) -> Result<WarmThroughputOutput, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
-    let summary = service.engine.describe_stream_summary(&name)?;
-    service.require_active(&name)?;
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
+    let summary = tenant.engine.describe_stream_summary(&name)?;
+    tenant.require_active(&name)?;
     if summary.mode != StreamMode::OnDemand {
         return Err(ApiError::validation(
             "Warm throughput can only be set on an ON_DEMAND stream.",
         ));
     }
     let mibps = input.warm_throughput_mi_bps.expect("validated") as u64;
-    crate::ops::streams::store_warm_throughput(service, &name, mibps).await?;
+    crate::ops::streams::store_warm_throughput(tenant, &name, mibps).await?;
     Ok(WarmThroughputOutput {
-        stream_arn: service.stream_arn(&name),
+        stream_arn: tenant.stream_arn(&name),
         stream_name: name,
         warm_throughput: WarmThroughputObject {
             target_mibps: mibps,

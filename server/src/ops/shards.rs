@@ -1,7 +1,7 @@
 //! Shards: ListShards, SplitShard, MergeShards, UpdateShardCount.
 
-use crate::service::Service;
 use crate::shapes::{Empty, Shard};
+use crate::tenant::Tenant;
 use crate::wire::validate::HASH_KEY_PATTERN;
 use crate::wire::{ApiError, Timestamp, Validate, Validator};
 use serde::{Deserialize, Serialize};
@@ -81,7 +81,7 @@ pub struct ListShardsOutput {
 }
 
 pub async fn list_shards(
-    service: &Service,
+    tenant: &Tenant,
     input: ListShardsInput,
 ) -> Result<ListShardsOutput, ApiError> {
     let stream = match (&input.stream_name, &input.stream_arn, &input.next_token) {
@@ -91,19 +91,19 @@ pub async fn list_shards(
                 "NextToken and StreamName cannot be provided together.",
             ));
         }
-        _ => Some(service.resolve(&input.stream_name, &input.stream_arn)?),
+        _ => Some(tenant.resolve(&input.stream_name, &input.stream_arn)?),
     };
     if let (Some(name), Some(created)) = (&stream, input.stream_creation_timestamp) {
         // The timestamp tells two streams of the same name apart.
-        let actual = service.engine.describe_stream_summary(name)?.created_ms;
+        let actual = tenant.engine.describe_stream_summary(name)?.created_ms;
         if actual / 1000 != created.ms / 1000 {
             return Err(ApiError::not_found(format!(
                 "Stream {name} under account {} with creation time {} not found.",
-                service.config.account, created.ms
+                tenant.account, created.ms
             )));
         }
     }
-    let page = service.engine.list_shards(&ListShards {
+    let page = tenant.engine.list_shards(&ListShards {
         stream,
         next_token: input.next_token,
         exclusive_start_shard_id: input.exclusive_start_shard_id,
@@ -141,13 +141,13 @@ impl Validate for SplitShardInput {
     }
 }
 
-pub async fn split_shard(service: &Service, input: SplitShardInput) -> Result<Empty, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
-    service.require_active(&name)?;
+pub async fn split_shard(tenant: &Tenant, input: SplitShardInput) -> Result<Empty, ApiError> {
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
+    tenant.require_active(&name)?;
     let shard = input.shard_to_split.as_deref().expect("validated");
     let key = input.new_starting_hash_key.as_deref().expect("validated");
-    service.engine.split_shard(&name, shard, key).await?;
-    service.begin_transition(&name, StreamStatus::Updating);
+    tenant.engine.split_shard(&name, shard, key).await?;
+    tenant.begin_transition(&name, StreamStatus::Updating);
     Ok(Empty {})
 }
 
@@ -171,13 +171,13 @@ impl Validate for MergeShardsInput {
     }
 }
 
-pub async fn merge_shards(service: &Service, input: MergeShardsInput) -> Result<Empty, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
-    service.require_active(&name)?;
+pub async fn merge_shards(tenant: &Tenant, input: MergeShardsInput) -> Result<Empty, ApiError> {
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
+    tenant.require_active(&name)?;
     let a = input.shard_to_merge.as_deref().expect("validated");
     let b = input.adjacent_shard_to_merge.as_deref().expect("validated");
-    service.engine.merge_shards(&name, a, b).await?;
-    service.begin_transition(&name, StreamStatus::Updating);
+    tenant.engine.merge_shards(&name, a, b).await?;
+    tenant.begin_transition(&name, StreamStatus::Updating);
     Ok(Empty {})
 }
 
@@ -212,19 +212,19 @@ pub struct UpdateShardCountOutput {
 }
 
 pub async fn update_shard_count(
-    service: &Service,
+    tenant: &Tenant,
     input: UpdateShardCountInput,
 ) -> Result<UpdateShardCountOutput, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
-    service.require_active(&name)?;
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
+    tenant.require_active(&name)?;
     let target = u32::try_from(input.target_shard_count.expect("validated")).unwrap_or(u32::MAX);
-    let update = service
+    let update = tenant
         .engine
         .update_shard_count(&name, target, ScalingType::UniformScaling)
         .await?;
-    service.begin_transition(&name, StreamStatus::Updating);
+    tenant.begin_transition(&name, StreamStatus::Updating);
     Ok(UpdateShardCountOutput {
-        stream_arn: service.stream_arn(&name),
+        stream_arn: tenant.stream_arn(&name),
         stream_name: name,
         current_shard_count: update.current_shard_count,
         target_shard_count: update.target_shard_count,

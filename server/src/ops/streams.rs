@@ -1,8 +1,8 @@
 //! Stream administration: create, delete, describe, list, retention, record size, mode,
 //! limits.
 
-use crate::service::Service;
 use crate::shapes::{Empty, STREAM_MODES, Shard, StreamModeDetails, status_name, timestamp};
+use crate::tenant::Tenant;
 use crate::wire::bounded::TagMap;
 use crate::wire::{ApiError, Timestamp, Validate, Validator};
 use serde::{Deserialize, Serialize};
@@ -28,8 +28,8 @@ impl Validate for StreamRef {
 
 impl StreamRef {
     /// The stream's name.
-    pub fn resolve(&self, service: &Service) -> Result<String, ApiError> {
-        service.resolve(&self.stream_name, &self.stream_arn)
+    pub fn resolve(&self, tenant: &Tenant) -> Result<String, ApiError> {
+        tenant.resolve(&self.stream_name, &self.stream_arn)
     }
 }
 
@@ -73,7 +73,7 @@ impl Validate for CreateStreamInput {
     }
 }
 
-pub async fn create_stream(service: &Service, input: CreateStreamInput) -> Result<Empty, ApiError> {
+pub async fn create_stream(tenant: &Tenant, input: CreateStreamInput) -> Result<Empty, ApiError> {
     let name = input.stream_name.expect("validated");
     let mode = input
         .stream_mode_details
@@ -98,10 +98,10 @@ pub async fn create_stream(service: &Service, input: CreateStreamInput) -> Resul
         .unwrap_or_default()
         .into_iter()
         .collect();
-    service.engine.create_stream(request).await?;
-    service.begin_transition(&name, StreamStatus::Creating);
+    tenant.engine.create_stream(request).await?;
+    tenant.begin_transition(&name, StreamStatus::Creating);
     if let Some(mibps) = input.warm_throughput_mi_bps {
-        store_warm_throughput(service, &name, mibps as u64).await?;
+        store_warm_throughput(tenant, &name, mibps as u64).await?;
     }
     Ok(Empty {})
 }
@@ -121,21 +121,21 @@ impl Validate for DeleteStreamInput {
     }
 }
 
-pub async fn delete_stream(service: &Service, input: DeleteStreamInput) -> Result<Empty, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
-    let created_ms = service.engine.describe_stream_summary(&name)?.created_ms;
-    let consumers = service
+pub async fn delete_stream(tenant: &Tenant, input: DeleteStreamInput) -> Result<Empty, ApiError> {
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
+    let created_ms = tenant.engine.describe_stream_summary(&name)?.created_ms;
+    let consumers = tenant
         .state
         .read(|s| s.stream(&name, created_ms).map_or(0, |e| e.consumers.len()));
     if consumers > 0 && input.enforce_consumer_deletion != Some(true) {
         return Err(ApiError::in_use(format!(
             "Stream {name} under account {} has registered consumers. Deregister them, or set EnforceConsumerDeletion.",
-            service.config.account
+            tenant.account
         )));
     }
-    service.engine.delete_stream(&name).await?;
-    service.leases.revoke_stream(&name);
-    service
+    tenant.engine.delete_stream(&name).await?;
+    tenant.leases.revoke_stream(&name);
+    tenant
         .state
         .update(|state| {
             state.forget_stream(&name);
@@ -202,8 +202,8 @@ struct Extras {
     warm_throughput_mibps: Option<u64>,
 }
 
-fn extras(service: &Service, name: &str, created_ms: u64) -> Extras {
-    service.state.read(|state| {
+fn extras(tenant: &Tenant, name: &str, created_ms: u64) -> Extras {
+    tenant.state.read(|state| {
         let extras = state.stream(name, created_ms);
         let encryption = extras.and_then(|e| e.encryption.clone());
         Extras {
@@ -221,20 +221,20 @@ fn extras(service: &Service, name: &str, created_ms: u64) -> Extras {
 }
 
 pub async fn describe_stream(
-    service: &Service,
+    tenant: &Tenant,
     input: DescribeStreamInput,
 ) -> Result<DescribeStreamOutput, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     let limit = input.limit.map(|l| l.min(100) as usize);
     let description =
-        service
+        tenant
             .engine
             .describe_stream(&name, limit, input.exclusive_start_shard_id.as_deref())?;
-    let extras = extras(service, &name, description.created_ms);
+    let extras = extras(tenant, &name, description.created_ms);
     Ok(DescribeStreamOutput {
         stream_description: StreamDescription {
-            stream_arn: service.stream_arn(&name),
-            stream_status: status_name(service.status(&name)),
+            stream_arn: tenant.stream_arn(&name),
+            stream_status: status_name(tenant.status(&name)),
             stream_mode_details: StreamModeDetails::of(description.mode),
             shards: description.shards.iter().map(Shard::of).collect(),
             has_more_shards: description.has_more_shards,
@@ -288,16 +288,16 @@ pub struct DescribeStreamSummaryOutput {
 }
 
 pub async fn describe_stream_summary(
-    service: &Service,
+    tenant: &Tenant,
     input: StreamRef,
 ) -> Result<DescribeStreamSummaryOutput, ApiError> {
-    let name = input.resolve(service)?;
-    let summary = service.engine.describe_stream_summary(&name)?;
-    let extras = extras(service, &name, summary.created_ms);
+    let name = input.resolve(tenant)?;
+    let summary = tenant.engine.describe_stream_summary(&name)?;
+    let extras = extras(tenant, &name, summary.created_ms);
     Ok(DescribeStreamSummaryOutput {
         stream_description_summary: StreamDescriptionSummary {
-            stream_arn: service.stream_arn(&name),
-            stream_status: status_name(service.status(&name)),
+            stream_arn: tenant.stream_arn(&name),
+            stream_status: status_name(tenant.status(&name)),
             stream_mode_details: StreamModeDetails::of(summary.mode),
             retention_period_hours: summary.retention_hours,
             stream_creation_timestamp: timestamp(summary.created_ms),
@@ -360,19 +360,19 @@ pub struct ListStreamsOutput {
 
 /// ListStreams' NextToken is the last name of the page (the model allows any text).
 pub async fn list_streams(
-    service: &Service,
+    tenant: &Tenant,
     input: ListStreamsInput,
 ) -> Result<ListStreamsOutput, ApiError> {
     let limit = input.limit.map_or(100, |l| l as usize);
     let after = input.next_token.or(input.exclusive_start_stream_name);
-    let page = service.engine.list_streams(Some(limit), after.as_deref())?;
+    let page = tenant.engine.list_streams(Some(limit), after.as_deref())?;
     let mut summaries = Vec::with_capacity(page.names.len());
     for name in &page.names {
         // A stream deleted since the listing is left out of the summaries.
-        if let Ok(summary) = service.engine.describe_stream_summary(name) {
+        if let Ok(summary) = tenant.engine.describe_stream_summary(name) {
             summaries.push(StreamSummaryEntry {
-                stream_arn: service.stream_arn(name),
-                stream_status: status_name(service.status(name)),
+                stream_arn: tenant.stream_arn(name),
+                stream_status: status_name(tenant.status(name)),
                 stream_mode_details: StreamModeDetails::of(summary.mode),
                 stream_creation_timestamp: timestamp(summary.created_ms),
                 stream_name: name.clone(),
@@ -410,44 +410,38 @@ fn retention_hours(hours: Option<i64>) -> u32 {
 }
 
 async fn change_retention(
-    service: &Service,
+    tenant: &Tenant,
     input: RetentionInput,
     increase: bool,
 ) -> Result<Empty, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
-    service.require_active(&name)?;
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
+    tenant.require_active(&name)?;
     let hours = retention_hours(input.retention_period_hours);
     if increase {
-        service.engine.increase_retention(&name, hours).await?;
+        tenant.engine.increase_retention(&name, hours).await?;
     } else {
-        service.engine.decrease_retention(&name, hours).await?;
+        tenant.engine.decrease_retention(&name, hours).await?;
     }
-    service.begin_transition(&name, StreamStatus::Updating);
+    tenant.begin_transition(&name, StreamStatus::Updating);
     Ok(Empty {})
 }
 
-pub async fn increase_retention(
-    service: &Service,
-    input: RetentionInput,
-) -> Result<Empty, ApiError> {
-    change_retention(service, input, true).await
+pub async fn increase_retention(tenant: &Tenant, input: RetentionInput) -> Result<Empty, ApiError> {
+    change_retention(tenant, input, true).await
 }
 
-pub async fn decrease_retention(
-    service: &Service,
-    input: RetentionInput,
-) -> Result<Empty, ApiError> {
-    change_retention(service, input, false).await
+pub async fn decrease_retention(tenant: &Tenant, input: RetentionInput) -> Result<Empty, ApiError> {
+    change_retention(tenant, input, false).await
 }
 
 /// Records the WarmThroughputMiBps asked for (Sluice has no warm-up to do; it reports it).
 pub async fn store_warm_throughput(
-    service: &Service,
+    tenant: &Tenant,
     name: &str,
     mibps: u64,
 ) -> Result<(), ApiError> {
-    let created_ms = service.engine.describe_stream_summary(name)?.created_ms;
-    service
+    let created_ms = tenant.engine.describe_stream_summary(name)?.created_ms;
+    tenant
         .state
         .update(|state| {
             state.stream_mut(name, created_ms).warm_throughput_mibps = Some(mibps);
@@ -479,13 +473,13 @@ impl Validate for UpdateMaxRecordSizeInput {
 }
 
 pub async fn update_max_record_size(
-    service: &Service,
+    tenant: &Tenant,
     input: UpdateMaxRecordSizeInput,
 ) -> Result<Empty, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
-    service.require_active(&name)?;
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
+    tenant.require_active(&name)?;
     let bytes = input.max_record_size_in_ki_b.expect("validated") as u64 * 1024;
-    service.engine.update_max_record_size(&name, bytes).await?;
+    tenant.engine.update_max_record_size(&name, bytes).await?;
     Ok(Empty {})
 }
 
@@ -521,21 +515,21 @@ impl Validate for UpdateStreamModeInput {
 }
 
 pub async fn update_stream_mode(
-    service: &Service,
+    tenant: &Tenant,
     input: UpdateStreamModeInput,
 ) -> Result<Empty, ApiError> {
-    let name = service.resolve(&None, &input.stream_arn)?;
-    service.require_active(&name)?;
+    let name = tenant.resolve(&None, &input.stream_arn)?;
+    tenant.require_active(&name)?;
     let mode = input
         .stream_mode_details
         .as_ref()
         .and_then(StreamModeDetails::mode)
         .expect("validated");
-    service.engine.update_stream_mode(&name, mode).await?;
+    tenant.engine.update_stream_mode(&name, mode).await?;
     if let Some(mibps) = input.warm_throughput_mi_bps {
-        store_warm_throughput(service, &name, mibps as u64).await?;
+        store_warm_throughput(tenant, &name, mibps as u64).await?;
     }
-    service.begin_transition(&name, StreamStatus::Updating);
+    tenant.begin_transition(&name, StreamStatus::Updating);
     Ok(Empty {})
 }
 
@@ -552,15 +546,15 @@ pub struct DescribeLimitsOutput {
 const ON_DEMAND_STREAMS_MAX: usize = 50;
 
 pub async fn describe_limits(
-    service: &Service,
+    tenant: &Tenant,
     _input: Empty,
 ) -> Result<DescribeLimitsOutput, ApiError> {
     let (mut open_shards, mut on_demand) = (0, 0);
     let mut after: Option<String> = None;
     loop {
-        let page = service.engine.list_streams(Some(1000), after.as_deref())?;
+        let page = tenant.engine.list_streams(Some(1000), after.as_deref())?;
         for name in &page.names {
-            if let Ok(summary) = service.engine.describe_stream_summary(name) {
+            if let Ok(summary) = tenant.engine.describe_stream_summary(name) {
                 open_shards += summary.open_shard_count;
                 on_demand += usize::from(summary.mode == StreamMode::OnDemand);
             }
@@ -571,7 +565,7 @@ pub async fn describe_limits(
         after = page.names.last().cloned();
     }
     Ok(DescribeLimitsOutput {
-        shard_limit: service.config.shards_max,
+        shard_limit: tenant.config.shards_max,
         open_shard_count: open_shards,
         on_demand_stream_count: on_demand,
         on_demand_stream_count_limit: ON_DEMAND_STREAMS_MAX,

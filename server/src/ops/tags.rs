@@ -2,8 +2,8 @@
 //! ARN forms (TagResource, UntagResource, ListTagsForResource) for streams and consumers.
 
 use crate::arn::{ConsumerArn, StreamArn};
-use crate::service::Service;
 use crate::shapes::{Empty, Tag};
+use crate::tenant::Tenant;
 use crate::wire::bounded::{TagKeys, TagMap};
 use crate::wire::{ApiError, Validate, Validator};
 use serde::{Deserialize, Serialize};
@@ -29,10 +29,10 @@ impl Validate for AddTagsInput {
     }
 }
 
-pub async fn add_tags_to_stream(service: &Service, input: AddTagsInput) -> Result<Empty, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+pub async fn add_tags_to_stream(tenant: &Tenant, input: AddTagsInput) -> Result<Empty, ApiError> {
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     let tags = input.tags.expect("validated").entries.into_iter().collect();
-    service.engine.add_tags(&name, tags).await?;
+    tenant.engine.add_tags(&name, tags).await?;
     Ok(Empty {})
 }
 
@@ -54,11 +54,11 @@ impl Validate for RemoveTagsInput {
 }
 
 pub async fn remove_tags_from_stream(
-    service: &Service,
+    tenant: &Tenant,
     input: RemoveTagsInput,
 ) -> Result<Empty, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
-    service
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
+    tenant
         .engine
         .remove_tags(&name, input.tag_keys.expect("validated").into_items())
         .await?;
@@ -96,12 +96,12 @@ pub struct ListTagsForStreamOutput {
 }
 
 pub async fn list_tags_for_stream(
-    service: &Service,
+    tenant: &Tenant,
     input: ListTagsForStreamInput,
 ) -> Result<ListTagsForStreamOutput, ApiError> {
-    let name = service.resolve(&input.stream_name, &input.stream_arn)?;
+    let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     let limit = input.limit.map_or(TAGS_MAX, |l| l as usize);
-    let mut tags: Vec<Tag> = service
+    let mut tags: Vec<Tag> = tenant
         .engine
         .list_tags(&name)?
         .into_iter()
@@ -131,9 +131,9 @@ enum Resource {
     },
 }
 
-fn resource(service: &Service, arn: &str) -> Result<Resource, ApiError> {
+fn resource(tenant: &Tenant, arn: &str) -> Result<Resource, ApiError> {
     if let Some(consumer) = ConsumerArn::parse(arn) {
-        service.check_arn_scope(&consumer.stream)?;
+        tenant.check_arn_scope(&consumer.stream)?;
         return Ok(Resource::Consumer {
             stream: consumer.stream.stream.to_owned(),
             consumer: consumer.consumer.to_owned(),
@@ -142,7 +142,7 @@ fn resource(service: &Service, arn: &str) -> Result<Resource, ApiError> {
     }
     match StreamArn::parse(arn) {
         Some(stream) => {
-            service.check_arn_scope(&stream)?;
+            tenant.check_arn_scope(&stream)?;
             Ok(Resource::Stream(stream.stream.to_owned()))
         }
         None => Err(ApiError::invalid_argument(format!(
@@ -158,14 +158,14 @@ fn validate_resource_arn(v: &mut Validator, arn: &Option<String>) {
 
 /// Applies `change` to the tags of a registered consumer.
 async fn with_consumer_tags<R>(
-    service: &Service,
+    tenant: &Tenant,
     stream: &str,
     consumer: &str,
     created_s: u64,
     change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<R, ApiError>,
 ) -> Result<R, ApiError> {
-    let stream_created_ms = service.engine.describe_stream_summary(stream)?.created_ms;
-    service
+    let stream_created_ms = tenant.engine.describe_stream_summary(stream)?.created_ms;
+    tenant
         .state
         .update(|state| {
             let extras = state.stream_mut(stream, stream_created_ms);
@@ -199,11 +199,11 @@ impl Validate for TagResourceInput {
     }
 }
 
-pub async fn tag_resource(service: &Service, input: TagResourceInput) -> Result<Empty, ApiError> {
+pub async fn tag_resource(tenant: &Tenant, input: TagResourceInput) -> Result<Empty, ApiError> {
     let tags = input.tags.expect("validated").entries;
-    match resource(service, input.resource_arn.as_deref().expect("validated"))? {
+    match resource(tenant, input.resource_arn.as_deref().expect("validated"))? {
         Resource::Stream(name) => {
-            service
+            tenant
                 .engine
                 .add_tags(&name, tags.into_iter().collect())
                 .await?
@@ -213,7 +213,7 @@ pub async fn tag_resource(service: &Service, input: TagResourceInput) -> Result<
             consumer,
             created_s,
         } => {
-            with_consumer_tags(service, &stream, &consumer, created_s, |current| {
+            with_consumer_tags(tenant, &stream, &consumer, created_s, |current| {
                 let mut next = current.clone();
                 next.extend(tags);
                 if next.len() > TAGS_MAX {
@@ -246,19 +246,16 @@ impl Validate for UntagResourceInput {
     }
 }
 
-pub async fn untag_resource(
-    service: &Service,
-    input: UntagResourceInput,
-) -> Result<Empty, ApiError> {
+pub async fn untag_resource(tenant: &Tenant, input: UntagResourceInput) -> Result<Empty, ApiError> {
     let keys = input.tag_keys.expect("validated").into_items();
-    match resource(service, input.resource_arn.as_deref().expect("validated"))? {
-        Resource::Stream(name) => service.engine.remove_tags(&name, keys).await?,
+    match resource(tenant, input.resource_arn.as_deref().expect("validated"))? {
+        Resource::Stream(name) => tenant.engine.remove_tags(&name, keys).await?,
         Resource::Consumer {
             stream,
             consumer,
             created_s,
         } => {
-            with_consumer_tags(service, &stream, &consumer, created_s, |current| {
+            with_consumer_tags(tenant, &stream, &consumer, created_s, |current| {
                 keys.iter().for_each(|key| {
                     current.remove(key);
                 });
@@ -290,17 +287,17 @@ pub struct ListTagsForResourceOutput {
 }
 
 pub async fn list_tags_for_resource(
-    service: &Service,
+    tenant: &Tenant,
     input: ListTagsForResourceInput,
 ) -> Result<ListTagsForResourceOutput, ApiError> {
-    let tags = match resource(service, input.resource_arn.as_deref().expect("validated"))? {
-        Resource::Stream(name) => service.engine.list_tags(&name)?,
+    let tags = match resource(tenant, input.resource_arn.as_deref().expect("validated"))? {
+        Resource::Stream(name) => tenant.engine.list_tags(&name)?,
         Resource::Consumer {
             stream,
             consumer,
             created_s,
         } => {
-            with_consumer_tags(service, &stream, &consumer, created_s, |current| {
+            with_consumer_tags(tenant, &stream, &consumer, created_s, |current| {
                 Ok(current.clone().into_iter().collect())
             })
             .await?

@@ -60,8 +60,31 @@ def test_boto3_signs_and_is_accepted(endpoint):
 def test_bad_credentials_are_refused(endpoint):
     expect_error("InvalidSignatureException", client(endpoint, secret="wrong").list_streams)
     expect_error("UnrecognizedClientException", client(endpoint, key="AKIDUNKNOWN").list_streams)
-    error = expect_error("InvalidSignatureException", client(endpoint, region="eu-west-1").list_streams)
-    assert "region" in error.response["Error"]["Message"]
+    body = b"{}"
+    headers = signed(endpoint, body, "ListStreams", region="Not_A_Region")
+    status, reply = raw(endpoint, "ListStreams", body, headers)
+    assert (status, reply["__type"]) == (400, "InvalidSignatureException") and "region" in reply["message"], reply
+
+
+def test_credentials_and_regions_are_tenants(endpoint):
+    home = client(endpoint)
+    other = client(endpoint, key="AKIDOTHER", secret="secret2", region="eu-west-1")
+    home_eu = client(endpoint, region="eu-west-1")
+    name = unique("tenant")
+    for k in (home, other, home_eu):
+        k.create_stream(StreamName=name, ShardCount=1)
+    arn = other.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+    assert arn == f"arn:aws:kinesis:eu-west-1:111111111111:stream/{name}", arn
+    assert home_eu.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"].startswith("arn:aws:kinesis:eu-west-1:000000000000:")
+    other.put_record(StreamName=name, PartitionKey="k", Data=b"theirs")
+    it = home.get_shard_iterator(StreamName=name, ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    assert home.get_records(ShardIterator=it)["Records"] == [], "a tenant sees only its own records"
+    expect_error("ResourceNotFoundException", home.describe_stream_summary, StreamARN=arn)
+    only = unique("only")
+    other.create_stream(StreamName=only, ShardCount=1)
+    assert only in other.list_streams()["StreamNames"] and only not in home.list_streams()["StreamNames"]
+    error = expect_error("ResourceNotFoundException", other.describe_stream, StreamName="missing-here")
+    assert "under account 111111111111" in error.response["Error"]["Message"], error.response
 
 
 def test_missing_malformed_stale_and_tampered_signatures(endpoint):

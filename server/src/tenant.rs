@@ -1,0 +1,199 @@
+//! A tenant: one account in one region, with its own engine and server state. The helpers
+//! every operation uses live here (resolving StreamName/StreamARN, stream status, fault
+//! injection). Without authentication every request is the configured account and region.
+
+use crate::arn::StreamArn;
+use crate::config::{ACCOUNT_DEFAULT, ServeConfig};
+use crate::state::ServerState;
+use crate::subscribe::Leases;
+use crate::wire::ApiError;
+use sluice_core::{Engine, EngineConfig, StreamStatus, ThroughputLimits};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One account and region: its streams (an engine of its own) and its server state.
+pub struct Tenant {
+    /// The engine.
+    pub engine: Engine,
+    /// Consumers and the other settings the engine does not hold.
+    pub(crate) state: ServerState,
+    /// Settings shared by every tenant.
+    pub config: Arc<ServeConfig>,
+    /// 12-digit account id.
+    pub account: String,
+    /// Region.
+    pub region: String,
+    /// SubscribeToShard leases.
+    pub(crate) leases: Leases,
+    /// Streams in a transitional status until a time (only with `status_delay_ms > 0`).
+    transitions: Mutex<HashMap<String, (StreamStatus, u64)>>,
+    /// xorshift state for fault injection.
+    fault_rng: AtomicU64,
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Tenant {
+    /// Opens the tenant's engine and server state in `data_dir`.
+    pub fn open(
+        config: Arc<ServeConfig>,
+        account: &str,
+        region: &str,
+        data_dir: &Path,
+    ) -> anyhow::Result<Tenant> {
+        std::fs::create_dir_all(data_dir)?;
+        let mut engine_config = EngineConfig::new(data_dir);
+        engine_config.cores = config.cores;
+        engine_config.segment_size_bytes = config.segment_size_bytes;
+        engine_config.durability = config.durability;
+        engine_config.shards_max = config.shards_max;
+        if config.enforce_limits {
+            engine_config.throughput_limits = Some(ThroughputLimits::default());
+        }
+        let engine = Engine::open(engine_config)?;
+        let state = ServerState::open(data_dir)?;
+        Ok(Tenant {
+            engine,
+            state,
+            account: account.to_owned(),
+            region: region.to_owned(),
+            leases: Leases::default(),
+            transitions: Mutex::new(HashMap::new()),
+            fault_rng: AtomicU64::new(now_ms() | 1),
+            config,
+        })
+    }
+
+    /// The ARN of a stream.
+    pub fn stream_arn(&self, stream: &str) -> String {
+        StreamArn::format(&self.region, &self.account, stream)
+    }
+
+    /// The stream a request names by StreamName or StreamARN (one is required; both must
+    /// agree).
+    pub fn resolve(&self, name: &Option<String>, arn: &Option<String>) -> Result<String, ApiError> {
+        let from_arn = match arn {
+            Some(arn) => {
+                let parsed = StreamArn::parse(arn).ok_or_else(|| {
+                    ApiError::invalid_argument(format!("Invalid StreamARN {arn}"))
+                })?;
+                self.check_arn_scope(&parsed)?;
+                Some(parsed.stream)
+            }
+            None => None,
+        };
+        match (name.as_deref(), from_arn) {
+            (Some(name), Some(other)) if name != other => Err(ApiError::invalid_argument(format!(
+                "StreamName {name} and StreamARN {} name different streams.",
+                arn.as_deref().unwrap_or_default()
+            ))),
+            (Some(name), _) => Ok(name.to_owned()),
+            (None, Some(from_arn)) => Ok(from_arn.to_owned()),
+            (None, None) => Err(ApiError::validation(
+                "Either StreamName or StreamARN must be provided.",
+            )),
+        }
+    }
+
+    /// An ARN must name this server's region and account: its streams exist nowhere else.
+    pub fn check_arn_scope(&self, arn: &StreamArn<'_>) -> Result<(), ApiError> {
+        if arn.region == self.region && arn.account == self.account {
+            return Ok(());
+        }
+        Err(ApiError::not_found(format!(
+            "Stream {} under account {} not found (this endpoint serves account {} in {}).",
+            arn.stream, arn.account, self.account, self.region
+        )))
+    }
+
+    /// Engine messages name the default account; say the configured one.
+    pub fn localize(&self, mut error: ApiError) -> ApiError {
+        if self.account != ACCOUNT_DEFAULT {
+            error.message = error.message.replace(
+                &format!("account {ACCOUNT_DEFAULT}"),
+                &format!("account {}", self.account),
+            );
+        }
+        error
+    }
+
+    /// The status to report for an existing stream.
+    pub fn status(&self, stream: &str) -> StreamStatus {
+        let mut transitions = self.transitions.lock().expect("transitions lock");
+        match transitions.get(stream) {
+            Some(&(status, until_ms)) if now_ms() < until_ms => status,
+            Some(_) => {
+                transitions.remove(stream);
+                StreamStatus::Active
+            }
+            None => StreamStatus::Active,
+        }
+    }
+
+    /// Reports `status` for the configured delay after a change to `stream`.
+    pub fn begin_transition(&self, stream: &str, status: StreamStatus) {
+        let mut transitions = self.transitions.lock().expect("transitions lock");
+        if self.config.status_delay_ms == 0 {
+            transitions.remove(stream);
+            return;
+        }
+        let until_ms = now_ms() + self.config.status_delay_ms;
+        transitions.insert(stream.to_owned(), (status, until_ms));
+    }
+
+    /// Control operations need an ACTIVE stream.
+    pub fn require_active(&self, stream: &str) -> Result<(), ApiError> {
+        match self.status(stream) {
+            StreamStatus::Active => Ok(()),
+            status => Err(ApiError::in_use(format!(
+                "Stream {stream} under account {} not ACTIVE, instead in state {}",
+                self.account,
+                crate::shapes::status_name(status)
+            ))),
+        }
+    }
+
+    /// With `fault_probability > 0`: fails a data-plane call now and then, half the time
+    /// as a throttle and half as an internal failure.
+    pub fn inject_fault(&self, stream: &str) -> Result<(), ApiError> {
+        let p = self.config.fault_probability;
+        if p <= 0.0 {
+            return Ok(());
+        }
+        let draw = self.next_random();
+        let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
+        if unit >= p {
+            return Ok(());
+        }
+        if draw & 1 == 0 {
+            Err(ApiError::new(
+                "ProvisionedThroughputExceededException",
+                format!(
+                    "Rate exceeded for stream {stream} under account {} (injected fault).",
+                    self.account
+                ),
+            ))
+        } else {
+            Err(ApiError::internal(
+                "Internal service failure (injected fault).",
+            ))
+        }
+    }
+
+    fn next_random(&self) -> u64 {
+        let mut x = self.fault_rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.fault_rng.store(x, Ordering::Relaxed);
+        x
+    }
+}
