@@ -55,7 +55,9 @@ impl<'de> Deserialize<'de> for Blob {
         if deserializer.is_human_readable() {
             deserializer.deserialize_str(BlobVisitor)
         } else {
-            deserializer.deserialize_bytes(BlobVisitor)
+            // `byte_buf`, not `bytes`: ciborium serves `bytes` only for strings that fit its
+            // 4 KiB scratch buffer (and never for indefinite-length ones).
+            deserializer.deserialize_byte_buf(BlobVisitor)
         }
     }
 }

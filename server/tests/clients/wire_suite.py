@@ -92,6 +92,13 @@ def test_every_operation_round_trips_in_cbor(endpoint):
     summary = cbor_call(e, "DescribeStreamSummary", {"StreamARN": arn})["StreamDescriptionSummary"]
     assert summary["OpenShardCount"] == 2
     assert name in cbor_call(e, "ListStreams", {})["StreamNames"]
+    big = bytes(range(256)) * 256  # 64 KiB: past ciborium's 4 KiB scratch buffer
+    assert cbor_call(e, "PutRecord", {"StreamName": name, "PartitionKey": "big", "Data": big, "ExplicitHashKey": "1"})["ShardId"] == "shardId-000000000000"
+    # An indefinite-length byte string (chunks), as streaming CBOR encoders write them.
+    chunked = b"\xa4" + cbor2.dumps("StreamName")[0:] + cbor2.dumps(name) + cbor2.dumps("PartitionKey") + cbor2.dumps("chunked") \
+        + cbor2.dumps("ExplicitHashKey") + cbor2.dumps("1") + cbor2.dumps("Data") + b"\x5f" + cbor2.dumps(b"ab") + cbor2.dumps(b"cd") + b"\xff"
+    status, _, body = post(e, "PutRecord", chunked, CBOR)
+    assert status == 200, cbor2.loads(body)
     put = cbor_call(e, "PutRecord", {"StreamName": name, "PartitionKey": "k", "Data": b"\x00\xffbinary", "ExplicitHashKey": "0"})
     assert put["ShardId"] == "shardId-000000000000"
     puts = cbor_call(e, "PutRecords", {"StreamARN": arn, "Records": [{"PartitionKey": "k", "Data": b"two", "ExplicitHashKey": "1"}]})
@@ -99,10 +106,10 @@ def test_every_operation_round_trips_in_cbor(endpoint):
     before_ms = int(time.time() * 1000) - 60_000
     it = cbor_call(e, "GetShardIterator", {"StreamName": name, "ShardId": "shardId-000000000000", "ShardIteratorType": "AT_TIMESTAMP", "Timestamp": ms_tag(before_ms)})["ShardIterator"]
     got = cbor_call(e, "GetRecords", {"ShardIterator": it})
-    assert [r["Data"] for r in got["Records"]] == [b"\x00\xffbinary", b"two"], "blobs are byte strings"
+    assert [r["Data"] for r in got["Records"]] == [big, b"abcd", b"\x00\xffbinary", b"two"], "blobs are byte strings"
     assert got["Records"][0]["ApproximateArrivalTimestamp"] >= before_ms
     untagged = cbor_call(e, "GetShardIterator", {"StreamName": name, "ShardId": "shardId-000000000000", "ShardIteratorType": "AT_TIMESTAMP", "Timestamp": before_ms})
-    assert [r["Data"] for r in cbor_call(e, "GetRecords", {"ShardIterator": untagged["ShardIterator"]})["Records"]][0] == b"\x00\xffbinary", "untagged epoch ms works too"
+    assert [r["Data"] for r in cbor_call(e, "GetRecords", {"ShardIterator": untagged["ShardIterator"]})["Records"]][0] == big, "untagged epoch ms works too"
     shards = cbor_call(e, "ListShards", {"StreamName": name, "ShardFilter": {"Type": "FROM_TIMESTAMP", "Timestamp": ms_tag(before_ms)}})["Shards"]
     assert len(shards) == 2
     cbor_call(e, "SplitShard", {"StreamName": name, "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": str(2**125)})
