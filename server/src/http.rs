@@ -243,34 +243,65 @@ const OVERSIZED_DRAIN_BYTES_MAX: usize = 64 << 20;
 /// Request bodies are accounted in units of this many bytes against the server's budget.
 const BODY_BUDGET_UNIT: usize = 1024;
 
-/// The whole body, up to `limit` bytes; a larger one is drained (bounded) and refused.
-/// Before reading, the body's bytes are reserved against the server-wide budget at once
-/// (its Content-Length, or `limit` when it has none; all or nothing, so requests holding
-/// part of what they need cannot block each other): when the budget is spent, new bodies
-/// wait, and many large bodies at once slow down instead of exhausting memory. The permit
-/// returned keeps the reservation until the request is answered.
+/// How long a request waits for its share of the body budget before it is refused as a
+/// retryable InternalFailure.
+const BODY_BUDGET_WAIT: Duration = Duration::from_secs(10);
+/// How long a body may take to arrive once its budget is reserved.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The whole body, up to `limit` bytes; a larger one (declared or found) is drained, not
+/// kept, and refused. Before reading, the body's bytes are reserved against the server-wide
+/// budget at once (its Content-Length, or `limit` when it has none; all or nothing, so
+/// requests holding part of what they need cannot block each other). A reservation is
+/// waited for at most `BODY_BUDGET_WAIT` and held at most `BODY_READ_TIMEOUT` while the body
+/// arrives, so clients that stall (or HTTP/2 streams starved of flow-control credit) cannot
+/// hold the budget for ever. The permit returned keeps the reservation until the request is
+/// answered.
 async fn read_body(
-    mut body: Incoming,
+    body: Incoming,
     declared_len: Option<usize>,
     limit: usize,
     budget: &Arc<Semaphore>,
 ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), ApiError> {
+    let oversized = declared_len.is_some_and(|len| len > limit);
     let reserve = match declared_len {
-        Some(len) if len > limit => 0, // refused below, after draining
+        _ if oversized => 0,
         Some(len) => len,
         None => limit,
     };
     let permit = match reserve.div_ceil(BODY_BUDGET_UNIT) {
         0 => None,
-        units => Some(
-            budget
-                .clone()
-                .acquire_many_owned(units as u32)
-                .await
-                .map_err(|_| ApiError::internal("The server is shutting down."))?,
-        ),
+        units => {
+            let units = u32::try_from(units).unwrap_or(u32::MAX);
+            let acquire = budget.clone().acquire_many_owned(units);
+            match tokio::time::timeout(BODY_BUDGET_WAIT, acquire).await {
+                Ok(Ok(permit)) => Some(permit),
+                Ok(Err(_)) => return Err(ApiError::internal("The server is shutting down.")),
+                Err(_) => {
+                    return Err(ApiError::internal(
+                        "The server is busy receiving other requests; retry.",
+                    ));
+                }
+            }
+        }
     };
-    let mut collected = bytes::BytesMut::with_capacity(reserve.min(limit));
+    let collect = collect_body(body, limit, oversized, reserve);
+    match tokio::time::timeout(BODY_READ_TIMEOUT, collect).await {
+        Ok(collected) => Ok((collected?, permit)),
+        Err(_) => Err(ApiError::serialization(format!(
+            "The request body did not arrive within {} s.",
+            BODY_READ_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+async fn collect_body(
+    mut body: Incoming,
+    limit: usize,
+    mut oversized: bool,
+    capacity: usize,
+) -> Result<Bytes, ApiError> {
+    let mut collected = bytes::BytesMut::with_capacity(capacity.min(limit));
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| ApiError::serialization("The request body was cut off."))?;
@@ -278,16 +309,17 @@ async fn read_body(
             continue;
         };
         seen += data.len();
-        if seen <= limit {
+        oversized |= seen > limit;
+        if !oversized {
             collected.extend_from_slice(&data);
         } else if seen > OVERSIZED_DRAIN_BYTES_MAX {
             break;
         }
     }
-    if seen > limit {
+    if oversized {
         return Err(ApiError::too_large(limit));
     }
-    Ok((collected.freeze(), permit))
+    Ok(collected.freeze())
 }
 
 fn with_ids(response: hyper::http::response::Builder) -> hyper::http::response::Builder {

@@ -54,6 +54,9 @@ pub struct ServeArgs {
     /// Largest request body, MiB.
     #[arg(long, default_value_t = 16)]
     body_mib: usize,
+    /// Request body bytes held at once over all requests, MiB (at least --body-mib).
+    #[arg(long, default_value_t = 512)]
+    body_budget_mib: usize,
     /// How long a SubscribeToShard stream lasts (ms; Kinesis: 5 minutes).
     #[arg(long, default_value_t = 300_000)]
     subscription_ms: u64,
@@ -101,7 +104,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.fault_probability = args.fault_probability;
     config.cores = args.cores;
     config.segment_size_bytes = args.segment_mib << 20;
+    anyhow::ensure!(
+        (1..=256).contains(&args.body_mib),
+        "--body-mib must be between 1 and 256"
+    );
     config.body_bytes_max = args.body_mib << 20;
+    config.body_bytes_in_flight_max = args.body_budget_mib.max(args.body_mib) << 20;
     anyhow::ensure!(
         args.subscription_ms > 0 && args.heartbeat_ms > 0,
         "--subscription-ms and --heartbeat-ms must be positive"

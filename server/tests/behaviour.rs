@@ -477,3 +477,49 @@ async fn huge_lists_are_counted_not_materialized() {
     println!("peak resident memory: {peak_mb} MiB");
     assert!(peak_mb < 250, "peak resident memory {peak_mb} MiB");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_cannot_hold_the_body_budget_for_ever() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    // A 1 MiB budget (the server keeps room for one largest body plus 1 KiB).
+    let server = TestServer::start(dir.path(), &["--body-mib", "1", "--body-budget-mib", "1"]);
+    let mut client = KinesisClient::connect(server.address).await.unwrap();
+    create(&mut client, "budget", 1).await;
+    // Two bodies that never arrive: one of the maximum size, one taking the last KiB.
+    let stall = |length: usize| {
+        let mut stream = std::net::TcpStream::connect(server.address).unwrap();
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n\
+             X-Amz-Target: Kinesis_20131202.PutRecord\r\nContent-Length: {length}\r\n\r\n"
+        )
+        .unwrap();
+        stream
+    };
+    let stalled = (stall(1 << 20), stall(1024));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let error = client
+        .call::<_, Value>("DescribeStreamSummary", &json!({"StreamName": "budget"}))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.name.as_str(), error.status),
+        ("InternalFailureException", 500),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "refused after {:?}",
+        started.elapsed()
+    );
+    // The stalled client goes away: its reservation returns and requests go through.
+    drop(stalled);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let summary: Value = client
+        .call("DescribeStreamSummary", &json!({"StreamName": "budget"}))
+        .await
+        .unwrap();
+    assert_eq!(summary["StreamDescriptionSummary"]["OpenShardCount"], 1);
+}
