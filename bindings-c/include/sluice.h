@@ -99,7 +99,8 @@ typedef struct sluice_record {
   uint64_t arrival_timestamp_ms;
   // The sequence number's high 64 bits (its shard's index).
   uint64_t sequence_number_high;
-  // The sequence number's low 64 bits (its position in the shard).
+  // The sequence number's low 64 bits (its position in the shard plus one; 0 is the shard's
+  // start).
   uint64_t sequence_number_low;
 } sluice_record;
 

@@ -23,7 +23,8 @@ pub struct sluice_record {
     pub arrival_timestamp_ms: u64,
     /// The sequence number's high 64 bits (its shard's index).
     pub sequence_number_high: u64,
-    /// The sequence number's low 64 bits (its position in the shard).
+    /// The sequence number's low 64 bits (its position in the shard plus one; 0 is the shard's
+    /// start).
     pub sequence_number_low: u64,
 }
 

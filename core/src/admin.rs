@@ -84,9 +84,9 @@ pub struct ShardDescription {
     pub adjacent_parent_shard_id: Option<String>,
     /// Hash keys routed to it while open.
     pub hash_key_range: HashKeyRange,
-    /// Lowest sequence number it can hold.
+    /// Its starting sequence number: below every record it holds.
     pub starting_sequence_number: SequenceNumber,
-    /// Its last sequence number, once closed.
+    /// Once closed: the number of its last record (its starting number if it held none).
     pub ending_sequence_number: Option<SequenceNumber>,
 }
 
@@ -193,7 +193,7 @@ pub(crate) fn describe_shard(shard: &ShardState) -> ShardDescription {
         starting_sequence_number: SequenceNumber::shard_start(shard.index),
         ending_sequence_number: shard
             .ending_log_seq
-            .map(|end| SequenceNumber::new(shard.index, end.saturating_sub(1))),
+            .map(|end| SequenceNumber::last_before(shard.index, end)),
     }
 }
 

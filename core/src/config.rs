@@ -39,6 +39,9 @@ pub struct EngineConfig {
     pub spin_before_park_us: u64,
     /// Time source for arrival timestamps, retention and token expiry.
     pub clock: Arc<dyn Clock>,
+    /// Labels added to every per-shard metric (beside `stream` and `shard`), to tell engines
+    /// apart when one process runs several (the server labels its tenants' engines).
+    pub metric_labels: Vec<(String, String)>,
     /// Called on the control thread at each step of a reshard, for crash tests (a test
     /// process stops there and is killed). `None` in normal use.
     pub reshard_observer: Option<Arc<dyn Fn(ReshardStep) + Send + Sync>>,
@@ -90,6 +93,7 @@ impl EngineConfig {
             spin_before_park_us: 0,
             clock: Arc::new(SystemClock),
             reshard_observer: None,
+            metric_labels: Vec::new(),
         }
     }
 

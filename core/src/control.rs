@@ -274,6 +274,7 @@ impl Control {
                     reader,
                     limits,
                     now_ms,
+                    &self.shared.config.metric_labels,
                 ))),
                 Err(e) => failure = failure.or(Some(e)),
             }

@@ -16,16 +16,24 @@ pub(crate) struct ShardMetrics {
 }
 
 impl ShardMetrics {
-    pub(crate) fn new(stream: &str, shard: &str) -> ShardMetrics {
-        let labels = [("stream", stream.to_owned()), ("shard", shard.to_owned())];
+    pub(crate) fn new(stream: &str, shard: &str, extra: &[(String, String)]) -> ShardMetrics {
+        let mut labels = vec![
+            metrics::Label::new("stream", stream.to_owned()),
+            metrics::Label::new("shard", shard.to_owned()),
+        ];
+        labels.extend(
+            extra
+                .iter()
+                .map(|(k, v)| metrics::Label::new(k.clone(), v.clone())),
+        );
         ShardMetrics {
-            incoming_bytes: counter!("sluice_shard_incoming_bytes", &labels),
-            incoming_records: counter!("sluice_shard_incoming_records", &labels),
-            outgoing_bytes: counter!("sluice_shard_outgoing_bytes", &labels),
-            outgoing_records: counter!("sluice_shard_outgoing_records", &labels),
-            write_throttles: counter!("sluice_shard_write_throttled", &labels),
-            read_throttles: counter!("sluice_shard_read_throttled", &labels),
-            iterator_age_ms: gauge!("sluice_shard_iterator_age_ms", &labels),
+            incoming_bytes: counter!("sluice_shard_incoming_bytes", labels.clone()),
+            incoming_records: counter!("sluice_shard_incoming_records", labels.clone()),
+            outgoing_bytes: counter!("sluice_shard_outgoing_bytes", labels.clone()),
+            outgoing_records: counter!("sluice_shard_outgoing_records", labels.clone()),
+            write_throttles: counter!("sluice_shard_write_throttled", labels.clone()),
+            read_throttles: counter!("sluice_shard_read_throttled", labels.clone()),
+            iterator_age_ms: gauge!("sluice_shard_iterator_age_ms", labels.clone()),
         }
     }
 }

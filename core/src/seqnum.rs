@@ -26,6 +26,13 @@ impl SequenceNumber {
         SequenceNumber(u128::from(shard_index) << 64)
     }
 
+    /// The number just below log position `position` of shard `shard_index`: the last
+    /// record before it, or the shard's start when `position` is 0 (a closed shard that
+    /// never held a record ends there).
+    pub fn last_before(shard_index: u32, position: u64) -> SequenceNumber {
+        SequenceNumber(u128::from(shard_index) << 64 | u128::from(position))
+    }
+
     /// The shard the number belongs to, if it names one (the high bits beyond a u32 are zero).
     pub fn shard_index(self) -> Option<u32> {
         u32::try_from(self.0 >> 64).ok()
@@ -173,6 +180,8 @@ mod tests {
         assert_eq!(fifth.record_log_seq(), Some(4));
         assert_eq!((fifth.log_seq(), fifth.position_after()), (4, 5));
         assert_eq!(SequenceNumber(fifth.0 - 1), SequenceNumber::new(3, 3));
+        assert_eq!(SequenceNumber::last_before(3, 4), SequenceNumber::new(3, 3));
+        assert_eq!(SequenceNumber::last_before(3, 0), start);
     }
 
     #[test]

@@ -178,13 +178,8 @@ impl Verifier {
                 format!("Credential should be scoped to correct service: '{SERVICE}'."),
             ));
         }
-        // Each region is a tenant with a directory of its own: names only.
-        let region_ok = (1..=32).contains(&signature.region.len())
-            && signature
-                .region
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !region_ok {
+        // Each region is a tenant with a directory of its own: AWS region names only.
+        if !is_region_name(signature.region) {
             return Err(ApiError::new(
                 "InvalidSignatureException",
                 format!(
@@ -201,6 +196,25 @@ impl Verifier {
         }
         Ok(())
     }
+}
+
+/// An AWS region name: two letters, dash-separated words, a number (`us-east-1`,
+/// `us-gov-west-1`, `ap-southeast-2`).
+fn is_region_name(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    let [first, middle @ .., last] = &parts[..] else {
+        return false;
+    };
+    region.len() <= 32
+        && first.len() == 2
+        && first.bytes().all(|b| b.is_ascii_lowercase())
+        && !middle.is_empty()
+        && middle
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+        && !last.is_empty()
+        && last.len() <= 2
+        && last.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`.
@@ -548,6 +562,27 @@ mod tests {
         assert_eq!(uri_encode("/a b/", false), "/a%20b/");
         assert_eq!(percent_decode("a%2Fb+c%zz"), "a/b+c%zz");
         assert_eq!(collapse_spaces("  a   b "), "a b");
+        for region in [
+            "us-east-1",
+            "us-gov-west-1",
+            "ap-southeast-2",
+            "il-central-1",
+        ] {
+            assert!(is_region_name(region), "{region}");
+        }
+        for region in [
+            "",
+            "us",
+            "us-1",
+            "US-east-1",
+            "us-east-",
+            "us--1",
+            "a-b-1",
+            "us-east-123",
+            "../etc",
+        ] {
+            assert!(!is_region_name(region), "{region}");
+        }
         assert_eq!(parse_amz_date("2015083T123600Z"), None);
         // Percent-decoded query values can hold any character: no slicing inside one.
         assert_eq!(parse_amz_date("20260101\u{e9}00000Z"), None);

@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub subscription_ms: u64,
     /// Interval of the empty events a SubscribeToShard stream sends while idle.
     pub heartbeat_ms: u64,
+    /// (account, region) pairs served, the configured one included; each has an engine.
+    pub tenants_max: usize,
     /// Connections served at once; more wait in the listen backlog.
     pub connections_max: usize,
     /// Bytes of request bodies held at once over all requests; past it, reading waits.
@@ -81,6 +83,7 @@ impl ServeConfig {
             heartbeat_ms: 5_000,
             credentials: Vec::new(),
             connections_max: 4096,
+            tenants_max: 16,
             body_bytes_in_flight_max: 512 << 20,
         }
     }

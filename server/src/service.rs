@@ -9,7 +9,10 @@ use crate::config::ServeConfig;
 use crate::tenant::Tenant;
 use crate::wire::ApiError;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// A tenant being opened, or open: concurrent requests for it wait on the same cell.
+type TenantCell = Arc<tokio::sync::OnceCell<Arc<Tenant>>>;
 
 /// Shared by every connection.
 pub struct Service {
@@ -21,8 +24,9 @@ pub struct Service {
     pub(crate) verifier: Option<Verifier>,
     /// The configured account and region.
     default: Arc<Tenant>,
-    /// Other (account, region) tenants, opened on first use.
-    others: tokio::sync::Mutex<HashMap<Scope, Arc<Tenant>>>,
+    /// Other (account, region) tenants, opened on first use. The lock is held only to look
+    /// a cell up or add one, never while a tenant opens.
+    others: Mutex<HashMap<Scope, TenantCell>>,
 }
 
 impl Service {
@@ -42,7 +46,7 @@ impl Service {
             verifier: (!config.credentials.is_empty())
                 .then(|| Verifier::new(&config.credentials, &config.account)),
             default: Arc::new(default),
-            others: tokio::sync::Mutex::new(HashMap::new()),
+            others: Mutex::new(HashMap::new()),
             config,
         })
     }
@@ -60,24 +64,41 @@ impl Service {
         if scope.account == self.config.account && scope.region == self.config.region {
             return Ok(self.default.clone());
         }
-        let mut others = self.others.lock().await;
-        if let Some(tenant) = others.get(&scope) {
+        let cell = {
+            let mut others = self.others.lock().expect("tenants lock");
+            if !others.contains_key(&scope) && others.len() + 1 >= self.config.tenants_max {
+                return Err(ApiError::limit_exceeded(format!(
+                    "This endpoint serves at most {} account and region pairs.",
+                    self.config.tenants_max
+                )));
+            }
+            others.entry(scope.clone()).or_default().clone()
+        };
+        if let Some(tenant) = cell.get() {
             return Ok(tenant.clone());
         }
-        let dir = self
-            .config
-            .data_dir
-            .join("tenants")
-            .join(format!("{}-{}", scope.account, scope.region));
+        // Opened by a task of its own: a caller that goes away does not abandon an open
+        // half-way (holding the tenant's directory lock while nobody keeps the result).
         let config = self.config.clone();
-        let (account, region) = (scope.account.clone(), scope.region.clone());
-        let tenant =
-            tokio::task::spawn_blocking(move || Tenant::open(config, &account, &region, &dir))
+        let opening = tokio::spawn(async move {
+            cell.get_or_try_init(|| open_tenant(config, scope))
                 .await
-                .map_err(|e| ApiError::internal(format!("opening a tenant: {e}")))?
-                .map_err(|e| ApiError::internal(format!("opening the tenant's data: {e:#}")))?;
-        let tenant = Arc::new(tenant);
-        others.insert(scope, tenant.clone());
-        Ok(tenant)
+                .cloned()
+        });
+        opening
+            .await
+            .map_err(|e| ApiError::internal(format!("opening a tenant: {e}")))?
     }
+}
+
+async fn open_tenant(config: Arc<ServeConfig>, scope: Scope) -> Result<Arc<Tenant>, ApiError> {
+    let dir = config
+        .data_dir
+        .join("tenants")
+        .join(format!("{}-{}", scope.account, scope.region));
+    tokio::task::spawn_blocking(move || Tenant::open(config, &scope.account, &scope.region, &dir))
+        .await
+        .map_err(|e| ApiError::internal(format!("opening a tenant: {e}")))?
+        .map(Arc::new)
+        .map_err(|e| ApiError::internal(format!("opening the tenant's data: {e:#}")))
 }

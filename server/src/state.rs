@@ -55,16 +55,27 @@ pub struct Persisted {
 }
 
 impl Persisted {
-    /// The extras of the stream created at `created_ms`; stale ones are replaced.
-    pub fn stream_mut(&mut self, name: &str, created_ms: u64) -> &mut StreamExtras {
+    /// The extras of the stream created at `created_ms`; those of an older stream of the
+    /// name are replaced. A change for a stream older than the one stored (it was deleted
+    /// and created again since the caller looked) is refused, not applied to the new one.
+    pub fn stream_mut(
+        &mut self,
+        name: &str,
+        created_ms: u64,
+    ) -> Result<&mut StreamExtras, ApiError> {
         let extras = self.streams.entry(name.to_owned()).or_default();
+        if extras.stream_created_ms > created_ms {
+            return Err(ApiError::not_found(format!(
+                "Stream {name} was deleted and created again meanwhile; retry."
+            )));
+        }
         if extras.stream_created_ms != created_ms {
             *extras = StreamExtras {
                 stream_created_ms: created_ms,
                 ..StreamExtras::default()
             };
         }
-        extras
+        Ok(extras)
     }
 
     /// The extras of the stream created at `created_ms`, if any were stored for it.
@@ -77,8 +88,10 @@ impl Persisted {
     /// Forgets a deleted stream: its consumers, settings and policies. (A crash between
     /// the engine's delete and this leaves an entry whose creation time no stream has; it
     /// is never read, and replaced when the name is used again.)
-    pub fn forget_stream(&mut self, name: &str) {
-        self.streams.remove(name);
+    pub fn forget_stream(&mut self, name: &str, created_ms: u64) {
+        if self.stream(name, created_ms).is_some() {
+            self.streams.remove(name);
+        }
     }
 }
 
@@ -87,8 +100,8 @@ impl Persisted {
 #[derive(Debug)]
 pub struct ServerState {
     path: PathBuf,
-    current: RwLock<Arc<Persisted>>,
-    writer: tokio::sync::Mutex<()>,
+    current: Arc<RwLock<Arc<Persisted>>>,
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 const FILE_NAME: &str = "server-state.json";
@@ -118,8 +131,8 @@ impl ServerState {
         };
         Ok(ServerState {
             path,
-            current: RwLock::new(Arc::new(current)),
-            writer: tokio::sync::Mutex::new(()),
+            current: Arc::new(RwLock::new(Arc::new(current))),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -133,36 +146,50 @@ impl ServerState {
     }
 
     /// Applies `change` and persists the result before returning; on an error from
-    /// `change`, or a write that failed before its rename, nothing changes.
+    /// `change`, or a write that failed before its rename, nothing changes. The write and
+    /// the swap in memory run in a task of their own that holds the writer lock to the end:
+    /// a caller that goes away (a reset HTTP/2 stream) cannot leave a half-done write for the
+    /// next writer to trip over.
     pub async fn update<R>(
         &self,
         change: impl FnOnce(&mut Persisted) -> Result<R, ApiError>,
     ) -> Result<R, ApiError> {
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.clone().lock_owned().await;
         let current = self.snapshot();
         let mut next = Persisted::clone(&current);
         let result = change(&mut next)?;
         if next == *current {
             return Ok(result);
         }
-        let bytes = serde_json::to_vec_pretty(&next).expect("state serializes");
-        let path = self.path.clone();
-        let written = tokio::task::spawn_blocking(move || write(&path, &bytes))
-            .await
-            .map_err(|e| ApiError::internal(format!("writing the server state: {e}")))?;
-        let failure =
-            |e: std::io::Error| ApiError::internal(format!("writing {}: {e}", self.path.display()));
-        match written {
-            Ok(()) => {
-                *self.current.write().expect("state lock") = Arc::new(next);
-                Ok(result)
-            }
-            Err(WriteFailure::Before(e)) => Err(failure(e)),
-            Err(WriteFailure::After(e)) => {
+        let (path, published) = (self.path.clone(), self.current.clone());
+        let commit = tokio::spawn(async move {
+            let _writer = writer;
+            let bytes = serde_json::to_vec_pretty(&next).expect("state serializes");
+            let written = tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || write(&path, &bytes)
+            })
+            .await;
+            let publish = || *published.write().expect("state lock") = Arc::new(next);
+            let failure = |e: std::io::Error| format!("writing {}: {e}", path.display());
+            match written {
+                Ok(Ok(())) => {
+                    publish();
+                    Ok(())
+                }
+                Ok(Err(WriteFailure::Before(e))) => Err(failure(e)),
                 // The file holds the new state: memory follows it; the client retries.
-                *self.current.write().expect("state lock") = Arc::new(next);
-                Err(failure(e))
+                Ok(Err(WriteFailure::After(e))) => {
+                    publish();
+                    Err(failure(e))
+                }
+                Err(e) => Err(format!("writing the server state: {e}")),
             }
+        });
+        match commit.await {
+            Ok(Ok(())) => Ok(result),
+            Ok(Err(message)) => Err(ApiError::internal(message)),
+            Err(e) => Err(ApiError::internal(format!("writing the server state: {e}"))),
         }
     }
 }

@@ -72,14 +72,19 @@ pub struct LeaseKey {
 }
 
 impl LeaseKey {
-    /// The lease of `found` on `shard`.
+    /// The lease of `found` on `shard` (spelled canonically: `shardId-7` and
+    /// `shardId-000000000007` are one shard).
     fn new(found: &FoundConsumer, shard: &str) -> LeaseKey {
+        let shard = match sluice_core::seqnum::parse_shard_id(shard) {
+            Some(index) => sluice_core::ShardId::new(index).to_string(),
+            None => shard.to_owned(),
+        };
         LeaseKey {
             stream: found.stream.clone(),
             stream_created_ms: found.stream_created_ms,
             consumer: found.consumer.name.clone(),
             consumer_created_ms: found.consumer.created_ms,
-            shard: shard.to_owned(),
+            shard,
         }
     }
 }
@@ -161,9 +166,9 @@ impl Leases {
         });
     }
 
-    /// Ends every subscription to a deleted stream.
-    pub fn revoke_stream(&self, stream: &str) {
-        self.revoke(|key| key.stream == stream);
+    /// Ends every subscription to a deleted stream (the one created at `created_ms`).
+    pub fn revoke_stream(&self, stream: &str, created_ms: u64) {
+        self.revoke(|key| key.stream == stream && key.stream_created_ms == created_ms);
     }
 
     #[cfg(test)]
@@ -256,6 +261,9 @@ pub fn start(
     )?;
     let subscription = tenant.engine.subscribe(&found.stream, &shard, start)?;
     let lease = tenant.leases.acquire(LeaseKey::new(&found, &shard))?;
+    // A deregistration (or delete) between the lookup and the lease revoked nothing of
+    // ours: look again now that the lease is visible to revocations.
+    find_by_arn(&tenant, &consumer_arn)?;
     let (sender, frames) = mpsc::channel(FRAMES_BUFFERED_MAX);
     tokio::spawn(push_events(
         tenant,
@@ -402,7 +410,7 @@ mod tests {
         assert_eq!(leases.len(), 1);
         // The permit stored by notify_one wakes the holder's next wait at once.
         futures_lite::future::block_on(lease.cancel.notified());
-        leases.revoke_stream("s");
+        leases.revoke_stream("s", 1);
         assert_eq!(leases.len(), 0);
         futures_lite::future::block_on(other.cancel.notified());
     }

@@ -55,6 +55,10 @@ impl Tenant {
         engine_config.segment_size_bytes = config.segment_size_bytes;
         engine_config.durability = config.durability;
         engine_config.shards_max = config.shards_max;
+        engine_config.metric_labels = vec![
+            ("account".to_owned(), account.to_owned()),
+            ("region".to_owned(), region.to_owned()),
+        ];
         if config.enforce_limits {
             engine_config.throughput_limits = Some(ThroughputLimits::default());
         }

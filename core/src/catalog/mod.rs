@@ -233,11 +233,12 @@ impl ShardState {
         reader: LogReader,
         limits: Option<ThroughputLimits>,
         now_ms: u64,
+        metric_labels: &[(String, String)],
     ) -> ShardState {
         let id = shard_id(record.index);
         ShardState {
             index: record.index,
-            metrics: ShardMetrics::new(stream_name, &id),
+            metrics: ShardMetrics::new(stream_name, &id, metric_labels),
             id,
             range: HashKeyRange {
                 start: record.hash_start,

@@ -73,7 +73,7 @@ pub async fn register(tenant: &Tenant, input: RegisterInput) -> Result<RegisterO
     tenant.require_active(&stream)?;
     let name = input.consumer_name.expect("validated");
     let consumer = tenant.state.update(|state| {
-        let extras = state.stream_mut(&stream, created_ms);
+        let extras = state.stream_mut(&stream, created_ms)?;
         if extras.consumers.iter().any(|c| c.name == name) {
             return Err(ApiError::in_use(format!(
                 "Consumer {name} under stream {stream} already exists for account {}.",
@@ -198,8 +198,12 @@ pub async fn deregister(tenant: &Tenant, input: ConsumerRef) -> Result<Empty, Ap
     tenant
         .state
         .update(|state| {
-            let extras = state.stream_mut(&found.stream, found.stream_created_ms);
-            extras.consumers.retain(|c| c != &found.consumer);
+            let extras = state.stream_mut(&found.stream, found.stream_created_ms)?;
+            // By identity: tags or a policy changed meanwhile must not keep it registered.
+            extras.consumers.retain(|c| {
+                (c.name.as_str(), c.created_ms)
+                    != (found.consumer.name.as_str(), found.consumer.created_ms)
+            });
             Ok(())
         })
         .await?;

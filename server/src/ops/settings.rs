@@ -48,7 +48,7 @@ async fn set_encryption(
     tenant
         .state
         .update(|state| {
-            state.stream_mut(&name, created_ms).encryption = start.then_some((kind, key));
+            state.stream_mut(&name, created_ms)?.encryption = start.then_some((kind, key));
             Ok(())
         })
         .await?;
@@ -137,7 +137,7 @@ async fn set_monitoring(
     let (current, desired) = tenant
         .state
         .update(|state| {
-            let metrics = &mut state.stream_mut(&name, created_ms).shard_level_metrics;
+            let metrics = &mut state.stream_mut(&name, created_ms)?.shard_level_metrics;
             let current: Vec<String> = metrics.iter().cloned().collect();
             for metric in names {
                 if enable {
@@ -214,21 +214,22 @@ fn policy_target(tenant: &Tenant, arn: &str) -> Result<PolicyTarget, ApiError> {
     })
 }
 
-/// The policy slot of `target` in `state`, or `None` when its consumer is gone.
+/// The policy slot of `target` in `state`; an error when its stream or consumer is gone.
 fn policy_slot<'a>(
     state: &'a mut crate::state::Persisted,
     target: &PolicyTarget,
-) -> Option<&'a mut Option<String>> {
+) -> Result<&'a mut Option<String>, ApiError> {
     match target {
         PolicyTarget::Stream { name, created_ms } => {
-            Some(&mut state.stream_mut(name, *created_ms).policy)
+            Ok(&mut state.stream_mut(name, *created_ms)?.policy)
         }
         PolicyTarget::Consumer(found) => state
-            .stream_mut(&found.stream, found.stream_created_ms)
+            .stream_mut(&found.stream, found.stream_created_ms)?
             .consumers
             .iter_mut()
             .find(|c| c.name == found.consumer.name && c.created_ms == found.consumer.created_ms)
-            .map(|c| &mut c.policy),
+            .map(|c| &mut c.policy)
+            .ok_or_else(consumer_gone),
     }
 }
 
@@ -257,7 +258,7 @@ pub async fn put_policy(tenant: &Tenant, input: PolicyInput) -> Result<Empty, Ap
     tenant
         .state
         .update(|state| {
-            *policy_slot(state, &target).ok_or_else(consumer_gone)? = Some(policy);
+            *policy_slot(state, &target)? = Some(policy);
             Ok(())
         })
         .await?;
@@ -292,8 +293,7 @@ pub async fn delete_policy(tenant: &Tenant, input: PolicyInput) -> Result<Empty,
     tenant
         .state
         .update(|state| {
-            policy_slot(state, &target)
-                .ok_or_else(consumer_gone)?
+            policy_slot(state, &target)?
                 .take()
                 .map(|_| ())
                 .ok_or_else(|| ApiError::not_found(format!("No resource policy found for {arn}.")))

@@ -134,11 +134,11 @@ pub async fn delete_stream(tenant: &Tenant, input: DeleteStreamInput) -> Result<
         )));
     }
     tenant.engine.delete_stream(&name).await?;
-    tenant.leases.revoke_stream(&name);
+    tenant.leases.revoke_stream(&name, created_ms);
     tenant
         .state
         .update(|state| {
-            state.forget_stream(&name);
+            state.forget_stream(&name, created_ms);
             Ok(())
         })
         .await?;
@@ -444,7 +444,7 @@ pub async fn store_warm_throughput(
     tenant
         .state
         .update(|state| {
-            state.stream_mut(name, created_ms).warm_throughput_mibps = Some(mibps);
+            state.stream_mut(name, created_ms)?.warm_throughput_mibps = Some(mibps);
             Ok(())
         })
         .await

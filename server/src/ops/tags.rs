@@ -168,7 +168,7 @@ async fn with_consumer_tags<R>(
     tenant
         .state
         .update(|state| {
-            let extras = state.stream_mut(stream, stream_created_ms);
+            let extras = state.stream_mut(stream, stream_created_ms)?;
             let found = extras
                 .consumers
                 .iter_mut()
