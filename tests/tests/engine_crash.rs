@@ -1,6 +1,7 @@
 //! Kill -9 while a real process puts durably through the engine from several threads; after
 //! each kill the engine reopens and every acknowledged record is there, once, intact, in put
-//! order per key. Cycles: SLUICE_ENGINE_CRASH_CYCLES (default 8); seed: SLUICE_CRASH_SEED.
+//! order per key. Cycles: SLUICE_ENGINE_CRASH_CYCLES (default 200, the proof-of-safety issue's
+//! CI floor: about 2 minutes in a debug build); seed: SLUICE_CRASH_SEED.
 
 use sluice_core::Engine;
 use sluice_tests::{
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn kill_9_during_durable_puts_loses_no_acknowledged_record() {
-    let cycles = env_u64("SLUICE_ENGINE_CRASH_CYCLES").unwrap_or(8);
+    let cycles = env_u64("SLUICE_ENGINE_CRASH_CYCLES").unwrap_or(200);
     let seed = crash_seed();
     println!("engine crash test: {cycles} cycles, SLUICE_CRASH_SEED={seed}");
     let dir = tempfile::tempdir().unwrap();
