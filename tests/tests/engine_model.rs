@@ -1,14 +1,19 @@
 //! Model-based property test of the engine: random sequences of stream creation and deletion,
-//! puts and batch puts, splits, merges, shard-count updates, reads along the lineage and
+//! puts and batch puts, splits, merges, shard-count updates, reads along the lineage, push
+//! subscriptions to every shard (resuming once AFTER their checkpoint, as KCL does) and
 //! restarts, run against the engine and against a plain map of key → records. They must agree
 //! exactly: every acknowledged record read back once, each key's records in put order, the
 //! same errors for missing streams. Cases: 12 by default, PROPTEST_CASES=N for more.
 
 use proptest::prelude::*;
-use sluice_core::{CreateStream, Engine, EngineConfig, ErrorCode, PutRecord, ScalingType};
+use sluice_core::{
+    CreateStream, Engine, EngineConfig, ErrorCode, IteratorStart, PutRecord, ScalingType,
+    SequenceNumber,
+};
 use sluice_tests::read_stream_by_key;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 const STREAMS: [&str; 2] = ["alpha", "beta"];
 const KEYS: usize = 6;
@@ -23,6 +28,7 @@ enum Op {
     Merge { stream: usize, first: u8 },
     UpdateShardCount { stream: usize, target: u32 },
     Read { stream: usize },
+    Subscribe { stream: usize },
     Restart,
 }
 
@@ -38,6 +44,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (stream.clone(), any::<u8>()).prop_map(|(stream, first)| Op::Merge { stream, first }),
         1 => (stream.clone(), 1u32..6).prop_map(|(stream, target)| Op::UpdateShardCount { stream, target }),
         2 => stream.clone().prop_map(|stream| Op::Read { stream }),
+        1 => stream.clone().prop_map(|stream| Op::Subscribe { stream }),
         1 => Just(Op::Restart),
     ]
 }
@@ -149,8 +156,66 @@ fn apply(slot: &mut Option<Engine>, dir: &Path, model: &mut Model, op: &Op, step
                 None => assert!(engine.stream_reader(name).is_err()),
             }
         }
+        Op::Subscribe { stream } => {
+            let name = STREAMS[stream];
+            match model.get(name) {
+                Some(expected) => {
+                    assert_eq!(
+                        &subscribe_to_every_shard(engine, name),
+                        expected,
+                        "step {step}"
+                    )
+                }
+                None => assert!(
+                    engine
+                        .subscribe(name, "shardId-000000000000", IteratorStart::TrimHorizon)
+                        .is_err()
+                ),
+            }
+        }
         Op::Restart => unreachable!("handled above"),
     }
+}
+
+/// Every record of the stream through push subscriptions, one per shard in index order
+/// (parents before children), each resubscribed once AFTER the checkpoint its first event
+/// gives (the number below its continuation), as KCL resumes.
+fn subscribe_to_every_shard(engine: &Engine, stream: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut shards = engine
+        .describe_stream(stream, Some(100), None)
+        .unwrap()
+        .shards;
+    shards.sort_by_key(|s| s.starting_sequence_number);
+    let mut found: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let subscribe = |shard: &str, start| engine.subscribe(stream, shard, start).unwrap();
+    for shard in &shards {
+        let mut subscription = subscribe(&shard.shard_id, IteratorStart::TrimHorizon);
+        let mut resumed = false;
+        // `None`: caught up (nothing more within the wait) or past the end of a closed shard.
+        while let Some(event) = subscription
+            .next_blocking(Duration::from_millis(5))
+            .unwrap()
+        {
+            for record in event.records.records() {
+                found
+                    .entry(record.partition_key.to_owned())
+                    .or_default()
+                    .push(record.data.to_vec());
+            }
+            if event.records.end_of_shard {
+                break;
+            }
+            if !resumed {
+                resumed = true;
+                let checkpoint = SequenceNumber(event.continuation_sequence_number.0 - 1);
+                subscription = subscribe(
+                    &shard.shard_id,
+                    IteratorStart::AfterSequenceNumber(checkpoint),
+                );
+            }
+        }
+    }
+    found
 }
 
 fn put(engine: &Engine, model: &mut Model, name: &'static str, keys: &[usize], step: usize) {
