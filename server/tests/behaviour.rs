@@ -523,3 +523,22 @@ async fn a_stalled_body_cannot_hold_the_body_budget_for_ever() {
         .unwrap();
     assert_eq!(summary["StreamDescriptionSummary"]["OpenShardCount"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_default_relative_data_directory_takes_durable_puts() {
+    // `scripts/serve` runs `sluice serve` with its default `--dir sluice-data`, relative.
+    let cwd = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(cwd.path(), std::path::Path::new("sluice-data"), &[]);
+    let mut client = KinesisClient::connect(server.address).await.unwrap();
+    create(&mut client, "orders", 2).await;
+    for key in ["a", "b", "c", "d"] {
+        let _: Value = client
+            .call(
+                "PutRecord",
+                &json!({"StreamName": "orders", "PartitionKey": key, "Data": "aGVsbG8="}),
+            )
+            .await
+            .unwrap();
+    }
+    assert!(cwd.path().join("sluice-data/meta.log").exists());
+}

@@ -13,9 +13,14 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// A data directory rooted at `root` (created if missing).
+    /// A data directory rooted at `root` (created if missing). A relative `root` is made
+    /// absolute against the current directory first: glommio opens directories through
+    /// io_uring, where a relative path fails with EBADF (found by the README's own
+    /// `scripts/serve`, whose default directory is `sluice-data`).
     pub fn new(root: impl Into<PathBuf>) -> Result<DataDir> {
         let root = root.into();
+        let root = std::path::absolute(&root)
+            .map_err(|e| StorageError::io("resolve data dir", &root, e))?;
         std::fs::create_dir_all(&root)
             .map_err(|e| StorageError::io("create data dir", &root, e))?;
         Ok(DataDir { root })

@@ -17,7 +17,13 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on `dir` with extra arguments.
     pub fn start(dir: &Path, extra: &[&str]) -> TestServer {
+        TestServer::start_in(Path::new("."), dir, extra)
+    }
+
+    /// Starts a server in the working directory `cwd` on `dir` (which may be relative to it).
+    pub fn start_in(cwd: &Path, dir: &Path, extra: &[&str]) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .current_dir(cwd)
             .args([
                 "serve",
                 "--listen",
