@@ -331,3 +331,41 @@ fn invalid_configurations_are_refused() {
     }
     LogConfig::default().validate().unwrap();
 }
+
+/// The README's storage example opens a log on a relative path; durable appends sync its
+/// directory, which glommio opens through io_uring, where relative paths failed (EBADF).
+#[test]
+fn a_log_on_a_relative_path_takes_durable_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let ups = cwd
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .count();
+    let mut relative: std::path::PathBuf = std::iter::repeat_n("..", ups).collect();
+    relative.extend(
+        dir.path()
+            .join("orders/shard-0")
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_))),
+    );
+    assert!(relative.is_relative());
+    block_on(async {
+        let log = open(GlommioIo, &relative, LogConfig::default(), manual_clock()).await;
+        let appended = log
+            .append(
+                &[RecordIn {
+                    key: b"user-1",
+                    data: b"hello",
+                }],
+                Durability::Durable,
+            )
+            .await
+            .unwrap();
+        let batch = log
+            .reader()
+            .read(appended.base_seq, ReadLimits::default())
+            .unwrap();
+        assert_eq!(batch.records().next().unwrap().data, b"hello");
+    });
+}

@@ -82,7 +82,8 @@ impl SegmentIo for GlommioIo {
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let dir = Directory::open(dir).await?;
+        // glommio opens directories through io_uring, where a relative path fails (EBADF).
+        let dir = Directory::open(std::path::absolute(dir)?).await?;
         dir.sync().await?;
         Ok(dir.close().await?)
     }
