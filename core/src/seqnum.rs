@@ -33,6 +33,14 @@ impl SequenceNumber {
         SequenceNumber(u128::from(shard_index) << 64 | u128::from(position))
     }
 
+    /// For a reader's position (`Records::next_position`, a subscription's continuation):
+    /// the number just below it, the last record before it or the shard's start. This is
+    /// what a consumer checkpoints and resumes AFTER, as KCL does.
+    pub fn checkpoint(self) -> SequenceNumber {
+        let shard_index = self.shard_index().expect("a position names a shard");
+        SequenceNumber::last_before(shard_index, self.log_seq())
+    }
+
     /// The shard the number belongs to, if it names one (the high bits beyond a u32 are zero).
     pub fn shard_index(self) -> Option<u32> {
         u32::try_from(self.0 >> 64).ok()
@@ -182,6 +190,8 @@ mod tests {
         assert_eq!(SequenceNumber(fifth.0 - 1), SequenceNumber::new(3, 3));
         assert_eq!(SequenceNumber::last_before(3, 4), SequenceNumber::new(3, 3));
         assert_eq!(SequenceNumber::last_before(3, 0), start);
+        assert_eq!(SequenceNumber::new(3, 0).checkpoint(), start);
+        assert_eq!(fifth.checkpoint(), SequenceNumber::new(3, 3));
     }
 
     #[test]

@@ -193,7 +193,7 @@ struct SubscribeToShardEvent<'a> {
 /// number just below it (the last record delivered, or the shard's start). Clients resume
 /// AFTER it, as KCL does, and lose nothing; it moves on even when no record arrives.
 fn checkpoint(position: SequenceNumber) -> String {
-    SequenceNumber(position.0 - 1).to_string()
+    position.checkpoint().to_string()
 }
 
 fn frame(headers: Vec<Header>, payload: Vec<u8>) -> Bytes {

@@ -8,7 +8,6 @@
 use proptest::prelude::*;
 use sluice_core::{
     CreateStream, Engine, EngineConfig, ErrorCode, IteratorStart, PutRecord, ScalingType,
-    SequenceNumber,
 };
 use sluice_tests::read_stream_by_key;
 use std::collections::BTreeMap;
@@ -207,7 +206,7 @@ fn subscribe_to_every_shard(engine: &Engine, stream: &str) -> BTreeMap<String, V
             }
             if !resumed {
                 resumed = true;
-                let checkpoint = SequenceNumber(event.continuation_sequence_number.0 - 1);
+                let checkpoint = event.continuation_sequence_number.checkpoint();
                 subscription = subscribe(
                     &shard.shard_id,
                     IteratorStart::AfterSequenceNumber(checkpoint),
