@@ -180,7 +180,16 @@ pub struct PutRecordsOutput {
     encryption_type: &'static str,
 }
 
-/// Writes a value through its `Display`, without an intermediate `String`.
+/// Writes a value through its `Display`, without an intermediate `String` (sequence numbers
+/// in replies: one per record).
+fn display<T: std::fmt::Display, S: serde::Serializer>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// [`display`] for an optional value.
 fn display_option<T: std::fmt::Display, S: serde::Serializer>(
     value: &Option<T>,
     serializer: S,
@@ -363,7 +372,8 @@ impl Validate for GetRecordsInput {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RecordOut<'a> {
-    sequence_number: String,
+    #[serde(serialize_with = "display")]
+    sequence_number: SequenceNumber,
     approximate_arrival_timestamp: Timestamp,
     data: BlobRef<'a>,
     partition_key: &'a str,
@@ -375,7 +385,7 @@ pub fn records_out(records: &Records) -> Vec<RecordOut<'_>> {
     records
         .records()
         .map(|r| RecordOut {
-            sequence_number: r.sequence_number.to_string(),
+            sequence_number: r.sequence_number,
             approximate_arrival_timestamp: Timestamp::from_ms(r.arrival_timestamp_ms),
             data: BlobRef(r.data),
             partition_key: r.partition_key,
