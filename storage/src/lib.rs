@@ -57,7 +57,8 @@ pub use error::{Result, StorageError};
 pub use format::{RecordIn, RecordView};
 pub use io::{
     CoreSpec, CoreThread, Fault, FaultPlan, FaultyFile, FaultyIo, GlommioFile, GlommioIo,
-    SegmentFile, SegmentIo, SyncHold, block_on, sleep, spawn, spawn_core, spawn_detached,
+    PowerLoss, SegmentFile, SegmentIo, SyncHold, block_on, sleep, spawn, spawn_core,
+    spawn_detached,
 };
 pub use log::{Appended, Durability, LogStats, ShardLog};
 pub use metalog::MetaLog;

@@ -1,14 +1,16 @@
 //! Fault injection behind the I/O seam: fail the Nth write or sync, or every create, with a
-//! chosen error; and power loss: every write no sync has covered can be undone, as if the
-//! machine lost power. Shared state so a test can arm faults while the log runs.
+//! chosen error; and power loss: every write no sync has covered can be undone (or kept up to
+//! a torn write), as if the machine lost power. The state is shared and thread-safe, so one
+//! injector serves every core of an engine and a test arms faults while logs run
+//! (docs/design/engine-faults.md).
 
 use super::{SegmentFile, SegmentIo};
-use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The error an injected fault returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,16 @@ pub struct FaultPlan {
     pub fail_create: Option<Fault>,
 }
 
+/// What a simulated power loss leaves of the writes no sync covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerLoss {
+    /// Every one of them is undone.
+    Everything,
+    /// Per file, the seed picks how many of them persisted (oldest first), and at which byte
+    /// the next one was torn; the rest are undone.
+    Seeded(u64),
+}
+
 /// A completed write no sync has covered yet: its number, offset and the bytes it replaced.
 #[derive(Debug)]
 struct UndoRecord {
@@ -47,41 +59,63 @@ struct UndoRecord {
     old: Vec<u8>,
 }
 
-/// Counters and the sync gate, shared by the io and its files.
+/// The plan and the journal, behind one mutex (never held across an await).
+#[derive(Debug, Default)]
+struct Journal {
+    plan: FaultPlan,
+    writes: u64,
+    syncs: u64,
+    /// Per file, the bytes each write since the file's last sync replaced, oldest first.
+    unsynced: HashMap<PathBuf, Vec<UndoRecord>>,
+    /// Numbers completed writes, so a sync knows which ones finished before it started.
+    writes_completed: u64,
+}
+
+/// Counters and the gates, shared by the io, its clones and its files.
 #[derive(Debug, Default)]
 struct FaultState {
-    plan: RefCell<FaultPlan>,
-    writes: Cell<u64>,
-    syncs: Cell<u64>,
-    syncs_completed: Cell<u64>,
+    journal: Mutex<Journal>,
+    syncs_completed: AtomicU64,
     /// Syncs wait for a read guard; a test holding the write guard stalls them.
-    sync_gate: std::sync::Arc<async_lock::RwLock<()>>,
+    sync_gate: Arc<async_lock::RwLock<()>>,
     /// The same for writes.
-    write_gate: std::sync::Arc<async_lock::RwLock<()>>,
-    writes_waiting: Cell<u64>,
-    /// Per file, the bytes each write since the file's last sync replaced, oldest first.
-    unsynced: RefCell<HashMap<PathBuf, Vec<UndoRecord>>>,
-    /// Numbers completed writes, so a sync knows which ones finished before it started.
-    writes_completed: Cell<u64>,
+    write_gate: Arc<async_lock::RwLock<()>>,
+    writes_waiting: AtomicU64,
+}
+
+impl FaultState {
+    fn journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Counts one more call; returns the fault if this call is at or past the first failing one.
-fn hit(counter: &Cell<u64>, from: Option<(u64, Fault)>) -> Option<Fault> {
-    let n = counter.get();
-    counter.set(n + 1);
+fn hit(counter: &mut u64, from: Option<(u64, Fault)>) -> Option<Fault> {
+    let n = *counter;
+    *counter += 1;
     from.filter(|(first, _)| n >= *first)
         .map(|(_, fault)| fault)
+}
+
+/// A small deterministic generator (splitmix64) for seeded power loss.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// While alive, every sync (or write) of the [`FaultyIo`] that made it waits.
 #[derive(Debug)]
 pub struct SyncHold(#[allow(dead_code)] async_lock::RwLockWriteGuardArc<()>);
 
-/// Wraps another [`SegmentIo`], failing calls as its [`FaultPlan`] says.
+/// Wraps another [`SegmentIo`], failing calls as its [`FaultPlan`] says. Clones share one
+/// plan and one journal, across threads.
 #[derive(Debug, Clone)]
 pub struct FaultyIo<I> {
     inner: I,
-    state: Rc<FaultState>,
+    state: Arc<FaultState>,
 }
 
 /// A file of a [`FaultyIo`].
@@ -89,7 +123,7 @@ pub struct FaultyIo<I> {
 pub struct FaultyFile<F> {
     inner: F,
     path: PathBuf,
-    state: Rc<FaultState>,
+    state: Arc<FaultState>,
 }
 
 impl<I: SegmentIo> FaultyIo<I> {
@@ -97,15 +131,27 @@ impl<I: SegmentIo> FaultyIo<I> {
     pub fn new(inner: I) -> Self {
         FaultyIo {
             inner,
-            state: Rc::default(),
+            state: Arc::default(),
         }
     }
 
     /// Replaces the plan; counters restart at zero.
     pub fn arm(&self, plan: FaultPlan) {
-        *self.state.plan.borrow_mut() = plan;
-        self.state.writes.set(0);
-        self.state.syncs.set(0);
+        let mut journal = self.state.journal();
+        journal.plan = plan;
+        journal.writes = 0;
+        journal.syncs = 0;
+    }
+
+    /// A power cut: from now on every write, sync and creation fails with EIO, so nothing
+    /// more reaches the files. Follow with closing the logs, then [`FaultyIo::lose_power`]
+    /// (or nothing, for a crash that keeps the page cache), then [`FaultyIo::heal`].
+    pub fn cut_power(&self) {
+        self.arm(FaultPlan {
+            fail_write_from: Some((0, Fault::Eio)),
+            fail_sync_from: Some((0, Fault::Eio)),
+            fail_create: Some(Fault::Eio),
+        });
     }
 
     /// Clears every fault.
@@ -115,17 +161,51 @@ impl<I: SegmentIo> FaultyIo<I> {
 
     /// Syncs that completed successfully so far.
     pub fn syncs_completed(&self) -> u64 {
-        self.state.syncs_completed.get()
+        self.state.syncs_completed.load(Ordering::Acquire)
     }
 
     /// Simulates power loss: undoes every write that no completed sync covered, newest first,
     /// leaving the files as the device would hold them. Call with the log closed.
     pub fn lose_unsynced_writes(&self) -> io::Result<usize> {
+        self.lose_power(PowerLoss::Everything)
+    }
+
+    /// Simulates power loss as `loss` says; returns how many writes were undone or torn.
+    /// Call with the logs closed. Files that are gone (a deleted stream) are skipped.
+    pub fn lose_power(&self, loss: PowerLoss) -> io::Result<usize> {
+        let unsynced = std::mem::take(&mut self.state.journal().unsynced);
+        // Files in a fixed order, so a seed always picks the same outcome.
+        let mut files: Vec<_> = unsynced.into_iter().collect();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
         let mut lost = 0;
-        for (path, writes) in self.state.unsynced.borrow_mut().drain() {
-            let file = std::fs::File::options().write(true).open(&path)?;
-            for UndoRecord { pos, old, .. } in writes.iter().rev() {
-                file.write_all_at(old, *pos)?;
+        for (path, writes) in files.into_iter().filter(|(_, w)| !w.is_empty()) {
+            let file = match std::fs::File::options().write(true).open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            // Writes below `kept` persisted; the one at `kept` keeps its first `torn` bytes.
+            let (kept, torn) = match loss {
+                PowerLoss::Everything => (0, 0),
+                PowerLoss::Seeded(seed) => {
+                    let name = path.as_os_str().as_encoded_bytes();
+                    let mut rng = name
+                        .iter()
+                        .fold(seed, |h, &b| (h ^ u64::from(b)).rotate_left(7));
+                    let kept = (splitmix(&mut rng) % (writes.len() as u64 + 1)) as usize;
+                    let torn = writes.get(kept).map_or(0, |w| {
+                        (splitmix(&mut rng) % (w.old.len() as u64 + 1)) as usize
+                    });
+                    (kept, torn)
+                }
+            };
+            for (i, UndoRecord { pos, old, .. }) in writes.iter().enumerate().rev() {
+                let keep = match i.cmp(&kept) {
+                    std::cmp::Ordering::Less => break,
+                    std::cmp::Ordering::Equal => torn,
+                    std::cmp::Ordering::Greater => 0,
+                };
+                file.write_all_at(&old[keep..], *pos + keep as u64)?;
                 lost += 1;
             }
         }
@@ -134,8 +214,8 @@ impl<I: SegmentIo> FaultyIo<I> {
 
     /// Writes no completed sync has covered yet: file, offset and length.
     pub fn unsynced_writes(&self) -> Vec<(PathBuf, u64, usize)> {
-        let unsynced = self.state.unsynced.borrow();
-        let per_file = unsynced.iter().flat_map(|(path, writes)| {
+        let journal = self.state.journal();
+        let per_file = journal.unsynced.iter().flat_map(|(path, writes)| {
             writes
                 .iter()
                 .map(move |w| (path.clone(), w.pos, w.old.len()))
@@ -150,7 +230,7 @@ impl<I: SegmentIo> FaultyIo<I> {
 
     /// Writes waiting at the gate of [`FaultyIo::hold_writes`].
     pub fn writes_waiting(&self) -> u64 {
-        self.state.writes_waiting.get()
+        self.state.writes_waiting.load(Ordering::Acquire)
     }
 
     /// Stalls every write (after its fault check) until the returned guard is dropped.
@@ -163,7 +243,7 @@ impl<I: SegmentIo> SegmentIo for FaultyIo<I> {
     type File = FaultyFile<I::File>;
 
     async fn create(&self, path: &Path, len: u64) -> io::Result<Self::File> {
-        let fault = self.state.plan.borrow().fail_create;
+        let fault = self.state.journal().plan.fail_create;
         if let Some(fault) = fault {
             return Err(fault.error());
         }
@@ -191,27 +271,27 @@ impl<I: SegmentIo> SegmentIo for FaultyIo<I> {
 
 impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
     async fn write_at(&self, pos: u64, buf: Vec<u8>) -> io::Result<()> {
-        let fault = hit(&self.state.writes, self.state.plan.borrow().fail_write_from);
+        let fault = {
+            let mut journal = self.state.journal();
+            let from = journal.plan.fail_write_from;
+            hit(&mut journal.writes, from)
+        };
         if let Some(fault) = fault {
             return Err(fault.error());
         }
-        self.state
-            .writes_waiting
-            .set(self.state.writes_waiting.get() + 1);
+        self.state.writes_waiting.fetch_add(1, Ordering::AcqRel);
         let _gate = self.state.write_gate.read().await;
-        self.state
-            .writes_waiting
-            .set(self.state.writes_waiting.get() - 1);
+        self.state.writes_waiting.fetch_sub(1, Ordering::AcqRel);
         let mut old = vec![0u8; buf.len()];
         std::fs::File::open(&self.path)?.read_exact_at(&mut old, pos)?;
         self.inner.write_at(pos, buf).await?;
         // Journal it once complete: only then can a sync that starts afterwards cover it.
-        let id = self.state.writes_completed.get() + 1;
-        self.state.writes_completed.set(id);
+        let mut journal = self.state.journal();
+        journal.writes_completed += 1;
+        let id = journal.writes_completed;
         let record = UndoRecord { id, pos, old };
-        self.state
+        journal
             .unsynced
-            .borrow_mut()
             .entry(self.path.clone())
             .or_default()
             .push(record);
@@ -219,9 +299,12 @@ impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
     }
 
     async fn sync_data(&self) -> io::Result<()> {
-        let fault = hit(&self.state.syncs, self.state.plan.borrow().fail_sync_from);
         // Only writes that completed before the sync started are sure to be covered by it.
-        let covered = self.state.writes_completed.get();
+        let (fault, covered) = {
+            let mut journal = self.state.journal();
+            let from = journal.plan.fail_sync_from;
+            (hit(&mut journal.syncs, from), journal.writes_completed)
+        };
         let synced = match fault {
             Some(fault) => Err(fault.error()),
             None => self.inner.sync_data().await,
@@ -229,11 +312,10 @@ impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
         // A held sync has done its work but does not report back: a long sync in flight.
         let _gate = self.state.sync_gate.read().await;
         synced?;
-        if let Some(writes) = self.state.unsynced.borrow_mut().get_mut(&self.path) {
+        if let Some(writes) = self.state.journal().unsynced.get_mut(&self.path) {
             writes.retain(|w| w.id > covered);
         }
-        let completed = self.state.syncs_completed.get() + 1;
-        self.state.syncs_completed.set(completed);
+        self.state.syncs_completed.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 

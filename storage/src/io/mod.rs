@@ -9,7 +9,7 @@ use std::future::Future;
 use std::io;
 use std::path::Path;
 
-pub use self::fault::{Fault, FaultPlan, FaultyFile, FaultyIo, SyncHold};
+pub use self::fault::{Fault, FaultPlan, FaultyFile, FaultyIo, PowerLoss, SyncHold};
 pub use self::glommio::{
     CoreSpec, CoreThread, GlommioFile, GlommioIo, block_on, sleep, spawn, spawn_core,
     spawn_detached,
