@@ -4,7 +4,9 @@ use crate::limits::{
     ITERATOR_TTL_MS_DEFAULT, SHARD_READ_BYTES_PER_SEC, SHARD_READ_CALLS_PER_SEC,
     SHARD_WRITE_BYTES_PER_SEC, SHARD_WRITE_RECORDS_PER_SEC,
 };
-use sluice_storage::{Clock, Durability, SEGMENT_SIZE_BYTES_DEFAULT, SystemClock};
+use sluice_storage::{
+    Clock, Durability, FaultyIo, GlommioIo, SEGMENT_SIZE_BYTES_DEFAULT, SystemClock,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -45,6 +47,10 @@ pub struct EngineConfig {
     /// Called on the control thread at each step of a reshard, for crash tests (a test
     /// process stops there and is killed). `None` in normal use.
     pub reshard_observer: Option<Arc<dyn Fn(ReshardStep) + Send + Sync>>,
+    /// For fault-injection tests: every shard log writes through this injector, which fails
+    /// what its plan says and journals unsynced writes so a test can simulate power loss
+    /// (docs/design/engine-faults.md). `None` in normal use.
+    pub io_faults: Option<FaultyIo<GlommioIo>>,
 }
 
 /// The steps of a split or merge, in order (docs/design/resharding.md).
@@ -93,6 +99,7 @@ impl EngineConfig {
             spin_before_park_us: 0,
             clock: Arc::new(SystemClock),
             reshard_observer: None,
+            io_faults: None,
             metric_labels: Vec::new(),
         }
     }

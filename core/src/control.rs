@@ -7,9 +7,10 @@ use crate::catalog::{
 };
 use crate::engine::EngineShared;
 use crate::error::AdminError;
+use crate::runtime::EngineIo;
 use crate::runtime::queue::QueueReceiver;
 use crate::runtime::{CoreJob, CoreMessage, CoreState};
-use sluice_storage::{GlommioIo, LogConfig, MetaLog, ShardLog, StorageError};
+use sluice_storage::{LogConfig, MetaLog, ShardLog, StorageError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -235,12 +236,13 @@ impl Control {
             let key: ShardKey = (stream.uid, shard.index);
             let dir = self.shard_dir(stream.uid, shard.index);
             let (config, clock) = (config.clone(), self.shared.config.clock.clone());
+            let io = EngineIo::new(self.shared.config.io_faults.as_ref());
             let closed = shard.closed_ms.is_some();
             let reply = self.on_core(core, move |state, reply| {
                 let state = state.clone();
                 state.clone().spawn(async move {
                     let opened = match std::fs::create_dir_all(&dir) {
-                        Ok(()) => ShardLog::open(GlommioIo, &dir, config, clock).await,
+                        Ok(()) => ShardLog::open(io, &dir, config, clock).await,
                         Err(e) => Err(StorageError::io("create shard dir", &dir, e)),
                     };
                     let _ = reply.send(opened.map(|log| {

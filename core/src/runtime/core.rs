@@ -1,9 +1,10 @@
 //! One engine core: a glommio executor thread that owns a share of the shard logs.
 
+use super::io::EngineIo;
 use super::queue::QueueReceiver;
 use crate::catalog::ShardKey;
 use event_listener::Event;
-use sluice_storage::{GlommioIo, ShardLog, sleep, spawn_detached};
+use sluice_storage::{ShardLog, sleep, spawn_detached};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -22,7 +23,7 @@ pub(crate) enum CoreMessage {
 }
 
 /// A shard log as the core holds it.
-pub(crate) type Log = Rc<ShardLog<GlommioIo>>;
+pub(crate) type Log = Rc<ShardLog<EngineIo>>;
 
 /// What a core owns. Lives on the core's thread only.
 pub(crate) struct CoreState {

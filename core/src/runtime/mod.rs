@@ -2,6 +2,8 @@
 //! them from any thread.
 
 mod core;
+mod io;
 pub(crate) mod queue;
 
 pub(crate) use self::core::{AppendGuard, CoreJob, CoreMessage, CoreState, Log, run_core};
+pub(crate) use self::io::EngineIo;
