@@ -1,5 +1,7 @@
 //! Helpers shared by Sluice's cross-crate tests and their child processes.
 
+pub mod model;
+
 /// A small deterministic generator (xorshift64*), so a failing run reproduces from its seed.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);

@@ -1,0 +1,708 @@
+//! The engine model: operations on the real engine mirrored on a plain map of key → records,
+//! with injected I/O faults, crash restarts and simulated power loss
+//! (docs/design/engine-faults.md). Shared by the proptest suite (`tests/engine_model.rs`) and
+//! the `api_model` fuzz target, which only differ in how they pick operations.
+
+use crate::read_stream_by_key;
+use sluice_core::storage::{Fault, FaultPlan, FaultyIo, GlommioIo, PowerLoss};
+use sluice_core::{
+    CreateStream, Durability, Engine, EngineConfig, ErrorCode, IteratorStart, PutRecord,
+    ScalingType,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// What the runs so far exercised, over all harnesses of the process (so a long run can show
+/// that faults and losses really happened, not only that nothing disagreed).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Operations applied.
+    pub ops: AtomicU64,
+    /// Records whose put failed under an injected fault.
+    pub records_failed: AtomicU64,
+    /// Reopens after a crash or power loss.
+    pub crashes: AtomicU64,
+    /// Unsynced writes undone or torn by simulated power loss.
+    pub writes_lost: AtomicU64,
+    /// Acknowledged-visible records a power loss took (allowed: never durable ones).
+    pub visible_records_lost: AtomicU64,
+    /// Records of failed puts found present after a reopen, and found absent.
+    pub failed_found: AtomicU64,
+    /// See `failed_found`.
+    pub failed_absent: AtomicU64,
+}
+
+/// The process-wide counters.
+pub static STATS: Stats = Stats {
+    ops: AtomicU64::new(0),
+    records_failed: AtomicU64::new(0),
+    crashes: AtomicU64::new(0),
+    writes_lost: AtomicU64::new(0),
+    visible_records_lost: AtomicU64::new(0),
+    failed_found: AtomicU64::new(0),
+    failed_absent: AtomicU64::new(0),
+};
+
+fn count(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        write!(
+            f,
+            "{} ops, {} records failed under faults, {} crash or power-loss reopens, {} unsynced \
+             writes lost, {} visible records lost, failed puts' records found {} / absent {}",
+            get(&self.ops),
+            get(&self.records_failed),
+            get(&self.crashes),
+            get(&self.writes_lost),
+            get(&self.visible_records_lost),
+            get(&self.failed_found),
+            get(&self.failed_absent),
+        )
+    }
+}
+
+/// The streams operations pick from.
+pub const STREAMS: [&str; 2] = ["alpha", "beta"];
+/// Partition keys are `key-0` .. `key-5`.
+pub const KEYS: usize = 6;
+
+/// One step of a run. `stream` indexes [`STREAMS`], `keys` index partition keys (`key-N`),
+/// `u8` fields pick a shard or a count modulo what exists.
+#[derive(Debug, Clone)]
+#[allow(missing_docs)] // The fields are the operation's arguments, named as in the engine's API.
+pub enum Op {
+    /// Create a provisioned stream.
+    Create { stream: usize, shards: u32 },
+    /// Delete a stream.
+    Delete { stream: usize },
+    /// Put one record per key, in order, in one batch (one key: a single put).
+    Put {
+        stream: usize,
+        keys: Vec<usize>,
+        durable: bool,
+    },
+    /// Split an open shard at the middle of its range.
+    Split { stream: usize, at: u8 },
+    /// Merge two adjacent open shards.
+    Merge { stream: usize, first: u8 },
+    /// UpdateShardCount (valid between half and double the open count).
+    UpdateShardCount { stream: usize, target: u32 },
+    /// Raise or lower retention (24..=8760 hours, in the right direction only).
+    Retention {
+        stream: usize,
+        hours: u32,
+        increase: bool,
+    },
+    /// Read every record along the lineage.
+    Read { stream: usize },
+    /// Read every shard through push subscriptions, resuming once AFTER a checkpoint.
+    Subscribe { stream: usize },
+    /// Arm a fault: the given write, sync or creation (counted from now over all logs), and
+    /// every one after it, fails with EIO or ENOSPC.
+    Fault {
+        on: FaultOn,
+        after: u8,
+        no_space: bool,
+    },
+    /// Clear every fault.
+    Heal,
+    /// Close the engine cleanly and reopen it.
+    Restart,
+    /// A crash that keeps the page cache (kill -9): cut the device, close, reopen.
+    Crash,
+    /// Power loss: cut the device, close, lose unsynced writes (all, or per file a seeded
+    /// prefix with a torn write), reopen.
+    PowerLoss { seed: Option<u64> },
+    /// A put during which the power fails after `writes` writes and `syncs` syncs, then power
+    /// loss with a seeded tear.
+    PowerCutDuringPut {
+        stream: usize,
+        keys: Vec<usize>,
+        durable: bool,
+        writes: u8,
+        syncs: u8,
+        seed: u64,
+    },
+}
+
+/// What [`Op::Fault`] fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultOn {
+    /// Segment writes.
+    Write,
+    /// fdatasyncs.
+    Sync,
+    /// Segment file creations.
+    Create,
+}
+
+/// How sure the model is that a record is in the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// Acknowledged after a sync: survives everything.
+    Durable,
+    /// Acknowledged visible: survives restarts and crashes, not power loss.
+    Visible,
+    /// Its put failed under a fault: it may or may not be there.
+    Uncertain,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    data: Vec<u8>,
+    status: Status,
+    /// The put (step) and shard that wrote it, when acknowledged: one storage batch.
+    batch: Option<(usize, String)>,
+}
+
+#[derive(Debug, Default)]
+struct StreamModel {
+    retention_hours: u32,
+    keys: BTreeMap<String, Vec<Entry>>,
+}
+
+/// What a comparison may find missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Allowed {
+    /// Only records whose put failed.
+    Uncertain,
+    /// Also acknowledged-visible ones (power loss).
+    VisibleToo,
+}
+
+/// The engine under test, its fault injector and the model.
+pub struct Harness {
+    dir: PathBuf,
+    faults: FaultyIo<GlommioIo>,
+    engine: Option<Engine>,
+    model: BTreeMap<&'static str, StreamModel>,
+    /// A fault was armed since the engine last opened: puts and reshards may fail (with
+    /// InternalFailure), and a failed write or sync latches its shard until reopen.
+    degraded: bool,
+}
+
+impl Harness {
+    /// An engine on a new data directory under `dir`.
+    pub fn new(dir: &Path) -> Harness {
+        let dir = dir.join("data");
+        let faults = FaultyIo::new(GlommioIo);
+        let engine = Some(open(&dir, &faults));
+        Harness {
+            dir,
+            faults,
+            engine,
+            model: BTreeMap::new(),
+            degraded: false,
+        }
+    }
+
+    fn engine(&self) -> &Engine {
+        self.engine.as_ref().expect("open between steps")
+    }
+
+    /// Runs step number `step`, checking the engine against the model.
+    pub fn apply(&mut self, op: &Op, step: usize) {
+        count(&STATS.ops, 1);
+        match *op {
+            Op::Create { stream, shards } => self.create(STREAMS[stream], shards),
+            Op::Delete { stream } => self.delete(STREAMS[stream]),
+            Op::Put {
+                stream,
+                ref keys,
+                durable,
+            } => self.put(STREAMS[stream], keys, durable, step),
+            Op::Split { stream, at } => self.split(STREAMS[stream], at),
+            Op::Merge { stream, first } => self.merge(STREAMS[stream], first),
+            Op::UpdateShardCount { stream, target } => {
+                self.update_shard_count(STREAMS[stream], target)
+            }
+            Op::Retention {
+                stream,
+                hours,
+                increase,
+            } => self.retention(STREAMS[stream], hours, increase),
+            Op::Read { stream } => self.compare(STREAMS[stream], Reader::Lineage, step),
+            Op::Subscribe { stream } => self.compare(STREAMS[stream], Reader::Push, step),
+            Op::Fault {
+                on,
+                after,
+                no_space,
+            } => {
+                let fault = (
+                    u64::from(after),
+                    if no_space { Fault::NoSpace } else { Fault::Eio },
+                );
+                self.faults.arm(FaultPlan {
+                    fail_write_from: (on == FaultOn::Write).then_some(fault),
+                    fail_sync_from: (on == FaultOn::Sync).then_some(fault),
+                    fail_create: (on == FaultOn::Create).then_some(fault.1),
+                });
+                self.degraded = true;
+            }
+            Op::Heal => self.faults.heal(),
+            Op::Restart => {
+                self.faults.heal();
+                // Closed (synced, threads joined) before the same directory opens again.
+                self.engine = None;
+                let clean = !self.degraded;
+                self.reopen(Allowed::Uncertain, step);
+                if clean {
+                    self.every_record_is(Status::Durable);
+                }
+            }
+            Op::Crash => self.power_cut(None, step),
+            Op::PowerLoss { seed } => {
+                let loss = seed.map_or(PowerLoss::Everything, PowerLoss::Seeded);
+                self.power_cut(Some(loss), step);
+            }
+            Op::PowerCutDuringPut {
+                stream,
+                ref keys,
+                durable,
+                writes,
+                syncs,
+                seed,
+            } => {
+                self.faults.arm(FaultPlan {
+                    fail_write_from: Some((u64::from(writes), Fault::Eio)),
+                    fail_sync_from: Some((u64::from(syncs), Fault::Eio)),
+                    fail_create: None,
+                });
+                self.degraded = true;
+                self.put(STREAMS[stream], keys, durable, step);
+                self.power_cut(Some(PowerLoss::Seeded(seed)), step);
+            }
+        }
+    }
+
+    /// After the last step: every stream reads back as the model says.
+    pub fn finish(mut self, step: usize) {
+        for name in STREAMS {
+            self.compare(name, Reader::Lineage, step);
+        }
+    }
+
+    fn create(&mut self, name: &'static str, shards: u32) {
+        if self.degraded {
+            return; // Creating shard logs under faults is the storage tests' ground.
+        }
+        let result = self
+            .engine()
+            .create_stream_blocking(CreateStream::provisioned(name, shards));
+        if self.model.contains_key(name) {
+            assert_eq!(result.unwrap_err().code(), ErrorCode::ResourceInUse);
+        } else {
+            result.unwrap();
+            let retention_hours = self.engine().describe_stream_summary(name).unwrap();
+            assert_eq!(retention_hours.retention_hours, 24);
+            self.model.insert(
+                name,
+                StreamModel {
+                    retention_hours: 24,
+                    ..StreamModel::default()
+                },
+            );
+        }
+    }
+
+    fn delete(&mut self, name: &'static str) {
+        if self.degraded {
+            return;
+        }
+        let result = self.engine().delete_stream_blocking(name);
+        match self.model.remove(name) {
+            Some(_) => result.unwrap(),
+            None => assert_eq!(result.unwrap_err().code(), ErrorCode::ResourceNotFound),
+        }
+    }
+
+    fn put(&mut self, name: &'static str, keys: &[usize], durable: bool, step: usize) {
+        let owned: Vec<(String, Vec<u8>)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                (
+                    format!("key-{k}"),
+                    format!("step-{step}-record-{i}").into_bytes(),
+                )
+            })
+            .collect();
+        let records: Vec<PutRecord<'_>> = owned.iter().map(|(k, d)| PutRecord::new(k, d)).collect();
+        let durability = if durable {
+            Durability::Durable
+        } else {
+            Durability::Visible
+        };
+        let result = self
+            .engine()
+            .put_batch_with_blocking(name, &records, durability);
+        let degraded = self.degraded;
+        let Some(stream) = self.model.get_mut(name) else {
+            assert_eq!(result.unwrap_err().code(), ErrorCode::ResourceNotFound);
+            return;
+        };
+        let outcomes = match result {
+            Ok(outcomes) => outcomes
+                .into_iter()
+                .map(|o| o.map_err(|e| (e.code(), e.to_string())))
+                .collect(),
+            Err(e) => vec![Err((e.code(), e.to_string())); owned.len()],
+        };
+        for ((key, data), outcome) in owned.into_iter().zip(outcomes) {
+            let entry = match outcome {
+                Ok(put) => Entry {
+                    data,
+                    status: if durable {
+                        Status::Durable
+                    } else {
+                        Status::Visible
+                    },
+                    batch: Some((step, put.shard_id.to_string())),
+                },
+                Err((code, message)) => {
+                    assert!(degraded, "a record failed without a fault: {message}");
+                    assert_eq!(code, ErrorCode::InternalFailure, "{message}");
+                    count(&STATS.records_failed, 1);
+                    Entry {
+                        data,
+                        status: Status::Uncertain,
+                        batch: None,
+                    }
+                }
+            };
+            stream.keys.entry(key).or_default().push(entry);
+        }
+    }
+
+    /// Open shards of a stream, sorted by hash range.
+    fn open_shards(&self, stream: &str) -> Vec<sluice_core::ShardDescription> {
+        let mut shards: Vec<_> = self
+            .engine()
+            .describe_stream(stream, Some(100), None)
+            .unwrap()
+            .shards
+            .into_iter()
+            .filter(|s| s.ending_sequence_number.is_none())
+            .collect();
+        shards.sort_by_key(|s| s.hash_key_range.start);
+        shards
+    }
+
+    /// A reshard's result: success, or (under faults only) InternalFailure.
+    fn reshard_result<T>(&self, result: Result<T, sluice_core::ReshardError>) -> bool {
+        match result {
+            Ok(_) => true,
+            Err(e) => {
+                assert!(self.degraded, "reshard failed without a fault: {e}");
+                assert_eq!(e.code(), ErrorCode::InternalFailure, "{e}");
+                false
+            }
+        }
+    }
+
+    fn split(&mut self, name: &'static str, at: u8) {
+        if !self.model.contains_key(name) {
+            return;
+        }
+        let shards = self.open_shards(name);
+        let shard = &shards[at as usize % shards.len()];
+        let range = shard.hash_key_range;
+        let key = range.start + (range.end - range.start) / 2;
+        let result = self
+            .engine()
+            .split_shard_blocking(name, &shard.shard_id, &key.to_string());
+        self.reshard_result(result);
+    }
+
+    fn merge(&mut self, name: &'static str, first: u8) {
+        if !self.model.contains_key(name) {
+            return;
+        }
+        let shards = self.open_shards(name);
+        if shards.len() < 2 {
+            return;
+        }
+        let i = first as usize % (shards.len() - 1);
+        let result =
+            self.engine()
+                .merge_shards_blocking(name, &shards[i].shard_id, &shards[i + 1].shard_id);
+        self.reshard_result(result);
+    }
+
+    fn update_shard_count(&mut self, name: &'static str, target: u32) {
+        if !self.model.contains_key(name) {
+            return;
+        }
+        let open = self.open_shards(name).len() as u32;
+        let result =
+            self.engine()
+                .update_shard_count_blocking(name, target, ScalingType::UniformScaling);
+        if target <= open * 2 && target * 2 >= open {
+            if self.reshard_result(result) {
+                let ranges: Vec<_> = self
+                    .open_shards(name)
+                    .iter()
+                    .map(|s| s.hash_key_range)
+                    .collect();
+                assert_eq!(ranges, sluice_core::HashKeyRange::even_split(target));
+            }
+        } else {
+            assert_eq!(result.unwrap_err().code(), ErrorCode::InvalidArgument);
+        }
+    }
+
+    fn retention(&mut self, name: &'static str, hours: u32, increase: bool) {
+        let result = if increase {
+            self.engine().increase_retention_blocking(name, hours)
+        } else {
+            self.engine().decrease_retention_blocking(name, hours)
+        };
+        let in_range = (24..=8760).contains(&hours);
+        let Some(stream) = self.model.get_mut(name) else {
+            // The value is validated before the stream is looked up, as Kinesis does.
+            let code = result.unwrap_err().code();
+            match in_range {
+                true => assert_eq!(code, ErrorCode::ResourceNotFound),
+                false => assert!(matches!(
+                    code,
+                    ErrorCode::InvalidArgument | ErrorCode::Validation
+                )),
+            }
+            return;
+        };
+        let current = stream.retention_hours;
+        let right_way = if increase {
+            hours >= current
+        } else {
+            hours <= current
+        };
+        if in_range && right_way {
+            result.unwrap();
+            stream.retention_hours = hours;
+        } else {
+            let code = result.unwrap_err().code();
+            assert!(
+                matches!(code, ErrorCode::InvalidArgument | ErrorCode::Validation),
+                "{code:?}"
+            );
+        }
+        let expected = stream.retention_hours;
+        let summary = self.engine().describe_stream_summary(name).unwrap();
+        assert_eq!(summary.retention_hours, expected);
+    }
+
+    /// Cuts the device, closes the engine, loses unsynced writes as `loss` says (nothing: a
+    /// crash that keeps the page cache), reopens and checks.
+    fn power_cut(&mut self, loss: Option<PowerLoss>, step: usize) {
+        self.faults.cut_power();
+        self.engine = None;
+        if let Some(loss) = loss {
+            let lost = self.faults.lose_power(loss).expect("undo unsynced writes");
+            count(&STATS.writes_lost, lost as u64);
+        }
+        count(&STATS.crashes, 1);
+        self.faults.heal();
+        let allowed = if loss.is_some() {
+            Allowed::VisibleToo
+        } else {
+            Allowed::Uncertain
+        };
+        self.reopen(allowed, step);
+    }
+
+    /// Reopens the engine and checks every stream, settling what the model was unsure of.
+    fn reopen(&mut self, allowed: Allowed, step: usize) {
+        self.faults.heal();
+        self.engine = Some(open(&self.dir, &self.faults));
+        self.degraded = false;
+        for name in STREAMS {
+            let Some(stream) = self.model.get_mut(name) else {
+                assert!(self.engine().describe_stream_summary(name).is_err());
+                continue;
+            };
+            let engine = self.engine.as_ref().expect("just opened");
+            let summary = engine.describe_stream_summary(name).unwrap();
+            assert_eq!(
+                summary.retention_hours, stream.retention_hours,
+                "step {step}"
+            );
+            let actual = read_stream_by_key(engine, name);
+            stream.keys = settle(&stream.keys, &actual, allowed, true, step);
+        }
+    }
+
+    fn every_record_is(&mut self, status: Status) {
+        for stream in self.model.values_mut() {
+            for entry in stream.keys.values_mut().flatten() {
+                entry.status = status;
+            }
+        }
+    }
+
+    /// Reads the stream and checks it against the model (without settling: a record whose
+    /// put failed may show up or not).
+    fn compare(&mut self, name: &'static str, reader: Reader, step: usize) {
+        let engine = self.engine();
+        let Some(stream) = self.model.get(name) else {
+            assert!(engine.stream_reader(name).is_err());
+            let subscribe =
+                engine.subscribe(name, "shardId-000000000000", IteratorStart::TrimHorizon);
+            assert!(subscribe.is_err());
+            return;
+        };
+        let actual = match reader {
+            Reader::Lineage => read_stream_by_key(engine, name),
+            Reader::Push => subscribe_to_every_shard(engine, name),
+        };
+        settle(&stream.keys, &actual, Allowed::Uncertain, false, step);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Reader {
+    Lineage,
+    Push,
+}
+
+fn open(dir: &Path, faults: &FaultyIo<GlommioIo>) -> Engine {
+    let mut config = EngineConfig::new(dir);
+    config.cores = 2;
+    config.segment_size_bytes = 256 << 10;
+    config.io_faults = Some(faults.clone());
+    Engine::open(config).unwrap()
+}
+
+/// Checks what the engine returned (`actual`, key → data in read order) against the model and
+/// returns the model settled on it (after a reopen, failed puts' records are there or gone for
+/// good; a read settles nothing): every record present in the model's order, nothing that
+/// was never put, missing records only where `allowed` says, and acknowledged records missing
+/// only as whole batches that are the last ones of their shard.
+fn settle(
+    expected: &BTreeMap<String, Vec<Entry>>,
+    actual: &BTreeMap<String, Vec<Vec<u8>>>,
+    allowed: Allowed,
+    reopened: bool,
+    step: usize,
+) -> BTreeMap<String, Vec<Entry>> {
+    for key in actual.keys() {
+        assert!(
+            expected.contains_key(key),
+            "step {step}: records of a key never put: {key}"
+        );
+    }
+    let mut settled = BTreeMap::new();
+    let mut present_batches = BTreeSet::new();
+    let mut lost_batches = BTreeSet::new();
+    for (key, entries) in expected {
+        let got = actual.get(key).map_or(&[][..], Vec::as_slice);
+        let mut next = got.iter().peekable();
+        let mut kept = Vec::new();
+        for entry in entries {
+            if next.peek() == Some(&&entry.data) {
+                next.next();
+                present_batches.extend(entry.batch.clone());
+                let status = match entry.status {
+                    Status::Uncertain if reopened => {
+                        count(&STATS.failed_found, 1);
+                        Status::Visible
+                    }
+                    other => other,
+                };
+                kept.push(Entry {
+                    status,
+                    ..entry.clone()
+                });
+                continue;
+            }
+            let may_miss = match entry.status {
+                Status::Durable => false,
+                Status::Visible => allowed == Allowed::VisibleToo,
+                Status::Uncertain => true,
+            };
+            assert!(
+                may_miss,
+                "step {step}: {:?} record {} of {key} is missing",
+                entry.status,
+                String::from_utf8_lossy(&entry.data)
+            );
+            lost_batches.extend(entry.batch.clone());
+            match entry.status {
+                Status::Visible => count(&STATS.visible_records_lost, 1),
+                Status::Uncertain if reopened => count(&STATS.failed_absent, 1),
+                // Not settled by a read: it stays a maybe until the engine reopens.
+                _ => kept.push(entry.clone()),
+            }
+        }
+        if let Some(extra) = next.next() {
+            panic!(
+                "step {step}: {key} has a record out of order, repeated or never put: {}",
+                String::from_utf8_lossy(extra)
+            );
+        }
+        if !kept.is_empty() {
+            settled.insert(key.clone(), kept);
+        }
+    }
+    let torn: Vec<_> = present_batches.intersection(&lost_batches).collect();
+    assert!(
+        torn.is_empty(),
+        "step {step}: batches partly lost: {torn:?}"
+    );
+    for (lost_step, shard) in &lost_batches {
+        let later = present_batches
+            .iter()
+            .find(|(s, sh)| sh == shard && s > lost_step);
+        assert!(
+            later.is_none(),
+            "step {step}: shard {shard} lost the batch of step {lost_step} but kept {later:?}"
+        );
+    }
+    settled
+}
+
+/// Every record of the stream through push subscriptions, one per shard in index order
+/// (parents before children), each resubscribed once AFTER the checkpoint its first event
+/// gives (the number below its continuation), as KCL resumes.
+fn subscribe_to_every_shard(engine: &Engine, stream: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut shards = engine
+        .describe_stream(stream, Some(100), None)
+        .unwrap()
+        .shards;
+    shards.sort_by_key(|s| s.starting_sequence_number);
+    let mut found: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let subscribe = |shard: &str, start| engine.subscribe(stream, shard, start).unwrap();
+    for shard in &shards {
+        let mut subscription = subscribe(&shard.shard_id, IteratorStart::TrimHorizon);
+        let mut resumed = false;
+        // `None`: caught up (nothing more within the wait) or past the end of a closed shard.
+        while let Some(event) = subscription
+            .next_blocking(Duration::from_millis(5))
+            .unwrap()
+        {
+            for record in event.records.records() {
+                found
+                    .entry(record.partition_key.to_owned())
+                    .or_default()
+                    .push(record.data.to_vec());
+            }
+            if event.records.end_of_shard {
+                break;
+            }
+            if !resumed {
+                resumed = true;
+                let checkpoint = event.continuation_sequence_number.checkpoint();
+                subscription = subscribe(
+                    &shard.shard_id,
+                    IteratorStart::AfterSequenceNumber(checkpoint),
+                );
+            }
+        }
+    }
+    found
+}
