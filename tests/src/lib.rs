@@ -133,6 +133,26 @@ pub fn run_durable_writers(engine: &sluice_core::Engine, stream: &str, run: u64,
     });
 }
 
+/// Every shard of `stream`, open and closed, over every page of its description.
+pub fn all_shards(
+    engine: &sluice_core::Engine,
+    stream: &str,
+) -> Vec<sluice_core::ShardDescription> {
+    let mut shards = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = engine
+            .describe_stream(stream, Some(100), after.as_deref())
+            .expect("describe");
+        after = page.shards.last().map(|s| s.shard_id.to_string());
+        let more = page.has_more_shards && after.is_some();
+        shards.extend(page.shards);
+        if !more {
+            return shards;
+        }
+    }
+}
+
 /// Every record of the crash stream along its lineage: see [`read_stream_by_key`].
 pub fn read_crash_stream(
     engine: &sluice_core::Engine,

@@ -1,14 +1,17 @@
-//! Kill -9 while a real process puts durably through the engine from several threads; after
-//! each kill the engine reopens and every acknowledged record is there, once, intact, in put
-//! order per key. Cycles: SLUICE_ENGINE_CRASH_CYCLES (default 200, the proof-of-safety issue's
+//! Kill -9 while a real process puts durably through the engine from several threads (and, in
+//! every other run, splits and merges shards at random moments); after each kill the engine
+//! reopens and every acknowledged record is there, once, intact, in put order per key along
+//! the shard lineage. Cycles: SLUICE_ENGINE_CRASH_CYCLES (default 200, the proof-of-safety issue's
 //! CI floor), 25 per data directory; seed: SLUICE_CRASH_SEED.
 
 use sluice_core::Engine;
 use sluice_tests::{
-    Rng, assert_acknowledged_records, crash_engine_config, crash_seed, env_u64, read_crash_stream,
+    CRASH_STREAM, Rng, all_shards, assert_acknowledged_records, crash_engine_config, crash_seed,
+    env_u64, read_crash_stream,
 };
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +23,8 @@ fn kill_9_during_durable_puts_loses_no_acknowledged_record() {
     println!("engine crash test: {cycles} cycles, SLUICE_CRASH_SEED={seed}");
     let mut rng = Rng::new(seed);
     let mut total = 0;
+    // New shards the children's splits and merges left (each adds one or two).
+    let mut reshards = 0;
     // Each data directory takes `CYCLES_PER_DIRECTORY` kills, every one checked against all
     // the directory's history; then a fresh one starts, so the read-back after each kill
     // stays bounded (checking one ever-growing history made 200 cycles quadratic).
@@ -30,26 +35,33 @@ fn kill_9_during_durable_puts_loses_no_acknowledged_record() {
         let first = epoch * CYCLES_PER_DIRECTORY;
         for run in first..cycles.min(first + CYCLES_PER_DIRECTORY) {
             let after = Duration::from_millis(5 + rng.below(150));
-            for (writer, n) in run_child_and_kill(dir.path(), run, after) {
+            let reshards = if run % 2 == 1 { 1 + rng.below(3) } else { 0 };
+            for (writer, n) in run_child_and_kill(dir.path(), run, reshards, after) {
                 acknowledged.insert((run, writer), n);
             }
             check(dir.path(), &acknowledged, seed);
         }
         total += acknowledged.values().sum::<u64>();
+        let engine = Engine::open(crash_engine_config(dir.path())).expect("reopen");
+        reshards += all_shards(&engine, CRASH_STREAM).len() - 4;
     }
     assert!(total > 0, "the writers acknowledged records");
-    println!("engine crash test: {cycles} kills, {total} acknowledged records, all present");
+    println!(
+        "engine crash test: {cycles} kills, {total} acknowledged records, all present; \
+         {reshards} shards created by reshards"
+    );
 }
 
 /// Kills one data directory takes before the next cycle starts a fresh one.
 const CYCLES_PER_DIRECTORY: u64 = 25;
 
-/// Runs the child until `after` past its first acknowledgement, kills it with SIGKILL and
-/// returns, per writer, how many records it acknowledged.
-fn run_child_and_kill(dir: &Path, run: u64, after: Duration) -> BTreeMap<u64, u64> {
+/// Runs the child (making `reshards` reshards meanwhile) until `after` past its first
+/// acknowledgement, kills it with SIGKILL and returns, per writer, how many records it acknowledged.
+fn run_child_and_kill(dir: &Path, run: u64, reshards: u64, after: Duration) -> BTreeMap<u64, u64> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-engine-crash-writer"))
         .arg(dir)
         .arg(run.to_string())
+        .arg(reshards.to_string())
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the writer");
@@ -81,7 +93,13 @@ fn run_child_and_kill(dir: &Path, run: u64, after: Duration) -> BTreeMap<u64, u6
         }
     }
     child.kill().expect("SIGKILL");
-    child.wait().unwrap();
+    let status = child.wait().unwrap();
+    // Anything but our SIGKILL (a failed reshard, a panic) is a failure of the child.
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the writer ended on its own: {status}"
+    );
     lines.join().unwrap();
     for (writer, n) in rx.try_iter() {
         acked.insert(writer, n);
