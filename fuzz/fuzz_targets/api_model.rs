@@ -1,0 +1,66 @@
+//! API sequences against the model: the fuzzer picks operations (puts, reshards, retention,
+//! reads, subscriptions, injected faults, restarts, crashes, power loss) and
+//! `sluice_tests::model` runs them on a real engine and a map of key → records, panicking on
+//! any disagreement. The proptest suite (tests/tests/engine_model.rs) explores the same space
+//! at random; this lets libFuzzer steer by coverage.
+#![no_main]
+
+use libfuzzer_sys::arbitrary::{Result, Unstructured};
+use libfuzzer_sys::fuzz_target;
+use sluice_tests::model::{FaultOn, Harness, KEYS, Op, STREAMS};
+
+/// Operations per input at most: each is real I/O, so inputs stay short.
+const OPS_MAX: usize = 24;
+
+fn keys(u: &mut Unstructured<'_>) -> Result<Vec<usize>> {
+    let n = u.int_in_range(1..=20)?;
+    (0..n).map(|_| u.choose_index(KEYS)).collect()
+}
+
+fn op(u: &mut Unstructured<'_>) -> Result<Op> {
+    let stream = u.choose_index(STREAMS.len())?;
+    Ok(match u.int_in_range(0..=14u8)? {
+        0 => Op::Create { stream, shards: u.int_in_range(1..=3)? },
+        1 => Op::Delete { stream },
+        2 | 3 => Op::Put { stream, keys: keys(u)?, durable: u.arbitrary()? },
+        4 => Op::Split { stream, at: u.arbitrary()? },
+        5 => Op::Merge { stream, first: u.arbitrary()? },
+        6 => Op::UpdateShardCount { stream, target: u.int_in_range(1..=5)? },
+        7 => Op::Retention { stream, hours: u.int_in_range(20..=8770)?, increase: u.arbitrary()? },
+        8 => Op::Read { stream },
+        9 => Op::Subscribe { stream },
+        10 => Op::Fault {
+            on: *u.choose(&[FaultOn::Write, FaultOn::Sync, FaultOn::Create])?,
+            after: u.int_in_range(0..=5)?,
+            no_space: u.arbitrary()?,
+        },
+        11 => Op::Heal,
+        12 => if u.arbitrary()? { Op::Restart } else { Op::Crash },
+        13 => Op::PowerLoss { seed: u.arbitrary()? },
+        _ => Op::PowerCutDuringPut {
+            stream,
+            keys: keys(u)?,
+            durable: u.arbitrary()?,
+            writes: u.int_in_range(0..=3)?,
+            syncs: u.int_in_range(0..=2)?,
+            seed: u.arbitrary()?,
+        },
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut u = Unstructured::new(data);
+    let mut ops = Vec::new();
+    while ops.len() < OPS_MAX && !u.is_empty() {
+        match op(&mut u) {
+            Ok(op) => ops.push(op),
+            Err(_) => break,
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut harness = Harness::new(dir.path());
+    for (step, op) in ops.iter().enumerate() {
+        harness.apply(op, step);
+    }
+    harness.finish(ops.len());
+});
