@@ -7,7 +7,7 @@ use crate::read_stream_by_key;
 use sluice_core::storage::{Fault, FaultPlan, FaultyIo, GlommioIo, PowerLoss};
 use sluice_core::{
     CreateStream, Durability, Engine, EngineConfig, ErrorCode, IteratorStart, PutRecord,
-    ScalingType,
+    ScalingType, SequenceNumber,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -103,6 +103,9 @@ pub enum Op {
     Read { stream: usize },
     /// Read every shard through push subscriptions, resuming once AFTER a checkpoint.
     Subscribe { stream: usize },
+    /// Pick an acknowledged record; `get` it, and read its shard from iterators of every
+    /// type placed by it: AT and AFTER its number, AT its arrival time, TRIM_HORIZON, LATEST.
+    Iterate { stream: usize, pick: u16 },
     /// Arm a fault: the given write, sync or creation (counted from now over all logs), and
     /// every one after it, fails with EIO or ENOSPC.
     Fault {
@@ -159,6 +162,8 @@ struct Entry {
     status: Status,
     /// The put (step) and shard that wrote it, when acknowledged: one storage batch.
     batch: Option<(usize, String)>,
+    /// Its sequence number, when acknowledged.
+    seq: Option<SequenceNumber>,
 }
 
 #[derive(Debug, Default)]
@@ -229,6 +234,7 @@ impl Harness {
             } => self.retention(STREAMS[stream], hours, increase),
             Op::Read { stream } => self.compare(STREAMS[stream], Reader::Lineage, step),
             Op::Subscribe { stream } => self.compare(STREAMS[stream], Reader::Push, step),
+            Op::Iterate { stream, pick } => self.iterate(STREAMS[stream], pick, step),
             Op::Fault {
                 on,
                 after,
@@ -364,6 +370,7 @@ impl Harness {
                         Status::Visible
                     },
                     batch: Some((step, put.shard_id.to_string())),
+                    seq: Some(put.sequence_number),
                 },
                 Err((code, message)) => {
                     assert!(degraded, "a record failed without a fault: {message}");
@@ -373,6 +380,7 @@ impl Harness {
                         data,
                         status: Status::Uncertain,
                         batch: None,
+                        seq: None,
                     }
                 }
             };
@@ -561,6 +569,96 @@ impl Harness {
             Reader::Push => subscribe_to_every_shard(engine, name),
         };
         settle(&stream.keys, &actual, Allowed::Uncertain, false, step);
+    }
+}
+
+impl Harness {
+    fn iterate(&self, name: &'static str, pick: u16, step: usize) {
+        let engine = self.engine();
+        let Some(stream) = self.model.get(name) else {
+            assert!(engine.stream_reader(name).is_err());
+            return;
+        };
+        let entries: Vec<&Entry> = stream.keys.values().flatten().collect();
+        let acked: Vec<&Entry> = entries
+            .iter()
+            .copied()
+            .filter(|e| e.seq.is_some())
+            .collect();
+        let Some(&picked) = acked.get(usize::from(pick) % acked.len().max(1)) else {
+            return;
+        };
+        let (seq, shard) = (
+            picked.seq.expect("acked"),
+            &picked.batch.as_ref().expect("acked").1,
+        );
+        let context = format!("step {step}: {name} {shard} {seq}");
+        // With no failed put pending, the model knows every record of the shard in order.
+        let exact = entries.iter().all(|e| e.status != Status::Uncertain);
+        let mut in_shard: Vec<&Entry> = acked
+            .iter()
+            .copied()
+            .filter(|e| e.batch.as_ref().is_some_and(|b| &b.1 == shard))
+            .collect();
+        in_shard.sort_by_key(|e| e.seq);
+
+        let got = engine.get(name, seq).unwrap();
+        let record = got.records().next().expect(&context);
+        assert_eq!(
+            (record.sequence_number, record.data),
+            (seq, &picked.data[..]),
+            "{context}"
+        );
+        let arrival = record.arrival_timestamp_ms;
+
+        let first = |start| {
+            let mut iterator = engine.shard_iterator(name, shard, start).unwrap();
+            // Reads may come back empty at a hole in the numbering (after a power loss).
+            for _ in 0..8 {
+                let records = engine.get_records(&mut iterator, Some(1)).unwrap();
+                if let Some(r) = records.records().next() {
+                    return Some((r.sequence_number, r.data.to_vec(), r.arrival_timestamp_ms));
+                }
+                if records.end_of_shard {
+                    break;
+                }
+            }
+            None
+        };
+        let at = first(IteratorStart::AtSequenceNumber(seq)).expect(&context);
+        assert_eq!((at.0, &at.1), (seq, &picked.data), "AT {context}");
+
+        let after = first(IteratorStart::AfterSequenceNumber(seq));
+        if let Some((next_seq, _, _)) = &after {
+            assert!(*next_seq > seq, "AFTER {context}");
+        }
+        if exact {
+            let expected = in_shard.iter().find(|e| e.seq > Some(seq));
+            assert_eq!(
+                after.map(|a| a.1),
+                expected.map(|e| e.data.clone()),
+                "AFTER {context}"
+            );
+            let horizon = first(IteratorStart::TrimHorizon).map(|r| r.1);
+            assert_eq!(
+                horizon.as_ref(),
+                Some(&in_shard[0].data),
+                "TRIM_HORIZON {context}"
+            );
+        }
+
+        let (at_time_seq, _, at_time_arrival) =
+            first(IteratorStart::AtTimestamp(arrival)).expect(&context);
+        assert!(
+            at_time_seq <= seq && at_time_arrival >= arrival,
+            "AT_TIMESTAMP {context}"
+        );
+
+        let mut latest = engine
+            .shard_iterator(name, shard, IteratorStart::Latest)
+            .unwrap();
+        let records = engine.get_records(&mut latest, None).unwrap();
+        assert_eq!(records.records().count(), 0, "LATEST {context}");
     }
 }
 

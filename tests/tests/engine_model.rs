@@ -39,6 +39,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(stream, hours, increase)| Op::Retention { stream, hours, increase }),
         2 => stream.clone().prop_map(|stream| Op::Read { stream }),
         1 => stream.clone().prop_map(|stream| Op::Subscribe { stream }),
+        2 => (stream.clone(), any::<u16>()).prop_map(|(stream, pick)| Op::Iterate { stream, pick }),
         1 => (fault_on, 0u8..6, any::<bool>())
             .prop_map(|(on, after, no_space)| Op::Fault { on, after, no_space }),
         1 => Just(Op::Heal),
