@@ -187,9 +187,12 @@ pub struct Harness {
     faults: FaultyIo<GlommioIo>,
     engine: Option<Engine>,
     model: BTreeMap<&'static str, StreamModel>,
-    /// A fault was armed since the engine last opened: puts and reshards may fail (with
-    /// InternalFailure), and a failed write or sync latches its shard until reopen.
-    degraded: bool,
+    /// A fault is armed: puts and reshards may fail (with InternalFailure).
+    armed: bool,
+    /// A write or sync fault was armed since the engine opened: it may have latched shards,
+    /// which refuse appends until the engine reopens. A creation fault latches nothing: once
+    /// healed, every put must succeed again.
+    may_be_latched: bool,
 }
 
 impl Harness {
@@ -203,8 +206,14 @@ impl Harness {
             faults,
             engine,
             model: BTreeMap::new(),
-            degraded: false,
+            armed: false,
+            may_be_latched: false,
         }
+    }
+
+    /// Puts and reshards may fail: a fault is armed, or shards may be latched.
+    fn degraded(&self) -> bool {
+        self.armed || self.may_be_latched
     }
 
     fn engine(&self) -> &Engine {
@@ -249,14 +258,18 @@ impl Harness {
                     fail_sync_from: (on == FaultOn::Sync).then_some(fault),
                     fail_create: (on == FaultOn::Create).then_some(fault.1),
                 });
-                self.degraded = true;
+                self.armed = true;
+                self.may_be_latched |= on != FaultOn::Create;
             }
-            Op::Heal => self.faults.heal(),
+            Op::Heal => {
+                self.faults.heal();
+                self.armed = false;
+            }
             Op::Restart => {
                 self.faults.heal();
                 // Closed (synced, threads joined) before the same directory opens again.
                 self.engine = None;
-                let clean = !self.degraded;
+                let clean = !self.degraded();
                 self.reopen(Allowed::Uncertain, step);
                 if clean {
                     self.every_record_is(Status::Durable);
@@ -280,7 +293,7 @@ impl Harness {
                     fail_sync_from: Some((u64::from(syncs), Fault::Eio)),
                     fail_create: None,
                 });
-                self.degraded = true;
+                (self.armed, self.may_be_latched) = (true, true);
                 self.put(STREAMS[stream], keys, durable, step);
                 self.power_cut(Some(PowerLoss::Seeded(seed)), step);
             }
@@ -295,7 +308,7 @@ impl Harness {
     }
 
     fn create(&mut self, name: &'static str, shards: u32) {
-        if self.degraded {
+        if self.armed {
             return; // Creating shard logs under faults is the storage tests' ground.
         }
         let result = self
@@ -318,7 +331,7 @@ impl Harness {
     }
 
     fn delete(&mut self, name: &'static str) {
-        if self.degraded {
+        if self.armed {
             return;
         }
         let result = self.engine().delete_stream_blocking(name);
@@ -348,7 +361,7 @@ impl Harness {
         let result = self
             .engine()
             .put_batch_with_blocking(name, &records, durability);
-        let degraded = self.degraded;
+        let degraded = self.degraded();
         let Some(stream) = self.model.get_mut(name) else {
             assert_eq!(result.unwrap_err().code(), ErrorCode::ResourceNotFound);
             return;
@@ -407,7 +420,7 @@ impl Harness {
         match result {
             Ok(_) => true,
             Err(e) => {
-                assert!(self.degraded, "reshard failed without a fault: {e}");
+                assert!(self.degraded(), "reshard failed without a fault: {e}");
                 assert_eq!(e.code(), ErrorCode::InternalFailure, "{e}");
                 false
             }
@@ -528,7 +541,7 @@ impl Harness {
     fn reopen(&mut self, allowed: Allowed, step: usize) {
         self.faults.heal();
         self.engine = Some(open(&self.dir, &self.faults));
-        self.degraded = false;
+        (self.armed, self.may_be_latched) = (false, false);
         for name in STREAMS {
             let Some(stream) = self.model.get_mut(name) else {
                 assert!(self.engine().describe_stream_summary(name).is_err());
