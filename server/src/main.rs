@@ -2,7 +2,6 @@
 //! `sluice bench` is a load generator for the engine.
 
 mod bench;
-mod bench_endpoint;
 mod serve;
 
 use clap::{Parser, Subcommand};

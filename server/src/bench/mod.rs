@@ -12,6 +12,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod endpoint;
+
 const STREAM: &str = "bench";
 
 /// Options of `sluice bench`.
@@ -77,7 +79,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--record-size must be at least 8 (each record carries its number, for the check)");
     }
     if let Some(endpoint) = &args.endpoint {
-        return crate::bench_endpoint::run(&args, endpoint);
+        return endpoint::run(&args, endpoint);
     }
     let temp = tempfile::Builder::new().prefix("sluice-bench-").tempdir()?;
     let dir = args
