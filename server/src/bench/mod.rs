@@ -1,29 +1,39 @@
-//! `sluice bench`: drives the engine the way an embedding application does. Caller threads put
-//! batches into a stream (routed by partition key), then every shard is read back zero-copy
-//! through iterators and checked, then the engine is reopened and the reopen timed.
+//! `sluice bench`: a load generator for the engine, driving it the way an embedding
+//! application does. Caller threads put batches into a stream (routed by partition key),
+//! closed-loop or open-loop at a fixed rate, while optional tail readers (push subscriptions)
+//! and a catch-up reader consume; then every shard is read back zero-copy and checked, and the
+//! engine is reopened and the reopen timed. Results print, and optionally go to a JSON file
+//! and an SVG plot.
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use sluice_core::{CreateStream, Durability, Engine, EngineConfig, IteratorStart, PutRecord};
-use std::fmt::Write as _;
+use load::{KeySpace, Producers, RECORD_HEADER, record_header};
+use readers::ReadContext;
+use results::{BenchResult, Latency, Rate, Sample, TIMELINE_STEP};
+use sluice_core::{
+    CreateStream, Durability, Engine, EngineConfig, IteratorStart, ShardDescription,
+};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod endpoint;
+mod load;
+mod plot;
+mod readers;
+mod results;
 
 const STREAM: &str = "bench";
 
 /// Options of `sluice bench`.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
 pub struct BenchArgs {
     /// Records to write.
     #[arg(long, default_value_t = 500_000)]
     pub(crate) records: u64,
-    /// Bytes of data per record, at least 8 (a partition key of about 10 characters comes on
-    /// top).
+    /// Bytes of data per record, at least 16: each starts with its number and when its put
+    /// was due (a partition key of about 10 characters comes on top).
     #[arg(long, default_value_t = 1024)]
     pub(crate) record_size: usize,
     /// Records per put_batch call (1..=500).
@@ -47,6 +57,32 @@ pub struct BenchArgs {
     /// Data directory; a fresh temporary directory (removed afterwards) when omitted.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Open loop: put this many records per second on a fixed schedule, timing each put from
+    /// when it was due (no coordinated omission). Default: closed loop, as fast as puts return.
+    /// Needs enough --callers to keep up: each has one put in flight.
+    #[arg(long)]
+    pub(crate) rate: Option<u64>,
+    /// Push subscribers per shard reading while the producers put, timing each record from
+    /// when its put was due to when they hold it.
+    #[arg(long, default_value_t = 0)]
+    tail_readers: usize,
+    /// A GetRecords reader per shard from the oldest record, started once half the records
+    /// are in, reading cold data while the producers go on.
+    #[arg(long)]
+    catch_up_reader: bool,
+    /// Partition keys drawn by a Zipf law of this exponent over --hot-keys keys (one hot
+    /// shard); 0: a distinct key per record.
+    #[arg(long, default_value_t = 0.0)]
+    zipf: f64,
+    /// Keys of the Zipf draw.
+    #[arg(long, default_value_t = 1000)]
+    hot_keys: usize,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Draw throughput over time and the latency distributions as SVG into this file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Hide the progress bars.
     #[arg(long)]
     pub(crate) quiet: bool,
@@ -75,8 +111,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     {
         bail!("--batch must be in 1..=500; --records, --callers and --shards must be positive");
     }
-    if args.record_size < 8 {
-        bail!("--record-size must be at least 8 (each record carries its number, for the check)");
+    if args.record_size < RECORD_HEADER {
+        bail!(
+            "--record-size must be at least {RECORD_HEADER} (each record carries its number and due time)"
+        );
+    }
+    if args.rate == Some(0)
+        || !args.zipf.is_finite()
+        || args.zipf < 0.0
+        || args.hot_keys == 0
+        || args.tail_readers > 64
+    {
+        bail!(
+            "--rate and --hot-keys must be positive, --zipf at least 0, --tail-readers at most 64"
+        );
     }
     if let Some(endpoint) = &args.endpoint {
         return endpoint::run(&args, endpoint);
@@ -102,18 +150,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.segment_mib,
         dir.display()
     );
-    let bytes_total = args.records * args.record_size as u64;
-    let (elapsed, latency_us) = write_phase(&args, &engine, durability)?;
-    report("put", args.records, bytes_total, elapsed);
-    report_latency("put_batch latency", &latency_us);
+    let keys = KeySpace::new(args.zipf, args.hot_keys);
+    let measured = measure(&args, &engine, durability, &keys)?;
     let started = Instant::now();
-    let scanned = read_phase(&args, &engine)?;
-    report(
-        "read (zero-copy, checksums verified)",
+    let scanned = read_phase(&args, &engine, &keys)?;
+    let read_back = Rate::new(
         scanned,
         scanned * args.record_size as u64,
         started.elapsed(),
     );
+    read_back.print("read back (zero-copy, checksums verified)");
     drop(engine);
     let started = Instant::now();
     let engine = open(&args, &dir)?;
@@ -124,7 +170,167 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         reopened.as_secs_f64() * 1e3,
         summary.open_shard_count
     );
+    let result = BenchResult {
+        options: serde_json::to_value(&args)?,
+        mode: if args.rate.is_some() {
+            "open-loop"
+        } else {
+            "closed-loop"
+        },
+        read_back,
+        reopen_ms: reopened.as_secs_f64() * 1e3,
+        ..measured
+    };
+    if let Some(path) = &args.output {
+        let json = serde_json::to_vec_pretty(&result)?;
+        std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
+        println!("results: {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        plot::draw(&result, path)?;
+        println!("plot: {}", path.display());
+    }
     Ok(())
+}
+
+/// The measured part: producers, with readers and the timeline sampler alongside.
+fn measure(
+    args: &BenchArgs,
+    engine: &Engine,
+    durability: Durability,
+    keys: &KeySpace,
+) -> anyhow::Result<BenchResult> {
+    let filler = filler(args.record_size);
+    let shards = all_shards(engine)?;
+    let bar = progress(args, "put", args.records);
+    let (acked, read) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (producers_done, sampling_done) = (AtomicBool::new(false), AtomicBool::new(false));
+    let start = Instant::now();
+    let context = ReadContext {
+        engine,
+        shards: &shards,
+        filler: &filler,
+        record_size: args.record_size,
+        start,
+        producers_done: &producers_done,
+        read: &read,
+    };
+    let producers = Producers {
+        args,
+        engine,
+        durability,
+        keys,
+        filler: &filler,
+        start,
+        acked: &acked,
+    };
+    let (produced, tail, catch_up, timeline) = std::thread::scope(|scope| {
+        let timeline = scope.spawn(|| {
+            let mut samples = Vec::new();
+            while !sampling_done.load(Ordering::Acquire) {
+                samples.push(Sample {
+                    ms: start.elapsed().as_millis() as u64,
+                    acked: acked.load(Ordering::Relaxed),
+                    read: read.load(Ordering::Relaxed),
+                });
+                std::thread::sleep(TIMELINE_STEP);
+            }
+            samples
+        });
+        let tail = (args.tail_readers > 0).then(|| scope.spawn(|| context.tail(args.tail_readers)));
+        let catch_up = args
+            .catch_up_reader
+            .then(|| scope.spawn(|| context.catch_up(&acked, args.records / 2)));
+        let produced = producers.run(&|n| bar.inc(n));
+        producers_done.store(true, Ordering::Release);
+        let tail = tail.map(|t| t.join().expect("tail readers"));
+        let catch_up = catch_up.map(|c| c.join().expect("catch-up reader"));
+        sampling_done.store(true, Ordering::Release);
+        let timeline = timeline.join().expect("sampler");
+        (produced, tail, catch_up, timeline)
+    });
+    bar.finish_and_clear();
+    let produced = produced?;
+    let put = Rate::new(
+        args.records,
+        args.records * args.record_size as u64,
+        produced.elapsed,
+    );
+    put.print("put");
+    let put_latency = Latency::new(&produced.latency_us);
+    put_latency.print(
+        if args.rate.is_some() {
+            "put_batch latency from due time"
+        } else {
+            "put_batch latency"
+        },
+        "calls",
+    );
+    let tail = tail.transpose()?;
+    if let Some(tail) = &tail {
+        check_every_record_read("tail reader", &tail.records_per_reader, args.records)?;
+    }
+    let put_to_read_latency = tail.as_ref().map(|t| Latency::new(&t.latency_us));
+    if let Some(latency) = &put_to_read_latency {
+        latency.print("put to tail reader", "records");
+    }
+    let tail_read = tail.map(|t| {
+        let records = t.records_per_reader.iter().sum();
+        Rate::new(records, t.bytes, t.elapsed)
+    });
+    let catch_up = catch_up.transpose()?;
+    if let Some(catch_up) = &catch_up {
+        check_every_record_read(
+            "catch-up reader",
+            &catch_up.records_per_reader,
+            args.records,
+        )?;
+    }
+    // The catch-up rate counts until the readers reached the live tail, not the tailing after.
+    let catch_up_read = catch_up.map(|c| {
+        let (records, at) = c.caught_up;
+        Rate::new(records, records * args.record_size as u64, at)
+    });
+    if let Some(rate) = &catch_up_read {
+        rate.print("catch-up read (from the oldest record to the live tail, while producers ran)");
+    }
+    Ok(BenchResult {
+        options: serde_json::Value::Null,
+        mode: "",
+        put,
+        put_latency,
+        put_to_read_latency,
+        tail_read,
+        catch_up_read,
+        read_back: Rate::new(0, 0, Duration::from_secs(1)),
+        reopen_ms: 0.0,
+        timeline,
+    })
+}
+
+/// Each reader (its shards together) got every record.
+fn check_every_record_read(kind: &str, per_reader: &[u64], records: u64) -> anyhow::Result<()> {
+    for (n, &got) in per_reader.iter().enumerate() {
+        if got != records {
+            bail!("{kind} {n} read {got} records, {records} were put");
+        }
+    }
+    Ok(())
+}
+
+/// Every shard of the bench stream, over every page of its description.
+fn all_shards(engine: &Engine) -> anyhow::Result<Vec<ShardDescription>> {
+    let mut shards = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = engine.describe_stream(STREAM, Some(100), after.as_deref())?;
+        after = page.shards.last().map(|s| s.shard_id.to_string());
+        let more = page.has_more_shards && after.is_some();
+        shards.extend(page.shards);
+        if !more {
+            return Ok(shards);
+        }
+    }
 }
 
 fn open(args: &BenchArgs, dir: &Path) -> anyhow::Result<Engine> {
@@ -149,13 +355,6 @@ pub(crate) fn progress(args: &BenchArgs, label: &'static str, total: u64) -> Pro
     bar
 }
 
-/// Record `i`'s data: its number, then a fixed pseudo-random filler, so reads can check it.
-fn record_data(i: u64, len: usize, filler: &[u8]) -> Vec<u8> {
-    let mut data = filler[..len].to_vec();
-    data[..8].copy_from_slice(&i.to_le_bytes());
-    data
-}
-
 pub(crate) fn filler(len: usize) -> Vec<u8> {
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     (0..len)
@@ -168,82 +367,18 @@ pub(crate) fn filler(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Callers take batch numbers from a shared counter until all records are put.
-fn write_phase(
-    args: &BenchArgs,
-    engine: &Engine,
-    durability: Durability,
-) -> anyhow::Result<(Duration, Histogram<u64>)> {
-    let bar = progress(args, "put", args.records);
-    let next_batch = AtomicU64::new(0);
-    let batches = args.records.div_ceil(args.batch as u64);
-    let histogram = Mutex::new(Histogram::<u64>::new(3).expect("3 significant digits"));
-    let filler = filler(args.record_size);
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        let callers: Vec<_> = (0..args.callers)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<()> {
-                    let mut local = Histogram::<u64>::new(3).expect("3 significant digits");
-                    loop {
-                        let batch = next_batch.fetch_add(1, Ordering::Relaxed);
-                        if batch >= batches {
-                            break;
-                        }
-                        let first = batch * args.batch as u64;
-                        let count = (args.records - first).min(args.batch as u64);
-                        let keys: Vec<String> =
-                            (first..first + count).map(|i| format!("pk-{i}")).collect();
-                        let data: Vec<Vec<u8>> = (first..first + count)
-                            .map(|i| record_data(i, args.record_size, &filler))
-                            .collect();
-                        let records: Vec<PutRecord<'_>> = keys
-                            .iter()
-                            .zip(&data)
-                            .map(|(k, d)| PutRecord::new(k, d))
-                            .collect();
-                        let put_started = Instant::now();
-                        let results =
-                            engine.put_batch_with_blocking(STREAM, &records, durability)?;
-                        let micros =
-                            u64::try_from(put_started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        local.record(micros.max(1)).ok();
-                        if let Some(failed) = results.iter().find_map(|r| r.as_ref().err()) {
-                            bail!("a record failed: {failed}");
-                        }
-                        bar.inc(count);
-                    }
-                    histogram
-                        .lock()
-                        .expect("no panics while held")
-                        .add(&local)
-                        .ok();
-                    Ok(())
-                })
-            })
-            .collect();
-        callers
-            .into_iter()
-            .try_for_each(|c| c.join().expect("caller thread"))
-    })?;
-    let elapsed = started.elapsed();
-    bar.finish_and_clear();
-    Ok((
-        elapsed,
-        histogram.into_inner().expect("no panics while held"),
-    ))
-}
-
-/// Reads every shard from its trim horizon, one thread per shard, checking every record.
-fn read_phase(args: &BenchArgs, engine: &Engine) -> anyhow::Result<u64> {
+/// Reads every shard from its trim horizon, one thread per shard, checking every record: its
+/// key and data, and that each record number comes back exactly once.
+fn read_phase(args: &BenchArgs, engine: &Engine, keys: &KeySpace) -> anyhow::Result<u64> {
     let bar = progress(args, "read", args.records);
-    let shards = engine.describe_stream(STREAM, None, None)?.shards;
+    let shards = all_shards(engine)?;
     let filler = filler(args.record_size);
+    let seen_once: Vec<AtomicBool> = (0..args.records).map(|_| AtomicBool::new(false)).collect();
     let seen: u64 = std::thread::scope(|scope| {
         let readers: Vec<_> = shards
             .iter()
             .map(|shard| {
-                let (bar, filler) = (&bar, &filler);
+                let (bar, filler, seen_once) = (&bar, &filler, &seen_once);
                 scope.spawn(move || -> anyhow::Result<u64> {
                     let mut iterator = engine.shard_iterator(
                         STREAM,
@@ -258,18 +393,20 @@ fn read_phase(args: &BenchArgs, engine: &Engine) -> anyhow::Result<u64> {
                             return Ok(seen);
                         }
                         for record in batch.records() {
-                            if record.data.len() != args.record_size {
-                                bail!(
-                                    "record {} came back with a wrong length",
-                                    record.sequence_number
-                                );
+                            let wrong =
+                                || format!("record {} came back wrong", record.sequence_number);
+                            if record.data.len() != args.record_size
+                                || record.data[RECORD_HEADER..] != filler[RECORD_HEADER..]
+                            {
+                                bail!(wrong());
                             }
-                            let i =
-                                u64::from_le_bytes(record.data[..8].try_into().expect("8 bytes"));
-                            key.clear();
-                            write!(key, "pk-{i}").expect("writing to a String");
-                            if record.data[8..] != filler[8..] || record.partition_key != key {
-                                bail!("record {} came back wrong", record.sequence_number);
+                            let (i, _) = record_header(record.data);
+                            keys.key(i, &mut key);
+                            let once = seen_once
+                                .get(i as usize)
+                                .map(|s| !s.swap(true, Ordering::Relaxed));
+                            if record.partition_key != key || once != Some(true) {
+                                bail!("{}: number {i}, key {}", wrong(), record.partition_key);
                             }
                         }
                         seen += batch.len() as u64;

@@ -1,0 +1,129 @@
+//! `sluice bench` as a user runs it: the load generator's modes (closed loop, open loop at a
+//! rate, tail and catch-up readers, a Zipf key draw) each put, read back and check every record,
+//! and write results that agree with what was asked (JSON) and a plot (SVG).
+
+use std::path::Path;
+use std::process::Command;
+
+fn bench(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("bench")
+        .arg("--quiet")
+        .args(args)
+        .output()
+        .expect("run sluice bench")
+}
+
+fn results(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("results written")).expect("JSON")
+}
+
+#[test]
+fn closed_loop_with_readers_checks_every_record_and_writes_results_and_a_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, svg) = (dir.path().join("r.json"), dir.path().join("r.svg"));
+    let out = bench(&[
+        "--records",
+        "20000",
+        "--record-size",
+        "64",
+        "--batch",
+        "100",
+        "--shards",
+        "3",
+        "--cores",
+        "2",
+        "--tail-readers",
+        "2",
+        "--catch-up-reader",
+        "--zipf",
+        "1.2",
+        "--output",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("put to tail reader"), "{stdout}");
+    let r = results(&json);
+    assert_eq!(r["mode"], "closed-loop");
+    assert_eq!(r["put"]["records"], 20000);
+    assert_eq!(r["put"]["bytes"], 20000 * 64);
+    assert_eq!(r["put_latency"]["count"], 200, "one latency per put call");
+    assert_eq!(
+        r["put_to_read_latency"]["count"],
+        2 * 20000,
+        "each tail reader timed each record"
+    );
+    assert_eq!(r["tail_read"]["records"], 2 * 20000);
+    assert_eq!(r["read_back"]["records"], 20000);
+    assert!(r["catch_up_read"]["records"].as_u64().unwrap() <= 20000);
+    assert!(!r["timeline"].as_array().unwrap().is_empty());
+    assert_eq!(r["options"]["zipf"], 1.2);
+    let p50 = r["put_latency"]["p50_us"].as_u64().unwrap();
+    let max = r["put_latency"]["max_us"].as_u64().unwrap();
+    assert!(0 < p50 && p50 <= max);
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.contains("Latency by percentile"));
+}
+
+#[test]
+fn open_loop_keeps_to_its_schedule_and_times_puts_from_when_they_were_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    // 10,000 records at 20,000/s: the last batch is due 0.49 s after the start, so the run
+    // cannot end sooner, however fast the engine is.
+    let out = bench(&[
+        "--records",
+        "10000",
+        "--record-size",
+        "32",
+        "--batch",
+        "100",
+        "--rate",
+        "20000",
+        "--callers",
+        "4",
+        "--cores",
+        "1",
+        "--output",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = results(&json);
+    assert_eq!(r["mode"], "open-loop");
+    assert_eq!(r["options"]["rate"], 20000);
+    assert!(
+        r["put"]["seconds"].as_f64().unwrap() >= 0.49,
+        "{}",
+        r["put"]
+    );
+    assert_eq!(r["put_latency"]["count"], 100);
+}
+
+#[test]
+fn bad_options_are_refused_with_a_reason() {
+    for (args, reason) in [
+        (
+            &["--record-size", "8"][..],
+            "--record-size must be at least 16",
+        ),
+        (&["--rate", "0"][..], "--rate"),
+        (&["--batch", "501"][..], "--batch must be in 1..=500"),
+        (&["--zipf=-1"][..], "--zipf"),
+    ] {
+        let out = bench(args);
+        assert!(!out.status.success(), "{args:?} accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+    }
+}
