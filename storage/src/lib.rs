@@ -46,6 +46,7 @@ mod reader;
 mod recovery;
 mod segment;
 mod shared;
+mod sync;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{

@@ -3,5 +3,6 @@
 
 mod core;
 pub(crate) mod queue;
+mod sync;
 
 pub(crate) use self::core::{AppendGuard, CoreJob, CoreMessage, CoreState, Log, run_core};

@@ -6,10 +6,9 @@
 //! push is missed. When the channel is full an async sender registers a `space` listener,
 //! retries, and waits; the consumer notifies `space` after taking messages.
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use super::sync::channel::{self, Receiver, Sender, TryRecvError, TrySendError};
+use super::sync::{Arc, AtomicBool, Ordering};
 use event_listener::Event;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The consumer is gone (the engine shut down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +45,7 @@ struct QueueEvents {
 /// A queue holding at most `depth` messages.
 pub(crate) fn queue<M>(depth: usize) -> (QueueSender<M>, QueueReceiver<M>) {
     assert!(depth > 0, "a queue holds at least one message");
-    let (tx, rx) = crossbeam_channel::bounded(depth);
+    let (tx, rx) = channel::bounded(depth);
     let events = Arc::new(QueueEvents {
         work: Event::new(),
         space: Event::new(),
