@@ -41,6 +41,8 @@ pub mod format;
 mod index;
 mod io;
 mod log;
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod metalog;
 mod reader;
 mod recovery;
