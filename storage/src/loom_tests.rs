@@ -27,12 +27,21 @@ const WRITTEN: u64 = 100;
 /// What the owner writes into a recycled segment after `reset`.
 const REWRITTEN: u64 = 200;
 
-/// Runs `f` under loom with a default preemption bound of 3 (keeps CI short); the
-/// `LOOM_MAX_PREEMPTIONS` environment variable overrides it for deeper runs.
+/// Runs `f` under loom with a default preemption bound of 3 (keeps CI short; the
+/// `LOOM_MAX_PREEMPTIONS` environment variable overrides it for deeper runs), and prints
+/// how many interleavings it explored.
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound.get_or_insert(3);
-    builder.check(f);
+    let explored = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = explored.clone();
+    builder.check(move || {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f();
+    });
+    let explored = explored.load(std::sync::atomic::Ordering::Relaxed);
+    let name = std::thread::current().name().unwrap_or("model").to_string();
+    eprintln!("loom: {name}: {explored} interleavings");
 }
 
 /// A segment over an anonymous mapping holding `BATCHES` encoded one-record batches (record
@@ -114,6 +123,12 @@ fn a_reader_sees_every_published_batch_complete_and_waits_without_missing_one() 
                 );
                 next += 1;
             }
+            // Continue from where the read says, as a consumer does: nothing may be skipped.
+            assert_eq!(
+                batch.next_seq(),
+                next,
+                "continuing from the read skips nothing"
+            );
             if batch.is_empty() {
                 // Register, re-check, then wait: a publish in between must not be missed.
                 let listener = reader.listen();
