@@ -194,3 +194,75 @@ mod tests {
         assert_eq!(futures_lite::future::block_on(tx.send(1)), Err(Closed));
     }
 }
+
+/// loom models of the queue's protocol on the real code above (its primitives are loom's under
+/// `--cfg loom`, see `sync.rs`). Run by scripts/loom.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::future::block_on;
+    use loom::thread;
+
+    /// Messages each sender sends.
+    const MESSAGES: u8 = 2;
+
+    /// Runs `f` under loom with a default preemption bound of 3 (keeps CI short; the
+    /// `LOOM_MAX_PREEMPTIONS` environment variable overrides it for deeper runs), and prints
+    /// how many interleavings it explored.
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound.get_or_insert(3);
+        let explored = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = explored.clone();
+        builder.check(move || {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            f();
+        });
+        let explored = explored.load(std::sync::atomic::Ordering::Relaxed);
+        let name = std::thread::current().name().unwrap_or("model").to_string();
+        eprintln!("loom: {name}: {explored} interleavings");
+    }
+
+    /// Checks that `received` holds every sender's messages `0..MESSAGES`, each sender's in
+    /// the order it sent them.
+    fn assert_complete_in_order(received: &[(u8, u8)], senders: u8) {
+        for sender in 0..senders {
+            let from: Vec<u8> = received
+                .iter()
+                .filter(|(s, _)| *s == sender)
+                .map(|&(_, i)| i)
+                .collect();
+            assert_eq!(from, (0..MESSAGES).collect::<Vec<u8>>(), "sender {sender}");
+        }
+        assert_eq!(received.len(), usize::from(senders * MESSAGES));
+    }
+
+    #[test]
+    fn an_async_sender_on_a_full_queue_wakes_when_a_blocking_consumer_takes() {
+        model(|| {
+            let (tx, rx) = queue::<(u8, u8)>(1);
+            let sender = thread::spawn(move || {
+                for i in 0..MESSAGES {
+                    assert_eq!(block_on(tx.send((0, i))), Ok(()));
+                }
+            });
+            let mut received = Vec::new();
+            while let Some(message) = rx.recv_blocking() {
+                received.push(message);
+            }
+            assert_complete_in_order(&received, 1);
+            sender.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_sender_waiting_on_a_full_queue_fails_when_the_consumer_is_dropped() {
+        model(|| {
+            let (tx, rx) = queue::<(u8, u8)>(1);
+            assert_eq!(block_on(tx.send((0, 0))), Ok(()));
+            let sender = thread::spawn(move || block_on(tx.send((0, 1))));
+            drop(rx);
+            assert_eq!(sender.join().unwrap(), Err(Closed));
+        });
+    }
+}
