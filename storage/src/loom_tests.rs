@@ -9,6 +9,7 @@
 //! that is not ordered after the write by the real orderings can load the stale one.
 
 use crate::clock::ManualClock;
+use crate::error::StorageError;
 use crate::format::{RecordIn, SEGMENT_DATA_START, encode_batch};
 use crate::index::SparseIndex;
 use crate::log::reclaim;
@@ -175,13 +176,24 @@ fn a_leased_segment_is_never_reset_and_is_reclaimed_once_released() {
         let reader = {
             let (shared, pwrites) = (shared.clone(), pwrites.clone());
             thread::spawn(move || {
+                // A lease from a table snapshot: still the old segment, it reads as published.
                 let lease = shared.table()[0].clone();
                 if lease.base_seq == 0 {
-                    // Still the old segment: everything read through the lease is as published.
                     assert_eq!(lease.generation, 1);
                     assert_eq!(lease.end_seq(), 1);
                     assert_eq!(lease.visible_end(), old_locs[0].end());
                     assert_eq!(pwrites[0].load(Ordering::Relaxed), WRITTEN);
+                }
+                drop(lease);
+                // The lease a real read takes (its ReadBatch): the record stays as written.
+                match LogReader::new(shared).read(0, ReadLimits::default()) {
+                    Ok(batch) => {
+                        let records: Vec<_> = batch.records().map(|r| (r.seq, r.data)).collect();
+                        assert_eq!(records, [(0, &[0u8; 8][..])]);
+                        assert_eq!(pwrites[0].load(Ordering::Relaxed), WRITTEN);
+                    }
+                    Err(StorageError::SequenceTrimmed { .. }) => {} // retired before the read
+                    Err(e) => panic!("read failed: {e}"),
                 }
             })
         };
@@ -189,6 +201,7 @@ fn a_leased_segment_is_never_reset_and_is_reclaimed_once_released() {
         // (as `take_segment` and `start_segment`).
         let mut live = live;
         let mut retiring = vec![live.remove(0)];
+        shared.raise_trim(retiring[0].end_seq());
         shared.set_table(live.clone());
         let mut free = Vec::new();
         let reuse = |free: &mut Vec<Arc<Segment>>| {
