@@ -41,11 +41,14 @@ pub mod format;
 mod index;
 mod io;
 mod log;
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod metalog;
 mod reader;
 mod recovery;
 mod segment;
 mod shared;
+mod sync;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{

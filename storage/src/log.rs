@@ -20,6 +20,7 @@ use crate::reader::LogReader;
 use crate::recovery::{self, RecoveryReport, segment_file_name};
 use crate::segment::{BatchLoc, Segment, map_file};
 use crate::shared::Shared;
+use crate::sync::Arc;
 use async_lock::Mutex;
 use event_listener::Event;
 use std::cell::{Cell, RefCell};
@@ -27,7 +28,6 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
 
 /// When an append is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,7 +172,12 @@ impl<I: SegmentIo> std::fmt::Debug for ShardLog<I> {
 
 impl<I: SegmentIo> ShardLog<I> {
     /// Opens (or creates) the log in `dir`, recovering whatever is there.
-    pub async fn open(io: I, dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub async fn open(
+        io: I,
+        dir: &Path,
+        config: LogConfig,
+        clock: std::sync::Arc<dyn Clock>,
+    ) -> Result<Self> {
         config.validate()?;
         std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create log dir", dir, e))?;
         let lock = lock_dir(dir)?;
@@ -627,7 +632,7 @@ impl<I: SegmentIo> ShardLog<I> {
     async fn take_segment(&self) -> Result<(Arc<Segment>, I::File)> {
         let reused = {
             let mut w = self.writer.borrow_mut();
-            reclaim(&mut w);
+            w.reclaim();
             w.free.pop()
         };
         let Some(segment) = reused else {
@@ -714,7 +719,7 @@ impl<I: SegmentIo> ShardLog<I> {
         self.seal_full_segments().await?;
         let needs_spare = {
             let mut w = self.writer.borrow_mut();
-            reclaim(&mut w);
+            w.reclaim();
             let half_full = w.active.as_ref().is_some_and(|a| {
                 a.write_pos - SEGMENT_DATA_START >= self.config.batch_bytes_max() / 2
             });
@@ -890,7 +895,7 @@ impl<I: SegmentIo> ShardLog<I> {
         in_flight.disarm();
         let retired = expired.len();
         drop(expired); // our own references would keep the segments from being reclaimed
-        reclaim(&mut self.writer.borrow_mut());
+        self.writer.borrow_mut().reclaim();
         Ok(retired)
     }
 }
@@ -945,19 +950,25 @@ impl<I: SegmentIo> Drop for CancelLatch<'_, I> {
 
 const SPARE_ALLOCATION: &str = "a segment allocation";
 
-/// Moves retired segments that no reader holds any more to the free list.
-fn reclaim<F>(w: &mut Writer<F>) {
+impl<F> Writer<F> {
+    fn reclaim(&mut self) {
+        reclaim(&mut self.retiring, &mut self.free);
+    }
+}
+
+/// Moves retired segments that no reader holds any more from `retiring` to `free`.
+pub(crate) fn reclaim(retiring: &mut Vec<Arc<Segment>>, free: &mut Vec<Arc<Segment>>) {
     let mut still_leased = Vec::new();
-    for mut segment in w.retiring.drain(..) {
+    for mut segment in retiring.drain(..) {
         // get_mut succeeds only for the last reference, with acquire ordering against the
         // readers' releases: no reader can still be looking at these bytes.
         if Arc::get_mut(&mut segment).is_some() {
-            w.free.push(segment);
+            free.push(segment);
         } else {
             still_leased.push(segment);
         }
     }
-    w.retiring = still_leased;
+    *retiring = still_leased;
 }
 
 /// The header that marks a segment free (retired by retention) or released (by recovery).

@@ -4,7 +4,7 @@ use crate::error::{Result, StorageError};
 use crate::format::{RecordIter, RecordView};
 use crate::segment::{BatchLoc, Segment};
 use crate::shared::{SegmentTable, Shared};
-use std::sync::Arc;
+use crate::sync::Arc;
 
 /// Bounds on one read.
 #[derive(Debug, Clone, Copy)]

@@ -1,16 +1,15 @@
 //! One segment as readers see it: a read-only mapping plus the owner's published progress.
 //!
 //! An `Arc<Segment>` is a lease: while any reader holds one, the owner never reuses the file
-//! (see `ShardLog::reclaim`), so bytes below `visible_end` never change under a reader.
+//! (see `reclaim` in log.rs), so bytes below `visible_end` never change under a reader.
 
 use crate::error::{Result, StorageError};
 use crate::format::{BatchHeader, FormatError, IndexEntry, SEGMENT_DATA_START, verify_batch};
 use crate::index::SparseIndex;
+use crate::sync::{AtomicU64, Ordering, RwLock, RwLockReadGuard, set_exclusive};
 use memmap2::Mmap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A mapped segment file.
 #[derive(Debug)]
@@ -81,9 +80,9 @@ impl Segment {
     ) {
         self.generation = generation;
         self.base_seq = base_seq;
-        *self.end_seq.get_mut() = base_seq;
-        *self.visible_end.get_mut() = SEGMENT_DATA_START;
-        *self.max_timestamp_ms.get_mut() = max_timestamp_ms;
+        set_exclusive(&mut self.end_seq, base_seq);
+        set_exclusive(&mut self.visible_end, SEGMENT_DATA_START);
+        set_exclusive(&mut self.max_timestamp_ms, max_timestamp_ms);
         *self.index.get_mut().unwrap_or_else(|e| e.into_inner()) = index;
     }
 
@@ -95,9 +94,9 @@ impl Segment {
         max_ts: u64,
         index: SparseIndex,
     ) {
-        *self.end_seq.get_mut() = end_seq;
-        *self.visible_end.get_mut() = visible_end;
-        *self.max_timestamp_ms.get_mut() = max_ts;
+        set_exclusive(&mut self.end_seq, end_seq);
+        set_exclusive(&mut self.visible_end, visible_end);
+        set_exclusive(&mut self.max_timestamp_ms, max_ts);
         *self.index.get_mut().unwrap_or_else(|e| e.into_inner()) = index;
     }
 
@@ -194,7 +193,7 @@ impl Segment {
         Ok(loc)
     }
 
-    fn index(&self) -> std::sync::RwLockReadGuard<'_, SparseIndex> {
+    fn index(&self) -> RwLockReadGuard<'_, SparseIndex> {
         self.index.read().unwrap_or_else(|e| e.into_inner())
     }
 

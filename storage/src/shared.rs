@@ -8,10 +8,9 @@
 
 use crate::clock::Clock;
 use crate::segment::Segment;
+use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering, RwLock};
 use event_listener::{Event, EventListener};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 
 /// Live segments in sequence order.
 pub(crate) type SegmentTable = Arc<Vec<Arc<Segment>>>;
@@ -28,7 +27,8 @@ pub(crate) struct Shared {
     /// (the arrival time of the record at `trim_seq`).
     trim_valid_until_ms: AtomicU64,
     retention_ms: AtomicU64,
-    pub(crate) clock: Arc<dyn Clock>,
+    /// std's `Arc` even under loom: the clock is no part of a cross-thread protocol.
+    pub(crate) clock: std::sync::Arc<dyn Clock>,
     latched: AtomicBool,
     latch_cause: Mutex<Option<String>>,
     /// Notified after every advance of `next_seq` (and on latch), for readers that wait.
@@ -48,7 +48,7 @@ impl Shared {
         next_seq: u64,
         trim_seq: u64,
         retention_ms: u64,
-        clock: Arc<dyn Clock>,
+        clock: std::sync::Arc<dyn Clock>,
     ) -> Shared {
         Shared {
             dir,

@@ -4,6 +4,7 @@
 mod core;
 mod io;
 pub(crate) mod queue;
+mod sync;
 
 pub(crate) use self::core::{AppendGuard, CoreJob, CoreMessage, CoreState, Log, run_core};
 pub(crate) use self::io::EngineIo;

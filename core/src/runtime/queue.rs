@@ -6,10 +6,9 @@
 //! push is missed. When the channel is full an async sender registers a `space` listener,
 //! retries, and waits; the consumer notifies `space` after taking messages.
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use super::sync::channel::{self, Receiver, Sender, TryRecvError, TrySendError};
+use super::sync::{Arc, AtomicBool, Ordering};
 use event_listener::Event;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The consumer is gone (the engine shut down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +16,8 @@ pub(crate) struct Closed;
 
 /// The sending side; cheap to clone.
 pub(crate) struct QueueSender<M> {
-    tx: Sender<M>,
+    /// `None` only while dropping (see `Drop for QueueSender`).
+    tx: Option<Sender<M>>,
     events: Arc<QueueEvents>,
 }
 
@@ -27,6 +27,16 @@ impl<M> Clone for QueueSender<M> {
             tx: self.tx.clone(),
             events: self.events.clone(),
         }
+    }
+}
+
+impl<M> Drop for QueueSender<M> {
+    /// Wakes the consumer, so that a `recv` already waiting returns `None` if this was the last
+    /// sender. The channel's sender goes first: a consumer woken before the channel disconnects
+    /// would find it merely empty and wait again, for ever (as `closed` guards the other way).
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        self.events.work.notify(usize::MAX);
     }
 }
 
@@ -46,7 +56,7 @@ struct QueueEvents {
 /// A queue holding at most `depth` messages.
 pub(crate) fn queue<M>(depth: usize) -> (QueueSender<M>, QueueReceiver<M>) {
     assert!(depth > 0, "a queue holds at least one message");
-    let (tx, rx) = crossbeam_channel::bounded(depth);
+    let (tx, rx) = channel::bounded(depth);
     let events = Arc::new(QueueEvents {
         work: Event::new(),
         space: Event::new(),
@@ -54,7 +64,7 @@ pub(crate) fn queue<M>(depth: usize) -> (QueueSender<M>, QueueReceiver<M>) {
     });
     (
         QueueSender {
-            tx,
+            tx: Some(tx),
             events: events.clone(),
         },
         QueueReceiver { rx, events },
@@ -62,11 +72,15 @@ pub(crate) fn queue<M>(depth: usize) -> (QueueSender<M>, QueueReceiver<M>) {
 }
 
 impl<M> QueueSender<M> {
+    fn tx(&self) -> &Sender<M> {
+        self.tx.as_ref().expect("taken only when dropped")
+    }
+
     /// Sends, waiting (without blocking the thread) while the queue is full.
     pub(crate) async fn send(&self, message: M) -> Result<(), Closed> {
         let mut message = message;
         loop {
-            match self.tx.try_send(message) {
+            match self.tx().try_send(message) {
                 Ok(()) => {
                     self.events.work.notify(1);
                     return Ok(());
@@ -74,7 +88,7 @@ impl<M> QueueSender<M> {
                 Err(TrySendError::Disconnected(_)) => return Err(Closed),
                 Err(TrySendError::Full(back)) => {
                     let space = self.events.space.listen();
-                    match self.tx.try_send(back) {
+                    match self.tx().try_send(back) {
                         Ok(()) => {
                             self.events.work.notify(1);
                             return Ok(());
@@ -97,7 +111,7 @@ impl<M> QueueSender<M> {
 
     /// Sends, parking the thread while the queue is full.
     pub(crate) fn send_blocking(&self, message: M) -> Result<(), Closed> {
-        self.tx.send(message).map_err(|_| Closed)?;
+        self.tx().send(message).map_err(|_| Closed)?;
         self.events.work.notify(1);
         Ok(())
     }
@@ -188,10 +202,145 @@ mod tests {
     }
 
     #[test]
+    fn a_waiting_consumer_sees_the_end_when_the_last_sender_goes() {
+        let (tx, rx) = queue::<u32>(1);
+        std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| futures_lite::future::block_on(rx.recv()));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(tx);
+            assert_eq!(waiting.join().unwrap(), None);
+        });
+    }
+
+    #[test]
     fn sending_to_a_dropped_consumer_fails_instead_of_hanging() {
         let (tx, rx) = queue::<u32>(1);
         drop(rx);
         assert_eq!(tx.send_blocking(1), Err(Closed));
         assert_eq!(futures_lite::future::block_on(tx.send(1)), Err(Closed));
+    }
+}
+
+/// loom models of the queue's protocol on the real code above (its primitives are loom's under
+/// `--cfg loom`, see `sync.rs`). Run by scripts/loom.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::future::block_on;
+    use loom::thread;
+
+    /// Messages a lone sender sends: two, so that the second finds the queue full.
+    const MESSAGES: u8 = 2;
+    /// Messages each of two concurrent senders sends: one sender's order is checked, and the
+    /// state space stays small enough for CI (2 + 2 ran for over ten minutes).
+    const TWO_SENDERS: [u8; 2] = [2, 1];
+
+    /// Runs `f` under loom with a default preemption bound of 3 (keeps CI short; the
+    /// `LOOM_MAX_PREEMPTIONS` environment variable overrides it for deeper runs), and prints
+    /// how many interleavings it explored.
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        model_bounded(3, f);
+    }
+
+    /// [`model`] with another default preemption bound, for a model with a larger state space.
+    fn model_bounded(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound.get_or_insert(preemptions);
+        let explored = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = explored.clone();
+        builder.check(move || {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            f();
+        });
+        let explored = explored.load(std::sync::atomic::Ordering::Relaxed);
+        let name = std::thread::current().name().unwrap_or("model").to_string();
+        eprintln!("loom: {name}: {explored} interleavings");
+    }
+
+    /// Checks that `received` holds messages `0..sends[s]` from each sender `s`, each
+    /// sender's in the order it sent them.
+    fn assert_complete_in_order(received: &[(u8, u8)], sends: &[u8]) {
+        for (sender, &count) in (0u8..).zip(sends) {
+            let from: Vec<u8> = received
+                .iter()
+                .filter(|(s, _)| *s == sender)
+                .map(|&(_, i)| i)
+                .collect();
+            assert_eq!(from, (0..count).collect::<Vec<u8>>(), "sender {sender}");
+        }
+        let total: u8 = sends.iter().sum();
+        assert_eq!(received.len(), usize::from(total));
+    }
+
+    #[test]
+    fn async_senders_on_a_full_queue_all_get_through_in_order_to_an_async_consumer() {
+        model_bounded(2, || {
+            let (tx, rx) = queue::<(u8, u8)>(1);
+            let senders: Vec<_> = (0u8..)
+                .zip(TWO_SENDERS)
+                .map(|(sender, count)| {
+                    let tx = tx.clone();
+                    thread::spawn(move || {
+                        for i in 0..count {
+                            assert_eq!(block_on(tx.send((sender, i))), Ok(()));
+                        }
+                    })
+                })
+                .collect();
+            drop(tx);
+            let mut received = Vec::new();
+            while let Some(message) = block_on(rx.recv()) {
+                received.push(message);
+            }
+            assert_complete_in_order(&received, &TWO_SENDERS);
+            senders.into_iter().for_each(|s| s.join().unwrap());
+        });
+    }
+
+    #[test]
+    fn an_async_sender_on_a_full_queue_wakes_when_a_blocking_consumer_takes() {
+        model(|| {
+            let (tx, rx) = queue::<(u8, u8)>(1);
+            let sender = thread::spawn(move || {
+                for i in 0..MESSAGES {
+                    assert_eq!(block_on(tx.send((0, i))), Ok(()));
+                }
+            });
+            let mut received = Vec::new();
+            while let Some(message) = rx.recv_blocking() {
+                received.push(message);
+            }
+            assert_complete_in_order(&received, &[MESSAGES]);
+            sender.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_blocking_sender_wakes_an_async_consumer() {
+        model(|| {
+            let (tx, rx) = queue::<(u8, u8)>(1);
+            let sender = thread::spawn(move || {
+                for i in 0..MESSAGES {
+                    assert_eq!(tx.send_blocking((0, i)), Ok(()));
+                }
+            });
+            let mut received = Vec::new();
+            while let Some(message) = block_on(rx.recv()) {
+                received.push(message);
+            }
+            assert_complete_in_order(&received, &[MESSAGES]);
+            sender.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_sender_waiting_on_a_full_queue_fails_when_the_consumer_is_dropped() {
+        model(|| {
+            let (tx, rx) = queue::<(u8, u8)>(1);
+            assert_eq!(block_on(tx.send((0, 0))), Ok(()));
+            let sender = thread::spawn(move || block_on(tx.send((0, 1))));
+            drop(rx);
+            assert_eq!(sender.join().unwrap(), Err(Closed));
+        });
     }
 }

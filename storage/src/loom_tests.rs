@@ -1,0 +1,227 @@
+//! loom models of the storage's cross-thread protocols, on the real `Shared`, `Segment`,
+//! `LogReader` and `reclaim` code (their primitives are loom's under `--cfg loom`, see
+//! `sync.rs`). Run by scripts/loom.
+//!
+//! The batches' bytes reach the segment file by pwrite, which loom cannot see. So each model
+//! maps a segment anonymously with its batches already in place (the real reader verifies
+//! them), and a loom atomic per batch, written with `Relaxed` by the owner before it publishes,
+//! stands in for the pwrite: loom then explores every value a reader could load, and a reader
+//! that is not ordered after the write by the real orderings can load the stale one.
+
+use crate::clock::ManualClock;
+use crate::error::StorageError;
+use crate::format::{RecordIn, SEGMENT_DATA_START, encode_batch};
+use crate::index::SparseIndex;
+use crate::log::reclaim;
+use crate::reader::{LogReader, ReadLimits};
+use crate::segment::{BatchLoc, Segment};
+use crate::shared::Shared;
+use crate::sync::{Arc, AtomicU64, Ordering};
+use loom::thread;
+use memmap2::MmapMut;
+use std::path::PathBuf;
+
+/// Batches the owner publishes in the watermark model.
+const BATCHES: u64 = 2;
+/// What the stand-in for a batch's bytes holds once written (plus the batch's number).
+const WRITTEN: u64 = 100;
+/// What the owner writes into a recycled segment after `reset`.
+const REWRITTEN: u64 = 200;
+
+/// Runs `f` under loom with a default preemption bound of 3 (keeps CI short; the
+/// `LOOM_MAX_PREEMPTIONS` environment variable overrides it for deeper runs), and prints
+/// how many interleavings it explored.
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound.get_or_insert(3);
+    let explored = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = explored.clone();
+    builder.check(move || {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f();
+    });
+    let explored = explored.load(std::sync::atomic::Ordering::Relaxed);
+    let name = std::thread::current().name().unwrap_or("model").to_string();
+    eprintln!("loom: {name}: {explored} interleavings");
+}
+
+/// A segment over an anonymous mapping holding `BATCHES` encoded one-record batches (record
+/// `i` has data `[i; 8]`), none of them published yet, and where each batch is.
+fn segment_with_batches(generation: u64, base_seq: u64) -> (Segment, Vec<BatchLoc>) {
+    let mut bytes = Vec::new();
+    let mut locs = Vec::new();
+    let mut prev_checksum = 0;
+    for i in 0..BATCHES {
+        let pos = SEGMENT_DATA_START + bytes.len() as u64;
+        let data = [i as u8; 8];
+        let record = RecordIn {
+            key: b"k",
+            data: &data,
+        };
+        let header = encode_batch(
+            &mut bytes,
+            &[record],
+            base_seq + i,
+            generation,
+            i,
+            prev_checksum,
+        );
+        prev_checksum = header.checksum;
+        locs.push(BatchLoc { pos, header });
+    }
+    let start = usize::try_from(SEGMENT_DATA_START).unwrap();
+    let mut map = MmapMut::map_anon(start + bytes.len()).expect("anonymous mapping");
+    map[start..].copy_from_slice(&bytes);
+    let map = map.make_read_only().expect("read-only mapping");
+    let segment = Segment::new(PathBuf::from("loom"), map, generation, base_seq);
+    (segment, locs)
+}
+
+/// Shared state of a log whose table is `table`, with nothing published and nothing expired.
+fn shared_with(table: Vec<Arc<Segment>>, next_seq: u64) -> Shared {
+    let clock = std::sync::Arc::new(ManualClock::new(0));
+    Shared::new(PathBuf::from("loom"), table, next_seq, 0, u64::MAX, clock)
+}
+
+fn stand_ins(count: u64) -> Arc<Vec<AtomicU64>> {
+    Arc::new((0..count).map(|_| AtomicU64::new(0)).collect())
+}
+
+/// The owner's side of an append, as `ShardLog::complete` does it after the write landed.
+fn publish(shared: &Shared, segment: &Segment, loc: &BatchLoc) {
+    segment.publish(loc);
+    shared.publish_next_seq(loc.header.end_seq());
+}
+
+#[test]
+fn a_reader_sees_every_published_batch_complete_and_waits_without_missing_one() {
+    model(|| {
+        let (segment, locs) = segment_with_batches(1, 0);
+        let shared = Arc::new(shared_with(vec![Arc::new(segment)], 0));
+        let pwrites = stand_ins(BATCHES);
+        let owner = {
+            let (shared, pwrites) = (shared.clone(), pwrites.clone());
+            thread::spawn(move || {
+                let segment = shared.table()[0].clone();
+                for (i, loc) in locs.iter().enumerate() {
+                    pwrites[i].store(WRITTEN + i as u64, Ordering::Relaxed);
+                    publish(&shared, &segment, loc);
+                }
+            })
+        };
+        let reader = LogReader::new(shared.clone());
+        let mut next = 0;
+        while next < BATCHES {
+            let batch = reader.read(next, ReadLimits::default()).expect("read");
+            for record in batch.records() {
+                assert_eq!(record.seq, next, "records in order, none skipped");
+                assert_eq!(record.data, [next as u8; 8]);
+                let written = pwrites[usize::try_from(next).unwrap()].load(Ordering::Relaxed);
+                assert_eq!(
+                    written,
+                    WRITTEN + next,
+                    "a visible batch's bytes are written"
+                );
+                next += 1;
+            }
+            // Continue from where the read says, as a consumer does: nothing may be skipped.
+            assert_eq!(
+                batch.next_seq(),
+                next,
+                "continuing from the read skips nothing"
+            );
+            if batch.is_empty() {
+                // Register, re-check, then wait: a publish in between must not be missed.
+                let listener = reader.listen();
+                if reader.next_seq() == next {
+                    loom::future::block_on(listener);
+                }
+            }
+        }
+        owner.join().unwrap();
+    });
+}
+
+#[test]
+fn a_waiting_reader_wakes_when_the_log_latches() {
+    model(|| {
+        let (segment, _) = segment_with_batches(1, 0);
+        let shared = Arc::new(shared_with(vec![Arc::new(segment)], 0));
+        let owner = {
+            let shared = shared.clone();
+            thread::spawn(move || shared.latch("write failed".to_string()))
+        };
+        let reader = LogReader::new(shared.clone());
+        while reader.latch_cause().is_none() {
+            let listener = reader.listen();
+            if reader.latch_cause().is_none() {
+                loom::future::block_on(listener);
+            }
+        }
+        assert_eq!(reader.latch_cause().as_deref(), Some("write failed"));
+        owner.join().unwrap();
+    });
+}
+
+#[test]
+fn a_leased_segment_is_never_reset_and_is_reclaimed_once_released() {
+    model(|| {
+        let (old, old_locs) = segment_with_batches(1, 0);
+        old.publish(&old_locs[0]); // one batch, published before any reader exists
+        let (active, _) = segment_with_batches(2, 1);
+        let live = vec![Arc::new(old), Arc::new(active)];
+        let shared = Arc::new(shared_with(live.clone(), 1));
+        let pwrites = stand_ins(1);
+        pwrites[0].store(WRITTEN, Ordering::Relaxed);
+        let reader = {
+            let (shared, pwrites) = (shared.clone(), pwrites.clone());
+            thread::spawn(move || {
+                // A lease from a table snapshot: still the old segment, it reads as published.
+                let lease = shared.table()[0].clone();
+                if lease.base_seq == 0 {
+                    assert_eq!(lease.generation, 1);
+                    assert_eq!(lease.end_seq(), 1);
+                    assert_eq!(lease.visible_end(), old_locs[0].end());
+                    assert_eq!(pwrites[0].load(Ordering::Relaxed), WRITTEN);
+                }
+                drop(lease);
+                // The lease a real read takes (its ReadBatch): the record stays as written.
+                match LogReader::new(shared).read(0, ReadLimits::default()) {
+                    Ok(batch) => {
+                        let records: Vec<_> = batch.records().map(|r| (r.seq, r.data)).collect();
+                        assert_eq!(records, [(0, &[0u8; 8][..])]);
+                        assert_eq!(pwrites[0].load(Ordering::Relaxed), WRITTEN);
+                    }
+                    Err(StorageError::SequenceTrimmed { .. }) => {} // retired before the read
+                    Err(e) => panic!("read failed: {e}"),
+                }
+            })
+        };
+        // The owner retires the old segment (as `enforce_retention`), then tries to reuse it
+        // (as `take_segment` and `start_segment`).
+        let mut live = live;
+        let mut retiring = vec![live.remove(0)];
+        shared.raise_trim(retiring[0].end_seq());
+        shared.set_table(live.clone());
+        let mut free = Vec::new();
+        let reuse = |free: &mut Vec<Arc<Segment>>| {
+            let mut segment = free.pop().expect("reclaimed");
+            Arc::get_mut(&mut segment)
+                .expect("a segment being started has no readers")
+                .reset(3, 7, 0, SparseIndex::new(4096));
+            pwrites[0].store(REWRITTEN, Ordering::Relaxed);
+        };
+        reclaim(&mut retiring, &mut free);
+        let reused_early = !free.is_empty();
+        if reused_early {
+            reuse(&mut free);
+        }
+        reader.join().unwrap();
+        if !reused_early {
+            reclaim(&mut retiring, &mut free);
+            assert_eq!(free.len(), 1, "reclaimed once the reader let go");
+            reuse(&mut free);
+        }
+        assert!(retiring.is_empty());
+    });
+}
