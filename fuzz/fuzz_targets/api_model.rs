@@ -19,7 +19,7 @@ fn keys(u: &mut Unstructured<'_>) -> Result<Vec<usize>> {
 
 fn op(u: &mut Unstructured<'_>) -> Result<Op> {
     let stream = u.choose_index(STREAMS.len())?;
-    Ok(match u.int_in_range(0..=15u8)? {
+    Ok(match u.int_in_range(0..=16u8)? {
         0 => Op::Create { stream, shards: u.int_in_range(1..=3)? },
         1 => Op::Delete { stream },
         2 | 3 => Op::Put { stream, keys: keys(u)?, durable: u.arbitrary()? },
@@ -38,6 +38,14 @@ fn op(u: &mut Unstructured<'_>) -> Result<Op> {
         12 => if u.arbitrary()? { Op::Restart } else { Op::Crash },
         13 => Op::PowerLoss { seed: u.arbitrary()? },
         14 => Op::Iterate { stream, pick: u.arbitrary()? },
+        15 => Op::PowerCutDuringReshard {
+            stream,
+            at: u.arbitrary()?,
+            merge: u.arbitrary()?,
+            writes: u.int_in_range(0..=5)?,
+            syncs: u.int_in_range(0..=2)?,
+            seed: u.arbitrary()?,
+        },
         _ => Op::PowerCutDuringPut {
             stream,
             keys: keys(u)?,

@@ -22,6 +22,8 @@ pub struct Stats {
     pub ops: AtomicU64,
     /// Records whose put failed under an injected fault.
     pub records_failed: AtomicU64,
+    /// Reshards that failed under a fault (a cut in the middle of one, among others).
+    pub reshards_failed: AtomicU64,
     /// Reopens after a crash or power loss.
     pub crashes: AtomicU64,
     /// Unsynced writes undone or torn by simulated power loss.
@@ -38,6 +40,7 @@ pub struct Stats {
 pub static STATS: Stats = Stats {
     ops: AtomicU64::new(0),
     records_failed: AtomicU64::new(0),
+    reshards_failed: AtomicU64::new(0),
     crashes: AtomicU64::new(0),
     writes_lost: AtomicU64::new(0),
     visible_records_lost: AtomicU64::new(0),
@@ -54,10 +57,12 @@ impl std::fmt::Display for Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         write!(
             f,
-            "{} ops, {} records failed under faults, {} crash or power-loss reopens, {} unsynced \
-             writes lost, {} visible records lost, failed puts' records found {} / absent {}",
+            "{} ops, {} records failed under faults, {} reshards failed under faults, {} crash or \
+             power-loss reopens, {} unsynced writes lost, {} visible records lost, failed puts' \
+             records found {} / absent {}",
             get(&self.ops),
             get(&self.records_failed),
+            get(&self.reshards_failed),
             get(&self.crashes),
             get(&self.writes_lost),
             get(&self.visible_records_lost),
@@ -122,6 +127,17 @@ pub enum Op {
     /// Power loss: cut the device, close, lose unsynced writes (all, or per file a seeded
     /// prefix with a torn write), reopen.
     PowerLoss { seed: Option<u64> },
+    /// A split (or, with `merge`, a merge) during which the power fails after `writes` writes
+    /// and `syncs` syncs, then power loss with a seeded tear: the layout after reopening is
+    /// whole (the open shards partition the hash space) and every record is as the model says.
+    PowerCutDuringReshard {
+        stream: usize,
+        at: u8,
+        merge: bool,
+        writes: u8,
+        syncs: u8,
+        seed: u64,
+    },
     /// A put during which the power fails after `writes` writes and `syncs` syncs, then power
     /// loss with a seeded tear.
     PowerCutDuringPut {
@@ -280,6 +296,21 @@ impl Harness {
                 let loss = seed.map_or(PowerLoss::Everything, PowerLoss::Seeded);
                 self.power_cut(Some(loss), step);
             }
+            Op::PowerCutDuringReshard {
+                stream,
+                at,
+                merge,
+                writes,
+                syncs,
+                seed,
+            } => {
+                self.cut_after(writes, syncs);
+                match merge {
+                    true => self.merge(STREAMS[stream], at),
+                    false => self.split(STREAMS[stream], at),
+                }
+                self.power_cut(Some(PowerLoss::Seeded(seed)), step);
+            }
             Op::PowerCutDuringPut {
                 stream,
                 ref keys,
@@ -288,16 +319,21 @@ impl Harness {
                 syncs,
                 seed,
             } => {
-                self.faults.arm(FaultPlan {
-                    fail_write_from: Some((u64::from(writes), Fault::Eio)),
-                    fail_sync_from: Some((u64::from(syncs), Fault::Eio)),
-                    fail_create: None,
-                });
-                (self.armed, self.may_be_latched) = (true, true);
+                self.cut_after(writes, syncs);
                 self.put(STREAMS[stream], keys, durable, step);
                 self.power_cut(Some(PowerLoss::Seeded(seed)), step);
             }
         }
+    }
+
+    /// Arms a power cut that lets `writes` more writes and `syncs` more syncs through.
+    fn cut_after(&mut self, writes: u8, syncs: u8) {
+        self.faults.arm(FaultPlan {
+            fail_write_from: Some((u64::from(writes), Fault::Eio)),
+            fail_sync_from: Some((u64::from(syncs), Fault::Eio)),
+            fail_create: Some(Fault::Eio),
+        });
+        (self.armed, self.may_be_latched) = (true, true);
     }
 
     /// After the last step: every stream reads back as the model says.
@@ -422,6 +458,7 @@ impl Harness {
             Err(e) => {
                 assert!(self.degraded(), "reshard failed without a fault: {e}");
                 assert_eq!(e.code(), ErrorCode::InternalFailure, "{e}");
+                count(&STATS.reshards_failed, 1);
                 false
             }
         }
@@ -543,17 +580,33 @@ impl Harness {
         self.engine = Some(open(&self.dir, &self.faults));
         (self.armed, self.may_be_latched) = (false, false);
         for name in STREAMS {
-            let Some(stream) = self.model.get_mut(name) else {
+            let Some(stream) = self.model.get(name) else {
                 assert!(self.engine().describe_stream_summary(name).is_err());
                 continue;
             };
-            let engine = self.engine.as_ref().expect("just opened");
-            let summary = engine.describe_stream_summary(name).unwrap();
+            let summary = self.engine().describe_stream_summary(name).unwrap();
             assert_eq!(
                 summary.retention_hours, stream.retention_hours,
                 "step {step}"
             );
+            let mut ranges: Vec<_> = self
+                .open_shards(name)
+                .iter()
+                .map(|s| s.hash_key_range)
+                .collect();
+            ranges.sort_by_key(|r| r.start);
+            let whole = ranges.first().is_some_and(|r| r.start == 0)
+                && ranges.last().is_some_and(|r| r.end == u128::MAX)
+                && ranges
+                    .windows(2)
+                    .all(|w| w[0].end.checked_add(1) == Some(w[1].start));
+            assert!(
+                whole,
+                "step {step}: open shards of {name} do not partition the hash space: {ranges:?}"
+            );
+            let engine = self.engine.as_ref().expect("just opened");
             let actual = read_stream_by_key(engine, name);
+            let stream = self.model.get_mut(name).expect("checked above");
             stream.keys = settle(&stream.keys, &actual, allowed, true, step);
         }
     }

@@ -46,6 +46,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Restart),
         1 => Just(Op::Crash),
         1 => any::<Option<u64>>().prop_map(|seed| Op::PowerLoss { seed }),
+        1 => (stream.clone(), any::<u8>(), any::<bool>(), 0u8..6, 0u8..3, any::<u64>()).prop_map(
+            |(stream, at, merge, writes, syncs, seed)| Op::PowerCutDuringReshard {
+                stream, at, merge, writes, syncs, seed,
+            }
+        ),
         1 => (stream, keys(), any::<bool>(), 0u8..4, 0u8..3, any::<u64>()).prop_map(
             |(stream, keys, durable, writes, syncs, seed)| Op::PowerCutDuringPut {
                 stream, keys, durable, writes, syncs, seed,

@@ -1,0 +1,83 @@
+//! A reshard records its parents' endings in the metadata log (synced) while a parent's last
+//! records may be visible only. After a power loss takes them, the parent's log ends below its
+//! recorded ending: readers and subscribers must still reach the parent's end and move on to
+//! its children, or a consumer (KCL) would wait at the parent for ever.
+
+use sluice_core::storage::{FaultyIo, GlommioIo, PowerLoss};
+use sluice_core::{CreateStream, Durability, Engine, EngineConfig, IteratorStart, PutRecord};
+use std::time::Duration;
+
+fn open(dir: &std::path::Path, faults: &FaultyIo<GlommioIo>) -> Engine {
+    let mut config = EngineConfig::new(dir);
+    config.cores = 1;
+    config.segment_size_bytes = 256 << 10;
+    config.io_faults = Some(faults.clone());
+    Engine::open(config).unwrap()
+}
+
+#[test]
+fn a_parent_whose_unsynced_tail_was_lost_still_ends_at_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = FaultyIo::new(GlommioIo);
+    let engine = open(dir.path(), &faults);
+    engine
+        .create_stream_blocking(CreateStream::provisioned("s", 1))
+        .unwrap();
+    let data = vec![7u8; 100];
+    let records: Vec<_> = (0..10).map(|_| PutRecord::new("k", &data)).collect();
+    engine
+        .put_batch_with_blocking("s", &records, Durability::Durable)
+        .unwrap();
+    engine
+        .put_batch_with_blocking("s", &records, Durability::Visible)
+        .unwrap();
+    let parent = engine.describe_stream("s", None, None).unwrap().shards[0].clone();
+    let range = parent.hash_key_range;
+    let middle = range.start + (range.end - range.start) / 2;
+    engine
+        .split_shard_blocking("s", &parent.shard_id, &middle.to_string())
+        .unwrap();
+    faults.cut_power();
+    drop(engine);
+    let undone = faults.lose_power(PowerLoss::Everything).unwrap();
+    assert!(undone > 0, "the visible batch was unsynced");
+    faults.heal();
+
+    let engine = open(dir.path(), &faults);
+    let shards = engine.describe_stream("s", None, None).unwrap().shards;
+    assert_eq!(
+        shards.len(),
+        3,
+        "the split survived (its metadata was synced)"
+    );
+    let children: Vec<String> = shards[1..].iter().map(|s| s.shard_id.to_string()).collect();
+
+    let mut iterator = engine
+        .shard_iterator("s", &parent.shard_id, IteratorStart::TrimHorizon)
+        .unwrap();
+    let mut read = 0;
+    let ended = (0..5).find_map(|_| {
+        let records = engine.get_records(&mut iterator, None).unwrap();
+        read += records.len();
+        records.end_of_shard.then_some(records.child_shard_ids)
+    });
+    assert_eq!(read, 10, "the durable batch, and not the lost one");
+    assert_eq!(ended, Some(children.clone()), "GetRecords reaches the end");
+
+    let mut subscription = engine
+        .subscribe("s", &parent.shard_id, IteratorStart::TrimHorizon)
+        .unwrap();
+    let mut pushed = 0;
+    let ended = (0..5).find_map(|_| {
+        let event = subscription
+            .next_blocking(Duration::from_millis(200))
+            .unwrap()?;
+        pushed += event.records.len();
+        event
+            .records
+            .end_of_shard
+            .then_some(event.records.child_shard_ids)
+    });
+    assert_eq!(pushed, 10);
+    assert_eq!(ended, Some(children), "the subscription reaches the end");
+}
