@@ -659,8 +659,9 @@ impl Harness {
             &picked.batch.as_ref().expect("acked").1,
         );
         let context = format!("step {step}: {name} {shard} {seq}");
-        // With no failed put pending, the model knows every record of the shard in order.
-        let exact = entries.iter().all(|e| e.status != Status::Uncertain);
+        // The model knows every record of the shard in order only when it knows every
+        // record's number: a failed put's record that turned out to be there has none.
+        let exact = entries.iter().all(|e| e.seq.is_some());
         let mut in_shard: Vec<&Entry> = acked
             .iter()
             .copied()
