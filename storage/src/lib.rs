@@ -49,6 +49,9 @@ mod recovery;
 mod segment;
 mod shared;
 mod sync;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use sync::loom_model;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{

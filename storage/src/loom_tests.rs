@@ -28,21 +28,9 @@ const WRITTEN: u64 = 100;
 /// What the owner writes into a recycled segment after `reset`.
 const REWRITTEN: u64 = 200;
 
-/// Runs `f` under loom with a default preemption bound of 3 (keeps CI short; the
-/// `LOOM_MAX_PREEMPTIONS` environment variable overrides it for deeper runs), and prints
-/// how many interleavings it explored.
+/// Runs `f` under loom with the default preemption bound of 3 (see `sync::loom_model`).
 fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound.get_or_insert(3);
-    let explored = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = explored.clone();
-    builder.check(move || {
-        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        f();
-    });
-    let explored = explored.load(std::sync::atomic::Ordering::Relaxed);
-    let name = std::thread::current().name().unwrap_or("model").to_string();
-    eprintln!("loom: {name}: {explored} interleavings");
+    crate::sync::loom_model(3, f);
 }
 
 /// A segment over an anonymous mapping holding `BATCHES` encoded one-record batches (record

@@ -25,3 +25,22 @@ pub(crate) fn set_exclusive(atomic: &mut AtomicU64, value: u64) {
 pub(crate) fn set_exclusive(atomic: &mut AtomicU64, value: u64) {
     atomic.with_mut(|v| *v = value);
 }
+
+/// Runs `f` under loom with a default preemption bound of `preemptions` (`LOOM_MAX_PREEMPTIONS`
+/// overrides it for deeper runs), and prints how many interleavings it explored. Shared by the
+/// storage's and the core's loom models.
+#[cfg(loom)]
+#[doc(hidden)]
+pub fn loom_model(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound.get_or_insert(preemptions);
+    let explored = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = explored.clone();
+    builder.check(move || {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f();
+    });
+    let explored = explored.load(std::sync::atomic::Ordering::Relaxed);
+    let name = std::thread::current().name().unwrap_or("model").to_string();
+    eprintln!("loom: {name}: {explored} interleavings");
+}

@@ -244,17 +244,7 @@ mod loom_tests {
 
     /// [`model`] with another default preemption bound, for a model with a larger state space.
     fn model_bounded(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound.get_or_insert(preemptions);
-        let explored = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = explored.clone();
-        builder.check(move || {
-            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            f();
-        });
-        let explored = explored.load(std::sync::atomic::Ordering::Relaxed);
-        let name = std::thread::current().name().unwrap_or("model").to_string();
-        eprintln!("loom: {name}: {explored} interleavings");
+        sluice_storage::loom_model(preemptions, f);
     }
 
     /// Checks that `received` holds messages `0..sends[s]` from each sender `s`, each
