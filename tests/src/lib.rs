@@ -167,11 +167,26 @@ pub fn read_stream_by_key(
     engine: &sluice_core::Engine,
     stream: &str,
 ) -> std::collections::BTreeMap<String, Vec<Vec<u8>>> {
+    let found = read_stream_records(engine, stream);
+    let data = |records: Vec<(Vec<u8>, sluice_core::SequenceNumber)>| {
+        records.into_iter().map(|(data, _)| data).collect()
+    };
+    found
+        .into_iter()
+        .map(|(key, records)| (key, data(records)))
+        .collect()
+}
+
+/// Like [`read_stream_by_key`], with each record's sequence number (which names its shard).
+pub fn read_stream_records(
+    engine: &sluice_core::Engine,
+    stream: &str,
+) -> std::collections::BTreeMap<String, Vec<(Vec<u8>, sluice_core::SequenceNumber)>> {
     let shards = engine
         .describe_stream_summary(stream)
         .expect("the stream exists");
     let mut reader = engine.stream_reader(stream).expect("the stream exists");
-    let mut found: std::collections::BTreeMap<String, Vec<Vec<u8>>> = Default::default();
+    let mut found: std::collections::BTreeMap<String, Vec<_>> = Default::default();
     let mut empty_in_a_row = 0;
     // Closed shards end (and start their children) before their children can be empty
     // readers; a round of empty reads over every shard means everything was read.
@@ -190,7 +205,7 @@ pub fn read_stream_by_key(
             found
                 .entry(record.partition_key.to_owned())
                 .or_default()
-                .push(record.data.to_vec());
+                .push((record.data.to_vec(), record.sequence_number));
         }
     }
     found

@@ -3,7 +3,7 @@
 //! (docs/design/engine-faults.md). Shared by the proptest suite (`tests/engine_model.rs`) and
 //! the `api_model` fuzz target, which only differ in how they pick operations.
 
-use crate::read_stream_by_key;
+use crate::{all_shards, read_stream_records};
 use sluice_core::storage::{Fault, FaultPlan, FaultyIo, GlommioIo, PowerLoss};
 use sluice_core::{
     CreateStream, Durability, Engine, EngineConfig, ErrorCode, IteratorStart, PutRecord,
@@ -176,11 +176,25 @@ enum Status {
 struct Entry {
     data: Vec<u8>,
     status: Status,
-    /// The put (step) and shard that wrote it, when acknowledged: one storage batch.
-    batch: Option<(usize, String)>,
-    /// Its sequence number, when acknowledged.
+    /// The step that put it.
+    step: usize,
+    /// Its shard (index) and sequence number: from the put's answer, or for a failed put's
+    /// record from the first reopen that finds it.
+    shard: Option<u32>,
     seq: Option<SequenceNumber>,
 }
+
+impl Entry {
+    /// The storage batch it belongs to, once its shard is known: one put's records for one
+    /// shard (the model's records never fill a segment, so a put's records for a shard are
+    /// never split over two batches at a roll).
+    fn batch(&self) -> Option<(usize, u32)> {
+        self.shard.map(|shard| (self.step, shard))
+    }
+}
+
+/// What a read found of one key, in order: data and sequence number.
+type Found = BTreeMap<String, Vec<(Vec<u8>, SequenceNumber)>>;
 
 #[derive(Debug, Default)]
 struct StreamModel {
@@ -209,6 +223,9 @@ pub struct Harness {
     /// which refuse appends until the engine reopens. A creation fault latches nothing: once
     /// healed, every put must succeed again.
     may_be_latched: bool,
+    /// `faults.faults_fired()` when the engine last opened: a failure is excused only once a
+    /// fault has really fired since.
+    fired_at_open: u64,
 }
 
 impl Harness {
@@ -224,12 +241,13 @@ impl Harness {
             model: BTreeMap::new(),
             armed: false,
             may_be_latched: false,
+            fired_at_open: 0,
         }
     }
 
     /// Puts and reshards may fail: a fault is armed, or shards may be latched.
     fn degraded(&self) -> bool {
-        self.armed || self.may_be_latched
+        (self.armed || self.may_be_latched) && self.faults.faults_fired() > self.fired_at_open
     }
 
     fn engine(&self) -> &Engine {
@@ -285,11 +303,7 @@ impl Harness {
                 self.faults.heal();
                 // Closed (synced, threads joined) before the same directory opens again.
                 self.engine = None;
-                let clean = !self.degraded();
                 self.reopen(Allowed::Uncertain, step);
-                if clean {
-                    self.every_record_is(Status::Durable);
-                }
             }
             Op::Crash => self.power_cut(None, step),
             Op::PowerLoss { seed } => {
@@ -418,7 +432,8 @@ impl Harness {
                     } else {
                         Status::Visible
                     },
-                    batch: Some((step, put.shard_id.to_string())),
+                    step,
+                    shard: Some(put.shard_id.index()),
                     seq: Some(put.sequence_number),
                 },
                 Err((code, message)) => {
@@ -428,7 +443,8 @@ impl Harness {
                     Entry {
                         data,
                         status: Status::Uncertain,
-                        batch: None,
+                        step,
+                        shard: None,
                         seq: None,
                     }
                 }
@@ -439,11 +455,7 @@ impl Harness {
 
     /// Open shards of a stream, sorted by hash range.
     fn open_shards(&self, stream: &str) -> Vec<sluice_core::ShardDescription> {
-        let mut shards: Vec<_> = self
-            .engine()
-            .describe_stream(stream, Some(100), None)
-            .unwrap()
-            .shards
+        let mut shards: Vec<_> = all_shards(self.engine(), stream)
             .into_iter()
             .filter(|s| s.ending_sequence_number.is_none())
             .collect();
@@ -579,6 +591,7 @@ impl Harness {
         self.faults.heal();
         self.engine = Some(open(&self.dir, &self.faults));
         (self.armed, self.may_be_latched) = (false, false);
+        self.fired_at_open = self.faults.faults_fired();
         for name in STREAMS {
             let Some(stream) = self.model.get(name) else {
                 assert!(self.engine().describe_stream_summary(name).is_err());
@@ -605,10 +618,13 @@ impl Harness {
                 "step {step}: open shards of {name} do not partition the hash space: {ranges:?}"
             );
             let engine = self.engine.as_ref().expect("just opened");
-            let actual = read_stream_by_key(engine, name);
+            let actual = read_stream_records(engine, name);
             let stream = self.model.get_mut(name).expect("checked above");
             stream.keys = settle(&stream.keys, &actual, allowed, true, step);
         }
+        // Opening syncs whatever recovery kept (a crashed process may never have synced it):
+        // every record there now must survive the next power loss.
+        self.every_record_is(Status::Durable);
     }
 
     fn every_record_is(&mut self, status: Status) {
@@ -631,7 +647,7 @@ impl Harness {
             return;
         };
         let actual = match reader {
-            Reader::Lineage => read_stream_by_key(engine, name),
+            Reader::Lineage => read_stream_records(engine, name),
             Reader::Push => subscribe_to_every_shard(engine, name),
         };
         settle(&stream.keys, &actual, Allowed::Uncertain, false, step);
@@ -654,10 +670,8 @@ impl Harness {
         let Some(&picked) = acked.get(usize::from(pick) % acked.len().max(1)) else {
             return;
         };
-        let (seq, shard) = (
-            picked.seq.expect("acked"),
-            &picked.batch.as_ref().expect("acked").1,
-        );
+        let (seq, shard_index) = (picked.seq.expect("acked"), picked.shard.expect("acked"));
+        let shard = &sluice_core::seqnum::shard_id(shard_index);
         let context = format!("step {step}: {name} {shard} {seq}");
         // The model knows every record of the shard in order only when it knows every
         // record's number: a failed put's record that turned out to be there has none.
@@ -665,7 +679,7 @@ impl Harness {
         let mut in_shard: Vec<&Entry> = acked
             .iter()
             .copied()
-            .filter(|e| e.batch.as_ref().is_some_and(|b| &b.1 == shard))
+            .filter(|e| e.shard == Some(shard_index))
             .collect();
         in_shard.sort_by_key(|e| e.seq);
 
@@ -680,17 +694,18 @@ impl Harness {
 
         let first = |start| {
             let mut iterator = engine.shard_iterator(name, shard, start).unwrap();
-            // Reads may come back empty at a hole in the numbering (after a power loss).
-            for _ in 0..8 {
+            // Reads may come back empty at a hole in the numbering (after a power loss): read
+            // on while the position moves.
+            loop {
+                let before = iterator.position();
                 let records = engine.get_records(&mut iterator, Some(1)).unwrap();
                 if let Some(r) = records.records().next() {
                     return Some((r.sequence_number, r.data.to_vec(), r.arrival_timestamp_ms));
                 }
-                if records.end_of_shard {
-                    break;
+                if records.end_of_shard || iterator.position() == before {
+                    return None;
                 }
             }
-            None
         };
         let at = first(IteratorStart::AtSequenceNumber(seq)).expect(&context);
         assert_eq!((at.0, &at.1), (seq, &picked.data), "AT {context}");
@@ -750,7 +765,7 @@ fn open(dir: &Path, faults: &FaultyIo<GlommioIo>) -> Engine {
 /// only as whole batches that are the last ones of their shard.
 fn settle(
     expected: &BTreeMap<String, Vec<Entry>>,
-    actual: &BTreeMap<String, Vec<Vec<u8>>>,
+    actual: &Found,
     allowed: Allowed,
     reopened: bool,
     step: usize,
@@ -764,25 +779,34 @@ fn settle(
     let mut settled = BTreeMap::new();
     let mut present_batches = BTreeSet::new();
     let mut lost_batches = BTreeSet::new();
+    // Per shard: the highest number still there, and the lowest one lost.
+    let mut highest_present: BTreeMap<u32, SequenceNumber> = BTreeMap::new();
+    let mut lowest_lost: BTreeMap<u32, SequenceNumber> = BTreeMap::new();
     for (key, entries) in expected {
         let got = actual.get(key).map_or(&[][..], Vec::as_slice);
         let mut next = got.iter().peekable();
         let mut kept = Vec::new();
         for entry in entries {
-            if next.peek() == Some(&&entry.data) {
-                next.next();
-                present_batches.extend(entry.batch.clone());
-                let status = match entry.status {
-                    Status::Uncertain if reopened => {
-                        count(&STATS.failed_found, 1);
-                        Status::Visible
-                    }
-                    other => other,
-                };
-                kept.push(Entry {
-                    status,
-                    ..entry.clone()
-                });
+            if let Some((_, found_seq)) = next.next_if(|(data, _)| *data == entry.data) {
+                let mut entry = entry.clone();
+                if let Some(seq) = entry.seq {
+                    assert_eq!(
+                        seq, *found_seq,
+                        "step {step}: a record of {key} changed number"
+                    );
+                } else if reopened {
+                    // A failed put's record that is there: from now on it is known exactly.
+                    count(&STATS.failed_found, 1);
+                    entry.status = Status::Visible;
+                    entry.seq = Some(*found_seq);
+                    entry.shard = found_seq.shard_index();
+                }
+                present_batches.extend(entry.batch());
+                if let (Some(shard), Some(seq)) = (entry.shard, entry.seq) {
+                    let highest = highest_present.entry(shard).or_insert(seq);
+                    *highest = (*highest).max(seq);
+                }
+                kept.push(entry);
                 continue;
             }
             let may_miss = match entry.status {
@@ -796,7 +820,11 @@ fn settle(
                 entry.status,
                 String::from_utf8_lossy(&entry.data)
             );
-            lost_batches.extend(entry.batch.clone());
+            lost_batches.extend(entry.batch());
+            if let (Some(shard), Some(seq)) = (entry.shard, entry.seq) {
+                let lowest = lowest_lost.entry(shard).or_insert(seq);
+                *lowest = (*lowest).min(seq);
+            }
             match entry.status {
                 Status::Visible => count(&STATS.visible_records_lost, 1),
                 Status::Uncertain if reopened => count(&STATS.failed_absent, 1),
@@ -804,7 +832,7 @@ fn settle(
                 _ => kept.push(entry.clone()),
             }
         }
-        if let Some(extra) = next.next() {
+        if let Some((extra, _)) = next.next() {
             panic!(
                 "step {step}: {key} has a record out of order, repeated or never put: {}",
                 String::from_utf8_lossy(extra)
@@ -819,14 +847,14 @@ fn settle(
         torn.is_empty(),
         "step {step}: batches partly lost: {torn:?}"
     );
-    for (lost_step, shard) in &lost_batches {
-        let later = present_batches
-            .iter()
-            .find(|(s, sh)| sh == shard && s > lost_step);
-        assert!(
-            later.is_none(),
-            "step {step}: shard {shard} lost the batch of step {lost_step} but kept {later:?}"
-        );
+    // What a shard lost is its end: nothing it kept comes after anything it lost.
+    for (shard, lowest) in &lowest_lost {
+        if let Some(highest) = highest_present.get(shard) {
+            assert!(
+                highest < lowest,
+                "step {step}: shard {shard} lost record {lowest} but kept {highest}"
+            );
+        }
     }
     settled
 }
@@ -834,13 +862,10 @@ fn settle(
 /// Every record of the stream through push subscriptions, one per shard in index order
 /// (parents before children), each resubscribed once AFTER the checkpoint its first event
 /// gives (the number below its continuation), as KCL resumes.
-fn subscribe_to_every_shard(engine: &Engine, stream: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
-    let mut shards = engine
-        .describe_stream(stream, Some(100), None)
-        .unwrap()
-        .shards;
+fn subscribe_to_every_shard(engine: &Engine, stream: &str) -> Found {
+    let mut shards = all_shards(engine, stream);
     shards.sort_by_key(|s| s.starting_sequence_number);
-    let mut found: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut found = Found::new();
     let subscribe = |shard: &str, start| engine.subscribe(stream, shard, start).unwrap();
     for shard in &shards {
         let mut subscription = subscribe(&shard.shard_id, IteratorStart::TrimHorizon);
@@ -854,7 +879,7 @@ fn subscribe_to_every_shard(engine: &Engine, stream: &str) -> BTreeMap<String, V
                 found
                     .entry(record.partition_key.to_owned())
                     .or_default()
-                    .push(record.data.to_vec());
+                    .push((record.data.to_vec(), record.sequence_number));
             }
             if event.records.end_of_shard {
                 break;

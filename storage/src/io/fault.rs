@@ -76,6 +76,8 @@ struct Journal {
 struct FaultState {
     journal: Mutex<Journal>,
     syncs_completed: AtomicU64,
+    /// Calls that failed because of an injected fault, since the injector was made.
+    faults_fired: AtomicU64,
     /// Syncs wait for a read guard; a test holding the write guard stalls them.
     sync_gate: Arc<async_lock::RwLock<()>>,
     /// The same for writes.
@@ -86,6 +88,12 @@ struct FaultState {
 impl FaultState {
     fn journal(&self) -> MutexGuard<'_, Journal> {
         self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The error of a fault that fires now.
+    fn fire(&self, fault: Fault) -> io::Error {
+        self.faults_fired.fetch_add(1, Ordering::AcqRel);
+        fault.error()
     }
 }
 
@@ -157,6 +165,12 @@ impl<I: SegmentIo> FaultyIo<I> {
     /// Clears every fault.
     pub fn heal(&self) {
         self.arm(FaultPlan::default());
+    }
+
+    /// Calls failed by an injected fault so far (a test can tell a fault that fired from one
+    /// that was armed but never reached).
+    pub fn faults_fired(&self) -> u64 {
+        self.state.faults_fired.load(Ordering::Acquire)
     }
 
     /// Syncs that completed successfully so far.
@@ -245,7 +259,7 @@ impl<I: SegmentIo> SegmentIo for FaultyIo<I> {
     async fn create(&self, path: &Path, len: u64) -> io::Result<Self::File> {
         let fault = self.state.journal().plan.fail_create;
         if let Some(fault) = fault {
-            return Err(fault.error());
+            return Err(self.state.fire(fault));
         }
         let inner = self.inner.create(path, len).await?;
         Ok(FaultyFile {
@@ -277,7 +291,7 @@ impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
             hit(&mut journal.writes, from)
         };
         if let Some(fault) = fault {
-            return Err(fault.error());
+            return Err(self.state.fire(fault));
         }
         self.state.writes_waiting.fetch_add(1, Ordering::AcqRel);
         let _gate = self.state.write_gate.read().await;
@@ -306,7 +320,7 @@ impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
             (hit(&mut journal.syncs, from), journal.writes_completed)
         };
         let synced = match fault {
-            Some(fault) => Err(fault.error()),
+            Some(fault) => Err(self.state.fire(fault)),
             None => self.inner.sync_data().await,
         };
         // A held sync has done its work but does not report back: a long sync in flight.
