@@ -236,13 +236,63 @@ impl<I: SegmentIo> ShardLog<I> {
             report: recovered.report,
             _lock: lock,
         };
+        let marker = dir.join(SYNC_FAILED);
+        let after_failed_sync = marker.exists();
+        if after_failed_sync {
+            log.rewrite_live().await?;
+        }
         log.sync_recovered().await?;
         log.release_discarded(&discarded).await?;
         drop(discarded); // the free list must hold the only references (see `reclaim`)
         for (index, tail) in recovered.unsealed {
             log.seal_recovered(index, tail).await?;
         }
+        if after_failed_sync {
+            // Everything recovered is on the device now: the marker has done its work.
+            std::fs::remove_file(&marker).map_err(|e| StorageError::io("remove", &marker, e))?;
+            sync_dir_std(dir)?;
+        }
         Ok(log)
+    }
+
+    /// A failed fdatasync. Linux may mark the pages it could not write clean, so a later
+    /// fdatasync, even from another process after a restart, succeeds without writing them.
+    /// A marker in the log's directory makes the next open write every live segment again
+    /// before syncing it (`rewrite_live`); then the log latches. A marker that cannot be
+    /// written is named in the error.
+    fn sync_failed(&self, path: &Path, e: std::io::Error) -> StorageError {
+        let error = self.fail("fdatasync", path, e);
+        match write_sync_failed_marker(&self.shared.dir) {
+            Ok(()) => error,
+            Err(marker) => StorageError::Latched {
+                cause: format!("{error}; and the marker for the next open failed: {marker}"),
+            },
+        }
+    }
+
+    /// After a failed fdatasync (the marker is there): the bytes recovery read may come from
+    /// pages Linux marked clean without writing them, and a sync would not write them. Writing
+    /// every live segment again, whole, makes them dirty, so the sync that follows writes them.
+    /// Costly (every live segment's full size), and only ever after a failed sync.
+    async fn rewrite_live(&self) -> Result<()> {
+        let live = self.writer.borrow().live.clone();
+        for segment in live {
+            let path = &segment.path;
+            let file = self
+                .io
+                .open(path)
+                .await
+                .map_err(|e| StorageError::io("open", path, e))?;
+            let mut pos = 0;
+            while pos < segment.len() {
+                let end = (pos + REWRITE_CHUNK_BYTES).min(segment.len());
+                file.write_at(pos, segment.bytes(pos, end).to_vec())
+                    .await
+                    .map_err(|e| StorageError::io("rewrite segment", path, e))?;
+                pos = end;
+            }
+        }
+        Ok(())
     }
 
     /// Seals a segment recovery found unsealed, at its last intact batch: the next open finds it
@@ -271,7 +321,7 @@ impl<I: SegmentIo> ShardLog<I> {
         full.file
             .sync_data()
             .await
-            .map_err(|e| self.fail("fdatasync", &full.segment.path, e))
+            .map_err(|e| self.sync_failed(&full.segment.path, e))
     }
 
     /// Marks segments recovery released (empty, retired, or after a cut) before anything new is
@@ -294,7 +344,7 @@ impl<I: SegmentIo> ShardLog<I> {
                 .map_err(|e| StorageError::io("release segment", path, e))?;
             file.sync_data()
                 .await
-                .map_err(|e| StorageError::io("fdatasync", path, e))?;
+                .map_err(|e| self.sync_failed(path, e))?;
         }
         Ok(())
     }
@@ -311,7 +361,7 @@ impl<I: SegmentIo> ShardLog<I> {
                 .map_err(|e| StorageError::io("open", &segment.path, e))?;
             file.sync_data()
                 .await
-                .map_err(|e| StorageError::io("fdatasync", &segment.path, e))?;
+                .map_err(|e| self.sync_failed(&segment.path, e))?;
         }
         Ok(())
     }
@@ -830,7 +880,7 @@ impl<I: SegmentIo> ShardLog<I> {
             };
             for file in files {
                 if let Err(e) = file.sync_data().await {
-                    return Err(self.fail("fdatasync", &self.shared.dir, e));
+                    return Err(self.sync_failed(&self.shared.dir, e));
                 }
             }
             // A failure reported to another caller (say, sealing) latched the log: this sync's
@@ -949,6 +999,30 @@ impl<I: SegmentIo> Drop for CancelLatch<'_, I> {
 }
 
 const SPARE_ALLOCATION: &str = "a segment allocation";
+
+/// The marker a failed fdatasync leaves in a log's directory (see `ShardLog::sync_failed`).
+const SYNC_FAILED: &str = "SYNC-FAILED";
+
+/// How much `rewrite_live` writes per call.
+const REWRITE_CHUNK_BYTES: u64 = 1 << 20;
+
+/// Writes the marker and makes it durable (file, then directory), with std's blocking calls:
+/// this only runs after a failed sync.
+fn write_sync_failed_marker(dir: &Path) -> std::io::Result<()> {
+    let path = dir.join(SYNC_FAILED);
+    let text =
+        "an fdatasync failed: the next open writes every live segment again before syncing\n";
+    std::fs::write(&path, text)?;
+    std::fs::File::open(&path)?.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Makes a directory's entries durable with std's blocking call.
+fn sync_dir_std(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io("sync dir", dir, e))
+}
 
 impl<F> Writer<F> {
     fn reclaim(&mut self) {

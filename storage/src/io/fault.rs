@@ -67,6 +67,10 @@ struct Journal {
     syncs: u64,
     /// Per file, the bytes each write since the file's last sync replaced, oldest first.
     unsynced: HashMap<PathBuf, Vec<UndoRecord>>,
+    /// Per file, writes a failed sync should have covered. Linux may mark such pages clean
+    /// after the error, so a later sync succeeds without writing them: they are lost on power
+    /// loss unless written again and synced (see `FaultyFile::sync_data`).
+    poisoned: HashMap<PathBuf, Vec<UndoRecord>>,
     /// Numbers completed writes, so a sync knows which ones finished before it started.
     writes_completed: u64,
 }
@@ -103,6 +107,30 @@ fn hit(counter: &mut u64, from: Option<(u64, Fault)>) -> Option<Fault> {
     *counter += 1;
     from.filter(|(first, _)| n >= *first)
         .map(|(_, fault)| fault)
+}
+
+/// Opens a journaled file for undoing; `None` if it is gone (a deleted stream's).
+fn open_existing(path: &Path) -> io::Result<Option<std::fs::File>> {
+    match std::fs::File::options().write(true).open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// True when `[pos, end)` lies inside the union of `ranges` (sorted by start).
+fn covered_by(pos: u64, end: u64, ranges: &[(u64, u64)]) -> bool {
+    let mut reached = pos;
+    for &(from, to) in ranges {
+        if from > reached {
+            break;
+        }
+        reached = reached.max(to);
+        if reached >= end {
+            return true;
+        }
+    }
+    reached >= end
 }
 
 /// A small deterministic generator (splitmix64) for seeded power loss.
@@ -187,16 +215,32 @@ impl<I: SegmentIo> FaultyIo<I> {
     /// Simulates power loss as `loss` says; returns how many writes were undone or torn.
     /// Call with the logs closed. Files that are gone (a deleted stream) are skipped.
     pub fn lose_power(&self, loss: PowerLoss) -> io::Result<usize> {
-        let unsynced = std::mem::take(&mut self.state.journal().unsynced);
+        let (unsynced, poisoned) = {
+            let mut journal = self.state.journal();
+            (
+                std::mem::take(&mut journal.unsynced),
+                std::mem::take(&mut journal.poisoned),
+            )
+        };
+        let mut lost = 0;
+        // Writes a failed sync left behind never reached the device: undone, newest first.
+        let mut poisoned: Vec<_> = poisoned.into_iter().collect();
+        poisoned.sort_by(|a, b| a.0.cmp(&b.0));
+        for (path, writes) in &poisoned {
+            let Some(file) = open_existing(path)? else {
+                continue;
+            };
+            for UndoRecord { pos, old, .. } in writes.iter().rev() {
+                file.write_all_at(old, *pos)?;
+                lost += 1;
+            }
+        }
         // Files in a fixed order, so a seed always picks the same outcome.
         let mut files: Vec<_> = unsynced.into_iter().collect();
         files.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut lost = 0;
         for (path, writes) in files.into_iter().filter(|(_, w)| !w.is_empty()) {
-            let file = match std::fs::File::options().write(true).open(&path) {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+            let Some(file) = open_existing(&path)? else {
+                continue;
             };
             // Writes below `kept` persisted; the one at `kept` keeps its first `torn` bytes.
             let (kept, torn) = match loss {
@@ -325,9 +369,31 @@ impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
         };
         // A held sync has done its work but does not report back: a long sync in flight.
         let _gate = self.state.sync_gate.read().await;
-        synced?;
-        if let Some(writes) = self.state.journal().unsynced.get_mut(&self.path) {
-            writes.retain(|w| w.id > covered);
+        let mut journal = self.state.journal();
+        let journal = &mut *journal;
+        let writes = journal.unsynced.entry(self.path.clone()).or_default();
+        let (retired, pending): (Vec<UndoRecord>, Vec<UndoRecord>) = std::mem::take(writes)
+            .into_iter()
+            .partition(|w| w.id <= covered);
+        *writes = pending;
+        if let Err(e) = synced {
+            // Linux may mark the pages clean after a failed sync: the writes it should have
+            // covered are lost on power loss even if a later sync succeeds.
+            journal
+                .poisoned
+                .entry(self.path.clone())
+                .or_default()
+                .extend(retired);
+            return Err(e);
+        }
+        // Poisoned bytes written again and synced now are safe.
+        if let Some(poisoned) = journal.poisoned.get_mut(&self.path) {
+            let mut ranges: Vec<(u64, u64)> = retired
+                .iter()
+                .map(|w| (w.pos, w.pos + w.old.len() as u64))
+                .collect();
+            ranges.sort_unstable();
+            poisoned.retain(|p| !covered_by(p.pos, p.pos + p.old.len() as u64, &ranges));
         }
         self.state.syncs_completed.fetch_add(1, Ordering::AcqRel);
         Ok(())
