@@ -323,12 +323,18 @@ fn latency_report(dir: &Path) {
 }
 
 /// Durable single puts, one after another from one caller into a 1-shard stream, against the
-/// same-run baseline of the device: 100 B appended to a file and `fdatasync`ed, one after
-/// another. Baseline, engine, baseline again, so a drift of the virtual disk shows.
+/// same-run baseline of the device: 100 B written into a file whose blocks are all written
+/// and synced beforehand (so each `fdatasync` carries data only, no size or allocation change:
+/// the strictest baseline) and `fdatasync`ed, one after another. Baseline, engine, baseline
+/// again, so a drift of the virtual disk shows; the ratio is given against both.
 fn durable_latency_report(dir: &Path, run: Duration) {
+    const BASELINE_FILE: u64 = 16 << 20;
     let baseline = |name: &str| {
         use std::os::unix::fs::FileExt;
         let file = std::fs::File::create(dir.join(name)).unwrap();
+        file.write_all_at(&vec![0u8; BASELINE_FILE as usize], 0)
+            .unwrap();
+        file.sync_all().unwrap();
         let data = filler(100);
         let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
         let (started, mut pos) = (Instant::now(), 0u64);
@@ -339,7 +345,7 @@ fn durable_latency_report(dir: &Path, run: Duration) {
             histogram
                 .record(one.elapsed().as_micros() as u64 + 1)
                 .unwrap();
-            pos += data.len() as u64;
+            pos = (pos + data.len() as u64) % (BASELINE_FILE - data.len() as u64);
         }
         histogram
     };
@@ -369,10 +375,10 @@ fn durable_latency_report(dir: &Path, run: Duration) {
             h.len()
         )
     };
-    let base_p99 = before
-        .value_at_quantile(0.99)
-        .max(after.value_at_quantile(0.99));
-    let ratio = puts.value_at_quantile(0.99) as f64 / base_p99 as f64;
+    let ratio = |base: &Histogram<u64>| {
+        puts.value_at_quantile(0.99) as f64 / base.value_at_quantile(0.99) as f64
+    };
+    let worst = ratio(&before).max(ratio(&after));
     println!(
         "baseline write 100 B + fdatasync, before: {}",
         line(&before)
@@ -383,8 +389,10 @@ fn durable_latency_report(dir: &Path, run: Duration) {
     );
     println!("baseline write 100 B + fdatasync, after: {}", line(&after));
     println!(
-        "durable put p99 / baseline fdatasync p99 (the higher of the two): {ratio:.2} ({} target 3)",
-        if ratio < 3.0 { "meets" } else { "ABOVE" }
+        "durable put p99 / baseline fdatasync p99: {:.2} against the baseline before, {:.2} after ({} target 3)",
+        ratio(&before),
+        ratio(&after),
+        if worst < 3.0 { "meets" } else { "ABOVE" }
     );
 }
 

@@ -110,6 +110,45 @@ fn open_loop_keeps_to_its_schedule_and_times_puts_from_when_they_were_due() {
     assert_eq!(r["put_latency"]["count"], 100);
 }
 
+/// Far more records than one caller can put at the asked rate: every put is due within the
+/// first millisecond, so timed from when it was due, latency grows with the backlog and the
+/// slowest put waited most of the run. Timing from when each put was sent (coordinated
+/// omission) would report every put as fast.
+#[test]
+fn open_loop_latency_counts_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let out = bench(&[
+        "--records",
+        "20000",
+        "--record-size",
+        "32",
+        "--batch",
+        "10",
+        "--rate",
+        "20000000",
+        "--callers",
+        "1",
+        "--cores",
+        "1",
+        "--output",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = results(&json);
+    let run_us = r["put"]["seconds"].as_f64().unwrap() * 1e6;
+    let p99 = r["put_latency"]["p99_us"].as_f64().unwrap();
+    assert!(
+        p99 >= 0.5 * run_us,
+        "p99 {p99} µs over a {run_us} µs run: {}",
+        r["put_latency"]
+    );
+}
+
 #[test]
 fn bad_options_are_refused_with_a_reason() {
     for (args, reason) in [

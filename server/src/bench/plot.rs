@@ -1,7 +1,7 @@
 //! `--plot FILE.svg`: throughput over time (puts acknowledged and records read, per second),
 //! and the latency distributions by percentile, in one SVG.
 
-use super::results::{BenchResult, Latency, TIMELINE_STEP};
+use super::results::{BenchResult, Latency};
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -39,12 +39,14 @@ fn per_second(
     result: &BenchResult,
     counter: impl Fn(&super::results::Sample) -> u64,
 ) -> Vec<(f64, f64)> {
-    let step = TIMELINE_STEP.as_secs_f64();
+    // The sampler sleeps `TIMELINE_STEP` between samples, and oversleeps on a loaded machine:
+    // rates divide by the real gap.
     result
         .timeline
         .windows(2)
         .map(|w| {
-            let rate = counter(&w[1]).saturating_sub(counter(&w[0])) as f64 / step;
+            let gap = (w[1].ms.saturating_sub(w[0].ms)).max(1) as f64 / 1e3;
+            let rate = counter(&w[1]).saturating_sub(counter(&w[0])) as f64 / gap;
             (w[1].ms as f64 / 1e3, rate)
         })
         .collect()
