@@ -67,9 +67,5 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut harness = Harness::new(dir.path());
-    for (step, op) in ops.iter().enumerate() {
-        harness.apply(op, step);
-    }
-    harness.finish(ops.len());
+    Harness::run(dir.path(), &ops);
 });

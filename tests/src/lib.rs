@@ -153,6 +153,26 @@ pub fn all_shards(
     }
 }
 
+/// Asserts that the open shards of `stream` partition the hash space (contiguous ranges from 0
+/// to 2^128 - 1): a reshard is all or nothing, also across a crash. `context` names the run.
+pub fn assert_open_shards_partition(engine: &sluice_core::Engine, stream: &str, context: &str) {
+    let mut open: Vec<_> = all_shards(engine, stream)
+        .into_iter()
+        .filter(|s| s.ending_sequence_number.is_none())
+        .map(|s| s.hash_key_range)
+        .collect();
+    open.sort_by_key(|r| r.start);
+    let whole = open.first().is_some_and(|r| r.start == 0)
+        && open.last().is_some_and(|r| r.end == u128::MAX)
+        && open
+            .windows(2)
+            .all(|w| w[0].end.checked_add(1) == Some(w[1].start));
+    assert!(
+        whole,
+        "{context}: open shards of {stream} do not partition the hash space: {open:?}"
+    );
+}
+
 /// Every record of the crash stream along its lineage: see [`read_stream_by_key`].
 pub fn read_crash_stream(
     engine: &sluice_core::Engine,

@@ -3,7 +3,7 @@
 //! (docs/design/engine-faults.md). Shared by the proptest suite (`tests/engine_model.rs`) and
 //! the `api_model` fuzz target, which only differ in how they pick operations.
 
-use crate::{all_shards, read_stream_records};
+use crate::{all_shards, assert_open_shards_partition, read_stream_records};
 use sluice_core::storage::{Fault, FaultPlan, FaultyIo, GlommioIo, PowerLoss};
 use sluice_core::{
     CreateStream, Durability, Engine, EngineConfig, ErrorCode, IteratorStart, PutRecord,
@@ -350,6 +350,15 @@ impl Harness {
         (self.armed, self.may_be_latched) = (true, true);
     }
 
+    /// Runs `ops` as one case on a fresh engine under `dir`: each step, then the final check.
+    pub fn run(dir: &Path, ops: &[Op]) {
+        let mut harness = Harness::new(dir);
+        for (step, op) in ops.iter().enumerate() {
+            harness.apply(op, step);
+        }
+        harness.finish(ops.len());
+    }
+
     /// After the last step: every stream reads back as the model says.
     pub fn finish(mut self, step: usize) {
         for name in STREAMS {
@@ -602,21 +611,7 @@ impl Harness {
                 summary.retention_hours, stream.retention_hours,
                 "step {step}"
             );
-            let mut ranges: Vec<_> = self
-                .open_shards(name)
-                .iter()
-                .map(|s| s.hash_key_range)
-                .collect();
-            ranges.sort_by_key(|r| r.start);
-            let whole = ranges.first().is_some_and(|r| r.start == 0)
-                && ranges.last().is_some_and(|r| r.end == u128::MAX)
-                && ranges
-                    .windows(2)
-                    .all(|w| w[0].end.checked_add(1) == Some(w[1].start));
-            assert!(
-                whole,
-                "step {step}: open shards of {name} do not partition the hash space: {ranges:?}"
-            );
+            assert_open_shards_partition(self.engine(), name, &format!("step {step}"));
             let engine = self.engine.as_ref().expect("just opened");
             let actual = read_stream_records(engine, name);
             let stream = self.model.get_mut(name).expect("checked above");

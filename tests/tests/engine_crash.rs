@@ -6,8 +6,8 @@
 
 use sluice_core::Engine;
 use sluice_tests::{
-    CRASH_STREAM, Rng, all_shards, assert_acknowledged_records, crash_engine_config, crash_seed,
-    env_u64, read_crash_stream,
+    CRASH_STREAM, Rng, all_shards, assert_acknowledged_records, assert_open_shards_partition,
+    crash_engine_config, crash_seed, env_u64, read_crash_stream,
 };
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -112,21 +112,7 @@ fn run_child_and_kill(dir: &Path, run: u64, reshards: u64, after: Duration) -> B
 fn check(dir: &Path, acknowledged: &BTreeMap<(u64, u64), u64>, seed: u64) {
     let engine = Engine::open(crash_engine_config(dir)).expect("reopen");
     // A kill inside a split or merge leaves the layout before or after it, never between.
-    let mut open: Vec<_> = all_shards(&engine, CRASH_STREAM)
-        .into_iter()
-        .filter(|s| s.ending_sequence_number.is_none())
-        .map(|s| s.hash_key_range)
-        .collect();
-    open.sort_by_key(|r| r.start);
-    let whole = open.first().is_some_and(|r| r.start == 0)
-        && open.last().is_some_and(|r| r.end == u128::MAX)
-        && open
-            .windows(2)
-            .all(|w| w[0].end.checked_add(1) == Some(w[1].start));
-    assert!(
-        whole,
-        "open shards do not partition the hash space: {open:?}"
-    );
+    assert_open_shards_partition(&engine, CRASH_STREAM, &format!("SLUICE_CRASH_SEED={seed}"));
     let found = read_crash_stream(&engine);
     assert_acknowledged_records(&found, acknowledged, &format!("SLUICE_CRASH_SEED={seed}"));
 }

@@ -67,16 +67,17 @@ proptest! {
 
     #[test]
     fn the_engine_agrees_with_a_map_of_keys_to_records(ops in prop::collection::vec(op(), 1..40)) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut harness = Harness::new(dir.path());
-        for (step, op) in ops.iter().enumerate() {
-            harness.apply(op, step);
-        }
-        harness.finish(ops.len());
+        run(&ops);
         if std::env::var_os("SLUICE_MODEL_STATS").is_some() {
             eprintln!("model so far: {STATS}");
         }
     }
+}
+
+/// Runs a fixed sequence of steps on a fresh engine and checks the end, as a case does.
+fn run(ops: &[Op]) {
+    let dir = tempfile::tempdir().unwrap();
+    Harness::run(dir.path(), ops);
 }
 
 /// Found by the 10,000-case run (case 3,212): a durable put whose sync failed left its record
@@ -85,9 +86,7 @@ proptest! {
 /// now checks AFTER and TRIM_HORIZON exactly only when it knows every record's number.
 #[test]
 fn regression_a_failed_put_whose_record_survived_is_no_surprise_to_iterators() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut harness = Harness::new(dir.path());
-    let ops = [
+    run(&[
         Op::Create {
             stream: 0,
             shards: 1,
@@ -110,11 +109,7 @@ fn regression_a_failed_put_whose_record_survived_is_no_surprise_to_iterators() {
         Op::Heal,
         Op::Crash,
         Op::Iterate { stream: 0, pick: 0 },
-    ];
-    for (step, op) in ops.iter().enumerate() {
-        harness.apply(op, step);
-    }
-    harness.finish(ops.len());
+    ]);
 }
 
 /// A crash keeps unsynced records in the page cache; reopening must sync them before the
@@ -123,9 +118,7 @@ fn regression_a_failed_put_whose_record_survived_is_no_surprise_to_iterators() {
 /// fails this test; removing either alone does not (each covers the active segment).
 #[test]
 fn a_crash_reopen_makes_what_it_recovered_durable() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut harness = Harness::new(dir.path());
-    let ops = [
+    run(&[
         Op::Create {
             stream: 0,
             shards: 2,
@@ -138,11 +131,7 @@ fn a_crash_reopen_makes_what_it_recovered_durable() {
         Op::Crash,
         Op::PowerLoss { seed: None },
         Op::Read { stream: 0 },
-    ];
-    for (step, op) in ops.iter().enumerate() {
-        harness.apply(op, step);
-    }
-    harness.finish(ops.len());
+    ]);
 }
 
 /// After a failed fdatasync, Linux may mark the pages it could not write clean: a sync after a
@@ -154,9 +143,7 @@ fn a_crash_reopen_makes_what_it_recovered_durable() {
 /// durable record put after the restart.
 #[test]
 fn a_failed_fsync_does_not_let_a_restart_trust_unwritten_pages() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut harness = Harness::new(dir.path());
-    let ops = [
+    run(&[
         Op::Create {
             stream: 0,
             shards: 1,
@@ -189,9 +176,5 @@ fn a_failed_fsync_does_not_let_a_restart_trust_unwritten_pages() {
             durable: true,
         },
         Op::PowerLoss { seed: None },
-    ];
-    for (step, op) in ops.iter().enumerate() {
-        harness.apply(op, step);
-    }
-    harness.finish(ops.len());
+    ]);
 }
