@@ -214,6 +214,8 @@ fn measure(
         start,
         producers_done: &producers_done,
         read: &read,
+        keys,
+        records: args.records,
     };
     let producers = Producers {
         args,

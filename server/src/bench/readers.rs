@@ -4,10 +4,10 @@
 //! half the records are in, so they read cold data while producers keep going).
 
 use super::STREAM;
-use super::load::{RECORD_HEADER, record_header};
+use super::load::{KeySpace, RECORD_HEADER, record_header};
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use sluice_core::{Engine, IteratorStart, ShardDescription};
+use sluice_core::{Engine, IteratorStart, Record, ShardDescription};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -39,16 +39,44 @@ pub(super) struct ReadContext<'a> {
     pub(super) producers_done: &'a AtomicBool,
     /// Records read so far by every reader (the timeline samples it).
     pub(super) read: &'a AtomicU64,
+    /// Record `i`'s key, to check what readers get.
+    pub(super) keys: &'a KeySpace,
+    /// Records the producers put (numbered `0..records`).
+    pub(super) records: u64,
+}
+
+/// Which record numbers one reader (over all its shards) has had: each exactly once.
+struct SeenOnce(Vec<AtomicBool>);
+
+impl SeenOnce {
+    fn new(records: u64) -> SeenOnce {
+        SeenOnce((0..records).map(|_| AtomicBool::new(false)).collect())
+    }
 }
 
 impl ReadContext<'_> {
-    fn check(&self, data: &[u8]) -> anyhow::Result<u64> {
+    /// Checks a record a reader got (its data, its key, that this reader had it only once)
+    /// and returns when its put was due.
+    fn check(&self, record: &Record<'_>, seen: &SeenOnce, key: &mut String) -> anyhow::Result<u64> {
+        let data = record.data;
         if data.len() != self.record_size
             || data[RECORD_HEADER..] != self.filler[RECORD_HEADER..self.record_size]
         {
             bail!("a record came back wrong ({} bytes)", data.len());
         }
-        let (_, due_ns) = record_header(data);
+        let (i, due_ns) = record_header(data);
+        self.keys.key(i, key);
+        let first_time = seen
+            .0
+            .get(i as usize)
+            .map(|s| !s.swap(true, Ordering::Relaxed));
+        if record.partition_key != key.as_str() || first_time != Some(true) {
+            bail!(
+                "record {} (number {i}, key {}) came back twice, with a wrong key, or was never put",
+                record.sequence_number,
+                record.partition_key
+            );
+        }
         Ok(due_ns)
     }
 
@@ -56,10 +84,14 @@ impl ReadContext<'_> {
     /// producers are done and each has caught up.
     pub(super) fn tail(&self, per_shard: usize) -> anyhow::Result<ReadSummary> {
         let started = Instant::now();
+        let seen: Vec<SeenOnce> = (0..per_shard)
+            .map(|_| SeenOnce::new(self.records))
+            .collect();
         let results: Vec<Outcome> = std::thread::scope(|scope| {
             let mut readers = Vec::new();
             for shard in self.shards {
                 for reader in 0..per_shard {
+                    let seen = &seen[reader];
                     readers.push(scope.spawn(move || {
                         // From the first record: starting before or after the producers reads
                         // the same records.
@@ -68,7 +100,7 @@ impl ReadContext<'_> {
                             .subscribe(STREAM, &shard.shard_id, IteratorStart::TrimHorizon)
                             .with_context(|| format!("subscribe to {}", shard.shard_id))?;
                         let mut latency = Histogram::<u64>::new(3).expect("3 significant digits");
-                        let mut count = 0;
+                        let (mut count, mut key) = (0, String::new());
                         loop {
                             let done = self.producers_done.load(Ordering::Acquire);
                             let event = subscription.next_blocking(Duration::from_millis(50))?;
@@ -80,7 +112,7 @@ impl ReadContext<'_> {
                             };
                             let now_ns = self.start.elapsed().as_nanos() as u64;
                             for record in event.records.records() {
-                                let due_ns = self.check(record.data)?;
+                                let due_ns = self.check(&record, seen, &mut key)?;
                                 latency
                                     .record((now_ns.saturating_sub(due_ns) / 1000).max(1))
                                     .ok();
@@ -107,6 +139,7 @@ impl ReadContext<'_> {
             std::thread::sleep(Duration::from_millis(1));
         }
         let started = Instant::now();
+        let seen = &SeenOnce::new(self.records);
         let results: Vec<Outcome> = std::thread::scope(|scope| {
             let readers: Vec<_> = self
                 .shards
@@ -118,13 +151,13 @@ impl ReadContext<'_> {
                             &shard.shard_id,
                             IteratorStart::TrimHorizon,
                         )?;
-                        let mut count = 0;
+                        let (mut count, mut key) = (0, String::new());
                         let mut caught_up = None;
                         loop {
                             let done = self.producers_done.load(Ordering::Acquire);
                             let batch = self.engine.get_records(&mut iterator, None)?;
                             for record in batch.records() {
-                                self.check(record.data)?;
+                                self.check(&record, seen, &mut key)?;
                             }
                             count += batch.len() as u64;
                             self.read.fetch_add(batch.len() as u64, Ordering::Relaxed);
