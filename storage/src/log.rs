@@ -278,11 +278,7 @@ impl<I: SegmentIo> ShardLog<I> {
         let live = self.writer.borrow().live.clone();
         for segment in live {
             let path = &segment.path;
-            let file = self
-                .io
-                .open(path)
-                .await
-                .map_err(|e| StorageError::io("open", path, e))?;
+            let file = self.open_file(path).await?;
             let mut pos = 0;
             while pos < segment.len() {
                 let end = (pos + REWRITE_CHUNK_BYTES).min(segment.len());
@@ -302,11 +298,7 @@ impl<I: SegmentIo> ShardLog<I> {
     async fn seal_recovered(&self, live_index: usize, tail: recovery::Tail) -> Result<()> {
         let segment = self.writer.borrow().live[live_index].clone();
         let end_seq = segment.end_seq();
-        let file = self
-            .io
-            .open(&segment.path)
-            .await
-            .map_err(|e| StorageError::io("open", &segment.path, e))?;
+        let file = self.open_file(&segment.path).await?;
         let index =
             SparseIndex::from_entries(segment.index_entries(), self.config.index_interval_bytes);
         let full = Active {
@@ -334,11 +326,7 @@ impl<I: SegmentIo> ShardLog<I> {
             let now_ms = self.shared.clock.now_ms();
             let header = free_header(segment, SegmentState::Released, floor, &self.config, now_ms);
             let path = &segment.path;
-            let file = self
-                .io
-                .open(path)
-                .await
-                .map_err(|e| StorageError::io("open", path, e))?;
+            let file = self.open_file(path).await?;
             file.write_at(0, header.to_vec())
                 .await
                 .map_err(|e| StorageError::io("release segment", path, e))?;
@@ -354,16 +342,20 @@ impl<I: SegmentIo> ShardLog<I> {
     async fn sync_recovered(&self) -> Result<()> {
         let live = self.writer.borrow().live.clone();
         for segment in live {
-            let file = self
-                .io
-                .open(&segment.path)
-                .await
-                .map_err(|e| StorageError::io("open", &segment.path, e))?;
+            let file = self.open_file(&segment.path).await?;
             file.sync_data()
                 .await
                 .map_err(|e| self.sync_failed(&segment.path, e))?;
         }
         Ok(())
+    }
+
+    /// Opens one of the log's segment files for writing.
+    async fn open_file(&self, path: &Path) -> Result<I::File> {
+        self.io
+            .open(path)
+            .await
+            .map_err(|e| StorageError::io("open", path, e))
     }
 
     /// A read handle for any thread.
