@@ -60,7 +60,7 @@ pub use config::{
 };
 pub use datadir::{DataDir, NAME_BYTES_MAX, validate_name};
 pub use error::{Result, StorageError};
-pub use format::{RecordIn, RecordView};
+pub use format::{EncodedBatch, RecordIn, RecordView};
 pub use io::{
     CoreSpec, CoreThread, Fault, FaultPlan, FaultyFile, FaultyIo, GlommioFile, GlommioIo,
     PowerLoss, SegmentFile, SegmentIo, SyncHold, block_on, sleep, spawn, spawn_core,

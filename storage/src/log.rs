@@ -11,8 +11,8 @@ use crate::clock::Clock;
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::format::{
-    IndexEntry, KEY_BYTES_MAX, RecordIn, SEGMENT_DATA_START, SegmentFooter, SegmentHeader,
-    SegmentState, TRAILER_LEN, Trailer, encode_batch, encode_footer, encoded_batch_len,
+    EncodedBatch, IndexEntry, KEY_BYTES_MAX, RecordIn, SEGMENT_DATA_START, SegmentFooter,
+    SegmentHeader, SegmentState, TRAILER_LEN, Trailer, encode_footer,
 };
 use crate::index::SparseIndex;
 use crate::io::{SegmentFile, SegmentIo};
@@ -415,13 +415,24 @@ impl<I: SegmentIo> ShardLog<I> {
         records: &[RecordIn<'_>],
         durability: Durability,
     ) -> Result<Appended> {
+        self.append_encoded(EncodedBatch::from_records(records), durability)
+            .await
+    }
+
+    /// `append` of a batch the caller encoded (on any thread): the log only fills its header,
+    /// hashes it and writes it, without copying the records again.
+    pub async fn append_encoded(
+        &self,
+        mut batch: EncodedBatch,
+        durability: Durability,
+    ) -> Result<Appended> {
         self.check_writable()?;
-        self.validate(records)?;
-        let length = encoded_batch_len(records);
+        self.validate(&batch)?;
+        let length = batch.len_bytes();
         let data_limit = self.config.data_limit();
-        let (file, pos, buf, appended) = loop {
+        let (file, pos, appended) = loop {
             if self.writer.borrow().fits(length, data_limit) {
-                break self.reserve(records);
+                break self.reserve(&mut batch);
             }
             let _ring = self.ring_lock.lock().await;
             self.check_writable()?;
@@ -430,7 +441,7 @@ impl<I: SegmentIo> ShardLog<I> {
             }
         };
         let in_flight = CancelLatch::arm(self, "an append");
-        let written = file.write_at(pos, buf).await;
+        let written = file.write_at(pos, batch.into_bytes()).await;
         in_flight.disarm();
         self.complete(appended.base_seq, written)?;
         self.wait_visible(appended.end_seq()).await?;
@@ -459,34 +470,32 @@ impl<I: SegmentIo> ShardLog<I> {
         }
     }
 
-    fn validate(&self, records: &[RecordIn<'_>]) -> Result<()> {
-        if records.is_empty() {
+    fn validate(&self, batch: &EncodedBatch) -> Result<()> {
+        if batch.record_count() == 0 {
             return Err(StorageError::EmptyBatch);
         }
-        if records.len() > self.config.batch_records_max {
+        if batch.record_count() > self.config.batch_records_max {
             return Err(StorageError::TooManyRecords {
-                count: records.len(),
+                count: batch.record_count(),
                 max: self.config.batch_records_max,
             });
         }
-        for (index, record) in records.iter().enumerate() {
-            if record.key.len() > KEY_BYTES_MAX {
-                return Err(StorageError::KeyTooLong {
-                    index,
-                    key_bytes: record.key.len(),
-                    max_bytes: KEY_BYTES_MAX,
-                });
-            }
-            let size_bytes = (record.key.len() + record.data.len()) as u64;
-            if size_bytes > self.config.record_size_bytes_max {
-                return Err(StorageError::RecordTooLarge {
-                    index,
-                    size_bytes,
-                    max_bytes: self.config.record_size_bytes_max,
-                });
-            }
+        if let Some((index, key_bytes)) = batch.oversized_key() {
+            return Err(StorageError::KeyTooLong {
+                index,
+                key_bytes,
+                max_bytes: KEY_BYTES_MAX,
+            });
         }
-        let size_bytes = encoded_batch_len(records);
+        let (index, size_bytes) = batch.largest_record();
+        if size_bytes > self.config.record_size_bytes_max {
+            return Err(StorageError::RecordTooLarge {
+                index,
+                size_bytes,
+                max_bytes: self.config.record_size_bytes_max,
+            });
+        }
+        let size_bytes = batch.len_bytes();
         if size_bytes > self.config.batch_bytes_max() {
             return Err(StorageError::BatchTooLarge {
                 size_bytes,
@@ -504,23 +513,15 @@ impl<I: SegmentIo> ShardLog<I> {
         error
     }
 
-    /// Takes the next place in the active segment and encodes the batch for it.
-    fn reserve(&self, records: &[RecordIn<'_>]) -> (Rc<I::File>, u64, Vec<u8>, Appended) {
+    /// Takes the next place in the active segment and seals the batch for it.
+    fn reserve(&self, batch: &mut EncodedBatch) -> (Rc<I::File>, u64, Appended) {
         let mut w = self.writer.borrow_mut();
         let w = &mut *w;
         // Arrival times never go back within a shard, so time seeks can binary-search.
         let timestamp_ms = self.shared.clock.now_ms().max(w.last_timestamp_ms);
         let active = w.active.as_mut().expect("reserve only after fits()");
-        let mut buf = Vec::new();
         let generation = active.segment.generation;
-        let header = encode_batch(
-            &mut buf,
-            records,
-            w.next_seq,
-            generation,
-            timestamp_ms,
-            active.last_checksum,
-        );
+        let header = batch.seal(w.next_seq, generation, timestamp_ms, active.last_checksum);
         let loc = BatchLoc {
             pos: active.write_pos,
             header,
@@ -544,7 +545,7 @@ impl<I: SegmentIo> ShardLog<I> {
             record_count: header.record_count,
             timestamp_ms,
         };
-        (active.file.clone(), loc.pos, buf, appended)
+        (active.file.clone(), loc.pos, appended)
     }
 
     /// Records a finished write and publishes every batch that is now complete in order.
