@@ -26,6 +26,9 @@ pub(crate) struct EngineShared {
     pub(crate) token_key: TokenKey,
     /// Largest record (key + data) a segment of the configured size holds, capped at 10 MiB.
     pub(crate) record_size_bytes_supported: u64,
+    /// Largest encoded batch a shard log takes (it depends on the segment size only); puts
+    /// encode their batches on the caller's thread to this size.
+    pub(crate) batch_bytes_max: u64,
 }
 
 /// A Sluice engine: streams of shards, each owned by one core thread. Cheap to clone; the
@@ -66,6 +69,11 @@ impl Engine {
     /// the metadata log and reopens every shard log (recovering any that were not closed).
     pub fn open(config: EngineConfig) -> Result<Engine, OpenError> {
         let record_size_bytes_supported = validate(&config)?;
+        let batch_bytes_max = LogConfig {
+            segment_size_bytes: config.segment_size_bytes,
+            ..LogConfig::default()
+        }
+        .batch_bytes_max();
         let data_dir = DataDir::new(&config.data_dir)?;
         let lock = data_dir.lock()?;
         let token_key = TokenKey::load_or_create(data_dir.root())?;
@@ -92,6 +100,7 @@ impl Engine {
             cores,
             token_key,
             record_size_bytes_supported,
+            batch_bytes_max,
         });
         let (control_tx, control_rx) = queue(CONTROL_QUEUE_DEPTH);
         // Build the engine first: if replay fails, dropping it stops the cores.

@@ -1,7 +1,7 @@
-//! Writing records: validation, routing by hash key, one message per shard, results in
-//! request order.
+//! Writing records: validation, routing by hash key, encoding on the caller's thread, one
+//! message per core, results in request order.
 
-use crate::catalog::{ShardSet, ShardState, StreamState};
+use crate::catalog::{ShardKey, ShardSet, ShardState, StreamState};
 use crate::engine::{Engine, block};
 use crate::error::PutError;
 use crate::hashkey::{HashKeyError, parse_hash_key, partition_key_hash};
@@ -9,8 +9,8 @@ use crate::limits::{PUT_BATCH_BYTES_MAX, PUT_BATCH_RECORDS_MAX};
 use crate::names::validate_partition_key;
 use crate::runtime::{AppendGuard, CoreJob, CoreMessage, CoreState};
 use crate::seqnum::{SequenceNumber, ShardId};
-use sluice_storage::format::{BATCH_HEADER_LEN, encoded_batch_len};
-use sluice_storage::{Appended, Durability, RecordIn};
+use sluice_storage::{Appended, Durability, EncodedBatch};
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -171,7 +171,11 @@ impl Engine {
     ) -> Result<Vec<PutRecordResult>, PutError> {
         let max_record = stream.max_record_size_bytes();
         let hashes = check_batch(records, max_record)?;
-        let mut results: Vec<Option<PutRecordResult>> = (0..records.len()).map(|_| None).collect();
+        // Every record gets its own result below (written, failed, or routed again until one
+        // of those); the placeholder never reaches the caller.
+        let mut results: Vec<PutRecordResult> = (0..records.len())
+            .map(|_| Err(PutError::Shutdown))
+            .collect();
         let mut todo: Vec<usize> = (0..records.len()).collect();
         // Records sent to a shard a reshard was closing come back; they go again, routed by
         // the layout the reshard committed.
@@ -201,10 +205,7 @@ impl Engine {
             }
             todo = resharded;
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.expect("every record has a result"))
-            .collect())
+        Ok(results)
     }
 
     /// Sends the records `todo` to their shards under the layout `shards` and fills their
@@ -218,10 +219,14 @@ impl Engine {
         hashes: &[u128],
         todo: &[usize],
         durability: Durability,
-        results: &mut [Option<PutRecordResult>],
+        results: &mut [PutRecordResult],
     ) -> Vec<usize> {
         let now_ms = self.shared().config.clock.now_ms();
-        let mut pending = Vec::new();
+        // One message per core, carrying every shard's records for that core, and one reply
+        // per core: a batch spread over many shards costs one queue hop and one wake-up of
+        // this thread per core, not per shard.
+        let mut per_core: Vec<(Vec<ShardAppend>, Vec<ShardGroup>)> = Vec::new();
+        per_core.resize_with(self.shared().cores.len(), Default::default);
         for (shard, members) in group_by_shard(shards, hashes, todo) {
             let bytes: usize = members.iter().map(|&i| records[i].size_bytes()).sum();
             if !shard.admit_write(members.len() as u64, bytes as u64, now_ms) {
@@ -232,70 +237,144 @@ impl Engine {
                 });
                 continue;
             }
-            let packed = Packed::new(records, &members);
-            match self
-                .send_append(stream.uid, &shard, packed, durability)
-                .await
-            {
-                Ok(reply) => pending.push((shard, members, reply)),
-                Err(_) => fail_all(results, &members, || PutError::Shutdown),
+            let (appends, targets) = &mut per_core[shard.core];
+            appends.push(ShardAppend {
+                key: (stream.uid, shard.index),
+                packed: Packed::new(records, &members, self.shared().batch_bytes_max),
+            });
+            targets.push((shard, members));
+        }
+        let mut pending = Vec::new();
+        for (core, (appends, targets)) in per_core.into_iter().enumerate() {
+            if !appends.is_empty() {
+                pending.push((targets, self.send_appends(core, appends, durability).await));
             }
         }
         let mut resharded = Vec::new();
-        for (shard, members, reply) in pending {
-            match reply.await {
-                Ok(ShardReply::Appended { batches, failure }) => {
-                    let written = fill_results(results, &shard, &members, &batches, failure);
-                    let bytes: usize = members[..written]
-                        .iter()
-                        .map(|&i| records[i].size_bytes())
-                        .sum();
-                    shard.metrics.incoming_records.increment(written as u64);
-                    shard.metrics.incoming_bytes.increment(bytes as u64);
+        for (targets, replies) in pending {
+            // A core that stopped (or never took the message) leaves its records' outcome
+            // unknown.
+            let replies = match replies {
+                Ok(reply) => reply.await.ok(),
+                Err(_) => None,
+            };
+            let Some(replies) = replies else {
+                for (_, members) in &targets {
+                    fail_all(results, members, || PutError::Shutdown);
                 }
-                Ok(ShardReply::Resharded) => resharded.extend(members),
-                // The stream was deleted while the put was on its way: these records were
-                // not written (other shards' may have been, and keep their results).
-                Ok(ShardReply::Closed) => {
-                    fail_all(results, &members, || {
-                        PutError::StreamNotFound(stream.name.clone())
-                    });
+                continue;
+            };
+            for ((shard, members), reply) in targets.into_iter().zip(replies) {
+                match reply {
+                    ShardReply::Appended { batches, failure } => {
+                        let written = fill_results(results, &shard, &members, &batches, failure);
+                        let bytes: usize = members[..written]
+                            .iter()
+                            .map(|&i| records[i].size_bytes())
+                            .sum();
+                        shard.metrics.incoming_records.increment(written as u64);
+                        shard.metrics.incoming_bytes.increment(bytes as u64);
+                    }
+                    ShardReply::Resharded => resharded.extend(members),
+                    // The stream was deleted while the put was on its way: these records were
+                    // not written (other shards' may have been, and keep their results).
+                    ShardReply::Closed => {
+                        fail_all(results, &members, || {
+                            PutError::StreamNotFound(stream.name.clone())
+                        });
+                    }
                 }
-                // The core stopped: the outcome of these records is unknown.
-                Err(_) => fail_all(results, &members, || PutError::Shutdown),
             }
         }
         resharded
     }
 
-    async fn send_append(
+    /// Sends one core the appends of its shards. Each runs as its own task there, so the
+    /// shards of one put write (and sync) concurrently; the replies come back together, in
+    /// the order of `appends`.
+    async fn send_appends(
         &self,
-        uid: u64,
-        shard: &ShardState,
-        packed: Packed,
+        core: usize,
+        appends: Vec<ShardAppend>,
         durability: Durability,
-    ) -> Result<oneshot::Receiver<ShardReply>, PutError> {
-        let (tx, rx) = oneshot::channel();
-        let key = (uid, shard.index);
+    ) -> Result<oneshot::Receiver<Vec<ShardReply>>, PutError> {
+        let (reply_tx, reply) = oneshot::channel();
         let job: CoreJob = Box::new(move |core: &Rc<CoreState>| {
-            let Some(log) = core.log(key) else {
-                let _ = tx.send(ShardReply::Closed);
-                return;
-            };
-            if core.is_closing(key) {
-                let _ = tx.send(ShardReply::Resharded);
-                return;
+            let gather = Rc::new(ReplyGather::new(appends.len(), reply_tx));
+            for (slot, append) in appends.into_iter().enumerate() {
+                append.start(core, durability, &gather, slot);
             }
-            let visible = core.begin_append(key);
-            core.spawn(async move {
-                let _ = tx.send(append_packed(&log, &packed, durability, visible).await);
-            });
         });
-        self.shared().cores[shard.core]
+        self.shared().cores[core]
             .send(CoreMessage::Job(job))
             .await
             .map_err(|_| PutError::Shutdown)?;
-        Ok(rx)
+        Ok(reply)
+    }
+}
+
+/// One shard's part of a put, on its way to the shard's core.
+struct ShardAppend {
+    key: ShardKey,
+    packed: Packed,
+}
+
+impl ShardAppend {
+    fn start(
+        self,
+        core: &Rc<CoreState>,
+        durability: Durability,
+        gather: &Rc<ReplyGather>,
+        slot: usize,
+    ) {
+        let ShardAppend { key, packed } = self;
+        let Some(log) = core.log(key) else {
+            gather.put(slot, ShardReply::Closed);
+            return;
+        };
+        if core.is_closing(key) {
+            gather.put(slot, ShardReply::Resharded);
+            return;
+        }
+        let visible = core.begin_append(key);
+        let gather = gather.clone();
+        core.spawn(async move {
+            gather.put(slot, append_packed(&log, packed, durability, visible).await);
+        });
+    }
+}
+
+/// The replies of one core message's shard appends, sent back together once the last is in.
+/// Dropped unsent (the core stopped), the caller sees the whole message's outcome unknown.
+struct ReplyGather {
+    replies: RefCell<Vec<Option<ShardReply>>>,
+    left: Cell<usize>,
+    reply: Cell<Option<oneshot::Sender<Vec<ShardReply>>>>,
+}
+
+impl ReplyGather {
+    fn new(count: usize, reply: oneshot::Sender<Vec<ShardReply>>) -> ReplyGather {
+        ReplyGather {
+            replies: RefCell::new((0..count).map(|_| None).collect()),
+            left: Cell::new(count),
+            reply: Cell::new(Some(reply)),
+        }
+    }
+
+    fn put(&self, slot: usize, reply: ShardReply) {
+        self.replies.borrow_mut()[slot] = Some(reply);
+        self.left.set(self.left.get() - 1);
+        if self.left.get() == 0 {
+            let replies = self
+                .replies
+                .take()
+                .into_iter()
+                .map(|r| r.expect("every slot replied"))
+                .collect();
+            if let Some(reply) = self.reply.take() {
+                let _ = reply.send(replies);
+            }
+        }
     }
 }
 
@@ -374,22 +453,29 @@ fn check_ordering(
     Ok(())
 }
 
-/// Record indexes per shard, in request order within each shard.
-fn group_by_shard(
-    shards: &ShardSet,
-    hashes: &[u128],
-    todo: &[usize],
-) -> Vec<(Arc<ShardState>, Vec<usize>)> {
-    let mut groups: BTreeMap<u32, (Arc<ShardState>, Vec<usize>)> = BTreeMap::new();
+/// A shard and the indexes of the records of a put that go to it, in request order.
+type ShardGroup = (Arc<ShardState>, Vec<usize>);
+
+/// Record indexes per shard, in request order within each shard; shards in index order.
+fn group_by_shard(shards: &ShardSet, hashes: &[u128], todo: &[usize]) -> Vec<ShardGroup> {
+    let mut groups: Vec<ShardGroup> = Vec::new();
+    // Shard index → place in `groups`, for records that go elsewhere than the one before.
+    let mut places: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut last = usize::MAX;
     for &i in todo {
         let shard = shards.route(hashes[i]);
-        groups
-            .entry(shard.index)
-            .or_insert_with(|| (shard.clone(), Vec::new()))
-            .1
-            .push(i);
+        if groups.get(last).is_none_or(|(s, _)| s.index != shard.index) {
+            last = *places.entry(shard.index).or_insert_with(|| {
+                // Sized for the common case of a batch for one shard.
+                let members = Vec::with_capacity(if groups.is_empty() { todo.len() } else { 0 });
+                groups.push((shard.clone(), members));
+                groups.len() - 1
+            });
+        }
+        groups[last].1.push(i);
     }
-    groups.into_values().collect()
+    groups.sort_unstable_by_key(|(shard, _)| shard.index);
+    groups
 }
 
 /// Waits until a reshard has committed a new layout for `stream` (or given up and restored
@@ -410,19 +496,20 @@ async fn wait_for_new_layout(stream: &StreamState, seen: &Arc<ShardSet>) -> Resu
 /// Gives the records the batches covered their sequence numbers, and the rest the failure
 /// that stopped the appends. Returns how many records were written.
 fn fill_results(
-    results: &mut [Option<PutRecordResult>],
+    results: &mut [PutRecordResult],
     shard: &ShardState,
     members: &[usize],
     batches: &[Appended],
     failure: Option<String>,
 ) -> usize {
     let seqs = batches.iter().flat_map(|a| a.base_seq..a.end_seq());
+    let shard_id = ShardId::new(shard.index);
     let mut written = 0;
     for (&i, log_seq) in members.iter().zip(seqs) {
-        results[i] = Some(Ok(PutResult {
-            shard_id: ShardId::new(shard.index),
+        results[i] = Ok(PutResult {
+            shard_id,
             sequence_number: SequenceNumber::new(shard.index, log_seq),
-        }));
+        });
         written += 1;
     }
     let cause = failure.unwrap_or_else(|| "the shard stopped before the record".into());
@@ -433,13 +520,9 @@ fn fill_results(
     written
 }
 
-fn fail_all(
-    results: &mut [Option<PutRecordResult>],
-    members: &[usize],
-    error: impl Fn() -> PutError,
-) {
+fn fail_all(results: &mut [PutRecordResult], members: &[usize], error: impl Fn() -> PutError) {
     for &i in members {
-        results[i] = Some(Err(error()));
+        results[i] = Err(error());
     }
 }
 
@@ -457,70 +540,51 @@ enum ShardReply {
     Resharded,
 }
 
-/// Records for one shard, copied into one buffer so they can cross to the owning core.
+/// Records for one shard, encoded on the caller's thread as the batches the shard's log will
+/// write (split where one would outgrow a segment), so the owning core copies nothing: it
+/// fills each header, hashes and writes.
 struct Packed {
-    bytes: Vec<u8>,
-    /// (key length, data length) per record, in order.
-    lengths: Vec<(u32, u32)>,
+    batches: Vec<EncodedBatch>,
 }
 
 impl Packed {
-    fn new(records: &[PutRecord<'_>], members: &[usize]) -> Packed {
-        let total = members.iter().map(|&i| records[i].size_bytes()).sum();
-        let mut bytes = Vec::with_capacity(total);
-        let mut lengths = Vec::with_capacity(members.len());
+    fn new(records: &[PutRecord<'_>], members: &[usize], batch_bytes_max: u64) -> Packed {
+        let encoded_len = |i: usize| {
+            let record = &records[i];
+            EncodedBatch::encoded_record_len(record.partition_key.len(), record.data.len())
+        };
+        let mut left: u64 = members.iter().map(|&i| encoded_len(i)).sum();
+        let mut batches = Vec::with_capacity(1);
+        let mut batch = EncodedBatch::with_capacity(left.min(batch_bytes_max) as usize);
         for &i in members {
             let record = &records[i];
-            bytes.extend_from_slice(record.partition_key.as_bytes());
-            bytes.extend_from_slice(record.data);
-            lengths.push((record.partition_key.len() as u32, record.data.len() as u32));
+            let len = encoded_len(i);
+            // A batch holds at least one record; a record too large for any batch is refused
+            // by the log, as it always was.
+            if batch.record_count() > 0 && batch.len_bytes() + len > batch_bytes_max {
+                let rest = EncodedBatch::with_capacity(left.min(batch_bytes_max) as usize);
+                batches.push(std::mem::replace(&mut batch, rest));
+            }
+            batch.push(record.partition_key.as_bytes(), record.data);
+            left -= len;
         }
-        Packed { bytes, lengths }
-    }
-
-    fn records(&self) -> Vec<RecordIn<'_>> {
-        let mut at = 0;
-        self.lengths
-            .iter()
-            .map(|&(key_len, data_len)| {
-                let (key_len, data_len) = (key_len as usize, data_len as usize);
-                let record = RecordIn {
-                    key: &self.bytes[at..at + key_len],
-                    data: &self.bytes[at + key_len..at + key_len + data_len],
-                };
-                at += key_len + data_len;
-                record
-            })
-            .collect()
+        batches.push(batch);
+        Packed { batches }
     }
 }
 
-/// Appends the records as few batches as the segment size allows, in order; stops at the
-/// first failure and says which batches were written. `visible` is released as soon as the
-/// batches are visible, before waiting for durability, so a reshard closing the shard waits
-/// only for visibility.
+/// Appends the batches in order; stops at the first failure and says which batches were
+/// written. `visible` is released as soon as the batches are visible, before waiting for
+/// durability, so a reshard closing the shard waits only for visibility.
 async fn append_packed(
     log: &crate::runtime::Log,
-    packed: &Packed,
+    packed: Packed,
     durability: Durability,
     visible: AppendGuard,
 ) -> ShardReply {
-    let records = packed.records();
-    let batch_max = log.config().batch_bytes_max();
-    let mut batches = Vec::with_capacity(1);
-    let mut start = 0;
-    while start < records.len() {
-        let mut end = start;
-        let mut size = BATCH_HEADER_LEN as u64;
-        while end < records.len() {
-            let record_bytes = encoded_batch_len(&records[end..=end]) - BATCH_HEADER_LEN as u64;
-            if end > start && size + record_bytes > batch_max {
-                break;
-            }
-            size += record_bytes;
-            end += 1;
-        }
-        match log.append(&records[start..end], Durability::Visible).await {
+    let mut batches = Vec::with_capacity(packed.batches.len());
+    for batch in packed.batches {
+        match log.append_encoded(batch, Durability::Visible).await {
             Ok(appended) => batches.push(appended),
             Err(e) => {
                 return ShardReply::Appended {
@@ -529,7 +593,6 @@ async fn append_packed(
                 };
             }
         }
-        start = end;
     }
     drop(visible);
     let end_seq = batches.last().map_or(0, Appended::end_seq);
