@@ -6,7 +6,9 @@
 use criterion::{Criterion, Throughput};
 use hdrhistogram::Histogram;
 use sluice_benches::{SequentialWriter, criterion_config, filler, full_mode, print_ratio};
-use sluice_core::{CreateStream, Durability, Engine, EngineConfig, IteratorStart, PutRecord};
+use sluice_core::{
+    CreateStream, Durability, Engine, EngineConfig, IteratorStart, PutRecord, ScaledClock,
+};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,7 @@ fn engine(dir: &Path, cores: usize, segment_bytes: u64) -> Engine {
     let mut config = EngineConfig::new(dir);
     config.cores = cores;
     config.segment_size_bytes = segment_bytes;
-    config.clock = std::sync::Arc::new(FastClock::new());
+    config.clock = std::sync::Arc::new(ScaledClock::new(CLOCK_SPEED));
     Engine::open(config).unwrap()
 }
 
@@ -31,34 +33,10 @@ fn engine_real_time(dir: &Path, cores: usize, spin_before_park_us: u64) -> Engin
     Engine::open(config).unwrap()
 }
 
-/// A clock running 100,000 times faster than real time: the 24-hour minimum retention
-/// passes in under a second, so the rings wrap and recycle during the run, as a long-running
-/// engine's do (and the bench does not fill the disk).
-struct FastClock {
-    started: Instant,
-    base_ms: u64,
-}
-
-impl FastClock {
-    const SPEED: u64 = 100_000;
-
-    fn new() -> FastClock {
-        let base_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        FastClock {
-            started: Instant::now(),
-            base_ms,
-        }
-    }
-}
-
-impl sluice_core::Clock for FastClock {
-    fn now_ms(&self) -> u64 {
-        self.base_ms + (self.started.elapsed().as_micros() as u64) * Self::SPEED / 1000
-    }
-}
+/// The throughput benches' clock runs this many times faster than real time: the 24-hour
+/// minimum retention passes in under a second, so the rings wrap and recycle during the run,
+/// as a long-running engine's do (and the bench does not fill the disk).
+const CLOCK_SPEED: u64 = 100_000;
 
 /// `batches` batches of `records`, spread over `callers` threads; caller `i` writes to
 /// `targets[i % targets.len()]` (an explicit hash key, so one batch is one shard's message),

@@ -78,5 +78,5 @@ pub use read::{RawRecord, Record, Records};
 pub use reshard::{ScalingType, ShardCountUpdate};
 pub use seqnum::{SequenceNumber, ShardId};
 pub use sluice_storage as storage;
-pub use sluice_storage::{Clock, Durability, ManualClock, SystemClock};
+pub use sluice_storage::{Clock, Durability, ManualClock, ScaledClock, SystemClock};
 pub use subscription::{Subscription, SubscriptionEvent};

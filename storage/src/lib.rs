@@ -53,7 +53,7 @@ mod sync;
 #[doc(hidden)]
 pub use sync::loom_model;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, ScaledClock, SystemClock};
 pub use config::{
     INDEX_INTERVAL_BYTES_MIN, LogConfig, RECORD_SIZE_BYTES_DEFAULT, RECORD_SIZE_BYTES_LIMIT,
     RETENTION_MS_DEFAULT, SEGMENT_SIZE_BYTES_DEFAULT, SEGMENT_SIZE_BYTES_MIN,

@@ -90,6 +90,8 @@ pub(super) struct Producers<'a> {
     pub(super) start: Instant,
     /// Records acknowledged so far (progress and the timeline read it).
     pub(super) acked: &'a AtomicU64,
+    /// When records expire during the run: records acknowledged per shard index.
+    pub(super) per_shard: Option<&'a [AtomicU64]>,
 }
 
 impl Producers<'_> {
@@ -181,6 +183,11 @@ impl Producers<'_> {
             .put_batch_with_blocking(STREAM, &records, self.durability)?;
         if let Some(failed) = results.iter().find_map(|r| r.as_ref().err()) {
             bail!("a record failed: {failed}");
+        }
+        if let Some(per_shard) = self.per_shard {
+            for result in results.iter().flatten() {
+                per_shard[result.shard_id.index() as usize].fetch_add(1, Ordering::Relaxed);
+            }
         }
         Ok(count)
     }

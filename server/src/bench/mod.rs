@@ -12,9 +12,10 @@ use load::{KeySpace, Producers, RECORD_HEADER, record_header};
 use readers::ReadContext;
 use results::{BenchResult, Latency, Rate, Sample, TIMELINE_STEP};
 use sluice_core::{
-    CreateStream, Durability, Engine, EngineConfig, IteratorStart, ShardDescription,
+    CreateStream, Durability, Engine, EngineConfig, IteratorStart, ScaledClock, ShardDescription,
 };
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,13 @@ pub struct BenchArgs {
     /// Segment file size in MiB.
     #[arg(long, default_value_t = 64)]
     segment_mib: u64,
+    /// Run the engine's clock this many times faster than real time: the 24-hour retention
+    /// passes in 24 h / N, so records expire and each shard's ring wraps and recycles its
+    /// segments under load (small --segment-mib make it wrap often). The read-back then
+    /// expects of each shard its newest records, without a gap, up to its last, and counts
+    /// the rest as expired. Not with readers: their records would expire unread.
+    #[arg(long, default_value_t = 1)]
+    clock_speed: u64,
     /// Data directory; a fresh temporary directory (removed afterwards) when omitted.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -126,7 +134,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "--rate and --hot-keys must be positive, --zipf at least 0, --tail-readers at most 64"
         );
     }
+    if args.clock_speed == 0
+        || (args.clock_speed > 1 && (args.tail_readers > 0 || args.catch_up_reader))
+    {
+        bail!("--clock-speed must be positive, and 1 with --tail-readers or --catch-up-reader");
+    }
     if let Some(endpoint) = &args.endpoint {
+        if args.clock_speed != 1 {
+            bail!("--clock-speed applies to the embedded engine, not to --endpoint");
+        }
         return endpoint::run(&args, endpoint);
     }
     let temp = tempfile::Builder::new().prefix("sluice-bench-").tempdir()?;
@@ -134,12 +150,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .dir
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
-    let engine = open(&args, &dir)?;
+    let clock = Arc::new(ScaledClock::new(args.clock_speed));
+    let engine = open(&args, &dir, &clock)?;
     engine
         .create_stream_blocking(CreateStream::provisioned(STREAM, args.shards))
         .context("create the bench stream (use an empty --dir)")?;
     println!(
-        "sluice bench: {} records of {} B in batches of {}, {} shards on {} cores, {} caller threads, {:?}, {} MiB segments, in {}",
+        "sluice bench: {} records of {} B in batches of {}, {} shards on {} cores, {} caller threads, {:?}, {} MiB segments, clock {}x, in {}",
         args.records,
         args.record_size,
         args.batch,
@@ -148,21 +165,41 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.callers,
         durability,
         args.segment_mib,
+        args.clock_speed,
         dir.display()
     );
     let keys = KeySpace::new(args.zipf, args.hot_keys);
-    let measured = measure(&args, &engine, durability, &keys)?;
+    // Records per shard, counted from the put results when records expire, for the read-back.
+    let expiring: Option<Vec<AtomicU64>> =
+        (args.clock_speed > 1).then(|| (0..args.shards).map(|_| AtomicU64::new(0)).collect());
+    let measured = measure(
+        &args,
+        &engine,
+        durability,
+        &keys,
+        expiring.as_deref(),
+        &clock,
+    )?;
     let started = Instant::now();
-    let scanned = read_phase(&args, &engine, &keys)?;
+    let scanned = read_phase(&args, &engine, &keys, expiring.as_deref())?;
     let read_back = Rate::new(
         scanned,
         scanned * args.record_size as u64,
         started.elapsed(),
     );
     read_back.print("read back (zero-copy, checksums verified)");
+    let expired = args.records - scanned;
+    let disk_bytes = allocated_bytes(&dir);
+    if args.clock_speed > 1 {
+        println!(
+            "retention: {expired} records expired before the read-back; {:.1} MiB on disk for {:.1} MiB put (the rings recycled their segments)",
+            disk_bytes as f64 / (1 << 20) as f64,
+            (args.records * args.record_size as u64) as f64 / (1 << 20) as f64
+        );
+    }
     drop(engine);
     let started = Instant::now();
-    let engine = open(&args, &dir)?;
+    let engine = open(&args, &dir, &clock)?;
     let reopened = started.elapsed();
     let summary = engine.describe_stream_summary(STREAM)?;
     println!(
@@ -178,6 +215,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "closed-loop"
         },
         read_back,
+        expired,
+        disk_bytes,
         reopen_ms: reopened.as_secs_f64() * 1e3,
         ..measured
     };
@@ -199,6 +238,8 @@ fn measure(
     engine: &Engine,
     durability: Durability,
     keys: &KeySpace,
+    per_shard: Option<&[AtomicU64]>,
+    clock: &ScaledClock,
 ) -> anyhow::Result<BenchResult> {
     let filler = filler(args.record_size);
     let shards = all_shards(engine)?;
@@ -225,6 +266,7 @@ fn measure(
         filler: &filler,
         start,
         acked: &acked,
+        per_shard,
     };
     let (produced, tail, catch_up, timeline) = std::thread::scope(|scope| {
         let timeline = scope.spawn(|| {
@@ -244,6 +286,10 @@ fn measure(
             .catch_up_reader
             .then(|| scope.spawn(|| context.catch_up(&acked, args.records / 2)));
         let produced = producers.run(&|n| bar.inc(n));
+        if per_shard.is_some() {
+            // What was retained when the producers stopped is what the read-back must find.
+            clock.freeze();
+        }
         producers_done.store(true, Ordering::Release);
         let tail = tail.map(|t| t.join().expect("tail readers"));
         let catch_up = catch_up.map(|c| c.join().expect("catch-up reader"));
@@ -305,6 +351,8 @@ fn measure(
         tail_read,
         catch_up_read,
         read_back: Rate::new(0, 0, Duration::from_secs(1)),
+        expired: 0,
+        disk_bytes: 0,
         reopen_ms: 0.0,
         timeline,
     })
@@ -335,11 +383,29 @@ fn all_shards(engine: &Engine) -> anyhow::Result<Vec<ShardDescription>> {
     }
 }
 
-fn open(args: &BenchArgs, dir: &Path) -> anyhow::Result<Engine> {
+fn open(args: &BenchArgs, dir: &Path, clock: &Arc<ScaledClock>) -> anyhow::Result<Engine> {
     let mut config = EngineConfig::new(dir);
     config.cores = args.cores;
     config.segment_size_bytes = args.segment_mib * 1024 * 1024;
+    config.clock = clock.clone();
     Engine::open(config).context("open the engine")
+}
+
+/// Bytes the files under `dir` take on disk (allocated blocks, so sparse files count what they
+/// hold).
+fn allocated_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => allocated_bytes(&entry.path()),
+            Ok(meta) => meta.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 pub(crate) fn progress(args: &BenchArgs, label: &'static str, total: u64) -> ProgressBar {
@@ -370,8 +436,15 @@ pub(crate) fn filler(len: usize) -> Vec<u8> {
 }
 
 /// Reads every shard from its trim horizon, one thread per shard, checking every record: its
-/// key and data, and that each record number comes back exactly once.
-fn read_phase(args: &BenchArgs, engine: &Engine, keys: &KeySpace) -> anyhow::Result<u64> {
+/// key and data, and that each record number comes back exactly once. With `expiring` (records
+/// put per shard; retention ran during the run), each shard must return its newest records
+/// without a gap up to its last: the ones missing expired. Returns the records read.
+fn read_phase(
+    args: &BenchArgs,
+    engine: &Engine,
+    keys: &KeySpace,
+    expiring: Option<&[AtomicU64]>,
+) -> anyhow::Result<u64> {
     let bar = progress(args, "read", args.records);
     let shards = all_shards(engine)?;
     let filler = filler(args.record_size);
@@ -388,11 +461,13 @@ fn read_phase(args: &BenchArgs, engine: &Engine, keys: &KeySpace) -> anyhow::Res
                         IteratorStart::TrimHorizon,
                     )?;
                     let mut seen = 0;
+                    // (shard index, first and last log position read)
+                    let mut positions: Option<(usize, u64, u64)> = None;
                     let mut key = String::new();
                     loop {
                         let batch = engine.get_records(&mut iterator, None)?;
                         if batch.is_empty() {
-                            return Ok(seen);
+                            break;
                         }
                         for record in batch.records() {
                             let wrong =
@@ -410,10 +485,30 @@ fn read_phase(args: &BenchArgs, engine: &Engine, keys: &KeySpace) -> anyhow::Res
                             if record.partition_key != key || once != Some(true) {
                                 bail!("{}: number {i}, key {}", wrong(), record.partition_key);
                             }
+                            let (index, at) = (
+                                record.sequence_number.shard_index().unwrap_or(0) as usize,
+                                record.sequence_number.record_log_seq().unwrap_or(0),
+                            );
+                            positions = Some(
+                                positions.map_or((index, at, at), |(index, first, _)| {
+                                    (index, first, at)
+                                }),
+                            );
                         }
                         seen += batch.len() as u64;
                         bar.inc(batch.len() as u64);
                     }
+                    // (A shard that kept nothing had all its records expire.)
+                    if let (Some(put), Some((index, first, last))) = (expiring, positions) {
+                        let put = put[index].load(Ordering::Relaxed);
+                        if last + 1 - first != seen || last + 1 != put {
+                            bail!(
+                                "{}: read {seen} records at positions {first}..={last} of the {put} put; expected its newest, without a gap",
+                                shard.shard_id
+                            );
+                        }
+                    }
+                    Ok(seen)
                 })
             })
             .collect();
@@ -423,7 +518,7 @@ fn read_phase(args: &BenchArgs, engine: &Engine, keys: &KeySpace) -> anyhow::Res
             .sum::<anyhow::Result<u64>>()
     })?;
     bar.finish_and_clear();
-    if seen != args.records {
+    if expiring.is_none() && seen != args.records {
         bail!("read back {seen} records, {} were put", args.records);
     }
     Ok(seen)

@@ -102,6 +102,10 @@ pub(crate) struct BenchResult {
     pub(crate) catch_up_read: Option<Rate>,
     /// The check after the run: every record read back zero-copy, checksums verified.
     pub(crate) read_back: Rate,
+    /// Records that expired before the read-back (with --clock-speed).
+    pub(crate) expired: u64,
+    /// Bytes the data directory took on disk after the run.
+    pub(crate) disk_bytes: u64,
     pub(crate) reopen_ms: f64,
     pub(crate) timeline: Vec<Sample>,
 }
