@@ -219,3 +219,41 @@ fn with_a_fast_clock_records_expire_and_the_rings_recycle_under_load() {
         "the rings did not recycle: {disk} bytes on disk"
     );
 }
+
+#[test]
+fn a_paced_catch_up_reader_keeps_to_its_pace_and_still_reads_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let out = bench(&[
+        "--records",
+        "40000",
+        "--record-size",
+        "256",
+        "--shards",
+        "2",
+        "--rate",
+        "20000",
+        "--catch-up-reader",
+        "--catch-up-mb-per-sec",
+        "2",
+        "--output",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = results(&json);
+    // 5 MB/s put for 2 s; the reader starts at the halfway point 5 MB behind and reads at
+    // 2 MB/s: it never catches up while producers run, so it reads the whole stream at its
+    // pace (the bench checked it had each record exactly once).
+    let catch_up = &r["catch_up_read"];
+    assert_eq!(catch_up["records"], 40000, "{stdout}");
+    let mb_per_sec = catch_up["mb_per_sec"].as_f64().unwrap();
+    assert!(
+        mb_per_sec <= 2.0 * 1.1,
+        "paced at 2 MB/s, read at {mb_per_sec}"
+    );
+}

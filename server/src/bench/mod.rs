@@ -78,6 +78,11 @@ pub struct BenchArgs {
     /// are in, reading cold data while the producers go on.
     #[arg(long)]
     catch_up_reader: bool,
+    /// The catch-up reader reads at most this many MB/s (over all shards), about a
+    /// millisecond's worth per GetRecords call, as a consumer pacing its reads of old data
+    /// does: short bursts of checksum work instead of a CPU taken whole.
+    #[arg(long)]
+    catch_up_mb_per_sec: Option<f64>,
     /// Partition keys drawn by a Zipf law of this exponent over --hot-keys keys (one hot
     /// shard); 0: a distinct key per record.
     #[arg(long, default_value_t = 0.0)]
@@ -129,9 +134,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         || args.zipf < 0.0
         || args.hot_keys == 0
         || args.tail_readers > 64
+        || args
+            .catch_up_mb_per_sec
+            .is_some_and(|mb| !(mb > 0.0 && mb.is_finite()))
     {
         bail!(
-            "--rate and --hot-keys must be positive, --zipf at least 0, --tail-readers at most 64"
+            "--rate, --hot-keys and --catch-up-mb-per-sec must be positive, --zipf at least 0, --tail-readers at most 64"
         );
     }
     if args.clock_speed == 0
@@ -282,9 +290,9 @@ fn measure(
             samples
         });
         let tail = (args.tail_readers > 0).then(|| scope.spawn(|| context.tail(args.tail_readers)));
-        let catch_up = args
-            .catch_up_reader
-            .then(|| scope.spawn(|| context.catch_up(&acked, args.records / 2)));
+        let catch_up = args.catch_up_reader.then(|| {
+            scope.spawn(|| context.catch_up(&acked, args.records / 2, args.catch_up_mb_per_sec))
+        });
         let produced = producers.run(&|n| bar.inc(n));
         if per_shard.is_some() {
             // What was retained when the producers stopped is what the read-back must find.

@@ -134,7 +134,12 @@ impl ReadContext<'_> {
 
     /// One GetRecords reader per shard from the oldest record, started once `half` records
     /// are acknowledged, until the producers are done and it has read everything.
-    pub(super) fn catch_up(&self, acked: &AtomicU64, half: u64) -> anyhow::Result<ReadSummary> {
+    pub(super) fn catch_up(
+        &self,
+        acked: &AtomicU64,
+        half: u64,
+        mb_per_sec: Option<f64>,
+    ) -> anyhow::Result<ReadSummary> {
         while acked.load(Ordering::Relaxed) < half && !self.producers_done.load(Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -146,6 +151,14 @@ impl ReadContext<'_> {
                 .iter()
                 .map(|shard| {
                     scope.spawn(move || {
+                        // Bytes per second for this shard's reader, when paced.
+                        let rate = mb_per_sec.map(|mb| mb * 1e6 / self.shards.len() as f64);
+                        // Paced, it reads about a millisecond's worth per call: short bursts of
+                        // checksum work that the producers' threads interleave with.
+                        let per_call = rate.map(|rate| {
+                            ((rate / 1000.0 / self.record_size as f64) as usize).clamp(1, 10_000)
+                        });
+                        let mut bytes = 0u64;
                         let mut iterator = self.engine.shard_iterator(
                             STREAM,
                             &shard.shard_id,
@@ -155,12 +168,17 @@ impl ReadContext<'_> {
                         let mut caught_up = None;
                         loop {
                             let done = self.producers_done.load(Ordering::Acquire);
-                            let batch = self.engine.get_records(&mut iterator, None)?;
+                            let batch = self.engine.get_records(&mut iterator, per_call)?;
                             for record in batch.records() {
                                 self.check(&record, seen, &mut key)?;
                             }
                             count += batch.len() as u64;
+                            bytes += batch.len() as u64 * self.record_size as u64;
                             self.read.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                            if let Some(rate) = rate {
+                                let due = started + Duration::from_secs_f64(bytes as f64 / rate);
+                                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                            }
                             if batch.is_empty() {
                                 caught_up.get_or_insert((count, started.elapsed()));
                                 if done {
