@@ -275,7 +275,7 @@ impl Opened {
 }
 
 fn open_segment(segment: Segment, config: &LogConfig, report: &mut RecoveryReport) -> Opened {
-    if let Some(progress) = open_sealed(&segment) {
+    if let Some(progress) = segment.with_read_around_off(open_sealed) {
         report.sealed_segments += 1;
         return Opened {
             segment,

@@ -153,6 +153,19 @@ impl Segment {
         self.map.len() as u64
     }
 
+    /// Runs `read` with the kernel's read-around off for this mapping. Reading a seal (the
+    /// trailer and footer at the file's end) touches a few pages; a fault there otherwise
+    /// reads around it by the device's read-ahead window (8 MiB on this project's virtual
+    /// disk), zero-filling the unwritten tail of every active segment at each open
+    /// (docs/profiles/reopen-2000-shards.txt).
+    pub(crate) fn with_read_around_off<T>(&self, read: impl FnOnce(&Segment) -> T) -> T {
+        // Advice is a hint: if the kernel refuses it, reading works the same, only slower.
+        let _ = self.map.advise(memmap2::Advice::Random);
+        let result = read(self);
+        let _ = self.map.advise(memmap2::Advice::Normal);
+        result
+    }
+
     pub(crate) fn corrupt(&self, pos: u64, e: FormatError) -> StorageError {
         StorageError::Corrupt {
             path: self.path.clone(),
