@@ -39,6 +39,11 @@ pub struct EngineConfig {
     pub maintenance_interval_ms: u64,
     /// Microseconds an idle core spins before parking: lower latency, more CPU.
     pub spin_before_park_us: u64,
+    /// Microseconds a blocking put (`put_blocking` and the other `*_blocking` puts) polls
+    /// for its answer before parking the caller's thread: an answer within it costs no sleep
+    /// and no wake-up. Lower latency, more CPU on the callers' threads; give callers and cores
+    /// CPUs of their own before turning it on.
+    pub caller_spin_us: u64,
     /// Time source for arrival timestamps, retention and token expiry.
     pub clock: Arc<dyn Clock>,
     /// Labels added to every per-shard metric (beside `stream` and `shard`), to tell engines
@@ -97,6 +102,7 @@ impl EngineConfig {
             core_tasks_max: 256,
             maintenance_interval_ms: 100,
             spin_before_park_us: 0,
+            caller_spin_us: 0,
             clock: Arc::new(SystemClock),
             reshard_observer: None,
             io_faults: None,

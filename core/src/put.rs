@@ -2,7 +2,7 @@
 //! message per core, results in request order.
 
 use crate::catalog::{ShardKey, ShardSet, ShardState, StreamState};
-use crate::engine::{Engine, block};
+use crate::engine::{Engine, block_spinning};
 use crate::error::PutError;
 use crate::hashkey::{HashKeyError, parse_hash_key, partition_key_hash};
 use crate::limits::{PUT_BATCH_BYTES_MAX, PUT_BATCH_RECORDS_MAX};
@@ -14,6 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A record to write.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +77,7 @@ impl Engine {
 
     /// Blocking form of [`Engine::put`].
     pub fn put_blocking(&self, stream: &str, record: PutRecord<'_>) -> Result<PutResult, PutError> {
-        block(self.put(stream, record))
+        self.block_put(self.put(stream, record))
     }
 
     /// Writes one record, acknowledged at `durability`.
@@ -103,7 +104,7 @@ impl Engine {
         record: PutRecord<'_>,
         durability: Durability,
     ) -> Result<PutResult, PutError> {
-        block(self.put_with(stream, record, durability))
+        self.block_put(self.put_with(stream, record, durability))
     }
 
     /// Writes 1..=500 records (10 MiB at most, keys included) with the engine's default
@@ -124,7 +125,7 @@ impl Engine {
         stream: &str,
         records: &[PutRecord<'_>],
     ) -> Result<Vec<PutRecordResult>, PutError> {
-        block(self.put_batch(stream, records))
+        self.block_put(self.put_batch(stream, records))
     }
 
     /// [`Engine::put_batch`] acknowledged at `durability`.
@@ -153,7 +154,13 @@ impl Engine {
         records: &[PutRecord<'_>],
         durability: Durability,
     ) -> Result<Vec<PutRecordResult>, PutError> {
-        block(self.put_batch_with(stream, records, durability))
+        self.block_put(self.put_batch_with(stream, records, durability))
+    }
+
+    /// Waits for a put on this thread, polling first for `caller_spin_us`.
+    fn block_put<T>(&self, put: impl Future<Output = T>) -> T {
+        let spin = Duration::from_micros(self.shared().config.caller_spin_us);
+        block_spinning(put, spin)
     }
 
     fn put_stream(&self, stream: &str) -> Result<Arc<StreamState>, PutError> {

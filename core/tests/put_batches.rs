@@ -40,3 +40,35 @@ fn a_put_larger_than_a_segment_is_written_whole_and_in_order_over_several_batche
         assert_eq!(stored, sent, "{}", shard.shard_id);
     }
 }
+
+/// `caller_spin_us`: blocking puts poll for their answer before parking. Answers that come
+/// within the spin and answers that take longer (durable puts wait for a sync) both arrive.
+#[test]
+fn blocking_puts_that_spin_before_parking_get_their_answers() {
+    use sluice_core::Durability;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.caller_spin_us = 50;
+    config.spin_before_park_us = 50;
+    let engine = Engine::open(config).unwrap();
+    common::create(&engine, "spun", 1);
+    let mut numbers = Vec::new();
+    for i in 0..200u32 {
+        let data = i.to_le_bytes();
+        let durability = if i % 10 == 0 {
+            Durability::Durable
+        } else {
+            Durability::Visible
+        };
+        let put = engine
+            .put_with_blocking("spun", PutRecord::new("k", &data), durability)
+            .unwrap();
+        numbers.push(put.sequence_number.0);
+    }
+    let stored = common::read_shard(&engine, "spun", "shardId-000000000000");
+    let stored_numbers: Vec<u128> = stored.iter().map(|r| r.0).collect();
+    assert_eq!(stored_numbers, numbers);
+    for (i, record) in stored.iter().enumerate() {
+        assert_eq!(record.2, (i as u32).to_le_bytes());
+    }
+}
