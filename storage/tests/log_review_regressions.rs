@@ -282,14 +282,22 @@ fn an_append_cancelled_mid_write_latches_instead_of_wedging() {
 
 /// Right after a roll, before the new segment's first batch lands, time seeks and the trim
 /// horizon still see the sealed segments (an empty segment used to sort as time 0, which made
-/// the horizon jump to the end and hide every unexpired record).
+/// the horizon jump to the end and hide every unexpired record). Batches over the size the
+/// core writes inline (1 MiB) go through io_uring, so the new segment's first write is still
+/// in flight when the test looks, as a reader on another thread could.
 #[test]
 fn time_seeks_right_after_a_roll_still_find_older_records() {
     let dir = tempfile::tempdir().unwrap();
     let clock = manual_clock();
+    let config = LogConfig {
+        segment_size_bytes: 8 << 20,
+        record_size_bytes_max: 2 << 20,
+        ..small_config()
+    };
     block_on(async {
-        let log = open(GlommioIo, dir.path(), small_config(), clock.clone()).await;
-        let big = vec![1u8; 60_000];
+        let log = open(GlommioIo, dir.path(), config, clock.clone()).await;
+        // Four fill a segment; the fifth rolls.
+        let big = vec![1u8; 1_900_000];
         for _ in 0..4 {
             log.append(
                 &[RecordIn {

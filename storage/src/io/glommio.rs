@@ -17,10 +17,16 @@ const IO_MEMORY_BYTES: usize = 64 * 1024;
 
 /// Writes up to this size are done with a plain `pwrite` on the core's thread instead of an
 /// io_uring op. ext4 cannot do buffered writes without blocking, so io_uring hands each one
-/// to an io-wq worker thread; for a small write that handoff (a wake-up and a context switch,
-/// tens of µs) costs far more than the page-cache copy itself (a few µs). Larger writes keep
-/// the ring: their copy overlaps with the encoding of the next batch.
-const INLINE_WRITE_BYTES_MAX: usize = 16 * 1024;
+/// to an io-wq worker thread, and the completion wakes the core again: two cross-CPU wake-ups
+/// (tens of µs each on a VM) per write. Since callers encode batches (`EncodedBatch`), the
+/// core has nothing to overlap with the copy, and copying inline (~100 µs per MiB at the ~10 GB/s
+/// the buffered-write baseline reaches here) beat the
+/// hand-off for every batch of a put (≤ 500 records, 1 KiB records: ~520 KB): 100 B puts
+/// 9.4-10.1 -> 10.4-13.0 M records/s, 1 KiB puts into 16 shards 1.00 -> 1.15-1.75 M
+/// (docs/benchmarks.md). Larger writes (records of 64 KiB and up) keep the ring, so one does
+/// not hold the core's other shards for milliseconds. The cost: while the kernel throttles
+/// dirty pages, an inline write sleeps on the core's thread.
+const INLINE_WRITE_BYTES_MAX: usize = 1024 * 1024;
 
 /// Segment I/O through glommio's io_uring reactor on the current executor.
 #[derive(Debug, Default, Clone, Copy)]
