@@ -288,14 +288,9 @@ fn latency_report(dir: &Path) {
             put_to_visible_latency(&engine, "latency", peak / 2.0, 2, run, reader_spin);
         println!(
             "put-to-visible, single 100 B puts at half of peak ({:.0}/s of {peak:.0}/s), 1 core, core and subscriber spin {spin_us} µs \
-             before parking, subscriber on another thread: p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs over {} records, \
-             {late} sends late by over one interval (target p99 < 10 µs)",
+             before parking, subscriber on another thread: {} records, {late} sends late by over one interval (target p99 < 10 µs)",
             peak / 2.0,
-            histogram.value_at_quantile(0.5),
-            histogram.value_at_quantile(0.99),
-            histogram.value_at_quantile(0.999),
-            histogram.max(),
-            histogram.len()
+            percentiles(&histogram),
         );
     }
     // The caller's view, with the core and the caller spinning 200 µs before parking: two
@@ -315,15 +310,23 @@ fn latency_report(dir: &Path) {
     let (histogram, late) = put_to_visible_ack_latency(&engine, "latency", peak / 2.0, run);
     println!(
         "put-to-visible acknowledgement (an upper bound: a visible put returns once its record is visible), single 100 B puts \
-         at half of peak ({:.0}/s of {peak:.0}/s), 1 caller, 1 core, both spin 200 µs before parking: p50 {} µs, p99 {} µs, \
-         p99.9 {} µs, max {} µs over {} puts, {late} sent late by over one interval (target p99 < 10 µs)",
+         at half of peak ({:.0}/s of {peak:.0}/s), 1 caller, 1 core, both spin 200 µs before parking: {} puts, {late} sent \
+         late by over one interval (target p99 < 10 µs)",
         peak / 2.0,
+        percentiles(&histogram),
+    );
+}
+
+/// "p50 … µs, p99 … µs, p99.9 … µs, max … µs over N" of a histogram of microseconds.
+fn percentiles(histogram: &Histogram<u64>) -> String {
+    format!(
+        "p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs over {}",
         histogram.value_at_quantile(0.5),
         histogram.value_at_quantile(0.99),
         histogram.value_at_quantile(0.999),
         histogram.max(),
         histogram.len()
-    );
+    )
 }
 
 /// One caller's own view at `rate` single puts/s: a visible put returns once its record is

@@ -14,6 +14,18 @@ fn bench(args: &[&str]) -> std::process::Output {
         .expect("run sluice bench")
 }
 
+/// Runs `sluice bench` and expects it to succeed; returns what it printed.
+fn bench_ok(args: &[&str]) -> String {
+    let out = bench(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn results(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("results written")).expect("JSON")
 }
@@ -22,7 +34,7 @@ fn results(path: &Path) -> serde_json::Value {
 fn closed_loop_with_readers_checks_every_record_and_writes_results_and_a_plot() {
     let dir = tempfile::tempdir().unwrap();
     let (json, svg) = (dir.path().join("r.json"), dir.path().join("r.svg"));
-    let out = bench(&[
+    let stdout = bench_ok(&[
         "--records",
         "20000",
         "--record-size",
@@ -43,12 +55,6 @@ fn closed_loop_with_readers_checks_every_record_and_writes_results_and_a_plot() 
         "--plot",
         svg.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(stdout.contains("put to tail reader"), "{stdout}");
     let r = results(&json);
     assert_eq!(r["mode"], "closed-loop");
@@ -78,7 +84,7 @@ fn open_loop_keeps_to_its_schedule_and_times_puts_from_when_they_were_due() {
     let json = dir.path().join("r.json");
     // 10,000 records at 20,000/s: the last batch is due 0.49 s after the start, so the run
     // cannot end sooner, however fast the engine is.
-    let out = bench(&[
+    bench_ok(&[
         "--records",
         "10000",
         "--record-size",
@@ -94,11 +100,6 @@ fn open_loop_keeps_to_its_schedule_and_times_puts_from_when_they_were_due() {
         "--output",
         json.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let r = results(&json);
     assert_eq!(r["mode"], "open-loop");
     assert_eq!(r["options"]["rate"], 20000);
@@ -118,7 +119,7 @@ fn open_loop_keeps_to_its_schedule_and_times_puts_from_when_they_were_due() {
 fn open_loop_latency_counts_the_backlog() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
-    let out = bench(&[
+    bench_ok(&[
         "--records",
         "20000",
         "--record-size",
@@ -134,11 +135,6 @@ fn open_loop_latency_counts_the_backlog() {
         "--output",
         json.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let r = results(&json);
     let run_us = r["put"]["seconds"].as_f64().unwrap() * 1e6;
     let p99 = r["put_latency"]["p99_us"].as_f64().unwrap();
@@ -181,7 +177,7 @@ fn with_a_fast_clock_records_expire_and_the_rings_recycle_under_load() {
     let json = dir.path().join("r.json");
     // 500 MB of 1 KiB records into 4 shards of 1 MiB segments, on a clock where the 24-hour
     // retention lasts ~0.1 s: each shard writes ~120 segments' worth and keeps a few.
-    let out = bench(&[
+    let stdout = bench_ok(&[
         "--records",
         "500000",
         "--record-size",
@@ -195,12 +191,6 @@ fn with_a_fast_clock_records_expire_and_the_rings_recycle_under_load() {
         "--output",
         json.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let r = results(&json);
     let (read, expired) = (
         r["read_back"]["records"].as_u64().unwrap(),
@@ -224,7 +214,7 @@ fn with_a_fast_clock_records_expire_and_the_rings_recycle_under_load() {
 fn a_paced_catch_up_reader_keeps_to_its_pace_and_still_reads_every_record() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
-    let out = bench(&[
+    let stdout = bench_ok(&[
         "--records",
         "40000",
         "--record-size",
@@ -239,12 +229,6 @@ fn a_paced_catch_up_reader_keeps_to_its_pace_and_still_reads_every_record() {
         "--output",
         json.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let r = results(&json);
     // 5 MB/s put for 2 s; the reader starts at the halfway point 5 MB behind and reads at
     // 2 MB/s: it never catches up while producers run, so it reads the whole stream at its
