@@ -46,17 +46,34 @@ pub fn parse_hash_key(text: &str) -> Result<u128, HashKeyError> {
     parse_decimal_u128(text).ok_or_else(|| HashKeyError::OutOfRange(text.to_owned()))
 }
 
+/// Powers of ten up to 10^19.
+const POW10: [u128; 20] = {
+    let mut table = [1u128; 20];
+    let mut i = 1;
+    while i < table.len() {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
+
 /// Parses up to 39 ASCII digits (checked by the caller) into a u128, `None` on overflow.
 /// Nineteen digits at a time in a u64, so a 39-digit key costs three u128 multiplications
-/// rather than thirty-nine (this runs once per record on the put path).
+/// rather than thirty-nine (this runs once per record on the put path). Up to 38 digits
+/// cannot overflow (10^38 < 2^128), so only 39-digit keys pay for checked arithmetic.
 fn parse_decimal_u128(digits: &str) -> Option<u128> {
+    let may_overflow = digits.len() >= 39;
     let mut value: u128 = 0;
     for chunk in digits.as_bytes().chunks(19) {
         let part = chunk
             .iter()
             .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
-        let scale = 10u128.pow(chunk.len() as u32);
-        value = value.checked_mul(scale)?.checked_add(u128::from(part))?;
+        let scale = POW10[chunk.len()];
+        value = if may_overflow {
+            value.checked_mul(scale)?.checked_add(u128::from(part))?
+        } else {
+            value * scale + u128::from(part)
+        };
     }
     Some(value)
 }
