@@ -88,11 +88,16 @@ impl ScaledClock {
 
 impl Clock for ScaledClock {
     fn now_ms(&self) -> u64 {
+        let frozen = self.frozen_ms.load(Ordering::SeqCst);
+        if frozen != 0 {
+            return frozen;
+        }
+        let elapsed_us = self.started.elapsed().as_micros() as u64;
+        let now = self.base_ms + elapsed_us.saturating_mul(self.speed) / 1000;
+        // A freeze while this was computed wins, so no reading ever comes after the frozen
+        // time (a freeze computed after this reading is at least this reading).
         match self.frozen_ms.load(Ordering::SeqCst) {
-            0 => {
-                let elapsed_us = self.started.elapsed().as_micros() as u64;
-                self.base_ms + elapsed_us.saturating_mul(self.speed) / 1000
-            }
+            0 => now,
             frozen => frozen,
         }
     }

@@ -12,7 +12,7 @@ use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::format::{
     EncodedBatch, IndexEntry, KEY_BYTES_MAX, RecordIn, SEGMENT_DATA_START, SegmentFooter,
-    SegmentHeader, SegmentState, TRAILER_LEN, Trailer, encode_footer,
+    SegmentHeader, SegmentState, TRAILER_LEN, Trailer, encode_footer, encoded_batch_len,
 };
 use crate::index::SparseIndex;
 use crate::io::{SegmentFile, SegmentIo};
@@ -415,6 +415,8 @@ impl<I: SegmentIo> ShardLog<I> {
         records: &[RecordIn<'_>],
         durability: Durability,
     ) -> Result<Appended> {
+        // Refused before anything is copied, naming the first record at fault.
+        self.validate_records(records)?;
         self.append_encoded(EncodedBatch::from_records(records), durability)
             .await
     }
@@ -470,16 +472,35 @@ impl<I: SegmentIo> ShardLog<I> {
         }
     }
 
+    /// The checks of `validate` on records before they are encoded: the first record that
+    /// breaks a rule is the one named.
+    fn validate_records(&self, records: &[RecordIn<'_>]) -> Result<()> {
+        self.validate_count(records.len())?;
+        for (index, record) in records.iter().enumerate() {
+            if record.key.len() > KEY_BYTES_MAX {
+                return Err(StorageError::KeyTooLong {
+                    index,
+                    key_bytes: record.key.len(),
+                    max_bytes: KEY_BYTES_MAX,
+                });
+            }
+            let size_bytes = (record.key.len() + record.data.len()) as u64;
+            if size_bytes > self.config.record_size_bytes_max {
+                return Err(StorageError::RecordTooLarge {
+                    index,
+                    size_bytes,
+                    max_bytes: self.config.record_size_bytes_max,
+                });
+            }
+        }
+        self.validate_length(encoded_batch_len(records))
+    }
+
+    /// Checks an encoded batch against the configuration before it gets a place. For a batch
+    /// encoded elsewhere the errors name the first oversized key and the largest record
+    /// (`append` names the first record at fault).
     fn validate(&self, batch: &EncodedBatch) -> Result<()> {
-        if batch.record_count() == 0 {
-            return Err(StorageError::EmptyBatch);
-        }
-        if batch.record_count() > self.config.batch_records_max {
-            return Err(StorageError::TooManyRecords {
-                count: batch.record_count(),
-                max: self.config.batch_records_max,
-            });
-        }
+        self.validate_count(batch.record_count())?;
         if let Some((index, key_bytes)) = batch.oversized_key() {
             return Err(StorageError::KeyTooLong {
                 index,
@@ -495,7 +516,23 @@ impl<I: SegmentIo> ShardLog<I> {
                 max_bytes: self.config.record_size_bytes_max,
             });
         }
-        let size_bytes = batch.len_bytes();
+        self.validate_length(batch.len_bytes())
+    }
+
+    fn validate_count(&self, count: usize) -> Result<()> {
+        if count == 0 {
+            return Err(StorageError::EmptyBatch);
+        }
+        if count > self.config.batch_records_max {
+            return Err(StorageError::TooManyRecords {
+                count,
+                max: self.config.batch_records_max,
+            });
+        }
+        Ok(())
+    }
+
+    fn validate_length(&self, size_bytes: u64) -> Result<()> {
         if size_bytes > self.config.batch_bytes_max() {
             return Err(StorageError::BatchTooLarge {
                 size_bytes,

@@ -228,6 +228,7 @@ fn bad_input_gets_a_typed_error_and_changes_nothing() {
         let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
         append_expected(&log, 3, 10).await;
         let too_big = vec![1u8; 64 * 1024 + 1];
+        let bigger = vec![1u8; 64 * 1024 + 100];
         let long_key = vec![b'k'; 70_000];
         type Expect = fn(&StorageError) -> bool;
         let cases: Vec<(Vec<RecordIn<'_>>, Expect)> = vec![
@@ -251,6 +252,37 @@ fn bad_input_gets_a_typed_error_and_changes_nothing() {
                     data: b"",
                 }],
                 |e| matches!(e, StorageError::KeyTooLong { .. }),
+            ),
+            // The first record at fault is named, not the largest or a later long key.
+            (
+                vec![
+                    RecordIn {
+                        key: b"a",
+                        data: b"ok",
+                    },
+                    RecordIn {
+                        key: b"b",
+                        data: &too_big,
+                    },
+                    RecordIn {
+                        key: b"c",
+                        data: &bigger,
+                    },
+                ],
+                |e| matches!(e, StorageError::RecordTooLarge { index: 1, .. }),
+            ),
+            (
+                vec![
+                    RecordIn {
+                        key: b"a",
+                        data: &too_big,
+                    },
+                    RecordIn {
+                        key: &long_key,
+                        data: b"",
+                    },
+                ],
+                |e| matches!(e, StorageError::RecordTooLarge { index: 0, .. }),
             ),
         ];
         for (records, expected) in cases {

@@ -11,8 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use load::{KeySpace, Producers, RECORD_HEADER, record_header};
 use readers::ReadContext;
 use results::{BenchResult, Latency, Rate, Sample, TIMELINE_STEP};
+use sluice_core::limits::RETENTION_HOURS_MIN;
 use sluice_core::{
-    CreateStream, Durability, Engine, EngineConfig, IteratorStart, ScaledClock, ShardDescription,
+    Clock, CreateStream, Durability, Engine, EngineConfig, IteratorStart, ScaledClock,
+    ShardDescription,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -142,6 +144,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "--rate, --hot-keys and --catch-up-mb-per-sec must be positive, --zipf at least 0, --tail-readers at most 64"
         );
     }
+    if args.catch_up_mb_per_sec.is_some() && !args.catch_up_reader {
+        bail!("--catch-up-mb-per-sec paces the catch-up reader: add --catch-up-reader");
+    }
     if args.clock_speed == 0
         || (args.clock_speed > 1 && (args.tail_readers > 0 || args.catch_up_reader))
     {
@@ -189,7 +194,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         &clock,
     )?;
     let started = Instant::now();
-    let scanned = read_phase(&args, &engine, &keys, expiring.as_deref())?;
+    // Nothing older than the retention may come back (the stream keeps the default 24 h).
+    let expiry = expiring.as_deref().map(|put_per_shard| Expiry {
+        put_per_shard,
+        horizon_ms: clock.now_ms() - u64::from(RETENTION_HOURS_MIN) * 3_600_000,
+    });
+    let scanned = read_phase(&args, &engine, &keys, expiry)?;
     let read_back = Rate::new(
         scanned,
         scanned * args.record_size as u64,
@@ -443,15 +453,25 @@ pub(crate) fn filler(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// What the read-back expects when records expired during the run.
+#[derive(Clone, Copy)]
+struct Expiry<'a> {
+    /// Records acknowledged per shard index.
+    put_per_shard: &'a [AtomicU64],
+    /// The frozen clock less the retention: no record that arrived before it may come back.
+    horizon_ms: u64,
+}
+
 /// Reads every shard from its trim horizon, one thread per shard, checking every record: its
-/// key and data, and that each record number comes back exactly once. With `expiring` (records
-/// put per shard; retention ran during the run), each shard must return its newest records
-/// without a gap up to its last: the ones missing expired. Returns the records read.
+/// key and data, and that each record number comes back exactly once. With `expiry`
+/// (retention ran during the run), each shard must return its newest records without a gap up
+/// to its last, none older than the retention: the ones missing expired. Returns the records
+/// read.
 fn read_phase(
     args: &BenchArgs,
     engine: &Engine,
     keys: &KeySpace,
-    expiring: Option<&[AtomicU64]>,
+    expiry: Option<Expiry<'_>>,
 ) -> anyhow::Result<u64> {
     let bar = progress(args, "read", args.records);
     let shards = all_shards(engine)?;
@@ -485,6 +505,13 @@ fn read_phase(
                             {
                                 bail!(wrong());
                             }
+                            if expiry.is_some_and(|e| record.arrival_timestamp_ms < e.horizon_ms) {
+                                bail!(
+                                    "{}: it arrived at {} ms, before the retention horizon",
+                                    wrong(),
+                                    record.arrival_timestamp_ms
+                                );
+                            }
                             let (i, _) = record_header(record.data);
                             keys.key(i, &mut key);
                             let once = seen_once
@@ -507,8 +534,8 @@ fn read_phase(
                         bar.inc(batch.len() as u64);
                     }
                     // (A shard that kept nothing had all its records expire.)
-                    if let (Some(put), Some((index, first, last))) = (expiring, positions) {
-                        let put = put[index].load(Ordering::Relaxed);
+                    if let (Some(expiry), Some((index, first, last))) = (expiry, positions) {
+                        let put = expiry.put_per_shard[index].load(Ordering::Relaxed);
                         if last + 1 - first != seen || last + 1 != put {
                             bail!(
                                 "{}: read {seen} records at positions {first}..={last} of the {put} put; expected its newest, without a gap",
@@ -526,7 +553,7 @@ fn read_phase(
             .sum::<anyhow::Result<u64>>()
     })?;
     bar.finish_and_clear();
-    if expiring.is_none() && seen != args.records {
+    if expiry.is_none() && seen != args.records {
         bail!("read back {seen} records, {} were put", args.records);
     }
     Ok(seen)
