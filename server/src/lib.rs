@@ -6,7 +6,6 @@
 
 pub mod arn;
 pub mod auth;
-pub mod client;
 pub mod config;
 pub mod http;
 mod ops;

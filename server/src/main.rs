@@ -1,7 +1,6 @@
 //! `sluice`: the command-line entry point. `sluice serve` runs a Kinesis-compatible endpoint;
 //! `sluice bench` is a load generator for the engine.
 
-mod bench;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -24,12 +23,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Put a volume of records into a stream through the engine, read every shard back and
     /// reopen; print throughput and latency.
-    Bench(bench::BenchArgs),
+    Bench(sluice_loadgen::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => sluice_loadgen::run(args),
     }
 }

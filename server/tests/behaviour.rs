@@ -5,7 +5,7 @@ mod common;
 
 use common::TestServer;
 use serde_json::{Value, json};
-use sluice_server::client::{CallError, KinesisClient};
+use sluice_loadgen::client::{CallError, KinesisClient};
 use std::time::Duration;
 
 async fn create(client: &mut KinesisClient, name: &str, shards: u32) {

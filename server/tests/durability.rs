@@ -6,7 +6,7 @@ mod common;
 
 use common::TestServer;
 use serde_json::{Value, json};
-use sluice_server::client::KinesisClient;
+use sluice_loadgen::client::KinesisClient;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,7 +2,8 @@
 //! keep-alive connections with pre-encoded PutRecords requests, then reads every shard back
 //! with GetRecords and checks that each acknowledged record is there with its data.
 
-use crate::bench::{BenchArgs, filler, report, report_latency};
+use crate::client::KinesisClient;
+use crate::{BenchArgs, filler, report, report_latency};
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -10,7 +11,6 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_server::client::KinesisClient;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,7 +125,7 @@ async fn drive(args: &BenchArgs, address: SocketAddr, endpoint: &str) -> anyhow:
     );
     let filler = filler(args.record_size.max(8));
     let next = Arc::new(AtomicU64::new(0));
-    let bar = crate::bench::progress(args, "put", requests * args.batch as u64);
+    let bar = crate::progress(args, "put", requests * args.batch as u64);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for conn in 0..args.connections as u32 {

@@ -1,9 +1,37 @@
+//! # sluice-loadgen
+//!
 //! `sluice bench`: a load generator for the engine, driving it the way an embedding
 //! application does. Caller threads put batches into a stream (routed by partition key),
 //! closed-loop or open-loop at a fixed rate, while optional tail readers (push subscriptions)
 //! and a catch-up reader consume; then every shard is read back zero-copy and checked, and the
 //! engine is reopened and the reopen timed. Results print, and optionally go to a JSON file
-//! and an SVG plot.
+//! and an SVG plot. With `--endpoint` it drives a Kinesis endpoint over the wire instead,
+//! through [`client::KinesisClient`], which the `sluice` binary's tests use too.
+//!
+//! It is a crate of its own so that users of the server library do not compile its charts,
+//! progress bars and histograms; the `sluice` binary (cli/) flattens [`BenchArgs`] into its
+//! `bench` subcommand and calls [`run`]. Its errors are reports for the person at the
+//! terminal (`anyhow`), not conditions a caller handles.
+//!
+//! ```
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     bench: sluice_loadgen::BenchArgs,
+//! }
+//!
+//! let cli = Cli::parse_from([
+//!     "bench", "--records", "2000", "--batch", "100", "--shards", "1", "--cores", "1",
+//!     "--callers", "1", "--quiet",
+//! ]);
+//! sluice_loadgen::run(cli.bench)?;
+//! # anyhow::Ok(())
+//! ```
+//!
+//! Limits: Kinesis' own (records per batch 1..=500, at least 16 bytes of data per record here
+//! for its number and due time); `--endpoint` speaks plain `http://` JSON 1.1 only.
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
@@ -21,6 +49,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod client;
 mod endpoint;
 mod load;
 mod plot;
@@ -113,6 +142,7 @@ pub struct BenchArgs {
     pub(crate) client_threads: usize,
 }
 
+/// Runs `sluice bench` with `args`: against an embedded engine, or `--endpoint`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let durability = match args.durability.as_str() {
         "visible" => Durability::Visible,
