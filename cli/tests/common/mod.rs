@@ -92,11 +92,11 @@ pub fn require_python_clients() {
     assert!(
         ok,
         "these tests drive the server with boto3 and cbor2: run scripts/setup (it installs \
-         server/tests/clients/requirements.txt)"
+         cli/tests/clients/requirements.txt)"
     );
 }
 
-/// Runs a client suite from server/tests/clients against `server`; fails with its output.
+/// Runs a client suite from cli/tests/clients against `server`; fails with its output.
 pub fn run_suite(server: &TestServer, suite: &str) {
     run_suite_with(&server.endpoint(), suite, &[]);
 }
