@@ -125,7 +125,9 @@ fn c_scan(engine: *mut sluice_engine, stream: &CString, shard: &CString) -> usiz
 
 fn rust_scan(engine: &Engine) -> usize {
     let mut iterator = engine
-        .shard_iterator("scan", "shardId-000000000000", IteratorStart::TrimHorizon)
+        .stream("scan")
+        .unwrap()
+        .shard_iterator("shardId-000000000000", IteratorStart::TrimHorizon)
         .unwrap();
     let mut total = 0;
     loop {
@@ -165,7 +167,8 @@ fn main() {
     let c = sluice_engine_from(rust.clone());
     let stream = CString::new("bench").unwrap();
     let shard = CString::new("shardId-000000000000").unwrap();
-    rust.create_stream_blocking(CreateStream::provisioned("bench", 1))
+    rust.create_stream(CreateStream::provisioned("bench", 1))
+        .wait()
         .unwrap();
     let input = Input::new();
     let (c_records, rust_records) = (input.c_records(), input.rust_records());
@@ -186,7 +189,15 @@ fn main() {
             let mut out = results.clone();
             interleaved(
                 iters,
-                || drop(rust.put_batch_blocking("bench", &rust_records).unwrap()),
+                || {
+                    drop(
+                        rust.stream("bench")
+                            .unwrap()
+                            .put_batch(&rust_records)
+                            .wait()
+                            .unwrap(),
+                    )
+                },
                 || c_put(c, &stream, &c_records, &mut out),
             )
         })
@@ -197,16 +208,29 @@ fn main() {
             interleaved(
                 iters,
                 || c_put(c, &stream, &c_records, &mut out),
-                || drop(rust.put_batch_blocking("bench", &rust_records).unwrap()),
+                || {
+                    drop(
+                        rust.stream("bench")
+                            .unwrap()
+                            .put_batch(&rust_records)
+                            .wait()
+                            .unwrap(),
+                    )
+                },
             )
         })
     });
     group.finish();
     // The scans read one stream of their own, the same shard on both sides.
-    rust.create_stream_blocking(CreateStream::provisioned("scan", 1))
+    rust.create_stream(CreateStream::provisioned("scan", 1))
+        .wait()
         .unwrap();
     for _ in 0..SCAN_RECORDS / BATCH {
-        rust.put_batch_blocking("scan", &rust_records).unwrap();
+        rust.stream("scan")
+            .unwrap()
+            .put_batch(&rust_records)
+            .wait()
+            .unwrap();
     }
     let scan_stream = CString::new("scan").unwrap();
     assert_eq!(rust_scan(&rust), SCAN_RECORDS);

@@ -65,7 +65,11 @@ fn put_run(
             scope.spawn(move || {
                 for _ in 0..share {
                     let results = engine
-                        .put_batch_with_blocking(stream, &batch, durability)
+                        .stream(stream)
+                        .unwrap()
+                        .put_batch(&batch)
+                        .durability(durability)
+                        .wait()
                         .unwrap();
                     assert!(results.iter().all(|r| r.is_ok()));
                 }
@@ -78,7 +82,9 @@ fn put_run(
 /// One explicit hash key inside each shard's range.
 fn shard_targets(engine: &Engine, stream: &str) -> Vec<String> {
     engine
-        .describe_stream(stream, None, None)
+        .stream(stream)
+        .unwrap()
+        .describe(None, None)
         .unwrap()
         .shards
         .iter()
@@ -89,7 +95,8 @@ fn shard_targets(engine: &Engine, stream: &str) -> Vec<String> {
 fn bench_visible_small_records(c: &mut Criterion, dir: &Path) {
     let engine = engine(&dir.join("small"), 1, SEGMENT_BYTES);
     engine
-        .create_stream_blocking(CreateStream::provisioned("small", 1))
+        .create_stream(CreateStream::provisioned("small", 1))
+        .wait()
         .unwrap();
     let data = filler(100);
     let keys: Vec<String> = (0..BATCH_RECORDS).map(|i| format!("k{i}")).collect();
@@ -156,7 +163,8 @@ fn bench_durable_four_shards(c: &mut Criterion, dir: &Path) {
     drop(synced);
     let engine = engine(&dir.join("durable"), 2, SEGMENT_BYTES);
     engine
-        .create_stream_blocking(CreateStream::provisioned("durable", 4))
+        .create_stream(CreateStream::provisioned("durable", 4))
+        .wait()
         .unwrap();
     let targets = shard_targets(&engine, "durable");
     group.bench_function("sluice_4_shards_2_cores_4_callers", |b| {
@@ -187,11 +195,11 @@ fn peak_single_put_rate(engine: &Engine, stream: &str, callers: usize, run: Dura
                     let mut n = 0u64;
                     while started.elapsed() < run {
                         engine
-                            .put_with_blocking(
-                                stream,
-                                PutRecord::new("k", data),
-                                Durability::Visible,
-                            )
+                            .stream(stream)
+                            .unwrap()
+                            .put(PutRecord::new("k", data))
+                            .durability(Durability::Visible)
+                            .wait()
                             .unwrap();
                         n += 1;
                     }
@@ -221,7 +229,9 @@ fn put_to_visible_latency(
     let interval_ns = (1e9 * producers as f64 / rate) as u64;
     let late = std::sync::atomic::AtomicU64::new(0);
     let mut subscription = engine
-        .subscribe(stream, "shardId-000000000000", IteratorStart::Latest)
+        .stream(stream)
+        .unwrap()
+        .subscribe("shardId-000000000000", IteratorStart::Latest)
         .unwrap();
     subscription.set_spin_before_park(reader_spin);
     let histogram = std::thread::scope(|scope| {
@@ -259,7 +269,11 @@ fn put_to_visible_latency(
                     let sent_ns = epoch.elapsed().as_nanos() as u64;
                     data[..8].copy_from_slice(&sent_ns.to_le_bytes());
                     engine
-                        .put_with_blocking(stream, PutRecord::new("k", &data), Durability::Visible)
+                        .stream(stream)
+                        .unwrap()
+                        .put(PutRecord::new("k", &data))
+                        .durability(Durability::Visible)
+                        .wait()
                         .unwrap();
                 }
             });
@@ -280,7 +294,8 @@ fn latency_report(dir: &Path) {
     for spin_us in [0u64, 200] {
         let engine = engine_real_time(&dir.join(format!("latency-spin-{spin_us}")), 1, spin_us);
         engine
-            .create_stream_blocking(CreateStream::provisioned("latency", 1))
+            .create_stream(CreateStream::provisioned("latency", 1))
+            .wait()
             .unwrap();
         let peak = peak_single_put_rate(&engine, "latency", 2, run);
         let reader_spin = Duration::from_micros(spin_us);
@@ -304,7 +319,8 @@ fn latency_report(dir: &Path) {
         Engine::open(config).unwrap()
     };
     engine
-        .create_stream_blocking(CreateStream::provisioned("latency", 1))
+        .create_stream(CreateStream::provisioned("latency", 1))
+        .wait()
         .unwrap();
     let peak = peak_single_put_rate(&engine, "latency", 1, run);
     let (histogram, late) = put_to_visible_ack_latency(&engine, "latency", peak / 2.0, run);
@@ -354,7 +370,11 @@ fn put_to_visible_ack_latency(
             late += 1;
         }
         engine
-            .put_with_blocking(stream, PutRecord::new("k", &data), Durability::Visible)
+            .stream(stream)
+            .unwrap()
+            .put(PutRecord::new("k", &data))
+            .durability(Durability::Visible)
+            .wait()
             .unwrap();
         histogram
             .record(due.elapsed().as_micros() as u64 + 1)
@@ -393,7 +413,8 @@ fn durable_latency_report(dir: &Path, run: Duration) {
     let before = baseline("fdatasync-before");
     let engine = engine_real_time(&dir.join("durable-latency"), 1, 0);
     engine
-        .create_stream_blocking(CreateStream::provisioned("durable", 1))
+        .create_stream(CreateStream::provisioned("durable", 1))
+        .wait()
         .unwrap();
     let data = filler(100);
     let mut puts = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
@@ -401,7 +422,11 @@ fn durable_latency_report(dir: &Path, run: Duration) {
     while started.elapsed() < run {
         let one = Instant::now();
         engine
-            .put_with_blocking("durable", PutRecord::new("k", &data), Durability::Durable)
+            .stream("durable")
+            .unwrap()
+            .put(PutRecord::new("k", &data))
+            .durability(Durability::Durable)
+            .wait()
             .unwrap();
         puts.record(one.elapsed().as_micros() as u64 + 1).unwrap();
     }
@@ -455,12 +480,14 @@ fn memory_report(dir: &Path) {
     // reserve 128 GB of disk for nothing.
     let engine = engine(&dir.join("memory"), 2, 1 << 20);
     engine
-        .create_stream_blocking(CreateStream::provisioned("warm-up", 1))
+        .create_stream(CreateStream::provisioned("warm-up", 1))
+        .wait()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let before = rss_anon_bytes();
     engine
-        .create_stream_blocking(CreateStream::provisioned("many", SHARDS))
+        .create_stream(CreateStream::provisioned("many", SHARDS))
+        .wait()
         .unwrap();
     // Let maintenance prepare spare segments, as an idle engine would.
     std::thread::sleep(Duration::from_millis(1500));

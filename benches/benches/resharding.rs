@@ -29,7 +29,7 @@ fn engine_observed(dir: &Path, observer: Option<Arc<dyn Fn(ReshardStep) + Send +
     config.cores = 2;
     // Every reshard creates segment files for its children: keep them small.
     config.segment_size_bytes = 8 << 20;
-    config.reshard_observer = observer;
+    config.testing.reshard_observer = observer;
     Engine::open(config).unwrap()
 }
 
@@ -63,7 +63,9 @@ impl StallClock {
 
 fn hot_shard(engine: &Engine) -> ShardDescription {
     engine
-        .describe_stream("hot", Some(100), None)
+        .stream("hot")
+        .unwrap()
+        .describe(Some(100), None)
         .unwrap()
         .shards
         .into_iter()
@@ -75,14 +77,16 @@ fn hot_shard(engine: &Engine) -> ShardDescription {
 /// Shards past the first page of 100.
 fn later_shards(engine: &Engine) -> Vec<ShardDescription> {
     let mut all = Vec::new();
-    let mut after = Some("shardId-000000000099".to_owned());
+    let mut after = Some(sluice_core::ShardId::new(99));
     while let Some(start) = after.take() {
         let page = engine
-            .describe_stream("hot", Some(100), Some(&start))
+            .stream("hot")
+            .unwrap()
+            .describe(Some(100), Some(&start))
             .unwrap();
         after = page
             .has_more_shards
-            .then(|| page.shards.last().unwrap().shard_id.clone());
+            .then(|| page.shards.last().unwrap().shard_id);
         all.extend(page.shards);
     }
     all
@@ -97,21 +101,29 @@ fn reshard_every_second(engine: &Engine, stop: &AtomicBool) -> u64 {
         let range = hot.hash_key_range;
         let middle = range.start + (range.end - range.start) / 2;
         engine
-            .split_shard_blocking("hot", &hot.shard_id, &middle.to_string())
+            .stream("hot")
+            .unwrap()
+            .split_shard(&hot.shard_id, &middle.to_string())
+            .wait()
             .unwrap();
         std::thread::sleep(Duration::from_millis(500));
         let all = engine
-            .describe_stream("hot", Some(100), None)
+            .stream("hot")
+            .unwrap()
+            .describe(Some(100), None)
             .unwrap()
             .shards;
         let mut children: Vec<ShardDescription> = all
             .into_iter()
             .chain(later_shards(engine))
-            .filter(|s| s.parent_shard_id.as_deref() == Some(hot.shard_id.as_str()))
+            .filter(|s| s.parent_shard_id == Some(hot.shard_id))
             .collect();
         children.sort_by_key(|s| s.hash_key_range.start);
         engine
-            .merge_shards_blocking("hot", &children[0].shard_id, &children[1].shard_id)
+            .stream("hot")
+            .unwrap()
+            .merge_shards(&children[0].shard_id, &children[1].shard_id)
+            .wait()
             .unwrap();
         reshards += 2;
         std::thread::sleep(Duration::from_millis(500));
@@ -142,7 +154,11 @@ fn put_run(
                 for _ in 0..share {
                     let call = Instant::now();
                     let results = engine
-                        .put_batch_with_blocking("hot", records, Durability::Visible)
+                        .stream("hot")
+                        .unwrap()
+                        .put_batch(records)
+                        .durability(Durability::Visible)
+                        .wait()
                         .unwrap();
                     local.record(call.elapsed().as_micros() as u64 + 1).unwrap();
                     assert!(results.iter().all(|r| r.is_ok()));
@@ -162,7 +178,8 @@ fn bench_throughput(c: &mut Criterion, dir: &Path) {
     for resharding in [false, true] {
         let engine = engine(&dir.join(format!("throughput-{resharding}")));
         engine
-            .create_stream_blocking(CreateStream::provisioned("hot", 2))
+            .create_stream(CreateStream::provisioned("hot", 2))
+            .wait()
             .unwrap();
         let stop = AtomicBool::new(false);
         std::thread::scope(|scope| {
@@ -195,7 +212,8 @@ fn latency_report(dir: &Path) {
         let dir = dir.join(format!("latency-{resharding}"));
         let engine = engine_observed(&dir, Some(stalls.observer()));
         engine
-            .create_stream_blocking(CreateStream::provisioned("hot", 2))
+            .create_stream(CreateStream::provisioned("hot", 2))
+            .wait()
             .unwrap();
         let latency =
             std::sync::Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap());

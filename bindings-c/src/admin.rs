@@ -63,7 +63,10 @@ pub unsafe extern "C" fn sluice_create_stream(
     call(|| {
         // SAFETY: caller promises on each argument.
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
-        Ok(engine.create_stream_blocking(CreateStream::provisioned(name, shard_count))?)
+        engine
+            .create_stream(CreateStream::provisioned(name, shard_count))
+            .wait()?;
+        Ok(())
     })
 }
 
@@ -81,7 +84,8 @@ pub unsafe extern "C" fn sluice_create_stream_on_demand(
     call(|| {
         // SAFETY: caller promises on each argument.
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
-        Ok(engine.create_stream_blocking(CreateStream::on_demand(name))?)
+        engine.create_stream(CreateStream::on_demand(name)).wait()?;
+        Ok(())
     })
 }
 
@@ -99,7 +103,7 @@ pub unsafe extern "C" fn sluice_delete_stream(
     call(|| {
         // SAFETY: caller promises on each argument.
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
-        Ok(engine.delete_stream_blocking(name)?)
+        Ok(engine.stream(name)?.delete().wait()?)
     })
 }
 
@@ -121,9 +125,9 @@ pub unsafe extern "C" fn sluice_change_retention(
         // SAFETY: caller promises on each argument.
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
         if increase != 0 {
-            Ok(engine.increase_retention_blocking(name, hours)?)
+            Ok(engine.stream(name)?.increase_retention(hours).wait()?)
         } else {
-            Ok(engine.decrease_retention_blocking(name, hours)?)
+            Ok(engine.stream(name)?.decrease_retention(hours).wait()?)
         }
     })
 }
@@ -143,7 +147,7 @@ pub unsafe extern "C" fn sluice_update_max_record_size(
     call(|| {
         // SAFETY: caller promises on each argument.
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
-        Ok(engine.update_max_record_size_blocking(name, bytes)?)
+        Ok(engine.stream(name)?.update_max_record_size(bytes).wait()?)
     })
 }
 
@@ -163,7 +167,7 @@ pub unsafe extern "C" fn sluice_describe_stream_summary(
         let out_summary = out(out_summary, "out_summary")?;
         // SAFETY: caller promises on each argument.
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
-        let s = engine.describe_stream_summary(name)?;
+        let s = engine.stream(name)?.summary()?;
         let summary = sluice_stream_summary {
             open_shard_count: s.open_shard_count as u32,
             retention_hours: s.retention_hours,
@@ -302,7 +306,10 @@ pub unsafe extern "C" fn sluice_add_tag(
                 text(value, "value")?,
             )
         };
-        Ok(engine.add_tags_blocking(name, vec![(key.to_owned(), value.to_owned())])?)
+        Ok(engine
+            .stream(name)?
+            .add_tags(vec![(key.to_owned(), value.to_owned())])
+            .wait()?)
     })
 }
 
@@ -322,7 +329,10 @@ pub unsafe extern "C" fn sluice_remove_tag(
         // SAFETY: caller promises on each argument.
         let (engine, name, key) =
             unsafe { (engine_arg(engine)?, text(name, "name")?, text(key, "key")?) };
-        Ok(engine.remove_tags_blocking(name, vec![key.to_owned()])?)
+        Ok(engine
+            .stream(name)?
+            .remove_tags(vec![key.to_owned()])
+            .wait()?)
     })
 }
 
@@ -343,7 +353,7 @@ pub unsafe extern "C" fn sluice_list_tags(
         // SAFETY: caller promises on each argument.
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
         let callback = callback.ok_or_else(|| crate::ffi::Failure::invalid("callback is NULL"))?;
-        for (key, value) in engine.list_tags(name)? {
+        for (key, value) in engine.stream(name)?.tags()? {
             // A NUL cannot cross as a C string; such a tag (set through another API) is the
             // engine's content, not the caller's mistake.
             let internal = |what: &str| crate::ffi::Failure {

@@ -49,7 +49,7 @@ pub struct sluice_batch {
 #[derive(Default)]
 pub(crate) struct Batch {
     views: Vec<sluice_record>,
-    children: Vec<String>,
+    children: Vec<sluice_core::ShardId>,
     status: sluice_read_status,
     /// Keeps the mapped bytes the views point into alive; dropped after the views.
     records: Option<Records>,
@@ -117,7 +117,7 @@ impl Batch {
     pub(crate) fn child(&self, index: usize) -> Result<&str, Failure> {
         self.children
             .get(index)
-            .map(String::as_str)
+            .map(|id| &**id)
             .ok_or_else(|| Failure::invalid(format!("child index {index} is out of range")))
     }
 }
@@ -145,9 +145,9 @@ pub unsafe extern "C" fn sluice_get(
                 text(sequence_number, "sequence_number")?,
             )
         };
-        let seq = SequenceNumber::parse(seq).map_err(Failure::invalid)?;
+        let seq = SequenceNumber::parse(seq).map_err(|e| Failure::invalid(e.to_string()))?;
         let mut batch = Batch::default();
-        batch.set(engine.get(stream, seq)?);
+        batch.set(engine.stream(stream)?.get(seq)?);
         // SAFETY: caller promise on `out_batch`.
         unsafe { out_batch.write(Box::into_raw(Box::new(sluice_batch { batch }))) };
         Ok(())

@@ -42,12 +42,8 @@ failure_from!(
 
 impl From<sluice_core::OpenError> for Failure {
     fn from(error: sluice_core::OpenError) -> Failure {
-        let code = match error {
-            sluice_core::OpenError::Config(_) => SLUICE_INVALID_ARGUMENT,
-            _ => SLUICE_INTERNAL_FAILURE,
-        };
         Failure {
-            code,
+            code: error.code().as_u32(),
             detail: error.to_string(),
         }
     }

@@ -56,7 +56,7 @@ pub(crate) unsafe fn start_arg(
     let parse = |what: &str| -> Result<SequenceNumber, Failure> {
         let text =
             seq.ok_or_else(|| Failure::invalid(format!("{what} needs a sequence_number")))?;
-        SequenceNumber::parse(text).map_err(Failure::invalid)
+        SequenceNumber::parse(text).map_err(|e| Failure::invalid(e.to_string()))
     };
     Ok(match kind {
         SLUICE_TRIM_HORIZON => IteratorStart::TrimHorizon,
@@ -128,7 +128,7 @@ pub unsafe extern "C" fn sluice_iterator_new(
                 timestamp_ms,
             )
         }?;
-        let iterator = engine.shard_iterator(stream, shard, start)?;
+        let iterator = engine.stream(stream)?.shard_iterator(shard, start)?;
         // SAFETY: caller promise on `out_iterator`.
         unsafe { out_iterator.write(sluice_iterator::into_handle(engine, iterator)) };
         Ok(())

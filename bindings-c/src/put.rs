@@ -151,8 +151,12 @@ pub unsafe extern "C" fn sluice_put_batch(
         // SAFETY: caller promises on every record's fields.
         let batch = unsafe { records_arg(c_records) }?;
         let outcome = match durability(durability_code)? {
-            Some(d) => engine.put_batch_with_blocking(stream, &batch, d)?,
-            None => engine.put_batch_blocking(stream, &batch)?,
+            Some(d) => engine
+                .stream(stream)?
+                .put_batch(&batch)
+                .durability(d)
+                .wait()?,
+            None => engine.stream(stream)?.put_batch(&batch).wait()?,
         };
         // Converted first, written after: nothing can fail between the two.
         let converted: Vec<sluice_put_result> = outcome.iter().map(to_c).collect();
@@ -194,8 +198,8 @@ pub unsafe extern "C" fn sluice_put(
         // SAFETY: caller promises on the record's fields.
         let batch = unsafe { records_arg(std::slice::from_ref(record)) }?;
         let put = match durability(durability_code)? {
-            Some(d) => engine.put_with_blocking(stream, batch[0], d),
-            None => engine.put_blocking(stream, batch[0]),
+            Some(d) => engine.stream(stream)?.put(batch[0]).durability(d).wait(),
+            None => engine.stream(stream)?.put(batch[0]).wait(),
         };
         let put = put?;
         // SAFETY: caller promise on `out_result`.

@@ -3,7 +3,6 @@
 use crate::engine::{engine_arg, sluice_engine};
 use crate::error::sluice_result;
 use crate::ffi::{call, text};
-use sluice_core::ScalingType;
 use std::ffi::c_char;
 
 /// Splits open shard `shard_id` at `new_starting_hash_key` (decimal): two children take the
@@ -30,7 +29,7 @@ pub unsafe extern "C" fn sluice_split_shard(
                 text(new_starting_hash_key, "new_starting_hash_key")?,
             )
         };
-        Ok(engine.split_shard_blocking(stream, shard, key)?)
+        Ok(engine.stream(stream)?.split_shard(shard, key).wait()?)
     })
 }
 
@@ -57,7 +56,7 @@ pub unsafe extern "C" fn sluice_merge_shards(
                 text(adjacent_shard_id, "adjacent_shard_id")?,
             )
         };
-        Ok(engine.merge_shards_blocking(stream, a, b)?)
+        Ok(engine.stream(stream)?.merge_shards(a, b).wait()?)
     })
 }
 
@@ -77,7 +76,7 @@ pub unsafe extern "C" fn sluice_update_shard_count(
     call(|| {
         // SAFETY: caller promises on each argument.
         let (engine, stream) = unsafe { (engine_arg(engine)?, text(stream, "stream")?) };
-        engine.update_shard_count_blocking(stream, target, ScalingType::UniformScaling)?;
+        engine.stream(stream)?.update_shard_count(target).wait()?;
         Ok(())
     })
 }

@@ -58,7 +58,7 @@ pub unsafe extern "C" fn sluice_subscribe(
                 timestamp_ms,
             )
         }?;
-        let subscription = engine.subscribe(stream, shard, start)?;
+        let subscription = engine.stream(stream)?.subscribe(shard, start)?;
         let boxed = Box::new(sluice_subscription {
             subscription,
             batch: Batch::default(),

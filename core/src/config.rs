@@ -10,8 +10,10 @@ use sluice_storage::{
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// How to open an [`Engine`](crate::Engine).
+/// How to open an [`Engine`](crate::Engine). Start from [`EngineConfig::new`] and set the
+/// fields to change; new settings are added without breaking callers (`#[non_exhaustive]`).
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// Where streams live. Created if missing; one engine per directory at a time.
     pub data_dir: PathBuf,
@@ -49,12 +51,22 @@ pub struct EngineConfig {
     /// Labels added to every per-shard metric (beside `stream` and `shard`), to tell engines
     /// apart when one process runs several (the server labels its tenants' engines).
     pub metric_labels: Vec<(String, String)>,
-    /// Called on the control thread at each step of a reshard, for crash tests (a test
-    /// process stops there and is killed). `None` in normal use.
+    /// Hooks for the engine's own crash and fault tests (the `testing` feature).
+    #[cfg(feature = "testing")]
+    pub testing: TestHooks,
+}
+
+/// Hooks for crash and fault-injection tests; not for production (the `testing` feature).
+#[cfg(feature = "testing")]
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct TestHooks {
+    /// Called on the control thread at each step of a reshard (a test process stops there
+    /// and is killed).
     pub reshard_observer: Option<Arc<dyn Fn(ReshardStep) + Send + Sync>>,
-    /// For fault-injection tests: every shard log writes through this injector, which fails
-    /// what its plan says and journals unsynced writes so a test can simulate power loss
-    /// (docs/design/engine-faults.md). `None` in normal use.
+    /// Every shard log writes through this injector, which fails what its plan says and
+    /// journals unsynced writes so a test can simulate power loss
+    /// (docs/design/engine-faults.md).
     pub io_faults: Option<FaultyIo<GlommioIo>>,
 }
 
@@ -104,10 +116,28 @@ impl EngineConfig {
             spin_before_park_us: 0,
             caller_spin_us: 0,
             clock: Arc::new(SystemClock),
-            reshard_observer: None,
-            io_faults: None,
             metric_labels: Vec::new(),
+            #[cfg(feature = "testing")]
+            testing: TestHooks::default(),
         }
+    }
+
+    /// The fault injector the shard logs write through, if a test set one.
+    pub(crate) fn io_faults(&self) -> Option<&FaultyIo<GlommioIo>> {
+        #[cfg(feature = "testing")]
+        return self.testing.io_faults.as_ref();
+        #[cfg(not(feature = "testing"))]
+        None
+    }
+
+    /// Tells a test's observer that a reshard reached `step`.
+    pub(crate) fn observe_reshard(&self, step: ReshardStep) {
+        #[cfg(feature = "testing")]
+        if let Some(observer) = &self.testing.reshard_observer {
+            observer(step);
+        }
+        #[cfg(not(feature = "testing"))]
+        let _ = step;
     }
 
     /// The number of core threads this configuration starts.

@@ -2,34 +2,20 @@
 
 use crate::catalog::Catalog;
 use crate::config::EngineConfig;
-use crate::control::{Control, ControlJobOrStop};
+use crate::control::{Control, ControlJobOrStop, StepError};
 use crate::error::{AdminError, OpenError};
 use crate::runtime::queue::{QueueSender, queue};
 use crate::runtime::{CoreMessage, run_core};
+use crate::shared::EngineShared;
 use crate::token::TokenKey;
 use sluice_storage::format::{BATCH_HEADER_LEN, RECORD_HEADER_LEN};
 use sluice_storage::{CoreSpec, CoreThread, DataDir, LogConfig};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Control-plane requests waiting at most; control calls are rare.
 const CONTROL_QUEUE_DEPTH: usize = 64;
-
-/// What every thread of the engine shares.
-pub(crate) struct EngineShared {
-    pub(crate) config: EngineConfig,
-    pub(crate) data_dir: DataDir,
-    pub(crate) catalog: Catalog,
-    pub(crate) cores: Vec<QueueSender<CoreMessage>>,
-    pub(crate) token_key: TokenKey,
-    /// Largest record (key + data) a segment of the configured size holds, capped at 10 MiB.
-    pub(crate) record_size_bytes_supported: u64,
-    /// Largest encoded batch a shard log takes (it depends on the segment size only); puts
-    /// encode their batches on the caller's thread to this size.
-    pub(crate) batch_bytes_max: u64,
-}
 
 /// A Sluice engine: streams of shards, each owned by one core thread. Cheap to clone; the
 /// engine shuts down when the last clone is dropped (accepted puts finish, logs are synced).
@@ -113,8 +99,11 @@ impl Engine {
             }),
         };
         let control = Control::open(shared).map_err(|e| match e {
-            AdminError::Storage(e) => OpenError::Storage(e),
-            other => OpenError::Config(other.to_string()),
+            StepError::Storage(e) => OpenError::Storage(e),
+            StepError::Shutdown => OpenError::Thread {
+                what: "a core",
+                source: std::io::Error::other("a core stopped while the engine opened"),
+            },
         })?;
         let thread = std::thread::Builder::new()
             .name("sluice-control".into())
@@ -184,31 +173,6 @@ impl Drop for EngineInner {
             let _ = core.join();
         }
     }
-}
-
-/// Runs an async operation to completion on the calling thread.
-pub(crate) fn block<F: Future>(future: F) -> F::Output {
-    futures_lite::future::block_on(future)
-}
-
-/// [`block`], polling the operation for up to `spin` before parking the thread: an answer
-/// that comes within it costs no sleep and no wake-up (a futex and, across CPUs, an IPI).
-pub(crate) fn block_spinning<F: Future>(future: F, spin: Duration) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    if !spin.is_zero() {
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        let until = std::time::Instant::now() + spin;
-        loop {
-            if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
-                return output;
-            }
-            if std::time::Instant::now() >= until {
-                break;
-            }
-            std::hint::spin_loop();
-        }
-    }
-    futures_lite::future::block_on(future)
 }
 
 fn core_spec(config: &EngineConfig, index: usize) -> CoreSpec {

@@ -13,26 +13,38 @@ pub fn partition_key_hash(partition_key: &str) -> u128 {
 /// Why an explicit hash key was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HashKeyError {
-    /// Not a decimal matching `0|([1-9]\d{0,38})` (a request validation error).
+    /// Not a decimal matching `0|([1-9]\d{0,38})` (a request validation error); the text as
+    /// given, cut to 64 characters.
     Malformed(String),
     /// A well-formed decimal above 2^128 − 1.
     OutOfRange(String),
 }
 
-impl std::fmt::Display for HashKeyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl HashKeyError {
+    /// The stable code: a malformed key breaks the request's shape, a key out of range is a
+    /// bad value.
+    pub fn code(&self) -> crate::ErrorCode {
         match self {
-            HashKeyError::Malformed(text) => write!(
-                f,
-                "1 validation error detected: Value '{text}' at 'explicitHashKey' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\\d{{0,38}})"
-            ),
-            HashKeyError::OutOfRange(text) => write!(
-                f,
-                "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, {HASH_KEY_MAX}]. Specified value was {text}"
-            ),
+            HashKeyError::Malformed(_) => crate::ErrorCode::Validation,
+            HashKeyError::OutOfRange(_) => crate::ErrorCode::InvalidArgument,
         }
     }
 }
+
+impl std::fmt::Display for HashKeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HashKeyError::Malformed(text) => {
+                write!(f, "hash key {text:?} is not a decimal of 1 to 39 digits")
+            }
+            HashKeyError::OutOfRange(text) => {
+                write!(f, "hash key {text} is outside 0..={HASH_KEY_MAX}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for HashKeyError {}
 
 /// Parses an explicit hash key: a decimal matching `0|([1-9]\d{0,38})` within 0..=2^128−1.
 pub fn parse_hash_key(text: &str) -> Result<u128, HashKeyError> {

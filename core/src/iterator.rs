@@ -3,7 +3,8 @@
 use crate::catalog::{ShardState, StreamState};
 use crate::engine::Engine;
 use crate::error::ReadError;
-use crate::seqnum::{SequenceNumber, parse_shard_id};
+use crate::seqnum::{SequenceNumber, ShardId, parse_shard_id};
+use crate::stream::Stream;
 use std::sync::Arc;
 
 /// Where a new iterator starts (Kinesis' `ShardIteratorType`).
@@ -21,7 +22,8 @@ pub enum IteratorStart {
     AtTimestamp(u64),
 }
 
-/// A position in one shard. [`Engine::get_records`] reads from it and moves it on.
+/// A position in one shard. [`Engine::get_records`] reads from it and moves it on. Made by
+/// [`Stream::shard_iterator`] or from a token by [`Engine::iterator_from_token`].
 #[derive(Clone)]
 pub struct ShardIterator {
     pub(crate) stream: Arc<StreamState>,
@@ -47,8 +49,8 @@ impl ShardIterator {
     }
 
     /// The shard's id.
-    pub fn shard_id(&self) -> String {
-        crate::seqnum::shard_id(self.shard_index)
+    pub fn shard_id(&self) -> ShardId {
+        ShardId::new(self.shard_index)
     }
 
     /// The sequence number the next record read will have at least.
@@ -58,7 +60,7 @@ impl ShardIterator {
 
     pub(crate) fn shard(&self) -> Result<Arc<ShardState>, ReadError> {
         if self.stream.is_deleted() {
-            return Err(ReadError::StreamNotFound(self.stream.name.clone()));
+            return Err(ReadError::stream_not_found(&self.stream.name));
         }
         Ok(self
             .stream
@@ -72,21 +74,16 @@ impl ShardIterator {
 /// Token layout version.
 const TOKEN_KIND_ITERATOR: u8 = 1;
 
-impl Engine {
-    /// An iterator on `shard_id` of `stream`, starting as asked.
+impl Stream {
+    /// An iterator on shard `shard_id` of this stream, starting as asked.
     pub fn shard_iterator(
         &self,
-        stream: &str,
         shard_id: &str,
         start: IteratorStart,
     ) -> Result<ShardIterator, ReadError> {
-        let state = self
-            .shared()
-            .catalog
-            .get(stream)
-            .ok_or_else(|| ReadError::StreamNotFound(stream.to_owned()))?;
+        let state = self.live_state()?;
         let shard_not_found = || ReadError::ShardNotFound {
-            stream: stream.to_owned(),
+            stream: state.name.clone(),
             shard: shard_id.to_owned(),
         };
         let index = parse_shard_id(shard_id).ok_or_else(shard_not_found)?;
@@ -99,7 +96,9 @@ impl Engine {
             position,
         })
     }
+}
 
+impl Engine {
     /// The iterator as an opaque token (what `GetShardIterator` hands out). It is signed with
     /// this data directory's key and expires `iterator_ttl_ms` after this call.
     pub fn iterator_token(&self, iterator: &ShardIterator) -> String {
@@ -119,8 +118,9 @@ impl Engine {
     /// was altered, is `InvalidArgument`; one older than `iterator_ttl_ms` is
     /// `ExpiredIterator`; one whose stream was deleted (or recreated) is `ResourceNotFound`.
     pub fn iterator_from_token(&self, token: &str) -> Result<ShardIterator, ReadError> {
-        let invalid =
-            || ReadError::InvalidArgument(format!("Invalid ShardIterator: {}", abbreviate(token)));
+        let invalid = || ReadError::InvalidIterator {
+            token: abbreviate(token),
+        };
         let payload = self.shared().token_key.open(token).ok_or_else(invalid)?;
         let fields = TokenFields::parse(&payload).ok_or_else(invalid)?;
         let now_ms = self.shared().config.clock.now_ms();
@@ -137,7 +137,7 @@ impl Engine {
             .catalog
             .get(&fields.name)
             .filter(|s| s.uid == fields.uid)
-            .ok_or_else(|| ReadError::StreamNotFound(fields.name.clone()))?;
+            .ok_or_else(|| ReadError::stream_not_found(&fields.name))?;
         if stream.shards().get(fields.shard_index).is_none() {
             return Err(invalid());
         }
@@ -211,11 +211,11 @@ fn start_position(shard: &ShardState, start: IteratorStart) -> Result<u64, ReadE
         if in_shard && position <= next_seq {
             Ok(position)
         } else {
-            Err(ReadError::InvalidArgument(format!(
-                "StartingSequenceNumber {seq} used in GetShardIterator on shard {} is invalid: it is not a position of this shard, whose next sequence number is {} (after a crash, records that were visible but never durable are gone).",
-                shard.id,
-                SequenceNumber::new(shard.index, next_seq)
-            )))
+            Err(ReadError::InvalidStartingSequenceNumber {
+                sequence_number: seq,
+                shard: shard.id,
+                next: SequenceNumber::new(shard.index, next_seq),
+            })
         }
     };
     match start {

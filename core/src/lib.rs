@@ -6,41 +6,51 @@
 //! ```
 //! use sluice_core::{CreateStream, Engine, EngineConfig, IteratorStart, PutRecord};
 //!
+//! # fn main() -> Result<(), sluice_core::Error> {
 //! let dir = tempfile::tempdir().unwrap();
 //! let mut config = EngineConfig::new(dir.path());
 //! config.cores = 1;
 //! config.segment_size_bytes = 4 << 20;
-//! let engine = Engine::open(config).unwrap();
-//! engine.create_stream_blocking(CreateStream::provisioned("orders", 2)).unwrap();
+//! let engine = Engine::open(config)?;
+//! let orders = engine
+//!     .create_stream(CreateStream::provisioned("orders", 2))
+//!     .wait()?;
 //!
-//! let put = engine.put_blocking("orders", PutRecord::new("customer-7", b"hello")).unwrap();
-//! let mut iterator = engine
-//!     .shard_iterator("orders", &put.shard_id, IteratorStart::TrimHorizon)
-//!     .unwrap();
-//! let batch = engine.get_records(&mut iterator, None).unwrap();
+//! // Blocking here; `.await` the same call on any async runtime.
+//! let put = orders.put(PutRecord::new("customer-7", b"hello")).wait()?;
+//! let mut iterator = orders.shard_iterator(&put.shard_id, IteratorStart::TrimHorizon)?;
+//! let batch = engine.get_records(&mut iterator, None)?;
 //! let record = batch.records().next().unwrap();
 //! assert_eq!((record.partition_key, record.data), ("customer-7", &b"hello"[..]));
 //! assert_eq!(record.sequence_number, put.sequence_number);
+//! # Ok(())
+//! # }
 //! ```
 //!
-//! - Writes go to the core that owns the shard, over a bounded queue; [`Engine::put`] and
-//!   [`Engine::put_batch`] return per-record results in request order.
+//! - [`Engine`] owns the threads; [`Engine::stream`] gives a [`Stream`] handle, looked up
+//!   once and used for every call on that stream.
+//! - Writes go to the core that owns the shard, over a bounded queue; [`Stream::put`] and
+//!   [`Stream::put_batch`] return per-record results in request order. Durability is an
+//!   option of the call ([`Put::durability`]).
 //! - Reads run on the caller's thread, straight from the mapped log: [`Engine::get_records`]
 //!   returns records that borrow the mapping.
-//! - [`Engine::split_shard`], [`Engine::merge_shards`] and [`Engine::update_shard_count`]
-//!   reshard while writers run; [`Engine::stream_reader`] reads parents before children, so
-//!   each key's records come out in put order.
+//! - [`Stream::split_shard`], [`Stream::merge_shards`] and [`Stream::update_shard_count`]
+//!   reshard while writers run; [`Stream::reader`] reads parents before children, so each
+//!   key's records come out in put order.
 //! - Every operation that waits for another thread (puts, stream administration,
-//!   subscriptions) has an async form that works on any runtime and a `_blocking` form.
-//!   Reads, listings and iterator calls never wait for another thread: they are plain
-//!   functions, safe to call from async code (on data not in the page cache they fault pages
-//!   in from disk, as any mapped read does; call them from a blocking pool if that matters).
+//!   resharding) returns a [`Call`] (or a [`Put`] builder): `.await` it on any runtime, or
+//!   `.wait()` for it on a plain thread. Reads, listings and iterator calls never wait for
+//!   another thread: they are plain functions, safe to call from async code (on data not in
+//!   the page cache they fault pages in from disk, as any mapped read does).
+//! - Errors are data ([`PutError::RecordTooLarge`] says which record and which limit), with
+//!   a stable [`ErrorCode`] each; their `Display` is plain English, not a service's wording.
 //!
 //! Limits are Kinesis' (see [`limits`]): 500 records and 10 MiB per batch, partition keys of
 //! 1..=256 characters, records up to the stream's maximum (1 MiB by default, up to 10 MiB),
-//! retention 24..=8760 hours. The design is in docs/design/core-engine.md.
+//! retention 24..=8760 hours.
 
 mod admin;
+mod call;
 mod catalog;
 mod config;
 mod control;
@@ -58,6 +68,8 @@ mod read;
 mod reshard;
 mod runtime;
 pub mod seqnum;
+mod shared;
+mod stream;
 mod subscription;
 mod throttle;
 mod token;
@@ -66,17 +78,24 @@ pub use admin::{
     CreateStream, ListShards, ShardDescription, ShardFilter, ShardPage, StreamDescription,
     StreamMode, StreamPage, StreamStatus, StreamSummary,
 };
+pub use call::Call;
+#[cfg(feature = "testing")]
+pub use config::TestHooks;
 pub use config::{EngineConfig, ReshardStep, ThroughputLimits};
 pub use engine::Engine;
-pub use error::{AdminError, Error, ErrorCode, OpenError, PutError, ReadError, ReshardError};
+pub use error::{
+    AdminError, Error, ErrorCode, ListShardsConflict, OpenError, Parameter, PutError, ReadError,
+    ReshardError, ShardLimit,
+};
 pub use hashkey::HashKeyRange;
 pub use iterator::{IteratorStart, ShardIterator};
 pub use lineage::{ShardRecords, StreamReader};
-pub use names::{validate_partition_key, validate_stream_name};
+pub use put::{Put, PutBatch};
 pub use put::{PutRecord, PutRecordResult, PutResult};
 pub use read::{RawRecord, Record, Records};
-pub use reshard::{ScalingType, ShardCountUpdate};
-pub use seqnum::{SequenceNumber, ShardId};
+pub use reshard::ShardCountUpdate;
+pub use seqnum::{SequenceNumber, SequenceNumberError, ShardId};
 pub use sluice_storage as storage;
 pub use sluice_storage::{Clock, Durability, ManualClock, ScaledClock, SystemClock};
+pub use stream::Stream;
 pub use subscription::{Subscription, SubscriptionEvent};

@@ -1,5 +1,4 @@
-//! Kinesis limits, named once. Values and sources: the Kinesis reference (KINESIS.md §1) in
-//! the project's shared design folder.
+//! Kinesis limits, named once. Values and their sources: docs/design/kinesis.md.
 
 /// Records in one `put_batch` (PutRecords).
 pub const PUT_BATCH_RECORDS_MAX: usize = 500;

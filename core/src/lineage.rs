@@ -1,21 +1,18 @@
 //! Reading a stream along its shard lineage: parents to their end before their children, so
 //! each key's records come out in put order across splits and merges.
 
-use crate::engine::Engine;
 use crate::error::ReadError;
 use crate::iterator::{IteratorStart, ShardIterator};
 use crate::read::Records;
 use crate::seqnum::ShardId;
+use crate::stream::Stream;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Reads every shard of a stream from the trim horizon, starting a shard only once every
 /// parent it has (both, for a merge) was read to its end.
 #[derive(Debug)]
 pub struct StreamReader {
-    engine: Engine,
-    stream: String,
-    /// The stream's uid: a stream recreated under the same name is another lineage.
-    uid: u64,
+    stream: Stream,
     /// Shards being read, by index.
     active: BTreeMap<u32, ShardIterator>,
     /// Shards read to their end.
@@ -38,19 +35,11 @@ pub struct ShardRecords {
     pub records: Records,
 }
 
-impl Engine {
-    /// A reader of `stream` along its lineage, from the trim horizon.
-    pub fn stream_reader(&self, stream: &str) -> Result<StreamReader, ReadError> {
-        let uid = self
-            .shared()
-            .catalog
-            .get(stream)
-            .ok_or_else(|| ReadError::StreamNotFound(stream.to_owned()))?
-            .uid;
+impl Stream {
+    /// A reader of this stream along its lineage, from the trim horizon.
+    pub fn reader(&self) -> Result<StreamReader, ReadError> {
         let mut reader = StreamReader {
-            engine: self.clone(),
-            stream: stream.to_owned(),
-            uid,
+            stream: self.clone(),
             active: BTreeMap::new(),
             finished: BTreeSet::new(),
             starts_pending: true,
@@ -79,7 +68,7 @@ impl StreamReader {
         };
         self.cursor = index + 1;
         let iterator = self.active.get_mut(&index).expect("picked from the map");
-        let records = self.engine.get_records(iterator, limit)?;
+        let records = self.stream.engine.get_records(iterator, limit)?;
         if records.end_of_shard {
             self.active.remove(&index);
             self.finished.insert(index);
@@ -116,9 +105,9 @@ impl StreamReader {
             };
             if done(parent) && done(adjacent) {
                 let id = ShardId::new(index);
-                let iterator =
-                    self.engine
-                        .shard_iterator(&self.stream, &id, IteratorStart::TrimHorizon)?;
+                let iterator = self
+                    .stream
+                    .shard_iterator(&id, IteratorStart::TrimHorizon)?;
                 self.active.insert(index, iterator);
             }
         }
@@ -128,18 +117,9 @@ impl StreamReader {
 
     /// (index, parent, adjacent parent) of every shard of the stream still holding data.
     fn lineage(&self) -> Result<Vec<Lineage>, ReadError> {
-        let not_found = || ReadError::StreamNotFound(self.stream.clone());
-        let state = self
-            .engine
-            .shared()
-            .catalog
-            .get(&self.stream)
-            .ok_or_else(not_found)?;
-        if state.uid != self.uid {
-            return Err(not_found());
-        }
+        let state = self.stream.live_state()?;
         let retention_ms = state.retention_ms();
-        let now_ms = self.engine.shared().config.clock.now_ms();
+        let now_ms = self.stream.engine.shared().config.clock.now_ms();
         Ok(state
             .shards()
             .by_index

@@ -3,7 +3,7 @@
 use crate::admin::{ListShards, ShardDescription, ShardFilter, ShardPage, describe_shard};
 use crate::catalog::{ShardState, StreamState};
 use crate::engine::Engine;
-use crate::error::AdminError;
+use crate::error::{AdminError, ListShardsConflict, Parameter};
 use crate::limits::LIST_SHARDS_MAX_RESULTS;
 use crate::seqnum::parse_shard_id;
 use std::sync::Arc;
@@ -26,14 +26,12 @@ impl Engine {
     pub fn list_shards(&self, request: &ListShards) -> Result<ShardPage, AdminError> {
         let cursor = match (&request.stream, &request.next_token) {
             (Some(_), Some(_)) | (None, None) => {
-                return Err(AdminError::InvalidArgument(
-                    "Exactly one of StreamName and NextToken must be given.".into(),
-                ));
+                return Err(AdminError::ListShards(ListShardsConflict::StreamOrToken));
             }
             (Some(name), None) => self.first_cursor(name, request)?,
             (None, Some(_)) if request.exclusive_start_shard_id.is_some() => {
-                return Err(AdminError::InvalidArgument(
-                    "ExclusiveStartShardId cannot be combined with NextToken.".into(),
+                return Err(AdminError::ListShards(
+                    ListShardsConflict::StartShardWithToken,
                 ));
             }
             (None, Some(token)) => {
@@ -49,7 +47,7 @@ impl Engine {
             .catalog
             .get(&cursor.name)
             .filter(|s| s.uid == cursor.uid)
-            .ok_or_else(|| AdminError::StreamNotFound(cursor.name.clone()))?;
+            .ok_or_else(|| AdminError::stream_not_found(&cursor.name))?;
         let now_ms = self.shared().config.clock.now_ms();
         let retention_ms = stream.retention_ms();
         let shards = stream.shards();
@@ -81,8 +79,7 @@ impl Engine {
         let max_results =
             check_max_results(request.max_results.unwrap_or(LIST_SHARDS_MAX_RESULTS))?;
         let parse = |id: &str| {
-            parse_shard_id(id)
-                .ok_or_else(|| AdminError::InvalidArgument(format!("Invalid ShardId {id}")))
+            parse_shard_id(id).ok_or_else(|| AdminError::InvalidShardId { id: id.to_owned() })
         };
         let mut after_index = request
             .exclusive_start_shard_id
@@ -98,7 +95,7 @@ impl Engine {
             after_index = Some(after_index.map_or(index, |a| a.max(index)));
         }
         Ok(Cursor {
-            uid: stream.uid,
+            uid: stream.state.uid,
             after_index,
             max_results,
             filter,
@@ -126,7 +123,7 @@ impl Engine {
     }
 
     fn open_cursor(&self, token: &str) -> Result<Cursor, AdminError> {
-        let invalid = || AdminError::InvalidArgument("Invalid NextToken.".into());
+        let invalid = || AdminError::InvalidNextToken;
         let payload = self.shared().token_key.open(token).ok_or_else(invalid)?;
         if payload.len() < 34 || payload[0] != TOKEN_KIND_LIST_SHARDS {
             return Err(invalid());
@@ -138,9 +135,7 @@ impl Engine {
         let issued_ms = u64_at(26);
         let now_ms = self.shared().config.clock.now_ms();
         if now_ms.saturating_sub(issued_ms) > self.shared().config.iterator_ttl_ms {
-            return Err(AdminError::ExpiredNextToken(format!(
-                "The timestamp sent in the NextToken ({issued_ms}) has expired."
-            )));
+            return Err(AdminError::ExpiredNextToken { issued_ms });
         }
         let filter = match (payload[17], u64_at(18)) {
             (1, _) => ShardFilter::AtTrimHorizon,
@@ -163,9 +158,12 @@ fn check_max_results(max_results: usize) -> Result<usize, AdminError> {
     if (1..=LIST_SHARDS_MAX_RESULTS).contains(&max_results) {
         Ok(max_results)
     } else {
-        Err(AdminError::Validation(format!(
-            "1 validation error detected: Value '{max_results}' at 'maxResults' failed to satisfy constraint: Member must have value between 1 and {LIST_SHARDS_MAX_RESULTS}"
-        )))
+        Err(AdminError::OutOfRange {
+            parameter: Parameter::ListShardsMaxResults,
+            value: max_results as u64,
+            min: 1,
+            max: LIST_SHARDS_MAX_RESULTS as u64,
+        })
     }
 }
 

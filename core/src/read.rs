@@ -6,7 +6,8 @@ use crate::engine::Engine;
 use crate::error::ReadError;
 use crate::iterator::ShardIterator;
 use crate::limits::{GET_RECORDS_BYTES_MAX, GET_RECORDS_MAX};
-use crate::seqnum::{SequenceNumber, shard_id};
+use crate::seqnum::{SequenceNumber, ShardId};
+use crate::stream::Stream;
 use sluice_storage::{ReadBatch, ReadLimits, StorageError};
 
 /// A record, borrowed from the shard's mapped segment.
@@ -48,7 +49,7 @@ pub struct Records {
     /// The iterator reached the end of a closed shard: it will return nothing more.
     pub end_of_shard: bool,
     /// At the end of a closed shard: the shards its keys moved to.
-    pub child_shard_ids: Vec<String>,
+    pub child_shard_ids: Vec<ShardId>,
 }
 
 impl Records {
@@ -105,9 +106,10 @@ impl Engine {
     ) -> Result<Records, ReadError> {
         let limit = limit.unwrap_or(GET_RECORDS_MAX);
         if !(1..=GET_RECORDS_MAX).contains(&limit) {
-            return Err(ReadError::InvalidArgument(format!(
-                "1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and {GET_RECORDS_MAX}"
-            )));
+            return Err(ReadError::LimitOutOfRange {
+                limit,
+                max: GET_RECORDS_MAX,
+            });
         }
         let shard = iterator.shard()?;
         let now_ms = self.shared().config.clock.now_ms();
@@ -115,7 +117,7 @@ impl Engine {
             shard.metrics.read_throttles.increment(1);
             return Err(ReadError::Throttled {
                 stream: iterator.stream.name.clone(),
-                shard: shard.id.clone(),
+                shard: shard.id,
             });
         }
         let records = self.read_shard(iterator, &shard, limit, now_ms)?;
@@ -159,10 +161,11 @@ impl Engine {
             // Only after a crash that lost records never made durable (readers see records
             // once visible): the position names records the shard no longer has.
             Err(StorageError::SequenceBeyondEnd { seq, next_seq }) => {
-                return Err(ReadError::InvalidArgument(format!(
-                    "The iterator's position {seq} in shard {} is past its end ({next_seq}): records there were lost in a crash before they were durable. Get a new iterator.",
-                    shard.id
-                )));
+                return Err(ReadError::PositionPastEnd {
+                    position: seq,
+                    shard: shard.id,
+                    next_position: next_seq,
+                });
             }
             // Records under the iterator expired: continue from the oldest retained one.
             Err(StorageError::SequenceTrimmed { trim_horizon, .. }) => {
@@ -190,7 +193,7 @@ impl Engine {
                 .by_index
                 .iter()
                 .filter(|s| s.parent == Some(shard.index) || s.adjacent_parent == Some(shard.index))
-                .map(|s| shard_id(s.index))
+                .map(|s| s.id)
                 .collect()
         } else {
             Vec::new()
@@ -203,19 +206,16 @@ impl Engine {
             child_shard_ids,
         })
     }
+}
 
-    /// The record with sequence number `sequence_number` in `stream`. `InvalidArgument` when
-    /// the stream never issued it or it has expired.
-    pub fn get(&self, stream: &str, sequence_number: SequenceNumber) -> Result<Records, ReadError> {
-        let state = self
-            .shared()
-            .catalog
-            .get(stream)
-            .ok_or_else(|| ReadError::StreamNotFound(stream.to_owned()))?;
-        let not_found = || {
-            ReadError::InvalidArgument(format!(
-                "Sequence number {sequence_number} is not a retained record of stream {stream}"
-            ))
+impl Stream {
+    /// The record with sequence number `sequence_number`: `RecordNotRetained` when the
+    /// stream never issued it or it has expired.
+    pub fn get(&self, sequence_number: SequenceNumber) -> Result<Records, ReadError> {
+        let state = self.live_state()?;
+        let not_found = || ReadError::RecordNotRetained {
+            stream: state.name.clone(),
+            sequence_number,
         };
         let index = sequence_number.shard_index().ok_or_else(not_found)?;
         let log_seq = sequence_number.record_log_seq().ok_or_else(not_found)?;

@@ -1,22 +1,16 @@
 //! Resharding: split, merge and update_shard_count. The protocol, its invariants and what a
 //! crash at each step leaves are in docs/design/resharding.md.
 
+use crate::call::Call;
 use crate::catalog::{MetaEntry, ShardRecord, ShardState, StreamState};
 use crate::config::ReshardStep;
 use crate::control::Control;
-use crate::engine::{Engine, block};
 use crate::error::ReshardError;
-use crate::hashkey::{HashKeyError, HashKeyRange, parse_hash_key};
+use crate::hashkey::{HashKeyRange, parse_hash_key};
 use crate::limits::SHARDS_PER_STREAM_MAX;
 use crate::seqnum::parse_shard_id;
+use crate::stream::Stream;
 use std::sync::Arc;
-
-/// How `update_shard_count` reaches its target (Kinesis offers only this one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScalingType {
-    /// An even split of the hash space among the target number of shards.
-    UniformScaling,
-}
 
 /// `update_shard_count`'s answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,82 +21,39 @@ pub struct ShardCountUpdate {
     pub target_shard_count: u32,
 }
 
-impl Engine {
+impl Stream {
     /// Splits an open shard at `new_starting_hash_key` (decimal, strictly inside its range):
     /// the shard closes and two children take `[start, key − 1]` and `[key, end]`.
-    pub async fn split_shard(
+    pub fn split_shard(
         &self,
-        stream: &str,
         shard_id: &str,
         new_starting_hash_key: &str,
-    ) -> Result<(), ReshardError> {
-        let (stream, shard_id, key) = (
-            stream.to_owned(),
-            shard_id.to_owned(),
-            new_starting_hash_key.to_owned(),
-        );
-        self.reshard(move |control| split(control, &stream, &shard_id, &key))
-            .await
-    }
-
-    /// Blocking form of [`Engine::split_shard`].
-    pub fn split_shard_blocking(
-        &self,
-        stream: &str,
-        shard_id: &str,
-        new_starting_hash_key: &str,
-    ) -> Result<(), ReshardError> {
-        block(self.split_shard(stream, shard_id, new_starting_hash_key))
+    ) -> Call<impl Future<Output = Result<(), ReshardError>> + Send + '_> {
+        let (shard_id, key) = (shard_id.to_owned(), new_starting_hash_key.to_owned());
+        let (name, uid) = (self.state.name.clone(), self.state.uid);
+        Call::new(self.reshard(move |control| split(control, &name, uid, &shard_id, &key)))
     }
 
     /// Merges two adjacent open shards into one child covering both ranges.
-    pub async fn merge_shards(
+    pub fn merge_shards(
         &self,
-        stream: &str,
         shard_id: &str,
         adjacent_shard_id: &str,
-    ) -> Result<(), ReshardError> {
-        let (stream, a, b) = (
-            stream.to_owned(),
-            shard_id.to_owned(),
-            adjacent_shard_id.to_owned(),
-        );
-        self.reshard(move |control| merge(control, &stream, &a, &b))
-            .await
+    ) -> Call<impl Future<Output = Result<(), ReshardError>> + Send + '_> {
+        let (a, b) = (shard_id.to_owned(), adjacent_shard_id.to_owned());
+        let (name, uid) = (self.state.name.clone(), self.state.uid);
+        Call::new(self.reshard(move |control| merge(control, &name, uid, &a, &b)))
     }
 
-    /// Blocking form of [`Engine::merge_shards`].
-    pub fn merge_shards_blocking(
+    /// Reshards to `target` open shards splitting the hash space evenly (Kinesis' uniform
+    /// scaling), through splits and merges. `target` must be between half and double the
+    /// open shard count.
+    pub fn update_shard_count(
         &self,
-        stream: &str,
-        shard_id: &str,
-        adjacent_shard_id: &str,
-    ) -> Result<(), ReshardError> {
-        block(self.merge_shards(stream, shard_id, adjacent_shard_id))
-    }
-
-    /// Reshards to `target` open shards splitting the hash space evenly, through splits and
-    /// merges. `target` must be between half and double the open shard count.
-    pub async fn update_shard_count(
-        &self,
-        stream: &str,
         target: u32,
-        scaling: ScalingType,
-    ) -> Result<ShardCountUpdate, ReshardError> {
-        let ScalingType::UniformScaling = scaling;
-        let stream = stream.to_owned();
-        self.reshard(move |control| update_shard_count(control, &stream, target))
-            .await
-    }
-
-    /// Blocking form of [`Engine::update_shard_count`].
-    pub fn update_shard_count_blocking(
-        &self,
-        stream: &str,
-        target: u32,
-        scaling: ScalingType,
-    ) -> Result<ShardCountUpdate, ReshardError> {
-        block(self.update_shard_count(stream, target, scaling))
+    ) -> Call<impl Future<Output = Result<ShardCountUpdate, ReshardError>> + Send + '_> {
+        let (name, uid) = (self.state.name.clone(), self.state.uid);
+        Call::new(self.reshard(move |control| update_shard_count(control, &name, uid, target)))
     }
 
     async fn reshard<T: Send + 'static>(
@@ -110,27 +61,30 @@ impl Engine {
         op: impl FnOnce(&mut Control) -> Result<T, ReshardError> + Send + 'static,
     ) -> Result<T, ReshardError> {
         let (tx, rx) = oneshot::channel();
-        self.control(move |control| {
-            let _ = tx.send(op(control));
-            Ok(())
-        })
-        .await
-        .map_err(|_| ReshardError::Shutdown)?;
+        self.engine
+            .control(move |control| {
+                let _ = tx.send(op(control));
+                Ok(())
+            })
+            .await
+            .map_err(|_| ReshardError::Shutdown)?;
         rx.await.map_err(|_| ReshardError::Shutdown)?
     }
 }
 
 /// The stream, refusing on-demand streams (Kinesis reshards those itself).
-fn provisioned_stream(control: &Control, name: &str) -> Result<Arc<StreamState>, ReshardError> {
+fn provisioned_stream(
+    control: &Control,
+    name: &str,
+    uid: u64,
+) -> Result<Arc<StreamState>, ReshardError> {
     let stream = control
-        .shared
-        .catalog
-        .get(name)
-        .ok_or_else(|| ReshardError::StreamNotFound(name.to_owned()))?;
+        .stream(name, uid)
+        .map_err(|_| ReshardError::stream_not_found(name))?;
     if stream.settings().on_demand {
-        return Err(ReshardError::Validation(format!(
-            "Stream {name} under account 000000000000 is in On-Demand mode; resharding is only for provisioned streams."
-        )));
+        return Err(ReshardError::OnDemand {
+            stream: name.to_owned(),
+        });
     }
     Ok(stream)
 }
@@ -144,10 +98,10 @@ fn open_shard(stream: &StreamState, shard_id: &str) -> Result<Arc<ShardState>, R
     let index = parse_shard_id(shard_id).ok_or_else(not_found)?;
     let shard = stream.shards().get(index).cloned().ok_or_else(not_found)?;
     if shard.ending_log_seq.is_some() {
-        return Err(ReshardError::InvalidArgument(format!(
-            "Shard {shard_id} in stream {} under account 000000000000 is closed and cannot be resharded.",
-            stream.name
-        )));
+        return Err(ReshardError::ShardClosed {
+            stream: stream.name.clone(),
+            shard: shard.id,
+        });
     }
     Ok(shard)
 }
@@ -155,27 +109,27 @@ fn open_shard(stream: &StreamState, shard_id: &str) -> Result<Arc<ShardState>, R
 fn check_quota(control: &Control, added: u32) -> Result<(), ReshardError> {
     control
         .check_shard_quota(added)
-        .map_err(ReshardError::LimitExceeded)
+        .map_err(ReshardError::ShardLimit)
 }
 
 fn split(
     control: &mut Control,
     name: &str,
+    uid: u64,
     shard_id: &str,
     key_text: &str,
 ) -> Result<(), ReshardError> {
-    let stream = provisioned_stream(control, name)?;
+    let stream = provisioned_stream(control, name, uid)?;
     let parent = open_shard(&stream, shard_id)?;
-    let key = parse_hash_key(key_text).map_err(|e| match e {
-        HashKeyError::Malformed(_) => ReshardError::Validation(e.to_string()),
-        HashKeyError::OutOfRange(_) => ReshardError::InvalidArgument(e.to_string()),
-    })?;
+    let key = parse_hash_key(key_text).map_err(ReshardError::InvalidHashKey)?;
     let range = parent.range;
     if !(range.start.saturating_add(1) < key && key < range.end) {
-        return Err(ReshardError::InvalidArgument(format!(
-            "NewStartingHashKey {key} used in SplitShard() on shard {shard_id} in stream {name} under account 000000000000 is not both greater than one plus the shard's StartingHashKey {} and less than the shard's EndingHashKey {}.",
-            range.start, range.end
-        )));
+        return Err(ReshardError::SplitKeyOutsideShard {
+            stream: name.to_owned(),
+            shard: parent.id,
+            key,
+            range,
+        });
     }
     check_quota(control, 1)?;
     split_at(control, &stream, &parent, key)
@@ -207,16 +161,24 @@ fn split_at(
     reshard(control, stream, std::slice::from_ref(parent), children)
 }
 
-fn merge(control: &mut Control, name: &str, a: &str, b: &str) -> Result<(), ReshardError> {
-    let stream = provisioned_stream(control, name)?;
+fn merge(
+    control: &mut Control,
+    name: &str,
+    uid: u64,
+    a: &str,
+    b: &str,
+) -> Result<(), ReshardError> {
+    let stream = provisioned_stream(control, name, uid)?;
     let first = open_shard(&stream, a)?;
     let second = open_shard(&stream, b)?;
     let adjacent = first.range.end.checked_add(1) == Some(second.range.start)
         || second.range.end.checked_add(1) == Some(first.range.start);
     if first.index == second.index || !adjacent {
-        return Err(ReshardError::InvalidArgument(format!(
-            "Shards {a} and {b} in stream {name} under account 000000000000 are not an adjacent pair of shards eligible for merging"
-        )));
+        return Err(ReshardError::NotAdjacent {
+            stream: name.to_owned(),
+            shard: first.id,
+            adjacent: second.id,
+        });
     }
     merge_pair(control, &stream, &first, &second)
 }
@@ -311,9 +273,7 @@ fn reshard(
 }
 
 fn observe(control: &Control, step: ReshardStep) {
-    if let Some(observer) = &control.shared.config.reshard_observer {
-        observer(step);
-    }
+    control.shared.config.observe_reshard(step);
 }
 
 /// Closes each parent on its core; returns their ending positions in order.
@@ -342,17 +302,18 @@ fn close_parents(control: &Control, uid: u64, parents: &[Arc<ShardState>]) -> Ve
 fn update_shard_count(
     control: &mut Control,
     name: &str,
+    uid: u64,
     target: u32,
 ) -> Result<ShardCountUpdate, ReshardError> {
-    let stream = provisioned_stream(control, name)?;
+    let stream = provisioned_stream(control, name, uid)?;
     let current = stream.shards().open_by_start.len() as u32;
     if target == 0 || target > SHARDS_PER_STREAM_MAX || target > current * 2 || target * 2 < current
     {
-        return Err(ReshardError::InvalidArgument(format!(
-            "UpdateShardCount to {target} shards on stream {name} under account 000000000000: the target must be between half ({}) and double ({}) the current {current} open shards.",
-            current.div_ceil(2),
-            current * 2
-        )));
+        return Err(ReshardError::ShardCountOutOfRange {
+            stream: name.to_owned(),
+            target,
+            current,
+        });
     }
     let targets = HashKeyRange::even_split(target);
     let splits_needed = planned_splits(&stream, &targets).len() as u32;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// Decimal digits a client may send in a sequence number (KINESIS.md §0).
+/// Decimal digits a client may send in a sequence number: Kinesis' model allows up to 129.
 pub const SEQUENCE_NUMBER_DIGITS_MAX: usize = 129;
 
 /// A sequence number: `shard_index << 64 | (log_seq + 1)` for the record at log position
@@ -65,32 +65,50 @@ impl SequenceNumber {
 
     /// Parses a client's decimal sequence number (up to 129 digits; `0|[1-9]\d*`). A number
     /// too large for any sequence number Sluice issues is an error naming it.
-    pub fn parse(text: &str) -> Result<SequenceNumber, String> {
+    pub fn parse(text: &str) -> Result<SequenceNumber, SequenceNumberError> {
         let shape_ok = !text.is_empty()
             && text.len() <= SEQUENCE_NUMBER_DIGITS_MAX
             && text.bytes().all(|b| b.is_ascii_digit())
             && (text == "0" || !text.starts_with('0'));
         if !shape_ok {
-            return Err(format!(
-                "StartingSequenceNumber {text} used in GetShardIterator on shard is invalid: \
-                 expected a decimal of 1 to {SEQUENCE_NUMBER_DIGITS_MAX} digits."
-            ));
+            return Err(SequenceNumberError::Malformed(text.to_owned()));
         }
         text.parse::<u128>()
             .map(SequenceNumber)
-            .map_err(|_| format!("Sequence number {text} was never issued by this stream."))
+            .map_err(|_| SequenceNumberError::NeverIssued(text.to_owned()))
     }
 }
+
+/// Why a client's sequence number was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SequenceNumberError {
+    /// Not a decimal of 1 to 129 digits without leading zeros; the text as given.
+    Malformed(String),
+    /// A decimal larger than any number Sluice issues.
+    NeverIssued(String),
+}
+
+impl fmt::Display for SequenceNumberError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SequenceNumberError::Malformed(text) => write!(
+                f,
+                "sequence number {text:?} is not a decimal of 1 to {SEQUENCE_NUMBER_DIGITS_MAX} digits"
+            ),
+            SequenceNumberError::NeverIssued(text) => {
+                write!(f, "sequence number {text} was never issued")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SequenceNumberError {}
 
 impl fmt::Display for SequenceNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
     }
-}
-
-/// The Kinesis id of shard `index`: `shardId-` and 12 zero-padded digits.
-pub fn shard_id(index: u32) -> String {
-    ShardId::new(index).to_string()
 }
 
 /// A shard id held inline (`shardId-` and 12 digits, 20 bytes): `Copy`, no allocation, and
@@ -133,6 +151,30 @@ impl fmt::Display for ShardId {
 impl fmt::Debug for ShardId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl PartialEq<ShardId> for String {
+    fn eq(&self, other: &ShardId) -> bool {
+        **self == **other
+    }
+}
+
+impl PartialEq<ShardId> for &str {
+    fn eq(&self, other: &ShardId) -> bool {
+        **self == **other
+    }
+}
+
+impl From<ShardId> for String {
+    fn from(id: ShardId) -> String {
+        id.to_string()
+    }
+}
+
+impl AsRef<str> for ShardId {
+    fn as_ref(&self) -> &str {
+        self
     }
 }
 
@@ -217,7 +259,7 @@ mod tests {
 
     #[test]
     fn shard_ids_round_trip() {
-        assert_eq!(shard_id(7), "shardId-000000000007");
+        assert_eq!(ShardId::new(7), "shardId-000000000007");
         assert_eq!(parse_shard_id("shardId-000000000007"), Some(7));
         assert_eq!(parse_shard_id("shardId-7"), Some(7));
         for bad in [

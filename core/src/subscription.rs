@@ -7,6 +7,7 @@ use crate::iterator::{IteratorStart, ShardIterator};
 use crate::limits::GET_RECORDS_MAX;
 use crate::read::Records;
 use crate::seqnum::SequenceNumber;
+use crate::stream::Stream;
 use event_listener::Listener;
 use std::time::{Duration, Instant};
 
@@ -30,17 +31,16 @@ pub struct SubscriptionEvent {
     pub continuation_sequence_number: SequenceNumber,
 }
 
-impl Engine {
-    /// Subscribes to `shard_id` of `stream` from `start`.
+impl Stream {
+    /// Subscribes to shard `shard_id` of this stream from `start`.
     pub fn subscribe(
         &self,
-        stream: &str,
         shard_id: &str,
         start: IteratorStart,
     ) -> Result<Subscription, ReadError> {
         Ok(Subscription {
-            engine: self.clone(),
-            iterator: self.shard_iterator(stream, shard_id, start)?,
+            engine: self.engine.clone(),
+            iterator: self.shard_iterator(shard_id, start)?,
             finished: false,
             spin_before_park: Duration::ZERO,
         })

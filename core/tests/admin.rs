@@ -5,6 +5,7 @@ mod common;
 use sluice_core::{
     CreateStream, ErrorCode, IteratorStart, ListShards, PutRecord, ShardFilter, StreamMode,
 };
+use std::future::IntoFuture;
 
 #[test]
 fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
@@ -13,22 +14,30 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
     let engine = common::open(dir.path());
     common::create(&engine, "s", 2);
     engine
-        .put_blocking("s", PutRecord::new("k", b"first"))
+        .stream("s")
+        .unwrap()
+        .put(PutRecord::new("k", b"first"))
+        .wait()
         .unwrap();
-    let before = engine.describe_stream("s", None, None).unwrap();
+    let before = engine.stream("s").unwrap().describe(None, None).unwrap();
     let big = vec![0u8; 1024 * 1024];
     let key_257 = "k".repeat(257);
     let many: Vec<PutRecord<'_>> = (0..501).map(|_| PutRecord::new("k", b"v")).collect();
-    let put = |record: PutRecord<'_>| engine.put_blocking("s", record).unwrap_err().code();
+    let put = |record: PutRecord<'_>| {
+        engine
+            .stream("s")
+            .unwrap()
+            .put(record)
+            .wait()
+            .unwrap_err()
+            .code()
+    };
     let above_range = "340282366920938463463374607431768211456";
     // (what, the error it got, the error Kinesis gives)
     let cases: Vec<(&str, ErrorCode, ErrorCode)> = vec![
         (
             "unknown stream",
-            engine
-                .put_blocking("nope", PutRecord::new("k", b"v"))
-                .unwrap_err()
-                .code(),
+            engine.stream("nope").unwrap_err().code(),
             ResourceNotFound,
         ),
         (
@@ -49,12 +58,24 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
         ),
         (
             "501 records",
-            engine.put_batch_blocking("s", &many).unwrap_err().code(),
+            engine
+                .stream("s")
+                .unwrap()
+                .put_batch(&many)
+                .wait()
+                .unwrap_err()
+                .code(),
             Validation,
         ),
         (
             "0 records",
-            engine.put_batch_blocking("s", &[]).unwrap_err().code(),
+            engine
+                .stream("s")
+                .unwrap()
+                .put_batch(&[])
+                .wait()
+                .unwrap_err()
+                .code(),
             Validation,
         ),
         // 1 MiB of data plus a 1-byte key is one byte over the default maximum.
@@ -66,7 +87,10 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
         (
             "increase to below 24 h",
             engine
-                .increase_retention_blocking("s", 23)
+                .stream("s")
+                .unwrap()
+                .increase_retention(23)
+                .wait()
                 .unwrap_err()
                 .code(),
             InvalidArgument,
@@ -74,7 +98,10 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
         (
             "decrease to below 24 h",
             engine
-                .decrease_retention_blocking("s", 23)
+                .stream("s")
+                .unwrap()
+                .decrease_retention(23)
+                .wait()
                 .unwrap_err()
                 .code(),
             InvalidArgument,
@@ -82,7 +109,10 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
         (
             "decrease to 0 h",
             engine
-                .decrease_retention_blocking("s", 0)
+                .stream("s")
+                .unwrap()
+                .decrease_retention(0)
+                .wait()
                 .unwrap_err()
                 .code(),
             InvalidArgument,
@@ -90,7 +120,10 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
         (
             "increase above 8760 h",
             engine
-                .increase_retention_blocking("s", 8761)
+                .stream("s")
+                .unwrap()
+                .increase_retention(8761)
+                .wait()
                 .unwrap_err()
                 .code(),
             InvalidArgument,
@@ -98,12 +131,25 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
         (
             "retention decrease via increase",
             {
-                engine.increase_retention_blocking("s", 48).unwrap();
+                engine
+                    .stream("s")
+                    .unwrap()
+                    .increase_retention(48)
+                    .wait()
+                    .unwrap();
                 let code = engine
-                    .increase_retention_blocking("s", 30)
+                    .stream("s")
+                    .unwrap()
+                    .increase_retention(30)
+                    .wait()
                     .unwrap_err()
                     .code();
-                engine.decrease_retention_blocking("s", 24).unwrap();
+                engine
+                    .stream("s")
+                    .unwrap()
+                    .decrease_retention(24)
+                    .wait()
+                    .unwrap();
                 code
             },
             InvalidArgument,
@@ -111,7 +157,9 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
         (
             "unknown shard",
             engine
-                .shard_iterator("s", "shardId-000000000009", IteratorStart::TrimHorizon)
+                .stream("s")
+                .unwrap()
+                .shard_iterator("shardId-000000000009", IteratorStart::TrimHorizon)
                 .unwrap_err()
                 .code(),
             ResourceNotFound,
@@ -119,23 +167,23 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
         (
             "malformed shard id",
             engine
-                .shard_iterator("s", "shard-1", IteratorStart::Latest)
+                .stream("s")
+                .unwrap()
+                .shard_iterator("shard-1", IteratorStart::Latest)
                 .unwrap_err()
                 .code(),
             ResourceNotFound,
         ),
         (
             "iterator on an unknown stream",
-            engine
-                .shard_iterator("nope", "shardId-000000000000", IteratorStart::Latest)
-                .unwrap_err()
-                .code(),
+            engine.stream("nope").unwrap_err().code(),
             ResourceNotFound,
         ),
         (
             "invalid stream name",
             engine
-                .create_stream_blocking(CreateStream::provisioned("a/b", 1))
+                .create_stream(CreateStream::provisioned("a/b", 1))
+                .wait()
                 .unwrap_err()
                 .code(),
             Validation,
@@ -143,7 +191,8 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
         (
             "129-character stream name",
             engine
-                .create_stream_blocking(CreateStream::provisioned("n".repeat(129), 1))
+                .create_stream(CreateStream::provisioned("n".repeat(129), 1))
+                .wait()
                 .unwrap_err()
                 .code(),
             Validation,
@@ -151,7 +200,8 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
         (
             "zero shards",
             engine
-                .create_stream_blocking(CreateStream::provisioned("z", 0))
+                .create_stream(CreateStream::provisioned("z", 0))
+                .wait()
                 .unwrap_err()
                 .code(),
             Validation,
@@ -159,7 +209,8 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
         (
             "existing name",
             engine
-                .create_stream_blocking(CreateStream::provisioned("s", 1))
+                .create_stream(CreateStream::provisioned("s", 1))
+                .wait()
                 .unwrap_err()
                 .code(),
             ResourceInUse,
@@ -167,14 +218,17 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
         (
             "max record size 11 MiB",
             engine
-                .update_max_record_size_blocking("s", 11 << 20)
+                .stream("s")
+                .unwrap()
+                .update_max_record_size(11 << 20)
+                .wait()
                 .unwrap_err()
                 .code(),
             Validation,
         ),
         (
             "delete unknown",
-            engine.delete_stream_blocking("nope").unwrap_err().code(),
+            engine.stream("nope").unwrap_err().code(),
             ResourceNotFound,
         ),
     ];
@@ -182,7 +236,7 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
         assert_eq!(got, want, "{what}");
     }
     assert_eq!(
-        engine.describe_stream("s", None, None).unwrap(),
+        engine.stream("s").unwrap().describe(None, None).unwrap(),
         before,
         "nothing changed"
     );
@@ -192,10 +246,7 @@ fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
         .map(|s| common::read_shard(&engine, "s", &s.shard_id).len())
         .sum();
     assert_eq!(records, 1, "only the first record was written");
-    assert!(
-        engine.describe_stream("z", None, None).is_err(),
-        "no half-created stream"
-    );
+    assert!(engine.stream("z").is_err(), "no half-created stream");
 }
 
 #[test]
@@ -207,21 +258,33 @@ fn a_record_at_exactly_the_maximum_is_accepted_and_a_larger_maximum_admits_more(
     common::create(&engine, "big", 1);
     let exact = vec![7u8; (1 << 20) - 1];
     engine
-        .put_blocking("big", PutRecord::new("k", &exact))
+        .stream("big")
+        .unwrap()
+        .put(PutRecord::new("k", &exact))
+        .wait()
         .unwrap();
     let two_mib = vec![8u8; 2 << 20];
     assert_eq!(
         engine
-            .put_blocking("big", PutRecord::new("k", &two_mib))
+            .stream("big")
+            .unwrap()
+            .put(PutRecord::new("k", &two_mib))
+            .wait()
             .unwrap_err()
             .code(),
         ErrorCode::InvalidArgument
     );
     engine
-        .update_max_record_size_blocking("big", 3 << 20)
+        .stream("big")
+        .unwrap()
+        .update_max_record_size(3 << 20)
+        .wait()
         .unwrap();
     engine
-        .put_blocking("big", PutRecord::new("k", &two_mib))
+        .stream("big")
+        .unwrap()
+        .put(PutRecord::new("k", &two_mib))
+        .wait()
         .unwrap();
     let read = common::read_shard(&engine, "big", "shardId-000000000000");
     assert_eq!(read.len(), 2);
@@ -244,16 +307,22 @@ fn streams_list_and_describe_with_pagination() {
     assert_eq!((rest.names, rest.has_more), (vec!["d".to_owned()], false));
 
     common::create(&engine, "wide", 5);
-    let page = engine.describe_stream("wide", Some(2), None).unwrap();
+    let page = engine
+        .stream("wide")
+        .unwrap()
+        .describe(Some(2), None)
+        .unwrap();
     assert_eq!(page.shards.len(), 2);
     assert!(page.has_more_shards);
     let next = engine
-        .describe_stream("wide", Some(10), Some(&page.shards[1].shard_id))
+        .stream("wide")
+        .unwrap()
+        .describe(Some(10), Some(&page.shards[1].shard_id))
         .unwrap();
     assert_eq!(next.shards.len(), 3);
     assert!(!next.has_more_shards);
     assert_eq!(next.shards[0].shard_id, "shardId-000000000002");
-    let summary = engine.describe_stream_summary("wide").unwrap();
+    let summary = engine.stream("wide").unwrap().summary().unwrap();
     assert_eq!((summary.open_shard_count, summary.retention_hours), (5, 24));
     assert_eq!(summary.mode, StreamMode::Provisioned);
 }
@@ -282,7 +351,7 @@ fn list_shards_pages_with_a_token_and_applies_filters() {
         second
             .shards
             .iter()
-            .map(|s| s.shard_id.as_str())
+            .map(|s| &*s.shard_id)
             .collect::<Vec<_>>(),
         ["shardId-000000000002", "shardId-000000000003"]
     );
@@ -338,27 +407,45 @@ fn tags_add_overwrite_remove_and_are_capped_at_fifty() {
     let engine = common::open(dir.path());
     common::create(&engine, "t", 1);
     engine
-        .add_tags_blocking(
-            "t",
-            vec![("env".into(), "dev".into()), ("team".into(), "a".into())],
-        )
+        .stream("t")
+        .unwrap()
+        .add_tags(vec![
+            ("env".into(), "dev".into()),
+            ("team".into(), "a".into()),
+        ])
+        .wait()
         .unwrap();
     engine
-        .add_tags_blocking("t", vec![("env".into(), "prod".into())])
+        .stream("t")
+        .unwrap()
+        .add_tags(vec![("env".into(), "prod".into())])
+        .wait()
         .unwrap();
-    futures_lite::future::block_on(engine.remove_tags("t", vec!["team".into(), "absent".into()]))
-        .unwrap();
+    futures_lite::future::block_on(
+        engine
+            .stream("t")
+            .unwrap()
+            .remove_tags(vec!["team".into(), "absent".into()])
+            .into_future(),
+    )
+    .unwrap();
     assert_eq!(
-        engine.list_tags("t").unwrap(),
+        engine.stream("t").unwrap().tags().unwrap(),
         vec![("env".to_owned(), "prod".to_owned())]
     );
     let fifty: Vec<(String, String)> = (0..50).map(|i| (format!("k{i}"), "v".into())).collect();
     assert_eq!(
-        engine.add_tags_blocking("t", fifty).unwrap_err().code(),
+        engine
+            .stream("t")
+            .unwrap()
+            .add_tags(fifty)
+            .wait()
+            .unwrap_err()
+            .code(),
         ErrorCode::LimitExceeded
     );
     assert_eq!(
-        engine.list_tags("t").unwrap().len(),
+        engine.stream("t").unwrap().tags().unwrap().len(),
         1,
         "a refused change changes nothing"
     );
@@ -369,9 +456,10 @@ fn on_demand_streams_start_with_four_shards() {
     let dir = tempfile::tempdir().unwrap();
     let engine = common::open(dir.path());
     engine
-        .create_stream_blocking(CreateStream::on_demand("od"))
+        .create_stream(CreateStream::on_demand("od"))
+        .wait()
         .unwrap();
-    let summary = engine.describe_stream_summary("od").unwrap();
+    let summary = engine.stream("od").unwrap().summary().unwrap();
     assert_eq!(
         (summary.mode, summary.open_shard_count),
         (StreamMode::OnDemand, 4)
@@ -385,17 +473,31 @@ fn restart_reopens_streams_settings_and_records_and_deleted_streams_stay_deleted
         let engine = common::open(dir.path());
         common::create(&engine, "kept", 3);
         common::create(&engine, "gone", 2);
-        engine.increase_retention_blocking("kept", 72).unwrap();
         engine
-            .add_tags_blocking("kept", vec![("a".into(), "b".into())])
+            .stream("kept")
+            .unwrap()
+            .increase_retention(72)
+            .wait()
+            .unwrap();
+        engine
+            .stream("kept")
+            .unwrap()
+            .add_tags(vec![("a".into(), "b".into())])
+            .wait()
             .unwrap();
         let put = engine
-            .put_blocking("kept", PutRecord::new("key", b"durable by default"))
+            .stream("kept")
+            .unwrap()
+            .put(PutRecord::new("key", b"durable by default"))
+            .wait()
             .unwrap();
         engine
-            .put_blocking("gone", PutRecord::new("key", b"x"))
+            .stream("gone")
+            .unwrap()
+            .put(PutRecord::new("key", b"x"))
+            .wait()
             .unwrap();
-        engine.delete_stream_blocking("gone").unwrap();
+        engine.stream("gone").unwrap().delete().wait().unwrap();
         put
     };
     let engine = common::open(dir.path());
@@ -403,21 +505,34 @@ fn restart_reopens_streams_settings_and_records_and_deleted_streams_stay_deleted
         engine.list_streams(None, None).unwrap().names,
         vec!["kept".to_owned()]
     );
-    let summary = engine.describe_stream_summary("kept").unwrap();
+    let summary = engine.stream("kept").unwrap().summary().unwrap();
     assert_eq!((summary.retention_hours, summary.open_shard_count), (72, 3));
     assert_eq!(
-        engine.list_tags("kept").unwrap(),
+        engine.stream("kept").unwrap().tags().unwrap(),
         vec![("a".to_owned(), "b".to_owned())]
     );
-    let record = engine.get("kept", put.sequence_number).unwrap();
+    let record = engine
+        .stream("kept")
+        .unwrap()
+        .get(put.sequence_number)
+        .unwrap();
     assert_eq!(record.records().next().unwrap().data, b"durable by default");
     // A new stream with the old name starts empty.
     common::create(&engine, "gone", 2);
-    for shard in engine.describe_stream("gone", None, None).unwrap().shards {
+    for shard in engine
+        .stream("gone")
+        .unwrap()
+        .describe(None, None)
+        .unwrap()
+        .shards
+    {
         assert!(common::read_shard(&engine, "gone", &shard.shard_id).is_empty());
     }
     let next = engine
-        .put_blocking("kept", PutRecord::new("key", b"after restart"))
+        .stream("kept")
+        .unwrap()
+        .put(PutRecord::new("key", b"after restart"))
+        .wait()
         .unwrap();
     assert!(next.sequence_number > put.sequence_number);
 }

@@ -13,7 +13,9 @@ async fn tokio_tasks_create_put_and_subscribe_through_the_async_forms() {
         .await
         .unwrap();
     let mut subscription = engine
-        .subscribe("tokio", "shardId-000000000000", IteratorStart::TrimHorizon)
+        .stream("tokio")
+        .unwrap()
+        .subscribe("shardId-000000000000", IteratorStart::TrimHorizon)
         .unwrap();
     let writers: Vec<_> = (0..8)
         .map(|task| {
@@ -26,7 +28,12 @@ async fn tokio_tasks_create_put_and_subscribe_through_the_async_forms() {
                     .iter()
                     .map(|d| PutRecord::new("k", d).with_explicit_hash_key("0"))
                     .collect();
-                let results = engine.put_batch("tokio", &records).await.unwrap();
+                let results = engine
+                    .stream("tokio")
+                    .unwrap()
+                    .put_batch(&records)
+                    .await
+                    .unwrap();
                 results
                     .into_iter()
                     .map(|r| r.unwrap().sequence_number)

@@ -17,11 +17,16 @@ fn engines_that_synced_their_logs_leave_no_descriptor_open_after_closing() {
         config.segment_size_bytes = 256 << 10;
         let engine = Engine::open(config).unwrap();
         engine
-            .create_stream_blocking(CreateStream::provisioned("s", 2))
+            .create_stream(CreateStream::provisioned("s", 2))
+            .wait()
             .unwrap();
         // A durable put makes the shard sync its segment, as closing does too.
         engine
-            .put_with_blocking("s", PutRecord::new("k", b"v"), Durability::Durable)
+            .stream("s")
+            .unwrap()
+            .put(PutRecord::new("k", b"v"))
+            .durability(Durability::Durable)
+            .wait()
             .unwrap();
     }
     // Found by a 10,000-case model run that ran out of descriptors: glommio closes files

@@ -21,7 +21,10 @@ fn three_records() -> (
         clock.set_ms(T0 + 10 * i as u64);
         seqs.push(
             engine
-                .put_blocking("s", PutRecord::new("k", *data))
+                .stream("s")
+                .unwrap()
+                .put(PutRecord::new("k", *data))
+                .wait()
                 .unwrap()
                 .sequence_number,
         );
@@ -31,7 +34,9 @@ fn three_records() -> (
 
 fn data_from(engine: &sluice_core::Engine, start: IteratorStart) -> Vec<Vec<u8>> {
     let mut iterator = engine
-        .shard_iterator("s", "shardId-000000000000", start)
+        .stream("s")
+        .unwrap()
+        .shard_iterator("shardId-000000000000", start)
         .unwrap();
     let batch = engine.get_records(&mut iterator, None).unwrap();
     batch.records().map(|r| r.data.to_vec()).collect()
@@ -91,11 +96,16 @@ fn at_timestamp_between_before_and_after_the_records() {
 fn latest_sees_only_records_put_after_it_was_made() {
     let (_dir, engine, _clock, _) = three_records();
     let mut latest = engine
-        .shard_iterator("s", "shardId-000000000000", IteratorStart::Latest)
+        .stream("s")
+        .unwrap()
+        .shard_iterator("shardId-000000000000", IteratorStart::Latest)
         .unwrap();
     assert!(engine.get_records(&mut latest, None).unwrap().is_empty());
     engine
-        .put_blocking("s", PutRecord::new("k", b"r3"))
+        .stream("s")
+        .unwrap()
+        .put(PutRecord::new("k", b"r3"))
+        .wait()
         .unwrap();
     let batch = engine.get_records(&mut latest, None).unwrap();
     assert_eq!(
@@ -109,7 +119,9 @@ fn latest_sees_only_records_put_after_it_was_made() {
 fn get_records_honours_its_limit_and_continues_where_it_stopped() {
     let (_dir, engine, _clock, seqs) = three_records();
     let mut iterator = engine
-        .shard_iterator("s", "shardId-000000000000", IteratorStart::TrimHorizon)
+        .stream("s")
+        .unwrap()
+        .shard_iterator("shardId-000000000000", IteratorStart::TrimHorizon)
         .unwrap();
     let first = engine.get_records(&mut iterator, Some(2)).unwrap();
     assert_eq!(first.len(), 2);
@@ -141,7 +153,9 @@ fn get_records_honours_its_limit_and_continues_where_it_stopped() {
 fn a_token_round_trips_and_expires_after_its_lifetime() {
     let (_dir, engine, clock, _) = three_records();
     let iterator = engine
-        .shard_iterator("s", "shardId-000000000000", IteratorStart::TrimHorizon)
+        .stream("s")
+        .unwrap()
+        .shard_iterator("shardId-000000000000", IteratorStart::TrimHorizon)
         .unwrap();
     let token = engine.iterator_token(&iterator);
     assert!(
@@ -166,7 +180,9 @@ fn a_token_round_trips_and_expires_after_its_lifetime() {
 fn a_forged_altered_or_foreign_token_is_rejected() {
     let (_dir, engine, _clock, _) = three_records();
     let iterator = engine
-        .shard_iterator("s", "shardId-000000000000", IteratorStart::TrimHorizon)
+        .stream("s")
+        .unwrap()
+        .shard_iterator("shardId-000000000000", IteratorStart::TrimHorizon)
         .unwrap();
     let token = engine.iterator_token(&iterator);
     let mut altered = token.clone().into_bytes();
@@ -196,10 +212,12 @@ fn a_forged_altered_or_foreign_token_is_rejected() {
 fn a_token_for_a_deleted_and_recreated_stream_is_not_found() {
     let (_dir, engine, _clock, _) = three_records();
     let iterator = engine
-        .shard_iterator("s", "shardId-000000000000", IteratorStart::TrimHorizon)
+        .stream("s")
+        .unwrap()
+        .shard_iterator("shardId-000000000000", IteratorStart::TrimHorizon)
         .unwrap();
     let token = engine.iterator_token(&iterator);
-    engine.delete_stream_blocking("s").unwrap();
+    engine.stream("s").unwrap().delete().wait().unwrap();
     common::create(&engine, "s", 1);
     assert_eq!(
         engine.iterator_from_token(&token).unwrap_err().code(),
@@ -212,7 +230,10 @@ fn sequence_numbers_from_another_shard_or_never_issued_are_invalid() {
     let (_dir, engine, _clock, seqs) = three_records();
     common::create(&engine, "two", 2);
     let other = engine
-        .put_blocking("two", PutRecord::new("k", b"x").with_explicit_hash_key("0"))
+        .stream("two")
+        .unwrap()
+        .put(PutRecord::new("k", b"x").with_explicit_hash_key("0"))
+        .wait()
         .unwrap();
     // Three records: 0..=2 exist, 3 is the next to be issued (AT it is a caught-up
     // position; AFTER it is not), 4 is beyond.
@@ -226,19 +247,24 @@ fn sequence_numbers_from_another_shard_or_never_issued_are_invalid() {
         at(SequenceNumber(u128::MAX)),
     ] {
         let err = engine
-            .shard_iterator("s", "shardId-000000000000", start)
+            .stream("s")
+            .unwrap()
+            .shard_iterator("shardId-000000000000", start)
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidArgument, "{start:?}");
     }
     let mut caught_up = engine
-        .shard_iterator("s", "shardId-000000000000", at(SequenceNumber::new(0, 3)))
+        .stream("s")
+        .unwrap()
+        .shard_iterator("shardId-000000000000", at(SequenceNumber::new(0, 3)))
         .unwrap();
     assert!(engine.get_records(&mut caught_up, None).unwrap().is_empty());
     // AFTER the shard's start (below every record) reads from the first record, as AFTER
     // the last record reads what comes next: the numbers a subscriber checkpoints.
     let mut from_start = engine
+        .stream("s")
+        .unwrap()
         .shard_iterator(
-            "s",
             "shardId-000000000000",
             after(SequenceNumber::shard_start(0)),
         )
@@ -248,8 +274,7 @@ fn sequence_numbers_from_another_shard_or_never_issued_are_invalid() {
         all.records().map(|r| r.sequence_number).collect::<Vec<_>>(),
         seqs
     );
-    let last = engine.shard_iterator(
-        "two",
+    let last = engine.stream("two").unwrap().shard_iterator(
         "shardId-000000000001",
         IteratorStart::AtSequenceNumber(other.sequence_number),
     );
@@ -260,8 +285,9 @@ fn sequence_numbers_from_another_shard_or_never_issued_are_invalid() {
     );
     assert!(
         engine
+            .stream("s")
+            .unwrap()
             .shard_iterator(
-                "s",
                 "shardId-000000000000",
                 IteratorStart::AtSequenceNumber(seqs[2])
             )
@@ -272,7 +298,7 @@ fn sequence_numbers_from_another_shard_or_never_issued_are_invalid() {
 #[test]
 fn get_by_sequence_number_returns_that_record_or_an_error() {
     let (_dir, engine, _clock, seqs) = three_records();
-    let one = engine.get("s", seqs[1]).unwrap();
+    let one = engine.stream("s").unwrap().get(seqs[1]).unwrap();
     let record = one.records().next().unwrap();
     assert_eq!(
         (record.sequence_number, record.data, record.partition_key),
@@ -286,12 +312,12 @@ fn get_by_sequence_number_returns_that_record_or_an_error() {
         SequenceNumber::shard_start(0),
     ] {
         assert_eq!(
-            engine.get("s", missing).unwrap_err().code(),
+            engine.stream("s").unwrap().get(missing).unwrap_err().code(),
             ErrorCode::InvalidArgument
         );
     }
     assert_eq!(
-        engine.get("nope", seqs[0]).unwrap_err().code(),
+        engine.stream("nope").unwrap_err().code(),
         ErrorCode::ResourceNotFound
     );
 }
@@ -300,7 +326,9 @@ fn get_by_sequence_number_returns_that_record_or_an_error() {
 fn expired_records_are_skipped_and_the_iterator_moves_to_the_trim_horizon() {
     let (_dir, engine, clock, _) = three_records();
     let mut iterator = engine
-        .shard_iterator("s", "shardId-000000000000", IteratorStart::TrimHorizon)
+        .stream("s")
+        .unwrap()
+        .shard_iterator("shardId-000000000000", IteratorStart::TrimHorizon)
         .unwrap();
     // 24 h retention: at T0 + 24 h + 15 ms, r0 and r1 have expired.
     clock.set_ms(T0 + 24 * 3_600_000 + 15);

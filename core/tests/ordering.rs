@@ -44,12 +44,22 @@ fn concurrent_writers_lose_nothing_duplicate_nothing_and_each_shard_is_strictly_
                             records
                                 .iter()
                                 .map(|r| {
-                                    futures_lite_block(engine.put_with("busy", *r, durability))
+                                    futures_lite_block(
+                                        engine
+                                            .stream("busy")
+                                            .unwrap()
+                                            .put(*r)
+                                            .durability(durability),
+                                    )
                                 })
                                 .collect::<Vec<_>>()
                         } else {
                             engine
-                                .put_batch_with_blocking("busy", &records, durability)
+                                .stream("busy")
+                                .unwrap()
+                                .put_batch(&records)
+                                .durability(durability)
+                                .wait()
                                 .unwrap()
                         };
                         for (record, result) in owned.into_iter().zip(results) {
@@ -70,7 +80,13 @@ fn concurrent_writers_lose_nothing_duplicate_nothing_and_each_shard_is_strictly_
     assert_eq!(expected.len(), THREADS * BATCHES * PER_BATCH);
 
     let mut seen = HashSet::new();
-    for shard in engine.describe_stream("busy", None, None).unwrap().shards {
+    for shard in engine
+        .stream("busy")
+        .unwrap()
+        .describe(None, None)
+        .unwrap()
+        .shards
+    {
         let records = common::read_shard(&engine, "busy", &shard.shard_id);
         for pair in records.windows(2) {
             assert!(
@@ -99,7 +115,7 @@ fn concurrent_writers_lose_nothing_duplicate_nothing_and_each_shard_is_strictly_
                 .expect("only acknowledged records are read");
             assert_eq!(
                 at,
-                &(shard.shard_id.clone(), seq),
+                &(shard.shard_id.to_string(), seq),
                 "read where the put said"
             );
             assert!(seen.insert((key, data)), "read exactly once");
@@ -122,7 +138,10 @@ fn records_of_one_key_keep_their_put_order() {
         let data = i.to_le_bytes();
         sequence_numbers.push(
             engine
-                .put_blocking("ordered", PutRecord::new("one-key", &data))
+                .stream("ordered")
+                .unwrap()
+                .put(PutRecord::new("one-key", &data))
+                .wait()
                 .unwrap(),
         );
     }
@@ -136,8 +155,8 @@ fn records_of_one_key_keep_their_put_order() {
     assert_eq!(values, (0..300).collect::<Vec<_>>());
 }
 
-fn futures_lite_block<F: std::future::Future>(future: F) -> F::Output {
-    futures_lite::future::block_on(future)
+fn futures_lite_block<F: std::future::IntoFuture>(future: F) -> F::Output {
+    futures_lite::future::block_on(future.into_future())
 }
 
 #[test]
@@ -147,7 +166,10 @@ fn sequence_number_for_ordering_must_be_issued_and_the_new_record_sorts_after_it
     common::create(&engine, "chained", 2);
     // Kinesis guarantees the order for one client and one partition key.
     let first = engine
-        .put_blocking("chained", PutRecord::new("a", b"1"))
+        .stream("chained")
+        .unwrap()
+        .put(PutRecord::new("a", b"1"))
+        .wait()
         .unwrap();
     let mut previous = first.sequence_number;
     for i in 0..5 {
@@ -156,7 +178,12 @@ fn sequence_number_for_ordering_must_be_issued_and_the_new_record_sorts_after_it
             sequence_number_for_ordering: Some(&ordering),
             ..PutRecord::new("a", b"next")
         };
-        let put = engine.put_blocking("chained", record).unwrap();
+        let put = engine
+            .stream("chained")
+            .unwrap()
+            .put(record)
+            .wait()
+            .unwrap();
         assert!(
             put.sequence_number > previous,
             "{i}: {} after {previous}",
@@ -170,17 +197,22 @@ fn sequence_number_for_ordering_must_be_issued_and_the_new_record_sorts_after_it
             sequence_number_for_ordering: Some(bad),
             ..PutRecord::new("a", b"x")
         };
-        let err = engine.put_blocking("chained", record).unwrap_err();
+        let err = engine
+            .stream("chained")
+            .unwrap()
+            .put(record)
+            .wait()
+            .unwrap_err();
         assert_eq!(err.code(), sluice_core::ErrorCode::InvalidArgument, "{bad}");
     }
     // The same key moved to a lower shard by an explicit hash key cannot sort after a
     // number from the higher shard: refused rather than silently out of order.
     let max = u128::MAX.to_string();
     let high = engine
-        .put_blocking(
-            "chained",
-            PutRecord::new("a", b"high").with_explicit_hash_key(&max),
-        )
+        .stream("chained")
+        .unwrap()
+        .put(PutRecord::new("a", b"high").with_explicit_hash_key(&max))
+        .wait()
         .unwrap();
     assert_eq!(high.shard_id, "shardId-000000000001");
     let ordering = high.sequence_number.to_string();
@@ -188,7 +220,12 @@ fn sequence_number_for_ordering_must_be_issued_and_the_new_record_sorts_after_it
         sequence_number_for_ordering: Some(&ordering),
         ..PutRecord::new("a", b"x")
     };
-    let err = engine.put_blocking("chained", lower).unwrap_err();
+    let err = engine
+        .stream("chained")
+        .unwrap()
+        .put(lower)
+        .wait()
+        .unwrap_err();
     assert_eq!(err.code(), sluice_core::ErrorCode::InvalidArgument);
 
     let ordering = first.sequence_number.to_string();
@@ -196,6 +233,11 @@ fn sequence_number_for_ordering_must_be_issued_and_the_new_record_sorts_after_it
         sequence_number_for_ordering: Some(&ordering),
         ..PutRecord::new("a", b"x")
     }];
-    let err = engine.put_batch_blocking("chained", &in_batch).unwrap_err();
+    let err = engine
+        .stream("chained")
+        .unwrap()
+        .put_batch(&in_batch)
+        .wait()
+        .unwrap_err();
     assert_eq!(err.code(), sluice_core::ErrorCode::InvalidArgument);
 }

@@ -23,9 +23,20 @@ fn a_put_larger_than_a_segment_is_written_whole_and_in_order_over_several_batche
         .zip(&data)
         .map(|(k, d)| PutRecord::new(k, d))
         .collect();
-    let results = engine.put_batch_blocking("wide", &records).unwrap();
+    let results = engine
+        .stream("wide")
+        .unwrap()
+        .put_batch(&records)
+        .wait()
+        .unwrap();
     let results: Vec<_> = results.into_iter().map(Result::unwrap).collect();
-    for shard in engine.describe_stream("wide", None, None).unwrap().shards {
+    for shard in engine
+        .stream("wide")
+        .unwrap()
+        .describe(None, None)
+        .unwrap()
+        .shards
+    {
         let stored = common::read_shard(&engine, "wide", &shard.shard_id);
         let sent: Vec<(u128, String, Vec<u8>)> = results
             .iter()
@@ -61,7 +72,11 @@ fn blocking_puts_that_spin_before_parking_get_their_answers() {
             Durability::Visible
         };
         let put = engine
-            .put_with_blocking("spun", PutRecord::new("k", &data), durability)
+            .stream("spun")
+            .unwrap()
+            .put(PutRecord::new("k", &data))
+            .durability(durability)
+            .wait()
             .unwrap();
         numbers.push(put.sequence_number.0);
     }

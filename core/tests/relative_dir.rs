@@ -31,18 +31,27 @@ fn a_relative_data_directory_takes_durable_puts() {
     config.segment_size_bytes = 1 << 20;
     let engine = Engine::open(config).unwrap();
     engine
-        .create_stream_blocking(CreateStream::provisioned("s", 2))
+        .create_stream(CreateStream::provisioned("s", 2))
+        .wait()
         .unwrap();
     for key in ["a", "b", "c", "d"] {
         engine
-            .put_with_blocking("s", PutRecord::new(key, b"x"), Durability::Durable)
+            .stream("s")
+            .unwrap()
+            .put(PutRecord::new(key, b"x"))
+            .durability(Durability::Durable)
+            .wait()
             .unwrap();
     }
     let mut iterator = engine
-        .shard_iterator("s", "shardId-000000000000", IteratorStart::TrimHorizon)
+        .stream("s")
+        .unwrap()
+        .shard_iterator("shardId-000000000000", IteratorStart::TrimHorizon)
         .unwrap();
     let mut other = engine
-        .shard_iterator("s", "shardId-000000000001", IteratorStart::TrimHorizon)
+        .stream("s")
+        .unwrap()
+        .shard_iterator("shardId-000000000001", IteratorStart::TrimHorizon)
         .unwrap();
     let total = engine.get_records(&mut iterator, None).unwrap().len()
         + engine.get_records(&mut other, None).unwrap().len();

@@ -4,23 +4,24 @@
 mod common;
 
 use sluice_core::{
-    CreateStream, Engine, ErrorCode, HashKeyRange, IteratorStart, PutRecord, ScalingType,
-    ShardDescription,
+    CreateStream, Engine, ErrorCode, HashKeyRange, IteratorStart, PutRecord, ShardDescription,
 };
 use std::collections::{BTreeMap, HashMap};
 
 fn shards(engine: &Engine, stream: &str) -> Vec<ShardDescription> {
     let mut all = Vec::new();
-    let mut after: Option<String> = None;
+    let mut after: Option<sluice_core::ShardId> = None;
     loop {
         let page = engine
-            .describe_stream(stream, Some(100), after.as_deref())
+            .stream(stream)
+            .unwrap()
+            .describe(Some(100), after.as_deref())
             .unwrap();
         all.extend(page.shards);
         if !page.has_more_shards {
             return all;
         }
-        after = all.last().map(|s| s.shard_id.clone());
+        after = all.last().map(|s| s.shard_id);
     }
 }
 
@@ -36,7 +37,7 @@ fn open_ranges(engine: &Engine, stream: &str) -> Vec<HashKeyRange> {
 
 /// Every record of the stream along its lineage: key → data in read order.
 fn read_lineage(engine: &Engine, stream: &str) -> BTreeMap<String, Vec<Vec<u8>>> {
-    let mut reader = engine.stream_reader(stream).unwrap();
+    let mut reader = engine.stream(stream).unwrap().reader().unwrap();
     let mut by_key: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     let mut idle_rounds = 0;
     while !reader.is_finished() && idle_rounds < 1000 {
@@ -60,18 +61,24 @@ fn a_split_closes_the_parent_and_its_children_split_its_range() {
     let engine = common::open(dir.path());
     common::create(&engine, "s", 1);
     let before = engine
-        .put_blocking("s", PutRecord::new("k", b"before"))
+        .stream("s")
+        .unwrap()
+        .put(PutRecord::new("k", b"before"))
+        .wait()
         .unwrap();
     let middle = (1u128 << 127).to_string();
     engine
-        .split_shard_blocking("s", "shardId-000000000000", &middle)
+        .stream("s")
+        .unwrap()
+        .split_shard("shardId-000000000000", &middle)
+        .wait()
         .unwrap();
     let all = shards(&engine, "s");
     assert_eq!(all.len(), 3);
     let (parent, low, high) = (&all[0], &all[1], &all[2]);
     assert_eq!(parent.ending_sequence_number, Some(before.sequence_number));
     assert_eq!(
-        (low.shard_id.as_str(), high.shard_id.as_str()),
+        (&*low.shard_id, &*high.shard_id),
         ("shardId-000000000001", "shardId-000000000002")
     );
     assert_eq!(low.parent_shard_id.as_deref(), Some("shardId-000000000000"));
@@ -99,20 +106,25 @@ fn a_split_closes_the_parent_and_its_children_split_its_range() {
     );
     // Puts now land in the children, by hash key.
     let low_put = engine
-        .put_blocking("s", PutRecord::new("k", b"low").with_explicit_hash_key("5"))
+        .stream("s")
+        .unwrap()
+        .put(PutRecord::new("k", b"low").with_explicit_hash_key("5"))
+        .wait()
         .unwrap();
     let max = u128::MAX.to_string();
     let high_put = engine
-        .put_blocking(
-            "s",
-            PutRecord::new("k", b"high").with_explicit_hash_key(&max),
-        )
+        .stream("s")
+        .unwrap()
+        .put(PutRecord::new("k", b"high").with_explicit_hash_key(&max))
+        .wait()
         .unwrap();
     assert_eq!(low_put.shard_id, low.shard_id);
     assert_eq!(high_put.shard_id, high.shard_id);
     // The parent stays readable and ends with its children.
     let mut iterator = engine
-        .shard_iterator("s", "shardId-000000000000", IteratorStart::TrimHorizon)
+        .stream("s")
+        .unwrap()
+        .shard_iterator("shardId-000000000000", IteratorStart::TrimHorizon)
         .unwrap();
     let batch = engine.get_records(&mut iterator, None).unwrap();
     assert_eq!(
@@ -120,10 +132,7 @@ fn a_split_closes_the_parent_and_its_children_split_its_range() {
         vec![b"before".to_vec()]
     );
     assert!(batch.end_of_shard);
-    assert_eq!(
-        batch.child_shard_ids,
-        vec![low.shard_id.clone(), high.shard_id.clone()]
-    );
+    assert_eq!(batch.child_shard_ids, vec![low.shard_id, high.shard_id]);
 }
 
 #[test]
@@ -132,7 +141,10 @@ fn a_merge_closes_both_parents_and_its_child_covers_their_union() {
     let engine = common::open(dir.path());
     common::create(&engine, "m", 3);
     engine
-        .merge_shards_blocking("m", "shardId-000000000002", "shardId-000000000001")
+        .stream("m")
+        .unwrap()
+        .merge_shards("shardId-000000000002", "shardId-000000000001")
+        .wait()
         .unwrap();
     let all = shards(&engine, "m");
     assert_eq!(all.len(), 4);
@@ -150,10 +162,10 @@ fn a_merge_closes_both_parents_and_its_child_covers_their_union() {
     assert!(all[1].ending_sequence_number.is_some() && all[2].ending_sequence_number.is_some());
     assert_eq!(open_ranges(&engine, "m").len(), 2);
     let put = engine
-        .put_blocking(
-            "m",
-            PutRecord::new("k", b"x").with_explicit_hash_key(&u128::MAX.to_string()),
-        )
+        .stream("m")
+        .unwrap()
+        .put(PutRecord::new("k", b"x").with_explicit_hash_key(&u128::MAX.to_string()))
+        .wait()
         .unwrap();
     assert_eq!(put.shard_id, "shardId-000000000003");
 }
@@ -167,10 +179,14 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
     let engine = Engine::open(config).unwrap();
     common::create(&engine, "r", 3);
     engine
-        .merge_shards_blocking("r", "shardId-000000000000", "shardId-000000000001")
+        .stream("r")
+        .unwrap()
+        .merge_shards("shardId-000000000000", "shardId-000000000001")
+        .wait()
         .unwrap();
     engine
-        .create_stream_blocking(CreateStream::on_demand("od"))
+        .create_stream(CreateStream::on_demand("od"))
+        .wait()
         .unwrap();
     let before = shards(&engine, "r");
     let ranges = before.iter().map(|s| s.hash_key_range).collect::<Vec<_>>();
@@ -181,7 +197,10 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
         (
             "key at the start edge",
             engine
-                .split_shard_blocking("r", "shardId-000000000002", &start2)
+                .stream("r")
+                .unwrap()
+                .split_shard("shardId-000000000002", &start2)
+                .wait()
                 .unwrap_err()
                 .code(),
             InvalidArgument,
@@ -189,7 +208,10 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
         (
             "key one past the start (a one-key child)",
             engine
-                .split_shard_blocking("r", "shardId-000000000002", &start2_plus_1)
+                .stream("r")
+                .unwrap()
+                .split_shard("shardId-000000000002", &start2_plus_1)
+                .wait()
                 .unwrap_err()
                 .code(),
             InvalidArgument,
@@ -197,7 +219,10 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
         (
             "key at the end edge",
             engine
-                .split_shard_blocking("r", "shardId-000000000002", &end2)
+                .stream("r")
+                .unwrap()
+                .split_shard("shardId-000000000002", &end2)
+                .wait()
                 .unwrap_err()
                 .code(),
             InvalidArgument,
@@ -205,7 +230,10 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
         (
             "key outside the shard",
             engine
-                .split_shard_blocking("r", "shardId-000000000002", "5")
+                .stream("r")
+                .unwrap()
+                .split_shard("shardId-000000000002", "5")
+                .wait()
                 .unwrap_err()
                 .code(),
             InvalidArgument,
@@ -213,7 +241,10 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
         (
             "malformed key",
             engine
-                .split_shard_blocking("r", "shardId-000000000002", "x5")
+                .stream("r")
+                .unwrap()
+                .split_shard("shardId-000000000002", "x5")
+                .wait()
                 .unwrap_err()
                 .code(),
             Validation,
@@ -221,7 +252,10 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
         (
             "split a closed shard",
             engine
-                .split_shard_blocking("r", "shardId-000000000000", "5")
+                .stream("r")
+                .unwrap()
+                .split_shard("shardId-000000000000", "5")
+                .wait()
                 .unwrap_err()
                 .code(),
             InvalidArgument,
@@ -229,7 +263,10 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
         (
             "merge a closed shard",
             engine
-                .merge_shards_blocking("r", "shardId-000000000001", "shardId-000000000002")
+                .stream("r")
+                .unwrap()
+                .merge_shards("shardId-000000000001", "shardId-000000000002")
+                .wait()
                 .unwrap_err()
                 .code(),
             InvalidArgument,
@@ -237,7 +274,10 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
         (
             "merge with itself",
             engine
-                .merge_shards_blocking("r", "shardId-000000000002", "shardId-000000000002")
+                .stream("r")
+                .unwrap()
+                .merge_shards("shardId-000000000002", "shardId-000000000002")
+                .wait()
                 .unwrap_err()
                 .code(),
             InvalidArgument,
@@ -245,23 +285,26 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
         (
             "unknown shard",
             engine
-                .split_shard_blocking("r", "shardId-000000000042", &inside2)
+                .stream("r")
+                .unwrap()
+                .split_shard("shardId-000000000042", &inside2)
+                .wait()
                 .unwrap_err()
                 .code(),
             ResourceNotFound,
         ),
         (
             "unknown stream",
-            engine
-                .split_shard_blocking("nope", "shardId-000000000000", "5")
-                .unwrap_err()
-                .code(),
+            engine.stream("nope").unwrap_err().code(),
             ResourceNotFound,
         ),
         (
             "on-demand stream",
             engine
-                .split_shard_blocking("od", "shardId-000000000000", "5")
+                .stream("od")
+                .unwrap()
+                .split_shard("shardId-000000000000", "5")
+                .wait()
                 .unwrap_err()
                 .code(),
             Validation,
@@ -269,7 +312,10 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
         (
             "target above double",
             engine
-                .update_shard_count_blocking("r", 5, ScalingType::UniformScaling)
+                .stream("r")
+                .unwrap()
+                .update_shard_count(5)
+                .wait()
                 .unwrap_err()
                 .code(),
             InvalidArgument,
@@ -279,7 +325,10 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
             {
                 // r has 2 open shards: 0 is below half.
                 engine
-                    .update_shard_count_blocking("r", 0, ScalingType::UniformScaling)
+                    .stream("r")
+                    .unwrap()
+                    .update_shard_count(0)
+                    .wait()
                     .unwrap_err()
                     .code()
             },
@@ -289,7 +338,10 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
         (
             "over the shard quota",
             engine
-                .split_shard_blocking("r", "shardId-000000000002", &inside2)
+                .stream("r")
+                .unwrap()
+                .split_shard("shardId-000000000002", &inside2)
+                .wait()
                 .unwrap_err()
                 .code(),
             LimitExceeded,
@@ -300,10 +352,13 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
     }
     assert_eq!(shards(&engine, "r"), before, "nothing changed");
     // Non-adjacent merge on a stream with room: 0 and 2 of a 3-shard stream.
-    engine.delete_stream_blocking("od").unwrap();
+    engine.stream("od").unwrap().delete().wait().unwrap();
     common::create(&engine, "gap", 3);
     let err = engine
-        .merge_shards_blocking("gap", "shardId-000000000000", "shardId-000000000002")
+        .stream("gap")
+        .unwrap()
+        .merge_shards("shardId-000000000000", "shardId-000000000002")
+        .wait()
         .unwrap_err();
     assert_eq!(err.code(), InvalidArgument, "non-adjacent merge");
     assert_eq!(shards(&engine, "gap").len(), 3);
@@ -321,13 +376,19 @@ fn update_shard_count_reaches_an_even_partition_every_time() {
         for key in 0..40 {
             let key = format!("key-{key}");
             engine
-                .put_blocking("u", PutRecord::new(&key, &sequence.to_le_bytes()))
+                .stream("u")
+                .unwrap()
+                .put(PutRecord::new(&key, &sequence.to_le_bytes()))
+                .wait()
                 .unwrap();
             puts.push((key, sequence));
             sequence += 1;
         }
         let update = engine
-            .update_shard_count_blocking("u", target, ScalingType::UniformScaling)
+            .stream("u")
+            .unwrap()
+            .update_shard_count(target)
+            .wait()
             .unwrap();
         assert_eq!(update.target_shard_count, target);
         assert_eq!(
@@ -337,7 +398,10 @@ fn update_shard_count_reaches_an_even_partition_every_time() {
         );
         if target == 3 {
             let err = engine
-                .update_shard_count_blocking("u", 8, ScalingType::UniformScaling)
+                .stream("u")
+                .unwrap()
+                .update_shard_count(8)
+                .wait()
                 .unwrap_err();
             assert_eq!(
                 err.code(),
@@ -380,10 +444,14 @@ fn writers_running_through_splits_and_merges_lose_duplicate_and_reorder_nothing(
                             .zip(&data)
                             .map(|(k, d)| PutRecord::new(k, d))
                             .collect();
-                        for (key, result) in keys
-                            .iter()
-                            .zip(engine.put_batch_blocking("live", &records).unwrap())
-                        {
+                        for (key, result) in keys.iter().zip(
+                            engine
+                                .stream("live")
+                                .unwrap()
+                                .put_batch(&records)
+                                .wait()
+                                .unwrap(),
+                        ) {
                             result.expect("no record fails during a reshard");
                             acked.insert(key.clone(), n);
                         }
@@ -407,13 +475,19 @@ fn writers_running_through_splits_and_merges_lose_duplicate_and_reorder_nothing(
                 let mid = widest.hash_key_range.start
                     + (widest.hash_key_range.end - widest.hash_key_range.start) / 2;
                 engine
-                    .split_shard_blocking("live", &widest.shard_id, &mid.to_string())
+                    .stream("live")
+                    .unwrap()
+                    .split_shard(&widest.shard_id, &mid.to_string())
+                    .wait()
                     .unwrap();
             } else {
                 let mut sorted = open.clone();
                 sorted.sort_by_key(|s| s.hash_key_range.start);
                 engine
-                    .merge_shards_blocking("live", &sorted[0].shard_id, &sorted[1].shard_id)
+                    .stream("live")
+                    .unwrap()
+                    .merge_shards(&sorted[0].shard_id, &sorted[1].shard_id)
+                    .wait()
                     .unwrap();
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -449,15 +523,24 @@ fn the_layout_and_every_record_survive_a_restart_after_resharding() {
         common::create(&engine, "p", 2);
         for i in 0..50u32 {
             engine
-                .put_blocking("p", PutRecord::new(&format!("k{i}"), &i.to_le_bytes()))
+                .stream("p")
+                .unwrap()
+                .put(PutRecord::new(&format!("k{i}"), &i.to_le_bytes()))
+                .wait()
                 .unwrap();
         }
         engine
-            .update_shard_count_blocking("p", 3, ScalingType::UniformScaling)
+            .stream("p")
+            .unwrap()
+            .update_shard_count(3)
+            .wait()
             .unwrap();
         for i in 50..100u32 {
             engine
-                .put_blocking("p", PutRecord::new(&format!("k{i}"), &i.to_le_bytes()))
+                .stream("p")
+                .unwrap()
+                .put(PutRecord::new(&format!("k{i}"), &i.to_le_bytes()))
+                .wait()
                 .unwrap();
         }
         shards(&engine, "p")
@@ -469,13 +552,16 @@ fn the_layout_and_every_record_survive_a_restart_after_resharding() {
     assert_eq!(total, 100);
     // Closed shards take no puts after the restart either: routing uses open shards only.
     let put = engine
-        .put_blocking("p", PutRecord::new("k0", b"after"))
+        .stream("p")
+        .unwrap()
+        .put(PutRecord::new("k0", b"after"))
+        .wait()
         .unwrap();
-    let open: HashMap<String, bool> = layout
+    let open: HashMap<sluice_core::ShardId, bool> = layout
         .iter()
-        .map(|s| (s.shard_id.clone(), s.ending_sequence_number.is_none()))
+        .map(|s| (s.shard_id, s.ending_sequence_number.is_none()))
         .collect();
-    assert!(open[&put.shard_id.to_string()]);
+    assert!(open[&put.shard_id]);
 }
 
 #[test]
@@ -484,13 +570,18 @@ fn a_subscription_on_a_parent_ends_with_its_children_when_it_closes() {
     let engine = common::open(dir.path());
     common::create(&engine, "sub", 1);
     let mut subscription = engine
-        .subscribe("sub", "shardId-000000000000", IteratorStart::Latest)
+        .stream("sub")
+        .unwrap()
+        .subscribe("shardId-000000000000", IteratorStart::Latest)
         .unwrap();
     std::thread::scope(|scope| {
         let waiter = scope.spawn(move || futures_lite::future::block_on(subscription.next()));
         std::thread::sleep(std::time::Duration::from_millis(50));
         engine
-            .split_shard_blocking("sub", "shardId-000000000000", "1000")
+            .stream("sub")
+            .unwrap()
+            .split_shard("shardId-000000000000", "1000")
+            .wait()
             .unwrap();
         let event = waiter.join().unwrap().expect("an event").unwrap();
         assert!(event.records.end_of_shard);
@@ -513,7 +604,10 @@ fn list_shards_filters_follow_the_lineage_and_the_clock() {
     clock.advance_ms(1000);
     let split_at = sluice_core::Clock::now_ms(&*clock);
     engine
-        .split_shard_blocking("f", "shardId-000000000000", "1000")
+        .stream("f")
+        .unwrap()
+        .split_shard("shardId-000000000000", "1000")
+        .wait()
         .unwrap();
     clock.advance_ms(1000);
     let ids = |filter: ShardFilter| -> Vec<String> {
@@ -527,7 +621,7 @@ fn list_shards_filters_follow_the_lineage_and_the_clock() {
             .unwrap()
             .shards
             .into_iter()
-            .map(|s| s.shard_id)
+            .map(|s| s.shard_id.to_string())
             .collect()
     };
     let (parent, low, high) = (

@@ -3,6 +3,7 @@
 mod common;
 
 use sluice_core::{CreateStream, Engine, ErrorCode, IteratorStart, PutRecord};
+use std::future::IntoFuture;
 
 #[test]
 fn a_stream_created_as_the_metadata_log_compacts_survives_restart() {
@@ -14,24 +15,35 @@ fn a_stream_created_as_the_metadata_log_compacts_survives_restart() {
         // which it runs.
         for i in 0..998 {
             engine
-                .add_tags_blocking("busy", vec![("n".into(), i.to_string())])
+                .stream("busy")
+                .unwrap()
+                .add_tags(vec![("n".into(), i.to_string())])
+                .wait()
                 .unwrap();
         }
         common::create(&engine, "created-at-compaction", 1);
         let put = engine
-            .put_blocking("created-at-compaction", PutRecord::new("k", b"kept"))
+            .stream("created-at-compaction")
+            .unwrap()
+            .put(PutRecord::new("k", b"kept"))
+            .wait()
             .unwrap();
         engine
-            .add_tags_blocking("busy", vec![("last".into(), "yes".into())])
+            .stream("busy")
+            .unwrap()
+            .add_tags(vec![("last".into(), "yes".into())])
+            .wait()
             .unwrap();
         put
     };
     let engine = common::open(dir.path());
     let record = engine
-        .get("created-at-compaction", put.sequence_number)
+        .stream("created-at-compaction")
+        .unwrap()
+        .get(put.sequence_number)
         .unwrap();
     assert_eq!(record.records().next().unwrap().data, b"kept");
-    let tags = engine.list_tags("busy").unwrap();
+    let tags = engine.stream("busy").unwrap().tags().unwrap();
     assert!(tags.contains(&("n".to_owned(), "997".to_owned())));
     assert!(tags.contains(&("last".to_owned(), "yes".to_owned())));
 }
@@ -42,14 +54,19 @@ fn a_deleted_streams_token_never_resolves_to_a_recreated_stream_after_compaction
     let (engine, _clock) = common::open_with_clock(dir.path(), 1_800_000_000_000);
     common::create(&engine, "reborn", 1);
     let iterator = engine
-        .shard_iterator("reborn", "shardId-000000000000", IteratorStart::TrimHorizon)
+        .stream("reborn")
+        .unwrap()
+        .shard_iterator("shardId-000000000000", IteratorStart::TrimHorizon)
         .unwrap();
     let token = engine.iterator_token(&iterator);
-    engine.delete_stream_blocking("reborn").unwrap();
+    engine.stream("reborn").unwrap().delete().wait().unwrap();
     common::create(&engine, "other", 1);
     for i in 0..1000 {
         engine
-            .add_tags_blocking("other", vec![("n".into(), i.to_string())])
+            .stream("other")
+            .unwrap()
+            .add_tags(vec![("n".into(), i.to_string())])
+            .wait()
             .unwrap();
     }
     drop(engine);
@@ -68,7 +85,10 @@ fn stream_data_the_metadata_log_does_not_know_is_set_aside_not_deleted() {
         let engine = common::open(dir.path());
         common::create(&engine, "precious", 1);
         engine
-            .put_blocking("precious", PutRecord::new("k", b"data"))
+            .stream("precious")
+            .unwrap()
+            .put(PutRecord::new("k", b"data"))
+            .wait()
             .unwrap();
     }
     // Damage: the metadata log loses everything after its header.
@@ -110,7 +130,9 @@ fn describe_stream_accepts_the_short_shard_id_form_as_exclusive_start() {
     let engine = common::open(dir.path());
     common::create(&engine, "s", 3);
     let page = engine
-        .describe_stream("s", None, Some("shardId-1"))
+        .stream("s")
+        .unwrap()
+        .describe(None, Some("shardId-1"))
         .unwrap();
     assert_eq!(page.shards.len(), 1);
     assert_eq!(page.shards[0].shard_id, "shardId-000000000002");
@@ -123,14 +145,17 @@ fn creating_shards_beyond_the_engine_quota_is_limit_exceeded() {
     config.shards_max = 5;
     let engine = Engine::open(config).unwrap();
     engine
-        .create_stream_blocking(CreateStream::provisioned("a", 3))
+        .create_stream(CreateStream::provisioned("a", 3))
+        .wait()
         .unwrap();
     let err = engine
-        .create_stream_blocking(CreateStream::provisioned("b", 3))
+        .create_stream(CreateStream::provisioned("b", 3))
+        .wait()
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::LimitExceeded);
     engine
-        .create_stream_blocking(CreateStream::provisioned("b", 2))
+        .create_stream(CreateStream::provisioned("b", 2))
+        .wait()
         .unwrap();
 }
 
@@ -153,7 +178,11 @@ fn with_a_tiny_queue_and_task_limit_many_concurrent_callers_all_complete() {
                     (0..10)
                         .map(|_| {
                             let results = futures_lite::future::block_on(
-                                engine.put_batch("narrow", &records),
+                                engine
+                                    .stream("narrow")
+                                    .unwrap()
+                                    .put_batch(&records)
+                                    .into_future(),
                             )
                             .unwrap();
                             results.iter().filter(|r| r.is_ok()).count()
@@ -166,7 +195,9 @@ fn with_a_tiny_queue_and_task_limit_many_concurrent_callers_all_complete() {
     });
     assert_eq!(acknowledged, 12 * 10 * 20);
     let stored: usize = engine
-        .describe_stream("narrow", None, None)
+        .stream("narrow")
+        .unwrap()
+        .describe(None, None)
         .unwrap()
         .shards
         .iter()
@@ -192,8 +223,13 @@ fn deleting_streams_while_maintenance_prepares_spares_leaves_no_directory_behind
         // Spread over the shards; maintenance prepares spares once a segment is half full.
         let keys: Vec<String> = (0..400).map(|i| format!("k{i}")).collect();
         let records: Vec<PutRecord<'_>> = keys.iter().map(|k| PutRecord::new(k, &data)).collect();
-        engine.put_batch_blocking(&name, &records).unwrap();
-        engine.delete_stream_blocking(&name).unwrap();
+        engine
+            .stream(&name)
+            .unwrap()
+            .put_batch(&records)
+            .wait()
+            .unwrap();
+        engine.stream(&name).unwrap().delete().wait().unwrap();
         let left: Vec<_> = std::fs::read_dir(dir.path().join("streams"))
             .unwrap()
             .collect();

@@ -5,16 +5,21 @@ mod common;
 use sluice_core::{PutRecord, ShardDescription};
 
 fn shards_of(engine: &sluice_core::Engine, stream: &str) -> Vec<ShardDescription> {
-    engine.describe_stream(stream, None, None).unwrap().shards
+    engine
+        .stream(stream)
+        .unwrap()
+        .describe(None, None)
+        .unwrap()
+        .shards
 }
 
-fn shard_for(shards: &[ShardDescription], hash: u128) -> String {
+fn shard_for(shards: &[ShardDescription], hash: u128) -> sluice_core::ShardId {
     let found: Vec<_> = shards
         .iter()
         .filter(|s| s.hash_key_range.contains(hash))
         .collect();
     assert_eq!(found.len(), 1, "exactly one shard holds {hash}");
-    found[0].shard_id.clone()
+    found[0].shard_id
 }
 
 #[test]
@@ -42,14 +47,18 @@ fn partition_keys_route_by_their_md5_to_the_shard_whose_range_holds_it() {
         let expected = shard_for(&shards, md5);
         for _ in 0..3 {
             let put = engine
-                .put_blocking("routed", PutRecord::new(key, b"v"))
+                .stream("routed")
+                .unwrap()
+                .put(PutRecord::new(key, b"v"))
+                .wait()
                 .unwrap();
             assert_eq!(put.shard_id, expected, "key {key:?}");
         }
     }
     // The three shards got the records the MD5 values put there (one key is in shard 0,
     // the others spread over shards 1 and 2).
-    let mut shard_ids: Vec<String> = known.iter().map(|(_, h)| shard_for(&shards, *h)).collect();
+    let mut shard_ids: Vec<sluice_core::ShardId> =
+        known.iter().map(|(_, h)| shard_for(&shards, *h)).collect();
     shard_ids.sort();
     shard_ids.dedup();
     assert_eq!(shard_ids.len(), 3);
@@ -77,10 +86,10 @@ fn explicit_hash_keys_route_exactly_at_range_boundaries() {
     for (hash, shard) in cases {
         let key = hash.to_string();
         let put = engine
-            .put_blocking(
-                "edges",
-                PutRecord::new("ignored", b"v").with_explicit_hash_key(&key),
-            )
+            .stream("edges")
+            .unwrap()
+            .put(PutRecord::new("ignored", b"v").with_explicit_hash_key(&key))
+            .wait()
             .unwrap();
         assert_eq!(put.shard_id, shards[shard].shard_id, "hash {hash}");
     }
@@ -100,10 +109,10 @@ fn a_hash_key_outside_the_space_is_rejected_and_nothing_is_written() {
         ("", Validation),
     ] {
         let err = engine
-            .put_blocking(
-                "edges",
-                PutRecord::new("k", b"v").with_explicit_hash_key(bad),
-            )
+            .stream("edges")
+            .unwrap()
+            .put(PutRecord::new("k", b"v").with_explicit_hash_key(bad))
+            .wait()
             .unwrap_err();
         assert_eq!(err.code(), code, "{bad:?}");
     }

@@ -14,7 +14,9 @@ fn every_subscriber_receives_every_record_in_order_as_it_becomes_visible() {
     let subscribers: Vec<_> = (0..3)
         .map(|_| {
             engine
-                .subscribe("live", shard, IteratorStart::Latest)
+                .stream("live")
+                .unwrap()
+                .subscribe(shard, IteratorStart::Latest)
                 .unwrap()
         })
         .collect();
@@ -50,7 +52,10 @@ fn every_subscriber_receives_every_record_in_order_as_it_becomes_visible() {
             .collect();
         for i in 0..200u32 {
             engine
-                .put_blocking("live", PutRecord::new("k", &i.to_le_bytes()))
+                .stream("live")
+                .unwrap()
+                .put(PutRecord::new("k", &i.to_le_bytes()))
+                .wait()
                 .unwrap();
         }
         readers
@@ -70,7 +75,9 @@ fn a_blocking_subscription_times_out_when_nothing_arrives() {
     let engine = common::open(dir.path());
     common::create(&engine, "quiet", 1);
     let mut subscription = engine
-        .subscribe("quiet", "shardId-000000000000", IteratorStart::TrimHorizon)
+        .stream("quiet")
+        .unwrap()
+        .subscribe("shardId-000000000000", IteratorStart::TrimHorizon)
         .unwrap();
     assert!(
         subscription
@@ -86,12 +93,14 @@ fn a_subscription_to_a_deleted_stream_ends_with_not_found() {
     let engine = common::open(dir.path());
     common::create(&engine, "doomed", 1);
     let mut subscription = engine
-        .subscribe("doomed", "shardId-000000000000", IteratorStart::Latest)
+        .stream("doomed")
+        .unwrap()
+        .subscribe("shardId-000000000000", IteratorStart::Latest)
         .unwrap();
     std::thread::scope(|scope| {
         let waiter = scope.spawn(move || futures_lite::future::block_on(subscription.next()));
         std::thread::sleep(Duration::from_millis(50));
-        engine.delete_stream_blocking("doomed").unwrap();
+        engine.stream("doomed").unwrap().delete().wait().unwrap();
         let outcome = waiter.join().unwrap().expect("an event");
         assert_eq!(outcome.unwrap_err().code(), ErrorCode::ResourceNotFound);
     });
@@ -113,7 +122,10 @@ fn with_limits_on_a_shard_over_its_write_or_read_rate_is_throttled() {
     for _ in 0..2 {
         assert!(
             engine
-                .put_batch_blocking("metered", &records)
+                .stream("metered")
+                .unwrap()
+                .put_batch(&records)
+                .wait()
                 .unwrap()
                 .iter()
                 .all(|r| r.is_ok())
@@ -124,7 +136,12 @@ fn with_limits_on_a_shard_over_its_write_or_read_rate_is_throttled() {
         PutRecord::new("k", b"v").with_explicit_hash_key("0"),
         PutRecord::new("k", b"v").with_explicit_hash_key(&max),
     ];
-    let results = engine.put_batch_blocking("metered", &mixed).unwrap();
+    let results = engine
+        .stream("metered")
+        .unwrap()
+        .put_batch(&mixed)
+        .wait()
+        .unwrap();
     assert_eq!(
         results[0].as_ref().unwrap_err().code(),
         ErrorCode::ProvisionedThroughputExceeded
@@ -136,7 +153,10 @@ fn with_limits_on_a_shard_over_its_write_or_read_rate_is_throttled() {
     clock.advance_ms(1000);
     assert!(
         engine
-            .put_batch_blocking("metered", &mixed)
+            .stream("metered")
+            .unwrap()
+            .put_batch(&mixed)
+            .wait()
             .unwrap()
             .iter()
             .all(|r| r.is_ok())
@@ -144,11 +164,9 @@ fn with_limits_on_a_shard_over_its_write_or_read_rate_is_throttled() {
 
     // 5 reads/s per shard.
     let mut iterator = engine
-        .shard_iterator(
-            "metered",
-            "shardId-000000000001",
-            IteratorStart::TrimHorizon,
-        )
+        .stream("metered")
+        .unwrap()
+        .shard_iterator("shardId-000000000001", IteratorStart::TrimHorizon)
         .unwrap();
     for _ in 0..5 {
         engine.get_records(&mut iterator, None).unwrap();
@@ -175,13 +193,16 @@ fn shard_counters_reach_the_metrics_recorder() {
     let engine = common::open(dir.path());
     common::create(&engine, "metrics-only", 1);
     let records: Vec<PutRecord<'_>> = (0..10).map(|_| PutRecord::new("key", b"12345")).collect();
-    engine.put_batch_blocking("metrics-only", &records).unwrap();
+    engine
+        .stream("metrics-only")
+        .unwrap()
+        .put_batch(&records)
+        .wait()
+        .unwrap();
     let mut iterator = engine
-        .shard_iterator(
-            "metrics-only",
-            "shardId-000000000000",
-            IteratorStart::TrimHorizon,
-        )
+        .stream("metrics-only")
+        .unwrap()
+        .shard_iterator("shardId-000000000000", IteratorStart::TrimHorizon)
         .unwrap();
     assert_eq!(engine.get_records(&mut iterator, Some(4)).unwrap().len(), 4);
     let counters: std::collections::HashMap<String, u64> = snapshotter
@@ -212,11 +233,16 @@ fn resubscribing_at_the_continuation_resumes_without_gap_or_duplicate() {
     let shard = "shardId-000000000000";
     for i in 0..3u8 {
         engine
-            .put_blocking("resume", PutRecord::new("k", &[i]))
+            .stream("resume")
+            .unwrap()
+            .put(PutRecord::new("k", &[i]))
+            .wait()
             .unwrap();
     }
     let mut first = engine
-        .subscribe("resume", shard, IteratorStart::TrimHorizon)
+        .stream("resume")
+        .unwrap()
+        .subscribe(shard, IteratorStart::TrimHorizon)
         .unwrap();
     let event = first
         .next_blocking(Duration::from_secs(10))
@@ -227,14 +253,15 @@ fn resubscribing_at_the_continuation_resumes_without_gap_or_duplicate() {
     let continuation = event.continuation_sequence_number;
     drop(first);
     let mut resumed = engine
-        .subscribe(
-            "resume",
-            shard,
-            IteratorStart::AtSequenceNumber(continuation),
-        )
+        .stream("resume")
+        .unwrap()
+        .subscribe(shard, IteratorStart::AtSequenceNumber(continuation))
         .unwrap();
     engine
-        .put_blocking("resume", PutRecord::new("k", &[3]))
+        .stream("resume")
+        .unwrap()
+        .put(PutRecord::new("k", &[3]))
+        .wait()
         .unwrap();
     let event = resumed
         .next_blocking(Duration::from_secs(10))
@@ -246,7 +273,9 @@ fn resubscribing_at_the_continuation_resumes_without_gap_or_duplicate() {
     let beyond = sluice_core::SequenceNumber(continuation.0 + 2);
     assert_eq!(
         engine
-            .subscribe("resume", shard, IteratorStart::AtSequenceNumber(beyond))
+            .stream("resume")
+            .unwrap()
+            .subscribe(shard, IteratorStart::AtSequenceNumber(beyond))
             .unwrap_err()
             .code(),
         ErrorCode::InvalidArgument
@@ -259,7 +288,9 @@ fn a_spinning_blocking_subscriber_still_gets_every_record_and_still_times_out() 
     let engine = common::open(dir.path());
     common::create(&engine, "spin", 1);
     let mut subscription = engine
-        .subscribe("spin", "shardId-000000000000", IteratorStart::Latest)
+        .stream("spin")
+        .unwrap()
+        .subscribe("shardId-000000000000", IteratorStart::Latest)
         .unwrap();
     subscription.set_spin_before_park(Duration::from_millis(5));
     assert!(
@@ -273,7 +304,10 @@ fn a_spinning_blocking_subscriber_still_gets_every_record_and_still_times_out() 
         scope.spawn(|| {
             for i in 0..50u8 {
                 engine
-                    .put_blocking("spin", PutRecord::new("k", &[i]))
+                    .stream("spin")
+                    .unwrap()
+                    .put(PutRecord::new("k", &[i]))
+                    .wait()
                     .unwrap();
             }
         });

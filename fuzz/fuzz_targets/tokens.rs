@@ -16,7 +16,7 @@ fn engine() -> &'static Engine {
             config.cores = 1;
             config.segment_size_bytes = 1 << 20;
             let engine = Engine::open(config).unwrap();
-            engine.create_stream_blocking(CreateStream::provisioned("s", 3)).unwrap();
+            engine.create_stream(CreateStream::provisioned("s", 3)).wait().unwrap();
             (dir, engine)
         })
         .1

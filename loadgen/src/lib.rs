@@ -196,7 +196,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let clock = Arc::new(ScaledClock::new(args.clock_speed));
     let engine = open(&args, &dir, &clock)?;
     engine
-        .create_stream_blocking(CreateStream::provisioned(STREAM, args.shards))
+        .create_stream(CreateStream::provisioned(STREAM, args.shards))
+        .wait()
         .context("create the bench stream (use an empty --dir)")?;
     println!(
         "sluice bench: {} records of {} B in batches of {}, {} shards on {} cores, {} caller threads, {:?}, {} MiB segments, clock {}x, in {}",
@@ -249,7 +250,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let engine = open(&args, &dir, &clock)?;
     let reopened = started.elapsed();
-    let summary = engine.describe_stream_summary(STREAM)?;
+    let summary = engine.stream(STREAM)?.summary()?;
     println!(
         "reopen: {:.1} ms for {} shards (sealed segments open from their footers; the rest are scanned)",
         reopened.as_secs_f64() * 1e3,
@@ -306,9 +307,10 @@ fn measure(
         keys,
         records: args.records,
     };
+    let stream = engine.stream(STREAM)?;
     let producers = Producers {
         args,
-        engine,
+        stream: &stream,
         durability,
         keys,
         filler: &filler,
@@ -421,7 +423,9 @@ fn all_shards(engine: &Engine) -> anyhow::Result<Vec<ShardDescription>> {
     let mut shards = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = engine.describe_stream(STREAM, Some(100), after.as_deref())?;
+        let page = engine
+            .stream(STREAM)?
+            .describe(Some(100), after.as_deref())?;
         after = page.shards.last().map(|s| s.shard_id.to_string());
         let more = page.has_more_shards && after.is_some();
         shards.extend(page.shards);
@@ -513,8 +517,7 @@ fn read_phase(
             .map(|shard| {
                 let (bar, filler, seen_once) = (&bar, &filler, &seen_once);
                 scope.spawn(move || -> anyhow::Result<u64> {
-                    let mut iterator = engine.shard_iterator(
-                        STREAM,
+                    let mut iterator = engine.stream(STREAM)?.shard_iterator(
                         &shard.shard_id,
                         IteratorStart::TrimHorizon,
                     )?;

@@ -3,10 +3,10 @@
 //! from when each put was due, not from when it was sent, so a stall counts for every put it
 //! delayed (no coordinated omission).
 
-use super::{BenchArgs, STREAM};
+use super::BenchArgs;
 use anyhow::bail;
 use hdrhistogram::Histogram;
-use sluice_core::{Durability, Engine, PutRecord};
+use sluice_core::{Durability, PutRecord, Stream};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,7 +82,8 @@ pub(super) struct Produced {
 /// Shared by the producers of one run.
 pub(super) struct Producers<'a> {
     pub(super) args: &'a BenchArgs,
-    pub(super) engine: &'a Engine,
+    /// The bench stream, looked up once.
+    pub(super) stream: &'a Stream,
     pub(super) durability: Durability,
     pub(super) keys: &'a KeySpace,
     pub(super) filler: &'a [u8],
@@ -179,8 +180,10 @@ impl Producers<'_> {
             .map(|(k, d)| PutRecord::new(k, d))
             .collect();
         let results = self
-            .engine
-            .put_batch_with_blocking(STREAM, &records, self.durability)?;
+            .stream
+            .put_batch(&records)
+            .durability(self.durability)
+            .wait()?;
         if let Some(failed) = results.iter().find_map(|r| r.as_ref().err()) {
             bail!("a record failed: {failed}");
         }

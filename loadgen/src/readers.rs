@@ -97,7 +97,8 @@ impl ReadContext<'_> {
                         // the same records.
                         let mut subscription = self
                             .engine
-                            .subscribe(STREAM, &shard.shard_id, IteratorStart::TrimHorizon)
+                            .stream(STREAM)?
+                            .subscribe(&shard.shard_id, IteratorStart::TrimHorizon)
                             .with_context(|| format!("subscribe to {}", shard.shard_id))?;
                         let mut latency = Histogram::<u64>::new(3).expect("3 significant digits");
                         let (mut count, mut key) = (0, String::new());
@@ -159,11 +160,10 @@ impl ReadContext<'_> {
                             ((rate / 1000.0 / self.record_size as f64) as usize).clamp(1, 10_000)
                         });
                         let mut bytes = 0u64;
-                        let mut iterator = self.engine.shard_iterator(
-                            STREAM,
-                            &shard.shard_id,
-                            IteratorStart::TrimHorizon,
-                        )?;
+                        let mut iterator = self
+                            .engine
+                            .stream(STREAM)?
+                            .shard_iterator(&shard.shard_id, IteratorStart::TrimHorizon)?;
                         let (mut count, mut key) = (0, String::new());
                         let mut caught_up = None;
                         loop {

@@ -62,11 +62,7 @@ fn missing_token() -> ApiError {
 }
 
 fn incomplete(message: impl Into<String>) -> ApiError {
-    ApiError {
-        name: "IncompleteSignatureException",
-        status: 403,
-        message: message.into(),
-    }
+    ApiError::with_status("IncompleteSignatureException", 403, message)
 }
 
 fn mismatch() -> ApiError {

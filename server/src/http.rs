@@ -121,11 +121,11 @@ async fn handle(
         (&Method::POST, _) => kinesis(service, request).await,
         _ => error_reply(
             Protocol::Json,
-            &ApiError {
-                name: "AccessDeniedException",
-                status: 403,
-                message: "Unable to determine service/operation name to be authorized".into(),
-            },
+            &ApiError::with_status(
+                "AccessDeniedException",
+                403,
+                "Unable to determine service/operation name to be authorized",
+            ),
         ),
     })
 }
@@ -185,7 +185,7 @@ async fn run(
     let tenant = service.tenant(scope).await?;
     on_tenant(tenant.clone(), operation, protocol, body)
         .await
-        .map_err(|error| tenant.localize(error))
+        .map_err(|error| error.for_account(&tenant.account))
 }
 
 async fn on_tenant(

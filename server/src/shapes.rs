@@ -90,9 +90,9 @@ impl Shard {
     /// The reply form of an engine shard description.
     pub fn of(shard: &ShardDescription) -> Shard {
         Shard {
-            shard_id: shard.shard_id.clone(),
-            parent_shard_id: shard.parent_shard_id.clone(),
-            adjacent_parent_shard_id: shard.adjacent_parent_shard_id.clone(),
+            shard_id: shard.shard_id.to_string(),
+            parent_shard_id: shard.parent_shard_id.map(String::from),
+            adjacent_parent_shard_id: shard.adjacent_parent_shard_id.map(String::from),
             hash_key_range: hash_key_range(shard),
             sequence_number_range: SequenceNumberRange {
                 starting_sequence_number: shard.starting_sequence_number.to_string(),

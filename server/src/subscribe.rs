@@ -259,7 +259,10 @@ pub fn start(
         position.sequence_number.as_deref(),
         position.timestamp,
     )?;
-    let subscription = tenant.engine.subscribe(&found.stream, &shard, start)?;
+    let subscription = tenant
+        .engine
+        .stream(&found.stream)?
+        .subscribe(&shard, start)?;
     let lease = tenant.leases.acquire(LeaseKey::new(&found, &shard))?;
     // A deregistration (or delete) between the lookup and the lease revoked nothing of
     // ours: look again now that the lease is visible to revocations.
@@ -333,7 +336,10 @@ async fn push_events(
                 )
             }
             Ok(Some(Err(error))) => (
-                exception_frame(protocol, &tenant.localize(error.into())),
+                exception_frame(
+                    protocol,
+                    &ApiError::from(error).for_account(&tenant.account),
+                ),
                 true,
             ),
             Ok(None) => return,

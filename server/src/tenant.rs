@@ -3,7 +3,7 @@
 //! injection). Without authentication every request is the configured account and region.
 
 use crate::arn::StreamArn;
-use crate::config::{ACCOUNT_DEFAULT, ServeConfig};
+use crate::config::ServeConfig;
 use crate::state::ServerState;
 use crate::subscribe::Leases;
 use crate::wire::ApiError;
@@ -116,17 +116,6 @@ impl Tenant {
             "Stream {} under account {} not found (this endpoint serves account {} in {}).",
             arn.stream, arn.account, self.account, self.region
         )))
-    }
-
-    /// Engine messages name the default account; say the configured one.
-    pub fn localize(&self, mut error: ApiError) -> ApiError {
-        if self.account != ACCOUNT_DEFAULT {
-            error.message = error.message.replace(
-                &format!("account {ACCOUNT_DEFAULT}"),
-                &format!("account {}", self.account),
-            );
-        }
-        error
     }
 
     /// The status to report for an existing stream.

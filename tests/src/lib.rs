@@ -120,7 +120,11 @@ pub fn run_durable_writers(engine: &sluice_core::Engine, stream: &str, run: u64,
                         .map(|d| sluice_core::PutRecord::new(&key, d))
                         .collect();
                     let results = engine
-                        .put_batch_with_blocking(stream, &records, sluice_core::Durability::Durable)
+                        .stream(stream)
+                        .unwrap()
+                        .put_batch(&records)
+                        .durability(sluice_core::Durability::Durable)
+                        .wait()
                         .expect("put");
                     assert!(results.iter().all(|r| r.is_ok()), "no record fails");
                     n += count;
@@ -142,7 +146,9 @@ pub fn all_shards(
     let mut after: Option<String> = None;
     loop {
         let page = engine
-            .describe_stream(stream, Some(100), after.as_deref())
+            .stream(stream)
+            .unwrap()
+            .describe(Some(100), after.as_deref())
             .expect("describe");
         after = page.shards.last().map(|s| s.shard_id.to_string());
         let more = page.has_more_shards && after.is_some();
@@ -203,9 +209,15 @@ pub fn read_stream_records(
     stream: &str,
 ) -> std::collections::BTreeMap<String, Vec<(Vec<u8>, sluice_core::SequenceNumber)>> {
     let shards = engine
-        .describe_stream_summary(stream)
+        .stream(stream)
+        .unwrap()
+        .summary()
         .expect("the stream exists");
-    let mut reader = engine.stream_reader(stream).expect("the stream exists");
+    let mut reader = engine
+        .stream(stream)
+        .unwrap()
+        .reader()
+        .expect("the stream exists");
     let mut found: std::collections::BTreeMap<String, Vec<_>> = Default::default();
     let mut empty_in_a_row = 0;
     // Closed shards end (and start their children) before their children can be empty

@@ -74,7 +74,9 @@ fn open(dir: &Path) -> Engine {
 /// Every record of shard 0, as the data it holds.
 fn read_all(engine: &Engine) -> Vec<Vec<u8>> {
     let mut iterator = engine
-        .shard_iterator("full", "shardId-000000000000", IteratorStart::TrimHorizon)
+        .stream("full")
+        .unwrap()
+        .shard_iterator("shardId-000000000000", IteratorStart::TrimHorizon)
         .unwrap();
     let mut all = Vec::new();
     loop {
@@ -105,13 +107,20 @@ fn a_full_disk_fails_puts_cleanly_loses_nothing_and_recovers_when_space_returns(
     std::fs::write(&ballast, vec![1u8; 12 << 20]).unwrap();
     let engine = open(&data_dir);
     engine
-        .create_stream_blocking(CreateStream::provisioned("full", 1))
+        .create_stream(CreateStream::provisioned("full", 1))
+        .wait()
         .unwrap();
     let mut acknowledged = Vec::new();
     let mut refusal = None;
     for n in 0..10_000u32 {
         let data = record(n);
-        match engine.put_with_blocking("full", PutRecord::new("k", &data), Durability::Durable) {
+        match engine
+            .stream("full")
+            .unwrap()
+            .put(PutRecord::new("k", &data))
+            .durability(Durability::Durable)
+            .wait()
+        {
             Ok(_) => acknowledged.push(data),
             Err(e) => {
                 refusal = Some(e);
@@ -132,7 +141,11 @@ fn a_full_disk_fails_puts_cleanly_loses_nothing_and_recovers_when_space_returns(
     for n in 0..50u32 {
         let data = record(1_000_000 + n);
         engine
-            .put_with_blocking("full", PutRecord::new("k", &data), Durability::Durable)
+            .stream("full")
+            .unwrap()
+            .put(PutRecord::new("k", &data))
+            .durability(Durability::Durable)
+            .wait()
             .expect("room again");
         acknowledged.push(data);
     }

@@ -11,7 +11,7 @@ fn open(dir: &std::path::Path, faults: &FaultyIo<GlommioIo>) -> Engine {
     let mut config = EngineConfig::new(dir);
     config.cores = 1;
     config.segment_size_bytes = 256 << 10;
-    config.io_faults = Some(faults.clone());
+    config.testing.io_faults = Some(faults.clone());
     Engine::open(config).unwrap()
 }
 
@@ -21,21 +21,39 @@ fn a_parent_whose_unsynced_tail_was_lost_still_ends_at_its_children() {
     let faults = FaultyIo::new(GlommioIo);
     let engine = open(dir.path(), &faults);
     engine
-        .create_stream_blocking(CreateStream::provisioned("s", 1))
+        .create_stream(CreateStream::provisioned("s", 1))
+        .wait()
         .unwrap();
     let data = vec![7u8; 100];
     let records: Vec<_> = (0..10).map(|_| PutRecord::new("k", &data)).collect();
     engine
-        .put_batch_with_blocking("s", &records, Durability::Durable)
+        .stream("s")
+        .unwrap()
+        .put_batch(&records)
+        .durability(Durability::Durable)
+        .wait()
         .unwrap();
     engine
-        .put_batch_with_blocking("s", &records, Durability::Visible)
+        .stream("s")
+        .unwrap()
+        .put_batch(&records)
+        .durability(Durability::Visible)
+        .wait()
         .unwrap();
-    let parent = engine.describe_stream("s", None, None).unwrap().shards[0].clone();
+    let parent = engine
+        .stream("s")
+        .unwrap()
+        .describe(None, None)
+        .unwrap()
+        .shards[0]
+        .clone();
     let range = parent.hash_key_range;
     let middle = range.start + (range.end - range.start) / 2;
     engine
-        .split_shard_blocking("s", &parent.shard_id, &middle.to_string())
+        .stream("s")
+        .unwrap()
+        .split_shard(&parent.shard_id, &middle.to_string())
+        .wait()
         .unwrap();
     faults.cut_power();
     drop(engine);
@@ -44,16 +62,23 @@ fn a_parent_whose_unsynced_tail_was_lost_still_ends_at_its_children() {
     faults.heal();
 
     let engine = open(dir.path(), &faults);
-    let shards = engine.describe_stream("s", None, None).unwrap().shards;
+    let shards = engine
+        .stream("s")
+        .unwrap()
+        .describe(None, None)
+        .unwrap()
+        .shards;
     assert_eq!(
         shards.len(),
         3,
         "the split survived (its metadata was synced)"
     );
-    let children: Vec<String> = shards[1..].iter().map(|s| s.shard_id.to_string()).collect();
+    let children: Vec<sluice_core::ShardId> = shards[1..].iter().map(|s| s.shard_id).collect();
 
     let mut iterator = engine
-        .shard_iterator("s", &parent.shard_id, IteratorStart::TrimHorizon)
+        .stream("s")
+        .unwrap()
+        .shard_iterator(&parent.shard_id, IteratorStart::TrimHorizon)
         .unwrap();
     let mut read = 0;
     let ended = (0..5).find_map(|_| {
@@ -65,7 +90,9 @@ fn a_parent_whose_unsynced_tail_was_lost_still_ends_at_its_children() {
     assert_eq!(ended, Some(children.clone()), "GetRecords reaches the end");
 
     let mut subscription = engine
-        .subscribe("s", &parent.shard_id, IteratorStart::TrimHorizon)
+        .stream("s")
+        .unwrap()
+        .subscribe(&parent.shard_id, IteratorStart::TrimHorizon)
         .unwrap();
     let mut pushed = 0;
     let ended = (0..5).find_map(|_| {

@@ -104,7 +104,9 @@ fn run_child_and_kill(dir: &Path, run: u64, step: &str, op: &str) -> BTreeMap<u6
 fn check(dir: &Path, acknowledged: &BTreeMap<(u64, u64), u64>, what: &str) -> usize {
     let engine = Engine::open(crash_engine_config(dir)).expect("reopen");
     let all = engine
-        .describe_stream(CRASH_STREAM, Some(100), None)
+        .stream(CRASH_STREAM)
+        .unwrap()
+        .describe(Some(100), None)
         .unwrap()
         .shards;
     let mut open: Vec<HashKeyRange> = all

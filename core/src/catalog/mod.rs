@@ -8,7 +8,7 @@ pub(crate) use record::{MetaEntry, ShardRecord, StreamRecord};
 use crate::config::ThroughputLimits;
 use crate::hashkey::HashKeyRange;
 use crate::metrics::ShardMetrics;
-use crate::seqnum::shard_id;
+use crate::seqnum::ShardId;
 use crate::throttle::TokenBucket;
 use sluice_storage::LogReader;
 use std::collections::BTreeMap;
@@ -210,7 +210,7 @@ impl StreamState {
 /// One shard: identity, owner, and the read handle on its log.
 pub(crate) struct ShardState {
     pub(crate) index: u32,
-    pub(crate) id: String,
+    pub(crate) id: ShardId,
     pub(crate) range: HashKeyRange,
     pub(crate) parent: Option<u32>,
     pub(crate) adjacent_parent: Option<u32>,
@@ -235,7 +235,7 @@ impl ShardState {
         now_ms: u64,
         metric_labels: &[(String, String)],
     ) -> ShardState {
-        let id = shard_id(record.index);
+        let id = ShardId::new(record.index);
         ShardState {
             index: record.index,
             metrics: ShardMetrics::new(stream_name, &id, metric_labels),
@@ -263,7 +263,7 @@ impl ShardState {
     pub(crate) fn closed(&self, ending_log_seq: u64, closed_ms: u64) -> ShardState {
         ShardState {
             index: self.index,
-            id: self.id.clone(),
+            id: self.id,
             range: self.range,
             parent: self.parent,
             adjacent_parent: self.adjacent_parent,

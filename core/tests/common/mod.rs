@@ -27,14 +27,17 @@ pub fn open_with_clock(dir: &std::path::Path, start_ms: u64) -> (Engine, Arc<Man
 
 pub fn create(engine: &Engine, name: &str, shards: u32) {
     engine
-        .create_stream_blocking(CreateStream::provisioned(name, shards))
+        .create_stream(CreateStream::provisioned(name, shards))
+        .wait()
         .expect("stream created");
 }
 
 /// Every record of a shard from the trim horizon: (sequence number, key, data).
 pub fn read_shard(engine: &Engine, stream: &str, shard_id: &str) -> Vec<(u128, String, Vec<u8>)> {
     let mut iterator = engine
-        .shard_iterator(stream, shard_id, sluice_core::IteratorStart::TrimHorizon)
+        .stream(stream)
+        .unwrap()
+        .shard_iterator(shard_id, sluice_core::IteratorStart::TrimHorizon)
         .expect("iterator");
     let mut out = Vec::new();
     loop {

@@ -38,7 +38,7 @@ fn consumer_out(stream_arn: &str, consumer: &Consumer, with_stream: bool) -> Con
 /// The stream a StreamARN names, with its creation time.
 fn stream_of(tenant: &Tenant, stream_arn: &str) -> Result<(String, u64), ApiError> {
     let name = tenant.resolve(&None, &Some(stream_arn.to_owned()))?;
-    let created_ms = tenant.engine.describe_stream_summary(&name)?.created_ms;
+    let created_ms = tenant.engine.stream(&name)?.summary()?.created_ms;
     Ok((name, created_ms))
 }
 

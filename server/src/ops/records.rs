@@ -5,7 +5,7 @@ use crate::tenant::Tenant;
 use crate::wire::bounded::BoundedVec;
 use crate::wire::types::BlobRef;
 use crate::wire::validate::{HASH_KEY_PATTERN, SEQUENCE_NUMBER_PATTERN};
-use crate::wire::{ApiError, Blob, Timestamp, Validate, Validator};
+use crate::wire::{ApiError, Blob, Timestamp, Validate, Validator, messages};
 use serde::{Deserialize, Serialize};
 use sluice_core::{
     ErrorCode, IteratorStart, PutError, PutRecord, Records, SequenceNumber, ShardId,
@@ -110,7 +110,7 @@ pub async fn put_record(
         explicit_hash_key: input.explicit_hash_key.as_deref(),
         sequence_number_for_ordering: input.sequence_number_for_ordering.as_deref(),
     };
-    let put = tenant.engine.put(&name, record).await?;
+    let put = tenant.engine.stream(&name)?.put(record).await?;
     Ok(PutRecordOutput {
         shard_id: put.shard_id.to_string(),
         sequence_number: put.sequence_number.to_string(),
@@ -211,7 +211,7 @@ fn failed_entry(tenant: &Tenant, error: PutError) -> PutRecordsResultEntry {
         sequence_number: None,
         shard_id: None,
         error_code: Some(code),
-        error_message: Some(tenant.localize(ApiError::from(error)).message),
+        error_message: Some(messages::put(&error, &tenant.account)),
     }
 }
 
@@ -231,7 +231,7 @@ pub async fn put_records(
             sequence_number_for_ordering: None,
         })
         .collect();
-    let results = tenant.engine.put_batch(&name, &records).await?;
+    let results = tenant.engine.stream(&name)?.put_batch(&records).await?;
     let mut failed = 0;
     let records = results
         .into_iter()
@@ -276,7 +276,8 @@ pub fn iterator_start(
                 "The StartingSequenceNumber must be specified for {what}."
             ))
         })?;
-        SequenceNumber::parse(text).map_err(ApiError::invalid_argument)
+        SequenceNumber::parse(text)
+            .map_err(|e| ApiError::invalid_argument(messages::sequence_number(&e)))
     };
     Ok(match kind {
         "TRIM_HORIZON" => IteratorStart::TrimHorizon,
@@ -343,7 +344,7 @@ pub async fn get_shard_iterator(
         input.timestamp,
     )?;
     let shard = input.shard_id.as_deref().expect("validated");
-    let iterator = tenant.engine.shard_iterator(&name, shard, start)?;
+    let iterator = tenant.engine.stream(&name)?.shard_iterator(shard, start)?;
     Ok(GetShardIteratorOutput {
         shard_iterator: tenant.engine.iterator_token(&iterator),
     })
@@ -418,11 +419,11 @@ pub fn child_shards(
             .parent_shard_id
             .iter()
             .chain(child.adjacent_parent_shard_id.iter())
-            .cloned()
+            .map(|id| id.to_string())
             .collect();
         children.push(ChildShard {
             hash_key_range: hash_key_range(&child),
-            shard_id: child.shard_id,
+            shard_id: child.shard_id.to_string(),
             parent_shards: parents,
         });
     }

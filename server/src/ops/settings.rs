@@ -37,7 +37,7 @@ async fn set_encryption(
 ) -> Result<Empty, ApiError> {
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.require_active(&name)?;
-    let created_ms = tenant.engine.describe_stream_summary(&name)?.created_ms;
+    let created_ms = tenant.engine.stream(&name)?.summary()?.created_ms;
     let kind = input.encryption_type.expect("validated");
     if kind != "KMS" {
         return Err(ApiError::invalid_argument(format!(
@@ -127,7 +127,7 @@ async fn set_monitoring(
 ) -> Result<MonitoringOutput, ApiError> {
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.require_active(&name)?;
-    let created_ms = tenant.engine.describe_stream_summary(&name)?.created_ms;
+    let created_ms = tenant.engine.stream(&name)?.summary()?.created_ms;
     let asked: Vec<String> = input.shard_level_metrics.expect("validated").into_items();
     let names: Vec<String> = if asked.iter().any(|m| m == "ALL") {
         METRICS.iter().map(|m| (*m).to_owned()).collect()
@@ -204,10 +204,7 @@ fn policy_target(tenant: &Tenant, arn: &str) -> Result<PolicyTarget, ApiError> {
     let stream = StreamArn::parse(arn)
         .ok_or_else(|| ApiError::invalid_argument(format!("Invalid ResourceARN {arn}")))?;
     tenant.check_arn_scope(&stream)?;
-    let created_ms = tenant
-        .engine
-        .describe_stream_summary(stream.stream)?
-        .created_ms;
+    let created_ms = tenant.engine.stream(stream.stream)?.summary()?.created_ms;
     Ok(PolicyTarget::Stream {
         name: stream.stream.to_owned(),
         created_ms,
@@ -435,7 +432,7 @@ pub async fn update_warm_throughput(
     input: WarmThroughputInput,
 ) -> Result<WarmThroughputOutput, ApiError> {
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
-    let summary = tenant.engine.describe_stream_summary(&name)?;
+    let summary = tenant.engine.stream(&name)?.summary()?;
     tenant.require_active(&name)?;
     if summary.mode != StreamMode::OnDemand {
         return Err(ApiError::validation(

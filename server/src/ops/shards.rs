@@ -5,7 +5,7 @@ use crate::tenant::Tenant;
 use crate::wire::validate::HASH_KEY_PATTERN;
 use crate::wire::{ApiError, Timestamp, Validate, Validator};
 use serde::{Deserialize, Serialize};
-use sluice_core::{ListShards, ScalingType, ShardFilter, StreamStatus};
+use sluice_core::{ListShards, ShardFilter, StreamStatus};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -95,7 +95,7 @@ pub async fn list_shards(
     };
     if let (Some(name), Some(created)) = (&stream, input.stream_creation_timestamp) {
         // The timestamp tells two streams of the same name apart.
-        let actual = tenant.engine.describe_stream_summary(name)?.created_ms;
+        let actual = tenant.engine.stream(name)?.summary()?.created_ms;
         if actual / 1000 != created.ms / 1000 {
             return Err(ApiError::not_found(format!(
                 "Stream {name} under account {} with creation time {} not found.",
@@ -146,7 +146,7 @@ pub async fn split_shard(tenant: &Tenant, input: SplitShardInput) -> Result<Empt
     tenant.require_active(&name)?;
     let shard = input.shard_to_split.as_deref().expect("validated");
     let key = input.new_starting_hash_key.as_deref().expect("validated");
-    tenant.engine.split_shard(&name, shard, key).await?;
+    tenant.engine.stream(&name)?.split_shard(shard, key).await?;
     tenant.begin_transition(&name, StreamStatus::Updating);
     Ok(Empty {})
 }
@@ -176,7 +176,7 @@ pub async fn merge_shards(tenant: &Tenant, input: MergeShardsInput) -> Result<Em
     tenant.require_active(&name)?;
     let a = input.shard_to_merge.as_deref().expect("validated");
     let b = input.adjacent_shard_to_merge.as_deref().expect("validated");
-    tenant.engine.merge_shards(&name, a, b).await?;
+    tenant.engine.stream(&name)?.merge_shards(a, b).await?;
     tenant.begin_transition(&name, StreamStatus::Updating);
     Ok(Empty {})
 }
@@ -220,7 +220,8 @@ pub async fn update_shard_count(
     let target = u32::try_from(input.target_shard_count.expect("validated")).unwrap_or(u32::MAX);
     let update = tenant
         .engine
-        .update_shard_count(&name, target, ScalingType::UniformScaling)
+        .stream(&name)?
+        .update_shard_count(target)
         .await?;
     tenant.begin_transition(&name, StreamStatus::Updating);
     Ok(UpdateShardCountOutput {

@@ -6,7 +6,8 @@ use crate::tenant::Tenant;
 use crate::wire::bounded::TagMap;
 use crate::wire::{ApiError, Timestamp, Validate, Validator};
 use serde::{Deserialize, Serialize};
-use sluice_core::{CreateStream, StreamMode, StreamStatus};
+use sluice_core::limits::{RETENTION_HOURS_MAX, RETENTION_HOURS_MIN};
+use sluice_core::{AdminError, CreateStream, StreamMode, StreamStatus};
 
 /// Names a stream by StreamName or StreamARN. (Inputs with more members repeat the two
 /// fields: `#[serde(flatten)]` would hide the protocol from blobs and timestamps.)
@@ -123,7 +124,7 @@ impl Validate for DeleteStreamInput {
 
 pub async fn delete_stream(tenant: &Tenant, input: DeleteStreamInput) -> Result<Empty, ApiError> {
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
-    let created_ms = tenant.engine.describe_stream_summary(&name)?.created_ms;
+    let created_ms = tenant.engine.stream(&name)?.summary()?.created_ms;
     let consumers = tenant
         .state
         .read(|s| s.stream(&name, created_ms).map_or(0, |e| e.consumers.len()));
@@ -133,7 +134,7 @@ pub async fn delete_stream(tenant: &Tenant, input: DeleteStreamInput) -> Result<
             tenant.account
         )));
     }
-    tenant.engine.delete_stream(&name).await?;
+    tenant.engine.stream(&name)?.delete().await?;
     tenant.leases.revoke_stream(&name, created_ms);
     tenant
         .state
@@ -226,10 +227,10 @@ pub async fn describe_stream(
 ) -> Result<DescribeStreamOutput, ApiError> {
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     let limit = input.limit.map(|l| l.min(100) as usize);
-    let description =
-        tenant
-            .engine
-            .describe_stream(&name, limit, input.exclusive_start_shard_id.as_deref())?;
+    let description = tenant
+        .engine
+        .stream(&name)?
+        .describe(limit, input.exclusive_start_shard_id.as_deref())?;
     let extras = extras(tenant, &name, description.created_ms);
     Ok(DescribeStreamOutput {
         stream_description: StreamDescription {
@@ -292,7 +293,7 @@ pub async fn describe_stream_summary(
     input: StreamRef,
 ) -> Result<DescribeStreamSummaryOutput, ApiError> {
     let name = input.resolve(tenant)?;
-    let summary = tenant.engine.describe_stream_summary(&name)?;
+    let summary = tenant.engine.stream(&name)?.summary()?;
     let extras = extras(tenant, &name, summary.created_ms);
     Ok(DescribeStreamSummaryOutput {
         stream_description_summary: StreamDescriptionSummary {
@@ -369,7 +370,7 @@ pub async fn list_streams(
     let mut summaries = Vec::with_capacity(page.names.len());
     for name in &page.names {
         // A stream deleted since the listing is left out of the summaries.
-        if let Ok(summary) = tenant.engine.describe_stream_summary(name) {
+        if let Ok(summary) = tenant.engine.stream(name)?.summary() {
             summaries.push(StreamSummaryEntry {
                 stream_arn: tenant.stream_arn(name),
                 stream_status: status_name(tenant.status(name)),
@@ -417,10 +418,23 @@ async fn change_retention(
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.require_active(&name)?;
     let hours = retention_hours(input.retention_period_hours);
+    // Kinesis checks the range before it looks the stream up.
+    let (min, max) = (RETENTION_HOURS_MIN, RETENTION_HOURS_MAX);
+    if !(min..=max).contains(&hours) {
+        return Err(AdminError::RetentionOutOfRange { hours, min, max }.into());
+    }
     if increase {
-        tenant.engine.increase_retention(&name, hours).await?;
+        tenant
+            .engine
+            .stream(&name)?
+            .increase_retention(hours)
+            .await?;
     } else {
-        tenant.engine.decrease_retention(&name, hours).await?;
+        tenant
+            .engine
+            .stream(&name)?
+            .decrease_retention(hours)
+            .await?;
     }
     tenant.begin_transition(&name, StreamStatus::Updating);
     Ok(Empty {})
@@ -440,7 +454,7 @@ pub async fn store_warm_throughput(
     name: &str,
     mibps: u64,
 ) -> Result<(), ApiError> {
-    let created_ms = tenant.engine.describe_stream_summary(name)?.created_ms;
+    let created_ms = tenant.engine.stream(name)?.summary()?.created_ms;
     tenant
         .state
         .update(|state| {
@@ -479,7 +493,11 @@ pub async fn update_max_record_size(
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.require_active(&name)?;
     let bytes = input.max_record_size_in_ki_b.expect("validated") as u64 * 1024;
-    tenant.engine.update_max_record_size(&name, bytes).await?;
+    tenant
+        .engine
+        .stream(&name)?
+        .update_max_record_size(bytes)
+        .await?;
     Ok(Empty {})
 }
 
@@ -525,7 +543,7 @@ pub async fn update_stream_mode(
         .as_ref()
         .and_then(StreamModeDetails::mode)
         .expect("validated");
-    tenant.engine.update_stream_mode(&name, mode).await?;
+    tenant.engine.stream(&name)?.update_mode(mode).await?;
     if let Some(mibps) = input.warm_throughput_mi_bps {
         store_warm_throughput(tenant, &name, mibps as u64).await?;
     }
@@ -554,7 +572,7 @@ pub async fn describe_limits(
     loop {
         let page = tenant.engine.list_streams(Some(1000), after.as_deref())?;
         for name in &page.names {
-            if let Ok(summary) = tenant.engine.describe_stream_summary(name) {
+            if let Ok(summary) = tenant.engine.stream(name)?.summary() {
                 open_shards += summary.open_shard_count;
                 on_demand += usize::from(summary.mode == StreamMode::OnDemand);
             }

@@ -32,7 +32,7 @@ impl Validate for AddTagsInput {
 pub async fn add_tags_to_stream(tenant: &Tenant, input: AddTagsInput) -> Result<Empty, ApiError> {
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     let tags = input.tags.expect("validated").entries.into_iter().collect();
-    tenant.engine.add_tags(&name, tags).await?;
+    tenant.engine.stream(&name)?.add_tags(tags).await?;
     Ok(Empty {})
 }
 
@@ -60,7 +60,8 @@ pub async fn remove_tags_from_stream(
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant
         .engine
-        .remove_tags(&name, input.tag_keys.expect("validated").into_items())
+        .stream(&name)?
+        .remove_tags(input.tag_keys.expect("validated").into_items())
         .await?;
     Ok(Empty {})
 }
@@ -103,7 +104,8 @@ pub async fn list_tags_for_stream(
     let limit = input.limit.map_or(TAGS_MAX, |l| l as usize);
     let mut tags: Vec<Tag> = tenant
         .engine
-        .list_tags(&name)?
+        .stream(&name)?
+        .tags()?
         .into_iter()
         .filter(|(key, _)| {
             input
@@ -164,7 +166,7 @@ async fn with_consumer_tags<R>(
     created_s: u64,
     change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<R, ApiError>,
 ) -> Result<R, ApiError> {
-    let stream_created_ms = tenant.engine.describe_stream_summary(stream)?.created_ms;
+    let stream_created_ms = tenant.engine.stream(stream)?.summary()?.created_ms;
     tenant
         .state
         .update(|state| {
@@ -205,7 +207,8 @@ pub async fn tag_resource(tenant: &Tenant, input: TagResourceInput) -> Result<Em
         Resource::Stream(name) => {
             tenant
                 .engine
-                .add_tags(&name, tags.into_iter().collect())
+                .stream(&name)?
+                .add_tags(tags.into_iter().collect())
                 .await?
         }
         Resource::Consumer {
@@ -249,7 +252,7 @@ impl Validate for UntagResourceInput {
 pub async fn untag_resource(tenant: &Tenant, input: UntagResourceInput) -> Result<Empty, ApiError> {
     let keys = input.tag_keys.expect("validated").into_items();
     match resource(tenant, input.resource_arn.as_deref().expect("validated"))? {
-        Resource::Stream(name) => tenant.engine.remove_tags(&name, keys).await?,
+        Resource::Stream(name) => tenant.engine.stream(&name)?.remove_tags(keys).await?,
         Resource::Consumer {
             stream,
             consumer,
@@ -291,7 +294,7 @@ pub async fn list_tags_for_resource(
     input: ListTagsForResourceInput,
 ) -> Result<ListTagsForResourceOutput, ApiError> {
     let tags = match resource(tenant, input.resource_arn.as_deref().expect("validated"))? {
-        Resource::Stream(name) => tenant.engine.list_tags(&name)?,
+        Resource::Stream(name) => tenant.engine.stream(&name)?.tags()?,
         Resource::Consumer {
             stream,
             consumer,

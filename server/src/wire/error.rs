@@ -1,9 +1,12 @@
 //! The errors a client sees: a Kinesis exception name, an HTTP status and a message.
 
+use crate::config::ACCOUNT_DEFAULT;
+use crate::wire::messages;
 use sluice_core::{AdminError, ErrorCode, PutError, ReadError, ReshardError};
+use std::sync::Arc;
 
 /// An error reply: `{"__type": name, "message": message}` with `status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     /// The exception name (`ResourceNotFoundException`...).
     pub name: &'static str,
@@ -11,6 +14,32 @@ pub struct ApiError {
     pub status: u16,
     /// The text clients show and sometimes grep.
     pub message: String,
+    /// The engine's error behind it, if any: its text names the account, so it is rendered
+    /// again once the tenant is known ([`ApiError::for_account`]).
+    engine: Option<Arc<sluice_core::Error>>,
+}
+
+impl PartialEq for ApiError {
+    fn eq(&self, other: &ApiError) -> bool {
+        (self.name, self.status, &self.message) == (other.name, other.status, &other.message)
+    }
+}
+
+impl Eq for ApiError {}
+
+/// The Kinesis exception an engine error code is reported as.
+pub fn exception_name(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::ResourceNotFound => "ResourceNotFoundException",
+        ErrorCode::ResourceInUse => "ResourceInUseException",
+        ErrorCode::InvalidArgument => "InvalidArgumentException",
+        ErrorCode::LimitExceeded => "LimitExceededException",
+        ErrorCode::ProvisionedThroughputExceeded => "ProvisionedThroughputExceededException",
+        ErrorCode::ExpiredIterator => "ExpiredIteratorException",
+        ErrorCode::ExpiredNextToken => "ExpiredNextTokenException",
+        ErrorCode::Validation => "ValidationException",
+        _ => "InternalFailureException",
+    }
 }
 
 impl ApiError {
@@ -20,6 +49,15 @@ impl ApiError {
             name,
             status: 400,
             message: message.into(),
+            engine: None,
+        }
+    }
+
+    /// Any named exception with its own status.
+    pub fn with_status(name: &'static str, status: u16, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            ..ApiError::new(name, message)
         }
     }
 
@@ -59,6 +97,7 @@ impl ApiError {
             name: "InternalFailureException",
             status: 500,
             message: message.into(),
+            engine: None,
         }
     }
 
@@ -73,13 +112,35 @@ impl ApiError {
             name: "SerializationException",
             status: 413,
             message: format!("Request body is larger than {limit_bytes} bytes"),
+            engine: None,
         }
     }
 
-    fn from_code(code: ErrorCode, message: String) -> ApiError {
-        match code {
-            ErrorCode::InternalFailure | ErrorCode::EngineShutdown => ApiError::internal(message),
-            code => ApiError::new(code.kinesis_name(), message),
+    /// The reply for an engine error, its text naming `account`.
+    pub fn engine(error: sluice_core::Error, account: &str) -> ApiError {
+        let code = error.code();
+        let message = messages::render(&error, account);
+        let status = match code {
+            ErrorCode::InternalFailure | ErrorCode::EngineShutdown => 500,
+            _ => 400,
+        };
+        ApiError {
+            name: exception_name(code),
+            status,
+            message,
+            engine: Some(Arc::new(error)),
+        }
+    }
+
+    /// This error as the tenant of `account` sees it: an engine error's text is rendered
+    /// for that account; the server's own errors are unchanged.
+    pub fn for_account(self, account: &str) -> ApiError {
+        match &self.engine {
+            Some(error) => ApiError {
+                message: messages::render(error, account),
+                ..self
+            },
+            None => self,
         }
     }
 }
@@ -87,8 +148,9 @@ impl ApiError {
 macro_rules! from_engine_error {
     ($($error:ty),*) => {$(
         impl From<$error> for ApiError {
+            /// Rendered for the default account until [`ApiError::for_account`] says which.
             fn from(error: $error) -> ApiError {
-                ApiError::from_code(error.code(), error.to_string())
+                ApiError::engine(error.into(), ACCOUNT_DEFAULT)
             }
         }
     )*};

@@ -3,11 +3,12 @@
 
 pub mod bounded;
 mod error;
+pub mod messages;
 mod protocol;
 pub mod types;
 pub mod validate;
 
-pub use error::ApiError;
+pub use error::{ApiError, exception_name};
 pub use protocol::Protocol;
 pub use types::{Blob, Timestamp};
 pub use validate::{Validate, Validator};

@@ -21,9 +21,10 @@ fn main() {
         std::process::abort();
     }));
     let engine = Engine::open(crash_engine_config(dir.as_ref())).expect("open");
-    if engine.describe_stream_summary(CRASH_STREAM).is_err() {
+    if engine.stream(CRASH_STREAM).is_err() {
         engine
-            .create_stream_blocking(CreateStream::provisioned(CRASH_STREAM, 4))
+            .create_stream(CreateStream::provisioned(CRASH_STREAM, 4))
+            .wait()
             .expect("create");
     }
     std::thread::scope(|scope| {
@@ -48,12 +49,18 @@ fn reshard(engine: &Engine, run: u64, count: u64) {
             let range = shard.hash_key_range;
             let key = range.start + (range.end - range.start) / 2;
             engine
-                .split_shard_blocking(CRASH_STREAM, &shard.shard_id, &key.to_string())
+                .stream(CRASH_STREAM)
+                .unwrap()
+                .split_shard(&shard.shard_id, &key.to_string())
+                .wait()
                 .map(drop)
         } else {
             let i = rng.below(open.len() as u64 - 1) as usize;
             engine
-                .merge_shards_blocking(CRASH_STREAM, &open[i].shard_id, &open[i + 1].shard_id)
+                .stream(CRASH_STREAM)
+                .unwrap()
+                .merge_shards(&open[i].shard_id, &open[i + 1].shard_id)
+                .wait()
                 .map(drop)
         };
         result.expect("reshard");

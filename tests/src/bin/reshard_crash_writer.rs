@@ -31,7 +31,7 @@ fn main() {
     let run: u64 = run.parse().expect(usage);
     let stop_at = step_named(step);
     let mut config = crash_engine_config(dir.as_ref());
-    config.reshard_observer = Some(Arc::new(move |step| {
+    config.testing.reshard_observer = Some(Arc::new(move |step| {
         if step == stop_at {
             println!("at {step:?}");
             std::io::stdout().flush().expect("stdout");
@@ -42,16 +42,19 @@ fn main() {
         }
     }));
     let engine = Engine::open(config).expect("open");
-    if engine.describe_stream_summary(CRASH_STREAM).is_err() {
+    if engine.stream(CRASH_STREAM).is_err() {
         engine
-            .create_stream_blocking(CreateStream::provisioned(CRASH_STREAM, 4))
+            .create_stream(CreateStream::provisioned(CRASH_STREAM, 4))
+            .wait()
             .expect("create");
     }
     std::thread::scope(|scope| {
         scope.spawn(|| run_durable_writers(&engine, CRASH_STREAM, run, 3));
         std::thread::sleep(Duration::from_millis(100));
         let mut open: Vec<_> = engine
-            .describe_stream(CRASH_STREAM, Some(100), None)
+            .stream(CRASH_STREAM)
+            .unwrap()
+            .describe(Some(100), None)
             .expect("describe")
             .shards
             .into_iter()
@@ -66,11 +69,17 @@ fn main() {
             let range = widest.hash_key_range;
             let middle = range.start + (range.end - range.start) / 2;
             engine
-                .split_shard_blocking(CRASH_STREAM, &widest.shard_id, &middle.to_string())
+                .stream(CRASH_STREAM)
+                .unwrap()
+                .split_shard(&widest.shard_id, &middle.to_string())
+                .wait()
                 .expect("split");
         } else {
             engine
-                .merge_shards_blocking(CRASH_STREAM, &open[0].shard_id, &open[1].shard_id)
+                .stream(CRASH_STREAM)
+                .unwrap()
+                .merge_shards(&open[0].shard_id, &open[1].shard_id)
+                .wait()
                 .expect("merge");
         }
         println!("done");

@@ -1,18 +1,24 @@
-//! Writing records: validation, routing by hash key, encoding on the caller's thread, one
-//! message per core, results in request order.
+//! Writing records, the caller's half: validation, routing by hash key, encoding on the
+//! caller's thread, one message per core, results in request order. The core's half is in
+//! `append`.
 
-use crate::catalog::{ShardKey, ShardSet, ShardState, StreamState};
-use crate::engine::{Engine, block_spinning};
+mod append;
+
+use crate::call::block_spinning;
+use crate::catalog::{ShardSet, ShardState, StreamState};
+use crate::engine::Engine;
 use crate::error::PutError;
-use crate::hashkey::{HashKeyError, parse_hash_key, partition_key_hash};
-use crate::limits::{PUT_BATCH_BYTES_MAX, PUT_BATCH_RECORDS_MAX};
-use crate::names::validate_partition_key;
-use crate::runtime::{AppendGuard, CoreJob, CoreMessage, CoreState};
+use crate::hashkey::{parse_hash_key, partition_key_hash};
+use crate::limits::{PARTITION_KEY_CHARS_MAX, PUT_BATCH_BYTES_MAX, PUT_BATCH_RECORDS_MAX};
+use crate::names::check_partition_key;
+use crate::runtime::CoreMessage;
 use crate::seqnum::{SequenceNumber, ShardId};
-use sluice_storage::{Appended, Durability, EncodedBatch};
-use std::cell::{Cell, RefCell};
+use crate::stream::Stream;
+use append::{Packed, ShardAppend, ShardReply};
+use sluice_storage::{Appended, Durability, StorageError};
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::future::IntoFuture;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,114 +74,150 @@ pub struct PutResult {
 /// shard, failed shard) while the others succeed.
 pub type PutRecordResult = Result<PutResult, PutError>;
 
-impl Engine {
-    /// Writes one record with the engine's default durability.
-    pub async fn put(&self, stream: &str, record: PutRecord<'_>) -> Result<PutResult, PutError> {
-        self.put_with(stream, record, self.shared().config.durability)
-            .await
-    }
-
-    /// Blocking form of [`Engine::put`].
-    pub fn put_blocking(&self, stream: &str, record: PutRecord<'_>) -> Result<PutResult, PutError> {
-        self.block_put(self.put(stream, record))
-    }
-
-    /// Writes one record, acknowledged at `durability`.
-    pub async fn put_with(
-        &self,
-        stream: &str,
-        record: PutRecord<'_>,
-        durability: Durability,
-    ) -> Result<PutResult, PutError> {
-        let state = self.put_stream(stream)?;
-        if let Some(ordering) = record.sequence_number_for_ordering {
-            // The record's own checks first, so a bad record is reported as such.
-            check_batch(&[record], state.max_record_size_bytes())?;
-            check_ordering(&state, &record, ordering)?;
+impl Stream {
+    /// Writes one record, acknowledged at the engine's default durability unless the call
+    /// says otherwise ([`Put::durability`]). `.await` it, or [`Put::wait`] on a plain thread.
+    pub fn put<'a>(&'a self, record: PutRecord<'a>) -> Put<'a> {
+        Put {
+            stream: self,
+            record,
+            durability: None,
         }
-        let mut results = self.put_checked(&state, &[record], durability).await?;
-        results.pop().expect("one result per record")
     }
 
-    /// Blocking form of [`Engine::put_with`].
-    pub fn put_with_blocking(
-        &self,
-        stream: &str,
-        record: PutRecord<'_>,
-        durability: Durability,
-    ) -> Result<PutResult, PutError> {
-        self.block_put(self.put_with(stream, record, durability))
-    }
-
-    /// Writes 1..=500 records (10 MiB at most, keys included) with the engine's default
-    /// durability. Returns one result per record, in request order. Records for one shard
-    /// keep their request order; records for different shards are not ordered.
-    pub async fn put_batch(
-        &self,
-        stream: &str,
-        records: &[PutRecord<'_>],
-    ) -> Result<Vec<PutRecordResult>, PutError> {
-        self.put_batch_with(stream, records, self.shared().config.durability)
-            .await
-    }
-
-    /// Blocking form of [`Engine::put_batch`].
-    pub fn put_batch_blocking(
-        &self,
-        stream: &str,
-        records: &[PutRecord<'_>],
-    ) -> Result<Vec<PutRecordResult>, PutError> {
-        self.block_put(self.put_batch(stream, records))
-    }
-
-    /// [`Engine::put_batch`] acknowledged at `durability`.
-    pub async fn put_batch_with(
-        &self,
-        stream: &str,
-        records: &[PutRecord<'_>],
-        durability: Durability,
-    ) -> Result<Vec<PutRecordResult>, PutError> {
-        let state = self.put_stream(stream)?;
-        if records
-            .iter()
-            .any(|r| r.sequence_number_for_ordering.is_some())
-        {
-            return Err(PutError::InvalidArgument(
-                "SequenceNumberForOrdering applies to single puts only".into(),
-            ));
+    /// Writes 1..=500 records (10 MiB at most, keys included). Returns one result per
+    /// record, in request order: records for one shard keep their request order; records
+    /// for different shards are not ordered, and some may fail (throttled, failed shard)
+    /// while others are written.
+    pub fn put_batch<'a>(&'a self, records: &'a [PutRecord<'a>]) -> PutBatch<'a> {
+        PutBatch {
+            stream: self,
+            records,
+            durability: None,
         }
-        self.put_checked(&state, records, durability).await
     }
 
-    /// Blocking form of [`Engine::put_batch_with`].
-    pub fn put_batch_with_blocking(
-        &self,
-        stream: &str,
-        records: &[PutRecord<'_>],
-        durability: Durability,
-    ) -> Result<Vec<PutRecordResult>, PutError> {
-        self.block_put(self.put_batch_with(stream, records, durability))
+    fn durability_or_default(&self, durability: Option<Durability>) -> Durability {
+        durability.unwrap_or(self.engine.shared().config.durability)
     }
 
     /// Waits for a put on this thread, polling first for `caller_spin_us`.
-    fn block_put<T>(&self, put: impl Future<Output = T>) -> T {
-        let spin = Duration::from_micros(self.shared().config.caller_spin_us);
+    fn wait_put<T>(&self, put: impl Future<Output = T>) -> T {
+        let spin = Duration::from_micros(self.engine.shared().config.caller_spin_us);
         block_spinning(put, spin)
     }
+}
 
-    fn put_stream(&self, stream: &str) -> Result<Arc<StreamState>, PutError> {
-        self.shared()
-            .catalog
-            .get(stream)
-            .ok_or_else(|| PutError::StreamNotFound(stream.to_owned()))
+/// A pending [`Stream::put`]: set its options, then `.await` it or [`Put::wait`].
+#[must_use = "a put does nothing until it is awaited or waited for"]
+#[derive(Debug)]
+pub struct Put<'a> {
+    stream: &'a Stream,
+    record: PutRecord<'a>,
+    durability: Option<Durability>,
+}
+
+impl<'a> Put<'a> {
+    /// Acknowledge the record at `durability` instead of the engine's default.
+    pub fn durability(mut self, durability: Durability) -> Put<'a> {
+        self.durability = Some(durability);
+        self
     }
 
+    /// Writes the record, blocking this thread until it is acknowledged. Do not call it from
+    /// inside an async task.
+    pub fn wait(self) -> Result<PutResult, PutError> {
+        let stream = self.stream;
+        stream.wait_put(self.run())
+    }
+
+    async fn run(self) -> Result<PutResult, PutError> {
+        let stream = self.stream;
+        let state = &stream.state;
+        let record = self.record;
+        if let Some(ordering) = record.sequence_number_for_ordering {
+            // The record's own checks first, so a bad record is reported as such.
+            check_batch(&[record], state.max_record_size_bytes())?;
+            check_ordering(state, &record, ordering)?;
+        }
+        let durability = stream.durability_or_default(self.durability);
+        let mut results = stream
+            .engine
+            .put_checked(state, &[record], durability)
+            .await?;
+        results.pop().expect("one result per record")
+    }
+}
+
+impl<'a> IntoFuture for Put<'a> {
+    type Output = Result<PutResult, PutError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// A pending [`Stream::put_batch`]: set its options, then `.await` it or [`PutBatch::wait`].
+#[must_use = "a put does nothing until it is awaited or waited for"]
+#[derive(Debug)]
+pub struct PutBatch<'a> {
+    stream: &'a Stream,
+    records: &'a [PutRecord<'a>],
+    durability: Option<Durability>,
+}
+
+impl<'a> PutBatch<'a> {
+    /// Acknowledge the records at `durability` instead of the engine's default.
+    pub fn durability(mut self, durability: Durability) -> PutBatch<'a> {
+        self.durability = Some(durability);
+        self
+    }
+
+    /// Writes the records, blocking this thread until each has its result. Do not call it
+    /// from inside an async task.
+    pub fn wait(self) -> Result<Vec<PutRecordResult>, PutError> {
+        let stream = self.stream;
+        stream.wait_put(self.run())
+    }
+
+    async fn run(self) -> Result<Vec<PutRecordResult>, PutError> {
+        let stream = self.stream;
+        if self
+            .records
+            .iter()
+            .any(|r| r.sequence_number_for_ordering.is_some())
+        {
+            return Err(PutError::OrderingInBatch);
+        }
+        let durability = stream.durability_or_default(self.durability);
+        stream
+            .engine
+            .put_checked(&stream.state, self.records, durability)
+            .await
+    }
+}
+
+impl<'a> IntoFuture for PutBatch<'a> {
+    type Output = Result<Vec<PutRecordResult>, PutError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+impl Engine {
     async fn put_checked(
         &self,
         stream: &StreamState,
         records: &[PutRecord<'_>],
         durability: Durability,
     ) -> Result<Vec<PutRecordResult>, PutError> {
+        // A handle of a deleted stream: nothing to route to.
+        if stream.is_deleted() {
+            return Err(PutError::stream_not_found(&stream.name));
+        }
         let max_record = stream.max_record_size_bytes();
         let hashes = check_batch(records, max_record)?;
         // Every record gets its own result below (written, failed, or routed again until one
@@ -206,7 +248,7 @@ impl Engine {
                 // Deleted while these waited: they were not written; the others keep
                 // their results.
                 fail_all(&mut results, &resharded, || {
-                    PutError::StreamNotFound(stream.name.clone())
+                    PutError::stream_not_found(&stream.name)
                 });
                 break;
             }
@@ -240,7 +282,7 @@ impl Engine {
                 shard.metrics.write_throttles.increment(1);
                 fail_all(results, &members, || PutError::Throttled {
                     stream: stream.name.clone(),
-                    shard: shard.id.clone(),
+                    shard: shard.id,
                 });
                 continue;
             }
@@ -287,7 +329,7 @@ impl Engine {
                     // not written (other shards' may have been, and keep their results).
                     ShardReply::Closed => {
                         fail_all(results, &members, || {
-                            PutError::StreamNotFound(stream.name.clone())
+                            PutError::stream_not_found(&stream.name)
                         });
                     }
                 }
@@ -306,12 +348,7 @@ impl Engine {
         durability: Durability,
     ) -> Result<oneshot::Receiver<Vec<ShardReply>>, PutError> {
         let (reply_tx, reply) = oneshot::channel();
-        let job: CoreJob = Box::new(move |core: &Rc<CoreState>| {
-            let gather = Rc::new(ReplyGather::new(appends.len(), reply_tx));
-            for (slot, append) in appends.into_iter().enumerate() {
-                append.start(core, durability, &gather, slot);
-            }
-        });
+        let job = append::core_job(appends, durability, reply_tx);
         self.shared().cores[core]
             .send(CoreMessage::Job(job))
             .await
@@ -320,102 +357,44 @@ impl Engine {
     }
 }
 
-/// One shard's part of a put, on its way to the shard's core.
-struct ShardAppend {
-    key: ShardKey,
-    packed: Packed,
-}
-
-impl ShardAppend {
-    fn start(
-        self,
-        core: &Rc<CoreState>,
-        durability: Durability,
-        gather: &Rc<ReplyGather>,
-        slot: usize,
-    ) {
-        let ShardAppend { key, packed } = self;
-        let Some(log) = core.log(key) else {
-            gather.put(slot, ShardReply::Closed);
-            return;
-        };
-        if core.is_closing(key) {
-            gather.put(slot, ShardReply::Resharded);
-            return;
-        }
-        let visible = core.begin_append(key);
-        let gather = gather.clone();
-        core.spawn(async move {
-            gather.put(slot, append_packed(&log, packed, durability, visible).await);
-        });
-    }
-}
-
-/// The replies of one core message's shard appends, sent back together once the last is in.
-/// Dropped unsent (the core stopped), the caller sees the whole message's outcome unknown.
-struct ReplyGather {
-    replies: RefCell<Vec<Option<ShardReply>>>,
-    left: Cell<usize>,
-    reply: Cell<Option<oneshot::Sender<Vec<ShardReply>>>>,
-}
-
-impl ReplyGather {
-    fn new(count: usize, reply: oneshot::Sender<Vec<ShardReply>>) -> ReplyGather {
-        ReplyGather {
-            replies: RefCell::new((0..count).map(|_| None).collect()),
-            left: Cell::new(count),
-            reply: Cell::new(Some(reply)),
-        }
-    }
-
-    fn put(&self, slot: usize, reply: ShardReply) {
-        self.replies.borrow_mut()[slot] = Some(reply);
-        self.left.set(self.left.get() - 1);
-        if self.left.get() == 0 {
-            let replies = self
-                .replies
-                .take()
-                .into_iter()
-                .map(|r| r.expect("every slot replied"))
-                .collect();
-            if let Some(reply) = self.reply.take() {
-                let _ = reply.send(replies);
-            }
-        }
-    }
-}
-
 /// Checks every record and the batch; returns each record's hash key. Nothing is written
 /// when any check fails.
 fn check_batch(records: &[PutRecord<'_>], max_record: u64) -> Result<Vec<u128>, PutError> {
     if records.is_empty() || records.len() > PUT_BATCH_RECORDS_MAX {
-        return Err(PutError::Validation(format!(
-            "1 validation error detected: Value '{}' at 'records' failed to satisfy constraint: Member must have length between 1 and {PUT_BATCH_RECORDS_MAX}",
-            records.len()
-        )));
+        return Err(PutError::BatchRecordCount {
+            count: records.len(),
+            max: PUT_BATCH_RECORDS_MAX,
+        });
     }
     let total: usize = records.iter().map(PutRecord::size_bytes).sum();
     if total > PUT_BATCH_BYTES_MAX {
-        return Err(PutError::InvalidArgument(format!(
-            "Records size exceeds {PUT_BATCH_BYTES_MAX} bytes limit: {total} bytes"
-        )));
+        return Err(PutError::BatchTooLarge {
+            size_bytes: total as u64,
+            max_bytes: PUT_BATCH_BYTES_MAX as u64,
+        });
     }
     records
         .iter()
         .enumerate()
-        .map(|(i, record)| {
-            validate_partition_key(record.partition_key).map_err(PutError::Validation)?;
+        .map(|(index, record)| {
+            check_partition_key(record.partition_key).map_err(|chars| {
+                PutError::InvalidPartitionKey {
+                    index,
+                    chars,
+                    max: PARTITION_KEY_CHARS_MAX,
+                }
+            })?;
             if record.size_bytes() as u64 > max_record {
-                return Err(PutError::InvalidArgument(format!(
-                    "Record {i} is {} bytes (data + partition key); the stream accepts at most {max_record}",
-                    record.size_bytes()
-                )));
+                return Err(PutError::RecordTooLarge {
+                    index,
+                    size_bytes: record.size_bytes() as u64,
+                    max_bytes: max_record,
+                });
             }
             match record.explicit_hash_key {
-                Some(text) => parse_hash_key(text).map_err(|e| match e {
-                    HashKeyError::Malformed(_) => PutError::Validation(e.to_string()),
-                    HashKeyError::OutOfRange(_) => PutError::InvalidArgument(e.to_string()),
-                }),
+                Some(text) => {
+                    parse_hash_key(text).map_err(|error| PutError::InvalidHashKey { index, error })
+                }
                 None => Ok(partition_key_hash(record.partition_key)),
             }
         })
@@ -431,7 +410,7 @@ fn check_ordering(
     record: &PutRecord<'_>,
     text: &str,
 ) -> Result<(), PutError> {
-    let seq = SequenceNumber::parse(text).map_err(PutError::InvalidArgument)?;
+    let seq = SequenceNumber::parse(text).map_err(PutError::InvalidOrderingNumber)?;
     let shards = stream.shards();
     let issued = seq
         .shard_index()
@@ -439,10 +418,10 @@ fn check_ordering(
         .zip(seq.record_log_seq())
         .is_some_and(|(shard, log_seq)| log_seq < shard.reader.next_seq());
     if !issued {
-        return Err(PutError::InvalidArgument(format!(
-            "ExclusiveMinimumSequenceNumber {text} used in PutRecord on stream {} under account 000000000000 is invalid.",
-            stream.name
-        )));
+        return Err(PutError::OrderingNumberNotIssued {
+            stream: stream.name.clone(),
+            sequence_number: text.to_owned(),
+        });
     }
     let hash = match record.explicit_hash_key {
         Some(key) => parse_hash_key(key).ok(),
@@ -452,10 +431,10 @@ fn check_ordering(
     let Some(hash) = hash else { return Ok(()) };
     let target = shards.route(hash).index;
     if seq.shard_index().is_some_and(|from| from > target) {
-        return Err(PutError::InvalidArgument(format!(
-            "SequenceNumberForOrdering {text} belongs to a shard after {} where this record goes, so the record cannot sort after it; use the same partition key (and hash key) as that record.",
-            crate::seqnum::ShardId::new(target)
-        )));
+        return Err(PutError::OrderingAfterShard {
+            sequence_number: text.to_owned(),
+            shard: ShardId::new(target),
+        });
     }
     Ok(())
 }
@@ -491,7 +470,7 @@ async fn wait_for_new_layout(stream: &StreamState, seen: &Arc<ShardSet>) -> Resu
     loop {
         let changed = stream.listen_for_layout();
         if stream.is_deleted() {
-            return Err(PutError::StreamNotFound(stream.name.clone()));
+            return Err(PutError::stream_not_found(&stream.name));
         }
         if !Arc::ptr_eq(&stream.shards(), seen) {
             return Ok(());
@@ -507,7 +486,7 @@ fn fill_results(
     shard: &ShardState,
     members: &[usize],
     batches: &[Appended],
-    failure: Option<String>,
+    failure: Option<Arc<StorageError>>,
 ) -> usize {
     let seqs = batches.iter().flat_map(|a| a.base_seq..a.end_seq());
     let shard_id = ShardId::new(shard.index);
@@ -519,10 +498,12 @@ fn fill_results(
         });
         written += 1;
     }
-    let cause = failure.unwrap_or_else(|| "the shard stopped before the record".into());
-    fail_all(results, &members[written..], || PutError::Storage {
-        shard: shard.id.clone(),
-        cause: cause.clone(),
+    fail_all(results, &members[written..], || match &failure {
+        Some(error) => PutError::Storage {
+            shard: shard_id,
+            error: error.clone(),
+        },
+        None => PutError::Unwritten { shard: shard_id },
     });
     written
 }
@@ -530,90 +511,5 @@ fn fill_results(
 fn fail_all(results: &mut [PutRecordResult], members: &[usize], error: impl Fn() -> PutError) {
     for &i in members {
         results[i] = Err(error());
-    }
-}
-
-/// What the owning core answers to an append.
-enum ShardReply {
-    /// The batches written, in order, and the failure that stopped the rest, if any.
-    Appended {
-        batches: Vec<Appended>,
-        failure: Option<String>,
-    },
-    /// The shard's log is closed: its stream was deleted.
-    Closed,
-    /// A reshard is closing the shard: nothing was written; route the records again once the
-    /// new layout is in the catalog.
-    Resharded,
-}
-
-/// Records for one shard, encoded on the caller's thread as the batches the shard's log will
-/// write (split where one would outgrow a segment), so the owning core copies nothing: it
-/// fills each header, hashes and writes.
-struct Packed {
-    batches: Vec<EncodedBatch>,
-}
-
-impl Packed {
-    fn new(records: &[PutRecord<'_>], members: &[usize], batch_bytes_max: u64) -> Packed {
-        let encoded_len = |i: usize| {
-            let record = &records[i];
-            EncodedBatch::encoded_record_len(record.partition_key.len(), record.data.len())
-        };
-        let mut left: u64 = members.iter().map(|&i| encoded_len(i)).sum();
-        let mut batches = Vec::with_capacity(1);
-        let mut batch = EncodedBatch::with_capacity(left.min(batch_bytes_max) as usize);
-        for &i in members {
-            let record = &records[i];
-            let len = encoded_len(i);
-            // A batch holds at least one record; a record too large for any batch is refused
-            // by the log, as it always was.
-            if batch.record_count() > 0 && batch.len_bytes() + len > batch_bytes_max {
-                let rest = EncodedBatch::with_capacity(left.min(batch_bytes_max) as usize);
-                batches.push(std::mem::replace(&mut batch, rest));
-            }
-            batch.push(record.partition_key.as_bytes(), record.data);
-            left -= len;
-        }
-        batches.push(batch);
-        Packed { batches }
-    }
-}
-
-/// Appends the batches in order; stops at the first failure and says which batches were
-/// written. `visible` is released as soon as the batches are visible, before waiting for
-/// durability, so a reshard closing the shard waits only for visibility.
-async fn append_packed(
-    log: &crate::runtime::Log,
-    packed: Packed,
-    durability: Durability,
-    visible: AppendGuard,
-) -> ShardReply {
-    let mut batches = Vec::with_capacity(packed.batches.len());
-    for batch in packed.batches {
-        match log.append_encoded(batch, Durability::Visible).await {
-            Ok(appended) => batches.push(appended),
-            Err(e) => {
-                return ShardReply::Appended {
-                    batches,
-                    failure: Some(e.to_string()),
-                };
-            }
-        }
-    }
-    drop(visible);
-    let end_seq = batches.last().map_or(0, Appended::end_seq);
-    if durability == Durability::Durable
-        && let Err(e) = log.make_durable(end_seq).await
-    {
-        // Visible but maybe not durable: the outcome is unknown, report every record failed.
-        return ShardReply::Appended {
-            batches: Vec::new(),
-            failure: Some(e.to_string()),
-        };
-    }
-    ShardReply::Appended {
-        batches,
-        failure: None,
     }
 }

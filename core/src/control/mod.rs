@@ -5,16 +5,50 @@
 use crate::catalog::{
     MetaEntry, ShardKey, ShardRecord, ShardState, StreamRecord, StreamSettings, StreamState,
 };
-use crate::engine::EngineShared;
-use crate::error::AdminError;
+use crate::error::{AdminError, ReshardError, ShardLimit};
 use crate::runtime::EngineIo;
 use crate::runtime::queue::QueueReceiver;
 use crate::runtime::{CoreJob, CoreMessage, CoreState};
+use crate::shared::EngineShared;
 use sluice_storage::{LogConfig, MetaLog, ShardLog, StorageError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
+
+pub(crate) mod streams;
+
+/// How a control step fails: storage (the metadata log or a shard log) or a core that
+/// stopped. Every operation's error type takes it in, keeping its code.
+#[derive(Debug)]
+pub(crate) enum StepError {
+    Storage(StorageError),
+    Shutdown,
+}
+
+impl From<StorageError> for StepError {
+    fn from(error: StorageError) -> StepError {
+        StepError::Storage(error)
+    }
+}
+
+impl From<StepError> for AdminError {
+    fn from(error: StepError) -> AdminError {
+        match error {
+            StepError::Storage(e) => AdminError::Storage(e),
+            StepError::Shutdown => AdminError::Shutdown,
+        }
+    }
+}
+
+impl From<StepError> for ReshardError {
+    fn from(error: StepError) -> ReshardError {
+        match error {
+            StepError::Storage(e) => ReshardError::Storage(e),
+            StepError::Shutdown => ReshardError::Shutdown,
+        }
+    }
+}
 
 /// Work for the control thread.
 pub(crate) type ControlJob = Box<dyn FnOnce(&mut Control) + Send>;
@@ -34,7 +68,7 @@ pub(crate) struct Control {
 impl Control {
     /// Replays the metadata log, removes directories of deleted streams and opens every
     /// shard log on its core.
-    pub(crate) fn open(shared: Arc<EngineShared>) -> Result<Control, AdminError> {
+    pub(crate) fn open(shared: Arc<EngineShared>) -> Result<Control, StepError> {
         let path = shared.data_dir.root().join("meta.log");
         let (meta, entries) = MetaLog::<MetaEntry>::open(&path)?;
         let mut streams: BTreeMap<u64, StreamRecord> = BTreeMap::new();
@@ -99,7 +133,7 @@ impl Control {
     fn set_aside_unknown_stream_dirs(
         &self,
         known: &BTreeMap<u64, StreamRecord>,
-    ) -> Result<(), AdminError> {
+    ) -> Result<(), StepError> {
         let dir = self.streams_dir();
         let orphans = self.shared.data_dir.root().join("orphaned-streams");
         std::fs::create_dir_all(&dir)
@@ -133,7 +167,7 @@ impl Control {
     /// Removes shard directories of a known stream that its record does not list: children
     /// of a reshard that crashed before its commit. Nothing routes a put to a child before
     /// the commit, so they hold no record (docs/design/resharding.md).
-    fn remove_uncommitted_shard_dirs(&self, record: &StreamRecord) -> Result<(), AdminError> {
+    fn remove_uncommitted_shard_dirs(&self, record: &StreamRecord) -> Result<(), StepError> {
         let dir = self.stream_dir(record.uid);
         let listing = match std::fs::read_dir(&dir) {
             Ok(listing) => listing,
@@ -156,22 +190,29 @@ impl Control {
         Ok(())
     }
 
-    /// Refuses a change that would open `added` more shards than `shards_max` allows; the
-    /// error text is Kinesis'.
-    pub(crate) fn check_shard_quota(&self, added: u32) -> Result<(), String> {
+    /// The stream called `name` if it is still incarnation `uid` (a handle's stream): a
+    /// handle never acts on a stream recreated under its name.
+    pub(crate) fn stream(&self, name: &str, uid: u64) -> Result<Arc<StreamState>, AdminError> {
+        self.shared
+            .catalog
+            .get(name)
+            .filter(|s| s.uid == uid)
+            .ok_or_else(|| AdminError::stream_not_found(name))
+    }
+
+    /// Refuses a change that would open `added` more shards than `shards_max` allows.
+    pub(crate) fn check_shard_quota(&self, added: u32) -> Result<(), ShardLimit> {
         let open = self.shared.catalog.open_shard_count();
         let limit = self.shared.config.shards_max;
         if open as u64 + u64::from(added) > u64::from(limit) {
-            return Err(format!(
-                "This request would exceed the shard limit for the account 000000000000. Current shard count for the account: {open}. Limit: {limit}. Number of additional shards that would have resulted from this request: {added}."
-            ));
+            return Err(ShardLimit { open, limit, added });
         }
         Ok(())
     }
 
     /// Fails if the metadata log latched after a failed write: no change can commit until
     /// the engine is reopened.
-    pub(crate) fn check_metadata_writable(&self) -> Result<(), AdminError> {
+    pub(crate) fn check_metadata_writable(&self) -> Result<(), StepError> {
         match self.meta.latch_cause() {
             Some(cause) => Err(StorageError::Latched {
                 cause: cause.to_owned(),
@@ -182,7 +223,7 @@ impl Control {
     }
 
     /// Writes `entry` durably: when this returns `Ok`, the change survives a crash.
-    pub(crate) fn record(&mut self, entry: &MetaEntry) -> Result<(), AdminError> {
+    pub(crate) fn record(&mut self, entry: &MetaEntry) -> Result<(), StepError> {
         self.meta.append(entry)?;
         Ok(())
     }
@@ -227,7 +268,7 @@ impl Control {
         &mut self,
         stream: &StreamRecord,
         shards: &[ShardRecord],
-    ) -> Result<Vec<Arc<ShardState>>, AdminError> {
+    ) -> Result<Vec<Arc<ShardState>>, StepError> {
         let config = self.log_config(stream.retention_hours);
         let mut pending = Vec::with_capacity(shards.len());
         for shard in shards {
@@ -236,7 +277,7 @@ impl Control {
             let key: ShardKey = (stream.uid, shard.index);
             let dir = self.shard_dir(stream.uid, shard.index);
             let (config, clock) = (config.clone(), self.shared.config.clock.clone());
-            let io = EngineIo::new(self.shared.config.io_faults.as_ref());
+            let io = EngineIo::new(self.shared.config.io_faults());
             let closed = shard.closed_ms.is_some();
             let reply = self.on_core(core, move |state, reply| {
                 let state = state.clone();
@@ -266,8 +307,8 @@ impl Control {
         for (core, shard, reply) in pending {
             let reader = reply
                 .recv()
-                .map_err(|_| AdminError::Shutdown)
-                .and_then(|r| r.map_err(AdminError::from));
+                .map_err(|_| StepError::Shutdown)
+                .and_then(|r| r.map_err(StepError::from));
             match reader {
                 Ok(reader) => opened.push(Arc::new(ShardState::new(
                     shard,
@@ -310,13 +351,13 @@ impl Control {
         uid: u64,
         shards: &[Arc<ShardState>],
         retention_ms: u64,
-    ) -> Result<(), AdminError> {
+    ) -> Result<(), StepError> {
         let pending = self.on_owning_cores(uid, shards, move |state, key, reply| {
             let result = state.log(key).map(|log| log.set_retention_ms(retention_ms));
             let _ = reply.send(result.unwrap_or(Ok(())));
         });
         for reply in pending {
-            reply.recv().map_err(|_| AdminError::Shutdown)??;
+            reply.recv().map_err(|_| StepError::Shutdown)??;
         }
         Ok(())
     }
@@ -356,7 +397,7 @@ impl Control {
         &mut self,
         stream: &StreamState,
         settings: StreamSettings,
-    ) -> Result<(), AdminError> {
+    ) -> Result<(), StepError> {
         self.record(&MetaEntry::Upsert(stream.to_record(&settings)))?;
         stream.set_settings(settings);
         Ok(())
