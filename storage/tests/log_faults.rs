@@ -4,10 +4,9 @@
 mod common;
 
 use common::*;
-use sluice_storage::{
-    Durability, Fault, FaultPlan, FaultyIo, GlommioIo, PowerLoss, ReadLimits, RecordIn,
-    StorageError, block_on,
-};
+use sluice_storage::io::{Fault, FaultPlan, FaultyIo, PowerLoss};
+use sluice_storage::runtime::block_on;
+use sluice_storage::{Durability, GlommioIo, ReadLimits, RecordIn, StorageError};
 
 #[test]
 fn a_failed_write_latches_the_log_and_reads_keep_working() {
@@ -173,7 +172,7 @@ fn power_loss_keeps_every_durable_acknowledgement() {
                 let tasks: Vec<_> = (0..4u64)
                     .map(|task| {
                         let (log, acked, io) = (log.clone(), acked.clone(), io.clone());
-                        sluice_storage::spawn(async move {
+                        sluice_storage::runtime::spawn(async move {
                             for i in 0..60u64 {
                                 let durable = (seed + task + i) % 3 != 0;
                                 let durability = if durable {
@@ -253,7 +252,7 @@ async fn run_until(mut done: impl FnMut() -> bool) {
         if done() {
             return;
         }
-        sluice_storage::sleep(std::time::Duration::from_micros(100)).await;
+        sluice_storage::runtime::sleep(std::time::Duration::from_micros(100)).await;
     }
     panic!("condition never held");
 }
@@ -269,7 +268,7 @@ fn a_batch_whose_write_is_in_flight_is_invisible_to_readers() {
         let hold = io.hold_writes().await;
         let pending = {
             let log = log.clone();
-            sluice_storage::spawn(async move {
+            sluice_storage::runtime::spawn(async move {
                 log.append(
                     &[RecordIn {
                         key: b"k",

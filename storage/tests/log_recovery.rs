@@ -4,9 +4,8 @@
 mod common;
 
 use common::*;
-use sluice_storage::{
-    Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, StorageError, block_on,
-};
+use sluice_storage::runtime::block_on;
+use sluice_storage::{Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, StorageError};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 

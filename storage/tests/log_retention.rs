@@ -4,7 +4,8 @@
 mod common;
 
 use common::*;
-use sluice_storage::{GlommioIo, LogConfig, ReadLimits, StorageError, block_on};
+use sluice_storage::runtime::block_on;
+use sluice_storage::{GlommioIo, LogConfig, ReadLimits, StorageError};
 
 const HOUR_MS: u64 = 3600 * 1000;
 

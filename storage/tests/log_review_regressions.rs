@@ -3,10 +3,9 @@
 mod common;
 
 use common::*;
-use sluice_storage::{
-    Durability, Fault, FaultPlan, FaultyIo, GlommioIo, LogConfig, ReadLimits, RecordIn,
-    StorageError, block_on, sleep,
-};
+use sluice_storage::io::{Fault, FaultPlan, FaultyIo};
+use sluice_storage::runtime::{block_on, sleep};
+use sluice_storage::{Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, StorageError};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;

@@ -3,9 +3,8 @@
 mod common;
 
 use common::*;
-use sluice_storage::{
-    Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, StorageError, block_on,
-};
+use sluice_storage::runtime::block_on;
+use sluice_storage::{Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, StorageError};
 
 #[test]
 fn batches_of_empty_to_ten_mib_records_round_trip_across_segments() {
