@@ -417,20 +417,7 @@ fn an_empty_segment_after_a_numbering_jump_keeps_later_durable_records() {
         log.sync().await.unwrap();
     });
     // Damage a batch in the second segment: recovery cuts there and numbering jumps.
-    let second = dir.path().join("seg-00000001.log");
-    let bytes = std::fs::read(&second).unwrap();
-    let mut pos = 4096usize;
-    for _ in 0..5 {
-        pos += u32::from_le_bytes(bytes[pos + 16..pos + 20].try_into().unwrap()) as usize;
-    }
-    let cut = u64::from_le_bytes(bytes[pos + 24..pos + 32].try_into().unwrap());
-    use std::os::unix::fs::FileExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&second)
-        .unwrap()
-        .write_all_at(&[0x77; 8], pos as u64 + 100)
-        .unwrap();
+    let cut = damage_the_sixth_batch(&dir.path().join("seg-00000001.log"));
     let io = FaultyIo::new(GlommioIo);
     let jumped = block_on({
         let (io, dir) = (io.clone(), dir.path().to_path_buf());
@@ -497,6 +484,25 @@ fn an_empty_segment_after_a_numbering_jump_keeps_later_durable_records() {
             acked.base_seq
         );
     });
+}
+
+/// Overwrites bytes inside the sixth batch of segment `file`; returns the batch's first sequence
+/// number, where recovery cuts the log.
+fn damage_the_sixth_batch(file: &std::path::Path) -> u64 {
+    let bytes = std::fs::read(file).unwrap();
+    let mut pos = 4096usize;
+    for _ in 0..5 {
+        pos += u32::from_le_bytes(bytes[pos + 16..pos + 20].try_into().unwrap()) as usize;
+    }
+    let cut = u64::from_le_bytes(bytes[pos + 24..pos + 32].try_into().unwrap());
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .write_all_at(&[0x77; 8], pos as u64 + 100)
+        .unwrap();
+    cut
 }
 
 /// Third review: a roll waiting for a spare must not hang if the `maintain` allocating it is
