@@ -6,8 +6,9 @@ use criterion::{Criterion, Throughput};
 use sluice_benches::{
     SequentialWriter, criterion_config, filler, full_mode, mean_iteration_secs, print_ratio,
 };
+use sluice_storage::runtime::{block_on, spawn};
 use sluice_storage::{
-    Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, ShardLog, SystemClock, block_on, spawn,
+    Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, ShardLog, SystemClock,
 };
 use std::path::Path;
 use std::rc::Rc;

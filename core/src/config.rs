@@ -4,9 +4,8 @@ use crate::limits::{
     ITERATOR_TTL_MS_DEFAULT, SHARD_READ_BYTES_PER_SEC, SHARD_READ_CALLS_PER_SEC,
     SHARD_WRITE_BYTES_PER_SEC, SHARD_WRITE_RECORDS_PER_SEC,
 };
-use sluice_storage::{
-    Clock, Durability, FaultyIo, GlommioIo, SEGMENT_SIZE_BYTES_DEFAULT, SystemClock,
-};
+use sluice_storage::io::FaultyIo;
+use sluice_storage::{Clock, Durability, GlommioIo, SEGMENT_SIZE_BYTES_DEFAULT, SystemClock};
 use std::path::PathBuf;
 use std::sync::Arc;
 

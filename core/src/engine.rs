@@ -9,7 +9,8 @@ use crate::runtime::{CoreMessage, run_core};
 use crate::shared::EngineShared;
 use crate::token::TokenKey;
 use sluice_storage::format::{BATCH_HEADER_LEN, RECORD_HEADER_LEN};
-use sluice_storage::{CoreSpec, CoreThread, DataDir, LogConfig};
+use sluice_storage::runtime::{CoreSpec, CoreThread, spawn_core};
+use sluice_storage::{DataDir, LogConfig};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -69,7 +70,7 @@ impl Engine {
             let (tx, rx) = queue(config.core_queue_depth);
             let interval = Duration::from_millis(config.maintenance_interval_ms);
             let tasks_max = config.core_tasks_max;
-            let thread = sluice_storage::spawn_core(core_spec(&config, index), move || {
+            let thread = spawn_core(core_spec(&config, index), move || {
                 run_core(rx, interval, tasks_max)
             })
             .map_err(|source| OpenError::Thread {

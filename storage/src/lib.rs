@@ -9,9 +9,12 @@
 //! - [`LogReader`] is the read side, `Send + Sync`: [`LogReader::read`] returns a
 //!   [`ReadBatch`] of [`RecordView`]s that borrow the mapping.
 //! - [`MetaLog`] is the append-only, checksummed metadata log for streams and lineage.
+//! - [`runtime`] starts the glommio executors everything runs on ([`runtime::block_on`] for
+//!   tests and tools); [`io`] is the seam the log writes through, with a fault injector.
 //!
 //! ```
-//! use sluice_storage::{block_on, Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, ShardLog, SystemClock};
+//! use sluice_storage::runtime::block_on;
+//! use sluice_storage::{Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, ShardLog, SystemClock};
 //! use std::sync::Arc;
 //!
 //! let dir = tempfile::tempdir().unwrap();
@@ -39,13 +42,14 @@ mod datadir;
 mod error;
 pub mod format;
 mod index;
-mod io;
+pub mod io;
 mod log;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod metalog;
 mod reader;
 mod recovery;
+pub mod runtime;
 mod segment;
 mod shared;
 mod sync;
@@ -61,11 +65,7 @@ pub use config::{
 pub use datadir::{DataDir, NAME_BYTES_MAX, validate_name};
 pub use error::{Result, StorageError};
 pub use format::{EncodedBatch, RecordIn, RecordView};
-pub use io::{
-    CoreSpec, CoreThread, Fault, FaultPlan, FaultyFile, FaultyIo, GlommioFile, GlommioIo,
-    PowerLoss, SegmentFile, SegmentIo, SyncHold, block_on, sleep, spawn, spawn_core,
-    spawn_detached,
-};
+pub use io::{GlommioIo, SegmentIo};
 pub use log::{Appended, Durability, LogStats, ShardLog};
 pub use metalog::MetaLog;
 pub use reader::{LogReader, ReadBatch, ReadLimits};

@@ -1,7 +1,7 @@
 //! One segment as readers see it: a read-only mapping plus the owner's published progress.
 //!
 //! An `Arc<Segment>` is a lease: while any reader holds one, the owner never reuses the file
-//! (see `reclaim` in log.rs), so bytes below `visible_end` never change under a reader.
+//! (see `reclaim` in log/retention.rs), so bytes below `visible_end` never change under a reader.
 
 use crate::error::{Result, StorageError};
 use crate::format::{BatchHeader, FormatError, IndexEntry, SEGMENT_DATA_START, verify_batch};

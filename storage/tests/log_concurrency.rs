@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
-use sluice_storage::{Durability, FaultyIo, GlommioIo, ReadLimits, RecordIn, block_on, spawn};
+use sluice_storage::io::FaultyIo;
+use sluice_storage::runtime::{block_on, spawn};
+use sluice_storage::{Durability, GlommioIo, ReadLimits, RecordIn};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

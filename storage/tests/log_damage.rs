@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use sluice_storage::{GlommioIo, LogConfig, ReadLimits, StorageError, block_on};
+use sluice_storage::runtime::block_on;
+use sluice_storage::{GlommioIo, LogConfig, ReadLimits, StorageError};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 

@@ -4,10 +4,9 @@
 mod common;
 
 use common::*;
-use sluice_storage::{
-    Durability, Fault, FaultPlan, FaultyIo, GlommioIo, PowerLoss, ReadLimits, RecordIn,
-    StorageError, block_on,
-};
+use sluice_storage::io::{Fault, FaultPlan, FaultyIo, PowerLoss};
+use sluice_storage::runtime::block_on;
+use sluice_storage::{Durability, GlommioIo, ReadLimits, RecordIn, StorageError};
 
 #[test]
 fn a_failed_write_latches_the_log_and_reads_keep_working() {
@@ -173,7 +172,7 @@ fn power_loss_keeps_every_durable_acknowledgement() {
                 let tasks: Vec<_> = (0..4u64)
                     .map(|task| {
                         let (log, acked, io) = (log.clone(), acked.clone(), io.clone());
-                        sluice_storage::spawn(async move {
+                        sluice_storage::runtime::spawn(async move {
                             for i in 0..60u64 {
                                 let durable = (seed + task + i) % 3 != 0;
                                 let durability = if durable {
@@ -253,7 +252,7 @@ async fn run_until(mut done: impl FnMut() -> bool) {
         if done() {
             return;
         }
-        sluice_storage::sleep(std::time::Duration::from_micros(100)).await;
+        sluice_storage::runtime::sleep(std::time::Duration::from_micros(100)).await;
     }
     panic!("condition never held");
 }
@@ -269,7 +268,7 @@ fn a_batch_whose_write_is_in_flight_is_invisible_to_readers() {
         let hold = io.hold_writes().await;
         let pending = {
             let log = log.clone();
-            sluice_storage::spawn(async move {
+            sluice_storage::runtime::spawn(async move {
                 log.append(
                     &[RecordIn {
                         key: b"k",
@@ -415,4 +414,71 @@ fn after_a_failed_sync_the_next_open_writes_the_recovered_data_again() {
         let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
         check_range(&log.reader(), 0, 7, |_| 200);
     });
+}
+
+/// Data recovered from the page cache of a process that never synced it must be synced
+/// before the reopened log counts it durable.
+#[test]
+fn data_recovered_without_a_sync_is_synced_before_it_counts_as_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new(GlommioIo);
+    block_on(async {
+        let log = open(io.clone(), dir.path(), small_config(), manual_clock()).await;
+        for _ in 0..600 {
+            append_expected(&log, 4, 300).await; // visible only, several segments
+        }
+        assert!(log.stats().files_created >= 3);
+    });
+    let durable_end = block_on(async {
+        let log = open(io.clone(), dir.path(), small_config(), manual_clock()).await;
+        let data = payload(log.next_seq(), 300);
+        let key = key(log.next_seq());
+        log.append(
+            &[RecordIn {
+                key: &key,
+                data: &data,
+            }],
+            Durability::Durable,
+        )
+        .await
+        .unwrap()
+        .end_seq()
+    });
+    io.lose_unsynced_writes().unwrap();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        assert!(
+            log.next_seq() >= durable_end,
+            "{} < {durable_end}",
+            log.next_seq()
+        );
+        check_range(&log.reader(), 0, durable_end, |_| 300);
+    });
+}
+
+/// Second review: once a failed sync latched the log, housekeeping must not seal a segment
+/// over data the device may have lost.
+#[test]
+fn a_latched_log_writes_no_seal() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let io = FaultyIo::new(GlommioIo);
+        let log = open(io.clone(), dir.path(), small_config(), manual_clock()).await;
+        for _ in 0..300 {
+            append_expected(&log, 4, 300).await; // rolls into a second segment
+        }
+        io.arm(FaultPlan {
+            fail_sync_from: Some((0, Fault::Eio)),
+            ..FaultPlan::default()
+        });
+        assert!(log.sync().await.is_err());
+        io.heal();
+        let err = log.maintain().await.unwrap_err();
+        assert!(matches!(err, StorageError::Latched { .. }), "{err}");
+    });
+    let first = std::fs::read(dir.path().join("seg-00000000.log")).unwrap();
+    assert!(
+        first[first.len() - 64..].iter().all(|&b| b == 0),
+        "no trailer was written"
+    );
 }

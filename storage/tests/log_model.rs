@@ -7,7 +7,8 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use sluice_storage::{Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, ShardLog, block_on};
+use sluice_storage::runtime::block_on;
+use sluice_storage::{Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, ShardLog};
 use std::path::Path;
 use std::sync::Arc;
 

@@ -4,13 +4,14 @@
 mod common;
 
 use common::*;
-use sluice_storage::{
-    Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, StorageError, block_on,
-};
+use sluice_storage::io::{Fault, FaultPlan, FaultyIo};
+use sluice_storage::runtime::block_on;
+use sluice_storage::{Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, StorageError};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const RECORD_LEN: usize = 300;
+const HOUR_MS: u64 = 3600 * 1000;
 
 /// Writes `batches` batches of 4 records, closes cleanly, returns the batch start positions
 /// in the active (last) segment file.
@@ -497,4 +498,229 @@ fn opening_a_log_reads_its_seals_without_reading_around_them() {
         let resident = resident_pages_from(file, half);
         assert!(resident <= 2, "{}: {resident} pages read", file.display());
     }
+}
+
+/// Every segment was retired, a roll started a recycled segment and crashed before its first
+/// batch: sequence numbers must not go back to an older floor.
+#[test]
+fn sequence_numbers_never_go_back_when_no_record_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = manual_clock();
+    let config = LogConfig {
+        retention_ms: HOUR_MS,
+        ..small_config()
+    };
+    block_on({
+        let (dir, config, clock) = (dir.path().to_path_buf(), config.clone(), clock.clone());
+        async move {
+            let log = open(GlommioIo, &dir, config, clock.clone()).await;
+            for _ in 0..300 {
+                append_expected(&log, 4, 300).await;
+            }
+        }
+    });
+    let io = FaultyIo::new(GlommioIo);
+    clock.advance_ms(2 * HOUR_MS);
+    block_on({
+        let (dir, config, io) = (dir.path().to_path_buf(), config.clone(), io.clone());
+        async move {
+            // Reopened, every segment is sealed and expired: retention retires them all.
+            let log = open(io.clone(), &dir, config, clock.clone()).await;
+            assert_eq!(log.next_seq(), 1200);
+            assert!(log.enforce_retention().await.unwrap() >= 2);
+            // The next append starts a recycled segment: its header lands, its batch does not.
+            io.arm(FaultPlan {
+                fail_write_from: Some((1, Fault::Eio)),
+                ..FaultPlan::default()
+            });
+            let err = log
+                .append(
+                    &[RecordIn {
+                        key: b"k",
+                        data: b"lost",
+                    }],
+                    Durability::Visible,
+                )
+                .await;
+            assert!(err.is_err());
+        }
+    });
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), config, manual_clock()).await;
+        assert_eq!(
+            log.next_seq(),
+            1200,
+            "sequence numbers are never handed out twice"
+        );
+    });
+}
+
+/// Reopening with another index density keeps the data region, so nothing is cut.
+#[test]
+fn reopening_with_another_index_interval_keeps_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let dense = LogConfig {
+        index_interval_bytes: 4096,
+        ..small_config()
+    };
+    let sparse = LogConfig {
+        index_interval_bytes: 1 << 20,
+        ..small_config()
+    };
+    for (round, config) in [dense.clone(), sparse.clone(), dense]
+        .into_iter()
+        .enumerate()
+    {
+        block_on(async {
+            let log = open(GlommioIo, dir.path(), config, manual_clock()).await;
+            assert_eq!(log.recovery_report().truncated, None);
+            assert_eq!(log.next_seq(), round as u64 * 800);
+            for _ in 0..200 {
+                append_expected(&log, 4, 300).await;
+            }
+            check_range(&log.reader(), 0, log.next_seq(), |_| 300);
+        });
+    }
+}
+
+/// Second review: damage at the very first batch of the oldest segment must cut the log there
+/// (nothing after damage is returned), not silently promote the next segment to the head.
+#[test]
+fn damage_at_the_head_of_the_log_is_a_cut_not_a_silent_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        for _ in 0..600 {
+            append_expected(&log, 4, 300).await; // no maintain: segments stay unsealed
+        }
+    });
+    let first = dir.path().join("seg-00000000.log");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&first)
+        .unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(&[0x5A; 64], 4096 + 200).unwrap();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        let report = log.recovery_report().clone();
+        assert_eq!(
+            report.truncated.as_ref().map(|t| t.seq),
+            Some(0),
+            "{report:?}"
+        );
+        let reader = log.reader();
+        let batch = reader
+            .read(reader.trim_horizon(), ReadLimits::default())
+            .unwrap();
+        assert!(batch.is_empty(), "no record after the damage is served");
+        assert_eq!(
+            log.next_seq(),
+            2400,
+            "numbers already handed out are not reused"
+        );
+    });
+}
+
+/// Third review: after a cut, a segment started at the jumped number and left empty by a crash
+/// must not make the next restart forget where the surviving data ends; otherwise the segment
+/// after it no longer chains and its durable records are discarded at the following restart.
+#[test]
+fn an_empty_segment_after_a_numbering_jump_keeps_later_durable_records() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        for _ in 0..600 {
+            append_expected(&log, 4, 300).await; // several unsealed segments
+        }
+        log.sync().await.unwrap();
+    });
+    // Damage a batch in the second segment: recovery cuts there and numbering jumps.
+    let cut = damage_the_sixth_batch(&dir.path().join("seg-00000001.log"));
+    let io = FaultyIo::new(GlommioIo);
+    let jumped = block_on({
+        let (io, dir) = (io.clone(), dir.path().to_path_buf());
+        async move {
+            let log = open(io.clone(), &dir, small_config(), manual_clock()).await;
+            let jumped = log.next_seq();
+            assert!(jumped > cut);
+            // The first append starts a segment (its header lands) and dies before its batch.
+            io.arm(FaultPlan {
+                fail_write_from: Some((1, Fault::Eio)),
+                ..FaultPlan::default()
+            });
+            assert!(
+                log.append(
+                    &[RecordIn {
+                        key: b"k",
+                        data: b"lost"
+                    }],
+                    Durability::Visible
+                )
+                .await
+                .is_err()
+            );
+            jumped
+        }
+    });
+    let acked = block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        assert_eq!(
+            log.next_seq(),
+            jumped,
+            "numbering still starts above the lost records"
+        );
+        let data = payload(jumped, 300);
+        let key = key(jumped);
+        log.append(
+            &[RecordIn {
+                key: &key,
+                data: &data,
+            }],
+            Durability::Durable,
+        )
+        .await
+        .unwrap()
+    });
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        assert_eq!(
+            log.next_seq(),
+            acked.end_seq(),
+            "{:?}",
+            log.recovery_report()
+        );
+        let batch = log
+            .reader()
+            .read(acked.base_seq, ReadLimits::default())
+            .unwrap();
+        assert_eq!(batch.len(), 1, "the durable record survived");
+        assert_eq!(
+            log.reader()
+                .read(cut, ReadLimits::default())
+                .unwrap()
+                .next_seq(),
+            acked.base_seq
+        );
+    });
+}
+
+/// Overwrites bytes inside the sixth batch of segment `file`; returns the batch's first sequence
+/// number, where recovery cuts the log.
+fn damage_the_sixth_batch(file: &std::path::Path) -> u64 {
+    let bytes = std::fs::read(file).unwrap();
+    let mut pos = 4096usize;
+    for _ in 0..5 {
+        pos += u32::from_le_bytes(bytes[pos + 16..pos + 20].try_into().unwrap()) as usize;
+    }
+    let cut = u64::from_le_bytes(bytes[pos + 24..pos + 32].try_into().unwrap());
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .write_all_at(&[0x77; 8], pos as u64 + 100)
+        .unwrap();
+    cut
 }

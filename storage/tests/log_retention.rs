@@ -4,7 +4,8 @@
 mod common;
 
 use common::*;
-use sluice_storage::{GlommioIo, LogConfig, ReadLimits, StorageError, block_on};
+use sluice_storage::runtime::block_on;
+use sluice_storage::{GlommioIo, LogConfig, ReadLimits, StorageError};
 
 const HOUR_MS: u64 = 3600 * 1000;
 
@@ -221,5 +222,49 @@ fn an_idle_log_gets_no_spare_segment() {
             log.maintain().await.unwrap();
         }
         assert_eq!(log.stats().files, 1);
+    });
+}
+
+/// Retention retired the two oldest segments but only the second one's free header reached
+/// the disk: the first must not come back as live and cut off the newer data.
+#[test]
+fn a_retired_segment_whose_free_header_was_lost_does_not_cut_newer_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = manual_clock();
+    let config = LogConfig {
+        retention_ms: HOUR_MS,
+        ..small_config()
+    };
+    let first_header = block_on({
+        let (dir, config, clock) = (dir.path().to_path_buf(), config.clone(), clock.clone());
+        async move {
+            let log = open(GlommioIo, &dir, config, clock.clone()).await;
+            for _ in 0..600 {
+                append_expected(&log, 4, 300).await;
+            }
+            let header = std::fs::read(dir.join("seg-00000000.log")).unwrap()[..64].to_vec();
+            clock.advance_ms(2 * HOUR_MS);
+            for _ in 0..10 {
+                append_expected(&log, 4, 300).await;
+            }
+            assert!(log.enforce_retention().await.unwrap() >= 2);
+            log.sync().await.unwrap();
+            header
+        }
+    });
+    // The crash lost segment 0's free header: it still says "live".
+    let path = dir.path().join("seg-00000000.log");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[..64].copy_from_slice(&first_header);
+    std::fs::write(&path, &bytes).unwrap();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), config, clock.clone()).await;
+        assert_eq!(log.next_seq(), 2440, "nothing newer was discarded");
+        let reader = log.reader();
+        check_range(&reader, 2400, 2440, |_| 300);
+        assert!(
+            reader.trim_horizon() > 0,
+            "the retired segment did not come back"
+        );
     });
 }

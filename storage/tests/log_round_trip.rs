@@ -3,9 +3,8 @@
 mod common;
 
 use common::*;
-use sluice_storage::{
-    Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, StorageError, block_on,
-};
+use sluice_storage::runtime::block_on;
+use sluice_storage::{Durability, GlommioIo, LogConfig, ReadLimits, RecordIn, StorageError};
 
 #[test]
 fn batches_of_empty_to_ten_mib_records_round_trip_across_segments() {
@@ -399,5 +398,62 @@ fn a_log_on_a_relative_path_takes_durable_appends() {
             .read(appended.base_seq, ReadLimits::default())
             .unwrap();
         assert_eq!(batch.records().next().unwrap().data, b"hello");
+    });
+}
+
+/// Right after a roll, before the new segment's first batch lands, time seeks and the trim
+/// horizon still see the sealed segments (an empty segment used to sort as time 0, which made
+/// the horizon jump to the end and hide every unexpired record). Batches over the size the
+/// core writes inline (1 MiB) go through io_uring, so the new segment's first write is still
+/// in flight when the test looks, as a reader on another thread could.
+#[test]
+fn time_seeks_right_after_a_roll_still_find_older_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = manual_clock();
+    let config = LogConfig {
+        segment_size_bytes: 8 << 20,
+        record_size_bytes_max: 2 << 20,
+        ..small_config()
+    };
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), config, clock.clone()).await;
+        // Four fill a segment; the fifth rolls.
+        let big = vec![1u8; 1_900_000];
+        for _ in 0..4 {
+            log.append(
+                &[RecordIn {
+                    key: b"f",
+                    data: &big,
+                }],
+                Durability::Visible,
+            )
+            .await
+            .unwrap();
+        }
+        clock.advance_ms(1000);
+        let records = [RecordIn {
+            key: b"r",
+            data: &big,
+        }];
+        let mut rolling = Box::pin(log.append(&records, Durability::Visible));
+        let segments = log.stats().live_segments;
+        // Stop as soon as the new, still empty, segment is in the table.
+        let finished = drive_until(rolling.as_mut(), || {
+            log.stats().live_segments == segments + 1
+        })
+        .await;
+        assert!(
+            !finished,
+            "caught the window between the roll and the first batch"
+        );
+        let reader = log.reader();
+        assert_eq!(reader.next_seq(), 4);
+        assert_eq!(reader.trim_horizon(), 0);
+        assert_eq!(reader.seek_timestamp(T0_MS).unwrap(), 0);
+        assert_eq!(reader.seek_timestamp(T0_MS + 500).unwrap(), 4);
+        assert_eq!(reader.latest_timestamp_ms(), T0_MS);
+        rolling.await.unwrap();
+        assert_eq!(reader.trim_horizon(), 0);
+        assert_eq!(reader.read(0, ReadLimits::default()).unwrap().len(), 4);
     });
 }

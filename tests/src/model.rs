@@ -4,7 +4,8 @@
 //! the `api_model` fuzz target, which only differ in how they pick operations.
 
 use crate::{all_shards, assert_open_shards_partition, read_stream_records};
-use sluice_core::storage::{Fault, FaultPlan, FaultyIo, GlommioIo, PowerLoss};
+use sluice_core::storage::GlommioIo;
+use sluice_core::storage::io::{Fault, FaultPlan, FaultyIo, PowerLoss};
 use sluice_core::{
     CreateStream, Durability, Engine, EngineConfig, ErrorCode, IteratorStart, PutRecord,
     SequenceNumber,

@@ -2,7 +2,8 @@
 //! order and intact, and nothing corrupt is ever returned. Cycles: SLUICE_CRASH_CYCLES (default
 //! 25); seed: SLUICE_CRASH_SEED (printed on failure).
 
-use sluice_storage::{GlommioIo, ReadLimits, ShardLog, SystemClock, block_on};
+use sluice_storage::runtime::block_on;
+use sluice_storage::{GlommioIo, ReadLimits, ShardLog, SystemClock};
 use sluice_tests::{Rng, crash_log_config, crash_seed, env_u64, record_data, record_key};
 use std::io::{BufRead, BufReader};
 use std::path::Path;

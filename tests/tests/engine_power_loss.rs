@@ -3,7 +3,8 @@
 //! recorded ending: readers and subscribers must still reach the parent's end and move on to
 //! its children, or a consumer (KCL) would wait at the parent for ever.
 
-use sluice_core::storage::{FaultyIo, GlommioIo, PowerLoss};
+use sluice_core::storage::GlommioIo;
+use sluice_core::storage::io::{FaultyIo, PowerLoss};
 use sluice_core::{CreateStream, Durability, Engine, EngineConfig, IteratorStart, PutRecord};
 use std::time::Duration;
 

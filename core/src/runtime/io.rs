@@ -2,7 +2,8 @@
 //! shared fault injector (docs/design/engine-faults.md). One branch per call; production
 //! never touches the injector's journal.
 
-use sluice_storage::{FaultyFile, FaultyIo, GlommioFile, GlommioIo, SegmentFile, SegmentIo};
+use sluice_storage::io::{FaultyFile, FaultyIo, GlommioFile, SegmentFile};
+use sluice_storage::{GlommioIo, SegmentIo};
 use std::io;
 use std::path::Path;
 

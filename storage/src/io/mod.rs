@@ -10,10 +10,7 @@ use std::io;
 use std::path::Path;
 
 pub use self::fault::{Fault, FaultPlan, FaultyFile, FaultyIo, PowerLoss, SyncHold};
-pub use self::glommio::{
-    CoreSpec, CoreThread, GlommioFile, GlommioIo, block_on, sleep, spawn, spawn_core,
-    spawn_detached,
-};
+pub use self::glommio::{GlommioFile, GlommioIo};
 
 /// Creates and opens segment files. Lives on the owning core; its futures need not be `Send`.
 pub trait SegmentIo: 'static {

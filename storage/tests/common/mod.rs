@@ -1,9 +1,14 @@
 //! Helpers shared by the storage tests.
 #![allow(dead_code)]
 
+use sluice_storage::runtime::sleep;
 use sluice_storage::{Clock, LogConfig, ManualClock, ReadLimits, RecordIn, SegmentIo, ShardLog};
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 
 /// Small segments so tests cross boundaries and wrap the ring quickly.
 pub fn small_config() -> LogConfig {
@@ -96,4 +101,22 @@ pub fn check_range(
             }
         }
     }
+}
+
+/// Polls `future` until `ready()` holds (or it finishes); returns it unfinished, if it is.
+pub async fn drive_until<F: Future + ?Sized>(
+    mut future: Pin<&mut F>,
+    mut ready: impl FnMut() -> bool,
+) -> bool {
+    for _ in 0..10_000 {
+        let polled = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
+        if polled.is_ready() {
+            return true;
+        }
+        if ready() {
+            return false;
+        }
+        sleep(Duration::from_micros(100)).await;
+    }
+    panic!("the future never reached the expected state");
 }

@@ -1,0 +1,63 @@
+//! Group commit: durable appends meet at the sync gate, and one fdatasync covers every batch
+//! visible when it started while appends continue. Nothing is marked clean until the syncs
+//! succeed, so a cancelled or failed sync loses nothing.
+
+use super::ShardLog;
+use crate::error::Result;
+use crate::io::{SegmentFile, SegmentIo};
+use std::rc::Rc;
+
+impl<I: SegmentIo> ShardLog<I> {
+    /// Makes everything visible so far durable.
+    pub async fn sync(&self) -> Result<()> {
+        self.wait_durable(self.shared.next_seq()).await
+    }
+
+    /// Returns once every record below `end_seq` is durable (sharing syncs with concurrent
+    /// callers, as durable appends do). `append(.., Visible)` followed by this is
+    /// `append(.., Durable)` split in two, for callers that act between the two points.
+    pub async fn make_durable(&self, end_seq: u64) -> Result<()> {
+        self.wait_durable(end_seq).await
+    }
+
+    /// Waits until a sync has covered every record below `end_seq`, running one if needed.
+    pub(super) async fn wait_durable(&self, end_seq: u64) -> Result<()> {
+        loop {
+            if self.durable_seq.get() >= end_seq {
+                return Ok(());
+            }
+            self.check_writable()?;
+            let _gate = self.sync_gate.lock().await;
+            if self.durable_seq.get() >= end_seq {
+                return Ok(());
+            }
+            self.check_writable()?;
+            // Every visible batch's write has completed into one of these files. Nothing is
+            // marked clean until the syncs succeed, so a cancelled or failed sync loses nothing.
+            let (target, files, sealed_files, epoch) = {
+                let w = self.writer.borrow();
+                let mut files: Vec<Rc<I::File>> = w.unsynced.clone();
+                let sealed_files = files.len();
+                if w.dirty_epoch > w.clean_epoch {
+                    files.extend(w.active.as_ref().map(|a| a.file.clone()));
+                }
+                (self.shared.next_seq(), files, sealed_files, w.dirty_epoch)
+            };
+            for file in files {
+                if let Err(e) = file.sync_data().await {
+                    return Err(self.sync_failed(&self.shared.dir, e));
+                }
+            }
+            // A failure reported to another caller (say, sealing) latched the log: this sync's
+            // success proves nothing about data the device already lost.
+            self.check_writable()?;
+            {
+                // Only this gate's holder removes from `unsynced`; others only append.
+                let mut w = self.writer.borrow_mut();
+                w.unsynced.drain(..sealed_files);
+                w.clean_epoch = w.clean_epoch.max(epoch);
+            }
+            self.durable_seq.set(self.durable_seq.get().max(target));
+        }
+    }
+}

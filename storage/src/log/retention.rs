@@ -1,0 +1,102 @@
+//! Retention: sealed segments whose every record has expired are retired, marked free on disk
+//! so a restart never brings them back, and reused once no reader leases them.
+
+use super::ShardLog;
+use super::cancel::CancelLatch;
+use crate::config::LogConfig;
+use crate::error::Result;
+use crate::format::{SegmentHeader, SegmentState};
+use crate::io::{SegmentFile, SegmentIo};
+use crate::segment::Segment;
+use crate::sync::Arc;
+use std::rc::Rc;
+
+impl<I: SegmentIo> ShardLog<I> {
+    /// Retires sealed segments whose every record is past retention; returns how many.
+    /// Their files are reused once no reader holds them.
+    pub async fn enforce_retention(&self) -> Result<usize> {
+        self.check_writable()?;
+        let _ring = self.ring_lock.lock().await;
+        self.check_writable()?;
+        let cutoff = self.shared.expiry_cutoff_ms();
+        let expired: Vec<Arc<Segment>> = {
+            let mut w = self.writer.borrow_mut();
+            let sealed = w.live.len().saturating_sub(usize::from(w.active.is_some()));
+            let count = w.live[..sealed]
+                .iter()
+                .take_while(|s| s.max_timestamp_ms() < cutoff)
+                .count();
+            let expired: Vec<_> = w.live.drain(..count).collect();
+            // A retired segment needs no seal any more.
+            w.sealing
+                .retain(|(full, _)| !expired.iter().any(|e| Arc::ptr_eq(e, &full.segment)));
+            if let Some(last) = expired.last() {
+                self.shared.raise_trim(last.end_seq());
+                self.shared.set_table(w.live.clone());
+            }
+            expired
+        };
+        let in_flight = CancelLatch::arm(self, "a retention pass");
+        for segment in &expired {
+            // Record on disk that the segment is free, so a restart never brings it back.
+            let header = free_header(
+                segment,
+                SegmentState::Free,
+                segment.end_seq(),
+                &self.config,
+                self.shared.clock.now_ms(),
+            );
+            let file = self
+                .io
+                .open(&segment.path)
+                .await
+                .map_err(|e| self.fail("open", &segment.path, e))?;
+            if let Err(e) = file.write_at(0, header.to_vec()).await {
+                return Err(self.fail("retire segment", &segment.path, e));
+            }
+            let mut w = self.writer.borrow_mut();
+            w.unsynced.push(Rc::new(file));
+            w.retiring.push(segment.clone());
+        }
+        in_flight.disarm();
+        let retired = expired.len();
+        drop(expired); // our own references would keep the segments from being reclaimed
+        self.writer.borrow_mut().reclaim();
+        Ok(retired)
+    }
+}
+
+/// Moves retired segments that no reader holds any more from `retiring` to `free`.
+pub(crate) fn reclaim(retiring: &mut Vec<Arc<Segment>>, free: &mut Vec<Arc<Segment>>) {
+    let mut still_leased = Vec::new();
+    for mut segment in retiring.drain(..) {
+        // get_mut succeeds only for the last reference, with acquire ordering against the
+        // readers' releases: no reader can still be looking at these bytes.
+        if Arc::get_mut(&mut segment).is_some() {
+            free.push(segment);
+        } else {
+            still_leased.push(segment);
+        }
+    }
+    *retiring = still_leased;
+}
+
+/// The header that marks a segment free (retired by retention) or released (by recovery).
+pub(super) fn free_header(
+    segment: &Segment,
+    state: SegmentState,
+    base_seq: u64,
+    config: &LogConfig,
+    now_ms: u64,
+) -> [u8; 64] {
+    assert_ne!(state, SegmentState::Live);
+    SegmentHeader {
+        state,
+        generation: segment.generation,
+        base_seq,
+        segment_size: config.segment_size_bytes,
+        created_ms: now_ms,
+        follows_seq: base_seq,
+    }
+    .encode()
+}
