@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use sluice_core::storage::Durability;
+use sluice_core::Durability;
 use sluice_server::config::Credential;
 use sluice_server::{ServeConfig, Service};
 use std::net::SocketAddr;

@@ -95,7 +95,8 @@ pub use put::{PutRecord, PutRecordResult, PutResult};
 pub use read::{RawRecord, Record, Records};
 pub use reshard::ShardCountUpdate;
 pub use seqnum::{SequenceNumber, SequenceNumberError, ShardId};
-pub use sluice_storage as storage;
-pub use sluice_storage::{Clock, Durability, ManualClock, ScaledClock, SystemClock};
+// From the storage crate, what an embedder names: durability, clocks, and the storage error
+// that `Storage` variants carry. Shard logs themselves are sluice-storage's to export.
+pub use sluice_storage::{Clock, Durability, ManualClock, ScaledClock, StorageError, SystemClock};
 pub use stream::Stream;
 pub use subscription::{Subscription, SubscriptionEvent};

@@ -1,6 +1,6 @@
 //! `sluice serve`'s settings.
 
-use sluice_core::storage::Durability;
+use sluice_core::Durability;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -4,12 +4,12 @@
 //! the `api_model` fuzz target, which only differ in how they pick operations.
 
 use crate::{all_shards, assert_open_shards_partition, read_stream_records};
-use sluice_core::storage::GlommioIo;
-use sluice_core::storage::io::{Fault, FaultPlan, FaultyIo, PowerLoss};
 use sluice_core::{
     CreateStream, Durability, Engine, EngineConfig, ErrorCode, IteratorStart, PutRecord,
     SequenceNumber,
 };
+use sluice_storage::GlommioIo;
+use sluice_storage::io::{Fault, FaultPlan, FaultyIo, PowerLoss};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,9 +3,9 @@
 //! recorded ending: readers and subscribers must still reach the parent's end and move on to
 //! its children, or a consumer (KCL) would wait at the parent for ever.
 
-use sluice_core::storage::GlommioIo;
-use sluice_core::storage::io::{FaultyIo, PowerLoss};
 use sluice_core::{CreateStream, Durability, Engine, EngineConfig, IteratorStart, PutRecord};
+use sluice_storage::GlommioIo;
+use sluice_storage::io::{FaultyIo, PowerLoss};
 use std::time::Duration;
 
 fn open(dir: &std::path::Path, faults: &FaultyIo<GlommioIo>) -> Engine {
