@@ -48,6 +48,10 @@
 //! Limits are Kinesis' (see [`limits`]): 500 records and 10 MiB per batch, partition keys of
 //! 1..=256 characters, records up to the stream's maximum (1 MiB by default, up to 10 MiB),
 //! retention 24..=8760 hours.
+//!
+//! The [`guide`] walks through embedding: opening, creating, putting (async and blocking),
+//! reading zero-copy, resharding and reading along the lineage, subscribing, errors and
+//! shutting down.
 
 mod admin;
 mod call;
@@ -56,6 +60,7 @@ mod config;
 mod control;
 mod engine;
 mod error;
+pub mod guide;
 pub mod hashkey;
 mod iterator;
 pub mod limits;

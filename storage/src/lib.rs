@@ -31,7 +31,8 @@
 //!
 //! Limits: records up to 10 MiB (key + data, `record_size_bytes_max`), keys up to 65,535
 //! bytes, a batch must fit in one segment, at most `segments_max` segment files per log.
-//! The byte layout is in docs/design/segment-format.md.
+//! The byte layout is in docs/design/segment-format.md; the [`guide`] shows writing on the
+//! owner and reading on other threads, recovery on reopen, and housekeeping.
 
 // Sluice is for 64-bit Linux (io_uring); offsets move between u64 and usize freely.
 const _: () = assert!(usize::BITS == 64, "sluice-storage needs a 64-bit target");
@@ -41,6 +42,7 @@ mod config;
 mod datadir;
 mod error;
 pub mod format;
+pub mod guide;
 mod index;
 pub mod io;
 mod log;
