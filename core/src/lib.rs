@@ -105,3 +105,8 @@ pub use seqnum::{SequenceNumber, SequenceNumberError, ShardId};
 pub use sluice_storage::{Clock, Durability, ManualClock, ScaledClock, StorageError, SystemClock};
 pub use stream::Stream;
 pub use subscription::{Subscription, SubscriptionEvent};
+
+/// The README's examples, compiled as doc tests so they stay true to the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
