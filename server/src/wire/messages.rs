@@ -294,6 +294,36 @@ mod tests {
     }
 
     #[test]
+    fn the_texts_clients_grep_are_kinesis_own() {
+        let shard = sluice_core::ShardId::new(3);
+        let throttled = PutError::Throttled {
+            stream: "s".into(),
+            shard,
+        };
+        assert_eq!(
+            put(&throttled, "123456789012"),
+            "Rate exceeded for shard shardId-000000000003 in stream s under account 123456789012."
+        );
+        let expired = ReadError::ExpiredIterator {
+            issued_ms: 1,
+            now_ms: 300_002,
+            ttl_ms: 300_000,
+        };
+        assert_eq!(
+            read(&expired, "123456789012"),
+            "Iterator expired. The iterator was created at time 1 while right now it is 300002 which is further in the future than the tolerated delay of 300000 milliseconds."
+        );
+        let limit = ReshardError::ShardLimit(ShardLimit {
+            open: 10,
+            limit: 10,
+            added: 1,
+        });
+        assert!(reshard(&limit, "123456789012").starts_with(
+            "This request would exceed the shard limit for the account 123456789012."
+        ));
+    }
+
+    #[test]
     fn bounded_parameters_use_the_models_member_names() {
         let error = AdminError::OutOfRange {
             parameter: Parameter::ListShardsMaxResults,
