@@ -268,6 +268,10 @@ fn events(body: &[u8]) -> Vec<(String, Value)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one consumer's life on one shard, read as one scenario: each phase (idle, resume, shard end) starts from the checkpoint the one before it returned"
+)]
 async fn subscriptions_checkpoint_resume_after_the_continuation_and_end_at_shard_end() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(
