@@ -5,7 +5,7 @@
 // Calling the exported C functions needs unsafe; each call says what it relies on.
 #![allow(unsafe_code)]
 
-use criterion::Throughput;
+use criterion::{Criterion, Throughput};
 use sluice::*;
 use sluice_benches::{criterion_config, filler, mean_iteration_secs};
 use sluice_core::{CreateStream, Durability, Engine, EngineConfig, IteratorStart, PutRecord};
@@ -165,12 +165,34 @@ fn main() {
     // One engine for both sides: the C handle wraps the same engine the Rust calls use.
     let rust = open_engine(dir.path());
     let c = sluice_engine_from(rust.clone());
+    let input = Input::new();
+    let mut criterion = criterion_config();
+    bench_puts(&mut criterion, &rust, c, &input);
+    bench_scans(&mut criterion, &rust, c, &input);
+    criterion.final_summary();
+    println!();
+    for group in ["c_abi_put_100B_x500", "c_abi_scan"] {
+        if let (Some(rust), Some(c)) = (
+            mean_iteration_secs(group, "rust"),
+            mean_iteration_secs(group, "c_abi"),
+        ) {
+            let ratio = rust / c;
+            let verdict = if ratio >= 0.95 { "meets" } else { "BELOW" };
+            println!(
+                "{group}: C ABI at {ratio:.3} of the Rust API's speed ({verdict} target: within 5%)"
+            );
+        }
+    }
+    // SAFETY: the handle is not used afterwards.
+    unsafe { sluice_engine_free(c) };
+}
+
+/// put_batch of `BATCH` records into stream `bench`, through the C ABI and the Rust API.
+fn bench_puts(criterion: &mut Criterion, rust: &Engine, c: *mut sluice_engine, input: &Input) {
     let stream = CString::new("bench").unwrap();
-    let shard = CString::new("shardId-000000000000").unwrap();
     rust.create_stream(CreateStream::provisioned("bench", 1))
         .wait()
         .unwrap();
-    let input = Input::new();
     let (c_records, rust_records) = (input.c_records(), input.rust_records());
     let results = vec![
         sluice_put_result {
@@ -181,7 +203,6 @@ fn main() {
         };
         BATCH
     ];
-    let mut criterion = criterion_config();
     let mut group = criterion.benchmark_group("c_abi_put_100B_x500");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("rust", |b| {
@@ -221,6 +242,11 @@ fn main() {
         })
     });
     group.finish();
+}
+
+/// A full scan of a `SCAN_RECORDS`-record shard, through the C ABI and the Rust API.
+fn bench_scans(criterion: &mut Criterion, rust: &Engine, c: *mut sluice_engine, input: &Input) {
+    let rust_records = input.rust_records();
     // The scans read one stream of their own, the same shard on both sides.
     rust.create_stream(CreateStream::provisioned("scan", 1))
         .wait()
@@ -233,7 +259,8 @@ fn main() {
             .unwrap();
     }
     let scan_stream = CString::new("scan").unwrap();
-    assert_eq!(rust_scan(&rust), SCAN_RECORDS);
+    let shard = CString::new("shardId-000000000000").unwrap();
+    assert_eq!(rust_scan(rust), SCAN_RECORDS);
     assert_eq!(c_scan(c, &scan_stream, &shard), SCAN_RECORDS);
     let mut group = criterion.benchmark_group("c_abi_scan");
     group.throughput(Throughput::Elements(SCAN_RECORDS as u64));
@@ -242,7 +269,7 @@ fn main() {
             interleaved(
                 iters,
                 || {
-                    std::hint::black_box(rust_scan(&rust));
+                    std::hint::black_box(rust_scan(rust));
                 },
                 || {
                     std::hint::black_box(c_scan(c, &scan_stream, &shard));
@@ -258,28 +285,12 @@ fn main() {
                     std::hint::black_box(c_scan(c, &scan_stream, &shard));
                 },
                 || {
-                    std::hint::black_box(rust_scan(&rust));
+                    std::hint::black_box(rust_scan(rust));
                 },
             )
         })
     });
     group.finish();
-    criterion.final_summary();
-    println!();
-    for group in ["c_abi_put_100B_x500", "c_abi_scan"] {
-        if let (Some(rust), Some(c)) = (
-            mean_iteration_secs(group, "rust"),
-            mean_iteration_secs(group, "c_abi"),
-        ) {
-            let ratio = rust / c;
-            let verdict = if ratio >= 0.95 { "meets" } else { "BELOW" };
-            println!(
-                "{group}: C ABI at {ratio:.3} of the Rust API's speed ({verdict} target: within 5%)"
-            );
-        }
-    }
-    // SAFETY: the handle is not used afterwards.
-    unsafe { sluice_engine_free(c) };
 }
 
 fn bench_dir() -> std::path::PathBuf {

@@ -2,6 +2,7 @@
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
+use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_core::Durability;
 use sluice_server::config::Credential;
 use sluice_server::{ServeConfig, Service};
@@ -83,61 +84,13 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.account.len() == 12 && args.account.bytes().all(|b| b.is_ascii_digit()),
-        "--account must be 12 digits"
-    );
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&args.fault_probability),
-        "--fault-probability must be between 0 and 1"
-    );
-    let mut config = ServeConfig::new(&args.dir);
-    config.listen = args.listen;
-    config.durability = match args.durability {
-        DurabilityArg::Durable => Durability::Durable,
-        DurabilityArg::Visible => Durability::Visible,
-    };
-    config.region = args.region;
-    config.account = args.account;
-    config.status_delay_ms = args.status_delay_ms;
-    config.enforce_limits = args.enforce_limits;
-    config.fault_probability = args.fault_probability;
-    config.cores = args.cores;
-    config.segment_size_bytes = args.segment_mib << 20;
-    anyhow::ensure!(
-        (1..=256).contains(&args.body_mib),
-        "--body-mib must be between 1 and 256"
-    );
-    config.body_bytes_max = args.body_mib << 20;
-    config.body_bytes_in_flight_max = args.body_budget_mib.max(args.body_mib) << 20;
-    anyhow::ensure!(
-        args.subscription_ms > 0 && args.heartbeat_ms > 0,
-        "--subscription-ms and --heartbeat-ms must be positive"
-    );
-    config.subscription_ms = args.subscription_ms;
-    config.heartbeat_ms = args.heartbeat_ms;
-    for credential in &args.credentials {
-        config.credentials.push(parse_credential(credential)?);
-    }
-
+    let config = serve_config(&args)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(sluice_server::tls::acceptor(cert, key)?),
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    // Request latency as a real histogram (buckets from 100 µs to 10 s), not a summary, so
-    // Prometheus can aggregate it across servers.
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full("sluice_request_seconds".into()),
-            &[
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                1.0, 2.5, 10.0,
-            ],
-        )
-        .context("configuring the latency buckets")?
-        .install_recorder()
-        .context("installing the metrics recorder")?;
+    let metrics = install_metrics()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice-http")
@@ -175,6 +128,64 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("sluice serve: stopped");
         anyhow::Ok(())
     })
+}
+
+/// The server's configuration from the command line, each value checked.
+fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
+    anyhow::ensure!(
+        args.account.len() == 12 && args.account.bytes().all(|b| b.is_ascii_digit()),
+        "--account must be 12 digits"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.fault_probability),
+        "--fault-probability must be between 0 and 1"
+    );
+    let mut config = ServeConfig::new(&args.dir);
+    config.listen = args.listen;
+    config.durability = match args.durability {
+        DurabilityArg::Durable => Durability::Durable,
+        DurabilityArg::Visible => Durability::Visible,
+    };
+    config.region = args.region.clone();
+    config.account = args.account.clone();
+    config.status_delay_ms = args.status_delay_ms;
+    config.enforce_limits = args.enforce_limits;
+    config.fault_probability = args.fault_probability;
+    config.cores = args.cores;
+    config.segment_size_bytes = args.segment_mib << 20;
+    anyhow::ensure!(
+        (1..=256).contains(&args.body_mib),
+        "--body-mib must be between 1 and 256"
+    );
+    config.body_bytes_max = args.body_mib << 20;
+    config.body_bytes_in_flight_max = args.body_budget_mib.max(args.body_mib) << 20;
+    anyhow::ensure!(
+        args.subscription_ms > 0 && args.heartbeat_ms > 0,
+        "--subscription-ms and --heartbeat-ms must be positive"
+    );
+    config.subscription_ms = args.subscription_ms;
+    config.heartbeat_ms = args.heartbeat_ms;
+    for credential in &args.credentials {
+        config.credentials.push(parse_credential(credential)?);
+    }
+    Ok(config)
+}
+
+/// Installs the Prometheus recorder that `/metrics` renders.
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    // Request latency as a real histogram (buckets from 100 µs to 10 s), not a summary, so
+    // Prometheus can aggregate it across servers.
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("sluice_request_seconds".into()),
+            &[
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 10.0,
+            ],
+        )
+        .context("configuring the latency buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")
 }
 
 fn parse_credential(text: &str) -> anyhow::Result<Credential> {

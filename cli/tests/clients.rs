@@ -17,6 +17,9 @@ const CREDENTIAL: &[&str] = &[
 
 #[test]
 fn boto3_drives_every_operation_and_sees_kinesis_errors() {
+    if !common::needs_python_clients() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), CREDENTIAL);
     run_suite(&server, "boto3_suite.py");
@@ -24,6 +27,9 @@ fn boto3_drives_every_operation_and_sees_kinesis_errors() {
 
 #[test]
 fn sigv4_signatures_are_verified_in_header_and_presigned_forms() {
+    if !common::needs_python_clients() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), CREDENTIAL);
     run_suite(&server, "auth_suite.py");
@@ -31,6 +37,9 @@ fn sigv4_signatures_are_verified_in_header_and_presigned_forms() {
 
 #[test]
 fn the_aws_cli_works_unchanged() {
+    if !(common::needs_python_clients() && common::needs_aws_cli()) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), &[]);
     run_suite(&server, "aws_cli_suite.py");
@@ -38,6 +47,9 @@ fn the_aws_cli_works_unchanged() {
 
 #[test]
 fn cbor_event_streams_h2c_and_malformed_input_on_the_wire() {
+    if !(common::needs_python_clients() && common::needs_curl()) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), &[]);
     run_suite(&server, "wire_suite.py");

@@ -3,11 +3,15 @@
 mod common;
 
 use sluice_core::{
-    CreateStream, ErrorCode, IteratorStart, ListShards, PutRecord, ShardFilter, StreamMode,
+    CreateStream, Engine, ErrorCode, IteratorStart, ListShards, PutRecord, ShardFilter, StreamMode,
 };
 use std::future::IntoFuture;
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "a table of 22 bad inputs and the Kinesis error each gets, checked against one stream that must stay unchanged"
+)]
 fn bad_input_gets_the_right_error_and_leaves_the_stream_unchanged() {
     use ErrorCode::{InvalidArgument, ResourceInUse, ResourceNotFound, Validation};
     let dir = tempfile::tempdir().unwrap();
@@ -328,6 +332,20 @@ fn streams_list_and_describe_with_pagination() {
 }
 
 #[test]
+fn describe_stream_accepts_the_short_shard_id_form_as_exclusive_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::open(dir.path());
+    common::create(&engine, "s", 3);
+    let page = engine
+        .stream("s")
+        .unwrap()
+        .describe(None, Some("shardId-1"))
+        .unwrap();
+    assert_eq!(page.shards.len(), 1);
+    assert_eq!(page.shards[0].shard_id, "shardId-000000000002");
+}
+
+#[test]
 fn list_shards_pages_with_a_token_and_applies_filters() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, clock) = common::open_with_clock(dir.path(), 1_800_000_000_000);
@@ -464,6 +482,27 @@ fn on_demand_streams_start_with_four_shards() {
         (summary.mode, summary.open_shard_count),
         (StreamMode::OnDemand, 4)
     );
+}
+
+#[test]
+fn creating_shards_beyond_the_engine_quota_is_limit_exceeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.shards_max = 5;
+    let engine = Engine::open(config).unwrap();
+    engine
+        .create_stream(CreateStream::provisioned("a", 3))
+        .wait()
+        .unwrap();
+    let err = engine
+        .create_stream(CreateStream::provisioned("b", 3))
+        .wait()
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::LimitExceeded);
+    engine
+        .create_stream(CreateStream::provisioned("b", 2))
+        .wait()
+        .unwrap();
 }
 
 #[test]

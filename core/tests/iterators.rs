@@ -226,6 +226,36 @@ fn a_token_for_a_deleted_and_recreated_stream_is_not_found() {
 }
 
 #[test]
+fn a_deleted_streams_token_never_resolves_to_a_recreated_stream_after_compaction_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _clock) = common::open_with_clock(dir.path(), 1_800_000_000_000);
+    common::create(&engine, "reborn", 1);
+    let iterator = engine
+        .stream("reborn")
+        .unwrap()
+        .shard_iterator("shardId-000000000000", IteratorStart::TrimHorizon)
+        .unwrap();
+    let token = engine.iterator_token(&iterator);
+    engine.stream("reborn").unwrap().delete().wait().unwrap();
+    common::create(&engine, "other", 1);
+    for i in 0..1000 {
+        engine
+            .stream("other")
+            .unwrap()
+            .add_tags(vec![("n".into(), i.to_string())])
+            .wait()
+            .unwrap();
+    }
+    drop(engine);
+    let (engine, _clock) = common::open_with_clock(dir.path(), 1_800_000_000_000);
+    common::create(&engine, "reborn", 1);
+    assert_eq!(
+        engine.iterator_from_token(&token).unwrap_err().code(),
+        ErrorCode::ResourceNotFound
+    );
+}
+
+#[test]
 fn sequence_numbers_from_another_shard_or_never_issued_are_invalid() {
     let (_dir, engine, _clock, seqs) = three_records();
     common::create(&engine, "two", 2);

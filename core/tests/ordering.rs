@@ -2,73 +2,27 @@
 
 mod common;
 
-use sluice_core::{Durability, PutRecord};
+use sluice_core::{Durability, Engine, PutRecord};
 use std::collections::{BTreeMap, HashSet};
 
 /// (partition key, data) → (shard id, sequence number) of every acknowledged record.
 type Acknowledged = BTreeMap<(String, Vec<u8>), (String, u128)>;
+
+const THREADS: usize = 6;
+const BATCHES: usize = 40;
+const PER_BATCH: usize = 25;
 
 #[test]
 fn concurrent_writers_lose_nothing_duplicate_nothing_and_each_shard_is_strictly_ordered() {
     let dir = tempfile::tempdir().unwrap();
     let engine = common::open(dir.path());
     common::create(&engine, "busy", 4);
-    const THREADS: usize = 6;
-    const BATCHES: usize = 40;
-    const PER_BATCH: usize = 25;
     // Every acknowledged record: (key, data) -> (shard, sequence number).
     let acknowledged: Vec<Acknowledged> = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..THREADS)
             .map(|t| {
                 let engine = engine.clone();
-                scope.spawn(move || {
-                    let mut acked = BTreeMap::new();
-                    for b in 0..BATCHES {
-                        let owned: Vec<(String, Vec<u8>)> = (0..PER_BATCH)
-                            .map(|i| {
-                                (
-                                    format!("t{t}-k{}", i % 7),
-                                    format!("t{t}-b{b}-i{i}").into_bytes(),
-                                )
-                            })
-                            .collect();
-                        let records: Vec<PutRecord<'_>> =
-                            owned.iter().map(|(k, d)| PutRecord::new(k, d)).collect();
-                        let durability = if b % 2 == 0 {
-                            Durability::Visible
-                        } else {
-                            Durability::Durable
-                        };
-                        let results = if b % 5 == 0 {
-                            // Single puts too, through the async form on this thread.
-                            records
-                                .iter()
-                                .map(|r| {
-                                    futures_lite_block(
-                                        engine
-                                            .stream("busy")
-                                            .unwrap()
-                                            .put(*r)
-                                            .durability(durability),
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                        } else {
-                            engine
-                                .stream("busy")
-                                .unwrap()
-                                .put_batch(&records)
-                                .durability(durability)
-                                .wait()
-                                .unwrap()
-                        };
-                        for (record, result) in owned.into_iter().zip(results) {
-                            let put = result.expect("no throttling, no failure");
-                            acked.insert(record, (put.shard_id.to_string(), put.sequence_number.0));
-                        }
-                    }
-                    acked
-                })
+                scope.spawn(move || write_batches(&engine, t))
             })
             .collect();
         writers.into_iter().map(|w| w.join().unwrap()).collect()
@@ -126,6 +80,57 @@ fn concurrent_writers_lose_nothing_duplicate_nothing_and_each_shard_is_strictly_
         expected.len(),
         "every acknowledged record is read"
     );
+}
+
+/// Writer `t`'s part: `BATCHES` batches of `PER_BATCH` records over 7 keys of its own, visible
+/// and durable in turn, every fifth as single puts through the async form; returns what was
+/// acknowledged.
+fn write_batches(engine: &Engine, t: usize) -> Acknowledged {
+    let mut acked = BTreeMap::new();
+    for b in 0..BATCHES {
+        let owned: Vec<(String, Vec<u8>)> = (0..PER_BATCH)
+            .map(|i| {
+                (
+                    format!("t{t}-k{}", i % 7),
+                    format!("t{t}-b{b}-i{i}").into_bytes(),
+                )
+            })
+            .collect();
+        let records: Vec<PutRecord<'_>> = owned.iter().map(|(k, d)| PutRecord::new(k, d)).collect();
+        let durability = if b % 2 == 0 {
+            Durability::Visible
+        } else {
+            Durability::Durable
+        };
+        let results = if b % 5 == 0 {
+            // Single puts too, through the async form on this thread.
+            records
+                .iter()
+                .map(|r| {
+                    futures_lite_block(
+                        engine
+                            .stream("busy")
+                            .unwrap()
+                            .put(*r)
+                            .durability(durability),
+                    )
+                })
+                .collect::<Vec<_>>()
+        } else {
+            engine
+                .stream("busy")
+                .unwrap()
+                .put_batch(&records)
+                .durability(durability)
+                .wait()
+                .unwrap()
+        };
+        for (record, result) in owned.into_iter().zip(results) {
+            let put = result.expect("no throttling, no failure");
+            acked.insert(record, (put.shard_id.to_string(), put.sequence_number.0));
+        }
+    }
+    acked
 }
 
 #[test]

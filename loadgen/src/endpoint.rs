@@ -9,6 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -131,41 +132,9 @@ async fn drive(args: &BenchArgs, address: SocketAddr, endpoint: &str) -> anyhow:
     for conn in 0..args.connections as u32 {
         let body = request_body(&stream, conn, args.batch, args.record_size.max(8), &filler);
         let (next, bar) = (next.clone(), bar.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut client = KinesisClient::connect(address).await?;
-            let mut result = ConnectionResult {
-                acknowledged: Vec::new(),
-                failed: 0,
-                latency_us: Histogram::new(3).expect("histogram"),
-            };
-            while next.fetch_add(1, Ordering::Relaxed) < requests {
-                let sent = Instant::now();
-                let (status, reply) = client.send("PutRecords", body.clone()).await?;
-                let _ = result.latency_us.record(sent.elapsed().as_micros() as u64);
-                if status != 200 {
-                    anyhow::bail!(
-                        "PutRecords answered {status}: {}",
-                        String::from_utf8_lossy(&reply)
-                    );
-                }
-                let reply: PutRecordsReply = serde_json::from_slice(&reply)?;
-                for (i, entry) in reply.records.iter().enumerate() {
-                    let shard = entry.shard_id.and_then(shard_index);
-                    let sequence = entry.sequence_number.map(Sequence::parse);
-                    match (shard, sequence) {
-                        (Some(shard), Some(sequence)) => result.acknowledged.push(Acked {
-                            shard,
-                            sequence,
-                            conn,
-                            index: i as u32,
-                        }),
-                        _ => result.failed += 1,
-                    }
-                }
-                bar.inc(reply.records.len() as u64);
-            }
-            anyhow::Ok(result)
-        }));
+        tasks.push(tokio::spawn(put_until_done(
+            address, conn, body, next, requests, bar,
+        )));
     }
     let mut acknowledged = Vec::new();
     let (mut failed, mut latency) = (0, Histogram::<u64>::new(3).expect("histogram"));
@@ -198,6 +167,51 @@ async fn drive(args: &BenchArgs, address: SocketAddr, endpoint: &str) -> anyhow:
         .call("DeleteStream", &json!({"StreamName": stream}))
         .await?;
     Ok(())
+}
+
+/// Connection `conn`'s work: sends `body` as PutRecords until `requests` have been claimed
+/// (over all connections, through `next`) and records what each reply acknowledged.
+async fn put_until_done(
+    address: SocketAddr,
+    conn: u32,
+    body: Bytes,
+    next: Arc<AtomicU64>,
+    requests: u64,
+    bar: ProgressBar,
+) -> anyhow::Result<ConnectionResult> {
+    let mut client = KinesisClient::connect(address).await?;
+    let mut result = ConnectionResult {
+        acknowledged: Vec::new(),
+        failed: 0,
+        latency_us: Histogram::new(3).expect("histogram"),
+    };
+    while next.fetch_add(1, Ordering::Relaxed) < requests {
+        let sent = Instant::now();
+        let (status, reply) = client.send("PutRecords", body.clone()).await?;
+        let _ = result.latency_us.record(sent.elapsed().as_micros() as u64);
+        if status != 200 {
+            anyhow::bail!(
+                "PutRecords answered {status}: {}",
+                String::from_utf8_lossy(&reply)
+            );
+        }
+        let reply: PutRecordsReply = serde_json::from_slice(&reply)?;
+        for (i, entry) in reply.records.iter().enumerate() {
+            let shard = entry.shard_id.and_then(shard_index);
+            let sequence = entry.sequence_number.map(Sequence::parse);
+            match (shard, sequence) {
+                (Some(shard), Some(sequence)) => result.acknowledged.push(Acked {
+                    shard,
+                    sequence,
+                    conn,
+                    index: i as u32,
+                }),
+                _ => result.failed += 1,
+            }
+        }
+        bar.inc(reply.records.len() as u64);
+    }
+    anyhow::Ok(result)
 }
 
 async fn wait_active(client: &mut KinesisClient, stream: &str) -> anyhow::Result<()> {

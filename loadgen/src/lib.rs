@@ -36,8 +36,8 @@
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use load::{KeySpace, Producers, RECORD_HEADER, record_header};
-use readers::ReadContext;
+use load::{KeySpace, Produced, Producers, RECORD_HEADER, record_header};
+use readers::{ReadContext, ReadSummary};
 use results::{BenchResult, Latency, Rate, Sample, TIMELINE_STEP};
 use sluice_core::limits::RETENTION_HOURS_MIN;
 use sluice_core::{
@@ -144,44 +144,7 @@ pub struct BenchArgs {
 
 /// Runs `sluice bench` with `args`: against an embedded engine, or `--endpoint`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let durability = match args.durability.as_str() {
-        "visible" => Durability::Visible,
-        "durable" => Durability::Durable,
-        other => bail!("--durability must be visible or durable, not {other:?}"),
-    };
-    if !(1..=500).contains(&args.batch)
-        || args.records == 0
-        || args.callers == 0
-        || args.shards == 0
-    {
-        bail!("--batch must be in 1..=500; --records, --callers and --shards must be positive");
-    }
-    if args.record_size < RECORD_HEADER {
-        bail!(
-            "--record-size must be at least {RECORD_HEADER} (each record carries its number and due time)"
-        );
-    }
-    if args.rate == Some(0)
-        || !args.zipf.is_finite()
-        || args.zipf < 0.0
-        || args.hot_keys == 0
-        || args.tail_readers > 64
-        || args
-            .catch_up_mb_per_sec
-            .is_some_and(|mb| !(mb > 0.0 && mb.is_finite()))
-    {
-        bail!(
-            "--rate, --hot-keys and --catch-up-mb-per-sec must be positive, --zipf at least 0, --tail-readers at most 64"
-        );
-    }
-    if args.catch_up_mb_per_sec.is_some() && !args.catch_up_reader {
-        bail!("--catch-up-mb-per-sec paces the catch-up reader: add --catch-up-reader");
-    }
-    if args.clock_speed == 0
-        || (args.clock_speed > 1 && (args.tail_readers > 0 || args.catch_up_reader))
-    {
-        bail!("--clock-speed must be positive, and 1 with --tail-readers or --catch-up-reader");
-    }
+    let durability = check_args(&args)?;
     if let Some(endpoint) = &args.endpoint {
         if args.clock_speed != 1 {
             bail!("--clock-speed applies to the embedded engine, not to --endpoint");
@@ -224,20 +187,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         expiring.as_deref(),
         &clock,
     )?;
-    let started = Instant::now();
-    // Nothing older than the retention may come back (the stream keeps the default 24 h).
-    let expiry = expiring.as_deref().map(|put_per_shard| Expiry {
-        put_per_shard,
-        horizon_ms: clock.now_ms() - u64::from(RETENTION_HOURS_MIN) * 3_600_000,
-    });
-    let scanned = read_phase(&args, &engine, &keys, expiry)?;
-    let read_back = Rate::new(
-        scanned,
-        scanned * args.record_size as u64,
-        started.elapsed(),
-    );
-    read_back.print("read back (zero-copy, checksums verified)");
-    let expired = args.records - scanned;
+    let (read_back, expired) = time_read_back(&args, &engine, &keys, expiring.as_deref(), &clock)?;
     let disk_bytes = allocated_bytes(&dir);
     if args.clock_speed > 1 {
         println!(
@@ -247,15 +197,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     drop(engine);
-    let started = Instant::now();
-    let engine = open(&args, &dir, &clock)?;
-    let reopened = started.elapsed();
-    let summary = engine.stream(STREAM)?.summary()?;
-    println!(
-        "reopen: {:.1} ms for {} shards (sealed segments open from their footers; the rest are scanned)",
-        reopened.as_secs_f64() * 1e3,
-        summary.open_shard_count
-    );
+    let reopen_ms = time_reopen(&args, &dir, &clock)?;
     let result = BenchResult {
         options: serde_json::to_value(&args)?,
         mode: if args.rate.is_some() {
@@ -266,16 +208,103 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         read_back,
         expired,
         disk_bytes,
-        reopen_ms: reopened.as_secs_f64() * 1e3,
+        reopen_ms,
         ..measured
     };
+    write_outputs(&args, &result)
+}
+
+/// Checks the options against each other and Kinesis' limits; returns the durability asked for.
+fn check_args(args: &BenchArgs) -> anyhow::Result<Durability> {
+    let durability = match args.durability.as_str() {
+        "visible" => Durability::Visible,
+        "durable" => Durability::Durable,
+        other => bail!("--durability must be visible or durable, not {other:?}"),
+    };
+    if !(1..=500).contains(&args.batch)
+        || args.records == 0
+        || args.callers == 0
+        || args.shards == 0
+    {
+        bail!("--batch must be in 1..=500; --records, --callers and --shards must be positive");
+    }
+    if args.record_size < RECORD_HEADER {
+        bail!(
+            "--record-size must be at least {RECORD_HEADER} (each record carries its number and due time)"
+        );
+    }
+    if args.rate == Some(0)
+        || !args.zipf.is_finite()
+        || args.zipf < 0.0
+        || args.hot_keys == 0
+        || args.tail_readers > 64
+        || args
+            .catch_up_mb_per_sec
+            .is_some_and(|mb| !(mb > 0.0 && mb.is_finite()))
+    {
+        bail!(
+            "--rate, --hot-keys and --catch-up-mb-per-sec must be positive, --zipf at least 0, --tail-readers at most 64"
+        );
+    }
+    if args.catch_up_mb_per_sec.is_some() && !args.catch_up_reader {
+        bail!("--catch-up-mb-per-sec paces the catch-up reader: add --catch-up-reader");
+    }
+    if args.clock_speed == 0
+        || (args.clock_speed > 1 && (args.tail_readers > 0 || args.catch_up_reader))
+    {
+        bail!("--clock-speed must be positive, and 1 with --tail-readers or --catch-up-reader");
+    }
+    Ok(durability)
+}
+
+/// Reads every record back and prints the rate; returns it with the number of records that
+/// expired before the read-back (`expiring`: records put per shard, when retention ran).
+fn time_read_back(
+    args: &BenchArgs,
+    engine: &Engine,
+    keys: &KeySpace,
+    expiring: Option<&[AtomicU64]>,
+    clock: &ScaledClock,
+) -> anyhow::Result<(Rate, u64)> {
+    let started = Instant::now();
+    // Nothing older than the retention may come back (the stream keeps the default 24 h).
+    let expiry = expiring.map(|put_per_shard| Expiry {
+        put_per_shard,
+        horizon_ms: clock.now_ms() - u64::from(RETENTION_HOURS_MIN) * 3_600_000,
+    });
+    let scanned = read_phase(args, engine, keys, expiry)?;
+    let read_back = Rate::new(
+        scanned,
+        scanned * args.record_size as u64,
+        started.elapsed(),
+    );
+    read_back.print("read back (zero-copy, checksums verified)");
+    Ok((read_back, args.records - scanned))
+}
+
+/// Opens the engine on `dir` again, prints how long that took, and returns it in ms.
+fn time_reopen(args: &BenchArgs, dir: &Path, clock: &Arc<ScaledClock>) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let engine = open(args, dir, clock)?;
+    let reopened = started.elapsed();
+    let summary = engine.stream(STREAM)?.summary()?;
+    println!(
+        "reopen: {:.1} ms for {} shards (sealed segments open from their footers; the rest are scanned)",
+        reopened.as_secs_f64() * 1e3,
+        summary.open_shard_count
+    );
+    Ok(reopened.as_secs_f64() * 1e3)
+}
+
+/// Writes the results where `--output` and `--plot` ask.
+fn write_outputs(args: &BenchArgs, result: &BenchResult) -> anyhow::Result<()> {
     if let Some(path) = &args.output {
-        let json = serde_json::to_vec_pretty(&result)?;
+        let json = serde_json::to_vec_pretty(result)?;
         std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
         println!("results: {}", path.display());
     }
     if let Some(path) = &args.plot {
-        plot::draw(&result, path)?;
+        plot::draw(result, path)?;
         println!("plot: {}", path.display());
     }
     Ok(())
@@ -319,18 +348,7 @@ fn measure(
         per_shard,
     };
     let (produced, tail, catch_up, timeline) = std::thread::scope(|scope| {
-        let timeline = scope.spawn(|| {
-            let mut samples = Vec::new();
-            while !sampling_done.load(Ordering::Acquire) {
-                samples.push(Sample {
-                    ms: start.elapsed().as_millis() as u64,
-                    acked: acked.load(Ordering::Relaxed),
-                    read: read.load(Ordering::Relaxed),
-                });
-                std::thread::sleep(TIMELINE_STEP);
-            }
-            samples
-        });
+        let timeline = scope.spawn(|| sample_timeline(start, &acked, &read, &sampling_done));
         let tail = (args.tail_readers > 0).then(|| scope.spawn(|| context.tail(args.tail_readers)));
         let catch_up = args.catch_up_reader.then(|| {
             scope.spawn(|| context.catch_up(&acked, args.records / 2, args.catch_up_mb_per_sec))
@@ -348,7 +366,46 @@ fn measure(
         (produced, tail, catch_up, timeline)
     });
     bar.finish_and_clear();
-    let produced = produced?;
+    let (put, put_latency) = put_results(args, produced?);
+    let (put_to_read_latency, tail_read) = tail_results(args, tail.transpose()?)?;
+    let catch_up_read = catch_up_results(args, catch_up.transpose()?)?;
+    Ok(BenchResult {
+        options: serde_json::Value::Null,
+        mode: "",
+        put,
+        put_latency,
+        put_to_read_latency,
+        tail_read,
+        catch_up_read,
+        read_back: Rate::new(0, 0, Duration::from_secs(1)),
+        expired: 0,
+        disk_bytes: 0,
+        reopen_ms: 0.0,
+        timeline,
+    })
+}
+
+/// Samples the records acknowledged and read every `TIMELINE_STEP` until `done`.
+fn sample_timeline(
+    start: Instant,
+    acked: &AtomicU64,
+    read: &AtomicU64,
+    done: &AtomicBool,
+) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    while !done.load(Ordering::Acquire) {
+        samples.push(Sample {
+            ms: start.elapsed().as_millis() as u64,
+            acked: acked.load(Ordering::Relaxed),
+            read: read.load(Ordering::Relaxed),
+        });
+        std::thread::sleep(TIMELINE_STEP);
+    }
+    samples
+}
+
+/// The producers' rate and latency, printed.
+fn put_results(args: &BenchArgs, produced: Produced) -> (Rate, Latency) {
     let put = Rate::new(
         args.records,
         args.records * args.record_size as u64,
@@ -364,7 +421,15 @@ fn measure(
         },
         "calls",
     );
-    let tail = tail.transpose()?;
+    (put, put_latency)
+}
+
+/// The tail readers' put-to-read latency and rate, printed, once each is checked to have read
+/// every record.
+fn tail_results(
+    args: &BenchArgs,
+    tail: Option<ReadSummary>,
+) -> anyhow::Result<(Option<Latency>, Option<Rate>)> {
     if let Some(tail) = &tail {
         check_every_record_read("tail reader", &tail.records_per_reader, args.records)?;
     }
@@ -376,7 +441,14 @@ fn measure(
         let records = t.records_per_reader.iter().sum();
         Rate::new(records, t.bytes, t.elapsed)
     });
-    let catch_up = catch_up.transpose()?;
+    Ok((put_to_read_latency, tail_read))
+}
+
+/// The catch-up readers' rate, printed, once each is checked to have read every record.
+fn catch_up_results(
+    args: &BenchArgs,
+    catch_up: Option<ReadSummary>,
+) -> anyhow::Result<Option<Rate>> {
     if let Some(catch_up) = &catch_up {
         check_every_record_read(
             "catch-up reader",
@@ -392,20 +464,7 @@ fn measure(
     if let Some(rate) = &catch_up_read {
         rate.print("catch-up read (from the oldest record to the live tail, while producers ran)");
     }
-    Ok(BenchResult {
-        options: serde_json::Value::Null,
-        mode: "",
-        put,
-        put_latency,
-        put_to_read_latency,
-        tail_read,
-        catch_up_read,
-        read_back: Rate::new(0, 0, Duration::from_secs(1)),
-        expired: 0,
-        disk_bytes: 0,
-        reopen_ms: 0.0,
-        timeline,
-    })
+    Ok(catch_up_read)
 }
 
 /// Each reader (its shards together) got every record.
@@ -507,77 +566,22 @@ fn read_phase(
     keys: &KeySpace,
     expiry: Option<Expiry<'_>>,
 ) -> anyhow::Result<u64> {
-    let bar = progress(args, "read", args.records);
     let shards = all_shards(engine)?;
-    let filler = filler(args.record_size);
-    let seen_once: Vec<AtomicBool> = (0..args.records).map(|_| AtomicBool::new(false)).collect();
+    let read_back = ReadBack {
+        args,
+        engine,
+        keys,
+        expiry,
+        bar: progress(args, "read", args.records),
+        filler: filler(args.record_size),
+        seen_once: (0..args.records).map(|_| AtomicBool::new(false)).collect(),
+    };
     let seen: u64 = std::thread::scope(|scope| {
         let readers: Vec<_> = shards
             .iter()
             .map(|shard| {
-                let (bar, filler, seen_once) = (&bar, &filler, &seen_once);
-                scope.spawn(move || -> anyhow::Result<u64> {
-                    let mut iterator = engine.stream(STREAM)?.shard_iterator(
-                        &shard.shard_id,
-                        IteratorStart::TrimHorizon,
-                    )?;
-                    let mut seen = 0;
-                    // (shard index, first and last log position read)
-                    let mut positions: Option<(usize, u64, u64)> = None;
-                    let mut key = String::new();
-                    loop {
-                        let batch = engine.get_records(&mut iterator, None)?;
-                        if batch.is_empty() {
-                            break;
-                        }
-                        for record in batch.records() {
-                            let wrong =
-                                || format!("record {} came back wrong", record.sequence_number);
-                            if record.data.len() != args.record_size
-                                || record.data[RECORD_HEADER..] != filler[RECORD_HEADER..]
-                            {
-                                bail!(wrong());
-                            }
-                            if expiry.is_some_and(|e| record.arrival_timestamp_ms < e.horizon_ms) {
-                                bail!(
-                                    "{}: it arrived at {} ms, before the retention horizon",
-                                    wrong(),
-                                    record.arrival_timestamp_ms
-                                );
-                            }
-                            let (i, _) = record_header(record.data);
-                            keys.key(i, &mut key);
-                            let once = seen_once
-                                .get(i as usize)
-                                .map(|s| !s.swap(true, Ordering::Relaxed));
-                            if record.partition_key != key || once != Some(true) {
-                                bail!("{}: number {i}, key {}", wrong(), record.partition_key);
-                            }
-                            let (index, at) = (
-                                record.sequence_number.shard_index().unwrap_or(0) as usize,
-                                record.sequence_number.record_log_seq().unwrap_or(0),
-                            );
-                            positions = Some(
-                                positions.map_or((index, at, at), |(index, first, _)| {
-                                    (index, first, at)
-                                }),
-                            );
-                        }
-                        seen += batch.len() as u64;
-                        bar.inc(batch.len() as u64);
-                    }
-                    // (A shard that kept nothing had all its records expire.)
-                    if let (Some(expiry), Some((index, first, last))) = (expiry, positions) {
-                        let put = expiry.put_per_shard[index].load(Ordering::Relaxed);
-                        if last + 1 - first != seen || last + 1 != put {
-                            bail!(
-                                "{}: read {seen} records at positions {first}..={last} of the {put} put; expected its newest, without a gap",
-                                shard.shard_id
-                            );
-                        }
-                    }
-                    Ok(seen)
-                })
+                let read_back = &read_back;
+                scope.spawn(move || read_back.shard(shard))
             })
             .collect();
         readers
@@ -585,11 +589,89 @@ fn read_phase(
             .map(|r| r.join().expect("reader thread"))
             .sum::<anyhow::Result<u64>>()
     })?;
-    bar.finish_and_clear();
+    read_back.bar.finish_and_clear();
     if expiry.is_none() && seen != args.records {
         bail!("read back {seen} records, {} were put", args.records);
     }
     Ok(seen)
+}
+
+/// What the read-back's threads share: what to expect, and what they found.
+struct ReadBack<'a> {
+    args: &'a BenchArgs,
+    engine: &'a Engine,
+    keys: &'a KeySpace,
+    expiry: Option<Expiry<'a>>,
+    bar: ProgressBar,
+    filler: Vec<u8>,
+    /// Which record numbers came back (each must, exactly once, unless it expired).
+    seen_once: Vec<AtomicBool>,
+}
+
+impl ReadBack<'_> {
+    /// Reads `shard` from its trim horizon, checking each record; returns the records read.
+    fn shard(&self, shard: &ShardDescription) -> anyhow::Result<u64> {
+        let (args, engine) = (self.args, self.engine);
+        let mut iterator = engine
+            .stream(STREAM)?
+            .shard_iterator(&shard.shard_id, IteratorStart::TrimHorizon)?;
+        let mut seen = 0;
+        // (shard index, first and last log position read)
+        let mut positions: Option<(usize, u64, u64)> = None;
+        let mut key = String::new();
+        loop {
+            let batch = engine.get_records(&mut iterator, None)?;
+            if batch.is_empty() {
+                break;
+            }
+            for record in batch.records() {
+                let wrong = || format!("record {} came back wrong", record.sequence_number);
+                if record.data.len() != args.record_size
+                    || record.data[RECORD_HEADER..] != self.filler[RECORD_HEADER..]
+                {
+                    bail!(wrong());
+                }
+                if self
+                    .expiry
+                    .is_some_and(|e| record.arrival_timestamp_ms < e.horizon_ms)
+                {
+                    bail!(
+                        "{}: it arrived at {} ms, before the retention horizon",
+                        wrong(),
+                        record.arrival_timestamp_ms
+                    );
+                }
+                let (i, _) = record_header(record.data);
+                self.keys.key(i, &mut key);
+                let once = self
+                    .seen_once
+                    .get(i as usize)
+                    .map(|s| !s.swap(true, Ordering::Relaxed));
+                if record.partition_key != key || once != Some(true) {
+                    bail!("{}: number {i}, key {}", wrong(), record.partition_key);
+                }
+                let (index, at) = (
+                    record.sequence_number.shard_index().unwrap_or(0) as usize,
+                    record.sequence_number.record_log_seq().unwrap_or(0),
+                );
+                positions =
+                    Some(positions.map_or((index, at, at), |(index, first, _)| (index, first, at)));
+            }
+            seen += batch.len() as u64;
+            self.bar.inc(batch.len() as u64);
+        }
+        // (A shard that kept nothing had all its records expire.)
+        if let (Some(expiry), Some((index, first, last))) = (self.expiry, positions) {
+            let put = expiry.put_per_shard[index].load(Ordering::Relaxed);
+            if last + 1 - first != seen || last + 1 != put {
+                bail!(
+                    "{}: read {seen} records at positions {first}..={last} of the {put} put; expected its newest, without a gap",
+                    shard.shard_id
+                );
+            }
+        }
+        Ok(seen)
+    }
 }
 
 pub(crate) fn report(phase: &str, records: u64, bytes: u64, elapsed: Duration) {

@@ -283,29 +283,12 @@ impl Harness {
                 on,
                 after,
                 no_space,
-            } => {
-                let fault = (
-                    u64::from(after),
-                    if no_space { Fault::NoSpace } else { Fault::Eio },
-                );
-                self.faults.arm(FaultPlan {
-                    fail_write_from: (on == FaultOn::Write).then_some(fault),
-                    fail_sync_from: (on == FaultOn::Sync).then_some(fault),
-                    fail_create: (on == FaultOn::Create).then_some(fault.1),
-                });
-                self.armed = true;
-                self.may_be_latched |= on != FaultOn::Create;
-            }
+            } => self.arm(on, after, no_space),
             Op::Heal => {
                 self.faults.heal();
                 self.armed = false;
             }
-            Op::Restart => {
-                self.faults.heal();
-                // Closed (synced, threads joined) before the same directory opens again.
-                self.engine = None;
-                self.reopen(Allowed::Uncertain, step);
-            }
+            Op::Restart => self.restart(step),
             Op::Crash => self.power_cut(None, step),
             Op::PowerLoss { seed } => {
                 let loss = seed.map_or(PowerLoss::Everything, PowerLoss::Seeded);
@@ -339,6 +322,29 @@ impl Harness {
                 self.power_cut(Some(PowerLoss::Seeded(seed)), step);
             }
         }
+    }
+
+    /// Arms a fault on the `after`th write, sync or creation from now, and every one after it.
+    fn arm(&mut self, on: FaultOn, after: u8, no_space: bool) {
+        let fault = (
+            u64::from(after),
+            if no_space { Fault::NoSpace } else { Fault::Eio },
+        );
+        self.faults.arm(FaultPlan {
+            fail_write_from: (on == FaultOn::Write).then_some(fault),
+            fail_sync_from: (on == FaultOn::Sync).then_some(fault),
+            fail_create: (on == FaultOn::Create).then_some(fault.1),
+        });
+        self.armed = true;
+        self.may_be_latched |= on != FaultOn::Create;
+    }
+
+    /// Closes the engine cleanly and reopens it.
+    fn restart(&mut self, step: usize) {
+        self.faults.heal();
+        // Closed (synced, threads joined) before the same directory opens again.
+        self.engine = None;
+        self.reopen(Allowed::Uncertain, step);
     }
 
     /// Arms a power cut that lets `writes` more writes and `syncs` more syncs through.
@@ -705,25 +711,7 @@ impl Harness {
         );
         let arrival = record.arrival_timestamp_ms;
 
-        let first = |start| {
-            let mut iterator = engine
-                .stream(name)
-                .unwrap()
-                .shard_iterator(shard, start)
-                .unwrap();
-            // Reads may come back empty at a hole in the numbering (after a power loss): read
-            // on while the position moves.
-            loop {
-                let before = iterator.position();
-                let records = engine.get_records(&mut iterator, Some(1)).unwrap();
-                if let Some(r) = records.records().next() {
-                    return Some((r.sequence_number, r.data.to_vec(), r.arrival_timestamp_ms));
-                }
-                if records.end_of_shard || iterator.position() == before {
-                    return None;
-                }
-            }
-        };
+        let first = |start| first_record(engine, name, shard, start);
         let at = first(IteratorStart::AtSequenceNumber(seq)).expect(&context);
         assert_eq!((at.0, &at.1), (seq, &picked.data), "AT {context}");
 
@@ -763,6 +751,32 @@ impl Harness {
     }
 }
 
+/// The first record of `shard` from `start`, if any: (number, data, arrival time).
+fn first_record(
+    engine: &Engine,
+    name: &str,
+    shard: &sluice_core::ShardId,
+    start: IteratorStart,
+) -> Option<(SequenceNumber, Vec<u8>, u64)> {
+    let mut iterator = engine
+        .stream(name)
+        .unwrap()
+        .shard_iterator(shard, start)
+        .unwrap();
+    // Reads may come back empty at a hole in the numbering (after a power loss): read on
+    // while the position moves.
+    loop {
+        let before = iterator.position();
+        let records = engine.get_records(&mut iterator, Some(1)).unwrap();
+        if let Some(r) = records.records().next() {
+            return Some((r.sequence_number, r.data.to_vec(), r.arrival_timestamp_ms));
+        }
+        if records.end_of_shard || iterator.position() == before {
+            return None;
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Reader {
     Lineage,
@@ -796,11 +810,7 @@ fn settle(
         );
     }
     let mut settled = BTreeMap::new();
-    let mut present_batches = BTreeSet::new();
-    let mut lost_batches = BTreeSet::new();
-    // Per shard: the highest number still there, and the lowest one lost.
-    let mut highest_present: BTreeMap<u32, SequenceNumber> = BTreeMap::new();
-    let mut lowest_lost: BTreeMap<u32, SequenceNumber> = BTreeMap::new();
+    let mut losses = Losses::default();
     for (key, entries) in expected {
         let got = actual.get(key).map_or(&[][..], Vec::as_slice);
         let mut next = got.iter().peekable();
@@ -820,11 +830,7 @@ fn settle(
                     entry.seq = Some(*found_seq);
                     entry.shard = found_seq.shard_index();
                 }
-                present_batches.extend(entry.batch());
-                if let (Some(shard), Some(seq)) = (entry.shard, entry.seq) {
-                    let highest = highest_present.entry(shard).or_insert(seq);
-                    *highest = (*highest).max(seq);
-                }
+                losses.present(&entry);
                 kept.push(entry);
                 continue;
             }
@@ -839,11 +845,7 @@ fn settle(
                 entry.status,
                 String::from_utf8_lossy(&entry.data)
             );
-            lost_batches.extend(entry.batch());
-            if let (Some(shard), Some(seq)) = (entry.shard, entry.seq) {
-                let lowest = lowest_lost.entry(shard).or_insert(seq);
-                *lowest = (*lowest).min(seq);
-            }
+            losses.lost(entry);
             match entry.status {
                 Status::Visible => count(&STATS.visible_records_lost, 1),
                 Status::Uncertain if reopened => count(&STATS.failed_absent, 1),
@@ -861,21 +863,58 @@ fn settle(
             settled.insert(key.clone(), kept);
         }
     }
-    let torn: Vec<_> = present_batches.intersection(&lost_batches).collect();
-    assert!(
-        torn.is_empty(),
-        "step {step}: batches partly lost: {torn:?}"
-    );
-    // What a shard lost is its end: nothing it kept comes after anything it lost.
-    for (shard, lowest) in &lowest_lost {
-        if let Some(highest) = highest_present.get(shard) {
-            assert!(
-                highest < lowest,
-                "step {step}: shard {shard} lost record {lowest} but kept {highest}"
-            );
+    losses.check(step);
+    settled
+}
+
+/// What `settle` found present and missing, by batch and by shard.
+#[derive(Default)]
+struct Losses {
+    present_batches: BTreeSet<(usize, u32)>,
+    lost_batches: BTreeSet<(usize, u32)>,
+    /// Per shard: the highest number still there, and the lowest one lost.
+    highest_present: BTreeMap<u32, SequenceNumber>,
+    lowest_lost: BTreeMap<u32, SequenceNumber>,
+}
+
+impl Losses {
+    fn present(&mut self, entry: &Entry) {
+        self.present_batches.extend(entry.batch());
+        if let (Some(shard), Some(seq)) = (entry.shard, entry.seq) {
+            let highest = self.highest_present.entry(shard).or_insert(seq);
+            *highest = (*highest).max(seq);
         }
     }
-    settled
+
+    fn lost(&mut self, entry: &Entry) {
+        self.lost_batches.extend(entry.batch());
+        if let (Some(shard), Some(seq)) = (entry.shard, entry.seq) {
+            let lowest = self.lowest_lost.entry(shard).or_insert(seq);
+            *lowest = (*lowest).min(seq);
+        }
+    }
+
+    /// Acknowledged records go missing only as whole batches that are the last ones of their
+    /// shard.
+    fn check(&self, step: usize) {
+        let torn: Vec<_> = self
+            .present_batches
+            .intersection(&self.lost_batches)
+            .collect();
+        assert!(
+            torn.is_empty(),
+            "step {step}: batches partly lost: {torn:?}"
+        );
+        // What a shard lost is its end: nothing it kept comes after anything it lost.
+        for (shard, lowest) in &self.lowest_lost {
+            if let Some(highest) = self.highest_present.get(shard) {
+                assert!(
+                    highest < lowest,
+                    "step {step}: shard {shard} lost record {lowest} but kept {highest}"
+                );
+            }
+        }
+    }
 }
 
 /// Every record of the stream through push subscriptions, one per shard in index order

@@ -1,6 +1,7 @@
 //! A full disk on a real, small filesystem (a 48 MiB ext4 image the test loop-mounts; needs
-//! root, as CI runs): puts fail with a clear error and nothing acknowledged is lost; reads go
-//! on; once space is freed, puts succeed again; a reopen finds every acknowledged record.
+//! root, as CI runs, and mkfs.ext4; without them it fails saying so, unless
+//! SLUICE_ALLOW_SKIP=1): puts fail with a clear error and nothing acknowledged is lost; reads
+//! go on; once space is freed, puts succeed again; a reopen finds every acknowledged record.
 
 use sluice_core::{
     CreateStream, Durability, Engine, EngineConfig, ErrorCode, IteratorStart, PutRecord,
@@ -64,6 +65,24 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Root, to mount the image.
+fn needs_root() -> bool {
+    sluice_tests::needs(
+        is_root(),
+        "root, to loop-mount a filesystem image",
+        "run the tests as root, as CI does",
+    )
+}
+
+/// mkfs.ext4, to format the image.
+fn needs_mkfs() -> bool {
+    sluice_tests::needs(
+        sluice_tests::runs("mkfs.ext4", &["-V"]),
+        "mkfs.ext4 (e2fsprogs)",
+        "run scripts/setup as root (it installs e2fsprogs with apt-get), or install it",
+    )
+}
+
 fn open(dir: &Path) -> Engine {
     let mut config = EngineConfig::new(dir);
     config.cores = 1;
@@ -96,8 +115,7 @@ fn record(n: u32) -> Vec<u8> {
 
 #[test]
 fn a_full_disk_fails_puts_cleanly_loses_nothing_and_recovers_when_space_returns() {
-    if !is_root() {
-        eprintln!("disk_full: skipped, mounting a filesystem image needs root (CI runs as root)");
+    if !(needs_root() && needs_mkfs()) {
         return;
     }
     let disk = SmallDisk::mount(48);

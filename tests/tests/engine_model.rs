@@ -85,7 +85,7 @@ fn run(ops: &[Op]) {
 /// and its AFTER_SEQUENCE_NUMBER check expected nothing after the record before it. The model
 /// now checks AFTER and TRIM_HORIZON exactly only when it knows every record's number.
 #[test]
-fn regression_a_failed_put_whose_record_survived_is_no_surprise_to_iterators() {
+fn a_failed_put_whose_record_survived_is_no_surprise_to_iterators() {
     run(&[
         Op::Create {
             stream: 0,

@@ -3,7 +3,9 @@
 //! recorded ending: readers and subscribers must still reach the parent's end and move on to
 //! its children, or a consumer (KCL) would wait at the parent for ever.
 
-use sluice_core::{CreateStream, Durability, Engine, EngineConfig, IteratorStart, PutRecord};
+use sluice_core::{
+    CreateStream, Durability, Engine, EngineConfig, IteratorStart, PutRecord, ShardDescription,
+};
 use sluice_storage::GlommioIo;
 use sluice_storage::io::{FaultyIo, PowerLoss};
 use std::time::Duration;
@@ -16,11 +18,9 @@ fn open(dir: &std::path::Path, faults: &FaultyIo<GlommioIo>) -> Engine {
     Engine::open(config).unwrap()
 }
 
-#[test]
-fn a_parent_whose_unsynced_tail_was_lost_still_ends_at_its_children() {
-    let dir = tempfile::tempdir().unwrap();
-    let faults = FaultyIo::new(GlommioIo);
-    let engine = open(dir.path(), &faults);
+/// Creates a one-shard stream `s`, puts a durable batch and then a visible one, and splits
+/// the shard: returns the parent.
+fn split_after_a_durable_and_a_visible_batch(engine: &Engine) -> ShardDescription {
     engine
         .create_stream(CreateStream::provisioned("s", 1))
         .wait()
@@ -56,6 +56,15 @@ fn a_parent_whose_unsynced_tail_was_lost_still_ends_at_its_children() {
         .split_shard(&parent.shard_id, &middle.to_string())
         .wait()
         .unwrap();
+    parent
+}
+
+#[test]
+fn a_parent_whose_unsynced_tail_was_lost_still_ends_at_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = FaultyIo::new(GlommioIo);
+    let engine = open(dir.path(), &faults);
+    let parent = split_after_a_durable_and_a_visible_batch(&engine);
     faults.cut_power();
     drop(engine);
     let undone = faults.lose_power(PowerLoss::Everything).unwrap();
