@@ -27,17 +27,10 @@ pub fn criterion_config() -> criterion::Criterion {
     }
 }
 
-/// Deterministic filler bytes.
+/// The benches' record data: seed 1 of the shared generator, the bytes the benches have
+/// always written.
 pub fn filler(len: usize) -> Vec<u8> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    sluice_storage::testing::payload(1, len)
 }
 
 /// Sequential buffered writes of `chunk` into a pre-allocated file of `file_len` bytes,

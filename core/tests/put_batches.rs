@@ -4,6 +4,7 @@
 mod common;
 
 use sluice_core::{Engine, PutRecord};
+use sluice_storage::testing::{key, payload};
 
 #[test]
 fn a_put_larger_than_a_segment_is_written_whole_and_in_order_over_several_batches() {
@@ -14,9 +15,9 @@ fn a_put_larger_than_a_segment_is_written_whole_and_in_order_over_several_batche
     config.segment_size_bytes = 64 << 10;
     let engine = Engine::open(config).unwrap();
     common::create(&engine, "wide", 2);
-    let keys: Vec<String> = (0..500).map(|i| format!("key-{i}")).collect();
+    let keys: Vec<String> = (0..500).map(key).collect();
     let data: Vec<Vec<u8>> = (0..500)
-        .map(|i| vec![(i % 251) as u8; 1000 + i % 17])
+        .map(|i| payload(i, 1000 + i as usize % 17))
         .collect();
     let records: Vec<PutRecord<'_>> = keys
         .iter()

@@ -534,17 +534,14 @@ pub(crate) fn progress(args: &BenchArgs, label: &'static str, total: u64) -> Pro
     bar
 }
 
+/// The bytes after every record's header: the same for every record of a run, so readers
+/// compare them.
 pub(crate) fn filler(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    sluice_storage::testing::payload(FILLER_SEED, len)
 }
+
+/// The seed of [`filler`] (any value: the writers and readers of a run share one filler).
+const FILLER_SEED: u64 = 0x2545_F491_4F6C_DD1D;
 
 /// What the read-back expects when records expired during the run.
 #[derive(Clone, Copy)]

@@ -6,9 +6,13 @@
 
 pub mod arn;
 pub mod auth;
+mod clock;
 pub mod config;
+mod consumer;
 pub mod http;
+mod leases;
 mod ops;
+mod reads;
 pub mod service;
 mod shapes;
 mod state;

@@ -3,16 +3,16 @@
 //! injection). Without authentication every request is the configured account and region.
 
 use crate::arn::StreamArn;
+use crate::clock::now_ms;
 use crate::config::ServeConfig;
+use crate::leases::Leases;
 use crate::state::ServerState;
-use crate::subscribe::Leases;
 use crate::wire::ApiError;
 use sluice_core::{Engine, EngineConfig, StreamStatus, ThroughputLimits};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One account and region: its streams (an engine of its own) and its server state.
 pub struct Tenant {
@@ -32,13 +32,6 @@ pub struct Tenant {
     transitions: Mutex<HashMap<String, (StreamStatus, u64)>>,
     /// xorshift state for fault injection.
     fault_rng: AtomicU64,
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Tenant {

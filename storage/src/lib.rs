@@ -55,6 +55,8 @@ pub mod runtime;
 mod segment;
 mod shared;
 mod sync;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use sync::loom_model;

@@ -2,29 +2,7 @@
 
 pub mod model;
 
-/// A small deterministic generator (xorshift64*), so a failing run reproduces from its seed.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from `seed` (any value).
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// The next value.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A value in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
+use sluice_storage::testing::{Rng, key, payload};
 
 /// The one opt-out for tests that need what a machine may lack (docs/testing.md). CI never
 /// sets it.
@@ -80,18 +58,12 @@ pub fn record_len(seq: u64) -> usize {
 
 /// Data of record `seq`: derived from the sequence number alone, so a reader can check it.
 pub fn record_data(seq: u64) -> Vec<u8> {
-    let mut rng = Rng::new(seq);
-    let mut data = Vec::with_capacity(record_len(seq) + 8);
-    while data.len() < record_len(seq) {
-        data.extend_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    data.truncate(record_len(seq));
-    data
+    payload(seq, record_len(seq))
 }
 
 /// Key of record `seq`.
 pub fn record_key(seq: u64) -> Vec<u8> {
-    format!("pk-{seq}").into_bytes()
+    key(seq).into_bytes()
 }
 
 /// The log configuration of the crash test (small segments, so kills land around rolls too).
@@ -125,7 +97,9 @@ pub fn engine_record_key(run: u64, writer: u64) -> String {
 /// Data of record `n` of that writer: its identity, then filler derived from it.
 pub fn engine_record_data(run: u64, writer: u64, n: u64) -> Vec<u8> {
     let mut data = format!("r{run}-w{writer}-n{n};").into_bytes();
-    data.extend(record_data(run ^ (writer << 48) ^ n).iter().take(500));
+    let seed = run ^ (writer << 48) ^ n;
+    // The first 500 bytes of `record_data(seed)`: a payload's prefix is a shorter payload.
+    data.extend(payload(seed, record_len(seed).min(500)));
     data
 }
 

@@ -3,8 +3,9 @@
 //! 25); seed: SLUICE_CRASH_SEED (printed on failure).
 
 use sluice_storage::runtime::block_on;
+use sluice_storage::testing::Rng;
 use sluice_storage::{GlommioIo, ReadLimits, ShardLog, SystemClock};
-use sluice_tests::{Rng, crash_log_config, crash_seed, env_u64, record_data, record_key};
+use sluice_tests::{crash_log_config, crash_seed, env_u64, record_data, record_key};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};

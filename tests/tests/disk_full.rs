@@ -6,6 +6,7 @@
 use sluice_core::{
     CreateStream, Durability, Engine, EngineConfig, ErrorCode, IteratorStart, PutRecord,
 };
+use sluice_storage::testing::payload;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -107,10 +108,9 @@ fn read_all(engine: &Engine) -> Vec<Vec<u8>> {
     }
 }
 
+/// Record `n`: 16 KiB, different for every `n`.
 fn record(n: u32) -> Vec<u8> {
-    let mut data = vec![(n % 251) as u8; 16 * 1024];
-    data[..4].copy_from_slice(&n.to_le_bytes());
-    data
+    payload(u64::from(n), 16 * 1024)
 }
 
 #[test]

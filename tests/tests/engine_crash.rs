@@ -5,8 +5,9 @@
 //! CI floor), 25 per data directory; seed: SLUICE_CRASH_SEED.
 
 use sluice_core::Engine;
+use sluice_storage::testing::Rng;
 use sluice_tests::{
-    CRASH_STREAM, Rng, all_shards, assert_acknowledged_records, assert_open_shards_partition,
+    CRASH_STREAM, all_shards, assert_acknowledged_records, assert_open_shards_partition,
     crash_engine_config, crash_seed, env_u64, read_crash_stream,
 };
 use std::collections::BTreeMap;

@@ -2,10 +2,12 @@
 //! DescribeStreamConsumer, ListStreamConsumers. They live in the server state, bound to the
 //! stream's creation time.
 
-use crate::arn::{ConsumerArn, StreamArn};
+use crate::arn::ConsumerArn;
+use crate::clock::now_ms;
+use crate::consumer::{FoundConsumer, find, find_by_arn, stream_of};
 use crate::shapes::{Empty, timestamp};
 use crate::state::Consumer;
-use crate::tenant::{Tenant, now_ms};
+use crate::tenant::Tenant;
 use crate::wire::bounded::TagMap;
 use crate::wire::{ApiError, Timestamp, Validate, Validator};
 use serde::{Deserialize, Serialize};
@@ -33,13 +35,6 @@ fn consumer_out(stream_arn: &str, consumer: &Consumer, with_stream: bool) -> Con
         consumer_creation_timestamp: timestamp(consumer.created_ms),
         stream_arn: with_stream.then(|| stream_arn.to_owned()),
     }
-}
-
-/// The stream a StreamARN names, with its creation time.
-fn stream_of(tenant: &Tenant, stream_arn: &str) -> Result<(String, u64), ApiError> {
-    let name = tenant.resolve(&None, &Some(stream_arn.to_owned()))?;
-    let created_ms = tenant.engine.stream(&name)?.summary()?.created_ms;
-    Ok((name, created_ms))
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,66 +111,6 @@ impl Validate for ConsumerRef {
         v.name("consumerName", &self.consumer_name);
         v.length("consumerARN", &self.consumer_arn, 1, 2048);
     }
-}
-
-/// A registered consumer found: its stream, the stream's ARN and creation time, and itself.
-pub struct FoundConsumer {
-    /// Stream name.
-    pub stream: String,
-    /// Stream ARN.
-    pub stream_arn: String,
-    /// Stream creation time.
-    pub stream_created_ms: u64,
-    /// The consumer.
-    pub consumer: Consumer,
-}
-
-/// Finds a consumer by its ARN (the creation time in it must match too).
-pub fn find_by_arn(tenant: &Tenant, arn: &str) -> Result<FoundConsumer, ApiError> {
-    let parsed = ConsumerArn::parse(arn)
-        .ok_or_else(|| ApiError::invalid_argument(format!("Invalid ConsumerARN {arn}")))?;
-    tenant.check_arn_scope(&parsed.stream)?;
-    let stream_arn = StreamArn::format(
-        parsed.stream.region,
-        parsed.stream.account,
-        parsed.stream.stream,
-    );
-    find(tenant, &stream_arn, parsed.consumer, Some(parsed.created_s))
-}
-
-fn find(
-    tenant: &Tenant,
-    stream_arn: &str,
-    name: &str,
-    created_s: Option<u64>,
-) -> Result<FoundConsumer, ApiError> {
-    let not_found = || {
-        ApiError::not_found(format!(
-            "Consumer {name} under stream {stream_arn} not found."
-        ))
-    };
-    let (stream, stream_created_ms) = stream_of(tenant, stream_arn).map_err(|e| match e.name {
-        "ResourceNotFoundException" => not_found(),
-        _ => e,
-    })?;
-    let consumer = tenant
-        .state
-        .read(|state| {
-            state.stream(&stream, stream_created_ms).and_then(|extras| {
-                extras
-                    .consumers
-                    .iter()
-                    .find(|c| c.name == name && created_s.is_none_or(|s| c.created_ms / 1000 == s))
-                    .cloned()
-            })
-        })
-        .ok_or_else(not_found)?;
-    Ok(FoundConsumer {
-        stream,
-        stream_arn: stream_arn.to_owned(),
-        stream_created_ms,
-        consumer,
-    })
 }
 
 impl ConsumerRef {

@@ -3,6 +3,8 @@
 //! policies (not evaluated), account settings and warm throughput.
 
 use crate::arn::{ConsumerArn, StreamArn};
+use crate::clock::now_ms;
+use crate::consumer::{FoundConsumer, find_by_arn};
 use crate::shapes::{Empty, timestamp};
 use crate::tenant::Tenant;
 use crate::wire::bounded::BoundedVec;
@@ -192,14 +194,14 @@ const POLICY_CHARS_MAX: usize = 20_480;
 /// Where a policy lives: on a stream (created at), or on one of its consumers.
 enum PolicyTarget {
     Stream { name: String, created_ms: u64 },
-    Consumer(crate::ops::consumers::FoundConsumer),
+    Consumer(FoundConsumer),
 }
 
 /// The resource must exist: a stream of this server's region and account, or a registered
 /// consumer of one.
 fn policy_target(tenant: &Tenant, arn: &str) -> Result<PolicyTarget, ApiError> {
     if ConsumerArn::parse(arn).is_some() {
-        return crate::ops::consumers::find_by_arn(tenant, arn).map(PolicyTarget::Consumer);
+        return find_by_arn(tenant, arn).map(PolicyTarget::Consumer);
     }
     let stream = StreamArn::parse(arn)
         .ok_or_else(|| ApiError::invalid_argument(format!("Invalid ResourceARN {arn}")))?;
@@ -381,8 +383,7 @@ pub async fn update_account_settings(
         .await?;
     let mut output = account_settings(Some(status));
     if let Some(commitment) = &mut output.minimum_throughput_billing_commitment {
-        commitment.started_at =
-            (commitment.status == "ENABLED").then(|| timestamp(crate::tenant::now_ms()));
+        commitment.started_at = (commitment.status == "ENABLED").then(|| timestamp(now_ms()));
     }
     Ok(output)
 }

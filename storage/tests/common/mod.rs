@@ -27,21 +27,11 @@ pub fn manual_clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(T0_MS))
 }
 
-/// Deterministic binary payload for record `seq`: every byte value appears, lengths vary.
-pub fn payload(seq: u64, len: usize) -> Vec<u8> {
-    let mut state = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
+pub use sluice_storage::testing::payload;
 
+/// The key of record `seq`, as the log's keys are: bytes.
 pub fn key(seq: u64) -> Vec<u8> {
-    format!("key-{seq}").into_bytes()
+    sluice_storage::testing::key(seq).into_bytes()
 }
 
 pub async fn open<I: SegmentIo>(

@@ -3,8 +3,9 @@
 //! acknowledgement. The parent kills it with SIGKILL at a random moment.
 
 use sluice_storage::runtime::block_on;
+use sluice_storage::testing::Rng;
 use sluice_storage::{Durability, GlommioIo, RecordIn, ShardLog, SystemClock};
-use sluice_tests::{Rng, crash_log_config, record_data, record_key};
+use sluice_tests::{crash_log_config, record_data, record_key};
 use std::io::Write;
 use std::sync::Arc;
 

@@ -5,7 +5,8 @@
 //! random moments), so kills also land inside them.
 
 use sluice_core::{CreateStream, Engine};
-use sluice_tests::{CRASH_STREAM, Rng, all_shards, crash_engine_config, run_durable_writers};
+use sluice_storage::testing::Rng;
+use sluice_tests::{CRASH_STREAM, all_shards, crash_engine_config, run_durable_writers};
 use std::time::Duration;
 
 fn main() {
