@@ -87,7 +87,7 @@
 //! back, to hand to another process or a client.
 //!
 //! ```
-//! use sluice_core::{CreateStream, Engine, EngineConfig, IteratorStart, PutRecord};
+//! use sluice_core::{CreateStream, Engine, EngineConfig, IteratorStart, PutRecord, ShardId};
 //!
 //! # fn main() -> Result<(), sluice_core::Error> {
 //! # let dir = tempfile::tempdir().unwrap();
@@ -99,7 +99,7 @@
 //! for line in ["GET /", "GET /about", "POST /login"] {
 //!     logs.put(PutRecord::new("web-1", line.as_bytes())).wait()?;
 //! }
-//! let mut iterator = logs.shard_iterator("shardId-000000000000", IteratorStart::TrimHorizon)?;
+//! let mut iterator = logs.shard_iterator(&ShardId::new(0), IteratorStart::TrimHorizon)?;
 //! let batch = engine.get_records(&mut iterator, Some(2))?;
 //! let lines: Vec<&[u8]> = batch.records().map(|r| r.data).collect(); // borrowed, not copied
 //! assert_eq!(lines, [&b"GET /"[..], b"GET /about"]);
@@ -122,7 +122,7 @@
 //! out in put order across the reshard.
 //!
 //! ```
-//! use sluice_core::{CreateStream, Engine, EngineConfig, PutRecord};
+//! use sluice_core::{CreateStream, Engine, EngineConfig, PutRecord, ShardId};
 //!
 //! # fn main() -> Result<(), sluice_core::Error> {
 //! # let dir = tempfile::tempdir().unwrap();
@@ -133,7 +133,7 @@
 //! let events = engine.create_stream(CreateStream::provisioned("events", 1)).wait()?;
 //! events.put(PutRecord::new("k", b"before")).wait()?;
 //! // Split the only shard at the middle of the hash key space.
-//! events.split_shard("shardId-000000000000", &(1u128 << 127).to_string()).wait()?;
+//! events.split_shard(&ShardId::new(0), &(1u128 << 127).to_string()).wait()?;
 //! events.put(PutRecord::new("k", b"after")).wait()?;
 //! assert_eq!(events.summary()?.open_shard_count, 2);
 //!
@@ -161,7 +161,7 @@
 //! Each event's continuation sequence number is where to resume without a gap or a duplicate.
 //!
 //! ```
-//! use sluice_core::{CreateStream, Engine, EngineConfig, IteratorStart, PutRecord};
+//! use sluice_core::{CreateStream, Engine, EngineConfig, IteratorStart, PutRecord, ShardId};
 //! use std::time::Duration;
 //!
 //! # fn main() -> Result<(), sluice_core::Error> {
@@ -171,7 +171,7 @@
 //! # config.segment_size_bytes = 4 << 20;
 //! let engine = Engine::open(config)?;
 //! let ticks = engine.create_stream(CreateStream::provisioned("ticks", 1)).wait()?;
-//! let mut subscription = ticks.subscribe("shardId-000000000000", IteratorStart::Latest)?;
+//! let mut subscription = ticks.subscribe(&ShardId::new(0), IteratorStart::Latest)?;
 //! let writer = {
 //!     let ticks = ticks.clone();
 //!     std::thread::spawn(move || ticks.put(PutRecord::new("EURUSD", b"1.0841")).wait())

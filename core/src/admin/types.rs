@@ -67,7 +67,7 @@ impl CreateStream {
 /// One shard as `describe_stream` and `list_shards` report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardDescription {
-    /// `shardId-000000000000` style.
+    /// `shardId-` and 12 digits.
     pub shard_id: ShardId,
     /// The shard it was split from or merged from.
     pub parent_shard_id: Option<ShardId>,
