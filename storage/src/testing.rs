@@ -1,5 +1,7 @@
-//! Deterministic keys and payloads for tests, benches and `sluice bench` (the `testing`
-//! feature). The same seed gives the same bytes on every run and machine: a failing run
+//! What Sluice's tests share (the `testing` feature): deterministic keys and payloads for
+//! tests, benches and `sluice bench`, and the check a test makes for the tools it needs.
+//!
+//! Keys and payloads: The same seed gives the same bytes on every run and machine: a failing run
 //! replays from its seed, and a reader checks what a writer wrote by generating it again.
 //!
 //! The storage fixtures (storage/tests/fixtures) hold these bytes: [`payload`] and [`key`]
@@ -49,6 +51,38 @@ pub fn payload(seed: u64, len: usize) -> Vec<u8> {
 /// The partition key of record `n`: `key-{n}`.
 pub fn key(n: u64) -> String {
     format!("key-{n}")
+}
+
+/// The one opt-out for tests that need what a machine may lack (root, a compiler, a client
+/// tool). CI never sets it.
+pub const ALLOW_SKIP: &str = "SLUICE_ALLOW_SKIP";
+
+/// Whether a test that needs `what` may go on: `present` says the machine has it. When it
+/// does not, the test fails, saying what is missing and `how` to get it, unless
+/// `SLUICE_ALLOW_SKIP=1` is set: then it prints that it is skipped, and the caller returns.
+pub fn needs(present: bool, what: &str, how: &str) -> bool {
+    if present {
+        return true;
+    }
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("this test");
+    if std::env::var_os(ALLOW_SKIP).is_some_and(|v| v == "1") {
+        eprintln!("{test}: skipped, it needs {what} ({ALLOW_SKIP}=1)");
+        return false;
+    }
+    panic!(
+        "{test} needs {what}: {how}. ({ALLOW_SKIP}=1 skips such tests instead; CI never sets it.)"
+    );
+}
+
+/// Whether `program args` runs here and exits 0.
+pub fn runs(program: &str, args: &[&str]) -> bool {
+    std::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 #[cfg(test)]

@@ -4,37 +4,7 @@ pub mod model;
 
 use sluice_storage::testing::{Rng, key, payload};
 
-/// The one opt-out for tests that need what a machine may lack (docs/testing.md). CI never
-/// sets it.
-const ALLOW_SKIP: &str = "SLUICE_ALLOW_SKIP";
-
-/// Whether a test that needs `what` may go on: `present` says the machine has it. When it
-/// does not, the test fails, saying what is missing and `how` to get it, unless
-/// `SLUICE_ALLOW_SKIP=1` is set: then it prints that it is skipped, and the caller returns.
-pub fn needs(present: bool, what: &str, how: &str) -> bool {
-    if present {
-        return true;
-    }
-    let thread = std::thread::current();
-    let test = thread.name().unwrap_or("this test");
-    if std::env::var_os(ALLOW_SKIP).is_some_and(|v| v == "1") {
-        eprintln!("{test}: skipped, it needs {what} ({ALLOW_SKIP}=1)");
-        return false;
-    }
-    panic!(
-        "{test} needs {what}: {how}. ({ALLOW_SKIP}=1 skips such tests instead; CI never sets it.)"
-    );
-}
-
-/// Whether `program args` runs here and exits 0.
-pub fn runs(program: &str, args: &[&str]) -> bool {
-    std::process::Command::new(program)
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+pub use sluice_storage::testing::{needs, runs};
 
 /// A number from the environment, if set and valid.
 pub fn env_u64(name: &str) -> Option<u64> {
