@@ -31,7 +31,9 @@ impl Engine {
         Call::new(async move {
             let settings = check_create(&request, self.record_size_bytes_supported())?;
             let state = self
-                .control(move |control| streams::create(control, request, settings))
+                .control(move |control| {
+                    streams::create(control, request.name, request.shard_count, settings)
+                })
                 .await?;
             Ok(Stream {
                 engine: self.clone(),

@@ -2,27 +2,27 @@
 //! written to the metadata log, then applied to the catalog and the cores.
 
 use super::Control;
-use crate::admin::CreateStream;
 use crate::catalog::{MetaEntry, ShardRecord, StreamRecord, StreamSettings, StreamState};
 use crate::error::AdminError;
 use crate::hashkey::HashKeyRange;
 use crate::limits::ON_DEMAND_SHARDS_INITIAL;
 use std::sync::Arc;
 
+/// Creates stream `name` of `shard_count` shards (on-demand streams start with their own
+/// count) with checked `settings`.
 pub(crate) fn create(
     control: &mut Control,
-    request: CreateStream,
+    name: String,
+    shard_count: u32,
     settings: StreamSettings,
 ) -> Result<Arc<StreamState>, AdminError> {
-    if control.shared.catalog.get(&request.name).is_some() {
-        return Err(AdminError::StreamExists {
-            stream: request.name,
-        });
+    if control.shared.catalog.get(&name).is_some() {
+        return Err(AdminError::StreamExists { stream: name });
     }
     let shard_count = if settings.on_demand {
         ON_DEMAND_SHARDS_INITIAL
     } else {
-        request.shard_count
+        shard_count
     };
     control
         .check_shard_quota(shard_count)
@@ -44,7 +44,7 @@ pub(crate) fn create(
         .collect();
     let record = StreamRecord {
         uid: control.take_uid(),
-        name: request.name,
+        name,
         on_demand: settings.on_demand,
         retention_hours: settings.retention_hours,
         max_record_size_bytes: settings.max_record_size_bytes,
