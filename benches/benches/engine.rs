@@ -63,10 +63,9 @@ fn put_run(
                 None => records.to_vec(),
             };
             scope.spawn(move || {
+                let handle = engine.stream(stream).unwrap();
                 for _ in 0..share {
-                    let results = engine
-                        .stream(stream)
-                        .unwrap()
+                    let results = handle
                         .put_batch(&batch)
                         .durability(durability)
                         .wait()
@@ -192,11 +191,10 @@ fn peak_single_put_rate(engine: &Engine, stream: &str, callers: usize, run: Dura
             .map(|_| {
                 let data = &data;
                 scope.spawn(move || {
+                    let handle = engine.stream(stream).unwrap();
                     let mut n = 0u64;
                     while started.elapsed() < run {
-                        engine
-                            .stream(stream)
-                            .unwrap()
+                        handle
                             .put(PutRecord::new("k", data))
                             .durability(Durability::Visible)
                             .wait()
@@ -257,6 +255,7 @@ fn put_to_visible_latency(
         for p in 0..producers {
             let late = &late;
             scope.spawn(move || {
+                let handle = engine.stream(stream).unwrap();
                 let mut data = filler(100);
                 for i in 0..total / producers as u64 {
                     let scheduled_ns = i * interval_ns + p as u64 * interval_ns / producers as u64;
@@ -268,9 +267,7 @@ fn put_to_visible_latency(
                     }
                     let sent_ns = epoch.elapsed().as_nanos() as u64;
                     data[..8].copy_from_slice(&sent_ns.to_le_bytes());
-                    engine
-                        .stream(stream)
-                        .unwrap()
+                    handle
                         .put(PutRecord::new("k", &data))
                         .durability(Durability::Visible)
                         .wait()
@@ -360,6 +357,7 @@ fn put_to_visible_ack_latency(
     let data = filler(100);
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
     let mut late = 0;
+    let handle = engine.stream(stream).unwrap();
     let epoch = Instant::now();
     for i in 0..total {
         let due = epoch + interval * i;
@@ -369,9 +367,7 @@ fn put_to_visible_ack_latency(
         if Instant::now() > due + interval {
             late += 1;
         }
-        engine
-            .stream(stream)
-            .unwrap()
+        handle
             .put(PutRecord::new("k", &data))
             .durability(Durability::Visible)
             .wait()

@@ -150,12 +150,11 @@ fn put_run(
             let share =
                 batches / CALLERS as u64 + u64::from((caller as u64) < batches % CALLERS as u64);
             scope.spawn(move || {
+                let hot = engine.stream("hot").unwrap();
                 let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
                 for _ in 0..share {
                     let call = Instant::now();
-                    let results = engine
-                        .stream("hot")
-                        .unwrap()
+                    let results = hot
                         .put_batch(records)
                         .durability(Durability::Visible)
                         .wait()
