@@ -124,7 +124,9 @@ impl Validate for DeleteStreamInput {
 
 pub async fn delete_stream(tenant: &Tenant, input: DeleteStreamInput) -> Result<Empty, ApiError> {
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
-    let created_ms = tenant.engine.stream(&name)?.summary()?.created_ms;
+    // One handle: the delete acts on the incarnation whose consumers were counted.
+    let stream = tenant.engine.stream(&name)?;
+    let created_ms = stream.summary()?.created_ms;
     let consumers = tenant
         .state
         .read(|s| s.stream(&name, created_ms).map_or(0, |e| e.consumers.len()));
@@ -134,7 +136,7 @@ pub async fn delete_stream(tenant: &Tenant, input: DeleteStreamInput) -> Result<
             tenant.account
         )));
     }
-    tenant.engine.stream(&name)?.delete().await?;
+    stream.delete().await?;
     tenant.leases.revoke_stream(&name, created_ms);
     tenant
         .state
@@ -370,7 +372,7 @@ pub async fn list_streams(
     let mut summaries = Vec::with_capacity(page.names.len());
     for name in &page.names {
         // A stream deleted since the listing is left out of the summaries.
-        if let Ok(summary) = tenant.engine.stream(name)?.summary() {
+        if let Ok(summary) = tenant.engine.stream(name).and_then(|s| s.summary()) {
             summaries.push(StreamSummaryEntry {
                 stream_arn: tenant.stream_arn(name),
                 stream_status: status_name(tenant.status(name)),
@@ -572,7 +574,7 @@ pub async fn describe_limits(
     loop {
         let page = tenant.engine.list_streams(Some(1000), after.as_deref())?;
         for name in &page.names {
-            if let Ok(summary) = tenant.engine.stream(name)?.summary() {
+            if let Ok(summary) = tenant.engine.stream(name).and_then(|s| s.summary()) {
                 open_shards += summary.open_shard_count;
                 on_demand += usize::from(summary.mode == StreamMode::OnDemand);
             }
