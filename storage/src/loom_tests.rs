@@ -126,6 +126,12 @@ fn a_reader_sees_every_published_batch_complete_and_waits_without_missing_one() 
                 }
             }
         }
+        // The owner may still be between publishing the last batch in its segment and moving
+        // the watermark: the position the reads returned must still be a valid one.
+        let batch = reader
+            .read(next, ReadLimits::default())
+            .expect("a position a read returned is never past the end");
+        assert!(batch.is_empty());
         owner.join().unwrap();
     });
 }

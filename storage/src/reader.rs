@@ -210,6 +210,15 @@ impl LogReader {
         if from_seq == next_seq || limits.records_max == 0 {
             return Ok(ReadBatch::empty(from_seq));
         }
+        // The owner publishes a batch in its segment before it moves the watermark: read no
+        // further than the watermark loaded above, or the position this read returns could be
+        // past the end the next read loads.
+        let limits = ReadLimits {
+            records_max: limits
+                .records_max
+                .min(usize::try_from(next_seq - from_seq).unwrap_or(usize::MAX)),
+            ..limits
+        };
         let table = self.shared.table();
         match segment_for(&table, from_seq) {
             Some(segment) => read_from(segment, from_seq, limits),
@@ -235,7 +244,10 @@ impl LogReader {
         let trim_horizon = self.trim_horizon();
         let next_seq = self.shared.next_seq();
         let found = seek_timestamp_in(&self.shared.table(), timestamp_ms)?;
-        Ok(found.map_or(next_seq, |(seq, _)| seq).max(trim_horizon))
+        // Capped at the watermark for the same reason as `read`.
+        Ok(found
+            .map_or(next_seq, |(seq, _)| seq.min(next_seq))
+            .max(trim_horizon))
     }
 
     /// Arrival time of the newest record (0 for an empty log).
