@@ -9,7 +9,10 @@ use std::future::Future;
 use std::io;
 use std::path::Path;
 
-pub use self::fault::{Fault, FaultPlan, FaultyFile, FaultyIo, PowerLoss, SyncHold};
+pub use self::fault::{
+    Fault, FaultPlan, FaultyFile, FaultyIo, PAGE_BYTES, PageFate, PageLoss, PowerLoss,
+    SECTOR_BYTES, SyncHold,
+};
 pub use self::glommio::{GlommioFile, GlommioIo};
 
 /// Creates and opens segment files. Lives on the owning core; its futures need not be `Send`.

@@ -1,9 +1,13 @@
 //! Fault injection behind the I/O seam: fail the Nth write or sync, or every create, with a
-//! chosen error; and power loss: every write no sync has covered can be undone (or kept up to
-//! a torn write), as if the machine lost power. The state is shared and thread-safe, so one
+//! chosen error; and power loss: the writes no sync has covered are undone, all of them, a
+//! suffix per file, or any subset of their pages (`power_loss`), as if the machine lost power. The state is shared and thread-safe, so one
 //! injector serves every core of an engine and a test arms faults while logs run
 //! (docs/design/engine-faults.md).
 
+mod power_loss;
+
+use self::power_loss::{Journaled, UndoRecord, lose_pages, lose_prefixes, undo_all};
+pub use self::power_loss::{PAGE_BYTES, PageFate, PageLoss, PowerLoss, SECTOR_BYTES};
 use super::{SegmentFile, SegmentIo};
 use std::collections::HashMap;
 use std::io;
@@ -39,24 +43,6 @@ pub struct FaultPlan {
     pub fail_sync_from: Option<(u64, Fault)>,
     /// Fail every file creation.
     pub fail_create: Option<Fault>,
-}
-
-/// What a simulated power loss leaves of the writes no sync covered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PowerLoss {
-    /// Every one of them is undone.
-    Everything,
-    /// Per file, the seed picks how many of them persisted (oldest first), and at which byte
-    /// the next one was torn; the rest are undone.
-    Seeded(u64),
-}
-
-/// A completed write no sync has covered yet: its number, offset and the bytes it replaced.
-#[derive(Debug)]
-struct UndoRecord {
-    id: u64,
-    pos: u64,
-    old: Vec<u8>,
 }
 
 /// The plan and the journal, behind one mutex (never held across an await).
@@ -109,15 +95,6 @@ fn hit(counter: &mut u64, from: Option<(u64, Fault)>) -> Option<Fault> {
         .map(|(_, fault)| fault)
 }
 
-/// Opens a journaled file for undoing; `None` if it is gone (a deleted stream's).
-fn open_existing(path: &Path) -> io::Result<Option<std::fs::File>> {
-    match std::fs::File::options().write(true).open(path) {
-        Ok(file) => Ok(Some(file)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// True when `[pos, end)` lies inside the union of `ranges` (sorted by start).
 fn covered_by(pos: u64, end: u64, ranges: &[(u64, u64)]) -> bool {
     let mut reached = pos;
@@ -131,15 +108,6 @@ fn covered_by(pos: u64, end: u64, ranges: &[(u64, u64)]) -> bool {
         }
     }
     reached >= end
-}
-
-/// A small deterministic generator (splitmix64) for seeded power loss.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// While alive, every sync (or write) of the [`FaultyIo`] that made it waits.
@@ -212,62 +180,49 @@ impl<I: SegmentIo> FaultyIo<I> {
         self.lose_power(PowerLoss::Everything)
     }
 
-    /// Simulates power loss as `loss` says; returns how many writes were undone or torn.
-    /// Call with the logs closed. Files that are gone (a deleted stream) are skipped.
+    /// Simulates power loss as `loss` says; returns how many writes (or, for the page model,
+    /// pages) were undone or torn. Call with the logs closed. Files that are gone (a deleted
+    /// stream) are skipped.
     pub fn lose_power(&self, loss: PowerLoss) -> io::Result<usize> {
-        let (unsynced, poisoned) = {
-            let mut journal = self.state.journal();
-            (
-                std::mem::take(&mut journal.unsynced),
-                std::mem::take(&mut journal.poisoned),
-            )
-        };
-        let mut lost = 0;
-        // Writes a failed sync left behind never reached the device: undone, newest first.
-        let mut poisoned: Vec<_> = poisoned.into_iter().collect();
-        poisoned.sort_by(|a, b| a.0.cmp(&b.0));
-        for (path, writes) in &poisoned {
-            let Some(file) = open_existing(path)? else {
-                continue;
-            };
-            for UndoRecord { pos, old, .. } in writes.iter().rev() {
-                file.write_all_at(old, *pos)?;
-                lost += 1;
-            }
-        }
-        // Files in a fixed order, so a seed always picks the same outcome.
-        let mut files: Vec<_> = unsynced.into_iter().collect();
-        files.sort_by(|a, b| a.0.cmp(&b.0));
-        for (path, writes) in files.into_iter().filter(|(_, w)| !w.is_empty()) {
-            let Some(file) = open_existing(&path)? else {
-                continue;
-            };
-            // Writes below `kept` persisted; the one at `kept` keeps its first `torn` bytes.
-            let (kept, torn) = match loss {
-                PowerLoss::Everything => (0, 0),
-                PowerLoss::Seeded(seed) => {
-                    let name = path.as_os_str().as_encoded_bytes();
-                    let mut rng = name
-                        .iter()
-                        .fold(seed, |h, &b| (h ^ u64::from(b)).rotate_left(7));
-                    let kept = (splitmix(&mut rng) % (writes.len() as u64 + 1)) as usize;
-                    let torn = writes.get(kept).map_or(0, |w| {
-                        (splitmix(&mut rng) % (w.old.len() as u64 + 1)) as usize
-                    });
-                    (kept, torn)
-                }
-            };
-            for (i, UndoRecord { pos, old, .. }) in writes.iter().enumerate().rev() {
-                let keep = match i.cmp(&kept) {
-                    std::cmp::Ordering::Less => break,
-                    std::cmp::Ordering::Equal => torn,
-                    std::cmp::Ordering::Greater => 0,
+        match loss {
+            PowerLoss::Everything | PowerLoss::Seeded(_) => {
+                let (unsynced, poisoned) = self.take_journal();
+                // Writes a failed sync left behind never reached the device: undone first.
+                let mut lost = undo_all(&poisoned)?;
+                lost += match loss {
+                    PowerLoss::Seeded(seed) => lose_prefixes(&unsynced, seed)?,
+                    _ => undo_all(&unsynced)?,
                 };
-                file.write_all_at(&old[keep..], *pos + keep as u64)?;
-                lost += 1;
+                Ok(lost)
             }
+            PowerLoss::Pages(pages) => self.lose_power_pages(|path, page| pages.fate(path, page)),
         }
-        Ok(lost)
+    }
+
+    /// Simulates power loss page by page: `fate` says what became of each dirty 4 KiB page of
+    /// each file (pages that only a failed sync's writes dirtied are lost). Returns the pages
+    /// lost or torn. Call with the logs closed.
+    pub fn lose_power_pages(
+        &self,
+        mut fate: impl FnMut(&Path, u64) -> PageFate,
+    ) -> io::Result<usize> {
+        let (unsynced, poisoned) = self.take_journal();
+        lose_pages(unsynced, poisoned, &mut fate)
+    }
+
+    /// Takes the journal of unsynced and poisoned writes, files in a fixed order (so a seed
+    /// always picks the same outcome).
+    fn take_journal(&self) -> (Journaled, Journaled) {
+        let mut journal = self.state.journal();
+        let sorted = |map: HashMap<PathBuf, Vec<UndoRecord>>| {
+            let mut files: Journaled = map.into_iter().collect();
+            files.sort_by(|a, b| a.0.cmp(&b.0));
+            files
+        };
+        (
+            sorted(std::mem::take(&mut journal.unsynced)),
+            sorted(std::mem::take(&mut journal.poisoned)),
+        )
     }
 
     /// Writes no completed sync has covered yet: file, offset and length.
