@@ -7,10 +7,24 @@
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
+use sluice_storage::io::{PageLoss, PowerLoss};
 use sluice_tests::model::{FaultOn, Harness, KEYS, Op, STREAMS};
 
 /// Operations per input at most: each is real I/O, so inputs stay short.
 const OPS_MAX: usize = 24;
+
+/// Every model of power loss; the page model (closest to Linux) most often.
+fn power_loss(u: &mut Unstructured<'_>) -> Result<PowerLoss> {
+    Ok(match u.int_in_range(0..=4)? {
+        0 => PowerLoss::Everything,
+        1 => PowerLoss::Seeded(u.arbitrary()?),
+        _ => PowerLoss::Pages(PageLoss {
+            seed: u.arbitrary()?,
+            keep_percent: u.int_in_range(0..=100)?,
+            torn_percent: u.int_in_range(0..=50)?,
+        }),
+    })
+}
 
 fn keys(u: &mut Unstructured<'_>) -> Result<Vec<usize>> {
     let n = u.int_in_range(1..=20)?;
@@ -36,7 +50,7 @@ fn op(u: &mut Unstructured<'_>) -> Result<Op> {
         },
         11 => Op::Heal,
         12 => if u.arbitrary()? { Op::Restart } else { Op::Crash },
-        13 => Op::PowerLoss { seed: u.arbitrary()? },
+        13 => Op::PowerLoss { loss: power_loss(u)? },
         14 => Op::Iterate { stream, pick: u.arbitrary()? },
         15 => Op::PowerCutDuringReshard {
             stream,
@@ -44,7 +58,7 @@ fn op(u: &mut Unstructured<'_>) -> Result<Op> {
             merge: u.arbitrary()?,
             writes: u.int_in_range(0..=5)?,
             syncs: u.int_in_range(0..=2)?,
-            seed: u.arbitrary()?,
+            loss: power_loss(u)?,
         },
         _ => Op::PowerCutDuringPut {
             stream,
@@ -52,7 +66,7 @@ fn op(u: &mut Unstructured<'_>) -> Result<Op> {
             durable: u.arbitrary()?,
             writes: u.int_in_range(0..=3)?,
             syncs: u.int_in_range(0..=2)?,
-            seed: u.arbitrary()?,
+            loss: power_loss(u)?,
         },
     })
 }

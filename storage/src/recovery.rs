@@ -5,8 +5,8 @@
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::format::{
-    BatchHeader, FormatError, IndexEntry, SEGMENT_DATA_START, SEGMENT_HEADER_LEN, SegmentHeader,
-    SegmentState, TRAILER_LEN, Trailer, decode_footer, verify_batch,
+    BATCH_MAGIC, BatchHeader, FormatError, IndexEntry, SEGMENT_DATA_START, SEGMENT_HEADER_LEN,
+    SegmentHeader, SegmentState, TRAILER_LEN, Trailer, decode_footer, verify_batch,
 };
 use crate::index::SparseIndex;
 use crate::segment::{Segment, map_file};
@@ -23,8 +23,14 @@ pub struct RecoveryReport {
     pub scanned_bytes: u64,
     /// Where the log was cut, if it was cut at damage (not at a clean end).
     pub truncated: Option<Truncation>,
-    /// Live segments released because they came after the cut.
+    /// Live segments released: empty, retired, stale or after the cut.
     pub discarded_segments: usize,
+    /// Live segments whose header is older than their data (the file was started again and
+    /// the new header never reached the device): released, never chained.
+    pub stale_segments: usize,
+    /// Damage stepped over rather than cut at: a sealed segment after it proves the data
+    /// after it was durable. The records in between are lost; the log goes on past them.
+    pub holes: Vec<Truncation>,
     /// Segments free for reuse.
     pub free_segments: usize,
 }
@@ -105,11 +111,18 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
         next_slot = next_slot.max(slot + 1);
         found.push(open_found(entry.path(), config)?);
     }
+    // Invariant: a new generation is above every generation whose batches may be on disk, or
+    // a later life's stale batches could pass for this one's (and `holds_later_life` could
+    // take live data for stale). A header never synced may be lost with its data pages kept;
+    // each such lost life is its file's latest (retiring a file syncs its free header, which
+    // carries the generation), so at most one per file lies above the highest header found.
+    let files = found.len() as u64;
     let generation = found
         .iter()
         .filter_map(|f| f.header.map(|h| h.generation))
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+        + files;
     let floor_of = |state: SegmentState| {
         let headers = found
             .iter()
@@ -161,11 +174,16 @@ fn open_found(path: PathBuf, config: &LogConfig) -> Result<Found> {
 /// Opens every live segment and walks them in sequence order; each must start where the
 /// previous one ended (or, for the first segment after an earlier cut, where its header says
 /// the surviving data ended).
-/// Everything after the first gap or damaged batch is discarded.
 ///
 /// `retired_floor` is the highest sequence a retired segment ended at: a live segment ending at
 /// or below it was retired too (retention goes oldest first), its free header lost in a crash;
-/// it is released, not chained.
+/// it is released, not chained. So are segments that hold nothing, and segments whose data
+/// proves their header stale.
+///
+/// Where the chain breaks, durable data decides (docs/design/segment-format.md, "Recovery"):
+/// a sealed segment is written only once everything up to its end is durable, so a break
+/// before the last sealed segment is damage to step over (a hole), never a reason to drop the
+/// sealed data after it; a break after it is the torn tail of a crash: the log is cut there.
 fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, retired_floor: u64) {
     let mut opened = Vec::new();
     for found in live {
@@ -177,84 +195,129 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
         } else {
             opened_segment.progress.end_seq <= retired_floor
         };
-        if retired {
+        if opened_segment.stale {
+            recovered.report.stale_segments += 1;
+        }
+        if retired || opened_segment.stale {
             recovered.discarded.push(opened_segment.segment);
             continue;
         }
         opened.push(opened_segment);
     }
     opened.sort_by_key(|o| (o.segment.base_seq, o.segment.generation));
-    // Where the chain stands (moved by every accepted segment, empty ones too) and where its
-    // surviving data ends (moved only by segments that are kept).
-    let mut position: Option<u64> = None;
-    let mut data_end: Option<u64> = None;
-    let mut cut = false;
-    let mut highest_seen = 0;
-    // Where the last scan stopped on bytes that are not a batch: the segment's real end if the
-    // next segment starts right there (stale bytes of a recycled file, a torn seal), a cut if
-    // not, or the tail of the log.
-    let mut stopped_on: Option<Truncation> = None;
-    for mut opened in opened {
+    let proven = opened.iter().rposition(|o| o.sealed).map_or(0, |i| i + 1);
+    let last = opened.len().saturating_sub(1);
+    let mut chain = Chain {
+        index_interval_bytes: config.index_interval_bytes,
+        ..Chain::default()
+    };
+    for (i, opened) in opened.into_iter().enumerate() {
+        chain.add(recovered, opened, i < proven, i == last);
+    }
+    if !chain.cut {
+        recovered.report.truncated = chain.stopped_on;
+    }
+    // Numbers once handed out (even to records lost after a cut) are never handed out again.
+    let floor = recovered.next_seq.max(chain.highest_seen);
+    recovered.next_seq = chain.position.unwrap_or(0).max(floor);
+    // Where the data ends, for the next segment's `follows_seq` when numbering jumps.
+    recovered.chain_end = chain.data_end.unwrap_or(recovered.next_seq);
+}
+
+/// The walk of `chain_live` over the live segments, in sequence order.
+#[derive(Default)]
+struct Chain {
+    /// Where the chain stands: moved by every accepted segment (an empty tail too).
+    position: Option<u64>,
+    /// Where the surviving data ends: moved only by segments that are kept.
+    data_end: Option<u64>,
+    /// The log was cut: every later segment is released.
+    cut: bool,
+    highest_seen: u64,
+    /// Where the last scan stopped on bytes that are not a batch: the segment's real end if
+    /// the next segment starts right there (stale bytes of a recycled file, a torn seal), a
+    /// cut or a hole if not, or the tail of the log.
+    stopped_on: Option<Truncation>,
+    index_interval_bytes: u64,
+}
+
+impl Chain {
+    /// Takes the next segment: kept, or released. `proven`: a sealed segment comes at or after
+    /// it, so the data it holds was durable. `last`: no segment comes after it.
+    fn add(&mut self, recovered: &mut Recovered, mut opened: Opened, proven: bool, last: bool) {
         let base = opened.segment.base_seq;
-        highest_seen = highest_seen.max(opened.progress.end_seq);
+        self.highest_seen = self.highest_seen.max(opened.progress.end_seq);
+        if opened.is_empty() && opened.damage.is_none() && !last {
+            // Holds nothing, ends cleanly and is followed by data: it says nothing about where
+            // the chain stands (a file started again whose first writes never reached the
+            // device). Damage at its first batch is different: the chain breaks there.
+            recovered.discarded.push(opened.segment);
+            return;
+        }
         // The header says where the log stood when the segment started: normally its base, or
         // the end of the surviving data when numbering jumped after an earlier cut.
         let follows_seq = opened.follows_seq;
-        let follows = position
-            .is_none_or(|at| base == at || follows_seq == at || data_end == Some(follows_seq));
-        if cut || !follows {
-            if !cut {
+        let at = self.position;
+        let follows = at
+            .is_none_or(|at| base == at || follows_seq == at || self.data_end == Some(follows_seq));
+        if !follows && proven && !self.cut {
+            let hole = self.stopped_on.take().unwrap_or_else(|| Truncation {
+                path: opened.segment.path.clone(),
+                pos: SEGMENT_DATA_START,
+                seq: self.data_end.or(at).unwrap_or(base),
+                reason: format!("gap: the next segment starts at {base}"),
+            });
+            recovered.report.holes.push(hole);
+        } else if self.cut || !follows {
+            if !self.cut {
                 let gap = || Truncation {
                     path: opened.segment.path.clone(),
                     pos: SEGMENT_DATA_START,
-                    seq: data_end.or(position).unwrap_or(base),
+                    seq: self.data_end.or(at).unwrap_or(base),
                     reason: format!("gap: the next segment starts at {base}"),
                 };
-                recovered.report.truncated = stopped_on.take().or_else(|| Some(gap()));
+                recovered.report.truncated = self.stopped_on.take().or_else(|| Some(gap()));
             }
-            cut = true;
+            self.cut = true;
             recovered.discarded.push(opened.segment);
-            continue;
+            return;
         }
-        position = Some(opened.progress.end_seq);
-        stopped_on = opened.damage.map(|(pos, reason)| Truncation {
+        self.position = Some(opened.progress.end_seq);
+        self.stopped_on = opened.damage.take().map(|(pos, reason)| Truncation {
             path: opened.segment.path.clone(),
             pos,
             seq: opened.progress.end_seq,
             reason: reason.0.to_string(),
         });
         if opened.is_empty() {
-            // Holds nothing (started just before a crash, or torn at its first batch), but
-            // it does fix where the chain stands.
+            // The tail, holding nothing (started just before a crash, or torn at its first
+            // batch), but it does fix where the chain stands.
             recovered.discarded.push(opened.segment);
-            continue;
+            return;
         }
-        let progress = opened.progress;
-        data_end = Some(progress.end_seq);
-        if !opened.sealed {
-            let tail = Tail {
-                write_pos: progress.data_end,
-                last_checksum: progress.last_checksum,
-            };
-            recovered.unsealed.push((recovered.live.len(), tail));
-        }
-        let index = SparseIndex::from_entries(progress.index, config.index_interval_bytes);
-        opened.segment.restore(
-            progress.end_seq,
-            progress.data_end,
-            progress.max_timestamp_ms,
-            index,
-        );
-        recovered.live.push(opened.segment);
+        self.data_end = Some(opened.progress.end_seq);
+        keep(recovered, opened, self.index_interval_bytes);
     }
-    if !cut {
-        recovered.report.truncated = stopped_on;
+}
+
+/// Makes `opened` a live segment of the recovered log.
+fn keep(recovered: &mut Recovered, mut opened: Opened, index_interval_bytes: u64) {
+    let progress = opened.progress;
+    if !opened.sealed {
+        let tail = Tail {
+            write_pos: progress.data_end,
+            last_checksum: progress.last_checksum,
+        };
+        recovered.unsealed.push((recovered.live.len(), tail));
     }
-    // Numbers once handed out (even to records lost after a cut) are never handed out again.
-    let floor = recovered.next_seq.max(highest_seen);
-    recovered.next_seq = position.unwrap_or(0).max(floor);
-    // Where the data ends, for the next segment's `follows_seq` when numbering jumps.
-    recovered.chain_end = data_end.unwrap_or(recovered.next_seq);
+    let index = SparseIndex::from_entries(progress.index, index_interval_bytes);
+    opened.segment.restore(
+        progress.end_seq,
+        progress.data_end,
+        progress.max_timestamp_ms,
+        index,
+    );
+    recovered.live.push(opened.segment);
 }
 
 /// A live segment after its footer was read or its batches scanned.
@@ -266,6 +329,9 @@ struct Opened {
     sealed: bool,
     /// The first batch refused for damage, if the scan stopped at one.
     damage: Option<(u64, FormatError)>,
+    /// Its data holds a batch of a later generation: the file was started again and that
+    /// header never reached the device, so this header, and what it describes, is stale.
+    stale: bool,
 }
 
 impl Opened {
@@ -283,6 +349,7 @@ fn open_segment(segment: Segment, config: &LogConfig, report: &mut RecoveryRepor
             progress,
             sealed: true,
             damage: None,
+            stale: false,
         };
     }
     let scanned = scan(&segment, config);
@@ -294,6 +361,7 @@ fn open_segment(segment: Segment, config: &LogConfig, report: &mut RecoveryRepor
         progress: scanned.progress,
         sealed: false,
         damage: scanned.damage,
+        stale: scanned.later_life,
     }
 }
 
@@ -345,6 +413,8 @@ struct Scanned {
     progress: Progress,
     /// The first batch refused for damage (not a clean end).
     damage: Option<(u64, FormatError)>,
+    /// A batch of a later generation than the header's lies where the scan stopped or after.
+    later_life: bool,
 }
 
 /// Verifies batches from the start of the segment until the first one that fails.
@@ -359,6 +429,7 @@ fn scan(segment: &Segment, config: &LogConfig) -> Scanned {
         index: Vec::new(),
     };
     let mut damage = None;
+    let mut later_life = false;
     while progress.data_end + 64 <= limit {
         let pos = progress.data_end;
         match check_batch(segment, pos, limit, &progress) {
@@ -374,19 +445,44 @@ fn scan(segment: &Segment, config: &LogConfig) -> Scanned {
                 progress.last_checksum = header.checksum;
             }
             Err(Stop::CleanEnd) => break,
+            Err(Stop::LaterLife) => {
+                later_life = true;
+                break;
+            }
             Err(Stop::Damage(reason)) => {
+                later_life = holds_later_life(segment, pos, limit);
                 damage = Some((pos, reason));
                 break;
             }
         }
     }
     progress.index = index.entries().to_vec();
-    Scanned { progress, damage }
+    Scanned {
+        progress,
+        damage,
+        later_life,
+    }
+}
+
+/// Whether a batch header of a later generation than the segment's lies in `[from, limit)`.
+/// Only after damage stopped a scan (the page cache may have written a later life's pages
+/// back around an earlier life's): batches are 8-byte aligned, so this looks at every 8th
+/// byte for one.
+fn holds_later_life(segment: &Segment, from: u64, limit: u64) -> bool {
+    let bytes = segment.bytes(from, limit);
+    let magic = BATCH_MAGIC.to_le_bytes();
+    (0..bytes.len().saturating_sub(63)).step_by(8).any(|at| {
+        bytes[at..at + 4] == magic
+            && BatchHeader::parse(&bytes[at..at + 64])
+                .is_ok_and(|h| h.generation > segment.generation)
+    })
 }
 
 enum Stop {
     /// Never-written bytes or a batch from an earlier life of the file.
     CleanEnd,
+    /// A batch from a later life of the file: its header is stale.
+    LaterLife,
     Damage(FormatError),
 }
 
@@ -401,6 +497,9 @@ fn check_batch(
         return Err(Stop::CleanEnd);
     }
     let header = BatchHeader::parse(head).map_err(Stop::Damage)?;
+    if header.generation > segment.generation {
+        return Err(Stop::LaterLife);
+    }
     if header.generation != segment.generation {
         return Err(Stop::CleanEnd);
     }

@@ -724,3 +724,47 @@ fn damage_the_sixth_batch(file: &std::path::Path) -> u64 {
         .unwrap();
     cut
 }
+
+/// Damage that a sealed segment comes after is a hole, not a cut: a segment is sealed only
+/// once everything up to its end is durable, so the data after the damage was acknowledged
+/// and must stay. Only the records from the damage to the end of that segment are lost.
+#[test]
+fn damage_before_a_sealed_segment_is_stepped_over_and_the_sealed_data_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let end = block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        for _ in 0..600 {
+            append_expected(&log, 4, 300).await;
+        }
+        log.maintain().await.unwrap(); // seals every full segment
+        log.next_seq()
+    });
+    // The second segment loses its seal and a batch in its middle: it must be scanned, and the
+    // scan stops at the damage.
+    let second = dir.path().join("seg-00000001.log");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&second)
+        .unwrap();
+    use std::os::unix::fs::FileExt;
+    let size = f.metadata().unwrap().len();
+    f.write_all_at(&[0; 64], size - 64).unwrap();
+    f.write_all_at(&[0x5A; 64], 4096 + 64 * 1024).unwrap();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        let report = log.recovery_report().clone();
+        assert_eq!(report.truncated, None, "{report:?}");
+        assert_eq!(report.holes.len(), 1, "{report:?}");
+        let hole = &report.holes[0];
+        assert_eq!(hole.path, second);
+        let third_base = log.reader().read(hole.seq, ReadLimits::default()).unwrap();
+        assert!(third_base.is_empty(), "nothing is served from the hole");
+        let resume = third_base.next_seq();
+        assert!(resume > hole.seq, "reads step over the hole");
+        let reader = log.reader();
+        check_range(&reader, 0, hole.seq, |_| 300);
+        check_range(&reader, resume, end, |_| 300);
+        assert_eq!(log.next_seq(), end);
+    });
+}

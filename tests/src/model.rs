@@ -125,11 +125,11 @@ pub enum Op {
     Restart,
     /// A crash that keeps the page cache (kill -9): cut the device, close, reopen.
     Crash,
-    /// Power loss: cut the device, close, lose unsynced writes (all, or per file a seeded
-    /// prefix with a torn write), reopen.
-    PowerLoss { seed: Option<u64> },
+    /// Power loss: cut the device, close, lose unsynced writes as `loss` says (all of them,
+    /// per file a prefix, or any subset of their pages), reopen.
+    PowerLoss { loss: PowerLoss },
     /// A split (or, with `merge`, a merge) during which the power fails after `writes` writes
-    /// and `syncs` syncs, then power loss with a seeded tear: the layout after reopening is
+    /// and `syncs` syncs, then power loss as `loss` says: the layout after reopening is
     /// whole (the open shards partition the hash space) and every record is as the model says.
     PowerCutDuringReshard {
         stream: usize,
@@ -137,17 +137,17 @@ pub enum Op {
         merge: bool,
         writes: u8,
         syncs: u8,
-        seed: u64,
+        loss: PowerLoss,
     },
     /// A put during which the power fails after `writes` writes and `syncs` syncs, then power
-    /// loss with a seeded tear.
+    /// loss as `loss` says.
     PowerCutDuringPut {
         stream: usize,
         keys: Vec<usize>,
         durable: bool,
         writes: u8,
         syncs: u8,
-        seed: u64,
+        loss: PowerLoss,
     },
 }
 
@@ -290,24 +290,21 @@ impl Harness {
             }
             Op::Restart => self.restart(step),
             Op::Crash => self.power_cut(None, step),
-            Op::PowerLoss { seed } => {
-                let loss = seed.map_or(PowerLoss::Everything, PowerLoss::Seeded);
-                self.power_cut(Some(loss), step);
-            }
+            Op::PowerLoss { loss } => self.power_cut(Some(loss), step),
             Op::PowerCutDuringReshard {
                 stream,
                 at,
                 merge,
                 writes,
                 syncs,
-                seed,
+                loss,
             } => {
                 self.cut_after(writes, syncs);
                 match merge {
                     true => self.merge(STREAMS[stream], at),
                     false => self.split(STREAMS[stream], at),
                 }
-                self.power_cut(Some(PowerLoss::Seeded(seed)), step);
+                self.power_cut(Some(loss), step);
             }
             Op::PowerCutDuringPut {
                 stream,
@@ -315,11 +312,11 @@ impl Harness {
                 durable,
                 writes,
                 syncs,
-                seed,
+                loss,
             } => {
                 self.cut_after(writes, syncs);
                 self.put(STREAMS[stream], keys, durable, step);
-                self.power_cut(Some(PowerLoss::Seeded(seed)), step);
+                self.power_cut(Some(loss), step);
             }
         }
     }

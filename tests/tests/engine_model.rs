@@ -11,12 +11,31 @@
 //! exercised (failed puts, crashes, writes and records lost).
 
 use proptest::prelude::*;
+use sluice_storage::io::{PageLoss, PowerLoss};
 use sluice_tests::model::{FaultOn, Harness, KEYS, Op, STATS, STREAMS};
 
 fn keys() -> impl Strategy<Value = Vec<usize>> {
     prop_oneof![
         (0..KEYS).prop_map(|k| vec![k]),
         prop::collection::vec(0..KEYS, 1..20),
+    ]
+}
+
+/// Every model of power loss, the page model (closest to Linux) most often. Its cases shrink
+/// towards fewer pages kept and none torn.
+fn power_loss() -> impl Strategy<Value = PowerLoss> {
+    let pages =
+        (any::<u64>(), 0u8..=100, 0u8..=50).prop_map(|(seed, keep_percent, torn_percent)| {
+            PowerLoss::Pages(PageLoss {
+                seed,
+                keep_percent,
+                torn_percent,
+            })
+        });
+    prop_oneof![
+        1 => Just(PowerLoss::Everything),
+        1 => any::<u64>().prop_map(PowerLoss::Seeded),
+        3 => pages,
     ]
 }
 
@@ -45,15 +64,15 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Heal),
         1 => Just(Op::Restart),
         1 => Just(Op::Crash),
-        1 => any::<Option<u64>>().prop_map(|seed| Op::PowerLoss { seed }),
-        1 => (stream.clone(), any::<u8>(), any::<bool>(), 0u8..6, 0u8..3, any::<u64>()).prop_map(
-            |(stream, at, merge, writes, syncs, seed)| Op::PowerCutDuringReshard {
-                stream, at, merge, writes, syncs, seed,
+        1 => power_loss().prop_map(|loss| Op::PowerLoss { loss }),
+        1 => (stream.clone(), any::<u8>(), any::<bool>(), 0u8..6, 0u8..3, power_loss()).prop_map(
+            |(stream, at, merge, writes, syncs, loss)| Op::PowerCutDuringReshard {
+                stream, at, merge, writes, syncs, loss,
             }
         ),
-        1 => (stream, keys(), any::<bool>(), 0u8..4, 0u8..3, any::<u64>()).prop_map(
-            |(stream, keys, durable, writes, syncs, seed)| Op::PowerCutDuringPut {
-                stream, keys, durable, writes, syncs, seed,
+        1 => (stream, keys(), any::<bool>(), 0u8..4, 0u8..3, power_loss()).prop_map(
+            |(stream, keys, durable, writes, syncs, loss)| Op::PowerCutDuringPut {
+                stream, keys, durable, writes, syncs, loss,
             }
         ),
     ]
@@ -129,7 +148,9 @@ fn a_crash_reopen_makes_what_it_recovered_durable() {
             durable: false,
         },
         Op::Crash,
-        Op::PowerLoss { seed: None },
+        Op::PowerLoss {
+            loss: PowerLoss::Everything,
+        },
         Op::Read { stream: 0 },
     ]);
 }
@@ -175,6 +196,8 @@ fn a_failed_fsync_does_not_let_a_restart_trust_unwritten_pages() {
             keys: vec![3],
             durable: true,
         },
-        Op::PowerLoss { seed: None },
+        Op::PowerLoss {
+            loss: PowerLoss::Everything,
+        },
     ]);
 }

@@ -9,14 +9,13 @@ use crate::format::{SegmentHeader, SegmentState};
 use crate::io::{SegmentFile, SegmentIo};
 use crate::segment::Segment;
 use crate::sync::Arc;
-use std::rc::Rc;
 
 impl<I: SegmentIo> ShardLog<I> {
     /// Retires sealed segments whose every record is past retention; returns how many.
     /// Their files are reused once no reader holds them.
     pub async fn enforce_retention(&self) -> Result<usize> {
         self.check_writable()?;
-        let _ring = self.ring_lock.lock().await;
+        let ring = self.ring_lock.lock().await;
         self.check_writable()?;
         let cutoff = self.shared.expiry_cutoff_ms();
         let expired: Vec<Arc<Segment>> = {
@@ -36,33 +35,51 @@ impl<I: SegmentIo> ShardLog<I> {
             }
             expired
         };
+        if expired.is_empty() {
+            return Ok(0);
+        }
         let in_flight = CancelLatch::arm(self, "a retention pass");
+        // The ring changed in memory; what follows only concerns files no roll can take yet.
+        drop(ring);
+        let mut files = Vec::with_capacity(expired.len());
         for segment in &expired {
-            // Record on disk that the segment is free, so a restart never brings it back.
-            let header = free_header(
-                segment,
-                SegmentState::Free,
-                segment.end_seq(),
-                &self.config,
-                self.shared.clock.now_ms(),
-            );
-            let file = self
-                .io
-                .open(&segment.path)
-                .await
-                .map_err(|e| self.fail("open", &segment.path, e))?;
-            if let Err(e) = file.write_at(0, header.to_vec()).await {
-                return Err(self.fail("retire segment", &segment.path, e));
+            files.push(self.write_free_header(segment).await?);
+        }
+        // Invariant: a retired file is reused only once its free header is on the device.
+        // Otherwise a roll's new header could be lost while the new data pages were not, and
+        // the file would show its old header over new data: a stale segment at the lowest
+        // base, which recovery must not take for the start of the log.
+        for (segment, file) in expired.iter().zip(&files) {
+            if let Err(e) = file.sync_data().await {
+                return Err(self.sync_failed(&segment.path, e));
             }
-            let mut w = self.writer.borrow_mut();
-            w.unsynced.push(Rc::new(file));
-            w.retiring.push(segment.clone());
         }
         in_flight.disarm();
         let retired = expired.len();
-        drop(expired); // our own references would keep the segments from being reclaimed
-        self.writer.borrow_mut().reclaim();
+        let mut w = self.writer.borrow_mut();
+        w.retiring.extend(expired); // only references held by readers keep them from reuse
+        w.reclaim();
         Ok(retired)
+    }
+
+    /// Records on disk that `segment` is free, so a restart never brings it back.
+    async fn write_free_header(&self, segment: &Segment) -> Result<I::File> {
+        let header = free_header(
+            segment,
+            SegmentState::Free,
+            segment.end_seq(),
+            &self.config,
+            self.shared.clock.now_ms(),
+        );
+        let file = self
+            .io
+            .open(&segment.path)
+            .await
+            .map_err(|e| self.fail("open", &segment.path, e))?;
+        match file.write_at(0, header.to_vec()).await {
+            Ok(()) => Ok(file),
+            Err(e) => Err(self.fail("retire segment", &segment.path, e)),
+        }
     }
 }
 
