@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use sluice_storage::io::{Fault, FaultPlan, FaultyIo, PowerLoss};
+use sluice_storage::io::{Fault, FaultPlan, FaultyIo, PageLoss, PowerLoss};
 use sluice_storage::runtime::block_on;
 use sluice_storage::{Durability, GlommioIo, ReadLimits, RecordIn, StorageError};
 
@@ -153,8 +153,9 @@ fn no_space_for_a_new_segment_is_a_clear_error_and_recoverable() {
     });
 }
 
-/// Power loss: every write no completed sync covered is undone. Durable acknowledgements must
-/// hold, with appends racing syncs and segment rolls (small segments, four appenders).
+/// Power loss: every write no completed sync covered is undone, or any subset of their pages.
+/// Durable acknowledgements must hold, with appends racing syncs and segment rolls (small
+/// segments, four appenders).
 #[test]
 fn power_loss_keeps_every_durable_acknowledgement() {
     for seed in 0..8u64 {
@@ -210,7 +211,17 @@ fn power_loss_keeps_every_durable_acknowledgement() {
                 acked.get()
             }
         });
-        let lost = io.lose_unsynced_writes().unwrap();
+        // Half the seeds lose every unsynced write, half a random subset of the dirty pages.
+        let lost = match seed % 2 {
+            0 => io.lose_unsynced_writes().unwrap(),
+            _ => io
+                .lose_power(PowerLoss::Pages(PageLoss {
+                    seed,
+                    keep_percent: 50,
+                    torn_percent: 25,
+                }))
+                .unwrap(),
+        };
         block_on(async {
             let log = open(GlommioIo, dir.path(), config, manual_clock()).await;
             let reader = log.reader();
