@@ -1,6 +1,7 @@
 //! Helpers shared by Sluice's cross-crate tests and their child processes.
 
 pub mod crash;
+pub mod loop_disk;
 pub mod model;
 
 use sluice_storage::testing::{Rng, key, payload};
