@@ -83,7 +83,7 @@ fn a_power_cut_on_ext4_keeps_every_durable_record_and_loses_only_unsynced_ones()
             disk = cut;
             let recovered = check_crash_log(&log);
             let context = format!("cycle {cycle} (SLUICE_CRASH_SEED={seed})");
-            tally.add(&acked, recovered, copies, &context);
+            tally.add(kill, &acked, recovered, copies, &context);
         }
     }
     println!("real-fs power cuts, storage: {tally:?}");
@@ -148,13 +148,24 @@ struct Tally {
     cuts_that_lost_records: u64,
     /// Records written, never synced, and gone after their cut.
     unsynced_records_lost: u64,
+    /// Cuts while the writer held visible records no sync had covered.
+    cuts_while_unsynced: u64,
+    /// Those of them after which fewer records came back than had been written.
+    cuts_while_unsynced_that_lost_records: u64,
     /// Copies of the image the cuts made (more than one a cut when the device was not quiet).
     copies: u64,
 }
 
 impl Tally {
     /// Checks one cut (every durable record back) and counts it.
-    fn add(&mut self, acked: &Acknowledged, recovered: u64, copies: u32, context: &str) {
+    fn add(
+        &mut self,
+        kill: Kill,
+        acked: &Acknowledged,
+        recovered: u64,
+        copies: u32,
+        context: &str,
+    ) {
         assert!(
             recovered >= acked.durable,
             "{context}: {recovered} records back, {} acknowledged durable",
@@ -164,9 +175,14 @@ impl Tally {
         self.acknowledged_durable += acked.durable - acked.start;
         self.written += acked.written - acked.start;
         self.recovered += recovered - acked.start;
-        if recovered < acked.written {
+        let lost = recovered < acked.written;
+        if lost {
             self.cuts_that_lost_records += 1;
             self.unsynced_records_lost += acked.written - recovered;
+        }
+        if let Kill::WhileUnsynced(_) = kill {
+            self.cuts_while_unsynced += 1;
+            self.cuts_while_unsynced_that_lost_records += u64::from(lost);
         }
         self.copies += u64::from(copies);
     }
