@@ -1,10 +1,22 @@
 //! Helpers shared by Sluice's cross-crate tests and their child processes.
 
+pub mod crash;
+pub mod loop_disk;
 pub mod model;
 
 use sluice_storage::testing::{Rng, key, payload};
 
 pub use sluice_storage::testing::{needs, runs};
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
 
 /// A number from the environment, if set and valid.
 pub fn env_u64(name: &str) -> Option<u64> {

@@ -57,19 +57,10 @@ fn run(program: &str, args: &[&str]) {
     assert!(status.success(), "{program} {args:?} failed");
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Root, to mount the image.
 fn needs_root() -> bool {
     sluice_tests::needs(
-        is_root(),
+        sluice_tests::is_root(),
         "root, to loop-mount a filesystem image",
         "run the tests as root, as CI does",
     )

@@ -6,16 +6,11 @@
 
 use sluice_core::Engine;
 use sluice_storage::testing::Rng;
-use sluice_tests::{
-    CRASH_STREAM, all_shards, assert_acknowledged_records, assert_open_shards_partition,
-    crash_engine_config, crash_seed, env_u64, read_crash_stream,
-};
+use sluice_tests::crash::{check_engine_crash, run_engine_crash_writer};
+use sluice_tests::{CRASH_STREAM, all_shards, crash_engine_config, crash_seed, env_u64};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn kill_9_during_durable_puts_loses_no_acknowledged_record() {
@@ -37,10 +32,15 @@ fn kill_9_during_durable_puts_loses_no_acknowledged_record() {
         for run in first..cycles.min(first + CYCLES_PER_DIRECTORY) {
             let after = Duration::from_millis(5 + rng.below(150));
             let reshards = if run % 2 == 1 { 1 + rng.below(3) } else { 0 };
-            for (writer, n) in run_child_and_kill(dir.path(), run, reshards, after) {
+            let acked = run_engine_crash_writer(writer(), dir.path(), run, reshards, after);
+            for (writer, n) in acked {
                 acknowledged.insert((run, writer), n);
             }
-            check(dir.path(), &acknowledged, seed);
+            check_engine_crash(
+                dir.path(),
+                &acknowledged,
+                &format!("SLUICE_CRASH_SEED={seed}"),
+            );
         }
         total += acknowledged.values().sum::<u64>();
         let engine = Engine::open(crash_engine_config(dir.path())).expect("reopen");
@@ -56,64 +56,7 @@ fn kill_9_during_durable_puts_loses_no_acknowledged_record() {
 /// Kills one data directory takes before the next cycle starts a fresh one.
 const CYCLES_PER_DIRECTORY: u64 = 25;
 
-/// Runs the child (making `reshards` reshards meanwhile) until `after` past its first
-/// acknowledgement, kills it with SIGKILL and returns, per writer, how many records it acknowledged.
-fn run_child_and_kill(dir: &Path, run: u64, reshards: u64, after: Duration) -> BTreeMap<u64, u64> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-engine-crash-writer"))
-        .arg(dir)
-        .arg(run.to_string())
-        .arg(reshards.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the writer");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let lines = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let mut parts = line.split_whitespace();
-            if parts.next() == Some("ack") {
-                let writer: u64 = parts.next().unwrap().parse().unwrap();
-                let n: u64 = parts.next().unwrap().parse().unwrap();
-                tx.send((writer, n)).ok();
-            }
-        }
-    });
-    let mut acked = BTreeMap::new();
-    let first = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the writer acknowledged nothing");
-    acked.insert(first.0, first.1);
-    let deadline = Instant::now() + after;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok((writer, n)) => {
-                acked.insert(writer, n);
-            }
-            Err(_) => break,
-        }
-    }
-    child.kill().expect("SIGKILL");
-    let status = child.wait().unwrap();
-    // Anything but our SIGKILL (a failed reshard, a panic) is a failure of the child.
-    assert_eq!(
-        status.signal(),
-        Some(9),
-        "the writer ended on its own: {status}"
-    );
-    lines.join().unwrap();
-    for (writer, n) in rx.try_iter() {
-        acked.insert(writer, n);
-    }
-    acked
-}
-
-/// Reopens the engine and checks, per key, that its records are `0..m` in order with
-/// `m` at least what was acknowledged, each intact.
-fn check(dir: &Path, acknowledged: &BTreeMap<(u64, u64), u64>, seed: u64) {
-    let engine = Engine::open(crash_engine_config(dir)).expect("reopen");
-    // A kill inside a split or merge leaves the layout before or after it, never between.
-    assert_open_shards_partition(&engine, CRASH_STREAM, &format!("SLUICE_CRASH_SEED={seed}"));
-    let found = read_crash_stream(&engine);
-    assert_acknowledged_records(&found, acknowledged, &format!("SLUICE_CRASH_SEED={seed}"));
+/// The child: `sluice-engine-crash-writer`.
+fn writer() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_sluice-engine-crash-writer"))
 }
