@@ -104,6 +104,11 @@ typedef struct sluice_record {
   uint64_t sequence_number_low;
 } sluice_record;
 
+// Returns the time in milliseconds since the Unix epoch. Called by the engine's threads,
+// several at once; it must not call any sluice function, and must not unwind or `longjmp`
+// out.
+typedef uint64_t (*sluice_clock_callback)(void *context);
+
 // Where an iterator or subscription starts (Kinesis' `ShardIteratorType`).
 typedef uint32_t sluice_iterator_type;
 
@@ -355,6 +360,20 @@ sluice_result sluice_sequence_number_format(uint64_t high,
                                             uint64_t low,
                                             char *buf,
                                             size_t buf_len);
+
+// Makes `callback(context)` the engine's clock, in place of the system's real-time clock:
+// arrival timestamps, retention and iterator expiry follow it. For tests and simulations.
+//
+// Thread safety: one thread at a time per options handle.
+//
+// # Safety
+// `options` is a live options handle; `callback` is a valid function (NULL is refused) that
+// may be called with `context` from any thread, by several at once, until every engine
+// opened with these options has closed (`sluice_engine_free`, and the iterators and
+// subscriptions that keep it open freed).
+sluice_result sluice_options_set_clock(struct sluice_options *options,
+                                       sluice_clock_callback callback,
+                                       void *context);
 
 // New options with the defaults (one core thread per CPU, 64 MiB segments, durable puts,
 // no throttling) for the data directory `data_dir`.

@@ -53,7 +53,7 @@ pub unsafe extern "C" fn sluice_options_free(options: *mut sluice_options) {
     unsafe { free(options) }
 }
 
-fn with_options(
+pub(crate) fn with_options(
     options: *mut sluice_options,
     change: impl FnOnce(&mut EngineConfig) -> Result<(), Failure>,
 ) -> sluice_result {

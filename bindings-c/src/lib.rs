@@ -26,6 +26,7 @@
 
 mod admin;
 mod batch;
+mod clock;
 mod engine;
 mod error;
 mod ffi;
@@ -47,6 +48,7 @@ const _: () = {
 
 pub use admin::*;
 pub use batch::*;
+pub use clock::*;
 pub use engine::*;
 pub use error::*;
 pub use iterator::*;

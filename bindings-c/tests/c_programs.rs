@@ -137,6 +137,21 @@ fn producer_threads_and_a_consumer_thread_see_every_record_once_in_order() {
     assert!(out.contains("4000 records read back exactly once"), "{out}");
 }
 
+/// A batch's records stay valid until `sluice_batch_free`, across its engine's close and an
+/// engine reopened on the same directory that expires their segment and rolls past it
+/// (docs/design/leases.md).
+#[test]
+fn a_batch_held_across_an_engine_close_keeps_its_bytes_through_retention_and_rolls() {
+    if !needs_cc() {
+        return;
+    }
+    let out = build_and_run("held_batch", &["tests/c/held_batch.c"]);
+    assert!(
+        out.contains("held_batch: 100 held records unchanged"),
+        "{out}"
+    );
+}
+
 #[test]
 fn the_c_example_builds_with_pkg_config_after_the_documented_install() {
     if !(needs_cc() && needs_pkg_config()) {

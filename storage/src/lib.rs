@@ -48,6 +48,7 @@ pub mod io;
 mod log;
 #[cfg(all(test, loom))]
 mod loom_tests;
+mod mapping;
 mod metalog;
 mod reader;
 mod recovery;

@@ -13,6 +13,7 @@ use crate::error::StorageError;
 use crate::format::{RecordIn, SEGMENT_DATA_START, encode_batch};
 use crate::index::SparseIndex;
 use crate::log::reclaim;
+use crate::mapping::{FileId, Mapping};
 use crate::reader::{LogReader, ReadLimits};
 use crate::segment::{BatchLoc, Segment};
 use crate::shared::Shared;
@@ -34,8 +35,10 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 /// A segment over an anonymous mapping holding `BATCHES` encoded one-record batches (record
-/// `i` has data `[i; 8]`), none of them published yet, and where each batch is.
-fn segment_with_batches(generation: u64, base_seq: u64) -> (Segment, Vec<BatchLoc>) {
+/// `i` has data `[i; 8]`), none of them published yet, and where each batch is. The mapping
+/// counts in the registry as one of file `file` (two segments of one file stand for two logs
+/// that mapped it, one after the other).
+fn segment_with_batches(generation: u64, base_seq: u64, file: u64) -> (Segment, Vec<BatchLoc>) {
     let mut bytes = Vec::new();
     let mut locs = Vec::new();
     let mut prev_checksum = 0;
@@ -61,6 +64,7 @@ fn segment_with_batches(generation: u64, base_seq: u64) -> (Segment, Vec<BatchLo
     let mut map = MmapMut::map_anon(start + bytes.len()).expect("anonymous mapping");
     map[start..].copy_from_slice(&bytes);
     let map = map.make_read_only().expect("read-only mapping");
+    let map = Mapping::register(map, FileId::new(0, file));
     let segment = Segment::new(PathBuf::from("loom"), map, generation, base_seq);
     (segment, locs)
 }
@@ -84,7 +88,7 @@ fn publish(shared: &Shared, segment: &Segment, loc: &BatchLoc) {
 #[test]
 fn a_reader_sees_every_published_batch_complete_and_waits_without_missing_one() {
     model(|| {
-        let (segment, locs) = segment_with_batches(1, 0);
+        let (segment, locs) = segment_with_batches(1, 0, 1);
         let shared = Arc::new(shared_with(vec![Arc::new(segment)], 0));
         let pwrites = stand_ins(BATCHES);
         let owner = {
@@ -139,7 +143,7 @@ fn a_reader_sees_every_published_batch_complete_and_waits_without_missing_one() 
 #[test]
 fn a_waiting_reader_wakes_when_the_log_latches() {
     model(|| {
-        let (segment, _) = segment_with_batches(1, 0);
+        let (segment, _) = segment_with_batches(1, 0, 1);
         let shared = Arc::new(shared_with(vec![Arc::new(segment)], 0));
         let owner = {
             let shared = shared.clone();
@@ -160,9 +164,9 @@ fn a_waiting_reader_wakes_when_the_log_latches() {
 #[test]
 fn a_leased_segment_is_never_reset_and_is_reclaimed_once_released() {
     model(|| {
-        let (old, old_locs) = segment_with_batches(1, 0);
+        let (old, old_locs) = segment_with_batches(1, 0, 1);
         old.publish(&old_locs[0]); // one batch, published before any reader exists
-        let (active, _) = segment_with_batches(2, 1);
+        let (active, _) = segment_with_batches(2, 1, 2);
         let live = vec![Arc::new(old), Arc::new(active)];
         let shared = Arc::new(shared_with(live.clone(), 1));
         let pwrites = stand_ins(1);
@@ -203,6 +207,59 @@ fn a_leased_segment_is_never_reset_and_is_reclaimed_once_released() {
             Arc::get_mut(&mut segment)
                 .expect("a segment being started has no readers")
                 .reset(3, 7, 0, SparseIndex::new(4096));
+            pwrites[0].store(REWRITTEN, Ordering::Relaxed);
+        };
+        reclaim(&mut retiring, &mut free);
+        let reused_early = !free.is_empty();
+        if reused_early {
+            reuse(&mut free);
+        }
+        reader.join().unwrap();
+        if !reused_early {
+            reclaim(&mut retiring, &mut free);
+            assert_eq!(free.len(), 1, "reclaimed once the reader let go");
+            reuse(&mut free);
+        }
+        assert!(retiring.is_empty());
+    });
+}
+
+/// A log closed while a reader still reads through it (its `LogReader`, then the `ReadBatch` it
+/// returns); the log reopened on the directory maps the same file, finds it retired, and tries to
+/// reuse it. It may only once the reader has let go of everything that maps the file.
+#[test]
+fn a_file_an_earlier_log_maps_for_a_reader_is_not_reset_by_a_later_log_until_released() {
+    model(|| {
+        let (old, old_locs) = segment_with_batches(1, 0, 1);
+        old.publish(&old_locs[0]);
+        let closed = Arc::new(shared_with(vec![Arc::new(old)], 1));
+        let pwrites = stand_ins(1);
+        pwrites[0].store(WRITTEN, Ordering::Relaxed);
+        let reader = {
+            let (reader, pwrites) = (LogReader::new(closed), pwrites.clone());
+            thread::spawn(move || {
+                let batch = reader
+                    .read(0, ReadLimits::default())
+                    .expect("a closed log reads");
+                drop(reader);
+                let records: Vec<_> = batch.records().map(|r| (r.seq, r.data)).collect();
+                assert_eq!(records, [(0, &[0u8; 8][..])]);
+                assert_eq!(
+                    pwrites[0].load(Ordering::Relaxed),
+                    WRITTEN,
+                    "the file is not rewritten under a held batch"
+                );
+            })
+        };
+        // The reopened log's own segment of the file, retired (as recovery finds it free).
+        let (reopened, _) = segment_with_batches(3, 1, 1);
+        let mut retiring = vec![Arc::new(reopened)];
+        let mut free = Vec::new();
+        let reuse = |free: &mut Vec<Arc<Segment>>| {
+            let mut segment = free.pop().expect("reclaimed");
+            Arc::get_mut(&mut segment)
+                .expect("a segment being started has no readers")
+                .reset(4, 1, 0, SparseIndex::new(4096));
             pwrites[0].store(REWRITTEN, Ordering::Relaxed);
         };
         reclaim(&mut retiring, &mut free);

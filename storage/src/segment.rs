@@ -1,21 +1,24 @@
 //! One segment as readers see it: a read-only mapping plus the owner's published progress.
 //!
-//! An `Arc<Segment>` is a lease: while any reader holds one, the owner never reuses the file
-//! (see `reclaim` in log/retention.rs), so bytes below `visible_end` never change under a reader.
+//! An `Arc<Segment>` is a lease: while any reader holds one, no log in the process reuses the
+//! file, neither the owner (`reclaim` in log/retention.rs wants its last `Arc`) nor a log opened
+//! later on the same directory (`reclaim` also wants the segment's mapping to be the file's only
+//! one, and this segment's mapping lives as long as the lease: mapping.rs). So bytes below
+//! `visible_end` never change under a reader (docs/design/leases.md).
 
 use crate::error::{Result, StorageError};
 use crate::format::{BatchHeader, FormatError, IndexEntry, SEGMENT_DATA_START, verify_batch};
 use crate::index::SparseIndex;
+use crate::mapping::Mapping;
+pub(crate) use crate::mapping::map_file;
 use crate::sync::{AtomicU64, Ordering, RwLock, RwLockReadGuard, set_exclusive};
-use memmap2::Mmap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A mapped segment file.
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) path: PathBuf,
-    map: Mmap,
+    map: Mapping,
     /// Changes only through `&mut` (when the owner holds the last lease).
     pub(crate) generation: u64,
     pub(crate) base_seq: u64,
@@ -41,21 +44,9 @@ impl BatchLoc {
     }
 }
 
-/// Maps a whole segment file read-only.
-pub(crate) fn map_file(path: &Path) -> Result<Mmap> {
-    let file = File::open(path).map_err(|e| StorageError::io("open for mapping", path, e))?;
-    // SAFETY: the file is a pre-allocated segment of fixed size that Sluice never truncates, so
-    // the mapping stays backed. Bytes are only read below a published `visible_end` (complete
-    // writes) of a segment the reader holds a lease on; the owner never rewrites such bytes
-    // while a lease exists. Outside modification of the data directory is not supported.
-    #[allow(unsafe_code)]
-    let map = unsafe { Mmap::map(&file) };
-    map.map_err(|e| StorageError::io("map", path, e))
-}
-
 impl Segment {
     /// A segment whose first `visible_end` bytes hold verified batches up to `end_seq`.
-    pub(crate) fn new(path: PathBuf, map: Mmap, generation: u64, base_seq: u64) -> Segment {
+    pub(crate) fn new(path: PathBuf, map: Mapping, generation: u64, base_seq: u64) -> Segment {
         Segment {
             path,
             map,
@@ -68,7 +59,8 @@ impl Segment {
         }
     }
 
-    /// Starts a new life for a reused file; requires the last lease (`&mut`).
+    /// Starts a new life for a reused file; requires the last lease (`&mut`), and no mapping of
+    /// the file by an earlier log left in the process.
     /// `max_timestamp_ms` starts at the log's latest arrival time, so segments stay ordered by
     /// time even while this one is empty (time seeks binary-search on it).
     pub(crate) fn reset(
@@ -78,6 +70,10 @@ impl Segment {
         max_timestamp_ms: u64,
         index: SparseIndex,
     ) {
+        assert!(
+            self.is_only_mapping(),
+            "a file is reused only when no earlier log maps it"
+        );
         self.generation = generation;
         self.base_seq = base_seq;
         set_exclusive(&mut self.end_seq, base_seq);
@@ -153,6 +149,12 @@ impl Segment {
         self.map.len() as u64
     }
 
+    /// True when no other segment in the process, of this log or of an earlier one on the same
+    /// directory, maps this segment's file (see mapping.rs).
+    pub(crate) fn is_only_mapping(&self) -> bool {
+        self.map.is_only_one()
+    }
+
     /// Runs `read` with the kernel's read-around off for this mapping. Reading a seal (the
     /// trailer and footer at the file's end) touches a few pages; a fault there otherwise
     /// reads around it by the device's read-ahead window (8 MiB on this project's virtual
@@ -160,9 +162,9 @@ impl Segment {
     /// (docs/profiles/reopen-2000-shards.txt).
     pub(crate) fn with_read_around_off<T>(&self, read: impl FnOnce(&Segment) -> T) -> T {
         // Advice is a hint: if the kernel refuses it, reading works the same, only slower.
-        let _ = self.map.advise(memmap2::Advice::Random);
+        self.map.advise(memmap2::Advice::Random);
         let result = read(self);
-        let _ = self.map.advise(memmap2::Advice::Normal);
+        self.map.advise(memmap2::Advice::Normal);
         result
     }
 

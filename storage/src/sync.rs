@@ -1,4 +1,5 @@
-//! The primitives of the cross-thread protocols (watermark publication, segment leases):
+//! The primitives of the cross-thread protocols (watermark publication, segment leases and the
+//! registry of mappings they rest on):
 //! std's in every normal build, loom's under `--cfg loom` (scripts/loom), so the loom models
 //! run the real `Shared`, `Segment` and `reclaim` code with every ordering checked.
 //! event-listener needs no stand-in: under `--cfg loom` it is built with its own `loom`
@@ -7,11 +8,11 @@
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(loom)]
-pub(crate) use loom::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+pub(crate) use loom::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+pub(crate) use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 /// Sets an atomic the caller holds exclusively (`&mut`: no other thread can see it). loom's
 /// atomics have no `get_mut`; their `with_mut` also checks that every other thread's access

@@ -1,7 +1,9 @@
 /* Every function of sluice.h, with its error paths, under AddressSanitizer.
  * Usage: api DATA_DIR */
 #include "check.h"
+#include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 static int streams_seen = 0;
 static void count_stream(void *ctx, const char *name) {
@@ -35,6 +37,16 @@ static int32_t on_delivery(void *ctx, const sluice_record *records, size_t count
     return delivered >= *wanted;
 }
 
+/* The real time, through the clock callback: the checks below do not depend on the clock. */
+static atomic_int clock_calls = 0;
+static uint64_t wall_clock_ms(void *ctx) {
+    CHECK(ctx == &clock_calls);
+    atomic_fetch_add(&clock_calls, 1);
+    struct timespec now;
+    CHECK(timespec_get(&now, TIME_UTC) == TIME_UTC);
+    return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+}
+
 static void options_and_open(const char *dir, sluice_engine **engine) {
     sluice_options *options = NULL;
     FAILS(SLUICE_INVALID_ARGUMENT, sluice_options_new(NULL, &options));
@@ -47,6 +59,9 @@ static void options_and_open(const char *dir, sluice_engine **engine) {
     OK(sluice_options_set_segment_size(options, 4u << 20));
     OK(sluice_options_set_durable(options, 1));
     OK(sluice_options_set_throughput_limits(options, 0));
+    OK(sluice_options_set_clock(options, wall_clock_ms, &clock_calls));
+    FAILS(SLUICE_INVALID_ARGUMENT, sluice_options_set_clock(options, NULL, NULL));
+    FAILS(SLUICE_INVALID_ARGUMENT, sluice_options_set_clock(NULL, wall_clock_ms, NULL));
     FAILS(SLUICE_INVALID_ARGUMENT, sluice_options_set_cores(NULL, 1));
     FAILS(SLUICE_INVALID_ARGUMENT, sluice_engine_open(NULL, engine));
     FAILS(SLUICE_INVALID_ARGUMENT, sluice_engine_open(options, NULL));
@@ -297,6 +312,7 @@ int main(int argc, char **argv) {
     resharding(engine);
     sluice_engine_free(engine);
     sluice_engine_free(NULL);
+    CHECK(atomic_load(&clock_calls) > 0); /* the engine's time came from the callback */
     printf("api: all checks passed\n");
     return 0;
 }

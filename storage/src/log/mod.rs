@@ -73,7 +73,8 @@ impl Appended {
 pub struct LogStats {
     /// Segments holding readable data (the active one included).
     pub live_segments: usize,
-    /// Retired segments still leased by a reader.
+    /// Retired segments (or segments found free on open) still leased by a reader, through
+    /// this log or an earlier one on the same directory in this process.
     pub retiring_segments: usize,
     /// Segments ready for reuse.
     pub free_segments: usize,

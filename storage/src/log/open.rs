@@ -47,20 +47,22 @@ impl<I: SegmentIo> ShardLog<I> {
         ));
         let last_timestamp_ms = live.last().map_or(0, |s| s.max_timestamp_ms());
         let discarded: Vec<Arc<Segment>> = recovered.discarded.into_iter().map(Arc::new).collect();
-        let free: Vec<Arc<Segment>> = recovered
+        // Free on disk, but a reader of an earlier log in this process may still hold one:
+        // they wait in `retiring` for `reclaim`, as retired segments do.
+        let retiring: Vec<Arc<Segment>> = recovered
             .free
             .into_iter()
             .map(Arc::new)
             .chain(discarded.iter().cloned())
             .collect();
-        let files_on_disk = live.len() + free.len();
+        let files_on_disk = live.len() + retiring.len();
         let writer = Writer {
             active: None,
             rolling: false,
             in_flight: VecDeque::new(),
             live,
-            retiring: Vec::new(),
-            free,
+            retiring,
+            free: Vec::new(),
             unsynced: Vec::new(),
             sealing: Vec::new(),
             allocating_spare: false,
@@ -96,7 +98,8 @@ impl<I: SegmentIo> ShardLog<I> {
         }
         log.sync_recovered().await?;
         log.release_discarded(&discarded).await?;
-        drop(discarded); // the free list must hold the only references (see `reclaim`)
+        drop(discarded); // `retiring` must hold the only references (see `reclaim`)
+        log.writer.borrow_mut().reclaim();
         for (index, tail) in recovered.unsealed {
             log.seal_recovered(index, tail).await?;
         }

@@ -88,8 +88,10 @@ pub(crate) fn reclaim(retiring: &mut Vec<Arc<Segment>>, free: &mut Vec<Arc<Segme
     let mut still_leased = Vec::new();
     for mut segment in retiring.drain(..) {
         // get_mut succeeds only for the last reference, with acquire ordering against the
-        // readers' releases: no reader can still be looking at these bytes.
-        if Arc::get_mut(&mut segment).is_some() {
+        // readers' releases: no reader of this log can still be looking at these bytes. Nor of
+        // an earlier log on this directory: its segment of the file, alive while a reader holds
+        // it, is another mapping (the registry's lock orders its drop before this check).
+        if Arc::get_mut(&mut segment).is_some_and(|s| s.is_only_mapping()) {
             free.push(segment);
         } else {
             still_leased.push(segment);
