@@ -36,6 +36,8 @@ impl<I: SegmentIo> ShardLog<I> {
             expired
         };
         if expired.is_empty() {
+            // Readers may have let go of files retired earlier.
+            self.writer.borrow_mut().reclaim();
             return Ok(0);
         }
         let in_flight = CancelLatch::arm(self, "a retention pass");
