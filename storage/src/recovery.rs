@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// What recovery found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// Segments opened from their footer, without a scan.
     pub sealed_segments: usize,
