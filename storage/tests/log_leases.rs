@@ -77,10 +77,11 @@ fn a_batch_held_past_its_log_keeps_its_bytes_when_the_reopened_log_expires_and_r
         let log = open(GlommioIo, dir.path(), config(), clock.clone()).await;
         clock.advance_ms(2 * HOUR_MS);
         fill(&log, 1).await;
+        // The reopened log continues the third segment, so the new batch keeps it unexpired.
         assert_eq!(
             log.enforce_retention().await.unwrap(),
-            3,
-            "the first log's segments expire"
+            2,
+            "the first log's full segments expire"
         );
         // Rolling through more segments than there are files would reuse every free file.
         fill(&log, 5 * BATCHES_PER_SEGMENT).await;
@@ -94,8 +95,8 @@ fn a_batch_held_past_its_log_keeps_its_bytes_when_the_reopened_log_expires_and_r
         let stats = log.stats();
         assert_eq!(stats.retiring_segments, 1, "the held file waits: {stats:?}");
         assert!(
-            stats.segments_recycled >= 2,
-            "the other two are reused: {stats:?}"
+            stats.segments_recycled >= 1,
+            "the other one is reused: {stats:?}"
         );
         check_range(
             &log.reader(),
@@ -133,7 +134,8 @@ fn a_file_a_closed_log_retired_under_a_held_batch_is_not_reused_by_the_reopened_
         let log = open(GlommioIo, dir.path(), config(), clock.clone()).await;
         clock.advance_ms(2 * HOUR_MS);
         fill(&log, 1).await;
-        assert_eq!(log.enforce_retention().await.unwrap(), 3);
+        // The third segment took the new batch (a reopen continues its tail): two expire.
+        assert_eq!(log.enforce_retention().await.unwrap(), 2);
     });
     block_on(async {
         let log = open(GlommioIo, dir.path(), config(), clock.clone()).await;

@@ -36,6 +36,7 @@ impl<I: SegmentIo> ShardLog<I> {
         let lock = lock_dir(dir)?;
         let recovered = recovery::recover(dir, &config)?;
         let live: Vec<Arc<Segment>> = recovered.live.into_iter().map(Arc::new).collect();
+        let live_count = live.len();
         let trim_seq = live.first().map_or(recovered.next_seq, |s| s.base_seq);
         let shared = Arc::new(Shared::new(
             dir.to_path_buf(),
@@ -100,8 +101,18 @@ impl<I: SegmentIo> ShardLog<I> {
         log.release_discarded(&discarded).await?;
         drop(discarded); // `retiring` must hold the only references (see `reclaim`)
         log.writer.borrow_mut().reclaim();
+        // The tail goes on taking appends if it ended cleanly where the log continues;
+        // every other unsealed segment is sealed at its last intact batch.
+        let resumable = log.report.truncated.is_none()
+            && recovered.chain_end == recovered.next_seq
+            && live_count > 0;
         for (index, tail) in recovered.unsealed {
-            log.seal_recovered(index, tail).await?;
+            let last = index + 1 == live_count;
+            if resumable && last && log.resumable_tail(index, tail) {
+                log.resume_tail(index, tail).await?;
+            } else {
+                log.seal_recovered(index, tail).await?;
+            }
         }
         if after_failed_sync {
             // Everything recovered is on the device now: the marker has done its work.
@@ -129,6 +140,37 @@ impl<I: SegmentIo> ShardLog<I> {
                 pos = end;
             }
         }
+        Ok(())
+    }
+
+    /// Whether the tail segment can take appends again: it has room left, and records still
+    /// within retention (a tail of expired records is sealed, so retention can recycle it).
+    fn resumable_tail(&self, live_index: usize, tail: recovery::Tail) -> bool {
+        let segment = &self.writer.borrow().live[live_index];
+        tail.write_pos < self.config.data_limit()
+            && segment.max_timestamp_ms() >= self.shared.expiry_cutoff_ms()
+    }
+
+    /// Makes the segment recovery found at the tail, unsealed and ending cleanly where the
+    /// log continues, the active one again, so a restart costs no new segment (a reopen used
+    /// to seal it and start the next, pre-allocating a whole segment per shard per restart).
+    /// Its data was synced by `sync_recovered`. Past its end lie zeroes, an earlier life's
+    /// batches (another generation) or, after a power loss, batches of its own that follow
+    /// lost pages: a new batch chains to the last intact one by checksum, so none of those
+    /// can pass for its successor unless it is byte for byte the batch that was lost.
+    async fn resume_tail(&self, live_index: usize, tail: recovery::Tail) -> Result<()> {
+        let segment = self.writer.borrow().live[live_index].clone();
+        let file = self.open_file(&segment.path).await?;
+        let index =
+            SparseIndex::from_entries(segment.index_entries(), self.config.index_interval_bytes);
+        self.writer.borrow_mut().active = Some(Active {
+            segment,
+            file: Rc::new(file),
+            write_pos: tail.write_pos,
+            last_checksum: tail.last_checksum,
+            index,
+            writeback_from: tail.write_pos,
+        });
         Ok(())
     }
 
