@@ -101,19 +101,9 @@ impl<I: SegmentIo> ShardLog<I> {
         log.release_discarded(&discarded).await?;
         drop(discarded); // `retiring` must hold the only references (see `reclaim`)
         log.writer.borrow_mut().reclaim();
-        // The tail goes on taking appends if it ended cleanly where the log continues;
-        // every other unsealed segment is sealed at its last intact batch.
-        let resumable = log.report.truncated.is_none()
-            && recovered.chain_end == recovered.next_seq
-            && live_count > 0;
-        for (index, tail) in recovered.unsealed {
-            let last = index + 1 == live_count;
-            if resumable && last && log.resumable_tail(index, tail) {
-                log.resume_tail(index, tail).await?;
-            } else {
-                log.seal_recovered(index, tail).await?;
-            }
-        }
+        let resumable = recovered.chain_end == recovered.next_seq;
+        log.settle_unsealed(recovered.unsealed, live_count, resumable)
+            .await?;
         if after_failed_sync {
             // Everything recovered is on the device now: the marker has done its work.
             std::fs::remove_file(&marker).map_err(|e| StorageError::io("remove", &marker, e))?;
@@ -138,6 +128,27 @@ impl<I: SegmentIo> ShardLog<I> {
                     .await
                     .map_err(|e| StorageError::io("rewrite segment", path, e))?;
                 pos = end;
+            }
+        }
+        Ok(())
+    }
+
+    /// The tail goes on taking appends if it ended cleanly where the log continues
+    /// (`resumable`: no numbering jump); every other unsealed segment is sealed at its last
+    /// intact batch.
+    async fn settle_unsealed(
+        &self,
+        unsealed: Vec<(usize, recovery::Tail)>,
+        live_count: usize,
+        resumable: bool,
+    ) -> Result<()> {
+        let resumable = resumable && self.report.truncated.is_none();
+        for (index, tail) in unsealed {
+            let last = index + 1 == live_count;
+            if resumable && last && self.resumable_tail(index, tail) {
+                self.resume_tail(index, tail).await?;
+            } else {
+                self.seal_recovered(index, tail).await?;
             }
         }
         Ok(())
