@@ -1,0 +1,105 @@
+//! The disk a restarted server takes: pre-allocated segments are reused across restarts, so
+//! ten restarts with a put between them leave one segment file per shard (each restart used to
+//! pre-allocate another).
+
+mod common;
+
+use common::TestServer;
+use serde_json::{Value, json};
+use sluice_loadgen::client::KinesisClient;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+const SHARDS: u64 = 2;
+/// `TestServer` runs with `--segment-mib 4`.
+const SEGMENT_BYTES: u64 = 4 << 20;
+
+/// Every segment file under `dir`, with the bytes the file system allocated for it.
+fn segment_files(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().unwrap().is_dir() {
+            found.extend(segment_files(&path));
+        } else if name.starts_with("seg-") && name.ends_with(".log") {
+            found.push((path, entry.metadata().unwrap().blocks() * 512));
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn ten_restarts_with_a_put_between_keep_one_segment_per_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    for restart in 0..10u64 {
+        let server = TestServer::start(dir.path(), &[]);
+        let mut client = KinesisClient::connect(server.address).await.unwrap();
+        if restart == 0 {
+            let _: Value = client
+                .call(
+                    "CreateStream",
+                    &json!({"StreamName": "footprint", "ShardCount": SHARDS}),
+                )
+                .await
+                .unwrap();
+        }
+        // One record into each shard: the lowest and the highest hash key.
+        for hash_key in ["0", "340282366920938463463374607431768211455"] {
+            let _: Value = client
+                .call(
+                    "PutRecord",
+                    &json!({
+                        "StreamName": "footprint",
+                        "PartitionKey": "k",
+                        "ExplicitHashKey": hash_key,
+                        "Data": "aGVsbG8=",
+                    }),
+                )
+                .await
+                .unwrap();
+        }
+        drop(client);
+        server.kill();
+        let files = segment_files(dir.path());
+        let allocated: u64 = files.iter().map(|(_, bytes)| bytes).sum();
+        assert_eq!(
+            files.len() as u64,
+            SHARDS,
+            "restart {restart}: one segment per shard, found {files:?}"
+        );
+        assert!(
+            allocated <= SHARDS * SEGMENT_BYTES,
+            "restart {restart}: {allocated} bytes allocated for {SHARDS} segments of {SEGMENT_BYTES}"
+        );
+    }
+    // And every record is there: 10 per shard.
+    let server = TestServer::start(dir.path(), &[]);
+    let mut client = KinesisClient::connect(server.address).await.unwrap();
+    let shards: Value = client
+        .call("ListShards", &json!({"StreamName": "footprint"}))
+        .await
+        .unwrap();
+    for shard in shards["Shards"].as_array().unwrap() {
+        let iterator: Value = client
+            .call(
+                "GetShardIterator",
+                &json!({
+                    "StreamName": "footprint",
+                    "ShardId": shard["ShardId"],
+                    "ShardIteratorType": "TRIM_HORIZON",
+                }),
+            )
+            .await
+            .unwrap();
+        let records: Value = client
+            .call(
+                "GetRecords",
+                &json!({"ShardIterator": iterator["ShardIterator"]}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(records["Records"].as_array().unwrap().len(), 10, "{shard}");
+    }
+}
