@@ -129,6 +129,67 @@ fn every_function_and_its_error_paths_pass_under_asan() {
 }
 
 #[test]
+fn every_bound_and_code_the_header_states_holds_under_asan() {
+    if !needs_cc() {
+        return;
+    }
+    let out = build_and_run("promises", &["tests/c/promises.c"]);
+    assert!(out.contains("promises: all checks passed"), "{out}");
+}
+
+#[test]
+fn every_error_detail_names_the_c_function_and_argument_and_reads_right() {
+    if !needs_cc() {
+        return;
+    }
+    let out = build_and_run("messages", &["tests/c/messages.c"]);
+    assert!(out.contains("messages: all checks passed"), "{out}");
+}
+
+/// Compiles a one-line program that includes sluice.h with `standard`; returns whether it
+/// compiled and the compiler's messages.
+fn compile_header_with(standard: &str) -> (bool, String) {
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("include.c");
+    std::fs::write(
+        &source,
+        "#include \"sluice.h\"\nint main(void) { return SLUICE_OK; }\n",
+    )
+    .unwrap();
+    let output = Command::new("cc")
+        .arg(format!("-std={standard}"))
+        .args(["-pedantic", "-Wall", "-Wextra", "-Werror", "-c"])
+        .arg("-I")
+        .arg(crate_dir().join("include"))
+        .arg(&source)
+        .arg("-o")
+        .arg(work.path().join("include.o"))
+        .output()
+        .expect("a C compiler (cc) is installed");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_header_compiles_as_c99_and_says_it_needs_c99_to_an_older_compiler() {
+    if !needs_cc() {
+        return;
+    }
+    for standard in ["c99", "c11"] {
+        let (compiled, messages) = compile_header_with(standard);
+        assert!(compiled, "-std={standard}: {messages}");
+    }
+    let (compiled, messages) = compile_header_with("c89");
+    assert!(!compiled);
+    assert!(
+        messages.contains("sluice.h requires C99 or later"),
+        "{messages}"
+    );
+}
+
+#[test]
 fn producer_threads_and_a_consumer_thread_see_every_record_once_in_order() {
     if !needs_cc() {
         return;
