@@ -213,11 +213,22 @@ fn a_batch_held_across_an_engine_close_keeps_its_bytes_through_retention_and_rol
     );
 }
 
+/// The README's first C example, as a user pastes it (the README must hold it verbatim).
+const README_COMMAND: &str = "cc app.c $(pkg-config --cflags --libs sluice) -o app";
+
+/// Into a prefix of one's own: install-c strips the library, leaves ldconfig alone (it says
+/// so), and the README's command, with nothing added, builds a program that finds the
+/// library without LD_LIBRARY_PATH.
 #[test]
 fn the_c_example_builds_with_pkg_config_after_the_documented_install() {
     if !(needs_cc() && needs_pkg_config()) {
         return;
     }
+    let readme = std::fs::read_to_string(crate_dir().join("README.md")).unwrap();
+    assert!(
+        readme.contains(README_COMMAND),
+        "README.md lacks {README_COMMAND}"
+    );
     let work = tempfile::tempdir().unwrap();
     let prefix = work.path().join("prefix");
     let install = Command::new(crate_dir().join("../scripts/install-c"))
@@ -225,10 +236,19 @@ fn the_c_example_builds_with_pkg_config_after_the_documented_install() {
         .arg(&prefix)
         .arg("--from")
         .arg(library_dir())
-        .status()
+        .output()
         .expect("run scripts/install-c");
-    assert!(install.success());
-    // Exactly the README's command: cc app.c $(pkg-config --cflags --libs sluice).
+    let said = String::from_utf8_lossy(&install.stdout);
+    assert!(install.status.success(), "{said}");
+    assert!(said.contains("not running ldconfig"), "{said}");
+    let sections = Command::new("readelf")
+        .arg("-S")
+        .arg(prefix.join("lib/libsluice.so"))
+        .output()
+        .expect("readelf (binutils, beside strip) is installed");
+    let sections = String::from_utf8_lossy(&sections.stdout);
+    assert!(sections.contains(".dynsym") && !sections.contains(".symtab"));
+    // The README's command: cc app.c $(pkg-config --cflags --libs sluice) -o app.
     let pkg_config = Command::new("pkg-config")
         .args(["--cflags", "--libs", "sluice"])
         .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
@@ -240,7 +260,6 @@ fn the_c_example_builds_with_pkg_config_after_the_documented_install() {
     let compiled = Command::new("cc")
         .arg(crate_dir().join("examples/producer_consumer.c"))
         .args(flags.split_whitespace())
-        .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display()))
         .arg("-o")
         .arg(&program)
         .status()
