@@ -1,5 +1,6 @@
 /* A producer and a consumer through libsluice.
  *
+ *   export PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig    (the prefix given to scripts/install-c)
  *   cc producer_consumer.c $(pkg-config --cflags --libs sluice) -o producer_consumer
  *   ./producer_consumer /tmp/sluice-example
  */
@@ -54,6 +55,8 @@ int main(int argc, char **argv) {
     } while (count > 0);
     printf("read %zu records\n", total);
     sluice_iterator_free(it);
-    sluice_engine_free(engine);
+    /* Close, not just free: it waits for the final sync and says how closing went. */
+    r = sluice_engine_close(engine);
+    if (r != SLUICE_OK) return fail("close", r);
     return 0;
 }

@@ -2,9 +2,14 @@
 
 use crate::engine::{engine_arg, sluice_engine};
 use crate::error::sluice_result;
-use crate::ffi::{call, fill, out, text};
-use sluice_core::{CreateStream, ListShards, StreamMode};
+use crate::ffi::{Failure, call, fill, out, text};
+use sluice_core::{AdminError, CreateStream, ListShards, Parameter, StreamMode};
 use std::ffi::{c_char, c_void};
+
+/// The smallest largest-record a stream can be given, in bytes (1 MiB).
+pub const SLUICE_RECORD_SIZE_MIN: u64 = 1_048_576;
+/// The largest largest-record a stream can be given, in bytes (10 MiB).
+pub const SLUICE_RECORD_SIZE_MAX: u64 = 10_485_760;
 
 /// A stream's state, from `sluice_describe_stream_summary`.
 #[repr(C)]
@@ -48,7 +53,11 @@ pub type sluice_stream_name_callback =
 pub type sluice_shard_callback =
     Option<unsafe extern "C" fn(context: *mut c_void, shard: *const sluice_shard)>;
 
-/// Creates a provisioned stream of `shard_count` shards; it is active when this returns.
+/// Creates a provisioned stream of `shard_count` shards (1 to 10,000); it is active when
+/// this returns. A name that is not 1 to 128 of a-z, A-Z, 0-9, '_', '.', '-', or a shard
+/// count outside 1 to 10,000, is `SLUICE_VALIDATION`; a name in use `SLUICE_RESOURCE_IN_USE`;
+/// more open shards than the engine's limit (10,000 over all streams)
+/// `SLUICE_LIMIT_EXCEEDED`.
 ///
 /// Thread safety: any thread; any number of calls on one engine at once.
 ///
@@ -60,7 +69,7 @@ pub unsafe extern "C" fn sluice_create_stream(
     name: *const c_char,
     shard_count: u32,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_create_stream", || {
         // SAFETY: caller promises on each argument.
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
         engine
@@ -70,7 +79,8 @@ pub unsafe extern "C" fn sluice_create_stream(
     })
 }
 
-/// Creates an on-demand stream (four shards; manual resharding is refused).
+/// Creates an on-demand stream (four shards; manual resharding is refused). Names and
+/// errors as `sluice_create_stream`.
 ///
 /// Thread safety: any thread; any number of calls on one engine at once.
 ///
@@ -81,7 +91,7 @@ pub unsafe extern "C" fn sluice_create_stream_on_demand(
     engine: *const sluice_engine,
     name: *const c_char,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_create_stream_on_demand", || {
         // SAFETY: caller promises on each argument.
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
         engine.create_stream(CreateStream::on_demand(name)).wait()?;
@@ -100,15 +110,17 @@ pub unsafe extern "C" fn sluice_delete_stream(
     engine: *const sluice_engine,
     name: *const c_char,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_delete_stream", || {
         // SAFETY: caller promises on each argument.
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
         Ok(engine.stream(name)?.delete().wait()?)
     })
 }
 
-/// Sets retention to `hours` (24..=8760): `increase` nonzero raises it (refused if lower
-/// than now), zero lowers it (refused if higher; older records become unreadable at once).
+/// Sets retention to `hours`, 24 to 8,760 (365 days): `increase` nonzero raises it, zero
+/// lowers it (older records become unreadable at once). `SLUICE_INVALID_ARGUMENT` for hours
+/// outside 24 to 8,760, for an increase to less than the current retention, or a decrease
+/// to more (the same value is accepted either way).
 ///
 /// Thread safety: any thread; any number of calls on one engine at once.
 ///
@@ -121,7 +133,7 @@ pub unsafe extern "C" fn sluice_change_retention(
     hours: u32,
     increase: i32,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_change_retention", || {
         // SAFETY: caller promises on each argument.
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
         if increase != 0 {
@@ -132,7 +144,11 @@ pub unsafe extern "C" fn sluice_change_retention(
     })
 }
 
-/// Sets the largest record (partition key + data) of a stream: 1..=10 MiB.
+/// Sets the largest record (partition key + data) of a stream, in bytes: from
+/// `SLUICE_RECORD_SIZE_MIN` (1 MiB, 1,048,576) to `SLUICE_RECORD_SIZE_MAX` (10 MiB,
+/// 10,485,760), any byte count between. Outside that range: `SLUICE_VALIDATION`. More than
+/// this engine's segments hold (segments under about 11 MiB hold less than 10 MiB):
+/// `SLUICE_INVALID_ARGUMENT`.
 ///
 /// Thread safety: any thread; any number of calls on one engine at once.
 ///
@@ -144,10 +160,27 @@ pub unsafe extern "C" fn sluice_update_max_record_size(
     name: *const c_char,
     bytes: u64,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_update_max_record_size", || {
         // SAFETY: caller promises on each argument.
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
-        Ok(engine.stream(name)?.update_max_record_size(bytes).wait()?)
+        let stream = engine.stream(name)?;
+        stream.update_max_record_size(bytes).wait().map_err(|e| {
+            // The engine's range is in whole KiB; say it in the bytes the caller gave.
+            if let AdminError::OutOfRange {
+                parameter: Parameter::MaxRecordSizeKiB,
+                ..
+            } = e
+            {
+                Failure {
+                    code: e.code().as_u32(),
+                    detail: format!(
+                        "bytes is {bytes}; a stream's largest record is {SLUICE_RECORD_SIZE_MIN} (1 MiB) to {SLUICE_RECORD_SIZE_MAX} (10 MiB) bytes"
+                    ),
+                }
+            } else {
+                e.into()
+            }
+        })
     })
 }
 
@@ -163,7 +196,7 @@ pub unsafe extern "C" fn sluice_describe_stream_summary(
     name: *const c_char,
     out_summary: *mut sluice_stream_summary,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_describe_stream_summary", || {
         let out_summary = out(out_summary, "out_summary")?;
         // SAFETY: caller promises on each argument.
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
@@ -193,7 +226,7 @@ pub unsafe extern "C" fn sluice_list_streams(
     callback: sluice_stream_name_callback,
     context: *mut c_void,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_list_streams", || {
         // SAFETY: caller promise on `engine`.
         let engine = unsafe { engine_arg(engine) }?;
         let callback = callback.ok_or_else(|| crate::ffi::Failure::invalid("callback is NULL"))?;
@@ -227,7 +260,7 @@ pub unsafe extern "C" fn sluice_list_shards(
     callback: sluice_shard_callback,
     context: *mut c_void,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_list_shards", || {
         // SAFETY: caller promises on each argument.
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
         let callback = callback.ok_or_else(|| crate::ffi::Failure::invalid("callback is NULL"))?;
@@ -283,7 +316,9 @@ pub unsafe extern "C" fn sluice_list_shards(
 pub type sluice_tag_callback =
     Option<unsafe extern "C" fn(context: *mut c_void, key: *const c_char, value: *const c_char)>;
 
-/// Adds a tag to a stream, or overwrites its value (at most 50 tags).
+/// Adds a tag to a stream, or overwrites its value. A key of 0 or more than 128 characters,
+/// or a value of more than 256, is `SLUICE_INVALID_ARGUMENT`; a 51st tag
+/// `SLUICE_LIMIT_EXCEEDED` (a stream has at most 50).
 ///
 /// Thread safety: any thread; any number of calls on one engine at once.
 ///
@@ -296,7 +331,7 @@ pub unsafe extern "C" fn sluice_add_tag(
     key: *const c_char,
     value: *const c_char,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_add_tag", || {
         // SAFETY: caller promises on each argument.
         let (engine, name, key, value) = unsafe {
             (
@@ -325,7 +360,7 @@ pub unsafe extern "C" fn sluice_remove_tag(
     name: *const c_char,
     key: *const c_char,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_remove_tag", || {
         // SAFETY: caller promises on each argument.
         let (engine, name, key) =
             unsafe { (engine_arg(engine)?, text(name, "name")?, text(key, "key")?) };
@@ -349,7 +384,7 @@ pub unsafe extern "C" fn sluice_list_tags(
     callback: sluice_tag_callback,
     context: *mut c_void,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_list_tags", || {
         // SAFETY: caller promises on each argument.
         let (engine, name) = unsafe { (engine_arg(engine)?, text(name, "name")?) };
         let callback = callback.ok_or_else(|| crate::ffi::Failure::invalid("callback is NULL"))?;

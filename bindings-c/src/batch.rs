@@ -3,6 +3,7 @@
 use crate::engine::{engine_arg, sluice_engine};
 use crate::error::sluice_result;
 use crate::ffi::{Failure, call, free, handle, out, text};
+use crate::wording;
 use sluice_core::{Records, SequenceNumber};
 use std::ffi::c_char;
 
@@ -102,12 +103,10 @@ impl Batch {
     }
 
     pub(crate) fn record(&self, index: usize) -> Result<sluice_record, Failure> {
-        self.views.get(index).copied().ok_or_else(|| {
-            Failure::invalid(format!(
-                "record index {index} is out of range (the batch holds {})",
-                self.views.len()
-            ))
-        })
+        self.views
+            .get(index)
+            .copied()
+            .ok_or_else(|| out_of_range(index, self.views.len(), "holds records"))
     }
 
     pub(crate) fn status(&self) -> sluice_read_status {
@@ -118,11 +117,26 @@ impl Batch {
         self.children
             .get(index)
             .map(|id| &**id)
-            .ok_or_else(|| Failure::invalid(format!("child index {index} is out of range")))
+            .ok_or_else(|| out_of_range(index, self.children.len(), "names child shards"))
     }
 }
 
-/// Reads the record with sequence number `sequence_number` (decimal) of `stream`.
+/// An index past the `len` items of the last read ("holds records", "names child shards").
+fn out_of_range(index: usize, len: usize, what: &str) -> Failure {
+    if len == 0 {
+        Failure::invalid(format!("index is {index}; the last read {what}: none"))
+    } else {
+        Failure::invalid(format!(
+            "index is {index}; the last read {what} 0 to {}",
+            len - 1
+        ))
+    }
+}
+
+/// Reads the record with sequence number `sequence_number` (decimal) of `stream`. A number
+/// that is not a decimal, or that names no retained record of the stream (never issued, or
+/// removed by retention), is `SLUICE_INVALID_ARGUMENT`, as a starting sequence number of an
+/// iterator would be; a stream that does not exist is `SLUICE_RESOURCE_NOT_FOUND`.
 ///
 /// Thread safety: any thread; any number of calls on one engine at once.
 ///
@@ -135,7 +149,7 @@ pub unsafe extern "C" fn sluice_get(
     sequence_number: *const c_char,
     out_batch: *mut *mut sluice_batch,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_get", || {
         let out_batch = out(out_batch, "out_batch")?;
         // SAFETY: caller promises on each argument.
         let (engine, stream, seq) = unsafe {
@@ -145,7 +159,8 @@ pub unsafe extern "C" fn sluice_get(
                 text(sequence_number, "sequence_number")?,
             )
         };
-        let seq = SequenceNumber::parse(seq).map_err(|e| Failure::invalid(e.to_string()))?;
+        let seq = SequenceNumber::parse(seq)
+            .map_err(|e| Failure::invalid(wording::sequence_number(&e, "sequence_number")))?;
         let mut batch = Batch::default();
         batch.set(engine.stream(stream)?.get(seq)?);
         // SAFETY: caller promise on `out_batch`.
@@ -166,7 +181,7 @@ pub unsafe extern "C" fn sluice_batch_record(
     index: usize,
     out_record: *mut sluice_record,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_batch_record", || {
         let out_record = out(out_record, "out_record")?;
         // SAFETY: caller promise on `batch`.
         let record = unsafe { handle(batch, "batch") }?.batch.record(index)?;
@@ -201,7 +216,7 @@ pub unsafe extern "C" fn sluice_sequence_number_format(
     buf: *mut c_char,
     buf_len: usize,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_sequence_number_format", || {
         let text = SequenceNumber((u128::from(high) << 64) | u128::from(low)).to_string();
         write_text(buf, buf_len, &text, "buf")
     })
@@ -220,7 +235,7 @@ pub(crate) fn write_text(
     }
     if value.len() + 1 > buf_len {
         return Err(Failure::invalid(format!(
-            "{what} holds {buf_len} bytes; {} are needed",
+            "{what}_len is {buf_len}; {} bytes are needed",
             value.len() + 1
         )));
     }

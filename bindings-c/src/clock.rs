@@ -1,8 +1,8 @@
 //! The engine's clock from C: `sluice_options_set_clock`, the C form of `EngineConfig::clock`.
 
-use crate::engine::{sluice_options, with_options};
 use crate::error::sluice_result;
 use crate::ffi::Failure;
+use crate::options::{sluice_options, with_options};
 use sluice_core::Clock;
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -48,7 +48,7 @@ pub unsafe extern "C" fn sluice_options_set_clock(
     callback: sluice_clock_callback,
     context: *mut c_void,
 ) -> sluice_result {
-    with_options(options, |c| {
+    with_options("sluice_options_set_clock", options, |c| {
         let now_ms = callback.ok_or_else(|| Failure::invalid("callback is NULL"))?;
         c.clock = Arc::new(CClock { now_ms, context });
         Ok(())

@@ -1,142 +1,48 @@
-//! Engine options and the engine handle.
+//! The engine handle: open, close, free, and the handle a Rust program shares with C.
 
-use crate::error::sluice_result;
-use crate::ffi::{Failure, call, free, handle, handle_mut, out, text};
-use sluice_core::{Durability, Engine, EngineConfig, ThroughputLimits};
-use std::ffi::c_char;
+use crate::error::{SLUICE_RESOURCE_IN_USE, sluice_result};
+use crate::ffi::{Failure, call, free, handle, out};
+use crate::options::sluice_options;
+use sluice_core::Engine;
+use std::sync::Arc;
 
-/// Options for `sluice_engine_open`. Thread safety: one thread at a time.
-pub struct sluice_options {
-    config: EngineConfig,
-}
-
-/// An open engine. Thread safety: any number of threads at once.
+/// An open engine. Thread safety: any number of threads at once, except for its
+/// `sluice_engine_close` or `sluice_engine_free` (see "Freeing" at the top of this header).
 pub struct sluice_engine {
     pub(crate) engine: Engine,
+    /// Shared with every iterator and subscription made through this handle, which keep the
+    /// engine open: `sluice_engine_close` refuses while any is alive.
+    users: Arc<()>,
 }
 
-/// New options with the defaults (one core thread per CPU, 64 MiB segments, durable puts,
-/// no throttling) for the data directory `data_dir`.
-///
-/// Thread safety: any thread.
-///
-/// # Safety
-/// `data_dir` is a NUL-terminated string; `out_options` points to writable memory for a
-/// pointer.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sluice_options_new(
-    data_dir: *const c_char,
-    out_options: *mut *mut sluice_options,
-) -> sluice_result {
-    call(|| {
-        let out_options = out(out_options, "out_options")?;
-        // SAFETY: caller promise on `data_dir`.
-        let dir = unsafe { text(data_dir, "data_dir") }?;
-        let options = Box::new(sluice_options {
-            config: EngineConfig::new(dir),
-        });
-        // SAFETY: caller promise on `out_options`.
-        unsafe { out_options.write(Box::into_raw(options)) };
-        Ok(())
-    })
+/// Held by an iterator or subscription: its engine handle counts it as a user.
+pub(crate) struct EngineUser {
+    _users: Arc<()>,
 }
 
-/// Frees options (NULL does nothing).
-///
-/// Thread safety: one thread at a time per options handle.
-///
-/// # Safety
-/// `options` is NULL or from `sluice_options_new`, not used afterwards.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sluice_options_free(options: *mut sluice_options) {
-    // SAFETY: caller promise.
-    unsafe { free(options) }
-}
+impl sluice_engine {
+    fn new(engine: Engine) -> sluice_engine {
+        sluice_engine {
+            engine,
+            users: Arc::new(()),
+        }
+    }
 
-pub(crate) fn with_options(
-    options: *mut sluice_options,
-    change: impl FnOnce(&mut EngineConfig) -> Result<(), Failure>,
-) -> sluice_result {
-    call(|| {
-        // SAFETY: the caller promises a live options handle used by one thread.
-        let options = unsafe { handle_mut(options, "options") }?;
-        change(&mut options.config)
-    })
-}
+    /// A user token for an iterator or subscription made through this handle.
+    pub(crate) fn user(&self) -> EngineUser {
+        EngineUser {
+            _users: self.users.clone(),
+        }
+    }
 
-/// Core threads (0: one per CPU).
-///
-/// Thread safety: one thread at a time per options handle.
-///
-/// # Safety
-/// `options` is a live options handle.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sluice_options_set_cores(
-    options: *mut sluice_options,
-    cores: u32,
-) -> sluice_result {
-    with_options(options, |c| {
-        c.cores = cores as usize;
-        Ok(())
-    })
-}
-
-/// Segment file size in bytes (a multiple of 4096).
-///
-/// Thread safety: one thread at a time per options handle.
-///
-/// # Safety
-/// `options` is a live options handle.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sluice_options_set_segment_size(
-    options: *mut sluice_options,
-    bytes: u64,
-) -> sluice_result {
-    with_options(options, |c| {
-        c.segment_size_bytes = bytes;
-        Ok(())
-    })
-}
-
-/// Default durability of puts: nonzero for durable (fdatasync, the default), 0 for visible.
-///
-/// Thread safety: one thread at a time per options handle.
-///
-/// # Safety
-/// `options` is a live options handle.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sluice_options_set_durable(
-    options: *mut sluice_options,
-    durable: i32,
-) -> sluice_result {
-    with_options(options, |c| {
-        c.durability = if durable != 0 {
-            Durability::Durable
-        } else {
-            Durability::Visible
-        };
-        Ok(())
-    })
-}
-
-/// Kinesis' per-shard throughput limits: nonzero to enforce them (off by default).
-///
-/// Thread safety: one thread at a time per options handle.
-///
-/// # Safety
-/// `options` is a live options handle.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn sluice_options_set_throughput_limits(
-    options: *mut sluice_options,
-    enabled: i32,
-) -> sluice_result {
-    with_options(options, |c| {
-        c.throughput_limits = (enabled != 0).then(ThroughputLimits::default);
-        Ok(())
-    })
+    /// Iterators and subscriptions made through this handle and not freed yet.
+    fn users_alive(&self) -> usize {
+        Arc::strong_count(&self.users) - 1
+    }
 }
 
 /// Opens the engine: starts its threads and reopens every stream in the data directory.
+/// One engine per data directory at a time: a directory another engine holds is refused.
 ///
 /// Thread safety: one thread at a time per options handle.
 ///
@@ -148,24 +54,84 @@ pub unsafe extern "C" fn sluice_engine_open(
     options: *const sluice_options,
     out_engine: *mut *mut sluice_engine,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_engine_open", || {
         let out_engine = out(out_engine, "out_engine")?;
         // SAFETY: caller promise on `options`.
         let options = unsafe { handle(options, "options") }?;
         let engine = Engine::open(options.config.clone())?;
         // SAFETY: caller promise on `out_engine`.
-        unsafe { out_engine.write(Box::into_raw(Box::new(sluice_engine { engine }))) };
+        unsafe { out_engine.write(Box::into_raw(Box::new(sluice_engine::new(engine)))) };
         Ok(())
     })
 }
 
-/// Closes the engine (NULL does nothing): accepted puts finish, logs are synced, threads
-/// stop, once the iterators and subscriptions made from it are freed too (they keep it open).
+/// Closes the engine and waits until it has: accepted puts finish, every log is synced,
+/// the threads stop and the data directory is released (it may be opened again at once).
+/// Batches from `sluice_get` stay valid. NULL does nothing (`SLUICE_OK`).
 ///
-/// Thread safety: any thread; any number of calls on one engine at once.
+/// While iterators or subscriptions made from this engine are not freed (they keep it
+/// open), it returns `SLUICE_RESOURCE_IN_USE` and does nothing: the handle stays valid;
+/// free them and call it again. Otherwise the handle is freed, whatever the result:
+/// `SLUICE_OK` once the engine has closed, or `SLUICE_INTERNAL_FAILURE` when closing failed.
+/// This version does not yet report a failed final sync (it returns `SLUICE_OK`); what such
+/// a failure can lose is only records put with `SLUICE_DURABILITY_VISIBLE` since the last
+/// sync. An engine shared with Rust (`sluice_engine_from`) closes when the Rust program's
+/// clones are gone too: with clones left, this frees the handle and returns `SLUICE_OK`
+/// without waiting.
+///
+/// Unlike `sluice_engine_free`, which releases the handle and lets the engine close in the
+/// background once nothing keeps it open, this says how closing went.
+///
+/// Thread safety: any thread, while no other call uses this engine handle (see "Freeing").
 ///
 /// # Safety
-/// `engine` is NULL or from `sluice_engine_open`, not used afterwards.
+/// `engine` is NULL or from `sluice_engine_open` or `sluice_engine_from`; unless the result
+/// is `SLUICE_RESOURCE_IN_USE`, it is not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sluice_engine_close(engine: *mut sluice_engine) -> sluice_result {
+    call("sluice_engine_close", || {
+        // SAFETY: the caller promises NULL or a live handle that no other call uses now.
+        let Some(live) = (unsafe { engine.as_ref() }) else {
+            return Ok(());
+        };
+        let users = live.users_alive();
+        if users > 0 {
+            return Err(Failure {
+                code: SLUICE_RESOURCE_IN_USE,
+                detail: format!(
+                    "iterators or subscriptions made from this engine are not freed ({users}) and keep it open: free them, then close again (the engine handle is still valid)"
+                ),
+            });
+        }
+        // SAFETY: made by Box::into_raw in this library; the caller gives it up.
+        let handle = unsafe { Box::from_raw(engine) };
+        close(handle.engine)
+    })
+}
+
+/// Closes `engine`, the last clone this library holds, and returns how closing went.
+///
+/// TO WIRE (`Engine::close`): sluice-core does not report the final sync's result yet: on
+/// shutdown each core syncs its logs and drops the result (`run_core` in
+/// core/src/runtime/core.rs), and dropping the last clone joins the threads. Once
+/// `Engine::close() -> Result<..>` exists, call it here instead of the drop and turn its
+/// error into a `Failure` (a `From` impl worded in wording.rs, code from the error's
+/// `code()`); `sluice_engine_close` and its C test then cover the failure too.
+fn close(engine: Engine) -> Result<(), Failure> {
+    drop(engine);
+    Ok(())
+}
+
+/// Releases the engine handle (NULL does nothing) without waiting for a result: the engine
+/// closes now (accepted puts finish, logs are synced, threads stop), or when the last
+/// iterator or subscription made from it is freed, which stay usable meanwhile. Use
+/// `sluice_engine_close` to wait for the close and learn how it went.
+///
+/// Thread safety: any thread, while no other call uses this engine handle (see "Freeing").
+///
+/// # Safety
+/// `engine` is NULL or from `sluice_engine_open` or `sluice_engine_from`, not used
+/// afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sluice_engine_free(engine: *mut sluice_engine) {
     // SAFETY: caller promise.
@@ -173,10 +139,10 @@ pub unsafe extern "C" fn sluice_engine_free(engine: *mut sluice_engine) {
 }
 
 /// A handle for C on an engine a Rust program opened, so that Rust and C code can share one
-/// engine. Free it with `sluice_engine_free` (the engine closes when its last handle or clone
-/// is gone).
+/// engine. Release it with `sluice_engine_close` or `sluice_engine_free` (the engine closes
+/// when its last handle or clone is gone).
 pub fn sluice_engine_from(engine: Engine) -> *mut sluice_engine {
-    Box::into_raw(Box::new(sluice_engine { engine }))
+    Box::into_raw(Box::new(sluice_engine::new(engine)))
 }
 
 /// The engine of a handle argument.
@@ -186,4 +152,15 @@ pub fn sluice_engine_from(engine: Engine) -> *mut sluice_engine {
 pub(crate) unsafe fn engine_arg<'a>(engine: *const sluice_engine) -> Result<&'a Engine, Failure> {
     // SAFETY: forwarded caller promise.
     Ok(&unsafe { handle(engine, "engine") }?.engine)
+}
+
+/// A handle argument, for calls that make iterators or subscriptions.
+///
+/// # Safety
+/// `engine` is NULL or a live engine handle.
+pub(crate) unsafe fn engine_handle_arg<'a>(
+    engine: *const sluice_engine,
+) -> Result<&'a sluice_engine, Failure> {
+    // SAFETY: forwarded caller promise.
+    unsafe { handle(engine, "engine") }
 }

@@ -9,12 +9,13 @@ pub type sluice_result = u32;
 
 /// Success.
 pub const SLUICE_OK: sluice_result = 0;
-/// The stream, shard or record does not exist.
+/// The stream or shard does not exist (a sequence number that names no record is
+/// `SLUICE_INVALID_ARGUMENT`).
 pub const SLUICE_RESOURCE_NOT_FOUND: sluice_result = 1;
 /// The resource exists already or is busy.
 pub const SLUICE_RESOURCE_IN_USE: sluice_result = 2;
 /// A value is not acceptable (also: a NULL argument, a string that is not UTF-8, a buffer
-/// too small).
+/// too small, a sequence number that names no retained record).
 pub const SLUICE_INVALID_ARGUMENT: sluice_result = 3;
 /// A quota would be exceeded.
 pub const SLUICE_LIMIT_EXCEEDED: sluice_result = 4;
@@ -28,7 +29,10 @@ pub const SLUICE_EXPIRED_NEXT_TOKEN: sluice_result = 7;
 pub const SLUICE_VALIDATION: sluice_result = 8;
 /// The engine failed (I/O, damaged data, a caught panic).
 pub const SLUICE_INTERNAL_FAILURE: sluice_result = 9;
-/// The engine is shutting down.
+/// The engine has stopped under its handles: one of its threads ended after an internal
+/// failure (a bug), so calls that need it fail with this code until the engine is closed and
+/// opened again. An engine handle keeps its engine running, so this is never the result of
+/// a close or free: after those the handle must not be used at all.
 pub const SLUICE_ENGINE_SHUTDOWN: sluice_result = 10;
 
 thread_local! {

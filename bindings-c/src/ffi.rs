@@ -4,6 +4,7 @@ use crate::error::{
     SLUICE_INTERNAL_FAILURE, SLUICE_INVALID_ARGUMENT, SLUICE_OK, clear_last_error, set_last_error,
     sluice_result,
 };
+use crate::wording;
 use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -23,42 +24,67 @@ impl Failure {
     }
 }
 
-macro_rules! failure_from {
-    ($($error:ty),*) => {$(
-        impl From<$error> for Failure {
-            fn from(error: $error) -> Failure {
-                Failure { code: error.code().as_u32(), detail: error.to_string() }
-            }
+impl From<sluice_core::AdminError> for Failure {
+    fn from(error: sluice_core::AdminError) -> Failure {
+        Failure {
+            code: error.code().as_u32(),
+            detail: wording::admin(&error),
         }
-    )*};
+    }
 }
 
-failure_from!(
-    sluice_core::AdminError,
-    sluice_core::PutError,
-    sluice_core::ReadError,
-    sluice_core::ReshardError
-);
+impl From<sluice_core::ReadError> for Failure {
+    fn from(error: sluice_core::ReadError) -> Failure {
+        Failure {
+            code: error.code().as_u32(),
+            detail: wording::read(&error),
+        }
+    }
+}
+
+impl From<sluice_core::ReshardError> for Failure {
+    fn from(error: sluice_core::ReshardError) -> Failure {
+        Failure {
+            code: error.code().as_u32(),
+            detail: wording::reshard(&error),
+        }
+    }
+}
 
 impl From<sluice_core::OpenError> for Failure {
     fn from(error: sluice_core::OpenError) -> Failure {
         Failure {
             code: error.code().as_u32(),
-            detail: error.to_string(),
+            detail: wording::open(&error),
         }
     }
 }
 
-/// Runs the body of an exported function: its result becomes the code, its failure the
-/// thread's last error, a panic `SLUICE_INTERNAL_FAILURE`.
-pub(crate) fn call(body: impl FnOnce() -> Result<(), Failure>) -> sluice_result {
+impl Failure {
+    /// A put's failure, worded for `sluice_put` (`single`: its one `record`) or
+    /// `sluice_put_batch` (`records[i]`).
+    pub(crate) fn put(error: &sluice_core::PutError, single: bool) -> Failure {
+        Failure {
+            code: error.code().as_u32(),
+            detail: wording::put(error, single),
+        }
+    }
+}
+
+/// Runs the body of the exported function `function`: its result becomes the code, its
+/// failure the thread's last error (prefixed with `function`, so that a detail always names
+/// the call the user made), a panic `SLUICE_INTERNAL_FAILURE`.
+pub(crate) fn call(
+    function: &'static str,
+    body: impl FnOnce() -> Result<(), Failure>,
+) -> sluice_result {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => {
             clear_last_error();
             SLUICE_OK
         }
         Ok(Err(failure)) => {
-            set_last_error(&failure.detail);
+            set_last_error(&format!("{function}: {}", failure.detail));
             failure.code
         }
         Err(panic) => {
@@ -67,7 +93,9 @@ pub(crate) fn call(body: impl FnOnce() -> Result<(), Failure>) -> sluice_result 
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            set_last_error(&format!("internal error (a panic was caught): {what}"));
+            set_last_error(&format!(
+                "{function}: internal error (a panic was caught): {what}"
+            ));
             SLUICE_INTERNAL_FAILURE
         }
     }

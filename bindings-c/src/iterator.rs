@@ -1,9 +1,10 @@
 //! Shard iterators: every Kinesis type, zero-copy batches, tokens.
 
 use crate::batch::{Batch, sluice_read_status, sluice_record, write_text};
-use crate::engine::{engine_arg, sluice_engine};
+use crate::engine::{EngineUser, engine_handle_arg, sluice_engine};
 use crate::error::sluice_result;
 use crate::ffi::{Failure, call, free, handle, handle_mut, optional_text, out, text};
+use crate::wording;
 use sluice_core::{Engine, IteratorStart, SequenceNumber, ShardIterator};
 use std::ffi::c_char;
 
@@ -29,15 +30,17 @@ pub struct sluice_iterator {
     engine: Engine,
     iterator: ShardIterator,
     batch: Batch,
+    _user: EngineUser,
 }
 
 impl sluice_iterator {
-    /// A new handle for C owning `iterator`.
-    fn into_handle(engine: &Engine, iterator: ShardIterator) -> *mut sluice_iterator {
+    /// A new handle for C owning `iterator`, made through `engine`.
+    fn into_handle(engine: &sluice_engine, iterator: ShardIterator) -> *mut sluice_iterator {
         Box::into_raw(Box::new(sluice_iterator {
-            engine: engine.clone(),
+            engine: engine.engine.clone(),
             iterator,
             batch: Batch::default(),
+            _user: engine.user(),
         }))
     }
 }
@@ -54,21 +57,25 @@ pub(crate) unsafe fn start_arg(
     // SAFETY: forwarded caller promise.
     let seq = unsafe { optional_text(sequence_number, "sequence_number") }?;
     let parse = |what: &str| -> Result<SequenceNumber, Failure> {
-        let text =
-            seq.ok_or_else(|| Failure::invalid(format!("{what} needs a sequence_number")))?;
-        SequenceNumber::parse(text).map_err(|e| Failure::invalid(e.to_string()))
+        let text = seq.ok_or_else(|| {
+            Failure::invalid(format!("sequence_number is NULL; {what} needs one"))
+        })?;
+        SequenceNumber::parse(text)
+            .map_err(|e| Failure::invalid(wording::sequence_number(&e, "sequence_number")))
     };
     Ok(match kind {
         SLUICE_TRIM_HORIZON => IteratorStart::TrimHorizon,
         SLUICE_LATEST => IteratorStart::Latest,
-        SLUICE_AT_SEQUENCE_NUMBER => IteratorStart::AtSequenceNumber(parse("AT_SEQUENCE_NUMBER")?),
+        SLUICE_AT_SEQUENCE_NUMBER => {
+            IteratorStart::AtSequenceNumber(parse("SLUICE_AT_SEQUENCE_NUMBER")?)
+        }
         SLUICE_AFTER_SEQUENCE_NUMBER => {
-            IteratorStart::AfterSequenceNumber(parse("AFTER_SEQUENCE_NUMBER")?)
+            IteratorStart::AfterSequenceNumber(parse("SLUICE_AFTER_SEQUENCE_NUMBER")?)
         }
         SLUICE_AT_TIMESTAMP => IteratorStart::AtTimestamp(timestamp_ms),
         other => {
             return Err(Failure::invalid(format!(
-                "iterator type {other} is not one of 0..=4"
+                "kind is {other}; it must be SLUICE_TRIM_HORIZON (0) to SLUICE_AT_TIMESTAMP (4)"
             )));
         }
     })
@@ -85,11 +92,11 @@ pub(crate) unsafe fn position_args<'a>(
     kind: sluice_iterator_type,
     sequence_number: *const c_char,
     timestamp_ms: u64,
-) -> Result<(&'a Engine, &'a str, &'a str, IteratorStart), Failure> {
+) -> Result<(&'a sluice_engine, &'a str, &'a str, IteratorStart), Failure> {
     // SAFETY: forwarded caller promises.
     unsafe {
         Ok((
-            engine_arg(engine)?,
+            engine_handle_arg(engine)?,
             text(stream, "stream")?,
             text(shard_id, "shard_id")?,
             start_arg(kind, sequence_number, timestamp_ms)?,
@@ -115,7 +122,7 @@ pub unsafe extern "C" fn sluice_iterator_new(
     timestamp_ms: u64,
     out_iterator: *mut *mut sluice_iterator,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_iterator_new", || {
         let out_iterator = out(out_iterator, "out_iterator")?;
         // SAFETY: caller promises on each argument.
         let (engine, stream, shard, start) = unsafe {
@@ -128,15 +135,16 @@ pub unsafe extern "C" fn sluice_iterator_new(
                 timestamp_ms,
             )
         }?;
-        let iterator = engine.stream(stream)?.shard_iterator(shard, start)?;
+        let iterator = engine.engine.stream(stream)?.shard_iterator(shard, start)?;
         // SAFETY: caller promise on `out_iterator`.
         unsafe { out_iterator.write(sluice_iterator::into_handle(engine, iterator)) };
         Ok(())
     })
 }
 
-/// Reads up to `limit` records (0: 10,000) from the iterator's position and moves it past
-/// them; `out_count` receives how many. The previous read's records become invalid.
+/// Reads up to `limit` records (1 to 10,000; 0 means 10,000; more is
+/// `SLUICE_INVALID_ARGUMENT`) from the iterator's position and moves it past them;
+/// `out_count` receives how many. The previous read's records become invalid.
 ///
 /// Thread safety: one thread at a time per iterator (it may move between threads).
 ///
@@ -148,7 +156,7 @@ pub unsafe extern "C" fn sluice_iterator_next(
     limit: usize,
     out_count: *mut usize,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_iterator_next", || {
         let out_count = out(out_count, "out_count")?;
         // SAFETY: caller promise on `iterator`.
         let it = unsafe { handle_mut(iterator, "iterator") }?;
@@ -174,7 +182,7 @@ pub unsafe extern "C" fn sluice_iterator_record(
     index: usize,
     out_record: *mut sluice_record,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_iterator_record", || {
         let out_record = out(out_record, "out_record")?;
         // SAFETY: caller promise on `iterator`.
         let record = unsafe { handle(iterator, "iterator") }?
@@ -199,7 +207,7 @@ pub unsafe extern "C" fn sluice_iterator_records(
     out_records: *mut *const sluice_record,
     out_count: *mut usize,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_iterator_records", || {
         let (out_records, out_count) = (
             out(out_records, "out_records")?,
             out(out_count, "out_count")?,
@@ -226,7 +234,7 @@ pub unsafe extern "C" fn sluice_iterator_status(
     iterator: *const sluice_iterator,
     out_status: *mut sluice_read_status,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_iterator_status", || {
         let out_status = out(out_status, "out_status")?;
         // SAFETY: caller promise on `iterator`.
         let status = unsafe { handle(iterator, "iterator") }?.batch.status();
@@ -250,7 +258,7 @@ pub unsafe extern "C" fn sluice_iterator_child_shard(
     buf: *mut c_char,
     buf_len: usize,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_iterator_child_shard", || {
         // SAFETY: caller promise on `iterator`.
         let it = unsafe { handle(iterator, "iterator") }?;
         write_text(buf, buf_len, it.batch.child(index)?, "buf")
@@ -271,7 +279,7 @@ pub unsafe extern "C" fn sluice_iterator_token(
     buf: *mut c_char,
     buf_len: usize,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_iterator_token", || {
         // SAFETY: caller promise on `iterator`.
         let it = unsafe { handle(iterator, "iterator") }?;
         write_text(buf, buf_len, &it.engine.iterator_token(&it.iterator), "buf")
@@ -291,11 +299,11 @@ pub unsafe extern "C" fn sluice_iterator_from_token(
     token: *const c_char,
     out_iterator: *mut *mut sluice_iterator,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_iterator_from_token", || {
         let out_iterator = out(out_iterator, "out_iterator")?;
         // SAFETY: caller promises on each argument.
-        let (engine, token) = unsafe { (engine_arg(engine)?, text(token, "token")?) };
-        let iterator = engine.iterator_from_token(token)?;
+        let (engine, token) = unsafe { (engine_handle_arg(engine)?, text(token, "token")?) };
+        let iterator = engine.engine.iterator_from_token(token)?;
         // SAFETY: caller promise on `out_iterator`.
         unsafe { out_iterator.write(sluice_iterator::into_handle(engine, iterator)) };
         Ok(())

@@ -31,9 +31,12 @@ mod engine;
 mod error;
 mod ffi;
 mod iterator;
+mod options;
 mod put;
 mod reshard;
 mod subscription;
+mod version;
+mod wording;
 
 // The thread-safety promises of the header, checked by the compiler.
 const _: () = {
@@ -52,6 +55,8 @@ pub use clock::*;
 pub use engine::*;
 pub use error::*;
 pub use iterator::*;
+pub use options::*;
 pub use put::*;
 pub use reshard::*;
 pub use subscription::*;
+pub use version::*;

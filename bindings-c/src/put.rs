@@ -17,7 +17,8 @@ pub const SLUICE_DURABILITY_DURABLE: u32 = 2;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct sluice_record_in {
-    /// NUL-terminated UTF-8, 1..=256 characters.
+    /// NUL-terminated UTF-8, 1 to 256 characters (Unicode scalar values), else
+    /// `SLUICE_VALIDATION`.
     pub partition_key: *const c_char,
     /// The payload (NULL allowed when `data_len` is 0).
     pub data: *const u8,
@@ -47,19 +48,29 @@ fn durability(code: u32) -> Result<Option<Durability>, Failure> {
         SLUICE_DURABILITY_VISIBLE => Ok(Some(Durability::Visible)),
         SLUICE_DURABILITY_DURABLE => Ok(Some(Durability::Durable)),
         other => Err(Failure::invalid(format!(
-            "durability {other} is not one of 0, 1, 2"
+            "durability_code is {other}; it must be SLUICE_DURABILITY_DEFAULT (0), SLUICE_DURABILITY_VISIBLE (1) or SLUICE_DURABILITY_DURABLE (2)"
         ))),
     }
 }
 
 /// Reads C records into borrowed `PutRecord`s, refusing NULLs and bad UTF-8 before anything
-/// is written. Error texts are built only on error: this runs once per record.
+/// is written. Error texts are built only on error: this runs once per record. `single`:
+/// the records are `sluice_put`'s one `record`, not `sluice_put_batch`'s `records`.
 ///
 /// # Safety
 /// Every pointer in `records` is valid as `sluice_record_in` documents.
-unsafe fn records_arg(records: &[sluice_record_in]) -> Result<Vec<PutRecord<'_>>, Failure> {
-    let bad =
-        |i: usize, field: &str, why: &str| Failure::invalid(format!("records[{i}].{field} {why}"));
+unsafe fn records_arg(
+    records: &[sluice_record_in],
+    single: bool,
+) -> Result<Vec<PutRecord<'_>>, Failure> {
+    let bad = |i: usize, field: &str, why: &str| {
+        let record = if single {
+            "record".to_owned()
+        } else {
+            format!("records[{i}]")
+        };
+        Failure::invalid(format!("{record}.{field} {why}"))
+    };
     let mut out = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
         // SAFETY: caller promise on the record's strings.
@@ -121,10 +132,14 @@ fn to_c(result: &PutRecordResult) -> sluice_put_result {
     c
 }
 
-/// Writes 1..=500 records (10 MiB at most) to `stream`. `results` receives one entry per
-/// record, in order: some may fail (a throttled or failed shard) while others succeed. The
-/// call fails as a whole (and writes nothing, results untouched) on bad input.
-/// `durability` is one of the `SLUICE_DURABILITY_` constants.
+/// Writes `count` records to `stream`. `results` receives one entry per record, in order:
+/// some may fail (a throttled or failed shard) while others succeed. The call fails as a
+/// whole (and writes nothing, results untouched) on bad input: a count outside 1 to 500,
+/// or a partition key outside 1 to 256 characters, is `SLUICE_VALIDATION`; more than 10 MiB
+/// (10,485,760 bytes) of data and partition keys together, a record (data and key) larger
+/// than the stream's largest record (1 MiB unless `sluice_update_max_record_size` changed
+/// it), or an explicit hash key above 2^128 - 1, is `SLUICE_INVALID_ARGUMENT`.
+/// `durability_code` is one of the `SLUICE_DURABILITY_` constants.
 ///
 /// Thread safety: any thread; any number of calls on one engine at once.
 ///
@@ -140,24 +155,28 @@ pub unsafe extern "C" fn sluice_put_batch(
     durability_code: u32,
     results: *mut sluice_put_result,
 ) -> sluice_result {
-    call(|| {
-        if records.is_null() || results.is_null() {
-            return Err(Failure::invalid("records and results must not be NULL"));
+    call("sluice_put_batch", || {
+        if records.is_null() {
+            return Err(Failure::invalid("records is NULL"));
+        }
+        if results.is_null() {
+            return Err(Failure::invalid("results is NULL"));
         }
         // SAFETY: caller promises on `engine` and `stream`.
         let (engine, stream) = unsafe { (engine_arg(engine)?, text(stream, "stream")?) };
         // SAFETY: not NULL; the caller promises `count` records.
         let c_records = unsafe { std::slice::from_raw_parts(records, count) };
         // SAFETY: caller promises on every record's fields.
-        let batch = unsafe { records_arg(c_records) }?;
+        let batch = unsafe { records_arg(c_records, false) }?;
         let outcome = match durability(durability_code)? {
             Some(d) => engine
                 .stream(stream)?
                 .put_batch(&batch)
                 .durability(d)
-                .wait()?,
-            None => engine.stream(stream)?.put_batch(&batch).wait()?,
-        };
+                .wait(),
+            None => engine.stream(stream)?.put_batch(&batch).wait(),
+        }
+        .map_err(|e| Failure::put(&e, false))?;
         // Converted first, written after: nothing can fail between the two.
         let converted: Vec<sluice_put_result> = outcome.iter().map(to_c).collect();
         for (i, result) in converted.into_iter().enumerate() {
@@ -170,7 +189,7 @@ pub unsafe extern "C" fn sluice_put_batch(
 }
 
 /// Writes one record; on success `out_result` says where it landed. A throttled or failed
-/// shard is the call's result.
+/// shard is the call's result; the bounds and their codes are `sluice_put_batch`'s.
 ///
 /// Thread safety: any thread; any number of calls on one engine at once.
 ///
@@ -185,7 +204,7 @@ pub unsafe extern "C" fn sluice_put(
     durability_code: u32,
     out_result: *mut sluice_put_result,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_put", || {
         let out_result = crate::ffi::out(out_result, "out_result")?;
         // SAFETY: caller promises on each argument.
         let (engine, stream, record) = unsafe {
@@ -196,12 +215,12 @@ pub unsafe extern "C" fn sluice_put(
             )
         };
         // SAFETY: caller promises on the record's fields.
-        let batch = unsafe { records_arg(std::slice::from_ref(record)) }?;
+        let batch = unsafe { records_arg(std::slice::from_ref(record), true) }?;
         let put = match durability(durability_code)? {
             Some(d) => engine.stream(stream)?.put(batch[0]).durability(d).wait(),
             None => engine.stream(stream)?.put(batch[0]).wait(),
         };
-        let put = put?;
+        let put = put.map_err(|e| Failure::put(&e, true))?;
         // SAFETY: caller promise on `out_result`.
         unsafe { out_result.write(to_c(&Ok(put))) };
         Ok(())

@@ -19,7 +19,7 @@ pub unsafe extern "C" fn sluice_split_shard(
     shard_id: *const c_char,
     new_starting_hash_key: *const c_char,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_split_shard", || {
         // SAFETY: caller promises on each argument.
         let (engine, stream, shard, key) = unsafe {
             (
@@ -46,7 +46,7 @@ pub unsafe extern "C" fn sluice_merge_shards(
     shard_id: *const c_char,
     adjacent_shard_id: *const c_char,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_merge_shards", || {
         // SAFETY: caller promises on each argument.
         let (engine, stream, a, b) = unsafe {
             (
@@ -73,7 +73,7 @@ pub unsafe extern "C" fn sluice_update_shard_count(
     stream: *const c_char,
     target: u32,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_update_shard_count", || {
         // SAFETY: caller promises on each argument.
         let (engine, stream) = unsafe { (engine_arg(engine)?, text(stream, "stream")?) };
         engine.stream(stream)?.update_shard_count(target).wait()?;

@@ -1,7 +1,7 @@
 //! Push subscriptions: poll with a timeout, or run a callback per delivery.
 
 use crate::batch::{Batch, sluice_read_status, sluice_record};
-use crate::engine::sluice_engine;
+use crate::engine::{EngineUser, sluice_engine};
 use crate::error::sluice_result;
 use crate::ffi::{Failure, call, free, handle, handle_mut, out};
 use crate::iterator::{position_args, sluice_iterator_type};
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 pub struct sluice_subscription {
     subscription: Subscription,
     batch: Batch,
+    _user: EngineUser,
 }
 
 /// Called per delivery by `sluice_subscription_run` with the delivered records (valid during
@@ -45,7 +46,7 @@ pub unsafe extern "C" fn sluice_subscribe(
     timestamp_ms: u64,
     out_subscription: *mut *mut sluice_subscription,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_subscribe", || {
         let out_subscription = out(out_subscription, "out_subscription")?;
         // SAFETY: caller promises on each argument.
         let (engine, stream, shard, start) = unsafe {
@@ -58,10 +59,11 @@ pub unsafe extern "C" fn sluice_subscribe(
                 timestamp_ms,
             )
         }?;
-        let subscription = engine.stream(stream)?.subscribe(shard, start)?;
+        let subscription = engine.engine.stream(stream)?.subscribe(shard, start)?;
         let boxed = Box::new(sluice_subscription {
             subscription,
             batch: Batch::default(),
+            _user: engine.user(),
         });
         // SAFETY: caller promise on `out_subscription`.
         unsafe { out_subscription.write(Box::into_raw(boxed)) };
@@ -83,7 +85,7 @@ pub unsafe extern "C" fn sluice_subscription_poll(
     timeout_ms: u64,
     out_count: *mut usize,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_subscription_poll", || {
         let out_count = out(out_count, "out_count")?;
         // SAFETY: caller promise on `subscription`.
         let sub = unsafe { handle_mut(subscription, "subscription") }?;
@@ -119,7 +121,7 @@ pub unsafe extern "C" fn sluice_subscription_record(
     index: usize,
     out_record: *mut sluice_record,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_subscription_record", || {
         let out_record = out(out_record, "out_record")?;
         // SAFETY: caller promise on `subscription`.
         let record = unsafe { handle(subscription, "subscription") }?
@@ -142,7 +144,7 @@ pub unsafe extern "C" fn sluice_subscription_status(
     subscription: *const sluice_subscription,
     out_status: *mut sluice_read_status,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_subscription_status", || {
         let out_status = out(out_status, "out_status")?;
         // SAFETY: caller promise on `subscription`.
         let status = unsafe { handle(subscription, "subscription") }?
@@ -168,7 +170,7 @@ pub unsafe extern "C" fn sluice_subscription_run(
     context: *mut c_void,
     idle_timeout_ms: u64,
 ) -> sluice_result {
-    call(|| {
+    call("sluice_subscription_run", || {
         let callback = callback.ok_or_else(|| Failure::invalid("callback is NULL"))?;
         let idle = Duration::from_millis(idle_timeout_ms);
         let mut last_delivery = Instant::now();

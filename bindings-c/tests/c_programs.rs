@@ -129,6 +129,67 @@ fn every_function_and_its_error_paths_pass_under_asan() {
 }
 
 #[test]
+fn every_bound_and_code_the_header_states_holds_under_asan() {
+    if !needs_cc() {
+        return;
+    }
+    let out = build_and_run("promises", &["tests/c/promises.c"]);
+    assert!(out.contains("promises: all checks passed"), "{out}");
+}
+
+#[test]
+fn every_error_detail_names_the_c_function_and_argument_and_reads_right() {
+    if !needs_cc() {
+        return;
+    }
+    let out = build_and_run("messages", &["tests/c/messages.c"]);
+    assert!(out.contains("messages: all checks passed"), "{out}");
+}
+
+/// Compiles a one-line program that includes sluice.h with `standard`; returns whether it
+/// compiled and the compiler's messages.
+fn compile_header_with(standard: &str) -> (bool, String) {
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("include.c");
+    std::fs::write(
+        &source,
+        "#include \"sluice.h\"\nint main(void) { return SLUICE_OK; }\n",
+    )
+    .unwrap();
+    let output = Command::new("cc")
+        .arg(format!("-std={standard}"))
+        .args(["-pedantic", "-Wall", "-Wextra", "-Werror", "-c"])
+        .arg("-I")
+        .arg(crate_dir().join("include"))
+        .arg(&source)
+        .arg("-o")
+        .arg(work.path().join("include.o"))
+        .output()
+        .expect("a C compiler (cc) is installed");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_header_compiles_as_c99_and_says_it_needs_c99_to_an_older_compiler() {
+    if !needs_cc() {
+        return;
+    }
+    for standard in ["c99", "c11"] {
+        let (compiled, messages) = compile_header_with(standard);
+        assert!(compiled, "-std={standard}: {messages}");
+    }
+    let (compiled, messages) = compile_header_with("c89");
+    assert!(!compiled);
+    assert!(
+        messages.contains("sluice.h requires C99 or later"),
+        "{messages}"
+    );
+}
+
+#[test]
 fn producer_threads_and_a_consumer_thread_see_every_record_once_in_order() {
     if !needs_cc() {
         return;
@@ -152,11 +213,22 @@ fn a_batch_held_across_an_engine_close_keeps_its_bytes_through_retention_and_rol
     );
 }
 
+/// The README's first C example, as a user pastes it (the README must hold it verbatim).
+const README_COMMAND: &str = "cc app.c $(pkg-config --cflags --libs sluice) -o app";
+
+/// Into a prefix of one's own: install-c strips the library, leaves ldconfig alone (it says
+/// so), and the README's command, with nothing added, builds a program that finds the
+/// library without LD_LIBRARY_PATH.
 #[test]
 fn the_c_example_builds_with_pkg_config_after_the_documented_install() {
     if !(needs_cc() && needs_pkg_config()) {
         return;
     }
+    let readme = std::fs::read_to_string(crate_dir().join("README.md")).unwrap();
+    assert!(
+        readme.contains(README_COMMAND),
+        "README.md lacks {README_COMMAND}"
+    );
     let work = tempfile::tempdir().unwrap();
     let prefix = work.path().join("prefix");
     let install = Command::new(crate_dir().join("../scripts/install-c"))
@@ -164,10 +236,19 @@ fn the_c_example_builds_with_pkg_config_after_the_documented_install() {
         .arg(&prefix)
         .arg("--from")
         .arg(library_dir())
-        .status()
+        .output()
         .expect("run scripts/install-c");
-    assert!(install.success());
-    // Exactly the README's command: cc app.c $(pkg-config --cflags --libs sluice).
+    let said = String::from_utf8_lossy(&install.stdout);
+    assert!(install.status.success(), "{said}");
+    assert!(said.contains("not running ldconfig"), "{said}");
+    let sections = Command::new("readelf")
+        .arg("-S")
+        .arg(prefix.join("lib/libsluice.so"))
+        .output()
+        .expect("readelf (binutils, beside strip) is installed");
+    let sections = String::from_utf8_lossy(&sections.stdout);
+    assert!(sections.contains(".dynsym") && !sections.contains(".symtab"));
+    // The README's command: cc app.c $(pkg-config --cflags --libs sluice) -o app.
     let pkg_config = Command::new("pkg-config")
         .args(["--cflags", "--libs", "sluice"])
         .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
@@ -179,7 +260,6 @@ fn the_c_example_builds_with_pkg_config_after_the_documented_install() {
     let compiled = Command::new("cc")
         .arg(crate_dir().join("examples/producer_consumer.c"))
         .args(flags.split_whitespace())
-        .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display()))
         .arg("-o")
         .arg(&program)
         .status()

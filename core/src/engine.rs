@@ -10,7 +10,7 @@ use crate::shared::EngineShared;
 use crate::token::TokenKey;
 use sluice_storage::format::{BATCH_HEADER_LEN, RECORD_HEADER_LEN};
 use sluice_storage::runtime::{CoreSpec, CoreThread, spawn_core};
-use sluice_storage::{DataDir, LogConfig};
+use sluice_storage::{DataDir, LogConfig, StorageError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -217,9 +217,12 @@ fn validate(config: &EngineConfig) -> Result<u64, OpenError> {
         record_size_bytes_max: 1,
         ..LogConfig::default()
     };
-    probe
-        .validate()
-        .map_err(|e| OpenError::Config(e.to_string()))?;
+    // The storage error's text already says "invalid configuration"; `OpenError::Config`
+    // says it again, so it carries only the reason.
+    probe.validate().map_err(|e| match e {
+        StorageError::InvalidConfig(reason) => OpenError::Config(reason),
+        other => OpenError::Config(other.to_string()),
+    })?;
     let per_record = (BATCH_HEADER_LEN + RECORD_HEADER_LEN) as u64;
     let capacity = (probe.batch_bytes_max() - per_record) & !7;
     Ok(capacity.min(crate::limits::RECORD_SIZE_BYTES_LIMIT))
