@@ -57,6 +57,7 @@ mod admin;
 mod call;
 mod catalog;
 mod config;
+mod consumer;
 mod control;
 mod engine;
 mod error;
@@ -66,6 +67,7 @@ mod iterator;
 pub mod limits;
 mod lineage;
 mod list_shards;
+mod log;
 mod metrics;
 mod names;
 mod put;
@@ -87,14 +89,16 @@ pub use call::Call;
 #[cfg(feature = "testing")]
 pub use config::TestHooks;
 pub use config::{EngineConfig, ReshardStep, ThroughputLimits};
+pub use consumer::{Commit, Consumer};
 pub use engine::Engine;
 pub use error::{
-    AdminError, Error, ErrorCode, ListShardsConflict, OpenError, Parameter, PutError, ReadError,
-    ReshardError, ShardLimit,
+    AdminError, CloseError, ConsumerError, Error, ErrorCode, ListShardsConflict, OpenError,
+    Parameter, PutError, ReadError, ReshardError, ShardLimit,
 };
 pub use hashkey::HashKeyRange;
 pub use iterator::{IteratorStart, ShardIterator};
 pub use lineage::{ShardRecords, StreamReader};
+pub use log::{Append, AppendBatch, Log, LogEntry, LogRead, LogTail};
 pub use put::{Put, PutBatch};
 pub use put::{PutRecord, PutRecordResult, PutResult};
 pub use read::{RawRecord, Record, Records};
