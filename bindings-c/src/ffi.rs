@@ -37,7 +37,8 @@ failure_from!(
     sluice_core::AdminError,
     sluice_core::PutError,
     sluice_core::ReadError,
-    sluice_core::ReshardError
+    sluice_core::ReshardError,
+    sluice_core::ConsumerError
 );
 
 impl From<sluice_core::OpenError> for Failure {
