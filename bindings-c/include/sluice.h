@@ -59,6 +59,10 @@
 // One record from `sluice_get`. Thread safety: one thread at a time.
 typedef struct sluice_batch sluice_batch;
 
+// A named consumer of one stream. Thread safety: any number of threads at once. It keeps the
+// engine open until it is freed.
+typedef struct sluice_consumer sluice_consumer;
+
 // An open engine. Thread safety: any number of threads at once, except for its
 // `sluice_engine_close` or `sluice_engine_free` (see "Freeing" at the top of this header).
 typedef struct sluice_engine sluice_engine;
@@ -432,6 +436,59 @@ sluice_result sluice_options_set_clock(struct sluice_options *options,
                                        sluice_clock_callback callback,
                                        void *context);
 
+// Opens the consumer `name` (`[a-zA-Z0-9_.-]{1,128}`) of `stream`: its committed positions
+// if it has any, none if it is new (nothing is written until its first commit).
+//
+// Thread safety: any thread.
+//
+// # Safety
+// `engine` is a live engine handle; `stream` and `name` are NUL-terminated strings;
+// `out_consumer` points to writable memory for a pointer.
+sluice_result sluice_consumer_open(const struct sluice_engine *engine,
+                                   const char *stream,
+                                   const char *name,
+                                   struct sluice_consumer **out_consumer);
+
+// Commits that every record of shard `shard_id` up to and including the sequence number
+// `(sequence_number_high, sequence_number_low)` (a record's, as `sluice_record` gives it, or
+// the shard's start: high = the shard's index, low = 0) is processed. `durability_code` is a
+// `SLUICE_DURABILITY_*`: `SLUICE_DURABILITY_DURABLE` returns once the position is on disk.
+// A number that is not the shard's start or one of its records is
+// `SLUICE_INVALID_ARGUMENT`.
+//
+// Thread safety: any thread; any number of calls on one consumer at once.
+//
+// # Safety
+// `consumer` is a live consumer handle; `shard_id` is a NUL-terminated string.
+sluice_result sluice_consumer_commit(const struct sluice_consumer *consumer,
+                                     const char *shard_id,
+                                     uint64_t sequence_number_high,
+                                     uint64_t sequence_number_low,
+                                     uint32_t durability_code);
+
+// The committed position in shard `shard_id`: `*out_committed` is 1 and the number's halves
+// are written when the consumer has one there; `*out_committed` is 0 (and the halves are not
+// written) when it never committed there.
+//
+// Thread safety: any thread.
+//
+// # Safety
+// `consumer` is a live consumer handle; `shard_id` is a NUL-terminated string; the out
+// pointers point to writable memory.
+sluice_result sluice_consumer_position(const struct sluice_consumer *consumer,
+                                       const char *shard_id,
+                                       int32_t *out_committed,
+                                       uint64_t *out_sequence_number_high,
+                                       uint64_t *out_sequence_number_low);
+
+// Frees a consumer handle (NULL does nothing). Its positions stay in the engine.
+//
+// Thread safety: any thread, once no other thread uses the handle.
+//
+// # Safety
+// `consumer` is NULL or from `sluice_consumer_open`, not used afterwards.
+void sluice_consumer_free(struct sluice_consumer *consumer);
+
 // Opens the engine: starts its threads and reopens every stream in the data directory.
 // One engine per data directory at a time: a directory another engine holds is refused.
 //
@@ -451,9 +508,8 @@ sluice_result sluice_engine_open(const struct sluice_options *options,
 // open), it returns `SLUICE_RESOURCE_IN_USE` and does nothing: the handle stays valid;
 // free them and call it again. Otherwise the handle is freed, whatever the result:
 // `SLUICE_OK` once the engine has closed, or `SLUICE_INTERNAL_FAILURE` when closing failed.
-// This version does not yet report a failed final sync (it returns `SLUICE_OK`); what such
-// a failure can lose is only records put with `SLUICE_DURABILITY_VISIBLE` since the last
-// sync. An engine shared with Rust (`sluice_engine_from`) closes when the Rust program's
+// A failed final sync is `SLUICE_INTERNAL_FAILURE`: records put with
+// `SLUICE_DURABILITY_VISIBLE` since the last sync may then not be on disk. An engine shared with Rust (`sluice_engine_from`) closes when the Rust program's
 // clones are gone too: with clones left, this frees the handle and returns `SLUICE_OK`
 // without waiting.
 //

@@ -3,6 +3,7 @@
 use crate::error::{SLUICE_RESOURCE_IN_USE, sluice_result};
 use crate::ffi::{Failure, call, free, handle, out};
 use crate::options::sluice_options;
+use crate::wording;
 use sluice_core::Engine;
 use std::sync::Arc;
 
@@ -10,6 +11,9 @@ use std::sync::Arc;
 /// `sluice_engine_close` or `sluice_engine_free` (see "Freeing" at the top of this header).
 pub struct sluice_engine {
     pub(crate) engine: Engine,
+    /// Made by `sluice_engine_from`: the Rust program may hold clones, so closing through
+    /// this handle must not stop the engine under it.
+    shared_with_rust: bool,
     /// Shared with every iterator and subscription made through this handle, which keep the
     /// engine open: `sluice_engine_close` refuses while any is alive.
     users: Arc<()>,
@@ -21,9 +25,10 @@ pub(crate) struct EngineUser {
 }
 
 impl sluice_engine {
-    fn new(engine: Engine) -> sluice_engine {
+    fn new(engine: Engine, shared_with_rust: bool) -> sluice_engine {
         sluice_engine {
             engine,
+            shared_with_rust,
             users: Arc::new(()),
         }
     }
@@ -60,7 +65,7 @@ pub unsafe extern "C" fn sluice_engine_open(
         let options = unsafe { handle(options, "options") }?;
         let engine = Engine::open(options.config.clone())?;
         // SAFETY: caller promise on `out_engine`.
-        unsafe { out_engine.write(Box::into_raw(Box::new(sluice_engine::new(engine)))) };
+        unsafe { out_engine.write(Box::into_raw(Box::new(sluice_engine::new(engine, false)))) };
         Ok(())
     })
 }
@@ -73,9 +78,8 @@ pub unsafe extern "C" fn sluice_engine_open(
 /// open), it returns `SLUICE_RESOURCE_IN_USE` and does nothing: the handle stays valid;
 /// free them and call it again. Otherwise the handle is freed, whatever the result:
 /// `SLUICE_OK` once the engine has closed, or `SLUICE_INTERNAL_FAILURE` when closing failed.
-/// This version does not yet report a failed final sync (it returns `SLUICE_OK`); what such
-/// a failure can lose is only records put with `SLUICE_DURABILITY_VISIBLE` since the last
-/// sync. An engine shared with Rust (`sluice_engine_from`) closes when the Rust program's
+/// A failed final sync is `SLUICE_INTERNAL_FAILURE`: records put with
+/// `SLUICE_DURABILITY_VISIBLE` since the last sync may then not be on disk. An engine shared with Rust (`sluice_engine_from`) closes when the Rust program's
 /// clones are gone too: with clones left, this frees the handle and returns `SLUICE_OK`
 /// without waiting.
 ///
@@ -105,21 +109,21 @@ pub unsafe extern "C" fn sluice_engine_close(engine: *mut sluice_engine) -> slui
         }
         // SAFETY: made by Box::into_raw in this library; the caller gives it up.
         let handle = unsafe { Box::from_raw(engine) };
-        close(handle.engine)
+        match handle.shared_with_rust {
+            // The Rust program's clones keep it open; it closes when the last one goes.
+            true => Ok(()),
+            false => close(handle.engine),
+        }
     })
 }
 
-/// Closes `engine`, the last clone this library holds, and returns how closing went.
-///
-/// TO WIRE (`Engine::close`): sluice-core does not report the final sync's result yet: on
-/// shutdown each core syncs its logs and drops the result (`run_core` in
-/// core/src/runtime/core.rs), and dropping the last clone joins the threads. Once
-/// `Engine::close() -> Result<..>` exists, call it here instead of the drop and turn its
-/// error into a `Failure` (a `From` impl worded in wording.rs, code from the error's
-/// `code()`); `sluice_engine_close` and its C test then cover the failure too.
+/// Closes `engine`, the last clone this library holds, and returns how closing went: the
+/// first failure of a final sync (a shard log, a consumers log) or of a thread's end.
 fn close(engine: Engine) -> Result<(), Failure> {
-    drop(engine);
-    Ok(())
+    engine.close().map_err(|error| Failure {
+        code: error.code().as_u32(),
+        detail: wording::close(&error),
+    })
 }
 
 /// Releases the engine handle (NULL does nothing) without waiting for a result: the engine
@@ -142,7 +146,7 @@ pub unsafe extern "C" fn sluice_engine_free(engine: *mut sluice_engine) {
 /// engine. Release it with `sluice_engine_close` or `sluice_engine_free` (the engine closes
 /// when its last handle or clone is gone).
 pub fn sluice_engine_from(engine: Engine) -> *mut sluice_engine {
-    Box::into_raw(Box::new(sluice_engine::new(engine)))
+    Box::into_raw(Box::new(sluice_engine::new(engine, true)))
 }
 
 /// The engine of a handle argument.

@@ -51,6 +51,15 @@ impl From<sluice_core::ReshardError> for Failure {
     }
 }
 
+impl From<sluice_core::ConsumerError> for Failure {
+    fn from(error: sluice_core::ConsumerError) -> Failure {
+        Failure {
+            code: error.code().as_u32(),
+            detail: wording::consumer(&error),
+        }
+    }
+}
+
 impl From<sluice_core::OpenError> for Failure {
     fn from(error: sluice_core::OpenError) -> Failure {
         Failure {

@@ -27,6 +27,7 @@
 mod admin;
 mod batch;
 mod clock;
+mod consumer;
 mod engine;
 mod error;
 mod ffi;
@@ -43,6 +44,7 @@ const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     const fn send<T: Send>() {}
     send_sync::<sluice_engine>();
+    send_sync::<sluice_consumer>();
     send::<sluice_iterator>();
     send::<sluice_subscription>();
     send::<sluice_batch>();
@@ -52,6 +54,7 @@ const _: () = {
 pub use admin::*;
 pub use batch::*;
 pub use clock::*;
+pub use consumer::*;
 pub use engine::*;
 pub use error::*;
 pub use iterator::*;

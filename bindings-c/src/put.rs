@@ -42,7 +42,7 @@ pub struct sluice_put_result {
     pub sequence_number_low: u64,
 }
 
-fn durability(code: u32) -> Result<Option<Durability>, Failure> {
+pub(crate) fn durability(code: u32) -> Result<Option<Durability>, Failure> {
     match code {
         SLUICE_DURABILITY_DEFAULT => Ok(None),
         SLUICE_DURABILITY_VISIBLE => Ok(Some(Durability::Visible)),

@@ -8,8 +8,8 @@
 use sluice_core::hashkey::{HASH_KEY_MAX, HashKeyError};
 use sluice_core::limits::{SHARDS_PER_STREAM_MAX, STREAM_NAME_BYTES_MAX};
 use sluice_core::{
-    AdminError, OpenError, Parameter, PutError, ReadError, ReshardError, SequenceNumberError,
-    ShardLimit,
+    AdminError, CloseError, ConsumerError, OpenError, Parameter, PutError, ReadError, ReshardError,
+    SequenceNumberError, ShardLimit,
 };
 
 /// The detail of `SLUICE_ENGINE_SHUTDOWN`.
@@ -268,5 +268,44 @@ pub(crate) fn open(error: &OpenError) -> String {
         OpenError::Storage(e) => format!("storage failed: {e}"),
         OpenError::Thread { what, source } => format!("cannot start {what}: {source}"),
         other => other.to_string(),
+    }
+}
+
+/// Consumer checkpoints.
+pub(crate) fn consumer(error: &ConsumerError) -> String {
+    match error {
+        ConsumerError::StreamNotFound { stream } => stream_not_found(stream),
+        ConsumerError::ShardNotFound { stream, shard } => shard_not_found(stream, shard),
+        ConsumerError::InvalidConsumerName { name } => {
+            format!("name {name:?} is not 1 to 128 of a-z, A-Z, 0-9, '_', '.', '-'")
+        }
+        ConsumerError::PositionOutsideShard {
+            sequence_number,
+            shard,
+            last,
+        } => format!(
+            "sequence_number {sequence_number} is not a position of shard {shard}: give its \
+             start or one of its records, up to {last}"
+        ),
+        ConsumerError::TooManyConsumers { stream, limit } => {
+            format!(
+                "stream {stream:?} already keeps positions for {limit} consumers, the most it keeps"
+            )
+        }
+        ConsumerError::Storage(error) => format!("the consumers' log failed: {error}"),
+        ConsumerError::Shutdown => SHUT_DOWN.to_owned(),
+        _ => error.to_string(),
+    }
+}
+
+/// Closing the engine.
+pub(crate) fn close(error: &CloseError) -> String {
+    match error {
+        CloseError::Storage(error) => format!(
+            "a final sync failed, so records acknowledged as visible only may not be on disk: \
+             {error}"
+        ),
+        CloseError::Thread { what, detail } => format!("{what} did not stop cleanly: {detail}"),
+        _ => error.to_string(),
     }
 }

@@ -198,6 +198,20 @@ fn producer_threads_and_a_consumer_thread_see_every_record_once_in_order() {
     assert!(out.contains("4000 records read back exactly once"), "{out}");
 }
 
+/// A consumer commits durably, everything is freed (the engine closes), and after a reopen it
+/// resumes strictly after its committed record; a visible commit survives the engine's close.
+#[test]
+fn a_consumer_commits_closes_reopens_and_resumes_after_its_position() {
+    if !needs_cc() {
+        return;
+    }
+    let out = build_and_run("consumer", &["tests/c/consumer.c"]);
+    assert!(
+        out.contains("consumer: resumed after job-3 with job-4..job-9 across two reopens"),
+        "{out}"
+    );
+}
+
 /// A batch's records stay valid until `sluice_batch_free`, across its engine's close and an
 /// engine reopened on the same directory that expires their segment and rolls past it
 /// (docs/design/leases.md).

@@ -3,7 +3,7 @@
 use crate::catalog::Catalog;
 use crate::config::EngineConfig;
 use crate::control::{Control, ControlJobOrStop, StepError};
-use crate::error::{AdminError, OpenError};
+use crate::error::{AdminError, CloseError, OpenError};
 use crate::runtime::queue::{QueueSender, queue};
 use crate::runtime::{CoreMessage, run_core};
 use crate::shared::EngineShared;
@@ -19,11 +19,12 @@ use std::time::Duration;
 const CONTROL_QUEUE_DEPTH: usize = 64;
 
 /// A Sluice engine: streams of shards, each owned by one core thread. Cheap to clone; the
-/// engine shuts down when the last clone is dropped (accepted puts finish, logs are synced).
+/// engine shuts down when the last clone is dropped (accepted puts finish, logs are synced),
+/// or at once with [`Engine::close`], which reports whether the final syncs succeeded.
 ///
-/// Every operation has an async form (`put`, `create_stream`, ...) that works on any runtime,
-/// and a blocking form (`put_blocking`, ...) for plain threads. Do not call a blocking form
-/// from inside an async task.
+/// Operations that wait for another thread return a call that is a future on any runtime and
+/// has a blocking `.wait()` for plain threads. Do not call `.wait()` from inside an async
+/// task.
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) inner: Arc<EngineInner>,
@@ -38,8 +39,8 @@ pub(crate) struct EngineInner {
 
 #[derive(Default)]
 struct Threads {
-    control: Option<JoinHandle<()>>,
-    cores: Vec<CoreThread<()>>,
+    control: Option<JoinHandle<Result<(), StorageError>>>,
+    cores: Vec<CoreThread<Result<(), StorageError>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -160,19 +161,64 @@ impl Engine {
     }
 }
 
-impl Drop for EngineInner {
-    fn drop(&mut self) {
+impl Engine {
+    /// Shuts the engine down now and reports how it went: the control thread stops (the
+    /// consumers logs synced), every core finishes the work it accepted, syncs each shard log
+    /// and stops. Returns the first failure: a final sync that failed, a log latched by an
+    /// earlier failure with data not yet on disk, a latched metadata log, or a thread that
+    /// panicked. Other clones and handles stay valid, but every call through them answers
+    /// `Shutdown` from now on (reads of mapped records already returned keep working).
+    pub fn close(self) -> Result<(), CloseError> {
+        self.inner.shutdown()
+    }
+}
+
+impl EngineInner {
+    /// Stops the threads (once: later calls find none) and returns the first failure.
+    fn shutdown(&self) -> Result<(), CloseError> {
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut first: Option<CloseError> = None;
         if let Some(control) = threads.control {
             let _ = self.control.send_blocking(ControlJobOrStop::Stop);
-            let _ = control.join();
+            let ended = control.join().map_err(|panic| panic_text(&*panic));
+            note(&mut first, "the control thread", ended);
         }
         for core in &self.shared.cores {
             let _ = core.send_blocking(CoreMessage::Shutdown);
         }
         for core in threads.cores {
-            let _ = core.join();
+            note(&mut first, "a core", core.join().map_err(|e| e.to_string()));
         }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+/// Keeps the first failure of a thread's end: its join failed, or it reported a storage error.
+fn note(
+    first: &mut Option<CloseError>,
+    what: &'static str,
+    ended: Result<Result<(), StorageError>, String>,
+) {
+    let failure = match ended {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => CloseError::Storage(e),
+        Err(detail) => CloseError::Thread { what, detail },
+    };
+    first.get_or_insert(failure);
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        // Nobody is left to hear the result: `Engine::close` is the way to get it.
+        let _ = self.shutdown();
     }
 }
 

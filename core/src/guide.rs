@@ -9,7 +9,8 @@
 //! [`Engine::open`](crate::Engine::open) starts the core threads and recovers whatever the
 //! directory holds. Dropping the last clone of the engine (and of every handle, iterator or
 //! subscription, which keep it open) finishes accepted puts, syncs the logs and stops the
-//! threads.
+//! threads. [`Engine::close`](crate::Engine::close) does the same at once, whoever else holds
+//! a clone, and returns the first failure of those final syncs instead of dropping it.
 //!
 //! ```
 //! use sluice_core::{CreateStream, Engine, EngineConfig};
@@ -27,7 +28,7 @@
 //! };
 //! assert_eq!(orders.summary()?.open_shard_count, 4);
 //! drop(orders);
-//! drop(engine); // shuts down: threads stopped, logs synced
+//! engine.close()?; // shuts down: threads stopped, logs synced, the result reported
 //!
 //! let engine = Engine::open(config)?; // reopened: the stream is still there
 //! assert_eq!(engine.list_streams(None, None)?.names, ["orders"]);
@@ -181,6 +182,81 @@
 //!     .expect("a record within the timeout");
 //! assert_eq!(event.records.records().next().unwrap().data, b"1.0841");
 //! writer.join().unwrap()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Consumers: resume where you left off
+//!
+//! A [`Consumer`](crate::Consumer) is a name with one committed position per shard: "every
+//! record up to and including this one is processed". Commits are durable or visible as the
+//! call says, survive restarts, and go with the stream when it is deleted. The consumer's
+//! reader starts each shard just after its position, along the lineage (parents first; a
+//! closed parent committed to its end counts as done; children without a position start from
+//! the trim horizon), so a restarted consumer gets every record after its last commit again
+//! at least once and none before it (docs/design/checkpoints.md).
+//!
+//! ```
+//! use sluice_core::{CreateStream, Durability, Engine, EngineConfig, PutRecord};
+//!
+//! # fn main() -> Result<(), sluice_core::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let mut config = EngineConfig::new(dir.path());
+//! # config.cores = 1;
+//! # config.segment_size_bytes = 4 << 20;
+//! let engine = Engine::open(config.clone())?;
+//! let jobs = engine.create_stream(CreateStream::provisioned("jobs", 1)).wait()?;
+//! for job in ["a", "b", "c"] {
+//!     jobs.put(PutRecord::new("queue", job.as_bytes())).wait()?;
+//! }
+//! let worker = jobs.consumer("worker")?;
+//! let mut reader = worker.reader()?;
+//! let read = reader.read(Some(2))?.expect("an open shard");
+//! let last = read.records.records().last().unwrap().sequence_number; // "b" is done
+//! worker.commit(&read.shard_id, last).durability(Durability::Durable).wait()?;
+//! drop((read, reader, worker, jobs));
+//! engine.close()?; // reports whether the final syncs succeeded
+//!
+//! let engine = Engine::open(config)?;
+//! let worker = engine.stream("jobs")?.consumer("worker")?;
+//! let read = worker.reader()?.read(None)?.expect("an open shard");
+//! let rest: Vec<&[u8]> = read.records.records().map(|r| r.data).collect();
+//! assert_eq!(rest, [b"c"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## A plain log: append, read, tail
+//!
+//! For an append-only log without shards and sequence numbers, [`Engine::log`] gives a
+//! [`Log`](crate::Log): a stream of one shard, created if missing, whose records have dense
+//! `u64` offsets from 0. `append` answers the offset; `read` and `tail` start at any offset.
+//!
+//! [`Engine::log`]: crate::Engine::log
+//!
+//! ```
+//! use sluice_core::{Engine, EngineConfig};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), sluice_core::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let mut config = EngineConfig::new(dir.path());
+//! # config.cores = 1;
+//! # config.segment_size_bytes = 4 << 20;
+//! let engine = Engine::open(config)?;
+//! let log = engine.log("audit").wait()?;
+//! assert_eq!(log.append(b"login").wait()?, 0);
+//! assert_eq!(log.append_batch(&[&b"read"[..], b"logout"]).wait()?, [1, 2]);
+//!
+//! let read = log.read(1, 10)?;
+//! let entries: Vec<(u64, &[u8])> = read.entries().map(|e| (e.offset, e.data)).collect();
+//! assert_eq!(entries, [(1, &b"read"[..]), (2, b"logout")]);
+//!
+//! // Follow it from the end: blocking here, `tail.next().await` on any runtime.
+//! let mut tail = log.tail(log.next_offset())?;
+//! log.append(b"login").wait()?;
+//! let next = tail.next_blocking(Duration::from_secs(10))?.expect("within the timeout");
+//! assert_eq!(next.entries().next().unwrap().offset, 3);
 //! # Ok(())
 //! # }
 //! ```

@@ -42,6 +42,10 @@
 //!   `.wait()` for it on a plain thread. Reads, listings and iterator calls never wait for
 //!   another thread: they are plain functions, safe to call from async code (on data not in
 //!   the page cache they fault pages in from disk, as any mapped read does).
+//! - [`Stream::consumer`] gives a [`Consumer`]: named, durable positions per shard and a
+//!   reader that resumes after them along the lineage. [`Engine::log`] is a plain
+//!   append/read/tail log with dense `u64` offsets. [`Engine::close`] shuts down and reports
+//!   whether the final syncs succeeded.
 //! - Errors are data ([`PutError::RecordTooLarge`] says which record and which limit), with
 //!   a stable [`ErrorCode`] each; their `Display` is plain English, not a service's wording.
 //!
@@ -50,13 +54,14 @@
 //! retention 24..=8760 hours.
 //!
 //! The [`guide`] walks through embedding: opening, creating, putting (async and blocking),
-//! reading zero-copy, resharding and reading along the lineage, subscribing, errors and
-//! shutting down.
+//! reading zero-copy, resharding and reading along the lineage, subscribing, consumers that
+//! resume where they left off, the plain log, errors and shutting down.
 
 mod admin;
 mod call;
 mod catalog;
 mod config;
+mod consumer;
 mod control;
 mod engine;
 mod error;
@@ -66,6 +71,7 @@ mod iterator;
 pub mod limits;
 mod lineage;
 mod list_shards;
+mod log;
 mod metrics;
 mod names;
 mod put;
@@ -87,14 +93,16 @@ pub use call::Call;
 #[cfg(feature = "testing")]
 pub use config::TestHooks;
 pub use config::{EngineConfig, ReshardStep, ThroughputLimits};
+pub use consumer::{Commit, Consumer};
 pub use engine::Engine;
 pub use error::{
-    AdminError, Error, ErrorCode, ListShardsConflict, OpenError, Parameter, PutError, ReadError,
-    ReshardError, ShardLimit,
+    AdminError, CloseError, ConsumerError, Error, ErrorCode, ListShardsConflict, OpenError,
+    Parameter, PutError, ReadError, ReshardError, ShardLimit,
 };
 pub use hashkey::HashKeyRange;
 pub use iterator::{IteratorStart, ShardIterator};
 pub use lineage::{ShardRecords, StreamReader};
+pub use log::{Append, AppendBatch, Log, LogEntry, LogRead, LogTail};
 pub use put::{Put, PutBatch};
 pub use put::{PutRecord, PutRecordResult, PutResult};
 pub use read::{RawRecord, Record, Records};

@@ -48,3 +48,9 @@ pub const SHARD_WRITE_RECORDS_PER_SEC: u64 = 1000;
 pub const SHARD_READ_BYTES_PER_SEC: u64 = 2 * 1024 * 1024;
 /// Per-shard read calls when throttling is on.
 pub const SHARD_READ_CALLS_PER_SEC: u64 = 5;
+/// Bytes of a consumer name (the stream-name rules).
+pub const CONSUMER_NAME_BYTES_MAX: usize = 128;
+/// Consumers with positions in one stream, at most.
+pub const CHECKPOINT_CONSUMERS_PER_STREAM_MAX: usize = 1000;
+/// Frames a consumers log holds beyond its live positions before it is compacted.
+pub const CHECKPOINT_ENTRIES_BEFORE_COMPACTION: usize = 4096;

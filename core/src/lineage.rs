@@ -1,18 +1,23 @@
 //! Reading a stream along its shard lineage: parents to their end before their children, so
 //! each key's records come out in put order across splits and merges.
 
+use crate::catalog::ShardState;
 use crate::error::ReadError;
-use crate::iterator::{IteratorStart, ShardIterator};
+use crate::iterator::ShardIterator;
 use crate::read::Records;
-use crate::seqnum::ShardId;
+use crate::seqnum::{SequenceNumber, ShardId};
 use crate::stream::Stream;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-/// Reads every shard of a stream from the trim horizon, starting a shard only once every
-/// parent it has (both, for a merge) was read to its end.
+/// Reads every shard of a stream from the trim horizon (or, for a consumer's reader, after
+/// its committed positions), starting a shard only once every parent it has (both, for a
+/// merge) was read to its end.
 #[derive(Debug)]
 pub struct StreamReader {
     stream: Stream,
+    /// Per shard index, the position after which this reader starts it (a consumer's).
+    committed: BTreeMap<u32, SequenceNumber>,
     /// Shards being read, by index.
     active: BTreeMap<u32, ShardIterator>,
     /// Shards read to their end.
@@ -22,9 +27,6 @@ pub struct StreamReader {
     /// Round-robin position among the active shards.
     cursor: u32,
 }
-
-/// A shard's index and its parents' indexes.
-type Lineage = (u32, Option<u32>, Option<u32>);
 
 /// One read of [`StreamReader::read`]: records of one shard.
 #[derive(Debug)]
@@ -38,8 +40,19 @@ pub struct ShardRecords {
 impl Stream {
     /// A reader of this stream along its lineage, from the trim horizon.
     pub fn reader(&self) -> Result<StreamReader, ReadError> {
+        StreamReader::after(self, BTreeMap::new())
+    }
+}
+
+impl StreamReader {
+    /// A reader that starts each shard after its position in `committed`.
+    pub(crate) fn after(
+        stream: &Stream,
+        committed: BTreeMap<u32, SequenceNumber>,
+    ) -> Result<StreamReader, ReadError> {
         let mut reader = StreamReader {
-            stream: self.clone(),
+            stream: stream.clone(),
+            committed,
             active: BTreeMap::new(),
             finished: BTreeSet::new(),
             starts_pending: true,
@@ -48,9 +61,7 @@ impl Stream {
         reader.start_ready_shards()?;
         Ok(reader)
     }
-}
 
-impl StreamReader {
     /// Reads the next batch from the next shard in turn (at most `limit` records). Returns
     /// `None` once every shard is finished; a returned batch may be empty when the shard has
     /// nothing new. A shard read to its end starts its children.
@@ -87,36 +98,72 @@ impl StreamReader {
         self.active.is_empty() && !self.starts_pending
     }
 
-    /// Starts every shard not started yet whose parents are finished or gone.
+    /// Starts every shard not started yet whose parents are finished or gone. A closed shard
+    /// whose every record is committed is finished at once, which may make its children
+    /// ready: repeat until nothing changes.
     fn start_ready_shards(&mut self) -> Result<(), ReadError> {
         let lineage = self.lineage()?;
-        let known: BTreeSet<u32> = lineage.iter().map(|s| s.0).collect();
-        for &(index, parent, adjacent) in &lineage {
-            if self.active.contains_key(&index) || self.finished.contains(&index) {
-                continue;
+        let known: BTreeSet<u32> = lineage.iter().map(|s| s.index).collect();
+        loop {
+            let mut finished_any = false;
+            for shard in &lineage {
+                let index = shard.index;
+                if self.active.contains_key(&index) || self.finished.contains(&index) {
+                    continue;
+                }
+                // A parent that expired (no longer listed) does not hold its children back,
+                // unless this reader is still reading it.
+                let done = |p: Option<u32>| {
+                    p.is_none_or(|p| {
+                        self.finished.contains(&p)
+                            || (!known.contains(&p) && !self.active.contains_key(&p))
+                    })
+                };
+                if !(done(shard.parent) && done(shard.adjacent_parent)) {
+                    continue;
+                }
+                match self.start_position(shard) {
+                    Some(position) => {
+                        let iterator = ShardIterator {
+                            stream: self.stream.live_state()?.clone(),
+                            shard_index: index,
+                            position,
+                        };
+                        self.active.insert(index, iterator);
+                    }
+                    None => {
+                        self.finished.insert(index);
+                        finished_any = true;
+                    }
+                }
             }
-            // A parent that expired (no longer listed) does not hold its children back,
-            // unless this reader is still reading it.
-            let done = |p: Option<u32>| {
-                p.is_none_or(|p| {
-                    self.finished.contains(&p)
-                        || (!known.contains(&p) && !self.active.contains_key(&p))
-                })
-            };
-            if done(parent) && done(adjacent) {
-                let id = ShardId::new(index);
-                let iterator = self
-                    .stream
-                    .shard_iterator(&id, IteratorStart::TrimHorizon)?;
-                self.active.insert(index, iterator);
+            if !finished_any {
+                break;
             }
         }
         self.starts_pending = false;
         Ok(())
     }
 
-    /// (index, parent, adjacent parent) of every shard of the stream still holding data.
-    fn lineage(&self) -> Result<Vec<Lineage>, ReadError> {
+    /// Where this reader starts `shard`: after its committed position (the trim horizon if
+    /// that expired), else at the trim horizon; `None` for a closed shard committed to its
+    /// end.
+    fn start_position(&self, shard: &ShardState) -> Option<u64> {
+        let reader = &shard.reader;
+        let Some(committed) = self.committed.get(&shard.index) else {
+            return Some(reader.trim_horizon());
+        };
+        let after = committed.position_after();
+        // As `read_shard`: a closed shard ends at its ending, or where a power cut left it.
+        let end = shard.ending_log_seq.map(|end| end.min(reader.next_seq()));
+        if end.is_some_and(|end| after >= end) {
+            return None;
+        }
+        Some(after.max(reader.trim_horizon()).min(reader.next_seq()))
+    }
+
+    /// Every shard of the stream still holding data.
+    fn lineage(&self) -> Result<Vec<Arc<ShardState>>, ReadError> {
         let state = self.stream.live_state()?;
         let retention_ms = state.retention_ms();
         let now_ms = self.stream.engine.shared().config.clock.now_ms();
@@ -128,7 +175,7 @@ impl StreamReader {
                 s.closed_ms
                     .is_none_or(|closed| closed.saturating_add(retention_ms) > now_ms)
             })
-            .map(|s| (s.index, s.parent, s.adjacent_parent))
+            .cloned()
             .collect())
     }
 }

@@ -291,3 +291,63 @@ pub fn check_engine_crash(dir: &Path, acknowledged: &BTreeMap<(u64, u64), u64>, 
     let found = read_crash_stream(&engine);
     assert_acknowledged_records(&found, acknowledged, context);
 }
+
+/// A line of the consumer crash reader (`sluice-consumer-crash-reader`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerLine {
+    /// It is about to commit this sequence number (the commit may land or not).
+    Commit(u128),
+    /// The commit of this sequence number was acknowledged durable.
+    Acked(u128),
+}
+
+/// Runs the consumer crash reader (`program`) on the engine in `dir` as run `run`, making
+/// `reshards` reshards meanwhile, until `after` past its first acknowledged commit; kills it
+/// with SIGKILL and returns its commit lines in order.
+pub fn run_consumer_crash_reader(
+    program: &Path,
+    dir: &Path,
+    run: u64,
+    reshards: u64,
+    after: Duration,
+) -> Vec<ConsumerLine> {
+    let mut reader = Writer::start(
+        Command::new(program)
+            .arg(dir)
+            .arg(run.to_string())
+            .arg(reshards.to_string())
+            .stdout(Stdio::piped()),
+    );
+    let lines = read_lines(reader.0.stdout.take().expect("piped"), |line| {
+        let (word, number) = line.split_once(' ')?;
+        let number = || number.parse().expect("a sequence number");
+        match word {
+            "commit" => Some(ConsumerLine::Commit(number())),
+            "acked" => Some(ConsumerLine::Acked(number())),
+            _ => None,
+        }
+    });
+    let mut seen = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let wait = deadline.map_or(WRITER_SILENCE_MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        match lines.recv_timeout(wait) {
+            Ok(line) => {
+                if deadline.is_none() && matches!(line, ConsumerLine::Acked(_)) {
+                    deadline = Some(Instant::now() + after);
+                }
+                seen.push(line);
+            }
+            Err(RecvTimeoutError::Timeout) if deadline.is_some() => break,
+            Err(e) => panic!("the reader went silent ({e:?}) after {} lines", seen.len()),
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+    }
+    reader.kill();
+    seen.extend(lines.iter());
+    seen
+}

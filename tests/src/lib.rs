@@ -71,6 +71,9 @@ pub fn crash_engine_config(dir: &std::path::Path) -> sluice_core::EngineConfig {
 /// Stream of the engine crash test.
 pub const CRASH_STREAM: &str = "crash";
 
+/// Consumer of the consumer checkpoint crash test.
+pub const CRASH_CONSUMER: &str = "crash-consumer";
+
 /// Partition key of writer `writer` in run `run`.
 pub fn engine_record_key(run: u64, writer: u64) -> String {
     format!("r{run}-w{writer}")
@@ -123,6 +126,40 @@ pub fn run_durable_writers(engine: &sluice_core::Engine, stream: &str, run: u64,
             });
         }
     });
+}
+
+/// Splits (while fewer than 6 shards are open) or merges (otherwise) `stream`'s shards
+/// `count` times, at random moments (seeded by `run`). For the crash tests' child processes.
+pub fn reshard_at_random(engine: &sluice_core::Engine, stream: &str, run: u64, count: u64) {
+    let mut rng = Rng::new(run ^ 0x5EED);
+    for _ in 0..count {
+        std::thread::sleep(std::time::Duration::from_millis(5 + rng.below(40)));
+        let mut open: Vec<_> = all_shards(engine, stream)
+            .into_iter()
+            .filter(|s| s.ending_sequence_number.is_none())
+            .collect();
+        open.sort_by_key(|s| s.hash_key_range.start);
+        let result = if open.len() < 6 && rng.below(2) == 0 || open.len() < 2 {
+            let shard = &open[rng.below(open.len() as u64) as usize];
+            let range = shard.hash_key_range;
+            let key = range.start + (range.end - range.start) / 2;
+            engine
+                .stream(stream)
+                .unwrap()
+                .split_shard(&shard.shard_id, &key.to_string())
+                .wait()
+                .map(drop)
+        } else {
+            let i = rng.below(open.len() as u64 - 1) as usize;
+            engine
+                .stream(stream)
+                .unwrap()
+                .merge_shards(&open[i].shard_id, &open[i + 1].shard_id)
+                .wait()
+                .map(drop)
+        };
+        result.expect("reshard");
+    }
 }
 
 /// Every shard of `stream`, open and closed, over every page of its description.
@@ -196,16 +233,19 @@ pub fn read_stream_records(
     engine: &sluice_core::Engine,
     stream: &str,
 ) -> std::collections::BTreeMap<String, Vec<(Vec<u8>, sluice_core::SequenceNumber)>> {
-    let shards = engine
-        .stream(stream)
-        .unwrap()
-        .summary()
-        .expect("the stream exists");
-    let mut reader = engine
-        .stream(stream)
-        .unwrap()
-        .reader()
-        .expect("the stream exists");
+    let stream = engine.stream(stream).unwrap();
+    let mut reader = stream.reader().expect("the stream exists");
+    drain_reader(&stream, &mut reader)
+}
+
+/// Everything `reader` (of `stream`) delivers while nobody writes: partition key → (data,
+/// sequence number), in read order. The read is complete once every shard in turn had nothing
+/// new (open shards never end).
+pub fn drain_reader(
+    stream: &sluice_core::Stream,
+    reader: &mut sluice_core::StreamReader,
+) -> std::collections::BTreeMap<String, Vec<(Vec<u8>, sluice_core::SequenceNumber)>> {
+    let shards = stream.summary().expect("the stream exists");
     let mut found: std::collections::BTreeMap<String, Vec<_>> = Default::default();
     let mut empty_in_a_row = 0;
     // Closed shards end (and start their children) before their children can be empty

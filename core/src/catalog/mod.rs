@@ -8,7 +8,7 @@ pub(crate) use record::{MetaEntry, ShardRecord, StreamRecord};
 use crate::config::ThroughputLimits;
 use crate::hashkey::HashKeyRange;
 use crate::metrics::ShardMetrics;
-use crate::seqnum::ShardId;
+use crate::seqnum::{SequenceNumber, ShardId};
 use crate::throttle::TokenBucket;
 use sluice_storage::LogReader;
 use std::collections::BTreeMap;
@@ -17,6 +17,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 /// Identifies a shard log across the engine: stream uid and shard index.
 pub(crate) type ShardKey = (u64, u32);
+
+/// Consumer name → shard index → committed position (docs/design/checkpoints.md).
+pub(crate) type ConsumerPositions = BTreeMap<String, BTreeMap<u32, SequenceNumber>>;
 
 /// Every stream, by name.
 #[derive(Default)]
@@ -79,6 +82,9 @@ pub(crate) struct StreamState {
     /// Notified when `shards` is swapped (a reshard) or the stream is deleted.
     layout_changed: event_listener::Event,
     deleted: AtomicBool,
+    /// Consumers' committed positions, changed by the control thread once its consumers
+    /// log holds them.
+    pub(crate) consumers: Mutex<ConsumerPositions>,
 }
 
 /// A stream's changeable settings.
@@ -142,6 +148,7 @@ impl StreamState {
             shards: RwLock::new(Arc::new(ShardSet::new(shards))),
             layout_changed: event_listener::Event::new(),
             deleted: AtomicBool::new(false),
+            consumers: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -204,6 +211,11 @@ impl StreamState {
 
     pub(crate) fn set_settings(&self, settings: StreamSettings) {
         *write(&self.settings) = settings;
+    }
+
+    /// The consumers' positions (a short lock: never held across I/O).
+    pub(crate) fn consumers(&self) -> std::sync::MutexGuard<'_, ConsumerPositions> {
+        self.consumers.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

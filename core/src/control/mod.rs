@@ -11,11 +11,12 @@ use crate::runtime::queue::QueueReceiver;
 use crate::runtime::{CoreJob, CoreMessage, CoreState};
 use crate::shared::EngineShared;
 use sluice_storage::{LogConfig, MetaLog, ShardLog, StorageError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
+pub(crate) mod consumers;
 pub(crate) mod streams;
 
 /// How a control step fails: storage (the metadata log or a shard log) or a core that
@@ -63,6 +64,8 @@ pub(crate) struct Control {
     next_uid: u64,
     /// Round-robin placement of new shards on cores.
     next_core: usize,
+    /// The consumers log of each stream that has one, by stream uid.
+    pub(crate) consumers_logs: HashMap<u64, crate::consumer::file::ConsumersLog>,
 }
 
 impl Control {
@@ -91,6 +94,7 @@ impl Control {
             meta,
             next_uid,
             next_core: 0,
+            consumers_logs: HashMap::new(),
         };
         control.set_aside_unknown_stream_dirs(&streams)?;
         for record in streams.values() {
@@ -98,20 +102,33 @@ impl Control {
         }
         for record in streams.values() {
             let shards = control.open_shards(record, &record.shards)?;
-            control
-                .shared
-                .catalog
-                .insert(Arc::new(StreamState::new(record, shards)));
+            let stream = Arc::new(StreamState::new(record, shards));
+            consumers::open(&mut control, &stream)?;
+            control.shared.catalog.insert(stream);
         }
         Ok(control)
     }
 
-    /// Runs jobs until shutdown.
-    pub(crate) fn run(mut self, queue: QueueReceiver<ControlJobOrStop>) {
+    /// Runs jobs until shutdown; then syncs the consumers logs. Returns the first failure of
+    /// that sync, or the cause of a latched metadata log (a change whose state on disk is
+    /// unknown), for `Engine::close`.
+    pub(crate) fn run(
+        mut self,
+        queue: QueueReceiver<ControlJobOrStop>,
+    ) -> Result<(), StorageError> {
         while let Some(ControlJobOrStop::Job(job)) = queue.recv_blocking() {
             job(&mut self);
             // After the job: the catalog now holds every change the log holds.
             self.maybe_compact();
+        }
+        // Stop taking jobs first: a call sent from now on fails instead of waiting.
+        drop(queue);
+        consumers::sync_all(&mut self)?;
+        match self.meta.latch_cause() {
+            Some(cause) => Err(StorageError::Latched {
+                cause: cause.to_owned(),
+            }),
+            None => Ok(()),
         }
     }
 

@@ -80,6 +80,7 @@ pub(crate) fn delete(control: &mut Control, name: &str, uid: u64) -> Result<(), 
     let stream = control.stream(name, uid)?;
     control.record(&MetaEntry::Delete { uid: stream.uid })?;
     control.shared.catalog.remove(name);
+    super::consumers::forget(control, stream.uid);
     control.close_shards(stream.uid, &stream.shards().by_index);
     discard_stream_dir(control, stream.uid);
     Ok(())

@@ -186,6 +186,17 @@ pub enum AdminError {
         /// When it was made (ms since the epoch).
         issued_ms: u64,
     },
+    /// `Engine::log` of a stream that is not one open shard (it was made otherwise, or
+    /// resharded): its sequence numbers are no dense offsets.
+    #[error("stream {stream} has {shards} shards ({open} open); a log is one open shard")]
+    NotALog {
+        /// Stream name.
+        stream: String,
+        /// Its shards, open and closed.
+        shards: usize,
+        /// Its open shards.
+        open: usize,
+    },
     /// The metadata log or a shard log failed.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
@@ -199,7 +210,9 @@ impl AdminError {
     pub fn code(&self) -> ErrorCode {
         match self {
             AdminError::StreamNotFound { .. } => ErrorCode::ResourceNotFound,
-            AdminError::StreamExists { .. } => ErrorCode::ResourceInUse,
+            AdminError::StreamExists { .. } | AdminError::NotALog { .. } => {
+                ErrorCode::ResourceInUse
+            }
             AdminError::InvalidStreamName { .. }
             | AdminError::OutOfRange { .. }
             | AdminError::MaxRecordSizeOutOfRange { .. } => ErrorCode::Validation,

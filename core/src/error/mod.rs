@@ -5,12 +5,14 @@
 
 mod admin;
 mod code;
+mod consumer;
 mod put;
 mod read;
 mod reshard;
 
 pub use admin::{AdminError, ListShardsConflict, Parameter, ShardLimit};
 pub use code::ErrorCode;
+pub use consumer::{CloseError, ConsumerError};
 pub use put::PutError;
 pub use read::ReadError;
 pub use reshard::ReshardError;
@@ -67,6 +69,12 @@ pub enum Error {
     /// Opening.
     #[error(transparent)]
     Open(#[from] OpenError),
+    /// Consumer checkpoints.
+    #[error(transparent)]
+    Consumer(#[from] ConsumerError),
+    /// Closing.
+    #[error(transparent)]
+    Close(#[from] CloseError),
 }
 
 impl Error {
@@ -78,6 +86,8 @@ impl Error {
             Error::Read(e) => e.code(),
             Error::Reshard(e) => e.code(),
             Error::Open(e) => e.code(),
+            Error::Consumer(e) => e.code(),
+            Error::Close(e) => e.code(),
         }
     }
 }

@@ -4,8 +4,8 @@ use super::io::EngineIo;
 use super::queue::QueueReceiver;
 use crate::catalog::ShardKey;
 use event_listener::Event;
-use sluice_storage::ShardLog;
 use sluice_storage::runtime::{sleep, spawn_detached};
+use sluice_storage::{ShardLog, StorageError};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -152,14 +152,15 @@ impl Drop for AppendGuard {
     }
 }
 
-/// The core's main loop: take jobs until shutdown, then drain, sync and return. At most
-/// `tasks_max` tasks run at once; beyond that the core stops taking jobs, its queue fills, and
-/// callers wait (back-pressure instead of unbounded memory).
+/// The core's main loop: take jobs until shutdown, then drain, sync and return the first
+/// failed sync (for `Engine::close`). At most `tasks_max` tasks run at once; beyond that the
+/// core stops taking jobs, its queue fills, and callers wait (back-pressure instead of
+/// unbounded memory).
 pub(crate) async fn run_core(
     queue: QueueReceiver<CoreMessage>,
     maintenance_interval: Duration,
     tasks_max: usize,
-) {
+) -> Result<(), StorageError> {
     let state = Rc::new(CoreState {
         logs: RefCell::new(HashMap::new()),
         in_flight: Cell::new(0),
@@ -177,16 +178,23 @@ pub(crate) async fn run_core(
             Some(CoreMessage::Shutdown) | None => break,
         }
     }
+    // Calls sent from now on fail at once instead of waiting in the queue.
+    drop(queue);
     state.stopping.set(true);
     state.wait_below(1).await;
+    let mut synced = Ok(());
     for log in state.all_logs() {
-        // A failed sync latched the log; what was acknowledged durable is already durable.
-        let _ = log.sync().await;
+        // A failed sync latched the log; what was acknowledged durable is already durable,
+        // what was only visible may not be: the caller of `close` hears of it.
+        if let Err(e) = log.sync().await {
+            synced = synced.and(Err(e));
+        }
     }
     // Drop the logs while the executor still runs: glommio closes files asynchronously, and
     // a close still pending when the executor stops never happens (a descriptor leak).
     state.logs.borrow_mut().clear();
     sleep(Duration::from_millis(1)).await;
+    synced
 }
 
 /// Retention, sealing and spare segments for every log on the core, every `interval`.

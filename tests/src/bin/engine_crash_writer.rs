@@ -5,9 +5,7 @@
 //! random moments), so kills also land inside them.
 
 use sluice_core::{CreateStream, Engine};
-use sluice_storage::testing::Rng;
-use sluice_tests::{CRASH_STREAM, all_shards, crash_engine_config, run_durable_writers};
-use std::time::Duration;
+use sluice_tests::{CRASH_STREAM, crash_engine_config, reshard_at_random, run_durable_writers};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -29,41 +27,7 @@ fn main() {
             .expect("create");
     }
     std::thread::scope(|scope| {
-        scope.spawn(|| reshard(&engine, run, reshards));
+        scope.spawn(|| reshard_at_random(&engine, CRASH_STREAM, run, reshards));
         run_durable_writers(&engine, CRASH_STREAM, run, 3);
     });
-}
-
-/// Splits (while fewer than 6 shards are open) or merges (otherwise) `count` times, at random
-/// moments.
-fn reshard(engine: &Engine, run: u64, count: u64) {
-    let mut rng = Rng::new(run ^ 0x5EED);
-    for _ in 0..count {
-        std::thread::sleep(Duration::from_millis(5 + rng.below(40)));
-        let mut open: Vec<_> = all_shards(engine, CRASH_STREAM)
-            .into_iter()
-            .filter(|s| s.ending_sequence_number.is_none())
-            .collect();
-        open.sort_by_key(|s| s.hash_key_range.start);
-        let result = if open.len() < 6 && rng.below(2) == 0 || open.len() < 2 {
-            let shard = &open[rng.below(open.len() as u64) as usize];
-            let range = shard.hash_key_range;
-            let key = range.start + (range.end - range.start) / 2;
-            engine
-                .stream(CRASH_STREAM)
-                .unwrap()
-                .split_shard(&shard.shard_id, &key.to_string())
-                .wait()
-                .map(drop)
-        } else {
-            let i = rng.below(open.len() as u64 - 1) as usize;
-            engine
-                .stream(CRASH_STREAM)
-                .unwrap()
-                .merge_shards(&open[i].shard_id, &open[i + 1].shard_id)
-                .wait()
-                .map(drop)
-        };
-        result.expect("reshard");
-    }
 }
