@@ -55,6 +55,7 @@ mod recovery;
 pub mod runtime;
 mod segment;
 mod shared;
+mod space;
 mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -75,3 +76,4 @@ pub use log::{Appended, Durability, LogStats, ShardLog};
 pub use metalog::MetaLog;
 pub use reader::{LogReader, ReadBatch, ReadLimits};
 pub use recovery::{RecoveryReport, Truncation};
+pub use space::{LogSpace, log_space};

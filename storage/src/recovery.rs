@@ -79,6 +79,11 @@ pub(crate) fn segment_file_name(slot: u32) -> String {
     format!("seg-{slot:08}.log")
 }
 
+/// Whether `name` is a segment file's (`seg-NNNNNNNN.log`).
+pub(crate) fn is_segment_file_name(name: &str) -> bool {
+    parse_slot(name).is_some()
+}
+
 fn parse_slot(name: &str) -> Option<u32> {
     name.strip_prefix("seg-")?
         .strip_suffix(".log")?

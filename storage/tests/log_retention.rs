@@ -268,3 +268,41 @@ fn a_retired_segment_whose_free_header_was_lost_does_not_cut_newer_data() {
         );
     });
 }
+
+/// `log_space` reads what the headers say: every file allocated whole, the retired ones
+/// counted as reusable, and nothing written or locked to find out (a live log owns the dir).
+#[test]
+fn log_space_counts_live_and_reusable_segments_from_the_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = manual_clock();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), config(), clock.clone()).await;
+        for _ in 0..60 {
+            append_expected(&log, 10, 1000).await; // about two and a half segments
+        }
+        log.maintain().await.unwrap();
+        let before = sluice_storage::log_space(dir.path()).unwrap();
+        let stats = log.stats();
+        assert_eq!(before.files, stats.files, "{before:?} {stats:?}");
+        assert_eq!(before.live_segments, stats.live_segments, "{before:?}");
+        assert_eq!(before.reusable_segments, stats.free_segments, "{before:?}");
+        assert_eq!(
+            before.allocated_bytes,
+            before.files as u64 * config().segment_size_bytes
+        );
+        clock.advance_ms(25 * HOUR_MS);
+        append_expected(&log, 1, 1000).await;
+        let retired = log.enforce_retention().await.unwrap();
+        assert!(retired >= 2, "{retired}");
+        let after = sluice_storage::log_space(dir.path()).unwrap();
+        assert_eq!(after.files, before.files);
+        assert_eq!(after.live_segments, before.live_segments - retired);
+        assert_eq!(after.reusable_segments, before.reusable_segments + retired);
+        assert_eq!(
+            after.reusable_bytes,
+            after.reusable_segments as u64 * config().segment_size_bytes
+        );
+    });
+    let missing = sluice_storage::log_space(&dir.path().join("nothing")).unwrap();
+    assert_eq!(missing.files, 0);
+}
