@@ -1,6 +1,8 @@
 //! `sluice`: the command-line entry point. `sluice serve` runs a Kinesis-compatible endpoint;
-//! `sluice bench` is a load generator for the engine.
+//! `sluice bench` is a load generator for the engine; `sluice inspect` shows what a data
+//! directory holds and the disk it takes.
 
+mod inspect;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -24,11 +26,15 @@ enum Command {
     /// Put a volume of records into a stream through the engine, read every shard back and
     /// reopen; print throughput and latency.
     Bench(sluice_loadgen::BenchArgs),
+    /// Show the streams and shards of a data directory and the disk each takes: segment
+    /// files, live and reusable segments (the server on it must be stopped).
+    Inspect(inspect::InspectArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => sluice_loadgen::run(args),
+        Command::Inspect(args) => inspect::run(args),
     }
 }

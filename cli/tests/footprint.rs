@@ -102,4 +102,35 @@ async fn ten_restarts_with_a_put_between_keep_one_segment_per_shard() {
             .unwrap();
         assert_eq!(records["Records"].as_array().unwrap().len(), 10, "{shard}");
     }
+    // `sluice inspect` refuses a directory a server holds, and names the fix.
+    let refused = inspect(dir.path());
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("stop it first"), "{stderr}");
+    server.kill();
+    // Once stopped, it shows one live segment per shard and the total allocated.
+    let shown = inspect(dir.path());
+    let stdout = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{stdout}");
+    for shard in [
+        "footprint/shardId-000000000000",
+        "footprint/shardId-000000000001",
+    ] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(shard))
+            .unwrap_or_else(|| panic!("no row for {shard}: {stdout}"));
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(&columns[1..4], ["1", "1", "0"], "{row}");
+    }
+    let total = stdout.lines().find(|l| l.starts_with("total")).unwrap();
+    assert!(total.contains("8.0 MiB"), "{total}");
+}
+
+fn inspect(dir: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["inspect", "--segment-mib", "4", "--dir"])
+        .arg(dir)
+        .output()
+        .expect("running sluice inspect")
 }

@@ -86,8 +86,8 @@ mod throttle;
 mod token;
 
 pub use admin::{
-    CreateStream, ListShards, ShardDescription, ShardFilter, ShardPage, StreamDescription,
-    StreamMode, StreamPage, StreamStatus, StreamSummary,
+    CreateStream, ListShards, ShardDescription, ShardFilter, ShardPage, ShardSpace,
+    StreamDescription, StreamMode, StreamPage, StreamStatus, StreamSummary,
 };
 pub use call::Call;
 #[cfg(feature = "testing")]
@@ -110,7 +110,9 @@ pub use reshard::ShardCountUpdate;
 pub use seqnum::{SequenceNumber, SequenceNumberError, ShardId};
 // From the storage crate, what an embedder names: durability, clocks, and the storage error
 // that `Storage` variants carry. Shard logs themselves are sluice-storage's to export.
-pub use sluice_storage::{Clock, Durability, ManualClock, ScaledClock, StorageError, SystemClock};
+pub use sluice_storage::{
+    Clock, Durability, LogSpace, ManualClock, ScaledClock, StorageError, SystemClock,
+};
 pub use stream::Stream;
 pub use subscription::{Subscription, SubscriptionEvent};
 

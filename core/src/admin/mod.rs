@@ -6,8 +6,8 @@ mod types;
 
 pub(crate) use types::describe_shard;
 pub use types::{
-    CreateStream, ListShards, ShardDescription, ShardFilter, ShardPage, StreamDescription,
-    StreamMode, StreamPage, StreamStatus, StreamSummary,
+    CreateStream, ListShards, ShardDescription, ShardFilter, ShardPage, ShardSpace,
+    StreamDescription, StreamMode, StreamPage, StreamStatus, StreamSummary,
 };
 
 use crate::call::Call;
@@ -64,6 +64,27 @@ impl Engine {
 
 impl Stream {
     /// The stream's state for an administrative call, or `StreamNotFound` once deleted.
+    /// The disk each of the stream's shards takes, closed parents included until they
+    /// expire, read from their segment headers (`sluice_storage::log_space`; the footprint
+    /// is explained in docs/operations.md).
+    pub fn disk_space(&self) -> Result<Vec<ShardSpace>, AdminError> {
+        let stream = self.admin_state()?;
+        let root = self.engine.shared().data_dir.root();
+        let shards = stream.shards();
+        shards
+            .by_index
+            .iter()
+            .map(|shard| {
+                let dir = crate::control::shard_dir_in(root, stream.uid, shard.index);
+                Ok(ShardSpace {
+                    shard: shard.id,
+                    closed: shard.closed_ms.is_some(),
+                    space: sluice_storage::log_space(&dir)?,
+                })
+            })
+            .collect()
+    }
+
     fn admin_state(&self) -> Result<&Arc<StreamState>, AdminError> {
         self.live_state()
             .map_err(|_| AdminError::stream_not_found(self.name()))

@@ -102,6 +102,18 @@ pub struct StreamDescription {
     pub has_more_shards: bool,
 }
 
+/// The disk one shard takes (`Stream::disk_space`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardSpace {
+    /// The shard.
+    pub shard: ShardId,
+    /// Closed by a reshard: it takes no more records and goes once they expire.
+    pub closed: bool,
+    /// Its segment files.
+    pub space: sluice_storage::LogSpace,
+}
+
 /// `describe_stream_summary`'s answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSummary {

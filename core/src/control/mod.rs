@@ -133,7 +133,7 @@ impl Control {
     }
 
     fn streams_dir(&self) -> PathBuf {
-        self.shared.data_dir.root().join("streams")
+        self.shared.data_dir.root().join(STREAMS_DIR)
     }
 
     pub(crate) fn stream_dir(&self, uid: u64) -> PathBuf {
@@ -141,7 +141,7 @@ impl Control {
     }
 
     pub(crate) fn shard_dir(&self, uid: u64, index: u32) -> PathBuf {
-        self.stream_dir(uid).join(format!("shard-{index}"))
+        shard_dir_in(self.shared.data_dir.root(), uid, index)
     }
 
     /// Moves stream directories the catalog does not know out of the way. They are left by a
@@ -427,4 +427,14 @@ pub(crate) enum ControlJobOrStop {
     Job(ControlJob),
     /// Stop.
     Stop,
+}
+
+/// The directory under the data directory's root holding one directory per stream.
+const STREAMS_DIR: &str = "streams";
+
+/// The log directory of shard `index` of the stream `uid`, under the data directory `root`.
+pub(crate) fn shard_dir_in(root: &std::path::Path, uid: u64, index: u32) -> PathBuf {
+    root.join(STREAMS_DIR)
+        .join(uid.to_string())
+        .join(format!("shard-{index}"))
 }
