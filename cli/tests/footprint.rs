@@ -77,10 +77,19 @@ async fn ten_restarts_with_a_put_between_keep_one_segment_per_shard() {
     // And every record is there: 10 per shard.
     let server = TestServer::start(dir.path(), &[]);
     let mut client = KinesisClient::connect(server.address).await.unwrap();
+    for count in records_per_shard(&mut client).await {
+        assert_eq!(count, 10);
+    }
+    check_inspect(dir.path(), server);
+}
+
+/// How many records each shard of the stream holds.
+async fn records_per_shard(client: &mut KinesisClient) -> Vec<usize> {
     let shards: Value = client
         .call("ListShards", &json!({"StreamName": "footprint"}))
         .await
         .unwrap();
+    let mut counts = Vec::new();
     for shard in shards["Shards"].as_array().unwrap() {
         let iterator: Value = client
             .call(
@@ -100,16 +109,20 @@ async fn ten_restarts_with_a_put_between_keep_one_segment_per_shard() {
             )
             .await
             .unwrap();
-        assert_eq!(records["Records"].as_array().unwrap().len(), 10, "{shard}");
+        counts.push(records["Records"].as_array().unwrap().len());
     }
-    // `sluice inspect` refuses a directory a server holds, and names the fix.
-    let refused = inspect(dir.path());
+    counts
+}
+
+/// `sluice inspect` refuses a directory a running server holds, naming the fix; once the
+/// server is stopped, it shows one live segment per shard and the total allocated.
+fn check_inspect(dir: &Path, server: TestServer) {
+    let refused = inspect(dir);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("stop it first"), "{stderr}");
     server.kill();
-    // Once stopped, it shows one live segment per shard and the total allocated.
-    let shown = inspect(dir.path());
+    let shown = inspect(dir);
     let stdout = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.status.success(), "{stdout}");
     for shard in [
