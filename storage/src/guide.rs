@@ -79,6 +79,37 @@
 //!
 //! ## Housekeeping
 //!
-//! The owner calls [`ShardLog::maintain`](crate::ShardLog::maintain) every ~100 ms: it retires
-//! segments older than `retention_ms`, seals full segments and prepares a spare, so appends
-//! never create files. A full ring is refused with `LogFull`, never overwritten.
+//! **The owner must run housekeeping**: [`ShardLog::maintain`](crate::ShardLog::maintain)
+//! every ~100 ms, or [`ShardLog::run_maintenance`](crate::ShardLog::run_maintenance) spawned
+//! beside the appends, which does it until the log fails. It retires segments older than
+//! `retention_ms` (without it nothing ever expires and the ring fills up), seals full
+//! segments (so a reopen finds them without a scan) and prepares a spare, so appends never
+//! create files. A full ring is refused with `LogFull`, never overwritten.
+//!
+//! [`ShardLog::close`](crate::ShardLog::close) ends a log and says whether its last records
+//! reached the disk; dropping it does not sync.
+//!
+//! ```
+//! use futures_lite::future;
+//! use sluice_storage::runtime::block_on;
+//! use sluice_storage::{Durability, GlommioIo, LogConfig, RecordIn, ShardLog, SystemClock};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! block_on(async {
+//!     let config = LogConfig { segment_size_bytes: 4 << 20, ..LogConfig::default() };
+//!     let log = ShardLog::open(GlommioIo, dir.path(), config, Arc::new(SystemClock)).await.unwrap();
+//!     let work = async {
+//!         let batch = [RecordIn { key: b"k", data: b"v" }];
+//!         log.append(&batch, Durability::Visible).await.unwrap();
+//!     };
+//!     // Housekeeping runs as long as the work does (it only ends early if the log fails).
+//!     let housekeeping = async {
+//!         let failed = log.run_maintenance(Duration::from_millis(100)).await;
+//!         panic!("housekeeping stopped: {failed:?}");
+//!     };
+//!     future::or(work, housekeeping).await;
+//!     log.close().await.expect("every record is durable");
+//! });
+//! ```

@@ -493,3 +493,79 @@ fn a_latched_log_writes_no_seal() {
         "no trailer was written"
     );
 }
+
+/// `close` says whether the last records reached the disk: a clean close is `Ok`, a failed
+/// final sync is its error (dropping the log would have said nothing).
+#[test]
+fn close_reports_a_failed_final_sync() {
+    for fail in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let io = FaultyIo::new(GlommioIo);
+        let closed = block_on(async {
+            let log = open(io.clone(), dir.path(), small_config(), manual_clock()).await;
+            append_expected(&log, 3, 100).await; // visible only
+            if fail {
+                io.arm(FaultPlan {
+                    fail_sync_from: Some((0, Fault::Eio)),
+                    ..FaultPlan::default()
+                });
+            }
+            log.close().await
+        });
+        match fail {
+            false => closed.expect("a clean close"),
+            true => assert!(matches!(closed, Err(StorageError::Io { .. })), "{closed:?}"),
+        }
+    }
+}
+
+/// `run_maintenance` keeps housekeeping going (a spare is prepared while appends run) and
+/// ends with the error that latched the log.
+#[test]
+fn run_maintenance_works_until_the_log_fails_and_returns_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new(GlommioIo);
+    block_on(async {
+        let log = open(io.clone(), dir.path(), small_config(), manual_clock()).await;
+        let work = async {
+            // Well past half a segment: housekeeping prepares the next one meanwhile.
+            for _ in 0..40 {
+                append_expected(&log, 4, 1000).await;
+                sluice_storage::runtime::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            run_until(|| log.stats().free_segments > 0).await;
+            io.arm(FaultPlan {
+                fail_write_from: Some((0, Fault::Eio)),
+                ..FaultPlan::default()
+            });
+            let failed = log
+                .append(
+                    &[RecordIn {
+                        key: b"k",
+                        data: b"x",
+                    }],
+                    Durability::Visible,
+                )
+                .await;
+            assert!(failed.is_err());
+            std::future::pending::<StorageError>().await
+        };
+        let housekeeping = async {
+            log.run_maintenance(std::time::Duration::from_millis(1))
+                .await
+                .expect_err("runs until the log fails")
+        };
+        let stopped = futures_lite::future::or(work, housekeeping).await;
+        assert!(
+            matches!(stopped, StorageError::Latched { .. }),
+            "{stopped:?}"
+        );
+        // The first segment was created by the first append's roll; the spare by housekeeping.
+        let stats = log.stats();
+        assert_eq!(
+            stats.files_created - stats.files_created_on_roll,
+            1,
+            "{stats:?}"
+        );
+    });
+}

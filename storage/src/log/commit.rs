@@ -13,6 +13,15 @@ impl<I: SegmentIo> ShardLog<I> {
         self.wait_durable(self.shared.next_seq()).await
     }
 
+    /// Closes the log: makes everything visible so far durable and says whether that worked.
+    /// Dropping a log does not sync: what was acknowledged as visible only is then on disk
+    /// only once the kernel writes it back (a crash of the process loses nothing, a power
+    /// loss may). Readers keep working on the records they can see; the files stay mapped
+    /// while any batch read from them is alive.
+    pub async fn close(self) -> Result<()> {
+        self.sync().await
+    }
+
     /// Returns once every record below `end_seq` is durable (sharing syncs with concurrent
     /// callers, as durable appends do). `append(.., Visible)` followed by this is
     /// `append(.., Durable)` split in two, for callers that act between the two points.

@@ -49,6 +49,16 @@ impl<I: SegmentIo> ShardLog<I> {
         Ok(retired)
     }
 
+    /// Runs [`ShardLog::maintain`] every `every` (100 ms suits most logs) until it fails:
+    /// spawn it on the log's core beside the appends. It returns the error that stopped it,
+    /// which is the one that latched the log.
+    pub async fn run_maintenance(&self, every: std::time::Duration) -> Result<()> {
+        loop {
+            self.maintain().await?;
+            crate::runtime::sleep(every).await;
+        }
+    }
+
     /// Syncs each full segment's data, then writes its seal. A segment retired meanwhile is still
     /// leased by `pending`, so it cannot be reused under the seal's writes.
     async fn seal_full_segments(&self) -> Result<()> {
