@@ -13,6 +13,13 @@ pub(crate) struct ShardMetrics {
     pub(crate) write_throttles: Counter,
     pub(crate) read_throttles: Counter,
     pub(crate) iterator_age_ms: Gauge,
+    /// What recovery found when the shard's log was opened (docs/design/segment-format.md):
+    /// cuts at a torn or damaged batch (normal after a crash: unacknowledged records went),
+    /// holes (damage stepped over: records that were durable are lost, worth an alarm), and
+    /// stale segments released.
+    recovery_cuts: Counter,
+    recovery_holes: Counter,
+    recovery_stale_segments: Counter,
 }
 
 impl ShardMetrics {
@@ -34,6 +41,21 @@ impl ShardMetrics {
             write_throttles: counter!("sluice_shard_write_throttled", labels.clone()),
             read_throttles: counter!("sluice_shard_read_throttled", labels.clone()),
             iterator_age_ms: gauge!("sluice_shard_iterator_age_ms", labels.clone()),
+            recovery_cuts: counter!("sluice_shard_recovery_cuts", labels.clone()),
+            recovery_holes: counter!("sluice_shard_recovery_holes", labels.clone()),
+            recovery_stale_segments: counter!(
+                "sluice_shard_recovery_stale_segments",
+                labels.clone()
+            ),
         }
+    }
+
+    /// Counts what recovery found when the shard's log was opened.
+    pub(crate) fn count_recovery(&self, report: &sluice_storage::RecoveryReport) {
+        self.recovery_cuts
+            .increment(u64::from(report.truncated.is_some()));
+        self.recovery_holes.increment(report.holes.len() as u64);
+        self.recovery_stale_segments
+            .increment(report.stale_segments as u64);
     }
 }

@@ -304,7 +304,7 @@ impl Control {
                         Err(e) => Err(StorageError::io("create shard dir", &dir, e)),
                     };
                     let _ = reply.send(opened.map(|log| {
-                        let reader = log.reader();
+                        let reader = (log.reader(), log.recovery_report().clone());
                         state.insert(key, Rc::new(log));
                         if closed {
                             // A reshard closed it: it takes no more appends.
@@ -327,15 +327,19 @@ impl Control {
                 .map_err(|_| StepError::Shutdown)
                 .and_then(|r| r.map_err(StepError::from));
             match reader {
-                Ok(reader) => opened.push(Arc::new(ShardState::new(
-                    shard,
-                    &stream.name,
-                    core,
-                    reader,
-                    limits,
-                    now_ms,
-                    &self.shared.config.metric_labels,
-                ))),
+                Ok((reader, recovery)) => {
+                    let state = ShardState::new(
+                        shard,
+                        &stream.name,
+                        core,
+                        reader,
+                        limits,
+                        now_ms,
+                        &self.shared.config.metric_labels,
+                    );
+                    state.metrics.count_recovery(&recovery);
+                    opened.push(Arc::new(state));
+                }
                 Err(e) => failure = failure.or(Some(e)),
             }
         }
