@@ -183,6 +183,10 @@ typedef int32_t (*sluice_delivery_callback)(void *context,
 // The engine is shutting down.
 #define SLUICE_ENGINE_SHUTDOWN 10
 
+// `sluice_engine_open` refused: the metadata log is damaged before its end (not a torn
+// write) and was left as found; `sluice repair-metadata --dir DIR` repairs it deliberately.
+#define SLUICE_METADATA_DAMAGED 11
+
 // The oldest retained record.
 #define SLUICE_TRIM_HORIZON 0
 
@@ -412,6 +416,8 @@ sluice_result sluice_options_set_throughput_limits(struct sluice_options *option
                                                    int32_t enabled);
 
 // Opens the engine: starts its threads and reopens every stream in the data directory.
+// `SLUICE_METADATA_DAMAGED` when the metadata log is damaged before its end: the engine does
+// not open and leaves the log as found (`sluice repair-metadata --dir DIR` repairs it).
 //
 // Thread safety: one thread at a time per options handle.
 //
@@ -430,8 +436,9 @@ sluice_result sluice_engine_open(const struct sluice_options *options,
 // `engine` is NULL or from `sluice_engine_open`, not used afterwards.
 void sluice_engine_free(struct sluice_engine *engine);
 
-// The name of a result code ("ResourceNotFoundException", ...; "OK" for 0, "Unknown" for a
-// code this library does not know). The string is static: never free it.
+// The name of a result code ("ResourceNotFoundException", ...; "EngineShutdown" and
+// "MetadataDamaged" for the engine's own; "OK" for 0, "Unknown" for a code this library
+// does not know). The string is static: never free it.
 //
 // Thread safety: any thread.
 const char *sluice_result_message(sluice_result result);

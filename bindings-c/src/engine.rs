@@ -137,6 +137,8 @@ pub unsafe extern "C" fn sluice_options_set_throughput_limits(
 }
 
 /// Opens the engine: starts its threads and reopens every stream in the data directory.
+/// `SLUICE_METADATA_DAMAGED` when the metadata log is damaged before its end: the engine does
+/// not open and leaves the log as found (`sluice repair-metadata --dir DIR` repairs it).
 ///
 /// Thread safety: one thread at a time per options handle.
 ///
