@@ -91,8 +91,8 @@ pub enum StorageError {
     /// to acknowledged entries; cutting the log there would drop the later ones. The file is
     /// left as found; [`MetaLog::repair`](crate::MetaLog::repair) rewrites it deliberately.
     #[error(
-        "metadata log {path:?} is damaged at byte {pos}, with {frames_after} valid entries after \
-         the damage; it was left as found, for a deliberate repair"
+        "metadata log {path:?} is damaged at byte {pos} (valid entries after the damage: \
+         {frames_after}); it was left as found, for a deliberate repair"
     )]
     MetadataDamaged {
         /// The metadata log.

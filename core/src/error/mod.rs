@@ -32,9 +32,9 @@ pub enum OpenError {
     /// (or [`metadata::repair`](crate::metadata::repair)) rewrites it deliberately, keeping
     /// every valid entry and a copy of the damaged file.
     #[error(
-        "the metadata log {path:?} is damaged at byte {pos}, with {frames_after} valid entries \
-         after the damage; it was left as found: `sluice repair-metadata --dir <data dir>` \
-         shows what a repair keeps, and `--apply` rewrites it"
+        "the metadata log {path:?} is damaged at byte {pos} (valid entries after the damage: \
+         {frames_after}); it was left as found: `sluice repair-metadata --dir <data dir>` shows \
+         what a repair keeps, and `--apply` rewrites it"
     )]
     MetadataDamaged {
         /// The metadata log.
