@@ -1,6 +1,8 @@
 //! `sluice`: the command-line entry point. `sluice serve` runs a Kinesis-compatible endpoint;
-//! `sluice bench` is a load generator for the engine.
+//! `sluice bench` is a load generator for the engine; `sluice repair-metadata` checks and
+//! repairs a data directory's metadata log.
 
+mod repair;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -24,11 +26,16 @@ enum Command {
     /// Put a volume of records into a stream through the engine, read every shard back and
     /// reopen; print throughput and latency.
     Bench(sluice_loadgen::BenchArgs),
+    /// Check a data directory's metadata log and, with --apply, repair one damaged before its
+    /// end (the engine refuses to open it): the damaged file is copied aside and the log is
+    /// rewritten with every valid entry.
+    RepairMetadata(repair::RepairMetadataArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => sluice_loadgen::run(args),
+        Command::RepairMetadata(args) => repair::run(args),
     }
 }
