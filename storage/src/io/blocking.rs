@@ -25,6 +25,14 @@ pub struct BlockingFile {
     faults: Option<Arc<FaultState>>,
 }
 
+// The metadata log was unwind-safe with std files and stays so: the injector's state is
+// consistent across a panic (its journal's mutex is taken past poisoning, and its gates guard
+// no data), and production's `BlockingIo` holds none.
+impl std::panic::UnwindSafe for BlockingIo {}
+impl std::panic::RefUnwindSafe for BlockingIo {}
+impl std::panic::UnwindSafe for BlockingFile {}
+impl std::panic::RefUnwindSafe for BlockingFile {}
+
 impl BlockingIo {
     /// Plain std files.
     pub fn plain() -> BlockingIo {
