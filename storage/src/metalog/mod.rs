@@ -62,25 +62,24 @@ where
         let file = io
             .open(path)
             .map_err(|e| StorageError::io("open metadata log", path, e))?;
-        let bytes =
+        // Read whole, then cut to what replay keeps: the valid prefix.
+        let mut valid =
             std::fs::read(path).map_err(|e| StorageError::io("read metadata log", path, e))?;
-        let fresh = header_unwritten(&bytes);
-        let (entries, valid) = if fresh {
-            (Vec::new(), file_header().to_vec())
+        let fresh = header_unwritten(&valid);
+        let entries = if fresh {
+            valid = file_header().to_vec();
+            Vec::new()
         } else {
-            let scanned = scan(&bytes, decode::<T>);
+            let scanned = scan(&valid, decode::<T>);
             check_replayable(path, &scanned)?;
-            let valid_len = scanned.torn_from.unwrap_or(bytes.len());
-            (scanned.entries, bytes[..valid_len].to_vec())
+            valid.truncate(scanned.torn_from.unwrap_or(valid.len()));
+            scanned.entries
         };
         let marker = sync_failed_marker(path);
         let rewrite = fresh || marker.exists();
-        let write = |at: u64, bytes: &[u8]| {
-            file.write_at(at, bytes)
-                .map_err(|e| StorageError::io("write metadata log", path, e))
-        };
         if rewrite {
-            write(0, &valid)?;
+            file.write_at(0, &valid)
+                .map_err(|e| StorageError::io("write metadata log", path, e))?;
         }
         file.set_len(valid.len() as u64)
             .map_err(|e| StorageError::io("truncate metadata log", path, e))?;
