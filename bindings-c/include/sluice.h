@@ -233,6 +233,10 @@ typedef int32_t (*sluice_delivery_callback)(void *context,
 // a close or free: after those the handle must not be used at all.
 #define SLUICE_ENGINE_SHUTDOWN 10
 
+// `sluice_engine_open` refused: the metadata log is damaged before its end (not a torn
+// write) and was left as found; `sluice repair-metadata --dir DIR` repairs it deliberately.
+#define SLUICE_METADATA_DAMAGED 11
+
 // The oldest retained record.
 #define SLUICE_TRIM_HORIZON 0
 
@@ -491,6 +495,8 @@ void sluice_consumer_free(struct sluice_consumer *consumer);
 
 // Opens the engine: starts its threads and reopens every stream in the data directory.
 // One engine per data directory at a time: a directory another engine holds is refused.
+// `SLUICE_METADATA_DAMAGED` when the metadata log is damaged before its end: the engine does
+// not open and leaves the log as found (`sluice repair-metadata --dir DIR` repairs it).
 //
 // Thread safety: one thread at a time per options handle.
 //
@@ -535,8 +541,9 @@ sluice_result sluice_engine_close(struct sluice_engine *engine);
 // afterwards.
 void sluice_engine_free(struct sluice_engine *engine);
 
-// The name of a result code ("ResourceNotFoundException", ...; "OK" for 0, "Unknown" for a
-// code this library does not know). The string is static: never free it.
+// The name of a result code ("ResourceNotFoundException", ...; "EngineShutdown" and
+// "MetadataDamaged" for the engine's own; "OK" for 0, "Unknown" for a code this library
+// does not know). The string is static: never free it.
 //
 // Thread safety: any thread.
 const char *sluice_result_message(sluice_result result);

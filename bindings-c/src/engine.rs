@@ -48,6 +48,8 @@ impl sluice_engine {
 
 /// Opens the engine: starts its threads and reopens every stream in the data directory.
 /// One engine per data directory at a time: a directory another engine holds is refused.
+/// `SLUICE_METADATA_DAMAGED` when the metadata log is damaged before its end: the engine does
+/// not open and leaves the log as found (`sluice repair-metadata --dir DIR` repairs it).
 ///
 /// Thread safety: one thread at a time per options handle.
 ///

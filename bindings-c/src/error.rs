@@ -34,6 +34,9 @@ pub const SLUICE_INTERNAL_FAILURE: sluice_result = 9;
 /// opened again. An engine handle keeps its engine running, so this is never the result of
 /// a close or free: after those the handle must not be used at all.
 pub const SLUICE_ENGINE_SHUTDOWN: sluice_result = 10;
+/// `sluice_engine_open` refused: the metadata log is damaged before its end (not a torn
+/// write) and was left as found; `sluice repair-metadata --dir DIR` repairs it deliberately.
+pub const SLUICE_METADATA_DAMAGED: sluice_result = 11;
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
@@ -55,8 +58,9 @@ pub(crate) fn clear_last_error() {
     });
 }
 
-/// The name of a result code ("ResourceNotFoundException", ...; "OK" for 0, "Unknown" for a
-/// code this library does not know). The string is static: never free it.
+/// The name of a result code ("ResourceNotFoundException", ...; "EngineShutdown" and
+/// "MetadataDamaged" for the engine's own; "OK" for 0, "Unknown" for a code this library
+/// does not know). The string is static: never free it.
 ///
 /// Thread safety: any thread.
 #[unsafe(no_mangle)]
@@ -73,6 +77,7 @@ pub extern "C" fn sluice_result_message(result: sluice_result) -> *const c_char 
         SLUICE_VALIDATION => b"ValidationException\0",
         SLUICE_INTERNAL_FAILURE => b"InternalFailureException\0",
         SLUICE_ENGINE_SHUTDOWN => b"EngineShutdown\0",
+        SLUICE_METADATA_DAMAGED => b"MetadataDamaged\0",
         _ => b"Unknown\0",
     };
     text.as_ptr().cast()
@@ -107,13 +112,16 @@ mod tests {
             SLUICE_VALIDATION,
             SLUICE_INTERNAL_FAILURE,
             SLUICE_ENGINE_SHUTDOWN,
+            SLUICE_METADATA_DAMAGED,
         ];
+        assert_eq!(c_codes.len(), ErrorCode::ALL.len());
+        let code_name = |code: ErrorCode| code.name().to_owned();
         for (code, engine) in c_codes.iter().zip(ErrorCode::ALL) {
             assert_eq!(*code, engine.as_u32());
             // SAFETY: sluice_result_message returns a static NUL-terminated string.
             let name = unsafe { std::ffi::CStr::from_ptr(sluice_result_message(*code)) };
             let expected = match engine {
-                ErrorCode::EngineShutdown => "EngineShutdown".to_owned(),
+                ErrorCode::EngineShutdown | ErrorCode::MetadataDamaged => code_name(engine),
                 code => format!("{}Exception", code.name()),
             };
             assert_eq!(name.to_str().unwrap(), expected);

@@ -1,8 +1,10 @@
 //! `sluice`: the command-line entry point. `sluice serve` runs a Kinesis-compatible endpoint;
 //! `sluice bench` is a load generator for the engine; `sluice inspect` shows what a data
-//! directory holds and the disk it takes.
+//! directory holds and the disk it takes; `sluice repair-metadata` checks and repairs a data
+//! directory's metadata log.
 
 mod inspect;
+mod repair;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,10 @@ enum Command {
     /// Show the streams and shards of a data directory and the disk each takes: segment
     /// files, live and reusable segments (the server on it must be stopped).
     Inspect(inspect::InspectArgs),
+    /// Check a data directory's metadata log and, with --apply, repair one damaged before its
+    /// end (the engine refuses to open it): the damaged file is copied aside and the log is
+    /// rewritten with every valid entry.
+    RepairMetadata(repair::RepairMetadataArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => sluice_loadgen::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::RepairMetadata(args) => repair::run(args),
     }
 }

@@ -101,7 +101,7 @@ impl Engine {
             }),
         };
         let control = Control::open(shared).map_err(|e| match e {
-            StepError::Storage(e) => OpenError::Storage(e),
+            StepError::Storage(e) => OpenError::from(e),
             StepError::Shutdown => OpenError::Thread {
                 what: "a core",
                 source: std::io::Error::other("a core stopped while the engine opened"),

@@ -53,6 +53,10 @@
 //! 1..=256 characters, records up to the stream's maximum (1 MiB by default, up to 10 MiB),
 //! retention 24..=8760 hours.
 //!
+//! A metadata log damaged before its end (not a torn write) stops [`Engine::open`] with
+//! [`OpenError::MetadataDamaged`] and is left as found; [`metadata::repair`] (the
+//! `sluice repair-metadata` command) rewrites it deliberately.
+//!
 //! The [`guide`] walks through embedding: opening, creating, putting (async and blocking),
 //! reading zero-copy, resharding and reading along the lineage, subscribing, consumers that
 //! resume where they left off, the plain log, errors and shutting down.
@@ -72,6 +76,7 @@ pub mod limits;
 mod lineage;
 mod list_shards;
 mod log;
+pub mod metadata;
 mod metrics;
 mod names;
 mod put;

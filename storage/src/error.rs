@@ -86,6 +86,22 @@ pub enum StorageError {
         /// What failed.
         reason: String,
     },
+    /// The metadata log is damaged before its end: a bad frame with valid frames after it.
+    /// Every entry is synced before it is acknowledged, so this is not a torn write but damage
+    /// to acknowledged entries; cutting the log there would drop the later ones. The file is
+    /// left as found; [`MetaLog::repair`](crate::MetaLog::repair) rewrites it deliberately.
+    #[error(
+        "metadata log {path:?} is damaged at byte {pos} (valid entries after the damage: \
+         {frames_after}); it was left as found, for a deliberate repair"
+    )]
+    MetadataDamaged {
+        /// The metadata log.
+        path: PathBuf,
+        /// Byte offset of the first damaged frame.
+        pos: u64,
+        /// Valid frames after the damage (all of them, past any further damage).
+        frames_after: usize,
+    },
     /// Every segment slot holds unexpired data; nothing can be written until retention frees one.
     #[error("the log is full: all {segments_max} segments hold unexpired or leased data")]
     LogFull {

@@ -73,7 +73,7 @@ pub use error::{Result, StorageError};
 pub use format::{EncodedBatch, RecordIn, RecordView};
 pub use io::{GlommioIo, SegmentIo};
 pub use log::{Appended, Durability, LogStats, ShardLog};
-pub use metalog::MetaLog;
+pub use metalog::{MetaLog, MetaLogRepair, MetaLogScan};
 pub use reader::{LogReader, ReadBatch, ReadLimits};
 pub use recovery::{RecoveryReport, Truncation};
 pub use space::{LogSpace, log_space};

@@ -25,6 +25,9 @@ pub struct Stats {
     pub records_failed: AtomicU64,
     /// Reshards that failed under a fault (a cut in the middle of one, among others).
     pub reshards_failed: AtomicU64,
+    /// Stream creations, deletions and retention changes that failed under a fault (their
+    /// metadata entry's write or sync failed).
+    pub changes_failed: AtomicU64,
     /// Reopens after a crash or power loss.
     pub crashes: AtomicU64,
     /// Unsynced writes undone or torn by simulated power loss.
@@ -42,6 +45,7 @@ pub static STATS: Stats = Stats {
     ops: AtomicU64::new(0),
     records_failed: AtomicU64::new(0),
     reshards_failed: AtomicU64::new(0),
+    changes_failed: AtomicU64::new(0),
     crashes: AtomicU64::new(0),
     writes_lost: AtomicU64::new(0),
     visible_records_lost: AtomicU64::new(0),
@@ -58,12 +62,13 @@ impl std::fmt::Display for Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         write!(
             f,
-            "{} ops, {} records failed under faults, {} reshards failed under faults, {} crash or \
-             power-loss reopens, {} unsynced writes lost, {} visible records lost, failed puts' \
-             records found {} / absent {}",
+            "{} ops, {} records failed under faults, {} reshards failed under faults, {} stream \
+             changes failed under faults, {} crash or power-loss reopens, {} unsynced writes \
+             lost, {} visible records lost, failed puts' records found {} / absent {}",
             get(&self.ops),
             get(&self.records_failed),
             get(&self.reshards_failed),
+            get(&self.changes_failed),
             get(&self.crashes),
             get(&self.writes_lost),
             get(&self.visible_records_lost),
@@ -151,15 +156,25 @@ pub enum Op {
     },
 }
 
-/// What [`Op::Fault`] fails.
+/// What [`Op::Fault`] fails (in shard logs and the metadata log alike).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultOn {
-    /// Segment writes.
+    /// Writes.
     Write,
     /// fdatasyncs.
     Sync,
-    /// Segment file creations.
+    /// File creations.
     Create,
+}
+
+/// A stream change that failed under a fault: its metadata entry may have been written
+/// before its sync failed, so a restart may or may not replay it (it never takes effect
+/// before one: the catalog changes only after the entry is synced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unsure {
+    Created,
+    Deleted,
+    Retention(u32),
 }
 
 /// How sure the model is that a record is in the engine.
@@ -227,6 +242,9 @@ pub struct Harness {
     /// `faults.faults_fired()` when the engine last opened: a failure is excused only once a
     /// fault has really fired since.
     fired_at_open: u64,
+    /// Stream changes that failed under a fault since the engine opened: the next reopen
+    /// settles them from what the engine then holds.
+    unsure: Vec<(&'static str, Unsure)>,
 }
 
 impl Harness {
@@ -243,6 +261,7 @@ impl Harness {
             armed: false,
             may_be_latched: false,
             fired_at_open: 0,
+            unsure: Vec::new(),
         }
     }
 
@@ -380,8 +399,9 @@ impl Harness {
             .wait();
         if self.model.contains_key(name) {
             assert_eq!(result.unwrap_err().code(), ErrorCode::ResourceInUse);
+        } else if let Err(e) = result {
+            self.metadata_failed(name, Unsure::Created, &e.into());
         } else {
-            result.unwrap();
             let retention_hours = self.engine().stream(name).unwrap().summary().unwrap();
             assert_eq!(retention_hours.retention_hours, 24);
             self.model.insert(
@@ -408,15 +428,29 @@ impl Harness {
         Ok(op(&stream)?)
     }
 
+    /// Runs under faults too: a delete whose metadata entry failed is settled by the next
+    /// reopen.
     fn delete(&mut self, name: &'static str) {
-        if self.armed {
-            return;
-        }
         let result = self.on_stream(name, |s| s.delete().wait());
-        match self.model.remove(name) {
-            Some(_) => result.unwrap(),
-            None => assert_eq!(result.unwrap_err().code(), ErrorCode::ResourceNotFound),
+        match (self.model.contains_key(name), result) {
+            (true, Ok(())) => drop(self.model.remove(name)),
+            (true, Err(e)) => self.metadata_failed(name, Unsure::Deleted, &e),
+            (false, result) => {
+                assert_eq!(result.unwrap_err().code(), ErrorCode::ResourceNotFound);
+            }
         }
+    }
+
+    /// A stream change failed: only under a fault, as an internal failure, and then whether
+    /// it happened is settled at the next reopen.
+    fn metadata_failed(&mut self, name: &'static str, change: Unsure, e: &sluice_core::Error) {
+        assert!(
+            self.degraded(),
+            "{change:?} of {name} failed without a fault: {e}"
+        );
+        assert_eq!(e.code(), ErrorCode::InternalFailure, "{e}");
+        count(&STATS.changes_failed, 1);
+        self.unsure.push((name, change));
     }
 
     fn put(&mut self, name: &'static str, keys: &[usize], durable: bool, step: usize) {
@@ -570,29 +604,34 @@ impl Harness {
             false => s.decrease_retention(hours).wait(),
         });
         let in_range = (24..=8760).contains(&hours);
-        let Some(stream) = self.model.get_mut(name) else {
+        let Some(current) = self.model.get(name).map(|s| s.retention_hours) else {
             // A missing stream has no handle to call, whatever the hours. (The server checks
             // the range first, as Kinesis does: its behaviour tests pin that order.)
             assert_eq!(result.unwrap_err().code(), ErrorCode::ResourceNotFound);
             return;
         };
-        let current = stream.retention_hours;
         let right_way = if increase {
             hours >= current
         } else {
             hours <= current
         };
-        if in_range && right_way {
-            result.unwrap();
-            stream.retention_hours = hours;
-        } else {
-            let code = result.unwrap_err().code();
-            assert!(
-                matches!(code, ErrorCode::InvalidArgument | ErrorCode::Validation),
-                "{code:?}"
-            );
+        match result {
+            Ok(()) if in_range && right_way => {
+                self.model.get_mut(name).expect("checked").retention_hours = hours;
+            }
+            Err(e) if in_range && right_way => {
+                self.metadata_failed(name, Unsure::Retention(hours), &e);
+            }
+            result => {
+                let code = result.unwrap_err().code();
+                assert!(
+                    matches!(code, ErrorCode::InvalidArgument | ErrorCode::Validation),
+                    "{code:?}"
+                );
+            }
         }
-        let expected = stream.retention_hours;
+        // A failed change has not taken effect (yet).
+        let expected = self.model[name].retention_hours;
         let summary = self.engine().stream(name).unwrap().summary().unwrap();
         assert_eq!(summary.retention_hours, expected);
     }
@@ -622,6 +661,7 @@ impl Harness {
         self.engine = Some(open(&self.dir, &self.faults));
         (self.armed, self.may_be_latched) = (false, false);
         self.fired_at_open = self.faults.faults_fired();
+        self.settle_unsure_changes(step);
         for name in STREAMS {
             let Some(stream) = self.model.get(name) else {
                 assert!(self.engine().stream(name).is_err());
@@ -641,6 +681,48 @@ impl Harness {
         // Opening syncs whatever recovery kept (a crashed process may never have synced it):
         // every record there now must survive the next power loss.
         self.every_record_is(Status::Durable);
+    }
+
+    /// After a reopen: each failed stream change happened if the engine now says so.
+    fn settle_unsure_changes(&mut self, step: usize) {
+        let unsure = std::mem::take(&mut self.unsure);
+        for name in STREAMS {
+            let changes: Vec<Unsure> = unsure
+                .iter()
+                .filter(|(n, _)| *n == name)
+                .map(|(_, change)| *change)
+                .collect();
+            if changes.is_empty() {
+                continue;
+            }
+            let context = format!("step {step}: {name} after {changes:?}");
+            match self.engine().stream(name).and_then(|s| s.summary()) {
+                Ok(summary) => {
+                    if !self.model.contains_key(name) {
+                        assert!(changes.contains(&Unsure::Created), "{context}");
+                        let created = StreamModel {
+                            retention_hours: 24,
+                            ..StreamModel::default()
+                        };
+                        self.model.insert(name, created);
+                    }
+                    let stream = self.model.get_mut(name).expect("inserted above");
+                    let actual = summary.retention_hours;
+                    assert!(
+                        actual == stream.retention_hours
+                            || changes.contains(&Unsure::Retention(actual)),
+                        "{context}: retention {actual}"
+                    );
+                    stream.retention_hours = actual;
+                }
+                Err(e) => {
+                    assert_eq!(e.code(), ErrorCode::ResourceNotFound, "{context}: {e}");
+                    if changes.contains(&Unsure::Deleted) {
+                        self.model.remove(name);
+                    }
+                }
+            }
+        }
     }
 
     fn every_record_is(&mut self, status: Status) {

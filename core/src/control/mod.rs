@@ -10,6 +10,7 @@ use crate::runtime::EngineIo;
 use crate::runtime::queue::QueueReceiver;
 use crate::runtime::{CoreJob, CoreMessage, CoreState};
 use crate::shared::EngineShared;
+use sluice_storage::io::{BlockingIo, FaultyIo};
 use sluice_storage::{LogConfig, MetaLog, ShardLog, StorageError};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -54,6 +55,15 @@ impl From<StepError> for ReshardError {
 /// Work for the control thread.
 pub(crate) type ControlJob = Box<dyn FnOnce(&mut Control) + Send>;
 
+/// The metadata log's file name in the data directory.
+pub(crate) const META_LOG: &str = "meta.log";
+
+/// The directory of the stream directories (named by uid) in the data directory.
+pub(crate) const STREAMS_DIR: &str = "streams";
+
+/// Where stream directories the metadata log does not know are set aside, as `<uid>-<ms>`.
+pub(crate) const ORPHANS_DIR: &str = "orphaned-streams";
+
 /// Metadata log entries between compactions.
 const META_ENTRIES_BEFORE_COMPACTION: usize = 1000;
 
@@ -72,23 +82,13 @@ impl Control {
     /// Replays the metadata log, removes directories of deleted streams and opens every
     /// shard log on its core.
     pub(crate) fn open(shared: Arc<EngineShared>) -> Result<Control, StepError> {
-        let path = shared.data_dir.root().join("meta.log");
-        let (meta, entries) = MetaLog::<MetaEntry>::open(&path)?;
-        let mut streams: BTreeMap<u64, StreamRecord> = BTreeMap::new();
-        let mut next_uid = 1;
-        for entry in entries {
-            match entry {
-                MetaEntry::Upsert(record) => {
-                    next_uid = next_uid.max(record.uid + 1);
-                    streams.insert(record.uid, record);
-                }
-                MetaEntry::Delete { uid } => {
-                    next_uid = next_uid.max(uid + 1);
-                    streams.remove(&uid);
-                }
-                MetaEntry::UidFloor { next_uid: floor } => next_uid = next_uid.max(floor),
-            }
-        }
+        let path = shared.data_dir.root().join(META_LOG);
+        let io = shared
+            .config
+            .io_faults()
+            .map_or_else(BlockingIo::plain, FaultyIo::blocking);
+        let (meta, entries) = MetaLog::<MetaEntry>::open_with_io(io, &path)?;
+        let (streams, next_uid) = replay(entries);
         let mut control = Control {
             shared,
             meta,
@@ -152,7 +152,7 @@ impl Control {
         known: &BTreeMap<u64, StreamRecord>,
     ) -> Result<(), StepError> {
         let dir = self.streams_dir();
-        let orphans = self.shared.data_dir.root().join("orphaned-streams");
+        let orphans = self.shared.data_dir.root().join(ORPHANS_DIR);
         std::fs::create_dir_all(&dir)
             .map_err(|e| StorageError::io("create streams dir", &dir, e))?;
         let listing =
@@ -425,6 +425,27 @@ impl Control {
     }
 }
 
+/// The streams the metadata log's entries leave, by uid, and the next uid to issue: above
+/// every uid they name and every uid floor.
+pub(crate) fn replay(entries: Vec<MetaEntry>) -> (BTreeMap<u64, StreamRecord>, u64) {
+    let mut streams: BTreeMap<u64, StreamRecord> = BTreeMap::new();
+    let mut next_uid = 1;
+    for entry in entries {
+        match entry {
+            MetaEntry::Upsert(record) => {
+                next_uid = next_uid.max(record.uid + 1);
+                streams.insert(record.uid, record);
+            }
+            MetaEntry::Delete { uid } => {
+                next_uid = next_uid.max(uid + 1);
+                streams.remove(&uid);
+            }
+            MetaEntry::UidFloor { next_uid: floor } => next_uid = next_uid.max(floor),
+        }
+    }
+    (streams, next_uid)
+}
+
 /// A message for the control thread.
 pub(crate) enum ControlJobOrStop {
     /// Run this.
@@ -432,9 +453,6 @@ pub(crate) enum ControlJobOrStop {
     /// Stop.
     Stop,
 }
-
-/// The directory under the data directory's root holding one directory per stream.
-const STREAMS_DIR: &str = "streams";
 
 /// The log directory of shard `index` of the stream `uid`, under the data directory `root`.
 pub(crate) fn shard_dir_in(root: &std::path::Path, uid: u64, index: u32) -> PathBuf {

@@ -2,7 +2,8 @@
 
 /// Stable numeric codes. `0` is success in the C ABI and never an error here. The kinds
 /// follow Kinesis' error kinds one to one, so a wire layer can name each after its
-/// exception.
+/// exception; the engine's own conditions (shutdown, a damaged metadata log) come after
+/// them. A code is never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
 #[non_exhaustive]
@@ -27,6 +28,9 @@ pub enum ErrorCode {
     InternalFailure = 9,
     /// The engine is shutting down or gone.
     EngineShutdown = 10,
+    /// The engine did not open: its metadata log is damaged before its end (not a torn
+    /// write) and was left as found, for a deliberate repair (`sluice repair-metadata`).
+    MetadataDamaged = 11,
 }
 
 impl ErrorCode {
@@ -43,6 +47,7 @@ impl ErrorCode {
             ErrorCode::Validation => "Validation",
             ErrorCode::InternalFailure => "InternalFailure",
             ErrorCode::EngineShutdown => "EngineShutdown",
+            ErrorCode::MetadataDamaged => "MetadataDamaged",
         }
     }
 
@@ -52,7 +57,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::ResourceNotFound,
         ErrorCode::ResourceInUse,
         ErrorCode::InvalidArgument,
@@ -63,6 +68,7 @@ impl ErrorCode {
         ErrorCode::Validation,
         ErrorCode::InternalFailure,
         ErrorCode::EngineShutdown,
+        ErrorCode::MetadataDamaged,
     ];
 }
 
@@ -73,7 +79,7 @@ mod tests {
     #[test]
     fn codes_are_stable_and_distinct() {
         let values: Vec<u32> = ErrorCode::ALL.iter().map(|c| c.as_u32()).collect();
-        assert_eq!(values, (1..=10).collect::<Vec<u32>>());
+        assert_eq!(values, (1..=11).collect::<Vec<u32>>());
         assert_eq!(
             ErrorCode::ProvisionedThroughputExceeded.name(),
             "ProvisionedThroughputExceeded"

@@ -121,7 +121,9 @@ impl ApiError {
         let code = error.code();
         let message = messages::render(&error, account);
         let status = match code {
-            ErrorCode::InternalFailure | ErrorCode::EngineShutdown => 500,
+            ErrorCode::InternalFailure | ErrorCode::EngineShutdown | ErrorCode::MetadataDamaged => {
+                500
+            }
             _ => 400,
         };
         ApiError {

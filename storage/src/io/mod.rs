@@ -1,7 +1,10 @@
 //! The storage I/O seam. The shard log writes only through these traits: glommio's io_uring
 //! buffered files in production ([`GlommioIo`]), a fault-injecting wrapper in tests
-//! ([`FaultyIo`]). Reads never come through here: they use read-only mappings.
+//! ([`FaultyIo`]). The metadata log writes through [`BlockingIo`]: std files, or the same
+//! fault injector's plan and journal. Reads never come through here: they use read-only
+//! mappings (the metadata log reads its file once, at open).
 
+mod blocking;
 mod fault;
 mod glommio;
 
@@ -9,6 +12,7 @@ use std::future::Future;
 use std::io;
 use std::path::Path;
 
+pub use self::blocking::{BlockingFile, BlockingIo};
 pub use self::fault::{
     Fault, FaultPlan, FaultyFile, FaultyIo, PAGE_BYTES, PageFate, PageLoss, PowerLoss,
     SECTOR_BYTES, SyncHold,

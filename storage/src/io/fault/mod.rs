@@ -1,14 +1,15 @@
 //! Fault injection behind the I/O seam: fail the Nth write or sync, or every create, with a
 //! chosen error; and power loss: the writes no sync has covered are undone, all of them, a
-//! suffix per file, or any subset of their pages (`power_loss`), as if the machine lost power. The state is shared and thread-safe, so one
-//! injector serves every core of an engine and a test arms faults while logs run
-//! (docs/design/engine-faults.md).
+//! suffix per file, or any subset of their pages (`power_loss`), as if the machine lost power.
+//! The state is shared and thread-safe, so one injector serves every core of an engine and a
+//! test arms faults while logs run; its [`BlockingIo`](super::BlockingIo) puts the metadata
+//! log under the same plan and journal (docs/design/engine-faults.md).
 
 mod power_loss;
 
 use self::power_loss::{Journaled, UndoRecord, lose_pages, lose_prefixes, undo_all};
 pub use self::power_loss::{PAGE_BYTES, PageFate, PageLoss, PowerLoss, SECTOR_BYTES};
-use super::{SegmentFile, SegmentIo};
+use super::{BlockingIo, SegmentFile, SegmentIo};
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -45,6 +46,16 @@ pub struct FaultPlan {
     pub fail_create: Option<Fault>,
 }
 
+/// The bytes a write of `len` bytes at `pos` into `path` is about to replace (fewer when it
+/// reaches past the end of the file).
+pub(super) fn bytes_replaced(path: &Path, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+    let file = std::fs::File::open(path)?;
+    let present = file.metadata()?.len().saturating_sub(pos).min(len as u64);
+    let mut old = vec![0u8; present as usize];
+    file.read_exact_at(&mut old, pos)?;
+    Ok(old)
+}
+
 /// The plan and the journal, behind one mutex (never held across an await).
 #[derive(Debug, Default)]
 struct Journal {
@@ -63,7 +74,7 @@ struct Journal {
 
 /// Counters and the gates, shared by the io, its clones and its files.
 #[derive(Debug, Default)]
-struct FaultState {
+pub(super) struct FaultState {
     journal: Mutex<Journal>,
     syncs_completed: AtomicU64,
     /// Calls that failed because of an injected fault, since the injector was made.
@@ -81,9 +92,112 @@ impl FaultState {
     }
 
     /// The error of a fault that fires now.
-    fn fire(&self, fault: Fault) -> io::Error {
+    pub(super) fn fire(&self, fault: Fault) -> io::Error {
         self.faults_fired.fetch_add(1, Ordering::AcqRel);
         fault.error()
+    }
+
+    /// A file creation is about to start: the error the plan fails it with, if any.
+    pub(super) fn create_fault(&self) -> Option<io::Error> {
+        let fault = self.journal().plan.fail_create;
+        fault.map(|fault| self.fire(fault))
+    }
+
+    /// A write is about to start: the error the plan fails it with, if any.
+    pub(super) fn write_fault(&self) -> Option<io::Error> {
+        let fault = {
+            let mut journal = self.journal();
+            let from = journal.plan.fail_write_from;
+            hit(&mut journal.writes, from)
+        };
+        fault.map(|fault| self.fire(fault))
+    }
+
+    /// Journals a completed write of `len` bytes at `pos` into `path` that replaced `old`.
+    /// Only a sync that starts after this can cover it.
+    pub(super) fn journal_write(&self, path: &Path, pos: u64, len: usize, old: Vec<u8>) {
+        let mut journal = self.journal();
+        journal.writes_completed += 1;
+        let id = journal.writes_completed;
+        let record = UndoRecord { id, pos, len, old };
+        journal
+            .unsynced
+            .entry(path.to_path_buf())
+            .or_default()
+            .push(record);
+    }
+
+    /// A sync is about to start: the plan's fault for it, if any, and the last write it is
+    /// sure to cover (only writes that completed before it started).
+    pub(super) fn sync_start(&self) -> (Option<Fault>, u64) {
+        let mut journal = self.journal();
+        let from = journal.plan.fail_sync_from;
+        (hit(&mut journal.syncs, from), journal.writes_completed)
+    }
+
+    /// A sync of `path` that covered writes up to `covered` ended with `synced`: retires
+    /// those writes, or (it failed) poisons them.
+    pub(super) fn sync_end(
+        &self,
+        path: &Path,
+        covered: u64,
+        synced: io::Result<()>,
+    ) -> io::Result<()> {
+        let mut journal = self.journal();
+        let journal = &mut *journal;
+        let writes = journal.unsynced.entry(path.to_path_buf()).or_default();
+        let (retired, pending): (Vec<UndoRecord>, Vec<UndoRecord>) = std::mem::take(writes)
+            .into_iter()
+            .partition(|w| w.id <= covered);
+        *writes = pending;
+        if let Err(e) = synced {
+            // Linux may mark the pages clean after a failed sync: the writes it should have
+            // covered are lost on power loss even if a later sync succeeds.
+            journal
+                .poisoned
+                .entry(path.to_path_buf())
+                .or_default()
+                .extend(retired);
+            return Err(e);
+        }
+        // Poisoned bytes written again and synced now are safe.
+        if let Some(poisoned) = journal.poisoned.get_mut(path) {
+            let mut ranges: Vec<(u64, u64)> = retired.iter().map(|w| (w.pos, w.end())).collect();
+            ranges.sort_unstable();
+            poisoned.retain(|p| !covered_by(p.pos, p.end(), &ranges));
+        }
+        self.syncs_completed.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// `path` was truncated to `len` (and is synced next): writes wholly past it are gone.
+    pub(super) fn truncated(&self, path: &Path, len: u64) {
+        let mut journal = self.journal();
+        let journal = &mut *journal;
+        for records in [&mut journal.unsynced, &mut journal.poisoned] {
+            if let Some(writes) = records.get_mut(path) {
+                writes.retain(|w| w.pos < len);
+            }
+        }
+    }
+
+    /// `path` was created afresh (emptied): its earlier writes no longer describe it.
+    pub(super) fn replaced(&self, path: &Path) {
+        let mut journal = self.journal();
+        journal.unsynced.remove(path);
+        journal.poisoned.remove(path);
+    }
+
+    /// `from` was renamed over `to`: its writes now belong to `to`; `to`'s old file is gone.
+    pub(super) fn renamed(&self, from: &Path, to: &Path) {
+        let mut journal = self.journal();
+        let journal = &mut *journal;
+        for records in [&mut journal.unsynced, &mut journal.poisoned] {
+            records.remove(to);
+            if let Some(writes) = records.remove(from) {
+                records.insert(to.to_path_buf(), writes);
+            }
+        }
     }
 }
 
@@ -228,12 +342,19 @@ impl<I: SegmentIo> FaultyIo<I> {
     /// Writes no completed sync has covered yet: file, offset and length.
     pub fn unsynced_writes(&self) -> Vec<(PathBuf, u64, usize)> {
         let journal = self.state.journal();
-        let per_file = journal.unsynced.iter().flat_map(|(path, writes)| {
-            writes
-                .iter()
-                .map(move |w| (path.clone(), w.pos, w.old.len()))
-        });
+        let per_file = journal
+            .unsynced
+            .iter()
+            .flat_map(|(path, writes)| writes.iter().map(move |w| (path.clone(), w.pos, w.len)));
         per_file.collect()
+    }
+
+    /// Blocking file I/O through this injector: its plan fails the writes, syncs and
+    /// creations of those files too (counted with the segment files'), its journal records
+    /// their unsynced writes, and power loss undoes them. For the metadata log
+    /// (`MetaLog::open_with_io`). The sync and write gates hold segment I/O only.
+    pub fn blocking(&self) -> BlockingIo {
+        BlockingIo::faulty(self.state.clone())
     }
 
     /// Stalls every sync until the returned guard is dropped.
@@ -256,9 +377,8 @@ impl<I: SegmentIo> SegmentIo for FaultyIo<I> {
     type File = FaultyFile<I::File>;
 
     async fn create(&self, path: &Path, len: u64) -> io::Result<Self::File> {
-        let fault = self.state.journal().plan.fail_create;
-        if let Some(fault) = fault {
-            return Err(self.state.fire(fault));
+        if let Some(error) = self.state.create_fault() {
+            return Err(error);
         }
         let inner = self.inner.create(path, len).await?;
         Ok(FaultyFile {
@@ -284,74 +404,29 @@ impl<I: SegmentIo> SegmentIo for FaultyIo<I> {
 
 impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
     async fn write_at(&self, pos: u64, buf: Vec<u8>) -> io::Result<()> {
-        let fault = {
-            let mut journal = self.state.journal();
-            let from = journal.plan.fail_write_from;
-            hit(&mut journal.writes, from)
-        };
-        if let Some(fault) = fault {
-            return Err(self.state.fire(fault));
+        if let Some(error) = self.state.write_fault() {
+            return Err(error);
         }
         self.state.writes_waiting.fetch_add(1, Ordering::AcqRel);
         let _gate = self.state.write_gate.read().await;
         self.state.writes_waiting.fetch_sub(1, Ordering::AcqRel);
-        let mut old = vec![0u8; buf.len()];
-        std::fs::File::open(&self.path)?.read_exact_at(&mut old, pos)?;
+        let len = buf.len();
+        let old = bytes_replaced(&self.path, pos, len)?;
         self.inner.write_at(pos, buf).await?;
         // Journal it once complete: only then can a sync that starts afterwards cover it.
-        let mut journal = self.state.journal();
-        journal.writes_completed += 1;
-        let id = journal.writes_completed;
-        let record = UndoRecord { id, pos, old };
-        journal
-            .unsynced
-            .entry(self.path.clone())
-            .or_default()
-            .push(record);
+        self.state.journal_write(&self.path, pos, len, old);
         Ok(())
     }
 
     async fn sync_data(&self) -> io::Result<()> {
-        // Only writes that completed before the sync started are sure to be covered by it.
-        let (fault, covered) = {
-            let mut journal = self.state.journal();
-            let from = journal.plan.fail_sync_from;
-            (hit(&mut journal.syncs, from), journal.writes_completed)
-        };
+        let (fault, covered) = self.state.sync_start();
         let synced = match fault {
             Some(fault) => Err(self.state.fire(fault)),
             None => self.inner.sync_data().await,
         };
         // A held sync has done its work but does not report back: a long sync in flight.
         let _gate = self.state.sync_gate.read().await;
-        let mut journal = self.state.journal();
-        let journal = &mut *journal;
-        let writes = journal.unsynced.entry(self.path.clone()).or_default();
-        let (retired, pending): (Vec<UndoRecord>, Vec<UndoRecord>) = std::mem::take(writes)
-            .into_iter()
-            .partition(|w| w.id <= covered);
-        *writes = pending;
-        if let Err(e) = synced {
-            // Linux may mark the pages clean after a failed sync: the writes it should have
-            // covered are lost on power loss even if a later sync succeeds.
-            journal
-                .poisoned
-                .entry(self.path.clone())
-                .or_default()
-                .extend(retired);
-            return Err(e);
-        }
-        // Poisoned bytes written again and synced now are safe.
-        if let Some(poisoned) = journal.poisoned.get_mut(&self.path) {
-            let mut ranges: Vec<(u64, u64)> = retired
-                .iter()
-                .map(|w| (w.pos, w.pos + w.old.len() as u64))
-                .collect();
-            ranges.sort_unstable();
-            poisoned.retain(|p| !covered_by(p.pos, p.pos + p.old.len() as u64, &ranges));
-        }
-        self.state.syncs_completed.fetch_add(1, Ordering::AcqRel);
-        Ok(())
+        self.state.sync_end(&self.path, covered, synced)
     }
 
     fn start_writeback(&self, pos: u64, len: u64) {

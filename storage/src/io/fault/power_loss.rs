@@ -57,12 +57,40 @@ pub enum PageFate {
     },
 }
 
-/// A completed write no sync has covered yet: its number, offset and the bytes it replaced.
+/// A completed write no sync has covered yet: its number, offset and length, and the bytes it
+/// replaced (fewer than `len` when the write extended the file).
 #[derive(Debug)]
 pub(super) struct UndoRecord {
     pub(super) id: u64,
     pub(super) pos: u64,
+    pub(super) len: usize,
     pub(super) old: Vec<u8>,
+}
+
+impl UndoRecord {
+    pub(super) fn end(&self) -> u64 {
+        self.pos + self.len as u64
+    }
+
+    /// Undoes the write but for its first `keep` bytes: the bytes it replaced come back, and
+    /// those it added past the file's old end go (cut off if nothing was written after them,
+    /// zeroes otherwise, as a device holds blocks a later size update made part of the file).
+    fn undo(&self, file: &std::fs::File, keep: usize) -> io::Result<()> {
+        if keep < self.old.len() {
+            file.write_all_at(&self.old[keep..], self.pos + keep as u64)?;
+        }
+        let added_from = keep.max(self.old.len());
+        if added_from < self.len {
+            let from = self.pos + added_from as u64;
+            let file_len = file.metadata()?.len();
+            if file_len > self.end() {
+                file.write_all_at(&vec![0; self.len - added_from], from)?;
+            } else if file_len > from {
+                file.set_len(from)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Per file, the writes a power cut may take back.
@@ -100,8 +128,8 @@ pub(super) fn undo_all(writes: &Journaled) -> io::Result<usize> {
         let Some(file) = open_existing(path)? else {
             continue;
         };
-        for UndoRecord { pos, old, .. } in writes.iter().rev() {
-            file.write_all_at(old, *pos)?;
+        for write in writes.iter().rev() {
+            write.undo(&file, 0)?;
             undone += 1;
         }
     }
@@ -119,16 +147,16 @@ pub(super) fn lose_prefixes(writes: &Journaled, seed: u64) -> io::Result<usize> 
         let mut rng = file_rng(seed, path);
         // Writes below `kept` persisted; the one at `kept` keeps its first `torn` bytes.
         let kept = (splitmix(&mut rng) % (writes.len() as u64 + 1)) as usize;
-        let torn = writes.get(kept).map_or(0, |w| {
-            (splitmix(&mut rng) % (w.old.len() as u64 + 1)) as usize
-        });
-        for (i, UndoRecord { pos, old, .. }) in writes.iter().enumerate().rev() {
+        let torn = writes
+            .get(kept)
+            .map_or(0, |w| (splitmix(&mut rng) % (w.len as u64 + 1)) as usize);
+        for (i, write) in writes.iter().enumerate().rev() {
             let keep = match i.cmp(&kept) {
                 std::cmp::Ordering::Less => break,
                 std::cmp::Ordering::Equal => torn,
                 std::cmp::Ordering::Greater => 0,
             };
-            file.write_all_at(&old[keep..], *pos + keep as u64)?;
+            write.undo(&file, keep)?;
             lost += 1;
         }
     }
@@ -189,8 +217,7 @@ fn lose_file_pages(
     let mut pages: BTreeMap<u64, bool> = BTreeMap::new();
     let tagged = unsynced.iter().map(|w| (w, true));
     for (write, redirtied) in tagged.chain(poisoned.iter().map(|w| (w, false))) {
-        let end = write.pos + write.old.len() as u64;
-        for page in write.pos / PAGE_BYTES..end.div_ceil(PAGE_BYTES) {
+        for page in write.pos / PAGE_BYTES..write.end().div_ceil(PAGE_BYTES) {
             *pages.entry(page).or_default() |= redirtied;
         }
     }
@@ -233,19 +260,18 @@ fn lose_file_pages(
     Ok(lost)
 }
 
-/// Puts back the bytes `write` replaced, where it overlaps the page at `page_start`.
+/// Puts back the bytes `write` replaced, where it overlaps the page at `page_start`; bytes it
+/// added past the file's old end become zeroes (the file keeps its length: a later write may
+/// lie beyond them).
 fn overlay(page: &mut [u8], page_start: u64, write: &UndoRecord) {
     let page_end = page_start + page.len() as u64;
-    let write_end = write.pos + write.old.len() as u64;
     let from = write.pos.max(page_start);
-    let to = write_end.min(page_end);
-    if from >= to {
-        return;
+    let to = write.end().min(page_end);
+    for at in from..to {
+        let in_page = usize::try_from(at - page_start).expect("inside the page");
+        let in_write = usize::try_from(at - write.pos).expect("inside the write");
+        page[in_page] = write.old.get(in_write).copied().unwrap_or(0);
     }
-    let in_page = usize::try_from(from - page_start).expect("inside the page");
-    let in_write = usize::try_from(from - write.pos).expect("inside the write");
-    let n = usize::try_from(to - from).expect("inside both");
-    page[in_page..in_page + n].copy_from_slice(&write.old[in_write..in_write + n]);
 }
 
 #[cfg(test)]
@@ -279,6 +305,7 @@ mod tests {
         let write = UndoRecord {
             id: 1,
             pos: 100 + 12,
+            len: 6,
             old: vec![1, 2, 3, 4, 5, 6],
         };
         overlay(&mut page, 100, &write);

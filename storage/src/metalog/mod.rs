@@ -1,33 +1,37 @@
 //! The metadata log: an append-only file of checksummed rkyv entries, replayed on open and
 //! compacted by rewriting a snapshot. Low-rate control-plane state (streams, shards, lineage),
-//! so it uses plain blocking file I/O and syncs every append.
+//! so it uses blocking file I/O ([`BlockingIo`]: std files, or a fault injector's) and syncs
+//! every append.
+//!
+//! Replay keeps every valid frame up to a torn tail and cuts the tail off; damage before the
+//! end (a bad frame with a whole frame after it) is refused with
+//! [`StorageError::MetadataDamaged`] and the file is left as found, for a deliberate
+//! [`MetaLog::repair`] (the rule and why it is sound: `scan.rs`).
 
+mod frame;
+mod repair;
+mod scan;
+
+pub use self::repair::{MetaLogRepair, MetaLogScan};
+
+use self::frame::{FILE_HEADER_LEN, encode_frame, file_header, header_unwritten};
+use self::scan::{Scanned, scan};
 use crate::error::{Result, StorageError};
-use crate::format::{align8, read_u32, read_u64};
+use crate::io::{BlockingFile, BlockingIo};
 use rkyv::api::high::{HighDeserializer, HighSerializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
 use rkyv::ser::allocator::ArenaHandle;
 use rkyv::util::AlignedVec;
-use std::fs::File;
-use std::io::Write;
 use std::marker::PhantomData;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use xxhash_rust::xxh3::xxh3_64;
-
-const FILE_MAGIC: &[u8; 8] = b"SLUICEMT";
-const FILE_HEADER_LEN: u64 = 16;
-const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"SLME");
-const FRAME_HEADER_LEN: usize = 16;
-/// Largest entry accepted; bounds replay's allocations on a damaged length field.
-pub const META_ENTRY_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// An append-only log of `T` entries.
 #[derive(Debug)]
 pub struct MetaLog<T> {
+    io: BlockingIo,
     path: PathBuf,
-    file: File,
+    file: BlockingFile,
     len: u64,
     entries_since_compaction: usize,
     /// Set after a failed write or sync: what reached the disk is unknown, so the log
@@ -43,41 +47,55 @@ where
     T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
         + rkyv::Deserialize<T, HighDeserializer<rancor::Error>>,
 {
-    /// Opens (or creates) the log at `path` and replays it. A torn or corrupt tail is cut off;
-    /// everything before it is returned in append order.
+    /// Opens (or creates) the log at `path` with std files and replays it; see
+    /// [`MetaLog::open_with_io`].
     pub fn open(path: &Path) -> Result<(MetaLog<T>, Vec<T>)> {
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
+        MetaLog::open_with_io(BlockingIo::plain(), path)
+    }
+
+    /// Opens (or creates) the log at `path`, writing through `io`, and replays it: every
+    /// entry in append order. A torn tail is cut off. Damage before the end is
+    /// [`StorageError::MetadataDamaged`], and then the file is not changed. After a failed
+    /// sync (a marker beside the log says so) the whole valid prefix is written again before
+    /// it is synced: the pages that sync failed to write may have been marked clean.
+    pub fn open_with_io(io: BlockingIo, path: &Path) -> Result<(MetaLog<T>, Vec<T>)> {
+        let file = io
             .open(path)
             .map_err(|e| StorageError::io("open metadata log", path, e))?;
-        let bytes =
+        // Read whole, then cut to what replay keeps: the valid prefix.
+        let mut valid =
             std::fs::read(path).map_err(|e| StorageError::io("read metadata log", path, e))?;
-        // A header that never fully reached the disk (a crash during creation) is an empty log.
-        let short = bytes.len() < FILE_HEADER_LEN as usize;
-        let magic_prefix = FILE_MAGIC.starts_with(&bytes[..bytes.len().min(FILE_MAGIC.len())]);
-        let unwritten = bytes.iter().all(|&b| b == 0) || (short && magic_prefix);
-        let (entries, valid_len) = if unwritten {
-            let mut header = [0u8; FILE_HEADER_LEN as usize];
-            header[..8].copy_from_slice(FILE_MAGIC);
-            header[8..10].copy_from_slice(&crate::format::FORMAT_VERSION.to_le_bytes());
-            file.write_all_at(&header, 0)
-                .map_err(|e| StorageError::io("write metadata log", path, e))?;
-            sync_parent(path)?;
-            (Vec::new(), FILE_HEADER_LEN)
+        let fresh = header_unwritten(&valid);
+        let entries = if fresh {
+            valid = file_header().to_vec();
+            Vec::new()
         } else {
-            replay(path, &bytes)?
+            let scanned = scan(&valid, decode::<T>);
+            check_replayable(path, &scanned)?;
+            valid.truncate(scanned.torn_from.unwrap_or(valid.len()));
+            scanned.entries
         };
-        file.set_len(valid_len)
+        let marker = sync_failed_marker(path);
+        let rewrite = fresh || marker.exists();
+        if rewrite {
+            file.write_at(0, &valid)
+                .map_err(|e| StorageError::io("write metadata log", path, e))?;
+        }
+        file.set_len(valid.len() as u64)
             .map_err(|e| StorageError::io("truncate metadata log", path, e))?;
-        file.sync_data()
-            .map_err(|e| StorageError::io("sync metadata log", path, e))?;
+        sync_or_mark(&file, "sync metadata log")?;
+        if rewrite {
+            if marker.exists() {
+                std::fs::remove_file(&marker)
+                    .map_err(|e| StorageError::io("remove marker", &marker, e))?;
+            }
+            sync_parent(&io, path)?;
+        }
         let log = MetaLog {
+            io,
             path: path.to_path_buf(),
             file,
-            len: valid_len,
+            len: valid.len() as u64,
             entries_since_compaction: entries.len(),
             latched: None,
             _entry: PhantomData,
@@ -88,13 +106,13 @@ where
     /// Appends one entry; it is durable when this returns.
     pub fn append(&mut self, entry: &T) -> Result<()> {
         self.check_writable()?;
-        let frame = encode_frame(entry)?;
-        let written = self
-            .file
-            .write_all_at(&frame, self.len)
-            .and_then(|()| self.file.sync_data());
-        if let Err(e) = written {
+        let frame = encode_frame(&serialize(entry)?);
+        if let Err(e) = self.file.write_at(self.len, &frame) {
             let error = StorageError::io("append metadata", &self.path, e);
+            self.latched = Some(error.to_string());
+            return Err(error);
+        }
+        if let Err(error) = sync_or_mark(&self.file, "sync metadata") {
             self.latched = Some(error.to_string());
             return Err(error);
         }
@@ -109,26 +127,31 @@ where
     }
 
     /// Replaces the whole log with `snapshot`, atomically: a crash leaves either the old log
-    /// or the new one.
+    /// or the new one. The snapshot is written to `<path>.tmp`, synced and renamed over the
+    /// log; then the directory is synced.
     pub fn compact(&mut self, snapshot: &[T]) -> Result<()> {
         self.check_writable()?;
-        let tmp = self.path.with_extension("tmp");
-        let mut out = Vec::new();
-        out.extend_from_slice(FILE_MAGIC);
-        out.extend_from_slice(&crate::format::FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&[0u8; 6]);
+        let tmp = sibling(&self.path, ".tmp");
+        let mut out = file_header().to_vec();
         for entry in snapshot {
-            out.extend_from_slice(&encode_frame(entry)?);
+            out.extend_from_slice(&encode_frame(&serialize(entry)?));
         }
-        let mut file = File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
-        file.write_all(&out)
+        // Until the rename the log is untouched: a failure here needs no latch.
+        let file = self
+            .io
+            .create(&tmp)
+            .map_err(|e| StorageError::io("create", &tmp, e))?;
+        file.write_at(0, &out)
             .map_err(|e| StorageError::io("write", &tmp, e))?;
-        file.sync_all()
+        file.sync_data()
             .map_err(|e| StorageError::io("sync", &tmp, e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| StorageError::io("rename", &tmp, e))?;
+        drop(file);
+        self.io
+            .rename(&tmp, &self.path)
+            .map_err(|e| StorageError::io("rename", &tmp, e))?;
         // From here the path names the new file: appends must go there, never to the old,
         // unlinked one.
-        match File::options().read(true).write(true).open(&self.path) {
+        match self.io.open(&self.path) {
             Ok(file) => self.file = file,
             Err(e) => {
                 let error = StorageError::io("reopen metadata log", &self.path, e);
@@ -140,7 +163,7 @@ where
         self.entries_since_compaction = snapshot.len();
         // Until the rename is durable a crash may bring the old file back, and entries
         // appended to the new one would vanish: refuse appends if that cannot be made sure.
-        sync_parent(&self.path).inspect_err(|e| self.latched = Some(e.to_string()))
+        sync_parent(&self.io, &self.path).inspect_err(|e| self.latched = Some(e.to_string()))
     }
 
     /// Why the log refuses appends, if it latched after a failed write, sync or compaction.
@@ -158,78 +181,94 @@ where
     }
 }
 
-fn encode_frame<T>(entry: &T) -> Result<Vec<u8>>
-where
-    T: for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
-{
-    let payload = rkyv::to_bytes::<rancor::Error>(entry).map_err(|e| {
-        StorageError::InvalidConfig(format!("metadata entry does not serialize: {e}"))
-    })?;
-    assert!(
-        payload.len() <= META_ENTRY_BYTES_MAX,
-        "metadata entries are small"
-    );
-    let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + payload.len() + 8);
-    frame.extend_from_slice(
-        &u32::try_from(payload.len())
-            .expect("bounded above")
-            .to_le_bytes(),
-    );
-    frame.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
-    frame.extend_from_slice(&xxh3_64(&payload).to_le_bytes());
-    frame.extend_from_slice(&payload);
-    frame.resize(FRAME_HEADER_LEN + align8(payload.len() as u64) as usize, 0);
-    Ok(frame)
-}
-
-/// Decodes frames until the first torn or corrupt one; returns the entries and the length of
-/// the valid prefix.
-fn replay<T>(path: &Path, bytes: &[u8]) -> Result<(Vec<T>, u64)>
-where
-    T: rkyv::Archive,
-    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
-        + rkyv::Deserialize<T, HighDeserializer<rancor::Error>>,
-{
-    if bytes.len() < FILE_HEADER_LEN as usize || &bytes[..8] != FILE_MAGIC {
+/// Refuses a file replay must not cut: damage before the end, or no header and nothing whole
+/// after it (not a metadata log).
+fn check_replayable<T>(path: &Path, scanned: &Scanned<T>) -> Result<()> {
+    if let Some(first) = scanned.damaged.first() {
+        return Err(StorageError::MetadataDamaged {
+            path: path.to_path_buf(),
+            pos: first.start as u64,
+            frames_after: scanned.frames_from(first.start),
+        });
+    }
+    if !scanned.header_ok {
         return Err(StorageError::Corrupt {
             path: path.to_path_buf(),
             pos: 0,
             reason: "not a metadata log".into(),
         });
     }
-    let mut entries = Vec::new();
-    let mut pos = FILE_HEADER_LEN as usize;
-    while pos + FRAME_HEADER_LEN <= bytes.len() {
-        let len = read_u32(bytes, pos) as usize;
-        let end = pos + FRAME_HEADER_LEN + align8(len as u64) as usize;
-        if read_u32(bytes, pos + 4) != FRAME_MAGIC
-            || len > META_ENTRY_BYTES_MAX
-            || end > bytes.len()
-        {
-            break;
-        }
-        let payload = &bytes[pos + FRAME_HEADER_LEN..pos + FRAME_HEADER_LEN + len];
-        if xxh3_64(payload) != read_u64(bytes, pos + 8) {
-            break;
-        }
-        let mut aligned = AlignedVec::<16>::with_capacity(len);
-        aligned.extend_from_slice(payload);
-        match rkyv::from_bytes::<T, rancor::Error>(&aligned) {
-            Ok(entry) => entries.push(entry),
-            Err(_) => break,
-        }
-        pos = end;
-    }
-    Ok((entries, pos as u64))
+    debug_assert!(scanned.torn_from.is_none_or(|t| t >= FILE_HEADER_LEN));
+    Ok(())
 }
 
-fn sync_parent(path: &Path) -> Result<()> {
-    let parent = path
-        .parent()
+fn serialize<T>(entry: &T) -> Result<AlignedVec>
+where
+    T: for<'a> rkyv::Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
+{
+    rkyv::to_bytes::<rancor::Error>(entry)
+        .map_err(|e| StorageError::InvalidConfig(format!("metadata entry does not serialize: {e}")))
+}
+
+/// The entry a payload holds, if it validates.
+fn decode<T>(payload: &[u8]) -> Option<T>
+where
+    T: rkyv::Archive,
+    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
+        + rkyv::Deserialize<T, HighDeserializer<rancor::Error>>,
+{
+    let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
+    aligned.extend_from_slice(payload);
+    rkyv::from_bytes::<T, rancor::Error>(&aligned).ok()
+}
+
+/// `path` with `suffix` added to its file name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
+/// The marker a failed sync of the log at `path` leaves beside it.
+fn sync_failed_marker(path: &Path) -> PathBuf {
+    sibling(path, ".SYNC-FAILED")
+}
+
+/// fdatasync of the log. After a failure Linux may mark the pages it could not write clean,
+/// so a later fdatasync, even a restarted process's, succeeds without writing them: a marker
+/// beside the log (written and synced with std's calls) makes the next open write the log's
+/// whole valid prefix again before syncing it, as the shard logs do. A marker that cannot be
+/// written is named in the error.
+fn sync_or_mark(file: &BlockingFile, op: &'static str) -> Result<()> {
+    let Err(e) = file.sync_data() else {
+        return Ok(());
+    };
+    let error = StorageError::io(op, file.path(), e);
+    match write_sync_failed_marker(file.path()) {
+        Ok(()) => Err(error),
+        Err(marker) => Err(StorageError::Latched {
+            cause: format!("{error}; and the marker for the next open failed: {marker}"),
+        }),
+    }
+}
+
+fn write_sync_failed_marker(path: &Path) -> std::io::Result<()> {
+    let marker = sync_failed_marker(path);
+    let text = "an fdatasync of the metadata log failed: the next open writes it again\n";
+    std::fs::write(&marker, text)?;
+    std::fs::File::open(&marker)?.sync_all()?;
+    std::fs::File::open(parent(path))?.sync_all()
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    File::open(parent)
-        .and_then(|dir| dir.sync_all())
+        .unwrap_or(Path::new("."))
+}
+
+fn sync_parent(io: &BlockingIo, path: &Path) -> Result<()> {
+    let parent = parent(path);
+    io.sync_dir(parent)
         .map_err(|e| StorageError::io("sync directory", parent, e))
 }
 
@@ -274,7 +313,7 @@ mod tests {
         }
         drop(log);
         let full = std::fs::metadata(&path).unwrap().len();
-        File::options()
+        std::fs::File::options()
             .write(true)
             .open(&path)
             .unwrap()
@@ -289,20 +328,22 @@ mod tests {
     }
 
     #[test]
-    fn a_flipped_byte_stops_replay_at_the_damaged_entry() {
+    fn a_flipped_byte_in_the_last_entry_is_cut_off_like_a_torn_write() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.log");
         let (mut log, _) = MetaLog::<Entry>::open(&path).unwrap();
         for i in 0..4 {
             log.append(&entry(i)).unwrap();
         }
+        let last = log.len as usize;
+        log.append(&entry(4)).unwrap();
         drop(log);
         let mut bytes = std::fs::read(&path).unwrap();
-        let second_frame = FILE_HEADER_LEN as usize + encode_frame(&entry(0)).unwrap().len();
-        bytes[second_frame + FRAME_HEADER_LEN + 2] ^= 0x40;
+        bytes[last + frame::FRAME_HEADER_LEN + 2] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
         let (_, replayed) = MetaLog::<Entry>::open(&path).unwrap();
-        assert_eq!(replayed, vec![entry(0)]);
+        assert_eq!(replayed, (0..4).map(entry).collect::<Vec<_>>());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), last as u64);
     }
 
     #[test]
@@ -339,6 +380,6 @@ mod tests {
         drop(log);
         let (_, replayed) = MetaLog::<Entry>::open(&path).unwrap();
         assert_eq!(replayed, vec![entry(19), entry(21)]);
-        assert!(!path.with_extension("tmp").exists());
+        assert!(!sibling(&path, ".tmp").exists());
     }
 }
