@@ -2,6 +2,7 @@
 //! `sluice bench` is a load generator for the engine.
 
 mod serve;
+mod uring;
 
 use clap::{Parser, Subcommand};
 
