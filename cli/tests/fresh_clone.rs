@@ -157,7 +157,10 @@ fn the_readme_fresh_machine_path_works_in_a_clean_clone() {
     let readme = std::fs::read_to_string(clone.join("README.md")).unwrap();
     let commands = readme_aws_commands(&readme).replace("127.0.0.1:4567", &address);
     let out = bash(&commands, &home);
-    assert!(out.contains("\"SequenceNumber\": "), "the put answered:\n{out}");
+    assert!(
+        out.contains("\"SequenceNumber\": "),
+        "the put answered:\n{out}"
+    );
     assert_eq!(
         out.matches("\"ShardId\": ").count(),
         3,
