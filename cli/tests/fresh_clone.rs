@@ -18,6 +18,19 @@ use std::process::{Child, Command, Stdio};
 /// so the first normally answers).
 const HEALTH_ATTEMPTS_MAX: u32 = 100;
 
+/// The server started through the clone's script: killed if the test fails before it stops
+/// it (a `Child` is not killed on drop).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.try_wait().is_ok_and(|status| status.is_none()) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A clone of the repository at this checkout's HEAD, in `dir`.
 fn clone_head(dir: &Path) -> PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -127,16 +140,18 @@ fn the_readme_fresh_machine_path_works_in_a_clean_clone() {
     std::fs::create_dir_all(&work).unwrap();
     std::fs::create_dir_all(&home).unwrap();
     let log = tmp.path().join("serve.log");
-    let mut server = scrubbed(clone.join("scripts/serve").to_str().unwrap(), &home)
-        .args(["--listen", "127.0.0.1:0", "--print-address", "--cores", "1"])
-        .env("SLUICE_BIN", env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(&work)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut server = Running(
+        scrubbed(clone.join("scripts/serve").to_str().unwrap(), &home)
+            .args(["--listen", "127.0.0.1:0", "--print-address", "--cores", "1"])
+            .env("SLUICE_BIN", env!("CARGO_BIN_EXE_sluice"))
+            .current_dir(&work)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let mut address = String::new();
-    BufReader::new(server.stdout.take().unwrap())
+    BufReader::new(server.0.stdout.take().unwrap())
         .read_line(&mut address)
         .unwrap();
     let address = address.trim().to_owned();
@@ -151,7 +166,7 @@ fn the_readme_fresh_machine_path_works_in_a_clean_clone() {
     );
 
     // The start-up hint, pasted as printed.
-    let listed = bash(&hint(&log, &mut server), &home);
+    let listed = bash(&hint(&log, &mut server.0), &home);
     assert!(listed.contains("\"StreamNames\": []"), "{listed}");
     // The README's commands, as written but for the address.
     let readme = std::fs::read_to_string(clone.join("README.md")).unwrap();
@@ -170,7 +185,7 @@ fn the_readme_fresh_machine_path_works_in_a_clean_clone() {
     // Relative paths are the caller's: the data is in work/, not in the clone.
     assert!(work.join("sluice-data").is_dir());
     assert!(!clone.join("sluice-data").exists());
-    let pid = server.id().to_string();
+    let pid = server.0.id().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -178,6 +193,6 @@ fn the_readme_fresh_machine_path_works_in_a_clean_clone() {
             .unwrap()
             .success()
     );
-    let status = server.wait().unwrap();
+    let status = server.0.wait().unwrap();
     assert!(status.success(), "a clean stop: {status}");
 }
