@@ -6,6 +6,7 @@
 mod inspect;
 mod repair;
 mod serve;
+mod uring;
 
 use clap::{Parser, Subcommand};
 

@@ -47,6 +47,9 @@ pub struct ServeConfig {
     /// scoped to the `kinesis` service; the credential's account and the scope's region pick
     /// the tenant.
     pub credentials: Vec<Credential>,
+    /// Accept `POST /_sluice/reset` (delete every stream of every tenant), for test suites.
+    /// Off by default: it is not authenticated.
+    pub allow_reset: bool,
 }
 
 /// A credential SigV4 signatures are checked against.
@@ -85,6 +88,7 @@ impl ServeConfig {
             connections_max: 4096,
             tenants_max: 16,
             body_bytes_in_flight_max: 512 << 20,
+            allow_reset: false,
         }
     }
 }

@@ -1,11 +1,12 @@
 //! The HTTP side: accepting connections (HTTP/1.1 or h2c, per connection), routing `POST`s
-//! to the Kinesis operations, `/health` and `/metrics`, and the reply headers clients expect.
+//! to the Kinesis operations, `/health`, `/metrics` and `POST /_sluice/reset`, and the reply
+//! headers clients expect.
 
 use crate::auth::SignedRequest;
 use crate::service::Service;
 use crate::tenant::Tenant;
 use crate::wire::{ApiError, Protocol};
-use crate::{ops, subscribe};
+use crate::{ops, reset, subscribe};
 use bytes::Bytes;
 use futures_lite::FutureExt as _;
 use http_body_util::combinators::BoxBody;
@@ -117,6 +118,10 @@ async fn handle(
         (&Method::GET, "/metrics") => match metrics {
             Some(handle) => plain(StatusCode::OK, handle.render()),
             None => plain(StatusCode::NOT_FOUND, "metrics are off\n".into()),
+        },
+        (&Method::POST, reset::RESET_PATH) => match reset::reset(&service).await {
+            Ok(report) => json_reply(&report),
+            Err(error) => error_reply(Protocol::Json, &error),
         },
         (&Method::POST, _) => kinesis(service, request).await,
         _ => error_reply(
@@ -346,6 +351,15 @@ pub fn error_reply(protocol: Protocol, error: &ApiError) -> Response<ReplyBody> 
         .header("x-amzn-errortype", error.name);
     with_ids(response)
         .body(Full::new(Bytes::from(body)).boxed())
+        .expect("a valid response")
+}
+
+/// A JSON reply of the server's own (not a Kinesis operation's).
+fn json_reply(value: &impl Serialize) -> Response<ReplyBody> {
+    with_ids(Response::builder())
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(Protocol::Json.encode(value))).boxed())
         .expect("a valid response")
 }
 

@@ -135,6 +135,11 @@ impl Tenant {
         transitions.insert(stream.to_owned(), (status, until_ms));
     }
 
+    /// Forgets every stream's transitional status (a reset deleted them all).
+    pub(crate) fn forget_transitions(&self) {
+        self.transitions.lock().expect("transitions lock").clear();
+    }
+
     /// Control operations need an ACTIVE stream.
     pub fn require_active(&self, stream: &str) -> Result<(), ApiError> {
         match self.status(stream) {

@@ -22,19 +22,20 @@ impl TestServer {
 
     /// Starts a server in the working directory `cwd` on `dir` (which may be relative to it).
     pub fn start_in(cwd: &Path, dir: &Path, extra: &[&str]) -> TestServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
             .current_dir(cwd)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--print-address",
-                "--cores",
-                "1",
-            ])
-            .args(["--segment-mib", "4", "--dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--print-address"])
+            .args(["--cores", "1", "--segment-mib", "4", "--dir"])
             .arg(dir)
-            .args(extra)
+            .args(extra);
+        TestServer::spawn(command, dir)
+    }
+
+    /// Starts `command` (a `sluice serve` that prints its address first) and reads the
+    /// address; `dir` is its data directory, as far as the test knows it.
+    pub fn spawn(mut command: Command, dir: &Path) -> TestServer {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -67,6 +68,16 @@ impl TestServer {
     /// The endpoint when serving TLS (the certificate names 127.0.0.1).
     pub fn tls_endpoint(&self) -> String {
         format!("https://{}", self.address)
+    }
+
+    /// Sends `signal` (`TERM`, `INT`) and waits for the server to exit.
+    pub fn stop(mut self, signal: &str) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -{signal} failed");
+        self.child.wait().expect("reaping the server")
     }
 
     /// SIGKILL, and wait for the process to be gone.
@@ -133,6 +144,31 @@ pub fn needs_js_sdk() -> bool {
             js.display()
         ),
     )
+}
+
+/// `POST path` with an empty body over HTTP/1.1: the status and the body.
+pub fn post(address: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address).expect("connecting");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sending");
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .expect("reading the reply");
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP reply: {reply:?}"));
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
 }
 
 /// Runs a client suite from cli/tests/clients against `server`; fails with its output.

@@ -1,0 +1,165 @@
+//! `sluice serve`'s options: each also read from a `SLUICE_*` environment variable (a flag
+//! given on the command line wins), and the server configuration made from them.
+
+use clap::builder::FalseyValueParser;
+use clap::{Args, ValueEnum};
+use sluice_core::Durability;
+use sluice_server::ServeConfig;
+use sluice_server::config::Credential;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// When a put is acknowledged.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DurabilityArg {
+    /// After the record's group commit reached disk (fdatasync): survives a power loss.
+    Durable,
+    /// Once readers can see it: survives a crash of the server, not of the machine.
+    Visible,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:4567")]
+    pub listen: SocketAddr,
+    /// Data directory (created if missing), relative to the working directory.
+    #[arg(long, env = "SLUICE_DIR", default_value = "sluice-data")]
+    pub dir: PathBuf,
+    /// Keep the data in a new temporary directory (under $TMPDIR) and remove it when the
+    /// server stops (Ctrl-C or SIGTERM), for tests. Also allows the reset of --allow-reset.
+    #[arg(long, env = "SLUICE_EPHEMERAL", conflicts_with = "dir", value_parser = FalseyValueParser::new())]
+    pub ephemeral: bool,
+    /// Accept `POST /_sluice/reset`, which deletes every stream of every account and region
+    /// and keeps serving (for test suites; not authenticated, so only on test servers).
+    /// On with --ephemeral.
+    #[arg(long, env = "SLUICE_ALLOW_RESET", value_parser = FalseyValueParser::new())]
+    pub allow_reset: bool,
+    /// When puts are acknowledged.
+    #[arg(long, env = "SLUICE_DURABILITY", value_enum, default_value = "durable")]
+    pub durability: DurabilityArg,
+    /// Region in ARNs.
+    #[arg(long, env = "SLUICE_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// 12-digit account id in ARNs and messages.
+    #[arg(long, env = "SLUICE_ACCOUNT", default_value = "000000000000")]
+    pub account: String,
+    /// Report CREATING/UPDATING for this long after a change (ms).
+    #[arg(long, env = "SLUICE_STATUS_DELAY_MS", default_value_t = 0)]
+    pub status_delay_ms: u64,
+    /// Enforce Kinesis' per-shard throughput limits.
+    #[arg(long, env = "SLUICE_ENFORCE_LIMITS", value_parser = FalseyValueParser::new())]
+    pub enforce_limits: bool,
+    /// Fail this fraction of data-plane calls (throttle or internal failure), for testing
+    /// consumers' retries.
+    #[arg(long, env = "SLUICE_FAULT_PROBABILITY", default_value_t = 0.0)]
+    pub fault_probability: f64,
+    /// Engine core threads (0: one per CPU).
+    #[arg(long, env = "SLUICE_CORES", default_value_t = 0)]
+    pub cores: usize,
+    /// Segment size of shard logs, MiB.
+    #[arg(long, env = "SLUICE_SEGMENT_MIB", default_value_t = 64)]
+    pub segment_mib: u64,
+    /// Largest request body, MiB.
+    #[arg(long, env = "SLUICE_BODY_MIB", default_value_t = 16)]
+    pub body_mib: usize,
+    /// Request body bytes held at once over all requests, MiB (at least --body-mib).
+    #[arg(long, env = "SLUICE_BODY_BUDGET_MIB", default_value_t = 512)]
+    pub body_budget_mib: usize,
+    /// How long a SubscribeToShard stream lasts (ms; Kinesis: 5 minutes).
+    #[arg(long, env = "SLUICE_SUBSCRIPTION_MS", default_value_t = 300_000)]
+    pub subscription_ms: u64,
+    /// Interval of the empty events an idle SubscribeToShard stream sends (ms).
+    #[arg(long, env = "SLUICE_HEARTBEAT_MS", default_value_t = 5_000)]
+    pub heartbeat_ms: u64,
+    /// Verify SigV4 signatures against this credential, `ACCESS_KEY_ID:SECRET` or
+    /// `ACCESS_KEY_ID:SECRET:ACCOUNT` (its requests act as that 12-digit account; the
+    /// signature's region is the region). Repeat for more (in the variable: separated by
+    /// commas). Without any, requests are not authenticated, like other local endpoints, and
+    /// act as --account in --region.
+    #[arg(
+        long = "credential",
+        env = "SLUICE_CREDENTIALS",
+        value_delimiter = ',',
+        value_name = "ACCESS_KEY_ID:SECRET[:ACCOUNT]"
+    )]
+    pub credentials: Vec<String>,
+    /// Serve TLS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain; needs
+    /// --tls-key.
+    #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Print the bound address as the first line on stdout and flush (for scripts and
+    /// tests that listen on port 0).
+    #[arg(long, env = "SLUICE_PRINT_ADDRESS", value_parser = FalseyValueParser::new())]
+    pub print_address: bool,
+}
+
+/// The server's configuration from the command line, each value checked, on `data_dir`
+/// (--dir, or the temporary directory of --ephemeral).
+pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeConfig> {
+    anyhow::ensure!(
+        args.account.len() == 12 && args.account.bytes().all(|b| b.is_ascii_digit()),
+        "--account must be 12 digits"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.fault_probability),
+        "--fault-probability must be between 0 and 1"
+    );
+    let mut config = ServeConfig::new(data_dir);
+    config.listen = args.listen;
+    config.durability = match args.durability {
+        DurabilityArg::Durable => Durability::Durable,
+        DurabilityArg::Visible => Durability::Visible,
+    };
+    config.region = args.region.clone();
+    config.account = args.account.clone();
+    config.status_delay_ms = args.status_delay_ms;
+    config.enforce_limits = args.enforce_limits;
+    config.fault_probability = args.fault_probability;
+    config.cores = args.cores;
+    config.segment_size_bytes = args.segment_mib << 20;
+    anyhow::ensure!(
+        (1..=256).contains(&args.body_mib),
+        "--body-mib must be between 1 and 256"
+    );
+    config.body_bytes_max = args.body_mib << 20;
+    config.body_bytes_in_flight_max = args.body_budget_mib.max(args.body_mib) << 20;
+    anyhow::ensure!(
+        args.subscription_ms > 0 && args.heartbeat_ms > 0,
+        "--subscription-ms and --heartbeat-ms must be positive"
+    );
+    config.subscription_ms = args.subscription_ms;
+    config.heartbeat_ms = args.heartbeat_ms;
+    for credential in &args.credentials {
+        config.credentials.push(parse_credential(credential)?);
+    }
+    config.allow_reset = args.allow_reset || args.ephemeral;
+    Ok(config)
+}
+
+fn parse_credential(text: &str) -> anyhow::Result<Credential> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (key, secret, account) = match parts[..] {
+        [key, secret] => (key, secret, None),
+        [key, secret, account] => (key, secret, Some(account)),
+        _ => anyhow::bail!("--credential takes ACCESS_KEY_ID:SECRET[:ACCOUNT]"),
+    };
+    anyhow::ensure!(
+        !key.is_empty() && !secret.is_empty(),
+        "--credential takes ACCESS_KEY_ID:SECRET[:ACCOUNT]"
+    );
+    if let Some(account) = account {
+        anyhow::ensure!(
+            account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()),
+            "the account of --credential must be 12 digits"
+        );
+    }
+    Ok(Credential {
+        access_key_id: key.to_owned(),
+        secret: secret.to_owned(),
+        account: account.map(str::to_owned),
+    })
+}

@@ -1,0 +1,158 @@
+//! `sluice serve`: start-up (the io_uring check, the data directory, the listener) and
+//! shutdown.
+
+mod args;
+mod hint;
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sluice_server::{ServeConfig, Service};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use args::ServeArgs;
+
+/// The data directory: --dir, or with --ephemeral a new temporary one, removed when this is
+/// dropped (after the engine closed).
+enum DataDir {
+    Kept(PathBuf),
+    Ephemeral(tempfile::TempDir),
+}
+
+impl DataDir {
+    fn new(args: &ServeArgs) -> anyhow::Result<DataDir> {
+        if !args.ephemeral {
+            return Ok(DataDir::Kept(args.dir.clone()));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-ephemeral-")
+            .tempdir()
+            .context("creating the --ephemeral data directory")?;
+        Ok(DataDir::Ephemeral(dir))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        match self {
+            DataDir::Kept(path) => path,
+            DataDir::Ephemeral(dir) => dir.path(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            DataDir::Kept(path) => format!("data in {}", path.display()),
+            DataDir::Ephemeral(dir) => format!(
+                "ephemeral data in {} (removed when stopped; reset on)",
+                dir.path().display()
+            ),
+        }
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    crate::uring::check()?;
+    // Declared before the runtime and the service, so dropped after them: the engine is
+    // closed before its temporary directory is removed, on every path out of here.
+    let data_dir = DataDir::new(&args)?;
+    let config = args::serve_config(&args, data_dir.path())?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(sluice_server::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let metrics = install_metrics()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sluice-http")
+        .build()?;
+    let service =
+        Arc::new(Service::open(config.clone()).with_context(|| {
+            format!("opening the data directory {}", config.data_dir.display())
+        })?);
+    let banner = Banner {
+        scheme: if tls.is_some() { "https" } else { "http" },
+        data: data_dir.describe(),
+        print_address: args.print_address,
+    };
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        banner.print(&config, listener.local_addr()?)?;
+        let upkeep = metrics.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        sluice_server::http::serve(service, listener, tls, Some(metrics), shutdown_signal())
+            .await?;
+        anyhow::Ok(())
+    })?;
+    // Stops the connections' and the upkeep's tasks, which hold the service (and so the
+    // engine); then the data directory of --ephemeral goes.
+    drop(runtime);
+    drop(data_dir);
+    eprintln!("sluice serve: stopped");
+    Ok(())
+}
+
+/// The start-up lines.
+struct Banner {
+    scheme: &'static str,
+    data: String,
+    print_address: bool,
+}
+
+impl Banner {
+    fn print(&self, config: &ServeConfig, address: std::net::SocketAddr) -> anyhow::Result<()> {
+        if self.print_address {
+            use std::io::Write as _;
+            println!("{address}");
+            std::io::stdout().flush()?;
+        }
+        let signed = !config.credentials.is_empty();
+        let auth = if signed {
+            "SigV4 verified"
+        } else {
+            "no authentication"
+        };
+        eprintln!(
+            "sluice serve: {auth}; Kinesis endpoint on {}://{address} (HTTP/1.1 and HTTP/2), {}, {:?} puts",
+            self.scheme, self.data, config.durability
+        );
+        eprintln!(
+            "  try: {}",
+            hint::try_command(self.scheme, address, &config.region, signed)
+        );
+        Ok(())
+    }
+}
+
+/// Installs the Prometheus recorder that `/metrics` renders.
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    // Request latency as a real histogram (buckets from 100 µs to 10 s), not a summary, so
+    // Prometheus can aggregate it across servers.
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("sluice_request_seconds".into()),
+            &[
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 10.0,
+            ],
+        )
+        .context("configuring the latency buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

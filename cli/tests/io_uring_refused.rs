@@ -1,0 +1,64 @@
+//! `sluice serve` where io_uring is refused, as in a container under Docker's default seccomp
+//! profile: a filter (cli/tests/tools/deny_io_uring.py) makes io_uring_setup fail with EPERM,
+//! and the server must exit saying why and how to fix it (without the check it hung for ever).
+
+use sluice_storage::testing::{needs, runs};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the server may take to give up before the test calls it a hang. Not a timing
+/// assertion: without the start-up check the server hangs for ever (the engine waits on
+/// cores whose io_uring failed), and the test must fail rather than wait with it.
+const HANG_GUARD: Duration = Duration::from_secs(120);
+
+#[test]
+fn a_refused_io_uring_exits_naming_the_seccomp_fix_instead_of_hanging() {
+    if !needs(
+        runs("python3", &["--version"]),
+        "python3",
+        "run scripts/setup as root (it installs python3 with apt-get), or install python3",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let filter = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/deny_io_uring.py");
+    let mut child = Command::new("python3")
+        .arg(filter)
+        .arg(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > HANG_GUARD {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "sluice serve hung where io_uring is refused:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "an error exit:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("io_uring_setup failed here (Operation not permitted"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("under a seccomp filter"), "{stderr}");
+    assert!(
+        stderr.contains("--security-opt seccomp=unconfined"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "checked before anything is created"
+    );
+}
