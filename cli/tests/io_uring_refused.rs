@@ -62,3 +62,43 @@ fn a_refused_io_uring_exits_naming_the_seccomp_fix_instead_of_hanging() {
         "checked before anything is created"
     );
 }
+
+/// The engine itself, opened by a command without `serve`'s probe (`sluice inspect`), or by a
+/// program embedding it: a core whose io_uring is refused is an error naming the cause. The
+/// engine used to open with dead cores: the first call that needed one waited for ever (a
+/// server hung at start-up reopening its shards; `sluice inspect` of an empty directory only
+/// failed at its close, without a cause).
+#[test]
+fn an_engine_whose_cores_cannot_start_says_so_instead_of_hanging() {
+    if !needs(
+        runs("python3", &["--version"]),
+        "python3",
+        "run scripts/setup as root (it installs python3 with apt-get), or install python3",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let filter = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/deny_io_uring.py");
+    let mut child = Command::new("python3")
+        .arg(filter)
+        .arg(env!("CARGO_BIN_EXE_sluice"))
+        .args(["inspect", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > HANG_GUARD {
+            child.kill().unwrap();
+            panic!("sluice inspect hung where io_uring is refused");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("core 0 could not start"), "{stderr}");
+    assert!(stderr.contains("seccomp"), "{stderr}");
+}

@@ -65,22 +65,7 @@ impl Engine {
         let data_dir = DataDir::new(&config.data_dir)?;
         let lock = data_dir.lock()?;
         let token_key = TokenKey::load_or_create(data_dir.root())?;
-        let mut threads = Threads::default();
-        let mut cores = Vec::new();
-        for index in 0..config.core_count() {
-            let (tx, rx) = queue(config.core_queue_depth);
-            let interval = Duration::from_millis(config.maintenance_interval_ms);
-            let tasks_max = config.core_tasks_max;
-            let thread = spawn_core(core_spec(&config, index), move || {
-                run_core(rx, interval, tasks_max)
-            })
-            .map_err(|source| OpenError::Thread {
-                what: "a core",
-                source,
-            })?;
-            cores.push(tx);
-            threads.cores.push(thread);
-        }
+        let (threads, cores) = start_cores(&config)?;
         let shared = Arc::new(EngineShared {
             config,
             data_dir,
@@ -233,6 +218,48 @@ fn core_spec(config: &EngineConfig, index: usize) -> CoreSpec {
 }
 
 /// Checks the configuration; returns the largest record a segment can hold.
+/// Starts the core threads and waits until each runs. A core whose executor could not start
+/// (its io_uring refused by a seccomp filter or `kernel.io_uring_disabled`, too little locked
+/// memory) ends its thread before running anything: that is an error here, naming the cause,
+/// where the engine used to wait for ever on a core that would never answer.
+fn start_cores(
+    config: &EngineConfig,
+) -> Result<(Threads, Vec<QueueSender<CoreMessage>>), OpenError> {
+    let mut threads = Threads::default();
+    let mut cores = Vec::new();
+    for index in 0..config.core_count() {
+        let (tx, rx) = queue(config.core_queue_depth);
+        let interval = Duration::from_millis(config.maintenance_interval_ms);
+        let tasks_max = config.core_tasks_max;
+        let (started_tx, started) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = spawn_core(core_spec(config, index), move || {
+            let _ = started_tx.send(());
+            run_core(rx, interval, tasks_max)
+        })
+        .map_err(|source| OpenError::Thread {
+            what: "a core",
+            source,
+        })?;
+        if started.recv().is_err() {
+            // The executor failed before running the core: its thread's result says why.
+            let cause = match thread.join() {
+                Err(e) => e.to_string(),
+                Ok(_) => "it stopped at once".to_owned(),
+            };
+            return Err(OpenError::Thread {
+                what: "a core",
+                source: std::io::Error::other(format!(
+                    "core {index} could not start: {cause} (io_uring refused by a seccomp \
+                     filter or kernel.io_uring_disabled, or too little locked memory?)"
+                )),
+            });
+        }
+        cores.push(tx);
+        threads.cores.push(thread);
+    }
+    Ok((threads, cores))
+}
+
 fn validate(config: &EngineConfig) -> Result<u64, OpenError> {
     if config.core_queue_depth == 0 {
         return Err(OpenError::Config(
