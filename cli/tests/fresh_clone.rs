@@ -88,6 +88,15 @@ fn readme_aws_commands(readme: &str) -> String {
         .to_owned()
 }
 
+/// The README's first block that opens with `fence`.
+fn readme_block(readme: &str, fence: &str) -> String {
+    readme
+        .split(fence)
+        .nth(1)
+        .and_then(|block| block.split_once("```").map(|(b, _)| b.to_owned()))
+        .unwrap_or_else(|| panic!("README.md has a {fence:?} block"))
+}
+
 /// Runs `script` with bash (`-e`: every command must succeed); its stdout.
 fn bash(script: &str, home: &Path) -> String {
     let output = scrubbed("bash", home)
@@ -131,7 +140,10 @@ fn hint(log: &Path, child: &mut Child) -> String {
 
 #[test]
 fn the_readme_fresh_machine_path_works_in_a_clean_clone() {
-    if !needs(runs("git", &["--version"]), "git", "install git") || !common::needs_aws_cli() {
+    if !needs(runs("git", &["--version"]), "git", "install git")
+        || !common::needs_aws_cli()
+        || !common::needs_python_clients()
+    {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -181,6 +193,20 @@ fn the_readme_fresh_machine_path_works_in_a_clean_clone() {
         3,
         "a put and two shards listed:\n{out}"
     );
+
+    // The README's Python, as written but for the address: it creates a stream.
+    let python = readme_block(&readme, "```python\n").replace("127.0.0.1:4567", &address);
+    let ran = scrubbed("python3", &home)
+        .args(["-c", &python])
+        .output()
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "the README's Python failed:\n{python}\n{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let listed = bash(&hint(&log, &mut server.0), &home);
+    assert!(listed.contains("\"events\""), "{listed}");
 
     // Relative paths are the caller's: the data is in work/, not in the clone.
     assert!(work.join("sluice-data").is_dir());
