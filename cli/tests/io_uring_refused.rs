@@ -22,29 +22,9 @@ fn a_refused_io_uring_exits_naming_the_seccomp_fix_instead_of_hanging() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let filter = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/deny_io_uring.py");
-    let mut child = Command::new("python3")
-        .arg(filter)
-        .arg(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > HANG_GUARD {
-            child.kill().unwrap();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "sluice serve hung where io_uring is refused:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let output = run_with_io_uring_refused(&["serve", "--listen", "127.0.0.1:0", "--dir", data]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "an error exit:\n{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -78,12 +58,21 @@ fn an_engine_whose_cores_cannot_start_says_so_instead_of_hanging() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let output = run_with_io_uring_refused(&["inspect", "--dir", dir.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("core 0 could not start"), "{stderr}");
+    assert!(stderr.contains("seccomp"), "{stderr}");
+}
+
+/// Runs `sluice args` under the filter that refuses io_uring (cli/tests/tools/deny_io_uring.py)
+/// and returns how it ended; a run past `HANG_GUARD` is killed and fails the test as a hang.
+fn run_with_io_uring_refused(args: &[&str]) -> std::process::Output {
     let filter = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/deny_io_uring.py");
     let mut child = Command::new("python3")
         .arg(filter)
         .arg(env!("CARGO_BIN_EXE_sluice"))
-        .args(["inspect", "--dir"])
-        .arg(dir.path())
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -92,13 +81,13 @@ fn an_engine_whose_cores_cannot_start_says_so_instead_of_hanging() {
     while child.try_wait().unwrap().is_none() {
         if started.elapsed() > HANG_GUARD {
             child.kill().unwrap();
-            panic!("sluice inspect hung where io_uring is refused");
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "sluice {args:?} hung where io_uring is refused:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
-    assert!(stderr.contains("core 0 could not start"), "{stderr}");
-    assert!(stderr.contains("seccomp"), "{stderr}");
+    child.wait_with_output().unwrap()
 }

@@ -8,7 +8,7 @@ use common::*;
 use sluice_storage::io::{FaultyIo, PageFate, PageLoss, PowerLoss};
 use sluice_storage::runtime::block_on;
 use sluice_storage::{
-    Durability, GlommioIo, LogConfig, ManualClock, ReadLimits, RecordIn, ShardLog,
+    Durability, GlommioIo, LogConfig, ManualClock, ReadLimits, RecordIn, SegmentIo, ShardLog,
 };
 use std::sync::Arc;
 
@@ -23,8 +23,8 @@ fn config() -> LogConfig {
 }
 
 /// Appends `count` batches of 10 records of `len` bytes (contents as `check_range` expects).
-async fn append_batches(
-    log: &ShardLog<FaultyIo<GlommioIo>>,
+async fn append_batches<I: SegmentIo>(
+    log: &ShardLog<I>,
     count: usize,
     len: usize,
     durability: Durability,
@@ -338,8 +338,8 @@ fn segments_released_at_a_cut_stay_released_through_the_next_power_loss() {
     let clock = manual_clock();
     block_on(async {
         let log = open(GlommioIo, dir.path(), config(), clock.clone()).await;
-        append_batches_with(&log, 24, Durability::Durable).await;
-        append_batches_with(&log, 120, Durability::Visible).await;
+        append_batches(&log, 24, 1000, Durability::Durable).await;
+        append_batches(&log, 120, 1000, Durability::Visible).await;
     });
     // Damage in the middle of the second segment: the next open cuts there and releases the
     // four after it, more than the appends since will take again.
@@ -384,19 +384,4 @@ fn segments_released_at_a_cut_stay_released_through_the_next_power_loss() {
         assert_eq!(last.records().next().map(|r| r.seq), Some(durable_end - 1));
         check_what_survived(&reader, 0);
     });
-}
-
-/// `append_batches` for a log without fault injection.
-async fn append_batches_with(log: &ShardLog<GlommioIo>, count: usize, durability: Durability) {
-    for _ in 0..count {
-        let base = log.next_seq();
-        let owned: Vec<(Vec<u8>, Vec<u8>)> = (base..base + 10)
-            .map(|s| (key(s), payload(s, 1000)))
-            .collect();
-        let records: Vec<RecordIn<'_>> = owned
-            .iter()
-            .map(|(k, d)| RecordIn { key: k, data: d })
-            .collect();
-        log.append(&records, durability).await.expect("append");
-    }
 }
