@@ -266,23 +266,20 @@ impl Chain {
         let at = self.position;
         let follows = at
             .is_none_or(|at| base == at || follows_seq == at || self.data_end == Some(follows_seq));
+        // Where a break before this segment leaves the log, if the last scan did not stop
+        // on damage that says more.
+        let gap = Truncation {
+            path: opened.segment.path.clone(),
+            pos: SEGMENT_DATA_START,
+            seq: self.data_end.or(at).unwrap_or(base),
+            reason: format!("gap: the next segment starts at {base}"),
+        };
         if !follows && proven && !self.cut {
-            let hole = self.stopped_on.take().unwrap_or_else(|| Truncation {
-                path: opened.segment.path.clone(),
-                pos: SEGMENT_DATA_START,
-                seq: self.data_end.or(at).unwrap_or(base),
-                reason: format!("gap: the next segment starts at {base}"),
-            });
+            let hole = self.stopped_on.take().unwrap_or(gap);
             recovered.report.holes.push(hole);
         } else if self.cut || !follows {
             if !self.cut {
-                let gap = || Truncation {
-                    path: opened.segment.path.clone(),
-                    pos: SEGMENT_DATA_START,
-                    seq: self.data_end.or(at).unwrap_or(base),
-                    reason: format!("gap: the next segment starts at {base}"),
-                };
-                recovered.report.truncated = self.stopped_on.take().or_else(|| Some(gap()));
+                recovered.report.truncated = Some(self.stopped_on.take().unwrap_or(gap));
             }
             self.cut = true;
             recovered.discarded.push(opened.segment);
