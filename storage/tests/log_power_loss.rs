@@ -88,27 +88,12 @@ fn a_recycled_file_whose_new_header_never_reached_the_device_loses_no_durable_re
     let io = FaultyIo::new(GlommioIo);
     let clock = manual_clock();
     let (first_kept, durable_end) = block_on(retire_and_recycle(&io, dir.path(), &clock, false));
-    // Every header page written since its file's last sync is lost; every data page kept.
-    let lost = io
-        .lose_power_pages(|_, page| {
-            if page == 0 {
-                PageFate::Lost
-            } else {
-                PageFate::Kept
-            }
-        })
-        .unwrap();
+    let lost = io.lose_power_pages(header_pages_lost).unwrap();
     assert!(lost > 0, "a header page was lost");
     io.heal();
     block_on(async {
-        let log = open(GlommioIo, dir.path(), config(), clock.clone()).await;
-        let report = log.recovery_report().clone();
+        let log = reopen_keeping(dir.path(), &clock, durable_end, "").await;
         let reader = log.reader();
-        assert!(
-            reader.next_seq() >= durable_end,
-            "{} records back of {durable_end} durable ({report:?})",
-            reader.next_seq()
-        );
         check_range(&reader, first_kept, durable_end, |_| 1000);
     });
 }
@@ -131,14 +116,9 @@ fn any_subset_of_dirty_pages_keeps_every_durable_record_through_retention_and_re
         io.lose_power(PowerLoss::Pages(loss)).unwrap();
         io.heal();
         block_on(async {
-            let log = open(GlommioIo, dir.path(), config(), clock.clone()).await;
+            let context = format!("{loss:?}: ");
+            let log = reopen_keeping(dir.path(), &clock, durable_end, &context).await;
             let reader = log.reader();
-            assert!(
-                reader.next_seq() >= durable_end,
-                "{loss:?}: {} records back of {durable_end} durable ({:?})",
-                reader.next_seq(),
-                log.recovery_report()
-            );
             check_range(&reader, first_kept, durable_end, |_| 1000);
             check_what_survived(&reader, durable_end);
         });
@@ -259,14 +239,7 @@ fn generations_after_lost_headers_never_meet_a_stale_later_life() {
         io.cut_power();
         durable_end
     });
-    io.lose_power_pages(|_, page| {
-        if page == 0 {
-            PageFate::Lost
-        } else {
-            PageFate::Kept
-        }
-    })
-    .unwrap();
+    io.lose_power_pages(header_pages_lost).unwrap();
     io.heal();
     // Reopen and append a little durably: the new segment takes one of the files whose lost
     // life left stale batches after the few this one writes.
@@ -277,14 +250,8 @@ fn generations_after_lost_headers_never_meet_a_stale_later_life() {
         log.next_seq()
     });
     block_on(async {
-        let log = open(GlommioIo, dir.path(), config(), clock.clone()).await;
+        let log = reopen_keeping(dir.path(), &clock, durable_end, "").await;
         let reader = log.reader();
-        assert!(
-            reader.next_seq() >= durable_end,
-            "{} records back of {durable_end} durable ({:?})",
-            reader.next_seq(),
-            log.recovery_report()
-        );
         check_what_survived(&reader, 0);
         let last = reader
             .read(durable_end - 1, ReadLimits::default())
@@ -360,28 +327,42 @@ fn segments_released_at_a_cut_stay_released_through_the_next_power_loss() {
         io.cut_power();
         log.next_seq()
     });
-    io.lose_power_pages(|_, page| {
-        if page == 0 {
-            PageFate::Lost
-        } else {
-            PageFate::Kept
-        }
-    })
-    .unwrap();
+    io.lose_power_pages(header_pages_lost).unwrap();
     io.heal();
     block_on(async {
-        let log = open(GlommioIo, dir.path(), config(), clock.clone()).await;
+        let log = reopen_keeping(dir.path(), &clock, durable_end, "").await;
         let reader = log.reader();
-        assert!(
-            reader.next_seq() >= durable_end,
-            "{} records back of {durable_end} durable ({:?})",
-            reader.next_seq(),
-            log.recovery_report()
-        );
         let last = reader
             .read(durable_end - 1, ReadLimits::default())
             .expect("the last durable record is there");
         assert_eq!(last.records().next().map(|r| r.seq), Some(durable_end - 1));
         check_what_survived(&reader, 0);
     });
+}
+
+/// Every header page written since its file's last sync is lost; every data page kept.
+fn header_pages_lost(_: &std::path::Path, page: u64) -> PageFate {
+    if page == 0 {
+        PageFate::Lost
+    } else {
+        PageFate::Kept
+    }
+}
+
+/// Reopens the log on `dir` (without fault injection) and checks that no record below
+/// `durable_end` went; `context` prefixes the failure.
+async fn reopen_keeping(
+    dir: &std::path::Path,
+    clock: &Arc<ManualClock>,
+    durable_end: u64,
+    context: &str,
+) -> ShardLog<GlommioIo> {
+    let log = open(GlommioIo, dir, config(), clock.clone()).await;
+    assert!(
+        log.next_seq() >= durable_end,
+        "{context}{} records back of {durable_end} durable ({:?})",
+        log.next_seq(),
+        log.recovery_report()
+    );
+    log
 }
