@@ -39,8 +39,21 @@ pub struct ServeConfig {
     pub heartbeat_ms: u64,
     /// (account, region) pairs served, the configured one included; each has an engine.
     pub tenants_max: usize,
+    /// Regions, besides `region` and AWS' own, that signed requests may be scoped to.
+    pub extra_regions: Vec<String>,
+    /// Tenants one account may open besides the configured one, so that no account can
+    /// take the whole of `tenants_max` from the others.
+    pub tenants_per_account_max: usize,
     /// Connections served at once; more wait in the listen backlog.
     pub connections_max: usize,
+    /// Connections one client address may hold open; more are closed at once. Behind a
+    /// proxy every client shares its address: raise this to `connections_max` there.
+    pub connections_per_address_max: usize,
+    /// How long a new connection may take to start its first request (TLS handshake and
+    /// protocol detection included) before it is closed.
+    pub first_request_timeout_ms: u64,
+    /// How long a connection may stay idle between requests before it is closed.
+    pub idle_timeout_ms: u64,
     /// Bytes of request bodies held at once over all requests; past it, reading waits.
     pub body_bytes_in_flight_max: usize,
     /// When any is set, every request must carry a valid SigV4 signature by one of them,
@@ -61,6 +74,8 @@ pub struct Credential {
     pub secret: String,
     /// The account requests signed with it act as; the configured account when `None`.
     pub account: Option<String>,
+    /// Temporary credentials: every request must carry this `X-Amz-Security-Token`.
+    pub session_token: Option<String>,
 }
 
 /// The account id when none is configured (also what kinesis-mock and LocalStack use).
@@ -86,9 +101,23 @@ impl ServeConfig {
             heartbeat_ms: 5_000,
             credentials: Vec::new(),
             connections_max: 4096,
+            connections_per_address_max: 1024,
+            first_request_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
             tenants_max: 16,
+            extra_regions: Vec::new(),
+            tenants_per_account_max: 4,
             body_bytes_in_flight_max: 512 << 20,
             allow_reset: false,
         }
+    }
+}
+
+impl ServeConfig {
+    /// The regions signed requests may be scoped to.
+    pub fn regions(&self) -> crate::regions::Regions {
+        crate::regions::Regions::new(
+            std::iter::once(self.region.clone()).chain(self.extra_regions.iter().cloned()),
+        )
     }
 }

@@ -13,6 +13,7 @@ pub mod http;
 mod leases;
 mod ops;
 mod reads;
+pub mod regions;
 pub mod reset;
 pub mod service;
 mod shapes;

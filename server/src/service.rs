@@ -18,8 +18,8 @@ type TenantCell = Arc<tokio::sync::OnceCell<Arc<Tenant>>>;
 pub struct Service {
     /// Settings.
     pub config: Arc<ServeConfig>,
-    /// Request body bytes in flight, in KiB units (see `http::read_body`).
-    pub(crate) body_budget: Arc<tokio::sync::Semaphore>,
+    /// Request body bytes held at once over all requests (see `http::body`).
+    pub(crate) body_budget: crate::http::Budget,
     /// SigV4 verification, when credentials are configured.
     pub(crate) verifier: Option<Verifier>,
     /// The configured account and region.
@@ -40,11 +40,13 @@ impl Service {
             &config.data_dir,
         )?;
         Ok(Service {
-            body_budget: Arc::new(tokio::sync::Semaphore::new(
-                (config.body_bytes_in_flight_max / 1024).max(config.body_bytes_max / 1024 + 1),
-            )),
+            body_budget: crate::http::Budget::new(
+                config
+                    .body_bytes_in_flight_max
+                    .max(config.body_bytes_max + 1024),
+            ),
             verifier: (!config.credentials.is_empty())
-                .then(|| Verifier::new(&config.credentials, &config.account)),
+                .then(|| Verifier::new(&config.credentials, &config.account, config.regions())),
             default: Arc::new(default),
             others: Mutex::new(HashMap::new()),
             config,
@@ -66,11 +68,8 @@ impl Service {
         }
         let cell = {
             let mut others = self.others.lock().expect("tenants lock");
-            if !others.contains_key(&scope) && others.len() + 1 >= self.config.tenants_max {
-                return Err(ApiError::limit_exceeded(format!(
-                    "This endpoint serves at most {} account and region pairs.",
-                    self.config.tenants_max
-                )));
+            if !others.contains_key(&scope) {
+                self.admit(&others, &scope)?;
             }
             others.entry(scope.clone()).or_default().clone()
         };
@@ -88,6 +87,30 @@ impl Service {
         opening
             .await
             .map_err(|e| ApiError::internal(format!("opening a tenant: {e}")))?
+    }
+}
+
+impl Service {
+    /// Whether a new tenant may open: under the endpoint's cap, and under the account's
+    /// own share of it (one account signing with many regions cannot take every slot).
+    fn admit(&self, others: &HashMap<Scope, TenantCell>, scope: &Scope) -> Result<(), ApiError> {
+        if others.len() + 1 >= self.config.tenants_max {
+            return Err(ApiError::limit_exceeded(format!(
+                "This endpoint serves at most {} account and region pairs.",
+                self.config.tenants_max
+            )));
+        }
+        let of_account = others
+            .keys()
+            .filter(|open| open.account == scope.account)
+            .count();
+        if of_account >= self.config.tenants_per_account_max {
+            return Err(ApiError::limit_exceeded(format!(
+                "Account {} may use at most {} regions on this endpoint besides {}.",
+                scope.account, self.config.tenants_per_account_max, self.config.region
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -2,12 +2,17 @@
 //! to the Kinesis operations, `/health`, `/metrics` and `POST /_sluice/reset`, and the reply
 //! headers clients expect.
 
+mod body;
+mod connection;
+
 use crate::auth::SignedRequest;
 use crate::service::Service;
 use crate::tenant::Tenant;
 use crate::wire::{ApiError, Protocol};
 use crate::{ops, reset, subscribe};
+pub(crate) use body::Budget;
 use bytes::Bytes;
+use connection::{AddressSlots, Connection, IdleLimits, InFlight};
 use futures_lite::FutureExt as _;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -24,7 +29,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 
 /// Reply bodies: a whole body, or an event stream.
@@ -32,12 +37,18 @@ pub type ReplyBody = BoxBody<Bytes, Infallible>;
 
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 
-/// How long a client has to send a request's headers.
+/// How long a client has to send a request's headers once it began them.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Interval of HTTP/2 pings on idle connections.
 const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a client has to finish its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection being closed for idleness gets to finish (HTTP/2's GOAWAY).
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// A connection's byte stream, plain or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Serves connections from `listener` (over TLS when `tls` is given) until `shutdown`
 /// completes. Connections in flight are dropped at shutdown (their requests were either
@@ -50,8 +61,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // A client gets this long to send a request's headers (also between keep-alive
-    // requests); HTTP/2 connections are pinged so dead peers are noticed.
+    // Once a client begins a request's headers it gets this long to finish them; HTTP/2
+    // connections are pinged so dead peers are noticed. Idle connections are closed by
+    // their watchdog (connection.rs).
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -60,14 +72,21 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(HTTP2_KEEP_ALIVE_INTERVAL));
-    let connections = Arc::new(Semaphore::new(service.config.connections_max));
+    let config = &service.config;
+    let connections = Arc::new(Semaphore::new(config.connections_max));
+    let per_address = AddressSlots::new(config.connections_per_address_max);
+    let limits = IdleLimits {
+        first_request: Duration::from_millis(config.first_request_timeout_ms),
+        between_requests: Duration::from_millis(config.idle_timeout_ms),
+    };
+    let share = connection_share(config);
     tokio::pin!(shutdown);
     loop {
         // At the connection cap, new connections wait in the kernel's backlog.
         let Ok(slot) = connections.clone().acquire_owned().await else {
             return Ok(());
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 // Out of descriptors, or a reset before accept: pause, then serve the others.
@@ -78,42 +97,85 @@ pub async fn serve(
             },
             () = &mut shutdown => return Ok(()),
         };
+        // Past its address's cap a connection is closed at once.
+        let Some(address_slot) = per_address.take(peer.ip()) else {
+            metrics::counter!("sluice_connections_refused_total", "reason" => "per_address_cap")
+                .increment(1);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
-        let metrics = metrics.clone();
-        let builder = builder.clone();
-        let tls = tls.clone();
+        let connection = Connection::new(share);
+        let (service, metrics, builder, tls) = (
+            service.clone(),
+            metrics.clone(),
+            builder.clone(),
+            tls.clone(),
+        );
         tokio::spawn(async move {
-            let _slot = slot;
-            let handler = hyper::service::service_fn(move |request| {
-                handle(service.clone(), metrics.clone(), request)
-            });
-            match tls {
-                None => {
-                    let _ = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), handler)
-                        .await;
-                }
+            let _slots = (slot, address_slot);
+            let io: Box<dyn Stream> = match tls {
+                None => Box::new(stream),
                 Some(acceptor) => {
                     let handshake =
                         tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
-                    if let Ok(Ok(stream)) = handshake.await {
-                        let _ = builder
-                            .serve_connection_with_upgrades(TokioIo::new(stream), handler)
-                            .await;
+                    match handshake.await {
+                        Ok(Ok(stream)) => Box::new(stream),
+                        _ => return,
                     }
                 }
-            }
+            };
+            serve_connection(&builder, io, connection, limits, service, metrics).await;
         });
     }
 }
 
+/// Serves one connection's requests until it closes, or until it stays idle past
+/// `limits` (then it is shut down gracefully: HTTP/2's GOAWAY, HTTP/1.1's close).
+async fn serve_connection(
+    builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    io: Box<dyn Stream>,
+    connection: Arc<Connection>,
+    limits: IdleLimits,
+    service: Arc<Service>,
+    metrics: Option<PrometheusHandle>,
+) {
+    let handler = hyper::service::service_fn({
+        let connection = connection.clone();
+        move |request| {
+            handle(
+                service.clone(),
+                connection.clone(),
+                metrics.clone(),
+                request,
+            )
+        }
+    });
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), handler);
+    tokio::pin!(served);
+    tokio::select! {
+        _ = served.as_mut() => {}
+        () = connection.idle(limits) => {
+            metrics::counter!("sluice_connections_idle_closed_total").increment(1);
+            served.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(CLOSE_GRACE, served).await;
+        }
+    }
+}
+
+/// The body bytes one connection may hold at once, over all its requests: an eighth of
+/// the server's budget, and at least one largest body.
+fn connection_share(config: &crate::ServeConfig) -> usize {
+    (config.body_bytes_in_flight_max / 8).max(config.body_bytes_max + body::UNIT)
+}
+
 async fn handle(
     service: Arc<Service>,
+    connection: Arc<Connection>,
     metrics: Option<PrometheusHandle>,
     request: Request<Incoming>,
 ) -> Result<Response<ReplyBody>, Infallible> {
-    Ok(match (request.method(), request.uri().path()) {
+    let in_flight = connection.begin();
+    let response = match (request.method(), request.uri().path()) {
         (&Method::GET, "/health") => plain(StatusCode::OK, "ok\n".into()),
         (&Method::GET, "/metrics") => match metrics {
             Some(handle) => plain(StatusCode::OK, handle.render()),
@@ -123,7 +185,7 @@ async fn handle(
             Ok(report) => json_reply(&report),
             Err(error) => error_reply(Protocol::Json, &error),
         },
-        (&Method::POST, _) => kinesis(service, request).await,
+        (&Method::POST, _) => kinesis(service, &connection, request).await,
         _ => error_reply(
             Protocol::Json,
             &ApiError::with_status(
@@ -132,17 +194,42 @@ async fn handle(
                 "Unable to determine service/operation name to be authorized",
             ),
         ),
-    })
+    };
+    // The connection counts as busy until the body is sent (an event stream's included).
+    Ok(response.map(|body| {
+        Guarded {
+            body,
+            _in_flight: in_flight,
+        }
+        .boxed()
+    }))
 }
 
-async fn kinesis(service: Arc<Service>, request: Request<Incoming>) -> Response<ReplyBody> {
+async fn kinesis(
+    service: Arc<Service>,
+    connection: &Connection,
+    request: Request<Incoming>,
+) -> Response<ReplyBody> {
     let (parts, body) = request.into_parts();
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let protocol = Protocol::from_content_type(header("content-type"));
     let target = header("x-amz-target").unwrap_or_default().to_owned();
+    // A request that cannot be authenticated is refused before its body is read.
+    if let Some(verifier) = &service.verifier
+        && let Err(error) = verifier.verify_headers(&signed_request(&parts, &[]), SystemTime::now())
+    {
+        return error_reply(protocol, &error);
+    }
     let limit = service.config.body_bytes_max;
     let declared_len = header("content-length").and_then(|v| v.parse().ok());
-    let (body, _budget) = match read_body(body, declared_len, limit, &service.body_budget).await {
+    let read = body::read(
+        body,
+        declared_len,
+        limit,
+        &service.body_budget,
+        &connection.budget,
+    );
+    let (body, _reservation) = match read.await {
         Ok(body) => body,
         Err(error) => return error_reply(protocol, &error),
     };
@@ -240,93 +327,6 @@ fn signed_request<'a>(parts: &'a hyper::http::request::Parts, body: &'a [u8]) ->
     }
 }
 
-/// Bytes of an oversized body read and dropped so that an HTTP/1.1 client, still sending,
-/// gets to read the 413 rather than a reset; beyond this the connection is just closed.
-const OVERSIZED_DRAIN_BYTES_MAX: usize = 64 << 20;
-
-/// The whole body, up to `limit` bytes; a larger one is drained (bounded) and refused.
-/// Request bodies are accounted in units of this many bytes against the server's budget.
-const BODY_BUDGET_UNIT: usize = 1024;
-
-/// How long a request waits for its share of the body budget before it is refused as a
-/// retryable InternalFailure.
-const BODY_BUDGET_WAIT: Duration = Duration::from_secs(10);
-/// How long a body may take to arrive once its budget is reserved.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The whole body, up to `limit` bytes; a larger one (declared or found) is drained, not
-/// kept, and refused. Before reading, the body's bytes are reserved against the server-wide
-/// budget at once (its Content-Length, or `limit` when it has none; all or nothing, so
-/// requests holding part of what they need cannot block each other). A reservation is
-/// waited for at most `BODY_BUDGET_WAIT` and held at most `BODY_READ_TIMEOUT` while the body
-/// arrives, so clients that stall (or HTTP/2 streams starved of flow-control credit) cannot
-/// hold the budget for ever. The permit returned keeps the reservation until the request is
-/// answered.
-async fn read_body(
-    body: Incoming,
-    declared_len: Option<usize>,
-    limit: usize,
-    budget: &Arc<Semaphore>,
-) -> Result<(Bytes, Option<OwnedSemaphorePermit>), ApiError> {
-    let oversized = declared_len.is_some_and(|len| len > limit);
-    let reserve = match declared_len {
-        _ if oversized => 0,
-        Some(len) => len,
-        None => limit,
-    };
-    let permit = match reserve.div_ceil(BODY_BUDGET_UNIT) {
-        0 => None,
-        units => {
-            let units = u32::try_from(units).unwrap_or(u32::MAX);
-            let acquire = budget.clone().acquire_many_owned(units);
-            match tokio::time::timeout(BODY_BUDGET_WAIT, acquire).await {
-                Ok(Ok(permit)) => Some(permit),
-                Ok(Err(_)) => return Err(ApiError::internal("The server is shutting down.")),
-                Err(_) => {
-                    return Err(ApiError::internal(
-                        "The server is busy receiving other requests; retry.",
-                    ));
-                }
-            }
-        }
-    };
-    let collect = collect_body(body, limit, oversized, reserve);
-    match tokio::time::timeout(BODY_READ_TIMEOUT, collect).await {
-        Ok(collected) => Ok((collected?, permit)),
-        Err(_) => Err(ApiError::serialization(format!(
-            "The request body did not arrive within {} s.",
-            BODY_READ_TIMEOUT.as_secs()
-        ))),
-    }
-}
-
-async fn collect_body(
-    mut body: Incoming,
-    limit: usize,
-    mut oversized: bool,
-    capacity: usize,
-) -> Result<Bytes, ApiError> {
-    let mut collected = bytes::BytesMut::with_capacity(capacity.min(limit));
-    let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| ApiError::serialization("The request body was cut off."))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        seen += data.len();
-        oversized |= seen > limit;
-        if !oversized {
-            collected.extend_from_slice(&data);
-        } else if seen > OVERSIZED_DRAIN_BYTES_MAX {
-            break;
-        }
-    }
-    if oversized {
-        return Err(ApiError::too_large(limit));
-    }
-    Ok(collected.freeze())
-}
-
 fn with_ids(response: hyper::http::response::Builder) -> hyper::http::response::Builder {
     let id = uuid::Uuid::new_v4().to_string();
     response
@@ -369,6 +369,32 @@ fn plain(status: StatusCode, text: String) -> Response<ReplyBody> {
         .header("content-type", "text/plain; version=0.0.4")
         .body(Full::new(Bytes::from(text)).boxed())
         .expect("a valid response")
+}
+
+/// A response body that keeps its request counted as in flight until it is sent.
+struct Guarded {
+    body: ReplyBody,
+    _in_flight: InFlight,
+}
+
+impl Body for Guarded {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// A body fed by a channel of event-stream frames; it ends when the sender is dropped.

@@ -1,0 +1,198 @@
+//! What one connection may hold: a share of the body budget, a slot under its address's
+//! cap, and a watchdog that closes it when it stays idle.
+//!
+//! A connection is idle while no request of it is in flight (a SubscribeToShard stream is
+//! in flight until its last event is sent). Before its first request it gets
+//! `first_request_timeout` (protocol detection, TLS and the first headers included: a
+//! socket that sends nothing is closed); between requests it gets `idle_timeout`. HTTP/2
+//! pings do not count as activity, so an idle HTTP/2 connection is closed like any other.
+
+use super::body::Budget;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The per-connection state the request handler sees.
+pub(crate) struct Connection {
+    /// This connection's share of the server's body budget.
+    pub(crate) budget: Budget,
+    activity: Mutex<Activity>,
+    in_flight: AtomicUsize,
+}
+
+struct Activity {
+    /// When the last request started or ended (or the connection was accepted).
+    last: Instant,
+    served_any: bool,
+}
+
+/// How long a connection may stay idle.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdleLimits {
+    /// Before its first request.
+    pub(crate) first_request: Duration,
+    /// Between requests.
+    pub(crate) between_requests: Duration,
+}
+
+impl Connection {
+    pub(crate) fn new(budget_bytes: usize) -> Arc<Connection> {
+        Arc::new(Connection {
+            budget: Budget::new(budget_bytes),
+            activity: Mutex::new(Activity {
+                last: Instant::now(),
+                served_any: false,
+            }),
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    /// Marks a request in flight until the guard is dropped (with its response body).
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.touch(true);
+        InFlight(self.clone())
+    }
+
+    fn touch(&self, started: bool) {
+        let mut activity = self.activity.lock().expect("activity lock");
+        activity.last = Instant::now();
+        activity.served_any |= started;
+    }
+
+    /// Completes once the connection has been idle for its limit.
+    pub(crate) async fn idle(&self, limits: IdleLimits) {
+        loop {
+            let (last, served_any) = {
+                let activity = self.activity.lock().expect("activity lock");
+                (activity.last, activity.served_any)
+            };
+            let limit = match served_any {
+                false => limits.first_request,
+                true => limits.between_requests,
+            };
+            if self.in_flight.load(Ordering::SeqCst) > 0 {
+                tokio::time::sleep(limit).await;
+                continue;
+            }
+            let deadline = last + limit;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// A request in flight on a connection.
+pub(crate) struct InFlight(Arc<Connection>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch(false);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Connections open per client address, under a cap.
+pub(crate) struct AddressSlots {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl AddressSlots {
+    pub(crate) fn new(max: usize) -> Arc<AddressSlots> {
+        Arc::new(AddressSlots {
+            max,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A slot for one more connection from `address`, if it has fewer than the cap open.
+    pub(crate) fn take(self: &Arc<Self>, address: IpAddr) -> Option<AddressSlot> {
+        let mut open = self.open.lock().expect("address slots lock");
+        let count = open.entry(address).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            slots: self.clone(),
+            address,
+        })
+    }
+}
+
+/// One connection's place under its address's cap; given back when dropped.
+pub(crate) struct AddressSlot {
+    slots: Arc<AddressSlots>,
+    address: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().expect("address slots lock");
+        if let Some(count) = open.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_gets_at_most_its_cap_and_slots_come_back() {
+        let slots = AddressSlots::new(2);
+        let one: IpAddr = [10, 0, 0, 1].into();
+        let two: IpAddr = [10, 0, 0, 2].into();
+        let a = slots.take(one).unwrap();
+        let _b = slots.take(one).unwrap();
+        assert!(slots.take(one).is_none(), "the third from one address");
+        assert!(slots.take(two).is_some(), "another address is not affected");
+        drop(a);
+        assert!(
+            slots.take(one).is_some(),
+            "a closed connection gives its slot back"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_only_with_nothing_in_flight_for_its_limit() {
+        let limits = IdleLimits {
+            first_request: Duration::from_secs(10),
+            between_requests: Duration::from_secs(60),
+        };
+        let connection = Connection::new(1 << 20);
+        let start = Instant::now();
+        connection.idle(limits).await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(10),
+            "before the first request"
+        );
+
+        let request = connection.begin();
+        let watch = tokio::spawn({
+            let connection = connection.clone();
+            async move { connection.idle(limits).await }
+        });
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        assert!(!watch.is_finished(), "a request in flight keeps it open");
+        let ended = Instant::now();
+        drop(request);
+        watch.await.unwrap();
+        let waited = ended.elapsed();
+        assert!(
+            waited >= Duration::from_secs(60) && waited < Duration::from_secs(120),
+            "between requests: {waited:?}"
+        );
+    }
+}
