@@ -13,6 +13,8 @@ const CREDENTIAL: &[&str] = &[
     "AKIDEXAMPLE:secret",
     "--credential",
     "AKIDOTHER:secret2:111111111111",
+    "--credential",
+    "AKIDTEMP:secret3::token-of-the-session",
 ];
 
 #[test]

@@ -675,4 +675,198 @@ mod tests {
         // Percent-decoded query values can hold any character: no slicing inside one.
         assert_eq!(parse_amz_date("20260101\u{e9}00000Z"), None);
     }
+
+    const AMZ_DATE: &str = "20261205T101500Z";
+
+    fn verifier(session_token: Option<&str>) -> Verifier {
+        Verifier::new(
+            &[Credential {
+                access_key_id: "AKID".into(),
+                secret: "secret".into(),
+                account: None,
+                session_token: session_token.map(str::to_owned),
+            }],
+            "000000000000",
+            Regions::default(),
+        )
+    }
+
+    /// A request for `target`, with `extra` headers, signed by AKID over the headers in
+    /// `signed` (with `scope_date` in its credential).
+    fn signed_request(
+        target: &str,
+        extra: &[(&str, &'static str)],
+        signed: &str,
+        scope_date: &str,
+    ) -> (Vec<(String, String)>, String) {
+        let mut headers: Vec<(String, String)> = vec![
+            ("x-amz-date".into(), AMZ_DATE.into()),
+            ("x-amz-target".into(), format!("Kinesis_20131202.{target}")),
+        ];
+        headers.extend(
+            extra
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+        );
+        let request = SignedRequest {
+            method: "POST",
+            path: "/",
+            query: None,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.clone(), v.as_str()))
+                .collect(),
+            host: Some("localhost"),
+            body: b"{}",
+        };
+        let authorization = format!(
+            "{ALGORITHM} Credential=AKID/{scope_date}/us-east-1/kinesis/aws4_request, SignedHeaders={signed}, Signature="
+        );
+        let signature = parse_header(&authorization, Some(AMZ_DATE)).unwrap();
+        let canonical = canonical_request(
+            &request,
+            &[],
+            &signature,
+            false,
+            &hex(&Sha256::digest(b"{}")),
+        )
+        .unwrap();
+        let string_to_sign = format!(
+            "{ALGORITHM}\n{AMZ_DATE}\n{scope_date}/us-east-1/kinesis/aws4_request\n{}",
+            hex(&Sha256::digest(canonical.as_bytes()))
+        );
+        let mut mac =
+            HmacSha256::new_from_slice(&signing_key("secret", scope_date, "us-east-1", "kinesis"))
+                .unwrap();
+        mac.update(string_to_sign.as_bytes());
+        let authorization = format!("{authorization}{}", hex(&mac.finalize().into_bytes()));
+        (headers, authorization)
+    }
+
+    fn check(
+        verifier: &Verifier,
+        headers: &[(String, String)],
+        authorization: &str,
+    ) -> Result<Scope, ApiError> {
+        let mut all: Vec<(String, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_str()))
+            .collect();
+        all.push(("authorization".into(), authorization));
+        let request = SignedRequest {
+            method: "POST",
+            path: "/",
+            query: None,
+            headers: all,
+            host: Some("localhost"),
+            body: b"{}",
+        };
+        let at = parse_amz_date(AMZ_DATE).unwrap();
+        verifier.verify_headers(&request, at)?;
+        verifier.verify(&request, at)
+    }
+
+    #[test]
+    fn host_and_the_target_must_be_signed() {
+        let verifier = verifier(None);
+        let (headers, auth) = signed_request(
+            "ListStreams",
+            &[],
+            "host;x-amz-date;x-amz-target",
+            "20261205",
+        );
+        assert!(check(&verifier, &headers, &auth).is_ok());
+        // A signature over the date alone, replayed with another operation.
+        let (mut headers, auth) = signed_request("ListStreams", &[], "host;x-amz-date", "20261205");
+        headers[1].1 = "Kinesis_20131202.DeleteStream".into();
+        let error = check(&verifier, &headers, &auth).unwrap_err();
+        assert_eq!(error.name, "IncompleteSignatureException");
+        assert!(
+            error.message.contains("'X-Amz-Target'"),
+            "{}",
+            error.message
+        );
+        let (headers, auth) =
+            signed_request("ListStreams", &[], "x-amz-date;x-amz-target", "20261205");
+        let error = check(&verifier, &headers, &auth).unwrap_err();
+        assert!(error.message.contains("'Host'"), "{}", error.message);
+        let (headers, auth) = signed_request("ListStreams", &[], "host;x-amz-target", "20261205");
+        let error = check(&verifier, &headers, &auth).unwrap_err();
+        assert!(error.message.contains("'X-Amz-Date'"), "{}", error.message);
+    }
+
+    #[test]
+    fn the_scope_date_must_be_the_request_date() {
+        let verifier = verifier(None);
+        for scope_date in ["", "2026120", "20261204", "2026120X"] {
+            let (headers, auth) = signed_request(
+                "ListStreams",
+                &[],
+                "host;x-amz-date;x-amz-target",
+                scope_date,
+            );
+            let error = check(&verifier, &headers, &auth).unwrap_err();
+            assert!(
+                error.message.contains("Date in Credential scope"),
+                "{scope_date}: {}",
+                error.message
+            );
+        }
+    }
+
+    #[test]
+    fn temporary_credentials_need_their_session_token_signed() {
+        let with_token = verifier(Some("token-1"));
+        let signed = "host;x-amz-date;x-amz-security-token;x-amz-target";
+        let (headers, auth) = signed_request(
+            "ListStreams",
+            &[("x-amz-security-token", "token-1")],
+            signed,
+            "20261205",
+        );
+        assert!(check(&with_token, &headers, &auth).is_ok());
+        let (headers, auth) = signed_request(
+            "ListStreams",
+            &[("x-amz-security-token", "token-2")],
+            signed,
+            "20261205",
+        );
+        assert_eq!(
+            check(&with_token, &headers, &auth).unwrap_err().name,
+            "UnrecognizedClientException"
+        );
+        let (headers, auth) = signed_request(
+            "ListStreams",
+            &[],
+            "host;x-amz-date;x-amz-target",
+            "20261205",
+        );
+        assert_eq!(
+            check(&with_token, &headers, &auth).unwrap_err().name,
+            "UnrecognizedClientException"
+        );
+        let (headers, auth) = signed_request(
+            "ListStreams",
+            &[("x-amz-security-token", "token-1")],
+            "host;x-amz-date;x-amz-target",
+            "20261205",
+        );
+        let error = check(&with_token, &headers, &auth).unwrap_err();
+        assert!(
+            error.message.contains("'X-Amz-Security-Token'"),
+            "{}",
+            error.message
+        );
+        // A token sent with a long-term credential is refused, as AWS refuses it.
+        let (headers, auth) = signed_request(
+            "ListStreams",
+            &[("x-amz-security-token", "token-1")],
+            signed,
+            "20261205",
+        );
+        assert_eq!(
+            check(&verifier(None), &headers, &auth).unwrap_err().name,
+            "UnrecognizedClientException"
+        );
+    }
 }

@@ -72,18 +72,49 @@ pub struct ServeArgs {
     /// Interval of the empty events an idle SubscribeToShard stream sends (ms).
     #[arg(long, env = "SLUICE_HEARTBEAT_MS", default_value_t = 5_000)]
     pub heartbeat_ms: u64,
-    /// Verify SigV4 signatures against this credential, `ACCESS_KEY_ID:SECRET` or
+    /// Verify SigV4 signatures against this credential, `ACCESS_KEY_ID:SECRET`,
     /// `ACCESS_KEY_ID:SECRET:ACCOUNT` (its requests act as that 12-digit account; the
-    /// signature's region is the region). Repeat for more (in the variable: separated by
-    /// commas). Without any, requests are not authenticated, like other local endpoints, and
-    /// act as --account in --region.
+    /// signature's region is the region) or, for temporary credentials,
+    /// `ACCESS_KEY_ID:SECRET:[ACCOUNT]:SESSION_TOKEN` (every request must carry the token).
+    /// Repeat for more (in the variable: separated by commas). Without any, requests are not
+    /// authenticated, like other local endpoints, and act as --account in --region.
     #[arg(
         long = "credential",
         env = "SLUICE_CREDENTIALS",
         value_delimiter = ',',
-        value_name = "ACCESS_KEY_ID:SECRET[:ACCOUNT]"
+        value_name = "ACCESS_KEY_ID:SECRET[:ACCOUNT[:SESSION_TOKEN]]"
     )]
     pub credentials: Vec<String>,
+    /// A region, besides --region and AWS' own, that signed requests may be scoped to
+    /// (each region of each account is a tenant with its own engine). Repeatable.
+    #[arg(
+        long = "extra-region",
+        env = "SLUICE_EXTRA_REGIONS",
+        value_delimiter = ','
+    )]
+    pub extra_regions: Vec<String>,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "SLUICE_CONNECTIONS_MAX", default_value_t = 4096)]
+    pub connections_max: usize,
+    /// Connections one client address may hold; more are closed at once. Behind a proxy or
+    /// load balancer (one address for every client) set it to --connections-max.
+    #[arg(
+        long,
+        env = "SLUICE_CONNECTIONS_PER_ADDRESS_MAX",
+        default_value_t = 1024
+    )]
+    pub connections_per_address_max: usize,
+    /// A new connection that has not begun a request within this is closed (ms; TLS
+    /// handshake included).
+    #[arg(
+        long,
+        env = "SLUICE_FIRST_REQUEST_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub first_request_timeout_ms: u64,
+    /// A connection idle this long between requests is closed (ms).
+    #[arg(long, env = "SLUICE_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
     /// Serve TLS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain; needs
     /// --tls-key.
     #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
@@ -136,21 +167,41 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
     for credential in &args.credentials {
         config.credentials.push(parse_credential(credential)?);
     }
+    for region in std::iter::once(&args.region).chain(&args.extra_regions) {
+        anyhow::ensure!(
+            sluice_server::regions::is_region_name(region),
+            "{region:?} is not a region name (like us-east-1)"
+        );
+    }
+    config.extra_regions = args.extra_regions.clone();
+    anyhow::ensure!(
+        args.connections_max > 0 && args.connections_per_address_max > 0,
+        "--connections-max and --connections-per-address-max must be positive"
+    );
+    config.connections_max = args.connections_max;
+    config.connections_per_address_max = args.connections_per_address_max.min(args.connections_max);
+    anyhow::ensure!(
+        args.first_request_timeout_ms > 0 && args.idle_timeout_ms > 0,
+        "--first-request-timeout-ms and --idle-timeout-ms must be positive"
+    );
+    config.first_request_timeout_ms = args.first_request_timeout_ms;
+    config.idle_timeout_ms = args.idle_timeout_ms;
     config.allow_reset = args.allow_reset || args.ephemeral;
     Ok(config)
 }
 
 fn parse_credential(text: &str) -> anyhow::Result<Credential> {
+    const FORM: &str = "--credential takes ACCESS_KEY_ID:SECRET[:ACCOUNT[:SESSION_TOKEN]]";
     let parts: Vec<&str> = text.split(':').collect();
-    let (key, secret, account) = match parts[..] {
-        [key, secret] => (key, secret, None),
-        [key, secret, account] => (key, secret, Some(account)),
-        _ => anyhow::bail!("--credential takes ACCESS_KEY_ID:SECRET[:ACCOUNT]"),
+    let (key, secret, account, token) = match parts[..] {
+        [key, secret] => (key, secret, None, None),
+        [key, secret, account] => (key, secret, Some(account), None),
+        [key, secret, account, token] => (key, secret, Some(account), Some(token)),
+        _ => anyhow::bail!(FORM),
     };
-    anyhow::ensure!(
-        !key.is_empty() && !secret.is_empty(),
-        "--credential takes ACCESS_KEY_ID:SECRET[:ACCOUNT]"
-    );
+    let account = account.filter(|a| !a.is_empty());
+    anyhow::ensure!(!key.is_empty() && !secret.is_empty(), FORM);
+    anyhow::ensure!(token.is_none_or(|t| !t.is_empty()), FORM);
     if let Some(account) = account {
         anyhow::ensure!(
             account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()),
@@ -161,5 +212,6 @@ fn parse_credential(text: &str) -> anyhow::Result<Credential> {
         access_key_id: key.to_owned(),
         secret: secret.to_owned(),
         account: account.map(str::to_owned),
+        session_token: token.map(str::to_owned),
     })
 }

@@ -12,6 +12,7 @@ from unittest import mock
 
 import boto3
 import botocore.auth
+import botocore.exceptions
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
@@ -22,9 +23,10 @@ from harness import expect_error, unique
 ENDPOINT = sys.argv[1] if __name__ == "__main__" else None
 
 
-def client(endpoint, key="AKIDEXAMPLE", secret="secret", region="us-east-1"):
+def client(endpoint, key="AKIDEXAMPLE", secret="secret", region="us-east-1", token=None):
     return boto3.client("kinesis", endpoint_url=endpoint, region_name=region, aws_access_key_id=key,
-                        aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+                        aws_secret_access_key=secret, aws_session_token=token,
+                        config=Config(retries={"max_attempts": 1}))
 
 
 def raw(endpoint, target, body, headers, url=None):
@@ -123,6 +125,50 @@ def test_presigned_requests_work_and_cannot_be_altered(endpoint):
     tampered = url.replace("X-Amz-Expires=60", "X-Amz-Expires=600")
     status, reply = raw(endpoint, "ListStreams", b"", headers, url=tampered)
     assert (status, reply["__type"]) == (400, "InvalidSignatureException"), reply
+
+
+def test_a_signature_must_cover_the_operation(endpoint):
+    k = client(endpoint)
+    name = unique("kept")
+    k.create_stream(StreamName=name, ShardCount=1)
+    body = json.dumps({"StreamName": name}).encode()
+    # Signed without X-Amz-Target (only host and the date), then sent as DeleteStream.
+    request = AWSRequest(method="POST", url=endpoint + "/", data=body,
+                         headers={"Content-Type": "application/x-amz-json-1.1"})
+    botocore.auth.SigV4Auth(Credentials("AKIDEXAMPLE", "secret"), "kinesis", "us-east-1").add_auth(request)
+    headers = dict(request.headers.items())
+    assert "x-amz-target" not in headers["Authorization"].lower()
+    headers["X-Amz-Target"] = "Kinesis_20131202.DeleteStream"
+    status, reply = raw(endpoint, "DeleteStream", body, headers)
+    assert (status, reply["__type"]) == (403, "IncompleteSignatureException"), reply
+    assert "X-Amz-Target" in reply["message"], reply
+    assert k.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+
+
+def test_temporary_credentials_need_their_session_token(endpoint):
+    good = client(endpoint, key="AKIDTEMP", secret="secret3", token="token-of-the-session")
+    assert "StreamNames" in good.list_streams()
+    expect_error("UnrecognizedClientException",
+                 client(endpoint, key="AKIDTEMP", secret="secret3", token="another-token").list_streams)
+    expect_error("UnrecognizedClientException", client(endpoint, key="AKIDTEMP", secret="secret3").list_streams)
+    expect_error("UnrecognizedClientException",
+                 client(endpoint, token="token-of-the-session").list_streams)
+
+
+def test_made_up_regions_open_no_tenant_and_one_account_cannot_take_every_tenant(endpoint):
+    error = expect_error("InvalidSignatureException", client(endpoint, region="zz-attack-1").list_streams)
+    assert "zz-attack-1" in error.response["Error"]["Message"], error.response
+    refused = None
+    for region in ["us-west-2", "ap-south-1", "ca-central-1", "sa-east-1", "eu-north-1", "me-south-1"]:
+        try:
+            client(endpoint, key="AKIDOTHER", secret="secret2", region=region).list_streams()
+        except botocore.exceptions.ClientError as e:
+            refused = e.response["Error"]
+            break
+    assert refused and refused["Code"] == "LimitExceededException", refused
+    assert "111111111111" in refused["Message"], refused
+    # Another account still gets a region of its own.
+    assert "StreamNames" in client(endpoint, region="us-east-2").list_streams()
 
 
 if __name__ == "__main__":
