@@ -60,6 +60,10 @@ pub struct ServeConfig {
     /// scoped to the `kinesis` service; the credential's account and the scope's region pick
     /// the tenant.
     pub credentials: Vec<Credential>,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <token>`. Without it, a server
+    /// that verifies signatures does not serve `/metrics` on its Kinesis listener (it names
+    /// every tenant's streams): use a token, or a listener of its own for metrics.
+    pub metrics_token: Option<String>,
     /// Accept `POST /_sluice/reset` (delete every stream of every tenant), for test suites.
     /// Off by default: it is not authenticated.
     pub allow_reset: bool,
@@ -109,6 +113,7 @@ impl ServeConfig {
             tenants_per_account_max: 4,
             body_bytes_in_flight_max: 512 << 20,
             allow_reset: false,
+            metrics_token: None,
         }
     }
 }

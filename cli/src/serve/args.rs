@@ -122,6 +122,15 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve `/metrics` only with `Authorization: Bearer <this token>` (Prometheus:
+    /// `authorization: {credentials: ...}`). A server with --credential serves `/metrics`
+    /// on its Kinesis listener only with a token.
+    #[arg(long, env = "SLUICE_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
+    /// Serve `/metrics` and `/health` on this address instead (without authentication:
+    /// bind it where only the monitoring reaches), and not on the Kinesis listener.
+    #[arg(long, env = "SLUICE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Print the bound address as the first line on stdout and flush (for scripts and
     /// tests that listen on port 0).
     #[arg(long, env = "SLUICE_PRINT_ADDRESS", value_parser = FalseyValueParser::new())]
@@ -187,6 +196,11 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
     config.first_request_timeout_ms = args.first_request_timeout_ms;
     config.idle_timeout_ms = args.idle_timeout_ms;
     config.allow_reset = args.allow_reset || args.ephemeral;
+    anyhow::ensure!(
+        args.metrics_token.as_ref().is_none_or(|t| t.len() >= 16),
+        "--metrics-token must be at least 16 characters"
+    );
+    config.metrics_token = args.metrics_token.clone();
     Ok(config)
 }
 

@@ -86,8 +86,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 upkeep.run_upkeep();
             }
         });
-        sluice_server::http::serve(service, listener, tls, Some(metrics), shutdown_signal())
-            .await?;
+        let on_kinesis_listener = match args.metrics_listen {
+            None => Some(metrics),
+            Some(address) => {
+                let listener = tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("listening for metrics on {address}"))?;
+                eprintln!(
+                    "  metrics: http://{}/metrics (not authenticated)",
+                    listener.local_addr()?
+                );
+                let shutdown = std::future::pending::<()>();
+                tokio::spawn(sluice_server::http::serve_metrics(
+                    listener, metrics, shutdown,
+                ));
+                None
+            }
+        };
+        sluice_server::http::serve(
+            service,
+            listener,
+            tls,
+            on_kinesis_listener,
+            shutdown_signal(),
+        )
+        .await?;
         anyhow::Ok(())
     })?;
     // Stops the connections' and the upkeep's tasks, which hold the service (and so the

@@ -148,13 +148,24 @@ pub fn needs_js_sdk() -> bool {
 
 /// `POST path` with an empty body over HTTP/1.1: the status and the body.
 pub fn post(address: SocketAddr, path: &str) -> (u16, String) {
+    request(address, "POST", path, &[])
+}
+
+/// `METHOD path` with `headers` and an empty body over HTTP/1.1: the status and the body.
+pub fn request(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(address).expect("connecting");
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("sending");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("sending");
     let mut reply = String::new();
     stream
         .read_to_string(&mut reply)

@@ -4,6 +4,9 @@
 
 mod body;
 mod connection;
+mod prometheus;
+
+pub use prometheus::serve_metrics;
 
 use crate::auth::SignedRequest;
 use crate::service::Service;
@@ -177,14 +180,8 @@ async fn handle(
     let in_flight = connection.begin();
     let response = match (request.method(), request.uri().path()) {
         (&Method::GET, "/health") => plain(StatusCode::OK, "ok\n".into()),
-        (&Method::GET, "/metrics") => match metrics {
-            Some(handle) => plain(StatusCode::OK, handle.render()),
-            None => plain(StatusCode::NOT_FOUND, "metrics are off\n".into()),
-        },
-        (&Method::POST, reset::RESET_PATH) => match reset::reset(&service).await {
-            Ok(report) => json_reply(&report),
-            Err(error) => error_reply(Protocol::Json, &error),
-        },
+        (&Method::GET, "/metrics") => prometheus::reply(&service, metrics.as_ref(), &request),
+        (&Method::POST, reset::RESET_PATH) => reset_reply(&service, request).await,
         (&Method::POST, _) => kinesis(service, &connection, request).await,
         _ => error_reply(
             Protocol::Json,
@@ -203,6 +200,28 @@ async fn handle(
         }
         .boxed()
     }))
+}
+
+/// `POST /_sluice/reset`: on a server that verifies signatures, only signed.
+async fn reset_reply(service: &Service, request: Request<Incoming>) -> Response<ReplyBody> {
+    if let Some(verifier) = &service.verifier {
+        let (parts, body) = request.into_parts();
+        // A reset has no body to speak of: at most a small one is read.
+        let Ok(body) = http_body_util::Limited::new(body, 64 << 10).collect().await else {
+            return error_reply(
+                Protocol::Json,
+                &ApiError::serialization("The reset request's body is cut off or too large."),
+            );
+        };
+        let body = body.to_bytes();
+        if let Err(error) = verifier.verify(&signed_request(&parts, &body), SystemTime::now()) {
+            return error_reply(Protocol::Json, &error);
+        }
+    }
+    match reset::reset(service).await {
+        Ok(report) => json_reply(&report),
+        Err(error) => error_reply(Protocol::Json, &error),
+    }
 }
 
 async fn kinesis(
