@@ -496,8 +496,9 @@ async fn a_stalled_body_cannot_hold_the_body_budget_for_ever() {
     let server = TestServer::start(dir.path(), &["--body-mib", "1", "--body-budget-mib", "1"]);
     let mut client = KinesisClient::connect(server.address).await.unwrap();
     create(&mut client, "budget", 1).await;
-    // Two bodies that never arrive: one of the maximum size, one taking the last KiB.
-    let stall = |length: usize| {
+    // Two bodies that stop short of their end, holding what they sent (budget is reserved
+    // as bytes arrive): almost a largest body, and one byte, which takes the last KiB.
+    let stall = |length: usize, sent: usize| {
         let mut stream = std::net::TcpStream::connect(server.address).unwrap();
         write!(
             stream,
@@ -505,9 +506,10 @@ async fn a_stalled_body_cannot_hold_the_body_budget_for_ever() {
              X-Amz-Target: Kinesis_20131202.PutRecord\r\nContent-Length: {length}\r\n\r\n"
         )
         .unwrap();
+        stream.write_all(&vec![b' '; sent]).unwrap();
         stream
     };
-    let stalled = (stall(1 << 20), stall(1024));
+    let stalled = (stall(1 << 20, (1 << 20) - 1), stall(2, 1));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = std::time::Instant::now();
     let error = client

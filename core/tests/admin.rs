@@ -506,6 +506,30 @@ fn creating_shards_beyond_the_engine_quota_is_limit_exceeded() {
 }
 
 #[test]
+fn a_stream_over_both_the_quota_and_the_per_stream_maximum_is_told_about_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(common::config(dir.path())).unwrap();
+    // The default quota (10,000) is below 10,001: LimitExceeded, not a range error.
+    let over = CreateStream::provisioned("big", 10_001);
+    let err = engine.create_stream(over).wait().unwrap_err();
+    assert_eq!(err.code(), ErrorCode::LimitExceeded, "{err}");
+    let zero = CreateStream::provisioned("none", 0);
+    let err = engine.create_stream(zero).wait().unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Validation, "{err}");
+    drop(engine);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.shards_max = 20_000;
+    let engine = Engine::open(config).unwrap();
+    // Under a larger quota, the engine's per-stream maximum still holds.
+    let err = engine
+        .create_stream(CreateStream::provisioned("big", 10_001))
+        .wait()
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Validation, "{err}");
+}
+
+#[test]
 fn restart_reopens_streams_settings_and_records_and_deleted_streams_stay_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let put = {

@@ -239,6 +239,17 @@ def test_malformed_requests_get_kinesis_errors_never_500(endpoint):
     expect(e, "CreateStream", json.dumps({"StreamName": name, "ShardCount": "two"}).encode(), 400, "SerializationException")
     expect(e, "CreateStream", json.dumps({"StreamName": 7}).encode(), 400, "SerializationException")
     expect(e, "CreateStream", b"[]", 400, "SerializationException")
+    # The members as a list, in order: serde would take it, no AWS protocol does.
+    listed = unique("listed")
+    expect(e, "CreateStream", json.dumps([listed, 1]).encode(), 400, "SerializationException")
+    expect(e, "CreateStream", cbor2.dumps([listed, 1]), 400, "SerializationException", CBOR)
+    expect(e, "CreateStream", cbor2.dumps({"StreamName": listed, "ShardCount": 1}) + b"\x01", 400, "SerializationException", CBOR)
+    assert listed not in json_call(e, "ListStreams", {"Limit": 10000})["StreamNames"], "nothing was created"
+    expect(e, "ListStreams", json.dumps({"NextToken": "garbage"}).encode(), 400, "InvalidArgumentException")
+    message = expect(e, "CreateStream", json.dumps({"StreamName": listed, "ShardCount": 2**32 + 1}).encode(), 400, "ValidationException")
+    assert "less than or equal to 100000" in message, message
+    message = expect(e, "CreateStream", json.dumps({"StreamName": listed, "ShardCount": 20000}).encode(), 400, "LimitExceededException")
+    assert "shard limit" in message, message
     expect(e, "PutRecord", json.dumps({"StreamName": name, "PartitionKey": "k", "Data": "not base64!"}).encode(), 400, "SerializationException")
     expect(e, "PutRecord", cbor2.dumps({"StreamName": name, "PartitionKey": "k", "Data": "text, not bytes"}), 400, "SerializationException", CBOR)
     message = expect(e, "PutRecord", json.dumps({"StreamName": name}).encode(), 400, "ValidationException")

@@ -303,6 +303,16 @@ fn check_tag(key: &str, value: &str) -> Result<(), AdminError> {
     Ok(())
 }
 
+/// A provisioned shard count outside 1 to `SHARDS_PER_STREAM_MAX`.
+pub(crate) fn shard_count_out_of_range(count: u32) -> AdminError {
+    AdminError::OutOfRange {
+        parameter: Parameter::ShardCount,
+        value: u64::from(count),
+        min: 1,
+        max: u64::from(SHARDS_PER_STREAM_MAX),
+    }
+}
+
 /// Checks a create request before it reaches the control thread.
 fn check_create(request: &CreateStream, supported: u64) -> Result<StreamSettings, AdminError> {
     if !stream_name_is_valid(&request.name) {
@@ -310,15 +320,10 @@ fn check_create(request: &CreateStream, supported: u64) -> Result<StreamSettings
             name: request.name.clone(),
         });
     }
-    if request.mode == StreamMode::Provisioned
-        && !(1..=SHARDS_PER_STREAM_MAX).contains(&request.shard_count)
-    {
-        return Err(AdminError::OutOfRange {
-            parameter: Parameter::ShardCount,
-            value: u64::from(request.shard_count),
-            min: 1,
-            max: u64::from(SHARDS_PER_STREAM_MAX),
-        });
+    // Past the per-stream maximum is checked on the control thread, after the account's
+    // shard quota: a request over both is told about the quota (a LimitExceeded).
+    if request.mode == StreamMode::Provisioned && request.shard_count == 0 {
+        return Err(shard_count_out_of_range(0));
     }
     let max_record = request
         .max_record_size_bytes

@@ -5,7 +5,7 @@ use super::Control;
 use crate::catalog::{MetaEntry, ShardRecord, StreamRecord, StreamSettings, StreamState};
 use crate::error::AdminError;
 use crate::hashkey::HashKeyRange;
-use crate::limits::ON_DEMAND_SHARDS_INITIAL;
+use crate::limits::{ON_DEMAND_SHARDS_INITIAL, SHARDS_PER_STREAM_MAX};
 use std::sync::Arc;
 
 /// Creates stream `name` of `shard_count` shards (on-demand streams start with their own
@@ -27,6 +27,9 @@ pub(crate) fn create(
     control
         .check_shard_quota(shard_count)
         .map_err(AdminError::ShardLimit)?;
+    if shard_count > SHARDS_PER_STREAM_MAX {
+        return Err(crate::admin::shard_count_out_of_range(shard_count));
+    }
     let created_ms = control.shared.config.clock.now_ms();
     let shards: Vec<ShardRecord> = HashKeyRange::even_split(shard_count)
         .into_iter()

@@ -49,7 +49,8 @@ impl Validate for CreateStreamInput {
     fn validate(&self, v: &mut Validator) {
         v.required("streamName", &self.stream_name);
         v.name("streamName", &self.stream_name);
-        v.range("shardCount", self.shard_count, Some(1), None);
+        // The model's bound; the account's shard limit is a LimitExceededException.
+        v.range("shardCount", self.shard_count, Some(1), Some(100_000));
         if let Some(details) = &self.stream_mode_details {
             v.required("streamModeDetails.streamMode", &details.stream_mode);
             v.one_of(
@@ -89,7 +90,7 @@ pub async fn create_stream(tenant: &Tenant, input: CreateStreamInput) -> Result<
                     "ShardCount is required for a PROVISIONED stream.",
                 ));
             };
-            CreateStream::provisioned(&name, u32::try_from(count).unwrap_or(u32::MAX))
+            CreateStream::provisioned(&name, u32::try_from(count).expect("validated"))
         }
     };
     request.max_record_size_bytes = input.max_record_size_in_ki_b.map(|kib| kib as u64 * 1024);
@@ -361,13 +362,50 @@ pub struct ListStreamsOutput {
     stream_summaries: Vec<StreamSummaryEntry>,
 }
 
-/// ListStreams' NextToken is the last name of the page (the model allows any text).
+/// How long a ListStreams NextToken may be used (as ListShards' tokens).
+const LIST_STREAMS_TOKEN_LIFETIME_MS: u64 = 300_000;
+
+/// ListStreams' NextToken: opaque to clients, as Kinesis' is: URL-safe base64 of when it
+/// was issued (8 bytes, big-endian ms) and the last name of the page.
+fn list_streams_token(last_name: &str) -> String {
+    use base64::Engine as _;
+    let mut raw = crate::clock::now_ms().to_be_bytes().to_vec();
+    raw.extend_from_slice(last_name.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// The name a NextToken continues after: InvalidArgument for one this server did not
+/// issue, ExpiredNextToken past its lifetime.
+fn list_streams_token_name(token: &str) -> Result<String, AdminError> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| AdminError::InvalidNextToken)?;
+    let (issued, name) = raw
+        .split_at_checked(8)
+        .ok_or(AdminError::InvalidNextToken)?;
+    let issued_ms = u64::from_be_bytes(issued.try_into().expect("8 bytes"));
+    let name = String::from_utf8(name.to_vec()).map_err(|_| AdminError::InvalidNextToken)?;
+    let now_ms = crate::clock::now_ms();
+    // Issued in the future (more than a clock step), or naming no possible stream: not ours.
+    if issued_ms > now_ms + 60_000 || name.is_empty() || name.len() > 128 {
+        return Err(AdminError::InvalidNextToken);
+    }
+    if now_ms.saturating_sub(issued_ms) > LIST_STREAMS_TOKEN_LIFETIME_MS {
+        return Err(AdminError::ExpiredNextToken { issued_ms });
+    }
+    Ok(name)
+}
+
 pub async fn list_streams(
     tenant: &Tenant,
     input: ListStreamsInput,
 ) -> Result<ListStreamsOutput, ApiError> {
     let limit = input.limit.map_or(100, |l| l as usize);
-    let after = input.next_token.or(input.exclusive_start_stream_name);
+    let after = match &input.next_token {
+        Some(token) => Some(list_streams_token_name(token)?),
+        None => input.exclusive_start_stream_name,
+    };
     let page = tenant.engine.list_streams(Some(limit), after.as_deref())?;
     let mut summaries = Vec::with_capacity(page.names.len());
     for name in &page.names {
@@ -383,7 +421,10 @@ pub async fn list_streams(
         }
     }
     Ok(ListStreamsOutput {
-        next_token: page.has_more.then(|| page.names.last().cloned()).flatten(),
+        next_token: page
+            .has_more
+            .then(|| page.names.last().map(|name| list_streams_token(name)))
+            .flatten(),
         has_more_streams: page.has_more,
         stream_names: page.names,
         stream_summaries: summaries,
@@ -590,4 +631,49 @@ pub async fn describe_limits(
         on_demand_stream_count: on_demand,
         on_demand_stream_count_limit: ON_DEMAND_STREAMS_MAX,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn token(issued_ms: u64, name: &str) -> String {
+        let mut raw = issued_ms.to_be_bytes().to_vec();
+        raw.extend_from_slice(name.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    #[test]
+    fn list_streams_tokens_continue_expire_and_refuse_garbage() {
+        assert_eq!(
+            list_streams_token_name(&list_streams_token("orders")).unwrap(),
+            "orders"
+        );
+        let now = crate::clock::now_ms();
+        assert_eq!(
+            list_streams_token_name(&token(now - 1_000, "a")).unwrap(),
+            "a"
+        );
+        let stale = now - LIST_STREAMS_TOKEN_LIFETIME_MS - 1_000;
+        assert!(matches!(
+            list_streams_token_name(&token(stale, "a")),
+            Err(AdminError::ExpiredNextToken { issued_ms }) if issued_ms == stale
+        ));
+        for garbage in [
+            "garbage",
+            "",
+            "!!",
+            &token(now + 3_600_000, "a"),
+            &token(now, ""),
+        ] {
+            assert!(
+                matches!(
+                    list_streams_token_name(garbage),
+                    Err(AdminError::InvalidNextToken)
+                ),
+                "{garbage:?}"
+            );
+        }
+    }
 }
