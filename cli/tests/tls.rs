@@ -44,6 +44,8 @@ fn https_with_http2_by_alpn_serves_sdks_and_subscriptions() {
             cert.to_str().unwrap(),
             "--tls-key",
             key.to_str().unwrap(),
+            "--first-request-timeout-ms",
+            "1000",
         ],
     );
     run_suite_with(

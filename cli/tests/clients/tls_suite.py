@@ -4,6 +4,7 @@ python3 tls_suite.py https://127.0.0.1:PORT CA.pem"""
 
 import subprocess
 import sys
+import urllib.parse
 
 import boto3
 from botocore.config import Config
@@ -40,6 +41,25 @@ def test_http2_is_negotiated_by_alpn(endpoint):
         capture_output=True, text=True, check=True,
     ).stdout
     assert out == "2 200", out
+
+
+def test_a_tls_connection_idle_after_its_handshake_is_closed(endpoint):
+    # The server runs with --first-request-timeout-ms 1000.
+    import socket
+    import ssl
+    import time
+    host, port = urllib.parse.urlsplit(endpoint).hostname, urllib.parse.urlsplit(endpoint).port
+    context = ssl.create_default_context(cafile=CA)
+    started = time.monotonic()
+    with socket.create_connection((host, port)) as raw:
+        with context.wrap_socket(raw, server_hostname=host) as tls:
+            tls.settimeout(20)
+            try:
+                closed = tls.recv(1) == b""
+            except (ConnectionResetError, ssl.SSLError):
+                closed = True
+    assert closed, "the server sent data to a client that asked for nothing"
+    assert time.monotonic() - started < 15, "closed by the client's timeout, not by the server"
 
 
 def test_untrusted_clients_fail_the_handshake(endpoint):
