@@ -239,37 +239,6 @@ async fn metrics_expose_per_shard_counters_and_request_latency() {
     );
 }
 
-/// The event-stream messages of a finished SubscribeToShard reply: (event type, JSON payload).
-fn events(body: &[u8]) -> Vec<(String, Value)> {
-    use aws_smithy_types::event_stream::HeaderValue;
-    let mut buffer = body;
-    let mut out = Vec::new();
-    while !buffer.is_empty() {
-        let message =
-            aws_smithy_eventstream::frame::read_message_from(&mut buffer).expect("a valid frame");
-        let header = |name: &str| {
-            message
-                .headers()
-                .iter()
-                .find(|h| h.name().as_str() == name)
-                .and_then(|h| match h.value() {
-                    HeaderValue::String(s) => Some(s.as_str().to_owned()),
-                    _ => None,
-                })
-                .unwrap_or_default()
-        };
-        let kind = match header(":message-type").as_str() {
-            "event" => header(":event-type"),
-            _ => header(":exception-type"),
-        };
-        out.push((
-            kind,
-            serde_json::from_slice(message.payload()).expect("a JSON payload"),
-        ));
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[expect(
     clippy::too_many_lines,
@@ -315,7 +284,7 @@ async fn subscriptions_checkpoint_resume_after_the_continuation_and_end_at_shard
         .await
         .unwrap();
     assert_eq!(status, 200);
-    let idle = events(&body);
+    let idle = common::events(&body);
     assert!(
         started.elapsed() >= Duration::from_millis(1100),
         "ended after {:?}",
@@ -362,7 +331,7 @@ async fn subscriptions_checkpoint_resume_after_the_continuation_and_end_at_shard
         )
         .await
         .unwrap();
-    let resumed = events(&body);
+    let resumed = common::events(&body);
     let seen: Vec<Value> = resumed
         .iter()
         .flat_map(|(_, e)| e["Records"].as_array().cloned().unwrap_or_default())
@@ -395,7 +364,7 @@ async fn subscriptions_checkpoint_resume_after_the_continuation_and_end_at_shard
         started.elapsed() < Duration::from_millis(1000),
         "a finished shard ends the stream at once"
     );
-    let parent = events(&body);
+    let parent = common::events(&body);
     assert!(
         parent
             .iter()
@@ -417,11 +386,6 @@ async fn subscriptions_checkpoint_resume_after_the_continuation_and_end_at_shard
 }
 
 /// Peak resident memory of a process, from /proc (kB).
-fn peak_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_lists_are_counted_not_materialized() {
@@ -483,7 +447,7 @@ async fn huge_lists_are_counted_not_materialized() {
 
     // Two 15 MiB bodies were read; what they described was never built. The bound leaves
     // room for the bodies, the engine's mappings and the runtime.
-    let peak_mb = peak_rss_kb(server.pid()) / 1024;
+    let peak_mb = common::peak_rss_kb(server.pid()) / 1024;
     println!("peak resident memory: {peak_mb} MiB");
     assert!(peak_mb < 250, "peak resident memory {peak_mb} MiB");
 }

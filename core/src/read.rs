@@ -120,7 +120,7 @@ impl Engine {
                 shard: shard.id,
             });
         }
-        let records = self.read_shard(iterator, &shard, limit, now_ms)?;
+        let records = self.read_shard(iterator, &shard, limit, GET_RECORDS_BYTES_MAX, now_ms)?;
         iterator.position = records.batch.next_seq();
         let bytes = records.bytes();
         shard.charge_read_bytes(bytes, now_ms);
@@ -141,6 +141,7 @@ impl Engine {
         iterator: &ShardIterator,
         shard: &ShardState,
         limit: usize,
+        bytes_max: u64,
         now_ms: u64,
     ) -> Result<Records, ReadError> {
         // A closed shard is read up to its ending position and never past it: its records
@@ -152,7 +153,7 @@ impl Engine {
                 }
                 None => limit,
             },
-            bytes_max: GET_RECORDS_BYTES_MAX,
+            bytes_max,
         };
         let batch = match shard
             .reader

@@ -4,7 +4,7 @@
 use crate::engine::Engine;
 use crate::error::ReadError;
 use crate::iterator::{IteratorStart, ShardIterator};
-use crate::limits::GET_RECORDS_MAX;
+use crate::limits::{GET_RECORDS_BYTES_MAX, GET_RECORDS_MAX};
 use crate::read::Records;
 use crate::seqnum::SequenceNumber;
 use crate::stream::Stream;
@@ -19,6 +19,7 @@ pub struct Subscription {
     iterator: ShardIterator,
     finished: bool,
     spin_before_park: Duration,
+    event_bytes_max: u64,
 }
 
 /// One delivery.
@@ -43,6 +44,7 @@ impl Stream {
             iterator: self.shard_iterator(shard_id, start)?,
             finished: false,
             spin_before_park: Duration::ZERO,
+            event_bytes_max: GET_RECORDS_BYTES_MAX,
         })
     }
 }
@@ -72,6 +74,13 @@ impl Subscription {
                 Err(e) => return Some(Err(e)),
             }
         }
+    }
+
+    /// Caps the record bytes of one event (10 MiB, GetRecords' bound, by default; at least
+    /// one record is always delivered). Smaller events hold less memory while a slow
+    /// subscriber catches up, at the cost of more of them.
+    pub fn set_event_bytes_max(&mut self, bytes: u64) {
+        self.event_bytes_max = bytes.clamp(1, GET_RECORDS_BYTES_MAX);
     }
 
     /// Makes [`Subscription::next_blocking`] poll for up to `spin` before parking the thread:
@@ -131,9 +140,13 @@ impl Subscription {
         let shard = self.iterator.shard()?;
         let now_ms = self.engine.shared().config.clock.now_ms();
         let records = loop {
-            let records =
-                self.engine
-                    .read_shard(&self.iterator, &shard, GET_RECORDS_MAX, now_ms)?;
+            let records = self.engine.read_shard(
+                &self.iterator,
+                &shard,
+                GET_RECORDS_MAX,
+                self.event_bytes_max,
+                now_ms,
+            )?;
             let next = records.next_position().log_seq();
             let moved = next != self.iterator.position;
             self.iterator.position = next;

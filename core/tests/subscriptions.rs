@@ -70,6 +70,43 @@ fn every_subscriber_receives_every_record_in_order_as_it_becomes_visible() {
 }
 
 #[test]
+fn events_stay_within_their_byte_cap_and_still_deliver_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::open(dir.path());
+    common::create(&engine, "capped", 1);
+    let stream = engine.stream("capped").unwrap();
+    for i in 0..10u8 {
+        stream.put(PutRecord::new("k", &[i; 1000])).wait().unwrap();
+    }
+    let mut subscription = stream
+        .subscribe("shardId-000000000000", IteratorStart::TrimHorizon)
+        .unwrap();
+    subscription.set_event_bytes_max(2500);
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        let event = subscription
+            .next_blocking(Duration::from_secs(10))
+            .unwrap()
+            .expect("records");
+        let bytes: usize = event.records.records().map(|r| r.data.len()).sum();
+        // Batches are added until the cap is reached: one batch may cross it.
+        assert!(bytes <= 3000, "an event of {bytes} bytes");
+        got.extend(event.records.records().map(|r| r.data[0]));
+    }
+    assert_eq!(got, (0..10).collect::<Vec<u8>>());
+    // A cap below one record still delivers it.
+    let mut tiny = stream
+        .subscribe("shardId-000000000000", IteratorStart::TrimHorizon)
+        .unwrap();
+    tiny.set_event_bytes_max(1);
+    let first = tiny
+        .next_blocking(Duration::from_secs(10))
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.records.len(), 1);
+}
+
+#[test]
 fn a_blocking_subscription_times_out_when_nothing_arrives() {
     let dir = tempfile::tempdir().unwrap();
     let engine = common::open(dir.path());

@@ -37,6 +37,10 @@ pub struct ServeConfig {
     pub subscription_ms: u64,
     /// Interval of the empty events a SubscribeToShard stream sends while idle.
     pub heartbeat_ms: u64,
+    /// Bytes of encoded SubscribeToShard events held at once over all subscriptions (in
+    /// the server, waiting for clients to read them). When full, subscriptions send
+    /// heartbeats and fall behind until there is room.
+    pub subscription_bytes_in_flight_max: usize,
     /// (account, region) pairs served, the configured one included; each has an engine.
     pub tenants_max: usize,
     /// Regions, besides `region` and AWS' own, that signed requests may be scoped to.
@@ -54,6 +58,10 @@ pub struct ServeConfig {
     pub first_request_timeout_ms: u64,
     /// How long a connection may stay idle between requests before it is closed.
     pub idle_timeout_ms: u64,
+    /// How long a connection with requests in flight may go without any progress (request
+    /// bytes arriving, reply bytes taken by the client) before it is closed: a client that
+    /// stops reading its subscription's events.
+    pub stall_timeout_ms: u64,
     /// Bytes of request bodies held at once over all requests; past it, reading waits.
     pub body_bytes_in_flight_max: usize,
     /// When any is set, every request must carry a valid SigV4 signature by one of them,
@@ -103,11 +111,13 @@ impl ServeConfig {
             shards_max: 10_000,
             subscription_ms: 300_000,
             heartbeat_ms: 5_000,
+            subscription_bytes_in_flight_max: 256 << 20,
             credentials: Vec::new(),
             connections_max: 4096,
             connections_per_address_max: 1024,
             first_request_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
+            stall_timeout_ms: 60_000,
             tenants_max: 16,
             extra_regions: Vec::new(),
             tenants_per_account_max: 4,

@@ -6,6 +6,7 @@
 
 pub mod arn;
 pub mod auth;
+mod budget;
 mod clock;
 pub mod config;
 mod consumer;

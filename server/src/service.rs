@@ -20,6 +20,9 @@ pub struct Service {
     pub config: Arc<ServeConfig>,
     /// Request body bytes held at once over all requests (see `http::body`).
     pub(crate) body_budget: crate::http::Budget,
+    /// Encoded SubscribeToShard events held at once over all subscriptions (see
+    /// `subscribe`): subscribers that do not read cannot make the server grow past it.
+    pub(crate) subscription_budget: crate::http::Budget,
     /// SigV4 verification, when credentials are configured.
     pub(crate) verifier: Option<Verifier>,
     /// The configured account and region.
@@ -45,6 +48,7 @@ impl Service {
                     .body_bytes_in_flight_max
                     .max(config.body_bytes_max + 1024),
             ),
+            subscription_budget: crate::http::Budget::new(config.subscription_bytes_in_flight_max),
             verifier: (!config.credentials.is_empty())
                 .then(|| Verifier::new(&config.credentials, &config.account, config.regions())),
             default: Arc::new(default),

@@ -1,6 +1,7 @@
 //! SubscribeToShard: an event stream of records pushed from an engine `Subscription`, one
 //! lease per (consumer, shard), heartbeats while idle, and an end after `subscription_ms`.
 
+use crate::budget::{self, Budget, Refused};
 use crate::consumer::find_by_arn;
 use crate::leases::{Lease, LeaseKey};
 use crate::reads::{ITERATOR_TYPES, RecordOut, child_shards, iterator_start, records_out};
@@ -10,14 +11,20 @@ use crate::wire::{ApiError, Protocol, Timestamp, Validate, Validator};
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sluice_core::{SequenceNumber, Subscription};
+use sluice_core::{SequenceNumber, Subscription, SubscriptionEvent};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Frames buffered per subscription before the task waits for the client (an event holds
-/// up to 10 MiB of records).
-const FRAMES_BUFFERED_MAX: usize = 2;
+/// Record bytes per event: a subscriber catching up gets its backlog in events of this size
+/// rather than GetRecords' 10 MiB, so one that stops reading holds little of the
+/// subscription budget (a frame written, one queued, one being made: about 4 MiB encoded).
+const EVENT_RECORD_BYTES_MAX: u64 = 1 << 20;
+
+/// Frames queued per subscription before the task waits for the client (an event holds up
+/// to 10 MiB of records; every event frame also holds its bytes of the subscription budget).
+const FRAMES_BUFFERED_MAX: usize = 1;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -121,13 +128,20 @@ fn exception_frame(protocol: Protocol, error: &ApiError) -> Bytes {
 pub struct Started {
     /// Event-stream frames, ending when the subscription does.
     pub frames: mpsc::Receiver<Bytes>,
+    /// Set when the subscription ended because its client stopped reading: the reply must
+    /// fail (aborting its HTTP/2 stream or HTTP/1.1 connection), which frees the frame it
+    /// could not deliver.
+    pub stalled: Arc<AtomicBool>,
 }
 
-/// Checks the request, takes the lease and starts the task that pushes frames.
-pub fn start(
+/// Checks the request, takes the lease and starts the task that pushes frames. Event
+/// frames hold their encoded bytes of `budget` for as long as they exist: until written to
+/// the client, or dropped with its connection.
+pub(crate) fn start(
     tenant: Arc<Tenant>,
     input: SubscribeInput,
     protocol: Protocol,
+    budget: Budget,
 ) -> Result<Started, ApiError> {
     let consumer_arn = input.consumer_arn.expect("validated");
     let shard = input.shard_id.expect("validated");
@@ -138,10 +152,11 @@ pub fn start(
         position.sequence_number.as_deref(),
         position.timestamp,
     )?;
-    let subscription = tenant
+    let mut subscription = tenant
         .engine
         .stream(&found.stream)?
         .subscribe(&shard, start)?;
+    subscription.set_event_bytes_max(EVENT_RECORD_BYTES_MAX);
     let lease = tenant.leases.acquire(LeaseKey::new(
         &found.stream,
         found.stream_created_ms,
@@ -152,111 +167,242 @@ pub fn start(
     // ours: look again now that the lease is visible to revocations.
     find_by_arn(&tenant, &consumer_arn)?;
     let (sender, frames) = mpsc::channel(FRAMES_BUFFERED_MAX);
-    tokio::spawn(push_events(
-        tenant,
-        found.stream,
-        subscription,
-        protocol,
-        sender,
-        lease,
-    ));
-    Ok(Started { frames })
-}
-
-async fn push_events(
-    tenant: Arc<Tenant>,
-    stream: String,
-    mut subscription: Subscription,
-    protocol: Protocol,
-    sender: mpsc::Sender<Bytes>,
-    lease: Lease,
-) {
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(tenant.config.subscription_ms);
     let heartbeat = Duration::from_millis(tenant.config.heartbeat_ms);
-    let initial = event_frame(
+    let stalled = Arc::new(AtomicBool::new(false));
+    let pusher = Pusher {
+        stall_limit: Duration::from_millis(tenant.config.stall_timeout_ms),
+        stuck_since: None,
+        stalled: stalled.clone(),
+        tenant,
+        stream: found.stream,
         protocol,
-        "initial-response",
-        protocol.encode(&crate::shapes::Empty {}),
-    );
-    if !deliver(&sender, initial, &lease, deadline).await {
-        return;
-    }
-    loop {
-        let wait = deadline
-            .saturating_duration_since(tokio::time::Instant::now())
-            .min(heartbeat);
-        if wait.is_zero() {
+        sender,
+        lease,
+        budget,
+        outstanding: Budget::new(budget::UNIT),
+        deadline,
+        heartbeat,
+    };
+    tokio::spawn(pusher.run(subscription));
+    Ok(Started { frames, stalled })
+}
+
+/// The task that pushes one subscription's frames.
+struct Pusher {
+    tenant: Arc<Tenant>,
+    stream: String,
+    protocol: Protocol,
+    sender: mpsc::Sender<Bytes>,
+    lease: Lease,
+    budget: Budget,
+    /// One event frame of this subscription may exist at a time: the next waits until the
+    /// previous was written out, so a subscriber that stops reading holds one frame.
+    outstanding: Budget,
+    /// Since when the previous event frame has not been written out.
+    stuck_since: Option<tokio::time::Instant>,
+    /// How long that may last before the client is taken to have stopped reading.
+    stall_limit: Duration,
+    stalled: Arc<AtomicBool>,
+    deadline: tokio::time::Instant,
+    heartbeat: Duration,
+}
+
+/// What the pusher does next.
+enum Step {
+    /// Send this frame, then go on (or end, when `last`).
+    Send { frame: Bytes, last: bool },
+    /// End quietly.
+    End,
+}
+
+impl Pusher {
+    async fn run(mut self, mut subscription: Subscription) {
+        let initial = event_frame(
+            self.protocol,
+            "initial-response",
+            self.protocol.encode(&crate::shapes::Empty {}),
+        );
+        if !self.deliver(initial).await {
             return;
         }
-        let frame = tokio::select! {
-            _ = lease.cancel.notified() => {
-                let error = ApiError::in_use("Another subscription to this consumer and shard took over.");
-                // Best effort: a client that stopped reading does not get it.
-                let _ = sender.try_send(exception_frame(protocol, &error));
+        // An event read but not yet sent for want of budget, and where it starts.
+        let mut pending: Option<(SubscriptionEvent, SequenceNumber)> = None;
+        loop {
+            let wait = self
+                .deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(self.heartbeat);
+            if wait.is_zero() {
                 return;
             }
-            next = tokio::time::timeout(wait, subscription.next()) => next,
-        };
-        let (bytes, last) = match frame {
-            Ok(Some(Ok(event))) => {
-                let children = match child_shards(&tenant, &stream, &event.records) {
-                    Ok(children) => children,
-                    Err(error) => {
-                        deliver(&sender, exception_frame(protocol, &error), &lease, deadline).await;
+            let step = match pending.take() {
+                Some((event, starts)) => self.send_event(event, starts, wait, &mut pending).await,
+                None => self.next_event(&mut subscription, wait, &mut pending).await,
+            };
+            match step {
+                Step::Send { frame, last } => {
+                    if !self.deliver(frame).await || last {
                         return;
                     }
-                };
-                let payload = protocol.encode(&SubscribeToShardEvent {
-                    records: records_out(&event.records),
-                    continuation_sequence_number: (!event.records.end_of_shard)
-                        .then(|| checkpoint(event.continuation_sequence_number)),
-                    millis_behind_latest: event.records.millis_behind_latest,
-                    child_shards: children,
-                });
-                (
-                    event_frame(protocol, "SubscribeToShardEvent", payload),
-                    event.records.end_of_shard,
-                )
+                }
+                Step::End => return,
             }
-            Ok(Some(Err(error))) => (
-                exception_frame(
-                    protocol,
-                    &ApiError::from(error).for_account(&tenant.account),
-                ),
-                true,
-            ),
-            Ok(None) => return,
-            Err(_idle) => {
-                let payload = protocol.encode(&SubscribeToShardEvent {
-                    records: Vec::new(),
-                    continuation_sequence_number: Some(checkpoint(subscription.position())),
-                    millis_behind_latest: 0,
-                    child_shards: Vec::new(),
-                });
-                (
-                    event_frame(protocol, "SubscribeToShardEvent", payload),
-                    false,
-                )
+        }
+    }
+
+    /// Waits up to `wait` for the subscription's next event: a heartbeat when none came,
+    /// an exception when reading failed, else the event's frame (`send_event`).
+    async fn next_event(
+        &mut self,
+        subscription: &mut Subscription,
+        wait: Duration,
+        pending: &mut Option<(SubscriptionEvent, SequenceNumber)>,
+    ) -> Step {
+        let starts = subscription.position();
+        let next = tokio::select! {
+            _ = self.lease.cancel.notified() => return self.taken_over(),
+            next = tokio::time::timeout(wait, subscription.next()) => next,
+        };
+        match next {
+            Ok(Some(Ok(event))) => self.send_event(event, starts, wait, pending).await,
+            Ok(Some(Err(error))) => {
+                let error = ApiError::from(error).for_account(&self.tenant.account);
+                Step::Send {
+                    frame: exception_frame(self.protocol, &error),
+                    last: true,
+                }
+            }
+            Ok(None) => Step::End,
+            Err(_idle) => self.heartbeat_frame(starts, 0),
+        }
+    }
+
+    /// The event's frame, once the budget has room for it. When it has none within
+    /// `wait`, the event stays pending and a heartbeat goes instead: the consumer falls
+    /// behind (MillisBehindLatest grows) until there is room, as Kinesis' does.
+    async fn send_event(
+        &mut self,
+        event: SubscriptionEvent,
+        starts: SequenceNumber,
+        wait: Duration,
+        pending: &mut Option<(SubscriptionEvent, SequenceNumber)>,
+    ) -> Step {
+        let started = tokio::time::Instant::now();
+        let previous_written = tokio::select! {
+            _ = self.lease.cancel.notified() => return self.taken_over(),
+            held = self.outstanding.reserve(1, wait) => held,
+        };
+        let previous_written = match previous_written {
+            Ok(held) => held,
+            Err(Refused::Busy) => {
+                // The client has not taken the previous event yet.
+                let stuck_since = *self.stuck_since.get_or_insert(started);
+                if stuck_since.elapsed() >= self.stall_limit {
+                    return self.stopped_reading();
+                }
+                let behind = event.records.millis_behind_latest;
+                *pending = Some((event, starts));
+                return self.heartbeat_frame(starts, behind);
+            }
+            Err(Refused::Closed) => return Step::End,
+        };
+        self.stuck_since = None;
+        let left = wait.saturating_sub(started.elapsed());
+        let estimate = encoded_bytes_bound(&event);
+        let held = tokio::select! {
+            _ = self.lease.cancel.notified() => return self.taken_over(),
+            held = self.budget.reserve(estimate, left) => held,
+        };
+        let mut held = match held {
+            Ok(held) => held,
+            Err(Refused::Busy) => {
+                // Other subscriptions hold the budget: this one falls behind meanwhile.
+                metrics::counter!("sluice_subscription_events_delayed_total").increment(1);
+                let behind = event.records.millis_behind_latest;
+                *pending = Some((event, starts));
+                return self.heartbeat_frame(starts, behind);
+            }
+            Err(Refused::Closed) => return Step::End,
+        };
+        let children = match child_shards(&self.tenant, &self.stream, &event.records) {
+            Ok(children) => children,
+            Err(error) => {
+                return Step::Send {
+                    frame: exception_frame(self.protocol, &error),
+                    last: true,
+                };
             }
         };
-        if !deliver(&sender, bytes, &lease, deadline).await || last {
-            return;
+        let payload = self.protocol.encode(&SubscribeToShardEvent {
+            records: records_out(&event.records),
+            continuation_sequence_number: (!event.records.end_of_shard)
+                .then(|| checkpoint(event.continuation_sequence_number)),
+            millis_behind_latest: event.records.millis_behind_latest,
+            child_shards: children,
+        });
+        let frame = event_frame(self.protocol, "SubscribeToShardEvent", payload);
+        budget::shrink(&mut held, frame.len());
+        Step::Send {
+            frame: Bytes::from_owner(budget::HeldBytes::new(frame, vec![held, previous_written])),
+            last: event.records.end_of_shard,
+        }
+    }
+
+    /// An event with no records whose continuation is `position`, `behind` ms behind the
+    /// shard's tip.
+    fn heartbeat_frame(&self, position: SequenceNumber, behind: u64) -> Step {
+        let payload = self.protocol.encode(&SubscribeToShardEvent {
+            records: Vec::new(),
+            continuation_sequence_number: Some(checkpoint(position)),
+            millis_behind_latest: behind,
+            child_shards: Vec::new(),
+        });
+        Step::Send {
+            frame: event_frame(self.protocol, "SubscribeToShardEvent", payload),
+            last: false,
+        }
+    }
+
+    /// Ends a subscription whose client has not taken an event for `stall_limit`: the reply
+    /// fails, which aborts it and frees the event it holds.
+    fn stopped_reading(&self) -> Step {
+        metrics::counter!("sluice_subscriptions_ended_total", "reason" => "stopped_reading")
+            .increment(1);
+        self.stalled.store(true, Ordering::Release);
+        Step::End
+    }
+
+    fn taken_over(&self) -> Step {
+        let error = ApiError::in_use("Another subscription to this consumer and shard took over.");
+        // Best effort: a client that stopped reading does not get it.
+        let _ = self.sender.try_send(exception_frame(self.protocol, &error));
+        Step::End
+    }
+
+    /// Sends a frame unless the client is gone, the subscription's time is up, or its
+    /// lease was taken over: a client that stops reading cannot hold the task past its
+    /// deadline.
+    async fn deliver(&self, frame: Bytes) -> bool {
+        tokio::select! {
+            sent = self.sender.send(frame) => sent.is_ok(),
+            _ = self.lease.cancel.notified() => false,
+            () = tokio::time::sleep_until(self.deadline) => false,
         }
     }
 }
 
-/// Sends a frame unless the client is gone, the subscription's time is up, or its lease
-/// was taken over: a client that stops reading cannot hold the task past its deadline.
-async fn deliver(
-    sender: &mpsc::Sender<Bytes>,
-    frame: Bytes,
-    lease: &Lease,
-    deadline: tokio::time::Instant,
-) -> bool {
-    tokio::select! {
-        sent = sender.send(frame) => sent.is_ok(),
-        _ = lease.cancel.notified() => false,
-        () = tokio::time::sleep_until(deadline) => false,
-    }
+/// At least the bytes `event`'s frame encodes to: base64 (JSON) of the data, and each
+/// record's key, number and fields. Within a KiB unit of the truth is enough: the
+/// reservation is shrunk to the real frame.
+fn encoded_bytes_bound(event: &SubscriptionEvent) -> usize {
+    /// Member names, the sequence number, the timestamp and the encryption type.
+    const PER_RECORD: usize = 192;
+    let record_bytes: usize = event
+        .records
+        .raw_records()
+        .map(|r| r.data.len().div_ceil(3) * 4 + r.partition_key.len() * 6 + PER_RECORD)
+        .sum();
+    record_bytes + 1024
 }

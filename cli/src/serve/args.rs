@@ -72,6 +72,11 @@ pub struct ServeArgs {
     /// Interval of the empty events an idle SubscribeToShard stream sends (ms).
     #[arg(long, env = "SLUICE_HEARTBEAT_MS", default_value_t = 5_000)]
     pub heartbeat_ms: u64,
+    /// Encoded SubscribeToShard events held at once for clients over all subscriptions,
+    /// MiB; when full, subscribers fall behind (heartbeats, MillisBehindLatest) until
+    /// clients read.
+    #[arg(long, env = "SLUICE_SUBSCRIPTION_BUDGET_MIB", default_value_t = 256)]
+    pub subscription_budget_mib: usize,
     /// Verify SigV4 signatures against this credential, `ACCESS_KEY_ID:SECRET`,
     /// `ACCESS_KEY_ID:SECRET:ACCOUNT` (its requests act as that 12-digit account; the
     /// signature's region is the region) or, for temporary credentials,
@@ -115,6 +120,10 @@ pub struct ServeArgs {
     /// A connection idle this long between requests is closed (ms).
     #[arg(long, env = "SLUICE_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
     pub idle_timeout_ms: u64,
+    /// A connection whose requests make no progress this long (no request bytes arrive, no
+    /// reply bytes are read: a subscriber that stopped reading) is closed (ms).
+    #[arg(long, env = "SLUICE_STALL_TIMEOUT_MS", default_value_t = 60_000)]
+    pub stall_timeout_ms: u64,
     /// Serve TLS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain; needs
     /// --tls-key.
     #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
@@ -172,6 +181,11 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
         "--subscription-ms and --heartbeat-ms must be positive"
     );
     config.subscription_ms = args.subscription_ms;
+    anyhow::ensure!(
+        args.subscription_budget_mib > 0,
+        "--subscription-budget-mib must be positive"
+    );
+    config.subscription_bytes_in_flight_max = args.subscription_budget_mib << 20;
     config.heartbeat_ms = args.heartbeat_ms;
     for credential in &args.credentials {
         config.credentials.push(parse_credential(credential)?);
@@ -190,9 +204,10 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
     config.connections_max = args.connections_max;
     config.connections_per_address_max = args.connections_per_address_max.min(args.connections_max);
     anyhow::ensure!(
-        args.first_request_timeout_ms > 0 && args.idle_timeout_ms > 0,
-        "--first-request-timeout-ms and --idle-timeout-ms must be positive"
+        args.first_request_timeout_ms > 0 && args.idle_timeout_ms > 0 && args.stall_timeout_ms > 0,
+        "--first-request-timeout-ms, --idle-timeout-ms and --stall-timeout-ms must be positive"
     );
+    config.stall_timeout_ms = args.stall_timeout_ms;
     config.first_request_timeout_ms = args.first_request_timeout_ms;
     config.idle_timeout_ms = args.idle_timeout_ms;
     config.allow_reset = args.allow_reset || args.ephemeral;

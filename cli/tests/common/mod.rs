@@ -212,3 +212,48 @@ pub fn run_suite_with(endpoint: &str, suite: &str, extra: &[&str]) {
         "{suite} ran no tests:\n{text}"
     );
 }
+
+/// The event-stream messages of a finished SubscribeToShard reply: (event type, JSON payload).
+pub fn events(body: &[u8]) -> Vec<(String, serde_json::Value)> {
+    use aws_smithy_types::event_stream::HeaderValue;
+    let mut buffer = body;
+    let mut out = Vec::new();
+    while !buffer.is_empty() {
+        let message =
+            aws_smithy_eventstream::frame::read_message_from(&mut buffer).expect("a valid frame");
+        let header = |name: &str| {
+            message
+                .headers()
+                .iter()
+                .find(|h| h.name().as_str() == name)
+                .and_then(|h| match h.value() {
+                    HeaderValue::String(s) => Some(s.as_str().to_owned()),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        let kind = match header(":message-type").as_str() {
+            "event" => header(":event-type"),
+            _ => header(":exception-type"),
+        };
+        out.push((
+            kind,
+            serde_json::from_slice(message.payload()).expect("a JSON payload"),
+        ));
+    }
+    out
+}
+
+/// The peak resident memory of process `pid`, KiB.
+pub fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The resident memory of process `pid` now, KiB.
+pub fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}

@@ -9,16 +9,14 @@
 //! and releases all it held; so requests each holding part of the budget cannot block one
 //! another for longer than that.
 
+use super::connection::Connection;
+use crate::budget::{Budget, Held, Refused, UNIT};
 use crate::wire::ApiError;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Budgets count bytes in units of this many.
-pub(crate) const UNIT: usize = 1024;
 /// How long a request waits for budget for its next bytes.
 const BUDGET_WAIT: Duration = Duration::from_secs(10);
 /// How long a whole body may take to arrive.
@@ -29,23 +27,12 @@ const OVERSIZED_DRAIN_BYTES_MAX: usize = 64 << 20;
 /// Buffer allocated before any byte arrived, whatever the Content-Length claims.
 const INITIAL_CAPACITY_MAX: usize = 64 << 10;
 
-/// A budget of body bytes, counted in `UNIT`s.
-#[derive(Clone)]
-pub(crate) struct Budget(Arc<Semaphore>);
-
-impl Budget {
-    /// A budget of `bytes` (at least one unit).
-    pub(crate) fn new(bytes: usize) -> Budget {
-        Budget(Arc::new(Semaphore::new((bytes / UNIT).max(1))))
-    }
-}
-
 /// What a request's body holds of the budgets; released when dropped (the request
 /// answered).
 #[derive(Default)]
 pub(crate) struct Reservation {
-    server: Option<OwnedSemaphorePermit>,
-    connection: Option<OwnedSemaphorePermit>,
+    server: Option<Held>,
+    connection: Option<Held>,
     units: usize,
 }
 
@@ -62,10 +49,8 @@ impl Reservation {
         if needed == 0 {
             return Ok(());
         }
-        let units = u32::try_from(needed).unwrap_or(u32::MAX);
-        let connection_part =
-            take(&connection.0, units, "this connection's other requests").await?;
-        let server_part = take(&server.0, units, "other requests").await?;
+        let connection_part = take(connection, needed, "this connection's other requests").await?;
+        let server_part = take(server, needed, "other requests").await?;
         merge(&mut self.connection, connection_part);
         merge(&mut self.server, server_part);
         self.units += needed;
@@ -73,21 +58,17 @@ impl Reservation {
     }
 }
 
-async fn take(
-    budget: &Arc<Semaphore>,
-    units: u32,
-    holders: &str,
-) -> Result<OwnedSemaphorePermit, ApiError> {
-    match tokio::time::timeout(BUDGET_WAIT, budget.clone().acquire_many_owned(units)).await {
-        Ok(Ok(permit)) => Ok(permit),
-        Ok(Err(_)) => Err(ApiError::internal("The server is shutting down.")),
-        Err(_) => Err(ApiError::internal(format!(
+async fn take(budget: &Budget, units: usize, holders: &str) -> Result<Held, ApiError> {
+    match budget.reserve(units * UNIT, BUDGET_WAIT).await {
+        Ok(held) => Ok(held),
+        Err(Refused::Closed) => Err(ApiError::internal("The server is shutting down.")),
+        Err(Refused::Busy) => Err(ApiError::internal(format!(
             "The server is busy receiving {holders}; retry."
         ))),
     }
 }
 
-fn merge(held: &mut Option<OwnedSemaphorePermit>, more: OwnedSemaphorePermit) {
+fn merge(held: &mut Option<Held>, more: Held) {
     match held {
         Some(held) => held.merge(more),
         None => *held = Some(more),
@@ -102,7 +83,7 @@ pub(crate) async fn read(
     declared_len: Option<usize>,
     limit: usize,
     server: &Budget,
-    connection: &Budget,
+    connection: &Connection,
 ) -> Result<(Bytes, Reservation), ApiError> {
     let mut reservation = Reservation::default();
     let collect = Collect {
@@ -132,7 +113,7 @@ struct Collect<'b> {
     oversized: bool,
     capacity: usize,
     server: &'b Budget,
-    connection: &'b Budget,
+    connection: &'b Connection,
 }
 
 impl Collect<'_> {
@@ -150,10 +131,11 @@ impl Collect<'_> {
                 continue;
             };
             seen += data.len();
+            self.connection.progress();
             self.oversized |= seen > self.limit;
             if !self.oversized {
                 reservation
-                    .cover(seen, self.server, self.connection)
+                    .cover(seen, self.server, &self.connection.budget)
                     .await?;
                 collected.extend_from_slice(&data);
             } else if seen > OVERSIZED_DRAIN_BYTES_MAX {

@@ -6,8 +6,13 @@
 //! `first_request_timeout` (protocol detection, TLS and the first headers included: a
 //! socket that sends nothing is closed); between requests it gets `idle_timeout`. HTTP/2
 //! pings do not count as activity, so an idle HTTP/2 connection is closed like any other.
+//!
+//! A connection is stalled when requests are in flight but none makes progress (no body
+//! bytes arrive, no reply bytes are taken) for `stalled`: a client that stops reading its
+//! replies (a subscription's events pile up in the server) or stops sending. Stalled
+//! connections are closed too, which frees what their replies held.
 
-use super::body::Budget;
+use crate::budget::Budget;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,9 +29,19 @@ pub(crate) struct Connection {
 }
 
 struct Activity {
-    /// When the last request started or ended (or the connection was accepted).
+    /// When a request last started, ended or made progress (or the connection was
+    /// accepted).
     last: Instant,
     served_any: bool,
+}
+
+/// Why a connection is closed by its watchdog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quiet {
+    /// No request in flight for its limit.
+    Idle,
+    /// Requests in flight, none making progress for its limit.
+    Stalled,
 }
 
 /// How long a connection may stay idle.
@@ -36,6 +51,8 @@ pub(crate) struct IdleLimits {
     pub(crate) first_request: Duration,
     /// Between requests.
     pub(crate) between_requests: Duration,
+    /// With requests in flight, none making progress.
+    pub(crate) stalled: Duration,
 }
 
 impl Connection {
@@ -57,30 +74,32 @@ impl Connection {
         InFlight(self.clone())
     }
 
+    /// A request in flight made progress: body bytes arrived, or its reply was polled.
+    pub(crate) fn progress(&self) {
+        self.touch(false);
+    }
+
     fn touch(&self, started: bool) {
         let mut activity = self.activity.lock().expect("activity lock");
         activity.last = Instant::now();
         activity.served_any |= started;
     }
 
-    /// Completes once the connection has been idle for its limit.
-    pub(crate) async fn idle(&self, limits: IdleLimits) {
+    /// Completes once the connection has been idle, or stalled, for its limit; says which.
+    pub(crate) async fn idle(&self, limits: IdleLimits) -> Quiet {
         loop {
             let (last, served_any) = {
                 let activity = self.activity.lock().expect("activity lock");
                 (activity.last, activity.served_any)
             };
-            let limit = match served_any {
-                false => limits.first_request,
-                true => limits.between_requests,
+            let (limit, quiet) = match (self.in_flight.load(Ordering::SeqCst) > 0, served_any) {
+                (true, _) => (limits.stalled, Quiet::Stalled),
+                (false, false) => (limits.first_request, Quiet::Idle),
+                (false, true) => (limits.between_requests, Quiet::Idle),
             };
-            if self.in_flight.load(Ordering::SeqCst) > 0 {
-                tokio::time::sleep(limit).await;
-                continue;
-            }
             let deadline = last + limit;
             if Instant::now() >= deadline {
-                return;
+                return quiet;
             }
             tokio::time::sleep_until(deadline).await;
         }
@@ -89,6 +108,13 @@ impl Connection {
 
 /// A request in flight on a connection.
 pub(crate) struct InFlight(Arc<Connection>);
+
+impl InFlight {
+    /// The request made progress.
+    pub(crate) fn progress(&self) {
+        self.0.progress();
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -169,6 +195,7 @@ mod tests {
         let limits = IdleLimits {
             first_request: Duration::from_secs(10),
             between_requests: Duration::from_secs(60),
+            stalled: Duration::from_secs(30),
         };
         let connection = Connection::new(1 << 20);
         let start = Instant::now();
@@ -184,8 +211,14 @@ mod tests {
             let connection = connection.clone();
             async move { connection.idle(limits).await }
         });
-        tokio::time::sleep(Duration::from_secs(300)).await;
-        assert!(!watch.is_finished(), "a request in flight keeps it open");
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            connection.progress();
+        }
+        assert!(
+            !watch.is_finished(),
+            "a request in flight making progress keeps it open"
+        );
         let ended = Instant::now();
         drop(request);
         watch.await.unwrap();
@@ -193,6 +226,15 @@ mod tests {
         assert!(
             waited >= Duration::from_secs(60) && waited < Duration::from_secs(120),
             "between requests: {waited:?}"
+        );
+
+        let _stuck = connection.begin();
+        let started = Instant::now();
+        connection.idle(limits).await;
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(30),
+            "in flight, no progress"
         );
     }
 }

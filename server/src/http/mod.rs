@@ -9,13 +9,13 @@ mod prometheus;
 pub use prometheus::serve_metrics;
 
 use crate::auth::SignedRequest;
+pub(crate) use crate::budget::Budget;
 use crate::service::Service;
 use crate::tenant::Tenant;
 use crate::wire::{ApiError, Protocol};
 use crate::{ops, reset, subscribe};
-pub(crate) use body::Budget;
 use bytes::Bytes;
-use connection::{AddressSlots, Connection, IdleLimits, InFlight};
+use connection::{AddressSlots, Connection, IdleLimits, InFlight, Quiet};
 use futures_lite::FutureExt as _;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -35,8 +35,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 
-/// Reply bodies: a whole body, or an event stream.
-pub type ReplyBody = BoxBody<Bytes, Infallible>;
+/// Reply bodies: a whole body, or an event stream (which fails, aborting its stream or
+/// connection, when its client stopped reading).
+pub type ReplyBody = BoxBody<Bytes, BodyError>;
+
+/// Why a reply body stopped.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 
@@ -81,6 +85,7 @@ pub async fn serve(
     let limits = IdleLimits {
         first_request: Duration::from_millis(config.first_request_timeout_ms),
         between_requests: Duration::from_millis(config.idle_timeout_ms),
+        stalled: Duration::from_millis(config.stall_timeout_ms),
     };
     let share = connection_share(config);
     tokio::pin!(shutdown);
@@ -157,10 +162,17 @@ async fn serve_connection(
     tokio::pin!(served);
     tokio::select! {
         _ = served.as_mut() => {}
-        () = connection.idle(limits) => {
-            metrics::counter!("sluice_connections_idle_closed_total").increment(1);
-            served.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(CLOSE_GRACE, served).await;
+        quiet = connection.idle(limits) => match quiet {
+            Quiet::Idle => {
+                metrics::counter!("sluice_connections_closed_total", "reason" => "idle").increment(1);
+                served.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(CLOSE_GRACE, served).await;
+            }
+            // Its client takes nothing: no grace, which would wait on the stuck replies.
+            // Dropping the connection frees what they hold.
+            Quiet::Stalled => {
+                metrics::counter!("sluice_connections_closed_total", "reason" => "stalled").increment(1);
+            }
         }
     }
 }
@@ -168,7 +180,7 @@ async fn serve_connection(
 /// The body bytes one connection may hold at once, over all its requests: an eighth of
 /// the server's budget, and at least one largest body.
 fn connection_share(config: &crate::ServeConfig) -> usize {
-    (config.body_bytes_in_flight_max / 8).max(config.body_bytes_max + body::UNIT)
+    (config.body_bytes_in_flight_max / 8).max(config.body_bytes_max + crate::budget::UNIT)
 }
 
 async fn handle(
@@ -193,13 +205,7 @@ async fn handle(
         ),
     };
     // The connection counts as busy until the body is sent (an event stream's included).
-    Ok(response.map(|body| {
-        Guarded {
-            body,
-            _in_flight: in_flight,
-        }
-        .boxed()
-    }))
+    Ok(response.map(|body| Guarded { body, in_flight }.boxed()))
 }
 
 /// `POST /_sluice/reset`: on a server that verifies signatures, only signed.
@@ -241,13 +247,7 @@ async fn kinesis(
     }
     let limit = service.config.body_bytes_max;
     let declared_len = header("content-length").and_then(|v| v.parse().ok());
-    let read = body::read(
-        body,
-        declared_len,
-        limit,
-        &service.body_budget,
-        &connection.budget,
-    );
+    let read = body::read(body, declared_len, limit, &service.body_budget, connection);
     let (body, _reservation) = match read.await {
         Ok(body) => body,
         Err(error) => return error_reply(protocol, &error),
@@ -294,7 +294,8 @@ async fn run(
         return Err(ApiError::unknown_operation());
     }
     let tenant = service.tenant(scope).await?;
-    on_tenant(tenant.clone(), operation, protocol, body)
+    let budget = service.subscription_budget.clone();
+    on_tenant(tenant.clone(), operation, protocol, body, budget)
         .await
         .map_err(|error| error.for_account(&tenant.account))
 }
@@ -304,15 +305,22 @@ async fn on_tenant(
     operation: &str,
     protocol: Protocol,
     body: Bytes,
+    subscription_budget: Budget,
 ) -> Result<Response<ReplyBody>, ApiError> {
     if operation == "SubscribeToShard" {
         let input = ops::input(protocol, &body)?;
-        let started = subscribe::start(tenant, input, protocol)?;
+        let started = subscribe::start(tenant, input, protocol, subscription_budget)?;
         let response = Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/vnd.amazon.eventstream");
         return Ok(with_ids(response)
-            .body(ChannelBody(started.frames).boxed())
+            .body(
+                ChannelBody {
+                    frames: started.frames,
+                    stalled: started.stalled,
+                }
+                .boxed(),
+            )
             .expect("a valid response"));
     }
     let reply = ops::call(&tenant, operation, protocol, &body).await?;
@@ -320,7 +328,7 @@ async fn on_tenant(
         .status(StatusCode::OK)
         .header("content-type", protocol.content_type());
     Ok(with_ids(response)
-        .body(Full::new(Bytes::from(reply)).boxed())
+        .body(whole(reply))
         .expect("a valid response"))
 }
 
@@ -369,7 +377,7 @@ pub fn error_reply(protocol: Protocol, error: &ApiError) -> Response<ReplyBody> 
         .header("content-type", protocol.content_type())
         .header("x-amzn-errortype", error.name);
     with_ids(response)
-        .body(Full::new(Bytes::from(body)).boxed())
+        .body(whole(body))
         .expect("a valid response")
 }
 
@@ -378,32 +386,41 @@ fn json_reply(value: &impl Serialize) -> Response<ReplyBody> {
     with_ids(Response::builder())
         .status(StatusCode::OK)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(Protocol::Json.encode(value))).boxed())
+        .body(whole(Protocol::Json.encode(value)))
         .expect("a valid response")
+}
+
+/// A whole reply body.
+fn whole(bytes: impl Into<Bytes>) -> ReplyBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn plain(status: StatusCode, text: String) -> Response<ReplyBody> {
     Response::builder()
         .status(status)
         .header("content-type", "text/plain; version=0.0.4")
-        .body(Full::new(Bytes::from(text)).boxed())
+        .body(whole(text))
         .expect("a valid response")
 }
 
 /// A response body that keeps its request counted as in flight until it is sent.
 struct Guarded {
     body: ReplyBody,
-    _in_flight: InFlight,
+    in_flight: InFlight,
 }
 
 impl Body for Guarded {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        // Asked for more: the previous frame was taken on.
+        self.in_flight.progress();
         Pin::new(&mut self.body).poll_frame(cx)
     }
 
@@ -416,18 +433,27 @@ impl Body for Guarded {
     }
 }
 
-/// A body fed by a channel of event-stream frames; it ends when the sender is dropped.
-struct ChannelBody(mpsc::Receiver<Bytes>);
+/// A body fed by a channel of event-stream frames; it ends when the sender is dropped, and
+/// fails once the subscription found its client stopped reading.
+struct ChannelBody {
+    frames: mpsc::Receiver<Bytes>,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl Body for ChannelBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if self.stalled.load(std::sync::atomic::Ordering::Acquire) {
+            return Poll::Ready(Some(
+                Err("the subscriber stopped reading its events".into()),
+            ));
+        }
+        self.frames
             .poll_recv(cx)
             .map(|frame| frame.map(|bytes| Ok(Frame::data(bytes))))
     }
