@@ -33,6 +33,8 @@ pub struct ServeConfig {
     pub segment_size_bytes: u64,
     /// Open shards allowed over all streams (DescribeLimits' ShardLimit).
     pub shards_max: u32,
+    /// UpdateShardCount calls per stream in any 24 hours (Kinesis: 10; 0: no limit).
+    pub update_shard_count_per_day_max: u32,
     /// How long a SubscribeToShard stream lasts before the client must re-subscribe.
     pub subscription_ms: u64,
     /// Interval of the empty events a SubscribeToShard stream sends while idle.
@@ -109,6 +111,7 @@ impl ServeConfig {
             cores: 0,
             segment_size_bytes: 64 << 20,
             shards_max: 10_000,
+            update_shard_count_per_day_max: 10,
             subscription_ms: 300_000,
             heartbeat_ms: 5_000,
             subscription_bytes_in_flight_max: 256 << 20,

@@ -16,6 +16,7 @@ mod ops;
 mod reads;
 pub mod regions;
 pub mod reset;
+mod reshard_limits;
 pub mod service;
 mod shapes;
 mod state;

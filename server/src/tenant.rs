@@ -28,6 +28,8 @@ pub struct Tenant {
     pub region: String,
     /// SubscribeToShard leases.
     pub(crate) leases: Leases,
+    /// Kinesis' limits on resharding calls.
+    pub(crate) reshards: crate::reshard_limits::ReshardLimits,
     /// Streams in a transitional status until a time (only with `status_delay_ms > 0`).
     transitions: Mutex<HashMap<String, (StreamStatus, u64)>>,
     /// xorshift state for fault injection.
@@ -63,6 +65,7 @@ impl Tenant {
             account: account.to_owned(),
             region: region.to_owned(),
             leases: Leases::default(),
+            reshards: crate::reshard_limits::ReshardLimits::default(),
             transitions: Mutex::new(HashMap::new()),
             fault_rng: AtomicU64::new(now_ms() | 1),
             config,

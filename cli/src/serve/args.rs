@@ -57,6 +57,13 @@ pub struct ServeArgs {
     /// Engine core threads (0: one per CPU).
     #[arg(long, env = "SLUICE_CORES", default_value_t = 0)]
     pub cores: usize,
+    /// UpdateShardCount calls allowed per stream in any 24 hours (Kinesis: 10; 0: no limit).
+    #[arg(
+        long,
+        env = "SLUICE_UPDATE_SHARD_COUNT_PER_DAY_MAX",
+        default_value_t = 10
+    )]
+    pub update_shard_count_per_day_max: u32,
     /// Segment size of shard logs, MiB.
     #[arg(long, env = "SLUICE_SEGMENT_MIB", default_value_t = 64)]
     pub segment_mib: u64,
@@ -169,6 +176,7 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
     config.enforce_limits = args.enforce_limits;
     config.fault_probability = args.fault_probability;
     config.cores = args.cores;
+    config.update_shard_count_per_day_max = args.update_shard_count_per_day_max;
     config.segment_size_bytes = args.segment_mib << 20;
     anyhow::ensure!(
         (1..=256).contains(&args.body_mib),

@@ -51,6 +51,7 @@ impl DataDir {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::uring::check()?;
+    raise_open_file_limit();
     // Declared before the runtime and the service, so dropped after them: the engine is
     // closed before its temporary directory is removed, on every path out of here.
     let data_dir = DataDir::new(&args)?;
@@ -119,6 +120,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     drop(data_dir);
     eprintln!("sluice serve: stopped");
     Ok(())
+}
+
+/// Every shard holds a few descriptors (its lock, its segments) and every connection one:
+/// the soft limit (often 1024) is raised to the hard one. Requests that would need more
+/// than the limit allows are refused by the server (LimitExceededException).
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < 65_536 => eprintln!(
+            "sluice serve: the open-file limit is {limit}; each shard needs about 3 (raise the hard limit: ulimit -Hn)"
+        ),
+        Ok(_) => {}
+        Err(error) => eprintln!("sluice serve: could not raise the open-file limit: {error}"),
+    }
 }
 
 /// The start-up lines.

@@ -1,5 +1,7 @@
 //! Shards: ListShards, SplitShard, MergeShards, UpdateShardCount.
 
+use crate::clock::now_ms;
+use crate::reshard_limits::check_descriptors;
 use crate::shapes::{Empty, Shard};
 use crate::tenant::Tenant;
 use crate::wire::validate::HASH_KEY_PATTERN;
@@ -144,9 +146,12 @@ impl Validate for SplitShardInput {
 pub async fn split_shard(tenant: &Tenant, input: SplitShardInput) -> Result<Empty, ApiError> {
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.require_active(&name)?;
+    tenant.reshards.check_rate(now_ms(), &tenant.account)?;
+    check_descriptors(2)?;
     let shard = input.shard_to_split.as_deref().expect("validated");
     let key = input.new_starting_hash_key.as_deref().expect("validated");
     tenant.engine.stream(&name)?.split_shard(shard, key).await?;
+    tenant.reshards.record_call(now_ms());
     tenant.begin_transition(&name, StreamStatus::Updating);
     Ok(Empty {})
 }
@@ -174,9 +179,12 @@ impl Validate for MergeShardsInput {
 pub async fn merge_shards(tenant: &Tenant, input: MergeShardsInput) -> Result<Empty, ApiError> {
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.require_active(&name)?;
+    tenant.reshards.check_rate(now_ms(), &tenant.account)?;
+    check_descriptors(1)?;
     let a = input.shard_to_merge.as_deref().expect("validated");
     let b = input.adjacent_shard_to_merge.as_deref().expect("validated");
     tenant.engine.stream(&name)?.merge_shards(a, b).await?;
+    tenant.reshards.record_call(now_ms());
     tenant.begin_transition(&name, StreamStatus::Updating);
     Ok(Empty {})
 }
@@ -218,11 +226,19 @@ pub async fn update_shard_count(
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.require_active(&name)?;
     let target = u32::try_from(input.target_shard_count.expect("validated")).unwrap_or(u32::MAX);
-    let update = tenant
-        .engine
-        .stream(&name)?
-        .update_shard_count(target)
-        .await?;
+    let stream = tenant.engine.stream(&name)?;
+    let summary = stream.summary()?;
+    let per_day = tenant.config.update_shard_count_per_day_max;
+    let (created_ms, account) = (summary.created_ms, &tenant.account);
+    tenant
+        .reshards
+        .check_update(&name, created_ms, now_ms(), per_day, account)?;
+    tenant.reshards.check_rate(now_ms(), account)?;
+    // Scaling creates at most as many shards as it closes and opens together.
+    check_descriptors(summary.open_shard_count as u64 + u64::from(target))?;
+    let update = stream.update_shard_count(target).await?;
+    tenant.reshards.record_update(&name, created_ms, now_ms());
+    tenant.reshards.record_call(now_ms());
     tenant.begin_transition(&name, StreamStatus::Updating);
     Ok(UpdateShardCountOutput {
         stream_arn: tenant.stream_arn(&name),

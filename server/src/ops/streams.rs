@@ -1,12 +1,13 @@
 //! Stream administration: create, delete, describe, list, retention, record size, mode,
 //! limits.
 
+use crate::reshard_limits::check_descriptors;
 use crate::shapes::{Empty, STREAM_MODES, Shard, StreamModeDetails, status_name, timestamp};
 use crate::tenant::Tenant;
 use crate::wire::bounded::TagMap;
 use crate::wire::{ApiError, Timestamp, Validate, Validator};
 use serde::{Deserialize, Serialize};
-use sluice_core::limits::{RETENTION_HOURS_MAX, RETENTION_HOURS_MIN};
+use sluice_core::limits::{ON_DEMAND_SHARDS_INITIAL, RETENTION_HOURS_MAX, RETENTION_HOURS_MIN};
 use sluice_core::{AdminError, CreateStream, StreamMode, StreamStatus};
 
 /// Names a stream by StreamName or StreamARN. (Inputs with more members repeat the two
@@ -100,6 +101,11 @@ pub async fn create_stream(tenant: &Tenant, input: CreateStreamInput) -> Result<
         .unwrap_or_default()
         .into_iter()
         .collect();
+    // Past the account's quota the engine refuses it anyway, saying so.
+    let shards = request.shard_count.max(ON_DEMAND_SHARDS_INITIAL);
+    if shards <= tenant.config.shards_max {
+        check_descriptors(u64::from(shards))?;
+    }
     tenant.engine.create_stream(request).await?;
     tenant.begin_transition(&name, StreamStatus::Creating);
     if let Some(mibps) = input.warm_throughput_mi_bps {
