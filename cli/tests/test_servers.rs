@@ -176,7 +176,10 @@ fn every_serve_option_has_an_environment_variable_in_its_help() {
                 .to_uppercase()
                 .replace('-', "_")
         );
-        let variable = variable.replace("SLUICE_CREDENTIAL=", "SLUICE_CREDENTIALS=");
+        // Repeatable options take a comma-separated list in a plural variable.
+        let variable = variable
+            .replace("SLUICE_CREDENTIAL=", "SLUICE_CREDENTIALS=")
+            .replace("SLUICE_EXTRA_REGION=", "SLUICE_EXTRA_REGIONS=");
         assert!(
             option.contains(&variable),
             "{name} lacks {variable}:\n{option}"

@@ -71,6 +71,8 @@ impl Engine {
         Ok(ShardPage {
             shards: page,
             next_token,
+            stream: stream.name.clone(),
+            stream_created_ms: stream.created_ms,
         })
     }
 

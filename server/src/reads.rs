@@ -4,7 +4,7 @@
 use crate::shapes::{ChildShard, hash_key_range};
 use crate::tenant::Tenant;
 use crate::wire::types::BlobRef;
-use crate::wire::{ApiError, Timestamp, messages};
+use crate::wire::{ApiError, Incarnation, Tagged, Timestamp};
 use serde::Serialize;
 use sluice_core::{IteratorStart, Records, SequenceNumber};
 
@@ -17,11 +17,13 @@ pub const ITERATOR_TYPES: [&str; 5] = [
     "AT_TIMESTAMP",
 ];
 
-/// Where an iterator or subscription starts, from the wire members.
+/// Where an iterator or subscription on stream `stream` (of `incarnation`) starts, from the
+/// wire members.
 pub fn iterator_start(
     kind: &str,
     sequence_number: Option<&str>,
     timestamp: Option<Timestamp>,
+    (stream, incarnation): (&str, Incarnation),
 ) -> Result<IteratorStart, ApiError> {
     let sequence = |what: &str| -> Result<SequenceNumber, ApiError> {
         let text = sequence_number.ok_or_else(|| {
@@ -29,8 +31,7 @@ pub fn iterator_start(
                 "The StartingSequenceNumber must be specified for {what}."
             ))
         })?;
-        SequenceNumber::parse(text)
-            .map_err(|e| ApiError::invalid_argument(messages::sequence_number(&e)))
+        incarnation.parse(text, "StartingSequenceNumber", stream)
     };
     Ok(match kind {
         "TRIM_HORIZON" => IteratorStart::TrimHorizon,
@@ -62,19 +63,19 @@ fn display<T: std::fmt::Display, S: serde::Serializer>(
 #[serde(rename_all = "PascalCase")]
 pub struct RecordOut<'a> {
     #[serde(serialize_with = "display")]
-    sequence_number: SequenceNumber,
+    sequence_number: Tagged,
     approximate_arrival_timestamp: Timestamp,
     data: BlobRef<'a>,
     partition_key: &'a str,
     encryption_type: &'static str,
 }
 
-/// The records of a read, ready to encode.
-pub fn records_out(records: &Records) -> Vec<RecordOut<'_>> {
+/// The records of a read of a stream of `incarnation`, ready to encode.
+pub fn records_out(records: &Records, incarnation: Incarnation) -> Vec<RecordOut<'_>> {
     records
         .records()
         .map(|r| RecordOut {
-            sequence_number: r.sequence_number,
+            sequence_number: incarnation.tag(r.sequence_number),
             approximate_arrival_timestamp: Timestamp::from_ms(r.arrival_timestamp_ms),
             data: BlobRef(r.data),
             partition_key: r.partition_key,

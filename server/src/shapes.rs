@@ -1,6 +1,6 @@
 //! Reply shapes shared by several operations.
 
-use crate::wire::Timestamp;
+use crate::wire::{Incarnation, Timestamp};
 use serde::{Deserialize, Serialize};
 use sluice_core::{ShardDescription, StreamMode, StreamStatus};
 
@@ -87,16 +87,20 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// The reply form of an engine shard description.
-    pub fn of(shard: &ShardDescription) -> Shard {
+    /// The reply form of an engine shard description, of a stream of `incarnation`.
+    pub fn of(shard: &ShardDescription, incarnation: Incarnation) -> Shard {
         Shard {
             shard_id: shard.shard_id.to_string(),
             parent_shard_id: shard.parent_shard_id.map(String::from),
             adjacent_parent_shard_id: shard.adjacent_parent_shard_id.map(String::from),
             hash_key_range: hash_key_range(shard),
             sequence_number_range: SequenceNumberRange {
-                starting_sequence_number: shard.starting_sequence_number.to_string(),
-                ending_sequence_number: shard.ending_sequence_number.map(|s| s.to_string()),
+                starting_sequence_number: incarnation
+                    .tag(shard.starting_sequence_number)
+                    .to_string(),
+                ending_sequence_number: shard
+                    .ending_sequence_number
+                    .map(|s| incarnation.tag(s).to_string()),
             },
         }
     }

@@ -7,7 +7,7 @@ use crate::leases::{Lease, LeaseKey};
 use crate::reads::{ITERATOR_TYPES, RecordOut, child_shards, iterator_start, records_out};
 use crate::tenant::Tenant;
 use crate::wire::validate::SEQUENCE_NUMBER_PATTERN;
-use crate::wire::{ApiError, Protocol, Timestamp, Validate, Validator};
+use crate::wire::{ApiError, Incarnation, Protocol, Timestamp, Validate, Validator};
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -75,13 +75,6 @@ struct SubscribeToShardEvent<'a> {
     child_shards: Vec<crate::shapes::ChildShard>,
 }
 
-/// The ContinuationSequenceNumber for a subscriber whose next record is at `position`: the
-/// number just below it (the last record delivered, or the shard's start). Clients resume
-/// AFTER it, as KCL does, and lose nothing; it moves on even when no record arrives.
-fn checkpoint(position: SequenceNumber) -> String {
-    position.checkpoint().to_string()
-}
-
 fn frame(headers: Vec<Header>, payload: Vec<u8>) -> Bytes {
     let message = Message::new_from_parts(headers, payload);
     let mut buffer = Vec::new();
@@ -147,10 +140,12 @@ pub(crate) fn start(
     let shard = input.shard_id.expect("validated");
     let position = input.starting_position.expect("validated");
     let found = find_by_arn(&tenant, &consumer_arn)?;
+    let incarnation = Incarnation::of(found.stream_created_ms);
     let start = iterator_start(
         position.r#type.as_deref().expect("validated"),
         position.sequence_number.as_deref(),
         position.timestamp,
+        (&found.stream, incarnation),
     )?;
     let mut subscription = tenant
         .engine
@@ -173,6 +168,7 @@ pub(crate) fn start(
     let stalled = Arc::new(AtomicBool::new(false));
     let pusher = Pusher {
         stall_limit: Duration::from_millis(tenant.config.stall_timeout_ms),
+        incarnation,
         stuck_since: None,
         stalled: stalled.clone(),
         tenant,
@@ -200,6 +196,8 @@ struct Pusher {
     /// One event frame of this subscription may exist at a time: the next waits until the
     /// previous was written out, so a subscriber that stops reading holds one frame.
     outstanding: Budget,
+    /// Tags the numbers this subscription hands out.
+    incarnation: Incarnation,
     /// Since when the previous event frame has not been written out.
     stuck_since: Option<tokio::time::Instant>,
     /// How long that may last before the client is taken to have stopped reading.
@@ -336,9 +334,9 @@ impl Pusher {
             }
         };
         let payload = self.protocol.encode(&SubscribeToShardEvent {
-            records: records_out(&event.records),
+            records: records_out(&event.records, self.incarnation),
             continuation_sequence_number: (!event.records.end_of_shard)
-                .then(|| checkpoint(event.continuation_sequence_number)),
+                .then(|| self.checkpoint(event.continuation_sequence_number)),
             millis_behind_latest: event.records.millis_behind_latest,
             child_shards: children,
         });
@@ -355,7 +353,7 @@ impl Pusher {
     fn heartbeat_frame(&self, position: SequenceNumber, behind: u64) -> Step {
         let payload = self.protocol.encode(&SubscribeToShardEvent {
             records: Vec::new(),
-            continuation_sequence_number: Some(checkpoint(position)),
+            continuation_sequence_number: Some(self.checkpoint(position)),
             millis_behind_latest: behind,
             child_shards: Vec::new(),
         });
@@ -363,6 +361,14 @@ impl Pusher {
             frame: event_frame(self.protocol, "SubscribeToShardEvent", payload),
             last: false,
         }
+    }
+
+    /// The ContinuationSequenceNumber for a subscriber whose next record is at `position`:
+    /// the number just below it (the last record delivered, or the shard's start). Clients
+    /// resume AFTER it, as KCL does, and lose nothing; it moves on even when no record
+    /// arrives.
+    fn checkpoint(&self, position: SequenceNumber) -> String {
+        self.incarnation.tag(position.checkpoint()).to_string()
     }
 
     /// Ends a subscription whose client has not taken an event for `stall_limit`: the reply

@@ -30,6 +30,9 @@ pub struct Tenant {
     pub(crate) leases: Leases,
     /// Kinesis' limits on resharding calls.
     pub(crate) reshards: crate::reshard_limits::ReshardLimits,
+    /// The second in the ARN last given to a consumer, by stream and consumer name, for
+    /// the last two seconds (see `consumer_arn_second`).
+    consumer_arn_seconds: Mutex<HashMap<(String, String), u64>>,
     /// Streams in a transitional status until a time (only with `status_delay_ms > 0`).
     transitions: Mutex<HashMap<String, (StreamStatus, u64)>>,
     /// xorshift state for fault injection.
@@ -66,10 +69,29 @@ impl Tenant {
             region: region.to_owned(),
             leases: Leases::default(),
             reshards: crate::reshard_limits::ReshardLimits::default(),
+            consumer_arn_seconds: Mutex::new(HashMap::new()),
             transitions: Mutex::new(HashMap::new()),
             fault_rng: AtomicU64::new(now_ms() | 1),
             config,
         })
+    }
+
+    /// The creation time (ms) of a consumer `consumer` of stream `stream` registered at
+    /// `now_ms`. A consumer ARN ends in its creation second: when a consumer of the same
+    /// names got an ARN in this second already (a deleted stream's, or a deregistered one),
+    /// the new one takes the next second, so no old ARN ever names the new consumer (its
+    /// creation time is then up to a second ahead).
+    pub(crate) fn consumer_arn_second(&self, stream: &str, consumer: &str, now_ms: u64) -> u64 {
+        let mut seconds = self.consumer_arn_seconds.lock().expect("consumer ARN lock");
+        let now_s = now_ms / 1000;
+        seconds.retain(|_, second| *second + 1 >= now_s);
+        let key = (stream.to_owned(), consumer.to_owned());
+        let created_ms = match seconds.get(&key) {
+            Some(&last) if last >= now_s => (last + 1) * 1000,
+            _ => now_ms,
+        };
+        seconds.insert(key, created_ms / 1000);
+        created_ms
     }
 
     /// The ARN of a stream.

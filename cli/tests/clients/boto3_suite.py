@@ -313,6 +313,28 @@ def test_settings_encryption_monitoring_policies_account(endpoint):
     k.update_account_settings(MinimumThroughputBillingCommitment={"Status": "DISABLED"})
 
 
+def test_a_recreated_stream_takes_no_numbers_or_consumer_arns_of_the_old_one(endpoint):
+    k = client(endpoint)
+    name = create(k, 1)
+    old = k.put_record(StreamName=name, PartitionKey="k", Data=b"old")
+    arn = k.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+    old_consumer = k.register_stream_consumer(StreamARN=arn, ConsumerName="c")["Consumer"]["ConsumerARN"]
+    k.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+    k.create_stream(StreamName=name, ShardCount=1)
+    new = k.put_record(StreamName=name, PartitionKey="k", Data=b"new")
+    assert new["SequenceNumber"] != old["SequenceNumber"], "numbers differ across incarnations"
+    error = expect_error("InvalidArgumentException", k.get_shard_iterator, StreamName=name, ShardId=old["ShardId"],
+                         ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=old["SequenceNumber"])
+    assert "did not come from stream" in error.response["Error"]["Message"], error.response
+    it = k.get_shard_iterator(StreamName=name, ShardId=new["ShardId"], ShardIteratorType="AT_SEQUENCE_NUMBER",
+                              StartingSequenceNumber=new["SequenceNumber"])["ShardIterator"]
+    assert [r["Data"] for r in k.get_records(ShardIterator=it)["Records"]] == [b"new"]
+    new_consumer = k.register_stream_consumer(StreamARN=arn, ConsumerName="c")["Consumer"]["ConsumerARN"]
+    assert new_consumer != old_consumer, (old_consumer, new_consumer)
+    expect_error("ResourceNotFoundException", k.describe_stream_consumer, ConsumerARN=old_consumer)
+    k.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+
+
 def test_errors_clients_rely_on(endpoint):
     k = client(endpoint)
     raw = client(endpoint, validate=False)

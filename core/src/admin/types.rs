@@ -181,6 +181,10 @@ pub struct ShardPage {
     pub shards: Vec<ShardDescription>,
     /// Pass it back for the next page; `None` on the last page. Expires like an iterator.
     pub next_token: Option<String>,
+    /// The stream the shards belong to (a page asked for by token names none).
+    pub stream: String,
+    /// When that stream was created: tells it from an earlier stream of the same name.
+    pub stream_created_ms: u64,
 }
 
 pub(crate) fn describe_shard(shard: &ShardState) -> ShardDescription {

@@ -82,7 +82,7 @@ pub async fn register(tenant: &Tenant, input: RegisterInput) -> Result<RegisterO
         }
         let consumer = Consumer {
             name: name.clone(),
-            created_ms: now_ms(),
+            created_ms: tenant.consumer_arn_second(&stream, &name, now_ms()),
             tags: input.tags.map(|t| t.entries).unwrap_or_default(),
             policy: None,
         };

@@ -5,9 +5,9 @@ use crate::shapes::ChildShard;
 use crate::tenant::Tenant;
 use crate::wire::bounded::BoundedVec;
 use crate::wire::validate::{HASH_KEY_PATTERN, SEQUENCE_NUMBER_PATTERN};
-use crate::wire::{ApiError, Blob, Timestamp, Validate, Validator, messages};
+use crate::wire::{ApiError, Blob, Incarnation, Tagged, Timestamp, Validate, Validator, messages};
 use serde::{Deserialize, Serialize};
-use sluice_core::{ErrorCode, PutError, PutRecord, SequenceNumber, ShardId};
+use sluice_core::{ErrorCode, PutError, PutRecord, ShardId};
 
 /// Data plus key of one record, at most (the per-stream limit applies on top).
 const RECORD_DATA_BYTES_MAX: usize = 10 * 1024 * 1024;
@@ -102,16 +102,27 @@ pub async fn put_record(
     tenant.inject_fault(&name)?;
     let data = input.data.expect("validated");
     let key = input.partition_key.expect("validated");
+    let stream = tenant.engine.stream(&name)?;
+    let incarnation = Incarnation::of(stream.summary()?.created_ms);
+    // The engine takes the number without its incarnation's tag.
+    let ordering = match input.sequence_number_for_ordering.as_deref() {
+        Some(text) => Some(
+            incarnation
+                .parse(text, "SequenceNumberForOrdering", &name)?
+                .to_string(),
+        ),
+        None => None,
+    };
     let record = PutRecord {
         partition_key: &key,
         data: &data.0,
         explicit_hash_key: input.explicit_hash_key.as_deref(),
-        sequence_number_for_ordering: input.sequence_number_for_ordering.as_deref(),
+        sequence_number_for_ordering: ordering.as_deref(),
     };
-    let put = tenant.engine.stream(&name)?.put(record).await?;
+    let put = stream.put(record).await?;
     Ok(PutRecordOutput {
         shard_id: put.shard_id.to_string(),
-        sequence_number: put.sequence_number.to_string(),
+        sequence_number: incarnation.tag(put.sequence_number).to_string(),
         encryption_type: "NONE",
     })
 }
@@ -158,7 +169,7 @@ struct PutRecordsResultEntry {
         skip_serializing_if = "Option::is_none",
         serialize_with = "display_option"
     )]
-    sequence_number: Option<SequenceNumber>,
+    sequence_number: Option<Tagged>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "display_option"
@@ -221,13 +232,15 @@ pub async fn put_records(
             sequence_number_for_ordering: None,
         })
         .collect();
-    let results = tenant.engine.stream(&name)?.put_batch(&records).await?;
+    let stream = tenant.engine.stream(&name)?;
+    let incarnation = Incarnation::of(stream.summary()?.created_ms);
+    let results = stream.put_batch(&records).await?;
     let mut failed = 0;
     let records = results
         .into_iter()
         .map(|result| match result {
             Ok(put) => PutRecordsResultEntry {
-                sequence_number: Some(put.sequence_number),
+                sequence_number: Some(incarnation.tag(put.sequence_number)),
                 shard_id: Some(put.shard_id),
                 error_code: None,
                 error_message: None,
@@ -292,6 +305,7 @@ pub async fn get_shard_iterator(
         input.shard_iterator_type.as_deref().expect("validated"),
         input.starting_sequence_number.as_deref(),
         input.timestamp,
+        (&name, Incarnation::of_stream(tenant, &name)?),
     )?;
     let shard = input.shard_id.as_deref().expect("validated");
     let iterator = tenant.engine.stream(&name)?.shard_iterator(shard, start)?;
@@ -352,7 +366,7 @@ pub async fn get_records(
         .map(|l| usize::try_from(l).unwrap_or(usize::MAX));
     let records = tenant.engine.get_records(&mut iterator, limit)?;
     let output = GetRecordsOutput {
-        records: records_out(&records),
+        records: records_out(&records, Incarnation::of_stream(tenant, &stream)?),
         next_shard_iterator: (!records.end_of_shard)
             .then(|| tenant.engine.iterator_token(&iterator)),
         millis_behind_latest: records.millis_behind_latest,

@@ -5,7 +5,7 @@ use crate::reshard_limits::check_descriptors;
 use crate::shapes::{Empty, Shard};
 use crate::tenant::Tenant;
 use crate::wire::validate::HASH_KEY_PATTERN;
-use crate::wire::{ApiError, Timestamp, Validate, Validator};
+use crate::wire::{ApiError, Incarnation, Timestamp, Validate, Validator};
 use serde::{Deserialize, Serialize};
 use sluice_core::{ListShards, ShardFilter, StreamStatus};
 
@@ -113,7 +113,11 @@ pub async fn list_shards(
         filter: input.shard_filter.as_ref().map(shard_filter).transpose()?,
     })?;
     Ok(ListShardsOutput {
-        shards: page.shards.iter().map(Shard::of).collect(),
+        shards: page
+            .shards
+            .iter()
+            .map(|shard| Shard::of(shard, Incarnation::of(page.stream_created_ms)))
+            .collect(),
         next_token: page.next_token,
     })
 }

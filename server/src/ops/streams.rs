@@ -5,7 +5,7 @@ use crate::reshard_limits::check_descriptors;
 use crate::shapes::{Empty, STREAM_MODES, Shard, StreamModeDetails, status_name, timestamp};
 use crate::tenant::Tenant;
 use crate::wire::bounded::TagMap;
-use crate::wire::{ApiError, Timestamp, Validate, Validator};
+use crate::wire::{ApiError, Incarnation, Timestamp, Validate, Validator};
 use serde::{Deserialize, Serialize};
 use sluice_core::limits::{ON_DEMAND_SHARDS_INITIAL, RETENTION_HOURS_MAX, RETENTION_HOURS_MIN};
 use sluice_core::{AdminError, CreateStream, StreamMode, StreamStatus};
@@ -246,7 +246,11 @@ pub async fn describe_stream(
             stream_arn: tenant.stream_arn(&name),
             stream_status: status_name(tenant.status(&name)),
             stream_mode_details: StreamModeDetails::of(description.mode),
-            shards: description.shards.iter().map(Shard::of).collect(),
+            shards: description
+                .shards
+                .iter()
+                .map(|shard| Shard::of(shard, Incarnation::of(description.created_ms)))
+                .collect(),
             has_more_shards: description.has_more_shards,
             retention_period_hours: description.retention_hours,
             stream_creation_timestamp: timestamp(description.created_ms),

@@ -3,12 +3,14 @@
 
 pub mod bounded;
 mod error;
+pub mod incarnation;
 pub mod messages;
 mod protocol;
 pub mod types;
 pub mod validate;
 
 pub use error::{ApiError, exception_name};
+pub use incarnation::{Incarnation, Tagged};
 pub use protocol::Protocol;
 pub use types::{Blob, Timestamp};
 pub use validate::{Validate, Validator};
