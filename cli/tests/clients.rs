@@ -56,3 +56,52 @@ fn cbor_event_streams_h2c_and_malformed_input_on_the_wire() {
     let server = TestServer::start(dir.path(), &[]);
     run_suite(&server, "wire_suite.py");
 }
+
+/// Credentials with identity policies, written for the test: a reader, one that may not
+/// delete, one allowed only from 10.0.0.0/8, an admin without a policy, and another account.
+fn policy_server(dir: &std::path::Path) -> TestServer {
+    let write = |name: &str, document: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, document).unwrap();
+        format!("{}={}", name.trim_end_matches(".json"), path.display())
+    };
+    let reader = write(
+        "AKIDREADER.json",
+        r#"{"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["kinesis:Get*", "kinesis:Describe*", "kinesis:List*"], "Resource": "*"}]}"#,
+    );
+    let no_delete = write(
+        "AKIDNODELETE.json",
+        r#"{"Statement": [{"Effect": "Allow", "Action": "kinesis:*", "Resource": "*"},
+                          {"Effect": "Deny", "Action": "kinesis:DeleteStream", "Resource": "*"}]}"#,
+    );
+    let lan = write(
+        "AKIDLAN.json",
+        r#"{"Statement": {"Effect": "Allow", "Action": "*", "Resource": "*",
+                          "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}}"#,
+    );
+    let data = dir.join("data");
+    let mut args = Vec::new();
+    for key in ["AKIDADMIN", "AKIDREADER", "AKIDNODELETE", "AKIDLAN"] {
+        args.extend(["--credential".to_owned(), format!("{key}:secret")]);
+    }
+    args.extend([
+        "--credential".to_owned(),
+        "AKIDPARTNER:secret:222222222222".to_owned(),
+    ]);
+    for policy in [reader, no_delete, lan] {
+        args.extend(["--policy".to_owned(), policy]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    TestServer::start(&data, &args)
+}
+
+#[test]
+fn iam_policies_allow_deny_and_grant_across_accounts() {
+    if !common::needs_python_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = policy_server(dir.path());
+    run_suite(&server, "policy_suite.py");
+}

@@ -78,3 +78,32 @@ fn a_signed_server_resets_only_for_a_signed_request() {
         "{body}"
     );
 }
+
+#[test]
+fn a_policy_that_cannot_be_applied_stops_the_server_at_start_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.json");
+    std::fs::write(&policy, r#"{"Statement": {"Effect": "Allow", "Action": "*", "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/99"}}}}"#).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir.path().join("data"))
+        .args(["--credential", "AKIDEXAMPLE:secret", "--policy"])
+        .arg(format!("AKIDEXAMPLE={}", policy.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the policy of AKIDEXAMPLE") && stderr.contains("10.0.0.0/99"),
+        "{stderr}"
+    );
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir.path().join("data"))
+        .args(["--credential", "AKIDEXAMPLE:secret", "--policy"])
+        .arg(format!("AKIDOTHER={}", policy.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("which no --credential has"), "{stderr}");
+}

@@ -179,7 +179,8 @@ fn every_serve_option_has_an_environment_variable_in_its_help() {
         // Repeatable options take a comma-separated list in a plural variable.
         let variable = variable
             .replace("SLUICE_CREDENTIAL=", "SLUICE_CREDENTIALS=")
-            .replace("SLUICE_EXTRA_REGION=", "SLUICE_EXTRA_REGIONS=");
+            .replace("SLUICE_EXTRA_REGION=", "SLUICE_EXTRA_REGIONS=")
+            .replace("SLUICE_POLICY=", "SLUICE_POLICIES=");
         assert!(
             option.contains(&variable),
             "{name} lacks {variable}:\n{option}"

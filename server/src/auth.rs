@@ -7,11 +7,13 @@
 //! of canonicalization rules that fit in this file.
 
 use crate::config::Credential;
+use crate::iam::{Policy, PolicyError, Principal};
 use crate::regions::Regions;
 use crate::wire::ApiError;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use subtle::ConstantTimeEq as _;
 
@@ -39,6 +41,19 @@ struct Key {
     account: String,
     /// Temporary credentials: the token every request must carry.
     session_token: Option<String>,
+    /// Its identity policy.
+    policy: Option<Arc<Policy>>,
+}
+
+/// Who a verified request is.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The tenant it acts in.
+    pub scope: Scope,
+    /// The principal policies see.
+    pub principal: Principal,
+    /// Its identity policy; `None`: anything in its own account.
+    pub policy: Option<Arc<Policy>>,
 }
 
 /// Who a verified request acts as: the credential's account, in the region its signature is
@@ -101,22 +116,32 @@ struct Signature<'a> {
 impl Verifier {
     /// A verifier for `credentials` (those without an account act as `default_account`)
     /// accepting signatures scoped to `regions`.
-    pub fn new(credentials: &[Credential], default_account: &str, regions: Regions) -> Verifier {
-        let keys = credentials
-            .iter()
-            .map(|c| {
-                let key = Key {
-                    secret: c.secret.clone(),
-                    account: c
-                        .account
-                        .clone()
-                        .unwrap_or_else(|| default_account.to_owned()),
-                    session_token: c.session_token.clone(),
-                };
-                (c.access_key_id.clone(), key)
-            })
-            .collect();
-        Verifier { keys, regions }
+    /// A credential's policy that does not parse is an error naming the credential.
+    pub fn new(
+        credentials: &[Credential],
+        default_account: &str,
+        regions: Regions,
+    ) -> Result<Verifier, PolicyError> {
+        let mut keys = HashMap::new();
+        for c in credentials {
+            let policy = match &c.policy {
+                Some(text) => Some(Arc::new(Policy::parse(text).map_err(|e| {
+                    PolicyError(format!("the policy of credential {}: {e}", c.access_key_id))
+                })?)),
+                None => None,
+            };
+            let key = Key {
+                secret: c.secret.clone(),
+                account: c
+                    .account
+                    .clone()
+                    .unwrap_or_else(|| default_account.to_owned()),
+                session_token: c.session_token.clone(),
+                policy,
+            };
+            keys.insert(c.access_key_id.clone(), key);
+        }
+        Ok(Verifier { keys, regions })
     }
 
     /// Checks everything a request's headers (and query) can show before its body is
@@ -135,7 +160,7 @@ impl Verifier {
     }
 
     /// Checks a request's signature at time `now`; returns who it acts as.
-    pub fn verify(&self, request: &SignedRequest<'_>, now: SystemTime) -> Result<Scope, ApiError> {
+    pub fn verify(&self, request: &SignedRequest<'_>, now: SystemTime) -> Result<Caller, ApiError> {
         let query = parse_query(request.query.unwrap_or_default());
         let checked = self.check(request, &query, now)?;
         let signature = &checked.signature;
@@ -173,7 +198,14 @@ impl Verifier {
         mac.update(string_to_sign.as_bytes());
         // `verify_slice` compares in constant time.
         mac.verify_slice(&expected)
-            .map(|()| checked.scope.clone())
+            .map(|()| Caller {
+                principal: Principal {
+                    account: checked.scope.account.clone(),
+                    user: signature.access_key.to_owned(),
+                },
+                policy: checked.policy.clone(),
+                scope: checked.scope.clone(),
+            })
             .map_err(|_| {
                 // As AWS does: say what was signed, so a client author can diff it.
                 let mut error = mismatch();
@@ -220,6 +252,7 @@ impl Verifier {
                 region: signature.region.to_owned(),
             },
             secret: &key.secret,
+            policy: key.policy.clone(),
             signature,
             presigned,
         })
@@ -230,6 +263,7 @@ impl Verifier {
 struct Checked<'r> {
     scope: Scope,
     secret: &'r str,
+    policy: Option<Arc<Policy>>,
     signature: Signature<'r>,
     presigned: bool,
 }
@@ -616,10 +650,12 @@ mod tests {
                 secret: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
                 account: None,
                 session_token: None,
+                policy: None,
             }],
             "000000000000",
             Regions::default(),
-        );
+        )
+        .unwrap();
         let mut request = SignedRequest {
             method: "GET",
             path: "/",
@@ -685,10 +721,12 @@ mod tests {
                 secret: "secret".into(),
                 account: None,
                 session_token: session_token.map(str::to_owned),
+                policy: None,
             }],
             "000000000000",
             Regions::default(),
         )
+        .unwrap()
     }
 
     /// A request for `target`, with `extra` headers, signed by AKID over the headers in
@@ -763,7 +801,7 @@ mod tests {
         };
         let at = parse_amz_date(AMZ_DATE).unwrap();
         verifier.verify_headers(&request, at)?;
-        verifier.verify(&request, at)
+        verifier.verify(&request, at).map(|caller| caller.scope)
     }
 
     #[test]

@@ -90,6 +90,9 @@ pub struct Credential {
     pub account: Option<String>,
     /// Temporary credentials: every request must carry this `X-Amz-Security-Token`.
     pub session_token: Option<String>,
+    /// Its identity policy (a JSON policy document): what its requests may do. Without
+    /// one, anything in its own account.
+    pub policy: Option<String>,
 }
 
 /// The account id when none is configured (also what kinesis-mock and LocalStack use).

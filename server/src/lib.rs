@@ -6,11 +6,13 @@
 
 pub mod arn;
 pub mod auth;
+mod authorize;
 mod budget;
 mod clock;
 pub mod config;
 mod consumer;
 pub mod http;
+pub mod iam;
 mod leases;
 mod ops;
 mod reads;

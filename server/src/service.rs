@@ -30,6 +30,8 @@ pub struct Service {
     /// Other (account, region) tenants, opened on first use. The lock is held only to look
     /// a cell up or add one, never while a tenant opens.
     others: Mutex<HashMap<Scope, TenantCell>>,
+    /// Other tenants' directories existed when the server started.
+    others_on_disk: bool,
 }
 
 impl Service {
@@ -50,9 +52,12 @@ impl Service {
             ),
             subscription_budget: crate::http::Budget::new(config.subscription_bytes_in_flight_max),
             verifier: (!config.credentials.is_empty())
-                .then(|| Verifier::new(&config.credentials, &config.account, config.regions())),
+                .then(|| Verifier::new(&config.credentials, &config.account, config.regions()))
+                .transpose()?,
             default: Arc::new(default),
             others: Mutex::new(HashMap::new()),
+            others_on_disk: std::fs::read_dir(config.data_dir.join("tenants"))
+                .is_ok_and(|mut entries| entries.next().is_some()),
             config,
         })
     }
@@ -95,6 +100,26 @@ impl Service {
 }
 
 impl Service {
+    /// Whether any request may meet a resource policy, or name another account's stream:
+    /// when not (one tenant, no policy stored), requests without an identity policy skip
+    /// authorization altogether.
+    pub(crate) fn may_hold_policies(&self) -> bool {
+        self.others_on_disk
+            || self.default.holds_policies()
+            || !self.others.lock().expect("tenants lock").is_empty()
+    }
+
+    /// Whether this server holds the streams of `scope` (open, or on disk).
+    pub(crate) fn holds_tenant(&self, scope: &Scope) -> bool {
+        (scope.account == self.config.account && scope.region == self.config.region)
+            || self
+                .others
+                .lock()
+                .expect("tenants lock")
+                .contains_key(scope)
+            || tenant_dir(&self.config, scope).is_dir()
+    }
+
     /// Whether a new tenant may open: under the endpoint's cap, and under the account's
     /// own share of it (one account signing with many regions cannot take every slot).
     fn admit(&self, others: &HashMap<Scope, TenantCell>, scope: &Scope) -> Result<(), ApiError> {
@@ -118,11 +143,15 @@ impl Service {
     }
 }
 
-async fn open_tenant(config: Arc<ServeConfig>, scope: Scope) -> Result<Arc<Tenant>, ApiError> {
-    let dir = config
+fn tenant_dir(config: &ServeConfig, scope: &Scope) -> std::path::PathBuf {
+    config
         .data_dir
         .join("tenants")
-        .join(format!("{}-{}", scope.account, scope.region));
+        .join(format!("{}-{}", scope.account, scope.region))
+}
+
+async fn open_tenant(config: Arc<ServeConfig>, scope: Scope) -> Result<Arc<Tenant>, ApiError> {
+    let dir = tenant_dir(&config, &scope);
     tokio::task::spawn_blocking(move || Tenant::open(config, &scope.account, &scope.region, &dir))
         .await
         .map_err(|e| ApiError::internal(format!("opening a tenant: {e}")))?

@@ -28,6 +28,8 @@ pub struct Tenant {
     pub region: String,
     /// SubscribeToShard leases.
     pub(crate) leases: Leases,
+    /// A resource policy has been stored in this tenant (since it opened, or before).
+    has_policies: std::sync::atomic::AtomicBool,
     /// Kinesis' limits on resharding calls.
     pub(crate) reshards: crate::reshard_limits::ReshardLimits,
     /// The second in the ARN last given to a consumer, by stream and consumer name, for
@@ -62,6 +64,11 @@ impl Tenant {
         }
         let engine = Engine::open(engine_config)?;
         let state = ServerState::open(data_dir)?;
+        let has_policies = state.read(|s| {
+            s.streams.values().any(|extras| {
+                extras.policy.is_some() || extras.consumers.iter().any(|c| c.policy.is_some())
+            })
+        });
         Ok(Tenant {
             engine,
             state,
@@ -69,6 +76,7 @@ impl Tenant {
             region: region.to_owned(),
             leases: Leases::default(),
             reshards: crate::reshard_limits::ReshardLimits::default(),
+            has_policies: std::sync::atomic::AtomicBool::new(has_policies),
             consumer_arn_seconds: Mutex::new(HashMap::new()),
             transitions: Mutex::new(HashMap::new()),
             fault_rng: AtomicU64::new(now_ms() | 1),
@@ -92,6 +100,17 @@ impl Tenant {
         };
         seconds.insert(key, created_ms / 1000);
         created_ms
+    }
+
+    /// Whether a resource policy may be stored in this tenant.
+    pub(crate) fn holds_policies(&self) -> bool {
+        self.has_policies.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// A resource policy was stored.
+    pub(crate) fn note_policy(&self) {
+        self.has_policies
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The ARN of a stream.

@@ -289,6 +289,7 @@ async fn an_unsigned_request_is_refused_before_its_body_is_read() {
             secret: "secret".into(),
             account: None,
             session_token: None,
+            policy: None,
         }];
     })
     .await;

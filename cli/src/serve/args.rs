@@ -97,6 +97,16 @@ pub struct ServeArgs {
         value_name = "ACCESS_KEY_ID:SECRET[:ACCOUNT[:SESSION_TOKEN]]"
     )]
     pub credentials: Vec<String>,
+    /// Attach an identity policy (a JSON IAM policy document in FILE) to the credential
+    /// ACCESS_KEY_ID: its requests may do what the policy allows. A credential without one
+    /// may do anything in its account. Repeatable (in the variable: comma-separated).
+    #[arg(
+        long = "policy",
+        env = "SLUICE_POLICIES",
+        value_delimiter = ',',
+        value_name = "ACCESS_KEY_ID=FILE"
+    )]
+    pub policies: Vec<String>,
     /// A region, besides --region and AWS' own, that signed requests may be scoped to
     /// (each region of each account is a tenant with its own engine). Repeatable.
     #[arg(
@@ -198,6 +208,9 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
     for credential in &args.credentials {
         config.credentials.push(parse_credential(credential)?);
     }
+    for policy in &args.policies {
+        attach_policy(&mut config.credentials, policy)?;
+    }
     for region in std::iter::once(&args.region).chain(&args.extra_regions) {
         anyhow::ensure!(
             sluice_server::regions::is_region_name(region),
@@ -227,6 +240,27 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
     Ok(config)
 }
 
+/// `ACCESS_KEY_ID=FILE`: the policy in FILE, checked, on that credential.
+fn attach_policy(credentials: &mut [Credential], text: &str) -> anyhow::Result<()> {
+    let (key, file) = text
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("--policy takes ACCESS_KEY_ID=FILE, not {text:?}"))?;
+    let credential = credentials
+        .iter_mut()
+        .find(|c| c.access_key_id == key)
+        .ok_or_else(|| anyhow::anyhow!("--policy names {key}, which no --credential has"))?;
+    anyhow::ensure!(
+        credential.policy.is_none(),
+        "--policy is given twice for {key}: put every statement in one document"
+    );
+    let document = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("reading the policy of {key} from {file}: {e}"))?;
+    sluice_server::iam::Policy::parse(&document)
+        .map_err(|e| anyhow::anyhow!("the policy of {key} in {file}: {e}"))?;
+    credential.policy = Some(document);
+    Ok(())
+}
+
 fn parse_credential(text: &str) -> anyhow::Result<Credential> {
     const FORM: &str = "--credential takes ACCESS_KEY_ID:SECRET[:ACCOUNT[:SESSION_TOKEN]]";
     let parts: Vec<&str> = text.split(':').collect();
@@ -250,5 +284,6 @@ fn parse_credential(text: &str) -> anyhow::Result<Credential> {
         secret: secret.to_owned(),
         account: account.map(str::to_owned),
         session_token: token.map(str::to_owned),
+        policy: None,
     })
 }

@@ -24,6 +24,8 @@ use tokio::time::Instant;
 pub(crate) struct Connection {
     /// This connection's share of the server's body budget.
     pub(crate) budget: Budget,
+    /// Its client's address, and whether it speaks TLS (for policies' conditions).
+    pub(crate) transport: crate::authorize::Transport,
     activity: Mutex<Activity>,
     in_flight: AtomicUsize,
 }
@@ -56,9 +58,13 @@ pub(crate) struct IdleLimits {
 }
 
 impl Connection {
-    pub(crate) fn new(budget_bytes: usize) -> Arc<Connection> {
+    pub(crate) fn new(
+        budget_bytes: usize,
+        transport: crate::authorize::Transport,
+    ) -> Arc<Connection> {
         Arc::new(Connection {
             budget: Budget::new(budget_bytes),
+            transport,
             activity: Mutex::new(Activity {
                 last: Instant::now(),
                 served_any: false,
@@ -197,7 +203,11 @@ mod tests {
             between_requests: Duration::from_secs(60),
             stalled: Duration::from_secs(30),
         };
-        let connection = Connection::new(1 << 20);
+        let transport = crate::authorize::Transport {
+            peer: None,
+            secure: false,
+        };
+        let connection = Connection::new(1 << 20, transport);
         let start = Instant::now();
         connection.idle(limits).await;
         assert_eq!(

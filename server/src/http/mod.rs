@@ -112,7 +112,11 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let connection = Connection::new(share);
+        let transport = crate::authorize::Transport {
+            peer: Some(peer.ip()),
+            secure: tls.is_some(),
+        };
+        let connection = Connection::new(share, transport);
         let (service, metrics, builder, tls) = (
             service.clone(),
             metrics.clone(),
@@ -259,14 +263,22 @@ async fn kinesis(
         .unwrap_or("unknown")
         .to_owned();
     let started = Instant::now();
-    let result = AssertUnwindSafe(run(service.clone(), &parts, &operation, protocol, body))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::internal(
-                "The server failed while handling the request.",
-            ))
-        });
+    let transport = connection.transport;
+    let result = AssertUnwindSafe(run(
+        service.clone(),
+        &parts,
+        &operation,
+        protocol,
+        body,
+        transport,
+    ))
+    .catch_unwind()
+    .await
+    .unwrap_or_else(|_| {
+        Err(ApiError::internal(
+            "The server failed while handling the request.",
+        ))
+    });
     metrics::histogram!("sluice_request_seconds", "operation" => operation.clone())
         .record(started.elapsed().as_secs_f64());
     match result {
@@ -285,15 +297,22 @@ async fn run(
     operation: &str,
     protocol: Protocol,
     body: Bytes,
+    transport: crate::authorize::Transport,
 ) -> Result<Response<ReplyBody>, ApiError> {
-    let scope = match &service.verifier {
+    let caller = match &service.verifier {
         Some(verifier) => Some(verifier.verify(&signed_request(parts, &body), SystemTime::now())?),
         None => None,
     };
     if operation == "unknown" {
         return Err(ApiError::unknown_operation());
     }
-    let tenant = service.tenant(scope).await?;
+    let tenant = match &caller {
+        Some(caller) => {
+            crate::authorize::authorize(&service, caller, operation, protocol, &body, transport)
+                .await?
+        }
+        None => service.tenant(None).await?,
+    };
     let budget = service.subscription_budget.clone();
     on_tenant(tenant.clone(), operation, protocol, body, budget)
         .await

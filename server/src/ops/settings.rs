@@ -248,12 +248,14 @@ pub async fn put_policy(tenant: &Tenant, input: PolicyInput) -> Result<Empty, Ap
             "The policy is longer than {POLICY_CHARS_MAX} characters."
         )));
     }
-    if serde_json::from_str::<serde_json::Value>(&policy).is_err() {
-        return Err(ApiError::invalid_argument(
-            "The Policy is not a valid JSON document.",
-        ));
+    // A stored policy is one the server can apply: it means what it says.
+    if let Err(error) = crate::iam::Policy::parse(&policy) {
+        return Err(ApiError::invalid_argument(format!(
+            "The Policy cannot be applied: {error}"
+        )));
     }
     let target = policy_target(tenant, &arn)?;
+    tenant.note_policy();
     tenant
         .state
         .update(|state| {
