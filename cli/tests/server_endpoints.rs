@@ -107,3 +107,13 @@ fn a_policy_that_cannot_be_applied_stops_the_server_at_start_saying_why() {
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert!(stderr.contains("which no --credential has"), "{stderr}");
 }
+
+#[test]
+fn the_data_directory_is_the_server_user_s_alone() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _server = TestServer::start(&data, &[]);
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
+}

@@ -50,6 +50,16 @@ impl Tenant {
         data_dir: &Path,
     ) -> anyhow::Result<Tenant> {
         std::fs::create_dir_all(data_dir)?;
+        // Records, policies and consumers are the tenant's alone: nobody else on the machine
+        // may list or read the directory (whatever modes the files under it have).
+        // A directory the server does not own (a mount point) keeps its modes, said once.
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Err(e) = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)) {
+            eprintln!(
+                "sluice serve: could not make {} private (mode 700): {e}",
+                data_dir.display()
+            );
+        }
         let mut engine_config = EngineConfig::new(data_dir);
         engine_config.cores = config.cores;
         engine_config.segment_size_bytes = config.segment_size_bytes;

@@ -16,7 +16,7 @@ use super::{Persisted, StreamExtras};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, Write as _};
-use std::os::unix::fs::FileExt as _;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
@@ -136,6 +136,7 @@ impl Store {
             .truncate(false)
             .read(true)
             .write(true)
+            .mode(0o600)
             .open(&journal_path)?;
         if whole < bytes.len() as u64 {
             // A torn last frame: never acknowledged; cut so the next frame follows the last
@@ -206,7 +207,12 @@ impl Store {
 /// directory.
 fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    let mut file = File::create(&tmp)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)?;
     file.write_all(bytes)?;
     file.sync_data()?;
     std::fs::rename(&tmp, dir.join(name))?;

@@ -180,3 +180,21 @@ fn a_damaged_frame_before_the_end_is_refused_never_read() {
     let state = ServerState::open(dir.path()).unwrap();
     assert_eq!(state.read(|s| s.stream("s", 7).unwrap().consumers.len()), 3);
 }
+
+#[test]
+fn the_state_files_are_the_owner_s_alone() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let state = ServerState::open(dir.path()).unwrap();
+        add_consumer(&state, "s", "c").await;
+    });
+    let mode = |name: &str| {
+        std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(JOURNAL), 0o600);
+}
