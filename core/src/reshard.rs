@@ -144,6 +144,12 @@ fn split_at(
 ) -> Result<(), ReshardError> {
     let next = stream.shards().by_index.len() as u32;
     let now_ms = control.shared.config.clock.now_ms();
+    let children = split_children(parent, key, next, now_ms).to_vec();
+    reshard(control, stream, std::slice::from_ref(parent), children)
+}
+
+/// The two children of splitting `parent` at `key`, numbered from `next`.
+fn split_children(parent: &ShardState, key: u128, next: u32, now_ms: u64) -> [ShardRecord; 2] {
     let child = |index, start, end| ShardRecord {
         index,
         hash_start: start,
@@ -154,11 +160,24 @@ fn split_at(
         ending_log_seq: None,
         closed_ms: None,
     };
-    let children = vec![
+    [
         child(next, parent.range.start, key - 1),
         child(next + 1, key, parent.range.end),
-    ];
-    reshard(control, stream, std::slice::from_ref(parent), children)
+    ]
+}
+
+/// The child of merging `shard` and `adjacent`, numbered `index`.
+fn merge_child(shard: &ShardState, adjacent: &ShardState, index: u32, now_ms: u64) -> ShardRecord {
+    ShardRecord {
+        index,
+        hash_start: shard.range.start.min(adjacent.range.start),
+        hash_end: shard.range.end.max(adjacent.range.end),
+        parent: Some(shard.index),
+        adjacent_parent: Some(adjacent.index),
+        created_ms: now_ms,
+        ending_log_seq: None,
+        closed_ms: None,
+    }
 }
 
 fn merge(
@@ -189,16 +208,8 @@ fn merge_pair(
     shard: &Arc<ShardState>,
     adjacent: &Arc<ShardState>,
 ) -> Result<(), ReshardError> {
-    let child = ShardRecord {
-        index: stream.shards().by_index.len() as u32,
-        hash_start: shard.range.start.min(adjacent.range.start),
-        hash_end: shard.range.end.max(adjacent.range.end),
-        parent: Some(shard.index),
-        adjacent_parent: Some(adjacent.index),
-        created_ms: control.shared.config.clock.now_ms(),
-        ending_log_seq: None,
-        closed_ms: None,
-    };
+    let index = stream.shards().by_index.len() as u32;
+    let child = merge_child(shard, adjacent, index, control.shared.config.clock.now_ms());
     reshard(
         control,
         stream,
@@ -318,15 +329,14 @@ fn update_shard_count(
     let targets = HashKeyRange::even_split(target);
     let splits_needed = planned_splits(&stream, &targets).len() as u32;
     check_quota(control, splits_needed)?;
-    for key in planned_splits(&stream, &targets) {
-        let shards = stream.shards();
-        let parent = shards.route(key).clone();
-        split_at(control, &stream, &parent, key)?;
+    // In rounds, each one reshard of many shards (one commit to the metadata log for the
+    // round, not one per split or merge): every open shard that a target boundary cuts is
+    // split once per round, then disjoint adjacent pairs inside a target are merged.
+    while let Some((parents, children)) = split_round(control, &stream, &targets) {
+        reshard(control, &stream, &parents, children)?;
     }
-    for range in &targets {
-        while let Some((a, b)) = adjacent_pair_within(&stream, range) {
-            merge_pair(control, &stream, &a, &b)?;
-        }
+    while let Some((parents, children)) = merge_round(control, &stream, &targets) {
+        reshard(control, &stream, &parents, children)?;
     }
     Ok(ShardCountUpdate {
         current_shard_count: current,
@@ -345,19 +355,45 @@ fn planned_splits(stream: &StreamState, targets: &[HashKeyRange]) -> Vec<u128> {
         .collect()
 }
 
-/// Two adjacent open shards that both lie inside `range`, lowest first.
-fn adjacent_pair_within(
-    stream: &StreamState,
-    range: &HashKeyRange,
-) -> Option<(Arc<ShardState>, Arc<ShardState>)> {
+/// The parents and children of one round of splits: each open shard cut by a target
+/// boundary, split at its lowest one. `None` when no boundary cuts a shard.
+type Round = (Vec<Arc<ShardState>>, Vec<ShardRecord>);
+
+fn split_round(control: &Control, stream: &StreamState, targets: &[HashKeyRange]) -> Option<Round> {
     let shards = stream.shards();
-    let inside: Vec<&Arc<ShardState>> = shards
-        .open_by_start
-        .iter()
-        .filter(|s| range.start <= s.range.start && s.range.end <= range.end)
-        .collect();
-    inside
-        .windows(2)
-        .next()
-        .map(|pair| (pair[0].clone(), pair[1].clone()))
+    let now_ms = control.shared.config.clock.now_ms();
+    let mut next = shards.by_index.len() as u32;
+    let (mut parents, mut children): (Vec<Arc<ShardState>>, Vec<ShardRecord>) = Default::default();
+    for key in planned_splits(stream, targets) {
+        let parent = shards.route(key);
+        if parents.iter().any(|p| p.index == parent.index) {
+            continue; // its next cut, in the next round
+        }
+        children.extend(split_children(parent, key, next, now_ms));
+        next += 2;
+        parents.push(parent.clone());
+    }
+    (!parents.is_empty()).then_some((parents, children))
+}
+
+/// One round of merges: within each target range, its open shards paired lowest first
+/// (a shard left over waits for the next round). `None` when every target is one shard.
+fn merge_round(control: &Control, stream: &StreamState, targets: &[HashKeyRange]) -> Option<Round> {
+    let shards = stream.shards();
+    let now_ms = control.shared.config.clock.now_ms();
+    let mut next = shards.by_index.len() as u32;
+    let (mut parents, mut children): (Vec<Arc<ShardState>>, Vec<ShardRecord>) = Default::default();
+    for range in targets {
+        let inside: Vec<&Arc<ShardState>> = shards
+            .open_by_start
+            .iter()
+            .filter(|s| range.start <= s.range.start && s.range.end <= range.end)
+            .collect();
+        for pair in inside.chunks_exact(2) {
+            children.push(merge_child(pair[0], pair[1], next, now_ms));
+            next += 1;
+            parents.extend([pair[0].clone(), pair[1].clone()]);
+        }
+    }
+    (!parents.is_empty()).then_some((parents, children))
 }

@@ -369,6 +369,39 @@ fn invalid_reshards_get_the_kinesis_error_and_change_nothing() {
 }
 
 #[test]
+fn update_shard_count_commits_in_rounds_not_once_per_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::open(dir.path());
+    common::create(&engine, "one", 32);
+    common::create(&engine, "all", 32);
+    let meta = || {
+        std::fs::metadata(dir.path().join("meta.log"))
+            .unwrap()
+            .len()
+    };
+    let before = meta();
+    let key = (u128::MAX / 64).to_string();
+    let one = engine.stream("one").unwrap();
+    one.split_shard("shardId-000000000000", &key)
+        .wait()
+        .unwrap();
+    let one_split = meta() - before;
+    let before = meta();
+    let all = engine.stream("all").unwrap();
+    all.update_shard_count(64).wait().unwrap();
+    let doubling = meta() - before;
+    // Doubling is one round of 32 splits: one commit of the stream (and its endings), each
+    // about three times a split's entry (96 shards, not 33). A commit per split wrote 32
+    // pairs of entries, each larger than the one before.
+    println!("a split wrote {one_split} bytes, doubling 32 shards {doubling}");
+    assert!(
+        doubling < 6 * one_split,
+        "a split wrote {one_split} bytes, doubling {doubling}"
+    );
+    assert_eq!(open_ranges(&engine, "all"), HashKeyRange::even_split(64));
+}
+
+#[test]
 fn update_shard_count_reaches_an_even_partition_every_time() {
     let dir = tempfile::tempdir().unwrap();
     let engine = common::open(dir.path());
