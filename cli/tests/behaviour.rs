@@ -138,6 +138,9 @@ async fn a_status_delay_reports_creating_then_active_and_guards_control_calls() 
         .unwrap();
 }
 
+/// A resource policy the server can apply (it refuses ones it cannot).
+const POLICY: &str = r#"{"Version":"2012-10-17","Statement":{"Effect":"Deny","Principal":"*","Action":"kinesis:DeleteStream","Resource":"*"}}"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_policies_and_settings_survive_a_kill_9() {
     let dir = tempfile::tempdir().unwrap();
@@ -155,14 +158,14 @@ async fn consumers_policies_and_settings_survive_a_kill_9() {
     let _: Value = client
         .call(
             "PutResourcePolicy",
-            &json!({"ResourceARN": arn, "Policy": "{\"Version\":\"2012-10-17\"}"}),
+            &json!({"ResourceARN": arn, "Policy": POLICY}),
         )
         .await
         .unwrap();
     let _: Value = client
         .call(
             "StartStreamEncryption",
-            &json!({"StreamName": "kept", "EncryptionType": "KMS", "KeyId": "alias/k"}),
+            &json!({"StreamName": "kept", "EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}),
         )
         .await
         .unwrap();
@@ -182,12 +185,12 @@ async fn consumers_policies_and_settings_survive_a_kill_9() {
         .call("GetResourcePolicy", &json!({"ResourceARN": arn}))
         .await
         .unwrap();
-    assert_eq!(policy["Policy"], "{\"Version\":\"2012-10-17\"}");
+    assert_eq!(policy["Policy"], POLICY);
     let stream: Value = client
         .call("DescribeStream", &json!({"StreamName": "kept"}))
         .await
         .unwrap();
-    assert_eq!(stream["StreamDescription"]["KeyId"], "alias/k");
+    assert_eq!(stream["StreamDescription"]["KeyId"], "alias/aws/kinesis");
 
     // A stream deleted and created again does not inherit its predecessor's consumers.
     let _: Value = client

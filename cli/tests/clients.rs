@@ -105,3 +105,13 @@ fn iam_policies_allow_deny_and_grant_across_accounts() {
     let server = policy_server(dir.path());
     run_suite(&server, "policy_suite.py");
 }
+
+#[test]
+fn the_kms_api_makes_keys_that_stream_encryption_takes() {
+    if !(common::needs_python_clients() && common::needs_aws_cli()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), CREDENTIAL);
+    run_suite(&server, "kms_suite.py");
+}

@@ -20,7 +20,6 @@ use subtle::ConstantTimeEq as _;
 type HmacSha256 = Hmac<Sha256>;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-const SERVICE: &str = "kinesis";
 /// Requests dated further than this from the server's clock are refused.
 pub const CLOCK_SKEW_MAX: Duration = Duration::from_secs(300);
 /// Longest lifetime of a presigned request (AWS' limit).
@@ -80,6 +79,8 @@ pub struct SignedRequest<'a> {
     pub host: Option<&'a str>,
     /// The body.
     pub body: &'a [u8],
+    /// The service the request is for (`kinesis`, `kms`): its signature must be scoped to it.
+    pub service: &'a str,
 }
 
 fn missing_token() -> ApiError {
@@ -229,7 +230,7 @@ impl Verifier {
             None if presigned => parse_presigned(query)?,
             None => return Err(missing_token()),
         };
-        check_scope(&signature, &self.regions)?;
+        check_scope(&signature, &self.regions, request.service)?;
         let request_time = parse_amz_date(&signature.amz_date)
             .ok_or_else(|| incomplete(format!("Invalid X-Amz-Date {}", signature.amz_date)))?;
         check_time(request_time, now, signature.expires_s)?;
@@ -328,11 +329,15 @@ fn check_signed_headers(
     Ok(())
 }
 
-fn check_scope(signature: &Signature<'_>, regions: &Regions) -> Result<(), ApiError> {
-    if signature.service != SERVICE {
+fn check_scope(
+    signature: &Signature<'_>,
+    regions: &Regions,
+    service: &str,
+) -> Result<(), ApiError> {
+    if signature.service != service {
         return Err(ApiError::new(
             "InvalidSignatureException",
-            format!("Credential should be scoped to correct service: '{SERVICE}'."),
+            format!("Credential should be scoped to correct service: '{service}'."),
         ));
     }
     // Each region is a tenant with an engine and a directory of its own: AWS' regions and
@@ -669,6 +674,7 @@ mod tests {
             ],
             host: Some("example.amazonaws.com"),
             body: b"",
+            service: "kinesis",
         };
         let at = parse_amz_date("20150830T123600Z").unwrap();
         // The suite's service is "service"; this verifier only accepts "kinesis".
@@ -756,6 +762,7 @@ mod tests {
                 .collect(),
             host: Some("localhost"),
             body: b"{}",
+            service: "kinesis",
         };
         let authorization = format!(
             "{ALGORITHM} Credential=AKID/{scope_date}/us-east-1/kinesis/aws4_request, SignedHeaders={signed}, Signature="
@@ -798,6 +805,7 @@ mod tests {
             headers: all,
             host: Some("localhost"),
             body: b"{}",
+            service: "kinesis",
         };
         let at = parse_amz_date(AMZ_DATE).unwrap();
         verifier.verify_headers(&request, at)?;

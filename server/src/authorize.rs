@@ -86,15 +86,7 @@ pub async fn authorize(
     );
     match decision {
         Decision::Allow => Ok(tenant),
-        Decision::Deny(reason) => Err(ApiError::with_status(
-            "AccessDeniedException",
-            400,
-            format!(
-                "User: {} is not authorized to perform: {action} on resource: {resource} {}",
-                caller.principal.arn(),
-                reason.because(&action)
-            ),
-        )),
+        Decision::Deny(reason) => Err(access_denied(caller, &action, &resource, reason)),
     }
 }
 
@@ -187,4 +179,72 @@ fn policy_of(tenant: &Tenant, arn: &str) -> Option<String> {
             .stream(stream.stream, created_ms)
             .and_then(|extras| extras.policy.clone())
     })
+}
+
+/// The caller's tenant for a KMS request, once its identity policy allows it (`kms:<Op>` on
+/// the key's ARN, or `*` for CreateKey and the lists). Keys have no key policies here: an
+/// account's keys are its own (docs/design/authorization.md).
+pub async fn authorize_kms(
+    service: &Service,
+    caller: &Caller,
+    operation: &str,
+    protocol: Protocol,
+    body: &[u8],
+    transport: Transport,
+) -> Result<Arc<Tenant>, ApiError> {
+    let tenant = service.tenant(Some(caller.scope.clone())).await?;
+    let Some(policy) = caller.policy.as_deref() else {
+        return Ok(tenant);
+    };
+    #[derive(Default, Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct KeyTarget {
+        key_id: Option<String>,
+        target_key_id: Option<String>,
+    }
+    let target: KeyTarget = protocol.decode(body).unwrap_or_default();
+    let resource = target
+        .key_id
+        .or(target.target_key_id)
+        .and_then(|reference| tenant.keyring.find(&reference).ok())
+        .map_or_else(
+            || "*".to_owned(),
+            |key| {
+                format!(
+                    "arn:aws:kms:{}:{}:key/{}",
+                    tenant.region, tenant.account, key.id
+                )
+            },
+        );
+    let action = format!("kms:{operation}");
+    let request = iam::Request {
+        action: &action,
+        resource: &resource,
+        principal: &caller.principal,
+        source_ip: transport.peer,
+        secure_transport: transport.secure,
+        now: SystemTime::now(),
+        region: &caller.scope.region,
+    };
+    match iam::decide(Some(policy), None, &tenant.account, &request) {
+        Decision::Allow => Ok(tenant),
+        Decision::Deny(reason) => Err(access_denied(caller, &action, &resource, reason)),
+    }
+}
+
+fn access_denied(
+    caller: &Caller,
+    action: &str,
+    resource: &str,
+    reason: iam::DenyReason,
+) -> ApiError {
+    ApiError::with_status(
+        "AccessDeniedException",
+        400,
+        format!(
+            "User: {} is not authorized to perform: {action} on resource: {resource} {}",
+            caller.principal.arn(),
+            reason.because(action)
+        ),
+    )
 }

@@ -13,6 +13,7 @@ pub mod config;
 mod consumer;
 pub mod http;
 pub mod iam;
+pub mod kms;
 mod leases;
 mod ops;
 mod reads;

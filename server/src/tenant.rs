@@ -28,6 +28,8 @@ pub struct Tenant {
     pub region: String,
     /// SubscribeToShard leases.
     pub(crate) leases: Leases,
+    /// The KMS stand-in's keys of this account and region.
+    pub(crate) keyring: crate::kms::keyring::Keyring,
     /// A resource policy has been stored in this tenant (since it opened, or before).
     has_policies: std::sync::atomic::AtomicBool,
     /// Kinesis' limits on resharding calls.
@@ -85,6 +87,7 @@ impl Tenant {
             account: account.to_owned(),
             region: region.to_owned(),
             leases: Leases::default(),
+            keyring: crate::kms::keyring::Keyring::open(data_dir)?,
             reshards: crate::reshard_limits::ReshardLimits::default(),
             has_policies: std::sync::atomic::AtomicBool::new(has_policies),
             consumer_arn_seconds: Mutex::new(HashMap::new()),

@@ -127,7 +127,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// than the limit allows are refused by the server (LimitExceededException).
 fn raise_open_file_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if limit < 65_536 => eprintln!(
+        Ok(limit) if limit < 8_192 => eprintln!(
             "sluice serve: the open-file limit is {limit}; each shard needs about 3 (raise the hard limit: ulimit -Hn)"
         ),
         Ok(_) => {}

@@ -134,8 +134,8 @@ def test_every_operation_round_trips_in_cbor(endpoint):
     cbor_call(e, "StopStreamEncryption", {"StreamName": name, "EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"})
     assert cbor_call(e, "EnableEnhancedMonitoring", {"StreamName": name, "ShardLevelMetrics": ["ALL"]})["DesiredShardLevelMetrics"]
     cbor_call(e, "DisableEnhancedMonitoring", {"StreamName": name, "ShardLevelMetrics": ["ALL"]})
-    cbor_call(e, "PutResourcePolicy", {"ResourceARN": arn, "Policy": "{}"})
-    assert cbor_call(e, "GetResourcePolicy", {"ResourceARN": arn})["Policy"] == "{}"
+    cbor_call(e, "PutResourcePolicy", {"ResourceARN": arn, "Policy": '{"Statement": []}'})
+    assert cbor_call(e, "GetResourcePolicy", {"ResourceARN": arn})["Policy"] == '{"Statement": []}'
     cbor_call(e, "DeleteResourcePolicy", {"ResourceARN": arn})
     cbor_call(e, "UpdateAccountSettings", {"MinimumThroughputBillingCommitment": {"Status": "DISABLED"}})
     assert cbor_call(e, "DescribeAccountSettings", {})["MinimumThroughputBillingCommitment"]["Status"] == "DISABLED"

@@ -224,7 +224,8 @@ async fn reset_reply(service: &Service, request: Request<Incoming>) -> Response<
             );
         };
         let body = body.to_bytes();
-        if let Err(error) = verifier.verify(&signed_request(&parts, &body), SystemTime::now()) {
+        let request = signed_request(&parts, &body, Api::Kinesis);
+        if let Err(error) = verifier.verify(&request, SystemTime::now()) {
             return error_reply(Protocol::Json, &error);
         }
     }
@@ -243,9 +244,11 @@ async fn kinesis(
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let protocol = Protocol::from_content_type(header("content-type"));
     let target = header("x-amz-target").unwrap_or_default().to_owned();
+    let api = Api::of(&target);
     // A request that cannot be authenticated is refused before its body is read.
     if let Some(verifier) = &service.verifier
-        && let Err(error) = verifier.verify_headers(&signed_request(&parts, &[]), SystemTime::now())
+        && let Err(error) =
+            verifier.verify_headers(&signed_request(&parts, &[], api), SystemTime::now())
     {
         return error_reply(protocol, &error);
     }
@@ -257,28 +260,23 @@ async fn kinesis(
         Err(error) => return error_reply(protocol, &error),
     };
     // Unknown targets are answered after authentication, as AWS does.
-    let operation = target
-        .strip_prefix(TARGET_PREFIX)
-        .filter(|op| ops::OPERATIONS.contains(op))
-        .unwrap_or("unknown")
-        .to_owned();
+    let operation = api.operation(&target);
     let started = Instant::now();
     let transport = connection.transport;
-    let result = AssertUnwindSafe(run(
-        service.clone(),
-        &parts,
-        &operation,
+    let call = Call {
+        api,
+        operation: &operation,
         protocol,
-        body,
         transport,
-    ))
-    .catch_unwind()
-    .await
-    .unwrap_or_else(|_| {
-        Err(ApiError::internal(
-            "The server failed while handling the request.",
-        ))
-    });
+    };
+    let result = AssertUnwindSafe(run(service.clone(), &parts, call, body))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::internal(
+                "The server failed while handling the request.",
+            ))
+        });
     metrics::histogram!("sluice_request_seconds", "operation" => operation.clone())
         .record(started.elapsed().as_secs_f64());
     match result {
@@ -291,28 +289,56 @@ async fn kinesis(
     }
 }
 
+/// What a request asks for, and how it came.
+#[derive(Debug, Clone, Copy)]
+struct Call<'a> {
+    api: Api,
+    operation: &'a str,
+    protocol: Protocol,
+    transport: crate::authorize::Transport,
+}
+
 async fn run(
     service: Arc<Service>,
     parts: &hyper::http::request::Parts,
-    operation: &str,
-    protocol: Protocol,
+    call: Call<'_>,
     body: Bytes,
-    transport: crate::authorize::Transport,
 ) -> Result<Response<ReplyBody>, ApiError> {
+    let Call {
+        api,
+        operation,
+        protocol,
+        transport,
+    } = call;
     let caller = match &service.verifier {
-        Some(verifier) => Some(verifier.verify(&signed_request(parts, &body), SystemTime::now())?),
+        Some(verifier) => {
+            Some(verifier.verify(&signed_request(parts, &body, api), SystemTime::now())?)
+        }
         None => None,
     };
     if operation == "unknown" {
         return Err(ApiError::unknown_operation());
     }
-    let tenant = match &caller {
-        Some(caller) => {
+    let tenant = match (&caller, api) {
+        (Some(caller), Api::Kinesis) => {
             crate::authorize::authorize(&service, caller, operation, protocol, &body, transport)
                 .await?
         }
-        None => service.tenant(None).await?,
+        (Some(caller), Api::Kms) => {
+            crate::authorize::authorize_kms(&service, caller, operation, protocol, &body, transport)
+                .await?
+        }
+        (None, _) => service.tenant(None).await?,
     };
+    if api == Api::Kms {
+        let reply = crate::kms::call(&tenant, operation, protocol, &body)?;
+        let response = Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", protocol.content_type());
+        return Ok(with_ids(response)
+            .body(whole(reply))
+            .expect("a valid response"));
+    }
     let budget = service.subscription_budget.clone();
     on_tenant(tenant.clone(), operation, protocol, body, budget)
         .await
@@ -352,7 +378,11 @@ async fn on_tenant(
 }
 
 /// The parts of a request SigV4 covers.
-fn signed_request<'a>(parts: &'a hyper::http::request::Parts, body: &'a [u8]) -> SignedRequest<'a> {
+fn signed_request<'a>(
+    parts: &'a hyper::http::request::Parts,
+    body: &'a [u8],
+    api: Api,
+) -> SignedRequest<'a> {
     let headers = parts
         .headers
         .iter()
@@ -370,6 +400,44 @@ fn signed_request<'a>(parts: &'a hyper::http::request::Parts, body: &'a [u8]) ->
         headers,
         host,
         body,
+        service: api.signing_name(),
+    }
+}
+
+/// The service a request is for, by its `X-Amz-Target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Kinesis,
+    Kms,
+}
+
+impl Api {
+    fn of(target: &str) -> Api {
+        match target.starts_with(crate::kms::TARGET_PREFIX) {
+            true => Api::Kms,
+            false => Api::Kinesis,
+        }
+    }
+
+    /// The name its signatures are scoped to.
+    fn signing_name(self) -> &'static str {
+        match self {
+            Api::Kinesis => "kinesis",
+            Api::Kms => "kms",
+        }
+    }
+
+    /// The operation `target` names, or `unknown`.
+    fn operation(self, target: &str) -> String {
+        let (prefix, operations) = match self {
+            Api::Kinesis => (TARGET_PREFIX, &ops::OPERATIONS[..]),
+            Api::Kms => (crate::kms::TARGET_PREFIX, crate::kms::OPERATIONS),
+        };
+        target
+            .strip_prefix(prefix)
+            .filter(|op| operations.contains(op))
+            .unwrap_or("unknown")
+            .to_owned()
     }
 }
 

@@ -47,6 +47,28 @@ async fn set_encryption(
         )));
     }
     let key = input.key_id.expect("validated");
+    // The key must exist in the account's keyring (the KMS API on this endpoint makes
+    // them); Kinesis' own managed key needs no making.
+    if start && key != "alias/aws/kinesis" {
+        match tenant.keyring.find(&key) {
+            Ok(found) if !found.enabled => {
+                return Err(ApiError::new(
+                    "KMSDisabledException",
+                    format!("The KMS key {key} is disabled."),
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                return Err(ApiError::new(
+                    "KMSNotFoundException",
+                    format!(
+                        "Key '{key}' does not exist in account {} in {}.",
+                        tenant.account, tenant.region
+                    ),
+                ));
+            }
+        }
+    }
     tenant
         .state
         .update(|state| {
