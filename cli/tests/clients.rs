@@ -80,16 +80,27 @@ fn policy_server(dir: &std::path::Path) -> TestServer {
         r#"{"Statement": {"Effect": "Allow", "Action": "*", "Resource": "*",
                           "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}}"#,
     );
+    let fenced = write(
+        "AKIDFENCED.json",
+        r#"{"Statement": [{"Effect": "Allow", "Action": "kinesis:*", "Resource": "*"},
+                          {"Effect": "Deny", "Action": "kinesis:*", "Resource": "arn:aws:kinesis:*:*:stream/fenced-*"}]}"#,
+    );
     let data = dir.join("data");
-    let mut args = Vec::new();
-    for key in ["AKIDADMIN", "AKIDREADER", "AKIDNODELETE", "AKIDLAN"] {
+    let mut args = vec!["--allow-reset".to_owned()];
+    for key in [
+        "AKIDADMIN",
+        "AKIDREADER",
+        "AKIDNODELETE",
+        "AKIDLAN",
+        "AKIDFENCED",
+    ] {
         args.extend(["--credential".to_owned(), format!("{key}:secret")]);
     }
     args.extend([
         "--credential".to_owned(),
         "AKIDPARTNER:secret:222222222222".to_owned(),
     ]);
-    for policy in [reader, no_delete, lan] {
+    for policy in [reader, no_delete, lan, fenced] {
         args.extend(["--policy".to_owned(), policy]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -37,7 +37,7 @@ fn split(arn: &str) -> Option<(&str, &str, &str)> {
     let (prefix, partition, service) = (parts.next()?, parts.next()?, parts.next()?);
     let (region, account, resource) = (parts.next()?, parts.next()?, parts.next()?);
     let ok = prefix == "arn"
-        && partition.starts_with("aws")
+        && matches!(partition, "aws" | "aws-cn" | "aws-us-gov")
         && service == "kinesis"
         && account.len() == 12
         && account.bytes().all(|b| b.is_ascii_digit());
@@ -69,7 +69,11 @@ impl<'a> ConsumerArn<'a> {
         let rest = resource.strip_prefix("stream/")?;
         let (stream, rest) = rest.split_once("/consumer/")?;
         let (consumer, created) = rest.rsplit_once(':')?;
-        let created_s = created.parse().ok()?;
+        // Plain digits: `+17…` or `017…` would name the same consumer in another spelling.
+        let plain = !created.is_empty()
+            && created.bytes().all(|b| b.is_ascii_digit())
+            && (created == "0" || !created.starts_with('0'));
+        let created_s = created.parse().ok().filter(|_| plain)?;
         (is_name(stream) && is_name(consumer)).then_some(ConsumerArn {
             stream: StreamArn {
                 region,
@@ -124,11 +128,17 @@ mod tests {
             "arn:aws:kinesis:us-east-1:123456789012:stream/",
             "arn:aws:kinesis:us-east-1:123456789012:stream/bad name",
             "arn:aws:kinesis:us-east-1:123456789012:table/s",
+            // Another spelling of a partition would dodge a policy's exact ARN.
+            "arn:aws-x:kinesis:us-east-1:123456789012:stream/s",
         ] {
             assert_eq!(StreamArn::parse(arn), None, "{arn}");
         }
+        for created in ["x", "+1700000000", "01700000000", ""] {
+            let arn = format!("arn:aws:kinesis:r:123456789012:stream/s/consumer/c:{created}");
+            assert!(ConsumerArn::parse(&arn).is_none(), "{arn}");
+        }
         assert!(
-            ConsumerArn::parse("arn:aws:kinesis:r:123456789012:stream/s/consumer/c:x").is_none()
+            ConsumerArn::parse("arn:aws-cn:kinesis:r:123456789012:stream/s/consumer/c:0").is_some()
         );
     }
 }

@@ -27,6 +27,46 @@ struct Target {
     #[serde(rename = "ResourceARN")]
     resource_arn: Option<String>,
     shard_iterator: Option<String>,
+    next_token: Option<String>,
+}
+
+/// Which members name what an operation acts on: exactly those the operation itself reads,
+/// so a member it ignores cannot steer the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Names {
+    /// StreamName or StreamARN.
+    Stream,
+    /// ResourceARN: a stream or a consumer (tags, resource policies).
+    Resource,
+    /// ConsumerARN, or StreamARN and ConsumerName.
+    Consumer,
+    /// ConsumerARN only.
+    Subscription,
+    /// The shard iterator's stream (StreamARN must agree: GetRecords checks).
+    Iterator,
+    /// StreamName or StreamARN, or the NextToken's stream.
+    ShardPage,
+    /// The account (`*`).
+    Account,
+}
+
+fn names(operation: &str) -> Names {
+    match operation {
+        "TagResource"
+        | "UntagResource"
+        | "ListTagsForResource"
+        | "PutResourcePolicy"
+        | "GetResourcePolicy"
+        | "DeleteResourcePolicy" => Names::Resource,
+        "DescribeStreamConsumer" | "DeregisterStreamConsumer" => Names::Consumer,
+        "SubscribeToShard" => Names::Subscription,
+        "GetRecords" => Names::Iterator,
+        "ListShards" => Names::ShardPage,
+        "ListStreams" | "DescribeLimits" | "DescribeAccountSettings" | "UpdateAccountSettings" => {
+            Names::Account
+        }
+        _ => Names::Stream,
+    }
 }
 
 /// How the request arrived.
@@ -49,19 +89,21 @@ pub async fn authorize(
     transport: Transport,
 ) -> Result<Arc<Tenant>, ApiError> {
     let own = service.tenant(Some(caller.scope.clone())).await?;
-    let target: Target = match caller.policy.is_some() || service.may_hold_policies() {
-        true => protocol.decode(body).unwrap_or_default(),
+    if caller.policy.is_none() && !service.may_hold_policies() {
         // Nothing to evaluate: no identity policy, no resource policy anywhere.
-        false => return Ok(own),
-    };
-    let owner = owner_account(&target).filter(|account| *account != caller.scope.account);
+        return Ok(own);
+    }
+    // A body the operation could not read either is refused here, not decided as `*`.
+    let target: Target = protocol.decode(body)?;
+    let names = names(operation);
+    let owner = owner_account(names, &target).filter(|account| *account != caller.scope.account);
     let tenant = match owner {
         Some(account) => other_account(service, &account, &caller.scope).await?,
         None => own,
     };
-    let (resource, resource_policy) = resource_of(&tenant, &target);
+    let (resource, resource_policy) = resource_of(&tenant, names, &target)?;
     let resource_policy = match resource_policy {
-        Some(text) => Some(Policy::parse(&text).map_err(|e| {
+        Some(text) => Some(Policy::parse_resource(&text).map_err(|e| {
             ApiError::internal(format!(
                 "The resource policy of {resource} cannot be read: {e}"
             ))
@@ -90,21 +132,19 @@ pub async fn authorize(
     }
 }
 
-/// The account an ARN member names, if any.
-fn owner_account(target: &Target) -> Option<String> {
-    [
-        &target.consumer_arn,
-        &target.stream_arn,
-        &target.resource_arn,
-    ]
-    .into_iter()
-    .flatten()
-    .find_map(|arn| {
-        let stream = ConsumerArn::parse(arn)
-            .map(|c| c.stream)
-            .or_else(|| StreamArn::parse(arn))?;
-        Some(stream.account.to_owned())
-    })
+/// The account named by the ARN member the operation reads, if it has one.
+fn owner_account(names: Names, target: &Target) -> Option<String> {
+    let arn = match names {
+        Names::Resource => target.resource_arn.as_ref(),
+        Names::Subscription => target.consumer_arn.as_ref(),
+        Names::Consumer => target.consumer_arn.as_ref().or(target.stream_arn.as_ref()),
+        Names::Stream | Names::Iterator | Names::ShardPage => target.stream_arn.as_ref(),
+        Names::Account => None,
+    }?;
+    let stream = ConsumerArn::parse(arn)
+        .map(|c| c.stream)
+        .or_else(|| StreamArn::parse(arn))?;
+    Some(stream.account.to_owned())
 }
 
 /// Another account's tenant, in the caller's region, when this server holds it (never
@@ -127,58 +167,100 @@ async fn other_account(
     service.tenant(Some(scope)).await
 }
 
-/// The resource's ARN and its policy, if it has one.
-fn resource_of(tenant: &Tenant, target: &Target) -> (String, Option<String>) {
-    let arn = target
-        .consumer_arn
-        .clone()
-        .or_else(|| target.resource_arn.clone())
-        .or_else(|| consumer_by_name(tenant, target))
-        .or_else(|| target.stream_arn.clone())
-        .or_else(|| target.stream_name.as_ref().map(|n| tenant.stream_arn(n)))
-        .or_else(|| {
-            let token = target.shard_iterator.as_ref()?;
-            let iterator = tenant.engine.iterator_from_token(token).ok()?;
-            Some(tenant.stream_arn(iterator.stream_name()))
-        });
-    let Some(arn) = arn else {
-        return ("*".to_owned(), None);
+/// The resource's canonical ARN (formatted from what was found, never the client's
+/// spelling) and its policy, if it has one; `*` when the request names none (the operation
+/// then refuses it, or acts on the account).
+fn resource_of(
+    tenant: &Tenant,
+    names: Names,
+    target: &Target,
+) -> Result<(String, Option<String>), ApiError> {
+    let stream = |name: &Option<String>, arn: &Option<String>| {
+        tenant
+            .resolve(name, arn)
+            .and_then(|name| stream_resource(tenant, &name))
     };
-    let policy = policy_of(tenant, &arn);
-    (arn, policy)
-}
-
-/// DescribeStreamConsumer and DeregisterStreamConsumer by StreamARN and ConsumerName.
-fn consumer_by_name(tenant: &Tenant, target: &Target) -> Option<String> {
-    let (stream_arn, name) = (target.stream_arn.as_ref()?, target.consumer_name.as_ref()?);
-    let found = crate::consumer::find(tenant, stream_arn, name, None).ok()?;
-    Some(crate::arn::ConsumerArn::format(
-        stream_arn,
-        &found.consumer.name,
-        found.consumer.created_ms / 1000,
-    ))
-}
-
-/// The stored policy of the stream or consumer `arn` names.
-fn policy_of(tenant: &Tenant, arn: &str) -> Option<String> {
-    if ConsumerArn::parse(arn).is_some() {
-        return crate::consumer::find_by_arn(tenant, arn)
-            .ok()
-            .and_then(|found| found.consumer.policy);
+    let none = || Ok(("*".to_owned(), None));
+    match names {
+        Names::Account => none(),
+        Names::Stream => stream(&target.stream_name, &target.stream_arn),
+        Names::Resource => match &target.resource_arn {
+            Some(arn) if ConsumerArn::parse(arn).is_some() => consumer_resource(tenant, arn),
+            Some(arn) => stream(&None, &Some(arn.clone())),
+            None => none(),
+        },
+        Names::Subscription => match &target.consumer_arn {
+            Some(arn) => consumer_resource(tenant, arn),
+            None => none(),
+        },
+        Names::Consumer => match (
+            &target.consumer_arn,
+            &target.stream_arn,
+            &target.consumer_name,
+        ) {
+            (Some(arn), _, _) => consumer_resource(tenant, arn),
+            (None, Some(stream_arn), Some(name)) => {
+                let found = crate::consumer::find(tenant, stream_arn, name, None)?;
+                Ok(consumer_found(tenant, found))
+            }
+            _ => none(),
+        },
+        Names::Iterator => match &target.shard_iterator {
+            Some(token) => match tenant.engine.iterator_from_token(token) {
+                Ok(iterator) => stream_resource(tenant, iterator.stream_name()),
+                // GetRecords refuses it the same way.
+                Err(e) => Err(e.into()),
+            },
+            None => none(),
+        },
+        Names::ShardPage => match (&target.stream_name, &target.stream_arn, &target.next_token) {
+            (None, None, Some(token)) => {
+                let page = tenant.engine.list_shards(&sluice_core::ListShards {
+                    next_token: Some(token.clone()),
+                    max_results: Some(1),
+                    ..Default::default()
+                })?;
+                stream_resource(tenant, &page.stream)
+            }
+            _ => stream(&target.stream_name, &target.stream_arn),
+        },
     }
-    let stream = StreamArn::parse(arn)?;
+}
+
+/// A stream of `tenant`: its ARN and policy (none for a stream that does not exist yet,
+/// as CreateStream names).
+fn stream_resource(tenant: &Tenant, name: &str) -> Result<(String, Option<String>), ApiError> {
     let created_ms = tenant
         .engine
-        .stream(stream.stream)
-        .ok()?
-        .summary()
-        .ok()?
-        .created_ms;
-    tenant.state.read(|state| {
-        state
-            .stream(stream.stream, created_ms)
-            .and_then(|extras| extras.policy.clone())
-    })
+        .stream(name)
+        .and_then(|stream| stream.summary())
+        .map(|summary| summary.created_ms);
+    let policy = created_ms.ok().and_then(|created_ms| {
+        tenant.state.read(|state| {
+            state
+                .stream(name, created_ms)
+                .and_then(|extras| extras.policy.clone())
+        })
+    });
+    Ok((tenant.stream_arn(name), policy))
+}
+
+/// A consumer named by ARN: its canonical ARN and policy.
+fn consumer_resource(tenant: &Tenant, arn: &str) -> Result<(String, Option<String>), ApiError> {
+    let found = crate::consumer::find_by_arn(tenant, arn)?;
+    Ok(consumer_found(tenant, found))
+}
+
+fn consumer_found(
+    tenant: &Tenant,
+    found: crate::consumer::FoundConsumer,
+) -> (String, Option<String>) {
+    let arn = ConsumerArn::format(
+        &tenant.stream_arn(&found.stream),
+        &found.consumer.name,
+        found.consumer.created_ms / 1000,
+    );
+    (arn, found.consumer.policy)
 }
 
 /// The caller's tenant for a KMS request, once its identity policy allows it (`kms:<Op>` on
@@ -247,4 +329,34 @@ fn access_denied(
             reason.because(action)
         ),
     )
+}
+
+/// `POST /_sluice/reset` deletes every account's streams: only a credential of the server's
+/// own account may, and only when its identity policy (if it has one) allows
+/// `sluice:ResetServer`.
+pub fn authorize_reset(service: &Service, caller: &Caller) -> Result<(), ApiError> {
+    let action = "sluice:ResetServer";
+    let reason = if caller.scope.account != service.config.account {
+        Some(iam::DenyReason::NoIdentityAllow)
+    } else if let Some(policy) = caller.policy.as_deref() {
+        let request = iam::Request {
+            action,
+            resource: "*",
+            principal: &caller.principal,
+            source_ip: None,
+            secure_transport: false,
+            now: SystemTime::now(),
+            region: &caller.scope.region,
+        };
+        match iam::decide(Some(policy), None, &caller.scope.account, &request) {
+            Decision::Allow => None,
+            Decision::Deny(reason) => Some(reason),
+        }
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(access_denied(caller, action, "*", reason)),
+    }
 }

@@ -66,6 +66,8 @@ impl ReshardLimits {
             return Ok(());
         }
         let mut updates = self.updates.lock().expect("reshard limits lock");
+        // Windows a day old are empty: their streams (or incarnations) are forgotten.
+        updates.retain(|_, times| times.back().is_some_and(|&t| t + DAY_MS > now_ms));
         let times = updates.entry((stream.to_owned(), created_ms)).or_default();
         while times.front().is_some_and(|&t| t + DAY_MS <= now_ms) {
             times.pop_front();

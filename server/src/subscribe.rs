@@ -130,11 +130,14 @@ pub struct Started {
 /// Checks the request, takes the lease and starts the task that pushes frames. Event
 /// frames hold their encoded bytes of `budget` for as long as they exist: until written to
 /// the client, or dropped with its connection.
+/// Drops the connection a subscription's reply goes out on.
+pub type Abort = Arc<dyn Fn() + Send + Sync>;
+
 pub(crate) fn start(
     tenant: Arc<Tenant>,
     input: SubscribeInput,
     protocol: Protocol,
-    budget: Budget,
+    (budget, abort): (Budget, Abort),
 ) -> Result<Started, ApiError> {
     let consumer_arn = input.consumer_arn.expect("validated");
     let shard = input.shard_id.expect("validated");
@@ -171,6 +174,7 @@ pub(crate) fn start(
         incarnation,
         stuck_since: None,
         stalled: stalled.clone(),
+        abort,
         tenant,
         stream: found.stream,
         protocol,
@@ -203,6 +207,8 @@ struct Pusher {
     /// How long that may last before the client is taken to have stopped reading.
     stall_limit: Duration,
     stalled: Arc<AtomicBool>,
+    /// Drops the connection of a subscriber that stopped reading.
+    abort: Abort,
     deadline: tokio::time::Instant,
     heartbeat: Duration,
 }
@@ -377,6 +383,7 @@ impl Pusher {
         metrics::counter!("sluice_subscriptions_ended_total", "reason" => "stopped_reading")
             .increment(1);
         self.stalled.store(true, Ordering::Release);
+        (self.abort)();
         Step::End
     }
 
@@ -395,6 +402,11 @@ impl Pusher {
             sent = self.sender.send(frame) => sent.is_ok(),
             _ = self.lease.cancel.notified() => false,
             () = tokio::time::sleep_until(self.deadline) => false,
+            // Not even a heartbeat taken for that long: the client stopped reading.
+            () = tokio::time::sleep(self.stall_limit) => {
+                self.stopped_reading();
+                false
+            }
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct Tenant {
     has_policies: std::sync::atomic::AtomicBool,
     /// Kinesis' limits on resharding calls.
     pub(crate) reshards: crate::reshard_limits::ReshardLimits,
+    /// Held across the checks and the act of calls that add shards (CreateStream and the
+    /// reshards), so that concurrent calls cannot all pass a limit only one of them fits.
+    pub(crate) shard_changes: tokio::sync::Mutex<()>,
     /// The second in the ARN last given to a consumer, by stream and consumer name, for
     /// the last two seconds (see `consumer_arn_second`).
     consumer_arn_seconds: Mutex<HashMap<(String, String), u64>>,
@@ -89,6 +92,7 @@ impl Tenant {
             leases: Leases::default(),
             keyring: crate::kms::keyring::Keyring::open(data_dir)?,
             reshards: crate::reshard_limits::ReshardLimits::default(),
+            shard_changes: tokio::sync::Mutex::new(()),
             has_policies: std::sync::atomic::AtomicBool::new(has_policies),
             consumer_arn_seconds: Mutex::new(HashMap::new()),
             transitions: Mutex::new(HashMap::new()),

@@ -4,6 +4,7 @@ access to a stream (routed by StreamARN) and their Deny binds the owner too, and
 AccessDeniedException in AWS' words. The credentials and policies are the ones clients.rs
 starts the server with. Usage: python3 policy_suite.py URL"""
 
+import base64
 import json
 import sys
 
@@ -100,6 +101,54 @@ def test_a_policy_the_server_cannot_apply_is_refused(endpoint):
     assert "Allow or Deny" in error.response["Error"]["Message"], error.response
     unknown = {"Statement": {"Effect": "Allow", "Action": "*", "Condition": {"StringSoundsLike": {"aws:username": "x"}}}}
     expect_error("InvalidArgumentException", admin.put_resource_policy, ResourceARN=arn, Policy=json.dumps(unknown))
+
+
+def signed_call(endpoint, key, target, body, path="/"):
+    """A request botocore would not send (members the operation ignores), signed by `key`."""
+    import urllib.request
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    data = json.dumps(body).encode()
+    headers = {"Content-Type": "application/x-amz-json-1.1"}
+    if target:
+        headers["X-Amz-Target"] = f"Kinesis_20131202.{target}"
+    request = AWSRequest(method="POST", url=endpoint + path, data=data, headers=headers)
+    botocore.auth.SigV4Auth(Credentials(key, "secret"), "kinesis", "us-east-1").add_auth(request)
+    try:
+        with urllib.request.urlopen(urllib.request.Request(endpoint + path, data=data, method="POST",
+                                                           headers=dict(request.headers.items()))) as reply:
+            return reply.status, json.loads(reply.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_members_the_operation_ignores_cannot_steer_the_decision(endpoint):
+    admin, open_name, open_arn = stream_with_a_record(endpoint)
+    fenced = "fenced-" + unique("f")
+    admin.create_stream(StreamName=fenced, ShardCount=1)
+    record = {"StreamName": fenced, "PartitionKey": "k", "Data": base64.b64encode(b"x").decode()}
+    # Decided on the stream the operation writes, whatever ResourceARN or StreamARN+ConsumerName say.
+    for extra in ({"ResourceARN": open_arn}, {"ConsumerARN": open_arn + "/consumer/c:1"}):
+        status, reply = signed_call(endpoint, "AKIDFENCED", "PutRecord", dict(record, **extra))
+        assert (status, reply.get("__type")) == (400, "AccessDeniedException"), (extra, reply)
+    # A member of the wrong type the operation ignores: refused, not decided as "*".
+    status, reply = signed_call(endpoint, "AKIDFENCED", "PutRecord", dict(record, ShardIterator=1))
+    assert reply.get("__type") == "SerializationException", reply
+    assert admin.get_records(ShardIterator=admin.get_shard_iterator(
+        StreamName=fenced, ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON")["ShardIterator"])["Records"] == []
+    # Another account granted one stream reaches no other stream of the owner through it.
+    policy = {"Statement": [{"Effect": "Allow", "Principal": {"AWS": PARTNER}, "Action": "kinesis:*", "Resource": open_arn}]}
+    admin.put_resource_policy(ResourceARN=open_arn, Policy=json.dumps(policy))
+    status, reply = signed_call(endpoint, "AKIDPARTNER", "PutRecord", dict(record, ResourceARN=open_arn))
+    assert status == 400 and reply.get("__type") in ("ResourceNotFoundException", "AccessDeniedException"), reply
+
+
+def test_only_the_server_s_own_account_may_reset_it(endpoint):
+    for key in ("AKIDPARTNER", "AKIDREADER"):
+        status, reply = signed_call(endpoint, key, None, {}, path="/_sluice/reset")
+        assert (status, reply.get("__type")) == (400, "AccessDeniedException"), (key, reply)
+        assert "sluice:ResetServer" in reply["message"], reply
 
 
 if __name__ == "__main__":

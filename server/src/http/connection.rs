@@ -28,6 +28,10 @@ pub(crate) struct Connection {
     pub(crate) transport: crate::authorize::Transport,
     activity: Mutex<Activity>,
     in_flight: AtomicUsize,
+    /// Asked by a request whose client stopped reading it: the watchdog drops the
+    /// connection, which frees what its replies hold (HTTP/2 streams with a closed window
+    /// are never polled again, so failing the one reply would not).
+    abort: tokio::sync::Notify,
 }
 
 struct Activity {
@@ -70,7 +74,18 @@ impl Connection {
                 served_any: false,
             }),
             in_flight: AtomicUsize::new(0),
+            abort: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Asks the watchdog to drop the connection now.
+    pub(crate) fn abort(&self) {
+        self.abort.notify_one();
+    }
+
+    /// Completes once `abort` was asked.
+    pub(crate) async fn aborted(&self) {
+        self.abort.notified().await;
     }
 
     /// Marks a request in flight until the guard is dropped (with its response body).

@@ -90,9 +90,14 @@ pub async fn serve(
     let share = connection_share(config);
     tokio::pin!(shutdown);
     loop {
-        // At the connection cap, new connections wait in the kernel's backlog.
-        let Ok(slot) = connections.clone().acquire_owned().await else {
-            return Ok(());
+        // At the connection cap, new connections wait in the kernel's backlog (and a
+        // shutdown is still heard).
+        let slot = tokio::select! {
+            slot = connections.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return Ok(()),
+            },
+            () = &mut shutdown => return Ok(()),
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -166,6 +171,9 @@ async fn serve_connection(
     tokio::pin!(served);
     tokio::select! {
         _ = served.as_mut() => {}
+        () = connection.aborted() => {
+            metrics::counter!("sluice_connections_closed_total", "reason" => "client_stopped_reading").increment(1);
+        }
         quiet = connection.idle(limits) => match quiet {
             Quiet::Idle => {
                 metrics::counter!("sluice_connections_closed_total", "reason" => "idle").increment(1);
@@ -198,7 +206,7 @@ async fn handle(
         (&Method::GET, "/health") => plain(StatusCode::OK, "ok\n".into()),
         (&Method::GET, "/metrics") => prometheus::reply(&service, metrics.as_ref(), &request),
         (&Method::POST, reset::RESET_PATH) => reset_reply(&service, request).await,
-        (&Method::POST, _) => kinesis(service, &connection, request).await,
+        (&Method::POST, _) => kinesis(service, connection.clone(), request).await,
         _ => error_reply(
             Protocol::Json,
             &ApiError::with_status(
@@ -225,7 +233,10 @@ async fn reset_reply(service: &Service, request: Request<Incoming>) -> Response<
         };
         let body = body.to_bytes();
         let request = signed_request(&parts, &body, Api::Kinesis);
-        if let Err(error) = verifier.verify(&request, SystemTime::now()) {
+        let allowed = verifier
+            .verify(&request, SystemTime::now())
+            .and_then(|caller| crate::authorize::authorize_reset(service, &caller));
+        if let Err(error) = allowed {
             return error_reply(Protocol::Json, &error);
         }
     }
@@ -237,7 +248,7 @@ async fn reset_reply(service: &Service, request: Request<Incoming>) -> Response<
 
 async fn kinesis(
     service: Arc<Service>,
-    connection: &Connection,
+    connection: Arc<Connection>,
     request: Request<Incoming>,
 ) -> Response<ReplyBody> {
     let (parts, body) = request.into_parts();
@@ -254,7 +265,7 @@ async fn kinesis(
     }
     let limit = service.config.body_bytes_max;
     let declared_len = header("content-length").and_then(|v| v.parse().ok());
-    let read = body::read(body, declared_len, limit, &service.body_budget, connection);
+    let read = body::read(body, declared_len, limit, &service.body_budget, &connection);
     let (body, _reservation) = match read.await {
         Ok(body) => body,
         Err(error) => return error_reply(protocol, &error),
@@ -268,6 +279,7 @@ async fn kinesis(
         operation: &operation,
         protocol,
         transport,
+        connection: &connection,
     };
     let result = AssertUnwindSafe(run(service.clone(), &parts, call, body))
         .catch_unwind()
@@ -290,12 +302,13 @@ async fn kinesis(
 }
 
 /// What a request asks for, and how it came.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 struct Call<'a> {
     api: Api,
     operation: &'a str,
     protocol: Protocol,
     transport: crate::authorize::Transport,
+    connection: &'a Arc<Connection>,
 }
 
 async fn run(
@@ -309,6 +322,7 @@ async fn run(
         operation,
         protocol,
         transport,
+        connection,
     } = call;
     let caller = match &service.verifier {
         Some(verifier) => {
@@ -340,7 +354,13 @@ async fn run(
             .expect("a valid response"));
     }
     let budget = service.subscription_budget.clone();
-    on_tenant(tenant.clone(), operation, protocol, body, budget)
+    let weak = Arc::downgrade(connection);
+    let abort: subscribe::Abort = Arc::new(move || {
+        if let Some(connection) = weak.upgrade() {
+            connection.abort();
+        }
+    });
+    on_tenant(tenant.clone(), operation, protocol, body, (budget, abort))
         .await
         .map_err(|error| error.for_account(&tenant.account))
 }
@@ -350,11 +370,11 @@ async fn on_tenant(
     operation: &str,
     protocol: Protocol,
     body: Bytes,
-    subscription_budget: Budget,
+    (subscription_budget, abort): (Budget, subscribe::Abort),
 ) -> Result<Response<ReplyBody>, ApiError> {
     if operation == "SubscribeToShard" {
         let input = ops::input(protocol, &body)?;
-        let started = subscribe::start(tenant, input, protocol, subscription_budget)?;
+        let started = subscribe::start(tenant, input, protocol, (subscription_budget, abort))?;
         let response = Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/vnd.amazon.eventstream");

@@ -105,6 +105,18 @@ impl Statement {
 }
 
 impl Policy {
+    /// Parses a resource policy: as `parse`, and every statement must name its `Principal`
+    /// (a statement naming none would otherwise apply to every principal of every account).
+    pub fn parse_resource(text: &str) -> Result<Policy, PolicyError> {
+        let policy = Policy::parse(text)?;
+        if policy.statements.iter().any(|s| s.principals.is_none()) {
+            return Err(error(
+                "Every Statement of a resource policy needs a Principal.",
+            ));
+        }
+        Ok(policy)
+    }
+
     /// Parses a policy document.
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
         let document: Value = serde_json::from_str(text)
@@ -275,5 +287,13 @@ mod tests {
                 Err(e) => assert!(e.0.contains(says), "{bad}: {e}"),
             }
         }
+        let anyone =
+            r#"{"Statement": {"Effect": "Allow", "Action": "kinesis:*", "Resource": "*"}}"#;
+        assert!(
+            Policy::parse(anyone).is_ok(),
+            "an identity policy names no principal"
+        );
+        let error = Policy::parse_resource(anyone).unwrap_err();
+        assert!(error.0.contains("needs a Principal"), "{error}");
     }
 }

@@ -271,7 +271,7 @@ pub async fn put_policy(tenant: &Tenant, input: PolicyInput) -> Result<Empty, Ap
         )));
     }
     // A stored policy is one the server can apply: it means what it says.
-    if let Err(error) = crate::iam::Policy::parse(&policy) {
+    if let Err(error) = crate::iam::Policy::parse_resource(&policy) {
         return Err(ApiError::invalid_argument(format!(
             "The Policy cannot be applied: {error}"
         )));

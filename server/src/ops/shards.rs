@@ -150,6 +150,7 @@ impl Validate for SplitShardInput {
 pub async fn split_shard(tenant: &Tenant, input: SplitShardInput) -> Result<Empty, ApiError> {
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.require_active(&name)?;
+    let _changing = tenant.shard_changes.lock().await;
     tenant.reshards.check_rate(now_ms(), &tenant.account)?;
     check_descriptors(2)?;
     let shard = input.shard_to_split.as_deref().expect("validated");
@@ -183,6 +184,7 @@ impl Validate for MergeShardsInput {
 pub async fn merge_shards(tenant: &Tenant, input: MergeShardsInput) -> Result<Empty, ApiError> {
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.require_active(&name)?;
+    let _changing = tenant.shard_changes.lock().await;
     tenant.reshards.check_rate(now_ms(), &tenant.account)?;
     check_descriptors(1)?;
     let a = input.shard_to_merge.as_deref().expect("validated");
@@ -230,6 +232,7 @@ pub async fn update_shard_count(
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.require_active(&name)?;
     let target = u32::try_from(input.target_shard_count.expect("validated")).unwrap_or(u32::MAX);
+    let _changing = tenant.shard_changes.lock().await;
     let stream = tenant.engine.stream(&name)?;
     let summary = stream.summary()?;
     let per_day = tenant.config.update_shard_count_per_day_max;
@@ -238,8 +241,12 @@ pub async fn update_shard_count(
         .reshards
         .check_update(&name, created_ms, now_ms(), per_day, account)?;
     tenant.reshards.check_rate(now_ms(), account)?;
-    // Scaling creates at most as many shards as it closes and opens together.
-    check_descriptors(summary.open_shard_count as u64 + u64::from(target))?;
+    // Scaling creates at most as many shards as it closes and opens together; a target out
+    // of Kinesis' range (more than double, less than half) is the engine's error to give.
+    let open = summary.open_shard_count as u64;
+    if u64::from(target) <= 2 * open && 2 * u64::from(target) >= open {
+        check_descriptors(open + u64::from(target))?;
+    }
     let update = stream.update_shard_count(target).await?;
     tenant.reshards.record_update(&name, created_ms, now_ms());
     tenant.reshards.record_call(now_ms());

@@ -102,6 +102,7 @@ pub async fn create_stream(tenant: &Tenant, input: CreateStreamInput) -> Result<
         .into_iter()
         .collect();
     // Past the account's quota the engine refuses it anyway, saying so.
+    let _changing = tenant.shard_changes.lock().await;
     let shards = request.shard_count.max(ON_DEMAND_SHARDS_INITIAL);
     if shards <= tenant.config.shards_max {
         check_descriptors(u64::from(shards))?;

@@ -179,27 +179,44 @@ impl Store {
         }
         self.journal_len += frame.len() as u64;
         if self.journal_len > COMPACT_BYTES_MIN.max(self.snapshot_len) {
-            // The change is durable already: a failed compaction only leaves a long journal
-            // (or a new snapshot and the old journal, which replays to the same state).
-            if let Err(e) = self.compact(next) {
-                self.broken = Some(format!("writing a new snapshot: {e}"));
-            }
+            // The change is durable already. A compaction that fails before the journal is
+            // replaced leaves a long journal (over the old snapshot or a newer one: both
+            // replay to the same state), and appending goes on; one that replaced the
+            // journal but cannot open it has nowhere to append.
+            self.compact(next);
         }
         Ok(())
     }
 
     /// Writes `state` as the snapshot, then replaces the journal with an empty one.
-    fn compact(&mut self, state: &Persisted) -> io::Result<()> {
+    fn compact(&mut self, state: &Persisted) {
         let bytes = serde_json::to_vec(state).expect("state serializes");
-        replace(&self.dir, SNAPSHOT, &bytes)?;
+        if replace(&self.dir, SNAPSHOT, &bytes).is_err() {
+            return;
+        }
         self.snapshot_len = bytes.len() as u64;
-        replace(&self.dir, JOURNAL, &[])?;
-        self.journal = std::fs::OpenOptions::new()
+        let replaced = replace(&self.dir, JOURNAL, &[]);
+        // Even a failed replacement may have renamed (only the directory's sync failed):
+        // what decides is which file the name holds now.
+        use std::os::unix::fs::MetadataExt as _;
+        let ours = self.journal.metadata().map(|m| m.ino()).ok();
+        let named = std::fs::metadata(self.dir.join(JOURNAL))
+            .map(|m| m.ino())
+            .ok();
+        if replaced.is_err() && ours.is_some() && ours == named {
+            return;
+        }
+        let reopened = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .open(self.dir.join(JOURNAL))?;
-        self.journal_len = 0;
-        Ok(())
+            .open(self.dir.join(JOURNAL));
+        match reopened {
+            Ok(journal) => {
+                self.journal = journal;
+                self.journal_len = 0;
+            }
+            Err(e) => self.broken = Some(format!("opening the new journal: {e}")),
+        }
     }
 }
 
@@ -245,16 +262,15 @@ fn read_frames(bytes: &[u8]) -> Result<(Vec<Vec<Change>>, u64), String> {
         }
         let len = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes")) as usize;
         let end = FRAME_HEADER_LEN.saturating_add(len);
-        let reaches_end = end >= rest.len();
         let whole = &rest[..end.min(rest.len())];
         let checksum = u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes"));
         let sound = &rest[..4] == MAGIC
             && end <= rest.len()
             && xxh3_64(&whole[FRAME_HEADER_LEN..]) == checksum;
         if !sound {
-            // The last write, cut short or never completed: nothing whole may follow it (a
-            // damaged length can make an interior frame look like the last one).
-            if reaches_end && !holds_a_frame(&rest[1..]) {
+            // The last write, cut short or never completed (its header too may be garbage):
+            // nothing whole may follow it. A sound frame after it means damage.
+            if !holds_a_frame(&rest[1..]) {
                 break;
             }
             return Err(format!(

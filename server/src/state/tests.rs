@@ -198,3 +198,21 @@ fn the_state_files_are_the_owner_s_alone() {
     };
     assert_eq!(mode(JOURNAL), 0o600);
 }
+
+#[test]
+fn a_last_frame_whose_header_is_garbage_is_a_torn_write_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join(JOURNAL);
+    runtime().block_on(async {
+        let state = ServerState::open(dir.path()).unwrap();
+        add_consumer(&state, "s", "kept").await;
+    });
+    let whole = len(&journal);
+    // A crash left zeroed pages after the last whole frame (its header never written).
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes.extend_from_slice(&[0u8; 4096]);
+    std::fs::write(&journal, &bytes).unwrap();
+    let state = ServerState::open(dir.path()).unwrap();
+    assert_eq!(state.read(|s| s.stream("s", 7).unwrap().consumers.len()), 1);
+    assert_eq!(len(&journal), whole);
+}
