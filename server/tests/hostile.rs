@@ -306,3 +306,33 @@ async fn an_unsigned_request_is_refused_before_its_body_is_read() {
         .unwrap();
     assert_eq!(&reply, b"HTTP/1.1 400");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_s_many_connections_share_one_part_of_the_body_budget() {
+    let server = start(|_| {}).await;
+    // Eight connections from one address each send half a body and stall: together the
+    // whole 4 MiB budget, had each connection its own share; the client's share is one body.
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let mut stream = connect_from(&server, [127, 0, 0, 20]).await;
+        stream
+            .write_all(head("PutRecord", 1 << 20).as_bytes())
+            .await
+            .unwrap();
+        let sending = tokio::spawn(async move {
+            let _ = stream.write_all(&vec![b' '; 1 << 19]).await;
+            stream
+        });
+        stalled.push(sending);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let record = format!(
+        r#"{{"StreamName":"absent","PartitionKey":"k","Data":"{}"}}"#,
+        "A".repeat(700_000)
+    );
+    let (status, reply) = call_from(&server, [127, 0, 0, 3], "PutRecord", &record).await;
+    assert!(
+        status == 400 && reply.contains("ResourceNotFoundException"),
+        "the body was read and the request answered: {status} {reply}"
+    );
+}

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 /// The per-connection state the request handler sees.
 pub(crate) struct Connection {
-    /// This connection's share of the server's body budget.
+    /// Its client's share of the server's body budget (all the client's connections).
     pub(crate) budget: Budget,
     /// Its client's address, and whether it speaks TLS (for policies' conditions).
     pub(crate) transport: crate::authorize::Transport,
@@ -62,12 +62,10 @@ pub(crate) struct IdleLimits {
 }
 
 impl Connection {
-    pub(crate) fn new(
-        budget_bytes: usize,
-        transport: crate::authorize::Transport,
-    ) -> Arc<Connection> {
+    /// A connection whose request bodies reserve from `budget` (its client's share).
+    pub(crate) fn new(budget: Budget, transport: crate::authorize::Transport) -> Arc<Connection> {
         Arc::new(Connection {
-            budget: Budget::new(budget_bytes),
+            budget,
             transport,
             activity: Mutex::new(Activity {
                 last: Instant::now(),
@@ -145,47 +143,71 @@ impl Drop for InFlight {
 }
 
 /// Connections open per client address, under a cap.
+/// Connections open per client, under a cap, and the body budget the client's connections
+/// share. A client is an IPv4 address, or an IPv6 /64 (one host's usual allotment: its
+/// other addresses are the same client).
 pub(crate) struct AddressSlots {
     max: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
+    /// Bytes of request bodies one client may hold at once, over its connections.
+    share_bytes: usize,
+    open: Mutex<HashMap<IpAddr, (usize, Budget)>>,
+}
+
+/// The client an address belongs to.
+fn client_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
 }
 
 impl AddressSlots {
-    pub(crate) fn new(max: usize) -> Arc<AddressSlots> {
+    pub(crate) fn new(max: usize, share_bytes: usize) -> Arc<AddressSlots> {
         Arc::new(AddressSlots {
             max,
+            share_bytes,
             open: Mutex::new(HashMap::new()),
         })
     }
 
-    /// A slot for one more connection from `address`, if it has fewer than the cap open.
+    /// A slot for one more connection from `address`, if its client has fewer than the cap
+    /// open.
     pub(crate) fn take(self: &Arc<Self>, address: IpAddr) -> Option<AddressSlot> {
+        let client = client_of(address);
         let mut open = self.open.lock().expect("address slots lock");
-        let count = open.entry(address).or_insert(0);
+        let (count, budget) = open
+            .entry(client)
+            .or_insert_with(|| (0, Budget::new(self.share_bytes)));
         if *count >= self.max {
             return None;
         }
         *count += 1;
         Some(AddressSlot {
             slots: self.clone(),
-            address,
+            client,
+            budget: budget.clone(),
         })
     }
 }
 
-/// One connection's place under its address's cap; given back when dropped.
+/// One connection's place under its client's cap; given back when dropped.
 pub(crate) struct AddressSlot {
     slots: Arc<AddressSlots>,
-    address: IpAddr,
+    client: IpAddr,
+    /// The client's share of the body budget.
+    pub(crate) budget: Budget,
 }
 
 impl Drop for AddressSlot {
     fn drop(&mut self) {
         let mut open = self.slots.open.lock().expect("address slots lock");
-        if let Some(count) = open.get_mut(&self.address) {
+        if let Some((count, _)) = open.get_mut(&self.client) {
             *count -= 1;
             if *count == 0 {
-                open.remove(&self.address);
+                open.remove(&self.client);
             }
         }
     }
@@ -197,7 +219,7 @@ mod tests {
 
     #[test]
     fn an_address_gets_at_most_its_cap_and_slots_come_back() {
-        let slots = AddressSlots::new(2);
+        let slots = AddressSlots::new(2, 1 << 20);
         let one: IpAddr = [10, 0, 0, 1].into();
         let two: IpAddr = [10, 0, 0, 2].into();
         let a = slots.take(one).unwrap();
@@ -208,6 +230,16 @@ mod tests {
         assert!(
             slots.take(one).is_some(),
             "a closed connection gives its slot back"
+        );
+        // One IPv6 /64 is one client.
+        let x: IpAddr = "2001:db8::1".parse().unwrap();
+        let y: IpAddr = "2001:db8::2".parse().unwrap();
+        let _x = slots.take(x).unwrap();
+        let _y = slots.take(y).unwrap();
+        assert!(slots.take("2001:db8::ffff".parse().unwrap()).is_none());
+        assert!(
+            slots.take("2001:db8:0:1::1".parse().unwrap()).is_some(),
+            "another /64"
         );
     }
 
@@ -222,7 +254,7 @@ mod tests {
             peer: None,
             secure: false,
         };
-        let connection = Connection::new(1 << 20, transport);
+        let connection = Connection::new(Budget::new(1 << 20), transport);
         let start = Instant::now();
         connection.idle(limits).await;
         assert_eq!(

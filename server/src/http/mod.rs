@@ -81,13 +81,12 @@ pub async fn serve(
         .keep_alive_interval(Some(HTTP2_KEEP_ALIVE_INTERVAL));
     let config = &service.config;
     let connections = Arc::new(Semaphore::new(config.connections_max));
-    let per_address = AddressSlots::new(config.connections_per_address_max);
+    let per_address = AddressSlots::new(config.connections_per_address_max, client_share(config));
     let limits = IdleLimits {
         first_request: Duration::from_millis(config.first_request_timeout_ms),
         between_requests: Duration::from_millis(config.idle_timeout_ms),
         stalled: Duration::from_millis(config.stall_timeout_ms),
     };
-    let share = connection_share(config);
     tokio::pin!(shutdown);
     loop {
         // At the connection cap, new connections wait in the kernel's backlog (and a
@@ -121,7 +120,7 @@ pub async fn serve(
             peer: Some(peer.ip()),
             secure: tls.is_some(),
         };
-        let connection = Connection::new(share, transport);
+        let connection = Connection::new(address_slot.budget.clone(), transport);
         let (service, metrics, builder, tls) = (
             service.clone(),
             metrics.clone(),
@@ -189,10 +188,10 @@ async fn serve_connection(
     }
 }
 
-/// The body bytes one connection may hold at once, over all its requests: an eighth of
-/// the server's budget, and at least one largest body.
-fn connection_share(config: &crate::ServeConfig) -> usize {
-    (config.body_bytes_in_flight_max / 8).max(config.body_bytes_max + crate::budget::UNIT)
+/// The body bytes one client (an address, an IPv6 /64) may hold at once over all its
+/// connections: a quarter of the server's budget, and at least one largest body.
+fn client_share(config: &crate::ServeConfig) -> usize {
+    (config.body_bytes_in_flight_max / 4).max(config.body_bytes_max + crate::budget::UNIT)
 }
 
 async fn handle(
