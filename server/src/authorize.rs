@@ -111,15 +111,7 @@ pub async fn authorize(
         None => None,
     };
     let action = format!("kinesis:{operation}");
-    let request = iam::Request {
-        action: &action,
-        resource: &resource,
-        principal: &caller.principal,
-        source_ip: transport.peer,
-        secure_transport: transport.secure,
-        now: SystemTime::now(),
-        region: &caller.scope.region,
-    };
+    let request = policy_request(caller, &action, &resource, Some(transport));
     let decision = iam::decide(
         caller.policy.as_deref(),
         resource_policy.as_ref(),
@@ -299,15 +291,7 @@ pub async fn authorize_kms(
             },
         );
     let action = format!("kms:{operation}");
-    let request = iam::Request {
-        action: &action,
-        resource: &resource,
-        principal: &caller.principal,
-        source_ip: transport.peer,
-        secure_transport: transport.secure,
-        now: SystemTime::now(),
-        region: &caller.scope.region,
-    };
+    let request = policy_request(caller, &action, &resource, Some(transport));
     match iam::decide(Some(policy), None, &tenant.account, &request) {
         Decision::Allow => Ok(tenant),
         Decision::Deny(reason) => Err(access_denied(caller, &action, &resource, reason)),
@@ -339,15 +323,7 @@ pub fn authorize_reset(service: &Service, caller: &Caller) -> Result<(), ApiErro
     let reason = if caller.scope.account != service.config.account {
         Some(iam::DenyReason::NoIdentityAllow)
     } else if let Some(policy) = caller.policy.as_deref() {
-        let request = iam::Request {
-            action,
-            resource: "*",
-            principal: &caller.principal,
-            source_ip: None,
-            secure_transport: false,
-            now: SystemTime::now(),
-            region: &caller.scope.region,
-        };
+        let request = policy_request(caller, action, "*", None);
         match iam::decide(Some(policy), None, &caller.scope.account, &request) {
             Decision::Allow => None,
             Decision::Deny(reason) => Some(reason),
@@ -358,5 +334,24 @@ pub fn authorize_reset(service: &Service, caller: &Caller) -> Result<(), ApiErro
     match reason {
         None => Ok(()),
         Some(reason) => Err(access_denied(caller, action, "*", reason)),
+    }
+}
+
+/// `action` on `resource` by `caller`, as policies see it (`transport` is what a request's
+/// connection tells: its address and TLS).
+fn policy_request<'a>(
+    caller: &'a Caller,
+    action: &'a str,
+    resource: &'a str,
+    transport: Option<Transport>,
+) -> iam::Request<'a> {
+    iam::Request {
+        action,
+        resource,
+        principal: &caller.principal,
+        source_ip: transport.and_then(|t| t.peer),
+        secure_transport: transport.is_some_and(|t| t.secure),
+        now: SystemTime::now(),
+        region: &caller.scope.region,
     }
 }

@@ -16,6 +16,7 @@ pub mod iam;
 pub mod kms;
 mod leases;
 mod ops;
+mod private_file;
 mod reads;
 pub mod regions;
 pub mod reset;

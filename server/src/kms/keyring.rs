@@ -11,8 +11,6 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom as _, SystemRandom};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -118,7 +116,7 @@ impl Keyring {
             aliases: stored.aliases.clone(),
         };
         let result = change(&mut next)?;
-        write_private(
+        crate::private_file::replace(
             &self.path,
             &serde_json::to_vec(&next).expect("keys serialize"),
         )
@@ -290,21 +288,6 @@ fn aad(context: &BTreeMap<String, String>) -> Vec<u8> {
         true => Vec::new(),
         false => serde_json::to_vec(context).expect("strings serialize"),
     }
-}
-
-/// Replaces `path` with `bytes`, readable by the owner only.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_data()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(path.parent().expect("a directory"))?.sync_all()
 }
 
 #[cfg(test)]

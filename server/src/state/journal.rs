@@ -15,7 +15,7 @@
 use super::{Persisted, StreamExtras};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::io::{self, Write as _};
+use std::io;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -191,11 +191,11 @@ impl Store {
     /// Writes `state` as the snapshot, then replaces the journal with an empty one.
     fn compact(&mut self, state: &Persisted) {
         let bytes = serde_json::to_vec(state).expect("state serializes");
-        if replace(&self.dir, SNAPSHOT, &bytes).is_err() {
+        if crate::private_file::replace(&self.dir.join(SNAPSHOT), &bytes).is_err() {
             return;
         }
         self.snapshot_len = bytes.len() as u64;
-        let replaced = replace(&self.dir, JOURNAL, &[]);
+        let replaced = crate::private_file::replace(&self.dir.join(JOURNAL), &[]);
         // Even a failed replacement may have renamed (only the directory's sync failed):
         // what decides is which file the name holds now.
         use std::os::unix::fs::MetadataExt as _;
@@ -218,22 +218,6 @@ impl Store {
             Err(e) => self.broken = Some(format!("opening the new journal: {e}")),
         }
     }
-}
-
-/// Replaces `dir/name` with `bytes`: write a temporary file, fdatasync, rename, fsync the
-/// directory.
-fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_data()?;
-    std::fs::rename(&tmp, dir.join(name))?;
-    File::open(dir)?.sync_all()
 }
 
 /// Whether a whole, sound frame starts anywhere in `bytes`.
