@@ -336,3 +336,96 @@ async fn one_client_s_many_connections_share_one_part_of_the_body_budget() {
         "the body was read and the request answered: {status} {reply}"
     );
 }
+
+/// One unsigned JSON call over a new HTTP/1.1 connection; the reply body as JSON.
+async fn json_call(server: &Server, target: &str, body: serde_json::Value) -> serde_json::Value {
+    let (status, reply) = call_from(server, [127, 0, 0, 1], target, &body.to_string()).await;
+    assert_eq!(status, 200, "{target}: {reply}");
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    // Chunked or not, the JSON object is between the first `{` and the last `}`.
+    let json = &body[body.find('{').unwrap_or(0)..=body.rfind('}').unwrap_or(0)];
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{target}: {e}: {body}"))
+}
+
+/// A SubscribeToShard request for `consumer` from the shard's start.
+fn subscribe_request(consumer: &str) -> hyper::Request<Full<Bytes>> {
+    let subscribe = serde_json::json!({
+        "ConsumerARN": consumer, "ShardId": "shardId-000000000000",
+        "StartingPosition": {"Type": "TRIM_HORIZON"},
+    });
+    hyper::Request::post("http://x/")
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", "Kinesis_20131202.SubscribeToShard")
+        .body(Full::new(Bytes::from(subscribe.to_string())))
+        .unwrap()
+}
+
+async fn consumer_of(server: &Server, stream: &str, name: &str) -> String {
+    let arn = format!("arn:aws:kinesis:us-east-1:000000000000:stream/{stream}");
+    let registered = json_call(
+        server,
+        "RegisterStreamConsumer",
+        serde_json::json!({"StreamARN": arn, "ConsumerName": name}),
+    )
+    .await;
+    registered["Consumer"]["ConsumerARN"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_subscriber_that_keeps_a_window_shut_loses_its_connection() {
+    let server = start(|config| {
+        config.stall_timeout_ms = 1000;
+        config.heartbeat_ms = 100;
+    })
+    .await;
+    for (stream, records) in [("backlog", 4), ("quiet", 0)] {
+        json_call(
+            &server,
+            "CreateStream",
+            serde_json::json!({"StreamName": stream, "ShardCount": 1}),
+        )
+        .await;
+        for _ in 0..records {
+            let data = "A".repeat(400_000);
+            let record =
+                serde_json::json!({"StreamName": stream, "PartitionKey": "k", "Data": data});
+            json_call(&server, "PutRecord", record).await;
+        }
+    }
+    let stalled_consumer = consumer_of(&server, "backlog", "c").await;
+    let live_consumer = consumer_of(&server, "quiet", "c").await;
+    // Streams get a 16 KiB window: heartbeats fit, the backlog's events do not.
+    let io = TokioIo::new(connect_from(&server, [127, 0, 0, 30]).await);
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(16 << 10)
+        .handshake(io)
+        .await
+        .unwrap();
+    let driven = tokio::spawn(connection);
+    // The quiet subscription is read, so the connection as a whole makes progress...
+    let live = sender
+        .clone()
+        .send_request(subscribe_request(&live_consumer))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut body = live.into_body();
+        while let Some(Ok(_)) = body.frame().await {}
+    });
+    // ...while the backlog's is never read: its window stays shut.
+    let unread = sender
+        .clone()
+        .send_request(subscribe_request(&stalled_consumer))
+        .await
+        .unwrap();
+    assert_eq!(unread.status(), 200);
+    let closed = tokio::time::timeout(Duration::from_secs(20), driven).await;
+    assert!(
+        closed.is_ok(),
+        "the connection with a stalled subscription is still open"
+    );
+    drop(unread);
+}
