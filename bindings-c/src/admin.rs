@@ -54,10 +54,10 @@ pub type sluice_shard_callback =
     Option<unsafe extern "C" fn(context: *mut c_void, shard: *const sluice_shard)>;
 
 /// Creates a provisioned stream of `shard_count` shards (1 to 10,000); it is active when
-/// this returns. A name that is not 1 to 128 of a-z, A-Z, 0-9, '_', '.', '-', or a shard
-/// count outside 1 to 10,000, is `SLUICE_VALIDATION`; a name in use `SLUICE_RESOURCE_IN_USE`;
-/// more open shards than the engine's limit (10,000 over all streams)
-/// `SLUICE_LIMIT_EXCEEDED`.
+/// this returns. More open shards than the engine's limit (10,000 over all streams by
+/// default) is `SLUICE_LIMIT_EXCEEDED`, checked first; then a name that is not 1 to 128 of
+/// a-z, A-Z, 0-9, '_', '.', '-', or a shard count outside 1 to 10,000, is
+/// `SLUICE_VALIDATION`; a name in use `SLUICE_RESOURCE_IN_USE`.
 ///
 /// Thread safety: any thread; any number of calls on one engine at once.
 ///

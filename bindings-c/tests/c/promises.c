@@ -120,7 +120,9 @@ static void partition_keys_and_batches(sluice_engine *engine) {
 }
 
 static void streams_retention_and_tags(sluice_engine *engine) {
-    FAILS(SLUICE_VALIDATION, sluice_create_stream(engine, "many", 10001));
+    /* Past the engine's limit (10,000 by default) is checked before the per-stream bound. */
+    FAILS(SLUICE_LIMIT_EXCEEDED, sluice_create_stream(engine, "many", 10001));
+    FAILS(SLUICE_VALIDATION, sluice_create_stream(engine, "none", 0));
     char name[130];
     memset(name, 'n', 129);
     name[129] = 0;
