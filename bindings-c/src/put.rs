@@ -97,6 +97,7 @@ unsafe fn records_arg(
             data,
             explicit_hash_key,
             sequence_number_for_ordering: None,
+            encrypted: false,
         });
     }
     Ok(out)

@@ -22,6 +22,8 @@ pub struct Record<'a> {
     pub data: &'a [u8],
     /// When the engine accepted it, ms since the epoch.
     pub arrival_timestamp_ms: u64,
+    /// `data` is an envelope its writer sealed ([`PutRecord::encrypted`](crate::PutRecord)).
+    pub encrypted: bool,
 }
 
 /// A record as [`Records::raw_records`] gives it: the partition key's bytes unchecked.
@@ -35,6 +37,8 @@ pub struct RawRecord<'a> {
     pub data: &'a [u8],
     /// When the engine accepted it, ms since the epoch.
     pub arrival_timestamp_ms: u64,
+    /// `data` is an envelope its writer sealed.
+    pub encrypted: bool,
 }
 
 /// The answer of one read: records (zero-copy, holding a lease on their segment), how far
@@ -61,6 +65,7 @@ impl Records {
             partition_key: std::str::from_utf8(r.key).unwrap_or("\u{fffd}"),
             data: r.data,
             arrival_timestamp_ms: r.timestamp_ms,
+            encrypted: r.flags & sluice_storage::RECORD_FLAG_ENCRYPTED != 0,
         })
     }
 
@@ -73,6 +78,7 @@ impl Records {
             partition_key: r.key,
             data: r.data,
             arrival_timestamp_ms: r.timestamp_ms,
+            encrypted: r.flags & sluice_storage::RECORD_FLAG_ENCRYPTED != 0,
         })
     }
 

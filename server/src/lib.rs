@@ -11,6 +11,7 @@ mod budget;
 mod clock;
 pub mod config;
 mod consumer;
+mod encryption;
 pub mod http;
 pub mod iam;
 pub mod kms;

@@ -7,6 +7,7 @@ use crate::wire::types::BlobRef;
 use crate::wire::{ApiError, Incarnation, Tagged, Timestamp};
 use serde::Serialize;
 use sluice_core::{IteratorStart, Records, SequenceNumber};
+use std::borrow::Cow;
 
 /// The model's iterator types.
 pub const ITERATOR_TYPES: [&str; 5] = [
@@ -58,28 +59,49 @@ fn display<T: std::fmt::Display, S: serde::Serializer>(
     serializer.collect_str(value)
 }
 
-/// A record in a reply, borrowed from the mapped log.
+/// A blob from the log (borrowed) or decrypted from it (owned).
+#[expect(
+    clippy::ptr_arg,
+    reason = "serde's serialize_with passes the field as declared"
+)]
+fn blob<S: serde::Serializer>(data: &Cow<'_, [u8]>, serializer: S) -> Result<S::Ok, S::Error> {
+    BlobRef(data).serialize(serializer)
+}
+
+/// A record in a reply, borrowed from the mapped log (or decrypted into a buffer).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RecordOut<'a> {
     #[serde(serialize_with = "display")]
     sequence_number: Tagged,
     approximate_arrival_timestamp: Timestamp,
-    data: BlobRef<'a>,
+    #[serde(serialize_with = "blob")]
+    data: Cow<'a, [u8]>,
     partition_key: &'a str,
     encryption_type: &'static str,
 }
 
-/// The records of a read of a stream of `incarnation`, ready to encode.
-pub fn records_out(records: &Records, incarnation: Incarnation) -> Vec<RecordOut<'_>> {
+/// The records of a read of stream `stream` (of `incarnation`), ready to encode: encrypted
+/// ones opened with the tenant's data keys (a copy; the others are not copied).
+pub fn records_out<'r>(
+    tenant: &Tenant,
+    (stream, incarnation): (&str, Incarnation),
+    records: &'r Records,
+) -> Result<Vec<RecordOut<'r>>, ApiError> {
     records
         .records()
-        .map(|r| RecordOut {
-            sequence_number: incarnation.tag(r.sequence_number),
-            approximate_arrival_timestamp: Timestamp::from_ms(r.arrival_timestamp_ms),
-            data: BlobRef(r.data),
-            partition_key: r.partition_key,
-            encryption_type: "NONE",
+        .map(|r| {
+            let data = match r.encrypted {
+                true => Cow::Owned(tenant.data_keys.open(tenant, stream, r.data)?),
+                false => Cow::Borrowed(r.data),
+            };
+            Ok(RecordOut {
+                sequence_number: incarnation.tag(r.sequence_number),
+                approximate_arrival_timestamp: Timestamp::from_ms(r.arrival_timestamp_ms),
+                data,
+                partition_key: r.partition_key,
+                encryption_type: crate::ops::encryption_type(r.encrypted),
+            })
         })
         .collect()
 }

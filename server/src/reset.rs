@@ -119,7 +119,11 @@ async fn reset_tenant(tenant: &Arc<Tenant>) -> Result<usize, ApiError> {
     tenant
         .state
         .update(|state| {
-            *state = Persisted::default();
+            // Data keys stay: ids are never reused for another key.
+            *state = Persisted {
+                data_keys: state.data_keys.clone(),
+                ..Persisted::default()
+            };
             Ok(())
         })
         .await?;

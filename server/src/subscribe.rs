@@ -340,7 +340,19 @@ impl Pusher {
             }
         };
         let payload = self.protocol.encode(&SubscribeToShardEvent {
-            records: records_out(&event.records, self.incarnation),
+            records: match records_out(
+                &self.tenant,
+                (&self.stream, self.incarnation),
+                &event.records,
+            ) {
+                Ok(records) => records,
+                Err(error) => {
+                    return Step::Send {
+                        frame: exception_frame(self.protocol, &error),
+                        last: true,
+                    };
+                }
+            },
             continuation_sequence_number: (!event.records.end_of_shard)
                 .then(|| self.checkpoint(event.continuation_sequence_number)),
             millis_behind_latest: event.records.millis_behind_latest,

@@ -30,6 +30,8 @@ pub struct Tenant {
     pub(crate) leases: Leases,
     /// The KMS stand-in's keys of this account and region.
     pub(crate) keyring: crate::kms::keyring::Keyring,
+    /// Data keys of encrypted streams.
+    pub(crate) data_keys: crate::encryption::DataKeys,
     /// A resource policy has been stored in this tenant (since it opened, or before).
     has_policies: std::sync::atomic::AtomicBool,
     /// Kinesis' limits on resharding calls.
@@ -91,6 +93,7 @@ impl Tenant {
             region: region.to_owned(),
             leases: Leases::default(),
             keyring: crate::kms::keyring::Keyring::open(data_dir)?,
+            data_keys: crate::encryption::DataKeys::default(),
             reshards: crate::reshard_limits::ReshardLimits::default(),
             shard_changes: tokio::sync::Mutex::new(()),
             has_policies: std::sync::atomic::AtomicBool::new(has_policies),

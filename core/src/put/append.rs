@@ -4,7 +4,7 @@
 use super::PutRecord;
 use crate::catalog::ShardKey;
 use crate::runtime::{AppendGuard, CoreJob, CoreState};
-use sluice_storage::{Appended, Durability, EncodedBatch, StorageError};
+use sluice_storage::{Appended, Durability, EncodedBatch, RECORD_FLAG_ENCRYPTED, StorageError};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -132,7 +132,11 @@ impl Packed {
                 let rest = EncodedBatch::with_capacity(left.min(batch_bytes_max) as usize);
                 batches.push(std::mem::replace(&mut batch, rest));
             }
-            batch.push(record.partition_key.as_bytes(), record.data);
+            let flags = match record.encrypted {
+                true => RECORD_FLAG_ENCRYPTED,
+                false => 0,
+            };
+            batch.push_flagged(record.partition_key.as_bytes(), record.data, flags);
             left -= len;
         }
         batches.push(batch);

@@ -3,6 +3,7 @@
 
 pub mod consumers;
 pub mod records;
+pub use records::encryption_type;
 pub mod settings;
 pub mod shards;
 pub mod streams;

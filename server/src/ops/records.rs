@@ -94,6 +94,61 @@ pub struct PutRecordOutput {
     encryption_type: &'static str,
 }
 
+/// `"KMS"` or `"NONE"`, as Kinesis reports a record's encryption.
+pub fn encryption_type(encrypted: bool) -> &'static str {
+    match encrypted {
+        true => "KMS",
+        false => "NONE",
+    }
+}
+
+/// The stream's KMS key, when StartStreamEncryption is in effect.
+fn stream_kms_key(tenant: &Tenant, (name, created_ms): (&str, u64)) -> Option<String> {
+    tenant.state.read(|state| {
+        state
+            .stream(name, created_ms)
+            .and_then(|extras| extras.encryption.as_ref())
+            .map(|(_, key)| key.clone())
+    })
+}
+
+/// The records' envelopes when the stream encrypts (`None`: it does not).
+async fn seal(
+    tenant: &Tenant,
+    (handle, stream): (&sluice_core::Stream, (&str, u64)),
+    records: &[(&str, &[u8])],
+) -> Result<Option<Vec<Vec<u8>>>, ApiError> {
+    let Some(key) = stream_kms_key(tenant, stream) else {
+        return Ok(None);
+    };
+    check_plaintext_sizes(handle, records)?;
+    let data: Vec<&[u8]> = records.iter().map(|(_, data)| *data).collect();
+    Ok(Some(
+        tenant.data_keys.seal(tenant, stream, &key, &data).await?,
+    ))
+}
+
+/// For an encrypted stream, the record size limit applies to what the client sent, before
+/// its envelope (which the engine allows on top): the engine's own error, for the same
+/// record.
+fn check_plaintext_sizes(
+    stream: &sluice_core::Stream,
+    records: &[(&str, &[u8])],
+) -> Result<(), ApiError> {
+    let max_bytes = stream.summary()?.max_record_size_bytes;
+    for (index, (key, data)) in records.iter().enumerate() {
+        let size_bytes = (key.len() + data.len()) as u64;
+        if size_bytes > max_bytes {
+            return Err(ApiError::from(sluice_core::PutError::RecordTooLarge {
+                index,
+                size_bytes,
+                max_bytes,
+            }));
+        }
+    }
+    Ok(())
+}
+
 pub async fn put_record(
     tenant: &Tenant,
     input: PutRecordInput,
@@ -103,7 +158,8 @@ pub async fn put_record(
     let data = input.data.expect("validated");
     let key = input.partition_key.expect("validated");
     let stream = tenant.engine.stream(&name)?;
-    let incarnation = Incarnation::of(stream.summary()?.created_ms);
+    let created_ms = stream.summary()?.created_ms;
+    let incarnation = Incarnation::of(created_ms);
     // The engine takes the number without its incarnation's tag.
     let ordering = match input.sequence_number_for_ordering.as_deref() {
         Some(text) => Some(
@@ -113,17 +169,19 @@ pub async fn put_record(
         ),
         None => None,
     };
+    let sealed = seal(tenant, (&stream, (&name, created_ms)), &[(&key, &data.0)]).await?;
     let record = PutRecord {
         partition_key: &key,
-        data: &data.0,
+        data: sealed.as_ref().map_or(&data.0, |sealed| &sealed[0]),
         explicit_hash_key: input.explicit_hash_key.as_deref(),
         sequence_number_for_ordering: ordering.as_deref(),
+        encrypted: sealed.is_some(),
     };
     let put = stream.put(record).await?;
     Ok(PutRecordOutput {
         shard_id: put.shard_id.to_string(),
         sequence_number: incarnation.tag(put.sequence_number).to_string(),
-        encryption_type: "NONE",
+        encryption_type: encryption_type(sealed.is_some()),
     })
 }
 
@@ -223,17 +281,28 @@ pub async fn put_records(
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.inject_fault(&name)?;
     let entries = input.records.expect("validated").into_items();
-    let records: Vec<PutRecord<'_>> = entries
+    let stream = tenant.engine.stream(&name)?;
+    let created_ms = stream.summary()?.created_ms;
+    let incarnation = Incarnation::of(created_ms);
+    let plain: Vec<(&str, &[u8])> = entries
         .iter()
-        .map(|entry| PutRecord {
-            partition_key: entry.partition_key.as_deref().expect("validated"),
-            data: &entry.data.as_ref().expect("validated").0,
-            explicit_hash_key: entry.explicit_hash_key.as_deref(),
-            sequence_number_for_ordering: None,
+        .map(|entry| {
+            let key = entry.partition_key.as_deref().expect("validated");
+            (key, entry.data.as_ref().expect("validated").0.as_slice())
         })
         .collect();
-    let stream = tenant.engine.stream(&name)?;
-    let incarnation = Incarnation::of(stream.summary()?.created_ms);
+    let sealed = seal(tenant, (&stream, (&name, created_ms)), &plain).await?;
+    let records: Vec<PutRecord<'_>> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| PutRecord {
+            partition_key: plain[i].0,
+            data: sealed.as_ref().map_or(plain[i].1, |sealed| &sealed[i]),
+            explicit_hash_key: entry.explicit_hash_key.as_deref(),
+            sequence_number_for_ordering: None,
+            encrypted: sealed.is_some(),
+        })
+        .collect();
     let results = stream.put_batch(&records).await?;
     let mut failed = 0;
     let records = results
@@ -254,7 +323,7 @@ pub async fn put_records(
     Ok(PutRecordsOutput {
         failed_record_count: failed,
         records,
-        encryption_type: "NONE",
+        encryption_type: encryption_type(sealed.is_some()),
     })
 }
 
@@ -366,7 +435,11 @@ pub async fn get_records(
         .map(|l| usize::try_from(l).unwrap_or(usize::MAX));
     let records = tenant.engine.get_records(&mut iterator, limit)?;
     let output = GetRecordsOutput {
-        records: records_out(&records, Incarnation::of_stream(tenant, &stream)?),
+        records: records_out(
+            tenant,
+            (&stream, Incarnation::of_stream(tenant, &stream)?),
+            &records,
+        )?,
         next_shard_iterator: (!records.end_of_shard)
             .then(|| tenant.engine.iterator_token(&iterator)),
         millis_behind_latest: records.millis_behind_latest,

@@ -41,6 +41,8 @@ pub(super) enum Change {
     },
     /// The account's billing commitment.
     Billing(Option<String>),
+    /// A data key added.
+    DataKey(u32, super::WrappedDataKey),
 }
 
 /// The changes that turn `current` into `next`.
@@ -69,6 +71,11 @@ pub(super) fn diff(current: &Persisted, next: &Persisted) -> Vec<Change> {
     if current.billing_commitment != next.billing_commitment {
         changes.push(Change::Billing(next.billing_commitment.clone()));
     }
+    for (id, key) in &next.data_keys {
+        if current.data_keys.get(id) != Some(key) {
+            changes.push(Change::DataKey(*id, key.clone()));
+        }
+    }
     changes
 }
 
@@ -84,6 +91,9 @@ fn apply(state: &mut Persisted, change: Change) {
             state.streams.remove(&name);
         }
         Change::Billing(commitment) => state.billing_commitment = commitment,
+        Change::DataKey(id, key) => {
+            state.data_keys.insert(id, key);
+        }
     }
 }
 

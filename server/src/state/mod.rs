@@ -61,6 +61,38 @@ pub struct Persisted {
     pub streams: BTreeMap<String, Arc<StreamExtras>>,
     /// MinimumThroughputBillingCommitment status (`ENABLED`/`DISABLED`), when set.
     pub billing_commitment: Option<String>,
+    /// Data keys of encrypted streams, wrapped by their KMS key, by id (never removed: old
+    /// records need them).
+    #[serde(default)]
+    pub data_keys: BTreeMap<u32, WrappedDataKey>,
+}
+
+/// A data key as stored: wrapped (encrypted) by a KMS key of the tenant's keyring.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WrappedDataKey {
+    /// The KMS key's id.
+    pub kms_key: String,
+    /// The keyring's ciphertext blob, base64.
+    wrapped: String,
+}
+
+impl WrappedDataKey {
+    /// A key wrapped by `kms_key` as `blob`.
+    pub fn new(kms_key: &str, blob: &[u8]) -> WrappedDataKey {
+        use base64::Engine as _;
+        WrappedDataKey {
+            kms_key: kms_key.to_owned(),
+            wrapped: base64::engine::general_purpose::STANDARD.encode(blob),
+        }
+    }
+
+    /// The keyring's blob.
+    pub fn blob(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.wrapped)
+            .unwrap_or_default()
+    }
 }
 
 impl Persisted {

@@ -9,6 +9,11 @@ pub const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"SLB1");
 pub const BATCH_HEADER_LEN: usize = 64;
 /// Size of a record header.
 pub const RECORD_HEADER_LEN: usize = 16;
+/// Record flag: the data is an envelope its writer sealed (encrypted); the log stores and
+/// returns it as it is, and checksums it like any data.
+pub const RECORD_FLAG_ENCRYPTED: u16 = 1;
+/// Every record flag this version knows; any other bit is corruption.
+const RECORD_FLAGS_KNOWN: u16 = RECORD_FLAG_ENCRYPTED;
 /// Longest key the record header can describe.
 pub const KEY_BYTES_MAX: usize = u16::MAX as usize;
 /// The checksum covers the batch from this offset to its end.
@@ -34,6 +39,8 @@ pub struct RecordView<'a> {
     pub key: &'a [u8],
     /// Payload bytes.
     pub data: &'a [u8],
+    /// Its flags (`RECORD_FLAG_ENCRYPTED`).
+    pub flags: u16,
 }
 
 /// The decoded fixed header of a batch.
@@ -199,6 +206,12 @@ impl EncodedBatch {
     /// Appends one record.
     #[inline]
     pub fn push(&mut self, key: &[u8], data: &[u8]) {
+        self.push_flagged(key, data, 0);
+    }
+
+    /// Appends one record with `flags` (`RECORD_FLAG_ENCRYPTED`).
+    #[inline]
+    pub fn push_flagged(&mut self, key: &[u8], data: &[u8], flags: u16) {
         let index = self.record_count as usize;
         let size = key.len() as u64 + data.len() as u64;
         if size > self.largest_record.1 {
@@ -209,9 +222,10 @@ impl EncodedBatch {
         }
         // Lengths a header cannot hold are refused before writing (`oversized_key`,
         // `largest_record`); truncating them here keeps push infallible.
-        let mut header = [0u8; RECORD_HEADER_LEN]; // flags, timestamp delta, reserved: zero
+        let mut header = [0u8; RECORD_HEADER_LEN]; // timestamp delta, reserved: zero
         header[0..4].copy_from_slice(&(data.len() as u32).to_le_bytes());
         header[4..6].copy_from_slice(&(key.len() as u16).to_le_bytes());
+        header[6..8].copy_from_slice(&flags.to_le_bytes());
         self.bytes.extend_from_slice(&header);
         self.bytes.extend_from_slice(key);
         self.bytes.extend_from_slice(data);
@@ -333,7 +347,8 @@ impl<'a> RecordIter<'a> {
         }
         let data_len = read_u32(self.bytes, at) as usize;
         let key_len = read_u16(self.bytes, at + 4) as usize;
-        if read_u16(self.bytes, at + 6) != 0 || read_u32(self.bytes, at + 12) != 0 {
+        let flags = read_u16(self.bytes, at + 6);
+        if flags & !RECORD_FLAGS_KNOWN != 0 || read_u32(self.bytes, at + 12) != 0 {
             return Err(FormatError("unknown record flags"));
         }
         let timestamp_ms = self.base_timestamp_ms + u64::from(read_u32(self.bytes, at + 8));
@@ -347,6 +362,7 @@ impl<'a> RecordIter<'a> {
             timestamp_ms,
             key: &self.bytes[key_at..key_at + key_len],
             data: &self.bytes[key_at + key_len..key_at + key_len + data_len],
+            flags,
         };
         self.pos = end;
         self.next_seq += 1;
@@ -409,6 +425,26 @@ mod tests {
             assert_eq!(view.timestamp_ms, 1_000);
             assert_eq!((view.key, view.data), (input.key, input.data));
         }
+    }
+
+    #[test]
+    fn the_encrypted_flag_travels_with_its_record_and_unknown_flags_are_corruption() {
+        let mut batch = EncodedBatch::with_capacity(0);
+        batch.push(b"a", b"plain");
+        batch.push_flagged(b"b", b"sealed", RECORD_FLAG_ENCRYPTED);
+        let header = batch.seal(1, 1, 5, 0);
+        let bytes = batch.as_bytes().to_vec();
+        verify_batch(&bytes, &header).unwrap();
+        let flags: Vec<u16> = RecordIter::new(&bytes, &header)
+            .map(|r| r.unwrap().flags)
+            .collect();
+        assert_eq!(flags, [0, RECORD_FLAG_ENCRYPTED]);
+        // Any other bit, with a checksum that matches: still refused.
+        let mut unknown = EncodedBatch::with_capacity(0);
+        unknown.push_flagged(b"c", b"x", 2);
+        let header = unknown.seal(1, 1, 5, 0);
+        let bytes = unknown.as_bytes().to_vec();
+        assert!(verify_batch(&bytes, &header).is_err());
     }
 
     #[test]

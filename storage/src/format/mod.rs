@@ -6,8 +6,9 @@ mod footer;
 mod segment_header;
 
 pub use batch::{
-    BATCH_HEADER_LEN, BATCH_MAGIC, BatchHeader, EncodedBatch, KEY_BYTES_MAX, RECORD_HEADER_LEN,
-    RecordIn, RecordIter, RecordView, encode_batch, encoded_batch_len, verify_batch,
+    BATCH_HEADER_LEN, BATCH_MAGIC, BatchHeader, EncodedBatch, KEY_BYTES_MAX, RECORD_FLAG_ENCRYPTED,
+    RECORD_HEADER_LEN, RecordIn, RecordIter, RecordView, encode_batch, encoded_batch_len,
+    verify_batch,
 };
 pub use footer::{IndexEntry, SegmentFooter, decode_footer, encode_footer};
 pub use segment_header::{
