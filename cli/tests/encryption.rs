@@ -109,13 +109,14 @@ async fn encrypted_records_never_reach_the_disk_in_the_clear_and_survive_a_kill_
         .await
         .unwrap();
     assert_eq!(batch["EncryptionType"], "KMS");
-    // The record size limit is the plaintext's: the largest record fits with its envelope.
-    let largest = vec![b'x'; (1 << 20) - 1];
+    // A record and its 33-byte envelope fit the 1 MiB limit: the largest plaintext is 33
+    // bytes short of it (with its 1-byte key), and one byte more is refused.
+    let largest = vec![b'x'; (1 << 20) - 1 - 33];
     assert_eq!(put(&mut client, &largest).await["EncryptionType"], "KMS");
     let over = client
         .call::<_, Value>(
             "PutRecord",
-            &json!({"StreamName": "enc", "PartitionKey": "k", "Data": b64(&vec![b'x'; 1 << 20])}),
+            &json!({"StreamName": "enc", "PartitionKey": "k", "Data": b64(&vec![b'x'; (1 << 20) - 33])}),
         )
         .await
         .unwrap_err();

@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, RwLock};
 const VERSION: u8 = 1;
 const HEADER_LEN: usize = 1 + 4 + 12;
 const TAG_LEN: usize = 16;
+/// What the envelope adds to a record's data.
+pub const ENVELOPE_BYTES: u64 = (HEADER_LEN + TAG_LEN) as u64;
 /// Records a data key seals before a new one replaces it.
 const RECORDS_PER_KEY_MAX: u64 = 1 << 32;
 /// Kinesis' own managed key: made in the keyring on first use.
@@ -40,6 +42,9 @@ struct Active {
 pub struct DataKeys {
     active: Mutex<HashMap<String, Active>>,
     opened: RwLock<HashMap<u32, Arc<LessSafeKey>>>,
+    /// One data key made at a time: puts arriving together after a restart share the first
+    /// one instead of each making (and storing) their own.
+    minting: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for DataKeys {
@@ -73,6 +78,11 @@ impl DataKeys {
     ) -> Result<Vec<Vec<u8>>, ApiError> {
         let owner = (created_ms, kms_key.to_owned());
         let count = data.len() as u64;
+        if let Some((id, cipher, first)) = self.reserve(stream, &owner, count) {
+            return Ok(seal_all(&cipher, id, first, stream, data));
+        }
+        let _minting = self.minting.lock().await;
+        // Made meanwhile by the put that held the lock before this one?
         let reserved = self.reserve(stream, &owner, count);
         let (id, cipher, first) = match reserved {
             Some(reserved) => reserved,
@@ -95,11 +105,7 @@ impl DataKeys {
                 (id, cipher, 0)
             }
         };
-        Ok(data
-            .iter()
-            .zip(first..)
-            .map(|(plain, nonce)| seal_one(&cipher, id, nonce, stream, plain))
-            .collect())
+        Ok(seal_all(&cipher, id, first, stream, data))
     }
 
     /// `count` nonces of the stream's current data key, if it has one still good for them.
@@ -188,6 +194,20 @@ impl DataKeys {
     }
 }
 
+/// Envelopes of `data` with nonces from `first` on.
+fn seal_all(
+    cipher: &LessSafeKey,
+    id: u32,
+    first: u64,
+    stream: &str,
+    data: &[&[u8]],
+) -> Vec<Vec<u8>> {
+    data.iter()
+        .zip(first..)
+        .map(|(plain, nonce)| seal_one(cipher, id, nonce, stream, plain))
+        .collect()
+}
+
 fn seal_one(cipher: &LessSafeKey, id: u32, nonce: u64, stream: &str, plain: &[u8]) -> Vec<u8> {
     let mut nonce_bytes = [0u8; 12];
     nonce_bytes[..8].copy_from_slice(&nonce.to_le_bytes());
@@ -241,7 +261,8 @@ async fn new_data_key(tenant: &Tenant, kms_key: &str) -> Result<(u32, Arc<LessSa
                 .data_keys
                 .keys()
                 .next_back()
-                .map_or(1, |last| last + 1);
+                .map_or(Some(1), |last| last.checked_add(1))
+                .ok_or_else(|| ApiError::internal("Every data key id is used."))?;
             let (_, blob) = tenant.keyring.encrypt(&key.id, &material, &context(id))?;
             state
                 .data_keys

@@ -5,7 +5,6 @@
 
 use crate::auth::Scope;
 use crate::service::Service;
-use crate::state::Persisted;
 use crate::tenant::Tenant;
 use crate::wire::ApiError;
 use serde::Serialize;
@@ -88,6 +87,15 @@ fn scopes_on_disk(service: &Service) -> Result<Vec<Scope>, ApiError> {
     Ok(scopes)
 }
 
+/// Whether stream `name` created at `created_ms` exists (it was created after the listing).
+fn stream_still_there(tenant: &Tenant, name: &str, created_ms: u64) -> bool {
+    tenant
+        .engine
+        .stream(name)
+        .and_then(|stream| stream.summary())
+        .is_ok_and(|summary| summary.created_ms == created_ms)
+}
+
 /// Deletes the tenant's streams; returns how many.
 async fn reset_tenant(tenant: &Arc<Tenant>) -> Result<usize, ApiError> {
     let mut deleted = 0;
@@ -119,11 +127,12 @@ async fn reset_tenant(tenant: &Arc<Tenant>) -> Result<usize, ApiError> {
     tenant
         .state
         .update(|state| {
-            // Data keys stay: ids are never reused for another key.
-            *state = Persisted {
-                data_keys: state.data_keys.clone(),
-                ..Persisted::default()
-            };
+            // Streams created while the reset ran keep their settings (an acknowledged
+            // StartStreamEncryption among them); data keys stay, ids never reused.
+            state
+                .streams
+                .retain(|name, extras| stream_still_there(tenant, name, extras.stream_created_ms));
+            state.billing_commitment = None;
             Ok(())
         })
         .await?;

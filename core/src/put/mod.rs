@@ -39,13 +39,9 @@ pub struct PutRecord<'a> {
     pub sequence_number_for_ordering: Option<&'a str>,
     /// `data` is an envelope the caller sealed (encrypted) itself: stored with the flag and
     /// reported on reads ([`Record::encrypted`](crate::Record::encrypted)); the engine never
-    /// looks inside. It may exceed the stream's record size by up to
-    /// [`ENCRYPTION_OVERHEAD_BYTES_MAX`] (the envelope's nonce, key id and tag).
+    /// looks inside, and the envelope counts against the record size limit like any data.
     pub encrypted: bool,
 }
-
-/// What an encrypted record's envelope may add to its data beyond the record size limit.
-pub const ENCRYPTION_OVERHEAD_BYTES_MAX: u64 = 64;
 
 impl<'a> PutRecord<'a> {
     /// A record routed by `partition_key`.
@@ -393,11 +389,7 @@ fn check_batch(records: &[PutRecord<'_>], max_record: u64) -> Result<Vec<u128>, 
                     max: PARTITION_KEY_CHARS_MAX,
                 }
             })?;
-            let allowance = match record.encrypted {
-                true => ENCRYPTION_OVERHEAD_BYTES_MAX,
-                false => 0,
-            };
-            if record.size_bytes() as u64 > max_record + allowance {
+            if record.size_bytes() as u64 > max_record {
                 return Err(PutError::RecordTooLarge {
                     index,
                     size_bytes: record.size_bytes() as u64,

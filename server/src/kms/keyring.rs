@@ -89,6 +89,27 @@ impl Keyring {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stored::default(),
             Err(e) => return Err(e),
         };
+        // Every key has a version of 32 bytes of base64 material, or the file is damaged:
+        // refused here rather than met later on a put or a read.
+        for key in &stored.keys {
+            let sound = !key.versions.is_empty()
+                && key.versions.iter().all(|material| {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(material)
+                        .is_ok_and(|bytes| bytes.len() == 32)
+                });
+            if !sound {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is damaged: key {} has no usable material",
+                        path.display(),
+                        key.id
+                    ),
+                ));
+            }
+        }
         Ok(Keyring {
             path,
             stored: Mutex::new(stored),
@@ -343,5 +364,24 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_keyring_with_unusable_material_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Keyring::open(dir.path()).unwrap();
+        ring.create("k", 1).unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text.find("\"versions\":[\"").unwrap() + "\"versions\":[\"".len();
+        let end = start + text[start..].find('"').unwrap();
+        for damaged in [
+            format!("{}AAAA{}", &text[..start], &text[end..]),
+            text.replace(&text[start - 1..=end], ""),
+        ] {
+            std::fs::write(&path, damaged).unwrap();
+            let error = Keyring::open(dir.path()).unwrap_err();
+            assert_eq!(error.kind(), std::io::ErrorKind::InvalidData, "{error}");
+        }
     }
 }

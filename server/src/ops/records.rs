@@ -128,14 +128,16 @@ async fn seal(
     ))
 }
 
-/// For an encrypted stream, the record size limit applies to what the client sent, before
-/// its envelope (which the engine allows on top): the engine's own error, for the same
-/// record.
+/// For an encrypted stream, a record and its envelope must fit the record size limit (the
+/// limit less 33 bytes of plaintext): the engine's own error, for the plaintext's size.
 fn check_plaintext_sizes(
     stream: &sluice_core::Stream,
     records: &[(&str, &[u8])],
 ) -> Result<(), ApiError> {
-    let max_bytes = stream.summary()?.max_record_size_bytes;
+    let max_bytes = stream
+        .summary()?
+        .max_record_size_bytes
+        .saturating_sub(crate::encryption::ENVELOPE_BYTES);
     for (index, (key, data)) in records.iter().enumerate() {
         let size_bytes = (key.len() + data.len()) as u64;
         if size_bytes > max_bytes {

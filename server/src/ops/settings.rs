@@ -1,6 +1,6 @@
-//! Settings Sluice stores and reports but does not act on: stream encryption (records are
-//! not encrypted), enhanced monitoring (the metrics are always on at `/metrics`), resource
-//! policies (not evaluated), account settings and warm throughput.
+//! Stream and account settings: stream encryption (which new records get: encryption.rs),
+//! enhanced monitoring (reported; the metrics are always on at `/metrics`), resource policies
+//! (evaluated by authorize.rs), account settings and warm throughput (stored and reported).
 
 use crate::arn::{ConsumerArn, StreamArn};
 use crate::clock::now_ms;
