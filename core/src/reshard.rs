@@ -280,6 +280,9 @@ fn reshard(
     {
         observe(control, ReshardStep::EndingsRecorded);
     }
+    // The parents are read-only from now on: their files and locks close, so closed shards
+    // cost no descriptors however many reshards a stream goes through.
+    control.release_writers(stream.uid, parents);
     Ok(())
 }
 

@@ -303,15 +303,21 @@ impl Control {
                         Ok(()) => ShardLog::open(io, &dir, config, clock).await,
                         Err(e) => Err(StorageError::io("create shard dir", &dir, e)),
                     };
-                    let _ = reply.send(opened.map(|log| {
-                        let reader = (log.reader(), log.recovery_report().clone());
-                        state.insert(key, Rc::new(log));
-                        if closed {
-                            // A reshard closed it: it takes no more appends.
-                            state.mark_closed(key);
+                    let opened = match opened {
+                        Ok(log) => {
+                            let reader = (log.reader(), log.recovery_report().clone());
+                            if closed {
+                                // A reshard closed it: it takes no more appends and needs no
+                                // writer, only its mappings for readers.
+                                state.insert_read_only(key, log.into_read_only().await);
+                            } else {
+                                state.insert(key, Rc::new(log));
+                            }
+                            Ok(reader)
                         }
-                        reader
-                    }));
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(opened);
                 });
             });
             pending.push((core, shard, reply));
@@ -366,6 +372,21 @@ impl Control {
         }
     }
 
+    /// Lets the logs of closed `shards` give up their writers and files (waits until they
+    /// have).
+    pub(crate) fn release_writers(&self, uid: u64, shards: &[Arc<ShardState>]) {
+        let pending = self.on_owning_cores(uid, shards, |state, key, reply| {
+            let core = state.clone();
+            state.spawn(async move {
+                core.release_writer(key).await;
+                let _ = reply.send(());
+            });
+        });
+        for reply in pending {
+            let _ = reply.recv();
+        }
+    }
+
     /// Applies a new retention to the logs of `shards`.
     pub(crate) fn set_log_retention(
         &self,
@@ -374,7 +395,7 @@ impl Control {
         retention_ms: u64,
     ) -> Result<(), StepError> {
         let pending = self.on_owning_cores(uid, shards, move |state, key, reply| {
-            let result = state.log(key).map(|log| log.set_retention_ms(retention_ms));
+            let result = state.set_retention_ms(key, retention_ms);
             let _ = reply.send(result.unwrap_or(Ok(())));
         });
         for reply in pending {

@@ -39,14 +39,15 @@ impl ShardAppend {
         slot: usize,
     ) {
         let ShardAppend { key, packed } = self;
-        let Some(log) = core.log(key) else {
-            gather.put(slot, ShardReply::Closed);
-            return;
-        };
+        // A closed shard may have let go of its writer: the reshard answer comes first.
         if core.is_closing(key) {
             gather.put(slot, ShardReply::Resharded);
             return;
         }
+        let Some(log) = core.log(key) else {
+            gather.put(slot, ShardReply::Closed);
+            return;
+        };
         let visible = core.begin_append(key);
         let gather = gather.clone();
         core.spawn(async move {

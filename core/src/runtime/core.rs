@@ -5,7 +5,7 @@ use super::queue::QueueReceiver;
 use crate::catalog::ShardKey;
 use event_listener::Event;
 use sluice_storage::runtime::{sleep, spawn_detached};
-use sluice_storage::{ShardLog, StorageError};
+use sluice_storage::{ReadOnlyLog, ShardLog, StorageError};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -29,6 +29,8 @@ pub(crate) type Log = Rc<ShardLog<EngineIo>>;
 /// What a core owns. Lives on the core's thread only.
 pub(crate) struct CoreState {
     logs: RefCell<HashMap<ShardKey, Log>>,
+    /// Closed shards whose writers let go: they hold no descriptor until they are removed.
+    read_only: RefCell<HashMap<ShardKey, ReadOnlyLog>>,
     in_flight: Cell<usize>,
     idle: Event,
     stopping: Cell<bool>,
@@ -49,23 +51,66 @@ impl CoreState {
         assert!(previous.is_none(), "shard {key:?} opened twice on one core");
     }
 
-    pub(crate) fn remove(&self, key: ShardKey) -> Option<Log> {
-        self.logs.borrow_mut().remove(&key)
+    /// Holds a closed shard's log without its writer (see [`CoreState::release_writer`]).
+    pub(crate) fn insert_read_only(&self, key: ShardKey, log: ReadOnlyLog) {
+        self.mark_closed(key);
+        let previous = self.read_only.borrow_mut().insert(key, log);
+        assert!(previous.is_none(), "shard {key:?} opened twice on one core");
     }
 
-    /// Takes the log out of the core, waits until no task uses it any more (an append in
-    /// flight, a maintenance pass that may be creating a spare segment), and syncs it: after
+    /// Changes a shard's retention, whether its writer is open or not; `None` if the core
+    /// does not hold the shard.
+    pub(crate) fn set_retention_ms(
+        &self,
+        key: ShardKey,
+        retention_ms: u64,
+    ) -> Option<Result<(), StorageError>> {
+        if let Some(log) = self.log(key) {
+            return Some(log.set_retention_ms(retention_ms));
+        }
+        let read_only = self.read_only.borrow();
+        Some(read_only.get(&key)?.set_retention_ms(retention_ms))
+    }
+
+    /// Takes the log out of the core and waits until no task uses it any more (an append in
+    /// flight, a durable append waiting for its sync, a maintenance pass creating a spare
+    /// segment).
+    async fn take_idle(&self, key: ShardKey) -> Option<ShardLog<super::io::EngineIo>> {
+        let mut log = self.logs.borrow_mut().remove(&key)?;
+        loop {
+            match Rc::try_unwrap(log) {
+                Ok(log) => return Some(log),
+                Err(shared) => log = shared,
+            }
+            sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Takes the log out of the core, waits until no task uses it, and syncs it: after
     /// this, nothing touches its directory.
     pub(crate) async fn close(&self, key: ShardKey) {
         self.closing.borrow_mut().remove(&key);
-        let Some(log) = self.remove(key) else {
+        self.read_only.borrow_mut().remove(&key);
+        let Some(log) = self.take_idle(key).await else {
             return;
         };
-        while Rc::strong_count(&log) > 1 {
-            sleep(Duration::from_millis(1)).await;
-        }
         // A failed sync latched the log; what was acknowledged durable is already durable.
-        let _ = log.sync().await;
+        let _ = log.close().await;
+    }
+
+    /// A reshard closed the shard and recorded its ending: its writer syncs and closes its
+    /// files and directory lock, and readers go on reading from the mappings. Puts to it
+    /// keep answering `Resharded`.
+    pub(crate) async fn release_writer(&self, key: ShardKey) {
+        debug_assert!(
+            self.is_closing(key),
+            "only a closed shard lets go of its writer"
+        );
+        let Some(log) = self.take_idle(key).await else {
+            return;
+        };
+        let read_only = log.into_read_only().await;
+        self.read_only.borrow_mut().insert(key, read_only);
     }
 
     /// True when a reshard is closing the shard: new appends must go to its children.
@@ -163,6 +208,7 @@ pub(crate) async fn run_core(
 ) -> Result<(), StorageError> {
     let state = Rc::new(CoreState {
         logs: RefCell::new(HashMap::new()),
+        read_only: RefCell::new(HashMap::new()),
         in_flight: Cell::new(0),
         idle: Event::new(),
         stopping: Cell::new(false),

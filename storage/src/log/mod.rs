@@ -9,7 +9,7 @@
 //!
 //! The state lives here; each stage of a log's life has its own file: `open` (recovery's
 //! follow-ups), `append`, `roll`, `seal` (and `maintain`), `commit` (group commit),
-//! `retention`, `lock` (the directory's LOCK file and SYNC-FAILED marker) and `cancel` (the
+//! `retention`, `read_only` (what a closed log keeps), `lock` (the directory's LOCK file and SYNC-FAILED marker) and `cancel` (the
 //! drop guard that latches the log when an operation is cancelled mid-I/O).
 
 mod append;
@@ -17,11 +17,13 @@ mod cancel;
 mod commit;
 mod lock;
 mod open;
+mod read_only;
 mod retention;
 mod roll;
 mod seal;
 
 pub(crate) use lock::lock_dir;
+pub use read_only::ReadOnlyLog;
 pub(crate) use retention::reclaim;
 
 use crate::config::LogConfig;
@@ -215,13 +217,7 @@ impl<I: SegmentIo> ShardLog<I> {
 
     /// Changes the retention period; a decrease hides expired records at once.
     pub fn set_retention_ms(&self, retention_ms: u64) -> Result<()> {
-        let config = LogConfig {
-            retention_ms,
-            ..self.config.clone()
-        };
-        config.validate()?;
-        self.shared.set_retention_ms(retention_ms);
-        Ok(())
+        read_only::set_retention_ms(&self.shared, &self.config, retention_ms)
     }
 
     /// Segment counts.
