@@ -38,6 +38,9 @@ pub struct EngineConfig {
     pub core_tasks_max: usize,
     /// How often each core runs retention, sealing and spare-segment preparation.
     pub maintenance_interval_ms: u64,
+    /// How often the control thread looks for closed shards whose every record has expired,
+    /// to remove their files (they are no longer listed from the moment they expire).
+    pub expiry_interval_ms: u64,
     /// Microseconds an idle core spins before parking: lower latency, more CPU.
     pub spin_before_park_us: u64,
     /// Microseconds a blocking put (`put_blocking` and the other `*_blocking` puts) polls
@@ -112,6 +115,7 @@ impl EngineConfig {
             core_queue_depth: 1024,
             core_tasks_max: 256,
             maintenance_interval_ms: 100,
+            expiry_interval_ms: 60_000,
             spin_before_park_us: 0,
             caller_spin_us: 0,
             clock: Arc::new(SystemClock),

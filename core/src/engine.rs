@@ -274,6 +274,11 @@ fn validate(config: &EngineConfig) -> Result<u64, OpenError> {
     if config.shards_max == 0 {
         return Err(OpenError::Config("shards_max must be positive".into()));
     }
+    if config.expiry_interval_ms == 0 {
+        return Err(OpenError::Config(
+            "expiry_interval_ms must be positive".into(),
+        ));
+    }
     // The maintenance loop is one of a core's tasks; at least one request must fit beside it.
     if config.core_tasks_max < 2 {
         return Err(OpenError::Config(

@@ -172,8 +172,9 @@ impl StreamReader {
             .by_index
             .iter()
             .filter(|s| {
-                s.closed_ms
-                    .is_none_or(|closed| closed.saturating_add(retention_ms) > now_ms)
+                !s.expired
+                    && s.closed_ms
+                        .is_none_or(|closed| closed.saturating_add(retention_ms) > now_ms)
             })
             .cloned()
             .collect())

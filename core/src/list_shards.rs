@@ -169,11 +169,13 @@ fn check_max_results(max_results: usize) -> Result<usize, AdminError> {
     }
 }
 
-/// A closed shard stays listed while its records may still be retained.
+/// A closed shard stays listed while its records may still be retained (and never once it
+/// expired: a longer retention does not bring records back).
 fn is_retained(shard: &ShardState, now_ms: u64, retention_ms: u64) -> bool {
-    shard
-        .closed_ms
-        .is_none_or(|closed| closed.saturating_add(retention_ms) > now_ms)
+    !shard.expired
+        && shard
+            .closed_ms
+            .is_none_or(|closed| closed.saturating_add(retention_ms) > now_ms)
 }
 
 fn open_at(shard: &ShardState, t: u64) -> bool {

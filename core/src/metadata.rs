@@ -98,7 +98,7 @@ fn record_uid_floor(root: &Path, path: &Path) -> Result<Option<u64>, OpenError> 
         return Ok(None);
     };
     let (mut log, entries) = MetaLog::<MetaEntry>::open(path)?;
-    let (_, next_uid) = replay(entries);
+    let next_uid = replay(entries).next_uid;
     if highest < next_uid {
         return Ok(None);
     }

@@ -143,3 +143,118 @@ fn closed_shards_hold_no_descriptors_and_stay_readable_across_reshards_and_resta
     );
     engine.close().unwrap();
 }
+
+fn described_shards(engine: &Engine) -> Vec<String> {
+    let description = engine.stream("s").unwrap().describe(None, None).unwrap();
+    description
+        .shards
+        .iter()
+        .map(|s| s.shard_id.to_string())
+        .collect()
+}
+
+/// Waits (a bounded while: the expiry pass runs every 20 ms here) until `done` holds.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{what} never happened");
+}
+
+/// Once every record of a closed shard is past retention, the shard is recorded as expired,
+/// its directory goes and it is no longer described or listed; a longer retention, a
+/// compaction of the metadata log and a restart do not bring it back; its children keep
+/// their records.
+#[test]
+fn closed_shards_are_removed_once_every_record_expired_and_stay_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(sluice_core::ManualClock::new(1_700_000_000_000));
+    let config = || {
+        let mut config = EngineConfig::new(dir.path());
+        config.cores = 2;
+        config.segment_size_bytes = 256 << 10;
+        config.expiry_interval_ms = 20;
+        config.clock = clock.clone();
+        config
+    };
+    let shard_dir = |index: u32| dir.path().join(format!("streams/1/shard-{index}"));
+    let engine = Engine::open(config()).unwrap();
+    engine
+        .create_stream(CreateStream::provisioned("s", 2))
+        .wait()
+        .unwrap();
+    put_numbered(&engine, 0, 40);
+    engine
+        .stream("s")
+        .unwrap()
+        .update_shard_count(4)
+        .wait()
+        .unwrap();
+    assert!(shard_dir(0).exists() && shard_dir(1).exists());
+    assert_eq!(described_shards(&engine).len(), 6);
+
+    // 23 h later the parents' records are still retained: nothing goes.
+    clock.advance_ms(23 * HOUR_MS);
+    put_numbered(&engine, 40, 40);
+    std::thread::sleep(std::time::Duration::from_millis(100)); // five passes
+    assert!(shard_dir(0).exists() && shard_dir(1).exists());
+    assert_eq!(read_numbers(&engine, 80), (0..80).collect::<Vec<_>>());
+
+    // 25 h: the parents' records (and the first 40) expired; the children's later ones not.
+    clock.advance_ms(2 * HOUR_MS);
+    eventually("the parents' removal", || {
+        !shard_dir(0).exists() && !shard_dir(1).exists()
+    });
+    let children = vec![
+        "shardId-000000000002",
+        "shardId-000000000003",
+        "shardId-000000000004",
+        "shardId-000000000005",
+    ];
+    assert_eq!(described_shards(&engine), children);
+    let space = engine.stream("s").unwrap().disk_space().unwrap();
+    assert!(space.iter().all(|s| !s.closed) && space.len() == 4);
+    assert_eq!(read_numbers(&engine, 40), (40..80).collect::<Vec<_>>());
+    // An iterator on an expired shard finds its end at once, and where its children are.
+    let mut iterator = engine
+        .stream("s")
+        .unwrap()
+        .shard_iterator(
+            "shardId-000000000000",
+            sluice_core::IteratorStart::TrimHorizon,
+        )
+        .unwrap();
+    let records = engine.get_records(&mut iterator, None).unwrap();
+    assert!(records.is_empty() && records.end_of_shard);
+    assert_eq!(records.child_shard_ids.len(), 2);
+
+    // Sticky: a longer retention does not bring them back, nor does a compaction of the
+    // metadata log (1,000 entries) followed by a restart.
+    engine
+        .stream("s")
+        .unwrap()
+        .increase_retention(48)
+        .wait()
+        .unwrap();
+    for i in 0..1000 {
+        engine
+            .stream("s")
+            .unwrap()
+            .add_tags(vec![("n".into(), i.to_string())])
+            .wait()
+            .unwrap();
+    }
+    assert_eq!(described_shards(&engine), children);
+    engine.close().unwrap();
+    // As a crash between the expiry's entry and the directory's removal would leave it.
+    std::fs::create_dir_all(shard_dir(0)).unwrap();
+    std::fs::write(shard_dir(0).join("segment-0"), b"left behind").unwrap();
+    let engine = Engine::open(config()).unwrap();
+    assert_eq!(described_shards(&engine), children);
+    assert!(!shard_dir(0).exists() && !shard_dir(1).exists());
+    assert_eq!(read_numbers(&engine, 40), (40..80).collect::<Vec<_>>());
+    engine.close().unwrap();
+}

@@ -144,6 +144,23 @@ impl LogReader {
         LogReader { shared }
     }
 
+    /// A reader of a log whose every record is gone (its files removed after they all
+    /// expired): empty, with its trim horizon and its end at `end_seq`. Reads below it answer
+    /// `SequenceTrimmed`, as they did once the records expired.
+    pub fn exhausted(end_seq: u64) -> LogReader {
+        let clock: std::sync::Arc<dyn crate::clock::Clock> =
+            std::sync::Arc::new(crate::clock::SystemClock);
+        let shared = Shared::new(
+            std::path::PathBuf::new(),
+            Vec::new(),
+            end_seq,
+            end_seq,
+            crate::config::RETENTION_MS_DEFAULT,
+            clock,
+        );
+        LogReader::new(Arc::new(shared))
+    }
+
     /// The sequence number the next appended record will get (the visibility watermark).
     pub fn next_seq(&self) -> u64 {
         self.shared.next_seq()

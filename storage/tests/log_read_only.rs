@@ -105,3 +105,21 @@ fn a_read_only_log_lets_go_of_the_directory_and_a_reopen_finds_every_record() {
         check_range(&closed.reader(), 0, end, |_| 1500);
     });
 }
+
+#[test]
+fn an_exhausted_reader_is_empty_at_its_end_and_trimmed_below_it() {
+    let reader = sluice_storage::LogReader::exhausted(120);
+    assert_eq!((reader.next_seq(), reader.trim_horizon()), (120, 120));
+    assert!(reader.read(120, ReadLimits::default()).unwrap().is_empty());
+    assert!(matches!(
+        reader.read(7, ReadLimits::default()),
+        Err(StorageError::SequenceTrimmed {
+            seq: 7,
+            trim_horizon: 120
+        })
+    ));
+    assert!(matches!(
+        reader.read(121, ReadLimits::default()),
+        Err(StorageError::SequenceBeyondEnd { .. })
+    ));
+}

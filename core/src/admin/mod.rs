@@ -74,6 +74,7 @@ impl Stream {
         shards
             .by_index
             .iter()
+            .filter(|shard| !shard.expired)
             .map(|shard| {
                 let dir = crate::control::shard_dir_in(root, stream.uid, shard.index);
                 Ok(ShardSpace {
@@ -129,7 +130,8 @@ impl Stream {
         let mut after = shards
             .by_index
             .iter()
-            .filter(|s| start_index.is_none_or(|start| s.index > start));
+            // An expired shard's files are gone: it is described no more.
+            .filter(|s| !s.expired && start_index.is_none_or(|start| s.index > start));
         let page: Vec<ShardDescription> = after
             .by_ref()
             .take(limit)

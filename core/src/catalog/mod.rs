@@ -3,7 +3,7 @@
 
 mod record;
 
-pub(crate) use record::{MetaEntry, ShardRecord, StreamRecord};
+pub(crate) use record::{ExpiredShard, MetaEntry, ShardRecord, StreamRecord};
 
 use crate::config::ThroughputLimits;
 use crate::hashkey::HashKeyRange;
@@ -229,6 +229,9 @@ pub(crate) struct ShardState {
     pub(crate) created_ms: u64,
     pub(crate) ending_log_seq: Option<u64>,
     pub(crate) closed_ms: Option<u64>,
+    /// Every record expired and the files are gone (docs/design/resharding.md, "Expired
+    /// shards"): `reader` is empty at the ending, and the shard is never listed again.
+    pub(crate) expired: bool,
     /// The core that owns the shard's log.
     pub(crate) core: usize,
     pub(crate) reader: LogReader,
@@ -265,6 +268,7 @@ impl ShardState {
                 .ending_log_seq
                 .or_else(|| record.closed_ms.map(|_| reader.next_seq())),
             closed_ms: record.closed_ms,
+            expired: false,
             core,
             reader,
             buckets: limits.map(|l| Arc::new(Mutex::new(ShardBuckets::new(l, now_ms)))),
@@ -282,10 +286,35 @@ impl ShardState {
             created_ms: self.created_ms,
             ending_log_seq: Some(ending_log_seq),
             closed_ms: Some(closed_ms),
+            expired: false,
             core: self.core,
             reader: self.reader.clone(),
             buckets: self.buckets.clone(),
             metrics: self.metrics.clone(),
+        }
+    }
+
+    /// A closed shard whose records all expired, ending at `ending_log_seq`: its identity and
+    /// lineage stay (children name it as parent, tokens name its index), its data is gone.
+    pub(crate) fn expired(record: &ShardRecord, ending_log_seq: u64, core: usize) -> ShardState {
+        let id = ShardId::new(record.index);
+        ShardState {
+            index: record.index,
+            id,
+            range: HashKeyRange {
+                start: record.hash_start,
+                end: record.hash_end,
+            },
+            parent: record.parent,
+            adjacent_parent: record.adjacent_parent,
+            created_ms: record.created_ms,
+            ending_log_seq: Some(ending_log_seq),
+            closed_ms: record.closed_ms,
+            expired: true,
+            core,
+            reader: LogReader::exhausted(ending_log_seq),
+            buckets: None,
+            metrics: ShardMetrics::none(),
         }
     }
 

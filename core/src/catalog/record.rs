@@ -16,6 +16,23 @@ pub(crate) enum MetaEntry {
         /// The next uid to issue, at least.
         next_uid: u64,
     },
+    /// These closed shards of stream `uid` lost every record to retention; their files are
+    /// removed (docs/design/resharding.md, "Expired shards"). Sticky: a later `Upsert` of the
+    /// stream does not bring them back. (A variant added after the first release: new
+    /// variants go last and stay no larger than `Upsert`, so older logs still decode.)
+    ShardsExpired {
+        /// The stream.
+        uid: u64,
+        /// The shards, each with its ending (which an `Upsert` may not have recorded yet).
+        shards: Vec<ExpiredShard>,
+    },
+}
+
+/// A shard whose records all expired, and where it ended.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ExpiredShard {
+    pub index: u32,
+    pub ending_log_seq: u64,
 }
 
 /// A stream's durable state.
@@ -111,6 +128,23 @@ mod format_tests {
             MetaEntry::Delete { uid: 9 },
             MetaEntry::UidFloor { next_uid: 12 },
         ]
+    }
+
+    #[test]
+    fn new_variants_leave_the_entry_size_as_the_first_release_wrote_it() {
+        // rkyv finds an entry's root at a fixed distance from its end: the archived size
+        // must not change, or every older entry decodes wrongly.
+        assert_eq!(size_of::<ArchivedMetaEntry>(), WRITTEN_BY_0_1[1].len() / 2);
+        let entry = MetaEntry::ShardsExpired {
+            uid: 7,
+            shards: vec![ExpiredShard {
+                index: 3,
+                ending_log_seq: 99,
+            }],
+        };
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&entry).unwrap();
+        let decoded = rkyv::from_bytes::<MetaEntry, rkyv::rancor::Error>(&bytes).unwrap();
+        assert_eq!(decoded, entry);
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! owning cores. See docs/design/core-engine.md.
 
 use crate::catalog::{
-    MetaEntry, ShardKey, ShardRecord, ShardState, StreamRecord, StreamSettings, StreamState,
+    ExpiredShard, MetaEntry, ShardKey, ShardRecord, ShardState, StreamRecord, StreamSettings,
+    StreamState,
 };
 use crate::error::{AdminError, ReshardError, ShardLimit};
 use crate::runtime::EngineIo;
-use crate::runtime::queue::QueueReceiver;
+use crate::runtime::queue::{QueueReceiver, Received};
 use crate::runtime::{CoreJob, CoreMessage, CoreState};
 use crate::shared::EngineShared;
 use sluice_storage::io::{BlockingIo, FaultyIo};
@@ -16,8 +17,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub(crate) mod consumers;
+mod expiry;
 pub(crate) mod streams;
 
 /// How a control step fails: storage (the metadata log or a shard log) or a core that
@@ -88,7 +91,11 @@ impl Control {
             .io_faults()
             .map_or_else(BlockingIo::plain, FaultyIo::blocking);
         let (meta, entries) = MetaLog::<MetaEntry>::open_with_io(io, &path)?;
-        let (streams, next_uid) = replay(entries);
+        let Replayed {
+            streams,
+            expired,
+            next_uid,
+        } = replay(entries);
         let mut control = Control {
             shared,
             meta,
@@ -100,8 +107,10 @@ impl Control {
         for record in streams.values() {
             control.remove_uncommitted_shard_dirs(record)?;
         }
+        let no_expired = BTreeMap::new();
         for record in streams.values() {
-            let shards = control.open_shards(record, &record.shards)?;
+            let expired = expired.get(&record.uid).unwrap_or(&no_expired);
+            let shards = expiry::open_with_expired(&mut control, record, expired)?;
             let stream = Arc::new(StreamState::new(record, shards));
             consumers::open(&mut control, &stream)?;
             control.shared.catalog.insert(stream);
@@ -116,8 +125,19 @@ impl Control {
         mut self,
         queue: QueueReceiver<ControlJobOrStop>,
     ) -> Result<(), StorageError> {
-        while let Some(ControlJobOrStop::Job(job)) = queue.recv_blocking() {
-            job(&mut self);
+        let interval = Duration::from_millis(self.shared.config.expiry_interval_ms);
+        let mut next_expiry = Instant::now() + interval;
+        loop {
+            let wait = next_expiry.saturating_duration_since(Instant::now());
+            match queue.recv_blocking_timeout(wait) {
+                Received::Message(ControlJobOrStop::Job(job)) => job(&mut self),
+                Received::Message(ControlJobOrStop::Stop) | Received::Closed => break,
+                Received::TimedOut => {}
+            }
+            if Instant::now() >= next_expiry {
+                expiry::expire_closed_shards(&mut self);
+                next_expiry = Instant::now() + interval;
+            }
             // After the job: the catalog now holds every change the log holds.
             self.maybe_compact();
         }
@@ -255,13 +275,10 @@ impl Control {
         let mut snapshot = vec![MetaEntry::UidFloor {
             next_uid: self.next_uid,
         }];
-        snapshot.extend(
-            self.shared
-                .catalog
-                .all()
-                .iter()
-                .map(|s| MetaEntry::Upsert(s.to_record(&s.settings()))),
-        );
+        for stream in self.shared.catalog.all() {
+            snapshot.push(MetaEntry::Upsert(stream.to_record(&stream.settings())));
+            snapshot.extend(expiry::expired_entry(&stream));
+        }
         let _ = self.meta.compact(&snapshot);
     }
 
@@ -446,10 +463,20 @@ impl Control {
     }
 }
 
-/// The streams the metadata log's entries leave, by uid, and the next uid to issue: above
-/// every uid they name and every uid floor.
-pub(crate) fn replay(entries: Vec<MetaEntry>) -> (BTreeMap<u64, StreamRecord>, u64) {
+/// What the metadata log's entries leave.
+pub(crate) struct Replayed {
+    /// The streams, by uid.
+    pub(crate) streams: BTreeMap<u64, StreamRecord>,
+    /// Each stream's expired shards (by uid), with their endings.
+    pub(crate) expired: BTreeMap<u64, BTreeMap<u32, u64>>,
+    /// The next uid to issue: above every uid the entries name and every uid floor.
+    pub(crate) next_uid: u64,
+}
+
+/// Replays the metadata log's entries in order.
+pub(crate) fn replay(entries: Vec<MetaEntry>) -> Replayed {
     let mut streams: BTreeMap<u64, StreamRecord> = BTreeMap::new();
+    let mut expired: BTreeMap<u64, BTreeMap<u32, u64>> = BTreeMap::new();
     let mut next_uid = 1;
     for entry in entries {
         match entry {
@@ -460,11 +487,29 @@ pub(crate) fn replay(entries: Vec<MetaEntry>) -> (BTreeMap<u64, StreamRecord>, u
             MetaEntry::Delete { uid } => {
                 next_uid = next_uid.max(uid + 1);
                 streams.remove(&uid);
+                expired.remove(&uid);
             }
             MetaEntry::UidFloor { next_uid: floor } => next_uid = next_uid.max(floor),
+            MetaEntry::ShardsExpired { uid, shards } => {
+                // Only a known stream's shards; an entry never precedes its stream's.
+                if streams.contains_key(&uid) {
+                    let of_stream = expired.entry(uid).or_default();
+                    for ExpiredShard {
+                        index,
+                        ending_log_seq,
+                    } in shards
+                    {
+                        of_stream.insert(index, ending_log_seq);
+                    }
+                }
+            }
         }
     }
-    (streams, next_uid)
+    Replayed {
+        streams,
+        expired,
+        next_uid,
+    }
 }
 
 /// A message for the control thread.

@@ -6,7 +6,7 @@
 //! push is missed. When the channel is full an async sender registers a `space` listener,
 //! retries, and waits; the consumer notifies `space` after taking messages.
 
-use super::sync::channel::{self, Receiver, Sender, TryRecvError, TrySendError};
+use super::sync::channel::{self, Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use super::sync::{Arc, AtomicBool, Ordering};
 use event_listener::Event;
 
@@ -143,13 +143,26 @@ impl<M> QueueReceiver<M> {
         }
     }
 
-    /// Parks the thread until a message arrives (the consumer is a plain thread). `None` once
-    /// every sender is gone.
-    pub(crate) fn recv_blocking(&self) -> Option<M> {
-        let message = self.rx.recv().ok()?;
-        self.events.space.notify(1);
-        Some(message)
+    /// Parks the thread until a message arrives or `timeout` passes (the consumer is a plain
+    /// thread).
+    pub(crate) fn recv_blocking_timeout(&self, timeout: std::time::Duration) -> Received<M> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(message) => {
+                self.events.space.notify(1);
+                Received::Message(message)
+            }
+            Err(RecvTimeoutError::Timeout) => Received::TimedOut,
+            Err(RecvTimeoutError::Disconnected) => Received::Closed,
+        }
     }
+}
+
+/// What a wait with a timeout got.
+pub(crate) enum Received<M> {
+    Message(M),
+    TimedOut,
+    /// Every sender is gone.
+    Closed,
 }
 
 impl<M> Drop for QueueReceiver<M> {
@@ -297,7 +310,9 @@ mod loom_tests {
                 }
             });
             let mut received = Vec::new();
-            while let Some(message) = rx.recv_blocking() {
+            // loom never times a wait out: this is a plain blocking receive.
+            let hour = std::time::Duration::from_secs(3600);
+            while let Received::Message(message) = rx.recv_blocking_timeout(hour) {
                 received.push(message);
             }
             assert_complete_in_order(&received, &[MESSAGES]);

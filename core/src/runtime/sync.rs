@@ -18,7 +18,9 @@ pub(crate) use std::sync::atomic::{AtomicBool, Ordering};
 
 #[cfg(not(loom))]
 pub(crate) mod channel {
-    pub(crate) use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
+    pub(crate) use crossbeam_channel::{
+        Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError, bounded,
+    };
 }
 
 /// A bounded multi-producer channel on loom's `Mutex` and `Condvar`, with crossbeam-channel's
@@ -50,6 +52,14 @@ pub(crate) mod channel {
     /// Empty and every sender is gone.
     #[derive(Debug)]
     pub(crate) struct RecvError;
+
+    /// As crossbeam's: the wait ran out, or every sender is gone.
+    #[derive(Debug, PartialEq, Eq)]
+    #[allow(dead_code)]
+    pub(crate) enum RecvTimeoutError {
+        Timeout,
+        Disconnected,
+    }
 
     struct State<T> {
         messages: VecDeque<T>,
@@ -168,6 +178,17 @@ pub(crate) mod channel {
                     .wait(state)
                     .unwrap_or_else(|e| e.into_inner());
             }
+        }
+    }
+
+    impl<T> Receiver<T> {
+        /// loom does not model time: waits as `recv` does and never times out.
+        pub(crate) fn recv_timeout(
+            &self,
+            _timeout: std::time::Duration,
+        ) -> Result<T, RecvTimeoutError> {
+            self.recv()
+                .map_err(|RecvError| RecvTimeoutError::Disconnected)
         }
     }
 
