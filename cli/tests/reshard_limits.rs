@@ -99,3 +99,40 @@ async fn shards_the_process_cannot_hold_are_refused_and_the_server_goes_on() {
     let names: Value = client.call("ListStreams", &json!({})).await.unwrap();
     assert_eq!(names["StreamNames"], json!(["small"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_shards_cost_no_descriptors_so_a_stream_can_reshard_all_day() {
+    let dir = tempfile::tempdir().unwrap();
+    // 800 descriptors, 512 of them kept free: room for about 90 shards' worth at a time.
+    let mut command = Command::new("bash");
+    command
+        .arg("-c")
+        .arg(r#"ulimit -n 800 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--print-address"])
+        .args(["--cores", "1", "--segment-mib", "1", "--dir"])
+        .arg(dir.path());
+    let server = TestServer::spawn(command, dir.path());
+    let mut client = KinesisClient::connect(server.address).await.unwrap();
+    create(&mut client, "elastic", 20).await.unwrap();
+    // The day's ten calls, 20 <-> 40 shards: 300 shards closed on the way. Each used to
+    // keep its lock file and segment open, and the fourth call was refused for descriptors.
+    for (i, target) in [40, 20].into_iter().cycle().take(10).enumerate() {
+        tokio::time::sleep(Duration::from_millis(250)).await; // five per second per account
+        let result = update(&mut client, "elastic", target).await;
+        assert!(result.is_ok(), "call {}: {result:?}", i + 1);
+        let put: Value = client
+            .call(
+                "PutRecord",
+                &json!({"StreamName": "elastic", "PartitionKey": format!("k{i}"), "Data": "AAAA"}),
+            )
+            .await
+            .unwrap();
+        assert!(put["SequenceNumber"].is_string(), "{put}");
+    }
+    let summary: Value = client
+        .call("DescribeStreamSummary", &json!({"StreamName": "elastic"}))
+        .await
+        .unwrap();
+    assert_eq!(summary["StreamDescriptionSummary"]["OpenShardCount"], 20);
+}
