@@ -88,7 +88,12 @@ impl Stream {
         };
         let index = parse_shard_id(shard_id).ok_or_else(shard_not_found)?;
         let shards = state.shards();
-        let shard = shards.get(index).ok_or_else(shard_not_found)?;
+        // An expired shard's records are gone and it is listed no more: as Kinesis, no
+        // new iterator on it (one taken before goes on to its end and its children).
+        let shard = shards
+            .get(index)
+            .filter(|shard| !shard.expired)
+            .ok_or_else(shard_not_found)?;
         let position = start_position(shard, start)?;
         Ok(ShardIterator {
             stream: state.clone(),

@@ -22,6 +22,11 @@ pub const RETENTION_HOURS_MAX: u32 = 8760;
 pub const ON_DEMAND_SHARDS_INITIAL: u32 = 4;
 /// Shards per stream (the account quota's default, applied per stream).
 pub const SHARDS_PER_STREAM_MAX: u32 = 10_000;
+/// Shards a stream's record lists, open, closed and expired together: every shard ever
+/// created in it (indexes are positions in the record, and an expired shard keeps its place).
+/// The whole record is one metadata entry, and an entry is at most 16 MiB; about 112 bytes a
+/// shard keep 100,000 under 11.2 MiB. A reshard that would pass it is refused.
+pub const SHARD_RECORDS_PER_STREAM_MAX: usize = 100_000;
 /// Tags per stream.
 pub const TAGS_MAX: usize = 50;
 /// Tag key length.

@@ -7,7 +7,7 @@ use crate::config::ReshardStep;
 use crate::control::Control;
 use crate::error::ReshardError;
 use crate::hashkey::{HashKeyRange, parse_hash_key};
-use crate::limits::SHARDS_PER_STREAM_MAX;
+use crate::limits::{SHARD_RECORDS_PER_STREAM_MAX, SHARDS_PER_STREAM_MAX};
 use crate::seqnum::parse_shard_id;
 use crate::stream::Stream;
 use std::sync::Arc;
@@ -229,6 +229,7 @@ fn reshard(
 ) -> Result<(), ReshardError> {
     // A latched metadata log cannot commit: fail before touching anything.
     control.check_metadata_writable()?;
+    check_lineage(stream, children.len())?;
     for child in &children {
         // Left by an attempt that failed before its commit: it holds no record.
         let _ = std::fs::remove_dir_all(control.shard_dir(stream.uid, child.index));
@@ -286,6 +287,24 @@ fn reshard(
     Ok(())
 }
 
+/// Refuses a reshard that would make the stream's record list more than
+/// `SHARD_RECORDS_PER_STREAM_MAX` shards (docs/design/resharding.md, "Known limit").
+fn check_lineage(stream: &StreamState, added: usize) -> Result<(), ReshardError> {
+    lineage_fits(&stream.name, stream.shards().by_index.len(), added)
+}
+
+fn lineage_fits(stream: &str, shards: usize, added: usize) -> Result<(), ReshardError> {
+    if shards + added > SHARD_RECORDS_PER_STREAM_MAX {
+        return Err(ReshardError::LineageTooLong {
+            stream: stream.to_owned(),
+            shards,
+            added,
+            max: SHARD_RECORDS_PER_STREAM_MAX,
+        });
+    }
+    Ok(())
+}
+
 fn observe(control: &Control, step: ReshardStep) {
     control.shared.config.observe_reshard(step);
 }
@@ -332,6 +351,10 @@ fn update_shard_count(
     let targets = HashKeyRange::even_split(target);
     let splits_needed = planned_splits(&stream, &targets).len() as u32;
     check_quota(control, splits_needed)?;
+    // Checked up front, not round by round, so a call never stops half-way for it: the
+    // rounds add at most two children per split (fewer than `target` splits) and one per
+    // merged target range.
+    check_lineage(&stream, 3 * target as usize)?;
     // In rounds, each one reshard of many shards (one commit to the metadata log for the
     // round, not one per split or merge): every open shard that a target boundary cuts is
     // split once per round, then disjoint adjacent pairs inside a target are merged.
@@ -399,4 +422,33 @@ fn merge_round(control: &Control, stream: &StreamState, targets: &[HashKeyRange]
         }
     }
     (!parents.is_empty()).then_some((parents, children))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_record_never_lists_more_shards_than_one_metadata_entry_holds() {
+        assert!(lineage_fits("s", SHARD_RECORDS_PER_STREAM_MAX - 2, 2).is_ok());
+        let refused = lineage_fits("s", SHARD_RECORDS_PER_STREAM_MAX - 2, 3).unwrap_err();
+        assert_eq!(refused.code(), crate::ErrorCode::LimitExceeded);
+        // The bound keeps the record well inside a metadata entry (16 MiB): a shard record
+        // of the widest kind (every option set) archives to at most 112 bytes.
+        let widest = crate::catalog::ShardRecord {
+            index: u32::MAX,
+            hash_start: u128::MAX,
+            hash_end: u128::MAX,
+            parent: Some(u32::MAX),
+            adjacent_parent: Some(u32::MAX),
+            created_ms: u64::MAX,
+            ending_log_seq: Some(u64::MAX),
+            closed_ms: Some(u64::MAX),
+        };
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&widest)
+            .unwrap()
+            .len();
+        assert!(bytes <= 112, "{bytes}");
+        assert!(SHARD_RECORDS_PER_STREAM_MAX * bytes < 12 << 20);
+    }
 }

@@ -203,6 +203,16 @@ fn closed_shards_are_removed_once_every_record_expired_and_stay_removed() {
     assert!(shard_dir(0).exists() && shard_dir(1).exists());
     assert_eq!(read_numbers(&engine, 80), (0..80).collect::<Vec<_>>());
 
+    // An iterator on a parent taken now outlives the parent's expiry.
+    let mut iterator = engine
+        .stream("s")
+        .unwrap()
+        .shard_iterator(
+            "shardId-000000000000",
+            sluice_core::IteratorStart::TrimHorizon,
+        )
+        .unwrap();
+
     // 25 h: the parents' records (and the first 40) expired; the children's later ones not.
     clock.advance_ms(2 * HOUR_MS);
     eventually("the parents' removal", || {
@@ -218,18 +228,7 @@ fn closed_shards_are_removed_once_every_record_expired_and_stay_removed() {
     let space = engine.stream("s").unwrap().disk_space().unwrap();
     assert!(space.iter().all(|s| !s.closed) && space.len() == 4);
     assert_eq!(read_numbers(&engine, 40), (40..80).collect::<Vec<_>>());
-    // An iterator on an expired shard finds its end at once, and where its children are.
-    let mut iterator = engine
-        .stream("s")
-        .unwrap()
-        .shard_iterator(
-            "shardId-000000000000",
-            sluice_core::IteratorStart::TrimHorizon,
-        )
-        .unwrap();
-    let records = engine.get_records(&mut iterator, None).unwrap();
-    assert!(records.is_empty() && records.end_of_shard);
-    assert_eq!(records.child_shard_ids.len(), 2);
+    expired_parent_ends_old_iterators_and_refuses_new_ones(&engine, &mut iterator);
 
     // Sticky: a longer retention does not bring them back, nor does a compaction of the
     // metadata log (1,000 entries) followed by a restart.
@@ -257,4 +256,65 @@ fn closed_shards_are_removed_once_every_record_expired_and_stay_removed() {
     assert!(!shard_dir(0).exists() && !shard_dir(1).exists());
     assert_eq!(read_numbers(&engine, 40), (40..80).collect::<Vec<_>>());
     engine.close().unwrap();
+}
+
+/// The iterator taken before finds the end at once, and where the children are; no new one
+/// is handed out for an expired shard.
+fn expired_parent_ends_old_iterators_and_refuses_new_ones(
+    engine: &Engine,
+    iterator: &mut sluice_core::ShardIterator,
+) {
+    let records = engine.get_records(iterator, None).unwrap();
+    assert!(records.is_empty() && records.end_of_shard);
+    assert_eq!(records.child_shard_ids.len(), 2);
+    let refused = engine.stream("s").unwrap().shard_iterator(
+        "shardId-000000000000",
+        sluice_core::IteratorStart::TrimHorizon,
+    );
+    assert!(matches!(
+        refused,
+        Err(sluice_core::ReadError::ShardNotFound { .. })
+    ));
+}
+
+/// A parent's last sync happens when it lets go of its writer, after the reshard: if that
+/// sync fails, `Engine::close` says so, as it does for any log with records not on disk.
+#[test]
+fn a_failed_sync_of_a_parent_letting_go_comes_back_from_close() {
+    use sluice_storage::io::{Fault, FaultPlan, FaultyIo};
+    let dir = tempfile::tempdir().unwrap();
+    let faults = FaultyIo::new(sluice_storage::GlommioIo);
+    let mut config = EngineConfig::new(dir.path());
+    config.cores = 2;
+    config.segment_size_bytes = 256 << 10;
+    config.testing.io_faults = Some(faults.clone());
+    // The metadata log's entries are written by then: every sync after them fails.
+    let arm = faults.clone();
+    config.testing.reshard_observer = Some(std::sync::Arc::new(move |step| {
+        if step == sluice_core::ReshardStep::EndingsRecorded {
+            arm.arm(FaultPlan {
+                fail_sync_from: Some((0, Fault::Eio)),
+                ..FaultPlan::default()
+            });
+        }
+    }));
+    let engine = Engine::open(config).unwrap();
+    engine
+        .create_stream(CreateStream::provisioned("s", 1))
+        .wait()
+        .unwrap();
+    put_numbered(&engine, 0, 10); // visible only: the parent's release must sync them
+    engine
+        .stream("s")
+        .unwrap()
+        .update_shard_count(2)
+        .wait()
+        .unwrap();
+    let closed = engine.close();
+    assert!(
+        faults.faults_fired() > 0,
+        "the release's sync met the fault"
+    );
+    let error = closed.expect_err("the failed sync is reported");
+    assert!(error.to_string().contains("sync"), "{error}");
 }

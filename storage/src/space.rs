@@ -52,7 +52,12 @@ pub fn log_space(dir: &Path) -> Result<LogSpace> {
         if !entry.file_name().to_str().is_some_and(is_segment_file_name) {
             continue;
         }
-        let file = std::fs::File::open(&path).map_err(|e| StorageError::io("open", &path, e))?;
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            // Removed since it was listed (its shard expired): it takes no space.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StorageError::io("open", &path, e)),
+        };
         let allocated = file
             .metadata()
             .map_err(|e| StorageError::io("stat", &path, e))?

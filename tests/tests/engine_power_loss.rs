@@ -10,11 +10,31 @@ use sluice_storage::GlommioIo;
 use sluice_storage::io::{FaultyIo, PowerLoss};
 use std::time::Duration;
 
-fn open(dir: &std::path::Path, faults: &FaultyIo<GlommioIo>) -> Engine {
+fn config(dir: &std::path::Path, faults: &FaultyIo<GlommioIo>) -> EngineConfig {
     let mut config = EngineConfig::new(dir);
     config.cores = 1;
     config.segment_size_bytes = 256 << 10;
     config.testing.io_faults = Some(faults.clone());
+    config
+}
+
+fn open(dir: &std::path::Path, faults: &FaultyIo<GlommioIo>) -> Engine {
+    Engine::open(config(dir, faults)).unwrap()
+}
+
+/// An engine whose power goes as soon as a reshard has recorded its parents' endings:
+/// before a parent lets go of its writer, whose sync would have made its tail durable.
+fn open_with_power_cut_after_the_endings(
+    dir: &std::path::Path,
+    faults: &FaultyIo<GlommioIo>,
+) -> Engine {
+    let mut config = config(dir, faults);
+    let cut = faults.clone();
+    config.testing.reshard_observer = Some(std::sync::Arc::new(move |step| {
+        if step == sluice_core::ReshardStep::EndingsRecorded {
+            cut.cut_power();
+        }
+    }));
     Engine::open(config).unwrap()
 }
 
@@ -63,9 +83,8 @@ fn split_after_a_durable_and_a_visible_batch(engine: &Engine) -> ShardDescriptio
 fn a_parent_whose_unsynced_tail_was_lost_still_ends_at_its_children() {
     let dir = tempfile::tempdir().unwrap();
     let faults = FaultyIo::new(GlommioIo);
-    let engine = open(dir.path(), &faults);
+    let engine = open_with_power_cut_after_the_endings(dir.path(), &faults);
     let parent = split_after_a_durable_and_a_visible_batch(&engine);
-    faults.cut_power();
     drop(engine);
     let undone = faults.lose_power(PowerLoss::Everything).unwrap();
     assert!(undone > 0, "the visible batch was unsynced");

@@ -5,7 +5,6 @@
 
 use super::{Control, StepError};
 use crate::catalog::{ExpiredShard, MetaEntry, ShardState, StreamRecord, StreamState};
-use sluice_storage::StorageError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -13,6 +12,8 @@ use std::sync::Arc;
 /// metadata log that cannot take the entry stops the pass (it latched: the next open
 /// retries).
 pub(crate) fn expire_closed_shards(control: &mut Control) {
+    // Directories a failed removal left: tried again each pass.
+    control.expired_dirs.retain(|dir| remove_dir(dir).is_err());
     let now_ms = control.shared.config.clock.now_ms();
     for stream in control.shared.catalog.all() {
         let due = due(&stream, now_ms);
@@ -64,9 +65,9 @@ fn expire(
         .collect();
     stream.set_shards(layout);
     // Readers still holding the old state keep their mappings until they let go.
-    control.close_shards(stream.uid, due);
+    control.forget_shards(stream.uid, due);
     for shard in due {
-        remove_shard_dir(control, stream.uid, shard.index)?;
+        remove_shard_dir(control, stream.uid, shard.index);
         shard.reader.wake_waiters();
     }
     Ok(())
@@ -104,14 +105,16 @@ pub(crate) fn open_with_expired(
     record: &StreamRecord,
     expired: &BTreeMap<u32, u64>,
 ) -> Result<Vec<Arc<ShardState>>, StepError> {
+    // Only a closed shard expires: an entry naming an open one (a metadata log repaired
+    // after damage lost the reshard that closed it) is not followed.
     let (gone, live): (Vec<_>, Vec<_>) = record
         .shards
         .iter()
         .cloned()
-        .partition(|shard| expired.contains_key(&shard.index));
+        .partition(|shard| shard.closed_ms.is_some() && expired.contains_key(&shard.index));
     let mut shards = control.open_shards(record, &live)?;
     for shard in &gone {
-        remove_shard_dir(control, record.uid, shard.index)?;
+        remove_shard_dir(control, record.uid, shard.index);
         shards.push(Arc::new(ShardState::expired(
             shard,
             expired[&shard.index],
@@ -122,11 +125,18 @@ pub(crate) fn open_with_expired(
     Ok(shards)
 }
 
-fn remove_shard_dir(control: &Control, uid: u64, index: u32) -> Result<(), StepError> {
+/// Removes an expired shard's directory; one that cannot be removed now is tried again at
+/// the next pass (its data is already unreachable: nothing waits for this).
+fn remove_shard_dir(control: &mut Control, uid: u64, index: u32) {
     let dir = control.shard_dir(uid, index);
-    match std::fs::remove_dir_all(&dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StorageError::io("remove expired shard", &dir, e).into()),
+    if remove_dir(&dir).is_err() {
+        control.expired_dirs.push(dir);
+    }
+}
+
+fn remove_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }

@@ -79,6 +79,8 @@ pub(crate) struct Control {
     next_core: usize,
     /// The consumers log of each stream that has one, by stream uid.
     pub(crate) consumers_logs: HashMap<u64, crate::consumer::file::ConsumersLog>,
+    /// Directories of expired shards whose removal failed, tried again by each expiry pass.
+    pub(crate) expired_dirs: Vec<PathBuf>,
 }
 
 impl Control {
@@ -102,6 +104,7 @@ impl Control {
             next_uid,
             next_core: 0,
             consumers_logs: HashMap::new(),
+            expired_dirs: Vec::new(),
         };
         control.set_aside_unknown_stream_dirs(&streams)?;
         for record in streams.values() {
@@ -389,13 +392,25 @@ impl Control {
         }
     }
 
-    /// Lets the logs of closed `shards` give up their writers and files (waits until they
-    /// have).
+    /// Lets the logs of closed `shards` give up their writers and files, on their cores,
+    /// without waiting: each waits for its appends in flight and syncs, and no control job
+    /// should wait on a device for that.
     pub(crate) fn release_writers(&self, uid: u64, shards: &[Arc<ShardState>]) {
-        let pending = self.on_owning_cores(uid, shards, |state, key, reply| {
+        let _ = self.on_owning_cores(uid, shards, |state, key, reply: oneshot::Sender<()>| {
             let core = state.clone();
             state.spawn(async move {
                 core.release_writer(key).await;
+                let _ = reply.send(());
+            });
+        });
+    }
+
+    /// Drops the read-only logs of expired `shards` from their cores, and waits.
+    pub(crate) fn forget_shards(&self, uid: u64, shards: &[Arc<ShardState>]) {
+        let pending = self.on_owning_cores(uid, shards, |state, key, reply| {
+            let core = state.clone();
+            state.spawn(async move {
+                core.forget(key).await;
                 let _ = reply.send(());
             });
         });

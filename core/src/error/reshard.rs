@@ -81,6 +81,21 @@ pub enum ReshardError {
     /// The shard quota.
     #[error("{0}")]
     ShardLimit(ShardLimit),
+    /// The stream's record would list more shards, open, closed and expired, than
+    /// `SHARD_RECORDS_PER_STREAM_MAX`: it has been resharded too often to be resharded again.
+    #[error(
+        "stream {stream} has had {shards} shards; a reshard adding {added} would pass the {max} one stream's record holds"
+    )]
+    LineageTooLong {
+        /// The stream.
+        stream: String,
+        /// Shards it has had.
+        shards: usize,
+        /// Shards the reshard would add.
+        added: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The metadata log or a shard log failed; nothing changed.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
@@ -102,7 +117,9 @@ impl ReshardError {
             | ReshardError::SplitKeyOutsideShard { .. }
             | ReshardError::NotAdjacent { .. }
             | ReshardError::ShardCountOutOfRange { .. } => ErrorCode::InvalidArgument,
-            ReshardError::ShardLimit(_) => ErrorCode::LimitExceeded,
+            ReshardError::ShardLimit(_) | ReshardError::LineageTooLong { .. } => {
+                ErrorCode::LimitExceeded
+            }
             ReshardError::Storage(_) => ErrorCode::InternalFailure,
             ReshardError::Shutdown => ErrorCode::EngineShutdown,
         }

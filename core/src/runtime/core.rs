@@ -34,8 +34,12 @@ pub(crate) struct CoreState {
     in_flight: Cell<usize>,
     idle: Event,
     stopping: Cell<bool>,
-    /// Shards being closed by a reshard: puts to them answer `Resharded`.
+    /// Shards being closed by a reshard: puts to them answer `Resharded`. Expired shards
+    /// stay in it, so a put routed by a very old layout still learns that the layout changed.
     closing: RefCell<HashSet<ShardKey>>,
+    /// Shards whose writers are letting go (`release_writer` runs): `close` and `forget`
+    /// wait for it, so no read-only log is left behind a closed one.
+    releasing: RefCell<HashSet<ShardKey>>,
     /// Appends per shard that are not visible yet; a closing shard waits for zero.
     appending: RefCell<HashMap<ShardKey, usize>>,
     appends_visible: Event,
@@ -89,6 +93,7 @@ impl CoreState {
     /// Takes the log out of the core, waits until no task uses it, and syncs it: after
     /// this, nothing touches its directory.
     pub(crate) async fn close(&self, key: ShardKey) {
+        self.wait_released(key).await;
         self.closing.borrow_mut().remove(&key);
         self.read_only.borrow_mut().remove(&key);
         let Some(log) = self.take_idle(key).await else {
@@ -106,11 +111,24 @@ impl CoreState {
             self.is_closing(key),
             "only a closed shard lets go of its writer"
         );
-        let Some(log) = self.take_idle(key).await else {
-            return;
-        };
-        let read_only = log.into_read_only().await;
-        self.read_only.borrow_mut().insert(key, read_only);
+        self.releasing.borrow_mut().insert(key);
+        if let Some(log) = self.take_idle(key).await {
+            let read_only = log.into_read_only().await;
+            self.read_only.borrow_mut().insert(key, read_only);
+        }
+        self.releasing.borrow_mut().remove(&key);
+    }
+
+    /// Drops an expired shard's read-only log; the shard stays marked closed.
+    pub(crate) async fn forget(&self, key: ShardKey) {
+        self.wait_released(key).await;
+        self.read_only.borrow_mut().remove(&key);
+    }
+
+    async fn wait_released(&self, key: ShardKey) {
+        while self.releasing.borrow().contains(&key) {
+            sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// True when a reshard is closing the shard: new appends must go to its children.
@@ -213,6 +231,7 @@ pub(crate) async fn run_core(
         idle: Event::new(),
         stopping: Cell::new(false),
         closing: RefCell::new(HashSet::new()),
+        releasing: RefCell::new(HashSet::new()),
         appending: RefCell::new(HashMap::new()),
         appends_visible: Event::new(),
     });
@@ -229,6 +248,14 @@ pub(crate) async fn run_core(
     state.stopping.set(true);
     state.wait_below(1).await;
     let mut synced = Ok(());
+    // Closed shards synced when they let go of their writers: report a sync that failed then.
+    for log in state.read_only.borrow().values() {
+        if let Some(cause) = log.sync_error() {
+            synced = synced.and(Err(StorageError::Latched {
+                cause: cause.to_owned(),
+            }));
+        }
+    }
     for log in state.all_logs() {
         // A failed sync latched the log; what was acknowledged durable is already durable,
         // what was only visible may not be: the caller of `close` hears of it.

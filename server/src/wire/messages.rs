@@ -274,6 +274,14 @@ pub fn reshard(error: &ReshardError, account: &str) -> String {
             current * 2
         ),
         ReshardError::ShardLimit(limit) => shard_limit(limit, account),
+        ReshardError::LineageTooLong {
+            stream,
+            shards,
+            added,
+            max,
+        } => format!(
+            "Stream {stream} under account {account} has had {shards} shards, open and closed; this server keeps at most {max} per stream, and the request would add {added}. Create a new stream."
+        ),
         other => other.to_string(),
     }
 }

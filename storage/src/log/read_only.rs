@@ -16,6 +16,9 @@ use crate::sync::Arc;
 pub struct ReadOnlyLog {
     shared: Arc<Shared>,
     config: LogConfig,
+    /// Why the final sync failed, if it did: records acknowledged only as visible may not
+    /// be on disk.
+    sync_error: Option<String>,
 }
 
 impl ReadOnlyLog {
@@ -34,6 +37,13 @@ impl ReadOnlyLog {
         self.shared.latch_cause()
     }
 
+    /// Why the sync that made the log read-only failed, if it did: then records acknowledged
+    /// only as visible may not be on the device (durable ones are). A closing engine reports
+    /// it, as it reports a failed sync of a log with a writer.
+    pub fn sync_error(&self) -> Option<&str> {
+        self.sync_error.as_deref()
+    }
+
     /// Changes the retention period, as [`ShardLog::set_retention_ms`] does.
     pub fn set_retention_ms(&self, retention_ms: u64) -> Result<()> {
         set_retention_ms(&self.shared, &self.config, retention_ms)
@@ -46,13 +56,15 @@ impl<I: SegmentIo> ShardLog<I> {
     /// records are hidden by time as before, but no segment is retired or reused any more
     /// (the files stay as they are until their owner removes the directory).
     ///
-    /// A sync that fails latches the log as any failed sync does ([`ReadOnlyLog::latch_cause`]
-    /// says so); records acknowledged durable are durable either way.
+    /// A sync that fails latches the log as any failed sync does, and
+    /// [`ReadOnlyLog::sync_error`] says so; records acknowledged durable are durable either
+    /// way.
     pub async fn into_read_only(self) -> ReadOnlyLog {
-        let _ = self.sync().await;
+        let sync_error = self.sync().await.err().map(|e| e.to_string());
         ReadOnlyLog {
             shared: self.shared.clone(),
             config: self.config.clone(),
+            sync_error,
         }
         // `self` drops here: its files close, and readers waiting for more records wake.
     }
