@@ -1,0 +1,84 @@
+//! Where objects go: a bucket name resolved to an object store, and for a local bucket, the
+//! fsyncs that make a delivered object survive a power cut before its records are committed.
+
+use crate::error::FirehoseError;
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Resolves the bucket of a destination to a store. Called when a delivery starts.
+pub trait Buckets: Send + Sync + 'static {
+    /// The store holding `bucket` (a valid S3 bucket name).
+    fn bucket(&self, bucket: &str) -> Result<Bucket, FirehoseError>;
+}
+
+/// One bucket's store.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// For a local bucket: its directory, whose objects are fsynced once written.
+    local_root: Option<PathBuf>,
+}
+
+impl Bucket {
+    /// A bucket in a remote store, whose PUT is durable once acknowledged (S3's is).
+    pub fn remote(store: Arc<dyn ObjectStore>) -> Bucket {
+        Bucket {
+            store,
+            local_root: None,
+        }
+    }
+
+    /// A bucket that is the directory `root` (created if missing).
+    pub fn local(root: &Path) -> Result<Bucket, FirehoseError> {
+        std::fs::create_dir_all(root)
+            .map_err(|e| FirehoseError::internal(&format!("create {}", root.display()), e))?;
+        let store = LocalFileSystem::new_with_prefix(root)
+            .map_err(|e| FirehoseError::internal("open a local bucket", e))?;
+        Ok(Bucket {
+            store: Arc::new(store),
+            local_root: Some(root.to_path_buf()),
+        })
+    }
+
+    /// Makes the object at `key` durable: for a local bucket, fsyncs the file and every
+    /// directory from it up to the bucket's root (a new object may have created them).
+    pub(crate) fn sync(&self, key: &str) -> std::io::Result<()> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let path = root.join(key);
+        std::fs::File::open(&path)?.sync_all()?;
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            std::fs::File::open(d)?.sync_all()?;
+            if d == root {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+}
+
+/// Buckets as directories: bucket `b` is `<root>/b/`. What `sluice serve` uses when no S3
+/// endpoint is configured.
+#[derive(Debug, Clone)]
+pub struct LocalBuckets {
+    root: PathBuf,
+}
+
+impl LocalBuckets {
+    /// Buckets under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> LocalBuckets {
+        LocalBuckets { root: root.into() }
+    }
+}
+
+impl Buckets for LocalBuckets {
+    fn bucket(&self, bucket: &str) -> Result<Bucket, FirehoseError> {
+        // The name was validated as an S3 bucket name: no separator, no `..`.
+        Bucket::local(&self.root.join(bucket))
+    }
+}

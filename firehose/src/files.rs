@@ -1,0 +1,20 @@
+//! Small files replaced whole: written to a temporary file, synced, renamed into place, and
+//! the directory synced, so a crash leaves the old file or the new one.
+
+use std::io::Write;
+use std::path::Path;
+
+/// Replaces `path` with `bytes` durably and atomically.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = std::path::PathBuf::from(temporary);
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,64 @@
+//! # sluice-firehose
+//!
+//! Firehose delivery streams over Sluice engines: records come in by PutRecord and
+//! PutRecordBatch (held durably in a backing stream) or from a stream (read along its
+//! lineage), are buffered by size and time, and are written to a bucket as objects named
+//! as Firehose names them, gzipped if asked. A record acknowledged is in a Sluice log, never
+//! only in memory; positions are committed only after the object is durable, and a flush a
+//! crash interrupted is settled on restart by looking for its object, so delivery to an
+//! object store neither loses nor duplicates a record. The design is in
+//! docs/design/firehose.md.
+//!
+//! ```no_run
+//! # async fn example(engine: sluice_core::Engine) -> Result<(), sluice_firehose::FirehoseError> {
+//! use sluice_firehose::*;
+//! use std::sync::Arc;
+//! let firehose = Firehose::open(FirehoseConfig {
+//!     dir: "data/firehose".into(),
+//!     backing_engine: engine.clone(),
+//!     backing_prefix: "firehose.".into(),
+//!     source_engine: engine,
+//!     buckets: Arc::new(LocalBuckets::new("buckets")),
+//!     runtime: tokio::runtime::Handle::current(),
+//! })?;
+//! firehose
+//!     .create(DeliveryStreamSpec {
+//!         name: "clicks".into(),
+//!         source: Source::DirectPut,
+//!         destination: ObjectDestination {
+//!             bucket: "analytics".into(),
+//!             prefix: "clicks/".into(),
+//!             buffering: BufferingHints::new(5, 60)?,
+//!             compression: Compression::Gzip,
+//!         },
+//!         metadata: Default::default(),
+//!     })
+//!     .await?;
+//! firehose.put_record("clicks", b"{\"page\":\"/\"}\n").await?;
+//! # Ok(()) }
+//! ```
+
+mod bucket;
+mod catalogue;
+mod delivery;
+mod error;
+mod files;
+mod intent;
+mod naming;
+mod put;
+#[cfg(test)]
+mod recovery_tests;
+mod service;
+mod spec;
+mod stats;
+
+pub use bucket::{Bucket, Buckets, LocalBuckets};
+pub use error::FirehoseError;
+pub use service::{
+    DELIVERY_STREAMS_MAX, DeliveryStreamInfo, Firehose, FirehoseConfig, RecordFailure,
+};
+pub use spec::{
+    BATCH_BYTES_MAX, BATCH_RECORDS_MAX, BufferingHints, Compression, DeliveryStreamSpec,
+    NAME_LENGTH_MAX, ObjectDestination, RECORD_BYTES_MAX, Source, validate_name,
+};
+pub use stats::{DeliverySnapshot, DeliveryStats};

@@ -1,0 +1,343 @@
+//! The `Firehose` service: the catalogue of delivery streams, their puts, and one delivery
+//! task each.
+
+use crate::bucket::Buckets;
+use crate::catalogue::{self, Stored};
+use crate::delivery::{Delivery, now_ms};
+use crate::error::FirehoseError;
+use crate::spec::{DeliveryStreamSpec, Source};
+use crate::stats::{DeliverySnapshot, DeliveryStats};
+use sluice_core::{AdminError, CreateStream, Engine, Stream};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Delivery streams one `Firehose` holds at most (Firehose's default quota per region).
+pub const DELIVERY_STREAMS_MAX: usize = 5000;
+
+/// How a `Firehose` is set up.
+#[derive(Clone)]
+pub struct FirehoseConfig {
+    /// Its own directory: the catalogue and the flush journals.
+    pub dir: PathBuf,
+    /// The engine holding DirectPut delivery streams' backing streams.
+    pub backing_engine: Engine,
+    /// Backing streams are named `<backing_prefix><delivery stream name>`.
+    pub backing_prefix: String,
+    /// The engine whose streams `Source::Stream` names.
+    pub source_engine: Engine,
+    /// Resolves destination buckets to stores.
+    pub buckets: Arc<dyn Buckets>,
+    /// Where delivery tasks run.
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// Firehose delivery streams over Sluice engines. Dropping it stops the deliveries (each
+/// at its next pause; what they were doing is settled by the next open).
+pub struct Firehose {
+    config: FirehoseConfig,
+    streams: Mutex<BTreeMap<String, Arc<Entry>>>,
+    /// Serialises creations and deletions (they write the catalogue).
+    changes: tokio::sync::Mutex<()>,
+    /// Partition keys for DirectPut records: a counter spreads them over the shards.
+    next_key: std::sync::atomic::AtomicU64,
+}
+
+/// One open delivery stream.
+struct Entry {
+    stored: Stored,
+    /// The backing stream, for DirectPut.
+    backing: Option<Stream>,
+    stats: Arc<DeliveryStats>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A delivery stream as Describe shows it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DeliveryStreamInfo {
+    /// What it was created with.
+    pub spec: DeliveryStreamSpec,
+    /// When (ms since the epoch).
+    pub created_ms: u64,
+    /// Its version id.
+    pub version: u64,
+    /// Its counters.
+    pub stats: DeliverySnapshot,
+}
+
+/// Why one record of a PutRecordBatch was not taken (the others may have been).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFailure {
+    /// Firehose's error code for it.
+    pub code: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl Firehose {
+    /// Opens the delivery streams stored in `config.dir` and starts their deliveries.
+    pub fn open(config: FirehoseConfig) -> Result<Firehose, FirehoseError> {
+        std::fs::create_dir_all(&config.dir)
+            .map_err(|e| FirehoseError::internal("create the Firehose directory", e))?;
+        let stored = catalogue::load(&config.dir)?;
+        let firehose = Firehose {
+            config,
+            streams: Mutex::new(BTreeMap::new()),
+            changes: tokio::sync::Mutex::new(()),
+            next_key: std::sync::atomic::AtomicU64::new(now_ms()),
+        };
+        for stored in stored {
+            let backing = match stored.spec.source {
+                Source::DirectPut => Some(firehose.open_backing_stream(&stored.spec.name)?),
+                Source::Stream { .. } => None,
+            };
+            firehose.start(stored, backing)?;
+        }
+        Ok(firehose)
+    }
+
+    /// Creates a delivery stream and starts its delivery.
+    pub async fn create(&self, spec: DeliveryStreamSpec) -> Result<(), FirehoseError> {
+        spec.validate()?;
+        let _changing = self.changes.lock().await;
+        {
+            let streams = self.lock();
+            if streams.contains_key(&spec.name) {
+                return Err(FirehoseError::InUse {
+                    name: spec.name.clone(),
+                    reason: "it already exists".into(),
+                });
+            }
+            if streams.len() >= DELIVERY_STREAMS_MAX {
+                return Err(FirehoseError::LimitExceeded(format!(
+                    "At most {DELIVERY_STREAMS_MAX} delivery streams may exist."
+                )));
+            }
+        }
+        let backing = match &spec.source {
+            Source::DirectPut => Some(self.new_backing_stream(&spec.name).await?),
+            Source::Stream { name } => {
+                self.config.source_engine.stream(name).map_err(|_| {
+                    FirehoseError::invalid(format!("Stream {name} does not exist."))
+                })?;
+                None
+            }
+        };
+        let stored = Stored {
+            spec,
+            created_ms: now_ms(),
+            version: 1,
+        };
+        let mut all = self.stored();
+        all.push(stored.clone());
+        catalogue::save(&self.config.dir, all)?;
+        self.start(stored, backing)
+    }
+
+    /// Deletes a delivery stream: stops its delivery (records not delivered yet are not
+    /// delivered) and, for DirectPut, deletes its backing stream.
+    pub async fn delete(&self, name: &str) -> Result<(), FirehoseError> {
+        let _changing = self.changes.lock().await;
+        let entry = self.entry(name)?;
+        let _ = entry.stop.send(true);
+        let task = entry.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        let remaining = self
+            .stored()
+            .into_iter()
+            .filter(|s| s.spec.name != name)
+            .collect();
+        catalogue::save(&self.config.dir, remaining)?;
+        self.lock().remove(name);
+        if let Some(backing) = &entry.backing {
+            match backing.delete().await {
+                Ok(()) | Err(AdminError::StreamNotFound { .. }) => {}
+                Err(e) => return Err(FirehoseError::internal("delete the backing stream", e)),
+            }
+        }
+        let _ = std::fs::remove_file(self.intent_path(name));
+        Ok(())
+    }
+
+    /// A delivery stream's description and counters.
+    pub fn describe(&self, name: &str) -> Result<DeliveryStreamInfo, FirehoseError> {
+        let entry = self.entry(name)?;
+        Ok(DeliveryStreamInfo {
+            spec: entry.stored.spec.clone(),
+            created_ms: entry.stored.created_ms,
+            version: entry.stored.version,
+            stats: entry.stats.snapshot(),
+        })
+    }
+
+    /// Up to `limit` names after `exclusive_start`, in order, of the delivery streams whose
+    /// source `direct_put` selects (`None`: all); and whether more follow.
+    pub fn list(
+        &self,
+        limit: usize,
+        exclusive_start: Option<&str>,
+        direct_put: Option<bool>,
+    ) -> (Vec<String>, bool) {
+        let streams = self.lock();
+        let mut matching = streams
+            .iter()
+            .filter(|(name, _)| exclusive_start.is_none_or(|start| name.as_str() > start))
+            .filter(|(_, entry)| {
+                let is_direct = entry.stored.spec.source == Source::DirectPut;
+                direct_put.is_none_or(|wanted| wanted == is_direct)
+            })
+            .map(|(name, _)| name.clone());
+        let names: Vec<String> = matching.by_ref().take(limit).collect();
+        (names, matching.next().is_some())
+    }
+
+    /// Puts one record; returns its record id once it is durable.
+    pub async fn put_record(&self, name: &str, data: &[u8]) -> Result<String, FirehoseError> {
+        let mut results = self.put_record_batch(name, &[data]).await?;
+        results
+            .pop()
+            .expect("one result per record")
+            .map_err(|failure| FirehoseError::Unavailable(failure.message))
+    }
+
+    /// Puts up to 500 records (4 MiB); each gets its record id once durable, or a failure.
+    pub async fn put_record_batch(
+        &self,
+        name: &str,
+        records: &[&[u8]],
+    ) -> Result<Vec<Result<String, RecordFailure>>, FirehoseError> {
+        crate::put::check_batch(records)?;
+        let entry = self.entry(name)?;
+        let Some(backing) = &entry.backing else {
+            return Err(FirehoseError::invalid(format!(
+                "Delivery stream {name} reads a Kinesis stream: put records into that stream."
+            )));
+        };
+        let first_key = self
+            .next_key
+            .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let results = crate::put::put(backing, first_key, records).await?;
+        let taken: Vec<&[u8]> = records
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(record, _)| *record)
+            .collect();
+        entry.stats.incoming(
+            taken.len() as u64,
+            taken.iter().map(|r| r.len() as u64).sum(),
+        );
+        Ok(results)
+    }
+
+    /// Stops every delivery and waits for them (each stops at its next pause).
+    pub async fn close(&self) {
+        let entries: Vec<Arc<Entry>> = self.lock().values().cloned().collect();
+        for entry in &entries {
+            let _ = entry.stop.send(true);
+        }
+        for entry in entries {
+            let task = entry.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+        }
+    }
+
+    fn start(&self, stored: Stored, backing: Option<Stream>) -> Result<(), FirehoseError> {
+        let name = stored.spec.name.clone();
+        let source = match &stored.spec.source {
+            Source::DirectPut => (
+                self.config.backing_engine.clone(),
+                format!("{}{name}", self.config.backing_prefix),
+            ),
+            Source::Stream { name } => (self.config.source_engine.clone(), name.clone()),
+        };
+        let bucket = self
+            .config
+            .buckets
+            .bucket(&stored.spec.destination.bucket)?;
+        let stats = Arc::new(DeliveryStats::default());
+        let (stop, stopped) = watch::channel(false);
+        let delivery = Delivery {
+            name: name.clone(),
+            version: stored.version,
+            source,
+            consumer_name: format!("firehose.{name}"),
+            consumer: None,
+            reader: None,
+            buffer: crate::delivery::Buffer::default(),
+            destination: stored.spec.destination.clone(),
+            bucket,
+            intent_path: self.intent_path(&name),
+            stats: stats.clone(),
+            stop: stopped,
+        };
+        let task = self.config.runtime.spawn(delivery.run());
+        let entry = Entry {
+            stored,
+            backing,
+            stats,
+            stop,
+            task: Mutex::new(Some(task)),
+        };
+        self.lock().insert(name, Arc::new(entry));
+        Ok(())
+    }
+
+    /// The backing stream of a stored DirectPut delivery stream (created again, empty, if
+    /// it went missing). Blocks: `open` is not called from async code.
+    fn open_backing_stream(&self, name: &str) -> Result<Stream, FirehoseError> {
+        let engine = &self.config.backing_engine;
+        let stream_name = format!("{}{name}", self.config.backing_prefix);
+        if let Ok(stream) = engine.stream(&stream_name) {
+            return Ok(stream);
+        }
+        engine
+            .create_stream(CreateStream::provisioned(&stream_name, 1))
+            .wait()
+            .map_err(|e| FirehoseError::internal("create the backing stream", e))
+    }
+
+    /// A new, empty backing stream for a new DirectPut delivery stream; one left by a
+    /// delivery stream deleted (or never stored) before a crash is replaced.
+    async fn new_backing_stream(&self, name: &str) -> Result<Stream, FirehoseError> {
+        let engine = &self.config.backing_engine;
+        let stream_name = format!("{}{name}", self.config.backing_prefix);
+        if let Ok(stale) = engine.stream(&stream_name) {
+            stale
+                .delete()
+                .await
+                .map_err(|e| FirehoseError::internal("replace a stale backing stream", e))?;
+        }
+        engine
+            .create_stream(CreateStream::provisioned(&stream_name, 1))
+            .await
+            .map_err(|e| FirehoseError::internal("create the backing stream", e))
+    }
+
+    fn entry(&self, name: &str) -> Result<Arc<Entry>, FirehoseError> {
+        self.lock()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| FirehoseError::not_found(name))
+    }
+
+    fn stored(&self) -> Vec<Stored> {
+        self.lock().values().map(|e| e.stored.clone()).collect()
+    }
+
+    fn intent_path(&self, name: &str) -> PathBuf {
+        self.config.dir.join(format!("{name}.intent"))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Entry>>> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

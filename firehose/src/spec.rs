@@ -1,0 +1,217 @@
+//! What a delivery stream is: its source, its destination, how it buffers and compresses, and
+//! Firehose's limits on each.
+
+use crate::error::FirehoseError;
+use serde::{Deserialize, Serialize};
+
+/// Longest delivery stream name.
+pub const NAME_LENGTH_MAX: usize = 64;
+/// Largest record data PutRecord and PutRecordBatch take: 1,000 KiB.
+pub const RECORD_BYTES_MAX: usize = 1_000 * 1024;
+/// Most records in one PutRecordBatch.
+pub const BATCH_RECORDS_MAX: usize = 500;
+/// Most bytes (record data) in one PutRecordBatch: 4 MiB.
+pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// A delivery stream as its creator describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryStreamSpec {
+    /// `[a-zA-Z0-9_.-]{1,64}`.
+    pub name: String,
+    /// Where its records come from.
+    pub source: Source,
+    /// Where its objects go.
+    pub destination: ObjectDestination,
+    /// Settings the embedder keeps with the stream and this library does not read (the
+    /// server keeps the IAM role ARNs a client gave, to describe them back).
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// Where a delivery stream's records come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Source {
+    /// PutRecord and PutRecordBatch, held in a backing stream of the delivery stream's own.
+    DirectPut,
+    /// A stream of the source engine, read along its lineage (`KinesisStreamAsSource`).
+    Stream {
+        /// The stream's name.
+        name: String,
+    },
+}
+
+/// An object-store destination (Firehose's extended S3 destination).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectDestination {
+    /// The bucket (`arn:aws:s3:::<bucket>` names it); the embedder's [`crate::Buckets`]
+    /// resolve it to a store.
+    pub bucket: String,
+    /// Put before every object key; empty for none. Firehose adds `YYYY/MM/DD/HH/` after it.
+    pub prefix: String,
+    /// When to write a buffer out.
+    pub buffering: BufferingHints,
+    /// How objects are compressed.
+    pub compression: Compression,
+}
+
+/// Flush when the buffer holds `size_bytes`, or `interval_ms` after its first record came,
+/// whichever is first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferingHints {
+    /// 1–128 MiB (Firehose's `SizeInMBs`); 5 MiB by default.
+    pub size_bytes: u64,
+    /// 0–900 s (Firehose's `IntervalInSeconds`); 300 s by default.
+    pub interval_ms: u64,
+}
+
+impl Default for BufferingHints {
+    fn default() -> Self {
+        BufferingHints {
+            size_bytes: 5 << 20,
+            interval_ms: 300_000,
+        }
+    }
+}
+
+impl BufferingHints {
+    /// Hints in Firehose's units, checked against its ranges.
+    pub fn new(size_mib: u64, interval_s: u64) -> Result<BufferingHints, FirehoseError> {
+        if !(1..=128).contains(&size_mib) {
+            return Err(FirehoseError::invalid(format!(
+                "BufferingHints.SizeInMBs must be between 1 and 128, not {size_mib}."
+            )));
+        }
+        if interval_s > 900 {
+            return Err(FirehoseError::invalid(format!(
+                "BufferingHints.IntervalInSeconds must be between 0 and 900, not {interval_s}."
+            )));
+        }
+        Ok(BufferingHints {
+            size_bytes: size_mib << 20,
+            interval_ms: interval_s * 1000,
+        })
+    }
+}
+
+/// How objects are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Compression {
+    /// As the records are.
+    Uncompressed,
+    /// One gzip member per object (`.gz`).
+    Gzip,
+}
+
+impl Compression {
+    /// Firehose's name for a compression format, if this library writes it.
+    pub fn from_firehose(name: &str) -> Result<Compression, FirehoseError> {
+        match name {
+            "UNCOMPRESSED" => Ok(Compression::Uncompressed),
+            "GZIP" => Ok(Compression::Gzip),
+            "ZIP" | "Snappy" | "HADOOP_SNAPPY" => Err(FirehoseError::invalid(format!(
+                "CompressionFormat {name} is not supported by this server yet; use GZIP or UNCOMPRESSED."
+            ))),
+            other => Err(FirehoseError::invalid(format!(
+                "CompressionFormat must be one of UNCOMPRESSED, GZIP, ZIP, Snappy, HADOOP_SNAPPY, not {other}."
+            ))),
+        }
+    }
+
+    /// Firehose's name for it.
+    pub fn firehose_name(self) -> &'static str {
+        match self {
+            Compression::Uncompressed => "UNCOMPRESSED",
+            Compression::Gzip => "GZIP",
+        }
+    }
+
+    /// The object name's extension.
+    pub(crate) fn extension(self) -> &'static str {
+        match self {
+            Compression::Uncompressed => "",
+            Compression::Gzip => ".gz",
+        }
+    }
+}
+
+impl DeliveryStreamSpec {
+    /// Checks the name and the destination.
+    pub fn validate(&self) -> Result<(), FirehoseError> {
+        validate_name(&self.name)?;
+        let hints = self.destination.buffering;
+        BufferingHints::new(hints.size_bytes >> 20, hints.interval_ms / 1000)?;
+        if !hints.size_bytes.is_multiple_of(1 << 20) || !hints.interval_ms.is_multiple_of(1000) {
+            return Err(FirehoseError::invalid(
+                "BufferingHints are whole MiB and whole seconds.",
+            ));
+        }
+        validate_bucket(&self.destination.bucket)?;
+        if self.destination.prefix.len() > 1024 {
+            return Err(FirehoseError::invalid(
+                "Prefix must be at most 1024 characters.",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[a-zA-Z0-9_.-]{1,64}`.
+pub fn validate_name(name: &str) -> Result<(), FirehoseError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    if name.is_empty() || name.len() > NAME_LENGTH_MAX || !name.chars().all(allowed) {
+        return Err(FirehoseError::invalid(format!(
+            "DeliveryStreamName {name:?} must be 1 to 64 characters of [a-zA-Z0-9_.-]."
+        )));
+    }
+    Ok(())
+}
+
+/// S3's bucket naming rules, the part that keeps a bucket a safe directory name too:
+/// 3–63 characters of `[a-z0-9.-]`, starting and ending with a letter or digit.
+fn validate_bucket(bucket: &str) -> Result<(), FirehoseError> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-');
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !(3..=63).contains(&bucket.len())
+        || !bucket.chars().all(allowed)
+        || !edge(bucket.chars().next())
+        || !edge(bucket.chars().last())
+        || bucket.contains("..")
+    {
+        return Err(FirehoseError::invalid(format!(
+            "Bucket {bucket:?} is not a valid S3 bucket name."
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_names_and_buckets_are_checked_against_firehose_ranges() {
+        assert!(BufferingHints::new(0, 60).is_err());
+        assert!(BufferingHints::new(129, 60).is_err());
+        assert!(BufferingHints::new(1, 901).is_err());
+        assert_eq!(
+            BufferingHints::new(128, 0).unwrap(),
+            BufferingHints {
+                size_bytes: 128 << 20,
+                interval_ms: 0
+            }
+        );
+        assert!(validate_name("orders.v1_x-2").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name(&"a".repeat(65)).is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_bucket("my-bucket.1").is_ok());
+        for bad in ["ab", "Upper", "-lead", "trail-", "a..b", "../x", "a/b"] {
+            assert!(validate_bucket(bad).is_err(), "{bad}");
+        }
+        assert!(Compression::from_firehose("Snappy").is_err());
+        assert_eq!(
+            Compression::from_firehose("GZIP").unwrap(),
+            Compression::Gzip
+        );
+    }
+}
