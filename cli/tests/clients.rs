@@ -126,3 +126,25 @@ fn the_kms_api_makes_keys_that_stream_encryption_takes() {
     let server = TestServer::start(dir.path(), CREDENTIAL);
     run_suite(&server, "kms_suite.py");
 }
+
+#[test]
+fn boto3_firehose_delivers_direct_puts_and_kinesis_streams_to_bucket_directories() {
+    if !common::needs_python_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let buckets = dir.path().join("buckets");
+    let server = TestServer::start(
+        &dir.path().join("data"),
+        &[
+            CREDENTIAL,
+            &["--firehose-bucket-dir", buckets.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    common::run_suite_with(
+        &server.endpoint(),
+        "firehose_suite.py",
+        &[buckets.to_str().unwrap()],
+    );
+}

@@ -58,13 +58,19 @@ impl KinesisClient {
         })
     }
 
-    /// Sends a pre-encoded JSON body to `Kinesis_20131202.<operation>`; returns the status
-    /// and the body.
+    /// Sends a pre-encoded JSON body to `Kinesis_20131202.<operation>` (or to `operation`
+    /// itself when it names its service, as `Firehose_20150804.PutRecord`); returns the
+    /// status and the body.
     pub async fn send(&mut self, operation: &str, body: Bytes) -> Result<(u16, Bytes), CallError> {
+        let target = if operation.contains('.') {
+            operation.to_owned()
+        } else {
+            format!("Kinesis_20131202.{operation}")
+        };
         let request = Request::post("/")
             .header("host", &self.host)
             .header("content-type", "application/x-amz-json-1.1")
-            .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
+            .header("x-amz-target", target)
             .header("x-amz-date", "20261126T000000Z")
             .header("authorization", DUMMY_AUTHORIZATION)
             .body(Full::new(body))

@@ -298,6 +298,40 @@ pub async fn authorize_kms(
     }
 }
 
+/// Authorizes a Firehose call: the caller's identity policy must allow `firehose:<op>` on the
+/// delivery stream's ARN (every delivery stream, `*`, for ListDeliveryStreams). The tenant
+/// is the caller's own account and region.
+#[cfg(feature = "firehose")]
+pub async fn authorize_firehose(
+    service: &Service,
+    caller: &Caller,
+    operation: &str,
+    protocol: Protocol,
+    body: &[u8],
+    transport: Transport,
+) -> Result<Arc<Tenant>, ApiError> {
+    let tenant = service.tenant(Some(caller.scope.clone())).await?;
+    let Some(policy) = caller.policy.as_deref() else {
+        return Ok(tenant);
+    };
+    #[derive(Default, Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Target {
+        delivery_stream_name: Option<String>,
+    }
+    let target: Target = protocol.decode(body).unwrap_or_default();
+    let resource = target.delivery_stream_name.map_or_else(
+        || "*".to_owned(),
+        |name| crate::firehose::arn(&tenant, &name),
+    );
+    let action = format!("firehose:{operation}");
+    let request = policy_request(caller, &action, &resource, Some(transport));
+    match iam::decide(Some(policy), None, &tenant.account, &request) {
+        Decision::Allow => Ok(tenant),
+        Decision::Deny(reason) => Err(access_denied(caller, &action, &resource, reason)),
+    }
+}
+
 fn access_denied(
     caller: &Caller,
     action: &str,

@@ -77,6 +77,9 @@ pub struct ServeConfig {
     /// Accept `POST /_sluice/reset` (delete every stream of every tenant), for test suites.
     /// Off by default: it is not authenticated.
     pub allow_reset: bool,
+    /// Where Firehose's local buckets are (bucket `b` is `<dir>/b/`); `None`:
+    /// `<data_dir>/firehose-buckets`.
+    pub firehose_bucket_dir: Option<PathBuf>,
 }
 
 /// A credential SigV4 signatures are checked against.
@@ -129,6 +132,7 @@ impl ServeConfig {
             tenants_per_account_max: 4,
             body_bytes_in_flight_max: 512 << 20,
             allow_reset: false,
+            firehose_bucket_dir: None,
             metrics_token: None,
         }
     }

@@ -12,6 +12,8 @@ mod clock;
 pub mod config;
 mod consumer;
 mod encryption;
+#[cfg(feature = "firehose")]
+pub mod firehose;
 pub mod http;
 pub mod iam;
 pub mod kms;

@@ -46,6 +46,9 @@ pub struct Tenant {
     transitions: Mutex<HashMap<String, (StreamStatus, u64)>>,
     /// xorshift state for fault injection.
     fault_rng: AtomicU64,
+    /// Firehose delivery streams.
+    #[cfg(feature = "firehose")]
+    firehose: crate::firehose::FirehoseHolder,
 }
 
 impl Tenant {
@@ -86,6 +89,8 @@ impl Tenant {
                 extras.policy.is_some() || extras.consumers.iter().any(|c| c.policy.is_some())
             })
         });
+        #[cfg(feature = "firehose")]
+        let firehose = crate::firehose::FirehoseHolder::new(data_dir, &engine, &config);
         Ok(Tenant {
             engine,
             state,
@@ -100,8 +105,18 @@ impl Tenant {
             consumer_arn_seconds: Mutex::new(HashMap::new()),
             transitions: Mutex::new(HashMap::new()),
             fault_rng: AtomicU64::new(now_ms() | 1),
+            #[cfg(feature = "firehose")]
+            firehose,
             config,
         })
+    }
+
+    /// The tenant's Firehose delivery streams (opened on first use).
+    #[cfg(feature = "firehose")]
+    pub(crate) async fn firehose(
+        &self,
+    ) -> Result<&std::sync::Arc<sluice_firehose::Firehose>, ApiError> {
+        self.firehose.get(&self.engine, &self.config).await
     }
 
     /// The creation time (ms) of a consumer `consumer` of stream `stream` registered at

@@ -153,6 +153,10 @@ pub struct ServeArgs {
     /// on its Kinesis listener only with a token.
     #[arg(long, env = "SLUICE_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
+    /// Where Firehose delivers: bucket `b` (`arn:aws:s3:::b`) is the directory `<DIR>/b/`,
+    /// for every account. Default: `<data dir>/firehose-buckets`.
+    #[arg(long, env = "SLUICE_FIREHOSE_BUCKET_DIR")]
+    pub firehose_bucket_dir: Option<PathBuf>,
     /// Serve `/metrics` and `/health` on this address instead (without authentication:
     /// bind it where only the monitoring reaches), and not on the Kinesis listener.
     #[arg(long, env = "SLUICE_METRICS_LISTEN")]
@@ -237,6 +241,7 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
         "--metrics-token must be at least 16 characters"
     );
     config.metrics_token = args.metrics_token.clone();
+    config.firehose_bucket_dir = args.firehose_bucket_dir.clone();
     Ok(config)
 }
 

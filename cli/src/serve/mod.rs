@@ -65,10 +65,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("sluice-http")
         .build()?;
+    // Inside the runtime: a tenant with Firehose delivery streams starts their deliveries
+    // as it opens.
+    let entered = runtime.enter();
     let service =
         Arc::new(Service::open(config.clone()).with_context(|| {
             format!("opening the data directory {}", config.data_dir.display())
         })?);
+    drop(entered);
     let banner = Banner {
         scheme: if tls.is_some() { "https" } else { "http" },
         data: data_dir.describe(),

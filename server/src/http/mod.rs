@@ -341,8 +341,27 @@ async fn run(
             crate::authorize::authorize_kms(&service, caller, operation, protocol, &body, transport)
                 .await?
         }
+        #[cfg(feature = "firehose")]
+        (Some(caller), Api::Firehose) => {
+            crate::authorize::authorize_firehose(
+                &service, caller, operation, protocol, &body, transport,
+            )
+            .await?
+        }
         (None, _) => service.tenant(None).await?,
     };
+    #[cfg(feature = "firehose")]
+    if api == Api::Firehose {
+        let reply = crate::firehose::call(&tenant, operation, protocol, &body)
+            .await
+            .map_err(|error| error.for_account(&tenant.account))?;
+        let response = Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", protocol.content_type());
+        return Ok(with_ids(response)
+            .body(whole(reply))
+            .expect("a valid response"));
+    }
     if api == Api::Kms {
         let reply = crate::kms::call(&tenant, operation, protocol, &body)?;
         let response = Response::builder()
@@ -428,10 +447,16 @@ fn signed_request<'a>(
 enum Api {
     Kinesis,
     Kms,
+    #[cfg(feature = "firehose")]
+    Firehose,
 }
 
 impl Api {
     fn of(target: &str) -> Api {
+        #[cfg(feature = "firehose")]
+        if target.starts_with(crate::firehose::TARGET_PREFIX) {
+            return Api::Firehose;
+        }
         match target.starts_with(crate::kms::TARGET_PREFIX) {
             true => Api::Kms,
             false => Api::Kinesis,
@@ -443,6 +468,8 @@ impl Api {
         match self {
             Api::Kinesis => "kinesis",
             Api::Kms => "kms",
+            #[cfg(feature = "firehose")]
+            Api::Firehose => "firehose",
         }
     }
 
@@ -451,6 +478,8 @@ impl Api {
         let (prefix, operations) = match self {
             Api::Kinesis => (TARGET_PREFIX, &ops::OPERATIONS[..]),
             Api::Kms => (crate::kms::TARGET_PREFIX, crate::kms::OPERATIONS),
+            #[cfg(feature = "firehose")]
+            Api::Firehose => (crate::firehose::TARGET_PREFIX, crate::firehose::OPERATIONS),
         };
         target
             .strip_prefix(prefix)

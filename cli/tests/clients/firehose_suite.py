@@ -1,0 +1,144 @@
+"""Firehose on `sluice serve` (signed for the `firehose` service) with boto3's `firehose`
+and `kinesis` clients, unchanged: DirectPut and Kinesis-sourced delivery streams deliver
+every record once, to the bucket directory, named and gzipped as Firehose does; Firehose's
+errors for bad input. Usage: python3 firehose_suite.py URL BUCKET_DIR"""
+
+import gzip
+import os
+import sys
+import time
+
+import boto3
+from botocore.config import Config
+
+import harness
+from harness import expect_error, unique
+
+ENDPOINT = sys.argv[1] if __name__ == "__main__" else None
+BUCKETS = sys.argv[2] if __name__ == "__main__" else None
+ACCOUNT = "000000000000"
+
+
+def client(endpoint, service="firehose"):
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE",
+                        aws_secret_access_key="secret", config=Config(retries={"max_attempts": 1}))
+
+
+def s3_destination(bucket, prefix, interval=1, size=1, compression="GZIP"):
+    return {
+        "RoleARN": f"arn:aws:iam::{ACCOUNT}:role/firehose",
+        "BucketARN": f"arn:aws:s3:::{bucket}",
+        "Prefix": prefix,
+        "BufferingHints": {"SizeInMBs": size, "IntervalInSeconds": interval},
+        "CompressionFormat": compression,
+    }
+
+
+def objects(bucket, prefix):
+    """(key, gunzipped bytes) of every object under the prefix."""
+    root = os.path.join(BUCKETS, bucket)
+    found = []
+    for directory, _, files in os.walk(os.path.join(root, prefix)):
+        for name in files:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as f:
+                data = f.read()
+            found.append((os.path.relpath(path, root), gzip.decompress(data) if name.endswith(".gz") else data))
+    return sorted(found)
+
+
+def wait_for_lines(bucket, prefix, count, timeout=20):
+    deadline = time.time() + timeout
+    while True:
+        lines = sorted(line for _, data in objects(bucket, prefix) for line in data.decode().splitlines())
+        if len(lines) >= count or time.time() > deadline:
+            return lines
+        time.sleep(0.1)
+
+
+def test_direct_put_delivers_every_record_once_in_gzipped_hourly_objects(endpoint):
+    firehose = client(endpoint)
+    name, bucket = unique("clicks"), unique("lake")
+    arn = firehose.create_delivery_stream(DeliveryStreamName=name, DeliveryStreamType="DirectPut",
+                                          ExtendedS3DestinationConfiguration=s3_destination(bucket, "clicks/"))
+    assert arn["DeliveryStreamARN"] == f"arn:aws:firehose:us-east-1:{ACCOUNT}:deliverystream/{name}", arn
+    description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+    assert description["DeliveryStreamStatus"] == "ACTIVE" and description["DeliveryStreamType"] == "DirectPut"
+    s3 = description["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert s3["BucketARN"] == f"arn:aws:s3:::{bucket}" and s3["CompressionFormat"] == "GZIP", s3
+    assert s3["BufferingHints"] == {"SizeInMBs": 1, "IntervalInSeconds": 1}, s3
+    assert s3["RoleARN"] == f"arn:aws:iam::{ACCOUNT}:role/firehose", s3
+    record_id = firehose.put_record(DeliveryStreamName=name, Record={"Data": b"line-0000\n"})["RecordId"]
+    assert record_id, record_id
+    for start in (1, 501):
+        batch = [{"Data": f"line-{i:04}\n".encode()} for i in range(start, start + 500)]
+        reply = firehose.put_record_batch(DeliveryStreamName=name, Records=batch)
+        assert reply["FailedPutCount"] == 0 and len(reply["RequestResponses"]) == 500, reply["FailedPutCount"]
+        assert all("RecordId" in r for r in reply["RequestResponses"])
+    lines = wait_for_lines(bucket, "clicks/", 1001)
+    assert lines == [f"line-{i:04}" for i in range(1001)], (len(lines), lines[:3])
+    utc = time.gmtime()
+    for key, _ in objects(bucket, "clicks/"):
+        parts = key.split("/")
+        assert parts[0] == "clicks" and len(parts) == 6, key
+        year, month, day, hour = parts[1:5]
+        assert parts[5].startswith(f"{name}-1-{year}-{month}-{day}-{hour}-") and parts[5].endswith(".gz"), key
+        assert int(year) == utc.tm_year, key
+    firehose.delete_delivery_stream(DeliveryStreamName=name)
+    expect_error("ResourceNotFoundException", firehose.describe_delivery_stream, DeliveryStreamName=name)
+
+
+def test_a_kinesis_stream_source_is_delivered_from_the_stream(endpoint):
+    firehose, kinesis = client(endpoint), client(endpoint, "kinesis")
+    stream, name, bucket = unique("orders"), unique("orders-lake"), unique("lake")
+    kinesis.create_stream(StreamName=stream, ShardCount=2)
+    stream_arn = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
+    for i in range(100):
+        kinesis.put_record(StreamName=stream, PartitionKey=f"customer-{i % 9}", Data=f"order-{i:03}\n".encode())
+    firehose.create_delivery_stream(
+        DeliveryStreamName=name, DeliveryStreamType="KinesisStreamAsSource",
+        KinesisStreamSourceConfiguration={"KinesisStreamARN": stream_arn,
+                                          "RoleARN": f"arn:aws:iam::{ACCOUNT}:role/reader"},
+        ExtendedS3DestinationConfiguration=s3_destination(bucket, "", compression="UNCOMPRESSED"))
+    source = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]["Source"]
+    assert source["KinesisStreamSourceDescription"]["KinesisStreamARN"] == stream_arn, source
+    lines = wait_for_lines(bucket, "", 100)
+    assert lines == [f"order-{i:03}" for i in range(100)], (len(lines), lines[:3])
+    expect_error("InvalidArgumentException", firehose.put_record, DeliveryStreamName=name, Record={"Data": b"x"})
+    names = firehose.list_delivery_streams(DeliveryStreamType="KinesisStreamAsSource")["DeliveryStreamNames"]
+    assert name in names, names
+    assert name not in firehose.list_delivery_streams(DeliveryStreamType="DirectPut")["DeliveryStreamNames"]
+    assert stream in kinesis.list_streams()["StreamNames"] and len(kinesis.list_streams()["StreamNames"]) >= 1
+
+
+def test_firehose_errors_for_bad_input(endpoint):
+    firehose = client(endpoint)
+    name = unique("limits")
+    firehose.create_delivery_stream(DeliveryStreamName=name,
+                                    ExtendedS3DestinationConfiguration=s3_destination("limits-bucket", "", 60, 1))
+    expect_error("ResourceInUseException", firehose.create_delivery_stream, DeliveryStreamName=name,
+                 ExtendedS3DestinationConfiguration=s3_destination("limits-bucket", ""))
+    error = expect_error("ResourceNotFoundException", firehose.put_record, DeliveryStreamName="none-such",
+                         Record={"Data": b"x"})
+    assert f"under account {ACCOUNT} not found" in error.response["Error"]["Message"], error.response
+    expect_error("InvalidArgumentException", firehose.put_record, DeliveryStreamName=name,
+                 Record={"Data": b"x" * (1000 * 1024 + 1)})
+    expect_error("InvalidArgumentException", firehose.put_record_batch, DeliveryStreamName=name,
+                 Records=[{"Data": b"x"}] * 501)
+    expect_error("InvalidArgumentException", firehose.create_delivery_stream, DeliveryStreamName=unique("hints"),
+                 ExtendedS3DestinationConfiguration=s3_destination("limits-bucket", "", 60, 129))
+    expect_error("InvalidArgumentException", firehose.create_delivery_stream, DeliveryStreamName=unique("snappy"),
+                 ExtendedS3DestinationConfiguration=s3_destination("limits-bucket", "", compression="Snappy"))
+    expect_error("InvalidArgumentException", firehose.create_delivery_stream, DeliveryStreamName=unique("http"),
+                 HttpEndpointDestinationConfiguration={"EndpointConfiguration": {"Url": "https://example.com"},
+                                                       "S3Configuration": s3_destination("limits-bucket", "")})
+    transform = s3_destination("limits-bucket", "")
+    transform["ProcessingConfiguration"] = {"Enabled": True, "Processors": []}
+    expect_error("InvalidArgumentException", firehose.create_delivery_stream, DeliveryStreamName=unique("lambda"),
+                 ExtendedS3DestinationConfiguration=transform)
+    names = firehose.list_delivery_streams(Limit=10000)["DeliveryStreamNames"]
+    assert name in names and not any(n.startswith(("hints", "snappy", "http", "lambda")) for n in names), names
+
+
+if __name__ == "__main__":
+    harness.run(sys.modules[__name__], ENDPOINT)

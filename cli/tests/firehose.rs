@@ -1,0 +1,153 @@
+//! Firehose through `sluice serve`, killed with SIGKILL while records are put and delivered:
+//! after a restart every acknowledged record is delivered, and none twice (a flush a kill
+//! interrupted is settled by its journal: docs/design/firehose.md).
+
+mod common;
+
+use common::TestServer;
+use serde_json::{Value, json};
+use sluice_loadgen::client::KinesisClient;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const STREAM: &str = "killed";
+const BATCH: usize = 50;
+
+fn server(dir: &Path) -> TestServer {
+    let buckets = dir.join("buckets");
+    TestServer::start(
+        &dir.join("data"),
+        &["--firehose-bucket-dir", buckets.to_str().unwrap()],
+    )
+}
+
+/// Puts batches of numbered records until the server goes; records the acknowledged ones.
+async fn writer(address: SocketAddr, first: u64, acked: Arc<Mutex<Vec<u64>>>) {
+    let Ok(mut client) = KinesisClient::connect(address).await else {
+        return;
+    };
+    for round in 0.. {
+        let numbers: Vec<u64> = (0..BATCH as u64)
+            .map(|i| first + round * BATCH as u64 + i)
+            .collect();
+        let records: Vec<Value> = numbers
+            .iter()
+            .map(|n| json!({"Data": base64(&format!("record-{n:09}\n"))}))
+            .collect();
+        let reply: Result<Value, _> = client
+            .call(
+                "Firehose_20150804.PutRecordBatch",
+                &json!({"DeliveryStreamName": STREAM, "Records": records}),
+            )
+            .await;
+        let Ok(reply) = reply else { return };
+        let responses = reply["RequestResponses"].as_array().unwrap();
+        let mut acked = acked.lock().unwrap();
+        for (n, response) in numbers.iter().zip(responses) {
+            if response.get("RecordId").is_some() {
+                acked.push(*n);
+            }
+        }
+    }
+}
+
+fn base64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// Every record in the bucket's objects, with how many times each appears.
+fn delivered(buckets: &Path) -> BTreeMap<u64, usize> {
+    let mut counts = BTreeMap::new();
+    let mut dirs = vec![buckets.join("lake")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if !path.to_string_lossy().contains("#") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for line in text.lines() {
+                    let n = line.strip_prefix("record-").unwrap().parse().unwrap();
+                    *counts.entry(n).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_every_acknowledged_record_is_delivered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut acked_all = Vec::new();
+    for cycle in 0..3u64 {
+        let server = server(dir.path());
+        let mut client = KinesisClient::connect(server.address).await.unwrap();
+        if cycle == 0 {
+            let _: Value = client
+                .call(
+                    "Firehose_20150804.CreateDeliveryStream",
+                    &json!({
+                        "DeliveryStreamName": STREAM,
+                        "ExtendedS3DestinationConfiguration": {
+                            "BucketARN": "arn:aws:s3:::lake",
+                            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
+                        }
+                    }),
+                )
+                .await
+                .unwrap();
+        }
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let writers: Vec<_> = (0..2u64)
+            .map(|w| {
+                let first = (cycle * 2 + w) * 1_000_000;
+                tokio::spawn(writer(server.address, first, acked.clone()))
+            })
+            .collect();
+        // Kills land before, during and after flushes (one a second).
+        tokio::time::sleep(Duration::from_millis(700 + 450 * cycle)).await;
+        server.kill();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let acked = std::mem::take(&mut *acked.lock().unwrap());
+        assert!(!acked.is_empty(), "cycle {cycle}: nothing acknowledged");
+        acked_all.extend(acked);
+    }
+    let _server = server(dir.path());
+    let buckets = dir.path().join("buckets");
+    let mut counts = delivered(&buckets);
+    for _ in 0..300 {
+        if acked_all.iter().all(|n| counts.contains_key(n)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        counts = delivered(&buckets);
+    }
+    let lost: Vec<&u64> = acked_all
+        .iter()
+        .filter(|n| !counts.contains_key(n))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged records never delivered, e.g. {:?}",
+        lost.len(),
+        acked_all.len(),
+        &lost[..lost.len().min(5)]
+    );
+    println!(
+        "{} acknowledged over 3 kills, {} delivered",
+        acked_all.len(),
+        counts.len()
+    );
+    let twice: Vec<(&u64, &usize)> = counts.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+}

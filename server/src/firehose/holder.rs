@@ -1,0 +1,87 @@
+//! A tenant's Firehose, opened on first use, or when the tenant opens if it has delivery
+//! streams (their deliveries resume without waiting for a call). DirectPut records live in
+//! an engine of its own under `<tenant dir>/firehose/engine` (one core), so the Kinesis API
+//! never sees a backing stream; stream sources are the tenant's own streams.
+
+use crate::config::ServeConfig;
+use crate::wire::ApiError;
+use sluice_core::{Engine, EngineConfig};
+use sluice_firehose::{Firehose, FirehoseConfig, LocalBuckets};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::OnceCell;
+
+/// Segments of the backing engine: a Firehose record (1,000 KiB) fits whatever the
+/// server's own segment size is.
+const BACKING_SEGMENT_BYTES: u64 = 16 << 20;
+
+/// Where the tenant's Firehose is, and the Firehose once open.
+pub(crate) struct FirehoseHolder {
+    dir: PathBuf,
+    firehose: OnceCell<Arc<Firehose>>,
+}
+
+impl FirehoseHolder {
+    /// For the tenant in `data_dir`; opens at once if delivery streams are stored there and
+    /// a runtime is at hand.
+    pub(crate) fn new(data_dir: &Path, engine: &Engine, config: &ServeConfig) -> FirehoseHolder {
+        let holder = FirehoseHolder {
+            dir: data_dir.join("firehose"),
+            firehose: OnceCell::new(),
+        };
+        let stored = holder.dir.join("delivery-streams.json").exists();
+        if let (true, Ok(runtime)) = (stored, tokio::runtime::Handle::try_current()) {
+            match open(&holder.dir, engine.clone(), config, runtime) {
+                Ok(firehose) => {
+                    let _ = holder.firehose.set(Arc::new(firehose));
+                }
+                // Said, and tried again by the first Firehose call.
+                Err(e) => eprintln!("sluice serve: Firehose in {}: {e}", holder.dir.display()),
+            }
+        }
+        holder
+    }
+
+    /// The Firehose, opened if it is not yet.
+    pub(crate) async fn get(
+        &self,
+        engine: &Engine,
+        config: &Arc<ServeConfig>,
+    ) -> Result<&Arc<Firehose>, ApiError> {
+        self.firehose
+            .get_or_try_init(|| async {
+                let (dir, engine, config) = (self.dir.clone(), engine.clone(), config.clone());
+                let runtime = tokio::runtime::Handle::current();
+                tokio::task::spawn_blocking(move || open(&dir, engine, &config, runtime))
+                    .await
+                    .map_err(|e| ApiError::internal(format!("opening Firehose: {e}")))?
+                    .map(Arc::new)
+                    .map_err(|e| ApiError::internal(format!("opening Firehose: {e:#}")))
+            })
+            .await
+    }
+}
+
+fn open(
+    dir: &Path,
+    source_engine: Engine,
+    config: &ServeConfig,
+    runtime: tokio::runtime::Handle,
+) -> anyhow::Result<Firehose> {
+    let mut engine_config = EngineConfig::new(dir.join("engine"));
+    engine_config.cores = 1;
+    engine_config.segment_size_bytes = BACKING_SEGMENT_BYTES;
+    let backing_engine = Engine::open(engine_config)?;
+    let buckets = config
+        .firehose_bucket_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("firehose-buckets"));
+    Ok(Firehose::open(FirehoseConfig {
+        dir: dir.to_path_buf(),
+        backing_engine,
+        backing_prefix: String::new(),
+        source_engine,
+        buckets: Arc::new(LocalBuckets::new(buckets)),
+        runtime,
+    })?)
+}

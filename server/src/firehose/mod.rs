@@ -1,0 +1,206 @@
+//! Firehose on the same endpoint (`Firehose_20150804.*`, signed for the `firehose` service):
+//! delivery streams of a tenant, over `sluice-firehose`. Buckets are directories under the
+//! server's bucket directory (`--firehose-bucket-dir`; `<data dir>/firehose-buckets` by
+//! default): bucket `b` of `arn:aws:s3:::b` is `<dir>/b/`, shared by every tenant as S3's
+//! bucket names are.
+
+mod holder;
+mod shapes;
+
+pub(crate) use holder::FirehoseHolder;
+
+use crate::tenant::Tenant;
+use crate::wire::{ApiError, Protocol, Timestamp};
+use serde_json::{Value, json};
+use shapes::Input;
+use sluice_firehose::{DeliveryStreamInfo, Firehose, FirehoseError, Source};
+
+/// The `X-Amz-Target` prefix of Firehose operations.
+pub const TARGET_PREFIX: &str = "Firehose_20150804.";
+
+/// The operations served.
+pub const OPERATIONS: &[&str] = &[
+    "CreateDeliveryStream",
+    "DescribeDeliveryStream",
+    "ListDeliveryStreams",
+    "DeleteDeliveryStream",
+    "PutRecord",
+    "PutRecordBatch",
+];
+
+/// Firehose's error for a failed call, in its words.
+fn error(error: FirehoseError, account: &str) -> ApiError {
+    match error {
+        FirehoseError::NotFound { name } => ApiError::not_found(format!(
+            "Firehose {name} under account {account} not found."
+        )),
+        FirehoseError::InUse { name, reason } => {
+            ApiError::in_use(format!("Firehose {name} under account {account} {reason}."))
+        }
+        FirehoseError::InvalidArgument(message) => ApiError::invalid_argument(message),
+        FirehoseError::LimitExceeded(message) => ApiError::limit_exceeded(message),
+        other => ApiError::with_status("ServiceUnavailableException", 503, other.to_string()),
+    }
+}
+
+/// Runs Firehose operation `name` for `tenant`.
+pub async fn call(
+    tenant: &Tenant,
+    name: &str,
+    protocol: Protocol,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let input: Input = protocol.decode(body)?;
+    let firehose = tenant.firehose().await?;
+    let account = tenant.account.as_str();
+    let reply = match name {
+        "CreateDeliveryStream" => {
+            let spec = shapes::spec(tenant, &input)?;
+            let name = spec.name.clone();
+            firehose.create(spec).await.map_err(|e| error(e, account))?;
+            json!({ "DeliveryStreamARN": arn(tenant, &name) })
+        }
+        "DescribeDeliveryStream" => {
+            let info = firehose
+                .describe(shapes::name(&input)?)
+                .map_err(|e| error(e, account))?;
+            json!({ "DeliveryStreamDescription": describe(tenant, &info) })
+        }
+        "ListDeliveryStreams" => list(firehose, &input)?,
+        "DeleteDeliveryStream" => {
+            firehose
+                .delete(shapes::name(&input)?)
+                .await
+                .map_err(|e| error(e, account))?;
+            json!({})
+        }
+        "PutRecord" => put_record(firehose, &input, account).await?,
+        "PutRecordBatch" => put_record_batch(firehose, &input, account).await?,
+        _ => return Err(ApiError::unknown_operation()),
+    };
+    Ok(protocol.encode(&reply))
+}
+
+/// A delivery stream's ARN.
+pub(crate) fn arn(tenant: &Tenant, name: &str) -> String {
+    format!(
+        "arn:aws:firehose:{}:{}:deliverystream/{name}",
+        tenant.region, tenant.account
+    )
+}
+
+fn describe(tenant: &Tenant, info: &DeliveryStreamInfo) -> Value {
+    let spec = &info.spec;
+    let meta = |key: &str| spec.metadata.get(key).cloned();
+    let hints = spec.destination.buffering;
+    let s3 = json!({
+        "RoleARN": meta(shapes::ROLE_ARN),
+        "BucketARN": format!("arn:aws:s3:::{}", spec.destination.bucket),
+        "Prefix": spec.destination.prefix,
+        "ErrorOutputPrefix": meta(shapes::ERROR_OUTPUT_PREFIX),
+        "BufferingHints": {
+            "SizeInMBs": hints.size_bytes >> 20,
+            "IntervalInSeconds": hints.interval_ms / 1000,
+        },
+        "CompressionFormat": spec.destination.compression.firehose_name(),
+        "EncryptionConfiguration": { "NoEncryptionConfig": "NoEncryption" },
+    });
+    let mut destination = json!({
+        "DestinationId": "destinationId-000000000001",
+        "S3DestinationDescription": s3.clone(),
+    });
+    if meta(shapes::DESTINATION_KIND).as_deref() != Some("S3") {
+        let mut extended = s3;
+        extended["S3BackupMode"] = json!("Disabled");
+        destination["ExtendedS3DestinationDescription"] = extended;
+    }
+    let mut description = json!({
+        "DeliveryStreamName": spec.name,
+        "DeliveryStreamARN": arn(tenant, &spec.name),
+        "DeliveryStreamStatus": "ACTIVE",
+        "DeliveryStreamType": match spec.source {
+            Source::DirectPut => "DirectPut",
+            Source::Stream { .. } => "KinesisStreamAsSource",
+        },
+        "VersionId": info.version.to_string(),
+        "CreateTimestamp": Timestamp::from_ms(info.created_ms),
+        "DeliveryStreamEncryptionConfiguration": { "Status": "DISABLED" },
+        "Destinations": [destination],
+        "HasMoreDestinations": false,
+    });
+    if let Source::Stream { .. } = spec.source {
+        description["Source"] = json!({
+            "KinesisStreamSourceDescription": {
+                "KinesisStreamARN": meta(shapes::SOURCE_STREAM_ARN),
+                "RoleARN": meta(shapes::SOURCE_ROLE_ARN),
+                "DeliveryStartTimestamp": Timestamp::from_ms(info.created_ms),
+            }
+        });
+    }
+    description
+}
+
+fn list(firehose: &Firehose, input: &Input) -> Result<Value, ApiError> {
+    let limit = input.limit.unwrap_or(10);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 10000"
+        )));
+    }
+    let direct_put = match input.delivery_stream_type.as_deref() {
+        None => None,
+        Some("DirectPut") => Some(true),
+        Some("KinesisStreamAsSource") => Some(false),
+        // Types this server never creates: none of them.
+        Some(_) => {
+            return Ok(json!({ "DeliveryStreamNames": [], "HasMoreDeliveryStreams": false }));
+        }
+    };
+    let (names, more) = firehose.list(
+        limit as usize,
+        input.exclusive_start_delivery_stream_name.as_deref(),
+        direct_put,
+    );
+    Ok(json!({ "DeliveryStreamNames": names, "HasMoreDeliveryStreams": more }))
+}
+
+async fn put_record(firehose: &Firehose, input: &Input, account: &str) -> Result<Value, ApiError> {
+    let name = shapes::name(input)?;
+    let record = input.record.as_ref().ok_or_else(|| {
+        ApiError::validation(
+            "1 validation error detected: Value null at 'record' failed to satisfy constraint: Member must not be null",
+        )
+    })?;
+    let id = firehose
+        .put_record(name, &record.data.0)
+        .await
+        .map_err(|e| error(e, account))?;
+    Ok(json!({ "RecordId": id, "Encrypted": false }))
+}
+
+async fn put_record_batch(
+    firehose: &Firehose,
+    input: &Input,
+    account: &str,
+) -> Result<Value, ApiError> {
+    let name = shapes::name(input)?;
+    let records = input.records.as_deref().unwrap_or_default();
+    let data: Vec<&[u8]> = records.iter().map(|r| r.data.0.as_slice()).collect();
+    let results = firehose
+        .put_record_batch(name, &data)
+        .await
+        .map_err(|e| error(e, account))?;
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let responses: Vec<Value> = results
+        .into_iter()
+        .map(|result| match result {
+            Ok(id) => json!({ "RecordId": id }),
+            Err(failure) => json!({ "ErrorCode": failure.code, "ErrorMessage": failure.message }),
+        })
+        .collect();
+    Ok(json!({
+        "FailedPutCount": failed,
+        "Encrypted": false,
+        "RequestResponses": responses,
+    }))
+}

@@ -1,0 +1,236 @@
+//! Firehose's request shapes (JSON 1.1, `Firehose_20150804`), and the translation of a
+//! CreateDeliveryStream request into a delivery stream spec. A setting this server does not
+//! build yet is refused with InvalidArgumentException naming it, never ignored.
+
+use crate::arn::StreamArn;
+use crate::tenant::Tenant;
+use crate::wire::{ApiError, Blob};
+use serde::Deserialize;
+use serde_json::Value;
+use sluice_firehose::{BufferingHints, Compression, DeliveryStreamSpec, ObjectDestination, Source};
+use std::collections::BTreeMap;
+
+/// Metadata keys the server keeps with a delivery stream.
+pub(super) const ROLE_ARN: &str = "RoleARN";
+pub(super) const SOURCE_ROLE_ARN: &str = "SourceRoleARN";
+pub(super) const SOURCE_STREAM_ARN: &str = "KinesisStreamARN";
+pub(super) const ERROR_OUTPUT_PREFIX: &str = "ErrorOutputPrefix";
+/// Which destination member the client used: `ExtendedS3` or `S3`.
+pub(super) const DESTINATION_KIND: &str = "DestinationKind";
+
+/// Every member any operation takes; each operation reads its own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct Input {
+    pub(super) delivery_stream_name: Option<String>,
+    pub(super) delivery_stream_type: Option<String>,
+    pub(super) kinesis_stream_source_configuration: Option<SourceConfiguration>,
+    #[serde(rename = "S3DestinationConfiguration")]
+    pub(super) s3_destination_configuration: Option<S3Configuration>,
+    #[serde(rename = "ExtendedS3DestinationConfiguration")]
+    pub(super) extended_s3_destination_configuration: Option<S3Configuration>,
+    pub(super) tags: Option<Value>,
+    pub(super) delivery_stream_encryption_configuration_input: Option<Value>,
+    pub(super) record: Option<RecordInput>,
+    pub(super) records: Option<Vec<RecordInput>>,
+    pub(super) limit: Option<i64>,
+    pub(super) exclusive_start_delivery_stream_name: Option<String>,
+    /// The destinations and sources this server does not deliver to or read yet.
+    #[serde(flatten)]
+    pub(super) other: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct SourceConfiguration {
+    #[serde(rename = "KinesisStreamARN")]
+    kinesis_stream_arn: String,
+    #[serde(rename = "RoleARN")]
+    role_arn: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct S3Configuration {
+    #[serde(rename = "RoleARN")]
+    role_arn: Option<String>,
+    #[serde(rename = "BucketARN")]
+    bucket_arn: Option<String>,
+    prefix: Option<String>,
+    error_output_prefix: Option<String>,
+    buffering_hints: Option<Hints>,
+    compression_format: Option<String>,
+    processing_configuration: Option<Value>,
+    data_format_conversion_configuration: Option<Value>,
+    dynamic_partitioning_configuration: Option<Value>,
+    #[serde(rename = "S3BackupMode")]
+    s3_backup_mode: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Hints {
+    #[serde(rename = "SizeInMBs")]
+    size_in_mbs: Option<u64>,
+    #[serde(rename = "IntervalInSeconds")]
+    interval_in_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct RecordInput {
+    pub(super) data: Blob,
+}
+
+/// The delivery stream's name, or the validation error Firehose gives for its absence.
+pub(super) fn name(input: &Input) -> Result<&str, ApiError> {
+    input.delivery_stream_name.as_deref().ok_or_else(|| {
+        ApiError::validation(
+            "1 validation error detected: Value null at 'deliveryStreamName' failed to satisfy constraint: Member must not be null",
+        )
+    })
+}
+
+fn unsupported(what: &str) -> ApiError {
+    ApiError::invalid_argument(format!("{what} is not supported by this server yet."))
+}
+
+/// Members of a destination whose feature is on when present with `Enabled: true`.
+fn enabled(value: Option<&Value>) -> bool {
+    value.is_some_and(|v| v.get("Enabled").and_then(Value::as_bool) == Some(true))
+}
+
+/// The delivery stream a CreateDeliveryStream request describes.
+pub(super) fn spec(tenant: &Tenant, input: &Input) -> Result<DeliveryStreamSpec, ApiError> {
+    let name = name(input)?.to_owned();
+    if let Some(member) = input.other.keys().next() {
+        return Err(unsupported(member));
+    }
+    if input.tags.is_some() {
+        return Err(unsupported("Tags"));
+    }
+    if enabled_encryption(input) {
+        return Err(unsupported("DeliveryStreamEncryptionConfigurationInput"));
+    }
+    let mut metadata = BTreeMap::new();
+    let source = source(tenant, input, &mut metadata)?;
+    let (kind, s3) = match (
+        &input.extended_s3_destination_configuration,
+        &input.s3_destination_configuration,
+    ) {
+        (Some(s3), None) => ("ExtendedS3", s3),
+        (None, Some(s3)) => ("S3", s3),
+        _ => {
+            return Err(ApiError::invalid_argument(
+                "Exactly one destination is required: ExtendedS3DestinationConfiguration (or S3DestinationConfiguration).",
+            ));
+        }
+    };
+    metadata.insert(DESTINATION_KIND.to_owned(), kind.to_owned());
+    let destination = destination(s3, &mut metadata)?;
+    Ok(DeliveryStreamSpec {
+        name,
+        source,
+        destination,
+        metadata,
+    })
+}
+
+fn enabled_encryption(input: &Input) -> bool {
+    input
+        .delivery_stream_encryption_configuration_input
+        .as_ref()
+        .is_some_and(|v| v.get("KeyType").is_some() || v.get("KeyARN").is_some())
+}
+
+fn source(
+    tenant: &Tenant,
+    input: &Input,
+    metadata: &mut BTreeMap<String, String>,
+) -> Result<Source, ApiError> {
+    match (
+        input.delivery_stream_type.as_deref().unwrap_or("DirectPut"),
+        &input.kinesis_stream_source_configuration,
+    ) {
+        ("DirectPut", None) => Ok(Source::DirectPut),
+        ("KinesisStreamAsSource", Some(config)) => {
+            let arn = StreamArn::parse(&config.kinesis_stream_arn).ok_or_else(|| {
+                ApiError::invalid_argument(format!(
+                    "KinesisStreamARN {} is not a stream ARN.",
+                    config.kinesis_stream_arn
+                ))
+            })?;
+            if arn.account != tenant.account || arn.region != tenant.region {
+                return Err(ApiError::invalid_argument(
+                    "The source stream must be in the delivery stream's own account and region.",
+                ));
+            }
+            metadata.insert(
+                SOURCE_STREAM_ARN.to_owned(),
+                config.kinesis_stream_arn.clone(),
+            );
+            if let Some(role) = &config.role_arn {
+                metadata.insert(SOURCE_ROLE_ARN.to_owned(), role.clone());
+            }
+            Ok(Source::Stream {
+                name: arn.stream.to_owned(),
+            })
+        }
+        ("KinesisStreamAsSource", None) => Err(ApiError::invalid_argument(
+            "KinesisStreamSourceConfiguration is required for a KinesisStreamAsSource delivery stream.",
+        )),
+        ("DirectPut", Some(_)) => Err(ApiError::invalid_argument(
+            "KinesisStreamSourceConfiguration is only for KinesisStreamAsSource delivery streams.",
+        )),
+        (other, _) => Err(unsupported(&format!("DeliveryStreamType {other}"))),
+    }
+}
+
+fn destination(
+    s3: &S3Configuration,
+    metadata: &mut BTreeMap<String, String>,
+) -> Result<ObjectDestination, ApiError> {
+    if enabled(s3.processing_configuration.as_ref()) {
+        return Err(unsupported("ProcessingConfiguration"));
+    }
+    if enabled(s3.data_format_conversion_configuration.as_ref()) {
+        return Err(unsupported("DataFormatConversionConfiguration"));
+    }
+    if enabled(s3.dynamic_partitioning_configuration.as_ref()) {
+        return Err(unsupported("DynamicPartitioningConfiguration"));
+    }
+    if s3.s3_backup_mode.as_deref() == Some("Enabled") {
+        return Err(unsupported("S3BackupMode Enabled"));
+    }
+    let bucket_arn = s3
+        .bucket_arn
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid_argument("BucketARN is required."))?;
+    let bucket = bucket_arn.strip_prefix("arn:aws:s3:::").ok_or_else(|| {
+        ApiError::invalid_argument(format!("BucketARN {bucket_arn} is not an S3 bucket ARN."))
+    })?;
+    let prefix = s3.prefix.clone().unwrap_or_default();
+    if prefix.contains("!{") {
+        return Err(unsupported("A Prefix with !{...} expressions"));
+    }
+    let hints = s3.buffering_hints.as_ref();
+    let buffering = BufferingHints::new(
+        hints.and_then(|h| h.size_in_mbs).unwrap_or(5),
+        hints.and_then(|h| h.interval_in_seconds).unwrap_or(300),
+    )
+    .map_err(|e| ApiError::invalid_argument(e.to_string()))?;
+    let compression =
+        Compression::from_firehose(s3.compression_format.as_deref().unwrap_or("UNCOMPRESSED"))
+            .map_err(|e| ApiError::invalid_argument(e.to_string()))?;
+    if let Some(role) = &s3.role_arn {
+        metadata.insert(ROLE_ARN.to_owned(), role.clone());
+    }
+    if let Some(prefix) = &s3.error_output_prefix {
+        metadata.insert(ERROR_OUTPUT_PREFIX.to_owned(), prefix.clone());
+    }
+    Ok(ObjectDestination {
+        bucket: bucket.to_owned(),
+        prefix,
+        buffering,
+        compression,
+    })
+}
