@@ -62,6 +62,41 @@ impl Bucket {
     }
 }
 
+/// Buckets in S3 or an S3-compatible store (MinIO, moto, Ceph), with the credentials and
+/// region of the `AWS_*` environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`, `AWS_REGION`, ...), at `endpoint` when one is given (path-style
+/// requests; plain HTTP allowed for an `http://` endpoint).
+#[cfg(feature = "s3")]
+#[derive(Debug, Clone)]
+pub struct S3Buckets {
+    endpoint: Option<String>,
+}
+
+#[cfg(feature = "s3")]
+impl S3Buckets {
+    /// Buckets at `endpoint`, or at AWS' own endpoint for the region when `None`.
+    pub fn new(endpoint: Option<String>) -> S3Buckets {
+        S3Buckets { endpoint }
+    }
+}
+
+#[cfg(feature = "s3")]
+impl Buckets for S3Buckets {
+    fn bucket(&self, bucket: &str) -> Result<Bucket, FirehoseError> {
+        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        let store = builder
+            .build()
+            .map_err(|e| FirehoseError::internal(&format!("reach bucket {bucket}"), e))?;
+        Ok(Bucket::remote(Arc::new(store)))
+    }
+}
+
 /// Buckets as directories: bucket `b` is `<root>/b/`. What `sluice serve` uses when no S3
 /// endpoint is configured.
 #[derive(Debug, Clone)]

@@ -69,6 +69,8 @@ struct Buffered {
     shard: String,
     seq: SequenceNumber,
     end: usize,
+    /// When the engine accepted it (ms since the epoch).
+    arrival_ms: u64,
 }
 
 /// The records of one object.
@@ -165,6 +167,9 @@ impl Delivery {
                 .map_err(|e| failed("read the source", e))?;
             let added = read.map_or(0, |read| self.buffer.add(&read));
             self.stats.read(added);
+            let oldest = self.buffer.records.front().map(|r| r.arrival_ms);
+            self.stats
+                .freshness(oldest.map_or(0, |arrival| now_ms().saturating_sub(arrival)));
             if added > 0 {
                 empty_reads = 0;
                 continue;
@@ -302,6 +307,7 @@ impl Buffer {
                 shard: shard.clone(),
                 seq: record.sequence_number,
                 end: self.data.len(),
+                arrival_ms: record.arrival_timestamp_ms,
             });
             added += 1;
         }

@@ -20,6 +20,7 @@
 //!     source_engine: engine,
 //!     buckets: Arc::new(LocalBuckets::new("buckets")),
 //!     runtime: tokio::runtime::Handle::current(),
+//!     metric_labels: Vec::new(),
 //! })?;
 //! firehose
 //!     .create(DeliveryStreamSpec {
@@ -52,6 +53,8 @@ mod service;
 mod spec;
 mod stats;
 
+#[cfg(feature = "s3")]
+pub use bucket::S3Buckets;
 pub use bucket::{Bucket, Buckets, LocalBuckets};
 pub use error::FirehoseError;
 pub use service::{

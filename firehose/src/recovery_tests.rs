@@ -40,6 +40,7 @@ async fn setup_with_records(count: u32) -> (Setup, String) {
         source_engine: engine.clone(),
         buckets: Arc::new(LocalBuckets::new(dir.path().join("buckets"))),
         runtime: tokio::runtime::Handle::current(),
+        metric_labels: Vec::new(),
     })
     .unwrap();
     (

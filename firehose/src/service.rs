@@ -32,6 +32,8 @@ pub struct FirehoseConfig {
     pub buckets: Arc<dyn Buckets>,
     /// Where delivery tasks run.
     pub runtime: tokio::runtime::Handle,
+    /// Labels added to every delivery stream's metrics, beside `delivery_stream`.
+    pub metric_labels: Vec<(String, String)>,
 }
 
 /// Firehose delivery streams over Sluice engines. Dropping it stops the deliveries (each
@@ -263,7 +265,7 @@ impl Firehose {
             .config
             .buckets
             .bucket(&stored.spec.destination.bucket)?;
-        let stats = Arc::new(DeliveryStats::default());
+        let stats = Arc::new(DeliveryStats::new(&name, &self.config.metric_labels));
         let (stop, stopped) = watch::channel(false);
         let delivery = Delivery {
             name: name.clone(),

@@ -146,11 +146,7 @@ impl DeliveryStreamSpec {
             ));
         }
         validate_bucket(&self.destination.bucket)?;
-        if self.destination.prefix.len() > 1024 {
-            return Err(FirehoseError::invalid(
-                "Prefix must be at most 1024 characters.",
-            ));
-        }
+        validate_prefix(&self.destination.prefix)?;
         Ok(())
     }
 }
@@ -161,6 +157,21 @@ pub fn validate_name(name: &str) -> Result<(), FirehoseError> {
     if name.is_empty() || name.len() > NAME_LENGTH_MAX || !name.chars().all(allowed) {
         return Err(FirehoseError::invalid(format!(
             "DeliveryStreamName {name:?} must be 1 to 64 characters of [a-zA-Z0-9_.-]."
+        )));
+    }
+    Ok(())
+}
+
+/// At most 1,024 characters, none of them a control character, and no `.` or `..` part
+/// and no leading `/`: a key stays inside its bucket whatever the store (a local bucket is a
+/// directory).
+fn validate_prefix(prefix: &str) -> Result<(), FirehoseError> {
+    let bad_part = prefix.split('/').enumerate().any(|(i, part)| {
+        part == "." || part == ".." || (i == 0 && part.is_empty() && !prefix.is_empty())
+    });
+    if prefix.len() > 1024 || prefix.chars().any(char::is_control) || bad_part {
+        return Err(FirehoseError::invalid(format!(
+            "Prefix {prefix:?} must be at most 1024 characters, with no control characters, no '.' or '..' part and no leading '/'."
         )));
     }
     Ok(())
@@ -204,6 +215,13 @@ mod tests {
         assert!(validate_name("").is_err());
         assert!(validate_name(&"a".repeat(65)).is_err());
         assert!(validate_name("a/b").is_err());
+        for good in ["", "logs/", "a/b-c_d/2026", "x"] {
+            assert!(validate_prefix(good).is_ok(), "{good}");
+        }
+        for bad in ["../up/", "a/../b", "/abs", "./x", "a/./b", "tab\there"] {
+            assert!(validate_prefix(bad).is_err(), "{bad}");
+        }
+        assert!(validate_prefix(&"p".repeat(1025)).is_err());
         assert!(validate_bucket("my-bucket.1").is_ok());
         for bad in ["ab", "Upper", "-lead", "trail-", "a..b", "../x", "a/b"] {
             assert!(validate_bucket(bad).is_err(), "{bad}");

@@ -1,11 +1,24 @@
-//! What a delivery stream has taken in and delivered, for Describe and metrics.
+//! What a delivery stream has taken in and delivered, for Describe and metrics. The metrics
+//! carry Firehose's CloudWatch metrics in Prometheus' naming:
+//!
+//! | metric | Firehose's |
+//! |---|---|
+//! | `sluice_firehose_incoming_records`, `_incoming_bytes` | IncomingRecords, IncomingBytes |
+//! | `sluice_firehose_delivered_records`, `_delivered_bytes` | DeliveryToS3.Records, DeliveryToS3.Bytes |
+//! | `sluice_firehose_objects` | DeliveryToS3.Success (objects written) |
+//! | `sluice_firehose_failures` | failed steps, each retried |
+//! | `sluice_firehose_data_freshness_ms` | DeliveryToS3.DataFreshness (age of the oldest record not delivered) |
+//!
+//! each labelled `delivery_stream` (and the embedder's labels).
 
+use metrics::{Counter, Gauge, Label, counter, gauge};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters of one delivery stream since it was opened (this process).
 #[derive(Debug, Default)]
 pub struct DeliveryStats {
+    metrics: Metrics,
     incoming_records: AtomicU64,
     incoming_bytes: AtomicU64,
     read_records: AtomicU64,
@@ -45,14 +58,66 @@ pub struct DeliverySnapshot {
     pub last_error: Option<String>,
 }
 
+/// The metric handles, registered once per delivery stream.
+#[derive(Debug)]
+struct Metrics {
+    incoming_records: Counter,
+    incoming_bytes: Counter,
+    delivered_records: Counter,
+    delivered_bytes: Counter,
+    objects: Counter,
+    failures: Counter,
+    data_freshness_ms: Gauge,
+}
+
+impl Default for Metrics {
+    /// Handles that record nothing.
+    fn default() -> Metrics {
+        Metrics {
+            incoming_records: Counter::noop(),
+            incoming_bytes: Counter::noop(),
+            delivered_records: Counter::noop(),
+            delivered_bytes: Counter::noop(),
+            objects: Counter::noop(),
+            failures: Counter::noop(),
+            data_freshness_ms: Gauge::noop(),
+        }
+    }
+}
+
 impl DeliveryStats {
+    /// Counters for delivery stream `name`, its metrics labelled with it and `labels`.
+    pub(crate) fn new(name: &str, labels: &[(String, String)]) -> DeliveryStats {
+        let mut all = vec![Label::new("delivery_stream", name.to_owned())];
+        all.extend(labels.iter().map(|(k, v)| Label::new(k.clone(), v.clone())));
+        DeliveryStats {
+            metrics: Metrics {
+                incoming_records: counter!("sluice_firehose_incoming_records", all.clone()),
+                incoming_bytes: counter!("sluice_firehose_incoming_bytes", all.clone()),
+                delivered_records: counter!("sluice_firehose_delivered_records", all.clone()),
+                delivered_bytes: counter!("sluice_firehose_delivered_bytes", all.clone()),
+                objects: counter!("sluice_firehose_objects", all.clone()),
+                failures: counter!("sluice_firehose_failures", all.clone()),
+                data_freshness_ms: gauge!("sluice_firehose_data_freshness_ms", all),
+            },
+            ..DeliveryStats::default()
+        }
+    }
+
     pub(crate) fn incoming(&self, records: u64, bytes: u64) {
         self.incoming_records.fetch_add(records, Ordering::Relaxed);
         self.incoming_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.metrics.incoming_records.increment(records);
+        self.metrics.incoming_bytes.increment(bytes);
     }
 
     pub(crate) fn read(&self, records: u64) {
         self.read_records.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// The age of the oldest record read and not delivered (0 when there is none).
+    pub(crate) fn freshness(&self, age_ms: u64) {
+        self.metrics.data_freshness_ms.set(age_ms as f64);
     }
 
     pub(crate) fn delivered(&self, records: u64, bytes: u64, now_ms: u64) {
@@ -60,15 +125,20 @@ impl DeliveryStats {
         self.delivered_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.objects.fetch_add(1, Ordering::Relaxed);
         self.last_delivery_ms.store(now_ms, Ordering::Relaxed);
+        self.metrics.delivered_records.increment(records);
+        self.metrics.delivered_bytes.increment(bytes);
+        self.metrics.objects.increment(1);
     }
 
     pub(crate) fn recovered_object(&self, records: u64) {
         self.recovered_objects.fetch_add(1, Ordering::Relaxed);
         self.delivered_records.fetch_add(records, Ordering::Relaxed);
+        self.metrics.delivered_records.increment(records);
     }
 
     pub(crate) fn failed(&self, error: String) {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        self.metrics.failures.increment(1);
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
     }
 

@@ -30,6 +30,7 @@ fn setup() -> Setup {
         source_engine: engine.clone(),
         buckets: Arc::new(LocalBuckets::new(&buckets)),
         runtime: tokio::runtime::Handle::current(),
+        metric_labels: Vec::new(),
     })
     .unwrap();
     Setup {
@@ -320,6 +321,7 @@ async fn delivery_streams_survive_a_restart_and_deletion_removes_them() {
             source_engine: engine.clone(),
             buckets: Arc::new(LocalBuckets::new(dir.join("buckets"))),
             runtime: tokio::runtime::Handle::current(),
+            metric_labels: Vec::new(),
         })
         .unwrap();
         (engine, firehose)

@@ -80,6 +80,9 @@ pub struct ServeConfig {
     /// Where Firehose's local buckets are (bucket `b` is `<dir>/b/`); `None`:
     /// `<data_dir>/firehose-buckets`.
     pub firehose_bucket_dir: Option<PathBuf>,
+    /// Firehose's buckets are in this S3-compatible store instead (credentials and region
+    /// from the `AWS_*` environment); needs the `firehose-s3` feature.
+    pub firehose_s3_endpoint: Option<String>,
 }
 
 /// A credential SigV4 signatures are checked against.
@@ -133,6 +136,7 @@ impl ServeConfig {
             body_bytes_in_flight_max: 512 << 20,
             allow_reset: false,
             firehose_bucket_dir: None,
+            firehose_s3_endpoint: None,
             metrics_token: None,
         }
     }

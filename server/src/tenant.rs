@@ -75,10 +75,7 @@ impl Tenant {
         engine_config.segment_size_bytes = config.segment_size_bytes;
         engine_config.durability = config.durability;
         engine_config.shards_max = config.shards_max;
-        engine_config.metric_labels = vec![
-            ("account".to_owned(), account.to_owned()),
-            ("region".to_owned(), region.to_owned()),
-        ];
+        engine_config.metric_labels = engine_labels(account, region);
         if config.enforce_limits {
             engine_config.throughput_limits = Some(ThroughputLimits::default());
         }
@@ -90,7 +87,12 @@ impl Tenant {
             })
         });
         #[cfg(feature = "firehose")]
-        let firehose = crate::firehose::FirehoseHolder::new(data_dir, &engine, &config);
+        let firehose = crate::firehose::FirehoseHolder::new(
+            data_dir,
+            &engine,
+            &config,
+            engine_labels(account, region),
+        );
         Ok(Tenant {
             engine,
             state,
@@ -266,4 +268,12 @@ impl Tenant {
         self.fault_rng.store(x, Ordering::Relaxed);
         x
     }
+}
+
+/// The labels of a tenant's metrics.
+fn engine_labels(account: &str, region: &str) -> Vec<(String, String)> {
+    vec![
+        ("account".to_owned(), account.to_owned()),
+        ("region".to_owned(), region.to_owned()),
+    ]
 }

@@ -157,6 +157,15 @@ pub struct ServeArgs {
     /// for every account. Default: `<data dir>/firehose-buckets`.
     #[arg(long, env = "SLUICE_FIREHOSE_BUCKET_DIR")]
     pub firehose_bucket_dir: Option<PathBuf>,
+    /// Firehose delivers to S3 buckets at this endpoint instead (an S3-compatible server, or
+    /// `https://s3.<region>.amazonaws.com`), with the credentials and region of the `AWS_*`
+    /// environment. Needs a build with the `s3` feature.
+    #[arg(
+        long,
+        env = "SLUICE_FIREHOSE_S3_ENDPOINT",
+        conflicts_with = "firehose_bucket_dir"
+    )]
+    pub firehose_s3_endpoint: Option<String>,
     /// Serve `/metrics` and `/health` on this address instead (without authentication:
     /// bind it where only the monitoring reaches), and not on the Kinesis listener.
     #[arg(long, env = "SLUICE_METRICS_LISTEN")]
@@ -242,6 +251,11 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
     );
     config.metrics_token = args.metrics_token.clone();
     config.firehose_bucket_dir = args.firehose_bucket_dir.clone();
+    anyhow::ensure!(
+        args.firehose_s3_endpoint.is_none() || cfg!(feature = "s3"),
+        "--firehose-s3-endpoint needs a build with the `s3` feature (cargo build --release --features s3)"
+    );
+    config.firehose_s3_endpoint = args.firehose_s3_endpoint.clone();
     Ok(config)
 }
 

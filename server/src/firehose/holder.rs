@@ -6,7 +6,7 @@
 use crate::config::ServeConfig;
 use crate::wire::ApiError;
 use sluice_core::{Engine, EngineConfig};
-use sluice_firehose::{Firehose, FirehoseConfig, LocalBuckets};
+use sluice_firehose::{Buckets, Firehose, FirehoseConfig, LocalBuckets};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
@@ -18,20 +18,28 @@ const BACKING_SEGMENT_BYTES: u64 = 16 << 20;
 /// Where the tenant's Firehose is, and the Firehose once open.
 pub(crate) struct FirehoseHolder {
     dir: PathBuf,
+    /// The tenant's account and region, as metric labels.
+    labels: Vec<(String, String)>,
     firehose: OnceCell<Arc<Firehose>>,
 }
 
 impl FirehoseHolder {
     /// For the tenant in `data_dir`; opens at once if delivery streams are stored there and
     /// a runtime is at hand.
-    pub(crate) fn new(data_dir: &Path, engine: &Engine, config: &ServeConfig) -> FirehoseHolder {
+    pub(crate) fn new(
+        data_dir: &Path,
+        engine: &Engine,
+        config: &ServeConfig,
+        labels: Vec<(String, String)>,
+    ) -> FirehoseHolder {
         let holder = FirehoseHolder {
             dir: data_dir.join("firehose"),
+            labels,
             firehose: OnceCell::new(),
         };
         let stored = holder.dir.join("delivery-streams.json").exists();
         if let (true, Ok(runtime)) = (stored, tokio::runtime::Handle::try_current()) {
-            match open(&holder.dir, engine.clone(), config, runtime) {
+            match open(&holder.dir, engine.clone(), config, runtime, &holder.labels) {
                 Ok(firehose) => {
                     let _ = holder.firehose.set(Arc::new(firehose));
                 }
@@ -51,8 +59,8 @@ impl FirehoseHolder {
         self.firehose
             .get_or_try_init(|| async {
                 let (dir, engine, config) = (self.dir.clone(), engine.clone(), config.clone());
-                let runtime = tokio::runtime::Handle::current();
-                tokio::task::spawn_blocking(move || open(&dir, engine, &config, runtime))
+                let (runtime, labels) = (tokio::runtime::Handle::current(), self.labels.clone());
+                tokio::task::spawn_blocking(move || open(&dir, engine, &config, runtime, &labels))
                     .await
                     .map_err(|e| ApiError::internal(format!("opening Firehose: {e}")))?
                     .map(Arc::new)
@@ -67,21 +75,38 @@ fn open(
     source_engine: Engine,
     config: &ServeConfig,
     runtime: tokio::runtime::Handle,
+    labels: &[(String, String)],
 ) -> anyhow::Result<Firehose> {
     let mut engine_config = EngineConfig::new(dir.join("engine"));
     engine_config.cores = 1;
     engine_config.segment_size_bytes = BACKING_SEGMENT_BYTES;
     let backing_engine = Engine::open(engine_config)?;
-    let buckets = config
-        .firehose_bucket_dir
-        .clone()
-        .unwrap_or_else(|| config.data_dir.join("firehose-buckets"));
     Ok(Firehose::open(FirehoseConfig {
         dir: dir.to_path_buf(),
         backing_engine,
         backing_prefix: String::new(),
         source_engine,
-        buckets: Arc::new(LocalBuckets::new(buckets)),
+        buckets: buckets(config)?,
         runtime,
+        metric_labels: labels.to_vec(),
     })?)
+}
+
+/// Bucket directories, or an S3-compatible store.
+fn buckets(config: &ServeConfig) -> anyhow::Result<Arc<dyn Buckets>> {
+    if let Some(endpoint) = &config.firehose_s3_endpoint {
+        #[cfg(feature = "firehose-s3")]
+        return Ok(Arc::new(sluice_firehose::S3Buckets::new(Some(
+            endpoint.clone(),
+        ))));
+        #[cfg(not(feature = "firehose-s3"))]
+        anyhow::bail!(
+            "--firehose-s3-endpoint {endpoint}: this build has no S3 client (build with the `s3` feature)"
+        );
+    }
+    let dir = config
+        .firehose_bucket_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("firehose-buckets"));
+    Ok(Arc::new(LocalBuckets::new(dir)))
 }

@@ -1,0 +1,62 @@
+"""Firehose on `sluice serve --firehose-s3-endpoint` delivering to an S3-compatible server
+(moto's): boto3's `firehose` client puts records, boto3's `s3` client finds every one of
+them, once, in gzipped objects named as Firehose names them.
+Usage: python3 firehose_s3_suite.py URL S3_URL"""
+
+import gzip
+import sys
+import time
+
+import boto3
+from botocore.config import Config
+
+import harness
+from harness import unique
+
+ENDPOINT = sys.argv[1] if __name__ == "__main__" else None
+S3 = sys.argv[2] if __name__ == "__main__" else None
+
+
+def client(service, endpoint):
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}))
+
+
+def objects(s3, bucket):
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for o in page.get("Contents", [])]
+    return sorted((key, s3.get_object(Bucket=bucket, Key=key)["Body"].read()) for key in keys)
+
+
+def test_records_land_in_s3_once_gzipped_and_named_as_firehose_names_them(endpoint):
+    firehose, s3 = client("firehose", endpoint), client("s3", S3)
+    bucket, name = unique("lake"), unique("events")
+    s3.create_bucket(Bucket=bucket)
+    firehose.create_delivery_stream(
+        DeliveryStreamName=name,
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+            "BucketARN": f"arn:aws:s3:::{bucket}",
+            "Prefix": "events/",
+            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
+            "CompressionFormat": "GZIP",
+        })
+    for start in range(0, 1500, 500):
+        records = [{"Data": f"event-{i:05}\n".encode()} for i in range(start, start + 500)]
+        assert firehose.put_record_batch(DeliveryStreamName=name, Records=records)["FailedPutCount"] == 0
+    deadline = time.time() + 30
+    while True:
+        found = objects(s3, bucket)
+        lines = sorted(line for _, body in found for line in gzip.decompress(body).decode().splitlines())
+        if len(lines) >= 1500 or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert lines == [f"event-{i:05}" for i in range(1500)], (len(lines), lines[:3])
+    for key, _ in found:
+        parts = key.split("/")
+        assert parts[0] == "events" and len(parts) == 6 and parts[5].startswith(f"{name}-1-"), key
+        assert key.endswith(".gz"), key
+
+
+if __name__ == "__main__":
+    harness.run(sys.modules[__name__], ENDPOINT)
