@@ -82,7 +82,7 @@ fn policy_server(dir: &std::path::Path) -> TestServer {
     );
     let fenced = write(
         "AKIDFENCED.json",
-        r#"{"Statement": [{"Effect": "Allow", "Action": "kinesis:*", "Resource": "*"},
+        r#"{"Statement": [{"Effect": "Allow", "Action": ["kinesis:*", "firehose:*"], "Resource": "*"},
                           {"Effect": "Deny", "Action": "kinesis:*", "Resource": "arn:aws:kinesis:*:*:stream/fenced-*"}]}"#,
     );
     let data = dir.join("data");

@@ -151,3 +151,64 @@ async fn after_kill_9_every_acknowledged_record_is_delivered_once() {
     let twice: Vec<(&u64, &usize)> = counts.iter().filter(|(_, c)| **c > 1).collect();
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
 }
+
+/// Another account's delivery stream, records acknowledged and not yet delivered when the
+/// server is killed: after a restart they are delivered without any call to that account
+/// (its tenant opens at start because it has delivery streams), into its own buckets.
+#[test]
+fn another_accounts_deliveries_resume_at_start() {
+    if !common::needs_python_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let buckets = dir.path().join("buckets");
+    let start = || {
+        TestServer::start(
+            &dir.path().join("data"),
+            &[
+                "--credential",
+                "AKIDOTHER:secret2:111111111111",
+                "--firehose-bucket-dir",
+                buckets.to_str().unwrap(),
+            ],
+        )
+    };
+    let server = start();
+    let script = r#"
+import sys, boto3
+f = boto3.client("firehose", endpoint_url=sys.argv[1], region_name="eu-west-1",
+                 aws_access_key_id="AKIDOTHER", aws_secret_access_key="secret2")
+f.create_delivery_stream(DeliveryStreamName="theirs", ExtendedS3DestinationConfiguration={
+    "RoleARN": "arn:aws:iam::111111111111:role/r", "BucketARN": "arn:aws:s3:::lake",
+    "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 10}})
+f.put_record_batch(DeliveryStreamName="theirs",
+                   Records=[{"Data": b"record-%09d\n" % i} for i in range(100)])
+"#;
+    let made = std::process::Command::new("python3")
+        .args(["-c", script, &server.endpoint()])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    server.kill(); // within the 10 s interval: nothing delivered yet
+    let theirs = buckets.join("accounts/111111111111");
+    assert!(delivered(&theirs).is_empty());
+    let _server = start();
+    let mut counts = BTreeMap::new();
+    for _ in 0..1200 {
+        counts = delivered(&theirs);
+        if counts.len() == 100 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        counts.len(),
+        100,
+        "delivered after the restart, with no call"
+    );
+    assert!(counts.values().all(|&c| c == 1));
+    assert!(
+        delivered(&buckets).is_empty(),
+        "not in the server's own account's buckets"
+    );
+}

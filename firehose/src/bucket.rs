@@ -17,43 +17,49 @@ pub trait Buckets: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct Bucket {
     pub(crate) store: Arc<dyn ObjectStore>,
-    /// For a local bucket: its directory, whose objects are fsynced once written.
-    local_root: Option<PathBuf>,
+    /// For a local bucket: the store and its directory, whose objects are fsynced once
+    /// written.
+    local: Option<(Arc<LocalFileSystem>, PathBuf)>,
 }
 
 impl Bucket {
     /// A bucket in a remote store, whose PUT is durable once acknowledged (S3's is).
     pub fn remote(store: Arc<dyn ObjectStore>) -> Bucket {
-        Bucket {
-            store,
-            local_root: None,
-        }
+        Bucket { store, local: None }
     }
 
     /// A bucket that is the directory `root` (created if missing).
     pub fn local(root: &Path) -> Result<Bucket, FirehoseError> {
         std::fs::create_dir_all(root)
             .map_err(|e| FirehoseError::internal(&format!("create {}", root.display()), e))?;
-        let store = LocalFileSystem::new_with_prefix(root)
-            .map_err(|e| FirehoseError::internal("open a local bucket", e))?;
+        // As the store sees it, so the files it names are found under it.
+        let root = &std::fs::canonicalize(root)
+            .map_err(|e| FirehoseError::internal(&format!("resolve {}", root.display()), e))?;
+        let store = Arc::new(
+            LocalFileSystem::new_with_prefix(root)
+                .map_err(|e| FirehoseError::internal("open a local bucket", e))?,
+        );
         Ok(Bucket {
-            store: Arc::new(store),
-            local_root: Some(root.to_path_buf()),
+            store: store.clone(),
+            local: Some((store, root.to_path_buf())),
         })
     }
 
     /// Makes the object at `key` durable: for a local bucket, fsyncs the file and every
     /// directory from it up to the bucket's root (a new object may have created them).
     pub(crate) fn sync(&self, key: &str) -> std::io::Result<()> {
-        let Some(root) = &self.local_root else {
+        let Some((store, root)) = &self.local else {
             return Ok(());
         };
-        let path = root.join(key);
+        // The file the store wrote, whatever encoding its key's characters took.
+        let path = store
+            .path_to_filesystem(&object_store::path::Path::from(key))
+            .map_err(std::io::Error::other)?;
         std::fs::File::open(&path)?.sync_all()?;
         let mut dir = path.parent();
         while let Some(d) = dir {
             std::fs::File::open(d)?.sync_all()?;
-            if d == root {
+            if d == root.as_path() || !d.starts_with(root) {
                 break;
             }
             dir = d.parent();

@@ -15,6 +15,9 @@ pub(crate) struct Stored {
     pub(crate) created_ms: u64,
     /// 1 at creation; one more per destination update.
     pub(crate) version: u64,
+    /// A random id of this life of the delivery stream (a name may be used again).
+    #[serde(default)]
+    pub(crate) incarnation: String,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -15,6 +15,12 @@ pub(crate) struct Intent {
     pub(crate) positions: BTreeMap<String, String>,
     /// Records in the object.
     pub(crate) records: u64,
+    /// The object's size: a shorter one was torn by a power cut before its sync.
+    pub(crate) size: u64,
+    /// The delivery stream's incarnation, and the source stream's creation time: a journal
+    /// of another life of either is not settled.
+    pub(crate) incarnation: String,
+    pub(crate) source_created_ms: u64,
 }
 
 /// Writes `intent` durably and atomically.
@@ -24,10 +30,24 @@ pub(crate) fn write(path: &Path, intent: &Intent) -> std::io::Result<()> {
 }
 
 /// The intent left at `path`, if any. One that cannot be parsed was never renamed into
-/// place whole, so no object was written after it: as good as none.
-pub(crate) fn read(path: &Path) -> Option<Intent> {
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// place whole, so no object was written after it: as good as none. A file that cannot be
+/// read is an error (the flush it names is unknown).
+pub(crate) fn read(path: &Path) -> std::io::Result<Option<Intent>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the intent and syncs the directory: before a delivery stream of this name is
+/// deleted or created, so no later life of it finds the journal.
+pub(crate) fn remove_durably(path: &Path) -> std::io::Result<()> {
+    clear(path)?;
+    match path.parent() {
+        Some(dir) if dir.exists() => std::fs::File::open(dir)?.sync_all(),
+        _ => Ok(()),
+    }
 }
 
 /// Removes the intent (its positions are committed). Not synced: an intent that comes back

@@ -21,6 +21,7 @@
 //!     buckets: Arc::new(LocalBuckets::new("buckets")),
 //!     runtime: tokio::runtime::Handle::current(),
 //!     metric_labels: Vec::new(),
+//!     buffer_bytes_max: 1 << 30,
 //! })?;
 //! firehose
 //!     .create(DeliveryStreamSpec {

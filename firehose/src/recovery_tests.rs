@@ -11,46 +11,102 @@ use std::time::Duration;
 struct Setup {
     dir: tempfile::TempDir,
     engine: Engine,
-    firehose: Firehose,
 }
 
-async fn setup_with_records(count: u32) -> (Setup, String) {
+impl Setup {
+    fn open_firehose(&self) -> Arc<Firehose> {
+        Arc::new(
+            Firehose::open(FirehoseConfig {
+                dir: self.dir.path().join("firehose"),
+                backing_engine: self.engine.clone(),
+                backing_prefix: "firehose.".into(),
+                source_engine: self.engine.clone(),
+                buckets: Arc::new(LocalBuckets::new(self.dir.path().join("buckets"))),
+                runtime: tokio::runtime::Handle::current(),
+                metric_labels: Vec::new(),
+                buffer_bytes_max: 64 << 20,
+            })
+            .unwrap(),
+        )
+    }
+
+    /// Puts `records` into the source; returns the last one's sequence number.
+    async fn put(&self, records: std::ops::Range<u32>) -> String {
+        let source = self.engine.stream("src").unwrap();
+        let mut last = String::new();
+        for i in records {
+            let data = format!("record-{i}\n");
+            let put = source
+                .put(PutRecord::new("k", data.as_bytes()))
+                .await
+                .unwrap();
+            last = put.sequence_number.to_string();
+        }
+        last
+    }
+
+    /// The journal as a crash between writing it and committing would leave it, for the
+    /// stored delivery stream `name`.
+    fn journal(&self, name: &str, key: &str, last: &str, records: u64, size: u64) {
+        let dir = self.dir.path().join("firehose");
+        let stored = crate::catalogue::load(&dir).unwrap();
+        let incarnation = stored
+            .iter()
+            .find(|s| s.spec.name == name)
+            .unwrap()
+            .incarnation
+            .clone();
+        self.journal_of(name, &incarnation, key, last, records, size);
+    }
+
+    fn journal_of(
+        &self,
+        name: &str,
+        incarnation: &str,
+        key: &str,
+        last: &str,
+        records: u64,
+        size: u64,
+    ) {
+        let dir = self.dir.path().join("firehose");
+        let incarnation = incarnation.to_owned();
+        let source_created_ms = self
+            .engine
+            .stream("src")
+            .unwrap()
+            .summary()
+            .unwrap()
+            .created_ms;
+        let positions = [("shardId-000000000000".to_owned(), last.to_owned())].into();
+        let intent = Intent {
+            key: key.to_owned(),
+            positions,
+            records,
+            size,
+            incarnation,
+            source_created_ms,
+        };
+        intent::write(&dir.join(format!("{name}.intent")), &intent).unwrap();
+    }
+}
+
+/// An engine with a one-shard source stream, and a delivery stream `name` reading it,
+/// created and then stopped (as a crash would leave it).
+async fn setup(name: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let mut config = EngineConfig::new(dir.path().join("engine"));
     config.cores = 1;
     config.segment_size_bytes = 8 << 20;
     let engine = Engine::open(config).unwrap();
-    let source = engine
+    engine
         .create_stream(CreateStream::provisioned("src", 1))
         .await
         .unwrap();
-    let mut last = String::new();
-    for i in 0..count {
-        let data = format!("record-{i}\n");
-        let put = source
-            .put(PutRecord::new("k", data.as_bytes()))
-            .await
-            .unwrap();
-        last = put.sequence_number.to_string();
-    }
-    let firehose = Firehose::open(FirehoseConfig {
-        dir: dir.path().join("firehose"),
-        backing_engine: engine.clone(),
-        backing_prefix: "firehose.".into(),
-        source_engine: engine.clone(),
-        buckets: Arc::new(LocalBuckets::new(dir.path().join("buckets"))),
-        runtime: tokio::runtime::Handle::current(),
-        metric_labels: Vec::new(),
-    })
-    .unwrap();
-    (
-        Setup {
-            dir,
-            engine,
-            firehose,
-        },
-        last,
-    )
+    let setup = Setup { dir, engine };
+    let firehose = setup.open_firehose();
+    firehose.create(spec(name)).await.unwrap();
+    firehose.close().await;
+    setup
 }
 
 fn spec(name: &str) -> DeliveryStreamSpec {
@@ -65,26 +121,6 @@ fn spec(name: &str) -> DeliveryStreamSpec {
         },
         metadata: Default::default(),
     }
-}
-
-/// The journal as a crash between writing it and committing would leave it.
-fn journal(setup: &Setup, name: &str, key: &str, last: &str, records: u64) {
-    let positions = [("shardId-000000000000".to_owned(), last.to_owned())].into();
-    let path = setup
-        .dir
-        .path()
-        .join("firehose")
-        .join(format!("{name}.intent"));
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    intent::write(
-        &path,
-        &Intent {
-            key: key.to_owned(),
-            positions,
-            records,
-        },
-    )
-    .unwrap();
 }
 
 fn bucket_lines(root: &Path) -> Vec<String> {
@@ -128,31 +164,22 @@ async fn settle(firehose: &Firehose, name: &str, done: impl Fn(&DeliverySnapshot
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journaled_flush_whose_object_exists_is_committed_not_delivered_again() {
-    let (s, last) = setup_with_records(10).await;
+    let s = setup("a").await;
+    let last = s.put(0..10).await;
     let expected: Vec<String> = (0..10).map(|i| format!("record-{i}")).collect();
     // The object was written, the commit never happened.
     let key = "2026/12/05/05/a-1-2026-12-05-05-00-00-written";
+    let body: String = expected.iter().map(|l| format!("{l}\n")).collect();
     let object = s.dir.path().join("buckets/lake").join(key);
     std::fs::create_dir_all(object.parent().unwrap()).unwrap();
-    std::fs::write(
-        &object,
-        expected
-            .iter()
-            .map(|l| format!("{l}\n"))
-            .collect::<String>(),
-    )
-    .unwrap();
-    journal(&s, "a", key, &last, 10);
-    s.firehose.create(spec("a")).await.unwrap();
-    settle(&s.firehose, "a", |stats| stats.recovered_objects == 1).await;
+    std::fs::write(&object, &body).unwrap();
+    s.journal("a", key, &last, 10, body.len() as u64);
+    let firehose = s.open_firehose();
+    settle(&firehose, "a", |stats| stats.recovered_objects == 1).await;
     // Later records go on from there: every record once, in two objects.
-    let source = s.engine.stream("src").unwrap();
-    source
-        .put(PutRecord::new("k", b"record-10\n"))
-        .await
-        .unwrap();
-    settle(&s.firehose, "a", |stats| stats.objects == 1).await;
-    let stats = s.firehose.describe("a").unwrap().stats;
+    s.put(10..11).await;
+    settle(&firehose, "a", |stats| stats.objects == 1).await;
+    let stats = firehose.describe("a").unwrap().stats;
     assert_eq!(
         (stats.delivered_records, stats.read_records),
         (11, 1),
@@ -169,17 +196,48 @@ async fn a_journaled_flush_whose_object_exists_is_committed_not_delivered_again(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_journaled_flush_whose_object_never_came_is_delivered_again_once() {
-    let (s, last) = setup_with_records(10).await;
-    journal(&s, "b", "2026/12/05/05/b-1-never-written", &last, 10);
-    s.firehose.create(spec("b")).await.unwrap();
-    settle(&s.firehose, "b", |stats| stats.delivered_records == 10).await;
-    let stats = s.firehose.describe("b").unwrap().stats;
+async fn a_journaled_flush_whose_object_never_came_or_was_torn_is_delivered_again_once() {
+    for torn in [false, true] {
+        let s = setup("b").await;
+        let last = s.put(0..10).await;
+        let key = "2026/12/05/05/b-1-never-written";
+        if torn {
+            // A power cut between the rename and the sync: the file is there, empty.
+            let object = s.dir.path().join("buckets/lake").join(key);
+            std::fs::create_dir_all(object.parent().unwrap()).unwrap();
+            std::fs::write(&object, b"").unwrap();
+        }
+        s.journal("b", key, &last, 10, 120);
+        let firehose = s.open_firehose();
+        settle(&firehose, "b", |stats| stats.delivered_records == 10).await;
+        let stats = firehose.describe("b").unwrap().stats;
+        assert_eq!(
+            (stats.recovered_objects, stats.objects),
+            (0, 1),
+            "{stats:?}"
+        );
+        let expected: Vec<String> = (0..10).map(|i| format!("record-{i}")).collect();
+        assert_eq!(bucket_lines(&s.dir.path().join("buckets/lake")), expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_of_an_earlier_life_of_the_name_is_not_settled() {
+    let s = setup("c").await;
+    let last = s.put(0..10).await;
+    // Left by a delivery stream of the same name, deleted since: its object exists and
+    // its positions would skip the ten records this one has not delivered.
+    let key = "2026/12/05/05/c-1-earlier";
+    let object = s.dir.path().join("buckets/lake").join(key);
+    std::fs::create_dir_all(object.parent().unwrap()).unwrap();
+    std::fs::write(&object, b"earlier\n").unwrap();
+    s.journal_of("c", "an-earlier-life", key, &last, 10, 8);
+    let firehose = s.open_firehose();
+    settle(&firehose, "c", |stats| stats.delivered_records == 10).await;
+    let stats = firehose.describe("c").unwrap().stats;
     assert_eq!(
         (stats.recovered_objects, stats.objects),
         (0, 1),
         "{stats:?}"
     );
-    let expected: Vec<String> = (0..10).map(|i| format!("record-{i}")).collect();
-    assert_eq!(bucket_lines(&s.dir.path().join("buckets/lake")), expected);
 }

@@ -3,11 +3,12 @@
 
 use crate::bucket::Buckets;
 use crate::catalogue::{self, Stored};
-use crate::delivery::{Delivery, now_ms};
+use crate::delivery::{Buffer, BufferBudget, Delivery, now_ms};
 use crate::error::FirehoseError;
+use crate::intent;
 use crate::spec::{DeliveryStreamSpec, Source};
 use crate::stats::{DeliverySnapshot, DeliveryStats};
-use sluice_core::{AdminError, CreateStream, Engine, Stream};
+use sluice_core::{AdminError, CreateStream, Durability, Engine, IteratorStart, Stream};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -34,7 +35,14 @@ pub struct FirehoseConfig {
     pub runtime: tokio::runtime::Handle,
     /// Labels added to every delivery stream's metrics, beside `delivery_stream`.
     pub metric_labels: Vec<(String, String)>,
+    /// Bytes all delivery streams may hold in their buffers together; past it, a delivery
+    /// stream with anything buffered flushes at once rather than wait for its hints.
+    pub buffer_bytes_max: u64,
 }
+
+/// The tag a backing stream carries (its value is the delivery stream's name): a stream
+/// without it is never deleted to make room for one.
+pub const BACKING_STREAM_TAG: &str = "firehose-backing-stream";
 
 /// Firehose delivery streams over Sluice engines. Dropping it stops the deliveries (each
 /// at its next pause; what they were doing is settled by the next open).
@@ -45,6 +53,7 @@ pub struct Firehose {
     changes: tokio::sync::Mutex<()>,
     /// Partition keys for DirectPut records: a counter spreads them over the shards.
     next_key: std::sync::atomic::AtomicU64,
+    budget: Arc<BufferBudget>,
 }
 
 /// One open delivery stream.
@@ -87,6 +96,7 @@ impl Firehose {
             .map_err(|e| FirehoseError::internal("create the Firehose directory", e))?;
         let stored = catalogue::load(&config.dir)?;
         let firehose = Firehose {
+            budget: Arc::new(BufferBudget::new(config.buffer_bytes_max)),
             config,
             streams: Mutex::new(BTreeMap::new()),
             changes: tokio::sync::Mutex::new(()),
@@ -111,7 +121,7 @@ impl Firehose {
             if streams.contains_key(&spec.name) {
                 return Err(FirehoseError::InUse {
                     name: spec.name.clone(),
-                    reason: "it already exists".into(),
+                    reason: "already exists".into(),
                 });
             }
             if streams.len() >= DELIVERY_STREAMS_MAX {
@@ -120,12 +130,18 @@ impl Firehose {
                 )));
             }
         }
+        // Refused now rather than stored and failing at every delivery.
+        self.config.buckets.bucket(&spec.destination.bucket)?;
+        // A journal left by an earlier life of the name goes first.
+        intent::remove_durably(&self.intent_path(&spec.name))
+            .map_err(|e| FirehoseError::internal("clear an old flush journal", e))?;
         let backing = match &spec.source {
             Source::DirectPut => Some(self.new_backing_stream(&spec.name).await?),
             Source::Stream { name } => {
-                self.config.source_engine.stream(name).map_err(|_| {
+                let stream = self.config.source_engine.stream(name).map_err(|_| {
                     FirehoseError::invalid(format!("Stream {name} does not exist."))
                 })?;
+                start_at_latest(&stream, &consumer_name(&spec.name)).await?;
                 None
             }
         };
@@ -133,6 +149,7 @@ impl Firehose {
             spec,
             created_ms: now_ms(),
             version: 1,
+            incarnation: uuid::Uuid::new_v4().to_string(),
         };
         let mut all = self.stored();
         all.push(stored.clone());
@@ -141,8 +158,18 @@ impl Firehose {
     }
 
     /// Deletes a delivery stream: stops its delivery (records not delivered yet are not
-    /// delivered) and, for DirectPut, deletes its backing stream.
-    pub async fn delete(&self, name: &str) -> Result<(), FirehoseError> {
+    /// delivered) and, for DirectPut, deletes its backing stream. Runs to its end even if
+    /// the caller stops waiting.
+    pub async fn delete(self: &Arc<Self>, name: &str) -> Result<(), FirehoseError> {
+        let (firehose, name) = (self.clone(), name.to_owned());
+        self.config
+            .runtime
+            .spawn(async move { firehose.delete_now(&name).await })
+            .await
+            .map_err(|e| FirehoseError::internal("delete", e))?
+    }
+
+    async fn delete_now(&self, name: &str) -> Result<(), FirehoseError> {
         let _changing = self.changes.lock().await;
         let entry = self.entry(name)?;
         let _ = entry.stop.send(true);
@@ -150,6 +177,8 @@ impl Firehose {
         if let Some(task) = task {
             let _ = task.await;
         }
+        intent::remove_durably(&self.intent_path(name))
+            .map_err(|e| FirehoseError::internal("clear the flush journal", e))?;
         let remaining = self
             .stored()
             .into_iter()
@@ -163,7 +192,6 @@ impl Firehose {
                 Err(e) => return Err(FirehoseError::internal("delete the backing stream", e)),
             }
         }
-        let _ = std::fs::remove_file(self.intent_path(name));
         Ok(())
     }
 
@@ -261,22 +289,21 @@ impl Firehose {
             ),
             Source::Stream { name } => (self.config.source_engine.clone(), name.clone()),
         };
-        let bucket = self
-            .config
-            .buckets
-            .bucket(&stored.spec.destination.bucket)?;
         let stats = Arc::new(DeliveryStats::new(&name, &self.config.metric_labels));
         let (stop, stopped) = watch::channel(false);
         let delivery = Delivery {
             name: name.clone(),
             version: stored.version,
+            incarnation: stored.incarnation.clone(),
             source,
-            consumer_name: format!("firehose.{name}"),
+            consumer_name: consumer_name(&name),
             consumer: None,
             reader: None,
-            buffer: crate::delivery::Buffer::default(),
+            buffer: Buffer::new(self.budget.clone()),
+            budget: self.budget.clone(),
             destination: stored.spec.destination.clone(),
-            bucket,
+            buckets: self.config.buckets.clone(),
+            bucket: None,
             intent_path: self.intent_path(&name),
             stats: stats.clone(),
             stop: stopped,
@@ -312,14 +339,26 @@ impl Firehose {
     async fn new_backing_stream(&self, name: &str) -> Result<Stream, FirehoseError> {
         let engine = &self.config.backing_engine;
         let stream_name = format!("{}{name}", self.config.backing_prefix);
+        let tag = (BACKING_STREAM_TAG.to_owned(), name.to_owned());
         if let Ok(stale) = engine.stream(&stream_name) {
+            // Only a stream this library made: never a user's stream of the same name.
+            if !stale.tags().is_ok_and(|tags| tags.contains(&tag)) {
+                return Err(FirehoseError::InUse {
+                    name: name.to_owned(),
+                    reason: format!(
+                        "cannot take its backing stream name {stream_name}: a stream of that name exists"
+                    ),
+                });
+            }
             stale
                 .delete()
                 .await
                 .map_err(|e| FirehoseError::internal("replace a stale backing stream", e))?;
         }
+        let mut create = CreateStream::provisioned(&stream_name, 1);
+        create.tags.push(tag);
         engine
-            .create_stream(CreateStream::provisioned(&stream_name, 1))
+            .create_stream(create)
             .await
             .map_err(|e| FirehoseError::internal("create the backing stream", e))
     }
@@ -342,4 +381,48 @@ impl Firehose {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Entry>>> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The engine consumer whose positions are a delivery stream's checkpoints.
+fn consumer_name(delivery_stream: &str) -> String {
+    format!("firehose.{delivery_stream}")
+}
+
+/// Commits the current end of every shard of `stream`: a delivery stream reading a stream
+/// starts with the records put after its creation, as Firehose does (and a delivery stream
+/// created again under a name does not resume an earlier one's positions).
+async fn start_at_latest(stream: &Stream, consumer: &str) -> Result<(), FirehoseError> {
+    let failed =
+        |e: &dyn std::fmt::Display| FirehoseError::internal("start at the stream's end", e);
+    let consumer = stream.consumer(consumer).map_err(|e| failed(&e))?;
+    let mut shards = Vec::new();
+    loop {
+        let after = shards.last().cloned();
+        let page = stream
+            .describe(None, after.as_deref())
+            .map_err(|e| failed(&e))?;
+        shards.extend(page.shards.iter().map(|s| s.shard_id.to_string()));
+        if !page.has_more_shards {
+            break;
+        }
+    }
+    let last = shards.len().saturating_sub(1);
+    for (i, shard) in shards.iter().enumerate() {
+        let end = stream
+            .shard_iterator(shard, IteratorStart::Latest)
+            .map_err(|e| failed(&e))?
+            .position()
+            .checkpoint();
+        let durability = if i == last {
+            Durability::Durable
+        } else {
+            Durability::Visible
+        };
+        consumer
+            .commit(shard, end)
+            .durability(durability)
+            .await
+            .map_err(|e| failed(&e))?;
+    }
+    Ok(())
 }

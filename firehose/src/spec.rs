@@ -162,16 +162,20 @@ pub fn validate_name(name: &str) -> Result<(), FirehoseError> {
     Ok(())
 }
 
-/// At most 1,024 characters, none of them a control character, and no `.` or `..` part
-/// and no leading `/`: a key stays inside its bucket whatever the store (a local bucket is a
-/// directory).
+/// At most 1,024 of S3's safe characters (`[A-Za-z0-9!_.'()=/-]`), with no empty, `.` or
+/// `..` part but the last: a key stays inside its bucket whatever the store (a local bucket
+/// is a directory), and every store names the object exactly as the key says (none
+/// escapes a character).
 fn validate_prefix(prefix: &str) -> Result<(), FirehoseError> {
-    let bad_part = prefix.split('/').enumerate().any(|(i, part)| {
-        part == "." || part == ".." || (i == 0 && part.is_empty() && !prefix.is_empty())
-    });
-    if prefix.len() > 1024 || prefix.chars().any(char::is_control) || bad_part {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "!_.'()=/-".contains(c);
+    let parts: Vec<&str> = prefix.split('/').collect();
+    let bad_part = parts[..parts.len() - 1]
+        .iter()
+        .chain(parts.last().filter(|p| !p.is_empty()))
+        .any(|part| part.is_empty() || *part == "." || *part == "..");
+    if prefix.len() > 1024 || !prefix.chars().all(safe) || (!prefix.is_empty() && bad_part) {
         return Err(FirehoseError::invalid(format!(
-            "Prefix {prefix:?} must be at most 1024 characters, with no control characters, no '.' or '..' part and no leading '/'."
+            "Prefix {prefix:?} must be at most 1024 of the characters [A-Za-z0-9!_.'()=/-], with no empty, '.' or '..' part."
         )));
     }
     Ok(())
@@ -215,10 +219,20 @@ mod tests {
         assert!(validate_name("").is_err());
         assert!(validate_name(&"a".repeat(65)).is_err());
         assert!(validate_name("a/b").is_err());
-        for good in ["", "logs/", "a/b-c_d/2026", "x"] {
+        for good in ["", "logs/", "a/b-c_d/2026", "x", "year=2026/"] {
             assert!(validate_prefix(good).is_ok(), "{good}");
         }
-        for bad in ["../up/", "a/../b", "/abs", "./x", "a/./b", "tab\there"] {
+        for bad in [
+            "../up/",
+            "a/../b",
+            "/abs",
+            "./x",
+            "a/./b",
+            "tab\there",
+            "a//b",
+            "données/",
+            "#1/",
+        ] {
             assert!(validate_prefix(bad).is_err(), "{bad}");
         }
         assert!(validate_prefix(&"p".repeat(1025)).is_err());

@@ -31,6 +31,7 @@ fn setup() -> Setup {
         buckets: Arc::new(LocalBuckets::new(&buckets)),
         runtime: tokio::runtime::Handle::current(),
         metric_labels: Vec::new(),
+        buffer_bytes_max: 256 << 20,
     })
     .unwrap();
     Setup {
@@ -210,7 +211,12 @@ async fn a_stream_source_is_delivered_along_its_lineage_across_a_split() {
             }
         }
     };
-    put(0..100).await;
+    // Records put before the delivery stream exists are not its (Firehose starts at the
+    // stream's end).
+    source
+        .put(PutRecord::new("early", b"before-creation\n"))
+        .await
+        .unwrap();
     s.firehose
         .create(spec(
             "orders-to-lake",
@@ -222,6 +228,7 @@ async fn a_stream_source_is_delivered_along_its_lineage_across_a_split() {
         ))
         .await
         .unwrap();
+    put(0..100).await;
     source
         .split_shard("shardId-000000000000", &(u128::MAX / 2).to_string())
         .await
@@ -314,16 +321,19 @@ async fn delivery_streams_survive_a_restart_and_deletion_removes_them() {
         config.cores = 1;
         config.segment_size_bytes = 8 << 20;
         let engine = Engine::open(config).unwrap();
-        let firehose = Firehose::open(FirehoseConfig {
-            dir: dir.join("firehose"),
-            backing_engine: engine.clone(),
-            backing_prefix: "firehose.".into(),
-            source_engine: engine.clone(),
-            buckets: Arc::new(LocalBuckets::new(dir.join("buckets"))),
-            runtime: tokio::runtime::Handle::current(),
-            metric_labels: Vec::new(),
-        })
-        .unwrap();
+        let firehose = Arc::new(
+            Firehose::open(FirehoseConfig {
+                dir: dir.join("firehose"),
+                backing_engine: engine.clone(),
+                backing_prefix: "firehose.".into(),
+                source_engine: engine.clone(),
+                buckets: Arc::new(LocalBuckets::new(dir.join("buckets"))),
+                runtime: tokio::runtime::Handle::current(),
+                metric_labels: Vec::new(),
+                buffer_bytes_max: 256 << 20,
+            })
+            .unwrap(),
+        );
         (engine, firehose)
     };
     let (engine, firehose) = open(dir.path());
@@ -363,4 +373,51 @@ async fn delivery_streams_survive_a_restart_and_deletion_removes_them() {
     engine.close().unwrap();
     let (_engine, firehose) = open(dir.path());
     assert_eq!(firehose.list(10, None, None).0, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffers_over_the_shared_budget_flush_before_their_hints_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EngineConfig::new(dir.path().join("engine"));
+    config.cores = 1;
+    config.segment_size_bytes = 8 << 20;
+    let engine = Engine::open(config).unwrap();
+    let firehose = Firehose::open(FirehoseConfig {
+        dir: dir.path().join("firehose"),
+        backing_engine: engine.clone(),
+        backing_prefix: "firehose.".into(),
+        source_engine: engine.clone(),
+        buckets: Arc::new(LocalBuckets::new(dir.path().join("buckets"))),
+        runtime: tokio::runtime::Handle::current(),
+        metric_labels: Vec::new(),
+        buffer_bytes_max: 256 << 10,
+    })
+    .unwrap();
+    // 128 MiB or 900 s: without the budget, nothing would be written for 15 minutes.
+    firehose
+        .create(spec("patient", Source::DirectPut, 128, 900))
+        .await
+        .unwrap();
+    let record = vec![b'y'; 100 * 1024];
+    let refs: Vec<&[u8]> = (0..5).map(|_| record.as_slice()).collect();
+    firehose.put_record_batch("patient", &refs).await.unwrap();
+    delivered(&firehose, "patient", 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_stream_is_never_taken_for_a_backing_stream() {
+    let s = setup();
+    let mine = s
+        .engine
+        .create_stream(CreateStream::provisioned("firehose.taken", 1))
+        .await
+        .unwrap();
+    mine.put(PutRecord::new("k", b"precious")).await.unwrap();
+    assert!(matches!(
+        s.firehose
+            .create(spec("taken", Source::DirectPut, 1, 60))
+            .await,
+        Err(FirehoseError::InUse { .. })
+    ));
+    assert_eq!(backing_records(&s.engine, "firehose.taken"), 1, "untouched");
 }

@@ -26,6 +26,7 @@ async fn incoming_delivered_objects_and_freshness_are_recorded_per_delivery_stre
         buckets: Arc::new(LocalBuckets::new(dir.path().join("buckets"))),
         runtime: tokio::runtime::Handle::current(),
         metric_labels: vec![("account".into(), "123456789012".into())],
+        buffer_bytes_max: 256 << 20,
     })
     .unwrap();
     firehose

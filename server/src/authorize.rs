@@ -318,18 +318,34 @@ pub async fn authorize_firehose(
     #[serde(rename_all = "PascalCase")]
     struct Target {
         delivery_stream_name: Option<String>,
+        kinesis_stream_source_configuration: Option<Source>,
+    }
+    #[derive(Default, Deserialize)]
+    struct Source {
+        #[serde(rename = "KinesisStreamARN")]
+        kinesis_stream_arn: Option<String>,
     }
     let target: Target = protocol.decode(body).unwrap_or_default();
     let resource = target.delivery_stream_name.map_or_else(
         || "*".to_owned(),
         |name| crate::firehose::arn(&tenant, &name),
     );
-    let action = format!("firehose:{operation}");
-    let request = policy_request(caller, &action, &resource, Some(transport));
-    match iam::decide(Some(policy), None, &tenant.account, &request) {
-        Decision::Allow => Ok(tenant),
-        Decision::Deny(reason) => Err(access_denied(caller, &action, &resource, reason)),
+    let mut checks = vec![(format!("firehose:{operation}"), resource)];
+    // A delivery stream reading a stream reads it for its creator: who may not read the
+    // stream may not make one.
+    if let Some(source) = target
+        .kinesis_stream_source_configuration
+        .and_then(|s| s.kinesis_stream_arn)
+    {
+        checks.push(("kinesis:GetRecords".to_owned(), source));
     }
+    for (action, resource) in checks {
+        let request = policy_request(caller, &action, &resource, Some(transport));
+        if let Decision::Deny(reason) = iam::decide(Some(policy), None, &tenant.account, &request) {
+            return Err(access_denied(caller, &action, &resource, reason));
+        }
+    }
+    Ok(tenant)
 }
 
 fn access_denied(

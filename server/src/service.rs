@@ -44,6 +44,7 @@ impl Service {
             &config.region,
             &config.data_dir,
         )?;
+        let others = tenants_with_deliveries(&config)?;
         Ok(Service {
             body_budget: crate::http::Budget::new(
                 config
@@ -55,7 +56,7 @@ impl Service {
                 .then(|| Verifier::new(&config.credentials, &config.account, config.regions()))
                 .transpose()?,
             default: Arc::new(default),
-            others: Mutex::new(HashMap::new()),
+            others: Mutex::new(others),
             others_on_disk: std::fs::read_dir(config.data_dir.join("tenants"))
                 .is_ok_and(|mut entries| entries.next().is_some()),
             config,
@@ -141,6 +142,37 @@ impl Service {
         }
         Ok(())
     }
+}
+
+/// The other tenants with Firehose delivery streams, opened now: their deliveries resume at
+/// start rather than at the tenant's first call (records left in their buffers would
+/// otherwise wait, and could expire).
+fn tenants_with_deliveries(
+    config: &Arc<ServeConfig>,
+) -> anyhow::Result<HashMap<Scope, TenantCell>> {
+    let mut opened = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(config.data_dir.join("tenants")) else {
+        return Ok(opened);
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((account, region)) = name.split_once('-') else {
+            continue;
+        };
+        let stored = entry.path().join("firehose").join("delivery-streams.json");
+        if !cfg!(feature = "firehose") || !stored.exists() {
+            continue;
+        }
+        let tenant = Tenant::open(config.clone(), account, region, &entry.path())?;
+        let scope = Scope {
+            account: account.to_owned(),
+            region: region.to_owned(),
+        };
+        let cell = tokio::sync::OnceCell::new_with(Some(Arc::new(tenant)));
+        opened.insert(scope, Arc::new(cell));
+    }
+    Ok(opened)
 }
 
 fn tenant_dir(config: &ServeConfig, scope: &Scope) -> std::path::PathBuf {

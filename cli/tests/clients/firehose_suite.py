@@ -93,13 +93,15 @@ def test_a_kinesis_stream_source_is_delivered_from_the_stream(endpoint):
     stream, name, bucket = unique("orders"), unique("orders-lake"), unique("lake")
     kinesis.create_stream(StreamName=stream, ShardCount=2)
     stream_arn = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
-    for i in range(100):
-        kinesis.put_record(StreamName=stream, PartitionKey=f"customer-{i % 9}", Data=f"order-{i:03}\n".encode())
+    # Firehose reads a stream from its end at creation: this one is not delivered.
+    kinesis.put_record(StreamName=stream, PartitionKey="early", Data=b"before-creation\n")
     firehose.create_delivery_stream(
         DeliveryStreamName=name, DeliveryStreamType="KinesisStreamAsSource",
         KinesisStreamSourceConfiguration={"KinesisStreamARN": stream_arn,
                                           "RoleARN": f"arn:aws:iam::{ACCOUNT}:role/reader"},
         ExtendedS3DestinationConfiguration=s3_destination(bucket, "", compression="UNCOMPRESSED"))
+    for i in range(100):
+        kinesis.put_record(StreamName=stream, PartitionKey=f"customer-{i % 9}", Data=f"order-{i:03}\n".encode())
     source = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]["Source"]
     assert source["KinesisStreamSourceDescription"]["KinesisStreamARN"] == stream_arn, source
     lines = wait_for_lines(bucket, "", 100)

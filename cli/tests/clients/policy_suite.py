@@ -144,6 +144,27 @@ def test_members_the_operation_ignores_cannot_steer_the_decision(endpoint):
     assert status == 400 and reply.get("__type") in ("ResourceNotFoundException", "AccessDeniedException"), reply
 
 
+def test_a_delivery_stream_reads_its_source_only_for_who_may_read_it(endpoint):
+    admin = client(endpoint, "AKIDADMIN")
+    firehose = lambda key: boto3.client("firehose", endpoint_url=endpoint, region_name="us-east-1",
+                                        aws_access_key_id=key, aws_secret_access_key="secret",
+                                        config=Config(retries={"max_attempts": 1}))
+    arns = {}
+    for name in (unique("fenced-src"), unique("open-src")):
+        admin.create_stream(StreamName=name, ShardCount=1)
+        arns[name.split("-")[0]] = admin.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+    def create(key, source_arn):
+        return firehose(key).create_delivery_stream(
+            DeliveryStreamName=unique("from"), DeliveryStreamType="KinesisStreamAsSource",
+            KinesisStreamSourceConfiguration={"KinesisStreamARN": source_arn, "RoleARN": f"arn:aws:iam::{OWNER}:role/r"},
+            ExtendedS3DestinationConfiguration={"BucketARN": "arn:aws:s3:::policy-lake", "RoleARN": f"arn:aws:iam::{OWNER}:role/r"})
+    error = expect_error("AccessDeniedException", create, "AKIDFENCED", arns["fenced"])
+    assert "kinesis:GetRecords" in error.response["Error"]["Message"], error.response
+    create("AKIDFENCED", arns["open"])
+    # The reader may read streams, not make delivery streams.
+    expect_error("AccessDeniedException", firehose("AKIDREADER").list_delivery_streams)
+
+
 def test_only_the_server_s_own_account_may_reset_it(endpoint):
     for key in ("AKIDPARTNER", "AKIDREADER"):
         status, reply = signed_call(endpoint, key, None, {}, path="/_sluice/reset")

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
 
+/// What a tenant's delivery streams buffer at most, together, before they flush early.
+const BUFFER_BYTES_MAX: u64 = 1 << 30;
+
 /// Segments of the backing engine: a Firehose record (1,000 KiB) fits whatever the
 /// server's own segment size is.
 const BACKING_SEGMENT_BYTES: u64 = 16 << 20;
@@ -86,14 +89,15 @@ fn open(
         backing_engine,
         backing_prefix: String::new(),
         source_engine,
-        buckets: buckets(config)?,
+        buckets: buckets(config, labels)?,
         runtime,
         metric_labels: labels.to_vec(),
+        buffer_bytes_max: BUFFER_BYTES_MAX,
     })?)
 }
 
 /// Bucket directories, or an S3-compatible store.
-fn buckets(config: &ServeConfig) -> anyhow::Result<Arc<dyn Buckets>> {
+fn buckets(config: &ServeConfig, labels: &[(String, String)]) -> anyhow::Result<Arc<dyn Buckets>> {
     if let Some(endpoint) = &config.firehose_s3_endpoint {
         #[cfg(feature = "firehose-s3")]
         return Ok(Arc::new(sluice_firehose::S3Buckets::new(Some(
@@ -108,5 +112,18 @@ fn buckets(config: &ServeConfig) -> anyhow::Result<Arc<dyn Buckets>> {
         .firehose_bucket_dir
         .clone()
         .unwrap_or_else(|| config.data_dir.join("firehose-buckets"));
+    // Other accounts' buckets are their own: under `accounts/<account>/`.
+    let dir = match labels_account(labels) {
+        Some(account) if account != config.account => dir.join("accounts").join(account),
+        _ => dir,
+    };
     Ok(Arc::new(LocalBuckets::new(dir)))
+}
+
+/// The tenant's account, from its metric labels.
+fn labels_account(labels: &[(String, String)]) -> Option<&str> {
+    labels
+        .iter()
+        .find(|(key, _)| key == "account")
+        .map(|(_, account)| account.as_str())
 }

@@ -56,6 +56,10 @@ pub async fn call(
     let reply = match name {
         "CreateDeliveryStream" => {
             let spec = shapes::spec(tenant, &input)?;
+            if spec.source == Source::DirectPut {
+                // Its backing stream takes descriptors, as any shard does.
+                crate::reshard_limits::check_descriptors(1)?;
+            }
             let name = spec.name.clone();
             firehose.create(spec).await.map_err(|e| error(e, account))?;
             json!({ "DeliveryStreamARN": arn(tenant, &name) })

@@ -49,8 +49,10 @@ pub(super) struct SourceConfiguration {
     role_arn: Option<String>,
 }
 
+/// Every member of an (extended) S3 destination this server reads; any other is refused
+/// (`deny_unknown_fields`), so no setting is silently dropped.
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub(super) struct S3Configuration {
     #[serde(rename = "RoleARN")]
     role_arn: Option<String>,
@@ -65,6 +67,11 @@ pub(super) struct S3Configuration {
     dynamic_partitioning_configuration: Option<Value>,
     #[serde(rename = "S3BackupMode")]
     s3_backup_mode: Option<String>,
+    encryption_configuration: Option<Value>,
+    /// Read only to check it is not on: logging is this server's own.
+    #[serde(rename = "CloudWatchLoggingOptions")]
+    cloud_watch_logging_options: Option<Value>,
+    custom_time_zone: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,6 +208,25 @@ fn destination(
     if s3.s3_backup_mode.as_deref() == Some("Enabled") {
         return Err(unsupported("S3BackupMode Enabled"));
     }
+    // Encryption of the objects themselves (SSE-KMS) is the bucket's business in S3; here
+    // only "no encryption" is honoured.
+    if s3
+        .encryption_configuration
+        .as_ref()
+        .is_some_and(|e| e.get("KMSEncryptionConfig").is_some())
+    {
+        return Err(unsupported(
+            "EncryptionConfiguration with KMSEncryptionConfig",
+        ));
+    }
+    if s3
+        .custom_time_zone
+        .as_deref()
+        .is_some_and(|zone| !matches!(zone, "UTC" | "Etc/UTC"))
+    {
+        return Err(unsupported("CustomTimeZone other than UTC"));
+    }
+    let _ = &s3.cloud_watch_logging_options;
     let bucket_arn = s3
         .bucket_arn
         .as_deref()

@@ -1,0 +1,129 @@
+//! Records read and not yet delivered, in read order, counted against a budget shared by
+//! every delivery stream of a `Firehose`.
+
+use sluice_core::SequenceNumber;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::time::Instant;
+
+/// Bytes all buffers of a `Firehose` hold together, and the most they should: past it a
+/// delivery stream with anything buffered flushes at once instead of waiting for its hints.
+#[derive(Debug)]
+pub(crate) struct BufferBudget {
+    max: u64,
+    held: AtomicU64,
+}
+
+impl BufferBudget {
+    pub(crate) fn new(max: u64) -> BufferBudget {
+        BufferBudget {
+            max,
+            held: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn exceeded(&self) -> bool {
+        self.held.load(Ordering::Relaxed) > self.max
+    }
+}
+
+/// One delivery stream's buffer.
+pub(crate) struct Buffer {
+    pub(super) data: Vec<u8>,
+    pub(super) records: VecDeque<Buffered>,
+    /// When the oldest record came into the buffer.
+    pub(super) first_at: Option<Instant>,
+    budget: Arc<BufferBudget>,
+}
+
+/// One buffered record: where it came from, and where its bytes end in `data`.
+pub(super) struct Buffered {
+    shard: String,
+    seq: SequenceNumber,
+    end: usize,
+    /// When the engine accepted it (ms since the epoch).
+    pub(super) arrival_ms: u64,
+}
+
+/// The records of one object.
+pub(super) struct Flush {
+    pub(super) data: Vec<u8>,
+    pub(super) records: u64,
+    /// Per shard id, the last record in the object.
+    pub(super) positions: BTreeMap<String, SequenceNumber>,
+}
+
+impl Buffer {
+    pub(crate) fn new(budget: Arc<BufferBudget>) -> Buffer {
+        Buffer {
+            data: Vec::new(),
+            records: VecDeque::new(),
+            first_at: None,
+            budget,
+        }
+    }
+
+    /// Appends a read's records; returns how many.
+    pub(super) fn add(&mut self, read: &sluice_core::ShardRecords) -> u64 {
+        let shard = read.shard_id.to_string();
+        let before = self.data.len();
+        let mut added = 0;
+        for record in read.records.records() {
+            self.data.extend_from_slice(record.data);
+            self.records.push_back(Buffered {
+                shard: shard.clone(),
+                seq: record.sequence_number,
+                end: self.data.len(),
+                arrival_ms: record.arrival_timestamp_ms,
+            });
+            added += 1;
+        }
+        self.budget
+            .held
+            .fetch_add((self.data.len() - before) as u64, Ordering::Relaxed);
+        if added > 0 && self.first_at.is_none() {
+            self.first_at = Some(Instant::now());
+        }
+        added
+    }
+
+    /// Takes the records of the next object: as many as fit in `size_bytes` (at least one).
+    /// Those left start the next buffer, which is as old as now.
+    pub(super) fn take(&mut self, size_bytes: u64) -> Flush {
+        let fit = self
+            .records
+            .iter()
+            .take_while(|r| r.end as u64 <= size_bytes)
+            .count();
+        let count = fit.max(1).min(self.records.len());
+        let mut positions = BTreeMap::new();
+        let mut cut = 0;
+        for record in self.records.drain(..count) {
+            cut = record.end;
+            positions.insert(record.shard, record.seq);
+        }
+        let data: Vec<u8> = self.data.drain(..cut).collect();
+        self.budget
+            .held
+            .fetch_sub(data.len() as u64, Ordering::Relaxed);
+        for record in &mut self.records {
+            record.end -= cut;
+        }
+        self.first_at = (!self.records.is_empty()).then(Instant::now);
+        Flush {
+            data,
+            records: count as u64,
+            positions,
+        }
+    }
+}
+
+impl Drop for Buffer {
+    /// A buffer dropped (after a failure, or at stop) gives its bytes back to the budget.
+    fn drop(&mut self) {
+        self.budget
+            .held
+            .fetch_sub(self.data.len() as u64, Ordering::Relaxed);
+    }
+}
