@@ -49,6 +49,12 @@ pub(crate) fn set_last_error(detail: &str) {
     let _ = LAST_ERROR.try_with(|slot| *slot.borrow_mut() = text);
 }
 
+/// The calling thread's last error detail (tests).
+#[cfg(test)]
+pub(crate) fn last_error_for_tests() -> String {
+    LAST_ERROR.with(|slot| slot.borrow().to_string_lossy().into_owned())
+}
+
 pub(crate) fn clear_last_error() {
     let _ = LAST_ERROR.try_with(|slot| {
         let mut slot = slot.borrow_mut();

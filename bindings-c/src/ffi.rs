@@ -87,7 +87,11 @@ pub(crate) fn call(
     function: &'static str,
     body: impl FnOnce() -> Result<(), Failure>,
 ) -> sluice_result {
-    match catch_unwind(AssertUnwindSafe(body)) {
+    quiet_panics();
+    IN_CALL.set(true);
+    let outcome = catch_unwind(AssertUnwindSafe(body));
+    IN_CALL.set(false);
+    match outcome {
         Ok(Ok(())) => {
             clear_last_error();
             SLUICE_OK
@@ -108,6 +112,27 @@ pub(crate) fn call(
             SLUICE_INTERNAL_FAILURE
         }
     }
+}
+
+thread_local! {
+    /// This thread is inside a call, whose panics are caught and reported as the call's
+    /// result and last error detail.
+    static IN_CALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes panics inside calls silent: the library writes nothing on the host's stderr (the
+/// panic's message reaches the caller through `sluice_last_error_detail`). Panics elsewhere
+/// (the host's own threads, the engine's) go to the hook that was there before.
+fn quiet_panics() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_CALL.get() {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// A required NUL-terminated UTF-8 string argument.
@@ -202,5 +227,46 @@ pub(crate) fn fill<const N: usize>(buf: &mut [c_char; N], value: &str) {
         .zip(value.bytes().chain(std::iter::repeat(0)))
     {
         *slot = byte as c_char;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHILD: &str = "SLUICE_TEST_PANIC_CHILD";
+
+    /// A panic inside a call is the call's result and detail, and nothing on the host's
+    /// stderr. Run in a child process of this test binary with output capture off, so that
+    /// what reaches the real stderr can be seen.
+    #[test]
+    fn a_panic_inside_a_call_is_reported_and_prints_nothing() {
+        if std::env::var_os(CHILD).is_some() {
+            let result = call("sluice_test", || panic!("boom at the boundary"));
+            assert_eq!(result, SLUICE_INTERNAL_FAILURE);
+            let detail = crate::error::last_error_for_tests();
+            assert!(detail.contains("boom at the boundary"), "{detail}");
+            println!("the child ran");
+            return;
+        }
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "ffi::tests::a_panic_inside_a_call_is_reported_and_prints_nothing",
+            ])
+            .args(["--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&child.stdout),
+            String::from_utf8_lossy(&child.stderr),
+        );
+        assert!(child.status.success(), "{stdout}{stderr}");
+        assert!(stdout.contains("the child ran"), "{stdout}");
+        assert!(
+            !stderr.contains("boom"),
+            "printed on the host's stderr: {stderr}"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Writing records.
 
 use crate::engine::{engine_arg, sluice_engine};
-use crate::error::{SLUICE_OK, sluice_result};
+use crate::error::{SLUICE_OK, SLUICE_VALIDATION, sluice_result};
 use crate::ffi::{Failure, call, fill, text};
 use sluice_core::{Durability, PutRecord, PutRecordResult};
 use std::ffi::c_char;
@@ -78,6 +78,19 @@ unsafe fn records_arg(
             .ok_or_else(|| bad(i, "partition_key", "is NULL or not UTF-8"))?;
         if r.data.is_null() && r.data_len > 0 {
             return Err(bad(i, "data", "is NULL with a nonzero length"));
+        }
+        // Before the bytes are touched, and before any length is added to another: no record
+        // is larger, and a length near SIZE_MAX must not wrap a sum.
+        if r.data_len as u64 > crate::SLUICE_RECORD_SIZE_MAX {
+            return Err(bad(
+                i,
+                "data_len",
+                &format!(
+                    "is {}; a record holds at most {} bytes",
+                    r.data_len,
+                    crate::SLUICE_RECORD_SIZE_MAX
+                ),
+            ));
         }
         let data = if r.data_len == 0 {
             &[][..]
@@ -163,9 +176,17 @@ pub unsafe extern "C" fn sluice_put_batch(
         if results.is_null() {
             return Err(Failure::invalid("results is NULL"));
         }
+        // Before any record is read: a wrong count must not make the library read past the
+        // caller's array.
+        if !(1..=500).contains(&count) {
+            return Err(Failure {
+                code: SLUICE_VALIDATION,
+                detail: format!("count is {count}; a batch holds 1 to 500 records"),
+            });
+        }
         // SAFETY: caller promises on `engine` and `stream`.
         let (engine, stream) = unsafe { (engine_arg(engine)?, text(stream, "stream")?) };
-        // SAFETY: not NULL; the caller promises `count` records.
+        // SAFETY: not NULL, 1 to 500; the caller promises `count` records.
         let c_records = unsafe { std::slice::from_raw_parts(records, count) };
         // SAFETY: caller promises on every record's fields.
         let batch = unsafe { records_arg(c_records, false) }?;

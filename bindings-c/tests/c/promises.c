@@ -106,6 +106,13 @@ static void partition_keys_and_batches(sluice_engine *engine) {
     OK(sluice_put_batch(engine, "s", batch, 500, 0, results));
     FAILS(SLUICE_VALIDATION, sluice_put_batch(engine, "s", batch, 501, 0, results));
     FAILS(SLUICE_VALIDATION, sluice_put_batch(engine, "s", batch, 0, 0, results));
+    /* The count is checked before a record is read: a count far past the array (2^36)
+       must not make the library read past it. */
+    FAILS(SLUICE_VALIDATION, sluice_put_batch(engine, "s", batch, (size_t)1 << 36, 0, results));
+    /* A length near SIZE_MAX is refused before the bytes are touched or added to the key. */
+    sluice_record_in huge = {"k", (const uint8_t *)"x", SIZE_MAX, NULL};
+    FAILS(SLUICE_INVALID_ARGUMENT, sluice_put(engine, "s", &huge, 0, &result));
+    FAILS(SLUICE_INVALID_ARGUMENT, sluice_put_batch(engine, "s", &huge, 1, 0, results));
     /* 10 MiB together at most: eleven records of 1,000,000 bytes are more. */
     uint8_t *data = calloc(1000000, 1);
     CHECK(data != NULL);
