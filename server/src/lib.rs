@@ -34,3 +34,22 @@ pub mod wire;
 
 pub use config::ServeConfig;
 pub use service::Service;
+
+/// Entry points for the fuzz targets (the `fuzzing` feature): not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::tenant::Tenant;
+    use crate::wire::{ApiError, Protocol};
+
+    /// Runs Kinesis operation `name` on `body` for `tenant`, exactly as the server does
+    /// after authentication: decoding, validation, the operation.
+    pub async fn call(
+        tenant: &Tenant,
+        name: &str,
+        protocol: Protocol,
+        body: &[u8],
+    ) -> Result<Vec<u8>, ApiError> {
+        crate::ops::call(tenant, name, protocol, body).await
+    }
+}
