@@ -148,3 +148,13 @@ fn boto3_firehose_delivers_direct_puts_and_kinesis_streams_to_bucket_directories
         &[buckets.to_str().unwrap()],
     );
 }
+
+#[test]
+fn every_operation_meets_the_authentication_and_authorization_matrix() {
+    if !(common::needs_python_clients() && common::needs_aws_cli()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = policy_server(dir.path());
+    run_suite(&server, "auth_matrix_suite.py");
+}

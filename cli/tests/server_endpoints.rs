@@ -72,7 +72,7 @@ fn a_signed_server_resets_only_for_a_signed_request() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), &[CREDENTIAL, &["--allow-reset"]].concat());
     let (status, body) = request(server.address, "POST", "/_sluice/reset", &[]);
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 403, "{body}");
     assert!(
         body.contains("MissingAuthenticationTokenException"),
         "{body}"

@@ -83,9 +83,11 @@ pub struct SignedRequest<'a> {
     pub service: &'a str,
 }
 
+/// HTTP 403, as AWS' common errors list it (the signature errors are 400).
 fn missing_token() -> ApiError {
-    ApiError::new(
+    ApiError::with_status(
         "MissingAuthenticationTokenException",
+        403,
         "Missing Authentication Token",
     )
 }

@@ -92,7 +92,7 @@ def test_credentials_and_regions_are_tenants(endpoint):
 def test_missing_malformed_stale_and_tampered_signatures(endpoint):
     body = b"{}"
     base = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Kinesis_20131202.ListStreams"}
-    assert raw(endpoint, "ListStreams", body, base) == (400, {"__type": "MissingAuthenticationTokenException", "message": "Missing Authentication Token"})
+    assert raw(endpoint, "ListStreams", body, base) == (403, {"__type": "MissingAuthenticationTokenException", "message": "Missing Authentication Token"})
     status, reply = raw(endpoint, "ListStreams", body, dict(base, Authorization="AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/kinesis/aws4_request", **{"X-Amz-Date": "20261126T000000Z"}))
     assert (status, reply["__type"]) == (403, "IncompleteSignatureException"), reply
     status, reply = raw(endpoint, "ListStreams", body, dict(base, Authorization="Basic dXNlcjpwYXNz"))
