@@ -4,8 +4,9 @@
 use crate::error::FirehoseError;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Resolves the bucket of a destination to a store. Called when a delivery starts.
 pub trait Buckets: Send + Sync + 'static {
@@ -19,7 +20,16 @@ pub struct Bucket {
     pub(crate) store: Arc<dyn ObjectStore>,
     /// For a local bucket: the store and its directory, whose objects are fsynced once
     /// written.
-    local: Option<(Arc<LocalFileSystem>, PathBuf)>,
+    local: Option<LocalBucket>,
+}
+
+#[derive(Debug, Clone)]
+struct LocalBucket {
+    store: Arc<LocalFileSystem>,
+    root: PathBuf,
+    /// Directories whose own entry (in their parent) is known durable: a new object's
+    /// directories are fsynced once, not with every object (an object key has five levels).
+    durable_dirs: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl Bucket {
@@ -41,28 +51,37 @@ impl Bucket {
         );
         Ok(Bucket {
             store: store.clone(),
-            local: Some((store, root.to_path_buf())),
+            local: Some(LocalBucket {
+                store,
+                root: root.to_path_buf(),
+                durable_dirs: Arc::default(),
+            }),
         })
     }
 
-    /// Makes the object at `key` durable: for a local bucket, fsyncs the file and every
-    /// directory from it up to the bucket's root (a new object may have created them).
+    /// Makes the object at `key` durable: for a local bucket, fsyncs the file, its
+    /// directory (its new entry), and each directory above up to the bucket's root not yet
+    /// known durable (a new object may have created them).
     pub(crate) fn sync(&self, key: &str) -> std::io::Result<()> {
-        let Some((store, root)) = &self.local else {
+        let Some(local) = &self.local else {
             return Ok(());
         };
         // The file the store wrote, whatever encoding its key's characters took.
-        let path = store
+        let path = local
+            .store
             .path_to_filesystem(&object_store::path::Path::from(key))
             .map_err(std::io::Error::other)?;
         std::fs::File::open(&path)?.sync_all()?;
-        let mut dir = path.parent();
-        while let Some(d) = dir {
-            std::fs::File::open(d)?.sync_all()?;
-            if d == root.as_path() || !d.starts_with(root) {
-                break;
-            }
-            dir = d.parent();
+        let Some(mut dir) = path.parent() else {
+            return Ok(());
+        };
+        std::fs::File::open(dir)?.sync_all()?;
+        let mut durable = local.durable_dirs.lock().unwrap_or_else(|e| e.into_inner());
+        while dir != local.root && dir.starts_with(&local.root) && !durable.contains(dir) {
+            let Some(parent) = dir.parent() else { break };
+            std::fs::File::open(parent)?.sync_all()?;
+            durable.insert(dir.to_path_buf());
+            dir = parent;
         }
         Ok(())
     }

@@ -189,8 +189,9 @@ async fn a_journaled_flush_whose_object_exists_is_committed_not_delivered_again(
     all.push("record-10".into());
     all.sort();
     assert_eq!(bucket_lines(&s.dir.path().join("buckets/lake")), all);
-    assert!(
-        !s.dir.path().join("firehose/a.intent").exists(),
+    assert_eq!(
+        intent::read(&s.dir.path().join("firehose/a.intent")).unwrap(),
+        None,
         "journal cleared"
     );
 }

@@ -3,7 +3,7 @@
 
 use crate::bucket::Buckets;
 use crate::catalogue::{self, Stored};
-use crate::delivery::{Buffer, BufferBudget, Delivery, now_ms};
+use crate::delivery::{BufferBudget, Delivery, DeliveryParts, now_ms};
 use crate::error::FirehoseError;
 use crate::intent;
 use crate::spec::{DeliveryStreamSpec, Source};
@@ -291,23 +291,19 @@ impl Firehose {
         };
         let stats = Arc::new(DeliveryStats::new(&name, &self.config.metric_labels));
         let (stop, stopped) = watch::channel(false);
-        let delivery = Delivery {
+        let delivery = Delivery::new(DeliveryParts {
             name: name.clone(),
             version: stored.version,
             incarnation: stored.incarnation.clone(),
             source,
             consumer_name: consumer_name(&name),
-            consumer: None,
-            reader: None,
-            buffer: Buffer::new(self.budget.clone()),
             budget: self.budget.clone(),
             destination: stored.spec.destination.clone(),
             buckets: self.config.buckets.clone(),
-            bucket: None,
             intent_path: self.intent_path(&name),
             stats: stats.clone(),
             stop: stopped,
-        };
+        });
         let task = self.config.runtime.spawn(delivery.run());
         let entry = Entry {
             stored,

@@ -103,7 +103,12 @@ impl Buffer {
             cut = record.end;
             positions.insert(record.shard, record.seq);
         }
-        let data: Vec<u8> = self.data.drain(..cut).collect();
+        // Moves the object's bytes out and copies only the rest (usually less than one
+        // read) into a new buffer, as large as this one grew (no regrowing as it fills).
+        let mut rest = Vec::with_capacity(self.data.len());
+        rest.extend_from_slice(&self.data[cut..]);
+        self.data.truncate(cut);
+        let data = std::mem::replace(&mut self.data, rest);
         self.budget
             .held
             .fetch_sub(data.len() as u64, Ordering::Relaxed);

@@ -1,34 +1,100 @@
-//! Writing one object: journal, write, make durable, commit, clear; and settling a flush a
-//! crash interrupted (docs/design/firehose.md, "Crash argument").
+//! The writing half of a delivery task: one object at a time, journal, write, make
+//! durable, commit, clear; and settling a flush a crash interrupted (docs/design/firehose.md,
+//! "Crash argument").
 
 use super::buffer::Flush;
-use super::{Delivery, Interrupted, RETRY_FIRST, RETRY_MAX, failed, now_ms};
+use super::{Interrupted, RETRY_FIRST, RETRY_MAX, failed, now_ms, sleep};
+use crate::bucket::{Bucket, Buckets};
 use crate::intent::{self, Intent};
 use crate::naming::object_key;
 use crate::spec::Compression;
-use sluice_core::{Durability, SequenceNumber};
+use crate::stats::DeliveryStats;
+use sluice_core::{Consumer, Durability, SequenceNumber};
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
 
-impl Delivery {
+/// How a delivery stream's objects are named and compressed.
+#[derive(Clone)]
+pub(super) struct Naming {
+    pub(super) name: String,
+    pub(super) version: u64,
+    pub(super) prefix: String,
+    pub(super) compression: Compression,
+}
+
+/// One object, ready to write: named, compressed, with the positions it delivers.
+pub(super) struct Object {
+    key: String,
+    body: Vec<u8>,
+    records: u64,
+    /// Its records' bytes before compression.
+    raw_bytes: u64,
+    /// Per shard id, the last record in the object.
+    positions: BTreeMap<String, SequenceNumber>,
+}
+
+impl Naming {
+    /// Names and compresses a buffer's records (off the async threads).
+    pub(super) async fn prepare(&self, flush: Flush) -> Result<Object, Interrupted> {
+        let key = object_key(
+            &self.prefix,
+            &self.name,
+            self.version,
+            now_ms(),
+            self.compression,
+        );
+        let raw_bytes = flush.data.len() as u64;
+        let compression = self.compression;
+        let data = flush.data;
+        let body = blocking(move || compress(compression, data), "compress").await?;
+        Ok(Object {
+            key,
+            body,
+            records: flush.records,
+            raw_bytes,
+            positions: flush.positions,
+        })
+    }
+}
+
+/// The writing half of a delivery task.
+pub(super) struct Writing {
+    pub(super) incarnation: String,
+    /// The destination bucket's name.
+    pub(super) bucket_name: String,
+    pub(super) buckets: Arc<dyn Buckets>,
+    /// Resolved when first needed, and again after a failure.
+    pub(super) bucket: Option<Bucket>,
+    pub(super) intent_path: PathBuf,
+    pub(super) stats: Arc<DeliveryStats>,
+    pub(super) stop: watch::Receiver<bool>,
+}
+
+impl Writing {
     /// Settles a flush a crash interrupted. Its object exists whole: it is made durable
     /// and its positions committed (no record is written twice). It does not (or is torn):
     /// its records are read and delivered again. A journal of another incarnation of the
     /// delivery stream, or of a source stream deleted since, is dropped.
-    pub(super) async fn recover(&mut self) -> Result<(), Interrupted> {
+    pub(super) async fn recover(
+        &mut self,
+        consumer: &Consumer,
+        source_created_ms: u64,
+    ) -> Result<(), Interrupted> {
         let found =
             intent::read(&self.intent_path).map_err(|e| failed("read the flush journal", e))?;
         let Some(intent) = found else {
             return Ok(());
         };
-        let source_created_ms = self.source_created_ms()?;
         if intent.incarnation == self.incarnation && intent.source_created_ms == source_created_ms {
-            self.settle(&intent).await?;
+            self.settle(&intent, consumer).await?;
         }
         intent::clear(&self.intent_path).map_err(|e| failed("clear the flush journal", e))
     }
 
-    async fn settle(&mut self, intent: &Intent) -> Result<(), Interrupted> {
+    async fn settle(&mut self, intent: &Intent, consumer: &Consumer) -> Result<(), Interrupted> {
         let bucket = self.bucket()?;
         let path = object_store::path::Path::from(intent.key.as_str());
         match bucket.store.head(&path).await {
@@ -42,7 +108,7 @@ impl Delivery {
                         Some((shard.clone(), seq.parse().ok().map(SequenceNumber)?))
                     })
                     .collect();
-                self.commit(&positions).await?;
+                commit(consumer, &positions).await?;
                 self.stats.recovered_object(intent.records);
             }
             // Torn by a power cut between its rename and its sync: its records go again.
@@ -56,38 +122,34 @@ impl Delivery {
     }
 
     /// Journal, write, make durable, commit, clear.
-    pub(super) async fn flush(&mut self, flush: Flush) -> Result<(), Interrupted> {
-        if flush.records == 0 {
+    pub(super) async fn write(
+        &mut self,
+        object: Object,
+        consumer: &Consumer,
+        source_created_ms: u64,
+    ) -> Result<(), Interrupted> {
+        if object.records == 0 {
             return Ok(());
         }
-        let key = object_key(
-            &self.destination.prefix,
-            &self.name,
-            self.version,
-            now_ms(),
-            self.destination.compression,
-        );
-        let raw_bytes = flush.data.len() as u64;
-        let compression = self.destination.compression;
-        let body = blocking(move || compress(compression, flush.data), "compress").await?;
         let intent = Intent {
-            key: key.clone(),
-            positions: flush
+            key: object.key.clone(),
+            positions: object
                 .positions
                 .iter()
                 .map(|(shard, seq)| (shard.clone(), seq.to_string()))
                 .collect(),
-            records: flush.records,
-            size: body.len() as u64,
+            records: object.records,
+            size: object.body.len() as u64,
             incarnation: self.incarnation.clone(),
-            source_created_ms: self.source_created_ms()?,
+            source_created_ms,
         };
         let path = self.intent_path.clone();
         blocking(move || intent::write(&path, &intent), "journal a flush").await?;
-        self.put_until_done(&key, body).await?;
-        self.commit(&flush.positions).await?;
+        self.put_until_done(&object.key, object.body).await?;
+        commit(consumer, &object.positions).await?;
         intent::clear(&self.intent_path).map_err(|e| failed("clear the flush journal", e))?;
-        self.stats.delivered(flush.records, raw_bytes, now_ms());
+        self.stats
+            .delivered(object.records, object.raw_bytes, now_ms());
         Ok(())
     }
 
@@ -110,7 +172,7 @@ impl Delivery {
                 Ok(()) => return Ok(()),
                 Err(Interrupted::Failed(error)) => {
                     self.stats.failed(format!("object {key}: {error}"));
-                    self.sleep(pause).await?;
+                    sleep(&mut self.stop, pause).await?;
                     pause = (pause * 2).min(RETRY_MAX);
                 }
                 Err(stop) => return Err(stop),
@@ -118,34 +180,46 @@ impl Delivery {
         }
     }
 
-    /// Commits each shard's position; the last commit is durable, and covers the others
-    /// (one consumers log per stream, one fdatasync for every frame before it).
-    pub(super) async fn commit(
-        &mut self,
-        positions: &BTreeMap<String, SequenceNumber>,
-    ) -> Result<(), Interrupted> {
-        let consumer = self.consumer()?;
-        let last = positions.len().saturating_sub(1);
-        for (i, (shard, &seq)) in positions.iter().enumerate() {
-            // Positions only move forward: a journal that came back after a crash may name
-            // an older flush than one committed since.
-            let current = consumer
-                .position(shard)
-                .map_err(|e| failed("read a position", e))?;
-            let seq = current.map_or(seq, |current| current.max(seq));
-            let durability = if i == last {
-                Durability::Durable
-            } else {
-                Durability::Visible
-            };
-            consumer
-                .commit(shard, seq)
-                .durability(durability)
-                .await
-                .map_err(|e| failed("commit positions", e))?;
+    /// The destination bucket, resolved if needed.
+    fn bucket(&mut self) -> Result<Bucket, Interrupted> {
+        if let Some(bucket) = &self.bucket {
+            return Ok(bucket.clone());
         }
-        Ok(())
+        let bucket = self
+            .buckets
+            .bucket(&self.bucket_name)
+            .map_err(|e| failed("reach the bucket", e))?;
+        self.bucket = Some(bucket.clone());
+        Ok(bucket)
     }
+}
+
+/// Commits each shard's position; the last commit is durable, and covers the others
+/// (one consumers log per stream, one fdatasync for every frame before it).
+async fn commit(
+    consumer: &Consumer,
+    positions: &BTreeMap<String, SequenceNumber>,
+) -> Result<(), Interrupted> {
+    let last = positions.len().saturating_sub(1);
+    for (i, (shard, &seq)) in positions.iter().enumerate() {
+        // Positions only move forward: a journal that came back after a crash may name
+        // an older flush than one committed since.
+        let current = consumer
+            .position(shard)
+            .map_err(|e| failed("read a position", e))?;
+        let seq = current.map_or(seq, |current| current.max(seq));
+        let durability = if i == last {
+            Durability::Durable
+        } else {
+            Durability::Visible
+        };
+        consumer
+            .commit(shard, seq)
+            .durability(durability)
+            .await
+            .map_err(|e| failed("commit positions", e))?;
+    }
+    Ok(())
 }
 
 /// Runs file I/O or compression off the async threads.
