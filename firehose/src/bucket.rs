@@ -4,7 +4,8 @@
 use crate::error::FirehoseError;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -27,9 +28,11 @@ pub struct Bucket {
 struct LocalBucket {
     store: Arc<LocalFileSystem>,
     root: PathBuf,
-    /// Directories whose own entry (in their parent) is known durable: a new object's
-    /// directories are fsynced once, not with every object (an object key has five levels).
-    durable_dirs: Arc<Mutex<HashSet<PathBuf>>>,
+    /// Directories whose own entry (in their parent) is known durable, with the inode it
+    /// was for: a new object's directories are fsynced once, not with every object (an
+    /// object key has five levels); one removed and made again (another inode) is fsynced
+    /// again.
+    durable_dirs: Arc<Mutex<HashMap<PathBuf, (u64, u64)>>>,
 }
 
 impl Bucket {
@@ -42,6 +45,12 @@ impl Bucket {
     pub fn local(root: &Path) -> Result<Bucket, FirehoseError> {
         std::fs::create_dir_all(root)
             .map_err(|e| FirehoseError::internal(&format!("create {}", root.display()), e))?;
+        // The bucket's own entry is durable before any object in it is.
+        if let Some(parent) = root.parent() {
+            std::fs::File::open(parent)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|e| FirehoseError::internal(&format!("sync {}", parent.display()), e))?;
+        }
         // As the store sees it, so the files it names are found under it.
         let root = &std::fs::canonicalize(root)
             .map_err(|e| FirehoseError::internal(&format!("resolve {}", root.display()), e))?;
@@ -77,10 +86,15 @@ impl Bucket {
         };
         std::fs::File::open(dir)?.sync_all()?;
         let mut durable = local.durable_dirs.lock().unwrap_or_else(|e| e.into_inner());
-        while dir != local.root && dir.starts_with(&local.root) && !durable.contains(dir) {
+        while dir != local.root && dir.starts_with(&local.root) {
+            let meta = std::fs::metadata(dir)?;
+            let inode = (meta.dev(), meta.ino());
+            if durable.get(dir) == Some(&inode) {
+                break;
+            }
             let Some(parent) = dir.parent() else { break };
             std::fs::File::open(parent)?.sync_all()?;
-            durable.insert(dir.to_path_buf());
+            durable.insert(dir.to_path_buf(), inode);
             dir = parent;
         }
         Ok(())

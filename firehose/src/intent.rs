@@ -94,9 +94,9 @@ pub(crate) fn remove_durably(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Clears the intent (its positions are committed): a zero length, in place. Not synced:
-/// an intent that comes back after a crash names an object that exists, and its positions
-/// are only ever raised.
+/// Clears the intent (its positions are committed, or it was settled): a zero length, in
+/// place. Not synced: an intent that comes back after a crash is settled again, which
+/// commits nothing new (positions are only ever raised) or finds no object.
 pub(crate) fn clear(path: &Path) -> std::io::Result<()> {
     match OpenOptions::new().write(true).open(path) {
         Ok(file) => file.write_all_at(&[0; 4], 0),

@@ -32,6 +32,7 @@
 //!             prefix: "clicks/".into(),
 //!             buffering: BufferingHints::new(5, 60)?,
 //!             compression: Compression::Gzip,
+//!             processors: Vec::new(),
 //!         },
 //!         metadata: Default::default(),
 //!     })
@@ -42,6 +43,7 @@
 
 mod bucket;
 mod catalogue;
+mod compress;
 mod delivery;
 mod error;
 mod files;
@@ -58,11 +60,13 @@ mod stats;
 pub use bucket::S3Buckets;
 pub use bucket::{Bucket, Buckets, LocalBuckets};
 pub use error::FirehoseError;
+pub use naming::PrefixKind;
 pub use service::{
     DELIVERY_STREAMS_MAX, DeliveryStreamInfo, Firehose, FirehoseConfig, RecordFailure,
 };
 pub use spec::{
     BATCH_BYTES_MAX, BATCH_RECORDS_MAX, BufferingHints, Compression, DeliveryStreamSpec,
-    NAME_LENGTH_MAX, ObjectDestination, RECORD_BYTES_MAX, Source, validate_name,
+    NAME_LENGTH_MAX, ObjectDestination, Processor, RECORD_BYTES_MAX, Source, validate_name,
+    validate_template,
 };
 pub use stats::{DeliverySnapshot, DeliveryStats};

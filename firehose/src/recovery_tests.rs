@@ -118,6 +118,7 @@ fn spec(name: &str) -> DeliveryStreamSpec {
             prefix: String::new(),
             buffering: BufferingHints::new(1, 0).unwrap(),
             compression: Compression::Uncompressed,
+            processors: Vec::new(),
         },
         metadata: Default::default(),
     }

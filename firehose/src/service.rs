@@ -303,7 +303,7 @@ impl Firehose {
             intent_path: self.intent_path(&name),
             stats: stats.clone(),
             stop: stopped,
-        });
+        })?;
         let task = self.config.runtime.spawn(delivery.run());
         let entry = Entry {
             stored,

@@ -2,6 +2,7 @@
 //! Firehose's limits on each.
 
 use crate::error::FirehoseError;
+use crate::naming::{Prefix, PrefixKind};
 use serde::{Deserialize, Serialize};
 
 /// Longest delivery stream name.
@@ -46,12 +47,35 @@ pub struct ObjectDestination {
     /// The bucket (`arn:aws:s3:::<bucket>` names it); the embedder's [`crate::Buckets`]
     /// resolve it to a store.
     pub bucket: String,
-    /// Put before every object key; empty for none. Firehose adds `YYYY/MM/DD/HH/` after it.
+    /// Put before every object key; empty for none. Firehose adds `YYYY/MM/DD/HH/` after it,
+    /// unless it holds `!{timestamp:<pattern>}` or `!{firehose:random-string}` expressions
+    /// (evaluated at the arrival of the object's oldest record, in UTC).
     pub prefix: String,
     /// When to write a buffer out.
     pub buffering: BufferingHints,
     /// How objects are compressed.
     pub compression: Compression,
+    /// What is done to each record before it is buffered (Firehose's processors).
+    #[serde(default)]
+    pub processors: Vec<Processor>,
+}
+
+/// A record processor (Firehose's `ProcessingConfiguration`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Processor {
+    /// `AppendDelimiterToRecord`: a newline after every record, so the records of an
+    /// object are lines.
+    AppendNewline,
+}
+
+impl Processor {
+    /// Firehose's `Type` for it.
+    pub fn firehose_type(&self) -> &'static str {
+        match self {
+            Processor::AppendNewline => "AppendDelimiterToRecord",
+        }
+    }
 }
 
 /// Flush when the buffer holds `size_bytes`, or `interval_ms` after its first record came,
@@ -100,17 +124,24 @@ pub enum Compression {
     Uncompressed,
     /// One gzip member per object (`.gz`).
     Gzip,
+    /// A ZIP archive of one deflated entry named as the object without `.zip` (`.zip`).
+    Zip,
+    /// Snappy's framing format, which snappy's stream readers take (`.snappy`).
+    Snappy,
+    /// Hadoop's Snappy block format, which Hadoop's `SnappyCodec` (Spark, Hive) reads
+    /// (`.snappy`): blocks of at most 256 KiB, each its length and one raw Snappy chunk.
+    HadoopSnappy,
 }
 
 impl Compression {
-    /// Firehose's name for a compression format, if this library writes it.
+    /// Firehose's name for a compression format.
     pub fn from_firehose(name: &str) -> Result<Compression, FirehoseError> {
         match name {
             "UNCOMPRESSED" => Ok(Compression::Uncompressed),
             "GZIP" => Ok(Compression::Gzip),
-            "ZIP" | "Snappy" | "HADOOP_SNAPPY" => Err(FirehoseError::invalid(format!(
-                "CompressionFormat {name} is not supported by this server yet; use GZIP or UNCOMPRESSED."
-            ))),
+            "ZIP" => Ok(Compression::Zip),
+            "Snappy" => Ok(Compression::Snappy),
+            "HADOOP_SNAPPY" => Ok(Compression::HadoopSnappy),
             other => Err(FirehoseError::invalid(format!(
                 "CompressionFormat must be one of UNCOMPRESSED, GZIP, ZIP, Snappy, HADOOP_SNAPPY, not {other}."
             ))),
@@ -122,6 +153,9 @@ impl Compression {
         match self {
             Compression::Uncompressed => "UNCOMPRESSED",
             Compression::Gzip => "GZIP",
+            Compression::Zip => "ZIP",
+            Compression::Snappy => "Snappy",
+            Compression::HadoopSnappy => "HADOOP_SNAPPY",
         }
     }
 
@@ -130,6 +164,8 @@ impl Compression {
         match self {
             Compression::Uncompressed => "",
             Compression::Gzip => ".gz",
+            Compression::Zip => ".zip",
+            Compression::Snappy | Compression::HadoopSnappy => ".snappy",
         }
     }
 }
@@ -146,7 +182,7 @@ impl DeliveryStreamSpec {
             ));
         }
         validate_bucket(&self.destination.bucket)?;
-        validate_prefix(&self.destination.prefix)?;
+        validate_template(&self.destination.prefix, PrefixKind::Objects)?;
         Ok(())
     }
 }
@@ -160,6 +196,21 @@ pub fn validate_name(name: &str) -> Result<(), FirehoseError> {
         )));
     }
     Ok(())
+}
+
+/// A prefix with or without `!{...}` expressions: each expression must parse, and the
+/// prefix evaluated must pass the rules of a plain prefix (expressions evaluate to
+/// non-empty letters and digits whatever the instant, so one evaluation stands for all).
+pub fn validate_template(prefix: &str, kind: PrefixKind) -> Result<(), FirehoseError> {
+    if prefix.len() > 1024 {
+        return validate_prefix(prefix);
+    }
+    let evaluated = Prefix::parse(prefix, kind)?.evaluate(0, "processing-failed");
+    validate_prefix(&evaluated).map_err(|_| {
+        FirehoseError::invalid(format!(
+            "Prefix {prefix:?} must evaluate to at most 1024 of the characters [A-Za-z0-9!_.'()=/-], with no empty, '.' or '..' part."
+        ))
+    })
 }
 
 /// At most 1,024 of S3's safe characters (`[A-Za-z0-9!_.'()=/-]`), with no empty, `.` or
@@ -236,11 +287,41 @@ mod tests {
             assert!(validate_prefix(bad).is_err(), "{bad}");
         }
         assert!(validate_prefix(&"p".repeat(1025)).is_err());
+        for good in [
+            "dt=!{timestamp:yyyy-MM-dd}/",
+            "!{timestamp:yyyy/MM}/!{firehose:random-string}",
+        ] {
+            assert!(
+                validate_template(good, PrefixKind::Objects).is_ok(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "!{timestamp:yyyy}//",
+            "!{timestamp:'..'}/x",
+            "!{timestamp:yyyy' 'MM}",
+            "/!{timestamp:yyyy}",
+            "!{firehose:error-output-type}/",
+        ] {
+            assert!(
+                validate_template(bad, PrefixKind::Objects).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(
+            validate_template("e/!{firehose:error-output-type}/", PrefixKind::ErrorOutput).is_ok()
+        );
         assert!(validate_bucket("my-bucket.1").is_ok());
         for bad in ["ab", "Upper", "-lead", "trail-", "a..b", "../x", "a/b"] {
             assert!(validate_bucket(bad).is_err(), "{bad}");
         }
-        assert!(Compression::from_firehose("Snappy").is_err());
+        assert!(Compression::from_firehose("LZ4").is_err());
+        for name in ["UNCOMPRESSED", "GZIP", "ZIP", "Snappy", "HADOOP_SNAPPY"] {
+            assert_eq!(
+                Compression::from_firehose(name).unwrap().firehose_name(),
+                name
+            );
+        }
         assert_eq!(
             Compression::from_firehose("GZIP").unwrap(),
             Compression::Gzip

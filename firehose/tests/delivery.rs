@@ -51,6 +51,7 @@ fn spec(name: &str, source: Source, size_mib: u64, interval_s: u64) -> DeliveryS
             prefix: "events/".into(),
             buffering: BufferingHints::new(size_mib, interval_s).unwrap(),
             compression: Compression::Gzip,
+            processors: Vec::new(),
         },
         metadata: Default::default(),
     }

@@ -38,6 +38,7 @@ async fn incoming_delivered_objects_and_freshness_are_recorded_per_delivery_stre
                 prefix: String::new(),
                 buffering: BufferingHints::new(1, 2).unwrap(),
                 compression: Compression::Uncompressed,
+                processors: Vec::new(),
             },
             metadata: Default::default(),
         })

@@ -1,14 +1,19 @@
 """Firehose on `sluice serve` (signed for the `firehose` service) with boto3's `firehose`
 and `kinesis` clients, unchanged: DirectPut and Kinesis-sourced delivery streams deliver
-every record once, to the bucket directory, named and gzipped as Firehose does; Firehose's
+every record once, to the bucket directory, named and compressed as Firehose does (GZIP, and
+ZIP, Snappy and HADOOP_SNAPPY read back by Python's zipfile and python-snappy; custom
+prefixes with expressions too); Firehose's
 errors for bad input. Usage: python3 firehose_suite.py URL BUCKET_DIR"""
 
 import gzip
+import io
 import os
 import sys
 import time
 
 import boto3
+import snappy
+import zipfile
 from botocore.config import Config
 
 import harness
@@ -113,6 +118,110 @@ def test_a_kinesis_stream_source_is_delivered_from_the_stream(endpoint):
     assert stream in kinesis.list_streams()["StreamNames"] and len(kinesis.list_streams()["StreamNames"]) >= 1
 
 
+def test_custom_prefixes_are_evaluated_at_the_oldest_record_with_no_hour_directories(endpoint):
+    firehose = client(endpoint)
+    name, bucket = unique("custom"), unique("lake")
+    destination = s3_destination(bucket, "dt=!{timestamp:yyyy'-'MM'-'dd}/h=!{timestamp:HH}/!{firehose:random-string}/",
+                                 compression="UNCOMPRESSED")
+    destination["ErrorOutputPrefix"] = "failed/!{firehose:error-output-type}/!{timestamp:yyyy}/"
+    before = time.gmtime()
+    firehose.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=destination)
+    s3 = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]["Destinations"][0][
+        "ExtendedS3DestinationDescription"]
+    assert s3["Prefix"] == destination["Prefix"] and s3["ErrorOutputPrefix"] == destination["ErrorOutputPrefix"], s3
+    firehose.put_record_batch(DeliveryStreamName=name, Records=[{"Data": f"r{i}\n".encode()} for i in range(20)])
+    lines = wait_for_lines(bucket, "", 20)
+    after = time.gmtime()
+    assert lines == sorted(f"r{i}" for i in range(20)), lines
+    days = {time.strftime("dt=%Y-%m-%d", t) for t in (before, after)}
+    hours = {time.strftime("h=%H", t) for t in (before, after)}
+    for key, _ in objects(bucket, ""):
+        parts = key.split("/")
+        assert len(parts) == 4 and parts[0] in days and parts[1] in hours, key
+        assert len(parts[2]) == 11 and parts[2].isalnum(), key
+        assert parts[3].startswith(f"{name}-1-"), key
+    bad = dict(destination, Prefix="!{timestamp:yyyy-EEE}/")
+    error = expect_error("InvalidArgumentException", firehose.create_delivery_stream,
+                         DeliveryStreamName=unique("badpattern"), ExtendedS3DestinationConfiguration=bad)
+    assert "EEE" in error.response["Error"]["Message"], error.response
+    no_errors = dict(destination)
+    del no_errors["ErrorOutputPrefix"]
+    expect_error("InvalidArgumentException", firehose.create_delivery_stream,
+                 DeliveryStreamName=unique("noerrors"), ExtendedS3DestinationConfiguration=no_errors)
+    for bad_prefix in ("!{firehose:error-output-type}/", "!{partitionKeyFromQuery:id}/", "a/!{timestamp:yyyy"):
+        expect_error("InvalidArgumentException", firehose.create_delivery_stream,
+                     DeliveryStreamName=unique("badprefix"),
+                     ExtendedS3DestinationConfiguration=dict(destination, Prefix=bad_prefix))
+    firehose.delete_delivery_stream(DeliveryStreamName=name)
+
+
+def unzip(name, data):
+    """The one entry of a ZIP object, named as the object without `.zip`."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        (entry,) = archive.namelist()
+        assert entry == name[:-len(".zip")], (entry, name)
+        return archive.read(entry)
+
+
+def test_zip_snappy_and_hadoop_snappy_objects_read_back_with_their_own_readers(endpoint):
+    firehose = client(endpoint)
+    expected = [f"event-{i:05}-" + "x" * (i % 300) for i in range(3000)]
+    readers = {
+        "ZIP": unzip,
+        "Snappy": lambda key, data: snappy.StreamDecompressor().decompress(data),
+        "HADOOP_SNAPPY": lambda key, data: snappy.HadoopStreamDecompressor().decompress(data),
+    }
+    for compression, reader in readers.items():
+        name, bucket = unique("compressed"), unique("lake")
+        firehose.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=s3_destination(
+            bucket, "c/", compression=compression))
+        s3 = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]["Destinations"][0][
+            "ExtendedS3DestinationDescription"]
+        assert s3["CompressionFormat"] == compression, s3
+        for start in range(0, len(expected), 500):
+            records = [{"Data": (line + "\n").encode()} for line in expected[start:start + 500]]
+            assert firehose.put_record_batch(DeliveryStreamName=name, Records=records)["FailedPutCount"] == 0
+        root = os.path.join(BUCKETS, bucket)
+        deadline = time.time() + 20
+        while True:
+            lines = []
+            for directory, _, files in os.walk(root):
+                for file in files:
+                    assert file.endswith(".zip" if compression == "ZIP" else ".snappy"), file
+                    with open(os.path.join(directory, file), "rb") as f:
+                        lines += reader(file, f.read()).decode().splitlines()
+            if len(lines) >= len(expected) or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert sorted(lines) == sorted(expected), (compression, len(lines))
+        firehose.delete_delivery_stream(DeliveryStreamName=name)
+
+
+def test_append_delimiter_to_record_makes_each_record_a_line(endpoint):
+    firehose = client(endpoint)
+    name, bucket = unique("delimited"), unique("lake")
+    destination = s3_destination(bucket, "d/", compression="UNCOMPRESSED")
+    destination["ProcessingConfiguration"] = {
+        "Enabled": True, "Processors": [{"Type": "AppendDelimiterToRecord", "Parameters": []}]}
+    firehose.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=destination)
+    s3 = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]["Destinations"][0][
+        "ExtendedS3DestinationDescription"]
+    assert s3["ProcessingConfiguration"] == destination["ProcessingConfiguration"], s3
+    records = [{"Data": f'{{"n":{i}}}'.encode()} for i in range(200)]
+    assert firehose.put_record_batch(DeliveryStreamName=name, Records=records)["FailedPutCount"] == 0
+    lines = wait_for_lines(bucket, "d/", 200)
+    assert lines == sorted(f'{{"n":{i}}}' for i in range(200)), lines[:3]
+    assert all(data.endswith(b"}\n") for _, data in objects(bucket, "d/"))
+    with_delimiter = dict(destination, ProcessingConfiguration={"Enabled": True, "Processors": [
+        {"Type": "AppendDelimiterToRecord", "Parameters": [{"ParameterName": "Delimiter", "ParameterValue": ","}]}]})
+    for config in (with_delimiter, dict(destination, ProcessingConfiguration={
+            "Enabled": True, "Processors": [{"Type": "Lambda", "Parameters": []}]})):
+        error = expect_error("InvalidArgumentException", firehose.create_delivery_stream,
+                             DeliveryStreamName=unique("processor"), ExtendedS3DestinationConfiguration=config)
+        assert "not supported by this server yet" in error.response["Error"]["Message"], error.response
+    firehose.delete_delivery_stream(DeliveryStreamName=name)
+
+
 def test_firehose_errors_for_bad_input(endpoint):
     firehose = client(endpoint)
     name = unique("limits")
@@ -129,8 +238,8 @@ def test_firehose_errors_for_bad_input(endpoint):
                  Records=[{"Data": b"x"}] * 501)
     expect_error("InvalidArgumentException", firehose.create_delivery_stream, DeliveryStreamName=unique("hints"),
                  ExtendedS3DestinationConfiguration=s3_destination("limits-bucket", "", 60, 129))
-    expect_error("InvalidArgumentException", firehose.create_delivery_stream, DeliveryStreamName=unique("snappy"),
-                 ExtendedS3DestinationConfiguration=s3_destination("limits-bucket", "", compression="Snappy"))
+    expect_error("InvalidArgumentException", firehose.create_delivery_stream, DeliveryStreamName=unique("lz4"),
+                 ExtendedS3DestinationConfiguration=s3_destination("limits-bucket", "", compression="LZ4"))
     expect_error("InvalidArgumentException", firehose.create_delivery_stream, DeliveryStreamName=unique("http"),
                  HttpEndpointDestinationConfiguration={"EndpointConfiguration": {"Url": "https://example.com"},
                                                        "S3Configuration": s3_destination("limits-bucket", "")})
@@ -139,7 +248,7 @@ def test_firehose_errors_for_bad_input(endpoint):
     expect_error("InvalidArgumentException", firehose.create_delivery_stream, DeliveryStreamName=unique("lambda"),
                  ExtendedS3DestinationConfiguration=transform)
     names = firehose.list_delivery_streams(Limit=10000)["DeliveryStreamNames"]
-    assert name in names and not any(n.startswith(("hints", "snappy", "http", "lambda")) for n in names), names
+    assert name in names and not any(n.startswith(("hints", "lz4", "http", "lambda")) for n in names), names
 
 
 if __name__ == "__main__":

@@ -100,8 +100,8 @@ use sluice_storage::testing::runs;
 /// Python with the client libraries the suites drive the server with.
 pub fn needs_python_clients() -> bool {
     needs(
-        runs("python3", &["-c", "import boto3, botocore, cbor2"]),
-        "python3 with boto3, botocore and cbor2",
+        runs("python3", &["-c", "import boto3, botocore, cbor2, snappy"]),
+        "python3 with boto3, botocore, cbor2 and python-snappy",
         "run scripts/setup (it installs cli/tests/clients/requirements.txt with pip)",
     )
 }

@@ -50,6 +50,8 @@ pub(super) struct Buffered {
 pub(super) struct Flush {
     pub(super) data: Vec<u8>,
     pub(super) records: u64,
+    /// When the oldest record arrived (ms since the epoch): a custom prefix's instant.
+    pub(super) oldest_ms: u64,
     /// Per shard id, the last record in the object.
     pub(super) positions: BTreeMap<String, SequenceNumber>,
 }
@@ -64,13 +66,14 @@ impl Buffer {
         }
     }
 
-    /// Appends a read's records; returns how many.
-    pub(super) fn add(&mut self, read: &sluice_core::ShardRecords) -> u64 {
+    /// Appends a read's records, each followed by `delimiter`; returns how many.
+    pub(super) fn add(&mut self, read: &sluice_core::ShardRecords, delimiter: &[u8]) -> u64 {
         let shard = read.shard_id.to_string();
         let before = self.data.len();
         let mut added = 0;
         for record in read.records.records() {
             self.data.extend_from_slice(record.data);
+            self.data.extend_from_slice(delimiter);
             self.records.push_back(Buffered {
                 shard: shard.clone(),
                 seq: record.sequence_number,
@@ -97,6 +100,7 @@ impl Buffer {
             .take_while(|r| r.end as u64 <= size_bytes)
             .count();
         let count = fit.max(1).min(self.records.len());
+        let oldest_ms = self.records.front().map_or(0, |r| r.arrival_ms);
         let mut positions = BTreeMap::new();
         let mut cut = 0;
         for record in self.records.drain(..count) {
@@ -119,6 +123,7 @@ impl Buffer {
         Flush {
             data,
             records: count as u64,
+            oldest_ms,
             positions,
         }
     }

@@ -3,7 +3,7 @@
 
 use super::buffer::{Buffer, BufferBudget, Flush};
 use super::{Interrupted, failed, now_ms, sleep};
-use crate::spec::BufferingHints;
+use crate::spec::{BufferingHints, Processor};
 use crate::stats::DeliveryStats;
 use sluice_core::{Consumer, ReadError, StreamReader};
 use std::sync::Arc;
@@ -28,6 +28,8 @@ pub(super) struct Reading {
     buffer: Buffer,
     budget: Arc<BufferBudget>,
     hints: BufferingHints,
+    /// Appended to every record (`AppendDelimiterToRecord`); empty for none.
+    delimiter: Vec<u8>,
     stats: Arc<DeliveryStats>,
     stop: watch::Receiver<bool>,
 }
@@ -36,14 +38,21 @@ impl Reading {
     pub(super) fn new(
         budget: Arc<BufferBudget>,
         hints: BufferingHints,
+        processors: &[Processor],
         stats: Arc<DeliveryStats>,
         stop: watch::Receiver<bool>,
     ) -> Reading {
+        let delimiter = if processors.contains(&Processor::AppendNewline) {
+            b"\n".to_vec()
+        } else {
+            Vec::new()
+        };
         Reading {
             reader: None,
             buffer: Buffer::new(budget.clone()),
             budget,
             hints,
+            delimiter,
             stats,
             stop,
         }
@@ -93,7 +102,7 @@ impl Reading {
                 }
                 Err(e) => return Err(failed("read the source", e)),
             };
-            let added = read.map_or(0, |read| self.buffer.add(&read));
+            let added = read.map_or(0, |read| self.buffer.add(&read, &self.delimiter));
             self.stats.read(added);
             let oldest = self.buffer.records.front().map(|r| r.arrival_ms);
             self.stats

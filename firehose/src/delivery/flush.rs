@@ -5,13 +5,13 @@
 use super::buffer::Flush;
 use super::{Interrupted, RETRY_FIRST, RETRY_MAX, failed, now_ms, sleep};
 use crate::bucket::{Bucket, Buckets};
+use crate::compress::compress;
 use crate::intent::{self, Intent};
-use crate::naming::object_key;
+use crate::naming::{Prefix, object_key};
 use crate::spec::Compression;
 use crate::stats::DeliveryStats;
 use sluice_core::{Consumer, Durability, SequenceNumber};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -21,7 +21,7 @@ use tokio::sync::watch;
 pub(super) struct Naming {
     pub(super) name: String,
     pub(super) version: u64,
-    pub(super) prefix: String,
+    pub(super) prefix: Prefix,
     pub(super) compression: Compression,
 }
 
@@ -43,13 +43,17 @@ impl Naming {
             &self.prefix,
             &self.name,
             self.version,
+            flush.oldest_ms,
             now_ms(),
             self.compression,
         );
         let raw_bytes = flush.data.len() as u64;
         let compression = self.compression;
         let data = flush.data;
-        let body = blocking(move || compress(compression, data), "compress").await?;
+        // A ZIP object's one entry is named as the object, without `.zip`.
+        let entry = key.rsplit('/').next().unwrap_or_default();
+        let entry = entry.strip_suffix(".zip").unwrap_or(entry).to_owned();
+        let body = blocking(move || compress(compression, data, &entry), "compress").await?;
         Ok(Object {
             key,
             body,
@@ -231,19 +235,5 @@ async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(failed(what, e)),
         Err(e) => Err(failed(what, e)),
-    }
-}
-
-fn compress(compression: Compression, data: Vec<u8>) -> std::io::Result<Vec<u8>> {
-    match compression {
-        Compression::Uncompressed => Ok(data),
-        Compression::Gzip => {
-            let mut encoder = flate2::write::GzEncoder::new(
-                Vec::with_capacity(data.len() / 4),
-                flate2::Compression::default(),
-            );
-            encoder.write_all(&data)?;
-            encoder.finish()
-        }
     }
 }

@@ -11,6 +11,8 @@ mod flush;
 pub(crate) use buffer::BufferBudget;
 
 use crate::bucket::Buckets;
+use crate::error::FirehoseError;
+use crate::naming::{Prefix, PrefixKind};
 use crate::spec::ObjectDestination;
 use crate::stats::DeliveryStats;
 use fill::Reading;
@@ -71,7 +73,8 @@ enum Interrupted {
 }
 
 impl Delivery {
-    pub(crate) fn new(parts: DeliveryParts) -> Delivery {
+    /// A delivery task for a validated spec's parts (its prefix is parsed again).
+    pub(crate) fn new(parts: DeliveryParts) -> Result<Delivery, FirehoseError> {
         let DeliveryParts {
             name,
             version,
@@ -85,15 +88,21 @@ impl Delivery {
             stats,
             stop,
         } = parts;
-        Delivery {
+        Ok(Delivery {
             source,
             consumer_name,
             consumer: None,
-            reading: Reading::new(budget, destination.buffering, stats.clone(), stop.clone()),
+            reading: Reading::new(
+                budget,
+                destination.buffering,
+                &destination.processors,
+                stats.clone(),
+                stop.clone(),
+            ),
             naming: Naming {
                 name,
                 version,
-                prefix: destination.prefix,
+                prefix: Prefix::parse(&destination.prefix, PrefixKind::Objects)?,
                 compression: destination.compression,
             },
             next: None,
@@ -108,7 +117,7 @@ impl Delivery {
             },
             stats,
             stop,
-        }
+        })
     }
 
     /// Runs until asked to stop: settles an interrupted flush, then flushes for ever,
@@ -153,6 +162,11 @@ impl Delivery {
     /// put may be under way): a failed or stopped read waits for it; a failed write ends
     /// the read at once (reads and compression are safe to drop at any await).
     async fn flush_next(&mut self) -> Result<(), Interrupted> {
+        if *self.stop.borrow() {
+            // An object made and not written goes with the task: its records are read
+            // again at the next start.
+            return Err(Interrupted::Stop);
+        }
         let (consumer, source_created_ms) = self.consumer()?;
         let object = match self.next.take() {
             Some(object) => object,
@@ -197,7 +211,9 @@ impl Delivery {
     }
 }
 
-/// Reads until the buffer is due, then names and compresses its records.
+/// Reads until the buffer is due, then names and compresses its records. Not safe to drop
+/// once it took the records (they are out of the buffer, the reader past them): the one
+/// caller that drops it, on a failed write, resets the reading half after.
 async fn next_object(
     reading: &mut Reading,
     naming: &Naming,

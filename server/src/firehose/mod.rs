@@ -109,6 +109,12 @@ fn describe(tenant: &Tenant, info: &DeliveryStreamInfo) -> Value {
         "CompressionFormat": spec.destination.compression.firehose_name(),
         "EncryptionConfiguration": { "NoEncryptionConfig": "NoEncryption" },
     });
+    let processors: Vec<Value> = spec
+        .destination
+        .processors
+        .iter()
+        .map(|processor| json!({"Type": processor.firehose_type(), "Parameters": []}))
+        .collect();
     let mut destination = json!({
         "DestinationId": "destinationId-000000000001",
         "S3DestinationDescription": s3.clone(),
@@ -116,6 +122,8 @@ fn describe(tenant: &Tenant, info: &DeliveryStreamInfo) -> Value {
     if meta(shapes::DESTINATION_KIND).as_deref() != Some("S3") {
         let mut extended = s3;
         extended["S3BackupMode"] = json!("Disabled");
+        extended["ProcessingConfiguration"] =
+            json!({"Enabled": !processors.is_empty(), "Processors": processors});
         destination["ExtendedS3DestinationDescription"] = extended;
     }
     let mut description = json!({
