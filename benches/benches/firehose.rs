@@ -84,6 +84,7 @@ fn firehose(dir: &Path, engine: &Engine, runtime: &tokio::runtime::Runtime) -> A
             runtime: runtime.handle().clone(),
             metric_labels: Vec::new(),
             buffer_bytes_max: 1 << 30,
+            transforms: None,
         })
         .unwrap(),
     )
@@ -114,6 +115,7 @@ fn deliver(data: &[Vec<u8>], compression: Compression) -> Duration {
             buffering: BufferingHints::new(OBJECT_MIB, 900).unwrap(),
             compression,
             processors: Vec::new(),
+            error_output_prefix: String::new(),
         },
         metadata: Default::default(),
     };

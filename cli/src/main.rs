@@ -22,6 +22,10 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; the server's options are simply many"
+)]
 enum Command {
     /// Serve the Kinesis Data Streams API (JSON and CBOR, HTTP/1.1 and h2c) on a data
     /// directory, for the AWS CLI, boto3 and the AWS SDKs.

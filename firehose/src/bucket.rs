@@ -9,6 +9,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// Directories a local bucket remembers as durable, at most.
+const DURABLE_DIRS_MAX: usize = 10_000;
+
 /// Resolves the bucket of a destination to a store. Called when a delivery starts.
 pub trait Buckets: Send + Sync + 'static {
     /// The store holding `bucket` (a valid S3 bucket name).
@@ -45,15 +48,15 @@ impl Bucket {
     pub fn local(root: &Path) -> Result<Bucket, FirehoseError> {
         std::fs::create_dir_all(root)
             .map_err(|e| FirehoseError::internal(&format!("create {}", root.display()), e))?;
+        // As the store sees it, so the files it names are found under it.
+        let root = &std::fs::canonicalize(root)
+            .map_err(|e| FirehoseError::internal(&format!("resolve {}", root.display()), e))?;
         // The bucket's own entry is durable before any object in it is.
         if let Some(parent) = root.parent() {
             std::fs::File::open(parent)
                 .and_then(|dir| dir.sync_all())
                 .map_err(|e| FirehoseError::internal(&format!("sync {}", parent.display()), e))?;
         }
-        // As the store sees it, so the files it names are found under it.
-        let root = &std::fs::canonicalize(root)
-            .map_err(|e| FirehoseError::internal(&format!("resolve {}", root.display()), e))?;
         let store = Arc::new(
             LocalFileSystem::new_with_prefix(root)
                 .map_err(|e| FirehoseError::internal("open a local bucket", e))?,
@@ -86,6 +89,11 @@ impl Bucket {
         };
         std::fs::File::open(dir)?.sync_all()?;
         let mut durable = local.durable_dirs.lock().unwrap_or_else(|e| e.into_inner());
+        if durable.len() > DURABLE_DIRS_MAX {
+            // Keys with seconds or random strings make a directory per object: forget them
+            // all (each is fsynced again once), rather than grow without end.
+            durable.clear();
+        }
         while dir != local.root && dir.starts_with(&local.root) {
             let meta = std::fs::metadata(dir)?;
             let inode = (meta.dev(), meta.ino());

@@ -3,8 +3,10 @@
 use crate::spec::Compression;
 use std::io::Write;
 
-/// Hadoop's `SnappyCodec` default buffer: a HADOOP_SNAPPY block holds at most this much.
-const HADOOP_BLOCK_BYTES: usize = 256 * 1024;
+/// Most bytes in a HADOOP_SNAPPY block: Hadoop's `SnappyCodec` takes a 256 KiB buffer less
+/// its compression overhead (256 KiB / 6 + 32), so that an incompressible block's chunk still
+/// fits the 256 KiB its reader copies.
+const HADOOP_BLOCK_BYTES: usize = 256 * 1024 - (256 * 1024 / 6 + 32);
 
 /// `data` compressed as `compression` says; `entry` names the ZIP entry.
 pub(crate) fn compress(
@@ -45,7 +47,8 @@ pub(crate) fn compress(
     }
 }
 
-/// Hadoop's block format (`BlockCompressorStream`): for each block, its uncompressed length
+/// Hadoop's block format (`BlockCompressorStream`): for each block (at most 218,422 bytes),
+/// its uncompressed length
 /// and then one chunk, its compressed length and raw Snappy bytes; lengths are big-endian
 /// u32.
 fn hadoop_snappy(data: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -131,6 +134,18 @@ mod tests {
             if compression != Compression::Uncompressed {
                 assert!(body.len() < data.len() / 2, "{compression:?} compresses");
             }
+        }
+        // Incompressible data: every chunk still within the 256 KiB Hadoop's reader copies.
+        let noise: Vec<u8> = (0..1_000_000u64)
+            .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8)
+            .collect();
+        let body = compress(Compression::HadoopSnappy, noise.clone(), "n").unwrap();
+        assert_eq!(hadoop_blocks(&body), noise);
+        let mut rest = &body[..];
+        while !rest.is_empty() {
+            let chunk = u32::from_be_bytes(rest[4..8].try_into().unwrap()) as usize;
+            assert!(chunk <= 256 * 1024, "{chunk}");
+            rest = &rest[8 + chunk..];
         }
         let empty = compress(Compression::HadoopSnappy, Vec::new(), "e").unwrap();
         assert!(empty.is_empty());

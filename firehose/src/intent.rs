@@ -12,7 +12,8 @@ use xxhash_rust::xxh3::xxh3_64;
 /// A flush under way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Intent {
-    /// The object's key in the destination bucket.
+    /// The object's key in the destination bucket; empty when the flush writes none (a
+    /// transform dropped or failed every record).
     pub(crate) key: String,
     /// Per shard id, the sequence number (decimal) of the last record in the object.
     pub(crate) positions: BTreeMap<String, String>,
@@ -24,6 +25,11 @@ pub(crate) struct Intent {
     /// of another life of either is not settled.
     pub(crate) incarnation: String,
     pub(crate) source_created_ms: u64,
+    /// The error output's object (records a transform failed) and its size; empty for none.
+    #[serde(default)]
+    pub(crate) error_key: String,
+    #[serde(default)]
+    pub(crate) error_size: u64,
 }
 
 /// The journal file's size at least: it is zero-filled once and then overwritten in place,
@@ -124,6 +130,8 @@ mod tests {
             size: 1234,
             incarnation: "inc".into(),
             source_created_ms: 42,
+            error_key: String::new(),
+            error_size: 0,
         }
     }
 

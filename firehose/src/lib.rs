@@ -22,6 +22,7 @@
 //!     runtime: tokio::runtime::Handle::current(),
 //!     metric_labels: Vec::new(),
 //!     buffer_bytes_max: 1 << 30,
+//!     transforms: None,
 //! })?;
 //! firehose
 //!     .create(DeliveryStreamSpec {
@@ -33,6 +34,7 @@
 //!             buffering: BufferingHints::new(5, 60)?,
 //!             compression: Compression::Gzip,
 //!             processors: Vec::new(),
+//!             error_output_prefix: String::new(),
 //!         },
 //!         metadata: Default::default(),
 //!     })
@@ -55,6 +57,7 @@ mod recovery_tests;
 mod service;
 mod spec;
 mod stats;
+mod transform;
 
 #[cfg(feature = "s3")]
 pub use bucket::S3Buckets;
@@ -70,3 +73,7 @@ pub use spec::{
     validate_template,
 };
 pub use stats::{DeliverySnapshot, DeliveryStats};
+pub use transform::{
+    InputRecord, Invocation, OutputRecord, RecordResult, TransformFuture, Transforms,
+    parse_lambda_response,
+};

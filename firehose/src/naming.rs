@@ -1,6 +1,6 @@
 //! Object keys as Firehose writes them: `<prefix>YYYY/MM/DD/HH/<stream>-<version>-
-//! YYYY-MM-DD-HH-MM-SS-<uuid>[.ext]`, in UTC; or, when the prefix holds `!{...}`
-//! expressions, the evaluated prefix and no hour directories (Firehose's custom prefixes).
+//! YYYY-MM-DD-HH-MM-SS-<uuid>[.ext]`, in UTC; a prefix's `!{...}` expressions evaluated,
+//! and no hour directories after one that holds a timestamp (Firehose's custom prefixes).
 
 use crate::error::FirehoseError;
 use crate::spec::Compression;
@@ -80,9 +80,10 @@ impl Prefix {
         Ok(Prefix { parts })
     }
 
-    /// Whether it holds expressions (then no `YYYY/MM/DD/HH/` is added).
-    pub(crate) fn is_custom(&self) -> bool {
-        self.parts.iter().any(|p| !matches!(p, Part::Text(_)))
+    /// Whether it holds a timestamp expression: one that does not gets `YYYY/MM/DD/HH/`
+    /// after it (Firehose appends `!{timestamp:yyyy/MM/dd/HH/}` then).
+    pub(crate) fn has_timestamp(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Timestamp(_)))
     }
 
     /// The prefix at `at_ms` (every timestamp evaluates to that instant), for objects of
@@ -143,6 +144,41 @@ fn expression(prefix: &str, body: &str, kind: PrefixKind) -> Result<Part, Fireho
     }
 }
 
+/// The quoted text starting at `chars[start]` (a quote) into `literal`: `''` alone is a
+/// quote, and so is `''` inside quoted text (`'o''clock'`). Returns where the pattern goes
+/// on.
+fn quoted(
+    prefix: &str,
+    chars: &[char],
+    start: usize,
+    literal: &mut String,
+) -> Result<usize, FirehoseError> {
+    if chars.get(start + 1) == Some(&'\'') {
+        literal.push('\'');
+        return Ok(start + 2);
+    }
+    let mut i = start + 1;
+    loop {
+        match (chars.get(i), chars.get(i + 1)) {
+            (Some('\''), Some('\'')) => {
+                literal.push('\'');
+                i += 2;
+            }
+            (Some('\''), _) => return Ok(i + 1),
+            (Some(&c), _) => {
+                literal.push(c);
+                i += 1;
+            }
+            (None, _) => {
+                return Err(invalid(
+                    prefix,
+                    "a quote in a timestamp pattern is not closed",
+                ));
+            }
+        }
+    }
+}
+
 /// A Java `DateTimeFormatter` pattern: the letters y, M, d, H, m, s and S (a run of one
 /// letter is one field; its length is the width), other characters as they are (letters
 /// only in quotes: `'T'`; `''` is a quote).
@@ -154,21 +190,12 @@ fn timestamp_pattern(prefix: &str, pattern: &str) -> Result<Vec<Field>, Firehose
     while i < chars.len() {
         let c = chars[i];
         if c == '\'' {
-            let close = chars[i + 1..]
-                .iter()
-                .position(|&q| q == '\'')
-                .ok_or_else(|| invalid(prefix, "a quote in a timestamp pattern is not closed"))?;
-            if close == 0 {
-                literal.push('\'');
-            } else {
-                literal.extend(&chars[i + 1..i + 1 + close]);
-            }
-            i += close + 2;
+            i = quoted(prefix, &chars, i, &mut literal)?;
             continue;
         }
         let run = chars[i..].iter().take_while(|&&r| r == c).count();
         let field = match c {
-            'y' | 'u' => Field::Year(run),
+            'y' | 'u' if run <= 9 => Field::Year(run),
             'M' | 'L' if run <= 2 => Field::Month(run),
             'd' if run <= 2 => Field::Day(run),
             'H' if run <= 2 => Field::Hour(run),
@@ -240,19 +267,21 @@ fn random_string() -> String {
         .collect()
 }
 
-/// The key of an object flushed at `now_ms` whose oldest record arrived at `oldest_ms`:
+/// The key of an object flushed at `now_ms` whose oldest record arrived at `oldest_ms`
+/// (`error_type` for `!{firehose:error-output-type}`, in the error output):
 /// the prefix evaluated at `oldest_ms` (with `YYYY/MM/DD/HH/` of it after a prefix without
-/// expressions), then the name with the flush's time.
+/// a timestamp expression), then the name with the flush's time.
 pub(crate) fn object_key(
     prefix: &Prefix,
+    error_type: &str,
     stream: &str,
     version: u64,
     oldest_ms: u64,
     now_ms: u64,
     compression: Compression,
 ) -> String {
-    let mut key = prefix.evaluate(oldest_ms, "");
-    if !prefix.is_custom() {
+    let mut key = prefix.evaluate(oldest_ms, error_type);
+    if !prefix.has_timestamp() {
         let at = utc(oldest_ms);
         let (y, mo, d, h) = (at.year(), u8::from(at.month()), at.day(), at.hour());
         key.push_str(&format!("{y:04}/{mo:02}/{d:02}/{h:02}/"));
@@ -281,19 +310,19 @@ mod tests {
 
     #[test]
     fn keys_carry_the_hour_prefix_the_version_and_the_flush_time() {
-        let key = object_key(&prefix("logs/"), "orders", 3, AT, AT, Compression::Gzip);
+        let key = object_key(&prefix("logs/"), "", "orders", 3, AT, AT, Compression::Gzip);
         let (head, tail) = key.split_at("logs/2026/12/05/04/orders-3-2026-12-05-04-52-07-".len());
         assert_eq!(head, "logs/2026/12/05/04/orders-3-2026-12-05-04-52-07-");
         let id = tail.strip_suffix(".gz").unwrap();
         assert!(uuid::Uuid::parse_str(id).is_ok(), "{key}");
-        let plain = object_key(&prefix(""), "s", 1, 0, 0, Compression::Uncompressed);
+        let plain = object_key(&prefix(""), "", "s", 1, 0, 0, Compression::Uncompressed);
         assert!(
             plain.starts_with("1970/01/01/00/s-1-1970-01-01-00-00-00-"),
             "{plain}"
         );
         assert!(!plain.ends_with(".gz"));
         // The hour directories are the oldest record's; the name is the flush's.
-        let later = object_key(&prefix(""), "s", 1, 0, AT, Compression::Uncompressed);
+        let later = object_key(&prefix(""), "", "s", 1, 0, AT, Compression::Uncompressed);
         assert!(
             later.starts_with("1970/01/01/00/s-1-2026-12-05-04-52-07-"),
             "{later}"
@@ -303,9 +332,10 @@ mod tests {
     #[test]
     fn custom_prefixes_evaluate_at_the_oldest_record_and_add_no_hour_directories() {
         let custom = prefix("dt=!{timestamp:yyyy'-'MM'-'dd}/h=!{timestamp:HH}/");
-        assert!(custom.is_custom());
+        assert!(custom.has_timestamp());
         let key = object_key(
             &custom,
+            "",
             "s",
             2,
             AT,
@@ -329,7 +359,15 @@ mod tests {
             errors.evaluate(AT, "processing-failed"),
             "e/processing-failed/"
         );
-        assert!(!prefix("plain/").is_custom());
+        assert!(!prefix("plain/").has_timestamp());
+        // Without a timestamp the hour directories come after the prefix.
+        let random_only = prefix("r/!{firehose:random-string}/");
+        assert!(!random_only.has_timestamp());
+        let key = object_key(&random_only, "", "s", 1, AT, AT, Compression::Uncompressed);
+        assert_eq!(&key[..2], "r/");
+        assert_eq!(&key[13..28], "/2026/12/05/04/", "{key}");
+        let quoted = prefix("!{timestamp:'o''clock'HH}");
+        assert_eq!(quoted.evaluate(AT, ""), "o'clock04");
     }
 
     #[test]
@@ -350,5 +388,9 @@ mod tests {
         refused("!{timestamp:}", "empty");
         refused("!{partitionKeyFromQuery:id}", "dynamic partitioning");
         refused(&"!{timestamp:yyyy}".repeat(51), "more than 50");
+        refused(
+            &format!("!{{timestamp:{}}}", "y".repeat(10)),
+            "not supported",
+        );
     }
 }

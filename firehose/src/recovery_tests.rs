@@ -25,6 +25,7 @@ impl Setup {
                 runtime: tokio::runtime::Handle::current(),
                 metric_labels: Vec::new(),
                 buffer_bytes_max: 64 << 20,
+                transforms: None,
             })
             .unwrap(),
         )
@@ -85,6 +86,8 @@ impl Setup {
             size,
             incarnation,
             source_created_ms,
+            error_key: String::new(),
+            error_size: 0,
         };
         intent::write(&dir.join(format!("{name}.intent")), &intent).unwrap();
     }
@@ -119,6 +122,7 @@ fn spec(name: &str) -> DeliveryStreamSpec {
             buffering: BufferingHints::new(1, 0).unwrap(),
             compression: Compression::Uncompressed,
             processors: Vec::new(),
+            error_output_prefix: String::new(),
         },
         metadata: Default::default(),
     }
@@ -242,4 +246,59 @@ async fn a_journal_of_an_earlier_life_of_the_name_is_not_settled() {
         (0, 1),
         "{stats:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_with_an_error_output_is_settled_by_both_of_its_objects() {
+    for object_written in [false, true] {
+        let s = setup("d").await;
+        let last = s.put(0..10).await;
+        let expected: Vec<String> = (0..10).map(|i| format!("record-{i}")).collect();
+        let lake = s.dir.path().join("buckets/lake");
+        let write = |key: &str, body: &[u8]| {
+            let path = lake.join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, body).unwrap();
+        };
+        // The error output was written; the object after it maybe not.
+        let errors_key = "processing-failed/2020/01/01/00/d-1-errors";
+        let envelope = b"{\"errorCode\":\"Lambda.ProcessingFailed\"}\n";
+        write(errors_key, envelope);
+        let key = "2020/01/01/00/d-1-written";
+        let body: String = expected.iter().map(|l| format!("{l}\n")).collect();
+        if object_written {
+            write(key, body.as_bytes());
+        }
+        s.journal("d", key, &last, 10, body.len() as u64);
+        let path = s.dir.path().join("firehose/d.intent");
+        let mut journaled = intent::read(&path).unwrap().unwrap();
+        journaled.error_key = errors_key.into();
+        journaled.error_size = envelope.len() as u64;
+        intent::write(&path, &journaled).unwrap();
+        let firehose = s.open_firehose();
+        settle(&firehose, "d", |stats| stats.delivered_records == 10).await;
+        let stats = firehose.describe("d").unwrap().stats;
+        if object_written {
+            // Both whole: committed, nothing written again, the error output kept.
+            assert_eq!(
+                (stats.recovered_objects, stats.objects),
+                (1, 0),
+                "{stats:?}"
+            );
+            assert!(lake.join(errors_key).exists());
+        } else {
+            // One missing: both go, and the records are delivered again, once.
+            assert_eq!(
+                (stats.recovered_objects, stats.objects),
+                (0, 1),
+                "{stats:?}"
+            );
+            assert!(
+                !lake.join(errors_key).exists(),
+                "the error output went with it"
+            );
+            assert_eq!(bucket_lines(&lake), expected);
+        }
+        firehose.close().await;
+    }
 }

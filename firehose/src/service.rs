@@ -6,8 +6,9 @@ use crate::catalogue::{self, Stored};
 use crate::delivery::{BufferBudget, Delivery, DeliveryParts, now_ms};
 use crate::error::FirehoseError;
 use crate::intent;
-use crate::spec::{DeliveryStreamSpec, Source};
+use crate::spec::{DeliveryStreamSpec, Processor, Source};
 use crate::stats::{DeliverySnapshot, DeliveryStats};
+use crate::transform::Transforms;
 use sluice_core::{AdminError, CreateStream, Durability, Engine, IteratorStart, Stream};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ pub struct FirehoseConfig {
     /// Bytes all delivery streams may hold in their buffers together; past it, a delivery
     /// stream with anything buffered flushes at once rather than wait for its hints.
     pub buffer_bytes_max: u64,
+    /// The functions a `Lambda` processor calls (a closure is one); `None` refuses delivery
+    /// streams with a Lambda processor.
+    pub transforms: Option<Arc<dyn Transforms>>,
 }
 
 /// The tag a backing stream carries (its value is the delivery stream's name): a stream
@@ -115,6 +119,10 @@ impl Firehose {
     /// Creates a delivery stream and starts its delivery.
     pub async fn create(&self, spec: DeliveryStreamSpec) -> Result<(), FirehoseError> {
         spec.validate()?;
+        let lambda = |p: &Processor| matches!(p, Processor::Lambda { .. });
+        if self.config.transforms.is_none() && spec.destination.processors.iter().any(lambda) {
+            return Err(crate::delivery::no_transforms());
+        }
         let _changing = self.changes.lock().await;
         {
             let streams = self.lock();
@@ -300,6 +308,7 @@ impl Firehose {
             budget: self.budget.clone(),
             destination: stored.spec.destination.clone(),
             buckets: self.config.buckets.clone(),
+            transforms: self.config.transforms.clone(),
             intent_path: self.intent_path(&name),
             stats: stats.clone(),
             stop: stopped,

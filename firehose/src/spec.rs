@@ -55,18 +55,33 @@ pub struct ObjectDestination {
     pub buffering: BufferingHints,
     /// How objects are compressed.
     pub compression: Compression,
-    /// What is done to each record before it is buffered (Firehose's processors).
+    /// What is done to each record (Firehose's processors).
     #[serde(default)]
     pub processors: Vec<Processor>,
+    /// Where records a processor failed go (Firehose's `ErrorOutputPrefix`; may hold
+    /// `!{firehose:error-output-type}`); empty for Firehose's default,
+    /// `processing-failed/YYYY/MM/DD/HH/`.
+    #[serde(default)]
+    pub error_output_prefix: String,
 }
 
 /// A record processor (Firehose's `ProcessingConfiguration`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Processor {
-    /// `AppendDelimiterToRecord`: a newline after every record, so the records of an
-    /// object are lines.
+    /// `AppendDelimiterToRecord`: a newline after every record (after the transform's
+    /// output when there is one), so the records of an object are lines.
     AppendNewline,
+    /// `Lambda`: records handed to `function` of the `Firehose`'s [`crate::Transforms`] in
+    /// calls of at most `call_bytes` of records, a failed call retried `retries` times.
+    Lambda {
+        /// The function's name as the transforms know it (a Lambda ARN).
+        function: String,
+        /// Firehose's `NumberOfRetries` (0–300, 3 by default).
+        retries: u32,
+        /// Firehose's `BufferSizeInMBs` for the function (1–3 MiB, 1 by default).
+        call_bytes: u64,
+    },
 }
 
 impl Processor {
@@ -74,6 +89,7 @@ impl Processor {
     pub fn firehose_type(&self) -> &'static str {
         match self {
             Processor::AppendNewline => "AppendDelimiterToRecord",
+            Processor::Lambda { .. } => "Lambda",
         }
     }
 }
@@ -183,6 +199,23 @@ impl DeliveryStreamSpec {
         }
         validate_bucket(&self.destination.bucket)?;
         validate_template(&self.destination.prefix, PrefixKind::Objects)?;
+        validate_template(
+            &self.destination.error_output_prefix,
+            PrefixKind::ErrorOutput,
+        )?;
+        for processor in &self.destination.processors {
+            if let Processor::Lambda {
+                function,
+                retries,
+                call_bytes,
+            } = processor
+                && (function.is_empty() || *retries > 300 || !(1..=3 << 20).contains(call_bytes))
+            {
+                return Err(FirehoseError::invalid(
+                    "A Lambda processor needs a function, at most 300 retries, and 1 to 3 MiB per call.",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -198,14 +231,19 @@ pub fn validate_name(name: &str) -> Result<(), FirehoseError> {
     Ok(())
 }
 
+/// 1999-12-31 23:59:59.999 UTC: every calendar field at its widest (two-digit month, day,
+/// hour, minute, second), so a prefix evaluated then is as long as it ever gets.
+const WIDEST_INSTANT_MS: u64 = 946_684_799_999;
+
 /// A prefix with or without `!{...}` expressions: each expression must parse, and the
 /// prefix evaluated must pass the rules of a plain prefix (expressions evaluate to
-/// non-empty letters and digits whatever the instant, so one evaluation stands for all).
+/// non-empty letters and digits whatever the instant, of a width only the calendar fields
+/// change, so one evaluation at the widest instant stands for all).
 pub fn validate_template(prefix: &str, kind: PrefixKind) -> Result<(), FirehoseError> {
     if prefix.len() > 1024 {
         return validate_prefix(prefix);
     }
-    let evaluated = Prefix::parse(prefix, kind)?.evaluate(0, "processing-failed");
+    let evaluated = Prefix::parse(prefix, kind)?.evaluate(WIDEST_INSTANT_MS, "processing-failed");
     validate_prefix(&evaluated).map_err(|_| {
         FirehoseError::invalid(format!(
             "Prefix {prefix:?} must evaluate to at most 1024 of the characters [A-Za-z0-9!_.'()=/-], with no empty, '.' or '..' part."
@@ -296,6 +334,9 @@ mod tests {
                 "{good}"
             );
         }
+        // Under 1,024 at a one-digit day, over it on the 31st.
+        let long = format!("!{{timestamp:{}}}", "d/".repeat(505));
+        assert!(validate_template(&long, PrefixKind::Objects).is_err());
         for bad in [
             "!{timestamp:yyyy}//",
             "!{timestamp:'..'}/x",

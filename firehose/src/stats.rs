@@ -6,6 +6,8 @@
 //! | `sluice_firehose_incoming_records`, `_incoming_bytes` | IncomingRecords, IncomingBytes |
 //! | `sluice_firehose_delivered_records`, `_delivered_bytes` | DeliveryToS3.Records, DeliveryToS3.Bytes |
 //! | `sluice_firehose_objects` | DeliveryToS3.Success (objects written) |
+//! | `sluice_firehose_dropped_records` | records a transform dropped |
+//! | `sluice_firehose_processing_failed_records` | records a transform failed (to the error output) |
 //! | `sluice_firehose_failures` | failed steps, each retried |
 //! | `sluice_firehose_data_freshness_ms` | DeliveryToS3.DataFreshness (age of the oldest record not delivered) |
 //!
@@ -27,6 +29,8 @@ pub struct DeliveryStats {
     objects: AtomicU64,
     recovered_objects: AtomicU64,
     last_delivery_ms: AtomicU64,
+    dropped_records: AtomicU64,
+    processing_failed_records: AtomicU64,
     failures: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
@@ -52,6 +56,10 @@ pub struct DeliverySnapshot {
     pub recovered_objects: u64,
     /// When the last object was committed (ms since the epoch; 0 for never).
     pub last_delivery_ms: u64,
+    /// Records a transform answered Dropped.
+    pub dropped_records: u64,
+    /// Records a transform failed, written to the error output.
+    pub processing_failed_records: u64,
     /// Failed steps (reads, writes, commits), each retried.
     pub failures: u64,
     /// The last failure, if any.
@@ -66,6 +74,8 @@ struct Metrics {
     delivered_records: Counter,
     delivered_bytes: Counter,
     objects: Counter,
+    dropped_records: Counter,
+    processing_failed_records: Counter,
     failures: Counter,
     data_freshness_ms: Gauge,
 }
@@ -79,6 +89,8 @@ impl Default for Metrics {
             delivered_records: Counter::noop(),
             delivered_bytes: Counter::noop(),
             objects: Counter::noop(),
+            dropped_records: Counter::noop(),
+            processing_failed_records: Counter::noop(),
             failures: Counter::noop(),
             data_freshness_ms: Gauge::noop(),
         }
@@ -97,6 +109,11 @@ impl DeliveryStats {
                 delivered_records: counter!("sluice_firehose_delivered_records", all.clone()),
                 delivered_bytes: counter!("sluice_firehose_delivered_bytes", all.clone()),
                 objects: counter!("sluice_firehose_objects", all.clone()),
+                dropped_records: counter!("sluice_firehose_dropped_records", all.clone()),
+                processing_failed_records: counter!(
+                    "sluice_firehose_processing_failed_records",
+                    all.clone()
+                ),
                 failures: counter!("sluice_firehose_failures", all.clone()),
                 data_freshness_ms: gauge!("sluice_firehose_data_freshness_ms", all),
             },
@@ -120,14 +137,24 @@ impl DeliveryStats {
         self.metrics.data_freshness_ms.set(age_ms as f64);
     }
 
-    pub(crate) fn delivered(&self, records: u64, bytes: u64, now_ms: u64) {
+    /// A flush committed: `records` delivered (`bytes` of them) in `objects` objects.
+    pub(crate) fn delivered(&self, records: u64, bytes: u64, objects: u64, now_ms: u64) {
         self.delivered_records.fetch_add(records, Ordering::Relaxed);
         self.delivered_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.objects.fetch_add(1, Ordering::Relaxed);
+        self.objects.fetch_add(objects, Ordering::Relaxed);
         self.last_delivery_ms.store(now_ms, Ordering::Relaxed);
         self.metrics.delivered_records.increment(records);
         self.metrics.delivered_bytes.increment(bytes);
-        self.metrics.objects.increment(1);
+        self.metrics.objects.increment(objects);
+    }
+
+    /// A flush committed records a transform dropped or failed.
+    pub(crate) fn processed(&self, dropped: u64, failed: u64) {
+        self.dropped_records.fetch_add(dropped, Ordering::Relaxed);
+        self.processing_failed_records
+            .fetch_add(failed, Ordering::Relaxed);
+        self.metrics.dropped_records.increment(dropped);
+        self.metrics.processing_failed_records.increment(failed);
     }
 
     pub(crate) fn recovered_object(&self, records: u64) {
@@ -154,6 +181,8 @@ impl DeliveryStats {
             objects: load(&self.objects),
             recovered_objects: load(&self.recovered_objects),
             last_delivery_ms: load(&self.last_delivery_ms),
+            dropped_records: load(&self.dropped_records),
+            processing_failed_records: load(&self.processing_failed_records),
             failures: load(&self.failures),
             last_error: self
                 .last_error

@@ -32,6 +32,7 @@ fn setup() -> Setup {
         runtime: tokio::runtime::Handle::current(),
         metric_labels: Vec::new(),
         buffer_bytes_max: 256 << 20,
+        transforms: None,
     })
     .unwrap();
     Setup {
@@ -52,6 +53,7 @@ fn spec(name: &str, source: Source, size_mib: u64, interval_s: u64) -> DeliveryS
             buffering: BufferingHints::new(size_mib, interval_s).unwrap(),
             compression: Compression::Gzip,
             processors: Vec::new(),
+            error_output_prefix: String::new(),
         },
         metadata: Default::default(),
     }
@@ -332,6 +334,7 @@ async fn delivery_streams_survive_a_restart_and_deletion_removes_them() {
                 runtime: tokio::runtime::Handle::current(),
                 metric_labels: Vec::new(),
                 buffer_bytes_max: 256 << 20,
+                transforms: None,
             })
             .unwrap(),
         );
@@ -392,6 +395,7 @@ async fn buffers_over_the_shared_budget_flush_before_their_hints_say() {
         runtime: tokio::runtime::Handle::current(),
         metric_labels: Vec::new(),
         buffer_bytes_max: 256 << 10,
+        transforms: None,
     })
     .unwrap();
     // 128 MiB or 900 s: without the budget, nothing would be written for 15 minutes.

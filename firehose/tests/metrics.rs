@@ -27,6 +27,7 @@ async fn incoming_delivered_objects_and_freshness_are_recorded_per_delivery_stre
         runtime: tokio::runtime::Handle::current(),
         metric_labels: vec![("account".into(), "123456789012".into())],
         buffer_bytes_max: 256 << 20,
+        transforms: None,
     })
     .unwrap();
     firehose
@@ -39,6 +40,7 @@ async fn incoming_delivered_objects_and_freshness_are_recorded_per_delivery_stre
                 buffering: BufferingHints::new(1, 2).unwrap(),
                 compression: Compression::Uncompressed,
                 processors: Vec::new(),
+                error_output_prefix: String::new(),
             },
             metadata: Default::default(),
         })

@@ -83,6 +83,9 @@ pub struct ServeConfig {
     /// Firehose's buckets are in this S3-compatible store instead (credentials and region
     /// from the `AWS_*` environment); needs the `firehose-s3` feature.
     pub firehose_s3_endpoint: Option<String>,
+    /// Firehose's Lambda processors invoke their functions here (`http://HOST:PORT`, a
+    /// server of Lambda's Invoke API); `None` refuses Lambda processors.
+    pub firehose_lambda_endpoint: Option<String>,
 }
 
 /// A credential SigV4 signatures are checked against.
@@ -137,6 +140,7 @@ impl ServeConfig {
             allow_reset: false,
             firehose_bucket_dir: None,
             firehose_s3_endpoint: None,
+            firehose_lambda_endpoint: None,
             metrics_token: None,
         }
     }

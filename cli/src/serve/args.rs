@@ -166,6 +166,11 @@ pub struct ServeArgs {
         conflicts_with = "firehose_bucket_dir"
     )]
     pub firehose_s3_endpoint: Option<String>,
+    /// Firehose's Lambda processors invoke their functions at this endpoint
+    /// (`http://HOST:PORT`, a server of Lambda's Invoke API such as `sam local
+    /// start-lambda`), by the name in their `LambdaArn`.
+    #[arg(long, env = "SLUICE_FIREHOSE_LAMBDA_ENDPOINT")]
+    pub firehose_lambda_endpoint: Option<String>,
     /// Serve `/metrics` and `/health` on this address instead (without authentication:
     /// bind it where only the monitoring reaches), and not on the Kinesis listener.
     #[arg(long, env = "SLUICE_METRICS_LISTEN")]
@@ -256,6 +261,7 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
         "--firehose-s3-endpoint needs a build with the `s3` feature (cargo build --release --features s3)"
     );
     config.firehose_s3_endpoint = args.firehose_s3_endpoint.clone();
+    config.firehose_lambda_endpoint = args.firehose_lambda_endpoint.clone();
     Ok(config)
 }
 

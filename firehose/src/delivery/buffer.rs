@@ -52,6 +52,9 @@ pub(super) struct Flush {
     pub(super) records: u64,
     /// When the oldest record arrived (ms since the epoch): a custom prefix's instant.
     pub(super) oldest_ms: u64,
+    /// Per record, where it ends in `data`, and when it arrived.
+    pub(super) ends: Vec<usize>,
+    pub(super) arrivals: Vec<u64>,
     /// Per shard id, the last record in the object.
     pub(super) positions: BTreeMap<String, SequenceNumber>,
 }
@@ -100,11 +103,13 @@ impl Buffer {
             .take_while(|r| r.end as u64 <= size_bytes)
             .count();
         let count = fit.max(1).min(self.records.len());
-        let oldest_ms = self.records.front().map_or(0, |r| r.arrival_ms);
         let mut positions = BTreeMap::new();
+        let (mut ends, mut arrivals) = (Vec::with_capacity(count), Vec::with_capacity(count));
         let mut cut = 0;
         for record in self.records.drain(..count) {
             cut = record.end;
+            ends.push(record.end);
+            arrivals.push(record.arrival_ms);
             positions.insert(record.shard, record.seq);
         }
         // Moves the object's bytes out and copies only the rest (usually less than one
@@ -120,10 +125,14 @@ impl Buffer {
             record.end -= cut;
         }
         self.first_at = (!self.records.is_empty()).then(Instant::now);
+        // Reads of several shards interleave: the oldest is not always the first.
+        let oldest_ms = arrivals.iter().copied().min().unwrap_or(0);
         Flush {
             data,
             records: count as u64,
             oldest_ms,
+            ends,
+            arrivals,
             positions,
         }
     }

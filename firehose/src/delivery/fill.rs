@@ -3,7 +3,7 @@
 
 use super::buffer::{Buffer, BufferBudget, Flush};
 use super::{Interrupted, failed, now_ms, sleep};
-use crate::spec::{BufferingHints, Processor};
+use crate::spec::BufferingHints;
 use crate::stats::DeliveryStats;
 use sluice_core::{Consumer, ReadError, StreamReader};
 use std::sync::Arc;
@@ -38,15 +38,10 @@ impl Reading {
     pub(super) fn new(
         budget: Arc<BufferBudget>,
         hints: BufferingHints,
-        processors: &[Processor],
+        delimiter: Vec<u8>,
         stats: Arc<DeliveryStats>,
         stop: watch::Receiver<bool>,
     ) -> Reading {
-        let delimiter = if processors.contains(&Processor::AppendNewline) {
-            b"\n".to_vec()
-        } else {
-            Vec::new()
-        };
         Reading {
             reader: None,
             buffer: Buffer::new(budget.clone()),

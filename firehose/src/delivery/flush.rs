@@ -3,6 +3,7 @@
 //! "Crash argument").
 
 use super::buffer::Flush;
+use super::process::{Lambda, Processed};
 use super::{Interrupted, RETRY_FIRST, RETRY_MAX, failed, now_ms, sleep};
 use crate::bucket::{Bucket, Buckets};
 use crate::compress::compress;
@@ -16,51 +17,112 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// How a delivery stream's objects are named and compressed.
+/// How a delivery stream's objects are made: processed, named and compressed.
 #[derive(Clone)]
 pub(super) struct Naming {
     pub(super) name: String,
     pub(super) version: u64,
     pub(super) prefix: Prefix,
+    /// The error output's prefix (`processing-failed/` by default).
+    pub(super) error_prefix: Prefix,
     pub(super) compression: Compression,
+    /// The transform, if any.
+    pub(super) lambda: Option<Lambda>,
+    /// Appended to each record the transform delivers (when there is no transform, the
+    /// reading half appends it as records come in).
+    pub(super) delimiter: Vec<u8>,
 }
 
-/// One object, ready to write: named, compressed, with the positions it delivers.
+/// One flush, ready to write: its object and its error output's (either may be absent), and
+/// the positions it delivers.
 pub(super) struct Object {
-    key: String,
-    body: Vec<u8>,
+    main: Option<Named>,
+    errors: Option<Named>,
+    /// Records in the object, dropped, and written to the error output.
     records: u64,
-    /// Its records' bytes before compression.
+    dropped: u64,
+    failed: u64,
+    /// The object's records' bytes before compression.
     raw_bytes: u64,
-    /// Per shard id, the last record in the object.
+    /// Per shard id, the last record of the flush.
     positions: BTreeMap<String, SequenceNumber>,
 }
 
+/// An object's key and compressed bytes.
+struct Named {
+    key: String,
+    body: Vec<u8>,
+}
+
 impl Naming {
-    /// Names and compresses a buffer's records (off the async threads).
+    /// Processes, names and compresses a buffer's records (compression off the async
+    /// threads).
     pub(super) async fn prepare(&self, flush: Flush) -> Result<Object, Interrupted> {
+        let processed = match &self.lambda {
+            Some(lambda) => lambda.process(&flush, &self.delimiter).await,
+            None => Processed {
+                delivered: flush.records,
+                ..Processed::default()
+            },
+        };
+        let data = match &self.lambda {
+            Some(_) => processed.data,
+            None => flush.data,
+        };
+        let raw_bytes = data.len() as u64;
+        let now = now_ms();
+        let main = if processed.delivered > 0 {
+            Some(
+                self.named(&self.prefix, "", data, flush.oldest_ms, now)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let errors = if processed.failed_records > 0 {
+            let failed = processed.failed;
+            let prefix = &self.error_prefix;
+            Some(
+                self.named(prefix, "processing-failed", failed, flush.oldest_ms, now)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(Object {
+            main,
+            errors,
+            records: processed.delivered,
+            dropped: processed.dropped,
+            failed: processed.failed_records,
+            raw_bytes,
+            positions: flush.positions,
+        })
+    }
+
+    async fn named(
+        &self,
+        prefix: &Prefix,
+        error_type: &str,
+        data: Vec<u8>,
+        oldest_ms: u64,
+        now_ms: u64,
+    ) -> Result<Named, Interrupted> {
+        let (name, version, compression) = (&self.name, self.version, self.compression);
         let key = object_key(
-            &self.prefix,
-            &self.name,
-            self.version,
-            flush.oldest_ms,
-            now_ms(),
-            self.compression,
+            prefix,
+            error_type,
+            name,
+            version,
+            oldest_ms,
+            now_ms,
+            compression,
         );
-        let raw_bytes = flush.data.len() as u64;
-        let compression = self.compression;
-        let data = flush.data;
         // A ZIP object's one entry is named as the object, without `.zip`.
         let entry = key.rsplit('/').next().unwrap_or_default();
         let entry = entry.strip_suffix(".zip").unwrap_or(entry).to_owned();
         let body = blocking(move || compress(compression, data, &entry), "compress").await?;
-        Ok(Object {
-            key,
-            body,
-            records: flush.records,
-            raw_bytes,
-            positions: flush.positions,
-        })
+        Ok(Named { key, body })
     }
 }
 
@@ -99,61 +161,101 @@ impl Writing {
     }
 
     async fn settle(&mut self, intent: &Intent, consumer: &Consumer) -> Result<(), Interrupted> {
-        let bucket = self.bucket()?;
-        let path = object_store::path::Path::from(intent.key.as_str());
-        match bucket.store.head(&path).await {
-            Ok(meta) if meta.size == intent.size => {
-                let key = intent.key.clone();
-                blocking(move || bucket.sync(&key), "make a written object durable").await?;
-                let positions = intent
-                    .positions
-                    .iter()
-                    .filter_map(|(shard, seq)| {
-                        Some((shard.clone(), seq.parse().ok().map(SequenceNumber)?))
-                    })
-                    .collect();
-                commit(consumer, &positions).await?;
-                self.stats.recovered_object(intent.records);
-            }
-            // Torn by a power cut between its rename and its sync: its records go again.
-            Ok(_) => {
-                let _ = bucket.store.delete(&path).await;
-            }
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(failed("look for an interrupted flush's object", e)),
+        let written = [
+            (&intent.key, intent.size),
+            (&intent.error_key, intent.error_size),
+        ];
+        let mut whole = true;
+        for (key, size) in written {
+            whole &= key.is_empty() || self.exists_whole(key, size).await?;
         }
+        if !whole {
+            // Not put, or torn by a power cut between a rename and its sync: both go (one
+            // may be whole), and the records are read and delivered again.
+            let bucket = self.bucket()?;
+            for (key, _) in written.iter().filter(|(key, _)| !key.is_empty()) {
+                let _ = bucket
+                    .store
+                    .delete(&object_store::path::Path::from(key.as_str()))
+                    .await;
+            }
+            return Ok(());
+        }
+        for (key, _) in written.iter().filter(|(key, _)| !key.is_empty()) {
+            let (bucket, key) = (self.bucket()?, (*key).clone());
+            blocking(move || bucket.sync(&key), "make a written object durable").await?;
+        }
+        let positions = intent
+            .positions
+            .iter()
+            .filter_map(|(shard, seq)| Some((shard.clone(), seq.parse().ok().map(SequenceNumber)?)))
+            .collect();
+        commit(consumer, &positions).await?;
+        self.stats.recovered_object(intent.records);
         Ok(())
     }
 
-    /// Journal, write, make durable, commit, clear.
+    /// Whether the object at `key` exists with `size` bytes.
+    async fn exists_whole(&mut self, key: &str, size: u64) -> Result<bool, Interrupted> {
+        let bucket = self.bucket()?;
+        match bucket
+            .store
+            .head(&object_store::path::Path::from(key))
+            .await
+        {
+            Ok(meta) => Ok(meta.size == size),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(failed("look for an interrupted flush's object", e)),
+        }
+    }
+
+    /// Journal, write the error output and the object, make them durable, commit, clear. A
+    /// flush that writes nothing (every record dropped) only commits.
     pub(super) async fn write(
         &mut self,
         object: Object,
         consumer: &Consumer,
         source_created_ms: u64,
     ) -> Result<(), Interrupted> {
-        if object.records == 0 {
+        let objects = u64::from(object.main.is_some()) + u64::from(object.errors.is_some());
+        if objects == 0 {
+            if object.dropped > 0 {
+                commit(consumer, &object.positions).await?;
+                self.stats.processed(object.dropped, 0);
+            }
             return Ok(());
         }
+        let key_and_size = |named: &Option<Named>| {
+            named
+                .as_ref()
+                .map_or((String::new(), 0), |n| (n.key.clone(), n.body.len() as u64))
+        };
+        let ((key, size), (error_key, error_size)) =
+            (key_and_size(&object.main), key_and_size(&object.errors));
         let intent = Intent {
-            key: object.key.clone(),
+            key,
             positions: object
                 .positions
                 .iter()
                 .map(|(shard, seq)| (shard.clone(), seq.to_string()))
                 .collect(),
             records: object.records,
-            size: object.body.len() as u64,
+            size,
             incarnation: self.incarnation.clone(),
             source_created_ms,
+            error_key,
+            error_size,
         };
         let path = self.intent_path.clone();
         blocking(move || intent::write(&path, &intent), "journal a flush").await?;
-        self.put_until_done(&object.key, object.body).await?;
+        for named in [object.errors, object.main].into_iter().flatten() {
+            self.put_until_done(&named.key, named.body).await?;
+        }
         commit(consumer, &object.positions).await?;
         intent::clear(&self.intent_path).map_err(|e| failed("clear the flush journal", e))?;
         self.stats
-            .delivered(object.records, object.raw_bytes, now_ms());
+            .delivered(object.records, object.raw_bytes, objects, now_ms());
+        self.stats.processed(object.dropped, object.failed);
         Ok(())
     }
 

@@ -7,16 +7,19 @@
 mod buffer;
 mod fill;
 mod flush;
+mod process;
 
 pub(crate) use buffer::BufferBudget;
 
 use crate::bucket::Buckets;
 use crate::error::FirehoseError;
 use crate::naming::{Prefix, PrefixKind};
-use crate::spec::ObjectDestination;
+use crate::spec::{ObjectDestination, Processor};
 use crate::stats::DeliveryStats;
+use crate::transform::Transforms;
 use fill::Reading;
 use flush::{Naming, Object, Writing};
+use process::Lambda;
 use sluice_core::{Consumer, Engine};
 use std::path::PathBuf;
 use std::pin::pin;
@@ -42,6 +45,8 @@ pub(crate) struct DeliveryParts {
     pub(crate) budget: Arc<BufferBudget>,
     pub(crate) destination: ObjectDestination,
     pub(crate) buckets: Arc<dyn Buckets>,
+    /// The transform functions a Lambda processor names.
+    pub(crate) transforms: Option<Arc<dyn Transforms>>,
     pub(crate) intent_path: PathBuf,
     pub(crate) stats: Arc<DeliveryStats>,
     pub(crate) stop: watch::Receiver<bool>,
@@ -84,10 +89,41 @@ impl Delivery {
             budget,
             destination,
             buckets,
+            transforms,
             intent_path,
             stats,
             stop,
         } = parts;
+        let lambda = destination.processors.iter().find_map(|p| match p {
+            Processor::Lambda {
+                function,
+                retries,
+                call_bytes,
+            } => Some((function.clone(), *retries, *call_bytes)),
+            Processor::AppendNewline => None,
+        });
+        let lambda = match (lambda, transforms) {
+            (None, _) => None,
+            (Some((function, retries, call_bytes)), Some(transforms)) => Some(Lambda {
+                transforms,
+                function,
+                retries,
+                call_bytes: call_bytes as usize,
+                delivery_stream: name.clone(),
+            }),
+            (Some(_), None) => return Err(no_transforms()),
+        };
+        let newline = destination.processors.contains(&Processor::AppendNewline);
+        let delimiter = if newline { b"\n".to_vec() } else { Vec::new() };
+        // Without a transform the newline goes in as records are read; with one, after it.
+        let (read_delimiter, made_delimiter) = match lambda {
+            Some(_) => (Vec::new(), delimiter),
+            None => (delimiter, Vec::new()),
+        };
+        let error_prefix = match destination.error_output_prefix.as_str() {
+            "" => "processing-failed/",
+            prefix => prefix,
+        };
         Ok(Delivery {
             source,
             consumer_name,
@@ -95,7 +131,7 @@ impl Delivery {
             reading: Reading::new(
                 budget,
                 destination.buffering,
-                &destination.processors,
+                read_delimiter,
                 stats.clone(),
                 stop.clone(),
             ),
@@ -103,7 +139,10 @@ impl Delivery {
                 name,
                 version,
                 prefix: Prefix::parse(&destination.prefix, PrefixKind::Objects)?,
+                error_prefix: Prefix::parse(error_prefix, PrefixKind::ErrorOutput)?,
                 compression: destination.compression,
+                lambda,
+                delimiter: made_delimiter,
             },
             next: None,
             writing: Writing {
@@ -232,6 +271,13 @@ async fn sleep(stop: &mut watch::Receiver<bool>, duration: Duration) -> Result<(
         () = tokio::time::sleep(duration) => Ok(()),
         _ = stop.changed() => Err(Interrupted::Stop),
     }
+}
+
+/// A Lambda processor on a `Firehose` without transforms.
+pub(crate) fn no_transforms() -> FirehoseError {
+    FirehoseError::invalid(
+        "The Lambda processor needs transform functions, and none are configured here.",
+    )
 }
 
 fn failed(what: &str, error: impl std::fmt::Display) -> Interrupted {

@@ -3,10 +3,11 @@
 //! an engine of its own under `<tenant dir>/firehose/engine` (one core), so the Kinesis API
 //! never sees a backing stream; stream sources are the tenant's own streams.
 
+use super::lambda::LambdaEndpoint;
 use crate::config::ServeConfig;
 use crate::wire::ApiError;
 use sluice_core::{Engine, EngineConfig};
-use sluice_firehose::{Buckets, Firehose, FirehoseConfig, LocalBuckets};
+use sluice_firehose::{Buckets, Firehose, FirehoseConfig, LocalBuckets, Transforms};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
@@ -93,7 +94,27 @@ fn open(
         runtime,
         metric_labels: labels.to_vec(),
         buffer_bytes_max: BUFFER_BYTES_MAX,
+        transforms: transforms(config, labels)?,
     })?)
+}
+
+/// The Lambda endpoint, as this tenant's transforms.
+fn transforms(
+    config: &ServeConfig,
+    labels: &[(String, String)],
+) -> anyhow::Result<Option<Arc<dyn Transforms>>> {
+    let Some(url) = &config.firehose_lambda_endpoint else {
+        return Ok(None);
+    };
+    let label = |name: &str| {
+        labels
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let account = label("account").unwrap_or(&config.account);
+    let region = label("region").unwrap_or("us-east-1");
+    Ok(Some(Arc::new(LambdaEndpoint::new(url, account, region)?)))
 }
 
 /// Bucket directories, or an S3-compatible store.

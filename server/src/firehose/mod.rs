@@ -5,6 +5,7 @@
 //! bucket names are.
 
 mod holder;
+mod lambda;
 mod shapes;
 
 pub(crate) use holder::FirehoseHolder;
@@ -13,7 +14,7 @@ use crate::tenant::Tenant;
 use crate::wire::{ApiError, Protocol, Timestamp};
 use serde_json::{Value, json};
 use shapes::Input;
-use sluice_firehose::{DeliveryStreamInfo, Firehose, FirehoseError, Source};
+use sluice_firehose::{DeliveryStreamInfo, Firehose, FirehoseError, Processor, Source};
 
 /// The `X-Amz-Target` prefix of Firehose operations.
 pub const TARGET_PREFIX: &str = "Firehose_20150804.";
@@ -27,6 +28,30 @@ pub const OPERATIONS: &[&str] = &[
     "PutRecord",
     "PutRecordBatch",
 ];
+
+/// A processor as Describe shows it.
+fn describe_processor(processor: &Processor) -> Value {
+    let parameters = match processor {
+        Processor::Lambda {
+            function,
+            retries,
+            call_bytes,
+        } => vec![
+            ("LambdaArn", function.clone()),
+            ("NumberOfRetries", retries.to_string()),
+            (
+                "BufferSizeInMBs",
+                format!("{}", *call_bytes as f64 / f64::from(1 << 20)),
+            ),
+        ],
+        _ => Vec::new(),
+    };
+    let parameters: Vec<Value> = parameters
+        .into_iter()
+        .map(|(name, value)| json!({"ParameterName": name, "ParameterValue": value}))
+        .collect();
+    json!({"Type": processor.firehose_type(), "Parameters": parameters})
+}
 
 /// Firehose's error for a failed call, in its words.
 fn error(error: FirehoseError, account: &str) -> ApiError {
@@ -113,7 +138,7 @@ fn describe(tenant: &Tenant, info: &DeliveryStreamInfo) -> Value {
         .destination
         .processors
         .iter()
-        .map(|processor| json!({"Type": processor.firehose_type(), "Parameters": []}))
+        .map(describe_processor)
         .collect();
     let mut destination = json!({
         "DestinationId": "destinationId-000000000001",

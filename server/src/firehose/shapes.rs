@@ -8,8 +8,7 @@ use crate::wire::{ApiError, Blob};
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_firehose::{
-    BufferingHints, Compression, DeliveryStreamSpec, ObjectDestination, PrefixKind, Processor,
-    Source, validate_template,
+    BufferingHints, Compression, DeliveryStreamSpec, ObjectDestination, Processor, Source,
 };
 use std::collections::BTreeMap;
 
@@ -136,7 +135,8 @@ pub(super) fn spec(tenant: &Tenant, input: &Input) -> Result<DeliveryStreamSpec,
         }
     };
     metadata.insert(DESTINATION_KIND.to_owned(), kind.to_owned());
-    let destination = destination(s3, &mut metadata)?;
+    let lambda = tenant.config.firehose_lambda_endpoint.is_some();
+    let destination = destination(s3, lambda, &mut metadata)?;
     Ok(DeliveryStreamSpec {
         name,
         source,
@@ -197,9 +197,10 @@ fn source(
 
 fn destination(
     s3: &S3Configuration,
+    lambda: bool,
     metadata: &mut BTreeMap<String, String>,
 ) -> Result<ObjectDestination, ApiError> {
-    let processors = processors(s3.processing_configuration.as_ref())?;
+    let processors = processors(s3.processing_configuration.as_ref(), lambda)?;
     if enabled(s3.data_format_conversion_configuration.as_ref()) {
         return Err(unsupported("DataFormatConversionConfiguration"));
     }
@@ -236,12 +237,6 @@ fn destination(
         ApiError::invalid_argument(format!("BucketARN {bucket_arn} is not an S3 bucket ARN."))
     })?;
     let prefix = s3.prefix.clone().unwrap_or_default();
-    // The library checks the prefix with the spec; the error output's is checked here, as
-    // the server keeps it (no error output is written yet: no processor fails a record).
-    if let Some(errors) = &s3.error_output_prefix {
-        validate_template(errors, PrefixKind::ErrorOutput)
-            .map_err(|e| ApiError::invalid_argument(e.to_string()))?;
-    }
     if prefix.contains("!{") && s3.error_output_prefix.is_none() {
         return Err(ApiError::invalid_argument(
             "ErrorOutputPrefix is required when Prefix holds !{...} expressions.",
@@ -268,12 +263,14 @@ fn destination(
         buffering,
         compression,
         processors,
+        error_output_prefix: s3.error_output_prefix.clone().unwrap_or_default(),
     })
 }
 
 /// The processors of an enabled `ProcessingConfiguration` (none when it is absent or
-/// disabled); one this server does not run yet is refused, naming it.
-fn processors(config: Option<&Value>) -> Result<Vec<Processor>, ApiError> {
+/// disabled); one this server does not run yet is refused, naming it. `lambda`: whether a
+/// Lambda endpoint is configured.
+fn processors(config: Option<&Value>, lambda: bool) -> Result<Vec<Processor>, ApiError> {
     if !enabled(config) {
         return Ok(Vec::new());
     }
@@ -289,17 +286,20 @@ fn processors(config: Option<&Value>) -> Result<Vec<Processor>, ApiError> {
     let mut processors = Vec::new();
     for processor in listed {
         let kind = processor.get("Type").and_then(Value::as_str).unwrap_or("");
-        let parameters = processor
-            .get("Parameters")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
+        let parameters = parameters(processor)?;
         match kind {
-            "AppendDelimiterToRecord" if parameters == 0 => {
+            "AppendDelimiterToRecord" if parameters.is_empty() => {
                 processors.push(Processor::AppendNewline);
             }
             "AppendDelimiterToRecord" => {
                 return Err(unsupported("AppendDelimiterToRecord with parameters"));
             }
+            "Lambda" if !lambda => {
+                return Err(unsupported(
+                    "The Lambda processor without a Lambda endpoint (sluice serve --firehose-lambda-endpoint)",
+                ));
+            }
+            "Lambda" => processors.push(lambda_processor(&parameters)?),
             "" => {
                 return Err(ApiError::invalid_argument("Every processor needs a Type."));
             }
@@ -307,4 +307,83 @@ fn processors(config: Option<&Value>) -> Result<Vec<Processor>, ApiError> {
         }
     }
     Ok(processors)
+}
+
+/// A processor's `Parameters`, by name.
+fn parameters(processor: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    let listed = match processor.get("Parameters") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(listed)) => listed.as_slice(),
+        Some(_) => {
+            return Err(ApiError::invalid_argument(
+                "A processor's Parameters is a list of ParameterName and ParameterValue.",
+            ));
+        }
+    };
+    let mut parameters = BTreeMap::new();
+    for parameter in listed {
+        let field = |name: &str| parameter.get(name).and_then(Value::as_str);
+        let (Some(name), Some(value)) = (field("ParameterName"), field("ParameterValue")) else {
+            return Err(ApiError::invalid_argument(
+                "Every processor parameter needs a ParameterName and a ParameterValue.",
+            ));
+        };
+        parameters.insert(name.to_owned(), value.to_owned());
+    }
+    Ok(parameters)
+}
+
+/// A Lambda processor: `LambdaArn` required; `NumberOfRetries` (3), `BufferSizeInMBs` (1,
+/// per call); `BufferIntervalInSeconds` and `RoleArn` taken and not needed (calls are made
+/// per object, whose own buffering decides when).
+fn lambda_processor(parameters: &BTreeMap<String, String>) -> Result<Processor, ApiError> {
+    let invalid = |name: &str, value: &str| {
+        ApiError::invalid_argument(format!(
+            "Processor parameter {name} {value:?} is not valid."
+        ))
+    };
+    if let Some(other) = parameters.keys().find(|name| {
+        !matches!(
+            name.as_str(),
+            "LambdaArn"
+                | "NumberOfRetries"
+                | "BufferSizeInMBs"
+                | "BufferIntervalInSeconds"
+                | "RoleArn"
+        )
+    }) {
+        return Err(unsupported(&format!(
+            "The Lambda processor parameter {other}"
+        )));
+    }
+    let function = parameters
+        .get("LambdaArn")
+        .filter(|arn| !arn.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid_argument("The Lambda processor needs a LambdaArn parameter.")
+        })?
+        .clone();
+    let retries = match parameters.get("NumberOfRetries") {
+        Some(value) => value
+            .parse()
+            .map_err(|_| invalid("NumberOfRetries", value))?,
+        None => 3,
+    };
+    let call_bytes = match parameters.get("BufferSizeInMBs") {
+        Some(value) => {
+            let mib: f64 = value
+                .parse()
+                .map_err(|_| invalid("BufferSizeInMBs", value))?;
+            if !(0.2..=3.0).contains(&mib) {
+                return Err(invalid("BufferSizeInMBs", value));
+            }
+            (mib * f64::from(1 << 20)) as u64
+        }
+        None => 1 << 20,
+    };
+    Ok(Processor::Lambda {
+        function,
+        retries,
+        call_bytes,
+    })
 }

@@ -1,0 +1,198 @@
+//! A delivery stream's Lambda transform applied to the records of one object, as Firehose
+//! does: in calls of at most `BufferSizeInMBs` of records, each call retried on failure;
+//! Ok records delivered as the function changed them, Dropped ones not, and failed ones
+//! (ProcessingFailed, missing from the answer, or in a call that kept failing) written to
+//! the error output in Firehose's envelope.
+
+use super::buffer::Flush;
+use super::now_ms;
+use crate::transform::{InputRecord, Invocation, OutputRecord, RecordResult, Transforms};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A failed call is retried after this, doubling.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+
+/// The transform of one delivery stream.
+#[derive(Clone)]
+pub(super) struct Lambda {
+    pub(super) transforms: Arc<dyn Transforms>,
+    /// The function (its Lambda ARN).
+    pub(super) function: String,
+    /// Retries of a failed call before its records go to the error output.
+    pub(super) retries: u32,
+    /// Most record bytes per call.
+    pub(super) call_bytes: usize,
+    pub(super) delivery_stream: String,
+}
+
+/// What became of an object's records.
+#[derive(Debug, Default)]
+pub(super) struct Processed {
+    /// The Ok records' data, each followed by the delimiter.
+    pub(super) data: Vec<u8>,
+    pub(super) delivered: u64,
+    pub(super) dropped: u64,
+    /// The error output: one JSON envelope per failed record, a line each.
+    pub(super) failed: Vec<u8>,
+    pub(super) failed_records: u64,
+}
+
+/// Why a record failed: Firehose's error code and a message.
+struct Failure<'a> {
+    code: &'static str,
+    message: &'a str,
+    attempts: u32,
+}
+
+impl Lambda {
+    /// Hands every record of `flush` to the function and sorts the answers.
+    pub(super) async fn process(&self, flush: &Flush, delimiter: &[u8]) -> Processed {
+        let records: Vec<(&[u8], u64)> = flush
+            .ends
+            .iter()
+            .scan(0, |start, &end| {
+                let data = &flush.data[*start..end];
+                *start = end;
+                Some(data)
+            })
+            .zip(flush.arrivals.iter().copied())
+            .collect();
+        let mut processed = Processed::default();
+        let mut rest = &records[..];
+        while !rest.is_empty() {
+            let mut bytes = 0;
+            let count = rest
+                .iter()
+                .take_while(|(data, _)| {
+                    bytes += data.len();
+                    bytes <= self.call_bytes
+                })
+                .count()
+                .max(1);
+            let (call, after) = rest.split_at(count);
+            self.call(call, delimiter, &mut processed).await;
+            rest = after;
+        }
+        processed
+    }
+
+    /// One call (and its retries) for `records`.
+    async fn call(&self, records: &[(&[u8], u64)], delimiter: &[u8], out: &mut Processed) {
+        let invocation = Invocation {
+            invocation_id: uuid::Uuid::new_v4().to_string(),
+            delivery_stream: self.delivery_stream.clone(),
+            records: records
+                .iter()
+                .enumerate()
+                .map(|(i, (data, arrival))| InputRecord {
+                    record_id: i.to_string(),
+                    approximate_arrival_timestamp: *arrival,
+                    data: data.to_vec(),
+                })
+                .collect(),
+        };
+        let (answer, attempts) = self.invoke(invocation).await;
+        match answer {
+            Ok(answers) => self.sort(records, &answers, attempts, delimiter, out),
+            Err(error) => {
+                let failure = Failure {
+                    code: "Lambda.FunctionError",
+                    message: &error,
+                    attempts,
+                };
+                for (data, arrival) in records {
+                    self.fail(out, data, *arrival, &failure);
+                }
+            }
+        }
+    }
+
+    /// Calls the function, retrying a failed call; the last outcome and the attempts made.
+    async fn invoke(&self, invocation: Invocation) -> (Result<Vec<OutputRecord>, String>, u32) {
+        let (mut attempts, mut pause) = (0, RETRY_FIRST);
+        loop {
+            attempts += 1;
+            let outcome = self
+                .transforms
+                .invoke(&self.function, invocation.clone())
+                .await;
+            if outcome.is_ok() || attempts > self.retries {
+                return (outcome, attempts);
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+    }
+
+    /// Sorts a call's records by the function's answers: each input id answered once (a
+    /// missing or repeated one fails its record).
+    fn sort(
+        &self,
+        records: &[(&[u8], u64)],
+        answers: &[OutputRecord],
+        attempts: u32,
+        delimiter: &[u8],
+        out: &mut Processed,
+    ) {
+        let mut by_id: HashMap<&str, Option<&RecordResult>> = HashMap::new();
+        for answer in answers {
+            by_id
+                .entry(answer.record_id.as_str())
+                .and_modify(|seen| *seen = None)
+                .or_insert(Some(&answer.result));
+        }
+        for (i, (data, arrival)) in records.iter().enumerate() {
+            let failed = |code, message| Failure {
+                code,
+                message,
+                attempts,
+            };
+            let failure = match by_id.get(i.to_string().as_str()) {
+                Some(Some(RecordResult::Ok(new))) => {
+                    out.data.extend_from_slice(new);
+                    out.data.extend_from_slice(delimiter);
+                    out.delivered += 1;
+                    continue;
+                }
+                Some(Some(RecordResult::Dropped)) => {
+                    out.dropped += 1;
+                    continue;
+                }
+                Some(Some(RecordResult::ProcessingFailed)) => failed(
+                    "Lambda.ProcessingFailed",
+                    "The function answered ProcessingFailed.",
+                ),
+                Some(None) => failed(
+                    "Lambda.DuplicatedRecordId",
+                    "The function answered this record more than once.",
+                ),
+                None => failed(
+                    "Lambda.MissingRecordId",
+                    "The function's answer left this record out.",
+                ),
+            };
+            self.fail(out, data, *arrival, &failure);
+        }
+    }
+
+    /// One record to the error output, in Firehose's processing-failed envelope.
+    fn fail(&self, out: &mut Processed, data: &[u8], arrival: u64, failure: &Failure<'_>) {
+        let envelope = json!({
+            "attemptsMade": failure.attempts,
+            "arrivalTimestamp": arrival,
+            "errorCode": failure.code,
+            "errorMessage": failure.message,
+            "attemptEndingTimestamp": now_ms(),
+            "rawData": STANDARD.encode(data),
+            "lambdaArn": self.function,
+        });
+        serde_json::to_writer(&mut out.failed, &envelope).expect("JSON into a Vec");
+        out.failed.push(b'\n');
+        out.failed_records += 1;
+    }
+}
