@@ -79,7 +79,8 @@ pub enum Processor {
         function: String,
         /// Firehose's `NumberOfRetries` (0–300, 3 by default).
         retries: u32,
-        /// Firehose's `BufferSizeInMBs` for the function (1–3 MiB, 1 by default).
+        /// Firehose's `BufferSizeInMBs` for the function, in bytes (0.2–3 MiB, 1 MiB by
+        /// default).
         call_bytes: u64,
     },
 }
@@ -209,10 +210,12 @@ impl DeliveryStreamSpec {
                 retries,
                 call_bytes,
             } = processor
-                && (function.is_empty() || *retries > 300 || !(1..=3 << 20).contains(call_bytes))
+                && (function.is_empty()
+                    || *retries > 300
+                    || !((200 << 10)..=(3 << 20)).contains(call_bytes))
             {
                 return Err(FirehoseError::invalid(
-                    "A Lambda processor needs a function, at most 300 retries, and 1 to 3 MiB per call.",
+                    "A Lambda processor needs a function, at most 300 retries, and 0.2 to 3 MiB per call.",
                 ));
             }
         }

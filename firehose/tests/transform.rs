@@ -16,7 +16,11 @@ fn open(dir: &Path, transforms: Option<Arc<dyn Transforms>>) -> Firehose {
     let mut config = EngineConfig::new(dir.join("engine"));
     config.cores = 1;
     config.segment_size_bytes = 8 << 20;
-    let engine = Engine::open(config).unwrap();
+    open_on(Engine::open(config).unwrap(), dir, transforms)
+}
+
+/// A `Firehose` over `engine` (one engine across a reopening).
+fn open_on(engine: Engine, dir: &Path, transforms: Option<Arc<dyn Transforms>>) -> Firehose {
     Firehose::open(FirehoseConfig {
         dir: dir.join("firehose"),
         backing_engine: engine.clone(),
@@ -202,5 +206,64 @@ async fn without_transforms_a_lambda_processor_is_refused() {
         "{error}"
     );
     assert!(firehose.describe("s").is_err());
+    firehose.close().await;
+}
+
+/// A function that never answers.
+struct Hangs;
+
+impl Transforms for Hangs {
+    fn invoke(&self, _: &str, _: Invocation) -> TransformFuture {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_that_never_answers_does_not_hold_up_closing() {
+    let dir = tempfile::tempdir().unwrap();
+    let firehose = open(dir.path(), Some(Arc::new(Hangs)));
+    firehose.create(spec("s", 300)).await.unwrap();
+    firehose.put_record("s", b"keep-0").await.unwrap();
+    settled(&firehose, "s", |s| s.read_records == 1).await;
+    tokio::time::timeout(Duration::from_secs(10), firehose.close())
+        .await
+        .expect("closed while the call was under way");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopened_without_transforms_a_lambda_stream_waits_and_the_others_deliver() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EngineConfig::new(dir.path().join("engine"));
+    config.cores = 1;
+    config.segment_size_bytes = 8 << 20;
+    let engine = Engine::open(config).unwrap();
+    let firehose = open_on(engine.clone(), dir.path(), Some(Arc::new(shout)));
+    firehose.create(spec("lambda", 0)).await.unwrap();
+    let mut plain = spec("plain", 0);
+    plain.destination.processors.clear();
+    plain.destination.prefix = "plain/".into();
+    firehose.create(plain).await.unwrap();
+    firehose.close().await;
+    drop(firehose);
+    // The server restarted without its Lambda endpoint: it opens, and says why one waits.
+    let firehose = open_on(engine, dir.path(), None);
+    firehose.put_record("lambda", b"keep-0").await.unwrap();
+    firehose.put_record("plain", b"plain-0").await.unwrap();
+    settled(&firehose, "plain", |s| s.delivered_records == 1).await;
+    settled(&firehose, "lambda", |s| s.failures > 0).await;
+    let stats = firehose.describe("lambda").unwrap().stats;
+    assert!(
+        stats
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("no transform functions"),
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.delivered_records + stats.processing_failed_records,
+        0,
+        "kept for later"
+    );
     firehose.close().await;
 }

@@ -81,7 +81,8 @@ def test_a_lambda_changes_drops_and_fails_records_as_it_answers(endpoint):
     with open(LOG) as log:
         calls = [json.loads(line) for line in log]
     mine = [c for c in calls if c["event"]["deliveryStreamArn"].endswith("/" + name)]
-    assert mine and mine[0]["path"] == "/2015-03-31/functions/shout/invocations", mine[:1]
+    # The ARN's qualifier ($LATEST) goes as Lambda's Invoke API takes it.
+    assert mine and mine[0]["path"] == "/2015-03-31/functions/shout/invocations?Qualifier=%24LATEST", mine[:1]
     event = mine[0]["event"]
     assert event["deliveryStreamArn"] == f"arn:aws:firehose:us-east-1:{ACCOUNT}:deliverystream/{name}", event
     assert event["region"] == "us-east-1" and event["invocationId"], event

@@ -8,6 +8,7 @@ Every invocation is appended, as JSON, to the file named by the first argument."
 import base64
 import json
 import sys
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOG = sys.argv[1]
@@ -32,7 +33,7 @@ def shout(event):
 
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 - http.server's name
-        parts = self.path.split("/")
+        parts = urllib.parse.urlsplit(self.path).path.split("/")
         body = self.rfile.read(int(self.headers["Content-Length"]))
         event = json.loads(body)
         with open(LOG, "a") as log:

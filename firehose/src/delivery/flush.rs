@@ -59,7 +59,7 @@ impl Naming {
     /// threads).
     pub(super) async fn prepare(&self, flush: Flush) -> Result<Object, Interrupted> {
         let processed = match &self.lambda {
-            Some(lambda) => lambda.process(&flush, &self.delimiter).await,
+            Some(lambda) => lambda.process(&flush, &self.delimiter).await?,
             None => Processed {
                 delivered: flush.records,
                 ..Processed::default()
@@ -161,6 +161,23 @@ impl Writing {
     }
 
     async fn settle(&mut self, intent: &Intent, consumer: &Consumer) -> Result<(), Interrupted> {
+        let positions: BTreeMap<String, SequenceNumber> = intent
+            .positions
+            .iter()
+            .filter_map(|(shard, seq)| Some((shard.clone(), seq.parse().ok().map(SequenceNumber)?)))
+            .collect();
+        // A journal that came back after a power cut (clearing it is not synced) names a
+        // flush committed since: its objects are delivered, and may be gone downstream.
+        let mut committed = true;
+        for (shard, seq) in &positions {
+            let current = consumer
+                .position(shard)
+                .map_err(|e| failed("read a position", e))?;
+            committed &= current.is_some_and(|current| current >= *seq);
+        }
+        if committed {
+            return Ok(());
+        }
         let written = [
             (&intent.key, intent.size),
             (&intent.error_key, intent.error_size),
@@ -185,11 +202,6 @@ impl Writing {
             let (bucket, key) = (self.bucket()?, (*key).clone());
             blocking(move || bucket.sync(&key), "make a written object durable").await?;
         }
-        let positions = intent
-            .positions
-            .iter()
-            .filter_map(|(shard, seq)| Some((shard.clone(), seq.parse().ok().map(SequenceNumber)?)))
-            .collect();
         commit(consumer, &positions).await?;
         self.stats.recovered_object(intent.records);
         Ok(())

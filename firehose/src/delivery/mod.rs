@@ -102,17 +102,14 @@ impl Delivery {
             } => Some((function.clone(), *retries, *call_bytes)),
             Processor::AppendNewline => None,
         });
-        let lambda = match (lambda, transforms) {
-            (None, _) => None,
-            (Some((function, retries, call_bytes)), Some(transforms)) => Some(Lambda {
-                transforms,
-                function,
-                retries,
-                call_bytes: call_bytes as usize,
-                delivery_stream: name.clone(),
-            }),
-            (Some(_), None) => return Err(no_transforms()),
-        };
+        let lambda = lambda.map(|(function, retries, call_bytes)| Lambda {
+            transforms,
+            function,
+            retries,
+            call_bytes: call_bytes as usize,
+            delivery_stream: name.clone(),
+            stop: stop.clone(),
+        });
         let newline = destination.processors.contains(&Processor::AppendNewline);
         let delimiter = if newline { b"\n".to_vec() } else { Vec::new() };
         // Without a transform the newline goes in as records are read; with one, after it.

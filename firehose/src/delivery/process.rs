@@ -5,7 +5,7 @@
 //! the error output in Firehose's envelope.
 
 use super::buffer::Flush;
-use super::now_ms;
+use super::{Interrupted, RETRY_MAX, failed, now_ms, sleep};
 use crate::transform::{InputRecord, Invocation, OutputRecord, RecordResult, Transforms};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -13,6 +13,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// A failed call is retried after this, doubling.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -20,7 +21,9 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 /// The transform of one delivery stream.
 #[derive(Clone)]
 pub(super) struct Lambda {
-    pub(super) transforms: Arc<dyn Transforms>,
+    /// `None` when the `Firehose` has none (restarted without them): the flush fails and
+    /// is retried, its records kept in the source, rather than failing them.
+    pub(super) transforms: Option<Arc<dyn Transforms>>,
     /// The function (its Lambda ARN).
     pub(super) function: String,
     /// Retries of a failed call before its records go to the error output.
@@ -28,6 +31,8 @@ pub(super) struct Lambda {
     /// Most record bytes per call.
     pub(super) call_bytes: usize,
     pub(super) delivery_stream: String,
+    /// Asked to stop: calls and pauses between them give way.
+    pub(super) stop: watch::Receiver<bool>,
 }
 
 /// What became of an object's records.
@@ -51,7 +56,17 @@ struct Failure<'a> {
 
 impl Lambda {
     /// Hands every record of `flush` to the function and sorts the answers.
-    pub(super) async fn process(&self, flush: &Flush, delimiter: &[u8]) -> Processed {
+    pub(super) async fn process(
+        &self,
+        flush: &Flush,
+        delimiter: &[u8],
+    ) -> Result<Processed, Interrupted> {
+        let Some(transforms) = &self.transforms else {
+            return Err(failed(
+                "transform",
+                "no transform functions are configured here (sluice serve: --firehose-lambda-endpoint)",
+            ));
+        };
         let records: Vec<(&[u8], u64)> = flush
             .ends
             .iter()
@@ -75,14 +90,21 @@ impl Lambda {
                 .count()
                 .max(1);
             let (call, after) = rest.split_at(count);
-            self.call(call, delimiter, &mut processed).await;
+            self.call(transforms, call, delimiter, &mut processed)
+                .await?;
             rest = after;
         }
-        processed
+        Ok(processed)
     }
 
     /// One call (and its retries) for `records`.
-    async fn call(&self, records: &[(&[u8], u64)], delimiter: &[u8], out: &mut Processed) {
+    async fn call(
+        &self,
+        transforms: &Arc<dyn Transforms>,
+        records: &[(&[u8], u64)],
+        delimiter: &[u8],
+        out: &mut Processed,
+    ) -> Result<(), Interrupted> {
         let invocation = Invocation {
             invocation_id: uuid::Uuid::new_v4().to_string(),
             delivery_stream: self.delivery_stream.clone(),
@@ -96,7 +118,7 @@ impl Lambda {
                 })
                 .collect(),
         };
-        let (answer, attempts) = self.invoke(invocation).await;
+        let (answer, attempts) = self.invoke(transforms, invocation).await?;
         match answer {
             Ok(answers) => self.sort(records, &answers, attempts, delimiter, out),
             Err(error) => {
@@ -110,22 +132,32 @@ impl Lambda {
                 }
             }
         }
+        Ok(())
     }
 
     /// Calls the function, retrying a failed call; the last outcome and the attempts made.
-    async fn invoke(&self, invocation: Invocation) -> (Result<Vec<OutputRecord>, String>, u32) {
+    /// A stop request ends it at once (the flush is dropped, its records read again).
+    async fn invoke(
+        &self,
+        transforms: &Arc<dyn Transforms>,
+        invocation: Invocation,
+    ) -> Result<(Result<Vec<OutputRecord>, String>, u32), Interrupted> {
+        let mut stop = self.stop.clone();
         let (mut attempts, mut pause) = (0, RETRY_FIRST);
         loop {
             attempts += 1;
-            let outcome = self
-                .transforms
-                .invoke(&self.function, invocation.clone())
-                .await;
-            if outcome.is_ok() || attempts > self.retries {
-                return (outcome, attempts);
+            if *stop.borrow() {
+                return Err(Interrupted::Stop);
             }
-            tokio::time::sleep(pause).await;
-            pause *= 2;
+            let outcome = tokio::select! {
+                outcome = transforms.invoke(&self.function, invocation.clone()) => outcome,
+                _ = stop.changed() => return Err(Interrupted::Stop),
+            };
+            if outcome.is_ok() || attempts > self.retries {
+                return Ok((outcome, attempts));
+            }
+            sleep(&mut stop, pause).await?;
+            pause = (pause * 2).min(RETRY_MAX);
         }
     }
 

@@ -4,11 +4,15 @@
 //! Lambda emulators serve it), with Firehose's data-transformation event.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use sluice_firehose::{Invocation, TransformFuture, Transforms, parse_lambda_response};
 use std::time::Duration;
+
+/// Lambda's limit on a synchronous invocation's response: a longer answer fails the call
+/// (and no endpoint can make the server hold more).
+const RESPONSE_BYTES_MAX: usize = 6 << 20;
 
 /// A call that takes longer fails (and is retried): Lambda's own limit for a Firehose
 /// transform is 5 minutes; a local endpoint that slow is broken.
@@ -47,17 +51,19 @@ impl Transforms for LambdaEndpoint {
             self.region, self.account, invocation.delivery_stream
         );
         let event = invocation.lambda_event(&arn, &self.region);
-        // `arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`, or a bare name.
-        let name = function
-            .split_once(":function:")
-            .map_or(function, |(_, rest)| rest)
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+        let (name, qualifier) = function_name(function);
+        let path = match qualifier {
+            // `$LATEST` is `%24LATEST` in a query.
+            Some(qualifier) => format!(
+                "/2015-03-31/functions/{name}/invocations?Qualifier={}",
+                qualifier.replace('$', "%24")
+            ),
+            None => format!("/2015-03-31/functions/{name}/invocations"),
+        };
+        let name = name.to_owned();
         let authority = self.authority.clone();
         Box::pin(async move {
-            let answer = tokio::time::timeout(CALL_TIMEOUT, post(&authority, &name, event))
+            let answer = tokio::time::timeout(CALL_TIMEOUT, post(&authority, &name, &path, event))
                 .await
                 .map_err(|_| format!("Lambda function {name}: no answer in {CALL_TIMEOUT:?}"))??;
             parse_lambda_response(&answer).map_err(|e| format!("Lambda function {name}: {e}"))
@@ -66,7 +72,7 @@ impl Transforms for LambdaEndpoint {
 }
 
 /// Invokes `name` with `event`; the answer's body, or why there is none.
-async fn post(authority: &str, name: &str, event: Vec<u8>) -> Result<Bytes, String> {
+async fn post(authority: &str, name: &str, path: &str, event: Vec<u8>) -> Result<Bytes, String> {
     let fail =
         |what: &str, e: &dyn std::fmt::Display| format!("Lambda function {name}: {what}: {e}");
     let stream = tokio::net::TcpStream::connect(authority)
@@ -76,7 +82,7 @@ async fn post(authority: &str, name: &str, event: Vec<u8>) -> Result<Bytes, Stri
         .await
         .map_err(|e| fail("handshake", &e))?;
     tokio::spawn(connection);
-    let request = Request::post(format!("/2015-03-31/functions/{name}/invocations"))
+    let request = Request::post(path)
         .header(hyper::header::HOST, authority)
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(event)))
@@ -88,15 +94,91 @@ async fn post(authority: &str, name: &str, event: Vec<u8>) -> Result<Bytes, Stri
     let status = response.status();
     // Lambda answers 200 with this header when the function itself failed.
     let function_error = response.headers().get("x-amz-function-error").cloned();
-    let body = response
-        .into_body()
+    let body = Limited::new(response.into_body(), RESPONSE_BYTES_MAX)
         .collect()
         .await
-        .map_err(|e| fail("read the answer", &e))?
+        .map_err(|e| {
+            fail(
+                &format!("read the answer (at most {RESPONSE_BYTES_MAX} bytes)"),
+                &e,
+            )
+        })?
         .to_bytes();
     if !status.is_success() || function_error.is_some() {
         let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
         return Err(fail(&format!("status {status}"), &text));
     }
     Ok(body)
+}
+
+/// The function's name and qualifier in `function`: a Lambda ARN
+/// (`arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`) or a bare name, as
+/// `valid_function` checked it.
+pub(super) fn function_name(function: &str) -> (&str, Option<&str>) {
+    let rest = function
+        .split_once(":function:")
+        .map_or(function, |(_, rest)| rest);
+    match rest.split_once(':') {
+        Some((name, qualifier)) => (name, Some(qualifier)),
+        None => (rest, None),
+    }
+}
+
+/// Whether `function` names a Lambda function: an ARN of one, or a bare name, whose name
+/// is 1-64 of `[A-Za-z0-9_-]` and qualifier 1-128 of `[A-Za-z0-9_$-]`.
+pub(super) fn valid_function(function: &str) -> bool {
+    let arn_ok = match function.split_once(":function:") {
+        Some((head, _)) => {
+            let parts: Vec<&str> = head.split(':').collect();
+            parts.len() == 5 && parts[..3] == ["arn", "aws", "lambda"]
+        }
+        None => true,
+    };
+    let (name, qualifier) = function_name(function);
+    let name_ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    let qualifier_ok = qualifier.is_none_or(|q| {
+        (1..=128).contains(&q.len())
+            && q.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '$'))
+    });
+    arn_ok && name_ok && qualifier_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn functions_are_named_by_arn_or_name_with_an_optional_qualifier() {
+        let arn = "arn:aws:lambda:us-east-1:123456789012:function:shout";
+        assert_eq!(function_name(arn), ("shout", None));
+        assert_eq!(
+            function_name(&format!("{arn}:$LATEST")),
+            ("shout", Some("$LATEST"))
+        );
+        assert_eq!(function_name("shout:prod"), ("shout", Some("prod")));
+        for good in [
+            arn,
+            "shout",
+            "shout:prod",
+            "arn:aws:lambda:eu-west-1:1:function:a_b-c:v2",
+        ] {
+            assert!(valid_function(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a/../b",
+            "shout?x=1",
+            "arn:aws:s3:::bucket",
+            "arn:aws:lambda:us-east-1:1:function:",
+            "shout:",
+            "shout:a:b",
+            &"x".repeat(65),
+        ] {
+            assert!(!valid_function(bad), "{bad}");
+        }
+    }
 }

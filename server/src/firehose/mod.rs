@@ -41,7 +41,10 @@ fn describe_processor(processor: &Processor) -> Value {
             ("NumberOfRetries", retries.to_string()),
             (
                 "BufferSizeInMBs",
-                format!("{}", *call_bytes as f64 / f64::from(1 << 20)),
+                format!(
+                    "{}",
+                    (*call_bytes as f64 / f64::from(1 << 20) * 100.0).round() / 100.0
+                ),
             ),
         ],
         _ => Vec::new(),

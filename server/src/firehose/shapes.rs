@@ -299,6 +299,15 @@ fn processors(config: Option<&Value>, lambda: bool) -> Result<Vec<Processor>, Ap
                     "The Lambda processor without a Lambda endpoint (sluice serve --firehose-lambda-endpoint)",
                 ));
             }
+            "Lambda"
+                if processors
+                    .iter()
+                    .any(|p| matches!(p, Processor::Lambda { .. })) =>
+            {
+                return Err(ApiError::invalid_argument(
+                    "At most one Lambda processor is allowed.",
+                ));
+            }
             "Lambda" => processors.push(lambda_processor(&parameters)?),
             "" => {
                 return Err(ApiError::invalid_argument("Every processor needs a Type."));
@@ -328,14 +337,22 @@ fn parameters(processor: &Value) -> Result<BTreeMap<String, String>, ApiError> {
                 "Every processor parameter needs a ParameterName and a ParameterValue.",
             ));
         };
-        parameters.insert(name.to_owned(), value.to_owned());
+        if parameters
+            .insert(name.to_owned(), value.to_owned())
+            .is_some()
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "Processor parameter {name} is given twice."
+            )));
+        }
     }
     Ok(parameters)
 }
 
 /// A Lambda processor: `LambdaArn` required; `NumberOfRetries` (3), `BufferSizeInMBs` (1,
-/// per call); `BufferIntervalInSeconds` and `RoleArn` taken and not needed (calls are made
-/// per object, whose own buffering decides when).
+/// per call). `BufferIntervalInSeconds` and `RoleArn` are taken and have no effect here:
+/// calls are made when an object is due (its own buffering decides when), and the endpoint
+/// is the server's (docs/design/firehose.md says so).
 fn lambda_processor(parameters: &BTreeMap<String, String>) -> Result<Processor, ApiError> {
     let invalid = |name: &str, value: &str| {
         ApiError::invalid_argument(format!(
@@ -358,11 +375,13 @@ fn lambda_processor(parameters: &BTreeMap<String, String>) -> Result<Processor, 
     }
     let function = parameters
         .get("LambdaArn")
-        .filter(|arn| !arn.is_empty())
         .ok_or_else(|| {
             ApiError::invalid_argument("The Lambda processor needs a LambdaArn parameter.")
         })?
         .clone();
+    if !super::lambda::valid_function(&function) {
+        return Err(invalid("LambdaArn", &function));
+    }
     let retries = match parameters.get("NumberOfRetries") {
         Some(value) => value
             .parse()
