@@ -291,11 +291,8 @@ pub async fn authorize_kms(
             },
         );
     let action = format!("kms:{operation}");
-    let request = policy_request(caller, &action, &resource, Some(transport));
-    match iam::decide(Some(policy), None, &tenant.account, &request) {
-        Decision::Allow => Ok(tenant),
-        Decision::Deny(reason) => Err(access_denied(caller, &action, &resource, reason)),
-    }
+    identity_allows(caller, policy, &tenant, &action, &resource, transport)?;
+    Ok(tenant)
 }
 
 /// Authorizes a Firehose call: the caller's identity policy must allow `firehose:<op>` on the
@@ -340,12 +337,25 @@ pub async fn authorize_firehose(
         checks.push(("kinesis:GetRecords".to_owned(), source));
     }
     for (action, resource) in checks {
-        let request = policy_request(caller, &action, &resource, Some(transport));
-        if let Decision::Deny(reason) = iam::decide(Some(policy), None, &tenant.account, &request) {
-            return Err(access_denied(caller, &action, &resource, reason));
-        }
+        identity_allows(caller, policy, &tenant, &action, &resource, transport)?;
     }
     Ok(tenant)
+}
+
+/// The caller's identity `policy` alone (no resource policy) decides `action` on `resource`.
+fn identity_allows(
+    caller: &Caller,
+    policy: &Policy,
+    tenant: &Tenant,
+    action: &str,
+    resource: &str,
+    transport: Transport,
+) -> Result<(), ApiError> {
+    let request = policy_request(caller, action, resource, Some(transport));
+    match iam::decide(Some(policy), None, &tenant.account, &request) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(reason) => Err(access_denied(caller, action, resource, reason)),
+    }
 }
 
 fn access_denied(
