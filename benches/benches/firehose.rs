@@ -109,13 +109,14 @@ fn deliver(data: &[Vec<u8>], compression: Compression) -> Duration {
         source: Source::Stream {
             name: "source".into(),
         },
-        destination: ObjectDestination {
+        destination: Destination {
             bucket: "lake".into(),
             prefix: String::new(),
             buffering: BufferingHints::new(OBJECT_MIB, 900).unwrap(),
             compression,
             processors: Vec::new(),
             error_output_prefix: String::new(),
+            target: sluice_firehose::Target::Objects,
         },
         metadata: Default::default(),
     };
@@ -190,13 +191,14 @@ fn put_to_object(rounds: usize) -> Vec<Duration> {
     let spec = DeliveryStreamSpec {
         name: "latency".into(),
         source: Source::DirectPut,
-        destination: ObjectDestination {
+        destination: Destination {
             bucket: "lake".into(),
             prefix: String::new(),
             buffering: BufferingHints::new(128, 1).unwrap(),
             compression: Compression::Gzip,
             processors: Vec::new(),
             error_output_prefix: String::new(),
+            target: sluice_firehose::Target::Objects,
         },
         metadata: Default::default(),
     };

@@ -30,6 +30,11 @@ pub(crate) struct Intent {
     pub(crate) error_key: String,
     #[serde(default)]
     pub(crate) error_size: u64,
+    /// For an HTTP endpoint, the request's id (empty for objects): whether the endpoint
+    /// took the request cannot be learnt, so `key` names the error output of the records
+    /// it did not take, once known, and is empty while the request is under way.
+    #[serde(default)]
+    pub(crate) request_id: String,
 }
 
 /// The journal file's size at least: it is zero-filled once and then overwritten in place,
@@ -132,6 +137,7 @@ mod tests {
             source_created_ms: 42,
             error_key: String::new(),
             error_size: 0,
+            request_id: String::new(),
         }
     }
 

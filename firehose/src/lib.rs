@@ -28,13 +28,14 @@
 //!     .create(DeliveryStreamSpec {
 //!         name: "clicks".into(),
 //!         source: Source::DirectPut,
-//!         destination: ObjectDestination {
+//!         destination: Destination {
 //!             bucket: "analytics".into(),
 //!             prefix: "clicks/".into(),
 //!             buffering: BufferingHints::new(5, 60)?,
 //!             compression: Compression::Gzip,
 //!             processors: Vec::new(),
 //!             error_output_prefix: String::new(),
+//!             target: Target::Objects,
 //!         },
 //!         metadata: Default::default(),
 //!     })
@@ -69,8 +70,8 @@ pub use service::{
 };
 pub use spec::{
     BATCH_BYTES_MAX, BATCH_RECORDS_MAX, BufferingHints, Compression, DeliveryStreamSpec,
-    NAME_LENGTH_MAX, ObjectDestination, Processor, RECORD_BYTES_MAX, Source, validate_name,
-    validate_template,
+    Destination, HTTP_BUFFER_BYTES_MAX, HTTP_RETRY_MS_MAX, HttpEndpoint, NAME_LENGTH_MAX,
+    Processor, RECORD_BYTES_MAX, Source, Target, validate_name, validate_template,
 };
 pub use stats::{DeliverySnapshot, DeliveryStats};
 pub use transform::{

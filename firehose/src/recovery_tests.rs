@@ -88,6 +88,7 @@ impl Setup {
             source_created_ms,
             error_key: String::new(),
             error_size: 0,
+            request_id: String::new(),
         };
         intent::write(&dir.join(format!("{name}.intent")), &intent).unwrap();
     }
@@ -116,13 +117,14 @@ fn spec(name: &str) -> DeliveryStreamSpec {
     DeliveryStreamSpec {
         name: name.into(),
         source: Source::Stream { name: "src".into() },
-        destination: ObjectDestination {
+        destination: Destination {
             bucket: "lake".into(),
             prefix: String::new(),
             buffering: BufferingHints::new(1, 0).unwrap(),
             compression: Compression::Uncompressed,
             processors: Vec::new(),
             error_output_prefix: String::new(),
+            target: crate::Target::Objects,
         },
         metadata: Default::default(),
     }

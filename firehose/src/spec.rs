@@ -4,6 +4,7 @@
 use crate::error::FirehoseError;
 use crate::naming::{Prefix, PrefixKind};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Longest delivery stream name.
 pub const NAME_LENGTH_MAX: usize = 64;
@@ -22,7 +23,7 @@ pub struct DeliveryStreamSpec {
     /// Where its records come from.
     pub source: Source,
     /// Where its objects go.
-    pub destination: ObjectDestination,
+    pub destination: Destination,
     /// Settings the embedder keeps with the stream and this library does not read (the
     /// server keeps the IAM role ARNs a client gave, to describe them back).
     #[serde(default)]
@@ -41,11 +42,12 @@ pub enum Source {
     },
 }
 
-/// An object-store destination (Firehose's extended S3 destination).
+/// Where a delivery stream's records go: objects in a bucket (Firehose's extended S3
+/// destination), or requests to an HTTP endpoint with the bucket for what it did not take.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObjectDestination {
+pub struct Destination {
     /// The bucket (`arn:aws:s3:::<bucket>` names it); the embedder's [`crate::Buckets`]
-    /// resolve it to a store.
+    /// resolve it to a store. With an HTTP target, only the error output goes there.
     pub bucket: String,
     /// Put before every object key; empty for none. Firehose adds `YYYY/MM/DD/HH/` after it,
     /// unless it holds `!{timestamp:<pattern>}` or `!{firehose:random-string}` expressions
@@ -63,6 +65,111 @@ pub struct ObjectDestination {
     /// `processing-failed/YYYY/MM/DD/HH/`.
     #[serde(default)]
     pub error_output_prefix: String,
+    /// What receives the records.
+    #[serde(default)]
+    pub target: Target,
+}
+
+/// What receives a delivery stream's records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    /// Objects in the bucket.
+    #[default]
+    Objects,
+    /// Requests to an HTTP endpoint (Firehose's HTTP endpoint destination, `S3BackupMode`
+    /// `FailedDataOnly`): the bucket receives only the records the endpoint did not take
+    /// within the retry duration, under the error output prefix (`http-endpoint-failed/`
+    /// by default). Needs the `http` feature.
+    Http(HttpEndpoint),
+}
+
+/// An HTTP endpoint as Firehose's HTTP endpoint destination describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpEndpoint {
+    /// `http://host[:port][/path]`.
+    pub url: String,
+    /// Sent as `X-Amz-Firehose-Access-Key` when set.
+    #[serde(default)]
+    pub access_key: Option<String>,
+    /// Request bodies gzipped (`Content-Encoding: gzip`, Firehose's `ContentEncoding`).
+    #[serde(default)]
+    pub gzip: bool,
+    /// Sent with every request as `X-Amz-Firehose-Common-Attributes`.
+    #[serde(default)]
+    pub common_attributes: BTreeMap<String, String>,
+    /// How long a request is retried before its records go to the error output
+    /// (Firehose's `RetryOptions.DurationInSeconds`, 0–7,200 s; 300 s by default). A
+    /// request is always tried once.
+    pub retry_ms: u64,
+    /// An attempt with no answer after this has failed (and is retried).
+    pub request_timeout_ms: u64,
+    /// Sent as `X-Amz-Firehose-Source-Arn` (the delivery stream's ARN, which only the
+    /// embedder knows); empty for `arn:aws:firehose:::deliverystream/<name>`.
+    #[serde(default)]
+    pub source_arn: String,
+}
+
+/// Longest retry duration of an HTTP endpoint (`RetryOptions.DurationInSeconds`).
+pub const HTTP_RETRY_MS_MAX: u64 = 7_200_000;
+/// Largest buffer an HTTP endpoint takes (`SizeInMBs` 1–64).
+pub const HTTP_BUFFER_BYTES_MAX: u64 = 64 << 20;
+
+impl HttpEndpoint {
+    /// An endpoint at `url` with Firehose's defaults: no access key, no gzip, retried for
+    /// 300 s, each attempt given 60 s.
+    pub fn new(url: impl Into<String>) -> HttpEndpoint {
+        HttpEndpoint {
+            url: url.into(),
+            access_key: None,
+            gzip: false,
+            common_attributes: BTreeMap::new(),
+            retry_ms: 300_000,
+            request_timeout_ms: 60_000,
+            source_arn: String::new(),
+        }
+    }
+
+    fn validate(&self, buffering: BufferingHints) -> Result<(), FirehoseError> {
+        if !cfg!(feature = "http") {
+            return Err(FirehoseError::invalid(
+                "HTTP endpoint destinations need sluice-firehose's `http` feature.",
+            ));
+        }
+        let rest = self.url.strip_prefix("http://").ok_or_else(|| {
+            FirehoseError::invalid(format!(
+                "EndpointConfiguration.Url {:?} must be an http:// URL (https:// is not supported yet).",
+                self.url
+            ))
+        })?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty() || authority.contains('@') || self.url.len() > 1000 {
+            return Err(FirehoseError::invalid(format!(
+                "EndpointConfiguration.Url {:?} names no host.",
+                self.url
+            )));
+        }
+        if self.retry_ms > HTTP_RETRY_MS_MAX || self.request_timeout_ms == 0 {
+            return Err(FirehoseError::invalid(
+                "RetryOptions.DurationInSeconds must be between 0 and 7200.",
+            ));
+        }
+        if buffering.size_bytes > HTTP_BUFFER_BYTES_MAX {
+            return Err(FirehoseError::invalid(
+                "BufferingHints.SizeInMBs must be between 1 and 64 for an HTTP endpoint.",
+            ));
+        }
+        let header_safe = |s: &str| s.chars().all(|c| c == ' ' || c.is_ascii_graphic());
+        if self
+            .access_key
+            .as_deref()
+            .is_some_and(|k| k.len() > 4096 || !header_safe(k))
+        {
+            return Err(FirehoseError::invalid(
+                "EndpointConfiguration.AccessKey must be at most 4096 printable ASCII characters.",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A record processor (Firehose's `ProcessingConfiguration`).
@@ -199,6 +306,9 @@ impl DeliveryStreamSpec {
             ));
         }
         validate_bucket(&self.destination.bucket)?;
+        if let Target::Http(endpoint) = &self.destination.target {
+            endpoint.validate(hints)?;
+        }
         validate_template(&self.destination.prefix, PrefixKind::Objects)?;
         validate_template(
             &self.destination.error_output_prefix,

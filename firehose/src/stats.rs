@@ -8,6 +8,8 @@
 //! | `sluice_firehose_objects` | DeliveryToS3.Success (objects written) |
 //! | `sluice_firehose_dropped_records` | records a transform dropped |
 //! | `sluice_firehose_processing_failed_records` | records a transform failed (to the error output) |
+//! | `sluice_firehose_http_failed_records` | records an HTTP endpoint did not take (to the error output) |
+//! | `sluice_firehose_redelivered_records` | records sent to an HTTP endpoint again after a restart |
 //! | `sluice_firehose_failures` | failed steps, each retried |
 //! | `sluice_firehose_data_freshness_ms` | DeliveryToS3.DataFreshness (age of the oldest record not delivered) |
 //!
@@ -31,6 +33,8 @@ pub struct DeliveryStats {
     last_delivery_ms: AtomicU64,
     dropped_records: AtomicU64,
     processing_failed_records: AtomicU64,
+    http_failed_records: AtomicU64,
+    redelivered_records: AtomicU64,
     failures: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
@@ -60,6 +64,12 @@ pub struct DeliverySnapshot {
     pub dropped_records: u64,
     /// Records a transform failed, written to the error output.
     pub processing_failed_records: u64,
+    /// Records an HTTP endpoint did not take within the retry duration (or refused with
+    /// 413), written to the error output.
+    pub http_failed_records: u64,
+    /// Records sent to an HTTP endpoint again because a restart could not know whether
+    /// their request was taken (at-least-once: the endpoint may have them twice).
+    pub redelivered_records: u64,
     /// Failed steps (reads, writes, commits), each retried.
     pub failures: u64,
     /// The last failure, if any.
@@ -76,6 +86,8 @@ struct Metrics {
     objects: Counter,
     dropped_records: Counter,
     processing_failed_records: Counter,
+    http_failed_records: Counter,
+    redelivered_records: Counter,
     failures: Counter,
     data_freshness_ms: Gauge,
 }
@@ -91,6 +103,8 @@ impl Default for Metrics {
             objects: Counter::noop(),
             dropped_records: Counter::noop(),
             processing_failed_records: Counter::noop(),
+            http_failed_records: Counter::noop(),
+            redelivered_records: Counter::noop(),
             failures: Counter::noop(),
             data_freshness_ms: Gauge::noop(),
         }
@@ -114,6 +128,8 @@ impl DeliveryStats {
                     "sluice_firehose_processing_failed_records",
                     all.clone()
                 ),
+                http_failed_records: counter!("sluice_firehose_http_failed_records", all.clone()),
+                redelivered_records: counter!("sluice_firehose_redelivered_records", all.clone()),
                 failures: counter!("sluice_firehose_failures", all.clone()),
                 data_freshness_ms: gauge!("sluice_firehose_data_freshness_ms", all),
             },
@@ -163,6 +179,21 @@ impl DeliveryStats {
         self.metrics.delivered_records.increment(records);
     }
 
+    /// An HTTP endpoint did not take `records` (they went to the error output).
+    pub(crate) fn http_failed(&self, records: u64, error: String) {
+        self.http_failed_records
+            .fetch_add(records, Ordering::Relaxed);
+        self.metrics.http_failed_records.increment(records);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+    }
+
+    /// `records` are sent to an HTTP endpoint again after a restart.
+    pub(crate) fn redelivered(&self, records: u64) {
+        self.redelivered_records
+            .fetch_add(records, Ordering::Relaxed);
+        self.metrics.redelivered_records.increment(records);
+    }
+
     pub(crate) fn failed(&self, error: String) {
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.metrics.failures.increment(1);
@@ -183,6 +214,8 @@ impl DeliveryStats {
             last_delivery_ms: load(&self.last_delivery_ms),
             dropped_records: load(&self.dropped_records),
             processing_failed_records: load(&self.processing_failed_records),
+            http_failed_records: load(&self.http_failed_records),
+            redelivered_records: load(&self.redelivered_records),
             failures: load(&self.failures),
             last_error: self
                 .last_error

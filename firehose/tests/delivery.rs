@@ -47,13 +47,14 @@ fn spec(name: &str, source: Source, size_mib: u64, interval_s: u64) -> DeliveryS
     DeliveryStreamSpec {
         name: name.into(),
         source,
-        destination: ObjectDestination {
+        destination: Destination {
             bucket: "lake".into(),
             prefix: "events/".into(),
             buffering: BufferingHints::new(size_mib, interval_s).unwrap(),
             compression: Compression::Gzip,
             processors: Vec::new(),
             error_output_prefix: String::new(),
+            target: sluice_firehose::Target::Objects,
         },
         metadata: Default::default(),
     }

@@ -39,7 +39,7 @@ fn spec(name: &str, retries: u32) -> DeliveryStreamSpec {
     DeliveryStreamSpec {
         name: name.into(),
         source: Source::DirectPut,
-        destination: ObjectDestination {
+        destination: Destination {
             bucket: "lake".into(),
             prefix: "out/".into(),
             buffering: BufferingHints::new(1, 1).unwrap(),
@@ -53,6 +53,7 @@ fn spec(name: &str, retries: u32) -> DeliveryStreamSpec {
                 },
             ],
             error_output_prefix: "errors/!{firehose:error-output-type}/".into(),
+            target: sluice_firehose::Target::Objects,
         },
         metadata: Default::default(),
     }

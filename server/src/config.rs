@@ -86,6 +86,9 @@ pub struct ServeConfig {
     /// Firehose's Lambda processors invoke their functions here (`http://HOST:PORT`, a
     /// server of Lambda's Invoke API); `None` refuses Lambda processors.
     pub firehose_lambda_endpoint: Option<String>,
+    /// How long an HTTP endpoint destination has to answer a request (Firehose gives
+    /// three minutes); a request not answered in time is tried again.
+    pub firehose_http_timeout_ms: u64,
 }
 
 /// A credential SigV4 signatures are checked against.
@@ -141,6 +144,7 @@ impl ServeConfig {
             firehose_bucket_dir: None,
             firehose_s3_endpoint: None,
             firehose_lambda_endpoint: None,
+            firehose_http_timeout_ms: 180_000,
             metrics_token: None,
         }
     }

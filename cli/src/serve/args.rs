@@ -171,6 +171,11 @@ pub struct ServeArgs {
     /// start-lambda`), by the name in their `LambdaArn`.
     #[arg(long, env = "SLUICE_FIREHOSE_LAMBDA_ENDPOINT")]
     pub firehose_lambda_endpoint: Option<String>,
+    /// Seconds an HTTP endpoint destination has to answer a delivery request before it is
+    /// tried again (Firehose gives three minutes).
+    #[arg(long, env = "SLUICE_FIREHOSE_HTTP_TIMEOUT", default_value_t = 180,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub firehose_http_timeout: u64,
     /// Serve `/metrics` and `/health` on this address instead (without authentication:
     /// bind it where only the monitoring reaches), and not on the Kinesis listener.
     #[arg(long, env = "SLUICE_METRICS_LISTEN")]
@@ -262,6 +267,7 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
     );
     config.firehose_s3_endpoint = args.firehose_s3_endpoint.clone();
     config.firehose_lambda_endpoint = args.firehose_lambda_endpoint.clone();
+    config.firehose_http_timeout_ms = args.firehose_http_timeout * 1000;
     Ok(config)
 }
 

@@ -49,7 +49,6 @@ pub(super) struct Buffered {
 /// The records of one object.
 pub(super) struct Flush {
     pub(super) data: Vec<u8>,
-    pub(super) records: u64,
     /// When the oldest record arrived (ms since the epoch): a custom prefix's instant.
     pub(super) oldest_ms: u64,
     /// Per record, where it ends in `data`, and when it arrived.
@@ -57,6 +56,30 @@ pub(super) struct Flush {
     pub(super) arrivals: Vec<u64>,
     /// Per shard id, the last record in the object.
     pub(super) positions: BTreeMap<String, SequenceNumber>,
+}
+
+/// Records as an object or a request carries them: their data back to back, where each
+/// ends, and when each arrived.
+#[derive(Default)]
+pub(super) struct Records {
+    pub(super) data: Vec<u8>,
+    pub(super) ends: Vec<usize>,
+    pub(super) arrivals: Vec<u64>,
+}
+
+impl Records {
+    /// Each record's data and arrival.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&[u8], u64)> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.data[start..end])
+            .zip(self.arrivals.iter().copied())
+    }
+
+    pub(super) fn len(&self) -> u64 {
+        self.ends.len() as u64
+    }
 }
 
 impl Buffer {
@@ -129,7 +152,6 @@ impl Buffer {
         let oldest_ms = arrivals.iter().copied().min().unwrap_or(0);
         Flush {
             data,
-            records: count as u64,
             oldest_ms,
             ends,
             arrivals,

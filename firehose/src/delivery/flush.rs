@@ -2,7 +2,8 @@
 //! durable, commit, clear; and settling a flush a crash interrupted (docs/design/firehose.md,
 //! "Crash argument").
 
-use super::buffer::Flush;
+use super::buffer::{Flush, Records};
+use super::http::{self, Endpoint, Failure, Request};
 use super::process::{Lambda, Processed};
 use super::{Interrupted, RETRY_FIRST, RETRY_MAX, failed, now_ms, sleep};
 use crate::bucket::{Bucket, Buckets};
@@ -25,6 +26,11 @@ pub(super) struct Naming {
     pub(super) prefix: Prefix,
     /// The error output's prefix (`processing-failed/` by default).
     pub(super) error_prefix: Prefix,
+    /// The error output's prefix for records an HTTP endpoint did not take
+    /// (`http-endpoint-failed/` by default).
+    pub(super) http_error_prefix: Prefix,
+    /// The HTTP endpoint records are sent to, if that is the target.
+    pub(super) endpoint: Option<Arc<Endpoint>>,
     pub(super) compression: Compression,
     /// The transform, if any.
     pub(super) lambda: Option<Lambda>,
@@ -33,11 +39,15 @@ pub(super) struct Naming {
     pub(super) delimiter: Vec<u8>,
 }
 
-/// One flush, ready to write: its object and its error output's (either may be absent), and
-/// the positions it delivers.
+/// One flush, ready to write: its object (or request) and its error output's (either may be
+/// absent), and the positions it delivers.
 pub(super) struct Object {
     main: Option<Named>,
+    /// The request, when the target is an HTTP endpoint.
+    request: Option<Request>,
     errors: Option<Named>,
+    /// When the oldest record arrived (the error output's prefix is evaluated at it).
+    oldest_ms: u64,
     /// Records in the object, dropped, and written to the error output.
     records: u64,
     dropped: u64,
@@ -55,29 +65,34 @@ struct Named {
 }
 
 impl Naming {
-    /// Processes, names and compresses a buffer's records (compression off the async
-    /// threads).
+    /// Processes, names and compresses a buffer's records (or makes the request that
+    /// carries them), off the async threads.
     pub(super) async fn prepare(&self, flush: Flush) -> Result<Object, Interrupted> {
         let processed = match &self.lambda {
             Some(lambda) => lambda.process(&flush, &self.delimiter).await?,
             None => Processed {
-                delivered: flush.records,
+                records: Records {
+                    data: flush.data,
+                    ends: flush.ends,
+                    arrivals: flush.arrivals,
+                },
                 ..Processed::default()
             },
         };
-        let data = match &self.lambda {
-            Some(_) => processed.data,
-            None => flush.data,
-        };
-        let raw_bytes = data.len() as u64;
+        let records = processed.records;
+        let (delivered, raw_bytes) = (records.len(), records.data.len() as u64);
         let now = now_ms();
-        let main = if processed.delivered > 0 {
-            Some(
-                self.named(&self.prefix, "", data, flush.oldest_ms, now)
-                    .await?,
-            )
-        } else {
-            None
+        let (main, request) = match &self.endpoint {
+            _ if delivered == 0 => (None, None),
+            None => {
+                let named = self.named(&self.prefix, "", records.data, flush.oldest_ms, now);
+                (Some(named.await?), None)
+            }
+            Some(endpoint) => {
+                let gzip = endpoint.gzip();
+                let made = move || Ok::<_, std::convert::Infallible>(http::request(records, gzip));
+                (None, Some(blocking(made, "make a request").await?))
+            }
         };
         let errors = if processed.failed_records > 0 {
             let failed = processed.failed;
@@ -91,13 +106,38 @@ impl Naming {
         };
         Ok(Object {
             main,
+            request,
             errors,
-            records: processed.delivered,
+            oldest_ms: flush.oldest_ms,
+            records: delivered,
             dropped: processed.dropped,
             failed: processed.failed_records,
             raw_bytes,
             positions: flush.positions,
         })
+    }
+
+    /// The error output of the records of `request`, which the endpoint did not take.
+    async fn http_failed(
+        &self,
+        endpoint: &Endpoint,
+        request: &Request,
+        failure: &Failure,
+        oldest_ms: u64,
+    ) -> Result<Named, Interrupted> {
+        let mut envelopes = Vec::new();
+        for (data, arrival) in request.records.iter() {
+            endpoint.envelope(failure, data, arrival, &mut envelopes);
+        }
+        let prefix = &self.http_error_prefix;
+        self.named(
+            prefix,
+            "http-endpoint-failed",
+            envelopes,
+            oldest_ms,
+            now_ms(),
+        )
+        .await
     }
 
     async fn named(
@@ -178,6 +218,14 @@ impl Writing {
         if committed {
             return Ok(());
         }
+        let http = !intent.request_id.is_empty();
+        if http && intent.key.is_empty() {
+            // Whether the endpoint took the request cannot be learnt: its records are sent
+            // again (at least once), and counted.
+            self.delete(&[&intent.error_key]).await?;
+            self.stats.redelivered(intent.records);
+            return Ok(());
+        }
         let written = [
             (&intent.key, intent.size),
             (&intent.error_key, intent.error_size),
@@ -189,12 +237,9 @@ impl Writing {
         if !whole {
             // Not put, or torn by a power cut between a rename and its sync: both go (one
             // may be whole), and the records are read and delivered again.
-            let bucket = self.bucket()?;
-            for (key, _) in written.iter().filter(|(key, _)| !key.is_empty()) {
-                let _ = bucket
-                    .store
-                    .delete(&object_store::path::Path::from(key.as_str()))
-                    .await;
+            self.delete(&[&intent.key, &intent.error_key]).await?;
+            if http {
+                self.stats.redelivered(intent.records);
             }
             return Ok(());
         }
@@ -203,7 +248,22 @@ impl Writing {
             blocking(move || bucket.sync(&key), "make a written object durable").await?;
         }
         commit(consumer, &positions).await?;
-        self.stats.recovered_object(intent.records);
+        // An HTTP flush settled this way delivered nothing: its records are in the error
+        // output.
+        self.stats
+            .recovered_object(if http { 0 } else { intent.records });
+        Ok(())
+    }
+
+    /// Deletes the objects at `keys` (empty ones name none), if they exist.
+    async fn delete(&mut self, keys: &[&String]) -> Result<(), Interrupted> {
+        for key in keys.iter().filter(|key| !key.is_empty()) {
+            let bucket = self.bucket()?;
+            let _ = bucket
+                .store
+                .delete(&object_store::path::Path::from(key.as_str()))
+                .await;
+        }
         Ok(())
     }
 
@@ -221,16 +281,22 @@ impl Writing {
         }
     }
 
-    /// Journal, write the error output and the object, make them durable, commit, clear. A
-    /// flush that writes nothing (every record dropped) only commits.
+    /// Journal, write the error output and the object (or send the request), make them
+    /// durable, commit, clear. A flush that writes nothing (every record dropped) only
+    /// commits.
     pub(super) async fn write(
         &mut self,
         object: Object,
+        naming: &Naming,
         consumer: &Consumer,
         source_created_ms: u64,
     ) -> Result<(), Interrupted> {
-        let objects = u64::from(object.main.is_some()) + u64::from(object.errors.is_some());
-        if objects == 0 {
+        let written = [
+            object.main.is_some(),
+            object.errors.is_some(),
+            object.request.is_some(),
+        ];
+        if written.iter().all(|w| !w) {
             if object.dropped > 0 {
                 commit(consumer, &object.positions).await?;
                 self.stats.processed(object.dropped, 0);
@@ -244,7 +310,7 @@ impl Writing {
         };
         let ((key, size), (error_key, error_size)) =
             (key_and_size(&object.main), key_and_size(&object.errors));
-        let intent = Intent {
+        let mut intent = Intent {
             key,
             positions: object
                 .positions
@@ -257,18 +323,48 @@ impl Writing {
             source_created_ms,
             error_key,
             error_size,
+            request_id: object
+                .request
+                .as_ref()
+                .map(|r| r.id.clone())
+                .unwrap_or_default(),
         };
-        let path = self.intent_path.clone();
-        blocking(move || intent::write(&path, &intent), "journal a flush").await?;
+        self.journal(&intent).await?;
         for named in [object.errors, object.main].into_iter().flatten() {
             self.put_until_done(&named.key, named.body).await?;
         }
+        // A request not taken is counted as its error output's object.
+        let (mut delivered, objects) = (object.records, written.iter().filter(|w| **w).count());
+        if let Some(request) = &object.request {
+            let endpoint = naming
+                .endpoint
+                .as_ref()
+                .expect("a request has its endpoint");
+            if let Err(failure) = endpoint.send(request).await? {
+                // Named in the journal before it is written: a restart that finds it whole
+                // knows the endpoint did not take the records, and delivers none again.
+                let failed = naming
+                    .http_failed(endpoint, request, &failure, object.oldest_ms)
+                    .await?;
+                (intent.key, intent.size) = (failed.key.clone(), failed.body.len() as u64);
+                self.journal(&intent).await?;
+                self.put_until_done(&failed.key, failed.body).await?;
+                self.stats.http_failed(delivered, failure.message);
+                delivered = 0;
+            }
+        }
         commit(consumer, &object.positions).await?;
         intent::clear(&self.intent_path).map_err(|e| failed("clear the flush journal", e))?;
+        let bytes = if delivered == 0 { 0 } else { object.raw_bytes };
         self.stats
-            .delivered(object.records, object.raw_bytes, objects, now_ms());
+            .delivered(delivered, bytes, objects as u64, now_ms());
         self.stats.processed(object.dropped, object.failed);
         Ok(())
+    }
+
+    async fn journal(&self, intent: &Intent) -> Result<(), Interrupted> {
+        let (path, intent) = (self.intent_path.clone(), intent.clone());
+        blocking(move || intent::write(&path, &intent), "journal a flush").await
     }
 
     /// Writes the object and makes it durable, retrying with back-off for as long as it

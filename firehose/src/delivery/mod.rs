@@ -7,6 +7,7 @@
 mod buffer;
 mod fill;
 mod flush;
+mod http;
 mod process;
 
 pub(crate) use buffer::BufferBudget;
@@ -14,7 +15,7 @@ pub(crate) use buffer::BufferBudget;
 use crate::bucket::Buckets;
 use crate::error::FirehoseError;
 use crate::naming::{Prefix, PrefixKind};
-use crate::spec::{ObjectDestination, Processor};
+use crate::spec::{Destination, Processor, Target};
 use crate::stats::DeliveryStats;
 use crate::transform::Transforms;
 use fill::Reading;
@@ -43,7 +44,7 @@ pub(crate) struct DeliveryParts {
     /// The engine consumer whose positions are the checkpoints.
     pub(crate) consumer_name: String,
     pub(crate) budget: Arc<BufferBudget>,
-    pub(crate) destination: ObjectDestination,
+    pub(crate) destination: Destination,
     pub(crate) buckets: Arc<dyn Buckets>,
     /// The transform functions a Lambda processor names.
     pub(crate) transforms: Option<Arc<dyn Transforms>>,
@@ -117,9 +118,21 @@ impl Delivery {
             Some(_) => (Vec::new(), delimiter),
             None => (delimiter, Vec::new()),
         };
-        let error_prefix = match destination.error_output_prefix.as_str() {
-            "" => "processing-failed/",
-            prefix => prefix,
+        let naming = Naming {
+            prefix: Prefix::parse(&destination.prefix, PrefixKind::Objects)?,
+            error_prefix: error_prefix(&destination, "processing-failed/")?,
+            http_error_prefix: error_prefix(&destination, "http-endpoint-failed/")?,
+            endpoint: match &destination.target {
+                Target::Objects => None,
+                Target::Http(spec) => {
+                    Some(Arc::new(http::Endpoint::new(spec, &name, stop.clone())))
+                }
+            },
+            name,
+            version,
+            compression: destination.compression,
+            lambda,
+            delimiter: made_delimiter,
         };
         Ok(Delivery {
             source,
@@ -132,15 +145,7 @@ impl Delivery {
                 stats.clone(),
                 stop.clone(),
             ),
-            naming: Naming {
-                name,
-                version,
-                prefix: Prefix::parse(&destination.prefix, PrefixKind::Objects)?,
-                error_prefix: Prefix::parse(error_prefix, PrefixKind::ErrorOutput)?,
-                compression: destination.compression,
-                lambda,
-                delimiter: made_delimiter,
-            },
+            naming,
             next: None,
             writing: Writing {
                 incarnation,
@@ -208,7 +213,10 @@ impl Delivery {
             Some(object) => object,
             None => next_object(&mut self.reading, &self.naming, &consumer).await?,
         };
-        let mut writing = pin!(self.writing.write(object, &consumer, source_created_ms));
+        let writing = self
+            .writing
+            .write(object, &self.naming, &consumer, source_created_ms);
+        let mut writing = pin!(writing);
         let mut reading = pin!(next_object(&mut self.reading, &self.naming, &consumer));
         let next = tokio::select! {
             biased;
@@ -257,6 +265,15 @@ async fn next_object(
 ) -> Result<Object, Interrupted> {
     reading.fill(consumer).await?;
     naming.prepare(reading.take()).await
+}
+
+/// The error output's prefix: the destination's, or `default` for this kind of failure.
+fn error_prefix(destination: &Destination, default: &str) -> Result<Prefix, FirehoseError> {
+    let prefix = match destination.error_output_prefix.as_str() {
+        "" => default,
+        prefix => prefix,
+    };
+    Prefix::parse(prefix, PrefixKind::ErrorOutput)
 }
 
 /// Sleeps, unless asked to stop first.

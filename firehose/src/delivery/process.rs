@@ -4,7 +4,7 @@
 //! (ProcessingFailed, missing from the answer, or in a call that kept failing) written to
 //! the error output in Firehose's envelope.
 
-use super::buffer::Flush;
+use super::buffer::{Flush, Records};
 use super::{Interrupted, RETRY_MAX, failed, now_ms, sleep};
 use crate::transform::{InputRecord, Invocation, OutputRecord, RecordResult, Transforms};
 use base64::Engine as _;
@@ -36,11 +36,10 @@ pub(super) struct Lambda {
 }
 
 /// What became of an object's records.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct Processed {
-    /// The Ok records' data, each followed by the delimiter.
-    pub(super) data: Vec<u8>,
-    pub(super) delivered: u64,
+    /// The Ok records, each followed by the delimiter.
+    pub(super) records: Records,
     pub(super) dropped: u64,
     /// The error output: one JSON envelope per failed record, a line each.
     pub(super) failed: Vec<u8>,
@@ -186,9 +185,10 @@ impl Lambda {
             };
             let failure = match by_id.get(i.to_string().as_str()) {
                 Some(Some(RecordResult::Ok(new))) => {
-                    out.data.extend_from_slice(new);
-                    out.data.extend_from_slice(delimiter);
-                    out.delivered += 1;
+                    out.records.data.extend_from_slice(new);
+                    out.records.data.extend_from_slice(delimiter);
+                    out.records.ends.push(out.records.data.len());
+                    out.records.arrivals.push(*arrival);
                     continue;
                 }
                 Some(Some(RecordResult::Dropped)) => {

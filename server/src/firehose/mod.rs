@@ -14,7 +14,9 @@ use crate::tenant::Tenant;
 use crate::wire::{ApiError, Protocol, Timestamp};
 use serde_json::{Value, json};
 use shapes::Input;
-use sluice_firehose::{DeliveryStreamInfo, Firehose, FirehoseError, Processor, Source};
+use sluice_firehose::{
+    DeliveryStreamInfo, Firehose, FirehoseError, HttpEndpoint, Processor, Source, Target,
+};
 
 /// The `X-Amz-Target` prefix of Firehose operations.
 pub const TARGET_PREFIX: &str = "Firehose_20150804.";
@@ -113,6 +115,43 @@ pub async fn call(
     Ok(protocol.encode(&reply))
 }
 
+/// An HTTP endpoint destination as Describe shows it (the access key is not shown, as
+/// Firehose does not show it).
+fn describe_http(
+    endpoint: &HttpEndpoint,
+    mut backup: Value,
+    processing: Value,
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Value {
+    let meta = |key: &str| metadata.get(key).cloned();
+    backup["RoleARN"] = json!(meta(shapes::BACKUP_ROLE_ARN));
+    let attributes: Vec<Value> = endpoint
+        .common_attributes
+        .iter()
+        .map(|(name, value)| json!({"AttributeName": name, "AttributeValue": value}))
+        .collect();
+    json!({
+        "DestinationId": "destinationId-000000000001",
+        "HttpEndpointDestinationDescription": {
+            "EndpointConfiguration": {
+                "Url": endpoint.url,
+                "Name": meta(shapes::HTTP_ENDPOINT_NAME),
+            },
+            "BufferingHints": backup["BufferingHints"].clone(),
+            "CloudWatchLoggingOptions": { "Enabled": false },
+            "RequestConfiguration": {
+                "ContentEncoding": if endpoint.gzip { "GZIP" } else { "NONE" },
+                "CommonAttributes": attributes,
+            },
+            "ProcessingConfiguration": processing,
+            "RoleARN": meta(shapes::ROLE_ARN),
+            "RetryOptions": { "DurationInSeconds": endpoint.retry_ms / 1000 },
+            "S3BackupMode": "FailedDataOnly",
+            "S3DestinationDescription": backup,
+        },
+    })
+}
+
 /// A delivery stream's ARN.
 pub(crate) fn arn(tenant: &Tenant, name: &str) -> String {
     format!(
@@ -143,15 +182,17 @@ fn describe(tenant: &Tenant, info: &DeliveryStreamInfo) -> Value {
         .iter()
         .map(describe_processor)
         .collect();
+    let processing = json!({"Enabled": !processors.is_empty(), "Processors": processors});
     let mut destination = json!({
         "DestinationId": "destinationId-000000000001",
         "S3DestinationDescription": s3.clone(),
     });
-    if meta(shapes::DESTINATION_KIND).as_deref() != Some("S3") {
+    if let Target::Http(endpoint) = &spec.destination.target {
+        destination = describe_http(endpoint, s3, processing, &spec.metadata);
+    } else if meta(shapes::DESTINATION_KIND).as_deref() != Some("S3") {
         let mut extended = s3;
         extended["S3BackupMode"] = json!("Disabled");
-        extended["ProcessingConfiguration"] =
-            json!({"Enabled": !processors.is_empty(), "Processors": processors});
+        extended["ProcessingConfiguration"] = processing;
         destination["ExtendedS3DestinationDescription"] = extended;
     }
     let mut description = json!({

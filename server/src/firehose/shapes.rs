@@ -8,7 +8,8 @@ use crate::wire::{ApiError, Blob};
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_firehose::{
-    BufferingHints, Compression, DeliveryStreamSpec, ObjectDestination, Processor, Source,
+    BufferingHints, Compression, DeliveryStreamSpec, Destination, HttpEndpoint, Processor, Source,
+    Target,
 };
 use std::collections::BTreeMap;
 
@@ -17,8 +18,11 @@ pub(super) const ROLE_ARN: &str = "RoleARN";
 pub(super) const SOURCE_ROLE_ARN: &str = "SourceRoleARN";
 pub(super) const SOURCE_STREAM_ARN: &str = "KinesisStreamARN";
 pub(super) const ERROR_OUTPUT_PREFIX: &str = "ErrorOutputPrefix";
-/// Which destination member the client used: `ExtendedS3` or `S3`.
+/// Which destination member the client used: `ExtendedS3`, `S3` or `HttpEndpoint`.
 pub(super) const DESTINATION_KIND: &str = "DestinationKind";
+/// An HTTP endpoint's `Name`, and the role of its backup bucket.
+pub(super) const HTTP_ENDPOINT_NAME: &str = "HttpEndpointName";
+pub(super) const BACKUP_ROLE_ARN: &str = "S3ConfigurationRoleARN";
 
 /// Every member any operation takes; each operation reads its own.
 #[derive(Debug, Default, Deserialize)]
@@ -31,6 +35,7 @@ pub(super) struct Input {
     pub(super) s3_destination_configuration: Option<S3Configuration>,
     #[serde(rename = "ExtendedS3DestinationConfiguration")]
     pub(super) extended_s3_destination_configuration: Option<S3Configuration>,
+    pub(super) http_endpoint_destination_configuration: Option<HttpConfiguration>,
     pub(super) tags: Option<Value>,
     pub(super) delivery_stream_encryption_configuration_input: Option<Value>,
     pub(super) record: Option<RecordInput>,
@@ -74,6 +79,54 @@ pub(super) struct S3Configuration {
     #[serde(rename = "CloudWatchLoggingOptions")]
     cloud_watch_logging_options: Option<Value>,
     custom_time_zone: Option<String>,
+}
+
+/// Every member of an HTTP endpoint destination this server reads; any other is refused.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(super) struct HttpConfiguration {
+    endpoint_configuration: EndpointConfiguration,
+    buffering_hints: Option<Hints>,
+    #[serde(rename = "CloudWatchLoggingOptions")]
+    cloud_watch_logging_options: Option<Value>,
+    request_configuration: Option<RequestConfiguration>,
+    processing_configuration: Option<Value>,
+    #[serde(rename = "RoleARN")]
+    role_arn: Option<String>,
+    retry_options: Option<RetryOptions>,
+    #[serde(rename = "S3BackupMode")]
+    s3_backup_mode: Option<String>,
+    #[serde(rename = "S3Configuration")]
+    s3_configuration: S3Configuration,
+    secrets_manager_configuration: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct EndpointConfiguration {
+    url: String,
+    name: Option<String>,
+    access_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct RequestConfiguration {
+    content_encoding: Option<String>,
+    common_attributes: Option<Vec<CommonAttribute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct CommonAttribute {
+    attribute_name: String,
+    attribute_value: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct RetryOptions {
+    duration_in_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,21 +175,25 @@ pub(super) fn spec(tenant: &Tenant, input: &Input) -> Result<DeliveryStreamSpec,
     }
     let mut metadata = BTreeMap::new();
     let source = source(tenant, input, &mut metadata)?;
-    let (kind, s3) = match (
+    let lambda = tenant.config.firehose_lambda_endpoint.is_some();
+    let (kind, destination) = match (
         &input.extended_s3_destination_configuration,
         &input.s3_destination_configuration,
+        &input.http_endpoint_destination_configuration,
     ) {
-        (Some(s3), None) => ("ExtendedS3", s3),
-        (None, Some(s3)) => ("S3", s3),
+        (Some(s3), None, None) => ("ExtendedS3", destination(s3, lambda, &mut metadata)?),
+        (None, Some(s3), None) => ("S3", destination(s3, lambda, &mut metadata)?),
+        (None, None, Some(http)) => (
+            "HttpEndpoint",
+            http_destination(tenant, &name, http, lambda, &mut metadata)?,
+        ),
         _ => {
             return Err(ApiError::invalid_argument(
-                "Exactly one destination is required: ExtendedS3DestinationConfiguration (or S3DestinationConfiguration).",
+                "Exactly one destination is required: ExtendedS3DestinationConfiguration (or S3DestinationConfiguration), or HttpEndpointDestinationConfiguration.",
             ));
         }
     };
     metadata.insert(DESTINATION_KIND.to_owned(), kind.to_owned());
-    let lambda = tenant.config.firehose_lambda_endpoint.is_some();
-    let destination = destination(s3, lambda, &mut metadata)?;
     Ok(DeliveryStreamSpec {
         name,
         source,
@@ -199,7 +256,7 @@ fn destination(
     s3: &S3Configuration,
     lambda: bool,
     metadata: &mut BTreeMap<String, String>,
-) -> Result<ObjectDestination, ApiError> {
+) -> Result<Destination, ApiError> {
     let processors = processors(s3.processing_configuration.as_ref(), lambda)?;
     if enabled(s3.data_format_conversion_configuration.as_ref()) {
         return Err(unsupported("DataFormatConversionConfiguration"));
@@ -257,14 +314,97 @@ fn destination(
     if let Some(prefix) = &s3.error_output_prefix {
         metadata.insert(ERROR_OUTPUT_PREFIX.to_owned(), prefix.clone());
     }
-    Ok(ObjectDestination {
+    Ok(Destination {
         bucket: bucket.to_owned(),
         prefix,
         buffering,
         compression,
         processors,
         error_output_prefix: s3.error_output_prefix.clone().unwrap_or_default(),
+        target: sluice_firehose::Target::Objects,
     })
+}
+
+/// An HTTP endpoint destination: records to the endpoint, the ones it did not take to the
+/// `S3Configuration`'s bucket (`S3BackupMode` `FailedDataOnly`, the only mode built).
+fn http_destination(
+    tenant: &Tenant,
+    name: &str,
+    http: &HttpConfiguration,
+    lambda: bool,
+    metadata: &mut BTreeMap<String, String>,
+) -> Result<Destination, ApiError> {
+    if http.s3_backup_mode.as_deref().unwrap_or("FailedDataOnly") != "FailedDataOnly" {
+        return Err(unsupported("S3BackupMode AllData"));
+    }
+    if enabled(http.secrets_manager_configuration.as_ref()) {
+        return Err(unsupported("SecretsManagerConfiguration"));
+    }
+    let _ = &http.cloud_watch_logging_options;
+    let backup = &http.s3_configuration;
+    if backup.processing_configuration.is_some()
+        || backup.data_format_conversion_configuration.is_some()
+        || backup.dynamic_partitioning_configuration.is_some()
+    {
+        return Err(ApiError::invalid_argument(
+            "S3Configuration takes the plain S3 destination's members only.",
+        ));
+    }
+    let role = backup.role_arn.clone();
+    let mut destination = destination(backup, false, metadata)?;
+    if let Some(role) = role {
+        metadata.insert(BACKUP_ROLE_ARN.to_owned(), role);
+    }
+    metadata.remove(ROLE_ARN);
+    if let Some(role) = &http.role_arn {
+        metadata.insert(ROLE_ARN.to_owned(), role.clone());
+    }
+    destination.processors = processors(http.processing_configuration.as_ref(), lambda)?;
+    let hints = http.buffering_hints.as_ref();
+    destination.buffering = BufferingHints::new(
+        hints.and_then(|h| h.size_in_mbs).unwrap_or(5),
+        hints.and_then(|h| h.interval_in_seconds).unwrap_or(300),
+    )
+    .map_err(|e| ApiError::invalid_argument(e.to_string()))?;
+    let config = &http.endpoint_configuration;
+    if let Some(endpoint_name) = &config.name {
+        metadata.insert(HTTP_ENDPOINT_NAME.to_owned(), endpoint_name.clone());
+    }
+    let request = http.request_configuration.as_ref();
+    let gzip = match request.and_then(|r| r.content_encoding.as_deref()) {
+        None | Some("NONE") => false,
+        Some("GZIP") => true,
+        Some(other) => {
+            return Err(ApiError::invalid_argument(format!(
+                "RequestConfiguration.ContentEncoding must be NONE or GZIP, not {other}."
+            )));
+        }
+    };
+    let mut common_attributes = BTreeMap::new();
+    for attribute in request
+        .and_then(|r| r.common_attributes.as_deref())
+        .unwrap_or_default()
+    {
+        common_attributes.insert(
+            attribute.attribute_name.clone(),
+            attribute.attribute_value.clone(),
+        );
+    }
+    let retry_s = http
+        .retry_options
+        .as_ref()
+        .and_then(|r| r.duration_in_seconds)
+        .unwrap_or(300);
+    destination.target = Target::Http(HttpEndpoint {
+        url: config.url.clone(),
+        access_key: config.access_key.clone(),
+        gzip,
+        common_attributes,
+        retry_ms: retry_s.saturating_mul(1000),
+        request_timeout_ms: tenant.config.firehose_http_timeout_ms,
+        source_arn: super::arn(tenant, name),
+    });
+    Ok(destination)
 }
 
 /// The processors of an enabled `ProcessingConfiguration` (none when it is absent or

@@ -1,0 +1,277 @@
+//! The HTTP endpoint target: a flush's records sent as one Firehose HTTP delivery request
+//! (JSON, the records' data in base64, gzipped if asked), tried again with back-off for the
+//! retry duration under the same request id; a 413 is not tried again. What the endpoint did
+//! not take goes to the error output, one envelope per record. docs/design/firehose.md,
+//! "HTTP endpoints".
+
+use super::buffer::Records;
+use super::{Interrupted, RETRY_MAX, now_ms, sleep};
+use crate::spec::HttpEndpoint;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use std::io::Write;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// A failed attempt is tried again after this, doubling (up to a minute).
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+/// The most of an answer read: Firehose's answer is a request id and a timestamp.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+const ANSWER_BYTES_MAX: usize = 64 << 10;
+
+/// A delivery stream's endpoint.
+pub(super) struct Endpoint {
+    spec: HttpEndpoint,
+    /// `X-Amz-Firehose-Source-Arn`.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    source_arn: String,
+    stop: watch::Receiver<bool>,
+}
+
+/// One delivery request: the same id and body on every attempt.
+pub(super) struct Request {
+    pub(super) id: String,
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    body: bytes::Bytes,
+    pub(super) records: Records,
+}
+
+/// Why the endpoint did not take a request: Firehose's error code, what it answered, and
+/// how many attempts were made.
+pub(super) struct Failure {
+    pub(super) code: &'static str,
+    pub(super) message: String,
+    pub(super) attempts: u32,
+}
+
+/// One attempt's outcome when it did not succeed.
+struct Refused {
+    code: &'static str,
+    message: String,
+    /// Worth another attempt (a 413 is not: the same body will not fit later).
+    retry: bool,
+}
+
+impl Endpoint {
+    /// Whether request bodies are gzipped.
+    pub(super) fn gzip(&self) -> bool {
+        self.spec.gzip
+    }
+
+    pub(super) fn new(
+        spec: &HttpEndpoint,
+        delivery_stream: &str,
+        stop: watch::Receiver<bool>,
+    ) -> Endpoint {
+        let source_arn = match spec.source_arn.as_str() {
+            "" => format!("arn:aws:firehose:::deliverystream/{delivery_stream}"),
+            arn => arn.to_owned(),
+        };
+        Endpoint {
+            spec: spec.clone(),
+            source_arn,
+            stop,
+        }
+    }
+
+    /// Sends `request` until the endpoint takes it, the retry duration is over, or it
+    /// refuses for good: the attempts it took, or why it was not taken.
+    pub(super) async fn send(
+        &self,
+        request: &Request,
+    ) -> Result<Result<u32, Failure>, Interrupted> {
+        let deadline = Instant::now() + Duration::from_millis(self.spec.retry_ms);
+        let timeout = Duration::from_millis(self.spec.request_timeout_ms);
+        let mut stop = self.stop.clone();
+        let (mut attempts, mut pause) = (0, RETRY_FIRST);
+        loop {
+            attempts += 1;
+            if *stop.borrow() {
+                return Err(Interrupted::Stop);
+            }
+            let attempt = tokio::time::timeout(timeout, self.attempt(request));
+            let refused = tokio::select! {
+                outcome = attempt => match outcome {
+                    Ok(Ok(())) => return Ok(Ok(attempts)),
+                    Ok(Err(refused)) => refused,
+                    Err(_) => Refused {
+                        code: "HttpEndpoint.RequestTimeout",
+                        message: format!("The endpoint did not answer within {timeout:?}."),
+                        retry: true,
+                    },
+                },
+                _ = stop.changed() => return Err(Interrupted::Stop),
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !refused.retry || left.is_zero() {
+                return Ok(Err(Failure {
+                    code: refused.code,
+                    message: refused.message,
+                    attempts,
+                }));
+            }
+            sleep(&mut stop, pause.min(left)).await?;
+            pause = (pause * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// The envelope of a record the endpoint did not take, as Firehose writes it to the
+    /// error output.
+    pub(super) fn envelope(&self, failure: &Failure, data: &[u8], arrival: u64, out: &mut Vec<u8>) {
+        let envelope = serde_json::json!({
+            "attemptsMade": failure.attempts,
+            "arrivalTimestamp": arrival,
+            "errorCode": failure.code,
+            "errorMessage": failure.message,
+            "attemptEndingTimestamp": now_ms(),
+            "rawData": STANDARD.encode(data),
+        });
+        serde_json::to_writer(&mut *out, &envelope).expect("JSON into a Vec");
+        out.push(b'\n');
+    }
+
+    #[cfg(not(feature = "http"))]
+    async fn attempt(&self, _request: &Request) -> Result<(), Refused> {
+        Err(Refused {
+            code: "HttpEndpoint.ConnectionFailed",
+            message: "sluice-firehose was built without its `http` feature.".to_owned(),
+            retry: true,
+        })
+    }
+
+    /// One POST of the request; Ok when the endpoint answered 200 with the request's id.
+    #[cfg(feature = "http")]
+    async fn attempt(&self, request: &Request) -> Result<(), Refused> {
+        use http_body_util::{BodyExt, Limited};
+        let failed = |code, message: String| Refused {
+            code,
+            message,
+            retry: true,
+        };
+        let rest = self.spec.url.strip_prefix("http://").unwrap_or_default();
+        let (authority, path) = match rest.find('/') {
+            Some(at) => rest.split_at(at),
+            None => (rest, "/"),
+        };
+        let port = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| !p.contains(']'))
+        {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        let stream = tokio::net::TcpStream::connect(port.as_str())
+            .await
+            .map_err(|e| failed("HttpEndpoint.ConnectionFailed", format!("{authority}: {e}")))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| failed("HttpEndpoint.ConnectionFailed", e.to_string()))?;
+        tokio::spawn(connection);
+        let post = self
+            .post(request, authority, path)
+            .map_err(|e| failed("HttpEndpoint.ConnectionFailed", e.to_string()))?;
+        let answer = sender
+            .send_request(post)
+            .await
+            .map_err(|e| failed("HttpEndpoint.ConnectionFailed", e.to_string()))?;
+        let status = answer.status();
+        let body = Limited::new(answer.into_body(), ANSWER_BYTES_MAX)
+            .collect()
+            .await
+            .map_err(|e| failed("HttpEndpoint.ResponseTooLarge", e.to_string()))?
+            .to_bytes();
+        let text = String::from_utf8_lossy(&body[..body.len().min(1024)]).into_owned();
+        if status != hyper::StatusCode::OK {
+            return Err(Refused {
+                code: "HttpEndpoint.DestinationException",
+                message: format!(
+                    "The following response was received from the endpoint destination. {}: {text}",
+                    status.as_u16()
+                ),
+                retry: status != hyper::StatusCode::PAYLOAD_TOO_LARGE,
+            });
+        }
+        let answered: Option<String> = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("requestId")?.as_str().map(str::to_owned));
+        if answered.as_deref() != Some(request.id.as_str()) {
+            return Err(failed(
+                "HttpEndpoint.InvalidResponseFromDestination",
+                format!("The response did not carry the request's requestId: {text}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The POST of `request`, with Firehose's headers.
+    #[cfg(feature = "http")]
+    fn post(
+        &self,
+        request: &Request,
+        authority: &str,
+        path: &str,
+    ) -> Result<hyper::Request<http_body_util::Full<bytes::Bytes>>, hyper::http::Error> {
+        let mut builder = hyper::Request::post(path)
+            .header("host", authority)
+            .header("content-type", "application/json")
+            .header(
+                "user-agent",
+                "Amazon Kinesis Data Firehose Agent/1.0 (Sluice)",
+            )
+            .header("x-amz-firehose-protocol-version", "1.0")
+            .header("x-amz-firehose-request-id", request.id.as_str())
+            .header("x-amz-firehose-source-arn", self.source_arn.as_str());
+        if self.spec.gzip {
+            builder = builder.header("content-encoding", "gzip");
+        }
+        if let Some(key) = &self.spec.access_key {
+            builder = builder.header("x-amz-firehose-access-key", key.as_str());
+        }
+        if !self.spec.common_attributes.is_empty() {
+            let attributes =
+                serde_json::json!({ "commonAttributes": self.spec.common_attributes }).to_string();
+            builder = builder.header("x-amz-firehose-common-attributes", attributes);
+        }
+        builder.body(http_body_util::Full::new(request.body.clone()))
+    }
+}
+
+/// The request for `records`: `{"requestId", "timestamp", "records": [{"data"}]}` (ids and
+/// base64 need no JSON escaping), gzipped when the endpoint asks for it. CPU work: run it
+/// off the async threads.
+pub(super) fn request(records: Records, gzip: bool) -> Request {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut json = Vec::with_capacity(records.data.len() * 4 / 3 + 64 * records.ends.len());
+    write!(
+        json,
+        r#"{{"requestId":"{id}","timestamp":{},"records":["#,
+        now_ms()
+    )
+    .expect("write to a Vec");
+    let mut encoded = String::new();
+    for (i, (data, _)) in records.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        json.extend_from_slice(br#"{"data":""#);
+        encoded.clear();
+        STANDARD.encode_string(data, &mut encoded);
+        json.extend_from_slice(encoded.as_bytes());
+        json.extend_from_slice(br#""}"#);
+    }
+    json.extend_from_slice(b"]}");
+    let body = if gzip {
+        crate::compress::compress(crate::spec::Compression::Gzip, json, "")
+            .expect("gzip into memory")
+    } else {
+        json
+    };
+    Request {
+        id,
+        body: body.into(),
+        records,
+    }
+}
