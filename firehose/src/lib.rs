@@ -53,6 +53,7 @@ mod files;
 mod intent;
 mod naming;
 mod put;
+mod records;
 #[cfg(test)]
 mod recovery_tests;
 mod service;
