@@ -35,6 +35,10 @@ pub(crate) struct Intent {
     /// it did not take, once known, and is empty while the request is under way.
     #[serde(default)]
     pub(crate) request_id: String,
+    /// For a database, `key` is the staged object to load (whether it is loaded, the
+    /// database's own record of loads says).
+    #[serde(default)]
+    pub(crate) load: bool,
 }
 
 /// The journal file's size at least: it is zero-filled once and then overwritten in place,
@@ -138,6 +142,7 @@ mod tests {
             error_key: String::new(),
             error_size: 0,
             request_id: String::new(),
+            load: false,
         }
     }
 

@@ -70,9 +70,10 @@ pub use service::{
     DELIVERY_STREAMS_MAX, DeliveryStreamInfo, Firehose, FirehoseConfig, RecordFailure,
 };
 pub use spec::{
-    BATCH_BYTES_MAX, BATCH_RECORDS_MAX, BufferingHints, Compression, DeliveryStreamSpec,
-    Destination, HTTP_BUFFER_BYTES_MAX, HTTP_RETRY_MS_MAX, HttpEndpoint, NAME_LENGTH_MAX,
-    Processor, RECORD_BYTES_MAX, Source, Target, validate_name, validate_template,
+    BATCH_BYTES_MAX, BATCH_RECORDS_MAX, BufferingHints, Compression, CopyFormat,
+    DeliveryStreamSpec, Destination, HTTP_BUFFER_BYTES_MAX, HTTP_RETRY_MS_MAX, HttpEndpoint,
+    NAME_LENGTH_MAX, PostgresTable, Processor, RECORD_BYTES_MAX, Source, Target, validate_name,
+    validate_template,
 };
 pub use stats::{DeliverySnapshot, DeliveryStats};
 pub use transform::{

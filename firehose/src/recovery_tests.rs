@@ -89,6 +89,7 @@ impl Setup {
             error_key: String::new(),
             error_size: 0,
             request_id: String::new(),
+            load: false,
         };
         intent::write(&dir.join(format!("{name}.intent")), &intent).unwrap();
     }

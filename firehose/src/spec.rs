@@ -81,6 +81,98 @@ pub enum Target {
     /// within the retry duration, under the error output prefix (`http-endpoint-failed/`
     /// by default). Needs the `http` feature.
     Http(HttpEndpoint),
+    /// Rows of a PostgreSQL table (Firehose's Redshift destination, Redshift speaking
+    /// PostgreSQL's protocol): each flush is staged as an object in the bucket, then loaded
+    /// with `COPY` in one transaction that also records the object as loaded, so a restart
+    /// never loads it twice. Needs the `postgres` feature.
+    Postgres(PostgresTable),
+}
+
+/// A PostgreSQL table and how records become its rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostgresTable {
+    /// The connection: `postgresql://user:password@host:port/database` (or tokio-postgres'
+    /// `key=value` form).
+    pub url: String,
+    /// `table` or `schema.table`, unquoted (`[A-Za-z_][A-Za-z0-9_$]*` each).
+    pub table: String,
+    /// The columns the records' fields fill, in order; empty for all of the table's.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// How a record (one line) is read.
+    pub format: CopyFormat,
+    /// How long a failed load is tried again before the flush's staged object is named in
+    /// an error manifest (Firehose's `RetryOptions.DurationInSeconds` for Redshift, 0–7,200
+    /// s; 3,600 s by default).
+    pub retry_ms: u64,
+}
+
+/// How a record becomes a row (the part of Redshift's `CopyOptions` PostgreSQL can do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CopyFormat {
+    /// Fields separated by `delimiter` (a tab by default), `\N` for null: COPY's text
+    /// format.
+    Text {
+        /// The field separator.
+        delimiter: char,
+    },
+    /// CSV (`CSV`, `DELIMITER 'c'`).
+    Csv {
+        /// The field separator.
+        delimiter: char,
+    },
+    /// A JSON object per record, its keys matched to the columns by name (`JSON 'auto'`).
+    JsonAuto,
+}
+
+impl PostgresTable {
+    fn validate(&self) -> Result<(), FirehoseError> {
+        if !cfg!(feature = "postgres") {
+            return Err(FirehoseError::invalid(
+                "PostgreSQL destinations need sluice-firehose's `postgres` feature.",
+            ));
+        }
+        let parts: Vec<&str> = self.table.split('.').collect();
+        if parts.len() > 2 || !parts.iter().all(|p| is_identifier(p)) {
+            return Err(FirehoseError::invalid(format!(
+                "CopyCommand.DataTableName {:?} must be table or schema.table, each [A-Za-z_][A-Za-z0-9_$]*.",
+                self.table
+            )));
+        }
+        if let Some(bad) = self.columns.iter().find(|c| !is_identifier(c)) {
+            return Err(FirehoseError::invalid(format!(
+                "CopyCommand.DataTableColumns: {bad:?} is not a column name ([A-Za-z_][A-Za-z0-9_$]*)."
+            )));
+        }
+        let delimiter = match self.format {
+            CopyFormat::Text { delimiter } | CopyFormat::Csv { delimiter } => Some(delimiter),
+            CopyFormat::JsonAuto => None,
+        };
+        if delimiter.is_some_and(|d| !d.is_ascii() || matches!(d, '\n' | '\r' | '\\' | '"')) {
+            return Err(FirehoseError::invalid(
+                "CopyOptions DELIMITER must be one ASCII character other than a newline, a backslash or a double quote.",
+            ));
+        }
+        if self.retry_ms > HTTP_RETRY_MS_MAX {
+            return Err(FirehoseError::invalid(
+                "RetryOptions.DurationInSeconds must be between 0 and 7200.",
+            ));
+        }
+        if self.url.is_empty() {
+            return Err(FirehoseError::invalid("The database URL is required."));
+        }
+        Ok(())
+    }
+}
+
+/// An unquoted SQL identifier, safe to put in a statement as it is.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        && name.len() <= 63
 }
 
 /// An HTTP endpoint as Firehose's HTTP endpoint destination describes it.
@@ -306,8 +398,20 @@ impl DeliveryStreamSpec {
             ));
         }
         validate_bucket(&self.destination.bucket)?;
-        if let Target::Http(endpoint) = &self.destination.target {
-            endpoint.validate(hints)?;
+        match &self.destination.target {
+            Target::Objects => {}
+            Target::Http(endpoint) => endpoint.validate(hints)?,
+            Target::Postgres(table) => {
+                table.validate()?;
+                if !matches!(
+                    self.destination.compression,
+                    Compression::Uncompressed | Compression::Gzip
+                ) {
+                    return Err(FirehoseError::invalid(
+                        "A PostgreSQL destination stages UNCOMPRESSED or GZIP objects only.",
+                    ));
+                }
+            }
         }
         validate_template(&self.destination.prefix, PrefixKind::Objects)?;
         validate_template(

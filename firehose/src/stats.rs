@@ -8,7 +8,7 @@
 //! | `sluice_firehose_objects` | DeliveryToS3.Success (objects written) |
 //! | `sluice_firehose_dropped_records` | records a transform dropped |
 //! | `sluice_firehose_processing_failed_records` | records a transform failed (to the error output) |
-//! | `sluice_firehose_http_failed_records` | records an HTTP endpoint did not take (to the error output) |
+//! | `sluice_firehose_undelivered_records` | records the destination (an HTTP endpoint, a database) did not take in time (to the error output) |
 //! | `sluice_firehose_redelivered_records` | records sent to an HTTP endpoint again after a restart |
 //! | `sluice_firehose_failures` | failed steps, each retried |
 //! | `sluice_firehose_data_freshness_ms` | DeliveryToS3.DataFreshness (age of the oldest record not delivered) |
@@ -33,7 +33,7 @@ pub struct DeliveryStats {
     last_delivery_ms: AtomicU64,
     dropped_records: AtomicU64,
     processing_failed_records: AtomicU64,
-    http_failed_records: AtomicU64,
+    undelivered_records: AtomicU64,
     redelivered_records: AtomicU64,
     failures: AtomicU64,
     last_error: Mutex<Option<String>>,
@@ -64,9 +64,10 @@ pub struct DeliverySnapshot {
     pub dropped_records: u64,
     /// Records a transform failed, written to the error output.
     pub processing_failed_records: u64,
-    /// Records an HTTP endpoint did not take within the retry duration (or refused with
-    /// 413), written to the error output.
-    pub http_failed_records: u64,
+    /// Records the destination did not take within the retry duration: an HTTP endpoint's
+    /// (or refused with 413), written to the error output; a database's, named in a
+    /// manifest of their staged object.
+    pub undelivered_records: u64,
     /// Records sent to an HTTP endpoint again because a restart could not know whether
     /// their request was taken (at-least-once: the endpoint may have them twice).
     pub redelivered_records: u64,
@@ -86,7 +87,7 @@ struct Metrics {
     objects: Counter,
     dropped_records: Counter,
     processing_failed_records: Counter,
-    http_failed_records: Counter,
+    undelivered_records: Counter,
     redelivered_records: Counter,
     failures: Counter,
     data_freshness_ms: Gauge,
@@ -103,7 +104,7 @@ impl Default for Metrics {
             objects: Counter::noop(),
             dropped_records: Counter::noop(),
             processing_failed_records: Counter::noop(),
-            http_failed_records: Counter::noop(),
+            undelivered_records: Counter::noop(),
             redelivered_records: Counter::noop(),
             failures: Counter::noop(),
             data_freshness_ms: Gauge::noop(),
@@ -128,7 +129,7 @@ impl DeliveryStats {
                     "sluice_firehose_processing_failed_records",
                     all.clone()
                 ),
-                http_failed_records: counter!("sluice_firehose_http_failed_records", all.clone()),
+                undelivered_records: counter!("sluice_firehose_undelivered_records", all.clone()),
                 redelivered_records: counter!("sluice_firehose_redelivered_records", all.clone()),
                 failures: counter!("sluice_firehose_failures", all.clone()),
                 data_freshness_ms: gauge!("sluice_firehose_data_freshness_ms", all),
@@ -179,11 +180,11 @@ impl DeliveryStats {
         self.metrics.delivered_records.increment(records);
     }
 
-    /// An HTTP endpoint did not take `records` (they went to the error output).
-    pub(crate) fn http_failed(&self, records: u64, error: String) {
-        self.http_failed_records
+    /// The destination did not take `records` (they went to the error output).
+    pub(crate) fn undelivered(&self, records: u64, error: String) {
+        self.undelivered_records
             .fetch_add(records, Ordering::Relaxed);
-        self.metrics.http_failed_records.increment(records);
+        self.metrics.undelivered_records.increment(records);
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
     }
 
@@ -214,7 +215,7 @@ impl DeliveryStats {
             last_delivery_ms: load(&self.last_delivery_ms),
             dropped_records: load(&self.dropped_records),
             processing_failed_records: load(&self.processing_failed_records),
-            http_failed_records: load(&self.http_failed_records),
+            undelivered_records: load(&self.undelivered_records),
             redelivered_records: load(&self.redelivered_records),
             failures: load(&self.failures),
             last_error: self

@@ -261,7 +261,7 @@ async fn records_arrive_as_firehose_requests_under_one_id_across_retries() {
         assert_eq!(records(request), puts, "every record, in order");
     }
     let stats = stats();
-    assert_eq!((stats.http_failed_records, stats.objects), (0, 1));
+    assert_eq!((stats.undelivered_records, stats.objects), (0, 1));
     assert!(
         stats.last_error.is_none(),
         "retries within the duration are no failure"
@@ -279,7 +279,7 @@ async fn a_413_is_not_retried_and_its_records_go_to_the_error_output() {
     let refs: [&[u8]; 3] = [b"one", b"two", b"three"];
     setup.firehose.put_record_batch("big", &refs).await.unwrap();
     let stats = || setup.firehose.describe("big").unwrap().stats;
-    until("the error output", || stats().http_failed_records == 3).await;
+    until("the error output", || stats().undelivered_records == 3).await;
     assert_eq!(script.lock().unwrap().seen.len(), 1, "a 413 is tried once");
 
     let found = error_output(&setup.buckets.join("backup"));
@@ -319,7 +319,7 @@ async fn records_past_the_retry_duration_land_in_the_error_output() {
     setup.firehose.create(spec).await.unwrap();
     setup.firehose.put_record("down", b"lost?").await.unwrap();
     let stats = || setup.firehose.describe("down").unwrap().stats;
-    until("the error output", || stats().http_failed_records == 1).await;
+    until("the error output", || stats().undelivered_records == 1).await;
 
     let seen = script.lock().unwrap().seen.clone();
     assert!(

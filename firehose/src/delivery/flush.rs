@@ -3,8 +3,10 @@
 //! "Crash argument").
 
 use super::buffer::{Flush, Records};
-use super::http::{self, Endpoint, Failure, Request};
+use super::http::{self, Endpoint, Request};
+use super::postgres::Database;
 use super::process::{Lambda, Processed};
+use super::retry::Failure;
 use super::{Interrupted, RETRY_FIRST, RETRY_MAX, failed, now_ms, sleep};
 use crate::bucket::{Bucket, Buckets};
 use crate::compress::compress;
@@ -31,6 +33,8 @@ pub(super) struct Naming {
     pub(super) http_error_prefix: Prefix,
     /// The HTTP endpoint records are sent to, if that is the target.
     pub(super) endpoint: Option<Arc<Endpoint>>,
+    /// The database staged objects are loaded into, if that is the target.
+    pub(super) database: Option<Arc<Database>>,
     pub(super) compression: Compression,
     /// The transform, if any.
     pub(super) lambda: Option<Lambda>,
@@ -48,6 +52,8 @@ pub(super) struct Object {
     errors: Option<Named>,
     /// When the oldest record arrived (the error output's prefix is evaluated at it).
     oldest_ms: u64,
+    /// For a database target, the object's records uncompressed, to load.
+    staged: Option<Vec<u8>>,
     /// Records in the object, dropped, and written to the error output.
     records: u64,
     dropped: u64,
@@ -82,9 +88,13 @@ impl Naming {
         let records = processed.records;
         let (delivered, raw_bytes) = (records.len(), records.data.len() as u64);
         let now = now_ms();
+        let mut staged = None;
         let (main, request) = match &self.endpoint {
             _ if delivered == 0 => (None, None),
             None => {
+                if self.database.is_some() {
+                    staged = Some(records.data.clone());
+                }
                 let named = self.named(&self.prefix, "", records.data, flush.oldest_ms, now);
                 (Some(named.await?), None)
             }
@@ -109,12 +119,30 @@ impl Naming {
             request,
             errors,
             oldest_ms: flush.oldest_ms,
+            staged,
             records: delivered,
             dropped: processed.dropped,
             failed: processed.failed_records,
             raw_bytes,
             positions: flush.positions,
         })
+    }
+
+    /// A COPY manifest naming the staged object `key` the database did not take in time,
+    /// under `errors/manifests/` as Firehose writes them for Redshift.
+    fn manifest(&self, bucket: &str, key: &str) -> Named {
+        let prefix = Prefix::parse("errors/manifests/", crate::naming::PrefixKind::Objects)
+            .expect("a plain prefix");
+        let now = now_ms();
+        let compression = crate::spec::Compression::Uncompressed;
+        let manifest_key = object_key(&prefix, "", &self.name, self.version, now, now, compression);
+        let entries = serde_json::json!({
+            "entries": [{ "url": format!("s3://{bucket}/{key}"), "mandatory": true }]
+        });
+        Named {
+            key: manifest_key,
+            body: entries.to_string().into_bytes(),
+        }
     }
 
     /// The error output of the records of `request`, which the endpoint did not take.
@@ -188,6 +216,7 @@ impl Writing {
         &mut self,
         consumer: &Consumer,
         source_created_ms: u64,
+        naming: &Naming,
     ) -> Result<(), Interrupted> {
         let found =
             intent::read(&self.intent_path).map_err(|e| failed("read the flush journal", e))?;
@@ -195,12 +224,17 @@ impl Writing {
             return Ok(());
         };
         if intent.incarnation == self.incarnation && intent.source_created_ms == source_created_ms {
-            self.settle(&intent, consumer).await?;
+            self.settle(&intent, consumer, naming).await?;
         }
         intent::clear(&self.intent_path).map_err(|e| failed("clear the flush journal", e))
     }
 
-    async fn settle(&mut self, intent: &Intent, consumer: &Consumer) -> Result<(), Interrupted> {
+    async fn settle(
+        &mut self,
+        intent: &Intent,
+        consumer: &Consumer,
+        naming: &Naming,
+    ) -> Result<(), Interrupted> {
         let positions: BTreeMap<String, SequenceNumber> = intent
             .positions
             .iter()
@@ -247,12 +281,66 @@ impl Writing {
             let (bucket, key) = (self.bucket()?, (*key).clone());
             blocking(move || bucket.sync(&key), "make a written object durable").await?;
         }
+        if intent.load {
+            // Loaded already or not, the load finds out (it records each object it loads).
+            let staged = self.staged(&intent.key, naming).await?;
+            self.load(naming, &intent.key, &staged, intent.records)
+                .await?;
+        }
         commit(consumer, &positions).await?;
         // An HTTP flush settled this way delivered nothing: its records are in the error
         // output.
         self.stats
             .recovered_object(if http { 0 } else { intent.records });
         Ok(())
+    }
+
+    /// Loads the staged object `key` (its records in `staged`) into the database; when the
+    /// database does not take it within the retry duration, a manifest naming it goes to
+    /// `errors/manifests/`. How many records were not loaded.
+    async fn load(
+        &mut self,
+        naming: &Naming,
+        key: &str,
+        staged: &[u8],
+        records: u64,
+    ) -> Result<u64, Interrupted> {
+        let database = naming.database.as_ref().expect("a load has its database");
+        match database.load(key, staged, records).await? {
+            Ok(_) => Ok(0),
+            Err(failure) => {
+                let manifest = naming.manifest(&self.bucket_name, key);
+                self.put_until_done(&manifest.key, manifest.body).await?;
+                let message = format!(
+                    "{}: {} (after {} attempts)",
+                    failure.code, failure.message, failure.attempts
+                );
+                self.stats.undelivered(records, message);
+                Ok(records)
+            }
+        }
+    }
+
+    /// The records of the staged object `key`, read back and uncompressed.
+    async fn staged(&mut self, key: &str, naming: &Naming) -> Result<Vec<u8>, Interrupted> {
+        let bucket = self.bucket()?;
+        let path = object_store::path::Path::from(key);
+        let body = match bucket.store.get(&path).await {
+            Ok(found) => found
+                .bytes()
+                .await
+                .map_err(|e| failed("read a staged object", e))?,
+            Err(e) => return Err(failed("read a staged object", e)),
+        };
+        if naming.compression != crate::spec::Compression::Gzip {
+            return Ok(body.to_vec());
+        }
+        let gunzip = move || {
+            let mut data = Vec::new();
+            let mut reader = flate2::read::MultiGzDecoder::new(&body[..]);
+            std::io::Read::read_to_end(&mut reader, &mut data).map(|_| data)
+        };
+        blocking(gunzip, "uncompress a staged object").await
     }
 
     /// Deletes the objects at `keys` (empty ones name none), if they exist.
@@ -328,13 +416,23 @@ impl Writing {
                 .as_ref()
                 .map(|r| r.id.clone())
                 .unwrap_or_default(),
+            load: object.staged.is_some(),
         };
         self.journal(&intent).await?;
         for named in [object.errors, object.main].into_iter().flatten() {
             self.put_until_done(&named.key, named.body).await?;
         }
+        let mut undelivered = 0;
+        if let Some(staged) = &object.staged {
+            undelivered = self
+                .load(naming, &intent.key, staged, object.records)
+                .await?;
+        }
         // A request not taken is counted as its error output's object.
-        let (mut delivered, objects) = (object.records, written.iter().filter(|w| **w).count());
+        let (mut delivered, objects) = (
+            object.records - undelivered,
+            written.iter().filter(|w| **w).count(),
+        );
         if let Some(request) = &object.request {
             let endpoint = naming
                 .endpoint
@@ -349,7 +447,7 @@ impl Writing {
                 (intent.key, intent.size) = (failed.key.clone(), failed.body.len() as u64);
                 self.journal(&intent).await?;
                 self.put_until_done(&failed.key, failed.body).await?;
-                self.stats.http_failed(delivered, failure.message);
+                self.stats.undelivered(delivered, failure.message);
                 delivered = 0;
             }
         }

@@ -5,17 +5,15 @@
 //! "HTTP endpoints".
 
 use super::buffer::Records;
-use super::{Interrupted, RETRY_MAX, now_ms, sleep};
+use super::retry::{Failure, Refused, retrying};
+use super::{Interrupted, now_ms};
 use crate::spec::HttpEndpoint;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use std::io::Write;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
-/// A failed attempt is tried again after this, doubling (up to a minute).
-const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// The most of an answer read: Firehose's answer is a request id and a timestamp.
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
 const ANSWER_BYTES_MAX: usize = 64 << 10;
@@ -35,22 +33,6 @@ pub(super) struct Request {
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     body: bytes::Bytes,
     pub(super) records: Records,
-}
-
-/// Why the endpoint did not take a request: Firehose's error code, what it answered, and
-/// how many attempts were made.
-pub(super) struct Failure {
-    pub(super) code: &'static str,
-    pub(super) message: String,
-    pub(super) attempts: u32,
-}
-
-/// One attempt's outcome when it did not succeed.
-struct Refused {
-    code: &'static str,
-    message: String,
-    /// Worth another attempt (a 413 is not: the same body will not fit later).
-    retry: bool,
 }
 
 impl Endpoint {
@@ -81,39 +63,19 @@ impl Endpoint {
         &self,
         request: &Request,
     ) -> Result<Result<u32, Failure>, Interrupted> {
-        let deadline = Instant::now() + Duration::from_millis(self.spec.retry_ms);
         let timeout = Duration::from_millis(self.spec.request_timeout_ms);
-        let mut stop = self.stop.clone();
-        let (mut attempts, mut pause) = (0, RETRY_FIRST);
-        loop {
-            attempts += 1;
-            if *stop.borrow() {
-                return Err(Interrupted::Stop);
-            }
-            let attempt = tokio::time::timeout(timeout, self.attempt(request));
-            let refused = tokio::select! {
-                outcome = attempt => match outcome {
-                    Ok(Ok(())) => return Ok(Ok(attempts)),
-                    Ok(Err(refused)) => refused,
-                    Err(_) => Refused {
-                        code: "HttpEndpoint.RequestTimeout",
-                        message: format!("The endpoint did not answer within {timeout:?}."),
-                        retry: true,
-                    },
-                },
-                _ = stop.changed() => return Err(Interrupted::Stop),
-            };
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !refused.retry || left.is_zero() {
-                return Ok(Err(Failure {
-                    code: refused.code,
-                    message: refused.message,
-                    attempts,
-                }));
-            }
-            sleep(&mut stop, pause.min(left)).await?;
-            pause = (pause * 2).min(RETRY_MAX);
-        }
+        let retry = Duration::from_millis(self.spec.retry_ms);
+        retrying(retry, &self.stop, || async move {
+            tokio::time::timeout(timeout, self.attempt(request))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Refused::again(
+                        "HttpEndpoint.RequestTimeout",
+                        format!("The endpoint did not answer within {timeout:?}."),
+                    ))
+                })
+        })
+        .await
     }
 
     /// The envelope of a record the endpoint did not take, as Firehose writes it to the
@@ -144,11 +106,7 @@ impl Endpoint {
     #[cfg(feature = "http")]
     async fn attempt(&self, request: &Request) -> Result<(), Refused> {
         use http_body_util::{BodyExt, Limited};
-        let failed = |code, message: String| Refused {
-            code,
-            message,
-            retry: true,
-        };
+        let failed = Refused::again;
         let rest = self.spec.url.strip_prefix("http://").unwrap_or_default();
         let (authority, path) = match rest.find('/') {
             Some(at) => rest.split_at(at),

@@ -8,7 +8,9 @@ mod buffer;
 mod fill;
 mod flush;
 mod http;
+mod postgres;
 mod process;
+mod retry;
 
 pub(crate) use buffer::BufferBudget;
 
@@ -95,22 +97,7 @@ impl Delivery {
             stats,
             stop,
         } = parts;
-        let lambda = destination.processors.iter().find_map(|p| match p {
-            Processor::Lambda {
-                function,
-                retries,
-                call_bytes,
-            } => Some((function.clone(), *retries, *call_bytes)),
-            Processor::AppendNewline => None,
-        });
-        let lambda = lambda.map(|(function, retries, call_bytes)| Lambda {
-            transforms,
-            function,
-            retries,
-            call_bytes: call_bytes as usize,
-            delivery_stream: name.clone(),
-            stop: stop.clone(),
-        });
+        let lambda = lambda(&destination, transforms, &name, &stop);
         let newline = destination.processors.contains(&Processor::AppendNewline);
         let delimiter = if newline { b"\n".to_vec() } else { Vec::new() };
         // Without a transform the newline goes in as records are read; with one, after it.
@@ -123,10 +110,16 @@ impl Delivery {
             error_prefix: error_prefix(&destination, "processing-failed/")?,
             http_error_prefix: error_prefix(&destination, "http-endpoint-failed/")?,
             endpoint: match &destination.target {
-                Target::Objects => None,
                 Target::Http(spec) => {
                     Some(Arc::new(http::Endpoint::new(spec, &name, stop.clone())))
                 }
+                _ => None,
+            },
+            database: match &destination.target {
+                Target::Postgres(spec) => {
+                    Some(Arc::new(postgres::Database::new(spec, &name, stop.clone())))
+                }
+                _ => None,
             },
             name,
             version,
@@ -195,7 +188,9 @@ impl Delivery {
 
     async fn settle(&mut self) -> Result<(), Interrupted> {
         let (consumer, source_created_ms) = self.consumer()?;
-        self.writing.recover(&consumer, source_created_ms).await
+        self.writing
+            .recover(&consumer, source_created_ms, &self.naming)
+            .await
     }
 
     /// Writes out the next object while the one after it is read and compressed, so
@@ -265,6 +260,30 @@ async fn next_object(
 ) -> Result<Object, Interrupted> {
     reading.fill(consumer).await?;
     naming.prepare(reading.take()).await
+}
+
+/// The destination's Lambda processor, if it has one.
+fn lambda(
+    destination: &Destination,
+    transforms: Option<Arc<dyn Transforms>>,
+    name: &str,
+    stop: &watch::Receiver<bool>,
+) -> Option<Lambda> {
+    destination.processors.iter().find_map(|p| match p {
+        Processor::Lambda {
+            function,
+            retries,
+            call_bytes,
+        } => Some(Lambda {
+            transforms: transforms.clone(),
+            function: function.clone(),
+            retries: *retries,
+            call_bytes: *call_bytes as usize,
+            delivery_stream: name.to_owned(),
+            stop: stop.clone(),
+        }),
+        Processor::AppendNewline => None,
+    })
 }
 
 /// The error output's prefix: the destination's, or `default` for this kind of failure.

@@ -6,6 +6,7 @@
 
 mod holder;
 mod lambda;
+mod redshift;
 mod shapes;
 
 pub(crate) use holder::FirehoseHolder;
@@ -15,7 +16,8 @@ use crate::wire::{ApiError, Protocol, Timestamp};
 use serde_json::{Value, json};
 use shapes::Input;
 use sluice_firehose::{
-    DeliveryStreamInfo, Firehose, FirehoseError, HttpEndpoint, Processor, Source, Target,
+    DeliveryStreamInfo, Firehose, FirehoseError, HttpEndpoint, PostgresTable, Processor, Source,
+    Target,
 };
 
 /// The `X-Amz-Target` prefix of Firehose operations.
@@ -152,6 +154,34 @@ fn describe_http(
     })
 }
 
+/// A Redshift (PostgreSQL) destination as Describe shows it (no password, as Firehose).
+fn describe_redshift(
+    table: &PostgresTable,
+    staging: Value,
+    processing: Value,
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Value {
+    let meta = |key: &str| metadata.get(key).cloned();
+    json!({
+        "DestinationId": "destinationId-000000000001",
+        "RedshiftDestinationDescription": {
+            "RoleARN": meta(shapes::ROLE_ARN),
+            "ClusterJDBCURL": meta(redshift::JDBC_URL),
+            "CopyCommand": {
+                "DataTableName": table.table,
+                "DataTableColumns": meta(redshift::TABLE_COLUMNS),
+                "CopyOptions": meta(redshift::COPY_OPTIONS),
+            },
+            "Username": meta(redshift::USERNAME),
+            "RetryOptions": { "DurationInSeconds": table.retry_ms / 1000 },
+            "S3DestinationDescription": staging,
+            "ProcessingConfiguration": processing,
+            "S3BackupMode": "Disabled",
+            "CloudWatchLoggingOptions": { "Enabled": false },
+        },
+    })
+}
+
 /// A delivery stream's ARN.
 pub(crate) fn arn(tenant: &Tenant, name: &str) -> String {
     format!(
@@ -187,7 +217,9 @@ fn describe(tenant: &Tenant, info: &DeliveryStreamInfo) -> Value {
         "DestinationId": "destinationId-000000000001",
         "S3DestinationDescription": s3.clone(),
     });
-    if let Target::Http(endpoint) = &spec.destination.target {
+    if let Target::Postgres(table) = &spec.destination.target {
+        destination = describe_redshift(table, s3, processing, &spec.metadata);
+    } else if let Target::Http(endpoint) = &spec.destination.target {
         destination = describe_http(endpoint, s3, processing, &spec.metadata);
     } else if meta(shapes::DESTINATION_KIND).as_deref() != Some("S3") {
         let mut extended = s3;

@@ -36,6 +36,7 @@ pub(super) struct Input {
     #[serde(rename = "ExtendedS3DestinationConfiguration")]
     pub(super) extended_s3_destination_configuration: Option<S3Configuration>,
     pub(super) http_endpoint_destination_configuration: Option<HttpConfiguration>,
+    pub(super) redshift_destination_configuration: Option<super::redshift::RedshiftConfiguration>,
     pub(super) tags: Option<Value>,
     pub(super) delivery_stream_encryption_configuration_input: Option<Value>,
     pub(super) record: Option<RecordInput>,
@@ -152,12 +153,12 @@ pub(super) fn name(input: &Input) -> Result<&str, ApiError> {
     })
 }
 
-fn unsupported(what: &str) -> ApiError {
+pub(super) fn unsupported(what: &str) -> ApiError {
     ApiError::invalid_argument(format!("{what} is not supported by this server yet."))
 }
 
 /// Members of a destination whose feature is on when present with `Enabled: true`.
-fn enabled(value: Option<&Value>) -> bool {
+pub(super) fn enabled(value: Option<&Value>) -> bool {
     value.is_some_and(|v| v.get("Enabled").and_then(Value::as_bool) == Some(true))
 }
 
@@ -176,22 +177,29 @@ pub(super) fn spec(tenant: &Tenant, input: &Input) -> Result<DeliveryStreamSpec,
     let mut metadata = BTreeMap::new();
     let source = source(tenant, input, &mut metadata)?;
     let lambda = tenant.config.firehose_lambda_endpoint.is_some();
-    let (kind, destination) = match (
-        &input.extended_s3_destination_configuration,
-        &input.s3_destination_configuration,
-        &input.http_endpoint_destination_configuration,
-    ) {
-        (Some(s3), None, None) => ("ExtendedS3", destination(s3, lambda, &mut metadata)?),
-        (None, Some(s3), None) => ("S3", destination(s3, lambda, &mut metadata)?),
-        (None, None, Some(http)) => (
-            "HttpEndpoint",
-            http_destination(tenant, &name, http, lambda, &mut metadata)?,
-        ),
-        _ => {
-            return Err(ApiError::invalid_argument(
-                "Exactly one destination is required: ExtendedS3DestinationConfiguration (or S3DestinationConfiguration), or HttpEndpointDestinationConfiguration.",
-            ));
-        }
+    let given = [
+        input.extended_s3_destination_configuration.is_some(),
+        input.s3_destination_configuration.is_some(),
+        input.http_endpoint_destination_configuration.is_some(),
+        input.redshift_destination_configuration.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(ApiError::invalid_argument(
+            "Exactly one destination is required: ExtendedS3DestinationConfiguration (or S3DestinationConfiguration), HttpEndpointDestinationConfiguration or RedshiftDestinationConfiguration.",
+        ));
+    }
+    let (kind, destination) = if let Some(s3) = &input.extended_s3_destination_configuration {
+        ("ExtendedS3", destination(s3, lambda, &mut metadata)?)
+    } else if let Some(s3) = &input.s3_destination_configuration {
+        ("S3", destination(s3, lambda, &mut metadata)?)
+    } else if let Some(http) = &input.http_endpoint_destination_configuration {
+        let made = http_destination(tenant, &name, http, lambda, &mut metadata)?;
+        ("HttpEndpoint", made)
+    } else {
+        let redshift = input.redshift_destination_configuration.as_ref();
+        let redshift = redshift.expect("one destination is given");
+        let made = super::redshift::redshift_destination(redshift, lambda, &mut metadata)?;
+        ("Redshift", made)
     };
     metadata.insert(DESTINATION_KIND.to_owned(), kind.to_owned());
     Ok(DeliveryStreamSpec {
@@ -252,7 +260,7 @@ fn source(
     }
 }
 
-fn destination(
+pub(super) fn destination(
     s3: &S3Configuration,
     lambda: bool,
     metadata: &mut BTreeMap<String, String>,
@@ -410,7 +418,7 @@ fn http_destination(
 /// The processors of an enabled `ProcessingConfiguration` (none when it is absent or
 /// disabled); one this server does not run yet is refused, naming it. `lambda`: whether a
 /// Lambda endpoint is configured.
-fn processors(config: Option<&Value>, lambda: bool) -> Result<Vec<Processor>, ApiError> {
+pub(super) fn processors(config: Option<&Value>, lambda: bool) -> Result<Vec<Processor>, ApiError> {
     if !enabled(config) {
         return Ok(Vec::new());
     }
