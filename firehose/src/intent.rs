@@ -39,6 +39,10 @@ pub(crate) struct Intent {
     /// database's own record of loads says).
     #[serde(default)]
     pub(crate) load: bool,
+    /// The flush's other objects (dynamic partitioning: one per partition), each with its
+    /// size; `key` is the first.
+    #[serde(default)]
+    pub(crate) more: Vec<(String, u64)>,
 }
 
 /// The journal file's size at least: it is zero-filled once and then overwritten in place,
@@ -143,6 +147,7 @@ mod tests {
             error_size: 0,
             request_id: String::new(),
             load: false,
+            more: Vec::new(),
         }
     }
 

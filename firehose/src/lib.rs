@@ -72,8 +72,8 @@ pub use service::{
 pub use spec::{
     BATCH_BYTES_MAX, BATCH_RECORDS_MAX, BufferingHints, Compression, CopyFormat,
     DeliveryStreamSpec, Destination, HTTP_BUFFER_BYTES_MAX, HTTP_RETRY_MS_MAX, HttpEndpoint,
-    NAME_LENGTH_MAX, PostgresTable, Processor, RECORD_BYTES_MAX, Source, Target, validate_name,
-    validate_template,
+    NAME_LENGTH_MAX, PostgresTable, Processor, RECORD_BYTES_MAX, Source, SubRecords, Target,
+    validate_name, validate_template,
 };
 pub use stats::{DeliverySnapshot, DeliveryStats};
 pub use transform::{

@@ -4,7 +4,13 @@
 
 use crate::error::FirehoseError;
 use crate::spec::Compression;
+use std::collections::BTreeMap;
 use time::OffsetDateTime;
+
+/// A record's partition keys (dynamic partitioning), by name.
+pub(crate) type Keys = BTreeMap<String, String>;
+/// No partition keys.
+pub(crate) static NO_KEYS: Keys = BTreeMap::new();
 
 /// Most expressions one prefix may hold.
 const EXPRESSIONS_MAX: usize = 50;
@@ -26,6 +32,8 @@ enum Part {
     RandomString,
     /// `!{firehose:error-output-type}` (error output prefixes only).
     ErrorOutputType,
+    /// `!{partitionKeyFromQuery:NAME}`: the record's partition key `NAME`.
+    PartitionKey(String),
 }
 
 /// One element of a timestamp pattern: a calendar field at a width, or literal text.
@@ -86,9 +94,17 @@ impl Prefix {
         self.parts.iter().any(|p| matches!(p, Part::Timestamp(_)))
     }
 
+    /// The partition keys it names.
+    pub(crate) fn partition_keys(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::PartitionKey(name) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
     /// The prefix at `at_ms` (every timestamp evaluates to that instant), for objects of
-    /// the error output type `error_type`.
-    pub(crate) fn evaluate(&self, at_ms: u64, error_type: &str) -> String {
+    /// the error output type `error_type` and records of partition `keys`.
+    pub(crate) fn evaluate(&self, at_ms: u64, error_type: &str, keys: &Keys) -> String {
         let at = utc(at_ms);
         let mut out = String::new();
         for part in &self.parts {
@@ -97,6 +113,9 @@ impl Prefix {
                 Part::Timestamp(fields) => fields.iter().for_each(|f| f.write(&at, &mut out)),
                 Part::RandomString => out.push_str(&random_string()),
                 Part::ErrorOutputType => out.push_str(error_type),
+                Part::PartitionKey(name) => {
+                    out.push_str(keys.get(name).map_or("", String::as_str));
+                }
             }
         }
         out
@@ -130,11 +149,16 @@ fn expression(prefix: &str, body: &str, kind: PrefixKind) -> Result<Part, Fireho
                 "the firehose namespace has random-string and error-output-type, not {other:?}"
             ),
         )),
-        ("partitionKeyFromQuery" | "partitionKeyFromLambda", _) => {
-            Err(FirehoseError::invalid(format!(
-                "Prefix {prefix:?}: !{{{namespace}:...}} needs dynamic partitioning, which is not supported by this server yet."
-            )))
+        ("partitionKeyFromQuery", name) if kind == PrefixKind::Objects && !name.is_empty() => {
+            Ok(Part::PartitionKey(name.to_owned()))
         }
+        ("partitionKeyFromQuery", _) => Err(invalid(
+            prefix,
+            "!{partitionKeyFromQuery:NAME} names a key, in the destination's Prefix only",
+        )),
+        ("partitionKeyFromLambda", _) => Err(FirehoseError::invalid(format!(
+            "Prefix {prefix:?}: !{{partitionKeyFromLambda:...}} is not supported by this server yet."
+        ))),
         (other, _) => Err(invalid(
             prefix,
             &format!(
@@ -274,13 +298,13 @@ fn random_string() -> String {
 pub(crate) fn object_key(
     prefix: &Prefix,
     error_type: &str,
-    stream: &str,
-    version: u64,
+    keys: &Keys,
+    (stream, version): (&str, u64),
     oldest_ms: u64,
     now_ms: u64,
     compression: Compression,
 ) -> String {
-    let mut key = prefix.evaluate(oldest_ms, error_type);
+    let mut key = prefix.evaluate(oldest_ms, error_type, keys);
     if !prefix.has_timestamp() {
         let at = utc(oldest_ms);
         let (y, mo, d, h) = (at.year(), u8::from(at.month()), at.day(), at.hour());
@@ -310,19 +334,43 @@ mod tests {
 
     #[test]
     fn keys_carry_the_hour_prefix_the_version_and_the_flush_time() {
-        let key = object_key(&prefix("logs/"), "", "orders", 3, AT, AT, Compression::Gzip);
+        let key = object_key(
+            &prefix("logs/"),
+            "",
+            &NO_KEYS,
+            ("orders", 3),
+            AT,
+            AT,
+            Compression::Gzip,
+        );
         let (head, tail) = key.split_at("logs/2026/12/05/04/orders-3-2026-12-05-04-52-07-".len());
         assert_eq!(head, "logs/2026/12/05/04/orders-3-2026-12-05-04-52-07-");
         let id = tail.strip_suffix(".gz").unwrap();
         assert!(uuid::Uuid::parse_str(id).is_ok(), "{key}");
-        let plain = object_key(&prefix(""), "", "s", 1, 0, 0, Compression::Uncompressed);
+        let plain = object_key(
+            &prefix(""),
+            "",
+            &NO_KEYS,
+            ("s", 1),
+            0,
+            0,
+            Compression::Uncompressed,
+        );
         assert!(
             plain.starts_with("1970/01/01/00/s-1-1970-01-01-00-00-00-"),
             "{plain}"
         );
         assert!(!plain.ends_with(".gz"));
         // The hour directories are the oldest record's; the name is the flush's.
-        let later = object_key(&prefix(""), "", "s", 1, 0, AT, Compression::Uncompressed);
+        let later = object_key(
+            &prefix(""),
+            "",
+            &NO_KEYS,
+            ("s", 1),
+            0,
+            AT,
+            Compression::Uncompressed,
+        );
         assert!(
             later.starts_with("1970/01/01/00/s-1-2026-12-05-04-52-07-"),
             "{later}"
@@ -336,8 +384,8 @@ mod tests {
         let key = object_key(
             &custom,
             "",
-            "s",
-            2,
+            &NO_KEYS,
+            ("s", 2),
             AT,
             AT + 3_600_000,
             Compression::Uncompressed,
@@ -347,27 +395,41 @@ mod tests {
             "{key}"
         );
         let all = prefix("!{timestamp:yy/M/d/H/m/s/SSS}-x!{timestamp:yyyy-MM-dd''HH}/");
-        assert_eq!(all.evaluate(AT, ""), "26/12/5/4/52/7/123-x2026-12-05'04/");
+        assert_eq!(
+            all.evaluate(AT, "", &NO_KEYS),
+            "26/12/5/4/52/7/123-x2026-12-05'04/"
+        );
         let random = prefix("r/!{firehose:random-string}/");
-        let (a, b) = (random.evaluate(AT, ""), random.evaluate(AT, ""));
+        let (a, b) = (
+            random.evaluate(AT, "", &NO_KEYS),
+            random.evaluate(AT, "", &NO_KEYS),
+        );
         assert_eq!(a.len(), "r//".len() + RANDOM_STRING_LEN);
         assert!(a[2..13].chars().all(|c| c.is_ascii_alphanumeric()), "{a}");
         assert_ne!(a, b);
         let errors =
             Prefix::parse("e/!{firehose:error-output-type}/", PrefixKind::ErrorOutput).unwrap();
         assert_eq!(
-            errors.evaluate(AT, "processing-failed"),
+            errors.evaluate(AT, "processing-failed", &NO_KEYS),
             "e/processing-failed/"
         );
         assert!(!prefix("plain/").has_timestamp());
         // Without a timestamp the hour directories come after the prefix.
         let random_only = prefix("r/!{firehose:random-string}/");
         assert!(!random_only.has_timestamp());
-        let key = object_key(&random_only, "", "s", 1, AT, AT, Compression::Uncompressed);
+        let key = object_key(
+            &random_only,
+            "",
+            &NO_KEYS,
+            ("s", 1),
+            AT,
+            AT,
+            Compression::Uncompressed,
+        );
         assert_eq!(&key[..2], "r/");
         assert_eq!(&key[13..28], "/2026/12/05/04/", "{key}");
         let quoted = prefix("!{timestamp:'o''clock'HH}");
-        assert_eq!(quoted.evaluate(AT, ""), "o'clock04");
+        assert_eq!(quoted.evaluate(AT, "", &NO_KEYS), "o'clock04");
     }
 
     #[test]
@@ -386,7 +448,14 @@ mod tests {
         refused("!{timestamp:yyyy-EEE}", "\"EEE\" is not supported");
         refused("!{timestamp:yyyy'T}", "not closed");
         refused("!{timestamp:}", "empty");
-        refused("!{partitionKeyFromQuery:id}", "dynamic partitioning");
+        refused("!{partitionKeyFromQuery:}", "names a key");
+        refused("!{partitionKeyFromLambda:id}", "not supported");
+        let errors = Prefix::parse("e/!{partitionKeyFromQuery:id}/", PrefixKind::ErrorOutput);
+        assert!(errors.is_err(), "partition keys belong in the Prefix only");
+        let keyed = prefix("t=!{partitionKeyFromQuery:tenant}/");
+        assert_eq!(keyed.partition_keys().collect::<Vec<_>>(), ["tenant"]);
+        let keys = [("tenant".to_owned(), "acme".to_owned())].into();
+        assert_eq!(keyed.evaluate(AT, "", &keys), "t=acme/");
         refused(&"!{timestamp:yyyy}".repeat(51), "more than 50");
         refused(
             &format!("!{{timestamp:{}}}", "y".repeat(10)),

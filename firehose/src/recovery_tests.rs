@@ -90,6 +90,7 @@ impl Setup {
             error_size: 0,
             request_id: String::new(),
             load: false,
+            more: Vec::new(),
         };
         intent::write(&dir.join(format!("{name}.intent")), &intent).unwrap();
     }

@@ -282,6 +282,22 @@ pub enum Processor {
         /// default).
         call_bytes: u64,
     },
+    /// `RecordDeAggregation`: each record split into its sub-records, before the transform.
+    DeAggregate(SubRecords),
+    /// `Decompression` (`CompressionFormat` `GZIP`): each record gunzipped (as CloudWatch
+    /// Logs subscriptions send them), before the transform; one that is not gzip fails.
+    Gunzip,
+    /// `CloudWatchLogProcessing` (`DataMessageExtraction` `true`): a CloudWatch Logs
+    /// `DATA_MESSAGE` becomes one record per log event's message, a `CONTROL_MESSAGE`
+    /// none; before the transform.
+    CloudWatchLogs,
+    /// `MetadataExtraction` (dynamic partitioning): `query`, a jq object constructor, gives
+    /// each record's partition keys (`!{partitionKeyFromQuery:NAME}` in the prefix), after
+    /// the transform. A record it fails on goes to the error output.
+    ExtractMetadata {
+        /// The `MetadataExtractionQuery`.
+        query: String,
+    },
 }
 
 impl Processor {
@@ -290,7 +306,32 @@ impl Processor {
         match self {
             Processor::AppendNewline => "AppendDelimiterToRecord",
             Processor::Lambda { .. } => "Lambda",
+            Processor::DeAggregate(_) => "RecordDeAggregation",
+            Processor::Gunzip => "Decompression",
+            Processor::CloudWatchLogs => "CloudWatchLogProcessing",
+            Processor::ExtractMetadata { .. } => "MetadataExtraction",
         }
+    }
+}
+
+/// What `RecordDeAggregation` splits a record into (its `SubRecordType`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubRecords {
+    /// The Kinesis Producer Library's aggregated records (magic, protobuf, MD5); a record
+    /// without the KPL's magic is one sub-record, as it is.
+    Kpl,
+    /// JSON objects one after another (`{...}{...}`).
+    Json,
+    /// Records separated by these bytes.
+    Delimited(Vec<u8>),
+}
+
+impl SubRecords {
+    /// `DELIMITED` sub-records of the `Delimiter` parameter (base64, as Firehose takes it).
+    pub fn delimited_base64(delimiter: &str) -> Result<SubRecords, FirehoseError> {
+        crate::records::parse_delimiter(delimiter)
+            .map(SubRecords::Delimited)
+            .map_err(|e| FirehoseError::invalid(format!("RecordDeAggregation's Delimiter: {e}")))
     }
 }
 
@@ -418,7 +459,15 @@ impl DeliveryStreamSpec {
             &self.destination.error_output_prefix,
             PrefixKind::ErrorOutput,
         )?;
+        self.validate_partitioning()?;
         for processor in &self.destination.processors {
+            if let Processor::DeAggregate(SubRecords::Delimited(delimiter)) = processor
+                && delimiter.is_empty()
+            {
+                return Err(FirehoseError::invalid(
+                    "RecordDeAggregation's Delimiter must not be empty.",
+                ));
+            }
             if let Processor::Lambda {
                 function,
                 retries,
@@ -432,6 +481,60 @@ impl DeliveryStreamSpec {
                     "A Lambda processor needs a function, at most 300 retries, and 0.2 to 3 MiB per call.",
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl DeliveryStreamSpec {
+    /// Dynamic partitioning: a `MetadataExtraction` query whose keys the prefix names, every
+    /// key the prefix names produced by it, objects as the target.
+    fn validate_partitioning(&self) -> Result<(), FirehoseError> {
+        let destination = &self.destination;
+        let queries: Vec<&String> = destination
+            .processors
+            .iter()
+            .filter_map(|p| match p {
+                Processor::ExtractMetadata { query } => Some(query),
+                _ => None,
+            })
+            .collect();
+        let prefix = Prefix::parse(&destination.prefix, PrefixKind::Objects)?;
+        let named: Vec<&str> = prefix.partition_keys().collect();
+        let query = match queries.as_slice() {
+            [] if named.is_empty() => return Ok(()),
+            [] => {
+                return Err(FirehoseError::invalid(
+                    "A Prefix with !{partitionKeyFromQuery:...} needs dynamic partitioning's MetadataExtraction processor.",
+                ));
+            }
+            [query] => *query,
+            _ => {
+                return Err(FirehoseError::invalid(
+                    "At most one MetadataExtraction processor is allowed.",
+                ));
+            }
+        };
+        if destination.target != Target::Objects {
+            return Err(FirehoseError::invalid(
+                "Dynamic partitioning is for object (S3) destinations only.",
+            ));
+        }
+        let names = crate::records::Query::parse(query)
+            .map_err(|e| {
+                FirehoseError::invalid(format!("MetadataExtractionQuery is not valid: {e}"))
+            })?
+            .names();
+        if named.is_empty() {
+            return Err(FirehoseError::invalid(
+                "Dynamic partitioning needs the Prefix to use its keys: !{partitionKeyFromQuery:NAME}.",
+            ));
+        }
+        if let Some(missing) = named.iter().find(|n| !names.iter().any(|m| m == *n)) {
+            return Err(FirehoseError::invalid(format!(
+                "The Prefix names the partition key {missing:?}, which the MetadataExtractionQuery does not produce ({}).",
+                names.join(", ")
+            )));
         }
         Ok(())
     }
@@ -460,7 +563,13 @@ pub fn validate_template(prefix: &str, kind: PrefixKind) -> Result<(), FirehoseE
     if prefix.len() > 1024 {
         return validate_prefix(prefix);
     }
-    let evaluated = Prefix::parse(prefix, kind)?.evaluate(WIDEST_INSTANT_MS, "processing-failed");
+    let parsed = Prefix::parse(prefix, kind)?;
+    // A partition key stands for a value of safe characters (checked on each record).
+    let keys = parsed
+        .partition_keys()
+        .map(|name| (name.to_owned(), "k".to_owned()))
+        .collect();
+    let evaluated = parsed.evaluate(WIDEST_INSTANT_MS, "processing-failed", &keys);
     validate_prefix(&evaluated).map_err(|_| {
         FirehoseError::invalid(format!(
             "Prefix {prefix:?} must evaluate to at most 1024 of the characters [A-Za-z0-9!_.'()=/-], with no empty, '.' or '..' part."

@@ -7,6 +7,7 @@ errors for bad input. Usage: python3 firehose_suite.py URL BUCKET_DIR"""
 
 import gzip
 import io
+import json
 import os
 import sys
 import time
@@ -219,6 +220,55 @@ def test_append_delimiter_to_record_makes_each_record_a_line(endpoint):
         error = expect_error("InvalidArgumentException", firehose.create_delivery_stream,
                              DeliveryStreamName=unique("processor"), ExtendedS3DestinationConfiguration=config)
         assert "not supported by this server yet" in error.response["Error"]["Message"], error.response
+    firehose.delete_delivery_stream(DeliveryStreamName=name)
+
+
+def test_dynamic_partitioning_and_cloudwatch_logs_processors(endpoint):
+    """CloudWatch Logs subscription records (gzipped DATA_MESSAGEs) gunzipped, split into their
+    messages, partitioned by a jq query into objects under their keys; what cannot be
+    partitioned goes to the error output."""
+    firehose = client(endpoint)
+    name, bucket = unique("partitioned"), unique("lake")
+    destination = s3_destination(bucket, "app=!{partitionKeyFromQuery:app}/lvl=!{partitionKeyFromQuery:level}/",
+                                 compression="UNCOMPRESSED")
+    destination["ErrorOutputPrefix"] = "errors/!{firehose:error-output-type}/"
+    destination["DynamicPartitioningConfiguration"] = {"Enabled": True}
+    destination["ProcessingConfiguration"] = {"Enabled": True, "Processors": [
+        {"Type": "Decompression", "Parameters": [{"ParameterName": "CompressionFormat", "ParameterValue": "GZIP"}]},
+        {"Type": "CloudWatchLogProcessing",
+         "Parameters": [{"ParameterName": "DataMessageExtraction", "ParameterValue": "true"}]},
+        {"Type": "MetadataExtraction", "Parameters": [
+            {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{app: .app, level: .level}"},
+            {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]},
+        {"Type": "AppendDelimiterToRecord", "Parameters": []}]}
+    firehose.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=destination)
+    s3 = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]["Destinations"][0][
+        "ExtendedS3DestinationDescription"]
+    types = [p["Type"] for p in s3["ProcessingConfiguration"]["Processors"]]
+    assert types == ["Decompression", "CloudWatchLogProcessing", "MetadataExtraction",
+                     "AppendDelimiterToRecord"], types
+    messages = [json.dumps({"app": app, "level": level, "n": i})
+                for i, (app, level) in enumerate((a, l) for a in ("web", "api") for l in ("info", "warn"))]
+    messages.append("no json here")
+    event = {"messageType": "DATA_MESSAGE", "owner": ACCOUNT, "logGroup": "/apps", "logStream": "s",
+             "subscriptionFilters": ["f"],
+             "logEvents": [{"id": str(i), "timestamp": i, "message": m} for i, m in enumerate(messages)]}
+    data = gzip.compress(json.dumps(event).encode())
+    assert firehose.put_record(DeliveryStreamName=name, Record={"Data": data})["RecordId"]
+    partitions = [f"app={app}/lvl={level}/" for app in ("web", "api") for level in ("info", "warn")]
+    deadline = time.time() + 20
+    while not all(objects(bucket, p) for p in partitions) and time.time() < deadline:
+        time.sleep(0.1)
+    for partition in partitions:
+        lines = [line for _, data in objects(bucket, partition) for line in data.decode().splitlines()]
+        keys = [f"app={json.loads(line)['app']}/lvl={json.loads(line)['level']}/" for line in lines]
+        assert keys == [partition], (partition, lines)
+    failed = wait_for_lines(bucket, "errors/processing-failed/", 1)
+    envelope = json.loads(failed[0])
+    assert envelope["errorCode"] == "DynamicPartitioning.MetadataExtractionFailed", envelope
+    not_enabled = dict(destination, DynamicPartitioningConfiguration={"Enabled": False})
+    expect_error("InvalidArgumentException", firehose.create_delivery_stream,
+                 DeliveryStreamName=unique("partitioned"), ExtendedS3DestinationConfiguration=not_enabled)
     firehose.delete_delivery_stream(DeliveryStreamName=name)
 
 

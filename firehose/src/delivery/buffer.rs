@@ -80,6 +80,26 @@ impl Records {
     pub(super) fn len(&self) -> u64 {
         self.ends.len() as u64
     }
+
+    /// Appends a record.
+    pub(super) fn push(&mut self, data: &[u8], arrival: u64) {
+        self.data.extend_from_slice(data);
+        self.ends.push(self.data.len());
+        self.arrivals.push(arrival);
+    }
+
+    /// The same records, each followed by `delimiter`.
+    pub(super) fn delimited(self, delimiter: &[u8]) -> Records {
+        let mut out = Records {
+            data: Vec::with_capacity(self.data.len() + delimiter.len() * self.ends.len()),
+            ..Records::default()
+        };
+        for (data, arrival) in self.iter() {
+            out.data.extend_from_slice(data);
+            out.push(delimiter, arrival);
+        }
+        out
+    }
 }
 
 impl Buffer {

@@ -2,197 +2,16 @@
 //! durable, commit, clear; and settling a flush a crash interrupted (docs/design/firehose.md,
 //! "Crash argument").
 
-use super::buffer::{Flush, Records};
-use super::http::{self, Endpoint, Request};
-use super::postgres::Database;
-use super::process::{Lambda, Processed};
-use super::retry::Failure;
-use super::{Interrupted, RETRY_FIRST, RETRY_MAX, failed, now_ms, sleep};
+use super::prepare::{Named, Naming, Object};
+use super::{Interrupted, RETRY_FIRST, RETRY_MAX, blocking, failed, now_ms, sleep};
 use crate::bucket::{Bucket, Buckets};
-use crate::compress::compress;
 use crate::intent::{self, Intent};
-use crate::naming::{Prefix, object_key};
-use crate::spec::Compression;
 use crate::stats::DeliveryStats;
 use sluice_core::{Consumer, Durability, SequenceNumber};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
-
-/// How a delivery stream's objects are made: processed, named and compressed.
-#[derive(Clone)]
-pub(super) struct Naming {
-    pub(super) name: String,
-    pub(super) version: u64,
-    pub(super) prefix: Prefix,
-    /// The error output's prefix (`processing-failed/` by default).
-    pub(super) error_prefix: Prefix,
-    /// The error output's prefix for records an HTTP endpoint did not take
-    /// (`http-endpoint-failed/` by default).
-    pub(super) http_error_prefix: Prefix,
-    /// The HTTP endpoint records are sent to, if that is the target.
-    pub(super) endpoint: Option<Arc<Endpoint>>,
-    /// The database staged objects are loaded into, if that is the target.
-    pub(super) database: Option<Arc<Database>>,
-    pub(super) compression: Compression,
-    /// The transform, if any.
-    pub(super) lambda: Option<Lambda>,
-    /// Appended to each record the transform delivers (when there is no transform, the
-    /// reading half appends it as records come in).
-    pub(super) delimiter: Vec<u8>,
-}
-
-/// One flush, ready to write: its object (or request) and its error output's (either may be
-/// absent), and the positions it delivers.
-pub(super) struct Object {
-    main: Option<Named>,
-    /// The request, when the target is an HTTP endpoint.
-    request: Option<Request>,
-    errors: Option<Named>,
-    /// When the oldest record arrived (the error output's prefix is evaluated at it).
-    oldest_ms: u64,
-    /// For a database target, the object's records uncompressed, to load.
-    staged: Option<Vec<u8>>,
-    /// Records in the object, dropped, and written to the error output.
-    records: u64,
-    dropped: u64,
-    failed: u64,
-    /// The object's records' bytes before compression.
-    raw_bytes: u64,
-    /// Per shard id, the last record of the flush.
-    positions: BTreeMap<String, SequenceNumber>,
-}
-
-/// An object's key and compressed bytes.
-struct Named {
-    key: String,
-    body: Vec<u8>,
-}
-
-impl Naming {
-    /// Processes, names and compresses a buffer's records (or makes the request that
-    /// carries them), off the async threads.
-    pub(super) async fn prepare(&self, flush: Flush) -> Result<Object, Interrupted> {
-        let processed = match &self.lambda {
-            Some(lambda) => lambda.process(&flush, &self.delimiter).await?,
-            None => Processed {
-                records: Records {
-                    data: flush.data,
-                    ends: flush.ends,
-                    arrivals: flush.arrivals,
-                },
-                ..Processed::default()
-            },
-        };
-        let records = processed.records;
-        let (delivered, raw_bytes) = (records.len(), records.data.len() as u64);
-        let now = now_ms();
-        let mut staged = None;
-        let (main, request) = match &self.endpoint {
-            _ if delivered == 0 => (None, None),
-            None => {
-                if self.database.is_some() {
-                    staged = Some(records.data.clone());
-                }
-                let named = self.named(&self.prefix, "", records.data, flush.oldest_ms, now);
-                (Some(named.await?), None)
-            }
-            Some(endpoint) => {
-                let gzip = endpoint.gzip();
-                let made = move || Ok::<_, std::convert::Infallible>(http::request(records, gzip));
-                (None, Some(blocking(made, "make a request").await?))
-            }
-        };
-        let errors = if processed.failed_records > 0 {
-            let failed = processed.failed;
-            let prefix = &self.error_prefix;
-            Some(
-                self.named(prefix, "processing-failed", failed, flush.oldest_ms, now)
-                    .await?,
-            )
-        } else {
-            None
-        };
-        Ok(Object {
-            main,
-            request,
-            errors,
-            oldest_ms: flush.oldest_ms,
-            staged,
-            records: delivered,
-            dropped: processed.dropped,
-            failed: processed.failed_records,
-            raw_bytes,
-            positions: flush.positions,
-        })
-    }
-
-    /// A COPY manifest naming the staged object `key` the database did not take in time,
-    /// under `errors/manifests/` as Firehose writes them for Redshift.
-    fn manifest(&self, bucket: &str, key: &str) -> Named {
-        let prefix = Prefix::parse("errors/manifests/", crate::naming::PrefixKind::Objects)
-            .expect("a plain prefix");
-        let now = now_ms();
-        let compression = crate::spec::Compression::Uncompressed;
-        let manifest_key = object_key(&prefix, "", &self.name, self.version, now, now, compression);
-        let entries = serde_json::json!({
-            "entries": [{ "url": format!("s3://{bucket}/{key}"), "mandatory": true }]
-        });
-        Named {
-            key: manifest_key,
-            body: entries.to_string().into_bytes(),
-        }
-    }
-
-    /// The error output of the records of `request`, which the endpoint did not take.
-    async fn http_failed(
-        &self,
-        endpoint: &Endpoint,
-        request: &Request,
-        failure: &Failure,
-        oldest_ms: u64,
-    ) -> Result<Named, Interrupted> {
-        let mut envelopes = Vec::new();
-        for (data, arrival) in request.records.iter() {
-            endpoint.envelope(failure, data, arrival, &mut envelopes);
-        }
-        let prefix = &self.http_error_prefix;
-        self.named(
-            prefix,
-            "http-endpoint-failed",
-            envelopes,
-            oldest_ms,
-            now_ms(),
-        )
-        .await
-    }
-
-    async fn named(
-        &self,
-        prefix: &Prefix,
-        error_type: &str,
-        data: Vec<u8>,
-        oldest_ms: u64,
-        now_ms: u64,
-    ) -> Result<Named, Interrupted> {
-        let (name, version, compression) = (&self.name, self.version, self.compression);
-        let key = object_key(
-            prefix,
-            error_type,
-            name,
-            version,
-            oldest_ms,
-            now_ms,
-            compression,
-        );
-        // A ZIP object's one entry is named as the object, without `.zip`.
-        let entry = key.rsplit('/').next().unwrap_or_default();
-        let entry = entry.strip_suffix(".zip").unwrap_or(entry).to_owned();
-        let body = blocking(move || compress(compression, data, &entry), "compress").await?;
-        Ok(Named { key, body })
-    }
-}
 
 /// The writing half of a delivery task.
 pub(super) struct Writing {
@@ -260,24 +79,29 @@ impl Writing {
             self.stats.redelivered(intent.records);
             return Ok(());
         }
-        let written = [
+        let written: Vec<(&String, u64)> = [
             (&intent.key, intent.size),
             (&intent.error_key, intent.error_size),
-        ];
+        ]
+        .into_iter()
+        .chain(intent.more.iter().map(|(key, size)| (key, *size)))
+        .filter(|(key, _)| !key.is_empty())
+        .collect();
         let mut whole = true;
-        for (key, size) in written {
-            whole &= key.is_empty() || self.exists_whole(key, size).await?;
+        for &(key, size) in &written {
+            whole &= self.exists_whole(key, size).await?;
         }
         if !whole {
-            // Not put, or torn by a power cut between a rename and its sync: both go (one
+            // Not put, or torn by a power cut between a rename and its sync: all go (some
             // may be whole), and the records are read and delivered again.
-            self.delete(&[&intent.key, &intent.error_key]).await?;
+            let keys: Vec<&String> = written.iter().map(|(key, _)| *key).collect();
+            self.delete(&keys).await?;
             if http {
                 self.stats.redelivered(intent.records);
             }
             return Ok(());
         }
-        for (key, _) in written.iter().filter(|(key, _)| !key.is_empty()) {
+        for (key, _) in &written {
             let (bucket, key) = (self.bucket()?, (*key).clone());
             blocking(move || bucket.sync(&key), "make a written object durable").await?;
         }
@@ -369,9 +193,9 @@ impl Writing {
         }
     }
 
-    /// Journal, write the error output and the object (or send the request), make them
-    /// durable, commit, clear. A flush that writes nothing (every record dropped) only
-    /// commits.
+    /// Journal, write the error output and the objects (or send the request), make them
+    /// durable, load them (a database), commit, clear. A flush that writes nothing (every
+    /// record dropped) only commits.
     pub(super) async fn write(
         &mut self,
         object: Object,
@@ -379,26 +203,50 @@ impl Writing {
         consumer: &Consumer,
         source_created_ms: u64,
     ) -> Result<(), Interrupted> {
-        let written = [
-            object.main.is_some(),
-            object.errors.is_some(),
-            object.request.is_some(),
-        ];
-        if written.iter().all(|w| !w) {
+        // A request not taken is counted as its error output's object.
+        let objects = object.mains.len()
+            + usize::from(object.errors.is_some())
+            + usize::from(object.request.is_some());
+        if objects == 0 {
             if object.dropped > 0 {
                 commit(consumer, &object.positions).await?;
                 self.stats.processed(object.dropped, 0);
             }
             return Ok(());
         }
-        let key_and_size = |named: &Option<Named>| {
-            named
-                .as_ref()
-                .map_or((String::new(), 0), |n| (n.key.clone(), n.body.len() as u64))
-        };
-        let ((key, size), (error_key, error_size)) =
-            (key_and_size(&object.main), key_and_size(&object.errors));
-        let mut intent = Intent {
+        let mut intent = self.intent(&object, source_created_ms);
+        self.journal(&intent).await?;
+        for named in object.errors.into_iter().chain(object.mains) {
+            self.put_until_done(&named.key, named.body).await?;
+        }
+        let mut undelivered = 0;
+        if let Some(staged) = &object.staged {
+            undelivered = self
+                .load(naming, &intent.key, staged, object.records)
+                .await?;
+        }
+        if let Some(request) = &object.request {
+            undelivered = self
+                .send(naming, request, &mut intent, object.oldest_ms)
+                .await?;
+        }
+        commit(consumer, &object.positions).await?;
+        intent::clear(&self.intent_path).map_err(|e| failed("clear the flush journal", e))?;
+        let delivered = object.records - undelivered;
+        let bytes = if delivered == 0 { 0 } else { object.raw_bytes };
+        self.stats
+            .delivered(delivered, bytes, objects as u64, now_ms());
+        self.stats.processed(object.dropped, object.failed);
+        Ok(())
+    }
+
+    /// The journal record of `object`'s flush.
+    fn intent(&self, object: &Object, source_created_ms: u64) -> Intent {
+        let key_and_size = |n: &Named| (n.key.clone(), n.body.len() as u64);
+        let mut mains = object.mains.iter().map(key_and_size);
+        let (key, size) = mains.next().unwrap_or_default();
+        let (error_key, error_size) = object.errors.as_ref().map(key_and_size).unwrap_or_default();
+        Intent {
             key,
             positions: object
                 .positions
@@ -417,47 +265,34 @@ impl Writing {
                 .map(|r| r.id.clone())
                 .unwrap_or_default(),
             load: object.staged.is_some(),
+            more: mains.collect(),
+        }
+    }
+
+    /// Sends `request` to the endpoint; when it is not taken, its records go to the error
+    /// output, named in the journal before it is written (a restart that finds it whole
+    /// knows the endpoint did not take them, and sends none again). How many records were
+    /// not taken.
+    async fn send(
+        &mut self,
+        naming: &Naming,
+        request: &super::http::Request,
+        intent: &mut Intent,
+        oldest_ms: u64,
+    ) -> Result<u64, Interrupted> {
+        let endpoint = naming
+            .endpoint
+            .as_ref()
+            .expect("a request has its endpoint");
+        let Err(failure) = endpoint.send(request).await? else {
+            return Ok(0);
         };
-        self.journal(&intent).await?;
-        for named in [object.errors, object.main].into_iter().flatten() {
-            self.put_until_done(&named.key, named.body).await?;
-        }
-        let mut undelivered = 0;
-        if let Some(staged) = &object.staged {
-            undelivered = self
-                .load(naming, &intent.key, staged, object.records)
-                .await?;
-        }
-        // A request not taken is counted as its error output's object.
-        let (mut delivered, objects) = (
-            object.records - undelivered,
-            written.iter().filter(|w| **w).count(),
-        );
-        if let Some(request) = &object.request {
-            let endpoint = naming
-                .endpoint
-                .as_ref()
-                .expect("a request has its endpoint");
-            if let Err(failure) = endpoint.send(request).await? {
-                // Named in the journal before it is written: a restart that finds it whole
-                // knows the endpoint did not take the records, and delivers none again.
-                let failed = naming
-                    .http_failed(endpoint, request, &failure, object.oldest_ms)
-                    .await?;
-                (intent.key, intent.size) = (failed.key.clone(), failed.body.len() as u64);
-                self.journal(&intent).await?;
-                self.put_until_done(&failed.key, failed.body).await?;
-                self.stats.undelivered(delivered, failure.message);
-                delivered = 0;
-            }
-        }
-        commit(consumer, &object.positions).await?;
-        intent::clear(&self.intent_path).map_err(|e| failed("clear the flush journal", e))?;
-        let bytes = if delivered == 0 { 0 } else { object.raw_bytes };
-        self.stats
-            .delivered(delivered, bytes, objects as u64, now_ms());
-        self.stats.processed(object.dropped, object.failed);
-        Ok(())
+        let failed = naming.http_failed(request, &failure, oldest_ms).await?;
+        (intent.key, intent.size) = (failed.key.clone(), failed.body.len() as u64);
+        self.journal(intent).await?;
+        self.put_until_done(&failed.key, failed.body).await?;
+        self.stats.undelivered(intent.records, failure.message);
+        Ok(intent.records)
     }
 
     async fn journal(&self, intent: &Intent) -> Result<(), Interrupted> {
@@ -532,16 +367,4 @@ async fn commit(
             .map_err(|e| failed("commit positions", e))?;
     }
     Ok(())
-}
-
-/// Runs file I/O or compression off the async threads.
-async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
-    work: impl FnOnce() -> Result<T, E> + Send + 'static,
-    what: &str,
-) -> Result<T, Interrupted> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(failed(what, e)),
-        Err(e) => Err(failed(what, e)),
-    }
 }

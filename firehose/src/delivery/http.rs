@@ -78,21 +78,6 @@ impl Endpoint {
         .await
     }
 
-    /// The envelope of a record the endpoint did not take, as Firehose writes it to the
-    /// error output.
-    pub(super) fn envelope(&self, failure: &Failure, data: &[u8], arrival: u64, out: &mut Vec<u8>) {
-        let envelope = serde_json::json!({
-            "attemptsMade": failure.attempts,
-            "arrivalTimestamp": arrival,
-            "errorCode": failure.code,
-            "errorMessage": failure.message,
-            "attemptEndingTimestamp": now_ms(),
-            "rawData": STANDARD.encode(data),
-        });
-        serde_json::to_writer(&mut *out, &envelope).expect("JSON into a Vec");
-        out.push(b'\n');
-    }
-
     #[cfg(not(feature = "http"))]
     async fn attempt(&self, _request: &Request) -> Result<(), Refused> {
         Err(Refused {

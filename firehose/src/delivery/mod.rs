@@ -9,8 +9,10 @@ mod fill;
 mod flush;
 mod http;
 mod postgres;
+mod prepare;
 mod process;
 mod retry;
+mod unpack;
 
 pub(crate) use buffer::BufferBudget;
 
@@ -21,7 +23,8 @@ use crate::spec::{Destination, Processor, Target};
 use crate::stats::DeliveryStats;
 use crate::transform::Transforms;
 use fill::Reading;
-use flush::{Naming, Object, Writing};
+use flush::Writing;
+use prepare::{Naming, Object};
 use process::Lambda;
 use sluice_core::{Consumer, Engine};
 use std::path::PathBuf;
@@ -29,6 +32,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use unpack::{Partitioning, Unpacking};
 
 /// Back-off after a failed step: doubles from 1 s to 60 s.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -98,12 +102,14 @@ impl Delivery {
             stop,
         } = parts;
         let lambda = lambda(&destination, transforms, &name, &stop);
+        let (unpacking, partitioning) = processing(&destination)?;
         let newline = destination.processors.contains(&Processor::AppendNewline);
         let delimiter = if newline { b"\n".to_vec() } else { Vec::new() };
-        // Without a transform the newline goes in as records are read; with one, after it.
-        let (read_delimiter, made_delimiter) = match lambda {
-            Some(_) => (Vec::new(), delimiter),
-            None => (delimiter, Vec::new()),
+        // With no processor that changes records, the newline goes in as records are read
+        // (no copy); otherwise after them.
+        let (read_delimiter, made_delimiter) = match (&lambda, &unpacking) {
+            (None, None) => (delimiter, Vec::new()),
+            _ => (Vec::new(), delimiter),
         };
         let naming = Naming {
             prefix: Prefix::parse(&destination.prefix, PrefixKind::Objects)?,
@@ -124,7 +130,9 @@ impl Delivery {
             name,
             version,
             compression: destination.compression,
+            unpacking,
             lambda,
+            partitioning,
             delimiter: made_delimiter,
         };
         Ok(Delivery {
@@ -262,6 +270,32 @@ async fn next_object(
     naming.prepare(reading.take()).await
 }
 
+/// The steps before the transform, and the partitioning, of a destination that has them.
+type Processing = (Option<Arc<Unpacking>>, Option<Arc<Partitioning>>);
+
+/// The destination's steps before the transform and its partitioning, if it has them.
+fn processing(destination: &Destination) -> Result<Processing, FirehoseError> {
+    let mut unpacking = Unpacking::default();
+    let mut partitioning = None;
+    for processor in &destination.processors {
+        match processor {
+            Processor::DeAggregate(sub_records) => {
+                unpacking.sub_records = Some(sub_records.clone());
+            }
+            Processor::Gunzip => unpacking.gunzip = true,
+            Processor::CloudWatchLogs => unpacking.cloudwatch = true,
+            Processor::ExtractMetadata { query } => {
+                let query = crate::records::Query::parse(query).map_err(FirehoseError::invalid)?;
+                let prefix = Prefix::parse(&destination.prefix, PrefixKind::Objects)?;
+                partitioning = Some(Arc::new(Partitioning { query, prefix }));
+            }
+            Processor::AppendNewline | Processor::Lambda { .. } => {}
+        }
+    }
+    let unpacking = unpacking.any().then(|| Arc::new(unpacking));
+    Ok((unpacking, partitioning))
+}
+
 /// The destination's Lambda processor, if it has one.
 fn lambda(
     destination: &Destination,
@@ -282,7 +316,7 @@ fn lambda(
             delivery_stream: name.to_owned(),
             stop: stop.clone(),
         }),
-        Processor::AppendNewline => None,
+        _ => None,
     })
 }
 
@@ -321,4 +355,16 @@ pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs file I/O or compression off the async threads.
+async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+    what: &str,
+) -> Result<T, Interrupted> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(failed(what, e)),
+        Err(e) => Err(failed(what, e)),
+    }
 }

@@ -4,8 +4,10 @@
 //! (ProcessingFailed, missing from the answer, or in a call that kept failing) written to
 //! the error output in Firehose's envelope.
 
-use super::buffer::{Flush, Records};
+use super::buffer::Records;
+use super::retry::Failure;
 use super::{Interrupted, RETRY_MAX, failed, now_ms, sleep};
+use crate::naming::Keys;
 use crate::transform::{InputRecord, Invocation, OutputRecord, RecordResult, Transforms};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -38,44 +40,65 @@ pub(super) struct Lambda {
 /// What became of an object's records.
 #[derive(Default)]
 pub(super) struct Processed {
-    /// The Ok records, each followed by the delimiter.
+    /// The records that go on.
     pub(super) records: Records,
+    /// With dynamic partitioning, each record's partition keys; otherwise empty.
+    pub(super) keys: Vec<Keys>,
     pub(super) dropped: u64,
     /// The error output: one JSON envelope per failed record, a line each.
     pub(super) failed: Vec<u8>,
     pub(super) failed_records: u64,
 }
 
-/// Why a record failed: Firehose's error code and a message.
-struct Failure<'a> {
-    code: &'static str,
-    message: &'a str,
-    attempts: u32,
+impl Processed {
+    /// What a later step made of these records: its records, and both steps' drops and
+    /// failures.
+    pub(super) fn then(mut self, later: Processed) -> Processed {
+        self.failed.extend_from_slice(&later.failed);
+        Processed {
+            records: later.records,
+            keys: later.keys,
+            dropped: self.dropped + later.dropped,
+            failed: self.failed,
+            failed_records: self.failed_records + later.failed_records,
+        }
+    }
+}
+
+/// One record to the error output, in Firehose's processing-failed envelope (a line of
+/// JSON; `lambdaArn` for the transform's failures).
+pub(super) fn envelope(
+    out: &mut Vec<u8>,
+    failure: &Failure,
+    data: &[u8],
+    arrival: u64,
+    lambda_arn: Option<&str>,
+) {
+    let mut envelope = json!({
+        "attemptsMade": failure.attempts,
+        "arrivalTimestamp": arrival,
+        "errorCode": failure.code,
+        "errorMessage": failure.message,
+        "attemptEndingTimestamp": now_ms(),
+        "rawData": STANDARD.encode(data),
+    });
+    if let Some(arn) = lambda_arn {
+        envelope["lambdaArn"] = json!(arn);
+    }
+    serde_json::to_writer(&mut *out, &envelope).expect("JSON into a Vec");
+    out.push(b'\n');
 }
 
 impl Lambda {
-    /// Hands every record of `flush` to the function and sorts the answers.
-    pub(super) async fn process(
-        &self,
-        flush: &Flush,
-        delimiter: &[u8],
-    ) -> Result<Processed, Interrupted> {
+    /// Hands every record to the function and sorts the answers.
+    pub(super) async fn process(&self, records: &Records) -> Result<Processed, Interrupted> {
         let Some(transforms) = &self.transforms else {
             return Err(failed(
                 "transform",
                 "no transform functions are configured here (sluice serve: --firehose-lambda-endpoint)",
             ));
         };
-        let records: Vec<(&[u8], u64)> = flush
-            .ends
-            .iter()
-            .scan(0, |start, &end| {
-                let data = &flush.data[*start..end];
-                *start = end;
-                Some(data)
-            })
-            .zip(flush.arrivals.iter().copied())
-            .collect();
+        let records: Vec<(&[u8], u64)> = records.iter().collect();
         let mut processed = Processed::default();
         let mut rest = &records[..];
         while !rest.is_empty() {
@@ -89,8 +112,7 @@ impl Lambda {
                 .count()
                 .max(1);
             let (call, after) = rest.split_at(count);
-            self.call(transforms, call, delimiter, &mut processed)
-                .await?;
+            self.call(transforms, call, &mut processed).await?;
             rest = after;
         }
         Ok(processed)
@@ -101,7 +123,6 @@ impl Lambda {
         &self,
         transforms: &Arc<dyn Transforms>,
         records: &[(&[u8], u64)],
-        delimiter: &[u8],
         out: &mut Processed,
     ) -> Result<(), Interrupted> {
         let invocation = Invocation {
@@ -119,11 +140,11 @@ impl Lambda {
         };
         let (answer, attempts) = self.invoke(transforms, invocation).await?;
         match answer {
-            Ok(answers) => self.sort(records, &answers, attempts, delimiter, out),
-            Err(error) => {
+            Ok(answers) => self.sort(records, &answers, attempts, out),
+            Err(message) => {
                 let failure = Failure {
                     code: "Lambda.FunctionError",
-                    message: &error,
+                    message,
                     attempts,
                 };
                 for (data, arrival) in records {
@@ -167,7 +188,6 @@ impl Lambda {
         records: &[(&[u8], u64)],
         answers: &[OutputRecord],
         attempts: u32,
-        delimiter: &[u8],
         out: &mut Processed,
     ) {
         let mut by_id: HashMap<&str, Option<&RecordResult>> = HashMap::new();
@@ -178,17 +198,14 @@ impl Lambda {
                 .or_insert(Some(&answer.result));
         }
         for (i, (data, arrival)) in records.iter().enumerate() {
-            let failed = |code, message| Failure {
+            let failed = |code, message: &str| Failure {
                 code,
-                message,
+                message: message.to_owned(),
                 attempts,
             };
             let failure = match by_id.get(i.to_string().as_str()) {
                 Some(Some(RecordResult::Ok(new))) => {
-                    out.records.data.extend_from_slice(new);
-                    out.records.data.extend_from_slice(delimiter);
-                    out.records.ends.push(out.records.data.len());
-                    out.records.arrivals.push(*arrival);
+                    out.records.push(new, *arrival);
                     continue;
                 }
                 Some(Some(RecordResult::Dropped)) => {
@@ -213,18 +230,14 @@ impl Lambda {
     }
 
     /// One record to the error output, in Firehose's processing-failed envelope.
-    fn fail(&self, out: &mut Processed, data: &[u8], arrival: u64, failure: &Failure<'_>) {
-        let envelope = json!({
-            "attemptsMade": failure.attempts,
-            "arrivalTimestamp": arrival,
-            "errorCode": failure.code,
-            "errorMessage": failure.message,
-            "attemptEndingTimestamp": now_ms(),
-            "rawData": STANDARD.encode(data),
-            "lambdaArn": self.function,
-        });
-        serde_json::to_writer(&mut out.failed, &envelope).expect("JSON into a Vec");
-        out.failed.push(b'\n');
+    fn fail(&self, out: &mut Processed, data: &[u8], arrival: u64, failure: &Failure) {
+        envelope(
+            &mut out.failed,
+            failure,
+            data,
+            arrival,
+            Some(&self.function),
+        );
         out.failed_records += 1;
     }
 }

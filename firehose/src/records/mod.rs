@@ -8,9 +8,6 @@
 //! * [`kpl`]: `RecordDeAggregation` (`KPL`, `DELIMITED` and `JSON` sub-records);
 //! * [`extract`]: `MetadataExtraction`, the jq query of dynamic partitioning.
 
-// Wired into delivery by the processors commit.
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
-
 mod cloudwatch;
 mod decompress;
 mod extract;
@@ -18,8 +15,12 @@ mod kpl;
 
 pub(crate) use cloudwatch::extract_messages;
 pub(crate) use decompress::gunzip;
-pub(crate) use extract::{EXTRACTION_FAILED_CODE, Query, valid_key_value};
-pub(crate) use kpl::{SubRecord, deaggregate_kpl, parse_delimiter, split_delimited, split_json};
+#[cfg(test)]
+use extract::valid_key_value;
+pub(crate) use extract::{EXTRACTION_FAILED_CODE, Query};
+#[cfg(test)]
+use kpl::SubRecord;
+pub(crate) use kpl::{deaggregate_kpl, parse_delimiter, split_delimited, split_json};
 
 #[cfg(test)]
 mod tests {

@@ -13,11 +13,13 @@ pub(crate) use holder::FirehoseHolder;
 
 use crate::tenant::Tenant;
 use crate::wire::{ApiError, Protocol, Timestamp};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use shapes::Input;
 use sluice_firehose::{
     DeliveryStreamInfo, Firehose, FirehoseError, HttpEndpoint, PostgresTable, Processor, Source,
-    Target,
+    SubRecords, Target,
 };
 
 /// The `X-Amz-Target` prefix of Firehose operations.
@@ -50,6 +52,18 @@ fn describe_processor(processor: &Processor) -> Value {
                     (*call_bytes as f64 / f64::from(1 << 20) * 100.0).round() / 100.0
                 ),
             ),
+        ],
+        Processor::DeAggregate(SubRecords::Json) => vec![("SubRecordType", "JSON".to_owned())],
+        Processor::DeAggregate(SubRecords::Kpl) => vec![("SubRecordType", "KPL".to_owned())],
+        Processor::DeAggregate(SubRecords::Delimited(delimiter)) => vec![
+            ("SubRecordType", "DELIMITED".to_owned()),
+            ("Delimiter", STANDARD.encode(delimiter)),
+        ],
+        Processor::Gunzip => vec![("CompressionFormat", "GZIP".to_owned())],
+        Processor::CloudWatchLogs => vec![("DataMessageExtraction", "true".to_owned())],
+        Processor::ExtractMetadata { query } => vec![
+            ("MetadataExtractionQuery", query.clone()),
+            ("JsonParsingEngine", "JQ-1.6".to_owned()),
         ],
         _ => Vec::new(),
     };

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sluice_firehose::{
     BufferingHints, Compression, DeliveryStreamSpec, Destination, HttpEndpoint, Processor, Source,
-    Target,
+    SubRecords, Target,
 };
 use std::collections::BTreeMap;
 
@@ -269,8 +269,24 @@ pub(super) fn destination(
     if enabled(s3.data_format_conversion_configuration.as_ref()) {
         return Err(unsupported("DataFormatConversionConfiguration"));
     }
-    if enabled(s3.dynamic_partitioning_configuration.as_ref()) {
-        return Err(unsupported("DynamicPartitioningConfiguration"));
+    let extracting = processors
+        .iter()
+        .any(|p| matches!(p, Processor::ExtractMetadata { .. }));
+    match (
+        enabled(s3.dynamic_partitioning_configuration.as_ref()),
+        extracting,
+    ) {
+        (true, false) => {
+            return Err(ApiError::invalid_argument(
+                "DynamicPartitioningConfiguration needs a MetadataExtraction processor (partition keys from Lambda are not supported yet).",
+            ));
+        }
+        (false, true) => {
+            return Err(ApiError::invalid_argument(
+                "The MetadataExtraction processor needs DynamicPartitioningConfiguration enabled.",
+            ));
+        }
+        _ => {}
     }
     if s3.s3_backup_mode.as_deref() == Some("Enabled") {
         return Err(unsupported("S3BackupMode Enabled"));
@@ -457,6 +473,14 @@ pub(super) fn processors(config: Option<&Value>, lambda: bool) -> Result<Vec<Pro
                 ));
             }
             "Lambda" => processors.push(lambda_processor(&parameters)?),
+            "RecordDeAggregation"
+            | "Decompression"
+            | "CloudWatchLogProcessing"
+            | "MetadataExtraction" => {
+                if let Some(processor) = record_processor(kind, &parameters)? {
+                    processors.push(processor);
+                }
+            }
             "" => {
                 return Err(ApiError::invalid_argument("Every processor needs a Type."));
             }
@@ -495,6 +519,67 @@ fn parameters(processor: &Value) -> Result<BTreeMap<String, String>, ApiError> {
         }
     }
     Ok(parameters)
+}
+
+/// A processor that runs no user code, from its parameters (`None`: one that does nothing,
+/// `CloudWatchLogProcessing` without `DataMessageExtraction`).
+fn record_processor(
+    kind: &str,
+    parameters: &BTreeMap<String, String>,
+) -> Result<Option<Processor>, ApiError> {
+    let allowed: &[&str] = match kind {
+        "RecordDeAggregation" => &["SubRecordType", "Delimiter"],
+        "Decompression" => &["CompressionFormat"],
+        "CloudWatchLogProcessing" => &["DataMessageExtraction"],
+        _ => &["MetadataExtractionQuery", "JsonParsingEngine"],
+    };
+    if let Some(other) = parameters
+        .keys()
+        .find(|name| !allowed.contains(&name.as_str()))
+    {
+        return Err(unsupported(&format!(
+            "The {kind} processor parameter {other}"
+        )));
+    }
+    let get = |name: &str| parameters.get(name).map(String::as_str);
+    let invalid = |name: &str, value: Option<&str>| {
+        ApiError::invalid_argument(format!(
+            "Processor parameter {name} {:?} is not valid for {kind}.",
+            value.unwrap_or("(missing)")
+        ))
+    };
+    let processor = match kind {
+        "RecordDeAggregation" => match get("SubRecordType") {
+            Some("JSON") => Processor::DeAggregate(SubRecords::Json),
+            // KPL is this server's own: AWS de-aggregates KPL records of a stream source
+            // by itself; here it is asked for.
+            Some("KPL") => Processor::DeAggregate(SubRecords::Kpl),
+            Some("DELIMITED") => SubRecords::delimited_base64(get("Delimiter").unwrap_or(""))
+                .map(Processor::DeAggregate)
+                .map_err(|e| ApiError::invalid_argument(e.to_string()))?,
+            other => return Err(invalid("SubRecordType", other)),
+        },
+        "Decompression" => match get("CompressionFormat") {
+            Some("GZIP") | None => Processor::Gunzip,
+            other => return Err(invalid("CompressionFormat", other)),
+        },
+        "CloudWatchLogProcessing" => match get("DataMessageExtraction") {
+            Some("true") => Processor::CloudWatchLogs,
+            Some("false") | None => return Ok(None),
+            other => return Err(invalid("DataMessageExtraction", other)),
+        },
+        _ => {
+            if !matches!(get("JsonParsingEngine"), None | Some("JQ-1.6")) {
+                return Err(invalid("JsonParsingEngine", get("JsonParsingEngine")));
+            }
+            let query = get("MetadataExtractionQuery")
+                .ok_or_else(|| invalid("MetadataExtractionQuery", None))?;
+            Processor::ExtractMetadata {
+                query: query.to_owned(),
+            }
+        }
+    };
+    Ok(Some(processor))
 }
 
 /// A Lambda processor: `LambdaArn` required; `NumberOfRetries` (3), `BufferSizeInMBs` (1,
