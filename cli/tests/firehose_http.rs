@@ -46,7 +46,7 @@ fn records_reach_an_http_endpoint_and_what_it_refuses_lands_in_the_backup_bucket
             "--firehose-bucket-dir",
             buckets.to_str().unwrap(),
             "--firehose-http-timeout",
-            "1",
+            "2",
         ],
     );
     common::run_suite_with(

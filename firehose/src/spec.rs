@@ -88,8 +88,9 @@ pub enum Target {
     Postgres(PostgresTable),
 }
 
-/// A PostgreSQL table and how records become its rows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A PostgreSQL table and how records become its rows. Its `Debug` leaves the connection
+/// (which may hold a password) out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostgresTable {
     /// The connection: `postgresql://user:password@host:port/database` (or tokio-postgres'
     /// `key=value` form).
@@ -148,9 +149,13 @@ impl PostgresTable {
             CopyFormat::Text { delimiter } | CopyFormat::Csv { delimiter } => Some(delimiter),
             CopyFormat::JsonAuto => None,
         };
-        if delimiter.is_some_and(|d| !d.is_ascii() || matches!(d, '\n' | '\r' | '\\' | '"')) {
+        // What COPY takes: not a letter or digit, nor `\`, `.` (text) or `"` (CSV).
+        let fits = |d: char| {
+            (d == '\t' || d == ' ' || d.is_ascii_punctuation()) && !matches!(d, '\\' | '.' | '"')
+        };
+        if delimiter.is_some_and(|d| !fits(d)) {
             return Err(FirehoseError::invalid(
-                "CopyOptions DELIMITER must be one ASCII character other than a newline, a backslash or a double quote.",
+                "CopyOptions DELIMITER must be a tab, a space or an ASCII punctuation character other than \\, . and \".",
             ));
         }
         if self.retry_ms > HTTP_RETRY_MS_MAX {
@@ -175,8 +180,9 @@ fn is_identifier(name: &str) -> bool {
         && name.len() <= 63
 }
 
-/// An HTTP endpoint as Firehose's HTTP endpoint destination describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An HTTP endpoint as Firehose's HTTP endpoint destination describes it. Its `Debug`
+/// leaves the access key out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpEndpoint {
     /// `http://host[:port][/path]`.
     pub url: String,
@@ -227,18 +233,26 @@ impl HttpEndpoint {
                 "HTTP endpoint destinations need sluice-firehose's `http` feature.",
             ));
         }
-        let rest = self.url.strip_prefix("http://").ok_or_else(|| {
-            FirehoseError::invalid(format!(
+        if !self.url.starts_with("http://") {
+            return Err(FirehoseError::invalid(format!(
                 "EndpointConfiguration.Url {:?} must be an http:// URL (https:// is not supported yet).",
                 self.url
-            ))
-        })?;
-        let authority = rest.split('/').next().unwrap_or_default();
-        if authority.is_empty() || authority.contains('@') || self.url.len() > 1000 {
-            return Err(FirehoseError::invalid(format!(
-                "EndpointConfiguration.Url {:?} names no host.",
-                self.url
             )));
+        }
+        #[cfg(feature = "http")]
+        {
+            let uri: Option<hyper::Uri> = self.url.parse().ok();
+            let authority = uri.as_ref().and_then(hyper::Uri::authority);
+            let bad = |a: &hyper::http::uri::Authority| {
+                let port_unread = a.as_str() != a.host() && a.port_u16().is_none();
+                a.host().is_empty() || a.as_str().contains('@') || port_unread
+            };
+            if authority.is_none_or(bad) || self.url.len() > 1000 {
+                return Err(FirehoseError::invalid(format!(
+                    "EndpointConfiguration.Url {:?} is not a URL of a host (and port), without user information, of at most 1000 characters.",
+                    self.url
+                )));
+            }
         }
         if self.retry_ms > HTTP_RETRY_MS_MAX || self.request_timeout_ms == 0 {
             return Err(FirehoseError::invalid(
@@ -260,7 +274,47 @@ impl HttpEndpoint {
                 "EndpointConfiguration.AccessKey must be at most 4096 printable ASCII characters.",
             ));
         }
+        // Firehose's limits; no control character (DEL included) can reach a header.
+        let attribute = |s: &str, max: usize| {
+            !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
+        };
+        if self.common_attributes.len() > 50
+            || !self
+                .common_attributes
+                .iter()
+                .all(|(name, value)| attribute(name, 256) && attribute(value, 1024))
+        {
+            return Err(FirehoseError::invalid(
+                "RequestConfiguration.CommonAttributes: at most 50, names of 1-256 and values of 1-1024 characters, no control characters.",
+            ));
+        }
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for HttpEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpEndpoint")
+            .field("url", &self.url)
+            .field("access_key", &self.access_key.as_ref().map(|_| "(hidden)"))
+            .field("gzip", &self.gzip)
+            .field("common_attributes", &self.common_attributes)
+            .field("retry_ms", &self.retry_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("source_arn", &self.source_arn)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for PostgresTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresTable")
+            .field("url", &"(hidden)")
+            .field("table", &self.table)
+            .field("columns", &self.columns)
+            .field("format", &self.format)
+            .field("retry_ms", &self.retry_ms)
+            .finish()
     }
 }
 

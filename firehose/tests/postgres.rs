@@ -100,9 +100,7 @@ fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_records_become_rows_exactly_once_by_column_name() {
     let postgres = Postgres::start();
-    postgres.query(
-        "CREATE TABLE events (id int PRIMARY KEY, page text, ms bigint, note text DEFAULT 'none')",
-    );
+    postgres.query("CREATE TABLE events (id int, page text, ms bigint, note text DEFAULT 'none')");
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path());
     let firehose = open(dir.path(), &engine);
@@ -218,7 +216,7 @@ async fn csv_and_text_records_fill_the_named_columns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_a_stop_interrupted_is_loaded_once_after_the_restart() {
     let postgres = Postgres::start();
-    postgres.query("CREATE TABLE events (id int PRIMARY KEY)");
+    postgres.query("CREATE TABLE events (id int)");
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path());
     let firehose = open(dir.path(), &engine);
@@ -363,6 +361,15 @@ async fn bad_tables_and_formats_are_refused_at_creation() {
                 "events",
                 &[],
                 CopyFormat::Csv { delimiter: '\n' },
+            ),
+            Compression::Gzip,
+        ),
+        (
+            table(
+                url.clone(),
+                "events",
+                &[],
+                CopyFormat::Text { delimiter: 'a' },
             ),
             Compression::Gzip,
         ),

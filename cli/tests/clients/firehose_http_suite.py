@@ -105,7 +105,7 @@ def test_records_reach_the_endpoint_as_firehose_sends_them_under_one_id_across_r
     assert json.loads(headers["x-amz-firehose-common-attributes"]) == {"commonAttributes": {"team": "web"}}
     assert headers["x-amz-firehose-source-arn"] == \
         f"arn:aws:firehose:us-east-1:{ACCOUNT}:deliverystream/{name}", headers
-    time.sleep(1.5)
+    time.sleep(2.5)
     assert len(requests(name)) == 2, "taken on the second attempt, sent no more"
     firehose.delete_delivery_stream(DeliveryStreamName=name)
 

@@ -2,8 +2,8 @@
 requests on 127.0.0.1, prints its port, and answers by path:
   /ok:        200 with the request's id;
   /flaky:     500 on a request id's first attempt, then 200;
-  /slow:      no answer for 3 s on a request id's first attempt (past the server's
-              --firehose-http-timeout 1), then 200;
+  /slow:      no answer for 5 s on a request id's first attempt (past the server's
+              --firehose-http-timeout 2), then 200;
   /toolarge:  413;
   /down:      503.
 Every request is appended, as JSON (path, headers, body gunzipped and parsed), to the file
@@ -38,7 +38,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/flaky" and first:
             status = 500
         elif self.path == "/slow" and first:
-            time.sleep(3)
+            time.sleep(5)
         elif self.path == "/toolarge":
             status = 413
         elif self.path == "/down":

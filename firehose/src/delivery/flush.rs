@@ -3,6 +3,7 @@
 //! "Crash argument").
 
 use super::prepare::{Named, Naming, Object};
+use super::retry::Refused;
 use super::{Interrupted, RETRY_FIRST, RETRY_MAX, blocking, failed, now_ms, sleep};
 use crate::bucket::{Bucket, Buckets};
 use crate::intent::{self, Intent};
@@ -105,17 +106,23 @@ impl Writing {
             let (bucket, key) = (self.bucket()?, (*key).clone());
             blocking(move || bucket.sync(&key), "make a written object durable").await?;
         }
+        let mut undelivered = 0;
         if intent.load {
             // Loaded already or not, the load finds out (it records each object it loads).
             let staged = self.staged(&intent.key, naming).await?;
-            self.load(naming, &intent.key, &staged, intent.records)
+            undelivered = self
+                .load(naming, &intent.key, &staged, intent.records)
                 .await?;
         }
         commit(consumer, &positions).await?;
-        // An HTTP flush settled this way delivered nothing: its records are in the error
-        // output.
-        self.stats
-            .recovered_object(if http { 0 } else { intent.records });
+        // An HTTP flush settled this way delivered nothing (its records are in the error
+        // output), nor did a load that went to a manifest.
+        let delivered = if http {
+            0
+        } else {
+            intent.records - undelivered
+        };
+        self.stats.recovered_object(delivered);
         Ok(())
     }
 
@@ -130,7 +137,10 @@ impl Writing {
         records: u64,
     ) -> Result<u64, Interrupted> {
         let database = naming.database.as_ref().expect("a load has its database");
-        match database.load(key, staged, records).await? {
+        let stats = self.stats.clone();
+        let retried =
+            move |r: &Refused| stats.failed(format!("load {key}: {}: {}", r.code, r.message));
+        match database.load(key, staged, records, retried).await? {
             Ok(_) => Ok(0),
             Err(failure) => {
                 let manifest = naming.manifest(&self.bucket_name, key);
@@ -284,7 +294,9 @@ impl Writing {
             .endpoint
             .as_ref()
             .expect("a request has its endpoint");
-        let Err(failure) = endpoint.send(request).await? else {
+        let stats = self.stats.clone();
+        let retried = |r: &Refused| stats.failed(format!("send: {}: {}", r.code, r.message));
+        let Err(failure) = endpoint.send(request, retried).await? else {
             return Ok(0);
         };
         let failed = naming.http_failed(request, &failure, oldest_ms).await?;

@@ -62,10 +62,11 @@ impl Endpoint {
     pub(super) async fn send(
         &self,
         request: &Request,
+        failed: impl FnMut(&Refused),
     ) -> Result<Result<u32, Failure>, Interrupted> {
         let timeout = Duration::from_millis(self.spec.request_timeout_ms);
         let retry = Duration::from_millis(self.spec.retry_ms);
-        retrying(retry, &self.stop, || async move {
+        retrying(retry, &self.stop, failed, || async move {
             tokio::time::timeout(timeout, self.attempt(request))
                 .await
                 .unwrap_or_else(|_| {
@@ -92,20 +93,17 @@ impl Endpoint {
     async fn attempt(&self, request: &Request) -> Result<(), Refused> {
         use http_body_util::{BodyExt, Limited};
         let failed = Refused::again;
-        let rest = self.spec.url.strip_prefix("http://").unwrap_or_default();
-        let (authority, path) = match rest.find('/') {
-            Some(at) => rest.split_at(at),
-            None => (rest, "/"),
-        };
-        let port = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| !p.contains(']'))
-        {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
-        };
-        let stream = tokio::net::TcpStream::connect(port.as_str())
+        // Checked at creation: an http:// URL with a host.
+        let uri: hyper::Uri = self
+            .spec
+            .url
+            .parse()
+            .map_err(|e| failed("HttpEndpoint.ConnectionFailed", format!("{e}")))?;
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+        let port = uri.port_u16().unwrap_or(80);
+        let stream = tokio::net::TcpStream::connect((host, port))
             .await
             .map_err(|e| failed("HttpEndpoint.ConnectionFailed", format!("{authority}: {e}")))?;
         let (mut sender, connection) =
@@ -121,12 +119,15 @@ impl Endpoint {
             .await
             .map_err(|e| failed("HttpEndpoint.ConnectionFailed", e.to_string()))?;
         let status = answer.status();
+        // The status decides; an answer too long to read is still a refusal of that status.
         let body = Limited::new(answer.into_body(), ANSWER_BYTES_MAX)
             .collect()
             .await
-            .map_err(|e| failed("HttpEndpoint.ResponseTooLarge", e.to_string()))?
-            .to_bytes();
-        let text = String::from_utf8_lossy(&body[..body.len().min(1024)]).into_owned();
+            .map(|body| body.to_bytes());
+        let text = match &body {
+            Ok(body) => String::from_utf8_lossy(&body[..body.len().min(1024)]).into_owned(),
+            Err(e) => format!("(an answer not read whole: {e})"),
+        };
         if status != hyper::StatusCode::OK {
             return Err(Refused {
                 code: "HttpEndpoint.DestinationException",
@@ -137,6 +138,7 @@ impl Endpoint {
                 retry: status != hyper::StatusCode::PAYLOAD_TOO_LARGE,
             });
         }
+        let body = body.map_err(|e| failed("HttpEndpoint.ResponseTooLarge", e.to_string()))?;
         let answered: Option<String> = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v.get("requestId")?.as_str().map(str::to_owned));

@@ -1,13 +1,14 @@
 //! Trying a destination again for a retry duration, as Firehose does for HTTP endpoints
 //! and databases: a failed attempt is made again after a pause (0.5 s doubling to a
-//! minute) while the duration since the first attempt lasts, always once at least; an
-//! attempt refused for good is not made again.
+//! minute), always once at least, until the pauses add up to the retry duration. As
+//! Firehose counts it, the duration starts after the first failed attempt and leaves out
+//! the time spent waiting for the destination's answers (each attempt has its own timeout).
+//! An attempt refused for good is not made again.
 
 use super::{Interrupted, RETRY_MAX, sleep};
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 /// A failed attempt is made again after this, doubling.
 const RETRY_FIRST: Duration = Duration::from_millis(500);
@@ -40,17 +41,19 @@ pub(super) struct Failure {
 }
 
 /// Makes `attempt` until it succeeds (the attempts it took), is refused for good or the
-/// retry duration is over (why, as a `Failure`), or a stop is asked for.
+/// retry duration is over (why, as a `Failure`), or a stop is asked for; each failed
+/// attempt is told to `failed` (the stats show a destination being retried).
 pub(super) async fn retrying<Attempt, Made>(
     retry: Duration,
     stop: &watch::Receiver<bool>,
+    mut failed: impl FnMut(&Refused),
     mut attempt: Attempt,
 ) -> Result<Result<u32, Failure>, Interrupted>
 where
     Attempt: FnMut() -> Made,
     Made: Future<Output = Result<(), Refused>>,
 {
-    let deadline = Instant::now() + retry;
+    let mut paused = Duration::ZERO;
     let mut stop = stop.clone();
     let (mut attempts, mut pause) = (0, RETRY_FIRST);
     loop {
@@ -65,7 +68,8 @@ where
             },
             _ = stop.changed() => return Err(Interrupted::Stop),
         };
-        let left = deadline.saturating_duration_since(Instant::now());
+        failed(&refused);
+        let left = retry.saturating_sub(paused);
         if !refused.retry || left.is_zero() {
             return Ok(Err(Failure {
                 code: refused.code,
@@ -74,6 +78,7 @@ where
             }));
         }
         sleep(&mut stop, pause.min(left)).await?;
+        paused += pause.min(left);
         pause = (pause * 2).min(RETRY_MAX);
     }
 }

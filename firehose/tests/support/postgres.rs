@@ -109,18 +109,21 @@ impl Postgres {
             ),
             "initdb",
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            dir.path().display()
-        );
+        // A free port, as the kernel gives one: another process may take it before the
+        // server binds it, so a start that fails is tried again on another.
         let log = dir.path().join("server.log");
-        run(
-            as_server_user(
+        let mut attempts = 0;
+        let port = loop {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let options = format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                dir.path().display()
+            );
+            let started = as_server_user(
                 &bin.join("pg_ctl"),
                 &[
                     "-D",
@@ -132,9 +135,21 @@ impl Postgres {
                     "-w",
                     "start",
                 ],
-            ),
-            "pg_ctl start",
-        );
+            )
+            .stdin(Stdio::null())
+            .output()
+            .expect("pg_ctl start");
+            attempts += 1;
+            if started.status.success() {
+                break port;
+            }
+            assert!(
+                attempts < 3,
+                "pg_ctl start failed: {}{}",
+                String::from_utf8_lossy(&started.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
         Postgres { dir, bin, port }
     }
 

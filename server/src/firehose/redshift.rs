@@ -69,6 +69,25 @@ pub(super) fn redshift_destination(
         return Err(unsupported("SecretsManagerConfiguration"));
     }
     let _ = &redshift.cloud_watch_logging_options;
+    if redshift.s3_configuration.processing_configuration.is_some()
+        || redshift
+            .s3_configuration
+            .data_format_conversion_configuration
+            .is_some()
+        || redshift
+            .s3_configuration
+            .dynamic_partitioning_configuration
+            .is_some()
+    {
+        return Err(ApiError::invalid_argument(
+            "S3Configuration takes the plain S3 destination's members only (processors go in RedshiftDestinationConfiguration).",
+        ));
+    }
+    if redshift.username.is_none() || redshift.password.is_none() {
+        return Err(ApiError::invalid_argument(
+            "Username and Password are required (SecretsManagerConfiguration is not supported yet).",
+        ));
+    }
     // The staging bucket's settings, its buffering hints included, are the delivery
     // stream's (Firehose's Redshift destination buffers as its S3 configuration says).
     let mut destination = destination(&redshift.s3_configuration, false, metadata)?;

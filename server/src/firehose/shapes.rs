@@ -70,9 +70,9 @@ pub(super) struct S3Configuration {
     error_output_prefix: Option<String>,
     buffering_hints: Option<Hints>,
     compression_format: Option<String>,
-    processing_configuration: Option<Value>,
-    data_format_conversion_configuration: Option<Value>,
-    dynamic_partitioning_configuration: Option<Value>,
+    pub(super) processing_configuration: Option<Value>,
+    pub(super) data_format_conversion_configuration: Option<Value>,
+    pub(super) dynamic_partitioning_configuration: Option<Value>,
     #[serde(rename = "S3BackupMode")]
     s3_backup_mode: Option<String>,
     encryption_configuration: Option<Value>,
