@@ -117,6 +117,7 @@ fn deliver(data: &[Vec<u8>], compression: Compression) -> Duration {
             processors: Vec::new(),
             error_output_prefix: String::new(),
             target: sluice_firehose::Target::Objects,
+            conversion: None,
         },
         metadata: Default::default(),
     };
@@ -199,6 +200,7 @@ fn put_to_object(rounds: usize) -> Vec<Duration> {
             processors: Vec::new(),
             error_output_prefix: String::new(),
             target: sluice_firehose::Target::Objects,
+            conversion: None,
         },
         metadata: Default::default(),
     };

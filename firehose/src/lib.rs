@@ -36,6 +36,7 @@
 //!             processors: Vec::new(),
 //!             error_output_prefix: String::new(),
 //!             target: Target::Objects,
+//!             conversion: None,
 //!         },
 //!         metadata: Default::default(),
 //!     })
@@ -70,10 +71,10 @@ pub use service::{
     DELIVERY_STREAMS_MAX, DeliveryStreamInfo, Firehose, FirehoseConfig, RecordFailure,
 };
 pub use spec::{
-    BATCH_BYTES_MAX, BATCH_RECORDS_MAX, BufferingHints, Compression, CopyFormat,
-    DeliveryStreamSpec, Destination, HTTP_BUFFER_BYTES_MAX, HTTP_RETRY_MS_MAX, HttpEndpoint,
-    NAME_LENGTH_MAX, PostgresTable, Processor, RECORD_BYTES_MAX, Source, SubRecords, Target,
-    validate_name, validate_template,
+    BATCH_BYTES_MAX, BATCH_RECORDS_MAX, BufferingHints, Column, Compression, Conversion,
+    CopyFormat, DeliveryStreamSpec, Destination, HTTP_BUFFER_BYTES_MAX, HTTP_RETRY_MS_MAX,
+    HttpEndpoint, NAME_LENGTH_MAX, ParquetCompression, PostgresTable, Processor, RECORD_BYTES_MAX,
+    Source, SubRecords, Target, validate_name, validate_template,
 };
 pub use stats::{DeliverySnapshot, DeliveryStats};
 pub use transform::{

@@ -127,6 +127,7 @@ fn spec(name: &str) -> DeliveryStreamSpec {
             processors: Vec::new(),
             error_output_prefix: String::new(),
             target: crate::Target::Objects,
+            conversion: None,
         },
         metadata: Default::default(),
     }

@@ -68,6 +68,118 @@ pub struct Destination {
     /// What receives the records.
     #[serde(default)]
     pub target: Target,
+    /// Record format conversion: JSON records written as Parquet objects.
+    #[serde(default)]
+    pub conversion: Option<Conversion>,
+}
+
+impl Destination {
+    /// Objects in `bucket` with Firehose's defaults: no prefix (the hour directories only),
+    /// 5 MiB or 300 s buffers, uncompressed, no processors, the default error output.
+    pub fn new(bucket: impl Into<String>) -> Destination {
+        Destination {
+            bucket: bucket.into(),
+            prefix: String::new(),
+            buffering: BufferingHints::default(),
+            compression: Compression::Uncompressed,
+            processors: Vec::new(),
+            error_output_prefix: String::new(),
+            target: Target::Objects,
+            conversion: None,
+        }
+    }
+}
+
+/// Record format conversion (Firehose's `DataFormatConversionConfiguration`): each object's
+/// JSON records decoded by a schema and written as one Parquet file (`.parquet`). Needs the
+/// `parquet` feature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversion {
+    /// The columns, as a Glue table lists them: a name and a Hive type.
+    pub columns: Vec<Column>,
+    /// The Parquet pages' compression.
+    pub compression: ParquetCompression,
+    /// Firehose's `BlockSizeBytes`: a row group's target size (at least 64 MiB; 256 MiB
+    /// by default).
+    pub block_bytes: u64,
+    /// Firehose's `PageSizeBytes` (at least 64 KiB; 1 MiB by default).
+    pub page_bytes: u64,
+    /// Firehose's `EnableDictionaryCompression` (off by default).
+    pub dictionary: bool,
+    /// Firehose's `WriterVersion` `V2` (else `V1`).
+    pub writer_v2: bool,
+}
+
+/// A column: its name (as JSON records name the field) and Hive type: `string`,
+/// `varchar(n)`, `char(n)`, `tinyint`, `smallint`, `int`, `bigint`, `float`, `double`,
+/// `boolean`, `timestamp`, `date` or `decimal(p,s)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    /// The name.
+    pub name: String,
+    /// The Hive type.
+    pub kind: String,
+}
+
+/// A Parquet file's page compression (`ParquetSerDe.Compression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ParquetCompression {
+    /// `SNAPPY`, Firehose's default.
+    Snappy,
+    /// `GZIP`.
+    Gzip,
+    /// `UNCOMPRESSED`.
+    Uncompressed,
+}
+
+impl Conversion {
+    /// Firehose's defaults for `columns`: Snappy, 256 MiB row groups, 1 MiB pages, no
+    /// dictionary, V1.
+    pub fn new(columns: Vec<Column>) -> Conversion {
+        Conversion {
+            columns,
+            compression: ParquetCompression::Snappy,
+            block_bytes: 256 << 20,
+            page_bytes: 1 << 20,
+            dictionary: false,
+            writer_v2: false,
+        }
+    }
+
+    fn validate(&self, destination: &Destination) -> Result<(), FirehoseError> {
+        if !cfg!(feature = "parquet") {
+            return Err(FirehoseError::invalid(
+                "Record format conversion needs sluice-firehose's `parquet` feature.",
+            ));
+        }
+        if destination.target != Target::Objects
+            || destination.compression != Compression::Uncompressed
+        {
+            return Err(FirehoseError::invalid(
+                "Record format conversion writes objects, with CompressionFormat UNCOMPRESSED (Parquet compresses its pages).",
+            ));
+        }
+        if self.block_bytes < (64 << 20) || self.page_bytes < (64 << 10) {
+            return Err(FirehoseError::invalid(
+                "ParquetSerDe's BlockSizeBytes is at least 64 MiB and PageSizeBytes at least 64 KiB.",
+            ));
+        }
+        if self.columns.is_empty() {
+            return Err(FirehoseError::invalid("The schema has no columns."));
+        }
+        crate::delivery::check_conversion(self)
+            .map_err(|e| FirehoseError::invalid(format!("SchemaConfiguration: {e}.")))?;
+        let mut names = std::collections::BTreeSet::new();
+        for column in &self.columns {
+            if column.name.is_empty() || !names.insert(column.name.as_str()) {
+                return Err(FirehoseError::invalid(format!(
+                    "Column name {:?} is empty or given twice.",
+                    column.name
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What receives a delivery stream's records.
@@ -493,6 +605,9 @@ impl DeliveryStreamSpec {
             ));
         }
         validate_bucket(&self.destination.bucket)?;
+        if let Some(conversion) = &self.destination.conversion {
+            conversion.validate(&self.destination)?;
+        }
         match &self.destination.target {
             Target::Objects => {}
             Target::Http(endpoint) => endpoint.validate(hints)?,

@@ -55,6 +55,7 @@ fn spec(name: &str, source: Source, size_mib: u64, interval_s: u64) -> DeliveryS
             processors: Vec::new(),
             error_output_prefix: String::new(),
             target: sluice_firehose::Target::Objects,
+            conversion: None,
         },
         metadata: Default::default(),
     }

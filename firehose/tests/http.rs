@@ -152,6 +152,7 @@ fn spec(name: &str, endpoint: HttpEndpoint) -> DeliveryStreamSpec {
             processors: Vec::new(),
             error_output_prefix: String::new(),
             target: Target::Http(endpoint),
+            conversion: None,
         },
         metadata: Default::default(),
     }

@@ -35,13 +35,8 @@ async fn incoming_delivered_objects_and_freshness_are_recorded_per_delivery_stre
             name: "metered".into(),
             source: Source::DirectPut,
             destination: Destination {
-                bucket: "lake".into(),
-                prefix: String::new(),
                 buffering: BufferingHints::new(1, 2).unwrap(),
-                compression: Compression::Uncompressed,
-                processors: Vec::new(),
-                error_output_prefix: String::new(),
-                target: sluice_firehose::Target::Objects,
+                ..Destination::new("lake")
             },
             metadata: Default::default(),
         })

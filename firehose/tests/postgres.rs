@@ -49,6 +49,7 @@ fn spec(name: &str, table: PostgresTable, compression: Compression) -> DeliveryS
             processors: vec![Processor::AppendNewline],
             error_output_prefix: String::new(),
             target: Target::Postgres(table),
+            conversion: None,
         },
         metadata: Default::default(),
     }

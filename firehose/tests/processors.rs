@@ -52,6 +52,7 @@ fn spec(name: &str, prefix: &str, processors: Vec<Processor>) -> DeliveryStreamS
             processors,
             error_output_prefix: "errors/!{firehose:error-output-type}/".into(),
             target: Target::Objects,
+            conversion: None,
         },
         metadata: Default::default(),
     }
@@ -323,6 +324,7 @@ async fn partitioning_settings_that_cannot_work_are_refused() {
         DeliveryStreamSpec {
             destination: Destination {
                 target: Target::Http(HttpEndpoint::new("http://127.0.0.1:9/")),
+                conversion: None,
                 ..spec(
                     "bad",
                     "t=!{partitionKeyFromQuery:tenant}/",

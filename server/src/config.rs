@@ -89,6 +89,9 @@ pub struct ServeConfig {
     /// How long an HTTP endpoint destination has to answer a request (Firehose gives
     /// three minutes); a request not answered in time is tried again.
     pub firehose_http_timeout_ms: u64,
+    /// Where record format conversion finds Glue tables (`<dir>/<database>/<table>.json`,
+    /// as `aws glue get-table` prints them); `None`: `<data_dir>/glue`.
+    pub firehose_glue_dir: Option<PathBuf>,
 }
 
 /// A credential SigV4 signatures are checked against.
@@ -145,6 +148,7 @@ impl ServeConfig {
             firehose_s3_endpoint: None,
             firehose_lambda_endpoint: None,
             firehose_http_timeout_ms: 180_000,
+            firehose_glue_dir: None,
             metrics_token: None,
         }
     }

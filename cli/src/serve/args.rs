@@ -176,6 +176,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_FIREHOSE_HTTP_TIMEOUT", default_value_t = 180,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub firehose_http_timeout: u64,
+    /// Where record format conversion (to Parquet) finds its schemas: Glue table `T` of
+    /// database `D` is `<DIR>/D/T.json`, as `aws glue get-table` prints it. Default:
+    /// `<data dir>/glue`. Conversion needs a build with the `parquet` feature.
+    #[arg(long, env = "SLUICE_FIREHOSE_GLUE_DIR")]
+    pub firehose_glue_dir: Option<PathBuf>,
     /// Serve `/metrics` and `/health` on this address instead (without authentication:
     /// bind it where only the monitoring reaches), and not on the Kinesis listener.
     #[arg(long, env = "SLUICE_METRICS_LISTEN")]
@@ -260,6 +265,12 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
         "--metrics-token must be at least 16 characters"
     );
     config.metrics_token = args.metrics_token.clone();
+    firehose_config(args, &mut config)?;
+    Ok(config)
+}
+
+/// The Firehose layer's options.
+fn firehose_config(args: &ServeArgs, config: &mut ServeConfig) -> anyhow::Result<()> {
     config.firehose_bucket_dir = args.firehose_bucket_dir.clone();
     anyhow::ensure!(
         args.firehose_s3_endpoint.is_none() || cfg!(feature = "s3"),
@@ -268,7 +279,8 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
     config.firehose_s3_endpoint = args.firehose_s3_endpoint.clone();
     config.firehose_lambda_endpoint = args.firehose_lambda_endpoint.clone();
     config.firehose_http_timeout_ms = args.firehose_http_timeout * 1000;
-    Ok(config)
+    config.firehose_glue_dir = args.firehose_glue_dir.clone();
+    Ok(())
 }
 
 /// `ACCESS_KEY_ID=FILE`: the policy in FILE, checked, on that credential.

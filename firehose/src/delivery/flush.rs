@@ -216,6 +216,7 @@ impl Writing {
         // A request not taken is counted as its error output's object.
         let objects = object.mains.len()
             + usize::from(object.errors.is_some())
+            + usize::from(object.conversion_errors.is_some())
             + usize::from(object.request.is_some());
         if objects == 0 {
             if object.dropped > 0 {
@@ -226,7 +227,8 @@ impl Writing {
         }
         let mut intent = self.intent(&object, source_created_ms);
         self.journal(&intent).await?;
-        for named in object.errors.into_iter().chain(object.mains) {
+        let errors = object.errors.into_iter().chain(object.conversion_errors);
+        for named in errors.chain(object.mains) {
             self.put_until_done(&named.key, named.body).await?;
         }
         let mut undelivered = 0;
@@ -275,7 +277,12 @@ impl Writing {
                 .map(|r| r.id.clone())
                 .unwrap_or_default(),
             load: object.staged.is_some(),
-            more: mains.collect(),
+            more: object
+                .conversion_errors
+                .iter()
+                .map(key_and_size)
+                .chain(mains)
+                .collect(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! side by side, so the next buffer fills while the previous object is written.
 
 mod buffer;
+mod convert;
 mod fill;
 mod flush;
 mod http;
@@ -15,6 +16,11 @@ mod retry;
 mod unpack;
 
 pub(crate) use buffer::BufferBudget;
+
+/// Whether a conversion's columns can be written (checked at creation).
+pub(crate) fn check_conversion(conversion: &crate::spec::Conversion) -> Result<(), String> {
+    convert::Converter::new(conversion).map(|_| ())
+}
 
 use crate::bucket::Buckets;
 use crate::error::FirehoseError;
@@ -115,6 +121,13 @@ impl Delivery {
             prefix: Prefix::parse(&destination.prefix, PrefixKind::Objects)?,
             error_prefix: error_prefix(&destination, "processing-failed/")?,
             http_error_prefix: error_prefix(&destination, "http-endpoint-failed/")?,
+            conversion_error_prefix: error_prefix(&destination, "format-conversion-failed/")?,
+            converter: match &destination.conversion {
+                Some(conversion) => Some(Arc::new(
+                    convert::Converter::new(conversion).map_err(FirehoseError::invalid)?,
+                )),
+                None => None,
+            },
             endpoint: match &destination.target {
                 Target::Http(spec) => {
                     Some(Arc::new(http::Endpoint::new(spec, &name, stop.clone())))

@@ -3,6 +3,7 @@
 //! the request that carries them, ready for the writing half.
 
 use super::buffer::{Flush, Records};
+use super::convert::{self, Converter};
 use super::http::{self, Endpoint, Request};
 use super::postgres::Database;
 use super::process::envelope;
@@ -28,6 +29,11 @@ pub(super) struct Naming {
     /// The error output's prefix for records an HTTP endpoint did not take
     /// (`http-endpoint-failed/` by default).
     pub(super) http_error_prefix: Prefix,
+    /// The error output's prefix for records conversion failed (`format-conversion-failed/`
+    /// by default).
+    pub(super) conversion_error_prefix: Prefix,
+    /// Record format conversion, if any.
+    pub(super) converter: Option<Arc<Converter>>,
     /// The HTTP endpoint records are sent to, if that is the target.
     pub(super) endpoint: Option<Arc<Endpoint>>,
     /// The database staged objects are loaded into, if that is the target.
@@ -52,6 +58,8 @@ pub(super) struct Object {
     /// The request, when the target is an HTTP endpoint.
     pub(super) request: Option<Request>,
     pub(super) errors: Option<Named>,
+    /// The error output of the records conversion failed.
+    pub(super) conversion_errors: Option<Named>,
     /// When the oldest record arrived (the error output's prefix is evaluated at it).
     pub(super) oldest_ms: u64,
     /// For a database target, the object's records uncompressed, to load.
@@ -91,21 +99,22 @@ impl Naming {
             })
             .await?;
         let records = processed.records;
-        let (delivered, raw_bytes) = (records.len(), records.data.len() as u64);
+        let (mut delivered, raw_bytes) = (records.len(), records.data.len() as u64);
         let now = now_ms();
         let mut staged = None;
+        let mut unconverted = Unconverted::default();
         let (mains, request) = match &self.endpoint {
             _ if delivered == 0 => (Vec::new(), None),
-            None if self.partitioning.is_some() => {
-                let keys = processed.keys;
-                (self.partitions(records, keys, oldest_ms, now).await?, None)
-            }
             None => {
                 if self.database.is_some() {
                     staged = Some(records.data.clone());
                 }
-                let named = self.named(&self.prefix, "", &NO_KEYS, records.data, oldest_ms);
-                (vec![named.await?], None)
+                let parts = match self.partitioning {
+                    Some(_) => partitions(records, processed.keys),
+                    None => vec![(NO_KEYS.clone(), records)],
+                };
+                let made = self.objects(parts, oldest_ms, now, &mut unconverted);
+                (made.await?, None)
             }
             Some(endpoint) => {
                 let gzip = endpoint.gzip();
@@ -120,15 +129,30 @@ impl Naming {
         } else {
             None
         };
+        let conversion_errors = if unconverted.records > 0 {
+            delivered -= unconverted.records;
+            let (prefix, failed) = (&self.conversion_error_prefix, unconverted.envelopes);
+            let named = self.named(
+                prefix,
+                "format-conversion-failed",
+                &NO_KEYS,
+                failed,
+                oldest_ms,
+            );
+            Some(named.await?)
+        } else {
+            None
+        };
         Ok(Object {
             mains,
             request,
             errors,
+            conversion_errors,
             oldest_ms,
             staged,
             records: delivered,
             dropped: processed.dropped,
-            failed: processed.failed_records,
+            failed: processed.failed_records + unconverted.records,
             raw_bytes,
             positions,
         })
@@ -162,24 +186,40 @@ impl Naming {
         Ok(processed)
     }
 
-    /// One object per partition, its prefix evaluated with the partition's keys.
-    /// (The hour directories, when the prefix has no timestamp, are the flush's oldest
-    /// record's, so a flush's objects share them.)
-    async fn partitions(
+    /// The objects of `parts` (one, or one per partition: its prefix evaluated with the
+    /// partition's keys), converted to Parquet when the destination asks; the records the
+    /// conversion could not read go to `unconverted`. (The hour directories, when the
+    /// prefix has no timestamp, are the flush's oldest record's, so a flush's objects share
+    /// them.)
+    async fn objects(
         &self,
-        records: Records,
-        keys: Vec<Keys>,
+        parts: Vec<(Keys, Records)>,
         oldest_ms: u64,
         now: u64,
+        unconverted: &mut Unconverted,
     ) -> Result<Vec<Named>, Interrupted> {
-        let mut partitions: BTreeMap<Keys, Records> = BTreeMap::new();
-        for ((data, arrival), keys) in records.iter().zip(keys) {
-            partitions.entry(keys).or_default().push(data, arrival);
-        }
-        let mut named = Vec::with_capacity(partitions.len());
-        for (keys, records) in partitions {
-            let object = self.named_at(&self.prefix, "", &keys, records.data, oldest_ms, now);
-            named.push(object.await?);
+        let mut named = Vec::with_capacity(parts.len());
+        for (keys, records) in parts {
+            let data = match &self.converter {
+                None => records.data,
+                Some(converter) => {
+                    let converter = converter.clone();
+                    let convert = move || converter.convert(&records).map(|c| (c, records));
+                    let (converted, records) = blocking(convert, "convert records").await?;
+                    unconverted.add(&records, &converted.failed);
+                    match converted.parquet {
+                        Some(parquet) => parquet,
+                        None => continue,
+                    }
+                }
+            };
+            let mut object = self
+                .named_at(&self.prefix, "", &keys, data, oldest_ms, now)
+                .await?;
+            if self.converter.is_some() {
+                object.key.push_str(".parquet");
+            }
+            named.push(object);
         }
         Ok(named)
     }
@@ -256,5 +296,40 @@ impl Naming {
         let entry = entry.strip_suffix(".zip").unwrap_or(entry).to_owned();
         let body = blocking(move || compress(compression, data, &entry), "compress").await?;
         Ok(Named { key, body })
+    }
+}
+
+/// The records of each partition, in order.
+fn partitions(records: Records, keys: Vec<Keys>) -> Vec<(Keys, Records)> {
+    let mut partitions: BTreeMap<Keys, Records> = BTreeMap::new();
+    for ((data, arrival), keys) in records.iter().zip(keys) {
+        partitions.entry(keys).or_default().push(data, arrival);
+    }
+    partitions.into_iter().collect()
+}
+
+/// The records conversion could not read, as the error output's envelopes.
+#[derive(Default)]
+struct Unconverted {
+    envelopes: Vec<u8>,
+    records: u64,
+}
+
+impl Unconverted {
+    fn add(&mut self, records: &Records, failed: &[(usize, String)]) {
+        if failed.is_empty() {
+            return;
+        }
+        let all: Vec<(&[u8], u64)> = records.iter().collect();
+        for (i, why) in failed {
+            let failure = Failure {
+                code: convert::MALFORMED,
+                message: why.clone(),
+                attempts: 1,
+            };
+            let (data, arrival) = all[*i];
+            envelope(&mut self.envelopes, &failure, data, arrival, None);
+            self.records += 1;
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! default): bucket `b` of `arn:aws:s3:::b` is `<dir>/b/`, shared by every tenant as S3's
 //! bucket names are.
 
+mod conversion;
 mod holder;
 mod lambda;
 mod redshift;
@@ -239,6 +240,10 @@ fn describe(tenant: &Tenant, info: &DeliveryStreamInfo) -> Value {
         let mut extended = s3;
         extended["S3BackupMode"] = json!("Disabled");
         extended["ProcessingConfiguration"] = processing;
+        if let Some(conversion) = meta(conversion::CONVERSION) {
+            extended["DataFormatConversionConfiguration"] =
+                serde_json::from_str(&conversion).unwrap_or(Value::Null);
+        }
         destination["ExtendedS3DestinationDescription"] = extended;
     }
     let mut description = json!({

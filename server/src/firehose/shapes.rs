@@ -202,6 +202,11 @@ pub(super) fn spec(tenant: &Tenant, input: &Input) -> Result<DeliveryStreamSpec,
         ("Redshift", made)
     };
     metadata.insert(DESTINATION_KIND.to_owned(), kind.to_owned());
+    let mut destination = destination;
+    if let Some(s3) = &input.extended_s3_destination_configuration {
+        let config = s3.data_format_conversion_configuration.as_ref();
+        destination.conversion = super::conversion::conversion(tenant, config, &mut metadata)?;
+    }
     Ok(DeliveryStreamSpec {
         name,
         source,
@@ -266,9 +271,6 @@ pub(super) fn destination(
     metadata: &mut BTreeMap<String, String>,
 ) -> Result<Destination, ApiError> {
     let processors = processors(s3.processing_configuration.as_ref(), lambda)?;
-    if enabled(s3.data_format_conversion_configuration.as_ref()) {
-        return Err(unsupported("DataFormatConversionConfiguration"));
-    }
     let extracting = processors
         .iter()
         .any(|p| matches!(p, Processor::ExtractMetadata { .. }));
@@ -346,6 +348,7 @@ pub(super) fn destination(
         processors,
         error_output_prefix: s3.error_output_prefix.clone().unwrap_or_default(),
         target: sluice_firehose::Target::Objects,
+        conversion: None,
     })
 }
 
