@@ -1,6 +1,7 @@
-//! Firehose through `sluice serve`, killed with SIGKILL while records are put and delivered:
-//! after a restart every acknowledged record is delivered, and none twice (a flush a kill
-//! interrupted is settled by its journal: docs/design/firehose.md).
+//! Firehose through `sluice serve`, killed with SIGKILL while records are put and delivered,
+//! from DirectPut and from a Kinesis stream: after a restart every acknowledged record is
+//! delivered, and none twice (a flush a kill interrupted is settled by its journal:
+//! docs/design/firehose.md).
 
 mod common;
 
@@ -14,7 +15,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const STREAM: &str = "killed";
+/// The Kinesis stream a stream-sourced delivery stream reads.
+const SOURCE: &str = "killed-source";
 const BATCH: usize = 50;
+
+/// Where the records are put.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Source {
+    /// PutRecordBatch to the delivery stream.
+    DirectPut,
+    /// PutRecords to the Kinesis stream it reads.
+    Stream,
+}
 
 fn server(dir: &Path) -> TestServer {
     let buckets = dir.join("buckets");
@@ -25,7 +37,7 @@ fn server(dir: &Path) -> TestServer {
 }
 
 /// Puts batches of numbered records until the server goes; records the acknowledged ones.
-async fn writer(address: SocketAddr, first: u64, acked: Arc<Mutex<Vec<u64>>>) {
+async fn writer(address: SocketAddr, source: Source, first: u64, acked: Arc<Mutex<Vec<u64>>>) {
     let Ok(mut client) = KinesisClient::connect(address).await else {
         return;
     };
@@ -35,19 +47,28 @@ async fn writer(address: SocketAddr, first: u64, acked: Arc<Mutex<Vec<u64>>>) {
             .collect();
         let records: Vec<Value> = numbers
             .iter()
-            .map(|n| json!({"Data": base64(&format!("record-{n:09}\n"))}))
+            .map(|n| json!({"Data": base64(&format!("record-{n:09}\n")), "PartitionKey": format!("{n}")}))
             .collect();
-        let reply: Result<Value, _> = client
-            .call(
+        let (operation, input, answers, id) = match source {
+            Source::DirectPut => (
                 "Firehose_20150804.PutRecordBatch",
-                &json!({"DeliveryStreamName": STREAM, "Records": records}),
-            )
-            .await;
+                json!({"DeliveryStreamName": STREAM, "Records": records}),
+                "RequestResponses",
+                "RecordId",
+            ),
+            Source::Stream => (
+                "PutRecords",
+                json!({"StreamName": SOURCE, "Records": records}),
+                "Records",
+                "SequenceNumber",
+            ),
+        };
+        let reply: Result<Value, _> = client.call(operation, &input).await;
         let Ok(reply) = reply else { return };
-        let responses = reply["RequestResponses"].as_array().unwrap();
+        let responses = reply[answers].as_array().unwrap();
         let mut acked = acked.lock().unwrap();
         for (n, response) in numbers.iter().zip(responses) {
-            if response.get("RecordId").is_some() {
+            if response.get(id).is_some() {
                 acked.push(*n);
             }
         }
@@ -84,32 +105,59 @@ fn delivered(buckets: &Path) -> BTreeMap<u64, usize> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_kill_9_every_acknowledged_record_is_delivered_once() {
+async fn after_kill_9_every_acknowledged_direct_put_is_delivered_once() {
+    kill_9_cycles(Source::DirectPut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_every_acknowledged_record_of_a_stream_source_is_delivered_once() {
+    kill_9_cycles(Source::Stream).await;
+}
+
+/// The delivery stream (and for a stream source, the stream) the kill cycles use.
+async fn create(client: &mut KinesisClient, source: Source) {
+    let mut input = json!({
+        "DeliveryStreamName": STREAM,
+        "ExtendedS3DestinationConfiguration": {
+            "BucketARN": "arn:aws:s3:::lake",
+            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
+        }
+    });
+    if source == Source::Stream {
+        let _: Value = client
+            .call(
+                "CreateStream",
+                &json!({"StreamName": SOURCE, "ShardCount": 2}),
+            )
+            .await
+            .unwrap();
+        input["DeliveryStreamType"] = json!("KinesisStreamAsSource");
+        input["KinesisStreamSourceConfiguration"] = json!({
+            "KinesisStreamARN": format!("arn:aws:kinesis:us-east-1:000000000000:stream/{SOURCE}"),
+        });
+    }
+    let _: Value = client
+        .call("Firehose_20150804.CreateDeliveryStream", &input)
+        .await
+        .unwrap();
+}
+
+/// Three cycles of writers putting records and a SIGKILL landing before, during or after a
+/// flush, then a last start: every acknowledged record is delivered, none twice.
+async fn kill_9_cycles(source: Source) {
     let dir = tempfile::tempdir().unwrap();
     let mut acked_all = Vec::new();
     for cycle in 0..3u64 {
         let server = server(dir.path());
         let mut client = KinesisClient::connect(server.address).await.unwrap();
         if cycle == 0 {
-            let _: Value = client
-                .call(
-                    "Firehose_20150804.CreateDeliveryStream",
-                    &json!({
-                        "DeliveryStreamName": STREAM,
-                        "ExtendedS3DestinationConfiguration": {
-                            "BucketARN": "arn:aws:s3:::lake",
-                            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
-                        }
-                    }),
-                )
-                .await
-                .unwrap();
+            create(&mut client, source).await;
         }
         let acked = Arc::new(Mutex::new(Vec::new()));
         let writers: Vec<_> = (0..2u64)
             .map(|w| {
                 let first = (cycle * 2 + w) * 1_000_000;
-                tokio::spawn(writer(server.address, first, acked.clone()))
+                tokio::spawn(writer(server.address, source, first, acked.clone()))
             })
             .collect();
         // Kills land before, during and after flushes (one a second).
@@ -144,7 +192,7 @@ async fn after_kill_9_every_acknowledged_record_is_delivered_once() {
         &lost[..lost.len().min(5)]
     );
     println!(
-        "{} acknowledged over 3 kills, {} delivered",
+        "{source:?}: {} acknowledged over 3 kills, {} delivered",
         acked_all.len(),
         counts.len()
     );

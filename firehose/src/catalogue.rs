@@ -18,6 +18,9 @@ pub(crate) struct Stored {
     /// A random id of this life of the delivery stream (a name may be used again).
     #[serde(default)]
     pub(crate) incarnation: String,
+    /// Its tags (Firehose's TagDeliveryStream).
+    #[serde(default)]
+    pub(crate) tags: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -23,6 +23,15 @@ pub enum FirehoseError {
         /// Why.
         reason: String,
     },
+    /// The delivery stream's version is not the one the caller named
+    /// (`ConcurrentModificationException`): it was updated since.
+    #[error("delivery stream {name} is at version {current}")]
+    VersionMismatch {
+        /// The delivery stream.
+        name: String,
+        /// Its version now.
+        current: u64,
+    },
     /// A quota is reached (`LimitExceededException`).
     #[error("{0}")]
     LimitExceeded(String),

@@ -68,7 +68,7 @@ pub use bucket::{Bucket, Buckets, LocalBuckets};
 pub use error::FirehoseError;
 pub use naming::PrefixKind;
 pub use service::{
-    DELIVERY_STREAMS_MAX, DeliveryStreamInfo, Firehose, FirehoseConfig, RecordFailure,
+    DELIVERY_STREAMS_MAX, DeliveryStreamInfo, Firehose, FirehoseConfig, RecordFailure, TAGS_MAX,
 };
 pub use spec::{
     BATCH_BYTES_MAX, BATCH_RECORDS_MAX, BufferingHints, Column, Compression, Conversion,

@@ -60,9 +60,14 @@ pub struct Firehose {
     budget: Arc<BufferBudget>,
 }
 
+/// Tags one delivery stream holds at most.
+pub const TAGS_MAX: usize = 50;
+
 /// One open delivery stream.
 struct Entry {
     stored: Stored,
+    /// Its tags now (stored with it when the catalogue is written).
+    tags: Mutex<BTreeMap<String, String>>,
     /// The backing stream, for DirectPut.
     backing: Option<Stream>,
     stats: Arc<DeliveryStats>,
@@ -80,6 +85,8 @@ pub struct DeliveryStreamInfo {
     pub created_ms: u64,
     /// Its version id.
     pub version: u64,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
     /// Its counters.
     pub stats: DeliverySnapshot,
 }
@@ -158,6 +165,7 @@ impl Firehose {
             created_ms: now_ms(),
             version: 1,
             incarnation: uuid::Uuid::new_v4().to_string(),
+            tags: BTreeMap::new(),
         };
         let mut all = self.stored();
         all.push(stored.clone());
@@ -203,6 +211,131 @@ impl Firehose {
         Ok(())
     }
 
+    /// Replaces a delivery stream's destination (Firehose's UpdateDestination) when its
+    /// version is `current_version` (and its embedder's metadata, when given); returns the
+    /// new version (one more). The delivery
+    /// finishes the write under way; the records after it go to the new destination, in
+    /// objects named with the new version. Its counters and tags carry over.
+    pub async fn update_destination(
+        &self,
+        name: &str,
+        current_version: u64,
+        destination: crate::spec::Destination,
+        metadata: Option<BTreeMap<String, String>>,
+    ) -> Result<u64, FirehoseError> {
+        let _changing = self.changes.lock().await;
+        let entry = self.entry(name)?;
+        if entry.stored.version != current_version {
+            return Err(FirehoseError::VersionMismatch {
+                name: name.to_owned(),
+                current: entry.stored.version,
+            });
+        }
+        let mut stored = entry.stored.clone();
+        stored.spec.destination = destination;
+        if let Some(metadata) = metadata {
+            stored.spec.metadata = metadata;
+        }
+        stored.spec.validate()?;
+        let lambda = |p: &Processor| matches!(p, Processor::Lambda { .. });
+        if self.config.transforms.is_none() && stored.spec.destination.processors.iter().any(lambda)
+        {
+            return Err(crate::delivery::no_transforms());
+        }
+        self.config
+            .buckets
+            .bucket(&stored.spec.destination.bucket)?;
+        stored.version += 1;
+        stored.tags = entry.tags.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let _ = entry.stop.send(true);
+        let task = entry.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        let all = self
+            .stored()
+            .into_iter()
+            .map(|s| {
+                if s.spec.name == name {
+                    stored.clone()
+                } else {
+                    s
+                }
+            })
+            .collect();
+        let saved = catalogue::save(&self.config.dir, all);
+        // Restarted either way: on the new destination when it is stored, else the old.
+        let (restarted, version) = match saved {
+            Ok(()) => (stored, entry.stored.version + 1),
+            Err(_) => (entry.stored.clone(), entry.stored.version),
+        };
+        self.start_with(restarted, entry.backing.clone(), Some(entry.stats.clone()))?;
+        saved.map(|()| version)
+    }
+
+    /// Adds or replaces tags (at most 50 in all; keys of 1–128 characters, not starting
+    /// with `aws:`; values of at most 256).
+    pub async fn tag(
+        &self,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), FirehoseError> {
+        for (key, value) in tags {
+            if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 {
+                return Err(FirehoseError::invalid(format!(
+                    "Tag {key:?}: keys are 1 to 128 characters and values at most 256."
+                )));
+            }
+            if key.starts_with("aws:") {
+                return Err(FirehoseError::invalid(format!(
+                    "Tag {key:?}: the aws: prefix is reserved."
+                )));
+            }
+        }
+        let _changing = self.changes.lock().await;
+        let entry = self.entry(name)?;
+        let mut now = entry.tags.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        now.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if now.len() > TAGS_MAX {
+            return Err(FirehoseError::LimitExceeded(format!(
+                "A delivery stream has at most {TAGS_MAX} tags."
+            )));
+        }
+        self.save_tags(&entry, now)
+    }
+
+    /// Removes the tags with these keys (absent ones are ignored).
+    pub async fn untag(&self, name: &str, keys: &[String]) -> Result<(), FirehoseError> {
+        let _changing = self.changes.lock().await;
+        let entry = self.entry(name)?;
+        let mut now = entry.tags.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for key in keys {
+            now.remove(key);
+        }
+        self.save_tags(&entry, now)
+    }
+
+    fn save_tags(
+        &self,
+        entry: &Entry,
+        tags: BTreeMap<String, String>,
+    ) -> Result<(), FirehoseError> {
+        let name = &entry.stored.spec.name;
+        let all = self
+            .stored()
+            .into_iter()
+            .map(|mut s| {
+                if &s.spec.name == name {
+                    s.tags = tags.clone();
+                }
+                s
+            })
+            .collect();
+        catalogue::save(&self.config.dir, all)?;
+        *entry.tags.lock().unwrap_or_else(|e| e.into_inner()) = tags;
+        Ok(())
+    }
+
     /// A delivery stream's description and counters.
     pub fn describe(&self, name: &str) -> Result<DeliveryStreamInfo, FirehoseError> {
         let entry = self.entry(name)?;
@@ -210,6 +343,7 @@ impl Firehose {
             spec: entry.stored.spec.clone(),
             created_ms: entry.stored.created_ms,
             version: entry.stored.version,
+            tags: entry.tags.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             stats: entry.stats.snapshot(),
         })
     }
@@ -289,6 +423,16 @@ impl Firehose {
     }
 
     fn start(&self, stored: Stored, backing: Option<Stream>) -> Result<(), FirehoseError> {
+        self.start_with(stored, backing, None)
+    }
+
+    /// Starts a delivery task for `stored`, counting in `stats` (new ones when `None`).
+    fn start_with(
+        &self,
+        stored: Stored,
+        backing: Option<Stream>,
+        stats: Option<Arc<DeliveryStats>>,
+    ) -> Result<(), FirehoseError> {
         let name = stored.spec.name.clone();
         let source = match &stored.spec.source {
             Source::DirectPut => (
@@ -297,7 +441,8 @@ impl Firehose {
             ),
             Source::Stream { name } => (self.config.source_engine.clone(), name.clone()),
         };
-        let stats = Arc::new(DeliveryStats::new(&name, &self.config.metric_labels));
+        let stats = stats
+            .unwrap_or_else(|| Arc::new(DeliveryStats::new(&name, &self.config.metric_labels)));
         let (stop, stopped) = watch::channel(false);
         let delivery = Delivery::new(DeliveryParts {
             name: name.clone(),
@@ -315,6 +460,7 @@ impl Firehose {
         })?;
         let task = self.config.runtime.spawn(delivery.run());
         let entry = Entry {
+            tags: Mutex::new(stored.tags.clone()),
             stored,
             backing,
             stats,
@@ -376,7 +522,13 @@ impl Firehose {
     }
 
     fn stored(&self) -> Vec<Stored> {
-        self.lock().values().map(|e| e.stored.clone()).collect()
+        self.lock()
+            .values()
+            .map(|e| Stored {
+                tags: e.tags.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                ..e.stored.clone()
+            })
+            .collect()
     }
 
     fn intent_path(&self, name: &str) -> PathBuf {

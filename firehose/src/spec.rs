@@ -108,6 +108,10 @@ pub struct Conversion {
     pub dictionary: bool,
     /// Firehose's `WriterVersion` `V2` (else `V1`).
     pub writer_v2: bool,
+    /// JSON keys matched to the columns whatever their case (the OpenX SerDe's
+    /// `CaseInsensitive`, on by default): keys and column names are lower-cased.
+    #[serde(default)]
+    pub case_insensitive: bool,
 }
 
 /// A column: its name (as JSON records name the field) and Hive type: `string`,
@@ -134,7 +138,7 @@ pub enum ParquetCompression {
 
 impl Conversion {
     /// Firehose's defaults for `columns`: Snappy, 256 MiB row groups, 1 MiB pages, no
-    /// dictionary, V1.
+    /// dictionary, V1, keys matched whatever their case.
     pub fn new(columns: Vec<Column>) -> Conversion {
         Conversion {
             columns,
@@ -143,6 +147,7 @@ impl Conversion {
             page_bytes: 1 << 20,
             dictionary: false,
             writer_v2: false,
+            case_insensitive: true,
         }
     }
 

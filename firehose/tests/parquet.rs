@@ -128,13 +128,9 @@ async fn settled(firehose: &Firehose, name: &str, delivered: u64, failed: u64) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_records_become_typed_parquet_rows_and_the_rest_the_error_output() {
-    let setup = setup();
-    let mut conversion = Conversion::new(columns());
-    conversion.compression = ParquetCompression::Gzip;
-    let spec = spec("typed", "p/", vec![Processor::AppendNewline], conversion);
-    setup.firehose.create(spec).await.unwrap();
+/// 100 records of every column type, one of a wrong type, one not JSON, one with a single
+/// column, one with upper-case keys.
+fn typed_records() -> Vec<Vec<u8>> {
     let mut records: Vec<Vec<u8>> = (0..100)
         .map(|i| {
             json!({"id": i, "name": format!("n{i}"), "score": f64::from(i) / 4.0, "ok": i % 2 == 0,
@@ -147,13 +143,39 @@ async fn json_records_become_typed_parquet_rows_and_the_rest_the_error_output() 
     records.insert(50, br#"{"id": "not a number"}"#.to_vec());
     records.push(b"not json".to_vec());
     records.push(br#"{"id": 7000}"#.to_vec()); // the other columns null
+    records.push(br#"{"ID": 8000, "Name": "upper"}"#.to_vec()); // keys matched whatever their case
+    records
+}
+
+/// The envelopes of the records conversion failed.
+fn conversion_failures(found: &[(String, Vec<u8>)]) -> Vec<Value> {
+    found
+        .iter()
+        .filter(|(k, _)| k.starts_with("errors/format-conversion-failed/"))
+        .flat_map(|(_, data)| {
+            let text = String::from_utf8(data.clone()).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<Value>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_records_become_typed_parquet_rows_and_the_rest_the_error_output() {
+    let setup = setup();
+    let mut conversion = Conversion::new(columns());
+    conversion.compression = ParquetCompression::Gzip;
+    let spec = spec("typed", "p/", vec![Processor::AppendNewline], conversion);
+    setup.firehose.create(spec).await.unwrap();
+    let records = typed_records();
     let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
     setup
         .firehose
         .put_record_batch("typed", &refs)
         .await
         .unwrap();
-    settled(&setup.firehose, "typed", 101, 2).await;
+    settled(&setup.firehose, "typed", 102, 2).await;
 
     let found = objects(&setup.dir.path().join("buckets/lake"));
     let parquet: Vec<&(String, Vec<u8>)> =
@@ -167,12 +189,14 @@ async fn json_records_become_typed_parquet_rows_and_the_rest_the_error_output() 
     assert!(parquet[0].0.ends_with(".parquet") && parquet[0].1.starts_with(b"PAR1"));
     let batches = read_parquet(&parquet[0].1);
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    assert_eq!(rows, 101);
+    assert_eq!(rows, 102);
     let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap();
     let ids = batch.column(0).as_primitive::<Int32Type>();
     assert_eq!(ids.value(0), 0);
     assert_eq!(ids.value(99), 99);
     assert_eq!(ids.value(100), 7000);
+    assert_eq!(ids.value(101), 8000);
+    assert_eq!(batch.column(1).as_string::<i32>().value(101), "upper");
     assert_eq!(batch.column(1).as_string::<i32>().value(42), "n42");
     assert_eq!(batch.column(2).as_primitive::<Float64Type>().value(10), 2.5);
     assert!(!batch.column(3).as_boolean().value(3));
@@ -195,17 +219,7 @@ async fn json_records_become_typed_parquet_rows_and_the_rest_the_error_output() 
         "a column the record lacks is null"
     );
 
-    let errors: Vec<Value> = found
-        .iter()
-        .filter(|(k, _)| k.starts_with("errors/format-conversion-failed/"))
-        .flat_map(|(_, data)| {
-            String::from_utf8(data.clone())
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<Value>>()
-        })
-        .collect();
+    let errors = conversion_failures(&found);
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(
         errors

@@ -258,13 +258,16 @@ async fn records_are_partitioned_into_objects_by_their_keys() {
     records.push(br#"{"log": {"level": "info"}}"#.to_vec()); // no tenant
     records.push(b"not json".to_vec());
     records.push(br#"{"tenant": "a/b", "log": {"level": "info"}}"#.to_vec()); // a '/' in a key
+    // A key too long for a file name of a local bucket (over 240 bytes between slashes).
+    let long = json!({"tenant": "x".repeat(300), "log": {"level": "info"}});
+    records.push(long.to_string().into_bytes());
     let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
     setup
         .firehose
         .put_record_batch("parts", &refs)
         .await
         .unwrap();
-    settled(&setup.firehose, "parts", 30, 3).await;
+    settled(&setup.firehose, "parts", 30, 4).await;
 
     let found = objects(&setup.dir.path().join("buckets/lake"));
     let year = time::OffsetDateTime::now_utc().year();
@@ -286,7 +289,7 @@ async fn records_are_partitioned_into_objects_by_their_keys() {
     assert_eq!(partitions.len(), 6, "3 tenants x 2 levels: {partitions:?}");
     assert_eq!(partitions.values().sum::<i32>(), 30);
     let failed = envelopes(&found);
-    assert_eq!(failed.len(), 3, "{failed:?}");
+    assert_eq!(failed.len(), 4, "{failed:?}");
     assert!(
         failed
             .iter()
@@ -295,7 +298,7 @@ async fn records_are_partitioned_into_objects_by_their_keys() {
     let stats = setup.firehose.describe("parts").unwrap().stats;
     assert_eq!(
         (stats.delivered_records, stats.processing_failed_records),
-        (30, 3)
+        (30, 4)
     );
 }
 
@@ -346,5 +349,66 @@ async fn partitioning_settings_that_cannot_work_are_refused() {
     assert_eq!(
         SubRecords::delimited_base64("fA==").unwrap(),
         SubRecords::Delimited(b"|".to_vec())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpacking_is_bounded_and_a_flush_of_nothing_is_committed() {
+    let setup = setup();
+    let processors = vec![Processor::Gunzip, Processor::AppendNewline];
+    setup
+        .firehose
+        .create(spec("bombs", "b/", processors))
+        .await
+        .unwrap();
+    // Three records of 3 MiB of zeros, about 3 KiB each gzipped: the buffer is 1 MiB, so a
+    // flush unpacks to at most 4 MiB, and the two after the first fail.
+    let bomb = gzip(&vec![0; 3 << 20]);
+    let records: [&[u8]; 3] = [&bomb, &bomb, &bomb];
+    setup
+        .firehose
+        .put_record_batch("bombs", &records)
+        .await
+        .unwrap();
+    settled(&setup.firehose, "bombs", 1, 2).await;
+    let found = objects(&setup.dir.path().join("buckets/lake"));
+    let failed = envelopes(&found);
+    assert!(
+        failed
+            .iter()
+            .all(|e| e["errorCode"] == "Decompression.OutputTooLarge"),
+        "{failed:?}"
+    );
+
+    // A flush whose records all unpack to nothing is committed, its records counted as
+    // dropped.
+    let processors = vec![Processor::Gunzip, Processor::CloudWatchLogs];
+    setup
+        .firehose
+        .create(spec("quiet", "q/", processors))
+        .await
+        .unwrap();
+    let control = gzip(
+        json!({"messageType": "CONTROL_MESSAGE", "logEvents": []})
+            .to_string()
+            .as_bytes(),
+    );
+    setup.firehose.put_record("quiet", &control).await.unwrap();
+    for _ in 0..1500 {
+        if setup
+            .firehose
+            .describe("quiet")
+            .unwrap()
+            .stats
+            .dropped_records
+            == 1
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "not committed: {:?}",
+        setup.firehose.describe("quiet").unwrap().stats
     );
 }

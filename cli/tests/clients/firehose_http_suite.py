@@ -67,7 +67,8 @@ def data(request):
 def envelopes(root):
     found = []
     for directory, _, names in os.walk(root):
-        for name in names:
+        # "#": the local store's file being written, renamed into place when whole.
+        for name in (n for n in names if "#" not in n):
             with open(os.path.join(directory, name)) as f:
                 found += [(os.path.relpath(os.path.join(directory, name), root), json.loads(line))
                           for line in f.read().splitlines()]

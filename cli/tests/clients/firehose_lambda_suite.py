@@ -23,7 +23,8 @@ ACCOUNT = "000000000000"
 def files(root):
     found = {}
     for directory, _, names in os.walk(root):
-        for name in names:
+        # "#": the local store's file being written, renamed into place when whole.
+        for name in (n for n in names if "#" not in n):
             with open(os.path.join(directory, name)) as f:
                 found[os.path.relpath(os.path.join(directory, name), root)] = f.read()
     return found

@@ -44,7 +44,8 @@ def destination(bucket, prefix, compression="SNAPPY", table="clicks", serializer
 def files(root, prefix=""):
     found = []
     for directory, _, names in os.walk(os.path.join(root, prefix)):
-        found += [os.path.join(directory, n) for n in names]
+        # "#": the local store's file being written, renamed into place when whole.
+        found += [os.path.join(directory, n) for n in names if "#" not in n]
     return sorted(found)
 
 

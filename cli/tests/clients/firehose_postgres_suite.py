@@ -62,7 +62,8 @@ def wait(predicate, timeout=30):
 def files(root):
     found = {}
     for directory, _, names in os.walk(root):
-        for name in names:
+        # "#": the local store's file being written, renamed into place when whole.
+        for name in (n for n in names if "#" not in n):
             path = os.path.join(directory, name)
             with open(path, "rb") as f:
                 found[os.path.relpath(path, root)] = f.read()

@@ -46,6 +46,8 @@ def objects(bucket, prefix):
     found = []
     for directory, _, files in os.walk(os.path.join(root, prefix)):
         for name in files:
+            if "#" in name:
+                continue  # the local store's file being written, renamed into place when whole
             path = os.path.join(directory, name)
             with open(path, "rb") as f:
                 data = f.read()
@@ -187,7 +189,7 @@ def test_zip_snappy_and_hadoop_snappy_objects_read_back_with_their_own_readers(e
         while True:
             lines = []
             for directory, _, files in os.walk(root):
-                for file in files:
+                for file in (f for f in files if "#" not in f):  # not a file being written
                     assert file.endswith(".zip" if compression == "ZIP" else ".snappy"), file
                     with open(os.path.join(directory, file), "rb") as f:
                         lines += reader(file, f.read()).decode().splitlines()
@@ -269,6 +271,51 @@ def test_dynamic_partitioning_and_cloudwatch_logs_processors(endpoint):
     not_enabled = dict(destination, DynamicPartitioningConfiguration={"Enabled": False})
     expect_error("InvalidArgumentException", firehose.create_delivery_stream,
                  DeliveryStreamName=unique("partitioned"), ExtendedS3DestinationConfiguration=not_enabled)
+    firehose.delete_delivery_stream(DeliveryStreamName=name)
+
+
+def test_update_destination_and_tags(endpoint):
+    """UpdateDestination with Firehose's version check (records after it go to the new
+    prefix, under the new version), and the tag operations."""
+    firehose = client(endpoint)
+    name, bucket = unique("updated"), unique("lake")
+    firehose.create_delivery_stream(
+        DeliveryStreamName=name, Tags=[{"Key": "team", "Value": "web"}],
+        ExtendedS3DestinationConfiguration=s3_destination(bucket, "before/", compression="UNCOMPRESSED"))
+    firehose.put_record(DeliveryStreamName=name, Record={"Data": b"one\n"})
+    assert wait_for_lines(bucket, "before/", 1) == ["one"]
+    described = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+    assert described["VersionId"] == "1", described
+    destination_id = described["Destinations"][0]["DestinationId"]
+    error = expect_error("ConcurrentModificationException", firehose.update_destination,
+                         DeliveryStreamName=name, CurrentDeliveryStreamVersionId="7", DestinationId=destination_id,
+                         ExtendedS3DestinationUpdate={"Prefix": "after/"})
+    assert "version 1" in error.response["Error"]["Message"], error.response
+    firehose.update_destination(DeliveryStreamName=name, CurrentDeliveryStreamVersionId="1",
+                                DestinationId=destination_id,
+                                ExtendedS3DestinationUpdate={"Prefix": "after/", "CompressionFormat": "GZIP"})
+    described = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+    s3 = described["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert described["VersionId"] == "2" and s3["Prefix"] == "after/" and s3["CompressionFormat"] == "GZIP", s3
+    assert s3["BufferingHints"] == {"SizeInMBs": 1, "IntervalInSeconds": 1}, "members not updated are kept"
+    firehose.put_record(DeliveryStreamName=name, Record={"Data": b"two\n"})
+    assert wait_for_lines(bucket, "after/", 1) == ["two"]
+    assert all(f"/{name}-2-" in key for key, _ in objects(bucket, "after/"))
+    for bad in ({"HttpEndpointDestinationUpdate": {"EndpointConfiguration": {"Url": "http://127.0.0.1:9/"}}},
+                {"ExtendedS3DestinationUpdate": {"Prefix": "x/", "S3BackupMode": "Enabled"}}):
+        expect_error("InvalidArgumentException", firehose.update_destination, DeliveryStreamName=name,
+                     CurrentDeliveryStreamVersionId="2", DestinationId=destination_id, **bad)
+    firehose.tag_delivery_stream(DeliveryStreamName=name, Tags=[{"Key": "env", "Value": "prod"}])
+    tags = firehose.list_tags_for_delivery_stream(DeliveryStreamName=name)
+    assert tags["Tags"] == [{"Key": "env", "Value": "prod"}, {"Key": "team", "Value": "web"}], tags
+    assert tags["HasMoreTags"] is False
+    page = firehose.list_tags_for_delivery_stream(DeliveryStreamName=name, Limit=1)
+    assert page["Tags"] == [{"Key": "env", "Value": "prod"}] and page["HasMoreTags"] is True, page
+    firehose.untag_delivery_stream(DeliveryStreamName=name, TagKeys=["env"])
+    assert firehose.list_tags_for_delivery_stream(DeliveryStreamName=name)["Tags"] == [{"Key": "team", "Value": "web"}]
+    expect_error("InvalidArgumentException", firehose.tag_delivery_stream, DeliveryStreamName=name,
+                 Tags=[{"Key": "aws:reserved", "Value": "x"}])
+    expect_error("ResourceNotFoundException", firehose.list_tags_for_delivery_stream, DeliveryStreamName="absent")
     firehose.delete_delivery_stream(DeliveryStreamName=name)
 
 

@@ -25,6 +25,9 @@ pub(super) struct Converter {
     schema: arrow_schema::SchemaRef,
     #[cfg(feature = "parquet")]
     properties: parquet::file::properties::WriterProperties,
+    /// Keys lower-cased before they are matched to the (lower-cased) columns.
+    #[cfg_attr(not(feature = "parquet"), allow(dead_code))]
+    case_insensitive: bool,
 }
 
 impl Converter {
@@ -39,11 +42,11 @@ impl Converter {
                 .columns
                 .iter()
                 .map(|c| {
-                    Ok(arrow_schema::Field::new(
-                        &c.name,
-                        arrow_type(&c.kind)?,
-                        true,
-                    ))
+                    let name = match conversion.case_insensitive {
+                        true => c.name.to_lowercase(),
+                        false => c.name.clone(),
+                    };
+                    Ok(arrow_schema::Field::new(name, arrow_type(&c.kind)?, true))
                 })
                 .collect::<Result<Vec<_>, String>>()?;
             let compression = match conversion.compression {
@@ -67,6 +70,7 @@ impl Converter {
             Ok(Converter {
                 schema: std::sync::Arc::new(arrow_schema::Schema::new(fields)),
                 properties,
+                case_insensitive: conversion.case_insensitive,
             })
         }
         #[cfg(not(feature = "parquet"))]
@@ -81,8 +85,26 @@ impl Converter {
     /// only the records the schema cannot read fail.
     #[cfg(feature = "parquet")]
     pub(super) fn convert(&self, records: &Records) -> Result<Converted, String> {
+        let lowered;
+        let records = match self.case_insensitive && records.data.iter().any(u8::is_ascii_uppercase)
+        {
+            true => {
+                lowered = lower_keys(records);
+                &lowered
+            }
+            false => records,
+        };
         let count = records.len() as usize;
-        let (good, failed) = match self.decode(&records.data, count) {
+        // A record of whitespace alone would let another record's second value pass for
+        // it: such an object is decoded record by record.
+        let blank = records
+            .iter()
+            .any(|(data, _)| data.iter().all(u8::is_ascii_whitespace));
+        let whole = match blank {
+            true => Err(String::new()),
+            false => self.decode(&records.data, count),
+        };
+        let (good, failed) = match whole {
             Ok(batch) => (vec![batch], Vec::new()),
             Err(_) => {
                 let mut good = Vec::new();
@@ -140,6 +162,33 @@ impl Converter {
         }
         writer.into_inner().map_err(|e| e.to_string())
     }
+}
+
+/// The records with their JSON objects' keys lower-cased (those that are not JSON objects
+/// are left as they are, for the decoder to fail).
+#[cfg(feature = "parquet")]
+fn lower_keys(records: &Records) -> Records {
+    fn lower(value: serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => serde_json::Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| (k.to_lowercase(), lower(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+    let mut out = Records::default();
+    for (data, arrival) in records.iter() {
+        match serde_json::from_slice::<serde_json::Value>(data) {
+            Ok(value) => {
+                let text = serde_json::to_vec(&lower(value)).expect("JSON into a Vec");
+                out.push(&text, arrival);
+            }
+            Err(_) => out.push(data, arrival),
+        }
+    }
+    out
 }
 
 /// The Arrow type of a Hive column type, as Glue names them.

@@ -219,7 +219,8 @@ impl Writing {
             + usize::from(object.conversion_errors.is_some())
             + usize::from(object.request.is_some());
         if objects == 0 {
-            if object.dropped > 0 {
+            // Every record dropped (by the transform, or unpacked to nothing).
+            if !object.positions.is_empty() {
                 commit(consumer, &object.positions).await?;
                 self.stats.processed(object.dropped, 0);
             }

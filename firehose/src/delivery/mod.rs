@@ -108,7 +108,7 @@ impl Delivery {
             stop,
         } = parts;
         let lambda = lambda(&destination, transforms, &name, &stop);
-        let (unpacking, partitioning) = processing(&destination)?;
+        let (unpacking, partitioning) = processing(&destination, (&name, version))?;
         let newline = destination.processors.contains(&Processor::AppendNewline);
         let delimiter = if newline { b"\n".to_vec() } else { Vec::new() };
         // With no processor that changes records, the newline goes in as records are read
@@ -287,8 +287,15 @@ async fn next_object(
 type Processing = (Option<Arc<Unpacking>>, Option<Arc<Partitioning>>);
 
 /// The destination's steps before the transform and its partitioning, if it has them.
-fn processing(destination: &Destination) -> Result<Processing, FirehoseError> {
-    let mut unpacking = Unpacking::default();
+fn processing(
+    destination: &Destination,
+    (name, version): (&str, u64),
+) -> Result<Processing, FirehoseError> {
+    let mut unpacking = Unpacking {
+        // What a flush's records may grow to when unpacked (decompressed, say).
+        output_max: (destination.buffering.size_bytes as usize).saturating_mul(4),
+        ..Unpacking::default()
+    };
     let mut partitioning = None;
     for processor in &destination.processors {
         match processor {
@@ -300,7 +307,18 @@ fn processing(destination: &Destination) -> Result<Processing, FirehoseError> {
             Processor::ExtractMetadata { query } => {
                 let query = crate::records::Query::parse(query).map_err(FirehoseError::invalid)?;
                 let prefix = Prefix::parse(&destination.prefix, PrefixKind::Objects)?;
-                partitioning = Some(Arc::new(Partitioning { query, prefix }));
+                // An object's name after its prefix: `<name>-<version>-` 19 characters of
+                // time, `-`, a 36-character uuid and the extension.
+                let extension = match destination.conversion {
+                    Some(_) => ".parquet",
+                    None => destination.compression.extension(),
+                };
+                let tail = name.len() + version.to_string().len() + 58 + extension.len();
+                partitioning = Some(Arc::new(Partitioning {
+                    query,
+                    prefix,
+                    tail,
+                }));
             }
             Processor::AppendNewline | Processor::Lambda { .. } => {}
         }

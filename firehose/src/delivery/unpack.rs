@@ -23,6 +23,9 @@ pub(super) struct Unpacking {
     pub(super) gunzip: bool,
     /// `CloudWatchLogProcessing` with `DataMessageExtraction`.
     pub(super) cloudwatch: bool,
+    /// The most bytes a flush's records may unpack to: records past it fail (a flush of
+    /// small gzip records could otherwise decompress to a thousand times its size).
+    pub(super) output_max: usize,
 }
 
 impl Unpacking {
@@ -35,7 +38,23 @@ impl Unpacking {
     pub(super) fn unpack(&self, records: Records) -> Processed {
         let mut out = Processed::default();
         for (data, arrival) in records.iter() {
-            match self.one(data) {
+            let made = self.one(data).and_then(|outputs| {
+                let bytes: usize = outputs.iter().map(Vec::len).sum();
+                if out.records.data.len() + bytes > self.output_max {
+                    return Err((
+                        "Decompression.OutputTooLarge",
+                        format!(
+                            "The flush's records unpack to more than {} bytes.",
+                            self.output_max
+                        ),
+                    ));
+                }
+                Ok(outputs)
+            });
+            match made {
+                // A record that unpacks to nothing (a CloudWatch Logs control message) is
+                // delivered as nothing: counted as dropped.
+                Ok(outputs) if outputs.is_empty() => out.dropped += 1,
                 Ok(outputs) => outputs
                     .iter()
                     .for_each(|output| out.records.push(output, arrival)),
@@ -88,15 +107,52 @@ impl Unpacking {
     }
 }
 
-/// The longest prefix partition keys may make: an object key is at most 1,024 bytes, and
-/// the name after the prefix takes up to 64 + 77.
-const PARTITIONED_PREFIX_BYTES_MAX: usize = 1024 - 64 - 77;
+/// An object key is at most this long (S3's limit).
+const KEY_BYTES_MAX: usize = 1024;
+/// A part of a key between slashes is at most this long: a file or directory name of a
+/// local bucket (255 bytes), less room for the store's temporary suffix.
+const KEY_PART_BYTES_MAX: usize = 240;
+/// Distinct partitions one flush writes at most (Firehose's active partitions quota):
+/// records of more go to the error output.
+const PARTITIONS_MAX: usize = 500;
 
 /// Dynamic partitioning: each record's partition keys by the `MetadataExtraction` query.
 pub(super) struct Partitioning {
     pub(super) query: Query,
     /// The prefix the keys go into (checked to stay a valid key).
     pub(super) prefix: Prefix,
+    /// How long an object's name after its prefix is.
+    pub(super) tail: usize,
+}
+
+impl Partitioning {
+    /// One record's partition keys, checked to make a valid object key (a query that
+    /// panics, as jq's time functions can on overflow, fails its record).
+    fn keys(&self, data: &[u8], arrival: u64) -> Result<Keys, String> {
+        let queried =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.query.keys(data)));
+        let found =
+            queried.unwrap_or_else(|_| Err("The query failed on this record.".to_owned()))?;
+        if !found.values().all(|v| key_value_fits(v)) {
+            return Err(format!(
+                "A partition key of {found:?} has a character an object key cannot hold (/, \\, {{, }}, ^, %, `, [, ], \", <, >, ~, #, |, or a control character)."
+            ));
+        }
+        // The key as it will be: the prefix, the hour directories when it has no
+        // timestamp, the name (its length known, its letters not).
+        let mut key = self.prefix.evaluate(arrival, "", &found);
+        if !self.prefix.has_timestamp() {
+            key.push_str("2000/01/01/00/");
+        }
+        key.push_str(&"n".repeat(self.tail));
+        if key.len() > KEY_BYTES_MAX || key.split('/').any(|part| part.len() > KEY_PART_BYTES_MAX) {
+            return Err(format!(
+                "The partition keys make an object key of {} bytes, too long (at most {KEY_BYTES_MAX}, and {KEY_PART_BYTES_MAX} between slashes).",
+                key.len()
+            ));
+        }
+        Ok(found)
+    }
 }
 
 /// Whether a key value can be part of an object key: no `/` (a value is one part of the
@@ -120,17 +176,17 @@ impl Partitioning {
             keys: _,
         } = processed;
         let mut kept = Records::default();
+        let mut distinct = std::collections::BTreeSet::new();
         let mut keys: Vec<Keys> = Vec::with_capacity(records.ends.len());
         for (data, arrival) in records.iter() {
-            let found = self.query.keys(data).and_then(|found| {
-                let evaluated = self.prefix.evaluate(arrival, "", &found);
-                if !found.values().all(|v| key_value_fits(v)) {
-                    Err(format!("A partition key of {found:?} has a character an object key cannot hold (/, \\, {{, }}, ^, %, `, [, ], \", <, >, ~, #, |, or a control character)."))
-                } else if evaluated.len() > PARTITIONED_PREFIX_BYTES_MAX {
-                    Err(format!("The partition keys make a prefix of {} bytes, more than {PARTITIONED_PREFIX_BYTES_MAX}.", evaluated.len()))
-                } else {
-                    Ok(found)
+            let found = self.keys(data, arrival).and_then(|found| {
+                if distinct.len() >= PARTITIONS_MAX && !distinct.contains(&found) {
+                    return Err(format!(
+                        "The flush has {PARTITIONS_MAX} partitions already (Firehose's active partitions quota)."
+                    ));
                 }
+                distinct.insert(found.clone());
+                Ok(found)
             });
             match found {
                 Ok(found) => {

@@ -60,8 +60,9 @@ pub(super) fn conversion(
             "DataFormatConversionConfiguration in this build (it needs the `parquet` feature: cargo build --release --features parquet)",
         ));
     }
-    input_format(config.input_format_configuration.as_ref())?;
+    let case_insensitive = input_format(config.input_format_configuration.as_ref())?;
     let mut conversion = Conversion::new(columns(tenant, config.schema_configuration.as_ref())?);
+    conversion.case_insensitive = case_insensitive;
     output_format(config.output_format_configuration.as_ref(), &mut conversion)?;
     metadata.insert(CONVERSION.to_owned(), value.to_string());
     Ok(Some(conversion))
@@ -132,12 +133,13 @@ fn columns(tenant: &Tenant, schema: Option<&SchemaConfiguration>) -> Result<Vec<
         .collect()
 }
 
-/// The JSON deserializer: OpenX (keys matched to the columns as they are named) or Hive's;
-/// the options this server does not honour are refused.
-fn input_format(config: Option<&Value>) -> Result<(), ApiError> {
+/// The JSON deserializer: OpenX (`CaseInsensitive`, true by default, matches keys to the
+/// columns whatever their case) or Hive's (case-insensitive, as Hive is); the options this
+/// server does not honour are refused. Whether keys are matched whatever their case.
+fn input_format(config: Option<&Value>) -> Result<bool, ApiError> {
     let deserializer = config.and_then(|c| c.get("Deserializer"));
     match deserializer {
-        None => Ok(()),
+        None => Ok(true),
         Some(d) if d.get("OpenXJsonSerDe").is_some() => {
             let openx = &d["OpenXJsonSerDe"];
             if openx
@@ -151,14 +153,14 @@ fn input_format(config: Option<&Value>) -> Result<(), ApiError> {
                     "OpenXJsonSerDe's ConvertDotsInJsonKeysToUnderscores",
                 ));
             }
-            Ok(())
+            Ok(openx.get("CaseInsensitive") != Some(&Value::Bool(false)))
         }
         Some(d) if d.get("HiveJsonSerDe").is_some() => {
             let formats = d["HiveJsonSerDe"].get("TimestampFormats");
             if formats.is_some_and(|f| f.as_array().is_some_and(|f| !f.is_empty())) {
                 return Err(unsupported("HiveJsonSerDe's TimestampFormats"));
             }
-            Ok(())
+            Ok(true)
         }
         Some(_) => Err(ApiError::invalid_argument(
             "InputFormatConfiguration's Deserializer is OpenXJsonSerDe or HiveJsonSerDe.",

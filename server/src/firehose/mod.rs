@@ -4,7 +4,9 @@
 //! default): bucket `b` of `arn:aws:s3:::b` is `<dir>/b/`, shared by every tenant as S3's
 //! bucket names are.
 
+mod changes;
 mod conversion;
+mod destinations;
 mod holder;
 mod lambda;
 mod redshift;
@@ -34,6 +36,10 @@ pub const OPERATIONS: &[&str] = &[
     "DeleteDeliveryStream",
     "PutRecord",
     "PutRecordBatch",
+    "UpdateDestination",
+    "TagDeliveryStream",
+    "UntagDeliveryStream",
+    "ListTagsForDeliveryStream",
 ];
 
 /// A processor as Describe shows it.
@@ -86,6 +92,13 @@ fn error(error: FirehoseError, account: &str) -> ApiError {
         }
         FirehoseError::InvalidArgument(message) => ApiError::invalid_argument(message),
         FirehoseError::LimitExceeded(message) => ApiError::limit_exceeded(message),
+        FirehoseError::VersionMismatch { name, current } => ApiError::with_status(
+            "ConcurrentModificationException",
+            400,
+            format!(
+                "Firehose {name} under account {account} is at version {current}: describe it again before updating it."
+            ),
+        ),
         other => ApiError::with_status("ServiceUnavailableException", 503, other.to_string()),
     }
 }
@@ -103,12 +116,19 @@ pub async fn call(
     let reply = match name {
         "CreateDeliveryStream" => {
             let spec = shapes::spec(tenant, &input)?;
+            let tags = changes::tags(input.tags.as_ref())?;
             if spec.source == Source::DirectPut {
                 // Its backing stream takes descriptors, as any shard does.
                 crate::reshard_limits::check_descriptors(1)?;
             }
             let name = spec.name.clone();
             firehose.create(spec).await.map_err(|e| error(e, account))?;
+            if !tags.is_empty() {
+                firehose
+                    .tag(&name, &tags)
+                    .await
+                    .map_err(|e| error(e, account))?;
+            }
             json!({ "DeliveryStreamARN": arn(tenant, &name) })
         }
         "DescribeDeliveryStream" => {
@@ -127,6 +147,10 @@ pub async fn call(
         }
         "PutRecord" => put_record(firehose, &input, account).await?,
         "PutRecordBatch" => put_record_batch(firehose, &input, account).await?,
+        "UpdateDestination" => changes::update_destination(tenant, firehose, &input).await?,
+        "TagDeliveryStream" | "UntagDeliveryStream" | "ListTagsForDeliveryStream" => {
+            changes::tag_operation(name, tenant, firehose, &input).await?
+        }
         _ => return Err(ApiError::unknown_operation()),
     };
     Ok(protocol.encode(&reply))
@@ -229,7 +253,7 @@ fn describe(tenant: &Tenant, info: &DeliveryStreamInfo) -> Value {
         .collect();
     let processing = json!({"Enabled": !processors.is_empty(), "Processors": processors});
     let mut destination = json!({
-        "DestinationId": "destinationId-000000000001",
+        "DestinationId": changes::DESTINATION_ID,
         "S3DestinationDescription": s3.clone(),
     });
     if let Target::Postgres(table) = &spec.destination.target {
@@ -240,6 +264,12 @@ fn describe(tenant: &Tenant, info: &DeliveryStreamInfo) -> Value {
         let mut extended = s3;
         extended["S3BackupMode"] = json!("Disabled");
         extended["ProcessingConfiguration"] = processing;
+        let partitioned = spec
+            .destination
+            .processors
+            .iter()
+            .any(|p| matches!(p, Processor::ExtractMetadata { .. }));
+        extended["DynamicPartitioningConfiguration"] = json!({ "Enabled": partitioned });
         if let Some(conversion) = meta(conversion::CONVERSION) {
             extended["DataFormatConversionConfiguration"] =
                 serde_json::from_str(&conversion).unwrap_or(Value::Null);

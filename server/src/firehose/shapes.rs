@@ -32,11 +32,15 @@ pub(super) struct Input {
     pub(super) delivery_stream_type: Option<String>,
     pub(super) kinesis_stream_source_configuration: Option<SourceConfiguration>,
     #[serde(rename = "S3DestinationConfiguration")]
-    pub(super) s3_destination_configuration: Option<S3Configuration>,
+    pub(super) s3_destination_configuration: Option<Value>,
     #[serde(rename = "ExtendedS3DestinationConfiguration")]
-    pub(super) extended_s3_destination_configuration: Option<S3Configuration>,
-    pub(super) http_endpoint_destination_configuration: Option<HttpConfiguration>,
-    pub(super) redshift_destination_configuration: Option<super::redshift::RedshiftConfiguration>,
+    pub(super) extended_s3_destination_configuration: Option<Value>,
+    pub(super) http_endpoint_destination_configuration: Option<Value>,
+    pub(super) redshift_destination_configuration: Option<Value>,
+    pub(super) current_delivery_stream_version_id: Option<String>,
+    pub(super) destination_id: Option<String>,
+    pub(super) tag_keys: Option<Vec<String>>,
+    pub(super) exclusive_start_tag_key: Option<String>,
     pub(super) tags: Option<Value>,
     pub(super) delivery_stream_encryption_configuration_input: Option<Value>,
     pub(super) record: Option<RecordInput>,
@@ -168,45 +172,13 @@ pub(super) fn spec(tenant: &Tenant, input: &Input) -> Result<DeliveryStreamSpec,
     if let Some(member) = input.other.keys().next() {
         return Err(unsupported(member));
     }
-    if input.tags.is_some() {
-        return Err(unsupported("Tags"));
-    }
     if enabled_encryption(input) {
         return Err(unsupported("DeliveryStreamEncryptionConfigurationInput"));
     }
     let mut metadata = BTreeMap::new();
     let source = source(tenant, input, &mut metadata)?;
-    let lambda = tenant.config.firehose_lambda_endpoint.is_some();
-    let given = [
-        input.extended_s3_destination_configuration.is_some(),
-        input.s3_destination_configuration.is_some(),
-        input.http_endpoint_destination_configuration.is_some(),
-        input.redshift_destination_configuration.is_some(),
-    ];
-    if given.iter().filter(|g| **g).count() != 1 {
-        return Err(ApiError::invalid_argument(
-            "Exactly one destination is required: ExtendedS3DestinationConfiguration (or S3DestinationConfiguration), HttpEndpointDestinationConfiguration or RedshiftDestinationConfiguration.",
-        ));
-    }
-    let (kind, destination) = if let Some(s3) = &input.extended_s3_destination_configuration {
-        ("ExtendedS3", destination(s3, lambda, &mut metadata)?)
-    } else if let Some(s3) = &input.s3_destination_configuration {
-        ("S3", destination(s3, lambda, &mut metadata)?)
-    } else if let Some(http) = &input.http_endpoint_destination_configuration {
-        let made = http_destination(tenant, &name, http, lambda, &mut metadata)?;
-        ("HttpEndpoint", made)
-    } else {
-        let redshift = input.redshift_destination_configuration.as_ref();
-        let redshift = redshift.expect("one destination is given");
-        let made = super::redshift::redshift_destination(redshift, lambda, &mut metadata)?;
-        ("Redshift", made)
-    };
-    metadata.insert(DESTINATION_KIND.to_owned(), kind.to_owned());
-    let mut destination = destination;
-    if let Some(s3) = &input.extended_s3_destination_configuration {
-        let config = s3.data_format_conversion_configuration.as_ref();
-        destination.conversion = super::conversion::conversion(tenant, config, &mut metadata)?;
-    }
+    let given = super::destinations::given(input)?;
+    let destination = super::destinations::build(tenant, &name, given, &mut metadata)?;
     Ok(DeliveryStreamSpec {
         name,
         source,
@@ -354,7 +326,7 @@ pub(super) fn destination(
 
 /// An HTTP endpoint destination: records to the endpoint, the ones it did not take to the
 /// `S3Configuration`'s bucket (`S3BackupMode` `FailedDataOnly`, the only mode built).
-fn http_destination(
+pub(super) fn http_destination(
     tenant: &Tenant,
     name: &str,
     http: &HttpConfiguration,
@@ -451,8 +423,14 @@ pub(super) fn processors(config: Option<&Value>, lambda: bool) -> Result<Vec<Pro
         ));
     }
     let mut processors = Vec::new();
+    let mut types = std::collections::BTreeSet::new();
     for processor in listed {
         let kind = processor.get("Type").and_then(Value::as_str).unwrap_or("");
+        if !types.insert(kind) {
+            return Err(ApiError::invalid_argument(format!(
+                "The {kind} processor is given more than once."
+            )));
+        }
         let parameters = parameters(processor)?;
         match kind {
             "AppendDelimiterToRecord" if parameters.is_empty() => {
