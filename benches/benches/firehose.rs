@@ -7,7 +7,8 @@
 //! delivery's ceiling whatever the engine's ingest does.
 //!
 //! ZIP, Snappy and HADOOP_SNAPPY are timed too, each as a share of uncompressed delivery
-//! (what the format costs).
+//! (what the format costs); with `--features parquet`, so is record format conversion to
+//! Parquet, on JSON records of about 1 KiB against the same records delivered as they are.
 //!
 //! Each figure is the best of three runs. Delivery is timed from the moment a stopped
 //! Firehose is opened over records already in its source stream until the last one is
@@ -93,6 +94,21 @@ fn firehose(dir: &Path, engine: &Engine, runtime: &tokio::runtime::Runtime) -> A
 /// Delivery of every record of a fresh source stream with `compression`: the time from
 /// opening the Firehose (records already in the stream) to the last record committed.
 fn deliver(data: &[Vec<u8>], compression: Compression) -> Duration {
+    deliver_to(data, destination(compression))
+}
+
+/// Objects of `OBJECT_MIB` MiB (the interval never decides) compressed with `compression`.
+fn destination(compression: Compression) -> Destination {
+    Destination {
+        buffering: BufferingHints::new(OBJECT_MIB, 900).unwrap(),
+        compression,
+        ..Destination::new("lake")
+    }
+}
+
+/// Delivery of every record of a fresh source stream to `destination`: the time from
+/// opening the Firehose (records already in the stream) to the last record committed.
+fn deliver_to(data: &[Vec<u8>], destination: Destination) -> Duration {
     let dir = tempfile::tempdir_in(bench_dir()).unwrap();
     let engine = engine(&dir.path().join("engine"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -109,16 +125,7 @@ fn deliver(data: &[Vec<u8>], compression: Compression) -> Duration {
         source: Source::Stream {
             name: "source".into(),
         },
-        destination: Destination {
-            bucket: "lake".into(),
-            prefix: String::new(),
-            buffering: BufferingHints::new(OBJECT_MIB, 900).unwrap(),
-            compression,
-            processors: Vec::new(),
-            error_output_prefix: String::new(),
-            target: sluice_firehose::Target::Objects,
-            conversion: None,
-        },
+        destination,
         metadata: Default::default(),
     };
     let stopped = firehose(dir.path(), &engine, &runtime);
@@ -264,6 +271,69 @@ fn other_formats(data: &[Vec<u8>]) -> Vec<(&'static str, f64)> {
     .collect()
 }
 
+/// The cost of converting JSON records to Parquet: delivery of ~1 KiB JSON records with the
+/// conversion (Snappy pages) as a share of the same records delivered as they are.
+#[cfg(feature = "parquet")]
+fn parquet_cost() {
+    let columns = [
+        ("id", "bigint"),
+        ("user", "string"),
+        ("page", "string"),
+        ("ms", "double"),
+        ("ok", "boolean"),
+        ("at", "timestamp"),
+        ("text", "string"),
+    ];
+    let data: Vec<Vec<u8>> = (0..records() as u64)
+        .map(|i| {
+            let text: String = sluice_storage::testing::payload(i, 800)
+                .iter()
+                .map(|b| char::from(b'a' + b % 26))
+                .collect();
+            format!(
+                r#"{{"id":{i},"user":"user-{}","page":"/products/{}","ms":{}.5,"ok":{},"at":"2026-12-05T10:{:02}:{:02}Z","text":"{text}"}}"#,
+                i % 5000, i % 300, i % 1000, i % 2 == 0, i / 60 % 60, i % 60
+            )
+            .into_bytes()
+        })
+        .collect();
+    let n = data.len();
+    let bytes: usize = data.iter().map(Vec::len).sum();
+    println!(
+        "\nParquet: {n} JSON records of {} bytes on average",
+        bytes / n
+    );
+    let json = rate(
+        "delivery of the JSON records as they are (baseline)",
+        n,
+        best(3, || {
+            deliver_to(&data, destination(Compression::Uncompressed))
+        }),
+    );
+    let conversion = Conversion::new(
+        columns
+            .iter()
+            .map(|(name, kind)| Column {
+                name: (*name).into(),
+                kind: (*kind).into(),
+            })
+            .collect(),
+    );
+    let converted = Destination {
+        conversion: Some(conversion),
+        ..destination(Compression::Uncompressed)
+    };
+    let parquet = rate(
+        "delivery converted to Parquet (Snappy pages)",
+        n,
+        best(3, || deliver_to(&data, converted.clone())),
+    );
+    println!(
+        "Parquet conversion at {:.2} of delivering the JSON as it is",
+        parquet / json
+    );
+}
+
 /// Prints the put-to-object latencies; returns the worst.
 fn latency() -> Duration {
     let mut latencies = put_to_object(if full_mode() { 20 } else { 5 });
@@ -312,6 +382,8 @@ fn main() {
         best(3, || deliver(&data, Compression::Gzip)),
     );
     let others = other_formats(&data);
+    #[cfg(feature = "parquet")]
+    parquet_cost();
     let worst = latency();
     let verdict = |ratio: f64, target: f64| if ratio >= target { "meets" } else { "BELOW" };
     let (r1, r2) = (plain / ingest, gzip / flate);

@@ -2,49 +2,19 @@
 //! records after the update in the new destination, under the new version, counters kept)
 //! and tags, both kept across a restart.
 
-use sluice_core::{Engine, EngineConfig};
+use sluice_core::Engine;
 use sluice_firehose::*;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-fn open(dir: &Path, engine: &Engine) -> Firehose {
-    Firehose::open(FirehoseConfig {
-        dir: dir.join("firehose"),
-        backing_engine: engine.clone(),
-        backing_prefix: "firehose.".into(),
-        source_engine: engine.clone(),
-        buckets: Arc::new(LocalBuckets::new(dir.join("buckets"))),
-        runtime: tokio::runtime::Handle::current(),
-        metric_labels: Vec::new(),
-        buffer_bytes_max: 256 << 20,
-        transforms: None,
-    })
-    .unwrap()
-}
+#[path = "support/local.rs"]
+mod local;
+use local::open;
 
 /// Every object key under `root`.
 fn keys(root: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                found.push(
-                    path.strip_prefix(root)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-            }
-        }
-    }
-    found.sort();
-    found
+    local::files(root).into_iter().map(|(key, _)| key).collect()
 }
 
 async fn delivered(firehose: &Firehose, records: u64) {
@@ -63,10 +33,7 @@ async fn delivered(firehose: &Firehose, records: u64) {
 /// An engine, a `Firehose` on it, and the DirectPut delivery stream "orders" to `before/`.
 async fn setup() -> (tempfile::TempDir, Engine, Firehose, Destination) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = EngineConfig::new(dir.path().join("engine"));
-    config.cores = 1;
-    config.segment_size_bytes = 8 << 20;
-    let engine = Engine::open(config).unwrap();
+    let engine = local::engine(dir.path());
     let firehose = open(dir.path(), &engine);
     let destination = Destination {
         prefix: "before/".into(),

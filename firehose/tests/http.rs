@@ -9,13 +9,16 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use serde_json::Value;
-use sluice_core::{Engine, EngineConfig};
 use sluice_firehose::*;
 use std::collections::VecDeque;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+#[path = "support/local.rs"]
+mod local;
+use local::{Local, open, until};
 
 /// What the endpoint answers, request by request; after the script, 200.
 #[derive(Clone, Copy, Debug)]
@@ -102,42 +105,8 @@ fn gunzip(data: &[u8]) -> Vec<u8> {
     out
 }
 
-struct Setup {
-    dir: tempfile::TempDir,
-    engine: Engine,
-    firehose: Firehose,
-    buckets: PathBuf,
-}
-
-/// A `Firehose` on the setup's directory and engine (as a restarted process opens it).
-fn open(dir: &Path, engine: &Engine) -> Firehose {
-    Firehose::open(FirehoseConfig {
-        dir: dir.join("firehose"),
-        backing_engine: engine.clone(),
-        backing_prefix: "firehose.".into(),
-        source_engine: engine.clone(),
-        buckets: Arc::new(LocalBuckets::new(dir.join("buckets"))),
-        runtime: tokio::runtime::Handle::current(),
-        metric_labels: Vec::new(),
-        buffer_bytes_max: 256 << 20,
-        transforms: None,
-    })
-    .unwrap()
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = EngineConfig::new(dir.path().join("engine"));
-    config.cores = 1;
-    config.segment_size_bytes = 8 << 20;
-    let engine = Engine::open(config).unwrap();
-    let firehose = open(dir.path(), &engine);
-    Setup {
-        buckets: dir.path().join("buckets"),
-        dir,
-        engine,
-        firehose,
-    }
+fn setup() -> Local {
+    Local::new()
 }
 
 fn spec(name: &str, endpoint: HttpEndpoint) -> DeliveryStreamSpec {
@@ -156,16 +125,6 @@ fn spec(name: &str, endpoint: HttpEndpoint) -> DeliveryStreamSpec {
         },
         metadata: Default::default(),
     }
-}
-
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..1500 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// The records a request carried, decoded.
@@ -268,7 +227,7 @@ async fn records_arrive_as_firehose_requests_under_one_id_across_retries() {
         "each failed attempt is reported while retried"
     );
     assert!(stats.last_error.unwrap().contains("503"));
-    assert!(error_output(&setup.buckets).is_empty());
+    assert!(error_output(&setup.dir.path().join("buckets")).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,7 +243,7 @@ async fn a_413_is_not_retried_and_its_records_go_to_the_error_output() {
     until("the error output", || stats().undelivered_records == 3).await;
     assert_eq!(script.lock().unwrap().seen.len(), 1, "a 413 is tried once");
 
-    let found = error_output(&setup.buckets.join("backup"));
+    let found = error_output(&setup.dir.path().join("buckets").join("backup"));
     assert_eq!(found.len(), 1, "{found:?}");
     let (key, envelopes) = &found[0];
     assert!(key.starts_with("http-endpoint-failed/20"), "{key}");
@@ -331,7 +290,7 @@ async fn records_past_the_retry_duration_land_in_the_error_output() {
     );
     let ids: Vec<&Value> = seen.iter().map(|s| &s.body["requestId"]).collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
-    let found = error_output(&setup.buckets.join("backup"));
+    let found = error_output(&setup.dir.path().join("buckets").join("backup"));
     assert_eq!(found.len(), 1);
     assert!(
         found[0].0.starts_with("failed/http-endpoint-failed/"),
@@ -419,5 +378,5 @@ async fn a_request_a_restart_interrupted_is_sent_again_and_counted() {
         refs.map(<[u8]>::to_vec),
         "the same records again"
     );
-    assert!(error_output(&setup.buckets).is_empty());
+    assert!(error_output(&setup.dir.path().join("buckets")).is_empty());
 }

@@ -7,36 +7,14 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Float64Type, Int32Type, TimestampMillisecondType};
 use arrow_array::{Array, RecordBatch};
 use serde_json::{Value, json};
-use sluice_core::{Engine, EngineConfig};
 use sluice_firehose::*;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
-struct Setup {
-    dir: tempfile::TempDir,
-    firehose: Firehose,
-}
+#[path = "support/local.rs"]
+mod local;
+use local::{Local, files as objects, settled};
 
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = EngineConfig::new(dir.path().join("engine"));
-    config.cores = 1;
-    config.segment_size_bytes = 8 << 20;
-    let engine = Engine::open(config).unwrap();
-    let firehose = Firehose::open(FirehoseConfig {
-        dir: dir.path().join("firehose"),
-        backing_engine: engine.clone(),
-        backing_prefix: "firehose.".into(),
-        source_engine: engine,
-        buckets: Arc::new(LocalBuckets::new(dir.path().join("buckets"))),
-        runtime: tokio::runtime::Handle::current(),
-        metric_labels: Vec::new(),
-        buffer_bytes_max: 256 << 20,
-        transforms: None,
-    })
-    .unwrap();
-    Setup { dir, firehose }
+fn setup() -> Local {
+    Local::new()
 }
 
 fn columns() -> Vec<Column> {
@@ -80,29 +58,6 @@ fn spec(
     }
 }
 
-/// Every object under `root`, by key.
-fn objects(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut found = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                let key = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                found.push((key, std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
 fn read_parquet(bytes: &[u8]) -> Vec<RecordBatch> {
     parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
         bytes::Bytes::copy_from_slice(bytes),
@@ -112,20 +67,6 @@ fn read_parquet(bytes: &[u8]) -> Vec<RecordBatch> {
     .unwrap()
     .map(Result::unwrap)
     .collect()
-}
-
-async fn settled(firehose: &Firehose, name: &str, delivered: u64, failed: u64) {
-    for _ in 0..1500 {
-        let stats = firehose.describe(name).unwrap().stats;
-        if (stats.delivered_records, stats.processing_failed_records) == (delivered, failed) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "not delivered: {:?}",
-        firehose.describe(name).unwrap().stats
-    );
 }
 
 /// 100 records of every column type, one of a wrong type, one not JSON, one with a single

@@ -3,39 +3,17 @@
 //! and text records, a load interrupted by a stop loaded once after the restart, and a
 //! database that refuses the credentials leaving a manifest of what it did not load.
 
+#[path = "support/local.rs"]
+mod local;
 #[path = "support/postgres.rs"]
 mod support;
 
-use sluice_core::{Engine, EngineConfig};
+use local::{engine, files, open, until};
 use sluice_firehose::*;
 use std::io::Write;
-use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 use support::Postgres;
-
-fn open(dir: &Path, engine: &Engine) -> Firehose {
-    Firehose::open(FirehoseConfig {
-        dir: dir.join("firehose"),
-        backing_engine: engine.clone(),
-        backing_prefix: "firehose.".into(),
-        source_engine: engine.clone(),
-        buckets: Arc::new(LocalBuckets::new(dir.join("buckets"))),
-        runtime: tokio::runtime::Handle::current(),
-        metric_labels: Vec::new(),
-        buffer_bytes_max: 256 << 20,
-        transforms: None,
-    })
-    .unwrap()
-}
-
-fn engine(dir: &Path) -> Engine {
-    let mut config = EngineConfig::new(dir.join("engine"));
-    config.cores = 1;
-    config.segment_size_bytes = 8 << 20;
-    Engine::open(config).unwrap()
-}
 
 fn spec(name: &str, table: PostgresTable, compression: Compression) -> DeliveryStreamSpec {
     DeliveryStreamSpec {
@@ -63,39 +41,6 @@ fn table(url: String, name: &str, columns: &[&str], format: CopyFormat) -> Postg
         format,
         retry_ms: 30_000,
     }
-}
-
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..2000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-/// Every file under `root`, by relative path.
-fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut found = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                let key = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                found.push((key, std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    found.sort();
-    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

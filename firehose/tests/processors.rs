@@ -7,37 +7,25 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use md5::{Digest as _, Md5};
 use serde_json::{Value, json};
-use sluice_core::{Engine, EngineConfig};
 use sluice_firehose::*;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-struct Setup {
-    dir: tempfile::TempDir,
-    firehose: Firehose,
+#[path = "support/local.rs"]
+mod local;
+use local::{Local, settled};
+
+fn setup() -> Local {
+    Local::new()
 }
 
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = EngineConfig::new(dir.path().join("engine"));
-    config.cores = 1;
-    config.segment_size_bytes = 8 << 20;
-    let engine = Engine::open(config).unwrap();
-    let firehose = Firehose::open(FirehoseConfig {
-        dir: dir.path().join("firehose"),
-        backing_engine: engine.clone(),
-        backing_prefix: "firehose.".into(),
-        source_engine: engine,
-        buckets: Arc::new(LocalBuckets::new(dir.path().join("buckets"))),
-        runtime: tokio::runtime::Handle::current(),
-        metric_labels: Vec::new(),
-        buffer_bytes_max: 256 << 20,
-        transforms: None,
-    })
-    .unwrap();
-    Setup { dir, firehose }
+/// Every object under `root`, by key, as text.
+fn objects(root: &Path) -> Vec<(String, String)> {
+    let found = local::files(root).into_iter();
+    found
+        .map(|(key, data)| (key, String::from_utf8(data).unwrap()))
+        .collect()
 }
 
 fn spec(name: &str, prefix: &str, processors: Vec<Processor>) -> DeliveryStreamSpec {
@@ -58,29 +46,6 @@ fn spec(name: &str, prefix: &str, processors: Vec<Processor>) -> DeliveryStreamS
     }
 }
 
-/// Every object under `root`, by key, as text.
-fn objects(root: &Path) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                let key = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                found.push((key, std::fs::read_to_string(&path).unwrap()));
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
 /// The error output's envelopes.
 fn envelopes(objects: &[(String, String)]) -> Vec<Value> {
     objects
@@ -92,21 +57,6 @@ fn envelopes(objects: &[(String, String)]) -> Vec<Value> {
                 .collect::<Vec<Value>>()
         })
         .collect()
-}
-
-/// Waits until `delivered` records are delivered and `failed` in the error output.
-async fn settled(firehose: &Firehose, name: &str, delivered: u64, failed: u64) {
-    for _ in 0..1500 {
-        let stats = firehose.describe(name).unwrap().stats;
-        if (stats.delivered_records, stats.processing_failed_records) == (delivered, failed) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "not delivered: {:?}",
-        firehose.describe(name).unwrap().stats
-    );
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
