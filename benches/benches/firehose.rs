@@ -284,19 +284,27 @@ fn parquet_cost() {
         ("at", "timestamp"),
         ("text", "string"),
     ];
+    // Exactly 1 KiB each (the text field pads it), so objects are whole and the interval
+    // never decides.
     let data: Vec<Vec<u8>> = (0..records() as u64)
         .map(|i| {
-            let text: String = sluice_storage::testing::payload(i, 800)
+            let head = format!(
+                r#"{{"id":{i},"user":"user-{}","page":"/products/{}","ms":{}.5,"ok":{},"at":"2026-12-05T10:{:02}:{:02}Z","text":""#,
+                i % 5000,
+                i % 300,
+                i % 1000,
+                i % 2 == 0,
+                i / 60 % 60,
+                i % 60
+            );
+            let text: String = sluice_storage::testing::payload(i, RECORD_BYTES - head.len() - 2)
                 .iter()
                 .map(|b| char::from(b'a' + b % 26))
                 .collect();
-            format!(
-                r#"{{"id":{i},"user":"user-{}","page":"/products/{}","ms":{}.5,"ok":{},"at":"2026-12-05T10:{:02}:{:02}Z","text":"{text}"}}"#,
-                i % 5000, i % 300, i % 1000, i % 2 == 0, i / 60 % 60, i % 60
-            )
-            .into_bytes()
+            format!("{head}{text}\"}}").into_bytes()
         })
         .collect();
+    assert!(data.iter().all(|r| r.len() == RECORD_BYTES));
     let n = data.len();
     let bytes: usize = data.iter().map(Vec::len).sum();
     println!(
