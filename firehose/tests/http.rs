@@ -139,30 +139,14 @@ fn records(seen: &Seen) -> Vec<Vec<u8>> {
 
 /// The error output's envelopes, by object key.
 fn error_output(root: &Path) -> Vec<(String, Vec<Value>)> {
-    let mut found = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            let key = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let text = std::fs::read_to_string(&path).unwrap();
-            let envelopes = text
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect();
-            found.push((key, envelopes));
-        }
-    }
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    found
+    local::files(root)
+        .into_iter()
+        .map(|(key, data)| {
+            let text = String::from_utf8(data).unwrap();
+            let envelopes = text.lines().map(|l| serde_json::from_str(l).unwrap());
+            (key, envelopes.collect())
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
