@@ -86,6 +86,7 @@ fn firehose(dir: &Path, engine: &Engine, runtime: &tokio::runtime::Runtime) -> A
             metric_labels: Vec::new(),
             buffer_bytes_max: 1 << 30,
             transforms: None,
+            envelopes: None,
         })
         .unwrap(),
     )

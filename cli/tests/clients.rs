@@ -150,6 +150,28 @@ fn boto3_firehose_delivers_direct_puts_and_kinesis_streams_to_bucket_directories
 }
 
 #[test]
+fn boto3_firehose_encrypts_delivery_streams_with_kms_keys() {
+    if !common::needs_python_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (buckets, data) = (dir.path().join("buckets"), dir.path().join("data"));
+    let server = TestServer::start(
+        &data,
+        &[
+            CREDENTIAL,
+            &["--firehose-bucket-dir", buckets.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    common::run_suite_with(
+        &server.endpoint(),
+        "firehose_encryption_suite.py",
+        &[buckets.to_str().unwrap(), data.to_str().unwrap()],
+    );
+}
+
+#[test]
 fn every_operation_meets_the_authentication_and_authorization_matrix() {
     if !(common::needs_python_clients() && common::needs_aws_cli()) {
         return;

@@ -21,6 +21,9 @@ pub(crate) struct Stored {
     /// Its tags (Firehose's TagDeliveryStream).
     #[serde(default)]
     pub(crate) tags: std::collections::BTreeMap<String, String>,
+    /// The KMS key DirectPut records are sealed under, while encryption is on.
+    #[serde(default)]
+    pub(crate) encryption_key: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]

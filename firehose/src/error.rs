@@ -39,6 +39,10 @@ pub enum FirehoseError {
     /// `ServiceUnavailableException`, retry later. Nothing was acknowledged.
     #[error("{0}")]
     Unavailable(String),
+    /// A key could not seal or open records (its KMS key is disabled, gone, or refuses):
+    /// `InvalidKMSResourceException`. Nothing was acknowledged.
+    #[error("{0}")]
+    Key(String),
     /// Storage failed under the call (`ServiceUnavailableException` with the cause).
     #[error("{0}")]
     Internal(String),

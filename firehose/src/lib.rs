@@ -23,6 +23,7 @@
 //!     metric_labels: Vec::new(),
 //!     buffer_bytes_max: 1 << 30,
 //!     transforms: None,
+//!     envelopes: None,
 //! })?;
 //! firehose
 //!     .create(DeliveryStreamSpec {
@@ -49,6 +50,7 @@ mod bucket;
 mod catalogue;
 mod compress;
 mod delivery;
+mod envelopes;
 mod error;
 mod files;
 mod intent;
@@ -65,6 +67,7 @@ mod transform;
 #[cfg(feature = "s3")]
 pub use bucket::S3Buckets;
 pub use bucket::{Bucket, Buckets, LocalBuckets};
+pub use envelopes::{Envelopes, SealFuture, backing_scope};
 pub use error::FirehoseError;
 pub use naming::PrefixKind;
 pub use service::{

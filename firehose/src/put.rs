@@ -34,11 +34,12 @@ pub(crate) fn check_batch(records: &[&[u8]]) -> Result<(), FirehoseError> {
 
 /// Puts `records` durably, with partition keys counted from `first_key` (Firehose records
 /// have none; distinct keys spread them over the backing stream's shards). A record's id is
-/// its sequence number.
+/// its sequence number. `sealed`: the records are envelopes (flagged so in the log).
 pub(crate) async fn put(
     backing: &Stream,
     first_key: u64,
     records: &[&[u8]],
+    sealed: bool,
 ) -> Result<Vec<Result<String, RecordFailure>>, FirehoseError> {
     let keys: Vec<String> = (0..records.len() as u64)
         .map(|i| (first_key + i).to_string())
@@ -46,7 +47,10 @@ pub(crate) async fn put(
     let puts: Vec<PutRecord<'_>> = records
         .iter()
         .zip(&keys)
-        .map(|(data, key)| PutRecord::new(key, data))
+        .map(|(data, key)| PutRecord {
+            encrypted: sealed,
+            ..PutRecord::new(key, data)
+        })
         .collect();
     let results = backing
         .put_batch(&puts)

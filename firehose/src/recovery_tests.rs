@@ -26,6 +26,7 @@ impl Setup {
                 metric_labels: Vec::new(),
                 buffer_bytes_max: 64 << 20,
                 transforms: None,
+                envelopes: None,
             })
             .unwrap(),
         )

@@ -4,6 +4,7 @@
 use crate::bucket::Buckets;
 use crate::catalogue::{self, Stored};
 use crate::delivery::{BufferBudget, Delivery, DeliveryParts, now_ms};
+use crate::envelopes::{Envelopes, backing_scope};
 use crate::error::FirehoseError;
 use crate::intent;
 use crate::spec::{DeliveryStreamSpec, Processor, Source};
@@ -42,6 +43,11 @@ pub struct FirehoseConfig {
     /// The functions a `Lambda` processor calls (a closure is one); `None` refuses delivery
     /// streams with a Lambda processor.
     pub transforms: Option<Arc<dyn Transforms>>,
+    /// Seals and opens encrypted records: DirectPut records of delivery streams with
+    /// encryption on, and records of source streams their writer sealed. `None` refuses
+    /// [`Firehose::start_encryption`], and stops a delivery at an encrypted record (it is
+    /// never delivered sealed).
+    pub envelopes: Option<Arc<dyn Envelopes>>,
 }
 
 /// The tag a backing stream carries (its value is the delivery stream's name): a stream
@@ -70,6 +76,8 @@ struct Entry {
     tags: Mutex<BTreeMap<String, String>>,
     /// The backing stream, for DirectPut.
     backing: Option<Stream>,
+    /// The KMS key its DirectPut records are sealed under, while encryption is on.
+    encryption: Mutex<Option<String>>,
     stats: Arc<DeliveryStats>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -87,6 +95,8 @@ pub struct DeliveryStreamInfo {
     pub version: u64,
     /// Its tags.
     pub tags: BTreeMap<String, String>,
+    /// The KMS key its records are sealed under, while encryption is on.
+    pub encryption_key: Option<String>,
     /// Its counters.
     pub stats: DeliverySnapshot,
 }
@@ -125,7 +135,20 @@ impl Firehose {
 
     /// Creates a delivery stream and starts its delivery.
     pub async fn create(&self, spec: DeliveryStreamSpec) -> Result<(), FirehoseError> {
+        self.create_encrypted(spec, None).await
+    }
+
+    /// Creates a delivery stream whose DirectPut records are sealed under the KMS key
+    /// `encryption_key` from the first (none: as [`Firehose::create`]).
+    pub async fn create_encrypted(
+        &self,
+        spec: DeliveryStreamSpec,
+        encryption_key: Option<String>,
+    ) -> Result<(), FirehoseError> {
         spec.validate()?;
+        if let Some(key) = &encryption_key {
+            self.check_encryption(&spec, key)?;
+        }
         let lambda = |p: &Processor| matches!(p, Processor::Lambda { .. });
         if self.config.transforms.is_none() && spec.destination.processors.iter().any(lambda) {
             return Err(crate::delivery::no_transforms());
@@ -166,6 +189,7 @@ impl Firehose {
             version: 1,
             incarnation: uuid::Uuid::new_v4().to_string(),
             tags: BTreeMap::new(),
+            encryption_key,
         };
         let mut all = self.stored();
         all.push(stored.clone());
@@ -247,6 +271,7 @@ impl Firehose {
             .bucket(&stored.spec.destination.bucket)?;
         stored.version += 1;
         stored.tags = entry.tags.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        stored.encryption_key = lock(&entry.encryption).clone();
         let _ = entry.stop.send(true);
         let task = entry.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(task) = task {
@@ -336,6 +361,61 @@ impl Firehose {
         Ok(())
     }
 
+    /// Seals the DirectPut records put from now on under the KMS key `key` (Firehose's
+    /// StartDeliveryStreamEncryption; called again, it changes the key). Records stored
+    /// before stay as they are; each is opened as it is read.
+    pub async fn start_encryption(&self, name: &str, key: &str) -> Result<(), FirehoseError> {
+        let _changing = self.changes.lock().await;
+        let entry = self.entry(name)?;
+        self.check_encryption(&entry.stored.spec, key)?;
+        self.save_encryption(&entry, Some(key.to_owned()))
+    }
+
+    /// Stores DirectPut records in the clear from now on (Firehose's
+    /// StopDeliveryStreamEncryption); the sealed ones are still opened as they are read.
+    pub async fn stop_encryption(&self, name: &str) -> Result<(), FirehoseError> {
+        let _changing = self.changes.lock().await;
+        let entry = self.entry(name)?;
+        self.save_encryption(&entry, None)
+    }
+
+    fn check_encryption(&self, spec: &DeliveryStreamSpec, key: &str) -> Result<(), FirehoseError> {
+        if spec.source != Source::DirectPut {
+            return Err(FirehoseError::invalid(format!(
+                "Delivery stream {} reads a Kinesis stream: its records are encrypted as that stream's are.",
+                spec.name
+            )));
+        }
+        if self.config.envelopes.is_none() {
+            return Err(FirehoseError::invalid(
+                "This Firehose has no keys to encrypt with (FirehoseConfig::envelopes).",
+            ));
+        }
+        if key.is_empty() {
+            return Err(FirehoseError::invalid("The encryption key id is empty."));
+        }
+        Ok(())
+    }
+
+    /// Stores the delivery stream with `key`, then puts under it: a put sealed under a key
+    /// is never acknowledged before the key is stored.
+    fn save_encryption(&self, entry: &Entry, key: Option<String>) -> Result<(), FirehoseError> {
+        let name = &entry.stored.spec.name;
+        let all = self
+            .stored()
+            .into_iter()
+            .map(|mut s| {
+                if &s.spec.name == name {
+                    s.encryption_key = key.clone();
+                }
+                s
+            })
+            .collect();
+        catalogue::save(&self.config.dir, all)?;
+        *lock(&entry.encryption) = key;
+        Ok(())
+    }
+
     /// A delivery stream's description and counters.
     pub fn describe(&self, name: &str) -> Result<DeliveryStreamInfo, FirehoseError> {
         let entry = self.entry(name)?;
@@ -344,6 +424,7 @@ impl Firehose {
             created_ms: entry.stored.created_ms,
             version: entry.stored.version,
             tags: entry.tags.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            encryption_key: lock(&entry.encryption).clone(),
             stats: entry.stats.snapshot(),
         })
     }
@@ -394,7 +475,23 @@ impl Firehose {
         let first_key = self
             .next_key
             .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let results = crate::put::put(backing, first_key, records).await?;
+        let key = lock(&entry.encryption).clone();
+        let results = match (key, &self.config.envelopes) {
+            (Some(key), Some(envelopes)) => {
+                let scope = (backing_scope(name), entry.stored.created_ms);
+                let sealed = envelopes.seal((&scope.0, scope.1), &key, records).await?;
+                if sealed.len() != records.len() {
+                    return Err(FirehoseError::Internal(format!(
+                        "{} envelopes were made for {} records.",
+                        sealed.len(),
+                        records.len()
+                    )));
+                }
+                let sealed: Vec<&[u8]> = sealed.iter().map(Vec::as_slice).collect();
+                crate::put::put(backing, first_key, &sealed, true).await?
+            }
+            _ => crate::put::put(backing, first_key, records, false).await?,
+        };
         let taken: Vec<&[u8]> = records
             .iter()
             .zip(&results)
@@ -454,6 +551,13 @@ impl Firehose {
             destination: stored.spec.destination.clone(),
             buckets: self.config.buckets.clone(),
             transforms: self.config.transforms.clone(),
+            envelopes: self.config.envelopes.clone().map(|envelopes| {
+                let scope = match &stored.spec.source {
+                    Source::DirectPut => backing_scope(&name),
+                    Source::Stream { name } => name.clone(),
+                };
+                (envelopes, scope)
+            }),
             intent_path: self.intent_path(&name),
             stats: stats.clone(),
             stop: stopped,
@@ -461,6 +565,7 @@ impl Firehose {
         let task = self.config.runtime.spawn(delivery.run());
         let entry = Entry {
             tags: Mutex::new(stored.tags.clone()),
+            encryption: Mutex::new(stored.encryption_key.clone()),
             stored,
             backing,
             stats,
@@ -526,6 +631,7 @@ impl Firehose {
             .values()
             .map(|e| Stored {
                 tags: e.tags.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                encryption_key: lock(&e.encryption).clone(),
                 ..e.stored.clone()
             })
             .collect()
@@ -538,6 +644,11 @@ impl Firehose {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Entry>>> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// A mutex's value, even after a panic elsewhere (each is replaced whole).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The engine consumer whose positions are a delivery stream's checkpoints.

@@ -33,6 +33,7 @@ fn setup() -> Setup {
         metric_labels: Vec::new(),
         buffer_bytes_max: 256 << 20,
         transforms: None,
+        envelopes: None,
     })
     .unwrap();
     Setup {
@@ -337,6 +338,7 @@ async fn delivery_streams_survive_a_restart_and_deletion_removes_them() {
                 metric_labels: Vec::new(),
                 buffer_bytes_max: 256 << 20,
                 transforms: None,
+                envelopes: None,
             })
             .unwrap(),
         );
@@ -398,6 +400,7 @@ async fn buffers_over_the_shared_budget_flush_before_their_hints_say() {
         metric_labels: Vec::new(),
         buffer_bytes_max: 256 << 10,
         transforms: None,
+        envelopes: None,
     })
     .unwrap();
     // 128 MiB or 900 s: without the budget, nothing would be written for 15 minutes.

@@ -28,6 +28,7 @@ async fn incoming_delivered_objects_and_freshness_are_recorded_per_delivery_stre
         metric_labels: vec![("account".into(), "123456789012".into())],
         buffer_bytes_max: 256 << 20,
         transforms: None,
+        envelopes: None,
     })
     .unwrap();
     firehose

@@ -31,6 +31,7 @@ fn open_on(engine: Engine, dir: &Path, transforms: Option<Arc<dyn Transforms>>) 
         metric_labels: Vec::new(),
         buffer_bytes_max: 256 << 20,
         transforms,
+        envelopes: None,
     })
     .unwrap()
 }

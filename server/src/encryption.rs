@@ -27,6 +27,17 @@ pub const ENVELOPE_BYTES: u64 = (HEADER_LEN + TAG_LEN) as u64;
 const RECORDS_PER_KEY_MAX: u64 = 1 << 32;
 /// Kinesis' own managed key: made in the keyring on first use.
 pub const AWS_MANAGED_KEY: &str = "alias/aws/kinesis";
+/// Firehose's own key (a delivery stream's `AWS_OWNED_CMK`): made on first use too.
+pub const FIREHOSE_MANAGED_KEY: &str = "alias/aws/firehose";
+
+/// The description of a managed key this server makes on first use.
+fn managed_key_description(alias: &str) -> Option<&'static str> {
+    match alias {
+        AWS_MANAGED_KEY => Some("Default key that protects Kinesis data"),
+        FIREHOSE_MANAGED_KEY => Some("Default key that protects Firehose data"),
+        _ => None,
+    }
+}
 
 /// The data key sealing one stream's records in this process.
 struct Active {
@@ -231,14 +242,13 @@ fn seal_one(cipher: &LessSafeKey, id: u32, nonce: u64, stream: &str, plain: &[u8
 async fn new_data_key(tenant: &Tenant, kms_key: &str) -> Result<(u32, Arc<LessSafeKey>), ApiError> {
     let key = match tenant.keyring.find(kms_key) {
         Ok(key) => key,
-        Err(_) if kms_key == AWS_MANAGED_KEY => {
-            let key = tenant.keyring.create(
-                "Default key that protects Kinesis data",
-                crate::clock::now_ms(),
-            )?;
+        Err(_) if let Some(description) = managed_key_description(kms_key) => {
+            let key = tenant
+                .keyring
+                .create(description, crate::clock::now_ms())?;
             // Another request may have made it meanwhile: then that one names the alias.
-            let _ = tenant.keyring.create_alias(AWS_MANAGED_KEY, &key.id);
-            tenant.keyring.find(AWS_MANAGED_KEY)?
+            let _ = tenant.keyring.create_alias(kms_key, &key.id);
+            tenant.keyring.find(kms_key)?
         }
         Err(_) => {
             return Err(kms_error(

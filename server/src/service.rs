@@ -55,7 +55,7 @@ impl Service {
             verifier: (!config.credentials.is_empty())
                 .then(|| Verifier::new(&config.credentials, &config.account, config.regions()))
                 .transpose()?,
-            default: Arc::new(default),
+            default,
             others: Mutex::new(others),
             others_on_disk: std::fs::read_dir(config.data_dir.join("tenants"))
                 .is_ok_and(|mut entries| entries.next().is_some()),
@@ -169,7 +169,7 @@ fn tenants_with_deliveries(
             account: account.to_owned(),
             region: region.to_owned(),
         };
-        let cell = tokio::sync::OnceCell::new_with(Some(Arc::new(tenant)));
+        let cell = tokio::sync::OnceCell::new_with(Some(tenant));
         opened.insert(scope, Arc::new(cell));
     }
     Ok(opened)
@@ -187,6 +187,5 @@ async fn open_tenant(config: Arc<ServeConfig>, scope: Scope) -> Result<Arc<Tenan
     tokio::task::spawn_blocking(move || Tenant::open(config, &scope.account, &scope.region, &dir))
         .await
         .map_err(|e| ApiError::internal(format!("opening a tenant: {e}")))?
-        .map(Arc::new)
         .map_err(|e| ApiError::internal(format!("opening the tenant's data: {e:#}")))
 }

@@ -58,7 +58,7 @@ impl Tenant {
         account: &str,
         region: &str,
         data_dir: &Path,
-    ) -> anyhow::Result<Tenant> {
+    ) -> anyhow::Result<Arc<Tenant>> {
         std::fs::create_dir_all(data_dir)?;
         // Records, policies and consumers are the tenant's alone: nobody else on the machine
         // may list or read the directory (whatever modes the files under it have).
@@ -86,20 +86,23 @@ impl Tenant {
                 extras.policy.is_some() || extras.consumers.iter().any(|c| c.policy.is_some())
             })
         });
-        #[cfg(feature = "firehose")]
-        let firehose = crate::firehose::FirehoseHolder::new(
-            data_dir,
-            &engine,
-            &config,
-            engine_labels(account, region),
-        );
-        Ok(Tenant {
+        let keyring = crate::kms::keyring::Keyring::open(data_dir)?;
+        // Cyclic: the Firehose seals and opens records through the tenant's keys.
+        Ok(Arc::new_cyclic(|tenant| Tenant {
+            #[cfg(feature = "firehose")]
+            firehose: crate::firehose::FirehoseHolder::new(
+                data_dir,
+                &engine,
+                &config,
+                engine_labels(account, region),
+                Arc::new(crate::firehose::TenantEnvelopes::new(tenant.clone())),
+            ),
             engine,
             state,
             account: account.to_owned(),
             region: region.to_owned(),
             leases: Leases::default(),
-            keyring: crate::kms::keyring::Keyring::open(data_dir)?,
+            keyring,
             data_keys: crate::encryption::DataKeys::default(),
             reshards: crate::reshard_limits::ReshardLimits::default(),
             shard_changes: tokio::sync::Mutex::new(()),
@@ -107,10 +110,8 @@ impl Tenant {
             consumer_arn_seconds: Mutex::new(HashMap::new()),
             transitions: Mutex::new(HashMap::new()),
             fault_rng: AtomicU64::new(now_ms() | 1),
-            #[cfg(feature = "firehose")]
-            firehose,
             config,
-        })
+        }))
     }
 
     /// The tenant's Firehose delivery streams (opened on first use).

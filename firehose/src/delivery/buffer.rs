@@ -112,19 +112,24 @@ impl Buffer {
         }
     }
 
-    /// Appends a read's records, each followed by `delimiter`; returns how many.
-    pub(super) fn add(&mut self, read: &sluice_core::ShardRecords, delimiter: &[u8]) -> u64 {
-        let shard = read.shard_id.to_string();
+    /// Appends records of `shard` (data, sequence number, arrival), each followed by
+    /// `delimiter`; returns how many.
+    pub(super) fn add<'a>(
+        &mut self,
+        shard: &str,
+        records: impl Iterator<Item = (&'a [u8], SequenceNumber, u64)>,
+        delimiter: &[u8],
+    ) -> u64 {
         let before = self.data.len();
         let mut added = 0;
-        for record in read.records.records() {
-            self.data.extend_from_slice(record.data);
+        for (data, seq, arrival_ms) in records {
+            self.data.extend_from_slice(data);
             self.data.extend_from_slice(delimiter);
             self.records.push_back(Buffered {
-                shard: shard.clone(),
-                seq: record.sequence_number,
+                shard: shard.to_owned(),
+                seq,
                 end: self.data.len(),
-                arrival_ms: record.arrival_timestamp_ms,
+                arrival_ms,
             });
             added += 1;
         }

@@ -5,7 +5,8 @@ use super::buffer::{Buffer, BufferBudget, Flush};
 use super::{Interrupted, failed, now_ms, sleep};
 use crate::spec::BufferingHints;
 use crate::stats::DeliveryStats;
-use sluice_core::{Consumer, ReadError, StreamReader};
+use crate::envelopes::Envelopes;
+use sluice_core::{Consumer, ReadError, ShardRecords, StreamReader};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -30,6 +31,8 @@ pub(super) struct Reading {
     hints: BufferingHints,
     /// Appended to every record (`AppendDelimiterToRecord`); empty for none.
     delimiter: Vec<u8>,
+    /// What opens encrypted records, and the name they were sealed for.
+    envelopes: Option<(Arc<dyn Envelopes>, String)>,
     stats: Arc<DeliveryStats>,
     stop: watch::Receiver<bool>,
 }
@@ -39,6 +42,7 @@ impl Reading {
         budget: Arc<BufferBudget>,
         hints: BufferingHints,
         delimiter: Vec<u8>,
+        envelopes: Option<(Arc<dyn Envelopes>, String)>,
         stats: Arc<DeliveryStats>,
         stop: watch::Receiver<bool>,
     ) -> Reading {
@@ -48,6 +52,7 @@ impl Reading {
             budget,
             hints,
             delimiter,
+            envelopes,
             stats,
             stop,
         }
@@ -62,6 +67,40 @@ impl Reading {
     /// The records of the next object (as many as fit in the buffer size, at least one).
     pub(super) fn take(&mut self) -> Flush {
         self.buffer.take(self.hints.size_bytes)
+    }
+
+    /// Adds a read's records to the buffer, encrypted ones opened first: all of them, or
+    /// (one cannot be opened) none.
+    fn add(&mut self, read: &ShardRecords) -> Result<u64, Interrupted> {
+        let shard = read.shard_id.to_string();
+        if !read.records.records().any(|r| r.encrypted) {
+            let plain = read
+                .records
+                .records()
+                .map(|r| (r.data, r.sequence_number, r.arrival_timestamp_ms));
+            return Ok(self.buffer.add(&shard, plain, &self.delimiter));
+        }
+        let Some((envelopes, scope)) = &self.envelopes else {
+            return Err(failed(
+                "read the source",
+                "its records are encrypted and this Firehose has no keys to open them (FirehoseConfig::envelopes)",
+            ));
+        };
+        let mut opened = Vec::new();
+        for record in read.records.records() {
+            let data = if record.encrypted {
+                envelopes
+                    .open(scope, record.data)
+                    .map_err(|e| failed("open an encrypted record", e))?
+            } else {
+                record.data.to_vec()
+            };
+            opened.push((data, record.sequence_number, record.arrival_timestamp_ms));
+        }
+        let plain = opened
+            .iter()
+            .map(|(data, seq, arrival)| (data.as_slice(), *seq, *arrival));
+        Ok(self.buffer.add(&shard, plain, &self.delimiter))
     }
 
     /// Reads until the buffer is due: full, old enough, or holding bytes while every
@@ -97,7 +136,10 @@ impl Reading {
                 }
                 Err(e) => return Err(failed("read the source", e)),
             };
-            let added = read.map_or(0, |read| self.buffer.add(&read, &self.delimiter));
+            let added = match read {
+                Some(read) => self.add(&read)?,
+                None => 0,
+            };
             self.stats.read(added);
             let oldest = self.buffer.records.front().map(|r| r.arrival_ms);
             self.stats

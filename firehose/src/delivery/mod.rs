@@ -60,6 +60,8 @@ pub(crate) struct DeliveryParts {
     pub(crate) buckets: Arc<dyn Buckets>,
     /// The transform functions a Lambda processor names.
     pub(crate) transforms: Option<Arc<dyn Transforms>>,
+    /// What opens encrypted records, and the name their envelopes were sealed for.
+    pub(crate) envelopes: Option<(Arc<dyn crate::envelopes::Envelopes>, String)>,
     pub(crate) intent_path: PathBuf,
     pub(crate) stats: Arc<DeliveryStats>,
     pub(crate) stop: watch::Receiver<bool>,
@@ -103,6 +105,7 @@ impl Delivery {
             destination,
             buckets,
             transforms,
+            envelopes,
             intent_path,
             stats,
             stop,
@@ -156,6 +159,7 @@ impl Delivery {
                 budget,
                 destination.buffering,
                 read_delimiter,
+                envelopes,
                 stats.clone(),
                 stop.clone(),
             ),

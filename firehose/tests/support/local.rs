@@ -56,6 +56,7 @@ pub fn open(dir: &Path, engine: &Engine) -> Firehose {
         metric_labels: Vec::new(),
         buffer_bytes_max: 256 << 20,
         transforms: None,
+        envelopes: None,
     })
     .unwrap()
 }

@@ -7,7 +7,7 @@ use super::lambda::LambdaEndpoint;
 use crate::config::ServeConfig;
 use crate::wire::ApiError;
 use sluice_core::{Engine, EngineConfig};
-use sluice_firehose::{Buckets, Firehose, FirehoseConfig, LocalBuckets, Transforms};
+use sluice_firehose::{Buckets, Envelopes, Firehose, FirehoseConfig, LocalBuckets, Transforms};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
@@ -24,6 +24,8 @@ pub(crate) struct FirehoseHolder {
     dir: PathBuf,
     /// The tenant's account and region, as metric labels.
     labels: Vec<(String, String)>,
+    /// The tenant's data keys, for encrypted records.
+    envelopes: Arc<dyn Envelopes>,
     firehose: OnceCell<Arc<Firehose>>,
 }
 
@@ -35,15 +37,18 @@ impl FirehoseHolder {
         engine: &Engine,
         config: &ServeConfig,
         labels: Vec<(String, String)>,
+        envelopes: Arc<dyn Envelopes>,
     ) -> FirehoseHolder {
         let holder = FirehoseHolder {
             dir: data_dir.join("firehose"),
             labels,
+            envelopes,
             firehose: OnceCell::new(),
         };
         let stored = holder.dir.join("delivery-streams.json").exists();
         if let (true, Ok(runtime)) = (stored, tokio::runtime::Handle::try_current()) {
-            match open(&holder.dir, engine.clone(), config, runtime, &holder.labels) {
+            let envelopes = holder.envelopes.clone();
+            match open(&holder.dir, engine.clone(), config, runtime, &holder.labels, envelopes) {
                 Ok(firehose) => {
                     let _ = holder.firehose.set(Arc::new(firehose));
                 }
@@ -64,7 +69,9 @@ impl FirehoseHolder {
             .get_or_try_init(|| async {
                 let (dir, engine, config) = (self.dir.clone(), engine.clone(), config.clone());
                 let (runtime, labels) = (tokio::runtime::Handle::current(), self.labels.clone());
-                tokio::task::spawn_blocking(move || open(&dir, engine, &config, runtime, &labels))
+                let envelopes = self.envelopes.clone();
+                let open = move || open(&dir, engine, &config, runtime, &labels, envelopes);
+                tokio::task::spawn_blocking(open)
                     .await
                     .map_err(|e| ApiError::internal(format!("opening Firehose: {e}")))?
                     .map(Arc::new)
@@ -80,6 +87,7 @@ fn open(
     config: &ServeConfig,
     runtime: tokio::runtime::Handle,
     labels: &[(String, String)],
+    envelopes: Arc<dyn Envelopes>,
 ) -> anyhow::Result<Firehose> {
     let mut engine_config = EngineConfig::new(dir.join("engine"));
     engine_config.cores = 1;
@@ -95,6 +103,7 @@ fn open(
         metric_labels: labels.to_vec(),
         buffer_bytes_max: BUFFER_BYTES_MAX,
         transforms: transforms(config, labels)?,
+        envelopes: Some(envelopes),
     })?)
 }
 

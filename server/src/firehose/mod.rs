@@ -11,8 +11,10 @@ mod holder;
 mod lambda;
 mod redshift;
 mod shapes;
+mod sse;
 
 pub(crate) use holder::FirehoseHolder;
+pub(crate) use sse::TenantEnvelopes;
 
 use crate::tenant::Tenant;
 use crate::wire::{ApiError, Protocol, Timestamp};
@@ -40,6 +42,8 @@ pub const OPERATIONS: &[&str] = &[
     "TagDeliveryStream",
     "UntagDeliveryStream",
     "ListTagsForDeliveryStream",
+    "StartDeliveryStreamEncryption",
+    "StopDeliveryStreamEncryption",
 ];
 
 /// A processor as Describe shows it.
@@ -91,6 +95,7 @@ fn error(error: FirehoseError, account: &str) -> ApiError {
             ApiError::in_use(format!("Firehose {name} under account {account} {reason}."))
         }
         FirehoseError::InvalidArgument(message) => ApiError::invalid_argument(message),
+        FirehoseError::Key(message) => ApiError::new("InvalidKMSResourceException", message),
         FirehoseError::LimitExceeded(message) => ApiError::limit_exceeded(message),
         FirehoseError::VersionMismatch { name, current } => ApiError::with_status(
             "ConcurrentModificationException",
@@ -117,12 +122,16 @@ pub async fn call(
         "CreateDeliveryStream" => {
             let spec = shapes::spec(tenant, &input)?;
             let tags = changes::tags(input.tags.as_ref())?;
+            let encryption = sse::requested_key(tenant, &input)?;
             if spec.source == Source::DirectPut {
                 // Its backing stream takes descriptors, as any shard does.
                 crate::reshard_limits::check_descriptors(1)?;
             }
             let name = spec.name.clone();
-            firehose.create(spec).await.map_err(|e| error(e, account))?;
+            firehose
+                .create_encrypted(spec, encryption)
+                .await
+                .map_err(|e| error(e, account))?;
             if !tags.is_empty() {
                 firehose
                     .tag(&name, &tags)
@@ -150,6 +159,9 @@ pub async fn call(
         "UpdateDestination" => changes::update_destination(tenant, firehose, &input).await?,
         "TagDeliveryStream" | "UntagDeliveryStream" | "ListTagsForDeliveryStream" => {
             changes::tag_operation(name, tenant, firehose, &input).await?
+        }
+        "StartDeliveryStreamEncryption" | "StopDeliveryStreamEncryption" => {
+            sse::change(name, tenant, firehose, &input).await?
         }
         _ => return Err(ApiError::unknown_operation()),
     };
@@ -286,7 +298,7 @@ fn describe(tenant: &Tenant, info: &DeliveryStreamInfo) -> Value {
         },
         "VersionId": info.version.to_string(),
         "CreateTimestamp": Timestamp::from_ms(info.created_ms),
-        "DeliveryStreamEncryptionConfiguration": { "Status": "DISABLED" },
+        "DeliveryStreamEncryptionConfiguration": sse::describe(info.encryption_key.as_deref()),
         "Destinations": [destination],
         "HasMoreDestinations": false,
     });
@@ -337,7 +349,7 @@ async fn put_record(firehose: &Firehose, input: &Input, account: &str) -> Result
         .put_record(name, &record.data.0)
         .await
         .map_err(|e| error(e, account))?;
-    Ok(json!({ "RecordId": id, "Encrypted": false }))
+    Ok(json!({ "RecordId": id, "Encrypted": encrypted(firehose, name) }))
 }
 
 async fn put_record_batch(
@@ -362,7 +374,14 @@ async fn put_record_batch(
         .collect();
     Ok(json!({
         "FailedPutCount": failed,
-        "Encrypted": false,
+        "Encrypted": encrypted(firehose, name),
         "RequestResponses": responses,
     }))
+}
+
+/// Whether the delivery stream seals its records (as of the put's answer).
+fn encrypted(firehose: &Firehose, name: &str) -> bool {
+    firehose
+        .describe(name)
+        .is_ok_and(|info| info.encryption_key.is_some())
 }

@@ -172,9 +172,6 @@ pub(super) fn spec(tenant: &Tenant, input: &Input) -> Result<DeliveryStreamSpec,
     if let Some(member) = input.other.keys().next() {
         return Err(unsupported(member));
     }
-    if enabled_encryption(input) {
-        return Err(unsupported("DeliveryStreamEncryptionConfigurationInput"));
-    }
     let mut metadata = BTreeMap::new();
     let source = source(tenant, input, &mut metadata)?;
     let given = super::destinations::given(input)?;
@@ -185,13 +182,6 @@ pub(super) fn spec(tenant: &Tenant, input: &Input) -> Result<DeliveryStreamSpec,
         destination,
         metadata,
     })
-}
-
-fn enabled_encryption(input: &Input) -> bool {
-    input
-        .delivery_stream_encryption_configuration_input
-        .as_ref()
-        .is_some_and(|v| v.get("KeyType").is_some() || v.get("KeyARN").is_some())
 }
 
 fn source(

@@ -204,6 +204,18 @@ impl Keyring {
             .collect()
     }
 
+    /// Enables or disables key `key_id` (KMS' EnableKey and DisableKey): a disabled key
+    /// neither encrypts nor decrypts.
+    pub fn set_enabled(&self, key_id: &str, on: bool) -> Result<(), KeyError> {
+        let key = self.find(key_id)?;
+        self.change(|stored| {
+            for found in stored.keys.iter_mut().filter(|k| k.id == key.id) {
+                found.enabled = on;
+            }
+            Ok(())
+        })
+    }
+
     /// Turns automatic rotation on or off; turning it on also rotates now (new blobs use a
     /// new version; old blobs still decrypt).
     pub fn set_rotation(&self, key_id: &str, on: bool) -> Result<(), KeyError> {

@@ -26,6 +26,8 @@ pub const OPERATIONS: &[&str] = &[
     "GenerateDataKey",
     "Encrypt",
     "Decrypt",
+    "EnableKey",
+    "DisableKey",
     "EnableKeyRotation",
     "DisableKeyRotation",
     "GetKeyRotationStatus",
@@ -138,6 +140,11 @@ pub fn call(
         "GenerateDataKey" => generate_data_key(tenant, &input, protocol)?,
         "Encrypt" => encrypt(tenant, &input, protocol)?,
         "Decrypt" => decrypt(tenant, &input, protocol)?,
+        "EnableKey" | "DisableKey" => {
+            let on = name == "EnableKey";
+            keys.set_enabled(required(&input.key_id, "keyId")?, on)?;
+            protocol.encode(&serde_json::json!({}))
+        }
         "EnableKeyRotation" | "DisableKeyRotation" => {
             let on = name == "EnableKeyRotation";
             keys.set_rotation(required(&input.key_id, "keyId")?, on)?;
