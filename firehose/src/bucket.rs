@@ -12,6 +12,14 @@ use std::sync::{Arc, Mutex};
 /// Directories a local bucket remembers as durable, at most.
 const DURABLE_DIRS_MAX: usize = 10_000;
 
+/// Objects from this size on go to a remote store as multipart uploads (a single PUT of
+/// up to Firehose's 128 MiB buffer would be resent whole after any failure)...
+const MULTIPART_MIN_BYTES: usize = 16 << 20;
+/// ...in parts of this size (S3's parts are 5 MiB to 5 GiB, but the last)...
+const PART_BYTES: usize = 8 << 20;
+/// ...at most this many uploading at once.
+const PARTS_IN_FLIGHT: usize = 4;
+
 /// Resolves the bucket of a destination to a store. Called when a delivery starts.
 pub trait Buckets: Send + Sync + 'static {
     /// The store holding `bucket` (a valid S3 bucket name).
@@ -69,6 +77,39 @@ impl Bucket {
                 durable_dirs: Arc::default(),
             }),
         })
+    }
+
+    /// Writes `body` as the object at `path`: one PUT, or for a large object in a remote
+    /// store, a multipart upload (aborted if a part fails: no part is left behind but after
+    /// a crash, which S3's lifecycle rule for incomplete uploads cleans). The object appears
+    /// whole or not at all either way.
+    pub(crate) async fn put(
+        &self,
+        path: &object_store::path::Path,
+        body: bytes::Bytes,
+    ) -> object_store::Result<()> {
+        if self.local.is_some() || body.len() < MULTIPART_MIN_BYTES {
+            return self.store.put(path, body.into()).await.map(drop);
+        }
+        let upload = self.store.put_multipart(path).await?;
+        let mut write = object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let mut rest = body;
+        loop {
+            if let Err(e) = write.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                let _ = write.abort().await;
+                return Err(e);
+            }
+            if rest.is_empty() {
+                break;
+            }
+            write.put(rest.split_to(rest.len().min(PART_BYTES)));
+        }
+        // Every part is in: finishing completes the upload (and aborts it if that fails).
+        if let Err(e) = write.wait_for_capacity(0).await {
+            let _ = write.abort().await;
+            return Err(e);
+        }
+        write.finish().await.map(drop)
     }
 
     /// Makes the object at `key` durable: for a local bucket, fsyncs the file, its

@@ -58,5 +58,41 @@ def test_records_land_in_s3_once_gzipped_and_named_as_firehose_names_them(endpoi
         assert key.endswith(".gz"), key
 
 
+
+def test_a_large_object_is_a_multipart_upload_and_a_small_one_a_single_put(endpoint):
+    firehose, s3 = client("firehose", endpoint), client("s3", S3)
+    bucket, name = unique("lake"), unique("large")
+    s3.create_bucket(Bucket=bucket)
+    firehose.create_delivery_stream(
+        DeliveryStreamName=name,
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+            "BucketARN": f"arn:aws:s3:::{bucket}",
+            "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 5},
+            "CompressionFormat": "UNCOMPRESSED",
+        })
+    # 21 records of 1,000,000 bytes: one object of 21,000,000 bytes, over the 16 MiB from
+    # which objects go up in 8 MiB parts (three of them).
+    records = [bytes([ord("a") + i]) * 999_999 + b"\n" for i in range(21)]
+    for start in range(0, 21, 4):
+        batch = [{"Data": data} for data in records[start:start + 4]]
+        assert firehose.put_record_batch(DeliveryStreamName=name, Records=batch)["FailedPutCount"] == 0
+    deadline = time.time() + 60
+    while not objects(s3, bucket) and time.time() < deadline:
+        time.sleep(0.5)
+    found = objects(s3, bucket)
+    assert len(found) == 1 and found[0][1] == b"".join(records), [(k, len(b)) for k, b in found]
+    etag = s3.head_object(Bucket=bucket, Key=found[0][0])["ETag"]
+    assert etag.strip('"').endswith("-3"), f"not a 3-part upload: {etag}"
+    # A small object is one PUT (an ETag without a part count).
+    firehose.put_record(DeliveryStreamName=name, Record={"Data": b"small\n"})
+    deadline = time.time() + 30
+    while len(objects(s3, bucket)) < 2 and time.time() < deadline:
+        time.sleep(0.5)
+    small = [key for key, body in objects(s3, bucket) if body == b"small\n"]
+    assert len(small) == 1, objects(s3, bucket)
+    assert "-" not in s3.head_object(Bucket=bucket, Key=small[0])["ETag"]
+
+
 if __name__ == "__main__":
     harness.run(sys.modules[__name__], ENDPOINT)

@@ -328,7 +328,7 @@ impl Writing {
         let mut pause = RETRY_FIRST;
         loop {
             let bucket = self.bucket()?;
-            let written = match bucket.store.put(&path, body.clone().into()).await {
+            let written = match bucket.put(&path, body.clone()).await {
                 Ok(_) => {
                     let key = key.to_owned();
                     blocking(move || bucket.sync(&key), "make the object durable").await
