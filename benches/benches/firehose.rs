@@ -209,6 +209,7 @@ fn put_to_object(rounds: usize) -> Vec<Duration> {
             error_output_prefix: String::new(),
             target: sluice_firehose::Target::Objects,
             conversion: None,
+            backup: None,
         },
         metadata: Default::default(),
     };

@@ -43,6 +43,12 @@ pub(crate) struct Intent {
     /// size; `key` is the first.
     #[serde(default)]
     pub(crate) more: Vec<(String, u64)>,
+    /// The source record backup's object (in the backup bucket) and its size; empty for
+    /// none.
+    #[serde(default)]
+    pub(crate) backup_key: String,
+    #[serde(default)]
+    pub(crate) backup_size: u64,
 }
 
 /// The journal file's size at least: it is zero-filled once and then overwritten in place,
@@ -148,6 +154,8 @@ mod tests {
             request_id: String::new(),
             load: false,
             more: Vec::new(),
+            backup_key: String::new(),
+            backup_size: 0,
         }
     }
 

@@ -38,6 +38,7 @@
 //!             error_output_prefix: String::new(),
 //!             target: Target::Objects,
 //!             conversion: None,
+//!             backup: None,
 //!         },
 //!         metadata: Default::default(),
 //!     })
@@ -74,7 +75,7 @@ pub use service::{
     DELIVERY_STREAMS_MAX, DeliveryStreamInfo, Firehose, FirehoseConfig, RecordFailure, TAGS_MAX,
 };
 pub use spec::{
-    BATCH_BYTES_MAX, BATCH_RECORDS_MAX, BufferingHints, Column, Compression, Conversion,
+    BATCH_BYTES_MAX, BATCH_RECORDS_MAX, Backup, BufferingHints, Column, Compression, Conversion,
     CopyFormat, DeliveryStreamSpec, Destination, HTTP_BUFFER_BYTES_MAX, HTTP_RETRY_MS_MAX,
     HttpEndpoint, NAME_LENGTH_MAX, ParquetCompression, PostgresTable, Processor, RECORD_BYTES_MAX,
     Source, SubRecords, Target, validate_name, validate_template,

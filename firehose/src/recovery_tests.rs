@@ -92,6 +92,8 @@ impl Setup {
             request_id: String::new(),
             load: false,
             more: Vec::new(),
+            backup_key: String::new(),
+            backup_size: 0,
         };
         intent::write(&dir.join(format!("{name}.intent")), &intent).unwrap();
     }
@@ -100,6 +102,11 @@ impl Setup {
 /// An engine with a one-shard source stream, and a delivery stream `name` reading it,
 /// created and then stopped (as a crash would leave it).
 async fn setup(name: &str) -> Setup {
+    setup_with(name, None).await
+}
+
+/// As `setup`, with a source record backup.
+async fn setup_with(name: &str, backup: Option<Backup>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let mut config = EngineConfig::new(dir.path().join("engine"));
     config.cores = 1;
@@ -111,7 +118,9 @@ async fn setup(name: &str) -> Setup {
         .unwrap();
     let setup = Setup { dir, engine };
     let firehose = setup.open_firehose();
-    firehose.create(spec(name)).await.unwrap();
+    let mut spec = spec(name);
+    spec.destination.backup = backup;
+    firehose.create(spec).await.unwrap();
     firehose.close().await;
     setup
 }
@@ -129,6 +138,7 @@ fn spec(name: &str) -> DeliveryStreamSpec {
             error_output_prefix: String::new(),
             target: crate::Target::Objects,
             conversion: None,
+            backup: None,
         },
         metadata: Default::default(),
     }
@@ -305,6 +315,68 @@ async fn a_flush_with_an_error_output_is_settled_by_both_of_its_objects() {
             );
             assert_eq!(bucket_lines(&lake), expected);
         }
+        firehose.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_with_a_backup_is_settled_by_its_object_and_its_backup() {
+    for backup_written in [false, true] {
+        let backup = Backup {
+            bucket: "vault".into(),
+            prefix: "source/".into(),
+            compression: Compression::Uncompressed,
+        };
+        let s = setup_with("e", Some(backup)).await;
+        let last = s.put(0..10).await;
+        let expected: Vec<String> = (0..10).map(|i| format!("record-{i}")).collect();
+        let body: String = expected.iter().map(|l| format!("{l}\n")).collect();
+        let write = |bucket: &str, key: &str| {
+            let path = s.dir.path().join("buckets").join(bucket).join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &body).unwrap();
+        };
+        // The object was written; its backup (written first) maybe not: a crash between
+        // journaling and the backup's write.
+        let key = "2020/01/01/00/e-1-written";
+        let backup_key = "source/2020/01/01/00/e-1-backup";
+        write("lake", key);
+        if backup_written {
+            write("vault", backup_key);
+        }
+        s.journal("e", key, &last, 10, body.len() as u64);
+        let path = s.dir.path().join("firehose/e.intent");
+        let mut journaled = intent::read(&path).unwrap().unwrap();
+        journaled.backup_key = backup_key.into();
+        journaled.backup_size = body.len() as u64;
+        intent::write(&path, &journaled).unwrap();
+        let firehose = s.open_firehose();
+        settle(&firehose, "e", |stats| stats.delivered_records == 10).await;
+        let stats = firehose.describe("e").unwrap().stats;
+        let (lake, vault) = (
+            s.dir.path().join("buckets/lake"),
+            s.dir.path().join("buckets/vault"),
+        );
+        if backup_written {
+            assert_eq!(
+                (stats.recovered_objects, stats.objects),
+                (1, 0),
+                "{stats:?}"
+            );
+        } else {
+            // Both go, and the flush is made again: object and backup, each record once.
+            assert_eq!(
+                (stats.recovered_objects, stats.objects),
+                (0, 2),
+                "{stats:?}"
+            );
+            assert!(
+                !lake.join(key).exists(),
+                "the object went with its missing backup"
+            );
+        }
+        assert_eq!(bucket_lines(&lake), expected);
+        assert_eq!(bucket_lines(&vault), expected);
         firehose.close().await;
     }
 }

@@ -71,6 +71,23 @@ pub struct Destination {
     /// Record format conversion: JSON records written as Parquet objects.
     #[serde(default)]
     pub conversion: Option<Conversion>,
+    /// Source record backup: every record also written, as it was read, to a bucket.
+    #[serde(default)]
+    pub backup: Option<Backup>,
+}
+
+/// Source record backup (Firehose's `S3BackupMode` `Enabled`; `AllData` for an HTTP
+/// endpoint): each flush's records, as read (before any processor), back to back in one
+/// object of their own, written with the flush and named by its journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backup {
+    /// The bucket.
+    pub bucket: String,
+    /// Put before every backup object's key, as [`Destination::prefix`] is (no partition
+    /// keys: a backup object holds a whole flush).
+    pub prefix: String,
+    /// How backup objects are compressed.
+    pub compression: Compression,
 }
 
 impl Destination {
@@ -86,6 +103,7 @@ impl Destination {
             error_output_prefix: String::new(),
             target: Target::Objects,
             conversion: None,
+            backup: None,
         }
     }
 }
@@ -629,6 +647,19 @@ impl DeliveryStreamSpec {
             }
         }
         validate_template(&self.destination.prefix, PrefixKind::Objects)?;
+        if let Some(backup) = &self.destination.backup {
+            validate_bucket(&backup.bucket)?;
+            validate_template(&backup.prefix, PrefixKind::Objects)?;
+            if Prefix::parse(&backup.prefix, PrefixKind::Objects)?
+                .partition_keys()
+                .next()
+                .is_some()
+            {
+                return Err(FirehoseError::invalid(
+                    "A backup prefix takes no partition keys: a backup object holds a whole flush.",
+                ));
+            }
+        }
         validate_template(
             &self.destination.error_output_prefix,
             PrefixKind::ErrorOutput,

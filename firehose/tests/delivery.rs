@@ -57,6 +57,7 @@ fn spec(name: &str, source: Source, size_mib: u64, interval_s: u64) -> DeliveryS
             error_output_prefix: String::new(),
             target: sluice_firehose::Target::Objects,
             conversion: None,
+            backup: None,
         },
         metadata: Default::default(),
     }

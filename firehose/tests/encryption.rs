@@ -7,6 +7,7 @@
 #[path = "support/local.rs"]
 mod local;
 
+use local::Local;
 use sluice_core::{CreateStream, Durability, IteratorStart, PutRecord};
 use sluice_firehose::{
     BufferingHints, Compression, DeliveryStreamSpec, Destination, Envelopes, Firehose,
@@ -14,7 +15,6 @@ use sluice_firehose::{
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use local::Local;
 
 /// Envelopes of `SEALED:<key>:<scope>:` and the data with every byte flipped; opening
 /// checks the scope (as AES-GCM's associated data would) and counts.
@@ -48,7 +48,9 @@ impl Envelopes for TestEnvelopes {
         let rest = envelope.strip_prefix(MARK).ok_or_else(damaged)?;
         let colon = rest.iter().position(|&b| b == b':').ok_or_else(damaged)?;
         let scoped = [stream.as_bytes(), b":"].concat();
-        let data = rest[colon + 1..].strip_prefix(&scoped[..]).ok_or_else(damaged)?;
+        let data = rest[colon + 1..]
+            .strip_prefix(&scoped[..])
+            .ok_or_else(damaged)?;
         self.opened.fetch_add(1, Ordering::Relaxed);
         Ok(data.iter().map(|b| !b).collect())
     }
@@ -115,7 +117,11 @@ async fn direct_puts_are_stored_sealed_while_encryption_is_on_and_delivered_open
         .await
         .unwrap();
     assert_eq!(
-        firehose.describe("sealed").unwrap().encryption_key.as_deref(),
+        firehose
+            .describe("sealed")
+            .unwrap()
+            .encryption_key
+            .as_deref(),
         Some("key-1")
     );
     firehose.put_record("sealed", b"one\n").await.unwrap();
@@ -148,7 +154,11 @@ async fn direct_puts_are_stored_sealed_while_encryption_is_on_and_delivered_open
     drop(firehose);
     let firehose = open_at(&local, "sealing", Some(envelopes.clone()));
     assert_eq!(
-        firehose.describe("sealed").unwrap().encryption_key.as_deref(),
+        firehose
+            .describe("sealed")
+            .unwrap()
+            .encryption_key
+            .as_deref(),
         Some("key-2")
     );
 }
@@ -159,16 +169,31 @@ async fn encryption_is_refused_for_stream_sources_and_without_keys() {
     let source = CreateStream::provisioned("orders", 1);
     local.engine.create_stream(source).await.unwrap();
     let firehose = open_at(&local, "sealing", Some(Arc::new(TestEnvelopes::default())));
-    let reading = spec("reading", "lake", Source::Stream { name: "orders".into() });
+    let reading = spec(
+        "reading",
+        "lake",
+        Source::Stream {
+            name: "orders".into(),
+        },
+    );
     firehose.create(reading).await.unwrap();
     let refused = firehose.start_encryption("reading", "key-1").await;
-    assert!(matches!(refused, Err(FirehoseError::InvalidArgument(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(FirehoseError::InvalidArgument(_))),
+        "{refused:?}"
+    );
     let refused = firehose.start_encryption("absent", "key-1").await;
-    assert!(matches!(refused, Err(FirehoseError::NotFound { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(FirehoseError::NotFound { .. })),
+        "{refused:?}"
+    );
     let keyless = open_at(&local, "keyless", None);
     let direct = spec("direct", "lake", Source::DirectPut);
     let refused = keyless.create_encrypted(direct, Some("key-1".into())).await;
-    assert!(matches!(refused, Err(FirehoseError::InvalidArgument(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(FirehoseError::InvalidArgument(_))),
+        "{refused:?}"
+    );
 }
 
 /// Puts `data` into stream `orders` as an envelope its writer sealed.
@@ -192,7 +217,13 @@ async fn a_sealed_source_record_is_opened_and_one_that_cannot_be_is_never_delive
     local.engine.create_stream(source).await.unwrap();
     let envelopes = Arc::new(TestEnvelopes::default());
     let firehose = open_at(&local, "sealing", Some(envelopes.clone()));
-    let reading = spec("reading", "lake", Source::Stream { name: "orders".into() });
+    let reading = spec(
+        "reading",
+        "lake",
+        Source::Stream {
+            name: "orders".into(),
+        },
+    );
     firehose.create(reading).await.unwrap();
     let sealed = envelopes
         .seal(("orders", 0), "key-1", &[b"order-1\n"])
@@ -216,7 +247,13 @@ async fn a_sealed_source_record_is_opened_and_one_that_cannot_be_is_never_delive
     .await;
     // A Firehose with no keys does not deliver the envelopes either.
     let keyless = open_at(&local, "keyless", None);
-    let blind = spec("blind", "blind-lake", Source::Stream { name: "orders".into() });
+    let blind = spec(
+        "blind",
+        "blind-lake",
+        Source::Stream {
+            name: "orders".into(),
+        },
+    );
     keyless.create(blind).await.unwrap();
     put_sealed(&local, &sealed[0]).await;
     local::until("the failure for want of keys", || {

@@ -122,6 +122,7 @@ fn spec(name: &str, endpoint: HttpEndpoint) -> DeliveryStreamSpec {
             error_output_prefix: String::new(),
             target: Target::Http(endpoint),
             conversion: None,
+            backup: None,
         },
         metadata: Default::default(),
     }

@@ -28,6 +28,7 @@ fn spec(name: &str, table: PostgresTable, compression: Compression) -> DeliveryS
             error_output_prefix: String::new(),
             target: Target::Postgres(table),
             conversion: None,
+            backup: None,
         },
         metadata: Default::default(),
     }

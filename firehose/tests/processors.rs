@@ -41,6 +41,7 @@ fn spec(name: &str, prefix: &str, processors: Vec<Processor>) -> DeliveryStreamS
             error_output_prefix: "errors/!{firehose:error-output-type}/".into(),
             target: Target::Objects,
             conversion: None,
+            backup: None,
         },
         metadata: Default::default(),
     }
@@ -278,6 +279,7 @@ async fn partitioning_settings_that_cannot_work_are_refused() {
             destination: Destination {
                 target: Target::Http(HttpEndpoint::new("http://127.0.0.1:9/")),
                 conversion: None,
+                backup: None,
                 ..spec(
                     "bad",
                     "t=!{partitionKeyFromQuery:tenant}/",

@@ -56,6 +56,7 @@ fn spec(name: &str, retries: u32) -> DeliveryStreamSpec {
             error_output_prefix: "errors/!{firehose:error-output-type}/".into(),
             target: sluice_firehose::Target::Objects,
             conversion: None,
+            backup: None,
         },
         metadata: Default::default(),
     }

@@ -243,9 +243,7 @@ async fn new_data_key(tenant: &Tenant, kms_key: &str) -> Result<(u32, Arc<LessSa
     let key = match tenant.keyring.find(kms_key) {
         Ok(key) => key,
         Err(_) if let Some(description) = managed_key_description(kms_key) => {
-            let key = tenant
-                .keyring
-                .create(description, crate::clock::now_ms())?;
+            let key = tenant.keyring.create(description, crate::clock::now_ms())?;
             // Another request may have made it meanwhile: then that one names the alias.
             let _ = tenant.keyring.create_alias(kms_key, &key.id);
             tenant.keyring.find(kms_key)?

@@ -111,6 +111,34 @@ def test_records_reach_the_endpoint_as_firehose_sends_them_under_one_id_across_r
     firehose.delete_delivery_stream(DeliveryStreamName=name)
 
 
+def test_all_data_mode_backs_up_every_record_in_the_bucket(endpoint):
+    firehose, bucket = client(endpoint), unique("backup")
+    name = unique("http")
+    config = dict(configuration("/ok", bucket), S3BackupMode="AllData")
+    config["S3Configuration"]["Prefix"] = "all/"
+    firehose.create_delivery_stream(DeliveryStreamName=name, HttpEndpointDestinationConfiguration=config)
+    http = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"][
+        "Destinations"][0]["HttpEndpointDestinationDescription"]
+    assert http["S3BackupMode"] == "AllData", http
+    records = [f"event-{i}" for i in range(30)]
+    assert firehose.put_record_batch(DeliveryStreamName=name,
+                                     Records=[{"Data": r.encode()} for r in records])["FailedPutCount"] == 0
+    assert wait(lambda: len(requests(name)) >= 1), requests(name)
+    assert data(requests(name)[0]) == records
+    root = os.path.join(BUCKETS, bucket, "all")
+
+    def backed_up():
+        found = b""
+        for directory, _, names in os.walk(root):
+            for file in sorted(n for n in names if "#" not in n):
+                with open(os.path.join(directory, file), "rb") as f:
+                    found += f.read()
+        return found
+
+    assert wait(lambda: backed_up() == "".join(records).encode()), backed_up()
+    firehose.delete_delivery_stream(DeliveryStreamName=name)
+
+
 def test_a_request_that_times_out_is_sent_again(endpoint):
     firehose = client(endpoint)
     name = create(firehose, "/slow", unique("backup"))
@@ -157,7 +185,7 @@ def test_settings_not_built_or_out_of_range_are_refused(endpoint):
     firehose = client(endpoint)
     bucket = unique("backup")
     bad = [
-        dict(configuration("/ok", bucket), S3BackupMode="AllData"),
+        dict(configuration("/ok", bucket), S3BackupMode="Everything"),
         dict(configuration("/ok", bucket), RequestConfiguration={"ContentEncoding": "BROTLI"}),
         dict(configuration("/ok", bucket), RetryOptions={"DurationInSeconds": 7201}),
         dict(configuration("/ok", bucket), BufferingHints={"SizeInMBs": 65, "IntervalInSeconds": 60}),

@@ -95,6 +95,33 @@ def test_json_records_become_rows_exactly_once(endpoint):
     firehose.delete_delivery_stream(DeliveryStreamName=name)
 
 
+def test_source_records_are_backed_up_beside_the_load(endpoint):
+    firehose = client(endpoint)
+    table = unique("views").replace("-", "_")
+    sql(f"CREATE TABLE {table} (id int, page text, ms bigint)")
+    name, vault = unique("redshift"), unique("vault")
+    config = configuration(unique("stage"), table)
+    config["S3BackupMode"] = "Enabled"
+    config["S3BackupConfiguration"] = {"RoleARN": f"arn:aws:iam::{ACCOUNT}:role/vault",
+                                       "BucketARN": f"arn:aws:s3:::{vault}", "Prefix": "source/",
+                                       "CompressionFormat": "UNCOMPRESSED"}
+    firehose.create_delivery_stream(DeliveryStreamName=name, RedshiftDestinationConfiguration=config)
+    redshift = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"][
+        "Destinations"][0]["RedshiftDestinationDescription"]
+    assert redshift["S3BackupMode"] == "Enabled", redshift
+    assert redshift["S3BackupDescription"]["BucketARN"] == f"arn:aws:s3:::{vault}", redshift
+    records = [(json.dumps({"id": i, "page": "/", "ms": i}) + "\n").encode() for i in range(40)]
+    assert firehose.put_record_batch(DeliveryStreamName=name,
+                                     Records=[{"Data": r} for r in records])["FailedPutCount"] == 0
+    assert wait(lambda: sql(f"SELECT count(*) FROM {table}") == ["40"]), sql(f"SELECT count(*) FROM {table}")
+
+    def backed_up():
+        return b"".join(body for _, body in sorted(files(os.path.join(BUCKETS, vault)).items()))
+
+    assert wait(lambda: backed_up() == b"".join(records)), backed_up()[:200]
+    firehose.delete_delivery_stream(DeliveryStreamName=name)
+
+
 def test_csv_records_fill_the_named_columns(endpoint):
     firehose = client(endpoint)
     table = unique("people").replace("-", "_")
@@ -136,6 +163,7 @@ def test_copy_options_urls_and_tables_it_cannot_honour_are_refused(endpoint):
         configuration(bucket, "t", options="TIMEFORMAT 'auto'"),
         configuration(bucket, "t; DROP TABLE x"),
         dict(configuration(bucket, "t"), ClusterJDBCURL="jdbc:mysql://127.0.0.1/x"),
+        # Enabled needs its S3BackupConfiguration.
         dict(configuration(bucket, "t"), S3BackupMode="Enabled"),
     ]
     for config in bad:

@@ -225,6 +225,53 @@ def test_append_delimiter_to_record_makes_each_record_a_line(endpoint):
     firehose.delete_delivery_stream(DeliveryStreamName=name)
 
 
+def test_source_record_backup_holds_the_records_as_they_came(endpoint):
+    firehose = client(endpoint)
+    name, bucket, vault = unique("backed-up"), unique("lake"), unique("vault")
+    destination = s3_destination(bucket, "split/", compression="UNCOMPRESSED")
+    destination["ProcessingConfiguration"] = {"Enabled": True, "Processors": [
+        {"Type": "RecordDeAggregation", "Parameters": [{"ParameterName": "SubRecordType", "ParameterValue": "JSON"}]},
+        {"Type": "AppendDelimiterToRecord", "Parameters": []}]}
+    destination["S3BackupMode"] = "Enabled"
+    destination["S3BackupConfiguration"] = dict(s3_destination(vault, "raw/"), RoleARN=f"arn:aws:iam::{ACCOUNT}:role/vault")
+    firehose.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=destination)
+    described = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+    s3 = described["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert s3["S3BackupMode"] == "Enabled", s3
+    backup = s3["S3BackupDescription"]
+    assert backup["BucketARN"] == f"arn:aws:s3:::{vault}" and backup["Prefix"] == "raw/", backup
+    assert backup["CompressionFormat"] == "GZIP" and backup["RoleARN"].endswith(":role/vault"), backup
+    aggregates = [b'{"n":%d}{"n":%d}' % (2 * i, 2 * i + 1) for i in range(50)]
+    reply = firehose.put_record_batch(DeliveryStreamName=name, Records=[{"Data": a} for a in aggregates])
+    assert reply["FailedPutCount"] == 0, reply
+    assert wait_for_lines(bucket, "split/", 100) == sorted(f'{{"n":{i}}}' for i in range(100))
+    deadline = time.time() + 20
+    while sum(len(data) for _, data in objects(vault, "raw/")) < len(b"".join(aggregates)) and time.time() < deadline:
+        time.sleep(0.1)
+    raw = objects(vault, "raw/")
+    assert all(key.endswith(".gz") and len(key.split("/")) == 6 for key, _ in raw), raw
+    assert b"".join(data for _, data in raw) == b"".join(aggregates), raw
+    # Updated through S3BackupUpdate: the new prefix takes the records after the update.
+    version = described["VersionId"]
+    firehose.update_destination(DeliveryStreamName=name, CurrentDeliveryStreamVersionId=version,
+                                DestinationId="destinationId-000000000001",
+                                ExtendedS3DestinationUpdate={"S3BackupUpdate": {"Prefix": "raw-v2/"}})
+    s3 = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"][
+        "Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert s3["S3BackupDescription"]["Prefix"] == "raw-v2/" and s3["S3BackupMode"] == "Enabled", s3
+    firehose.put_record(DeliveryStreamName=name, Record={"Data": b'{"n":100}'})
+    deadline = time.time() + 20
+    while not objects(vault, "raw-v2/") and time.time() < deadline:
+        time.sleep(0.1)
+    assert [data for _, data in objects(vault, "raw-v2/")] == [b'{"n":100}']
+    for mode, config in (("Enabled", None), ("Disabled", s3_destination(vault, "x/")), ("Sometimes", None)):
+        refused = dict(s3_destination(bucket, "r/"), S3BackupMode=mode)
+        if config:
+            refused["S3BackupConfiguration"] = config
+        expect_error("InvalidArgumentException", firehose.create_delivery_stream,
+                     DeliveryStreamName=unique("refused"), ExtendedS3DestinationConfiguration=refused)
+
+
 def test_dynamic_partitioning_and_cloudwatch_logs_processors(endpoint):
     """CloudWatch Logs subscription records (gzipped DATA_MESSAGEs) gunzipped, split into their
     messages, partitioned by a jq query into objects under their keys; what cannot be

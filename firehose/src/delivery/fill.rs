@@ -3,9 +3,9 @@
 
 use super::buffer::{Buffer, BufferBudget, Flush};
 use super::{Interrupted, failed, now_ms, sleep};
+use crate::envelopes::Envelopes;
 use crate::spec::BufferingHints;
 use crate::stats::DeliveryStats;
-use crate::envelopes::Envelopes;
 use sluice_core::{Consumer, ReadError, ShardRecords, StreamReader};
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,6 +14,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// Which bucket an object goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Destination,
+    Backup,
+}
+
 /// The writing half of a delivery task.
 pub(super) struct Writing {
     pub(super) incarnation: String,
@@ -22,6 +29,9 @@ pub(super) struct Writing {
     pub(super) buckets: Arc<dyn Buckets>,
     /// Resolved when first needed, and again after a failure.
     pub(super) bucket: Option<Bucket>,
+    /// The source record backup's bucket, if there is a backup; resolved as `bucket` is.
+    pub(super) backup_bucket_name: Option<String>,
+    pub(super) backup_bucket: Option<Bucket>,
     pub(super) intent_path: PathBuf,
     pub(super) stats: Arc<DeliveryStats>,
     pub(super) stop: watch::Receiver<bool>,
@@ -76,7 +86,9 @@ impl Writing {
         if http && intent.key.is_empty() {
             // Whether the endpoint took the request cannot be learnt: its records are sent
             // again (at least once), and counted.
-            self.delete(&[&intent.error_key]).await?;
+            self.delete(Place::Destination, &[&intent.error_key])
+                .await?;
+            self.delete(Place::Backup, &[&intent.backup_key]).await?;
             self.stats.redelivered(intent.records);
             return Ok(());
         }
@@ -88,22 +100,31 @@ impl Writing {
         .chain(intent.more.iter().map(|(key, size)| (key, *size)))
         .filter(|(key, _)| !key.is_empty())
         .collect();
+        let backup = &intent.backup_key;
         let mut whole = true;
         for &(key, size) in &written {
-            whole &= self.exists_whole(key, size).await?;
+            whole &= self.exists_whole(Place::Destination, key, size).await?;
+        }
+        if !backup.is_empty() {
+            whole &= self
+                .exists_whole(Place::Backup, backup, intent.backup_size)
+                .await?;
         }
         if !whole {
             // Not put, or torn by a power cut between a rename and its sync: all go (some
             // may be whole), and the records are read and delivered again.
             let keys: Vec<&String> = written.iter().map(|(key, _)| *key).collect();
-            self.delete(&keys).await?;
+            self.delete(Place::Destination, &keys).await?;
+            self.delete(Place::Backup, &[backup]).await?;
             if http {
                 self.stats.redelivered(intent.records);
             }
             return Ok(());
         }
-        for (key, _) in &written {
-            let (bucket, key) = (self.bucket()?, (*key).clone());
+        let backup = (!backup.is_empty()).then_some((Place::Backup, backup));
+        let places = written.iter().map(|(key, _)| (Place::Destination, *key));
+        for (place, key) in places.chain(backup) {
+            let (bucket, key) = (self.bucket(place)?, key.clone());
             blocking(move || bucket.sync(&key), "make a written object durable").await?;
         }
         let mut undelivered = 0;
@@ -144,7 +165,8 @@ impl Writing {
             Ok(_) => Ok(0),
             Err(failure) => {
                 let manifest = naming.manifest(&self.bucket_name, key);
-                self.put_until_done(&manifest.key, manifest.body).await?;
+                self.put_until_done(Place::Destination, &manifest.key, manifest.body)
+                    .await?;
                 let message = format!(
                     "{}: {} (after {} attempts)",
                     failure.code, failure.message, failure.attempts
@@ -157,7 +179,7 @@ impl Writing {
 
     /// The records of the staged object `key`, read back and uncompressed.
     async fn staged(&mut self, key: &str, naming: &Naming) -> Result<Vec<u8>, Interrupted> {
-        let bucket = self.bucket()?;
+        let bucket = self.bucket(Place::Destination)?;
         let path = object_store::path::Path::from(key);
         let body = match bucket.store.get(&path).await {
             Ok(found) => found
@@ -178,9 +200,9 @@ impl Writing {
     }
 
     /// Deletes the objects at `keys` (empty ones name none), if they exist.
-    async fn delete(&mut self, keys: &[&String]) -> Result<(), Interrupted> {
+    async fn delete(&mut self, place: Place, keys: &[&String]) -> Result<(), Interrupted> {
         for key in keys.iter().filter(|key| !key.is_empty()) {
-            let bucket = self.bucket()?;
+            let bucket = self.bucket(place)?;
             let _ = bucket
                 .store
                 .delete(&object_store::path::Path::from(key.as_str()))
@@ -190,8 +212,13 @@ impl Writing {
     }
 
     /// Whether the object at `key` exists with `size` bytes.
-    async fn exists_whole(&mut self, key: &str, size: u64) -> Result<bool, Interrupted> {
-        let bucket = self.bucket()?;
+    async fn exists_whole(
+        &mut self,
+        place: Place,
+        key: &str,
+        size: u64,
+    ) -> Result<bool, Interrupted> {
+        let bucket = self.bucket(place)?;
         match bucket
             .store
             .head(&object_store::path::Path::from(key))
@@ -215,6 +242,7 @@ impl Writing {
     ) -> Result<(), Interrupted> {
         // A request not taken is counted as its error output's object.
         let objects = object.mains.len()
+            + usize::from(object.backup.is_some())
             + usize::from(object.errors.is_some())
             + usize::from(object.conversion_errors.is_some())
             + usize::from(object.request.is_some());
@@ -228,9 +256,14 @@ impl Writing {
         }
         let mut intent = self.intent(&object, source_created_ms);
         self.journal(&intent).await?;
+        if let Some(backup) = object.backup {
+            self.put_until_done(Place::Backup, &backup.key, backup.body)
+                .await?;
+        }
         let errors = object.errors.into_iter().chain(object.conversion_errors);
         for named in errors.chain(object.mains) {
-            self.put_until_done(&named.key, named.body).await?;
+            self.put_until_done(Place::Destination, &named.key, named.body)
+                .await?;
         }
         let mut undelivered = 0;
         if let Some(staged) = &object.staged {
@@ -259,6 +292,8 @@ impl Writing {
         let mut mains = object.mains.iter().map(key_and_size);
         let (key, size) = mains.next().unwrap_or_default();
         let (error_key, error_size) = object.errors.as_ref().map(key_and_size).unwrap_or_default();
+        let (backup_key, backup_size) =
+            object.backup.as_ref().map(key_and_size).unwrap_or_default();
         Intent {
             key,
             positions: object
@@ -278,6 +313,8 @@ impl Writing {
                 .map(|r| r.id.clone())
                 .unwrap_or_default(),
             load: object.staged.is_some(),
+            backup_key,
+            backup_size,
             more: object
                 .conversion_errors
                 .iter()
@@ -310,7 +347,8 @@ impl Writing {
         let failed = naming.http_failed(request, &failure, oldest_ms).await?;
         (intent.key, intent.size) = (failed.key.clone(), failed.body.len() as u64);
         self.journal(intent).await?;
-        self.put_until_done(&failed.key, failed.body).await?;
+        self.put_until_done(Place::Destination, &failed.key, failed.body)
+            .await?;
         self.stats.undelivered(intent.records, failure.message);
         Ok(intent.records)
     }
@@ -322,12 +360,17 @@ impl Writing {
 
     /// Writes the object and makes it durable, retrying with back-off for as long as it
     /// fails (or until asked to stop: the journal lets the next start settle it).
-    async fn put_until_done(&mut self, key: &str, body: Vec<u8>) -> Result<(), Interrupted> {
+    async fn put_until_done(
+        &mut self,
+        place: Place,
+        key: &str,
+        body: Vec<u8>,
+    ) -> Result<(), Interrupted> {
         let path = object_store::path::Path::from(key);
         let body = bytes::Bytes::from(body);
         let mut pause = RETRY_FIRST;
         loop {
-            let bucket = self.bucket()?;
+            let bucket = self.bucket(place)?;
             let written = match bucket.put(&path, body.clone()).await {
                 Ok(_) => {
                     let key = key.to_owned();
@@ -347,16 +390,21 @@ impl Writing {
         }
     }
 
-    /// The destination bucket, resolved if needed.
-    fn bucket(&mut self) -> Result<Bucket, Interrupted> {
-        if let Some(bucket) = &self.bucket {
+    /// The destination or backup bucket, resolved if needed.
+    fn bucket(&mut self, place: Place) -> Result<Bucket, Interrupted> {
+        let (slot, name) = match place {
+            Place::Destination => (&mut self.bucket, Some(&self.bucket_name)),
+            Place::Backup => (&mut self.backup_bucket, self.backup_bucket_name.as_ref()),
+        };
+        if let Some(bucket) = slot {
             return Ok(bucket.clone());
         }
+        let name = name.ok_or_else(|| failed("reach the backup bucket", "there is no backup"))?;
         let bucket = self
             .buckets
-            .bucket(&self.bucket_name)
+            .bucket(name)
             .map_err(|e| failed("reach the bucket", e))?;
-        self.bucket = Some(bucket.clone());
+        *slot = Some(bucket.clone());
         Ok(bucket)
     }
 }

@@ -115,9 +115,9 @@ impl Delivery {
         let newline = destination.processors.contains(&Processor::AppendNewline);
         let delimiter = if newline { b"\n".to_vec() } else { Vec::new() };
         // With no processor that changes records, the newline goes in as records are read
-        // (no copy); otherwise after them.
-        let (read_delimiter, made_delimiter) = match (&lambda, &unpacking) {
-            (None, None) => (delimiter, Vec::new()),
+        // (no copy); otherwise after them. A backup takes the records as read: without it.
+        let (read_delimiter, made_delimiter) = match (&lambda, &unpacking, &destination.backup) {
+            (None, None, None) => (delimiter, Vec::new()),
             _ => (Vec::new(), delimiter),
         };
         let naming = Naming {
@@ -125,12 +125,7 @@ impl Delivery {
             error_prefix: error_prefix(&destination, "processing-failed/")?,
             http_error_prefix: error_prefix(&destination, "http-endpoint-failed/")?,
             conversion_error_prefix: error_prefix(&destination, "format-conversion-failed/")?,
-            converter: match &destination.conversion {
-                Some(conversion) => Some(Arc::new(
-                    convert::Converter::new(conversion).map_err(FirehoseError::invalid)?,
-                )),
-                None => None,
-            },
+            converter: converter(&destination)?,
             endpoint: match &destination.target {
                 Target::Http(spec) => {
                     Some(Arc::new(http::Endpoint::new(spec, &name, stop.clone())))
@@ -150,6 +145,7 @@ impl Delivery {
             lambda,
             partitioning,
             delimiter: made_delimiter,
+            backup: backup_naming(&destination)?,
         };
         Ok(Delivery {
             source,
@@ -170,6 +166,8 @@ impl Delivery {
                 bucket_name: destination.bucket,
                 buckets,
                 bucket: None,
+                backup_bucket_name: destination.backup.map(|b| b.bucket),
+                backup_bucket: None,
                 intent_path,
                 stats: stats.clone(),
                 stop: stop.clone(),
@@ -402,4 +400,24 @@ async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
         Ok(Err(e)) => Err(failed(what, e)),
         Err(e) => Err(failed(what, e)),
     }
+}
+
+/// The converter of the destination's record format conversion, if it has one.
+fn converter(destination: &Destination) -> Result<Option<Arc<convert::Converter>>, FirehoseError> {
+    let Some(conversion) = &destination.conversion else {
+        return Ok(None);
+    };
+    let converter = convert::Converter::new(conversion).map_err(FirehoseError::invalid)?;
+    Ok(Some(Arc::new(converter)))
+}
+
+/// The prefix and compression of the destination's source record backup, if it has one.
+fn backup_naming(
+    destination: &Destination,
+) -> Result<Option<(Prefix, crate::spec::Compression)>, FirehoseError> {
+    let Some(backup) = &destination.backup else {
+        return Ok(None);
+    };
+    let prefix = Prefix::parse(&backup.prefix, PrefixKind::Objects)?;
+    Ok(Some((prefix, backup.compression)))
 }

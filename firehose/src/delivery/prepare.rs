@@ -45,9 +45,12 @@ pub(super) struct Naming {
     pub(super) lambda: Option<Lambda>,
     /// The partition keys' query (dynamic partitioning), if any.
     pub(super) partitioning: Option<Arc<Partitioning>>,
-    /// Appended to each record once processed (with no processors, the reading half
-    /// appends it as records come in, and this is empty).
+    /// Appended to each record once processed (with no processors and no backup, the
+    /// reading half appends it as records come in, and this is empty).
     pub(super) delimiter: Vec<u8>,
+    /// Source record backup: its objects' prefix and compression (the bucket is the
+    /// writing half's).
+    pub(super) backup: Option<(Prefix, Compression)>,
 }
 
 /// One flush, ready to write: its objects (or request) and its error output's (any may be
@@ -60,6 +63,8 @@ pub(super) struct Object {
     pub(super) errors: Option<Named>,
     /// The error output of the records conversion failed.
     pub(super) conversion_errors: Option<Named>,
+    /// The flush's records as read, for the backup bucket.
+    pub(super) backup: Option<Named>,
     /// When the oldest record arrived (the error output's prefix is evaluated at it).
     pub(super) oldest_ms: u64,
     /// For a database target, the object's records uncompressed, to load.
@@ -91,6 +96,10 @@ impl Naming {
             oldest_ms,
             positions,
         } = flush;
+        let backup = match &self.backup {
+            Some(_) => Some(self.backup(data.clone(), oldest_ms).await?),
+            None => None,
+        };
         let processed = self
             .process(Records {
                 data,
@@ -148,6 +157,7 @@ impl Naming {
             request,
             errors,
             conversion_errors,
+            backup,
             oldest_ms,
             staged,
             records: delivered,
@@ -156,6 +166,22 @@ impl Naming {
             raw_bytes,
             positions,
         })
+    }
+
+    /// The backup object of a flush's records as read.
+    async fn backup(&self, data: Vec<u8>, oldest_ms: u64) -> Result<Named, Interrupted> {
+        let (prefix, compression) = self.backup.as_ref().expect("a backup is configured");
+        let name = (self.name.as_str(), self.version);
+        let key = object_key(
+            prefix,
+            "",
+            &NO_KEYS,
+            name,
+            oldest_ms,
+            now_ms(),
+            *compression,
+        );
+        compressed(key, *compression, data).await
     }
 
     /// The flush's records through the processors: unpacked, transformed, delimited and
@@ -291,12 +317,21 @@ impl Naming {
             now_ms,
             compression,
         );
-        // A ZIP object's one entry is named as the object, without `.zip`.
-        let entry = key.rsplit('/').next().unwrap_or_default();
-        let entry = entry.strip_suffix(".zip").unwrap_or(entry).to_owned();
-        let body = blocking(move || compress(compression, data, &entry), "compress").await?;
-        Ok(Named { key, body })
+        compressed(key, compression, data).await
     }
+}
+
+/// The object `key` of `data`, compressed.
+async fn compressed(
+    key: String,
+    compression: Compression,
+    data: Vec<u8>,
+) -> Result<Named, Interrupted> {
+    // A ZIP object's one entry is named as the object, without `.zip`.
+    let entry = key.rsplit('/').next().unwrap_or_default();
+    let entry = entry.strip_suffix(".zip").unwrap_or(entry).to_owned();
+    let body = blocking(move || compress(compression, data, &entry), "compress").await?;
+    Ok(Named { key, body })
 }
 
 /// The records of each partition, in order.

@@ -129,7 +129,26 @@ pub(super) fn updated<'a>(
     };
     let mut merged = kept.clone();
     for (field, value) in update {
-        merged.insert(field.clone(), value.clone());
+        // A nested bucket's update (`S3Update`, `S3BackupUpdate`) changes the members it
+        // names of the kept configuration (`S3Configuration`, `S3BackupConfiguration`).
+        let nested = match field.as_str() {
+            "S3Update" => Some("S3Configuration"),
+            "S3BackupUpdate" => Some("S3BackupConfiguration"),
+            _ => None,
+        };
+        match (nested, value.as_object()) {
+            (Some(target), Some(members)) => {
+                let slot = merged
+                    .entry(target)
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if let Some(kept) = slot.as_object_mut() {
+                    kept.extend(members.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
+            _ => {
+                merged.insert(field.clone(), value.clone());
+            }
+        }
     }
     Ok((kind, Value::Object(merged)))
 }

@@ -48,7 +48,14 @@ impl FirehoseHolder {
         let stored = holder.dir.join("delivery-streams.json").exists();
         if let (true, Ok(runtime)) = (stored, tokio::runtime::Handle::try_current()) {
             let envelopes = holder.envelopes.clone();
-            match open(&holder.dir, engine.clone(), config, runtime, &holder.labels, envelopes) {
+            match open(
+                &holder.dir,
+                engine.clone(),
+                config,
+                runtime,
+                &holder.labels,
+                envelopes,
+            ) {
                 Ok(firehose) => {
                     let _ = holder.firehose.set(Arc::new(firehose));
                 }

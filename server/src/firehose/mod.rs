@@ -4,6 +4,7 @@
 //! default): bucket `b` of `arn:aws:s3:::b` is `<dir>/b/`, shared by every tenant as S3's
 //! bucket names are.
 
+mod backup;
 mod changes;
 mod conversion;
 mod destinations;
@@ -23,8 +24,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use shapes::Input;
 use sluice_firehose::{
-    DeliveryStreamInfo, Firehose, FirehoseError, HttpEndpoint, PostgresTable, Processor, Source,
-    SubRecords, Target,
+    Backup, DeliveryStreamInfo, Firehose, FirehoseError, HttpEndpoint, PostgresTable, Processor,
+    Source, SubRecords, Target,
 };
 
 /// The `X-Amz-Target` prefix of Firehose operations.
@@ -171,7 +172,7 @@ pub async fn call(
 /// An HTTP endpoint destination as Describe shows it (the access key is not shown, as
 /// Firehose does not show it).
 fn describe_http(
-    endpoint: &HttpEndpoint,
+    (endpoint, all_data): (&HttpEndpoint, bool),
     mut backup: Value,
     processing: Value,
     metadata: &std::collections::BTreeMap<String, String>,
@@ -199,7 +200,7 @@ fn describe_http(
             "ProcessingConfiguration": processing,
             "RoleARN": meta(shapes::ROLE_ARN),
             "RetryOptions": { "DurationInSeconds": endpoint.retry_ms / 1000 },
-            "S3BackupMode": "FailedDataOnly",
+            "S3BackupMode": if all_data { "AllData" } else { "FailedDataOnly" },
             "S3DestinationDescription": backup,
         },
     })
@@ -207,13 +208,13 @@ fn describe_http(
 
 /// A Redshift (PostgreSQL) destination as Describe shows it (no password, as Firehose).
 fn describe_redshift(
-    table: &PostgresTable,
+    (table, backup): (&PostgresTable, Option<&Backup>),
     staging: Value,
     processing: Value,
     metadata: &std::collections::BTreeMap<String, String>,
 ) -> Value {
     let meta = |key: &str| metadata.get(key).cloned();
-    json!({
+    let mut described = json!({
         "DestinationId": "destinationId-000000000001",
         "RedshiftDestinationDescription": {
             "RoleARN": meta(shapes::ROLE_ARN),
@@ -227,10 +228,15 @@ fn describe_redshift(
             "RetryOptions": { "DurationInSeconds": table.retry_ms / 1000 },
             "S3DestinationDescription": staging,
             "ProcessingConfiguration": processing,
-            "S3BackupMode": "Disabled",
+            "S3BackupMode": if backup.is_some() { "Enabled" } else { "Disabled" },
             "CloudWatchLoggingOptions": { "Enabled": false },
         },
-    })
+    });
+    if let Some(backup) = backup {
+        described["RedshiftDestinationDescription"]["S3BackupDescription"] =
+            self::backup::describe(backup, metadata);
+    }
+    described
 }
 
 /// A delivery stream's ARN.
@@ -269,12 +275,18 @@ fn describe(tenant: &Tenant, info: &DeliveryStreamInfo) -> Value {
         "S3DestinationDescription": s3.clone(),
     });
     if let Target::Postgres(table) = &spec.destination.target {
-        destination = describe_redshift(table, s3, processing, &spec.metadata);
+        let backup = spec.destination.backup.as_ref();
+        destination = describe_redshift((table, backup), s3, processing, &spec.metadata);
     } else if let Target::Http(endpoint) = &spec.destination.target {
-        destination = describe_http(endpoint, s3, processing, &spec.metadata);
+        let all_data = spec.destination.backup.is_some();
+        destination = describe_http((endpoint, all_data), s3, processing, &spec.metadata);
     } else if meta(shapes::DESTINATION_KIND).as_deref() != Some("S3") {
         let mut extended = s3;
         extended["S3BackupMode"] = json!("Disabled");
+        if let Some(backup) = &spec.destination.backup {
+            extended["S3BackupMode"] = json!("Enabled");
+            extended["S3BackupDescription"] = backup::describe(backup, &spec.metadata);
+        }
         extended["ProcessingConfiguration"] = processing;
         let partitioned = spec
             .destination

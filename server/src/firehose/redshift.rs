@@ -34,7 +34,7 @@ pub(super) struct RedshiftConfiguration {
     #[serde(rename = "S3BackupMode")]
     s3_backup_mode: Option<String>,
     #[serde(rename = "S3BackupConfiguration")]
-    s3_backup_configuration: Option<Value>,
+    pub(super) s3_backup_configuration: Option<Value>,
     #[serde(rename = "CloudWatchLoggingOptions")]
     cloud_watch_logging_options: Option<Value>,
     secrets_manager_configuration: Option<Value>,
@@ -60,25 +60,11 @@ pub(super) fn redshift_destination(
     lambda: bool,
     metadata: &mut BTreeMap<String, String>,
 ) -> Result<Destination, ApiError> {
-    if redshift.s3_backup_mode.as_deref().unwrap_or("Disabled") != "Disabled"
-        || redshift.s3_backup_configuration.is_some()
-    {
-        return Err(unsupported("S3BackupMode Enabled"));
-    }
     if enabled(redshift.secrets_manager_configuration.as_ref()) {
         return Err(unsupported("SecretsManagerConfiguration"));
     }
     let _ = &redshift.cloud_watch_logging_options;
-    if redshift.s3_configuration.processing_configuration.is_some()
-        || redshift
-            .s3_configuration
-            .data_format_conversion_configuration
-            .is_some()
-        || redshift
-            .s3_configuration
-            .dynamic_partitioning_configuration
-            .is_some()
-    {
+    if !redshift.s3_configuration.is_plain() {
         return Err(ApiError::invalid_argument(
             "S3Configuration takes the plain S3 destination's members only (processors go in RedshiftDestinationConfiguration).",
         ));
@@ -92,6 +78,11 @@ pub(super) fn redshift_destination(
     // stream's (Firehose's Redshift destination buffers as its S3 configuration says).
     let mut destination = destination(&redshift.s3_configuration, false, metadata)?;
     destination.processors = processors(redshift.processing_configuration.as_ref(), lambda)?;
+    destination.backup = super::backup::source_backup(
+        redshift.s3_backup_mode.as_deref(),
+        redshift.s3_backup_configuration.as_ref(),
+        metadata,
+    )?;
     if let Some(role) = &redshift.role_arn {
         metadata.insert(super::shapes::ROLE_ARN.to_owned(), role.clone());
     }

@@ -79,11 +79,26 @@ pub(super) struct S3Configuration {
     pub(super) dynamic_partitioning_configuration: Option<Value>,
     #[serde(rename = "S3BackupMode")]
     s3_backup_mode: Option<String>,
+    #[serde(rename = "S3BackupConfiguration")]
+    s3_backup_configuration: Option<Value>,
     encryption_configuration: Option<Value>,
     /// Read only to check it is not on: logging is this server's own.
     #[serde(rename = "CloudWatchLoggingOptions")]
     cloud_watch_logging_options: Option<Value>,
     custom_time_zone: Option<String>,
+}
+
+impl S3Configuration {
+    /// Whether it holds the plain S3 destination's members only (no processors,
+    /// conversion, partitioning or backup): an HTTP endpoint's or Redshift's bucket, or a
+    /// backup's.
+    pub(super) fn is_plain(&self) -> bool {
+        self.processing_configuration.is_none()
+            && self.data_format_conversion_configuration.is_none()
+            && self.dynamic_partitioning_configuration.is_none()
+            && self.s3_backup_mode.is_none()
+            && self.s3_backup_configuration.is_none()
+    }
 }
 
 /// Every member of an HTTP endpoint destination this server reads; any other is refused.
@@ -233,28 +248,12 @@ pub(super) fn destination(
     metadata: &mut BTreeMap<String, String>,
 ) -> Result<Destination, ApiError> {
     let processors = processors(s3.processing_configuration.as_ref(), lambda)?;
-    let extracting = processors
-        .iter()
-        .any(|p| matches!(p, Processor::ExtractMetadata { .. }));
-    match (
-        enabled(s3.dynamic_partitioning_configuration.as_ref()),
-        extracting,
-    ) {
-        (true, false) => {
-            return Err(ApiError::invalid_argument(
-                "DynamicPartitioningConfiguration needs a MetadataExtraction processor (partition keys from Lambda are not supported yet).",
-            ));
-        }
-        (false, true) => {
-            return Err(ApiError::invalid_argument(
-                "The MetadataExtraction processor needs DynamicPartitioningConfiguration enabled.",
-            ));
-        }
-        _ => {}
-    }
-    if s3.s3_backup_mode.as_deref() == Some("Enabled") {
-        return Err(unsupported("S3BackupMode Enabled"));
-    }
+    check_partitioning(s3, &processors)?;
+    let backup = super::backup::source_backup(
+        s3.s3_backup_mode.as_deref(),
+        s3.s3_backup_configuration.as_ref(),
+        metadata,
+    )?;
     // Encryption of the objects themselves (SSE-KMS) is the bucket's business in S3; here
     // only "no encryption" is honoured.
     if s3
@@ -311,11 +310,32 @@ pub(super) fn destination(
         error_output_prefix: s3.error_output_prefix.clone().unwrap_or_default(),
         target: sluice_firehose::Target::Objects,
         conversion: None,
+        backup,
     })
 }
 
+/// Dynamic partitioning and the processor that gives the keys come together.
+fn check_partitioning(s3: &S3Configuration, processors: &[Processor]) -> Result<(), ApiError> {
+    let extracting = processors
+        .iter()
+        .any(|p| matches!(p, Processor::ExtractMetadata { .. }));
+    match (
+        enabled(s3.dynamic_partitioning_configuration.as_ref()),
+        extracting,
+    ) {
+        (true, false) => Err(ApiError::invalid_argument(
+            "DynamicPartitioningConfiguration needs a MetadataExtraction processor (partition keys from Lambda are not supported yet).",
+        )),
+        (false, true) => Err(ApiError::invalid_argument(
+            "The MetadataExtraction processor needs DynamicPartitioningConfiguration enabled.",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// An HTTP endpoint destination: records to the endpoint, the ones it did not take to the
-/// `S3Configuration`'s bucket (`S3BackupMode` `FailedDataOnly`, the only mode built).
+/// `S3Configuration`'s bucket (`S3BackupMode` `FailedDataOnly`), or every record there too
+/// (`AllData`).
 pub(super) fn http_destination(
     tenant: &Tenant,
     name: &str,
@@ -323,24 +343,26 @@ pub(super) fn http_destination(
     lambda: bool,
     metadata: &mut BTreeMap<String, String>,
 ) -> Result<Destination, ApiError> {
-    if http.s3_backup_mode.as_deref().unwrap_or("FailedDataOnly") != "FailedDataOnly" {
-        return Err(unsupported("S3BackupMode AllData"));
-    }
+    let all_data = super::backup::all_data(http.s3_backup_mode.as_deref())?;
     if enabled(http.secrets_manager_configuration.as_ref()) {
         return Err(unsupported("SecretsManagerConfiguration"));
     }
     let _ = &http.cloud_watch_logging_options;
     let backup = &http.s3_configuration;
-    if backup.processing_configuration.is_some()
-        || backup.data_format_conversion_configuration.is_some()
-        || backup.dynamic_partitioning_configuration.is_some()
-    {
+    if !backup.is_plain() {
         return Err(ApiError::invalid_argument(
             "S3Configuration takes the plain S3 destination's members only.",
         ));
     }
     let role = backup.role_arn.clone();
     let mut destination = destination(backup, false, metadata)?;
+    if all_data {
+        destination.backup = Some(sluice_firehose::Backup {
+            bucket: destination.bucket.clone(),
+            prefix: destination.prefix.clone(),
+            compression: destination.compression,
+        });
+    }
     if let Some(role) = role {
         metadata.insert(BACKUP_ROLE_ARN.to_owned(), role);
     }
