@@ -19,17 +19,15 @@ impl Drop for HttpEndpoint {
     }
 }
 
-#[test]
-fn records_reach_an_http_endpoint_and_what_it_refuses_lands_in_the_backup_bucket() {
-    if !common::needs_python_clients() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("requests.jsonl");
+/// Starts the endpoint, logging to `log`, over TLS with `tls` (certificate, key); its URL.
+fn start_endpoint(log: &Path, tls: Option<(&Path, &Path)>) -> (HttpEndpoint, String) {
     let clients = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
-    let mut child = Command::new("python3")
-        .arg(clients.join("http_endpoint.py"))
-        .arg(&log)
+    let mut command = Command::new("python3");
+    command.arg(clients.join("http_endpoint.py")).arg(log);
+    if let Some((cert, key)) = tls {
+        command.arg(cert).arg(key);
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .spawn()
         .expect("starting the HTTP endpoint");
@@ -37,21 +35,124 @@ fn records_reach_an_http_endpoint_and_what_it_refuses_lands_in_the_backup_bucket
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut port)
         .unwrap();
-    let _endpoint = HttpEndpoint(child);
-    let target = format!("http://127.0.0.1:{}", port.trim());
-    let buckets = dir.path().join("buckets");
-    let server = TestServer::start(
-        &dir.path().join("data"),
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    (
+        HttpEndpoint(child),
+        format!("{scheme}://127.0.0.1:{}", port.trim()),
+    )
+}
+
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let made = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("running openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+}
+
+/// A certificate authority (`ca.pem`) and a certificate it signed for 127.0.0.1
+/// (`cert.pem`, `key.pem`), in `dir`.
+fn certificates(dir: &Path) {
+    let key = ["-newkey", "rsa:2048", "-nodes"];
+    openssl(
+        dir,
         &[
-            "--firehose-bucket-dir",
-            buckets.to_str().unwrap(),
-            "--firehose-http-timeout",
+            &["req", "-x509"][..],
+            &key,
+            &[
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Sluice test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[
+            &["req"][..],
+            &key,
+            &[
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.csr",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "cert.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
             "2",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "cert.pem",
         ],
     );
+}
+
+#[test]
+fn records_reach_an_http_endpoint_and_what_it_refuses_lands_in_the_backup_bucket() {
+    if !(common::needs_python_clients() && common::needs_openssl()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("requests.jsonl");
+    let (_endpoint, target) = start_endpoint(&log, None);
+    // The same endpoint over TLS, its certificate signed by a CA only SSL_CERT_FILE trusts.
+    certificates(dir.path());
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (_tls_endpoint, tls_target) = start_endpoint(&log, Some((&cert, &key)));
+    let buckets = dir.path().join("buckets");
+    let data = dir.path().join("data");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--print-address"])
+        .args(["--cores", "1", "--segment-mib", "4", "--dir"])
+        .arg(&data)
+        .arg("--firehose-bucket-dir")
+        .arg(&buckets)
+        .args(["--firehose-http-timeout", "2"])
+        .env("SSL_CERT_FILE", dir.path().join("ca.pem"));
+    let server = TestServer::spawn(command, &data);
     common::run_suite_with(
         &server.endpoint(),
         "firehose_http_suite.py",
-        &[buckets.to_str().unwrap(), &target, log.to_str().unwrap()],
+        &[
+            buckets.to_str().unwrap(),
+            &target,
+            log.to_str().unwrap(),
+            &tls_target,
+        ],
     );
 }

@@ -319,7 +319,9 @@ fn is_identifier(name: &str) -> bool {
 /// leaves the access key out.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpEndpoint {
-    /// `http://host[:port][/path]`.
+    /// `https://host[:port][/path]` (the server's certificate checked against the
+    /// system's trust roots, and `SSL_CERT_FILE`'s or `SSL_CERT_DIR`'s when set) or
+    /// `http://...`.
     pub url: String,
     /// Sent as `X-Amz-Firehose-Access-Key` when set.
     #[serde(default)]
@@ -368,9 +370,9 @@ impl HttpEndpoint {
                 "HTTP endpoint destinations need sluice-firehose's `http` feature.",
             ));
         }
-        if !self.url.starts_with("http://") {
+        if !self.url.starts_with("http://") && !self.url.starts_with("https://") {
             return Err(FirehoseError::invalid(format!(
-                "EndpointConfiguration.Url {:?} must be an http:// URL (https:// is not supported yet).",
+                "EndpointConfiguration.Url {:?} must be an https:// or http:// URL.",
                 self.url
             )));
         }

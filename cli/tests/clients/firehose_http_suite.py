@@ -2,7 +2,8 @@
 client unchanged and a local endpoint (http_endpoint.py): requests as Firehose sends them
 (headers, gzip, base64 records, one request id across attempts), 5xx and timeouts tried
 again, a 413 not, records past the retry duration in the backup bucket's error output.
-Usage: python3 firehose_http_suite.py URL BUCKET_DIR ENDPOINT_URL REQUEST_LOG"""
+An https:// endpoint is reached over TLS, its certificate checked.
+Usage: python3 firehose_http_suite.py URL BUCKET_DIR ENDPOINT_URL REQUEST_LOG TLS_ENDPOINT_URL"""
 
 import base64
 import json
@@ -19,12 +20,14 @@ ENDPOINT = sys.argv[1] if __name__ == "__main__" else None
 BUCKETS = sys.argv[2] if __name__ == "__main__" else None
 TARGET = sys.argv[3] if __name__ == "__main__" else None
 LOG = sys.argv[4] if __name__ == "__main__" else None
+# The same endpoint over TLS (https://127.0.0.1:PORT), its CA trusted by the server alone.
+TLS_TARGET = sys.argv[5] if __name__ == "__main__" else None
 ACCOUNT = "000000000000"
 
 
-def configuration(path, bucket, retry_seconds=60, gzip=False):
+def configuration(path, bucket, retry_seconds=60, gzip=False, target=None):
     return {
-        "EndpointConfiguration": {"Url": TARGET + path, "Name": "collector", "AccessKey": "k3y"},
+        "EndpointConfiguration": {"Url": (target or TARGET) + path, "Name": "collector", "AccessKey": "k3y"},
         "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
         "RequestConfiguration": {
             "ContentEncoding": "GZIP" if gzip else "NONE",
@@ -137,6 +140,27 @@ def test_all_data_mode_backs_up_every_record_in_the_bucket(endpoint):
 
     assert wait(lambda: backed_up() == "".join(records).encode()), backed_up()
     firehose.delete_delivery_stream(DeliveryStreamName=name)
+
+
+def test_an_https_endpoint_is_reached_over_tls_and_an_untrusted_name_is_refused(endpoint):
+    firehose, bucket = client(endpoint), unique("backup")
+    name = create(firehose, "/ok", bucket, target=TLS_TARGET)
+    records = [f"sealed-in-transit-{i}" for i in range(10)]
+    assert firehose.put_record_batch(DeliveryStreamName=name,
+                                     Records=[{"Data": r.encode()} for r in records])["FailedPutCount"] == 0
+    assert wait(lambda: len(requests(name)) >= 1), requests(name)
+    assert data(requests(name)[0]) == records
+    # "localhost" is not a name the certificate holds: the handshake fails, and with no
+    # retry duration the records go straight to the error output, saying why.
+    port = TLS_TARGET.rsplit(":", 1)[1]
+    refused = create(firehose, "/ok", bucket, retry_seconds=0, target=f"https://localhost:{port}")
+    firehose.put_record(DeliveryStreamName=refused, Record={"Data": b"never-sent"})
+    root = os.path.join(BUCKETS, bucket, "http-endpoint-failed")
+    assert wait(lambda: envelopes(root)), "no error output"
+    (_, failed), = envelopes(root)
+    assert failed["errorCode"] == "HttpEndpoint.SSLHandshakeFailure", failed
+    assert base64.b64decode(failed["rawData"]) == b"never-sent", failed
+    assert requests(refused) == []
 
 
 def test_a_request_that_times_out_is_sent_again(endpoint):

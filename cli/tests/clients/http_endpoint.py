@@ -7,7 +7,8 @@ requests on 127.0.0.1, prints its port, and answers by path:
   /toolarge:  413;
   /down:      503.
 Every request is appended, as JSON (path, headers, body gunzipped and parsed), to the file
-named by the first argument."""
+named by the first argument. With a certificate and its key as the second and third, it
+serves HTTPS."""
 
 import gzip
 import json
@@ -58,5 +59,11 @@ class Handler(BaseHTTPRequestHandler):
 
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if len(sys.argv) == 4:
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[2], sys.argv[3])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()

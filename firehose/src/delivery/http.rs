@@ -102,15 +102,22 @@ impl Endpoint {
         let authority = uri.authority().map_or("", |a| a.as_str());
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
-        let port = uri.port_u16().unwrap_or(80);
+        let https = uri.scheme_str() == Some("https");
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let stream = tokio::net::TcpStream::connect((host, port))
             .await
             .map_err(|e| failed("HttpEndpoint.ConnectionFailed", format!("{authority}: {e}")))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| failed("HttpEndpoint.ConnectionFailed", e.to_string()))?;
-        tokio::spawn(connection);
+        let mut sender = if https {
+            let stream = tls::connect(host, stream).await.map_err(|e| {
+                failed(
+                    "HttpEndpoint.SSLHandshakeFailure",
+                    format!("{authority}: {e}"),
+                )
+            })?;
+            handshake(stream).await?
+        } else {
+            handshake(stream).await?
+        };
         let post = self
             .post(request, authority, path)
             .map_err(|e| failed("HttpEndpoint.ConnectionFailed", e.to_string()))?;
@@ -181,6 +188,74 @@ impl Endpoint {
             builder = builder.header("x-amz-firehose-common-attributes", attributes);
         }
         builder.body(http_body_util::Full::new(request.body.clone()))
+    }
+}
+
+/// An HTTP/1.1 connection over `stream`, driven by a task of its own.
+#[cfg(feature = "http")]
+async fn handshake<S>(
+    stream: S,
+) -> Result<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>, Refused>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| Refused::again("HttpEndpoint.ConnectionFailed", e.to_string()))?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// TLS for `https://` endpoints: rustls (ring), the server's certificate checked against the
+/// system's trust roots (with `SSL_CERT_FILE` and `SSL_CERT_DIR` when set), loaded once.
+#[cfg(feature = "http")]
+mod tls {
+    use std::sync::{Arc, OnceLock};
+    use tokio_rustls::TlsConnector;
+    use tokio_rustls::client::TlsStream;
+    use tokio_rustls::rustls::pki_types::ServerName;
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    /// The client configuration, or why there is none (no trust roots could be read).
+    fn config() -> Result<Arc<ClientConfig>, String> {
+        static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+        CONFIG
+            .get_or_init(|| {
+                let found = rustls_native_certs::load_native_certs();
+                let mut roots = RootCertStore::empty();
+                let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    let why: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+                    return Err(format!(
+                        "no trust roots could be read from the system (or SSL_CERT_FILE): {}",
+                        why.join("; ")
+                    ));
+                }
+                let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+                let mut config = ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| e.to_string())?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Ok(Arc::new(config))
+            })
+            .clone()
+    }
+
+    /// `stream` to `host` (a name or an IP address), once TLS is up and the certificate
+    /// names the host.
+    pub(super) async fn connect(
+        host: &str,
+        stream: tokio::net::TcpStream,
+    ) -> Result<TlsStream<tokio::net::TcpStream>, String> {
+        let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+        let connector = TlsConnector::from(config()?);
+        connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
