@@ -32,7 +32,8 @@ enum Part {
     RandomString,
     /// `!{firehose:error-output-type}` (error output prefixes only).
     ErrorOutputType,
-    /// `!{partitionKeyFromQuery:NAME}`: the record's partition key `NAME`.
+    /// `!{partitionKeyFromQuery:NAME}`: the record's partition key `NAME`;
+    /// `!{partitionKeyFromLambda:NAME}`: its key [`lambda_key`]`(NAME)`.
     PartitionKey(String),
 }
 
@@ -122,6 +123,15 @@ impl Prefix {
     }
 }
 
+/// How a partition key the transform gave is named among a record's keys (beside the
+/// query's, which cannot start so: `validate_partitioning` refuses them).
+pub(crate) const LAMBDA_KEY_PREFIX: &str = "lambda:";
+
+/// The key a transform's partition key `name` is held under.
+pub(crate) fn lambda_key(name: &str) -> String {
+    format!("{LAMBDA_KEY_PREFIX}{name}")
+}
+
 fn invalid(prefix: &str, why: &str) -> FirehoseError {
     FirehoseError::invalid(format!("Prefix {prefix:?} is not valid: {why}."))
 }
@@ -156,9 +166,13 @@ fn expression(prefix: &str, body: &str, kind: PrefixKind) -> Result<Part, Fireho
             prefix,
             "!{partitionKeyFromQuery:NAME} names a key, in the destination's Prefix only",
         )),
-        ("partitionKeyFromLambda", _) => Err(FirehoseError::invalid(format!(
-            "Prefix {prefix:?}: !{{partitionKeyFromLambda:...}} is not supported by this server yet."
-        ))),
+        ("partitionKeyFromLambda", name) if kind == PrefixKind::Objects && !name.is_empty() => {
+            Ok(Part::PartitionKey(lambda_key(name)))
+        }
+        ("partitionKeyFromLambda", _) => Err(invalid(
+            prefix,
+            "!{partitionKeyFromLambda:NAME} names a key, in the destination's Prefix only",
+        )),
         (other, _) => Err(invalid(
             prefix,
             &format!(
@@ -449,7 +463,7 @@ mod tests {
         refused("!{timestamp:yyyy'T}", "not closed");
         refused("!{timestamp:}", "empty");
         refused("!{partitionKeyFromQuery:}", "names a key");
-        refused("!{partitionKeyFromLambda:id}", "not supported");
+        refused("!{partitionKeyFromLambda:}", "names a key");
         let errors = Prefix::parse("e/!{partitionKeyFromQuery:id}/", PrefixKind::ErrorOutput);
         assert!(errors.is_err(), "partition keys belong in the Prefix only");
         let keyed = prefix("t=!{partitionKeyFromQuery:tenant}/");

@@ -2,7 +2,7 @@
 //! Firehose's limits on each.
 
 use crate::error::FirehoseError;
-use crate::naming::{Prefix, PrefixKind};
+use crate::naming::{LAMBDA_KEY_PREFIX, Prefix, PrefixKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -695,7 +695,8 @@ impl DeliveryStreamSpec {
 
 impl DeliveryStreamSpec {
     /// Dynamic partitioning: a `MetadataExtraction` query whose keys the prefix names, every
-    /// key the prefix names produced by it, objects as the target.
+    /// query key the prefix names produced by it, a Lambda processor for the keys it names
+    /// from the transform's answers, objects as the target.
     fn validate_partitioning(&self) -> Result<(), FirehoseError> {
         let destination = &self.destination;
         let queries: Vec<&String> = destination
@@ -706,38 +707,54 @@ impl DeliveryStreamSpec {
                 _ => None,
             })
             .collect();
+        let lambda = destination
+            .processors
+            .iter()
+            .any(|p| matches!(p, Processor::Lambda { .. }));
         let prefix = Prefix::parse(&destination.prefix, PrefixKind::Objects)?;
-        let named: Vec<&str> = prefix.partition_keys().collect();
-        let query = match queries.as_slice() {
-            [] if named.is_empty() => return Ok(()),
-            [] => {
-                return Err(FirehoseError::invalid(
-                    "A Prefix with !{partitionKeyFromQuery:...} needs dynamic partitioning's MetadataExtraction processor.",
-                ));
-            }
-            [query] => *query,
-            _ => {
-                return Err(FirehoseError::invalid(
-                    "At most one MetadataExtraction processor is allowed.",
-                ));
-            }
-        };
-        if destination.target != Target::Objects {
+        let (from_lambda, from_query): (Vec<&str>, Vec<&str>) = prefix
+            .partition_keys()
+            .partition(|k| k.starts_with(LAMBDA_KEY_PREFIX));
+        if queries.len() > 1 {
+            return Err(FirehoseError::invalid(
+                "At most one MetadataExtraction processor is allowed.",
+            ));
+        }
+        if !from_lambda.is_empty() && !lambda {
+            return Err(FirehoseError::invalid(
+                "A Prefix with !{partitionKeyFromLambda:...} needs a Lambda processor, whose answers give the keys.",
+            ));
+        }
+        let partitioned = !queries.is_empty() || !from_lambda.is_empty();
+        if partitioned && destination.target != Target::Objects {
             return Err(FirehoseError::invalid(
                 "Dynamic partitioning is for object (S3) destinations only.",
             ));
         }
+        let Some(query) = queries.first() else {
+            if !from_query.is_empty() {
+                return Err(FirehoseError::invalid(
+                    "A Prefix with !{partitionKeyFromQuery:...} needs dynamic partitioning's MetadataExtraction processor.",
+                ));
+            }
+            return Ok(());
+        };
         let names = crate::records::Query::parse(query)
             .map_err(|e| {
                 FirehoseError::invalid(format!("MetadataExtractionQuery is not valid: {e}"))
             })?
             .names();
-        if named.is_empty() {
+        if let Some(reserved) = names.iter().find(|n| n.starts_with(LAMBDA_KEY_PREFIX)) {
+            return Err(FirehoseError::invalid(format!(
+                "The MetadataExtractionQuery's key {reserved:?} starts with {LAMBDA_KEY_PREFIX:?}, which names the Lambda's keys."
+            )));
+        }
+        if from_query.is_empty() {
             return Err(FirehoseError::invalid(
                 "Dynamic partitioning needs the Prefix to use its keys: !{partitionKeyFromQuery:NAME}.",
             ));
         }
-        if let Some(missing) = named.iter().find(|n| !names.iter().any(|m| m == *n)) {
+        if let Some(missing) = from_query.iter().find(|n| !names.iter().any(|m| m == *n)) {
             return Err(FirehoseError::invalid(format!(
                 "The Prefix names the partition key {missing:?}, which the MetadataExtractionQuery does not produce ({}).",
                 names.join(", ")

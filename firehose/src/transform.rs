@@ -38,6 +38,20 @@ pub struct OutputRecord {
     pub record_id: String,
     /// What became of it.
     pub result: RecordResult,
+    /// Dynamic partitioning's keys for an Ok record (`metadata.partitionKeys` in Lambda's
+    /// answer), which a prefix names as `!{partitionKeyFromLambda:NAME}`; empty for none.
+    pub partition_keys: std::collections::BTreeMap<String, String>,
+}
+
+impl OutputRecord {
+    /// The answer `result` for record `record_id`, with no partition keys.
+    pub fn new(record_id: impl Into<String>, result: RecordResult) -> OutputRecord {
+        OutputRecord {
+            record_id: record_id.into(),
+            result,
+            partition_keys: Default::default(),
+        }
+    }
 }
 
 /// `result` in Firehose's contract.
@@ -96,9 +110,11 @@ impl Invocation {
     }
 }
 
-/// A Lambda function's answer: `{"records": [{"recordId", "result", "data"}]}`. A record
-/// whose result is not one of the three, or whose Ok data is not base64, fails the whole
-/// answer (the function is broken: retried, then the error output).
+/// A Lambda function's answer: `{"records": [{"recordId", "result", "data", "metadata":
+/// {"partitionKeys": {...}}}]}`. A record whose result is not one of the three, whose Ok
+/// data is not base64, or whose partition keys are not an object of strings (numbers and
+/// booleans are taken as their JSON text), fails the whole answer (the function is broken:
+/// retried, then the error output).
 pub fn parse_lambda_response(body: &[u8]) -> Result<Vec<OutputRecord>, String> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
@@ -128,7 +144,39 @@ pub fn parse_lambda_response(body: &[u8]) -> Result<Vec<OutputRecord>, String> {
                     ));
                 }
             };
-            Ok(OutputRecord { record_id, result })
+            let partition_keys = partition_keys(record, &record_id)?;
+            Ok(OutputRecord {
+                record_id,
+                result,
+                partition_keys,
+            })
+        })
+        .collect()
+}
+
+/// A record's `metadata.partitionKeys`.
+fn partition_keys(
+    record: &Value,
+    record_id: &str,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let Some(keys) = record.get("metadata").and_then(|m| m.get("partitionKeys")) else {
+        return Ok(Default::default());
+    };
+    let keys = keys
+        .as_object()
+        .ok_or_else(|| format!("record {record_id}: metadata.partitionKeys is not an object"))?;
+    keys.iter()
+        .map(|(name, value)| {
+            let text = match value {
+                Value::String(text) => text.clone(),
+                Value::Number(_) | Value::Bool(_) => value.to_string(),
+                _ => {
+                    return Err(format!(
+                        "record {record_id}: partition key {name} is not a string"
+                    ));
+                }
+            };
+            Ok((name.clone(), text))
         })
         .collect()
 }
@@ -160,19 +208,20 @@ mod tests {
         assert_eq!(
             parse_lambda_response(answer).unwrap(),
             vec![
-                OutputRecord {
-                    record_id: "a".into(),
-                    result: RecordResult::Ok(b"HI".to_vec())
-                },
-                OutputRecord {
-                    record_id: "b".into(),
-                    result: RecordResult::Dropped
-                },
-                OutputRecord {
-                    record_id: "c".into(),
-                    result: RecordResult::ProcessingFailed
-                },
+                OutputRecord::new("a", RecordResult::Ok(b"HI".to_vec())),
+                OutputRecord::new("b", RecordResult::Dropped),
+                OutputRecord::new("c", RecordResult::ProcessingFailed),
             ]
+        );
+        let keyed = br#"{"records":[{"recordId":"a","result":"Ok","data":"",
+            "metadata":{"partitionKeys":{"customer":"c-1","year":2026,"vip":true}}}]}"#;
+        let keys = &parse_lambda_response(keyed).unwrap()[0].partition_keys;
+        let expected = [("customer", "c-1"), ("vip", "true"), ("year", "2026")];
+        assert_eq!(
+            keys.iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+            expected
         );
         for broken in [
             &b"nope"[..],
@@ -180,6 +229,8 @@ mod tests {
             br#"{"records":[{"recordId":"a","result":"Ok","data":"***"}]}"#,
             br#"{"records":[{"result":"Ok","data":""}]}"#,
             br#"{}"#,
+            br#"{"records":[{"recordId":"a","result":"Ok","data":"","metadata":{"partitionKeys":[]}}]}"#,
+            br#"{"records":[{"recordId":"a","result":"Ok","data":"","metadata":{"partitionKeys":{"k":null}}}]}"#,
         ] {
             assert!(parse_lambda_response(broken).is_err(), "{broken:?}");
         }

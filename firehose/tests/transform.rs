@@ -76,10 +76,7 @@ fn shout(function: &str, invocation: Invocation) -> Result<Vec<OutputRecord>, St
                 Some("lost") => return None,
                 _ => RecordResult::Ok(text.to_uppercase().into_bytes()),
             };
-            Some(OutputRecord {
-                record_id: record.record_id,
-                result,
-            })
+            Some(OutputRecord::new(record.record_id, result))
         })
         .collect())
 }
@@ -270,4 +267,74 @@ async fn reopened_without_transforms_a_lambda_stream_waits_and_the_others_delive
         "kept for later"
     );
     firehose.close().await;
+}
+
+/// Gives each `<customer>:<text>` record the partition key `customer` (none for `-:<text>`)
+/// and the unused key `noise`, unique per record.
+fn by_customer(_: &str, invocation: Invocation) -> Result<Vec<OutputRecord>, String> {
+    Ok(invocation
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| {
+            let text = String::from_utf8(record.data).unwrap();
+            let customer = text.split_once(':').unwrap().0.to_owned();
+            let mut answer = OutputRecord::new(record.record_id, RecordResult::Ok(text.into()));
+            if customer != "-" {
+                answer.partition_keys.insert("customer".into(), customer);
+            }
+            answer.partition_keys.insert("noise".into(), i.to_string());
+            answer
+        })
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_keys_from_the_function_name_the_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let firehose = open(dir.path(), Some(Arc::new(by_customer)));
+    let mut partitioned = spec("p", 0);
+    partitioned.destination.prefix = "c=!{partitionKeyFromLambda:customer}/".into();
+    firehose.create(partitioned).await.unwrap();
+    let records: [&[u8]; 5] = [b"a:1", b"b:2", b"a:3", b"-:4", b"b:5"];
+    firehose.put_record_batch("p", &records).await.unwrap();
+    settled(&firehose, "p", |s| {
+        s.delivered_records == 4 && s.processing_failed_records == 1
+    })
+    .await;
+    let lake = dir.path().join("buckets/lake");
+    let mut delivered: Vec<(String, String)> = files(&lake)
+        .into_iter()
+        .map(|(path, text)| {
+            let key = path
+                .strip_prefix(&lake)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (key.split('/').next().unwrap().to_owned(), text)
+        })
+        .collect();
+    delivered.sort();
+    // One object per customer (the unused key splits nothing); the keyless record failed.
+    assert_eq!(delivered.len(), 3, "{delivered:?}");
+    assert_eq!(
+        (&delivered[0].0[..], &delivered[0].1[..]),
+        ("c=a", "a:1\na:3\n")
+    );
+    assert_eq!(
+        (&delivered[1].0[..], &delivered[1].1[..]),
+        ("c=b", "b:2\nb:5\n")
+    );
+    let (folder, envelope) = &delivered[2];
+    assert_eq!(folder, "errors");
+    assert!(envelope.contains("no partition key"), "{envelope}");
+    // A prefix naming the function's keys needs a function.
+    let mut keyless = spec("q", 0);
+    keyless.destination.prefix = "c=!{partitionKeyFromLambda:customer}/".into();
+    keyless.destination.processors = vec![Processor::AppendNewline];
+    let refused = firehose.create(keyless).await;
+    assert!(
+        matches!(refused, Err(FirehoseError::InvalidArgument(_))),
+        "{refused:?}"
+    );
 }

@@ -12,7 +12,7 @@ import time
 
 import harness
 from firehose_suite import client
-from harness import unique
+from harness import expect_error, unique
 
 ENDPOINT = sys.argv[1] if __name__ == "__main__" else None
 BUCKETS = sys.argv[2] if __name__ == "__main__" else None
@@ -30,12 +30,13 @@ def files(root):
     return found
 
 
-def create(firehose, function, bucket, retries="0"):
+def create(firehose, function, bucket, retries="0", prefix="out/", partitioned=False):
     name = unique("lambda")
     firehose.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration={
         "RoleARN": f"arn:aws:iam::{ACCOUNT}:role/firehose",
         "BucketARN": f"arn:aws:s3:::{bucket}",
-        "Prefix": "out/",
+        "Prefix": prefix,
+        "DynamicPartitioningConfiguration": {"Enabled": partitioned},
         "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
         "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
         "CompressionFormat": "UNCOMPRESSED",
@@ -106,6 +107,30 @@ def test_a_failing_function_sends_its_records_to_the_error_output_after_its_retr
     assert base64.b64decode(envelope["rawData"]) == b"only-0"
     assert not files(os.path.join(root, "out"))
     firehose.delete_delivery_stream(DeliveryStreamName=name)
+
+
+def test_partition_keys_from_the_lambdas_answers_name_the_objects(endpoint):
+    firehose, bucket = client(endpoint), unique("lake")
+    name = create(firehose, "partition", bucket, prefix="customer=!{partitionKeyFromLambda:customer}/",
+                  partitioned=True)
+    s3 = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"][
+        "Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert s3["DynamicPartitioningConfiguration"] == {"Enabled": True}, s3
+    records = [{"customer": c, "n": i} for i, c in enumerate(["acme", "initech", "acme", None, "initech"])]
+    firehose.put_record_batch(DeliveryStreamName=name, Records=[{"Data": json.dumps(r).encode()} for r in records])
+    root = os.path.join(BUCKETS, bucket)
+    assert wait(lambda: len(files(root)) == 3), files(root)
+    by_folder = {}
+    for key, text in files(root).items():
+        by_folder.setdefault(key.split("/")[0], []).extend(text.splitlines())
+    assert sorted(json.loads(line)["n"] for line in by_folder["customer=acme"]) == [0, 2], by_folder
+    assert sorted(json.loads(line)["n"] for line in by_folder["customer=initech"]) == [1, 4], by_folder
+    (failed,) = [json.loads(line) for line in by_folder["errors"]]
+    assert "no partition key" in failed["errorMessage"], failed
+    # Keys in the prefix need dynamic partitioning on, and dynamic partitioning keys in the prefix.
+    for prefix, partitioned in (("customer=!{partitionKeyFromLambda:customer}/", False), ("plain/", True)):
+        expect_error("InvalidArgumentException", create, firehose, "partition", bucket, prefix=prefix,
+                     partitioned=partitioned)
 
 
 if __name__ == "__main__":

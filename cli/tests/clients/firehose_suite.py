@@ -385,7 +385,7 @@ def test_firehose_errors_for_bad_input(endpoint):
     expect_error("InvalidArgumentException", firehose.create_delivery_stream, DeliveryStreamName=unique("lz4"),
                  ExtendedS3DestinationConfiguration=s3_destination("limits-bucket", "", compression="LZ4"))
     expect_error("InvalidArgumentException", firehose.create_delivery_stream, DeliveryStreamName=unique("http"),
-                 HttpEndpointDestinationConfiguration={"EndpointConfiguration": {"Url": "https://example.com"},
+                 HttpEndpointDestinationConfiguration={"EndpointConfiguration": {"Url": "https://user@example.com"},
                                                        "S3Configuration": s3_destination("limits-bucket", "")})
     transform = s3_destination("limits-bucket", "")
     transform["ProcessingConfiguration"] = {"Enabled": True, "Processors": []}

@@ -2,6 +2,8 @@
 (POST /2015-03-31/functions/NAME/invocations) on 127.0.0.1, prints its port, and answers
 Firehose's data-transformation event as each function says:
   shout:  upper-cases keep-*, drops drop-*, fails bad-*, leaves lost-* out of its answer;
+  partition: keeps every record, with the partition key `customer` from its JSON (none
+          when it has no customer);
   broken: fails as a Lambda function does (200 with X-Amz-Function-Error: Unhandled).
 Every invocation is appended, as JSON, to the file named by the first argument."""
 
@@ -31,6 +33,20 @@ def shout(event):
     return {"records": answers}
 
 
+def partition(event):
+    answers = []
+    for record in event["records"]:
+        answer = {"recordId": record["recordId"], "result": "Ok", "data": record["data"]}
+        customer = json.loads(base64.b64decode(record["data"])).get("customer")
+        if customer is not None:
+            answer["metadata"] = {"partitionKeys": {"customer": customer}}
+        answers.append(answer)
+    return {"records": answers}
+
+
+FUNCTIONS = {"shout": shout, "partition": partition}
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 - http.server's name
         parts = urllib.parse.urlsplit(self.path).path.split("/")
@@ -42,8 +58,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(404)
             self.end_headers()
             return
-        if parts[3] == "shout":
-            reply = json.dumps(shout(event)).encode()
+        if parts[3] in FUNCTIONS:
+            reply = json.dumps(FUNCTIONS[parts[3]](event)).encode()
             self.send_response(200)
         else:
             reply = json.dumps({"errorMessage": "boom", "errorType": "Exception"}).encode()

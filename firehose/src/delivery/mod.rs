@@ -298,7 +298,7 @@ fn processing(
         output_max: (destination.buffering.size_bytes as usize).saturating_mul(4),
         ..Unpacking::default()
     };
-    let mut partitioning = None;
+    let mut query = None;
     for processor in &destination.processors {
         match processor {
             Processor::DeAggregate(sub_records) => {
@@ -306,25 +306,29 @@ fn processing(
             }
             Processor::Gunzip => unpacking.gunzip = true,
             Processor::CloudWatchLogs => unpacking.cloudwatch = true,
-            Processor::ExtractMetadata { query } => {
-                let query = crate::records::Query::parse(query).map_err(FirehoseError::invalid)?;
-                let prefix = Prefix::parse(&destination.prefix, PrefixKind::Objects)?;
-                // An object's name after its prefix: `<name>-<version>-` 19 characters of
-                // time, `-`, a 36-character uuid and the extension.
-                let extension = match destination.conversion {
-                    Some(_) => ".parquet",
-                    None => destination.compression.extension(),
-                };
-                let tail = name.len() + version.to_string().len() + 58 + extension.len();
-                partitioning = Some(Arc::new(Partitioning {
-                    query,
-                    prefix,
-                    tail,
-                }));
+            Processor::ExtractMetadata { query: text } => {
+                query = Some(crate::records::Query::parse(text).map_err(FirehoseError::invalid)?);
             }
             Processor::AppendNewline | Processor::Lambda { .. } => {}
         }
     }
+    let prefix = Prefix::parse(&destination.prefix, PrefixKind::Objects)?;
+    // Keys from the transform's answers are partitioned by as well.
+    let keyed = prefix.partition_keys().next().is_some();
+    let partitioning = (query.is_some() || keyed).then(|| {
+        // An object's name after its prefix: `<name>-<version>-` 19 characters of time,
+        // `-`, a 36-character uuid and the extension.
+        let extension = match destination.conversion {
+            Some(_) => ".parquet",
+            None => destination.compression.extension(),
+        };
+        let tail = name.len() + version.to_string().len() + 58 + extension.len();
+        Arc::new(Partitioning {
+            query,
+            prefix,
+            tail,
+        })
+    });
     let unpacking = unpacking.any().then(|| Arc::new(unpacking));
     Ok((unpacking, partitioning))
 }

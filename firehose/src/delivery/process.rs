@@ -7,12 +7,12 @@
 use super::buffer::Records;
 use super::retry::Failure;
 use super::{Interrupted, RETRY_MAX, failed, now_ms, sleep};
-use crate::naming::Keys;
+use crate::naming::{Keys, lambda_key};
 use crate::transform::{InputRecord, Invocation, OutputRecord, RecordResult, Transforms};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -190,12 +190,13 @@ impl Lambda {
         attempts: u32,
         out: &mut Processed,
     ) {
-        let mut by_id: HashMap<&str, Option<&RecordResult>> = HashMap::new();
+        type Answer<'a> = (&'a RecordResult, &'a BTreeMap<String, String>);
+        let mut by_id: HashMap<&str, Option<Answer<'_>>> = HashMap::new();
         for answer in answers {
             by_id
                 .entry(answer.record_id.as_str())
                 .and_modify(|seen| *seen = None)
-                .or_insert(Some(&answer.result));
+                .or_insert(Some((&answer.result, &answer.partition_keys)));
         }
         for (i, (data, arrival)) in records.iter().enumerate() {
             let failed = |code, message: &str| Failure {
@@ -204,15 +205,21 @@ impl Lambda {
                 attempts,
             };
             let failure = match by_id.get(i.to_string().as_str()) {
-                Some(Some(RecordResult::Ok(new))) => {
+                Some(Some((RecordResult::Ok(new), keys))) => {
                     out.records.push(new, *arrival);
+                    // Held apart from the query's keys (`lambda_key`).
+                    out.keys.push(
+                        keys.iter()
+                            .map(|(k, v)| (lambda_key(k), v.clone()))
+                            .collect(),
+                    );
                     continue;
                 }
-                Some(Some(RecordResult::Dropped)) => {
+                Some(Some((RecordResult::Dropped, _))) => {
                     out.dropped += 1;
                     continue;
                 }
-                Some(Some(RecordResult::ProcessingFailed)) => failed(
+                Some(Some((RecordResult::ProcessingFailed, _))) => failed(
                     "Lambda.ProcessingFailed",
                     "The function answered ProcessingFailed.",
                 ),

@@ -6,7 +6,7 @@
 use super::buffer::Records;
 use super::process::{Processed, envelope};
 use super::retry::Failure;
-use crate::naming::{Keys, Prefix};
+use crate::naming::{Keys, LAMBDA_KEY_PREFIX, NO_KEYS, Prefix};
 use crate::records::{self, Query};
 use crate::spec::SubRecords;
 
@@ -116,9 +116,11 @@ const KEY_PART_BYTES_MAX: usize = 240;
 /// records of more go to the error output.
 const PARTITIONS_MAX: usize = 500;
 
-/// Dynamic partitioning: each record's partition keys by the `MetadataExtraction` query.
+/// Dynamic partitioning: each record's partition keys by the `MetadataExtraction` query,
+/// and those the transform gave it.
 pub(super) struct Partitioning {
-    pub(super) query: Query,
+    /// The query, if there is one (else the keys are the transform's alone).
+    pub(super) query: Option<Query>,
     /// The prefix the keys go into (checked to stay a valid key).
     pub(super) prefix: Prefix,
     /// How long an object's name after its prefix is.
@@ -128,11 +130,30 @@ pub(super) struct Partitioning {
 impl Partitioning {
     /// One record's partition keys, checked to make a valid object key (a query that
     /// panics, as jq's time functions can on overflow, fails its record).
-    fn keys(&self, data: &[u8], arrival: u64) -> Result<Keys, String> {
-        let queried =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.query.keys(data)));
-        let found =
-            queried.unwrap_or_else(|_| Err("The query failed on this record.".to_owned()))?;
+    fn keys(&self, data: &[u8], arrival: u64, given: &Keys) -> Result<Keys, String> {
+        // The transform's keys the prefix names (others would only split partitions).
+        let mut found: Keys = self
+            .prefix
+            .partition_keys()
+            .filter_map(|k| Some((k.to_owned(), given.get(k)?.clone())))
+            .collect();
+        if let Some(query) = &self.query {
+            let queried =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| query.keys(data)));
+            found.extend(
+                queried.unwrap_or_else(|_| Err("The query failed on this record.".to_owned()))?,
+            );
+        }
+        if let Some(missing) = self
+            .prefix
+            .partition_keys()
+            .find(|k| !found.contains_key(*k))
+        {
+            let name = missing.strip_prefix(LAMBDA_KEY_PREFIX).unwrap_or(missing);
+            return Err(format!(
+                "The function's answer gave this record no partition key {name:?} (metadata.partitionKeys)."
+            ));
+        }
         if !found.values().all(|v| key_value_fits(v)) {
             return Err(format!(
                 "A partition key of {found:?} has a character an object key cannot hold (/, \\, {{, }}, ^, %, `, [, ], \", <, >, ~, #, |, or a control character)."
@@ -173,13 +194,14 @@ impl Partitioning {
             dropped,
             mut failed,
             mut failed_records,
-            keys: _,
+            keys: given,
         } = processed;
         let mut kept = Records::default();
         let mut distinct = std::collections::BTreeSet::new();
         let mut keys: Vec<Keys> = Vec::with_capacity(records.ends.len());
-        for (data, arrival) in records.iter() {
-            let found = self.keys(data, arrival).and_then(|found| {
+        for (i, (data, arrival)) in records.iter().enumerate() {
+            let given = given.get(i).unwrap_or(&NO_KEYS);
+            let found = self.keys(data, arrival, given).and_then(|found| {
                 if distinct.len() >= PARTITIONS_MAX && !distinct.contains(&found) {
                     return Err(format!(
                         "The flush has {PARTITIONS_MAX} partitions already (Firehose's active partitions quota)."

@@ -288,11 +288,7 @@ fn describe(tenant: &Tenant, info: &DeliveryStreamInfo) -> Value {
             extended["S3BackupDescription"] = backup::describe(backup, &spec.metadata);
         }
         extended["ProcessingConfiguration"] = processing;
-        let partitioned = spec
-            .destination
-            .processors
-            .iter()
-            .any(|p| matches!(p, Processor::ExtractMetadata { .. }));
+        let partitioned = spec.destination.prefix.contains("!{partitionKeyFrom");
         extended["DynamicPartitioningConfiguration"] = json!({ "Enabled": partitioned });
         if let Some(conversion) = meta(conversion::CONVERSION) {
             extended["DataFormatConversionConfiguration"] =

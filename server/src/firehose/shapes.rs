@@ -314,20 +314,32 @@ pub(super) fn destination(
     })
 }
 
-/// Dynamic partitioning and the processor that gives the keys come together.
+/// Dynamic partitioning and what gives the keys (a MetadataExtraction processor, or a
+/// Lambda processor's answers) come together, and keys in the prefix need it on.
 fn check_partitioning(s3: &S3Configuration, processors: &[Processor]) -> Result<(), ApiError> {
     let extracting = processors
         .iter()
         .any(|p| matches!(p, Processor::ExtractMetadata { .. }));
+    let lambda = processors
+        .iter()
+        .any(|p| matches!(p, Processor::Lambda { .. }));
+    let prefix = s3.prefix.as_deref().unwrap_or_default();
+    let keyed = prefix.contains("!{partitionKeyFrom");
     match (
         enabled(s3.dynamic_partitioning_configuration.as_ref()),
         extracting,
     ) {
-        (true, false) => Err(ApiError::invalid_argument(
-            "DynamicPartitioningConfiguration needs a MetadataExtraction processor (partition keys from Lambda are not supported yet).",
+        (true, false) if !lambda => Err(ApiError::invalid_argument(
+            "DynamicPartitioningConfiguration needs a MetadataExtraction processor or a Lambda processor to give the partition keys.",
+        )),
+        (true, _) if !keyed => Err(ApiError::invalid_argument(
+            "Dynamic partitioning needs the Prefix to use its keys: !{partitionKeyFromQuery:NAME} or !{partitionKeyFromLambda:NAME}.",
         )),
         (false, true) => Err(ApiError::invalid_argument(
             "The MetadataExtraction processor needs DynamicPartitioningConfiguration enabled.",
+        )),
+        (false, false) if keyed => Err(ApiError::invalid_argument(
+            "A Prefix with partition keys needs DynamicPartitioningConfiguration enabled.",
         )),
         _ => Ok(()),
     }
