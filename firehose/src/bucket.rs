@@ -80,9 +80,9 @@ impl Bucket {
     }
 
     /// Writes `body` as the object at `path`: one PUT, or for a large object in a remote
-    /// store, a multipart upload (aborted if a part fails: no part is left behind but after
-    /// a crash, which S3's lifecycle rule for incomplete uploads cleans). The object appears
-    /// whole or not at all either way.
+    /// store, a multipart upload, aborted if any part or its completion fails (no part is
+    /// left behind but after a crash, which S3's lifecycle rule for incomplete uploads
+    /// cleans). The object appears whole or not at all either way.
     pub(crate) async fn put(
         &self,
         path: &object_store::path::Path,
@@ -92,24 +92,7 @@ impl Bucket {
             return self.store.put(path, body.into()).await.map(drop);
         }
         let upload = self.store.put_multipart(path).await?;
-        let mut write = object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-        let mut rest = body;
-        loop {
-            if let Err(e) = write.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                let _ = write.abort().await;
-                return Err(e);
-            }
-            if rest.is_empty() {
-                break;
-            }
-            write.put(rest.split_to(rest.len().min(PART_BYTES)));
-        }
-        // Every part is in: finishing completes the upload (and aborts it if that fails).
-        if let Err(e) = write.wait_for_capacity(0).await {
-            let _ = write.abort().await;
-            return Err(e);
-        }
-        write.finish().await.map(drop)
+        put_in_parts(upload, body).await
     }
 
     /// Makes the object at `key` durable: for a local bucket, fsyncs the file, its
@@ -148,6 +131,51 @@ impl Bucket {
         }
         Ok(())
     }
+}
+
+/// Sends `body` as the parts of `upload` and completes it; aborts it if a part or the
+/// completion fails.
+async fn put_in_parts(
+    mut upload: Box<dyn object_store::MultipartUpload>,
+    body: bytes::Bytes,
+) -> object_store::Result<()> {
+    let done = match upload_parts(upload.as_mut(), body).await {
+        Ok(()) => upload.complete().await.map(drop),
+        Err(e) => Err(e),
+    };
+    if done.is_err() {
+        let _ = upload.abort().await;
+    }
+    done
+}
+
+/// Sends `body` as the parts of `upload`, in order, `PARTS_IN_FLIGHT` at a time; the first
+/// failure stops the others (dropping the set cancels them).
+async fn upload_parts(
+    upload: &mut dyn object_store::MultipartUpload,
+    mut body: bytes::Bytes,
+) -> object_store::Result<()> {
+    let mut in_flight = tokio::task::JoinSet::new();
+    let joined = |joined: Result<object_store::Result<()>, tokio::task::JoinError>| {
+        joined.map_err(|e| object_store::Error::Generic {
+            store: "multipart upload",
+            source: Box::new(e),
+        })?
+    };
+    while !body.is_empty() {
+        if in_flight.len() >= PARTS_IN_FLIGHT
+            && let Some(done) = in_flight.join_next().await
+        {
+            joined(done)?;
+        }
+        // Parts are numbered as they are made: in order, whatever order they finish in.
+        let part = body.split_to(body.len().min(PART_BYTES));
+        in_flight.spawn(upload.put_part(part.into()));
+    }
+    while let Some(done) = in_flight.join_next().await {
+        joined(done)?;
+    }
+    Ok(())
 }
 
 /// Buckets in S3 or an S3-compatible store (MinIO, moto, Ceph), with the credentials and
@@ -203,5 +231,87 @@ impl Buckets for LocalBuckets {
     fn bucket(&self, bucket: &str) -> Result<Bucket, FirehoseError> {
         // The name was validated as an S3 bucket name: no separator, no `..`.
         Bucket::local(&self.root.join(bucket))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::{MultipartUpload, PutPayload, PutResult, UploadPart};
+    use std::future::Future;
+    use std::pin::Pin;
+
+    /// An upload that fails its part `failing` (none: `usize::MAX`), and notes what it saw.
+    #[derive(Debug, Default)]
+    struct Upload {
+        failing: usize,
+        parts: Arc<Mutex<Vec<usize>>>,
+        outcome: Arc<Mutex<Option<&'static str>>>,
+    }
+
+    type Done<'a, T> = Pin<Box<dyn Future<Output = object_store::Result<T>> + Send + 'a>>;
+
+    impl MultipartUpload for Upload {
+        fn put_part(&mut self, data: PutPayload) -> UploadPart {
+            let (parts, failing) = (self.parts.clone(), self.failing);
+            Box::pin(async move {
+                let mut parts = parts.lock().unwrap();
+                parts.push(data.content_length());
+                if parts.len() - 1 == failing {
+                    return Err(object_store::Error::NotImplemented);
+                }
+                Ok(())
+            })
+        }
+
+        fn complete<'a, 'b>(&'a mut self) -> Done<'b, PutResult>
+        where
+            'a: 'b,
+            Self: 'b,
+        {
+            *self.outcome.lock().unwrap() = Some("completed");
+            Box::pin(async {
+                Ok(PutResult {
+                    e_tag: None,
+                    version: None,
+                })
+            })
+        }
+
+        fn abort<'a, 'b>(&'a mut self) -> Done<'b, ()>
+        where
+            'a: 'b,
+            Self: 'b,
+        {
+            *self.outcome.lock().unwrap() = Some("aborted");
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_upload_is_completed_whole_or_aborted_whichever_part_fails() {
+        // 21 MB: two full parts and a short last one; a failure of any of them aborts.
+        let body = bytes::Bytes::from(vec![7u8; 21_000_000]);
+        for failing in [usize::MAX, 0, 1, 2] {
+            let upload = Upload {
+                failing,
+                ..Upload::default()
+            };
+            let (parts, outcome) = (upload.parts.clone(), upload.outcome.clone());
+            let put = put_in_parts(Box::new(upload), body.clone()).await;
+            assert_eq!(put.is_ok(), failing == usize::MAX, "part {failing}");
+            let expected = if failing == usize::MAX {
+                "completed"
+            } else {
+                "aborted"
+            };
+            assert_eq!(*outcome.lock().unwrap(), Some(expected), "part {failing}");
+            if failing == usize::MAX {
+                assert_eq!(
+                    *parts.lock().unwrap(),
+                    [PART_BYTES, PART_BYTES, 21_000_000 - 2 * PART_BYTES]
+                );
+            }
+        }
     }
 }

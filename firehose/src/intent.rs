@@ -49,6 +49,14 @@ pub(crate) struct Intent {
     pub(crate) backup_key: String,
     #[serde(default)]
     pub(crate) backup_size: u64,
+    /// The buckets the objects went to: the destination's, and the backup's (empty when
+    /// none): a restart settles there, whatever the destination says since (an update may
+    /// have changed or removed either). Empty `bucket`: a journal written before buckets
+    /// were named, settled in the destination's.
+    #[serde(default)]
+    pub(crate) bucket: String,
+    #[serde(default)]
+    pub(crate) backup_bucket: String,
 }
 
 /// The journal file's size at least: it is zero-filled once and then overwritten in place,
@@ -156,6 +164,8 @@ mod tests {
             more: Vec::new(),
             backup_key: String::new(),
             backup_size: 0,
+            bucket: String::new(),
+            backup_bucket: String::new(),
         }
     }
 

@@ -159,6 +159,10 @@ fn expression(prefix: &str, body: &str, kind: PrefixKind) -> Result<Part, Fireho
                 "the firehose namespace has random-string and error-output-type, not {other:?}"
             ),
         )),
+        ("partitionKeyFromQuery", name) if name.starts_with(LAMBDA_KEY_PREFIX) => Err(invalid(
+            prefix,
+            &format!("a query's key may not start with {LAMBDA_KEY_PREFIX:?}"),
+        )),
         ("partitionKeyFromQuery", name) if kind == PrefixKind::Objects && !name.is_empty() => {
             Ok(Part::PartitionKey(name.to_owned()))
         }
@@ -464,6 +468,7 @@ mod tests {
         refused("!{timestamp:}", "empty");
         refused("!{partitionKeyFromQuery:}", "names a key");
         refused("!{partitionKeyFromLambda:}", "names a key");
+        refused("!{partitionKeyFromQuery:lambda:x}", "may not start with");
         let errors = Prefix::parse("e/!{partitionKeyFromQuery:id}/", PrefixKind::ErrorOutput);
         assert!(errors.is_err(), "partition keys belong in the Prefix only");
         let keyed = prefix("t=!{partitionKeyFromQuery:tenant}/");

@@ -94,6 +94,8 @@ impl Setup {
             more: Vec::new(),
             backup_key: String::new(),
             backup_size: 0,
+            bucket: String::new(),
+            backup_bucket: String::new(),
         };
         intent::write(&dir.join(format!("{name}.intent")), &intent).unwrap();
     }
@@ -379,4 +381,37 @@ async fn a_flush_with_a_backup_is_settled_by_its_object_and_its_backup() {
         assert_eq!(bucket_lines(&vault), expected);
         firehose.close().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_is_settled_in_the_buckets_it_wrote_to_not_those_of_an_update() {
+    // The flush went to "old-lake" with a backup in "old-vault"; the destination was then
+    // updated to "lake" with no backup, before the commit.
+    let s = setup("f").await;
+    let last = s.put(0..10).await;
+    let body: String = (0..10).map(|i| format!("record-{i}\n")).collect();
+    let write = |bucket: &str, key: &str| {
+        let path = s.dir.path().join("buckets").join(bucket).join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &body).unwrap();
+    };
+    let (key, backup_key) = ("2020/01/01/00/f-1-written", "2020/01/01/00/f-1-backup");
+    write("old-lake", key);
+    write("old-vault", backup_key);
+    s.journal("f", key, &last, 10, body.len() as u64);
+    let path = s.dir.path().join("firehose/f.intent");
+    let mut journaled = intent::read(&path).unwrap().unwrap();
+    (journaled.bucket, journaled.backup_bucket) = ("old-lake".into(), "old-vault".into());
+    (journaled.backup_key, journaled.backup_size) = (backup_key.into(), body.len() as u64);
+    intent::write(&path, &journaled).unwrap();
+    let firehose = s.open_firehose();
+    settle(&firehose, "f", |stats| stats.recovered_objects == 1).await;
+    // Committed where it was written: nothing delivered again, to either bucket.
+    s.put(10..11).await;
+    settle(&firehose, "f", |stats| stats.objects == 1).await;
+    let buckets = s.dir.path().join("buckets");
+    assert_eq!(bucket_lines(&buckets.join("lake")), ["record-10"]);
+    assert_eq!(bucket_lines(&buckets.join("old-lake")).len(), 10);
+    assert_eq!(bucket_lines(&buckets.join("old-vault")).len(), 10);
+    firehose.close().await;
 }

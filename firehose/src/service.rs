@@ -169,7 +169,7 @@ impl Firehose {
             }
         }
         // Refused now rather than stored and failing at every delivery.
-        self.config.buckets.bucket(&spec.destination.bucket)?;
+        self.check_buckets(&spec.destination)?;
         // A journal left by an earlier life of the name goes first.
         intent::remove_durably(&self.intent_path(&spec.name))
             .map_err(|e| FirehoseError::internal("clear an old flush journal", e))?;
@@ -266,9 +266,7 @@ impl Firehose {
         {
             return Err(crate::delivery::no_transforms());
         }
-        self.config
-            .buckets
-            .bucket(&stored.spec.destination.bucket)?;
+        self.check_buckets(&stored.spec.destination)?;
         stored.version += 1;
         stored.tags = entry.tags.lock().unwrap_or_else(|e| e.into_inner()).clone();
         stored.encryption_key = lock(&entry.encryption).clone();
@@ -377,6 +375,15 @@ impl Firehose {
         let _changing = self.changes.lock().await;
         let entry = self.entry(name)?;
         self.save_encryption(&entry, None)
+    }
+
+    /// The destination's buckets (and its backup's) can be reached.
+    fn check_buckets(&self, destination: &crate::spec::Destination) -> Result<(), FirehoseError> {
+        self.config.buckets.bucket(&destination.bucket)?;
+        if let Some(backup) = &destination.backup {
+            self.config.buckets.bucket(&backup.bucket)?;
+        }
+        Ok(())
     }
 
     fn check_encryption(&self, spec: &DeliveryStreamSpec, key: &str) -> Result<(), FirehoseError> {
@@ -490,7 +497,12 @@ impl Firehose {
                 let sealed: Vec<&[u8]> = sealed.iter().map(Vec::as_slice).collect();
                 crate::put::put(backing, first_key, &sealed, true).await?
             }
-            _ => crate::put::put(backing, first_key, records, false).await?,
+            (Some(_), None) => {
+                return Err(FirehoseError::Key(format!(
+                    "Delivery stream {name} encrypts its records and this Firehose has no keys to seal them with (FirehoseConfig::envelopes)."
+                )));
+            }
+            (None, _) => crate::put::put(backing, first_key, records, false).await?,
         };
         let taken: Vec<&[u8]> = records
             .iter()

@@ -320,8 +320,8 @@ fn is_identifier(name: &str) -> bool {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpEndpoint {
     /// `https://host[:port][/path]` (the server's certificate checked against the
-    /// system's trust roots, and `SSL_CERT_FILE`'s or `SSL_CERT_DIR`'s when set) or
-    /// `http://...`.
+    /// system's trust roots, or those of `SSL_CERT_FILE` / `SSL_CERT_DIR` instead when
+    /// set) or `http://...`.
     pub url: String,
     /// Sent as `X-Amz-Firehose-Access-Key` when set.
     #[serde(default)]

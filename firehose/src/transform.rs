@@ -111,10 +111,11 @@ impl Invocation {
 }
 
 /// A Lambda function's answer: `{"records": [{"recordId", "result", "data", "metadata":
-/// {"partitionKeys": {...}}}]}`. A record whose result is not one of the three, whose Ok
-/// data is not base64, or whose partition keys are not an object of strings (numbers and
-/// booleans are taken as their JSON text), fails the whole answer (the function is broken:
-/// retried, then the error output).
+/// {"partitionKeys": {...}}}]}`. A record whose result is not one of the three, or whose Ok
+/// data is not base64, fails the whole answer (the function is broken: retried, then the
+/// error output). Partition keys never do: a null one (or `partitionKeys` not an object) is
+/// no key, a number or boolean is its JSON text, an object or array its JSON text too, which
+/// no object key takes, so it fails only its record, and only if a prefix names it.
 pub fn parse_lambda_response(body: &[u8]) -> Result<Vec<OutputRecord>, String> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
@@ -144,7 +145,7 @@ pub fn parse_lambda_response(body: &[u8]) -> Result<Vec<OutputRecord>, String> {
                     ));
                 }
             };
-            let partition_keys = partition_keys(record, &record_id)?;
+            let partition_keys = partition_keys(record);
             Ok(OutputRecord {
                 record_id,
                 result,
@@ -154,29 +155,21 @@ pub fn parse_lambda_response(body: &[u8]) -> Result<Vec<OutputRecord>, String> {
         .collect()
 }
 
-/// A record's `metadata.partitionKeys`.
-fn partition_keys(
-    record: &Value,
-    record_id: &str,
-) -> Result<std::collections::BTreeMap<String, String>, String> {
-    let Some(keys) = record.get("metadata").and_then(|m| m.get("partitionKeys")) else {
-        return Ok(Default::default());
-    };
-    let keys = keys
-        .as_object()
-        .ok_or_else(|| format!("record {record_id}: metadata.partitionKeys is not an object"))?;
-    keys.iter()
-        .map(|(name, value)| {
+/// A record's `metadata.partitionKeys` (see [`parse_lambda_response`]).
+fn partition_keys(record: &Value) -> std::collections::BTreeMap<String, String> {
+    let keys = record
+        .get("metadata")
+        .and_then(|m| m.get("partitionKeys"))
+        .and_then(Value::as_object);
+    keys.into_iter()
+        .flatten()
+        .filter_map(|(name, value)| {
             let text = match value {
+                Value::Null => return None,
                 Value::String(text) => text.clone(),
-                Value::Number(_) | Value::Bool(_) => value.to_string(),
-                _ => {
-                    return Err(format!(
-                        "record {record_id}: partition key {name} is not a string"
-                    ));
-                }
+                other => other.to_string(),
             };
-            Ok((name.clone(), text))
+            Some((name.clone(), text))
         })
         .collect()
 }
@@ -214,9 +207,18 @@ mod tests {
             ]
         );
         let keyed = br#"{"records":[{"recordId":"a","result":"Ok","data":"",
-            "metadata":{"partitionKeys":{"customer":"c-1","year":2026,"vip":true}}}]}"#;
-        let keys = &parse_lambda_response(keyed).unwrap()[0].partition_keys;
-        let expected = [("customer", "c-1"), ("vip", "true"), ("year", "2026")];
+            "metadata":{"partitionKeys":{"customer":"c-1","year":2026,"vip":true,"gone":null,
+            "odd":{"x":1}}}},
+            {"recordId":"b","result":"Ok","data":"","metadata":{"partitionKeys":[]}}]}"#;
+        let answers = parse_lambda_response(keyed).unwrap();
+        assert!(answers[1].partition_keys.is_empty());
+        let keys = &answers[0].partition_keys;
+        let expected = [
+            ("customer", "c-1"),
+            ("odd", r#"{"x":1}"#),
+            ("vip", "true"),
+            ("year", "2026"),
+        ];
         assert_eq!(
             keys.iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -229,8 +231,6 @@ mod tests {
             br#"{"records":[{"recordId":"a","result":"Ok","data":"***"}]}"#,
             br#"{"records":[{"result":"Ok","data":""}]}"#,
             br#"{}"#,
-            br#"{"records":[{"recordId":"a","result":"Ok","data":"","metadata":{"partitionKeys":[]}}]}"#,
-            br#"{"records":[{"recordId":"a","result":"Ok","data":"","metadata":{"partitionKeys":{"k":null}}}]}"#,
         ] {
             assert!(parse_lambda_response(broken).is_err(), "{broken:?}");
         }

@@ -161,6 +161,11 @@ async fn direct_puts_are_stored_sealed_while_encryption_is_on_and_delivered_open
             .as_deref(),
         Some("key-2")
     );
+    // Reopened with no keys, it refuses puts rather than store them in the clear.
+    drop(firehose);
+    let keyless = open_at(&local, "sealing", None);
+    let refused = keyless.put_record("sealed", b"five\n").await;
+    assert!(matches!(refused, Err(FirehoseError::Key(_))), "{refused:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,6 +89,14 @@ impl DataKeys {
     ) -> Result<Vec<Vec<u8>>, ApiError> {
         let owner = (created_ms, kms_key.to_owned());
         let count = data.len() as u64;
+        // A data key in hand is used only while its KMS key is enabled (DisableKey stops
+        // puts at once, as a first put's data key would be refused).
+        if tenant.keyring.is_enabled(kms_key) == Some(false) {
+            return Err(kms_error(
+                "KMSDisabledException",
+                format!("The KMS key {kms_key} is disabled."),
+            ));
+        }
         if let Some((id, cipher, first)) = self.reserve(stream, &owner, count) {
             return Ok(seal_all(&cipher, id, first, stream, data));
         }

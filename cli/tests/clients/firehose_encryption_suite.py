@@ -110,6 +110,11 @@ def test_a_customer_key_at_creation_and_its_refusals(endpoint):
     firehose.put_record(DeliveryStreamName=name, Record={"Data": marker + b"\n"})
     assert wait_for(bucket, 1) == [marker.decode()]
     assert not stored_anywhere(marker)
+    # Disabled once its data key is made: puts are refused at once all the same.
+    kms.disable_key(KeyId=key)
+    expect_error("InvalidKMSResourceException", firehose.put_record, DeliveryStreamName=name,
+                 Record={"Data": refused + b"\n"})
+    kms.enable_key(KeyId=key)
     missing = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/00000000-0000-0000-0000-000000000000"
     expect_error("InvalidKMSResourceException", firehose.start_delivery_stream_encryption, DeliveryStreamName=name,
                  DeliveryStreamEncryptionConfigurationInput={"KeyType": "CUSTOMER_MANAGED_CMK", "KeyARN": missing})

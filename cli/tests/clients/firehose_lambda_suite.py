@@ -116,17 +116,22 @@ def test_partition_keys_from_the_lambdas_answers_name_the_objects(endpoint):
     s3 = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"][
         "Destinations"][0]["ExtendedS3DestinationDescription"]
     assert s3["DynamicPartitioningConfiguration"] == {"Enabled": True}, s3
-    records = [{"customer": c, "n": i} for i, c in enumerate(["acme", "initech", "acme", None, "initech"])]
+    # A null key is no key, an object no key an object name can hold: each fails its own
+    # record only.
+    customers = ["acme", "initech", "acme", None, "initech", {"nested": 1}]
+    records = [{"customer": c, "n": i} for i, c in enumerate(customers)]
     firehose.put_record_batch(DeliveryStreamName=name, Records=[{"Data": json.dumps(r).encode()} for r in records])
     root = os.path.join(BUCKETS, bucket)
-    assert wait(lambda: len(files(root)) == 3), files(root)
+    assert wait(lambda: sum(len(text.splitlines()) for text in files(root).values()) == 6), files(root)
     by_folder = {}
     for key, text in files(root).items():
         by_folder.setdefault(key.split("/")[0], []).extend(text.splitlines())
     assert sorted(json.loads(line)["n"] for line in by_folder["customer=acme"]) == [0, 2], by_folder
     assert sorted(json.loads(line)["n"] for line in by_folder["customer=initech"]) == [1, 4], by_folder
-    (failed,) = [json.loads(line) for line in by_folder["errors"]]
-    assert "no partition key" in failed["errorMessage"], failed
+    failed = sorted((json.loads(line) for line in by_folder["errors"]), key=lambda f: f["errorMessage"])
+    assert len(failed) == 2, failed
+    assert "character an object key cannot hold" in failed[0]["errorMessage"], failed
+    assert "no partition key" in failed[1]["errorMessage"], failed
     # Keys in the prefix need dynamic partitioning on, and dynamic partitioning keys in the prefix.
     for prefix, partitioned in (("customer=!{partitionKeyFromLambda:customer}/", False), ("plain/", True)):
         expect_error("InvalidArgumentException", create, firehose, "partition", bucket, prefix=prefix,

@@ -2,8 +2,8 @@
 (POST /2015-03-31/functions/NAME/invocations) on 127.0.0.1, prints its port, and answers
 Firehose's data-transformation event as each function says:
   shout:  upper-cases keep-*, drops drop-*, fails bad-*, leaves lost-* out of its answer;
-  partition: keeps every record, with the partition key `customer` from its JSON (none
-          when it has no customer);
+  partition: keeps every record, with the partition key `customer` from its JSON (null
+             when it has none, as a handler's dict.get gives);
   broken: fails as a Lambda function does (200 with X-Amz-Function-Error: Unhandled).
 Every invocation is appended, as JSON, to the file named by the first argument."""
 
@@ -38,8 +38,7 @@ def partition(event):
     for record in event["records"]:
         answer = {"recordId": record["recordId"], "result": "Ok", "data": record["data"]}
         customer = json.loads(base64.b64decode(record["data"])).get("customer")
-        if customer is not None:
-            answer["metadata"] = {"partitionKeys": {"customer": customer}}
+        answer["metadata"] = {"partitionKeys": {"customer": customer}}
         answers.append(answer)
     return {"records": answers}
 

@@ -54,9 +54,31 @@ impl Writing {
             return Ok(());
         };
         if intent.incarnation == self.incarnation && intent.source_created_ms == source_created_ms {
-            self.settle(&intent, consumer, naming).await?;
+            // Settled in the buckets the flush wrote to, then back to the destination's.
+            let now = (self.bucket_name.clone(), self.backup_bucket_name.clone());
+            if !intent.bucket.is_empty() {
+                self.use_buckets(
+                    intent.bucket.clone(),
+                    Some(intent.backup_bucket.clone()).filter(|b| !b.is_empty()),
+                );
+            }
+            let settled = self.settle(&intent, consumer, naming).await;
+            if !intent.bucket.is_empty() {
+                self.use_buckets(now.0, now.1);
+            }
+            settled?;
         }
         intent::clear(&self.intent_path).map_err(|e| failed("clear the flush journal", e))
+    }
+
+    /// Writes to (and settles in) these buckets from now on.
+    fn use_buckets(&mut self, bucket: String, backup: Option<String>) {
+        if bucket != self.bucket_name {
+            (self.bucket_name, self.bucket) = (bucket, None);
+        }
+        if backup != self.backup_bucket_name {
+            (self.backup_bucket_name, self.backup_bucket) = (backup, None);
+        }
     }
 
     async fn settle(
@@ -315,6 +337,8 @@ impl Writing {
             load: object.staged.is_some(),
             backup_key,
             backup_size,
+            bucket: self.bucket_name.clone(),
+            backup_bucket: self.backup_bucket_name.clone().unwrap_or_default(),
             more: object
                 .conversion_errors
                 .iter()

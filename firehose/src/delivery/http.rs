@@ -208,7 +208,8 @@ where
 }
 
 /// TLS for `https://` endpoints: rustls (ring), the server's certificate checked against the
-/// system's trust roots (with `SSL_CERT_FILE` and `SSL_CERT_DIR` when set), loaded once.
+/// system's trust roots, or instead those of `SSL_CERT_FILE` / `SSL_CERT_DIR` when set (as
+/// OpenSSL takes them: a bundle replacing the system's), loaded once.
 #[cfg(feature = "http")]
 mod tls {
     use std::sync::{Arc, OnceLock};
@@ -217,31 +218,31 @@ mod tls {
     use tokio_rustls::rustls::pki_types::ServerName;
     use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-    /// The client configuration, or why there is none (no trust roots could be read).
+    /// The client configuration, or why there is none (no trust roots could be read: tried
+    /// again on the next connection, and kept once made).
     fn config() -> Result<Arc<ClientConfig>, String> {
-        static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
-        CONFIG
-            .get_or_init(|| {
-                let found = rustls_native_certs::load_native_certs();
-                let mut roots = RootCertStore::empty();
-                let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-                if added == 0 {
-                    let why: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
-                    return Err(format!(
-                        "no trust roots could be read from the system (or SSL_CERT_FILE): {}",
-                        why.join("; ")
-                    ));
-                }
-                let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-                let mut config = ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| e.to_string())?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                config.alpn_protocols = vec![b"http/1.1".to_vec()];
-                Ok(Arc::new(config))
-            })
-            .clone()
+        static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+        if let Some(config) = CONFIG.get() {
+            return Ok(config.clone());
+        }
+        let found = rustls_native_certs::load_native_certs();
+        let mut roots = RootCertStore::empty();
+        let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            let why: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+            return Err(format!(
+                "no trust roots could be read from the system (or SSL_CERT_FILE): {}",
+                why.join("; ")
+            ));
+        }
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(CONFIG.get_or_init(|| Arc::new(config)).clone())
     }
 
     /// `stream` to `host` (a name or an IP address), once TLS is up and the certificate

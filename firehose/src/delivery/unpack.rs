@@ -149,9 +149,21 @@ impl Partitioning {
             .partition_keys()
             .find(|k| !found.contains_key(*k))
         {
-            let name = missing.strip_prefix(LAMBDA_KEY_PREFIX).unwrap_or(missing);
+            return Err(match missing.strip_prefix(LAMBDA_KEY_PREFIX) {
+                Some(name) => format!(
+                    "The function's answer gave this record no partition key {name:?} (metadata.partitionKeys)."
+                ),
+                None => format!("The query gave this record no partition key {missing:?}."),
+            });
+        }
+        // The function's values meet the rules the query's do (not empty, not `.` or `..`,
+        // at most 512 bytes, no control characters).
+        if let Some((name, value)) = found.iter().find(|(name, value)| {
+            name.starts_with(LAMBDA_KEY_PREFIX) && !records::valid_key_value(value)
+        }) {
+            let name = name.strip_prefix(LAMBDA_KEY_PREFIX).unwrap_or(name);
             return Err(format!(
-                "The function's answer gave this record no partition key {name:?} (metadata.partitionKeys)."
+                "The function's partition key {name:?} is {value:?}: a key is 1 to 512 bytes, not . or .., with no control characters."
             ));
         }
         if !found.values().all(|v| key_value_fits(v)) {

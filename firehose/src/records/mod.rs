@@ -15,9 +15,7 @@ mod kpl;
 
 pub(crate) use cloudwatch::extract_messages;
 pub(crate) use decompress::gunzip;
-#[cfg(test)]
-use extract::valid_key_value;
-pub(crate) use extract::{EXTRACTION_FAILED_CODE, Query};
+pub(crate) use extract::{EXTRACTION_FAILED_CODE, Query, valid_key_value};
 #[cfg(test)]
 use kpl::SubRecord;
 pub(crate) use kpl::{deaggregate_kpl, parse_delimiter, split_delimited, split_json};

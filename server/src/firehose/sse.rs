@@ -31,9 +31,15 @@ impl TenantEnvelopes {
     }
 }
 
-/// A KMS failure, kept as Firehose reports it (`InvalidKMSResourceException`).
+/// A key's failure (a 4xx: disabled, missing, refused) as Firehose reports it
+/// (`InvalidKMSResourceException`); the server's own (its state, its data key ids) as a
+/// failure to try again.
 fn key_failure(error: &ApiError) -> FirehoseError {
-    FirehoseError::Key(error.message.clone())
+    if error.status < 500 {
+        FirehoseError::Key(error.message.clone())
+    } else {
+        FirehoseError::Unavailable(error.message.clone())
+    }
 }
 
 impl Envelopes for TenantEnvelopes {

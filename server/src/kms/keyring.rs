@@ -45,6 +45,18 @@ struct Stored {
     aliases: BTreeMap<String, String>,
 }
 
+impl Stored {
+    /// The key an id, key ARN, alias name or alias ARN names.
+    fn key(&self, reference: &str) -> Option<&Key> {
+        let id = match reference.rsplit_once(":alias/") {
+            Some((_, alias)) => self.aliases.get(&format!("alias/{alias}")).cloned(),
+            None if reference.starts_with("alias/") => self.aliases.get(reference).cloned(),
+            None => Some(reference.rsplit('/').next().unwrap_or(reference).to_owned()),
+        }?;
+        self.keys.iter().find(|k| k.id == id)
+    }
+}
+
 /// Why a keyring call failed (rendered as KMS errors by the API).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyError {
@@ -167,13 +179,17 @@ impl Keyring {
     /// The key an id, key ARN, alias name or alias ARN names.
     pub fn find(&self, reference: &str) -> Result<Key, KeyError> {
         let stored = self.stored.lock().expect("keyring lock");
-        let id = match reference.rsplit_once(":alias/") {
-            Some((_, alias)) => stored.aliases.get(&format!("alias/{alias}")).cloned(),
-            None if reference.starts_with("alias/") => stored.aliases.get(reference).cloned(),
-            None => Some(reference.rsplit('/').next().unwrap_or(reference).to_owned()),
-        };
-        id.and_then(|id| stored.keys.iter().find(|k| k.id == id).cloned())
+        stored
+            .key(reference)
+            .cloned()
             .ok_or_else(|| KeyError::NotFound(reference.to_owned()))
+    }
+
+    /// Whether the key `reference` names is enabled (`None`: no key has that name), without
+    /// copying the key.
+    pub fn is_enabled(&self, reference: &str) -> Option<bool> {
+        let stored = self.stored.lock().expect("keyring lock");
+        stored.key(reference).map(|k| k.enabled)
     }
 
     /// Names key `key_id` `alias` (`alias/...`).
