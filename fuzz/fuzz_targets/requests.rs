@@ -25,8 +25,8 @@ const OPERATIONS: &[&str] = &[
     "UpdateStreamWarmThroughput",
 ];
 
-fn setup() -> &'static (tempfile::TempDir, tokio::runtime::Runtime, Tenant) {
-    static SETUP: OnceLock<(tempfile::TempDir, tokio::runtime::Runtime, Tenant)> =
+fn setup() -> &'static (tempfile::TempDir, tokio::runtime::Runtime, Arc<Tenant>) {
+    static SETUP: OnceLock<(tempfile::TempDir, tokio::runtime::Runtime, Arc<Tenant>)> =
         OnceLock::new();
     SETUP.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();

@@ -88,30 +88,32 @@ impl Tenant {
         });
         let keyring = crate::kms::keyring::Keyring::open(data_dir)?;
         // Cyclic: the Firehose seals and opens records through the tenant's keys.
-        Ok(Arc::new_cyclic(|tenant| Tenant {
-            #[cfg(feature = "firehose")]
-            firehose: crate::firehose::FirehoseHolder::new(
-                data_dir,
-                &engine,
-                &config,
-                engine_labels(account, region),
-                Arc::new(crate::firehose::TenantEnvelopes::new(tenant.clone())),
-            ),
-            engine,
-            state,
-            account: account.to_owned(),
-            region: region.to_owned(),
-            leases: Leases::default(),
-            keyring,
-            data_keys: crate::encryption::DataKeys::default(),
-            reshards: crate::reshard_limits::ReshardLimits::default(),
-            shard_changes: tokio::sync::Mutex::new(()),
-            has_policies: std::sync::atomic::AtomicBool::new(has_policies),
-            consumer_arn_seconds: Mutex::new(HashMap::new()),
-            transitions: Mutex::new(HashMap::new()),
-            fault_rng: AtomicU64::new(now_ms() | 1),
-            config,
-        }))
+        Ok(Arc::new_cyclic(
+            |#[cfg_attr(not(feature = "firehose"), allow(unused_variables))] tenant| Tenant {
+                #[cfg(feature = "firehose")]
+                firehose: crate::firehose::FirehoseHolder::new(
+                    data_dir,
+                    &engine,
+                    &config,
+                    engine_labels(account, region),
+                    Arc::new(crate::firehose::TenantEnvelopes::new(tenant.clone())),
+                ),
+                engine,
+                state,
+                account: account.to_owned(),
+                region: region.to_owned(),
+                leases: Leases::default(),
+                keyring,
+                data_keys: crate::encryption::DataKeys::default(),
+                reshards: crate::reshard_limits::ReshardLimits::default(),
+                shard_changes: tokio::sync::Mutex::new(()),
+                has_policies: std::sync::atomic::AtomicBool::new(has_policies),
+                consumer_arn_seconds: Mutex::new(HashMap::new()),
+                transitions: Mutex::new(HashMap::new()),
+                fault_rng: AtomicU64::new(now_ms() | 1),
+                config,
+            },
+        ))
     }
 
     /// The tenant's Firehose delivery streams (opened on first use).
