@@ -53,6 +53,7 @@ fn spec(
             error_output_prefix: "errors/!{firehose:error-output-type}/".into(),
             target: Target::Objects,
             conversion: Some(conversion),
+            backup: None,
         },
         metadata: Default::default(),
     }
