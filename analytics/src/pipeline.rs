@@ -1,0 +1,468 @@
+//! An application's code running on DataFusion: its in-application streams as tables whose
+//! rows are swapped for each run, its pumps planned once and run on each micro-batch
+//! (per-row queries) or on each tumbling window's rows when the watermark passes its end
+//! (docs/design/analytics.md, "Running a pump").
+
+use crate::error::{AnalyticsError, Position};
+use crate::schema::ROWTIME;
+use crate::sql::{Code, PumpDef};
+use crate::types::{rowtime_type, sql_type};
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    Array, ArrayRef, TimestampMillisecondArray, UInt32Array, new_null_array,
+};
+use datafusion::arrow::compute::{cast, take_record_batch};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::TableReference;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::{MemTable, TableType};
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+/// The column a per-row pump's input `ROWTIME` comes back in.
+const ROWTIME_CARRIED: &str = "__SLUICE_ROWTIME";
+
+/// An in-application stream as a table: the rows of the run under way.
+#[derive(Debug)]
+struct SwapTable {
+    schema: SchemaRef,
+    batches: Mutex<Vec<RecordBatch>>,
+}
+
+#[async_trait]
+impl TableProvider for SwapTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let batches = self
+            .batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        MemTable::try_new(self.schema.clone(), vec![batches])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
+struct Stream {
+    schema: SchemaRef,
+    table: Arc<SwapTable>,
+}
+
+struct Pump {
+    name: String,
+    from: String,
+    into: String,
+    plan: LogicalPlan,
+    /// For each of the target's columns (after `ROWTIME`), the query's column that fills it.
+    fills: Vec<Option<usize>>,
+    /// Tumbling: the width, and the open windows' rows by start.
+    window: Option<(i64, BTreeMap<i64, Vec<RecordBatch>>)>,
+}
+
+/// Rows an application made: an in-application stream's name and a batch of its rows.
+pub type Produced = Vec<(String, RecordBatch)>;
+
+/// An application's streams and pumps, ready to run.
+pub struct Pipeline {
+    ctx: SessionContext,
+    streams: BTreeMap<String, Stream>,
+    pumps: Vec<Pump>,
+    input: String,
+    watermark_ms: i64,
+    /// Rows of windows closed already when they came.
+    late_rows: u64,
+}
+
+impl Pipeline {
+    /// Plans `code` over the input stream `input` (`SOURCE_SQL_STREAM_001`) of `schema`
+    /// (which starts with `ROWTIME`). Refuses what it cannot run, saying where.
+    pub async fn new(
+        code: &Code,
+        input: &str,
+        schema: SchemaRef,
+    ) -> Result<Pipeline, AnalyticsError> {
+        let config = SessionConfig::new().with_target_partitions(1);
+        let mut pipeline = Pipeline {
+            ctx: SessionContext::new_with_config(config),
+            streams: BTreeMap::new(),
+            pumps: Vec::new(),
+            input: input.to_owned(),
+            watermark_ms: i64::MIN,
+            late_rows: 0,
+        };
+        pipeline.add_stream(input, schema, Position::default())?;
+        for stream in &code.streams {
+            let mut fields = vec![Field::new(ROWTIME, rowtime_type(), false)];
+            for (name, written) in &stream.columns {
+                let kind = sql_type(written)
+                    .map_err(|e| AnalyticsError::code(e.to_string(), stream.at))?;
+                fields.push(Field::new(name, kind, true));
+            }
+            pipeline.add_stream(&stream.name, Arc::new(Schema::new(fields)), stream.at)?;
+        }
+        for pump in &code.pumps {
+            let planned = pipeline.plan(pump).await?;
+            pipeline.pumps.push(planned);
+        }
+        Ok(pipeline)
+    }
+
+    fn add_stream(
+        &mut self,
+        name: &str,
+        schema: SchemaRef,
+        at: Position,
+    ) -> Result<(), AnalyticsError> {
+        if self.streams.contains_key(name) {
+            return Err(AnalyticsError::code(
+                format!("Stream {name:?} is created twice"),
+                at,
+            ));
+        }
+        let table = Arc::new(SwapTable {
+            schema: schema.clone(),
+            batches: Mutex::new(Vec::new()),
+        });
+        self.ctx
+            .register_table(TableReference::bare(name), table.clone())
+            .map_err(|e| AnalyticsError::code(e.to_string(), at))?;
+        self.streams
+            .insert(name.to_owned(), Stream { schema, table });
+        Ok(())
+    }
+
+    async fn plan(&self, pump: &PumpDef) -> Result<Pump, AnalyticsError> {
+        let at = pump.at;
+        let failed = |e: &dyn std::fmt::Display| {
+            AnalyticsError::code(format!("Pump {}: {e}", pump.name), at)
+        };
+        let target = self
+            .streams
+            .get(&pump.into)
+            .ok_or_else(|| failed(&format!("stream {:?} does not exist", pump.into)))?;
+        let plan = self
+            .plan_tokens(pump.select.clone())
+            .await
+            .map_err(|e| failed(&e))?;
+        let from = single_source(&plan).map_err(|e| failed(&e))?;
+        let aggregates = has_aggregate(&plan);
+        if aggregates != pump.window.is_some() {
+            return Err(failed(&if aggregates {
+                "aggregating a stream needs a tumbling window in GROUP BY: STEP(ROWTIME BY INTERVAL '<n>' <unit>) or FLOOR(ROWTIME TO <unit>)".to_owned()
+            } else {
+                "a window in GROUP BY needs an aggregate".to_owned()
+            }));
+        }
+        let produced = plan.schema().fields().len();
+        // A per-row query carries its input's ROWTIME through, in a first column.
+        let plan = match pump.window {
+            Some(_) => plan,
+            None => {
+                let mut tokens = pump.select.clone();
+                carry_rowtime(&mut tokens);
+                self.plan_tokens(tokens).await.map_err(|e| failed(&e))?
+            }
+        };
+        let fills =
+            fills(&target.schema, pump.columns.as_deref(), produced).map_err(|e| failed(&e))?;
+        Ok(Pump {
+            name: pump.name.clone(),
+            from,
+            into: pump.into.clone(),
+            plan,
+            fills,
+            window: pump.window.map(|w| (w.width_ms, BTreeMap::new())),
+        })
+    }
+
+    /// The plan of a `SELECT`'s tokens.
+    async fn plan_tokens(&self, tokens: Vec<TokenWithSpan>) -> Result<LogicalPlan, String> {
+        let statement = Parser::new(&GenericDialect {})
+            .with_tokens_with_locations(tokens)
+            .parse_statement()
+            .map_err(|e| e.to_string())?;
+        let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement));
+        self.ctx
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs the pumps on rows of the input stream; returns every in-application stream's
+    /// new rows (windows close in [`Pipeline::advance`]).
+    pub async fn push(&mut self, batch: RecordBatch) -> Result<Produced, AnalyticsError> {
+        let input = self.input.clone();
+        self.drain(VecDeque::from([(input, batch)])).await
+    }
+
+    /// Moves the watermark to `watermark_ms` (no input row will arrive before it) and closes
+    /// the windows that end at or before it, oldest first; returns the rows they made.
+    pub async fn advance(&mut self, watermark_ms: i64) -> Result<Produced, AnalyticsError> {
+        self.watermark_ms = self.watermark_ms.max(watermark_ms);
+        let mut closed = VecDeque::new();
+        for i in 0..self.pumps.len() {
+            let due: Vec<(i64, Vec<RecordBatch>)> = {
+                let Some((width, open)) = &mut self.pumps[i].window else {
+                    continue;
+                };
+                let width = *width;
+                let keep = open.split_off(&(self.watermark_ms.saturating_sub(width) + 1));
+                std::mem::replace(open, keep).into_iter().collect()
+            };
+            for (start, rows) in due {
+                let width = self.pumps[i].window.as_ref().map_or(0, |w| w.0);
+                let made = self.run(i, rows, Some(start + width)).await?;
+                closed.push_back((self.pumps[i].into.clone(), made));
+            }
+        }
+        let mut produced: Produced = closed.iter().cloned().collect();
+        produced.extend(self.drain(closed).await?);
+        Ok(produced)
+    }
+
+    /// Rows that came for a window closed already (dropped).
+    pub fn late_rows(&self) -> u64 {
+        self.late_rows
+    }
+
+    /// Runs the pumps reading each queued stream's rows, and those reading what they make.
+    async fn drain(
+        &mut self,
+        mut queue: VecDeque<(String, RecordBatch)>,
+    ) -> Result<Produced, AnalyticsError> {
+        let mut produced = Vec::new();
+        while let Some((stream, batch)) = queue.pop_front() {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            for i in 0..self.pumps.len() {
+                if self.pumps[i].from != stream {
+                    continue;
+                }
+                if self.pumps[i].window.is_some() {
+                    self.hold(i, &batch)?;
+                    continue;
+                }
+                let made = self.run(i, vec![batch.clone()], None).await?;
+                let into = self.pumps[i].into.clone();
+                produced.push((into.clone(), made.clone()));
+                queue.push_back((into, made));
+            }
+        }
+        Ok(produced)
+    }
+
+    /// Adds a batch's rows to the open windows of pump `i`, each by its `ROWTIME`.
+    fn hold(&mut self, i: usize, batch: &RecordBatch) -> Result<(), AnalyticsError> {
+        let rowtime = rowtimes(batch)?;
+        let watermark = self.watermark_ms;
+        let Some((width, open)) = &mut self.pumps[i].window else {
+            return Ok(());
+        };
+        let mut by_window: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for (row, time) in rowtime.values().iter().enumerate() {
+            by_window
+                .entry(time.div_euclid(*width) * *width)
+                .or_default()
+                .push(row as u32);
+        }
+        for (start, rows) in by_window {
+            if start + *width <= watermark {
+                self.late_rows += rows.len() as u64;
+                continue;
+            }
+            let taken = take_record_batch(batch, &UInt32Array::from(rows))
+                .map_err(|e| AnalyticsError::execution("split rows by window", e))?;
+            open.entry(start).or_default().push(taken);
+        }
+        Ok(())
+    }
+
+    /// Runs pump `i` over `rows` of its source; its rows for the target stream, with
+    /// `ROWTIME` the window's end, or (per-row) the input's.
+    async fn run(
+        &self,
+        i: usize,
+        rows: Vec<RecordBatch>,
+        window_end: Option<i64>,
+    ) -> Result<RecordBatch, AnalyticsError> {
+        let pump = &self.pumps[i];
+        let source = &self.streams[&pump.from];
+        *source
+            .table
+            .batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = rows;
+        let frame = DataFrame::new(self.ctx.state(), pump.plan.clone());
+        let results = frame.collect().await;
+        source
+            .table
+            .batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let results =
+            results.map_err(|e| AnalyticsError::execution(&format!("pump {}", pump.name), e))?;
+        let target = &self.streams[&pump.into].schema;
+        let mut out = Vec::with_capacity(results.len());
+        for result in results {
+            out.push(shape(&result, target, &pump.fills, window_end)?);
+        }
+        datafusion::arrow::compute::concat_batches(target, &out)
+            .map_err(|e| AnalyticsError::execution("gather a pump's rows", e))
+    }
+}
+
+/// A per-row query's `SELECT` with the input's `ROWTIME` first, to carry it to the output.
+fn carry_rowtime(tokens: &mut Vec<TokenWithSpan>) {
+    let span = tokens[0].span;
+    let mut at = 1;
+    if matches!(&tokens.get(1).map(|t| &t.token), Some(Token::Word(w)) if w.quote_style.is_none() && (w.value.eq_ignore_ascii_case("DISTINCT") || w.value.eq_ignore_ascii_case("ALL")))
+    {
+        at = 2;
+    }
+    let carried = [
+        Token::make_word(ROWTIME, Some('"')),
+        Token::make_keyword("AS"),
+        Token::make_word(ROWTIME_CARRIED, Some('"')),
+        Token::Comma,
+    ];
+    for (offset, token) in carried.into_iter().enumerate() {
+        tokens.insert(at + offset, TokenWithSpan { token, span });
+    }
+}
+
+/// The one in-application stream a plan reads (joins are not built yet).
+fn single_source(plan: &LogicalPlan) -> Result<String, String> {
+    let mut sources = Vec::new();
+    plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            sources.push(scan.table_name.table().to_owned());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| e.to_string())?;
+    match sources.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err("a pump reads an in-application stream (FROM)".to_owned()),
+        _ => Err("joins of streams are not supported yet".to_owned()),
+    }
+}
+
+fn has_aggregate(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply(|node| {
+        found |= matches!(node, LogicalPlan::Aggregate(_));
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
+/// Which query column fills each of the target's columns: the named ones in order, or all.
+fn fills(
+    target: &Schema,
+    named: Option<&[String]>,
+    produced: usize,
+) -> Result<Vec<Option<usize>>, String> {
+    let columns: Vec<&str> = target
+        .fields()
+        .iter()
+        .skip(1)
+        .map(|f| f.name().as_str())
+        .collect();
+    let mut fills = vec![None; columns.len()];
+    let chosen: Vec<usize> = match named {
+        None => (0..columns.len()).collect(),
+        Some(named) => named
+            .iter()
+            .map(|n| {
+                columns
+                    .iter()
+                    .position(|c| c == n)
+                    .ok_or_else(|| format!("the target has no column {n:?}"))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if chosen.len() != produced {
+        return Err(format!(
+            "the query gives {produced} columns for {} columns of the target",
+            chosen.len()
+        ));
+    }
+    for (query_column, target_column) in chosen.into_iter().enumerate() {
+        fills[target_column] = Some(query_column);
+    }
+    Ok(fills)
+}
+
+/// A query's rows as the target stream's: `ROWTIME`, then each column cast to its type.
+fn shape(
+    result: &RecordBatch,
+    target: &SchemaRef,
+    fills: &[Option<usize>],
+    window_end: Option<i64>,
+) -> Result<RecordBatch, AnalyticsError> {
+    let rows = result.num_rows();
+    let (rowtime, offset): (ArrayRef, usize) = match window_end {
+        Some(end) => (
+            Arc::new(TimestampMillisecondArray::from(vec![end; rows])),
+            0,
+        ),
+        None => (
+            cast(result.column(0), &rowtime_type())
+                .map_err(|e| AnalyticsError::execution("carry ROWTIME", e))?,
+            1,
+        ),
+    };
+    let mut columns = vec![rowtime];
+    for (field, fill) in target.fields().iter().skip(1).zip(fills) {
+        columns.push(match fill {
+            Some(i) => cast(result.column(i + offset), field.data_type()).map_err(|e| {
+                AnalyticsError::execution(&format!("cast to column {}", field.name()), e)
+            })?,
+            None => new_null_array(field.data_type(), rows),
+        });
+    }
+    RecordBatch::try_new(target.clone(), columns)
+        .map_err(|e| AnalyticsError::execution("make a pump's rows", e))
+}
+
+fn rowtimes(batch: &RecordBatch) -> Result<&TimestampMillisecondArray, AnalyticsError> {
+    batch
+        .column_by_name(ROWTIME)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+        .ok_or_else(|| {
+            AnalyticsError::execution(
+                "read ROWTIME",
+                "a stream's rows have no ROWTIME in milliseconds",
+            )
+        })
+}

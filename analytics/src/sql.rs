@@ -1,0 +1,721 @@
+//! The KDA dialect's front end (docs/design/analytics.md, "The SQL front end"): application
+//! code split into statements, `CREATE OR REPLACE STREAM` and `PUMP` headers read from
+//! sqlparser's tokens, and each pump's `SELECT STREAM` rewritten, token by token (positions
+//! kept), into a `SELECT` DataFusion plans: `STREAM` dropped, `STEP(x BY INTERVAL ...)` as
+//! `date_bin`, `FLOOR(x TO unit)` as `date_trunc`, unquoted names upper-cased (SQL's rule,
+//! which KDA follows).
+
+use crate::error::{AnalyticsError, Position};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer, Word};
+
+/// An application's code, read.
+#[derive(Debug, Clone)]
+pub struct Code {
+    /// `CREATE OR REPLACE STREAM` statements, in order.
+    pub streams: Vec<StreamDef>,
+    /// `CREATE OR REPLACE PUMP` statements, in order.
+    pub pumps: Vec<PumpDef>,
+}
+
+/// An in-application stream.
+#[derive(Debug, Clone)]
+pub struct StreamDef {
+    /// Its name (a quoted name as written, an unquoted one upper-cased).
+    pub name: String,
+    /// Each column's name and SQL type, as written.
+    pub columns: Vec<(String, String)>,
+    /// Where the statement starts.
+    pub at: Position,
+}
+
+/// A pump: a continuous `INSERT INTO <into> SELECT ...`.
+#[derive(Debug, Clone)]
+pub struct PumpDef {
+    /// Its name.
+    pub name: String,
+    /// The in-application stream it inserts into.
+    pub into: String,
+    /// The target's columns it names, if it names them.
+    pub columns: Option<Vec<String>>,
+    /// The `SELECT`, rewritten for DataFusion.
+    pub select: Vec<TokenWithSpan>,
+    /// Its tumbling window, when it groups by one.
+    pub window: Option<Window>,
+    /// Where the statement starts.
+    pub at: Position,
+}
+
+/// A tumbling window on `ROWTIME` (`STEP(ROWTIME BY INTERVAL ...)`, `FLOOR(ROWTIME TO ...)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Its width.
+    pub width_ms: i64,
+    /// Where the window's STEP or FLOOR is.
+    pub at: Position,
+}
+
+/// Words kept as written: the SQL that structures a query, and type names. Any other
+/// unquoted word is a name, upper-cased.
+const KEPT: &[&str] = &[
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP",
+    "BY",
+    "HAVING",
+    "ORDER",
+    "ASC",
+    "DESC",
+    "NULLS",
+    "FIRST",
+    "LAST",
+    "LIMIT",
+    "OFFSET",
+    "AS",
+    "AND",
+    "OR",
+    "NOT",
+    "NULL",
+    "IS",
+    "IN",
+    "BETWEEN",
+    "LIKE",
+    "ILIKE",
+    "SIMILAR",
+    "ESCAPE",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "INTERVAL",
+    "DISTINCT",
+    "ALL",
+    "ON",
+    "USING",
+    "JOIN",
+    "INNER",
+    "LEFT",
+    "RIGHT",
+    "FULL",
+    "OUTER",
+    "CROSS",
+    "UNION",
+    "EXCEPT",
+    "INTERSECT",
+    "WINDOW",
+    "OVER",
+    "PARTITION",
+    "RANGE",
+    "ROWS",
+    "PRECEDING",
+    "FOLLOWING",
+    "CURRENT",
+    "ROW",
+    "UNBOUNDED",
+    "TRUE",
+    "FALSE",
+    "EXISTS",
+    "ANY",
+    "SOME",
+    "TO",
+    "FOR",
+    "FILTER",
+    "WITHIN",
+    "WITH",
+    "MILLISECOND",
+    "SECOND",
+    "MINUTE",
+    "HOUR",
+    "DAY",
+    "WEEK",
+    "MONTH",
+    "YEAR",
+    "VARCHAR",
+    "CHAR",
+    "CHARACTER",
+    "VARYING",
+    "INTEGER",
+    "INT",
+    "BIGINT",
+    "SMALLINT",
+    "TINYINT",
+    "DOUBLE",
+    "PRECISION",
+    "REAL",
+    "FLOAT",
+    "DECIMAL",
+    "NUMERIC",
+    "BOOLEAN",
+    "DATE",
+    "TIMESTAMP",
+    "TIME",
+];
+
+/// Reads `code` (statements separated by `;`).
+pub fn parse(code: &str) -> Result<Code, AnalyticsError> {
+    let tokens = Tokenizer::new(&GenericDialect {}, code)
+        .tokenize_with_location()
+        .map_err(|e| {
+            let at = Position {
+                line: e.location.line,
+                column: e.location.column,
+            };
+            AnalyticsError::code(e.message, at)
+        })?;
+    let tokens: Vec<TokenWithSpan> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
+        .collect();
+    let mut code = Code {
+        streams: Vec::new(),
+        pumps: Vec::new(),
+    };
+    for statement in statements(&tokens) {
+        let mut reader = Reader::new(statement);
+        reader.keywords(&["CREATE", "OR", "REPLACE"])?;
+        let at = reader.position();
+        match reader.name_word()?.as_str() {
+            "STREAM" => code.streams.push(stream(reader, at)?),
+            "PUMP" => code.pumps.push(pump(reader, at)?),
+            other => {
+                return Err(AnalyticsError::code(
+                    format!(
+                        "CREATE OR REPLACE {other} is not a statement of application code (STREAM or PUMP)"
+                    ),
+                    at,
+                ));
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// The statements of `tokens`: split at `;` outside parentheses; empty ones left out.
+fn statements(tokens: &[TokenWithSpan]) -> Vec<&[TokenWithSpan]> {
+    let mut found = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, token) in tokens.iter().enumerate() {
+        match token.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::SemiColon if depth == 0 => {
+                if i > start {
+                    found.push(&tokens[start..i]);
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < tokens.len() {
+        found.push(&tokens[start..]);
+    }
+    found
+}
+
+fn position(location: Location) -> Position {
+    Position {
+        line: location.line,
+        column: location.column,
+    }
+}
+
+/// Reads a statement's tokens in order.
+struct Reader<'t> {
+    tokens: &'t [TokenWithSpan],
+    at: usize,
+}
+
+impl<'t> Reader<'t> {
+    fn new(tokens: &'t [TokenWithSpan]) -> Reader<'t> {
+        Reader { tokens, at: 0 }
+    }
+
+    fn position(&self) -> Position {
+        match self.tokens.get(self.at).or(self.tokens.last()) {
+            Some(t) => position(t.span.start),
+            None => Position::default(),
+        }
+    }
+
+    fn peek(&self) -> Option<&'t Token> {
+        self.tokens.get(self.at).map(|t| &t.token)
+    }
+
+    fn error(&self, expected: &str) -> AnalyticsError {
+        let found = self
+            .peek()
+            .map_or("the end of the statement".to_owned(), |t| format!("{t}"));
+        AnalyticsError::code(
+            format!("Expected {expected}, found {found}"),
+            self.position(),
+        )
+    }
+
+    /// The next token is the unquoted word `keyword` (any case).
+    fn keyword(&mut self, keyword: &str) -> Result<(), AnalyticsError> {
+        match self.peek() {
+            Some(Token::Word(w))
+                if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(keyword) =>
+            {
+                self.at += 1;
+                Ok(())
+            }
+            _ => Err(self.error(keyword)),
+        }
+    }
+
+    fn keywords(&mut self, keywords: &[&str]) -> Result<(), AnalyticsError> {
+        keywords.iter().try_for_each(|k| self.keyword(k))
+    }
+
+    /// A name: a quoted word as written, an unquoted one upper-cased.
+    fn name_word(&mut self) -> Result<String, AnalyticsError> {
+        match self.peek() {
+            Some(Token::Word(w)) => {
+                self.at += 1;
+                Ok(name_of(w))
+            }
+            _ => Err(self.error("a name")),
+        }
+    }
+
+    fn token(&mut self, token: &Token) -> Result<(), AnalyticsError> {
+        if self.peek() == Some(token) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(self.error(&format!("{token}")))
+        }
+    }
+
+    fn rest(&self) -> &'t [TokenWithSpan] {
+        &self.tokens[self.at..]
+    }
+}
+
+fn name_of(word: &Word) -> String {
+    match word.quote_style {
+        Some(_) => word.value.clone(),
+        None => word.value.to_ascii_uppercase(),
+    }
+}
+
+/// `CREATE OR REPLACE STREAM name (column type, ...)`.
+fn stream(mut reader: Reader<'_>, at: Position) -> Result<StreamDef, AnalyticsError> {
+    let name = reader.name_word()?;
+    reader.token(&Token::LParen)?;
+    let mut columns = Vec::new();
+    loop {
+        let column = reader.name_word()?;
+        let start = reader.at;
+        let mut depth = 0usize;
+        while let Some(token) = reader.peek() {
+            match token {
+                Token::LParen => depth += 1,
+                Token::RParen if depth == 0 => break,
+                Token::RParen => depth -= 1,
+                Token::Comma if depth == 0 => break,
+                _ => {}
+            }
+            reader.at += 1;
+        }
+        let written = text(&reader.tokens[start..reader.at]);
+        if written.is_empty() {
+            return Err(reader.error("a column type"));
+        }
+        crate::types::sql_type(&written).map_err(|e| {
+            AnalyticsError::code(e.to_string(), position(reader.tokens[start].span.start))
+        })?;
+        columns.push((column, written));
+        if reader.peek() == Some(&Token::Comma) {
+            reader.at += 1;
+            continue;
+        }
+        reader.token(&Token::RParen)?;
+        break;
+    }
+    if !reader.rest().is_empty() {
+        return Err(reader.error("the end of the statement"));
+    }
+    Ok(StreamDef { name, columns, at })
+}
+
+/// Tokens as text, a space between words.
+fn text(tokens: &[TokenWithSpan]) -> String {
+    let mut out = String::new();
+    let mut last_word = false;
+    for token in tokens {
+        let word = matches!(token.token, Token::Word(_) | Token::Number(..));
+        if word && last_word {
+            out.push(' ');
+        }
+        out.push_str(&token.token.to_string());
+        last_word = word;
+    }
+    out
+}
+
+/// `CREATE OR REPLACE PUMP name AS INSERT INTO stream [(columns)] SELECT STREAM ...`.
+fn pump(mut reader: Reader<'_>, at: Position) -> Result<PumpDef, AnalyticsError> {
+    let name = reader.name_word()?;
+    reader.keywords(&["AS", "INSERT", "INTO"])?;
+    let into = reader.name_word()?;
+    let mut columns = None;
+    if reader.peek() == Some(&Token::LParen) {
+        reader.at += 1;
+        let mut named = vec![reader.name_word()?];
+        while reader.peek() == Some(&Token::Comma) {
+            reader.at += 1;
+            named.push(reader.name_word()?);
+        }
+        reader.token(&Token::RParen)?;
+        columns = Some(named);
+    }
+    let select_at = reader.position();
+    reader
+        .keyword("SELECT")
+        .map_err(|_| reader.error("SELECT STREAM"))?;
+    reader.at -= 1;
+    let mut rewrite = Rewrite::default();
+    let select = rewrite.tokens(reader.rest())?;
+    if let Some(window) = rewrite.window
+        && !rewrite.grouped
+    {
+        return Err(AnalyticsError::code(
+            "A window (STEP or FLOOR of ROWTIME) is taken in GROUP BY only",
+            window.at,
+        ));
+    }
+    let _ = select_at;
+    Ok(PumpDef {
+        name,
+        into,
+        columns,
+        select,
+        window: rewrite.window,
+        at,
+    })
+}
+
+/// The rewrite of one `SELECT`.
+#[derive(Default)]
+struct Rewrite {
+    window: Option<Window>,
+    /// A `GROUP BY` holds the window.
+    grouped: bool,
+    in_group_by: bool,
+}
+
+impl Rewrite {
+    fn tokens(&mut self, tokens: &[TokenWithSpan]) -> Result<Vec<TokenWithSpan>, AnalyticsError> {
+        let mut out = Vec::with_capacity(tokens.len());
+        let mut i = 0;
+        while i < tokens.len() {
+            let token = &tokens[i];
+            let next = tokens.get(i + 1).map(|t| &t.token);
+            let Token::Word(word) = &token.token else {
+                out.push(token.clone());
+                i += 1;
+                continue;
+            };
+            let upper = word.value.to_ascii_uppercase();
+            let unquoted = word.quote_style.is_none();
+            if unquoted && upper == "SELECT" && is_word(next, "STREAM") {
+                // KDA's SELECT STREAM; sqlparser would read STREAM as a column's alias.
+                out.push(token.clone());
+                i += 2;
+                continue;
+            }
+            if unquoted && upper == "GROUP" && is_word(next, "BY") {
+                self.in_group_by = true;
+            } else if unquoted && matches!(upper.as_str(), "HAVING" | "ORDER" | "WINDOW" | "LIMIT")
+            {
+                self.in_group_by = false;
+            }
+            if unquoted && next == Some(&Token::LParen) {
+                let close = matching(tokens, i + 1)?;
+                let arguments = &tokens[i + 2..close];
+                let made = match upper.as_str() {
+                    "STEP" => self.step(token, arguments)?,
+                    "FLOOR" if has_word(arguments, "TO") => self.floor(token, arguments)?,
+                    _ => {
+                        // A function: its name as DataFusion's registry has it.
+                        let mut call = vec![with(
+                            token,
+                            Token::make_word(&word.value.to_ascii_lowercase(), None),
+                        )];
+                        call.push(tokens[i + 1].clone());
+                        call.extend(self.tokens(arguments)?);
+                        call.push(tokens[close].clone());
+                        call
+                    }
+                };
+                out.extend(made);
+                i = close + 1;
+                continue;
+            }
+            if unquoted && !KEPT.contains(&upper.as_str()) {
+                out.push(with(token, Token::make_word(&upper, Some('"'))));
+            } else {
+                out.push(token.clone());
+            }
+            i += 1;
+        }
+        Ok(out)
+    }
+
+    /// `STEP(<ts> BY INTERVAL '<n>' <UNIT>)` as `date_bin(INTERVAL '<n>' <UNIT>, <ts>)`.
+    fn step(
+        &mut self,
+        name: &TokenWithSpan,
+        arguments: &[TokenWithSpan],
+    ) -> Result<Vec<TokenWithSpan>, AnalyticsError> {
+        let at = position(name.span.start);
+        let by = top_level_word(arguments, "BY").ok_or_else(|| {
+            AnalyticsError::code("STEP takes (<time> BY INTERVAL '<n>' <unit>)", at)
+        })?;
+        let (over, interval) = (&arguments[..by], &arguments[by + 1..]);
+        let width_ms = interval_ms(interval).ok_or_else(|| {
+            AnalyticsError::code(
+                "STEP's width must be INTERVAL '<n>' SECOND, MINUTE, HOUR or DAY",
+                at,
+            )
+        })?;
+        self.window(over, width_ms, at)?;
+        let mut out = vec![
+            with(name, Token::make_word("date_bin", None)),
+            with(name, Token::LParen),
+        ];
+        out.extend(interval.iter().cloned());
+        out.push(with(name, Token::Comma));
+        out.extend(self.tokens(over)?);
+        out.push(with(name, Token::RParen));
+        Ok(out)
+    }
+
+    /// `FLOOR(<ts> TO <UNIT>)` as `date_trunc('<unit>', <ts>)`.
+    fn floor(
+        &mut self,
+        name: &TokenWithSpan,
+        arguments: &[TokenWithSpan],
+    ) -> Result<Vec<TokenWithSpan>, AnalyticsError> {
+        let at = position(name.span.start);
+        let to = top_level_word(arguments, "TO").expect("checked by the caller");
+        let (over, unit) = (&arguments[..to], &arguments[to + 1..]);
+        let unit = match unit {
+            [
+                TokenWithSpan {
+                    token: Token::Word(w),
+                    ..
+                },
+            ] => w.value.to_ascii_lowercase(),
+            _ => return Err(AnalyticsError::code("FLOOR takes (<time> TO <unit>)", at)),
+        };
+        let width_ms = unit_ms(&unit).ok_or_else(|| {
+            AnalyticsError::code("FLOOR's unit must be SECOND, MINUTE, HOUR or DAY", at)
+        })?;
+        self.window(over, width_ms, at)?;
+        let mut out = vec![
+            with(name, Token::make_word("date_trunc", None)),
+            with(name, Token::LParen),
+            with(name, Token::SingleQuotedString(unit)),
+            with(name, Token::Comma),
+        ];
+        out.extend(self.tokens(over)?);
+        out.push(with(name, Token::RParen));
+        Ok(out)
+    }
+
+    /// Notes the window of a STEP or FLOOR over `over`: on ROWTIME, one width per pump.
+    fn window(
+        &mut self,
+        over: &[TokenWithSpan],
+        width_ms: i64,
+        at: Position,
+    ) -> Result<(), AnalyticsError> {
+        let last = over.last().map(|t| &t.token);
+        let rowtime = matches!(last, Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("ROWTIME"))
+            && (over.len() == 1 || (over.len() == 3 && over[1].token == Token::Period));
+        if !rowtime {
+            return Err(AnalyticsError::code(
+                "Windows over a column other than ROWTIME are not supported yet",
+                at,
+            ));
+        }
+        if self.window.is_some_and(|w| w.width_ms != width_ms) {
+            return Err(AnalyticsError::code("A pump has one window width", at));
+        }
+        self.grouped |= self.in_group_by;
+        self.window = Some(Window { width_ms, at });
+        Ok(())
+    }
+}
+
+fn with(at: &TokenWithSpan, token: Token) -> TokenWithSpan {
+    TokenWithSpan {
+        token,
+        span: at.span,
+    }
+}
+
+fn is_word(token: Option<&Token>, value: &str) -> bool {
+    matches!(token, Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(value))
+}
+
+fn has_word(tokens: &[TokenWithSpan], value: &str) -> bool {
+    top_level_word(tokens, value).is_some()
+}
+
+/// Where the unquoted word `value` is in `tokens`, outside parentheses.
+fn top_level_word(tokens: &[TokenWithSpan], value: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, token) in tokens.iter().enumerate() {
+        match &token.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            t if depth == 0 && is_word(Some(t), value) => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The `)` matching the `(` at `open`.
+fn matching(tokens: &[TokenWithSpan], open: usize) -> Result<usize, AnalyticsError> {
+    let mut depth = 0usize;
+    for (i, token) in tokens.iter().enumerate().skip(open) {
+        match token.token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth -= 1;
+                if depth == 0 {
+                    return Ok(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    Err(AnalyticsError::code(
+        "This ( is not closed",
+        position(tokens[open].span.start),
+    ))
+}
+
+/// `INTERVAL '<n>' <UNIT>` in milliseconds.
+fn interval_ms(tokens: &[TokenWithSpan]) -> Option<i64> {
+    match tokens {
+        [
+            TokenWithSpan {
+                token: Token::Word(interval),
+                ..
+            },
+            TokenWithSpan {
+                token: Token::SingleQuotedString(n),
+                ..
+            },
+            TokenWithSpan {
+                token: Token::Word(unit),
+                ..
+            },
+        ] if interval.value.eq_ignore_ascii_case("INTERVAL") => {
+            let n: i64 = n.trim().parse().ok().filter(|n| *n > 0)?;
+            n.checked_mul(unit_ms(&unit.value.to_ascii_lowercase())?)
+        }
+        _ => None,
+    }
+}
+
+fn unit_ms(unit: &str) -> Option<i64> {
+    match unit {
+        "second" => Some(1000),
+        "minute" => Some(60_000),
+        "hour" => Some(3_600_000),
+        "day" => Some(86_400_000),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn select_text(pump: &PumpDef) -> String {
+        text(&pump.select)
+    }
+
+    #[test]
+    fn kda_statements_are_read_and_rewritten_for_datafusion() {
+        let code = parse(
+            r#"CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (ticker_symbol VARCHAR(4), "Avg" DOUBLE, n DECIMAL(8, 2));
+            -- a comment
+            CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+              SELECT STREAM ticker_symbol, AVG(price) AS a, COUNT(*)
+              FROM "SOURCE_SQL_STREAM_001"
+              GROUP BY ticker_symbol, STEP("SOURCE_SQL_STREAM_001".ROWTIME BY INTERVAL '60' SECOND);"#,
+        )
+        .unwrap();
+        assert_eq!(code.streams.len(), 1);
+        let stream = &code.streams[0];
+        assert_eq!(stream.name, "DESTINATION_SQL_STREAM");
+        assert_eq!(
+            stream.columns,
+            [
+                ("TICKER_SYMBOL".to_owned(), "VARCHAR(4)".to_owned()),
+                ("Avg".to_owned(), "DOUBLE".to_owned()),
+                ("N".to_owned(), "DECIMAL(8,2)".to_owned()),
+            ]
+        );
+        let pump = &code.pumps[0];
+        assert_eq!(
+            (pump.name.as_str(), pump.into.as_str()),
+            ("STREAM_PUMP", "DESTINATION_SQL_STREAM")
+        );
+        assert_eq!(pump.window.map(|w| w.width_ms), Some(60_000));
+        assert_eq!(
+            select_text(pump),
+            r#"SELECT "TICKER_SYMBOL",avg("PRICE")AS "A",count(*)FROM "SOURCE_SQL_STREAM_001" GROUP BY "TICKER_SYMBOL",date_bin(INTERVAL'60'SECOND,"SOURCE_SQL_STREAM_001"."ROWTIME")"#
+        );
+        let floor = parse(
+            "CREATE OR REPLACE PUMP p AS INSERT INTO s SELECT STREAM x FROM src GROUP BY x, FLOOR(src.ROWTIME TO MINUTE)",
+        )
+        .unwrap();
+        assert_eq!(floor.pumps[0].window.map(|w| w.width_ms), Some(60_000));
+        assert!(select_text(&floor.pumps[0]).ends_with(r#"date_trunc('minute',"SRC"."ROWTIME")"#));
+    }
+
+    #[test]
+    fn what_is_not_application_code_is_refused_where_it_is() {
+        let refused = |code: &str, message: &str, line: u64, column: u64| {
+            let error = parse(code).unwrap_err();
+            let AnalyticsError::Code { message: got, at } = &error else {
+                panic!("{error:?}");
+            };
+            assert!(got.contains(message), "{got}");
+            assert_eq!((at.line, at.column), (line, column), "{error}");
+        };
+        refused("SELECT 1", "Expected CREATE", 1, 1);
+        refused("CREATE OR REPLACE TABLE t (a INT)", "STREAM or PUMP", 1, 19);
+        refused("CREATE OR REPLACE STREAM s (a BLOB)", "BLOB", 1, 31);
+        refused(
+            "CREATE OR REPLACE PUMP p AS INSERT INTO s VALUES (1)",
+            "SELECT STREAM",
+            1,
+            43,
+        );
+        refused(
+            "CREATE OR REPLACE PUMP p AS INSERT INTO s\nSELECT STREAM COUNT(*) FROM src GROUP BY STEP(ts BY INTERVAL '1' MINUTE)",
+            "other than ROWTIME",
+            2,
+            42,
+        );
+        refused(
+            "CREATE OR REPLACE PUMP p AS INSERT INTO s SELECT STREAM COUNT(*) FROM src GROUP BY STEP(ROWTIME BY INTERVAL '1' FORTNIGHT)",
+            "STEP's width",
+            1,
+            84,
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! Known answers: tumbling windows run by the pipeline, micro-batch by micro-batch with rows
+//! out of order (within the allowed lateness), give exactly what DataFusion gives running the
+//! same aggregation in batch over the whole data set; late rows are counted, not counted in.
+
+use datafusion::arrow::array::{
+    Array, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use sluice_analytics::*;
+
+const INPUT: &str = "SOURCE_SQL_STREAM_001";
+
+fn schema() -> InputSchema {
+    let column = |name: &str, sql_type: &str| RecordColumn {
+        name: name.into(),
+        sql_type: sql_type.into(),
+        mapping: None,
+    };
+    InputSchema {
+        columns: vec![column("TICKER", "VARCHAR(4)"), column("PRICE", "BIGINT")],
+        format: RecordFormat::Json,
+    }
+}
+
+/// `count` trades over about five minutes from `start_ms`: seven tickers, prices from a
+/// fixed LCG, arrival times increasing with up to 2 s of disorder.
+fn trades(count: usize, start_ms: u64) -> Vec<(Vec<u8>, u64)> {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        state >> 33
+    };
+    (0..count)
+        .map(|i| {
+            let ticker =
+                ["AMZN", "MSFT", "GOOG", "AAPL", "QXZ", "WAS", "NFS"][(next() % 7) as usize];
+            let price = 100 + next() % 900;
+            let base = start_ms + (i as u64) * 300_000 / count as u64;
+            let arrival = base.saturating_sub(next() % 2_000);
+            (
+                format!(r#"{{"TICKER":"{ticker}","PRICE":{price}}}"#).into_bytes(),
+                arrival,
+            )
+        })
+        .collect()
+}
+
+const CODE: &str = r#"
+    CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (
+        ticker VARCHAR(4), trades BIGINT, total BIGINT, mean DOUBLE, low BIGINT, high BIGINT, mid DOUBLE);
+    CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+        SELECT STREAM ticker, COUNT(*), SUM(price), AVG(price), MIN(price), MAX(price), MEDIAN(price)
+        FROM "SOURCE_SQL_STREAM_001"
+        GROUP BY ticker, STEP("SOURCE_SQL_STREAM_001".ROWTIME BY INTERVAL '60' SECOND);"#;
+
+/// A window's row: end, ticker, count, sum, mean, min, max, median.
+type Row = (i64, String, i64, i64, f64, i64, i64, f64);
+
+fn rows(batches: &[RecordBatch]) -> Vec<Row> {
+    let mut found = Vec::new();
+    for batch in batches {
+        let column = |i: usize| batch.column(i).clone();
+        let end = column(0);
+        let end = end
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .unwrap();
+        let ticker = column(1);
+        let ticker = ticker.as_any().downcast_ref::<StringArray>().unwrap();
+        let ints = |i: usize| {
+            column(i)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .clone()
+        };
+        let floats = |i: usize| {
+            column(i)
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .clone()
+        };
+        let (count, sum, min, max) = (ints(2), ints(3), ints(5), ints(6));
+        let (mean, median) = (floats(4), floats(7));
+        for r in 0..batch.num_rows() {
+            found.push((
+                end.value(r),
+                ticker.value(r).to_owned(),
+                count.value(r),
+                sum.value(r),
+                mean.value(r),
+                min.value(r),
+                max.value(r),
+                median.value(r),
+            ));
+        }
+    }
+    found.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    found
+}
+
+/// The same aggregation in batch over every row at once.
+async fn in_batch(all: RecordBatch) -> Vec<Row> {
+    let ctx = SessionContext::new();
+    ctx.register_batch("trades", all).unwrap();
+    let batches = ctx
+        .sql(
+            r#"SELECT CAST(date_bin(INTERVAL '60' SECOND, "ROWTIME") + INTERVAL '60' SECOND AS TIMESTAMP(3)),
+                      "TICKER", COUNT(*), SUM("PRICE"), AVG("PRICE"), MIN("PRICE"), MAX("PRICE"),
+                      CAST(MEDIAN("PRICE") AS DOUBLE)
+               FROM trades GROUP BY 1, 2"#,
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    rows(&batches)
+}
+
+fn same(streamed: &[Row], batch: &[Row]) {
+    assert_eq!(streamed.len(), batch.len());
+    for (s, b) in streamed.iter().zip(batch) {
+        assert_eq!(
+            (s.0, &s.1, s.2, s.3, s.5, s.6),
+            (b.0, &b.1, b.2, b.3, b.5, b.6),
+            "{s:?} {b:?}"
+        );
+        assert!(
+            (s.4 - b.4).abs() < 1e-9 && (s.7 - b.7).abs() < 1e-9,
+            "{s:?} {b:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tumbling_windows_match_the_same_query_in_batch() {
+    let decoder = Decoder::new(&schema()).unwrap();
+    let code = sql::parse(CODE).unwrap();
+    let mut pipeline = Pipeline::new(&code, INPUT, decoder.schema()).await.unwrap();
+    let records = trades(20_000, 1_796_464_800_000);
+    let mut streamed = Vec::new();
+    let mut inputs = Vec::new();
+    let mut seen_ms = 0;
+    for chunk in records.chunks(700) {
+        let (batch, rejected) = decoder
+            .decode(chunk.iter().map(|(d, t)| (&d[..], *t)))
+            .unwrap();
+        assert!(rejected.is_empty());
+        inputs.push(batch.clone());
+        let produced = pipeline.push(batch).await.unwrap();
+        assert!(
+            produced.is_empty(),
+            "windows close only as the watermark passes them"
+        );
+        seen_ms = seen_ms.max(chunk.iter().map(|(_, t)| *t).max().unwrap());
+        // Two seconds of disorder, allowed for: the watermark trails what was seen by 2 s.
+        for (stream, rows) in pipeline.advance(seen_ms as i64 - 2_000).await.unwrap() {
+            assert_eq!(stream, "DESTINATION_SQL_STREAM");
+            streamed.push(rows);
+        }
+    }
+    for (_, rows) in pipeline.advance(i64::MAX).await.unwrap() {
+        streamed.push(rows);
+    }
+    assert_eq!(pipeline.late_rows(), 0);
+    let all = datafusion::arrow::compute::concat_batches(&decoder.schema(), &inputs).unwrap();
+    let expected = in_batch(all).await;
+    assert!(
+        expected.len() > 30,
+        "{} windows and tickers",
+        expected.len()
+    );
+    same(&rows(&streamed), &expected);
+}
+
+#[tokio::test]
+async fn rows_of_a_closed_window_are_late_and_left_out() {
+    let decoder = Decoder::new(&schema()).unwrap();
+    let code = sql::parse(CODE).unwrap();
+    let mut pipeline = Pipeline::new(&code, INPUT, decoder.schema()).await.unwrap();
+    let record = |ms: u64| (br#"{"TICKER":"AMZN","PRICE":5}"#.to_vec(), ms);
+    let push = |records: Vec<(Vec<u8>, u64)>| {
+        decoder
+            .decode(
+                records
+                    .iter()
+                    .map(|(d, t)| (&d[..], *t))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap()
+            .0
+    };
+    pipeline
+        .push(push(vec![record(1_000), record(59_999)]))
+        .await
+        .unwrap();
+    let closed = pipeline.advance(60_000).await.unwrap();
+    assert_eq!(rows(&[closed[0].1.clone()])[0].2, 2);
+    pipeline
+        .push(push(vec![record(30_000), record(61_000)]))
+        .await
+        .unwrap();
+    assert_eq!(pipeline.late_rows(), 1);
+    let closed = pipeline.advance(120_000).await.unwrap();
+    let closed = rows(&[closed[0].1.clone()]);
+    assert_eq!((closed[0].0, closed[0].2), (120_000, 1));
+}
+
+#[tokio::test]
+async fn per_row_pumps_keep_rowtime_and_feed_other_pumps() {
+    let decoder = Decoder::new(&schema()).unwrap();
+    let code = sql::parse(
+        r#"CREATE OR REPLACE STREAM "DEARS" (ticker VARCHAR(4), price BIGINT);
+           CREATE OR REPLACE STREAM "COUNTS" (ticker VARCHAR(4), n BIGINT);
+           CREATE OR REPLACE PUMP "FILTER" AS INSERT INTO "DEARS"
+               SELECT STREAM ticker, price FROM "SOURCE_SQL_STREAM_001" WHERE price > 500;
+           CREATE OR REPLACE PUMP "COUNT" AS INSERT INTO "COUNTS"
+               SELECT STREAM ticker, COUNT(*) FROM "DEARS"
+               GROUP BY ticker, FLOOR("DEARS".ROWTIME TO MINUTE);"#,
+    )
+    .unwrap();
+    let mut pipeline = Pipeline::new(&code, INPUT, decoder.schema()).await.unwrap();
+    let records: Vec<(Vec<u8>, u64)> = [
+        ("A", 600, 1_000),
+        ("A", 100, 2_000),
+        ("B", 900, 3_000),
+        ("A", 700, 61_000),
+    ]
+    .iter()
+    .map(|(t, p, ms)| {
+        (
+            format!(r#"{{"TICKER":"{t}","PRICE":{p}}}"#).into_bytes(),
+            *ms,
+        )
+    })
+    .collect();
+    let (batch, _) = decoder
+        .decode(records.iter().map(|(d, t)| (&d[..], *t)))
+        .unwrap();
+    let produced = pipeline.push(batch).await.unwrap();
+    let dears = &produced[0].1;
+    assert_eq!(produced[0].0, "DEARS");
+    let rowtime = dears
+        .column(0)
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .unwrap();
+    assert_eq!(rowtime.values().to_vec(), [1_000, 3_000, 61_000]);
+    let counted = pipeline.advance(i64::MAX).await.unwrap();
+    let mut counts: Vec<(i64, String, i64)> = counted
+        .iter()
+        .filter(|(s, _)| s == "COUNTS")
+        .flat_map(|(_, b)| {
+            let end = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .unwrap()
+                .clone();
+            let ticker = b
+                .column(1)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone();
+            let n = b
+                .column(2)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .clone();
+            (0..b.num_rows())
+                .map(move |r| (end.value(r), ticker.value(r).to_owned(), n.value(r)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            (60_000, "A".into(), 1),
+            (60_000, "B".into(), 1),
+            (120_000, "A".into(), 1)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn queries_that_cannot_run_are_refused_at_creation() {
+    let decoder = Decoder::new(&schema()).unwrap();
+    for (code, message) in [
+        (
+            r#"CREATE OR REPLACE STREAM "O" (n BIGINT);
+               CREATE OR REPLACE PUMP "P" AS INSERT INTO "O" SELECT STREAM COUNT(*) FROM "SOURCE_SQL_STREAM_001";"#,
+            "needs a tumbling window",
+        ),
+        (
+            r#"CREATE OR REPLACE STREAM "O" (n BIGINT);
+               CREATE OR REPLACE PUMP "P" AS INSERT INTO "O" SELECT STREAM nope FROM "SOURCE_SQL_STREAM_001";"#,
+            "NOPE",
+        ),
+        (
+            r#"CREATE OR REPLACE STREAM "O" (n BIGINT, m BIGINT);
+               CREATE OR REPLACE PUMP "P" AS INSERT INTO "O" SELECT STREAM price FROM "SOURCE_SQL_STREAM_001";"#,
+            "gives 1 columns for 2",
+        ),
+        (
+            r#"CREATE OR REPLACE PUMP "P" AS INSERT INTO "MISSING" SELECT STREAM price FROM "SOURCE_SQL_STREAM_001";"#,
+            "does not exist",
+        ),
+    ] {
+        let parsed = sql::parse(code).unwrap();
+        let refused = Pipeline::new(&parsed, INPUT, decoder.schema())
+            .await
+            .err()
+            .expect("refused");
+        assert!(refused.to_string().contains(message), "{refused}");
+        assert!(
+            refused.to_string().contains("line 2") || refused.to_string().contains("line 1"),
+            "{refused}"
+        );
+    }
+}
