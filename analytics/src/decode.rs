@@ -242,8 +242,14 @@ fn text_cell(text: &str, kind: &DataType) -> Result<Cell, String> {
         },
         DataType::Timestamp(..) => Cell::Millis(timestamp_ms(trimmed).ok_or_else(wrong)?),
         DataType::Date32 => Cell::Days(date_days(trimmed).ok_or_else(wrong)?),
-        DataType::Decimal128(_, scale) => {
-            Cell::Decimal(decimal(trimmed, *scale).ok_or_else(wrong)?)
+        DataType::Decimal128(precision, scale) => {
+            let value = decimal(trimmed, *scale).ok_or_else(wrong)?;
+            if value.unsigned_abs() >= 10u128.pow(u32::from(*precision)) {
+                return Err(format!(
+                    "{text:?} has more digits than DECIMAL({precision},{scale}) holds."
+                ));
+            }
+            Cell::Decimal(value)
         }
         _ => return Err(wrong()),
     })
@@ -258,7 +264,7 @@ fn timestamp_ms(text: &str) -> Option<i64> {
     let days = i64::from(date_days(date)?);
     let time = time.trim_end_matches('Z');
     let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let mut parts = hms.split(':').map(|p| p.parse::<u32>().ok().map(i64::from));
     let (h, m, s) = (
         parts.next()??,
         parts.next()??,
@@ -280,12 +286,19 @@ fn timestamp_ms(text: &str) -> Option<i64> {
 /// `yyyy-MM-dd` as days since 1970-01-01 (proleptic Gregorian).
 fn date_days(text: &str) -> Option<i32> {
     let mut parts = text.split('-');
-    let (y, m, d): (i64, i64, i64) = (
-        parts.next()?.parse().ok()?,
-        parts.next()?.parse().ok()?,
-        parts.next()?.parse().ok()?,
-    );
-    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    let mut number = || parts.next()?.parse::<u32>().ok().map(i64::from);
+    let (y, m, d) = (number()?, number()?, number()?);
+    if parts.next().is_some() || !(1..=9999).contains(&y) || !(1..=12).contains(&m) {
+        return None;
+    }
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days_in_month = match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=days_in_month).contains(&d) {
         return None;
     }
     // Howard Hinnant's days-from-civil.
@@ -503,5 +516,11 @@ mod tests {
         assert_eq!(decimal("-1.005", 2), Some(-101));
         assert_eq!(decimal("12", 2), Some(1200));
         assert_eq!(decimal("1.2.3", 2), None);
+        assert_eq!(date_days("2026-02-29"), None);
+        assert_eq!(date_days("2024-02-29"), Some(19_782));
+        assert_eq!(date_days("99999999999999-01-01"), None);
+        assert_eq!(timestamp_ms("2026-01-01 00:-30:00"), None);
+        assert!(text_cell("123456.789", &DataType::Decimal128(4, 2)).is_err());
+        assert!(text_cell("12.34", &DataType::Decimal128(4, 2)).is_ok());
     }
 }

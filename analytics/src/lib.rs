@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+mod app;
 mod decode;
 mod error;
 mod pipeline;
@@ -36,6 +37,10 @@ mod schema;
 pub mod sql;
 mod types;
 
+pub use app::{
+    Application, ApplicationSnapshot, ApplicationSpec, ApplicationStats, Input, Output,
+    OutputFormat, RunConfig,
+};
 pub use decode::{Decoder, Rejected};
 pub use error::{AnalyticsError, Position};
 pub use pipeline::{Pipeline, Produced};

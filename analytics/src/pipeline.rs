@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{
     Array, ArrayRef, TimestampMillisecondArray, UInt32Array, new_null_array,
 };
-use datafusion::arrow::compute::{cast, take_record_batch};
+use datafusion::arrow::compute::{can_cast_types, cast, take_record_batch};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
@@ -94,6 +94,8 @@ pub struct Pipeline {
     watermark_ms: i64,
     /// Rows of windows closed already when they came.
     late_rows: u64,
+    /// Values cast to NULL because they did not fit their column.
+    unfit_values: std::sync::atomic::AtomicU64,
 }
 
 impl Pipeline {
@@ -112,11 +114,21 @@ impl Pipeline {
             input: input.to_owned(),
             watermark_ms: i64::MIN,
             late_rows: 0,
+            unfit_values: std::sync::atomic::AtomicU64::new(0),
         };
         pipeline.add_stream(input, schema, Position::default())?;
         for stream in &code.streams {
             let mut fields = vec![Field::new(ROWTIME, rowtime_type(), false)];
             for (name, written) in &stream.columns {
+                if name == ROWTIME || fields.iter().any(|f| f.name() == name) {
+                    return Err(AnalyticsError::code(
+                        format!(
+                            "Stream {}: column {name:?} is ROWTIME's, or named twice",
+                            stream.name
+                        ),
+                        stream.at,
+                    ));
+                }
                 let kind = sql_type(written)
                     .map_err(|e| AnalyticsError::code(e.to_string(), stream.at))?;
                 fields.push(Field::new(name, kind, true));
@@ -124,10 +136,44 @@ impl Pipeline {
             pipeline.add_stream(&stream.name, Arc::new(Schema::new(fields)), stream.at)?;
         }
         for pump in &code.pumps {
+            if pump.into == input {
+                return Err(AnalyticsError::code(
+                    format!(
+                        "Pump {}: the input stream {input:?} takes no pump's rows",
+                        pump.name
+                    ),
+                    pump.at,
+                ));
+            }
             let planned = pipeline.plan(pump).await?;
             pipeline.pumps.push(planned);
         }
+        pipeline.refuse_cycles()?;
         Ok(pipeline)
+    }
+
+    /// Refuses pumps that feed their own input, through any chain of streams.
+    fn refuse_cycles(&self) -> Result<(), AnalyticsError> {
+        for start in &self.pumps {
+            let mut reached = vec![start.into.as_str()];
+            let mut at = 0;
+            while at < reached.len() {
+                let stream = reached[at];
+                for pump in self.pumps.iter().filter(|p| p.from == stream) {
+                    if pump.into == start.from {
+                        return Err(AnalyticsError::invalid(format!(
+                            "Pump {} reads {:?}, which its own rows reach again (through pump {}): pumps may not form a cycle.",
+                            start.name, start.from, pump.name
+                        )));
+                    }
+                    if !reached.contains(&pump.into.as_str()) {
+                        reached.push(&pump.into);
+                    }
+                }
+                at += 1;
+            }
+        }
+        Ok(())
     }
 
     fn add_stream(
@@ -168,6 +214,7 @@ impl Pipeline {
             .await
             .map_err(|e| failed(&e))?;
         let from = single_source(&plan).map_err(|e| failed(&e))?;
+        refuse_unbounded(&plan, pump.window.is_some()).map_err(|e| failed(&e))?;
         let aggregates = has_aggregate(&plan);
         if aggregates != pump.window.is_some() {
             return Err(failed(&if aggregates {
@@ -188,6 +235,20 @@ impl Pipeline {
         };
         let fills =
             fills(&target.schema, pump.columns.as_deref(), produced).map_err(|e| failed(&e))?;
+        let carried = usize::from(pump.window.is_none());
+        for (field, fill) in target.schema.fields().iter().skip(1).zip(&fills) {
+            if let Some(i) = fill {
+                let made = plan.schema().field(*i + carried).data_type();
+                if !can_cast_types(made, field.data_type()) {
+                    return Err(failed(&format!(
+                        "the query's column {} ({made}) cannot go into column {} ({})",
+                        *i + 1,
+                        field.name(),
+                        field.data_type()
+                    )));
+                }
+            }
+        }
         Ok(Pump {
             name: pump.name.clone(),
             from,
@@ -200,10 +261,16 @@ impl Pipeline {
 
     /// The plan of a `SELECT`'s tokens.
     async fn plan_tokens(&self, tokens: Vec<TokenWithSpan>) -> Result<LogicalPlan, String> {
-        let statement = Parser::new(&GenericDialect {})
-            .with_tokens_with_locations(tokens)
-            .parse_statement()
-            .map_err(|e| e.to_string())?;
+        let mut parser = Parser::new(&GenericDialect {}).with_tokens_with_locations(tokens);
+        let statement = parser.parse_statement().map_err(|e| e.to_string())?;
+        // sqlparser stops at the first token it cannot go on with: nothing may follow.
+        let next = parser.peek_token();
+        if next.token != Token::EOF {
+            return Err(format!(
+                "Expected the end of the pump's SELECT, found {} at line {}, column {} (a missing ; or operator?)",
+                next.token, next.span.start.line, next.span.start.column
+            ));
+        }
         let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement));
         self.ctx
             .state()
@@ -220,33 +287,54 @@ impl Pipeline {
     }
 
     /// Moves the watermark to `watermark_ms` (no input row will arrive before it) and closes
-    /// the windows that end at or before it, oldest first; returns the rows they made.
+    /// the windows that end at or before it, earliest end first (so the rows a window makes
+    /// reach the windows of pumps reading them before those close); returns the rows made.
+    /// A window leaves the state only once its rows are made: after a failure, the call can
+    /// be made again.
     pub async fn advance(&mut self, watermark_ms: i64) -> Result<Produced, AnalyticsError> {
-        self.watermark_ms = self.watermark_ms.max(watermark_ms);
-        let mut closed = VecDeque::new();
-        for i in 0..self.pumps.len() {
-            let due: Vec<(i64, Vec<RecordBatch>)> = {
-                let Some((width, open)) = &mut self.pumps[i].window else {
-                    continue;
-                };
-                let width = *width;
-                let keep = open.split_off(&(self.watermark_ms.saturating_sub(width) + 1));
-                std::mem::replace(open, keep).into_iter().collect()
+        let target = self.watermark_ms.max(watermark_ms);
+        let mut produced = Vec::new();
+        while let Some((end, i)) = self.next_due(target) {
+            self.watermark_ms = self.watermark_ms.max(end);
+            let (rows, width) = {
+                let (width, open) = self.pumps[i].window.as_ref().expect("a windowed pump");
+                let (_, rows) = open.first_key_value().expect("a due window");
+                (rows.clone(), *width)
             };
-            for (start, rows) in due {
-                let width = self.pumps[i].window.as_ref().map_or(0, |w| w.0);
-                let made = self.run(i, rows, Some(start + width)).await?;
-                closed.push_back((self.pumps[i].into.clone(), made));
+            let made = self.run(i, rows, Some(end)).await?;
+            if let Some((_, open)) = &mut self.pumps[i].window {
+                open.remove(&(end - width));
             }
+            let into = self.pumps[i].into.clone();
+            produced.push((into.clone(), made.clone()));
+            produced.extend(self.drain(VecDeque::from([(into, made)])).await?);
         }
-        let mut produced: Produced = closed.iter().cloned().collect();
-        produced.extend(self.drain(closed).await?);
+        self.watermark_ms = target;
         Ok(produced)
+    }
+
+    /// The earliest-ending open window that ends at or before `target`, and its pump.
+    fn next_due(&self, target: i64) -> Option<(i64, usize)> {
+        self.pumps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, pump)| {
+                let (width, open) = pump.window.as_ref()?;
+                let start = open.keys().next()?;
+                Some((start + width, i))
+            })
+            .filter(|(end, _)| *end <= target)
+            .min()
     }
 
     /// Rows that came for a window closed already (dropped).
     pub fn late_rows(&self) -> u64 {
         self.late_rows
+    }
+
+    /// Values that did not fit their output column's type (written as NULL).
+    pub fn unfit_values(&self) -> u64 {
+        self.unfit_values.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs the pumps reading each queued stream's rows, and those reading what they make.
@@ -330,7 +418,10 @@ impl Pipeline {
         let target = &self.streams[&pump.into].schema;
         let mut out = Vec::with_capacity(results.len());
         for result in results {
-            out.push(shape(&result, target, &pump.fills, window_end)?);
+            let (shaped, unfit) = shape(&result, target, &pump.fills, window_end)?;
+            self.unfit_values
+                .fetch_add(unfit, std::sync::atomic::Ordering::Relaxed);
+            out.push(shaped);
         }
         datafusion::arrow::compute::concat_batches(target, &out)
             .map_err(|e| AnalyticsError::execution("gather a pump's rows", e))
@@ -371,6 +462,35 @@ fn single_source(plan: &LogicalPlan) -> Result<String, String> {
         [] => Err("a pump reads an in-application stream (FROM)".to_owned()),
         _ => Err("joins of streams are not supported yet".to_owned()),
     }
+}
+
+/// Refuses what a micro-batch (or a tumbling window's rows) would answer wrongly: window
+/// functions (sliding windows, not built yet) anywhere; DISTINCT, ORDER BY and LIMIT in a
+/// per-row query, which a stream has no end to apply them to.
+fn refuse_unbounded(plan: &LogicalPlan, windowed: bool) -> Result<(), String> {
+    let mut refused = None;
+    plan.apply(|node| {
+        refused = match node {
+            LogicalPlan::Window(_) => Some("OVER (sliding windows) is not supported yet"),
+            LogicalPlan::Distinct(_) if !windowed => {
+                Some("DISTINCT over a stream needs a tumbling window")
+            }
+            LogicalPlan::Sort(_) if !windowed => {
+                Some("ORDER BY over a stream needs a tumbling window")
+            }
+            LogicalPlan::Limit(_) if !windowed => {
+                Some("LIMIT over a stream needs a tumbling window")
+            }
+            _ => None,
+        };
+        Ok(if refused.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })
+    .map_err(|e| e.to_string())?;
+    refused.map_or(Ok(()), |why| Err(why.to_owned()))
 }
 
 fn has_aggregate(plan: &LogicalPlan) -> bool {
@@ -423,13 +543,14 @@ fn fills(
     Ok(fills)
 }
 
-/// A query's rows as the target stream's: `ROWTIME`, then each column cast to its type.
+/// A query's rows as the target stream's: `ROWTIME`, then each column cast to its type; and
+/// how many values did not fit their type (written as NULL, as KDA writes them).
 fn shape(
     result: &RecordBatch,
     target: &SchemaRef,
     fills: &[Option<usize>],
     window_end: Option<i64>,
-) -> Result<RecordBatch, AnalyticsError> {
+) -> Result<(RecordBatch, u64), AnalyticsError> {
     let rows = result.num_rows();
     let (rowtime, offset): (ArrayRef, usize) = match window_end {
         Some(end) => (
@@ -443,16 +564,23 @@ fn shape(
         ),
     };
     let mut columns = vec![rowtime];
+    let mut unfit = 0;
     for (field, fill) in target.fields().iter().skip(1).zip(fills) {
         columns.push(match fill {
-            Some(i) => cast(result.column(i + offset), field.data_type()).map_err(|e| {
-                AnalyticsError::execution(&format!("cast to column {}", field.name()), e)
-            })?,
+            Some(i) => {
+                let made = result.column(i + offset);
+                let cast = cast(made, field.data_type()).map_err(|e| {
+                    AnalyticsError::execution(&format!("cast to column {}", field.name()), e)
+                })?;
+                unfit += cast.null_count().saturating_sub(made.null_count()) as u64;
+                cast
+            }
             None => new_null_array(field.data_type(), rows),
         });
     }
-    RecordBatch::try_new(target.clone(), columns)
-        .map_err(|e| AnalyticsError::execution("make a pump's rows", e))
+    let batch = RecordBatch::try_new(target.clone(), columns)
+        .map_err(|e| AnalyticsError::execution("make a pump's rows", e))?;
+    Ok((batch, unfit))
 }
 
 fn rowtimes(batch: &RecordBatch) -> Result<&TimestampMillisecondArray, AnalyticsError> {

@@ -400,9 +400,14 @@ fn pump(mut reader: Reader<'_>, at: Position) -> Result<PumpDef, AnalyticsError>
     })
 }
 
+/// Function calls nested deeper than this are refused (the rewrite recurses into each).
+const NESTING_MAX: usize = 50;
+
 /// The rewrite of one `SELECT`.
 #[derive(Default)]
 struct Rewrite {
+    /// Function calls being rewritten, one inside the other.
+    depth: usize,
     window: Option<Window>,
     /// A `GROUP BY` holds the window.
     grouped: bool,
@@ -436,7 +441,14 @@ impl Rewrite {
                 self.in_group_by = false;
             }
             if unquoted && next == Some(&Token::LParen) {
+                if self.depth >= NESTING_MAX {
+                    return Err(AnalyticsError::code(
+                        format!("Function calls are nested more than {NESTING_MAX} deep"),
+                        position(token.span.start),
+                    ));
+                }
                 let close = matching(tokens, i + 1)?;
+                self.depth += 1;
                 let arguments = &tokens[i + 2..close];
                 let made = match upper.as_str() {
                     "STEP" => self.step(token, arguments)?,
@@ -453,6 +465,7 @@ impl Rewrite {
                         call
                     }
                 };
+                self.depth -= 1;
                 out.extend(made);
                 i = close + 1;
                 continue;
@@ -697,6 +710,17 @@ mod tests {
             assert_eq!((at.line, at.column), (line, column), "{error}");
         };
         refused("SELECT 1", "Expected CREATE", 1, 1);
+        let deep = format!(
+            "CREATE OR REPLACE PUMP p AS INSERT INTO s SELECT STREAM {}1{} FROM src",
+            "f(".repeat(20_000),
+            ")".repeat(20_000)
+        );
+        assert!(
+            parse(&deep)
+                .unwrap_err()
+                .to_string()
+                .contains("nested more than 50")
+        );
         refused("CREATE OR REPLACE TABLE t (a INT)", "STREAM or PUMP", 1, 19);
         refused("CREATE OR REPLACE STREAM s (a BLOB)", "BLOB", 1, 31);
         refused(

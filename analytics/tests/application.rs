@@ -1,0 +1,165 @@
+//! An application running over a real engine: records put into a two-shard stream are read
+//! along the lineage, filtered and counted per second, and the counts land in an output stream
+//! as JSON, adding up to what was put; records that do not fit the schema are counted.
+
+use sluice_analytics::*;
+use sluice_core::{CreateStream, Durability, Engine, EngineConfig, PutRecord};
+use std::time::Duration;
+
+fn engine(dir: &std::path::Path) -> Engine {
+    let mut config = EngineConfig::new(dir.join("engine"));
+    config.cores = 1;
+    config.segment_size_bytes = 8 << 20;
+    Engine::open(config).unwrap()
+}
+
+fn spec() -> ApplicationSpec {
+    let column = |name: &str, sql_type: &str, mapping: &str| RecordColumn {
+        name: name.into(),
+        sql_type: sql_type.into(),
+        mapping: Some(mapping.into()),
+    };
+    ApplicationSpec {
+        name: "counter".into(),
+        code: r#"
+            CREATE OR REPLACE STREAM "DEAR" (ticker VARCHAR(4), price INTEGER);
+            CREATE OR REPLACE STREAM "PER_SECOND" (ticker VARCHAR(4), trades BIGINT, total BIGINT);
+            CREATE OR REPLACE PUMP "FILTER" AS INSERT INTO "DEAR"
+                SELECT STREAM ticker, price FROM "SOURCE_SQL_STREAM_001" WHERE price >= 50;
+            CREATE OR REPLACE PUMP "COUNT" AS INSERT INTO "PER_SECOND"
+                SELECT STREAM ticker, COUNT(*), SUM(price) FROM "DEAR"
+                GROUP BY ticker, STEP("DEAR".ROWTIME BY INTERVAL '1' SECOND);"#
+            .into(),
+        input: Input {
+            stream: "trades".into(),
+            name_prefix: "SOURCE_SQL_STREAM".into(),
+            schema: InputSchema {
+                columns: vec![
+                    column("TICKER", "VARCHAR(4)", "$.ticker"),
+                    column("PRICE", "INTEGER", "$.price"),
+                ],
+                format: RecordFormat::Json,
+            },
+        },
+        outputs: vec![Output {
+            in_app_stream: "PER_SECOND".into(),
+            stream: "counts".into(),
+            format: OutputFormat::Json,
+        }],
+    }
+}
+
+/// Every record of `stream`, as JSON.
+fn read_all(engine: &Engine, stream: &str) -> Vec<serde_json::Value> {
+    let mut reader = engine.stream(stream).unwrap().reader().unwrap();
+    let mut found = Vec::new();
+    for _ in 0..16 {
+        if let Some(read) = reader.read(None).unwrap() {
+            for record in read.records.records() {
+                found.push(serde_json::from_slice(record.data).unwrap());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_filtered_and_counted_per_window_into_the_output_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    engine
+        .create_stream(CreateStream::provisioned("trades", 2))
+        .await
+        .unwrap();
+    engine
+        .create_stream(CreateStream::provisioned("counts", 1))
+        .await
+        .unwrap();
+    let config = RunConfig { lateness_ms: 200 };
+    let runtime = tokio::runtime::Handle::current();
+    let application = Application::start(&engine, spec(), config, &runtime)
+        .await
+        .unwrap();
+    let trades = engine.stream("trades").unwrap();
+    let (mut expected_trades, mut expected_total) = (0i64, 0i64);
+    for round in 0..6 {
+        let records: Vec<(String, Vec<u8>)> = (0..250)
+            .map(|i| {
+                let (ticker, price) = (["A", "B", "C"][i % 3], (i * 7 + round) % 100);
+                if price >= 50 {
+                    expected_trades += 1;
+                    expected_total += price as i64;
+                }
+                (
+                    format!("k{i}"),
+                    format!(r#"{{"ticker":"{ticker}","price":{price}}}"#).into_bytes(),
+                )
+            })
+            .collect();
+        let puts: Vec<PutRecord<'_>> = records.iter().map(|(k, d)| PutRecord::new(k, d)).collect();
+        trades
+            .put_batch(&puts)
+            .durability(Durability::Durable)
+            .await
+            .unwrap();
+        let bad = PutRecord::new("bad", b"{\"ticker\":\"A\",\"price\":\"lots\"}");
+        trades
+            .put(bad)
+            .durability(Durability::Durable)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut counted = Vec::new();
+    for _ in 0..100 {
+        counted = read_all(&engine, "counts");
+        let trades: i64 = counted.iter().map(|c| c["TRADES"].as_i64().unwrap()).sum();
+        if trades >= expected_trades {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let trades: i64 = counted.iter().map(|c| c["TRADES"].as_i64().unwrap()).sum();
+    let total: i64 = counted.iter().map(|c| c["TOTAL"].as_i64().unwrap()).sum();
+    assert_eq!(
+        (trades, total),
+        (expected_trades, expected_total),
+        "{counted:?}"
+    );
+    assert!(
+        counted
+            .iter()
+            .all(|c| ["A", "B", "C"].contains(&c["TICKER"].as_str().unwrap()))
+    );
+    let stats = application.stats();
+    assert_eq!(
+        (stats.input_records, stats.rejected_records),
+        (1506, 6),
+        "{stats:?}"
+    );
+    assert_eq!(stats.output_records, counted.len() as u64);
+    application.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_on_missing_streams_or_bad_outputs_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let runtime = tokio::runtime::Handle::current();
+    let refused = Application::start(&engine, spec(), RunConfig::default(), &runtime).await;
+    assert!(matches!(refused, Err(AnalyticsError::InvalidArgument(ref m)) if m.contains("trades")));
+    engine
+        .create_stream(CreateStream::provisioned("trades", 1))
+        .await
+        .unwrap();
+    engine
+        .create_stream(CreateStream::provisioned("counts", 1))
+        .await
+        .unwrap();
+    let mut wrong = spec();
+    wrong.outputs[0].in_app_stream = "NOWHERE".into();
+    let refused = Application::start(&engine, wrong, RunConfig::default(), &runtime).await;
+    assert!(
+        matches!(refused, Err(AnalyticsError::InvalidArgument(ref m)) if m.contains("NOWHERE"))
+    );
+}
