@@ -291,7 +291,7 @@ async fn records_past_the_retry_duration_land_in_the_error_output() {
 async fn bad_endpoints_are_refused_at_creation() {
     let setup = setup();
     let bad = [
-        HttpEndpoint::new("https://example.com/"),
+        HttpEndpoint::new("https://user@example.com/"),
         HttpEndpoint::new("ftp://example.com/"),
         HttpEndpoint::new("http:///path"),
         HttpEndpoint {
