@@ -343,20 +343,30 @@ impl Firehose {
         entry: &Entry,
         tags: BTreeMap<String, String>,
     ) -> Result<(), FirehoseError> {
+        self.save_changed(entry, |stored| stored.tags = tags.clone())?;
+        *lock(&entry.tags) = tags;
+        Ok(())
+    }
+
+    /// Writes the catalogue with `entry`'s delivery stream changed by `change` (the others
+    /// as they are); the caller changes the entry in memory once it is stored.
+    fn save_changed(
+        &self,
+        entry: &Entry,
+        change: impl Fn(&mut Stored),
+    ) -> Result<(), FirehoseError> {
         let name = &entry.stored.spec.name;
         let all = self
             .stored()
             .into_iter()
             .map(|mut s| {
                 if &s.spec.name == name {
-                    s.tags = tags.clone();
+                    change(&mut s);
                 }
                 s
             })
             .collect();
-        catalogue::save(&self.config.dir, all)?;
-        *entry.tags.lock().unwrap_or_else(|e| e.into_inner()) = tags;
-        Ok(())
+        catalogue::save(&self.config.dir, all)
     }
 
     /// Seals the DirectPut records put from now on under the KMS key `key` (Firehose's
@@ -407,18 +417,7 @@ impl Firehose {
     /// Stores the delivery stream with `key`, then puts under it: a put sealed under a key
     /// is never acknowledged before the key is stored.
     fn save_encryption(&self, entry: &Entry, key: Option<String>) -> Result<(), FirehoseError> {
-        let name = &entry.stored.spec.name;
-        let all = self
-            .stored()
-            .into_iter()
-            .map(|mut s| {
-                if &s.spec.name == name {
-                    s.encryption_key = key.clone();
-                }
-                s
-            })
-            .collect();
-        catalogue::save(&self.config.dir, all)?;
+        self.save_changed(entry, |stored| stored.encryption_key = key.clone())?;
         *lock(&entry.encryption) = key;
         Ok(())
     }
