@@ -8,10 +8,8 @@ import os
 import sys
 import time
 
-import boto3
-from botocore.config import Config
-
 import harness
+from firehose_suite import client, s3_destination
 from harness import expect_error, unique
 
 ENDPOINT = sys.argv[1] if __name__ == "__main__" else None
@@ -20,18 +18,8 @@ DATA = sys.argv[3] if __name__ == "__main__" else None
 ACCOUNT = "000000000000"
 
 
-def client(endpoint, service="firehose"):
-    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE",
-                        aws_secret_access_key="secret", config=Config(retries={"max_attempts": 1}))
-
-
 def destination(bucket):
-    return {
-        "RoleARN": f"arn:aws:iam::{ACCOUNT}:role/firehose",
-        "BucketARN": f"arn:aws:s3:::{bucket}",
-        "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
-        "CompressionFormat": "UNCOMPRESSED",
-    }
+    return s3_destination(bucket, "", compression="UNCOMPRESSED")
 
 
 def delivered(bucket):

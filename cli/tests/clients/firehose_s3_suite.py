@@ -28,19 +28,23 @@ def objects(s3, bucket):
     return sorted((key, s3.get_object(Bucket=bucket, Key=key)["Body"].read()) for key in keys)
 
 
+def create(firehose, name, bucket, size, interval, compression, prefix=None):
+    destination = {
+        "RoleARN": "arn:aws:iam::000000000000:role/firehose",
+        "BucketARN": f"arn:aws:s3:::{bucket}",
+        "BufferingHints": {"SizeInMBs": size, "IntervalInSeconds": interval},
+        "CompressionFormat": compression,
+    }
+    if prefix is not None:
+        destination["Prefix"] = prefix
+    firehose.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration=destination)
+
+
 def test_records_land_in_s3_once_gzipped_and_named_as_firehose_names_them(endpoint):
     firehose, s3 = client("firehose", endpoint), client("s3", S3)
     bucket, name = unique("lake"), unique("events")
     s3.create_bucket(Bucket=bucket)
-    firehose.create_delivery_stream(
-        DeliveryStreamName=name,
-        ExtendedS3DestinationConfiguration={
-            "RoleARN": "arn:aws:iam::000000000000:role/firehose",
-            "BucketARN": f"arn:aws:s3:::{bucket}",
-            "Prefix": "events/",
-            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
-            "CompressionFormat": "GZIP",
-        })
+    create(firehose, name, bucket, 1, 1, "GZIP", prefix="events/")
     for start in range(0, 1500, 500):
         records = [{"Data": f"event-{i:05}\n".encode()} for i in range(start, start + 500)]
         assert firehose.put_record_batch(DeliveryStreamName=name, Records=records)["FailedPutCount"] == 0
@@ -63,14 +67,7 @@ def test_a_large_object_is_a_multipart_upload_and_a_small_one_a_single_put(endpo
     firehose, s3 = client("firehose", endpoint), client("s3", S3)
     bucket, name = unique("lake"), unique("large")
     s3.create_bucket(Bucket=bucket)
-    firehose.create_delivery_stream(
-        DeliveryStreamName=name,
-        ExtendedS3DestinationConfiguration={
-            "RoleARN": "arn:aws:iam::000000000000:role/firehose",
-            "BucketARN": f"arn:aws:s3:::{bucket}",
-            "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 5},
-            "CompressionFormat": "UNCOMPRESSED",
-        })
+    create(firehose, name, bucket, 64, 5, "UNCOMPRESSED")
     # 21 records of 1,000,000 bytes: one object of 21,000,000 bytes, over the 16 MiB from
     # which objects go up in 8 MiB parts (three of them).
     records = [bytes([ord("a") + i]) * 999_999 + b"\n" for i in range(21)]
