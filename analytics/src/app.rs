@@ -1,27 +1,22 @@
-//! A running application: reads its source stream along its lineage, decodes each read into
-//! the input stream's rows, runs the pipeline, moves the watermark as the shards are read,
-//! and puts the rows of its output streams into Sluice streams as JSON or CSV lines.
+//! An application: what it is ([`ApplicationSpec`]), how it runs ([`RunConfig`]), its
+//! counters, and [`Application::start`], which checks it, takes up its checkpoint and starts
+//! its task (the task itself is in `task.rs`).
 
+use crate::checkpoint::StateDir;
 use crate::decode::Decoder;
 use crate::error::AnalyticsError;
-use crate::pipeline::{Pipeline, Produced};
+use crate::pipeline::Pipeline;
 use crate::schema::InputSchema;
-use datafusion::arrow::record_batch::RecordBatch;
+use crate::task::Running;
 use serde::{Deserialize, Serialize};
-use sluice_core::{Durability, Engine, PutRecord, ReadError, Stream};
+use sluice_core::Engine;
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// Records read from the source per call.
-const READ_RECORDS_MAX: usize = 10_000;
-/// Empty reads in a row before the task naps, and the nap.
-const EMPTY_READS_BEFORE_NAP: u32 = 8;
-const NAP: Duration = Duration::from_millis(20);
 
 /// What an application is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +40,17 @@ pub struct Input {
     pub name_prefix: String,
     /// How its records map to rows.
     pub schema: InputSchema,
+}
+
+impl ApplicationSpec {
+    /// What a checkpoint must have been taken for: the code and the input's mapping.
+    fn digest(&self) -> u64 {
+        let input = serde_json::to_vec(&self.input).unwrap_or_default();
+        let mut bytes = self.code.clone().into_bytes();
+        bytes.push(0);
+        bytes.extend_from_slice(&input);
+        xxhash_rust::xxh3::xxh3_64(&bytes)
+    }
 }
 
 impl Input {
@@ -75,17 +81,30 @@ pub enum OutputFormat {
 }
 
 /// How an application runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunConfig {
     /// How far behind the time a shard was last found caught up the watermark stays: a
     /// record is stamped at its put and seen once durable, so a shard read to its end at `t`
     /// may still show records of a little before `t`.
     pub lateness_ms: u64,
+    /// Where the application keeps its checkpoint and journal. With one, a restart (after a
+    /// stop or a kill -9) resumes where it was, and no output row is lost or put twice;
+    /// without one, every start reads the source from its trim horizon.
+    pub state_dir: Option<PathBuf>,
+    /// How often the whole state is written (the journal holds the steps in between).
+    pub checkpoint_interval: Duration,
+    /// Records read from the source at a time (1 to 10,000).
+    pub read_records: usize,
 }
 
 impl Default for RunConfig {
     fn default() -> RunConfig {
-        RunConfig { lateness_ms: 1000 }
+        RunConfig {
+            lateness_ms: 1000,
+            state_dir: None,
+            checkpoint_interval: Duration::from_secs(10),
+            read_records: 10_000,
+        }
     }
 }
 
@@ -99,6 +118,8 @@ pub struct ApplicationStats {
     millis_behind_latest: AtomicU64,
     failures: AtomicU64,
     last_error: std::sync::Mutex<Option<String>>,
+    resumed_at_step: AtomicU64,
+    replayed_steps: AtomicU64,
 }
 
 /// The counters, read.
@@ -119,6 +140,10 @@ pub struct ApplicationSnapshot {
     pub failures: u64,
     /// The last failure.
     pub last_error: Option<String>,
+    /// The step this run took up from its checkpoint and journal (0: it started afresh).
+    pub resumed_at_step: u64,
+    /// Steps of the journal this run replayed at its start.
+    pub replayed_steps: u64,
 }
 
 impl ApplicationStats {
@@ -137,8 +162,48 @@ impl ApplicationStats {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            resumed_at_step: load(&self.resumed_at_step),
+            replayed_steps: load(&self.replayed_steps),
         }
     }
+
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.counter(counter).fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set(&self, counter: Counter, n: u64) {
+        self.counter(counter).store(n, Ordering::Relaxed);
+    }
+
+    fn counter(&self, counter: Counter) -> &AtomicU64 {
+        match counter {
+            Counter::InputRecords => &self.input_records,
+            Counter::RejectedRecords => &self.rejected_records,
+            Counter::OutputRecords => &self.output_records,
+            Counter::LateRows => &self.late_rows,
+            Counter::MillisBehindLatest => &self.millis_behind_latest,
+            Counter::ResumedAtStep => &self.resumed_at_step,
+            Counter::ReplayedSteps => &self.replayed_steps,
+        }
+    }
+
+    /// Counts a failure and keeps its message.
+    pub(crate) fn failed(&self, error: &str) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_owned());
+    }
+}
+
+/// The counters the task moves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Counter {
+    InputRecords,
+    RejectedRecords,
+    OutputRecords,
+    LateRows,
+    MillisBehindLatest,
+    ResumedAtStep,
+    ReplayedSteps,
 }
 
 /// A running application; dropping it stops it at its next step.
@@ -150,13 +215,20 @@ pub struct Application {
 
 impl Application {
     /// Checks `spec` (its code planned against its input's schema, its streams found) and
-    /// starts running it on `runtime`, reading its source from the trim horizon.
+    /// starts running it on `runtime`: from its checkpoint when `config.state_dir` holds one
+    /// (replaying the journal's steps first), else from the source's trim horizon.
     pub async fn start(
         engine: &Engine,
         spec: ApplicationSpec,
         config: RunConfig,
         runtime: &tokio::runtime::Handle,
     ) -> Result<Application, AnalyticsError> {
+        if !(1..=10_000).contains(&config.read_records) {
+            return Err(AnalyticsError::invalid(format!(
+                "read_records is {}; it is 1 to 10000.",
+                config.read_records
+            )));
+        }
         let decoder = Decoder::new(&spec.input.schema)?;
         let code = crate::sql::parse(&spec.code)?;
         let pipeline = Pipeline::new(&code, &spec.input.in_app_name(), decoder.schema()).await?;
@@ -178,18 +250,25 @@ impl Application {
         }
         let stats = Arc::new(ApplicationStats::default());
         let (stop, stopped) = watch::channel(false);
-        let running = Running {
-            name: spec.name,
+        let digest = spec.digest();
+        let mut running = Running::new(
+            spec.name,
             source,
             decoder,
             pipeline,
             outputs,
-            config,
-            stats: stats.clone(),
-            stop: stopped,
-            shards: BTreeMap::new(),
+            config.clone(),
+            stats.clone(),
+            stopped,
+        );
+        let replay = match &config.state_dir {
+            None => None,
+            Some(dir) => {
+                let (state, recovered) = StateDir::open(dir)?;
+                Some(running.take_up(state, recovered, digest)?)
+            }
         };
-        let task = runtime.spawn(running.run());
+        let task = runtime.spawn(running.run(replay));
         Ok(Application { stats, stop, task })
     }
 
@@ -203,242 +282,4 @@ impl Application {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
-}
-
-/// The application task's state.
-struct Running {
-    name: String,
-    source: Stream,
-    decoder: Decoder,
-    pipeline: Pipeline,
-    outputs: BTreeMap<String, (Stream, OutputFormat)>,
-    config: RunConfig,
-    stats: Arc<ApplicationStats>,
-    stop: watch::Receiver<bool>,
-    /// Per shard read, the time before which it holds no more records.
-    shards: BTreeMap<String, i64>,
-}
-
-impl Running {
-    async fn run(mut self) {
-        let mut reader = None;
-        let mut empty_reads = 0;
-        while !*self.stop.borrow() {
-            let reading = match &mut reader {
-                Some(reader) => reader,
-                None => match self.source.reader() {
-                    Ok(made) => reader.insert(made),
-                    Err(e) => {
-                        self.failed(&format!("read {}: {e}", self.source.name()))
-                            .await;
-                        continue;
-                    }
-                },
-            };
-            let read_at = now_ms();
-            match reading.read(Some(READ_RECORDS_MAX)) {
-                Ok(Some(read)) => {
-                    let got = !read.records.is_empty();
-                    // A read the pipeline fails on is not read again (it would fail again,
-                    // and stop the application): its records are counted, and it goes on.
-                    if let Err(e) = self.take(read, read_at).await {
-                        self.failed(&e.to_string()).await;
-                    }
-                    empty_reads = if got { 0 } else { empty_reads + 1 };
-                }
-                Ok(None) => empty_reads = EMPTY_READS_BEFORE_NAP,
-                Err(ReadError::Throttled { .. }) => empty_reads = EMPTY_READS_BEFORE_NAP,
-                Err(e) => {
-                    // The reader keeps its place; the read is tried again after a pause.
-                    self.failed(&format!("read {}: {e}", self.source.name()))
-                        .await;
-                    continue;
-                }
-            }
-            if let Err(e) = self.advance().await {
-                self.failed(&e.to_string()).await;
-            }
-            if empty_reads >= EMPTY_READS_BEFORE_NAP {
-                empty_reads = 0;
-                let mut stop = self.stop.clone();
-                tokio::select! {
-                    () = tokio::time::sleep(NAP) => {}
-                    _ = stop.changed() => {}
-                }
-            } else {
-                tokio::task::yield_now().await;
-            }
-        }
-    }
-
-    /// One read's records through the pipeline; the shard's watermark moves on.
-    async fn take(
-        &mut self,
-        read: sluice_core::ShardRecords,
-        read_at: u64,
-    ) -> Result<(), AnalyticsError> {
-        let shard = read.shard_id.to_string();
-        let records = &read.records;
-        self.stats
-            .millis_behind_latest
-            .store(records.millis_behind_latest, Ordering::Relaxed);
-        let (mut newest, mut sealed, mut rows) = (None, 0, Vec::with_capacity(records.len()));
-        for record in records.records() {
-            newest = newest.max(Some(record.arrival_timestamp_ms));
-            // A sealed record (KMS) is not opened here yet: it counts as rejected.
-            if record.encrypted {
-                sealed += 1;
-            } else {
-                rows.push((record.data, record.arrival_timestamp_ms));
-            }
-        }
-        self.stats
-            .input_records
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
-        let (batch, rejected) = match self.decoder.decode(rows) {
-            Ok(decoded) => decoded,
-            Err(e) => {
-                self.stats
-                    .rejected_records
-                    .fetch_add(records.len() as u64, Ordering::Relaxed);
-                return Err(e);
-            }
-        };
-        self.stats
-            .rejected_records
-            .fetch_add((rejected.len() + sealed) as u64, Ordering::Relaxed);
-        let rows = batch.num_rows() as u64;
-        let produced = match self.pipeline.push(batch).await {
-            Ok(produced) => produced,
-            Err(e) => {
-                self.stats
-                    .rejected_records
-                    .fetch_add(rows, Ordering::Relaxed);
-                return Err(e);
-            }
-        };
-        self.write(produced).await?;
-        let caught_up = records.is_empty() || records.millis_behind_latest == 0;
-        let held = match (caught_up, newest) {
-            (true, _) => read_at.saturating_sub(self.config.lateness_ms) as i64,
-            (false, Some(newest)) => newest as i64,
-            (false, None) => return Ok(()),
-        };
-        if records.end_of_shard {
-            self.shards.remove(&shard);
-        } else {
-            let entry = self.shards.entry(shard).or_insert(i64::MIN);
-            *entry = (*entry).max(held);
-        }
-        Ok(())
-    }
-
-    /// Closes the windows every shard read is past.
-    async fn advance(&mut self) -> Result<(), AnalyticsError> {
-        let Some(watermark) = self.shards.values().min().copied() else {
-            return Ok(());
-        };
-        let produced = self.pipeline.advance(watermark).await?;
-        self.stats
-            .late_rows
-            .store(self.pipeline.late_rows(), Ordering::Relaxed);
-        self.write(produced).await
-    }
-
-    /// Puts the rows of output streams, durably, in order.
-    async fn write(&self, produced: Produced) -> Result<(), AnalyticsError> {
-        for (stream, batch) in produced {
-            let Some((target, format)) = self.outputs.get(&stream) else {
-                continue;
-            };
-            let lines = encode(&batch, *format)?;
-            for chunk in lines.chunks(500) {
-                let keys: Vec<String> = chunk
-                    .iter()
-                    .map(|line| partition_key(&self.name, line))
-                    .collect();
-                let puts: Vec<PutRecord<'_>> = chunk
-                    .iter()
-                    .zip(&keys)
-                    .map(|(line, key)| PutRecord::new(key, line))
-                    .collect();
-                let results = target
-                    .put_batch(&puts)
-                    .durability(Durability::Durable)
-                    .await
-                    .map_err(|e| {
-                        AnalyticsError::execution(&format!("put into {}", target.name()), e)
-                    })?;
-                if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-                    return Err(AnalyticsError::execution(
-                        &format!("put into {}", target.name()),
-                        e,
-                    ));
-                }
-                self.stats
-                    .output_records
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            }
-        }
-        Ok(())
-    }
-
-    async fn failed(&mut self, error: &str) {
-        self.stats.failures.fetch_add(1, Ordering::Relaxed);
-        *self
-            .stats
-            .last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(error.to_owned());
-        let mut stop = self.stop.clone();
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = stop.changed() => {}
-        }
-    }
-}
-
-/// A batch's rows (not `ROWTIME`) as records.
-fn encode(batch: &RecordBatch, format: OutputFormat) -> Result<Vec<Vec<u8>>, AnalyticsError> {
-    let columns: Vec<usize> = (1..batch.num_columns()).collect();
-    let batch = batch
-        .project(&columns)
-        .map_err(|e| AnalyticsError::execution("encode rows", e))?;
-    let mut out = Vec::new();
-    match format {
-        OutputFormat::Json => {
-            let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut out);
-            writer
-                .write(&batch)
-                .map_err(|e| AnalyticsError::execution("encode rows as JSON", e))?;
-            writer
-                .finish()
-                .map_err(|e| AnalyticsError::execution("encode rows as JSON", e))?;
-        }
-        OutputFormat::Csv => {
-            let mut writer = datafusion::arrow::csv::WriterBuilder::new()
-                .with_header(false)
-                .build(&mut out);
-            writer
-                .write(&batch)
-                .map_err(|e| AnalyticsError::execution("encode rows as CSV", e))?;
-        }
-    }
-    Ok(out
-        .split_inclusive(|b| *b == b'\n')
-        .map(<[u8]>::to_vec)
-        .collect())
-}
-
-/// A row's partition key: from its content, so the same row goes to the same shard.
-fn partition_key(application: &str, line: &[u8]) -> String {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (application, line).hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -30,11 +30,14 @@
 //! ```
 
 mod app;
+mod checkpoint;
 mod decode;
 mod error;
+mod output;
 mod pipeline;
 mod schema;
 pub mod sql;
+mod task;
 mod types;
 
 pub use app::{

@@ -85,6 +85,25 @@ struct Pump {
 /// Rows an application made: an in-application stream's name and a batch of its rows.
 pub type Produced = Vec<(String, RecordBatch)>;
 
+/// What a pipeline holds between runs, for a checkpoint: the watermark, its counters and
+/// the open windows' rows.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PipelineState {
+    pub watermark_ms: i64,
+    pub late_rows: u64,
+    pub unfit_values: u64,
+    pub windows: Vec<WindowRows>,
+}
+
+/// An open tumbling window's rows: of its pump's source stream.
+#[derive(Debug, Clone)]
+pub(crate) struct WindowRows {
+    pub pump: String,
+    pub start_ms: i64,
+    pub schema: SchemaRef,
+    pub rows: Vec<RecordBatch>,
+}
+
 /// An application's streams and pumps, ready to run.
 pub struct Pipeline {
     ctx: SessionContext,
@@ -325,6 +344,65 @@ impl Pipeline {
             })
             .filter(|(end, _)| *end <= target)
             .min()
+    }
+
+    /// Its state, for a checkpoint.
+    pub(crate) fn state(&self) -> PipelineState {
+        let mut windows = Vec::new();
+        for pump in &self.pumps {
+            let Some((_, open)) = &pump.window else {
+                continue;
+            };
+            for (start, rows) in open {
+                windows.push(WindowRows {
+                    pump: pump.name.clone(),
+                    start_ms: *start,
+                    schema: self.streams[&pump.from].schema.clone(),
+                    rows: rows.clone(),
+                });
+            }
+        }
+        PipelineState {
+            watermark_ms: self.watermark_ms,
+            late_rows: self.late_rows,
+            unfit_values: self.unfit_values(),
+            windows,
+        }
+    }
+
+    /// Takes up a state [`Pipeline::state`] gave (of a pipeline of the same code).
+    pub(crate) fn restore(&mut self, state: PipelineState) -> Result<(), AnalyticsError> {
+        self.watermark_ms = state.watermark_ms;
+        self.late_rows = state.late_rows;
+        self.unfit_values
+            .store(state.unfit_values, std::sync::atomic::Ordering::Relaxed);
+        for window in state.windows {
+            let pump = self
+                .pumps
+                .iter_mut()
+                .find(|p| p.name == window.pump)
+                .ok_or_else(|| {
+                    AnalyticsError::invalid(format!(
+                        "The checkpoint holds a window of pump {:?}, which the code has not.",
+                        window.pump
+                    ))
+                })?;
+            let expected = &self.streams[&pump.from].schema;
+            let Some((_, open)) = &mut pump.window else {
+                return Err(AnalyticsError::invalid(format!(
+                    "The checkpoint holds a window of pump {:?}, which has none.",
+                    window.pump
+                )));
+            };
+            if window.schema.fields() != expected.fields() {
+                return Err(AnalyticsError::invalid(format!(
+                    "The checkpoint's rows of pump {:?} are not of its source's columns.",
+                    window.pump
+                )));
+            }
+            open.insert(window.start_ms, window.rows);
+        }
+        Ok(())
     }
 
     /// Rows that came for a window closed already (dropped).

@@ -75,7 +75,10 @@ async fn records_are_filtered_and_counted_per_window_into_the_output_stream() {
         .create_stream(CreateStream::provisioned("counts", 1))
         .await
         .unwrap();
-    let config = RunConfig { lateness_ms: 200 };
+    let config = RunConfig {
+        lateness_ms: 200,
+        ..RunConfig::default()
+    };
     let runtime = tokio::runtime::Handle::current();
     let application = Application::start(&engine, spec(), config, &runtime)
         .await

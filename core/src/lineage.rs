@@ -42,9 +42,51 @@ impl Stream {
     pub fn reader(&self) -> Result<StreamReader, ReadError> {
         StreamReader::after(self, BTreeMap::new())
     }
+
+    /// A reader of this stream along its lineage that starts each shard just after its
+    /// position in `after` (the last record processed, or the shard's start), and shards
+    /// `after` does not name at the trim horizon: an application resuming from positions it
+    /// keeps itself, beside state the engine cannot hold in one commit with them.
+    pub fn reader_after(
+        &self,
+        after: &BTreeMap<ShardId, SequenceNumber>,
+    ) -> Result<StreamReader, ReadError> {
+        let committed = after
+            .iter()
+            .map(|(shard, position)| (shard.index(), *position))
+            .collect();
+        StreamReader::after(self, committed)
+    }
+
+    /// Per retained shard, the number of its newest record (its start when it has none):
+    /// where a [`Stream::reader_after`] made later reads only what was written after now.
+    pub fn ends(&self) -> Result<BTreeMap<ShardId, SequenceNumber>, ReadError> {
+        let state = self.live_state()?;
+        Ok(state
+            .shards()
+            .by_index
+            .iter()
+            .filter(|s| !s.expired)
+            .map(|s| {
+                (
+                    ShardId::new(s.index),
+                    SequenceNumber::last_before(s.index, s.reader.next_seq()),
+                )
+            })
+            .collect())
+    }
 }
 
 impl StreamReader {
+    /// The shards being read now (started, not read to their end), in order. A shard whose
+    /// parents are not finished is not among them yet.
+    pub fn active_shards(&self) -> Vec<ShardId> {
+        self.active
+            .keys()
+            .map(|&index| ShardId::new(index))
+            .collect()
+    }
+
     /// A reader that starts each shard after its position in `committed`.
     pub(crate) fn after(
         stream: &Stream,

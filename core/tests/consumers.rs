@@ -351,3 +351,64 @@ fn a_position_a_power_cut_left_past_its_shard_is_lowered_before_new_records_reus
         Some(durable[2])
     );
 }
+
+#[test]
+fn a_reader_after_positions_kept_elsewhere_reads_only_what_came_after_the_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let stream = engine
+        .create_stream(CreateStream::provisioned("events", 2))
+        .wait()
+        .unwrap();
+    let ends = stream.ends().unwrap();
+    assert_eq!(
+        ends,
+        [
+            (ShardId::new(0), SequenceNumber::shard_start(0)),
+            (ShardId::new(1), SequenceNumber::shard_start(1))
+        ]
+        .into_iter()
+        .collect(),
+        "empty shards end at their start"
+    );
+    let keys = ["a", "b", "c", "d", "e", "f"];
+    let mut before = 0;
+    for key in keys {
+        before += put(&stream, key, 2).len();
+    }
+    // Every record so far is behind the ends taken now; the reader after them sees only the
+    // records put later, from both shards.
+    let ends = stream.ends().unwrap();
+    assert!(
+        ends.iter()
+            .all(|(shard, end)| end.shard_index() == Some(shard.index()))
+    );
+    assert_eq!(
+        drain(&mut stream.reader_after(&Default::default()).unwrap()).len(),
+        before
+    );
+    for key in keys {
+        put(&stream, key, 1);
+    }
+    let mut reader = stream.reader_after(&ends).unwrap();
+    assert_eq!(
+        reader.active_shards(),
+        vec![ShardId::new(0), ShardId::new(1)]
+    );
+    let after = drain(&mut reader);
+    let mut got = data(&after);
+    got.sort_unstable();
+    assert_eq!(got, vec!["a-0", "b-0", "c-0", "d-0", "e-0", "f-0"]);
+    // A merge: the parents end, the child is active once both are read to their end.
+    stream
+        .merge_shards(&ShardId::new(0), &ShardId::new(1))
+        .wait()
+        .unwrap();
+    let ends = stream.ends().unwrap();
+    assert_eq!(ends.len(), 3, "the closed parents and the child: {ends:?}");
+    put(&stream, "a", 1);
+    let mut reader = stream.reader_after(&ends).unwrap();
+    let found = drain(&mut reader);
+    assert_eq!(data(&found), vec!["a-0"], "only the child's new record");
+    assert_eq!(reader.active_shards(), vec![ShardId::new(2)]);
+}

@@ -1,0 +1,416 @@
+//! An application's durable state (docs/design/analytics.md, "Checkpoints and exactly-once
+//! output"): the snapshot, written whole and atomically now and then, and the journal of the
+//! steps taken since, appended before a step's rows are put.
+
+use crate::error::AnalyticsError;
+use crate::pipeline::{PipelineState, WindowRows};
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use xxhash_rust::xxh3::xxh3_64;
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"SLKDACP1";
+const SNAPSHOT_FILE: &str = "checkpoint";
+const JOURNAL_FILE: &str = "journal";
+/// A journal entry's size on disk, its checksum included.
+const ENTRY_BYTES: usize = 64;
+
+/// One step of the application task: a read of one shard (perhaps empty) and the watermark
+/// after it. Replaying the steps after a snapshot, in order, over the same records, makes the
+/// same rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Step {
+    /// Its number: 1, 2, ... over the application's life.
+    pub number: u64,
+    /// The shard read.
+    pub shard: u32,
+    /// Log positions of the first and last record read (meaningless when `count` is 0).
+    pub first: u64,
+    pub last: u64,
+    /// Records read.
+    pub count: u64,
+    /// The shard was read to its end.
+    pub end_of_shard: bool,
+    /// The time before which the shard holds no more records, after this read.
+    pub held_ms: i64,
+    /// The watermark the pipeline was advanced to (`i64::MIN`: not advanced).
+    pub watermark_ms: i64,
+}
+
+impl Step {
+    fn encode(&self) -> [u8; ENTRY_BYTES] {
+        let mut out = [0u8; ENTRY_BYTES];
+        out[0..8].copy_from_slice(&self.number.to_le_bytes());
+        out[8..12].copy_from_slice(&self.shard.to_le_bytes());
+        out[12..16].copy_from_slice(&u32::from(self.end_of_shard).to_le_bytes());
+        out[16..24].copy_from_slice(&self.first.to_le_bytes());
+        out[24..32].copy_from_slice(&self.last.to_le_bytes());
+        out[32..40].copy_from_slice(&self.count.to_le_bytes());
+        out[40..48].copy_from_slice(&self.held_ms.to_le_bytes());
+        out[48..56].copy_from_slice(&self.watermark_ms.to_le_bytes());
+        let sum = xxh3_64(&out[..56]);
+        out[56..64].copy_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    /// The step an entry holds; `None` for a torn or damaged one.
+    fn decode(entry: &[u8]) -> Option<Step> {
+        let word = |at: usize| u64::from_le_bytes(entry[at..at + 8].try_into().expect("8 bytes"));
+        if entry.len() != ENTRY_BYTES || xxh3_64(&entry[..56]) != word(56) {
+            return None;
+        }
+        let flags = u32::from_le_bytes(entry[12..16].try_into().expect("4 bytes"));
+        Some(Step {
+            number: word(0),
+            shard: u32::from_le_bytes(entry[8..12].try_into().expect("4 bytes")),
+            end_of_shard: flags & 1 == 1,
+            first: word(16),
+            last: word(24),
+            count: word(32),
+            held_ms: word(40) as i64,
+            watermark_ms: word(48) as i64,
+        })
+    }
+}
+
+/// What a snapshot holds besides the open windows' rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SnapshotHeader {
+    /// The digest of the code and input it was taken for.
+    pub spec_digest: u64,
+    /// The last step whose rows are all put.
+    pub step: u64,
+    /// Per source shard, the number of the last record taken (decimal).
+    pub positions: BTreeMap<u32, String>,
+    /// Per source shard, the time before which it holds no more records.
+    pub held_ms: BTreeMap<u32, i64>,
+    /// Per output Sluice stream, per shard, its newest record's number (decimal) once the
+    /// step's rows were put: rows found after it were put by later steps.
+    pub output_ends: BTreeMap<String, BTreeMap<u32, String>>,
+    /// The pipeline's watermark and counters.
+    pub watermark_ms: i64,
+    pub late_rows: u64,
+    pub unfit_values: u64,
+    /// The open windows, in the order of their rows after the header.
+    pub windows: Vec<WindowHeader>,
+}
+
+/// An open window in a snapshot: its rows follow as one Arrow IPC stream of `bytes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WindowHeader {
+    pub pump: String,
+    pub start_ms: i64,
+    pub bytes: u64,
+}
+
+/// A snapshot read back: its header and the pipeline state it holds.
+pub(crate) struct Snapshot {
+    pub header: SnapshotHeader,
+    pub pipeline: PipelineState,
+}
+
+/// What recovery found in a state directory.
+pub(crate) struct Recovered {
+    pub snapshot: Option<Snapshot>,
+    /// Steps after the snapshot's, in order.
+    pub steps: Vec<Step>,
+}
+
+/// An application's state directory: the snapshot and the journal.
+pub(crate) struct StateDir {
+    dir: PathBuf,
+    journal: File,
+    /// Entries written since the last sync.
+    unsynced: bool,
+}
+
+fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> AnalyticsError {
+    AnalyticsError::execution(&format!("{what} {}", path.display()), e)
+}
+
+impl StateDir {
+    /// Opens (creating) `dir`, reads its snapshot and the journal's steps after it; a torn
+    /// last entry (a crash while it was written) is cut off.
+    pub fn open(dir: &Path) -> Result<(StateDir, Recovered), AnalyticsError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
+        let snapshot = read_snapshot(&dir.join(SNAPSHOT_FILE))?;
+        let journal_path = dir.join(JOURNAL_FILE);
+        let mut journal = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&journal_path)
+            .map_err(|e| io_error("open", &journal_path, e))?;
+        let mut bytes = Vec::new();
+        journal
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error("read", &journal_path, e))?;
+        let after = snapshot.as_ref().map_or(0, |s| s.header.step);
+        let mut steps = Vec::new();
+        let mut good = 0;
+        for entry in bytes.chunks(ENTRY_BYTES) {
+            let Some(step) = Step::decode(entry) else {
+                break;
+            };
+            good += ENTRY_BYTES;
+            if step.number > after {
+                steps.push(step);
+            }
+        }
+        if good < bytes.len() {
+            journal
+                .set_len(good as u64)
+                .and_then(|()| journal.sync_data())
+                .map_err(|e| io_error("cut the torn end of", &journal_path, e))?;
+        }
+        let state = StateDir {
+            dir: dir.to_owned(),
+            journal,
+            unsynced: false,
+        };
+        Ok((state, Recovered { snapshot, steps }))
+    }
+
+    /// Appends a step (in the page cache: [`StateDir::sync`] makes it durable).
+    pub fn append(&mut self, step: &Step) -> Result<(), AnalyticsError> {
+        self.journal
+            .write_all(&step.encode())
+            .map_err(|e| io_error("append to", &self.dir.join(JOURNAL_FILE), e))?;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Makes the appended steps durable: done before a step's rows are put, so a crash
+    /// after the put finds the step to replay.
+    pub fn sync(&mut self) -> Result<(), AnalyticsError> {
+        if self.unsynced {
+            self.journal
+                .sync_data()
+                .map_err(|e| io_error("sync", &self.dir.join(JOURNAL_FILE), e))?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Writes a snapshot atomically (a temporary file, synced, renamed over the old one,
+    /// the directory synced), then empties the journal: its steps are in the snapshot.
+    pub fn save(
+        &mut self,
+        header: SnapshotHeader,
+        windows: &[WindowRows],
+    ) -> Result<(), AnalyticsError> {
+        let bytes = encode_snapshot(header, windows)?;
+        let path = self.dir.join(SNAPSHOT_FILE);
+        let temporary = self.dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+        let write = || -> std::io::Result<()> {
+            let mut file = File::create(&temporary)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &path)?;
+            File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(|e| io_error("write", &path, e))?;
+        self.journal
+            .set_len(0)
+            .and_then(|()| self.journal.sync_data())
+            .map_err(|e| io_error("empty", &self.dir.join(JOURNAL_FILE), e))?;
+        self.unsynced = false;
+        Ok(())
+    }
+}
+
+/// Layout: magic, header length (u32 LE), header (JSON), each window's rows (an Arrow IPC
+/// stream), then the xxh3-64 of everything before it.
+fn encode_snapshot(
+    mut header: SnapshotHeader,
+    windows: &[WindowRows],
+) -> Result<Vec<u8>, AnalyticsError> {
+    let mut blobs = Vec::with_capacity(windows.len());
+    header.windows.clear();
+    for window in windows {
+        let mut blob = Vec::new();
+        let failed = |e| AnalyticsError::execution("encode a window's rows", e);
+        let mut writer = StreamWriter::try_new(&mut blob, &window.schema).map_err(failed)?;
+        for batch in &window.rows {
+            writer.write(batch).map_err(failed)?;
+        }
+        writer.finish().map_err(failed)?;
+        drop(writer);
+        header.windows.push(WindowHeader {
+            pump: window.pump.clone(),
+            start_ms: window.start_ms,
+            bytes: blob.len() as u64,
+        });
+        blobs.push(blob);
+    }
+    let json = serde_json::to_vec(&header)
+        .map_err(|e| AnalyticsError::execution("encode a snapshot", e))?;
+    let mut out = Vec::with_capacity(json.len() + blobs.iter().map(Vec::len).sum::<usize>() + 32);
+    out.extend_from_slice(SNAPSHOT_MAGIC);
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    for blob in &blobs {
+        out.extend_from_slice(blob);
+    }
+    let sum = xxh3_64(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
+    Ok(out)
+}
+
+fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, AnalyticsError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error("read", path, e)),
+    };
+    let damaged = |what: &str| {
+        AnalyticsError::execution(
+            &format!("read {}", path.display()),
+            format!("the checkpoint is damaged ({what}); it is never used so"),
+        )
+    };
+    if bytes.len() < 20 || &bytes[..8] != SNAPSHOT_MAGIC {
+        return Err(damaged("no checkpoint header"));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 8);
+    if xxh3_64(body) != u64::from_le_bytes(sum.try_into().expect("8 bytes")) {
+        return Err(damaged("checksum mismatch"));
+    }
+    let json_len = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes")) as usize;
+    let json = body
+        .get(12..12 + json_len)
+        .ok_or_else(|| damaged("header cut short"))?;
+    let header: SnapshotHeader =
+        serde_json::from_slice(json).map_err(|_| damaged("header not readable"))?;
+    let mut at = 12 + json_len;
+    let mut windows = Vec::with_capacity(header.windows.len());
+    for window in &header.windows {
+        let blob = body
+            .get(at..at + window.bytes as usize)
+            .ok_or_else(|| damaged("window rows cut short"))?;
+        at += blob.len();
+        let reader = StreamReader::try_new(blob, None).map_err(|_| damaged("window rows"))?;
+        let schema = reader.schema();
+        let rows = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| damaged("window rows"))?;
+        windows.push(WindowRows {
+            pump: window.pump.clone(),
+            start_ms: window.start_ms,
+            schema,
+            rows,
+        });
+    }
+    let pipeline = PipelineState {
+        watermark_ms: header.watermark_ms,
+        late_rows: header.late_rows,
+        unfit_values: header.unfit_values,
+        windows,
+    };
+    Ok(Some(Snapshot { header, pipeline }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+
+    fn step(number: u64) -> Step {
+        Step {
+            number,
+            shard: 3,
+            first: 10,
+            last: 19,
+            count: 10,
+            end_of_shard: number.is_multiple_of(2),
+            held_ms: 1_000 * number as i64,
+            watermark_ms: i64::MIN,
+        }
+    }
+
+    #[test]
+    fn journal_steps_come_back_and_a_torn_last_entry_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut state, recovered) = StateDir::open(dir.path()).unwrap();
+            assert!(recovered.snapshot.is_none() && recovered.steps.is_empty());
+            for n in 1..=3 {
+                state.append(&step(n)).unwrap();
+            }
+            state.sync().unwrap();
+        }
+        // A crash half-way through a fourth entry.
+        let journal = dir.path().join(JOURNAL_FILE);
+        let mut file = OpenOptions::new().append(true).open(&journal).unwrap();
+        file.write_all(&step(4).encode()[..30]).unwrap();
+        drop(file);
+        let (mut state, recovered) = StateDir::open(dir.path()).unwrap();
+        assert_eq!(recovered.steps, vec![step(1), step(2), step(3)]);
+        assert_eq!(std::fs::metadata(&journal).unwrap().len(), 3 * 64);
+        state.append(&step(4)).unwrap();
+        drop(state);
+        let (_, recovered) = StateDir::open(dir.path()).unwrap();
+        assert_eq!(recovered.steps.len(), 4);
+    }
+
+    #[test]
+    fn a_snapshot_holds_windows_and_empties_the_journal_and_damage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("N", DataType::Int64, true)]));
+        let rows = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(vec![Some(1), None, Some(3)]))],
+        )
+        .unwrap();
+        let (mut state, _) = StateDir::open(dir.path()).unwrap();
+        state.append(&step(1)).unwrap();
+        state.append(&step(2)).unwrap();
+        let header = SnapshotHeader {
+            spec_digest: 7,
+            step: 2,
+            positions: BTreeMap::from([(0, "18446744073709551626".to_owned())]),
+            watermark_ms: 60_000,
+            late_rows: 4,
+            ..SnapshotHeader::default()
+        };
+        let window = WindowRows {
+            pump: "P".into(),
+            start_ms: 120_000,
+            schema,
+            rows: vec![rows.clone(), rows.slice(1, 2)],
+        };
+        state.save(header.clone(), &[window]).unwrap();
+        state.append(&step(3)).unwrap();
+        drop(state);
+        let (_, recovered) = StateDir::open(dir.path()).unwrap();
+        let snapshot = recovered.snapshot.unwrap();
+        assert_eq!(snapshot.header.positions, header.positions);
+        assert_eq!(snapshot.header.step, 2);
+        assert_eq!(snapshot.pipeline.late_rows, 4);
+        let windows = &snapshot.pipeline.windows;
+        assert_eq!(windows.len(), 1);
+        assert_eq!(
+            (windows[0].pump.as_str(), windows[0].start_ms),
+            ("P", 120_000)
+        );
+        assert_eq!(windows[0].rows, vec![rows.clone(), rows.slice(1, 2)]);
+        assert_eq!(recovered.steps, vec![step(3)]);
+        // One flipped byte: the checkpoint is refused, not read.
+        let path = dir.path().join(SNAPSHOT_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let Err(e) = StateDir::open(dir.path()) else {
+            panic!("a damaged checkpoint was read");
+        };
+        assert!(e.to_string().contains("damaged"), "{e}");
+    }
+}

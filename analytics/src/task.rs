@@ -1,0 +1,605 @@
+//! The application task: reads the source along its lineage, one shard at a time, decodes
+//! each read into the input stream's rows, runs the pipeline, moves the watermark as the
+//! shards are read, and puts the output streams' rows into Sluice streams.
+//!
+//! Each read is a numbered step, journaled before its rows are put; the whole state is
+//! written now and then. A restart takes up the last snapshot, replays the journal's steps
+//! over the same records (which makes the same rows), and puts only the rows the output
+//! streams do not hold yet: their partition keys name the step and the row
+//! (docs/design/analytics.md, "Checkpoints and exactly-once output").
+
+use crate::app::{ApplicationStats, Counter, OutputFormat, RunConfig};
+use crate::checkpoint::{Recovered, SnapshotHeader, StateDir, Step};
+use crate::decode::Decoder;
+use crate::error::AnalyticsError;
+use crate::output::{encode, row_keys};
+use crate::pipeline::{Pipeline, Produced};
+use sluice_core::{
+    Durability, IteratorStart, PutRecord, ReadError, Records, SequenceNumber, ShardId, Stream,
+    StreamReader,
+};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Empty reads in a row before the task naps, and the nap.
+const EMPTY_READS_BEFORE_NAP: u32 = 8;
+const NAP: Duration = Duration::from_millis(20);
+/// The pause after a failed read or put, before it is tried again.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// Records put per call.
+const PUT_RECORDS_MAX: usize = 500;
+
+/// Per output Sluice stream, per shard, the newest record when the snapshot was taken.
+type OutputEnds = BTreeMap<String, BTreeMap<ShardId, SequenceNumber>>;
+
+/// What a restart replays before reading on.
+pub(crate) struct Replay {
+    steps: Vec<Step>,
+    /// `None`: no snapshot names them; the output streams are searched whole.
+    output_ends: Option<OutputEnds>,
+}
+
+/// The task was told to stop in the middle of a step.
+struct Stopped;
+
+/// The application task's state.
+pub(crate) struct Running {
+    name: String,
+    source: Stream,
+    decoder: Decoder,
+    pipeline: Pipeline,
+    outputs: BTreeMap<String, (Stream, OutputFormat)>,
+    config: RunConfig,
+    stats: Arc<ApplicationStats>,
+    stop: watch::Receiver<bool>,
+    /// The checkpoint and journal, when the application keeps them.
+    state: Option<StateDir>,
+    spec_digest: u64,
+    /// The last step taken; every row it made is put.
+    step: u64,
+    /// Per shard read, the last record taken.
+    positions: BTreeMap<ShardId, SequenceNumber>,
+    /// Per shard read, the time before which it holds no more records.
+    held: BTreeMap<ShardId, i64>,
+    /// The watermark the pipeline was last advanced to.
+    watermark_ms: i64,
+    last_snapshot: Instant,
+    /// While steps are replayed: the keys of rows the output streams hold already.
+    put_already: HashSet<String>,
+}
+
+impl Running {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        name: String,
+        source: Stream,
+        decoder: Decoder,
+        pipeline: Pipeline,
+        outputs: BTreeMap<String, (Stream, OutputFormat)>,
+        config: RunConfig,
+        stats: Arc<ApplicationStats>,
+        stop: watch::Receiver<bool>,
+    ) -> Running {
+        Running {
+            name,
+            source,
+            decoder,
+            pipeline,
+            outputs,
+            config,
+            stats,
+            stop,
+            state: None,
+            spec_digest: 0,
+            step: 0,
+            positions: BTreeMap::new(),
+            held: BTreeMap::new(),
+            watermark_ms: i64::MIN,
+            last_snapshot: Instant::now(),
+            put_already: HashSet::new(),
+        }
+    }
+
+    /// Takes up what the state directory holds: the snapshot's pipeline state and positions
+    /// (refused if it was taken for other code or input); returns the steps to replay. A
+    /// fresh directory gets its first snapshot now, so a restart knows where the output
+    /// streams stood before this application put anything.
+    pub(crate) fn take_up(
+        &mut self,
+        state: StateDir,
+        recovered: Recovered,
+        spec_digest: u64,
+    ) -> Result<Replay, AnalyticsError> {
+        self.state = Some(state);
+        self.spec_digest = spec_digest;
+        let Some(snapshot) = recovered.snapshot else {
+            if recovered.steps.is_empty() {
+                self.snapshot()?;
+            }
+            return Ok(Replay {
+                steps: recovered.steps,
+                output_ends: None,
+            });
+        };
+        let header = snapshot.header;
+        if header.spec_digest != spec_digest {
+            return Err(AnalyticsError::invalid(format!(
+                "Application {}: its checkpoint was taken for other code or another input; remove its state directory to start over from the source's trim horizon.",
+                self.name
+            )));
+        }
+        self.pipeline.restore(snapshot.pipeline)?;
+        self.step = header.step;
+        self.watermark_ms = header.watermark_ms;
+        self.positions = parse_positions(&header.positions)?;
+        self.held = header
+            .held_ms
+            .iter()
+            .map(|(&shard, &held)| (ShardId::new(shard), held))
+            .collect();
+        let mut output_ends = OutputEnds::new();
+        for (stream, ends) in &header.output_ends {
+            output_ends.insert(stream.clone(), parse_positions(ends)?);
+        }
+        Ok(Replay {
+            steps: recovered.steps,
+            output_ends: Some(output_ends),
+        })
+    }
+
+    pub(crate) async fn run(mut self, replay: Option<Replay>) {
+        if let Some(replay) = replay
+            && self.replay(replay).await.is_err()
+        {
+            return;
+        }
+        self.stats.set(Counter::ResumedAtStep, self.step);
+        let mut reader = None;
+        let mut empty_reads = 0;
+        let mut complete = true;
+        while !*self.stop.borrow() {
+            let reading = match &mut reader {
+                Some(reader) => reader,
+                None => match self.source.reader_after(&self.positions) {
+                    Ok(made) => reader.insert(made),
+                    Err(e) => {
+                        self.pause_after(&format!("read {}: {e}", self.source.name()))
+                            .await;
+                        continue;
+                    }
+                },
+            };
+            let read_at = now_ms();
+            match reading.read(Some(self.config.read_records)) {
+                Ok(Some(read)) => {
+                    let got = !read.records.is_empty();
+                    let active = reading.active_shards();
+                    complete = self.live_step(read, &active, read_at).await.is_ok();
+                    if !complete {
+                        break;
+                    }
+                    empty_reads = if got { 0 } else { empty_reads + 1 };
+                }
+                Ok(None) | Err(ReadError::Throttled { .. }) => {
+                    empty_reads = EMPTY_READS_BEFORE_NAP;
+                }
+                Err(e) => {
+                    // The reader keeps its place; the read is tried again after a pause.
+                    self.pause_after(&format!("read {}: {e}", self.source.name()))
+                        .await;
+                    continue;
+                }
+            }
+            if self.last_snapshot.elapsed() >= self.config.checkpoint_interval
+                && let Err(e) = self.snapshot()
+            {
+                self.stats.failed(&e.to_string());
+            }
+            if empty_reads >= EMPTY_READS_BEFORE_NAP {
+                empty_reads = 0;
+                self.nap(NAP).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+        // A step cut short is left to the journal: the next start replays it.
+        if complete && let Err(e) = self.snapshot() {
+            self.stats.failed(&e.to_string());
+        }
+    }
+
+    /// Replays the journal's steps over the records they read, putting only the rows the
+    /// output streams do not hold.
+    async fn replay(&mut self, replay: Replay) -> Result<(), Stopped> {
+        if replay.steps.is_empty() {
+            return Ok(());
+        }
+        loop {
+            match self.keys_put_since(replay.output_ends.as_ref()) {
+                Ok(keys) => {
+                    self.put_already = keys;
+                    break;
+                }
+                Err(e) => self.pause_after(&e.to_string()).await,
+            }
+            if *self.stop.borrow() {
+                return Err(Stopped);
+            }
+        }
+        for step in &replay.steps {
+            let reads = loop {
+                match self.read_step(step) {
+                    Ok(reads) => break reads,
+                    Err(ReadError::Throttled { .. }) => self.nap(NAP).await,
+                    Err(e) => {
+                        // The records are gone (retention, or the stream deleted): the step
+                        // is taken without them.
+                        self.stats.failed(&format!(
+                            "replay step {} of {}: {e}",
+                            step.number,
+                            self.source.name()
+                        ));
+                        break Vec::new();
+                    }
+                }
+                if *self.stop.borrow() {
+                    return Err(Stopped);
+                }
+            };
+            self.apply(step, &reads).await?;
+            self.stats.add(Counter::ReplayedSteps, 1);
+        }
+        self.put_already = HashSet::new();
+        Ok(())
+    }
+
+    /// The keys of the records put into the output streams after `ends` (from their trim
+    /// horizon without them).
+    fn keys_put_since(&self, ends: Option<&OutputEnds>) -> Result<HashSet<String>, AnalyticsError> {
+        let mut keys = HashSet::new();
+        let streams: BTreeMap<&str, &Stream> = self
+            .outputs
+            .values()
+            .map(|(stream, _)| (stream.name(), stream))
+            .collect();
+        let none = BTreeMap::new();
+        for (name, stream) in streams {
+            let after = ends.and_then(|ends| ends.get(name)).unwrap_or(&none);
+            let failed = |e: ReadError| AnalyticsError::execution(&format!("read {name}"), e);
+            let mut reader = stream.reader_after(after).map_err(failed)?;
+            read_to_tip(&mut reader, |records| {
+                keys.extend(records.records().map(|r| r.partition_key.to_owned()));
+            })
+            .map_err(failed)?;
+        }
+        Ok(keys)
+    }
+
+    /// The records a journaled step read.
+    fn read_step(&self, step: &Step) -> Result<Vec<Records>, ReadError> {
+        let mut reads = Vec::new();
+        if step.count == 0 {
+            return Ok(reads);
+        }
+        let start = IteratorStart::AtSequenceNumber(SequenceNumber::new(step.shard, step.first));
+        let shard = ShardId::new(step.shard).to_string();
+        let mut iterator = self.source.shard_iterator(&shard, start)?;
+        let mut taken = 0;
+        while taken < step.count {
+            let wanted = (step.count - taken).min(10_000) as usize;
+            let records = self
+                .source
+                .engine()
+                .get_records(&mut iterator, Some(wanted))?;
+            if records.is_empty() {
+                break;
+            }
+            taken += records.len() as u64;
+            reads.push(records);
+        }
+        Ok(reads)
+    }
+
+    /// A live read as a step: journaled when it changes anything, then taken.
+    async fn live_step(
+        &mut self,
+        read: sluice_core::ShardRecords,
+        active: &[ShardId],
+        read_at: u64,
+    ) -> Result<(), Stopped> {
+        let records = &read.records;
+        self.stats
+            .set(Counter::MillisBehindLatest, records.millis_behind_latest);
+        let mut numbers = records.records().map(|r| r.sequence_number);
+        let first = numbers.next();
+        let last = numbers.last().or(first);
+        let newest = records.records().map(|r| r.arrival_timestamp_ms).max();
+        let caught_up = records.is_empty() || records.millis_behind_latest == 0;
+        let held = match (caught_up, newest) {
+            (true, _) => Some(read_at.saturating_sub(self.config.lateness_ms) as i64),
+            (false, Some(newest)) => Some(newest as i64),
+            (false, None) => None,
+        };
+        let before = self.held.get(&read.shard_id).copied().unwrap_or(i64::MIN);
+        let held_ms = before.max(held.unwrap_or(i64::MIN));
+        // Every shard being read must have been read once: a shard not read yet may hold
+        // records of any time since its last position.
+        let watermark = active
+            .iter()
+            .map(|shard| match *shard == read.shard_id {
+                true => Some(held_ms),
+                false => self.held.get(shard).copied(),
+            })
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|held| held.into_iter().min())
+            .filter(|&w| w > self.watermark_ms && w != i64::MIN);
+        let log_seq = |n: Option<SequenceNumber>| n.and_then(SequenceNumber::record_log_seq);
+        let step = Step {
+            number: self.step + 1,
+            shard: read.shard_id.index(),
+            first: log_seq(first).unwrap_or(0),
+            last: log_seq(last).unwrap_or(0),
+            count: records.len() as u64,
+            end_of_shard: records.end_of_shard,
+            held_ms,
+            watermark_ms: watermark.unwrap_or(i64::MIN),
+        };
+        if step.count == 0 && watermark.is_none() && !step.end_of_shard {
+            // Nothing the state holds changes but the shard's time, which only the next
+            // watermark shows.
+            self.held.insert(read.shard_id, held_ms);
+            return Ok(());
+        }
+        if let Some(state) = &mut self.state
+            && let Err(e) = state.append(&step)
+        {
+            // Without the step in the journal its rows could be put twice after a crash.
+            self.stats.failed(&e.to_string());
+            return Err(Stopped);
+        }
+        self.apply(&step, std::slice::from_ref(records)).await
+    }
+
+    /// Takes a step: its records through the pipeline, the watermark moved, the rows put,
+    /// the shard's position and time moved on.
+    async fn apply(&mut self, step: &Step, reads: &[Records]) -> Result<(), Stopped> {
+        let mut produced = Produced::new();
+        // A read the pipeline fails on is not read again (it would fail again, and stop
+        // the application): its records are counted, and the step goes on.
+        match self.take(reads).await {
+            Ok(made) => produced.extend(made),
+            Err(e) => self.stats.failed(&e.to_string()),
+        }
+        if step.watermark_ms != i64::MIN {
+            // A window that fails to close stays open and is tried at the next watermark.
+            match self.pipeline.advance(step.watermark_ms).await {
+                Ok(made) => produced.extend(made),
+                Err(e) => self.stats.failed(&e.to_string()),
+            }
+            self.watermark_ms = self.watermark_ms.max(step.watermark_ms);
+            self.stats.set(Counter::LateRows, self.pipeline.late_rows());
+        }
+        self.write(step.number, produced).await?;
+        let shard = ShardId::new(step.shard);
+        if step.count > 0 {
+            self.positions
+                .insert(shard, SequenceNumber::new(step.shard, step.last));
+        }
+        if step.end_of_shard {
+            self.held.remove(&shard);
+        } else {
+            self.held.insert(shard, step.held_ms);
+        }
+        self.step = step.number;
+        Ok(())
+    }
+
+    /// A step's records decoded and pushed through the pipeline.
+    async fn take(&mut self, reads: &[Records]) -> Result<Produced, AnalyticsError> {
+        let (mut sealed, mut rows, mut count) = (0, Vec::new(), 0);
+        for records in reads {
+            count += records.len() as u64;
+            for record in records.records() {
+                // A sealed record (KMS) is not opened here yet: it counts as rejected.
+                if record.encrypted {
+                    sealed += 1;
+                } else {
+                    rows.push((record.data, record.arrival_timestamp_ms));
+                }
+            }
+        }
+        self.stats.add(Counter::InputRecords, count);
+        let (batch, rejected) = match self.decoder.decode(rows) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                self.stats.add(Counter::RejectedRecords, count);
+                return Err(e);
+            }
+        };
+        self.stats
+            .add(Counter::RejectedRecords, (rejected.len() + sealed) as u64);
+        let rows = batch.num_rows() as u64;
+        self.pipeline.push(batch).await.inspect_err(|_| {
+            self.stats.add(Counter::RejectedRecords, rows);
+        })
+    }
+
+    /// Puts a step's rows of output streams, durably, once the step is in the journal; a
+    /// failed put is tried again until it goes in or the task is stopped.
+    async fn write(&mut self, step: u64, produced: Produced) -> Result<(), Stopped> {
+        let mut synced = false;
+        for (stream, batch) in produced {
+            let Some((target, format)) = self.outputs.get(&stream).cloned() else {
+                continue;
+            };
+            let lines = match encode(&batch, format) {
+                Ok(lines) => lines,
+                Err(e) => {
+                    self.stats.failed(&e.to_string());
+                    continue;
+                }
+            };
+            let keys = row_keys(&self.name, &stream, step, &lines);
+            let rows: Vec<(&String, &Vec<u8>)> = keys
+                .iter()
+                .zip(&lines)
+                .filter(|(key, _)| !self.put_already.contains(*key))
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            while !synced {
+                match self.state.as_mut().map_or(Ok(()), StateDir::sync) {
+                    Ok(()) => synced = true,
+                    Err(e) => self.pause_after(&e.to_string()).await,
+                }
+                if *self.stop.borrow() && !synced {
+                    return Err(Stopped);
+                }
+            }
+            for chunk in rows.chunks(PUT_RECORDS_MAX) {
+                self.put(&target, chunk).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts rows until each went in.
+    async fn put(&self, target: &Stream, rows: &[(&String, &Vec<u8>)]) -> Result<(), Stopped> {
+        let mut left: Vec<usize> = (0..rows.len()).collect();
+        loop {
+            let puts: Vec<PutRecord<'_>> = left
+                .iter()
+                .map(|&i| PutRecord::new(rows[i].0, rows[i].1))
+                .collect();
+            let failure = match target
+                .put_batch(&puts)
+                .durability(Durability::Durable)
+                .await
+            {
+                Ok(results) => {
+                    let put = left.len();
+                    left = left
+                        .iter()
+                        .zip(&results)
+                        .filter(|(_, result)| result.is_err())
+                        .map(|(&i, _)| i)
+                        .collect();
+                    let error = results.into_iter().find_map(Result::err);
+                    self.stats
+                        .add(Counter::OutputRecords, (put - left.len()) as u64);
+                    error.map(|e| e.to_string())
+                }
+                Err(e) => Some(e.to_string()),
+            };
+            let Some(failure) = failure else {
+                return Ok(());
+            };
+            self.pause_after(&format!("put into {}: {failure}", target.name()))
+                .await;
+            if *self.stop.borrow() {
+                return Err(Stopped);
+            }
+        }
+    }
+
+    /// Writes the whole state (if the application keeps one): the pipeline's, the source
+    /// positions, and where the output streams stand.
+    fn snapshot(&mut self) -> Result<(), AnalyticsError> {
+        self.last_snapshot = Instant::now();
+        let Some(state) = &mut self.state else {
+            return Ok(());
+        };
+        let mut output_ends = BTreeMap::new();
+        for (stream, _) in self.outputs.values() {
+            let ends = stream
+                .ends()
+                .map_err(|e| AnalyticsError::execution(&format!("read {}", stream.name()), e))?;
+            output_ends.insert(stream.name().to_owned(), format_positions(&ends));
+        }
+        let pipeline = self.pipeline.state();
+        let header = SnapshotHeader {
+            spec_digest: self.spec_digest,
+            step: self.step,
+            positions: format_positions(&self.positions),
+            held_ms: self
+                .held
+                .iter()
+                .map(|(shard, &held)| (shard.index(), held))
+                .collect(),
+            output_ends,
+            watermark_ms: pipeline.watermark_ms,
+            late_rows: pipeline.late_rows,
+            unfit_values: pipeline.unfit_values,
+            windows: Vec::new(),
+        };
+        state.save(header, &pipeline.windows)
+    }
+
+    /// Counts a failure and pauses before the thing is tried again.
+    async fn pause_after(&self, error: &str) {
+        self.stats.failed(error);
+        self.nap(RETRY_PAUSE).await;
+    }
+
+    async fn nap(&self, time: Duration) {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            () = tokio::time::sleep(time) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Reads every shard `reader` reads up to its newest record, handing each read to `take`.
+fn read_to_tip(reader: &mut StreamReader, mut take: impl FnMut(&Records)) -> Result<(), ReadError> {
+    let mut at_tip = BTreeSet::new();
+    loop {
+        if reader
+            .active_shards()
+            .iter()
+            .all(|shard| at_tip.contains(shard))
+        {
+            return Ok(());
+        }
+        match reader.read(None) {
+            Ok(Some(read)) => {
+                take(&read.records);
+                if read.records.is_empty() || read.records.millis_behind_latest == 0 {
+                    at_tip.insert(read.shard_id);
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(ReadError::Throttled { .. }) => std::thread::sleep(NAP),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn format_positions(positions: &BTreeMap<ShardId, SequenceNumber>) -> BTreeMap<u32, String> {
+    positions
+        .iter()
+        .map(|(shard, number)| (shard.index(), number.0.to_string()))
+        .collect()
+}
+
+fn parse_positions(
+    positions: &BTreeMap<u32, String>,
+) -> Result<BTreeMap<ShardId, SequenceNumber>, AnalyticsError> {
+    positions
+        .iter()
+        .map(|(&shard, number)| {
+            let number = SequenceNumber::parse(number)
+                .map_err(|e| AnalyticsError::execution("read the checkpoint's positions", e))?;
+            Ok((ShardId::new(shard), number))
+        })
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
