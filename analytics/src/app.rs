@@ -95,6 +95,18 @@ pub struct RunConfig {
     pub checkpoint_interval: Duration,
     /// Records read from the source at a time (1 to 10,000).
     pub read_records: usize,
+    /// Where a start with no checkpoint reads from.
+    pub start_at: StartAt,
+}
+
+/// Where an application with no checkpoint starts reading its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartAt {
+    /// The oldest records kept.
+    #[default]
+    TrimHorizon,
+    /// Records put from now on.
+    Now,
 }
 
 impl Default for RunConfig {
@@ -104,6 +116,7 @@ impl Default for RunConfig {
             state_dir: None,
             checkpoint_interval: Duration::from_secs(10),
             read_records: 10_000,
+            start_at: StartAt::TrimHorizon,
         }
     }
 }
@@ -261,6 +274,9 @@ impl Application {
             stats.clone(),
             stopped,
         );
+        if config.start_at == StartAt::Now {
+            running.start_now()?;
+        }
         let replay = match &config.state_dir {
             None => None,
             Some(dir) => {

@@ -204,16 +204,7 @@ impl StateDir {
         windows: &[WindowRows],
     ) -> Result<(), AnalyticsError> {
         let bytes = encode_snapshot(header, windows)?;
-        let path = self.dir.join(SNAPSHOT_FILE);
-        let temporary = self.dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        let write = || -> std::io::Result<()> {
-            let mut file = File::create(&temporary)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&temporary, &path)?;
-            File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| io_error("write", &path, e))?;
+        replace_file(&self.dir.join(SNAPSHOT_FILE), &bytes)?;
         self.journal
             .set_len(0)
             .and_then(|()| self.journal.sync_data())
@@ -221,6 +212,23 @@ impl StateDir {
         self.unsynced = false;
         Ok(())
     }
+}
+
+/// Replaces `path` with `bytes` atomically: a temporary file beside it, synced, renamed over
+/// it, the directory synced.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), AnalyticsError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let write = || -> std::io::Result<()> {
+        let mut file = File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| io_error("write", path, e))
 }
 
 /// Layout: magic, header length (u32 LE), header (JSON), each window's rows (an Arrow IPC

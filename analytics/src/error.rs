@@ -33,6 +33,29 @@ pub enum AnalyticsError {
     /// Running a query failed.
     #[error("{0}")]
     Execution(String),
+    /// No application of that name (KDA's `ResourceNotFoundException`).
+    #[error("Application {name} is not found.")]
+    NotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// The application exists, or is not in a state the call needs (KDA's
+    /// `ResourceInUseException`).
+    #[error("{0}")]
+    InUse(String),
+    /// An update named a version that is not the application's (KDA's
+    /// `ConcurrentModificationException`).
+    #[error("Application {name} is at version {current}: describe it again before updating it.")]
+    VersionMismatch {
+        /// The application.
+        name: String,
+        /// Its version.
+        current: u64,
+    },
+    /// More applications, inputs, outputs or tags than allowed (KDA's
+    /// `LimitExceededException`).
+    #[error("{0}")]
+    LimitExceeded(String),
 }
 
 impl AnalyticsError {

@@ -30,6 +30,7 @@
 //! ```
 
 mod app;
+mod catalog;
 mod checkpoint;
 mod decode;
 mod error;
@@ -42,7 +43,11 @@ mod types;
 
 pub use app::{
     Application, ApplicationSnapshot, ApplicationSpec, ApplicationStats, Input, Output,
-    OutputFormat, RunConfig,
+    OutputFormat, RunConfig, StartAt,
+};
+pub use catalog::{
+    Analytics, AnalyticsConfig, ApplicationDetail, Change, NewApplication, StartingPosition,
+    StoredApplication,
 };
 pub use decode::{Decoder, Rejected};
 pub use error::{AnalyticsError, Position};

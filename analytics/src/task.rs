@@ -102,10 +102,21 @@ impl Running {
         }
     }
 
-    /// Takes up what the state directory holds: the snapshot's pipeline state and positions
-    /// (refused if it was taken for other code or input); returns the steps to replay. A
-    /// fresh directory gets its first snapshot now, so a restart knows where the output
-    /// streams stood before this application put anything.
+    /// Reads the source from its newest records on (a checkpoint, if one is taken up, has
+    /// the last word).
+    pub(crate) fn start_now(&mut self) -> Result<(), AnalyticsError> {
+        self.positions = self
+            .source
+            .ends()
+            .map_err(|e| AnalyticsError::execution(&format!("read {}", self.source.name()), e))?;
+        Ok(())
+    }
+
+    /// Takes up what the state directory holds: the snapshot's pipeline state and positions;
+    /// returns the steps to replay. A snapshot taken for other code or another input keeps
+    /// only its positions (the journal's steps folded in): the windows start afresh, as
+    /// KDA's do when code changes. A fresh directory gets its first snapshot now, so a
+    /// restart knows where the output streams stood before this application put anything.
     pub(crate) fn take_up(
         &mut self,
         state: StateDir,
@@ -125,10 +136,18 @@ impl Running {
         };
         let header = snapshot.header;
         if header.spec_digest != spec_digest {
-            return Err(AnalyticsError::invalid(format!(
-                "Application {}: its checkpoint was taken for other code or another input; remove its state directory to start over from the source's trim horizon.",
-                self.name
-            )));
+            self.positions = parse_positions(&header.positions)?;
+            for step in recovered.steps.iter().filter(|s| s.count > 0) {
+                self.positions.insert(
+                    ShardId::new(step.shard),
+                    SequenceNumber::new(step.shard, step.last),
+                );
+            }
+            self.snapshot()?;
+            return Ok(Replay {
+                steps: Vec::new(),
+                output_ends: None,
+            });
         }
         self.pipeline.restore(snapshot.pipeline)?;
         self.step = header.step;

@@ -80,6 +80,7 @@ fn config(state_dir: Option<&Path>) -> RunConfig {
         state_dir: state_dir.map(Path::to_path_buf),
         checkpoint_interval: Duration::from_millis(40),
         read_records: 25,
+        ..RunConfig::default()
     }
 }
 
