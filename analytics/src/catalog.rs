@@ -43,6 +43,9 @@ pub struct StoredApplication {
     pub tags: BTreeMap<String, String>,
     /// Running (started and not stopped): it is started again when the set is opened.
     pub running: bool,
+    /// What a layer above keeps with it (the server: the roles its callers named).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// A new application.
@@ -61,6 +64,8 @@ pub struct NewApplication {
     pub outputs: Vec<Output>,
     /// Its tags.
     pub tags: BTreeMap<String, String>,
+    /// See [`StoredApplication::metadata`].
+    pub metadata: BTreeMap<String, String>,
 }
 
 impl NewApplication {
@@ -87,6 +92,8 @@ pub enum Change {
     UpdateOutput(String, Output),
     /// The output of this id removed.
     DeleteOutput(String),
+    /// A metadata entry set, or removed (`None`).
+    Metadata(String, Option<String>),
 }
 
 /// An application and how it is doing.
@@ -236,6 +243,7 @@ impl Analytics {
             updated_ms: now,
             tags: new.tags,
             running: false,
+            metadata: new.metadata,
         };
         let mut changes = vec![Change::Code(new.code)];
         changes.extend(new.input.map(Change::Input));
@@ -535,6 +543,12 @@ fn apply(stored: &mut StoredApplication, change: Change) -> Result<(), Analytics
                 .find(|(at, _)| *at == id)
                 .ok_or_else(|| AnalyticsError::invalid(format!("No output has id {id}.")))?;
             slot.1 = output;
+        }
+        Change::Metadata(key, value) => {
+            match value {
+                Some(value) => stored.metadata.insert(key, value),
+                None => stored.metadata.remove(&key),
+            };
         }
         Change::DeleteOutput(id) => {
             let before = stored.outputs.len();

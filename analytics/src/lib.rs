@@ -33,6 +33,7 @@ mod app;
 mod catalog;
 mod checkpoint;
 mod decode;
+mod discover;
 mod error;
 mod output;
 mod pipeline;
@@ -50,6 +51,7 @@ pub use catalog::{
     StoredApplication,
 };
 pub use decode::{Decoder, Rejected};
+pub use discover::{Discovered, discover};
 pub use error::{AnalyticsError, Position};
 pub use pipeline::{Pipeline, Produced};
 pub use schema::{InputSchema, ROWTIME, RecordColumn, RecordFormat};

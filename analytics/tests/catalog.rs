@@ -125,7 +125,9 @@ async fn applications_are_created_updated_started_stopped_reopened_and_deleted()
     ));
     // An update made against an old version is refused.
     assert!(matches!(
-        analytics.update("pages", 7, vec![Change::Code(code("b"))]).await,
+        analytics
+            .update("pages", 7, vec![Change::Code(code("b"))])
+            .await,
         Err(AnalyticsError::VersionMismatch { current: 1, .. })
     ));
 
@@ -165,7 +167,10 @@ async fn applications_are_created_updated_started_stopped_reopened_and_deleted()
     analytics.stop("pages").await.unwrap();
     assert_eq!(analytics.describe("pages").await.unwrap().status, "READY");
     put(&engine, &["beet"]).await;
-    analytics.start("pages", StartingPosition::Now).await.unwrap();
+    analytics
+        .start("pages", StartingPosition::Now)
+        .await
+        .unwrap();
     put(&engine, &["bean"]).await;
     assert_eq!(
         pages(&engine, 5).await,
