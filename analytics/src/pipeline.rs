@@ -280,16 +280,9 @@ impl Pipeline {
 
     /// The plan of a `SELECT`'s tokens.
     async fn plan_tokens(&self, tokens: Vec<TokenWithSpan>) -> Result<LogicalPlan, String> {
-        let mut parser = Parser::new(&GenericDialect {}).with_tokens_with_locations(tokens);
-        let statement = parser.parse_statement().map_err(|e| e.to_string())?;
-        // sqlparser stops at the first token it cannot go on with: nothing may follow.
-        let next = parser.peek_token();
-        if next.token != Token::EOF {
-            return Err(format!(
-                "Expected the end of the pump's SELECT, found {} at line {}, column {} (a missing ; or operator?)",
-                next.token, next.span.start.line, next.span.start.column
-            ));
-        }
+        // The parser is not Send: it is gone before the planning is awaited, so the
+        // pipeline's futures run on any runtime's workers.
+        let statement = parse_select(tokens)?;
         let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement));
         self.ctx
             .state()
@@ -504,6 +497,23 @@ impl Pipeline {
         datafusion::arrow::compute::concat_batches(target, &out)
             .map_err(|e| AnalyticsError::execution("gather a pump's rows", e))
     }
+}
+
+/// A `SELECT`'s statement, refused when anything follows it.
+fn parse_select(
+    tokens: Vec<TokenWithSpan>,
+) -> Result<datafusion::sql::sqlparser::ast::Statement, String> {
+    let mut parser = Parser::new(&GenericDialect {}).with_tokens_with_locations(tokens);
+    let statement = parser.parse_statement().map_err(|e| e.to_string())?;
+    // sqlparser stops at the first token it cannot go on with: nothing may follow.
+    let next = parser.peek_token();
+    if next.token != Token::EOF {
+        return Err(format!(
+            "Expected the end of the pump's SELECT, found {} at line {}, column {} (a missing ; or operator?)",
+            next.token, next.span.start.line, next.span.start.column
+        ));
+    }
+    Ok(statement)
 }
 
 /// A per-row query's `SELECT` with the input's `ROWTIME` first, to carry it to the output.

@@ -434,6 +434,41 @@ impl Rewrite {
                 i += 2;
                 continue;
             }
+            if unquoted && upper == "SIMILAR" && is_word(next, "TO") {
+                // DataFusion reads SIMILAR TO's pattern as an unanchored regular expression
+                // (% and _ literal): a silent wrong answer. The pattern becomes the regular
+                // expression SQL means, matched with ~.
+                let negated = matches!(out.last(), Some(TokenWithSpan { token: Token::Word(w), .. })
+                    if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("NOT"));
+                if negated {
+                    out.pop();
+                }
+                let Some(Token::SingleQuotedString(pattern)) = tokens.get(i + 2).map(|t| &t.token)
+                else {
+                    return Err(AnalyticsError::code(
+                        "SIMILAR TO takes a pattern in quotes",
+                        position(token.span.start),
+                    ));
+                };
+                if is_word(tokens.get(i + 3).map(|t| &t.token), "ESCAPE") {
+                    return Err(AnalyticsError::code(
+                        "SIMILAR TO ... ESCAPE is not supported (\\ escapes)",
+                        position(token.span.start),
+                    ));
+                }
+                let operator = if negated {
+                    Token::ExclamationMarkTilde
+                } else {
+                    Token::Tilde
+                };
+                out.push(with(token, operator));
+                out.push(with(
+                    &tokens[i + 2],
+                    Token::SingleQuotedString(similar_to_regex(pattern)),
+                ));
+                i += 3;
+                continue;
+            }
             if unquoted && upper == "GROUP" && is_word(next, "BY") {
                 self.in_group_by = true;
             } else if unquoted && matches!(upper.as_str(), "HAVING" | "ORDER" | "WINDOW" | "LIMIT")
@@ -564,6 +599,37 @@ impl Rewrite {
         self.grouped |= self.in_group_by;
         self.window = Some(Window { width_ms, at });
         Ok(())
+    }
+}
+
+/// A SQL `SIMILAR TO` pattern as the regular expression it means: the whole value must
+/// match; `%` is any text, `_` any character, `\` takes the next character literally, `.`,
+/// `^` and `$` are literal; `| * + ? {m,n} ( ) [ ]` are as in regular expressions.
+fn similar_to_regex(pattern: &str) -> String {
+    let mut regex = String::from("^(?:");
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '%' => regex.push_str(".*"),
+            '_' => regex.push('.'),
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    regex.push_str(&escape_regex(next));
+                }
+            }
+            '.' | '^' | '$' => regex.push_str(&escape_regex(c)),
+            other => regex.push(other),
+        }
+    }
+    regex.push_str(")$");
+    regex
+}
+
+fn escape_regex(c: char) -> String {
+    if c.is_ascii_punctuation() {
+        format!("\\{c}")
+    } else {
+        c.to_string()
     }
 }
 

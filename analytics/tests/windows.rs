@@ -409,3 +409,44 @@ async fn a_window_of_windows_closes_in_time_order_even_when_the_watermark_jumps(
     // (the 60th ends at 01:00) in the second.
     assert_eq!(hours, [(59, 177), (31, 93)]);
 }
+
+/// `SIMILAR TO` as SQL means it (the whole value; `%` any text, `_` one character, `.`
+/// literal), not as DataFusion reads it (an unanchored regular expression).
+#[tokio::test]
+async fn similar_to_matches_whole_values_with_sql_wildcards() {
+    let decoder = Decoder::new(&schema()).unwrap();
+    let code = sql::parse(&format!(
+        r#"CREATE OR REPLACE STREAM "TECH" (ticker VARCHAR(4));
+           CREATE OR REPLACE STREAM "OTHER" (ticker VARCHAR(4));
+           CREATE OR REPLACE PUMP "P1" AS INSERT INTO "TECH"
+             SELECT STREAM ticker FROM "{INPUT}" WHERE ticker SIMILAR TO 'A%(L|N)';
+           CREATE OR REPLACE PUMP "P2" AS INSERT INTO "OTHER"
+             SELECT STREAM ticker FROM "{INPUT}" WHERE ticker NOT SIMILAR TO 'A.%';"#
+    ))
+    .unwrap();
+    let mut pipeline = Pipeline::new(&code, INPUT, decoder.schema()).await.unwrap();
+    let records: Vec<(Vec<u8>, u64)> = ["AMZN", "AAPL", "XAPLX", "A.BC", "ABC", "SAAL"]
+        .iter()
+        .map(|t| (format!(r#"{{"TICKER":"{t}","PRICE":1}}"#).into_bytes(), 1_000))
+        .collect();
+    let (batch, _) = decoder
+        .decode(records.iter().map(|(d, t)| (d.as_slice(), *t)))
+        .unwrap();
+    let produced = pipeline.push(batch).await.unwrap();
+    let tickers = |stream: &str| -> Vec<String> {
+        let mut found: Vec<String> = produced
+            .iter()
+            .filter(|(s, _)| s == stream)
+            .flat_map(|(_, b)| {
+                let column = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+                (0..column.len()).map(|i| column.value(i).to_owned()).collect::<Vec<_>>()
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    // Starts with A and ends with L or N: not SAAL or XAPLX, which hold such runs inside.
+    assert_eq!(tickers("TECH"), ["AAPL", "AMZN"]);
+    // Not "A." then anything: the dot is literal.
+    assert_eq!(tickers("OTHER"), ["AAPL", "ABC", "AMZN", "SAAL", "XAPLX"]);
+}

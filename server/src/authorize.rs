@@ -342,6 +342,47 @@ pub async fn authorize_firehose(
     Ok(tenant)
 }
 
+/// Authorizes a Kinesis Data Analytics call: the caller's identity policy must allow
+/// `kinesisanalytics:<op>` on the application's ARN (`*` for ListApplications and
+/// DiscoverInputSchema; the ARN given for the tag operations). DiscoverInputSchema reads the
+/// stream it names, so it needs `kinesis:GetRecords` on it too.
+#[cfg(feature = "analytics")]
+pub async fn authorize_analytics(
+    service: &Service,
+    caller: &Caller,
+    operation: &str,
+    protocol: Protocol,
+    body: &[u8],
+    transport: Transport,
+) -> Result<Arc<Tenant>, ApiError> {
+    let tenant = service.tenant(Some(caller.scope.clone())).await?;
+    let Some(policy) = caller.policy.as_deref() else {
+        return Ok(tenant);
+    };
+    #[derive(Default, Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Target {
+        application_name: Option<String>,
+        #[serde(rename = "ResourceARN")]
+        resource_arn: Option<String>,
+    }
+    let target: Target = protocol.decode(body).unwrap_or_default();
+    let mut checks = Vec::new();
+    let application = match (&target.application_name, &target.resource_arn) {
+        (Some(name), _) => crate::analytics::arn(&tenant, name),
+        (None, Some(arn)) if operation != "DiscoverInputSchema" => arn.clone(),
+        _ => "*".to_owned(),
+    };
+    checks.push((format!("kinesisanalytics:{operation}"), application));
+    if let ("DiscoverInputSchema", Some(stream)) = (operation, target.resource_arn) {
+        checks.push(("kinesis:GetRecords".to_owned(), stream));
+    }
+    for (action, resource) in checks {
+        identity_allows(caller, policy, &tenant, &action, &resource, transport)?;
+    }
+    Ok(tenant)
+}
+
 /// The caller's identity `policy` alone (no resource policy) decides `action` on `resource`.
 fn identity_allows(
     caller: &Caller,

@@ -49,6 +49,9 @@ pub struct Tenant {
     /// Firehose delivery streams.
     #[cfg(feature = "firehose")]
     firehose: crate::firehose::FirehoseHolder,
+    /// Kinesis Data Analytics applications.
+    #[cfg(feature = "analytics")]
+    analytics: crate::analytics::AnalyticsHolder,
 }
 
 impl Tenant {
@@ -98,6 +101,8 @@ impl Tenant {
                     engine_labels(account, region),
                     Arc::new(crate::firehose::TenantEnvelopes::new(tenant.clone())),
                 ),
+                #[cfg(feature = "analytics")]
+                analytics: crate::analytics::AnalyticsHolder::new(data_dir, &engine),
                 engine,
                 state,
                 account: account.to_owned(),
@@ -122,6 +127,14 @@ impl Tenant {
         &self,
     ) -> Result<&std::sync::Arc<sluice_firehose::Firehose>, ApiError> {
         self.firehose.get(&self.engine, &self.config).await
+    }
+
+    /// The tenant's analytics applications (opened on first use).
+    #[cfg(feature = "analytics")]
+    pub(crate) async fn analytics(
+        &self,
+    ) -> Result<&std::sync::Arc<sluice_analytics::Analytics>, ApiError> {
+        self.analytics.get(&self.engine).await
     }
 
     /// The creation time (ms) of a consumer `consumer` of stream `stream` registered at

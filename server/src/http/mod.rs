@@ -348,8 +348,27 @@ async fn run(
             )
             .await?
         }
+        #[cfg(feature = "analytics")]
+        (Some(caller), Api::Analytics) => {
+            crate::authorize::authorize_analytics(
+                &service, caller, operation, protocol, &body, transport,
+            )
+            .await?
+        }
         (None, _) => service.tenant(None).await?,
     };
+    #[cfg(feature = "analytics")]
+    if api == Api::Analytics {
+        let reply = crate::analytics::call(&tenant, operation, protocol, &body)
+            .await
+            .map_err(|error| error.for_account(&tenant.account))?;
+        let response = Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", protocol.content_type());
+        return Ok(with_ids(response)
+            .body(whole(reply))
+            .expect("a valid response"));
+    }
     #[cfg(feature = "firehose")]
     if api == Api::Firehose {
         let reply = crate::firehose::call(&tenant, operation, protocol, &body)
@@ -449,10 +468,16 @@ enum Api {
     Kms,
     #[cfg(feature = "firehose")]
     Firehose,
+    #[cfg(feature = "analytics")]
+    Analytics,
 }
 
 impl Api {
     fn of(target: &str) -> Api {
+        #[cfg(feature = "analytics")]
+        if target.starts_with(crate::analytics::TARGET_PREFIX) {
+            return Api::Analytics;
+        }
         #[cfg(feature = "firehose")]
         if target.starts_with(crate::firehose::TARGET_PREFIX) {
             return Api::Firehose;
@@ -470,6 +495,8 @@ impl Api {
             Api::Kms => "kms",
             #[cfg(feature = "firehose")]
             Api::Firehose => "firehose",
+            #[cfg(feature = "analytics")]
+            Api::Analytics => "kinesisanalytics",
         }
     }
 
@@ -480,6 +507,11 @@ impl Api {
             Api::Kms => (crate::kms::TARGET_PREFIX, crate::kms::OPERATIONS),
             #[cfg(feature = "firehose")]
             Api::Firehose => (crate::firehose::TARGET_PREFIX, crate::firehose::OPERATIONS),
+            #[cfg(feature = "analytics")]
+            Api::Analytics => (
+                crate::analytics::TARGET_PREFIX,
+                crate::analytics::OPERATIONS,
+            ),
         };
         target
             .strip_prefix(prefix)

@@ -1,0 +1,226 @@
+"""Kinesis Data Analytics SQL applications on `sluice serve` (the `analytics` feature) with
+boto3's `kinesisanalytics` and `kinesis` clients, unchanged: the AWS documentation's stock
+ticker examples (a filter, and a tumbling-window aggregate, here over 2-second windows so the
+test does not wait minutes) run over records put to a stream, their output read back and
+compared with the answer computed here from the records' arrival times; schema discovery;
+updates by version while running; KDA's errors for bad input.
+Usage: python3 analytics_suite.py URL"""
+
+import json
+import sys
+import time
+
+import boto3
+from botocore.config import Config
+
+import harness
+from harness import expect_error, unique
+
+ENDPOINT = sys.argv[1] if __name__ == "__main__" else None
+ACCOUNT = "000000000000"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/kinesis-analytics"
+TICKERS = [("AMZN", "RETAIL"), ("NVDA", "TECHNOLOGY"), ("MSFT", "TECHNOLOGY"), ("XOM", "ENERGY")]
+
+
+def client(endpoint, service):
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE",
+                        aws_secret_access_key="secret", config=Config(retries={"max_attempts": 1}))
+
+
+def stream_arn(name):
+    return f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/{name}"
+
+
+def create_stream(kinesis, prefix):
+    name = unique(prefix)
+    kinesis.create_stream(StreamName=name, ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.2})
+    return name
+
+
+def put_trades(kinesis, stream, count):
+    """The demo stream's records: ticker, sector, change, price."""
+    for start in range(0, count, 100):
+        records = []
+        for i in range(start, min(start + 100, count)):
+            ticker, sector = TICKERS[i % len(TICKERS)]
+            trade = {"TICKER_SYMBOL": ticker, "SECTOR": sector, "CHANGE": (i % 7) - 3.5, "PRICE": 10 + (i * 37) % 90}
+            records.append({"Data": json.dumps(trade).encode(), "PartitionKey": ticker})
+        kinesis.put_records(StreamName=stream, Records=records)
+        time.sleep(0.3)
+
+
+def read_all(kinesis, stream):
+    shard = kinesis.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard,
+                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    records = []
+    while True:
+        got = kinesis.get_records(ShardIterator=iterator, Limit=10000)
+        records.extend(got["Records"])
+        iterator = got["NextShardIterator"]
+        if not got["Records"]:
+            return records
+
+
+def wait_for_rows(kinesis, stream, count, timeout=30):
+    deadline = time.time() + timeout
+    while True:
+        rows = [json.loads(r["Data"]) for r in read_all(kinesis, stream)]
+        if len(rows) >= count or time.time() > deadline:
+            time.sleep(1)  # none more may come
+            return [json.loads(r["Data"]) for r in read_all(kinesis, stream)]
+        time.sleep(0.2)
+
+
+def input_config(source, schema):
+    return {"NamePrefix": "SOURCE_SQL_STREAM",
+            "KinesisStreamsInput": {"ResourceARN": stream_arn(source), "RoleARN": ROLE},
+            "InputSchema": schema}
+
+
+def output_config(destination, name="DESTINATION_SQL_STREAM", fmt="JSON"):
+    return {"Name": name, "KinesisStreamsOutput": {"ResourceARN": stream_arn(destination), "RoleARN": ROLE},
+            "DestinationSchema": {"RecordFormatType": fmt}}
+
+
+TUMBLING = """CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (TICKER VARCHAR(4), MIN_PRICE REAL, MAX_PRICE REAL);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+    SELECT STREAM TICKER_SYMBOL, MIN(PRICE), MAX(PRICE)
+    FROM "SOURCE_SQL_STREAM_001"
+    GROUP BY TICKER_SYMBOL, STEP("SOURCE_SQL_STREAM_001".ROWTIME BY INTERVAL '2' SECOND);"""
+
+FILTER = """CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (ticker_symbol VARCHAR(4), change DOUBLE, price DOUBLE);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+    SELECT STREAM ticker_symbol, change, price
+    FROM "SOURCE_SQL_STREAM_001"
+    WHERE sector SIMILAR TO '%TECH%';"""
+
+
+def test_the_tumbling_window_example_gives_each_windows_min_and_max(endpoint):
+    kinesis, analytics = client(endpoint, "kinesis"), client(endpoint, "kinesisanalytics")
+    source, destination = create_stream(kinesis, "trades"), create_stream(kinesis, "prices")
+    put_trades(kinesis, source, 400)
+    schema = analytics.discover_input_schema(
+        ResourceARN=stream_arn(source), RoleARN=ROLE,
+        InputStartingPositionConfiguration={"InputStartingPosition": "TRIM_HORIZON"})
+    columns = {c["Name"]: c["SqlType"] for c in schema["InputSchema"]["RecordColumns"]}
+    assert columns == {"CHANGE": "DOUBLE", "PRICE": "INTEGER", "SECTOR": "VARCHAR(16)", "TICKER_SYMBOL": "VARCHAR(4)"}, columns
+    assert len(schema["RawInputRecords"]) == 100 and len(schema["ParsedInputRecords"][0]) == 4, schema
+    name = unique("tumbling")
+    created = analytics.create_application(
+        ApplicationName=name, ApplicationCode=TUMBLING, Inputs=[input_config(source, schema["InputSchema"])],
+        Outputs=[output_config(destination)])
+    assert created["ApplicationSummary"]["ApplicationStatus"] == "READY", created
+    analytics.start_application(ApplicationName=name, InputConfigurations=[
+        {"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "TRIM_HORIZON"}}])
+    assert analytics.describe_application(ApplicationName=name)["ApplicationDetail"]["ApplicationStatus"] == "RUNNING"
+
+    # The answer, from the records as the stream holds them (ROWTIME is the arrival time).
+    expected = {}
+    for record in read_all(kinesis, source):
+        trade = json.loads(record["Data"])
+        window = round(record["ApproximateArrivalTimestamp"].timestamp() * 1000) // 2000
+        low, high = expected.get((window, trade["TICKER_SYMBOL"]), (1e9, -1e9))
+        expected[(window, trade["TICKER_SYMBOL"])] = (min(low, trade["PRICE"]), max(high, trade["PRICE"]))
+    rows = wait_for_rows(kinesis, destination, len(expected))
+    got = sorted((r["TICKER"], r["MIN_PRICE"], r["MAX_PRICE"]) for r in rows)
+    assert got == sorted((t, float(lo), float(hi)) for (_, t), (lo, hi) in expected.items()), (got, expected)
+    analytics.stop_application(ApplicationName=name)
+    assert analytics.describe_application(ApplicationName=name)["ApplicationDetail"]["ApplicationStatus"] == "READY"
+
+
+def test_the_filter_example_and_an_update_while_running(endpoint):
+    kinesis, analytics = client(endpoint, "kinesis"), client(endpoint, "kinesisanalytics")
+    source, destination = create_stream(kinesis, "trades"), create_stream(kinesis, "tech")
+    put_trades(kinesis, source, 40)
+    schema = analytics.discover_input_schema(
+        ResourceARN=stream_arn(source), RoleARN=ROLE,
+        InputStartingPositionConfiguration={"InputStartingPosition": "TRIM_HORIZON"})["InputSchema"]
+    name = unique("filter")
+    analytics.create_application(ApplicationName=name, ApplicationCode=FILTER)
+    detail = analytics.describe_application(ApplicationName=name)["ApplicationDetail"]
+    assert detail["ApplicationVersionId"] == 1 and detail["InputDescriptions"] == [], detail
+    analytics.add_application_input(ApplicationName=name, CurrentApplicationVersionId=1,
+                                    Input=input_config(source, schema))
+    analytics.add_application_output(ApplicationName=name, CurrentApplicationVersionId=2,
+                                     Output=output_config(destination))
+    detail = analytics.describe_application(ApplicationName=name)["ApplicationDetail"]
+    assert detail["ApplicationVersionId"] == 3, detail
+    assert detail["InputDescriptions"][0]["InAppStreamNames"] == ["SOURCE_SQL_STREAM_001"], detail
+    assert detail["OutputDescriptions"][0]["KinesisStreamsOutputDescription"]["RoleARN"] == ROLE, detail
+    analytics.start_application(ApplicationName=name, InputConfigurations=[
+        {"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "TRIM_HORIZON"}}])
+    rows = wait_for_rows(kinesis, destination, 20)
+    assert len(rows) == 20 and {r["TICKER_SYMBOL"] for r in rows} == {"NVDA", "MSFT"}, rows
+
+    # A stale version is refused; the right one changes the code of the running application,
+    # which goes on from where it was.
+    expect_error("ConcurrentModificationException", analytics.update_application, ApplicationName=name,
+                 CurrentApplicationVersionId=1, ApplicationUpdate={"ApplicationCodeUpdate": FILTER})
+    energy = FILTER.replace("'%TECH%'", "'%ENERGY%'")
+    analytics.update_application(ApplicationName=name, CurrentApplicationVersionId=3,
+                                 ApplicationUpdate={"ApplicationCodeUpdate": energy})
+    detail = analytics.describe_application(ApplicationName=name)["ApplicationDetail"]
+    assert (detail["ApplicationVersionId"], detail["ApplicationStatus"]) == (4, "RUNNING"), detail
+    put_trades(kinesis, source, 40)
+    rows = wait_for_rows(kinesis, destination, 30)
+    assert len(rows) == 30 and sum(r["TICKER_SYMBOL"] == "XOM" for r in rows) == 10, rows
+
+    created = detail["CreateTimestamp"]
+    analytics.stop_application(ApplicationName=name)
+    analytics.delete_application(ApplicationName=name, CreateTimestamp=created)
+    expect_error("ResourceNotFoundException", analytics.describe_application, ApplicationName=name)
+
+
+def test_listing_and_tags(endpoint):
+    analytics = client(endpoint, "kinesisanalytics")
+    names = sorted(unique("listed") for _ in range(3))
+    for name in names:
+        analytics.create_application(ApplicationName=name, Tags=[{"Key": "team", "Value": "data"}])
+    page = analytics.list_applications(Limit=2, ExclusiveStartApplicationName=names[0])
+    assert [s["ApplicationName"] for s in page["ApplicationSummaries"]] == names[1:], page
+    arn = page["ApplicationSummaries"][0]["ApplicationARN"]
+    assert arn == f"arn:aws:kinesisanalytics:us-east-1:{ACCOUNT}:application/{names[1]}", arn
+    analytics.tag_resource(ResourceARN=arn, Tags=[{"Key": "env", "Value": "test"}])
+    analytics.untag_resource(ResourceARN=arn, TagKeys=["team"])
+    assert analytics.list_tags_for_resource(ResourceARN=arn)["Tags"] == [{"Key": "env", "Value": "test"}]
+
+
+def test_bad_input_gets_kdas_errors(endpoint):
+    kinesis, analytics = client(endpoint, "kinesis"), client(endpoint, "kinesisanalytics")
+    source = create_stream(kinesis, "trades")
+    schema = {"RecordFormat": {"RecordFormatType": "JSON",
+                               "MappingParameters": {"JSONMappingParameters": {"RecordRowPath": "$"}}},
+              "RecordColumns": [{"Name": name, "Mapping": f"$.{name}", "SqlType": sql_type} for name, sql_type in
+                                [("TICKER_SYMBOL", "VARCHAR(4)"), ("SECTOR", "VARCHAR(16)"), ("CHANGE", "DOUBLE"),
+                                 ("PRICE", "DOUBLE")]]}
+    bad_sql = FILTER.replace("ticker_symbol, change, price\n", "nope, change, price\n")
+    error = expect_error("CodeValidationException", analytics.create_application, ApplicationName=unique("bad"),
+                         ApplicationCode=bad_sql, Inputs=[input_config(source, schema)])
+    message = error.response["Error"]["Message"]
+    assert 'No field named "NOPE"' in message and "line 2" in message, message
+    expect_error("InvalidArgumentException", analytics.create_application, ApplicationName=unique("bad"),
+                 Inputs=[input_config("none-such", schema)])
+    bad_type = json.loads(json.dumps(schema))
+    bad_type["RecordColumns"][3]["SqlType"] = "WIBBLE"
+    expect_error("InvalidArgumentException", analytics.create_application, ApplicationName=unique("bad"),
+                 Inputs=[input_config(source, bad_type)])
+    name = unique("app")
+    analytics.create_application(ApplicationName=name)
+    expect_error("ResourceInUseException", analytics.create_application, ApplicationName=name)
+    expect_error("InvalidArgumentException", analytics.start_application, ApplicationName=name,
+                 InputConfigurations=[])
+    expect_error("InvalidArgumentException", analytics.add_application_reference_data_source,
+                 ApplicationName=name, CurrentApplicationVersionId=1,
+                 ReferenceDataSource={"TableName": "T", "S3ReferenceDataSource": {
+                     "BucketARN": "arn:aws:s3:::b", "FileKey": "k", "ReferenceRoleARN": ROLE},
+                     "ReferenceSchema": schema})
+    expect_error("ResourceNotFoundException", analytics.describe_application, ApplicationName="none-such")
+    expect_error("UnableToDetectSchemaException", analytics.discover_input_schema,
+                 ResourceARN=stream_arn(source), RoleARN=ROLE,
+                 InputStartingPositionConfiguration={"InputStartingPosition": "TRIM_HORIZON"})
+
+
+if __name__ == "__main__":
+    harness.run(sys.modules[__name__], ENDPOINT)

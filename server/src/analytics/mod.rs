@@ -1,0 +1,435 @@
+//! Kinesis Data Analytics SQL applications on the same endpoint
+//! (`KinesisAnalytics_20150814.*`, signed for `kinesisanalytics`; the `analytics` feature):
+//! a tenant's applications over its own streams, run by `sluice-analytics`. They are kept
+//! under `<tenant dir>/analytics/` (the catalogue, and each application's checkpoint), and
+//! those that were running start again when the tenant opens.
+
+mod shapes;
+
+use crate::tenant::Tenant;
+use crate::wire::{ApiError, Protocol, Timestamp};
+use serde_json::{Value, json};
+use shapes::Request;
+use sluice_analytics::{
+    Analytics, AnalyticsConfig, AnalyticsError, ApplicationDetail, NewApplication, StartingPosition,
+};
+use sluice_core::Engine;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::OnceCell;
+
+/// The `X-Amz-Target` prefix of Kinesis Data Analytics operations.
+pub const TARGET_PREFIX: &str = "KinesisAnalytics_20150814.";
+
+/// The operations served. Those for parts not built yet (reference data, preprocessors,
+/// CloudWatch logging) answer InvalidArgumentException saying so.
+pub const OPERATIONS: &[&str] = &[
+    "CreateApplication",
+    "DescribeApplication",
+    "ListApplications",
+    "DeleteApplication",
+    "StartApplication",
+    "StopApplication",
+    "UpdateApplication",
+    "AddApplicationInput",
+    "AddApplicationOutput",
+    "DeleteApplicationOutput",
+    "DiscoverInputSchema",
+    "TagResource",
+    "UntagResource",
+    "ListTagsForResource",
+    "AddApplicationReferenceDataSource",
+    "DeleteApplicationReferenceDataSource",
+    "AddApplicationInputProcessingConfiguration",
+    "DeleteApplicationInputProcessingConfiguration",
+    "AddApplicationCloudWatchLoggingOption",
+    "DeleteApplicationCloudWatchLoggingOption",
+];
+
+/// A tenant's applications, opened on first use, or when the tenant opens if it has some.
+pub(crate) struct AnalyticsHolder {
+    dir: PathBuf,
+    analytics: Arc<OnceCell<Arc<Analytics>>>,
+}
+
+impl AnalyticsHolder {
+    /// For the tenant in `data_dir`; opens at once (on the runtime at hand) if applications
+    /// are kept there, so running ones go on without waiting for a call.
+    pub(crate) fn new(data_dir: &Path, engine: &Engine) -> AnalyticsHolder {
+        let holder = AnalyticsHolder {
+            dir: data_dir.join("analytics"),
+            analytics: Arc::new(OnceCell::new()),
+        };
+        let stored = holder.dir.join("applications.json").exists();
+        if let (true, Ok(runtime)) = (stored, tokio::runtime::Handle::try_current()) {
+            let (cell, dir, engine) =
+                (holder.analytics.clone(), holder.dir.clone(), engine.clone());
+            runtime.spawn(async move {
+                if let Err(e) = cell.get_or_try_init(|| open(&dir, engine)).await {
+                    eprintln!(
+                        "sluice serve: analytics in {}: {}",
+                        dir.display(),
+                        e.message
+                    );
+                }
+            });
+        }
+        holder
+    }
+
+    /// The applications, opened if they are not yet.
+    pub(crate) async fn get(&self, engine: &Engine) -> Result<&Arc<Analytics>, ApiError> {
+        self.analytics
+            .get_or_try_init(|| open(&self.dir, engine.clone()))
+            .await
+    }
+}
+
+async fn open(dir: &Path, engine: Engine) -> Result<Arc<Analytics>, ApiError> {
+    let runtime = tokio::runtime::Handle::current();
+    let (analytics, failures) = Analytics::open(engine, dir, AnalyticsConfig::default(), runtime)
+        .await
+        .map_err(|e| ApiError::internal(format!("opening analytics: {e}")))?;
+    for failure in failures {
+        eprintln!(
+            "sluice serve: an application of {} did not start again: {failure}",
+            dir.display()
+        );
+    }
+    Ok(Arc::new(analytics))
+}
+
+/// The service's error for a failed call, in its words.
+pub(crate) fn error(error: AnalyticsError) -> ApiError {
+    match error {
+        AnalyticsError::Code { .. } => ApiError::new("CodeValidationException", error.to_string()),
+        AnalyticsError::InvalidArgument(message) => ApiError::invalid_argument(message),
+        AnalyticsError::NotFound { .. } => ApiError::not_found(error.to_string()),
+        AnalyticsError::InUse(message) => ApiError::in_use(message),
+        AnalyticsError::VersionMismatch { .. } => {
+            ApiError::new("ConcurrentModificationException", error.to_string())
+        }
+        AnalyticsError::LimitExceeded(message) => ApiError::limit_exceeded(message),
+        other => ApiError::with_status("ServiceUnavailableException", 503, other.to_string()),
+    }
+}
+
+/// An application's ARN.
+pub(crate) fn arn(tenant: &Tenant, name: &str) -> String {
+    format!(
+        "arn:aws:kinesisanalytics:{}:{}:application/{name}",
+        tenant.region, tenant.account
+    )
+}
+
+/// The application an ARN of this tenant names.
+fn named_by_arn<'a>(tenant: &Tenant, resource: &'a str) -> Result<&'a str, ApiError> {
+    let prefix = arn(tenant, "");
+    resource
+        .strip_prefix(&prefix)
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid_argument(format!(
+                "{resource} names no application of this account and region."
+            ))
+        })
+}
+
+fn required<'a, T>(value: Option<&'a T>, member: &str) -> Result<&'a T, ApiError> {
+    value.ok_or_else(|| ApiError::validation(format!("{member} is required.")))
+}
+
+fn version(request: &Request) -> Result<u64, ApiError> {
+    let version = *required(
+        request.current_application_version_id.as_ref(),
+        "CurrentApplicationVersionId",
+    )?;
+    u64::try_from(version)
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| ApiError::validation("CurrentApplicationVersionId is at least 1."))
+}
+
+/// Runs operation `name` for `tenant`.
+pub async fn call(
+    tenant: &Tenant,
+    name: &str,
+    protocol: Protocol,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let request: Request = protocol.decode(body)?;
+    let analytics = tenant.analytics().await?;
+    let app_name = || required(request.application_name.as_ref(), "ApplicationName");
+    let reply = match name {
+        "CreateApplication" => create(tenant, analytics, &request).await?,
+        "DescribeApplication" => {
+            let detail = analytics.describe(app_name()?).await.map_err(error)?;
+            json!({ "ApplicationDetail": describe(tenant, &detail) })
+        }
+        "ListApplications" => list(tenant, analytics, &request).await?,
+        "DeleteApplication" => {
+            let seconds = *required(request.create_timestamp.as_ref(), "CreateTimestamp")?;
+            let created_ms = (seconds * 1000.0).round() as u64;
+            analytics
+                .delete(app_name()?, created_ms)
+                .await
+                .map_err(error)?;
+            json!({})
+        }
+        "StartApplication" => {
+            let position = starting_position(&request)?;
+            analytics
+                .start(app_name()?, position)
+                .await
+                .map_err(error)?;
+            json!({})
+        }
+        "StopApplication" => {
+            analytics.stop(app_name()?).await.map_err(error)?;
+            json!({})
+        }
+        "UpdateApplication"
+        | "AddApplicationInput"
+        | "AddApplicationOutput"
+        | "DeleteApplicationOutput" => change(name, tenant, analytics, &request).await?,
+        "DiscoverInputSchema" => discover(tenant, &request).await?,
+        "TagResource" | "UntagResource" | "ListTagsForResource" => {
+            tags(name, tenant, analytics, &request).await?
+        }
+        other => {
+            return Err(ApiError::invalid_argument(format!(
+                "{other}: reference data, input preprocessors and CloudWatch logging are not supported by this server yet."
+            )));
+        }
+    };
+    Ok(protocol.encode(&reply))
+}
+
+async fn create(
+    tenant: &Tenant,
+    analytics: &Analytics,
+    request: &Request,
+) -> Result<Value, ApiError> {
+    let name = required(request.application_name.as_ref(), "ApplicationName")?;
+    if request
+        .cloud_watch_logging_options
+        .as_ref()
+        .is_some_and(|o| !o.is_empty())
+    {
+        return Err(ApiError::invalid_argument(
+            "CloudWatchLoggingOptions are not supported by this server yet.",
+        ));
+    }
+    let mut new = NewApplication::named(name.clone());
+    new.description.clone_from(&request.application_description);
+    new.code = request.application_code.clone().unwrap_or_default();
+    let inputs = request.inputs.as_deref().unwrap_or_default();
+    if inputs.len() > 1 {
+        return Err(ApiError::limit_exceeded(
+            "An application has at most one input.",
+        ));
+    }
+    for input in inputs {
+        let (input, role) = shapes::input(tenant, input)?;
+        new.input = Some(input);
+        new.metadata
+            .extend(role.map(|r| ("input.RoleARN".to_owned(), r)));
+    }
+    for (i, output) in request.outputs.iter().flatten().enumerate() {
+        let (output, role) = shapes::output(tenant, output)?;
+        new.outputs.push(output);
+        new.metadata
+            .extend(role.map(|r| (format!("output.1.{}.RoleARN", i + 1), r)));
+    }
+    new.tags = tag_map(request)?;
+    analytics.create(new).await.map_err(error)?;
+    Ok(json!({"ApplicationSummary": {
+        "ApplicationName": name,
+        "ApplicationARN": arn(tenant, name),
+        "ApplicationStatus": "READY",
+    }}))
+}
+
+async fn change(
+    operation: &str,
+    tenant: &Tenant,
+    analytics: &Analytics,
+    request: &Request,
+) -> Result<Value, ApiError> {
+    let name = required(request.application_name.as_ref(), "ApplicationName")?;
+    let version = version(request)?;
+    let stored = analytics.describe(name).await.map_err(error)?.stored;
+    let changes = match operation {
+        "UpdateApplication" => {
+            let update = required(request.application_update.as_ref(), "ApplicationUpdate")?;
+            shapes::update(tenant, &stored, update)?
+        }
+        "AddApplicationInput" => {
+            if stored.input.is_some() {
+                return Err(ApiError::invalid_argument(format!(
+                    "Application {name} has an input already: an application has at most one."
+                )));
+            }
+            shapes::add_input(tenant, required(request.input.as_ref(), "Input")?)?
+        }
+        "AddApplicationOutput" => shapes::add_output(
+            tenant,
+            &stored,
+            required(request.output.as_ref(), "Output")?,
+        )?,
+        _ => {
+            let id = required(request.output_id.as_ref(), "OutputId")?;
+            vec![
+                sluice_analytics::Change::DeleteOutput(id.clone()),
+                sluice_analytics::Change::Metadata(format!("output.{id}.RoleARN"), None),
+            ]
+        }
+    };
+    analytics
+        .update(name, version, changes)
+        .await
+        .map_err(error)?;
+    Ok(json!({}))
+}
+
+fn starting_position(request: &Request) -> Result<StartingPosition, ApiError> {
+    let configurations = request.input_configurations.as_deref().unwrap_or_default();
+    let position = configurations.first().and_then(|c| {
+        c.input_starting_position_configuration
+            .input_starting_position
+            .as_deref()
+    });
+    match position {
+        None | Some("LAST_STOPPED_POINT") => Ok(StartingPosition::LastStoppedPoint),
+        Some("NOW") => Ok(StartingPosition::Now),
+        Some("TRIM_HORIZON") => Ok(StartingPosition::TrimHorizon),
+        Some(other) => Err(ApiError::invalid_argument(format!(
+            "InputStartingPosition {other} is not NOW, TRIM_HORIZON or LAST_STOPPED_POINT."
+        ))),
+    }
+}
+
+async fn list(
+    tenant: &Tenant,
+    analytics: &Analytics,
+    request: &Request,
+) -> Result<Value, ApiError> {
+    let limit = match request.limit {
+        None => 40,
+        Some(limit @ 1..=50) => limit as usize,
+        Some(_) => return Err(ApiError::validation("Limit is 1 to 50.")),
+    };
+    let after = request.exclusive_start_application_name.as_deref();
+    let all = analytics.list().await;
+    let mut remaining = all
+        .iter()
+        .filter(|detail| after.is_none_or(|after| detail.stored.name.as_str() > after));
+    let summaries: Vec<Value> = remaining
+        .by_ref()
+        .take(limit)
+        .map(|detail| summary(tenant, detail))
+        .collect();
+    Ok(json!({
+        "ApplicationSummaries": summaries,
+        "HasMoreApplications": remaining.next().is_some(),
+    }))
+}
+
+fn summary(tenant: &Tenant, detail: &ApplicationDetail) -> Value {
+    json!({
+        "ApplicationName": detail.stored.name,
+        "ApplicationARN": arn(tenant, &detail.stored.name),
+        "ApplicationStatus": detail.status,
+    })
+}
+
+fn describe(tenant: &Tenant, detail: &ApplicationDetail) -> Value {
+    let stored = &detail.stored;
+    let (inputs, outputs) = shapes::describe_io(tenant, stored);
+    json!({
+        "ApplicationName": stored.name,
+        "ApplicationDescription": stored.description,
+        "ApplicationARN": arn(tenant, &stored.name),
+        "ApplicationStatus": detail.status,
+        "CreateTimestamp": Timestamp::from_ms(stored.created_ms),
+        "LastUpdateTimestamp": Timestamp::from_ms(stored.updated_ms),
+        "InputDescriptions": inputs,
+        "OutputDescriptions": outputs,
+        "ReferenceDataSourceDescriptions": [],
+        "CloudWatchLoggingOptionDescriptions": [],
+        "ApplicationCode": stored.code,
+        "ApplicationVersionId": stored.version,
+    })
+}
+
+async fn discover(tenant: &Tenant, request: &Request) -> Result<Value, ApiError> {
+    if request.s3_configuration.is_some() || request.input_processing_configuration.is_some() {
+        return Err(ApiError::invalid_argument(
+            "Discovering a schema from S3 or through a preprocessor is not supported by this server yet.",
+        ));
+    }
+    let arn = required(request.resource_arn.as_ref(), "ResourceARN")?;
+    let stream = crate::arn::StreamArn::parse(arn)
+        .filter(|a| a.account == tenant.account && a.region == tenant.region)
+        .ok_or_else(|| {
+            ApiError::invalid_argument(format!("{arn} is not a stream of this account and region."))
+        })?;
+    let stream = tenant
+        .engine
+        .stream(stream.stream)
+        .map_err(|_| ApiError::not_found(format!("Stream {} is not found.", stream.stream)))?;
+    let from_now = request
+        .input_starting_position_configuration
+        .as_ref()
+        .and_then(|p| p.input_starting_position.as_deref())
+        == Some("NOW");
+    let found = sluice_analytics::discover(&stream, from_now)
+        .await
+        .map_err(|e| ApiError::new("UnableToDetectSchemaException", e.to_string()))?;
+    Ok(json!({
+        "InputSchema": shapes::describe_schema(&found.schema),
+        "ParsedInputRecords": found.parsed,
+        "ProcessedInputRecords": found.raw,
+        "RawInputRecords": found.raw,
+    }))
+}
+
+fn tag_map(request: &Request) -> Result<BTreeMap<String, String>, ApiError> {
+    Ok(request
+        .tags
+        .iter()
+        .flatten()
+        .map(|t| (t.key.clone(), t.value.clone().unwrap_or_default()))
+        .collect())
+}
+
+async fn tags(
+    operation: &str,
+    tenant: &Tenant,
+    analytics: &Analytics,
+    request: &Request,
+) -> Result<Value, ApiError> {
+    let arn = required(request.resource_arn.as_ref(), "ResourceARN")?;
+    let name = named_by_arn(tenant, arn)?;
+    match operation {
+        "TagResource" => analytics
+            .tag(name, &tag_map(request)?)
+            .await
+            .map_err(error)?,
+        "UntagResource" => {
+            let keys = required(request.tag_keys.as_ref(), "TagKeys")?;
+            analytics.untag(name, keys).await.map_err(error)?;
+        }
+        _ => {
+            let stored = analytics.describe(name).await.map_err(error)?.stored;
+            let tags: Vec<Value> = stored
+                .tags
+                .iter()
+                .map(|(key, value)| json!({"Key": key, "Value": value}))
+                .collect();
+            return Ok(json!({ "Tags": tags }));
+        }
+    }
+    Ok(json!({}))
+}
