@@ -43,12 +43,22 @@ pub struct Input {
 }
 
 impl ApplicationSpec {
-    /// What a checkpoint must have been taken for: the code and the input's mapping.
+    /// What a checkpoint's state must have been made by: the code and the input's mapping.
     fn digest(&self) -> u64 {
         let input = serde_json::to_vec(&self.input).unwrap_or_default();
         let mut bytes = self.code.clone().into_bytes();
         bytes.push(0);
         bytes.extend_from_slice(&input);
+        xxhash_rust::xxh3::xxh3_64(&bytes)
+    }
+
+    /// What a journal's steps must be replayed with: the name and the outputs, which the
+    /// output rows' keys depend on.
+    fn outputs_digest(&self) -> u64 {
+        let outputs = serde_json::to_vec(&self.outputs).unwrap_or_default();
+        let mut bytes = self.name.clone().into_bytes();
+        bytes.push(0);
+        bytes.extend_from_slice(&outputs);
         xxhash_rust::xxh3::xxh3_64(&bytes)
     }
 }
@@ -263,7 +273,7 @@ impl Application {
         }
         let stats = Arc::new(ApplicationStats::default());
         let (stop, stopped) = watch::channel(false);
-        let digest = spec.digest();
+        let digest = (spec.digest(), spec.outputs_digest());
         let mut running = Running::new(
             spec.name,
             source,
@@ -294,8 +304,15 @@ impl Application {
     }
 
     /// Stops it and waits for it.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Application {
+    /// The task stops at its next step (and its state directory is free once it has).
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
     }
 }

@@ -16,6 +16,7 @@ use xxhash_rust::xxh3::xxh3_64;
 const SNAPSHOT_MAGIC: &[u8; 8] = b"SLKDACP1";
 const SNAPSHOT_FILE: &str = "checkpoint";
 const JOURNAL_FILE: &str = "journal";
+const LOCK_FILE: &str = "lock";
 /// A journal entry's size on disk, its checksum included.
 const ENTRY_BYTES: usize = 64;
 
@@ -82,6 +83,9 @@ impl Step {
 pub(crate) struct SnapshotHeader {
     /// The digest of the code and input it was taken for.
     pub spec_digest: u64,
+    /// The digest of the name and outputs (the output rows' keys depend on them).
+    #[serde(default)]
+    pub outputs_digest: u64,
     /// The last step whose rows are all put.
     pub step: u64,
     /// Per source shard, the number of the last record taken (decimal).
@@ -123,6 +127,9 @@ pub(crate) struct Recovered {
 /// An application's state directory: the snapshot and the journal.
 pub(crate) struct StateDir {
     dir: PathBuf,
+    /// Locked while this task runs: two tasks on one directory would wipe each other's
+    /// journal.
+    _lock: File,
     journal: File,
     /// Entries written since the last sync.
     unsynced: bool,
@@ -137,6 +144,18 @@ impl StateDir {
     /// last entry (a crash while it was written) is cut off.
     pub fn open(dir: &Path) -> Result<(StateDir, Recovered), AnalyticsError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = File::create(&lock_path).map_err(|e| io_error("open", &lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AnalyticsError::InUse(format!(
+                    "The state directory {} is in use by an application still running.",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_error("lock", &lock_path, e)),
+        }
         let snapshot = read_snapshot(&dir.join(SNAPSHOT_FILE))?;
         let journal_path = dir.join(JOURNAL_FILE);
         let mut journal = OpenOptions::new()
@@ -152,13 +171,37 @@ impl StateDir {
         let after = snapshot.as_ref().map_or(0, |s| s.header.step);
         let mut steps = Vec::new();
         let mut good = 0;
-        for entry in bytes.chunks(ENTRY_BYTES) {
+        let entries: Vec<&[u8]> = bytes.chunks(ENTRY_BYTES).collect();
+        for (i, entry) in entries.iter().enumerate() {
             let Some(step) = Step::decode(entry) else {
+                // Only the last entry can be torn by a crash; one followed by good entries is
+                // damage, and the steps after it cannot be dropped.
+                if entries[i + 1..].iter().any(|e| Step::decode(e).is_some()) {
+                    return Err(io_error(
+                        "read",
+                        &journal_path,
+                        format!("entry {} is damaged and entries after it are whole", i + 1),
+                    ));
+                }
                 break;
             };
             good += ENTRY_BYTES;
             if step.number > after {
                 steps.push(step);
+            }
+        }
+        // Steps follow each other from the snapshot's (or from the first, with none).
+        for (expected, step) in (after + 1..).zip(&steps) {
+            if step.number != expected {
+                return Err(io_error(
+                    "read",
+                    &journal_path,
+                    format!(
+                        "step {} follows step {} of the checkpoint",
+                        step.number,
+                        expected - 1
+                    ),
+                ));
             }
         }
         if good < bytes.len() {
@@ -169,6 +212,7 @@ impl StateDir {
         }
         let state = StateDir {
             dir: dir.to_owned(),
+            _lock: lock,
             journal,
             unsynced: false,
         };
@@ -366,6 +410,38 @@ mod tests {
         drop(state);
         let (_, recovered) = StateDir::open(dir.path()).unwrap();
         assert_eq!(recovered.steps.len(), 4);
+    }
+
+    #[test]
+    fn a_damaged_entry_before_whole_ones_is_refused_and_a_directory_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut state, _) = StateDir::open(dir.path()).unwrap();
+            // A second task on the directory is refused while the first holds it.
+            let Err(AnalyticsError::InUse(_)) = StateDir::open(dir.path()) else {
+                panic!("two tasks on one state directory");
+            };
+            for n in 1..=3 {
+                state.append(&step(n)).unwrap();
+            }
+            state.sync().unwrap();
+        }
+        let journal = dir.path().join(JOURNAL_FILE);
+        let mut bytes = std::fs::read(&journal).unwrap();
+        bytes[ENTRY_BYTES + 5] ^= 1;
+        std::fs::write(&journal, &bytes).unwrap();
+        let Err(e) = StateDir::open(dir.path()) else {
+            panic!("steps after a damaged entry were dropped");
+        };
+        assert!(e.to_string().contains("entry 2 is damaged"), "{e}");
+        // Steps that do not follow each other are refused too.
+        let mut gap = step(1).encode().to_vec();
+        gap.extend_from_slice(&step(3).encode());
+        std::fs::write(&journal, gap).unwrap();
+        let Err(e) = StateDir::open(dir.path()) else {
+            panic!("a gap in the journal was taken");
+        };
+        assert!(e.to_string().contains("step 3 follows step 1"), "{e}");
     }
 
     #[test]

@@ -115,6 +115,8 @@ pub struct Pipeline {
     late_rows: u64,
     /// Values cast to NULL because they did not fit their column.
     unfit_values: std::sync::atomic::AtomicU64,
+    /// Rows a failed call made before it failed, returned by the next call.
+    undelivered: Produced,
 }
 
 impl Pipeline {
@@ -134,6 +136,7 @@ impl Pipeline {
             watermark_ms: i64::MIN,
             late_rows: 0,
             unfit_values: std::sync::atomic::AtomicU64::new(0),
+            undelivered: Produced::new(),
         };
         pipeline.add_stream(input, schema, Position::default())?;
         for stream in &code.streams {
@@ -293,19 +296,59 @@ impl Pipeline {
 
     /// Runs the pumps on rows of the input stream; returns every in-application stream's
     /// new rows (windows close in [`Pipeline::advance`]).
+    ///
+    /// Rows made before a failure are not lost: the next successful call returns them
+    /// first.
     pub async fn push(&mut self, batch: RecordBatch) -> Result<Produced, AnalyticsError> {
+        let mut produced = std::mem::take(&mut self.undelivered);
         let input = self.input.clone();
-        self.drain(VecDeque::from([(input, batch)])).await
+        let result = self
+            .drain(VecDeque::from([(input, batch)]), &mut produced)
+            .await;
+        self.settle(result, produced)
+    }
+
+    /// The rows calls made before they failed (returned by the next call otherwise).
+    pub(crate) fn take_undelivered(&mut self) -> Produced {
+        std::mem::take(&mut self.undelivered)
+    }
+
+    /// Returns what a call made, or keeps it for the next call when it failed.
+    fn settle(
+        &mut self,
+        result: Result<(), AnalyticsError>,
+        produced: Produced,
+    ) -> Result<Produced, AnalyticsError> {
+        match result {
+            Ok(()) => Ok(produced),
+            Err(e) => {
+                self.undelivered = produced;
+                Err(e)
+            }
+        }
     }
 
     /// Moves the watermark to `watermark_ms` (no input row will arrive before it) and closes
     /// the windows that end at or before it, earliest end first (so the rows a window makes
     /// reach the windows of pumps reading them before those close); returns the rows made.
     /// A window leaves the state only once its rows are made: after a failure, the call can
-    /// be made again.
+    /// be made again, and it returns the rows made before the failure first.
     pub async fn advance(&mut self, watermark_ms: i64) -> Result<Produced, AnalyticsError> {
         let target = self.watermark_ms.max(watermark_ms);
-        let mut produced = Vec::new();
+        let mut produced = std::mem::take(&mut self.undelivered);
+        let result = self.close_due(target, &mut produced).await;
+        if result.is_ok() {
+            self.watermark_ms = target;
+        }
+        self.settle(result, produced)
+    }
+
+    /// Closes the windows due by `target`, adding what they make to `produced`.
+    async fn close_due(
+        &mut self,
+        target: i64,
+        produced: &mut Produced,
+    ) -> Result<(), AnalyticsError> {
         while let Some((end, i)) = self.next_due(target) {
             self.watermark_ms = self.watermark_ms.max(end);
             let (rows, width) = {
@@ -319,10 +362,9 @@ impl Pipeline {
             }
             let into = self.pumps[i].into.clone();
             produced.push((into.clone(), made.clone()));
-            produced.extend(self.drain(VecDeque::from([(into, made)])).await?);
+            self.drain(VecDeque::from([(into, made)]), produced).await?;
         }
-        self.watermark_ms = target;
-        Ok(produced)
+        Ok(())
     }
 
     /// The earliest-ending open window that ends at or before `target`, and its pump.
@@ -409,11 +451,12 @@ impl Pipeline {
     }
 
     /// Runs the pumps reading each queued stream's rows, and those reading what they make.
+    /// What they make is added to `produced` as it is made, so a failure keeps it.
     async fn drain(
         &mut self,
         mut queue: VecDeque<(String, RecordBatch)>,
-    ) -> Result<Produced, AnalyticsError> {
-        let mut produced = Vec::new();
+        produced: &mut Produced,
+    ) -> Result<(), AnalyticsError> {
         while let Some((stream, batch)) = queue.pop_front() {
             if batch.num_rows() == 0 {
                 continue;
@@ -432,7 +475,7 @@ impl Pipeline {
                 queue.push_back((into, made));
             }
         }
-        Ok(produced)
+        Ok(())
     }
 
     /// Adds a batch's rows to the open windows of pump `i`, each by its `ROWTIME`.

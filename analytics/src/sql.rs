@@ -435,38 +435,7 @@ impl Rewrite {
                 continue;
             }
             if unquoted && upper == "SIMILAR" && is_word(next, "TO") {
-                // DataFusion reads SIMILAR TO's pattern as an unanchored regular expression
-                // (% and _ literal): a silent wrong answer. The pattern becomes the regular
-                // expression SQL means, matched with ~.
-                let negated = matches!(out.last(), Some(TokenWithSpan { token: Token::Word(w), .. })
-                    if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("NOT"));
-                if negated {
-                    out.pop();
-                }
-                let Some(Token::SingleQuotedString(pattern)) = tokens.get(i + 2).map(|t| &t.token)
-                else {
-                    return Err(AnalyticsError::code(
-                        "SIMILAR TO takes a pattern in quotes",
-                        position(token.span.start),
-                    ));
-                };
-                if is_word(tokens.get(i + 3).map(|t| &t.token), "ESCAPE") {
-                    return Err(AnalyticsError::code(
-                        "SIMILAR TO ... ESCAPE is not supported (\\ escapes)",
-                        position(token.span.start),
-                    ));
-                }
-                let operator = if negated {
-                    Token::ExclamationMarkTilde
-                } else {
-                    Token::Tilde
-                };
-                out.push(with(token, operator));
-                out.push(with(
-                    &tokens[i + 2],
-                    Token::SingleQuotedString(similar_to_regex(pattern)),
-                ));
-                i += 3;
+                i = similar_to(tokens, i, &mut out)?;
                 continue;
             }
             if unquoted && upper == "GROUP" && is_word(next, "BY") {
@@ -600,6 +569,46 @@ impl Rewrite {
         self.window = Some(Window { width_ms, at });
         Ok(())
     }
+}
+
+/// `[NOT] SIMILAR TO '<pattern>'` at `tokens[i]` (NOT already in `out`) as `~` (`!~`) and
+/// the regular expression the pattern means; returns where the rewrite goes on. DataFusion
+/// reads SIMILAR TO's pattern as an unanchored regular expression (`%` and `_` literal): a
+/// silent wrong answer.
+fn similar_to(
+    tokens: &[TokenWithSpan],
+    i: usize,
+    out: &mut Vec<TokenWithSpan>,
+) -> Result<usize, AnalyticsError> {
+    let token = &tokens[i];
+    let negated = matches!(out.last(), Some(TokenWithSpan { token: Token::Word(w), .. })
+        if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("NOT"));
+    if negated {
+        out.pop();
+    }
+    let Some(Token::SingleQuotedString(pattern)) = tokens.get(i + 2).map(|t| &t.token) else {
+        return Err(AnalyticsError::code(
+            "SIMILAR TO takes a pattern in quotes",
+            position(token.span.start),
+        ));
+    };
+    if is_word(tokens.get(i + 3).map(|t| &t.token), "ESCAPE") {
+        return Err(AnalyticsError::code(
+            "SIMILAR TO ... ESCAPE is not supported (\\ escapes)",
+            position(token.span.start),
+        ));
+    }
+    let operator = if negated {
+        Token::ExclamationMarkTilde
+    } else {
+        Token::Tilde
+    };
+    out.push(with(token, operator));
+    out.push(with(
+        &tokens[i + 2],
+        Token::SingleQuotedString(similar_to_regex(pattern)),
+    ));
+    Ok(i + 3)
 }
 
 /// A SQL `SIMILAR TO` pattern as the regular expression it means: the whole value must

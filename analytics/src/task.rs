@@ -12,7 +12,7 @@ use crate::app::{ApplicationStats, Counter, OutputFormat, RunConfig};
 use crate::checkpoint::{Recovered, SnapshotHeader, StateDir, Step};
 use crate::decode::Decoder;
 use crate::error::AnalyticsError;
-use crate::output::{encode, row_keys};
+use crate::output::keyed_lines;
 use crate::pipeline::{Pipeline, Produced};
 use sluice_core::{
     Durability, IteratorStart, PutRecord, ReadError, Records, SequenceNumber, ShardId, Stream,
@@ -57,6 +57,7 @@ pub(crate) struct Running {
     /// The checkpoint and journal, when the application keeps them.
     state: Option<StateDir>,
     spec_digest: u64,
+    outputs_digest: u64,
     /// The last step taken; every row it made is put.
     step: u64,
     /// Per shard read, the last record taken.
@@ -93,6 +94,7 @@ impl Running {
             stop,
             state: None,
             spec_digest: 0,
+            outputs_digest: 0,
             step: 0,
             positions: BTreeMap::new(),
             held: BTreeMap::new(),
@@ -121,10 +123,11 @@ impl Running {
         &mut self,
         state: StateDir,
         recovered: Recovered,
-        spec_digest: u64,
+        (spec_digest, outputs_digest): (u64, u64),
     ) -> Result<Replay, AnalyticsError> {
         self.state = Some(state);
         self.spec_digest = spec_digest;
+        self.outputs_digest = outputs_digest;
         let Some(snapshot) = recovered.snapshot else {
             if recovered.steps.is_empty() {
                 self.snapshot()?;
@@ -135,6 +138,12 @@ impl Running {
             });
         };
         let header = snapshot.header;
+        if header.outputs_digest != outputs_digest && !recovered.steps.is_empty() {
+            return Err(AnalyticsError::invalid(format!(
+                "Application {}: its name or outputs changed since it stopped without a checkpoint; start it as it was to settle its journal first.",
+                self.name
+            )));
+        }
         if header.spec_digest != spec_digest {
             self.positions = parse_positions(&header.positions)?;
             for step in recovered.steps.iter().filter(|s| s.count > 0) {
@@ -178,7 +187,7 @@ impl Running {
         let mut reader = None;
         let mut empty_reads = 0;
         let mut complete = true;
-        while !*self.stop.borrow() {
+        while !self.stopped() {
             let reading = match &mut reader {
                 Some(reader) => reader,
                 None => match self.source.reader_after(&self.positions) {
@@ -243,7 +252,7 @@ impl Running {
                 }
                 Err(e) => self.pause_after(&e.to_string()).await,
             }
-            if *self.stop.borrow() {
+            if self.stopped() {
                 return Err(Stopped);
             }
         }
@@ -252,7 +261,12 @@ impl Running {
                 match self.read_step(step) {
                     Ok(reads) => break reads,
                     Err(ReadError::Throttled { .. }) => self.nap(NAP).await,
-                    Err(e) => {
+                    Err(
+                        e @ (ReadError::StreamNotFound { .. }
+                        | ReadError::ShardNotFound { .. }
+                        | ReadError::PositionPastEnd { .. }
+                        | ReadError::RecordNotRetained { .. }),
+                    ) => {
                         // The records are gone (retention, or the stream deleted): the step
                         // is taken without them.
                         self.stats.failed(&format!(
@@ -262,8 +276,13 @@ impl Running {
                         ));
                         break Vec::new();
                     }
+                    // Anything else may pass (a failed disk read): tried again.
+                    Err(e) => {
+                        self.pause_after(&format!("replay step {}: {e}", step.number))
+                            .await;
+                    }
                 }
-                if *self.stop.borrow() {
+                if self.stopped() {
                     return Err(Stopped);
                 }
             };
@@ -271,6 +290,10 @@ impl Running {
             self.stats.add(Counter::ReplayedSteps, 1);
         }
         self.put_already = HashSet::new();
+        // What the replay put is settled: a second crash need not replay it again.
+        if let Err(e) = self.snapshot() {
+            self.stats.failed(&e.to_string());
+        }
         Ok(())
     }
 
@@ -286,12 +309,10 @@ impl Running {
         let none = BTreeMap::new();
         for (name, stream) in streams {
             let after = ends.and_then(|ends| ends.get(name)).unwrap_or(&none);
-            let failed = |e: ReadError| AnalyticsError::execution(&format!("read {name}"), e);
-            let mut reader = stream.reader_after(after).map_err(failed)?;
-            read_to_tip(&mut reader, |records| {
-                keys.extend(records.records().map(|r| r.partition_key.to_owned()));
-            })
-            .map_err(failed)?;
+            keys.extend(
+                keys_after(stream, after)
+                    .map_err(|e| AnalyticsError::execution(&format!("read {name}"), e))?,
+            );
         }
         Ok(keys)
     }
@@ -387,15 +408,22 @@ impl Running {
         let mut produced = Produced::new();
         // A read the pipeline fails on is not read again (it would fail again, and stop
         // the application): its records are counted, and the step goes on.
-        match self.take(reads).await {
+        // The rows made before a failure are put with the step's others.
+        match self.take(step, reads).await {
             Ok(made) => produced.extend(made),
-            Err(e) => self.stats.failed(&e.to_string()),
+            Err(e) => {
+                self.stats.failed(&e.to_string());
+                produced.extend(self.pipeline.take_undelivered());
+            }
         }
         if step.watermark_ms != i64::MIN {
             // A window that fails to close stays open and is tried at the next watermark.
             match self.pipeline.advance(step.watermark_ms).await {
                 Ok(made) => produced.extend(made),
-                Err(e) => self.stats.failed(&e.to_string()),
+                Err(e) => {
+                    self.stats.failed(&e.to_string());
+                    produced.extend(self.pipeline.take_undelivered());
+                }
             }
             self.watermark_ms = self.watermark_ms.max(step.watermark_ms);
             self.stats.set(Counter::LateRows, self.pipeline.late_rows());
@@ -416,11 +444,18 @@ impl Running {
     }
 
     /// A step's records decoded and pushed through the pipeline.
-    async fn take(&mut self, reads: &[Records]) -> Result<Produced, AnalyticsError> {
+    /// Only the step's own records are taken: a replay's read may start past records
+    /// retention removed, and run on past the step's last.
+    async fn take(&mut self, step: &Step, reads: &[Records]) -> Result<Produced, AnalyticsError> {
         let (mut sealed, mut rows, mut count) = (0, Vec::new(), 0);
+        let first = SequenceNumber::new(step.shard, step.first);
+        let last = SequenceNumber::new(step.shard, step.last);
         for records in reads {
-            count += records.len() as u64;
-            for record in records.records() {
+            for record in records
+                .records()
+                .filter(|r| (first..=last).contains(&r.sequence_number))
+            {
+                count += 1;
                 // A sealed record (KMS) is not opened here yet: it counts as rejected.
                 if record.encrypted {
                     sealed += 1;
@@ -430,6 +465,15 @@ impl Running {
             }
         }
         self.stats.add(Counter::InputRecords, count);
+        if count < step.count {
+            self.stats.failed(&format!(
+                "step {}: {} of its {} records of {} are gone (retention)",
+                step.number,
+                step.count - count,
+                step.count,
+                self.source.name()
+            ));
+        }
         let (batch, rejected) = match self.decoder.decode(rows) {
             Ok(decoded) => decoded,
             Err(e) => {
@@ -448,23 +492,22 @@ impl Running {
     /// Puts a step's rows of output streams, durably, once the step is in the journal; a
     /// failed put is tried again until it goes in or the task is stopped.
     async fn write(&mut self, step: u64, produced: Produced) -> Result<(), Stopped> {
+        let outputs = &self.outputs;
+        let keyed = match keyed_lines(&self.name, step, &produced, |stream| {
+            outputs.get(stream).map(|(_, format)| *format)
+        }) {
+            Ok(keyed) => keyed,
+            Err(e) => {
+                self.stats.failed(&e.to_string());
+                return Ok(());
+            }
+        };
         let mut synced = false;
-        for (stream, batch) in produced {
-            let Some((target, format)) = self.outputs.get(&stream).cloned() else {
-                continue;
-            };
-            let lines = match encode(&batch, format) {
-                Ok(lines) => lines,
-                Err(e) => {
-                    self.stats.failed(&e.to_string());
-                    continue;
-                }
-            };
-            let keys = row_keys(&self.name, &stream, step, &lines);
-            let rows: Vec<(&String, &Vec<u8>)> = keys
+        for (stream, rows) in keyed {
+            let target = self.outputs[&stream].0.clone();
+            let rows: Vec<&(String, Vec<u8>)> = rows
                 .iter()
-                .zip(&lines)
-                .filter(|(key, _)| !self.put_already.contains(*key))
+                .filter(|(key, _)| !self.put_already.contains(key))
                 .collect();
             if rows.is_empty() {
                 continue;
@@ -474,7 +517,7 @@ impl Running {
                     Ok(()) => synced = true,
                     Err(e) => self.pause_after(&e.to_string()).await,
                 }
-                if *self.stop.borrow() && !synced {
+                if self.stopped() && !synced {
                     return Err(Stopped);
                 }
             }
@@ -485,13 +528,16 @@ impl Running {
         Ok(())
     }
 
-    /// Puts rows until each went in.
-    async fn put(&self, target: &Stream, rows: &[(&String, &Vec<u8>)]) -> Result<(), Stopped> {
+    /// Puts rows until each went in. A failed put may have written some of its records
+    /// (one whose sync failed is visible, its outcome unknown): before it is tried again,
+    /// the rows the target holds since the first try are left out.
+    async fn put(&self, target: &Stream, rows: &[&(String, Vec<u8>)]) -> Result<(), Stopped> {
+        let before = target.ends().ok();
         let mut left: Vec<usize> = (0..rows.len()).collect();
         loop {
             let puts: Vec<PutRecord<'_>> = left
                 .iter()
-                .map(|&i| PutRecord::new(rows[i].0, rows[i].1))
+                .map(|&i| PutRecord::new(&rows[i].0, &rows[i].1))
                 .collect();
             let failure = match target
                 .put_batch(&puts)
@@ -518,8 +564,16 @@ impl Running {
             };
             self.pause_after(&format!("put into {}: {failure}", target.name()))
                 .await;
-            if *self.stop.borrow() {
+            if self.stopped() {
                 return Err(Stopped);
+            }
+            if let Some(before) = &before
+                && let Ok(present) = keys_after(target, before)
+            {
+                left.retain(|&i| !present.contains(&rows[i].0));
+                if left.is_empty() {
+                    return Ok(());
+                }
             }
         }
     }
@@ -541,6 +595,7 @@ impl Running {
         let pipeline = self.pipeline.state();
         let header = SnapshotHeader {
             spec_digest: self.spec_digest,
+            outputs_digest: self.outputs_digest,
             step: self.step,
             positions: format_positions(&self.positions),
             held_ms: self
@@ -557,6 +612,11 @@ impl Running {
         state.save(header, &pipeline.windows)
     }
 
+    /// Told to stop, or its [`Application`](crate::Application) is gone.
+    fn stopped(&self) -> bool {
+        *self.stop.borrow() || self.stop.has_changed().is_err()
+    }
+
     /// Counts a failure and pauses before the thing is tried again.
     async fn pause_after(&self, error: &str) {
         self.stats.failed(error);
@@ -570,6 +630,19 @@ impl Running {
             _ = stop.changed() => {}
         }
     }
+}
+
+/// The partition keys of the records put into `stream` after `ends`.
+fn keys_after(
+    stream: &Stream,
+    ends: &BTreeMap<ShardId, SequenceNumber>,
+) -> Result<HashSet<String>, ReadError> {
+    let mut keys = HashSet::new();
+    let mut reader = stream.reader_after(ends)?;
+    read_to_tip(&mut reader, |records| {
+        keys.extend(records.records().map(|r| r.partition_key.to_owned()));
+    })?;
+    Ok(keys)
 }
 
 /// Reads every shard `reader` reads up to its newest record, handing each read to `take`.

@@ -324,9 +324,11 @@ async fn killed_and_restarted(snapshots: bool) -> ApplicationSnapshot {
             .unwrap(),
     );
     // Killed once a fifth of the dear trades are out: windows are open, steps journaled.
-    let lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
+    // The pipe stays open until the child is killed: a closed one would fail its prints
+    // and end it by a panic instead.
+    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
     let mut seen = 0;
-    for line in lines {
+    for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(n) = line.strip_prefix("output ") {
             seen = n.parse().unwrap();
@@ -337,7 +339,14 @@ async fn killed_and_restarted(snapshots: bool) -> ApplicationSnapshot {
     }
     assert!(seen > 0, "the child stopped before putting anything");
     child.0.kill().unwrap();
-    child.0.wait().unwrap();
+    let status = child.0.wait().unwrap();
+    drop(lines);
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the child ended by SIGKILL: {status:?}"
+    );
 
     let engine = engine(dir.path(), None);
     let put_before = contents(&engine, "dear").len() + contents(&engine, "counts").len();

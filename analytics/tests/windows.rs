@@ -427,7 +427,12 @@ async fn similar_to_matches_whole_values_with_sql_wildcards() {
     let mut pipeline = Pipeline::new(&code, INPUT, decoder.schema()).await.unwrap();
     let records: Vec<(Vec<u8>, u64)> = ["AMZN", "AAPL", "XAPLX", "A.BC", "ABC", "SAAL"]
         .iter()
-        .map(|t| (format!(r#"{{"TICKER":"{t}","PRICE":1}}"#).into_bytes(), 1_000))
+        .map(|t| {
+            (
+                format!(r#"{{"TICKER":"{t}","PRICE":1}}"#).into_bytes(),
+                1_000,
+            )
+        })
         .collect();
     let (batch, _) = decoder
         .decode(records.iter().map(|(d, t)| (d.as_slice(), *t)))
@@ -439,7 +444,9 @@ async fn similar_to_matches_whole_values_with_sql_wildcards() {
             .filter(|(s, _)| s == stream)
             .flat_map(|(_, b)| {
                 let column = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
-                (0..column.len()).map(|i| column.value(i).to_owned()).collect::<Vec<_>>()
+                (0..column.len())
+                    .map(|i| column.value(i).to_owned())
+                    .collect::<Vec<_>>()
             })
             .collect();
         found.sort();

@@ -170,9 +170,22 @@ pub async fn call(
         "ListApplications" => list(tenant, analytics, &request).await?,
         "DeleteApplication" => {
             let seconds = *required(request.create_timestamp.as_ref(), "CreateTimestamp")?;
-            let created_ms = (seconds * 1000.0).round() as u64;
+            let created_ms = analytics
+                .describe(app_name()?)
+                .await
+                .map_err(error)?
+                .stored
+                .created_ms;
+            // botocore sends whole seconds; other SDKs send the milliseconds Describe gave.
+            let same = (seconds * 1000.0).round() as u64 == created_ms
+                || (seconds.fract() == 0.0 && seconds as u64 == created_ms / 1000);
+            let given_ms = if same {
+                created_ms
+            } else {
+                (seconds * 1000.0).round() as u64
+            };
             analytics
-                .delete(app_name()?, created_ms)
+                .delete(app_name()?, given_ms)
                 .await
                 .map_err(error)?;
             json!({})
