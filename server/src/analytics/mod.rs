@@ -191,7 +191,8 @@ pub async fn call(
             json!({})
         }
         "StartApplication" => {
-            let position = starting_position(&request)?;
+            let stored = analytics.describe(app_name()?).await.map_err(error)?.stored;
+            let position = starting_position(&request, &stored)?;
             analytics
                 .start(app_name()?, position)
                 .await
@@ -306,8 +307,21 @@ async fn change(
     Ok(json!({}))
 }
 
-fn starting_position(request: &Request) -> Result<StartingPosition, ApiError> {
+fn starting_position(
+    request: &Request,
+    stored: &sluice_analytics::StoredApplication,
+) -> Result<StartingPosition, ApiError> {
     let configurations = request.input_configurations.as_deref().unwrap_or_default();
+    let input_id = stored.input.as_ref().map(|(id, _)| id.as_str());
+    if let Some(unknown) = configurations
+        .iter()
+        .find(|c| Some(c.id.as_str()) != input_id)
+    {
+        return Err(ApiError::invalid_argument(format!(
+            "Application {} has no input {}.",
+            stored.name, unknown.id
+        )));
+    }
     let position = configurations.first().and_then(|c| {
         c.input_starting_position_configuration
             .input_starting_position

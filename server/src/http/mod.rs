@@ -357,32 +357,8 @@ async fn run(
         }
         (None, _) => service.tenant(None).await?,
     };
-    #[cfg(feature = "analytics")]
-    if api == Api::Analytics {
-        let reply = crate::analytics::call(&tenant, operation, protocol, &body)
-            .await
-            .map_err(|error| error.for_account(&tenant.account))?;
-        let response = Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", protocol.content_type());
-        return Ok(with_ids(response)
-            .body(whole(reply))
-            .expect("a valid response"));
-    }
-    #[cfg(feature = "firehose")]
-    if api == Api::Firehose {
-        let reply = crate::firehose::call(&tenant, operation, protocol, &body)
-            .await
-            .map_err(|error| error.for_account(&tenant.account))?;
-        let response = Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", protocol.content_type());
-        return Ok(with_ids(response)
-            .body(whole(reply))
-            .expect("a valid response"));
-    }
-    if api == Api::Kms {
-        let reply = crate::kms::call(&tenant, operation, protocol, &body)?;
+    if let Some(reply) = other_service(api, &tenant, operation, protocol, &body).await {
+        let reply = reply.map_err(|error| error.for_account(&tenant.account))?;
         let response = Response::builder()
             .status(StatusCode::OK)
             .header("content-type", protocol.content_type());
@@ -400,6 +376,25 @@ async fn run(
     on_tenant(tenant.clone(), operation, protocol, body, (budget, abort))
         .await
         .map_err(|error| error.for_account(&tenant.account))
+}
+
+/// The reply of a call to the services beside Kinesis (KMS, Firehose, Kinesis Data
+/// Analytics); `None` for a Kinesis call.
+async fn other_service(
+    api: Api,
+    tenant: &Tenant,
+    operation: &str,
+    protocol: Protocol,
+    body: &[u8],
+) -> Option<Result<Vec<u8>, ApiError>> {
+    match api {
+        Api::Kinesis => None,
+        Api::Kms => Some(crate::kms::call(tenant, operation, protocol, body)),
+        #[cfg(feature = "firehose")]
+        Api::Firehose => Some(crate::firehose::call(tenant, operation, protocol, body).await),
+        #[cfg(feature = "analytics")]
+        Api::Analytics => Some(crate::analytics::call(tenant, operation, protocol, body).await),
+    }
 }
 
 async fn on_tenant(
