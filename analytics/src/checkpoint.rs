@@ -3,7 +3,7 @@
 //! steps taken since, appended before a step's rows are put.
 
 use crate::error::AnalyticsError;
-use crate::pipeline::{PipelineState, WindowRows};
+use crate::pipeline::{PipelineState, WindowPart, WindowRows};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use serde::{Deserialize, Serialize};
@@ -107,6 +107,8 @@ pub(crate) struct SnapshotHeader {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct WindowHeader {
     pub pump: String,
+    #[serde(default)]
+    pub part: WindowPart,
     pub start_ms: i64,
     pub bytes: u64,
 }
@@ -294,6 +296,7 @@ fn encode_snapshot(
         drop(writer);
         header.windows.push(WindowHeader {
             pump: window.pump.clone(),
+            part: window.part,
             start_ms: window.start_ms,
             bytes: blob.len() as u64,
         });
@@ -352,6 +355,7 @@ fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, AnalyticsError> {
             .map_err(|_| damaged("window rows"))?;
         windows.push(WindowRows {
             pump: window.pump.clone(),
+            part: window.part,
             start_ms: window.start_ms,
             schema,
             rows,
@@ -466,6 +470,7 @@ mod tests {
         };
         let window = WindowRows {
             pump: "P".into(),
+            part: WindowPart::SlidingPending,
             start_ms: 120_000,
             schema,
             rows: vec![rows.clone(), rows.slice(1, 2)],
@@ -484,6 +489,7 @@ mod tests {
             (windows[0].pump.as_str(), windows[0].start_ms),
             ("P", 120_000)
         );
+        assert_eq!(windows[0].part, WindowPart::SlidingPending);
         assert_eq!(windows[0].rows, vec![rows.clone(), rows.slice(1, 2)]);
         assert_eq!(recovered.steps, vec![step(3)]);
         // One flipped byte: the checkpoint is refused, not read.

@@ -80,6 +80,23 @@ struct Pump {
     fills: Vec<Option<usize>>,
     /// Tumbling: the width, and the open windows' rows by start.
     window: Option<(i64, BTreeMap<i64, Vec<RecordBatch>>)>,
+    /// Sliding: the rows kept for the windows of rows to come, and the rows waiting for
+    /// the watermark.
+    sliding: Option<SlidingRows>,
+}
+
+/// A sliding-window pump's rows. A row is run once the watermark passes its `ROWTIME`
+/// (every row of its window is in then), over the rows of the widest range before it.
+#[derive(Debug, Clone)]
+pub(crate) struct SlidingRows {
+    /// The widest window.
+    range_ms: i64,
+    /// Rows up to this `ROWTIME` have been run; a row that comes for it is late.
+    pub released_to: i64,
+    /// Rows run already, back to the widest range before `released_to`.
+    pub history: Vec<RecordBatch>,
+    /// Rows not run yet.
+    pub pending: Vec<RecordBatch>,
 }
 
 /// Rows an application made: an in-application stream's name and a batch of its rows.
@@ -95,13 +112,27 @@ pub(crate) struct PipelineState {
     pub windows: Vec<WindowRows>,
 }
 
-/// An open tumbling window's rows: of its pump's source stream.
+/// Rows a pump holds, of its source stream: an open tumbling window's (`start_ms` is its
+/// start), or a sliding pump's kept or waiting rows (`start_ms` is what it ran up to).
 #[derive(Debug, Clone)]
 pub(crate) struct WindowRows {
     pub pump: String,
+    pub part: WindowPart,
     pub start_ms: i64,
     pub schema: SchemaRef,
     pub rows: Vec<RecordBatch>,
+}
+
+/// Which rows a [`WindowRows`] holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum WindowPart {
+    /// A tumbling window's.
+    #[default]
+    Tumbling,
+    /// A sliding pump's rows run already, kept for the windows of rows to come.
+    SlidingHistory,
+    /// A sliding pump's rows waiting for the watermark.
+    SlidingPending,
 }
 
 /// An application's streams and pumps, ready to run.
@@ -236,7 +267,8 @@ impl Pipeline {
             .await
             .map_err(|e| failed(&e))?;
         let from = single_source(&plan).map_err(|e| failed(&e))?;
-        refuse_unbounded(&plan, pump.window.is_some()).map_err(|e| failed(&e))?;
+        refuse_unbounded(&plan, pump.window.is_some(), pump.sliding.is_some())
+            .map_err(|e| failed(&e))?;
         let aggregates = has_aggregate(&plan);
         if aggregates != pump.window.is_some() {
             return Err(failed(&if aggregates {
@@ -278,6 +310,12 @@ impl Pipeline {
             plan,
             fills,
             window: pump.window.map(|w| (w.width_ms, BTreeMap::new())),
+            sliding: pump.sliding.map(|w| SlidingRows {
+                range_ms: w.range_ms,
+                released_to: i64::MIN,
+                history: Vec::new(),
+                pending: Vec::new(),
+            }),
         })
     }
 
@@ -349,7 +387,18 @@ impl Pipeline {
         target: i64,
         produced: &mut Produced,
     ) -> Result<(), AnalyticsError> {
-        while let Some((end, i)) = self.next_due(target) {
+        loop {
+            let due = self.next_due(target);
+            // Sliding rows before the next window's end go first: their rows may belong
+            // in it. Rows at the watermark itself may still come, so they wait.
+            let bound = due.map_or(target, |(end, _)| end).saturating_sub(1);
+            if let Some(i) = self.next_sliding(bound) {
+                self.release(i, bound, produced).await?;
+                continue;
+            }
+            let Some((end, i)) = due else {
+                return Ok(());
+            };
             self.watermark_ms = self.watermark_ms.max(end);
             let (rows, width) = {
                 let (width, open) = self.pumps[i].window.as_ref().expect("a windowed pump");
@@ -364,6 +413,69 @@ impl Pipeline {
             produced.push((into.clone(), made.clone()));
             self.drain(VecDeque::from([(into, made)]), produced).await?;
         }
+    }
+
+    /// A sliding pump with rows waiting at or before `bound`.
+    fn next_sliding(&self, bound: i64) -> Option<usize> {
+        self.pumps.iter().position(|pump| {
+            pump.sliding.as_ref().is_some_and(|sliding| {
+                sliding
+                    .pending
+                    .iter()
+                    .filter_map(|b| rowtimes(b).ok())
+                    .any(|times| times.values().iter().any(|t| *t <= bound))
+            })
+        })
+    }
+
+    /// Runs sliding pump `i`'s rows up to `bound` over the rows kept before them; its rows
+    /// for those rows go on.
+    async fn release(
+        &mut self,
+        i: usize,
+        bound: i64,
+        produced: &mut Produced,
+    ) -> Result<(), AnalyticsError> {
+        let sliding = self.pumps[i].sliding.as_ref().expect("a sliding pump");
+        let (mut due, mut waiting) = (Vec::new(), Vec::new());
+        for batch in &sliding.pending {
+            let (at_or_before, after) = split_by_rowtime(batch, bound)?;
+            due.extend(at_or_before);
+            waiting.extend(after);
+        }
+        let released_to = sliding.released_to;
+        let mut rows = sliding.history.clone();
+        rows.extend(due);
+        let made = self.run(i, rows.clone(), None).await?;
+        // The rows of rows run before are theirs already.
+        let (_, made) = split_by_rowtime(&made, released_to)?;
+        let sliding = self.pumps[i].sliding.as_mut().expect("a sliding pump");
+        let keep_after = bound.saturating_sub(sliding.range_ms);
+        let mut history = Vec::new();
+        for batch in &rows {
+            history.extend(split_by_rowtime(batch, keep_after)?.1);
+        }
+        sliding.history = history;
+        sliding.pending = waiting;
+        sliding.released_to = bound;
+        let into = self.pumps[i].into.clone();
+        if let Some(batch) = made {
+            produced.push((into.clone(), batch.clone()));
+            self.drain(VecDeque::from([(into, batch)]), produced)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Adds a batch's rows to sliding pump `i`'s waiting rows; those at or before what was
+    /// run already are late.
+    fn hold_sliding(&mut self, i: usize, batch: &RecordBatch) -> Result<(), AnalyticsError> {
+        let Some(sliding) = &mut self.pumps[i].sliding else {
+            return Ok(());
+        };
+        let (late, fresh) = split_by_rowtime(batch, sliding.released_to)?;
+        self.late_rows += late.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        sliding.pending.extend(fresh);
         Ok(())
     }
 
@@ -385,16 +497,22 @@ impl Pipeline {
     pub(crate) fn state(&self) -> PipelineState {
         let mut windows = Vec::new();
         for pump in &self.pumps {
-            let Some((_, open)) = &pump.window else {
-                continue;
+            let rows = |part, start_ms, rows: &Vec<RecordBatch>| WindowRows {
+                pump: pump.name.clone(),
+                part,
+                start_ms,
+                schema: self.streams[&pump.from].schema.clone(),
+                rows: rows.clone(),
             };
-            for (start, rows) in open {
-                windows.push(WindowRows {
-                    pump: pump.name.clone(),
-                    start_ms: *start,
-                    schema: self.streams[&pump.from].schema.clone(),
-                    rows: rows.clone(),
-                });
+            if let Some((_, open)) = &pump.window {
+                for (start, held) in open {
+                    windows.push(rows(WindowPart::Tumbling, *start, held));
+                }
+            }
+            if let Some(sliding) = &pump.sliding {
+                let at = sliding.released_to;
+                windows.push(rows(WindowPart::SlidingHistory, at, &sliding.history));
+                windows.push(rows(WindowPart::SlidingPending, at, &sliding.pending));
             }
         }
         PipelineState {
@@ -423,19 +541,32 @@ impl Pipeline {
                     ))
                 })?;
             let expected = &self.streams[&pump.from].schema;
-            let Some((_, open)) = &mut pump.window else {
-                return Err(AnalyticsError::invalid(format!(
-                    "The checkpoint holds a window of pump {:?}, which has none.",
-                    window.pump
-                )));
-            };
             if window.schema.fields() != expected.fields() {
                 return Err(AnalyticsError::invalid(format!(
                     "The checkpoint's rows of pump {:?} are not of its source's columns.",
                     window.pump
                 )));
             }
-            open.insert(window.start_ms, window.rows);
+            let unfit = || {
+                AnalyticsError::invalid(format!(
+                    "The checkpoint holds rows of pump {:?} of a window it has not.",
+                    window.pump
+                ))
+            };
+            match (window.part, &mut pump.window, &mut pump.sliding) {
+                (WindowPart::Tumbling, Some((_, open)), _) => {
+                    open.insert(window.start_ms, window.rows);
+                }
+                (WindowPart::SlidingHistory, _, Some(sliding)) => {
+                    sliding.released_to = window.start_ms;
+                    sliding.history = window.rows;
+                }
+                (WindowPart::SlidingPending, _, Some(sliding)) => {
+                    sliding.released_to = window.start_ms;
+                    sliding.pending = window.rows;
+                }
+                _ => return Err(unfit()),
+            }
         }
         Ok(())
     }
@@ -467,6 +598,10 @@ impl Pipeline {
                 }
                 if self.pumps[i].window.is_some() {
                     self.hold(i, &batch)?;
+                    continue;
+                }
+                if self.pumps[i].sliding.is_some() {
+                    self.hold_sliding(i, &batch)?;
                     continue;
                 }
                 let made = self.run(i, vec![batch.clone()], None).await?;
@@ -596,13 +731,15 @@ fn single_source(plan: &LogicalPlan) -> Result<String, String> {
 }
 
 /// Refuses what a micro-batch (or a tumbling window's rows) would answer wrongly: window
-/// functions (sliding windows, not built yet) anywhere; DISTINCT, ORDER BY and LIMIT in a
-/// per-row query, which a stream has no end to apply them to.
-fn refuse_unbounded(plan: &LogicalPlan, windowed: bool) -> Result<(), String> {
+/// functions outside a sliding window's pump; DISTINCT, ORDER BY and LIMIT in a per-row or
+/// sliding query, which a stream has no end to apply them to.
+fn refuse_unbounded(plan: &LogicalPlan, windowed: bool, sliding: bool) -> Result<(), String> {
     let mut refused = None;
     plan.apply(|node| {
         refused = match node {
-            LogicalPlan::Window(_) => Some("OVER (sliding windows) is not supported yet"),
+            LogicalPlan::Window(_) if !sliding => {
+                Some("OVER needs a window RANGE INTERVAL '<n>' <unit> PRECEDING")
+            }
             LogicalPlan::Distinct(_) if !windowed => {
                 Some("DISTINCT over a stream needs a tumbling window")
             }
@@ -712,6 +849,32 @@ fn shape(
     let batch = RecordBatch::try_new(target.clone(), columns)
         .map_err(|e| AnalyticsError::execution("make a pump's rows", e))?;
     Ok((batch, unfit))
+}
+
+/// A batch's rows with `ROWTIME` at or before `at`, and those after (each left out when
+/// empty).
+fn split_by_rowtime(
+    batch: &RecordBatch,
+    at: i64,
+) -> Result<(Option<RecordBatch>, Option<RecordBatch>), AnalyticsError> {
+    let times = rowtimes(batch)?;
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for (row, time) in times.values().iter().enumerate() {
+        if *time <= at {
+            before.push(row as u32);
+        } else {
+            after.push(row as u32);
+        }
+    }
+    let take = |rows: Vec<u32>| -> Result<Option<RecordBatch>, AnalyticsError> {
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        take_record_batch(batch, &UInt32Array::from(rows))
+            .map(Some)
+            .map_err(|e| AnalyticsError::execution("split rows by ROWTIME", e))
+    };
+    Ok((take(before)?, take(after)?))
 }
 
 fn rowtimes(batch: &RecordBatch) -> Result<&TimestampMillisecondArray, AnalyticsError> {

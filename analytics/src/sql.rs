@@ -2,8 +2,9 @@
 //! code split into statements, `CREATE OR REPLACE STREAM` and `PUMP` headers read from
 //! sqlparser's tokens, and each pump's `SELECT STREAM` rewritten, token by token (positions
 //! kept), into a `SELECT` DataFusion plans: `STREAM` dropped, `STEP(x BY INTERVAL ...)` as
-//! `date_bin`, `FLOOR(x TO unit)` as `date_trunc`, unquoted names upper-cased (SQL's rule,
-//! which KDA follows).
+//! `date_bin`, `FLOOR(x TO unit)` as `date_trunc`, sliding windows' `RANGE INTERVAL ...
+//! PRECEDING` as DataFusion's frames ordered by `ROWTIME`, unquoted names upper-cased (SQL's
+//! rule, which KDA follows).
 
 use crate::error::{AnalyticsError, Position};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -42,7 +43,19 @@ pub struct PumpDef {
     pub select: Vec<TokenWithSpan>,
     /// Its tumbling window, when it groups by one.
     pub window: Option<Window>,
+    /// Its sliding windows (`OVER`), when it has some.
+    pub sliding: Option<Sliding>,
     /// Where the statement starts.
+    pub at: Position,
+}
+
+/// A pump's sliding windows (`RANGE INTERVAL '<n>' <unit> PRECEDING`, ordered by
+/// `ROWTIME`): the widest, which says how far back its rows are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sliding {
+    /// The widest range.
+    pub range_ms: i64,
+    /// Where the first window is.
     pub at: Position,
 }
 
@@ -390,12 +403,19 @@ fn pump(mut reader: Reader<'_>, at: Position) -> Result<PumpDef, AnalyticsError>
         ));
     }
     let _ = select_at;
+    if let (Some(_), Some(sliding)) = (rewrite.window, rewrite.sliding) {
+        return Err(AnalyticsError::code(
+            "A pump has a tumbling window (GROUP BY) or sliding windows (OVER), not both",
+            sliding.at,
+        ));
+    }
     Ok(PumpDef {
         name,
         into,
         columns,
         select,
         window: rewrite.window,
+        sliding: rewrite.sliding,
         at,
     })
 }
@@ -412,6 +432,9 @@ struct Rewrite {
     /// A `GROUP BY` holds the window.
     grouped: bool,
     in_group_by: bool,
+    sliding: Option<Sliding>,
+    /// In a `WINDOW name AS (...)` clause.
+    in_window_clause: bool,
 }
 
 impl Rewrite {
@@ -443,6 +466,17 @@ impl Rewrite {
             } else if unquoted && matches!(upper.as_str(), "HAVING" | "ORDER" | "WINDOW" | "LIMIT")
             {
                 self.in_group_by = false;
+                self.in_window_clause = upper == "WINDOW";
+            }
+            let window_spec = upper == "OVER" || (upper == "AS" && self.in_window_clause);
+            if unquoted && window_spec && next == Some(&Token::LParen) {
+                let close = matching(tokens, i + 1)?;
+                out.push(token.clone());
+                out.push(tokens[i + 1].clone());
+                out.extend(self.window_spec(&tokens[i + 1], &tokens[i + 2..close])?);
+                out.push(tokens[close].clone());
+                i = close + 1;
+                continue;
             }
             if unquoted && next == Some(&Token::LParen) {
                 if self.depth >= NESTING_MAX {
@@ -543,6 +577,69 @@ impl Rewrite {
         ];
         out.extend(self.tokens(over)?);
         out.push(with(name, Token::RParen));
+        Ok(out)
+    }
+
+    /// A sliding window's specification, KDA's `[PARTITION BY ...] RANGE INTERVAL '<n>'
+    /// <unit> PRECEDING`, as DataFusion's: ordered by `ROWTIME`, `RANGE BETWEEN INTERVAL
+    /// '<n>' <unit> PRECEDING AND CURRENT ROW`.
+    fn window_spec(
+        &mut self,
+        open: &TokenWithSpan,
+        spec: &[TokenWithSpan],
+    ) -> Result<Vec<TokenWithSpan>, AnalyticsError> {
+        let at = position(open.span.start);
+        let refused = |why: &str| AnalyticsError::code(why, at);
+        if top_level_word(spec, "ORDER").is_some() {
+            return Err(refused(
+                "A sliding window is ordered by ROWTIME: leave ORDER BY out of it",
+            ));
+        }
+        if top_level_word(spec, "ROWS").is_some() {
+            return Err(refused(
+                "ROWS <n> PRECEDING windows are not supported yet (RANGE INTERVAL '<n>' <unit> PRECEDING is)",
+            ));
+        }
+        let Some(range) = top_level_word(spec, "RANGE") else {
+            return Err(refused(
+                "A sliding window needs RANGE INTERVAL '<n>' <unit> PRECEDING",
+            ));
+        };
+        let frame = &spec[range + 1..];
+        let width_ms = match frame {
+            [interval @ .., last] if is_word(Some(&last.token), "PRECEDING") => {
+                interval_ms(interval)
+            }
+            _ => None,
+        }
+        .ok_or_else(|| {
+            refused(
+                "A sliding window's range is INTERVAL '<n>' SECOND, MINUTE, HOUR or DAY PRECEDING",
+            )
+        })?;
+        let mut out = self.tokens(&spec[..range])?;
+        for token in [
+            Token::make_keyword("ORDER"),
+            Token::make_keyword("BY"),
+            Token::make_word(crate::schema::ROWTIME, Some('"')),
+            Token::make_keyword("RANGE"),
+            Token::make_keyword("BETWEEN"),
+        ] {
+            out.push(with(open, token));
+        }
+        out.extend(frame.iter().cloned());
+        for token in [
+            Token::make_keyword("AND"),
+            Token::make_keyword("CURRENT"),
+            Token::make_keyword("ROW"),
+        ] {
+            out.push(with(open, token));
+        }
+        let widest = self.sliding.map_or(width_ms, |s| s.range_ms.max(width_ms));
+        self.sliding = Some(Sliding {
+            range_ms: widest,
+            at: self.sliding.map_or(at, |s| s.at),
+        });
         Ok(out)
     }
 

@@ -27,7 +27,8 @@ fn engine(dir: &Path, clock: Option<Arc<ManualClock>>) -> Engine {
 }
 
 /// Per second and ticker, the trades and their total (with the window's start, so a window
-/// put twice shows); and the dear trades, row by row.
+/// put twice shows); per trade, its ticker's trades and total of the last two seconds (a
+/// sliding window); and the dear trades, row by row.
 fn spec(name: &str, suffix: &str) -> ApplicationSpec {
     let column = |name: &str, sql_type: &str, mapping: &str| RecordColumn {
         name: name.into(),
@@ -39,6 +40,11 @@ fn spec(name: &str, suffix: &str) -> ApplicationSpec {
         code: r#"
             CREATE OR REPLACE STREAM "DEAR" (ticker VARCHAR(4), price INTEGER, id BIGINT);
             CREATE OR REPLACE STREAM "PER_SECOND" (second_start TIMESTAMP, ticker VARCHAR(4), trades BIGINT, total BIGINT);
+            CREATE OR REPLACE STREAM "RECENT" (id BIGINT, ticker VARCHAR(4), trades BIGINT, total BIGINT);
+            CREATE OR REPLACE PUMP "SLIDE" AS INSERT INTO "RECENT"
+                SELECT STREAM id, ticker, COUNT(*) OVER W, SUM(price) OVER W
+                FROM "SOURCE_SQL_STREAM_001"
+                WINDOW W AS (PARTITION BY ticker RANGE INTERVAL '2' SECOND PRECEDING);
             CREATE OR REPLACE PUMP "FILTER" AS INSERT INTO "DEAR"
                 SELECT STREAM ticker, price, id FROM "SOURCE_SQL_STREAM_001" WHERE price >= 50;
             CREATE OR REPLACE PUMP "COUNT" AS INSERT INTO "PER_SECOND"
@@ -63,6 +69,11 @@ fn spec(name: &str, suffix: &str) -> ApplicationSpec {
             Output {
                 in_app_stream: "PER_SECOND".into(),
                 stream: format!("counts{suffix}"),
+                format: OutputFormat::Json,
+            },
+            Output {
+                in_app_stream: "RECENT".into(),
+                stream: format!("recent{suffix}"),
                 format: OutputFormat::Json,
             },
             Output {
@@ -100,7 +111,7 @@ async fn create_streams(engine: &Engine, suffixes: &[&str]) {
         .await
         .unwrap();
     for suffix in suffixes {
-        for (name, shards) in [("counts", 1), ("dear", 2)] {
+        for (name, shards) in [("counts", 1), ("dear", 2), ("recent", 1)] {
             engine
                 .create_stream(CreateStream::provisioned(format!("{name}{suffix}"), shards))
                 .await
@@ -165,7 +176,11 @@ fn contents(engine: &Engine, stream: &str) -> Vec<String> {
 /// Waits until the two applications' outputs hold the same records, every trade is counted
 /// and every dear trade out, and they stay so for a second.
 async fn wait_equal(engine: &Engine, trades: u64) {
-    let pairs = [("counts", "counts_ref"), ("dear", "dear_ref")];
+    let pairs = [
+        ("counts", "counts_ref"),
+        ("dear", "dear_ref"),
+        ("recent", "recent_ref"),
+    ];
     let expected_dear = dear_count(0..trades);
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut same_since: Option<Instant> = None;
@@ -174,6 +189,7 @@ async fn wait_equal(engine: &Engine, trades: u64) {
             .iter()
             .all(|(a, b)| contents(engine, a) == contents(engine, b))
             && contents(engine, "dear_ref").len() == expected_dear
+            && contents(engine, "recent_ref").len() == trades as usize
             && counted(&contents(engine, "counts_ref")) == trades as i64;
         match (same, same_since) {
             (true, Some(since)) if since.elapsed() > Duration::from_secs(1) => return,
@@ -183,11 +199,8 @@ async fn wait_equal(engine: &Engine, trades: u64) {
         }
         assert!(
             Instant::now() < deadline,
-            "outputs never agreed: {pairs:?}: {} vs {} and {} vs {} records",
-            contents(engine, pairs[0].0).len(),
-            contents(engine, pairs[0].1).len(),
-            contents(engine, pairs[1].0).len(),
-            contents(engine, pairs[1].1).len()
+            "outputs never agreed: {:?}",
+            pairs.map(|(a, b)| (a, contents(engine, a).len(), contents(engine, b).len()))
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -328,9 +328,9 @@ async fn queries_that_cannot_run_are_refused_at_creation() {
         (
             r#"CREATE OR REPLACE STREAM "O" (n DOUBLE);
                CREATE OR REPLACE PUMP "P" AS INSERT INTO "O"
-               SELECT STREAM AVG(price) OVER (PARTITION BY ticker ORDER BY ROWTIME RANGE INTERVAL '1' MINUTE PRECEDING)
+               SELECT STREAM DISTINCT AVG(price) OVER (PARTITION BY ticker RANGE INTERVAL '1' MINUTE PRECEDING)
                FROM "SOURCE_SQL_STREAM_001";"#,
-            "sliding windows",
+            "DISTINCT over a stream",
         ),
         (
             r#"CREATE OR REPLACE STREAM "O" (n BIGINT);
@@ -456,4 +456,130 @@ async fn similar_to_matches_whole_values_with_sql_wildcards() {
     assert_eq!(tickers("TECH"), ["AAPL", "AMZN"]);
     // Not "A." then anything: the dot is literal.
     assert_eq!(tickers("OTHER"), ["AAPL", "ABC", "AMZN", "SAAL", "XAPLX"]);
+}
+
+/// A sliding window's row: the input row's time, ticker and price; the mean and count of
+/// the ticker's last 10 s, and the highest price of its last 3 s.
+type SlidingRow = (i64, String, i64, f64, i64, i64);
+
+fn sliding_rows(batches: &[RecordBatch]) -> Vec<SlidingRow> {
+    let mut found = Vec::new();
+    for batch in batches {
+        let at = |i: usize| batch.column(i).as_any();
+        let time = at(0).downcast_ref::<TimestampMillisecondArray>().unwrap();
+        let ticker = at(1).downcast_ref::<StringArray>().unwrap();
+        let price = at(2).downcast_ref::<Int64Array>().unwrap();
+        let mean = at(3).downcast_ref::<Float64Array>().unwrap();
+        let count = at(4).downcast_ref::<Int64Array>().unwrap();
+        let high = at(5).downcast_ref::<Int64Array>().unwrap();
+        for r in 0..batch.num_rows() {
+            found.push((
+                time.value(r),
+                ticker.value(r).to_owned(),
+                price.value(r),
+                mean.value(r),
+                count.value(r),
+                high.value(r),
+            ));
+        }
+    }
+    found.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+    found
+}
+
+/// Sliding windows (`RANGE INTERVAL ... PRECEDING`, named and inline), run row by row as
+/// the watermark passes each row, give what DataFusion's window functions give over the
+/// whole data set at once, out-of-order rows included.
+#[tokio::test]
+async fn sliding_windows_match_the_same_query_in_batch() {
+    let decoder = Decoder::new(&schema()).unwrap();
+    let code = sql::parse(&format!(
+        r#"CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM"
+             (ticker VARCHAR(4), price BIGINT, mean DOUBLE, trades BIGINT, high BIGINT);
+           CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+             SELECT STREAM ticker, price, AVG(price) OVER W1, COUNT(*) OVER W1,
+                 MAX(price) OVER (PARTITION BY ticker RANGE INTERVAL '3' SECOND PRECEDING)
+             FROM "{INPUT}"
+             WINDOW W1 AS (PARTITION BY ticker RANGE INTERVAL '10' SECOND PRECEDING);"#
+    ))
+    .unwrap();
+    assert_eq!(code.pumps[0].sliding.unwrap().range_ms, 10_000);
+    let mut pipeline = Pipeline::new(&code, INPUT, decoder.schema()).await.unwrap();
+    let records = trades(6_000, 1_796_464_800_000);
+    let (mut streamed, mut inputs, mut seen_ms) = (Vec::new(), Vec::new(), 0);
+    for chunk in records.chunks(300) {
+        let (batch, _) = decoder
+            .decode(chunk.iter().map(|(d, t)| (&d[..], *t)))
+            .unwrap();
+        inputs.push(batch.clone());
+        let produced = pipeline.push(batch).await.unwrap();
+        assert!(produced.is_empty(), "rows wait for the watermark");
+        seen_ms = seen_ms.max(chunk.iter().map(|(_, t)| *t).max().unwrap());
+        for (_, rows) in pipeline.advance(seen_ms as i64 - 2_000).await.unwrap() {
+            streamed.push(rows);
+        }
+    }
+    for (_, rows) in pipeline.advance(i64::MAX).await.unwrap() {
+        streamed.push(rows);
+    }
+    assert_eq!(pipeline.late_rows(), 0);
+    let all = datafusion::arrow::compute::concat_batches(&decoder.schema(), &inputs).unwrap();
+    let ctx = SessionContext::new();
+    ctx.register_batch("trades", all).unwrap();
+    let frame = |seconds: u32| {
+        format!(
+            r#"OVER (PARTITION BY "TICKER" ORDER BY "ROWTIME" RANGE BETWEEN INTERVAL '{seconds}' SECOND PRECEDING AND CURRENT ROW)"#
+        )
+    };
+    let (ten, three) = (frame(10), frame(3));
+    let batch = ctx
+        .sql(&format!(
+            r#"SELECT "ROWTIME", "TICKER", "PRICE", AVG("PRICE") {ten}, COUNT(*) {ten},
+                      MAX("PRICE") {three} FROM trades"#
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let (streamed, expected) = (sliding_rows(&streamed), sliding_rows(&batch));
+    assert_eq!(streamed.len(), 6_000);
+    assert_eq!(streamed.len(), expected.len());
+    for (s, b) in streamed.iter().zip(&expected) {
+        assert_eq!(
+            (s.0, &s.1, s.2, s.4, s.5),
+            (b.0, &b.1, b.2, b.4, b.5),
+            "{s:?} {b:?}"
+        );
+        assert!((s.3 - b.3).abs() < 1e-9, "{s:?} {b:?}");
+    }
+    // The windows are not trivial: some hold many rows.
+    assert!(
+        expected.iter().any(|r| r.4 > 20),
+        "{:?}",
+        expected.iter().map(|r| r.4).max()
+    );
+}
+
+#[tokio::test]
+async fn sliding_windows_kda_does_not_have_are_refused_where_they_are() {
+    let refused = |over: &str| {
+        let code = format!(
+            r#"CREATE OR REPLACE STREAM "O" (n BIGINT);
+               CREATE OR REPLACE PUMP "P" AS INSERT INTO "O"
+                 SELECT STREAM COUNT(*) OVER ({over}) FROM "{INPUT}";"#
+        );
+        match sql::parse(&code) {
+            Err(AnalyticsError::Code { message, at }) => (message, at.line),
+            other => panic!("{over}: {other:?}"),
+        }
+    };
+    assert!(refused("ROWS 10 PRECEDING").0.contains("ROWS"));
+    assert!(refused("PARTITION BY ticker").0.contains("RANGE INTERVAL"));
+    assert!(
+        refused("ORDER BY price RANGE INTERVAL '1' MINUTE PRECEDING")
+            .0
+            .contains("ORDER BY")
+    );
+    assert_eq!(refused("RANGE INTERVAL '1' FORTNIGHT PRECEDING").1, 3);
 }
