@@ -18,6 +18,8 @@ const CATALOGUE_FILE: &str = "applications.json";
 const OUTPUTS_MAX: usize = 3;
 const TAGS_MAX: usize = 50;
 const APPLICATIONS_MAX: usize = 50;
+/// KDA's limit on application code.
+const CODE_BYTES_MAX: usize = 102_400;
 
 /// An application as it is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +221,15 @@ impl Analytics {
     pub async fn create(&self, new: NewApplication) -> Result<ApplicationDetail, AnalyticsError> {
         check_name(&new.name)?;
         check_tags(&new.tags)?;
+        if new
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 1024)
+        {
+            return Err(AnalyticsError::invalid(
+                "An application's description is at most 1024 characters.",
+            ));
+        }
         let mut apps = self.apps.lock().await;
         if apps.contains_key(&new.name) {
             return Err(AnalyticsError::InUse(format!(
@@ -253,14 +264,18 @@ impl Analytics {
         }
         self.check(&stored).await?;
         let detail = describe(&stored, None);
+        let name = stored.name.clone();
         apps.insert(
-            stored.name.clone(),
+            name.clone(),
             Entry {
                 stored,
                 running: None,
             },
         );
-        self.save(&apps)?;
+        if let Err(e) = self.save(&apps) {
+            apps.remove(&name);
+            return Err(e);
+        }
         Ok(detail)
     }
 
@@ -304,14 +319,25 @@ impl Analytics {
         stored.version += 1;
         stored.updated_ms = now_ms();
         let entry = apps.get_mut(name).expect("found above");
+        let mut restart_failed = None;
         if let Some(running) = entry.running.take() {
             running.stop().await;
-            entry.running = Some(
-                self.run(&stored, StartingPosition::LastStoppedPoint)
-                    .await?,
-            );
+            match self.run(&stored, StartingPosition::LastStoppedPoint).await {
+                Ok(running) => entry.running = Some(running),
+                Err(e) => {
+                    // The change is kept; the application is stopped, and says so.
+                    stored.running = false;
+                    restart_failed = Some(e);
+                }
+            }
         }
         entry.stored = stored;
+        if let Some(e) = restart_failed {
+            self.save(&apps)?;
+            return Err(AnalyticsError::InUse(format!(
+                "Application {name} was updated, and is stopped: it did not start again ({e})."
+            )));
+        }
         let detail = describe(&entry.stored, entry.running.as_ref());
         self.save(&apps)?;
         Ok(detail)
@@ -455,7 +481,7 @@ impl Analytics {
         };
         let state_dir = self.state_dir(&stored.name);
         if position != StartingPosition::LastStoppedPoint {
-            remove_dir(&state_dir)?;
+            crate::checkpoint::StateDir::reset(&state_dir)?;
         }
         let spec = ApplicationSpec {
             name: stored.name.clone(),
@@ -506,10 +532,10 @@ fn describe(stored: &StoredApplication, running: Option<&Application>) -> Applic
 fn apply(stored: &mut StoredApplication, change: Change) -> Result<(), AnalyticsError> {
     match change {
         Change::Code(code) => {
-            if code.len() > 100_000 {
-                return Err(AnalyticsError::invalid(
-                    "Application code is at most 100000 characters.",
-                ));
+            if code.len() > CODE_BYTES_MAX {
+                return Err(AnalyticsError::invalid(format!(
+                    "Application code is at most {CODE_BYTES_MAX} bytes."
+                )));
             }
             stored.code = code;
         }
@@ -564,22 +590,24 @@ fn apply(stored: &mut StoredApplication, change: Change) -> Result<(), Analytics
 }
 
 fn check_name(name: &str) -> Result<(), AnalyticsError> {
+    // A name of dots only would name a directory above the application's own.
     let valid = (1..=128).contains(&name.len())
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+        && !name.bytes().all(|b| b == b'.');
     if valid {
         Ok(())
     } else {
         Err(AnalyticsError::invalid(format!(
-            "Application name {name:?} is not 1 to 128 of [a-zA-Z0-9_.-]."
+            "Application name {name:?} is not 1 to 128 of [a-zA-Z0-9_.-] (not dots only)."
         )))
     }
 }
 
 fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), AnalyticsError> {
     if tags.len() > TAGS_MAX {
-        return Err(AnalyticsError::LimitExceeded(format!(
+        return Err(AnalyticsError::TooManyTags(format!(
             "An application has at most {TAGS_MAX} tags."
         )));
     }

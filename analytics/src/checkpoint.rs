@@ -81,6 +81,9 @@ impl Step {
 /// What a snapshot holds besides the open windows' rows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SnapshotHeader {
+    /// The source stream its positions are in.
+    #[serde(default)]
+    pub source: String,
     /// The digest of the code and input it was taken for.
     pub spec_digest: u64,
     /// The digest of the name and outputs (the output rows' keys depend on them).
@@ -146,6 +149,10 @@ impl StateDir {
     /// last entry (a crash while it was written) is cut off.
     pub fn open(dir: &Path) -> Result<(StateDir, Recovered), AnalyticsError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
+        StateDir::open_locked(dir)
+    }
+
+    fn open_locked(dir: &Path) -> Result<(StateDir, Recovered), AnalyticsError> {
         let lock_path = dir.join(LOCK_FILE);
         let lock = File::create(&lock_path).map_err(|e| io_error("open", &lock_path, e))?;
         match lock.try_lock() {
@@ -219,6 +226,24 @@ impl StateDir {
             unsynced: false,
         };
         Ok((state, Recovered { snapshot, steps }))
+    }
+
+    /// Empties the state directory `dir` (its checkpoint and journal), so the next start
+    /// starts afresh; refused while an application runs on it. The lock file stays: a
+    /// task that still holds it keeps others out.
+    pub fn reset(dir: &Path) -> Result<(), AnalyticsError> {
+        if !dir.exists() {
+            return Ok(());
+        }
+        let (_state, _) = StateDir::open_locked(dir)?;
+        for file in [SNAPSHOT_FILE, JOURNAL_FILE] {
+            match std::fs::remove_file(dir.join(file)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("remove", &dir.join(file), e)),
+            }
+        }
+        Ok(())
     }
 
     /// Appends a step (in the page cache: [`StateDir::sync`] makes it durable).

@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 
 /// Records sampled at most.
 const SAMPLE_RECORDS: usize = 100;
+/// Columns a discovered schema has at most (KDA's limit).
+const COLUMNS_MAX: usize = 1000;
+/// Bytes of records sampled at most.
+const SAMPLE_BYTES_MAX: usize = 8 << 20;
 /// How long a sample from now waits for records.
 const WAIT_FOR_RECORDS: Duration = Duration::from_secs(2);
 
@@ -42,7 +46,10 @@ pub async fn discover(stream: &Stream, from_now: bool) -> Result<Discovered, Ana
     let deadline = Instant::now() + WAIT_FOR_RECORDS;
     let mut raw = Vec::new();
     let mut empty_reads = 0;
-    while raw.len() < SAMPLE_RECORDS {
+    let mut sealed = 0;
+    while raw.len() < SAMPLE_RECORDS
+        && raw.iter().map(String::len).sum::<usize>() < SAMPLE_BYTES_MAX
+    {
         match reader.read(Some(SAMPLE_RECORDS - raw.len())) {
             Ok(Some(read)) => {
                 empty_reads = if read.records.is_empty() {
@@ -50,12 +57,13 @@ pub async fn discover(stream: &Stream, from_now: bool) -> Result<Discovered, Ana
                 } else {
                     0
                 };
-                raw.extend(
-                    read.records
-                        .records()
-                        .filter(|r| !r.encrypted)
-                        .map(|r| String::from_utf8_lossy(r.data).into_owned()),
-                );
+                for record in read.records.records() {
+                    if record.encrypted {
+                        sealed += 1;
+                    } else {
+                        raw.push(String::from_utf8_lossy(record.data).into_owned());
+                    }
+                }
             }
             Ok(None) => break,
             Err(ReadError::Throttled { .. }) => empty_reads += 1,
@@ -71,33 +79,60 @@ pub async fn discover(stream: &Stream, from_now: bool) -> Result<Discovered, Ana
         }
     }
     if raw.is_empty() {
-        return Err(AnalyticsError::invalid(format!(
-            "Stream {} has no records to discover a schema from.",
-            stream.name()
-        )));
+        return Err(nothing_to_sample(stream, sealed));
     }
-    let objects: Option<Vec<serde_json::Map<String, Value>>> = raw
+    let (schema, parsed) = schema_of(&raw, stream.name())?;
+    Ok(Discovered {
+        schema,
+        parsed,
+        raw,
+    })
+}
+
+fn nothing_to_sample(stream: &Stream, sealed: usize) -> AnalyticsError {
+    let why = if sealed > 0 {
+        format!("its {sealed} records are encrypted (KMS), which discovery does not open")
+    } else {
+        "it has no records".to_owned()
+    };
+    AnalyticsError::invalid(format!(
+        "No schema can be discovered from stream {}: {why}.",
+        stream.name()
+    ))
+}
+
+/// The schema a sample fits, and its values by column.
+fn schema_of(
+    raw: &[String],
+    stream: &str,
+) -> Result<(InputSchema, Vec<Vec<String>>), AnalyticsError> {
+    let parsed: Vec<Option<serde_json::Map<String, Value>>> = raw
         .iter()
         .map(|r| match serde_json::from_str(r) {
             Ok(Value::Object(object)) => Some(object),
             _ => None,
         })
         .collect();
-    let (schema, parsed) = match objects {
-        Some(objects) => json_schema(&objects),
-        None => csv_schema(&raw),
-    };
-    if schema.columns.is_empty() {
+    let objects = parsed.iter().filter(|o| o.is_some()).count();
+    let (schema, parsed) = if objects == parsed.len() {
+        json_schema(&parsed.into_iter().flatten().collect::<Vec<_>>())
+    } else if objects == 0 {
+        csv_schema(raw)
+    } else {
         return Err(AnalyticsError::invalid(format!(
-            "The records of {} have no values to make columns of.",
-            stream.name()
+            "Of {} records of {stream}, {objects} are JSON objects and the rest are not: no one format fits them.",
+            raw.len(),
+        )));
+    };
+    if schema.columns.is_empty() || schema.columns.len() > COLUMNS_MAX {
+        return Err(AnalyticsError::invalid(format!(
+            "The records of {stream} make {} columns; a schema has 1 to {COLUMNS_MAX}.",
+            schema.columns.len()
         )));
     }
-    Ok(Discovered {
-        schema,
-        parsed,
-        raw,
-    })
+    // What was found must be what a create takes.
+    schema.arrow_schema()?;
+    Ok((schema, parsed))
 }
 
 /// What the values of a column were.
@@ -133,10 +168,11 @@ impl Column {
             Some(Kind::Integer) => "INTEGER".to_owned(),
             Some(Kind::BigInt) => "BIGINT".to_owned(),
             Some(Kind::Double) => "DOUBLE".to_owned(),
-            // As KDA: a power of two at least as long as the longest value seen.
+            // As KDA: a power of two at least as long as the longest value seen (at most
+            // VARCHAR's 65535).
             _ => format!(
                 "VARCHAR({})",
-                self.longest.max(1).next_power_of_two().max(4)
+                self.longest.max(1).next_power_of_two().clamp(4, 65_535)
             ),
         }
     }
@@ -154,7 +190,17 @@ fn kind_of_number(text: &str) -> Kind {
 /// Scalar members by path (in the order of their names: serde_json's maps are sorted).
 fn flatten(object: &serde_json::Map<String, Value>, path: &str, out: &mut Vec<(String, Value)>) {
     for (name, value) in object {
-        let here = format!("{path}.{name}");
+        let plain = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '$');
+        let here = if plain {
+            format!("{path}.{name}")
+        } else if !name.contains("\"]") {
+            format!("{path}[\"{name}\"]")
+        } else {
+            continue;
+        };
         match value {
             Value::Object(inner) => flatten(inner, &here, out),
             Value::Array(_) | Value::Null => {}
@@ -164,14 +210,41 @@ fn flatten(object: &serde_json::Map<String, Value>, path: &str, out: &mut Vec<(S
 }
 
 fn column_name(path: &str) -> String {
-    path.trim_start_matches("$.")
+    let name: String = path
+        .trim_start_matches('$')
         .chars()
+        .filter(|c| !matches!(c, '[' | ']' | '"'))
         .map(|c| {
             if c.is_ascii_alphanumeric() {
                 c.to_ascii_uppercase()
             } else {
                 '_'
             }
+        })
+        .collect();
+    name.trim_start_matches('_').to_owned()
+}
+
+/// Column names made unique, none `ROWTIME` (the stream's own), none empty: a clash gets
+/// `_2`, `_3`, ...
+fn unique_names(names: Vec<String>) -> Vec<String> {
+    let mut taken = std::collections::BTreeSet::from([crate::schema::ROWTIME.to_owned()]);
+    names
+        .into_iter()
+        .map(|name| {
+            let base = if name.is_empty() {
+                "COL".to_owned()
+            } else {
+                name
+            };
+            let mut candidate = base.clone();
+            let mut n = 1;
+            while taken.contains(&candidate) {
+                n += 1;
+                candidate = format!("{base}_{n}");
+            }
+            taken.insert(candidate.clone());
+            candidate
         })
         .collect()
 }
@@ -211,10 +284,12 @@ fn json_schema(objects: &[serde_json::Map<String, Value>]) -> (InputSchema, Vec<
                 .collect()
         })
         .collect();
+    let names = unique_names(order.iter().map(|p| column_name(p)).collect());
     let columns = order
         .iter()
-        .map(|path| RecordColumn {
-            name: column_name(path),
+        .zip(names)
+        .map(|(path, name)| RecordColumn {
+            name,
             sql_type: columns[path].sql_type(),
             mapping: Some(path.clone()),
         })
@@ -231,7 +306,7 @@ fn json_schema(objects: &[serde_json::Map<String, Value>]) -> (InputSchema, Vec<
 fn csv_schema(raw: &[String]) -> (InputSchema, Vec<Vec<String>>) {
     let parsed: Vec<Vec<String>> = raw
         .iter()
-        .flat_map(|record| record.lines())
+        .flat_map(|record| record.split('\n'))
         .filter(|line| !line.is_empty())
         .map(|line| line.split(',').map(str::to_owned).collect())
         .collect();
@@ -311,6 +386,29 @@ mod tests {
             ["9000000000", "4", "false", "90", "NVDA", "NASDAQ"]
         );
         // The schema it found decodes the records.
+        schema.arrow_schema().unwrap();
+    }
+
+    #[test]
+    fn odd_member_names_get_paths_and_columns_a_create_takes() {
+        let (schema, _) = json_schema(&objects(&[
+            r#"{"a.b":1,"a_b":2,"rowtime":3,"price":4,"Price":5,"x\"]":6}"#,
+        ]));
+        let columns: Vec<(&str, &str)> = schema
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.mapping.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                ("PRICE", "$.Price"),
+                ("A_B", "$[\"a.b\"]"),
+                ("A_B_2", "$.a_b"),
+                ("PRICE_2", "$.price"),
+                ("ROWTIME_2", "$.rowtime"),
+            ]
+        );
         schema.arrow_schema().unwrap();
     }
 

@@ -52,10 +52,12 @@ pub enum AnalyticsError {
         /// Its version.
         current: u64,
     },
-    /// More applications, inputs, outputs or tags than allowed (KDA's
-    /// `LimitExceededException`).
+    /// More applications, inputs or outputs than allowed (KDA's `LimitExceededException`).
     #[error("{0}")]
     LimitExceeded(String),
+    /// More tags than allowed (KDA's `TooManyTagsException`).
+    #[error("{0}")]
+    TooManyTags(String),
 }
 
 impl AnalyticsError {

@@ -403,6 +403,7 @@ fn pump(mut reader: Reader<'_>, at: Position) -> Result<PumpDef, AnalyticsError>
         ));
     }
     let _ = select_at;
+    refuse_deep(&select, at)?;
     if let (Some(_), Some(sliding)) = (rewrite.window, rewrite.sliding) {
         return Err(AnalyticsError::code(
             "A pump has a tumbling window (GROUP BY) or sliding windows (OVER), not both",
@@ -422,6 +423,46 @@ fn pump(mut reader: Reader<'_>, at: Position) -> Result<PumpDef, AnalyticsError>
 
 /// Function calls nested deeper than this are refused (the rewrite recurses into each).
 const NESTING_MAX: usize = 50;
+/// Operators a pump's query may hold. A chain of `OR`s is a tree as deep as it is long, and
+/// DataFusion clones and drops expression trees recursively: thousands would overflow the
+/// stack of the thread planning them (its recursion protection does not cover those).
+const OPERATORS_MAX: usize = 300;
+
+/// Refuses a query with more operators than [`OPERATORS_MAX`].
+fn refuse_deep(select: &[TokenWithSpan], at: Position) -> Result<(), AnalyticsError> {
+    let operators = select
+        .iter()
+        .filter(|t| match &t.token {
+            Token::Word(w) => {
+                w.quote_style.is_none()
+                    && (w.value.eq_ignore_ascii_case("AND") || w.value.eq_ignore_ascii_case("OR"))
+            }
+            Token::Eq
+            | Token::DoubleEq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat => true,
+            _ => false,
+        })
+        .count();
+    if operators > OPERATORS_MAX {
+        return Err(AnalyticsError::code(
+            format!(
+                "A pump's query has {operators} operators, more than {OPERATORS_MAX}: write long alternatives as IN (...) lists"
+            ),
+            at,
+        ));
+    }
+    Ok(())
+}
 
 /// The rewrite of one `SELECT`.
 #[derive(Default)]
@@ -701,34 +742,55 @@ fn similar_to(
         Token::Tilde
     };
     out.push(with(token, operator));
-    out.push(with(
-        &tokens[i + 2],
-        Token::SingleQuotedString(similar_to_regex(pattern)),
-    ));
+    let regex = similar_to_regex(pattern)
+        .map_err(|why| AnalyticsError::code(why, position(tokens[i + 2].span.start)))?;
+    out.push(with(&tokens[i + 2], Token::SingleQuotedString(regex)));
     Ok(i + 3)
 }
 
 /// A SQL `SIMILAR TO` pattern as the regular expression it means: the whole value must
-/// match; `%` is any text, `_` any character, `\` takes the next character literally, `.`,
-/// `^` and `$` are literal; `| * + ? {m,n} ( ) [ ]` are as in regular expressions.
-fn similar_to_regex(pattern: &str) -> String {
-    let mut regex = String::from("^(?:");
-    let mut chars = pattern.chars();
+/// match (new lines included); `%` is any text, `_` any character, `\\` takes the next
+/// character literally, `.`, `^` and `$` are literal; `| * + ? {m,n} ( )` are as in regular
+/// expressions, and a bracket expression `[...]` is copied as it is. A pattern that makes
+/// no regular expression (or ends in a lone `\\`) is refused.
+fn similar_to_regex(pattern: &str) -> Result<String, String> {
+    let mut regex = String::from("(?s)^(?:");
+    let mut chars = pattern.chars().peekable();
+    let mut in_brackets = false;
     while let Some(c) = chars.next() {
         match c {
-            '%' => regex.push_str(".*"),
-            '_' => regex.push('.'),
             '\\' => {
-                if let Some(next) = chars.next() {
-                    regex.push_str(&escape_regex(next));
+                let next = chars
+                    .next()
+                    .ok_or_else(|| "SIMILAR TO's pattern ends in a lone \\".to_owned())?;
+                regex.push_str(&escape_regex(next));
+            }
+            ']' if in_brackets => {
+                in_brackets = false;
+                regex.push(c);
+            }
+            _ if in_brackets => regex.push(c),
+            '[' => {
+                in_brackets = true;
+                regex.push(c);
+                // A leading ^ negates; a leading ] is a member.
+                for lead in ['^', ']'] {
+                    if chars.peek() == Some(&lead) {
+                        regex.push(lead);
+                        chars.next();
+                    }
                 }
             }
+            '%' => regex.push_str(".*"),
+            '_' => regex.push('.'),
             '.' | '^' | '$' => regex.push_str(&escape_regex(c)),
             other => regex.push(other),
         }
     }
     regex.push_str(")$");
-    regex
+    regex::Regex::new(&regex)
+        .map(|_| regex)
+        .map_err(|e| format!("SIMILAR TO's pattern {pattern:?} is not one this server reads: {e}"))
 }
 
 fn escape_regex(c: char) -> String {
@@ -826,6 +888,37 @@ fn unit_ms(unit: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn similar_to_patterns_become_the_regular_expressions_sql_means() {
+        let regex = |p: &str| similar_to_regex(p).unwrap();
+        let matches = |p: &str, text: &str| regex::Regex::new(&regex(p)).unwrap().is_match(text);
+        assert!(matches("a%", "a\nb"), "% spans new lines");
+        assert!(
+            matches("[^abc]x", "dx") && !matches("[^abc]x", "ax"),
+            "negated brackets"
+        );
+        assert!(
+            matches("[_-]", "_") && !matches("[_-]", "x"),
+            "_ is literal in brackets"
+        );
+        assert!(
+            matches("a.b", "a.b") && !matches("a.b", "axb"),
+            ". is literal"
+        );
+        assert!(matches("(ab|cd)+", "abcd") && !matches("(ab|cd)+", "abce"));
+        assert!(matches("50\\%", "50%") && !matches("50\\%", "500"));
+        assert!(similar_to_regex("a\\").is_err(), "a lone backslash");
+        assert!(similar_to_regex("(").is_err(), "no regular expression");
+        let refused = parse(
+            "CREATE OR REPLACE PUMP p AS INSERT INTO s SELECT STREAM x FROM src WHERE x SIMILAR TO '[a'",
+        )
+        .unwrap_err();
+        assert!(
+            refused.to_string().contains("SIMILAR TO's pattern"),
+            "{refused}"
+        );
+    }
 
     fn select_text(pump: &PumpDef) -> String {
         text(&pump.select)

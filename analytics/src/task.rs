@@ -138,15 +138,25 @@ impl Running {
             });
         };
         let header = snapshot.header;
-        if header.outputs_digest != outputs_digest && !recovered.steps.is_empty() {
+        // 0: written before the digest was kept; nothing to compare.
+        let outputs_changed = header.outputs_digest != 0 && header.outputs_digest != outputs_digest;
+        if outputs_changed && !recovered.steps.is_empty() {
             return Err(AnalyticsError::invalid(format!(
                 "Application {}: its name or outputs changed since it stopped without a checkpoint; start it as it was to settle its journal first.",
                 self.name
             )));
         }
         if header.spec_digest != spec_digest {
-            self.positions = parse_positions(&header.positions)?;
-            for step in recovered.steps.iter().filter(|s| s.count > 0) {
+            // Positions are a stream's: another source starts from its own beginning.
+            if header.source == self.source.name() {
+                self.positions = parse_positions(&header.positions)?;
+            }
+            let same_source = header.source == self.source.name();
+            for step in recovered
+                .steps
+                .iter()
+                .filter(|s| s.count > 0 && same_source)
+            {
                 self.positions.insert(
                     ShardId::new(step.shard),
                     SequenceNumber::new(step.shard, step.last),
@@ -265,7 +275,8 @@ impl Running {
                         e @ (ReadError::StreamNotFound { .. }
                         | ReadError::ShardNotFound { .. }
                         | ReadError::PositionPastEnd { .. }
-                        | ReadError::RecordNotRetained { .. }),
+                        | ReadError::RecordNotRetained { .. }
+                        | ReadError::InvalidStartingSequenceNumber { .. }),
                     ) => {
                         // The records are gone (retention, or the stream deleted): the step
                         // is taken without them.
@@ -594,6 +605,7 @@ impl Running {
         }
         let pipeline = self.pipeline.state();
         let header = SnapshotHeader {
+            source: self.source.name().to_owned(),
             spec_digest: self.spec_digest,
             outputs_digest: self.outputs_digest,
             step: self.step,

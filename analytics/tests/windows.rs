@@ -583,3 +583,37 @@ async fn sliding_windows_kda_does_not_have_are_refused_where_they_are() {
     );
     assert_eq!(refused("RANGE INTERVAL '1' FORTNIGHT PRECEDING").1, 3);
 }
+
+/// Code a client may send (up to KDA's 100 KiB) does not overflow the planner's stack: a
+/// `WHERE` of thousands of `OR`s is refused at creation, naming the limit, and the same
+/// alternatives as an `IN` list (a flat expression) plan and run.
+#[tokio::test]
+async fn a_deep_expression_is_refused_and_an_in_list_runs() {
+    let decoder = Decoder::new(&schema()).unwrap();
+    let terms: Vec<String> = (0..8_000).map(|i| format!("price = {i}")).collect();
+    let refused = sql::parse(&format!(
+        r#"CREATE OR REPLACE STREAM "O" (price BIGINT);
+           CREATE OR REPLACE PUMP "P" AS INSERT INTO "O"
+             SELECT STREAM price FROM "{INPUT}" WHERE {};"#,
+        terms.join(" OR ")
+    ))
+    .unwrap_err();
+    assert!(refused.to_string().contains("IN (...)"), "{refused}");
+    let values: Vec<String> = (0..8_000).map(|i| i.to_string()).collect();
+    let code = sql::parse(&format!(
+        r#"CREATE OR REPLACE STREAM "O" (price BIGINT);
+           CREATE OR REPLACE PUMP "P" AS INSERT INTO "O"
+             SELECT STREAM price FROM "{INPUT}" WHERE price IN ({});"#,
+        values.join(", ")
+    ))
+    .unwrap();
+    let mut pipeline = Pipeline::new(&code, INPUT, decoder.schema()).await.unwrap();
+    let (batch, _) = decoder
+        .decode([
+            (&br#"{"TICKER":"A","PRICE":7999}"#[..], 1_000),
+            (&br#"{"TICKER":"A","PRICE":8000}"#[..], 1_000),
+        ])
+        .unwrap();
+    let produced = pipeline.push(batch).await.unwrap();
+    assert_eq!(produced[0].1.num_rows(), 1);
+}

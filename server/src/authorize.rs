@@ -343,9 +343,10 @@ pub async fn authorize_firehose(
 }
 
 /// Authorizes a Kinesis Data Analytics call: the caller's identity policy must allow
-/// `kinesisanalytics:<op>` on the application's ARN (`*` for ListApplications and
-/// DiscoverInputSchema; the ARN given for the tag operations). DiscoverInputSchema reads the
-/// stream it names, so it needs `kinesis:GetRecords` on it too.
+/// `kinesisanalytics:<op>` on the application's ARN (`ResourceARN` for the tag operations;
+/// `*` for ListApplications and DiscoverInputSchema). An application reads and writes
+/// streams for its creator: who names a stream as an input (or DiscoverInputSchema's
+/// source) needs `kinesis:GetRecords` on it, and as an output `kinesis:PutRecords`.
 #[cfg(feature = "analytics")]
 pub async fn authorize_analytics(
     service: &Service,
@@ -359,28 +360,63 @@ pub async fn authorize_analytics(
     let Some(policy) = caller.policy.as_deref() else {
         return Ok(tenant);
     };
-    #[derive(Default, Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Target {
-        application_name: Option<String>,
-        #[serde(rename = "ResourceARN")]
-        resource_arn: Option<String>,
-    }
-    let target: Target = protocol.decode(body).unwrap_or_default();
-    let mut checks = Vec::new();
-    let application = match (&target.application_name, &target.resource_arn) {
-        (Some(name), _) => crate::analytics::arn(&tenant, name),
-        (None, Some(arn)) if operation != "DiscoverInputSchema" => arn.clone(),
-        _ => "*".to_owned(),
+    let request: serde_json::Value = protocol.decode(body).unwrap_or_default();
+    let member = |name: &str| {
+        request
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
     };
-    checks.push((format!("kinesisanalytics:{operation}"), application));
-    if let ("DiscoverInputSchema", Some(stream)) = (operation, target.resource_arn) {
+    let application = match operation {
+        "TagResource" | "UntagResource" | "ListTagsForResource" => member("ResourceARN"),
+        "ListApplications" | "DiscoverInputSchema" => None,
+        _ => member("ApplicationName").map(|name| crate::analytics::arn(&tenant, &name)),
+    };
+    let mut checks = vec![(
+        format!("kinesisanalytics:{operation}"),
+        application.unwrap_or_else(|| "*".to_owned()),
+    )];
+    if operation == "DiscoverInputSchema"
+        && let Some(stream) = member("ResourceARN")
+    {
         checks.push(("kinesis:GetRecords".to_owned(), stream));
     }
+    streams_named(&request, &mut checks);
     for (action, resource) in checks {
         identity_allows(caller, policy, &tenant, &action, &resource, transport)?;
     }
     Ok(tenant)
+}
+
+/// The streams an analytics request names as inputs (`kinesis:GetRecords`) and outputs
+/// (`kinesis:PutRecords`), wherever in it they are.
+#[cfg(feature = "analytics")]
+fn streams_named(value: &serde_json::Value, checks: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(members) => {
+            for (name, inner) in members {
+                let (action, arn_member) = match name.as_str() {
+                    "KinesisStreamsInput" => ("kinesis:GetRecords", "ResourceARN"),
+                    "KinesisStreamsInputUpdate" => ("kinesis:GetRecords", "ResourceARNUpdate"),
+                    "KinesisStreamsOutput" => ("kinesis:PutRecords", "ResourceARN"),
+                    "KinesisStreamsOutputUpdate" => ("kinesis:PutRecords", "ResourceARNUpdate"),
+                    _ => {
+                        streams_named(inner, checks);
+                        continue;
+                    }
+                };
+                if let Some(arn) = inner.get(arn_member).and_then(|v| v.as_str()) {
+                    checks.push((action.to_owned(), arn.to_owned()));
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                streams_named(item, checks);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The caller's identity `policy` alone (no resource policy) decides `action` on `resource`.

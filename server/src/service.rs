@@ -144,9 +144,9 @@ impl Service {
     }
 }
 
-/// The other tenants with Firehose delivery streams, opened now: their deliveries resume at
-/// start rather than at the tenant's first call (records left in their buffers would
-/// otherwise wait, and could expire).
+/// The other tenants with Firehose delivery streams or analytics applications, opened now:
+/// their deliveries and running applications resume at start rather than at the tenant's
+/// first call (records left in their buffers would otherwise wait, and could expire).
 fn tenants_with_deliveries(
     config: &Arc<ServeConfig>,
 ) -> anyhow::Result<HashMap<Scope, TenantCell>> {
@@ -160,8 +160,11 @@ fn tenants_with_deliveries(
         let Some((account, region)) = name.split_once('-') else {
             continue;
         };
-        let stored = entry.path().join("firehose").join("delivery-streams.json");
-        if !cfg!(feature = "firehose") || !stored.exists() {
+        let deliveries = entry.path().join("firehose").join("delivery-streams.json");
+        let applications = entry.path().join("analytics").join("applications.json");
+        let resumes = (cfg!(feature = "firehose") && deliveries.exists())
+            || (cfg!(feature = "analytics") && applications.exists());
+        if !resumes {
             continue;
         }
         let tenant = Tenant::open(config.clone(), account, region, &entry.path())?;

@@ -22,8 +22,8 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/kinesis-analytics"
 TICKERS = [("AMZN", "RETAIL"), ("NVDA", "TECHNOLOGY"), ("MSFT", "TECHNOLOGY"), ("XOM", "ENERGY")]
 
 
-def client(endpoint, service):
-    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE",
+def client(endpoint, service, key="AKIDEXAMPLE"):
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key,
                         aws_secret_access_key="secret", config=Config(retries={"max_attempts": 1}))
 
 
@@ -128,6 +128,64 @@ def test_the_tumbling_window_example_gives_each_windows_min_and_max(endpoint):
     assert got == sorted((t, float(lo), float(hi)) for (_, t), (lo, hi) in expected.items()), (got, expected)
     analytics.stop_application(ApplicationName=name)
     assert analytics.describe_application(ApplicationName=name)["ApplicationDetail"]["ApplicationStatus"] == "READY"
+
+
+SLIDING = """CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (ticker_symbol VARCHAR(4), price DOUBLE, avg_price DOUBLE);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+    SELECT STREAM ticker_symbol, price, AVG(price) OVER W1 AS avg_price
+    FROM "SOURCE_SQL_STREAM_001"
+    WINDOW W1 AS (PARTITION BY ticker_symbol RANGE INTERVAL '1' MINUTE PRECEDING);"""
+
+
+def test_the_sliding_window_example_gives_each_records_minute_average(endpoint):
+    kinesis, analytics = client(endpoint, "kinesis"), client(endpoint, "kinesisanalytics")
+    source, destination = create_stream(kinesis, "trades"), create_stream(kinesis, "averages")
+    put_trades(kinesis, source, 200)
+    schema = analytics.discover_input_schema(
+        ResourceARN=stream_arn(source), RoleARN=ROLE,
+        InputStartingPositionConfiguration={"InputStartingPosition": "TRIM_HORIZON"})["InputSchema"]
+    name = unique("sliding")
+    analytics.create_application(ApplicationName=name, ApplicationCode=SLIDING,
+                                 Inputs=[input_config(source, schema)], Outputs=[output_config(destination)])
+    analytics.start_application(ApplicationName=name, InputConfigurations=[
+        {"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "TRIM_HORIZON"}}])
+    # The answer: per record, the mean price of its ticker's records of the minute up to it
+    # (ROWTIME is the arrival time).
+    trades = [(round(r["ApproximateArrivalTimestamp"].timestamp() * 1000), json.loads(r["Data"]))
+              for r in read_all(kinesis, source)]
+    expected = []
+    for at, trade in trades:
+        window = [t["PRICE"] for when, t in trades
+                  if t["TICKER_SYMBOL"] == trade["TICKER_SYMBOL"] and at - 60_000 <= when <= at]
+        expected.append((trade["TICKER_SYMBOL"], float(trade["PRICE"]), round(sum(window) / len(window), 9)))
+    rows = wait_for_rows(kinesis, destination, len(expected))
+    got = [(r["TICKER_SYMBOL"], r["PRICE"], round(r["AVG_PRICE"], 9)) for r in rows]
+    assert sorted(got) == sorted(expected), (sorted(got)[:5], sorted(expected)[:5])
+    analytics.stop_application(ApplicationName=name)
+
+
+def test_policies_cover_the_streams_an_application_reads_and_the_application_tagged(endpoint):
+    kinesis, admin = client(endpoint, "kinesis"), client(endpoint, "kinesisanalytics")
+    apps = client(endpoint, "kinesisanalytics", key="AKIDAPPS")
+    fenced, open_stream = create_stream(kinesis, "fenced"), create_stream(kinesis, "open")
+    schema = {"RecordFormat": {"RecordFormatType": "JSON"},
+              "RecordColumns": [{"Name": "PRICE", "Mapping": "$.PRICE", "SqlType": "DOUBLE"}]}
+    # Who may not read a stream may not make an application read it, nor sample it.
+    expect_error("AccessDeniedException", apps.create_application, ApplicationName=unique("reader"),
+                 Inputs=[input_config(fenced, schema)])
+    expect_error("AccessDeniedException", apps.discover_input_schema, ResourceARN=stream_arn(fenced), RoleARN=ROLE,
+                 InputStartingPositionConfiguration={"InputStartingPosition": "TRIM_HORIZON"})
+    own = unique("own")
+    apps.create_application(ApplicationName=own, Inputs=[input_config(open_stream, schema)])
+    # Tags are authorized on the application the ResourceARN names.
+    guarded = unique("guarded")
+    admin.create_application(ApplicationName=guarded)
+    arn = lambda name: f"arn:aws:kinesisanalytics:us-east-1:{ACCOUNT}:application/{name}"
+    apps.tag_resource(ResourceARN=arn(own), Tags=[{"Key": "k", "Value": "v"}])
+    expect_error("AccessDeniedException", apps.tag_resource, ResourceARN=arn(guarded),
+                 Tags=[{"Key": "k", "Value": "v"}])
+    # A name of dots only is no application's.
+    expect_error("InvalidArgumentException", admin.create_application, ApplicationName="..")
 
 
 def test_the_filter_example_and_an_update_while_running(endpoint):

@@ -111,6 +111,7 @@ pub(crate) fn error(error: AnalyticsError) -> ApiError {
             ApiError::new("ConcurrentModificationException", error.to_string())
         }
         AnalyticsError::LimitExceeded(message) => ApiError::limit_exceeded(message),
+        AnalyticsError::TooManyTags(message) => ApiError::new("TooManyTagsException", message),
         other => ApiError::with_status("ServiceUnavailableException", 503, other.to_string()),
     }
 }
@@ -149,6 +150,20 @@ fn version(request: &Request) -> Result<u64, ApiError> {
         .ok()
         .filter(|v| *v >= 1)
         .ok_or_else(|| ApiError::validation("CurrentApplicationVersionId is at least 1."))
+}
+
+/// Runs operation `name` for `tenant` on a task of its own, to its end even when the caller
+/// goes away.
+pub async fn call_to_completion(
+    tenant: &Arc<Tenant>,
+    name: &str,
+    protocol: Protocol,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let (tenant, name, body) = (tenant.clone(), name.to_owned(), body.to_vec());
+    tokio::spawn(async move { call(&tenant, &name, protocol, &body).await })
+        .await
+        .map_err(|e| ApiError::internal(format!("an analytics call failed: {e}")))?
 }
 
 /// Runs operation `name` for `tenant`.

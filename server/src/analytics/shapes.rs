@@ -209,6 +209,17 @@ fn output_role(id: &str) -> String {
     format!("output.{id}.RoleARN")
 }
 
+/// An in-application stream's name or prefix: 1 to 32 characters (the model's bounds).
+fn check_in_app_name(member: &str, name: &str) -> Result<(), ApiError> {
+    if (1..=32).contains(&name.chars().count()) {
+        Ok(())
+    } else {
+        Err(ApiError::validation(format!(
+            "{member} {name:?} is not 1 to 32 characters."
+        )))
+    }
+}
+
 fn not_yet(what: &str) -> ApiError {
     ApiError::invalid_argument(format!("{what} is not supported by this server yet."))
 }
@@ -297,6 +308,7 @@ pub(super) fn input(
         .kinesis_streams_input
         .as_ref()
         .ok_or_else(|| ApiError::invalid_argument("An input needs KinesisStreamsInput."))?;
+    check_in_app_name("NamePrefix", &shape.name_prefix)?;
     let input = Input {
         stream: stream_of(tenant, &source.resource_arn)?,
         name_prefix: shape.name_prefix.clone(),
@@ -322,6 +334,7 @@ pub(super) fn output(
         .kinesis_streams_output
         .as_ref()
         .ok_or_else(|| ApiError::invalid_argument("An output needs KinesisStreamsOutput."))?;
+    check_in_app_name("Name", &shape.name)?;
     let output = Output {
         in_app_stream: shape.name.clone(),
         stream: stream_of(tenant, &target.resource_arn)?,
@@ -436,6 +449,7 @@ fn input_update(
     let mut input = current.clone();
     let mut changes = Vec::new();
     if let Some(prefix) = &update.name_prefix_update {
+        check_in_app_name("NamePrefixUpdate", prefix)?;
         input.name_prefix.clone_from(prefix);
     }
     if let Some(source) = &update.kinesis_streams_input_update {
@@ -495,6 +509,7 @@ fn output_update(
     let mut output = current.clone();
     let mut changes = Vec::new();
     if let Some(name) = &update.name_update {
+        check_in_app_name("NameUpdate", name)?;
         output.in_app_stream.clone_from(name);
     }
     if let Some(target) = &update.kinesis_streams_output_update {

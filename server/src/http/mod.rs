@@ -382,7 +382,7 @@ async fn run(
 /// Analytics); `None` for a Kinesis call.
 async fn other_service(
     api: Api,
-    tenant: &Tenant,
+    tenant: &Arc<Tenant>,
     operation: &str,
     protocol: Protocol,
     body: &[u8],
@@ -392,8 +392,12 @@ async fn other_service(
         Api::Kms => Some(crate::kms::call(tenant, operation, protocol, body)),
         #[cfg(feature = "firehose")]
         Api::Firehose => Some(crate::firehose::call(tenant, operation, protocol, body).await),
+        // On a task of its own: a client that goes away does not cancel a change half-way
+        // (an application stopped and not started again, a catalogue not saved).
         #[cfg(feature = "analytics")]
-        Api::Analytics => Some(crate::analytics::call(tenant, operation, protocol, body).await),
+        Api::Analytics => {
+            Some(crate::analytics::call_to_completion(tenant, operation, protocol, body).await)
+        }
     }
 }
 
