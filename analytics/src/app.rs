@@ -107,6 +107,8 @@ pub struct RunConfig {
     pub read_records: usize,
     /// Where a start with no checkpoint reads from.
     pub start_at: StartAt,
+    /// Labels added to the application's metrics, beside `application`.
+    pub metric_labels: Vec<(String, String)>,
 }
 
 /// Where an application with no checkpoint starts reading its source.
@@ -127,13 +129,16 @@ impl Default for RunConfig {
             checkpoint_interval: Duration::from_secs(10),
             read_records: 10_000,
             start_at: StartAt::TrimHorizon,
+            metric_labels: Vec::new(),
         }
     }
 }
 
-/// An application's counters.
+/// An application's counters, also exported through the `metrics` facade (on `sluice
+/// serve`'s `/metrics`) with the application's name and the run's labels.
 #[derive(Debug, Default)]
 pub struct ApplicationStats {
+    exported: Option<Exported>,
     input_records: AtomicU64,
     rejected_records: AtomicU64,
     output_records: AtomicU64,
@@ -143,6 +148,40 @@ pub struct ApplicationStats {
     last_error: std::sync::Mutex<Option<String>>,
     resumed_at_step: AtomicU64,
     replayed_steps: AtomicU64,
+}
+
+/// The counters as the `metrics` facade has them.
+#[derive(Debug)]
+struct Exported {
+    input_records: metrics::Counter,
+    output_records: metrics::Counter,
+    input_processing_errors: metrics::Counter,
+    millis_behind_latest: metrics::Gauge,
+    late_rows: metrics::Gauge,
+}
+
+impl Exported {
+    fn new(application: &str, extra: &[(String, String)]) -> Exported {
+        let mut labels = vec![metrics::Label::new("application", application.to_owned())];
+        labels.extend(
+            extra
+                .iter()
+                .map(|(k, v)| metrics::Label::new(k.clone(), v.clone())),
+        );
+        Exported {
+            input_records: metrics::counter!("sluice_analytics_input_records", labels.clone()),
+            output_records: metrics::counter!("sluice_analytics_output_records", labels.clone()),
+            input_processing_errors: metrics::counter!(
+                "sluice_analytics_input_processing_errors",
+                labels.clone()
+            ),
+            millis_behind_latest: metrics::gauge!(
+                "sluice_analytics_millis_behind_latest",
+                labels.clone()
+            ),
+            late_rows: metrics::gauge!("sluice_analytics_late_rows", labels),
+        }
+    }
 }
 
 /// The counters, read.
@@ -190,12 +229,34 @@ impl ApplicationStats {
         }
     }
 
+    fn exported(application: &str, labels: &[(String, String)]) -> ApplicationStats {
+        ApplicationStats {
+            exported: Some(Exported::new(application, labels)),
+            ..ApplicationStats::default()
+        }
+    }
+
     pub(crate) fn add(&self, counter: Counter, n: u64) {
         self.counter(counter).fetch_add(n, Ordering::Relaxed);
+        if let Some(exported) = &self.exported {
+            match counter {
+                Counter::InputRecords => exported.input_records.increment(n),
+                Counter::OutputRecords => exported.output_records.increment(n),
+                Counter::RejectedRecords => exported.input_processing_errors.increment(n),
+                _ => {}
+            }
+        }
     }
 
     pub(crate) fn set(&self, counter: Counter, n: u64) {
         self.counter(counter).store(n, Ordering::Relaxed);
+        if let Some(exported) = &self.exported {
+            match counter {
+                Counter::MillisBehindLatest => exported.millis_behind_latest.set(n as f64),
+                Counter::LateRows => exported.late_rows.set(n as f64),
+                _ => {}
+            }
+        }
     }
 
     fn counter(&self, counter: Counter) -> &AtomicU64 {
@@ -271,7 +332,10 @@ impl Application {
             })?;
             outputs.insert(output.in_app_stream.clone(), (stream, output.format));
         }
-        let stats = Arc::new(ApplicationStats::default());
+        let stats = Arc::new(ApplicationStats::exported(
+            &spec.name,
+            &config.metric_labels,
+        ));
         let (stop, stopped) = watch::channel(false);
         let digest = (spec.digest(), spec.outputs_digest());
         let mut running = Running::new(

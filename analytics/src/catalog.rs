@@ -128,6 +128,8 @@ pub struct AnalyticsConfig {
     pub lateness_ms: u64,
     /// See [`RunConfig::checkpoint_interval`].
     pub checkpoint_interval: Duration,
+    /// See [`RunConfig::metric_labels`].
+    pub metric_labels: Vec<(String, String)>,
 }
 
 impl Default for AnalyticsConfig {
@@ -136,6 +138,7 @@ impl Default for AnalyticsConfig {
         AnalyticsConfig {
             lateness_ms: run.lateness_ms,
             checkpoint_interval: run.checkpoint_interval,
+            metric_labels: run.metric_labels,
         }
     }
 }
@@ -493,6 +496,7 @@ impl Analytics {
             lateness_ms: self.config.lateness_ms,
             state_dir: Some(state_dir),
             checkpoint_interval: self.config.checkpoint_interval,
+            metric_labels: self.config.metric_labels.clone(),
             start_at: match position {
                 StartingPosition::Now => StartAt::Now,
                 _ => StartAt::TrimHorizon,

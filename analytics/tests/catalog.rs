@@ -85,6 +85,7 @@ fn config() -> AnalyticsConfig {
     AnalyticsConfig {
         lateness_ms: 100,
         checkpoint_interval: Duration::from_millis(100),
+        ..AnalyticsConfig::default()
     }
 }
 

@@ -8,6 +8,9 @@ mod common;
 
 use common::TestServer;
 
+/// `/metrics` on a server that verifies signatures needs a bearer token.
+const METRICS_TOKEN: &str = "analytics-metrics-token";
+
 #[test]
 fn boto3_runs_the_documentations_sql_applications() {
     let dir = tempfile::tempdir().unwrap();
@@ -33,7 +36,9 @@ fn boto3_runs_the_documentations_sql_applications() {
             "AKIDAPPS:secret",
             "--policy",
             &policy,
+            "--metrics-token",
+            METRICS_TOKEN,
         ],
     );
-    common::run_suite_with(&server.endpoint(), "analytics_suite.py", &[]);
+    common::run_suite_with(&server.endpoint(), "analytics_suite.py", &[METRICS_TOKEN]);
 }

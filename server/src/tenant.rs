@@ -102,7 +102,11 @@ impl Tenant {
                     Arc::new(crate::firehose::TenantEnvelopes::new(tenant.clone())),
                 ),
                 #[cfg(feature = "analytics")]
-                analytics: crate::analytics::AnalyticsHolder::new(data_dir, &engine),
+                analytics: crate::analytics::AnalyticsHolder::new(
+                    data_dir,
+                    &engine,
+                    engine_labels(account, region),
+                ),
                 engine,
                 state,
                 account: account.to_owned(),

@@ -4,11 +4,13 @@ ticker examples (a filter, and a tumbling-window aggregate, here over 2-second w
 test does not wait minutes) run over records put to a stream, their output read back and
 compared with the answer computed here from the records' arrival times; schema discovery;
 updates by version while running; KDA's errors for bad input.
-Usage: python3 analytics_suite.py URL"""
+Usage: python3 analytics_suite.py URL METRICS_TOKEN"""
 
+import http.client
 import json
 import sys
 import time
+import urllib.parse
 
 import boto3
 from botocore.config import Config
@@ -17,6 +19,7 @@ import harness
 from harness import expect_error, unique
 
 ENDPOINT = sys.argv[1] if __name__ == "__main__" else None
+METRICS_TOKEN = sys.argv[2] if __name__ == "__main__" else None
 ACCOUNT = "000000000000"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/kinesis-analytics"
 TICKERS = [("AMZN", "RETAIL"), ("NVDA", "TECHNOLOGY"), ("MSFT", "TECHNOLOGY"), ("XOM", "ENERGY")]
@@ -73,6 +76,16 @@ def wait_for_rows(kinesis, stream, count, timeout=30):
         time.sleep(0.2)
 
 
+def scrape(endpoint, path):
+    url = urllib.parse.urlparse(endpoint)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn.request("GET", path, headers={"Authorization": f"Bearer {METRICS_TOKEN}"} if METRICS_TOKEN else {})
+    response = conn.getresponse()
+    text = response.read().decode()
+    assert response.status == 200, (response.status, text)
+    return text
+
+
 def input_config(source, schema):
     return {"NamePrefix": "SOURCE_SQL_STREAM",
             "KinesisStreamsInput": {"ResourceARN": stream_arn(source), "RoleARN": ROLE},
@@ -126,6 +139,15 @@ def test_the_tumbling_window_example_gives_each_windows_min_and_max(endpoint):
     rows = wait_for_rows(kinesis, destination, len(expected))
     got = sorted((r["TICKER"], r["MIN_PRICE"], r["MAX_PRICE"]) for r in rows)
     assert got == sorted((t, float(lo), float(hi)) for (_, t), (lo, hi) in expected.items()), (got, expected)
+    # The application's counters on /metrics, by its name.
+    metrics = {}
+    for line in scrape(endpoint, "/metrics").splitlines():
+        if line.startswith("sluice_analytics_") and f'application="{name}"' in line:
+            metrics[line.split("{")[0]] = float(line.rsplit(" ", 1)[1])
+    assert metrics.get("sluice_analytics_input_records") == 400, metrics
+    assert metrics.get("sluice_analytics_output_records") == len(expected), metrics
+    assert metrics.get("sluice_analytics_input_processing_errors", 0) == 0, metrics
+    assert "sluice_analytics_millis_behind_latest" in metrics, metrics
     analytics.stop_application(ApplicationName=name)
     assert analytics.describe_application(ApplicationName=name)["ApplicationDetail"]["ApplicationStatus"] == "READY"
 

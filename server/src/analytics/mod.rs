@@ -50,23 +50,31 @@ pub const OPERATIONS: &[&str] = &[
 /// A tenant's applications, opened on first use, or when the tenant opens if it has some.
 pub(crate) struct AnalyticsHolder {
     dir: PathBuf,
+    /// The tenant's account and region, as metric labels.
+    labels: Vec<(String, String)>,
     analytics: Arc<OnceCell<Arc<Analytics>>>,
 }
 
 impl AnalyticsHolder {
     /// For the tenant in `data_dir`; opens at once (on the runtime at hand) if applications
     /// are kept there, so running ones go on without waiting for a call.
-    pub(crate) fn new(data_dir: &Path, engine: &Engine) -> AnalyticsHolder {
+    pub(crate) fn new(
+        data_dir: &Path,
+        engine: &Engine,
+        labels: Vec<(String, String)>,
+    ) -> AnalyticsHolder {
         let holder = AnalyticsHolder {
             dir: data_dir.join("analytics"),
+            labels,
             analytics: Arc::new(OnceCell::new()),
         };
         let stored = holder.dir.join("applications.json").exists();
         if let (true, Ok(runtime)) = (stored, tokio::runtime::Handle::try_current()) {
             let (cell, dir, engine) =
                 (holder.analytics.clone(), holder.dir.clone(), engine.clone());
+            let labels = holder.labels.clone();
             runtime.spawn(async move {
-                if let Err(e) = cell.get_or_try_init(|| open(&dir, engine)).await {
+                if let Err(e) = cell.get_or_try_init(|| open(&dir, engine, labels)).await {
                     eprintln!(
                         "sluice serve: analytics in {}: {}",
                         dir.display(),
@@ -81,14 +89,22 @@ impl AnalyticsHolder {
     /// The applications, opened if they are not yet.
     pub(crate) async fn get(&self, engine: &Engine) -> Result<&Arc<Analytics>, ApiError> {
         self.analytics
-            .get_or_try_init(|| open(&self.dir, engine.clone()))
+            .get_or_try_init(|| open(&self.dir, engine.clone(), self.labels.clone()))
             .await
     }
 }
 
-async fn open(dir: &Path, engine: Engine) -> Result<Arc<Analytics>, ApiError> {
+async fn open(
+    dir: &Path,
+    engine: Engine,
+    labels: Vec<(String, String)>,
+) -> Result<Arc<Analytics>, ApiError> {
     let runtime = tokio::runtime::Handle::current();
-    let (analytics, failures) = Analytics::open(engine, dir, AnalyticsConfig::default(), runtime)
+    let config = AnalyticsConfig {
+        metric_labels: labels,
+        ..AnalyticsConfig::default()
+    };
+    let (analytics, failures) = Analytics::open(engine, dir, config, runtime)
         .await
         .map_err(|e| ApiError::internal(format!("opening analytics: {e}")))?;
     for failure in failures {
