@@ -104,6 +104,9 @@ pub(crate) struct SnapshotHeader {
     pub unfit_values: u64,
     /// The open windows, in the order of their rows after the header.
     pub windows: Vec<WindowHeader>,
+    /// The `RANDOM_CUT_FOREST`s, after the windows: each pump's name and its forest's size.
+    #[serde(default)]
+    pub forests: Vec<(String, u64)>,
 }
 
 /// An open window in a snapshot: its rows follow as one Arrow IPC stream of `bytes`.
@@ -273,8 +276,9 @@ impl StateDir {
         &mut self,
         header: SnapshotHeader,
         windows: &[WindowRows],
+        forests: &[(String, Vec<u8>)],
     ) -> Result<(), AnalyticsError> {
-        let bytes = encode_snapshot(header, windows)?;
+        let bytes = encode_snapshot(header, windows, forests)?;
         replace_file(&self.dir.join(SNAPSHOT_FILE), &bytes)?;
         self.journal
             .set_len(0)
@@ -303,10 +307,11 @@ pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), AnalyticsErr
 }
 
 /// Layout: magic, header length (u32 LE), header (JSON), each window's rows (an Arrow IPC
-/// stream), then the xxh3-64 of everything before it.
+/// stream), each forest (CBOR), then the xxh3-64 of everything before it.
 fn encode_snapshot(
     mut header: SnapshotHeader,
     windows: &[WindowRows],
+    forests: &[(String, Vec<u8>)],
 ) -> Result<Vec<u8>, AnalyticsError> {
     let mut blobs = Vec::with_capacity(windows.len());
     header.windows.clear();
@@ -327,6 +332,11 @@ fn encode_snapshot(
         });
         blobs.push(blob);
     }
+    header.forests = forests
+        .iter()
+        .map(|(pump, saved)| (pump.clone(), saved.len() as u64))
+        .collect();
+    blobs.extend(forests.iter().map(|(_, saved)| saved.clone()));
     let json = serde_json::to_vec(&header)
         .map_err(|e| AnalyticsError::execution("encode a snapshot", e))?;
     let mut out = Vec::with_capacity(json.len() + blobs.iter().map(Vec::len).sum::<usize>() + 32);
@@ -386,11 +396,20 @@ fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, AnalyticsError> {
             rows,
         });
     }
+    let mut forests = Vec::with_capacity(header.forests.len());
+    for (pump, bytes) in &header.forests {
+        let saved = body
+            .get(at..at + *bytes as usize)
+            .ok_or_else(|| damaged("forest cut short"))?;
+        at += saved.len();
+        forests.push((pump.clone(), saved.to_vec()));
+    }
     let pipeline = PipelineState {
         watermark_ms: header.watermark_ms,
         late_rows: header.late_rows,
         unfit_values: header.unfit_values,
         windows,
+        forests,
     };
     Ok(Some(Snapshot { header, pipeline }))
 }
@@ -500,7 +519,7 @@ mod tests {
             schema,
             rows: vec![rows.clone(), rows.slice(1, 2)],
         };
-        state.save(header.clone(), &[window]).unwrap();
+        state.save(header.clone(), &[window], &[]).unwrap();
         state.append(&step(3)).unwrap();
         drop(state);
         let (_, recovered) = StateDir::open(dir.path()).unwrap();

@@ -35,6 +35,7 @@ mod checkpoint;
 mod decode;
 mod discover;
 mod error;
+mod forest;
 mod output;
 mod pipeline;
 mod schema;

@@ -4,15 +4,18 @@
 //! (docs/design/analytics.md, "Running a pump").
 
 use crate::error::{AnalyticsError, Position};
+use crate::forest::Forest;
 use crate::schema::ROWTIME;
-use crate::sql::{Code, PumpDef};
+use crate::sql::{ANOMALY_SCORE, Code, ForestDef, PumpDef};
 use crate::types::{rowtime_type, sql_type};
 use async_trait::async_trait;
 use datafusion::arrow::array::{
     Array, ArrayRef, TimestampMillisecondArray, UInt32Array, new_null_array,
 };
-use datafusion::arrow::compute::{can_cast_types, cast, take_record_batch};
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::compute::{
+    SortColumn, can_cast_types, cast, lexsort_to_indices, take_record_batch,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::TableReference;
@@ -73,13 +76,21 @@ struct Stream {
 
 struct Pump {
     name: String,
+    /// The stream whose rows it takes.
     from: String,
     into: String,
+    /// The table its plan reads: `from`, or its forest's scored rows.
+    reads: String,
     plan: LogicalPlan,
     /// For each of the target's columns (after `ROWTIME`), the query's column that fills it.
     fills: Vec<Option<usize>>,
     /// Tumbling: the width, and the open windows' rows by start.
     window: Option<(i64, BTreeMap<i64, Vec<RecordBatch>>)>,
+    /// The window orders a per-row query's rows (they keep their `ROWTIME`) rather than
+    /// grouping them.
+    ordered: bool,
+    /// Its `RANDOM_CUT_FOREST`: rows of `from` go through it, then the plan reads them.
+    forest: Option<ForestStage>,
     /// Sliding: the rows kept for the windows of rows to come, and the rows waiting for
     /// the watermark.
     sliding: Option<SlidingRows>,
@@ -99,6 +110,17 @@ pub(crate) struct SlidingRows {
     pub pending: Vec<RecordBatch>,
 }
 
+/// A pump's `RANDOM_CUT_FOREST`: its cursor's plan over the pump's source, and the forest
+/// that scores the cursor's rows into the stream `scored` (the cursor's columns, then
+/// `ANOMALY_SCORE`).
+struct ForestStage {
+    plan: LogicalPlan,
+    scored: String,
+    /// The cursor's columns the scored rows keep, after its carried `ROWTIME`.
+    kept: Vec<usize>,
+    forest: Forest,
+}
+
 /// Rows an application made: an in-application stream's name and a batch of its rows.
 pub type Produced = Vec<(String, RecordBatch)>;
 
@@ -110,6 +132,8 @@ pub(crate) struct PipelineState {
     pub late_rows: u64,
     pub unfit_values: u64,
     pub windows: Vec<WindowRows>,
+    /// Each `RANDOM_CUT_FOREST`'s pump and its forest, saved.
+    pub forests: Vec<(String, Vec<u8>)>,
 }
 
 /// Rows a pump holds, of its source stream: an open tumbling window's (`start_ms` is its
@@ -198,7 +222,23 @@ impl Pipeline {
                     pump.at,
                 ));
             }
-            let planned = pipeline.plan(pump).await?;
+            let stage = match &pump.forest {
+                Some(forest) => Some(pipeline.plan_forest(pump, forest).await?),
+                None => None,
+            };
+            let mut planned = pipeline.plan(pump).await?;
+            if let Some(stage) = stage {
+                planned.reads = std::mem::replace(&mut planned.from, stage.1);
+                planned.forest = Some(stage.0);
+                // Rows are scored in ROWTIME order once the watermark passes them, as a
+                // sliding window of no width runs them.
+                planned.sliding = Some(SlidingRows {
+                    range_ms: 0,
+                    released_to: i64::MIN,
+                    history: Vec::new(),
+                    pending: Vec::new(),
+                });
+            }
             pipeline.pumps.push(planned);
         }
         pipeline.refuse_cycles()?;
@@ -270,7 +310,8 @@ impl Pipeline {
         refuse_unbounded(&plan, pump.window.is_some(), pump.sliding.is_some())
             .map_err(|e| failed(&e))?;
         let aggregates = has_aggregate(&plan);
-        if aggregates != pump.window.is_some() {
+        let grouped = pump.window.is_some_and(|w| !w.ordered);
+        if aggregates != grouped {
             return Err(failed(&if aggregates {
                 "aggregating a stream needs a tumbling window in GROUP BY: STEP(ROWTIME BY INTERVAL '<n>' <unit>) or FLOOR(ROWTIME TO <unit>)".to_owned()
             } else {
@@ -279,17 +320,16 @@ impl Pipeline {
         }
         let produced = plan.schema().fields().len();
         // A per-row query carries its input's ROWTIME through, in a first column.
-        let plan = match pump.window {
-            Some(_) => plan,
-            None => {
-                let mut tokens = pump.select.clone();
-                carry_rowtime(&mut tokens);
-                self.plan_tokens(tokens).await.map_err(|e| failed(&e))?
-            }
+        let plan = if grouped {
+            plan
+        } else {
+            let mut tokens = pump.select.clone();
+            carry_rowtime(&mut tokens);
+            self.plan_tokens(tokens).await.map_err(|e| failed(&e))?
         };
         let fills =
             fills(&target.schema, pump.columns.as_deref(), produced).map_err(|e| failed(&e))?;
-        let carried = usize::from(pump.window.is_none());
+        let carried = usize::from(!grouped);
         for (field, fill) in target.schema.fields().iter().skip(1).zip(&fills) {
             if let Some(i) = fill {
                 let made = plan.schema().field(*i + carried).data_type();
@@ -305,11 +345,14 @@ impl Pipeline {
         }
         Ok(Pump {
             name: pump.name.clone(),
+            reads: from.clone(),
             from,
             into: pump.into.clone(),
             plan,
             fills,
             window: pump.window.map(|w| (w.width_ms, BTreeMap::new())),
+            ordered: pump.window.is_some_and(|w| w.ordered),
+            forest: None,
             sliding: pump.sliding.map(|w| SlidingRows {
                 range_ms: w.range_ms,
                 released_to: i64::MIN,
@@ -317,6 +360,61 @@ impl Pipeline {
                 pending: Vec::new(),
             }),
         })
+    }
+
+    /// Plans `forest`'s cursor (a per-row query) and makes the stream of its scored rows;
+    /// returns the stage and the stream the cursor reads.
+    async fn plan_forest(
+        &mut self,
+        pump: &PumpDef,
+        forest: &ForestDef,
+    ) -> Result<(ForestStage, String), AnalyticsError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            AnalyticsError::code(
+                format!("Pump {}: RANDOM_CUT_FOREST: {e}", pump.name),
+                forest.at,
+            )
+        };
+        let mut tokens = forest.cursor.clone();
+        carry_rowtime(&mut tokens);
+        let plan = self.plan_tokens(tokens).await.map_err(|e| failed(&e))?;
+        let from = single_source(&plan).map_err(|e| failed(&e))?;
+        refuse_unbounded(&plan, false, false).map_err(|e| failed(&e))?;
+        if has_aggregate(&plan) {
+            return Err(failed(
+                &"its cursor is a per-row query: aggregate in another pump",
+            ));
+        }
+        let mut fields = vec![Field::new(ROWTIME, rowtime_type(), false)];
+        let (mut kept, mut numeric) = (Vec::new(), Vec::new());
+        for (i, field) in plan.schema().fields().iter().enumerate().skip(1) {
+            if field.name() == ROWTIME {
+                continue;
+            }
+            if field.name() == ANOMALY_SCORE || fields.iter().any(|f| f.name() == field.name()) {
+                return Err(failed(&format!(
+                    "its cursor gives a column {:?} twice, or one named {ANOMALY_SCORE}",
+                    field.name()
+                )));
+            }
+            if field.data_type().is_numeric() {
+                numeric.push(kept.len());
+            }
+            kept.push(i);
+            fields.push(Field::new(field.name(), field.data_type().clone(), true));
+        }
+        if numeric.is_empty() {
+            return Err(failed(&"its cursor gives no numeric column to score"));
+        }
+        fields.push(Field::new(ANOMALY_SCORE, DataType::Float64, true));
+        self.add_stream(&forest.stream, Arc::new(Schema::new(fields)), forest.at)?;
+        let stage = ForestStage {
+            plan,
+            scored: forest.stream.clone(),
+            kept,
+            forest: Forest::new(&forest.options, numeric)?,
+        };
+        Ok((stage, from))
     }
 
     /// The plan of a `SELECT`'s tokens.
@@ -399,13 +497,16 @@ impl Pipeline {
             let Some((end, i)) = due else {
                 return Ok(());
             };
-            self.watermark_ms = self.watermark_ms.max(end);
+            let ordered = self.pumps[i].ordered;
+            // An ordered window's rows keep their times, before its end: a window of
+            // another pump that ends with it still takes them.
+            self.watermark_ms = self.watermark_ms.max(if ordered { end - 1 } else { end });
             let (rows, width) = {
                 let (width, open) = self.pumps[i].window.as_ref().expect("a windowed pump");
                 let (_, rows) = open.first_key_value().expect("a due window");
                 (rows.clone(), *width)
             };
-            let made = self.run(i, rows, Some(end)).await?;
+            let made = self.run(i, rows, (!ordered).then_some(end)).await?;
             if let Some((_, open)) = &mut self.pumps[i].window {
                 open.remove(&(end - width));
             }
@@ -446,7 +547,13 @@ impl Pipeline {
         let released_to = sliding.released_to;
         let mut rows = sliding.history.clone();
         rows.extend(due);
-        let made = self.run(i, rows.clone(), None).await?;
+        let made = match self.pumps[i].forest {
+            Some(_) => {
+                let scored = self.score(i, rows.clone()).await?;
+                self.run(i, vec![scored], None).await?
+            }
+            None => self.run(i, rows.clone(), None).await?,
+        };
         // The rows of rows run before are theirs already.
         let (_, made) = split_by_rowtime(&made, released_to)?;
         let sliding = self.pumps[i].sliding.as_mut().expect("a sliding pump");
@@ -494,7 +601,7 @@ impl Pipeline {
     }
 
     /// Its state, for a checkpoint.
-    pub(crate) fn state(&self) -> PipelineState {
+    pub(crate) fn state(&self) -> Result<PipelineState, AnalyticsError> {
         let mut windows = Vec::new();
         for pump in &self.pumps {
             let rows = |part, start_ms, rows: &Vec<RecordBatch>| WindowRows {
@@ -515,12 +622,19 @@ impl Pipeline {
                 windows.push(rows(WindowPart::SlidingPending, at, &sliding.pending));
             }
         }
-        PipelineState {
+        let mut forests = Vec::new();
+        for pump in &self.pumps {
+            if let Some(stage) = &pump.forest {
+                forests.push((pump.name.clone(), stage.forest.save()?));
+            }
+        }
+        Ok(PipelineState {
             watermark_ms: self.watermark_ms,
             late_rows: self.late_rows,
             unfit_values: self.unfit_values(),
             windows,
-        }
+            forests,
+        })
     }
 
     /// Takes up a state [`Pipeline::state`] gave (of a pipeline of the same code).
@@ -529,6 +643,19 @@ impl Pipeline {
         self.late_rows = state.late_rows;
         self.unfit_values
             .store(state.unfit_values, std::sync::atomic::Ordering::Relaxed);
+        for (name, saved) in &state.forests {
+            let stage = self
+                .pumps
+                .iter_mut()
+                .find(|p| &p.name == name)
+                .and_then(|p| p.forest.as_mut())
+                .ok_or_else(|| {
+                    AnalyticsError::invalid(format!(
+                        "The checkpoint holds a forest of pump {name:?}, which the code has not."
+                    ))
+                })?;
+            stage.forest.restore(saved)?;
+        }
         for window in state.windows {
             let pump = self
                 .pumps
@@ -648,22 +775,14 @@ impl Pipeline {
         window_end: Option<i64>,
     ) -> Result<RecordBatch, AnalyticsError> {
         let pump = &self.pumps[i];
-        let source = &self.streams[&pump.from];
-        *source
-            .table
-            .batches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = rows;
-        let frame = DataFrame::new(self.ctx.state(), pump.plan.clone());
-        let results = frame.collect().await;
-        source
-            .table
-            .batches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        let results =
-            results.map_err(|e| AnalyticsError::execution(&format!("pump {}", pump.name), e))?;
+        let results = self
+            .collect(
+                &pump.reads,
+                &pump.plan,
+                rows,
+                &format!("pump {}", pump.name),
+            )
+            .await?;
         let target = &self.streams[&pump.into].schema;
         let mut out = Vec::with_capacity(results.len());
         for result in results {
@@ -674,6 +793,77 @@ impl Pipeline {
         }
         datafusion::arrow::compute::concat_batches(target, &out)
             .map_err(|e| AnalyticsError::execution("gather a pump's rows", e))
+    }
+}
+
+impl Pipeline {
+    /// Runs `plan` with `table` holding `rows`.
+    async fn collect(
+        &self,
+        table: &str,
+        plan: &LogicalPlan,
+        rows: Vec<RecordBatch>,
+        what: &str,
+    ) -> Result<Vec<RecordBatch>, AnalyticsError> {
+        let source = &self.streams[table];
+        *source
+            .table
+            .batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = rows;
+        let results = DataFrame::new(self.ctx.state(), plan.clone())
+            .collect()
+            .await;
+        source
+            .table
+            .batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        results.map_err(|e| AnalyticsError::execution(what, e))
+    }
+
+    /// Runs forest pump `i`'s cursor over `rows` and scores its rows in order of `ROWTIME`,
+    /// then of their values (so the order the shards were read in changes nothing): the
+    /// rows its plan reads.
+    async fn score(
+        &mut self,
+        i: usize,
+        rows: Vec<RecordBatch>,
+    ) -> Result<RecordBatch, AnalyticsError> {
+        let pump = &self.pumps[i];
+        let stage = pump.forest.as_ref().expect("a forest pump");
+        let what = format!("pump {}: RANDOM_CUT_FOREST", pump.name);
+        let results = self.collect(&pump.from, &stage.plan, rows, &what).await?;
+        let cursor_schema = Arc::new(stage.plan.schema().as_arrow().clone());
+        let failed = |e| AnalyticsError::execution(&what, e);
+        let rows =
+            datafusion::arrow::compute::concat_batches(&cursor_schema, &results).map_err(failed)?;
+        let order: Vec<SortColumn> = rows
+            .columns()
+            .iter()
+            .map(|values| SortColumn {
+                values: values.clone(),
+                options: None,
+            })
+            .collect();
+        let rows = if rows.num_rows() > 1 {
+            let sorted = lexsort_to_indices(&order, None).map_err(failed)?;
+            take_record_batch(&rows, &sorted).map_err(failed)?
+        } else {
+            rows
+        };
+        let scored_schema = self.streams[&stage.scored].schema.clone();
+        let stage = self.pumps[i].forest.as_mut().expect("a forest pump");
+        let mut columns = vec![
+            cast(rows.column(0), &rowtime_type())
+                .map_err(|e| AnalyticsError::execution("carry ROWTIME", e))?,
+        ];
+        columns.extend(stage.kept.iter().map(|&k| rows.column(k).clone()));
+        let scores = stage.forest.score(&columns[1..])?;
+        columns.push(Arc::new(scores));
+        RecordBatch::try_new(scored_schema, columns)
+            .map_err(|e| AnalyticsError::execution(&what, e))
     }
 }
 

@@ -603,7 +603,7 @@ impl Running {
                 .map_err(|e| AnalyticsError::execution(&format!("read {}", stream.name()), e))?;
             output_ends.insert(stream.name().to_owned(), format_positions(&ends));
         }
-        let pipeline = self.pipeline.state();
+        let pipeline = self.pipeline.state()?;
         let header = SnapshotHeader {
             source: self.source.name().to_owned(),
             spec_digest: self.spec_digest,
@@ -620,8 +620,9 @@ impl Running {
             late_rows: pipeline.late_rows,
             unfit_values: pipeline.unfit_values,
             windows: Vec::new(),
+            forests: Vec::new(),
         };
-        state.save(header, &pipeline.windows)
+        state.save(header, &pipeline.windows, &pipeline.forests)
     }
 
     /// Told to stop, or its [`Application`](crate::Application) is gone.

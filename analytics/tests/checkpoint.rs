@@ -28,7 +28,8 @@ fn engine(dir: &Path, clock: Option<Arc<ManualClock>>) -> Engine {
 
 /// Per second and ticker, the trades and their total (with the window's start, so a window
 /// put twice shows); per trade, its ticker's trades and total of the last two seconds (a
-/// sliding window); and the dear trades, row by row.
+/// sliding window); and the dear trades, row by row, each with its anomaly score (a Random
+/// Cut Forest, saved in the checkpoint).
 fn spec(name: &str, suffix: &str) -> ApplicationSpec {
     let column = |name: &str, sql_type: &str, mapping: &str| RecordColumn {
         name: name.into(),
@@ -38,7 +39,7 @@ fn spec(name: &str, suffix: &str) -> ApplicationSpec {
     ApplicationSpec {
         name: name.into(),
         code: r#"
-            CREATE OR REPLACE STREAM "DEAR" (ticker VARCHAR(4), price INTEGER, id BIGINT);
+            CREATE OR REPLACE STREAM "DEAR" (ticker VARCHAR(4), price INTEGER, id BIGINT, score DOUBLE);
             CREATE OR REPLACE STREAM "PER_SECOND" (second_start TIMESTAMP, ticker VARCHAR(4), trades BIGINT, total BIGINT);
             CREATE OR REPLACE STREAM "RECENT" (id BIGINT, ticker VARCHAR(4), trades BIGINT, total BIGINT);
             CREATE OR REPLACE PUMP "SLIDE" AS INSERT INTO "RECENT"
@@ -46,7 +47,9 @@ fn spec(name: &str, suffix: &str) -> ApplicationSpec {
                 FROM "SOURCE_SQL_STREAM_001"
                 WINDOW W AS (PARTITION BY ticker RANGE INTERVAL '2' SECOND PRECEDING);
             CREATE OR REPLACE PUMP "FILTER" AS INSERT INTO "DEAR"
-                SELECT STREAM ticker, price, id FROM "SOURCE_SQL_STREAM_001" WHERE price >= 50;
+                SELECT STREAM ticker, price, id, ANOMALY_SCORE FROM TABLE(RANDOM_CUT_FOREST(CURSOR(
+                    SELECT STREAM ticker, price, id FROM "SOURCE_SQL_STREAM_001" WHERE price >= 50),
+                    30, 64, 10000, 1));
             CREATE OR REPLACE PUMP "COUNT" AS INSERT INTO "PER_SECOND"
                 SELECT STREAM STEP("SOURCE_SQL_STREAM_001".ROWTIME BY INTERVAL '1' SECOND),
                     ticker, COUNT(*), SUM(price)

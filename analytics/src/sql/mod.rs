@@ -6,7 +6,12 @@
 //! PRECEDING` as DataFusion's frames ordered by `ROWTIME`, unquoted names upper-cased (SQL's
 //! rule, which KDA follows).
 
+mod forest;
+
+pub use forest::{ANOMALY_SCORE, ForestDef, ForestOptions};
+
 use crate::error::{AnalyticsError, Position};
+use crate::schema::ROWTIME;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer, Word};
 
@@ -45,6 +50,8 @@ pub struct PumpDef {
     pub window: Option<Window>,
     /// Its sliding windows (`OVER`), when it has some.
     pub sliding: Option<Sliding>,
+    /// The `RANDOM_CUT_FOREST` its `FROM` reads, when it reads one.
+    pub forest: Option<ForestDef>,
     /// Where the statement starts.
     pub at: Position,
 }
@@ -64,6 +71,10 @@ pub struct Sliding {
 pub struct Window {
     /// Its width.
     pub width_ms: i64,
+    /// It orders a per-row query's rows (`ORDER BY FLOOR(ROWTIME TO SECOND), ...`): the
+    /// window's rows go on sorted when it closes, with their own `ROWTIME`. Otherwise it
+    /// groups them (`GROUP BY`).
+    pub ordered: bool,
     /// Where the window's STEP or FLOOR is.
     pub at: Position,
 }
@@ -392,14 +403,31 @@ fn pump(mut reader: Reader<'_>, at: Position) -> Result<PumpDef, AnalyticsError>
         .keyword("SELECT")
         .map_err(|_| reader.error("SELECT STREAM"))?;
     reader.at -= 1;
+    let (select, forest) = forest::take_forest(reader.rest(), &name)?;
     let mut rewrite = Rewrite::default();
-    let select = rewrite.tokens(reader.rest())?;
+    let select = rewrite.tokens(&select)?;
     if let Some(window) = rewrite.window
         && !rewrite.grouped
+        && !rewrite.ordered
     {
         return Err(AnalyticsError::code(
-            "A window (STEP or FLOOR of ROWTIME) is taken in GROUP BY only",
+            "A window (STEP or FLOOR of ROWTIME) is taken in GROUP BY or ORDER BY only",
             window.at,
+        ));
+    }
+    let window = rewrite.window.map(|w| Window {
+        ordered: !rewrite.grouped,
+        ..w
+    });
+    if let Some(forest) = &forest
+        && let Some(at) = window.map(|w| w.at).or(rewrite.sliding.map(|s| s.at))
+    {
+        return Err(AnalyticsError::code(
+            format!(
+                "A pump reading {} is a per-row query: window its rows in another pump",
+                forest.stream
+            ),
+            at,
         ));
     }
     let _ = select_at;
@@ -415,8 +443,9 @@ fn pump(mut reader: Reader<'_>, at: Position) -> Result<PumpDef, AnalyticsError>
         into,
         columns,
         select,
-        window: rewrite.window,
+        window,
         sliding: rewrite.sliding,
+        forest,
         at,
     })
 }
@@ -473,6 +502,9 @@ struct Rewrite {
     /// A `GROUP BY` holds the window.
     grouped: bool,
     in_group_by: bool,
+    /// An `ORDER BY` holds the window (and no `GROUP BY` does).
+    ordered: bool,
+    in_order_by: bool,
     sliding: Option<Sliding>,
     /// In a `WINDOW name AS (...)` clause.
     in_window_clause: bool,
@@ -485,6 +517,11 @@ impl Rewrite {
         while i < tokens.len() {
             let token = &tokens[i];
             let next = tokens.get(i + 1).map(|t| &t.token);
+            if token.token == Token::Mul && is_wildcard(out.last(), next) {
+                wildcard(token, &mut out);
+                i += 1;
+                continue;
+            }
             let Token::Word(word) = &token.token else {
                 out.push(token.clone());
                 i += 1;
@@ -502,12 +539,8 @@ impl Rewrite {
                 i = similar_to(tokens, i, &mut out)?;
                 continue;
             }
-            if unquoted && upper == "GROUP" && is_word(next, "BY") {
-                self.in_group_by = true;
-            } else if unquoted && matches!(upper.as_str(), "HAVING" | "ORDER" | "WINDOW" | "LIMIT")
-            {
-                self.in_group_by = false;
-                self.in_window_clause = upper == "WINDOW";
+            if unquoted {
+                self.clause(&upper, next);
             }
             let window_spec = upper == "OVER" || (upper == "AS" && self.in_window_clause);
             if unquoted && window_spec && next == Some(&Token::LParen) {
@@ -557,6 +590,18 @@ impl Rewrite {
             i += 1;
         }
         Ok(out)
+    }
+
+    /// Notes the clause a word starts: where a window is taken.
+    fn clause(&mut self, upper: &str, next: Option<&Token>) {
+        if upper == "GROUP" && is_word(next, "BY") {
+            self.in_group_by = true;
+            self.in_order_by = false;
+        } else if matches!(upper, "HAVING" | "ORDER" | "WINDOW" | "LIMIT") {
+            self.in_group_by = false;
+            self.in_order_by = upper == "ORDER";
+            self.in_window_clause = upper == "WINDOW";
+        }
     }
 
     /// `STEP(<ts> BY INTERVAL '<n>' <UNIT>)` as `date_bin(INTERVAL '<n>' <UNIT>, <ts>)`.
@@ -704,7 +749,12 @@ impl Rewrite {
             return Err(AnalyticsError::code("A pump has one window width", at));
         }
         self.grouped |= self.in_group_by;
-        self.window = Some(Window { width_ms, at });
+        self.ordered |= self.in_order_by;
+        self.window = Some(Window {
+            width_ms,
+            ordered: false,
+            at,
+        });
         Ok(())
     }
 }
@@ -806,6 +856,27 @@ fn with(at: &TokenWithSpan, token: Token) -> TokenWithSpan {
         token,
         span: at.span,
     }
+}
+
+/// A select list's `*` as KDA means it: every column but `ROWTIME`, which is every
+/// stream's and which each pump sets.
+fn wildcard(star: &TokenWithSpan, out: &mut Vec<TokenWithSpan>) {
+    out.push(star.clone());
+    out.push(with(star, Token::make_keyword("EXCLUDE")));
+    out.push(with(star, Token::LParen));
+    out.push(with(star, Token::make_word(ROWTIME, Some('"'))));
+    out.push(with(star, Token::RParen));
+}
+
+/// A `*` between these is a select list's wildcard (`*` or `t.*`), not a product.
+fn is_wildcard(before: Option<&TokenWithSpan>, after: Option<&Token>) -> bool {
+    let before = before.map(|t| &t.token);
+    let opens = matches!(before, Some(Token::Comma | Token::Period))
+        || ["SELECT", "DISTINCT", "ALL"]
+            .iter()
+            .any(|w| is_word(before, w));
+    let closes = matches!(after, None | Some(Token::Comma)) || is_word(after, "FROM");
+    opens && closes
 }
 
 fn is_word(token: Option<&Token>, value: &str) -> bool {
