@@ -111,6 +111,20 @@ pub struct RunConfig {
     pub metric_labels: Vec<(String, String)>,
 }
 
+/// The in-application stream an output named `name` takes rows of: one of the code's, or
+/// the error stream (`error_stream`, in any case).
+pub(crate) fn output_source(code: &crate::sql::Code, name: &str) -> Result<String, AnalyticsError> {
+    if name.eq_ignore_ascii_case(crate::ERROR_STREAM) {
+        return Ok(crate::ERROR_STREAM.to_owned());
+    }
+    if !code.streams.iter().any(|s| s.name == name) {
+        return Err(AnalyticsError::invalid(format!(
+            "Output {name:?} names no in-application stream of the code (nor error_stream)."
+        )));
+    }
+    Ok(name.to_owned())
+}
+
 /// Where an application with no checkpoint starts reading its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartAt {
@@ -321,16 +335,11 @@ impl Application {
         })?;
         let mut outputs = BTreeMap::new();
         for output in &spec.outputs {
-            if !code.streams.iter().any(|s| s.name == output.in_app_stream) {
-                return Err(AnalyticsError::invalid(format!(
-                    "Output {:?} names no in-application stream of the code.",
-                    output.in_app_stream
-                )));
-            }
+            let in_app = output_source(&code, &output.in_app_stream)?;
             let stream = engine.stream(&output.stream).map_err(|_| {
                 AnalyticsError::invalid(format!("Stream {} does not exist.", output.stream))
             })?;
-            outputs.insert(output.in_app_stream.clone(), (stream, output.format));
+            outputs.insert(in_app, (stream, output.format));
         }
         let stats = Arc::new(ApplicationStats::exported(
             &spec.name,

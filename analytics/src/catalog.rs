@@ -460,12 +460,7 @@ impl Analytics {
         let code = crate::sql::parse(&stored.code)?;
         crate::pipeline::Pipeline::new(&code, &input.in_app_name(), decoder.schema()).await?;
         for (_, output) in &stored.outputs {
-            if !code.streams.iter().any(|s| s.name == output.in_app_stream) {
-                return Err(AnalyticsError::invalid(format!(
-                    "Output {:?} names no in-application stream of the code.",
-                    output.in_app_stream
-                )));
-            }
+            crate::app::output_source(&code, &output.in_app_stream)?;
         }
         Ok(())
     }

@@ -43,7 +43,9 @@ impl Forest {
     }
 
     /// Scores `columns`' rows in order, each before it joins the forest. A row with a NULL
-    /// among its numeric columns is scored NULL and left out of the forest.
+    /// among its numeric columns, or a value that is not a finite number as a 32-bit float
+    /// (NaN, infinities, beyond ±3.4e38), is scored NULL and left out of the forest: the
+    /// forest's cuts cannot split such a point.
     pub fn score(&mut self, columns: &[ArrayRef]) -> Result<Float64Array, AnalyticsError> {
         let values = self
             .numeric
@@ -61,13 +63,13 @@ impl Forest {
         let rows = columns.first().map_or(0, |c| c.len());
         let mut point = vec![0f32; values.len()];
         let mut scores = Vec::with_capacity(rows);
-        for row in 0..rows {
-            if values.iter().any(|v| v.is_null(row)) {
-                scores.push(None);
-                continue;
-            }
+        'rows: for row in 0..rows {
             for (slot, column) in point.iter_mut().zip(&values) {
                 *slot = column.value(row) as f32;
+                if column.is_null(row) || !slot.is_finite() {
+                    scores.push(None);
+                    continue 'rows;
+                }
             }
             let score = self
                 .model
@@ -155,11 +157,22 @@ mod tests {
 
     #[test]
     fn rows_with_null_are_scored_null_and_not_learned() {
-        let column: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.0), None, Some(2.0)]));
+        let column: ArrayRef = Arc::new(Float64Array::from(vec![
+            Some(f64::NAN),
+            Some(1.0),
+            None,
+            Some(f64::INFINITY),
+            Some(1e300),
+            Some(2.0),
+        ]));
         let mut forest = Forest::new(&ForestOptions::default(), vec![0]).unwrap();
         let scores = forest.score(&[column]).unwrap();
-        assert_eq!(scores.null_count(), 1);
-        assert!(scores.is_null(1));
+        let nulls: Vec<usize> = (0..scores.len()).filter(|&i| scores.is_null(i)).collect();
+        assert_eq!(nulls, [0, 2, 3, 4]);
         assert_eq!(forest.model.entries_seen(), 2);
+        // The forest goes on scoring after them.
+        let more: ArrayRef = Arc::new(Float64Array::from(vec![3.0; 100]));
+        let scores = forest.score(&[more]).unwrap();
+        assert_eq!(scores.null_count(), 0);
     }
 }

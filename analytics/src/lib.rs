@@ -35,6 +35,7 @@ mod checkpoint;
 mod decode;
 mod discover;
 mod error;
+mod error_stream;
 mod forest;
 mod output;
 mod pipeline;
@@ -54,6 +55,7 @@ pub use catalog::{
 pub use decode::{Decoder, Rejected};
 pub use discover::{Discovered, discover};
 pub use error::{AnalyticsError, Position};
+pub use error_stream::ERROR_STREAM;
 pub use pipeline::{Pipeline, Produced};
 pub use schema::{InputSchema, ROWTIME, RecordColumn, RecordFormat};
 pub use types::sql_type;

@@ -33,6 +33,8 @@ use std::sync::{Arc, Mutex};
 
 /// The column a per-row pump's input `ROWTIME` comes back in.
 const ROWTIME_CARRIED: &str = "__SLUICE_ROWTIME";
+/// How the streams of `RANDOM_CUT_FOREST`'s scored rows are named (`RANDOM_CUT_FOREST(<pump>)`).
+const FOREST_PREFIX: &str = "RANDOM_CUT_FOREST(";
 
 /// An in-application stream as a table: the rows of the run under way.
 #[derive(Debug)]
@@ -195,6 +197,21 @@ impl Pipeline {
         };
         pipeline.add_stream(input, schema, Position::default())?;
         for stream in &code.streams {
+            if stream.name.starts_with(FOREST_PREFIX) {
+                return Err(AnalyticsError::code(
+                    format!("Stream {}: the name is a RANDOM_CUT_FOREST's", stream.name),
+                    stream.at,
+                ));
+            }
+            if stream.name.eq_ignore_ascii_case(crate::ERROR_STREAM) {
+                return Err(AnalyticsError::code(
+                    format!(
+                        "Stream {}: error_stream is the application's error stream",
+                        stream.name
+                    ),
+                    stream.at,
+                ));
+            }
             let mut fields = vec![Field::new(ROWTIME, rowtime_type(), false)];
             for (name, written) in &stream.columns {
                 if name == ROWTIME || fields.iter().any(|f| f.name() == name) {
@@ -213,6 +230,21 @@ impl Pipeline {
             pipeline.add_stream(&stream.name, Arc::new(Schema::new(fields)), stream.at)?;
         }
         for pump in &code.pumps {
+            if code.pumps.iter().filter(|p| p.name == pump.name).count() > 1 {
+                return Err(AnalyticsError::code(
+                    format!("Pump {} is created twice", pump.name),
+                    pump.at,
+                ));
+            }
+            if pump.into.starts_with(FOREST_PREFIX) {
+                return Err(AnalyticsError::code(
+                    format!(
+                        "Pump {}: {:?} is a RANDOM_CUT_FOREST's rows, which no pump inserts into",
+                        pump.name, pump.into
+                    ),
+                    pump.at,
+                ));
+            }
             if pump.into == input {
                 return Err(AnalyticsError::code(
                     format!(
@@ -242,6 +274,7 @@ impl Pipeline {
             pipeline.pumps.push(planned);
         }
         pipeline.refuse_cycles()?;
+        pipeline.refuse_windows_after_ordered()?;
         Ok(pipeline)
     }
 
@@ -257,6 +290,32 @@ impl Pipeline {
                         return Err(AnalyticsError::invalid(format!(
                             "Pump {} reads {:?}, which its own rows reach again (through pump {}): pumps may not form a cycle.",
                             start.name, start.from, pump.name
+                        )));
+                    }
+                    if !reached.contains(&pump.into.as_str()) {
+                        reached.push(&pump.into);
+                    }
+                }
+                at += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses windows over the rows of an ordered window, through any chain of per-row
+    /// pumps: those rows keep their times, and come when their window closes, after
+    /// windows of other pumps may have been run past them.
+    fn refuse_windows_after_ordered(&self) -> Result<(), AnalyticsError> {
+        for ordered in self.pumps.iter().filter(|p| p.ordered) {
+            let mut reached = vec![ordered.into.as_str()];
+            let mut at = 0;
+            while at < reached.len() {
+                let stream = reached[at];
+                for pump in self.pumps.iter().filter(|p| p.from == stream) {
+                    if pump.window.is_some() || pump.sliding.is_some() {
+                        return Err(AnalyticsError::invalid(format!(
+                            "Pump {} windows rows of pump {}'s ORDER BY window, which keep their times and come when that window closes: window the rows before ordering them.",
+                            pump.name, ordered.name
                         )));
                     }
                     if !reached.contains(&pump.into.as_str()) {
@@ -307,10 +366,21 @@ impl Pipeline {
             .await
             .map_err(|e| failed(&e))?;
         let from = single_source(&plan).map_err(|e| failed(&e))?;
+        if pump.forest.is_none() && from.starts_with(FOREST_PREFIX) {
+            return Err(failed(&format!(
+                "{from:?} is a RANDOM_CUT_FOREST's rows, read by its own pump only"
+            )));
+        }
         refuse_unbounded(&plan, pump.window.is_some(), pump.sliding.is_some())
             .map_err(|e| failed(&e))?;
         let aggregates = has_aggregate(&plan);
         let grouped = pump.window.is_some_and(|w| !w.ordered);
+        if !grouped
+            && pump.window.is_some()
+            && has_node(&plan, |n| matches!(n, LogicalPlan::Distinct(_)))
+        {
+            return Err(failed(&"DISTINCT in a window of ORDER BY is not supported"));
+        }
         if aggregates != grouped {
             return Err(failed(&if aggregates {
                 "aggregating a stream needs a tumbling window in GROUP BY: STEP(ROWTIME BY INTERVAL '<n>' <unit>) or FLOOR(ROWTIME TO <unit>)".to_owned()
@@ -498,9 +568,7 @@ impl Pipeline {
                 return Ok(());
             };
             let ordered = self.pumps[i].ordered;
-            // An ordered window's rows keep their times, before its end: a window of
-            // another pump that ends with it still takes them.
-            self.watermark_ms = self.watermark_ms.max(if ordered { end - 1 } else { end });
+            self.watermark_ms = self.watermark_ms.max(end);
             let (rows, width) = {
                 let (width, open) = self.pumps[i].window.as_ref().expect("a windowed pump");
                 let (_, rows) = open.first_key_value().expect("a due window");
@@ -952,9 +1020,14 @@ fn refuse_unbounded(plan: &LogicalPlan, windowed: bool, sliding: bool) -> Result
 }
 
 fn has_aggregate(plan: &LogicalPlan) -> bool {
+    has_node(plan, |node| matches!(node, LogicalPlan::Aggregate(_)))
+}
+
+/// Whether any node of `plan` is one `is` picks.
+fn has_node(plan: &LogicalPlan, is: impl Fn(&LogicalPlan) -> bool) -> bool {
     let mut found = false;
     let _ = plan.apply(|node| {
-        found |= matches!(node, LogicalPlan::Aggregate(_));
+        found |= is(node);
         Ok(if found {
             TreeNodeRecursion::Stop
         } else {

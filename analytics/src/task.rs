@@ -8,10 +8,12 @@
 //! streams do not hold yet: their partition keys name the step and the row
 //! (docs/design/analytics.md, "Checkpoints and exactly-once output").
 
+use crate::ERROR_STREAM;
 use crate::app::{ApplicationStats, Counter, OutputFormat, RunConfig};
 use crate::checkpoint::{Recovered, SnapshotHeader, StateDir, Step};
 use crate::decode::Decoder;
 use crate::error::AnalyticsError;
+use crate::error_stream::{self, ErrorRow};
 use crate::output::keyed_lines;
 use crate::pipeline::{Pipeline, Produced};
 use sluice_core::{
@@ -420,8 +422,8 @@ impl Running {
         // A read the pipeline fails on is not read again (it would fail again, and stop
         // the application): its records are counted, and the step goes on.
         // The rows made before a failure are put with the step's others.
-        match self.take(step, reads).await {
-            Ok(made) => produced.extend(made),
+        match self.take(step, reads, &mut produced).await {
+            Ok(()) => {}
             Err(e) => {
                 self.stats.failed(&e.to_string());
                 produced.extend(self.pipeline.take_undelivered());
@@ -457,8 +459,14 @@ impl Running {
     /// A step's records decoded and pushed through the pipeline.
     /// Only the step's own records are taken: a replay's read may start past records
     /// retention removed, and run on past the step's last.
-    async fn take(&mut self, step: &Step, reads: &[Records]) -> Result<Produced, AnalyticsError> {
-        let (mut sealed, mut rows, mut count) = (0, Vec::new(), 0);
+    /// Records that cannot be taken in are rows of the error stream, first.
+    async fn take(
+        &mut self,
+        step: &Step,
+        reads: &[Records],
+        produced: &mut Produced,
+    ) -> Result<(), AnalyticsError> {
+        let (mut sealed, mut rows, mut count) = (Vec::new(), Vec::new(), 0);
         let first = SequenceNumber::new(step.shard, step.first);
         let last = SequenceNumber::new(step.shard, step.last);
         for records in reads {
@@ -469,7 +477,7 @@ impl Running {
                 count += 1;
                 // A sealed record (KMS) is not opened here yet: it counts as rejected.
                 if record.encrypted {
-                    sealed += 1;
+                    sealed.push(record.arrival_timestamp_ms);
                 } else {
                     rows.push((record.data, record.arrival_timestamp_ms));
                 }
@@ -492,12 +500,26 @@ impl Running {
                 return Err(e);
             }
         };
-        self.stats
-            .add(Counter::RejectedRecords, (rejected.len() + sealed) as u64);
+        self.stats.add(
+            Counter::RejectedRecords,
+            (rejected.len() + sealed.len()) as u64,
+        );
+        let mut errors: Vec<ErrorRow<'_>> = rejected.iter().map(ErrorRow::from).collect();
+        errors.extend(sealed.iter().map(|&arrival_ms| ErrorRow {
+            arrival_ms,
+            name: error_stream::SEALED,
+            message: "The record is sealed (KMS): analytics does not open sealed records yet.",
+            data: None,
+        }));
+        if !errors.is_empty() {
+            produced.push((ERROR_STREAM.to_owned(), error_stream::rows(&errors)?));
+        }
         let rows = batch.num_rows() as u64;
-        self.pipeline.push(batch).await.inspect_err(|_| {
+        let made = self.pipeline.push(batch).await.inspect_err(|_| {
             self.stats.add(Counter::RejectedRecords, rows);
-        })
+        })?;
+        produced.extend(made);
+        Ok(())
     }
 
     /// Puts a step's rows of output streams, durably, once the step is in the journal; a

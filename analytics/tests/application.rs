@@ -41,11 +41,18 @@ fn spec() -> ApplicationSpec {
                 format: RecordFormat::Json,
             },
         },
-        outputs: vec![Output {
-            in_app_stream: "PER_SECOND".into(),
-            stream: "counts".into(),
-            format: OutputFormat::Json,
-        }],
+        outputs: vec![
+            Output {
+                in_app_stream: "PER_SECOND".into(),
+                stream: "counts".into(),
+                format: OutputFormat::Json,
+            },
+            Output {
+                in_app_stream: ERROR_STREAM.into(),
+                stream: "errors".into(),
+                format: OutputFormat::Json,
+            },
+        ],
     }
 }
 
@@ -71,10 +78,12 @@ async fn records_are_filtered_and_counted_per_window_into_the_output_stream() {
         .create_stream(CreateStream::provisioned("trades", 2))
         .await
         .unwrap();
-    engine
-        .create_stream(CreateStream::provisioned("counts", 1))
-        .await
-        .unwrap();
+    for output in ["counts", "errors"] {
+        engine
+            .create_stream(CreateStream::provisioned(output, 1))
+            .await
+            .unwrap();
+    }
     let config = RunConfig {
         lateness_ms: 200,
         ..RunConfig::default()
@@ -140,7 +149,20 @@ async fn records_are_filtered_and_counted_per_window_into_the_output_stream() {
         (1506, 6),
         "{stats:?}"
     );
-    assert_eq!(stats.output_records, counted.len() as u64);
+    // Each bad record is a row of the error stream, with why and the record itself.
+    let errors = read_all(&engine, "errors");
+    assert_eq!(errors.len(), 6, "{errors:?}");
+    for error in &errors {
+        assert_eq!(error["ERROR_LEVEL"], "ERROR");
+        assert_eq!(error["ERROR_NAME"], "RECORD_DOES_NOT_FIT_SCHEMA");
+        assert!(
+            error["MESSAGE"].as_str().unwrap().contains("lots"),
+            "{error}"
+        );
+        assert_eq!(error["DATA_ROW"], r#"{"ticker":"A","price":"lots"}"#);
+        assert_eq!(error["ERROR_TIME"], error["DATA_ROWTIME"]);
+    }
+    assert_eq!(stats.output_records, (counted.len() + errors.len()) as u64);
     application.stop().await;
 }
 

@@ -235,6 +235,66 @@ async fn a_forest_that_cannot_run_is_refused_where_it_is_written() {
 }
 
 #[tokio::test]
+async fn ordered_windows_and_forests_that_cannot_run_are_refused() {
+    let decoder = Decoder::new(&schema()).unwrap();
+    let streams = r#"CREATE OR REPLACE STREAM "O" (r INTEGER, s DOUBLE);
+                     CREATE OR REPLACE STREAM "T" (r INTEGER, s DOUBLE);"#;
+    let deep = format!(
+        r#"CREATE OR REPLACE PUMP "P" AS INSERT INTO "O" SELECT STREAM "heartRate", ANOMALY_SCORE
+           FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001" WHERE {})));"#,
+        (0..400)
+            .map(|i| format!(r#""heartRate" = {i}"#))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    );
+    for (code, message) in [
+        (deep.as_str(), "operators"),
+        (
+            r#"CREATE OR REPLACE PUMP "P" AS INSERT INTO "O" SELECT STREAM "heartRate", 1.0 FROM "SOURCE_SQL_STREAM_001"
+               ORDER BY "heartRate", FLOOR("SOURCE_SQL_STREAM_001".ROWTIME TO SECOND);"#,
+            "first key",
+        ),
+        (
+            r#"CREATE OR REPLACE PUMP "P" AS INSERT INTO "O" SELECT STREAM DISTINCT "heartRate", 1.0 FROM "SOURCE_SQL_STREAM_001"
+               ORDER BY FLOOR("SOURCE_SQL_STREAM_001".ROWTIME TO SECOND);"#,
+            "DISTINCT",
+        ),
+        (
+            r#"CREATE OR REPLACE PUMP "P" AS INSERT INTO "T" SELECT STREAM "heartRate", 1.0 FROM "SOURCE_SQL_STREAM_001";
+               CREATE OR REPLACE PUMP "P" AS INSERT INTO "O" SELECT STREAM r, s FROM "T";"#,
+            "created twice",
+        ),
+        (
+            r#"CREATE OR REPLACE PUMP "SORT" AS INSERT INTO "T" SELECT STREAM "heartRate", 1.0 FROM "SOURCE_SQL_STREAM_001"
+               ORDER BY FLOOR("SOURCE_SQL_STREAM_001".ROWTIME TO MINUTE), "heartRate";
+               CREATE OR REPLACE PUMP "COUNT" AS INSERT INTO "O" SELECT STREAM COUNT(*), 1.0 FROM "T"
+               GROUP BY STEP("T".ROWTIME BY INTERVAL '10' SECOND);"#,
+            "window the rows before ordering them",
+        ),
+        (
+            r#"CREATE OR REPLACE STREAM "RANDOM_CUT_FOREST(P)" (r INTEGER);"#,
+            "the name is a RANDOM_CUT_FOREST's",
+        ),
+        (
+            r#"CREATE OR REPLACE PUMP "P" AS INSERT INTO "T" SELECT STREAM "heartRate", ANOMALY_SCORE
+               FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001")));
+               CREATE OR REPLACE PUMP "Q" AS INSERT INTO "O" SELECT STREAM "heartRate", ANOMALY_SCORE FROM "RANDOM_CUT_FOREST(P)";"#,
+            "read by its own pump only",
+        ),
+    ] {
+        let code = format!("{streams} {code}");
+        let refused = match sql::parse(&code) {
+            Err(e) => e,
+            Ok(parsed) => Pipeline::new(&parsed, INPUT, decoder.schema())
+                .await
+                .err()
+                .expect("refused"),
+        };
+        assert!(refused.to_string().contains(message), "{code}: {refused}");
+    }
+}
+
+#[tokio::test]
 async fn a_wildcard_leaves_rowtime_out() {
     let decoder = Decoder::new(&schema()).unwrap();
     let code = sql::parse(

@@ -4,7 +4,7 @@
 //! outer query reads a stream of the pipeline's making in its place: the cursor's rows with
 //! an `ANOMALY_SCORE` column.
 
-use super::{Rewrite, is_word, matching, position, with};
+use super::{Rewrite, is_word, matching, position, refuse_deep, with};
 use crate::error::{AnalyticsError, Position};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
@@ -70,10 +70,13 @@ pub(super) fn take_forest(
     select: &[TokenWithSpan],
     pump: &str,
 ) -> Result<(Vec<TokenWithSpan>, Option<ForestDef>), AnalyticsError> {
-    for token in select {
+    let called = |i: usize, name: &str| {
+        is_word(Some(&select[i].token), name)
+            && select.get(i + 1).map(|t| &t.token) == Some(&Token::LParen)
+    };
+    for (i, token) in select.iter().enumerate() {
         if let Token::Word(w) = &token.token
-            && w.quote_style.is_none()
-            && NOT_BUILT.contains(&w.value.to_ascii_uppercase().as_str())
+            && NOT_BUILT.iter().any(|name| called(i, name))
         {
             return Err(AnalyticsError::code(
                 format!("{} is not supported yet", w.value.to_ascii_uppercase()),
@@ -81,10 +84,7 @@ pub(super) fn take_forest(
             ));
         }
     }
-    let Some(call) = select
-        .iter()
-        .position(|t| is_word(Some(&t.token), "RANDOM_CUT_FOREST"))
-    else {
+    let Some(call) = (0..select.len()).find(|&i| called(i, "RANDOM_CUT_FOREST")) else {
         return Ok((select.to_vec(), None));
     };
     let form = || {
@@ -121,6 +121,7 @@ pub(super) fn take_forest(
         return Err(form());
     }
     let cursor = rewrite.tokens(cursor_tokens)?;
+    refuse_deep(&cursor, at)?;
     if let Some(at) = rewrite
         .window
         .map(|w| w.at)
@@ -131,11 +132,16 @@ pub(super) fn take_forest(
             at,
         ));
     }
-    if cursor
-        .iter()
-        .any(|t| is_word(Some(&t.token), "RANDOM_CUT_FOREST"))
-    {
-        return Err(form());
+    let more = |tokens: &[TokenWithSpan]| {
+        tokens.windows(2).any(|pair| {
+            is_word(Some(&pair[0].token), "RANDOM_CUT_FOREST") && pair[1].token == Token::LParen
+        })
+    };
+    if more(&cursor) || more(&select[table_close + 1..]) {
+        return Err(AnalyticsError::code(
+            "A pump reads one RANDOM_CUT_FOREST",
+            at,
+        ));
     }
     let stream = format!("RANDOM_CUT_FOREST({pump})");
     let mut outer = select[..table].to_vec();

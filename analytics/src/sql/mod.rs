@@ -505,6 +505,8 @@ struct Rewrite {
     /// An `ORDER BY` holds the window (and no `GROUP BY` does).
     ordered: bool,
     in_order_by: bool,
+    /// The call being rewritten is the first key of an `ORDER BY`.
+    order_key_first: bool,
     sliding: Option<Sliding>,
     /// In a `WINDOW name AS (...)` clause.
     in_window_clause: bool,
@@ -562,6 +564,9 @@ impl Rewrite {
                 let close = matching(tokens, i + 1)?;
                 self.depth += 1;
                 let arguments = &tokens[i + 2..close];
+                self.order_key_first = out.len() >= 2
+                    && is_word(Some(&out[out.len() - 1].token), "BY")
+                    && is_word(Some(&out[out.len() - 2].token), "ORDER");
                 let made = match upper.as_str() {
                     "STEP" => self.step(token, arguments)?,
                     "FLOOR" if has_word(arguments, "TO") => self.floor(token, arguments)?,
@@ -597,7 +602,10 @@ impl Rewrite {
         if upper == "GROUP" && is_word(next, "BY") {
             self.in_group_by = true;
             self.in_order_by = false;
-        } else if matches!(upper, "HAVING" | "ORDER" | "WINDOW" | "LIMIT") {
+        } else if matches!(
+            upper,
+            "HAVING" | "ORDER" | "WINDOW" | "LIMIT" | "SELECT" | "FROM" | "WHERE"
+        ) {
             self.in_group_by = false;
             self.in_order_by = upper == "ORDER";
             self.in_window_clause = upper == "WINDOW";
@@ -747,6 +755,12 @@ impl Rewrite {
         }
         if self.window.is_some_and(|w| w.width_ms != width_ms) {
             return Err(AnalyticsError::code("A pump has one window width", at));
+        }
+        if self.in_order_by && !self.grouped && !self.order_key_first {
+            return Err(AnalyticsError::code(
+                "A window in ORDER BY is its first key: ORDER BY FLOOR(ROWTIME TO <unit>), ...",
+                at,
+            ));
         }
         self.grouped |= self.in_group_by;
         self.ordered |= self.in_order_by;

@@ -1,7 +1,8 @@
 """Kinesis Data Analytics SQL applications on `sluice serve` (the `analytics` feature) with
 boto3's `kinesisanalytics` and `kinesis` clients, unchanged: the AWS documentation's stock
-ticker examples (a filter, and a tumbling-window aggregate, here over 2-second windows so the
-test does not wait minutes) run over records put to a stream, their output read back and
+ticker examples (a filter, a tumbling-window aggregate, here over 2-second windows so the
+test does not wait minutes, and a sliding-window average) and its RANDOM_CUT_FOREST anomaly
+example over heart rates with injected spikes, run over records put to a stream, their output read back and
 compared with the answer computed here from the records' arrival times; schema discovery;
 updates by version while running; KDA's errors for bad input.
 Usage: python3 analytics_suite.py URL METRICS_TOKEN"""
@@ -183,6 +184,70 @@ def test_the_sliding_window_example_gives_each_records_minute_average(endpoint):
     rows = wait_for_rows(kinesis, destination, len(expected))
     got = [(r["TICKER_SYMBOL"], r["PRICE"], round(r["AVG_PRICE"], 9)) for r in rows]
     assert sorted(got) == sorted(expected), (sorted(got)[:5], sorted(expected)[:5])
+    analytics.stop_application(ApplicationName=name)
+
+
+ANOMALY = """-- Creates a temporary stream.
+CREATE OR REPLACE STREAM "TEMP_STREAM" (
+        "heartRate"        INTEGER,
+        "rateType"         varchar(20),
+        "ANOMALY_SCORE"    DOUBLE);
+
+-- Creates another stream for application output.
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (
+        "heartRate"        INTEGER,
+        "rateType"         varchar(20),
+        "ANOMALY_SCORE"    DOUBLE);
+
+-- Compute an anomaly score for each record in the input stream
+-- using Random Cut Forest
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS
+   INSERT INTO "TEMP_STREAM"
+      SELECT STREAM "heartRate", "rateType", ANOMALY_SCORE
+      FROM TABLE(RANDOM_CUT_FOREST(
+              CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001")));
+
+-- Sort records by descending anomaly score, insert into output stream
+CREATE OR REPLACE PUMP "OUTPUT_PUMP" AS
+   INSERT INTO "DESTINATION_SQL_STREAM"
+      SELECT STREAM * FROM "TEMP_STREAM"
+      ORDER BY FLOOR("TEMP_STREAM".ROWTIME TO SECOND), ANOMALY_SCORE DESC;"""
+
+
+def test_the_anomaly_example_scores_the_injected_spikes_highest(endpoint):
+    """The documentation's RANDOM_CUT_FOREST example, unchanged, over its heart-rate
+    generator (60 to 100, NORMAL) with a few HIGH rates (150 to 200) injected."""
+    kinesis, analytics = client(endpoint, "kinesis"), client(endpoint, "kinesisanalytics")
+    source, destination = create_stream(kinesis, "heartrate"), create_stream(kinesis, "anomalies")
+    spikes = {250, 380, 520}
+    for start in range(0, 600, 100):
+        records = []
+        for i in range(start, start + 100):
+            rate = 150 + (i * 7) % 51 if i in spikes else 60 + (i * 37) % 41
+            kind = "HIGH" if i in spikes else "NORMAL"
+            data = json.dumps({"heartRate": rate, "rateType": kind, "id": i}).encode()
+            records.append({"Data": data, "PartitionKey": str(i)})
+        kinesis.put_records(StreamName=source, Records=records)
+        time.sleep(0.3)
+    schema = {"RecordFormat": {"RecordFormatType": "JSON",
+                               "MappingParameters": {"JSONMappingParameters": {"RecordRowPath": "$"}}},
+              "RecordColumns": [{"Name": "heartRate", "SqlType": "INTEGER", "Mapping": "$.heartRate"},
+                                {"Name": "rateType", "SqlType": "VARCHAR(20)", "Mapping": "$.rateType"}]}
+    name = unique("anomaly")
+    analytics.create_application(ApplicationName=name, ApplicationCode=ANOMALY,
+                                 Inputs=[input_config(source, schema)], Outputs=[output_config(destination)])
+    analytics.start_application(ApplicationName=name, InputConfigurations=[
+        {"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "TRIM_HORIZON"}}])
+    rows = wait_for_rows(kinesis, destination, 600)
+    assert len(rows) == 600, len(rows)
+    ranked = sorted(rows, key=lambda r: r["ANOMALY_SCORE"], reverse=True)
+    assert all(r["rateType"] == "HIGH" for r in ranked[:len(spikes)]), ranked[:6]
+    assert ranked[len(spikes) - 1]["ANOMALY_SCORE"] > ranked[len(spikes)]["ANOMALY_SCORE"], ranked[:6]
+    # Within each second of arrival the output is ordered by score, highest first: a score
+    # may rise from one row to the next only where a second ends.
+    seconds = {round(r["ApproximateArrivalTimestamp"].timestamp() * 1000) // 1000 for r in read_all(kinesis, source)}
+    rises = sum(1 for a, b in zip(rows, rows[1:]) if b["ANOMALY_SCORE"] > a["ANOMALY_SCORE"])
+    assert rises <= len(seconds) - 1, (rises, len(seconds))
     analytics.stop_application(ApplicationName=name)
 
 
