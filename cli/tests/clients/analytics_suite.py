@@ -219,7 +219,11 @@ def test_the_anomaly_example_scores_the_injected_spikes_highest(endpoint):
     generator (60 to 100, NORMAL) with a few HIGH rates (150 to 200) injected."""
     kinesis, analytics = client(endpoint, "kinesis"), client(endpoint, "kinesisanalytics")
     source, destination = create_stream(kinesis, "heartrate"), create_stream(kinesis, "anomalies")
+    errors = create_stream(kinesis, "errors")
     spikes = {250, 380, 520}
+    # Two records that do not fit the schema: rows of the error stream, not scored.
+    bad = [b'{"heartRate": "fast", "rateType": "NORMAL"}', b"not json"]
+    kinesis.put_records(StreamName=source, Records=[{"Data": d, "PartitionKey": "bad"} for d in bad])
     for start in range(0, 600, 100):
         records = []
         for i in range(start, start + 100):
@@ -235,7 +239,8 @@ def test_the_anomaly_example_scores_the_injected_spikes_highest(endpoint):
                                 {"Name": "rateType", "SqlType": "VARCHAR(20)", "Mapping": "$.rateType"}]}
     name = unique("anomaly")
     analytics.create_application(ApplicationName=name, ApplicationCode=ANOMALY,
-                                 Inputs=[input_config(source, schema)], Outputs=[output_config(destination)])
+                                 Inputs=[input_config(source, schema)],
+                                 Outputs=[output_config(destination), output_config(errors, "error_stream")])
     analytics.start_application(ApplicationName=name, InputConfigurations=[
         {"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "TRIM_HORIZON"}}])
     rows = wait_for_rows(kinesis, destination, 600)
@@ -248,6 +253,9 @@ def test_the_anomaly_example_scores_the_injected_spikes_highest(endpoint):
     seconds = {round(r["ApproximateArrivalTimestamp"].timestamp() * 1000) // 1000 for r in read_all(kinesis, source)}
     rises = sum(1 for a, b in zip(rows, rows[1:]) if b["ANOMALY_SCORE"] > a["ANOMALY_SCORE"])
     assert rises <= len(seconds) - 1, (rises, len(seconds))
+    failed = wait_for_rows(kinesis, errors, 2)
+    assert sorted(r["DATA_ROW"] for r in failed) == sorted(d.decode() for d in bad), failed
+    assert all(r["ERROR_LEVEL"] == "ERROR" and r["MESSAGE"] for r in failed), failed
     analytics.stop_application(ApplicationName=name)
 
 
