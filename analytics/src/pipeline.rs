@@ -6,7 +6,7 @@
 use crate::error::{AnalyticsError, Position};
 use crate::forest::Forest;
 use crate::schema::ROWTIME;
-use crate::sql::{ANOMALY_SCORE, Code, ForestDef, PumpDef};
+use crate::sql::{ANOMALY_SCORE, Code, ForestDef, PumpDef, StreamDef};
 use crate::types::{rowtime_type, sql_type};
 use async_trait::async_trait;
 use datafusion::arrow::array::{
@@ -197,63 +197,10 @@ impl Pipeline {
         };
         pipeline.add_stream(input, schema, Position::default())?;
         for stream in &code.streams {
-            if stream.name.starts_with(FOREST_PREFIX) {
-                return Err(AnalyticsError::code(
-                    format!("Stream {}: the name is a RANDOM_CUT_FOREST's", stream.name),
-                    stream.at,
-                ));
-            }
-            if stream.name.eq_ignore_ascii_case(crate::ERROR_STREAM) {
-                return Err(AnalyticsError::code(
-                    format!(
-                        "Stream {}: error_stream is the application's error stream",
-                        stream.name
-                    ),
-                    stream.at,
-                ));
-            }
-            let mut fields = vec![Field::new(ROWTIME, rowtime_type(), false)];
-            for (name, written) in &stream.columns {
-                if name == ROWTIME || fields.iter().any(|f| f.name() == name) {
-                    return Err(AnalyticsError::code(
-                        format!(
-                            "Stream {}: column {name:?} is ROWTIME's, or named twice",
-                            stream.name
-                        ),
-                        stream.at,
-                    ));
-                }
-                let kind = sql_type(written)
-                    .map_err(|e| AnalyticsError::code(e.to_string(), stream.at))?;
-                fields.push(Field::new(name, kind, true));
-            }
-            pipeline.add_stream(&stream.name, Arc::new(Schema::new(fields)), stream.at)?;
+            pipeline.add_code_stream(stream)?;
         }
         for pump in &code.pumps {
-            if code.pumps.iter().filter(|p| p.name == pump.name).count() > 1 {
-                return Err(AnalyticsError::code(
-                    format!("Pump {} is created twice", pump.name),
-                    pump.at,
-                ));
-            }
-            if pump.into.starts_with(FOREST_PREFIX) {
-                return Err(AnalyticsError::code(
-                    format!(
-                        "Pump {}: {:?} is a RANDOM_CUT_FOREST's rows, which no pump inserts into",
-                        pump.name, pump.into
-                    ),
-                    pump.at,
-                ));
-            }
-            if pump.into == input {
-                return Err(AnalyticsError::code(
-                    format!(
-                        "Pump {}: the input stream {input:?} takes no pump's rows",
-                        pump.name
-                    ),
-                    pump.at,
-                ));
-            }
+            refuse_pump_names(code, pump, input)?;
             let stage = match &pump.forest {
                 Some(forest) => Some(pipeline.plan_forest(pump, forest).await?),
                 None => None,
@@ -276,6 +223,41 @@ impl Pipeline {
         pipeline.refuse_cycles()?;
         pipeline.refuse_windows_after_ordered()?;
         Ok(pipeline)
+    }
+
+    /// Adds one of the code's streams, refusing the names the pipeline keeps for itself.
+    fn add_code_stream(&mut self, stream: &StreamDef) -> Result<(), AnalyticsError> {
+        if stream.name.starts_with(FOREST_PREFIX) {
+            return Err(AnalyticsError::code(
+                format!("Stream {}: the name is a RANDOM_CUT_FOREST's", stream.name),
+                stream.at,
+            ));
+        }
+        if stream.name.eq_ignore_ascii_case(crate::ERROR_STREAM) {
+            return Err(AnalyticsError::code(
+                format!(
+                    "Stream {}: error_stream is the application's error stream",
+                    stream.name
+                ),
+                stream.at,
+            ));
+        }
+        let mut fields = vec![Field::new(ROWTIME, rowtime_type(), false)];
+        for (name, written) in &stream.columns {
+            if name == ROWTIME || fields.iter().any(|f| f.name() == name) {
+                return Err(AnalyticsError::code(
+                    format!(
+                        "Stream {}: column {name:?} is ROWTIME's, or named twice",
+                        stream.name
+                    ),
+                    stream.at,
+                ));
+            }
+            let kind =
+                sql_type(written).map_err(|e| AnalyticsError::code(e.to_string(), stream.at))?;
+            fields.push(Field::new(name, kind, true));
+        }
+        self.add_stream(&stream.name, Arc::new(Schema::new(fields)), stream.at)
     }
 
     /// Refuses pumps that feed their own input, through any chain of streams.
@@ -933,6 +915,35 @@ impl Pipeline {
         RecordBatch::try_new(scored_schema, columns)
             .map_err(|e| AnalyticsError::execution(&what, e))
     }
+}
+
+/// Refuses a pump named twice, or inserting into a stream no pump may insert into.
+fn refuse_pump_names(code: &Code, pump: &PumpDef, input: &str) -> Result<(), AnalyticsError> {
+    if code.pumps.iter().filter(|p| p.name == pump.name).count() > 1 {
+        return Err(AnalyticsError::code(
+            format!("Pump {} is created twice", pump.name),
+            pump.at,
+        ));
+    }
+    if pump.into.starts_with(FOREST_PREFIX) {
+        return Err(AnalyticsError::code(
+            format!(
+                "Pump {}: {:?} is a RANDOM_CUT_FOREST's rows, which no pump inserts into",
+                pump.name, pump.into
+            ),
+            pump.at,
+        ));
+    }
+    if pump.into == input {
+        return Err(AnalyticsError::code(
+            format!(
+                "Pump {}: the input stream {input:?} takes no pump's rows",
+                pump.name
+            ),
+            pump.at,
+        ));
+    }
+    Ok(())
 }
 
 /// A `SELECT`'s statement, refused when anything follows it.

@@ -70,6 +70,24 @@ fn read_all(engine: &Engine, stream: &str) -> Vec<serde_json::Value> {
     found
 }
 
+/// Each bad record is a row of the error stream, with why and the record itself; returns
+/// how many.
+fn error_rows(engine: &Engine) -> usize {
+    let errors = read_all(engine, "errors");
+    assert_eq!(errors.len(), 6, "{errors:?}");
+    for error in &errors {
+        assert_eq!(error["ERROR_LEVEL"], "ERROR");
+        assert_eq!(error["ERROR_NAME"], "RECORD_DOES_NOT_FIT_SCHEMA");
+        assert!(
+            error["MESSAGE"].as_str().unwrap().contains("lots"),
+            "{error}"
+        );
+        assert_eq!(error["DATA_ROW"], r#"{"ticker":"A","price":"lots"}"#);
+        assert_eq!(error["ERROR_TIME"], error["DATA_ROWTIME"]);
+    }
+    errors.len()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_are_filtered_and_counted_per_window_into_the_output_stream() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,20 +167,8 @@ async fn records_are_filtered_and_counted_per_window_into_the_output_stream() {
         (1506, 6),
         "{stats:?}"
     );
-    // Each bad record is a row of the error stream, with why and the record itself.
-    let errors = read_all(&engine, "errors");
-    assert_eq!(errors.len(), 6, "{errors:?}");
-    for error in &errors {
-        assert_eq!(error["ERROR_LEVEL"], "ERROR");
-        assert_eq!(error["ERROR_NAME"], "RECORD_DOES_NOT_FIT_SCHEMA");
-        assert!(
-            error["MESSAGE"].as_str().unwrap().contains("lots"),
-            "{error}"
-        );
-        assert_eq!(error["DATA_ROW"], r#"{"ticker":"A","price":"lots"}"#);
-        assert_eq!(error["ERROR_TIME"], error["DATA_ROWTIME"]);
-    }
-    assert_eq!(stats.output_records, (counted.len() + errors.len()) as u64);
+    let errors = error_rows(&engine);
+    assert_eq!(stats.output_records, (counted.len() + errors) as u64);
     application.stop().await;
 }
 

@@ -214,8 +214,8 @@ async fn a_forest_that_cannot_run_is_refused_where_it_is_written() {
             "per-row query",
         ),
         (
-            r#"SELECT STREAM 1, 2.0 FROM TABLE(TOP_K_ITEMS_TUMBLING(CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001"), 'rateType', 3, 60))"#,
-            "TOP_K_ITEMS_TUMBLING is not supported yet",
+            r#"SELECT STREAM 1, 2.0 FROM TABLE(RANDOM_CUT_FOREST_WITH_EXPLANATION(CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001")))"#,
+            "RANDOM_CUT_FOREST_WITH_EXPLANATION is not supported yet",
         ),
         (
             r#"SELECT STREAM "heartRate", 1.0 FROM "SOURCE_SQL_STREAM_001" ORDER BY "heartRate""#,

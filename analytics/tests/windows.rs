@@ -8,6 +8,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use sluice_analytics::*;
+use std::collections::BTreeMap;
 
 const INPUT: &str = "SOURCE_SQL_STREAM_001";
 
@@ -616,4 +617,172 @@ async fn a_deep_expression_is_refused_and_an_in_list_runs() {
         .unwrap();
     let produced = pipeline.push(batch).await.unwrap();
     assert_eq!(produced[0].1.num_rows(), 1);
+}
+
+/// Runs `code` over `records` as the known-answer test does; returns the output rows.
+async fn streamed(code: &str, records: &[(Vec<u8>, u64)]) -> Vec<RecordBatch> {
+    let decoder = Decoder::new(&schema()).unwrap();
+    let code = sql::parse(code).unwrap();
+    let mut pipeline = Pipeline::new(&code, INPUT, decoder.schema()).await.unwrap();
+    let (mut out, mut seen_ms) = (Vec::new(), 0);
+    for chunk in records.chunks(700) {
+        let (batch, _) = decoder
+            .decode(chunk.iter().map(|(d, t)| (&d[..], *t)))
+            .unwrap();
+        pipeline.push(batch).await.unwrap();
+        seen_ms = seen_ms.max(chunk.iter().map(|(_, t)| *t).max().unwrap());
+        out.extend(pipeline.advance(seen_ms as i64 - 2_000).await.unwrap());
+    }
+    out.extend(pipeline.advance(i64::MAX).await.unwrap());
+    assert_eq!(pipeline.late_rows(), 0);
+    out.into_iter().map(|(_, rows)| rows).collect()
+}
+
+/// Per window end, the trades of each ticker, counted here from the records.
+fn counts_by_window(records: &[(Vec<u8>, u64)]) -> BTreeMap<i64, BTreeMap<String, i64>> {
+    let mut counts: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
+    for (data, at) in records {
+        let trade: serde_json::Value = serde_json::from_slice(data).unwrap();
+        let end = (*at as i64).div_euclid(60_000) * 60_000 + 60_000;
+        *counts
+            .entry(end)
+            .or_default()
+            .entry(trade["TICKER"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn top_k_items_match_counts_of_the_records() {
+    let records = trades(20_000, 1_796_464_800_000);
+    let counts = counts_by_window(&records);
+    // The documentation's examples, over one-minute windows.
+    let top = streamed(
+        r#"CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" ("TICKER" VARCHAR(4), "MOST_FREQUENT_VALUES" BIGINT);
+           CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+           SELECT STREAM * FROM TABLE (TOP_K_ITEMS_TUMBLING(
+               CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001"), 'TICKER', 3, 60));"#,
+        &records,
+    )
+    .await;
+    let mut got: BTreeMap<i64, Vec<(String, i64)>> = BTreeMap::new();
+    for batch in &top {
+        let end = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .unwrap();
+        let ticker = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let n = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        for row in 0..batch.num_rows() {
+            got.entry(end.value(row))
+                .or_default()
+                .push((ticker.value(row).to_owned(), n.value(row)));
+        }
+    }
+    let expected: BTreeMap<i64, Vec<(String, i64)>> = counts
+        .iter()
+        .map(|(end, by_ticker)| {
+            let mut ranked: Vec<(String, i64)> =
+                by_ticker.iter().map(|(t, n)| (t.clone(), *n)).collect();
+            ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            ranked.truncate(3);
+            (*end, ranked)
+        })
+        .collect();
+    assert!(expected.len() >= 5, "{expected:?}");
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn count_distinct_items_match_counts_of_the_records() {
+    let records = trades(20_000, 1_796_464_800_000);
+    let distinct = streamed(
+        r#"CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (NUMBER_OF_DISTINCT_ITEMS BIGINT);
+           CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+           SELECT STREAM * FROM TABLE(COUNT_DISTINCT_ITEMS_TUMBLING(
+               CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001" WHERE price > 900), 'TICKER', 60));"#,
+        &records,
+    )
+    .await;
+    let mut got = BTreeMap::new();
+    for batch in &distinct {
+        let end = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .unwrap();
+        let n = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        for row in 0..batch.num_rows() {
+            got.insert(end.value(row), n.value(row));
+        }
+    }
+    let dear: Vec<(Vec<u8>, u64)> = records
+        .iter()
+        .filter(|(d, _)| {
+            serde_json::from_slice::<serde_json::Value>(d).unwrap()["PRICE"]
+                .as_i64()
+                .unwrap()
+                > 900
+        })
+        .cloned()
+        .collect();
+    let expected: BTreeMap<i64, i64> = counts_by_window(&dear)
+        .into_iter()
+        .map(|(end, by_ticker)| (end, by_ticker.len() as i64))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn tumbling_table_functions_written_wrong_are_refused_where_they_are() {
+    let decoder = Decoder::new(&schema()).unwrap();
+    for (call, message) in [
+        (
+            "TOP_K_ITEMS_TUMBLING(CURSOR(SELECT STREAM * FROM \"SOURCE_SQL_STREAM_001\"), TICKER, 3, 60)",
+            "single quotes",
+        ),
+        (
+            "TOP_K_ITEMS_TUMBLING(CURSOR(SELECT STREAM * FROM \"SOURCE_SQL_STREAM_001\"), 'TICKER', 0, 60)",
+            "K is a whole number from 1 to 100000",
+        ),
+        (
+            "TOP_K_ITEMS_TUMBLING(CURSOR(SELECT STREAM * FROM \"SOURCE_SQL_STREAM_001\"), 'TICKER', 3, 7200)",
+            "windowSize is a whole number from 1 to 3600",
+        ),
+        (
+            "COUNT_DISTINCT_ITEMS_TUMBLING(CURSOR(SELECT STREAM * FROM \"SOURCE_SQL_STREAM_001\"), 'TICKER', 3, 60)",
+            "COUNT_DISTINCT_ITEMS_TUMBLING is read from as",
+        ),
+        (
+            "TOP_K_ITEMS_TUMBLING(CURSOR(SELECT STREAM * FROM \"SOURCE_SQL_STREAM_001\"), 'NOPE', 3, 60)",
+            "NOPE",
+        ),
+    ] {
+        let code = format!(
+            r#"CREATE OR REPLACE STREAM "O" (t VARCHAR(4), n BIGINT);
+               CREATE OR REPLACE PUMP "P" AS INSERT INTO "O" SELECT STREAM * FROM TABLE({call});"#
+        );
+        let refused = match sql::parse(&code) {
+            Err(e) => e,
+            Ok(parsed) => Pipeline::new(&parsed, INPUT, decoder.schema())
+                .await
+                .err()
+                .expect("refused"),
+        };
+        assert!(refused.to_string().contains(message), "{call}: {refused}");
+    }
 }

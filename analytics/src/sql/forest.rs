@@ -4,7 +4,7 @@
 //! outer query reads a stream of the pipeline's making in its place: the cursor's rows with
 //! an `ANOMALY_SCORE` column.
 
-use super::{Rewrite, is_word, matching, position, refuse_deep, with};
+use super::{Rewrite, position, refuse_deep, table, with};
 use crate::error::{AnalyticsError, Position};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
@@ -12,11 +12,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 pub const ANOMALY_SCORE: &str = "ANOMALY_SCORE";
 
 /// KDA's table functions not built: refused by name where they are called.
-const NOT_BUILT: &[&str] = &[
-    "RANDOM_CUT_FOREST_WITH_EXPLANATION",
-    "TOP_K_ITEMS_TUMBLING",
-    "COUNT_DISTINCT_ITEMS_TUMBLING",
-];
+const NOT_BUILT: &[&str] = &["RANDOM_CUT_FOREST_WITH_EXPLANATION"];
 
 /// A pump's `RANDOM_CUT_FOREST`.
 #[derive(Debug, Clone)]
@@ -70,13 +66,9 @@ pub(super) fn take_forest(
     select: &[TokenWithSpan],
     pump: &str,
 ) -> Result<(Vec<TokenWithSpan>, Option<ForestDef>), AnalyticsError> {
-    let called = |i: usize, name: &str| {
-        is_word(Some(&select[i].token), name)
-            && select.get(i + 1).map(|t| &t.token) == Some(&Token::LParen)
-    };
     for (i, token) in select.iter().enumerate() {
         if let Token::Word(w) = &token.token
-            && NOT_BUILT.iter().any(|name| called(i, name))
+            && NOT_BUILT.iter().any(|name| table::calls(select, i, name))
         {
             return Err(AnalyticsError::code(
                 format!("{} is not supported yet", w.value.to_ascii_uppercase()),
@@ -84,43 +76,16 @@ pub(super) fn take_forest(
             ));
         }
     }
-    let Some(call) = (0..select.len()).find(|&i| called(i, "RANDOM_CUT_FOREST")) else {
+    let form = |_: &str| {
+        "RANDOM_CUT_FOREST is read from as FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM ...)[, numberOfTrees, subSampleSize, timeDecay, shingleSize]))".to_owned()
+    };
+    let Some(call) = table::find(select, &["RANDOM_CUT_FOREST"], form)? else {
         return Ok((select.to_vec(), None));
     };
-    let form = || {
-        AnalyticsError::code(
-            "RANDOM_CUT_FOREST is read from as FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM ...)[, numberOfTrees, subSampleSize, timeDecay, shingleSize]))",
-            position(select[call].span.start),
-        )
-    };
-    let table = call.checked_sub(2).ok_or_else(form)?;
-    if !is_word(Some(&select[table].token), "TABLE")
-        || select[table + 1].token != Token::LParen
-        || table == 0
-        || !is_word(Some(&select[table - 1].token), "FROM")
-        || select.get(call + 1).map(|t| &t.token) != Some(&Token::LParen)
-        || !is_word(select.get(call + 2).map(|t| &t.token), "CURSOR")
-        || select.get(call + 3).map(|t| &t.token) != Some(&Token::LParen)
-    {
-        return Err(form());
-    }
-    let table_close = matching(select, table + 1)?;
-    let call_close = matching(select, call + 1)?;
-    let cursor_close = matching(select, call + 3)?;
-    if call_close + 1 != table_close {
-        return Err(form());
-    }
-    let at = position(select[call].span.start);
-    let options = parameters(&select[cursor_close + 1..call_close])?;
+    let at = call.at;
+    let options = parameters(call.arguments)?;
     let mut rewrite = Rewrite::default();
-    let cursor_tokens = &select[call + 4..cursor_close];
-    if !cursor_tokens
-        .first()
-        .is_some_and(|t| is_word(Some(&t.token), "SELECT"))
-    {
-        return Err(form());
-    }
-    let cursor = rewrite.tokens(cursor_tokens)?;
+    let cursor = rewrite.tokens(call.cursor)?;
     refuse_deep(&cursor, at)?;
     if let Some(at) = rewrite
         .window
@@ -133,20 +98,16 @@ pub(super) fn take_forest(
         ));
     }
     let more = |tokens: &[TokenWithSpan]| {
-        tokens.windows(2).any(|pair| {
-            is_word(Some(&pair[0].token), "RANDOM_CUT_FOREST") && pair[1].token == Token::LParen
-        })
+        (0..tokens.len()).any(|i| table::calls(tokens, i, "RANDOM_CUT_FOREST"))
     };
-    if more(&cursor) || more(&select[table_close + 1..]) {
+    if more(&cursor) || more(call.after()) {
         return Err(AnalyticsError::code(
             "A pump reads one RANDOM_CUT_FOREST",
             at,
         ));
     }
     let stream = format!("RANDOM_CUT_FOREST({pump})");
-    let mut outer = select[..table].to_vec();
-    outer.push(with(&select[table], Token::make_word(&stream, Some('"'))));
-    outer.extend_from_slice(&select[table_close + 1..]);
+    let outer = call.replaced([with(call.here(), Token::make_word(&stream, Some('"')))]);
     Ok((
         outer,
         Some(ForestDef {

@@ -7,8 +7,11 @@
 //! rule, which KDA follows).
 
 mod forest;
+mod table;
+mod tumbling;
 
 pub use forest::{ANOMALY_SCORE, ForestDef, ForestOptions};
+pub use tumbling::{ITEM_COUNT, NUMBER_OF_DISTINCT_ITEMS};
 
 use crate::error::{AnalyticsError, Position};
 use crate::schema::ROWTIME;
@@ -403,7 +406,8 @@ fn pump(mut reader: Reader<'_>, at: Position) -> Result<PumpDef, AnalyticsError>
         .keyword("SELECT")
         .map_err(|_| reader.error("SELECT STREAM"))?;
     reader.at -= 1;
-    let (select, forest) = forest::take_forest(reader.rest(), &name)?;
+    let select = tumbling::expand(reader.rest())?;
+    let (select, forest) = forest::take_forest(&select, &name)?;
     let mut rewrite = Rewrite::default();
     let select = rewrite.tokens(&select)?;
     if let Some(window) = rewrite.window
