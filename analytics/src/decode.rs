@@ -3,6 +3,7 @@
 //! schema is not a row: it goes to the error stream, with why.
 
 use crate::error::AnalyticsError;
+use crate::extract::{Extractor, Step};
 use crate::schema::{InputSchema, RecordFormat};
 use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder,
@@ -28,12 +29,6 @@ pub struct Rejected {
 /// A JSONPath of member names and array indexes: `$.a.b`, `$.a[0].b`, `$["a b"]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct JsonPath(Vec<Step>);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Step {
-    Member(String),
-    Index(usize),
-}
 
 impl JsonPath {
     pub(crate) fn parse(text: &str) -> Result<JsonPath, AnalyticsError> {
@@ -66,13 +61,6 @@ impl JsonPath {
         }
         Ok(JsonPath(steps))
     }
-
-    fn find<'v>(&self, value: &'v Value) -> Option<&'v Value> {
-        self.0.iter().try_fold(value, |at, step| match step {
-            Step::Member(name) => at.get(name),
-            Step::Index(i) => at.get(i),
-        })
-    }
 }
 
 /// One field's value, converted to its column's type (atomic per record: a record's cells
@@ -92,7 +80,8 @@ enum Cell {
 pub struct Decoder {
     schema: SchemaRef,
     types: Vec<DataType>,
-    paths: Vec<JsonPath>,
+    /// The columns' JSONPaths, read in one pass.
+    extractor: Extractor,
     format: RecordFormat,
 }
 
@@ -100,7 +89,7 @@ impl Decoder {
     /// A decoder for `input`.
     pub fn new(input: &InputSchema) -> Result<Decoder, AnalyticsError> {
         let schema = input.arrow_schema()?;
-        let paths = input
+        let paths: Vec<JsonPath> = input
             .columns
             .iter()
             .map(|c| match &c.mapping {
@@ -111,7 +100,7 @@ impl Decoder {
         Ok(Decoder {
             schema,
             types: input.types()?,
-            paths,
+            extractor: Extractor::new(paths.iter().map(|p| p.0.as_slice())),
             format: input.format.clone(),
         })
     }
@@ -146,13 +135,14 @@ impl Decoder {
         let text = std::str::from_utf8(data).map_err(|_| "The record is not UTF-8.".to_owned())?;
         match &self.format {
             RecordFormat::Json => {
-                let value: Value = serde_json::from_str(text)
+                let values = self
+                    .extractor
+                    .extract(text)
                     .map_err(|e| format!("The record is not JSON: {e}"))?;
-                let cells = self
-                    .paths
-                    .iter()
+                let cells = values
+                    .into_iter()
                     .zip(&self.types)
-                    .map(|(path, kind)| json_cell(path.find(&value), kind))
+                    .map(|(value, kind)| json_cell(value, kind))
                     .collect::<Result<_, _>>()?;
                 Ok(vec![cells])
             }
@@ -202,11 +192,20 @@ impl Decoder {
 }
 
 /// A JSON value as a cell of `kind`.
-fn json_cell(value: Option<&Value>, kind: &DataType) -> Result<Cell, String> {
+fn json_cell(value: Option<Value>, kind: &DataType) -> Result<Cell, String> {
     match value {
         None | Some(Value::Null) => Ok(Cell::Null),
-        Some(Value::String(text)) => text_cell(text, kind),
-        Some(Value::Bool(b)) if *kind == DataType::Boolean => Ok(Cell::Bool(*b)),
+        Some(Value::String(text)) if *kind == DataType::Utf8 => Ok(Cell::Text(text)),
+        Some(Value::String(text)) => text_cell(&text, kind),
+        Some(Value::Bool(b)) if *kind == DataType::Boolean => Ok(Cell::Bool(b)),
+        // Numbers straight to their types (not through text) where nothing is lost.
+        Some(Value::Number(n)) if n.is_i64() && is_integer(kind) => {
+            let value = n.as_i64().expect("an i64");
+            integer_cell(value, kind).ok_or_else(|| format!("{n} is not a value of type {kind}."))
+        }
+        Some(Value::Number(n)) if matches!(kind, DataType::Float32 | DataType::Float64) => {
+            Ok(Cell::Float(n.as_f64().expect("a JSON number is an f64")))
+        }
         Some(value @ (Value::Number(_) | Value::Bool(_))) => text_cell(&value.to_string(), kind),
         Some(other) => match kind {
             DataType::Utf8 => Ok(Cell::Text(other.to_string())),
@@ -215,24 +214,33 @@ fn json_cell(value: Option<&Value>, kind: &DataType) -> Result<Cell, String> {
     }
 }
 
+fn is_integer(kind: &DataType) -> bool {
+    matches!(
+        kind,
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
+    )
+}
+
+/// An integer as a cell of the integer type `kind`, if it fits.
+fn integer_cell(value: i64, kind: &DataType) -> Option<Cell> {
+    let fits = match kind {
+        DataType::Int8 => i8::try_from(value).is_ok(),
+        DataType::Int16 => i16::try_from(value).is_ok(),
+        DataType::Int32 => i32::try_from(value).is_ok(),
+        _ => true,
+    };
+    fits.then_some(Cell::Int(value))
+}
+
 /// Text as a cell of `kind`.
 fn text_cell(text: &str, kind: &DataType) -> Result<Cell, String> {
     let wrong = || format!("{text:?} is not a value of type {kind}.");
     let trimmed = text.trim();
     Ok(match kind {
         DataType::Utf8 => Cell::Text(text.to_owned()),
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+        _ if is_integer(kind) => {
             let value: i64 = trimmed.parse().map_err(|_| wrong())?;
-            let fits = match kind {
-                DataType::Int8 => i8::try_from(value).is_ok(),
-                DataType::Int16 => i16::try_from(value).is_ok(),
-                DataType::Int32 => i32::try_from(value).is_ok(),
-                _ => true,
-            };
-            if !fits {
-                return Err(wrong());
-            }
-            Cell::Int(value)
+            integer_cell(value, kind).ok_or_else(wrong)?
         }
         DataType::Float32 | DataType::Float64 => Cell::Float(trimmed.parse().map_err(|_| wrong())?),
         DataType::Boolean => match trimmed.to_ascii_lowercase().as_str() {

@@ -36,6 +36,7 @@ mod decode;
 mod discover;
 mod error;
 mod error_stream;
+mod extract;
 mod forest;
 mod output;
 mod pipeline;
