@@ -336,6 +336,11 @@ impl Application {
         let mut outputs = BTreeMap::new();
         for output in &spec.outputs {
             let in_app = output_source(&code, &output.in_app_stream)?;
+            if outputs.contains_key(&in_app) {
+                return Err(AnalyticsError::invalid(format!(
+                    "Two outputs take the rows of {in_app:?}: one output an in-application stream."
+                )));
+            }
             let stream = engine.stream(&output.stream).map_err(|_| {
                 AnalyticsError::invalid(format!("Stream {} does not exist.", output.stream))
             })?;

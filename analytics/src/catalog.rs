@@ -459,8 +459,15 @@ impl Analytics {
         let decoder = crate::decode::Decoder::new(&input.schema)?;
         let code = crate::sql::parse(&stored.code)?;
         crate::pipeline::Pipeline::new(&code, &input.in_app_name(), decoder.schema()).await?;
+        let mut taken = Vec::new();
         for (_, output) in &stored.outputs {
-            crate::app::output_source(&code, &output.in_app_stream)?;
+            let in_app = crate::app::output_source(&code, &output.in_app_stream)?;
+            if taken.contains(&in_app) {
+                return Err(AnalyticsError::invalid(format!(
+                    "Two outputs take the rows of {in_app:?}: one output an in-application stream."
+                )));
+            }
+            taken.push(in_app);
         }
         Ok(())
     }

@@ -201,7 +201,8 @@ fn json_cell(value: Option<Value>, kind: &DataType) -> Result<Cell, String> {
         // Numbers straight to their types (not through text) where nothing is lost.
         Some(Value::Number(n)) if n.is_i64() && is_integer(kind) => {
             let value = n.as_i64().expect("an i64");
-            integer_cell(value, kind).ok_or_else(|| format!("{n} is not a value of type {kind}."))
+            integer_cell(value, kind)
+                .ok_or_else(|| format!("{:?} is not a value of type {kind}.", n.to_string()))
         }
         Some(Value::Number(n)) if matches!(kind, DataType::Float32 | DataType::Float64) => {
             Ok(Cell::Float(n.as_f64().expect("a JSON number is an f64")))

@@ -16,6 +16,12 @@ use std::sync::Arc;
 /// The error stream's name, as outputs name it.
 pub const ERROR_STREAM: &str = "error_stream";
 
+/// KDA's lengths of `MESSAGE` and `DATA_ROW` (`VARCHAR(4096)`, `VARCHAR(49152)`), in
+/// characters: longer ones are cut. A rejected record may be as large as any record, and
+/// its row, escaped as JSON, must still fit in a record of the output stream.
+const MESSAGE_CHARS: usize = 4_096;
+const DATA_ROW_CHARS: usize = 49_152;
+
 /// Why a record is on the error stream (`ERROR_NAME`).
 pub(crate) const DOES_NOT_FIT: &str = "RECORD_DOES_NOT_FIT_SCHEMA";
 pub(crate) const SEALED: &str = "RECORD_SEALED";
@@ -68,12 +74,56 @@ pub(crate) fn rows(errors: &[ErrorRow<'_>]) -> Result<RecordBatch, AnalyticsErro
         )),
         Arc::new(StringArray::from_iter_values(errors.iter().map(|e| e.name))),
         Arc::new(StringArray::from_iter_values(
-            errors.iter().map(|e| e.message),
+            errors.iter().map(|e| cut(e.message, MESSAGE_CHARS)),
         )),
         Arc::new(times()),
-        Arc::new(errors.iter().map(|e| e.data).collect::<StringArray>()),
+        Arc::new(
+            errors
+                .iter()
+                .map(|e| e.data.map(|d| cut(d, DATA_ROW_CHARS)))
+                .collect::<StringArray>(),
+        ),
         Arc::new(StringArray::new_null(errors.len())),
     ];
     RecordBatch::try_new(schema(), columns)
         .map_err(|e| AnalyticsError::execution("make the error stream's rows", e))
+}
+
+/// `text`'s first `chars` characters.
+fn cut(text: &str, chars: usize) -> &str {
+    match text.char_indices().nth(chars) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_records_and_messages_are_cut_to_kdas_lengths() {
+        let data = "é".repeat(DATA_ROW_CHARS + 10);
+        let message = "m".repeat(MESSAGE_CHARS * 2);
+        let batch = rows(&[ErrorRow {
+            arrival_ms: 5,
+            name: DOES_NOT_FIT,
+            message: &message,
+            data: Some(&data),
+        }])
+        .unwrap();
+        let text = |i: usize| {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .value(0)
+                .to_owned()
+        };
+        assert_eq!(text(4).chars().count(), MESSAGE_CHARS);
+        assert_eq!(text(6).chars().count(), DATA_ROW_CHARS);
+        assert!(data.starts_with(&text(6)));
+        assert_eq!(cut("short", 10), "short");
+    }
 }

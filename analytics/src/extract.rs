@@ -1,11 +1,13 @@
 //! The values a schema's JSONPaths name, read from a JSON record in one pass: members no
-//! path names are skipped as they are parsed (still checked, so a record that is not JSON
-//! is refused whole), without building the record as a tree of values first. Decoding is
+//! path names are skipped as they are parsed, without building the record as a tree of
+//! values first. Skipped values are still read as serde_json reads any value (numbers in
+//! range, escapes whole, nesting within its limit), so a record is refused exactly when
+//! parsing it whole would refuse it. Decoding is
 //! most of an application's time, and building the tree was most of decoding's (perf
 //! profile in docs/benchmarks.md, "Analytics").
 
 use serde::Deserialize;
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::borrow::Cow;
 
@@ -21,6 +23,9 @@ pub(crate) enum Step {
 struct Node {
     /// The columns whose path ends here.
     columns: Vec<usize>,
+    /// The columns whose path ends here or below: a member named again replaces what an
+    /// earlier one of its name gave them, as the last of equal names wins in a whole parse.
+    below: Vec<usize>,
     members: Vec<(String, Node)>,
     indexes: Vec<(usize, Node)>,
 }
@@ -94,8 +99,13 @@ impl Extractor {
         let mut root = Node::default();
         let mut width = 0;
         for (column, path) in paths.into_iter().enumerate() {
-            let node = path.iter().fold(&mut root, |node, step| node.child(step));
+            let mut node = &mut root;
+            for step in path {
+                node.below.push(column);
+                node = node.child(step);
+            }
             node.columns.push(column);
+            node.below.push(column);
             width = column + 1;
         }
         Extractor { root, width }
@@ -126,6 +136,9 @@ impl<'de> DeserializeSeed<'de> for Seed<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        for &column in &self.node.below {
+            self.found[column] = None;
+        }
         if self.node.columns.is_empty() {
             return deserializer.deserialize_any(self);
         }
@@ -155,9 +168,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                     node,
                     found: self.found,
                 })?,
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+                None => map.next_value_seed(Skip)?,
             }
         }
         Ok(())
@@ -172,7 +183,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                         found: self.found,
                     })?
                     .is_some(),
-                None => seq.next_element::<IgnoredAny>()?.is_some(),
+                None => seq.next_element_seed(Skip)?.is_some(),
             };
             if !more {
                 break;
@@ -182,6 +193,59 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
     }
 
     // A scalar where a path goes on: the path leads nowhere.
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// A value no path goes into, read through and dropped. Unlike serde's `IgnoredAny` (which
+/// serde_json skips by scanning), it goes through serde_json's own reading of each value,
+/// so numbers out of range, broken escapes and too deep nesting are refused as they are in
+/// a whole parse. Strings without escapes are borrowed, not copied.
+struct Skip;
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Key)?.is_some() {
+            map.next_value_seed(Skip)?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Skip)?.is_some() {}
+        Ok(())
+    }
+
     fn visit_bool<E>(self, _: bool) -> Result<(), E> {
         Ok(())
     }
@@ -269,16 +333,56 @@ mod tests {
         );
     }
 
+    /// A member named twice: the last wins, for the paths through it too.
+    #[test]
+    fn a_member_named_again_replaces_what_the_first_gave() {
+        let paths = [
+            vec![member("b"), member("c")],
+            vec![member("b")],
+            vec![member("list"), Step::Index(1)],
+        ];
+        let extractor = Extractor::new(paths.iter().map(Vec::as_slice));
+        for record in [
+            r#"{"b": {"c": 1}, "b": {}}"#,
+            r#"{"b": {"c": 1}, "b": 7}"#,
+            r#"{"b": {"c": 1}, "b": {"d": 2}, "list": [1, 2], "list": [3]}"#,
+            r#"{"b": {}, "b": {"c": 1}, "list": [3], "list": [1, 2]}"#,
+        ] {
+            let whole: Value = serde_json::from_str(record).unwrap();
+            let expected: Vec<Option<Value>> = paths
+                .iter()
+                .map(|path| {
+                    path.iter()
+                        .try_fold(&whole, |at, step| match step {
+                            Step::Member(name) => at.get(name),
+                            Step::Index(i) => at.get(i),
+                        })
+                        .cloned()
+                })
+                .collect();
+            assert_eq!(extractor.extract(record).unwrap(), expected, "{record}");
+        }
+    }
+
     #[test]
     fn records_that_are_not_json_are_refused_even_where_no_path_goes() {
         let extractor = Extractor::new([[member("a")].as_slice()]);
+        let deep = format!(r#"{{"a": 1, "b": {}{}}}"#, "[".repeat(200), "]".repeat(200));
         for bad in [
             r#"{"a": 1, "b": [1, }"#,
             r#"{"a": 1} trailing"#,
             "",
-            "{\"a\": tru}",
+            r#"{"a": tru}"#,
+            r#"{"a": 1, "b": 1e400}"#,
+            r#"{"a": 1, "b": "\ud800"}"#,
+            r#"{"a": 1, "\ud800": 2}"#,
+            deep.as_str(),
         ] {
             assert!(extractor.extract(bad).is_err(), "{bad}");
+            assert!(
+                serde_json::from_str::<Value>(bad).is_err(),
+                "a whole parse refuses {bad}"
+            );
         }
         assert_eq!(extractor.extract("[1, 2]").unwrap(), vec![None]);
         assert_eq!(extractor.extract("7").unwrap(), vec![None]);

@@ -16,6 +16,7 @@ use crate::error::AnalyticsError;
 use crate::error_stream::{self, ErrorRow};
 use crate::output::keyed_lines;
 use crate::pipeline::{Pipeline, Produced};
+use sluice_core::limits::{PUT_BATCH_BYTES_MAX, PUT_BATCH_RECORDS_MAX};
 use sluice_core::{
     Durability, IteratorStart, PutRecord, ReadError, Records, SequenceNumber, ShardId, Stream,
     StreamReader,
@@ -30,8 +31,6 @@ const EMPTY_READS_BEFORE_NAP: u32 = 8;
 const NAP: Duration = Duration::from_millis(20);
 /// The pause after a failed read or put, before it is tried again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
-/// Records put per call.
-const PUT_RECORDS_MAX: usize = 500;
 
 /// Per output Sluice stream, per shard, the newest record when the snapshot was taken.
 type OutputEnds = BTreeMap<String, BTreeMap<ShardId, SequenceNumber>>;
@@ -554,7 +553,7 @@ impl Running {
                     return Err(Stopped);
                 }
             }
-            for chunk in rows.chunks(PUT_RECORDS_MAX) {
+            for chunk in put_batches(&rows) {
                 self.put(&target, chunk).await?;
             }
         }
@@ -665,6 +664,24 @@ impl Running {
             _ = stop.changed() => {}
         }
     }
+}
+
+/// `rows` in runs a put takes: at most 500 records and 10 MiB of keys and data.
+fn put_batches<'r>(rows: &'r [&'r (String, Vec<u8>)]) -> Vec<&'r [&'r (String, Vec<u8>)]> {
+    let mut batches = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, (key, data)) in rows.iter().map(|r| (&r.0, &r.1)).enumerate() {
+        let size = key.len() + data.len();
+        if i > start && (i - start == PUT_BATCH_RECORDS_MAX || bytes + size > PUT_BATCH_BYTES_MAX) {
+            batches.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < rows.len() {
+        batches.push(&rows[start..]);
+    }
+    batches
 }
 
 /// The partition keys of the records put into `stream` after `ends`.

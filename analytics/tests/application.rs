@@ -193,4 +193,12 @@ async fn an_application_on_missing_streams_or_bad_outputs_is_refused() {
     assert!(
         matches!(refused, Err(AnalyticsError::InvalidArgument(ref m)) if m.contains("NOWHERE"))
     );
+    let mut twice = spec();
+    twice.outputs[1].in_app_stream = "PER_SECOND".into();
+    let refused = Application::start(&engine, twice, RunConfig::default(), &runtime).await;
+    assert!(
+        matches!(refused, Err(AnalyticsError::InvalidArgument(ref m)) if m.contains("Two outputs")),
+        "{:?}",
+        refused.err()
+    );
 }

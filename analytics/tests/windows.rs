@@ -653,21 +653,10 @@ fn counts_by_window(records: &[(Vec<u8>, u64)]) -> BTreeMap<i64, BTreeMap<String
     counts
 }
 
-#[tokio::test]
-async fn top_k_items_match_counts_of_the_records() {
-    let records = trades(20_000, 1_796_464_800_000);
-    let counts = counts_by_window(&records);
-    // The documentation's examples, over one-minute windows.
-    let top = streamed(
-        r#"CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" ("TICKER" VARCHAR(4), "MOST_FREQUENT_VALUES" BIGINT);
-           CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
-           SELECT STREAM * FROM TABLE (TOP_K_ITEMS_TUMBLING(
-               CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001"), 'TICKER', 3, 60));"#,
-        &records,
-    )
-    .await;
+/// TOP_K_ITEMS_TUMBLING's rows: per window end, each item and its count, in order.
+fn top_k_rows(top: &[RecordBatch]) -> BTreeMap<i64, Vec<(String, i64)>> {
     let mut got: BTreeMap<i64, Vec<(String, i64)>> = BTreeMap::new();
-    for batch in &top {
+    for batch in top {
         let end = batch
             .column(0)
             .as_any()
@@ -689,6 +678,14 @@ async fn top_k_items_match_counts_of_the_records() {
                 .push((ticker.value(row).to_owned(), n.value(row)));
         }
     }
+    got
+}
+
+#[tokio::test]
+async fn top_k_items_match_counts_of_the_records() {
+    let records = trades(20_000, 1_796_464_800_000);
+    let counts = counts_by_window(&records);
+    // The documentation's examples, over one-minute windows.
     let expected: BTreeMap<i64, Vec<(String, i64)>> = counts
         .iter()
         .map(|(end, by_ticker)| {
@@ -700,7 +697,22 @@ async fn top_k_items_match_counts_of_the_records() {
         })
         .collect();
     assert!(expected.len() >= 5, "{expected:?}");
-    assert_eq!(got, expected);
+    // The cursor as the documentation writes it, and one naming ROWTIME itself.
+    for cursor in [
+        r#"SELECT STREAM * FROM "SOURCE_SQL_STREAM_001""#,
+        r#"SELECT STREAM ROWTIME, ticker FROM "SOURCE_SQL_STREAM_001""#,
+    ] {
+        let code = format!(
+            r#"CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" ("TICKER" VARCHAR(4), "MOST_FREQUENT_VALUES" BIGINT);
+               CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+               SELECT STREAM * FROM TABLE (TOP_K_ITEMS_TUMBLING(CURSOR({cursor}), 'TICKER', 3, 60));"#
+        );
+        assert_eq!(
+            top_k_rows(&streamed(&code, &records).await),
+            expected,
+            "{cursor}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -770,6 +782,10 @@ async fn tumbling_table_functions_written_wrong_are_refused_where_they_are() {
         (
             "TOP_K_ITEMS_TUMBLING(CURSOR(SELECT STREAM * FROM \"SOURCE_SQL_STREAM_001\"), 'NOPE', 3, 60)",
             "NOPE",
+        ),
+        (
+            "TOP_K_ITEMS_TUMBLING(CURSOR(SELECT STREAM * FROM \"SOURCE_SQL_STREAM_001\"), 'TICKER', 3, 60)) JOIN TABLE(COUNT_DISTINCT_ITEMS_TUMBLING(CURSOR(SELECT STREAM * FROM \"SOURCE_SQL_STREAM_001\"), 'TICKER', 60)",
+            "one tumbling table function",
         ),
     ] {
         let code = format!(

@@ -5,7 +5,7 @@
 //! KDA approximates both; these are exact, which their definitions allow.
 
 use super::table::{self, TableCall};
-use super::{is_word, position, with};
+use super::{is_word, position, top_level_word, with};
 use crate::error::AnalyticsError;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
@@ -31,6 +31,14 @@ pub(super) fn expand(select: &[TokenWithSpan]) -> Result<Vec<TokenWithSpan>, Ana
         return Ok(select.to_vec());
     };
     let name = call.name;
+    let later = call.after();
+    if let Some(i) = (0..later.len()).find(|&i| FUNCTIONS.iter().any(|f| table::calls(later, i, f)))
+    {
+        return Err(AnalyticsError::code(
+            "A pump reads one tumbling table function",
+            position(later[i].span.start),
+        ));
+    }
     let (column, k, seconds) = arguments(&call, &form(name))?;
     let Token::SingleQuotedString(column) = &column.token else {
         return Err(AnalyticsError::code(
@@ -100,7 +108,18 @@ fn derived(call: &TableCall<'_>, column: &str, k: Option<u64>, seconds: u64) -> 
     ]);
     out.extend([word("FROM"), punct(Token::LParen)]);
     out.extend(with_rowtime(call.cursor));
-    out.extend([punct(Token::RParen), word("GROUP"), word("BY")]);
+    out.push(punct(Token::RParen));
+    if k.is_some() {
+        // NULL is no item (a distinct count leaves NULL out as well).
+        out.extend([
+            word("WHERE"),
+            quoted(column),
+            word("IS"),
+            word("NOT"),
+            word("NULL"),
+        ]);
+    }
+    out.extend([word("GROUP"), word("BY")]);
     if k.is_some() {
         out.extend([quoted(column), punct(Token::Comma)]);
     }
@@ -126,9 +145,18 @@ fn derived(call: &TableCall<'_>, column: &str, k: Option<u64>, seconds: u64) -> 
 
 /// The cursor's `SELECT` with `ROWTIME` first among its columns: the window is over it.
 fn with_rowtime(cursor: &[TokenWithSpan]) -> Vec<TokenWithSpan> {
+    let from = top_level_word(cursor, "FROM").unwrap_or(cursor.len());
+    let names_rowtime = cursor[..from]
+        .iter()
+        .any(|t| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case("ROWTIME")));
+    if names_rowtime {
+        return cursor.to_vec();
+    }
     let mut at = 1;
-    if is_word(cursor.get(1).map(|t| &t.token), "STREAM") {
-        at = 2;
+    for word in ["STREAM", "DISTINCT", "ALL"] {
+        if is_word(cursor.get(at).map(|t| &t.token), word) {
+            at += 1;
+        }
     }
     let mut out = cursor[..at].to_vec();
     out.push(with(&cursor[0], Token::make_word("ROWTIME", Some('"'))));
