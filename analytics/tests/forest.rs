@@ -187,9 +187,22 @@ async fn scores_do_not_depend_on_how_the_rows_were_read() {
     assert_eq!(sorted(swapped), whole);
 }
 
+/// Why `code` is refused, when read or when planned.
+async fn refusal(code: &str) -> AnalyticsError {
+    match sql::parse(code) {
+        Err(e) => e,
+        Ok(parsed) => {
+            let decoder = Decoder::new(&schema()).unwrap();
+            Pipeline::new(&parsed, INPUT, decoder.schema())
+                .await
+                .err()
+                .expect("refused")
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_forest_that_cannot_run_is_refused_where_it_is_written() {
-    let decoder = Decoder::new(&schema()).unwrap();
     let stream = r#"CREATE OR REPLACE STREAM "O" (r INTEGER, s DOUBLE);"#;
     for (pump, message) in [
         (
@@ -223,20 +236,13 @@ async fn a_forest_that_cannot_run_is_refused_where_it_is_written() {
         ),
     ] {
         let code = format!(r#"{stream} CREATE OR REPLACE PUMP "P" AS INSERT INTO "O" {pump};"#);
-        let refused = match sql::parse(&code) {
-            Err(e) => e,
-            Ok(parsed) => Pipeline::new(&parsed, INPUT, decoder.schema())
-                .await
-                .err()
-                .expect("refused"),
-        };
+        let refused = refusal(&code).await;
         assert!(refused.to_string().contains(message), "{pump}: {refused}");
     }
 }
 
 #[tokio::test]
 async fn ordered_windows_and_forests_that_cannot_run_are_refused() {
-    let decoder = Decoder::new(&schema()).unwrap();
     let streams = r#"CREATE OR REPLACE STREAM "O" (r INTEGER, s DOUBLE);
                      CREATE OR REPLACE STREAM "T" (r INTEGER, s DOUBLE);"#;
     let deep = format!(
@@ -283,13 +289,7 @@ async fn ordered_windows_and_forests_that_cannot_run_are_refused() {
         ),
     ] {
         let code = format!("{streams} {code}");
-        let refused = match sql::parse(&code) {
-            Err(e) => e,
-            Ok(parsed) => Pipeline::new(&parsed, INPUT, decoder.schema())
-                .await
-                .err()
-                .expect("refused"),
-        };
+        let refused = refusal(&code).await;
         assert!(refused.to_string().contains(message), "{code}: {refused}");
     }
 }
