@@ -111,18 +111,32 @@ pub struct RunConfig {
     pub metric_labels: Vec<(String, String)>,
 }
 
-/// The in-application stream an output named `name` takes rows of: one of the code's, or
-/// the error stream (`error_stream`, in any case).
-pub(crate) fn output_source(code: &crate::sql::Code, name: &str) -> Result<String, AnalyticsError> {
-    if name.eq_ignore_ascii_case(crate::ERROR_STREAM) {
-        return Ok(crate::ERROR_STREAM.to_owned());
+/// The in-application stream each output takes rows of: one of the code's, or the error
+/// stream (`error_stream`, in any case); one output a stream.
+pub(crate) fn output_sources<'o>(
+    code: &crate::sql::Code,
+    outputs: impl IntoIterator<Item = &'o Output>,
+) -> Result<Vec<String>, AnalyticsError> {
+    let mut sources: Vec<String> = Vec::new();
+    for output in outputs {
+        let name = &output.in_app_stream;
+        let source = if name.eq_ignore_ascii_case(crate::ERROR_STREAM) {
+            crate::ERROR_STREAM.to_owned()
+        } else if code.streams.iter().any(|s| &s.name == name) {
+            name.clone()
+        } else {
+            return Err(AnalyticsError::invalid(format!(
+                "Output {name:?} names no in-application stream of the code (nor error_stream)."
+            )));
+        };
+        if sources.contains(&source) {
+            return Err(AnalyticsError::invalid(format!(
+                "Two outputs take the rows of {source:?}: one output an in-application stream."
+            )));
+        }
+        sources.push(source);
     }
-    if !code.streams.iter().any(|s| s.name == name) {
-        return Err(AnalyticsError::invalid(format!(
-            "Output {name:?} names no in-application stream of the code (nor error_stream)."
-        )));
-    }
-    Ok(name.to_owned())
+    Ok(sources)
 }
 
 /// Where an application with no checkpoint starts reading its source.
@@ -334,13 +348,8 @@ impl Application {
             AnalyticsError::invalid(format!("Stream {} does not exist.", spec.input.stream))
         })?;
         let mut outputs = BTreeMap::new();
-        for output in &spec.outputs {
-            let in_app = output_source(&code, &output.in_app_stream)?;
-            if outputs.contains_key(&in_app) {
-                return Err(AnalyticsError::invalid(format!(
-                    "Two outputs take the rows of {in_app:?}: one output an in-application stream."
-                )));
-            }
+        let sources = output_sources(&code, &spec.outputs)?;
+        for (output, in_app) in spec.outputs.iter().zip(sources) {
             let stream = engine.stream(&output.stream).map_err(|_| {
                 AnalyticsError::invalid(format!("Stream {} does not exist.", output.stream))
             })?;

@@ -459,16 +459,7 @@ impl Analytics {
         let decoder = crate::decode::Decoder::new(&input.schema)?;
         let code = crate::sql::parse(&stored.code)?;
         crate::pipeline::Pipeline::new(&code, &input.in_app_name(), decoder.schema()).await?;
-        let mut taken = Vec::new();
-        for (_, output) in &stored.outputs {
-            let in_app = crate::app::output_source(&code, &output.in_app_stream)?;
-            if taken.contains(&in_app) {
-                return Err(AnalyticsError::invalid(format!(
-                    "Two outputs take the rows of {in_app:?}: one output an in-application stream."
-                )));
-            }
-            taken.push(in_app);
-        }
+        crate::app::output_sources(&code, stored.outputs.iter().map(|(_, o)| o))?;
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 use crate::error::{AnalyticsError, Position};
 use crate::forest::Forest;
 use crate::schema::ROWTIME;
-use crate::sql::{ANOMALY_SCORE, Code, ForestDef, PumpDef, StreamDef};
+use crate::sql::{ANOMALY_SCORE, Code, FOREST_PREFIX, ForestDef, PumpDef, StreamDef};
 use crate::types::{rowtime_type, sql_type};
 use async_trait::async_trait;
 use datafusion::arrow::array::{
@@ -33,8 +33,6 @@ use std::sync::{Arc, Mutex};
 
 /// The column a per-row pump's input `ROWTIME` comes back in.
 const ROWTIME_CARRIED: &str = "__SLUICE_ROWTIME";
-/// How the streams of `RANDOM_CUT_FOREST`'s scored rows are named (`RANDOM_CUT_FOREST(<pump>)`).
-const FOREST_PREFIX: &str = "RANDOM_CUT_FOREST(";
 
 /// An in-application stream as a table: the rows of the run under way.
 #[derive(Debug)]

@@ -8,6 +8,10 @@ use super::{Rewrite, position, refuse_deep, table, with};
 use crate::error::{AnalyticsError, Position};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
+/// How the streams of a forest's scored rows begin (`RANDOM_CUT_FOREST(<pump>)`): the
+/// pipeline's own names, which code may not use.
+pub const FOREST_PREFIX: &str = "RANDOM_CUT_FOREST(";
+
 /// The column `RANDOM_CUT_FOREST` adds to its cursor's.
 pub const ANOMALY_SCORE: &str = "ANOMALY_SCORE";
 
@@ -106,7 +110,7 @@ pub(super) fn take_forest(
             at,
         ));
     }
-    let stream = format!("RANDOM_CUT_FOREST({pump})");
+    let stream = format!("{FOREST_PREFIX}{pump})");
     let outer = call.replaced([with(call.here(), Token::make_word(&stream, Some('"')))]);
     Ok((
         outer,

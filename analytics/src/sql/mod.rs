@@ -10,7 +10,7 @@ mod forest;
 mod table;
 mod tumbling;
 
-pub use forest::{ANOMALY_SCORE, ForestDef, ForestOptions};
+pub use forest::{ANOMALY_SCORE, FOREST_PREFIX, ForestDef, ForestOptions};
 pub use tumbling::{ITEM_COUNT, NUMBER_OF_DISTINCT_ITEMS};
 
 use crate::error::{AnalyticsError, Position};
