@@ -6,6 +6,7 @@ use crate::checkpoint::StateDir;
 use crate::decode::Decoder;
 use crate::error::AnalyticsError;
 use crate::pipeline::Pipeline;
+use crate::reference::{Reference, ReferenceObjects};
 use crate::schema::InputSchema;
 use crate::task::Running;
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,9 @@ pub struct ApplicationSpec {
     pub input: Input,
     /// Where in-application streams' rows go.
     pub outputs: Vec<Output>,
+    /// Reference tables, read when the application starts.
+    #[serde(default)]
+    pub references: Vec<Reference>,
 }
 
 /// An application's input (one; KDA's parallelism is not built yet).
@@ -43,12 +47,20 @@ pub struct Input {
 }
 
 impl ApplicationSpec {
-    /// What a checkpoint's state must have been made by: the code and the input's mapping.
+    /// What a checkpoint's state must have been made by: the code, the input's mapping and
+    /// the reference tables' names and columns (not their objects: a checkpoint keeps the
+    /// rows its steps ran with).
     fn digest(&self) -> u64 {
         let input = serde_json::to_vec(&self.input).unwrap_or_default();
         let mut bytes = self.code.clone().into_bytes();
         bytes.push(0);
         bytes.extend_from_slice(&input);
+        for reference in &self.references {
+            bytes.push(0);
+            bytes.extend_from_slice(reference.table.as_bytes());
+            bytes.push(0);
+            bytes.extend_from_slice(&serde_json::to_vec(&reference.schema).unwrap_or_default());
+        }
         xxhash_rust::xxh3::xxh3_64(&bytes)
     }
 
@@ -109,6 +121,9 @@ pub struct RunConfig {
     pub start_at: StartAt,
     /// Labels added to the application's metrics, beside `application`.
     pub metric_labels: Vec<(String, String)>,
+    /// Where reference tables' objects are read from (an application with reference
+    /// tables does not start without).
+    pub objects: Option<Arc<dyn ReferenceObjects>>,
 }
 
 /// The in-application stream each output takes rows of: one of the code's, or the error
@@ -139,6 +154,23 @@ pub(crate) fn output_sources<'o>(
     Ok(sources)
 }
 
+/// Plans `code` over `spec`'s input (of `schema`) and reference tables.
+pub(crate) async fn plan(
+    code: &crate::sql::Code,
+    spec: &ApplicationSpec,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+) -> Result<Pipeline, AnalyticsError> {
+    let mut tables = Vec::with_capacity(spec.references.len());
+    for reference in &spec.references {
+        crate::reference::check(reference)?;
+        tables.push((
+            reference.table.clone(),
+            crate::reference::table_schema(&reference.schema)?,
+        ));
+    }
+    Pipeline::with_references(code, &spec.input.in_app_name(), schema, &tables).await
+}
+
 /// Where an application with no checkpoint starts reading its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartAt {
@@ -158,6 +190,7 @@ impl Default for RunConfig {
             read_records: 10_000,
             start_at: StartAt::TrimHorizon,
             metric_labels: Vec::new(),
+            objects: None,
         }
     }
 }
@@ -343,7 +376,9 @@ impl Application {
         }
         let decoder = Decoder::new(&spec.input.schema)?;
         let code = crate::sql::parse(&spec.code)?;
-        let pipeline = Pipeline::new(&code, &spec.input.in_app_name(), decoder.schema()).await?;
+        let pipeline = plan(&code, &spec, decoder.schema()).await?;
+        let references =
+            crate::reference::load(&spec.references, config.objects.as_deref()).await?;
         let source = engine.stream(&spec.input.stream).map_err(|_| {
             AnalyticsError::invalid(format!("Stream {} does not exist.", spec.input.stream))
         })?;
@@ -371,6 +406,7 @@ impl Application {
             stats.clone(),
             stopped,
         );
+        running.use_references(references)?;
         if config.start_at == StartAt::Now {
             running.start_now()?;
         }

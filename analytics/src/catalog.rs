@@ -6,16 +6,20 @@ use crate::app::{
     Application, ApplicationSnapshot, ApplicationSpec, Input, Output, RunConfig, StartAt,
 };
 use crate::error::AnalyticsError;
+use crate::reference::{Reference, ReferenceObjects};
 use serde::{Deserialize, Serialize};
 use sluice_core::Engine;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
 const CATALOGUE_FILE: &str = "applications.json";
 /// KDA's limits: outputs per application, tags per application, applications per account.
 const OUTPUTS_MAX: usize = 3;
+/// KDA's limit on reference data sources per application.
+const REFERENCES_MAX: usize = 1;
 const TAGS_MAX: usize = 50;
 const APPLICATIONS_MAX: usize = 50;
 /// KDA's limit on application code.
@@ -35,6 +39,9 @@ pub struct StoredApplication {
     pub input: Option<(String, Input)>,
     /// Its outputs, with their ids (`1.1`, `1.2`, ...).
     pub outputs: Vec<(String, Output)>,
+    /// Its reference tables, with their ids (`1.1`).
+    #[serde(default)]
+    pub references: Vec<(String, Reference)>,
     /// Moves on with each change; an update names the version it was made against.
     pub version: u64,
     /// When it was created and last changed, ms since the epoch.
@@ -94,6 +101,12 @@ pub enum Change {
     UpdateOutput(String, Output),
     /// The output of this id removed.
     DeleteOutput(String),
+    /// A reference table added.
+    AddReference(Reference),
+    /// The reference table of this id replaced.
+    UpdateReference(String, Reference),
+    /// The reference table of this id removed.
+    DeleteReference(String),
     /// A metadata entry set, or removed (`None`).
     Metadata(String, Option<String>),
 }
@@ -130,6 +143,8 @@ pub struct AnalyticsConfig {
     pub checkpoint_interval: Duration,
     /// See [`RunConfig::metric_labels`].
     pub metric_labels: Vec<(String, String)>,
+    /// See [`RunConfig::objects`].
+    pub objects: Option<Arc<dyn ReferenceObjects>>,
 }
 
 impl Default for AnalyticsConfig {
@@ -139,6 +154,7 @@ impl Default for AnalyticsConfig {
             lateness_ms: run.lateness_ms,
             checkpoint_interval: run.checkpoint_interval,
             metric_labels: run.metric_labels,
+            objects: None,
         }
     }
 }
@@ -252,6 +268,7 @@ impl Analytics {
             code: String::new(),
             input: None,
             outputs: Vec::new(),
+            references: Vec::new(),
             version: 1,
             created_ms: now,
             updated_ms: now,
@@ -458,7 +475,7 @@ impl Analytics {
         }
         let decoder = crate::decode::Decoder::new(&input.schema)?;
         let code = crate::sql::parse(&stored.code)?;
-        crate::pipeline::Pipeline::new(&code, &input.in_app_name(), decoder.schema()).await?;
+        crate::app::plan(&code, &spec_of(stored, input.clone()), decoder.schema()).await?;
         crate::app::output_sources(&code, stored.outputs.iter().map(|(_, o)| o))?;
         Ok(())
     }
@@ -479,17 +496,13 @@ impl Analytics {
         if position != StartingPosition::LastStoppedPoint {
             crate::checkpoint::StateDir::reset(&state_dir)?;
         }
-        let spec = ApplicationSpec {
-            name: stored.name.clone(),
-            code: stored.code.clone(),
-            input,
-            outputs: stored.outputs.iter().map(|(_, o)| o.clone()).collect(),
-        };
+        let spec = spec_of(stored, input);
         let config = RunConfig {
             lateness_ms: self.config.lateness_ms,
             state_dir: Some(state_dir),
             checkpoint_interval: self.config.checkpoint_interval,
             metric_labels: self.config.metric_labels.clone(),
+            objects: self.config.objects.clone(),
             start_at: match position {
                 StartingPosition::Now => StartAt::Now,
                 _ => StartAt::TrimHorizon,
@@ -504,6 +517,17 @@ impl Analytics {
         let bytes = serde_json::to_vec_pretty(&stored)
             .map_err(|e| AnalyticsError::execution("encode the applications", e))?;
         crate::checkpoint::replace_file(&self.dir.join(CATALOGUE_FILE), &bytes)
+    }
+}
+
+/// What `stored` runs as, reading `input`.
+fn spec_of(stored: &StoredApplication, input: Input) -> ApplicationSpec {
+    ApplicationSpec {
+        name: stored.name.clone(),
+        code: stored.code.clone(),
+        input,
+        outputs: stored.outputs.iter().map(|(_, o)| o.clone()).collect(),
+        references: stored.references.iter().map(|(_, r)| r.clone()).collect(),
     }
 }
 
@@ -573,6 +597,34 @@ fn apply(stored: &mut StoredApplication, change: Change) -> Result<(), Analytics
                 None => stored.metadata.remove(&key),
             };
         }
+        Change::AddReference(reference) => {
+            if stored.references.len() >= REFERENCES_MAX {
+                return Err(AnalyticsError::LimitExceeded(format!(
+                    "An application has at most {REFERENCES_MAX} reference data source."
+                )));
+            }
+            add_reference(stored, "1.1".to_owned(), reference)?;
+        }
+        Change::UpdateReference(id, reference) => {
+            let at = stored
+                .references
+                .iter()
+                .position(|(at, _)| *at == id)
+                .ok_or_else(|| {
+                    AnalyticsError::invalid(format!("No reference data source has id {id}."))
+                })?;
+            let (id, _) = stored.references.remove(at);
+            add_reference(stored, id, reference)?;
+        }
+        Change::DeleteReference(id) => {
+            let before = stored.references.len();
+            stored.references.retain(|(at, _)| *at != id);
+            if stored.references.len() == before {
+                return Err(AnalyticsError::NotFound {
+                    name: format!("{} reference data source {id}", stored.name),
+                });
+            }
+        }
         Change::DeleteOutput(id) => {
             let before = stored.outputs.len();
             stored.outputs.retain(|(at, _)| *at != id);
@@ -583,6 +635,27 @@ fn apply(stored: &mut StoredApplication, change: Change) -> Result<(), Analytics
             }
         }
     }
+    Ok(())
+}
+
+/// Adds a checked reference table under `id`; table names are unique.
+fn add_reference(
+    stored: &mut StoredApplication,
+    id: String,
+    reference: Reference,
+) -> Result<(), AnalyticsError> {
+    crate::reference::check(&reference)?;
+    if stored
+        .references
+        .iter()
+        .any(|(_, r)| r.table == reference.table)
+    {
+        return Err(AnalyticsError::invalid(format!(
+            "Application {} has a reference table {} already.",
+            stored.name, reference.table
+        )));
+    }
+    stored.references.push((id, reference));
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 use crate::error::AnalyticsError;
 use crate::pipeline::{PipelineState, WindowPart, WindowRows};
+use crate::reference::{LoadedReference, REFERENCE_PREFIX};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use serde::{Deserialize, Serialize};
@@ -107,6 +108,9 @@ pub(crate) struct SnapshotHeader {
     /// The `RANDOM_CUT_FOREST`s, after the windows: each pump's name and its forest's size.
     #[serde(default)]
     pub forests: Vec<(String, u64)>,
+    /// The saved reference tables the steps after it run with (files beside it).
+    #[serde(default)]
+    pub references: Vec<String>,
 }
 
 /// An open window in a snapshot: its rows follow as one Arrow IPC stream of `bytes`.
@@ -285,6 +289,39 @@ impl StateDir {
             .and_then(|()| self.journal.sync_data())
             .map_err(|e| io_error("empty", &self.dir.join(JOURNAL_FILE), e))?;
         self.unsynced = false;
+        Ok(())
+    }
+}
+
+impl StateDir {
+    /// Saves a reference table's copy, unless it is saved already (its name is its
+    /// digest's).
+    pub fn save_reference(&self, reference: &LoadedReference) -> Result<(), AnalyticsError> {
+        let path = self.dir.join(reference.file_name());
+        if path.exists() {
+            return Ok(());
+        }
+        replace_file(&path, &reference.encode())
+    }
+
+    /// A saved reference table's copy; a damaged one is refused.
+    pub fn read_reference(&self, name: &str) -> Result<LoadedReference, AnalyticsError> {
+        let path = self.dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| io_error("read", &path, e))?;
+        LoadedReference::decode(&bytes).map_err(|e| io_error("read", &path, e))
+    }
+
+    /// Removes the saved reference tables not named in `kept`.
+    pub fn keep_references(&self, kept: &[String]) -> Result<(), AnalyticsError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| io_error("list", &self.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("list", &self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(REFERENCE_PREFIX) && !kept.contains(&name) {
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| io_error("remove", &entry.path(), e))?;
+            }
+        }
         Ok(())
     }
 }

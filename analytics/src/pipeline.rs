@@ -163,6 +163,9 @@ pub(crate) enum WindowPart {
 pub struct Pipeline {
     ctx: SessionContext,
     streams: BTreeMap<String, Stream>,
+    /// Reference tables, by name: rows queries join streams with, set by
+    /// [`Pipeline::set_reference_rows`].
+    references: BTreeMap<String, Arc<SwapTable>>,
     pumps: Vec<Pump>,
     input: String,
     watermark_ms: i64,
@@ -182,10 +185,22 @@ impl Pipeline {
         input: &str,
         schema: SchemaRef,
     ) -> Result<Pipeline, AnalyticsError> {
+        Pipeline::with_references(code, input, schema, &[]).await
+    }
+
+    /// As [`Pipeline::new`], with reference tables of these names and columns (empty until
+    /// [`Pipeline::set_reference_rows`]), which queries may join streams with.
+    pub async fn with_references(
+        code: &Code,
+        input: &str,
+        schema: SchemaRef,
+        references: &[(String, SchemaRef)],
+    ) -> Result<Pipeline, AnalyticsError> {
         let config = SessionConfig::new().with_target_partitions(1);
         let mut pipeline = Pipeline {
             ctx: SessionContext::new_with_config(config),
             streams: BTreeMap::new(),
+            references: BTreeMap::new(),
             pumps: Vec::new(),
             input: input.to_owned(),
             watermark_ms: i64::MIN,
@@ -193,6 +208,9 @@ impl Pipeline {
             unfit_values: std::sync::atomic::AtomicU64::new(0),
             undelivered: Produced::new(),
         };
+        for (name, columns) in references {
+            pipeline.add_reference(name, columns.clone())?;
+        }
         pipeline.add_stream(input, schema, Position::default())?;
         for stream in &code.streams {
             pipeline.add_code_stream(stream)?;
@@ -308,12 +326,50 @@ impl Pipeline {
         Ok(())
     }
 
+    fn add_reference(&mut self, name: &str, schema: SchemaRef) -> Result<(), AnalyticsError> {
+        if self.references.contains_key(name) {
+            return Err(AnalyticsError::invalid(format!(
+                "Two reference tables are named {name:?}."
+            )));
+        }
+        let table = Arc::new(SwapTable {
+            schema,
+            batches: Mutex::new(Vec::new()),
+        });
+        self.ctx
+            .register_table(TableReference::bare(name), table.clone())
+            .map_err(|e| AnalyticsError::execution("register a reference table", e))?;
+        self.references.insert(name.to_owned(), table);
+        Ok(())
+    }
+
+    /// Sets a reference table's rows (of the columns it was made with); queries run from
+    /// now on read them.
+    pub fn set_reference_rows(&self, table: &str, rows: RecordBatch) -> Result<(), AnalyticsError> {
+        let reference = self.references.get(table).ok_or_else(|| {
+            AnalyticsError::invalid(format!("The pipeline has no reference table {table:?}."))
+        })?;
+        if rows.schema().fields() != reference.schema.fields() {
+            return Err(AnalyticsError::invalid(format!(
+                "Reference table {table:?}: the rows' columns are not the table's."
+            )));
+        }
+        *reference.batches.lock().unwrap_or_else(|e| e.into_inner()) = vec![rows];
+        Ok(())
+    }
+
     fn add_stream(
         &mut self,
         name: &str,
         schema: SchemaRef,
         at: Position,
     ) -> Result<(), AnalyticsError> {
+        if self.references.contains_key(name) {
+            return Err(AnalyticsError::code(
+                format!("Stream {name:?}: the name is a reference table's"),
+                at,
+            ));
+        }
         if self.streams.contains_key(name) {
             return Err(AnalyticsError::code(
                 format!("Stream {name:?} is created twice"),
@@ -345,7 +401,7 @@ impl Pipeline {
             .plan_tokens(pump.select.clone())
             .await
             .map_err(|e| failed(&e))?;
-        let from = single_source(&plan).map_err(|e| failed(&e))?;
+        let from = self.single_source(&plan).map_err(|e| failed(&e))?;
         if pump.forest.is_none() && from.starts_with(FOREST_PREFIX) {
             return Err(failed(&format!(
                 "{from:?} is a RANDOM_CUT_FOREST's rows, read by its own pump only"
@@ -428,7 +484,7 @@ impl Pipeline {
         let mut tokens = forest.cursor.clone();
         carry_rowtime(&mut tokens);
         let plan = self.plan_tokens(tokens).await.map_err(|e| failed(&e))?;
-        let from = single_source(&plan).map_err(|e| failed(&e))?;
+        let from = self.single_source(&plan).map_err(|e| failed(&e))?;
         refuse_unbounded(&plan, false, false).map_err(|e| failed(&e))?;
         if has_aggregate(&plan) {
             return Err(failed(
@@ -468,6 +524,26 @@ impl Pipeline {
     }
 
     /// The plan of a `SELECT`'s tokens.
+    /// The one in-application stream a plan reads (besides reference tables, which it may
+    /// join it with; joins of streams are not built yet).
+    fn single_source(&self, plan: &LogicalPlan) -> Result<String, String> {
+        let mut sources = Vec::new();
+        plan.apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && !self.references.contains_key(scan.table_name.table())
+            {
+                sources.push(scan.table_name.table().to_owned());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map_err(|e| e.to_string())?;
+        match sources.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err("a pump reads an in-application stream (FROM)".to_owned()),
+            _ => Err("joins of streams are not supported yet".to_owned()),
+        }
+    }
+
     async fn plan_tokens(&self, tokens: Vec<TokenWithSpan>) -> Result<LogicalPlan, String> {
         // The parser is not Send: it is gone before the planning is awaited, so the
         // pipeline's futures run on any runtime's workers.
@@ -977,23 +1053,6 @@ fn carry_rowtime(tokens: &mut Vec<TokenWithSpan>) {
     ];
     for (offset, token) in carried.into_iter().enumerate() {
         tokens.insert(at + offset, TokenWithSpan { token, span });
-    }
-}
-
-/// The one in-application stream a plan reads (joins are not built yet).
-fn single_source(plan: &LogicalPlan) -> Result<String, String> {
-    let mut sources = Vec::new();
-    plan.apply(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            sources.push(scan.table_name.table().to_owned());
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .map_err(|e| e.to_string())?;
-    match sources.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => Err("a pump reads an in-application stream (FROM)".to_owned()),
-        _ => Err("joins of streams are not supported yet".to_owned()),
     }
 }
 

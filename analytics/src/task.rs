@@ -16,6 +16,7 @@ use crate::error::AnalyticsError;
 use crate::error_stream::{self, ErrorRow};
 use crate::output::keyed_lines;
 use crate::pipeline::{Pipeline, Produced};
+use crate::reference::LoadedReference;
 use sluice_core::limits::{PUT_BATCH_BYTES_MAX, PUT_BATCH_RECORDS_MAX};
 use sluice_core::{
     Durability, IteratorStart, PutRecord, ReadError, Records, SequenceNumber, ShardId, Stream,
@@ -70,6 +71,11 @@ pub(crate) struct Running {
     last_snapshot: Instant,
     /// While steps are replayed: the keys of rows the output streams hold already.
     put_already: HashSet<String>,
+    /// The reference tables the pipeline holds (a snapshot names their saved copies)...
+    references: Vec<LoadedReference>,
+    /// ...and, while the journal's steps are replayed over the copies they ran with, those
+    /// loaded at this start, taken up once the replay is done.
+    references_after_replay: Option<Vec<LoadedReference>>,
 }
 
 impl Running {
@@ -102,7 +108,29 @@ impl Running {
             watermark_ms: i64::MIN,
             last_snapshot: Instant::now(),
             put_already: HashSet::new(),
+            references: Vec::new(),
+            references_after_replay: None,
         }
+    }
+
+    /// Gives the pipeline these reference tables' rows.
+    pub(crate) fn use_references(
+        &mut self,
+        references: Vec<LoadedReference>,
+    ) -> Result<(), AnalyticsError> {
+        for reference in &references {
+            self.pipeline
+                .set_reference_rows(&reference.table, reference.rows()?)?;
+        }
+        self.references = references;
+        Ok(())
+    }
+
+    fn reference_names(&self) -> Vec<String> {
+        self.references
+            .iter()
+            .map(LoadedReference::file_name)
+            .collect()
     }
 
     /// Reads the source from its newest records on (a checkpoint, if one is taken up, has
@@ -182,10 +210,35 @@ impl Running {
         for (stream, ends) in &header.output_ends {
             output_ends.insert(stream.clone(), parse_positions(ends)?);
         }
+        if header.references != self.reference_names() {
+            if recovered.steps.is_empty() {
+                // Nothing ran with the old tables: the new ones are saved before a step is.
+                self.snapshot()?;
+            } else {
+                self.replay_with_saved_references(&header.references)?;
+            }
+        }
         Ok(Replay {
             steps: recovered.steps,
             output_ends: Some(output_ends),
         })
+    }
+
+    /// Replays over the reference tables the journal's steps ran with (saved beside the
+    /// snapshot), keeping those loaded now for after the replay.
+    fn replay_with_saved_references(&mut self, saved: &[String]) -> Result<(), AnalyticsError> {
+        let state = self.state.as_ref().expect("taken up");
+        let copies = saved
+            .iter()
+            .map(|name| state.read_reference(name))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                AnalyticsError::execution("the reference tables the checkpoint's steps ran with", e)
+            })?;
+        let loaded = std::mem::take(&mut self.references);
+        self.use_references(copies)?;
+        self.references_after_replay = Some(loaded);
+        Ok(())
     }
 
     pub(crate) async fn run(mut self, replay: Option<Replay>) {
@@ -302,9 +355,24 @@ impl Running {
             self.stats.add(Counter::ReplayedSteps, 1);
         }
         self.put_already = HashSet::new();
-        // What the replay put is settled: a second crash need not replay it again.
-        if let Err(e) = self.snapshot() {
+        let Some(loaded) = self.references_after_replay.take() else {
+            // What the replay put is settled: a second crash need not replay it again.
+            if let Err(e) = self.snapshot() {
+                self.stats.failed(&e.to_string());
+            }
+            return Ok(());
+        };
+        // The tables loaded at this start, saved before any step runs with them: a step
+        // journaled before would be replayed over the old ones.
+        if let Err(e) = self.use_references(loaded) {
             self.stats.failed(&e.to_string());
+            return Err(Stopped);
+        }
+        while let Err(e) = self.snapshot() {
+            self.pause_after(&e.to_string()).await;
+            if self.stopped() {
+                return Err(Stopped);
+            }
         }
         Ok(())
     }
@@ -642,8 +710,22 @@ impl Running {
             unfit_values: pipeline.unfit_values,
             windows: Vec::new(),
             forests: Vec::new(),
+            references: self
+                .references
+                .iter()
+                .map(LoadedReference::file_name)
+                .collect(),
         };
-        state.save(header, &pipeline.windows, &pipeline.forests)
+        for reference in &self.references {
+            state.save_reference(reference)?;
+        }
+        state.save(header, &pipeline.windows, &pipeline.forests)?;
+        // Copies no snapshot names any more.
+        let kept = self.reference_names();
+        self.state
+            .as_ref()
+            .expect("saved above")
+            .keep_references(&kept)
     }
 
     /// Told to stop, or its [`Application`](crate::Application) is gone.

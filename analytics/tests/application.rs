@@ -53,6 +53,7 @@ fn spec() -> ApplicationSpec {
                 format: OutputFormat::Json,
             },
         ],
+        references: Vec::new(),
     }
 }
 

@@ -85,6 +85,7 @@ fn spec(name: &str, suffix: &str) -> ApplicationSpec {
                 format: OutputFormat::Csv,
             },
         ],
+        references: Vec::new(),
     }
 }
 

@@ -199,6 +199,7 @@ fn end_to_end(rounds: usize) -> Vec<Duration> {
                 stream: "counts".into(),
                 format: OutputFormat::Json,
             }],
+            references: Vec::new(),
         };
         let run = RunConfig {
             lateness_ms: LATENESS_MS,

@@ -1,0 +1,295 @@
+//! Reference data (KDA's `AddApplicationReferenceDataSource`): a table of rows read from an
+//! object when the application starts, which its queries join streams with.
+//!
+//! The object as loaded is kept in the application's state directory with the checkpoint,
+//! so a restart replays the journal's steps over the table they ran with, even when the
+//! object has changed since (docs/design/analytics.md, "Reference data").
+
+use crate::decode::Decoder;
+use crate::error::AnalyticsError;
+use crate::schema::{InputSchema, ROWTIME, RecordFormat};
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// The largest reference object (KDA's limit).
+pub(crate) const REFERENCE_BYTES_MAX: usize = 1 << 30;
+/// Saved references' file names start with it.
+pub(crate) const REFERENCE_PREFIX: &str = "reference-";
+/// What a saved reference starts with.
+const MAGIC: &[u8; 8] = b"SLKDARF1";
+
+/// A reference table: the rows of an object in a bucket, mapped by a schema as a source's
+/// records are (JSON: one object a line; CSV: rows split by the row delimiter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reference {
+    /// The in-application table's name, as queries name it.
+    pub table: String,
+    /// The bucket holding the object.
+    pub bucket: String,
+    /// The object's key.
+    pub key: String,
+    /// How its rows map to columns.
+    pub schema: InputSchema,
+}
+
+/// Where reference objects are read from (`sluice serve`: the Firehose buckets).
+#[async_trait]
+pub trait ReferenceObjects: Send + Sync + std::fmt::Debug {
+    /// The bytes of `key` in `bucket`, or why they cannot be read.
+    async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, String>;
+}
+
+/// A reference table's object as loaded: what its rows are made from, and what a
+/// checkpoint keeps of it.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadedReference {
+    pub table: String,
+    pub schema: InputSchema,
+    pub object: Arc<Vec<u8>>,
+    /// Of the table, schema and object: names the saved copy.
+    digest: u64,
+}
+
+/// A reference table's columns: its schema's, without `ROWTIME`.
+pub(crate) fn table_schema(schema: &InputSchema) -> Result<SchemaRef, AnalyticsError> {
+    let with_rowtime = schema.arrow_schema()?;
+    let fields: Vec<_> = with_rowtime.fields().iter().skip(1).cloned().collect();
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// Checks a reference's names and schema.
+pub(crate) fn check(reference: &Reference) -> Result<(), AnalyticsError> {
+    let table = &reference.table;
+    if !(1..=32).contains(&table.chars().count()) {
+        return Err(AnalyticsError::invalid(format!(
+            "Reference table name {table:?} is not 1 to 32 characters."
+        )));
+    }
+    if reference.bucket.is_empty() || reference.key.is_empty() {
+        return Err(AnalyticsError::invalid(format!(
+            "Reference table {table}: its bucket and file key must be given."
+        )));
+    }
+    if reference.schema.columns.iter().any(|c| c.name == ROWTIME) {
+        return Err(AnalyticsError::invalid(format!(
+            "Reference table {table}: a reference table has no ROWTIME column."
+        )));
+    }
+    table_schema(&reference.schema).map(|_| ())
+}
+
+/// Reads the objects of `references`.
+pub(crate) async fn load(
+    references: &[Reference],
+    objects: Option<&dyn ReferenceObjects>,
+) -> Result<Vec<LoadedReference>, AnalyticsError> {
+    let mut loaded = Vec::with_capacity(references.len());
+    for reference in references {
+        let Some(objects) = objects else {
+            return Err(AnalyticsError::invalid(format!(
+                "Reference table {}: this application has no store to read s3://{}/{} from.",
+                reference.table, reference.bucket, reference.key
+            )));
+        };
+        let object = objects
+            .get(&reference.bucket, &reference.key)
+            .await
+            .map_err(|e| {
+                AnalyticsError::invalid(format!(
+                    "Reference table {}: s3://{}/{} cannot be read: {e}",
+                    reference.table, reference.bucket, reference.key
+                ))
+            })?;
+        if object.len() > REFERENCE_BYTES_MAX {
+            return Err(AnalyticsError::invalid(format!(
+                "Reference table {}: s3://{}/{} is {} bytes; reference data is at most {REFERENCE_BYTES_MAX}.",
+                reference.table,
+                reference.bucket,
+                reference.key,
+                object.len()
+            )));
+        }
+        let one = LoadedReference::new(
+            reference.table.clone(),
+            reference.schema.clone(),
+            Arc::new(object),
+        );
+        // Refused now, with the object named, rather than when a query first reads it.
+        one.rows().map_err(|e| {
+            AnalyticsError::invalid(format!(
+                "s3://{}/{}: {}",
+                reference.bucket, reference.key, e
+            ))
+        })?;
+        loaded.push(one);
+    }
+    Ok(loaded)
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedHeader {
+    table: String,
+    schema: InputSchema,
+}
+
+impl LoadedReference {
+    fn new(table: String, schema: InputSchema, object: Arc<Vec<u8>>) -> LoadedReference {
+        let mut one = LoadedReference {
+            table,
+            schema,
+            object,
+            digest: 0,
+        };
+        one.digest = xxh3_64(&one.encode());
+        one
+    }
+
+    /// The name of its saved copy in a state directory.
+    pub fn file_name(&self) -> String {
+        format!("{REFERENCE_PREFIX}{:016x}", self.digest)
+    }
+
+    /// Layout: magic, header length (u32 LE), header (JSON: table and schema), the
+    /// object, then the xxh3-64 of everything before it.
+    pub fn encode(&self) -> Vec<u8> {
+        let header = serde_json::to_vec(&SavedHeader {
+            table: self.table.clone(),
+            schema: self.schema.clone(),
+        })
+        .expect("a schema serializes");
+        let mut out = Vec::with_capacity(MAGIC.len() + 4 + header.len() + self.object.len() + 8);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&self.object);
+        let sum = xxh3_64(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    /// A saved copy read back; a damaged one is refused.
+    pub fn decode(bytes: &[u8]) -> Result<LoadedReference, String> {
+        let body_len = bytes
+            .len()
+            .checked_sub(8)
+            .filter(|&n| n >= MAGIC.len() + 4)
+            .ok_or("it is too short")?;
+        let (body, sum) = bytes.split_at(body_len);
+        if xxh3_64(body).to_le_bytes() != sum {
+            return Err("its checksum does not match: it is damaged".to_owned());
+        }
+        if &body[..MAGIC.len()] != MAGIC {
+            return Err("it is not a saved reference table".to_owned());
+        }
+        let at = MAGIC.len();
+        let header_len = u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let header_end = (at + 4)
+            .checked_add(header_len)
+            .filter(|&end| end <= body.len())
+            .ok_or("its header runs past its end")?;
+        let header: SavedHeader =
+            serde_json::from_slice(&body[at + 4..header_end]).map_err(|e| e.to_string())?;
+        Ok(LoadedReference::new(
+            header.table,
+            header.schema,
+            Arc::new(body[header_end..].to_vec()),
+        ))
+    }
+
+    /// The table's rows, or why the object does not fit its schema.
+    pub fn rows(&self) -> Result<RecordBatch, AnalyticsError> {
+        let decoder = Decoder::new(&self.schema)?;
+        let text = std::str::from_utf8(&self.object).map_err(|_| {
+            AnalyticsError::invalid(format!(
+                "Reference table {}: the object is not UTF-8.",
+                self.table
+            ))
+        })?;
+        let rows: Vec<&str> = match &self.schema.format {
+            RecordFormat::Json => text.lines().filter(|l| !l.trim().is_empty()).collect(),
+            RecordFormat::Csv { row_delimiter, .. } => text
+                .split(row_delimiter.as_str())
+                .filter(|row| !row.is_empty())
+                .collect(),
+        };
+        let (batch, rejected) = decoder.decode(rows.iter().map(|row| (row.as_bytes(), 0)))?;
+        if let Some(first) = rejected.first() {
+            let shown: String = first.data.chars().take(200).collect();
+            return Err(AnalyticsError::invalid(format!(
+                "Reference table {}: {} of its {} rows do not fit its schema; the first, {shown:?}: {}",
+                self.table,
+                rejected.len(),
+                rows.len(),
+                first.message
+            )));
+        }
+        // Without ROWTIME, which the decoder puts first.
+        let columns: Vec<usize> = (1..batch.num_columns()).collect();
+        batch
+            .project(&columns)
+            .map_err(|e| AnalyticsError::execution("make a reference table", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::RecordColumn;
+
+    fn csv_reference(object: &str) -> LoadedReference {
+        let schema = InputSchema {
+            columns: vec![
+                RecordColumn {
+                    name: "TICKER".into(),
+                    sql_type: "VARCHAR(4)".into(),
+                    mapping: None,
+                },
+                RecordColumn {
+                    name: "COMPANY".into(),
+                    sql_type: "VARCHAR(32)".into(),
+                    mapping: None,
+                },
+            ],
+            format: RecordFormat::Csv {
+                row_delimiter: "\n".into(),
+                column_delimiter: ",".into(),
+            },
+        };
+        LoadedReference::new("COMPANIES".into(), schema, Arc::new(object.into()))
+    }
+
+    #[test]
+    fn a_saved_copy_reads_back_and_a_damaged_one_is_refused() {
+        let one = csv_reference("AMZN,Amazon\nMSFT,Microsoft\n");
+        let saved = one.encode();
+        let back = LoadedReference::decode(&saved).expect("reads back");
+        assert_eq!(back.file_name(), one.file_name());
+        assert_eq!(back.rows().unwrap().num_rows(), 2);
+        for at in [0, 12, saved.len() / 2, saved.len() - 1] {
+            let mut damaged = saved.clone();
+            damaged[at] ^= 0x10;
+            assert!(LoadedReference::decode(&damaged).is_err(), "byte {at}");
+        }
+        assert!(LoadedReference::decode(&saved[..10]).is_err());
+    }
+
+    #[test]
+    fn rows_that_do_not_fit_are_refused_naming_the_table_and_row() {
+        let error = csv_reference("AMZN,Amazon\nMSFT\n").rows().unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("COMPANIES"), "{message}");
+        assert!(message.contains("1 of its 2 rows"), "{message}");
+        assert!(message.contains("MSFT"), "{message}");
+    }
+
+    #[test]
+    fn another_object_is_another_copy() {
+        let a = csv_reference("AMZN,Amazon\n");
+        let b = csv_reference("AMZN,Amazon Inc\n");
+        assert_ne!(a.file_name(), b.file_name());
+    }
+}
