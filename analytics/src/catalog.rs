@@ -597,34 +597,9 @@ fn apply(stored: &mut StoredApplication, change: Change) -> Result<(), Analytics
                 None => stored.metadata.remove(&key),
             };
         }
-        Change::AddReference(reference) => {
-            if stored.references.len() >= REFERENCES_MAX {
-                return Err(AnalyticsError::LimitExceeded(format!(
-                    "An application has at most {REFERENCES_MAX} reference data source."
-                )));
-            }
-            add_reference(stored, "1.1".to_owned(), reference)?;
-        }
-        Change::UpdateReference(id, reference) => {
-            let at = stored
-                .references
-                .iter()
-                .position(|(at, _)| *at == id)
-                .ok_or_else(|| {
-                    AnalyticsError::invalid(format!("No reference data source has id {id}."))
-                })?;
-            let (id, _) = stored.references.remove(at);
-            add_reference(stored, id, reference)?;
-        }
-        Change::DeleteReference(id) => {
-            let before = stored.references.len();
-            stored.references.retain(|(at, _)| *at != id);
-            if stored.references.len() == before {
-                return Err(AnalyticsError::NotFound {
-                    name: format!("{} reference data source {id}", stored.name),
-                });
-            }
-        }
+        Change::AddReference(reference) => add_reference(stored, reference)?,
+        Change::UpdateReference(id, reference) => update_reference(stored, &id, reference)?,
+        Change::DeleteReference(id) => delete_reference(stored, &id)?,
         Change::DeleteOutput(id) => {
             let before = stored.outputs.len();
             stored.outputs.retain(|(at, _)| *at != id);
@@ -638,8 +613,45 @@ fn apply(stored: &mut StoredApplication, change: Change) -> Result<(), Analytics
     Ok(())
 }
 
-/// Adds a checked reference table under `id`; table names are unique.
 fn add_reference(
+    stored: &mut StoredApplication,
+    reference: Reference,
+) -> Result<(), AnalyticsError> {
+    if stored.references.len() >= REFERENCES_MAX {
+        return Err(AnalyticsError::LimitExceeded(format!(
+            "An application has at most {REFERENCES_MAX} reference data source."
+        )));
+    }
+    insert_reference(stored, "1.1".to_owned(), reference)
+}
+
+fn update_reference(
+    stored: &mut StoredApplication,
+    id: &str,
+    reference: Reference,
+) -> Result<(), AnalyticsError> {
+    let at = stored
+        .references
+        .iter()
+        .position(|(at, _)| at == id)
+        .ok_or_else(|| AnalyticsError::invalid(format!("No reference data source has id {id}.")))?;
+    let (id, _) = stored.references.remove(at);
+    insert_reference(stored, id, reference)
+}
+
+fn delete_reference(stored: &mut StoredApplication, id: &str) -> Result<(), AnalyticsError> {
+    let before = stored.references.len();
+    stored.references.retain(|(at, _)| at != id);
+    if stored.references.len() == before {
+        return Err(AnalyticsError::NotFound {
+            name: format!("{} reference data source {id}", stored.name),
+        });
+    }
+    Ok(())
+}
+
+/// Adds a checked reference table under `id`; table names are unique.
+fn insert_reference(
     stored: &mut StoredApplication,
     id: String,
     reference: Reference,

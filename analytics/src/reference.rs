@@ -8,15 +8,16 @@
 use crate::decode::Decoder;
 use crate::error::AnalyticsError;
 use crate::schema::{InputSchema, ROWTIME, RecordFormat};
-use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// The largest reference object (KDA's limit).
-pub(crate) const REFERENCE_BYTES_MAX: usize = 1 << 30;
+pub const REFERENCE_BYTES_MAX: usize = 1 << 30;
 /// Saved references' file names start with it.
 pub(crate) const REFERENCE_PREFIX: &str = "reference-";
 /// What a saved reference starts with.
@@ -36,11 +37,13 @@ pub struct Reference {
     pub schema: InputSchema,
 }
 
+/// An object's bytes, or why they cannot be read.
+pub type ObjectRead<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>>;
+
 /// Where reference objects are read from (`sluice serve`: the Firehose buckets).
-#[async_trait]
 pub trait ReferenceObjects: Send + Sync + std::fmt::Debug {
-    /// The bytes of `key` in `bucket`, or why they cannot be read.
-    async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, String>;
+    /// Reads `key` in `bucket`.
+    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> ObjectRead<'a>;
 }
 
 /// A reference table's object as loaded: what its rows are made from, and what a

@@ -4,7 +4,6 @@
 //! whose object changes before it starts again replays its journal over the table it ran
 //! with (no row put twice), then takes up the new one.
 
-use async_trait::async_trait;
 use sluice_analytics::*;
 use sluice_core::{CreateStream, Durability, Engine, EngineConfig, PutRecord};
 use std::collections::BTreeMap;
@@ -23,10 +22,10 @@ const COMPANIES_V2: &str = "AMZN,Amazon.com\nMSFT,Microsoft Corp\n";
 #[derive(Debug)]
 struct Files(PathBuf);
 
-#[async_trait]
 impl ReferenceObjects for Files {
-    async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
-        std::fs::read(self.0.join(bucket).join(key)).map_err(|e| e.to_string())
+    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> ObjectRead<'a> {
+        let read = std::fs::read(self.0.join(bucket).join(key)).map_err(|e| e.to_string());
+        Box::pin(std::future::ready(read))
     }
 }
 

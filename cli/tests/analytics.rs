@@ -2,7 +2,8 @@
 //! step of its own): boto3's `kinesisanalytics` client discovers a schema, creates, starts,
 //! updates, stops and deletes applications from the AWS documentation's examples, and the
 //! `kinesis` client reads their output; IAM-style policies cover the applications and the
-//! streams they read (cli/tests/clients/analytics_suite.py).
+//! streams they read (cli/tests/clients/analytics_suite.py). Reference data is read from
+//! the bucket directory, where the suite writes its objects.
 
 mod common;
 
@@ -20,13 +21,15 @@ fn boto3_runs_the_documentations_sql_applications() {
     std::fs::write(
         &policy,
         r#"{"Statement": [
-            {"Effect": "Allow", "Action": ["kinesis:*", "kinesisanalytics:*"], "Resource": "*"},
+            {"Effect": "Allow", "Action": ["kinesis:*", "kinesisanalytics:*", "s3:GetObject"], "Resource": "*"},
             {"Effect": "Deny", "Action": "kinesis:GetRecords", "Resource": "arn:aws:kinesis:*:*:stream/fenced-*"},
+            {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::fenced-*"},
             {"Effect": "Deny", "Action": "kinesisanalytics:TagResource",
              "Resource": "arn:aws:kinesisanalytics:*:*:application/guarded-*"}]}"#,
     )
     .unwrap();
     let policy = format!("AKIDAPPS={}", policy.display());
+    let buckets = dir.path().join("buckets");
     let server = TestServer::start(
         &dir.path().join("data"),
         &[
@@ -38,7 +41,13 @@ fn boto3_runs_the_documentations_sql_applications() {
             &policy,
             "--metrics-token",
             METRICS_TOKEN,
+            "--firehose-bucket-dir",
+            buckets.to_str().unwrap(),
         ],
     );
-    common::run_suite_with(&server.endpoint(), "analytics_suite.py", &[METRICS_TOKEN]);
+    common::run_suite_with(
+        &server.endpoint(),
+        "analytics_suite.py",
+        &[METRICS_TOKEN, buckets.to_str().unwrap()],
+    );
 }

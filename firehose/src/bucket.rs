@@ -95,6 +95,30 @@ impl Bucket {
         put_in_parts(upload, body).await
     }
 
+    /// The object at `key` (S3's rules: no empty, `.` or `..` part), whole, if it holds
+    /// at most `max_bytes`: what other layers read from the buckets deliveries write
+    /// (analytics' reference tables).
+    pub async fn read(&self, key: &str, max_bytes: u64) -> Result<Vec<u8>, FirehoseError> {
+        let path = object_store::path::Path::parse(key)
+            .map_err(|e| FirehoseError::invalid(format!("Key {key:?} is not valid: {e}")))?;
+        let found = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| FirehoseError::invalid(format!("{key}: {e}")))?;
+        if found.meta.size > max_bytes {
+            return Err(FirehoseError::invalid(format!(
+                "{key} is {} bytes: at most {max_bytes} are read.",
+                found.meta.size
+            )));
+        }
+        let bytes = found
+            .bytes()
+            .await
+            .map_err(|e| FirehoseError::internal(&format!("read {key}"), e))?;
+        Ok(bytes.to_vec())
+    }
+
     /// Makes the object at `key` durable: for a local bucket, fsyncs the file, its
     /// directory (its new entry), and each directory above up to the bucket's root not yet
     /// known durable (a new object may have created them).
@@ -312,6 +336,28 @@ mod tests {
                     [PART_BYTES, PART_BYTES, 21_000_000 - 2 * PART_BYTES]
                 );
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_object_is_read_whole_within_its_limit_and_only_under_its_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), b"outside").unwrap();
+        let bucket = Bucket::local(&dir.path().join("bucket")).unwrap();
+        std::fs::create_dir_all(dir.path().join("bucket/a")).unwrap();
+        std::fs::write(dir.path().join("bucket/a/object.csv"), b"AMZN,Amazon\n").unwrap();
+        assert_eq!(
+            bucket.read("a/object.csv", 100).await.unwrap(),
+            b"AMZN,Amazon\n"
+        );
+        let too_big = bucket
+            .read("a/object.csv", 5)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(too_big.contains("12 bytes"), "{too_big}");
+        for key in ["../secret", "a/../../secret", "a//object.csv", "missing"] {
+            assert!(bucket.read(key, 100).await.is_err(), "{key}");
         }
     }
 }

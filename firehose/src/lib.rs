@@ -78,7 +78,7 @@ pub use spec::{
     BATCH_BYTES_MAX, BATCH_RECORDS_MAX, Backup, BufferingHints, Column, Compression, Conversion,
     CopyFormat, DeliveryStreamSpec, Destination, HTTP_BUFFER_BYTES_MAX, HTTP_RETRY_MS_MAX,
     HttpEndpoint, NAME_LENGTH_MAX, ParquetCompression, PostgresTable, Processor, RECORD_BYTES_MAX,
-    Source, SubRecords, Target, validate_name, validate_template,
+    Source, SubRecords, Target, validate_bucket, validate_name, validate_template,
 };
 pub use stats::{DeliverySnapshot, DeliveryStats};
 pub use transform::{

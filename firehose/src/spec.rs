@@ -822,7 +822,7 @@ fn validate_prefix(prefix: &str) -> Result<(), FirehoseError> {
 
 /// S3's bucket naming rules, the part that keeps a bucket a safe directory name too:
 /// 3–63 characters of `[a-z0-9.-]`, starting and ending with a letter or digit.
-fn validate_bucket(bucket: &str) -> Result<(), FirehoseError> {
+pub fn validate_bucket(bucket: &str) -> Result<(), FirehoseError> {
     let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-');
     let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if !(3..=63).contains(&bucket.len())

@@ -346,7 +346,8 @@ pub async fn authorize_firehose(
 /// `kinesisanalytics:<op>` on the application's ARN (`ResourceARN` for the tag operations;
 /// `*` for ListApplications and DiscoverInputSchema). An application reads and writes
 /// streams for its creator: who names a stream as an input (or DiscoverInputSchema's
-/// source) needs `kinesis:GetRecords` on it, and as an output `kinesis:PutRecords`.
+/// source) needs `kinesis:GetRecords` on it, as an output `kinesis:PutRecords`, and as a
+/// reference table's object `s3:GetObject`.
 #[cfg(feature = "analytics")]
 pub async fn authorize_analytics(
     service: &Service,
@@ -389,12 +390,30 @@ pub async fn authorize_analytics(
 }
 
 /// The streams an analytics request names as inputs (`kinesis:GetRecords`) and outputs
-/// (`kinesis:PutRecords`), wherever in it they are.
+/// (`kinesis:PutRecords`), and the reference objects (`s3:GetObject`), wherever in it
+/// they are.
 #[cfg(feature = "analytics")]
 fn streams_named(value: &serde_json::Value, checks: &mut Vec<(String, String)>) {
     match value {
         serde_json::Value::Object(members) => {
             for (name, inner) in members {
+                if let Some((bucket, key)) = match name.as_str() {
+                    "S3ReferenceDataSource" => Some(("BucketARN", "FileKey")),
+                    "S3ReferenceDataSourceUpdate" => Some(("BucketARNUpdate", "FileKeyUpdate")),
+                    _ => None,
+                } {
+                    // A part an update leaves as it is counts as any: the check is strict.
+                    let part = |member: &str, any: &str| {
+                        inner
+                            .get(member)
+                            .and_then(|v| v.as_str())
+                            .unwrap_or(any)
+                            .to_owned()
+                    };
+                    let object = format!("{}/{}", part(bucket, "arn:aws:s3:::*"), part(key, "*"));
+                    checks.push(("s3:GetObject".to_owned(), object));
+                    continue;
+                }
                 let (action, arn_member) = match name.as_str() {
                     "KinesisStreamsInput" => ("kinesis:GetRecords", "ResourceARN"),
                     "KinesisStreamsInputUpdate" => ("kinesis:GetRecords", "ResourceARNUpdate"),

@@ -106,6 +106,7 @@ impl Tenant {
                     data_dir,
                     &engine,
                     engine_labels(account, region),
+                    crate::analytics::reference_objects(&config, &engine_labels(account, region)),
                 ),
                 engine,
                 state,

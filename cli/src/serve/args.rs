@@ -153,8 +153,9 @@ pub struct ServeArgs {
     /// on its Kinesis listener only with a token.
     #[arg(long, env = "SLUICE_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
-    /// Where Firehose delivers: bucket `b` (`arn:aws:s3:::b`) is the directory `<DIR>/b/`,
-    /// for every account. Default: `<data dir>/firehose-buckets`.
+    /// Where Firehose delivers, and analytics applications read reference data: bucket `b`
+    /// (`arn:aws:s3:::b`) is the directory `<DIR>/b/`, for every account. Default:
+    /// `<data dir>/firehose-buckets`.
     #[arg(long, env = "SLUICE_FIREHOSE_BUCKET_DIR")]
     pub firehose_bucket_dir: Option<PathBuf>,
     /// Firehose delivers to S3 buckets at this endpoint instead (an S3-compatible server, or

@@ -3,12 +3,14 @@ boto3's `kinesisanalytics` and `kinesis` clients, unchanged: the AWS documentati
 ticker examples (a filter, a tumbling-window aggregate, here over 2-second windows so the
 test does not wait minutes, and a sliding-window average) and its RANDOM_CUT_FOREST anomaly
 example over heart rates with injected spikes, run over records put to a stream, their output read back and
-compared with the answer computed here from the records' arrival times; schema discovery;
-updates by version while running; KDA's errors for bad input.
-Usage: python3 analytics_suite.py URL METRICS_TOKEN"""
+compared with the answer computed here from the records' arrival times; its reference data example (trades
+joined with a company table read from an object in a bucket, the server's bucket directory here); schema
+discovery; updates by version while running; KDA's errors for bad input.
+Usage: python3 analytics_suite.py URL METRICS_TOKEN BUCKET_DIR"""
 
 import http.client
 import json
+import os
 import sys
 import time
 import urllib.parse
@@ -21,6 +23,7 @@ from harness import expect_error, unique
 
 ENDPOINT = sys.argv[1] if __name__ == "__main__" else None
 METRICS_TOKEN = sys.argv[2] if __name__ == "__main__" else None
+BUCKET_DIR = sys.argv[3] if __name__ == "__main__" else None
 ACCOUNT = "000000000000"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/kinesis-analytics"
 TICKERS = [("AMZN", "RETAIL"), ("NVDA", "TECHNOLOGY"), ("MSFT", "TECHNOLOGY"), ("XOM", "ENERGY")]
@@ -259,6 +262,96 @@ def test_the_anomaly_example_scores_the_injected_spikes_highest(endpoint):
     analytics.stop_application(ApplicationName=name)
 
 
+REFERENCE = """CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (
+    ticker_symbol VARCHAR(4), "Company" varchar(20), sector VARCHAR(12), change DOUBLE, price DOUBLE);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+   SELECT STREAM ticker_symbol, "c"."Company", sector, change, price
+   FROM "SOURCE_SQL_STREAM_001" LEFT JOIN "CompanyName" as "c"
+   ON "SOURCE_SQL_STREAM_001".ticker_symbol = "c"."Ticker";"""
+
+COMPANY_SCHEMA = {"RecordFormat": {"RecordFormatType": "CSV", "MappingParameters": {"CSVMappingParameters": {
+                      "RecordRowDelimiter": "\n", "RecordColumnDelimiter": ","}}},
+                  "RecordEncoding": "UTF-8",
+                  "RecordColumns": [{"Name": "Ticker", "SqlType": "VARCHAR(64)"},
+                                    {"Name": "Company", "SqlType": "VARCHAR(64)"}]}
+
+
+def put_object(bucket, key, text):
+    """An object in a bucket of the server's bucket directory (as `aws s3 cp` would put it in S3)."""
+    path = os.path.join(BUCKET_DIR, bucket, key)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def test_the_reference_data_example_names_each_trades_company(endpoint):
+    kinesis, analytics = client(endpoint, "kinesis"), client(endpoint, "kinesisanalytics")
+    source, destination = create_stream(kinesis, "trades"), create_stream(kinesis, "named")
+    bucket = unique("reference").lower()
+    # The documentation's file, its header line and all.
+    put_object(bucket, "TickerReference.csv", "Ticker, Company\nAMZN,Amazon\nASD, SomeCompanyA\nMMB, SomeCompanyB\n")
+    schema = {"RecordFormat": {"RecordFormatType": "JSON"},
+              "RecordColumns": [{"Name": name, "Mapping": f"$.{name}", "SqlType": sql_type} for name, sql_type in
+                                [("TICKER_SYMBOL", "VARCHAR(4)"), ("SECTOR", "VARCHAR(16)"), ("CHANGE", "DOUBLE"),
+                                 ("PRICE", "DOUBLE")]]}
+    name = unique("reference")
+    # The code names a table the application does not have yet.
+    expect_error("CodeValidationException", analytics.create_application, ApplicationName=name,
+                 ApplicationCode=REFERENCE, Inputs=[input_config(source, schema)])
+    analytics.create_application(ApplicationName=name, Inputs=[input_config(source, schema)],
+                                 Outputs=[output_config(destination)])
+    table = {"TableName": "CompanyName", "ReferenceSchema": COMPANY_SCHEMA, "S3ReferenceDataSource": {
+        "BucketARN": f"arn:aws:s3:::{bucket}", "FileKey": "TickerReference.csv", "ReferenceRoleARN": ROLE}}
+    analytics.add_application_reference_data_source(ApplicationName=name, CurrentApplicationVersionId=1,
+                                                     ReferenceDataSource=table)
+    expect_error("LimitExceededException", analytics.add_application_reference_data_source, ApplicationName=name,
+                 CurrentApplicationVersionId=2, ReferenceDataSource=dict(table, TableName="Other"))
+    analytics.update_application(ApplicationName=name, CurrentApplicationVersionId=2,
+                                 ApplicationUpdate={"ApplicationCodeUpdate": REFERENCE})
+    detail = analytics.describe_application(ApplicationName=name)["ApplicationDetail"]
+    [described] = detail["ReferenceDataSourceDescriptions"]
+    assert described["ReferenceId"] == "1.1" and described["TableName"] == "CompanyName", described
+    assert described["S3ReferenceDataSourceDescription"] == table["S3ReferenceDataSource"], described
+    assert [c["Name"] for c in described["ReferenceSchema"]["RecordColumns"]] == ["Ticker", "Company"], described
+    analytics.start_application(ApplicationName=name, InputConfigurations=[
+        {"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "TRIM_HORIZON"}}])
+    put_trades(kinesis, source, 40)
+    rows = wait_for_rows(kinesis, destination, 40)
+    assert len(rows) == 40, rows
+    for row in rows:
+        assert row.get("Company") == ("Amazon" if row["TICKER_SYMBOL"] == "AMZN" else None), row
+
+    # A new object, named by an update while the application runs: read when it starts again.
+    put_object(bucket, "v2/TickerReference.csv", "AMZN,Amazon.com\nNVDA,NVIDIA\n")
+    analytics.update_application(ApplicationName=name, CurrentApplicationVersionId=3, ApplicationUpdate={
+        "ReferenceDataSourceUpdates": [{"ReferenceId": "1.1", "S3ReferenceDataSourceUpdate": {
+            "FileKeyUpdate": "v2/TickerReference.csv"}}]})
+    put_trades(kinesis, source, 40)
+    rows = wait_for_rows(kinesis, destination, 80)
+    assert len(rows) == 80, rows
+    names = {"AMZN": "Amazon.com", "NVDA": "NVIDIA"}
+    for row in rows[40:]:
+        assert row.get("Company") == names.get(row["TICKER_SYMBOL"]), row
+
+    # The code reads the table: it cannot go while the code does; a missing object stops a start.
+    expect_error("CodeValidationException", analytics.delete_application_reference_data_source,
+                 ApplicationName=name, CurrentApplicationVersionId=4, ReferenceId="1.1")
+    analytics.stop_application(ApplicationName=name)
+    analytics.update_application(ApplicationName=name, CurrentApplicationVersionId=4, ApplicationUpdate={
+        "ReferenceDataSourceUpdates": [{"ReferenceId": "1.1", "S3ReferenceDataSourceUpdate": {
+            "FileKeyUpdate": "missing.csv"}}]})
+    error = expect_error("InvalidArgumentException", analytics.start_application, ApplicationName=name,
+                         InputConfigurations=[{"Id": "1.1", "InputStartingPositionConfiguration": {
+                             "InputStartingPosition": "LAST_STOPPED_POINT"}}])
+    assert "missing.csv" in error.response["Error"]["Message"], error.response
+    analytics.update_application(ApplicationName=name, CurrentApplicationVersionId=5,
+                                 ApplicationUpdate={"ApplicationCodeUpdate": FILTER})
+    analytics.delete_application_reference_data_source(ApplicationName=name, CurrentApplicationVersionId=6,
+                                                       ReferenceId="1.1")
+    detail = analytics.describe_application(ApplicationName=name)["ApplicationDetail"]
+    assert detail["ReferenceDataSourceDescriptions"] == [], detail
+
+
 def test_policies_cover_the_streams_an_application_reads_and_the_application_tagged(endpoint):
     kinesis, admin = client(endpoint, "kinesis"), client(endpoint, "kinesisanalytics")
     apps = client(endpoint, "kinesisanalytics", key="AKIDAPPS")
@@ -279,6 +372,11 @@ def test_policies_cover_the_streams_an_application_reads_and_the_application_tag
     apps.tag_resource(ResourceARN=arn(own), Tags=[{"Key": "k", "Value": "v"}])
     expect_error("AccessDeniedException", apps.tag_resource, ResourceARN=arn(guarded),
                  Tags=[{"Key": "k", "Value": "v"}])
+    # Who may not read an object may not make it an application's reference table.
+    table = {"TableName": "T", "ReferenceSchema": COMPANY_SCHEMA, "S3ReferenceDataSource": {
+        "BucketARN": "arn:aws:s3:::fenced-bucket", "FileKey": "companies.csv", "ReferenceRoleARN": ROLE}}
+    expect_error("AccessDeniedException", apps.add_application_reference_data_source, ApplicationName=own,
+                 CurrentApplicationVersionId=1, ReferenceDataSource=table)
     # A name of dots only is no application's.
     expect_error("InvalidArgumentException", admin.create_application, ApplicationName="..")
 
@@ -364,6 +462,7 @@ def test_bad_input_gets_kdas_errors(endpoint):
     expect_error("ResourceInUseException", analytics.create_application, ApplicationName=name)
     expect_error("InvalidArgumentException", analytics.start_application, ApplicationName=name,
                  InputConfigurations=[])
+    # "b" is no S3 bucket name (3 to 63 characters).
     expect_error("InvalidArgumentException", analytics.add_application_reference_data_source,
                  ApplicationName=name, CurrentApplicationVersionId=1,
                  ReferenceDataSource={"TableName": "T", "S3ReferenceDataSource": {

@@ -11,7 +11,8 @@ use crate::wire::{ApiError, Protocol, Timestamp};
 use serde_json::{Value, json};
 use shapes::Request;
 use sluice_analytics::{
-    Analytics, AnalyticsConfig, AnalyticsError, ApplicationDetail, NewApplication, StartingPosition,
+    Analytics, AnalyticsConfig, AnalyticsError, ApplicationDetail, NewApplication,
+    ReferenceObjects, StartingPosition,
 };
 use sluice_core::Engine;
 use std::collections::BTreeMap;
@@ -22,8 +23,8 @@ use tokio::sync::OnceCell;
 /// The `X-Amz-Target` prefix of Kinesis Data Analytics operations.
 pub const TARGET_PREFIX: &str = "KinesisAnalytics_20150814.";
 
-/// The operations served. Those for parts not built yet (reference data, preprocessors,
-/// CloudWatch logging) answer InvalidArgumentException saying so.
+/// The operations served. Those for parts not built yet (preprocessors, CloudWatch
+/// logging) answer InvalidArgumentException saying so.
 pub const OPERATIONS: &[&str] = &[
     "CreateApplication",
     "DescribeApplication",
@@ -47,11 +48,53 @@ pub const OPERATIONS: &[&str] = &[
     "DeleteApplicationCloudWatchLoggingOption",
 ];
 
+/// Reference tables' objects, read from the tenant's Firehose buckets (directories under
+/// the bucket directory, or the S3-compatible store `--firehose-s3-endpoint` names).
+#[cfg(feature = "firehose")]
+struct BucketObjects(Arc<dyn sluice_firehose::Buckets>);
+
+#[cfg(feature = "firehose")]
+impl std::fmt::Debug for BucketObjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BucketObjects")
+    }
+}
+
+#[cfg(feature = "firehose")]
+impl ReferenceObjects for BucketObjects {
+    fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> sluice_analytics::ObjectRead<'a> {
+        Box::pin(async move {
+            sluice_firehose::validate_bucket(bucket).map_err(|e| e.to_string())?;
+            let store = self.0.bucket(bucket).map_err(|e| e.to_string())?;
+            store
+                .read(key, sluice_analytics::REFERENCE_BYTES_MAX as u64)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Where the tenant's applications read reference tables from: its Firehose buckets
+/// (none in a build without the Firehose).
+pub(crate) fn reference_objects(
+    config: &crate::config::ServeConfig,
+    labels: &[(String, String)],
+) -> Option<Arc<dyn ReferenceObjects>> {
+    #[cfg(feature = "firehose")]
+    match crate::firehose::buckets(config, labels) {
+        Ok(buckets) => return Some(Arc::new(BucketObjects(buckets))),
+        Err(e) => eprintln!("sluice serve: analytics reference data: {e}"),
+    }
+    let _ = (config, labels);
+    None
+}
+
 /// A tenant's applications, opened on first use, or when the tenant opens if it has some.
 pub(crate) struct AnalyticsHolder {
     dir: PathBuf,
     /// The tenant's account and region, as metric labels.
     labels: Vec<(String, String)>,
+    objects: Option<Arc<dyn ReferenceObjects>>,
     analytics: Arc<OnceCell<Arc<Analytics>>>,
 }
 
@@ -62,19 +105,24 @@ impl AnalyticsHolder {
         data_dir: &Path,
         engine: &Engine,
         labels: Vec<(String, String)>,
+        objects: Option<Arc<dyn ReferenceObjects>>,
     ) -> AnalyticsHolder {
         let holder = AnalyticsHolder {
             dir: data_dir.join("analytics"),
             labels,
+            objects,
             analytics: Arc::new(OnceCell::new()),
         };
         let stored = holder.dir.join("applications.json").exists();
         if let (true, Ok(runtime)) = (stored, tokio::runtime::Handle::try_current()) {
             let (cell, dir, engine) =
                 (holder.analytics.clone(), holder.dir.clone(), engine.clone());
-            let labels = holder.labels.clone();
+            let (labels, objects) = (holder.labels.clone(), holder.objects.clone());
             runtime.spawn(async move {
-                if let Err(e) = cell.get_or_try_init(|| open(&dir, engine, labels)).await {
+                if let Err(e) = cell
+                    .get_or_try_init(|| open(&dir, engine, labels, objects))
+                    .await
+                {
                     eprintln!(
                         "sluice serve: analytics in {}: {}",
                         dir.display(),
@@ -89,7 +137,14 @@ impl AnalyticsHolder {
     /// The applications, opened if they are not yet.
     pub(crate) async fn get(&self, engine: &Engine) -> Result<&Arc<Analytics>, ApiError> {
         self.analytics
-            .get_or_try_init(|| open(&self.dir, engine.clone(), self.labels.clone()))
+            .get_or_try_init(|| {
+                open(
+                    &self.dir,
+                    engine.clone(),
+                    self.labels.clone(),
+                    self.objects.clone(),
+                )
+            })
             .await
     }
 }
@@ -98,10 +153,12 @@ async fn open(
     dir: &Path,
     engine: Engine,
     labels: Vec<(String, String)>,
+    objects: Option<Arc<dyn ReferenceObjects>>,
 ) -> Result<Arc<Analytics>, ApiError> {
     let runtime = tokio::runtime::Handle::current();
     let config = AnalyticsConfig {
         metric_labels: labels,
+        objects,
         ..AnalyticsConfig::default()
     };
     let (analytics, failures) = Analytics::open(engine, dir, config, runtime)
@@ -237,14 +294,18 @@ pub async fn call(
         "UpdateApplication"
         | "AddApplicationInput"
         | "AddApplicationOutput"
-        | "DeleteApplicationOutput" => change(name, tenant, analytics, &request).await?,
+        | "DeleteApplicationOutput"
+        | "AddApplicationReferenceDataSource"
+        | "DeleteApplicationReferenceDataSource" => {
+            change(name, tenant, analytics, &request).await?
+        }
         "DiscoverInputSchema" => discover(tenant, &request).await?,
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
             tags(name, tenant, analytics, &request).await?
         }
         other => {
             return Err(ApiError::invalid_argument(format!(
-                "{other}: reference data, input preprocessors and CloudWatch logging are not supported by this server yet."
+                "{other}: input preprocessors and CloudWatch logging are not supported by this server yet."
             )));
         }
     };
@@ -323,6 +384,17 @@ async fn change(
             &stored,
             required(request.output.as_ref(), "Output")?,
         )?,
+        "AddApplicationReferenceDataSource" => shapes::add_reference(required(
+            request.reference_data_source.as_ref(),
+            "ReferenceDataSource",
+        )?)?,
+        "DeleteApplicationReferenceDataSource" => {
+            let id = required(request.reference_id.as_ref(), "ReferenceId")?;
+            vec![
+                sluice_analytics::Change::DeleteReference(id.clone()),
+                sluice_analytics::Change::Metadata(shapes::reference_role(id), None),
+            ]
+        }
         _ => {
             let id = required(request.output_id.as_ref(), "OutputId")?;
             vec![
@@ -414,7 +486,7 @@ fn describe(tenant: &Tenant, detail: &ApplicationDetail) -> Value {
         "LastUpdateTimestamp": Timestamp::from_ms(stored.updated_ms),
         "InputDescriptions": inputs,
         "OutputDescriptions": outputs,
-        "ReferenceDataSourceDescriptions": [],
+        "ReferenceDataSourceDescriptions": shapes::describe_references(stored),
         "CloudWatchLoggingOptionDescriptions": [],
         "ApplicationCode": stored.code,
         "ApplicationVersionId": stored.version,

@@ -1,7 +1,7 @@
 //! Kinesis Data Analytics' request shapes (JSON 1.1, `KinesisAnalytics_20150814`) and their
 //! translation into the library's inputs, outputs and changes, and back for Describe. A
 //! setting this server does not run yet (Firehose inputs and outputs, Lambda outputs and
-//! preprocessors, reference data, input parallelism above 1) is refused with
+//! preprocessors, input parallelism above 1) is refused with
 //! InvalidArgumentException naming it, never ignored.
 
 use crate::arn::StreamArn;
@@ -10,7 +10,8 @@ use crate::wire::ApiError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_analytics::{
-    Change, Input, InputSchema, Output, OutputFormat, RecordColumn, RecordFormat, StoredApplication,
+    Change, Input, InputSchema, Output, OutputFormat, RecordColumn, RecordFormat, Reference,
+    StoredApplication,
 };
 
 /// Every member any operation takes; each operation reads its own.
@@ -39,6 +40,45 @@ pub(super) struct Request {
     pub(super) cloud_watch_logging_options: Option<Vec<Value>>,
     pub(super) s3_configuration: Option<Value>,
     pub(super) input_processing_configuration: Option<Value>,
+    pub(super) reference_data_source: Option<ReferenceShape>,
+    pub(super) reference_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct ReferenceShape {
+    table_name: String,
+    s3_reference_data_source: Option<S3Reference>,
+    reference_schema: SchemaShape,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct S3Reference {
+    #[serde(rename = "BucketARN")]
+    bucket_arn: String,
+    file_key: String,
+    #[serde(rename = "ReferenceRoleARN")]
+    reference_role_arn: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReferenceUpdate {
+    reference_id: String,
+    table_name_update: Option<String>,
+    s3_reference_data_source_update: Option<S3ReferenceUpdate>,
+    reference_schema_update: Option<SchemaShape>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct S3ReferenceUpdate {
+    #[serde(rename = "BucketARNUpdate")]
+    bucket_arn_update: Option<String>,
+    file_key_update: Option<String>,
+    #[serde(rename = "ReferenceRoleARNUpdate")]
+    reference_role_arn_update: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,7 +180,7 @@ pub(super) struct UpdateShape {
     input_updates: Option<Vec<InputUpdate>>,
     application_code_update: Option<String>,
     output_updates: Option<Vec<OutputUpdate>>,
-    reference_data_source_updates: Option<Vec<Value>>,
+    reference_data_source_updates: Option<Vec<ReferenceUpdate>>,
     cloud_watch_logging_option_updates: Option<Vec<Value>>,
 }
 
@@ -207,6 +247,83 @@ pub(super) struct StartingPosition {
 const INPUT_ROLE: &str = "input.RoleARN";
 fn output_role(id: &str) -> String {
     format!("output.{id}.RoleARN")
+}
+/// The metadata key of a reference data source's role.
+pub(super) fn reference_role(id: &str) -> String {
+    format!("reference.{id}.RoleARN")
+}
+
+/// The bucket an S3 bucket ARN names.
+fn bucket_of(arn: &str) -> Result<String, ApiError> {
+    let bucket = arn.strip_prefix("arn:aws:s3:::").ok_or_else(|| {
+        ApiError::invalid_argument(format!("BucketARN {arn} is not an S3 bucket ARN."))
+    })?;
+    // S3's naming rules, which keep a local bucket a safe directory name.
+    #[cfg(feature = "firehose")]
+    sluice_firehose::validate_bucket(bucket)
+        .map_err(|e| ApiError::invalid_argument(e.to_string()))?;
+    Ok(bucket.to_owned())
+}
+
+/// Changes that add a reference data source (its id is `1.1`: one an application) and
+/// its role.
+pub(super) fn add_reference(shape: &ReferenceShape) -> Result<Vec<Change>, ApiError> {
+    let s3 = shape.s3_reference_data_source.as_ref().ok_or_else(|| {
+        ApiError::invalid_argument("A reference data source needs S3ReferenceDataSource.")
+    })?;
+    let reference = Reference {
+        table: shape.table_name.clone(),
+        bucket: bucket_of(&s3.bucket_arn)?,
+        key: s3.file_key.clone(),
+        schema: schema(&shape.reference_schema)?,
+    };
+    Ok(vec![
+        Change::AddReference(reference),
+        Change::Metadata(reference_role("1.1"), s3.reference_role_arn.clone()),
+    ])
+}
+
+fn reference_update(
+    stored: &StoredApplication,
+    update: &ReferenceUpdate,
+) -> Result<Vec<Change>, ApiError> {
+    let Some((_, current)) = stored
+        .references
+        .iter()
+        .find(|(id, _)| *id == update.reference_id)
+    else {
+        return Err(ApiError::not_found(format!(
+            "Reference data source {} is not found.",
+            update.reference_id
+        )));
+    };
+    let mut reference = current.clone();
+    let mut changes = Vec::new();
+    if let Some(table) = &update.table_name_update {
+        reference.table.clone_from(table);
+    }
+    if let Some(s3) = &update.s3_reference_data_source_update {
+        if let Some(arn) = &s3.bucket_arn_update {
+            reference.bucket = bucket_of(arn)?;
+        }
+        if let Some(key) = &s3.file_key_update {
+            reference.key.clone_from(key);
+        }
+        if let Some(role) = &s3.reference_role_arn_update {
+            changes.push(Change::Metadata(
+                reference_role(&update.reference_id),
+                Some(role.clone()),
+            ));
+        }
+    }
+    if let Some(shape) = &update.reference_schema_update {
+        reference.schema = schema(shape)?;
+    }
+    changes.push(Change::UpdateReference(
+        update.reference_id.clone(),
+        reference,
+    ));
+    Ok(changes)
 }
 
 /// An in-application stream's name or prefix: 1 to 32 characters (the model's bounds).
@@ -389,13 +506,6 @@ pub(super) fn update(
     update: &UpdateShape,
 ) -> Result<Vec<Change>, ApiError> {
     if update
-        .reference_data_source_updates
-        .as_ref()
-        .is_some_and(|u| !u.is_empty())
-    {
-        return Err(not_yet("ReferenceDataSourceUpdates (reference data)"));
-    }
-    if update
         .cloud_watch_logging_option_updates
         .as_ref()
         .is_some_and(|u| !u.is_empty())
@@ -411,6 +521,9 @@ pub(super) fn update(
     }
     for output in update.output_updates.iter().flatten() {
         changes.extend(output_update(tenant, stored, output)?);
+    }
+    for reference in update.reference_data_source_updates.iter().flatten() {
+        changes.extend(reference_update(stored, reference)?);
     }
     Ok(changes)
 }
@@ -558,6 +671,27 @@ pub(super) fn describe_schema(schema: &InputSchema) -> Value {
         "RecordEncoding": "UTF-8",
         "RecordColumns": columns,
     })
+}
+
+/// The reference data sources as Describe shows them.
+pub(super) fn describe_references(stored: &StoredApplication) -> Value {
+    let references: Vec<Value> = stored
+        .references
+        .iter()
+        .map(|(id, reference)| {
+            json!({
+                "ReferenceId": id,
+                "TableName": reference.table,
+                "S3ReferenceDataSourceDescription": {
+                    "BucketARN": format!("arn:aws:s3:::{}", reference.bucket),
+                    "FileKey": reference.key,
+                    "ReferenceRoleARN": stored.metadata.get(&reference_role(id)).cloned().unwrap_or_default(),
+                },
+                "ReferenceSchema": describe_schema(&reference.schema),
+            })
+        })
+        .collect();
+    Value::Array(references)
 }
 
 /// The input and outputs as Describe shows them.

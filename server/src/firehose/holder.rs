@@ -134,7 +134,10 @@ fn transforms(
 }
 
 /// Bucket directories, or an S3-compatible store.
-fn buckets(config: &ServeConfig, labels: &[(String, String)]) -> anyhow::Result<Arc<dyn Buckets>> {
+pub(crate) fn buckets(
+    config: &ServeConfig,
+    labels: &[(String, String)],
+) -> anyhow::Result<Arc<dyn Buckets>> {
     if let Some(endpoint) = &config.firehose_s3_endpoint {
         #[cfg(feature = "firehose-s3")]
         return Ok(Arc::new(sluice_firehose::S3Buckets::new(Some(

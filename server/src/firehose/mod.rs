@@ -15,6 +15,8 @@ mod shapes;
 mod sse;
 
 pub(crate) use holder::FirehoseHolder;
+#[cfg(feature = "analytics")]
+pub(crate) use holder::buckets;
 pub(crate) use sse::TenantEnvelopes;
 
 use crate::tenant::Tenant;
