@@ -41,6 +41,7 @@ mod forest;
 mod output;
 mod pipeline;
 mod reference;
+mod retention;
 mod schema;
 pub mod sql;
 mod task;

@@ -5,6 +5,7 @@
 
 use crate::error::{AnalyticsError, Position};
 use crate::forest::Forest;
+use crate::retention::RowsKept;
 use crate::schema::ROWTIME;
 use crate::sql::{ANOMALY_SCORE, Code, FOREST_PREFIX, ForestDef, PumpDef, StreamDef};
 use crate::types::{rowtime_type, sql_type};
@@ -102,6 +103,8 @@ struct Pump {
 pub(crate) struct SlidingRows {
     /// The widest window.
     range_ms: i64,
+    /// Its `ROWS` windows, which keep rows by partition.
+    rows_windows: Vec<RowsKept>,
     /// Rows up to this `ROWTIME` have been run; a row that comes for it is late.
     pub released_to: i64,
     /// Rows run already, back to the widest range before `released_to`.
@@ -229,6 +232,7 @@ impl Pipeline {
                 // sliding window of no width runs them.
                 planned.sliding = Some(SlidingRows {
                     range_ms: 0,
+                    rows_windows: Vec::new(),
                     released_to: i64::MIN,
                     history: Vec::new(),
                     pending: Vec::new(),
@@ -409,21 +413,10 @@ impl Pipeline {
         }
         refuse_unbounded(&plan, pump.window.is_some(), pump.sliding.is_some())
             .map_err(|e| failed(&e))?;
-        let aggregates = has_aggregate(&plan);
-        let grouped = pump.window.is_some_and(|w| !w.ordered);
-        if !grouped
-            && pump.window.is_some()
-            && has_node(&plan, |n| matches!(n, LogicalPlan::Distinct(_)))
-        {
-            return Err(failed(&"DISTINCT in a window of ORDER BY is not supported"));
-        }
-        if aggregates != grouped {
-            return Err(failed(&if aggregates {
-                "aggregating a stream needs a tumbling window in GROUP BY: STEP(ROWTIME BY INTERVAL '<n>' <unit>) or FLOOR(ROWTIME TO <unit>)".to_owned()
-            } else {
-                "a window in GROUP BY needs an aggregate".to_owned()
-            }));
-        }
+        let rows_windows = self
+            .rows_windows(pump, &from, &plan)
+            .map_err(|e| failed(&e))?;
+        let grouped = grouped(pump, &plan).map_err(|e| failed(&e))?;
         let produced = plan.schema().fields().len();
         // A per-row query carries its input's ROWTIME through, in a first column.
         let plan = if grouped {
@@ -459,8 +452,9 @@ impl Pipeline {
             window: pump.window.map(|w| (w.width_ms, BTreeMap::new())),
             ordered: pump.window.is_some_and(|w| w.ordered),
             forest: None,
-            sliding: pump.sliding.map(|w| SlidingRows {
+            sliding: pump.sliding.as_ref().map(|w| SlidingRows {
                 range_ms: w.range_ms,
+                rows_windows: rows_windows.clone(),
                 released_to: i64::MIN,
                 history: Vec::new(),
                 pending: Vec::new(),
@@ -524,6 +518,48 @@ impl Pipeline {
     }
 
     /// The plan of a `SELECT`'s tokens.
+    /// A pump's `ROWS` windows, their partitions' columns found in the stream `from` it
+    /// reads. A reference table's columns could not be told apart from the stream's there,
+    /// so such a pump reads no reference table.
+    fn rows_windows(
+        &self,
+        pump: &PumpDef,
+        from: &str,
+        plan: &LogicalPlan,
+    ) -> Result<Vec<RowsKept>, String> {
+        let Some(sliding) = pump.sliding.as_ref().filter(|s| !s.rows.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        if has_node(
+            plan,
+            |node| matches!(node, LogicalPlan::TableScan(scan) if self.references.contains_key(scan.table_name.table())),
+        ) {
+            return Err("a pump with a ROWS window reads no reference table".to_owned());
+        }
+        let schema = &self.streams[from].schema;
+        sliding
+            .rows
+            .iter()
+            .map(|window| {
+                let partition = window
+                    .partition
+                    .iter()
+                    .map(|column| {
+                        schema.index_of(column).map_err(|_| {
+                            format!(
+                                "a ROWS window's PARTITION BY {column} is not a column of {from:?}"
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok(RowsKept {
+                    preceding: window.preceding,
+                    partition,
+                })
+            })
+            .collect()
+    }
+
     /// The one in-application stream a plan reads (besides reference tables, which it may
     /// join it with; joins of streams are not built yet).
     fn single_source(&self, plan: &LogicalPlan) -> Result<String, String> {
@@ -682,11 +718,7 @@ impl Pipeline {
         let (_, made) = split_by_rowtime(&made, released_to)?;
         let sliding = self.pumps[i].sliding.as_mut().expect("a sliding pump");
         let keep_after = bound.saturating_sub(sliding.range_ms);
-        let mut history = Vec::new();
-        for batch in &rows {
-            history.extend(split_by_rowtime(batch, keep_after)?.1);
-        }
-        sliding.history = history;
+        sliding.history = crate::retention::kept(&rows, keep_after, &sliding.rows_windows)?;
         sliding.pending = waiting;
         sliding.released_to = bound;
         let into = self.pumps[i].into.clone();
@@ -1053,6 +1085,26 @@ fn carry_rowtime(tokens: &mut Vec<TokenWithSpan>) {
     ];
     for (offset, token) in carried.into_iter().enumerate() {
         tokens.insert(at + offset, TokenWithSpan { token, span });
+    }
+}
+
+/// Whether a pump's query groups its rows by a tumbling window; refuses aggregates
+/// without one, a window without aggregates, and DISTINCT in an ordered window.
+fn grouped(pump: &PumpDef, plan: &LogicalPlan) -> Result<bool, &'static str> {
+    let aggregates = has_aggregate(plan);
+    let grouped = pump.window.is_some_and(|w| !w.ordered);
+    if !grouped
+        && pump.window.is_some()
+        && has_node(plan, |n| matches!(n, LogicalPlan::Distinct(_)))
+    {
+        return Err("DISTINCT in a window of ORDER BY is not supported");
+    }
+    match (aggregates, grouped) {
+        (true, false) => Err(
+            "aggregating a stream needs a tumbling window in GROUP BY: STEP(ROWTIME BY INTERVAL '<n>' <unit>) or FLOOR(ROWTIME TO <unit>)",
+        ),
+        (false, true) => Err("a window in GROUP BY needs an aggregate"),
+        _ => Ok(grouped),
     }
 }
 

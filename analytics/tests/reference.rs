@@ -311,6 +311,13 @@ async fn objects_that_cannot_be_used_are_refused_at_start_saying_why() {
     rowtime.references[0].schema.columns[1].name = "ROWTIME".into();
     let message = start(config(dir.path(), false), rowtime).await;
     assert!(message.contains("no ROWTIME"), "{message}");
+    let mut rows_window = spec();
+    rows_window.code = rows_window.code.replace(
+        "SELECT STREAM s.id, c.company",
+        "SELECT STREAM s.id, MAX(c.company) OVER (PARTITION BY s.ticker ROWS 2 PRECEDING)",
+    );
+    let message = start(config(dir.path(), false), rows_window).await;
+    assert!(message.contains("reads no reference table"), "{message}");
     let mut missing = spec();
     missing.references.clear();
     let message = start(config(dir.path(), false), missing).await;

@@ -504,7 +504,7 @@ async fn sliding_windows_match_the_same_query_in_batch() {
              WINDOW W1 AS (PARTITION BY ticker RANGE INTERVAL '10' SECOND PRECEDING);"#
     ))
     .unwrap();
-    assert_eq!(code.pumps[0].sliding.unwrap().range_ms, 10_000);
+    assert_eq!(code.pumps[0].sliding.as_ref().unwrap().range_ms, 10_000);
     let mut pipeline = Pipeline::new(&code, INPUT, decoder.schema()).await.unwrap();
     let records = trades(6_000, 1_796_464_800_000);
     let (mut streamed, mut inputs, mut seen_ms) = (Vec::new(), Vec::new(), 0);
@@ -562,6 +562,85 @@ async fn sliding_windows_match_the_same_query_in_batch() {
     );
 }
 
+/// `ROWS <n> PRECEDING` windows (per partition and over the whole stream, beside a
+/// `RANGE` window in one pump), run row by row as the watermark passes each row, give what
+/// DataFusion's window functions give over the whole data set at once, out-of-order rows
+/// included: the rows kept between runs are enough, however old.
+#[tokio::test]
+async fn rows_windows_match_the_same_query_in_batch() {
+    let decoder = Decoder::new(&schema()).unwrap();
+    let code = sql::parse(&format!(
+        r#"CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM"
+             (ticker VARCHAR(4), price BIGINT, mean DOUBLE, trades BIGINT, high BIGINT);
+           CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+             SELECT STREAM ticker, price, AVG(price) OVER LAST_TEN, COUNT(*) OVER (ROWS 3 PRECEDING),
+                 MAX(price) OVER (PARTITION BY ticker RANGE INTERVAL '2' SECOND PRECEDING)
+             FROM "{INPUT}"
+             WINDOW LAST_TEN AS (PARTITION BY "{INPUT}".ticker ROWS 10 PRECEDING);"#
+    ))
+    .unwrap();
+    let sliding = code.pumps[0].sliding.as_ref().unwrap();
+    assert_eq!((sliding.range_ms, sliding.rows.len()), (2_000, 2));
+    let mut pipeline = Pipeline::new(&code, INPUT, decoder.schema()).await.unwrap();
+    // Each arrival time once: which of two rows of one time is first is no one's to say.
+    let mut seen = std::collections::HashSet::new();
+    let records: Vec<(Vec<u8>, u64)> = trades(6_000, 1_796_464_800_000)
+        .into_iter()
+        .map(|(data, mut time)| {
+            while !seen.insert(time) {
+                time += 1;
+            }
+            (data, time)
+        })
+        .collect();
+    let (mut streamed, mut inputs, mut seen_ms) = (Vec::new(), Vec::new(), 0);
+    for chunk in records.chunks(300) {
+        let (batch, _) = decoder
+            .decode(chunk.iter().map(|(d, t)| (&d[..], *t)))
+            .unwrap();
+        inputs.push(batch.clone());
+        pipeline.push(batch).await.unwrap();
+        seen_ms = seen_ms.max(chunk.iter().map(|(_, t)| *t).max().unwrap());
+        for (_, rows) in pipeline.advance(seen_ms as i64 - 2_000).await.unwrap() {
+            streamed.push(rows);
+        }
+    }
+    for (_, rows) in pipeline.advance(i64::MAX).await.unwrap() {
+        streamed.push(rows);
+    }
+    assert_eq!(pipeline.late_rows(), 0);
+    let all = datafusion::arrow::compute::concat_batches(&decoder.schema(), &inputs).unwrap();
+    let ctx = SessionContext::new();
+    ctx.register_batch("trades", all).unwrap();
+    let batch = ctx
+        .sql(
+            r#"SELECT "ROWTIME", "TICKER", "PRICE",
+                 AVG("PRICE") OVER (PARTITION BY "TICKER" ORDER BY "ROWTIME" ROWS BETWEEN 10 PRECEDING AND CURRENT ROW),
+                 COUNT(*) OVER (ORDER BY "ROWTIME" ROWS BETWEEN 3 PRECEDING AND CURRENT ROW),
+                 MAX("PRICE") OVER (PARTITION BY "TICKER" ORDER BY "ROWTIME" RANGE BETWEEN INTERVAL '2' SECOND PRECEDING AND CURRENT ROW)
+               FROM trades"#,
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let (streamed, expected) = (sliding_rows(&streamed), sliding_rows(&batch));
+    assert_eq!(streamed.len(), 6_000);
+    assert_eq!(streamed.len(), expected.len());
+    for (s, b) in streamed.iter().zip(&expected) {
+        assert_eq!(
+            (s.0, &s.1, s.2, s.4, s.5),
+            (b.0, &b.1, b.2, b.4, b.5),
+            "{s:?} {b:?}"
+        );
+        assert!((s.3 - b.3).abs() < 1e-9, "{s:?} {b:?}");
+    }
+    // Most rows' last ten of their ticker reach back further than the 2 s range: a window
+    // of the rows kept by time alone would be short.
+    assert!(expected.iter().filter(|r| r.4 == 4).count() > 5_990);
+}
+
 #[tokio::test]
 async fn sliding_windows_kda_does_not_have_are_refused_where_they_are() {
     let refused = |over: &str| {
@@ -575,7 +654,22 @@ async fn sliding_windows_kda_does_not_have_are_refused_where_they_are() {
             other => panic!("{over}: {other:?}"),
         }
     };
-    assert!(refused("ROWS 10 PRECEDING").0.contains("ROWS"));
+    assert!(
+        refused("ROWS UNBOUNDED PRECEDING")
+            .0
+            .contains("ROWS <n> PRECEDING")
+    );
+    assert!(refused("ROWS 100001 PRECEDING").0.contains("0 to 100000"));
+    assert!(
+        refused("PARTITION BY ticker RANGE INTERVAL '1' SECOND PRECEDING ROWS 2 PRECEDING")
+            .0
+            .contains("not both")
+    );
+    assert!(
+        refused("PARTITION BY UPPER(ticker) ROWS 2 PRECEDING")
+            .0
+            .contains("names columns")
+    );
     assert!(refused("PARTITION BY ticker").0.contains("RANGE INTERVAL"));
     assert!(
         refused("ORDER BY price RANGE INTERVAL '1' MINUTE PRECEDING")

@@ -94,7 +94,7 @@ pub(super) fn take_forest(
     if let Some(at) = rewrite
         .window
         .map(|w| w.at)
-        .or(rewrite.sliding.map(|s| s.at))
+        .or(rewrite.sliding.as_ref().map(|s| s.at))
     {
         return Err(AnalyticsError::code(
             "RANDOM_CUT_FOREST's cursor is a per-row query: window its scored rows in another pump",

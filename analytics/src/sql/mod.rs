@@ -59,15 +59,30 @@ pub struct PumpDef {
     pub at: Position,
 }
 
-/// A pump's sliding windows (`RANGE INTERVAL '<n>' <unit> PRECEDING`, ordered by
-/// `ROWTIME`): the widest, which says how far back its rows are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A pump's sliding windows (`RANGE INTERVAL '<n>' <unit> PRECEDING` and `ROWS <n>
+/// PRECEDING`, ordered by `ROWTIME`), as far as they say which rows are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sliding {
-    /// The widest range.
+    /// The widest range (0 with `ROWS` windows only).
     pub range_ms: i64,
+    /// Its `ROWS` windows.
+    pub rows: Vec<RowsWindow>,
     /// Where the first window is.
     pub at: Position,
 }
+
+/// A `ROWS <n> PRECEDING` window: a row and the `n` rows before it in `ROWTIME` order, in
+/// its partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowsWindow {
+    /// `n`.
+    pub preceding: usize,
+    /// The columns of `PARTITION BY`.
+    pub partition: Vec<String>,
+}
+
+/// The most rows a `ROWS` window reaches back.
+pub const ROWS_PRECEDING_MAX: usize = 100_000;
 
 /// A tumbling window on `ROWTIME` (`STEP(ROWTIME BY INTERVAL ...)`, `FLOOR(ROWTIME TO ...)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,7 +439,9 @@ fn pump(mut reader: Reader<'_>, at: Position) -> Result<PumpDef, AnalyticsError>
         ..w
     });
     if let Some(forest) = &forest
-        && let Some(at) = window.map(|w| w.at).or(rewrite.sliding.map(|s| s.at))
+        && let Some(at) = window
+            .map(|w| w.at)
+            .or(rewrite.sliding.as_ref().map(|s| s.at))
     {
         return Err(AnalyticsError::code(
             format!(
@@ -436,7 +453,7 @@ fn pump(mut reader: Reader<'_>, at: Position) -> Result<PumpDef, AnalyticsError>
     }
     let _ = select_at;
     refuse_deep(&select, at)?;
-    if let (Some(_), Some(sliding)) = (rewrite.window, rewrite.sliding) {
+    if let (Some(_), Some(sliding)) = (rewrite.window, &rewrite.sliding) {
         return Err(AnalyticsError::code(
             "A pump has a tumbling window (GROUP BY) or sliding windows (OVER), not both",
             sliding.at,
@@ -693,14 +710,12 @@ impl Rewrite {
                 "A sliding window is ordered by ROWTIME: leave ORDER BY out of it",
             ));
         }
-        if top_level_word(spec, "ROWS").is_some() {
-            return Err(refused(
-                "ROWS <n> PRECEDING windows are not supported yet (RANGE INTERVAL '<n>' <unit> PRECEDING is)",
-            ));
+        if let Some(rows) = top_level_word(spec, "ROWS") {
+            return self.rows_window(open, spec, rows);
         }
         let Some(range) = top_level_word(spec, "RANGE") else {
             return Err(refused(
-                "A sliding window needs RANGE INTERVAL '<n>' <unit> PRECEDING",
+                "A sliding window needs RANGE INTERVAL '<n>' <unit> PRECEDING or ROWS <n> PRECEDING",
             ));
         };
         let frame = &spec[range + 1..];
@@ -733,11 +748,75 @@ impl Rewrite {
         ] {
             out.push(with(open, token));
         }
-        let widest = self.sliding.map_or(width_ms, |s| s.range_ms.max(width_ms));
-        self.sliding = Some(Sliding {
-            range_ms: widest,
-            at: self.sliding.map_or(at, |s| s.at),
+        let sliding = self.sliding.get_or_insert(Sliding {
+            range_ms: 0,
+            rows: Vec::new(),
+            at,
         });
+        sliding.range_ms = sliding.range_ms.max(width_ms);
+        Ok(out)
+    }
+
+    /// KDA's `[PARTITION BY <column>, ...] ROWS <n> PRECEDING` (`ROWS` at `rows` in
+    /// `spec`), as DataFusion's `ORDER BY "ROWTIME" ROWS BETWEEN <n> PRECEDING AND CURRENT
+    /// ROW`. Its partition is of plain columns, so the rows a window needs are kept by
+    /// their values.
+    fn rows_window(
+        &mut self,
+        open: &TokenWithSpan,
+        spec: &[TokenWithSpan],
+        rows: usize,
+    ) -> Result<Vec<TokenWithSpan>, AnalyticsError> {
+        let at = position(open.span.start);
+        let refused = |why: String| AnalyticsError::code(why, at);
+        if top_level_word(spec, "RANGE").is_some() {
+            return Err(refused("A window is RANGE or ROWS, not both".to_owned()));
+        }
+        let preceding = match &spec[rows + 1..] {
+            [n, last] if is_word(Some(&last.token), "PRECEDING") => match &n.token {
+                Token::Number(text, _) => text.parse::<usize>().ok(),
+                _ => None,
+            },
+            _ => None,
+        }
+        .filter(|n| *n <= ROWS_PRECEDING_MAX)
+        .ok_or_else(|| {
+            refused(format!(
+                "A ROWS window is ROWS <n> PRECEDING, n from 0 to {ROWS_PRECEDING_MAX}"
+            ))
+        })?;
+        let partition = partition_columns(&spec[..rows]).ok_or_else(|| {
+            refused(
+                "A ROWS window's PARTITION BY names columns of the stream (<column>, ...)"
+                    .to_owned(),
+            )
+        })?;
+        let mut out = self.tokens(&spec[..rows])?;
+        for token in [
+            Token::make_keyword("ORDER"),
+            Token::make_keyword("BY"),
+            Token::make_word(crate::schema::ROWTIME, Some('"')),
+            Token::make_keyword("ROWS"),
+            Token::make_keyword("BETWEEN"),
+            Token::Number(preceding.to_string(), false),
+            Token::make_keyword("PRECEDING"),
+            Token::make_keyword("AND"),
+            Token::make_keyword("CURRENT"),
+            Token::make_keyword("ROW"),
+        ] {
+            out.push(with(open, token));
+        }
+        self.sliding
+            .get_or_insert(Sliding {
+                range_ms: 0,
+                rows: Vec::new(),
+                at,
+            })
+            .rows
+            .push(RowsWindow {
+                preceding,
+                partition,
+            });
         Ok(out)
     }
 
@@ -895,6 +974,42 @@ fn is_wildcard(before: Option<&TokenWithSpan>, after: Option<&Token>) -> bool {
             .any(|w| is_word(before, w));
     let closes = matches!(after, None | Some(Token::Comma)) || is_word(after, "FROM");
     opens && closes
+}
+
+/// The columns of `PARTITION BY <column>, ...` (a column perhaps qualified); none for no
+/// tokens; `None` for anything else.
+fn partition_columns(tokens: &[TokenWithSpan]) -> Option<Vec<String>> {
+    let Some(rest) = tokens.get(2..) else {
+        return tokens.is_empty().then(Vec::new);
+    };
+    if !is_word(Some(&tokens[0].token), "PARTITION") || !is_word(Some(&tokens[1].token), "BY") {
+        return None;
+    }
+    rest.split(|t| t.token == Token::Comma)
+        .map(|item| match item {
+            [
+                TokenWithSpan {
+                    token: Token::Word(column),
+                    ..
+                },
+            ] => Some(name_of(column)),
+            [
+                TokenWithSpan {
+                    token: Token::Word(_),
+                    ..
+                },
+                TokenWithSpan {
+                    token: Token::Period,
+                    ..
+                },
+                TokenWithSpan {
+                    token: Token::Word(column),
+                    ..
+                },
+            ] => Some(name_of(column)),
+            _ => None,
+        })
+        .collect()
 }
 
 fn is_word(token: Option<&Token>, value: &str) -> bool {
