@@ -6,7 +6,7 @@ use crate::app::{
     Application, ApplicationSnapshot, ApplicationSpec, Input, Output, RunConfig, StartAt,
 };
 use crate::error::AnalyticsError;
-use crate::reference::{Reference, ReferenceObjects};
+use crate::reference::{REFERENCE_ID, Reference, ReferenceObjects};
 use serde::{Deserialize, Serialize};
 use sluice_core::Engine;
 use std::collections::BTreeMap;
@@ -622,7 +622,7 @@ fn add_reference(
             "An application has at most {REFERENCES_MAX} reference data source."
         )));
     }
-    insert_reference(stored, "1.1".to_owned(), reference)
+    insert_reference(stored, REFERENCE_ID.to_owned(), reference)
 }
 
 fn update_reference(
@@ -634,7 +634,9 @@ fn update_reference(
         .references
         .iter()
         .position(|(at, _)| at == id)
-        .ok_or_else(|| AnalyticsError::invalid(format!("No reference data source has id {id}.")))?;
+        .ok_or_else(|| AnalyticsError::NotFound {
+            name: format!("{} reference data source {id}", stored.name),
+        })?;
     let (id, _) = stored.references.remove(at);
     insert_reference(stored, id, reference)
 }

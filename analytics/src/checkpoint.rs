@@ -242,15 +242,17 @@ impl StateDir {
         if !dir.exists() {
             return Ok(());
         }
-        let (_state, _) = StateDir::open_locked(dir)?;
-        for file in [SNAPSHOT_FILE, JOURNAL_FILE] {
+        let (state, _) = StateDir::open_locked(dir)?;
+        // The journal first: steps left without their snapshot would be replayed from the
+        // start. The reference tables' copies last, once no snapshot names them.
+        for file in [JOURNAL_FILE, SNAPSHOT_FILE] {
             match std::fs::remove_file(dir.join(file)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_error("remove", &dir.join(file), e)),
             }
         }
-        Ok(())
+        state.keep_references(&[])
     }
 
     /// Appends a step (in the page cache: [`StateDir::sync`] makes it durable).
@@ -295,20 +297,39 @@ impl StateDir {
 
 impl StateDir {
     /// Saves a reference table's copy, unless it is saved already (its name is its
-    /// digest's).
+    /// digest's; a file of another size is no copy of it).
     pub fn save_reference(&self, reference: &LoadedReference) -> Result<(), AnalyticsError> {
         let path = self.dir.join(reference.file_name());
-        if path.exists() {
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == reference.saved_len()) {
             return Ok(());
         }
-        replace_file(&path, &reference.encode())
+        replace_file_with(&path, |file| reference.write_to(file))
     }
 
-    /// A saved reference table's copy; a damaged one is refused.
+    /// The saved reference table's copy `name` (as a snapshot names it); a damaged or
+    /// missing one is refused, saying how to start afresh.
     pub fn read_reference(&self, name: &str) -> Result<LoadedReference, AnalyticsError> {
         let path = self.dir.join(name);
-        let bytes = std::fs::read(&path).map_err(|e| io_error("read", &path, e))?;
-        LoadedReference::decode(&bytes).map_err(|e| io_error("read", &path, e))
+        let named = name.strip_prefix(REFERENCE_PREFIX).is_some_and(|digest| {
+            digest.len() == 16 && digest.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+        let read = if named {
+            std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(LoadedReference::decode)
+                .and_then(|copy| match copy.file_name() == name {
+                    true => Ok(copy),
+                    false => Err("it is not the copy of that name".to_owned()),
+                })
+        } else {
+            Err("the checkpoint names no reference table's copy".to_owned())
+        };
+        read.map_err(|e| {
+            AnalyticsError::invalid(format!(
+                "The reference table the checkpoint's steps ran with ({}) cannot be read: {e}. Start the application from NOW or TRIM_HORIZON to start its state afresh.",
+                path.display()
+            ))
+        })
     }
 
     /// Removes the saved reference tables not named in `kept`.
@@ -329,13 +350,22 @@ impl StateDir {
 /// Replaces `path` with `bytes` atomically: a temporary file beside it, synced, renamed over
 /// it, the directory synced.
 pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), AnalyticsError> {
+    replace_file_with(path, |file| file.write_all(bytes))
+}
+
+/// As [`replace_file`], with what `contents` writes.
+fn replace_file_with(
+    path: &Path,
+    contents: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
+) -> Result<(), AnalyticsError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = PathBuf::from(temporary);
     let write = || -> std::io::Result<()> {
-        let mut file = File::create(&temporary)?;
-        file.write_all(bytes)?;
+        let mut out = std::io::BufWriter::new(File::create(&temporary)?);
+        contents(&mut out)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         std::fs::rename(&temporary, path)?;
         File::open(dir)?.sync_all()

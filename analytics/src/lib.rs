@@ -60,6 +60,6 @@ pub use discover::{Discovered, discover};
 pub use error::{AnalyticsError, Position};
 pub use error_stream::ERROR_STREAM;
 pub use pipeline::{Pipeline, Produced};
-pub use reference::{ObjectRead, REFERENCE_BYTES_MAX, Reference, ReferenceObjects};
+pub use reference::{ObjectRead, REFERENCE_BYTES_MAX, REFERENCE_ID, Reference, ReferenceObjects};
 pub use schema::{InputSchema, ROWTIME, RecordColumn, RecordFormat};
 pub use types::sql_type;

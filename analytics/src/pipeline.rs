@@ -517,7 +517,6 @@ impl Pipeline {
         Ok((stage, from))
     }
 
-    /// The plan of a `SELECT`'s tokens.
     /// A pump's `ROWS` windows, their partitions' columns found in the stream `from` it
     /// reads. A reference table's columns could not be told apart from the stream's there,
     /// so such a pump reads no reference table.
@@ -580,6 +579,7 @@ impl Pipeline {
         }
     }
 
+    /// The plan of a `SELECT`'s tokens.
     async fn plan_tokens(&self, tokens: Vec<TokenWithSpan>) -> Result<LogicalPlan, String> {
         // The parser is not Send: it is gone before the planning is awaited, so the
         // pipeline's futures run on any runtime's workers.

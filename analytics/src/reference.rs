@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
+/// The id of an application's reference data source (it has at most one).
+pub const REFERENCE_ID: &str = "1.1";
 /// The largest reference object (KDA's limit).
 pub const REFERENCE_BYTES_MAX: usize = 1 << 30;
 /// Saved references' file names start with it.
@@ -46,14 +48,16 @@ pub trait ReferenceObjects: Send + Sync + std::fmt::Debug {
     fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> ObjectRead<'a>;
 }
 
-/// A reference table's object as loaded: what its rows are made from, and what a
-/// checkpoint keeps of it.
-#[derive(Debug, Clone)]
+/// A reference table's object as loaded: its rows, and what a checkpoint keeps of it.
+#[derive(Debug)]
 pub(crate) struct LoadedReference {
     pub table: String,
-    pub schema: InputSchema,
-    pub object: Arc<Vec<u8>>,
-    /// Of the table, schema and object: names the saved copy.
+    /// Its rows, decoded once.
+    pub rows: RecordBatch,
+    /// Its saved copy's start: magic, header length, header (table and schema).
+    prefix: Vec<u8>,
+    object: Vec<u8>,
+    /// Of the prefix and the object: names the saved copy and ends it as its checksum.
     digest: u64,
 }
 
@@ -116,17 +120,10 @@ pub(crate) async fn load(
                 object.len()
             )));
         }
-        let one = LoadedReference::new(
-            reference.table.clone(),
-            reference.schema.clone(),
-            Arc::new(object),
-        );
         // Refused now, with the object named, rather than when a query first reads it.
-        one.rows().map_err(|e| {
-            AnalyticsError::invalid(format!(
-                "s3://{}/{}: {}",
-                reference.bucket, reference.key, e
-            ))
+        let one = LoadedReference::new(reference.table.clone(), reference.schema.clone(), object)
+            .map_err(|e| {
+            AnalyticsError::invalid(format!("s3://{}/{}: {e}", reference.bucket, reference.key))
         })?;
         loaded.push(one);
     }
@@ -140,15 +137,32 @@ struct SavedHeader {
 }
 
 impl LoadedReference {
-    fn new(table: String, schema: InputSchema, object: Arc<Vec<u8>>) -> LoadedReference {
-        let mut one = LoadedReference {
+    /// `object` as `table`'s rows, refused if they do not fit `schema`.
+    fn new(
+        table: String,
+        schema: InputSchema,
+        object: Vec<u8>,
+    ) -> Result<LoadedReference, AnalyticsError> {
+        let header = serde_json::to_vec(&SavedHeader {
+            table: table.clone(),
+            schema: schema.clone(),
+        })
+        .map_err(|e| AnalyticsError::execution("save a reference table", e))?;
+        let mut prefix = Vec::with_capacity(MAGIC.len() + 4 + header.len());
+        prefix.extend_from_slice(MAGIC);
+        prefix.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        prefix.extend_from_slice(&header);
+        let mut digest = Xxh3::new();
+        digest.update(&prefix);
+        digest.update(&object);
+        let rows = decode_rows(&table, &schema, &object)?;
+        Ok(LoadedReference {
             table,
-            schema,
+            rows,
+            prefix,
             object,
-            digest: 0,
-        };
-        one.digest = xxh3_64(&one.encode());
-        one
+            digest: digest.digest(),
+        })
     }
 
     /// The name of its saved copy in a state directory.
@@ -156,86 +170,81 @@ impl LoadedReference {
         format!("{REFERENCE_PREFIX}{:016x}", self.digest)
     }
 
-    /// Layout: magic, header length (u32 LE), header (JSON: table and schema), the
-    /// object, then the xxh3-64 of everything before it.
-    pub fn encode(&self) -> Vec<u8> {
-        let header = serde_json::to_vec(&SavedHeader {
-            table: self.table.clone(),
-            schema: self.schema.clone(),
-        })
-        .expect("a schema serializes");
-        let mut out = Vec::with_capacity(MAGIC.len() + 4 + header.len() + self.object.len() + 8);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&self.object);
-        let sum = xxh3_64(&out);
-        out.extend_from_slice(&sum.to_le_bytes());
-        out
+    /// Its saved copy's size.
+    pub fn saved_len(&self) -> u64 {
+        (self.prefix.len() + self.object.len() + 8) as u64
+    }
+
+    /// Writes its saved copy. Layout: magic, header length (u32 LE), header (JSON: table
+    /// and schema), the object, then the xxh3-64 of everything before it.
+    pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        out.write_all(&self.prefix)?;
+        out.write_all(&self.object)?;
+        out.write_all(&self.digest.to_le_bytes())
     }
 
     /// A saved copy read back; a damaged one is refused.
-    pub fn decode(bytes: &[u8]) -> Result<LoadedReference, String> {
+    pub fn decode(mut bytes: Vec<u8>) -> Result<LoadedReference, String> {
         let body_len = bytes
             .len()
             .checked_sub(8)
             .filter(|&n| n >= MAGIC.len() + 4)
             .ok_or("it is too short")?;
-        let (body, sum) = bytes.split_at(body_len);
-        if xxh3_64(body).to_le_bytes() != sum {
+        let sum: [u8; 8] = bytes[body_len..].try_into().expect("8 bytes");
+        if xxh3_64(&bytes[..body_len]).to_le_bytes() != sum {
             return Err("its checksum does not match: it is damaged".to_owned());
         }
-        if &body[..MAGIC.len()] != MAGIC {
+        if &bytes[..MAGIC.len()] != MAGIC {
             return Err("it is not a saved reference table".to_owned());
         }
         let at = MAGIC.len();
-        let header_len = u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let header_len =
+            u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
         let header_end = (at + 4)
             .checked_add(header_len)
-            .filter(|&end| end <= body.len())
+            .filter(|&end| end <= body_len)
             .ok_or("its header runs past its end")?;
         let header: SavedHeader =
-            serde_json::from_slice(&body[at + 4..header_end]).map_err(|e| e.to_string())?;
-        Ok(LoadedReference::new(
-            header.table,
-            header.schema,
-            Arc::new(body[header_end..].to_vec()),
-        ))
+            serde_json::from_slice(&bytes[at + 4..header_end]).map_err(|e| e.to_string())?;
+        // The object, moved down in place rather than copied.
+        bytes.truncate(body_len);
+        bytes.drain(..header_end);
+        LoadedReference::new(header.table, header.schema, bytes).map_err(|e| e.to_string())
     }
+}
 
-    /// The table's rows, or why the object does not fit its schema.
-    pub fn rows(&self) -> Result<RecordBatch, AnalyticsError> {
-        let decoder = Decoder::new(&self.schema)?;
-        let text = std::str::from_utf8(&self.object).map_err(|_| {
-            AnalyticsError::invalid(format!(
-                "Reference table {}: the object is not UTF-8.",
-                self.table
-            ))
-        })?;
-        let rows: Vec<&str> = match &self.schema.format {
-            RecordFormat::Json => text.lines().filter(|l| !l.trim().is_empty()).collect(),
-            RecordFormat::Csv { row_delimiter, .. } => text
-                .split(row_delimiter.as_str())
-                .filter(|row| !row.is_empty())
-                .collect(),
-        };
-        let (batch, rejected) = decoder.decode(rows.iter().map(|row| (row.as_bytes(), 0)))?;
-        if let Some(first) = rejected.first() {
-            let shown: String = first.data.chars().take(200).collect();
-            return Err(AnalyticsError::invalid(format!(
-                "Reference table {}: {} of its {} rows do not fit its schema; the first, {shown:?}: {}",
-                self.table,
-                rejected.len(),
-                rows.len(),
-                first.message
-            )));
-        }
-        // Without ROWTIME, which the decoder puts first.
-        let columns: Vec<usize> = (1..batch.num_columns()).collect();
-        batch
-            .project(&columns)
-            .map_err(|e| AnalyticsError::execution("make a reference table", e))
+/// `table`'s rows of `object`, or why the object does not fit `schema`.
+fn decode_rows(
+    table: &str,
+    schema: &InputSchema,
+    object: &[u8],
+) -> Result<RecordBatch, AnalyticsError> {
+    let decoder = Decoder::new(schema)?;
+    let text = std::str::from_utf8(object).map_err(|_| {
+        AnalyticsError::invalid(format!("Reference table {table}: the object is not UTF-8."))
+    })?;
+    let rows: Vec<&str> = match &schema.format {
+        RecordFormat::Json => text.lines().filter(|l| !l.trim().is_empty()).collect(),
+        RecordFormat::Csv { row_delimiter, .. } => text
+            .split(row_delimiter.as_str())
+            .filter(|row| !row.is_empty())
+            .collect(),
+    };
+    let (batch, rejected) = decoder.decode(rows.iter().map(|row| (row.as_bytes(), 0)))?;
+    if let Some(first) = rejected.first() {
+        let shown: String = first.data.chars().take(200).collect();
+        return Err(AnalyticsError::invalid(format!(
+            "Reference table {table}: {} of its {} rows do not fit its schema; the first, {shown:?}: {}",
+            rejected.len(),
+            rows.len(),
+            first.message
+        )));
     }
+    // Without ROWTIME, which the decoder puts first.
+    let columns: Vec<usize> = (1..batch.num_columns()).collect();
+    batch
+        .project(&columns)
+        .map_err(|e| AnalyticsError::execution("make a reference table", e))
 }
 
 #[cfg(test)]
@@ -243,7 +252,7 @@ mod tests {
     use super::*;
     use crate::schema::RecordColumn;
 
-    fn csv_reference(object: &str) -> LoadedReference {
+    fn csv_reference(object: &str) -> Result<LoadedReference, AnalyticsError> {
         let schema = InputSchema {
             columns: vec![
                 RecordColumn {
@@ -262,27 +271,35 @@ mod tests {
                 column_delimiter: ",".into(),
             },
         };
-        LoadedReference::new("COMPANIES".into(), schema, Arc::new(object.into()))
+        LoadedReference::new("COMPANIES".into(), schema, object.as_bytes().to_vec())
+    }
+
+    fn saved(reference: &LoadedReference) -> Vec<u8> {
+        let mut out = Vec::new();
+        reference.write_to(&mut out).unwrap();
+        assert_eq!(out.len() as u64, reference.saved_len());
+        out
     }
 
     #[test]
     fn a_saved_copy_reads_back_and_a_damaged_one_is_refused() {
-        let one = csv_reference("AMZN,Amazon\nMSFT,Microsoft\n");
-        let saved = one.encode();
-        let back = LoadedReference::decode(&saved).expect("reads back");
+        let one = csv_reference("AMZN,Amazon\nMSFT,Microsoft\n").unwrap();
+        let saved = saved(&one);
+        let back = LoadedReference::decode(saved.clone()).expect("reads back");
         assert_eq!(back.file_name(), one.file_name());
-        assert_eq!(back.rows().unwrap().num_rows(), 2);
+        assert_eq!(back.rows, one.rows);
+        assert_eq!(back.rows.num_rows(), 2);
         for at in [0, 12, saved.len() / 2, saved.len() - 1] {
             let mut damaged = saved.clone();
             damaged[at] ^= 0x10;
-            assert!(LoadedReference::decode(&damaged).is_err(), "byte {at}");
+            assert!(LoadedReference::decode(damaged).is_err(), "byte {at}");
         }
-        assert!(LoadedReference::decode(&saved[..10]).is_err());
+        assert!(LoadedReference::decode(saved[..10].to_vec()).is_err());
     }
 
     #[test]
     fn rows_that_do_not_fit_are_refused_naming_the_table_and_row() {
-        let error = csv_reference("AMZN,Amazon\nMSFT\n").rows().unwrap_err();
+        let error = csv_reference("AMZN,Amazon\nMSFT\n").unwrap_err();
         let message = error.to_string();
         assert!(message.contains("COMPANIES"), "{message}");
         assert!(message.contains("1 of its 2 rows"), "{message}");
@@ -291,8 +308,8 @@ mod tests {
 
     #[test]
     fn another_object_is_another_copy() {
-        let a = csv_reference("AMZN,Amazon\n");
-        let b = csv_reference("AMZN,Amazon Inc\n");
+        let a = csv_reference("AMZN,Amazon\n").unwrap();
+        let b = csv_reference("AMZN,Amazon Inc\n").unwrap();
         assert_ne!(a.file_name(), b.file_name());
     }
 }

@@ -120,7 +120,7 @@ impl Running {
     ) -> Result<(), AnalyticsError> {
         for reference in &references {
             self.pipeline
-                .set_reference_rows(&reference.table, reference.rows()?)?;
+                .set_reference_rows(&reference.table, reference.rows.clone())?;
         }
         self.references = references;
         Ok(())
@@ -231,10 +231,7 @@ impl Running {
         let copies = saved
             .iter()
             .map(|name| state.read_reference(name))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                AnalyticsError::execution("the reference tables the checkpoint's steps ran with", e)
-            })?;
+            .collect::<Result<Vec<_>, _>>()?;
         let loaded = std::mem::take(&mut self.references);
         self.use_references(copies)?;
         self.references_after_replay = Some(loaded);
@@ -682,6 +679,7 @@ impl Running {
     /// positions, and where the output streams stand.
     fn snapshot(&mut self) -> Result<(), AnalyticsError> {
         self.last_snapshot = Instant::now();
+        let kept = self.reference_names();
         let Some(state) = &mut self.state else {
             return Ok(());
         };
@@ -710,22 +708,18 @@ impl Running {
             unfit_values: pipeline.unfit_values,
             windows: Vec::new(),
             forests: Vec::new(),
-            references: self
-                .references
-                .iter()
-                .map(LoadedReference::file_name)
-                .collect(),
+            references: kept.clone(),
         };
         for reference in &self.references {
             state.save_reference(reference)?;
         }
         state.save(header, &pipeline.windows, &pipeline.forests)?;
-        // Copies no snapshot names any more.
-        let kept = self.reference_names();
-        self.state
-            .as_ref()
-            .expect("saved above")
-            .keep_references(&kept)
+        // Copies no snapshot names any more; left for the next snapshot if they stay.
+        let state = self.state.as_ref().expect("saved above");
+        if let Err(e) = state.keep_references(&kept) {
+            self.stats.failed(&e.to_string());
+        }
+        Ok(())
     }
 
     /// Told to stop, or its [`Application`](crate::Application) is gone.

@@ -284,7 +284,8 @@ async fn objects_that_cannot_be_used_are_refused_at_start_saying_why() {
     // No object.
     let message = start(config(dir.path(), false), spec()).await;
     assert!(
-        message.contains("COMPANIES") && message.contains("s3://reference-bucket/companies.csv"),
+        message.contains("COMPANIES")
+            && message.contains("s3://reference-bucket/companies.csv cannot be read"),
         "{message}"
     );
     // No store to read it from.
@@ -366,40 +367,13 @@ async fn a_killed_application_replays_over_the_table_it_ran_with_then_takes_up_t
         create_streams(&engine).await;
         put_trades(&engine, 0..TRADES).await;
     }
-    let mut child = Child(
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "reference_kill_child",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env(CHILD_DIR, dir.path())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let mut seen = 0;
-    for line in lines.by_ref() {
-        if let Some(n) = line.unwrap().strip_prefix("output ") {
-            seen = n.parse().unwrap();
-            if seen >= 200 {
-                break;
-            }
-        }
-    }
-    assert!(seen >= 200, "the child stopped after {seen} rows");
-    child.0.kill().unwrap();
-    let status = child.0.wait().unwrap();
-    drop(lines);
-    use std::os::unix::process::ExitStatusExt as _;
-    assert_eq!(status.signal(), Some(9), "{status:?}");
+    run_child_until_killed(dir.path(), 200);
 
     write_object(dir.path(), COMPANIES_V2);
     let engine = engine(dir.path());
     let put_before = contents(&engine, "named").len();
     let runtime = tokio::runtime::Handle::current();
+    refused_with_a_damaged_copy(&engine, dir.path()).await;
     let app = Application::start(&engine, spec(), config(dir.path(), true), &runtime)
         .await
         .unwrap();
@@ -439,5 +413,109 @@ async fn a_killed_application_replays_over_the_table_it_ran_with_then_takes_up_t
     eprintln!(
         "{put_before} rows put before the kill; the new names from trade {first_new}: {stats:?}"
     );
+    app.stop().await;
+    // The old copy is gone once no snapshot names it.
+    assert_eq!(saved_copies(dir.path()).len(), 1);
+}
+
+/// Runs the application in a child process until it has put `rows` rows, and kills it
+/// with SIGKILL.
+fn run_child_until_killed(dir: &Path, rows: u64) {
+    let mut child = Child(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "reference_kill_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(CHILD_DIR, dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let mut seen = 0;
+    for line in lines.by_ref() {
+        if let Some(n) = line.unwrap().strip_prefix("output ") {
+            seen = n.parse().unwrap();
+            if seen >= rows {
+                break;
+            }
+        }
+    }
+    assert!(seen >= rows, "the child stopped after {seen} rows");
+    child.0.kill().unwrap();
+    let status = child.0.wait().unwrap();
+    drop(lines);
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+}
+
+/// The copy the journal's steps ran with, damaged: the start is refused, saying how to go
+/// on; the copy is put back after.
+async fn refused_with_a_damaged_copy(engine: &Engine, dir: &Path) {
+    let runtime = tokio::runtime::Handle::current();
+    let [saved] = saved_copies(dir).try_into().unwrap();
+    let good = std::fs::read(&saved).unwrap();
+    let mut damaged = good.clone();
+    damaged[good.len() / 2] ^= 1;
+    std::fs::write(&saved, damaged).unwrap();
+    let refused = Application::start(engine, spec(), config(dir, true), &runtime).await;
+    let message = refused.err().expect("refused").to_string();
+    assert!(message.contains("NOW or TRIM_HORIZON"), "{message}");
+    std::fs::write(&saved, good).unwrap();
+}
+
+/// The reference tables' copies saved in the state directory.
+fn saved_copies(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir.join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("reference-") && !name.ends_with(".tmp")
+        })
+        .collect()
+}
+
+/// Stopped (its steps all in its snapshot), its object changed, and started again: the new
+/// object is saved before a step runs with it, and names the trades read after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_application_takes_up_a_changed_object_when_it_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    create_streams(&engine).await;
+    write_object(dir.path(), COMPANIES_V1);
+    let runtime = tokio::runtime::Handle::current();
+    let app = Application::start(&engine, spec(), config(dir.path(), true), &runtime)
+        .await
+        .unwrap();
+    put_trades(&engine, 0..300).await;
+    wait_for(&engine, "named", named_ids(0..300).len()).await;
+    app.stop().await;
+    let before = saved_copies(dir.path());
+    assert_eq!(before.len(), 1);
+    write_object(dir.path(), COMPANIES_V2);
+    let app = Application::start(&engine, spec(), config(dir.path(), true), &runtime)
+        .await
+        .unwrap();
+    let after = saved_copies(dir.path());
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before, "the new object's copy replaced the old");
+    put_trades(&engine, 300..600).await;
+    let named = wait_for(&engine, "named", named_ids(0..600).len()).await;
+    assert_eq!(named.len(), named_ids(0..600).len(), "no row put twice");
+    for line in &named {
+        let (id, company) = line.trim_end().split_once(',').unwrap();
+        let id: u64 = id.parse().unwrap();
+        let known = match (id < 300, id % 3) {
+            (true, 0) => "Amazon",
+            (true, _) => "Microsoft",
+            (false, 0) => "Amazon.com",
+            (false, _) => "Microsoft Corp",
+        };
+        assert_eq!(company, known, "trade {id}");
+    }
     app.stop().await;
 }

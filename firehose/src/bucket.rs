@@ -24,6 +24,12 @@ const PARTS_IN_FLIGHT: usize = 4;
 pub trait Buckets: Send + Sync + 'static {
     /// The store holding `bucket` (a valid S3 bucket name).
     fn bucket(&self, bucket: &str) -> Result<Bucket, FirehoseError>;
+
+    /// The store holding `bucket`, to read objects from: unlike [`Buckets::bucket`], a
+    /// bucket that does not exist is not made.
+    fn bucket_to_read(&self, bucket: &str) -> Result<Bucket, FirehoseError> {
+        self.bucket(bucket)
+    }
 }
 
 /// One bucket's store.
@@ -256,6 +262,15 @@ impl Buckets for LocalBuckets {
         // The name was validated as an S3 bucket name: no separator, no `..`.
         Bucket::local(&self.root.join(bucket))
     }
+
+    fn bucket_to_read(&self, bucket: &str) -> Result<Bucket, FirehoseError> {
+        if !self.root.join(bucket).is_dir() {
+            return Err(FirehoseError::invalid(format!(
+                "Bucket {bucket} does not exist."
+            )));
+        }
+        self.bucket(bucket)
+    }
 }
 
 #[cfg(test)]
@@ -359,5 +374,10 @@ mod tests {
         for key in ["../secret", "a/../../secret", "a//object.csv", "missing"] {
             assert!(bucket.read(key, 100).await.is_err(), "{key}");
         }
+        // A bucket read is not made.
+        let buckets = LocalBuckets::new(dir.path());
+        assert!(buckets.bucket_to_read("bucket").is_ok());
+        assert!(buckets.bucket_to_read("nowhere").is_err());
+        assert!(!dir.path().join("nowhere").exists());
     }
 }

@@ -383,6 +383,9 @@ pub async fn authorize_analytics(
         checks.push(("kinesis:GetRecords".to_owned(), stream));
     }
     streams_named(&request, &mut checks);
+    if operation == "UpdateApplication" {
+        reference_updates_named(&tenant, &request, &mut checks).await?;
+    }
     for (action, resource) in checks {
         identity_allows(caller, policy, &tenant, &action, &resource, transport)?;
     }
@@ -397,21 +400,13 @@ fn streams_named(value: &serde_json::Value, checks: &mut Vec<(String, String)>) 
     match value {
         serde_json::Value::Object(members) => {
             for (name, inner) in members {
-                if let Some((bucket, key)) = match name.as_str() {
-                    "S3ReferenceDataSource" => Some(("BucketARN", "FileKey")),
-                    "S3ReferenceDataSourceUpdate" => Some(("BucketARNUpdate", "FileKeyUpdate")),
-                    _ => None,
-                } {
-                    // A part an update leaves as it is counts as any: the check is strict.
-                    let part = |member: &str, any: &str| {
-                        inner
-                            .get(member)
-                            .and_then(|v| v.as_str())
-                            .unwrap_or(any)
-                            .to_owned()
-                    };
-                    let object = format!("{}/{}", part(bucket, "arn:aws:s3:::*"), part(key, "*"));
-                    checks.push(("s3:GetObject".to_owned(), object));
+                // An update's object is checked with the application's (its bucket or key
+                // may be the one kept): see reference_updates_named.
+                if name == "S3ReferenceDataSource" {
+                    let part = |member: &str| inner.get(member).and_then(|v| v.as_str());
+                    if let (Some(bucket), Some(key)) = (part("BucketARN"), part("FileKey")) {
+                        checks.push(("s3:GetObject".to_owned(), format!("{bucket}/{key}")));
+                    }
                     continue;
                 }
                 let (action, arn_member) = match name.as_str() {
@@ -436,6 +431,56 @@ fn streams_named(value: &serde_json::Value, checks: &mut Vec<(String, String)>) 
         }
         _ => {}
     }
+}
+
+/// The objects an UpdateApplication's reference data source updates make the application
+/// read (`s3:GetObject`): the bucket or key an update leaves is the one the application
+/// has, so a Deny on it holds.
+#[cfg(feature = "analytics")]
+async fn reference_updates_named(
+    tenant: &Tenant,
+    request: &serde_json::Value,
+    checks: &mut Vec<(String, String)>,
+) -> Result<(), ApiError> {
+    let Some(updates) = request
+        .pointer("/ApplicationUpdate/ReferenceDataSourceUpdates")
+        .and_then(|u| u.as_array())
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(());
+    };
+    let name = request
+        .get("ApplicationName")
+        .and_then(|n| n.as_str())
+        .unwrap_or_default();
+    // An application not found fails the call on its own.
+    let Ok(detail) = tenant.analytics().await?.describe(name).await else {
+        return Ok(());
+    };
+    for update in updates {
+        let Some(s3) = update.get("S3ReferenceDataSourceUpdate") else {
+            continue;
+        };
+        let id = update.get("ReferenceId").and_then(|i| i.as_str());
+        let Some((_, current)) = detail
+            .stored
+            .references
+            .iter()
+            .find(|(at, _)| Some(at.as_str()) == id)
+        else {
+            continue;
+        };
+        let bucket = s3
+            .get("BucketARNUpdate")
+            .and_then(|b| b.as_str())
+            .map_or_else(|| format!("arn:aws:s3:::{}", current.bucket), str::to_owned);
+        let key = s3
+            .get("FileKeyUpdate")
+            .and_then(|k| k.as_str())
+            .unwrap_or(&current.key);
+        checks.push(("s3:GetObject".to_owned(), format!("{bucket}/{key}")));
+    }
+    Ok(())
 }
 
 /// The caller's identity `policy` alone (no resource policy) decides `action` on `resource`.

@@ -377,6 +377,14 @@ def test_policies_cover_the_streams_an_application_reads_and_the_application_tag
         "BucketARN": "arn:aws:s3:::fenced-bucket", "FileKey": "companies.csv", "ReferenceRoleARN": ROLE}}
     expect_error("AccessDeniedException", apps.add_application_reference_data_source, ApplicationName=own,
                  CurrentApplicationVersionId=1, ReferenceDataSource=table)
+    # Nor point an application's reference at another object of a bucket it may not read.
+    fenced_app = unique("fenced")
+    admin.create_application(ApplicationName=fenced_app)
+    admin.add_application_reference_data_source(ApplicationName=fenced_app, CurrentApplicationVersionId=1,
+                                                ReferenceDataSource=table)
+    expect_error("AccessDeniedException", apps.update_application, ApplicationName=fenced_app,
+                 CurrentApplicationVersionId=2, ApplicationUpdate={"ReferenceDataSourceUpdates": [
+                     {"ReferenceId": "1.1", "S3ReferenceDataSourceUpdate": {"FileKeyUpdate": "other.csv"}}]})
     # A name of dots only is no application's.
     expect_error("InvalidArgumentException", admin.create_application, ApplicationName="..")
 

@@ -51,7 +51,12 @@ pub const OPERATIONS: &[&str] = &[
 /// Reference tables' objects, read from the tenant's Firehose buckets (directories under
 /// the bucket directory, or the S3-compatible store `--firehose-s3-endpoint` names).
 #[cfg(feature = "firehose")]
-struct BucketObjects(Arc<dyn sluice_firehose::Buckets>);
+struct BucketObjects {
+    buckets: Arc<dyn sluice_firehose::Buckets>,
+    /// The server's own account: its bucket directory holds other accounts' buckets
+    /// under `accounts/`, which are not its to read.
+    own_account: bool,
+}
 
 #[cfg(feature = "firehose")]
 impl std::fmt::Debug for BucketObjects {
@@ -65,7 +70,13 @@ impl ReferenceObjects for BucketObjects {
     fn get<'a>(&'a self, bucket: &'a str, key: &'a str) -> sluice_analytics::ObjectRead<'a> {
         Box::pin(async move {
             sluice_firehose::validate_bucket(bucket).map_err(|e| e.to_string())?;
-            let store = self.0.bucket(bucket).map_err(|e| e.to_string())?;
+            if self.own_account && bucket == "accounts" {
+                return Err("bucket accounts holds other accounts' buckets here".to_owned());
+            }
+            let store = self
+                .buckets
+                .bucket_to_read(bucket)
+                .map_err(|e| e.to_string())?;
             store
                 .read(key, sluice_analytics::REFERENCE_BYTES_MAX as u64)
                 .await
@@ -82,7 +93,15 @@ pub(crate) fn reference_objects(
 ) -> Option<Arc<dyn ReferenceObjects>> {
     #[cfg(feature = "firehose")]
     match crate::firehose::buckets(config, labels) {
-        Ok(buckets) => return Some(Arc::new(BucketObjects(buckets))),
+        Ok(buckets) => {
+            let own_account = labels
+                .iter()
+                .any(|(key, account)| key == "account" && *account == config.account);
+            return Some(Arc::new(BucketObjects {
+                buckets,
+                own_account,
+            }));
+        }
         Err(e) => eprintln!("sluice serve: analytics reference data: {e}"),
     }
     let _ = (config, labels);

@@ -10,8 +10,8 @@ use crate::wire::ApiError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_analytics::{
-    Change, Input, InputSchema, Output, OutputFormat, RecordColumn, RecordFormat, Reference,
-    StoredApplication,
+    Change, Input, InputSchema, Output, OutputFormat, REFERENCE_ID, RecordColumn, RecordFormat,
+    Reference, StoredApplication,
 };
 
 /// Every member any operation takes; each operation reads its own.
@@ -59,7 +59,18 @@ struct S3Reference {
     bucket_arn: String,
     file_key: String,
     #[serde(rename = "ReferenceRoleARN")]
-    reference_role_arn: Option<String>,
+    reference_role_arn: String,
+}
+
+/// An object's key: 1 to 1024 characters (the model's bounds).
+fn check_file_key(member: &str, key: &str) -> Result<(), ApiError> {
+    if (1..=1024).contains(&key.chars().count()) {
+        Ok(())
+    } else {
+        Err(ApiError::validation(format!(
+            "{member} is 1 to 1024 characters."
+        )))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,6 +282,7 @@ pub(super) fn add_reference(shape: &ReferenceShape) -> Result<Vec<Change>, ApiEr
     let s3 = shape.s3_reference_data_source.as_ref().ok_or_else(|| {
         ApiError::invalid_argument("A reference data source needs S3ReferenceDataSource.")
     })?;
+    check_file_key("FileKey", &s3.file_key)?;
     let reference = Reference {
         table: shape.table_name.clone(),
         bucket: bucket_of(&s3.bucket_arn)?,
@@ -279,7 +291,10 @@ pub(super) fn add_reference(shape: &ReferenceShape) -> Result<Vec<Change>, ApiEr
     };
     Ok(vec![
         Change::AddReference(reference),
-        Change::Metadata(reference_role("1.1"), s3.reference_role_arn.clone()),
+        Change::Metadata(
+            reference_role(REFERENCE_ID),
+            Some(s3.reference_role_arn.clone()),
+        ),
     ])
 }
 
@@ -307,6 +322,7 @@ fn reference_update(
             reference.bucket = bucket_of(arn)?;
         }
         if let Some(key) = &s3.file_key_update {
+            check_file_key("FileKeyUpdate", key)?;
             reference.key.clone_from(key);
         }
         if let Some(role) = &s3.reference_role_arn_update {
