@@ -35,7 +35,8 @@ pub struct ApplicationSpec {
     pub references: Vec<Reference>,
 }
 
-/// An application's input (one; KDA's parallelism is not built yet).
+/// An application's input: a source stream read into one or more in-application input
+/// streams.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Input {
     /// The source stream's name.
@@ -44,6 +45,17 @@ pub struct Input {
     pub name_prefix: String,
     /// How its records map to rows.
     pub schema: InputSchema,
+    /// How many in-application input streams (KDA's `InputParallelism`, 1 to 64): `..._001`,
+    /// `..._002`, ...; shard `i`'s records go to the one numbered `i % parallelism + 1`.
+    #[serde(default = "one")]
+    pub parallelism: u32,
+}
+
+/// KDA's most in-application input streams of an input.
+pub const PARALLELISM_MAX: u32 = 64;
+
+fn one() -> u32 {
+    1
 }
 
 impl ApplicationSpec {
@@ -76,9 +88,28 @@ impl ApplicationSpec {
 }
 
 impl Input {
-    /// The in-application input stream's name.
+    /// The first in-application input stream's name.
     pub fn in_app_name(&self) -> String {
         format!("{}_001", self.name_prefix)
+    }
+
+    /// Every in-application input stream's name.
+    pub fn in_app_names(&self) -> Vec<String> {
+        (1..=self.parallelism)
+            .map(|i| format!("{}_{i:03}", self.name_prefix))
+            .collect()
+    }
+
+    /// Refuses a parallelism KDA does not allow.
+    pub(crate) fn check(&self) -> Result<(), AnalyticsError> {
+        if (1..=PARALLELISM_MAX).contains(&self.parallelism) {
+            Ok(())
+        } else {
+            Err(AnalyticsError::invalid(format!(
+                "InputParallelism is {}; it is 1 to {PARALLELISM_MAX}.",
+                self.parallelism
+            )))
+        }
     }
 }
 
@@ -168,7 +199,8 @@ pub(crate) async fn plan(
             crate::reference::table_schema(&reference.schema)?,
         ));
     }
-    Pipeline::with_references(code, &spec.input.in_app_name(), schema, &tables).await
+    spec.input.check()?;
+    Pipeline::with_inputs(code, &spec.input.in_app_names(), schema, &tables).await
 }
 
 /// Where an application with no checkpoint starts reading its source.
@@ -400,6 +432,7 @@ impl Application {
             spec.name,
             source,
             decoder,
+            spec.input.in_app_names(),
             pipeline,
             outputs,
             config.clone(),

@@ -566,6 +566,7 @@ fn apply(stored: &mut StoredApplication, change: Change) -> Result<(), Analytics
                 .take()
                 .map_or_else(|| "1.1".to_owned(), |(id, _)| id);
             input.schema.arrow_schema()?;
+            input.check()?;
             stored.input = Some((id, input));
         }
         Change::AddOutput(output) => {

@@ -49,7 +49,7 @@ mod types;
 
 pub use app::{
     Application, ApplicationSnapshot, ApplicationSpec, ApplicationStats, Input, Output,
-    OutputFormat, RunConfig, StartAt,
+    OutputFormat, PARALLELISM_MAX, RunConfig, StartAt,
 };
 pub use catalog::{
     Analytics, AnalyticsConfig, ApplicationDetail, Change, NewApplication, StartingPosition,

@@ -170,7 +170,8 @@ pub struct Pipeline {
     /// [`Pipeline::set_reference_rows`].
     references: BTreeMap<String, Arc<SwapTable>>,
     pumps: Vec<Pump>,
-    input: String,
+    /// The in-application input streams, the first of which [`Pipeline::push`] feeds.
+    inputs: Vec<String>,
     watermark_ms: i64,
     /// Rows of windows closed already when they came.
     late_rows: u64,
@@ -188,24 +189,29 @@ impl Pipeline {
         input: &str,
         schema: SchemaRef,
     ) -> Result<Pipeline, AnalyticsError> {
-        Pipeline::with_references(code, input, schema, &[]).await
+        Pipeline::with_inputs(code, &[input.to_owned()], schema, &[]).await
     }
 
-    /// As [`Pipeline::new`], with reference tables of these names and columns (empty until
+    /// As [`Pipeline::new`], with several input streams of `schema` (KDA's input
+    /// parallelism: `..._001`, `..._002`, ..., fed by [`Pipeline::push_into`]) and
+    /// reference tables of these names and columns (empty until
     /// [`Pipeline::set_reference_rows`]), which queries may join streams with.
-    pub async fn with_references(
+    pub async fn with_inputs(
         code: &Code,
-        input: &str,
+        inputs: &[String],
         schema: SchemaRef,
         references: &[(String, SchemaRef)],
     ) -> Result<Pipeline, AnalyticsError> {
+        if inputs.is_empty() {
+            return Err(AnalyticsError::invalid("A pipeline has an input stream."));
+        }
         let config = SessionConfig::new().with_target_partitions(1);
         let mut pipeline = Pipeline {
             ctx: SessionContext::new_with_config(config),
             streams: BTreeMap::new(),
             references: BTreeMap::new(),
             pumps: Vec::new(),
-            input: input.to_owned(),
+            inputs: inputs.to_vec(),
             watermark_ms: i64::MIN,
             late_rows: 0,
             unfit_values: std::sync::atomic::AtomicU64::new(0),
@@ -214,12 +220,14 @@ impl Pipeline {
         for (name, columns) in references {
             pipeline.add_reference(name, columns.clone())?;
         }
-        pipeline.add_stream(input, schema, Position::default())?;
+        for input in inputs {
+            pipeline.add_stream(input, schema.clone(), Position::default())?;
+        }
         for stream in &code.streams {
             pipeline.add_code_stream(stream)?;
         }
         for pump in &code.pumps {
-            refuse_pump_names(code, pump, input)?;
+            refuse_pump_names(code, pump, inputs)?;
             let stage = match &pump.forest {
                 Some(forest) => Some(pipeline.plan_forest(pump, forest).await?),
                 None => None,
@@ -598,8 +606,23 @@ impl Pipeline {
     /// Rows made before a failure are not lost: the next successful call returns them
     /// first.
     pub async fn push(&mut self, batch: RecordBatch) -> Result<Produced, AnalyticsError> {
+        let input = self.inputs[0].clone();
+        self.push_into(&input, batch).await
+    }
+
+    /// As [`Pipeline::push`], into the input stream `input`.
+    pub async fn push_into(
+        &mut self,
+        input: &str,
+        batch: RecordBatch,
+    ) -> Result<Produced, AnalyticsError> {
+        if !self.inputs.iter().any(|i| i == input) {
+            return Err(AnalyticsError::invalid(format!(
+                "{input:?} is not an input stream of the pipeline."
+            )));
+        }
         let mut produced = std::mem::take(&mut self.undelivered);
-        let input = self.input.clone();
+        let input = input.to_owned();
         let result = self
             .drain(VecDeque::from([(input, batch)]), &mut produced)
             .await;
@@ -1024,7 +1047,7 @@ impl Pipeline {
 }
 
 /// Refuses a pump named twice, or inserting into a stream no pump may insert into.
-fn refuse_pump_names(code: &Code, pump: &PumpDef, input: &str) -> Result<(), AnalyticsError> {
+fn refuse_pump_names(code: &Code, pump: &PumpDef, inputs: &[String]) -> Result<(), AnalyticsError> {
     if code.pumps.iter().filter(|p| p.name == pump.name).count() > 1 {
         return Err(AnalyticsError::code(
             format!("Pump {} is created twice", pump.name),
@@ -1040,7 +1063,7 @@ fn refuse_pump_names(code: &Code, pump: &PumpDef, input: &str) -> Result<(), Ana
             pump.at,
         ));
     }
-    if pump.into == input {
+    if let Some(input) = inputs.iter().find(|i| **i == pump.into) {
         return Err(AnalyticsError::code(
             format!(
                 "Pump {}: the input stream {input:?} takes no pump's rows",

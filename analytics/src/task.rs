@@ -51,6 +51,8 @@ pub(crate) struct Running {
     name: String,
     source: Stream,
     decoder: Decoder,
+    /// The in-application input streams: shard `i`'s rows go into the one at `i % len`.
+    inputs: Vec<String>,
     pipeline: Pipeline,
     outputs: BTreeMap<String, (Stream, OutputFormat)>,
     config: RunConfig,
@@ -84,6 +86,7 @@ impl Running {
         name: String,
         source: Stream,
         decoder: Decoder,
+        inputs: Vec<String>,
         pipeline: Pipeline,
         outputs: BTreeMap<String, (Stream, OutputFormat)>,
         config: RunConfig,
@@ -94,6 +97,7 @@ impl Running {
             name,
             source,
             decoder,
+            inputs,
             pipeline,
             outputs,
             config,
@@ -579,9 +583,14 @@ impl Running {
             produced.push((ERROR_STREAM.to_owned(), error_stream::rows(&errors)?));
         }
         let rows = batch.num_rows() as u64;
-        let made = self.pipeline.push(batch).await.inspect_err(|_| {
-            self.stats.add(Counter::RejectedRecords, rows);
-        })?;
+        let input = &self.inputs[step.shard as usize % self.inputs.len()];
+        let made = self
+            .pipeline
+            .push_into(input, batch)
+            .await
+            .inspect_err(|_| {
+                self.stats.add(Counter::RejectedRecords, rows);
+            })?;
         produced.extend(made);
         Ok(())
     }

@@ -33,6 +33,7 @@ fn spec() -> ApplicationSpec {
         input: Input {
             stream: "trades".into(),
             name_prefix: "SOURCE_SQL_STREAM".into(),
+            parallelism: 1,
             schema: InputSchema {
                 columns: vec![
                     column("TICKER", "VARCHAR(4)", "$.ticker"),
@@ -202,4 +203,92 @@ async fn an_application_on_missing_streams_or_bad_outputs_is_refused() {
         "{:?}",
         refused.err()
     );
+}
+
+/// KDA's input parallelism: two in-application input streams over a four-shard source, a
+/// pump reading each; every record comes out once, through the stream its shard maps to
+/// (shard `i` to `..._00{i % 2 + 1}`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_shards_records_go_to_their_in_application_input_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    engine
+        .create_stream(CreateStream::provisioned("trades", 4))
+        .await
+        .unwrap();
+    engine
+        .create_stream(CreateStream::provisioned("tagged", 1))
+        .await
+        .unwrap();
+    let mut spec = spec();
+    spec.code = r#"
+        CREATE OR REPLACE STREAM "TAGGED" (via VARCHAR(3), price INTEGER);
+        CREATE OR REPLACE PUMP "ONE" AS INSERT INTO "TAGGED"
+            SELECT STREAM 'one', price FROM "SOURCE_SQL_STREAM_001";
+        CREATE OR REPLACE PUMP "TWO" AS INSERT INTO "TAGGED"
+            SELECT STREAM 'two', price FROM "SOURCE_SQL_STREAM_002";"#
+        .into();
+    spec.input.parallelism = 2;
+    spec.outputs = vec![Output {
+        in_app_stream: "TAGGED".into(),
+        stream: "tagged".into(),
+        format: OutputFormat::Csv,
+    }];
+    let runtime = tokio::runtime::Handle::current();
+    // Out of KDA's bounds, or reading an input stream it does not have: refused.
+    for wrong in [0, 65] {
+        let mut refused = spec.clone();
+        refused.input.parallelism = wrong;
+        let error = Application::start(&engine, refused, RunConfig::default(), &runtime).await;
+        assert!(error.err().unwrap().to_string().contains("1 to 64"));
+    }
+    let mut one = spec.clone();
+    one.input.parallelism = 1;
+    let error = Application::start(&engine, one, RunConfig::default(), &runtime).await;
+    let message = error.err().unwrap().to_string();
+    assert!(message.contains("SOURCE_SQL_STREAM_002"), "{message}");
+
+    let application = Application::start(&engine, spec, RunConfig::default(), &runtime)
+        .await
+        .unwrap();
+    let trades = engine.stream("trades").unwrap();
+    // The price is the record's id; the shard it went to says which stream should take it.
+    let mut expected = std::collections::BTreeMap::new();
+    for price in 0..400 {
+        let data = format!(r#"{{"ticker":"A","price":{price}}}"#);
+        let put = trades
+            .put(PutRecord::new(&format!("key-{price}"), data.as_bytes()))
+            .durability(Durability::Durable)
+            .await
+            .unwrap();
+        let via = ["one", "two"][put.shard_id.index() as usize % 2];
+        expected.insert(price, via.to_owned());
+    }
+    let via_one = expected.values().filter(|v| *v == "one").count();
+    assert!(
+        (1..400).contains(&via_one),
+        "the keys spread over both streams"
+    );
+    let mut found = std::collections::BTreeMap::new();
+    for _ in 0..100 {
+        found.clear();
+        let mut reader = engine.stream("tagged").unwrap().reader().unwrap();
+        while let Some(read) = reader.read(None).unwrap() {
+            for record in read.records.records() {
+                let line = String::from_utf8(record.data.to_vec()).unwrap();
+                let (via, price) = line.trim_end().split_once(',').unwrap();
+                let before = found.insert(price.parse::<i32>().unwrap(), via.to_owned());
+                assert!(before.is_none(), "{line} twice");
+            }
+            if read.records.millis_behind_latest == 0 {
+                break;
+            }
+        }
+        if found.len() >= expected.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found, expected);
+    application.stop().await;
 }

@@ -17,6 +17,7 @@ fn input() -> Input {
     Input {
         stream: "clicks".into(),
         name_prefix: "SOURCE_SQL_STREAM".into(),
+        parallelism: 1,
         schema: InputSchema {
             columns: vec![RecordColumn {
                 name: "PAGE".into(),

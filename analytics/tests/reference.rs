@@ -87,6 +87,7 @@ fn spec() -> ApplicationSpec {
         input: Input {
             stream: "trades".into(),
             name_prefix: "SOURCE_SQL_STREAM".into(),
+            parallelism: 1,
             schema: InputSchema {
                 columns: vec![
                     column("TICKER", "VARCHAR(4)", Some("$.ticker")),

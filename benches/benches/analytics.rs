@@ -192,6 +192,7 @@ fn end_to_end(rounds: usize) -> Vec<Duration> {
             input: Input {
                 stream: "ticks".into(),
                 name_prefix: "SOURCE_SQL_STREAM".into(),
+                parallelism: 1,
                 schema: schema(),
             },
             outputs: vec![Output {

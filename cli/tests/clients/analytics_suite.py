@@ -432,6 +432,25 @@ def test_the_filter_example_and_an_update_while_running(endpoint):
     expect_error("ResourceNotFoundException", analytics.describe_application, ApplicationName=name)
 
 
+def test_input_parallelism_makes_numbered_input_streams(endpoint):
+    kinesis, analytics = client(endpoint, "kinesis"), client(endpoint, "kinesisanalytics")
+    source = create_stream(kinesis, "trades")
+    schema = {"RecordFormat": {"RecordFormatType": "JSON"},
+              "RecordColumns": [{"Name": "PRICE", "Mapping": "$.PRICE", "SqlType": "DOUBLE"}]}
+    parallel = dict(input_config(source, schema), InputParallelism={"Count": 2})
+    name = unique("parallel")
+    analytics.create_application(ApplicationName=name, Inputs=[parallel])
+    [described] = analytics.describe_application(ApplicationName=name)["ApplicationDetail"]["InputDescriptions"]
+    assert described["InAppStreamNames"] == ["SOURCE_SQL_STREAM_001", "SOURCE_SQL_STREAM_002"], described
+    assert described["InputParallelism"] == {"Count": 2}, described
+    analytics.update_application(ApplicationName=name, CurrentApplicationVersionId=1, ApplicationUpdate={
+        "InputUpdates": [{"InputId": "1.1", "InputParallelismUpdate": {"CountUpdate": 3}}]})
+    [described] = analytics.describe_application(ApplicationName=name)["ApplicationDetail"]["InputDescriptions"]
+    assert described["InAppStreamNames"][-1] == "SOURCE_SQL_STREAM_003", described
+    expect_error("InvalidArgumentException", analytics.create_application, ApplicationName=unique("parallel"),
+                 Inputs=[dict(parallel, InputParallelism={"Count": 65})])
+
+
 def test_listing_and_tags(endpoint):
     analytics = client(endpoint, "kinesisanalytics")
     names = sorted(unique("listed") for _ in range(3))

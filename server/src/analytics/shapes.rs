@@ -1,7 +1,7 @@
 //! Kinesis Data Analytics' request shapes (JSON 1.1, `KinesisAnalytics_20150814`) and their
 //! translation into the library's inputs, outputs and changes, and back for Describe. A
 //! setting this server does not run yet (Firehose inputs and outputs, Lambda outputs and
-//! preprocessors, input parallelism above 1) is refused with
+//! preprocessors) is refused with
 //! InvalidArgumentException naming it, never ignored.
 
 use crate::arn::StreamArn;
@@ -432,11 +432,7 @@ pub(super) fn input(
             "InputProcessingConfiguration (a Lambda preprocessor)",
         ));
     }
-    if let Some(count) = shape.input_parallelism.as_ref().and_then(|p| p.count)
-        && count != 1
-    {
-        return Err(not_yet(&format!("InputParallelism {count} (above 1)")));
-    }
+    let parallelism = parallelism(shape.input_parallelism.as_ref().and_then(|p| p.count))?;
     let source = shape
         .kinesis_streams_input
         .as_ref()
@@ -446,8 +442,23 @@ pub(super) fn input(
         stream: stream_of(tenant, &source.resource_arn)?,
         name_prefix: shape.name_prefix.clone(),
         schema: schema(&shape.input_schema)?,
+        parallelism,
     };
     Ok((input, source.role_arn.clone()))
+}
+
+/// An `InputParallelism` count (1 when not given), in KDA's bounds.
+fn parallelism(count: Option<i64>) -> Result<u32, ApiError> {
+    let count = count.unwrap_or(1);
+    u32::try_from(count)
+        .ok()
+        .filter(|c| (1..=sluice_analytics::PARALLELISM_MAX).contains(c))
+        .ok_or_else(|| {
+            ApiError::invalid_argument(format!(
+                "InputParallelism Count {count} is not 1 to {}.",
+                sluice_analytics::PARALLELISM_MAX
+            ))
+        })
 }
 
 /// An output shape as the library's output, and the role it names.
@@ -567,15 +578,14 @@ fn input_update(
     if update.input_processing_configuration_update.is_some() {
         return Err(not_yet("InputProcessingConfigurationUpdate"));
     }
+    let mut input = current.clone();
     if let Some(count) = update
         .input_parallelism_update
         .as_ref()
         .and_then(|p| p.count_update)
-        && count != 1
     {
-        return Err(not_yet(&format!("InputParallelism {count} (above 1)")));
+        input.parallelism = parallelism(Some(count))?;
     }
-    let mut input = current.clone();
     let mut changes = Vec::new();
     if let Some(prefix) = &update.name_prefix_update {
         check_in_app_name("NamePrefixUpdate", prefix)?;
@@ -720,13 +730,13 @@ pub(super) fn describe_io(tenant: &Tenant, stored: &StoredApplication) -> (Value
             json!({
                 "InputId": id,
                 "NamePrefix": input.name_prefix,
-                "InAppStreamNames": [input.in_app_name()],
+                "InAppStreamNames": input.in_app_names(),
                 "KinesisStreamsInputDescription": {
                     "ResourceARN": stream_arn(&input.stream),
                     "RoleARN": stored.metadata.get(INPUT_ROLE),
                 },
                 "InputSchema": describe_schema(&input.schema),
-                "InputParallelism": {"Count": 1},
+                "InputParallelism": {"Count": input.parallelism},
             })
         })
         .collect();
