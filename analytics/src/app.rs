@@ -8,6 +8,7 @@ use crate::error::AnalyticsError;
 use crate::pipeline::Pipeline;
 use crate::reference::{Reference, ReferenceObjects};
 use crate::schema::InputSchema;
+use crate::streams::{DeliveryStreams, StreamKind};
 use crate::task::Running;
 use serde::{Deserialize, Serialize};
 use sluice_core::Engine;
@@ -47,8 +48,12 @@ pub struct Input {
     pub schema: InputSchema,
     /// How many in-application input streams (KDA's `InputParallelism`, 1 to 64): `..._001`,
     /// `..._002`, ...; shard `i`'s records go to the one numbered `i % parallelism + 1`.
-    #[serde(default = "one")]
+    #[serde(default = "one", skip_serializing_if = "is_one")]
     pub parallelism: u32,
+    /// What `stream` names: a Sluice stream, or a Firehose delivery stream whose records
+    /// are read as they come in.
+    #[serde(default, skip_serializing_if = "StreamKind::is_stream")]
+    pub kind: StreamKind,
 }
 
 /// KDA's most in-application input streams of an input.
@@ -56,6 +61,12 @@ pub const PARALLELISM_MAX: u32 = 64;
 
 fn one() -> u32 {
     1
+}
+
+/// Left out when written, so an input written before it was kept digests as it did (its
+/// checkpoint stays its own).
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 impl ApplicationSpec {
@@ -113,15 +124,20 @@ impl Input {
     }
 }
 
-/// An in-application stream's rows, written to a Sluice stream.
+/// An in-application stream's rows, written to a Sluice stream or a Firehose delivery
+/// stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Output {
     /// The in-application stream.
     pub in_app_stream: String,
-    /// The Sluice stream.
+    /// The stream its rows go to.
     pub stream: String,
     /// How each row is written.
     pub format: OutputFormat,
+    /// What `stream` names: a Sluice stream, or a Firehose delivery stream (its rows are
+    /// put as PutRecordBatch puts records, and delivered as its records are).
+    #[serde(default, skip_serializing_if = "StreamKind::is_stream")]
+    pub kind: StreamKind,
 }
 
 /// How an output row is written: one record per row, its columns (not `ROWTIME`).
@@ -155,6 +171,9 @@ pub struct RunConfig {
     /// Where reference tables' objects are read from (an application with reference
     /// tables does not start without).
     pub objects: Option<Arc<dyn ReferenceObjects>>,
+    /// Where Firehose delivery streams are found (an application reading or writing one
+    /// does not start without).
+    pub delivery_streams: Option<Arc<dyn DeliveryStreams>>,
 }
 
 /// The in-application stream each output takes rows of: one of the code's, or the error
@@ -183,6 +202,19 @@ pub(crate) fn output_sources<'o>(
         sources.push(source);
     }
     Ok(sources)
+}
+
+/// Refuses outputs into a Sluice stream and a delivery stream held in streams of one name
+/// (`(name, kind)` each): a checkpoint knows the streams it put into by name.
+fn refuse_namesakes(outputs: &[(String, StreamKind)]) -> Result<(), AnalyticsError> {
+    for (name, kind) in outputs {
+        if outputs.iter().any(|(n, k)| n == name && k != kind) {
+            return Err(AnalyticsError::invalid(format!(
+                "Outputs go to a stream and a delivery stream both held as {name}: one of them must be renamed."
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Plans `code` over `spec`'s input (of `schema`) and reference tables.
@@ -223,6 +255,7 @@ impl Default for RunConfig {
             start_at: StartAt::TrimHorizon,
             metric_labels: Vec::new(),
             objects: None,
+            delivery_streams: None,
         }
     }
 }
@@ -411,17 +444,16 @@ impl Application {
         let pipeline = plan(&code, &spec, decoder.schema()).await?;
         let references =
             crate::reference::load(&spec.references, config.objects.as_deref()).await?;
-        let source = engine.stream(&spec.input.stream).map_err(|_| {
-            AnalyticsError::invalid(format!("Stream {} does not exist.", spec.input.stream))
-        })?;
+        let source = crate::streams::input_stream(engine, &config, &spec.input).await?;
         let mut outputs = BTreeMap::new();
         let sources = output_sources(&code, &spec.outputs)?;
+        let mut resolved = Vec::new();
         for (output, in_app) in spec.outputs.iter().zip(sources) {
-            let stream = engine.stream(&output.stream).map_err(|_| {
-                AnalyticsError::invalid(format!("Stream {} does not exist.", output.stream))
-            })?;
+            let stream = crate::streams::output_stream(engine, &config, output).await?;
+            resolved.push((stream.name().to_owned(), output.kind));
             outputs.insert(in_app, (stream, output.format));
         }
+        refuse_namesakes(&resolved)?;
         let stats = Arc::new(ApplicationStats::exported(
             &spec.name,
             &config.metric_labels,

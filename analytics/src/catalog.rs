@@ -7,6 +7,7 @@ use crate::app::{
 };
 use crate::error::AnalyticsError;
 use crate::reference::{REFERENCE_ID, Reference, ReferenceObjects};
+use crate::streams::DeliveryStreams;
 use serde::{Deserialize, Serialize};
 use sluice_core::Engine;
 use std::collections::BTreeMap;
@@ -145,6 +146,8 @@ pub struct AnalyticsConfig {
     pub metric_labels: Vec<(String, String)>,
     /// See [`RunConfig::objects`].
     pub objects: Option<Arc<dyn ReferenceObjects>>,
+    /// See [`RunConfig::delivery_streams`].
+    pub delivery_streams: Option<Arc<dyn DeliveryStreams>>,
 }
 
 impl Default for AnalyticsConfig {
@@ -155,6 +158,7 @@ impl Default for AnalyticsConfig {
             checkpoint_interval: run.checkpoint_interval,
             metric_labels: run.metric_labels,
             objects: None,
+            delivery_streams: None,
         }
     }
 }
@@ -464,12 +468,12 @@ impl Analytics {
         let Some((_, input)) = &stored.input else {
             return Ok(());
         };
-        if self.engine.stream(&input.stream).is_err() {
-            return Err(AnalyticsError::invalid(format!(
-                "Stream {} does not exist.",
-                input.stream
-            )));
-        }
+        crate::streams::input_stream(
+            &self.engine,
+            &self.run_config(None, StartAt::TrimHorizon),
+            input,
+        )
+        .await?;
         if stored.code.trim().is_empty() {
             return Ok(());
         }
@@ -497,19 +501,26 @@ impl Analytics {
             crate::checkpoint::StateDir::reset(&state_dir)?;
         }
         let spec = spec_of(stored, input);
-        let config = RunConfig {
+        let start_at = match position {
+            StartingPosition::Now => StartAt::Now,
+            _ => StartAt::TrimHorizon,
+        };
+        let config = self.run_config(Some(state_dir), start_at);
+        Application::start(&self.engine, spec, config, &self.runtime).await
+    }
+
+    /// How an application of the set runs.
+    fn run_config(&self, state_dir: Option<PathBuf>, start_at: StartAt) -> RunConfig {
+        RunConfig {
             lateness_ms: self.config.lateness_ms,
-            state_dir: Some(state_dir),
+            state_dir,
             checkpoint_interval: self.config.checkpoint_interval,
             metric_labels: self.config.metric_labels.clone(),
             objects: self.config.objects.clone(),
-            start_at: match position {
-                StartingPosition::Now => StartAt::Now,
-                _ => StartAt::TrimHorizon,
-            },
+            delivery_streams: self.config.delivery_streams.clone(),
+            start_at,
             ..RunConfig::default()
-        };
-        Application::start(&self.engine, spec, config, &self.runtime).await
+        }
     }
 
     fn save(&self, apps: &BTreeMap<String, Entry>) -> Result<(), AnalyticsError> {

@@ -44,6 +44,7 @@ mod reference;
 mod retention;
 mod schema;
 pub mod sql;
+mod streams;
 mod task;
 mod types;
 
@@ -62,4 +63,5 @@ pub use error_stream::ERROR_STREAM;
 pub use pipeline::{Pipeline, Produced};
 pub use reference::{ObjectRead, REFERENCE_BYTES_MAX, REFERENCE_ID, Reference, ReferenceObjects};
 pub use schema::{InputSchema, ROWTIME, RecordColumn, RecordFormat};
+pub use streams::{DeliveryStreams, StreamFound, StreamKind};
 pub use types::sql_type;

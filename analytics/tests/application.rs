@@ -4,6 +4,7 @@
 
 use sluice_analytics::*;
 use sluice_core::{CreateStream, Durability, Engine, EngineConfig, PutRecord};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn engine(dir: &std::path::Path) -> Engine {
@@ -34,6 +35,7 @@ fn spec() -> ApplicationSpec {
             stream: "trades".into(),
             name_prefix: "SOURCE_SQL_STREAM".into(),
             parallelism: 1,
+            kind: StreamKind::Stream,
             schema: InputSchema {
                 columns: vec![
                     column("TICKER", "VARCHAR(4)", "$.ticker"),
@@ -47,11 +49,13 @@ fn spec() -> ApplicationSpec {
                 in_app_stream: "PER_SECOND".into(),
                 stream: "counts".into(),
                 format: OutputFormat::Json,
+                kind: StreamKind::Stream,
             },
             Output {
                 in_app_stream: ERROR_STREAM.into(),
                 stream: "errors".into(),
                 format: OutputFormat::Json,
+                kind: StreamKind::Stream,
             },
         ],
         references: Vec::new(),
@@ -233,6 +237,7 @@ async fn each_shards_records_go_to_their_in_application_input_stream() {
         in_app_stream: "TAGGED".into(),
         stream: "tagged".into(),
         format: OutputFormat::Csv,
+        kind: StreamKind::Stream,
     }];
     let runtime = tokio::runtime::Handle::current();
     // Out of KDA's bounds, or reading an input stream it does not have: refused.
@@ -291,4 +296,136 @@ async fn each_shards_records_go_to_their_in_application_input_stream() {
     }
     assert_eq!(found, expected);
     application.stop().await;
+}
+
+/// Delivery streams as the embedder's resolver finds them: here, streams of a second
+/// engine (as a Firehose's backing streams are).
+#[derive(Debug)]
+struct OtherEngine(Engine);
+
+impl OtherEngine {
+    fn find(&self, name: &str) -> StreamFound<'_> {
+        let found = self.0.stream(name).map_err(|e| e.to_string());
+        Box::pin(std::future::ready(found))
+    }
+}
+
+impl DeliveryStreams for OtherEngine {
+    fn records<'a>(&'a self, name: &'a str) -> StreamFound<'a> {
+        self.find(name)
+    }
+
+    fn intake<'a>(&'a self, name: &'a str) -> StreamFound<'a> {
+        self.find(name)
+    }
+}
+
+/// Dear trades from the delivery stream `clicks` into the delivery stream `dear` (CSV).
+fn delivery_spec() -> ApplicationSpec {
+    let mut spec = spec();
+    spec.code = r#"
+        CREATE OR REPLACE STREAM "DEAR" (ticker VARCHAR(4), price INTEGER);
+        CREATE OR REPLACE PUMP "FILTER" AS INSERT INTO "DEAR"
+            SELECT STREAM ticker, price FROM "SOURCE_SQL_STREAM_001" WHERE price >= 50;"#
+        .into();
+    spec.input.stream = "clicks".into();
+    spec.input.kind = StreamKind::DeliveryStream;
+    spec.outputs = vec![Output {
+        in_app_stream: "DEAR".into(),
+        stream: "dear".into(),
+        format: OutputFormat::Csv,
+        kind: StreamKind::DeliveryStream,
+    }];
+    spec
+}
+
+/// An application reading a delivery stream's records and putting rows into another, found
+/// through `RunConfig::delivery_streams`; without one, or with a Sluice stream and a
+/// delivery stream held under one name, it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_streams_are_read_and_written_through_the_embedders_resolver() {
+    let dir = tempfile::tempdir().unwrap();
+    let firehose = engine(&dir.path().join("firehose"));
+    let engine = engine(dir.path());
+    for name in ["clicks", "dear"] {
+        firehose
+            .create_stream(CreateStream::provisioned(name, 1))
+            .await
+            .unwrap();
+    }
+    engine
+        .create_stream(CreateStream::provisioned("dear", 1))
+        .await
+        .unwrap();
+    let spec = delivery_spec();
+    let runtime = tokio::runtime::Handle::current();
+    let refused = Application::start(&engine, spec.clone(), RunConfig::default(), &runtime).await;
+    let message = refused.err().unwrap().to_string();
+    assert!(message.contains("no Firehose"), "{message}");
+    let config = RunConfig {
+        delivery_streams: Some(Arc::new(OtherEngine(firehose.clone()))),
+        lateness_ms: 200,
+        ..RunConfig::default()
+    };
+    let mut namesakes = spec.clone();
+    namesakes.code.push_str(
+        r#"CREATE OR REPLACE STREAM "ALL" (price INTEGER);
+           CREATE OR REPLACE PUMP "EVERY" AS INSERT INTO "ALL"
+             SELECT STREAM price FROM "SOURCE_SQL_STREAM_001";"#,
+    );
+    namesakes.outputs.push(Output {
+        in_app_stream: "ALL".into(),
+        stream: "dear".into(),
+        format: OutputFormat::Csv,
+        kind: StreamKind::Stream,
+    });
+    let refused = Application::start(&engine, namesakes, config.clone(), &runtime).await;
+    let message = refused.err().unwrap().to_string();
+    assert!(message.contains("both held as dear"), "{message}");
+
+    let application = Application::start(&engine, spec, config, &runtime)
+        .await
+        .unwrap();
+    let clicks = firehose.stream("clicks").unwrap();
+    for price in 0..100 {
+        let data = format!(r#"{{"ticker":"A","price":{price}}}"#);
+        clicks
+            .put(PutRecord::new(&price.to_string(), data.as_bytes()))
+            .durability(Durability::Durable)
+            .await
+            .unwrap();
+    }
+    let mut prices = Vec::new();
+    for _ in 0..100 {
+        prices = read_lines(&firehose, "dear")
+            .iter()
+            .map(|line| line.trim_end().rsplit_once(',').unwrap().1.parse().unwrap())
+            .collect::<Vec<i32>>();
+        if prices.len() >= 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    prices.sort_unstable();
+    assert_eq!(prices, (50..100).collect::<Vec<i32>>());
+    assert!(
+        read_lines(&engine, "dear").is_empty(),
+        "the Sluice stream took nothing"
+    );
+    application.stop().await;
+}
+
+/// Every record of `stream` of `engine`, as text.
+fn read_lines(engine: &Engine, stream: &str) -> Vec<String> {
+    let mut reader = engine.stream(stream).unwrap().reader().unwrap();
+    let mut found = Vec::new();
+    while let Some(read) = reader.read(None).unwrap() {
+        for record in read.records.records() {
+            found.push(String::from_utf8(record.data.to_vec()).unwrap());
+        }
+        if read.records.millis_behind_latest == 0 {
+            break;
+        }
+    }
+    found
 }

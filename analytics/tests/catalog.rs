@@ -18,6 +18,7 @@ fn input() -> Input {
         stream: "clicks".into(),
         name_prefix: "SOURCE_SQL_STREAM".into(),
         parallelism: 1,
+        kind: StreamKind::Stream,
         schema: InputSchema {
             columns: vec![RecordColumn {
                 name: "PAGE".into(),
@@ -43,6 +44,7 @@ fn output() -> Output {
         in_app_stream: "OUT".into(),
         stream: "pages".into(),
         format: OutputFormat::Json,
+        kind: StreamKind::Stream,
     }
 }
 

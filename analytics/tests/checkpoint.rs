@@ -60,6 +60,7 @@ fn spec(name: &str, suffix: &str) -> ApplicationSpec {
             stream: "trades".into(),
             name_prefix: "SOURCE_SQL_STREAM".into(),
             parallelism: 1,
+            kind: StreamKind::Stream,
             schema: InputSchema {
                 columns: vec![
                     column("TICKER", "VARCHAR(4)", "$.ticker"),
@@ -74,16 +75,19 @@ fn spec(name: &str, suffix: &str) -> ApplicationSpec {
                 in_app_stream: "PER_SECOND".into(),
                 stream: format!("counts{suffix}"),
                 format: OutputFormat::Json,
+                kind: StreamKind::Stream,
             },
             Output {
                 in_app_stream: "RECENT".into(),
                 stream: format!("recent{suffix}"),
                 format: OutputFormat::Json,
+                kind: StreamKind::Stream,
             },
             Output {
                 in_app_stream: "DEAR".into(),
                 stream: format!("dear{suffix}"),
                 format: OutputFormat::Csv,
+                kind: StreamKind::Stream,
             },
         ],
         references: Vec::new(),

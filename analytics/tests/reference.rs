@@ -88,6 +88,7 @@ fn spec() -> ApplicationSpec {
             stream: "trades".into(),
             name_prefix: "SOURCE_SQL_STREAM".into(),
             parallelism: 1,
+            kind: StreamKind::Stream,
             schema: InputSchema {
                 columns: vec![
                     column("TICKER", "VARCHAR(4)", Some("$.ticker")),
@@ -102,11 +103,13 @@ fn spec() -> ApplicationSpec {
                 in_app_stream: "NAMED".into(),
                 stream: "named".into(),
                 format: OutputFormat::Csv,
+                kind: StreamKind::Stream,
             },
             Output {
                 in_app_stream: "PER_SECOND".into(),
                 stream: "per_second".into(),
                 format: OutputFormat::Json,
+                kind: StreamKind::Stream,
             },
         ],
         references: vec![companies()],

@@ -193,12 +193,14 @@ fn end_to_end(rounds: usize) -> Vec<Duration> {
                 stream: "ticks".into(),
                 name_prefix: "SOURCE_SQL_STREAM".into(),
                 parallelism: 1,
+                kind: StreamKind::Stream,
                 schema: schema(),
             },
             outputs: vec![Output {
                 in_app_stream: "DESTINATION_SQL_STREAM".into(),
                 stream: "counts".into(),
                 format: OutputFormat::Json,
+                kind: StreamKind::Stream,
             }],
             references: Vec::new(),
         };

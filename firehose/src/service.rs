@@ -456,6 +456,47 @@ impl Firehose {
         (names, matching.next().is_some())
     }
 
+    /// The stream holding `name`'s records, for a layer that reads them as they come in
+    /// (analytics' inputs): its backing stream (DirectPut; sealed records are flagged so
+    /// in the log), or the stream it reads.
+    pub fn records_stream(&self, name: &str) -> Result<Stream, FirehoseError> {
+        let entry = self.entry(name)?;
+        if let Some(backing) = &entry.backing {
+            return Ok(backing.clone());
+        }
+        match &entry.stored.spec.source {
+            Source::Stream { name: source } => {
+                self.config.source_engine.stream(source).map_err(|_| {
+                    FirehoseError::invalid(format!(
+                        "Delivery stream {name} reads stream {source}, which does not exist."
+                    ))
+                })
+            }
+            Source::DirectPut => Err(FirehoseError::Internal(format!(
+                "Delivery stream {name} takes DirectPut records and has no backing stream."
+            ))),
+        }
+    }
+
+    /// The backing stream of `name`, for a layer that puts records into it as
+    /// PutRecordBatch would (analytics' outputs, which find their rows there after a
+    /// crash). Refused for a delivery stream that reads a stream, and for one that seals
+    /// its records (a layer's puts would be kept unsealed).
+    pub fn intake_stream(&self, name: &str) -> Result<Stream, FirehoseError> {
+        let entry = self.entry(name)?;
+        let Some(backing) = &entry.backing else {
+            return Err(FirehoseError::invalid(format!(
+                "Delivery stream {name} reads a Kinesis stream: put records into that stream."
+            )));
+        };
+        if lock(&entry.encryption).is_some() {
+            return Err(FirehoseError::invalid(format!(
+                "Delivery stream {name} seals its records (server-side encryption): rows cannot be put into it unsealed."
+            )));
+        }
+        Ok(backing.clone())
+    }
+
     /// Puts one record; returns its record id once it is durable.
     pub async fn put_record(&self, name: &str, data: &[u8]) -> Result<String, FirehoseError> {
         let mut results = self.put_record_batch(name, &[data]).await?;

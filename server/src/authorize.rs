@@ -393,7 +393,8 @@ pub async fn authorize_analytics(
 }
 
 /// The streams an analytics request names as inputs (`kinesis:GetRecords`) and outputs
-/// (`kinesis:PutRecords`), and the reference objects (`s3:GetObject`), wherever in it
+/// (`kinesis:PutRecords`), the delivery streams (`firehose:DescribeDeliveryStream`,
+/// `firehose:PutRecordBatch`), and the reference objects (`s3:GetObject`), wherever in it
 /// they are.
 #[cfg(feature = "analytics")]
 fn streams_named(value: &serde_json::Value, checks: &mut Vec<(String, String)>) {
@@ -414,6 +415,16 @@ fn streams_named(value: &serde_json::Value, checks: &mut Vec<(String, String)>) 
                     "KinesisStreamsInputUpdate" => ("kinesis:GetRecords", "ResourceARNUpdate"),
                     "KinesisStreamsOutput" => ("kinesis:PutRecords", "ResourceARN"),
                     "KinesisStreamsOutputUpdate" => ("kinesis:PutRecords", "ResourceARNUpdate"),
+                    // An application reads a delivery stream's records as they come in,
+                    // and puts rows into one as PutRecordBatch does.
+                    "KinesisFirehoseInput" => ("firehose:DescribeDeliveryStream", "ResourceARN"),
+                    "KinesisFirehoseInputUpdate" => {
+                        ("firehose:DescribeDeliveryStream", "ResourceARNUpdate")
+                    }
+                    "KinesisFirehoseOutput" => ("firehose:PutRecordBatch", "ResourceARN"),
+                    "KinesisFirehoseOutputUpdate" => {
+                        ("firehose:PutRecordBatch", "ResourceARNUpdate")
+                    }
                     _ => {
                         streams_named(inner, checks);
                         continue;

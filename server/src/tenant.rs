@@ -92,7 +92,11 @@ impl Tenant {
         let keyring = crate::kms::keyring::Keyring::open(data_dir)?;
         // Cyclic: the Firehose seals and opens records through the tenant's keys.
         Ok(Arc::new_cyclic(
-            |#[cfg_attr(not(feature = "firehose"), allow(unused_variables))] tenant| Tenant {
+            |#[cfg_attr(
+                not(any(feature = "firehose", feature = "analytics")),
+                allow(unused_variables)
+            )]
+             tenant| Tenant {
                 #[cfg(feature = "firehose")]
                 firehose: crate::firehose::FirehoseHolder::new(
                     data_dir,
@@ -105,8 +109,15 @@ impl Tenant {
                 analytics: crate::analytics::AnalyticsHolder::new(
                     data_dir,
                     &engine,
-                    engine_labels(account, region),
-                    crate::analytics::reference_objects(&config, &engine_labels(account, region)),
+                    sluice_analytics::AnalyticsConfig {
+                        metric_labels: engine_labels(account, region),
+                        objects: crate::analytics::reference_objects(
+                            &config,
+                            &engine_labels(account, region),
+                        ),
+                        delivery_streams: crate::analytics::delivery_streams(tenant),
+                        ..sluice_analytics::AnalyticsConfig::default()
+                    },
                 ),
                 engine,
                 state,

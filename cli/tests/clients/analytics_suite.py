@@ -385,6 +385,11 @@ def test_policies_cover_the_streams_an_application_reads_and_the_application_tag
     expect_error("AccessDeniedException", apps.update_application, ApplicationName=fenced_app,
                  CurrentApplicationVersionId=2, ApplicationUpdate={"ReferenceDataSourceUpdates": [
                      {"ReferenceId": "1.1", "S3ReferenceDataSourceUpdate": {"FileKeyUpdate": "other.csv"}}]})
+    # Nor read a delivery stream without firehose:DescribeDeliveryStream (it has no firehose:* at all).
+    delivery = f"arn:aws:firehose:us-east-1:{ACCOUNT}:deliverystream/any"
+    expect_error("AccessDeniedException", apps.create_application, ApplicationName=unique("delivered"),
+                 Inputs=[{"NamePrefix": "SOURCE_SQL_STREAM", "InputSchema": schema,
+                          "KinesisFirehoseInput": {"ResourceARN": delivery, "RoleARN": ROLE}}])
     # A name of dots only is no application's.
     expect_error("InvalidArgumentException", admin.create_application, ApplicationName="..")
 
@@ -430,6 +435,66 @@ def test_the_filter_example_and_an_update_while_running(endpoint):
     analytics.stop_application(ApplicationName=name)
     analytics.delete_application(ApplicationName=name, CreateTimestamp=created)
     expect_error("ResourceNotFoundException", analytics.describe_application, ApplicationName=name)
+
+
+def delivered_lines(bucket, prefix):
+    """The lines of the objects a delivery stream delivered into a bucket of the bucket directory."""
+    lines = []
+    for directory, _, files in os.walk(os.path.join(BUCKET_DIR, bucket, prefix)):
+        for name in files:
+            if "#" not in name:  # the local store's file being written, renamed into place when whole
+                with open(os.path.join(directory, name)) as f:
+                    lines.extend(f.read().splitlines())
+    return lines
+
+
+def test_delivery_streams_as_input_and_output(endpoint):
+    firehose, analytics = client(endpoint, "firehose"), client(endpoint, "kinesisanalytics")
+    source, target, bucket = unique("ticks"), unique("dear"), unique("lake")
+    for name in (source, target):
+        firehose.create_delivery_stream(DeliveryStreamName=name, DeliveryStreamType="DirectPut",
+                                        ExtendedS3DestinationConfiguration={
+                                            "RoleARN": ROLE, "BucketARN": f"arn:aws:s3:::{bucket}", "Prefix": f"{name}/",
+                                            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
+                                            "CompressionFormat": "UNCOMPRESSED"})
+    delivery_arn = lambda n: f"arn:aws:firehose:us-east-1:{ACCOUNT}:deliverystream/{n}"
+    schema = {"RecordFormat": {"RecordFormatType": "JSON"},
+              "RecordColumns": [{"Name": "TICKER_SYMBOL", "Mapping": "$.TICKER_SYMBOL", "SqlType": "VARCHAR(4)"},
+                                {"Name": "PRICE", "Mapping": "$.PRICE", "SqlType": "INTEGER"}]}
+    code = """CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (ticker_symbol VARCHAR(4), price INTEGER);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+    SELECT STREAM ticker_symbol, price FROM "SOURCE_SQL_STREAM_001" WHERE price >= 50;"""
+    name = unique("delivered")
+    analytics.create_application(
+        ApplicationName=name, ApplicationCode=code,
+        Inputs=[{"NamePrefix": "SOURCE_SQL_STREAM", "InputSchema": schema,
+                 "KinesisFirehoseInput": {"ResourceARN": delivery_arn(source), "RoleARN": ROLE}}],
+        Outputs=[{"Name": "DESTINATION_SQL_STREAM", "DestinationSchema": {"RecordFormatType": "JSON"},
+                  "KinesisFirehoseOutput": {"ResourceARN": delivery_arn(target), "RoleARN": ROLE}}])
+    detail = analytics.describe_application(ApplicationName=name)["ApplicationDetail"]
+    described_input = detail["InputDescriptions"][0]["KinesisFirehoseInputDescription"]
+    assert described_input == {"ResourceARN": delivery_arn(source), "RoleARN": ROLE}, detail
+    described_output = detail["OutputDescriptions"][0]["KinesisFirehoseOutputDescription"]
+    assert described_output == {"ResourceARN": delivery_arn(target), "RoleARN": ROLE}, detail
+    analytics.start_application(ApplicationName=name, InputConfigurations=[
+        {"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "TRIM_HORIZON"}}])
+    trades = [{"TICKER_SYMBOL": TICKERS[i % 4][0], "PRICE": (i * 37) % 100} for i in range(200)]
+    firehose.put_record_batch(DeliveryStreamName=source, Records=[{"Data": json.dumps(t).encode()} for t in trades])
+    expected = sorted((t["TICKER_SYMBOL"], t["PRICE"]) for t in trades if t["PRICE"] >= 50)
+    deadline = time.time() + 30
+    while True:
+        rows = [json.loads(line) for line in delivered_lines(bucket, f"{target}/")]
+        if len(rows) >= len(expected) or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    time.sleep(1.5)  # none more may come
+    rows = [json.loads(line) for line in delivered_lines(bucket, f"{target}/")]
+    assert sorted((r["TICKER_SYMBOL"], r["PRICE"]) for r in rows) == expected, rows
+    analytics.stop_application(ApplicationName=name)
+    # A delivery stream that does not exist is refused when it is named.
+    expect_error("InvalidArgumentException", analytics.create_application, ApplicationName=unique("nowhere"),
+                 Inputs=[{"NamePrefix": "SOURCE_SQL_STREAM", "InputSchema": schema,
+                          "KinesisFirehoseInput": {"ResourceARN": delivery_arn("none-such"), "RoleARN": ROLE}}])
 
 
 def test_input_parallelism_makes_numbered_input_streams(endpoint):

@@ -108,12 +108,63 @@ pub(crate) fn reference_objects(
     None
 }
 
+/// Delivery streams of the tenant's Firehose, as applications' inputs and outputs.
+#[cfg(feature = "firehose")]
+struct TenantDeliveryStreams(std::sync::Weak<Tenant>);
+
+#[cfg(feature = "firehose")]
+impl std::fmt::Debug for TenantDeliveryStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TenantDeliveryStreams")
+    }
+}
+
+#[cfg(feature = "firehose")]
+impl TenantDeliveryStreams {
+    async fn firehose(&self) -> Result<Arc<sluice_firehose::Firehose>, String> {
+        let tenant = self.0.upgrade().ok_or("the server is shutting down")?;
+        let firehose = tenant.firehose().await.map_err(|e| e.message)?;
+        Ok(firehose.clone())
+    }
+}
+
+#[cfg(feature = "firehose")]
+impl sluice_analytics::DeliveryStreams for TenantDeliveryStreams {
+    fn records<'a>(&'a self, name: &'a str) -> sluice_analytics::StreamFound<'a> {
+        Box::pin(async move {
+            let firehose = self.firehose().await?;
+            firehose.records_stream(name).map_err(|e| e.to_string())
+        })
+    }
+
+    fn intake<'a>(&'a self, name: &'a str) -> sluice_analytics::StreamFound<'a> {
+        Box::pin(async move {
+            let firehose = self.firehose().await?;
+            firehose.intake_stream(name).map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Where the tenant's applications find delivery streams: its Firehose (none in a build
+/// without the Firehose).
+pub(crate) fn delivery_streams(
+    tenant: &std::sync::Weak<Tenant>,
+) -> Option<Arc<dyn sluice_analytics::DeliveryStreams>> {
+    #[cfg(feature = "firehose")]
+    return Some(Arc::new(TenantDeliveryStreams(tenant.clone())));
+    #[cfg(not(feature = "firehose"))]
+    {
+        let _ = tenant;
+        None
+    }
+}
+
 /// A tenant's applications, opened on first use, or when the tenant opens if it has some.
 pub(crate) struct AnalyticsHolder {
     dir: PathBuf,
-    /// The tenant's account and region, as metric labels.
-    labels: Vec<(String, String)>,
-    objects: Option<Arc<dyn ReferenceObjects>>,
+    /// How they run: the tenant's account and region as metric labels, where reference
+    /// objects and delivery streams are found.
+    config: AnalyticsConfig,
     analytics: Arc<OnceCell<Arc<Analytics>>>,
 }
 
@@ -123,25 +174,20 @@ impl AnalyticsHolder {
     pub(crate) fn new(
         data_dir: &Path,
         engine: &Engine,
-        labels: Vec<(String, String)>,
-        objects: Option<Arc<dyn ReferenceObjects>>,
+        config: AnalyticsConfig,
     ) -> AnalyticsHolder {
         let holder = AnalyticsHolder {
             dir: data_dir.join("analytics"),
-            labels,
-            objects,
+            config,
             analytics: Arc::new(OnceCell::new()),
         };
         let stored = holder.dir.join("applications.json").exists();
         if let (true, Ok(runtime)) = (stored, tokio::runtime::Handle::try_current()) {
             let (cell, dir, engine) =
                 (holder.analytics.clone(), holder.dir.clone(), engine.clone());
-            let (labels, objects) = (holder.labels.clone(), holder.objects.clone());
+            let config = holder.config.clone();
             runtime.spawn(async move {
-                if let Err(e) = cell
-                    .get_or_try_init(|| open(&dir, engine, labels, objects))
-                    .await
-                {
+                if let Err(e) = cell.get_or_try_init(|| open(&dir, engine, config)).await {
                     eprintln!(
                         "sluice serve: analytics in {}: {}",
                         dir.display(),
@@ -156,14 +202,7 @@ impl AnalyticsHolder {
     /// The applications, opened if they are not yet.
     pub(crate) async fn get(&self, engine: &Engine) -> Result<&Arc<Analytics>, ApiError> {
         self.analytics
-            .get_or_try_init(|| {
-                open(
-                    &self.dir,
-                    engine.clone(),
-                    self.labels.clone(),
-                    self.objects.clone(),
-                )
-            })
+            .get_or_try_init(|| open(&self.dir, engine.clone(), self.config.clone()))
             .await
     }
 }
@@ -171,15 +210,9 @@ impl AnalyticsHolder {
 async fn open(
     dir: &Path,
     engine: Engine,
-    labels: Vec<(String, String)>,
-    objects: Option<Arc<dyn ReferenceObjects>>,
+    config: AnalyticsConfig,
 ) -> Result<Arc<Analytics>, ApiError> {
     let runtime = tokio::runtime::Handle::current();
-    let config = AnalyticsConfig {
-        metric_labels: labels,
-        objects,
-        ..AnalyticsConfig::default()
-    };
     let (analytics, failures) = Analytics::open(engine, dir, config, runtime)
         .await
         .map_err(|e| ApiError::internal(format!("opening analytics: {e}")))?;

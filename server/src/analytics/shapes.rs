@@ -1,7 +1,6 @@
 //! Kinesis Data Analytics' request shapes (JSON 1.1, `KinesisAnalytics_20150814`) and their
 //! translation into the library's inputs, outputs and changes, and back for Describe. A
-//! setting this server does not run yet (Firehose inputs and outputs, Lambda outputs and
-//! preprocessors) is refused with
+//! setting this server does not run yet (Lambda outputs and preprocessors) is refused with
 //! InvalidArgumentException naming it, never ignored.
 
 use crate::arn::StreamArn;
@@ -11,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_analytics::{
     Change, Input, InputSchema, Output, OutputFormat, REFERENCE_ID, RecordColumn, RecordFormat,
-    Reference, StoredApplication,
+    Reference, StoredApplication, StreamKind,
 };
 
 /// Every member any operation takes; each operation reads its own.
@@ -113,7 +112,7 @@ pub(super) struct ResourceRole {
 pub(super) struct InputShape {
     name_prefix: String,
     kinesis_streams_input: Option<ResourceRole>,
-    kinesis_firehose_input: Option<Value>,
+    kinesis_firehose_input: Option<ResourceRole>,
     input_processing_configuration: Option<Value>,
     input_parallelism: Option<Parallelism>,
     input_schema: SchemaShape,
@@ -174,7 +173,7 @@ struct ColumnShape {
 pub(super) struct OutputShape {
     name: String,
     kinesis_streams_output: Option<ResourceRole>,
-    kinesis_firehose_output: Option<Value>,
+    kinesis_firehose_output: Option<ResourceRole>,
     lambda_output: Option<Value>,
     destination_schema: DestinationSchema,
 }
@@ -201,7 +200,7 @@ struct InputUpdate {
     input_id: String,
     name_prefix_update: Option<String>,
     kinesis_streams_input_update: Option<ResourceRoleUpdate>,
-    kinesis_firehose_input_update: Option<Value>,
+    kinesis_firehose_input_update: Option<ResourceRoleUpdate>,
     input_processing_configuration_update: Option<Value>,
     input_schema_update: Option<SchemaUpdate>,
     input_parallelism_update: Option<ParallelismUpdate>,
@@ -236,7 +235,7 @@ struct OutputUpdate {
     output_id: String,
     name_update: Option<String>,
     kinesis_streams_output_update: Option<ResourceRoleUpdate>,
-    kinesis_firehose_output_update: Option<Value>,
+    kinesis_firehose_output_update: Option<ResourceRoleUpdate>,
     lambda_output_update: Option<Value>,
     destination_schema_update: Option<DestinationSchema>,
 }
@@ -424,27 +423,99 @@ pub(super) fn input(
     tenant: &Tenant,
     shape: &InputShape,
 ) -> Result<(Input, Option<String>), ApiError> {
-    if shape.kinesis_firehose_input.is_some() {
-        return Err(not_yet("KinesisFirehoseInput (a delivery stream as input)"));
-    }
     if shape.input_processing_configuration.is_some() {
         return Err(not_yet(
             "InputProcessingConfiguration (a Lambda preprocessor)",
         ));
     }
     let parallelism = parallelism(shape.input_parallelism.as_ref().and_then(|p| p.count))?;
-    let source = shape
-        .kinesis_streams_input
-        .as_ref()
-        .ok_or_else(|| ApiError::invalid_argument("An input needs KinesisStreamsInput."))?;
+    let (source, kind) = one_of(
+        shape.kinesis_streams_input.as_ref(),
+        shape.kinesis_firehose_input.as_ref(),
+        "An input needs KinesisStreamsInput or KinesisFirehoseInput",
+    )?;
     check_in_app_name("NamePrefix", &shape.name_prefix)?;
     let input = Input {
-        stream: stream_of(tenant, &source.resource_arn)?,
+        stream: named_by(tenant, kind, &source.resource_arn)?,
         name_prefix: shape.name_prefix.clone(),
         schema: schema(&shape.input_schema)?,
         parallelism,
+        kind,
     };
     Ok((input, source.role_arn.clone()))
+}
+
+/// The one of a stream's and a delivery stream's member given, and what it names.
+fn one_of<'s, T>(
+    stream: Option<&'s T>,
+    delivery_stream: Option<&'s T>,
+    missing: &str,
+) -> Result<(&'s T, StreamKind), ApiError> {
+    match (stream, delivery_stream) {
+        (Some(stream), None) => Ok((stream, StreamKind::Stream)),
+        (None, Some(delivery_stream)) => Ok((delivery_stream, StreamKind::DeliveryStream)),
+        _ => Err(ApiError::invalid_argument(format!(
+            "{missing}, one of them."
+        ))),
+    }
+}
+
+/// The stream or delivery stream an ARN names, in the caller's account and region.
+fn named_by(tenant: &Tenant, kind: StreamKind, arn: &str) -> Result<String, ApiError> {
+    match kind {
+        StreamKind::Stream => stream_of(tenant, arn),
+        StreamKind::DeliveryStream => {
+            let prefix = format!(
+                "arn:aws:firehose:{}:{}:deliverystream/",
+                tenant.region, tenant.account
+            );
+            arn.strip_prefix(&prefix)
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    ApiError::invalid_argument(format!(
+                        "{arn} is not a delivery stream ARN of account {} and region {}.",
+                        tenant.account, tenant.region
+                    ))
+                })
+        }
+    }
+}
+
+/// An ARN of what `kind` names.
+fn arn_of(tenant: &Tenant, kind: StreamKind, name: &str) -> String {
+    match kind {
+        StreamKind::Stream => StreamArn::format(&tenant.region, &tenant.account, name),
+        StreamKind::DeliveryStream => format!(
+            "arn:aws:firehose:{}:{}:deliverystream/{name}",
+            tenant.region, tenant.account
+        ),
+    }
+}
+
+/// A `KinesisStreams...Update` or `KinesisFirehose...Update`: the stream or delivery stream
+/// it names now, and the role change it makes under `role_key`.
+fn resource_update(
+    tenant: &Tenant,
+    (stream, delivery_stream): (Option<&ResourceRoleUpdate>, Option<&ResourceRoleUpdate>),
+    (name, kind): (&mut String, &mut StreamKind),
+    role_key: String,
+    changes: &mut Vec<Change>,
+) -> Result<(), ApiError> {
+    for (update, to) in [
+        (stream, StreamKind::Stream),
+        (delivery_stream, StreamKind::DeliveryStream),
+    ] {
+        let Some(update) = update else { continue };
+        if let Some(arn) = &update.resource_arn_update {
+            *name = named_by(tenant, to, arn)?;
+            *kind = to;
+        }
+        if let Some(role) = &update.role_arn_update {
+            changes.push(Change::Metadata(role_key.clone(), Some(role.clone())));
+        }
+    }
+    Ok(())
 }
 
 /// An `InputParallelism` count (1 when not given), in KDA's bounds.
@@ -466,23 +537,20 @@ pub(super) fn output(
     tenant: &Tenant,
     shape: &OutputShape,
 ) -> Result<(Output, Option<String>), ApiError> {
-    if shape.kinesis_firehose_output.is_some() {
-        return Err(not_yet(
-            "KinesisFirehoseOutput (a delivery stream as output)",
-        ));
-    }
     if shape.lambda_output.is_some() {
         return Err(not_yet("LambdaOutput"));
     }
-    let target = shape
-        .kinesis_streams_output
-        .as_ref()
-        .ok_or_else(|| ApiError::invalid_argument("An output needs KinesisStreamsOutput."))?;
+    let (target, kind) = one_of(
+        shape.kinesis_streams_output.as_ref(),
+        shape.kinesis_firehose_output.as_ref(),
+        "An output needs KinesisStreamsOutput or KinesisFirehoseOutput",
+    )?;
     check_in_app_name("Name", &shape.name)?;
     let output = Output {
         in_app_stream: shape.name.clone(),
-        stream: stream_of(tenant, &target.resource_arn)?,
+        stream: named_by(tenant, kind, &target.resource_arn)?,
         format: format(shape.destination_schema.record_format_type.as_deref())?,
+        kind,
     };
     Ok((output, target.role_arn.clone()))
 }
@@ -572,9 +640,6 @@ fn input_update(
             update.input_id
         )));
     }
-    if update.kinesis_firehose_input_update.is_some() {
-        return Err(not_yet("KinesisFirehoseInputUpdate"));
-    }
     if update.input_processing_configuration_update.is_some() {
         return Err(not_yet("InputProcessingConfigurationUpdate"));
     }
@@ -591,14 +656,16 @@ fn input_update(
         check_in_app_name("NamePrefixUpdate", prefix)?;
         input.name_prefix.clone_from(prefix);
     }
-    if let Some(source) = &update.kinesis_streams_input_update {
-        if let Some(arn) = &source.resource_arn_update {
-            input.stream = stream_of(tenant, arn)?;
-        }
-        if let Some(role) = &source.role_arn_update {
-            changes.push(Change::Metadata(INPUT_ROLE.to_owned(), Some(role.clone())));
-        }
-    }
+    resource_update(
+        tenant,
+        (
+            update.kinesis_streams_input_update.as_ref(),
+            update.kinesis_firehose_input_update.as_ref(),
+        ),
+        (&mut input.stream, &mut input.kind),
+        INPUT_ROLE.to_owned(),
+        &mut changes,
+    )?;
     if let Some(schema_update) = &update.input_schema_update {
         let current_format = describe_schema(&input.schema)["RecordFormat"].clone();
         let shape = SchemaShape {
@@ -642,8 +709,8 @@ fn output_update(
             update.output_id
         )));
     };
-    if update.kinesis_firehose_output_update.is_some() || update.lambda_output_update.is_some() {
-        return Err(not_yet("Firehose and Lambda outputs"));
+    if update.lambda_output_update.is_some() {
+        return Err(not_yet("LambdaOutputUpdate"));
     }
     let mut output = current.clone();
     let mut changes = Vec::new();
@@ -651,17 +718,16 @@ fn output_update(
         check_in_app_name("NameUpdate", name)?;
         output.in_app_stream.clone_from(name);
     }
-    if let Some(target) = &update.kinesis_streams_output_update {
-        if let Some(arn) = &target.resource_arn_update {
-            output.stream = stream_of(tenant, arn)?;
-        }
-        if let Some(role) = &target.role_arn_update {
-            changes.push(Change::Metadata(
-                output_role(&update.output_id),
-                Some(role.clone()),
-            ));
-        }
-    }
+    resource_update(
+        tenant,
+        (
+            update.kinesis_streams_output_update.as_ref(),
+            update.kinesis_firehose_output_update.as_ref(),
+        ),
+        (&mut output.stream, &mut output.kind),
+        output_role(&update.output_id),
+        &mut changes,
+    )?;
     if let Some(schema) = &update.destination_schema_update {
         output.format = format(schema.record_format_type.as_deref())?;
     }
@@ -722,40 +788,58 @@ pub(super) fn describe_references(stored: &StoredApplication) -> Value {
 
 /// The input and outputs as Describe shows them.
 pub(super) fn describe_io(tenant: &Tenant, stored: &StoredApplication) -> (Value, Value) {
-    let stream_arn = |name: &str| StreamArn::format(&tenant.region, &tenant.account, name);
+    // `KinesisStreams...Description` or `KinesisFirehose...Description`, by what it names.
+    let resource = |side: &str, kind: StreamKind, name: &str, role: Option<&String>| {
+        let member = match kind {
+            StreamKind::Stream => format!("KinesisStreams{side}Description"),
+            StreamKind::DeliveryStream => format!("KinesisFirehose{side}Description"),
+        };
+        (
+            member,
+            json!({"ResourceARN": arn_of(tenant, kind, name), "RoleARN": role}),
+        )
+    };
     let inputs: Vec<Value> = stored
         .input
         .iter()
         .map(|(id, input)| {
-            json!({
+            let mut described = json!({
                 "InputId": id,
                 "NamePrefix": input.name_prefix,
                 "InAppStreamNames": input.in_app_names(),
-                "KinesisStreamsInputDescription": {
-                    "ResourceARN": stream_arn(&input.stream),
-                    "RoleARN": stored.metadata.get(INPUT_ROLE),
-                },
                 "InputSchema": describe_schema(&input.schema),
                 "InputParallelism": {"Count": input.parallelism},
-            })
+            });
+            let (member, value) = resource(
+                "Input",
+                input.kind,
+                &input.stream,
+                stored.metadata.get(INPUT_ROLE),
+            );
+            described[member] = value;
+            described
         })
         .collect();
     let outputs: Vec<Value> = stored
         .outputs
         .iter()
         .map(|(id, output)| {
-            json!({
+            let mut described = json!({
                 "OutputId": id,
                 "Name": output.in_app_stream,
-                "KinesisStreamsOutputDescription": {
-                    "ResourceARN": stream_arn(&output.stream),
-                    "RoleARN": stored.metadata.get(&output_role(id)),
-                },
                 "DestinationSchema": {"RecordFormatType": match output.format {
                     OutputFormat::Json => "JSON",
                     OutputFormat::Csv => "CSV",
                 }},
-            })
+            });
+            let (member, value) = resource(
+                "Output",
+                output.kind,
+                &output.stream,
+                stored.metadata.get(&output_role(id)),
+            );
+            described[member] = value;
+            described
         })
         .collect();
     (Value::Array(inputs), Value::Array(outputs))
