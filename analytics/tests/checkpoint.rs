@@ -2,10 +2,11 @@
 //! started again resumes where it was; one killed with SIGKILL in the middle of its windows
 //! and started again puts exactly the rows an uninterrupted run puts, no row lost or twice.
 
+mod common;
+
 use sluice_analytics::*;
 use sluice_core::{CreateStream, Durability, Engine, EngineConfig, ManualClock, PutRecord};
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -304,15 +305,6 @@ async fn kill_child() {
     panic!("the kill test never killed this process");
 }
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_application_replays_its_journal_and_puts_every_row_once() {
     let stats = killed_and_restarted(false).await;
@@ -336,38 +328,15 @@ async fn killed_and_restarted(snapshots: bool) -> ApplicationSnapshot {
         create_streams(&engine, &["", "_ref"]).await;
         put_trades(&engine, &clock, 0, TRADES).await;
     }
-    let mut child = Child(
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "kill_child", "--ignored", "--nocapture"])
-            .env(CHILD_DIR, dir.path())
-            .env(CHILD_SNAPSHOTS, if snapshots { "1" } else { "0" })
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
     // Killed once a fifth of the dear trades are out: windows are open, steps journaled.
-    // The pipe stays open until the child is killed: a closed one would fail its prints
-    // and end it by a panic instead.
-    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let mut seen = 0;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(n) = line.strip_prefix("output ") {
-            seen = n.parse().unwrap();
-            if seen >= dear_count(0..TRADES) as u64 / 5 {
-                break;
-            }
-        }
-    }
-    assert!(seen > 0, "the child stopped before putting anything");
-    child.0.kill().unwrap();
-    let status = child.0.wait().unwrap();
-    drop(lines);
-    use std::os::unix::process::ExitStatusExt as _;
-    assert_eq!(
-        status.signal(),
-        Some(9),
-        "the child ended by SIGKILL: {status:?}"
+    let snapshots_env = std::ffi::OsStr::new(if snapshots { "1" } else { "0" });
+    common::kill_child_after(
+        "kill_child",
+        &[
+            (CHILD_DIR, dir.path().as_os_str()),
+            (CHILD_SNAPSHOTS, snapshots_env),
+        ],
+        dear_count(0..TRADES) as u64 / 5,
     );
 
     let engine = engine(dir.path(), None);

@@ -4,10 +4,11 @@
 //! whose object changes before it starts again replays its journal over the table it ran
 //! with (no row put twice), then takes up the new one.
 
+mod common;
+
 use sluice_analytics::*;
 use sluice_core::{CreateStream, Durability, Engine, EngineConfig, PutRecord};
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -348,15 +349,6 @@ async fn reference_kill_child() {
     panic!("the kill test never killed this process");
 }
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs the application in a child process until some rows are out, kills it with
 /// SIGKILL, changes the object, and starts it again: the journal's steps are replayed over
 /// the table they ran with, so the rows put before the kill are not put again under the
@@ -371,7 +363,11 @@ async fn a_killed_application_replays_over_the_table_it_ran_with_then_takes_up_t
         create_streams(&engine).await;
         put_trades(&engine, 0..TRADES).await;
     }
-    run_child_until_killed(dir.path(), 200);
+    common::kill_child_after(
+        "reference_kill_child",
+        &[(CHILD_DIR, dir.path().as_os_str())],
+        200,
+    );
 
     write_object(dir.path(), COMPANIES_V2);
     let engine = engine(dir.path());
@@ -420,40 +416,6 @@ async fn a_killed_application_replays_over_the_table_it_ran_with_then_takes_up_t
     app.stop().await;
     // The old copy is gone once no snapshot names it.
     assert_eq!(saved_copies(dir.path()).len(), 1);
-}
-
-/// Runs the application in a child process until it has put `rows` rows, and kills it
-/// with SIGKILL.
-fn run_child_until_killed(dir: &Path, rows: u64) {
-    let mut child = Child(
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "reference_kill_child",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env(CHILD_DIR, dir)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let mut seen = 0;
-    for line in lines.by_ref() {
-        if let Some(n) = line.unwrap().strip_prefix("output ") {
-            seen = n.parse().unwrap();
-            if seen >= rows {
-                break;
-            }
-        }
-    }
-    assert!(seen >= rows, "the child stopped after {seen} rows");
-    child.0.kill().unwrap();
-    let status = child.0.wait().unwrap();
-    drop(lines);
-    use std::os::unix::process::ExitStatusExt as _;
-    assert_eq!(status.signal(), Some(9), "{status:?}");
 }
 
 /// The copy the journal's steps ran with, damaged: the start is refused, saying how to go

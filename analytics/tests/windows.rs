@@ -488,25 +488,23 @@ fn sliding_rows(batches: &[RecordBatch]) -> Vec<SlidingRow> {
     found
 }
 
-/// Sliding windows (`RANGE INTERVAL ... PRECEDING`, named and inline), run row by row as
-/// the watermark passes each row, give what DataFusion's window functions give over the
-/// whole data set at once, out-of-order rows included.
-#[tokio::test]
-async fn sliding_windows_match_the_same_query_in_batch() {
+/// Runs the pump `select` (into ticker, price, mean, trades, high) over `records` row by
+/// row, the watermark 2 s behind the newest, and checks it gives what `batch` (the same
+/// query with DataFusion's window functions, over the table `trades`) gives over the whole
+/// data set at once, out-of-order rows included; returns the rows.
+async fn sliding_known_answer(
+    select: &str,
+    records: &[(Vec<u8>, u64)],
+    batch: &str,
+) -> Vec<SlidingRow> {
     let decoder = Decoder::new(&schema()).unwrap();
     let code = sql::parse(&format!(
         r#"CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM"
              (ticker VARCHAR(4), price BIGINT, mean DOUBLE, trades BIGINT, high BIGINT);
-           CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
-             SELECT STREAM ticker, price, AVG(price) OVER W1, COUNT(*) OVER W1,
-                 MAX(price) OVER (PARTITION BY ticker RANGE INTERVAL '3' SECOND PRECEDING)
-             FROM "{INPUT}"
-             WINDOW W1 AS (PARTITION BY ticker RANGE INTERVAL '10' SECOND PRECEDING);"#
+           CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM" {select};"#
     ))
     .unwrap();
-    assert_eq!(code.pumps[0].sliding.as_ref().unwrap().range_ms, 10_000);
     let mut pipeline = Pipeline::new(&code, INPUT, decoder.schema()).await.unwrap();
-    let records = trades(6_000, 1_796_464_800_000);
     let (mut streamed, mut inputs, mut seen_ms) = (Vec::new(), Vec::new(), 0);
     for chunk in records.chunks(300) {
         let (batch, _) = decoder
@@ -527,24 +525,9 @@ async fn sliding_windows_match_the_same_query_in_batch() {
     let all = datafusion::arrow::compute::concat_batches(&decoder.schema(), &inputs).unwrap();
     let ctx = SessionContext::new();
     ctx.register_batch("trades", all).unwrap();
-    let frame = |seconds: u32| {
-        format!(
-            r#"OVER (PARTITION BY "TICKER" ORDER BY "ROWTIME" RANGE BETWEEN INTERVAL '{seconds}' SECOND PRECEDING AND CURRENT ROW)"#
-        )
-    };
-    let (ten, three) = (frame(10), frame(3));
-    let batch = ctx
-        .sql(&format!(
-            r#"SELECT "ROWTIME", "TICKER", "PRICE", AVG("PRICE") {ten}, COUNT(*) {ten},
-                      MAX("PRICE") {three} FROM trades"#
-        ))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let batch = ctx.sql(batch).await.unwrap().collect().await.unwrap();
     let (streamed, expected) = (sliding_rows(&streamed), sliding_rows(&batch));
-    assert_eq!(streamed.len(), 6_000);
+    assert_eq!(streamed.len(), records.len());
     assert_eq!(streamed.len(), expected.len());
     for (s, b) in streamed.iter().zip(&expected) {
         assert_eq!(
@@ -554,6 +537,33 @@ async fn sliding_windows_match_the_same_query_in_batch() {
         );
         assert!((s.3 - b.3).abs() < 1e-9, "{s:?} {b:?}");
     }
+    expected
+}
+
+/// Sliding windows (`RANGE INTERVAL ... PRECEDING`, named and inline) give what the same
+/// query gives in batch.
+#[tokio::test]
+async fn sliding_windows_match_the_same_query_in_batch() {
+    let frame = |seconds: u32| {
+        format!(
+            r#"OVER (PARTITION BY "TICKER" ORDER BY "ROWTIME" RANGE BETWEEN INTERVAL '{seconds}' SECOND PRECEDING AND CURRENT ROW)"#
+        )
+    };
+    let (ten, three) = (frame(10), frame(3));
+    let expected = sliding_known_answer(
+        &format!(
+            r#"SELECT STREAM ticker, price, AVG(price) OVER W1, COUNT(*) OVER W1,
+                 MAX(price) OVER (PARTITION BY ticker RANGE INTERVAL '3' SECOND PRECEDING)
+               FROM "{INPUT}"
+               WINDOW W1 AS (PARTITION BY ticker RANGE INTERVAL '10' SECOND PRECEDING)"#
+        ),
+        &trades(6_000, 1_796_464_800_000),
+        &format!(
+            r#"SELECT "ROWTIME", "TICKER", "PRICE", AVG("PRICE") {ten}, COUNT(*) {ten},
+                      MAX("PRICE") {three} FROM trades"#
+        ),
+    )
+    .await;
     // The windows are not trivial: some hold many rows.
     assert!(
         expected.iter().any(|r| r.4 > 20),
@@ -563,25 +573,10 @@ async fn sliding_windows_match_the_same_query_in_batch() {
 }
 
 /// `ROWS <n> PRECEDING` windows (per partition and over the whole stream, beside a
-/// `RANGE` window in one pump), run row by row as the watermark passes each row, give what
-/// DataFusion's window functions give over the whole data set at once, out-of-order rows
-/// included: the rows kept between runs are enough, however old.
+/// `RANGE` window in one pump) give what the same query gives in batch: the rows kept
+/// between runs are enough, however old.
 #[tokio::test]
 async fn rows_windows_match_the_same_query_in_batch() {
-    let decoder = Decoder::new(&schema()).unwrap();
-    let code = sql::parse(&format!(
-        r#"CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM"
-             (ticker VARCHAR(4), price BIGINT, mean DOUBLE, trades BIGINT, high BIGINT);
-           CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
-             SELECT STREAM ticker, price, AVG(price) OVER LAST_TEN, COUNT(*) OVER (ROWS 3 PRECEDING),
-                 MAX(price) OVER (PARTITION BY ticker RANGE INTERVAL '2' SECOND PRECEDING)
-             FROM "{INPUT}"
-             WINDOW LAST_TEN AS (PARTITION BY "{INPUT}".ticker ROWS 10 PRECEDING);"#
-    ))
-    .unwrap();
-    let sliding = code.pumps[0].sliding.as_ref().unwrap();
-    assert_eq!((sliding.range_ms, sliding.rows.len()), (2_000, 2));
-    let mut pipeline = Pipeline::new(&code, INPUT, decoder.schema()).await.unwrap();
     // Each arrival time once: which of two rows of one time is first is no one's to say.
     let mut seen = std::collections::HashSet::new();
     let records: Vec<(Vec<u8>, u64)> = trades(6_000, 1_796_464_800_000)
@@ -593,52 +588,52 @@ async fn rows_windows_match_the_same_query_in_batch() {
             (data, time)
         })
         .collect();
-    let (mut streamed, mut inputs, mut seen_ms) = (Vec::new(), Vec::new(), 0);
-    for chunk in records.chunks(300) {
-        let (batch, _) = decoder
-            .decode(chunk.iter().map(|(d, t)| (&d[..], *t)))
-            .unwrap();
-        inputs.push(batch.clone());
-        pipeline.push(batch).await.unwrap();
-        seen_ms = seen_ms.max(chunk.iter().map(|(_, t)| *t).max().unwrap());
-        for (_, rows) in pipeline.advance(seen_ms as i64 - 2_000).await.unwrap() {
-            streamed.push(rows);
-        }
-    }
-    for (_, rows) in pipeline.advance(i64::MAX).await.unwrap() {
-        streamed.push(rows);
-    }
-    assert_eq!(pipeline.late_rows(), 0);
-    let all = datafusion::arrow::compute::concat_batches(&decoder.schema(), &inputs).unwrap();
-    let ctx = SessionContext::new();
-    ctx.register_batch("trades", all).unwrap();
-    let batch = ctx
-        .sql(
-            r#"SELECT "ROWTIME", "TICKER", "PRICE",
-                 AVG("PRICE") OVER (PARTITION BY "TICKER" ORDER BY "ROWTIME" ROWS BETWEEN 10 PRECEDING AND CURRENT ROW),
-                 COUNT(*) OVER (ORDER BY "ROWTIME" ROWS BETWEEN 3 PRECEDING AND CURRENT ROW),
-                 MAX("PRICE") OVER (PARTITION BY "TICKER" ORDER BY "ROWTIME" RANGE BETWEEN INTERVAL '2' SECOND PRECEDING AND CURRENT ROW)
-               FROM trades"#,
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let (streamed, expected) = (sliding_rows(&streamed), sliding_rows(&batch));
-    assert_eq!(streamed.len(), 6_000);
-    assert_eq!(streamed.len(), expected.len());
-    for (s, b) in streamed.iter().zip(&expected) {
-        assert_eq!(
-            (s.0, &s.1, s.2, s.4, s.5),
-            (b.0, &b.1, b.2, b.4, b.5),
-            "{s:?} {b:?}"
-        );
-        assert!((s.3 - b.3).abs() < 1e-9, "{s:?} {b:?}");
-    }
+    let expected = sliding_known_answer(
+        &format!(
+            r#"SELECT STREAM ticker, price, AVG(price) OVER LAST_TEN, COUNT(*) OVER (ROWS 3 PRECEDING),
+                 MAX(price) OVER (PARTITION BY ticker RANGE INTERVAL '2' SECOND PRECEDING)
+               FROM "{INPUT}"
+               WINDOW LAST_TEN AS (PARTITION BY "{INPUT}".ticker ROWS 10 PRECEDING)"#
+        ),
+        &records,
+        r#"SELECT "ROWTIME", "TICKER", "PRICE",
+             AVG("PRICE") OVER (PARTITION BY "TICKER" ORDER BY "ROWTIME" ROWS BETWEEN 10 PRECEDING AND CURRENT ROW),
+             COUNT(*) OVER (ORDER BY "ROWTIME" ROWS BETWEEN 3 PRECEDING AND CURRENT ROW),
+             MAX("PRICE") OVER (PARTITION BY "TICKER" ORDER BY "ROWTIME" RANGE BETWEEN INTERVAL '2' SECOND PRECEDING AND CURRENT ROW)
+           FROM trades"#,
+    )
+    .await;
     // Most rows' last ten of their ticker reach back further than the 2 s range: a window
     // of the rows kept by time alone would be short.
     assert!(expected.iter().filter(|r| r.4 == 4).count() > 5_990);
+}
+
+/// The front end notes how far back a pump's windows reach: the widest range, and each
+/// `ROWS` window.
+#[test]
+fn sliding_windows_say_how_far_back_rows_are_kept() {
+    let pump = |windows: &str| {
+        let code = sql::parse(&format!(
+            r#"CREATE OR REPLACE STREAM "O" (a BIGINT, b BIGINT);
+               CREATE OR REPLACE PUMP "P" AS INSERT INTO "O"
+                 SELECT STREAM {windows} FROM "{INPUT}"
+                 WINDOW W1 AS (PARTITION BY ticker RANGE INTERVAL '10' SECOND PRECEDING);"#
+        ))
+        .unwrap();
+        code.pumps[0].sliding.clone().unwrap()
+    };
+    let range = pump("COUNT(*) OVER W1, MAX(price) OVER (RANGE INTERVAL '3' SECOND PRECEDING)");
+    assert_eq!((range.range_ms, range.rows.len()), (10_000, 0));
+    let rows = pump(
+        "COUNT(*) OVER (ROWS 3 PRECEDING), AVG(price) OVER (PARTITION BY \"S\".ticker ROWS 10 PRECEDING)",
+    );
+    assert_eq!(rows.range_ms, 10_000);
+    let windows: Vec<_> = rows
+        .rows
+        .iter()
+        .map(|w| (w.preceding, w.partition.clone()))
+        .collect();
+    assert_eq!(windows, [(3, vec![]), (10, vec!["TICKER".to_owned()])]);
 }
 
 #[tokio::test]
