@@ -531,6 +531,8 @@ struct Rewrite {
     sliding: Option<Sliding>,
     /// In a `WINDOW name AS (...)` clause.
     in_window_clause: bool,
+    /// In a `FROM` clause, where `OVER` windows a joined stream.
+    in_from: bool,
 }
 
 impl Rewrite {
@@ -564,6 +566,12 @@ impl Rewrite {
             }
             if unquoted {
                 self.clause(&upper, next);
+            }
+            if unquoted && upper == "OVER" && self.in_from {
+                return Err(AnalyticsError::code(
+                    "A windowed join of streams (JOIN <stream> OVER (...)) is not supported yet",
+                    position(token.span.start),
+                ));
             }
             let window_spec = upper == "OVER" || (upper == "AS" && self.in_window_clause);
             if unquoted && window_spec && next == Some(&Token::LParen) {
@@ -623,6 +631,7 @@ impl Rewrite {
         if upper == "GROUP" && is_word(next, "BY") {
             self.in_group_by = true;
             self.in_order_by = false;
+            self.in_from = false;
         } else if matches!(
             upper,
             "HAVING" | "ORDER" | "WINDOW" | "LIMIT" | "SELECT" | "FROM" | "WHERE"
@@ -630,6 +639,7 @@ impl Rewrite {
             self.in_group_by = false;
             self.in_order_by = upper == "ORDER";
             self.in_window_clause = upper == "WINDOW";
+            self.in_from = upper == "FROM";
         }
     }
 
