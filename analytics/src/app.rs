@@ -472,6 +472,9 @@ impl Application {
             stopped,
         );
         running.use_references(references)?;
+        if spec.input.kind == StreamKind::DeliveryStream {
+            running.name_source(format!("delivery stream {}", spec.input.stream));
+        }
         if config.start_at == StartAt::Now {
             running.start_now()?;
         }

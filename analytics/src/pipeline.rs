@@ -23,7 +23,7 @@ use datafusion::common::TableReference;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::{MemTable, TableType};
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{Expr, LogicalPlan, WindowFunctionDefinition};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -537,6 +537,14 @@ impl Pipeline {
         let Some(sliding) = pump.sliding.as_ref().filter(|s| !s.rows.is_empty()) else {
             return Ok(Vec::new());
         };
+        // The rows kept are the stream's; a filter before the window would leave fewer
+        // of them in its frame than kept.
+        if has_node(plan, |node| matches!(node, LogicalPlan::Filter(_))) {
+            return Err(
+                "a pump with a ROWS window filters no rows (WHERE): filter them in a pump before it"
+                    .to_owned(),
+            );
+        }
         if has_node(
             plan,
             |node| matches!(node, LogicalPlan::TableScan(scan) if self.references.contains_key(scan.table_name.table())),
@@ -1138,17 +1146,19 @@ fn refuse_unbounded(plan: &LogicalPlan, windowed: bool, sliding: bool) -> Result
     let mut refused = None;
     plan.apply(|node| {
         refused = match node {
-            LogicalPlan::Window(_) if !sliding => {
-                Some("OVER needs a window RANGE INTERVAL '<n>' <unit> PRECEDING")
-            }
+            LogicalPlan::Window(_) if !sliding => Some(
+                "OVER needs a window RANGE INTERVAL '<n>' <unit> PRECEDING or ROWS <n> PRECEDING"
+                    .to_owned(),
+            ),
+            LogicalPlan::Window(window) => window.window_expr.iter().find_map(frame_blind),
             LogicalPlan::Distinct(_) if !windowed => {
-                Some("DISTINCT over a stream needs a tumbling window")
+                Some("DISTINCT over a stream needs a tumbling window".to_owned())
             }
             LogicalPlan::Sort(_) if !windowed => {
-                Some("ORDER BY over a stream needs a tumbling window")
+                Some("ORDER BY over a stream needs a tumbling window".to_owned())
             }
             LogicalPlan::Limit(_) if !windowed => {
-                Some("LIMIT over a stream needs a tumbling window")
+                Some("LIMIT over a stream needs a tumbling window".to_owned())
             }
             _ => None,
         };
@@ -1159,7 +1169,27 @@ fn refuse_unbounded(plan: &LogicalPlan, windowed: bool, sliding: bool) -> Result
         })
     })
     .map_err(|e| e.to_string())?;
-    refused.map_or(Ok(()), |why| Err(why.to_owned()))
+    refused.map_or(Ok(()), Err)
+}
+
+/// A window function (not an aggregate) in `expr`, refused: its answer depends on the rows
+/// before the window's frame (ROW_NUMBER counts from the first row, LAG reaches past it),
+/// which a sliding pump does not keep.
+fn frame_blind(expr: &Expr) -> Option<String> {
+    let mut found = None;
+    let _ = expr.apply(|e| {
+        if let Expr::WindowFunction(function) = e
+            && let WindowFunctionDefinition::WindowUDF(udf) = &function.fun
+        {
+            found = Some(format!(
+                "{} is not supported in a sliding window (it reaches rows before the window's frame; aggregates do not)",
+                udf.name()
+            ));
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 fn has_aggregate(plan: &LogicalPlan) -> bool {

@@ -50,6 +50,10 @@ struct Stopped;
 pub(crate) struct Running {
     name: String,
     source: Stream,
+    /// What the snapshot names the source by: its stream's name, or for a delivery stream
+    /// `delivery stream <name>` (its backing stream, in another engine, may share a
+    /// stream's name; positions in one are nothing in the other).
+    source_key: String,
     decoder: Decoder,
     /// The in-application input streams: shard `i`'s rows go into the one at `i % len`.
     inputs: Vec<String>,
@@ -95,6 +99,7 @@ impl Running {
     ) -> Running {
         Running {
             name,
+            source_key: source.name().to_owned(),
             source,
             decoder,
             inputs,
@@ -135,6 +140,11 @@ impl Running {
             .iter()
             .map(LoadedReference::file_name)
             .collect()
+    }
+
+    /// Names the source in snapshots by `key` rather than its stream's name.
+    pub(crate) fn name_source(&mut self, key: String) {
+        self.source_key = key;
     }
 
     /// Reads the source from its newest records on (a checkpoint, if one is taken up, has
@@ -181,10 +191,10 @@ impl Running {
         }
         if header.spec_digest != spec_digest {
             // Positions are a stream's: another source starts from its own beginning.
-            if header.source == self.source.name() {
+            if header.source == self.source_key {
                 self.positions = parse_positions(&header.positions)?;
             }
-            let same_source = header.source == self.source.name();
+            let same_source = header.source == self.source_key;
             for step in recovered
                 .steps
                 .iter()
@@ -701,7 +711,7 @@ impl Running {
         }
         let pipeline = self.pipeline.state()?;
         let header = SnapshotHeader {
-            source: self.source.name().to_owned(),
+            source: self.source_key.clone(),
             spec_digest: self.spec_digest,
             outputs_digest: self.outputs_digest,
             step: self.step,

@@ -458,21 +458,16 @@ impl Firehose {
 
     /// The stream holding `name`'s records, for a layer that reads them as they come in
     /// (analytics' inputs): its backing stream (DirectPut; sealed records are flagged so
-    /// in the log), or the stream it reads.
+    /// in the log). A delivery stream that reads a stream is refused: who reads it should
+    /// read that stream, under that stream's own permissions.
     pub fn records_stream(&self, name: &str) -> Result<Stream, FirehoseError> {
         let entry = self.entry(name)?;
-        if let Some(backing) = &entry.backing {
-            return Ok(backing.clone());
-        }
-        match &entry.stored.spec.source {
-            Source::Stream { name: source } => {
-                self.config.source_engine.stream(source).map_err(|_| {
-                    FirehoseError::invalid(format!(
-                        "Delivery stream {name} reads stream {source}, which does not exist."
-                    ))
-                })
-            }
-            Source::DirectPut => Err(FirehoseError::Internal(format!(
+        match (&entry.backing, &entry.stored.spec.source) {
+            (Some(backing), _) => Ok(backing.clone()),
+            (None, Source::Stream { name: source }) => Err(FirehoseError::invalid(format!(
+                "Delivery stream {name} reads stream {source}: read that stream instead."
+            ))),
+            (None, Source::DirectPut) => Err(FirehoseError::Internal(format!(
                 "Delivery stream {name} takes DirectPut records and has no backing stream."
             ))),
         }

@@ -91,7 +91,7 @@ impl Tenant {
         });
         let keyring = crate::kms::keyring::Keyring::open(data_dir)?;
         // Cyclic: the Firehose seals and opens records through the tenant's keys.
-        Ok(Arc::new_cyclic(
+        let tenant = Arc::new_cyclic(
             |#[cfg_attr(
                 not(any(feature = "firehose", feature = "analytics")),
                 allow(unused_variables)
@@ -108,7 +108,6 @@ impl Tenant {
                 #[cfg(feature = "analytics")]
                 analytics: crate::analytics::AnalyticsHolder::new(
                     data_dir,
-                    &engine,
                     sluice_analytics::AnalyticsConfig {
                         metric_labels: engine_labels(account, region),
                         objects: crate::analytics::reference_objects(
@@ -134,7 +133,10 @@ impl Tenant {
                 fault_rng: AtomicU64::new(now_ms() | 1),
                 config,
             },
-        ))
+        );
+        #[cfg(feature = "analytics")]
+        tenant.analytics.open_if_kept(&tenant.engine);
+        Ok(tenant)
     }
 
     /// The tenant's Firehose delivery streams (opened on first use).

@@ -584,35 +584,11 @@ impl Rewrite {
                 continue;
             }
             if unquoted && next == Some(&Token::LParen) {
-                if self.depth >= NESTING_MAX {
-                    return Err(AnalyticsError::code(
-                        format!("Function calls are nested more than {NESTING_MAX} deep"),
-                        position(token.span.start),
-                    ));
-                }
-                let close = matching(tokens, i + 1)?;
-                self.depth += 1;
-                let arguments = &tokens[i + 2..close];
                 self.order_key_first = out.len() >= 2
                     && is_word(Some(&out[out.len() - 1].token), "BY")
                     && is_word(Some(&out[out.len() - 2].token), "ORDER");
-                let made = match upper.as_str() {
-                    "STEP" => self.step(token, arguments)?,
-                    "FLOOR" if has_word(arguments, "TO") => self.floor(token, arguments)?,
-                    _ => {
-                        // A function: its name as DataFusion's registry has it.
-                        let mut call = vec![with(
-                            token,
-                            Token::make_word(&word.value.to_ascii_lowercase(), None),
-                        )];
-                        call.push(tokens[i + 1].clone());
-                        call.extend(self.tokens(arguments)?);
-                        call.push(tokens[close].clone());
-                        call
-                    }
-                };
-                self.depth -= 1;
-                out.extend(made);
+                let close = matching(tokens, i + 1)?;
+                out.extend(self.call(&tokens[i..=close], &upper)?);
                 i = close + 1;
                 continue;
             }
@@ -624,6 +600,41 @@ impl Rewrite {
             i += 1;
         }
         Ok(out)
+    }
+
+    /// A call, `name ( arguments )` in `call`: STEP and FLOOR rewritten, any other
+    /// function named as DataFusion's registry has it.
+    fn call(
+        &mut self,
+        call: &[TokenWithSpan],
+        upper: &str,
+    ) -> Result<Vec<TokenWithSpan>, AnalyticsError> {
+        let (name, arguments) = (&call[0], &call[2..call.len() - 1]);
+        if self.depth >= NESTING_MAX {
+            return Err(AnalyticsError::code(
+                format!("Function calls are nested more than {NESTING_MAX} deep"),
+                position(name.span.start),
+            ));
+        }
+        self.depth += 1;
+        let made = match upper {
+            "STEP" => self.step(name, arguments),
+            "FLOOR" if has_word(arguments, "TO") => self.floor(name, arguments),
+            _ => {
+                let mut out = vec![with(
+                    name,
+                    Token::make_word(&upper.to_ascii_lowercase(), None),
+                )];
+                out.push(call[1].clone());
+                self.tokens(arguments).map(|inner| {
+                    out.extend(inner);
+                    out.push(call[call.len() - 1].clone());
+                    out
+                })
+            }
+        };
+        self.depth -= 1;
+        made
     }
 
     /// Notes the clause a word starts: where a window is taken.

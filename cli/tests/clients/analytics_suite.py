@@ -491,10 +491,34 @@ CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
     rows = [json.loads(line) for line in delivered_lines(bucket, f"{target}/")]
     assert sorted((r["TICKER_SYMBOL"], r["PRICE"]) for r in rows) == expected, rows
     analytics.stop_application(ApplicationName=name)
-    # A delivery stream that does not exist is refused when it is named.
+    # A delivery stream that does not exist is refused when it is named; one that reads a
+    # Kinesis stream is neither an input (read that stream) nor an output (it takes no puts).
     expect_error("InvalidArgumentException", analytics.create_application, ApplicationName=unique("nowhere"),
                  Inputs=[{"NamePrefix": "SOURCE_SQL_STREAM", "InputSchema": schema,
                           "KinesisFirehoseInput": {"ResourceARN": delivery_arn("none-such"), "RoleARN": ROLE}}])
+    kinesis = client(endpoint, "kinesis")
+    stream = create_stream(kinesis, "feed")
+    reader = unique("reader")
+    firehose.create_delivery_stream(
+        DeliveryStreamName=reader, DeliveryStreamType="KinesisStreamAsSource",
+        KinesisStreamSourceConfiguration={"KinesisStreamARN": stream_arn(stream), "RoleARN": ROLE},
+        ExtendedS3DestinationConfiguration={"RoleARN": ROLE, "BucketARN": f"arn:aws:s3:::{bucket}",
+                                            "Prefix": f"{reader}/", "CompressionFormat": "UNCOMPRESSED"})
+    error = expect_error("InvalidArgumentException", analytics.create_application, ApplicationName=unique("reads"),
+                         Inputs=[{"NamePrefix": "SOURCE_SQL_STREAM", "InputSchema": schema,
+                                  "KinesisFirehoseInput": {"ResourceARN": delivery_arn(reader), "RoleARN": ROLE}}])
+    assert "read that stream instead" in error.response["Error"]["Message"], error.response
+    writes = unique("writes")
+    analytics.create_application(
+        ApplicationName=writes, ApplicationCode=code,
+        Inputs=[{"NamePrefix": "SOURCE_SQL_STREAM", "InputSchema": schema,
+                 "KinesisFirehoseInput": {"ResourceARN": delivery_arn(source), "RoleARN": ROLE}}],
+        Outputs=[{"Name": "DESTINATION_SQL_STREAM", "DestinationSchema": {"RecordFormatType": "JSON"},
+                  "KinesisFirehoseOutput": {"ResourceARN": delivery_arn(reader), "RoleARN": ROLE}}])
+    error = expect_error("InvalidArgumentException", analytics.start_application, ApplicationName=writes,
+                         InputConfigurations=[{"Id": "1.1", "InputStartingPositionConfiguration": {
+                             "InputStartingPosition": "NOW"}}])
+    assert "reads a Kinesis stream" in error.response["Error"]["Message"], error.response
 
 
 def test_input_parallelism_makes_numbered_input_streams(endpoint):

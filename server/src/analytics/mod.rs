@@ -169,23 +169,24 @@ pub(crate) struct AnalyticsHolder {
 }
 
 impl AnalyticsHolder {
-    /// For the tenant in `data_dir`; opens at once (on the runtime at hand) if applications
-    /// are kept there, so running ones go on without waiting for a call.
-    pub(crate) fn new(
-        data_dir: &Path,
-        engine: &Engine,
-        config: AnalyticsConfig,
-    ) -> AnalyticsHolder {
-        let holder = AnalyticsHolder {
+    /// For the tenant in `data_dir` (opened by [`AnalyticsHolder::open_if_kept`] or on
+    /// first use).
+    pub(crate) fn new(data_dir: &Path, config: AnalyticsConfig) -> AnalyticsHolder {
+        AnalyticsHolder {
             dir: data_dir.join("analytics"),
             config,
             analytics: Arc::new(OnceCell::new()),
-        };
-        let stored = holder.dir.join("applications.json").exists();
+        }
+    }
+
+    /// Opens at once (on the runtime at hand) if applications are kept, so running ones go
+    /// on without waiting for a call. Called once the tenant is whole: an application may
+    /// find its delivery streams through it as it starts.
+    pub(crate) fn open_if_kept(&self, engine: &Engine) {
+        let stored = self.dir.join("applications.json").exists();
         if let (true, Ok(runtime)) = (stored, tokio::runtime::Handle::try_current()) {
-            let (cell, dir, engine) =
-                (holder.analytics.clone(), holder.dir.clone(), engine.clone());
-            let config = holder.config.clone();
+            let (cell, dir, engine) = (self.analytics.clone(), self.dir.clone(), engine.clone());
+            let config = self.config.clone();
             runtime.spawn(async move {
                 if let Err(e) = cell.get_or_try_init(|| open(&dir, engine, config)).await {
                     eprintln!(
@@ -196,7 +197,6 @@ impl AnalyticsHolder {
                 }
             });
         }
-        holder
     }
 
     /// The applications, opened if they are not yet.

@@ -469,8 +469,14 @@ fn named_by(tenant: &Tenant, kind: StreamKind, arn: &str) -> Result<String, ApiE
                 "arn:aws:firehose:{}:{}:deliverystream/",
                 tenant.region, tenant.account
             );
+            // Firehose's names: 1 to 64 of [A-Za-z0-9_.-].
             arn.strip_prefix(&prefix)
-                .filter(|name| !name.is_empty())
+                .filter(|name| {
+                    (1..=64).contains(&name.len())
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+                })
                 .map(str::to_owned)
                 .ok_or_else(|| {
                     ApiError::invalid_argument(format!(
@@ -502,6 +508,11 @@ fn resource_update(
     role_key: String,
     changes: &mut Vec<Change>,
 ) -> Result<(), ApiError> {
+    if stream.is_some() && delivery_stream.is_some() {
+        return Err(ApiError::invalid_argument(
+            "An update names a stream or a delivery stream, not both.",
+        ));
+    }
     for (update, to) in [
         (stream, StreamKind::Stream),
         (delivery_stream, StreamKind::DeliveryStream),
