@@ -7,7 +7,7 @@ use crate::error::{AnalyticsError, Position};
 use crate::forest::Forest;
 use crate::retention::RowsKept;
 use crate::schema::ROWTIME;
-use crate::sql::{ANOMALY_SCORE, Code, FOREST_PREFIX, ForestDef, PumpDef, StreamDef};
+use crate::sql::{ANOMALY_SCORE, Code, FOREST_PREFIX, ForestDef, JoinDef, PumpDef, StreamDef};
 use crate::types::{rowtime_type, sql_type};
 use async_trait::async_trait;
 use datafusion::arrow::array::{
@@ -20,9 +20,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::TableReference;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::dataframe::DataFrame;
-use datafusion::datasource::{MemTable, TableType};
+use datafusion::datasource::{MemTable, TableType, provider_as_source};
 use datafusion::logical_expr::{Expr, LogicalPlan, WindowFunctionDefinition};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -95,6 +95,62 @@ struct Pump {
     /// Sliding: the rows kept for the windows of rows to come, and the rows waiting for
     /// the watermark.
     sliding: Option<SlidingRows>,
+    /// Its windowed join of two streams (`from` is the left one).
+    join: Option<JoinStage>,
+}
+
+impl Pump {
+    /// Whether it takes the rows of `stream`.
+    fn takes(&self, stream: &str) -> bool {
+        match &self.join {
+            Some(join) => join.streams.iter().any(|s| s == stream),
+            None => self.from == stream,
+        }
+    }
+
+    /// Its rows waiting for the watermark: a sliding pump's, or each side's of a join.
+    fn waiting(&self) -> impl Iterator<Item = &SlidingRows> {
+        self.sliding
+            .iter()
+            .chain(self.join.iter().flat_map(|join| join.rows.iter()))
+    }
+
+    /// The stream whose rows a checkpoint's `part` holds: a join's right side's, or its
+    /// source's.
+    fn part_stream(&self, part: WindowPart) -> &str {
+        match (&self.join, part) {
+            (Some(join), WindowPart::JoinedHistory | WindowPart::JoinedPending) => &join.streams[1],
+            _ => &self.from,
+        }
+    }
+
+    /// Where a checkpoint's rows of `part` go.
+    fn held_rows(&mut self, part: WindowPart) -> Option<&mut SlidingRows> {
+        match (part, &mut self.sliding, &mut self.join) {
+            (WindowPart::SlidingHistory | WindowPart::SlidingPending, Some(sliding), _) => {
+                Some(sliding)
+            }
+            (WindowPart::SlidingHistory | WindowPart::SlidingPending, None, Some(join)) => {
+                Some(&mut join.rows[0])
+            }
+            (WindowPart::JoinedHistory | WindowPart::JoinedPending, _, Some(join)) => {
+                Some(&mut join.rows[1])
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A pump's windowed join of two streams (docs/design/analytics.md, "Stream-to-stream
+/// joins"): each side's rows wait for the watermark as a sliding pump's do, and are kept
+/// while rows of the other side to come may pair with them.
+struct JoinStage {
+    /// The streams of the left and the right side (one stream twice in a self-join).
+    streams: [String; 2],
+    /// The tables the plan reads for each side, holding its rows for the run under way.
+    tables: [Arc<SwapTable>; 2],
+    /// Each side's rows; `range_ms` is its window's.
+    rows: [SlidingRows; 2],
 }
 
 /// A sliding-window pump's rows. A row is run once the watermark passes its `ROWTIME`
@@ -111,6 +167,60 @@ pub(crate) struct SlidingRows {
     pub history: Vec<RecordBatch>,
     /// Rows not run yet.
     pub pending: Vec<RecordBatch>,
+}
+
+impl SlidingRows {
+    fn new(range_ms: i64, rows_windows: Vec<RowsKept>) -> SlidingRows {
+        SlidingRows {
+            range_ms,
+            rows_windows,
+            released_to: i64::MIN,
+            history: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Whether rows wait at or before `bound`.
+    fn has_due(&self, bound: i64) -> bool {
+        self.pending
+            .iter()
+            .filter_map(|b| rowtimes(b).ok())
+            .any(|times| times.values().iter().any(|t| *t <= bound))
+    }
+
+    /// Adds a batch's rows to those waiting; returns how many were late (at or before what
+    /// was run already), which are left out.
+    fn hold(&mut self, batch: &RecordBatch) -> Result<u64, AnalyticsError> {
+        let (late, fresh) = split_by_rowtime(batch, self.released_to)?;
+        self.pending.extend(fresh);
+        Ok(late.map_or(0, |b| b.num_rows() as u64))
+    }
+
+    /// The rows a run up to `bound` reads (those kept, then those due), and those that
+    /// wait on.
+    fn due(&self, bound: i64) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), AnalyticsError> {
+        let (mut rows, mut waiting) = (self.history.clone(), Vec::new());
+        for batch in &self.pending {
+            let (at_or_before, after) = split_by_rowtime(batch, bound)?;
+            rows.extend(at_or_before);
+            waiting.extend(after);
+        }
+        Ok((rows, waiting))
+    }
+
+    /// After a run up to `bound` over `rows`: keeps what runs to come read.
+    fn ran(
+        &mut self,
+        rows: &[RecordBatch],
+        waiting: Vec<RecordBatch>,
+        bound: i64,
+    ) -> Result<(), AnalyticsError> {
+        let keep_after = bound.saturating_sub(self.range_ms);
+        self.history = crate::retention::kept(rows, keep_after, &self.rows_windows)?;
+        self.pending = waiting;
+        self.released_to = bound;
+        Ok(())
+    }
 }
 
 /// A pump's `RANDOM_CUT_FOREST`: its cursor's plan over the pump's source, and the forest
@@ -156,10 +266,15 @@ pub(crate) enum WindowPart {
     /// A tumbling window's.
     #[default]
     Tumbling,
-    /// A sliding pump's rows run already, kept for the windows of rows to come.
+    /// A sliding pump's rows run already, kept for the windows of rows to come; a join's
+    /// left side's, kept for rows of the right side to come.
     SlidingHistory,
-    /// A sliding pump's rows waiting for the watermark.
+    /// A sliding pump's rows waiting for the watermark; a join's left side's.
     SlidingPending,
+    /// A join's right side's rows run already, kept for rows of the left side to come.
+    JoinedHistory,
+    /// A join's right side's rows waiting for the watermark.
+    JoinedPending,
 }
 
 /// An application's streams and pumps, ready to run.
@@ -238,13 +353,7 @@ impl Pipeline {
                 planned.forest = Some(stage.0);
                 // Rows are scored in ROWTIME order once the watermark passes them, as a
                 // sliding window of no width runs them.
-                planned.sliding = Some(SlidingRows {
-                    range_ms: 0,
-                    rows_windows: Vec::new(),
-                    released_to: i64::MIN,
-                    history: Vec::new(),
-                    pending: Vec::new(),
-                });
+                planned.sliding = Some(SlidingRows::new(0, Vec::new()));
             }
             pipeline.pumps.push(planned);
         }
@@ -295,8 +404,8 @@ impl Pipeline {
             let mut at = 0;
             while at < reached.len() {
                 let stream = reached[at];
-                for pump in self.pumps.iter().filter(|p| p.from == stream) {
-                    if pump.into == start.from {
+                for pump in self.pumps.iter().filter(|p| p.takes(stream)) {
+                    if start.takes(&pump.into) {
                         return Err(AnalyticsError::invalid(format!(
                             "Pump {} reads {:?}, which its own rows reach again (through pump {}): pumps may not form a cycle.",
                             start.name, start.from, pump.name
@@ -321,8 +430,8 @@ impl Pipeline {
             let mut at = 0;
             while at < reached.len() {
                 let stream = reached[at];
-                for pump in self.pumps.iter().filter(|p| p.from == stream) {
-                    if pump.window.is_some() || pump.sliding.is_some() {
+                for pump in self.pumps.iter().filter(|p| p.takes(stream)) {
+                    if pump.window.is_some() || pump.waiting().next().is_some() {
                         return Err(AnalyticsError::invalid(format!(
                             "Pump {} windows rows of pump {}'s ORDER BY window, which keep their times and come when that window closes: window the rows before ordering them.",
                             pump.name, ordered.name
@@ -412,8 +521,12 @@ impl Pipeline {
         let plan = self
             .plan_tokens(pump.select.clone())
             .await
-            .map_err(|e| failed(&e))?;
-        let from = self.single_source(&plan).map_err(|e| failed(&e))?;
+            .map_err(|e| failed(&with_join_hint(e)))?;
+        let from = match &pump.join {
+            Some(join) => self.join_sources(&plan, join),
+            None => self.single_source(&plan),
+        }
+        .map_err(|e| failed(&e))?;
         if pump.forest.is_none() && from.starts_with(FOREST_PREFIX) {
             return Err(failed(&format!(
                 "{from:?} is a RANDOM_CUT_FOREST's rows, read by its own pump only"
@@ -426,14 +539,10 @@ impl Pipeline {
             .map_err(|e| failed(&e))?;
         let grouped = grouped(pump, &plan).map_err(|e| failed(&e))?;
         let produced = plan.schema().fields().len();
-        // A per-row query carries its input's ROWTIME through, in a first column.
-        let plan = if grouped {
-            plan
-        } else {
-            let mut tokens = pump.select.clone();
-            carry_rowtime(&mut tokens);
-            self.plan_tokens(tokens).await.map_err(|e| failed(&e))?
-        };
+        let (plan, join) = self
+            .plan_run(pump, plan, grouped)
+            .await
+            .map_err(|e| failed(&e))?;
         let fills =
             fills(&target.schema, pump.columns.as_deref(), produced).map_err(|e| failed(&e))?;
         let carried = usize::from(!grouped);
@@ -460,14 +569,100 @@ impl Pipeline {
             window: pump.window.map(|w| (w.width_ms, BTreeMap::new())),
             ordered: pump.window.is_some_and(|w| w.ordered),
             forest: None,
-            sliding: pump.sliding.as_ref().map(|w| SlidingRows {
-                range_ms: w.range_ms,
-                rows_windows: rows_windows.clone(),
-                released_to: i64::MIN,
-                history: Vec::new(),
-                pending: Vec::new(),
-            }),
+            sliding: pump
+                .sliding
+                .as_ref()
+                .map(|w| SlidingRows::new(w.range_ms, rows_windows.clone())),
+            join,
         })
+    }
+
+    /// The plan a pump runs: a per-row query's carries its input's `ROWTIME` (a join's
+    /// time) through, in a first column; a join's reads each side from its own table.
+    async fn plan_run(
+        &self,
+        pump: &PumpDef,
+        plan: LogicalPlan,
+        grouped: bool,
+    ) -> Result<(LogicalPlan, Option<JoinStage>), String> {
+        let plan = if grouped {
+            plan
+        } else {
+            let mut tokens = pump.select.clone();
+            match &pump.join {
+                Some(join) => carry_time(&mut tokens, &join.time),
+                None => carry_rowtime(&mut tokens),
+            }
+            self.plan_tokens(tokens).await?
+        };
+        match &pump.join {
+            Some(join) => {
+                let stage = self.join_stage(join);
+                Ok((self.bind_sides(plan, &stage.tables)?, Some(stage)))
+            }
+            None => Ok((plan, None)),
+        }
+    }
+
+    /// A join's sides, each with a table of its stream's columns.
+    fn join_stage(&self, join: &JoinDef) -> JoinStage {
+        let side = |k: usize| {
+            let stream = &join.sides[k].stream;
+            let table = Arc::new(SwapTable {
+                schema: self.streams[stream].schema.clone(),
+                batches: Mutex::new(Vec::new()),
+            });
+            (
+                stream.clone(),
+                table,
+                SlidingRows::new(join.sides[k].range_ms, Vec::new()),
+            )
+        };
+        let ((left, left_table, left_rows), (right, right_table, right_rows)) = (side(0), side(1));
+        JoinStage {
+            streams: [left, right],
+            tables: [left_table, right_table],
+            rows: [left_rows, right_rows],
+        }
+    }
+
+    /// `plan` reading each side of a join from its own table (a self-join's two sides
+    /// hold different rows): the streams' scans, in order, left then right.
+    fn bind_sides(
+        &self,
+        plan: LogicalPlan,
+        tables: &[Arc<SwapTable>; 2],
+    ) -> Result<LogicalPlan, String> {
+        let mut side = 0;
+        plan.transform_down_with_subqueries(|node| match node {
+            LogicalPlan::TableScan(mut scan)
+                if !self.references.contains_key(scan.table_name.table()) =>
+            {
+                let table = tables.get(side).ok_or_else(|| {
+                    datafusion::error::DataFusionError::Plan("a join reads two streams".into())
+                })?;
+                scan.source = provider_as_source(table.clone());
+                side += 1;
+                Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+            }
+            other => Ok(Transformed::no(other)),
+        })
+        .map(|t| t.data)
+        .map_err(|e| e.to_string())
+    }
+
+    /// The left stream of a join's plan, which must read the join's two streams, in
+    /// order, and no other.
+    fn join_sources(&self, plan: &LogicalPlan, join: &JoinDef) -> Result<String, String> {
+        let sources = self.sources(plan)?;
+        let expected = [&join.sides[0].stream, &join.sides[1].stream];
+        if sources.iter().collect::<Vec<_>>() != expected {
+            return Err(format!(
+                "a windowed join reads its two streams, {:?} and {:?}, and no other stream",
+                expected[0], expected[1]
+            ));
+        }
+        Ok(join.sides[0].stream.clone())
     }
 
     /// Plans `forest`'s cursor (a per-row query) and makes the stream of its scored rows;
@@ -576,10 +771,22 @@ impl Pipeline {
     }
 
     /// The one in-application stream a plan reads (besides reference tables, which it may
-    /// join it with; joins of streams are not built yet).
+    /// join it with; two streams are joined by a windowed join only).
     fn single_source(&self, plan: &LogicalPlan) -> Result<String, String> {
+        match self.sources(plan)?.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err("a pump reads an in-application stream (FROM)".to_owned()),
+            _ => Err(
+                "a join of two streams windows one of them: JOIN <stream> OVER (RANGE INTERVAL '<n>' <unit> PRECEDING) AS b ON ..."
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// The in-application streams a plan reads (its subqueries' included), in order.
+    fn sources(&self, plan: &LogicalPlan) -> Result<Vec<String>, String> {
         let mut sources = Vec::new();
-        plan.apply(|node| {
+        plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node
                 && !self.references.contains_key(scan.table_name.table())
             {
@@ -588,11 +795,7 @@ impl Pipeline {
             Ok(TreeNodeRecursion::Continue)
         })
         .map_err(|e| e.to_string())?;
-        match sources.as_slice() {
-            [one] => Ok(one.clone()),
-            [] => Err("a pump reads an in-application stream (FROM)".to_owned()),
-            _ => Err("joins of streams are not supported yet".to_owned()),
-        }
+        Ok(sources)
     }
 
     /// The plan of a `SELECT`'s tokens.
@@ -683,8 +886,12 @@ impl Pipeline {
             // Sliding rows before the next window's end go first: their rows may belong
             // in it. Rows at the watermark itself may still come, so they wait.
             let bound = due.map_or(target, |(end, _)| end).saturating_sub(1);
-            if let Some(i) = self.next_sliding(bound) {
-                self.release(i, bound, produced).await?;
+            if let Some(i) = self.next_release(bound) {
+                if self.pumps[i].join.is_some() {
+                    self.release_join(i, bound, produced).await?;
+                } else {
+                    self.release(i, bound, produced).await?;
+                }
                 continue;
             }
             let Some((end, i)) = due else {
@@ -707,17 +914,11 @@ impl Pipeline {
         }
     }
 
-    /// A sliding pump with rows waiting at or before `bound`.
-    fn next_sliding(&self, bound: i64) -> Option<usize> {
-        self.pumps.iter().position(|pump| {
-            pump.sliding.as_ref().is_some_and(|sliding| {
-                sliding
-                    .pending
-                    .iter()
-                    .filter_map(|b| rowtimes(b).ok())
-                    .any(|times| times.values().iter().any(|t| *t <= bound))
-            })
-        })
+    /// A sliding or join pump with rows waiting at or before `bound`.
+    fn next_release(&self, bound: i64) -> Option<usize> {
+        self.pumps
+            .iter()
+            .position(|pump| pump.waiting().any(|rows| rows.has_due(bound)))
     }
 
     /// Runs sliding pump `i`'s rows up to `bound` over the rows kept before them; its rows
@@ -729,15 +930,8 @@ impl Pipeline {
         produced: &mut Produced,
     ) -> Result<(), AnalyticsError> {
         let sliding = self.pumps[i].sliding.as_ref().expect("a sliding pump");
-        let (mut due, mut waiting) = (Vec::new(), Vec::new());
-        for batch in &sliding.pending {
-            let (at_or_before, after) = split_by_rowtime(batch, bound)?;
-            due.extend(at_or_before);
-            waiting.extend(after);
-        }
+        let (rows, waiting) = sliding.due(bound)?;
         let released_to = sliding.released_to;
-        let mut rows = sliding.history.clone();
-        rows.extend(due);
         let made = match self.pumps[i].forest {
             Some(_) => {
                 let scored = self.score(i, rows.clone()).await?;
@@ -748,10 +942,39 @@ impl Pipeline {
         // The rows of rows run before are theirs already.
         let (_, made) = split_by_rowtime(&made, released_to)?;
         let sliding = self.pumps[i].sliding.as_mut().expect("a sliding pump");
-        let keep_after = bound.saturating_sub(sliding.range_ms);
-        sliding.history = crate::retention::kept(&rows, keep_after, &sliding.rows_windows)?;
-        sliding.pending = waiting;
-        sliding.released_to = bound;
+        sliding.ran(&rows, waiting, bound)?;
+        self.emit(i, made, produced).await
+    }
+
+    /// Runs join pump `i` over each side's rows up to `bound` and those kept before them:
+    /// the pairs whose time (the later row's) is after the last run go on.
+    async fn release_join(
+        &mut self,
+        i: usize,
+        bound: i64,
+        produced: &mut Produced,
+    ) -> Result<(), AnalyticsError> {
+        let join = self.pumps[i].join.as_ref().expect("a join pump");
+        let (left, left_waiting) = join.rows[0].due(bound)?;
+        let (right, right_waiting) = join.rows[1].due(bound)?;
+        let released_to = join.rows[0].released_to;
+        let [left_table, right_table] = join.tables.clone();
+        let inputs = vec![(left_table, left.clone()), (right_table, right.clone())];
+        let made = self.run_over(i, inputs, None).await?;
+        let (_, made) = split_by_rowtime(&made, released_to)?;
+        let join = self.pumps[i].join.as_mut().expect("a join pump");
+        join.rows[0].ran(&left, left_waiting, bound)?;
+        join.rows[1].ran(&right, right_waiting, bound)?;
+        self.emit(i, made, produced).await
+    }
+
+    /// Puts pump `i`'s rows into its target stream, for the pumps reading it.
+    async fn emit(
+        &mut self,
+        i: usize,
+        made: Option<RecordBatch>,
+        produced: &mut Produced,
+    ) -> Result<(), AnalyticsError> {
         let into = self.pumps[i].into.clone();
         if let Some(batch) = made {
             produced.push((into.clone(), batch.clone()));
@@ -761,15 +984,31 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Adds a batch's rows to sliding pump `i`'s waiting rows; those at or before what was
-    /// run already are late.
-    fn hold_sliding(&mut self, i: usize, batch: &RecordBatch) -> Result<(), AnalyticsError> {
-        let Some(sliding) = &mut self.pumps[i].sliding else {
-            return Ok(());
+    /// Adds a batch's rows of `stream` to pump `i`'s rows waiting for the watermark (a
+    /// sliding pump's, or those of each side of a join reading `stream`); those at or
+    /// before what was run already are late.
+    fn hold_waiting(
+        &mut self,
+        i: usize,
+        stream: &str,
+        batch: &RecordBatch,
+    ) -> Result<(), AnalyticsError> {
+        let pump = &mut self.pumps[i];
+        let late = match (&mut pump.sliding, &mut pump.join) {
+            (Some(sliding), _) => sliding.hold(batch)?,
+            (None, Some(join)) => {
+                let mut late = Vec::new();
+                for (side, rows) in join.streams.iter().zip(&mut join.rows) {
+                    if side == stream {
+                        late.push(rows.hold(batch)?);
+                    }
+                }
+                // A self-join's late row is one row.
+                late.into_iter().max().unwrap_or(0)
+            }
+            (None, None) => 0,
         };
-        let (late, fresh) = split_by_rowtime(batch, sliding.released_to)?;
-        self.late_rows += late.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-        sliding.pending.extend(fresh);
+        self.late_rows += late;
         Ok(())
     }
 
@@ -795,7 +1034,7 @@ impl Pipeline {
                 pump: pump.name.clone(),
                 part,
                 start_ms,
-                schema: self.streams[&pump.from].schema.clone(),
+                schema: self.streams[pump.part_stream(part)].schema.clone(),
                 rows: rows.clone(),
             };
             if let Some((_, open)) = &pump.window {
@@ -803,10 +1042,14 @@ impl Pipeline {
                     windows.push(rows(WindowPart::Tumbling, *start, held));
                 }
             }
-            if let Some(sliding) = &pump.sliding {
-                let at = sliding.released_to;
-                windows.push(rows(WindowPart::SlidingHistory, at, &sliding.history));
-                windows.push(rows(WindowPart::SlidingPending, at, &sliding.pending));
+            let parts = [
+                (WindowPart::SlidingHistory, WindowPart::SlidingPending),
+                (WindowPart::JoinedHistory, WindowPart::JoinedPending),
+            ];
+            for (waiting, (history, pending)) in pump.waiting().zip(parts) {
+                let at = waiting.released_to;
+                windows.push(rows(history, at, &waiting.history));
+                windows.push(rows(pending, at, &waiting.pending));
             }
         }
         let mut forests = Vec::new();
@@ -854,7 +1097,7 @@ impl Pipeline {
                         window.pump
                     ))
                 })?;
-            let expected = &self.streams[&pump.from].schema;
+            let expected = &self.streams[pump.part_stream(window.part)].schema;
             if window.schema.fields() != expected.fields() {
                 return Err(AnalyticsError::invalid(format!(
                     "The checkpoint's rows of pump {:?} are not of its source's columns.",
@@ -867,19 +1110,17 @@ impl Pipeline {
                     window.pump
                 ))
             };
-            match (window.part, &mut pump.window, &mut pump.sliding) {
-                (WindowPart::Tumbling, Some((_, open)), _) => {
-                    open.insert(window.start_ms, window.rows);
+            if let (WindowPart::Tumbling, Some((_, open))) = (window.part, &mut pump.window) {
+                open.insert(window.start_ms, window.rows);
+                continue;
+            }
+            let held = pump.held_rows(window.part).ok_or_else(unfit)?;
+            held.released_to = window.start_ms;
+            match window.part {
+                WindowPart::SlidingHistory | WindowPart::JoinedHistory => {
+                    held.history = window.rows;
                 }
-                (WindowPart::SlidingHistory, _, Some(sliding)) => {
-                    sliding.released_to = window.start_ms;
-                    sliding.history = window.rows;
-                }
-                (WindowPart::SlidingPending, _, Some(sliding)) => {
-                    sliding.released_to = window.start_ms;
-                    sliding.pending = window.rows;
-                }
-                _ => return Err(unfit()),
+                _ => held.pending = window.rows,
             }
         }
         Ok(())
@@ -907,15 +1148,15 @@ impl Pipeline {
                 continue;
             }
             for i in 0..self.pumps.len() {
-                if self.pumps[i].from != stream {
+                if !self.pumps[i].takes(&stream) {
                     continue;
                 }
                 if self.pumps[i].window.is_some() {
                     self.hold(i, &batch)?;
                     continue;
                 }
-                if self.pumps[i].sliding.is_some() {
-                    self.hold_sliding(i, &batch)?;
+                if self.pumps[i].waiting().next().is_some() {
+                    self.hold_waiting(i, &stream, &batch)?;
                     continue;
                 }
                 let made = self.run(i, vec![batch.clone()], None).await?;
@@ -961,14 +1202,20 @@ impl Pipeline {
         rows: Vec<RecordBatch>,
         window_end: Option<i64>,
     ) -> Result<RecordBatch, AnalyticsError> {
+        let table = self.streams[&self.pumps[i].reads].table.clone();
+        self.run_over(i, vec![(table, rows)], window_end).await
+    }
+
+    /// As [`Pipeline::run`], with each of these tables holding its rows.
+    async fn run_over(
+        &self,
+        i: usize,
+        inputs: Vec<(Arc<SwapTable>, Vec<RecordBatch>)>,
+        window_end: Option<i64>,
+    ) -> Result<RecordBatch, AnalyticsError> {
         let pump = &self.pumps[i];
         let results = self
-            .collect(
-                &pump.reads,
-                &pump.plan,
-                rows,
-                &format!("pump {}", pump.name),
-            )
+            .collect(inputs, &pump.plan, &format!("pump {}", pump.name))
             .await?;
         let target = &self.streams[&pump.into].schema;
         let mut out = Vec::with_capacity(results.len());
@@ -984,29 +1231,26 @@ impl Pipeline {
 }
 
 impl Pipeline {
-    /// Runs `plan` with `table` holding `rows`.
+    /// Runs `plan` with each of these tables holding its rows.
     async fn collect(
         &self,
-        table: &str,
+        inputs: Vec<(Arc<SwapTable>, Vec<RecordBatch>)>,
         plan: &LogicalPlan,
-        rows: Vec<RecordBatch>,
         what: &str,
     ) -> Result<Vec<RecordBatch>, AnalyticsError> {
-        let source = &self.streams[table];
-        *source
-            .table
-            .batches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = rows;
+        for (table, rows) in &inputs {
+            *table.batches.lock().unwrap_or_else(|e| e.into_inner()) = rows.clone();
+        }
         let results = DataFrame::new(self.ctx.state(), plan.clone())
             .collect()
             .await;
-        source
-            .table
-            .batches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        for (table, _) in &inputs {
+            table
+                .batches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
         results.map_err(|e| AnalyticsError::execution(what, e))
     }
 
@@ -1021,7 +1265,10 @@ impl Pipeline {
         let pump = &self.pumps[i];
         let stage = pump.forest.as_ref().expect("a forest pump");
         let what = format!("pump {}: RANDOM_CUT_FOREST", pump.name);
-        let results = self.collect(&pump.from, &stage.plan, rows, &what).await?;
+        let table = self.streams[&pump.from].table.clone();
+        let results = self
+            .collect(vec![(table, rows)], &stage.plan, &what)
+            .await?;
         let cursor_schema = Arc::new(stage.plan.schema().as_arrow().clone());
         let failed = |e| AnalyticsError::execution(&what, e);
         let rows =
@@ -1103,26 +1350,69 @@ fn parse_select(
 /// A per-row query's `SELECT` with the input's `ROWTIME` first, to carry it to the output.
 fn carry_rowtime(tokens: &mut Vec<TokenWithSpan>) {
     let span = tokens[0].span;
-    let mut at = 1;
-    if matches!(&tokens.get(1).map(|t| &t.token), Some(Token::Word(w)) if w.quote_style.is_none() && (w.value.eq_ignore_ascii_case("DISTINCT") || w.value.eq_ignore_ascii_case("ALL")))
-    {
-        at = 2;
+    carry_time(
+        tokens,
+        &[TokenWithSpan {
+            token: Token::make_word(ROWTIME, Some('"')),
+            span,
+        }],
+    );
+}
+
+/// Where a `SELECT`'s first column goes: after `SELECT` and any `DISTINCT` or `ALL`.
+fn carried_at(tokens: &[TokenWithSpan]) -> usize {
+    match &tokens.get(1).map(|t| &t.token) {
+        Some(Token::Word(w))
+            if w.quote_style.is_none()
+                && (w.value.eq_ignore_ascii_case("DISTINCT")
+                    || w.value.eq_ignore_ascii_case("ALL")) =>
+        {
+            2
+        }
+        _ => 1,
     }
-    let carried = [
-        Token::make_word(ROWTIME, Some('"')),
-        Token::make_keyword("AS"),
-        Token::make_word(ROWTIME_CARRIED, Some('"')),
-        Token::Comma,
-    ];
-    for (offset, token) in carried.into_iter().enumerate() {
-        tokens.insert(at + offset, TokenWithSpan { token, span });
+}
+
+/// A planning error, with how to join two streams when it is the ambiguity of their
+/// `ROWTIME`s in a join without a window.
+fn with_join_hint(error: String) -> String {
+    if error.contains(&format!(
+        "Ambiguous reference to unqualified field \"{ROWTIME}\""
+    )) {
+        format!(
+            "{error}: a join of two streams windows one of them (JOIN <stream> OVER (RANGE INTERVAL '<n>' <unit> PRECEDING) AS b ON ...), and ROWTIME is then the later row's"
+        )
+    } else {
+        error
     }
+}
+
+/// A join's `SELECT` with its rows' time (`time`, rewritten) first, to carry it to the
+/// output.
+fn carry_time(tokens: &mut Vec<TokenWithSpan>, time: &[TokenWithSpan]) {
+    let span = tokens[0].span;
+    let at = carried_at(tokens);
+    let mut carried: Vec<TokenWithSpan> = time.to_vec();
+    carried.extend(
+        [
+            Token::make_keyword("AS"),
+            Token::make_word(ROWTIME_CARRIED, Some('"')),
+            Token::Comma,
+        ]
+        .map(|token| TokenWithSpan { token, span }),
+    );
+    tokens.splice(at..at, carried);
 }
 
 /// Whether a pump's query groups its rows by a tumbling window; refuses aggregates
 /// without one, a window without aggregates, and DISTINCT in an ordered window.
 fn grouped(pump: &PumpDef, plan: &LogicalPlan) -> Result<bool, &'static str> {
     let aggregates = has_aggregate(plan);
+    if aggregates && pump.join.is_some() {
+        return Err(
+            "a pump joining streams is a per-row query: aggregate its rows in another pump",
+        );
+    }
     let grouped = pump.window.is_some_and(|w| !w.ordered);
     if !grouped
         && pump.window.is_some()

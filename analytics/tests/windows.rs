@@ -371,10 +371,9 @@ async fn assert_refused_at_creation(code: &str, message: &str) {
     assert!(refused.to_string().contains(message), "{refused}");
 }
 
-/// Sliding and join forms that would answer wrongly, or are not built, are refused at
-/// creation, saying which.
+/// Sliding forms that would answer wrongly are refused at creation, saying which.
 #[tokio::test]
-async fn sliding_and_join_forms_not_built_are_refused_at_creation() {
+async fn sliding_forms_that_would_answer_wrongly_are_refused_at_creation() {
     for (code, message) in [
         (
             r#"CREATE OR REPLACE STREAM "O" (n BIGINT);
@@ -389,22 +388,6 @@ async fn sliding_and_join_forms_not_built_are_refused_at_creation() {
                SELECT STREAM ROW_NUMBER() OVER (PARTITION BY ticker RANGE INTERVAL '1' MINUTE PRECEDING)
                FROM "SOURCE_SQL_STREAM_001";"#,
             "row_number is not supported in a sliding window",
-        ),
-        (
-            // The documentation's windowed stream-to-stream join, not built yet.
-            r#"CREATE OR REPLACE STREAM "O" (price BIGINT, other BIGINT);
-               CREATE OR REPLACE STREAM "T" (ticker VARCHAR(4), price BIGINT);
-               CREATE OR REPLACE PUMP "P" AS INSERT INTO "O" SELECT STREAM o.price, t.price
-               FROM "SOURCE_SQL_STREAM_001" AS o JOIN "T" OVER (RANGE INTERVAL '1' MINUTE PRECEDING) AS t
-               ON o.ticker = t.ticker;"#,
-            "A windowed join of streams (JOIN <stream> OVER (...)) is not supported yet (at line 4, column 59)",
-        ),
-        (
-            r#"CREATE OR REPLACE STREAM "O" (price BIGINT, other BIGINT);
-               CREATE OR REPLACE STREAM "T" (ticker VARCHAR(4), price BIGINT);
-               CREATE OR REPLACE PUMP "P" AS INSERT INTO "O" SELECT STREAM o.price, t.price
-               FROM "SOURCE_SQL_STREAM_001" AS o JOIN "T" AS t ON o.ticker = t.ticker;"#,
-            "joins of streams are not supported yet",
         ),
     ] {
         assert_refused_at_creation(code, message).await;

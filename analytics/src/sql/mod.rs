@@ -7,10 +7,12 @@
 //! rule, which KDA follows).
 
 mod forest;
+mod join;
 mod table;
 mod tumbling;
 
 pub use forest::{ANOMALY_SCORE, FOREST_PREFIX, ForestDef, ForestOptions};
+pub use join::{JoinDef, JoinSide};
 pub use tumbling::{ITEM_COUNT, NUMBER_OF_DISTINCT_ITEMS};
 
 use crate::error::{AnalyticsError, Position};
@@ -55,6 +57,8 @@ pub struct PumpDef {
     pub sliding: Option<Sliding>,
     /// The `RANDOM_CUT_FOREST` its `FROM` reads, when it reads one.
     pub forest: Option<ForestDef>,
+    /// Its windowed join of two streams, when its `FROM` has one.
+    pub join: Option<JoinDef>,
     /// Where the statement starts.
     pub at: Position,
 }
@@ -423,6 +427,15 @@ fn pump(mut reader: Reader<'_>, at: Position) -> Result<PumpDef, AnalyticsError>
     reader.at -= 1;
     let select = tumbling::expand(reader.rest())?;
     let (select, forest) = forest::take_forest(&select, &name)?;
+    let (select, join) = join::take_join(&select)?;
+    if let Some(join) = &join
+        && (windows(&select) || forest.is_some())
+    {
+        return Err(AnalyticsError::code(
+            "A pump joining streams is a per-row query: window, aggregate or score its rows in another pump",
+            join.at,
+        ));
+    }
     let mut rewrite = Rewrite::default();
     let select = rewrite.tokens(&select)?;
     if let Some(window) = rewrite.window
@@ -467,7 +480,21 @@ fn pump(mut reader: Reader<'_>, at: Position) -> Result<PumpDef, AnalyticsError>
         window,
         sliding: rewrite.sliding,
         forest,
+        join,
         at,
+    })
+}
+
+/// Whether a `SELECT` windows its rows: `STEP(...)`, `FLOOR(... TO ...)` or `OVER`.
+fn windows(select: &[TokenWithSpan]) -> bool {
+    select.iter().enumerate().any(|(i, token)| {
+        let call = select.get(i + 1).map(|t| &t.token) == Some(&Token::LParen);
+        let word = |w| is_word(Some(&token.token), w);
+        word("OVER")
+            || (call && word("STEP"))
+            || (call
+                && word("FLOOR")
+                && matching(select, i + 1).is_ok_and(|close| has_word(&select[i + 2..close], "TO")))
     })
 }
 
@@ -569,7 +596,7 @@ impl Rewrite {
             }
             if unquoted && upper == "OVER" && self.in_from {
                 return Err(AnalyticsError::code(
-                    "A windowed join of streams (JOIN <stream> OVER (...)) is not supported yet",
+                    "A window in FROM is a joined stream's: FROM <stream> AS a JOIN <stream> OVER (...) AS b ON ...",
                     position(token.span.start),
                 ));
             }
