@@ -1614,3 +1614,121 @@ fn rowtimes(batch: &RecordBatch) -> Result<&TimestampMillisecondArray, Analytics
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray};
+
+    const CODE: &str = r#"
+        CREATE OR REPLACE STREAM "L" (id BIGINT);
+        CREATE OR REPLACE STREAM "R" (id BIGINT);
+        CREATE OR REPLACE PUMP "TAKE_L" AS INSERT INTO "L"
+            SELECT STREAM id FROM "IN" WHERE side = 'L';
+        CREATE OR REPLACE PUMP "TAKE_R" AS INSERT INTO "R"
+            SELECT STREAM id FROM "IN" WHERE side = 'R';
+        CREATE OR REPLACE STREAM "OUT" (l BIGINT, r BIGINT);
+        CREATE OR REPLACE PUMP "PAIR" AS INSERT INTO "OUT"
+            SELECT STREAM l.id, r.id FROM "L" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS l
+            JOIN "R" OVER (RANGE INTERVAL '3' SECOND PRECEDING) AS r ON l.id % 7 = r.id % 7;"#;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(ROWTIME, rowtime_type(), false),
+            Field::new("ID", DataType::Int64, true),
+            Field::new("SIDE", DataType::Utf8, true),
+        ]))
+    }
+
+    /// Rows `ids`, one every 100 ms, sides alternating.
+    fn rows(ids: std::ops::Range<i64>) -> RecordBatch {
+        let ids: Vec<i64> = ids.collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(TimestampMillisecondArray::from(
+                ids.iter().map(|i| i * 100).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(ids.clone())),
+            Arc::new(StringArray::from(
+                ids.iter()
+                    .map(|i| if i % 2 == 0 { "L" } else { "R" })
+                    .collect::<Vec<_>>(),
+            )),
+        ];
+        RecordBatch::try_new(schema(), columns).unwrap()
+    }
+
+    /// Pushes rows `ids` ten at a time, the watermark 1 s behind, and to the end when
+    /// `last`; returns the pairs made: time, left id, right id.
+    async fn run(pipeline: &mut Pipeline, ids: std::ops::Range<i64>, last: bool) -> Vec<[i64; 3]> {
+        let mut made = Vec::new();
+        for start in ids.clone().step_by(10) {
+            let end = (start + 10).min(ids.end);
+            made.extend(pipeline.push(rows(start..end)).await.unwrap());
+            made.extend(pipeline.advance(start * 100 - 1_000).await.unwrap());
+        }
+        if last {
+            made.extend(pipeline.advance(i64::MAX).await.unwrap());
+        }
+        let mut pairs = Vec::new();
+        for (_, batch) in made.iter().filter(|(stream, _)| stream == "OUT") {
+            let id = |i: usize| {
+                batch
+                    .column(i)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+            };
+            let time = rowtimes(batch).unwrap();
+            for r in 0..batch.num_rows() {
+                pairs.push([time.value(r), id(1).value(r), id(2).value(r)]);
+            }
+        }
+        pairs
+    }
+
+    /// A join's kept and waiting rows, both sides', survive a checkpoint: a pipeline that
+    /// takes up another's state in the middle of the rows pairs them as an uninterrupted
+    /// one does.
+    #[tokio::test]
+    async fn a_joins_rows_survive_a_restore() {
+        let code = crate::sql::parse(CODE).unwrap();
+        let mut whole = Pipeline::new(&code, "IN", schema()).await.unwrap();
+        let mut expected = run(&mut whole, 0..400, true).await;
+
+        let mut first = Pipeline::new(&code, "IN", schema()).await.unwrap();
+        let mut pairs = run(&mut first, 0..200, false).await;
+        let state = first.state().unwrap();
+        let parts = [
+            WindowPart::SlidingHistory,
+            WindowPart::SlidingPending,
+            WindowPart::JoinedHistory,
+            WindowPart::JoinedPending,
+        ];
+        for part in parts {
+            let held: usize = state
+                .windows
+                .iter()
+                .filter(|w| w.part == part)
+                .flat_map(|w| &w.rows)
+                .map(RecordBatch::num_rows)
+                .sum();
+            assert!(
+                held > 0,
+                "{part:?} holds no rows: the restore would be tested on nothing"
+            );
+        }
+        drop(first);
+        let mut second = Pipeline::new(&code, "IN", schema()).await.unwrap();
+        second.restore(state).unwrap();
+        pairs.extend(run(&mut second, 200..400, true).await);
+        expected.sort_unstable();
+        pairs.sort_unstable();
+        assert!(expected.len() > 400, "{}", expected.len());
+        assert!(
+            pairs == expected,
+            "{} pairs with a restore in the middle, {} without",
+            pairs.len(),
+            expected.len()
+        );
+    }
+}

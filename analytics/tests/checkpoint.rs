@@ -29,8 +29,9 @@ fn engine(dir: &Path, clock: Option<Arc<ManualClock>>) -> Engine {
 
 /// Per second and ticker, the trades and their total (with the window's start, so a window
 /// put twice shows); per trade, its ticker's trades and total of the last two seconds (a
-/// sliding window); and the dear trades, row by row, each with its anomaly score (a Random
-/// Cut Forest, saved in the checkpoint).
+/// sliding window); the dear trades, row by row, each with its anomaly score (a Random
+/// Cut Forest, saved in the checkpoint); and each cheap trade paired with its ticker's dear
+/// trade 32 trades before it (a windowed join of two streams).
 fn spec(name: &str, suffix: &str) -> ApplicationSpec {
     let column = |name: &str, sql_type: &str, mapping: &str| RecordColumn {
         name: name.into(),
@@ -55,7 +56,15 @@ fn spec(name: &str, suffix: &str) -> ApplicationSpec {
                 SELECT STREAM STEP("SOURCE_SQL_STREAM_001".ROWTIME BY INTERVAL '1' SECOND),
                     ticker, COUNT(*), SUM(price)
                 FROM "SOURCE_SQL_STREAM_001"
-                GROUP BY ticker, STEP("SOURCE_SQL_STREAM_001".ROWTIME BY INTERVAL '1' SECOND);"#
+                GROUP BY ticker, STEP("SOURCE_SQL_STREAM_001".ROWTIME BY INTERVAL '1' SECOND);
+            CREATE OR REPLACE STREAM "CHEAP" (ticker VARCHAR(4), id BIGINT);
+            CREATE OR REPLACE PUMP "TAKE_CHEAP" AS INSERT INTO "CHEAP"
+                SELECT STREAM ticker, id FROM "SOURCE_SQL_STREAM_001" WHERE price < 50;
+            CREATE OR REPLACE STREAM "PAIRS" (cheap_id BIGINT, dear_id BIGINT);
+            CREATE OR REPLACE PUMP "PAIR" AS INSERT INTO "PAIRS"
+                SELECT STREAM c.id, s.id FROM "CHEAP" AS c
+                JOIN "SOURCE_SQL_STREAM_001" OVER (RANGE INTERVAL '1' SECOND PRECEDING) AS s
+                ON c.ticker = s.ticker AND c.id = s.id + 32 AND s.price >= 50;"#
             .into(),
         input: Input {
             stream: "trades".into(),
@@ -81,6 +90,12 @@ fn spec(name: &str, suffix: &str) -> ApplicationSpec {
             Output {
                 in_app_stream: "RECENT".into(),
                 stream: format!("recent{suffix}"),
+                format: OutputFormat::Json,
+                kind: StreamKind::Stream,
+            },
+            Output {
+                in_app_stream: "PAIRS".into(),
+                stream: format!("pairs{suffix}"),
                 format: OutputFormat::Json,
                 kind: StreamKind::Stream,
             },
@@ -121,7 +136,7 @@ async fn create_streams(engine: &Engine, suffixes: &[&str]) {
         .await
         .unwrap();
     for suffix in suffixes {
-        for (name, shards) in [("counts", 1), ("dear", 2), ("recent", 1)] {
+        for (name, shards) in [("counts", 1), ("dear", 2), ("recent", 1), ("pairs", 1)] {
             engine
                 .create_stream(CreateStream::provisioned(format!("{name}{suffix}"), shards))
                 .await
@@ -184,12 +199,14 @@ fn contents(engine: &Engine, stream: &str) -> Vec<String> {
 }
 
 /// Waits until the two applications' outputs hold the same records, every trade is counted
-/// and every dear trade out, and they stay so for a second.
-async fn wait_equal(engine: &Engine, trades: u64) {
+/// and every dear trade and pair out (`later_runs`: the first ids of runs of `put_trades`
+/// after the first), and they stay so for a second.
+async fn wait_equal(engine: &Engine, trades: u64, later_runs: &[u64]) {
     let pairs = [
         ("counts", "counts_ref"),
         ("dear", "dear_ref"),
         ("recent", "recent_ref"),
+        ("pairs", "pairs_ref"),
     ];
     let expected_dear = dear_count(0..trades);
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -200,6 +217,7 @@ async fn wait_equal(engine: &Engine, trades: u64) {
             .all(|(a, b)| contents(engine, a) == contents(engine, b))
             && contents(engine, "dear_ref").len() == expected_dear
             && contents(engine, "recent_ref").len() == trades as usize
+            && contents(engine, "pairs_ref").len() == pair_count(trades, later_runs)
             && counted(&contents(engine, "counts_ref")) == trades as i64;
         match (same, same_since) {
             (true, Some(since)) if since.elapsed() > Duration::from_secs(1) => return,
@@ -218,6 +236,16 @@ async fn wait_equal(engine: &Engine, trades: u64) {
 
 fn dear_count(ids: std::ops::Range<u64>) -> usize {
     ids.filter(|i| i * 37 % 100 >= 50).count()
+}
+
+/// The cheap trades whose ticker's trade 32 before was dear and put in the same run of
+/// `put_trades` (at most 100 ms before it, within the join's window): the pairs the join
+/// makes.
+fn pair_count(trades: u64, later_runs: &[u64]) -> usize {
+    (32..trades)
+        .filter(|i| !later_runs.iter().any(|first| (i - 31..=*i).contains(first)))
+        .filter(|i| i * 37 % 100 < 50 && (i - 32) * 37 % 100 >= 50)
+        .count()
 }
 
 /// The trades the windows count.
@@ -274,7 +302,7 @@ async fn a_stopped_application_resumes_where_it_was() {
     let reference = Application::start(&engine, spec("ref", "_ref"), config(None), &runtime)
         .await
         .unwrap();
-    wait_equal(&engine, 3_000).await;
+    wait_equal(&engine, 3_000, &[2_000]).await;
     let stats = second.stats();
     assert!(stats.resumed_at_step > 0, "{stats:?}");
     // It read only the new trades.
@@ -354,7 +382,7 @@ async fn killed_and_restarted(snapshots: bool) -> ApplicationSnapshot {
     let reference = Application::start(&engine, spec("ref", "_ref"), config(None), &runtime)
         .await
         .unwrap();
-    wait_equal(&engine, TRADES).await;
+    wait_equal(&engine, TRADES, &[]).await;
     let stats = restarted.stats();
     assert!(stats.resumed_at_step > 0, "{stats:?}");
     assert!(
