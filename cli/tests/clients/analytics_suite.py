@@ -1,7 +1,8 @@
 """Kinesis Data Analytics SQL applications on `sluice serve` (the `analytics` feature) with
 boto3's `kinesisanalytics` and `kinesis` clients, unchanged: the AWS documentation's stock
 ticker examples (a filter, a tumbling-window aggregate, here over 2-second windows so the
-test does not wait minutes, and a sliding-window average) and its RANDOM_CUT_FOREST anomaly
+test does not wait minutes, a sliding-window average, and orders joined with the trades of
+the minute before them, a windowed join of two streams) and its RANDOM_CUT_FOREST anomaly
 example over heart rates with injected spikes, run over records put to a stream, their output read back and
 compared with the answer computed here from the records' arrival times; its reference data example (trades
 joined with a company table read from an object in a bucket, the server's bucket directory here); schema
@@ -187,6 +188,58 @@ def test_the_sliding_window_example_gives_each_records_minute_average(endpoint):
     rows = wait_for_rows(kinesis, destination, len(expected))
     got = [(r["TICKER_SYMBOL"], r["PRICE"], round(r["AVG_PRICE"], 9)) for r in rows]
     assert sorted(got) == sorted(expected), (sorted(got)[:5], sorted(expected)[:5])
+    analytics.stop_application(ApplicationName=name)
+
+
+JOIN = """CREATE OR REPLACE STREAM "ORDERS" (ORDER_ID INTEGER, TICKER VARCHAR(4), AMOUNT INTEGER);
+CREATE OR REPLACE STREAM "TRADES" (ORDER_ID INTEGER, TICKER VARCHAR(4), AMOUNT INTEGER);
+CREATE OR REPLACE PUMP "ORDERS_PUMP" AS INSERT INTO "ORDERS"
+    SELECT STREAM ORDER_ID, TICKER, AMOUNT FROM "SOURCE_SQL_STREAM_001" WHERE KIND = 'ORDER';
+CREATE OR REPLACE PUMP "TRADES_PUMP" AS INSERT INTO "TRADES"
+    SELECT STREAM ORDER_ID, TICKER, AMOUNT FROM "SOURCE_SQL_STREAM_001" WHERE KIND = 'TRADE';
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (ORDER_TIME TIMESTAMP, ORDER_ID INTEGER,
+    TICKER VARCHAR(4), ORDER_AMOUNT INTEGER, TRADE_AMOUNT INTEGER);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+    SELECT STREAM ROWTIME AS ORDER_TIME, o.ORDER_ID, o.TICKER, o.AMOUNT AS ORDER_AMOUNT, t.AMOUNT AS TRADE_AMOUNT
+    FROM "ORDERS" AS o
+    JOIN "TRADES" OVER (RANGE INTERVAL '1' MINUTE PRECEDING) AS t
+    ON o.ORDER_ID = t.ORDER_ID;"""
+
+
+def test_the_join_example_pairs_each_order_with_its_trades_of_the_minute_before(endpoint):
+    kinesis, analytics = client(endpoint, "kinesis"), client(endpoint, "kinesisanalytics")
+    source, destination = create_stream(kinesis, "orders"), create_stream(kinesis, "paired")
+    # Orders and trades of ten order ids in one stream, put in four batches: a trade pairs
+    # with the orders of its id put in its batch or a later one (within the minute), not
+    # with those before it.
+    for batch in range(4):
+        records = []
+        for i in range(batch * 30, batch * 30 + 30):
+            kind = "ORDER" if i % 3 == 0 else "TRADE"
+            event = {"KIND": kind, "ORDER_ID": i % 10, "TICKER": TICKERS[i % 4][0], "AMOUNT": i}
+            records.append({"Data": json.dumps(event).encode(), "PartitionKey": str(i)})
+        kinesis.put_records(StreamName=source, Records=records)
+        time.sleep(0.3)
+    schema = analytics.discover_input_schema(
+        ResourceARN=stream_arn(source), RoleARN=ROLE,
+        InputStartingPositionConfiguration={"InputStartingPosition": "TRIM_HORIZON"})["InputSchema"]
+    name = unique("join")
+    analytics.create_application(ApplicationName=name, ApplicationCode=JOIN,
+                                 Inputs=[input_config(source, schema)], Outputs=[output_config(destination)])
+    analytics.start_application(ApplicationName=name, InputConfigurations=[
+        {"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "TRIM_HORIZON"}}])
+    # The answer, from the records' arrival times (ROWTIME): each order with each trade of
+    # its id that arrived in the minute up to it.
+    events = [(round(r["ApproximateArrivalTimestamp"].timestamp() * 1000), json.loads(r["Data"]))
+              for r in read_all(kinesis, source)]
+    orders = [(at, e) for at, e in events if e["KIND"] == "ORDER"]
+    trades = [(at, e) for at, e in events if e["KIND"] == "TRADE"]
+    expected = sorted((o["ORDER_ID"], o["AMOUNT"], t["AMOUNT"]) for at, o in orders for when, t in trades
+                      if o["ORDER_ID"] == t["ORDER_ID"] and at - 60_000 <= when <= at)
+    assert 0 < len(expected) < len(orders) * len(trades) // 10, len(expected)
+    rows = wait_for_rows(kinesis, destination, len(expected))
+    got = sorted((r["ORDER_ID"], r["ORDER_AMOUNT"], r["TRADE_AMOUNT"]) for r in rows)
+    assert got == expected, (len(got), len(expected), got[:5], expected[:5])
     analytics.stop_application(ApplicationName=name)
 
 
