@@ -287,6 +287,9 @@ pub struct Pipeline {
     pumps: Vec<Pump>,
     /// The in-application input streams, the first of which [`Pipeline::push`] feeds.
     inputs: Vec<String>,
+    /// The pumps, each after those whose rows it reads: the order rows waiting for the
+    /// watermark are run in.
+    upstream_first: Vec<usize>,
     watermark_ms: i64,
     /// Rows of windows closed already when they came.
     late_rows: u64,
@@ -327,6 +330,7 @@ impl Pipeline {
             references: BTreeMap::new(),
             pumps: Vec::new(),
             inputs: inputs.to_vec(),
+            upstream_first: Vec::new(),
             watermark_ms: i64::MIN,
             late_rows: 0,
             unfit_values: std::sync::atomic::AtomicU64::new(0),
@@ -359,7 +363,31 @@ impl Pipeline {
         }
         pipeline.refuse_cycles()?;
         pipeline.refuse_windows_after_ordered()?;
+        pipeline.upstream_first = pipeline.upstream_first();
         Ok(pipeline)
+    }
+
+    /// The pumps ordered so that each comes after every pump whose rows reach it: by how
+    /// many pumps lie before it on the longest chain (pumps form no cycle), then as
+    /// written. Rows waiting for the watermark are run in this order, so a pump's rows for
+    /// a bound reach the pumps reading them before those run to it.
+    fn upstream_first(&self) -> Vec<usize> {
+        let mut depth = vec![0usize; self.pumps.len()];
+        for _ in 0..self.pumps.len() {
+            for (i, pump) in self.pumps.iter().enumerate() {
+                depth[i] = self
+                    .pumps
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, feeder)| pump.takes(&feeder.into))
+                    .map(|(f, _)| depth[f] + 1)
+                    .max()
+                    .unwrap_or(0);
+            }
+        }
+        let mut order: Vec<usize> = (0..self.pumps.len()).collect();
+        order.sort_by_key(|&i| (depth[i], i));
+        order
     }
 
     /// Adds one of the code's streams, refusing the names the pipeline keeps for itself.
@@ -527,9 +555,21 @@ impl Pipeline {
             None => self.single_source(&plan),
         }
         .map_err(|e| failed(&e))?;
-        if pump.forest.is_none() && from.starts_with(FOREST_PREFIX) {
+        let forest_rows = match &pump.join {
+            Some(join) => join
+                .sides
+                .iter()
+                .map(|side| &side.stream)
+                .find(|s| s.starts_with(FOREST_PREFIX)),
+            None => pump
+                .forest
+                .is_none()
+                .then_some(&from)
+                .filter(|s| s.starts_with(FOREST_PREFIX)),
+        };
+        if let Some(stream) = forest_rows {
             return Err(failed(&format!(
-                "{from:?} is a RANDOM_CUT_FOREST's rows, read by its own pump only"
+                "{stream:?} is a RANDOM_CUT_FOREST's rows, read by its own pump only"
             )));
         }
         refuse_unbounded(&plan, pump.window.is_some(), pump.sliding.is_some())
@@ -777,7 +817,7 @@ impl Pipeline {
             [one] => Ok(one.clone()),
             [] => Err("a pump reads an in-application stream (FROM)".to_owned()),
             _ => Err(
-                "a join of two streams windows one of them: JOIN <stream> OVER (RANGE INTERVAL '<n>' <unit> PRECEDING) AS b ON ..."
+                "a pump reads one in-application stream, or joins two with a window: JOIN <stream> OVER (RANGE INTERVAL '<n>' <unit> PRECEDING) AS b ON ..."
                     .to_owned(),
             ),
         }
@@ -914,11 +954,13 @@ impl Pipeline {
         }
     }
 
-    /// A sliding or join pump with rows waiting at or before `bound`.
+    /// A sliding or join pump with rows waiting at or before `bound`, none of the pumps
+    /// feeding it having any.
     fn next_release(&self, bound: i64) -> Option<usize> {
-        self.pumps
+        self.upstream_first
             .iter()
-            .position(|pump| pump.waiting().any(|rows| rows.has_due(bound)))
+            .copied()
+            .find(|&i| self.pumps[i].waiting().any(|rows| rows.has_due(bound)))
     }
 
     /// Runs sliding pump `i`'s rows up to `bound` over the rows kept before them; its rows
@@ -1121,6 +1163,17 @@ impl Pipeline {
                     held.history = window.rows;
                 }
                 _ => held.pending = window.rows,
+            }
+        }
+        // A join's pairs are released past one time for both sides (release_join).
+        for pump in &self.pumps {
+            if let Some(join) = &pump.join
+                && join.rows[0].released_to != join.rows[1].released_to
+            {
+                return Err(AnalyticsError::invalid(format!(
+                    "The checkpoint's rows of pump {:?} have its two sides run to different times.",
+                    pump.name
+                )));
             }
         }
         Ok(())

@@ -416,3 +416,105 @@ async fn star_is_both_sides_columns_and_late_rows_are_left_out() {
     assert_eq!(times.values().to_vec(), [5_000, 9_000]);
     assert_eq!((amounts(3), amounts(6)), (vec![2, 4], vec![1, 1]));
 }
+
+/// The pairs (left id, right value) a code's `DESTINATION_SQL_STREAM` gets over trades at
+/// 1 s and 3 s and orders at 2 s and 4 s, all of id 7, with no row late.
+async fn pairs_of(code: &str) -> Vec<(i64, i64)> {
+    let event = |order: bool, at: i64| Event {
+        order,
+        id: 7,
+        ticker: "AMZN",
+        amount: at / 1_000,
+        at,
+    };
+    let steps = [
+        (None, event(false, 1_000)),
+        (None, event(true, 2_000)),
+        (None, event(false, 3_000)),
+        (None, event(true, 4_000)),
+    ];
+    let (batches, late) = run_in_order(code, &steps).await;
+    assert_eq!(late, 0);
+    let mut pairs = Vec::new();
+    for batch in &batches {
+        let column = |i: usize| {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+        };
+        for r in 0..batch.num_rows() {
+            pairs.push((column(1).value(r), column(2).value(r)));
+        }
+    }
+    pairs.sort_unstable();
+    pairs
+}
+
+/// A join runs after the pumps feeding it, wherever the code declares it: rows a sliding
+/// pump releases for a time reach the join before it runs to that time.
+#[tokio::test]
+async fn a_join_declared_before_the_pumps_feeding_it_misses_no_row() {
+    let streams = r#"
+        CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (order_id BIGINT, trades BIGINT);
+        CREATE OR REPLACE STREAM "ORDERS" (id BIGINT);
+        CREATE OR REPLACE STREAM "RECENT" (id BIGINT, trades BIGINT);"#;
+    let join = r#"
+        CREATE OR REPLACE PUMP "PAIR" AS INSERT INTO "DESTINATION_SQL_STREAM"
+            SELECT STREAM o.id, t.trades FROM "ORDERS" AS o
+            JOIN "RECENT" OVER (RANGE INTERVAL '10' SECOND PRECEDING) AS t ON o.id = t.id;"#;
+    let feeders = r#"
+        CREATE OR REPLACE PUMP "TAKE_ORDERS" AS INSERT INTO "ORDERS"
+            SELECT STREAM id FROM "SOURCE_SQL_STREAM_001" WHERE kind = 'order';
+        CREATE OR REPLACE PUMP "COUNT_TRADES" AS INSERT INTO "RECENT"
+            SELECT STREAM id, COUNT(*) OVER (PARTITION BY id RANGE INTERVAL '10' SECOND PRECEDING)
+            FROM "SOURCE_SQL_STREAM_001" WHERE kind = 'trade';"#;
+    let last = pairs_of(&format!("{streams}{feeders}{join}")).await;
+    let first = pairs_of(&format!("{streams}{join}{feeders}")).await;
+    // The order at 2 s with the trade at 1 s (1 trade so far); the order at 4 s with both.
+    assert_eq!(last, [(7, 1), (7, 1), (7, 2)]);
+    assert_eq!(first, last);
+}
+
+/// SQL around a join that looks like its clauses is read as what it is: `IS DISTINCT FROM`
+/// in the select list, the function `LEFT(...)` in `ON`; a window function in `ON` of a
+/// join without a stream window is refused, not taken for one.
+#[tokio::test]
+async fn sql_that_looks_like_a_joins_clauses_is_read_as_what_it_is() {
+    let code = |select: &str| {
+        format!(
+            r#"CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (order_id BIGINT, amount BIGINT);
+               CREATE OR REPLACE STREAM "ORDERS" (id BIGINT, ticker VARCHAR(4), amount BIGINT);
+               CREATE OR REPLACE STREAM "TRADES" (id BIGINT, ticker VARCHAR(4), amount BIGINT);
+               CREATE OR REPLACE PUMP "TAKE_ORDERS" AS INSERT INTO "ORDERS"
+                   SELECT STREAM id, ticker, amount FROM "SOURCE_SQL_STREAM_001" WHERE kind = 'order';
+               CREATE OR REPLACE PUMP "TAKE_TRADES" AS INSERT INTO "TRADES"
+                   SELECT STREAM id, ticker, amount FROM "SOURCE_SQL_STREAM_001" WHERE kind = 'trade';
+               CREATE OR REPLACE PUMP "PAIR" AS INSERT INTO "DESTINATION_SQL_STREAM" {select};"#
+        )
+    };
+    let distinct = pairs_of(&code(
+        r#"SELECT STREAM o.id, CASE WHEN o.amount IS DISTINCT FROM t.amount THEN t.amount END
+           FROM "ORDERS" AS o JOIN "TRADES" OVER (RANGE INTERVAL '10' SECOND PRECEDING) AS t
+           ON o.id = t.id"#,
+    ))
+    .await;
+    assert_eq!(distinct, [(7, 1), (7, 1), (7, 3)]);
+    let left = pairs_of(&code(
+        r#"SELECT STREAM o.id, t.amount
+           FROM "ORDERS" AS o JOIN "TRADES" OVER (RANGE INTERVAL '10' SECOND PRECEDING) AS t
+           ON o.id = t.id AND LEFT(t.ticker, 2) = 'AM' AND RIGHT(o.ticker, 1) = 'N'"#,
+    ))
+    .await;
+    assert_eq!(left, distinct);
+    let in_on = code(
+        r#"SELECT STREAM o.id, t.amount FROM "ORDERS" AS o JOIN "TRADES" AS t
+           ON o.id = t.id AND COUNT(*) OVER () > 0"#,
+    );
+    let refused = sql::parse(&in_on).expect_err("a window in ON");
+    assert!(
+        refused.to_string().contains("A window in FROM"),
+        "{refused}"
+    );
+}

@@ -52,30 +52,30 @@ const JOIN_WORDS: &[&str] = &[
 
 const FORM: &str = "A windowed join's two streams come first, each windowed at most once: FROM <stream> [OVER (...)] AS a [INNER | LEFT] JOIN <stream> OVER (...) AS b ON ..., reference tables after them";
 
-/// A `FROM` item: a stream's name, its window, its alias.
+/// A `FROM` item: a stream's name, its window, the name the query qualifies its columns
+/// with (its alias, or the stream's name).
 struct Item<'t> {
     name: &'t TokenWithSpan,
-    /// The window's range and its `INTERVAL` tokens, and where `OVER` is.
-    window: Option<(i64, &'t [TokenWithSpan], Position)>,
-    alias: Option<&'t TokenWithSpan>,
+    stream: String,
+    window: Option<StreamWindow<'t>>,
+    qualifier: String,
+}
+
+/// A joined stream's `OVER (RANGE INTERVAL '<n>' <unit> PRECEDING)`.
+#[derive(Clone, Copy)]
+struct StreamWindow<'t> {
+    range_ms: i64,
+    /// Its `INTERVAL '<n>' <unit>`.
+    interval: &'t [TokenWithSpan],
+    /// Where `OVER` is.
+    at: Position,
 }
 
 impl Item<'_> {
     fn side(&self) -> JoinSide {
         JoinSide {
-            stream: match &self.name.token {
-                Token::Word(w) => name_of(w),
-                _ => unreachable!("read as a word"),
-            },
-            range_ms: self.window.map_or(0, |w| w.0),
-        }
-    }
-
-    /// The name the query qualifies the stream's columns with.
-    fn qualifier(&self) -> String {
-        match &self.alias.unwrap_or(self.name).token {
-            Token::Word(w) => name_of(w),
-            _ => unreachable!("read as a word"),
+            stream: self.stream.clone(),
+            range_ms: self.window.map_or(0, |w| w.range_ms),
         }
     }
 }
@@ -86,16 +86,16 @@ impl Item<'_> {
 pub(super) fn take_join(
     select: &[TokenWithSpan],
 ) -> Result<(Vec<TokenWithSpan>, Option<JoinDef>), AnalyticsError> {
-    let Some(from) = top_level_from(select, 0, &["FROM"]) else {
+    let Some(from) = from_clause(select) else {
         return Ok((select.to_vec(), None));
     };
     let end = top_level_from(select, from + 1, FROM_ENDS).unwrap_or(select.len());
     let clause = &select[from + 1..end];
-    if top_level_from(clause, 0, &["OVER"]).is_none() {
+    if !windows_a_stream(clause) {
         return Ok((select.to_vec(), None));
     }
     let join = Clause::read(clause, &select[from])?;
-    let (q1, q2) = (join.left.qualifier(), join.right.qualifier());
+    let (q1, q2) = (join.left.qualifier.clone(), join.right.qualifier.clone());
     if q1 == q2 {
         return Err(AnalyticsError::code(
             "The two joined streams need names of their own: AS a, AS b",
@@ -117,12 +117,13 @@ pub(super) fn take_join(
     out.extend(select[end..].iter().cloned());
     let out = later_rowtime(&out, &later);
     let time = Rewrite::default().tokens(&later)?;
-    let at = join
-        .left
-        .window
-        .or(join.right.window)
-        .map(|w| w.2)
-        .expect("OVER is in FROM");
+    let Some(window) = join.left.window.or(join.right.window) else {
+        return Err(AnalyticsError::code(
+            FORM,
+            position(select[from].span.start),
+        ));
+    };
+    let at = window.at;
     Ok((
         out,
         Some(JoinDef {
@@ -132,6 +133,36 @@ pub(super) fn take_join(
             at,
         }),
     ))
+}
+
+/// Where a `SELECT`'s `FROM` clause starts: its first `FROM` outside parentheses that is
+/// not `IS [NOT] DISTINCT FROM`.
+fn from_clause(select: &[TokenWithSpan]) -> Option<usize> {
+    let mut start = 0;
+    loop {
+        let at = top_level_from(select, start, &["FROM"])?;
+        let before = at.checked_sub(1).map(|j| &select[j].token);
+        if !is_word(before, "DISTINCT") {
+            return Some(at);
+        }
+        start = at + 1;
+    }
+}
+
+/// Whether a `FROM` clause windows a stream: `OVER` right after a name that starts the
+/// clause or follows `JOIN`.
+fn windows_a_stream(clause: &[TokenWithSpan]) -> bool {
+    let mut depth = 0usize;
+    clause.iter().enumerate().any(|(i, token)| {
+        match token.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        let named = i >= 1 && matches!(clause[i - 1].token, Token::Word(_));
+        let starts = i == 1 || (i >= 2 && is_word(Some(&clause[i - 2].token), "JOIN"));
+        depth == 0 && is_word(Some(&token.token), "OVER") && named && starts
+    })
 }
 
 /// `<q>."ROWTIME"`.
@@ -166,7 +197,7 @@ impl<'t> Clause<'t> {
         };
         let (left, kind_at) = item(clause, 0)?;
         let mut i = kind_at;
-        while clause.get(i).is_some_and(|t| join_word(&t.token)) {
+        while join_word(clause, i) {
             i += 1;
         }
         let kind = &clause[kind_at..i];
@@ -195,17 +226,15 @@ impl<'t> Clause<'t> {
                     clause.get(after),
                 )
             })?;
-        let condition_end = (after + 1..clause.len())
-            .find(|&j| depth_at(clause, j) == 0 && ends_condition(&clause[j].token))
-            .unwrap_or(clause.len());
+        let condition_end = condition_end(clause, after + 1);
         let rest = &clause[condition_end..];
         if let Some(over) = top_level_from(rest, 0, &["OVER"]) {
             return Err(refused(FORM, rest.get(over)));
         }
-        if let (true, Some((_, _, at))) = (left_outer, left.window) {
+        if let (true, Some(window)) = (left_outer, left.window) {
             return Err(AnalyticsError::code(
                 "A LEFT JOIN of streams leaves the left stream unwindowed (OVER on the right only)",
-                at,
+                window.at,
             ));
         }
         Ok(Clause {
@@ -246,9 +275,9 @@ impl<'t> Clause<'t> {
             out.extend(rowtime_of(on, q2));
             out.push(with(on, compare));
             out.extend(rowtime_of(on, q1));
-            if let Some((_, interval, _)) = window {
+            if let Some(window) = window {
                 out.push(with(on, shift));
-                out.extend(interval.iter().cloned());
+                out.extend(window.interval.iter().cloned());
             }
         }
         out.push(with(on, Token::RParen));
@@ -274,7 +303,7 @@ fn item(clause: &[TokenWithSpan], i: usize) -> Result<(Item<'_>, usize), Analyti
                 token: Token::Word(_),
                 ..
             },
-        ) if !join_word(&t.token) && !is_word(Some(&t.token), "ON") => t,
+        ) if !join_word(clause, i) && !is_word(Some(&t.token), "ON") => t,
         other => return Err(refused(FORM, other)),
     };
     if matches!(
@@ -283,7 +312,7 @@ fn item(clause: &[TokenWithSpan], i: usize) -> Result<(Item<'_>, usize), Analyti
     ) {
         return Err(refused(FORM, clause.get(i + 1)));
     }
-    let (window, mut i) = window(clause, i + 1)?;
+    let (window, mut i) = stream_window(clause, i + 1)?;
     let mut alias = None;
     if is_word(clause.get(i).map(|t| &t.token), "AS") {
         match clause.get(i + 1) {
@@ -302,30 +331,33 @@ fn item(clause: &[TokenWithSpan], i: usize) -> Result<(Item<'_>, usize), Analyti
             ..
         },
     ) = clause.get(i)
-        && !join_word(&t.token)
+        && !join_word(clause, i)
         && !is_word(Some(&t.token), "ON")
         && !is_word(Some(&t.token), "USING")
     {
         alias = Some(t);
         i += 1;
     }
+    let word = |t: &TokenWithSpan| match &t.token {
+        Token::Word(w) => name_of(w),
+        _ => String::new(),
+    };
     Ok((
         Item {
             name,
+            stream: word(name),
             window,
-            alias,
+            qualifier: word(alias.unwrap_or(name)),
         },
         i,
     ))
 }
 
-/// A stream's window at `clause[i]`, if `OVER` is there: its range, its `INTERVAL` tokens
-/// and where it is; and where the clause goes on.
-#[allow(clippy::type_complexity)]
-fn window(
+/// A stream's window at `clause[i]`, if `OVER` is there; and where the clause goes on.
+fn stream_window(
     clause: &[TokenWithSpan],
     i: usize,
-) -> Result<(Option<(i64, &[TokenWithSpan], Position)>, usize), AnalyticsError> {
+) -> Result<(Option<StreamWindow<'_>>, usize), AnalyticsError> {
     let Some(over) = clause.get(i).filter(|t| is_word(Some(&t.token), "OVER")) else {
         return Ok((None, i));
     };
@@ -349,29 +381,37 @@ fn window(
             "A joined stream's window is OVER (RANGE INTERVAL '<n>' SECOND, MINUTE, HOUR or DAY PRECEDING)",
         )
     })?;
-    Ok((Some((ms, interval, position(over.span.start))), close + 1))
+    let window = StreamWindow {
+        range_ms: ms,
+        interval,
+        at: position(over.span.start),
+    };
+    Ok((Some(window), close + 1))
 }
 
-fn join_word(token: &Token) -> bool {
-    JOIN_WORDS.iter().any(|w| is_word(Some(token), w))
+/// Whether `tokens[i]` is a word of a join (`LEFT JOIN`, not the function `LEFT(...)`).
+fn join_word(tokens: &[TokenWithSpan], i: usize) -> bool {
+    let Some(token) = tokens.get(i) else {
+        return false;
+    };
+    let call = tokens.get(i + 1).map(|t| &t.token) == Some(&Token::LParen);
+    !call && JOIN_WORDS.iter().any(|w| is_word(Some(&token.token), w))
 }
 
-/// A join's `ON` condition ends where another join starts (or a `,`).
-fn ends_condition(token: &Token) -> bool {
-    *token == Token::Comma || join_word(token)
-}
-
-/// How deep in parentheses `tokens[at]` is.
-fn depth_at(tokens: &[TokenWithSpan], at: usize) -> usize {
+/// Where an `ON` condition starting at `clause[start]` ends: where another join starts, at
+/// a `,`, or at the clause's end.
+fn condition_end(clause: &[TokenWithSpan], start: usize) -> usize {
     let mut depth = 0usize;
-    for token in &tokens[..at] {
+    for (i, token) in clause.iter().enumerate().skip(start) {
         match token.token {
             Token::LParen => depth += 1,
             Token::RParen => depth = depth.saturating_sub(1),
+            Token::Comma if depth == 0 => return i,
+            _ if depth == 0 && join_word(clause, i) => return i,
             _ => {}
         }
     }
-    depth
+    clause.len()
 }
 
 /// The first of `words` in `tokens` from `start` on, outside parentheses.
