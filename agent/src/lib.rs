@@ -1,8 +1,11 @@
 //! `sluice-agent`: what the Kinesis Agent does, for Sluice (docs/design/agent.md). Log files
-//! are tailed through rotation ([`tail`]) and their positions kept durably once
-//! acknowledged ([`checkpoint`]).
+//! are tailed through rotation ([`tail`]), their records converted by the agent's
+//! processing options ([`process`]), and their positions kept durably once acknowledged
+//! ([`checkpoint`]). `agent.json` is read as the Java agent reads it ([`config`]).
 
 pub mod checkpoint;
+pub mod config;
+pub mod process;
 pub mod tail;
 
 use std::path::{Path, PathBuf};

@@ -150,7 +150,7 @@ impl Tailer {
             let Ok(metadata) = std::fs::metadata(&path) else {
                 continue; // gone since it was listed
             };
-            if metadata.is_file() {
+            if metadata.is_file() && !compressed(&path) {
                 found.push((metadata.modified().ok(), path, metadata));
             }
         }
@@ -410,6 +410,16 @@ impl Tracked {
             });
         }
     }
+}
+
+/// A rotated log compressed (`.gz`, `.bz2`, `.zip`): the agent leaves it, as the Java agent
+/// does, whatever the pattern.
+fn compressed(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        ["gz", "bz2", "zip"]
+            .iter()
+            .any(|c| e.eq_ignore_ascii_case(c))
+    })
 }
 
 /// The fingerprint of a file's first `len` bytes.
