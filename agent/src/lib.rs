@@ -6,6 +6,8 @@
 pub mod checkpoint;
 pub mod config;
 pub mod process;
+pub mod run;
+pub mod send;
 pub mod tail;
 
 use std::path::{Path, PathBuf};

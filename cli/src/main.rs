@@ -1,8 +1,10 @@
 //! `sluice`: the command-line entry point. `sluice serve` runs a Kinesis-compatible endpoint;
 //! `sluice bench` is a load generator for the engine; `sluice inspect` shows what a data
 //! directory holds and the disk it takes; `sluice repair-metadata` checks and repairs a data
-//! directory's metadata log.
+//! directory's metadata log; `sluice agent` tails log files into streams, as the Kinesis
+//! Agent does.
 
+mod agent;
 mod inspect;
 mod repair;
 mod serve;
@@ -40,6 +42,10 @@ enum Command {
     /// end (the engine refuses to open it): the damaged file is copied aside and the log is
     /// rewritten with every valid entry.
     RepairMetadata(repair::RepairMetadataArgs),
+    /// Tail log files into streams and delivery streams, as the Kinesis Agent does, from its
+    /// agent.json: through rotation, with its processing options, checkpointing what was
+    /// acknowledged.
+    Agent(agent::AgentArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => sluice_loadgen::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::RepairMetadata(args) => repair::run(args),
+        Command::Agent(args) => agent::run(args),
     }
 }

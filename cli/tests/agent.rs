@@ -1,0 +1,267 @@
+//! `sluice agent` against a real `sluice serve`: an access log written, rotated by rename and
+//! by copy and truncate, its agent killed with SIGKILL and started again, and every line is
+//! in the stream, converted by LOGTOJSON, with duplicates bounded by one batch; puts signed
+//! for a server that verifies signatures.
+
+mod common;
+
+use common::TestServer;
+use serde_json::{Value, json};
+use sluice_loadgen::client::KinesisClient;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Records a put may hold: the bound on the lines a kill may send twice.
+const BATCH: usize = 100;
+
+fn agent_json(server: &TestServer, logs: &Path, secret: &str) -> PathBuf {
+    let config = json!({
+        "kinesis.endpoint": server.endpoint(),
+        "awsAccessKeyId": "AKIDAGENT",
+        "awsSecretAccessKey": secret,
+        "cloudwatch.emitMetrics": false,
+        "flows": [{
+            "filePattern": format!("{}/access.log*", logs.display()),
+            "kinesisStream": "weblogs",
+            "initialPosition": "START_OF_FILE",
+            "maxBufferAgeMillis": 1000,
+            "maxBufferSizeRecords": BATCH,
+            "minTimeBetweenFilePollsMillis": 20,
+            "retryInitialBackoffMillis": 50,
+            "retryMaxBackoffMillis": 500,
+            "dataProcessingOptions": [{"optionName": "LOGTOJSON", "logFormat": "COMMONAPACHELOG"}]
+        }]
+    });
+    let path = logs.join("agent.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+/// `sluice agent` on `config`; killed when dropped.
+struct AgentProcess(Child);
+
+impl AgentProcess {
+    fn start(config: &Path) -> AgentProcess {
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["agent", "--report-seconds", "1", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting sluice agent");
+        AgentProcess(child)
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Appends access-log lines `ids` (each names its id in the request's path), and a line
+/// that is not one every 50 (LOGTOJSON drops it).
+fn write_lines(path: &Path, ids: std::ops::Range<usize>) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for id in ids {
+        writeln!(
+            file,
+            "10.0.0.{} - - [05/Dec/2026:21:00:00 +0000] \"GET /page/{id} HTTP/1.1\" 200 {}",
+            id % 250,
+            100 + id
+        )
+        .unwrap();
+        if id % 50 == 0 {
+            writeln!(file, "not an access log line {id}").unwrap();
+        }
+    }
+}
+
+async fn create_stream(server: &TestServer, name: &str, shards: u32) {
+    let mut client = KinesisClient::connect(server.address).await.unwrap();
+    let _: Value = client
+        .call(
+            "CreateStream",
+            &json!({"StreamName": name, "ShardCount": shards}),
+        )
+        .await
+        .unwrap();
+}
+
+/// The ids of the page requests the stream holds, and how often each.
+async fn ids_in_stream(server: &TestServer, stream: &str) -> BTreeMap<usize, usize> {
+    let mut client = KinesisClient::connect(server.address).await.unwrap();
+    let shards: Value = client
+        .call("ListShards", &json!({"StreamName": stream}))
+        .await
+        .unwrap();
+    let mut ids = BTreeMap::new();
+    for shard in shards["Shards"].as_array().unwrap() {
+        let iterator: Value = client
+            .call(
+                "GetShardIterator",
+                &json!({"StreamName": stream, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON"}),
+            )
+            .await
+            .unwrap();
+        let mut iterator = iterator["ShardIterator"].clone();
+        loop {
+            let got: Value = match client
+                .call(
+                    "GetRecords",
+                    &json!({"ShardIterator": iterator, "Limit": 10000}),
+                )
+                .await
+            {
+                Ok(got) => got,
+                Err(e) if e.name.contains("ProvisionedThroughputExceeded") => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+                Err(e) => panic!("{e}"),
+            };
+            let records = got["Records"].as_array().unwrap();
+            for record in records {
+                let data = base64_decode(record["Data"].as_str().unwrap());
+                let row: Value = serde_json::from_slice(&data).unwrap();
+                let request = row["request"].as_str().unwrap();
+                assert_eq!(row["ident"], Value::Null, "LOGTOJSON wrote - as null");
+                let id = request
+                    .split('/')
+                    .nth(2)
+                    .unwrap()
+                    .split(' ')
+                    .next()
+                    .unwrap();
+                *ids.entry(id.parse().unwrap()).or_insert(0) += 1;
+            }
+            if records.is_empty() {
+                break;
+            }
+            iterator = got["NextShardIterator"].clone();
+        }
+    }
+    ids
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+/// Waits until the stream holds at least `count` lines.
+async fn wait_for_some(server: &TestServer, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ids_in_stream(server, "weblogs").await.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {count} lines reached the stream"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the stream holds every id below `count`.
+async fn wait_for_all(server: &TestServer, count: usize) -> BTreeMap<usize, usize> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ids = ids_in_stream(server, "weblogs").await;
+        if (0..count).all(|id| ids.contains_key(&id)) {
+            return ids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} lines reached the stream",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_line_reaches_the_stream_through_rotations_and_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    // Limits enforced on one shard: puts are throttled, and retried.
+    let server = TestServer::start(&dir.path().join("data"), &["--enforce-limits"]);
+    create_stream(&server, "weblogs", 1).await;
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let log = logs.join("access.log");
+    let config = agent_json(&server, &logs, "secret");
+    write_lines(&log, 0..1_500);
+    let agent = AgentProcess::start(&config);
+    // Rotated by rename while the agent reads; the writer goes on in the new file.
+    wait_for_some(&server, 100).await;
+    std::fs::rename(&log, logs.join("access.log.1")).unwrap();
+    write_lines(&log, 1_500..2_500);
+    // Killed in the middle of its work (puts are throttled to 1,000 records a second).
+    wait_for_some(&server, 800).await;
+    drop(agent);
+    let before = ids_in_stream(&server, "weblogs").await;
+    assert!(
+        !before.is_empty() && before.len() < 2_500,
+        "the kill came after {} of 2,500 lines: make it earlier",
+        before.len()
+    );
+    // Rotated by copy and truncate while the agent is down, and written on.
+    write_lines(&log, 2_500..3_000);
+    std::fs::copy(&log, logs.join("access.log.2")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    write_lines(&log, 3_000..3_500);
+    let _agent = AgentProcess::start(&config);
+    let ids = wait_for_all(&server, 3_500).await;
+    let twice: Vec<usize> = ids
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    eprintln!(
+        "{} lines in the stream after the kill and restart, {} of them twice",
+        ids.len(),
+        twice.len()
+    );
+    assert_eq!(ids.len(), 3_500, "only page lines, each at least once");
+    assert!(
+        twice.len() <= BATCH && ids.values().all(|n| *n <= 2),
+        "more sent twice than one batch: {twice:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_are_signed_for_a_server_that_verifies_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = TestServer::start(&data, &[]);
+    create_stream(&server, "weblogs", 2).await;
+    server.stop("TERM");
+    let server = TestServer::start(&data, &["--credential", "AKIDAGENT:agentsecret"]);
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    write_lines(&logs.join("access.log"), 0..200);
+    // A wrong secret: every put refused, retried; nothing arrives.
+    let wrong = AgentProcess::start(&agent_json(&server, &logs, "not-the-secret"));
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    drop(wrong);
+    let right = AgentProcess::start(&agent_json(&server, &logs, "agentsecret"));
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    drop(right);
+    server.stop("TERM");
+    let server = TestServer::start(&data, &[]);
+    let ids = wait_for_all(&server, 200).await;
+    assert_eq!(ids.len(), 200);
+}
