@@ -10,6 +10,10 @@
 //! - the watermark moved one second behind the newest arrival, which closes each minute's
 //!   window as the next one fills.
 //!
+//! The same records through a windowed join of two streams: split into buys and sells by two
+//! per-row pumps, each buy joined with the sell put just before it (`JOIN "SELLS" OVER
+//! (RANGE INTERVAL '1' SECOND PRECEDING)`).
+//!
 //! Same-run baselines: `serde_json` parsing the same records into values alone (the floor of
 //! any JSON decoding), and decoding alone. Each figure is the best of three runs. Window
 //! close: the longest `advance` that closed a window, and the window's rows.
@@ -37,6 +41,21 @@ CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
     SELECT STREAM ticker, COUNT(*), SUM(volume)
     FROM "SOURCE_SQL_STREAM_001"
     GROUP BY ticker, STEP("SOURCE_SQL_STREAM_001".ROWTIME BY INTERVAL '60' SECOND);"#;
+
+/// A windowed join of two streams: the input split into buys and sells by two per-row
+/// pumps, each buy joined with the sell put just before it (within a second).
+const JOIN_CODE: &str = r#"
+CREATE OR REPLACE STREAM "BUYS" (ticker VARCHAR(8), price DOUBLE, id BIGINT);
+CREATE OR REPLACE STREAM "SELLS" (ticker VARCHAR(8), price DOUBLE, id BIGINT);
+CREATE OR REPLACE PUMP "TAKE_BUYS" AS INSERT INTO "BUYS"
+    SELECT STREAM ticker, price, id FROM "SOURCE_SQL_STREAM_001" WHERE side = 'BUY';
+CREATE OR REPLACE PUMP "TAKE_SELLS" AS INSERT INTO "SELLS"
+    SELECT STREAM ticker, price, id FROM "SOURCE_SQL_STREAM_001" WHERE side = 'SELL';
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (buy_id BIGINT, sell_id BIGINT, spread DOUBLE);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+    SELECT STREAM b.id, s.id, b.price - s.price
+    FROM "BUYS" AS b JOIN "SELLS" OVER (RANGE INTERVAL '1' SECOND PRECEDING) AS s
+    ON b.id = s.id + 1;"#;
 
 fn schema() -> InputSchema {
     let column = |name: &str, sql_type: &str, path: &str| RecordColumn {
@@ -84,11 +103,16 @@ struct Run {
     output_rows: usize,
 }
 
-/// Decode, push and advance every record, one batch at a time.
-fn through_pipeline(runtime: &tokio::runtime::Runtime, records: &[(Vec<u8>, u64)]) -> Run {
+/// Decode, push and advance every record through `code`, one batch at a time; counts the
+/// rows of `DESTINATION_SQL_STREAM`.
+fn through_pipeline(
+    runtime: &tokio::runtime::Runtime,
+    code: &str,
+    records: &[(Vec<u8>, u64)],
+) -> Run {
     runtime.block_on(async {
         let decoder = Decoder::new(&schema()).unwrap();
-        let code = sql::parse(CODE).unwrap();
+        let code = sql::parse(code).unwrap();
         let mut pipeline = Pipeline::new(&code, "SOURCE_SQL_STREAM_001", decoder.schema())
             .await
             .unwrap();
@@ -102,27 +126,34 @@ fn through_pipeline(runtime: &tokio::runtime::Runtime, records: &[(Vec<u8>, u64)
                 .unwrap();
             assert!(rejected.is_empty());
             in_window += batch.num_rows();
-            pipeline.push(batch).await.unwrap();
+            output_rows += destination_rows(&pipeline.push(batch).await.unwrap());
             let newest = chunk.last().unwrap().1 as i64;
             let closing = Instant::now();
             let produced = pipeline.advance(newest - 1_000).await.unwrap();
             let took = closing.elapsed();
             if !produced.is_empty() {
-                output_rows += produced.iter().map(|(_, b)| b.num_rows()).sum::<usize>();
+                output_rows += destination_rows(&produced);
                 if took > slowest_close.0 {
                     slowest_close = (took, in_window);
                 }
                 in_window = 0;
             }
         }
-        let produced = pipeline.advance(i64::MAX).await.unwrap();
-        output_rows += produced.iter().map(|(_, b)| b.num_rows()).sum::<usize>();
+        output_rows += destination_rows(&pipeline.advance(i64::MAX).await.unwrap());
         Run {
             elapsed: started.elapsed(),
             slowest_close,
             output_rows,
         }
     })
+}
+
+fn destination_rows(produced: &Produced) -> usize {
+    produced
+        .iter()
+        .filter(|(stream, _)| stream == "DESTINATION_SQL_STREAM")
+        .map(|(_, rows)| rows.num_rows())
+        .sum()
 }
 
 fn decode_only(records: &[(Vec<u8>, u64)]) -> Duration {
@@ -252,11 +283,20 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let run = best(|| through_pipeline(&runtime, &records), |r| r.elapsed);
+    let run = best(|| through_pipeline(&runtime, CODE, &records), |r| r.elapsed);
     assert_eq!(
         run.output_rows,
         5 * TICKERS,
         "five minutes' windows of every ticker"
+    );
+    let join = best(
+        || through_pipeline(&runtime, JOIN_CODE, &records),
+        |r| r.elapsed,
+    );
+    assert_eq!(
+        join.output_rows,
+        count / 2 - 1,
+        "each buy but the first with the sell before it"
     );
     let decode = best(|| decode_only(&records), |d| *d);
     let parse = best(|| serde_json_only(&records), |d| *d);
@@ -269,6 +309,11 @@ fn main() {
         "  tumbling COUNT/SUM GROUP BY ticker, 1-minute windows: {:.0} records/s ({:.2} s)",
         rate(run.elapsed),
         run.elapsed.as_secs_f64()
+    );
+    println!(
+        "  windowed join of buys with the sells of the second before (input split by two per-row pumps): {:.0} records/s ({} pairs)",
+        rate(join.elapsed),
+        join.output_rows
     );
     println!(
         "  decoding alone: {:.0} records/s; serde_json parsing alone: {:.0} records/s",
