@@ -1,7 +1,7 @@
 //! `sluice agent` against a real `sluice serve`: an access log written, rotated by rename and
 //! by copy and truncate, its agent killed with SIGKILL and started again, and every line is
 //! in the stream, converted by LOGTOJSON, with duplicates bounded by one batch; puts signed
-//! for a server that verifies signatures.
+//! for a server that verifies signatures; a CSV file delivered by a delivery stream as JSON.
 
 mod common;
 
@@ -264,4 +264,96 @@ async fn puts_are_signed_for_a_server_that_verifies_them() {
     let server = TestServer::start(&data, &[]);
     let ids = wait_for_all(&server, 200).await;
     assert_eq!(ids.len(), 200);
+}
+
+/// The JSON lines of every object delivered into `bucket`'s directory.
+fn delivered_lines(bucket: &Path) -> Vec<Value> {
+    let mut lines = Vec::new();
+    let mut dirs = vec![bucket.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if !path.to_string_lossy().contains('#') {
+                let text = std::fs::read_to_string(&path).unwrap();
+                lines.extend(
+                    text.lines()
+                        .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+                );
+            }
+        }
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_stream_flow_delivers_csv_lines_as_json_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let buckets = dir.path().join("buckets");
+    let server = TestServer::start(
+        &dir.path().join("data"),
+        &["--firehose-bucket-dir", buckets.to_str().unwrap()],
+    );
+    let mut client = KinesisClient::connect(server.address).await.unwrap();
+    let _: Value = client
+        .call(
+            "Firehose_20150804.CreateDeliveryStream",
+            &json!({
+                "DeliveryStreamName": "app-to-lake",
+                "ExtendedS3DestinationConfiguration": {
+                    "BucketARN": "arn:aws:s3:::lake",
+                    "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 1},
+                }
+            }),
+        )
+        .await
+        .unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let mut csv = String::from("when;what;count\n");
+    for i in 0..300 {
+        csv.push_str(&format!("2026-12-05T21:{:02}:00;job-{i};{i}\n", i % 60));
+    }
+    std::fs::write(logs.join("app.csv"), csv).unwrap();
+    let config = json!({
+        "firehose.endpoint": server.endpoint(),
+        "awsAccessKeyId": "AKIDAGENT",
+        "awsSecretAccessKey": "secret",
+        "flows": [{
+            "filePattern": format!("{}/*.csv", logs.display()),
+            "deliveryStream": "app-to-lake",
+            "initialPosition": "START_OF_FILE",
+            "skipHeaderLines": 1,
+            "maxBufferAgeMillis": 1000,
+            "dataProcessingOptions": [{
+                "optionName": "CSVTOJSON",
+                "customFieldNames": ["when", "what", "count"],
+                "delimiter": ";"
+            }]
+        }]
+    });
+    let path = logs.join("agent.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let _agent = AgentProcess::start(&path);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lines = delivered_lines(&buckets.join("lake"));
+    while lines.len() < 300 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 300 lines delivered",
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        lines = delivered_lines(&buckets.join("lake"));
+    }
+    lines.sort_by_key(|l| l["count"].as_str().unwrap().parse::<u32>().unwrap());
+    assert_eq!(lines.len(), 300, "the header skipped, each line once");
+    assert_eq!(
+        lines[7],
+        json!({"when": "2026-12-05T21:07:00", "what": "job-7", "count": "7"})
+    );
 }
