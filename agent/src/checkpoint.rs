@@ -48,6 +48,9 @@ pub struct FilePosition {
 pub struct Checkpoints {
     path: PathBuf,
     flows: BTreeMap<String, Vec<FilePosition>>,
+    /// `<checkpoint file>.lock`, locked while this agent runs: two agents on one file
+    /// would overwrite each other's positions.
+    _lock: std::fs::File,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -64,12 +67,14 @@ impl Checkpoints {
     /// Reads the checkpoint file at `path`; none there is no flow read yet. A file that is
     /// damaged is refused, not guessed at.
     pub fn open(path: &Path) -> Result<Checkpoints, AgentError> {
+        let lock = lock(path)?;
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Checkpoints {
                     path: path.to_owned(),
                     flows: BTreeMap::new(),
+                    _lock: lock,
                 });
             }
             Err(e) => return Err(AgentError::io("read", path, e)),
@@ -101,6 +106,7 @@ impl Checkpoints {
         Ok(Checkpoints {
             path: path.to_owned(),
             flows: saved.flows,
+            _lock: lock,
         })
     }
 
@@ -134,7 +140,9 @@ impl Checkpoints {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),
         };
-        let temporary = self.path.with_extension("tmp");
+        let mut temporary = self.path.clone().into_os_string();
+        temporary.push(".writing");
+        let temporary = PathBuf::from(temporary);
         let mut file = std::fs::File::create(&temporary)
             .map_err(|e| AgentError::io("create", &temporary, e))?;
         file.write_all(text.as_bytes())
@@ -145,6 +153,23 @@ impl Checkpoints {
         std::fs::File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| AgentError::io("sync", &dir, e))
+    }
+}
+
+/// Locks `<path>.lock`, refusing when another agent holds it.
+fn lock(path: &Path) -> Result<std::fs::File, AgentError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file =
+        std::fs::File::create(&lock_path).map_err(|e| AgentError::io("create", &lock_path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AgentError::Checkpoint {
+            path: path.to_owned(),
+            why: "another agent is using it".into(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(AgentError::io("lock", &lock_path, e)),
     }
 }
 
@@ -171,11 +196,17 @@ mod tests {
         checkpoints.save().unwrap();
         checkpoints.set_flow("flow", vec![position(43)]);
         checkpoints.save().unwrap();
+        assert!(
+            Checkpoints::open(&path).is_err(),
+            "one agent a checkpoint file"
+        );
+        drop(checkpoints);
         let read = Checkpoints::open(&path).unwrap();
         assert_eq!(read.flow("flow"), [position(43)]);
-        assert!(!path.with_extension("tmp").exists());
+        assert!(!dir.path().join("checkpoints.json.writing").exists());
 
         // One digit changed: the checksum no longer holds.
+        drop(read);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replace("43", "44")).unwrap();
         let refused = Checkpoints::open(&path).unwrap_err().to_string();

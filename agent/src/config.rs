@@ -20,6 +20,9 @@ pub struct AgentConfig {
     pub firehose_endpoint: Option<String>,
     /// `checkpointFile`: `agent-checkpoints.json` beside the configuration by default.
     pub checkpoint_file: PathBuf,
+    /// `connectionTimeoutMillis` (10,000) plus `socketTimeoutMillis` (50,000): how long a
+    /// put may take before it is given up and made again.
+    pub put_timeout_ms: u64,
     /// The flows.
     pub flows: Vec<Flow>,
     /// Keys read and not used, as `flows[2].aggregatedRecordSizeBytes`.
@@ -95,8 +98,6 @@ const IGNORED_TOP: &[&str] = &[
     "sendingThreadsKeepAliveMillis",
     "sendingThreadsMaxQueueSize",
     "maxConnections",
-    "connectionTimeoutMillis",
-    "socketTimeoutMillis",
     "connectionTTLMillis",
     "useTcpKeepAlive",
     "useHttpGzip",
@@ -155,6 +156,8 @@ impl AgentConfig {
         let checkpoint_file = keys
             .text("checkpointFile")?
             .map_or_else(|| default_checkpoint.to_owned(), PathBuf::from);
+        let put_timeout_ms = keys.number("connectionTimeoutMillis", 10_000, 1..=3_600_000)?
+            + keys.number("socketTimeoutMillis", 50_000, 1..=3_600_000)?;
         let flows = match keys.take("flows") {
             Some(Value::Array(flows)) if !flows.is_empty() => flows,
             _ => return Err(AgentError::config("flows", "lists at least one flow")),
@@ -184,6 +187,7 @@ impl AgentConfig {
             kinesis_endpoint,
             firehose_endpoint,
             checkpoint_file,
+            put_timeout_ms,
             flows: read,
             ignored,
         })

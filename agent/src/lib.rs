@@ -27,7 +27,7 @@ pub enum AgentError {
     },
     /// The checkpoint file is damaged.
     #[error(
-        "the checkpoint file {path} is damaged ({why}): move it away to read every flow afresh"
+        "the checkpoint file {path} cannot be used ({why}): stop the other agent, or move a damaged file away to read every flow afresh"
     )]
     Checkpoint {
         /// The checkpoint file.

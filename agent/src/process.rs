@@ -196,6 +196,7 @@ impl Processor {
                 names.unwrap_or_else(|| default_names.iter().map(|n| (*n).to_owned()).collect()),
             ),
         };
+        refuse_twice(&names)?;
         let pattern = Regex::new(&format!("^(?:{pattern})$"))
             .map_err(|e| AgentError::config("matchPattern", e.to_string()))?;
         if pattern.captures_len() - 1 != names.len() {
@@ -226,6 +227,7 @@ impl Processor {
                 "CSVTOJSON names its fields",
             ));
         }
+        refuse_twice(&names)?;
         let delimiter = Regex::new(delimiter.unwrap_or(","))
             .map_err(|e| AgentError::config("delimiter", e.to_string()))?;
         Ok(Processor::CsvToJson { names, delimiter })
@@ -265,11 +267,10 @@ impl Processor {
                 Some(json_object(names, values))
             }
             Processor::AddMetadata { metadata } => {
+                // `metadata` first, as the agent writes it.
                 let data = text.strip_suffix('\n').unwrap_or(&text);
-                let object = serde_json::json!({ "metadata": metadata, "data": data });
-                let mut out = object.to_string().into_bytes();
-                out.push(b'\n');
-                Some(out)
+                let data = serde_json::Value::from(data);
+                Some(format!("{{\"metadata\":{metadata},\"data\":{data}}}\n").into_bytes())
             }
             Processor::AddBrackets => {
                 let mut out = Vec::with_capacity(record.len() + 2);
@@ -279,6 +280,21 @@ impl Processor {
                 Some(out)
             }
         }
+    }
+}
+
+/// Refuses a name given twice (a JSON object has each member once).
+fn refuse_twice(names: &[String]) -> Result<(), AgentError> {
+    match names
+        .iter()
+        .enumerate()
+        .find(|(i, name)| names[..*i].contains(name))
+    {
+        Some((_, name)) => Err(AgentError::config(
+            "customFieldNames",
+            format!("{name} is named twice"),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -4,7 +4,7 @@
 //! Java agent retries them; a stop leaves what was not acknowledged to be read again.
 
 use crate::AgentError;
-use crate::checkpoint::{Checkpoints, FileId};
+use crate::checkpoint::Checkpoints;
 use crate::config::{AgentConfig, Destination, Flow, PartitionKeyOption};
 use crate::process::process;
 use crate::send::{Entry, Sender};
@@ -45,10 +45,10 @@ struct FlowRun {
     buffer_bytes: usize,
     /// When the buffer's first record came.
     oldest: Option<Instant>,
-    /// Where each file's records read so far end, sent or dropped.
-    read_to: HashMap<(FileId, u32), u64>,
+    /// Where each track's records read so far end, sent or dropped.
+    read_to: HashMap<u64, u64>,
     /// The same, as last checkpointed.
-    acknowledged: HashMap<(FileId, u32), u64>,
+    acknowledged: HashMap<u64, u64>,
     stats: FlowStats,
 }
 
@@ -82,6 +82,7 @@ impl Agent {
                     flow.destination.clone(),
                     endpoint,
                     config.credentials.as_ref(),
+                    Duration::from_millis(config.put_timeout_ms),
                 )?,
                 flow: flow.clone(),
                 tailer,
@@ -140,24 +141,32 @@ impl Agent {
     }
 
     /// One round: every flow's files read, full or old buffers put, progress checkpointed.
-    /// Whether anything was read.
+    /// Whether anything was read. A stop ends it at once, checkpointing nothing more.
     pub async fn step(&mut self) -> Result<bool, AgentError> {
         let mut read_any = false;
         for i in 0..self.flows.len() {
             let records = self.flows[i].tailer.poll()?;
             read_any |= !records.is_empty();
             for record in records {
-                if self.flows[i].full_with(&record) {
-                    self.put(i).await?;
+                // Converted first: the buffer's size is what is put.
+                let entry = self.flows[i].convert(&record.data);
+                if entry
+                    .as_ref()
+                    .is_some_and(|(entry, _)| self.flows[i].full_with(entry))
+                    && !self.put(i).await?
+                {
+                    return Ok(read_any);
                 }
-                self.flows[i].take(record);
+                self.flows[i].take(&record, entry);
             }
             let flow = &self.flows[i];
             let aged = flow
                 .oldest
                 .is_some_and(|t| t.elapsed() >= Duration::from_millis(flow.flow.max_buffer_age_ms));
             if aged || flow.buffer.len() >= flow.flow.max_buffer_records {
-                self.put(i).await?;
+                if !self.put(i).await? {
+                    return Ok(read_any);
+                }
             } else if flow.buffer.is_empty() && flow.read_to != flow.acknowledged {
                 // Only dropped records since the last put: nothing waits before them.
                 self.checkpoint(i)?;
@@ -166,26 +175,26 @@ impl Agent {
         Ok(read_any)
     }
 
-    /// Puts flow `i`'s buffer until every record is acknowledged (or the agent is
-    /// stopped), then checkpoints.
-    async fn put(&mut self, i: usize) -> Result<(), AgentError> {
+    /// Puts flow `i`'s buffer until every record is acknowledged, then checkpoints; false
+    /// when the agent was stopped first (the buffer is kept, nothing checkpointed).
+    async fn put(&mut self, i: usize) -> Result<bool, AgentError> {
         let flow = &mut self.flows[i];
         let mut pending = std::mem::take(&mut flow.buffer);
         let total = pending.len() as u64;
-        flow.buffer_bytes = 0;
-        flow.oldest = None;
         let (initial, max) = flow.flow.retry_backoff_ms;
         let mut attempt = 0u32;
         while !pending.is_empty() {
             if self.stop.load(Ordering::Relaxed) {
-                return Ok(());
+                flow.buffer = pending;
+                return Ok(false);
             }
             let refused = match flow.sender.put(&pending).await {
                 Ok(refused) => refused,
                 Err(e) => {
                     eprintln!(
-                        "sluice agent: {}: put failed, will retry: {e}",
-                        flow.flow.id
+                        "sluice agent: {}: put failed, will retry: {e}{}",
+                        flow.flow.id,
+                        lasting(&e.name)
                     );
                     (0..pending.len()).collect()
                 }
@@ -198,65 +207,112 @@ impl Agent {
             if !pending.is_empty() {
                 flow.stats.retries += 1;
                 attempt += 1;
-                tokio::time::sleep(backoff(initial, max, attempt)).await;
+                sleep_unless_stopped(backoff(initial, max, attempt), &self.stop).await;
             }
         }
+        flow.buffer_bytes = 0;
+        flow.oldest = None;
         flow.stats.sent += total;
-        self.checkpoint(i)
+        self.checkpoint(i)?;
+        Ok(true)
     }
 
     /// Keeps flow `i`'s offsets read as acknowledged.
     fn checkpoint(&mut self, i: usize) -> Result<(), AgentError> {
         let flow = &mut self.flows[i];
+        // Tracks of files no longer read are forgotten.
+        let tracks: Vec<u64> = flow.tailer.tracks().collect();
+        flow.read_to.retain(|track, _| tracks.contains(track));
         flow.acknowledged = flow.read_to.clone();
         let acknowledged = &flow.acknowledged;
         let positions = flow
             .tailer
-            .positions(|id, epoch| acknowledged.get(&(id, epoch)).copied());
+            .positions(|track| acknowledged.get(&track).copied());
         self.checkpoints.set_flow(&flow.flow.id, positions);
         self.checkpoints.save()
     }
 }
 
 impl FlowRun {
-    /// Whether `record` would not fit in the buffer beside what it holds (by count or by
+    /// Whether `entry` would not fit in the buffer beside what it holds (by count or by
     /// bytes).
-    fn full_with(&self, record: &Record) -> bool {
+    fn full_with(&self, entry: &Entry) -> bool {
         !self.buffer.is_empty()
             && (self.buffer.len() >= self.flow.max_buffer_records
-                || self.buffer_bytes + record.data.len() > self.flow.max_buffer_bytes)
+                || self.buffer_bytes + entry.size() > self.flow.max_buffer_bytes)
     }
 
-    /// Converts a record read and buffers it (or counts it dropped); notes where it ends.
-    fn take(&mut self, record: Record) {
-        self.stats.read += 1;
-        self.read_to.insert((record.file, record.epoch), record.end);
-        let Some(mut data) = process(&self.flow.processors, &record.data) else {
-            self.stats.dropped += 1;
-            return;
+    /// A record's data converted by the flow's processing options, with its partition key
+    /// (a stream's), cut to the destination's largest record (and whether it was); `None`
+    /// when an option drops it.
+    fn convert(&self, data: &[u8]) -> Option<(Entry, bool)> {
+        let mut data = process(&self.flow.processors, data)?;
+        let (partition_key, limit) = match (&self.flow.destination, self.flow.partition_key) {
+            (Destination::Stream(_), PartitionKeyOption::Random) => {
+                let key = random_key();
+                let limit = STREAM_RECORD_BYTES - key.len();
+                (key, limit)
+            }
+            (Destination::Stream(_), PartitionKeyOption::Deterministic) => {
+                let key = md5_hex(&data);
+                let limit = STREAM_RECORD_BYTES - key.len();
+                (key, limit)
+            }
+            (Destination::DeliveryStream(_), _) => (String::new(), DELIVERY_RECORD_BYTES),
         };
-        let partition_key = match self.flow.partition_key {
-            PartitionKeyOption::Random => random_key(),
-            PartitionKeyOption::Deterministic => md5_hex(&data),
-        };
-        let limit = match self.flow.destination {
-            Destination::Stream(_) => STREAM_RECORD_BYTES - partition_key.len(),
-            Destination::DeliveryStream(_) => DELIVERY_RECORD_BYTES,
-        };
-        if data.len() > limit {
+        let cut = data.len() > limit;
+        if cut {
             truncate(
                 &mut data,
                 limit,
                 self.flow.truncated_record_terminator.as_bytes(),
             );
-            self.stats.truncated += 1;
         }
-        self.buffer_bytes += data.len() + partition_key.len();
+        Some((
+            Entry {
+                data,
+                partition_key,
+            },
+            cut,
+        ))
+    }
+
+    /// Notes where a record read ends, and buffers its entry (or counts it dropped).
+    fn take(&mut self, record: &Record, entry: Option<(Entry, bool)>) {
+        self.stats.read += 1;
+        self.read_to.insert(record.track, record.end);
+        let Some((entry, cut)) = entry else {
+            self.stats.dropped += 1;
+            return;
+        };
+        self.stats.truncated += u64::from(cut);
+        self.buffer_bytes += entry.size();
         self.oldest.get_or_insert_with(Instant::now);
-        self.buffer.push(Entry {
-            data,
-            partition_key,
-        });
+        self.buffer.push(entry);
+    }
+}
+
+/// A note after an error a retry will not mend by itself.
+fn lasting(name: &str) -> &'static str {
+    match name {
+        "ResourceNotFoundException" => " (the stream does not exist: create it)",
+        "AccessDeniedException"
+        | "InvalidSignatureException"
+        | "UnrecognizedClientException"
+        | "ExpiredTokenException" => " (the credentials are refused: fix them and restart)",
+        "ValidationException" | "InvalidArgumentException" => {
+            " (the request is refused as invalid: check the flow's configuration)"
+        }
+        _ => "",
+    }
+}
+
+/// Sleeps `wait`, waking early when `stop` is set.
+async fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + wait;
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        tokio::time::sleep(left.min(Duration::from_millis(100))).await;
     }
 }
 

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// A record to put: its data and, into a stream, its partition key.
 #[derive(Debug, Clone)]
@@ -21,6 +21,13 @@ pub struct Entry {
     pub data: Vec<u8>,
     /// Its partition key (streams only).
     pub partition_key: String,
+}
+
+impl Entry {
+    /// What it counts for in a put's limit: its data and its partition key.
+    pub fn size(&self) -> usize {
+        self.data.len() + self.partition_key.len()
+    }
 }
 
 /// Why a put failed as a whole.
@@ -55,25 +62,29 @@ pub struct Sender {
     region: String,
     credentials: Credentials,
     connection: Option<SendRequest<Full<Bytes>>>,
+    /// How long a call may take, connecting included.
+    timeout: Duration,
 }
 
 impl Sender {
-    /// A sender to `destination` through `endpoint` (`http://host:port`; AWS's endpoint of
-    /// the region otherwise), signing with `credentials` (or `AWS_ACCESS_KEY_ID` and
-    /// `AWS_SECRET_ACCESS_KEY`), in `AWS_REGION` (or the endpoint's region, or us-east-1).
+    /// A sender to `destination` through `endpoint` (`http://host:port`), signing with
+    /// `credentials` (or `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`), in the
+    /// endpoint's region (`AWS_REGION` for one that names none, or us-east-1), giving up a
+    /// call after `timeout` (its connection is made again).
     pub fn new(
         destination: Destination,
         endpoint: Option<&str>,
         credentials: Option<&(String, String)>,
+        timeout: Duration,
     ) -> Result<Sender, AgentError> {
         let key = match &destination {
             Destination::Stream(_) => "kinesis.endpoint",
             Destination::DeliveryStream(_) => "firehose.endpoint",
         };
-        let region = std::env::var("AWS_REGION")
-            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-            .ok()
-            .or_else(|| endpoint.and_then(region_of))
+        let region = endpoint
+            .and_then(region_of)
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
             .unwrap_or_else(|| "us-east-1".into());
         let endpoint = endpoint.ok_or_else(|| {
             AgentError::config(
@@ -115,6 +126,7 @@ impl Sender {
             region,
             credentials: Credentials::new(id, secret, token, None, "agent.json"),
             connection: None,
+            timeout,
         })
     }
 
@@ -170,13 +182,35 @@ impl Sender {
         }
     }
 
-    /// One signed call; its answer's JSON.
+    /// One signed call, given up after the timeout (its connection made again); its
+    /// answer's JSON.
     async fn call(
         &mut self,
         target: &str,
         service: &str,
         body: String,
     ) -> Result<serde_json::Value, PutError> {
+        let request = self.signed(target, service, body)?;
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.exchange(request)).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                self.connection = None;
+                Err(PutError::connection(format!(
+                    "no answer within {} ms",
+                    timeout.as_millis()
+                )))
+            }
+        }
+    }
+
+    /// The request of a call, signed.
+    fn signed(
+        &mut self,
+        target: &str,
+        service: &str,
+        body: String,
+    ) -> Result<hyper::Request<Full<Bytes>>, PutError> {
         let headers = [
             ("host", self.authority.as_str()),
             ("content-type", "application/x-amz-json-1.1"),
@@ -210,9 +244,16 @@ impl Sender {
         for header in signed {
             request = request.header(header.name(), header.value());
         }
-        let request = request
+        request
             .body(Full::new(Bytes::from(body)))
-            .map_err(PutError::connection)?;
+            .map_err(PutError::connection)
+    }
+
+    /// Sends `request` and reads its answer.
+    async fn exchange(
+        &mut self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<serde_json::Value, PutError> {
         let sender = self.connection().await?;
         let answer = match sender.send_request(request).await {
             Ok(answer) => answer,

@@ -11,6 +11,7 @@ use regex::bytes::Regex;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// What a flow's files are and how they split into records.
 #[derive(Debug, Clone)]
@@ -34,15 +35,21 @@ pub struct Record {
     pub data: Vec<u8>,
     /// The file it was read from.
     pub file: FileId,
-    /// Which contents of the file: a truncated file read again from its start is the next
-    /// epoch.
-    pub epoch: u32,
+    /// Which reading of a file it comes from: a number of the tailer's, new for each file
+    /// tracked and each time a truncated file is read again from its start (so that an
+    /// identity reused by a new file is never taken for the old one's).
+    pub track: u64,
     /// The file's offset after it: acknowledging the record acknowledges everything before.
     pub end: u64,
 }
 
 /// Most bytes read from one file in one poll.
-const READ_BYTES: usize = 1 << 20;
+const READ_BYTES: u64 = 1 << 20;
+/// How long a file gone from the pattern (rotated by rename) is still read: writers go on
+/// writing it until they reopen their log.
+const ROTATED_GRACE: Duration = Duration::from_secs(2);
+/// How many bytes before a point a copy must share with its original.
+const MIRROR_BYTES: u64 = 1024;
 
 /// A flow's files and how far each is read.
 pub struct Tailer {
@@ -54,13 +61,15 @@ pub struct Tailer {
     /// No checkpoint for the flow: files found at the first poll start at their end when
     /// `start_at_end`.
     fresh: bool,
-    /// Bytes a truncation took before they were read, with no copy holding them.
-    lost_to_truncation: u64,
+    /// Truncations with no copy found to read the rest from.
+    truncations_without_copy: u64,
+    /// The next [`Record::track`].
+    next_track: u64,
 }
 
 struct Tracked {
     id: FileId,
-    epoch: u32,
+    track: u64,
     path: PathBuf,
     file: File,
     fingerprint: Fingerprint,
@@ -79,6 +88,8 @@ struct Tracked {
     copy_of: Option<FileId>,
     /// Seen under the pattern at the last poll.
     listed: bool,
+    /// When it was first found gone from the pattern.
+    unlisted_at: Option<Instant>,
 }
 
 impl Tailer {
@@ -90,13 +101,25 @@ impl Tailer {
             files: Vec::new(),
             saved: saved.to_vec(),
             fresh,
-            lost_to_truncation: 0,
+            truncations_without_copy: 0,
+            next_track: 0,
         }
     }
 
-    /// Bytes a truncation took before they were read, with no copy of them found.
-    pub fn lost_to_truncation(&self) -> u64 {
-        self.lost_to_truncation
+    /// Truncations with no copy found to read the rest from (what was written between the
+    /// last read and the truncation is lost).
+    pub fn truncations_without_copy(&self) -> u64 {
+        self.truncations_without_copy
+    }
+
+    /// The tracks of the files read now ([`Record::track`]).
+    pub fn tracks(&self) -> impl Iterator<Item = u64> + '_ {
+        self.files.iter().map(|f| f.track)
+    }
+
+    fn new_track(&mut self) -> u64 {
+        self.next_track += 1;
+        self.next_track
     }
 
     /// Finds the pattern's new files, notes truncations, and reads what the files hold
@@ -105,38 +128,37 @@ impl Tailer {
         self.discover()?;
         self.fresh = false;
         self.note_truncations()?;
+        self.release_false_copies()?;
         let mut records = Vec::new();
         for i in 0..self.files.len() {
             if self.files[i].copy_of.is_none() {
                 self.read(i, &mut records)?;
             }
         }
-        // A file gone from the pattern, read to its end, is done: its last line goes as
-        // it is.
-        let options = &self.options;
-        self.files.retain_mut(|file| {
-            let done = !file.listed && file.copy_of.is_none() && file.at_end();
-            if done {
-                file.flush(options, &mut records);
+        // A file gone from the pattern a while, read to its end, is done: its last line
+        // goes as it is; a copy waiting on it takes over where it ended.
+        while let Some(i) = self.files.iter().position(Tracked::done) {
+            let mut file = self.files.remove(i);
+            file.flush(&self.options, &mut records);
+            if let Some(copy) = self.files.iter_mut().find(|c| c.copy_of == Some(file.id)) {
+                copy.take_over(&mut file);
             }
-            !done
-        });
+        }
         Ok(records)
     }
 
-    /// The positions to keep for the files known, each at `acknowledged(file, epoch)` (the
-    /// end of its last record acknowledged; none: where this run started it).
-    pub fn positions(
-        &self,
-        acknowledged: impl Fn(FileId, u32) -> Option<u64>,
-    ) -> Vec<FilePosition> {
+    /// The positions to keep for the files read, each at `acknowledged(track)` (the end of
+    /// its last record acknowledged; none: where this run started it). Copies waiting on
+    /// their original are left out: a restart finds them again by their first bytes.
+    pub fn positions(&self, acknowledged: impl Fn(u64) -> Option<u64>) -> Vec<FilePosition> {
         self.files
             .iter()
+            .filter(|file| file.copy_of.is_none())
             .map(|file| FilePosition {
                 path: file.path.clone(),
                 id: file.id,
                 fingerprint: file.fingerprint,
-                offset: acknowledged(file.id, file.epoch).unwrap_or(file.started),
+                offset: acknowledged(file.track).unwrap_or(file.started),
             })
             .collect()
     }
@@ -147,32 +169,53 @@ impl Tailer {
             .map_err(|e| AgentError::config("filePattern", e.to_string()))?;
         let mut found = Vec::new();
         for path in paths.flatten() {
-            let Ok(metadata) = std::fs::metadata(&path) else {
+            if compressed(&path) {
+                continue;
+            }
+            // Opened first, its identity taken from the handle: a rename between the two
+            // cannot pair one file's identity with another's contents.
+            let Ok(file) = File::open(&path) else {
                 continue; // gone since it was listed
             };
-            if metadata.is_file() && !compressed(&path) {
-                found.push((metadata.modified().ok(), path, metadata));
-            }
-        }
-        found.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        for file in &mut self.files {
-            file.listed = false;
-        }
-        for (_, path, metadata) in found {
+            let Ok(metadata) = file.metadata() else {
+                continue;
+            };
             let id = FileId {
                 dev: metadata.dev(),
                 ino: metadata.ino(),
             };
+            if metadata.is_file() {
+                // The checkpoint's files first: a copy of one is then known as a copy.
+                let unsaved = !self.saved.iter().any(|p| p.id == id);
+                found.push((
+                    unsaved,
+                    metadata.modified().ok(),
+                    path,
+                    id,
+                    file,
+                    metadata.len(),
+                ));
+            }
+        }
+        found.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+        for file in &mut self.files {
+            file.listed = false;
+        }
+        for (_, _, path, id, file, size) in found {
             if let Some(known) = self.files.iter_mut().find(|f| f.id == id) {
                 known.path = path;
                 known.listed = true;
                 continue;
             }
-            let Ok(file) = File::open(&path) else {
-                continue;
-            };
-            let tracked = self.track(id, path, file, metadata.len())?;
+            let tracked = self.track(id, path, file, size)?;
             self.files.push(tracked);
+        }
+        for file in &mut self.files {
+            if file.listed {
+                file.unlisted_at = None;
+            } else {
+                file.unlisted_at.get_or_insert_with(Instant::now);
+            }
         }
         // The checkpoint's files not found at the first listing are gone.
         self.saved.clear();
@@ -189,7 +232,7 @@ impl Tailer {
     ) -> Result<Tracked, AgentError> {
         let mut tracked = Tracked {
             id,
-            epoch: 0,
+            track: self.new_track(),
             started: 0,
             fingerprint: fingerprint(&file, &path, FINGERPRINT_BYTES.min(size))?,
             path,
@@ -200,33 +243,35 @@ impl Tailer {
             headers_left: self.options.skip_header_lines,
             copy_of: None,
             listed: true,
+            unlisted_at: None,
         };
-        // A copy of a file read now waits for its original's truncation. Files too short
-        // for a whole fingerprint are told apart by identity only.
-        for original in &self.files {
-            if original.copy_of.is_none()
-                && original.fingerprint.len == FINGERPRINT_BYTES
-                && tracked.starts_as(&original.fingerprint)?
-            {
-                tracked.copy_of = Some(original.id);
-                return Ok(tracked);
-            }
-        }
-        // The checkpoint's file itself, or (its identity reused by a new file, or a copy
-        // of it made while the agent was down) a file starting as it did.
-        let saved = self.saved.iter().position(|p| p.id == id).filter(|&i| {
+        // The checkpoint's file itself.
+        let mut saved = self.saved.iter().position(|p| p.id == id).filter(|&i| {
             tracked
                 .starts_as(&self.saved[i].fingerprint)
                 .unwrap_or(false)
         });
-        let saved = match saved {
-            Some(i) => Some(i),
-            None => self.saved.iter().position(|p| {
+        if saved.is_none() {
+            // A copy of a file read now (the same first bytes, and the same bytes where
+            // the shorter ends) waits for its original's truncation. Files too short for
+            // a whole fingerprint are told apart by identity only.
+            for original in &self.files {
+                if original.copy_of.is_none()
+                    && original.fingerprint.len == FINGERPRINT_BYTES
+                    && tracked.starts_as(&original.fingerprint)?
+                    && tracked.mirrors(original)?
+                {
+                    tracked.copy_of = Some(original.id);
+                    return Ok(tracked);
+                }
+            }
+            // A copy made while the agent was down of a checkpoint's file truncated since.
+            saved = self.saved.iter().position(|p| {
                 p.id != id
                     && p.fingerprint.len == FINGERPRINT_BYTES
                     && tracked.starts_as(&p.fingerprint).unwrap_or(false)
-            }),
-        };
+            });
+        }
         if let Some(i) = saved {
             let position = self.saved.remove(i);
             tracked.start_at(position.offset.min(size));
@@ -246,36 +291,40 @@ impl Tailer {
                 continue;
             }
             let original = file.id;
-            let copy = self.files.iter().position(|c| c.copy_of == Some(original));
+            if let Some(c) = self.files.iter().position(|c| c.copy_of == Some(original)) {
+                let (copy, truncated) = pair_mut(&mut self.files, c, i);
+                copy.take_over(truncated);
+                // The copy's rest comes before the original's new lines.
+                let copy = self.files.remove(c);
+                let at = if c < i { i - 1 } else { i };
+                self.files.insert(at, copy);
+            } else {
+                self.truncations_without_copy += 1;
+            }
+            let track = self.new_track();
             let skip = self.options.skip_header_lines;
-            let (offset, line, record, headers_left) = {
-                let file = &mut self.files[i];
-                let taken = (
-                    file.offset,
-                    std::mem::take(&mut file.line),
-                    file.record.take(),
-                    file.headers_left,
-                );
-                file.restart(skip)?;
-                taken
+            let at = self
+                .files
+                .iter()
+                .position(|f| f.id == original)
+                .expect("still known");
+            self.files[at].restart(skip, track)?;
+        }
+        Ok(())
+    }
+
+    /// Releases waiting copies that turn out not to be copies (their bytes where the shorter
+    /// file ends differ from their original's): new files that began as another did.
+    fn release_false_copies(&mut self) -> Result<(), AgentError> {
+        for c in 0..self.files.len() {
+            let Some(original) = self.files[c].copy_of else {
+                continue;
             };
-            match copy {
-                Some(c) => {
-                    let copy = &mut self.files[c];
-                    copy.copy_of = None;
-                    copy.offset = offset;
-                    copy.started = offset
-                        - line.len() as u64
-                        - record.as_ref().map_or(0, |r| r.0.len() as u64);
-                    copy.line = line;
-                    copy.record = record;
-                    copy.headers_left = headers_left;
-                    // The copy's rest comes before the original's new lines.
-                    let copy = self.files.remove(c);
-                    let at = if c < i { i - 1 } else { i };
-                    self.files.insert(at, copy);
-                }
-                None => self.lost_to_truncation += offset,
+            let Some(original) = self.files.iter().find(|f| f.id == original) else {
+                continue;
+            };
+            if !self.files[c].mirrors(original)? {
+                self.files[c].copy_of = None;
             }
         }
         Ok(())
@@ -285,7 +334,15 @@ impl Tailer {
     fn read(&mut self, i: usize, records: &mut Vec<Record>) -> Result<(), AgentError> {
         let options = &self.options;
         let file = &mut self.files[i];
-        let mut buffer = vec![0; READ_BYTES];
+        let size = file
+            .file
+            .metadata()
+            .map_err(|e| AgentError::io("read", &file.path, e))?
+            .len();
+        if size <= file.offset {
+            return Ok(());
+        }
+        let mut buffer = vec![0; (size - file.offset).min(READ_BYTES) as usize];
         let read = file
             .file
             .read_at(&mut buffer, file.offset)
@@ -326,11 +383,43 @@ impl Tracked {
         self.file.metadata().is_ok_and(|m| m.len() <= self.offset)
     }
 
-    /// Reads the file again from its start (it was truncated): its next epoch.
-    fn restart(&mut self, skip_header_lines: usize) -> Result<(), AgentError> {
+    /// Gone from the pattern for a while and read to its end: no more will come.
+    fn done(&self) -> bool {
+        self.copy_of.is_none()
+            && self
+                .unlisted_at
+                .is_some_and(|t| t.elapsed() >= ROTATED_GRACE)
+            && self.at_end()
+    }
+
+    /// Whether this file holds the same bytes as `original` just before where the shorter
+    /// of the two ends (as a copy of it does).
+    fn mirrors(&self, original: &Tracked) -> Result<bool, AgentError> {
+        let size = |f: &Tracked| f.file.metadata().map_or(0, |m| m.len());
+        let end = size(self).min(size(original));
+        let len = end.min(MIRROR_BYTES);
+        Ok(bytes_at(&self.file, &self.path, end - len, len)?
+            == bytes_at(&original.file, &original.path, end - len, len)?)
+    }
+
+    /// A copy's place taken from a file no longer read (its original, truncated or gone):
+    /// reading goes on in the copy from where the original was.
+    fn take_over(&mut self, original: &mut Tracked) {
+        self.copy_of = None;
+        self.offset = original.offset;
+        self.line = std::mem::take(&mut original.line);
+        self.record = original.record.take();
+        self.started = self.offset
+            - self.line.len() as u64
+            - self.record.as_ref().map_or(0, |r| r.0.len() as u64);
+        self.headers_left = original.headers_left;
+    }
+
+    /// Reads the file again from its start (it was truncated), as `track`.
+    fn restart(&mut self, skip_header_lines: usize, track: u64) -> Result<(), AgentError> {
         let size = self.file.metadata().map_or(0, |m| m.len());
         self.fingerprint = fingerprint(&self.file, &self.path, FINGERPRINT_BYTES.min(size))?;
-        self.epoch += 1;
+        self.track = track;
         self.offset = 0;
         self.started = 0;
         self.line.clear();
@@ -364,7 +453,7 @@ impl Tracked {
             records.push(Record {
                 data: line,
                 file: self.id,
-                epoch: self.epoch,
+                track: self.track,
                 end,
             });
             return;
@@ -375,7 +464,7 @@ impl Tracked {
                 records.push(Record {
                     data,
                     file: self.id,
-                    epoch: self.epoch,
+                    track: self.track,
                     end,
                 });
             }
@@ -388,7 +477,7 @@ impl Tracked {
             records.push(Record {
                 data: line,
                 file: self.id,
-                epoch: self.epoch,
+                track: self.track,
                 end,
             });
         }
@@ -405,7 +494,7 @@ impl Tracked {
             records.push(Record {
                 data,
                 file: self.id,
-                epoch: self.epoch,
+                track: self.track,
                 end,
             });
         }
@@ -422,13 +511,33 @@ fn compressed(path: &Path) -> bool {
     })
 }
 
+/// Two files of `files`, mutably: the one at `a` and the one at `b` (`a != b`).
+fn pair_mut<T>(files: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    if a < b {
+        let (low, high) = files.split_at_mut(b);
+        (&mut low[a], &mut high[0])
+    } else {
+        let (low, high) = files.split_at_mut(a);
+        (&mut high[0], &mut low[b])
+    }
+}
+
 /// The fingerprint of a file's first `len` bytes.
 fn fingerprint(file: &File, path: &Path, len: u64) -> Result<Fingerprint, AgentError> {
+    let bytes = bytes_at(file, path, 0, len)?;
+    Ok(Fingerprint {
+        len: bytes.len() as u64,
+        hash: xxhash_rust::xxh3::xxh3_64(&bytes),
+    })
+}
+
+/// Up to `len` bytes of a file from `offset` (fewer where it ends).
+fn bytes_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, AgentError> {
     let mut bytes = vec![0; len as usize];
     let mut read = 0;
     while read < bytes.len() {
         let n = file
-            .read_at(&mut bytes[read..], read as u64)
+            .read_at(&mut bytes[read..], offset + read as u64)
             .map_err(|e| AgentError::io("read", path, e))?;
         if n == 0 {
             break;
@@ -436,8 +545,5 @@ fn fingerprint(file: &File, path: &Path, len: u64) -> Result<Fingerprint, AgentE
         read += n;
     }
     bytes.truncate(read);
-    Ok(Fingerprint {
-        len: read as u64,
-        hash: xxhash_rust::xxh3::xxh3_64(&bytes),
-    })
+    Ok(bytes)
 }

@@ -147,3 +147,16 @@ fn a_match_pattern_names_its_groups_and_options_chain_in_order() {
         "{{\"call\":\"fetch\",\"ms\":\"12\"}\n}"
     );
 }
+
+#[test]
+fn metadata_goes_first_and_a_field_named_twice_is_refused() {
+    let add = Processor::AddMetadata {
+        metadata: serde_json::json!({"host": "web1"}),
+    };
+    assert_eq!(
+        text(add.apply(b"GET / 200\n")).unwrap(),
+        "{\"metadata\":{\"host\":\"web1\"},\"data\":\"GET / 200\"}\n"
+    );
+    let twice = Processor::csv_to_json(vec!["a".into(), "a".into()], None).unwrap_err();
+    assert!(twice.to_string().contains("a is named twice"), "{twice}");
+}

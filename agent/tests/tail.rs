@@ -3,7 +3,7 @@
 //! checkpoint resends nothing acknowledged.
 
 use regex::bytes::Regex;
-use sluice_agent::checkpoint::{Checkpoints, FileId};
+use sluice_agent::checkpoint::Checkpoints;
 use sluice_agent::tail::{Record, TailOptions, Tailer};
 use std::collections::HashMap;
 use std::io::Write;
@@ -44,12 +44,12 @@ fn numbers(records: &[Record]) -> Vec<usize> {
 
 /// A flow that acknowledges every record it is given.
 #[derive(Default)]
-struct Acks(HashMap<(FileId, u32), u64>);
+struct Acks(HashMap<u64, u64>);
 
 impl Acks {
     fn take(&mut self, records: &[Record]) {
         for record in records {
-            self.0.insert((record.file, record.epoch), record.end);
+            self.0.insert(record.track, record.end);
         }
     }
 
@@ -57,7 +57,7 @@ impl Acks {
         let mut checkpoints = Checkpoints::open(path).unwrap();
         checkpoints.set_flow(
             "flow",
-            tailer.positions(|id, epoch| self.0.get(&(id, epoch)).copied()),
+            tailer.positions(|track| self.0.get(&track).copied()),
         );
         checkpoints.save().unwrap();
     }
@@ -126,7 +126,7 @@ fn a_file_rotated_by_copy_and_truncate_loses_nothing_and_repeats_nothing() {
     append(&log, 30..40);
     seen.extend(numbers(&tailer.poll().unwrap()));
     assert_eq!(seen, (0..40).collect::<Vec<_>>());
-    assert_eq!(tailer.lost_to_truncation(), 0);
+    assert_eq!(tailer.truncations_without_copy(), 0);
 }
 
 #[test]
@@ -206,4 +206,98 @@ fn headers_are_skipped_multi_line_records_gathered_and_a_fresh_flow_may_start_at
     assert!(at_end.poll().unwrap().is_empty());
     append(&log, 0..2);
     assert_eq!(numbers(&at_end.poll().unwrap()), [0, 1]);
+}
+
+/// Writes `banner` (over a KiB) then lines `ids` into a new file at `path`.
+fn with_banner(path: &Path, banner: &str, ids: std::ops::Range<usize>) {
+    std::fs::write(path, banner).unwrap();
+    append(path, ids);
+}
+
+#[test]
+fn a_new_file_beginning_as_the_rotated_one_did_is_read_not_taken_for_its_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let banner = format!("# started {}\n", "=".repeat(1100));
+    with_banner(&log, &banner, 0..10);
+    let mut tailer = Tailer::new(options(dir.path()), &[], true);
+    let mut seen = numbers(&tailer.poll().unwrap()[1..]);
+    std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
+    with_banner(&log, &banner, 10..20);
+    let records = tailer.poll().unwrap();
+    assert!(records[0].data.starts_with(b"# started"));
+    seen.extend(numbers(&records[1..]));
+    assert_eq!(seen, (0..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_copy_waiting_for_its_original_is_not_read_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoints.json");
+    let log = dir.path().join("access.log");
+    append(&log, 0..20);
+    let mut tailer = Tailer::new(options(dir.path()), &[], true);
+    let mut acks = Acks::default();
+    let records = tailer.poll().unwrap();
+    acks.take(&records);
+    let mut seen = numbers(&records);
+    // Copied, not truncated yet, when the agent stops.
+    append(&log, 20..25);
+    std::fs::copy(&log, dir.path().join("access.log.1")).unwrap();
+    let records = tailer.poll().unwrap();
+    acks.take(&records);
+    seen.extend(numbers(&records));
+    acks.save(&tailer, &checkpoint);
+    drop(tailer);
+    let mut tailer = restarted(dir.path(), &checkpoint);
+    assert!(tailer.poll().unwrap().is_empty(), "the copy waits again");
+    std::fs::write(&log, "").unwrap();
+    append(&log, 25..30);
+    seen.extend(numbers(&tailer.poll().unwrap()));
+    assert_eq!(seen, (0..30).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_file_replacing_a_deleted_one_is_read_from_its_start_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoints.json");
+    let log = dir.path().join("access.log");
+    append(&log, 0..50);
+    let mut tailer = Tailer::new(options(dir.path()), &[], true);
+    let mut acks = Acks::default();
+    acks.take(&tailer.poll().unwrap());
+    // Deleted and made again (its inode perhaps reused): a new file, whatever the old one's
+    // acknowledgements were.
+    std::fs::remove_file(&log).unwrap();
+    append(&log, 100..110);
+    let records = tailer.poll().unwrap();
+    acks.take(&records[..3]);
+    acks.save(&tailer, &checkpoint);
+    drop(tailer);
+    let mut tailer = restarted(dir.path(), &checkpoint);
+    assert_eq!(
+        numbers(&tailer.poll().unwrap()),
+        (103..110).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_file_renamed_out_of_the_pattern_is_still_read_while_its_writer_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    append(&log, 0..5);
+    let narrow = TailOptions {
+        pattern: log.display().to_string(),
+        ..options(dir.path())
+    };
+    let mut tailer = Tailer::new(narrow, &[], true);
+    let mut seen = numbers(&tailer.poll().unwrap());
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    seen.extend(numbers(&tailer.poll().unwrap()));
+    // The writer has not reopened its log yet.
+    append(&rotated, 5..8);
+    append(&log, 8..10);
+    seen.extend(numbers(&tailer.poll().unwrap()));
+    assert_eq!(seen, (0..10).collect::<Vec<_>>());
 }
