@@ -298,9 +298,9 @@ fn refuse_twice(names: &[String]) -> Result<(), AgentError> {
     }
 }
 
-/// Applies `processors` in order; `None` when one drops the record.
-pub fn process(processors: &[Processor], record: &[u8]) -> Option<Vec<u8>> {
-    let mut record = record.to_vec();
+/// Applies `processors` in order; `None` when one drops the record. A record no option
+/// converts comes back as it is, not copied.
+pub fn process(processors: &[Processor], mut record: Vec<u8>) -> Option<Vec<u8>> {
     for processor in processors {
         record = processor.apply(&record)?;
     }

@@ -147,9 +147,12 @@ impl Agent {
         for i in 0..self.flows.len() {
             let records = self.flows[i].tailer.poll()?;
             read_any |= !records.is_empty();
-            for record in records {
+            for Record {
+                data, track, end, ..
+            } in records
+            {
                 // Converted first: the buffer's size is what is put.
-                let entry = self.flows[i].convert(&record.data);
+                let entry = self.flows[i].convert(data);
                 if entry
                     .as_ref()
                     .is_some_and(|(entry, _)| self.flows[i].full_with(entry))
@@ -157,7 +160,7 @@ impl Agent {
                 {
                     return Ok(read_any);
                 }
-                self.flows[i].take(&record, entry);
+                self.flows[i].take(track, end, entry);
             }
             let flow = &self.flows[i];
             let aged = flow
@@ -245,7 +248,7 @@ impl FlowRun {
     /// A record's data converted by the flow's processing options, with its partition key
     /// (a stream's), cut to the destination's largest record (and whether it was); `None`
     /// when an option drops it.
-    fn convert(&self, data: &[u8]) -> Option<(Entry, bool)> {
+    fn convert(&self, data: Vec<u8>) -> Option<(Entry, bool)> {
         let mut data = process(&self.flow.processors, data)?;
         let (partition_key, limit) = match (&self.flow.destination, self.flow.partition_key) {
             (Destination::Stream(_), PartitionKeyOption::Random) => {
@@ -277,10 +280,11 @@ impl FlowRun {
         ))
     }
 
-    /// Notes where a record read ends, and buffers its entry (or counts it dropped).
-    fn take(&mut self, record: &Record, entry: Option<(Entry, bool)>) {
+    /// Notes where a record read from `track` ends (`end`), and buffers its entry (or counts
+    /// it dropped).
+    fn take(&mut self, track: u64, end: u64, entry: Option<(Entry, bool)>) {
         self.stats.read += 1;
-        self.read_to.insert(record.track, record.end);
+        self.read_to.insert(track, end);
         let Some((entry, cut)) = entry else {
             self.stats.dropped += 1;
             return;

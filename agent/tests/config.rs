@@ -80,7 +80,7 @@ fn the_documentations_keys_are_read_with_their_defaults() {
             .is_match(b"2026-12-05;x")
     );
     assert_eq!(
-        String::from_utf8(process(&app.processors, b"2026;up\n").unwrap()).unwrap(),
+        String::from_utf8(process(&app.processors, b"2026;up\n".to_vec()).unwrap()).unwrap(),
         "{\"when\":\"2026\",\"what\":\"up\"}\n"
     );
     assert_eq!(

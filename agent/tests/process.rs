@@ -143,7 +143,7 @@ fn a_match_pattern_names_its_groups_and_options_chain_in_order() {
     // lines joined with nothing between them, as the agent joins them).
     let chain = [Processor::SingleLine, custom, Processor::AddBrackets];
     assert_eq!(
-        text(process(&chain, b"fetch took 12\n  ms\n")).unwrap(),
+        text(process(&chain, b"fetch took 12\n  ms\n".to_vec())).unwrap(),
         "{{\"call\":\"fetch\",\"ms\":\"12\"}\n}"
     );
 }
