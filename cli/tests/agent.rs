@@ -269,23 +269,12 @@ async fn puts_are_signed_for_a_server_that_verifies_them() {
 /// The JSON lines of every object delivered into `bucket`'s directory.
 fn delivered_lines(bucket: &Path) -> Vec<Value> {
     let mut lines = Vec::new();
-    let mut dirs = vec![bucket.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if !path.to_string_lossy().contains('#') {
-                let text = std::fs::read_to_string(&path).unwrap();
-                lines.extend(
-                    text.lines()
-                        .map(|l| serde_json::from_str::<Value>(l).unwrap()),
-                );
-            }
-        }
+    for path in common::delivered_objects(bucket) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        lines.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+        );
     }
     lines
 }

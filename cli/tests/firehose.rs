@@ -83,22 +83,11 @@ fn base64(text: &str) -> String {
 /// Every record in the bucket's objects, with how many times each appears.
 fn delivered(buckets: &Path) -> BTreeMap<u64, usize> {
     let mut counts = BTreeMap::new();
-    let mut dirs = vec![buckets.join("lake")];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if !path.to_string_lossy().contains("#") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                for line in text.lines() {
-                    let n = line.strip_prefix("record-").unwrap().parse().unwrap();
-                    *counts.entry(n).or_insert(0) += 1;
-                }
-            }
+    for path in common::delivered_objects(&buckets.join("lake")) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            let n = line.strip_prefix("record-").unwrap().parse().unwrap();
+            *counts.entry(n).or_insert(0) += 1;
         }
     }
     counts

@@ -257,3 +257,24 @@ pub fn rss_kb(pid: u32) -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// The objects delivered into a bucket's directory (its subdirectories walked; files of
+/// deliveries under way, whose names hold `#`, left out).
+pub fn delivered_objects(bucket: &Path) -> Vec<PathBuf> {
+    let mut objects = Vec::new();
+    let mut dirs = vec![bucket.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if !path.to_string_lossy().contains('#') {
+                objects.push(path);
+            }
+        }
+    }
+    objects
+}
