@@ -48,6 +48,16 @@ fn the_aws_cli_works_unchanged() {
 }
 
 #[test]
+fn cloudwatch_metrics_through_boto3_and_the_aws_cli_in_every_wire_form() {
+    if !(common::needs_python_clients() && common::needs_aws_cli()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), CREDENTIAL);
+    run_suite(&server, "cloudwatch_suite.py");
+}
+
+#[test]
 fn cbor_event_streams_h2c_and_malformed_input_on_the_wire() {
     if !(common::needs_python_clients() && common::needs_curl()) {
         return;

@@ -567,3 +567,26 @@ fn policy_request<'a>(
         region: &caller.scope.region,
     }
 }
+
+/// Authorizes a CloudWatch call: the caller's identity policy must allow
+/// `cloudwatch:<op>` (CloudWatch's metric calls take no resource: `*`). The tenant is the
+/// caller's own account and region.
+pub async fn authorize_cloudwatch(
+    service: &Service,
+    caller: &Caller,
+    operation: &str,
+    transport: Transport,
+) -> Result<Arc<Tenant>, ApiError> {
+    let tenant = service.tenant(Some(caller.scope.clone())).await?;
+    if let Some(policy) = caller.policy.as_deref() {
+        identity_allows(
+            caller,
+            policy,
+            &tenant,
+            &format!("cloudwatch:{operation}"),
+            "*",
+            transport,
+        )?;
+    }
+    Ok(tenant)
+}

@@ -77,6 +77,8 @@ pub struct ServeConfig {
     /// Accept `POST /_sluice/reset` (delete every stream of every tenant), for test suites.
     /// Off by default: it is not authenticated.
     pub allow_reset: bool,
+    /// Hours of one-minute metric datapoints kept for the CloudWatch calls.
+    pub metrics_retention_hours: u64,
     /// Where Firehose's local buckets are (bucket `b` is `<dir>/b/`); `None`:
     /// `<data_dir>/firehose-buckets`.
     pub firehose_bucket_dir: Option<PathBuf>,
@@ -144,6 +146,7 @@ impl ServeConfig {
             tenants_per_account_max: 4,
             body_bytes_in_flight_max: 512 << 20,
             allow_reset: false,
+            metrics_retention_hours: 24,
             firehose_bucket_dir: None,
             firehose_s3_endpoint: None,
             firehose_lambda_endpoint: None,

@@ -15,6 +15,7 @@ pub mod auth;
 mod authorize;
 mod budget;
 mod clock;
+pub mod cloudwatch;
 pub mod config;
 mod consumer;
 mod encryption;

@@ -46,6 +46,8 @@ pub struct Tenant {
     transitions: Mutex<HashMap<String, (StreamStatus, u64)>>,
     /// xorshift state for fault injection.
     fault_rng: AtomicU64,
+    /// CloudWatch-compatible metrics of this account and region.
+    pub cloudwatch: crate::cloudwatch::CloudWatch,
     /// Firehose delivery streams.
     #[cfg(feature = "firehose")]
     firehose: crate::firehose::FirehoseHolder,
@@ -90,6 +92,8 @@ impl Tenant {
             })
         });
         let keyring = crate::kms::keyring::Keyring::open(data_dir)?;
+        let cloudwatch =
+            crate::cloudwatch::CloudWatch::open(data_dir, config.metrics_retention_hours)?;
         // Cyclic: the Firehose seals and opens records through the tenant's keys.
         let tenant = Arc::new_cyclic(
             |#[cfg_attr(
@@ -120,6 +124,7 @@ impl Tenant {
                 ),
                 engine,
                 state,
+                cloudwatch,
                 account: account.to_owned(),
                 region: region.to_owned(),
                 leases: Leases::default(),

@@ -153,6 +153,10 @@ pub struct ServeArgs {
     /// on its Kinesis listener only with a token.
     #[arg(long, env = "SLUICE_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
+    /// Hours of one-minute datapoints kept for the CloudWatch calls (GetMetricStatistics,
+    /// GetMetricData, ListMetrics; PutMetricData's custom metrics included).
+    #[arg(long, env = "SLUICE_METRICS_RETENTION_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=24 * 455))]
+    pub metrics_retention_hours: u64,
     /// Where Firehose delivers, and analytics applications read reference data: bucket `b`
     /// (`arn:aws:s3:::b`) is the directory `<DIR>/b/`, for every account. Default:
     /// `<data dir>/firehose-buckets`.
@@ -266,6 +270,7 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
         "--metrics-token must be at least 16 characters"
     );
     config.metrics_token = args.metrics_token.clone();
+    config.metrics_retention_hours = args.metrics_retention_hours;
     firehose_config(args, &mut config)?;
     Ok(config)
 }

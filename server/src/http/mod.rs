@@ -3,6 +3,7 @@
 //! headers clients expect.
 
 mod body;
+mod cloudwatch;
 mod connection;
 mod prometheus;
 
@@ -231,7 +232,7 @@ async fn reset_reply(service: &Service, request: Request<Incoming>) -> Response<
             );
         };
         let body = body.to_bytes();
-        let request = signed_request(&parts, &body, Api::Kinesis);
+        let request = signed_request(&parts, &body, Api::Kinesis.signing_name());
         let allowed = verifier
             .verify(&request, SystemTime::now())
             .and_then(|caller| crate::authorize::authorize_reset(service, &caller));
@@ -252,13 +253,22 @@ async fn kinesis(
 ) -> Response<ReplyBody> {
     let (parts, body) = request.into_parts();
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(form) = crate::cloudwatch::Form::of(
+        parts.uri.path(),
+        header("x-amz-target"),
+        header("content-type"),
+    ) {
+        return cloudwatch::serve(service, &connection, (parts, body), form).await;
+    }
     let protocol = Protocol::from_content_type(header("content-type"));
     let target = header("x-amz-target").unwrap_or_default().to_owned();
     let api = Api::of(&target);
     // A request that cannot be authenticated is refused before its body is read.
     if let Some(verifier) = &service.verifier
-        && let Err(error) =
-            verifier.verify_headers(&signed_request(&parts, &[], api), SystemTime::now())
+        && let Err(error) = verifier.verify_headers(
+            &signed_request(&parts, &[], api.signing_name()),
+            SystemTime::now(),
+        )
     {
         return error_reply(protocol, &error);
     }
@@ -324,9 +334,10 @@ async fn run(
         connection,
     } = call;
     let caller = match &service.verifier {
-        Some(verifier) => {
-            Some(verifier.verify(&signed_request(parts, &body, api), SystemTime::now())?)
-        }
+        Some(verifier) => Some(verifier.verify(
+            &signed_request(parts, &body, api.signing_name()),
+            SystemTime::now(),
+        )?),
         None => None,
     };
     if operation == "unknown" {
@@ -437,7 +448,7 @@ async fn on_tenant(
 fn signed_request<'a>(
     parts: &'a hyper::http::request::Parts,
     body: &'a [u8],
-    api: Api,
+    service: &'static str,
 ) -> SignedRequest<'a> {
     let headers = parts
         .headers
@@ -456,7 +467,7 @@ fn signed_request<'a>(
         headers,
         host,
         body,
-        service: api.signing_name(),
+        service,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The data plane: PutRecord, PutRecords, GetShardIterator, GetRecords.
 
+use crate::cloudwatch::kinesis::{self, Datapoints};
 use crate::reads::{ITERATOR_TYPES, RecordOut, child_shards, iterator_start, records_out};
 use crate::shapes::ChildShard;
 use crate::tenant::Tenant;
@@ -8,6 +9,7 @@ use crate::wire::validate::{HASH_KEY_PATTERN, SEQUENCE_NUMBER_PATTERN};
 use crate::wire::{ApiError, Blob, Incarnation, Tagged, Timestamp, Validate, Validator, messages};
 use serde::{Deserialize, Serialize};
 use sluice_core::{ErrorCode, PutError, PutRecord, ShardId};
+use std::time::Instant;
 
 /// Data plus key of one record, at most (the per-stream limit applies on top).
 const RECORD_DATA_BYTES_MAX: usize = 10 * 1024 * 1024;
@@ -155,6 +157,7 @@ pub async fn put_record(
     tenant: &Tenant,
     input: PutRecordInput,
 ) -> Result<PutRecordOutput, ApiError> {
+    let started = Instant::now();
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.inject_fault(&name)?;
     let data = input.data.expect("validated");
@@ -179,7 +182,22 @@ pub async fn put_record(
         sequence_number_for_ordering: ordering.as_deref(),
         encrypted: sealed.is_some(),
     };
-    let put = stream.put(record).await?;
+    let put: Result<_, ApiError> = stream.put(record).await.map_err(Into::into);
+    let mut points = Datapoints::new(tenant, &name);
+    let bytes = data.0.len() as f64;
+    if let Ok(put) = &put {
+        let shard = put.shard_id.to_string();
+        points
+            .stream("PutRecord.Bytes", "Bytes", bytes)
+            .stream("IncomingBytes", "Bytes", bytes)
+            .stream("IncomingRecords", "Count", 1.0)
+            .shard(&shard, "IncomingBytes", "Bytes", bytes)
+            .shard(&shard, "IncomingRecords", "Count", 1.0);
+    }
+    let throttles = kinesis::throttled(put.as_ref().err());
+    points.stream("WriteProvisionedThroughputExceeded", "Count", throttles);
+    points.finish(&tenant.cloudwatch.store, "PutRecord", started, put.is_ok());
+    let put = put?;
     Ok(PutRecordOutput {
         shard_id: put.shard_id.to_string(),
         sequence_number: incarnation.tag(put.sequence_number).to_string(),
@@ -280,6 +298,7 @@ pub async fn put_records(
     tenant: &Tenant,
     input: PutRecordsInput,
 ) -> Result<PutRecordsOutput, ApiError> {
+    let started = Instant::now();
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.inject_fault(&name)?;
     let entries = input.records.expect("validated").into_items();
@@ -307,21 +326,28 @@ pub async fn put_records(
         .collect();
     let results = stream.put_batch(&records).await?;
     let mut failed = 0;
+    let mut tally = PutTally::new(tenant, &name);
     let records = results
         .into_iter()
-        .map(|result| match result {
-            Ok(put) => PutRecordsResultEntry {
-                sequence_number: Some(incarnation.tag(put.sequence_number)),
-                shard_id: Some(put.shard_id),
-                error_code: None,
-                error_message: None,
-            },
+        .zip(&plain)
+        .map(|(result, (_, data))| match result {
+            Ok(put) => {
+                tally.put(put.shard_id, data.len());
+                PutRecordsResultEntry {
+                    sequence_number: Some(incarnation.tag(put.sequence_number)),
+                    shard_id: Some(put.shard_id),
+                    error_code: None,
+                    error_message: None,
+                }
+            }
             Err(error) => {
                 failed += 1;
+                tally.failed(error.code() == ErrorCode::ProvisionedThroughputExceeded);
                 failed_entry(tenant, error)
             }
         })
         .collect();
+    tally.finish(&tenant.cloudwatch.store, started);
     Ok(PutRecordsOutput {
         failed_record_count: failed,
         records,
@@ -421,6 +447,7 @@ pub async fn get_records(
     input: GetRecordsInput,
     protocol: crate::wire::Protocol,
 ) -> Result<Vec<u8>, ApiError> {
+    let started = Instant::now();
     let token = input.shard_iterator.expect("validated");
     let mut iterator = tenant.engine.iterator_from_token(&token)?;
     let stream = iterator.stream_name().to_owned();
@@ -435,7 +462,41 @@ pub async fn get_records(
     let limit = input
         .limit
         .map(|l| usize::try_from(l).unwrap_or(usize::MAX));
-    let records = tenant.engine.get_records(&mut iterator, limit)?;
+    let shard = iterator.shard_id().to_string();
+    let read: Result<_, ApiError> = tenant
+        .engine
+        .get_records(&mut iterator, limit)
+        .map_err(Into::into);
+    let mut points = Datapoints::new(tenant, &stream);
+    if let Ok(records) = &read {
+        let (count, bytes) = (
+            records.len() as f64,
+            records.records().map(|r| r.data.len()).sum::<usize>() as f64,
+        );
+        let age = records.millis_behind_latest as f64;
+        points
+            .stream("GetRecords.Records", "Count", count)
+            .stream("GetRecords.Bytes", "Bytes", bytes)
+            .stream("GetRecords.IteratorAgeMilliseconds", "Milliseconds", age)
+            .shard(&shard, "OutgoingRecords", "Count", count)
+            .shard(&shard, "OutgoingBytes", "Bytes", bytes)
+            .shard(&shard, "IteratorAgeMilliseconds", "Milliseconds", age);
+    }
+    let throttles = kinesis::throttled(read.as_ref().err());
+    points.stream("ReadProvisionedThroughputExceeded", "Count", throttles);
+    points.shard(
+        &shard,
+        "ReadProvisionedThroughputExceeded",
+        "Count",
+        throttles,
+    );
+    points.finish(
+        &tenant.cloudwatch.store,
+        "GetRecords",
+        started,
+        read.is_ok(),
+    );
+    let records = read?;
     let output = GetRecordsOutput {
         records: records_out(
             tenant,
@@ -448,4 +509,72 @@ pub async fn get_records(
         child_shards: child_shards(tenant, &stream, &records)?,
     };
     Ok(protocol.encode(&output))
+}
+
+/// A PutRecords call's metrics: records and bytes per shard, failures by kind.
+struct PutTally<'a> {
+    points: Datapoints<'a>,
+    total: usize,
+    ok: usize,
+    throttled: usize,
+    bytes: usize,
+    per_shard: std::collections::BTreeMap<ShardId, (usize, usize)>,
+}
+
+impl<'a> PutTally<'a> {
+    fn new(tenant: &Tenant, stream: &'a str) -> PutTally<'a> {
+        PutTally {
+            points: Datapoints::new(tenant, stream),
+            total: 0,
+            ok: 0,
+            throttled: 0,
+            bytes: 0,
+            per_shard: std::collections::BTreeMap::new(),
+        }
+    }
+
+    fn put(&mut self, shard: ShardId, bytes: usize) {
+        self.total += 1;
+        self.ok += 1;
+        self.bytes += bytes;
+        let entry = self.per_shard.entry(shard).or_default();
+        entry.0 += 1;
+        entry.1 += bytes;
+    }
+
+    fn failed(&mut self, throttled: bool) {
+        self.total += 1;
+        self.throttled += usize::from(throttled);
+    }
+
+    fn finish(mut self, store: &crate::cloudwatch::store::MetricStore, started: Instant) {
+        let failed = self.total - self.ok - self.throttled;
+        let (ok, bytes) = (self.ok as f64, self.bytes as f64);
+        self.points
+            .stream("PutRecords.TotalRecords", "Count", self.total as f64)
+            .stream("PutRecords.SuccessfulRecords", "Count", ok)
+            .stream("PutRecords.FailedRecords", "Count", failed as f64)
+            .stream(
+                "PutRecords.ThrottledRecords",
+                "Count",
+                self.throttled as f64,
+            )
+            .stream("PutRecords.Bytes", "Bytes", bytes)
+            .stream("IncomingRecords", "Count", ok)
+            .stream("IncomingBytes", "Bytes", bytes)
+            .stream(
+                "WriteProvisionedThroughputExceeded",
+                "Count",
+                self.throttled as f64,
+            );
+        for (shard, (records, bytes)) in &self.per_shard {
+            let shard = shard.to_string();
+            self.points
+                .shard(&shard, "IncomingRecords", "Count", *records as f64)
+                .shard(&shard, "IncomingBytes", "Bytes", *bytes as f64);
+        }
+        // Kinesis counts a PutRecords call a success when at least one record went in.
+        self.points
+            .finish(store, "PutRecords", started, self.ok > 0);
+    }
 }

@@ -1,0 +1,92 @@
+//! CloudWatch-compatible metrics (docs/design/cloudwatch.md): the store each tenant keeps,
+//! the Kinesis metrics the data-plane calls record into it, and the CloudWatch calls that
+//! read it, in CloudWatch's three wire forms.
+
+pub mod kinesis;
+pub mod metrics;
+pub mod protocol;
+pub mod store;
+
+use crate::wire::ApiError;
+pub use protocol::{Form, Out};
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use store::MetricStore;
+
+/// The calls served.
+pub const OPERATIONS: &[&str] = &[
+    "PutMetricData",
+    "GetMetricStatistics",
+    "GetMetricData",
+    "ListMetrics",
+];
+
+/// How often changed buckets are written to the log.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// One tenant's CloudWatch: its metric store, and the thread that writes it out.
+pub struct CloudWatch {
+    /// Datapoints per minute.
+    pub store: Arc<MetricStore>,
+}
+
+impl CloudWatch {
+    /// Opens the store in `<dir>/cloudwatch/`, keeping `retention_hours` of datapoints, and
+    /// starts its flusher (which ends when the store is dropped).
+    pub fn open(dir: &Path, retention_hours: u64) -> std::io::Result<CloudWatch> {
+        let path = dir.join("cloudwatch").join("metrics.log");
+        let store = Arc::new(MetricStore::open(&path, 60, retention_hours * 3600)?);
+        let opened = store.opened();
+        if opened.damaged_lines > 0 {
+            eprintln!(
+                "sluice serve: {} lines of {} failed their checksum and were skipped (metrics of those seconds are gone)",
+                opened.damaged_lines,
+                path.display()
+            );
+        }
+        spawn_flusher(Arc::downgrade(&store));
+        Ok(CloudWatch { store })
+    }
+}
+
+fn spawn_flusher(store: Weak<MetricStore>) {
+    std::thread::Builder::new()
+        .name("sluice-metrics".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(FLUSH_INTERVAL);
+                let Some(store) = store.upgrade() else {
+                    return;
+                };
+                if let Err(e) = store.flush() {
+                    eprintln!("sluice serve: writing the metrics log: {e}");
+                }
+            }
+        })
+        .expect("starting the metrics flusher");
+}
+
+/// Runs a CloudWatch call on the tenant's store.
+pub fn call(
+    cloudwatch: &CloudWatch,
+    operation: &str,
+    form: Form,
+    body: &[u8],
+) -> Result<Out, ApiError> {
+    let store = &cloudwatch.store;
+    match operation {
+        "PutMetricData" => metrics::put_metric_data(store, form.decode(body)?),
+        "GetMetricStatistics" => metrics::get_metric_statistics(store, form.decode(body)?),
+        "GetMetricData" => metrics::get_metric_data(store, form.decode(body)?),
+        "ListMetrics" => metrics::list_metrics(store, form.decode(body)?),
+        other => Err(ApiError::with_status(
+            "InvalidAction",
+            400,
+            format!(
+                "The action {other} is not valid for this web service (this endpoint serves CloudWatch's {}).",
+                OPERATIONS.join(", ")
+            ),
+        )),
+    }
+}
