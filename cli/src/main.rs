@@ -2,13 +2,14 @@
 //! `sluice bench` is a load generator for the engine; `sluice inspect` shows what a data
 //! directory holds and the disk it takes; `sluice repair-metadata` checks and repairs a data
 //! directory's metadata log; `sluice agent` tails log files into streams, as the Kinesis
-//! Agent does.
+//! Agent does; `sluice usage` prints what a server metered, in billing units.
 
 mod agent;
 mod inspect;
 mod repair;
 mod serve;
 mod uring;
+mod usage;
 
 use clap::{Parser, Subcommand};
 
@@ -46,6 +47,10 @@ enum Command {
     /// agent.json: through rotation, with its processing options, checkpointing what was
     /// acknowledged.
     Agent(agent::AgentArgs),
+    /// Print what a running `sluice serve` metered, in Kinesis' and Firehose's billing units
+    /// (shard-hours, PUT payload units, GB...), per account, region and stream, and with
+    /// --prices a cost estimate.
+    Usage(usage::UsageArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,5 +60,6 @@ fn main() -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(args),
         Command::RepairMetadata(args) => repair::run(args),
         Command::Agent(args) => agent::run(args),
+        Command::Usage(args) => usage::run(args),
     }
 }

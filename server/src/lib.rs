@@ -37,6 +37,7 @@ mod state;
 mod subscribe;
 pub mod tenant;
 pub mod tls;
+pub mod usage;
 pub mod wire;
 
 pub use config::ServeConfig;

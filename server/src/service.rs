@@ -68,6 +68,20 @@ impl Service {
         &self.default
     }
 
+    /// The tenants open now, the default one first.
+    pub fn open_tenants(&self) -> Vec<Arc<Tenant>> {
+        let mut open = vec![self.default.clone()];
+        let others = self.others.lock().expect("tenants lock");
+        open.extend(others.values().filter_map(|cell| cell.get().cloned()));
+        open
+    }
+
+    /// Usage in billing units of every tenant over `[from_s, to_s)` (whole hours): see
+    /// [`crate::usage`].
+    pub fn usage(&self, from_s: u64, to_s: u64) -> Vec<crate::usage::UsageLine> {
+        crate::usage::service_usage(self, from_s, to_s)
+    }
+
     /// The tenant of a verified request's scope (the default one without a scope).
     pub async fn tenant(&self, scope: Option<Scope>) -> Result<Arc<Tenant>, ApiError> {
         let Some(scope) = scope else {

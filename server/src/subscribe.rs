@@ -358,6 +358,10 @@ impl Pusher {
             millis_behind_latest: event.records.millis_behind_latest,
             child_shards: children,
         });
+        let sent: usize = event.records.records().map(|r| r.data.len()).sum();
+        self.tenant
+            .usage
+            .fanout_sent(crate::clock::now_ms(), &self.stream, sent);
         let frame = event_frame(self.protocol, "SubscribeToShardEvent", payload);
         budget::shrink(&mut held, frame.len());
         Step::Send {

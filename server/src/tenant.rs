@@ -48,6 +48,8 @@ pub struct Tenant {
     fault_rng: AtomicU64,
     /// CloudWatch-compatible metrics of this account and region.
     pub cloudwatch: crate::cloudwatch::CloudWatch,
+    /// Usage in billing units.
+    pub usage: crate::usage::Meter,
     /// Firehose delivery streams.
     #[cfg(feature = "firehose")]
     firehose: crate::firehose::FirehoseHolder,
@@ -94,6 +96,7 @@ impl Tenant {
         let keyring = crate::kms::keyring::Keyring::open(data_dir)?;
         let cloudwatch =
             crate::cloudwatch::CloudWatch::open(data_dir, config.metrics_retention_hours)?;
+        let usage = crate::usage::Meter::open(data_dir, account, region)?;
         // Cyclic: the Firehose seals and opens records through the tenant's keys.
         let tenant = Arc::new_cyclic(
             |#[cfg_attr(
@@ -125,6 +128,7 @@ impl Tenant {
                 engine,
                 state,
                 cloudwatch,
+                usage,
                 account: account.to_owned(),
                 region: region.to_owned(),
                 leases: Leases::default(),
@@ -141,6 +145,7 @@ impl Tenant {
         );
         #[cfg(feature = "analytics")]
         tenant.analytics.open_if_kept(&tenant.engine);
+        spawn_upkeep(Arc::downgrade(&tenant));
         Ok(tenant)
     }
 
@@ -315,4 +320,46 @@ fn engine_labels(account: &str, region: &str) -> Vec<(String, String)> {
         ("account".to_owned(), account.to_owned()),
         ("region".to_owned(), region.to_owned()),
     ]
+}
+
+/// How often the upkeep thread samples usage and writes the metric and usage logs.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Starts the tenant's upkeep thread: every 10 seconds it accrues time-based usage and writes
+/// what changed in the metric and usage stores. It ends when the tenant is dropped (whose
+/// stores then write their last changes themselves).
+fn spawn_upkeep(tenant: std::sync::Weak<Tenant>) {
+    let spawned = std::thread::Builder::new()
+        .name("sluice-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                let Some(tenant) = tenant.upgrade() else {
+                    return;
+                };
+                tenant.upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("sluice serve: could not start the metering thread: {e}");
+    }
+}
+
+impl Tenant {
+    /// Accrues usage up to now and writes the metric and usage logs.
+    pub fn upkeep(&self) {
+        self.usage
+            .sample(now_ms(), &crate::usage::stream_samples(self));
+        for (what, written) in [
+            ("metrics", self.cloudwatch.store.flush()),
+            ("usage", self.usage.flush()),
+        ] {
+            if let Err(e) = written {
+                eprintln!(
+                    "sluice serve: writing the {what} log of {}/{}: {e}",
+                    self.account, self.region
+                );
+            }
+        }
+    }
 }

@@ -189,6 +189,11 @@ pub fn run_suite(server: &TestServer, suite: &str) {
 
 /// Runs a client suite against `endpoint` with extra arguments.
 pub fn run_suite_with(endpoint: &str, suite: &str, extra: &[&str]) {
+    run_suite_in_env(endpoint, suite, extra, &[]);
+}
+
+/// Runs a client suite against `endpoint` with extra arguments and environment variables.
+pub fn run_suite_in_env(endpoint: &str, suite: &str, extra: &[&str], env: &[(&str, &str)]) {
     if !needs_python_clients() {
         return;
     }
@@ -197,6 +202,7 @@ pub fn run_suite_with(endpoint: &str, suite: &str, extra: &[&str]) {
         .arg(clients.join(suite))
         .arg(endpoint)
         .args(extra)
+        .envs(env.iter().copied())
         .current_dir(&clients)
         .output()
         .expect("running python3");

@@ -10,8 +10,7 @@ pub mod store;
 use crate::wire::ApiError;
 pub use protocol::{Form, Out};
 use std::path::Path;
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 use store::MetricStore;
 
 /// The calls served.
@@ -22,9 +21,6 @@ pub const OPERATIONS: &[&str] = &[
     "ListMetrics",
 ];
 
-/// How often changed buckets are written to the log.
-const FLUSH_INTERVAL: Duration = Duration::from_secs(10);
-
 /// One tenant's CloudWatch: its metric store, and the thread that writes it out.
 pub struct CloudWatch {
     /// Datapoints per minute.
@@ -32,8 +28,8 @@ pub struct CloudWatch {
 }
 
 impl CloudWatch {
-    /// Opens the store in `<dir>/cloudwatch/`, keeping `retention_hours` of datapoints, and
-    /// starts its flusher (which ends when the store is dropped).
+    /// Opens the store in `<dir>/cloudwatch/`, keeping `retention_hours` of datapoints. The
+    /// tenant's upkeep thread flushes it (`crate::tenant`).
     pub fn open(dir: &Path, retention_hours: u64) -> std::io::Result<CloudWatch> {
         let path = dir.join("cloudwatch").join("metrics.log");
         let store = Arc::new(MetricStore::open(&path, 60, retention_hours * 3600)?);
@@ -45,26 +41,8 @@ impl CloudWatch {
                 path.display()
             );
         }
-        spawn_flusher(Arc::downgrade(&store));
         Ok(CloudWatch { store })
     }
-}
-
-fn spawn_flusher(store: Weak<MetricStore>) {
-    std::thread::Builder::new()
-        .name("sluice-metrics".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(FLUSH_INTERVAL);
-                let Some(store) = store.upgrade() else {
-                    return;
-                };
-                if let Err(e) = store.flush() {
-                    eprintln!("sluice serve: writing the metrics log: {e}");
-                }
-            }
-        })
-        .expect("starting the metrics flusher");
 }
 
 /// Runs a CloudWatch call on the tenant's store.

@@ -157,8 +157,8 @@ pub async fn call(
                 .map_err(|e| error(e, account))?;
             json!({})
         }
-        "PutRecord" => put_record(firehose, &input, account).await?,
-        "PutRecordBatch" => put_record_batch(firehose, &input, account).await?,
+        "PutRecord" => put_record(tenant, firehose, &input).await?,
+        "PutRecordBatch" => put_record_batch(tenant, firehose, &input).await?,
         "UpdateDestination" => changes::update_destination(tenant, firehose, &input).await?,
         "TagDeliveryStream" | "UntagDeliveryStream" | "ListTagsForDeliveryStream" => {
             changes::tag_operation(name, tenant, firehose, &input).await?
@@ -348,7 +348,12 @@ fn list(firehose: &Firehose, input: &Input) -> Result<Value, ApiError> {
     Ok(json!({ "DeliveryStreamNames": names, "HasMoreDeliveryStreams": more }))
 }
 
-async fn put_record(firehose: &Firehose, input: &Input, account: &str) -> Result<Value, ApiError> {
+async fn put_record(
+    tenant: &Tenant,
+    firehose: &Firehose,
+    input: &Input,
+) -> Result<Value, ApiError> {
+    let account = &tenant.account;
     let name = shapes::name(input)?;
     let record = input.record.as_ref().ok_or_else(|| {
         ApiError::validation(
@@ -359,14 +364,16 @@ async fn put_record(firehose: &Firehose, input: &Input, account: &str) -> Result
         .put_record(name, &record.data.0)
         .await
         .map_err(|e| error(e, account))?;
+    meter(tenant, firehose, name, &[record.data.0.len()]);
     Ok(json!({ "RecordId": id, "Encrypted": encrypted(firehose, name) }))
 }
 
 async fn put_record_batch(
+    tenant: &Tenant,
     firehose: &Firehose,
     input: &Input,
-    account: &str,
 ) -> Result<Value, ApiError> {
+    let account = &tenant.account;
     let name = shapes::name(input)?;
     let records = input.records.as_deref().unwrap_or_default();
     let data: Vec<&[u8]> = records.iter().map(|r| r.data.0.as_slice()).collect();
@@ -375,6 +382,13 @@ async fn put_record_batch(
         .await
         .map_err(|e| error(e, account))?;
     let failed = results.iter().filter(|r| r.is_err()).count();
+    let taken: Vec<usize> = results
+        .iter()
+        .zip(&data)
+        .filter(|(result, _)| result.is_ok())
+        .map(|(_, data)| data.len())
+        .collect();
+    meter(tenant, firehose, name, &taken);
     let responses: Vec<Value> = results
         .into_iter()
         .map(|result| match result {
@@ -387,6 +401,16 @@ async fn put_record_batch(
         "Encrypted": encrypted(firehose, name),
         "RequestResponses": responses,
     }))
+}
+
+/// Meters records a delivery stream took (and converts, with format conversion on).
+fn meter(tenant: &Tenant, firehose: &Firehose, name: &str, sizes: &[usize]) {
+    let converts = firehose
+        .describe(name)
+        .is_ok_and(|info| info.spec.destination.conversion.is_some());
+    tenant
+        .usage
+        .firehose_put(crate::clock::now_ms(), name, sizes, converts);
 }
 
 /// Whether the delivery stream seals its records (as of the put's answer).

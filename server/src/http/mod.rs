@@ -6,6 +6,7 @@ mod body;
 mod cloudwatch;
 mod connection;
 mod prometheus;
+mod usage;
 
 pub use prometheus::serve_metrics;
 
@@ -205,6 +206,7 @@ async fn handle(
     let response = match (request.method(), request.uri().path()) {
         (&Method::GET, "/health") => plain(StatusCode::OK, "ok\n".into()),
         (&Method::GET, "/metrics") => prometheus::reply(&service, metrics.as_ref(), &request),
+        (&Method::GET, usage::USAGE_PATH) => usage::reply(&service, &request),
         (&Method::POST, reset::RESET_PATH) => reset_reply(&service, request).await,
         (&Method::POST, _) => kinesis(service, connection.clone(), request).await,
         _ => error_reply(

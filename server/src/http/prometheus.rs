@@ -26,35 +26,8 @@ pub(super) fn reply(
             "metrics are not served here\n".into(),
         );
     };
-    let config = &service.config;
-    match &config.metrics_token {
-        Some(token) => {
-            let sent = request
-                .headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            let matches =
-                sent.is_some_and(|sent| bool::from(sent.as_bytes().ct_eq(token.as_bytes())));
-            if !matches {
-                let mut reply = plain(
-                    StatusCode::UNAUTHORIZED,
-                    "/metrics needs the metrics token: Authorization: Bearer <token>\n".into(),
-                );
-                reply.headers_mut().insert(
-                    "www-authenticate",
-                    hyper::header::HeaderValue::from_static("Bearer"),
-                );
-                return reply;
-            }
-        }
-        None if service.verifier.is_some() => {
-            return plain(
-                StatusCode::FORBIDDEN,
-                "/metrics is off on a server that verifies signatures: start it with --metrics-token or --metrics-listen\n".into(),
-            );
-        }
-        None => {}
+    if let Some(refused) = operator_refusal(service, request, "/metrics") {
+        return refused;
     }
     plain(StatusCode::OK, handle.render())
 }
@@ -96,4 +69,52 @@ pub async fn serve_metrics(
             let _ = tokio::time::timeout(Duration::from_secs(60), served).await;
         });
     }
+}
+
+/// Why a request for the operator's pages (`/metrics`, `/_sluice/usage`) is refused, if it
+/// is: they are open on a server without
+/// authentication; with signatures on, only with the configured bearer token (they name
+/// every tenant's streams).
+pub(super) fn operator_refusal(
+    service: &Service,
+    request: &Request<Incoming>,
+    what: &str,
+) -> Option<Response<ReplyBody>> {
+    match &service.config.metrics_token {
+        Some(token) => {
+            let sent = request
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            let matches =
+                sent.is_some_and(|sent| bool::from(sent.as_bytes().ct_eq(token.as_bytes())));
+            if !matches {
+                let mut reply = plain(
+                    StatusCode::UNAUTHORIZED,
+                    format!("{what} needs the metrics token: Authorization: Bearer <token>\n"),
+                );
+                reply.headers_mut().insert(
+                    "www-authenticate",
+                    hyper::header::HeaderValue::from_static("Bearer"),
+                );
+                return Some(reply);
+            }
+        }
+        None if service.verifier.is_some() => {
+            return Some(plain(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{what} is off on a server that verifies signatures: start it with --metrics-token{}\n",
+                    if what == "/metrics" {
+                        " or --metrics-listen"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        None => {}
+    }
+    None
 }

@@ -1,5 +1,6 @@
 //! The data plane: PutRecord, PutRecords, GetShardIterator, GetRecords.
 
+use crate::clock::now_ms;
 use crate::cloudwatch::kinesis::{self, Datapoints};
 use crate::reads::{ITERATOR_TYPES, RecordOut, child_shards, iterator_start, records_out};
 use crate::shapes::ChildShard;
@@ -163,7 +164,8 @@ pub async fn put_record(
     let data = input.data.expect("validated");
     let key = input.partition_key.expect("validated");
     let stream = tenant.engine.stream(&name)?;
-    let created_ms = stream.summary()?.created_ms;
+    let summary = stream.summary()?;
+    let created_ms = summary.created_ms;
     let incarnation = Incarnation::of(created_ms);
     // The engine takes the number without its incarnation's tag.
     let ordering = match input.sequence_number_for_ordering.as_deref() {
@@ -186,6 +188,10 @@ pub async fn put_record(
     let mut points = Datapoints::new(tenant, &name);
     let bytes = data.0.len() as f64;
     if let Ok(put) = &put {
+        let size = key.len() + data.0.len();
+        tenant
+            .usage
+            .records_put(now_ms(), &name, summary.mode, &[size]);
         let shard = put.shard_id.to_string();
         points
             .stream("PutRecord.Bytes", "Bytes", bytes)
@@ -303,7 +309,8 @@ pub async fn put_records(
     tenant.inject_fault(&name)?;
     let entries = input.records.expect("validated").into_items();
     let stream = tenant.engine.stream(&name)?;
-    let created_ms = stream.summary()?.created_ms;
+    let summary = stream.summary()?;
+    let created_ms = summary.created_ms;
     let incarnation = Incarnation::of(created_ms);
     let plain: Vec<(&str, &[u8])> = entries
         .iter()
@@ -327,12 +334,14 @@ pub async fn put_records(
     let results = stream.put_batch(&records).await?;
     let mut failed = 0;
     let mut tally = PutTally::new(tenant, &name);
+    let mut sizes = Vec::with_capacity(plain.len());
     let records = results
         .into_iter()
         .zip(&plain)
-        .map(|(result, (_, data))| match result {
+        .map(|(result, (key, data))| match result {
             Ok(put) => {
                 tally.put(put.shard_id, data.len());
+                sizes.push(key.len() + data.len());
                 PutRecordsResultEntry {
                     sequence_number: Some(incarnation.tag(put.sequence_number)),
                     shard_id: Some(put.shard_id),
@@ -348,6 +357,9 @@ pub async fn put_records(
         })
         .collect();
     tally.finish(&tenant.cloudwatch.store, started);
+    tenant
+        .usage
+        .records_put(now_ms(), &name, summary.mode, &sizes);
     Ok(PutRecordsOutput {
         failed_record_count: failed,
         records,
@@ -469,10 +481,13 @@ pub async fn get_records(
         .map_err(Into::into);
     let mut points = Datapoints::new(tenant, &stream);
     if let Ok(records) = &read {
-        let (count, bytes) = (
-            records.len() as f64,
-            records.records().map(|r| r.data.len()).sum::<usize>() as f64,
-        );
+        let read_bytes: usize = records.records().map(|r| r.data.len()).sum();
+        if let Ok(summary) = tenant.engine.stream(&stream).and_then(|s| s.summary()) {
+            tenant
+                .usage
+                .records_read(now_ms(), &stream, summary.mode, read_bytes);
+        }
+        let (count, bytes) = (records.len() as f64, read_bytes as f64);
         let age = records.millis_behind_latest as f64;
         points
             .stream("GetRecords.Records", "Count", count)
