@@ -72,9 +72,8 @@ pub async fn serve_metrics(
 }
 
 /// Why a request for the operator's pages (`/metrics`, `/_sluice/usage`) is refused, if it
-/// is: they are open on a server without
-/// authentication; with signatures on, only with the configured bearer token (they name
-/// every tenant's streams).
+/// is: they are open on a server without authentication; with signatures on, they need the
+/// configured bearer token (they name every tenant's streams).
 pub(super) fn operator_refusal(
     service: &Service,
     request: &Request<Incoming>,
