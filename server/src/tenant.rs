@@ -332,22 +332,37 @@ fn spawn_upkeep(tenant: std::sync::Weak<Tenant>) {
     let spawned = std::thread::Builder::new()
         .name("sluice-upkeep".into())
         .spawn(move || {
+            // Alarm actions (puts, HTTP POSTs) run on a runtime of the thread's own.
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("sluice serve: the upkeep thread could not start its runtime: {e}");
+                    return;
+                }
+            };
             loop {
                 std::thread::sleep(UPKEEP_INTERVAL);
                 let Some(tenant) = tenant.upgrade() else {
                     return;
                 };
-                tenant.upkeep();
+                let changes = tenant.upkeep();
+                runtime.block_on(crate::cloudwatch::actions::deliver(&tenant, &changes));
             }
         });
     if let Err(e) = spawned {
-        eprintln!("sluice serve: could not start the metering thread: {e}");
+        eprintln!(
+            "sluice serve: could not start the upkeep thread (metering, alarms, metric logs): {e}"
+        );
     }
 }
 
 impl Tenant {
-    /// Accrues usage up to now and writes the metric and usage logs.
-    pub fn upkeep(&self) {
+    /// Accrues usage up to now, evaluates the alarms and writes the metric and usage logs;
+    /// returns the alarm state changes, for their actions.
+    pub fn upkeep(&self) -> Vec<crate::cloudwatch::alarms::Change> {
         self.usage
             .sample(now_ms(), &crate::usage::stream_samples(self));
         for (what, written) in [
@@ -361,5 +376,10 @@ impl Tenant {
                 );
             }
         }
+        crate::cloudwatch::evaluate::evaluate_all(
+            &self.cloudwatch.alarms,
+            &self.cloudwatch.store,
+            now_ms() as f64 / 1000.0,
+        )
     }
 }

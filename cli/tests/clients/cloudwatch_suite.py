@@ -236,5 +236,100 @@ def test_incoming_records_equal_the_records_put_each_minute(endpoint):
     kinesis.delete_stream(StreamName=name)
 
 
+class Receiver:
+    """An HTTP endpoint on 127.0.0.1 that keeps the JSON bodies POSTed to it."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alarms"
+
+    def wait_for(self, state, timeout=25):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            found = [m for m in self.received if m["NewStateValue"] == state]
+            if found:
+                return found[-1]
+            time.sleep(0.25)
+        raise AssertionError(f"no {state} message in {timeout} s: {self.received}")
+
+
+def wait_for_state(cw, name, state, timeout=25):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        alarm = cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
+        if alarm["StateValue"] == state:
+            return alarm
+        time.sleep(0.5)
+    raise AssertionError(f"{name} did not go to {state} in {timeout} s: {alarm}")
+
+
+def test_an_alarm_goes_to_alarm_on_a_burst_and_back_to_ok_delivering_each_change(endpoint):
+    kinesis = boto3.client("kinesis", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}), **CREDENTIALS)
+    cw = cloudwatch(endpoint)
+    receiver = Receiver()
+    changes = unique("alarm-changes")
+    kinesis.create_stream(StreamName=changes, ShardCount=1)
+    stream_arn = kinesis.describe_stream_summary(StreamName=changes)["StreamDescriptionSummary"]["StreamARN"]
+    namespace, name = unique("Web"), unique("errors-high")
+    dims = [{"Name": "Site", "Value": "shop"}]
+    alarm = dict(AlarmName=name, Namespace=namespace, MetricName="Errors", Dimensions=dims, Statistic="Sum", Period=60,
+                 EvaluationPeriods=1, Threshold=5.0, ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching",
+                 AlarmActions=[stream_arn, receiver.url], OKActions=[receiver.url], AlarmDescription="5xx burst")
+    cw.put_metric_alarm(**alarm)
+    described = cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
+    assert described["StateValue"] == "INSUFFICIENT_DATA" and described["StateReason"] == "Unchecked: Initial alarm creation"
+    assert described["AlarmArn"].endswith(f":alarm:{name}") and described["Threshold"] == 5.0 and described["Period"] == 60
+    # Actions the endpoint cannot run, and metric math, are refused at once.
+    expect_error("InvalidParameterValue", cw.put_metric_alarm, **dict(alarm, AlarmActions=["arn:aws:sns:us-east-1:000000000000:ops"]))
+    expect_error("InvalidParameterValue", cw.put_metric_alarm, **dict(alarm, Period=30))
+    math = {"Id": "m", "MetricStat": {"Metric": {"Namespace": namespace, "MetricName": "Errors"}, "Period": 60, "Stat": "Sum"}}
+    error = expect_error("InvalidParameterValue", cw.put_metric_alarm, AlarmName=name, Metrics=[math], EvaluationPeriods=1, Threshold=1.0, ComparisonOperator="GreaterThanThreshold")
+    assert "metric math" in error.response["Error"]["Message"]
+    expect_error("ResourceNotFound", cw.delete_alarms, AlarmNames=[name, "no-such-alarm"])
+    # A burst of errors in the last whole minute: the next evaluation (every 10 s) alarms.
+    while datetime.datetime.now(UTC).second > 40:
+        time.sleep(0.5)
+    last_minute = minute(datetime.datetime.now(UTC)) - datetime.timedelta(seconds=30)
+    cw.put_metric_data(Namespace=namespace, MetricData=[{"MetricName": "Errors", "Dimensions": dims, "Timestamp": last_minute, "Value": 9, "Unit": "Count"}])
+    alarmed = wait_for_state(cw, name, "ALARM")
+    assert alarmed["StateReason"].startswith("Threshold Crossed: 1 out of the last 1 datapoints [9.0"), alarmed["StateReason"]
+    assert json.loads(alarmed["StateReasonData"])["recentDatapoints"] == [9.0]
+    message = receiver.wait_for("ALARM")
+    assert message["AlarmName"] == name and message["OldStateValue"] == "INSUFFICIENT_DATA", message
+    assert message["Trigger"]["MetricName"] == "Errors" and message["Trigger"]["Dimensions"] == [{"value": "shop", "name": "Site"}]
+    shard = kinesis.list_shards(StreamName=changes)["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(StreamName=changes, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    records = kinesis.get_records(ShardIterator=iterator)["Records"]
+    assert [json.loads(r["Data"])["NewStateValue"] for r in records] == ["ALARM"] and records[0]["PartitionKey"] == name
+    # The minute after the burst has no errors (missing, treated as not breaching): OK again.
+    ok = wait_for_state(cw, name, "OK", timeout=90)
+    assert receiver.wait_for("OK")["OldStateValue"] == "ALARM"
+    assert ok["StateTransitionedTimestamp"] > alarmed["StateTransitionedTimestamp"]
+    # SetAlarmState holds until the next evaluation, and its change is delivered too.
+    cw.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="testing the pager")
+    assert cw.describe_alarms(AlarmNames=[name], StateValue="ALARM")["MetricAlarms"][0]["StateReason"] == "testing the pager"
+    assert len([m for m in receiver.received if m["NewStateValue"] == "ALARM"]) >= 1
+    wait_for_state(cw, name, "OK")
+    expect_error("InvalidFormat", cw.set_alarm_state, AlarmName=name, StateValue="OK", StateReason="x", StateReasonData="{not json")
+    cw.delete_alarms(AlarmNames=[name])
+    assert cw.describe_alarms(AlarmNamePrefix=name)["MetricAlarms"] == []
+    kinesis.delete_stream(StreamName=changes)
+
+
 if __name__ == "__main__":
     harness.run(sys.modules[__name__], ENDPOINT)

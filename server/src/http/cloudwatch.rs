@@ -97,6 +97,10 @@ async fn answer(
         }
         None => service.tenant(None).await?,
     };
-    let out = cloudwatch::call(&tenant.cloudwatch, &operation, form, &body)?;
+    let (out, changes) = cloudwatch::call(&tenant, &operation, form, &body)?;
+    if !changes.is_empty() {
+        // The actions run on their own: the caller has its answer once the state is saved.
+        tokio::spawn(async move { cloudwatch::actions::deliver(&tenant, &changes).await });
+    }
     Ok(form.encode(&operation, &out, request_id))
 }
