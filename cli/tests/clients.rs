@@ -53,7 +53,19 @@ fn cloudwatch_metrics_through_boto3_and_the_aws_cli_in_every_wire_form() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), CREDENTIAL);
+    // A credential allowed CloudWatch and nothing of Kinesis: it may not make an alarm
+    // that puts to a stream.
+    let watcher = dir.path().join("AKIDWATCH.json");
+    std::fs::write(
+        &watcher,
+        r#"{"Statement": [{"Effect": "Allow", "Action": "cloudwatch:*", "Resource": "*"}]}"#,
+    )
+    .unwrap();
+    let policy = format!("AKIDWATCH={}", watcher.display());
+    let mut args = CREDENTIAL.to_vec();
+    args.extend(["--alarm-action-url", "http://127.0.0.1:"]);
+    args.extend(["--credential", "AKIDWATCH:secret4", "--policy", &policy]);
+    let server = TestServer::start(&dir.path().join("data"), &args);
     run_suite(&server, "cloudwatch_suite.py");
 }
 

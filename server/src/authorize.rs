@@ -590,3 +590,21 @@ pub async fn authorize_cloudwatch(
     }
     Ok(tenant)
 }
+
+/// A caller with an identity policy may name a stream as an alarm action only when that
+/// policy lets it put to the stream itself (`kinesis:PutRecord` on its ARN): an alarm does
+/// not widen what its author may write.
+pub fn authorize_alarm_actions(
+    caller: &Caller,
+    tenant: &Tenant,
+    streams: &[String],
+    transport: Transport,
+) -> Result<(), ApiError> {
+    let Some(policy) = caller.policy.as_deref() else {
+        return Ok(());
+    };
+    for arn in streams {
+        identity_allows(caller, policy, tenant, "kinesis:PutRecord", arn, transport)?;
+    }
+    Ok(())
+}

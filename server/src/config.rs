@@ -79,6 +79,8 @@ pub struct ServeConfig {
     pub allow_reset: bool,
     /// Hours of one-minute metric datapoints kept for the CloudWatch calls.
     pub metrics_retention_hours: u64,
+    /// URL prefixes (`http://host:port/path`) alarm actions may POST to; none by default.
+    pub alarm_action_urls: Vec<String>,
     /// Where Firehose's local buckets are (bucket `b` is `<dir>/b/`); `None`:
     /// `<data_dir>/firehose-buckets`.
     pub firehose_bucket_dir: Option<PathBuf>,
@@ -147,6 +149,7 @@ impl ServeConfig {
             body_bytes_in_flight_max: 512 << 20,
             allow_reset: false,
             metrics_retention_hours: 24,
+            alarm_action_urls: Vec::new(),
             firehose_bucket_dir: None,
             firehose_s3_endpoint: None,
             firehose_lambda_endpoint: None,

@@ -349,7 +349,9 @@ fn spawn_upkeep(tenant: std::sync::Weak<Tenant>) {
                     return;
                 };
                 let changes = tenant.upkeep();
-                runtime.block_on(crate::cloudwatch::actions::deliver(&tenant, &changes));
+                if !changes.is_empty() {
+                    runtime.block_on(crate::cloudwatch::actions::deliver(tenant.clone(), changes));
+                }
             }
         });
     if let Err(e) = spawned {
@@ -363,8 +365,8 @@ impl Tenant {
     /// Accrues usage up to now, evaluates the alarms and writes the metric and usage logs;
     /// returns the alarm state changes, for their actions.
     pub fn upkeep(&self) -> Vec<crate::cloudwatch::alarms::Change> {
-        self.usage
-            .sample(now_ms(), &crate::usage::stream_samples(self));
+        let (samples, complete) = crate::usage::stream_samples(self);
+        self.usage.sample(now_ms(), (&samples, complete));
         for (what, written) in [
             ("metrics", self.cloudwatch.store.flush()),
             ("usage", self.usage.flush()),

@@ -157,6 +157,15 @@ pub struct ServeArgs {
     /// GetMetricData, ListMetrics; PutMetricData's custom metrics included).
     #[arg(long, env = "SLUICE_METRICS_RETENTION_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=24 * 455))]
     pub metrics_retention_hours: u64,
+    /// A URL prefix (`http://host:port/path`) CloudWatch alarm actions may POST their state
+    /// changes to (repeatable). None by default: an alarm then notifies Kinesis streams only,
+    /// and cannot make the server call addresses only it can reach.
+    #[arg(
+        long = "alarm-action-url",
+        env = "SLUICE_ALARM_ACTION_URLS",
+        value_delimiter = ','
+    )]
+    pub alarm_action_urls: Vec<String>,
     /// Where Firehose delivers, and analytics applications read reference data: bucket `b`
     /// (`arn:aws:s3:::b`) is the directory `<DIR>/b/`, for every account. Default:
     /// `<data dir>/firehose-buckets`.
@@ -270,12 +279,25 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
         "--metrics-token must be at least 16 characters"
     );
     config.metrics_token = args.metrics_token.clone();
-    config.metrics_retention_hours = args.metrics_retention_hours;
+    cloudwatch_config(args, &mut config)?;
     firehose_config(args, &mut config)?;
     Ok(config)
 }
 
 /// The Firehose layer's options.
+/// The CloudWatch layer's settings: metric retention, the URLs alarm actions may call.
+fn cloudwatch_config(args: &ServeArgs, config: &mut ServeConfig) -> anyhow::Result<()> {
+    config.metrics_retention_hours = args.metrics_retention_hours;
+    for url in &args.alarm_action_urls {
+        anyhow::ensure!(
+            url.starts_with("http://") && url.len() > "http://".len(),
+            "--alarm-action-url {url}: alarm actions POST to http:// URLs"
+        );
+    }
+    config.alarm_action_urls = args.alarm_action_urls.clone();
+    Ok(())
+}
+
 fn firehose_config(args: &ServeArgs, config: &mut ServeConfig) -> anyhow::Result<()> {
     config.firehose_bucket_dir = args.firehose_bucket_dir.clone();
     anyhow::ensure!(

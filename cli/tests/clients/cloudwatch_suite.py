@@ -297,6 +297,11 @@ def test_an_alarm_goes_to_alarm_on_a_burst_and_back_to_ok_delivering_each_change
     # Actions the endpoint cannot run, and metric math, are refused at once.
     expect_error("InvalidParameterValue", cw.put_metric_alarm, **dict(alarm, AlarmActions=["arn:aws:sns:us-east-1:000000000000:ops"]))
     expect_error("InvalidParameterValue", cw.put_metric_alarm, **dict(alarm, Period=30))
+    # Only URLs the operator allows (here http://127.0.0.1:...): no alarm makes the server
+    # call an address of someone else's choosing.
+    error = expect_error("InvalidParameterValue", cw.put_metric_alarm, **dict(alarm, OKActions=["http://169.254.169.254/latest"]))
+    assert "--alarm-action-url" in error.response["Error"]["Message"]
+    expect_error("InvalidParameterValue", cw.put_metric_alarm, **dict(alarm, Threshold=float("nan")))
     math = {"Id": "m", "MetricStat": {"Metric": {"Namespace": namespace, "MetricName": "Errors"}, "Period": 60, "Stat": "Sum"}}
     error = expect_error("InvalidParameterValue", cw.put_metric_alarm, AlarmName=name, Metrics=[math], EvaluationPeriods=1, Threshold=1.0, ComparisonOperator="GreaterThanThreshold")
     assert "metric math" in error.response["Error"]["Message"]
@@ -329,6 +334,23 @@ def test_an_alarm_goes_to_alarm_on_a_burst_and_back_to_ok_delivering_each_change
     cw.delete_alarms(AlarmNames=[name])
     assert cw.describe_alarms(AlarmNamePrefix=name)["MetricAlarms"] == []
     kinesis.delete_stream(StreamName=changes)
+
+
+def test_an_alarm_may_put_only_to_streams_its_author_may_put_to(endpoint):
+    kinesis = boto3.client("kinesis", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}), **CREDENTIALS)
+    name = unique("guarded")
+    kinesis.create_stream(StreamName=name, ShardCount=1)
+    arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+    watcher = boto3.client("cloudwatch", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}),
+                           aws_access_key_id="AKIDWATCH", aws_secret_access_key="secret4", region_name="us-east-1")
+    alarm = dict(AlarmName=unique("watched"), Namespace="N", MetricName="M", Statistic="Sum", Period=60,
+                 EvaluationPeriods=1, Threshold=1.0, ComparisonOperator="GreaterThanThreshold")
+    watcher.put_metric_alarm(**alarm)
+    error = expect_error("AccessDenied", watcher.put_metric_alarm, **dict(alarm, AlarmActions=[arn]))
+    assert "kinesis:PutRecord" in error.response["Error"]["Message"], error.response["Error"]
+    assert watcher.describe_alarms(AlarmNames=[alarm["AlarmName"]])["MetricAlarms"][0]["AlarmActions"] == []
+    watcher.delete_alarms(AlarmNames=[alarm["AlarmName"]])
+    kinesis.delete_stream(StreamName=name)
 
 
 if __name__ == "__main__":

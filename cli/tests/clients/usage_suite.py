@@ -55,6 +55,13 @@ def test_a_known_workload_gives_a_known_bill(endpoint):
             "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 60}})
     out = firehose.put_record_batch(DeliveryStreamName="metered-logs", Records=[{"Data": b"a"}, {"Data": b"b" * 5120}, {"Data": b"c" * 5121}])
     assert out["FailedPutCount"] == 0
+    # Firehose's own metrics of the call, under AWS/Firehose.
+    cloudwatch = boto3.client("cloudwatch", endpoint_url=endpoint, config=config, **CREDENTIALS)
+    now = time.time()
+    stats = cloudwatch.get_metric_statistics(Namespace="AWS/Firehose", MetricName="IncomingRecords",
+                                             Dimensions=[{"Name": "DeliveryStreamName", "Value": "metered-logs"}],
+                                             StartTime=now - 600, EndTime=now + 120, Period=3600, Statistics=["Sum"])
+    assert [p["Sum"] for p in stats["Datapoints"]] == [3.0], stats
     time.sleep(2)
     prices = os.path.join(os.environ["TMPDIR_FOR_TEST"], "prices.json")
     with open(prices, "w") as f:

@@ -7,6 +7,7 @@ use super::alarms::{Change, alarm_arn};
 use crate::tenant::Tenant;
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long one delivery may take.
@@ -46,26 +47,32 @@ pub fn message(change: &Change, account: &str, region: &str) -> serde_json::Valu
     })
 }
 
-/// Runs the actions of each change.
-pub async fn deliver(tenant: &Tenant, changes: &[Change]) {
+/// Runs the actions of each change, all at once (one slow endpoint does not hold up the
+/// others), and returns when every one is done or has timed out.
+pub async fn deliver(tenant: Arc<Tenant>, changes: Vec<Change>) {
+    let mut running = tokio::task::JoinSet::new();
     for change in changes {
-        let body = message(change, &tenant.account, &tenant.region).to_string();
+        let body = Arc::new(message(&change, &tenant.account, &tenant.region).to_string());
         for action in change.alarm.actions() {
-            let delivered = tokio::time::timeout(
-                DELIVERY_TIMEOUT,
-                deliver_one(tenant, action, &change.alarm.name, &body),
-            )
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer in {} s", DELIVERY_TIMEOUT.as_secs())));
-            if let Err(why) = delivered {
-                metrics::counter!("sluice_alarm_actions_failed_total").increment(1);
-                eprintln!(
-                    "sluice serve: alarm {} went to {}, and its action {action} failed: {why}",
-                    change.alarm.name, change.alarm.state
-                );
-            }
+            let (tenant, body, action) = (tenant.clone(), body.clone(), action.clone());
+            let (alarm, state) = (change.alarm.name.clone(), change.alarm.state.clone());
+            running.spawn(async move {
+                let delivered = tokio::time::timeout(
+                    DELIVERY_TIMEOUT,
+                    deliver_one(&tenant, &action, &alarm, &body),
+                )
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer in {} s", DELIVERY_TIMEOUT.as_secs())));
+                if let Err(why) = delivered {
+                    metrics::counter!("sluice_alarm_actions_failed_total").increment(1);
+                    eprintln!(
+                        "sluice serve: alarm {alarm} went to {state}, and its action {action} failed: {why}"
+                    );
+                }
+            });
         }
     }
+    while running.join_next().await.is_some() {}
 }
 
 async fn deliver_one(tenant: &Tenant, action: &str, alarm: &str, body: &str) -> Result<(), String> {
@@ -114,7 +121,10 @@ async fn post(url: &str, body: &str) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let status = response.status();
-    let _ = response.into_body().collect().await;
+    // The answer is not read beyond its first 64 KiB.
+    let _ = http_body_util::Limited::new(response.into_body(), 64 << 10)
+        .collect()
+        .await;
     if status.is_success() {
         Ok(())
     } else {

@@ -232,19 +232,50 @@ fn missing(name: &str) -> ApiError {
     )
 }
 
-/// Checks an action: a Kinesis stream of this account and region, or an http:// URL.
-fn check_action(action: &str, account: &str, region: &str) -> Result<(), ApiError> {
+/// Checks an action: a Kinesis stream of this account and region, or an http:// URL under
+/// one of the prefixes the operator allowed (`--alarm-action-url`; none by default, so an
+/// alarm cannot make the server call addresses only it can reach).
+fn check_action(
+    action: &str,
+    (account, region): (&str, &str),
+    urls: &[String],
+) -> Result<(), ApiError> {
+    if action.len() > 1024 {
+        return Err(invalid("An alarm action must be at most 1024 characters."));
+    }
     let stream_prefix = format!("arn:aws:kinesis:{region}:{account}:stream/");
     if action
         .strip_prefix(&stream_prefix)
         .is_some_and(|name| !name.is_empty())
-        || (action.starts_with("http://") && action.len() > "http://".len())
     {
         return Ok(());
     }
+    if action.starts_with("http://") {
+        if urls
+            .iter()
+            .any(|prefix| action.starts_with(prefix.as_str()))
+        {
+            return Ok(());
+        }
+        return Err(invalid(format!(
+            "The action {action} is not under a URL this server's operator allows for alarm actions (sluice serve --alarm-action-url)."
+        )));
+    }
     Err(invalid(format!(
-        "The action {action} cannot be run by this endpoint: it delivers state changes to a Kinesis stream of the alarm's account and region ({stream_prefix}<name>) or by POST to an http:// URL."
+        "The action {action} cannot be run by this endpoint: it delivers state changes to a Kinesis stream of the alarm's account and region ({stream_prefix}<name>) or by POST to an http:// URL its operator allows."
     )))
+}
+
+/// The Kinesis streams an alarm input's actions name (for authorizing the puts to them).
+pub fn stream_actions(input: &serde_json::Value) -> Vec<String> {
+    ["OKActions", "AlarmActions", "InsufficientDataActions"]
+        .iter()
+        .filter_map(|list| input.get(list)?.as_array())
+        .flatten()
+        .filter_map(|action| action.as_str())
+        .filter(|action| action.starts_with("arn:aws:kinesis:"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// When an alarm alarms: its periods, threshold, comparison and missing-data rule.
@@ -272,7 +303,8 @@ fn rule(input: &PutMetricAlarmInput) -> Result<Rule, ApiError> {
     let evaluation_periods = input
         .evaluation_periods
         .ok_or_else(|| missing("EvaluationPeriods"))?;
-    if evaluation_periods < 1 || period * evaluation_periods > 7 * 86_400 {
+    let span = period.checked_mul(evaluation_periods);
+    if evaluation_periods < 1 || span.is_none_or(|span| span > 7 * 86_400) {
         return Err(invalid(
             "EvaluationPeriods must be at least 1, and Period times EvaluationPeriods at most 7 days.",
         ));
@@ -317,7 +349,7 @@ fn rule(input: &PutMetricAlarmInput) -> Result<Rule, ApiError> {
 /// Creates or replaces an alarm (a replaced alarm keeps its state).
 pub fn put_metric_alarm(
     alarms: &Alarms,
-    (account, region): (&str, &str),
+    (account, region, urls): (&str, &str, &[String]),
     input: PutMetricAlarmInput,
 ) -> Result<Out, ApiError> {
     let rule = rule(&input)?;
@@ -339,13 +371,24 @@ pub fn put_metric_alarm(
             "The value {unit} for parameter Unit is not a CloudWatch unit."
         )));
     }
-    for action in input
-        .ok_actions
-        .iter()
-        .chain(&input.alarm_actions)
-        .chain(&input.insufficient_data_actions)
+    for (list, actions) in [
+        ("OKActions", &input.ok_actions),
+        ("AlarmActions", &input.alarm_actions),
+        ("InsufficientDataActions", &input.insufficient_data_actions),
+    ] {
+        if actions.len() > 5 {
+            return Err(invalid(format!("{list} must have at most 5 members.")));
+        }
+        for action in actions {
+            check_action(action, (account, region), urls)?;
+        }
+    }
+    if input
+        .alarm_description
+        .as_ref()
+        .is_some_and(|d| d.len() > 1024)
     {
-        check_action(action, account, region)?;
+        return Err(invalid("AlarmDescription must be at most 1024 characters."));
     }
     let dims = dimensions(&input.dimensions, "Dimensions")?;
     let now = crate::clock::now_ms() as f64 / 1000.0;
@@ -480,7 +523,7 @@ pub fn describe_alarms(
         ("MetricAlarms", Out::List(page)),
         ("CompositeAlarms", Out::List(vec![])),
     ];
-    if skip + (max as usize) < matching.len() {
+    if skip.saturating_add(max as usize) < matching.len() {
         members.push((
             "NextToken",
             Out::Str(format!("sluice-{}", skip + max as usize)),
@@ -598,6 +641,16 @@ pub fn set_alarm_state(
             "StateValue must be one of {}.",
             STATES.join(", ")
         )));
+    }
+    if reason.len() > 1023
+        || input
+            .state_reason_data
+            .as_ref()
+            .is_some_and(|d| d.len() > 4000)
+    {
+        return Err(invalid(
+            "StateReason must be at most 1023 characters and StateReasonData at most 4000.",
+        ));
     }
     if let Some(data) = &input.state_reason_data
         && serde_json::from_str::<serde_json::Value>(data).is_err()

@@ -40,6 +40,9 @@ pub const UNITS: &[&str] = &[
 /// The statistics kept exactly.
 pub const STATISTICS: &[&str] = &["SampleCount", "Average", "Sum", "Minimum", "Maximum"];
 
+/// The largest magnitude CloudWatch takes in a value (8.515920e+109), and so here.
+const VALUE_MAX: f64 = 8.515_920e109;
+
 /// Most datapoints one GetMetricStatistics call returns.
 const DATAPOINTS_MAX: u64 = 1440;
 /// How far ahead of now a datapoint may be put.
@@ -211,7 +214,8 @@ fn datum_stats(datum: &MetricDatum, what: &str) -> Result<Stats, ApiError> {
     let combination = |message: String| {
         ApiError::with_status("InvalidParameterCombinationException", 400, message)
     };
-    let finite = |n: f64| n.is_finite() && n.abs() <= 1e300;
+    // CloudWatch's own bounds on a value: sums of any count of them stay finite.
+    let finite = |n: f64| n.is_finite() && n.abs() <= VALUE_MAX;
     let given = [
         datum.value.is_some(),
         datum.statistic_values.is_some(),
@@ -281,7 +285,13 @@ fn datum_stats(datum: &MetricDatum, what: &str) -> Result<Stats, ApiError> {
             None => stats = Some(one),
         }
     }
-    Ok(stats.expect("at least one value"))
+    let stats = stats.expect("at least one value");
+    if !(stats.sum.is_finite() && stats.count.is_finite()) {
+        return Err(invalid(format!(
+            "{what}: the values times their counts are too large to add up."
+        )));
+    }
+    Ok(stats)
 }
 
 /// The metric a statistics call names.
@@ -729,7 +739,13 @@ pub fn list_metrics(store: &MetricStore, input: ListMetricsInput) -> Result<Out,
         Some(token) => token
             .strip_prefix("sluice-")
             .and_then(|n| n.parse().ok())
-            .ok_or_else(|| invalid("The NextToken is not one this endpoint gave."))?,
+            .ok_or_else(|| {
+                ApiError::with_status(
+                    "InvalidNextToken",
+                    400,
+                    "The NextToken is not one this endpoint gave.",
+                )
+            })?,
     };
     let page: Vec<Out> = metrics
         .iter()

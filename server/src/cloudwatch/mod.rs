@@ -71,7 +71,14 @@ pub fn call(
         "GetMetricStatistics" => metrics::get_metric_statistics(store, form.decode(body)?),
         "GetMetricData" => metrics::get_metric_data(store, form.decode(body)?),
         "ListMetrics" => metrics::list_metrics(store, form.decode(body)?),
-        "PutMetricAlarm" => alarms::put_metric_alarm(&cloudwatch.alarms, scope, form.decode(body)?),
+        "PutMetricAlarm" => {
+            let urls = &tenant.config.alarm_action_urls;
+            alarms::put_metric_alarm(
+                &cloudwatch.alarms,
+                (scope.0, scope.1, urls),
+                form.decode(body)?,
+            )
+        }
         "DescribeAlarms" => alarms::describe_alarms(&cloudwatch.alarms, scope, form.decode(body)?),
         "DeleteAlarms" => alarms::delete_alarms(&cloudwatch.alarms, form.decode(body)?),
         "SetAlarmState" => {

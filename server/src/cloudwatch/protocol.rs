@@ -325,7 +325,8 @@ impl Xml {
 
 /// `2026-12-05T10:00:00.000Z`.
 pub fn iso8601(seconds: f64) -> String {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(seconds.max(0.0));
+    let seconds = seconds.clamp(0.0, lenient::TIME_MAX);
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(seconds);
     humantime::format_rfc3339_millis(time).to_string()
 }
 
@@ -371,68 +372,96 @@ fn from_cbor(value: ciborium::Value) -> Result<serde_json::Value, ApiError> {
     })
 }
 
+/// Deepest key a query form may use (`A.member.1.B.member.2.C` is 6): CloudWatch's inputs
+/// nest a few levels, and a bound keeps the tree (and every walk of it) shallow.
+const FORM_DEPTH_MAX: usize = 16;
+
+/// A query form's members as a tree: lists are sparse (by index), so a large index costs
+/// nothing until it is read in order.
+enum FormNode {
+    Leaf(String),
+    Map(std::collections::BTreeMap<String, FormNode>),
+    List(std::collections::BTreeMap<usize, FormNode>),
+}
+
 /// A query-protocol form as JSON: `A.member.2.B=v` is `{"A": [.., {"B": "v"}]}`; every
-/// value is a string (the inputs' types read numbers and booleans from strings).
+/// value is a string (the inputs' types read numbers and booleans from strings). List
+/// members come in index order; skipped indices leave no hole.
 fn from_form(body: &[u8]) -> Result<serde_json::Value, ApiError> {
-    use serde_json::Value;
-    let mut root = Value::Object(serde_json::Map::new());
+    let mut root = FormNode::Map(std::collections::BTreeMap::new());
     for (key, value) in form_urlencoded::parse(body) {
         if key == "Action" || key == "Version" {
             continue;
         }
+        let parts: Vec<&str> = key.split('.').collect();
+        if parts.len() > FORM_DEPTH_MAX {
+            return Err(invalid(format!(
+                "The parameter {key} nests deeper than any CloudWatch input."
+            )));
+        }
         let mut node = &mut root;
-        let mut parts = key.split('.').peekable();
-        while let Some(part) = parts.next() {
-            if part == "member" {
+        let mut i = 0;
+        while i < parts.len() {
+            if parts[i] == "member" {
                 let index: usize = parts
-                    .next()
-                    .and_then(|i| i.parse().ok())
-                    .filter(|i| (1..=10_000).contains(i))
+                    .get(i + 1)
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n >= 1)
                     .ok_or_else(|| {
                         invalid(format!("{key}: a list member needs an index from 1."))
                     })?;
-                if !node.is_array() {
-                    *node = Value::Array(Vec::new());
+                if !matches!(node, FormNode::List(_)) {
+                    *node = FormNode::List(std::collections::BTreeMap::new());
                 }
-                let items = node.as_array_mut().expect("an array");
-                if items.len() < index {
-                    items.resize(index, Value::Null);
-                }
-                node = &mut items[index - 1];
+                let FormNode::List(items) = node else {
+                    unreachable!("made a list")
+                };
+                node = items
+                    .entry(index)
+                    .or_insert_with(|| FormNode::Map(std::collections::BTreeMap::new()));
+                i += 2;
             } else {
-                if !node.is_object() {
-                    *node = Value::Object(serde_json::Map::new());
+                if !matches!(node, FormNode::Map(_)) {
+                    *node = FormNode::Map(std::collections::BTreeMap::new());
                 }
-                node = node
-                    .as_object_mut()
-                    .expect("an object")
-                    .entry(part.to_owned())
-                    .or_insert(Value::Null);
+                let FormNode::Map(members) = node else {
+                    unreachable!("made a map")
+                };
+                node = members
+                    .entry(parts[i].to_owned())
+                    .or_insert_with(|| FormNode::Map(std::collections::BTreeMap::new()));
+                i += 1;
             }
-            if parts.peek().is_none() {
-                *node = Value::String(value.to_string());
+        }
+        *node = FormNode::Leaf(value.into_owned());
+    }
+    // An empty list is sent as `Name=` alone: a leaf of "" where a list belongs reads as
+    // absent, so the input's default applies.
+    fn to_json(node: FormNode) -> serde_json::Value {
+        match node {
+            FormNode::Leaf(text) => serde_json::Value::String(text),
+            FormNode::Map(members) => serde_json::Value::Object(
+                members
+                    .into_iter()
+                    .filter(|(_, v)| !matches!(v, FormNode::Leaf(t) if t.is_empty()))
+                    .map(|(k, v)| (k, to_json(v)))
+                    .collect(),
+            ),
+            FormNode::List(items) => {
+                serde_json::Value::Array(items.into_values().map(to_json).collect())
             }
         }
     }
-    // An empty list is sent as `Name=` alone; holes left by skipped indices are dropped.
-    fn tidy(value: &mut Value) {
-        match value {
-            Value::Array(items) => {
-                items.retain(|item| !item.is_null());
-                items.iter_mut().for_each(tidy);
-            }
-            Value::Object(members) => members.values_mut().for_each(tidy),
-            _ => {}
-        }
-    }
-    tidy(&mut root);
-    Ok(root)
+    Ok(to_json(root))
 }
 
 /// Readers of numbers, booleans and times sent as strings (the query protocol) or as
 /// themselves (CBOR and JSON).
 pub mod lenient {
     use serde::{Deserialize, Deserializer, de::Error as _};
+
+    /// The last second of 9999, the latest time ISO 8601's four-digit years write.
+    pub const TIME_MAX: f64 = 253_402_300_799.0;
 
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -447,15 +476,23 @@ pub mod lenient {
     }
 
     /// An optional double.
+    /// A finite number from text (NaN and infinities are refused: no statistic or
+    /// threshold can hold them).
+    fn finite<E: serde::de::Error>(text: &str) -> Result<f64, E> {
+        text.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| E::custom(format!("{text:?} is not a finite number")))
+    }
+
+    /// An optional double.
     pub fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
         match raw(d)? {
             None => Ok(None),
-            Some(Raw::Num(n)) => Ok(Some(n)),
-            Some(Raw::Text(t)) => t
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| D::Error::custom(format!("{t:?} is not a number"))),
+            Some(Raw::Num(n)) if n.is_finite() => Ok(Some(n)),
+            Some(Raw::Num(n)) => Err(D::Error::custom(format!("{n} is not a finite number"))),
+            Some(Raw::Text(t)) => finite(&t).map(Some),
             Some(Raw::Bool(_)) => Err(D::Error::custom("a boolean where a number belongs")),
         }
     }
@@ -491,10 +528,19 @@ pub mod lenient {
     pub fn time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
         match raw(d)? {
             None => Ok(None),
-            Some(Raw::Num(n)) => Ok(Some(n)),
+            Some(Raw::Num(n)) if (0.0..=TIME_MAX).contains(&n) => Ok(Some(n)),
+            Some(Raw::Num(n)) => Err(D::Error::custom(format!(
+                "{n} is not a time from 1970 to 9999"
+            ))),
             Some(Raw::Text(t)) => {
-                if let Ok(n) = t.trim().parse::<f64>() {
-                    return Ok(Some(n));
+                if let Ok(n) = finite::<D::Error>(&t) {
+                    return if (0.0..=TIME_MAX).contains(&n) {
+                        Ok(Some(n))
+                    } else {
+                        Err(D::Error::custom(format!(
+                            "{n} is not a time from 1970 to 9999"
+                        )))
+                    };
                 }
                 let time = humantime::parse_rfc3339_weak(t.trim())
                     .map_err(|_| D::Error::custom(format!("{t:?} is not an ISO 8601 time")))?;
@@ -515,11 +561,9 @@ pub mod lenient {
         items
             .into_iter()
             .map(|item| match item {
-                Raw::Num(n) => Ok(n),
-                Raw::Text(t) => t
-                    .trim()
-                    .parse()
-                    .map_err(|_| D::Error::custom(format!("{t:?} is not a number"))),
+                Raw::Num(n) if n.is_finite() => Ok(n),
+                Raw::Num(n) => Err(D::Error::custom(format!("{n} is not a finite number"))),
+                Raw::Text(t) => finite(&t),
                 Raw::Bool(_) => Err(D::Error::custom("a boolean where a number belongs")),
             })
             .collect::<Result<_, _>>()
@@ -551,6 +595,19 @@ mod tests {
             "GetMetricStatistics"
         );
         assert!(from_form(b"Dimensions.member.0.Name=a").is_err());
+        // Deep keys are refused; a huge index costs nothing and holes leave no gap.
+        let deep = format!("A{}=1", ".a".repeat(100_000));
+        assert!(from_form(deep.as_bytes()).is_err());
+        let sparse =
+            from_form(b"Statistics.member.999999999=Sum&Statistics.member.2=Maximum").unwrap();
+        assert_eq!(
+            sparse,
+            serde_json::json!({"Statistics": ["Maximum", "Sum"]})
+        );
+        assert_eq!(
+            from_form(b"Dimensions=&Namespace=N").unwrap(),
+            serde_json::json!({"Namespace": "N"})
+        );
     }
 
     #[test]
@@ -601,5 +658,16 @@ mod tests {
         let b: In = serde_json::from_value(serde_json::json!({"period": 60, "at": 1.5})).unwrap();
         assert_eq!((b.period, b.at, b.on), (Some(60), Some(1.5), None));
         assert!(serde_json::from_value::<In>(serde_json::json!({"period": "6.5"})).is_err());
+        for bad in ["NaN", "inf", "1e999", "-Infinity"] {
+            assert!(
+                serde_json::from_value::<In>(serde_json::json!({"period": bad})).is_err(),
+                "{bad}"
+            );
+            assert!(
+                serde_json::from_value::<In>(serde_json::json!({"at": bad})).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(serde_json::from_value::<In>(serde_json::json!({"at": 1e18})).is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! usage), kept for a window, written to a checksummed append-only log and read back at open
 //! (docs/design/cloudwatch.md).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -84,13 +84,15 @@ pub struct MetricStore {
     /// The log; `None` keeps the store in memory only.
     path: Option<PathBuf>,
     inner: Mutex<Inner>,
+    /// Held while the log is written, so flushes write in the order they took their buckets.
+    writer: Mutex<()>,
 }
 
 #[derive(Default)]
 struct Inner {
     series: HashMap<SeriesKey, Series>,
-    /// Buckets changed since the last flush.
-    dirty: HashSet<(SeriesKey, u64)>,
+    /// Buckets changed since the last flush, by series.
+    dirty: HashMap<SeriesKey, BTreeSet<u64>>,
     /// Bytes in the log.
     log_bytes: u64,
     /// Lines of the log that failed their checksum when it was read.
@@ -121,6 +123,7 @@ impl MetricStore {
             retention_s,
             path: None,
             inner: Mutex::new(Inner::default()),
+            writer: Mutex::new(()),
         }
     }
 
@@ -134,6 +137,7 @@ impl MetricStore {
             retention_s,
             path: Some(path.to_owned()),
             inner: Mutex::new(Inner::default()),
+            writer: Mutex::new(()),
         };
         store.replay()?;
         Ok(store)
@@ -180,8 +184,13 @@ impl MetricStore {
                 .and_modify(|b| b.merge(stats))
                 .or_insert(*stats);
             series.last_write_s = series.last_write_s.max(written_s);
-            if !inner.dirty.contains(&(key.clone(), bucket)) {
-                inner.dirty.insert((key.clone(), bucket));
+            match inner.dirty.get_mut(key) {
+                Some(buckets) => {
+                    buckets.insert(bucket);
+                }
+                None => {
+                    inner.dirty.insert(key.clone(), BTreeSet::from([bucket]));
+                }
             }
         }
     }
@@ -226,50 +235,78 @@ impl MetricStore {
     }
 
     /// Drops buckets past the window, then appends the changed buckets to the log (rewriting
-    /// it whole when it has grown to twice what is live).
+    /// it whole when it has grown to twice what is live). The lines are made under the
+    /// store's lock and written after it is released (the writer lock keeps writes in order),
+    /// so the calls that record are never held up by the disk.
     pub fn flush(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            let mut inner = self.lock();
+            self.prune(&mut inner);
+            inner.dirty.clear();
+            return Ok(());
+        };
+        let _writing = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let (write, log_bytes) = {
+            let mut inner = self.lock();
+            self.prune(&mut inner);
+            if inner.dirty.is_empty() {
+                return Ok(());
+            }
+            let dirty = std::mem::take(&mut inner.dirty);
+            let mut entries = Vec::new();
+            for (key, buckets) in &dirty {
+                let Some(series) = inner.series.get(key) else {
+                    continue;
+                };
+                for at in buckets {
+                    if let Some(stats) = series.buckets.get(at) {
+                        entries.push(Entry::of(key, *at, stats));
+                    }
+                }
+            }
+            let line = encode_line(&entries);
+            let live_buckets: u64 = inner.series.values().map(|s| s.buckets.len() as u64).sum();
+            let per_bucket = (line.len() as u64 / entries.len().max(1) as u64).max(64);
+            if inner.log_bytes + line.len() as u64 > (2 * live_buckets * per_bucket).max(1 << 20) {
+                (Write::Whole(whole_lines(&inner.series)), inner.log_bytes)
+            } else {
+                (Write::Append(line), inner.log_bytes)
+            }
+        };
+        let written = match write {
+            Write::Whole(lines) => rewrite(path, &lines),
+            Write::Append(line) => append(path, &line, log_bytes),
+        };
         let mut inner = self.lock();
+        match written {
+            Ok(bytes) => {
+                inner.log_bytes = bytes;
+                Ok(())
+            }
+            Err(e) => {
+                // What was taken stays to write: marked changed again.
+                inner.log_bytes = log_bytes;
+                let keys: Vec<(SeriesKey, Vec<u64>)> = inner
+                    .series
+                    .iter()
+                    .map(|(k, s)| (k.clone(), s.buckets.keys().copied().collect()))
+                    .collect();
+                for (key, buckets) in keys {
+                    inner.dirty.entry(key).or_default().extend(buckets);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops the buckets older than the window.
+    fn prune(&self, inner: &mut Inner) {
         let oldest = now_s().saturating_sub(self.retention_s);
         let oldest = oldest - oldest % self.width_s;
         inner.series.retain(|_, series| {
             series.buckets = series.buckets.split_off(&oldest);
             !series.buckets.is_empty()
         });
-        let Some(path) = &self.path else {
-            inner.dirty.clear();
-            return Ok(());
-        };
-        if inner.dirty.is_empty() {
-            return Ok(());
-        }
-        let dirty = std::mem::take(&mut inner.dirty);
-        let mut changed: Vec<&(SeriesKey, u64)> = dirty.iter().collect();
-        changed.sort();
-        let entries: Vec<Entry> = changed
-            .into_iter()
-            .filter_map(|(key, at)| {
-                let stats = inner.series.get(key)?.buckets.get(at)?;
-                Some(Entry::of(key, *at, stats))
-            })
-            .collect();
-        let line = encode_line(&entries);
-        let live: u64 = inner
-            .series
-            .values()
-            .map(|s| s.buckets.len() as u64)
-            .sum::<u64>()
-            * (line.len() as u64 / entries.len().max(1) as u64).max(64);
-        if inner.log_bytes + line.len() as u64 > (2 * live).max(1 << 20) {
-            inner.log_bytes = rewrite(path, &inner.series)?;
-            return Ok(());
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        file.write_all(&line)?;
-        inner.log_bytes += line.len() as u64;
-        Ok(())
     }
 
     fn replay(&self) -> std::io::Result<()> {
@@ -282,18 +319,27 @@ impl MetricStore {
         let mut inner = self.lock();
         let mut reader = std::io::BufReader::new(file);
         let mut line = Vec::new();
+        // The end of the last whole line: a torn last write (a crash in the middle of an
+        // append) is cut off there, so the next append starts a line of its own.
+        let mut whole = 0u64;
         loop {
             line.clear();
             let read = reader.read_until(b'\n', &mut line)?;
             if read == 0 {
                 break;
             }
-            inner.log_bytes += read as u64;
+            if line.ends_with(b"\n") {
+                whole += read as u64;
+            }
             let Some(entries) = decode_line(&line) else {
                 inner.damaged_lines += 1;
                 continue;
             };
             for entry in entries {
+                let Ok(entry) = serde_json::from_value::<Entry>(entry) else {
+                    inner.damaged_lines += 1;
+                    continue;
+                };
                 let (key, at, stats) = entry.into_parts();
                 inner
                     .series
@@ -303,6 +349,13 @@ impl MetricStore {
                     .insert(at, stats);
             }
         }
+        if std::fs::metadata(path)?.len() > whole {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)?
+                .set_len(whole)?;
+        }
+        inner.log_bytes = whole;
         for series in inner.series.values_mut() {
             series.last_write_s = series.buckets.keys().next_back().copied().unwrap_or(0);
         }
@@ -377,8 +430,8 @@ fn encode_line(entries: &[Entry]) -> Vec<u8> {
     line
 }
 
-/// The entries of a line, or `None` when it is torn or damaged.
-fn decode_line(line: &[u8]) -> Option<Vec<Entry>> {
+/// The entries of a line (each read on its own), or `None` when it is torn or damaged.
+fn decode_line(line: &[u8]) -> Option<Vec<serde_json::Value>> {
     let line = line.strip_suffix(b"\n")?;
     let split = line.iter().rposition(|&b| b == b' ')?;
     let (json, sum) = (&line[..split], &line[split + 1..]);
@@ -389,22 +442,51 @@ fn decode_line(line: &[u8]) -> Option<Vec<Entry>> {
     serde_json::from_slice(json).ok()
 }
 
-/// Writes every live bucket to a new log in place of the old one; returns its size.
-fn rewrite(path: &Path, series: &HashMap<SeriesKey, Series>) -> std::io::Result<u64> {
+/// What a flush writes.
+enum Write {
+    /// One line at the end of the log.
+    Append(Vec<u8>),
+    /// The whole log anew: a line per series.
+    Whole(Vec<Vec<u8>>),
+}
+
+/// Every live bucket as lines, a line per series (lines stay short).
+fn whole_lines(series: &HashMap<SeriesKey, Series>) -> Vec<Vec<u8>> {
+    let mut keys: Vec<&SeriesKey> = series.keys().collect();
+    keys.sort();
+    keys.into_iter()
+        .map(|key| {
+            let entries: Vec<Entry> = series[key]
+                .buckets
+                .iter()
+                .map(|(at, stats)| Entry::of(key, *at, stats))
+                .collect();
+            encode_line(&entries)
+        })
+        .collect()
+}
+
+/// Appends `line` to the log of `len` bytes; returns its new size. A failed write is cut
+/// off, so no torn line is left for the next append to follow.
+fn append(path: &Path, line: &[u8], len: u64) -> std::io::Result<u64> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    if let Err(e) = file.write_all(line) {
+        let _ = file.set_len(len);
+        return Err(e);
+    }
+    Ok(len + line.len() as u64)
+}
+
+/// Writes `lines` as a new log in place of the old one; returns its size.
+fn rewrite(path: &Path, lines: &[Vec<u8>]) -> std::io::Result<u64> {
     let writing = path.with_extension("writing");
     let mut file = std::io::BufWriter::new(std::fs::File::create(&writing)?);
     let mut written = 0;
-    let mut keys: Vec<&SeriesKey> = series.keys().collect();
-    keys.sort();
-    // A line per series keeps lines short.
-    for key in keys {
-        let entries: Vec<Entry> = series[key]
-            .buckets
-            .iter()
-            .map(|(at, stats)| Entry::of(key, *at, stats))
-            .collect();
-        let line = encode_line(&entries);
-        file.write_all(&line)?;
+    for line in lines {
+        file.write_all(line)?;
         written += line.len() as u64;
     }
     file.into_inner().map_err(|e| e.into_error())?.sync_data()?;
@@ -464,6 +546,34 @@ mod tests {
             )]
         );
         assert_eq!(store.buckets(|k| k.name == "b", 0, u64::MAX)[0].1.len(), 1);
+        // The torn tail was cut at opening: what is appended next reads back.
+        store.record(minute + 3, &[(key("c"), Stats::one(4.0))]);
+        drop(store);
+        let store = MetricStore::open(&path, 60, 3600).unwrap();
+        assert_eq!(store.opened().damaged_lines, 0);
+        assert_eq!(store.buckets(|k| k.name == "c", 0, u64::MAX)[0].1.len(), 1);
+    }
+
+    #[test]
+    fn an_entry_that_does_not_read_costs_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.log");
+        let now = now_s();
+        let good = serde_json::json!(["N", "good", [], "None", now - now % 60, 1.0, 2.0, 2.0, 2.0]);
+        let bad = serde_json::json!(["N", "bad", [], "None", now - now % 60, 1.0, null, 2.0, 2.0]);
+        let json = serde_json::to_vec(&serde_json::json!([bad, good])).unwrap();
+        let sum = xxhash_rust::xxh3::xxh3_64(&json);
+        let mut line = json;
+        line.extend_from_slice(format!(" {sum:016x}\n").as_bytes());
+        std::fs::write(&path, line).unwrap();
+        let store = MetricStore::open(&path, 60, 3600).unwrap();
+        assert_eq!(
+            store.opened(),
+            Opened {
+                buckets: 1,
+                damaged_lines: 1
+            }
+        );
     }
 
     #[test]

@@ -364,7 +364,12 @@ async fn put_record(
         .put_record(name, &record.data.0)
         .await
         .map_err(|e| error(e, account))?;
-    meter(tenant, firehose, name, &[record.data.0.len()]);
+    meter(
+        tenant,
+        firehose,
+        ("PutRecord", name),
+        &[record.data.0.len()],
+    );
     Ok(json!({ "RecordId": id, "Encrypted": encrypted(firehose, name) }))
 }
 
@@ -388,7 +393,7 @@ async fn put_record_batch(
         .filter(|(result, _)| result.is_ok())
         .map(|(_, data)| data.len())
         .collect();
-    meter(tenant, firehose, name, &taken);
+    meter(tenant, firehose, ("PutRecordBatch", name), &taken);
     let responses: Vec<Value> = results
         .into_iter()
         .map(|result| match result {
@@ -403,14 +408,34 @@ async fn put_record_batch(
     }))
 }
 
-/// Meters records a delivery stream took (and converts, with format conversion on).
-fn meter(tenant: &Tenant, firehose: &Firehose, name: &str, sizes: &[usize]) {
+/// Meters records a delivery stream took (and converts, with format conversion on), and
+/// records Firehose's metrics of the call under `AWS/Firehose`.
+fn meter(tenant: &Tenant, firehose: &Firehose, (call, name): (&str, &str), sizes: &[usize]) {
     let converts = firehose
         .describe(name)
         .is_ok_and(|info| info.spec.destination.conversion.is_some());
-    tenant
-        .usage
-        .firehose_put(crate::clock::now_ms(), name, sizes, converts);
+    let now = crate::clock::now_ms();
+    tenant.usage.firehose_put(now, name, sizes, converts);
+    use crate::cloudwatch::store::{SeriesKey, Stats};
+    let bytes = sizes.iter().sum::<usize>() as f64;
+    let records = sizes.len() as f64;
+    let point = |metric: &str, unit: &str, value: f64| {
+        let dims = [("DeliveryStreamName", name)];
+        (
+            SeriesKey::new("AWS/Firehose", metric, &dims, unit),
+            Stats::one(value),
+        )
+    };
+    let mut points = vec![
+        point("IncomingBytes", "Bytes", bytes),
+        point("IncomingRecords", "Count", records),
+        point("IncomingPutRequests", "Count", 1.0),
+        point(&format!("{call}.Bytes"), "Bytes", bytes),
+    ];
+    if call == "PutRecordBatch" {
+        points.push(point("PutRecordBatch.Records", "Count", records));
+    }
+    tenant.cloudwatch.store.record(now / 1000, &points);
 }
 
 /// Whether the delivery stream seals its records (as of the put's answer).

@@ -97,10 +97,17 @@ async fn answer(
         }
         None => service.tenant(None).await?,
     };
+    if operation == "PutMetricAlarm"
+        && let Some(caller) = &caller
+    {
+        let input: serde_json::Value = form.decode(&body)?;
+        let streams = cloudwatch::alarms::stream_actions(&input);
+        crate::authorize::authorize_alarm_actions(caller, &tenant, &streams, connection.transport)?;
+    }
     let (out, changes) = cloudwatch::call(&tenant, &operation, form, &body)?;
     if !changes.is_empty() {
         // The actions run on their own: the caller has its answer once the state is saved.
-        tokio::spawn(async move { cloudwatch::actions::deliver(&tenant, &changes).await });
+        tokio::spawn(cloudwatch::actions::deliver(tenant.clone(), changes));
     }
     Ok(form.encode(&operation, &out, request_id))
 }

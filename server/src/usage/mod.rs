@@ -233,10 +233,13 @@ impl Meter {
     }
 
     /// Accrues time-based usage up to `now_ms` for the streams as they are now; streams
-    /// no longer listed are forgotten.
-    pub fn sample(&self, now_ms: u64, streams: &[StreamSample]) {
+    /// no longer listed are forgotten (with `complete`; a sample that could not list every
+    /// stream forgets none, so a stream it missed is not metered again from its creation).
+    pub fn sample(&self, now_ms: u64, (streams, complete): (&[StreamSample], bool)) {
         let mut sampled = self.sampled.lock().unwrap_or_else(|p| p.into_inner());
-        sampled.retain(|name, _| streams.iter().any(|s| s.name == *name));
+        if complete {
+            sampled.retain(|name, _| streams.iter().any(|s| s.name == *name));
+        }
         for stream in streams {
             let since = match sampled.get(&stream.name) {
                 Some(&(created, last)) if created == stream.created_ms => last,
@@ -328,16 +331,20 @@ impl Meter {
     }
 }
 
-/// What the tenant's streams look like now, for [`Meter::sample`].
-pub fn stream_samples(tenant: &crate::tenant::Tenant) -> Vec<StreamSample> {
+/// What the tenant's streams look like now, for [`Meter::sample`], and whether that is
+/// every stream (none failed to list or describe).
+pub fn stream_samples(tenant: &crate::tenant::Tenant) -> (Vec<StreamSample>, bool) {
     let mut samples = Vec::new();
+    let mut complete = true;
     let mut after: Option<String> = None;
     loop {
         let Ok(page) = tenant.engine.list_streams(Some(1000), after.as_deref()) else {
-            return samples;
+            return (samples, false);
         };
         for name in &page.names {
             let Ok(summary) = tenant.engine.stream(name).and_then(|s| s.summary()) else {
+                // Deleted since it was listed, most likely: not a reason to forget the others.
+                complete = false;
                 continue;
             };
             let consumers = tenant.state.read(|s| {
@@ -356,7 +363,7 @@ pub fn stream_samples(tenant: &crate::tenant::Tenant) -> Vec<StreamSample> {
             });
         }
         if !page.has_more {
-            return samples;
+            return (samples, complete);
         }
         after = page.names.last().cloned();
     }
@@ -371,9 +378,10 @@ pub fn service_usage(service: &crate::Service, from_s: u64, to_s: u64) -> Vec<Us
     let open = service.open_tenants();
     let mut lines = Vec::new();
     for tenant in &open {
+        let (samples, complete) = stream_samples(tenant);
         tenant
             .usage
-            .sample(crate::clock::now_ms(), &stream_samples(tenant));
+            .sample(crate::clock::now_ms(), (&samples, complete));
         lines.extend(tenant.usage.report(from_s, to_s));
     }
     let Ok(entries) = std::fs::read_dir(service.config.data_dir.join("tenants")) else {
@@ -404,12 +412,17 @@ pub fn service_usage(service: &crate::Service, from_s: u64, to_s: u64) -> Vec<Us
 
 /// A time given as seconds since the epoch or in RFC 3339 (`2026-12-01T00:00:00Z`).
 pub fn parse_time(text: &str) -> Result<u64, String> {
-    if let Ok(seconds) = text.trim().parse::<u64>() {
-        return Ok(seconds);
+    let seconds = match text.trim().parse::<u64>() {
+        Ok(seconds) => seconds,
+        Err(_) => humantime::parse_rfc3339_weak(text.trim())
+            .map_err(|_| format!("{text:?} is neither seconds since 1970 nor an RFC 3339 time"))?
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| format!("{text:?} is before 1970"))?
+            .as_secs(),
+    };
+    // The last second of 9999: later times have no RFC 3339 form to report them in.
+    if seconds > 253_402_300_799 {
+        return Err(format!("{text:?} is after the year 9999"));
     }
-    let time = humantime::parse_rfc3339_weak(text.trim())
-        .map_err(|_| format!("{text:?} is neither seconds since 1970 nor an RFC 3339 time"))?;
-    time.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .map_err(|_| format!("{text:?} is before 1970"))
+    Ok(seconds)
 }

@@ -27,7 +27,7 @@ fn stream(name: &str, mode: StreamMode, created_ms: u64, shards: usize) -> Strea
 fn run(meter: &Meter, streams: &[StreamSample], from_ms: u64, to_ms: u64) {
     let mut at = from_ms;
     while at <= to_ms {
-        meter.sample(at, streams);
+        meter.sample(at, (streams, true));
         at += SAMPLE_MS;
     }
 }
@@ -103,6 +103,15 @@ fn resharding_retention_and_consumers_change_what_accrues() {
     );
     let bill = meter.report(t0 / 1000, (t0 + 150 * MINUTE_MS) / 1000);
     assert!(close(quantity(&bill, r, SHARD_HOUR), 3.0 + 1.0));
+    // A sample that could not list every stream forgets none: the stream it missed goes on
+    // from its last sample, not again from its creation.
+    meter.sample(t0 + 160 * MINUTE_MS, (&[], false));
+    meter.sample(t0 + 170 * MINUTE_MS, (std::slice::from_ref(&again), true));
+    let bill = meter.report(t0 / 1000, (t0 + 170 * MINUTE_MS) / 1000);
+    assert!(close(
+        quantity(&bill, r, SHARD_HOUR),
+        3.0 + 1.0 + 20.0 / 60.0
+    ));
 }
 
 #[test]
@@ -162,7 +171,7 @@ fn data_kept_past_seven_days_bills_long_term_retention() {
     s.retention_hours = 240;
     meter.records_put(t0 + 1, "archive", StreamMode::Provisioned, &[1 << 30]);
     // Sampled once, eight days on: the hours accrue one by one from creation.
-    meter.sample(t0 + 192 * HOUR_S * 1000, &[s]);
+    meter.sample(t0 + 192 * HOUR_S * 1000, (&[s], true));
     let bill = meter.report(t0 / 1000, t0 / 1000 + 192 * HOUR_S);
     // The hour of the put is wholly older than 7 days from hour 169 on: 23 hours of 1 GB.
     let expected = 23.0 / MONTH_HOURS;
