@@ -157,6 +157,12 @@ impl Tenant {
         self.firehose.get(&self.engine, &self.config).await
     }
 
+    /// The tenant's analytics applications, if they have been opened.
+    #[cfg(feature = "analytics")]
+    pub(crate) fn analytics_opened(&self) -> Option<&std::sync::Arc<sluice_analytics::Analytics>> {
+        self.analytics.opened()
+    }
+
     /// The tenant's analytics applications (opened on first use).
     #[cfg(feature = "analytics")]
     pub(crate) async fn analytics(
@@ -343,11 +349,15 @@ fn spawn_upkeep(tenant: std::sync::Weak<Tenant>) {
                     return;
                 }
             };
+            #[cfg(feature = "analytics")]
+            let mut recorded = crate::analytics::Recorded::new();
             loop {
                 std::thread::sleep(UPKEEP_INTERVAL);
                 let Some(tenant) = tenant.upgrade() else {
                     return;
                 };
+                #[cfg(feature = "analytics")]
+                runtime.block_on(crate::analytics::record_metrics(&tenant, &mut recorded));
                 let changes = tenant.upkeep();
                 if !changes.is_empty() {
                     runtime.block_on(crate::cloudwatch::actions::deliver(tenant.clone(), changes));

@@ -153,6 +153,20 @@ def test_the_tumbling_window_example_gives_each_windows_min_and_max(endpoint):
     assert metrics.get("sluice_analytics_output_records") == len(expected), metrics
     assert metrics.get("sluice_analytics_input_processing_errors", 0) == 0, metrics
     assert "sluice_analytics_millis_behind_latest" in metrics, metrics
+    # And under AWS/KinesisAnalytics, as KDA publishes them (sampled every 10 s).
+    cloudwatch = client(endpoint, "cloudwatch")
+
+    def records(flow):
+        now = time.time()
+        got = cloudwatch.get_metric_statistics(
+            Namespace="AWS/KinesisAnalytics", MetricName="Records", Statistics=["Sum"], Period=3600,
+            Dimensions=[{"Name": "Application", "Value": name}, {"Name": "Flow", "Value": flow}, {"Name": "Id", "Value": "1.1"}],
+            StartTime=now - 900, EndTime=now + 60)
+        return sum(p["Sum"] for p in got["Datapoints"])
+    deadline = time.time() + 25
+    while (records("Input"), records("Output")) != (400, len(expected)) and time.time() < deadline:
+        time.sleep(1)
+    assert (records("Input"), records("Output")) == (400, len(expected)), (records("Input"), records("Output"))
     analytics.stop_application(ApplicationName=name)
     assert analytics.describe_application(ApplicationName=name)["ApplicationDetail"]["ApplicationStatus"] == "READY"
 

@@ -199,6 +199,11 @@ impl AnalyticsHolder {
         }
     }
 
+    /// The applications, when they have been opened.
+    pub(crate) fn opened(&self) -> Option<&Arc<Analytics>> {
+        self.analytics.get()
+    }
+
     /// The applications, opened if they are not yet.
     pub(crate) async fn get(&self, engine: &Engine) -> Result<&Arc<Analytics>, ApiError> {
         self.analytics
@@ -614,4 +619,60 @@ async fn tags(
         }
     }
     Ok(json!({}))
+}
+
+/// Counts of each running application as last recorded, so each sample records what came
+/// since: (input records, output records) by application name.
+pub(crate) type Recorded = std::collections::HashMap<String, (u64, u64)>;
+
+/// Records the applications' metrics under `AWS/KinesisAnalytics`, as KDA publishes them:
+/// `Records` for the input and the output (dimensions `Application`, `Flow`, `Id`) and the
+/// input's `MillisBehindLatest`. Called by the tenant's upkeep thread; the counts are the
+/// applications' own since the previous call.
+pub(crate) async fn record_metrics(tenant: &Tenant, recorded: &mut Recorded) {
+    use crate::cloudwatch::store::{SeriesKey, Stats};
+    let Some(analytics) = tenant.analytics_opened() else {
+        return;
+    };
+    let now_s = crate::clock::now_ms() / 1000;
+    let mut points = Vec::new();
+    let mut seen = Recorded::new();
+    for detail in analytics.list().await {
+        let Some(stats) = detail.stats else { continue };
+        let name = detail.stored.name.clone();
+        let (input_before, output_before) = recorded.get(&name).copied().unwrap_or_default();
+        // A restarted application counts from 0 again.
+        let input = stats
+            .input_records
+            .checked_sub(input_before)
+            .unwrap_or(stats.input_records);
+        let output = stats
+            .output_records
+            .checked_sub(output_before)
+            .unwrap_or(stats.output_records);
+        for (flow, records) in [("Input", input), ("Output", output)] {
+            let dims = [
+                ("Application", name.as_str()),
+                ("Flow", flow),
+                ("Id", "1.1"),
+            ];
+            let key = SeriesKey::new("AWS/KinesisAnalytics", "Records", &dims, "Count");
+            points.push((key, Stats::one(records as f64)));
+        }
+        let dims = [
+            ("Application", name.as_str()),
+            ("Flow", "Input"),
+            ("Id", "1.1"),
+        ];
+        let key = SeriesKey::new(
+            "AWS/KinesisAnalytics",
+            "MillisBehindLatest",
+            &dims,
+            "Milliseconds",
+        );
+        points.push((key, Stats::one(stats.millis_behind_latest as f64)));
+        seen.insert(name, (stats.input_records, stats.output_records));
+    }
+    *recorded = seen;
+    tenant.cloudwatch.store.record(now_s, &points);
 }
