@@ -177,6 +177,7 @@ pub(crate) fn start(
         abort,
         tenant,
         stream: found.stream,
+        consumer: found.consumer.name.clone(),
         protocol,
         sender,
         lease,
@@ -193,6 +194,8 @@ pub(crate) fn start(
 struct Pusher {
     tenant: Arc<Tenant>,
     stream: String,
+    /// The consumer's name, for the SubscribeToShardEvent metrics.
+    consumer: String,
     protocol: Protocol,
     sender: mpsc::Sender<Bytes>,
     lease: Lease,
@@ -362,12 +365,45 @@ impl Pusher {
         self.tenant
             .usage
             .fanout_sent(crate::clock::now_ms(), &self.stream, sent);
+        self.record_event(
+            sent,
+            event.records.len(),
+            event.records.millis_behind_latest,
+        );
         let frame = event_frame(self.protocol, "SubscribeToShardEvent", payload);
         budget::shrink(&mut held, frame.len());
         Step::Send {
             frame: Bytes::from_owner(budget::HeldBytes::new(frame, vec![held, previous_written])),
             last: event.records.end_of_shard,
         }
+    }
+
+    /// The `SubscribeToShardEvent.*` datapoints of an event sent, under `AWS/Kinesis` with
+    /// the stream's and the consumer's names, as Kinesis publishes them.
+    fn record_event(&self, bytes: usize, records: usize, behind_ms: u64) {
+        use crate::cloudwatch::store::{SeriesKey, Stats};
+        let dims = [
+            ("StreamName", self.stream.as_str()),
+            ("ConsumerName", self.consumer.as_str()),
+        ];
+        let point = |name: &str, unit: &str, value: f64| {
+            (
+                SeriesKey::new("AWS/Kinesis", name, &dims, unit),
+                Stats::one(value),
+            )
+        };
+        let points = [
+            point("SubscribeToShardEvent.Bytes", "Bytes", bytes as f64),
+            point("SubscribeToShardEvent.Records", "Count", records as f64),
+            point(
+                "SubscribeToShardEvent.MillisBehindLatest",
+                "Milliseconds",
+                behind_ms as f64,
+            ),
+            point("SubscribeToShardEvent.Success", "Count", 1.0),
+        ];
+        let now = crate::clock::now_ms() / 1000;
+        self.tenant.cloudwatch.store.record(now, &points);
     }
 
     /// An event with no records whose continuation is `position`, `behind` ms behind the

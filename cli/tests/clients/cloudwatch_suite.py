@@ -336,6 +336,33 @@ def test_an_alarm_goes_to_alarm_on_a_burst_and_back_to_ok_delivering_each_change
     kinesis.delete_stream(StreamName=changes)
 
 
+def test_subscribe_to_shard_events_are_counted_per_consumer(endpoint):
+    kinesis = boto3.client("kinesis", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}), **CREDENTIALS)
+    cw = cloudwatch(endpoint)
+    name = unique("fanout")
+    kinesis.create_stream(StreamName=name, ShardCount=1)
+    arn = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+    consumer = kinesis.register_stream_consumer(StreamARN=arn, ConsumerName="app")["Consumer"]
+    kinesis.put_records(StreamName=name, Records=[{"Data": b"z" * 100, "PartitionKey": str(i)} for i in range(7)])
+    out = kinesis.subscribe_to_shard(ConsumerARN=consumer["ConsumerARN"], ShardId="shardId-000000000000",
+                                     StartingPosition={"Type": "TRIM_HORIZON"})
+    got = 0
+    for event in out["EventStream"]:
+        got += len(event["SubscribeToShardEvent"]["Records"])
+        if got >= 7:
+            break
+    out["EventStream"].close()
+    dims = [{"Name": "StreamName", "Value": name}, {"Name": "ConsumerName", "Value": "app"}]
+    now = datetime.datetime.now(UTC)
+    window = dict(Namespace="AWS/Kinesis", Dimensions=dims, StartTime=now - datetime.timedelta(minutes=5),
+                  EndTime=now + datetime.timedelta(minutes=1), Period=3600, Statistics=["Sum"])
+    records = cw.get_metric_statistics(MetricName="SubscribeToShardEvent.Records", **window)["Datapoints"]
+    assert sum(p["Sum"] for p in records) == 7.0, records
+    sent = cw.get_metric_statistics(MetricName="SubscribeToShardEvent.Bytes", **window)["Datapoints"]
+    assert sum(p["Sum"] for p in sent) == 700.0, sent
+    kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+
+
 def test_an_alarm_may_put_only_to_streams_its_author_may_put_to(endpoint):
     kinesis = boto3.client("kinesis", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}), **CREDENTIALS)
     name = unique("guarded")
