@@ -157,6 +157,12 @@ impl Tenant {
         self.firehose.get(&self.engine, &self.config).await
     }
 
+    /// The tenant's Firehose delivery streams, if they have been opened.
+    #[cfg(feature = "firehose")]
+    pub(crate) fn firehose_opened(&self) -> Option<&std::sync::Arc<sluice_firehose::Firehose>> {
+        self.firehose.opened()
+    }
+
     /// The tenant's analytics applications, if they have been opened.
     #[cfg(feature = "analytics")]
     pub(crate) fn analytics_opened(&self) -> Option<&std::sync::Arc<sluice_analytics::Analytics>> {
@@ -351,6 +357,8 @@ fn spawn_upkeep(tenant: std::sync::Weak<Tenant>) {
             };
             #[cfg(feature = "analytics")]
             let mut recorded = crate::analytics::Recorded::new();
+            #[cfg(feature = "firehose")]
+            let mut delivered = crate::firehose::Delivered::new();
             loop {
                 std::thread::sleep(UPKEEP_INTERVAL);
                 let Some(tenant) = tenant.upgrade() else {
@@ -358,6 +366,8 @@ fn spawn_upkeep(tenant: std::sync::Weak<Tenant>) {
                 };
                 #[cfg(feature = "analytics")]
                 runtime.block_on(crate::analytics::record_metrics(&tenant, &mut recorded));
+                #[cfg(feature = "firehose")]
+                crate::firehose::record_delivery_metrics(&tenant, &mut delivered);
                 let changes = tenant.upkeep();
                 if !changes.is_empty() {
                     runtime.block_on(crate::cloudwatch::actions::deliver(tenant.clone(), changes));

@@ -92,6 +92,21 @@ def test_direct_put_delivers_every_record_once_in_gzipped_hourly_objects(endpoin
         year, month, day, hour = parts[1:5]
         assert parts[5].startswith(f"{name}-1-{year}-{month}-{day}-{hour}-") and parts[5].endswith(".gz"), key
         assert int(year) == utc.tm_year, key
+    # Firehose's metrics of it: what came in (recorded by the calls) and what was delivered
+    # (sampled every 10 s).
+    cloudwatch = client(endpoint, "cloudwatch")
+
+    def total(metric):
+        now = time.time()
+        got = cloudwatch.get_metric_statistics(
+            Namespace="AWS/Firehose", MetricName=metric, Statistics=["Sum"], Period=3600,
+            Dimensions=[{"Name": "DeliveryStreamName", "Value": name}], StartTime=now - 900, EndTime=now + 60)
+        return sum(p["Sum"] for p in got["Datapoints"])
+    assert total("IncomingRecords") == 1001 and total("IncomingPutRequests") == 3
+    deadline = time.time() + 25
+    while total("DeliveryToS3.Records") < 1001 and time.time() < deadline:
+        time.sleep(1)
+    assert total("DeliveryToS3.Records") == 1001 and total("DeliveryToS3.Bytes") == 1001 * 10
     firehose.delete_delivery_stream(DeliveryStreamName=name)
     expect_error("ResourceNotFoundException", firehose.describe_delivery_stream, DeliveryStreamName=name)
 

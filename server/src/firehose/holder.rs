@@ -66,6 +66,11 @@ impl FirehoseHolder {
         holder
     }
 
+    /// The Firehose, when it has been opened.
+    pub(crate) fn opened(&self) -> Option<&Arc<Firehose>> {
+        self.firehose.get()
+    }
+
     /// The Firehose, opened if it is not yet.
     pub(crate) async fn get(
         &self,

@@ -444,3 +444,60 @@ fn encrypted(firehose: &Firehose, name: &str) -> bool {
         .describe(name)
         .is_ok_and(|info| info.encryption_key.is_some())
 }
+
+/// Each delivery stream's delivered records, bytes and objects as last recorded, by name.
+pub(crate) type Delivered = std::collections::HashMap<String, (u64, u64, u64)>;
+
+/// Records what each delivery stream delivered since the previous call under
+/// `AWS/Firehose`, as Firehose names it for its destination (`DeliveryToS3.*`,
+/// `DeliveryToHttpEndpoint.*`, `DeliveryToRedshift.*`: `Records`, `Bytes`, and `Success` for
+/// each sample in which objects were written). Called by the tenant's upkeep thread.
+pub(crate) fn record_delivery_metrics(tenant: &Tenant, delivered: &mut Delivered) {
+    use crate::cloudwatch::store::{SeriesKey, Stats};
+    let Some(firehose) = tenant.firehose_opened() else {
+        return;
+    };
+    let now_s = crate::clock::now_ms() / 1000;
+    let mut points = Vec::new();
+    let mut seen = Delivered::new();
+    let (names, _) = firehose.list(10_000, None, None);
+    for name in names {
+        let Ok(info) = firehose.describe(&name) else {
+            continue;
+        };
+        let stats = &info.stats;
+        let now = (
+            stats.delivered_records,
+            stats.delivered_bytes,
+            stats.objects,
+        );
+        let before = delivered.get(&name).copied().unwrap_or_default();
+        // Counters start again at a restart: a drop means everything since then is new.
+        let since = |now: u64, before: u64| now.checked_sub(before).unwrap_or(now);
+        let (records, bytes, objects) = (
+            since(now.0, before.0),
+            since(now.1, before.1),
+            since(now.2, before.2),
+        );
+        let prefix = match info.spec.destination.target {
+            sluice_firehose::Target::Objects => "DeliveryToS3",
+            sluice_firehose::Target::Http(_) => "DeliveryToHttpEndpoint",
+            sluice_firehose::Target::Postgres(_) => "DeliveryToRedshift",
+        };
+        let dims = [("DeliveryStreamName", name.as_str())];
+        let point = |metric: &str, unit: &str, value: f64| {
+            (
+                SeriesKey::new("AWS/Firehose", &format!("{prefix}.{metric}"), &dims, unit),
+                Stats::one(value),
+            )
+        };
+        if objects > 0 || records > 0 {
+            points.push(point("Records", "Count", records as f64));
+            points.push(point("Bytes", "Bytes", bytes as f64));
+            points.push(point("Success", "Count", 1.0));
+        }
+        seen.insert(name, now);
+    }
+    *delivered = seen;
+    tenant.cloudwatch.store.record(now_s, &points);
+}
