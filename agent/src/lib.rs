@@ -9,6 +9,7 @@ pub mod process;
 pub mod run;
 pub mod send;
 pub mod tail;
+mod tls;
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,7 @@
 //! Records put into a stream (`PutRecords`) or a delivery stream (`PutRecordBatch`) over the
 //! wire, as the Kinesis Agent puts them (docs/design/agent.md, "Sending"): JSON 1.1, signed
-//! with SigV4, over one HTTP/1.1 keep-alive connection made again when it breaks.
+//! with SigV4, over one HTTP/1.1 keep-alive connection (TLS for `https://`) made again when
+//! it breaks.
 
 use crate::AgentError;
 use crate::config::Destination;
@@ -55,10 +56,8 @@ impl PutError {
 /// A destination's endpoint, signed for.
 pub struct Sender {
     destination: Destination,
-    /// `host:port`.
-    authority: String,
-    /// `http://host:port/`, as signed.
-    uri: String,
+    /// Where calls go.
+    target: Target,
     region: String,
     credentials: Credentials,
     connection: Option<SendRequest<Full<Bytes>>>,
@@ -86,23 +85,21 @@ impl Sender {
             .or_else(|| std::env::var("AWS_REGION").ok())
             .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
             .unwrap_or_else(|| "us-east-1".into());
-        let endpoint = endpoint.ok_or_else(|| {
+        // Without one, the service's own endpoint in the region, as the Kinesis Agent does.
+        let service = match &destination {
+            Destination::Stream(_) => "kinesis",
+            Destination::DeliveryStream(_) => "firehose",
+        };
+        let endpoint = endpoint.map_or_else(
+            || format!("https://{service}.{region}.amazonaws.com"),
+            str::to_owned,
+        );
+        let target = Target::parse(&endpoint).ok_or_else(|| {
             AgentError::config(
                 key,
-                "is required: the endpoint of the stream's service (https to AWS is not built yet)",
+                format!("{endpoint} is not http://host[:port] or https://host[:port]"),
             )
         })?;
-        let authority = endpoint
-            .strip_prefix("http://")
-            .map(|rest| rest.trim_end_matches('/'))
-            .filter(|rest| !rest.is_empty() && !rest.contains('/'))
-            .ok_or_else(|| {
-                AgentError::config(
-                    key,
-                    format!("{endpoint} is not http://host:port (https is not built yet)"),
-                )
-            })?
-            .to_owned();
         let (id, secret) = match credentials {
             Some((id, secret)) => (id.clone(), secret.clone()),
             None => match (
@@ -121,8 +118,7 @@ impl Sender {
         let token = std::env::var("AWS_SESSION_TOKEN").ok();
         Ok(Sender {
             destination,
-            uri: format!("http://{authority}/"),
-            authority,
+            target,
             region,
             credentials: Credentials::new(id, secret, token, None, "agent.json"),
             connection: None,
@@ -212,7 +208,7 @@ impl Sender {
         body: String,
     ) -> Result<hyper::Request<Full<Bytes>>, PutError> {
         let headers = [
-            ("host", self.authority.as_str()),
+            ("host", self.target.authority.as_str()),
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", target),
         ];
@@ -228,7 +224,7 @@ impl Sender {
             .into();
         let signable = SignableRequest::new(
             "POST",
-            &self.uri,
+            &self.target.uri,
             headers.iter().copied(),
             SignableBody::Bytes(body.as_bytes()),
         )
@@ -293,20 +289,82 @@ impl Sender {
     /// The connection, made when there is none (or the last one broke).
     async fn connection(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, PutError> {
         if self.connection.as_ref().is_none_or(|c| c.is_closed()) {
-            let stream = tokio::net::TcpStream::connect(&self.authority)
+            let target = &self.target;
+            let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
                 .await
                 .map_err(PutError::connection)?;
             stream.set_nodelay(true).map_err(PutError::connection)?;
-            let (sender, connection) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            let sender = if target.tls {
+                let stream = crate::tls::connect(&target.host, stream)
                     .await
                     .map_err(PutError::connection)?;
-            tokio::spawn(connection);
+                handshake(stream).await?
+            } else {
+                handshake(stream).await?
+            };
             self.connection = Some(sender);
         }
         let sender = self.connection.as_mut().expect("made above");
         sender.ready().await.map_err(PutError::connection)?;
         Ok(sender)
+    }
+}
+
+/// An HTTP/1.1 connection over `io`, its driver spawned.
+async fn handshake<T>(io: T) -> Result<SendRequest<Full<Bytes>>, PutError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(PutError::connection)?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// Where a sender's calls go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    /// Over TLS (`https://`).
+    tls: bool,
+    /// The host, a name or an IP address (without brackets).
+    host: String,
+    port: u16,
+    /// The `Host` header: `host` with the port unless it is the scheme's own.
+    authority: String,
+    /// `scheme://authority/`, as signed.
+    uri: String,
+}
+
+impl Target {
+    /// `http://host[:port]` or `https://host[:port]`, with nothing after but a `/`.
+    fn parse(endpoint: &str) -> Option<Target> {
+        let (tls, rest) = match endpoint.split_once("://")? {
+            ("http", rest) => (false, rest),
+            ("https", rest) => (true, rest),
+            _ => return None,
+        };
+        let authority = rest.trim_end_matches('/');
+        if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+            return None;
+        }
+        let uri: hyper::Uri = format!("http://{authority}/").parse().ok()?;
+        let host = uri
+            .host()?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let default_port = if tls { 443 } else { 80 };
+        let port = uri.port_u16().unwrap_or(default_port);
+        let scheme = if tls { "https" } else { "http" };
+        Some(Target {
+            tls,
+            host,
+            port,
+            authority: authority.to_owned(),
+            uri: format!("{scheme}://{authority}/"),
+        })
     }
 }
 
@@ -316,4 +374,53 @@ fn region_of(endpoint: &str) -> Option<String> {
     let mut parts = host.split('.');
     let (_service, region) = (parts.next()?, parts.next()?);
     host.ends_with(".amazonaws.com").then(|| region.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_in_either_scheme_with_or_without_a_port() {
+        let aws = Target::parse("https://kinesis.eu-west-1.amazonaws.com").unwrap();
+        assert_eq!(
+            (
+                aws.tls,
+                aws.host.as_str(),
+                aws.port,
+                aws.authority.as_str(),
+                aws.uri.as_str()
+            ),
+            (
+                true,
+                "kinesis.eu-west-1.amazonaws.com",
+                443,
+                "kinesis.eu-west-1.amazonaws.com",
+                "https://kinesis.eu-west-1.amazonaws.com/"
+            )
+        );
+        let local = Target::parse("http://127.0.0.1:4567/").unwrap();
+        assert_eq!(
+            (local.tls, local.host.as_str(), local.port),
+            (false, "127.0.0.1", 4567)
+        );
+        let v6 = Target::parse("https://[::1]:8443").unwrap();
+        assert_eq!(
+            (v6.host.as_str(), v6.port, v6.authority.as_str()),
+            ("::1", 8443, "[::1]:8443")
+        );
+        for bad in [
+            "ftp://x",
+            "http://",
+            "https://host/path",
+            "host:80",
+            "http://u@host",
+        ] {
+            assert_eq!(Target::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            region_of("https://kinesis.eu-west-1.amazonaws.com").as_deref(),
+            Some("eu-west-1")
+        );
+    }
 }

@@ -346,3 +346,125 @@ async fn a_delivery_stream_flow_delivers_csv_lines_as_json_objects() {
         json!({"when": "2026-12-05T21:07:00", "what": "job-7", "count": "7"})
     );
 }
+
+/// A Kinesis call over HTTPS with curl, trusting `ca`: its JSON answer.
+fn curl_call(endpoint: &str, ca: &Path, operation: &str, input: &Value) -> Value {
+    let output = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--cacert"])
+        .arg(ca)
+        .args(["-H", &format!("X-Amz-Target: Kinesis_20131202.{operation}")])
+        .args(["-H", "Content-Type: application/x-amz-json-1.1"])
+        .args(["--data-binary", &input.to_string(), endpoint])
+        .output()
+        .expect("running curl");
+    assert!(
+        output.status.success(),
+        "{operation}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+}
+
+/// Records in the one-shard stream `stream`, over HTTPS.
+fn records_over_tls(endpoint: &str, ca: &Path, stream: &str) -> usize {
+    let iterator = curl_call(
+        endpoint,
+        ca,
+        "GetShardIterator",
+        &json!({"StreamName": stream, "ShardId": "shardId-000000000000", "ShardIteratorType": "TRIM_HORIZON"}),
+    );
+    let records = curl_call(
+        endpoint,
+        ca,
+        "GetRecords",
+        &json!({"ShardIterator": iterator["ShardIterator"]}),
+    );
+    records["Records"].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn an_https_endpoint_is_used_when_its_certificate_is_trusted_and_refused_when_not() {
+    if !(common::needs_openssl() && common::needs_curl()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A CA and a certificate it signed for 127.0.0.1: the agent trusts the CA.
+    common::certificates(dir.path());
+    let (ca, cert, key) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+    );
+    let server = TestServer::start(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let endpoint = server.tls_endpoint();
+    curl_call(
+        &endpoint,
+        &ca,
+        "CreateStream",
+        &json!({"StreamName": "weblogs", "ShardCount": 1}),
+    );
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    write_lines(&logs.join("access.log"), 0..200);
+    let config = json!({
+        "kinesis.endpoint": endpoint,
+        "awsAccessKeyId": "AKIDAGENT", "awsSecretAccessKey": "secret",
+        "cloudwatch.emitMetrics": false,
+        "flows": [{
+            "filePattern": format!("{}/access.log*", logs.display()),
+            "kinesisStream": "weblogs", "initialPosition": "START_OF_FILE",
+            "maxBufferAgeMillis": 1000,
+            "dataProcessingOptions": [{"optionName": "LOGTOJSON", "logFormat": "COMMONAPACHELOG"}]
+        }]
+    });
+    let path = logs.join("agent.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let agent = |trust: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
+            .args(["agent", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // An empty trust store for the untrusting run: the system's roots do not hold the
+        // test's certificate either way, this keeps it so on any machine.
+        let empty = dir.path().join("no-roots.pem");
+        std::fs::write(&empty, "").unwrap();
+        command.env("SSL_CERT_FILE", trust.unwrap_or(&empty));
+        command.spawn().expect("starting sluice agent")
+    };
+    // Not trusting the server's certificate: nothing is sent, and it says why.
+    let mut untrusting = agent(None);
+    std::thread::sleep(Duration::from_secs(3));
+    untrusting.kill().unwrap();
+    let output = untrusting.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("put failed, will retry")
+            && (said.contains("TLS") || said.contains("trust roots")),
+        "{said}"
+    );
+    assert_eq!(records_over_tls(&endpoint, &ca, "weblogs"), 0);
+    // Trusting its CA (SSL_CERT_FILE), every line goes in. The untrusting run checkpointed
+    // none.
+    let mut trusting = AgentProcess(agent(Some(&ca)));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while records_over_tls(&endpoint, &ca, "weblogs") < 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the lines did not arrive over HTTPS"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(records_over_tls(&endpoint, &ca, "weblogs"), 200);
+    let _ = trusting.0.kill();
+}

@@ -42,85 +42,6 @@ fn start_endpoint(log: &Path, tls: Option<(&Path, &Path)>) -> (HttpEndpoint, Str
     )
 }
 
-/// Runs openssl with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let made = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("running openssl");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-}
-
-/// A certificate authority (`ca.pem`) and a certificate it signed for 127.0.0.1
-/// (`cert.pem`, `key.pem`), in `dir`.
-fn certificates(dir: &Path) {
-    let key = ["-newkey", "rsa:2048", "-nodes"];
-    openssl(
-        dir,
-        &[
-            &["req", "-x509"][..],
-            &key,
-            &[
-                "-days",
-                "2",
-                "-subj",
-                "/CN=Sluice test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        dir,
-        &[
-            &["req"][..],
-            &key,
-            &[
-                "-subj",
-                "/CN=127.0.0.1",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "cert.csr",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "cert.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-            "-out",
-            "cert.pem",
-        ],
-    );
-}
-
 #[test]
 fn records_reach_an_http_endpoint_and_what_it_refuses_lands_in_the_backup_bucket() {
     if !(common::needs_python_clients() && common::needs_openssl()) {
@@ -130,7 +51,7 @@ fn records_reach_an_http_endpoint_and_what_it_refuses_lands_in_the_backup_bucket
     let log = dir.path().join("requests.jsonl");
     let (_endpoint, target) = start_endpoint(&log, None);
     // The same endpoint over TLS, its certificate signed by a CA only SSL_CERT_FILE trusts.
-    certificates(dir.path());
+    common::certificates(dir.path());
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let (_tls_endpoint, tls_target) = start_endpoint(&log, Some((&cert, &key)));
     let buckets = dir.path().join("buckets");
