@@ -331,7 +331,7 @@ struct Target {
     /// The host, a name or an IP address (without brackets).
     host: String,
     port: u16,
-    /// The `Host` header: `host` with the port unless it is the scheme's own.
+    /// The `Host` header (and the signed URI's authority), as the endpoint writes it.
     authority: String,
     /// `scheme://authority/`, as signed.
     uri: String,

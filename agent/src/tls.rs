@@ -1,5 +1,5 @@
 //! TLS for `https://` endpoints (AWS itself, or a `sluice serve --tls-cert`): rustls with
-//! the system's trust roots (and `SSL_CERT_FILE`'s), HTTP/1.1 by ALPN.
+//! the system's trust roots, or `SSL_CERT_FILE`'s instead when it is set; HTTP/1.1 by ALPN.
 
 use std::sync::{Arc, OnceLock};
 use tokio_rustls::TlsConnector;

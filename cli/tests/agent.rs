@@ -347,6 +347,48 @@ async fn a_delivery_stream_flow_delivers_csv_lines_as_json_objects() {
     );
 }
 
+/// The first line in which `agent` says a put failed (read as it comes, for 30 s at most).
+fn first_put_failure(agent: &mut Child) -> String {
+    let stderr = agent.stderr.take().expect("stderr piped");
+    let (said_tx, said_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = said_tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = said_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the agent did not say why it could not put");
+        if line.contains("put failed, will retry") {
+            return line;
+        }
+    }
+}
+
+/// The agent.json of the HTTPS test: one flow of `logs`' access log into `weblogs`.
+fn tls_agent_json(endpoint: &str, logs: &Path) -> PathBuf {
+    let config = json!({
+        "kinesis.endpoint": endpoint,
+        "awsAccessKeyId": "AKIDAGENT", "awsSecretAccessKey": "secret",
+        "cloudwatch.emitMetrics": false,
+        "flows": [{
+            "filePattern": format!("{}/access.log*", logs.display()),
+            "kinesisStream": "weblogs", "initialPosition": "START_OF_FILE",
+            "maxBufferAgeMillis": 1000,
+            "dataProcessingOptions": [{"optionName": "LOGTOJSON", "logFormat": "COMMONAPACHELOG"}]
+        }]
+    });
+    let path = logs.join("agent.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
 /// A Kinesis call over HTTPS with curl, trusting `ca`: its JSON answer.
 fn curl_call(endpoint: &str, ca: &Path, operation: &str, input: &Value) -> Value {
     let output = Command::new("curl")
@@ -415,19 +457,7 @@ fn an_https_endpoint_is_used_when_its_certificate_is_trusted_and_refused_when_no
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
     write_lines(&logs.join("access.log"), 0..200);
-    let config = json!({
-        "kinesis.endpoint": endpoint,
-        "awsAccessKeyId": "AKIDAGENT", "awsSecretAccessKey": "secret",
-        "cloudwatch.emitMetrics": false,
-        "flows": [{
-            "filePattern": format!("{}/access.log*", logs.display()),
-            "kinesisStream": "weblogs", "initialPosition": "START_OF_FILE",
-            "maxBufferAgeMillis": 1000,
-            "dataProcessingOptions": [{"optionName": "LOGTOJSON", "logFormat": "COMMONAPACHELOG"}]
-        }]
-    });
-    let path = logs.join("agent.json");
-    std::fs::write(&path, config.to_string()).unwrap();
+    let path = tls_agent_json(&endpoint, &logs);
     let agent = |trust: Option<&Path>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
@@ -442,17 +472,16 @@ fn an_https_endpoint_is_used_when_its_certificate_is_trusted_and_refused_when_no
         command.env("SSL_CERT_FILE", trust.unwrap_or(&empty));
         command.spawn().expect("starting sluice agent")
     };
-    // Not trusting the server's certificate: nothing is sent, and it says why.
+    // Not trusting the server's certificate: nothing is sent, and it says why (read until
+    // it does, or a deadline).
     let mut untrusting = agent(None);
-    std::thread::sleep(Duration::from_secs(3));
-    untrusting.kill().unwrap();
-    let output = untrusting.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&output.stderr);
+    let said = first_put_failure(&mut untrusting);
     assert!(
-        said.contains("put failed, will retry")
-            && (said.contains("TLS") || said.contains("trust roots")),
+        said.contains("TLS") || said.contains("trust roots"),
         "{said}"
     );
+    untrusting.kill().unwrap();
+    untrusting.wait().unwrap();
     assert_eq!(records_over_tls(&endpoint, &ca, "weblogs"), 0);
     // Trusting its CA (SSL_CERT_FILE), every line goes in. The untrusting run checkpointed
     // none.

@@ -63,7 +63,7 @@ fn cloudwatch_metrics_through_boto3_and_the_aws_cli_in_every_wire_form() {
     .unwrap();
     let policy = format!("AKIDWATCH={}", watcher.display());
     let mut args = CREDENTIAL.to_vec();
-    args.extend(["--alarm-action-url", "http://127.0.0.1:"]);
+    args.extend(["--alarm-action-url", "http://127.0.0.1/alarms"]);
     args.extend(["--credential", "AKIDWATCH:secret4", "--policy", &policy]);
     let server = TestServer::start(&dir.path().join("data"), &args);
     run_suite(&server, "cloudwatch_suite.py");

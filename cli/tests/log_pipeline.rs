@@ -12,11 +12,22 @@ use std::process::Command;
 
 #[test]
 fn web_server_logs_to_windows_anomalies_parquet_and_an_alarm() {
+    let nginx =
+        Path::new("/usr/sbin/nginx").exists() || Command::new("nginx").arg("-v").output().is_ok();
+    let libraries = Command::new("python3")
+        .args(["-c", "import boto3, moto.server, pyarrow"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !common::needs_python_clients()
         || !common::needs(
-            Path::new("/usr/sbin/nginx").exists(),
+            nginx,
             "nginx",
             "run scripts/setup (it installs Debian's nginx-light)",
+        )
+        || !common::needs(
+            libraries,
+            "python3 with boto3, moto's server and pyarrow",
+            "run scripts/setup",
         )
     {
         return;

@@ -260,6 +260,8 @@ class LoadGenerator(threading.Thread):
                 self.sent[r.status] += 1
         except urllib.error.HTTPError as e:
             self.sent[e.code] += 1
+        except OSError as e:  # a timeout or a refused connection: counted, and the run goes on
+            self.sent[f"failed ({type(e).__name__})"] += 1
 
     def burst(self):
         now = time.time()
@@ -407,7 +409,6 @@ def summarize(clients, work, s3, args, load, publisher):
                            capture_output=True, text=True, timeout=60)
     usage_lines = json.loads(usage.stdout)["lines"] if usage.returncode == 0 else []
     ranked = sorted(parquet_rows, key=lambda r: r["anomaly_score"], reverse=True)
-    burst_windows = [r for r in parquet_rows if r["errors"] > 0]
     out = io.StringIO()
     p = lambda *a: print(*a, file=out)
     p("")
@@ -426,7 +427,7 @@ def summarize(clients, work, s3, args, load, publisher):
     for u in usage_lines:
         p(f"                         {u['resource']:32} {u['usage_type']:40} {u['quantity']:.6f} {u['unit']}")
     return {"text": out.getvalue(), "lines": lines, "records": records, "minute_rows": minute_rows,
-            "parquet_rows": parquet_rows, "ranked": ranked, "burst_windows": burst_windows,
+            "parquet_rows": parquet_rows, "ranked": ranked,
             "alarm_events": alarm_events, "load": load, "usage": usage_lines, "objects": objects}
 
 
@@ -452,6 +453,10 @@ def check(report):
         at = r["ApproximateArrivalTimestamp"].astimezone(UTC).replace(second=0, microsecond=0)
         recount[(at, json.loads(r["Data"])["response"])] += 1
     emitted = {(parse_time(row["minute_start"]), row["status"]): row["requests"] for row in report["minute_rows"]}
+    assert len(emitted) == len(report["minute_rows"]), "a (minute, status) count came twice"
+    starts = [row["window_start"] for row in report["parquet_rows"]]
+    assert len(set(starts)) == len(starts), "a window's row was written twice"
+    assert "failed" not in " ".join(map(str, report["load"].sent)), report["load"].sent
     assert emitted, "no minute was counted"
     for key, count in emitted.items():
         assert recount[key] == count, (key, count, recount[key])
@@ -459,11 +464,14 @@ def check(report):
     for key, count in recount.items():
         if key[0] < last:
             assert emitted.get(key) == count, (key, count, emitted.get(key))
-    # Anomalies: the windows of the burst (the only ones with server errors) score highest.
-    burst = report["burst_windows"]
-    assert len(burst) >= 2, burst
-    top = report["ranked"][:len(burst)]
-    assert all(row["errors"] > 0 for row in top), top
+    # Anomalies: the burst's windows (those holding most of a 10-second share of its
+    # errors) score above every window without errors. A window at the burst's edge, with a
+    # few of its errors, may score anywhere.
+    rows = report["parquet_rows"]
+    burst = [r for r in rows if r["errors"] >= 5 * BURST_PER_SECOND]
+    calm = [r for r in rows if r["errors"] == 0]
+    assert burst and calm, rows
+    assert min(r["anomaly_score"] for r in burst) > max(r["anomaly_score"] for r in calm), report["ranked"][:6]
     # Parquet: one row per closed 10-second window, with the recount's numbers.
     by_window = collections.Counter()
     errors_by_window = collections.Counter()

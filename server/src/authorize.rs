@@ -591,20 +591,27 @@ pub async fn authorize_cloudwatch(
     Ok(tenant)
 }
 
-/// A caller with an identity policy may name a stream as an alarm action only when that
-/// policy lets it put to the stream itself (`kinesis:PutRecord` on its ARN): an alarm does
-/// not widen what its author may write.
-pub fn authorize_alarm_actions(
+/// A caller may name a stream as an alarm action only when it may put to the stream itself:
+/// the same decision as its own PutRecord there (its identity policy and the stream's
+/// resource policy), so an alarm does not widen what its author may write.
+pub async fn authorize_alarm_actions(
+    service: &Service,
     caller: &Caller,
-    tenant: &Tenant,
     streams: &[String],
     transport: Transport,
 ) -> Result<(), ApiError> {
-    let Some(policy) = caller.policy.as_deref() else {
-        return Ok(());
-    };
     for arn in streams {
-        identity_allows(caller, policy, tenant, "kinesis:PutRecord", arn, transport)?;
+        let put = serde_json::json!({"StreamARN": arn, "PartitionKey": "alarm", "Data": ""});
+        let body = serde_json::to_vec(&put).expect("JSON");
+        authorize(
+            service,
+            caller,
+            "PutRecord",
+            Protocol::Json,
+            &body,
+            transport,
+        )
+        .await?;
     }
     Ok(())
 }

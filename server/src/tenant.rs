@@ -364,11 +364,16 @@ fn spawn_upkeep(tenant: std::sync::Weak<Tenant>) {
                 let Some(tenant) = tenant.upgrade() else {
                     return;
                 };
-                #[cfg(feature = "analytics")]
-                runtime.block_on(crate::analytics::record_metrics(&tenant, &mut recorded));
+                let changes = tenant.upkeep();
                 #[cfg(feature = "firehose")]
                 crate::firehose::record_delivery_metrics(&tenant, &mut delivered);
-                let changes = tenant.upkeep();
+                // The applications' lock may be held across a start or an update: a sample
+                // that cannot have it soon is skipped (its counts go into the next one).
+                #[cfg(feature = "analytics")]
+                runtime.block_on(async {
+                    let sampled = crate::analytics::record_metrics(&tenant, &mut recorded);
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sampled).await;
+                });
                 if !changes.is_empty() {
                     runtime.block_on(crate::cloudwatch::actions::deliver(tenant.clone(), changes));
                 }

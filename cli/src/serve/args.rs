@@ -157,9 +157,10 @@ pub struct ServeArgs {
     /// GetMetricData, ListMetrics; PutMetricData's custom metrics included).
     #[arg(long, env = "SLUICE_METRICS_RETENTION_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=24 * 455))]
     pub metrics_retention_hours: u64,
-    /// A URL prefix (`http://host:port/path`) CloudWatch alarm actions may POST their state
-    /// changes to (repeatable). None by default: an alarm then notifies Kinesis streams only,
-    /// and cannot make the server call addresses only it can reach.
+    /// A URL (`http://host[:port][/path]`) under which CloudWatch alarm actions may POST
+    /// their state changes (repeatable): the same host, the same port (any, when none is
+    /// given), a path under the given one. None by default: an alarm then notifies Kinesis
+    /// streams only, and cannot make the server call addresses only it can reach.
     #[arg(
         long = "alarm-action-url",
         env = "SLUICE_ALARM_ACTION_URLS",
@@ -290,8 +291,8 @@ fn cloudwatch_config(args: &ServeArgs, config: &mut ServeConfig) -> anyhow::Resu
     config.metrics_retention_hours = args.metrics_retention_hours;
     for url in &args.alarm_action_urls {
         anyhow::ensure!(
-            url.starts_with("http://") && url.len() > "http://".len(),
-            "--alarm-action-url {url}: alarm actions POST to http:// URLs"
+            sluice_server::cloudwatch::alarms::url_allowed(url, std::slice::from_ref(url)),
+            "--alarm-action-url {url}: give an http://host[:port][/path] URL (no user part)"
         );
     }
     config.alarm_action_urls = args.alarm_action_urls.clone();

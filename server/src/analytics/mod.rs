@@ -622,8 +622,9 @@ async fn tags(
 }
 
 /// Counts of each running application as last recorded, so each sample records what came
-/// since: (input records, output records) by application name.
-pub(crate) type Recorded = std::collections::HashMap<String, (u64, u64)>;
+/// since: (input records, output records) by application name, creation time and version
+/// (an update or a new application of the name starts its counts again).
+pub(crate) type Recorded = std::collections::HashMap<(String, u64, u64), (u64, u64)>;
 
 /// Records the applications' metrics under `AWS/KinesisAnalytics`, as KDA publishes them:
 /// `Records` for the input and the output (dimensions `Application`, `Flow`, `Id`) and the
@@ -640,7 +641,12 @@ pub(crate) async fn record_metrics(tenant: &Tenant, recorded: &mut Recorded) {
     for detail in analytics.list().await {
         let Some(stats) = detail.stats else { continue };
         let name = detail.stored.name.clone();
-        let (input_before, output_before) = recorded.get(&name).copied().unwrap_or_default();
+        let run = (
+            name.clone(),
+            detail.stored.created_ms,
+            detail.stored.version,
+        );
+        let (input_before, output_before) = recorded.get(&run).copied().unwrap_or_default();
         // A restarted application counts from 0 again.
         let input = stats
             .input_records
@@ -671,7 +677,7 @@ pub(crate) async fn record_metrics(tenant: &Tenant, recorded: &mut Recorded) {
             "Milliseconds",
         );
         points.push((key, Stats::one(stats.millis_behind_latest as f64)));
-        seen.insert(name, (stats.input_records, stats.output_records));
+        seen.insert(run, (stats.input_records, stats.output_records));
     }
     *recorded = seen;
     tenant.cloudwatch.store.record(now_s, &points);

@@ -77,6 +77,11 @@ pub async fn deliver(tenant: Arc<Tenant>, changes: Vec<Change>) {
 
 async fn deliver_one(tenant: &Tenant, action: &str, alarm: &str, body: &str) -> Result<(), String> {
     if let Some(url) = action.strip_prefix("http://") {
+        // Checked again now: the operator may have narrowed what alarms may call since
+        // the alarm was put.
+        if !super::alarms::url_allowed(action, &tenant.config.alarm_action_urls) {
+            return Err("the URL is no longer one the operator allows (--alarm-action-url)".into());
+        }
         return post(url, body).await;
     }
     // A stream ARN (checked when the alarm was put): the put goes through the Kinesis call,

@@ -251,10 +251,7 @@ fn check_action(
         return Ok(());
     }
     if action.starts_with("http://") {
-        if urls
-            .iter()
-            .any(|prefix| action.starts_with(prefix.as_str()))
-        {
+        if url_allowed(action, urls) {
             return Ok(());
         }
         return Err(invalid(format!(
@@ -264,6 +261,36 @@ fn check_action(
     Err(invalid(format!(
         "The action {action} cannot be run by this endpoint: it delivers state changes to a Kinesis stream of the alarm's account and region ({stream_prefix}<name>) or by POST to an http:// URL its operator allows."
     )))
+}
+
+/// Whether `action` is under one of the operator's URLs: the same host (exactly, no user
+/// part), the same port (any, where the allowed URL names none), and a path under the
+/// allowed one at a `/`.
+pub fn url_allowed(action: &str, allowed: &[String]) -> bool {
+    let parts = |url: &str| -> Option<(String, Option<u16>, String)> {
+        let rest = url.strip_prefix("http://")?;
+        let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+        if authority.is_empty() || authority.contains('@') {
+            return None;
+        }
+        let uri: hyper::Uri = format!("http://{authority}/").parse().ok()?;
+        let host = uri.host()?.to_ascii_lowercase();
+        Some((host, uri.port_u16(), path.to_owned()))
+    };
+    let Some((host, port, path)) = parts(action) else {
+        return false;
+    };
+    allowed
+        .iter()
+        .filter_map(|url| parts(url))
+        .any(|(h, p, prefix)| {
+            let port_matches = p.is_none() || p == Some(port.unwrap_or(80));
+            let prefix = prefix.trim_end_matches('/');
+            let path_matches = path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?', '#']));
+            h == host && port_matches && path_matches
+        })
 }
 
 /// The Kinesis streams an alarm input's actions name (for authorizing the puts to them).
@@ -672,4 +699,36 @@ pub fn set_alarm_state(
         })?;
         Ok(alarm.set_state(&state, reason, input.state_reason_data, now))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_allowed;
+
+    #[test]
+    fn alarm_urls_match_host_port_and_path_exactly() {
+        let allowed = [
+            "http://hooks.internal:9000/alarms".to_owned(),
+            "http://127.0.0.1".to_owned(),
+        ];
+        assert!(url_allowed("http://hooks.internal:9000/alarms", &allowed));
+        assert!(url_allowed(
+            "http://hooks.internal:9000/alarms/pager?x=1",
+            &allowed
+        ));
+        assert!(url_allowed("http://HOOKS.internal:9000/alarms", &allowed));
+        assert!(url_allowed("http://127.0.0.1:45123/anything", &allowed));
+        for refused in [
+            "http://hooks.internal:9000@169.254.169.254/latest/meta-data/",
+            "http://hooks.internal.attacker.com:9000/alarms",
+            "http://hooks.internal:9001/alarms",
+            "http://hooks.internal:9000/alarmsx",
+            "http://hooks.internal/alarms",
+            "http://127.0.0.1:@10.0.0.5:6379/",
+            "http://127.0.0.2/",
+            "https://127.0.0.1/",
+        ] {
+            assert!(!url_allowed(refused, &allowed), "{refused}");
+        }
+    }
 }

@@ -309,7 +309,27 @@ impl MetricStore {
         });
     }
 
+    /// Reads the log at `path` into a store kept in memory, changing nothing on disk (for a
+    /// report over a log another store may be appending to).
+    pub fn read(path: &Path, width_s: u64, retention_s: u64) -> std::io::Result<MetricStore> {
+        let mut store = MetricStore {
+            width_s,
+            retention_s,
+            path: Some(path.to_owned()),
+            inner: Mutex::new(Inner::default()),
+            writer: Mutex::new(()),
+        };
+        store.replay_with(false)?;
+        store.path = None;
+        Ok(store)
+    }
+
     fn replay(&self) -> std::io::Result<()> {
+        self.replay_with(true)
+    }
+
+    /// Reads the log; with `cut`, a torn tail is cut off the file.
+    fn replay_with(&self, cut: bool) -> std::io::Result<()> {
         let path = self.path.as_ref().expect("a store with a log");
         let file = match std::fs::File::open(path) {
             Ok(file) => file,
@@ -349,7 +369,7 @@ impl MetricStore {
                     .insert(at, stats);
             }
         }
-        if std::fs::metadata(path)?.len() > whole {
+        if cut && std::fs::metadata(path)?.len() > whole {
             std::fs::OpenOptions::new()
                 .write(true)
                 .open(path)?

@@ -445,8 +445,9 @@ fn encrypted(firehose: &Firehose, name: &str) -> bool {
         .is_ok_and(|info| info.encryption_key.is_some())
 }
 
-/// Each delivery stream's delivered records, bytes and objects as last recorded, by name.
-pub(crate) type Delivered = std::collections::HashMap<String, (u64, u64, u64)>;
+/// Each delivery stream's delivered records, bytes and objects as last recorded, by name and
+/// creation time (a delivery stream made again under the name counts afresh).
+pub(crate) type Delivered = std::collections::HashMap<(String, u64), (u64, u64, u64)>;
 
 /// Records what each delivery stream delivered since the previous call under
 /// `AWS/Firehose`, as Firehose names it for its destination (`DeliveryToS3.*`,
@@ -471,7 +472,8 @@ pub(crate) fn record_delivery_metrics(tenant: &Tenant, delivered: &mut Delivered
             stats.delivered_bytes,
             stats.objects,
         );
-        let before = delivered.get(&name).copied().unwrap_or_default();
+        let key = (name.clone(), info.created_ms);
+        let before = delivered.get(&key).copied().unwrap_or_default();
         // Counters start again at a restart: a drop means everything since then is new.
         let since = |now: u64, before: u64| now.checked_sub(before).unwrap_or(now);
         let (records, bytes, objects) = (
@@ -496,7 +498,7 @@ pub(crate) fn record_delivery_metrics(tenant: &Tenant, delivered: &mut Delivered
             points.push(point("Bytes", "Bytes", bytes as f64));
             points.push(point("Success", "Count", 1.0));
         }
-        seen.insert(name, now);
+        seen.insert(key, now);
     }
     *delivered = seen;
     tenant.cloudwatch.store.record(now_s, &points);

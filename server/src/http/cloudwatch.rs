@@ -102,7 +102,8 @@ async fn answer(
     {
         let input: serde_json::Value = form.decode(&body)?;
         let streams = cloudwatch::alarms::stream_actions(&input);
-        crate::authorize::authorize_alarm_actions(caller, &tenant, &streams, connection.transport)?;
+        crate::authorize::authorize_alarm_actions(service, caller, &streams, connection.transport)
+            .await?;
     }
     let (out, changes) = cloudwatch::call(&tenant, &operation, form, &body)?;
     if !changes.is_empty() {

@@ -399,7 +399,7 @@ pub fn service_usage(service: &crate::Service, from_s: u64, to_s: u64) -> Vec<Us
         if is_open || !log.exists() {
             continue;
         }
-        match MetricStore::open(&log, HOUR_S, RETENTION_S) {
+        match MetricStore::read(&log, HOUR_S, RETENTION_S) {
             Ok(store) => {
                 let meter = Meter::with_store(store, account, region, crate::clock::now_ms());
                 lines.extend(meter.report(from_s, to_s));
