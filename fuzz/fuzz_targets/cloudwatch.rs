@@ -9,19 +9,8 @@ use sluice_server::cloudwatch::alarms::{self, Alarms};
 use sluice_server::cloudwatch::evaluate::evaluate_all;
 use sluice_server::cloudwatch::metrics;
 use sluice_server::cloudwatch::store::{MetricStore, now_s};
-use sluice_server::cloudwatch::{Form, Out};
+use sluice_server::cloudwatch::{Form, OPERATIONS, Out};
 use std::sync::OnceLock;
-
-const OPERATIONS: [&str; 8] = [
-    "PutMetricData",
-    "GetMetricStatistics",
-    "GetMetricData",
-    "ListMetrics",
-    "PutMetricAlarm",
-    "DescribeAlarms",
-    "DeleteAlarms",
-    "SetAlarmState",
-];
 
 fn alarms() -> &'static Alarms {
     static ALARMS: OnceLock<(tempfile::TempDir, Alarms)> = OnceLock::new();
@@ -34,7 +23,12 @@ fn alarms() -> &'static Alarms {
         .1
 }
 
-fn run(store: &MetricStore, form: Form, operation: &str, body: &[u8]) -> Result<Out, sluice_server::wire::ApiError> {
+fn run(
+    store: &MetricStore,
+    form: Form,
+    operation: &str,
+    body: &[u8],
+) -> Result<Out, sluice_server::wire::ApiError> {
     let alarms = alarms();
     let urls = ["http://127.0.0.1/".to_owned()];
     let scope = ("000000000000", "us-east-1", &urls[..]);
@@ -51,7 +45,9 @@ fn run(store: &MetricStore, form: Form, operation: &str, body: &[u8]) -> Result<
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [form, operation, body @ ..] = data else { return };
+    let [form, operation, body @ ..] = data else {
+        return;
+    };
     let form = [Form::Cbor, Form::Json, Form::Query][usize::from(*form) % 3];
     let operation = OPERATIONS[usize::from(*operation) % OPERATIONS.len()];
     let store = MetricStore::in_memory(60, 86_400);

@@ -503,19 +503,7 @@ pub fn describe_alarms(
     if !(1..=100).contains(&max) {
         return Err(invalid("MaxRecords must be from 1 to 100."));
     }
-    let skip: usize = match &input.next_token {
-        None => 0,
-        Some(token) => token
-            .strip_prefix("sluice-")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| {
-                ApiError::with_status(
-                    "InvalidNextToken",
-                    400,
-                    "The NextToken is not one this endpoint gave.",
-                )
-            })?,
-    };
+    let skip = super::metrics::page_start(input.next_token.as_deref())?;
     let metric_alarms_wanted =
         input.alarm_types.is_empty() || input.alarm_types.iter().any(|t| t == "MetricAlarm");
     let matching: Vec<Alarm> = alarms

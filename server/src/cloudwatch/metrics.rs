@@ -294,6 +294,23 @@ fn datum_stats(datum: &MetricDatum, what: &str) -> Result<Stats, ApiError> {
     Ok(stats)
 }
 
+/// Where a page starts: 0, or the offset a `NextToken` this endpoint gave names.
+pub fn page_start(token: Option<&str>) -> Result<usize, ApiError> {
+    let Some(token) = token else {
+        return Ok(0);
+    };
+    token
+        .strip_prefix("sluice-")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            ApiError::with_status(
+                "InvalidNextToken",
+                400,
+                "The NextToken is not one this endpoint gave.",
+            )
+        })
+}
+
 /// The metric a statistics call names.
 pub struct MetricRef<'a> {
     /// Namespace.
@@ -537,19 +554,7 @@ pub fn get_metric_data(store: &MetricStore, input: GetMetricDataInput) -> Result
     if max < 1 {
         return Err(invalid("MaxDatapoints must be at least 1."));
     }
-    let skip: usize = match &input.next_token {
-        None => 0,
-        Some(token) => token
-            .strip_prefix("sluice-")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| {
-                ApiError::with_status(
-                    "InvalidNextToken",
-                    400,
-                    "The NextToken is not one this endpoint gave.",
-                )
-            })?,
-    };
+    let skip = page_start(input.next_token.as_deref())?;
     let mut answered = Vec::new();
     for (i, query) in input.metric_data_queries.iter().enumerate() {
         let series = answer(
@@ -734,19 +739,7 @@ pub fn list_metrics(store: &MetricStore, input: ListMetricsInput) -> Result<Out,
         .map(|(key, _)| (key.namespace, key.name, key.dimensions))
         .collect();
     metrics.dedup();
-    let skip: usize = match &input.next_token {
-        None => 0,
-        Some(token) => token
-            .strip_prefix("sluice-")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| {
-                ApiError::with_status(
-                    "InvalidNextToken",
-                    400,
-                    "The NextToken is not one this endpoint gave.",
-                )
-            })?,
-    };
+    let skip = page_start(input.next_token.as_deref())?;
     let page: Vec<Out> = metrics
         .iter()
         .skip(skip)
