@@ -346,13 +346,17 @@ def wait_for_alarm(cloudwatch, state, when):
     raise SystemExit(f"the alarm did not go to {state} {when}")
 
 
-def until_second(second_of_minute, at_least):
-    """Seconds to wait so that at least `at_least` pass and a minute's `second_of_minute` is reached."""
+def until_burst(at_least):
+    """Seconds to wait so that at least `at_least` pass and then a minute is between its 5th
+    and 35th second (a burst of BURST_SECONDS started then ends within the minute)."""
     now = time.time()
     target = now + at_least
-    minute = target - target % 60
-    start = minute + second_of_minute
-    return (start if start >= target else start + 60) - now
+    second = target % 60
+    if second < 5:
+        target += 5 - second
+    elif second > 35:
+        target += 65 - second
+    return target - now
 
 
 def run(args):
@@ -371,9 +375,10 @@ def run(args):
         load, publisher = LoadGenerator(site), Publisher(clients)
         load.start()
         publisher.start()
-        # A minute of steady traffic first (the forest learns what normal looks like), then a
-        # burst of server errors 10 seconds into a minute, so it stays within that minute.
-        wait(until_second(10, args.warm_up), "steady traffic")
+        # Steady traffic first (the forest learns what normal looks like), then a burst of
+        # server errors that starts between 5 and 35 seconds into a minute, so that it stays
+        # within that minute.
+        wait(until_burst(args.warm_up), "steady traffic")
         load.burst()
         log(f"burst: {BURST_PER_SECOND} server errors a second for {BURST_SECONDS} s")
         # The burst's minute closes, the alarm fires; the next minute is clean, it clears.
