@@ -43,6 +43,10 @@ pub const STATISTICS: &[&str] = &["SampleCount", "Average", "Sum", "Minimum", "M
 /// The largest magnitude CloudWatch takes in a value (8.515920e+109), and so here.
 const VALUE_MAX: f64 = 8.515_920e109;
 
+/// Series one account and region may hold (custom metrics create them; AWS's own come with
+/// streams, shards and consumers).
+const SERIES_MAX: usize = 100_000;
+
 /// Most datapoints one GetMetricStatistics call returns.
 const DATAPOINTS_MAX: u64 = 1440;
 /// How far ahead of now a datapoint may be put.
@@ -202,6 +206,19 @@ pub fn put_metric_data(store: &MetricStore, input: PutMetricDataInput) -> Result
             unit: unit(&datum.unit)?.unwrap_or("None").to_owned(),
         };
         points.push((at as u64, key, stats));
+    }
+    // Each new dimension set is a series held for the retention window: a cap keeps one
+    // client from filling the server's memory with them.
+    let keys: Vec<&SeriesKey> = points.iter().map(|(_, key, _)| key).collect();
+    let (held, new) = store.series_count(&keys);
+    if new > 0 && held + new > SERIES_MAX {
+        return Err(ApiError::with_status(
+            "LimitExceededFault",
+            400,
+            format!(
+                "This account and region hold {held} metric series, and this endpoint keeps at most {SERIES_MAX}: put to series that exist, or wait for old ones to pass the retention window."
+            ),
+        ));
     }
     for (at, key, stats) in points {
         store.record(at, &[(key, stats)]);
@@ -777,4 +794,32 @@ pub fn dimensions_out(dims: &[(String, String)]) -> Out {
             })
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(store: &MetricStore, from: usize, count: usize) -> Result<Out, ApiError> {
+        let data: Vec<serde_json::Value> = (from..from + count)
+            .map(|i| {
+                serde_json::json!({"MetricName": "m", "Value": 1,
+                    "Dimensions": [{"Name": "id", "Value": i.to_string()}]})
+            })
+            .collect();
+        let input = serde_json::json!({"Namespace": "App", "MetricData": data});
+        put_metric_data(store, serde_json::from_value(input).unwrap())
+    }
+
+    #[test]
+    fn custom_series_are_capped_and_existing_ones_still_take_datapoints() {
+        let store = MetricStore::in_memory(60, 3600);
+        for batch in 0..SERIES_MAX / 1000 {
+            put(&store, batch * 1000, 1000).unwrap();
+        }
+        let error = put(&store, SERIES_MAX, 1).unwrap_err();
+        assert_eq!(error.name, "LimitExceededFault");
+        assert!(error.message.contains("100000"), "{}", error.message);
+        put(&store, 7, 1).expect("a series that exists takes more datapoints");
+    }
 }

@@ -195,6 +195,16 @@ impl MetricStore {
         }
     }
 
+    /// How many series the store holds, and how many of `keys` it does not hold yet.
+    pub fn series_count(&self, keys: &[&SeriesKey]) -> (usize, usize) {
+        let inner = self.lock();
+        let new: std::collections::HashSet<&&SeriesKey> = keys
+            .iter()
+            .filter(|k| !inner.series.contains_key(**k))
+            .collect();
+        (inner.series.len(), new.len())
+    }
+
     /// The series matching `filter`, with when each was last written to.
     pub fn series(&self, filter: impl Fn(&SeriesKey) -> bool) -> Vec<(SeriesKey, u64)> {
         let inner = self.lock();
