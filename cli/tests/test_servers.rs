@@ -180,7 +180,8 @@ fn every_serve_option_has_an_environment_variable_in_its_help() {
         let variable = variable
             .replace("SLUICE_CREDENTIAL=", "SLUICE_CREDENTIALS=")
             .replace("SLUICE_EXTRA_REGION=", "SLUICE_EXTRA_REGIONS=")
-            .replace("SLUICE_POLICY=", "SLUICE_POLICIES=");
+            .replace("SLUICE_POLICY=", "SLUICE_POLICIES=")
+            .replace("SLUICE_ALARM_ACTION_URL=", "SLUICE_ALARM_ACTION_URLS=");
         assert!(
             option.contains(&variable),
             "{name} lacks {variable}:\n{option}"
