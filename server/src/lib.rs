@@ -38,6 +38,8 @@ mod subscribe;
 pub mod tenant;
 pub mod tls;
 pub mod usage;
+#[cfg(feature = "video")]
+pub mod video;
 pub mod wire;
 
 pub use config::ServeConfig;

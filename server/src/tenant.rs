@@ -56,6 +56,9 @@ pub struct Tenant {
     /// Kinesis Data Analytics applications.
     #[cfg(feature = "analytics")]
     analytics: crate::analytics::AnalyticsHolder,
+    /// The tenant's video streams.
+    #[cfg(feature = "video")]
+    video: crate::video::VideoHolder,
 }
 
 impl Tenant {
@@ -125,6 +128,8 @@ impl Tenant {
                         ..sluice_analytics::AnalyticsConfig::default()
                     },
                 ),
+                #[cfg(feature = "video")]
+                video: crate::video::VideoHolder::new(data_dir, account, region),
                 engine,
                 state,
                 cloudwatch,
@@ -161,6 +166,14 @@ impl Tenant {
     #[cfg(feature = "firehose")]
     pub(crate) fn firehose_opened(&self) -> Option<&std::sync::Arc<sluice_firehose::Firehose>> {
         self.firehose.opened()
+    }
+
+    /// The tenant's video streams (opened on first use).
+    #[cfg(feature = "video")]
+    pub(crate) async fn video(
+        &self,
+    ) -> Result<&std::sync::Arc<sluice_video::VideoStreams>, ApiError> {
+        self.video.get().await
     }
 
     /// The tenant's analytics applications, if they have been opened.

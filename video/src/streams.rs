@@ -164,19 +164,25 @@ impl VideoStreams {
         if hours > 24 {
             stream.increase_retention(hours).await?;
         }
-        let mut catalogue = self.catalogue.lock().expect("catalogue lock");
-        if catalogue.streams.contains_key(&info.stream_name) {
-            drop(catalogue);
+        let inserted = {
+            let mut catalogue = self.catalogue.lock().expect("catalogue lock");
+            let free = !catalogue.streams.contains_key(&info.stream_name);
+            if free {
+                catalogue
+                    .streams
+                    .insert(info.stream_name.clone(), info.clone());
+                self.save(&catalogue)?;
+            }
+            free
+        };
+        if !inserted {
+            // Another caller made the name meanwhile: this one's log goes.
             let _ = stream.delete().await;
             return Err(VideoError::InUse(format!(
                 "The stream {} already exists.",
                 info.stream_name
             )));
         }
-        catalogue
-            .streams
-            .insert(info.stream_name.clone(), info.clone());
-        self.save(&catalogue)?;
         Ok(info)
     }
 

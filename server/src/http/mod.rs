@@ -7,6 +7,8 @@ mod cloudwatch;
 mod connection;
 mod prometheus;
 mod usage;
+#[cfg(feature = "video")]
+mod video;
 
 pub use prometheus::serve_metrics;
 
@@ -255,6 +257,10 @@ async fn kinesis(
 ) -> Response<ReplyBody> {
     let (parts, body) = request.into_parts();
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    #[cfg(feature = "video")]
+    if let Some(operation) = video::operation(parts.uri.path()) {
+        return video::serve(service, &connection, (parts, body), operation).await;
+    }
     if let Some(form) = crate::cloudwatch::Form::of(
         parts.uri.path(),
         header("x-amz-target"),

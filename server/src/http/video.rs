@@ -1,0 +1,441 @@
+//! Kinesis Video requests (`POST /<operation>`, signatures scoped to `kinesisvideo`): the
+//! JSON operations answered whole; PutMedia read as it comes with its acknowledgements
+//! streamed back; GetMedia and GetMediaForFragmentList streamed out.
+
+use super::connection::Connection;
+use super::{ChannelBody, ReplyBody, body, error_reply, whole, with_ids};
+use crate::service::Service;
+use crate::tenant::Tenant;
+use crate::video::{self, shapes};
+use crate::wire::{ApiError, Protocol};
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper::{Response, StatusCode};
+use sluice_video::{
+    Ack, AckError, AckEvent, Event, FragmentLog, GetMediaStart, PutMediaSession, SessionOptions,
+    TimecodeType,
+};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+
+/// The name Kinesis Video's signatures are scoped to (all three clients').
+const SIGNING_NAME: &str = "kinesisvideo";
+/// Largest JSON request body.
+const BODY_MAX: usize = 1 << 20;
+/// GetMedia ends after this long without a new fragment; the client goes on with its
+/// continuation token.
+const GET_MEDIA_IDLE: Duration = Duration::from_secs(3);
+
+/// The Kinesis Video operation a path names, if it names one.
+pub(super) fn operation(path: &str) -> Option<&'static str> {
+    let name = path.strip_prefix('/')?;
+    video::OPERATIONS
+        .iter()
+        .chain(video::STREAMING)
+        .find(|op| **op == name)
+        .copied()
+}
+
+/// Answers one Kinesis Video request.
+pub(super) async fn serve(
+    service: Arc<Service>,
+    connection: &Arc<Connection>,
+    (parts, body): (hyper::http::request::Parts, Incoming),
+    operation: &'static str,
+) -> Response<ReplyBody> {
+    match answer(&service, connection, (&parts, body), operation).await {
+        Ok(response) => response,
+        Err(error) => {
+            metrics::counter!("sluice_request_errors_total", "operation" => operation, "error" => error.name)
+                .increment(1);
+            error_reply(Protocol::Json, &error)
+        }
+    }
+}
+
+async fn answer(
+    service: &Arc<Service>,
+    connection: &Arc<Connection>,
+    (parts, body): (&hyper::http::request::Parts, Incoming),
+    operation: &'static str,
+) -> Result<Response<ReplyBody>, ApiError> {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let tenant = match &service.verifier {
+        // Media bodies stream: their signature covers the headers (the payload's hash is
+        // the client's x-amz-content-sha256, as for S3's streaming uploads).
+        Some(verifier) => {
+            let scope = verifier.verify_headers(
+                &super::signed_request(parts, &[], SIGNING_NAME),
+                SystemTime::now(),
+            )?;
+            service.tenant(Some(scope)).await?
+        }
+        None => service.tenant(None).await?,
+    };
+    if operation == "putMedia" {
+        return put_media(&tenant, parts, body).await;
+    }
+    let declared_len = header("content-length").and_then(|v| v.parse().ok());
+    let limit = BODY_MAX.min(service.config.body_bytes_max);
+    let read = body::read(body, declared_len, limit, &service.body_budget, connection);
+    let (body, _reservation) = read.await?;
+    match operation {
+        "getMedia" => get_media(&tenant, &body).await,
+        "getMediaForFragmentList" => media_for_fragment_list(&tenant, &body).await,
+        _ => {
+            let scheme = if connection.transport.secure {
+                "https"
+            } else {
+                "http"
+            };
+            let endpoint = format!("{scheme}://{}", header("host").unwrap_or("127.0.0.1"));
+            let reply = video::call(&tenant, operation, &body, &endpoint).await?;
+            let response = Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json");
+            Ok(with_ids(response)
+                .body(whole(reply))
+                .expect("a valid response"))
+        }
+    }
+}
+
+/// PutMedia: the body fed to a session as it arrives; each fragment stored durably, then
+/// acknowledged; acknowledgements streamed as JSON lines.
+async fn put_media(
+    tenant: &Arc<Tenant>,
+    parts: &hyper::http::request::Parts,
+    body: Incoming,
+) -> Result<Response<ReplyBody>, ApiError> {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let streams = tenant.video().await?;
+    let (info, log) = streams
+        .log(header("x-amzn-stream-name"), header("x-amzn-stream-arn"))
+        .await
+        .map_err(|e| video::error(&e))?;
+    let timecode_type = match header("x-amzn-fragment-timecode-type") {
+        Some("ABSOLUTE") => TimecodeType::Absolute,
+        Some("RELATIVE") | None => TimecodeType::Relative,
+        Some(other) => {
+            return Err(ApiError::with_status(
+                "InvalidArgumentException",
+                400,
+                format!("x-amzn-fragment-timecode-type {other:?} is not ABSOLUTE or RELATIVE."),
+            ));
+        }
+    };
+    let start = header("x-amzn-producer-start-timestamp").map(|v| v.parse::<f64>());
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let producer_start_ms = match start {
+        None => video::now_ms(),
+        Some(Ok(seconds)) if seconds.is_finite() && seconds >= 0.0 => video::seconds_to_ms(seconds),
+        Some(_) => {
+            // Answered as Kinesis Video does: an ERROR acknowledgement, not an HTTP error.
+            let _ = tx.try_send(Bytes::from(
+                Ack::error(AckError::InvalidProducerTimestamp, None).line(),
+            ));
+            return Ok(ack_stream(rx));
+        }
+    };
+    let options = SessionOptions {
+        timecode_type,
+        producer_start_ms,
+        fragment_bytes_max: usize::try_from(sluice_video::FRAGMENT_BYTES_MAX).expect("10 MiB"),
+        fragment_duration_max_ms: sluice_video::FRAGMENT_DURATION_MAX_MS,
+    };
+    let session = PutMediaSession::new(options);
+    let stream_name = info.stream_name.clone();
+    let streams = streams.clone();
+    // On a task of its own: a fragment received whole is stored even if the producer goes.
+    tokio::spawn(async move {
+        ingest(session, body, log, tx, (streams, stream_name)).await;
+    });
+    Ok(ack_stream(rx))
+}
+
+fn ack_stream(rx: mpsc::Receiver<Bytes>) -> Response<ReplyBody> {
+    let response = Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json");
+    with_ids(response)
+        .body(
+            ChannelBody {
+                frames: rx,
+                stalled: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            }
+            .boxed(),
+        )
+        .expect("a valid response")
+}
+
+/// Feeds the body to the session as fast as it comes, and hands whole fragments to a
+/// storing task: reading never waits for an fdatasync, so a producer that sends its body
+/// and hangs up at once (ffmpeg, which never reads its acknowledgements) has been read
+/// whole before its socket closes.
+async fn ingest(
+    mut session: PutMediaSession,
+    mut body: Incoming,
+    log: Arc<FragmentLog>,
+    tx: mpsc::Sender<Bytes>,
+    (streams, name): (Arc<sluice_video::VideoStreams>, String),
+) {
+    let tx = AckGate::new(tx);
+    let (fragments, received) = mpsc::channel(16);
+    let storing = tokio::spawn(store(received, log, tx.clone(), (streams, name)));
+    loop {
+        let events = match body.frame().await {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => session.feed(&data, video::now_ms()),
+                Err(_) => continue,
+            },
+            Some(Err(_)) => vec![Event::Ack(Ack::error(AckError::StreamReadError, None))],
+            None => session.finish(video::now_ms()),
+        };
+        let ended = session.is_ended()
+            || events
+                .iter()
+                .any(|e| matches!(e, Event::Ack(a) if a.error_id == Some(4000)));
+        for event in events {
+            match event {
+                Event::Ack(ack) => tx.send(ack),
+                Event::Fragment(fragment) => {
+                    tx.send(Ack::new(AckEvent::Received, Some(fragment.timecode_ms)));
+                    if fragments.send(fragment).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        if ended {
+            break;
+        }
+    }
+    tx.open();
+    drop(fragments);
+    let _ = storing.await;
+}
+
+/// Stores fragments in the order received and acknowledges each once durable.
+async fn store(
+    mut fragments: mpsc::Receiver<sluice_video::ReceivedFragment>,
+    log: Arc<FragmentLog>,
+    tx: Arc<AckGate>,
+    (streams, name): (Arc<sluice_video::VideoStreams>, String),
+) {
+    while let Some(fragment) = fragments.recv().await {
+        let timecode = Some(fragment.timecode_ms);
+        // A stream deleted meanwhile takes nothing more.
+        if streams.describe(Some(&name), None).is_err() {
+            tx.send(Ack::error(AckError::StreamNotActive, timecode));
+            return;
+        }
+        match log.append(&fragment).await {
+            Ok(entry) => tx.send(Ack {
+                fragment_number: Some(entry.number()),
+                ..Ack::new(AckEvent::Persisted, timecode)
+            }),
+            Err(_) => tx.send(Ack::error(AckError::InternalError, timecode)),
+        }
+    }
+}
+
+/// PutMedia's acknowledgements on their way out. They are held for the body's first
+/// second, or until it ends if sooner: a producer that uploads a file and hangs up without
+/// reading them (ffmpeg) would otherwise have unread bytes when it closes, and its reset
+/// would throw away the end of its body before the server read it.
+struct AckGate {
+    tx: mpsc::Sender<Bytes>,
+    held: std::sync::Mutex<Option<Vec<Ack>>>,
+    opens_at: std::time::Instant,
+}
+
+/// How long acknowledgements are held at the start of a PutMedia body.
+const ACK_HOLD: Duration = Duration::from_secs(1);
+
+impl AckGate {
+    fn new(tx: mpsc::Sender<Bytes>) -> Arc<AckGate> {
+        Arc::new(AckGate {
+            tx,
+            held: std::sync::Mutex::new(Some(Vec::new())),
+            opens_at: std::time::Instant::now() + ACK_HOLD,
+        })
+    }
+
+    fn send(&self, ack: Ack) {
+        let mut held = self.held.lock().expect("ack gate lock");
+        if let Some(waiting) = held.as_mut() {
+            waiting.push(ack);
+            if std::time::Instant::now() < self.opens_at {
+                return;
+            }
+        } else {
+            // A full or closed channel: the producer is not reading; the ack is dropped.
+            let _ = self.tx.try_send(Bytes::from(ack.line()));
+            return;
+        }
+        drop(held);
+        self.open();
+    }
+
+    fn open(&self) {
+        let waiting = self.held.lock().expect("ack gate lock").take();
+        for ack in waiting.into_iter().flatten() {
+            let _ = self.tx.try_send(Bytes::from(ack.line()));
+        }
+    }
+}
+
+/// GetMedia: fragments from the start selector's, then new ones as they arrive, until a
+/// few seconds pass without one.
+async fn get_media(tenant: &Arc<Tenant>, body: &[u8]) -> Result<Response<ReplyBody>, ApiError> {
+    let input: shapes::GetMedia = video::decode(body)?;
+    let streams = tenant.video().await?;
+    let (_, log) = streams
+        .log(input.at.name(), input.at.arn())
+        .await
+        .map_err(|e| video::error(&e))?;
+    let start = start_of(&input.start_selector)?;
+    let from = start.offset(&log).map_err(|e| video::error(&e))?;
+    let mut tail = log.tail(from).map_err(|e| video::error(&e))?;
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        let mut next = from;
+        loop {
+            while next < log.next_offset() {
+                let Ok(Some(chunk)) = media_chunk(&log, next) else {
+                    next += 1;
+                    continue;
+                };
+                if tx.send(chunk).await.is_err() {
+                    return;
+                }
+                next += 1;
+            }
+            match tokio::time::timeout(GET_MEDIA_IDLE, tail.next()).await {
+                Ok(Some(Ok(_))) => {}
+                _ => return,
+            }
+        }
+    });
+    Ok(media_stream(rx))
+}
+
+fn start_of(selector: &shapes::StartSelector) -> Result<GetMediaStart, ApiError> {
+    let missing = |field: &str| {
+        ApiError::with_status(
+            "InvalidArgumentException",
+            400,
+            format!(
+                "StartSelectorType {} needs {field}.",
+                selector.start_selector_type
+            ),
+        )
+    };
+    Ok(match selector.start_selector_type.as_str() {
+        "EARLIEST" => GetMediaStart::Earliest,
+        "NOW" => GetMediaStart::Now,
+        "FRAGMENT_NUMBER" => GetMediaStart::FragmentNumber(
+            selector
+                .after_fragment_number
+                .clone()
+                .ok_or_else(|| missing("AfterFragmentNumber"))?,
+        ),
+        "SERVER_TIMESTAMP" => GetMediaStart::ServerTimestamp(video::seconds_to_ms(
+            selector
+                .start_timestamp
+                .ok_or_else(|| missing("StartTimestamp"))?,
+        )),
+        "PRODUCER_TIMESTAMP" => GetMediaStart::ProducerTimestamp(video::seconds_to_ms(
+            selector
+                .start_timestamp
+                .ok_or_else(|| missing("StartTimestamp"))?,
+        )),
+        "CONTINUATION_TOKEN" => GetMediaStart::ContinuationToken(
+            selector
+                .continuation_token
+                .clone()
+                .ok_or_else(|| missing("ContinuationToken"))?,
+        ),
+        other => {
+            return Err(ApiError::with_status(
+                "InvalidArgumentException",
+                400,
+                format!(
+                    "StartSelectorType {other:?} is not EARLIEST, NOW, FRAGMENT_NUMBER, SERVER_TIMESTAMP, PRODUCER_TIMESTAMP or CONTINUATION_TOKEN."
+                ),
+            ));
+        }
+    })
+}
+
+/// The fragment at `offset` as GetMedia sends it.
+fn media_chunk(log: &FragmentLog, offset: u64) -> Result<Option<Bytes>, ApiError> {
+    let Some((meta, mkv)) = log.read(offset).map_err(|e| video::error(&e))? else {
+        return Ok(None);
+    };
+    let behind = video::now_ms() - meta.server_ms;
+    let number = sluice_video::fragment_number(offset);
+    let chunk =
+        sluice_video::media_of(&mkv, &number, &meta, behind).map_err(|e| video::error(&e))?;
+    Ok(Some(Bytes::from(chunk)))
+}
+
+fn media_stream(rx: mpsc::Receiver<Bytes>) -> Response<ReplyBody> {
+    let response = Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "video/webm");
+    with_ids(response)
+        .body(
+            ChannelBody {
+                frames: rx,
+                stalled: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            }
+            .boxed(),
+        )
+        .expect("a valid response")
+}
+
+/// GetMediaForFragmentList: the named fragments in the order named; every one must exist.
+async fn media_for_fragment_list(
+    tenant: &Arc<Tenant>,
+    body: &[u8],
+) -> Result<Response<ReplyBody>, ApiError> {
+    let input: shapes::GetMediaForFragmentList = video::decode(body)?;
+    if input.fragments.is_empty() || input.fragments.len() > 1000 {
+        return Err(ApiError::with_status(
+            "InvalidArgumentException",
+            400,
+            "Fragments must name 1 to 1,000 fragments.",
+        ));
+    }
+    let streams = tenant.video().await?;
+    let (_, log) = streams
+        .log(input.at.name(), input.at.arn())
+        .await
+        .map_err(|e| video::error(&e))?;
+    let mut offsets = Vec::with_capacity(input.fragments.len());
+    for number in &input.fragments {
+        let offset = sluice_video::fragment_offset(number).filter(|&o| log.entry(o).is_some());
+        offsets.push(offset.ok_or_else(|| {
+            ApiError::with_status(
+                "ResourceNotFoundException",
+                404,
+                format!("The fragment {number} does not exist in this stream."),
+            )
+        })?);
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        for offset in offsets {
+            let Ok(Some(chunk)) = media_chunk(&log, offset) else {
+                return;
+            };
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(media_stream(rx))
+}
