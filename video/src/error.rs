@@ -15,9 +15,12 @@ pub enum VideoError {
     /// The version given is not the stream's (`VersionMismatchException`).
     #[error("{0}")]
     VersionMismatch(String),
-    /// Too many streams or tags (`ClientLimitExceededException` / `TagsPerResourceExceededLimitException`).
+    /// Too many streams (`AccountStreamLimitExceededException`).
     #[error("{0}")]
     LimitExceeded(String),
+    /// Too many tags (`TagsPerResourceExceededLimitException`).
+    #[error("{0}")]
+    TooManyTags(String),
     /// A stored record that is not a fragment, or the engine failed.
     #[error("{0}")]
     Internal(String),
@@ -31,7 +34,8 @@ impl VideoError {
             VideoError::InUse(_) => "ResourceInUseException",
             VideoError::InvalidArgument(_) => "InvalidArgumentException",
             VideoError::VersionMismatch(_) => "VersionMismatchException",
-            VideoError::LimitExceeded(_) => "ClientLimitExceededException",
+            VideoError::LimitExceeded(_) => "AccountStreamLimitExceededException",
+            VideoError::TooManyTags(_) => "TagsPerResourceExceededLimitException",
             VideoError::Internal(_) => "InternalFailure",
         }
     }
@@ -43,7 +47,7 @@ impl VideoError {
             VideoError::InUse(_) => 400,
             VideoError::InvalidArgument(_) => 400,
             VideoError::VersionMismatch(_) => 400,
-            VideoError::LimitExceeded(_) => 400,
+            VideoError::LimitExceeded(_) | VideoError::TooManyTags(_) => 400,
             VideoError::Internal(_) => 500,
         }
     }

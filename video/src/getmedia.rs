@@ -15,9 +15,9 @@ pub enum GetMediaStart {
     Now,
     /// That fragment.
     FragmentNumber(String),
-    /// The first fragment the server received at or after this time (ms).
+    /// The fragment the server received holding this time (ms), or the first after it.
     ServerTimestamp(i64),
-    /// The first fragment the producer stamped at or after this time (ms).
+    /// The fragment the producer stamped holding this time (ms), or the first after it.
     ProducerTimestamp(i64),
     /// The fragment after the one the token (a fragment number) names.
     ContinuationToken(String),

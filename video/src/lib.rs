@@ -13,6 +13,7 @@ mod fragment;
 mod getmedia;
 mod log;
 pub mod mkv;
+pub mod remux;
 mod session;
 mod streams;
 mod summary;

@@ -138,11 +138,17 @@ impl FragmentLog {
         (page, None)
     }
 
-    /// The first fragment (in number order) whose time is at or after `ms`.
+    /// The first fragment (in number order) that holds `ms` (its time at or before it, its
+    /// end after it) or begins at or after it: where a read "from a time" starts.
     pub fn first_at(&self, kind: TimeKind, ms: i64) -> Option<FragmentEntry> {
         self.retained()
             .iter()
-            .find(|e| time_of(e, kind) >= ms)
+            .find(|e| {
+                let start = time_of(e, kind);
+                let end =
+                    start.saturating_add(i64::try_from(e.meta.duration_ms).unwrap_or(i64::MAX));
+                start >= ms || ms < end
+            })
             .copied()
     }
 

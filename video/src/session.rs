@@ -61,8 +61,10 @@ pub struct ReceivedFragment {
 #[derive(Debug)]
 pub struct PutMediaSession {
     options: SessionOptions,
-    /// Bytes not consumed yet.
+    /// Bytes received and not yet let go; those before `pos` are consumed (dropped once
+    /// per feed, so consuming is not a copy of the rest each time).
     buf: Vec<u8>,
+    pos: usize,
     stage: Stage,
     building: Building,
     /// The header clusters are read with (the current segment's, once its Tracks came).
@@ -97,11 +99,12 @@ struct Building {
     tracks: Option<Vec<u8>>,
 }
 
-/// A cluster being received; its bytes start at `buf[0]`.
+/// A cluster being received; its bytes start at `buf[pos]` (unless refused: refused bytes
+/// are consumed as they come).
 #[derive(Debug)]
 struct OpenCluster {
     header: Header,
-    /// Unknown size: bytes of `buf` walked, whole children only.
+    /// Unknown size: bytes from `pos` walked, whole children only.
     walked: usize,
     /// Bytes refused (over the size limit, or in a refused segment) and dropped.
     refused: bool,
@@ -126,6 +129,7 @@ impl PutMediaSession {
         PutMediaSession {
             options,
             buf: Vec::new(),
+            pos: 0,
             stage: Stage::EbmlHeader,
             building: Building::default(),
             header: None,
@@ -152,7 +156,21 @@ impl PutMediaSession {
         if let Err(Fatal(error)) = self.advance(&mut events, now_ms) {
             self.fail(&mut events, error);
         }
+        self.buf.drain(..self.pos);
+        self.pos = 0;
         events
+    }
+
+    /// The bytes not consumed yet.
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Consumes `n` bytes; answers them.
+    fn take(&mut self, n: usize) -> &[u8] {
+        let start = self.pos;
+        self.pos += n;
+        &self.buf[start..self.pos]
     }
 
     /// The body ended: a cluster of unknown size still open ends with it; anything cut off
@@ -164,14 +182,14 @@ impl PutMediaSession {
         }
         if let Some(open) = &self.cluster
             && open.header.size.is_none()
-            && open.walked == self.buf.len()
+            && open.walked == self.pending().len()
         {
             let open = self.cluster.take().expect("open");
             self.close_cluster(&mut events, open, now_ms);
         }
         let cut_off = self.cluster.is_some()
             || self.skip > 0
-            || !self.buf.is_empty()
+            || !self.pending().is_empty()
             || matches!(self.stage, Stage::Segment);
         if cut_off {
             let timecode = self.cluster.as_ref().and_then(|c| c.timecode_ms);
@@ -187,6 +205,7 @@ impl PutMediaSession {
         events.push(Event::Ack(Ack::error(error, timecode)));
         self.ended = true;
         self.buf = Vec::new();
+        self.pos = 0;
     }
 
     /// Consumes what it can of `buf`.
@@ -195,8 +214,8 @@ impl PutMediaSession {
             if self.skip > 0 {
                 let n = usize::try_from(self.skip)
                     .unwrap_or(usize::MAX)
-                    .min(self.buf.len());
-                self.buf.drain(..n);
+                    .min(self.pending().len());
+                self.take(n);
                 self.skip -= n as u64;
                 if self.skip > 0 {
                     return Ok(());
@@ -209,7 +228,7 @@ impl PutMediaSession {
                 }
                 continue;
             }
-            let Some(header) = ebml::header(&self.buf)? else {
+            let Some(header) = ebml::header(self.pending())? else {
                 return Ok(());
             };
             let progressed = match self.stage {
@@ -218,7 +237,7 @@ impl PutMediaSession {
                     if header.id != id::SEGMENT {
                         return Err(Fatal(AckError::InvalidMkvData));
                     }
-                    self.buf.drain(..header.len);
+                    self.take(header.len);
                     self.stage = Stage::Body;
                     true
                 }
@@ -235,12 +254,13 @@ impl PutMediaSession {
         if header.id != id::EBML {
             return Err(Fatal(AckError::InvalidMkvData));
         }
-        let Some(end) = whole_end(header, self.buf.len())? else {
+        let Some(end) = header_element_end(header, self.pending().len())? else {
             return Ok(false);
         };
-        header::check_ebml_header(&self.buf[..end], header.len)?;
+        header::check_ebml_header(&self.pending()[..end], header.len)?;
+        let ebml = self.take(end).to_vec();
         self.building = Building {
-            ebml: self.buf.drain(..end).collect(),
+            ebml,
             ..Building::default()
         };
         self.header = None;
@@ -249,56 +269,34 @@ impl PutMediaSession {
     }
 
     /// An element inside a segment: a Cluster opens, Info and Tracks are kept, the rest is
-    /// skipped; a new EBML header starts a new segment.
+    /// skipped; a new EBML header starts a new segment. A cluster's child here means a
+    /// cluster ended early: not valid MKV.
     fn level_one(&mut self, events: &mut Vec<Event>, header: Header) -> Result<bool, Fatal> {
         if header.id == id::EBML {
             self.stage = Stage::EbmlHeader;
             return Ok(true);
         }
-        if self.stage == Stage::Refused && header.id == id::CLUSTER {
-            self.cluster = Some(OpenCluster {
-                header,
-                walked: header.len,
-                refused: true,
-                silent: true,
-                buffering_sent: true,
-                timecode_ms: None,
-            });
-            return Ok(true);
+        if matches!(header.id, id::TIMECODE | id::SIMPLE_BLOCK | id::BLOCK_GROUP) {
+            return Err(Fatal(AckError::InvalidMkvData));
         }
-        if self.stage == Stage::Refused || !matches!(header.id, id::CLUSTER | id::INFO | id::TRACKS)
-        {
+        if header.id == id::CLUSTER {
+            return self.open_cluster(header);
+        }
+        if self.stage == Stage::Refused || !matches!(header.id, id::INFO | id::TRACKS) {
             let size = header.size.ok_or(Fatal(AckError::InvalidMkvData))?;
-            self.buf.drain(..header.len);
+            self.take(header.len);
             self.skip = size;
             return Ok(true);
         }
-        if header.id == id::CLUSTER {
-            if self.header.is_none() {
-                self.header = Some(Arc::new(self.segment_header()?));
-            }
-            let refused = header.size.is_some_and(|size| {
-                size.saturating_add(header.len as u64) > self.options.fragment_bytes_max as u64
-            });
-            self.cluster = Some(OpenCluster {
-                header,
-                walked: header.len,
-                refused,
-                silent: false,
-                buffering_sent: false,
-                timecode_ms: None,
-            });
-            return Ok(true);
-        }
-        let Some(end) = whole_end(header, self.buf.len())? else {
+        let Some(end) = header_element_end(header, self.pending().len())? else {
             return Ok(false);
         };
-        let element: Vec<u8> = self.buf.drain(..end).collect();
+        let element = self.take(end).to_vec();
         if header.id == id::INFO {
             header::timecode_scale(&element[header.len..])?;
             self.building.info = Some(element);
         } else {
-            let tracks = header::tracks(&element)?;
+            let tracks = header::tracks(&element[header.len..])?;
             if let Err(error) = self.check_tracks(&tracks) {
                 events.push(Event::Ack(Ack::error(error, None)));
                 self.stage = Stage::Refused;
@@ -307,6 +305,32 @@ impl PutMediaSession {
             self.building.tracks = Some(element);
         }
         self.header = None;
+        Ok(true)
+    }
+
+    /// Opens a cluster: refused at once when its declared size is over the limit, or when
+    /// its segment was refused (silently: the segment's error was sent).
+    fn open_cluster(&mut self, header: Header) -> Result<bool, Fatal> {
+        let silent = self.stage == Stage::Refused;
+        if !silent && self.header.is_none() {
+            self.header = Some(Arc::new(self.segment_header()?));
+        }
+        let oversized = header.size.is_some_and(|size| {
+            size.saturating_add(header.len as u64) > self.options.fragment_bytes_max as u64
+        });
+        let refused = silent || oversized;
+        if refused {
+            // Refused bytes are consumed as they come; only the size is kept.
+            self.take(header.len);
+        }
+        self.cluster = Some(OpenCluster {
+            header,
+            walked: if refused { 0 } else { header.len },
+            refused,
+            silent,
+            buffering_sent: silent,
+            timecode_ms: None,
+        });
         Ok(true)
     }
 
@@ -348,7 +372,10 @@ impl PutMediaSession {
         Ok(SegmentHeader {
             ebml: self.building.ebml.clone(),
             timecode_scale_ns: header::timecode_scale(&info[info_header.len..])?,
-            tracks: header::tracks(&tracks_element)?,
+            tracks: {
+                let tracks_header = ebml::header(&tracks_element)?.expect("a whole element");
+                header::tracks(&tracks_element[tracks_header.len..])?
+            },
             info,
             tracks_element,
         })
@@ -356,7 +383,7 @@ impl PutMediaSession {
 
     /// Receives the open cluster; `Ok(false)` when more bytes are needed.
     fn advance_cluster(&mut self, events: &mut Vec<Event>, now_ms: i64) -> Result<bool, Fatal> {
-        let open = self.cluster.as_mut().expect("a cluster is open");
+        let open = self.cluster.as_ref().expect("a cluster is open");
         if !open.buffering_sent
             && let Some(timecode) = self.peek_timecode()
         {
@@ -365,66 +392,75 @@ impl PutMediaSession {
             open.buffering_sent = true;
             events.push(Event::Ack(Ack::new(AckEvent::Buffering, Some(timecode))));
         }
-        let open = self.cluster.as_mut().expect("open");
+        let open = self.cluster.as_ref().expect("open");
         if let Some(size) = open.header.size {
-            let total = open.header.len as u64 + size;
             if open.refused {
                 if !open.silent {
                     let error = AckError::MaxFragmentSizeReached;
                     events.push(Event::Ack(Ack::error(error, open.timecode_ms)));
                 }
-                let have = self.buf.len() as u64;
-                self.skip = total.saturating_sub(have.min(total));
-                self.buf
-                    .drain(..usize::try_from(have.min(total)).expect("in memory"));
+                self.skip = size;
                 self.cluster = None;
                 return Ok(true);
             }
-            let total = usize::try_from(total).expect("under the fragment limit");
-            if self.buf.len() < total {
+            let total = open.header.len + usize::try_from(size).expect("under the fragment limit");
+            if self.pending().len() < total {
                 return Ok(false);
             }
             let open = self.cluster.take().expect("open");
             self.close_cluster(events, open, now_ms);
             return Ok(true);
         }
-        // Unknown size: walk whole children until one that cannot be a cluster's.
+        // Unknown size: walk whole children until an element that ends the cluster.
         loop {
-            let open = self.cluster.as_mut().expect("open");
-            let Some(child) = ebml::header(&self.buf[open.walked..])? else {
+            let open = self.cluster.as_ref().expect("open");
+            let Some(child) = ebml::header(&self.pending()[open.walked..])? else {
                 return Ok(false);
             };
-            if !is_cluster_child(child.id) {
+            if ends_cluster(child.id) {
                 let open = self.cluster.take().expect("open");
                 self.close_cluster(events, open, now_ms);
                 return Ok(true);
             }
-            let Some(end) = whole_end(child, self.buf.len() - open.walked)? else {
-                return Ok(false);
-            };
-            open.walked += end;
-            if open.walked > self.options.fragment_bytes_max && !open.refused {
+            let size = child.size.ok_or(Fatal(AckError::InvalidMkvData))?;
+            let child_end = (open.walked as u64)
+                .saturating_add(child.len as u64)
+                .saturating_add(size);
+            if !open.refused && child_end > self.options.fragment_bytes_max as u64 {
+                // Over the limit before it is whole: refused now, the rest dropped as it comes.
+                let open = self.cluster.as_mut().expect("open");
                 open.refused = true;
                 events.push(Event::Ack(Ack::error(
                     AckError::MaxFragmentSizeReached,
                     open.timecode_ms,
                 )));
+                let walked = open.walked;
+                open.walked = 0;
+                self.take(walked);
+                continue;
             }
+            let open = self.cluster.as_mut().expect("open");
             if open.refused {
-                // Refused bytes are not kept: only the cluster's header stays at buf[0].
-                let keep = open.header.len;
-                self.buf.drain(keep..open.walked);
-                open.walked = keep;
+                // Consumed as it comes: the child's header now, its content by skipping.
+                open.walked = 0;
+                self.take(child.len);
+                self.skip = size;
+                return Ok(true);
             }
+            let end = usize::try_from(child_end).expect("under the fragment limit");
+            if self.pending().len() < end {
+                return Ok(false);
+            }
+            self.cluster.as_mut().expect("open").walked = end;
         }
     }
 
     /// The open cluster's Timecode, if its first child is the Timecode and has arrived.
     fn peek_timecode(&self) -> Option<u64> {
         let open = self.cluster.as_ref()?;
-        let rest = self.buf.get(open.header.len..)?;
+        let rest = self.pending().get(open.header.len..)?;
         let child = ebml::header(rest).ok()??;
-        let end = child.len + usize::try_from(child.size?).ok()?;
+        let end = child.len.checked_add(usize::try_from(child.size?).ok()?)?;
         if child.id != id::TIMECODE || rest.len() < end {
             return None;
         }
@@ -440,24 +476,29 @@ impl PutMediaSession {
         u64::try_from(u128::from(units) * u128::from(scale) / 1_000_000).unwrap_or(u64::MAX)
     }
 
-    /// A whole cluster (its bytes `buf[..walked or header + size]`): checked, made a
+    /// A whole cluster (`pending()[..walked]`, or its header and size): checked, made a
     /// fragment or refused.
     fn close_cluster(&mut self, events: &mut Vec<Event>, open: OpenCluster, now_ms: i64) {
+        if open.refused {
+            return;
+        }
         let end = match open.header.size {
             Some(size) => open.header.len + usize::try_from(size).expect("in memory"),
             None => open.walked,
         };
-        let bytes: Vec<u8> = self.buf.drain(..end).collect();
-        if open.refused {
-            return;
-        }
+        let start = self.pos;
+        self.take(end);
+        let content = &self.buf[start + open.header.len..start + end];
+        let mut acks = Vec::new();
         if !open.buffering_sent {
-            let timecode = cluster::decode(&bytes[open.header.len..])
+            let timecode = cluster::decode(content)
                 .ok()
                 .map(|c| self.units_to_ms(c.timecode));
-            events.push(Event::Ack(Ack::new(AckEvent::Buffering, timecode)));
+            acks.push(Event::Ack(Ack::new(AckEvent::Buffering, timecode)));
         }
-        match self.fragment(&bytes[open.header.len..], now_ms) {
+        let result = self.fragment(content, now_ms);
+        events.extend(acks);
+        match result {
             Ok(fragment) => {
                 self.last_producer_ms = Some(fragment.meta.producer_ms);
                 events.push(Event::Fragment(fragment));
@@ -514,30 +555,36 @@ impl PutMediaSession {
     }
 }
 
-/// The end of a sized element starting at 0 if `have` bytes hold it; unknown sizes are not
-/// allowed here.
-fn whole_end(header: Header, have: usize) -> Result<Option<usize>, Fatal> {
-    let size = header.size.ok_or(Fatal(AckError::InvalidMkvData))?;
-    let end = usize::try_from(size)
-        .ok()
-        .and_then(|size| size.checked_add(header.len))
+/// The largest EBML header, Info or Tracks element a session holds to read whole.
+const HEADER_ELEMENT_BYTES_MAX: u64 = 1 << 20;
+
+/// The end of a header element (EBML header, Info, Tracks) starting at 0 if `have` bytes
+/// hold it; unknown sizes and elements over 1 MiB are not valid here.
+fn header_element_end(header: Header, have: usize) -> Result<Option<usize>, Fatal> {
+    let size = header
+        .size
+        .filter(|&size| size <= HEADER_ELEMENT_BYTES_MAX)
         .ok_or(Fatal(AckError::InvalidMkvData))?;
+    let end = header.len + usize::try_from(size).expect("at most 1 MiB");
     Ok((have >= end).then_some(end))
 }
 
-/// Whether an element may sit in a Cluster (so it does not end one of unknown size).
-fn is_cluster_child(element: u32) -> bool {
+/// Whether an element ends a cluster of unknown size: a segment's element (a level-1 ID)
+/// or a new EBML header. Anything else is the cluster's child (unknown ones are kept as
+/// they are, never taken for the cluster's end).
+fn ends_cluster(element: u32) -> bool {
     matches!(
         element,
-        id::TIMECODE
-            | id::SIMPLE_BLOCK
-            | id::BLOCK_GROUP
-            | id::VOID
-            | id::CRC32
-            | 0xA7 // Position
-            | 0xAB // PrevSize
-            | 0x5854 // SilentTracks
-            | 0xAF // EncryptedBlock
+        id::EBML
+            | id::SEGMENT
+            | id::CLUSTER
+            | id::INFO
+            | id::TRACKS
+            | id::TAGS
+            | 0x1C53_BB6B // Cues
+            | 0x114D_9B74 // SeekHead
+            | 0x1043_A770 // Chapters
+            | 0x1941_A469 // Attachments
     )
 }
 

@@ -121,7 +121,7 @@ impl VideoStreams {
         check_name(&request.name)?;
         check_retention(request.retention_hours)?;
         if request.tags.len() > TAGS_MAX {
-            return Err(VideoError::LimitExceeded(format!(
+            return Err(VideoError::TooManyTags(format!(
                 "A stream may have {TAGS_MAX} tags at most."
             )));
         }
@@ -252,7 +252,7 @@ impl VideoStreams {
         let mut after = before.clone();
         change(&mut after)?;
         if after.tags.len() > TAGS_MAX {
-            return Err(VideoError::LimitExceeded(format!(
+            return Err(VideoError::TooManyTags(format!(
                 "A stream may have {TAGS_MAX} tags at most."
             )));
         }
@@ -288,12 +288,31 @@ impl VideoStreams {
         {
             return Ok((info, log.clone()));
         }
-        let log = Arc::new(FragmentLog::open(self.engine.log(&info.log).await?)?);
-        self.logs
-            .lock()
-            .expect("logs lock")
-            .insert(info.stream_name.clone(), log.clone());
+        // A log deleted meanwhile is not made again (Engine::log would create it).
+        if self.engine.stream(&info.log).is_err() {
+            return Err(VideoError::NotFound(format!(
+                "The stream {} does not exist.",
+                info.stream_name
+            )));
+        }
+        let opened = Arc::new(FragmentLog::open(self.engine.log(&info.log).await?)?);
+        // Two first uses may race: the first one in the map is the one every caller gets,
+        // so appends and reads share one index.
+        let mut logs = self.logs.lock().expect("logs lock");
+        let log = match logs.get(&info.stream_name) {
+            Some(existing) if existing.name() == info.log => existing.clone(),
+            _ => {
+                logs.insert(info.stream_name.clone(), opened.clone());
+                opened
+            }
+        };
         Ok((info, log))
+    }
+
+    /// Whether `log` is still the log of the stream `name` (not deleted, not made again).
+    pub fn is_current(&self, name: &str, log: &FragmentLog) -> bool {
+        self.describe(Some(name), None)
+            .is_ok_and(|info| info.log == log.name())
     }
 
     fn save(&self, catalogue: &Catalogue) -> Result<(), VideoError> {

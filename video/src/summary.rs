@@ -33,15 +33,16 @@ pub(crate) fn summarize(
             .ok_or(AckError::TrackNumberMismatch)?;
         seen[index] = true;
         let track = &header.tracks[index];
-        let at = i128::from(block.relative_time) * scale;
+        // Saturating: a hostile duration makes a long fragment (refused), never a wrap.
+        let at = i128::from(block.relative_time).saturating_mul(scale);
         let length = match (block.duration, track.default_duration_ns) {
-            (Some(units), _) => i128::from(units) * scale,
-            (None, Some(ns)) => i128::from(ns) * block.frames as i128,
+            (Some(units), _) => i128::from(units).saturating_mul(scale),
+            (None, Some(ns)) => i128::from(ns).saturating_mul(block.frames.len() as i128),
             (None, None) => 0,
         };
         start_ns = start_ns.min(at);
-        end_ns = end_ns.max(at + length);
-        frames = frames.saturating_add(u32::try_from(block.frames).unwrap_or(u32::MAX));
+        end_ns = end_ns.max(at.saturating_add(length));
+        frames = frames.saturating_add(u32::try_from(block.frames.len()).unwrap_or(u32::MAX));
         if block.keyframe {
             let video = track.kind == 1;
             // The first video key frame, or the first key frame when no video has one.
@@ -65,7 +66,7 @@ pub(crate) fn summarize(
     let duration_ms = if cluster.blocks.is_empty() {
         0
     } else {
-        u64::try_from((end_ns - start_ns).max(0) / 1_000_000).unwrap_or(u64::MAX)
+        u64::try_from(end_ns.saturating_sub(start_ns).max(0) / 1_000_000).unwrap_or(u64::MAX)
     };
     Ok(Summary {
         duration_ms,

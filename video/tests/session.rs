@@ -276,3 +276,51 @@ fn a_fragment_over_the_size_limit_is_refused_alone() {
         );
     }
 }
+
+/// The EBML header, a Segment of unknown size and the source's Info and Tracks: a valid
+/// start a hostile body can go on from.
+fn header_of(mkv: &[u8]) -> Vec<u8> {
+    mkv[..common::cluster_offsets(mkv)[0]].to_vec()
+}
+
+#[test]
+fn hostile_sizes_and_floods_cost_little_and_get_the_right_error() {
+    // An EBML header declaring 2^48 bytes: refused at once, nothing waited for.
+    let mut session = PutMediaSession::new(options());
+    let events = session.feed(
+        &[0x1A, 0x45, 0xDF, 0xA3, 0x01, 0x00, 0x01, 0, 0, 0, 0, 0],
+        0,
+    );
+    assert_eq!(errors(&events), [AckError::InvalidMkvData]);
+
+    let (mkv, _) = sources()[0].make();
+    let header = header_of(&mkv);
+    // A cluster of unknown size whose block declares 2^50 bytes: over the limit before it
+    // is whole, refused with 4001 while its bytes are dropped as they come.
+    let mut body = header.clone();
+    body.extend([
+        0x1F, 0x43, 0xB6, 0x75, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    ]);
+    body.extend([0xE7, 0x81, 0x00]);
+    body.extend([0xA3, 0x01, 0x04, 0, 0, 0, 0, 0, 0]);
+    let mut session = PutMediaSession::new(options());
+    let mut events = session.feed(&body, 0);
+    for _ in 0..64 {
+        events.extend(session.feed(&[0u8; 1 << 16], 0));
+    }
+    assert_eq!(errors(&events), [AckError::MaxFragmentSizeReached]);
+
+    // 4 MiB of 2-byte Void elements in one piece inside a segment: skipped one by one
+    // without moving the rest each time (a copy per element would take hours here).
+    let mut body = header.clone();
+    body.extend(std::iter::repeat_n([0xEC, 0x80], 2 << 20).flatten());
+    let mut session = PutMediaSession::new(options());
+    let events = session.feed(&body, 0);
+    assert!(errors(&events).is_empty() && fragments(&events).is_empty());
+
+    // A block ID where a segment's element belongs (a cluster that ended early): 4006.
+    let mut body = header;
+    body.extend([0xA3, 0x84, 0x81, 0, 0, 0x80]);
+    let mut session = PutMediaSession::new(options());
+    assert_eq!(errors(&session.feed(&body, 0)), [AckError::InvalidMkvData]);
+}

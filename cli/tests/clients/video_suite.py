@@ -205,8 +205,11 @@ def test_list_fragments_and_get_media_selectors_at_the_edges(endpoint):
     numbers = [f["FragmentNumber"] for f in fragments]
     got = read({"StartSelectorType": "FRAGMENT_NUMBER", "AfterFragmentNumber": numbers[2]})
     assert got == numbers[2:], (got, numbers)
-    first_after = next(i for i, t in enumerate(times) if t.timestamp() >= high)
-    assert read({"StartSelectorType": "PRODUCER_TIMESTAMP", "StartTimestamp": high}) == numbers[first_after:]
+    # From a time: the fragment holding it (or the first after it) onwards.
+    holding = next(i for i, f in enumerate(fragments)
+                   if f["ProducerTimestamp"].timestamp() >= high
+                   or high < f["ProducerTimestamp"].timestamp() + f["FragmentLengthInMilliseconds"] / 1000)
+    assert read({"StartSelectorType": "PRODUCER_TIMESTAMP", "StartTimestamp": high}) == numbers[holding:]
     assert read({"StartSelectorType": "CONTINUATION_TOKEN", "ContinuationToken": numbers[1]}) == numbers[2:]
     assert read({"StartSelectorType": "NOW"}) == []
     expect_error("ResourceNotFoundException", media.get_media, StreamName=name,

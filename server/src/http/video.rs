@@ -127,7 +127,7 @@ async fn put_media(
         }
     };
     let start = header("x-amzn-producer-start-timestamp").map(|v| v.parse::<f64>());
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let (tx, rx) = mpsc::channel::<Bytes>(ACKS_PENDING_MAX);
     let producer_start_ms = match start {
         None => video::now_ms(),
         Some(Ok(seconds)) if seconds.is_finite() && seconds >= 0.0 => video::seconds_to_ms(seconds),
@@ -182,6 +182,7 @@ async fn ingest(
     (streams, name): (Arc<sluice_video::VideoStreams>, String),
 ) {
     let tx = AckGate::new(tx);
+    let _open = OpenOnDrop(tx.clone());
     let (fragments, received) = mpsc::channel(16);
     let storing = tokio::spawn(store(received, log, tx.clone(), (streams, name)));
     loop {
@@ -212,7 +213,6 @@ async fn ingest(
             break;
         }
     }
-    tx.open();
     drop(fragments);
     let _ = storing.await;
 }
@@ -226,8 +226,8 @@ async fn store(
 ) {
     while let Some(fragment) = fragments.recv().await {
         let timecode = Some(fragment.timecode_ms);
-        // A stream deleted meanwhile takes nothing more.
-        if streams.describe(Some(&name), None).is_err() {
+        // A stream deleted meanwhile (or deleted and made again) takes nothing more.
+        if !streams.is_current(&name, &log) {
             tx.send(Ack::error(AckError::StreamNotActive, timecode));
             return;
         }
@@ -253,6 +253,18 @@ struct AckGate {
 
 /// How long acknowledgements are held at the start of a PutMedia body.
 const ACK_HOLD: Duration = Duration::from_secs(1);
+/// Acknowledgements a producer may leave unread before newer ones are dropped (about three
+/// per fragment: a producer that never reads loses them, not its memory).
+const ACKS_PENDING_MAX: usize = 4096;
+
+/// Opens the gate when the ingest ends, however it ends.
+struct OpenOnDrop(Arc<AckGate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
 
 impl AckGate {
     fn new(tx: mpsc::Sender<Bytes>) -> Arc<AckGate> {

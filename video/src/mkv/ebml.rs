@@ -1,9 +1,11 @@
 //! EBML element headers, read from a buffer that may still be filling.
 //!
-//! Hand-written because the Matroska crates (webm-iterable over ebml-iterable) pull from a
-//! `Read` and cannot stop mid-element and resume when more bytes come, nor say where an
-//! element began: a PutMedia session needs both to cut clusters out of a live body. What
-//! lies inside a whole element is decoded with webm-iterable (`header.rs`, `cluster.rs`).
+//! Hand-written, as the rest of `mkv/`: the Matroska crates (webm-iterable over
+//! ebml-iterable) pull from a `Read` and cannot stop mid-element and resume when more bytes
+//! come, nor say where an element began, which a PutMedia session needs to cut clusters out
+//! of a live body; and on hostile input (a PutMedia body is anyone's bytes) they recurse
+//! once per nested element and index past the end of a block with bad lacing. The walker
+//! here is iterative and every size is checked against the bytes that are there.
 
 /// Element IDs the framing needs (with their length marker bits, as Matroska writes them).
 pub(crate) mod id {
@@ -33,10 +35,6 @@ pub(crate) mod id {
     pub const BLOCK_DURATION: u32 = 0x9B;
     /// A BlockGroup's ReferenceBlock (present: not a key frame).
     pub const REFERENCE_BLOCK: u32 = 0xFB;
-    /// Void (padding, anywhere).
-    pub const VOID: u32 = 0xEC;
-    /// CRC-32 (first child of a master, anywhere).
-    pub const CRC32: u32 = 0xBF;
 }
 
 /// An element's header: its ID, its content size (`None`: unknown, all ones on the wire)

@@ -1,11 +1,7 @@
 //! A segment's header: the EBML header's DocType, Info's timecode scale and the tracks,
-//! decoded from whole elements with webm-iterable.
+//! decoded from whole elements with the element walker.
 
 use super::ebml::{self, NotEbml, id};
-use std::io::Cursor;
-use webm_iterable::WebmIterator;
-use webm_iterable::iterator::AllowableErrors;
-use webm_iterable::matroska_spec::{Master, MatroskaSpec};
 
 /// One track as Tracks describes it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -62,76 +58,93 @@ pub(crate) fn check_ebml_header(element: &[u8], header_len: usize) -> Result<(),
     }
 }
 
+/// The largest TimecodeScale taken: a second per unit (times stay far inside i64 ms).
+const TIMECODE_SCALE_MAX: u64 = 1_000_000_000;
+
 /// Info's TimecodeScale, from the whole Info element's content.
 pub(crate) fn timecode_scale(info_content: &[u8]) -> Result<u64, NotEbml> {
     for child in ebml::children(info_content) {
         let (header, content) = child?;
         if header.id == 0x2A_D7B1 {
             return match ebml::uint(content) {
-                Some(scale) if scale > 0 => Ok(scale),
-                _ => Err(NotEbml("Info's TimecodeScale is not a positive integer")),
+                Some(scale) if (1..=TIMECODE_SCALE_MAX).contains(&scale) => Ok(scale),
+                _ => Err(NotEbml("Info's TimecodeScale is not 1 ns to 1 s")),
             };
         }
     }
     Ok(1_000_000)
 }
 
-/// The tracks of a whole Tracks element (header included).
-pub(crate) fn tracks(element: &[u8]) -> Result<Vec<Track>, NotEbml> {
-    let mut iterator = WebmIterator::new(
-        Cursor::new(element),
-        &[MatroskaSpec::TrackEntry(Master::Start)],
-    );
-    // A producer's unknown elements are skipped, not refused.
-    iterator.allow_errors(&[
-        AllowableErrors::InvalidTagIds,
-        AllowableErrors::HierarchyProblems,
-    ]);
+/// The tracks of a Tracks element's content. Read with the element walker (bounded: Tracks,
+/// TrackEntry, Video or Audio, then values), so a hostile nesting costs nothing.
+pub(crate) fn tracks(content: &[u8]) -> Result<Vec<Track>, NotEbml> {
     let mut tracks = Vec::new();
-    for tag in iterator {
-        let tag = tag.map_err(|_| NotEbml("the Tracks element is not valid EBML"))?;
-        if let MatroskaSpec::TrackEntry(Master::Full(children)) = tag {
-            tracks.push(track(&children));
+    for child in ebml::children(content) {
+        let (element, entry) = child?;
+        if element.id == TRACK_ENTRY {
+            tracks.push(track(entry)?);
         }
     }
     Ok(tracks)
 }
 
-fn track(children: &[MatroskaSpec]) -> Track {
+const TRACK_ENTRY: u32 = 0xAE;
+
+fn track(entry: &[u8]) -> Result<Track, NotEbml> {
     let mut track = Track::default();
-    for child in children {
-        match child {
-            MatroskaSpec::TrackNumber(n) => track.number = *n,
-            MatroskaSpec::TrackUID(uid) => track.uid = *uid,
-            MatroskaSpec::TrackType(kind) => track.kind = *kind,
-            MatroskaSpec::CodecID(codec) => track.codec_id.clone_from(codec),
-            MatroskaSpec::CodecPrivate(data) => track.codec_private.clone_from(data),
-            MatroskaSpec::DefaultDuration(ns) => track.default_duration_ns = Some(*ns),
-            MatroskaSpec::Video(Master::Full(video)) => {
-                let find = |want: fn(&MatroskaSpec) -> Option<u64>| video.iter().find_map(want);
-                let width = find(|tag| match tag {
-                    MatroskaSpec::PixelWidth(w) => Some(*w),
-                    _ => None,
-                });
-                let height = find(|tag| match tag {
-                    MatroskaSpec::PixelHeight(h) => Some(*h),
-                    _ => None,
-                });
+    let uint =
+        |content: &[u8]| ebml::uint(content).ok_or(NotEbml("an integer longer than 8 bytes"));
+    for child in ebml::children(entry) {
+        let (element, content) = child?;
+        match element.id {
+            0xD7 => track.number = uint(content)?,
+            0x73C5 => track.uid = uint(content)?,
+            0x83 => track.kind = uint(content)?,
+            0x86 => {
+                track.codec_id = String::from_utf8_lossy(content)
+                    .trim_end_matches('\0')
+                    .to_owned()
+            }
+            0x63A2 => track.codec_private = content.to_vec(),
+            0x23_E383 => track.default_duration_ns = Some(uint(content)?),
+            0xE0 => {
+                let (mut width, mut height) = (None, None);
+                for child in ebml::children(content) {
+                    let (element, value) = child?;
+                    match element.id {
+                        0xB0 => width = Some(uint(value)?),
+                        0xBA => height = Some(uint(value)?),
+                        _ => {}
+                    }
+                }
                 track.pixels = width.zip(height);
             }
-            MatroskaSpec::Audio(Master::Full(audio)) => {
-                let rate = audio.iter().find_map(|tag| match tag {
-                    MatroskaSpec::SamplingFrequency(hz) => Some(*hz),
-                    _ => None,
-                });
-                let channels = audio.iter().find_map(|tag| match tag {
-                    MatroskaSpec::Channels(n) => Some(*n),
-                    _ => None,
-                });
-                track.audio = Some((rate.unwrap_or(8000.0), channels.unwrap_or(1)));
+            0xE1 => {
+                let (mut rate, mut channels) = (8_000.0, 1);
+                for child in ebml::children(content) {
+                    let (element, value) = child?;
+                    match element.id {
+                        0xB5 => rate = float(value)?,
+                        0x9F => channels = uint(value)?,
+                        _ => {}
+                    }
+                }
+                track.audio = Some((rate, channels));
             }
             _ => {}
         }
     }
-    track
+    Ok(track)
+}
+
+/// A float element's content (4 or 8 bytes, big-endian; empty is 0).
+fn float(content: &[u8]) -> Result<f64, NotEbml> {
+    match content.len() {
+        0 => Ok(0.0),
+        4 => Ok(f64::from(f32::from_be_bytes(
+            content.try_into().expect("4 bytes"),
+        ))),
+        8 => Ok(f64::from_be_bytes(content.try_into().expect("8 bytes"))),
+        _ => Err(NotEbml("a float of neither 4 nor 8 bytes")),
+    }
 }

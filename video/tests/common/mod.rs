@@ -262,3 +262,42 @@ pub fn unknown_sized(mkv: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// The MD5 of every decoded video frame of a file, in order (ffmpeg's framemd5 after
+/// decoding: the pictures themselves, whatever container carried them).
+pub fn decoded_frames(path: &std::path::Path) -> Vec<String> {
+    let args = [
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-i",
+        &path.display().to_string(),
+        "-map",
+        "0:v",
+        "-f",
+        "framemd5",
+        "-",
+    ]
+    .map(String::from)
+    .to_vec();
+    run("ffmpeg", &args)
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| line.rsplit(',').next().unwrap().trim().to_owned())
+        .collect()
+}
+
+/// `packets`, grouped by stream (containers interleave streams differently).
+pub fn packets_by_stream(
+    path: &std::path::Path,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut streams = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for packet in packets(path) {
+        let (stream, rest) = packet.split_once(' ').unwrap();
+        streams
+            .entry(stream.to_owned())
+            .or_default()
+            .push(rest.to_owned());
+    }
+    streams
+}

@@ -1,0 +1,1 @@
+//! HLS playlists (m3u8-rs writes them).
