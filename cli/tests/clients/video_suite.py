@@ -11,7 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 
 import boto3
 from botocore.config import Config
@@ -40,6 +42,21 @@ def packets(path_or_bytes):
                           "-f", "framemd5", "-"], input=data, capture_output=True, check=True).stdout.decode()
     rows = [line.split(",") for line in out.splitlines() if not line.startswith("#")]
     return [(r[0].strip(), int(r[2]), int(r[4]), r[5].strip()) for r in rows]
+
+
+def by_stream(rows):
+    streams = {}
+    for stream, pts, size, md5 in rows:
+        streams.setdefault(stream, []).append((pts, size, md5))
+    return streams
+
+
+def pictures(url_or_path, data=None):
+    """The MD5 of every decoded video frame, in order."""
+    args = ["-i", "-"] if data is not None else ["-i", url_or_path]
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", *args, "-map", "0:v", "-f", "framemd5", "-"],
+                         input=data, capture_output=True, check=True).stdout.decode()
+    return [line.rsplit(",", 1)[1].strip() for line in out.splitlines() if not line.startswith("#")]
 
 
 def segments(media):
@@ -236,6 +253,73 @@ def test_bad_media_gets_error_acks_and_the_server_keeps_going(endpoint):
     assert set(errors) <= {4004}, acks
     assert len([a for a in acks if a["EventType"] == "PERSISTED"]) + len(errors) == CLUSTERS
     expect_error("ResourceNotFoundException", archived.list_fragments, StreamName=unique("missing"))
+
+
+def test_hls_on_demand_and_get_clip_play_the_source_frame_for_frame(endpoint):
+    video = client("kinesisvideo", endpoint)
+    name, _ = make_stream(video)
+    with open(SOURCE, "rb") as f:
+        acks = put_media(endpoint, name, f.read())
+    assert len([a for a in acks if a["EventType"] == "PERSISTED"]) == CLUSTERS, acks
+    archived = client("kinesis-video-archived-media", endpoint)
+    fragments = wait_for_fragments(archived, name, CLUSTERS)
+    start = fragments[0]["ProducerTimestamp"].timestamp() - 1
+    end = fragments[-1]["ProducerTimestamp"].timestamp() + 10
+    selector = {"FragmentSelectorType": "PRODUCER_TIMESTAMP",
+                "TimestampRange": {"StartTimestamp": start, "EndTimestamp": end}}
+    url = archived.get_hls_streaming_session_url(StreamName=name, PlaybackMode="ON_DEMAND",
+                                                 HLSFragmentSelector=selector,
+                                                 ContainerFormat="FRAGMENTED_MP4",
+                                                 DisplayFragmentTimestamp="ALWAYS")["HLSStreamingSessionURL"]
+    assert url.startswith(endpoint + "/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken="), url
+    media_url = url.replace("getHLSMasterPlaylist", "getHLSMediaPlaylist")
+    playlist = urllib.request.urlopen(media_url).read().decode()
+    assert playlist.count("#EXTINF") == CLUSTERS and "#EXT-X-ENDLIST" in playlist, playlist
+    assert playlist.count("#EXT-X-PROGRAM-DATE-TIME") == CLUSTERS and "#EXT-X-MAP" in playlist, playlist
+    # ffmpeg plays the master playlist: the source's packets, and its decoded pictures.
+    source = by_stream(packets(SOURCE))
+    assert by_stream(packets(url)) == source
+    assert pictures(url) == pictures(SOURCE)
+    # GetClip: one MP4 of the range, the same packets and pictures.
+    clip = archived.get_clip(StreamName=name, ClipFragmentSelector=selector)["Payload"].read()
+    assert by_stream(packets(clip)) == source
+    assert pictures(None, clip) == pictures(SOURCE)
+    # A token changed by a byte is refused.
+    forged = url[:-3] + ("A" if url[-3] != "A" else "B") + url[-2:]
+    try:
+        urllib.request.urlopen(forged)
+        raise AssertionError("a forged session token was accepted")
+    except urllib.error.HTTPError as refused:
+        assert refused.code == 400
+
+
+def test_a_live_hls_playlist_grows_as_fragments_arrive(endpoint):
+    video = client("kinesisvideo", endpoint)
+    name, _ = make_stream(video)
+    with open(SOURCE, "rb") as f:
+        source = f.read()
+    archived = client("kinesis-video-archived-media", endpoint)
+    # Nothing to play yet: no session.
+    expect_error("ResourceNotFoundException", archived.get_hls_streaming_session_url, StreamName=name,
+                 PlaybackMode="LIVE")
+    put_media(endpoint, name, source[:len(source) // 2])
+    url = archived.get_hls_streaming_session_url(StreamName=name, PlaybackMode="LIVE",
+                                                 MaxMediaPlaylistFragmentResults=3)["HLSStreamingSessionURL"]
+    media_url = url.replace("getHLSMasterPlaylist", "getHLSMediaPlaylist")
+    first = urllib.request.urlopen(media_url).read().decode()
+    assert "#EXT-X-ENDLIST" not in first, first
+    before = first.count("#EXTINF")
+    assert 0 < before <= 3, first
+    def media_sequence(playlist):  # 0 when the tag is left out, as HLS allows
+        return int(playlist.split("#EXT-X-MEDIA-SEQUENCE:")[1].split()[0]) if "SEQUENCE:" in playlist else 0
+
+    sequence = media_sequence(first)
+    # The second half restarts its timecodes: the first part of it is refused (4004), the
+    # rest arrives and the playlist moves on.
+    put_media(endpoint, name, source, start=START + 3600)
+    later = urllib.request.urlopen(media_url).read().decode()
+    assert later.count("#EXTINF") == 3, later
+    assert media_sequence(later) > sequence, later
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ use super::connection::Connection;
 use super::{ChannelBody, ReplyBody, body, error_reply, whole, with_ids};
 use crate::service::Service;
 use crate::tenant::Tenant;
-use crate::video::{self, shapes};
+use crate::video::{self, playback, shapes};
 use crate::wire::{ApiError, Protocol};
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
@@ -83,6 +83,21 @@ async fn answer(
     let (body, _reservation) = read.await?;
     match operation {
         "getMedia" => get_media(&tenant, &body).await,
+        "getClip" => {
+            let input: shapes::GetClip = video::decode(&body)?;
+            let streams = tenant.video().await?;
+            let (_, log) = streams
+                .log(input.at.name(), input.at.arn())
+                .await
+                .map_err(|e| video::error(&e))?;
+            let clip = playback::clip(&log, &input.clip_fragment_selector)?;
+            let response = Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "video/mp4");
+            Ok(with_ids(response)
+                .body(whole(clip))
+                .expect("a valid response"))
+        }
         "getMediaForFragmentList" => media_for_fragment_list(&tenant, &body).await,
         _ => {
             let scheme = if connection.transport.secure {
@@ -450,4 +465,99 @@ async fn media_for_fragment_list(
         }
     });
     Ok(media_stream(rx))
+}
+
+/// Where HLS sessions' playlists and segments are served (`GET`, the session token in the
+/// query: no signature, the token is the capability).
+pub(super) const HLS_PREFIX: &str = "/hls/v1/";
+
+/// An HLS request: a playlist or a segment of the session its token names.
+pub(super) async fn hls(
+    service: &Arc<Service>,
+    request: &hyper::Request<Incoming>,
+) -> Response<ReplyBody> {
+    match hls_reply(service, request).await {
+        Ok((content_type, body)) => {
+            let response = Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", content_type);
+            with_ids(response)
+                .body(whole(body))
+                .expect("a valid response")
+        }
+        Err(error) => error_reply(Protocol::Json, &error),
+    }
+}
+
+async fn hls_reply(
+    service: &Arc<Service>,
+    request: &hyper::Request<Incoming>,
+) -> Result<(&'static str, Vec<u8>), ApiError> {
+    let query: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let token = query.get("SessionToken").ok_or_else(|| {
+        ApiError::with_status("MissingParameter", 400, "SessionToken is missing.")
+    })?;
+    let session = playback::open(token)?;
+    let scope = crate::auth::Scope {
+        account: session.account.clone(),
+        region: session.region.clone(),
+    };
+    let tenant = service
+        .tenant(service.verifier.as_ref().map(|_| scope))
+        .await?;
+    let streams = tenant.video().await?;
+    let log = playback::session_log(streams, &session).await?;
+    let timing = || {
+        query
+            .get("Timing")
+            .and_then(|t| sluice_video::remux::fmp4::Timing::parse(t))
+            .ok_or_else(|| {
+                ApiError::with_status(
+                    "InvalidArgumentException",
+                    400,
+                    "Timing is missing or not valid.",
+                )
+            })
+    };
+    const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+    let name = request.uri().path().trim_start_matches(HLS_PREFIX);
+    match name {
+        "getHLSMasterPlaylist.m3u8" => {
+            Ok((PLAYLIST, playback::master_playlist(&log, &session, token)?))
+        }
+        "getHLSMediaPlaylist.m3u8" => {
+            Ok((PLAYLIST, playback::media_playlist(&log, &session, token)?))
+        }
+        "getMP4InitFragment.mp4" => Ok((
+            "video/mp4",
+            playback::init_segment(&log, &session, &timing()?)?,
+        )),
+        "getMP4MediaFragment.mp4" => {
+            let number = query
+                .get("FragmentNumber")
+                .map(String::as_str)
+                .unwrap_or_default();
+            let entry = sluice_video::fragment_offset(number)
+                .and_then(|offset| playback::in_session(&log, &session, offset))
+                .ok_or_else(|| {
+                    ApiError::with_status(
+                        "ResourceNotFoundException",
+                        404,
+                        format!("The fragment {number:?} is not in this session."),
+                    )
+                })?;
+            Ok((
+                "video/mp4",
+                playback::media_segment(&log, entry.offset, &timing()?)?,
+            ))
+        }
+        other => Err(ApiError::with_status(
+            "ResourceNotFoundException",
+            404,
+            format!("{other:?} is not an HLS resource."),
+        )),
+    }
 }

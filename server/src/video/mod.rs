@@ -2,6 +2,7 @@
 //! ListFragments (REST-JSON: `POST /<operation>` with a JSON body), answered from the
 //! tenant's `VideoStreams`; PutMedia and GetMedia stream and live in `http/video.rs`.
 
+pub(crate) mod playback;
 pub(crate) mod shapes;
 
 use crate::tenant::Tenant;
@@ -29,10 +30,11 @@ pub const OPERATIONS: &[&str] = &[
     "listTagsForStream",
     "getDataEndpoint",
     "listFragments",
+    "getHLSStreamingSessionURL",
 ];
 
 /// The streaming operations, by path.
-pub const STREAMING: &[&str] = &["putMedia", "getMedia", "getMediaForFragmentList"];
+pub const STREAMING: &[&str] = &["putMedia", "getMedia", "getMediaForFragmentList", "getClip"];
 
 /// A tenant's video streams, opened on first use (an engine of their own under
 /// `<tenant>/video`, as Firehose's backing streams have).
@@ -151,6 +153,17 @@ pub async fn call(
             Ok(serde_json::json!({ "DataEndpoint": endpoint }))
         }
         "listFragments" => list_fragments(streams, decode(body)?).await,
+        "getHLSStreamingSessionURL" => {
+            let input: HlsSessionRequest = decode(body)?;
+            let session =
+                playback::hls_session(streams, (&tenant.account, &tenant.region), &input)?;
+            let log = playback::session_log(streams, &session).await?;
+            playback::check_has_fragments(&log, &session)?;
+            let token = playback::seal(&session);
+            Ok(serde_json::json!({
+                "HLSStreamingSessionURL": format!("{endpoint}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}")
+            }))
+        }
         _ => Err(ApiError::with_status(
             "UnknownOperationException",
             404,

@@ -152,3 +152,47 @@ pub struct GetMediaForFragmentList {
     pub at: StreamRef,
     pub fragments: Vec<String>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HlsRange {
+    pub start_timestamp: Option<f64>,
+    pub end_timestamp: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HlsSelector {
+    pub fragment_selector_type: Option<String>,
+    pub timestamp_range: Option<HlsRange>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HlsSessionRequest {
+    #[serde(flatten)]
+    pub at: StreamRef,
+    pub playback_mode: Option<String>,
+    #[serde(rename = "HLSFragmentSelector")]
+    pub hls_fragment_selector: Option<HlsSelector>,
+    pub container_format: Option<String>,
+    pub discontinuity_mode: Option<String>,
+    pub display_fragment_timestamp: Option<String>,
+    pub expires: Option<u32>,
+    pub max_media_playlist_fragment_results: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClipSelector {
+    pub fragment_selector_type: String,
+    pub timestamp_range: TimestampRange,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetClip {
+    #[serde(flatten)]
+    pub at: StreamRef,
+    pub clip_fragment_selector: ClipSelector,
+}

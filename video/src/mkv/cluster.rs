@@ -133,7 +133,7 @@ fn lace_sizes(flags: u8, data: &[u8]) -> Result<Laces, NotEbml> {
         // Fixed: the data split evenly.
         0x04 => {
             let rest = data.len() - at;
-            if rest % count != 0 {
+            if !rest.is_multiple_of(count) {
                 return Err(bad);
             }
             return Ok(Laces {

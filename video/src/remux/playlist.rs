@@ -1,1 +1,141 @@
-//! HLS playlists (m3u8-rs writes them).
+//! HLS playlists, written by m3u8-rs: a master playlist naming one media playlist, and
+//! media playlists of fragments as Kinesis Video writes them (a segment per fragment,
+//! program-date-time and discontinuity tags when asked).
+
+use crate::log::FragmentEntry;
+use crate::mkv::Track;
+use m3u8_rs::{
+    MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment, Resolution, VariantStream,
+};
+
+/// Where a playlist's segments come from and how they are named.
+#[derive(Debug, Clone)]
+pub struct MediaPlaylistSpec {
+    /// The fragments, in number order.
+    pub fragments: Vec<FragmentEntry>,
+    /// The first fragment's index in the session (`EXT-X-MEDIA-SEQUENCE`).
+    pub media_sequence: u64,
+    /// Whether the playlist is whole (`ON_DEMAND`: `VOD`, `EXT-X-ENDLIST`).
+    pub ended: bool,
+    /// `EXT-X-PROGRAM-DATE-TIME` on every segment, from the producer's or server's time.
+    pub program_date_time: Option<crate::log::TimeKind>,
+    /// Which segments start a discontinuity.
+    pub discontinuity: Discontinuity,
+    /// The init segment's URI (fragmented MP4), none for MPEG-TS.
+    pub init_uri: Option<String>,
+}
+
+/// HLS's DiscontinuityMode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discontinuity {
+    /// Before every segment.
+    Always,
+    /// Never.
+    Never,
+    /// Where a fragment does not begin where the one before it ended (a gap or an
+    /// overlap of more than 50 ms, as producers restart or lose fragments).
+    OnDiscontinuity,
+}
+
+/// The gap between two fragments' times taken for a discontinuity.
+const GAP_MS: i64 = 50;
+
+/// A media playlist whose segment `i` is at `segment_uri(fragment)`.
+pub fn media_playlist(
+    spec: &MediaPlaylistSpec,
+    segment_uri: impl Fn(&FragmentEntry) -> String,
+) -> Vec<u8> {
+    let mut segments = Vec::with_capacity(spec.fragments.len());
+    let mut previous_end: Option<i64> = None;
+    for (i, fragment) in spec.fragments.iter().enumerate() {
+        let start = fragment.meta.producer_ms;
+        let discontinuity = match spec.discontinuity {
+            Discontinuity::Always => true,
+            Discontinuity::Never => false,
+            Discontinuity::OnDiscontinuity => {
+                previous_end.is_some_and(|end| (start - end).abs() > GAP_MS)
+            }
+        };
+        previous_end =
+            Some(start.saturating_add(i64::try_from(fragment.meta.duration_ms).unwrap_or(0)));
+        segments.push(MediaSegment {
+            uri: segment_uri(fragment),
+            duration: fragment.meta.duration_ms as f32 / 1000.0,
+            discontinuity,
+            map: (i == 0)
+                .then(|| spec.init_uri.clone())
+                .flatten()
+                .map(|uri| m3u8_rs::Map {
+                    uri,
+                    ..m3u8_rs::Map::default()
+                }),
+            program_date_time: spec.program_date_time.and_then(|kind| {
+                let ms = match kind {
+                    crate::log::TimeKind::Producer => fragment.meta.producer_ms,
+                    crate::log::TimeKind::Server => fragment.meta.server_ms,
+                };
+                chrono::DateTime::from_timestamp_millis(ms).map(|t| t.fixed_offset())
+            }),
+            ..MediaSegment::default()
+        });
+    }
+    let longest_ms = spec
+        .fragments
+        .iter()
+        .map(|f| f.meta.duration_ms)
+        .max()
+        .unwrap_or(1000);
+    let playlist = MediaPlaylist {
+        version: Some(if spec.init_uri.is_some() { 7 } else { 3 }),
+        target_duration: longest_ms.div_ceil(1000).max(1),
+        media_sequence: spec.media_sequence,
+        segments,
+        end_list: spec.ended,
+        playlist_type: spec.ended.then_some(MediaPlaylistType::Vod),
+        independent_segments: true,
+        ..MediaPlaylist::default()
+    };
+    let mut out = Vec::new();
+    playlist.write_to(&mut out).expect("writing to memory");
+    out
+}
+
+/// A master playlist with one variant: `media_uri`, with the tracks' codecs.
+pub fn master_playlist(media_uri: &str, tracks: &[Track], bandwidth: u64) -> Vec<u8> {
+    let codecs: Vec<String> = tracks.iter().filter_map(codec_string).collect();
+    let resolution = tracks
+        .iter()
+        .find_map(|t| t.pixels)
+        .map(|(width, height)| Resolution { width, height });
+    let playlist = MasterPlaylist {
+        version: Some(3),
+        independent_segments: true,
+        variants: vec![VariantStream {
+            uri: media_uri.to_owned(),
+            bandwidth: bandwidth.max(1),
+            codecs: (!codecs.is_empty()).then(|| codecs.join(",")),
+            resolution,
+            ..VariantStream::default()
+        }],
+        ..MasterPlaylist::default()
+    };
+    let mut out = Vec::new();
+    playlist.write_to(&mut out).expect("writing to memory");
+    out
+}
+
+/// RFC 6381's name of a track's codec: `avc1.PPCCLL` from its avcC, `mp4a.40.N` from its
+/// AudioSpecificConfig.
+pub fn codec_string(track: &Track) -> Option<String> {
+    match track.codec_id.as_str() {
+        "V_MPEG4/ISO/AVC" => {
+            let c = track.codec_private.get(1..4)?;
+            Some(format!("avc1.{:02x}{:02x}{:02x}", c[0], c[1], c[2]))
+        }
+        id if id.starts_with("A_AAC") => {
+            let object_type = track.codec_private.first().map_or(2, |b| b >> 3);
+            Some(format!("mp4a.40.{object_type}"))
+        }
+        _ => None,
+    }
+}

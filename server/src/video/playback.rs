@@ -1,0 +1,421 @@
+//! HLS sessions and clips: GetHLSStreamingSessionURL seals what a session may play into a
+//! token (HMAC-SHA256 under a key of this process: the URL is the capability, as Kinesis
+//! Video's are, and dies with the server or at its expiry); the playlists and segments are
+//! made on request from the stored fragments.
+
+use super::shapes::{ClipSelector, HlsSessionRequest};
+use super::{error, now_ms, seconds_to_ms};
+use crate::wire::ApiError;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use sluice_video::remux::playlist::{self, Discontinuity, MediaPlaylistSpec};
+use sluice_video::remux::{demux, fmp4};
+use sluice_video::{FragmentEntry, FragmentLog, TimeKind, VideoStreams};
+use std::sync::{Arc, OnceLock};
+
+/// What an HLS session may play, sealed in its token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HlsSession {
+    /// The account of the stream's tenant.
+    pub account: String,
+    /// The region of the stream's tenant.
+    pub region: String,
+    /// The stream.
+    pub stream: String,
+    /// The log the stream had when the session began (a stream made again is not it).
+    pub log: String,
+    /// LIVE, LIVE_REPLAY or ON_DEMAND.
+    pub mode: String,
+    /// The selector's time: producer's (true) or server's.
+    pub producer: bool,
+    /// The range's start, in ms (LIVE has none).
+    pub start_ms: Option<i64>,
+    /// The range's end, in ms (LIVE and LIVE_REPLAY have none).
+    pub end_ms: Option<i64>,
+    /// ALWAYS, NEVER or ON_DISCONTINUITY.
+    pub discontinuity: String,
+    /// EXT-X-PROGRAM-DATE-TIME on every segment.
+    pub display_timestamps: bool,
+    /// Fragments in a media playlist at most.
+    pub max_results: usize,
+    /// Epoch seconds after which the token is refused.
+    pub expires_s: i64,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// This process's key for session tokens.
+fn key() -> &'static [u8; 32] {
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+            .expect("the system's random source");
+        key
+    })
+}
+
+fn mac(payload: &[u8]) -> Vec<u8> {
+    let mut mac = HmacSha256::new_from_slice(key()).expect("any key length");
+    mac.update(payload);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The session's token.
+pub fn seal(session: &HlsSession) -> String {
+    let payload = serde_json::to_vec(session).expect("a session serializes");
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!("{}.{}", b64.encode(&payload), b64.encode(mac(&payload)))
+}
+
+/// The session a token names, if it is one this process sealed and it has not expired.
+pub fn open(token: &str) -> Result<HlsSession, ApiError> {
+    let refused = || {
+        ApiError::with_status(
+            "InvalidArgumentException",
+            400,
+            "The SessionToken is not valid.",
+        )
+    };
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (payload, signature) = token.split_once('.').ok_or_else(refused)?;
+    let payload = b64.decode(payload).map_err(|_| refused())?;
+    let signature = b64.decode(signature).map_err(|_| refused())?;
+    let mut check = HmacSha256::new_from_slice(key()).expect("any key length");
+    check.update(&payload);
+    check.verify_slice(&signature).map_err(|_| refused())?;
+    let session: HlsSession = serde_json::from_slice(&payload).map_err(|_| refused())?;
+    if session.expires_s < now_ms() / 1000 {
+        return Err(ApiError::with_status(
+            "ExpiredSessionToken",
+            403,
+            "The SessionToken has expired.",
+        ));
+    }
+    Ok(session)
+}
+
+/// GetHLSStreamingSessionURL's session, checked.
+pub fn hls_session(
+    streams: &VideoStreams,
+    (account, region): (&str, &str),
+    input: &HlsSessionRequest,
+) -> Result<HlsSession, ApiError> {
+    let invalid = |message: String| ApiError::with_status("InvalidArgumentException", 400, message);
+    let info = streams
+        .describe(input.at.name(), input.at.arn())
+        .map_err(|e| error(&e))?;
+    let mode = input.playback_mode.clone().unwrap_or_else(|| "LIVE".into());
+    if !["LIVE", "LIVE_REPLAY", "ON_DEMAND"].contains(&mode.as_str()) {
+        return Err(invalid(format!(
+            "PlaybackMode {mode:?} is not LIVE, LIVE_REPLAY or ON_DEMAND."
+        )));
+    }
+    if input
+        .container_format
+        .as_deref()
+        .is_some_and(|c| c != "FRAGMENTED_MP4")
+    {
+        return Err(invalid(
+            "ContainerFormat MPEG_TS is not supported by this server yet; use FRAGMENTED_MP4."
+                .into(),
+        ));
+    }
+    let selector = input.hls_fragment_selector.as_ref();
+    let producer =
+        selector.is_some_and(|s| s.fragment_selector_type.as_deref() == Some("PRODUCER_TIMESTAMP"));
+    let range = selector.and_then(|s| s.timestamp_range.as_ref());
+    let start_ms = range.and_then(|r| r.start_timestamp).map(seconds_to_ms);
+    let end_ms = range.and_then(|r| r.end_timestamp).map(seconds_to_ms);
+    match mode.as_str() {
+        "ON_DEMAND" if start_ms.is_none() || end_ms.is_none() => {
+            return Err(invalid(
+                "ON_DEMAND needs a TimestampRange with StartTimestamp and EndTimestamp.".into(),
+            ));
+        }
+        "LIVE_REPLAY" if start_ms.is_none() => {
+            return Err(invalid(
+                "LIVE_REPLAY needs a TimestampRange with a StartTimestamp.".into(),
+            ));
+        }
+        "LIVE" if range.is_some() => {
+            return Err(invalid("LIVE takes no TimestampRange.".into()));
+        }
+        _ => {}
+    }
+    let expires = input.expires.unwrap_or(300);
+    if !(300..=43_200).contains(&expires) {
+        return Err(invalid(format!(
+            "Expires {expires} is not 300 to 43200 seconds."
+        )));
+    }
+    let default_results = if mode == "LIVE" { 5 } else { 1_000 };
+    let max_results = input
+        .max_media_playlist_fragment_results
+        .unwrap_or(default_results);
+    if !(1..=5_000).contains(&max_results) {
+        return Err(invalid(format!(
+            "MaxMediaPlaylistFragmentResults {max_results} is not 1 to 5000."
+        )));
+    }
+    Ok(HlsSession {
+        account: account.to_owned(),
+        region: region.to_owned(),
+        stream: info.stream_name,
+        log: info.log,
+        mode,
+        producer,
+        start_ms,
+        end_ms,
+        discontinuity: input
+            .discontinuity_mode
+            .clone()
+            .unwrap_or_else(|| "ALWAYS".into()),
+        display_timestamps: input.display_fragment_timestamp.as_deref() == Some("ALWAYS"),
+        max_results,
+        expires_s: now_ms() / 1000 + i64::from(expires),
+    })
+}
+
+/// The session's stream log, if the stream is still the one the session began on.
+pub async fn session_log(
+    streams: &VideoStreams,
+    session: &HlsSession,
+) -> Result<Arc<FragmentLog>, ApiError> {
+    let (info, log) = streams
+        .log(Some(&session.stream), None)
+        .await
+        .map_err(|e| error(&e))?;
+    if info.log != session.log {
+        return Err(ApiError::with_status(
+            "ResourceNotFoundException",
+            404,
+            format!("The stream {} was deleted.", session.stream),
+        ));
+    }
+    Ok(log)
+}
+
+/// The fragments a media playlist of the session holds now, and the first one's index.
+pub fn window(log: &FragmentLog, session: &HlsSession) -> Vec<FragmentEntry> {
+    let kind = if session.producer {
+        TimeKind::Producer
+    } else {
+        TimeKind::Server
+    };
+    match session.mode.as_str() {
+        "LIVE" => {
+            let (all, _) = log.list(None, 0, usize::MAX);
+            let skip = all.len().saturating_sub(session.max_results);
+            all[skip..].to_vec()
+        }
+        _ => {
+            let start = session.start_ms.unwrap_or(i64::MIN);
+            let end = session.end_ms.unwrap_or(i64::MAX);
+            log.list(Some((kind, start, end)), 0, session.max_results).0
+        }
+    }
+}
+
+/// Kinesis Video refuses a session with nothing to play: no fragment in the range, or (LIVE)
+/// none in the last 30 seconds.
+pub fn check_has_fragments(log: &FragmentLog, session: &HlsSession) -> Result<(), ApiError> {
+    let fragments = window(log, session);
+    let recent = |f: &FragmentEntry| now_ms() - f.meta.server_ms <= 30_000;
+    let playable = match session.mode.as_str() {
+        "LIVE" => fragments.last().is_some_and(recent),
+        _ => !fragments.is_empty(),
+    };
+    if playable {
+        Ok(())
+    } else {
+        Err(no_fragments())
+    }
+}
+
+/// Whether the fragment at `offset` is one the session may play.
+pub fn in_session(log: &FragmentLog, session: &HlsSession, offset: u64) -> Option<FragmentEntry> {
+    let entry = log.entry(offset)?;
+    let time = if session.producer {
+        entry.meta.producer_ms
+    } else {
+        entry.meta.server_ms
+    };
+    let within =
+        session.start_ms.is_none_or(|s| time >= s) && session.end_ms.is_none_or(|e| time <= e);
+    (session.mode == "LIVE" || within).then_some(entry)
+}
+
+/// The media playlist of the session, its URIs carrying `token` and the timing.
+pub fn media_playlist(
+    log: &FragmentLog,
+    session: &HlsSession,
+    token: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let fragments = window(log, session);
+    let timing = match fragments.first() {
+        Some(first) => timing_of(log, first.offset)?,
+        None => fmp4::Timing::parse("").expect("empty timing"),
+    };
+    let spec = MediaPlaylistSpec {
+        media_sequence: fragments.first().map_or(0, |f| f.offset),
+        ended: session.mode == "ON_DEMAND",
+        program_date_time: session.display_timestamps.then_some(if session.producer {
+            TimeKind::Producer
+        } else {
+            TimeKind::Server
+        }),
+        discontinuity: match session.discontinuity.as_str() {
+            "NEVER" => Discontinuity::Never,
+            "ON_DISCONTINUITY" => Discontinuity::OnDiscontinuity,
+            _ => Discontinuity::Always,
+        },
+        init_uri: Some(format!(
+            "getMP4InitFragment.mp4?SessionToken={token}&Timing={timing}"
+        )),
+        fragments,
+    };
+    Ok(playlist::media_playlist(&spec, |f| {
+        format!(
+            "getMP4MediaFragment.mp4?SessionToken={token}&FragmentNumber={}&Timing={timing}",
+            f.number()
+        )
+    }))
+}
+
+/// The master playlist: one variant, the tracks of the session's first fragment.
+pub fn master_playlist(
+    log: &FragmentLog,
+    session: &HlsSession,
+    token: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let fragments = window(log, session);
+    let first = fragments.first().ok_or_else(no_fragments)?;
+    let (_, mkv) = read(log, first.offset)?;
+    let demuxed = demux(&mkv).map_err(remux_error)?;
+    let bits: u64 = fragments.iter().map(|f| f.size * 8).sum();
+    let ms: u64 = fragments
+        .iter()
+        .map(|f| f.meta.duration_ms)
+        .sum::<u64>()
+        .max(1);
+    let media = format!("getHLSMediaPlaylist.m3u8?SessionToken={token}");
+    Ok(playlist::master_playlist(
+        &media,
+        &demuxed.header.tracks,
+        bits * 1000 / ms,
+    ))
+}
+
+/// The init segment of the session (tracks of its first fragment now).
+pub fn init_segment(
+    log: &FragmentLog,
+    session: &HlsSession,
+    timing: &fmp4::Timing,
+) -> Result<Vec<u8>, ApiError> {
+    let first = window(log, session)
+        .into_iter()
+        .next()
+        .ok_or_else(no_fragments)?;
+    let (_, mkv) = read(log, first.offset)?;
+    let demuxed = demux(&mkv).map_err(remux_error)?;
+    fmp4::init_segment(&demuxed.header.tracks, timing).map_err(remux_error)
+}
+
+/// One fragment as a media segment.
+pub fn media_segment(
+    log: &FragmentLog,
+    offset: u64,
+    timing: &fmp4::Timing,
+) -> Result<Vec<u8>, ApiError> {
+    let (_, mkv) = read(log, offset)?;
+    let demuxed = demux(&mkv).map_err(remux_error)?;
+    let sequence = u32::try_from(offset % u64::from(u32::MAX)).unwrap_or(0) + 1;
+    fmp4::media_segment(&demuxed, sequence, timing).map_err(remux_error)
+}
+
+/// GetClip: an MP4 of the fragments in the range (fragmented: an init segment, then a
+/// fragment per stored fragment), at most 100 MiB.
+pub fn clip(log: &FragmentLog, selector: &ClipSelector) -> Result<Vec<u8>, ApiError> {
+    const CLIP_BYTES_MAX: usize = 100 << 20;
+    let kind = match selector.fragment_selector_type.as_str() {
+        "PRODUCER_TIMESTAMP" => TimeKind::Producer,
+        "SERVER_TIMESTAMP" => TimeKind::Server,
+        other => {
+            return Err(ApiError::with_status(
+                "InvalidArgumentException",
+                400,
+                format!(
+                    "FragmentSelectorType {other:?} is not PRODUCER_TIMESTAMP or SERVER_TIMESTAMP."
+                ),
+            ));
+        }
+    };
+    let range = &selector.timestamp_range;
+    let (start, end) = (
+        seconds_to_ms(range.start_timestamp),
+        seconds_to_ms(range.end_timestamp),
+    );
+    if start >= end {
+        return Err(ApiError::with_status(
+            "InvalidArgumentException",
+            400,
+            "StartTimestamp must be before EndTimestamp.",
+        ));
+    }
+    let (fragments, _) = log.list(Some((kind, start, end)), 0, usize::MAX);
+    let first = fragments.first().ok_or_else(no_fragments)?;
+    let (_, mkv) = read(log, first.offset)?;
+    let demuxed = demux(&mkv).map_err(remux_error)?;
+    let timing = fmp4::Timing::of(&demuxed);
+    let mut out = fmp4::init_segment(&demuxed.header.tracks, &timing).map_err(remux_error)?;
+    for fragment in &fragments {
+        out.extend(media_segment(log, fragment.offset, &timing)?);
+        if out.len() > CLIP_BYTES_MAX {
+            return Err(ApiError::with_status(
+                "ClientLimitExceededException",
+                400,
+                "The clip would be over 100 MiB; ask for a shorter range.",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The timing a session's segments use: the shifts its first fragment needs.
+pub fn timing_of(log: &FragmentLog, offset: u64) -> Result<fmp4::Timing, ApiError> {
+    let (_, mkv) = read(log, offset)?;
+    Ok(fmp4::Timing::of(&demux(&mkv).map_err(remux_error)?))
+}
+
+fn read(log: &FragmentLog, offset: u64) -> Result<(sluice_video::FragmentMeta, Vec<u8>), ApiError> {
+    log.read(offset).map_err(|e| error(&e))?.ok_or_else(|| {
+        ApiError::with_status(
+            "ResourceNotFoundException",
+            404,
+            "The fragment is no longer retained.",
+        )
+    })
+}
+
+fn no_fragments() -> ApiError {
+    ApiError::with_status(
+        "ResourceNotFoundException",
+        404,
+        "No fragments found in the stream for the streaming request.",
+    )
+}
+
+fn remux_error(e: sluice_video::remux::RemuxError) -> ApiError {
+    match e {
+        sluice_video::remux::RemuxError::UnsupportedCodec { .. } => {
+            ApiError::with_status("UnsupportedStreamMediaTypeException", 400, e.to_string())
+        }
+        sluice_video::remux::RemuxError::InvalidCodecPrivate(_) => {
+            ApiError::with_status("InvalidCodecPrivateDataException", 400, e.to_string())
+        }
+        sluice_video::remux::RemuxError::NotMkv(_) => ApiError::internal(e.to_string()),
+    }
+}
