@@ -284,6 +284,13 @@ def test_hls_on_demand_and_get_clip_play_the_source_frame_for_frame(endpoint):
     clip = archived.get_clip(StreamName=name, ClipFragmentSelector=selector)["Payload"].read()
     assert by_stream(packets(clip)) == source
     assert pictures(None, clip) == pictures(SOURCE)
+    # DASH is not served yet, and says so.
+    expect_error("NotImplementedException", archived.get_dash_streaming_session_url, StreamName=name,
+                 PlaybackMode="ON_DEMAND", DASHFragmentSelector=selector)
+    # GetImages is refused, saying why (no decoder is built).
+    error = expect_error("NotImplementedException", archived.get_images, StreamName=name, ImageSelectorType="PRODUCER_TIMESTAMP",
+                         StartTimestamp=start, EndTimestamp=end, Format="JPEG")
+    assert "decoder" in error.response["Error"]["Message"]
     # A token changed by a byte is refused.
     forged = url[:-3] + ("A" if url[-3] != "A" else "B") + url[-2:]
     try:

@@ -31,6 +31,8 @@ pub const OPERATIONS: &[&str] = &[
     "getDataEndpoint",
     "listFragments",
     "getHLSStreamingSessionURL",
+    "getDASHStreamingSessionURL",
+    "getImages",
 ];
 
 /// The streaming operations, by path.
@@ -94,6 +96,9 @@ pub async fn call(
     body: &[u8],
     endpoint: &str,
 ) -> Result<Vec<u8>, ApiError> {
+    if let Some(refusal) = not_served(operation) {
+        return Err(refusal);
+    }
     let streams = tenant.video().await?;
     let reply = match operation {
         "createStream" => create(streams, decode(body)?).await,
@@ -153,17 +158,7 @@ pub async fn call(
             Ok(serde_json::json!({ "DataEndpoint": endpoint }))
         }
         "listFragments" => list_fragments(streams, decode(body)?).await,
-        "getHLSStreamingSessionURL" => {
-            let input: HlsSessionRequest = decode(body)?;
-            let session =
-                playback::hls_session(streams, (&tenant.account, &tenant.region), &input)?;
-            let log = playback::session_log(streams, &session).await?;
-            playback::check_has_fragments(&log, &session)?;
-            let token = playback::seal(&session);
-            Ok(serde_json::json!({
-                "HLSStreamingSessionURL": format!("{endpoint}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}")
-            }))
-        }
+        "getHLSStreamingSessionURL" => hls_session_url(tenant, streams, body, endpoint).await,
         _ => Err(ApiError::with_status(
             "UnknownOperationException",
             404,
@@ -171,6 +166,37 @@ pub async fn call(
         )),
     }?;
     Ok(serde_json::to_vec(&reply).expect("a reply serializes"))
+}
+
+/// The operations named but not served, each refused saying why (rather than as unknown).
+fn not_served(operation: &str) -> Option<ApiError> {
+    let why = match operation {
+        "getDASHStreamingSessionURL" => {
+            "GetDASHStreamingSessionURL is not served yet; GetHLSStreamingSessionURL and GetClip play the same fragments."
+        }
+        "getImages" => {
+            "GetImages needs an H.264 decoder, which this server does not build: images are not supported."
+        }
+        _ => return None,
+    };
+    Some(ApiError::with_status("NotImplementedException", 501, why))
+}
+
+/// GetHLSStreamingSessionURL: the session checked, sealed into the URL's token.
+async fn hls_session_url(
+    tenant: &Arc<Tenant>,
+    streams: &VideoStreams,
+    body: &[u8],
+    endpoint: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let input: HlsSessionRequest = decode(body)?;
+    let session = playback::hls_session(streams, (&tenant.account, &tenant.region), &input)?;
+    let log = playback::session_log(streams, &session).await?;
+    playback::check_has_fragments(&log, &session)?;
+    let token = playback::seal(&session);
+    Ok(serde_json::json!({
+        "HLSStreamingSessionURL": format!("{endpoint}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}")
+    }))
 }
 
 /// The input of a JSON operation.
