@@ -159,6 +159,13 @@ impl FragmentLog {
         Some(index[at])
     }
 
+    /// The newest `n` retained fragments, oldest first (copied under the lock: `n` entries,
+    /// not the index).
+    pub fn latest(&self, n: usize) -> Vec<FragmentEntry> {
+        let index = self.retained();
+        index[index.len().saturating_sub(n)..].to_vec()
+    }
+
     /// The oldest retained fragment.
     pub fn earliest(&self) -> Option<FragmentEntry> {
         self.retained().first().copied()

@@ -328,7 +328,8 @@ impl PutMediaSession {
             walked: if refused { 0 } else { header.len },
             refused,
             silent,
-            buffering_sent: silent,
+            // A refused cluster's header is consumed: no BUFFERING is read from it.
+            buffering_sent: refused,
             timecode_ms: None,
         });
         Ok(true)
@@ -338,7 +339,9 @@ impl PutMediaSession {
         let mut numbers: Vec<u64> = tracks.iter().map(|t| t.number).collect();
         numbers.sort_unstable();
         numbers.dedup();
-        if tracks.is_empty() || numbers.len() != tracks.len() || numbers.contains(&0) {
+        // Track numbers name MP4 track ids on playback: 1..=u32::MAX.
+        let out_of_range = numbers.iter().any(|&n| n == 0 || n > u64::from(u32::MAX));
+        if tracks.is_empty() || numbers.len() != tracks.len() || out_of_range {
             return Err(AckError::InvalidMkvData);
         }
         if tracks.len() > TRACKS_MAX {

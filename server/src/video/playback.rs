@@ -206,11 +206,7 @@ pub fn window(log: &FragmentLog, session: &HlsSession) -> Vec<FragmentEntry> {
         TimeKind::Server
     };
     match session.mode.as_str() {
-        "LIVE" => {
-            let (all, _) = log.list(None, 0, usize::MAX);
-            let skip = all.len().saturating_sub(session.max_results);
-            all[skip..].to_vec()
-        }
+        "LIVE" => log.latest(session.max_results),
         _ => {
             let start = session.start_ms.unwrap_or(i64::MIN);
             let end = session.end_ms.unwrap_or(i64::MAX);
@@ -366,6 +362,14 @@ pub fn clip(log: &FragmentLog, selector: &ClipSelector) -> Result<Vec<u8>, ApiEr
         ));
     }
     let (fragments, _) = log.list(Some((kind, start, end)), 0, usize::MAX);
+    // Refused before any work when the fragments alone are over the limit.
+    if fragments.iter().map(|f| f.size).sum::<u64>() > CLIP_BYTES_MAX as u64 {
+        return Err(ApiError::with_status(
+            "ClientLimitExceededException",
+            400,
+            "The clip would be over 100 MiB; ask for a shorter range.",
+        ));
+    }
     let first = fragments.first().ok_or_else(no_fragments)?;
     let (_, mkv) = read(log, first.offset)?;
     let demuxed = demux(&mkv).map_err(remux_error)?;

@@ -107,7 +107,12 @@ pub fn init_segment(tracks: &[Track], timing: &Timing) -> Result<Vec<u8>, RemuxE
             timescale: TIMESCALE,
             rate: FixedPoint::new(1, 0),
             volume: FixedPoint::new(1, 0),
-            next_track_id: tracks.iter().map(track_id).max().unwrap_or(0) + 1,
+            next_track_id: tracks
+                .iter()
+                .map(track_id)
+                .max()
+                .unwrap_or(0)
+                .saturating_add(1),
             ..Mvhd::default()
         },
         mvex: Some(Mvex {

@@ -89,6 +89,12 @@ pub fn media_playlist(
         version: Some(if spec.init_uri.is_some() { 7 } else { 3 }),
         target_duration: longest_ms.div_ceil(1000).max(1),
         media_sequence: spec.media_sequence,
+        // Every segment begins a discontinuity (ALWAYS): as many went before as segments.
+        // ON_DISCONTINUITY does not count those that slid out of a LIVE window (yet).
+        discontinuity_sequence: match spec.discontinuity {
+            Discontinuity::Always => spec.media_sequence,
+            _ => 0,
+        },
         segments,
         end_list: spec.ended,
         playlist_type: spec.ended.then_some(MediaPlaylistType::Vod),
