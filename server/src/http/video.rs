@@ -170,10 +170,11 @@ async fn put_media(
     Ok(ack_stream(rx))
 }
 
-fn ack_stream(rx: mpsc::Receiver<Bytes>) -> Response<ReplyBody> {
+/// A response whose body is what `rx` gives, as it comes.
+fn channel_response(rx: mpsc::Receiver<Bytes>, content_type: &str) -> Response<ReplyBody> {
     let response = Response::builder()
         .status(StatusCode::OK)
-        .header("content-type", "application/json");
+        .header("content-type", content_type);
     with_ids(response)
         .body(
             ChannelBody {
@@ -183,6 +184,10 @@ fn ack_stream(rx: mpsc::Receiver<Bytes>) -> Response<ReplyBody> {
             .boxed(),
         )
         .expect("a valid response")
+}
+
+fn ack_stream(rx: mpsc::Receiver<Bytes>) -> Response<ReplyBody> {
+    channel_response(rx, "application/json")
 }
 
 /// Feeds the body to the session as fast as it comes, and hands whole fragments to a
@@ -410,18 +415,7 @@ fn media_chunk(log: &FragmentLog, offset: u64) -> Result<Option<Bytes>, ApiError
 }
 
 fn media_stream(rx: mpsc::Receiver<Bytes>) -> Response<ReplyBody> {
-    let response = Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "video/webm");
-    with_ids(response)
-        .body(
-            ChannelBody {
-                frames: rx,
-                stalled: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            }
-            .boxed(),
-        )
-        .expect("a valid response")
+    channel_response(rx, "video/webm")
 }
 
 /// GetMediaForFragmentList: the named fragments in the order named; every one must exist.

@@ -343,19 +343,7 @@ async fn list_fragments(
     let range = match &input.fragment_selector {
         None => None,
         Some(selector) => {
-            let kind = match selector.fragment_selector_type.as_str() {
-                "PRODUCER_TIMESTAMP" => TimeKind::Producer,
-                "SERVER_TIMESTAMP" => TimeKind::Server,
-                other => {
-                    return Err(ApiError::with_status(
-                        "InvalidArgumentException",
-                        400,
-                        format!(
-                            "FragmentSelectorType {other:?} is not PRODUCER_TIMESTAMP or SERVER_TIMESTAMP."
-                        ),
-                    ));
-                }
-            };
+            let kind = time_kind(&selector.fragment_selector_type)?;
             let range = &selector.timestamp_range;
             let (start, end) = (
                 seconds_to_ms(range.start_timestamp),
@@ -400,6 +388,21 @@ async fn list_fragments(
         }
         None => serde_json::json!({ "Fragments": fragments }),
     })
+}
+
+/// A FragmentSelectorType's time.
+pub(crate) fn time_kind(selector_type: &str) -> Result<TimeKind, ApiError> {
+    match selector_type {
+        "PRODUCER_TIMESTAMP" => Ok(TimeKind::Producer),
+        "SERVER_TIMESTAMP" => Ok(TimeKind::Server),
+        other => Err(ApiError::with_status(
+            "InvalidArgumentException",
+            400,
+            format!(
+                "FragmentSelectorType {other:?} is not PRODUCER_TIMESTAMP or SERVER_TIMESTAMP."
+            ),
+        )),
+    }
 }
 
 /// DescribeStream's StreamInfo.

@@ -336,19 +336,7 @@ pub fn media_segment(
 /// fragment per stored fragment), at most 100 MiB.
 pub fn clip(log: &FragmentLog, selector: &ClipSelector) -> Result<Vec<u8>, ApiError> {
     const CLIP_BYTES_MAX: usize = 100 << 20;
-    let kind = match selector.fragment_selector_type.as_str() {
-        "PRODUCER_TIMESTAMP" => TimeKind::Producer,
-        "SERVER_TIMESTAMP" => TimeKind::Server,
-        other => {
-            return Err(ApiError::with_status(
-                "InvalidArgumentException",
-                400,
-                format!(
-                    "FragmentSelectorType {other:?} is not PRODUCER_TIMESTAMP or SERVER_TIMESTAMP."
-                ),
-            ));
-        }
-    };
+    let kind = super::time_kind(&selector.fragment_selector_type)?;
     let range = &selector.timestamp_range;
     let (start, end) = (
         seconds_to_ms(range.start_timestamp),
