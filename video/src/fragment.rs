@@ -5,6 +5,8 @@
 const MAGIC: &[u8; 4] = b"KVF1";
 /// Bytes of metadata this version writes after the magic and its length.
 const META_LEN: usize = 40;
+/// Bytes before a record's MKV: the magic, the metadata's length, the metadata.
+pub(crate) const PREFIX_LEN: usize = 8 + META_LEN;
 /// "No key frame in this fragment".
 const NO_KEY_FRAME: u32 = u32::MAX;
 
@@ -33,18 +35,23 @@ pub struct NotAFragment(&'static str);
 impl FragmentMeta {
     /// The record for a fragment with this metadata and this MKV.
     pub fn encode(&self, mkv: &[u8]) -> Vec<u8> {
-        let mut record = Vec::with_capacity(8 + META_LEN + mkv.len());
-        record.extend_from_slice(MAGIC);
-        record.extend_from_slice(&(META_LEN as u32).to_le_bytes());
-        record.extend_from_slice(&self.producer_ms.to_le_bytes());
-        record.extend_from_slice(&self.server_ms.to_le_bytes());
-        record.extend_from_slice(&self.duration_ms.to_le_bytes());
-        record.extend_from_slice(&self.frames.to_le_bytes());
-        record.extend_from_slice(&self.key_frame_ms.unwrap_or(NO_KEY_FRAME).to_le_bytes());
-        record.extend_from_slice(&self.tracks.to_le_bytes());
-        record.extend_from_slice(&0u32.to_le_bytes());
+        let mut record = Vec::with_capacity(PREFIX_LEN + mkv.len());
+        self.write_prefix(&mut record);
         record.extend_from_slice(mkv);
         record
+    }
+
+    /// Writes the record's prefix (magic, length, metadata); the MKV follows it.
+    pub(crate) fn write_prefix(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(META_LEN as u32).to_le_bytes());
+        out.extend_from_slice(&self.producer_ms.to_le_bytes());
+        out.extend_from_slice(&self.server_ms.to_le_bytes());
+        out.extend_from_slice(&self.duration_ms.to_le_bytes());
+        out.extend_from_slice(&self.frames.to_le_bytes());
+        out.extend_from_slice(&self.key_frame_ms.unwrap_or(NO_KEY_FRAME).to_le_bytes());
+        out.extend_from_slice(&self.tracks.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
     }
 
     /// A record's metadata and its MKV. A later version's longer metadata is skipped.

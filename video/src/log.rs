@@ -93,7 +93,10 @@ impl FragmentLog {
         let entry = FragmentEntry {
             offset,
             meta: fragment.meta,
-            size: mkv_len(&fragment.record) as u64,
+            size: fragment
+                .record
+                .len()
+                .saturating_sub(crate::fragment::PREFIX_LEN) as u64,
         };
         let mut index = self.index.lock().expect("index lock");
         // Two sessions' appends may finish out of order: keep the index in offset order.
@@ -211,8 +214,4 @@ fn entry_of(offset: u64, record: &[u8]) -> Result<FragmentEntry, VideoError> {
         meta,
         size: mkv.len() as u64,
     })
-}
-
-fn mkv_len(record: &[u8]) -> usize {
-    FragmentMeta::decode(record).map_or(0, |(_, mkv)| mkv.len())
 }

@@ -546,10 +546,15 @@ impl PutMediaSession {
             key_frame_ms: summary.key_frame_ms,
             tracks: summary.tracks,
         };
-        let record = meta.encode(&standalone_mkv(header, content));
-        if record.len() > self.options.fragment_bytes_max {
+        // The record built in one buffer (prefix, then the MKV written in place), its size
+        // known, and checked, before anything is copied.
+        let size = crate::fragment::PREFIX_LEN + standalone_len(header, content.len());
+        if size > self.options.fragment_bytes_max {
             return Err(refuse(AckError::MaxFragmentSizeReached));
         }
+        let mut record = Vec::with_capacity(size);
+        meta.write_prefix(&mut record);
+        write_standalone_mkv(&mut record, header, content);
         Ok(ReceivedFragment {
             timecode_ms,
             meta,
@@ -591,17 +596,23 @@ fn ends_cluster(element: u32) -> bool {
     )
 }
 
-/// A whole MKV file of one cluster: the segment's EBML header, a Segment of known size with
-/// Info, Tracks and the cluster (its size made known).
-pub(crate) fn standalone_mkv(header: &SegmentHeader, cluster_content: &[u8]) -> Vec<u8> {
-    let cluster_len = 4 + 8 + cluster_content.len();
-    let segment_len = header.info.len() + header.tracks_element.len() + cluster_len;
-    let mut mkv = Vec::with_capacity(header.ebml.len() + 12 + segment_len);
-    mkv.extend_from_slice(&header.ebml);
-    ebml::write_header(&mut mkv, id::SEGMENT, Some(segment_len as u64));
-    mkv.extend_from_slice(&header.info);
-    mkv.extend_from_slice(&header.tracks_element);
-    ebml::write_header(&mut mkv, id::CLUSTER, Some(cluster_content.len() as u64));
-    mkv.extend_from_slice(cluster_content);
-    mkv
+/// The length of `write_standalone_mkv`'s file for a cluster of `content_len` bytes.
+fn standalone_len(header: &SegmentHeader, content_len: usize) -> usize {
+    header.ebml.len() + 12 + segment_len(header, content_len)
+}
+
+fn segment_len(header: &SegmentHeader, content_len: usize) -> usize {
+    header.info.len() + header.tracks_element.len() + 12 + content_len
+}
+
+/// Writes a whole MKV file of one cluster: the segment's EBML header, a Segment of known
+/// size with Info, Tracks and the cluster (its size made known).
+fn write_standalone_mkv(out: &mut Vec<u8>, header: &SegmentHeader, cluster_content: &[u8]) {
+    out.extend_from_slice(&header.ebml);
+    let segment = segment_len(header, cluster_content.len());
+    ebml::write_header(out, id::SEGMENT, Some(segment as u64));
+    out.extend_from_slice(&header.info);
+    out.extend_from_slice(&header.tracks_element);
+    ebml::write_header(out, id::CLUSTER, Some(cluster_content.len() as u64));
+    out.extend_from_slice(cluster_content);
 }
