@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = sluice_video::media_of(mkv, "1", &meta, 0).expect("its GetMedia output renders");
         if let Ok(demuxed) = demux(mkv) {
             let timing = fmp4::Timing::of(&demuxed);
-            let _ = fmp4::init_segment(&demuxed.header.tracks, &timing);
+            let _ = fmp4::init_segment(&demuxed.track_entries(), &timing);
             let _ = fmp4::media_segment(&demuxed, 1, &timing);
         }
     }

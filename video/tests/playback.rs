@@ -50,7 +50,7 @@ fn fragmented_mp4_holds_the_sources_packets_and_pictures() {
         let fragments = stored(&mkv);
         let first = demux(&fragments[0]).unwrap();
         let timing = fmp4::Timing::of(&first);
-        let mut mp4 = fmp4::init_segment(&first.header.tracks, &timing).unwrap();
+        let mut mp4 = fmp4::init_segment(&first.track_entries(), &timing).unwrap();
         for (i, fragment) in fragments.iter().enumerate() {
             let demuxed = demux(fragment).unwrap();
             let sequence = u32::try_from(i + 1).unwrap();

@@ -300,7 +300,7 @@ pub fn master_playlist(
     let media = format!("getHLSMediaPlaylist.m3u8?SessionToken={token}");
     Ok(playlist::master_playlist(
         &media,
-        &demuxed.header.tracks,
+        &demuxed.track_entries(),
         bits * 1000 / ms,
     ))
 }
@@ -317,7 +317,7 @@ pub fn init_segment(
         .ok_or_else(no_fragments)?;
     let (_, mkv) = read(log, first.offset)?;
     let demuxed = demux(&mkv).map_err(remux_error)?;
-    fmp4::init_segment(&demuxed.header.tracks, timing).map_err(remux_error)
+    fmp4::init_segment(&demuxed.track_entries(), timing).map_err(remux_error)
 }
 
 /// One fragment as a media segment.
@@ -362,7 +362,7 @@ pub fn clip(log: &FragmentLog, selector: &ClipSelector) -> Result<Vec<u8>, ApiEr
     let (_, mkv) = read(log, first.offset)?;
     let demuxed = demux(&mkv).map_err(remux_error)?;
     let timing = fmp4::Timing::of(&demuxed);
-    let mut out = fmp4::init_segment(&demuxed.header.tracks, &timing).map_err(remux_error)?;
+    let mut out = fmp4::init_segment(&demuxed.track_entries(), &timing).map_err(remux_error)?;
     for fragment in &fragments {
         out.extend(media_segment(log, fragment.offset, &timing)?);
         if out.len() > CLIP_BYTES_MAX {

@@ -6,7 +6,7 @@ pub mod fmp4;
 pub mod playlist;
 
 use crate::mkv::ebml::{self, NotEbml, id};
-use crate::mkv::{SegmentHeader, Track, cluster, header};
+use crate::mkv::{Track, cluster, header};
 use std::ops::Range;
 
 /// Why a fragment cannot be played as asked.
@@ -64,12 +64,17 @@ pub struct TrackSamples {
 /// A stored fragment read for remuxing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Demuxed<'a> {
-    /// The segment's header.
-    pub header: SegmentHeader,
     /// The cluster's content (samples point into it).
     pub cluster: &'a [u8],
-    /// Each track's samples, in Tracks' order.
+    /// Each track of Tracks (in its order) with its samples, none for a track silent here.
     pub tracks: Vec<TrackSamples>,
+}
+
+impl Demuxed<'_> {
+    /// The tracks, as an init segment describes them.
+    pub fn track_entries(&self) -> Vec<Track> {
+        self.tracks.iter().map(|t| t.track.clone()).collect()
+    }
 }
 
 /// Reads a stored fragment's MKV (a whole one-cluster file) into samples.
@@ -97,13 +102,6 @@ pub fn demux(mkv: &[u8]) -> Result<Demuxed<'_>, RemuxError> {
     let decoded = cluster::decode(content)?;
     let samples = samples_of(&tracks, scale, &decoded);
     Ok(Demuxed {
-        header: SegmentHeader {
-            ebml: Vec::new(),
-            info: Vec::new(),
-            tracks_element: Vec::new(),
-            timecode_scale_ns: scale,
-            tracks: tracks.clone(),
-        },
         cluster: content,
         tracks: tracks
             .into_iter()
