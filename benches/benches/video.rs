@@ -2,10 +2,10 @@
 //! - ingest: a PutMedia session parsing an H.264/AAC body and storing each fragment durably
 //!   (one fdatasync'd append per fragment, as PutMedia acknowledges PERSISTED), against the
 //!   engine's durable appends of the very same records: target ≥ 0.8;
-//! - remux: stored fragments to fragmented MP4 media segments (HLS's, DASH's, GetClip's), in
-//!   ms per MB: target under 10 ms;
-//! - a media playlist of 5,000 fragments (the most one holds) over a stream of 10,000:
-//!   target under 5 ms.
+//! - remux: stored fragments to fragmented MP4 media segments (HLS's, DASH's, GetClip's) and
+//!   to MPEG-TS segments (HLS's other container), in ms per MB: target under 10 ms;
+//! - an HLS media playlist and a DASH manifest of 5,000 fragments (the most one holds) over
+//!   a stream of 10,000: target under 5 ms.
 //!
 //! The source is made by ffmpeg (scripts/setup installs it): 640x480 at 25 fps with AAC, a key
 //! frame every second, 30 s by default and 120 s with `SLUICE_BENCH_FULL=1`. Each figure is the
@@ -14,7 +14,7 @@
 use sluice_benches::full_mode;
 use sluice_core::{Durability, Engine, EngineConfig, Log};
 use sluice_video::remux::playlist::{self, Discontinuity, MediaPlaylistSpec};
-use sluice_video::remux::{demux, fmp4};
+use sluice_video::remux::{Timing, demux, fmp4, mpd, ts};
 use sluice_video::{
     Event, FragmentLog, FragmentMeta, PutMediaSession, ReceivedFragment, SessionOptions, TimeKind,
     TimecodeType,
@@ -142,31 +142,40 @@ fn bench_ingest(dir: &Path, body: &[u8]) -> Vec<Vec<u8>> {
     records
 }
 
-/// Stored fragments to fMP4 media segments.
+/// Stored fragments to fMP4 and to MPEG-TS media segments.
 fn bench_remux(records: &[Vec<u8>]) {
-    let mkvs: Vec<Vec<u8>> = records
+    let stored: Vec<(FragmentMeta, Vec<u8>)> = records
         .iter()
-        .map(|r| FragmentMeta::decode(r).unwrap().1.to_vec())
+        .map(|r| {
+            let (meta, mkv) = FragmentMeta::decode(r).unwrap();
+            (meta, mkv.to_vec())
+        })
         .collect();
-    let timing = fmp4::Timing::of(&demux(&mkvs[0]).unwrap());
-    let mut out_bytes = 0;
-    let remux_time = best(|| {
-        let started = Instant::now();
-        out_bytes = 0;
-        for (i, mkv) in mkvs.iter().enumerate() {
-            let demuxed = demux(mkv).unwrap();
-            out_bytes += fmp4::media_segment(&demuxed, i as u32 + 1, &timing)
+    let timing = Timing::of(&demux(&stored[0].1).unwrap(), stored[0].0.producer_ms);
+    let in_mb = stored.iter().map(|(_, m)| m.len()).sum::<usize>() as f64 / (1 << 20) as f64;
+    for container in ["fMP4", "MPEG-TS"] {
+        let mut out_bytes = 0;
+        let remux_time = best(|| {
+            let started = Instant::now();
+            out_bytes = 0;
+            for (i, (meta, mkv)) in stored.iter().enumerate() {
+                let mut demuxed = demux(mkv).unwrap();
+                demuxed.start_at(timing.start_of(meta.producer_ms));
+                out_bytes += match container {
+                    "fMP4" => fmp4::media_segment(&demuxed, i as u32 + 1, &timing),
+                    _ => ts::media_segment(&demuxed, &timing),
+                }
                 .unwrap()
                 .len();
-        }
-        started.elapsed()
-    });
-    let in_mb = mkvs.iter().map(Vec::len).sum::<usize>() as f64 / (1 << 20) as f64;
-    println!(
-        "video/remux fMP4: {:.2} ms per MB ({in_mb:.1} MB of fragments, {:.1} MB of segments)",
-        remux_time.as_secs_f64() * 1000.0 / in_mb,
-        out_bytes as f64 / (1 << 20) as f64
-    );
+            }
+            started.elapsed()
+        });
+        println!(
+            "video/remux {container}: {:.2} ms per MB ({in_mb:.1} MB of fragments, {:.1} MB of segments)",
+            remux_time.as_secs_f64() * 1000.0 / in_mb,
+            out_bytes as f64 / (1 << 20) as f64
+        );
+    }
 }
 
 /// A media playlist of 5,000 fragments over a stream of 10,000.
@@ -219,5 +228,52 @@ fn bench_playlist(dir: &Path, records: &[Vec<u8>]) {
         "video/playlist: 5,000 of 10,000 fragments in {:.2} ms ({} KB)",
         playlist_time.as_secs_f64() * 1000.0,
         playlist_bytes / 1000
+    );
+    bench_manifest(&index, &small);
+}
+
+/// A DASH manifest of the same 5,000 fragments (an adaptation set per track, each with its
+/// timeline).
+fn bench_manifest(index: &FragmentLog, small: &[u8]) {
+    let tracks = demux(small).unwrap().track_entries();
+    let timing = Timing {
+        base_ms: 1_700_000_000_000,
+        shifts: Vec::new(),
+    };
+    let mut manifest_bytes = 0;
+    let manifest_time = best(|| {
+        let started = Instant::now();
+        for _ in 0..100 {
+            let (fragments, _) = index.list(
+                Some((TimeKind::Producer, 1_700_000_000_000, 1_700_004_999_000)),
+                0,
+                5_000,
+            );
+            let spec = mpd::ManifestSpec {
+                fragments: &fragments,
+                tracks: &tracks,
+                timing: &timing,
+                dynamic: false,
+                now_ms: 1_700_005_000_000,
+                fragment_numbers: true,
+                fragment_times: Some(TimeKind::Producer),
+            };
+            manifest_bytes = mpd::manifest(
+                &spec,
+                |t| format!("getMP4InitFragment.mp4?SessionToken=token&TrackNumber={t}"),
+                |t| {
+                    format!(
+                        "getMP4MediaFragment.mp4?SessionToken=token&TrackNumber={t}&FragmentIndex=$Number$"
+                    )
+                },
+            )
+            .len();
+        }
+        started.elapsed() / 100
+    });
+    println!(
+        "video/manifest: DASH, 5,000 of 10,000 fragments in {:.2} ms ({} KB)",
+        manifest_time.as_secs_f64() * 1000.0,
+        manifest_bytes / 1000
     );
 }

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_video::remux::{demux, fmp4};
+use sluice_video::remux::{Timing, demux, fmp4, ts};
 use sluice_video::{Event, FragmentMeta, PutMediaSession, SessionOptions, TimecodeType};
 
 fuzz_target!(|data: &[u8]| {
@@ -31,10 +31,16 @@ fuzz_target!(|data: &[u8]| {
         assert!(fragment.record.len() <= 64 << 10);
         let (meta, mkv) = FragmentMeta::decode(&fragment.record).expect("a stored fragment reads");
         let _ = sluice_video::media_of(mkv, "1", &meta, 0).expect("its GetMedia output renders");
-        if let Ok(demuxed) = demux(mkv) {
-            let timing = fmp4::Timing::of(&demuxed);
+        if let Ok(mut demuxed) = demux(mkv) {
+            let timing = Timing::of(&demuxed, meta.producer_ms);
+            demuxed.start_at(timing.start_of(meta.producer_ms));
             let _ = fmp4::init_segment(&demuxed.track_entries(), &timing);
             let _ = fmp4::media_segment(&demuxed, 1, &timing);
+            let _ = ts::media_segment(&demuxed, &timing);
+            if let Some(track) = demuxed.tracks.first().map(|t| t.track.number) {
+                demuxed.retain_track(track);
+                let _ = fmp4::media_segment(&demuxed, 1, &timing);
+            }
         }
     }
 });

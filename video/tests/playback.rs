@@ -1,15 +1,16 @@
-//! Stored fragments remuxed for playback: fragmented MP4 (HLS's and DASH's segments,
-//! GetClip's file) read by ffmpeg with the source's packets and decoded to the source's
-//! pictures, for H.264 with and without B-frames and with AAC.
+//! Stored fragments remuxed for playback: fragmented MP4 (HLS's segments, GetClip's file)
+//! read by ffmpeg with the source's packets and decoded to the source's pictures, MPEG-TS
+//! (HLS's other container) and per-track fragmented MP4 (DASH's) decoded to the source's
+//! pictures and sound, for H.264 with and without B-frames and with AAC.
 
 mod common;
 
-use common::{Source, decoded_frames, packets_by_stream};
-use sluice_video::remux::{demux, fmp4};
+use common::{Source, decoded, decoded_frames, packets_by_stream};
+use sluice_video::remux::{Demuxed, Timing, demux, fmp4, ts};
 use sluice_video::{Event, FragmentMeta, PutMediaSession, SessionOptions, TimecodeType};
 
-/// The stored MKV of every fragment of `mkv`.
-fn stored(mkv: &[u8]) -> Vec<Vec<u8>> {
+/// The stored metadata and MKV of every fragment of `mkv`.
+fn stored(mkv: &[u8]) -> Vec<(FragmentMeta, Vec<u8>)> {
     let mut session = PutMediaSession::new(SessionOptions {
         timecode_type: TimecodeType::Relative,
         producer_start_ms: 0,
@@ -21,7 +22,10 @@ fn stored(mkv: &[u8]) -> Vec<Vec<u8>> {
     events
         .into_iter()
         .filter_map(|e| match e {
-            Event::Fragment(f) => Some(FragmentMeta::decode(&f.record).unwrap().1.to_vec()),
+            Event::Fragment(f) => {
+                let (meta, mkv) = FragmentMeta::decode(&f.record).unwrap();
+                Some((meta, mkv.to_vec()))
+            }
             Event::Ack(_) => None,
         })
         .collect()
@@ -48,15 +52,20 @@ fn fragmented_mp4_holds_the_sources_packets_and_pictures() {
     ] {
         let (mkv, path) = source.make();
         let fragments = stored(&mkv);
-        let first = demux(&fragments[0]).unwrap();
-        let timing = fmp4::Timing::of(&first);
+        let timing = Timing::of(&demux(&fragments[0].1).unwrap(), fragments[0].0.producer_ms);
+        let dir = tempfile::tempdir().unwrap();
+        let pictures = decoded_frames(&path);
+        assert_eq!(pictures.len(), 25 * source.seconds as usize);
+        // Fragmented MP4 of every track (HLS, GetClip): the source's packets and pictures.
+        let first = demux(&fragments[0].1).unwrap();
         let mut mp4 = fmp4::init_segment(&first.track_entries(), &timing).unwrap();
-        for (i, fragment) in fragments.iter().enumerate() {
-            let demuxed = demux(fragment).unwrap();
+        let mut mpeg_ts = Vec::new();
+        for (i, (meta, fragment)) in fragments.iter().enumerate() {
+            let demuxed = on_timeline(fragment, meta, &timing);
             let sequence = u32::try_from(i + 1).unwrap();
             mp4.extend(fmp4::media_segment(&demuxed, sequence, &timing).unwrap());
+            mpeg_ts.extend(ts::media_segment(&demuxed, &timing).unwrap());
         }
-        let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("clip.mp4");
         std::fs::write(&file, &mp4).unwrap();
         assert_eq!(
@@ -64,12 +73,46 @@ fn fragmented_mp4_holds_the_sources_packets_and_pictures() {
             packets_by_stream(&path),
             "{source:?}: packets"
         );
-        let pictures = decoded_frames(&path);
-        assert_eq!(pictures.len(), 25 * source.seconds as usize);
-        assert_eq!(
-            decoded_frames(&file),
-            pictures,
-            "{source:?}: decoded pictures"
-        );
+        assert_eq!(decoded_frames(&file), pictures, "{source:?}: pictures");
+        // MPEG-TS (segments one after another, as a player reads them): the same pictures
+        // and sound.
+        let file = dir.path().join("segments.ts");
+        std::fs::write(&file, &mpeg_ts).unwrap();
+        assert_eq!(decoded_frames(&file), pictures, "{source:?}: TS pictures");
+        if source.audio {
+            assert_eq!(
+                decoded(&file, "a"),
+                decoded(&path, "a"),
+                "{source:?}: TS sound"
+            );
+        }
+        // A track alone (DASH's adaptation sets): the same pictures, or sound.
+        for track in first.track_entries() {
+            let mut alone = first.clone();
+            assert!(alone.retain_track(track.number));
+            let mut mp4 = fmp4::init_segment(&alone.track_entries(), &timing).unwrap();
+            for (i, (meta, fragment)) in fragments.iter().enumerate() {
+                let mut demuxed = on_timeline(fragment, meta, &timing);
+                assert!(demuxed.retain_track(track.number));
+                let sequence = u32::try_from(i + 1).unwrap();
+                mp4.extend(fmp4::media_segment(&demuxed, sequence, &timing).unwrap());
+            }
+            let file = dir.path().join(format!("track-{}.mp4", track.number));
+            std::fs::write(&file, &mp4).unwrap();
+            let kind = if track.pixels.is_some() { "v" } else { "a" };
+            assert_eq!(
+                decoded(&file, kind),
+                decoded(&path, kind),
+                "{source:?}: track {} alone",
+                track.number
+            );
+        }
     }
+}
+
+/// A stored fragment demuxed and placed on the session's timeline.
+fn on_timeline<'m>(mkv: &'m [u8], meta: &FragmentMeta, timing: &Timing) -> Demuxed<'m> {
+    let mut demuxed = demux(mkv).unwrap();
+    demuxed.start_at(timing.start_of(meta.producer_ms));
+    demuxed
 }

@@ -51,11 +51,11 @@ def by_stream(rows):
     return streams
 
 
-def pictures(url_or_path, data=None):
-    """The MD5 of every decoded video frame, in order."""
+def pictures(url_or_path, data=None, kind="v"):
+    """The MD5 of every decoded video frame (or, with kind "a", audio frame), in order."""
     args = ["-i", "-"] if data is not None else ["-i", url_or_path]
-    out = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", *args, "-map", "0:v", "-f", "framemd5", "-"],
-                         input=data, capture_output=True, check=True).stdout.decode()
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", *args, "-map", f"0:{kind}", "-f", "framemd5",
+                          "-"], input=data, capture_output=True, check=True).stdout.decode()
     return [line.rsplit(",", 1)[1].strip() for line in out.splitlines() if not line.startswith("#")]
 
 
@@ -284,9 +284,6 @@ def test_hls_on_demand_and_get_clip_play_the_source_frame_for_frame(endpoint):
     clip = archived.get_clip(StreamName=name, ClipFragmentSelector=selector)["Payload"].read()
     assert by_stream(packets(clip)) == source
     assert pictures(None, clip) == pictures(SOURCE)
-    # DASH is not served yet, and says so.
-    expect_error("NotImplementedException", archived.get_dash_streaming_session_url, StreamName=name,
-                 PlaybackMode="ON_DEMAND", DASHFragmentSelector=selector)
     # GetImages is refused, saying why (no decoder is built).
     error = expect_error("NotImplementedException", archived.get_images, StreamName=name, ImageSelectorType="PRODUCER_TIMESTAMP",
                          StartTimestamp=start, EndTimestamp=end, Format="JPEG")
@@ -298,6 +295,52 @@ def test_hls_on_demand_and_get_clip_play_the_source_frame_for_frame(endpoint):
         raise AssertionError("a forged session token was accepted")
     except urllib.error.HTTPError as refused:
         assert refused.code == 400
+
+
+def test_hls_over_mpeg_ts_and_dash_play_the_source_frame_for_frame(endpoint):
+    video = client("kinesisvideo", endpoint)
+    name, _ = make_stream(video)
+    with open(SOURCE, "rb") as f:
+        acks = put_media(endpoint, name, f.read())
+    assert len([a for a in acks if a["EventType"] == "PERSISTED"]) == CLUSTERS, acks
+    archived = client("kinesis-video-archived-media", endpoint)
+    fragments = wait_for_fragments(archived, name, CLUSTERS)
+    selector = {"FragmentSelectorType": "SERVER_TIMESTAMP",
+                "TimestampRange": {"StartTimestamp": fragments[0]["ServerTimestamp"].timestamp() - 1,
+                                   "EndTimestamp": fragments[-1]["ServerTimestamp"].timestamp() + 10}}
+    source = (pictures(SOURCE), pictures(SOURCE, kind="a"))
+    assert len(source[0]) == 150 and len(source[1]) > 0
+    # HLS with MPEG-TS segments: H.264 in Annex B and AAC in ADTS, the same pictures and sound.
+    url = archived.get_hls_streaming_session_url(StreamName=name, PlaybackMode="ON_DEMAND",
+                                                 HLSFragmentSelector=selector,
+                                                 ContainerFormat="MPEG_TS")["HLSStreamingSessionURL"]
+    playlist = urllib.request.urlopen(url.replace("getHLSMasterPlaylist", "getHLSMediaPlaylist")).read().decode()
+    assert playlist.count("getTSFragment.ts") == CLUSTERS and "#EXT-X-MAP" not in playlist, playlist
+    assert (pictures(url), pictures(url, kind="a")) == source
+    # DASH: a static manifest (ON_DEMAND), an adaptation set per track, the same pictures and sound.
+    url = archived.get_dash_streaming_session_url(StreamName=name, PlaybackMode="ON_DEMAND",
+                                                  DASHFragmentSelector=selector, DisplayFragmentNumber="ALWAYS",
+                                                  DisplayFragmentTimestamp="ALWAYS")["DASHStreamingSessionURL"]
+    assert url.startswith(endpoint + "/dash/v1/getDASHManifest.mpd?SessionToken="), url
+    manifest = urllib.request.urlopen(url).read().decode()
+    assert 'type="static"' in manifest and manifest.count("<AdaptationSet") == 2, manifest
+    assert manifest.count("<S ") == 2 * CLUSTERS, manifest
+    for f in fragments:
+        assert f'kvs:fn="{f["FragmentNumber"]}"' in manifest, manifest
+    assert (pictures(url), pictures(url, kind="a")) == source
+    # A track the stream does not have, and a fragment outside the session, are not served.
+    segment = url.replace("getDASHManifest.mpd", "getMP4MediaFragment.mp4") + "&TrackNumber=9&FragmentIndex=0"
+    for bad in [segment, segment.replace("TrackNumber=9", "TrackNumber=1").replace("FragmentIndex=0", "FragmentIndex=99999")]:
+        try:
+            urllib.request.urlopen(bad)
+            raise AssertionError(f"{bad} was served")
+        except urllib.error.HTTPError as refused:
+            assert refused.code == 404, refused
+    # LIVE: a dynamic manifest of the latest fragments, which players fetch again.
+    url = archived.get_dash_streaming_session_url(StreamName=name, PlaybackMode="LIVE",
+                                                  MaxManifestFragmentResults=2)["DASHStreamingSessionURL"]
+    manifest = urllib.request.urlopen(url).read().decode()
+    assert 'type="dynamic"' in manifest and manifest.count("<S ") == 2 * 2, manifest
 
 
 def test_a_live_hls_playlist_grows_as_fragments_arrive(endpoint):

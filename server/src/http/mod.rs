@@ -211,8 +211,10 @@ async fn handle(
         (&Method::GET, usage::USAGE_PATH) => usage::reply(&service, &request),
         (&Method::POST, reset::RESET_PATH) => reset_reply(&service, request).await,
         #[cfg(feature = "video")]
-        (&Method::GET, path) if path.starts_with(video::HLS_PREFIX) => {
-            video::hls(&service, &request).await
+        (&Method::GET, path)
+            if path.starts_with(video::HLS_PREFIX) || path.starts_with(video::DASH_PREFIX) =>
+        {
+            video::playback(&service, &request).await
         }
         (&Method::POST, _) => kinesis(service, connection.clone(), request).await,
         _ => error_reply(

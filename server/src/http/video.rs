@@ -16,6 +16,7 @@ use sluice_video::{
     Ack, AckError, AckEvent, Event, FragmentLog, GetMediaStart, PutMediaSession, SessionOptions,
     TimecodeType,
 };
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
@@ -90,7 +91,11 @@ async fn answer(
                 .log(input.at.name(), input.at.arn())
                 .await
                 .map_err(|e| video::error(&e))?;
-            let clip = playback::clip(&log, &input.clip_fragment_selector)?;
+            // Remuxing is CPU work: off the runtime's workers.
+            let selector = input.clip_fragment_selector;
+            let clip = tokio::task::spawn_blocking(move || playback::clip(&log, &selector))
+                .await
+                .map_err(|e| ApiError::internal(format!("GetClip did not finish: {e}")))??;
             let response = Response::builder()
                 .status(StatusCode::OK)
                 .header("content-type", "video/mp4");
@@ -461,16 +466,17 @@ async fn media_for_fragment_list(
     Ok(media_stream(rx))
 }
 
-/// Where HLS sessions' playlists and segments are served (`GET`, the session token in the
-/// query: no signature, the token is the capability).
+/// Where HLS and DASH sessions' playlists, manifests and segments are served (`GET`, the
+/// session token in the query: no signature, the token is the capability).
 pub(super) const HLS_PREFIX: &str = "/hls/v1/";
+pub(super) const DASH_PREFIX: &str = "/dash/v1/";
 
-/// An HLS request: a playlist or a segment of the session its token names.
-pub(super) async fn hls(
+/// A playback request: a playlist, a manifest or a segment of the session its token names.
+pub(super) async fn playback(
     service: &Arc<Service>,
     request: &hyper::Request<Incoming>,
 ) -> Response<ReplyBody> {
-    match hls_reply(service, request).await {
+    match playback_reply(service, request).await {
         Ok((content_type, body)) => {
             let response = Response::builder()
                 .status(StatusCode::OK)
@@ -483,11 +489,11 @@ pub(super) async fn hls(
     }
 }
 
-async fn hls_reply(
+async fn playback_reply(
     service: &Arc<Service>,
     request: &hyper::Request<Incoming>,
 ) -> Result<(&'static str, Vec<u8>), ApiError> {
-    let query: std::collections::HashMap<String, String> =
+    let query: HashMap<String, String> =
         form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
             .into_owned()
             .collect();
@@ -495,6 +501,17 @@ async fn hls_reply(
         ApiError::with_status("MissingParameter", 400, "SessionToken is missing.")
     })?;
     let session = playback::open(token)?;
+    let path = request.uri().path();
+    let (protocol, name) = match path.strip_prefix(HLS_PREFIX) {
+        Some(name) => (playback::Protocol::Hls, name),
+        None => (
+            playback::Protocol::Dash,
+            path.strip_prefix(DASH_PREFIX).unwrap_or_default(),
+        ),
+    };
+    if session.protocol != protocol {
+        return Err(not_a_resource(name));
+    }
     let scope = crate::auth::Scope {
         account: session.account.clone(),
         region: session.region.clone(),
@@ -504,54 +521,110 @@ async fn hls_reply(
         .await?;
     let streams = tenant.video().await?;
     let log = playback::session_log(streams, &session).await?;
-    let timing = || {
-        query
-            .get("Timing")
-            .and_then(|t| sluice_video::remux::fmp4::Timing::parse(t))
+    let (token, name) = (token.clone(), name.to_owned());
+    let ask = PlaybackAsk {
+        query,
+        log,
+        session,
+    };
+    // Remuxing and writing playlists is CPU work: off the runtime's workers.
+    tokio::task::spawn_blocking(move || ask.serve(&token, &name))
+        .await
+        .map_err(|e| ApiError::internal(format!("the playback request did not finish: {e}")))?
+}
+
+fn not_a_resource(name: &str) -> ApiError {
+    ApiError::with_status(
+        "ResourceNotFoundException",
+        404,
+        format!("{name:?} is not a resource of this session."),
+    )
+}
+
+/// A playback request of an open session.
+struct PlaybackAsk {
+    query: HashMap<String, String>,
+    log: Arc<sluice_video::FragmentLog>,
+    session: playback::PlaybackSession,
+}
+
+impl PlaybackAsk {
+    /// The playlist, manifest or segment `name`, with its content type.
+    fn serve(&self, token: &str, name: &str) -> Result<(&'static str, Vec<u8>), ApiError> {
+        const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+        let (log, session) = (self.log.as_ref(), &self.session);
+        match (session.protocol, name) {
+            (playback::Protocol::Hls, "getHLSMasterPlaylist.m3u8") => {
+                Ok((PLAYLIST, playback::master_playlist(log, session, token)?))
+            }
+            (playback::Protocol::Hls, "getHLSMediaPlaylist.m3u8") => {
+                Ok((PLAYLIST, playback::media_playlist(log, session, token)))
+            }
+            (playback::Protocol::Dash, "getDASHManifest.mpd") => Ok((
+                "application/dash+xml",
+                playback::dash_manifest(log, session, token)?,
+            )),
+            (_, "getMP4InitFragment.mp4") if !session.mpeg_ts => Ok((
+                "video/mp4",
+                playback::init_segment(log, session, self.track()?)?,
+            )),
+            (_, "getMP4MediaFragment.mp4") if !session.mpeg_ts => Ok((
+                "video/mp4",
+                playback::media_segment(log, session, self.fragment()?, self.track()?)?,
+            )),
+            (playback::Protocol::Hls, "getTSFragment.ts") if session.mpeg_ts => Ok((
+                "video/mp2t",
+                playback::media_segment(log, session, self.fragment()?, None)?,
+            )),
+            _ => Err(not_a_resource(name)),
+        }
+    }
+
+    /// The query's number `key`, if it is there.
+    fn number(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        self.query
+            .get(key)
+            .map(|n| {
+                n.parse().map_err(|_| {
+                    ApiError::with_status(
+                        "InvalidArgumentException",
+                        400,
+                        format!("{key} {n:?} is not a number."),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// The fragment a segment request names, if the session may play it: by number (HLS)
+    /// or by index (DASH's `$Number$`).
+    fn fragment(&self) -> Result<u64, ApiError> {
+        let offset = match self.session.protocol {
+            playback::Protocol::Hls => self
+                .query
+                .get("FragmentNumber")
+                .and_then(|n| sluice_video::fragment_offset(n)),
+            playback::Protocol::Dash => self.number("FragmentIndex")?,
+        };
+        offset
+            .and_then(|offset| playback::in_session(&self.log, &self.session, offset))
+            .map(|entry| entry.offset)
             .ok_or_else(|| {
                 ApiError::with_status(
-                    "InvalidArgumentException",
-                    400,
-                    "Timing is missing or not valid.",
+                    "ResourceNotFoundException",
+                    404,
+                    "The fragment is not in this session.",
                 )
             })
-    };
-    const PLAYLIST: &str = "application/vnd.apple.mpegurl";
-    let name = request.uri().path().trim_start_matches(HLS_PREFIX);
-    match name {
-        "getHLSMasterPlaylist.m3u8" => {
-            Ok((PLAYLIST, playback::master_playlist(&log, &session, token)?))
+    }
+
+    /// The track a DASH segment is of (an adaptation set's); HLS's segments hold all.
+    fn track(&self) -> Result<Option<u64>, ApiError> {
+        match self.session.protocol {
+            playback::Protocol::Dash => Ok(Some(self.number("TrackNumber")?.ok_or_else(|| {
+                ApiError::with_status("MissingParameter", 400, "TrackNumber is missing.")
+            })?)),
+            playback::Protocol::Hls => Ok(None),
         }
-        "getHLSMediaPlaylist.m3u8" => {
-            Ok((PLAYLIST, playback::media_playlist(&log, &session, token)?))
-        }
-        "getMP4InitFragment.mp4" => Ok((
-            "video/mp4",
-            playback::init_segment(&log, &session, &timing()?)?,
-        )),
-        "getMP4MediaFragment.mp4" => {
-            let number = query
-                .get("FragmentNumber")
-                .map(String::as_str)
-                .unwrap_or_default();
-            let entry = sluice_video::fragment_offset(number)
-                .and_then(|offset| playback::in_session(&log, &session, offset))
-                .ok_or_else(|| {
-                    ApiError::with_status(
-                        "ResourceNotFoundException",
-                        404,
-                        format!("The fragment {number:?} is not in this session."),
-                    )
-                })?;
-            Ok((
-                "video/mp4",
-                playback::media_segment(&log, entry.offset, &timing()?)?,
-            ))
-        }
-        other => Err(ApiError::with_status(
-            "ResourceNotFoundException",
-            404,
-            format!("{other:?} is not an HLS resource."),
-        )),
     }
 }

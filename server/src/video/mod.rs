@@ -158,7 +158,12 @@ pub async fn call(
             Ok(serde_json::json!({ "DataEndpoint": endpoint }))
         }
         "listFragments" => list_fragments(streams, decode(body)?).await,
-        "getHLSStreamingSessionURL" => hls_session_url(tenant, streams, body, endpoint).await,
+        "getHLSStreamingSessionURL" => {
+            session_url(tenant, streams, body, endpoint, playback::Protocol::Hls).await
+        }
+        "getDASHStreamingSessionURL" => {
+            session_url(tenant, streams, body, endpoint, playback::Protocol::Dash).await
+        }
         _ => Err(ApiError::with_status(
             "UnknownOperationException",
             404,
@@ -171,9 +176,6 @@ pub async fn call(
 /// The operations named but not served, each refused saying why (rather than as unknown).
 fn not_served(operation: &str) -> Option<ApiError> {
     let why = match operation {
-        "getDASHStreamingSessionURL" => {
-            "GetDASHStreamingSessionURL is not served yet; GetHLSStreamingSessionURL and GetClip play the same fragments."
-        }
         "getImages" => {
             "GetImages needs an H.264 decoder, which this server does not build: images are not supported."
         }
@@ -182,21 +184,31 @@ fn not_served(operation: &str) -> Option<ApiError> {
     Some(ApiError::with_status("NotImplementedException", 501, why))
 }
 
-/// GetHLSStreamingSessionURL: the session checked, sealed into the URL's token.
-async fn hls_session_url(
+/// GetHLSStreamingSessionURL and GetDASHStreamingSessionURL: the session checked and
+/// begun, sealed into the URL's token.
+async fn session_url(
     tenant: &Arc<Tenant>,
     streams: &VideoStreams,
     body: &[u8],
     endpoint: &str,
+    protocol: playback::Protocol,
 ) -> Result<serde_json::Value, ApiError> {
-    let input: HlsSessionRequest = decode(body)?;
-    let session = playback::hls_session(streams, (&tenant.account, &tenant.region), &input)?;
+    let input: SessionRequest = decode(body)?;
+    let mut session =
+        playback::new_session(streams, (&tenant.account, &tenant.region), protocol, &input)?;
     let log = playback::session_log(streams, &session).await?;
-    playback::check_has_fragments(&log, &session)?;
+    playback::begin(&log, &mut session)?;
     let token = playback::seal(&session);
-    Ok(serde_json::json!({
-        "HLSStreamingSessionURL": format!("{endpoint}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}")
-    }))
+    Ok(match protocol {
+        playback::Protocol::Hls => serde_json::json!({
+            "HLSStreamingSessionURL":
+                format!("{endpoint}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}")
+        }),
+        playback::Protocol::Dash => serde_json::json!({
+            "DASHStreamingSessionURL":
+                format!("{endpoint}/dash/v1/getDASHManifest.mpd?SessionToken={token}")
+        }),
+    })
 }
 
 /// The input of a JSON operation.

@@ -1,9 +1,10 @@
-//! HLS sessions and clips: GetHLSStreamingSessionURL seals what a session may play into a
-//! token (HMAC-SHA256 under a key of this process: the URL is the capability, as Kinesis
-//! Video's are, and dies with the server or at its expiry); the playlists and segments are
-//! made on request from the stored fragments.
+//! HLS and DASH sessions and clips: GetHLSStreamingSessionURL and
+//! GetDASHStreamingSessionURL seal what a session may play, and where its segments sit in
+//! time, into a token (HMAC-SHA256 under a key of this process: the URL is the capability,
+//! as Kinesis Video's are, and dies with the server or at its expiry); the playlists,
+//! manifests and segments are made on request from the stored fragments.
 
-use super::shapes::{ClipSelector, HlsSessionRequest};
+use super::shapes::{ClipSelector, SessionRequest};
 use super::{error, now_ms, seconds_to_ms};
 use crate::wire::ApiError;
 use base64::Engine as _;
@@ -11,13 +12,26 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use sluice_video::remux::playlist::{self, Discontinuity, MediaPlaylistSpec};
-use sluice_video::remux::{demux, fmp4};
+use sluice_video::remux::{Demuxed, Timing, demux, fmp4, mpd, ts};
 use sluice_video::{FragmentEntry, FragmentLog, TimeKind, VideoStreams};
 use std::sync::{Arc, OnceLock};
 
-/// What an HLS session may play, sealed in its token.
+/// Which session URL a session came from: its segments are served under that prefix only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    /// GetHLSStreamingSessionURL: `/hls/v1/`.
+    Hls,
+    /// GetDASHStreamingSessionURL: `/dash/v1/`.
+    Dash,
+}
+
+/// What a playback session may play, sealed in its token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HlsSession {
+pub struct PlaybackSession {
+    /// HLS or DASH.
+    pub protocol: Protocol,
+    /// HLS's segments as MPEG-TS rather than fragmented MP4.
+    pub mpeg_ts: bool,
     /// The account of the stream's tenant.
     pub account: String,
     /// The region of the stream's tenant.
@@ -36,12 +50,18 @@ pub struct HlsSession {
     pub end_ms: Option<i64>,
     /// ALWAYS, NEVER or ON_DISCONTINUITY.
     pub discontinuity: String,
-    /// EXT-X-PROGRAM-DATE-TIME on every segment.
+    /// EXT-X-PROGRAM-DATE-TIME on every segment (HLS), `kvs:ts` on every one (DASH).
     pub display_timestamps: bool,
+    /// `kvs:fn` on every segment (DASH).
+    pub display_numbers: bool,
     /// Fragments in a media playlist at most.
     pub max_results: usize,
     /// Epoch seconds after which the token is refused.
     pub expires_s: i64,
+    /// The first fragment's index when the session began: a LIVE session plays none older.
+    pub from_offset: u64,
+    /// Where the session's segments sit in time (from its first fragment).
+    pub timing: Timing,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -64,14 +84,14 @@ fn mac(payload: &[u8]) -> Vec<u8> {
 }
 
 /// The session's token.
-pub fn seal(session: &HlsSession) -> String {
+pub fn seal(session: &PlaybackSession) -> String {
     let payload = serde_json::to_vec(session).expect("a session serializes");
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     format!("{}.{}", b64.encode(&payload), b64.encode(mac(&payload)))
 }
 
 /// The session a token names, if it is one this process sealed and it has not expired.
-pub fn open(token: &str) -> Result<HlsSession, ApiError> {
+pub fn open(token: &str) -> Result<PlaybackSession, ApiError> {
     let refused = || {
         ApiError::with_status(
             "InvalidArgumentException",
@@ -86,7 +106,7 @@ pub fn open(token: &str) -> Result<HlsSession, ApiError> {
     let mut check = HmacSha256::new_from_slice(key()).expect("any key length");
     check.update(&payload);
     check.verify_slice(&signature).map_err(|_| refused())?;
-    let session: HlsSession = serde_json::from_slice(&payload).map_err(|_| refused())?;
+    let session: PlaybackSession = serde_json::from_slice(&payload).map_err(|_| refused())?;
     if session.expires_s < now_ms() / 1000 {
         return Err(ApiError::with_status(
             "ExpiredSessionToken",
@@ -97,12 +117,13 @@ pub fn open(token: &str) -> Result<HlsSession, ApiError> {
     Ok(session)
 }
 
-/// GetHLSStreamingSessionURL's session, checked.
-pub fn hls_session(
+/// A session URL's session, checked, its timing left for `begin` (which needs the log).
+pub fn new_session(
     streams: &VideoStreams,
     (account, region): (&str, &str),
-    input: &HlsSessionRequest,
-) -> Result<HlsSession, ApiError> {
+    protocol: Protocol,
+    input: &SessionRequest,
+) -> Result<PlaybackSession, ApiError> {
     let invalid = |message: String| ApiError::with_status("InvalidArgumentException", 400, message);
     let info = streams
         .describe(input.at.name(), input.at.arn())
@@ -113,17 +134,8 @@ pub fn hls_session(
             "PlaybackMode {mode:?} is not LIVE, LIVE_REPLAY or ON_DEMAND."
         )));
     }
-    if input
-        .container_format
-        .as_deref()
-        .is_some_and(|c| c != "FRAGMENTED_MP4")
-    {
-        return Err(invalid(
-            "ContainerFormat MPEG_TS is not supported by this server yet; use FRAGMENTED_MP4."
-                .into(),
-        ));
-    }
-    let selector = input.hls_fragment_selector.as_ref();
+    let mpeg_ts = mpeg_ts(protocol, input.container_format.as_deref())?;
+    let selector = input.fragment_selector.as_ref();
     let producer =
         selector.is_some_and(|s| s.fragment_selector_type.as_deref() == Some("PRODUCER_TIMESTAMP"));
     let range = selector.and_then(|s| s.timestamp_range.as_ref());
@@ -160,7 +172,9 @@ pub fn hls_session(
             "MaxMediaPlaylistFragmentResults {max_results} is not 1 to 5000."
         )));
     }
-    Ok(HlsSession {
+    Ok(PlaybackSession {
+        protocol,
+        mpeg_ts,
         account: account.to_owned(),
         region: region.to_owned(),
         stream: info.stream_name,
@@ -174,15 +188,49 @@ pub fn hls_session(
             .clone()
             .unwrap_or_else(|| "ALWAYS".into()),
         display_timestamps: input.display_fragment_timestamp.as_deref() == Some("ALWAYS"),
+        display_numbers: input.display_fragment_number.as_deref() == Some("ALWAYS"),
         max_results,
         expires_s: now_ms() / 1000 + i64::from(expires),
+        from_offset: 0,
+        timing: Timing {
+            base_ms: 0,
+            shifts: Vec::new(),
+        },
     })
+}
+
+/// Whether a session's segments are MPEG-TS (HLS's ContainerFormat; fragmented MP4 else).
+fn mpeg_ts(protocol: Protocol, container: Option<&str>) -> Result<bool, ApiError> {
+    match container {
+        None | Some("FRAGMENTED_MP4") => Ok(false),
+        Some("MPEG_TS") if protocol == Protocol::Hls => Ok(true),
+        Some(other) => Err(ApiError::with_status(
+            "InvalidArgumentException",
+            400,
+            format!("ContainerFormat {other:?} is not FRAGMENTED_MP4 or MPEG_TS (HLS only)."),
+        )),
+    }
+}
+
+/// Begins a session on its log: refused when it has nothing to play; else its first
+/// fragment fixes its timeline (media time 0 at that fragment's producer time, the
+/// tracks' reorder delays from its frames).
+pub fn begin(log: &FragmentLog, session: &mut PlaybackSession) -> Result<(), ApiError> {
+    check_has_fragments(log, session)?;
+    let first = window(log, session)
+        .into_iter()
+        .next()
+        .ok_or_else(no_fragments)?;
+    let (meta, mkv) = read(log, first.offset)?;
+    session.timing = Timing::of(&demux(&mkv).map_err(remux_error)?, meta.producer_ms);
+    session.from_offset = first.offset;
+    Ok(())
 }
 
 /// The session's stream log, if the stream is still the one the session began on.
 pub async fn session_log(
     streams: &VideoStreams,
-    session: &HlsSession,
+    session: &PlaybackSession,
 ) -> Result<Arc<FragmentLog>, ApiError> {
     let (info, log) = streams
         .log(Some(&session.stream), None)
@@ -199,14 +247,14 @@ pub async fn session_log(
 }
 
 /// The fragments a media playlist of the session holds now, and the first one's index.
-pub fn window(log: &FragmentLog, session: &HlsSession) -> Vec<FragmentEntry> {
-    let kind = if session.producer {
-        TimeKind::Producer
-    } else {
-        TimeKind::Server
-    };
+pub fn window(log: &FragmentLog, session: &PlaybackSession) -> Vec<FragmentEntry> {
+    let kind = time_kind(session);
     match session.mode.as_str() {
-        "LIVE" => log.latest(session.max_results),
+        "LIVE" => {
+            let mut latest = log.latest(session.max_results);
+            latest.retain(|f| f.offset >= session.from_offset);
+            latest
+        }
         _ => {
             let start = session.start_ms.unwrap_or(i64::MIN);
             let end = session.end_ms.unwrap_or(i64::MAX);
@@ -215,9 +263,18 @@ pub fn window(log: &FragmentLog, session: &HlsSession) -> Vec<FragmentEntry> {
     }
 }
 
+/// The time the session's selector (and its displayed timestamps) are on.
+fn time_kind(session: &PlaybackSession) -> TimeKind {
+    if session.producer {
+        TimeKind::Producer
+    } else {
+        TimeKind::Server
+    }
+}
+
 /// Kinesis Video refuses a session with nothing to play: no fragment in the range, or (LIVE)
 /// none in the last 30 seconds.
-pub fn check_has_fragments(log: &FragmentLog, session: &HlsSession) -> Result<(), ApiError> {
+fn check_has_fragments(log: &FragmentLog, session: &PlaybackSession) -> Result<(), ApiError> {
     let fragments = window(log, session);
     let recent = |f: &FragmentEntry| now_ms() - f.meta.server_ms <= 30_000;
     let playable = match session.mode.as_str() {
@@ -232,7 +289,11 @@ pub fn check_has_fragments(log: &FragmentLog, session: &HlsSession) -> Result<()
 }
 
 /// Whether the fragment at `offset` is one the session may play.
-pub fn in_session(log: &FragmentLog, session: &HlsSession, offset: u64) -> Option<FragmentEntry> {
+pub fn in_session(
+    log: &FragmentLog,
+    session: &PlaybackSession,
+    offset: u64,
+) -> Option<FragmentEntry> {
     let entry = log.entry(offset)?;
     let time = if session.producer {
         entry.meta.producer_ms
@@ -241,50 +302,77 @@ pub fn in_session(log: &FragmentLog, session: &HlsSession, offset: u64) -> Optio
     };
     let within =
         session.start_ms.is_none_or(|s| time >= s) && session.end_ms.is_none_or(|e| time <= e);
-    (session.mode == "LIVE" || within).then_some(entry)
+    let playable = match session.mode.as_str() {
+        "LIVE" => offset >= session.from_offset,
+        _ => within,
+    };
+    playable.then_some(entry)
 }
 
-/// The media playlist of the session, its URIs carrying `token` and the timing.
-pub fn media_playlist(
-    log: &FragmentLog,
-    session: &HlsSession,
-    token: &str,
-) -> Result<Vec<u8>, ApiError> {
+/// The media playlist of the session, its URIs carrying `token`.
+pub fn media_playlist(log: &FragmentLog, session: &PlaybackSession, token: &str) -> Vec<u8> {
     let fragments = window(log, session);
-    let timing = match fragments.first() {
-        Some(first) => timing_of(log, first.offset)?,
-        None => fmp4::Timing::parse("").expect("empty timing"),
-    };
     let spec = MediaPlaylistSpec {
         media_sequence: fragments.first().map_or(0, |f| f.offset),
         ended: session.mode == "ON_DEMAND",
-        program_date_time: session.display_timestamps.then_some(if session.producer {
-            TimeKind::Producer
-        } else {
-            TimeKind::Server
-        }),
+        program_date_time: session.display_timestamps.then_some(time_kind(session)),
         discontinuity: match session.discontinuity.as_str() {
             "NEVER" => Discontinuity::Never,
             "ON_DISCONTINUITY" => Discontinuity::OnDiscontinuity,
             _ => Discontinuity::Always,
         },
-        init_uri: Some(format!(
-            "getMP4InitFragment.mp4?SessionToken={token}&Timing={timing}"
-        )),
+        init_uri: (!session.mpeg_ts)
+            .then(|| format!("getMP4InitFragment.mp4?SessionToken={token}")),
         fragments,
     };
-    Ok(playlist::media_playlist(&spec, |f| {
+    let segment = if session.mpeg_ts {
+        "getTSFragment.ts"
+    } else {
+        "getMP4MediaFragment.mp4"
+    };
+    playlist::media_playlist(&spec, |f| {
         format!(
-            "getMP4MediaFragment.mp4?SessionToken={token}&FragmentNumber={}&Timing={timing}",
+            "{segment}?SessionToken={token}&FragmentNumber={}",
             f.number()
         )
-    }))
+    })
+}
+
+/// The DASH manifest of the session: an adaptation set per track of its first fragment
+/// now, segments named by their fragment's index.
+pub fn dash_manifest(
+    log: &FragmentLog,
+    session: &PlaybackSession,
+    token: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let fragments = window(log, session);
+    let first = fragments.first().ok_or_else(no_fragments)?;
+    let (_, mkv) = read(log, first.offset)?;
+    let tracks = demux(&mkv).map_err(remux_error)?.track_entries();
+    let spec = mpd::ManifestSpec {
+        fragments: &fragments,
+        tracks: &tracks,
+        timing: &session.timing,
+        dynamic: session.mode != "ON_DEMAND",
+        now_ms: now_ms(),
+        fragment_numbers: session.display_numbers,
+        fragment_times: session.display_timestamps.then_some(time_kind(session)),
+    };
+    Ok(mpd::manifest(
+        &spec,
+        |track| format!("getMP4InitFragment.mp4?SessionToken={token}&TrackNumber={track}"),
+        |track| {
+            format!(
+                "getMP4MediaFragment.mp4?SessionToken={token}&TrackNumber={track}&FragmentIndex=$Number$"
+            )
+        },
+    ))
 }
 
 /// The master playlist: one variant, the tracks of the session's first fragment.
 pub fn master_playlist(
     log: &FragmentLog,
-    session: &HlsSession,
+    session: &PlaybackSession,
     token: &str,
 ) -> Result<Vec<u8>, ApiError> {
     let fragments = window(log, session);
@@ -305,31 +393,62 @@ pub fn master_playlist(
     ))
 }
 
-/// The init segment of the session (tracks of its first fragment now).
+/// The init segment of the session (tracks of its first fragment now): every track
+/// (HLS), or the one numbered `track` (DASH).
 pub fn init_segment(
     log: &FragmentLog,
-    session: &HlsSession,
-    timing: &fmp4::Timing,
+    session: &PlaybackSession,
+    track: Option<u64>,
 ) -> Result<Vec<u8>, ApiError> {
     let first = window(log, session)
         .into_iter()
         .next()
         .ok_or_else(no_fragments)?;
     let (_, mkv) = read(log, first.offset)?;
-    let demuxed = demux(&mkv).map_err(remux_error)?;
-    fmp4::init_segment(&demuxed.track_entries(), timing).map_err(remux_error)
+    let mut demuxed = demux(&mkv).map_err(remux_error)?;
+    if let Some(track) = track {
+        only_track(&mut demuxed, track)?;
+    }
+    fmp4::init_segment(&demuxed.track_entries(), &session.timing).map_err(remux_error)
 }
 
-/// One fragment as a media segment.
+/// One fragment as a media segment on the session's timeline: fragmented MP4 of every
+/// track, or of the one numbered `track`, or MPEG-TS.
 pub fn media_segment(
     log: &FragmentLog,
+    session: &PlaybackSession,
     offset: u64,
-    timing: &fmp4::Timing,
+    track: Option<u64>,
 ) -> Result<Vec<u8>, ApiError> {
-    let (_, mkv) = read(log, offset)?;
-    let demuxed = demux(&mkv).map_err(remux_error)?;
+    let (meta, mkv) = read(log, offset)?;
+    let mut demuxed = placed(&mkv, meta.producer_ms, &session.timing)?;
+    if let Some(track) = track {
+        only_track(&mut demuxed, track)?;
+    }
+    if session.mpeg_ts {
+        return ts::media_segment(&demuxed, &session.timing).map_err(remux_error);
+    }
     let sequence = u32::try_from(offset % u64::from(u32::MAX)).unwrap_or(0) + 1;
-    fmp4::media_segment(&demuxed, sequence, timing).map_err(remux_error)
+    fmp4::media_segment(&demuxed, sequence, &session.timing).map_err(remux_error)
+}
+
+/// A stored fragment read for remuxing, placed on a timeline.
+fn placed<'m>(mkv: &'m [u8], producer_ms: i64, timing: &Timing) -> Result<Demuxed<'m>, ApiError> {
+    let mut demuxed = demux(mkv).map_err(remux_error)?;
+    demuxed.start_at(timing.start_of(producer_ms));
+    Ok(demuxed)
+}
+
+fn only_track(demuxed: &mut Demuxed<'_>, track: u64) -> Result<(), ApiError> {
+    if demuxed.retain_track(track) {
+        Ok(())
+    } else {
+        Err(ApiError::with_status(
+            "ResourceNotFoundException",
+            404,
+            format!("The fragment has no track {track}."),
+        ))
+    }
 }
 
 /// GetClip: an MP4 of the fragments in the range (fragmented: an init segment, then a
@@ -359,12 +478,16 @@ pub fn clip(log: &FragmentLog, selector: &ClipSelector) -> Result<Vec<u8>, ApiEr
         ));
     }
     let first = fragments.first().ok_or_else(no_fragments)?;
-    let (_, mkv) = read(log, first.offset)?;
+    let (meta, mkv) = read(log, first.offset)?;
     let demuxed = demux(&mkv).map_err(remux_error)?;
-    let timing = fmp4::Timing::of(&demuxed);
+    // The clip's time 0 is its first fragment's start.
+    let timing = Timing::of(&demuxed, meta.producer_ms);
     let mut out = fmp4::init_segment(&demuxed.track_entries(), &timing).map_err(remux_error)?;
-    for fragment in &fragments {
-        out.extend(media_segment(log, fragment.offset, &timing)?);
+    for (i, fragment) in fragments.iter().enumerate() {
+        let (meta, mkv) = read(log, fragment.offset)?;
+        let demuxed = placed(&mkv, meta.producer_ms, &timing)?;
+        let sequence = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        out.extend(fmp4::media_segment(&demuxed, sequence, &timing).map_err(remux_error)?);
         if out.len() > CLIP_BYTES_MAX {
             return Err(ApiError::with_status(
                 "ClientLimitExceededException",
@@ -374,12 +497,6 @@ pub fn clip(log: &FragmentLog, selector: &ClipSelector) -> Result<Vec<u8>, ApiEr
         }
     }
     Ok(out)
-}
-
-/// The timing a session's segments use: the shifts its first fragment needs.
-pub fn timing_of(log: &FragmentLog, offset: u64) -> Result<fmp4::Timing, ApiError> {
-    let (_, mkv) = read(log, offset)?;
-    Ok(fmp4::Timing::of(&demux(&mkv).map_err(remux_error)?))
 }
 
 fn read(log: &FragmentLog, offset: u64) -> Result<(sluice_video::FragmentMeta, Vec<u8>), ApiError> {

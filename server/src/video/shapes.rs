@@ -167,18 +167,22 @@ pub struct HlsSelector {
     pub timestamp_range: Option<HlsRange>,
 }
 
+/// GetHLSStreamingSessionURL's and GetDASHStreamingSessionURL's input (each names its
+/// selector and its limit its own way; DASH has no container or discontinuity mode).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct HlsSessionRequest {
+pub struct SessionRequest {
     #[serde(flatten)]
     pub at: StreamRef,
     pub playback_mode: Option<String>,
-    #[serde(rename = "HLSFragmentSelector")]
-    pub hls_fragment_selector: Option<HlsSelector>,
+    #[serde(rename = "HLSFragmentSelector", alias = "DASHFragmentSelector")]
+    pub fragment_selector: Option<HlsSelector>,
     pub container_format: Option<String>,
     pub discontinuity_mode: Option<String>,
     pub display_fragment_timestamp: Option<String>,
+    pub display_fragment_number: Option<String>,
     pub expires: Option<u32>,
+    #[serde(alias = "MaxManifestFragmentResults")]
     pub max_media_playlist_fragment_results: Option<usize>,
 }
 

@@ -2,7 +2,7 @@
 //! segment's tracks, and a media segment (`moof` + `mdat`) per stored fragment. Times are
 //! in ms (timescale 1,000, Matroska's default resolution), so a frame keeps its exact time.
 
-use super::{Demuxed, RemuxError};
+use super::{Demuxed, RemuxError, Timing};
 use crate::mkv::Track;
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor, SLConfig};
 use mp4_atom::{
@@ -17,71 +17,6 @@ const TIMESCALE: u32 = 1_000;
 /// Sample flags: a sync sample; a sample that depends on others and is not a sync sample.
 const SYNC: u32 = 0x0200_0000;
 const NOT_SYNC: u32 = 0x0101_0000;
-
-/// How far each track's composition times are moved so that none is before its decode
-/// time (B-frames are shown after a later frame is decoded): an edit list in the init
-/// segment moves them back, so players show every frame at its own time. Taken from one
-/// fragment (the reorder delay is the encoder's, the same in every fragment) and used for
-/// the init segment and every media segment played with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Timing {
-    shifts: Vec<(u64, u32)>,
-}
-
-impl Timing {
-    /// The shifts a fragment's samples need.
-    pub fn of(demuxed: &Demuxed<'_>) -> Timing {
-        Timing {
-            shifts: demuxed
-                .tracks
-                .iter()
-                .map(|t| {
-                    let most_early = t
-                        .samples
-                        .iter()
-                        .map(|s| s.dts_ms - s.pts_ms)
-                        .max()
-                        .unwrap_or(0);
-                    (
-                        t.track.number,
-                        u32::try_from(most_early.max(0)).unwrap_or(0),
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    /// Shifts given as `Timing::to_string` wrote them (`track:ms,...`).
-    pub fn parse(text: &str) -> Option<Timing> {
-        let shifts = text
-            .split(',')
-            .filter(|part| !part.is_empty())
-            .map(|part| {
-                let (track, ms) = part.split_once(':')?;
-                Some((track.parse().ok()?, ms.parse().ok()?))
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some(Timing { shifts })
-    }
-
-    fn shift(&self, track: u64) -> u32 {
-        self.shifts
-            .iter()
-            .find(|(t, _)| *t == track)
-            .map_or(0, |(_, s)| *s)
-    }
-}
-
-impl std::fmt::Display for Timing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self
-            .shifts
-            .iter()
-            .map(|(t, s)| format!("{t}:{s}"))
-            .collect();
-        write!(f, "{}", parts.join(","))
-    }
-}
 
 /// The init segment for these tracks (H.264 and AAC).
 pub fn init_segment(tracks: &[Track], timing: &Timing) -> Result<Vec<u8>, RemuxError> {

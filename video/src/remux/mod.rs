@@ -1,9 +1,17 @@
 //! Remuxing stored fragments for playback, on request (nothing is stored twice): a
 //! fragment's frames as samples with decode and presentation times (`demux`), written as
-//! fragmented MP4 (`fmp4`) for HLS, DASH and GetClip, with playlists (`playlist`).
+//! fragmented MP4 (`fmp4`) for HLS, DASH and GetClip or as MPEG-TS (`ts`) for HLS, with
+//! HLS playlists (`playlist`) and DASH manifests (`mpd`).
+//!
+//! Every fragment is placed on one timeline: a sample's media time is its fragment's
+//! producer time plus its offset in the cluster, less the session's base (`Timing`), so
+//! fragments of different PutMedia sessions (whose relative timecodes each restart at 0)
+//! follow one another, and a playlist's or manifest's times are the segments' own.
 
 pub mod fmp4;
+pub mod mpd;
 pub mod playlist;
+pub mod ts;
 
 use crate::mkv::ebml::{self, NotEbml, id};
 use crate::mkv::{Track, cluster, header};
@@ -66,6 +74,8 @@ pub struct TrackSamples {
 pub struct Demuxed<'a> {
     /// The cluster's content (samples point into it).
     pub cluster: &'a [u8],
+    /// The cluster's time, ms: where its samples' times count from.
+    pub cluster_ms: i64,
     /// Each track of Tracks (in its order) with its samples, none for a track silent here.
     pub tracks: Vec<TrackSamples>,
 }
@@ -74,6 +84,84 @@ impl Demuxed<'_> {
     /// The tracks, as an init segment describes them.
     pub fn track_entries(&self) -> Vec<Track> {
         self.tracks.iter().map(|t| t.track.clone()).collect()
+    }
+
+    /// Moves every sample so that the cluster begins at `start_ms`, keeping their
+    /// distances (a fragment placed on a session's timeline).
+    pub fn start_at(&mut self, start_ms: i64) {
+        let by = start_ms.saturating_sub(self.cluster_ms);
+        for sample in self.tracks.iter_mut().flat_map(|t| t.samples.iter_mut()) {
+            sample.pts_ms = sample.pts_ms.saturating_add(by);
+            sample.dts_ms = sample.dts_ms.saturating_add(by);
+        }
+        self.cluster_ms = start_ms;
+    }
+
+    /// Keeps only the track numbered `number` (DASH serves a track per adaptation set);
+    /// false when the fragment's tracks have no such number.
+    pub fn retain_track(&mut self, number: u64) -> bool {
+        self.tracks.retain(|t| t.track.number == number);
+        !self.tracks.is_empty()
+    }
+}
+
+/// Where a playback session's segments sit in time, fixed when the session begins (so a
+/// segment fetched twice, or under a sliding LIVE window, is the same bytes): the
+/// producer time that is media time 0, and how far each track's composition times are
+/// moved so that none is before its decode time (B-frames are shown after a later frame
+/// is decoded; fragmented MP4 moves them back with an edit list). The shifts are taken
+/// from one fragment: the reorder delay is the encoder's, the same in every fragment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Timing {
+    /// The producer time, ms, of media time 0 (the session's first sample).
+    pub base_ms: i64,
+    /// (track number, ms) for each track of the first fragment.
+    pub shifts: Vec<(u64, u32)>,
+}
+
+impl Timing {
+    /// The timing of a session whose first fragment is `first`, produced at
+    /// `producer_ms`: media time 0 is its earliest sample (a cluster's blocks may begin
+    /// before its timecode: Matroska's relative times are signed).
+    pub fn of(first: &Demuxed<'_>, producer_ms: i64) -> Timing {
+        let earliest = first
+            .tracks
+            .iter()
+            .flat_map(|t| t.samples.iter().map(|s| s.dts_ms))
+            .min()
+            .unwrap_or(first.cluster_ms);
+        Timing {
+            base_ms: producer_ms.saturating_add(earliest.saturating_sub(first.cluster_ms)),
+            shifts: first
+                .tracks
+                .iter()
+                .map(|t| {
+                    let most_early = t
+                        .samples
+                        .iter()
+                        .map(|s| s.dts_ms - s.pts_ms)
+                        .max()
+                        .unwrap_or(0);
+                    (
+                        t.track.number,
+                        u32::try_from(most_early.max(0)).unwrap_or(0),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The composition shift of `track`, ms.
+    pub fn shift(&self, track: u64) -> u32 {
+        self.shifts
+            .iter()
+            .find(|(t, _)| *t == track)
+            .map_or(0, |(_, s)| *s)
+    }
+
+    /// Where a fragment produced at `producer_ms` begins on the session's timeline.
+    pub fn start_of(&self, producer_ms: i64) -> i64 {
+        producer_ms.saturating_sub(self.base_ms)
     }
 }
 
@@ -103,6 +191,10 @@ pub fn demux(mkv: &[u8]) -> Result<Demuxed<'_>, RemuxError> {
     let samples = samples_of(&tracks, scale, &decoded);
     Ok(Demuxed {
         cluster: content,
+        cluster_ms: i64::try_from(
+            i128::from(decoded.timecode).saturating_mul(i128::from(scale)) / 1_000_000,
+        )
+        .unwrap_or(i64::MAX),
         tracks: tracks
             .into_iter()
             .zip(samples)

@@ -266,6 +266,11 @@ pub fn unknown_sized(mkv: &[u8]) -> Vec<u8> {
 /// The MD5 of every decoded video frame of a file, in order (ffmpeg's framemd5 after
 /// decoding: the pictures themselves, whatever container carried them).
 pub fn decoded_frames(path: &std::path::Path) -> Vec<String> {
+    decoded(path, "v")
+}
+
+/// The MD5 of every decoded frame of a file's video (`"v"`) or audio (`"a"`), in order.
+pub fn decoded(path: &std::path::Path, kind: &str) -> Vec<String> {
     let args = [
         "-hide_banner",
         "-loglevel",
@@ -273,7 +278,7 @@ pub fn decoded_frames(path: &std::path::Path) -> Vec<String> {
         "-i",
         &path.display().to_string(),
         "-map",
-        "0:v",
+        &format!("0:{kind}"),
         "-f",
         "framemd5",
         "-",
