@@ -1,7 +1,8 @@
 //! Stored fragments remuxed for playback: fragmented MP4 (HLS's segments, GetClip's file)
 //! read by ffmpeg with the source's packets and decoded to the source's pictures, MPEG-TS
 //! (HLS's other container) and per-track fragmented MP4 (DASH's) decoded to the source's
-//! pictures and sound, for H.264 with and without B-frames and with AAC.
+//! pictures and sound, for H.264 with and without B-frames and with AAC, from clusters of
+//! known and of unknown size.
 
 mod common;
 
@@ -52,6 +53,12 @@ fn fragmented_mp4_holds_the_sources_packets_and_pictures() {
     ] {
         let (mkv, path) = source.make();
         let fragments = stored(&mkv);
+        // Unknown-size clusters (as live producers write them) store the same fragments, so
+        // everything played below holds for them too.
+        assert!(
+            stored(&common::unknown_sized(&mkv)) == fragments,
+            "{source:?}: unknown-size clusters"
+        );
         let timing = Timing::of(&demux(&fragments[0].1).unwrap(), fragments[0].0.producer_ms);
         let dir = tempfile::tempdir().unwrap();
         let pictures = decoded_frames(&path);
