@@ -7,9 +7,9 @@ use crate::mkv::Track;
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor, SLConfig};
 use mp4_atom::{
     Audio, Avc1, Avcc, Codec, Dinf, Dref, DrefEntry, Edts, Elst, ElstEntry, Encode, Esds,
-    FixedPoint, FourCC, Ftyp, Hdlr, Mdat, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd,
-    Smhd, Stbl, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url,
-    Visual, Vmhd,
+    FixedPoint, FourCC, Ftyp, Hdlr, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd,
+    Stbl, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual,
+    Vmhd,
 };
 
 /// Ticks per second of every track.
@@ -204,17 +204,23 @@ pub fn media_segment(
     sequence: u32,
     timing: &Timing,
 ) -> Result<Vec<u8>, RemuxError> {
-    let mut mdat = Vec::new();
-    let mut trafs = Vec::new();
-    let mut starts = Vec::new();
-    for track in demuxed.tracks.iter().filter(|t| !t.samples.is_empty()) {
-        starts.push(mdat.len());
+    let tracks: Vec<_> = demuxed
+        .tracks
+        .iter()
+        .filter(|t| !t.samples.is_empty())
+        .collect();
+    let mut trafs = Vec::with_capacity(tracks.len());
+    // Each track's samples follow one another in the mdat, the tracks in order.
+    let mut starts = Vec::with_capacity(tracks.len());
+    let mut mdat_len = 0usize;
+    for track in &tracks {
+        starts.push(mdat_len);
         let shift = i64::from(timing.shift(track.track.number));
         let entries = track
             .samples
             .iter()
             .map(|sample| {
-                mdat.extend_from_slice(&demuxed.cluster[sample.data.clone()]);
+                mdat_len += sample.data.len();
                 TrunEntry {
                     duration: Some(sample.duration_ms),
                     size: Some(u32::try_from(sample.data.len()).unwrap_or(u32::MAX)),
@@ -253,11 +259,17 @@ pub fn media_segment(
     for (traf, start) in moof.traf.iter_mut().zip(starts) {
         traf.trun[0].data_offset = Some(i32::try_from(data_start + start).unwrap_or(i32::MAX));
     }
-    let mut out = Vec::with_capacity(data_start + mdat.len());
+    let mdat_box =
+        u32::try_from(8 + mdat_len).map_err(|_| RemuxError::NotMkv("an mdat over 4 GiB"))?;
+    let mut out = Vec::with_capacity(data_start + mdat_len);
     moof.encode(&mut out)
         .map_err(|_| RemuxError::NotMkv("encoding moof"))?;
-    Mdat { data: mdat }
-        .encode(&mut out)
-        .map_err(|_| RemuxError::NotMkv("encoding mdat"))?;
+    // The mdat written here: mp4-atom's would copy its data a byte at a time (measured:
+    // two thirds of the segment's time).
+    out.extend_from_slice(&mdat_box.to_be_bytes());
+    out.extend_from_slice(b"mdat");
+    for sample in tracks.iter().flat_map(|t| &t.samples) {
+        out.extend_from_slice(&demuxed.cluster[sample.data.clone()]);
+    }
     Ok(out)
 }
