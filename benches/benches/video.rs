@@ -261,6 +261,7 @@ fn bench_manifest(index: &FragmentLog, small: &[u8]) {
                 timing: &timing,
                 dynamic: false,
                 now_ms: 1_700_005_000_000,
+                availability_ms: 1_700_000_000_000,
                 fragment_numbers: true,
                 fragment_times: Some(TimeKind::Producer),
             };

@@ -12,9 +12,14 @@ use sluice_video::{Event, FragmentMeta, PutMediaSession, SessionOptions, Timecod
 
 /// The stored metadata and MKV of every fragment of `mkv`.
 fn stored(mkv: &[u8]) -> Vec<(FragmentMeta, Vec<u8>)> {
+    stored_from(mkv, 0)
+}
+
+/// The same, put by a producer whose session started at `producer_start_ms`.
+fn stored_from(mkv: &[u8], producer_start_ms: i64) -> Vec<(FragmentMeta, Vec<u8>)> {
     let mut session = PutMediaSession::new(SessionOptions {
         timecode_type: TimecodeType::Relative,
-        producer_start_ms: 0,
+        producer_start_ms,
         fragment_bytes_max: 10 << 20,
         fragment_duration_max_ms: sluice_video::FRAGMENT_DURATION_MAX_MS,
     });
@@ -122,4 +127,41 @@ fn on_timeline<'m>(mkv: &'m [u8], meta: &FragmentMeta, timing: &Timing) -> Demux
     let mut demuxed = demux(mkv).unwrap();
     demuxed.start_at(timing.start_of(meta.producer_ms));
     demuxed
+}
+
+/// Two PutMedia sessions of one source, ten seconds apart: their relative timecodes both
+/// restart at 0, and on the session's timeline the second plays ten seconds after the
+/// first began, every packet at its own time.
+#[test]
+fn fragments_of_restarted_sessions_follow_one_another_by_producer_time() {
+    let source = Source {
+        b_frames: true,
+        audio: true,
+        seconds: 4,
+    };
+    let (mkv, path) = source.make();
+    let mut fragments = stored_from(&mkv, 0);
+    fragments.extend(stored_from(&mkv, 10_000));
+    let timing = Timing::of(&demux(&fragments[0].1).unwrap(), fragments[0].0.producer_ms);
+    let first = demux(&fragments[0].1).unwrap();
+    let mut mp4 = fmp4::init_segment(&first.track_entries(), &timing).unwrap();
+    for (i, (meta, fragment)) in fragments.iter().enumerate() {
+        let demuxed = on_timeline(fragment, meta, &timing);
+        mp4.extend(fmp4::media_segment(&demuxed, u32::try_from(i + 1).unwrap(), &timing).unwrap());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("twice.mp4");
+    std::fs::write(&file, &mp4).unwrap();
+    let mut expected = packets_by_stream(&path);
+    for packets in expected.values_mut() {
+        let later: Vec<String> = packets
+            .iter()
+            .map(|p| {
+                let (pts, rest) = p.split_once(' ').unwrap();
+                format!("{} {rest}", pts.parse::<i64>().unwrap() + 10_000)
+            })
+            .collect();
+        packets.extend(later);
+    }
+    assert_eq!(packets_by_stream(&file), expected);
 }

@@ -59,6 +59,17 @@ def pictures(url_or_path, data=None, kind="v"):
     return [line.rsplit(",", 1)[1].strip() for line in out.splitlines() if not line.startswith("#")]
 
 
+def picture_times(url):
+    """When each decoded video frame is shown, in ms from the first (framemd5's pts in its
+    time base): the pictures' timing, whatever the container's clock."""
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", url, "-map", "0:v", "-f", "framemd5",
+                          "-"], capture_output=True, check=True).stdout.decode()
+    tb = next(line.split(":")[1].strip() for line in out.splitlines() if line.startswith("#tb 0"))
+    num, den = (int(x) for x in tb.split("/"))
+    pts = [int(line.split(",")[2]) for line in out.splitlines() if not line.startswith("#")]
+    return [round((p - pts[0]) * num * 1000 / den) for p in pts]
+
+
 def segments(media):
     """GetMedia's output split into its segments (each begins with an EBML header)."""
     magic = b"\x1a\x45\xdf\xa3"
@@ -308,8 +319,15 @@ def test_hls_over_mpeg_ts_and_dash_play_the_source_frame_for_frame(endpoint):
     selector = {"FragmentSelectorType": "SERVER_TIMESTAMP",
                 "TimestampRange": {"StartTimestamp": fragments[0]["ServerTimestamp"].timestamp() - 1,
                                    "EndTimestamp": fragments[-1]["ServerTimestamp"].timestamp() + 10}}
+    # LIVE (first: a LIVE session needs a fragment from the last 30 s): a dynamic manifest
+    # of the latest fragments, which players fetch again.
+    url = archived.get_dash_streaming_session_url(StreamName=name, PlaybackMode="LIVE",
+                                                  MaxManifestFragmentResults=2)["DASHStreamingSessionURL"]
+    manifest = urllib.request.urlopen(url).read().decode()
+    assert 'type="dynamic"' in manifest and manifest.count("<S ") == 2 * 2, manifest
     source = (pictures(SOURCE), pictures(SOURCE, kind="a"))
     assert len(source[0]) == 150 and len(source[1]) > 0
+    shown = picture_times(SOURCE)
     # HLS with MPEG-TS segments: H.264 in Annex B and AAC in ADTS, the same pictures and sound.
     url = archived.get_hls_streaming_session_url(StreamName=name, PlaybackMode="ON_DEMAND",
                                                  HLSFragmentSelector=selector,
@@ -317,6 +335,8 @@ def test_hls_over_mpeg_ts_and_dash_play_the_source_frame_for_frame(endpoint):
     playlist = urllib.request.urlopen(url.replace("getHLSMasterPlaylist", "getHLSMediaPlaylist")).read().decode()
     assert playlist.count("getTSFragment.ts") == CLUSTERS and "#EXT-X-MAP" not in playlist, playlist
     assert (pictures(url), pictures(url, kind="a")) == source
+    assert picture_times(url) == shown
+    ts_url = url
     # DASH: a static manifest (ON_DEMAND), an adaptation set per track, the same pictures and sound.
     url = archived.get_dash_streaming_session_url(StreamName=name, PlaybackMode="ON_DEMAND",
                                                   DASHFragmentSelector=selector, DisplayFragmentNumber="ALWAYS",
@@ -328,6 +348,7 @@ def test_hls_over_mpeg_ts_and_dash_play_the_source_frame_for_frame(endpoint):
     for f in fragments:
         assert f'kvs:fn="{f["FragmentNumber"]}"' in manifest, manifest
     assert (pictures(url), pictures(url, kind="a")) == source
+    assert picture_times(url) == shown
     # A track the stream does not have, and a fragment outside the session, are not served.
     segment = url.replace("getDASHManifest.mpd", "getMP4MediaFragment.mp4") + "&TrackNumber=9&FragmentIndex=0"
     for bad in [segment, segment.replace("TrackNumber=9", "TrackNumber=1").replace("FragmentIndex=0", "FragmentIndex=99999")]:
@@ -336,11 +357,15 @@ def test_hls_over_mpeg_ts_and_dash_play_the_source_frame_for_frame(endpoint):
             raise AssertionError(f"{bad} was served")
         except urllib.error.HTTPError as refused:
             assert refused.code == 404, refused
-    # LIVE: a dynamic manifest of the latest fragments, which players fetch again.
-    url = archived.get_dash_streaming_session_url(StreamName=name, PlaybackMode="LIVE",
-                                                  MaxManifestFragmentResults=2)["DASHStreamingSessionURL"]
-    manifest = urllib.request.urlopen(url).read().decode()
-    assert 'type="dynamic"' in manifest and manifest.count("<S ") == 2 * 2, manifest
+    # A token serves its own protocol and container only.
+    for bad in [ts_url.replace("/hls/v1/getHLSMasterPlaylist.m3u8", "/dash/v1/getDASHManifest.mpd"),
+                ts_url.replace("getHLSMasterPlaylist.m3u8", "getMP4InitFragment.mp4"),
+                url.replace("/dash/v1/getDASHManifest.mpd", "/hls/v1/getHLSMasterPlaylist.m3u8")]:
+        try:
+            urllib.request.urlopen(bad)
+            raise AssertionError(f"{bad} was served")
+        except urllib.error.HTTPError as refused:
+            assert refused.code == 404, refused
 
 
 def test_a_live_hls_playlist_grows_as_fragments_arrive(endpoint):

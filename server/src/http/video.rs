@@ -93,6 +93,7 @@ async fn answer(
                 .map_err(|e| video::error(&e))?;
             // Remuxing is CPU work: off the runtime's workers.
             let selector = input.clip_fragment_selector;
+            let _permit = remux_permit().await;
             let clip = tokio::task::spawn_blocking(move || playback::clip(&log, &selector))
                 .await
                 .map_err(|e| ApiError::internal(format!("GetClip did not finish: {e}")))??;
@@ -528,9 +529,24 @@ async fn playback_reply(
         session,
     };
     // Remuxing and writing playlists is CPU work: off the runtime's workers.
+    let _permit = remux_permit().await;
     tokio::task::spawn_blocking(move || ask.serve(&token, &name))
         .await
         .map_err(|e| ApiError::internal(format!("the playback request did not finish: {e}")))?
+}
+
+/// A turn to remux: twice as many at once as there are CPUs (each holds a fragment of up to
+/// 10 MiB, read and remuxed, in memory); more wait for one.
+async fn remux_permit() -> tokio::sync::SemaphorePermit<'static> {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS
+        .get_or_init(|| {
+            let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+            tokio::sync::Semaphore::new(cpus * 2)
+        })
+        .acquire()
+        .await
+        .expect("the semaphore is never closed")
 }
 
 fn not_a_resource(name: &str) -> ApiError {

@@ -58,8 +58,12 @@ pub struct PlaybackSession {
     pub max_results: usize,
     /// Epoch seconds after which the token is refused.
     pub expires_s: i64,
-    /// The first fragment's index when the session began: a LIVE session plays none older.
+    /// The first fragment's index when the session began: a LIVE session plays none older,
+    /// and its tracks are the session's (its init segments, its manifest's).
     pub from_offset: u64,
+    /// The server's time at which media time 0 was available (a DASH manifest's
+    /// `availabilityStartTime`), from the first fragment's arrival.
+    pub availability_ms: i64,
     /// Where the session's segments sit in time (from its first fragment).
     pub timing: Timing,
 }
@@ -135,6 +139,12 @@ pub fn new_session(
         )));
     }
     let mpeg_ts = mpeg_ts(protocol, input.container_format.as_deref())?;
+    if protocol == Protocol::Dash && input.discontinuity_mode.is_some() {
+        return Err(invalid(
+            "DiscontinuityMode is HLS's; a DASH manifest begins a period at each discontinuity."
+                .into(),
+        ));
+    }
     let selector = input.fragment_selector.as_ref();
     let producer =
         selector.is_some_and(|s| s.fragment_selector_type.as_deref() == Some("PRODUCER_TIMESTAMP"));
@@ -192,6 +202,7 @@ pub fn new_session(
         max_results,
         expires_s: now_ms() / 1000 + i64::from(expires),
         from_offset: 0,
+        availability_ms: 0,
         timing: Timing {
             base_ms: 0,
             shifts: Vec::new(),
@@ -224,7 +235,24 @@ pub fn begin(log: &FragmentLog, session: &mut PlaybackSession) -> Result<(), Api
     let (meta, mkv) = read(log, first.offset)?;
     session.timing = Timing::of(&demux(&mkv).map_err(remux_error)?, meta.producer_ms);
     session.from_offset = first.offset;
+    let end = session
+        .timing
+        .start_of(meta.producer_ms)
+        .saturating_add(i64::try_from(meta.duration_ms).unwrap_or(0));
+    session.availability_ms = meta.server_ms.saturating_sub(end);
     Ok(())
+}
+
+/// The session's first fragment (its tracks are the session's), or the window's first if
+/// retention has taken it.
+fn first_fragment(log: &FragmentLog, session: &PlaybackSession) -> Result<u64, ApiError> {
+    if log.entry(session.from_offset).is_some() {
+        return Ok(session.from_offset);
+    }
+    window(log, session)
+        .first()
+        .map(|f| f.offset)
+        .ok_or_else(no_fragments)
 }
 
 /// The session's stream log, if the stream is still the one the session began on.
@@ -346,8 +374,7 @@ pub fn dash_manifest(
     token: &str,
 ) -> Result<Vec<u8>, ApiError> {
     let fragments = window(log, session);
-    let first = fragments.first().ok_or_else(no_fragments)?;
-    let (_, mkv) = read(log, first.offset)?;
+    let (_, mkv) = read(log, first_fragment(log, session)?)?;
     let tracks = demux(&mkv).map_err(remux_error)?.track_entries();
     let spec = mpd::ManifestSpec {
         fragments: &fragments,
@@ -355,6 +382,7 @@ pub fn dash_manifest(
         timing: &session.timing,
         dynamic: session.mode != "ON_DEMAND",
         now_ms: now_ms(),
+        availability_ms: session.availability_ms,
         fragment_numbers: session.display_numbers,
         fragment_times: session.display_timestamps.then_some(time_kind(session)),
     };
@@ -376,8 +404,7 @@ pub fn master_playlist(
     token: &str,
 ) -> Result<Vec<u8>, ApiError> {
     let fragments = window(log, session);
-    let first = fragments.first().ok_or_else(no_fragments)?;
-    let (_, mkv) = read(log, first.offset)?;
+    let (_, mkv) = read(log, first_fragment(log, session)?)?;
     let demuxed = demux(&mkv).map_err(remux_error)?;
     let bits: u64 = fragments.iter().map(|f| f.size * 8).sum();
     let ms: u64 = fragments
@@ -393,18 +420,14 @@ pub fn master_playlist(
     ))
 }
 
-/// The init segment of the session (tracks of its first fragment now): every track
-/// (HLS), or the one numbered `track` (DASH).
+/// The init segment of the session (the tracks of its first fragment): every track (HLS),
+/// or the one numbered `track` (DASH).
 pub fn init_segment(
     log: &FragmentLog,
     session: &PlaybackSession,
     track: Option<u64>,
 ) -> Result<Vec<u8>, ApiError> {
-    let first = window(log, session)
-        .into_iter()
-        .next()
-        .ok_or_else(no_fragments)?;
-    let (_, mkv) = read(log, first.offset)?;
+    let (_, mkv) = read(log, first_fragment(log, session)?)?;
     let mut demuxed = demux(&mkv).map_err(remux_error)?;
     if let Some(track) = track {
         only_track(&mut demuxed, track)?;
@@ -519,7 +542,8 @@ fn no_fragments() -> ApiError {
 
 fn remux_error(e: sluice_video::remux::RemuxError) -> ApiError {
     match e {
-        sluice_video::remux::RemuxError::UnsupportedCodec { .. } => {
+        sluice_video::remux::RemuxError::UnsupportedCodec { .. }
+        | sluice_video::remux::RemuxError::NotInMpegTs { .. } => {
             ApiError::with_status("UnsupportedStreamMediaTypeException", 400, e.to_string())
         }
         sluice_video::remux::RemuxError::InvalidCodecPrivate(_) => {

@@ -30,6 +30,16 @@ pub enum RemuxError {
         /// Its codec id.
         codec: String,
     },
+    /// A track MPEG-TS cannot carry (fragmented MP4 can).
+    #[error(
+        "the track {track} cannot be carried in MPEG-TS: {why}; fragmented MP4 (HLS's default, DASH, GetClip) plays it"
+    )]
+    NotInMpegTs {
+        /// The track's number.
+        track: u64,
+        /// Why.
+        why: String,
+    },
     /// A track's CodecPrivate does not read as its codec's configuration.
     #[error("the track {0}'s codec private data is not valid")]
     InvalidCodecPrivate(u64),

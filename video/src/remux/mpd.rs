@@ -2,12 +2,15 @@
 //! `&`): an adaptation set per track, each a representation whose segments are the
 //! track's own init and media segments (fragmented MP4 of that track alone), named by a
 //! `SegmentTemplate` with `$Number$` (a fragment's index in the stream) and timed by a
-//! `SegmentTimeline` in ms from the index. A run of fragments whose indexes do not follow
-//! one another (a range on producer time can skip some) starts a new period, as DASH
-//! marks a discontinuity.
+//! `SegmentTimeline` in ms from the index. Where fragments do not follow one another (an
+//! index skipped: a range on producer time can leave some out; or a discontinuity in time,
+//! as HLS's ON_DISCONTINUITY finds them) a new period begins, as DASH marks one. The first
+//! period keeps id `0` and begins at 0 (its timeline's times are the session's own), so a
+//! LIVE manifest fetched again names the same period; a later one is named by its first
+//! fragment's index. 100 periods at most.
 
 use super::Timing;
-use super::playlist::codec_string;
+use super::playlist::{codec_string, discontinuous};
 use crate::log::FragmentEntry;
 use crate::mkv::Track;
 use quick_xml::Writer;
@@ -27,6 +30,11 @@ pub struct ManifestSpec<'a> {
     pub dynamic: bool,
     /// When the manifest was made, ms since the epoch (`publishTime`).
     pub now_ms: i64,
+    /// The server's time, ms since the epoch, at which media time 0 was available
+    /// (`availabilityStartTime` of a dynamic manifest: the session's first fragment's
+    /// arrival less its end's media time, so availability follows the server's clock
+    /// whatever the producer's says).
+    pub availability_ms: i64,
     /// Each segment's fragment number on its `S` (`kvs:fn`), as DisplayFragmentNumber asks.
     pub fragment_numbers: bool,
     /// Each segment's producer or server time on its `S` (`kvs:ts`, ms since the epoch), as
@@ -52,9 +60,13 @@ pub fn manifest(
     out
 }
 
-/// xs:duration of `ms`.
+/// The most periods a manifest holds.
+const PERIODS_MAX: usize = 100;
+
+/// xs:duration of `ms` (none of the durations written is negative: 0 at least).
 fn duration(ms: i64) -> String {
-    format!("PT{}.{:03}S", ms.div_euclid(1000), ms.rem_euclid(1000))
+    let ms = ms.max(0);
+    format!("PT{}.{:03}S", ms / 1000, ms % 1000)
 }
 
 fn time(ms: i64) -> String {
@@ -69,12 +81,15 @@ fn end_of(fragment: &FragmentEntry, timing: &Timing) -> i64 {
         .saturating_add(i64::try_from(fragment.meta.duration_ms).unwrap_or(0))
 }
 
-/// The fragments in runs of consecutive indexes.
+/// The fragments in runs that follow one another: consecutive indexes, no discontinuity.
 fn runs(fragments: &[FragmentEntry]) -> Vec<&[FragmentEntry]> {
     let mut runs = Vec::new();
     let mut start = 0;
     for i in 1..=fragments.len() {
-        if i == fragments.len() || fragments[i].offset != fragments[i - 1].offset + 1 {
+        if i == fragments.len()
+            || fragments[i].offset != fragments[i - 1].offset + 1
+            || discontinuous(&fragments[i - 1], &fragments[i])
+        {
             if i > start {
                 runs.push(&fragments[start..i]);
             }
@@ -110,10 +125,14 @@ fn write_manifest<W: io::Write>(
         .with_attribute(("minBufferTime", duration(2_000).as_str()));
     let (availability, publish, update, depth);
     if spec.dynamic {
-        availability = time(timing.base_ms);
+        availability = time(spec.availability_ms);
         publish = time(spec.now_ms);
         update = duration(i64::try_from(longest).unwrap_or(1000));
-        depth = duration(end_ms - first_ms);
+        // Back to the window's first fragment from now, so that every segment listed is
+        // still in the time-shift buffer (LIVE_REPLAY's may be old).
+        depth = duration(
+            spec.now_ms - spec.availability_ms - first_ms + i64::try_from(longest).unwrap_or(0),
+        );
         mpd = mpd
             .with_attribute(("type", "dynamic"))
             .with_attribute(("availabilityStartTime", availability.as_str()))
@@ -127,28 +146,57 @@ fn write_manifest<W: io::Write>(
             .with_attribute(("mediaPresentationDuration", depth.as_str()));
     }
     mpd.write_inner_content(|writer| {
-        for (i, run) in runs(spec.fragments).into_iter().enumerate() {
-            write_period(writer, spec, i, run, init_uri, media_uri)?;
+        // Periods follow one another: one whose fragments went back in time plays after the
+        // one before it (its timeline offset to where that one ends).
+        let mut free_from = 0;
+        for (i, run) in runs(spec.fragments)
+            .into_iter()
+            .take(PERIODS_MAX)
+            .enumerate()
+        {
+            let first = spec.timing.start_of(run[0].meta.producer_ms).max(0);
+            let end = end_of(&run[run.len() - 1], spec.timing);
+            let place = match i {
+                // The first begins at 0, its timeline on the session's own times.
+                0 => Placement {
+                    start_ms: 0,
+                    offset_ms: 0,
+                },
+                _ => Placement {
+                    start_ms: first.max(free_from),
+                    offset_ms: first,
+                },
+            };
+            free_from = place.start_ms + (end - place.offset_ms).max(0);
+            write_period(writer, spec, (i, run, &place), init_uri, media_uri)?;
         }
         Ok(())
     })?;
     Ok(())
 }
 
+/// Where a period sits: its start in the presentation, and the media time its timeline
+/// counts from (`presentationTimeOffset`).
+struct Placement {
+    start_ms: i64,
+    offset_ms: i64,
+}
+
 fn write_period<W: io::Write>(
     writer: &mut Writer<W>,
     spec: &ManifestSpec<'_>,
-    index: usize,
-    run: &[FragmentEntry],
+    (index, run, place): (usize, &[FragmentEntry], &Placement),
     init_uri: &dyn Fn(u64) -> String,
     media_uri: &dyn Fn(u64) -> String,
 ) -> io::Result<()> {
-    let timing = spec.timing;
-    let start_ms = timing.start_of(run[0].meta.producer_ms);
     let bits: u64 = run.iter().map(|f| f.size * 8).sum();
     let ms: u64 = run.iter().map(|f| f.meta.duration_ms).sum::<u64>().max(1);
     let bandwidth = (bits * 1000 / ms).max(1).to_string();
-    let (id, start) = (index.to_string(), duration(start_ms));
+    let id = match index {
+        0 => "0".to_owned(),
+        _ => run[0].offset.to_string(),
+    };
+    let start = duration(place.start_ms);
     writer
         .create_element("Period")
         .with_attribute(("id", id.as_str()))
@@ -181,7 +229,7 @@ fn write_period<W: io::Write>(
                     }
                     representation.write_inner_content(|writer| {
                         let uris = (init_uri(track.number), media_uri(track.number));
-                        write_template(writer, spec, run, &uris)
+                        write_template(writer, spec, run, place.offset_ms, &uris)
                     })?;
                     Ok(())
                 })?;
@@ -195,11 +243,12 @@ fn write_template<W: io::Write>(
     writer: &mut Writer<W>,
     spec: &ManifestSpec<'_>,
     run: &[FragmentEntry],
+    offset_ms: i64,
     (init, media): &(String, String),
 ) -> io::Result<()> {
     let timing = spec.timing;
     let start_number = run[0].offset.to_string();
-    let offset = timing.start_of(run[0].meta.producer_ms).to_string();
+    let offset = offset_ms.to_string();
     writer
         .create_element("SegmentTemplate")
         .with_attribute(("timescale", "1000"))
@@ -219,7 +268,7 @@ fn write_template<W: io::Write>(
                             i64::try_from(fragment.meta.duration_ms).unwrap_or(0),
                             |next| timing.start_of(next.meta.producer_ms) - start,
                         );
-                        let (t, d) = (start.to_string(), d.max(1).to_string());
+                        let (t, d) = (start.max(0).to_string(), d.max(1).to_string());
                         let mut s = writer
                             .create_element("S")
                             .with_attribute(("t", t.as_str()))
@@ -286,6 +335,7 @@ mod tests {
             timing: &timing,
             dynamic,
             now_ms: 20_000,
+            availability_ms: 9_000,
             fragment_numbers: true,
             fragment_times: Some(crate::log::TimeKind::Producer),
         };
@@ -357,19 +407,47 @@ mod tests {
 
     #[test]
     fn skipped_indexes_start_a_new_period_and_live_is_dynamic() {
+        // Index 9 after 4 (a range left some out); index 10 twenty seconds after 9 ended
+        // (a gap in time); index 11 before 10 began (a clock went back).
         let fragments = [
             fragment(3, 10_000, 1_000),
             fragment(4, 11_000, 1_000),
             fragment(9, 15_000, 1_000),
+            fragment(10, 36_000, 1_000),
+            fragment(11, 30_000, 1_000),
         ];
         let xml = render(&fragments, true);
         let names = elements(&xml);
-        assert_eq!(names.iter().filter(|n| *n == "Period").count(), 2, "{xml}");
+        assert_eq!(names.iter().filter(|n| *n == "Period").count(), 4, "{xml}");
+        assert!(xml.contains(r#"<Period id="0" start="PT0.000S">"#), "{xml}");
         assert!(
-            xml.contains(r#"startNumber="3""#) && xml.contains(r#"startNumber="9""#),
+            xml.contains(r#"presentationTimeOffset="0" startNumber="3""#),
             "{xml}"
         );
-        assert!(xml.contains(r#"<Period id="1" start="PT5.000S">"#), "{xml}");
+        assert!(xml.contains(r#"<Period id="9" start="PT5.000S">"#), "{xml}");
+        assert!(
+            xml.contains(r#"presentationTimeOffset="5000" startNumber="9""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<Period id="10" start="PT26.000S">"#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<Period id="11" start="PT27.000S">"#),
+            "{xml}"
+        );
+        // Back in time: after the period before it ends, its timeline offset to there.
+        assert!(
+            xml.contains(r#"presentationTimeOffset="20000" startNumber="11""#),
+            "{xml}"
+        );
+        // Availability follows the server's clock: 9 s, and back to the first fragment.
+        assert!(
+            xml.contains(r#"availabilityStartTime="1970-01-01T00:00:09.000Z""#),
+            "{xml}"
+        );
+        assert!(xml.contains(r#"timeShiftBufferDepth="PT12.000S""#), "{xml}");
         assert!(
             xml.contains(r#"type="dynamic""#) && xml.contains("minimumUpdatePeriod"),
             "{xml}"

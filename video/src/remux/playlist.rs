@@ -32,13 +32,24 @@ pub enum Discontinuity {
     Always,
     /// Never.
     Never,
-    /// Where a fragment does not begin where the one before it ended (a gap or an
-    /// overlap of more than 50 ms, as producers restart or lose fragments).
+    /// Where a fragment does not follow the one before it (`discontinuous`).
     OnDiscontinuity,
 }
 
 /// The gap between two fragments' times taken for a discontinuity.
 const GAP_MS: i64 = 50;
+
+/// Whether `next` does not follow `previous` in time: it begins before `previous` did (a
+/// producer's clock or timecodes went back) or more than 50 ms after `previous` ended (a
+/// gap: a producer restarted or fragments were lost). Beginning before `previous` ended is
+/// not one: a cluster's audio runs past the next cluster's first frame.
+pub fn discontinuous(previous: &FragmentEntry, next: &FragmentEntry) -> bool {
+    let end = previous
+        .meta
+        .producer_ms
+        .saturating_add(i64::try_from(previous.meta.duration_ms).unwrap_or(i64::MAX));
+    next.meta.producer_ms < previous.meta.producer_ms || next.meta.producer_ms > end + GAP_MS
+}
 
 /// A media playlist whose segment `i` is at `segment_uri(fragment)`.
 pub fn media_playlist(
@@ -46,18 +57,14 @@ pub fn media_playlist(
     segment_uri: impl Fn(&FragmentEntry) -> String,
 ) -> Vec<u8> {
     let mut segments = Vec::with_capacity(spec.fragments.len());
-    let mut previous_end: Option<i64> = None;
     for (i, fragment) in spec.fragments.iter().enumerate() {
-        let start = fragment.meta.producer_ms;
         let discontinuity = match spec.discontinuity {
             Discontinuity::Always => true,
             Discontinuity::Never => false,
             Discontinuity::OnDiscontinuity => {
-                previous_end.is_some_and(|end| (start - end).abs() > GAP_MS)
+                i > 0 && discontinuous(&spec.fragments[i - 1], fragment)
             }
         };
-        previous_end =
-            Some(start.saturating_add(i64::try_from(fragment.meta.duration_ms).unwrap_or(0)));
         segments.push(MediaSegment {
             uri: segment_uri(fragment),
             duration: fragment.meta.duration_ms as f32 / 1000.0,

@@ -1,12 +1,19 @@
 //! MPEG-TS media segments for HLS players that need them (ContainerFormat `MPEG_TS`),
 //! written with mpeg2ts's packets: a PAT and a PMT, then each sample as a PES packet cut
-//! into 188-byte packets, the tracks interleaved in decode order. Each segment stands
-//! alone (its own tables; each stream's first packet flags a discontinuity, so counters
-//! may restart). The elementary streams are what MPEG-TS carries, not Matroska's:
-//! H.264 in Annex B (an access unit delimiter, then the parameter sets before every key
-//! frame, then the frame's NAL units with start codes instead of length prefixes) and AAC
-//! with an ADTS header per frame. Those two conversions are a few lines each and written
-//! here: no crate of the field does just that without bringing a whole media framework.
+//! into 188-byte packets, the tracks interleaved in the order of the decode times written.
+//! Each segment stands alone (its own tables; each PID's first packet flags a
+//! discontinuity, so counters may restart). The clock (PCR) has a PID of its own, in
+//! packets with no payload every 40 ms of decode time, running 700 ms behind the decode
+//! times (a decoder's buffering time), which are 1.4 s ahead of the media times (as
+//! ffmpeg's HLS muxer offsets them), so neither is ever below zero.
+//!
+//! The elementary streams are what MPEG-TS carries, not Matroska's: H.264 in Annex B (an
+//! access unit delimiter unless the frame begins with one, the parameter sets before every
+//! key frame, the NAL units with start codes instead of length prefixes) and AAC with an
+//! ADTS header per frame (ADTS names only AAC Main, LC, SSR and LTP, a rate from its table
+//! and 1 to 7 channels: other configurations are refused, as is a frame over ADTS's 13-bit
+//! length). Those two conversions are a few lines each and written here: no crate of the
+//! field does just that without bringing a whole media framework.
 
 use super::{Demuxed, RemuxError, Sample, Timing};
 use crate::mkv::Track;
@@ -21,9 +28,15 @@ use mpeg2ts::ts::{
     WriteTsPacket,
 };
 
-/// The PMT's PID, and the first elementary stream's (the others follow it).
+/// The PMT's PID, the clock's, and the first elementary stream's (the others follow it).
 const PMT_PID: u16 = 0x1000;
+const PCR_PID: u16 = 0x1001;
 const FIRST_STREAM_PID: u16 = 0x100;
+/// How far the written times are ahead of the media times, and the clock behind them.
+const TIME_OFFSET_MS: i64 = 1_400;
+const PCR_LEAD_MS: i64 = 700;
+/// The clock is written at least this often (MPEG-TS asks for 100 ms at most).
+const PCR_EVERY_MS: i64 = 40;
 /// Ticks per ms of MPEG-TS's 90 kHz clock.
 const TICKS_PER_MS: i64 = 90;
 /// PTS and DTS are 33 bits: times wrap there, as every MPEG-TS player expects.
@@ -32,8 +45,8 @@ const TIMESTAMP_MODULO: u64 = 1 << 33;
 const PAYLOAD: usize = TsPacket::SIZE - 4;
 /// A PES header with PTS and DTS: start code, stream id, length, flags, header length, 2 × 5.
 const PES_HEADER: usize = 6 + 3 + 10;
-/// An adaptation field with flags and a PCR.
-const PCR_FIELD: usize = 2 + 6;
+/// An adaptation field with its length and flags only.
+const FLAGS_FIELD: usize = 2;
 
 /// How one track is carried.
 struct Stream<'t> {
@@ -63,15 +76,15 @@ enum Kind {
 pub fn media_segment(demuxed: &Demuxed<'_>, timing: &Timing) -> Result<Vec<u8>, RemuxError> {
     let mut streams = Vec::with_capacity(demuxed.tracks.len());
     for (i, track) in demuxed.tracks.iter().enumerate() {
-        let index = u16::try_from(i).map_err(|_| RemuxError::NotMkv("too many tracks"))?;
+        let index = u8::try_from(i).map_err(|_| RemuxError::NotMkv("too many tracks"))?;
         let kind = kind(&track.track)?;
         let stream_id = match kind {
             Kind::Video { .. } => StreamId::new(StreamId::VIDEO_MIN),
-            Kind::Audio { .. } => StreamId::new(StreamId::AUDIO_MIN.saturating_add(i as u8)),
+            Kind::Audio { .. } => StreamId::new(StreamId::AUDIO_MIN.saturating_add(index)),
         };
         streams.push(Stream {
             track: &track.track,
-            pid: pid(FIRST_STREAM_PID + index)?,
+            pid: pid(FIRST_STREAM_PID + u16::from(index))?,
             stream_id,
             kind,
             counter: ContinuityCounter::new(),
@@ -80,20 +93,83 @@ pub fn media_segment(demuxed: &Demuxed<'_>, timing: &Timing) -> Result<Vec<u8>, 
     }
     // Presentation times move forward by the largest reorder delay, so that every decode
     // time (a B-frame's is before its presentation) stays at or after zero; one delay for
-    // every track keeps them in step.
+    // every track keeps them in step. A decode time is never after its presentation (a
+    // fragment reordering more than the session's first did is clamped).
     let delay = i64::from(timing.shifts.iter().map(|(_, s)| *s).max().unwrap_or(0));
+    let mut samples: Vec<(usize, &Sample, i64, i64)> = demuxed
+        .tracks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            let shift = i64::from(timing.shift(t.track.number));
+            t.samples.iter().map(move |s| {
+                let pts = s.pts_ms + delay + TIME_OFFSET_MS;
+                let dts = (s.dts_ms + delay - shift + TIME_OFFSET_MS).min(pts);
+                (i, s, pts, dts)
+            })
+        })
+        .collect();
+    samples.sort_by_key(|&(i, _, _, dts)| (dts, i));
     let mut writer = TsPacketWriter::new(Vec::new());
     write_tables(&mut writer, &streams)?;
-    for (index, sample) in in_decode_order(demuxed) {
+    let mut clock: Option<i64> = None;
+    for (index, sample, pts, dts) in samples {
+        write_clock(&mut writer, &mut clock, dts - PCR_LEAD_MS)?;
         let stream = &mut streams[index];
-        let (pts, dts) = (
-            sample.pts_ms + delay,
-            sample.dts_ms + delay - i64::from(timing.shift(stream.track.number)),
-        );
         let payload = elementary(stream, sample, &demuxed.cluster[sample.data.clone()])?;
-        write_pes(&mut writer, stream, &payload, pts, dts, sample.keyframe)?;
+        write_pes(&mut writer, stream, &payload, (pts, dts), sample.keyframe)?;
     }
     Ok(writer.into_stream())
+}
+
+/// The clock up to `now_ms`: a PCR packet at the segment's first time, then one for every
+/// 40 ms passed since the last.
+fn write_clock(
+    writer: &mut TsPacketWriter<Vec<u8>>,
+    clock: &mut Option<i64>,
+    now_ms: i64,
+) -> Result<(), RemuxError> {
+    let mut write = |ms: i64, first: bool| {
+        let ticks = ms
+            .saturating_mul(TICKS_PER_MS)
+            .rem_euclid(TIMESTAMP_MODULO as i64);
+        let packet = TsPacket {
+            header: TsHeader {
+                transport_error_indicator: false,
+                transport_priority: false,
+                pid: pid(PCR_PID)?,
+                transport_scrambling_control: TransportScramblingControl::NotScrambled,
+                // Not counted: a packet with no payload leaves the counter as it is.
+                continuity_counter: ContinuityCounter::new(),
+            },
+            adaptation_field: Some(AdaptationField {
+                discontinuity_indicator: first,
+                random_access_indicator: false,
+                es_priority_indicator: false,
+                pcr: Some(ClockReference::new(ticks as u64 * 300).expect("under 2^33 × 300")),
+                opcr: None,
+                splice_countdown: None,
+                transport_private_data: Vec::new(),
+                extension: None,
+            }),
+            payload: None,
+        };
+        writer.write_ts_packet(&packet).map_err(encoding)
+    };
+    match *clock {
+        None => {
+            write(now_ms, true)?;
+            *clock = Some(now_ms);
+        }
+        Some(mut last) => {
+            while now_ms - last >= PCR_EVERY_MS {
+                last += PCR_EVERY_MS;
+                write(last, false)?;
+            }
+            *clock = Some(last);
+        }
+    }
+    Ok(())
 }
 
 /// Each track's kind, or why it cannot be carried.
@@ -120,13 +196,32 @@ fn kind(track: &Track) -> Result<Kind, RemuxError> {
         }
         "A_AAC" | "A_AAC/MPEG4/LC" | "A_AAC/MPEG2/LC" => {
             let asc = &track.codec_private;
-            if asc.len() < 2 || asc[0] >> 3 == 0 {
+            if asc.len() < 2 {
                 return Err(invalid());
             }
+            let (object_type, rate_index, channels) = (
+                asc[0] >> 3,
+                ((asc[0] & 0x07) << 1) | (asc[1] >> 7),
+                (asc[1] >> 3) & 0x0F,
+            );
+            let refused = |why: String| RemuxError::NotInMpegTs {
+                track: track.number,
+                why,
+            };
+            if !(1..=4).contains(&object_type) {
+                return Err(refused(format!(
+                    "AAC object type {object_type} has no ADTS profile (Main, LC, SSR and LTP do)"
+                )));
+            }
+            if rate_index > 12 || !(1..=7).contains(&channels) {
+                return Err(refused(format!(
+                    "ADTS cannot say its rate (index {rate_index}) or channels ({channels})"
+                )));
+            }
             Ok(Kind::Audio {
-                profile: (asc[0] >> 3) - 1,
-                rate_index: ((asc[0] & 0x07) << 1) | (asc[1] >> 7),
-                channels: (asc[1] >> 3) & 0x0F,
+                profile: object_type - 1,
+                rate_index,
+                channels,
             })
         }
         other => Err(RemuxError::UnsupportedCodec {
@@ -142,18 +237,6 @@ fn pid(n: u16) -> Result<Pid, RemuxError> {
 
 fn encoding(_: mpeg2ts::Error) -> RemuxError {
     RemuxError::NotMkv("encoding MPEG-TS")
-}
-
-/// Every track's samples, merged by decode time (the first track first on a tie).
-fn in_decode_order<'d>(demuxed: &'d Demuxed<'_>) -> Vec<(usize, &'d Sample)> {
-    let mut all: Vec<(usize, &Sample)> = demuxed
-        .tracks
-        .iter()
-        .enumerate()
-        .flat_map(|(i, t)| t.samples.iter().map(move |s| (i, s)))
-        .collect();
-    all.sort_by_key(|(i, s)| (s.dts_ms, *i));
-    all
 }
 
 fn write_tables(
@@ -184,7 +267,7 @@ fn write_tables(
         adaptation_field: None,
         payload: Some(TsPayload::Pmt(Pmt {
             program_num: 1,
-            pcr_pid: streams.first().map(|s| s.pid),
+            pcr_pid: Some(pid(PCR_PID)?),
             version_number: VersionNumber::new(),
             program_info: Vec::new(),
             es_info: streams
@@ -213,18 +296,26 @@ fn elementary(stream: &Stream<'_>, sample: &Sample, frame: &[u8]) -> Result<Vec<
             parameter_sets,
         } => {
             let mut out = Vec::with_capacity(frame.len() + parameter_sets.len() + 16);
-            // An access unit delimiter (any slice type), as Apple's HLS asks.
-            out.extend_from_slice(&[0, 0, 0, 1, 0x09, 0xF0]);
-            if sample.keyframe {
-                out.extend_from_slice(parameter_sets);
-            }
             let mut rest = frame;
+            let mut first = true;
             while !rest.is_empty() {
                 let (size, body) = rest.split_at_checked(*length_size).ok_or_else(invalid)?;
                 let length = size.iter().fold(0usize, |n, b| n << 8 | usize::from(*b));
                 let (nal, after) = body.split_at_checked(length).ok_or_else(invalid)?;
+                let delimiter = nal.first().is_some_and(|header| header & 0x1F == 9);
+                if first && !delimiter {
+                    // An access unit delimiter (any slice type), as Apple's HLS asks.
+                    out.extend_from_slice(&[0, 0, 0, 1, 0x09, 0xF0]);
+                }
+                if first && sample.keyframe && !delimiter {
+                    out.extend_from_slice(parameter_sets);
+                }
                 out.extend_from_slice(&[0, 0, 0, 1]);
                 out.extend_from_slice(nal);
+                if first && sample.keyframe && delimiter {
+                    out.extend_from_slice(parameter_sets);
+                }
+                first = false;
                 rest = after;
             }
             Ok(out)
@@ -262,36 +353,29 @@ fn timestamp(ms: i64) -> Result<Timestamp, RemuxError> {
     Timestamp::new(ticks as u64).map_err(encoding)
 }
 
-/// One sample as a PES packet: its header and first bytes in a packet (with the PCR when
-/// the stream carries the clock, and a discontinuity flag on the stream's first packet),
-/// the rest in packets of 184 bytes (the last padded by mpeg2ts's stuffing).
+/// One sample as a PES packet: its header and first bytes in a packet (flagged as a
+/// random access point on a key frame, and as a discontinuity on the stream's first
+/// packet), the rest in packets of 184 bytes (the last padded by mpeg2ts's stuffing).
 fn write_pes(
     writer: &mut TsPacketWriter<Vec<u8>>,
     stream: &mut Stream<'_>,
     payload: &[u8],
-    pts_ms: i64,
-    dts_ms: i64,
+    (pts_ms, dts_ms): (i64, i64),
     keyframe: bool,
 ) -> Result<(), RemuxError> {
-    let carries_clock = stream.pid.as_u16() == FIRST_STREAM_PID;
     let first_time = !stream.started;
     stream.started = true;
-    let adaptation = (carries_clock || first_time).then(|| AdaptationField {
+    let adaptation = (keyframe || first_time).then(|| AdaptationField {
         discontinuity_indicator: first_time,
         random_access_indicator: keyframe,
         es_priority_indicator: false,
-        pcr: carries_clock.then(|| {
-            let ticks = (dts_ms.saturating_mul(TICKS_PER_MS)).rem_euclid(TIMESTAMP_MODULO as i64);
-            ClockReference::new(ticks as u64 * 300).expect("under 2^33 × 300")
-        }),
+        pcr: None,
         opcr: None,
         splice_countdown: None,
         transport_private_data: Vec::new(),
         extension: None,
     });
-    let adaptation_len = adaptation
-        .as_ref()
-        .map_or(0, |a| if a.pcr.is_some() { PCR_FIELD } else { 2 });
+    let adaptation_len = adaptation.as_ref().map_or(0, |_| FLAGS_FIELD);
     let first_room = PAYLOAD - PES_HEADER - adaptation_len;
     let (first, mut rest) = payload.split_at(first_room.min(payload.len()));
     let pes_len = PES_HEADER - 6 + payload.len();
@@ -448,6 +532,135 @@ mod tests {
             &second[..],
             "no parameter sets before a delta frame"
         );
+    }
+
+    /// A 33-bit PTS or DTS as a PES header holds it (5 bytes, marker bits between).
+    fn timestamp_at(b: &[u8]) -> u64 {
+        (u64::from(b[0] >> 1 & 0x07) << 30)
+            | (u64::from(b[1]) << 22)
+            | (u64::from(b[2] >> 1) << 15)
+            | (u64::from(b[3]) << 7)
+            | u64::from(b[4] >> 1)
+    }
+
+    #[test]
+    fn times_run_ahead_of_a_clock_of_its_own_and_counters_count() {
+        // 100 frames of one NAL each, 40 ms apart: 4 s of video, 23 packets per frame.
+        let nal: Vec<u8> = [&[0u8, 0, 16, 0][..], &[0x41; 4096]].concat();
+        let cluster: Vec<u8> = nal.iter().copied().cycle().take(nal.len() * 100).collect();
+        let samples = (0..100)
+            .map(|i| {
+                let at = i * nal.len();
+                sample(
+                    i as i64 * 40,
+                    i as i64 * 40,
+                    i % 25 == 0,
+                    at..at + nal.len(),
+                )
+            })
+            .collect();
+        let demuxed = Demuxed {
+            cluster: &cluster,
+            cluster_ms: 0,
+            tracks: vec![TrackSamples {
+                track: track(1, "V_MPEG4/ISO/AVC", avcc(), true),
+                samples,
+            }],
+        };
+        let ts = media_segment(&demuxed, &Timing::of(&demuxed, 0)).unwrap();
+        let (mut pts, mut dts, mut clock, mut counters) = (vec![], vec![], vec![], vec![]);
+        for packet in ts.chunks(TsPacket::SIZE) {
+            let pid = u16::from(packet[1] & 0x1F) << 8 | u16::from(packet[2]);
+            let has_field = packet[3] & 0x20 != 0;
+            let payload_at = if has_field {
+                5 + usize::from(packet[4])
+            } else {
+                4
+            };
+            if pid == PCR_PID {
+                assert_eq!(
+                    packet[3] & 0x30,
+                    0x20,
+                    "the clock's packets have no payload"
+                );
+                assert!(packet[5] & 0x10 != 0, "a PCR is flagged");
+                let base = (u64::from(packet[6]) << 25)
+                    | (u64::from(packet[7]) << 17)
+                    | (u64::from(packet[8]) << 9)
+                    | (u64::from(packet[9]) << 1)
+                    | u64::from(packet[10] >> 7);
+                clock.push(base);
+            } else if pid == FIRST_STREAM_PID {
+                counters.push(packet[3] & 0x0F);
+                if packet[1] & 0x40 != 0 {
+                    let pes = &packet[payload_at..];
+                    assert_eq!(pes[7] >> 6, 0b11, "PTS and DTS");
+                    assert_eq!(usize::from(pes[8]), 10, "the PES header's data length");
+                    pts.push(timestamp_at(&pes[9..14]));
+                    dts.push(timestamp_at(&pes[14..19]));
+                }
+            }
+        }
+        let expected: Vec<u64> = (0..100).map(|i| (i * 40 + 1_400) * 90).collect();
+        assert_eq!(pts, expected);
+        assert_eq!(dts, expected);
+        // The clock: from 700 ms behind the first decode time, every 40 ms, never ahead.
+        let expected_clock: Vec<u64> = (0..100).map(|i| (i * 40 + 700) * 90).collect();
+        assert_eq!(clock, expected_clock);
+        // Counters go up by one per packet of the PID, wrapping at 16.
+        assert!(counters.len() > 100 * 22);
+        for pair in counters.windows(2) {
+            assert_eq!(pair[1], (pair[0] + 1) % 16);
+        }
+    }
+
+    #[test]
+    fn a_frame_with_its_own_delimiter_gets_no_second_one() {
+        // A key frame that begins with an access unit delimiter, then a slice.
+        let cluster = [0, 0, 0, 2, 0x09, 0x10, 0, 0, 0, 2, 0x65, 0xAA];
+        let demuxed = Demuxed {
+            cluster: &cluster,
+            cluster_ms: 0,
+            tracks: vec![TrackSamples {
+                track: track(1, "V_MPEG4/ISO/AVC", avcc(), true),
+                samples: vec![sample(0, 0, true, 0..12)],
+            }],
+        };
+        let ts = media_segment(&demuxed, &Timing::of(&demuxed, 0)).unwrap();
+        let video = payload_of(&ts, FIRST_STREAM_PID);
+        let start = [0u8, 0, 0, 1];
+        let expected: Vec<u8> = [
+            &start[..],
+            &[0x09, 0x10],
+            &start,
+            &[0x67, 1, 2],
+            &start,
+            &[0x68, 3],
+            &start,
+            &[0x65, 0xAA],
+        ]
+        .concat();
+        assert_eq!(&video[19..19 + expected.len()], &expected[..]);
+    }
+
+    #[test]
+    fn aac_configurations_adts_cannot_name_are_refused() {
+        // HE-AAC signalled explicitly (object type 5), and 8 channels (configuration 8+).
+        for asc in [vec![0x2B, 0x92, 0x08, 0x00], vec![0x11, 0xC0]] {
+            let cluster = [0x21];
+            let demuxed = Demuxed {
+                cluster: &cluster,
+                cluster_ms: 0,
+                tracks: vec![TrackSamples {
+                    track: track(2, "A_AAC", asc, false),
+                    samples: vec![sample(0, 0, true, 0..1)],
+                }],
+            };
+            assert!(matches!(
+                media_segment(&demuxed, &Timing::of(&demuxed, 0)),
+                Err(RemuxError::NotInMpegTs { track: 2, .. })
+            ));
+        }
     }
 
     #[test]
