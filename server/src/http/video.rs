@@ -93,10 +93,13 @@ async fn answer(
                 .map_err(|e| video::error(&e))?;
             // Remuxing is CPU work: off the runtime's workers.
             let selector = input.clip_fragment_selector;
-            let _permit = remux_permit().await;
-            let clip = tokio::task::spawn_blocking(move || playback::clip(&log, &selector))
-                .await
-                .map_err(|e| ApiError::internal(format!("GetClip did not finish: {e}")))??;
+            let permit = remux_permit().await;
+            let clip = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                playback::clip(&log, &selector)
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("GetClip did not finish: {e}")))??;
             let response = Response::builder()
                 .status(StatusCode::OK)
                 .header("content-type", "video/mp4");
@@ -529,22 +532,26 @@ async fn playback_reply(
         session,
     };
     // Remuxing and writing playlists is CPU work: off the runtime's workers.
-    let _permit = remux_permit().await;
-    tokio::task::spawn_blocking(move || ask.serve(&token, &name))
-        .await
-        .map_err(|e| ApiError::internal(format!("the playback request did not finish: {e}")))?
+    let permit = remux_permit().await;
+    tokio::task::spawn_blocking(move || {
+        // Held by the work itself: a client that leaves does not free its turn early.
+        let _permit = permit;
+        ask.serve(&token, &name)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the playback request did not finish: {e}")))?
 }
 
-/// A turn to remux: twice as many at once as there are CPUs (each holds a fragment of up to
-/// 10 MiB, read and remuxed, in memory); more wait for one.
-async fn remux_permit() -> tokio::sync::SemaphorePermit<'static> {
-    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    PERMITS
-        .get_or_init(|| {
-            let cpus = std::thread::available_parallelism().map_or(2, usize::from);
-            tokio::sync::Semaphore::new(cpus * 2)
-        })
-        .acquire()
+/// A turn to remux: twice as many at once as there are CPUs (a segment holds a fragment of
+/// up to 10 MiB read and remuxed, a clip up to 100 MiB); more wait for one.
+async fn remux_permit() -> tokio::sync::OwnedSemaphorePermit {
+    static PERMITS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let permits = PERMITS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        Arc::new(tokio::sync::Semaphore::new(cpus * 2))
+    });
+    Arc::clone(permits)
+        .acquire_owned()
         .await
         .expect("the semaphore is never closed")
 }

@@ -235,11 +235,20 @@ pub fn begin(log: &FragmentLog, session: &mut PlaybackSession) -> Result<(), Api
     let (meta, mkv) = read(log, first.offset)?;
     session.timing = Timing::of(&demux(&mkv).map_err(remux_error)?, meta.producer_ms);
     session.from_offset = first.offset;
-    let end = session
-        .timing
-        .start_of(meta.producer_ms)
-        .saturating_add(i64::try_from(meta.duration_ms).unwrap_or(0));
-    session.availability_ms = meta.server_ms.saturating_sub(end);
+    // The earliest any fragment of the window was available, on the server's clock, less
+    // its end's media time (a fragment that came late, in a backlog, does not hold the
+    // others back).
+    let timing = &session.timing;
+    session.availability_ms = window(log, session)
+        .iter()
+        .map(|f| {
+            let end = timing
+                .start_of(f.meta.producer_ms)
+                .saturating_add(i64::try_from(f.meta.duration_ms).unwrap_or(0));
+            f.meta.server_ms.saturating_sub(end)
+        })
+        .min()
+        .unwrap_or(meta.server_ms);
     Ok(())
 }
 

@@ -2,12 +2,14 @@
 //! `&`): an adaptation set per track, each a representation whose segments are the
 //! track's own init and media segments (fragmented MP4 of that track alone), named by a
 //! `SegmentTemplate` with `$Number$` (a fragment's index in the stream) and timed by a
-//! `SegmentTimeline` in ms from the index. Where fragments do not follow one another (an
-//! index skipped: a range on producer time can leave some out; or a discontinuity in time,
-//! as HLS's ON_DISCONTINUITY finds them) a new period begins, as DASH marks one. The first
-//! period keeps id `0` and begins at 0 (its timeline's times are the session's own), so a
-//! LIVE manifest fetched again names the same period; a later one is named by its first
-//! fragment's index. 100 periods at most.
+//! `SegmentTimeline` in ms from the index. In a static manifest (ON_DEMAND), where
+//! fragments do not follow one another (an index skipped: a range on producer time can leave
+//! some out; or a discontinuity in time, as HLS's ON_DISCONTINUITY finds them) a new period
+//! begins, as DASH marks one; the first is id `0` from 0 (its timeline's times are the
+//! session's own), a later one is named by its first fragment's index; 100 periods at most.
+//! A dynamic manifest (LIVE, LIVE_REPLAY) is one period, id `0` from 0, so a player finds
+//! the same period at every fetch as the window slides: the newest run of consecutive
+//! indexes.
 
 use super::Timing;
 use super::playlist::{codec_string, discontinuous};
@@ -99,24 +101,68 @@ fn runs(fragments: &[FragmentEntry]) -> Vec<&[FragmentEntry]> {
     runs
 }
 
+/// The periods and where each sits, and where the last ends. A dynamic manifest has one
+/// (id `0`, from 0, its timeline on the session's own times, the newest run of consecutive
+/// indexes): a LIVE window slides, and a player must find the same period at every fetch. A static one begins a period where
+/// fragments do not follow one another; one whose times went back plays after the one
+/// before it (its timeline offset to where that one ends). 100 periods at most.
+fn periods<'f>(spec: &ManifestSpec<'f>) -> (Vec<(&'f [FragmentEntry], Placement)>, i64) {
+    let runs = if spec.dynamic {
+        // `$Number$` counts without gaps: the newest run of consecutive indexes (a LIVE
+        // window is one; a LIVE_REPLAY range on producer time may skip some).
+        let newest = spec
+            .fragments
+            .windows(2)
+            .rposition(|pair| pair[1].offset != pair[0].offset + 1)
+            .map_or(0, |i| i + 1);
+        vec![&spec.fragments[newest..]]
+    } else {
+        runs(spec.fragments)
+    };
+    let mut periods = Vec::new();
+    let mut free_from = 0;
+    for (i, run) in runs
+        .into_iter()
+        .filter(|run| !run.is_empty())
+        .take(PERIODS_MAX)
+        .enumerate()
+    {
+        let first = spec.timing.start_of(run[0].meta.producer_ms).max(0);
+        let end = end_of(&run[run.len() - 1], spec.timing);
+        let place = match i {
+            0 => Placement {
+                start_ms: 0,
+                offset_ms: 0,
+            },
+            _ => Placement {
+                start_ms: first.max(free_from),
+                offset_ms: first,
+            },
+        };
+        free_from = place.start_ms + (end - place.offset_ms).max(0);
+        periods.push((run, place));
+    }
+    (periods, free_from)
+}
+
 fn write_manifest<W: io::Write>(
     writer: &mut Writer<W>,
     spec: &ManifestSpec<'_>,
     init_uri: &dyn Fn(u64) -> String,
     media_uri: &dyn Fn(u64) -> String,
 ) -> io::Result<()> {
-    let timing = spec.timing;
-    let first_ms = spec
-        .fragments
+    let longest = i64::try_from(
+        spec.fragments
+            .iter()
+            .map(|f| f.meta.duration_ms)
+            .max()
+            .unwrap_or(1000),
+    )
+    .unwrap_or(i64::MAX);
+    let (periods, end_ms) = periods(spec);
+    let first_ms = periods
         .first()
-        .map_or(0, |f| timing.start_of(f.meta.producer_ms));
-    let end_ms = spec.fragments.last().map_or(0, |f| end_of(f, timing));
-    let longest = spec
-        .fragments
-        .iter()
-        .map(|f| f.meta.duration_ms)
-        .max()
-        .unwrap_or(1000);
+        .map_or(0, |(run, _)| spec.timing.start_of(run[0].meta.producer_ms));
     let mut mpd = writer
         .create_element("MPD")
         .with_attribute(("xmlns", "urn:mpeg:dash:schema:mpd:2011"))
@@ -127,11 +173,14 @@ fn write_manifest<W: io::Write>(
     if spec.dynamic {
         availability = time(spec.availability_ms);
         publish = time(spec.now_ms);
-        update = duration(i64::try_from(longest).unwrap_or(1000));
+        update = duration(longest);
         // Back to the window's first fragment from now, so that every segment listed is
         // still in the time-shift buffer (LIVE_REPLAY's may be old).
         depth = duration(
-            spec.now_ms - spec.availability_ms - first_ms + i64::try_from(longest).unwrap_or(0),
+            spec.now_ms
+                .saturating_sub(spec.availability_ms)
+                .saturating_sub(first_ms)
+                .saturating_add(longest),
         );
         mpd = mpd
             .with_attribute(("type", "dynamic"))
@@ -140,35 +189,15 @@ fn write_manifest<W: io::Write>(
             .with_attribute(("minimumUpdatePeriod", update.as_str()))
             .with_attribute(("timeShiftBufferDepth", depth.as_str()));
     } else {
-        depth = duration(end_ms - first_ms);
+        // Where the last period ends (periods are laid end to end).
+        depth = duration(end_ms);
         mpd = mpd
             .with_attribute(("type", "static"))
             .with_attribute(("mediaPresentationDuration", depth.as_str()));
     }
     mpd.write_inner_content(|writer| {
-        // Periods follow one another: one whose fragments went back in time plays after the
-        // one before it (its timeline offset to where that one ends).
-        let mut free_from = 0;
-        for (i, run) in runs(spec.fragments)
-            .into_iter()
-            .take(PERIODS_MAX)
-            .enumerate()
-        {
-            let first = spec.timing.start_of(run[0].meta.producer_ms).max(0);
-            let end = end_of(&run[run.len() - 1], spec.timing);
-            let place = match i {
-                // The first begins at 0, its timeline on the session's own times.
-                0 => Placement {
-                    start_ms: 0,
-                    offset_ms: 0,
-                },
-                _ => Placement {
-                    start_ms: first.max(free_from),
-                    offset_ms: first,
-                },
-            };
-            free_from = place.start_ms + (end - place.offset_ms).max(0);
-            write_period(writer, spec, (i, run, &place), init_uri, media_uri)?;
+        for (i, (run, place)) in periods.iter().enumerate() {
+            write_period(writer, spec, (i, run, place), init_uri, media_uri)?;
         }
         Ok(())
     })?;
@@ -406,7 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn skipped_indexes_start_a_new_period_and_live_is_dynamic() {
+    fn discontinuities_start_periods_laid_end_to_end_and_live_is_one_period() {
         // Index 9 after 4 (a range left some out); index 10 twenty seconds after 9 ended
         // (a gap in time); index 11 before 10 began (a clock went back).
         let fragments = [
@@ -416,42 +445,42 @@ mod tests {
             fragment(10, 36_000, 1_000),
             fragment(11, 30_000, 1_000),
         ];
-        let xml = render(&fragments, true);
+        let xml = render(&fragments, false);
         let names = elements(&xml);
         assert_eq!(names.iter().filter(|n| *n == "Period").count(), 4, "{xml}");
-        assert!(xml.contains(r#"<Period id="0" start="PT0.000S">"#), "{xml}");
-        assert!(
-            xml.contains(r#"presentationTimeOffset="0" startNumber="3""#),
+        for expected in [
+            r#"<Period id="0" start="PT0.000S">"#,
+            r#"presentationTimeOffset="0" startNumber="3""#,
+            r#"<Period id="9" start="PT5.000S">"#,
+            r#"presentationTimeOffset="5000" startNumber="9""#,
+            r#"<Period id="10" start="PT26.000S">"#,
+            // Back in time: after the period before it ends, its timeline offset to there.
+            r#"<Period id="11" start="PT27.000S">"#,
+            r#"presentationTimeOffset="20000" startNumber="11""#,
+            // The presentation ends where the last period does.
+            r#"mediaPresentationDuration="PT28.000S""#,
+        ] {
+            assert!(xml.contains(expected), "{expected} in {xml}");
+        }
+        // Dynamic: one period, the newest run of consecutive indexes (9, 10, 11), whatever
+        // their times; availability from the server's clock (9 s) and back to the first.
+        let xml = render(&fragments, true);
+        assert_eq!(
+            elements(&xml).iter().filter(|n| *n == "Period").count(),
+            1,
             "{xml}"
         );
-        assert!(xml.contains(r#"<Period id="9" start="PT5.000S">"#), "{xml}");
-        assert!(
-            xml.contains(r#"presentationTimeOffset="5000" startNumber="9""#),
-            "{xml}"
-        );
-        assert!(
-            xml.contains(r#"<Period id="10" start="PT26.000S">"#),
-            "{xml}"
-        );
-        assert!(
-            xml.contains(r#"<Period id="11" start="PT27.000S">"#),
-            "{xml}"
-        );
-        // Back in time: after the period before it ends, its timeline offset to there.
-        assert!(
-            xml.contains(r#"presentationTimeOffset="20000" startNumber="11""#),
-            "{xml}"
-        );
-        // Availability follows the server's clock: 9 s, and back to the first fragment.
-        assert!(
-            xml.contains(r#"availabilityStartTime="1970-01-01T00:00:09.000Z""#),
-            "{xml}"
-        );
-        assert!(xml.contains(r#"timeShiftBufferDepth="PT12.000S""#), "{xml}");
-        assert!(
-            xml.contains(r#"type="dynamic""#) && xml.contains("minimumUpdatePeriod"),
-            "{xml}"
-        );
+        for expected in [
+            r#"type="dynamic""#,
+            r#"<Period id="0" start="PT0.000S">"#,
+            r#"presentationTimeOffset="0" startNumber="9""#,
+            r#"availabilityStartTime="1970-01-01T00:00:09.000Z""#,
+            r#"timeShiftBufferDepth="PT7.000S""#,
+            "minimumUpdatePeriod",
+        ] {
+            assert!(xml.contains(expected), "{expected} in {xml}");
+        }
+        assert_eq!(xml.matches("<S ").count(), 3, "{xml}");
         assert!(!xml.contains("mediaPresentationDuration"), "{xml}");
         // No fragments at all: a manifest with no period, still well formed.
         assert_eq!(elements(&render(&[], true)), ["MPD"]);

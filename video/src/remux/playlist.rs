@@ -42,13 +42,18 @@ const GAP_MS: i64 = 50;
 /// Whether `next` does not follow `previous` in time: it begins before `previous` did (a
 /// producer's clock or timecodes went back) or more than 50 ms after `previous` ended (a
 /// gap: a producer restarted or fragments were lost). Beginning before `previous` ended is
-/// not one: a cluster's audio runs past the next cluster's first frame.
+/// not one: a cluster's audio runs past the next cluster's first frame. A fragment's length
+/// may stop at its last frame's start (blocks without durations, as the Kinesis Video
+/// producer SDK writes them), so its end is taken one frame interval later: at 10 frames a
+/// second, 100 ms of it.
 pub fn discontinuous(previous: &FragmentEntry, next: &FragmentEntry) -> bool {
-    let end = previous
-        .meta
+    let meta = &previous.meta;
+    let frames_per_track = u64::from(meta.frames) / u64::from(meta.tracks.max(1));
+    let frame_interval = meta.duration_ms / frames_per_track.saturating_sub(1).max(1);
+    let end = meta
         .producer_ms
-        .saturating_add(i64::try_from(previous.meta.duration_ms).unwrap_or(i64::MAX));
-    next.meta.producer_ms < previous.meta.producer_ms || next.meta.producer_ms > end + GAP_MS
+        .saturating_add(i64::try_from(meta.duration_ms + frame_interval).unwrap_or(i64::MAX));
+    next.meta.producer_ms < meta.producer_ms || next.meta.producer_ms > end.saturating_add(GAP_MS)
 }
 
 /// A media playlist whose segment `i` is at `segment_uri(fragment)`.
@@ -150,5 +155,44 @@ pub fn codec_string(track: &Track) -> Option<String> {
             Some(format!("mp4a.40.{object_type}"))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FragmentMeta;
+
+    fn fragment(producer_ms: i64, duration_ms: u64, frames: u32, tracks: u32) -> FragmentEntry {
+        FragmentEntry {
+            offset: 0,
+            size: 1,
+            meta: FragmentMeta {
+                producer_ms,
+                server_ms: producer_ms,
+                duration_ms,
+                frames,
+                key_frame_ms: Some(0),
+                tracks,
+            },
+        }
+    }
+
+    #[test]
+    fn discontinuities_are_gaps_and_steps_back_not_interleaving_or_frame_rate() {
+        // 25 fps video and audio: the audio runs 80 ms past the next cluster's start.
+        let interleaved = fragment(0, 1_080, 25 + 47, 2);
+        assert!(!discontinuous(&interleaved, &fragment(1_000, 1_000, 72, 2)));
+        // 1 fps, no block durations: 10 frames span 9 s; the next begins at 10 s.
+        let time_lapse = fragment(0, 9_000, 10, 1);
+        assert!(!discontinuous(&time_lapse, &fragment(10_000, 9_000, 10, 1)));
+        // 15 fps video alone, the same: 15 frames span 933 ms, the next at 1,000 ms.
+        assert!(!discontinuous(
+            &fragment(0, 933, 15, 1),
+            &fragment(1_000, 933, 15, 1)
+        ));
+        // A gap of a second after the end, and a step back, are discontinuities.
+        assert!(discontinuous(&time_lapse, &fragment(11_100, 9_000, 10, 1)));
+        assert!(discontinuous(&interleaved, &fragment(-10, 1_000, 72, 2)));
     }
 }

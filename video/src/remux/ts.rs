@@ -93,22 +93,21 @@ pub fn media_segment(demuxed: &Demuxed<'_>, timing: &Timing) -> Result<Vec<u8>, 
     }
     // Presentation times move forward by the largest reorder delay, so that every decode
     // time (a B-frame's is before its presentation) stays at or after zero; one delay for
-    // every track keeps them in step. A decode time is never after its presentation (a
-    // fragment reordering more than the session's first did is clamped).
+    // every track keeps them in step. A decode time is never after its presentation: a
+    // track reordering more here than in the session's first fragment has all its decode
+    // times moved back by the difference (each track keeps its own order; the merge by
+    // decode time is stable).
     let delay = i64::from(timing.shifts.iter().map(|(_, s)| *s).max().unwrap_or(0));
-    let mut samples: Vec<(usize, &Sample, i64, i64)> = demuxed
-        .tracks
-        .iter()
-        .enumerate()
-        .flat_map(|(i, t)| {
-            let shift = i64::from(timing.shift(t.track.number));
-            t.samples.iter().map(move |s| {
-                let pts = s.pts_ms + delay + TIME_OFFSET_MS;
-                let dts = (s.dts_ms + delay - shift + TIME_OFFSET_MS).min(pts);
-                (i, s, pts, dts)
-            })
-        })
-        .collect();
+    let mut samples: Vec<(usize, &Sample, i64, i64)> = Vec::new();
+    for (i, t) in demuxed.tracks.iter().enumerate() {
+        let shift = i64::from(timing.shift(t.track.number));
+        let most_early = t.samples.iter().map(|s| s.dts_ms - s.pts_ms).max();
+        let back = shift + (most_early.unwrap_or(0) - shift).max(0);
+        samples.extend(t.samples.iter().map(|s| {
+            let pts = s.pts_ms + delay + TIME_OFFSET_MS;
+            (i, s, pts, s.dts_ms + delay - back + TIME_OFFSET_MS)
+        }));
+    }
     samples.sort_by_key(|&(i, _, _, dts)| (dts, i));
     let mut writer = TsPacketWriter::new(Vec::new());
     write_tables(&mut writer, &streams)?;
@@ -129,7 +128,7 @@ fn write_clock(
     clock: &mut Option<i64>,
     now_ms: i64,
 ) -> Result<(), RemuxError> {
-    let mut write = |ms: i64, first: bool| {
+    let mut write = |ms: i64| {
         let ticks = ms
             .saturating_mul(TICKS_PER_MS)
             .rem_euclid(TIMESTAMP_MODULO as i64);
@@ -143,7 +142,8 @@ fn write_clock(
                 continuity_counter: ContinuityCounter::new(),
             },
             adaptation_field: Some(AdaptationField {
-                discontinuity_indicator: first,
+                // The clock runs on from segment to segment.
+                discontinuity_indicator: false,
                 random_access_indicator: false,
                 es_priority_indicator: false,
                 pcr: Some(ClockReference::new(ticks as u64 * 300).expect("under 2^33 × 300")),
@@ -158,13 +158,13 @@ fn write_clock(
     };
     match *clock {
         None => {
-            write(now_ms, true)?;
+            write(now_ms)?;
             *clock = Some(now_ms);
         }
         Some(mut last) => {
             while now_ms - last >= PCR_EVERY_MS {
                 last += PCR_EVERY_MS;
-                write(last, false)?;
+                write(last)?;
             }
             *clock = Some(last);
         }
@@ -328,7 +328,10 @@ fn elementary(stream: &Stream<'_>, sample: &Sample, frame: &[u8]) -> Result<Vec<
             // ADTS's frame length is 13 bits and counts its own 7-byte header.
             let length = frame.len() + 7;
             if length >= 1 << 13 {
-                return Err(invalid());
+                return Err(RemuxError::NotInMpegTs {
+                    track: stream.track.number,
+                    why: format!("an AAC frame of {} bytes is over ADTS's 8,184", frame.len()),
+                });
             }
             let mut out = Vec::with_capacity(length);
             out.extend_from_slice(&[
@@ -612,6 +615,57 @@ mod tests {
         for pair in counters.windows(2) {
             assert_eq!(pair[1], (pair[0] + 1) % 16);
         }
+    }
+
+    #[test]
+    fn more_reordering_than_the_session_expected_keeps_decode_order() {
+        // I P B b b in decode order, shown at 0 160 80 40 120; the session's timing (from
+        // a fragment without B-frames) has no shift for it.
+        let cluster = [0, 0, 0, 1, 0x65, 0, 0, 0, 1, 0x41];
+        let shown = [0, 160, 80, 40, 120];
+        let samples = shown
+            .iter()
+            .enumerate()
+            .map(|(i, &pts)| {
+                sample(
+                    pts,
+                    i as i64 * 40,
+                    i == 0,
+                    if i == 0 { 0..5 } else { 5..10 },
+                )
+            })
+            .collect();
+        let demuxed = Demuxed {
+            cluster: &cluster,
+            cluster_ms: 0,
+            tracks: vec![TrackSamples {
+                track: track(1, "V_MPEG4/ISO/AVC", avcc(), true),
+                samples,
+            }],
+        };
+        let timing = Timing {
+            base_ms: 0,
+            shifts: vec![(1, 0)],
+        };
+        let ts = media_segment(&demuxed, &timing).unwrap();
+        let (mut pts, mut dts) = (Vec::new(), Vec::new());
+        for packet in ts.chunks(TsPacket::SIZE) {
+            let pid = u16::from(packet[1] & 0x1F) << 8 | u16::from(packet[2]);
+            if pid == FIRST_STREAM_PID && packet[1] & 0x40 != 0 {
+                let at = if packet[3] & 0x20 != 0 {
+                    5 + usize::from(packet[4])
+                } else {
+                    4
+                };
+                pts.push(timestamp_at(&packet[at + 9..at + 14]) / 90);
+                dts.push(timestamp_at(&packet[at + 14..at + 19]) / 90);
+            }
+        }
+        // Written in decode order, every frame shown at its time, decoded no later.
+        let offset = 1_400;
+        assert_eq!(pts, shown.map(|p| (p + offset) as u64));
+        assert!(dts.windows(2).all(|d| d[0] < d[1]), "{dts:?}");
+        assert!(dts.iter().zip(&pts).all(|(d, p)| d <= p), "{dts:?} {pts:?}");
     }
 
     #[test]
