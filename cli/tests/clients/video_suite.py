@@ -96,6 +96,16 @@ def tag(segment, name):
     return segment[start:start + size].decode()
 
 
+def expect_not_found(urls):
+    """Each URL answers 404."""
+    for url in urls:
+        try:
+            urllib.request.urlopen(url)
+            raise AssertionError(f"{url} was served")
+        except urllib.error.HTTPError as refused:
+            assert refused.code == 404, refused
+
+
 def make_stream(video, retention=24):
     name = unique("camera")
     arn = video.create_stream(StreamName=name, MediaType="video/h264", DataRetentionInHours=retention,
@@ -351,21 +361,12 @@ def test_hls_over_mpeg_ts_and_dash_play_the_source_frame_for_frame(endpoint):
     assert picture_times(url) == shown
     # A track the stream does not have, and a fragment outside the session, are not served.
     segment = url.replace("getDASHManifest.mpd", "getMP4MediaFragment.mp4") + "&TrackNumber=9&FragmentIndex=0"
-    for bad in [segment, segment.replace("TrackNumber=9", "TrackNumber=1").replace("FragmentIndex=0", "FragmentIndex=99999")]:
-        try:
-            urllib.request.urlopen(bad)
-            raise AssertionError(f"{bad} was served")
-        except urllib.error.HTTPError as refused:
-            assert refused.code == 404, refused
+    expect_not_found([segment, segment.replace("TrackNumber=9", "TrackNumber=1").replace("FragmentIndex=0",
+                                                                                        "FragmentIndex=99999")])
     # A token serves its own protocol and container only.
-    for bad in [ts_url.replace("/hls/v1/getHLSMasterPlaylist.m3u8", "/dash/v1/getDASHManifest.mpd"),
-                ts_url.replace("getHLSMasterPlaylist.m3u8", "getMP4InitFragment.mp4"),
-                url.replace("/dash/v1/getDASHManifest.mpd", "/hls/v1/getHLSMasterPlaylist.m3u8")]:
-        try:
-            urllib.request.urlopen(bad)
-            raise AssertionError(f"{bad} was served")
-        except urllib.error.HTTPError as refused:
-            assert refused.code == 404, refused
+    expect_not_found([ts_url.replace("/hls/v1/getHLSMasterPlaylist.m3u8", "/dash/v1/getDASHManifest.mpd"),
+                      ts_url.replace("getHLSMasterPlaylist.m3u8", "getMP4InitFragment.mp4"),
+                      url.replace("/dash/v1/getDASHManifest.mpd", "/hls/v1/getHLSMasterPlaylist.m3u8")])
 
 
 def test_a_live_hls_playlist_grows_as_fragments_arrive(endpoint):

@@ -252,6 +252,15 @@ pub fn begin(log: &FragmentLog, session: &mut PlaybackSession) -> Result<(), Api
     Ok(())
 }
 
+/// The tracks of the session (its first fragment's).
+fn session_tracks(
+    log: &FragmentLog,
+    session: &PlaybackSession,
+) -> Result<Vec<sluice_video::mkv::Track>, ApiError> {
+    let (_, mkv) = read(log, first_fragment(log, session)?)?;
+    Ok(demux(&mkv).map_err(remux_error)?.track_entries())
+}
+
 /// The session's first fragment (its tracks are the session's), or the window's first if
 /// retention has taken it.
 fn first_fragment(log: &FragmentLog, session: &PlaybackSession) -> Result<u64, ApiError> {
@@ -375,16 +384,15 @@ pub fn media_playlist(log: &FragmentLog, session: &PlaybackSession, token: &str)
     })
 }
 
-/// The DASH manifest of the session: an adaptation set per track of its first fragment
-/// now, segments named by their fragment's index.
+/// The DASH manifest of the session: an adaptation set per track of the session's first
+/// fragment, segments named by their fragment's index.
 pub fn dash_manifest(
     log: &FragmentLog,
     session: &PlaybackSession,
     token: &str,
 ) -> Result<Vec<u8>, ApiError> {
     let fragments = window(log, session);
-    let (_, mkv) = read(log, first_fragment(log, session)?)?;
-    let tracks = demux(&mkv).map_err(remux_error)?.track_entries();
+    let tracks = session_tracks(log, session)?;
     let spec = mpd::ManifestSpec {
         fragments: &fragments,
         tracks: &tracks,
@@ -413,8 +421,7 @@ pub fn master_playlist(
     token: &str,
 ) -> Result<Vec<u8>, ApiError> {
     let fragments = window(log, session);
-    let (_, mkv) = read(log, first_fragment(log, session)?)?;
-    let demuxed = demux(&mkv).map_err(remux_error)?;
+    let tracks = session_tracks(log, session)?;
     let bits: u64 = fragments.iter().map(|f| f.size * 8).sum();
     let ms: u64 = fragments
         .iter()
@@ -422,11 +429,7 @@ pub fn master_playlist(
         .sum::<u64>()
         .max(1);
     let media = format!("getHLSMediaPlaylist.m3u8?SessionToken={token}");
-    Ok(playlist::master_playlist(
-        &media,
-        &demuxed.track_entries(),
-        bits * 1000 / ms,
-    ))
+    Ok(playlist::master_playlist(&media, &tracks, bits * 1000 / ms))
 }
 
 /// The init segment of the session (the tracks of its first fragment): every track (HLS),
