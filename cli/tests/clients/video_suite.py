@@ -137,6 +137,17 @@ def put_media(endpoint, name, body, start=START):
     return acks
 
 
+def stream_of_source(endpoint):
+    """A new stream holding the source, put by a producer reading its acknowledgements: its
+    name, the archived-media client and its fragments."""
+    name, _ = make_stream(client("kinesisvideo", endpoint))
+    with open(SOURCE, "rb") as f:
+        acks = put_media(endpoint, name, f.read())
+    assert len([a for a in acks if a["EventType"] == "PERSISTED"]) == CLUSTERS, acks
+    archived = client("kinesis-video-archived-media", endpoint)
+    return name, archived, wait_for_fragments(archived, name, CLUSTERS)
+
+
 def wait_for_fragments(archived, name, count):
     deadline = time.time() + 30
     while True:
@@ -277,13 +288,7 @@ def test_bad_media_gets_error_acks_and_the_server_keeps_going(endpoint):
 
 
 def test_hls_on_demand_and_get_clip_play_the_source_frame_for_frame(endpoint):
-    video = client("kinesisvideo", endpoint)
-    name, _ = make_stream(video)
-    with open(SOURCE, "rb") as f:
-        acks = put_media(endpoint, name, f.read())
-    assert len([a for a in acks if a["EventType"] == "PERSISTED"]) == CLUSTERS, acks
-    archived = client("kinesis-video-archived-media", endpoint)
-    fragments = wait_for_fragments(archived, name, CLUSTERS)
+    name, archived, fragments = stream_of_source(endpoint)
     start = fragments[0]["ProducerTimestamp"].timestamp() - 1
     end = fragments[-1]["ProducerTimestamp"].timestamp() + 10
     selector = {"FragmentSelectorType": "PRODUCER_TIMESTAMP",
@@ -319,13 +324,7 @@ def test_hls_on_demand_and_get_clip_play_the_source_frame_for_frame(endpoint):
 
 
 def test_hls_over_mpeg_ts_and_dash_play_the_source_frame_for_frame(endpoint):
-    video = client("kinesisvideo", endpoint)
-    name, _ = make_stream(video)
-    with open(SOURCE, "rb") as f:
-        acks = put_media(endpoint, name, f.read())
-    assert len([a for a in acks if a["EventType"] == "PERSISTED"]) == CLUSTERS, acks
-    archived = client("kinesis-video-archived-media", endpoint)
-    fragments = wait_for_fragments(archived, name, CLUSTERS)
+    name, archived, fragments = stream_of_source(endpoint)
     selector = {"FragmentSelectorType": "SERVER_TIMESTAMP",
                 "TimestampRange": {"StartTimestamp": fragments[0]["ServerTimestamp"].timestamp() - 1,
                                    "EndTimestamp": fragments[-1]["ServerTimestamp"].timestamp() + 10}}

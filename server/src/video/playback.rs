@@ -227,11 +227,9 @@ fn mpeg_ts(protocol: Protocol, container: Option<&str>) -> Result<bool, ApiError
 /// fragment fixes its timeline (media time 0 at that fragment's producer time, the
 /// tracks' reorder delays from its frames).
 pub fn begin(log: &FragmentLog, session: &mut PlaybackSession) -> Result<(), ApiError> {
-    check_has_fragments(log, session)?;
-    let first = window(log, session)
-        .into_iter()
-        .next()
-        .ok_or_else(no_fragments)?;
+    let fragments = window(log, session);
+    check_has_fragments(&fragments, session)?;
+    let first = fragments.first().ok_or_else(no_fragments)?;
     let (meta, mkv) = read(log, first.offset)?;
     session.timing = Timing::of(&demux(&mkv).map_err(remux_error)?, meta.producer_ms);
     session.from_offset = first.offset;
@@ -239,7 +237,7 @@ pub fn begin(log: &FragmentLog, session: &mut PlaybackSession) -> Result<(), Api
     // its end's media time (a fragment that came late, in a backlog, does not hold the
     // others back).
     let timing = &session.timing;
-    session.availability_ms = window(log, session)
+    session.availability_ms = fragments
         .iter()
         .map(|f| {
             let end = timing
@@ -320,8 +318,10 @@ fn time_kind(session: &PlaybackSession) -> TimeKind {
 
 /// Kinesis Video refuses a session with nothing to play: no fragment in the range, or (LIVE)
 /// none in the last 30 seconds.
-fn check_has_fragments(log: &FragmentLog, session: &PlaybackSession) -> Result<(), ApiError> {
-    let fragments = window(log, session);
+fn check_has_fragments(
+    fragments: &[FragmentEntry],
+    session: &PlaybackSession,
+) -> Result<(), ApiError> {
     let recent = |f: &FragmentEntry| now_ms() - f.meta.server_ms <= 30_000;
     let playable = match session.mode.as_str() {
         "LIVE" => fragments.last().is_some_and(recent),
