@@ -1,0 +1,227 @@
+//! The store on etcd (v3 API, 3.4 or newer), through the `etcd-client` crate.
+
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions,
+    Txn, TxnOp, WatchOptions, WatchStream,
+};
+
+use crate::backend::{Backend, BackendWatch, Compare, Kv, KvEvent, LeaseId, Op, TxnOutcome};
+use crate::error::MetaError;
+use crate::model::Revision;
+
+/// A connection to an etcd cluster. Clones share it (one gRPC channel, balanced over the
+/// endpoints given).
+#[derive(Clone)]
+pub struct EtcdBackend {
+    client: Client,
+}
+
+impl EtcdBackend {
+    /// Connects to etcd at `endpoints` (`http://host:port`), giving up on a connection attempt
+    /// after `connect_timeout`.
+    pub async fn connect(
+        endpoints: &[String],
+        connect_timeout: Duration,
+    ) -> Result<EtcdBackend, MetaError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(connect_timeout)
+            .with_timeout(Duration::from_secs(10));
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(unavailable)?;
+        Ok(EtcdBackend { client })
+    }
+}
+
+fn unavailable(error: etcd_client::Error) -> MetaError {
+    MetaError::Unavailable(error.to_string())
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn kv(from: &etcd_client::KeyValue) -> Kv {
+    Kv {
+        key: text(from.key()),
+        value: from.value().to_vec(),
+        create_revision: from.create_revision(),
+        mod_revision: from.mod_revision(),
+        lease: from.lease(),
+    }
+}
+
+impl Backend for EtcdBackend {
+    type Watch = EtcdWatch;
+
+    async fn grant(&self, ttl: Duration) -> Result<LeaseId, MetaError> {
+        let seconds = i64::try_from(ttl.as_millis().div_ceil(1000))
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let granted = self
+            .client
+            .clone()
+            .lease_grant(seconds, None)
+            .await
+            .map_err(unavailable)?;
+        Ok(granted.id())
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<bool, MetaError> {
+        let (mut keeper, mut responses) = self
+            .client
+            .clone()
+            .lease_keep_alive(lease)
+            .await
+            .map_err(unavailable)?;
+        keeper.keep_alive().await.map_err(unavailable)?;
+        match responses.message().await.map_err(unavailable)? {
+            Some(response) => Ok(response.ttl() > 0),
+            None => Err(MetaError::Unavailable(
+                "the keep-alive stream closed".into(),
+            )),
+        }
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> Result<(), MetaError> {
+        match self.client.clone().lease_revoke(lease).await {
+            Ok(_) => Ok(()),
+            Err(etcd_client::Error::GRpcStatus(status))
+                if status.message().contains("lease not found") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn range(&self, prefix: &str) -> Result<(Vec<Kv>, Revision), MetaError> {
+        let got = self
+            .client
+            .clone()
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(unavailable)?;
+        let revision = got
+            .header()
+            .map_or(0, etcd_client::ResponseHeader::revision);
+        Ok((got.kvs().iter().map(kv).collect(), revision))
+    }
+
+    async fn txn(&self, when: Vec<Compare>, then: Vec<Op>) -> Result<TxnOutcome, MetaError> {
+        let compares: Vec<EtcdCompare> = when
+            .into_iter()
+            .map(|c| match c {
+                Compare::CreateRevision(key, rev) => {
+                    EtcdCompare::create_revision(key, CompareOp::Equal, rev)
+                }
+                Compare::ModRevision(key, rev) => {
+                    EtcdCompare::mod_revision(key, CompareOp::Equal, rev)
+                }
+            })
+            .collect();
+        let ops: Vec<TxnOp> = then
+            .into_iter()
+            .map(|op| match op {
+                Op::Put {
+                    key,
+                    value,
+                    lease: 0,
+                } => TxnOp::put(key, value, None),
+                Op::Put { key, value, lease } => {
+                    TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)))
+                }
+                Op::Delete(key) => TxnOp::delete(key, None),
+            })
+            .collect();
+        let txn = Txn::new().when(compares).and_then(ops);
+        match self.client.clone().txn(txn).await {
+            Ok(response) => {
+                let revision = response
+                    .header()
+                    .map_or(0, etcd_client::ResponseHeader::revision);
+                Ok(TxnOutcome {
+                    succeeded: response.succeeded(),
+                    revision,
+                })
+            }
+            Err(etcd_client::Error::GRpcStatus(status))
+                if status.message().contains("lease not found") =>
+            {
+                Err(MetaError::LeaseExpired)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn watch(&self, prefix: &str, from: Revision) -> Result<EtcdWatch, MetaError> {
+        let options = WatchOptions::new().with_prefix().with_start_revision(from);
+        let stream = self
+            .client
+            .clone()
+            .watch(prefix, Some(options))
+            .await
+            .map_err(unavailable)?;
+        Ok(EtcdWatch {
+            stream,
+            asked: from,
+        })
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), MetaError> {
+        self.client
+            .clone()
+            .compact(revision, None)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// A watch on etcd.
+pub struct EtcdWatch {
+    stream: WatchStream,
+    asked: Revision,
+}
+
+impl BackendWatch for EtcdWatch {
+    async fn next(&mut self) -> Result<Vec<KvEvent>, MetaError> {
+        loop {
+            let Some(response) = self.stream.message().await.map_err(unavailable)? else {
+                return Err(MetaError::Unavailable("the watch stream closed".into()));
+            };
+            if response.canceled() {
+                if response.compact_revision() > 0 {
+                    return Err(MetaError::Compacted {
+                        asked: self.asked,
+                        compacted: response.compact_revision(),
+                    });
+                }
+                return Err(MetaError::Unavailable(format!(
+                    "the watch was cancelled: {}",
+                    response.cancel_reason()
+                )));
+            }
+            let events: Vec<KvEvent> = response
+                .events()
+                .iter()
+                .filter_map(|event| {
+                    let kv = event.kv()?;
+                    Some(match event.event_type() {
+                        EventType::Put => KvEvent::Put(self::kv(kv)),
+                        EventType::Delete => KvEvent::Delete {
+                            key: text(kv.key()),
+                            revision: kv.mod_revision(),
+                        },
+                    })
+                })
+                .collect();
+            if let Some(last) = events.last() {
+                self.asked = last.revision() + 1;
+                return Ok(events);
+            }
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! The control plane's typed layer over a [`Backend`]: node registration with leases, the
+//! controller's election (etcd's recipe: the oldest candidate key under `controller/` leads,
+//! each candidate waiting for the deletion of the one just older than its own), the stream
+//! map read as a snapshot and followed by a watch, and changes written only by the
+//! controller, fenced by its election key's creation revision.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::backend::{Backend, BackendWatch, Compare, Kv, KvEvent, Op};
+use crate::error::MetaError;
+use crate::lease::KeptLease;
+use crate::model::{NodeId, NodeInfo, Revision, StreamPlacement, Versioned};
+
+const NODES: &str = "nodes/";
+const CONTROLLER: &str = "controller/";
+const STREAMS: &str = "streams/";
+const UID_NEXT: &str = "uid-next";
+
+/// The control plane of one cluster, under `/sluice/<cluster>/` in the store.
+#[derive(Clone)]
+pub struct ClusterMeta<B: Backend> {
+    backend: B,
+    prefix: String,
+}
+
+/// Everything the store says about the cluster, at one revision.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The revision it was read at: a watch from `revision + 1` continues it.
+    pub revision: Revision,
+    /// The live nodes.
+    pub nodes: BTreeMap<NodeId, NodeInfo>,
+    /// The elected controller, if any.
+    pub controller: Option<NodeId>,
+    /// Every stream, with the revision a change must name to replace it.
+    pub streams: BTreeMap<String, Versioned<StreamPlacement>>,
+    /// The next stream uid (1 in an empty store, revision 0: absent).
+    pub uid_next: Versioned<u64>,
+}
+
+/// A change the controller writes; each names the revision of what it replaces, so a
+/// controller acting on a stale read writes nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Writes a stream's entry; `replaces` is the revision read, `None` when it must not exist.
+    PutStream {
+        /// The new entry.
+        placement: StreamPlacement,
+        /// The revision of the entry it replaces.
+        replaces: Option<Revision>,
+    },
+    /// Removes a stream's entry.
+    DeleteStream {
+        /// The stream.
+        name: String,
+        /// The revision of the entry it removes.
+        replaces: Revision,
+    },
+    /// Moves the uid counter (`replaces` as in `Snapshot::uid_next`, 0 when absent).
+    UidNext {
+        /// The next uid to give.
+        next: u64,
+        /// The revision of the counter read.
+        replaces: Revision,
+    },
+}
+
+/// One change to the cluster as a watch sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterEvent {
+    /// A node registered (or re-registered).
+    NodeJoined(NodeInfo),
+    /// A node's registration ended: revoked, or its lease expired.
+    NodeLeft(NodeId),
+    /// A stream's entry was written.
+    StreamChanged(Versioned<StreamPlacement>),
+    /// A stream's entry was removed.
+    StreamRemoved(String),
+    /// The set of controller candidates changed (who leads: `ClusterMeta::controller`).
+    ControllerCandidates,
+}
+
+/// A node's presence in the cluster, held while the node runs.
+pub struct Registration<B: Backend> {
+    lease: KeptLease<B>,
+    node: NodeInfo,
+}
+
+/// The controller's office, held from election to resignation or loss.
+pub struct Leadership<B: Backend> {
+    lease: KeptLease<B>,
+    key: String,
+    revision: Revision,
+    node: NodeId,
+}
+
+/// A watch on the whole cluster.
+pub struct ClusterWatch<W: BackendWatch> {
+    inner: W,
+    prefix: String,
+}
+
+impl<B: Backend> ClusterMeta<B> {
+    /// The control plane of `cluster` (a name made of `A-Z a-z 0-9 . _ -`).
+    pub fn new(backend: B, cluster: &str) -> Result<ClusterMeta<B>, MetaError> {
+        StreamPlacement::check_name(cluster).map_err(|_| MetaError::InvalidName {
+            what: "cluster name",
+            name: cluster.to_owned(),
+        })?;
+        Ok(ClusterMeta {
+            backend,
+            prefix: format!("/sluice/{cluster}/"),
+        })
+    }
+
+    /// The store underneath.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Registers `node` under a lease of `ttl`, renewed until the registration is dropped or
+    /// revoked. Fails with `NodeIdTaken` while another live lease holds the id.
+    pub async fn register(
+        &self,
+        node: NodeInfo,
+        ttl: Duration,
+    ) -> Result<Registration<B>, MetaError> {
+        let lease = KeptLease::grant(&self.backend, ttl).await?;
+        let key = format!("{}{NODES}{}", self.prefix, node.id);
+        let value = serde_json::to_vec(&node).expect("a NodeInfo always encodes");
+        let outcome = self
+            .backend
+            .txn(
+                vec![Compare::CreateRevision(key.clone(), 0)],
+                vec![Op::Put {
+                    key,
+                    value,
+                    lease: lease.id(),
+                }],
+            )
+            .await?;
+        if !outcome.succeeded {
+            return Err(MetaError::NodeIdTaken(node.id.to_string()));
+        }
+        Ok(Registration { lease, node })
+    }
+
+    /// Stands as controller for `node` and waits until elected. The candidacy has a lease of
+    /// its own (`ttl`): a controller that stops renewing it is deposed within `ttl`.
+    pub async fn campaign(&self, node: &NodeId, ttl: Duration) -> Result<Leadership<B>, MetaError> {
+        let lease = KeptLease::grant(&self.backend, ttl).await?;
+        let candidates = format!("{}{CONTROLLER}", self.prefix);
+        let key = format!("{candidates}{:016x}", lease.id());
+        let put = Op::Put {
+            key: key.clone(),
+            value: node.as_str().as_bytes().to_vec(),
+            lease: lease.id(),
+        };
+        let outcome = self
+            .backend
+            .txn(vec![Compare::CreateRevision(key.clone(), 0)], vec![put])
+            .await?;
+        if !outcome.succeeded {
+            return Err(MetaError::Conflict {
+                key: self.relative(&key).to_owned(),
+            });
+        }
+        let revision = outcome.revision;
+        loop {
+            let (kvs, read_at) = self.backend.range(&candidates).await?;
+            if !kvs
+                .iter()
+                .any(|kv| kv.key == key && kv.create_revision == revision)
+            {
+                return Err(MetaError::LeaseExpired);
+            }
+            // The candidate just older than this one; none: this one is the oldest and leads.
+            let Some(before) = kvs
+                .iter()
+                .filter(|kv| kv.create_revision < revision)
+                .max_by_key(|kv| kv.create_revision)
+            else {
+                return Ok(Leadership {
+                    lease,
+                    key,
+                    revision,
+                    node: node.clone(),
+                });
+            };
+            let mut watch = self.backend.watch(&before.key, read_at + 1).await?;
+            loop {
+                tokio::select! {
+                    events = watch.next() => {
+                        if events?.iter().any(|e| matches!(e, KvEvent::Delete { key, .. } if *key == before.key)) {
+                            break;
+                        }
+                    }
+                    () = lease.lost() => return Err(MetaError::LeaseExpired),
+                }
+            }
+        }
+    }
+
+    /// The node that leads now: the oldest candidate.
+    pub async fn controller(&self) -> Result<Option<NodeId>, MetaError> {
+        let (kvs, _) = self
+            .backend
+            .range(&format!("{}{CONTROLLER}", self.prefix))
+            .await?;
+        oldest_candidate(&kvs, &self.prefix)
+    }
+
+    /// Reads the whole cluster at one revision.
+    pub async fn snapshot(&self) -> Result<Snapshot, MetaError> {
+        let (kvs, revision) = self.backend.range(&self.prefix).await?;
+        let mut snapshot = Snapshot {
+            revision,
+            uid_next: Versioned {
+                value: 1,
+                revision: 0,
+            },
+            ..Snapshot::default()
+        };
+        let mut candidates = Vec::new();
+        for kv in kvs {
+            let key = self.relative(&kv.key);
+            if key.starts_with(NODES) {
+                let node: NodeInfo = decode(key, &kv.value)?;
+                snapshot.nodes.insert(node.id.clone(), node);
+            } else if let Some(name) = key.strip_prefix(STREAMS) {
+                let value: StreamPlacement = decode(key, &kv.value)?;
+                snapshot.streams.insert(
+                    name.to_owned(),
+                    Versioned {
+                        value,
+                        revision: kv.mod_revision,
+                    },
+                );
+            } else if key == UID_NEXT {
+                snapshot.uid_next = Versioned {
+                    value: decode(key, &kv.value)?,
+                    revision: kv.mod_revision,
+                };
+            } else if key.starts_with(CONTROLLER) {
+                candidates.push(kv);
+            }
+        }
+        snapshot.controller = oldest_candidate(&candidates, &self.prefix)?;
+        Ok(snapshot)
+    }
+
+    /// Writes `changes` in one transaction if `leadership` still holds and every entry is
+    /// still at the revision the change names; writes nothing otherwise (`Fenced`,
+    /// `Conflict`). Returns the revision of the write.
+    pub async fn commit(
+        &self,
+        leadership: &Leadership<B>,
+        changes: &[Change],
+    ) -> Result<Revision, MetaError> {
+        let mut when = vec![Compare::CreateRevision(
+            leadership.key.clone(),
+            leadership.revision,
+        )];
+        let mut then = Vec::with_capacity(changes.len());
+        for change in changes {
+            let (key, replaces, op) = self.change_op(change)?;
+            when.push(Compare::ModRevision(key, replaces));
+            then.push(op);
+        }
+        let outcome = self.backend.txn(when.clone(), then).await?;
+        if outcome.succeeded {
+            return Ok(outcome.revision);
+        }
+        // Say which condition failed: the office first (a deposed controller's view of the
+        // entries is not worth reporting), then the first entry that moved.
+        for compare in &when {
+            let (Compare::CreateRevision(key, _) | Compare::ModRevision(key, _)) = compare;
+            let (kvs, _) = self.backend.range(key).await?;
+            let current = kvs.iter().find(|kv| kv.key == *key);
+            let holds = match compare {
+                Compare::CreateRevision(_, rev) => {
+                    current.map_or(0, |kv| kv.create_revision) == *rev
+                }
+                Compare::ModRevision(_, rev) => current.map_or(0, |kv| kv.mod_revision) == *rev,
+            };
+            if !holds {
+                if *key == leadership.key {
+                    return Err(MetaError::Fenced);
+                }
+                return Err(MetaError::Conflict {
+                    key: self.relative(key).to_owned(),
+                });
+            }
+        }
+        // Everything holds again now (a change came and went): the caller reads and retries.
+        Err(MetaError::Conflict { key: String::new() })
+    }
+
+    /// Every change to the cluster after `from` (give a snapshot's `revision + 1`).
+    pub async fn watch(&self, from: Revision) -> Result<ClusterWatch<B::Watch>, MetaError> {
+        let inner = self.backend.watch(&self.prefix, from).await?;
+        Ok(ClusterWatch {
+            inner,
+            prefix: self.prefix.clone(),
+        })
+    }
+
+    fn change_op(&self, change: &Change) -> Result<(String, Revision, Op), MetaError> {
+        Ok(match change {
+            Change::PutStream {
+                placement,
+                replaces,
+            } => {
+                StreamPlacement::check_name(&placement.name)?;
+                let key = format!("{}{STREAMS}{}", self.prefix, placement.name);
+                let value =
+                    serde_json::to_vec(placement).expect("a StreamPlacement always encodes");
+                (
+                    key.clone(),
+                    replaces.unwrap_or(0),
+                    Op::Put {
+                        key,
+                        value,
+                        lease: 0,
+                    },
+                )
+            }
+            Change::DeleteStream { name, replaces } => {
+                StreamPlacement::check_name(name)?;
+                let key = format!("{}{STREAMS}{name}", self.prefix);
+                (key.clone(), *replaces, Op::Delete(key))
+            }
+            Change::UidNext { next, replaces } => {
+                let key = format!("{}{UID_NEXT}", self.prefix);
+                (
+                    key.clone(),
+                    *replaces,
+                    Op::Put {
+                        key,
+                        value: next.to_string().into_bytes(),
+                        lease: 0,
+                    },
+                )
+            }
+        })
+    }
+
+    fn relative<'k>(&self, key: &'k str) -> &'k str {
+        key.strip_prefix(&self.prefix).unwrap_or(key)
+    }
+}
+
+impl<B: Backend> Registration<B> {
+    /// The node as registered.
+    pub fn node(&self) -> &NodeInfo {
+        &self.node
+    }
+
+    /// Resolves when the registration is lost (the lease expired: the node was partitioned
+    /// from the store for a whole TTL). The node must then stop acting as a member.
+    pub async fn lost(&self) {
+        self.lease.lost().await;
+    }
+
+    /// Leaves the cluster now (the node's key is deleted).
+    pub async fn revoke(self) -> Result<(), MetaError> {
+        self.lease.revoke().await
+    }
+
+    /// Stops renewing without leaving: the key goes when the lease runs out, as a crashed
+    /// node's would. For fault tests.
+    pub fn stop_renewing(&mut self) {
+        self.lease.stop_renewing();
+    }
+}
+
+impl<B: Backend> Leadership<B> {
+    /// The elected node.
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    /// The fencing token: the creation revision of the election key. Every write made under
+    /// this leadership is conditional on it.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    /// Whether the office is still known to be held (see `lost`).
+    pub fn is_held(&self) -> bool {
+        self.lease.is_alive()
+    }
+
+    /// Resolves when the office is lost (the candidacy's lease expired or could not be
+    /// renewed for a TTL). Writes are fenced either way; this is for stopping work early.
+    pub async fn lost(&self) {
+        self.lease.lost().await;
+    }
+
+    /// Steps down now: the next candidate is elected.
+    pub async fn resign(self) -> Result<(), MetaError> {
+        self.lease.revoke().await
+    }
+
+    /// Stops renewing without resigning, as a hung or partitioned controller would; the
+    /// office is kept as an object, so a test can show its writes are fenced. For fault tests.
+    pub fn stop_renewing(&mut self) {
+        self.lease.stop_renewing();
+    }
+}
+
+impl<W: BackendWatch> ClusterWatch<W> {
+    /// The next changes, in revision order, each with its revision. `Compacted`: take a new
+    /// snapshot and watch from it.
+    pub async fn next(&mut self) -> Result<Vec<(Revision, ClusterEvent)>, MetaError> {
+        loop {
+            let events = self.inner.next().await?;
+            let mut out = Vec::with_capacity(events.len());
+            for event in events {
+                let revision = event.revision();
+                let key = event
+                    .key()
+                    .strip_prefix(&self.prefix)
+                    .unwrap_or(event.key());
+                let typed = match (&event, key) {
+                    (KvEvent::Put(kv), k) if k.starts_with(NODES) => {
+                        ClusterEvent::NodeJoined(decode(k, &kv.value)?)
+                    }
+                    (KvEvent::Delete { .. }, k) if k.starts_with(NODES) => {
+                        ClusterEvent::NodeLeft(NodeId::new(&k[NODES.len()..])?)
+                    }
+                    (KvEvent::Put(kv), k) if k.starts_with(STREAMS) => {
+                        ClusterEvent::StreamChanged(Versioned {
+                            value: decode(k, &kv.value)?,
+                            revision: kv.mod_revision,
+                        })
+                    }
+                    (KvEvent::Delete { .. }, k) if k.starts_with(STREAMS) => {
+                        ClusterEvent::StreamRemoved(k[STREAMS.len()..].to_owned())
+                    }
+                    (_, k) if k.starts_with(CONTROLLER) => ClusterEvent::ControllerCandidates,
+                    _ => continue,
+                };
+                out.push((revision, typed));
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+fn oldest_candidate(kvs: &[Kv], prefix: &str) -> Result<Option<NodeId>, MetaError> {
+    let Some(oldest) = kvs.iter().min_by_key(|kv| kv.create_revision) else {
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(&oldest.value)
+        .map_err(|e| corrupt(oldest.key.strip_prefix(prefix).unwrap_or(&oldest.key), e))?;
+    NodeId::new(text).map(Some)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, MetaError> {
+    serde_json::from_slice(value).map_err(|e| corrupt(key, e))
+}
+
+fn corrupt(key: &str, reason: impl std::fmt::Display) -> MetaError {
+    MetaError::Corrupt {
+        key: key.to_owned(),
+        reason: reason.to_string(),
+    }
+}

@@ -1,0 +1,363 @@
+//! The control plane's conformance suite: every test runs against the in-memory store and,
+//! with the `etcd` feature, against a real etcd started for it. The two must agree on
+//! registration, election, fencing, all-or-nothing changes and watches.
+
+#[cfg(feature = "etcd")]
+mod support;
+
+use std::time::Duration;
+
+use sluice_cluster::{
+    Backend, Change, ClusterEvent, ClusterMeta, MetaError, NodeId, NodeInfo, Op, ShardPlacement,
+    StreamPlacement, StreamStatus,
+};
+
+/// etcd's smallest lease is about 1.5 s with its default timings.
+const TTL: Duration = Duration::from_secs(2);
+/// Far longer than any TTL here: what "eventually" means in these tests.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn node(name: &str) -> NodeInfo {
+    NodeInfo {
+        id: NodeId::new(name).unwrap(),
+        peer_address: format!("{name}.local:4600"),
+        client_endpoint: format!("http://{name}.local:4567"),
+        failure_domain: None,
+        started_ms: 1,
+    }
+}
+
+fn stream(name: &str, uid: u64, status: StreamStatus) -> StreamPlacement {
+    let replicas = ["a", "b", "c"].map(|n| NodeId::new(n).unwrap()).to_vec();
+    let shard = ShardPlacement {
+        index: 0,
+        starting_hash_key: 0,
+        ending_hash_key: u128::MAX,
+        parents: vec![],
+        replicas,
+        epoch: 1,
+        closed: false,
+    };
+    StreamPlacement {
+        uid,
+        name: name.into(),
+        status,
+        replication: 3,
+        shards: vec![shard],
+    }
+}
+
+async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within {PATIENCE:?}"))
+}
+
+async fn registration_is_exclusive_and_ends_with_its_lease<B: Backend>(meta: ClusterMeta<B>) {
+    let start = meta.snapshot().await.unwrap();
+    let mut a = meta.register(node("a"), TTL).await.unwrap();
+    let b = meta.register(node("b"), TTL).await.unwrap();
+    assert!(
+        matches!(meta.register(node("a"), TTL).await, Err(MetaError::NodeIdTaken(id)) if id == "a")
+    );
+    let now = meta.snapshot().await.unwrap();
+    assert_eq!(
+        now.nodes.keys().map(NodeId::as_str).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert_eq!(now.nodes[&a.node().id], node("a"));
+    let mut watch = meta.watch(start.revision + 1).await.unwrap();
+    // Seen joining, in order, from before either registered.
+    let joined = within("two joins", watch.next()).await.unwrap();
+    let mut seen: Vec<ClusterEvent> = joined.into_iter().map(|(_, e)| e).collect();
+    if seen.len() < 2 {
+        seen.extend(
+            within("the second join", watch.next())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(_, e)| e),
+        );
+    }
+    assert_eq!(
+        seen,
+        [
+            ClusterEvent::NodeJoined(node("a")),
+            ClusterEvent::NodeJoined(node("b"))
+        ]
+    );
+    // b leaves on purpose: gone at once. a stops renewing, as a crashed node: gone after its TTL.
+    b.revoke().await.unwrap();
+    assert_eq!(
+        within("b leaves", watch.next()).await.unwrap()[0].1,
+        ClusterEvent::NodeLeft(NodeId::new("b").unwrap())
+    );
+    a.stop_renewing();
+    assert_eq!(
+        within("a's lease expires", watch.next()).await.unwrap()[0].1,
+        ClusterEvent::NodeLeft(NodeId::new("a").unwrap())
+    );
+    within("a's registration is known lost", a.lost()).await;
+    assert!(meta.snapshot().await.unwrap().nodes.is_empty());
+    // The id is free again.
+    let again = meta.register(node("a"), TTL).await.unwrap();
+    assert_eq!(meta.snapshot().await.unwrap().nodes.len(), 1);
+    again.revoke().await.unwrap();
+}
+
+async fn one_controller_at_a_time_and_a_deposed_one_is_fenced<B: Backend>(meta: ClusterMeta<B>) {
+    let (n1, n2) = (NodeId::new("n1").unwrap(), NodeId::new("n2").unwrap());
+    let mut first = meta.campaign(&n1, TTL).await.unwrap();
+    assert_eq!(meta.controller().await.unwrap(), Some(n1.clone()));
+    let second = tokio::spawn({
+        let (meta, n2) = (meta.clone(), n2.clone());
+        async move { meta.campaign(&n2, TTL).await }
+    });
+    // The second candidate waits while the first holds the office and renews it.
+    tokio::time::sleep(TTL * 2).await;
+    assert!(!second.is_finished(), "two controllers at once");
+    let created = meta
+        .commit(
+            &first,
+            &[Change::PutStream {
+                placement: stream("orders", 1, StreamStatus::Creating),
+                replaces: None,
+            }],
+        )
+        .await
+        .unwrap();
+    // The first controller hangs: its candidacy expires and the second is elected.
+    first.stop_renewing();
+    let second = within("the second is elected", second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(meta.controller().await.unwrap(), Some(n2.clone()));
+    assert!(second.revision() > first.revision(), "fencing tokens grow");
+    // Whatever the deposed one writes is refused, even a change that would otherwise apply.
+    let late = Change::PutStream {
+        placement: stream("orders", 1, StreamStatus::Active),
+        replaces: Some(created),
+    };
+    assert!(matches!(
+        meta.commit(&first, std::slice::from_ref(&late)).await,
+        Err(MetaError::Fenced)
+    ));
+    within("the first knows it lost", first.lost()).await;
+    assert!(!first.is_held());
+    // The new controller writes, with the revision it read.
+    let stale = Change::PutStream {
+        placement: stream("orders", 1, StreamStatus::Active),
+        replaces: Some(created - 1),
+    };
+    assert!(
+        matches!(meta.commit(&second, &[stale]).await, Err(MetaError::Conflict { key }) if key == "streams/orders")
+    );
+    meta.commit(&second, &[late]).await.unwrap();
+    let map = meta.snapshot().await.unwrap();
+    assert_eq!(map.streams["orders"].value.status, StreamStatus::Active);
+    assert_eq!(map.controller, Some(n2));
+    second.resign().await.unwrap();
+    assert_eq!(meta.controller().await.unwrap(), None);
+}
+
+async fn resignation_hands_the_office_to_the_oldest_candidate<B: Backend>(meta: ClusterMeta<B>) {
+    let ids: Vec<NodeId> = ["c1", "c2", "c3"].map(|n| NodeId::new(n).unwrap()).to_vec();
+    let first = meta.campaign(&ids[0], TTL).await.unwrap();
+    let mut waiting = Vec::new();
+    for id in &ids[1..] {
+        let (candidate, id) = (meta.clone(), id.clone());
+        waiting.push(tokio::spawn(
+            async move { candidate.campaign(&id, TTL).await },
+        ));
+        // Candidates queue in the order they stood.
+        while meta_candidates(&meta).await < waiting.len() + 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    first.resign().await.unwrap();
+    let second = within("c2 is elected", waiting.remove(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.node(), &ids[1]);
+    assert!(!waiting[0].is_finished(), "c3 waits for c2");
+    second.resign().await.unwrap();
+    let third = within("c3 is elected", waiting.remove(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.node(), &ids[2]);
+    assert_eq!(meta.controller().await.unwrap(), Some(ids[2].clone()));
+}
+
+async fn meta_candidates<B: Backend>(meta: &ClusterMeta<B>) -> usize {
+    meta.backend()
+        .range("/sluice/test/controller/")
+        .await
+        .unwrap()
+        .0
+        .len()
+}
+
+async fn changes_are_all_or_nothing_and_watched_in_order<B: Backend>(meta: ClusterMeta<B>) {
+    let office = meta
+        .campaign(&NodeId::new("ctl").unwrap(), TTL)
+        .await
+        .unwrap();
+    let before = meta.snapshot().await.unwrap();
+    assert_eq!((before.uid_next.value, before.uid_next.revision), (1, 0));
+    let mut watch = meta.watch(before.revision + 1).await.unwrap();
+    // A stream and the uid counter together.
+    let create = [
+        Change::PutStream {
+            placement: stream("a", 1, StreamStatus::Creating),
+            replaces: None,
+        },
+        Change::UidNext {
+            next: 2,
+            replaces: 0,
+        },
+    ];
+    let r1 = meta.commit(&office, &create).await.unwrap();
+    // The same again is a conflict (the counter moved): nothing of it is written.
+    let again = [
+        Change::PutStream {
+            placement: stream("b", 1, StreamStatus::Creating),
+            replaces: None,
+        },
+        Change::UidNext {
+            next: 2,
+            replaces: 0,
+        },
+    ];
+    assert!(
+        matches!(meta.commit(&office, &again).await, Err(MetaError::Conflict { key }) if key == "uid-next")
+    );
+    let map = meta.snapshot().await.unwrap();
+    assert!(
+        !map.streams.contains_key("b"),
+        "a refused change wrote part of itself"
+    );
+    assert_eq!((map.uid_next.value, map.uid_next.revision), (2, r1));
+    let r2 = meta
+        .commit(
+            &office,
+            &[Change::PutStream {
+                placement: stream("a", 1, StreamStatus::Active),
+                replaces: Some(r1),
+            }],
+        )
+        .await
+        .unwrap();
+    let r3 = meta
+        .commit(
+            &office,
+            &[Change::DeleteStream {
+                name: "a".into(),
+                replaces: r2,
+            }],
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        seen.extend(within("the changes", watch.next()).await.unwrap());
+    }
+    let revisions: Vec<i64> = seen.iter().map(|(r, _)| *r).collect();
+    assert_eq!(revisions, [r1, r2, r3]);
+    assert!(
+        matches!(&seen[0].1, ClusterEvent::StreamChanged(s) if s.value.status == StreamStatus::Creating && s.revision == r1)
+    );
+    assert!(
+        matches!(&seen[1].1, ClusterEvent::StreamChanged(s) if s.value.status == StreamStatus::Active && s.revision == r2)
+    );
+    assert_eq!(seen[2].1, ClusterEvent::StreamRemoved("a".into()));
+    assert!(meta.snapshot().await.unwrap().streams.is_empty());
+}
+
+async fn a_compacted_revision_and_a_foreign_value_are_reported<B: Backend>(meta: ClusterMeta<B>) {
+    let office = meta
+        .campaign(&NodeId::new("ctl").unwrap(), TTL)
+        .await
+        .unwrap();
+    let early = meta.snapshot().await.unwrap().revision;
+    let mut last = meta
+        .commit(
+            &office,
+            &[Change::PutStream {
+                placement: stream("s", 1, StreamStatus::Active),
+                replaces: None,
+            }],
+        )
+        .await
+        .unwrap();
+    for uid in 2..5 {
+        last = meta
+            .commit(
+                &office,
+                &[Change::PutStream {
+                    placement: stream("s", uid, StreamStatus::Active),
+                    replaces: Some(last),
+                }],
+            )
+            .await
+            .unwrap();
+    }
+    meta.backend().compact(last).await.unwrap();
+    let compacted = async {
+        let mut watch = meta.watch(early).await?;
+        watch.next().await
+    };
+    assert!(
+        matches!(compacted.await, Err(MetaError::Compacted { .. })),
+        "a watch from a compacted revision"
+    );
+    // From the compaction point on, it works.
+    let mut watch = meta.watch(last).await.unwrap();
+    assert!(
+        matches!(&within("the last change", watch.next()).await.unwrap()[0].1, ClusterEvent::StreamChanged(s) if s.value.uid == 4)
+    );
+    // A value Sluice did not write is an error, never a guess.
+    let junk = Op::Put {
+        key: "/sluice/test/streams/junk".into(),
+        value: b"{\"uid\":".to_vec(),
+        lease: 0,
+    };
+    meta.backend().txn(vec![], vec![junk]).await.unwrap();
+    assert!(
+        matches!(meta.snapshot().await, Err(MetaError::Corrupt { key, .. }) if key == "streams/junk")
+    );
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(sluice_cluster::ClusterMeta::new(sluice_cluster::EmbeddedBackend::new(), "test").unwrap()).await;
+                }
+            )*
+        }
+        #[cfg(feature = "etcd")]
+        mod etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = super::support::Etcd::start().await;
+                    super::$name(sluice_cluster::ClusterMeta::new(server.backend().await, "test").unwrap()).await;
+                    drop(server);
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    registration_is_exclusive_and_ends_with_its_lease,
+    one_controller_at_a_time_and_a_deposed_one_is_fenced,
+    resignation_hands_the_office_to_the_oldest_candidate,
+    changes_are_all_or_nothing_and_watched_in_order,
+    a_compacted_revision_and_a_foreign_value_are_reported,
+);
