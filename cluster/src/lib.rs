@@ -27,6 +27,7 @@
 //! Design, key layout and invariants: docs/design/cluster.md.
 
 mod backend;
+pub mod controller;
 mod embedded;
 mod error;
 #[cfg(feature = "etcd")]
@@ -35,6 +36,7 @@ mod lease;
 mod meta;
 mod model;
 pub mod placement;
+pub mod plan;
 
 pub use backend::{Backend, BackendWatch, Compare, Kv, KvEvent, LeaseId, Op, TxnOutcome};
 pub use embedded::{EmbeddedBackend, EmbeddedWatch};

@@ -90,6 +90,31 @@ pub fn place(
     Ok(chosen.into_iter().map(|n| n.id.clone()).collect())
 }
 
+/// A node for a shard that keeps the replicas `keep` and needs one more: not one of them, on
+/// a failure domain they do not use while there is one, the fewest replicas first.
+pub fn replace(
+    nodes: &[NodeInfo],
+    load: &BTreeMap<NodeId, Load>,
+    keep: &[NodeId],
+) -> Result<NodeId, PlacementError> {
+    let used: BTreeSet<String> = nodes
+        .iter()
+        .filter(|n| keep.contains(&n.id))
+        .map(domain)
+        .collect();
+    let mut candidates: Vec<&NodeInfo> = nodes.iter().filter(|n| !keep.contains(&n.id)).collect();
+    candidates.sort_by_key(|n| (load.get(&n.id).copied().unwrap_or_default().replicas, &n.id));
+    let pick = candidates
+        .iter()
+        .find(|n| !used.contains(&domain(n)))
+        .or(candidates.first());
+    pick.map(|n| n.id.clone())
+        .ok_or(PlacementError::NotEnoughNodes {
+            replication: keep.len() + 1,
+            live: nodes.len(),
+        })
+}
+
 /// Places `count` shards one after another, each seeing the load the previous ones added.
 pub fn place_many(
     nodes: &[NodeInfo],
@@ -155,6 +180,51 @@ mod tests {
         bigger.push(node(3, None));
         let next = place(&bigger, &load, 3).unwrap();
         assert_eq!(next[0], bigger[3].id, "the empty node leads: {next:?}");
+    }
+
+    #[test]
+    fn a_replacement_is_a_new_node_on_a_new_domain_while_there_is_one() {
+        // Zones: 0, 0, 1, 2, 2. The shard keeps nodes 0 (zone 0) and 3 (zone 2).
+        let nodes: Vec<NodeInfo> = [0, 0, 1, 2, 2]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| node(i, Some(*d)))
+            .collect();
+        let keep = vec![nodes[0].id.clone(), nodes[3].id.clone()];
+        let mut load = BTreeMap::new();
+        load.insert(
+            nodes[2].id.clone(),
+            Load {
+                replicas: 9,
+                leaders: 9,
+            },
+        );
+        // Node 2 is the busiest, but the only one in zone 1.
+        assert_eq!(replace(&nodes, &load, &keep), Ok(nodes[2].id.clone()));
+        // Without zone 1, the least loaded of the others that the shard does not hold.
+        load.insert(
+            nodes[1].id.clone(),
+            Load {
+                replicas: 5,
+                leaders: 0,
+            },
+        );
+        assert_eq!(
+            replace(
+                &nodes[..2]
+                    .iter()
+                    .chain(&nodes[3..])
+                    .cloned()
+                    .collect::<Vec<_>>(),
+                &load,
+                &keep
+            ),
+            Ok(nodes[4].id.clone())
+        );
+        assert!(
+            replace(&nodes[..1], &load, &keep[..1]).is_err(),
+            "no node left"
+        );
     }
 
     proptest! {

@@ -2,30 +2,16 @@
 //! with the `etcd` feature, against a real etcd started for it. The two must agree on
 //! registration, election, fencing, all-or-nothing changes and watches.
 
-#[cfg(feature = "etcd")]
+#[macro_use]
 mod support;
 
 use std::time::Duration;
 
 use sluice_cluster::{
-    Backend, Change, ClusterEvent, ClusterMeta, MetaError, NodeId, NodeInfo, Op, ShardPlacement,
+    Backend, Change, ClusterEvent, ClusterMeta, MetaError, NodeId, Op, ShardPlacement,
     StreamPlacement, StreamStatus,
 };
-
-/// etcd's smallest lease is about 1.5 s with its default timings.
-const TTL: Duration = Duration::from_secs(2);
-/// Far longer than any TTL here: what "eventually" means in these tests.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-fn node(name: &str) -> NodeInfo {
-    NodeInfo {
-        id: NodeId::new(name).unwrap(),
-        peer_address: format!("{name}.local:4600"),
-        client_endpoint: format!("http://{name}.local:4567"),
-        failure_domain: None,
-        started_ms: 1,
-    }
-}
+use support::{TTL, node, within};
 
 fn stream(name: &str, uid: u64, status: StreamStatus) -> StreamPlacement {
     let replicas = ["a", "b", "c"].map(|n| NodeId::new(n).unwrap()).to_vec();
@@ -45,12 +31,6 @@ fn stream(name: &str, uid: u64, status: StreamStatus) -> StreamPlacement {
         replication: 3,
         shards: vec![shard],
     }
-}
-
-async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(PATIENCE, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not within {PATIENCE:?}"))
 }
 
 async fn registration_is_exclusive_and_ends_with_its_lease<B: Backend>(meta: ClusterMeta<B>) {
@@ -328,30 +308,6 @@ async fn a_compacted_revision_and_a_foreign_value_are_reported<B: Backend>(meta:
     assert!(
         matches!(meta.snapshot().await, Err(MetaError::Corrupt { key, .. }) if key == "streams/junk")
     );
-}
-
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(sluice_cluster::ClusterMeta::new(sluice_cluster::EmbeddedBackend::new(), "test").unwrap()).await;
-                }
-            )*
-        }
-        #[cfg(feature = "etcd")]
-        mod etcd {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let server = super::support::Etcd::start().await;
-                    super::$name(sluice_cluster::ClusterMeta::new(server.backend().await, "test").unwrap()).await;
-                    drop(server);
-                }
-            )*
-        }
-    };
 }
 
 conformance!(

@@ -1,107 +1,56 @@
-//! A real etcd for the tests: Debian's `etcd` binary (scripts/setup installs it) started on
-//! 127.0.0.1 with a fresh data directory, and killed when dropped.
+//! What the cluster tests share: nodes and streams to put in the map, a patience for
+//! "eventually", and the macro that runs a test against both stores.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[cfg(feature = "etcd")]
+pub mod etcd;
 
-use sluice_cluster::{Backend, EtcdBackend};
+use std::time::Duration;
 
-pub struct Etcd {
-    child: Child,
-    pub endpoint: String,
-    dir: tempfile::TempDir,
+use sluice_cluster::{NodeId, NodeInfo};
+
+/// etcd's smallest lease is about 1.5 s with its default timings.
+pub const TTL: Duration = Duration::from_secs(2);
+/// Far longer than any TTL here: what "eventually" means in these tests.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn node(name: &str) -> NodeInfo {
+    NodeInfo {
+        id: NodeId::new(name).unwrap(),
+        peer_address: format!("{name}.local:4600"),
+        client_endpoint: format!("http://{name}.local:4567"),
+        failure_domain: None,
+        started_ms: 1,
+    }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within {PATIENCE:?}"))
 }
 
-fn etcd_binary() -> PathBuf {
-    for dir in std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/bin", "/usr/local/bin"])
-    {
-        let candidate = PathBuf::from(dir).join("etcd");
-        if candidate.is_file() {
-            return candidate;
+/// Runs each named test (an async fn taking a `ClusterMeta`) against the in-memory store and,
+/// with the `etcd` feature, against a real etcd started for it.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(sluice_cluster::ClusterMeta::new(sluice_cluster::EmbeddedBackend::new(), "test").unwrap()).await;
+                }
+            )*
         }
-    }
-    panic!("these tests need etcd's server (`etcd`; Debian: etcd-server): run scripts/setup");
-}
-
-impl Etcd {
-    /// Starts a one-member etcd and waits until it answers.
-    pub async fn start() -> Etcd {
-        let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (free_port(), free_port());
-        let endpoint = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let child = Command::new(etcd_binary())
-            .args(["--name", "test", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &endpoint,
-                "--advertise-client-urls",
-                &endpoint,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
-            .args(["--initial-cluster", &format!("test={peer_url}")])
-            .args(["--logger", "zap", "--log-level", "warn"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("etcd starts");
-        let etcd = Etcd {
-            child,
-            endpoint,
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(backend) =
-                EtcdBackend::connect(std::slice::from_ref(&etcd.endpoint), Duration::from_secs(1))
-                    .await
-                && backend.range("/").await.is_ok()
-            {
-                return etcd;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "etcd did not answer within 20 s; its log: {}",
-                etcd.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        #[cfg(feature = "etcd")]
+        mod etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = crate::support::etcd::Etcd::start().await;
+                    super::$name(sluice_cluster::ClusterMeta::new(server.backend().await, "test").unwrap()).await;
+                    drop(server);
+                }
+            )*
         }
-    }
-
-    pub async fn backend(&self) -> EtcdBackend {
-        EtcdBackend::connect(std::slice::from_ref(&self.endpoint), Duration::from_secs(2))
-            .await
-            .expect("etcd is up")
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    };
 }

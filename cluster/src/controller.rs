@@ -1,0 +1,273 @@
+//! The controller: the one node that writes the stream map. `ControllerOffice` is the office
+//! once elected (stream administration and replica repair, each planned from a fresh snapshot
+//! and committed fenced); `run` campaigns, serves requests and repairs on a tick, and stands
+//! again when the office is lost.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::backend::Backend;
+use crate::error::MetaError;
+use crate::meta::{Change, ClusterMeta, Leadership, Snapshot};
+use crate::model::{NodeId, Revision, StreamPlacement};
+use crate::plan::{self, PlanError};
+
+/// How the controller works.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ControllerConfig {
+    /// Copies of each shard of a new stream (3, as Kinesis keeps).
+    pub replication: u8,
+    /// How long a node may be gone before its replicas are re-created elsewhere (a restart
+    /// or a short partition should not copy whole shards).
+    pub replace_after: Duration,
+    /// Replicas re-created per repair pass at most.
+    pub max_moves: usize,
+    /// Time between repair passes.
+    pub tick: Duration,
+    /// The candidacy's lease: a controller that stops renewing is replaced within it.
+    pub lease_ttl: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> ControllerConfig {
+        ControllerConfig {
+            replication: 3,
+            replace_after: Duration::from_secs(300),
+            max_moves: 8,
+            tick: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a controller request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControllerError {
+    /// The request cannot be carried out as asked.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The store failed, or this node is no longer the controller (`MetaError::Fenced`).
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+/// Plans from a stale snapshot are retried this many times before the conflict is reported.
+const CONFLICT_RETRIES: usize = 5;
+
+/// The office of an elected controller.
+pub struct ControllerOffice<B: Backend> {
+    meta: ClusterMeta<B>,
+    leadership: Leadership<B>,
+    config: ControllerConfig,
+    /// Since when (ms from `started`) each node holding replicas has been seen gone.
+    gone_since: BTreeMap<NodeId, u64>,
+    started: Instant,
+}
+
+impl<B: Backend> ControllerOffice<B> {
+    /// Campaigns for `node` and returns once elected.
+    pub async fn elect(
+        meta: ClusterMeta<B>,
+        node: &NodeId,
+        config: ControllerConfig,
+    ) -> Result<ControllerOffice<B>, MetaError> {
+        let leadership = meta.campaign(node, config.lease_ttl).await?;
+        Ok(ControllerOffice {
+            meta,
+            leadership,
+            config,
+            gone_since: BTreeMap::new(),
+            started: Instant::now(),
+        })
+    }
+
+    /// The election behind the office.
+    pub fn leadership(&self) -> &Leadership<B> {
+        &self.leadership
+    }
+
+    /// The mutable election behind the office (fault tests stop its renewals).
+    pub fn leadership_mut(&mut self) -> &mut Leadership<B> {
+        &mut self.leadership
+    }
+
+    /// Creates a stream of `shard_count` shards with the configured replication.
+    pub async fn create_stream(
+        &mut self,
+        name: &str,
+        shard_count: u32,
+    ) -> Result<StreamPlacement, ControllerError> {
+        let replication = self.config.replication;
+        let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
+            plan::create_stream(snapshot, name, shard_count, replication)
+        })
+        .await?;
+        match changes.into_iter().next() {
+            Some(Change::PutStream { placement, .. }) => Ok(placement),
+            _ => unreachable!("create_stream plans the stream first"),
+        }
+    }
+
+    /// Marks a stream for deletion.
+    pub async fn delete_stream(&mut self, name: &str) -> Result<(), ControllerError> {
+        commit_planned(&self.meta, &self.leadership, |snapshot| {
+            plan::delete_stream(snapshot, name)
+        })
+        .await
+        .map(drop)
+    }
+
+    /// One repair pass: notes which replica holders are gone, and re-creates the replicas of
+    /// those gone for `replace_after` on other nodes. Returns the streams changed.
+    pub async fn repair(&mut self) -> Result<usize, ControllerError> {
+        let replace_after =
+            u64::try_from(self.config.replace_after.as_millis()).unwrap_or(u64::MAX);
+        let max_moves = self.config.max_moves;
+        let (started, gone_since) = (self.started, &mut self.gone_since);
+        let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
+            let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            note_gone(gone_since, snapshot, now);
+            Ok(plan::repairs(
+                snapshot,
+                gone_since,
+                now,
+                replace_after,
+                max_moves,
+            ))
+        })
+        .await?;
+        Ok(changes.len())
+    }
+}
+
+/// Plans from a fresh snapshot and commits, again from a newer snapshot when the plan was
+/// made from a stale one. Returns the changes written.
+async fn commit_planned<B: Backend>(
+    meta: &ClusterMeta<B>,
+    leadership: &Leadership<B>,
+    mut planner: impl FnMut(&Snapshot) -> Result<Vec<Change>, PlanError>,
+) -> Result<Vec<Change>, ControllerError> {
+    let mut attempt = 0;
+    loop {
+        let snapshot = meta.snapshot().await?;
+        let changes = planner(&snapshot)?;
+        if changes.is_empty() {
+            return Ok(changes);
+        }
+        match commit_each(meta, leadership, &changes).await {
+            Ok(_) => return Ok(changes),
+            Err(MetaError::Conflict { .. }) if attempt < CONFLICT_RETRIES => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Writes the changes: one transaction when they belong together (a stream and the uid
+/// counter), one per stream for repairs (etcd limits a transaction's operations).
+async fn commit_each<B: Backend>(
+    meta: &ClusterMeta<B>,
+    leadership: &Leadership<B>,
+    changes: &[Change],
+) -> Result<Revision, MetaError> {
+    if changes.iter().any(|c| matches!(c, Change::UidNext { .. })) {
+        return meta.commit(leadership, changes).await;
+    }
+    let mut last = 0;
+    for change in changes {
+        last = meta
+            .commit(leadership, std::slice::from_ref(change))
+            .await?;
+    }
+    Ok(last)
+}
+
+/// Records when each node holding a replica was first seen gone, and forgets nodes that are
+/// back.
+fn note_gone(gone_since: &mut BTreeMap<NodeId, u64>, snapshot: &Snapshot, now: u64) {
+    gone_since.retain(|id, _| !snapshot.nodes.contains_key(id));
+    for stream in snapshot.streams.values() {
+        for shard in &stream.value.shards {
+            for id in &shard.replicas {
+                if !snapshot.nodes.contains_key(id) {
+                    gone_since.entry(id.clone()).or_insert(now);
+                }
+            }
+        }
+    }
+}
+
+/// A request to the controller, with where its answer goes.
+pub enum Request {
+    /// Create a stream of this many shards.
+    CreateStream {
+        /// The stream's name.
+        name: String,
+        /// Its shards.
+        shard_count: u32,
+        /// The answer.
+        reply: oneshot::Sender<Result<StreamPlacement, ControllerError>>,
+    },
+    /// Delete a stream.
+    DeleteStream {
+        /// The stream's name.
+        name: String,
+        /// The answer.
+        reply: oneshot::Sender<Result<(), ControllerError>>,
+    },
+}
+
+/// Runs the controller for `node` until `requests` closes: campaigns, then serves requests
+/// and repairs every tick while the office holds, and campaigns again when it is lost.
+/// Requests that arrive while this node is not the controller wait for its election.
+pub async fn run<B: Backend>(
+    meta: ClusterMeta<B>,
+    node: NodeId,
+    config: ControllerConfig,
+    mut requests: mpsc::Receiver<Request>,
+) -> Result<(), MetaError> {
+    loop {
+        let mut office = ControllerOffice::elect(meta.clone(), &node, config.clone()).await?;
+        let mut tick = tokio::time::interval(config.tick);
+        loop {
+            let fenced = tokio::select! {
+                request = requests.recv() => {
+                    let Some(request) = request else { return Ok(()) };
+                    serve(&mut office, request).await
+                }
+                _ = tick.tick() => matches!(office.repair().await, Err(ControllerError::Meta(MetaError::Fenced))),
+                () = office.leadership.lost() => true,
+            };
+            if fenced || !office.leadership.is_held() {
+                break;
+            }
+        }
+    }
+}
+
+/// Carries out one request; true when the office turned out to be lost.
+async fn serve<B: Backend>(office: &mut ControllerOffice<B>, request: Request) -> bool {
+    let fenced = |e: &ControllerError| matches!(e, ControllerError::Meta(MetaError::Fenced));
+    match request {
+        Request::CreateStream {
+            name,
+            shard_count,
+            reply,
+        } => {
+            let result = office.create_stream(&name, shard_count).await;
+            let lost = result.as_ref().is_err_and(fenced);
+            let _ = reply.send(result);
+            lost
+        }
+        Request::DeleteStream { name, reply } => {
+            let result = office.delete_stream(&name).await;
+            let lost = result.as_ref().is_err_and(fenced);
+            let _ = reply.send(result);
+            lost
+        }
+    }
+}

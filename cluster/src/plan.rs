@@ -1,0 +1,203 @@
+//! The controller's decisions, as pure functions of a snapshot: what to write to create or
+//! delete a stream, and which replicas of which shards to replace. The controller's loop
+//! (controller.rs) commits what these return; a `Conflict` means the snapshot was stale, and
+//! it plans again from a new one.
+
+use std::collections::BTreeMap;
+
+use sluice_core::HashKeyRange;
+
+use crate::meta::{Change, Snapshot};
+use crate::model::{NodeId, NodeInfo, ShardPlacement, StreamPlacement, StreamStatus};
+use crate::placement::{self, Load, PlacementError};
+
+/// The most shards a stream may have (the engine's limit).
+pub const SHARDS_PER_STREAM_MAX: u32 = sluice_core::limits::SHARDS_PER_STREAM_MAX;
+
+/// Why a request cannot be carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// A stream of that name exists (in any state).
+    #[error("stream {0} already exists")]
+    StreamExists(String),
+    /// No stream of that name.
+    #[error("stream {0} not found")]
+    StreamNotFound(String),
+    /// A shard count outside 1 to `SHARDS_PER_STREAM_MAX`, or a replication factor of 0.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Not enough live nodes for the replication factor.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+}
+
+/// Each live node's load: the replicas it holds and the shards it is the preferred leader of.
+pub fn load(snapshot: &Snapshot) -> BTreeMap<NodeId, Load> {
+    let mut load: BTreeMap<NodeId, Load> = snapshot
+        .nodes
+        .keys()
+        .map(|id| (id.clone(), Load::default()))
+        .collect();
+    for stream in snapshot.streams.values() {
+        for shard in &stream.value.shards {
+            for (i, id) in shard.replicas.iter().enumerate() {
+                if let Some(entry) = load.get_mut(id) {
+                    entry.replicas += 1;
+                    entry.leaders += usize::from(i == 0);
+                }
+            }
+        }
+    }
+    load
+}
+
+/// A new stream of `shard_count` shards, its hash keys split as Kinesis splits them, each
+/// shard on `replication` live nodes; it starts `CREATING`, with the next uid.
+pub fn create_stream(
+    snapshot: &Snapshot,
+    name: &str,
+    shard_count: u32,
+    replication: u8,
+) -> Result<Vec<Change>, PlanError> {
+    StreamPlacement::check_name(name).map_err(|e| PlanError::InvalidArgument(e.to_string()))?;
+    if snapshot.streams.contains_key(name) {
+        return Err(PlanError::StreamExists(name.to_owned()));
+    }
+    if shard_count == 0 || shard_count > SHARDS_PER_STREAM_MAX {
+        return Err(PlanError::InvalidArgument(format!(
+            "a stream has 1 to {SHARDS_PER_STREAM_MAX} shards, not {shard_count}"
+        )));
+    }
+    if replication == 0 {
+        return Err(PlanError::InvalidArgument(
+            "the replication factor is at least 1".into(),
+        ));
+    }
+    let nodes: Vec<NodeInfo> = snapshot.nodes.values().cloned().collect();
+    let mut load = load(snapshot);
+    let replica_sets = placement::place_many(
+        &nodes,
+        &mut load,
+        usize::from(replication),
+        shard_count as usize,
+    )?;
+    let shards = HashKeyRange::even_split(shard_count)
+        .into_iter()
+        .zip(replica_sets)
+        .zip(0..)
+        .map(|((range, replicas), index)| ShardPlacement {
+            index,
+            starting_hash_key: range.start,
+            ending_hash_key: range.end,
+            parents: vec![],
+            replicas,
+            epoch: 1,
+            closed: false,
+        })
+        .collect();
+    let uid = snapshot.uid_next.value;
+    let placement = StreamPlacement {
+        uid,
+        name: name.to_owned(),
+        status: StreamStatus::Creating,
+        replication,
+        shards,
+    };
+    Ok(vec![
+        Change::PutStream {
+            placement,
+            replaces: None,
+        },
+        Change::UidNext {
+            next: uid + 1,
+            replaces: snapshot.uid_next.revision,
+        },
+    ])
+}
+
+/// Marks a stream `DELETING` (its nodes stop its groups and remove its data, then the entry
+/// goes). Deleting a stream already being deleted changes nothing.
+pub fn delete_stream(snapshot: &Snapshot, name: &str) -> Result<Vec<Change>, PlanError> {
+    let stream = snapshot
+        .streams
+        .get(name)
+        .ok_or_else(|| PlanError::StreamNotFound(name.to_owned()))?;
+    if stream.value.status == StreamStatus::Deleting {
+        return Ok(vec![]);
+    }
+    let mut placement = stream.value.clone();
+    placement.status = StreamStatus::Deleting;
+    Ok(vec![Change::PutStream {
+        placement,
+        replaces: Some(stream.revision),
+    }])
+}
+
+/// Replicas on nodes gone for at least `replace_after_ms` (by `gone_since`, in the
+/// controller's clock), each replaced by a live node that holds no replica of the shard, on
+/// a failure domain of its own while there is one. At most `max_moves` replicas per call, so
+/// a lost rack does not start every copy at once. One change per stream changed, each shard
+/// changed getting a new epoch. A shard that cannot get a replacement (too few live nodes)
+/// keeps its replica set; the next call tries again.
+pub fn repairs(
+    snapshot: &Snapshot,
+    gone_since: &BTreeMap<NodeId, u64>,
+    now_ms: u64,
+    replace_after_ms: u64,
+    max_moves: usize,
+) -> Vec<Change> {
+    let dead = |id: &NodeId| {
+        !snapshot.nodes.contains_key(id)
+            && gone_since
+                .get(id)
+                .is_some_and(|since| now_ms.saturating_sub(*since) >= replace_after_ms)
+    };
+    let nodes: Vec<NodeInfo> = snapshot.nodes.values().cloned().collect();
+    let mut load = load(snapshot);
+    let mut moves = 0;
+    let mut changes = Vec::new();
+    for stream in snapshot.streams.values() {
+        if stream.value.status == StreamStatus::Deleting {
+            continue;
+        }
+        let mut placement = stream.value.clone();
+        let mut changed = false;
+        for shard in &mut placement.shards {
+            let mut shard_changed = false;
+            while moves < max_moves {
+                let Some(at) = shard.replicas.iter().position(&dead) else {
+                    break;
+                };
+                let keep: Vec<NodeId> = shard
+                    .replicas
+                    .iter()
+                    .filter(|id| !dead(id))
+                    .cloned()
+                    .collect();
+                let Ok(replacement) = placement::replace(&nodes, &load, &keep) else {
+                    break;
+                };
+                let entry = load.entry(replacement.clone()).or_default();
+                entry.replicas += 1;
+                // The replacement copies the shard before it can lead: it goes last, and the
+                // next replica in order becomes the preferred leader if the leader was lost.
+                shard.replicas.remove(at);
+                shard.replicas.push(replacement);
+                moves += 1;
+                shard_changed = true;
+            }
+            if shard_changed {
+                shard.epoch += 1;
+                changed = true;
+            }
+        }
+        if changed {
+            changes.push(Change::PutStream {
+                placement,
+                replaces: Some(stream.revision),
+            });
+        }
+    }
+    changes
+}
