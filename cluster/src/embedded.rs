@@ -40,6 +40,8 @@ struct State {
     revision: Revision,
     /// Revisions up to this one are gone from `history`.
     compacted: Revision,
+    /// The revision of the last explicit compaction (0: none).
+    compacted_at: Revision,
     kv: BTreeMap<String, Kv>,
     leases: HashMap<LeaseId, Lease>,
     next_lease: LeaseId,
@@ -56,6 +58,7 @@ impl Default for State {
         State {
             revision: 1,
             compacted: 0,
+            compacted_at: 0,
             kv: BTreeMap::new(),
             leases: HashMap::new(),
             next_lease: 0x5100_0000,
@@ -94,7 +97,7 @@ impl State {
             .filter(|(_, l)| l.deadline <= now)
             .map(|(id, _)| *id)
             .collect();
-        due.sort_unstable();
+        due.sort_unstable_by_key(|id| (self.leases[id].deadline, *id));
         let mut changed = false;
         for lease in due {
             changed |= self.end_lease(lease);
@@ -146,14 +149,30 @@ impl State {
         }
     }
 
+    /// Applies the writes at one new revision; as etcd, none if nothing changes (only
+    /// deletions of absent keys), and two writes to one key are refused.
     fn apply(&mut self, ops: Vec<Op>) -> Result<(), MetaError> {
+        let mut keys = std::collections::BTreeSet::new();
         for op in &ops {
+            let (Op::Put { key, .. } | Op::Delete(key)) = op;
+            if !keys.insert(key) {
+                return Err(MetaError::InvalidRequest(
+                    "duplicate key given in txn request".into(),
+                ));
+            }
             if let Op::Put { lease, .. } = op
                 && *lease != 0
                 && !self.leases.contains_key(lease)
             {
                 return Err(MetaError::LeaseExpired);
             }
+        }
+        let changes = |op: &Op| match op {
+            Op::Put { .. } => true,
+            Op::Delete(key) => self.kv.contains_key(key),
+        };
+        if !ops.iter().any(changes) {
+            return Ok(());
         }
         self.revision += 1;
         let revision = self.revision;
@@ -192,6 +211,9 @@ impl Backend for EmbeddedBackend {
     type Watch = EmbeddedWatch;
 
     async fn grant(&self, ttl: Duration) -> Result<LeaseId, MetaError> {
+        // Whole seconds, at least one, as etcd grants them (etcd also has a minimum TTL of
+        // its own, 2 s with its default timings).
+        let ttl = Duration::from_secs(ttl.as_millis().div_ceil(1000).max(1) as u64);
         let mut state = self.state();
         state.next_lease += 1;
         let id = state.next_lease;
@@ -246,12 +268,6 @@ impl Backend for EmbeddedBackend {
                 revision: state.revision,
             });
         }
-        if then.is_empty() {
-            return Ok(TxnOutcome {
-                succeeded: true,
-                revision: state.revision,
-            });
-        }
         state.apply(then)?;
         let revision = state.revision;
         drop(state);
@@ -264,6 +280,8 @@ impl Backend for EmbeddedBackend {
 
     async fn watch(&self, prefix: &str, from: Revision) -> Result<EmbeddedWatch, MetaError> {
         let state = self.state();
+        // As etcd: a start revision of 0 (or below) means from now on.
+        let from = if from <= 0 { state.revision + 1 } else { from };
         if from <= state.compacted {
             return Err(MetaError::Compacted {
                 asked: from,
@@ -273,12 +291,25 @@ impl Backend for EmbeddedBackend {
         Ok(EmbeddedWatch {
             store: self.clone(),
             prefix: prefix.to_owned(),
-            next: from.max(1),
+            next: from,
         })
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), MetaError> {
         let mut state = self.state();
+        // etcd's refusals: a revision not written yet, or one at or below the last compaction.
+        if revision > state.revision {
+            return Err(MetaError::InvalidRequest(
+                "mvcc: required revision is a future revision".into(),
+            ));
+        }
+        if revision <= state.compacted_at {
+            return Err(MetaError::Compacted {
+                asked: revision,
+                compacted: state.compacted_at,
+            });
+        }
+        state.compacted_at = revision;
         while state
             .history
             .front()

@@ -41,6 +41,10 @@ pub enum MetaError {
         /// What the decoder said.
         reason: String,
     },
+    /// A request the store refuses as malformed (two writes to one key in a transaction, a
+    /// compaction to a future revision): retrying it cannot succeed.
+    #[error("the metadata store refused the request: {0}")]
+    InvalidRequest(String),
     /// A name or id that cannot be part of a key.
     #[error("invalid {what} {name:?}")]
     InvalidName {

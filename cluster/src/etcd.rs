@@ -7,6 +7,11 @@ use etcd_client::{
     Txn, TxnOp, WatchOptions, WatchStream,
 };
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use etcd_client::{LeaseKeepAliveStream, LeaseKeeper};
+
 use crate::backend::{Backend, BackendWatch, Compare, Kv, KvEvent, LeaseId, Op, TxnOutcome};
 use crate::error::MetaError;
 use crate::model::Revision;
@@ -16,6 +21,10 @@ use crate::model::Revision;
 #[derive(Clone)]
 pub struct EtcdBackend {
     client: Client,
+    /// One keep-alive stream per lease, reused by its renewals (a stream taken out for a
+    /// renewal is put back only once the renewal completed, so one cut short by a timeout
+    /// is dropped and never answers a later renewal with a stale reply).
+    keepers: Arc<Mutex<HashMap<LeaseId, (LeaseKeeper, LeaseKeepAliveStream)>>>,
 }
 
 impl EtcdBackend {
@@ -31,7 +40,18 @@ impl EtcdBackend {
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(unavailable)?;
-        Ok(EtcdBackend { client })
+        Ok(EtcdBackend {
+            client,
+            keepers: Arc::default(),
+        })
+    }
+}
+
+impl EtcdBackend {
+    fn keepers(&self) -> MutexGuard<'_, HashMap<LeaseId, (LeaseKeeper, LeaseKeepAliveStream)>> {
+        self.keepers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -70,15 +90,30 @@ impl Backend for EtcdBackend {
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<bool, MetaError> {
-        let (mut keeper, mut responses) = self
-            .client
-            .clone()
-            .lease_keep_alive(lease)
-            .await
-            .map_err(unavailable)?;
+        let kept = self.keepers().remove(&lease);
+        let Some((mut keeper, mut replies)) = kept else {
+            // The first renewal opens the stream (etcd-client sends one renewal and reads its
+            // reply; a lease that is gone is its "lease not found" error).
+            return match self.client.clone().lease_keep_alive(lease).await {
+                Ok(stream) => {
+                    self.keepers().insert(lease, stream);
+                    Ok(true)
+                }
+                Err(etcd_client::Error::LeaseKeepAliveError(m))
+                    if m.contains("lease not found") =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(unavailable(e)),
+            };
+        };
         keeper.keep_alive().await.map_err(unavailable)?;
-        match responses.message().await.map_err(unavailable)? {
-            Some(response) => Ok(response.ttl() > 0),
+        match replies.message().await.map_err(unavailable)? {
+            Some(reply) if reply.ttl() > 0 => {
+                self.keepers().insert(lease, (keeper, replies));
+                Ok(true)
+            }
+            Some(_) => Ok(false),
             None => Err(MetaError::Unavailable(
                 "the keep-alive stream closed".into(),
             )),
@@ -86,6 +121,7 @@ impl Backend for EtcdBackend {
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<(), MetaError> {
+        self.keepers().remove(&lease);
         match self.client.clone().lease_revoke(lease).await {
             Ok(_) => Ok(()),
             Err(etcd_client::Error::GRpcStatus(status))
@@ -152,6 +188,11 @@ impl Backend for EtcdBackend {
             {
                 Err(MetaError::LeaseExpired)
             }
+            Err(etcd_client::Error::GRpcStatus(status))
+                if status.message().contains("duplicate key") =>
+            {
+                Err(MetaError::InvalidRequest(status.message().to_owned()))
+            }
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -171,12 +212,23 @@ impl Backend for EtcdBackend {
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), MetaError> {
-        self.client
-            .clone()
-            .compact(revision, None)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        match self.client.clone().compact(revision, None).await {
+            Ok(_) => Ok(()),
+            Err(etcd_client::Error::GRpcStatus(status))
+                if status.message().contains("future revision") =>
+            {
+                Err(MetaError::InvalidRequest(status.message().to_owned()))
+            }
+            Err(etcd_client::Error::GRpcStatus(status))
+                if status.message().contains("compacted") =>
+            {
+                Err(MetaError::Compacted {
+                    asked: revision,
+                    compacted: revision,
+                })
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }
 

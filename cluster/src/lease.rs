@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::backend::{Backend, LeaseId};
 use crate::error::MetaError;
 
 /// A granted lease renewed every third of its TTL. Dropping it stops the renewals and
 /// revokes the lease (on the current tokio runtime, when there is one; otherwise the lease
-/// runs out by itself within its TTL).
+/// runs out by itself within its TTL). The revocation runs after the drop: a holder that
+/// must be gone before it goes on (registering the same node id again) calls `revoke`.
 pub(crate) struct KeptLease<B: Backend> {
     backend: B,
     id: LeaseId,
@@ -21,9 +23,11 @@ pub(crate) struct KeptLease<B: Backend> {
 
 impl<B: Backend> KeptLease<B> {
     pub(crate) async fn grant(backend: &B, ttl: Duration) -> Result<KeptLease<B>, MetaError> {
+        // The lease lives at least `ttl` from before it was asked for.
+        let asked = Instant::now();
         let id = backend.grant(ttl).await?;
         let (alive_tx, alive) = watch::channel(true);
-        let renewer = tokio::spawn(renew(backend.clone(), id, ttl, alive_tx));
+        let renewer = tokio::spawn(renew(backend.clone(), id, ttl, asked + ttl, alive_tx));
         Ok(KeptLease {
             backend: backend.clone(),
             id,
@@ -42,9 +46,10 @@ impl<B: Backend> KeptLease<B> {
         self.alive.has_changed().is_ok() && *self.alive.borrow()
     }
 
-    /// Resolves once the lease is known to be gone: a renewal found it expired, or renewals
-    /// failed for a whole TTL (the store may still hold it a little longer; from then on the
-    /// holder must act as if it did not).
+    /// Resolves once the lease may be gone: a renewal found it expired, or no renewal
+    /// succeeded within a TTL of the last one that did, counted from when that one was sent.
+    /// The store ends the lease no earlier than that, so a holder that stops acting when
+    /// this resolves never acts beside its successor (clocks running at the same rate).
     pub(crate) async fn lost(&self) {
         let mut alive = self.alive.clone();
         // An error means the renewer is gone, which only happens once the lease is lost.
@@ -82,17 +87,31 @@ impl<B: Backend> Drop for KeptLease<B> {
     }
 }
 
-async fn renew<B: Backend>(backend: B, id: LeaseId, ttl: Duration, alive: watch::Sender<bool>) {
-    let every = ttl / 3;
-    let mut last_renewed = tokio::time::Instant::now();
+async fn renew<B: Backend>(
+    backend: B,
+    id: LeaseId,
+    ttl: Duration,
+    mut deadline: Instant,
+    alive: watch::Sender<bool>,
+) {
+    let every = (ttl / 3).max(Duration::from_millis(100));
+    let mut next = Instant::now() + every;
     loop {
-        tokio::time::sleep(every).await;
-        match backend.keep_alive(id).await {
-            Ok(true) => last_renewed = tokio::time::Instant::now(),
-            Ok(false) => break,
-            // The store is unreachable: keep trying until the TTL has surely run out.
-            Err(_) if last_renewed.elapsed() < ttl => {}
-            Err(_) => break,
+        // Never sleep past the deadline: at the deadline the lease is given up.
+        tokio::time::sleep_until(next.min(deadline)).await;
+        let sent = Instant::now();
+        if sent >= deadline {
+            break;
+        }
+        // A renewal that does not answer before the deadline is as good as a failed one.
+        match tokio::time::timeout_at(deadline, backend.keep_alive(id)).await {
+            Ok(Ok(true)) => {
+                deadline = sent + ttl;
+                next = sent + every;
+            }
+            Ok(Ok(false)) | Err(_) => break,
+            // The store did not answer: try again soon, until the deadline.
+            Ok(Err(_)) => next = Instant::now() + every.min(Duration::from_millis(200)),
         }
     }
     let _ = alive.send(false);

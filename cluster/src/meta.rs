@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::backend::{Backend, BackendWatch, Compare, Kv, KvEvent, Op};
+use crate::backend::{Backend, BackendWatch, Compare, Kv, KvEvent, LeaseId, Op};
 use crate::error::MetaError;
 use crate::lease::KeptLease;
 use crate::model::{NodeId, NodeInfo, Revision, StreamPlacement, Versioned};
@@ -16,6 +16,8 @@ const NODES: &str = "nodes/";
 const CONTROLLER: &str = "controller/";
 const STREAMS: &str = "streams/";
 const UID_NEXT: &str = "uid-next";
+/// How long a candidate waits before asking a store that failed again.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// The control plane of one cluster, under `/sluice/<cluster>/` in the store.
 #[derive(Clone)]
@@ -99,6 +101,8 @@ pub struct Leadership<B: Backend> {
 pub struct ClusterWatch<W: BackendWatch> {
     inner: W,
     prefix: String,
+    /// An error ended the watch: later changes may be missing, so none are delivered.
+    ended: bool,
 }
 
 impl<B: Backend> ClusterMeta<B> {
@@ -168,7 +172,16 @@ impl<B: Backend> ClusterMeta<B> {
         }
         let revision = outcome.revision;
         loop {
-            let (kvs, read_at) = self.backend.range(&candidates).await?;
+            // A store that fails for a moment costs the candidate nothing but time; its
+            // place in the queue is lost only with its lease.
+            let (kvs, read_at) = match self.backend.range(&candidates).await {
+                Ok(read) => read,
+                Err(MetaError::Unavailable(_)) if lease.is_alive() => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if !kvs
                 .iter()
                 .any(|kv| kv.key == key && kv.create_revision == revision)
@@ -188,16 +201,34 @@ impl<B: Backend> ClusterMeta<B> {
                     node: node.clone(),
                 });
             };
-            let mut watch = self.backend.watch(&before.key, read_at + 1).await?;
-            loop {
-                tokio::select! {
-                    events = watch.next() => {
-                        if events?.iter().any(|e| matches!(e, KvEvent::Delete { key, .. } if *key == before.key)) {
-                            break;
-                        }
-                    }
-                    () = lease.lost() => return Err(MetaError::LeaseExpired),
+            // Wait for it to go, then read the candidates again (an older one may remain).
+            match self.deletion(&before.key, read_at + 1, &lease).await {
+                Ok(()) | Err(MetaError::Compacted { .. }) => {}
+                Err(MetaError::Unavailable(_)) if lease.is_alive() => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
                 }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Resolves when `key` is deleted at or after revision `from`; `LeaseExpired` if `lease`
+    /// is lost first.
+    async fn deletion(
+        &self,
+        key: &str,
+        from: Revision,
+        lease: &KeptLease<B>,
+    ) -> Result<(), MetaError> {
+        let mut watch = self.backend.watch(key, from).await?;
+        loop {
+            tokio::select! {
+                events = watch.next() => {
+                    if events?.iter().any(|e| matches!(e, KvEvent::Delete { key: k, .. } if k == key)) {
+                        return Ok(());
+                    }
+                }
+                () = lease.lost() => return Err(MetaError::LeaseExpired),
             }
         }
     }
@@ -265,6 +296,15 @@ impl<B: Backend> ClusterMeta<B> {
         let mut then = Vec::with_capacity(changes.len());
         for change in changes {
             let (key, replaces, op) = self.change_op(change)?;
+            if when
+                .iter()
+                .any(|c| matches!(c, Compare::ModRevision(k, _) if *k == key))
+            {
+                return Err(MetaError::InvalidRequest(format!(
+                    "two changes to {} in one commit",
+                    self.relative(&key)
+                )));
+            }
             when.push(Compare::ModRevision(key, replaces));
             then.push(op);
         }
@@ -272,11 +312,12 @@ impl<B: Backend> ClusterMeta<B> {
         if outcome.succeeded {
             return Ok(outcome.revision);
         }
-        // Say which condition failed: the office first (a deposed controller's view of the
-        // entries is not worth reporting), then the first entry that moved.
+        // Say which condition failed, from one read of the whole cluster (so the answer is
+        // of one moment): the office first (a deposed controller's view of the entries is not
+        // worth reporting), then the first entry that moved. Conflicts are rare.
+        let (kvs, _) = self.backend.range(&self.prefix).await?;
         for compare in &when {
             let (Compare::CreateRevision(key, _) | Compare::ModRevision(key, _)) = compare;
-            let (kvs, _) = self.backend.range(key).await?;
             let current = kvs.iter().find(|kv| kv.key == *key);
             let holds = match compare {
                 Compare::CreateRevision(_, rev) => {
@@ -303,6 +344,7 @@ impl<B: Backend> ClusterMeta<B> {
         Ok(ClusterWatch {
             inner,
             prefix: self.prefix.clone(),
+            ended: false,
         })
     }
 
@@ -357,6 +399,11 @@ impl<B: Backend> Registration<B> {
         &self.node
     }
 
+    /// The lease the registration stands on (etcd's id: `etcdctl lease timetolive` shows it).
+    pub fn lease(&self) -> LeaseId {
+        self.lease.id()
+    }
+
     /// Resolves when the registration is lost (the lease expired: the node was partitioned
     /// from the store for a whole TTL). The node must then stop acting as a member.
     pub async fn lost(&self) {
@@ -379,6 +426,11 @@ impl<B: Backend> Leadership<B> {
     /// The elected node.
     pub fn node(&self) -> &NodeId {
         &self.node
+    }
+
+    /// The lease the candidacy stands on.
+    pub fn lease(&self) -> LeaseId {
+        self.lease.id()
     }
 
     /// The fencing token: the creation revision of the election key. Every write made under
@@ -411,9 +463,20 @@ impl<B: Backend> Leadership<B> {
 }
 
 impl<W: BackendWatch> ClusterWatch<W> {
-    /// The next changes, in revision order, each with its revision. `Compacted`: take a new
-    /// snapshot and watch from it.
+    /// The next changes, in revision order, each with its revision. An error ends the watch
+    /// (a later call is `Unavailable`): take a new snapshot and watch from it.
     pub async fn next(&mut self) -> Result<Vec<(Revision, ClusterEvent)>, MetaError> {
+        if self.ended {
+            return Err(MetaError::Unavailable(
+                "this watch ended with an error: take a snapshot and watch again".into(),
+            ));
+        }
+        let result = self.next_events().await;
+        self.ended = result.is_err();
+        result
+    }
+
+    async fn next_events(&mut self) -> Result<Vec<(Revision, ClusterEvent)>, MetaError> {
         loop {
             let events = self.inner.next().await?;
             let mut out = Vec::with_capacity(events.len());

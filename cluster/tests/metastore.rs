@@ -8,8 +8,8 @@ mod support;
 use std::time::Duration;
 
 use sluice_cluster::{
-    Backend, Change, ClusterEvent, ClusterMeta, MetaError, NodeId, Op, ShardPlacement,
-    StreamPlacement, StreamStatus,
+    Backend, BackendWatch, Change, ClusterEvent, ClusterMeta, MetaError, NodeId, Op,
+    ShardPlacement, StreamPlacement, StreamStatus,
 };
 use support::{TTL, node, within};
 
@@ -87,14 +87,17 @@ async fn registration_is_exclusive_and_ends_with_its_lease<B: Backend>(meta: Clu
 
 async fn one_controller_at_a_time_and_a_deposed_one_is_fenced<B: Backend>(meta: ClusterMeta<B>) {
     let (n1, n2) = (NodeId::new("n1").unwrap(), NodeId::new("n2").unwrap());
-    let mut first = meta.campaign(&n1, TTL).await.unwrap();
+    // A longer lease than the others: the first must hold through the wait below even if a
+    // renewal stalls on a busy machine.
+    let ttl = TTL * 2;
+    let mut first = meta.campaign(&n1, ttl).await.unwrap();
     assert_eq!(meta.controller().await.unwrap(), Some(n1.clone()));
     let second = tokio::spawn({
         let (meta, n2) = (meta.clone(), n2.clone());
-        async move { meta.campaign(&n2, TTL).await }
+        async move { meta.campaign(&n2, ttl).await }
     });
     // The second candidate waits while the first holds the office and renews it.
-    tokio::time::sleep(TTL * 2).await;
+    tokio::time::sleep(ttl).await;
     assert!(!second.is_finished(), "two controllers at once");
     let created = meta
         .commit(
@@ -310,10 +313,132 @@ async fn a_compacted_revision_and_a_foreign_value_are_reported<B: Backend>(meta:
     );
 }
 
+async fn a_lease_the_store_ends_is_noticed_and_a_dropped_one_is_revoked<B: Backend>(
+    meta: ClusterMeta<B>,
+) {
+    let office = meta
+        .campaign(&NodeId::new("ctl").unwrap(), TTL)
+        .await
+        .unwrap();
+    let registration = meta.register(node("a"), TTL).await.unwrap();
+    // The store ends both leases behind their holders' backs (as an operator's
+    // `etcdctl lease revoke` would): the renewals find out.
+    meta.backend().revoke(office.lease()).await.unwrap();
+    meta.backend().revoke(registration.lease()).await.unwrap();
+    within("the office is known lost", office.lost()).await;
+    assert!(!office.is_held());
+    within("the registration is known lost", registration.lost()).await;
+    // A registration dropped (a node shutting down without a word) leaves the cluster.
+    let start = meta.snapshot().await.unwrap().revision;
+    drop(meta.register(node("b"), TTL).await.unwrap());
+    let mut watch = meta.watch(start + 1).await.unwrap();
+    let mut seen = Vec::new();
+    while !seen.contains(&ClusterEvent::NodeLeft(NodeId::new("b").unwrap())) {
+        seen.extend(
+            within("b leaves", watch.next())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(_, e)| e),
+        );
+    }
+}
+
+async fn the_stores_agree_on_edge_cases<B: Backend>(meta: ClusterMeta<B>) {
+    let store = meta.backend();
+    let put = |key: &str| Op::Put {
+        key: key.into(),
+        value: b"v".to_vec(),
+        lease: 0,
+    };
+    let first = store.txn(vec![], vec![put("/k/a")]).await.unwrap().revision;
+    // Two writes to one key in one transaction are refused, and writing nothing moves nothing.
+    let twice = store
+        .txn(vec![], vec![put("/k/b"), Op::Delete("/k/b".into())])
+        .await;
+    assert!(
+        matches!(twice, Err(MetaError::InvalidRequest(_))),
+        "{twice:?}"
+    );
+    let absent = store
+        .txn(vec![], vec![Op::Delete("/k/none".into())])
+        .await
+        .unwrap();
+    assert_eq!((absent.succeeded, absent.revision), (true, first));
+    assert_eq!(store.range("/k/").await.unwrap().1, first);
+    // A watch from revision 0 starts now: it sees the next write, not the history.
+    let mut watch = store.watch("/k/", 0).await.unwrap();
+    let next = store.txn(vec![], vec![put("/k/c")]).await.unwrap().revision;
+    let events = within("the next write", watch.next()).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.revision()).collect::<Vec<_>>(),
+        [next]
+    );
+    // A commit naming one stream twice is refused before it reaches the store.
+    let office = meta
+        .campaign(&NodeId::new("ctl").unwrap(), TTL)
+        .await
+        .unwrap();
+    let two = [
+        Change::PutStream {
+            placement: stream("s", 1, StreamStatus::Active),
+            replaces: None,
+        },
+        Change::DeleteStream {
+            name: "s".into(),
+            replaces: 0,
+        },
+    ];
+    assert!(matches!(
+        meta.commit(&office, &two).await,
+        Err(MetaError::InvalidRequest(_))
+    ));
+    // Compaction: not to a future revision, not twice to the same one.
+    let now = store.range("/").await.unwrap().1;
+    assert!(matches!(
+        store.compact(now + 10).await,
+        Err(MetaError::InvalidRequest(_))
+    ));
+    store.compact(now).await.unwrap();
+    assert!(matches!(
+        store.compact(now).await,
+        Err(MetaError::Compacted { .. })
+    ));
+}
+
 conformance!(
     registration_is_exclusive_and_ends_with_its_lease,
     one_controller_at_a_time_and_a_deposed_one_is_fenced,
     resignation_hands_the_office_to_the_oldest_candidate,
     changes_are_all_or_nothing_and_watched_in_order,
     a_compacted_revision_and_a_foreign_value_are_reported,
+    a_lease_the_store_ends_is_noticed_and_a_dropped_one_is_revoked,
+    the_stores_agree_on_edge_cases,
 );
+
+/// etcd frozen (SIGSTOP) under a controller: the controller gives its office up within a TTL
+/// of its last renewal, not when its client's request timeout runs out. etcd ends the lease
+/// no earlier than that, so the next controller is never elected while this one acts.
+#[cfg(feature = "etcd")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_store_is_given_up_within_the_ttl() {
+    let server = support::etcd::Etcd::start().await;
+    let meta = ClusterMeta::new(server.backend().await, "test").unwrap();
+    let office = meta
+        .campaign(&NodeId::new("ctl").unwrap(), TTL)
+        .await
+        .unwrap();
+    // Let a renewal or two go through first.
+    tokio::time::sleep(TTL).await;
+    assert!(office.is_held());
+    server.signal("STOP");
+    let frozen = tokio::time::Instant::now();
+    let given_up = tokio::time::timeout(TTL + Duration::from_secs(2), office.lost()).await;
+    server.signal("CONT");
+    assert!(
+        given_up.is_ok(),
+        "still held {:?} after etcd froze",
+        frozen.elapsed()
+    );
+    assert!(!office.is_held());
+}

@@ -94,6 +94,20 @@ impl Etcd {
             .expect("etcd is up")
     }
 
+    /// Sends the server a signal (`STOP`, `CONT`) with kill(1).
+    #[allow(
+        dead_code,
+        reason = "one of the test binaries sharing this module uses it"
+    )]
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
     }
