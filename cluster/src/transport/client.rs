@@ -1,0 +1,232 @@
+//! Calls to peers: one HTTP/2 connection per peer, made on first use and again after it
+//! breaks, carrying every group's calls concurrently; heartbeats gathered per peer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use super::{GroupId, RpcError, frame};
+
+/// How calls to peers behave.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TransportConfig {
+    /// Giving up on a connection attempt.
+    pub connect_timeout: Duration,
+    /// Giving up on a call's answer.
+    pub call_timeout: Duration,
+    /// Heartbeats to one peer asked for within this window go in one request.
+    pub heartbeat_window: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> TransportConfig {
+        TransportConfig {
+            connect_timeout: Duration::from_secs(1),
+            call_timeout: Duration::from_secs(5),
+            heartbeat_window: Duration::from_millis(5),
+        }
+    }
+}
+
+type Waiting = Vec<(GroupId, Bytes, oneshot::Sender<Result<Bytes, RpcError>>)>;
+/// A peer's connection, made by one caller while the others wait for it.
+type Slot = Arc<tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>>;
+
+/// The calling side of a node's peer traffic. Clones share the connections.
+#[derive(Clone, Default)]
+pub struct Peers {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    config: TransportConfig,
+    /// A slot per peer.
+    connections: Mutex<HashMap<String, Slot>>,
+    /// Heartbeats waiting for their peer's next batch.
+    heartbeats: Mutex<HashMap<String, Waiting>>,
+}
+
+impl Peers {
+    /// A node's peer connections, none made yet.
+    pub fn new(config: TransportConfig) -> Peers {
+        Peers {
+            inner: Arc::new(Inner {
+                config,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// Calls `method` of `group` on the peer at `peer` (`host:port`).
+    pub async fn call(
+        &self,
+        peer: &str,
+        group: GroupId,
+        method: &str,
+        body: Bytes,
+    ) -> Result<Bytes, RpcError> {
+        let request = Request::post(format!("/sluice/peer/v1/call/{method}"))
+            .header("x-sluice-group", group.to_string())
+            .body(Full::new(body))
+            .expect("a valid request");
+        self.send(peer, request).await
+    }
+
+    /// Sends a heartbeat of `group` to `peer` in the peer's next batch, and returns its answer.
+    pub async fn heartbeat(
+        &self,
+        peer: &str,
+        group: GroupId,
+        body: Bytes,
+    ) -> Result<Bytes, RpcError> {
+        let (answer, answered) = oneshot::channel();
+        let first = {
+            let mut waiting = lock(&self.inner.heartbeats);
+            let queue = waiting.entry(peer.to_owned()).or_default();
+            queue.push((group, body, answer));
+            queue.len() == 1
+        };
+        // The first heartbeat of a batch sends it once the window has passed.
+        if first {
+            let (peers, peer) = (self.clone(), peer.to_owned());
+            tokio::spawn(async move {
+                tokio::time::sleep(peers.inner.config.heartbeat_window).await;
+                peers.send_heartbeats(&peer).await;
+            });
+        }
+        answered.await.unwrap_or_else(|_| {
+            Err(RpcError::Unreachable {
+                peer: peer.to_owned(),
+                reason: "the batch was dropped".into(),
+            })
+        })
+    }
+
+    async fn send_heartbeats(&self, peer: &str) {
+        let batch = lock(&self.inner.heartbeats)
+            .remove(peer)
+            .unwrap_or_default();
+        let items: Vec<(GroupId, Bytes)> = batch.iter().map(|(g, b, _)| (*g, b.clone())).collect();
+        let request = Request::post("/sluice/peer/v1/heartbeats")
+            .body(Full::new(frame::encode_requests(&items)))
+            .expect("a valid request");
+        let answers = self.send(peer, request).await.and_then(|body| {
+            frame::decode_answers(body, items.len()).map_err(|message| RpcError::Remote {
+                peer: peer.to_owned(),
+                status: 200,
+                message,
+            })
+        });
+        match answers {
+            Ok(answers) => {
+                for ((_, _, reply), answer) in batch.into_iter().zip(answers) {
+                    let answer = answer.map_err(|message| RpcError::Remote {
+                        peer: peer.to_owned(),
+                        status: 500,
+                        message,
+                    });
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(e) => {
+                for (_, _, reply) in batch {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    async fn send(&self, peer: &str, request: Request<Full<Bytes>>) -> Result<Bytes, RpcError> {
+        let timeout = self.inner.config.call_timeout;
+        let timed_out = || RpcError::Timeout {
+            peer: peer.to_owned(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        let mut sender = self.connection(peer).await?;
+        let response = match tokio::time::timeout(timeout, sender.send_request(request)).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(e)) => {
+                // The connection is broken: the next call makes a new one.
+                self.forget(peer).await;
+                return Err(RpcError::Unreachable {
+                    peer: peer.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        let body = match tokio::time::timeout(timeout, response.into_body().collect()).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(e)) => {
+                return Err(RpcError::Unreachable {
+                    peer: peer.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+            Ok(Ok(body)) => body.to_bytes(),
+        };
+        if status != StatusCode::OK {
+            let message = String::from_utf8_lossy(&body).into_owned();
+            return Err(RpcError::Remote {
+                peer: peer.to_owned(),
+                status: status.as_u16(),
+                message,
+            });
+        }
+        Ok(body)
+    }
+
+    /// The peer's connection, made now if there is none or it closed.
+    async fn connection(&self, peer: &str) -> Result<SendRequest<Full<Bytes>>, RpcError> {
+        let slot = Arc::clone(
+            lock(&self.inner.connections)
+                .entry(peer.to_owned())
+                .or_default(),
+        );
+        let mut slot = slot.lock().await;
+        if let Some(sender) = slot.as_ref().filter(|s| !s.is_closed()) {
+            return Ok(sender.clone());
+        }
+        let unreachable = |reason: String| RpcError::Unreachable {
+            peer: peer.to_owned(),
+            reason,
+        };
+        let stream =
+            tokio::time::timeout(self.inner.config.connect_timeout, TcpStream::connect(peer))
+                .await
+                .map_err(|_| unreachable("connection attempt timed out".into()))?
+                .map_err(|e| unreachable(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+        tokio::spawn(connection);
+        *slot = Some(sender.clone());
+        Ok(sender)
+    }
+
+    async fn forget(&self, peer: &str) {
+        let slot = lock(&self.inner.connections).get(peer).cloned();
+        if let Some(slot) = slot {
+            *slot.lock().await = None;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

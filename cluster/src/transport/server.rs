@@ -1,0 +1,186 @@
+//! The peer port: h2c connections from other nodes, each carrying any number of concurrent
+//! calls for any groups.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::{GroupId, frame};
+
+/// The largest request body taken (a Raft append of several batches of records).
+const BODY_MAX: usize = 64 << 20;
+
+/// What a node answers to its peers' calls.
+pub trait PeerHandler: Send + Sync + 'static {
+    /// Answers `method` for `group` (heartbeats come as method `heartbeat`). An `Err` is sent
+    /// back as the call's failure.
+    fn call(
+        &self,
+        group: GroupId,
+        method: &str,
+        body: Bytes,
+    ) -> impl Future<Output = Result<Bytes, String>> + Send;
+}
+
+/// Counters of a peer port (for tests and metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Calls answered (one per group message, heartbeats included).
+    pub calls: u64,
+    /// Heartbeat batches received.
+    pub heartbeat_batches: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    connections: AtomicU64,
+    calls: AtomicU64,
+    heartbeat_batches: AtomicU64,
+}
+
+/// A running peer port; dropping it closes the port and every connection it accepted.
+pub struct PeerServer {
+    local_addr: SocketAddr,
+    counters: Arc<Counters>,
+    acceptor: JoinHandle<()>,
+}
+
+impl PeerServer {
+    /// Serves `handler` on `listener` from the current tokio runtime.
+    pub fn start<H: PeerHandler>(
+        listener: TcpListener,
+        handler: Arc<H>,
+    ) -> std::io::Result<PeerServer> {
+        let local_addr = listener.local_addr()?;
+        let counters = Arc::new(Counters::default());
+        let acceptor = tokio::spawn(accept(listener, handler, Arc::clone(&counters)));
+        Ok(PeerServer {
+            local_addr,
+            counters,
+            acceptor,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Its counters so far.
+    pub fn stats(&self) -> PeerStats {
+        PeerStats {
+            connections: self.counters.connections.load(Ordering::Relaxed),
+            calls: self.counters.calls.load(Ordering::Relaxed),
+            heartbeat_batches: self.counters.heartbeat_batches.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for PeerServer {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+    }
+}
+
+async fn accept<H: PeerHandler>(listener: TcpListener, handler: Arc<H>, counters: Arc<Counters>) {
+    // The connections are this task's: aborting it (the server dropped) ends them too.
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors or the like: let it pass rather than spin.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        while connections.try_join_next().is_some() {}
+        let _ = stream.set_nodelay(true);
+        counters.connections.fetch_add(1, Ordering::Relaxed);
+        let (handler, counters) = (Arc::clone(&handler), Arc::clone(&counters));
+        let service = hyper::service::service_fn(move |request| {
+            let (handler, counters) = (Arc::clone(&handler), Arc::clone(&counters));
+            async move { Ok::<_, std::convert::Infallible>(route(request, handler, &counters).await) }
+        });
+        connections.spawn(async move {
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+}
+
+async fn route<H: PeerHandler>(
+    request: Request<Incoming>,
+    handler: Arc<H>,
+    counters: &Counters,
+) -> Response<Full<Bytes>> {
+    let path = request.uri().path().to_owned();
+    let group = request
+        .headers()
+        .get("x-sluice-group")
+        .and_then(|v| v.to_str().ok())
+        .map(str::parse::<GroupId>);
+    let body = match Limited::new(request.into_body(), BODY_MAX).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                format!("the body could not be read: {e}"),
+            );
+        }
+    };
+    if let Some(method) = path.strip_prefix("/sluice/peer/v1/call/") {
+        let group = match group {
+            Some(Ok(group)) => group,
+            Some(Err(e)) => return reply(StatusCode::BAD_REQUEST, e),
+            None => return reply(StatusCode::BAD_REQUEST, "no x-sluice-group header"),
+        };
+        counters.calls.fetch_add(1, Ordering::Relaxed);
+        return match handler.call(group, method, body).await {
+            Ok(answer) => reply(StatusCode::OK, answer),
+            Err(message) => reply(StatusCode::INTERNAL_SERVER_ERROR, message),
+        };
+    }
+    if path == "/sluice/peer/v1/heartbeats" {
+        let items = match frame::decode_requests(body) {
+            Ok(items) => items,
+            Err(e) => return reply(StatusCode::BAD_REQUEST, e),
+        };
+        counters.heartbeat_batches.fetch_add(1, Ordering::Relaxed);
+        counters
+            .calls
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        // The groups answer concurrently; the answers go back in request order.
+        let tasks: Vec<JoinHandle<Result<Bytes, String>>> = items
+            .into_iter()
+            .map(|(group, payload)| {
+                let handler = Arc::clone(&handler);
+                tokio::spawn(async move { handler.call(group, "heartbeat", payload).await })
+            })
+            .collect();
+        let mut answers = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            answers.push(
+                task.await
+                    .unwrap_or_else(|e| Err(format!("the heartbeat's handler failed: {e}"))),
+            );
+        }
+        return reply(StatusCode::OK, frame::encode_answers(&answers));
+    }
+    reply(StatusCode::NOT_FOUND, format!("no peer route {path}"))
+}

@@ -1,0 +1,188 @@
+//! Node-to-node calls over real sockets: many groups between a node pair share one
+//! connection, heartbeats of many groups go in one request, a slow call does not hold up the
+//! others, and a peer that goes away is reported unreachable, then reached again once back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_cluster::transport::{
+    GroupId, PeerHandler, PeerServer, Peers, RpcError, TransportConfig,
+};
+use tokio::net::TcpListener;
+
+/// Answers `<node> <group> <method> <body>`; refuses groups of shard 7; `slow` takes 2 s.
+struct Echo(&'static str);
+
+impl PeerHandler for Echo {
+    async fn call(&self, group: GroupId, method: &str, body: Bytes) -> Result<Bytes, String> {
+        if group.shard == 7 {
+            return Err(format!("no group {group} here"));
+        }
+        if method == "slow" {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        Ok(Bytes::from(format!(
+            "{} {group} {method} {}",
+            self.0,
+            String::from_utf8_lossy(&body)
+        )))
+    }
+}
+
+async fn start(name: &'static str) -> PeerServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    PeerServer::start(listener, Arc::new(Echo(name))).unwrap()
+}
+
+fn config(call_timeout: Duration) -> TransportConfig {
+    let mut config = TransportConfig::default();
+    config.call_timeout = call_timeout;
+    config
+}
+
+fn group(shard: u32) -> GroupId {
+    GroupId {
+        stream_uid: 42,
+        shard,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_group_between_two_nodes_shares_one_connection() {
+    let servers = [start("a").await, start("b").await, start("c").await];
+    let names = ["a", "b", "c"];
+    let peers: Vec<Peers> = (0..3)
+        .map(|_| Peers::new(TransportConfig::default()))
+        .collect();
+    let mut calls = Vec::new();
+    for (from, caller) in peers.iter().enumerate() {
+        for (to, server) in servers.iter().enumerate().filter(|(to, _)| *to != from) {
+            for shard in (0..200).filter(|s| *s != 7) {
+                let (caller, address) = (caller.clone(), server.local_addr().to_string());
+                let expected = format!("{} 42.{shard} append from-{from}", names[to]);
+                calls.push(tokio::spawn(async move {
+                    let body = Bytes::from(format!("from-{from}"));
+                    let answer = caller
+                        .call(&address, group(shard), "append", body)
+                        .await
+                        .unwrap();
+                    assert_eq!(answer, expected);
+                }));
+            }
+        }
+    }
+    for call in calls {
+        call.await.unwrap();
+    }
+    for server in &servers {
+        let stats = server.stats();
+        assert_eq!(
+            stats.connections, 2,
+            "one connection from each other node: {stats:?}"
+        );
+        assert_eq!(stats.calls, 2 * 199);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_of_many_groups_go_in_one_request() {
+    let server = start("b").await;
+    let address = server.local_addr().to_string();
+    // A window wide enough that a busy machine spawning the 300 callers still fills one batch.
+    let mut config = TransportConfig::default();
+    config.heartbeat_window = Duration::from_millis(50);
+    let peers = Peers::new(config);
+    let beats: Vec<_> = (0..300)
+        .map(|shard| {
+            let (peers, address) = (peers.clone(), address.clone());
+            tokio::spawn(async move {
+                (
+                    shard,
+                    peers
+                        .heartbeat(&address, group(shard), Bytes::from("hb"))
+                        .await,
+                )
+            })
+        })
+        .collect();
+    for beat in beats {
+        let (shard, answer) = beat.await.unwrap();
+        match answer {
+            Ok(body) => assert_eq!(body, format!("b 42.{shard} heartbeat hb")),
+            Err(RpcError::Remote {
+                status: 500,
+                message,
+                ..
+            }) => {
+                assert_eq!(shard, 7, "only shard 7 is refused");
+                assert_eq!(message, "no group 42.7 here");
+            }
+            Err(e) => panic!("shard {shard}: {e}"),
+        }
+    }
+    let stats = server.stats();
+    assert_eq!(stats.calls, 300);
+    assert!(
+        stats.heartbeat_batches <= 3,
+        "300 heartbeats in {} requests",
+        stats.heartbeat_batches
+    );
+    assert_eq!(stats.connections, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_call_does_not_hold_up_the_others_and_times_out() {
+    let server = start("b").await;
+    let address = server.local_addr().to_string();
+    let peers = Peers::new(config(Duration::from_millis(700)));
+    let slow = tokio::spawn({
+        let (peers, address) = (peers.clone(), address.clone());
+        async move { peers.call(&address, group(1), "slow", Bytes::new()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // On the same connection, while the slow call is in flight.
+    let fast = peers
+        .call(&address, group(2), "fast", Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(fast, "b 42.2 fast ");
+    assert!(!slow.is_finished(), "the slow call is still waiting");
+    assert!(matches!(
+        slow.await.unwrap(),
+        Err(RpcError::Timeout {
+            timeout_ms: 700,
+            ..
+        })
+    ));
+    assert_eq!(server.stats().connections, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_goes_away_is_unreachable_then_reached_again() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = PeerServer::start(listener, Arc::new(Echo("b"))).unwrap();
+    let peers = Peers::new(config(Duration::from_secs(2)));
+    let peer = address.to_string();
+    let call = || peers.call(&peer, group(1), "append", Bytes::from("x"));
+    assert_eq!(call().await.unwrap(), "b 42.1 append x");
+    drop(server);
+    // Its connection is closed and nothing listens: unreachable, at once rather than at the timeout.
+    let started = tokio::time::Instant::now();
+    assert!(matches!(call().await, Err(RpcError::Unreachable { .. })));
+    assert!(matches!(call().await, Err(RpcError::Unreachable { .. })));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Back on the same port: the next call connects again.
+    let again = PeerServer::start(
+        TcpListener::bind(address).await.unwrap(),
+        Arc::new(Echo("b2")),
+    )
+    .unwrap();
+    assert_eq!(call().await.unwrap(), "b2 42.1 append x");
+    assert_eq!(again.stats().connections, 1);
+}
