@@ -2,6 +2,8 @@
 //! keep-alive connections with pre-encoded PutRecords requests, then reads every shard back
 //! with GetRecords and checks that each acknowledged record is there with its data.
 
+mod read;
+
 use crate::client::KinesisClient;
 use crate::{BenchArgs, filler, report, report_latency};
 use anyhow::{Context, bail};
@@ -36,23 +38,23 @@ struct PutResult<'a> {
 /// An acknowledged record: where it landed, and which record of which connection's body
 /// it is. Kept compact (no strings, no map) so the load generator stays cheap.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Acked {
-    shard: u32,
-    sequence: Sequence,
-    conn: u32,
-    index: u32,
+pub(super) struct Acked {
+    pub(super) shard: u32,
+    pub(super) sequence: Sequence,
+    pub(super) conn: u32,
+    pub(super) index: u32,
 }
 
 /// A sequence number as the endpoint wrote it. Sluice's fit in a u128; other endpoints use
 /// longer ones (kinesalite: 56 digits), kept as text.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Sequence {
+pub(super) enum Sequence {
     Small(u128),
     Large(Box<str>),
 }
 
 impl Sequence {
-    fn parse(text: &str) -> Sequence {
+    pub(super) fn parse(text: &str) -> Sequence {
         match text.parse() {
             Ok(n) => Sequence::Small(n),
             Err(_) => Sequence::Large(text.into()),
@@ -156,7 +158,7 @@ async fn drive(args: &BenchArgs, address: SocketAddr, endpoint: &str) -> anyhow:
         println!("  {failed} records were refused (throttled or failed) and not retried");
     }
     let started = Instant::now();
-    let read = read_back(&mut admin, &stream, &acknowledged, args.record_size).await?;
+    let read = read::read_back(&mut admin, &stream, &acknowledged, args.record_size).await?;
     report(
         "GetRecords catch-up read (every acknowledged record checked)",
         read,
@@ -228,106 +230,6 @@ async fn wait_active(client: &mut KinesisClient, stream: &str) -> anyhow::Result
 }
 
 /// `shardId-000000000007` → 7.
-fn shard_index(id: &str) -> Option<u32> {
+pub(super) fn shard_index(id: &str) -> Option<u32> {
     id.strip_prefix("shardId-")?.parse().ok()
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct GetRecordsReply<'a> {
-    #[serde(borrow)]
-    records: Vec<RecordReply<'a>>,
-    next_shard_iterator: Option<String>,
-    #[serde(default)]
-    millis_behind_latest: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RecordReply<'a> {
-    sequence_number: &'a str,
-    data: &'a str,
-}
-
-async fn read_back(
-    client: &mut KinesisClient,
-    stream: &str,
-    acknowledged: &[Acked],
-    record_size: usize,
-) -> anyhow::Result<u64> {
-    let mut shards = Vec::new();
-    let mut page: Value = client
-        .call("ListShards", &json!({"StreamName": stream}))
-        .await?;
-    loop {
-        shards.extend(page["Shards"].as_array().context("Shards")?.iter().cloned());
-        let Some(token) = page["NextToken"].as_str().map(str::to_owned) else {
-            break;
-        };
-        page = client
-            .call("ListShards", &json!({"NextToken": token}))
-            .await?;
-    }
-    let (mut read, mut found) = (0u64, 0u64);
-    let mut data = Vec::with_capacity(record_size.max(8));
-    for shard in &shards {
-        let shard_id = shard["ShardId"].as_str().context("ShardId")?;
-        let index = shard_index(shard_id).context("shard id")?;
-        let it: Value = client
-            .call("GetShardIterator", &json!({"StreamName": stream, "ShardId": shard_id, "ShardIteratorType": "TRIM_HORIZON"}))
-            .await?;
-        let mut iterator = it["ShardIterator"]
-            .as_str()
-            .context("ShardIterator")?
-            .to_owned();
-        loop {
-            let request = serde_json::to_vec(&json!({"ShardIterator": iterator, "Limit": 10000}))?;
-            let (status, body) = client.send("GetRecords", Bytes::from(request)).await?;
-            if status != 200 {
-                bail!(
-                    "GetRecords answered {status}: {}",
-                    String::from_utf8_lossy(&body)
-                );
-            }
-            let page: GetRecordsReply = serde_json::from_slice(&body)?;
-            for record in &page.records {
-                let sequence = Sequence::parse(record.sequence_number);
-                let key = (index, &sequence);
-                let at = acknowledged.partition_point(|a| (a.shard, &a.sequence) < key);
-                let Some(expected) = acknowledged
-                    .get(at)
-                    .filter(|a| (a.shard, &a.sequence) == key)
-                else {
-                    continue; // a record whose acknowledgement was lost is allowed to exist
-                };
-                data.clear();
-                BASE64.decode_vec(record.data, &mut data)?;
-                let ok = data.len() == record_size.max(8)
-                    && data[..4] == expected.conn.to_le_bytes()
-                    && data[4..8] == expected.index.to_le_bytes();
-                if !ok {
-                    bail!(
-                        "{shard_id} {}: the data is not what was put",
-                        record.sequence_number
-                    );
-                }
-                found += 1;
-            }
-            read += page.records.len() as u64;
-            // An empty page mid-shard is allowed (Kinesis returns them, and so does a
-            // skipped gap); the read is done at the tip or at the end of a closed shard.
-            let at_tip = page.records.is_empty() && page.millis_behind_latest == 0;
-            match page.next_shard_iterator {
-                Some(next) if !at_tip => iterator = next,
-                _ => break,
-            }
-        }
-    }
-    if found != acknowledged.len() as u64 {
-        bail!(
-            "read back {found} of {} acknowledged records",
-            acknowledged.len()
-        );
-    }
-    Ok(read)
 }
