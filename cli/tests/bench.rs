@@ -2,6 +2,8 @@
 //! rate, tail and catch-up readers, a Zipf key draw) each put, read back and check every record,
 //! and write results that agree with what was asked (JSON) and a plot (SVG).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -243,4 +245,59 @@ fn a_paced_catch_up_reader_keeps_to_its_pace_and_still_reads_every_record() {
         mb_per_sec <= 2.0 * 1.1,
         "paced at 2 MB/s, read at {mb_per_sec}"
     );
+}
+
+/// `--endpoint` against `sluice serve`: the puts, three registered consumers subscribed to
+/// every shard receiving every record once and in order, and the parallel catch-up read
+/// checking every record's data.
+#[test]
+fn over_the_wire_every_consumer_gets_every_record_and_the_readers_check_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::TestServer::start(&dir.path().join("data"), &[]);
+    let endpoint = server.endpoint();
+    let out = bench_ok(&[
+        "--endpoint",
+        &endpoint,
+        "--records",
+        "20000",
+        "--batch",
+        "500",
+        "--shards",
+        "4",
+        "--connections",
+        "4",
+        "--fan-out",
+        "3",
+    ]);
+    let line = |start: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(start))
+            .unwrap_or_else(|| panic!("no line starting {start:?} in:\n{out}"))
+            .to_owned()
+    };
+    // The bench fails unless every consumer received every acknowledged record of every
+    // shard once and in order, and the readers found every one with its data: its success
+    // is the check; the lines are its figures.
+    assert!(
+        out.contains("20000 records of 1024 B in PutRecords of 500, 4 shards"),
+        "{out}"
+    );
+    for start in [
+        "PutRecords:",
+        "SubscribeToShard fan-out: 3 consumers x 4 shards, every record to each (checked: all, once, in order):",
+        "per consumer:",
+        "put-to-delivery (ApproximateArrivalTimestamp to receipt, ms): p50",
+        "GetRecords catch-up read, every shard at once (every acknowledged record checked):",
+    ] {
+        assert!(
+            line(start).contains("records/s") || start.starts_with("put-to"),
+            "{out}"
+        );
+    }
+    // More consumers than Kinesis allows, or --fan-out without --endpoint, are refused.
+    let refused = bench(&["--endpoint", &endpoint, "--fan-out", "21"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("at most 20"));
+    let refused = bench(&["--fan-out", "2"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--fan-out applies to --endpoint"));
 }

@@ -4,9 +4,12 @@
 //! dummy signature: enough for endpoints that want one present but do not verify it
 //! (kinesalite, kinesis-mock, Sluice without `--auth`), not for AWS.
 
-use bytes::Bytes;
+use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+use aws_smithy_types::event_stream::HeaderValue;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
+use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -58,10 +61,52 @@ impl KinesisClient {
         })
     }
 
+    /// Subscribes (`SubscribeToShard` with this JSON input) and returns its event stream, or
+    /// the error reply.
+    pub async fn subscribe<I: Serialize>(&mut self, input: &I) -> Result<EventStream, CallError> {
+        let body = Bytes::from(serde_json::to_vec(input).expect("inputs serialize"));
+        let response = self.request("SubscribeToShard", body).await?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(CallError::transport)?
+                .to_bytes();
+            return Err(CallError {
+                name: "SubscribeToShard".into(),
+                status,
+                message: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        Ok(EventStream {
+            body: response.into_body(),
+            buffer: BytesMut::new(),
+            decoder: MessageFrameDecoder::new(),
+        })
+    }
+
     /// Sends a pre-encoded JSON body to `Kinesis_20131202.<operation>` (or to `operation`
     /// itself when it names its service, as `Firehose_20150804.PutRecord`); returns the
     /// status and the body.
     pub async fn send(&mut self, operation: &str, body: Bytes) -> Result<(u16, Bytes), CallError> {
+        let response = self.request(operation, body).await?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(CallError::transport)?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    async fn request(
+        &mut self,
+        operation: &str,
+        body: Bytes,
+    ) -> Result<hyper::Response<Incoming>, CallError> {
         let target = if operation.contains('.') {
             operation.to_owned()
         } else {
@@ -76,19 +121,10 @@ impl KinesisClient {
             .body(Full::new(body))
             .expect("a valid request");
         self.sender.ready().await.map_err(CallError::transport)?;
-        let response = self
-            .sender
+        self.sender
             .send_request(request)
             .await
-            .map_err(CallError::transport)?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(CallError::transport)?
-            .to_bytes();
-        Ok((status, body))
+            .map_err(CallError::transport)
     }
 
     /// Calls an operation with a JSON input and decodes the reply, or the error.
@@ -115,5 +151,50 @@ impl KinesisClient {
             status,
             message: error.message,
         })
+    }
+}
+
+/// A SubscribeToShard reply's events, read as they arrive.
+pub struct EventStream {
+    body: Incoming,
+    buffer: BytesMut,
+    decoder: MessageFrameDecoder,
+}
+
+impl EventStream {
+    /// The next event: its type (`:event-type`, or `:exception-type` for an exception) and
+    /// its JSON payload; `None` when the subscription ended.
+    pub async fn next(&mut self) -> Result<Option<(String, Bytes)>, CallError> {
+        loop {
+            if let DecodedFrame::Complete(message) = self
+                .decoder
+                .decode_frame(&mut self.buffer)
+                .map_err(CallError::transport)?
+            {
+                let header = |name: &str| {
+                    message
+                        .headers()
+                        .iter()
+                        .find(|h| h.name().as_str() == name)
+                        .and_then(|h| match h.value() {
+                            HeaderValue::String(s) => Some(s.as_str().to_owned()),
+                            _ => None,
+                        })
+                };
+                let kind = match header(":message-type").as_deref() {
+                    Some("event") => header(":event-type"),
+                    _ => header(":exception-type"),
+                };
+                return Ok(Some((kind.unwrap_or_default(), message.payload().clone())));
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(frame) => {
+                    if let Ok(data) = frame.map_err(CallError::transport)?.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
     }
 }

@@ -140,6 +140,11 @@ pub struct BenchArgs {
     /// With --endpoint: the load generator's threads.
     #[arg(long, default_value_t = 1)]
     pub(crate) client_threads: usize,
+    /// With --endpoint: register this many consumers (Kinesis allows 20 per stream), each
+    /// subscribed to every shard with SubscribeToShard while the puts run; reports their
+    /// delivery rate and put-to-delivery latency.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) fan_out: usize,
 }
 
 /// Runs `sluice bench` with `args`: against an embedded engine, or `--endpoint`.
@@ -149,7 +154,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         if args.clock_speed != 1 {
             bail!("--clock-speed applies to the embedded engine, not to --endpoint");
         }
+        if args.fan_out > 20 {
+            bail!("--fan-out is at most 20 (Kinesis' consumers per stream)");
+        }
         return endpoint::run(&args, endpoint);
+    }
+    if args.fan_out > 0 {
+        bail!(
+            "--fan-out applies to --endpoint (the embedded engine's push readers are --tail-readers)"
+        );
     }
     let temp = tempfile::Builder::new().prefix("sluice-bench-").tempdir()?;
     let dir = args

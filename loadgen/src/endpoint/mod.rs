@@ -2,6 +2,7 @@
 //! keep-alive connections with pre-encoded PutRecords requests, then reads every shard back
 //! with GetRecords and checks that each acknowledged record is there with its data.
 
+mod fanout;
 mod read;
 
 use crate::client::KinesisClient;
@@ -126,13 +127,55 @@ async fn drive(args: &BenchArgs, address: SocketAddr, endpoint: &str) -> anyhow:
         args.connections,
         args.client_threads
     );
+    let shards = list_shards(&mut admin, &stream).await?;
+    let fan_out = match args.fan_out {
+        0 => None,
+        consumers => Some(fanout::start(address, &mut admin, &stream, &shards, consumers).await?),
+    };
+    let (acknowledged, started) = put_phase(args, address, &stream, requests).await?;
+    if let Some(fan_out) = fan_out {
+        let result = fan_out.finish(&acknowledged, started).await?;
+        result.print(args.fan_out, shards.len(), args.record_size);
+    }
+    let started = Instant::now();
+    let read = read::read_back(
+        address,
+        &shards,
+        &stream,
+        Arc::new(acknowledged),
+        args.record_size,
+    )
+    .await?;
+    report(
+        "GetRecords catch-up read, every shard at once (every acknowledged record checked)",
+        read,
+        read * args.record_size as u64,
+        started.elapsed(),
+    );
+    let _: Value = admin
+        .call(
+            "DeleteStream",
+            &json!({"StreamName": stream, "EnforceConsumerDeletion": true}),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The puts: `requests` PutRecords over `--connections` connections. Returns what was
+/// acknowledged, sorted by shard and sequence number, and when the puts started.
+async fn put_phase(
+    args: &BenchArgs,
+    address: SocketAddr,
+    stream: &str,
+    requests: u64,
+) -> anyhow::Result<(Vec<Acked>, Instant)> {
     let filler = filler(args.record_size.max(8));
     let next = Arc::new(AtomicU64::new(0));
     let bar = crate::progress(args, "put", requests * args.batch as u64);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for conn in 0..args.connections as u32 {
-        let body = request_body(&stream, conn, args.batch, args.record_size.max(8), &filler);
+        let body = request_body(stream, conn, args.batch, args.record_size.max(8), &filler);
         let (next, bar) = (next.clone(), bar.clone());
         tasks.push(tokio::spawn(put_until_done(
             address, conn, body, next, requests, bar,
@@ -157,18 +200,7 @@ async fn drive(args: &BenchArgs, address: SocketAddr, endpoint: &str) -> anyhow:
     if failed > 0 {
         println!("  {failed} records were refused (throttled or failed) and not retried");
     }
-    let started = Instant::now();
-    let read = read::read_back(&mut admin, &stream, &acknowledged, args.record_size).await?;
-    report(
-        "GetRecords catch-up read (every acknowledged record checked)",
-        read,
-        read * args.record_size as u64,
-        started.elapsed(),
-    );
-    let _: Value = admin
-        .call("DeleteStream", &json!({"StreamName": stream}))
-        .await?;
-    Ok(())
+    Ok((acknowledged, started))
 }
 
 /// Connection `conn`'s work: sends `body` as PutRecords until `requests` have been claimed
@@ -227,6 +259,25 @@ async fn wait_active(client: &mut KinesisClient, stream: &str) -> anyhow::Result
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("stream {stream} did not become ACTIVE")
+}
+
+/// The ids of the stream's shards.
+async fn list_shards(client: &mut KinesisClient, stream: &str) -> anyhow::Result<Vec<String>> {
+    let mut shards = Vec::new();
+    let mut page: Value = client
+        .call("ListShards", &json!({"StreamName": stream}))
+        .await?;
+    loop {
+        for shard in page["Shards"].as_array().context("Shards")? {
+            shards.push(shard["ShardId"].as_str().context("ShardId")?.to_owned());
+        }
+        let Some(token) = page["NextToken"].as_str().map(str::to_owned) else {
+            return Ok(shards);
+        };
+        page = client
+            .call("ListShards", &json!({"NextToken": token}))
+            .await?;
+    }
 }
 
 /// `shardId-000000000007` → 7.

@@ -1,5 +1,5 @@
-//! The catch-up read: every shard read back with GetRecords from TRIM_HORIZON, each record
-//! checked against what the put phase acknowledged.
+//! The catch-up read: every shard read back with GetRecords from TRIM_HORIZON, all shards at
+//! once, each record checked against what the put phase acknowledged.
 
 use super::{Acked, Sequence, shard_index};
 use crate::client::KinesisClient;
@@ -9,6 +9,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -27,79 +29,33 @@ struct RecordReply<'a> {
     data: &'a str,
 }
 
+/// Reads every shard back at once, one reader and connection per shard (as KCL's workers
+/// do), and checks each acknowledged record is there with its data. Returns the records read.
 pub(super) async fn read_back(
-    client: &mut KinesisClient,
+    address: SocketAddr,
+    shards: &[String],
     stream: &str,
-    acknowledged: &[Acked],
+    acknowledged: Arc<Vec<Acked>>,
     record_size: usize,
 ) -> anyhow::Result<u64> {
-    let mut shards = Vec::new();
-    let mut page: Value = client
-        .call("ListShards", &json!({"StreamName": stream}))
-        .await?;
-    loop {
-        shards.extend(page["Shards"].as_array().context("Shards")?.iter().cloned());
-        let Some(token) = page["NextToken"].as_str().map(str::to_owned) else {
-            break;
-        };
-        page = client
-            .call("ListShards", &json!({"NextToken": token}))
-            .await?;
-    }
+    let readers: Vec<_> = shards
+        .iter()
+        .map(|shard_id| {
+            let (shard_id, stream, acknowledged) = (
+                shard_id.clone(),
+                stream.to_owned(),
+                Arc::clone(&acknowledged),
+            );
+            tokio::spawn(async move {
+                read_shard(address, &stream, &shard_id, &acknowledged, record_size).await
+            })
+        })
+        .collect();
     let (mut read, mut found) = (0u64, 0u64);
-    let mut data = Vec::with_capacity(record_size.max(8));
-    for shard in &shards {
-        let shard_id = shard["ShardId"].as_str().context("ShardId")?;
-        let index = shard_index(shard_id).context("shard id")?;
-        let it: Value = client
-            .call("GetShardIterator", &json!({"StreamName": stream, "ShardId": shard_id, "ShardIteratorType": "TRIM_HORIZON"}))
-            .await?;
-        let mut iterator = it["ShardIterator"]
-            .as_str()
-            .context("ShardIterator")?
-            .to_owned();
-        loop {
-            let request = serde_json::to_vec(&json!({"ShardIterator": iterator, "Limit": 10000}))?;
-            let (status, body) = client.send("GetRecords", Bytes::from(request)).await?;
-            if status != 200 {
-                bail!(
-                    "GetRecords answered {status}: {}",
-                    String::from_utf8_lossy(&body)
-                );
-            }
-            let page: GetRecordsReply = serde_json::from_slice(&body)?;
-            for record in &page.records {
-                let sequence = Sequence::parse(record.sequence_number);
-                let key = (index, &sequence);
-                let at = acknowledged.partition_point(|a| (a.shard, &a.sequence) < key);
-                let Some(expected) = acknowledged
-                    .get(at)
-                    .filter(|a| (a.shard, &a.sequence) == key)
-                else {
-                    continue; // a record whose acknowledgement was lost is allowed to exist
-                };
-                data.clear();
-                BASE64.decode_vec(record.data, &mut data)?;
-                let ok = data.len() == record_size.max(8)
-                    && data[..4] == expected.conn.to_le_bytes()
-                    && data[4..8] == expected.index.to_le_bytes();
-                if !ok {
-                    bail!(
-                        "{shard_id} {}: the data is not what was put",
-                        record.sequence_number
-                    );
-                }
-                found += 1;
-            }
-            read += page.records.len() as u64;
-            // An empty page mid-shard is allowed (Kinesis returns them, and so does a
-            // skipped gap); the read is done at the tip or at the end of a closed shard.
-            let at_tip = page.records.is_empty() && page.millis_behind_latest == 0;
-            match page.next_shard_iterator {
-                Some(next) if !at_tip => iterator = next,
-                _ => break,
-            }
-        }
+    for reader in readers {
+        let (shard_read, shard_found) = reader.await??;
+        read += shard_read;
+        found += shard_found;
     }
     if found != acknowledged.len() as u64 {
         bail!(
@@ -108,4 +64,67 @@ pub(super) async fn read_back(
         );
     }
     Ok(read)
+}
+
+/// One shard from TRIM_HORIZON to its tip: (records read, acknowledged records found).
+async fn read_shard(
+    address: SocketAddr,
+    stream: &str,
+    shard_id: &str,
+    acknowledged: &[Acked],
+    record_size: usize,
+) -> anyhow::Result<(u64, u64)> {
+    let mut client = KinesisClient::connect(address).await?;
+    let index = shard_index(shard_id).context("shard id")?;
+    let it: Value = client
+        .call("GetShardIterator", &json!({"StreamName": stream, "ShardId": shard_id, "ShardIteratorType": "TRIM_HORIZON"}))
+        .await?;
+    let mut iterator = it["ShardIterator"]
+        .as_str()
+        .context("ShardIterator")?
+        .to_owned();
+    let (mut read, mut found) = (0u64, 0u64);
+    let mut data = Vec::with_capacity(record_size.max(8));
+    loop {
+        let request = serde_json::to_vec(&json!({"ShardIterator": iterator, "Limit": 10000}))?;
+        let (status, body) = client.send("GetRecords", Bytes::from(request)).await?;
+        if status != 200 {
+            bail!(
+                "GetRecords answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let page: GetRecordsReply = serde_json::from_slice(&body)?;
+        for record in &page.records {
+            let sequence = Sequence::parse(record.sequence_number);
+            let key = (index, &sequence);
+            let at = acknowledged.partition_point(|a| (a.shard, &a.sequence) < key);
+            let Some(expected) = acknowledged
+                .get(at)
+                .filter(|a| (a.shard, &a.sequence) == key)
+            else {
+                continue; // a record whose acknowledgement was lost is allowed to exist
+            };
+            data.clear();
+            BASE64.decode_vec(record.data, &mut data)?;
+            let ok = data.len() == record_size.max(8)
+                && data[..4] == expected.conn.to_le_bytes()
+                && data[4..8] == expected.index.to_le_bytes();
+            if !ok {
+                bail!(
+                    "{shard_id} {}: the data is not what was put",
+                    record.sequence_number
+                );
+            }
+            found += 1;
+        }
+        read += page.records.len() as u64;
+        // An empty page mid-shard is allowed (Kinesis returns them, and so does a skipped
+        // gap); the read is done at the tip or at the end of a closed shard.
+        let at_tip = page.records.is_empty() && page.millis_behind_latest == 0;
+        match page.next_shard_iterator {
+            Some(next) if !at_tip => iterator = next,
+            _ => return Ok((read, found)),
+        }
+    }
 }
