@@ -75,6 +75,12 @@ struct SubscribeToShardEvent<'a> {
     child_shards: Vec<crate::shapes::ChildShard>,
 }
 
+impl<'a> crate::reads::WithRecords<'a> for SubscribeToShardEvent<'a> {
+    fn records_mut(&mut self) -> &mut Vec<RecordOut<'a>> {
+        &mut self.records
+    }
+}
+
 fn frame(headers: Vec<Header>, payload: Vec<u8>) -> Bytes {
     let message = Message::new_from_parts(headers, payload);
     let mut buffer = Vec::new();
@@ -333,8 +339,8 @@ impl Pusher {
             }
             Err(Refused::Closed) => return Step::End,
         };
-        let children = match child_shards(&self.tenant, &self.stream, &event.records) {
-            Ok(children) => children,
+        let payload = match self.event_payload(&event) {
+            Ok(payload) => payload,
             Err(error) => {
                 return Step::Send {
                     frame: exception_frame(self.protocol, &error),
@@ -342,25 +348,6 @@ impl Pusher {
                 };
             }
         };
-        let payload = self.protocol.encode(&SubscribeToShardEvent {
-            records: match records_out(
-                &self.tenant,
-                (&self.stream, self.incarnation),
-                &event.records,
-            ) {
-                Ok(records) => records,
-                Err(error) => {
-                    return Step::Send {
-                        frame: exception_frame(self.protocol, &error),
-                        last: true,
-                    };
-                }
-            },
-            continuation_sequence_number: (!event.records.end_of_shard)
-                .then(|| self.checkpoint(event.continuation_sequence_number)),
-            millis_behind_latest: event.records.millis_behind_latest,
-            child_shards: children,
-        });
         let sent: usize = event.records.records().map(|r| r.data.len()).sum();
         self.tenant
             .usage
@@ -376,6 +363,23 @@ impl Pusher {
             frame: Bytes::from_owner(budget::HeldBytes::new(frame, vec![held, previous_written])),
             last: event.records.end_of_shard,
         }
+    }
+
+    /// The encoded `SubscribeToShardEvent` of `event`'s records.
+    fn event_payload(&self, event: &SubscriptionEvent) -> Result<Vec<u8>, ApiError> {
+        let records = records_out(
+            &self.tenant,
+            (&self.stream, self.incarnation),
+            &event.records,
+        )?;
+        let reply = SubscribeToShardEvent {
+            records,
+            continuation_sequence_number: (!event.records.end_of_shard)
+                .then(|| self.checkpoint(event.continuation_sequence_number)),
+            millis_behind_latest: event.records.millis_behind_latest,
+            child_shards: child_shards(&self.tenant, &self.stream, &event.records)?,
+        };
+        Ok(crate::reads::encode_with_records(self.protocol, reply))
     }
 
     /// The `SubscribeToShardEvent.*` datapoints of an event sent, under `AWS/Kinesis` with
@@ -409,12 +413,15 @@ impl Pusher {
     /// An event with no records whose continuation is `position`, `behind` ms behind the
     /// shard's tip.
     fn heartbeat_frame(&self, position: SequenceNumber, behind: u64) -> Step {
-        let payload = self.protocol.encode(&SubscribeToShardEvent {
-            records: Vec::new(),
-            continuation_sequence_number: Some(self.checkpoint(position)),
-            millis_behind_latest: behind,
-            child_shards: Vec::new(),
-        });
+        let payload = crate::reads::encode_with_records(
+            self.protocol,
+            SubscribeToShardEvent {
+                records: Vec::new(),
+                continuation_sequence_number: Some(self.checkpoint(position)),
+                millis_behind_latest: behind,
+                child_shards: Vec::new(),
+            },
+        );
         Step::Send {
             frame: event_frame(self.protocol, "SubscribeToShardEvent", payload),
             last: false,

@@ -523,7 +523,13 @@ pub async fn get_records(
         millis_behind_latest: records.millis_behind_latest,
         child_shards: child_shards(tenant, &stream, &records)?,
     };
-    Ok(protocol.encode(&output))
+    Ok(crate::reads::encode_with_records(protocol, output))
+}
+
+impl<'a> crate::reads::WithRecords<'a> for GetRecordsOutput<'a> {
+    fn records_mut(&mut self) -> &mut Vec<RecordOut<'a>> {
+        &mut self.records
+    }
 }
 
 /// A PutRecords call's metrics: records and bytes per shard, failures by kind.
