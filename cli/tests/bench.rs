@@ -165,6 +165,11 @@ fn bad_options_are_refused_with_a_reason() {
             &["--clock-speed", "1000", "--tail-readers", "1"][..],
             "--clock-speed must be positive, and 1 with --tail-readers",
         ),
+        (&["--spin-us", "2000000"][..], "--spin-us at most 1000000"),
+        (
+            &["--endpoint", "http://127.0.0.1:1", "--spin-us", "5"][..],
+            "--spin-us applies to the embedded engine",
+        ),
     ] {
         let out = bench(args);
         assert!(!out.status.success(), "{args:?} accepted");
@@ -300,4 +305,42 @@ fn over_the_wire_every_consumer_gets_every_record_and_the_readers_check_them() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("at most 20"));
     let refused = bench(&["--fan-out", "2"]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--fan-out applies to --endpoint"));
+}
+
+/// The low-latency mode (`--spin-us`): the engine's core, the caller and the tail reader poll
+/// before parking, and the run still puts and reads every record once; the results name the
+/// setting.
+#[test]
+fn spinning_threads_still_read_every_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let out = bench_ok(&[
+        "--records",
+        "5000",
+        "--record-size",
+        "64",
+        "--batch",
+        "1",
+        "--shards",
+        "1",
+        "--cores",
+        "1",
+        "--callers",
+        "1",
+        "--tail-readers",
+        "1",
+        "--rate",
+        "5000",
+        "--spin-us",
+        "50",
+        "--output",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.contains("put to tail reader:"), "{out}");
+    assert_eq!(
+        results(&json)["options"]["spin_us"],
+        50,
+        "{}",
+        results(&json)
+    );
 }

@@ -105,6 +105,12 @@ pub struct BenchArgs {
     /// when its put was due to when they hold it.
     #[arg(long, default_value_t = 0)]
     tail_readers: usize,
+    /// Low-latency mode: the engine's cores, the callers waiting for their puts and the tail
+    /// readers poll for this many µs before parking their threads (a parked thread takes tens
+    /// of µs to run again once woken). Each spinning thread keeps a CPU busy while it waits:
+    /// give them CPUs of their own (--cores + --callers + the readers).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) spin_us: u64,
     /// A GetRecords reader per shard from the oldest record, started once half the records
     /// are in, reading cold data while the producers go on.
     #[arg(long)]
@@ -153,6 +159,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(endpoint) = &args.endpoint {
         if args.clock_speed != 1 {
             bail!("--clock-speed applies to the embedded engine, not to --endpoint");
+        }
+        if args.spin_us > 0 {
+            bail!("--spin-us applies to the embedded engine (sluice serve has its own --spin-us)");
         }
         if args.fan_out > 20 {
             bail!("--fan-out is at most 20 (Kinesis' consumers per stream)");
@@ -251,12 +260,13 @@ fn check_args(args: &BenchArgs) -> anyhow::Result<Durability> {
         || args.zipf < 0.0
         || args.hot_keys == 0
         || args.tail_readers > 64
+        || args.spin_us > 1_000_000
         || args
             .catch_up_mb_per_sec
             .is_some_and(|mb| !(mb > 0.0 && mb.is_finite()))
     {
         bail!(
-            "--rate, --hot-keys and --catch-up-mb-per-sec must be positive, --zipf at least 0, --tail-readers at most 64"
+            "--rate, --hot-keys and --catch-up-mb-per-sec must be positive, --zipf at least 0, --tail-readers at most 64, --spin-us at most 1000000"
         );
     }
     if args.catch_up_mb_per_sec.is_some() && !args.catch_up_reader {
@@ -348,6 +358,7 @@ fn measure(
         read: &read,
         keys,
         records: args.records,
+        spin_us: args.spin_us,
     };
     let stream = engine.stream(STREAM)?;
     let producers = Producers {
@@ -512,6 +523,8 @@ fn open(args: &BenchArgs, dir: &Path, clock: &Arc<ScaledClock>) -> anyhow::Resul
     config.cores = args.cores;
     config.segment_size_bytes = args.segment_mib * 1024 * 1024;
     config.clock = clock.clone();
+    config.spin_before_park_us = args.spin_us;
+    config.caller_spin_us = args.spin_us;
     Engine::open(config).context("open the engine")
 }
 

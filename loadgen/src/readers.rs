@@ -43,6 +43,8 @@ pub(super) struct ReadContext<'a> {
     pub(super) keys: &'a KeySpace,
     /// Records the producers put (numbered `0..records`).
     pub(super) records: u64,
+    /// µs a tail reader polls before parking (`--spin-us`).
+    pub(super) spin_us: u64,
 }
 
 /// Which record numbers one reader (over all its shards) has had: each exactly once.
@@ -100,6 +102,7 @@ impl ReadContext<'_> {
                             .stream(STREAM)?
                             .subscribe(&shard.shard_id, IteratorStart::TrimHorizon)
                             .with_context(|| format!("subscribe to {}", shard.shard_id))?;
+                        subscription.set_spin_before_park(Duration::from_micros(self.spin_us));
                         let mut latency = Histogram::<u64>::new(3).expect("3 significant digits");
                         let (mut count, mut key) = (0, String::new());
                         loop {

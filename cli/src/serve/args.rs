@@ -57,6 +57,11 @@ pub struct ServeArgs {
     /// Engine core threads (0: one per CPU).
     #[arg(long, env = "SLUICE_CORES", default_value_t = 0)]
     pub cores: usize,
+    /// Low-latency mode: each engine core polls for this many µs before parking when idle
+    /// (0: parks at once). Each core then keeps its CPU busy while it waits: for machines
+    /// with CPUs to spare for the engine.
+    #[arg(long, env = "SLUICE_SPIN_US", default_value_t = 0)]
+    pub spin_us: u64,
     /// UpdateShardCount calls allowed per stream in any 24 hours (Kinesis: 10; 0: no limit).
     #[arg(
         long,
@@ -229,6 +234,11 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
     config.enforce_limits = args.enforce_limits;
     config.fault_probability = args.fault_probability;
     config.cores = args.cores;
+    anyhow::ensure!(
+        args.spin_us <= 1_000_000,
+        "--spin-us is at most 1000000 (one second)"
+    );
+    config.core_spin_us = args.spin_us;
     config.update_shard_count_per_day_max = args.update_shard_count_per_day_max;
     config.segment_size_bytes = args.segment_mib << 20;
     anyhow::ensure!(
