@@ -37,6 +37,7 @@ mod meta;
 mod model;
 pub mod placement;
 pub mod plan;
+pub mod reconcile;
 pub mod transport;
 
 pub use backend::{Backend, BackendWatch, Compare, Kv, KvEvent, LeaseId, Op, TxnOutcome};

@@ -1,0 +1,211 @@
+//! Each node's reconciler against both stores: a node runs exactly the replicas the map gives
+//! it; after the controller replaces a crashed node, the survivors update, the replacement
+//! starts, and the crashed node (back with its old state) stops what moved away and keeps the
+//! data; a stale map changes nothing; `run` follows the map through the watch, and a
+//! deleted stream's replicas stop and remove their data.
+
+#[macro_use]
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_cluster::controller::{ControllerConfig, ControllerOffice};
+use sluice_cluster::reconcile::{Action, Reconciler, ReplicaHost, desired};
+use sluice_cluster::transport::GroupId;
+use sluice_cluster::{Backend, ClusterMeta, NodeId, ShardPlacement, StreamPlacement};
+use support::{TTL, node, within};
+
+/// Records what it was told, as the data plane's group host will be told.
+#[derive(Clone, Default)]
+struct Recording(Arc<Mutex<Vec<Action>>>);
+
+impl Recording {
+    fn actions(&self) -> Vec<Action> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl ReplicaHost for Recording {
+    async fn start(&mut self, group: GroupId, _: &StreamPlacement, shard: &ShardPlacement) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(Action::Start(group, shard.epoch));
+    }
+    async fn update(&mut self, group: GroupId, _: &StreamPlacement, shard: &ShardPlacement) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(Action::Update(group, shard.epoch));
+    }
+    async fn stop(&mut self, group: GroupId, remove_data: bool) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(Action::Stop(group, remove_data));
+    }
+}
+
+fn id(name: &str) -> NodeId {
+    NodeId::new(name).unwrap()
+}
+
+fn config(replace_after: Duration) -> ControllerConfig {
+    let mut config = ControllerConfig::default();
+    config.replace_after = replace_after;
+    config.lease_ttl = TTL;
+    config
+}
+
+/// Waits until `crashed` is gone from the map and the office has moved its replicas away;
+/// returns the map after the repair.
+async fn repair_after_crash<B: Backend>(
+    meta: &ClusterMeta<B>,
+    office: &mut ControllerOffice<B>,
+    crashed: &NodeId,
+    delay: Duration,
+) -> sluice_cluster::Snapshot {
+    while meta.snapshot().await.unwrap().nodes.contains_key(crashed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    office.repair().await.unwrap();
+    tokio::time::sleep(delay).await;
+    assert_eq!(office.repair().await.unwrap(), 1);
+    meta.snapshot().await.unwrap()
+}
+
+async fn each_node_runs_what_the_map_gives_it<B: Backend>(meta: ClusterMeta<B>) {
+    let names = ["a", "b", "c", "d"];
+    let mut registrations = Vec::new();
+    for name in names {
+        registrations.push(meta.register(node(name), TTL).await.unwrap());
+    }
+    let delay = Duration::from_millis(1500);
+    let mut office = ControllerOffice::elect(meta.clone(), &id("a"), config(delay))
+        .await
+        .unwrap();
+    let created = office.create_stream("orders", 8).await.unwrap();
+    let mut nodes: Vec<Reconciler<Recording>> = names
+        .iter()
+        .map(|n| Reconciler::new(id(n), Recording::default()))
+        .collect();
+    let map = meta.snapshot().await.unwrap();
+    let mut placed = BTreeSet::new();
+    for (name, reconciler) in names.iter().zip(&mut nodes) {
+        let actions = reconciler.apply(&map).await;
+        assert!(
+            actions.iter().all(|a| matches!(a, Action::Start(_, 1))),
+            "{actions:?}"
+        );
+        placed.extend(actions.iter().map(|a| (*name, a.clone())));
+        assert_eq!(
+            reconciler
+                .running()
+                .keys()
+                .copied()
+                .collect::<BTreeSet<_>>(),
+            desired(&id(name), &map).keys().copied().collect()
+        );
+    }
+    assert_eq!(
+        placed.len(),
+        24,
+        "8 shards x 3 replicas, each started once on its node"
+    );
+    // d crashes; the controller re-creates its replicas elsewhere.
+    registrations[3].stop_renewing();
+    let repaired = repair_after_crash(&meta, &mut office, &id("d"), delay).await;
+    let moved: BTreeSet<u32> = created
+        .shards
+        .iter()
+        .filter(|s| s.replicas.contains(&id("d")))
+        .map(|s| s.index)
+        .collect();
+    let group = |shard: u32| GroupId {
+        stream_uid: created.uid,
+        shard,
+    };
+    let mut started_again = 0;
+    for reconciler in &mut nodes[..3] {
+        for action in reconciler.apply(&repaired).await {
+            match action {
+                Action::Update(g, 2) => assert!(moved.contains(&g.shard), "{g} did not change"),
+                Action::Start(g, 2) => {
+                    assert!(moved.contains(&g.shard));
+                    started_again += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(
+        started_again,
+        moved.len(),
+        "each moved replica started once, on its new node"
+    );
+    // d comes back with what it ran: everything moved away; it stops and keeps the data.
+    let stops = nodes[3].apply(&repaired).await;
+    let expected: Vec<Action> = moved
+        .iter()
+        .map(|s| Action::Stop(group(*s), false))
+        .collect();
+    assert_eq!(stops, expected);
+    // The map from before the repair, read late, changes nothing.
+    assert!(nodes[0].apply(&map).await.is_empty());
+}
+
+async fn run_follows_the_map<B: Backend>(meta: ClusterMeta<B>) {
+    let mut registrations = Vec::new();
+    for name in ["a", "b", "c"] {
+        registrations.push(meta.register(node(name), TTL).await.unwrap());
+    }
+    let host = Recording::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let follower = tokio::spawn({
+        let (meta, host) = (meta.clone(), host.clone());
+        async move {
+            let mut reconciler = Reconciler::new(id("c"), host);
+            reconciler
+                .run(&meta, async { stopped.await.unwrap_or(()) })
+                .await;
+            reconciler.running().len()
+        }
+    });
+    let mut office =
+        ControllerOffice::elect(meta.clone(), &id("a"), config(Duration::from_secs(60)))
+            .await
+            .unwrap();
+    office.create_stream("events", 2).await.unwrap();
+    // 2 shards x 3 replicas on 3 nodes: c holds both.
+    within("c starts both replicas", async {
+        while host.actions().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        host.actions()
+            .iter()
+            .all(|a| matches!(a, Action::Start(_, 1)))
+    );
+    office.delete_stream("events").await.unwrap();
+    within("c stops both and removes their data", async {
+        while host.actions().len() < 4 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        host.actions()[2..]
+            .iter()
+            .all(|a| matches!(a, Action::Stop(_, true))),
+        "{:?}",
+        host.actions()
+    );
+    stop.send(()).unwrap();
+    assert_eq!(within("run returns when told", follower).await.unwrap(), 0);
+}
+
+conformance!(each_node_runs_what_the_map_gives_it, run_follows_the_map);
