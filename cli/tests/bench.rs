@@ -280,30 +280,33 @@ fn over_the_wire_every_consumer_gets_every_record_and_the_readers_check_them() {
             .unwrap_or_else(|| panic!("no line starting {start:?} in:\n{out}"))
             .to_owned()
     };
-    // The bench fails unless every consumer received every acknowledged record of every
-    // shard once and in order, and the readers found every one with its data: its success
-    // is the check; the lines are its figures.
+    // The bench fails unless every consumer received exactly each shard's acknowledged
+    // records, once and in order, and the readers found each of them with its data.
     assert!(
         out.contains("20000 records of 1024 B in PutRecords of 500, 4 shards"),
         "{out}"
     );
-    for start in [
-        "PutRecords:",
-        "SubscribeToShard fan-out: 3 consumers x 4 shards, every record to each (checked: all, once, in order):",
-        "per consumer:",
-        "put-to-delivery (ApproximateArrivalTimestamp to receipt, ms): p50",
-        "GetRecords catch-up read, every shard at once (every acknowledged record checked):",
-    ] {
-        assert!(
-            line(start).contains("records/s") || start.starts_with("put-to"),
-            "{out}"
-        );
-    }
+    assert!(line("PutRecords:").contains("records/s"), "{out}");
+    assert!(
+        line("SubscribeToShard fan-out: 3 consumers x 4 shards, 60000 deliveries")
+            .contains("records/s"),
+        "every record to each of 3 consumers: {out}"
+    );
+    assert!(
+        line("per consumer:").contains("after the last put"),
+        "{out}"
+    );
+    assert!(line("put-to-delivery").contains(" p99 "), "{out}");
+    assert!(
+        line("GetRecords catch-up read, every shard at once").contains("records/s"),
+        "{out}"
+    );
     // More consumers than Kinesis allows, or --fan-out without --endpoint, are refused.
     let refused = bench(&["--endpoint", &endpoint, "--fan-out", "21"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("at most 20"));
     let refused = bench(&["--fan-out", "2"]);
+    assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--fan-out applies to --endpoint"));
 }
 

@@ -183,6 +183,7 @@ impl EventStream {
                 };
                 let kind = match header(":message-type").as_deref() {
                     Some("event") => header(":event-type"),
+                    Some("error") => header(":error-code"),
                     _ => header(":exception-type"),
                 };
                 return Ok(Some((kind.unwrap_or_default(), message.payload().clone())));

@@ -519,13 +519,18 @@ fn all_shards(engine: &Engine) -> anyhow::Result<Vec<ShardDescription>> {
 }
 
 fn open(args: &BenchArgs, dir: &Path, clock: &Arc<ScaledClock>) -> anyhow::Result<Engine> {
+    Engine::open(engine_config(args, dir, clock)).context("open the engine")
+}
+
+/// The engine's configuration for a run.
+fn engine_config(args: &BenchArgs, dir: &Path, clock: &Arc<ScaledClock>) -> EngineConfig {
     let mut config = EngineConfig::new(dir);
     config.cores = args.cores;
     config.segment_size_bytes = args.segment_mib * 1024 * 1024;
     config.clock = clock.clone();
     config.spin_before_park_us = args.spin_us;
     config.caller_spin_us = args.spin_us;
-    Engine::open(config).context("open the engine")
+    config
 }
 
 /// Bytes the files under `dir` take on disk (allocated blocks, so sparse files count what they
@@ -716,4 +721,30 @@ pub(crate) fn report_latency(label: &str, h: &Histogram<u64>) {
         h.max(),
         h.len()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    #[test]
+    fn spin_us_makes_the_engines_cores_and_callers_spin() {
+        let cli = Cli::try_parse_from(["bench", "--spin-us", "70"]).unwrap();
+        let clock = Arc::new(ScaledClock::new(1));
+        let config = engine_config(&cli.bench, Path::new("/nonexistent"), &clock);
+        assert_eq!(
+            (config.spin_before_park_us, config.caller_spin_us),
+            (70, 70)
+        );
+        let quiet = Cli::try_parse_from(["bench"]).unwrap();
+        let config = engine_config(&quiet.bench, Path::new("/nonexistent"), &clock);
+        assert_eq!((config.spin_before_park_us, config.caller_spin_us), (0, 0));
+    }
 }

@@ -369,3 +369,33 @@ fn parse_credential(text: &str) -> anyhow::Result<Credential> {
         policy: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<ServeConfig> {
+        let cli = Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .expect("the arguments parse");
+        serve_config(&cli.serve, Path::new("/nonexistent"))
+    }
+
+    #[test]
+    fn spin_us_reaches_the_engine_and_is_bounded() {
+        assert_eq!(config(&["--spin-us", "50"]).unwrap().core_spin_us, 50);
+        assert_eq!(
+            config(&[]).unwrap().core_spin_us,
+            0,
+            "parks at once by default"
+        );
+        let refused = config(&["--spin-us", "2000000"]).unwrap_err().to_string();
+        assert!(refused.contains("--spin-us is at most"), "{refused}");
+    }
+}

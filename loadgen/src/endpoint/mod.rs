@@ -48,7 +48,7 @@ pub(super) struct Acked {
 
 /// A sequence number as the endpoint wrote it. Sluice's fit in a u128; other endpoints use
 /// longer ones (kinesalite: 56 digits), kept as text.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Sequence {
     Small(u128),
     Large(Box<str>),

@@ -30,7 +30,8 @@ struct RecordReply<'a> {
 }
 
 /// Reads every shard back at once, one reader and connection per shard (as KCL's workers
-/// do), and checks each acknowledged record is there with its data. Returns the records read.
+/// do), and checks that each shard holds each of its acknowledged records once, with its data.
+/// Returns the records read.
 pub(super) async fn read_back(
     address: SocketAddr,
     shards: &[String],
@@ -38,30 +39,29 @@ pub(super) async fn read_back(
     acknowledged: Arc<Vec<Acked>>,
     record_size: usize,
 ) -> anyhow::Result<u64> {
-    let readers: Vec<_> = shards
-        .iter()
-        .map(|shard_id| {
-            let (shard_id, stream, acknowledged) = (
-                shard_id.clone(),
-                stream.to_owned(),
-                Arc::clone(&acknowledged),
-            );
-            tokio::spawn(async move {
-                read_shard(address, &stream, &shard_id, &acknowledged, record_size).await
-            })
-        })
-        .collect();
-    let (mut read, mut found) = (0u64, 0u64);
-    for reader in readers {
-        let (shard_read, shard_found) = reader.await??;
-        read += shard_read;
-        found += shard_found;
-    }
-    if found != acknowledged.len() as u64 {
-        bail!(
-            "read back {found} of {} acknowledged records",
-            acknowledged.len()
+    let mut readers = tokio::task::JoinSet::new();
+    for shard_id in shards {
+        let (shard_id, stream, acknowledged) = (
+            shard_id.clone(),
+            stream.to_owned(),
+            Arc::clone(&acknowledged),
         );
+        readers.spawn(async move {
+            let found = read_shard(address, &stream, &shard_id, &acknowledged, record_size).await;
+            (shard_id, found)
+        });
+    }
+    let mut read = 0u64;
+    // The first failure ends the read (the other readers are dropped with the set).
+    while let Some(done) = readers.join_next().await {
+        let (shard_id, result) = done?;
+        let (shard_read, found) = result?;
+        let index = shard_index(&shard_id).context("shard id")?;
+        let acked = acknowledged.iter().filter(|a| a.shard == index).count() as u64;
+        if found != acked {
+            bail!("{shard_id}: read back {found} of its {acked} acknowledged records");
+        }
+        read += shard_read;
     }
     Ok(read)
 }
@@ -84,6 +84,7 @@ async fn read_shard(
         .context("ShardIterator")?
         .to_owned();
     let (mut read, mut found) = (0u64, 0u64);
+    let mut last: Option<Sequence> = None;
     let mut data = Vec::with_capacity(record_size.max(8));
     loop {
         let request = serde_json::to_vec(&json!({"ShardIterator": iterator, "Limit": 10000}))?;
@@ -97,6 +98,11 @@ async fn read_shard(
         let page: GetRecordsReply = serde_json::from_slice(&body)?;
         for record in &page.records {
             let sequence = Sequence::parse(record.sequence_number);
+            // In order, each once: a record read twice cannot stand in for a missing one.
+            if last.as_ref().is_some_and(|last| *last >= sequence) {
+                bail!("{shard_id}: {} read after {last:?}", record.sequence_number);
+            }
+            last = Some(sequence.clone());
             let key = (index, &sequence);
             let at = acknowledged.partition_point(|a| (a.shard, &a.sequence) < key);
             let Some(expected) = acknowledged
