@@ -230,8 +230,23 @@ pub async fn run<B: Backend>(
     config: ControllerConfig,
     mut requests: mpsc::Receiver<Request>,
 ) -> Result<(), MetaError> {
+    let mut pause = Duration::from_millis(100);
     loop {
-        let mut office = ControllerOffice::elect(meta.clone(), &node, config.clone()).await?;
+        // A store that fails (often why the office was lost) is waited out, not returned:
+        // the node stands again once it answers. Other errors (a bad name) are the caller's.
+        let mut office = match ControllerOffice::elect(meta.clone(), &node, config.clone()).await {
+            Ok(office) => office,
+            Err(MetaError::Unavailable(_) | MetaError::LeaseExpired) => {
+                tokio::time::sleep(pause).await;
+                if requests.is_closed() {
+                    return Ok(());
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        pause = Duration::from_millis(100);
         let mut tick = tokio::time::interval(config.tick);
         loop {
             let fenced = tokio::select! {

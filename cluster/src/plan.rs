@@ -136,7 +136,8 @@ pub fn delete_stream(snapshot: &Snapshot, name: &str) -> Result<Vec<Change>, Pla
 
 /// Replicas on nodes gone for at least `replace_after_ms` (by `gone_since`, in the
 /// controller's clock), each replaced by a live node that holds no replica of the shard, on
-/// a failure domain of its own while there is one. At most `max_moves` replicas per call, so
+/// a failure domain of its own while there is one. At most one replica of a shard per call,
+/// only while its live replicas are a majority, and at most `max_moves` replicas per call, so
 /// a lost rack does not start every copy at once. One change per stream changed, each shard
 /// changed getting a new epoch. A shard that cannot get a replacement (too few live nodes)
 /// keeps its replica set; the next call tries again.
@@ -164,33 +165,35 @@ pub fn repairs(
         let mut placement = stream.value.clone();
         let mut changed = false;
         for shard in &mut placement.shards {
-            let mut shard_changed = false;
-            while moves < max_moves {
-                let Some(at) = shard.replicas.iter().position(&dead) else {
-                    break;
-                };
-                let keep: Vec<NodeId> = shard
-                    .replicas
-                    .iter()
-                    .filter(|id| !dead(id))
-                    .cloned()
-                    .collect();
-                let Ok(replacement) = placement::replace(&nodes, &load, &keep) else {
-                    break;
-                };
-                let entry = load.entry(replacement.clone()).or_default();
-                entry.replicas += 1;
-                // The replacement copies the shard before it can lead: it goes last, and the
-                // next replica in order becomes the preferred leader if the leader was lost.
-                shard.replicas.remove(at);
-                shard.replicas.push(replacement);
-                moves += 1;
-                shard_changed = true;
+            if moves >= max_moves {
+                break;
             }
-            if shard_changed {
-                shard.epoch += 1;
-                changed = true;
+            // One replica a shard a pass, and only while the replicas left are a majority:
+            // a set whose newcomers outnumber the copies that hold the data could elect an
+            // empty leader. A shard that lost its majority is left to an operator.
+            let Some(at) = shard.replicas.iter().position(&dead) else {
+                continue;
+            };
+            let keep: Vec<NodeId> = shard
+                .replicas
+                .iter()
+                .filter(|id| !dead(id))
+                .cloned()
+                .collect();
+            if keep.len() * 2 <= shard.replicas.len() {
+                continue;
             }
+            let Ok(replacement) = placement::replace(&nodes, &load, &keep) else {
+                continue;
+            };
+            load.entry(replacement.clone()).or_default().replicas += 1;
+            // The replacement copies the shard before it can lead: it goes last, and the next
+            // replica in order becomes the preferred leader if the leader was lost.
+            shard.replicas.remove(at);
+            shard.replicas.push(replacement);
+            shard.epoch += 1;
+            moves += 1;
+            changed = true;
         }
         if changed {
             changes.push(Change::PutStream {
@@ -200,4 +203,103 @@ pub fn repairs(
         }
     }
     changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::Snapshot;
+    use crate::model::{NodeInfo, Versioned};
+
+    fn node(name: &str) -> NodeInfo {
+        NodeInfo {
+            id: NodeId::new(name).unwrap(),
+            peer_address: String::new(),
+            client_endpoint: String::new(),
+            failure_domain: None,
+            started_ms: 0,
+        }
+    }
+
+    /// A stream of one shard on `replicas`, with `live` registered.
+    fn snapshot(replicas: &[&str], live: &[&str]) -> Snapshot {
+        let shard = ShardPlacement {
+            index: 0,
+            starting_hash_key: 0,
+            ending_hash_key: u128::MAX,
+            parents: vec![],
+            replicas: replicas.iter().map(|n| NodeId::new(*n).unwrap()).collect(),
+            epoch: 1,
+            closed: false,
+        };
+        let stream = StreamPlacement {
+            uid: 1,
+            name: "s".into(),
+            status: StreamStatus::Active,
+            replication: 3,
+            shards: vec![shard],
+        };
+        let mut snapshot = Snapshot::default();
+        snapshot.streams.insert(
+            "s".into(),
+            Versioned {
+                value: stream,
+                revision: 5,
+            },
+        );
+        for name in live {
+            snapshot
+                .nodes
+                .insert(NodeId::new(*name).unwrap(), node(name));
+        }
+        snapshot
+    }
+
+    fn gone(names: &[&str]) -> BTreeMap<NodeId, u64> {
+        names
+            .iter()
+            .map(|n| (NodeId::new(*n).unwrap(), 0))
+            .collect()
+    }
+
+    #[test]
+    fn one_replica_a_pass_and_never_past_a_lost_majority() {
+        // b and c are gone: only a holds the data. Nothing moves: two newcomers would outvote it.
+        let lost = snapshot(&["a", "b", "c"], &["a", "x", "y"]);
+        assert!(repairs(&lost, &gone(&["b", "c"]), 10, 0, 8).is_empty());
+        // c alone is gone: it is replaced, once, by a live node holding no replica.
+        let one = snapshot(&["a", "b", "c"], &["a", "b", "x"]);
+        let changes = repairs(&one, &gone(&["c"]), 10, 0, 8);
+        let [
+            Change::PutStream {
+                placement,
+                replaces: Some(5),
+            },
+        ] = &changes[..]
+        else {
+            panic!("{changes:?}")
+        };
+        let ids: Vec<&str> = placement.shards[0]
+            .replicas
+            .iter()
+            .map(NodeId::as_str)
+            .collect();
+        assert_eq!((ids, placement.shards[0].epoch), (vec!["a", "b", "x"], 2));
+        // Five replicas, two gone: one a pass, the majority kept each time.
+        let five = snapshot(&["a", "b", "c", "d", "e"], &["a", "b", "c", "x", "y"]);
+        let changes = repairs(&five, &gone(&["d", "e"]), 10, 0, 8);
+        let [Change::PutStream { placement, .. }] = &changes[..] else {
+            panic!("{changes:?}")
+        };
+        assert_eq!(
+            placement.shards[0]
+                .replicas
+                .iter()
+                .filter(|id| id.as_str() == "e")
+                .count(),
+            1
+        );
+        // Not before the delay.
+        assert!(repairs(&one, &gone(&["c"]), 10, 11, 8).is_empty());
+    }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::error::MetaError;
@@ -13,6 +14,7 @@ use crate::model::{NodeId, Revision, ShardPlacement, StreamPlacement, StreamStat
 use crate::transport::GroupId;
 
 /// What a node runs for the shard replicas it holds (the Raft groups, in the data plane).
+/// A step that fails is not recorded as done: the reconciler tries it again.
 pub trait ReplicaHost: Send {
     /// Runs this node's replica of `shard` of `stream`.
     fn start(
@@ -20,17 +22,21 @@ pub trait ReplicaHost: Send {
         group: GroupId,
         stream: &StreamPlacement,
         shard: &ShardPlacement,
-    ) -> impl Future<Output = ()> + Send;
+    ) -> impl Future<Output = Result<(), String>> + Send;
     /// The replica's set or epoch changed (a member replaced, a shard closed).
     fn update(
         &mut self,
         group: GroupId,
         stream: &StreamPlacement,
         shard: &ShardPlacement,
-    ) -> impl Future<Output = ()> + Send;
+    ) -> impl Future<Output = Result<(), String>> + Send;
     /// This node no longer holds the replica; `remove_data` when its stream is being deleted
     /// (a replica moved away keeps its data until the new one has caught up, data plane).
-    fn stop(&mut self, group: GroupId, remove_data: bool) -> impl Future<Output = ()> + Send;
+    fn stop(
+        &mut self,
+        group: GroupId,
+        remove_data: bool,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// One step of bringing a node in line with the map.
@@ -77,7 +83,13 @@ pub struct Reconciler<H: ReplicaHost> {
     running: BTreeMap<GroupId, u64>,
     /// The revision of the newest map applied: an older one is never applied after it.
     applied: Revision,
+    /// The steps of the last `apply` that failed.
+    failures: Vec<(GroupId, String)>,
+    last_error: Option<String>,
 }
+
+/// How often steps that failed are tried again.
+const RETRY_FAILED: Duration = Duration::from_secs(2);
 
 impl<H: ReplicaHost> Reconciler<H> {
     /// A reconciler for `node` running nothing yet.
@@ -87,6 +99,8 @@ impl<H: ReplicaHost> Reconciler<H> {
             host,
             running: BTreeMap::new(),
             applied: 0,
+            failures: Vec::new(),
+            last_error: None,
         }
     }
 
@@ -109,13 +123,8 @@ impl<H: ReplicaHost> Reconciler<H> {
             return Vec::new();
         }
         self.applied = snapshot.revision;
+        self.failures.clear();
         let desired = desired(&self.node, snapshot);
-        let deleting: Vec<u64> = snapshot
-            .streams
-            .values()
-            .filter(|s| s.value.status == StreamStatus::Deleting)
-            .map(|s| s.value.uid)
-            .collect();
         let mut actions = Vec::new();
         let gone: Vec<GroupId> = self
             .running
@@ -124,76 +133,128 @@ impl<H: ReplicaHost> Reconciler<H> {
             .copied()
             .collect();
         for group in gone {
-            // A stream absent from the map was deleted: its data goes too.
-            let stream_listed = snapshot
+            // A stream being deleted, or absent from the map (deleted): its data goes too.
+            let stream = snapshot
                 .streams
                 .values()
-                .any(|s| s.value.uid == group.stream_uid);
-            let remove_data = deleting.contains(&group.stream_uid) || !stream_listed;
-            self.host.stop(group, remove_data).await;
-            self.running.remove(&group);
-            actions.push(Action::Stop(group, remove_data));
+                .find(|s| s.value.uid == group.stream_uid);
+            let remove_data = stream.is_none_or(|s| s.value.status == StreamStatus::Deleting);
+            match self.host.stop(group, remove_data).await {
+                Ok(()) => {
+                    self.running.remove(&group);
+                    actions.push(Action::Stop(group, remove_data));
+                }
+                Err(e) => self.failures.push((group, e)),
+            }
         }
         for (group, (stream, shard)) in &desired {
-            match self.running.get(group) {
-                None => {
-                    self.host.start(*group, stream, shard).await;
-                    actions.push(Action::Start(*group, shard.epoch));
-                }
-                Some(epoch) if *epoch < shard.epoch => {
-                    self.host.update(*group, stream, shard).await;
-                    actions.push(Action::Update(*group, shard.epoch));
-                }
+            let done = match self.running.get(group) {
+                None => self
+                    .host
+                    .start(*group, stream, shard)
+                    .await
+                    .map(|()| Action::Start(*group, shard.epoch)),
+                Some(epoch) if *epoch < shard.epoch => self
+                    .host
+                    .update(*group, stream, shard)
+                    .await
+                    .map(|()| Action::Update(*group, shard.epoch)),
                 Some(_) => continue,
+            };
+            match done {
+                Ok(action) => {
+                    self.running.insert(*group, shard.epoch);
+                    actions.push(action);
+                }
+                Err(e) => self.failures.push((*group, e)),
             }
-            self.running.insert(*group, shard.epoch);
         }
         actions
     }
 
+    /// The steps of the last `apply` that failed, with the host's reasons; they are tried
+    /// again.
+    pub fn failures(&self) -> &[(GroupId, String)] {
+        &self.failures
+    }
+
+    /// What ended the last attempt to follow the map (the store failing, a value that does
+    /// not decode), if anything did.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
     /// Follows the map until `stop` resolves: a snapshot, then every change seen by a watch;
-    /// after a watch error (compaction, a broken stream) a new snapshot. Store failures are
-    /// retried after a pause; the replicas keep running meanwhile.
+    /// after a watch error (compaction, a broken stream, the store failing) a new snapshot,
+    /// after a pause that grows to 5 s while the errors go on. Steps that failed are tried
+    /// again every 2 s. `stop` takes effect between the host's steps, never inside one.
     pub async fn run<B: Backend>(&mut self, meta: &ClusterMeta<B>, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
+        let mut pause = Duration::from_millis(200);
         loop {
+            let Some(error) = self.follow(meta, &mut stop).await else {
+                return;
+            };
+            self.last_error = Some(error.to_string());
             tokio::select! {
                 () = &mut stop => return,
-                _ = self.follow(meta) => {}
+                () = tokio::time::sleep(pause) => {}
             }
-            tokio::select! {
-                () = &mut stop => return,
-                () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
-            }
+            pause = (pause * 2).min(Duration::from_secs(5));
         }
     }
 
-    /// A snapshot applied, then each stream change; returns the error that ended it.
-    async fn follow<B: Backend>(&mut self, meta: &ClusterMeta<B>) -> MetaError {
-        let followed: Result<std::convert::Infallible, MetaError> = async {
-            let snapshot = meta.snapshot().await?;
-            self.apply(&snapshot).await;
-            let mut watch = meta.watch(snapshot.revision + 1).await?;
-            loop {
-                let events = watch.next().await?;
+    /// A snapshot applied, then each stream change; returns the error that ended it, or
+    /// `None` when `stop` resolved.
+    async fn follow<B: Backend, S: Future<Output = ()>>(
+        &mut self,
+        meta: &ClusterMeta<B>,
+        stop: &mut std::pin::Pin<&mut S>,
+    ) -> Option<MetaError> {
+        let mut watch = None;
+        let mut reread = true;
+        loop {
+            if reread {
+                let snapshot = tokio::select! {
+                    () = stop.as_mut() => return None,
+                    snapshot = meta.snapshot() => snapshot,
+                };
+                let snapshot = match snapshot {
+                    Ok(snapshot) => snapshot,
+                    Err(e) => return Some(e),
+                };
+                self.apply(&snapshot).await;
+                self.last_error = None;
+                if watch.is_none() {
+                    watch = match meta.watch(snapshot.revision + 1).await {
+                        Ok(w) => Some(w),
+                        Err(e) => return Some(e),
+                    };
+                }
+            }
+            let w = watch.as_mut().expect("made with the first snapshot");
+            // Failed steps are tried again after a while even when nothing changes.
+            let retry = if self.failures.is_empty() {
+                Duration::MAX
+            } else {
+                RETRY_FAILED
+            };
+            let events = tokio::select! {
+                () = stop.as_mut() => return None,
+                events = tokio::time::timeout(retry, w.next()) => events,
+            };
+            reread = match events {
+                Err(_elapsed) => true,
                 // Only the controller's stream entries say what runs where. The whole map is
                 // read again (one range) rather than patched event by event.
-                let streams_changed = events.iter().any(|(_, e)| {
+                Ok(Ok(events)) => events.iter().any(|(_, e)| {
                     matches!(
                         e,
                         ClusterEvent::StreamChanged(_) | ClusterEvent::StreamRemoved(_)
                     )
-                });
-                if streams_changed {
-                    let snapshot = meta.snapshot().await?;
-                    self.apply(&snapshot).await;
-                }
-            }
-        }
-        .await;
-        match followed {
-            Err(e) => e,
-            Ok(never) => match never {},
+                }),
+                Ok(Err(e)) => return Some(e),
+            };
         }
     }
 }

@@ -277,3 +277,125 @@ conformance!(
     a_gone_node_is_replaced_after_the_delay_and_not_before,
     the_office_passes_on_and_requests_are_answered,
 );
+
+/// A store that answers `Unavailable` while `down` is set (an etcd outage).
+#[derive(Clone)]
+struct Outage {
+    inner: sluice_cluster::EmbeddedBackend,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Outage {
+    fn check(&self) -> Result<(), sluice_cluster::MetaError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(sluice_cluster::MetaError::Unavailable(
+                "the store is down".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Backend for Outage {
+    type Watch = sluice_cluster::EmbeddedWatch;
+    async fn grant(
+        &self,
+        ttl: Duration,
+    ) -> Result<sluice_cluster::LeaseId, sluice_cluster::MetaError> {
+        self.check()?;
+        self.inner.grant(ttl).await
+    }
+    async fn keep_alive(
+        &self,
+        lease: sluice_cluster::LeaseId,
+    ) -> Result<bool, sluice_cluster::MetaError> {
+        self.check()?;
+        self.inner.keep_alive(lease).await
+    }
+    async fn revoke(
+        &self,
+        lease: sluice_cluster::LeaseId,
+    ) -> Result<(), sluice_cluster::MetaError> {
+        self.check()?;
+        self.inner.revoke(lease).await
+    }
+    async fn range(
+        &self,
+        prefix: &str,
+    ) -> Result<(Vec<sluice_cluster::Kv>, i64), sluice_cluster::MetaError> {
+        self.check()?;
+        self.inner.range(prefix).await
+    }
+    async fn txn(
+        &self,
+        when: Vec<sluice_cluster::Compare>,
+        then: Vec<sluice_cluster::Op>,
+    ) -> Result<sluice_cluster::TxnOutcome, sluice_cluster::MetaError> {
+        self.check()?;
+        self.inner.txn(when, then).await
+    }
+    async fn watch(
+        &self,
+        prefix: &str,
+        from: i64,
+    ) -> Result<Self::Watch, sluice_cluster::MetaError> {
+        self.check()?;
+        self.inner.watch(prefix, from).await
+    }
+    async fn compact(&self, revision: i64) -> Result<(), sluice_cluster::MetaError> {
+        self.check()?;
+        self.inner.compact(revision).await
+    }
+}
+
+/// The store goes away for longer than the controller's lease: the office is lost and
+/// standing again fails while it is down; the controller keeps trying and serves again once
+/// the store is back (it used to return with the outage's error, leaving no controller).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_outlasts_an_outage_of_the_store() {
+    let store = Outage {
+        inner: sluice_cluster::EmbeddedBackend::new(),
+        down: Default::default(),
+    };
+    let meta = ClusterMeta::new(store.clone(), "test").unwrap();
+    let _nodes = register(&meta, &["a", "b", "c"]).await;
+    let (to_a, from_a) = mpsc::channel(4);
+    let a = tokio::spawn(controller::run(
+        meta.clone(),
+        NodeId::new("a").unwrap(),
+        config(Duration::from_secs(60), 8),
+        from_a,
+    ));
+    while meta.controller().await.unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(TTL * 2).await;
+    assert!(!a.is_finished(), "the controller gave up during the outage");
+    store.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (reply, answer) = oneshot::channel();
+    to_a.send(Request::CreateStream {
+        name: "after".into(),
+        shard_count: 1,
+        reply,
+    })
+    .await
+    .unwrap();
+    // The registrations may have run out during the outage: what matters is an answer from
+    // an elected controller (a stream, or a refusal for want of live nodes), not silence.
+    let answered = within("the controller answers after the outage", answer)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            answered,
+            Ok(_) | Err(ControllerError::Plan(PlanError::Placement(_)))
+        ),
+        "{answered:?}"
+    );
+    drop(to_a);
+    within("run ends with its requests", a)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -28,23 +28,67 @@ impl Recording {
 }
 
 impl ReplicaHost for Recording {
-    async fn start(&mut self, group: GroupId, _: &StreamPlacement, shard: &ShardPlacement) {
+    async fn start(
+        &mut self,
+        group: GroupId,
+        _: &StreamPlacement,
+        shard: &ShardPlacement,
+    ) -> Result<(), String> {
         self.0
             .lock()
             .unwrap()
             .push(Action::Start(group, shard.epoch));
+        Ok(())
     }
-    async fn update(&mut self, group: GroupId, _: &StreamPlacement, shard: &ShardPlacement) {
+    async fn update(
+        &mut self,
+        group: GroupId,
+        _: &StreamPlacement,
+        shard: &ShardPlacement,
+    ) -> Result<(), String> {
         self.0
             .lock()
             .unwrap()
             .push(Action::Update(group, shard.epoch));
+        Ok(())
     }
-    async fn stop(&mut self, group: GroupId, remove_data: bool) {
+    async fn stop(&mut self, group: GroupId, remove_data: bool) -> Result<(), String> {
         self.0
             .lock()
             .unwrap()
             .push(Action::Stop(group, remove_data));
+        Ok(())
+    }
+}
+
+/// Fails the first `failures` starts.
+struct Flaky {
+    failures: usize,
+}
+
+impl ReplicaHost for Flaky {
+    async fn start(
+        &mut self,
+        _: GroupId,
+        _: &StreamPlacement,
+        _: &ShardPlacement,
+    ) -> Result<(), String> {
+        if self.failures > 0 {
+            self.failures -= 1;
+            return Err("disk full".into());
+        }
+        Ok(())
+    }
+    async fn update(
+        &mut self,
+        _: GroupId,
+        _: &StreamPlacement,
+        _: &ShardPlacement,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+    async fn stop(&mut self, _: GroupId, _: bool) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -208,4 +252,36 @@ async fn run_follows_the_map<B: Backend>(meta: ClusterMeta<B>) {
     assert_eq!(within("run returns when told", follower).await.unwrap(), 0);
 }
 
-conformance!(each_node_runs_what_the_map_gives_it, run_follows_the_map);
+async fn a_step_that_fails_is_tried_again<B: Backend>(meta: ClusterMeta<B>) {
+    let mut registrations = Vec::new();
+    for name in ["a", "b", "c"] {
+        registrations.push(meta.register(node(name), TTL).await.unwrap());
+    }
+    let mut office =
+        ControllerOffice::elect(meta.clone(), &id("a"), config(Duration::from_secs(60)))
+            .await
+            .unwrap();
+    office.create_stream("events", 2).await.unwrap();
+    let map = meta.snapshot().await.unwrap();
+    let mut reconciler = Reconciler::new(id("b"), Flaky { failures: 1 });
+    // b holds both shards; the first start fails and is not counted as running.
+    let actions = reconciler.apply(&map).await;
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    let failed = reconciler.failures().to_vec();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].1, "disk full");
+    assert!(!reconciler.running().contains_key(&failed[0].0));
+    // The same map again: the failed start is made, nothing else is repeated.
+    assert_eq!(
+        reconciler.apply(&map).await,
+        vec![Action::Start(failed[0].0, 1)]
+    );
+    assert!(reconciler.failures().is_empty());
+    assert_eq!(reconciler.running().len(), 2);
+}
+
+conformance!(
+    each_node_runs_what_the_map_gives_it,
+    run_follows_the_map,
+    a_step_that_fails_is_tried_again
+);

@@ -11,7 +11,8 @@ use sluice_cluster::transport::{
 };
 use tokio::net::TcpListener;
 
-/// Answers `<node> <group> <method> <body>`; refuses groups of shard 7; `slow` takes 2 s.
+/// Answers `<node> <group> <method> <body>`; refuses groups of shard 7; `slow` takes 2 s;
+/// `panic` panics.
 struct Echo(&'static str);
 
 impl PeerHandler for Echo {
@@ -19,6 +20,7 @@ impl PeerHandler for Echo {
         if group.shard == 7 {
             return Err(format!("no group {group} here"));
         }
+        assert_ne!(method, "panic", "the handler panics");
         if method == "slow" {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
@@ -177,12 +179,107 @@ async fn a_peer_that_goes_away_is_unreachable_then_reached_again() {
         "{:?}",
         started.elapsed()
     );
-    // Back on the same port: the next call connects again.
+    // Back on the same port: once the last failed attempt no longer answers for the peer
+    // (200 ms), the next call connects again.
     let again = PeerServer::start(
         TcpListener::bind(address).await.unwrap(),
         Arc::new(Echo("b2")),
     )
     .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(call().await.unwrap(), "b2 42.1 append x");
     assert_eq!(again.stats().connections, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_fails_its_call_and_not_the_connection() {
+    let server = start("b").await;
+    let address = server.local_addr().to_string();
+    let peers = Peers::new(TransportConfig::default());
+    let failed = peers.call(&address, group(1), "panic", Bytes::new()).await;
+    assert!(
+        matches!(&failed, Err(RpcError::Remote { status: 500, message, .. }) if message.contains("the handler failed")),
+        "{failed:?}"
+    );
+    assert_eq!(
+        peers
+            .call(&address, group(1), "after", Bytes::new())
+            .await
+            .unwrap(),
+        "b 42.1 after "
+    );
+    assert_eq!(
+        server.stats().connections,
+        1,
+        "the connection outlived the panic"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_answers_is_left_for_the_one_that_replaces_it() {
+    // A port that takes connections (the kernel's backlog) and never answers on them.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap();
+    let peers = Peers::new(config(Duration::from_millis(500)));
+    let peer = address.to_string();
+    assert!(matches!(
+        peers.call(&peer, group(1), "append", Bytes::new()).await,
+        Err(RpcError::Timeout { .. })
+    ));
+    // The silent node goes; another takes its address. Its connection is dropped (reset, or
+    // found dead by the pings) and the calls reach the new one.
+    drop(silent);
+    let server = PeerServer::start(
+        TcpListener::bind(address).await.unwrap(),
+        Arc::new(Echo("new")),
+    )
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    loop {
+        match peers
+            .call(&peer, group(1), "append", Bytes::from("y"))
+            .await
+        {
+            Ok(answer) => {
+                assert_eq!(answer, "new 42.1 append y");
+                break;
+            }
+            Err(_) => assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the new node was never reached"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.stats().connections, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_waiting_on_a_peer_that_cannot_be_reached_share_one_attempt() {
+    // Nothing listens on a port we bound and closed; TEST-NET-1 is not routed at all.
+    for peer in ["127.0.0.1:1", "192.0.2.1:4600"] {
+        let mut config = config(Duration::from_secs(5));
+        config.connect_timeout = Duration::from_millis(800);
+        let peers = Peers::new(config);
+        let started = tokio::time::Instant::now();
+        let calls: Vec<_> = (0..5)
+            .map(|shard| {
+                let (peers, peer) = (peers.clone(), peer.to_owned());
+                tokio::spawn(async move {
+                    peers
+                        .call(&peer, group(shard), "append", Bytes::new())
+                        .await
+                })
+            })
+            .collect();
+        for call in calls {
+            assert!(call.await.unwrap().is_err());
+        }
+        // One attempt (at most the connect timeout) answered them all, not five in a row.
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "{peer}: {:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http2::SendRequest;
 use hyper::{Request, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -39,7 +39,24 @@ impl Default for TransportConfig {
 
 type Waiting = Vec<(GroupId, Bytes, oneshot::Sender<Result<Bytes, RpcError>>)>;
 /// A peer's connection, made by one caller while the others wait for it.
-type Slot = Arc<tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>>;
+type Slot = Arc<tokio::sync::Mutex<SlotState>>;
+
+#[derive(Default)]
+struct SlotState {
+    /// The connection and its generation (which `forget` names).
+    connection: Option<(u64, SendRequest<Full<Bytes>>)>,
+    generation: u64,
+    /// The last attempt's failure, shared with callers for `RETRY_AFTER`.
+    failed: Option<(tokio::time::Instant, RpcError)>,
+}
+
+/// How long a failed connection attempt answers for the peer before another is made.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+/// HTTP/2 pings on idle and busy connections, and how long an unanswered one is waited for.
+pub(super) const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The largest answer taken.
+const BODY_MAX: usize = 64 << 20;
 
 /// The calling side of a node's peer traffic. Clones share the connections.
 #[derive(Clone, Default)]
@@ -146,36 +163,43 @@ impl Peers {
         }
     }
 
+    /// Sends `request` and reads the answer, all within one `call_timeout` (the connection
+    /// attempt included).
     async fn send(&self, peer: &str, request: Request<Full<Bytes>>) -> Result<Bytes, RpcError> {
         let timeout = self.inner.config.call_timeout;
-        let timed_out = || RpcError::Timeout {
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, self.exchange(peer, request)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(RpcError::Timeout {
+                peer: peer.to_owned(),
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
+        }
+    }
+
+    async fn exchange(&self, peer: &str, request: Request<Full<Bytes>>) -> Result<Bytes, RpcError> {
+        let unreachable = |reason: String| RpcError::Unreachable {
             peer: peer.to_owned(),
-            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            reason,
         };
-        let mut sender = self.connection(peer).await?;
-        let response = match tokio::time::timeout(timeout, sender.send_request(request)).await {
-            Err(_) => return Err(timed_out()),
-            Ok(Err(e)) => {
-                // The connection is broken: the next call makes a new one.
-                self.forget(peer).await;
-                return Err(RpcError::Unreachable {
-                    peer: peer.to_owned(),
-                    reason: e.to_string(),
-                });
+        let (generation, mut sender) = self.connection(peer).await?;
+        let response = match sender.send_request(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                // Only a broken connection is dropped (the next call makes a new one); a
+                // stream reset leaves the connection to the other calls on it.
+                if sender.is_closed() {
+                    self.forget(peer, generation).await;
+                }
+                return Err(unreachable(e.to_string()));
             }
-            Ok(Ok(response)) => response,
         };
         let status = response.status();
-        let body = match tokio::time::timeout(timeout, response.into_body().collect()).await {
-            Err(_) => return Err(timed_out()),
-            Ok(Err(e)) => {
-                return Err(RpcError::Unreachable {
-                    peer: peer.to_owned(),
-                    reason: e.to_string(),
-                });
-            }
-            Ok(Ok(body)) => body.to_bytes(),
-        };
+        let body = Limited::new(response.into_body(), BODY_MAX)
+            .collect()
+            .await
+            .map_err(|e| unreachable(format!("the answer could not be read: {e}")))?
+            .to_bytes();
         if status != StatusCode::OK {
             let message = String::from_utf8_lossy(&body).into_owned();
             return Err(RpcError::Remote {
@@ -187,17 +211,40 @@ impl Peers {
         Ok(body)
     }
 
-    /// The peer's connection, made now if there is none or it closed.
-    async fn connection(&self, peer: &str) -> Result<SendRequest<Full<Bytes>>, RpcError> {
+    /// The peer's connection (with its generation), made now if there is none or it closed.
+    /// Callers wait for one attempt at a time and share its failure for `RETRY_AFTER`, so an
+    /// unresponsive peer costs one connection attempt, not one per waiting call.
+    async fn connection(&self, peer: &str) -> Result<(u64, SendRequest<Full<Bytes>>), RpcError> {
         let slot = Arc::clone(
             lock(&self.inner.connections)
                 .entry(peer.to_owned())
                 .or_default(),
         );
         let mut slot = slot.lock().await;
-        if let Some(sender) = slot.as_ref().filter(|s| !s.is_closed()) {
-            return Ok(sender.clone());
+        if let Some((generation, sender)) = slot.connection.as_ref().filter(|(_, s)| !s.is_closed())
+        {
+            return Ok((*generation, sender.clone()));
         }
+        if let Some((at, error)) = &slot.failed
+            && at.elapsed() < RETRY_AFTER
+        {
+            return Err(error.clone());
+        }
+        match self.connect(peer).await {
+            Ok(sender) => {
+                slot.generation += 1;
+                slot.connection = Some((slot.generation, sender.clone()));
+                slot.failed = None;
+                Ok((slot.generation, sender))
+            }
+            Err(error) => {
+                slot.failed = Some((tokio::time::Instant::now(), error.clone()));
+                Err(error)
+            }
+        }
+    }
+
+    async fn connect(&self, peer: &str) -> Result<SendRequest<Full<Bytes>>, RpcError> {
         let unreachable = |reason: String| RpcError::Unreachable {
             peer: peer.to_owned(),
             reason,
@@ -208,19 +255,32 @@ impl Peers {
                 .map_err(|_| unreachable("connection attempt timed out".into()))?
                 .map_err(|e| unreachable(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
+        // Pings find a connection whose peer went away without a word (a frozen or
+        // partitioned node): it closes, and the next call connects again.
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
         tokio::spawn(connection);
-        *slot = Some(sender.clone());
         Ok(sender)
     }
 
-    async fn forget(&self, peer: &str) {
+    /// Drops the peer's connection of `generation` (not a newer one another caller made).
+    async fn forget(&self, peer: &str, generation: u64) {
         let slot = lock(&self.inner.connections).get(peer).cloned();
         if let Some(slot) = slot {
-            *slot.lock().await = None;
+            let mut slot = slot.lock().await;
+            if slot
+                .connection
+                .as_ref()
+                .is_some_and(|(g, _)| *g == generation)
+            {
+                slot.connection = None;
+            }
         }
     }
 }

@@ -10,10 +10,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::client::{KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT};
 use super::{GroupId, frame};
 
 /// The largest request body taken (a Raft append of several batches of records).
@@ -112,6 +113,9 @@ async fn accept<H: PeerHandler>(listener: TcpListener, handler: Arc<H>, counters
         });
         connections.spawn(async move {
             let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+                .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
@@ -130,11 +134,23 @@ async fn route<H: PeerHandler>(
     counters: &Counters,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
-    let group = request
-        .headers()
-        .get("x-sluice-group")
-        .and_then(|v| v.to_str().ok())
-        .map(str::parse::<GroupId>);
+    // The route and the group are checked before the body is read.
+    let call = match (path.strip_prefix("/sluice/peer/v1/call/"), path.as_str()) {
+        (Some(method), _) => {
+            let group = request
+                .headers()
+                .get("x-sluice-group")
+                .and_then(|v| v.to_str().ok())
+                .map(str::parse::<GroupId>);
+            match group {
+                Some(Ok(group)) => Some((group, method.to_owned())),
+                Some(Err(e)) => return reply(StatusCode::BAD_REQUEST, e),
+                None => return reply(StatusCode::BAD_REQUEST, "no x-sluice-group header"),
+            }
+        }
+        (None, "/sluice/peer/v1/heartbeats") => None,
+        (None, _) => return reply(StatusCode::NOT_FOUND, format!("no peer route {path}")),
+    };
     let body = match Limited::new(request.into_body(), BODY_MAX).collect().await {
         Ok(body) => body.to_bytes(),
         Err(e) => {
@@ -144,43 +160,41 @@ async fn route<H: PeerHandler>(
             );
         }
     };
-    if let Some(method) = path.strip_prefix("/sluice/peer/v1/call/") {
-        let group = match group {
-            Some(Ok(group)) => group,
-            Some(Err(e)) => return reply(StatusCode::BAD_REQUEST, e),
-            None => return reply(StatusCode::BAD_REQUEST, "no x-sluice-group header"),
-        };
+    if let Some((group, method)) = call {
         counters.calls.fetch_add(1, Ordering::Relaxed);
-        return match handler.call(group, method, body).await {
-            Ok(answer) => reply(StatusCode::OK, answer),
-            Err(message) => reply(StatusCode::INTERNAL_SERVER_ERROR, message),
+        // On a task of its own: a handler that panics fails its call, not the connection.
+        let answer = tokio::spawn(async move { handler.call(group, &method, body).await }).await;
+        return match answer {
+            Ok(Ok(answer)) => reply(StatusCode::OK, answer),
+            Ok(Err(message)) => reply(StatusCode::INTERNAL_SERVER_ERROR, message),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the handler failed: {e}"),
+            ),
         };
     }
-    if path == "/sluice/peer/v1/heartbeats" {
-        let items = match frame::decode_requests(body) {
-            Ok(items) => items,
-            Err(e) => return reply(StatusCode::BAD_REQUEST, e),
-        };
-        counters.heartbeat_batches.fetch_add(1, Ordering::Relaxed);
-        counters
-            .calls
-            .fetch_add(items.len() as u64, Ordering::Relaxed);
-        // The groups answer concurrently; the answers go back in request order.
-        let tasks: Vec<JoinHandle<Result<Bytes, String>>> = items
-            .into_iter()
-            .map(|(group, payload)| {
-                let handler = Arc::clone(&handler);
-                tokio::spawn(async move { handler.call(group, "heartbeat", payload).await })
-            })
-            .collect();
-        let mut answers = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            answers.push(
-                task.await
-                    .unwrap_or_else(|e| Err(format!("the heartbeat's handler failed: {e}"))),
-            );
-        }
-        return reply(StatusCode::OK, frame::encode_answers(&answers));
+    let items = match frame::decode_requests(body) {
+        Ok(items) => items,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, e),
+    };
+    counters.heartbeat_batches.fetch_add(1, Ordering::Relaxed);
+    counters
+        .calls
+        .fetch_add(items.len() as u64, Ordering::Relaxed);
+    // The groups answer concurrently; the answers go back in request order.
+    let tasks: Vec<JoinHandle<Result<Bytes, String>>> = items
+        .into_iter()
+        .map(|(group, payload)| {
+            let handler = Arc::clone(&handler);
+            tokio::spawn(async move { handler.call(group, "heartbeat", payload).await })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        answers.push(
+            task.await
+                .unwrap_or_else(|e| Err(format!("the heartbeat's handler failed: {e}"))),
+        );
     }
-    reply(StatusCode::NOT_FOUND, format!("no peer route {path}"))
+    reply(StatusCode::OK, frame::encode_answers(&answers))
 }
