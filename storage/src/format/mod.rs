@@ -2,14 +2,15 @@
 //! docs/design/segment-format.md.
 
 mod batch;
+mod encoded;
 mod footer;
 mod segment_header;
 
 pub use batch::{
-    BATCH_HEADER_LEN, BATCH_MAGIC, BatchHeader, EncodedBatch, KEY_BYTES_MAX, RECORD_FLAG_ENCRYPTED,
-    RECORD_HEADER_LEN, RecordIn, RecordIter, RecordView, encode_batch, encoded_batch_len,
-    verify_batch,
+    BATCH_HEADER_LEN, BATCH_MAGIC, BatchHeader, KEY_BYTES_MAX, RECORD_FLAG_ENCRYPTED,
+    RECORD_HEADER_LEN, RecordIn, RecordIter, RecordView, verify_batch,
 };
+pub use encoded::{EncodedBatch, encode_batch, encoded_batch_len};
 pub use footer::{IndexEntry, SegmentFooter, decode_footer, encode_footer};
 pub use segment_header::{
     SEGMENT_DATA_START, SEGMENT_HEADER_LEN, SegmentHeader, SegmentState, TRAILER_LEN, Trailer,
