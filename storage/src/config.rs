@@ -34,6 +34,10 @@ pub struct LogConfig {
     /// Start background writeback of the active segment every this many bytes (0: never), so
     /// a segment's seal, or a durable append, never has a large backlog to sync at once.
     pub writeback_interval_bytes: u64,
+    /// The log is a shard's Raft log in cluster mode: it takes entries (`append_entry`,
+    /// `append_received`) and shows readers only what `commit_to` committed
+    /// (docs/design/segment-format.md, "Replicated logs").
+    pub replicated: bool,
 }
 
 impl Default for LogConfig {
@@ -46,6 +50,7 @@ impl Default for LogConfig {
             index_interval_bytes: 64 * 1024,
             retention_ms: RETENTION_MS_DEFAULT,
             writeback_interval_bytes: 1024 * 1024,
+            replicated: false,
         }
     }
 }

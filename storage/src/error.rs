@@ -120,6 +120,22 @@ pub enum StorageError {
         /// The failure that latched the log.
         cause: String,
     },
+    /// A batch does not go where it was sent: a plain batch to a replicated log or an entry to
+    /// a single-node log, an entry that does not follow the log's last one, or a received
+    /// entry whose sequence numbers or times are not the log's next.
+    #[error("entry refused: {reason}")]
+    EntryRefused {
+        /// What did not match.
+        reason: String,
+    },
+    /// A truncation would remove entries readers can already see (at or below the commit).
+    #[error("cannot truncate from entry {index}: entries up to {visible_index} are committed")]
+    TruncateCommitted {
+        /// The first entry the truncation would remove.
+        index: u64,
+        /// The last visible (committed) entry.
+        visible_index: u64,
+    },
     /// Another open log already owns this directory.
     #[error("log directory {path:?} is already open")]
     InUse {

@@ -52,6 +52,11 @@ impl SparseIndex {
         }
     }
 
+    /// Forgets the entries at or after `pos` (a replicated log's truncation).
+    pub fn truncate(&mut self, pos: u64) {
+        self.entries.retain(|e| e.pos < pos);
+    }
+
     /// The entries, for the footer.
     pub fn entries(&self) -> &[IndexEntry] {
         &self.entries

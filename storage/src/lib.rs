@@ -70,7 +70,7 @@ pub use config::{
 };
 pub use datadir::{DataDir, NAME_BYTES_MAX, validate_name};
 pub use error::{Result, StorageError};
-pub use format::{EncodedBatch, RECORD_FLAG_ENCRYPTED, RecordIn, RecordView};
+pub use format::{EncodedBatch, EntryId, RECORD_FLAG_ENCRYPTED, RecordIn, RecordView};
 pub use io::{GlommioIo, SegmentIo};
 pub use log::{Appended, Durability, LogStats, ReadOnlyLog, ShardLog};
 pub use metalog::{MetaLog, MetaLogRepair, MetaLogScan};

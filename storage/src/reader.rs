@@ -80,8 +80,7 @@ impl ReadBatch {
         }
         let mut pos = self.start_pos;
         loop {
-            let header = crate::format::BatchHeader::parse(segment.bytes(pos, pos + 64))
-                .expect("batch verified by the read");
+            let header = segment.header_at(pos).expect("batch verified by the read");
             if header.end_seq() > last_seq {
                 return header.max_timestamp_ms;
             }
@@ -100,10 +99,9 @@ impl ReadBatch {
         let mut pos = self.start_pos;
         let mut seq = first;
         while seq < end {
-            let header = crate::format::BatchHeader::parse(segment.bytes(pos, pos + 64))
-                .expect("batch verified by the read");
+            let header = segment.header_at(pos).expect("batch verified by the read");
             let bytes = segment.bytes(pos, pos + u64::from(header.length));
-            let mut at = crate::format::BATCH_HEADER_LEN;
+            let mut at = header.header_len();
             for record_seq in header.base_seq..header.end_seq() {
                 let data_len = u64::from(crate::format::read_u32(bytes, at));
                 let key_len = u64::from(crate::format::read_u16(bytes, at + 4));
@@ -125,8 +123,7 @@ impl ReadBatch {
         let mut pos = self.start_pos;
         let batches = std::iter::from_fn(move || {
             let segment = segment?;
-            let header = crate::format::BatchHeader::parse(segment.bytes(pos, pos + 64))
-                .expect("batch verified by the read");
+            let header = segment.header_at(pos).expect("batch verified by the read");
             let bytes = segment.bytes(pos, pos + u64::from(header.length));
             pos += u64::from(header.length);
             Some(RecordIter::new(bytes, &header).map(|r| r.expect("batch verified by the read")))

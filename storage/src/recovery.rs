@@ -5,8 +5,9 @@
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::format::{
-    BATCH_MAGIC, BatchHeader, FormatError, IndexEntry, SEGMENT_DATA_START, SEGMENT_HEADER_LEN,
-    SegmentHeader, SegmentState, TRAILER_LEN, Trailer, decode_footer, verify_batch,
+    BATCH_HEADER_LEN, BATCH_HEADER_MAX_LEN, BATCH_MAGIC, BatchHeader, EntryId, FormatError,
+    IndexEntry, SEGMENT_DATA_START, SEGMENT_HEADER_LEN, SegmentHeader, SegmentState, TRAILER_LEN,
+    Trailer, decode_footer, verify_batch,
 };
 use crate::index::SparseIndex;
 use crate::segment::{Segment, map_file};
@@ -69,6 +70,8 @@ pub(crate) struct Recovered {
     pub(crate) next_seq: u64,
     /// Where the surviving data ends; below `next_seq` only when numbering jumps after a cut.
     pub(crate) chain_end: u64,
+    /// A replicated log's last entry.
+    pub(crate) last_entry: Option<EntryId>,
     pub(crate) generation: u64,
     pub(crate) next_slot: u32,
     pub(crate) report: RecoveryReport,
@@ -140,6 +143,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
     let (mut live, mut free): (Vec<Found>, Vec<Found>) = found
         .into_iter()
         .partition(|f| f.header.is_some_and(|h| h.state == SegmentState::Live));
+    refuse_other_kind(dir, &live, config)?;
     live.sort_by_key(|f| (f.segment.base_seq, std::cmp::Reverse(f.segment.generation)));
     let mut recovered = Recovered {
         live: Vec::new(),
@@ -148,6 +152,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered> {
         discarded: Vec::new(),
         next_seq: seq_floor,
         chain_end: 0,
+        last_entry: None,
         generation,
         next_slot,
         report: RecoveryReport::default(),
@@ -195,6 +200,9 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
     for found in live {
         let follows_seq = found.header.map_or(0, |h| h.follows_seq);
         let mut opened_segment = open_segment(found.segment, config, &mut recovered.report);
+        if config.replicated && opened_segment.sealed {
+            opened_segment.progress.entries = sealed_entry_bounds(&opened_segment);
+        }
         opened_segment.follows_seq = follows_seq;
         let retired = if opened_segment.is_empty() {
             opened_segment.segment.base_seq < retired_floor
@@ -211,7 +219,12 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
         opened.push(opened_segment);
     }
     opened.sort_by_key(|o| (o.segment.base_seq, o.segment.generation));
-    let proven = opened.iter().rposition(|o| o.sealed).map_or(0, |i| i + 1);
+    // A replicated log is never stepped over a hole: its entries must stay consecutive, and
+    // what is lost after a break the leader sends again.
+    let proven = match config.replicated {
+        true => 0,
+        false => opened.iter().rposition(|o| o.sealed).map_or(0, |i| i + 1),
+    };
     let last = opened.len().saturating_sub(1);
     let mut chain = Chain {
         index_interval_bytes: config.index_interval_bytes,
@@ -228,6 +241,13 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
     recovered.next_seq = chain.position.unwrap_or(0).max(floor);
     // Where the data ends, for the next segment's `follows_seq` when numbering jumps.
     recovered.chain_end = chain.data_end.unwrap_or(recovered.next_seq);
+    if config.replicated {
+        // A replica's numbers are its leader's: records lost here were never visible (nothing
+        // above the commit is) or are committed and come again from the leader, with the
+        // same numbers. The log goes on where its entries end.
+        recovered.next_seq = recovered.chain_end;
+        recovered.last_entry = chain.last_entry;
+    }
 }
 
 /// The walk of `chain_live` over the live segments, in sequence order.
@@ -245,6 +265,8 @@ struct Chain {
     /// cut or a hole if not, or the tail of the log.
     stopped_on: Option<Truncation>,
     index_interval_bytes: u64,
+    /// A replicated log's last kept entry.
+    last_entry: Option<EntryId>,
 }
 
 impl Chain {
@@ -265,7 +287,8 @@ impl Chain {
         let follows_seq = opened.follows_seq;
         let at = self.position;
         let follows = at
-            .is_none_or(|at| base == at || follows_seq == at || self.data_end == Some(follows_seq));
+            .is_none_or(|at| base == at || follows_seq == at || self.data_end == Some(follows_seq))
+            && entries_follow(self.last_entry, opened.progress.entries);
         // Where a break before this segment leaves the log, if the last scan did not stop
         // on damage that says more.
         let gap = Truncation {
@@ -299,6 +322,9 @@ impl Chain {
             return;
         }
         self.data_end = Some(opened.progress.end_seq);
+        if let Some((_, last)) = opened.progress.entries {
+            self.last_entry = Some(last);
+        }
         keep(recovered, opened, self.index_interval_bytes);
     }
 }
@@ -338,8 +364,9 @@ struct Opened {
 }
 
 impl Opened {
+    /// Holds no batch (a segment of control entries holds no record but is not empty).
     fn is_empty(&self) -> bool {
-        self.progress.end_seq == self.segment.base_seq
+        self.progress.data_end == SEGMENT_DATA_START
     }
 }
 
@@ -375,6 +402,8 @@ struct Progress {
     max_timestamp_ms: u64,
     last_checksum: u64,
     index: Vec<IndexEntry>,
+    /// A replicated log's first and last entries in the segment.
+    entries: Option<(EntryId, EntryId)>,
 }
 
 /// Opens a segment from its trailer and footer, if both are valid and of its generation.
@@ -409,6 +438,7 @@ fn open_sealed(segment: &Segment) -> Option<Progress> {
         max_timestamp_ms: footer.max_timestamp_ms,
         last_checksum: footer.last_checksum,
         index: footer.index,
+        entries: None,
     })
 }
 
@@ -430,18 +460,25 @@ fn scan(segment: &Segment, config: &LogConfig) -> Scanned {
         max_timestamp_ms: 0,
         last_checksum: 0,
         index: Vec::new(),
+        entries: None,
     };
     let mut damage = None;
     let mut later_life = false;
     while progress.data_end + 64 <= limit {
         let pos = progress.data_end;
-        match check_batch(segment, pos, limit, &progress) {
+        match check_batch(segment, pos, limit, &progress, config.replicated) {
             Ok(header) => {
-                index.observe(IndexEntry {
-                    seq: header.base_seq,
-                    timestamp_ms: header.min_timestamp_ms,
-                    pos,
-                });
+                if !header.is_control() {
+                    index.observe(IndexEntry {
+                        seq: header.base_seq,
+                        timestamp_ms: header.min_timestamp_ms,
+                        pos,
+                    });
+                }
+                if let Some(entry) = header.entry {
+                    let first = progress.entries.map_or(entry, |(first, _)| first);
+                    progress.entries = Some((first, entry));
+                }
                 progress.end_seq = header.end_seq();
                 progress.data_end = pos + u64::from(header.length);
                 progress.max_timestamp_ms = header.max_timestamp_ms;
@@ -476,7 +513,7 @@ fn holds_later_life(segment: &Segment, from: u64, limit: u64) -> bool {
     let magic = BATCH_MAGIC.to_le_bytes();
     (0..bytes.len().saturating_sub(63)).step_by(8).any(|at| {
         bytes[at..at + 4] == magic
-            && BatchHeader::parse(&bytes[at..at + 64])
+            && BatchHeader::parse(&bytes[at..bytes.len().min(at + BATCH_HEADER_MAX_LEN)])
                 .is_ok_and(|h| h.generation > segment.generation)
     })
 }
@@ -494,9 +531,10 @@ fn check_batch(
     pos: u64,
     limit: u64,
     at: &Progress,
+    replicated: bool,
 ) -> Result<BatchHeader, Stop> {
-    let head = segment.bytes(pos, pos + 64);
-    if head.iter().all(|&b| b == 0) {
+    let head = segment.bytes(pos, pos + BATCH_HEADER_MAX_LEN as u64);
+    if head[..BATCH_HEADER_LEN].iter().all(|&b| b == 0) {
         return Err(Stop::CleanEnd);
     }
     let header = BatchHeader::parse(head).map_err(Stop::Damage)?;
@@ -514,6 +552,16 @@ fn check_batch(
         Some("batch runs past the data region")
     } else if header.min_timestamp_ms < at.max_timestamp_ms {
         Some("batch timestamps go back in time")
+    } else if replicated != header.entry.is_some() {
+        Some(match replicated {
+            true => "a single-node batch in a replicated log",
+            false => "an entry of a replicated log in a single-node log",
+        })
+    } else if !entries_follow(
+        at.entries.map(|(_, last)| last),
+        header.entry.map(|e| (e, e)),
+    ) {
+        Some("entry does not follow the previous entry")
     } else {
         None
     };
@@ -523,4 +571,66 @@ fn check_batch(
     let bytes = segment.bytes(pos, pos + u64::from(header.length));
     verify_batch(bytes, &header).map_err(Stop::Damage)?;
     Ok(header)
+}
+
+/// Whether entries starting at `next` (first, last) may follow `previous`: the next index, a
+/// term not lower. Where either side holds no entry there is nothing to check.
+fn entries_follow(previous: Option<EntryId>, next: Option<(EntryId, EntryId)>) -> bool {
+    match (previous, next) {
+        (Some(previous), Some((first, _))) => {
+            first.index == previous.index + 1 && first.term >= previous.term
+        }
+        _ => true,
+    }
+}
+
+/// The first and last entries of a sealed segment of a replicated log, from batch headers: the
+/// first batch, and a walk from the last index entry to the end of the data. `None` for a
+/// segment whose headers do not say (the chain then checks nothing across it; a read of a
+/// damaged batch reports it).
+fn sealed_entry_bounds(opened: &Opened) -> Option<(EntryId, EntryId)> {
+    let (segment, progress) = (&opened.segment, &opened.progress);
+    let header_at = |pos: u64| {
+        let head = segment.bytes(pos, pos + BATCH_HEADER_MAX_LEN as u64);
+        BatchHeader::parse(head).ok()
+    };
+    if progress.data_end <= SEGMENT_DATA_START {
+        return None;
+    }
+    let first = header_at(SEGMENT_DATA_START)?.entry?;
+    let mut pos = progress.index.last().map_or(SEGMENT_DATA_START, |e| e.pos);
+    loop {
+        let header = header_at(pos)?;
+        let end = pos + u64::from(header.length);
+        if end >= progress.data_end {
+            return (end == progress.data_end).then_some((first, header.entry?));
+        }
+        pos = end;
+    }
+}
+
+/// Refuses to open a single-node log as replicated, or the reverse: recovery would take every
+/// batch of the other kind for damage and release the data. Looks at the first batch of each
+/// live segment (one of its own generation).
+fn refuse_other_kind(dir: &Path, live: &[Found], config: &LogConfig) -> Result<()> {
+    let other_kind = live.iter().any(|found| {
+        let head = found.segment.bytes(
+            SEGMENT_DATA_START,
+            SEGMENT_DATA_START + BATCH_HEADER_MAX_LEN as u64,
+        );
+        BatchHeader::parse(head).is_ok_and(|h| {
+            h.generation == found.segment.generation && h.entry.is_some() != config.replicated
+        })
+    });
+    if !other_kind {
+        return Ok(());
+    }
+    let (holds, opened_as) = match config.replicated {
+        true => ("a single-node log", "replicated"),
+        false => ("a replicated (cluster) log", "single-node"),
+    };
+    Err(StorageError::InvalidConfig(format!(
+        "{} holds {holds}; it cannot be opened as {opened_as}",
+        dir.display()
+    )))
 }

@@ -7,7 +7,9 @@
 //! `visible_end` never change under a reader (docs/design/leases.md).
 
 use crate::error::{Result, StorageError};
-use crate::format::{BatchHeader, FormatError, IndexEntry, SEGMENT_DATA_START, verify_batch};
+use crate::format::{
+    BATCH_HEADER_MAX_LEN, BatchHeader, FormatError, IndexEntry, SEGMENT_DATA_START, verify_batch,
+};
 use crate::index::SparseIndex;
 use crate::mapping::Mapping;
 pub(crate) use crate::mapping::map_file;
@@ -109,18 +111,54 @@ impl Segment {
             self.end_seq(),
             "sequence numbers are contiguous"
         );
-        self.index
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .observe(IndexEntry {
-                seq: loc.header.base_seq,
-                timestamp_ms: loc.header.min_timestamp_ms,
-                pos: loc.pos,
-            });
+        // Control entries take no sequence number: the index points at record batches only.
+        if !loc.header.is_control() {
+            self.index
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .observe(IndexEntry {
+                    seq: loc.header.base_seq,
+                    timestamp_ms: loc.header.min_timestamp_ms,
+                    pos: loc.pos,
+                });
+        }
         self.max_timestamp_ms
             .store(loc.header.max_timestamp_ms, Ordering::Release);
         self.end_seq.store(loc.header.end_seq(), Ordering::Release);
         self.visible_end.store(loc.end(), Ordering::Release);
+    }
+
+    /// Owner, truncating a replicated log: the written end moves back to `pos`, where the
+    /// records end at `end_seq`, the last arriving at `max_timestamp_ms`. Readers never see
+    /// the bytes this forgets (they are above the commit, and readers stop at it).
+    pub(crate) fn truncate_to(&self, pos: u64, end_seq: u64, max_timestamp_ms: u64) {
+        assert!(pos <= self.visible_end() && end_seq <= self.end_seq());
+        self.index
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .truncate(pos);
+        self.max_timestamp_ms
+            .store(max_timestamp_ms, Ordering::Release);
+        self.end_seq.store(end_seq, Ordering::Release);
+        self.visible_end.store(pos, Ordering::Release);
+    }
+
+    /// The header of the last written batch, walked from the last index entry (`None` when the
+    /// segment holds none, or a header on the way does not parse).
+    pub(crate) fn last_header(&self) -> Option<BatchHeader> {
+        let end = self.visible_end();
+        let mut pos = self
+            .index()
+            .entries()
+            .last()
+            .map_or(SEGMENT_DATA_START, |e| e.pos);
+        let mut last = None;
+        while pos < end {
+            let header = self.header_at(pos).ok()?;
+            pos += u64::from(header.length);
+            last = Some(header);
+        }
+        last
     }
 
     pub(crate) fn end_seq(&self) -> u64 {
@@ -179,8 +217,8 @@ impl Segment {
     /// The header of the batch at `pos`, checked against what the walk expects, without
     /// verifying its body.
     pub(crate) fn batch_at(&self, pos: u64, limit: u64, expected_seq: u64) -> Result<BatchLoc> {
-        let header = BatchHeader::parse(self.bytes(pos, limit.min(pos + 64).max(pos)))
-            .map_err(|e| self.corrupt(pos, e))?;
+        let head = self.bytes(pos, limit.min(pos + BATCH_HEADER_MAX_LEN as u64).max(pos));
+        let header = BatchHeader::parse(head).map_err(|e| self.corrupt(pos, e))?;
         let fault = if header.generation != self.generation {
             Some("batch from another generation of this segment")
         } else if header.base_seq != expected_seq {
@@ -194,6 +232,11 @@ impl Segment {
             Some(reason) => Err(self.corrupt(pos, FormatError(reason))),
             None => Ok(BatchLoc { pos, header }),
         }
+    }
+
+    /// The header of a batch a read verified (the mapping runs well past any batch's header).
+    pub(crate) fn header_at(&self, pos: u64) -> std::result::Result<BatchHeader, FormatError> {
+        BatchHeader::parse(self.bytes(pos, pos + BATCH_HEADER_MAX_LEN as u64))
     }
 
     /// Like [`Segment::batch_at`], and verifies the checksum and record layout.
@@ -241,7 +284,8 @@ impl Segment {
         let (mut pos, mut expected) = self.walk_from(self.index().floor_by_timestamp(timestamp_ms));
         while pos < limit {
             let loc = self.verified_batch_at(pos, limit, expected)?;
-            if loc.header.max_timestamp_ms >= timestamp_ms {
+            // A control entry holds no record to land on.
+            if loc.header.max_timestamp_ms >= timestamp_ms && !loc.header.is_control() {
                 let bytes = self.bytes(loc.pos, loc.end());
                 let found = crate::format::RecordIter::new(bytes, &loc.header)
                     .map(|r| r.expect("verified batch decodes"))

@@ -1,4 +1,6 @@
-//! Batches of records: header, record headers, checksum.
+//! Batches of records: header, record headers, checksum; and the entries of a replicated log
+//! (format version 2): a batch whose header is followed by its entry id, or a control entry
+//! with an opaque body in place of records.
 
 use super::{FORMAT_VERSION, FormatError, align8, read_u16, read_u32, read_u64};
 use xxhash_rust::xxh3::xxh3_64;
@@ -18,6 +20,34 @@ const RECORD_FLAGS_KNOWN: u16 = RECORD_FLAG_ENCRYPTED;
 pub const KEY_BYTES_MAX: usize = u16::MAX as usize;
 /// The checksum covers the batch from this offset to its end.
 pub(super) const CHECKSUM_FROM: usize = 16;
+/// Batch flag: the batch is an entry of a replicated log; its `EntryId` follows the header.
+pub const BATCH_FLAG_REPLICATED: u16 = 1;
+/// Batch flag (with `BATCH_FLAG_REPLICATED`): a control entry, no records but an opaque body
+/// for the replication layer (a blank entry, a membership change); readers skip it.
+pub const BATCH_FLAG_CONTROL: u16 = 2;
+/// Every batch flag; any other bit is corruption.
+const BATCH_FLAGS_KNOWN: u16 = BATCH_FLAG_REPLICATED | BATCH_FLAG_CONTROL;
+/// Version of a batch with flags. Plain batches keep version 1, so single-node logs are
+/// byte for byte what they were.
+pub const FLAGGED_BATCH_VERSION: u16 = 2;
+/// Size of the entry id after a replicated batch's header.
+pub const ENTRY_ID_LEN: usize = 24;
+/// The longest header: a replicated batch's, entry id included.
+pub const BATCH_HEADER_MAX_LEN: usize = BATCH_HEADER_LEN + ENTRY_ID_LEN;
+/// A control entry's body length and reserved word, before the body.
+const CONTROL_PREFIX_LEN: usize = 8;
+
+/// Where an entry stands in a replicated log: the Raft log id of the batch (term and leader
+/// node of the leader that appended it first, and its index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EntryId {
+    /// The term of the leader that created the entry.
+    pub term: u64,
+    /// That leader's node id.
+    pub leader: u64,
+    /// Position in the replicated log: consecutive, entry after entry.
+    pub index: u64,
+}
 
 /// One record to append: borrowed key and data.
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +80,7 @@ pub struct BatchHeader {
     pub checksum: u64,
     /// Whole batch in bytes, a multiple of 8.
     pub length: u32,
-    /// Records in the batch, at least 1.
+    /// Records in the batch: at least 1, and 0 in a control entry.
     pub record_count: u32,
     /// Sequence number of the first record.
     pub base_seq: u64,
@@ -62,6 +92,10 @@ pub struct BatchHeader {
     pub max_timestamp_ms: u64,
     /// Checksum of the previous batch in the segment (0 for the first).
     pub prev_checksum: u64,
+    /// `BATCH_FLAG_REPLICATED`, `BATCH_FLAG_CONTROL`; 0 in a single-node log.
+    pub flags: u16,
+    /// A replicated batch's entry id.
+    pub entry: Option<EntryId>,
 }
 
 const _: () = assert!(BATCH_HEADER_LEN == 64 && RECORD_HEADER_LEN == 16);
@@ -72,7 +106,24 @@ impl BatchHeader {
         self.base_seq + u64::from(self.record_count)
     }
 
-    /// Decodes and checks the fields that can be checked without the body.
+    /// Bytes before the first record (or a control entry's body): the header, and the entry
+    /// id of a replicated batch.
+    pub fn header_len(&self) -> usize {
+        if self.entry.is_some() {
+            BATCH_HEADER_MAX_LEN
+        } else {
+            BATCH_HEADER_LEN
+        }
+    }
+
+    /// A control entry of a replicated log (no records).
+    pub fn is_control(&self) -> bool {
+        self.flags & BATCH_FLAG_CONTROL != 0
+    }
+
+    /// Decodes and checks the fields that can be checked without the body. `bytes` starts at
+    /// the batch and holds at least its header (`BATCH_HEADER_MAX_LEN` bytes for a
+    /// replicated batch).
     pub fn parse(bytes: &[u8]) -> Result<BatchHeader, FormatError> {
         if bytes.len() < BATCH_HEADER_LEN {
             return Err(FormatError("batch header runs past the end of the data"));
@@ -80,12 +131,25 @@ impl BatchHeader {
         if read_u32(bytes, 0) != BATCH_MAGIC {
             return Err(FormatError("bad batch magic"));
         }
-        if read_u16(bytes, 4) != FORMAT_VERSION {
-            return Err(FormatError("unknown batch version"));
-        }
-        if read_u16(bytes, 6) != 0 {
-            return Err(FormatError("unknown batch flags"));
-        }
+        let flags = read_u16(bytes, 6);
+        let entry = match (read_u16(bytes, 4), flags) {
+            (FORMAT_VERSION, 0) => None,
+            (FORMAT_VERSION, _) => return Err(FormatError("unknown batch flags")),
+            (FLAGGED_BATCH_VERSION, flags)
+                if flags & BATCH_FLAG_REPLICATED != 0 && flags & !BATCH_FLAGS_KNOWN == 0 =>
+            {
+                if bytes.len() < BATCH_HEADER_MAX_LEN {
+                    return Err(FormatError("entry id runs past the end of the data"));
+                }
+                Some(EntryId {
+                    term: read_u64(bytes, 64),
+                    leader: read_u64(bytes, 72),
+                    index: read_u64(bytes, 80),
+                })
+            }
+            (FLAGGED_BATCH_VERSION, _) => return Err(FormatError("unknown batch flags")),
+            _ => return Err(FormatError("unknown batch version")),
+        };
         let header = BatchHeader {
             checksum: read_u64(bytes, 8),
             length: read_u32(bytes, 16),
@@ -95,13 +159,23 @@ impl BatchHeader {
             min_timestamp_ms: read_u64(bytes, 40),
             max_timestamp_ms: read_u64(bytes, 48),
             prev_checksum: read_u64(bytes, 56),
+            flags,
+            entry,
         };
         let length = header.length as usize;
-        if length < BATCH_HEADER_LEN + RECORD_HEADER_LEN || !length.is_multiple_of(8) {
+        let shortest = header.header_len()
+            + if header.is_control() {
+                CONTROL_PREFIX_LEN
+            } else {
+                RECORD_HEADER_LEN
+            };
+        if length < shortest || !length.is_multiple_of(8) {
             return Err(FormatError("bad batch length"));
         }
-        if header.record_count == 0 {
-            return Err(FormatError("batch without records"));
+        match (header.is_control(), header.record_count) {
+            (false, 0) => return Err(FormatError("batch without records")),
+            (true, 1..) => return Err(FormatError("control entry with records")),
+            _ => {}
         }
         if header.min_timestamp_ms > header.max_timestamp_ms {
             return Err(FormatError("batch timestamps out of order"));
@@ -111,8 +185,13 @@ impl BatchHeader {
 
     pub(super) fn write(&self, out: &mut [u8]) {
         out[0..4].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
-        out[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out[6..8].copy_from_slice(&0u16.to_le_bytes());
+        let version = if self.flags == 0 {
+            FORMAT_VERSION
+        } else {
+            FLAGGED_BATCH_VERSION
+        };
+        out[4..6].copy_from_slice(&version.to_le_bytes());
+        out[6..8].copy_from_slice(&self.flags.to_le_bytes());
         out[8..16].copy_from_slice(&self.checksum.to_le_bytes());
         out[16..20].copy_from_slice(&self.length.to_le_bytes());
         out[20..24].copy_from_slice(&self.record_count.to_le_bytes());
@@ -121,7 +200,42 @@ impl BatchHeader {
         out[40..48].copy_from_slice(&self.min_timestamp_ms.to_le_bytes());
         out[48..56].copy_from_slice(&self.max_timestamp_ms.to_le_bytes());
         out[56..64].copy_from_slice(&self.prev_checksum.to_le_bytes());
+        if let Some(entry) = self.entry {
+            out[64..72].copy_from_slice(&entry.term.to_le_bytes());
+            out[72..80].copy_from_slice(&entry.leader.to_le_bytes());
+            out[80..88].copy_from_slice(&entry.index.to_le_bytes());
+        }
     }
+}
+
+/// A control entry's body (`bytes` is the whole verified batch).
+pub fn control_body<'a>(bytes: &'a [u8], header: &BatchHeader) -> &'a [u8] {
+    let at = header.header_len();
+    let len = read_u32(bytes, at) as usize;
+    &bytes[at + CONTROL_PREFIX_LEN..at + CONTROL_PREFIX_LEN + len]
+}
+
+/// Bytes of a control entry with a body of `body_bytes`.
+pub(super) fn control_entry_len(body_bytes: usize) -> usize {
+    BATCH_HEADER_MAX_LEN + CONTROL_PREFIX_LEN + align8(body_bytes as u64) as usize
+}
+
+/// Checks a control entry's layout: its body length accounts for every byte, its time is one.
+fn verify_control(bytes: &[u8], header: &BatchHeader) -> Result<(), FormatError> {
+    let at = header.header_len();
+    let body_len = read_u32(bytes, at) as usize;
+    if read_u32(bytes, at + 4) != 0 {
+        return Err(FormatError("control entry's reserved word is not zero"));
+    }
+    if control_entry_len(body_len) != bytes.len() {
+        return Err(FormatError(
+            "control entry's body length does not match the batch",
+        ));
+    }
+    if header.min_timestamp_ms != header.max_timestamp_ms {
+        return Err(FormatError("control entry with two times"));
+    }
+    Ok(())
 }
 
 /// Verifies a whole batch (`bytes` is exactly `header.length` long): checksum, then the record
@@ -132,6 +246,9 @@ pub fn verify_batch(bytes: &[u8], header: &BatchHeader) -> Result<(), FormatErro
     }
     if xxh3_64(&bytes[CHECKSUM_FROM..]) != header.checksum {
         return Err(FormatError("batch checksum mismatch"));
+    }
+    if header.is_control() {
+        return verify_control(bytes, header);
     }
     let mut records = RecordIter::new(bytes, header);
     for _ in 0..header.record_count {
@@ -163,7 +280,7 @@ impl<'a> RecordIter<'a> {
     pub fn new(bytes: &'a [u8], header: &BatchHeader) -> Self {
         RecordIter {
             bytes,
-            pos: BATCH_HEADER_LEN,
+            pos: header.header_len(),
             remaining: header.record_count,
             next_seq: header.base_seq,
             base_timestamp_ms: header.min_timestamp_ms,
@@ -181,7 +298,10 @@ impl<'a> RecordIter<'a> {
         if flags & !RECORD_FLAGS_KNOWN != 0 || read_u32(self.bytes, at + 12) != 0 {
             return Err(FormatError("unknown record flags"));
         }
-        let timestamp_ms = self.base_timestamp_ms + u64::from(read_u32(self.bytes, at + 8));
+        let timestamp_ms = self
+            .base_timestamp_ms
+            .checked_add(u64::from(read_u32(self.bytes, at + 8)))
+            .ok_or(FormatError("record timestamp out of range"))?;
         let key_at = at + RECORD_HEADER_LEN;
         let end = key_at + align8((key_len + data_len) as u64) as usize;
         if end > self.bytes.len() {
@@ -285,9 +405,14 @@ pub(super) mod tests {
             data: b"some payload bytes",
         }];
         let (buf, _) = encode(&records);
+        assert_every_bit_flip_detected(&buf);
+    }
+
+    /// Flips each bit of a valid batch in turn: parse or verification must refuse each one.
+    pub(crate) fn assert_every_bit_flip_detected(buf: &[u8]) {
         for byte in 0..buf.len() {
             for bit in 0..8 {
-                let mut damaged = buf.clone();
+                let mut damaged = buf.to_vec();
                 damaged[byte] ^= 1 << bit;
                 let ok = BatchHeader::parse(&damaged)
                     .ok()

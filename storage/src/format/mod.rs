@@ -3,12 +3,16 @@
 
 mod batch;
 mod encoded;
+#[cfg(test)]
+mod entry_tests;
 mod footer;
 mod segment_header;
 
 pub use batch::{
-    BATCH_HEADER_LEN, BATCH_MAGIC, BatchHeader, KEY_BYTES_MAX, RECORD_FLAG_ENCRYPTED,
-    RECORD_HEADER_LEN, RecordIn, RecordIter, RecordView, verify_batch,
+    BATCH_FLAG_CONTROL, BATCH_FLAG_REPLICATED, BATCH_HEADER_LEN, BATCH_HEADER_MAX_LEN, BATCH_MAGIC,
+    BatchHeader, ENTRY_ID_LEN, EntryId, FLAGGED_BATCH_VERSION, KEY_BYTES_MAX,
+    RECORD_FLAG_ENCRYPTED, RECORD_HEADER_LEN, RecordIn, RecordIter, RecordView, control_body,
+    verify_batch,
 };
 pub use encoded::{EncodedBatch, encode_batch, encoded_batch_len};
 pub use footer::{IndexEntry, SegmentFooter, decode_footer, encode_footer};

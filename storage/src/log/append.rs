@@ -5,7 +5,9 @@
 use super::cancel::CancelLatch;
 use super::{Appended, Durability, InFlight, ShardLog, Writer};
 use crate::error::{Result, StorageError};
-use crate::format::{EncodedBatch, IndexEntry, KEY_BYTES_MAX, RecordIn, encoded_batch_len};
+use crate::format::{
+    EncodedBatch, EntryId, IndexEntry, KEY_BYTES_MAX, RecordIn, encoded_batch_len,
+};
 use crate::io::{SegmentFile, SegmentIo};
 use crate::segment::BatchLoc;
 use std::rc::Rc;
@@ -28,16 +30,26 @@ impl<I: SegmentIo> ShardLog<I> {
     /// hashes it and writes it, without copying the records again.
     pub async fn append_encoded(
         &self,
+        batch: EncodedBatch,
+        durability: Durability,
+    ) -> Result<Appended> {
+        self.append_sealed(batch, Seal::Plain, durability).await
+    }
+
+    /// The append path of every kind of batch: checked, reserved, written, published.
+    pub(super) async fn append_sealed(
+        &self,
         mut batch: EncodedBatch,
+        seal: Seal,
         durability: Durability,
     ) -> Result<Appended> {
         self.check_writable()?;
         self.validate(&batch)?;
         let length = batch.len_bytes();
         let data_limit = self.config.data_limit();
-        let (file, pos, appended) = loop {
+        let (file, pos, appended, ordinal) = loop {
             if self.writer.borrow().fits(length, data_limit) {
-                break self.reserve(&mut batch);
+                break self.reserve(&mut batch, seal)?;
             }
             let _ring = self.ring_lock.lock().await;
             self.check_writable()?;
@@ -48,10 +60,10 @@ impl<I: SegmentIo> ShardLog<I> {
         let in_flight = CancelLatch::arm(self, "an append");
         let written = file.write_at(pos, batch.into_bytes()).await;
         in_flight.disarm();
-        self.complete(appended.base_seq, written)?;
-        self.wait_visible(appended.end_seq()).await?;
+        self.complete(ordinal, written)?;
+        self.wait_written(ordinal).await?;
         if durability == Durability::Durable {
-            self.wait_durable(appended.end_seq()).await?;
+            self.wait_batches_durable(ordinal).await?;
         }
         Ok(appended)
     }
@@ -84,6 +96,19 @@ impl<I: SegmentIo> ShardLog<I> {
     /// encoded elsewhere the errors name the first oversized key and the largest record
     /// (`append` names the first record at fault).
     fn validate(&self, batch: &EncodedBatch) -> Result<()> {
+        if batch.is_entry() != self.config.replicated {
+            let reason = if self.config.replicated {
+                "a replicated log takes entries only (append_entry, append_received)"
+            } else {
+                "a single-node log takes no entries of a replicated log"
+            };
+            return Err(StorageError::EntryRefused {
+                reason: reason.to_string(),
+            });
+        }
+        if batch.is_control() {
+            return self.validate_length(batch.len_bytes());
+        }
         self.validate_count(batch.record_count())?;
         if let Some((index, key_bytes)) = batch.oversized_key() {
             return Err(StorageError::KeyTooLong {
@@ -126,48 +151,69 @@ impl<I: SegmentIo> ShardLog<I> {
         Ok(())
     }
 
-    /// Takes the next place in the active segment and seals the batch for it.
-    fn reserve(&self, batch: &mut EncodedBatch) -> (Rc<I::File>, u64, Appended) {
+    /// Takes the next place in the active segment and seals the batch for it: the place, what
+    /// the batch holds, and its ordinal. An entry that does not follow the log's last one is
+    /// refused here, before it has a place.
+    fn reserve(
+        &self,
+        batch: &mut EncodedBatch,
+        seal: Seal,
+    ) -> Result<(Rc<I::File>, u64, Appended, u64)> {
         let mut w = self.writer.borrow_mut();
         let w = &mut *w;
         // Arrival times never go back within a shard, so time seeks can binary-search.
-        let timestamp_ms = self.shared.clock.now_ms().max(w.last_timestamp_ms);
+        let now_ms = self.shared.clock.now_ms().max(w.last_timestamp_ms);
+        let entry = match seal {
+            Seal::Plain => None,
+            Seal::Entry(entry) => Some(entry),
+            Seal::Received => batch.received_header().and_then(|h| h.entry),
+        };
+        if let Some(entry) = entry {
+            super::replicated::check_follows(w, entry, batch.received_header())?;
+        }
         let active = w.active.as_mut().expect("reserve only after fits()");
-        let generation = active.segment.generation;
-        let header = batch.seal(w.next_seq, generation, timestamp_ms, active.last_checksum);
+        let (generation, chain) = (active.segment.generation, active.last_checksum);
+        let header = match seal {
+            Seal::Plain => batch.seal(w.next_seq, generation, now_ms, chain),
+            Seal::Entry(entry) => batch.seal_entry(w.next_seq, generation, now_ms, chain, entry),
+            Seal::Received => batch.seal_received(generation, chain),
+        };
         let loc = BatchLoc {
             pos: active.write_pos,
             header,
         };
-        active.index.observe(IndexEntry {
-            seq: header.base_seq,
-            timestamp_ms,
-            pos: loc.pos,
-        });
+        if !header.is_control() {
+            active.index.observe(IndexEntry {
+                seq: header.base_seq,
+                timestamp_ms: header.min_timestamp_ms,
+                pos: loc.pos,
+            });
+        }
+        w.reserved_batches += 1;
+        active.last_ordinal = w.reserved_batches;
         active.write_pos = loc.end();
         active.last_checksum = header.checksum;
         w.next_seq = header.end_seq();
-        w.last_timestamp_ms = timestamp_ms;
+        w.last_timestamp_ms = header.max_timestamp_ms;
+        w.last_entry = header.entry.or(w.last_entry);
         w.in_flight.push_back(InFlight {
             segment: active.segment.clone(),
             loc,
+            ordinal: w.reserved_batches,
             written: false,
         });
         let appended = Appended {
             base_seq: header.base_seq,
             record_count: header.record_count,
-            timestamp_ms,
+            timestamp_ms: header.max_timestamp_ms,
         };
-        (active.file.clone(), loc.pos, appended)
+        Ok((active.file.clone(), loc.pos, appended, w.reserved_batches))
     }
 
     /// Records a finished write and publishes every batch that is now complete in order.
-    fn complete(&self, base_seq: u64, written: std::io::Result<()>) -> Result<()> {
+    fn complete(&self, ordinal: u64, written: std::io::Result<()>) -> Result<()> {
         let mut w = self.writer.borrow_mut();
-        let entry = w
-            .in_flight
-            .iter_mut()
-            .find(|e| e.loc.header.base_seq == base_seq);
+        let entry = w.in_flight.iter_mut().find(|e| e.ordinal == ordinal);
         let entry = entry.expect("a completed write was reserved");
         if let Err(e) = written {
             let path = entry.segment.path.clone();
@@ -179,10 +225,17 @@ impl<I: SegmentIo> ShardLog<I> {
         while w.in_flight.front().is_some_and(|e| e.written) {
             let entry = w.in_flight.pop_front().expect("checked above");
             entry.segment.publish(&entry.loc);
-            self.shared.publish_next_seq(entry.loc.header.end_seq());
+            self.written_batches.set(entry.ordinal);
+            self.written_seq.set(entry.loc.header.end_seq());
+            if !self.config.replicated {
+                self.shared.publish_next_seq(entry.loc.header.end_seq());
+            }
             published = true;
         }
         if published {
+            if self.config.replicated {
+                self.advance_visible(&mut w)?;
+            }
             w.dirty_epoch += 1;
             self.start_writeback(&mut w);
             self.published.notify(usize::MAX);
@@ -206,19 +259,31 @@ impl<I: SegmentIo> ShardLog<I> {
         }
     }
 
-    /// Waits until every record below `end_seq` is visible (or the log latched).
-    pub(super) async fn wait_visible(&self, end_seq: u64) -> Result<()> {
+    /// Waits until the batches up to `ordinal` are written, in order (or the log latched):
+    /// visible, in a single-node log.
+    pub(super) async fn wait_written(&self, ordinal: u64) -> Result<()> {
         loop {
-            if self.shared.next_seq() >= end_seq {
+            if self.written_batches.get() >= ordinal {
                 return Ok(());
             }
             self.check_writable()?;
             let listener = self.published.listen();
-            if self.shared.next_seq() >= end_seq {
+            if self.written_batches.get() >= ordinal {
                 return Ok(());
             }
             self.check_writable()?;
             listener.await;
         }
     }
+}
+
+/// How a reserved batch gets its header.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Seal {
+    /// A single-node log's batch.
+    Plain,
+    /// A new entry of a replicated log (its leader's append).
+    Entry(EntryId),
+    /// An entry received from the leader, numbered as the leader numbered it.
+    Received,
 }

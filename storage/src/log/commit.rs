@@ -8,9 +8,9 @@ use crate::io::{SegmentFile, SegmentIo};
 use std::rc::Rc;
 
 impl<I: SegmentIo> ShardLog<I> {
-    /// Makes everything visible so far durable.
+    /// Makes everything written so far (visible, in a single-node log) durable.
     pub async fn sync(&self) -> Result<()> {
-        self.wait_durable(self.shared.next_seq()).await
+        self.wait_batches_durable(self.written_batches.get()).await
     }
 
     /// Closes the log: makes everything visible so far durable and says whether that worked.
@@ -31,17 +31,27 @@ impl<I: SegmentIo> ShardLog<I> {
 
     /// Waits until a sync has covered every record below `end_seq`, running one if needed.
     pub(super) async fn wait_durable(&self, end_seq: u64) -> Result<()> {
+        self.sync_until(|| self.durable_seq.get() >= end_seq).await
+    }
+
+    /// Waits until a sync has covered the batches up to `ordinal`, running one if needed.
+    pub(super) async fn wait_batches_durable(&self, ordinal: u64) -> Result<()> {
+        self.sync_until(|| self.durable_batches.get() >= ordinal)
+            .await
+    }
+
+    async fn sync_until(&self, covered: impl Fn() -> bool) -> Result<()> {
         loop {
-            if self.durable_seq.get() >= end_seq {
+            if covered() {
                 return Ok(());
             }
             self.check_writable()?;
             let _gate = self.sync_gate.lock().await;
-            if self.durable_seq.get() >= end_seq {
+            if covered() {
                 return Ok(());
             }
             self.check_writable()?;
-            // Every visible batch's write has completed into one of these files. Nothing is
+            // Every written batch's write has completed into one of these files. Nothing is
             // marked clean until the syncs succeed, so a cancelled or failed sync loses nothing.
             let (target, files, sealed_files, epoch) = {
                 let w = self.writer.borrow();
@@ -50,7 +60,8 @@ impl<I: SegmentIo> ShardLog<I> {
                 if w.dirty_epoch > w.clean_epoch {
                     files.extend(w.active.as_ref().map(|a| a.file.clone()));
                 }
-                (self.shared.next_seq(), files, sealed_files, w.dirty_epoch)
+                let target = (self.written_seq.get(), self.written_batches.get());
+                (target, files, sealed_files, w.dirty_epoch)
             };
             for file in files {
                 if let Err(e) = file.sync_data().await {
@@ -66,7 +77,9 @@ impl<I: SegmentIo> ShardLog<I> {
                 w.unsynced.drain(..sealed_files);
                 w.clean_epoch = w.clean_epoch.max(epoch);
             }
-            self.durable_seq.set(self.durable_seq.get().max(target));
+            self.durable_seq.set(self.durable_seq.get().max(target.0));
+            self.durable_batches
+                .set(self.durable_batches.get().max(target.1));
         }
     }
 }

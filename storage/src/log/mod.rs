@@ -9,18 +9,22 @@
 //!
 //! The state lives here; each stage of a log's life has its own file: `open` (recovery's
 //! follow-ups), `append`, `roll`, `seal` (and `maintain`), `commit` (group commit),
-//! `retention`, `read_only` (what a closed log keeps), `lock` (the directory's LOCK file and SYNC-FAILED marker) and `cancel` (the
+//! `retention`, `replicated` (a Raft log's entries and commit), `truncate` (removing entries
+//! above the commit), `read_only` (what a closed log keeps), `lock` (the directory's LOCK file and SYNC-FAILED marker) and `cancel` (the
 //! drop guard that latches the log when an operation is cancelled mid-I/O).
 
 mod append;
 mod cancel;
 mod commit;
+mod entries;
 mod lock;
 mod open;
 mod read_only;
+mod replicated;
 mod retention;
 mod roll;
 mod seal;
+mod truncate;
 
 pub(crate) use lock::lock_dir;
 pub use read_only::ReadOnlyLog;
@@ -28,6 +32,7 @@ pub(crate) use retention::reclaim;
 
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
+use crate::format::EntryId;
 use crate::index::SparseIndex;
 use crate::io::SegmentIo;
 use crate::reader::LogReader;
@@ -103,12 +108,16 @@ struct Active<F> {
     index: SparseIndex,
     /// Background writeback has been started up to here.
     writeback_from: u64,
+    /// Ordinal (`Writer::reserved_batches`) of the last batch reserved in this segment.
+    last_ordinal: u64,
 }
 
 /// A reserved batch whose write may still be running.
 struct InFlight {
     segment: Arc<Segment>,
     loc: BatchLoc,
+    /// Its place among the batches reserved since open (1 for the first).
+    ordinal: u64,
     written: bool,
 }
 
@@ -139,6 +148,12 @@ struct Writer<F> {
     clean_epoch: u64,
     /// Next sequence number to reserve.
     next_seq: u64,
+    /// Batches reserved since open: the ordinal of the last one.
+    reserved_batches: u64,
+    /// A replicated log's last reserved entry.
+    last_entry: Option<EntryId>,
+    /// A replicated log's visibility: the commit index and how far it has been applied.
+    commit: replicated::Commit,
     last_timestamp_ms: u64,
     generation: u64,
     next_slot: u32,
@@ -176,7 +191,17 @@ pub struct ShardLog<I: SegmentIo> {
     /// Notified when `maintain` finishes allocating a spare segment.
     spare_ready: Event,
     sync_gate: Mutex<()>,
+    /// Held by a sealing pass and by a truncation: a truncation may reopen a full segment for
+    /// appends, which must not be sealed under it.
+    seal_lock: Mutex<()>,
     durable_seq: Cell<u64>,
+    /// Batches (by ordinal) whose write completed, in order, and those a sync covered:
+    /// durability is counted in batches, so a control entry (no records) is synced too.
+    written_batches: Cell<u64>,
+    durable_batches: Cell<u64>,
+    /// Sequence after the last written record; the visible one (`Shared`) trails it in a
+    /// replicated log, equals it otherwise.
+    written_seq: Cell<u64>,
     report: RecoveryReport,
     _lock: File,
 }

@@ -34,61 +34,54 @@ impl<I: SegmentIo> ShardLog<I> {
         config.validate()?;
         std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create log dir", dir, e))?;
         let lock = lock_dir(dir)?;
-        let recovered = recovery::recover(dir, &config)?;
-        let live: Vec<Arc<Segment>> = recovered.live.into_iter().map(Arc::new).collect();
+        let mut recovered = recovery::recover(dir, &config)?;
+        let live: Vec<Arc<Segment>> = std::mem::take(&mut recovered.live)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         let live_count = live.len();
         let trim_seq = live.first().map_or(recovered.next_seq, |s| s.base_seq);
+        // A replicated log shows nothing until the Raft layer says what is committed.
+        let visible_seq = if config.replicated {
+            trim_seq.min(recovered.next_seq)
+        } else {
+            recovered.next_seq
+        };
+        let commit = super::replicated::Commit::new(live.first(), visible_seq);
         let shared = Arc::new(Shared::new(
             dir.to_path_buf(),
             live.clone(),
-            recovered.next_seq,
+            visible_seq,
             trim_seq,
             config.retention_ms,
             clock,
         ));
-        let last_timestamp_ms = live.last().map_or(0, |s| s.max_timestamp_ms());
-        let discarded: Vec<Arc<Segment>> = recovered.discarded.into_iter().map(Arc::new).collect();
+        let discarded: Vec<Arc<Segment>> = std::mem::take(&mut recovered.discarded)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         // Free on disk, but a reader of an earlier log in this process may still hold one:
         // they wait in `retiring` for `reclaim`, as retired segments do.
-        let retiring: Vec<Arc<Segment>> = recovered
-            .free
+        let retiring: Vec<Arc<Segment>> = std::mem::take(&mut recovered.free)
             .into_iter()
             .map(Arc::new)
             .chain(discarded.iter().cloned())
             .collect();
-        let files_on_disk = live.len() + retiring.len();
-        let writer = Writer {
-            active: None,
-            rolling: false,
-            in_flight: VecDeque::new(),
-            live,
-            retiring,
-            free: Vec::new(),
-            unsynced: Vec::new(),
-            sealing: Vec::new(),
-            allocating_spare: false,
-            gap_from: (recovered.chain_end != recovered.next_seq).then_some(recovered.chain_end),
-            dirty_epoch: 0,
-            clean_epoch: 0,
-            next_seq: recovered.next_seq,
-            last_timestamp_ms,
-            generation: recovered.generation,
-            next_slot: recovered.next_slot,
-            files_on_disk,
-            files_created: 0,
-            files_created_on_roll: 0,
-            segments_recycled: 0,
-        };
+        let writer = recovered_writer(&recovered, live, retiring, commit);
         let log = ShardLog {
             io,
             config,
             durable_seq: Cell::new(recovered.next_seq),
+            written_batches: Cell::new(0),
+            durable_batches: Cell::new(0),
+            written_seq: Cell::new(recovered.next_seq),
             shared,
             writer: RefCell::new(writer),
             ring_lock: Mutex::new(()),
             published: Event::new(),
             spare_ready: Event::new(),
             sync_gate: Mutex::new(()),
+            seal_lock: Mutex::new(()),
             report: recovered.report,
             _lock: lock,
         };
@@ -181,6 +174,7 @@ impl<I: SegmentIo> ShardLog<I> {
             last_checksum: tail.last_checksum,
             index,
             writeback_from: tail.write_pos,
+            last_ordinal: 0,
         });
         Ok(())
     }
@@ -202,6 +196,7 @@ impl<I: SegmentIo> ShardLog<I> {
             last_checksum: tail.last_checksum,
             index,
             writeback_from: tail.write_pos,
+            last_ordinal: 0,
         };
         self.seal(&full, end_seq).await?;
         full.file
@@ -250,6 +245,42 @@ impl<I: SegmentIo> ShardLog<I> {
             .open(path)
             .await
             .map_err(|e| StorageError::io("open", path, e))
+    }
+}
+
+/// The writer's state over what recovery found.
+fn recovered_writer<F>(
+    recovered: &recovery::Recovered,
+    live: Vec<Arc<Segment>>,
+    retiring: Vec<Arc<Segment>>,
+    commit: super::replicated::Commit,
+) -> Writer<F> {
+    let last_timestamp_ms = live.last().map_or(0, |s| s.max_timestamp_ms());
+    let files_on_disk = live.len() + retiring.len();
+    Writer {
+        active: None,
+        rolling: false,
+        in_flight: VecDeque::new(),
+        live,
+        retiring,
+        free: Vec::new(),
+        unsynced: Vec::new(),
+        sealing: Vec::new(),
+        allocating_spare: false,
+        gap_from: (recovered.chain_end != recovered.next_seq).then_some(recovered.chain_end),
+        dirty_epoch: 0,
+        clean_epoch: 0,
+        next_seq: recovered.next_seq,
+        reserved_batches: 0,
+        last_entry: recovered.last_entry,
+        commit,
+        last_timestamp_ms,
+        generation: recovered.generation,
+        next_slot: recovered.next_slot,
+        files_on_disk,
+        files_created: 0,
+        files_created_on_roll: 0,
+        segments_recycled: 0,
     }
 }
 

@@ -26,8 +26,8 @@ impl<I: SegmentIo> ShardLog<I> {
 
     async fn roll_inner(&self) -> Result<()> {
         // The seal describes every batch of the segment: let the writes in flight land first.
-        let reserved_end = self.writer.borrow().next_seq;
-        self.wait_visible(reserved_end).await?;
+        let reserved = self.writer.borrow().reserved_batches;
+        self.wait_written(reserved).await?;
         // Get the next segment before touching the old one: if that fails, nothing changed.
         let (mut segment, file) = self.take_segment().await?;
         let (base_seq, generation) = {
@@ -71,6 +71,7 @@ impl<I: SegmentIo> ShardLog<I> {
             last_checksum: 0,
             index,
             writeback_from: SEGMENT_DATA_START,
+            last_ordinal: 0,
         });
         w.dirty_epoch += 1;
         Ok(())

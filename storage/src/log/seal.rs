@@ -62,6 +62,7 @@ impl<I: SegmentIo> ShardLog<I> {
     /// Syncs each full segment's data, then writes its seal. A segment retired meanwhile is still
     /// leased by `pending`, so it cannot be reused under the seal's writes.
     async fn seal_full_segments(&self) -> Result<()> {
+        let _sealing = self.seal_lock.lock().await;
         let pending = std::mem::take(&mut self.writer.borrow_mut().sealing);
         if pending.is_empty() {
             return Ok(());
@@ -70,7 +71,7 @@ impl<I: SegmentIo> ShardLog<I> {
         for (full, end_seq) in pending {
             // Through the group-commit gate: the full segment's file is in `unsynced`, so this
             // makes its data durable, and a failure latches the log for every caller.
-            self.wait_durable(end_seq).await?;
+            self.wait_batches_durable(full.last_ordinal).await?;
             self.check_writable()?;
             self.seal(&full, end_seq).await?;
             self.writer.borrow_mut().unsynced.push(full.file);

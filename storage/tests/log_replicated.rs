@@ -1,0 +1,431 @@
+//! A shard's Raft log (cluster mode) on the real engine: a leader's entries shipped to a
+//! follower as the leader's log holds them, visibility by commit only, truncation of an
+//! uncommitted suffix (also into a sealed segment and across segments), reopening, refusals,
+//! and power loss around a truncation.
+
+mod common;
+
+use common::*;
+use sluice_storage::format::EntryId;
+use sluice_storage::io::{FaultyIo, PageLoss, PowerLoss};
+use sluice_storage::runtime::block_on;
+use sluice_storage::{
+    Appended, Durability, EncodedBatch, GlommioIo, LogConfig, ManualClock, ReadLimits, RecordIn,
+    SegmentIo, ShardLog, StorageError,
+};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+fn config() -> LogConfig {
+    LogConfig {
+        replicated: true,
+        ..small_config()
+    }
+}
+
+fn id(term: u64, index: u64) -> EntryId {
+    EntryId {
+        term,
+        leader: 10 + term,
+        index,
+    }
+}
+
+/// A record of an entry: (sequence number, arrival time, key, data).
+type Record = (u64, u64, Vec<u8>, Vec<u8>);
+
+/// What entry `index` of `term` holds: `index % 10 == 0` is a control entry, the others hold
+/// 1 to 7 records of up to 3 KB, each naming its term, index and place.
+fn contents(term: u64, index: u64) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    if index.is_multiple_of(10) {
+        return None;
+    }
+    let records = 1 + index % 7;
+    Some(
+        (0..records)
+            .map(|r| {
+                let key = format!("t{term}-i{index}-r{r}").into_bytes();
+                let len = 100 + ((index * 7 + r * 13) % 30) as usize * 100;
+                let data = (0..len)
+                    .map(|b| (b as u64 ^ index ^ (term << 4) ^ r) as u8)
+                    .collect();
+                (key, data)
+            })
+            .collect(),
+    )
+}
+
+/// The leader's append of entry `index` of `term`.
+async fn lead<I: SegmentIo>(
+    log: &ShardLog<I>,
+    term: u64,
+    index: u64,
+    durability: Durability,
+) -> Appended {
+    let batch = match contents(term, index) {
+        None => EncodedBatch::control(format!("blank {term}/{index}").as_bytes()),
+        Some(records) => {
+            let mut batch = EncodedBatch::entry_with_capacity(0);
+            for (key, data) in &records {
+                batch.push(key, data);
+            }
+            batch
+        }
+    };
+    log.append_entry(batch, id(term, index), durability)
+        .await
+        .expect("leader's append")
+}
+
+/// Ships entry `index` from `from` to `to`, as the leader's log holds it.
+async fn ship<I: SegmentIo, J: SegmentIo>(
+    from: &ShardLog<I>,
+    to: &ShardLog<J>,
+    index: u64,
+    durability: Durability,
+) -> Appended {
+    let bytes = from.entry(index).expect("read entry").expect("entry held");
+    let batch = EncodedBatch::received(bytes).expect("entry checks");
+    to.append_received(batch, durability)
+        .await
+        .expect("follower's append")
+}
+
+/// Every visible record, read from the trim horizon to the watermark.
+fn visible(log: &ShardLog<impl SegmentIo>) -> Vec<Record> {
+    let reader = log.reader();
+    let mut seq = reader.trim_horizon();
+    let mut records = Vec::new();
+    while seq < reader.next_seq() {
+        let batch = reader.read(seq, ReadLimits::default()).expect("read");
+        assert!(!batch.is_empty(), "no records at {seq}");
+        records.extend(
+            batch
+                .records()
+                .map(|r| (r.seq, r.timestamp_ms, r.key.to_vec(), r.data.to_vec())),
+        );
+        seq = batch.next_seq();
+    }
+    records
+}
+
+async fn open_at<I: SegmentIo>(io: I, dir: &Path, clock: &Arc<ManualClock>) -> ShardLog<I> {
+    open(io, dir, config(), clock.clone()).await
+}
+
+#[test]
+fn a_follower_holds_its_leaders_records_byte_for_byte_and_readers_see_only_committed_entries() {
+    let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let clock = manual_clock();
+    block_on(async {
+        let leader = open_at(GlommioIo, leader_dir.path(), &clock).await;
+        let follower = open_at(GlommioIo, follower_dir.path(), &clock).await;
+        let mut appended = BTreeMap::new();
+        for index in 1..=300 {
+            clock.advance_ms(1);
+            let ours = lead(&leader, 1, index, Durability::Durable).await;
+            let theirs = ship(&leader, &follower, index, Durability::Durable).await;
+            assert_eq!(
+                ours, theirs,
+                "entry {index} lands on the same numbers and time"
+            );
+            appended.insert(index, ours);
+        }
+        assert!(leader.stats().live_segments >= 4, "{:?}", leader.stats());
+        assert_eq!(follower.last_entry(), Some(id(1, 300)));
+        // Written, durable, and invisible: nothing is committed.
+        for log in [&leader, &follower] {
+            assert_eq!(log.reader().next_seq(), 0);
+            assert!(
+                log.reader()
+                    .read(0, ReadLimits::default())
+                    .unwrap()
+                    .is_empty()
+            );
+            assert_eq!(log.visible_entry(), None);
+        }
+        // A commit shows what it covers; a control entry moves no sequence number.
+        for commit in [150, 155, 300] {
+            leader.commit_to(commit).unwrap();
+            follower.commit_to(commit).unwrap();
+            let end = appended[&commit].end_seq();
+            assert_eq!(follower.reader().next_seq(), end, "commit {commit}");
+            assert_eq!(follower.visible_entry(), Some(id(1, commit)));
+            let records = visible(&follower);
+            assert_eq!(records.len() as u64, end);
+            assert_eq!(records, visible(&leader));
+        }
+        follower.commit_to(100).unwrap();
+        assert_eq!(
+            follower.visible_entry(),
+            Some(id(1, 300)),
+            "a commit never goes back"
+        );
+        // Time seeks step over control entries: entry 20 has a time and no record.
+        let reader = follower.reader();
+        let sought = reader.seek_timestamp(appended[&20].timestamp_ms).unwrap();
+        assert_eq!(sought, appended[&21].base_seq);
+        let expected = visible(&follower);
+        leader.maintain().await.unwrap();
+        follower.maintain().await.unwrap();
+        follower.close().await.unwrap();
+        // Reopened (sealed segments from their footers): nothing visible until committed.
+        let follower = open_at(GlommioIo, follower_dir.path(), &clock).await;
+        assert_eq!(follower.last_entry(), Some(id(1, 300)));
+        assert_eq!(follower.reader().next_seq(), 0);
+        assert!(follower.recovery_report().sealed_segments >= 3);
+        follower.commit_to(300).unwrap();
+        assert_eq!(visible(&follower), expected);
+        // It goes on from its last entry.
+        lead(&leader, 1, 301, Durability::Visible).await;
+        ship(&leader, &follower, 301, Durability::Durable).await;
+        assert_eq!(follower.last_entry(), Some(id(1, 301)));
+    });
+}
+
+#[test]
+fn entries_out_of_place_and_logs_of_the_other_kind_are_refused_and_change_nothing() {
+    let (dir, plain_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let clock = manual_clock();
+    let refused = |result: Result<Appended, StorageError>| match result {
+        Err(StorageError::EntryRefused { reason }) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    block_on(async {
+        let leader = open_at(GlommioIo, dir.path(), &clock).await;
+        lead(&leader, 2, 1, Durability::Visible).await;
+        let one = [RecordIn {
+            key: b"k",
+            data: b"v",
+        }];
+        let reason = refused(leader.append(&one, Durability::Visible).await);
+        assert!(reason.contains("takes entries only"), "{reason}");
+        let entry = || EncodedBatch::control(b"x");
+        let reason = refused(
+            leader
+                .append_entry(entry(), id(2, 3), Durability::Visible)
+                .await,
+        );
+        assert!(reason.contains("does not follow"), "{reason}");
+        let reason = refused(
+            leader
+                .append_entry(entry(), id(1, 2), Durability::Visible)
+                .await,
+        );
+        assert!(reason.contains("does not follow"), "{reason}");
+        // A follower that lacks entry 1 cannot take entry 2: neither its index nor its numbers.
+        lead(&leader, 2, 2, Durability::Visible).await;
+        let follower_dir = tempfile::tempdir().unwrap();
+        let follower = open_at(GlommioIo, follower_dir.path(), &clock).await;
+        let second = EncodedBatch::received(leader.entry(2).unwrap().unwrap()).unwrap();
+        let reason = refused(follower.append_received(second, Durability::Visible).await);
+        assert!(reason.contains("starts at sequence number"), "{reason}");
+        let mut damaged = leader.entry(1).unwrap().unwrap();
+        damaged[100] ^= 4;
+        assert!(EncodedBatch::received(damaged).is_err());
+        let received = EncodedBatch::received(leader.entry(1).unwrap().unwrap()).unwrap();
+        refused(
+            leader
+                .append_entry(received, id(2, 3), Durability::Visible)
+                .await,
+        );
+        assert_eq!(leader.last_entry(), Some(id(2, 2)));
+        assert_eq!(follower.last_entry(), None);
+        // A single-node log takes no entry, has none to truncate, and refuses to open as a
+        // replicated one (recovery would take its batches for damage).
+        let plain = open(GlommioIo, plain_dir.path(), small_config(), clock.clone()).await;
+        append_expected(&plain, 5, 100).await;
+        refused(
+            plain
+                .append_entry(entry(), id(1, 1), Durability::Visible)
+                .await,
+        );
+        assert!(matches!(
+            plain.truncate_from(1).await,
+            Err(StorageError::EntryRefused { .. })
+        ));
+        plain.close().await.unwrap();
+        let wrong = ShardLog::open(GlommioIo, plain_dir.path(), config(), clock.clone()).await;
+        let Err(StorageError::InvalidConfig(message)) = wrong else {
+            panic!("opened a single-node log as replicated");
+        };
+        assert!(
+            message.contains("cannot be opened as replicated"),
+            "{message}"
+        );
+        let plain = open(GlommioIo, plain_dir.path(), small_config(), clock.clone()).await;
+        check_range(&plain.reader(), 0, 5, |_| 100);
+        leader.close().await.unwrap();
+        let wrong = ShardLog::open(GlommioIo, dir.path(), small_config(), clock.clone()).await;
+        assert!(matches!(wrong, Err(StorageError::InvalidConfig(_))));
+    });
+}
+
+/// Leader 1 leads entries 1..=200 in term 1 and the follower takes them all; leader 2 took
+/// 1..`diverge` from leader 1 and then led `diverge`..=`end` in term 2.
+async fn diverged<I: SegmentIo>(
+    follower: &ShardLog<I>,
+    dirs: (&Path, &Path),
+    clock: &Arc<ManualClock>,
+    diverge: u64,
+    end: u64,
+) -> ShardLog<GlommioIo> {
+    let first = open_at(GlommioIo, dirs.0, clock).await;
+    let second = open_at(GlommioIo, dirs.1, clock).await;
+    for index in 1..=200 {
+        clock.advance_ms(1);
+        lead(&first, 1, index, Durability::Visible).await;
+        ship(&first, follower, index, Durability::Durable).await;
+        if index < diverge {
+            ship(&first, &second, index, Durability::Visible).await;
+        }
+    }
+    for index in diverge..=end {
+        clock.advance_ms(1);
+        lead(&second, 2, index, Durability::Visible).await;
+    }
+    second
+}
+
+#[test]
+fn truncation_removes_only_uncommitted_entries_even_from_a_sealed_segment_and_the_log_goes_on() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = manual_clock();
+    block_on(async {
+        let follower = open_at(GlommioIo, dirs[0].path(), &clock).await;
+        let second = diverged(&follower, (dirs[1].path(), dirs[2].path()), &clock, 30, 90).await;
+        // Entry 30 lies in the first segment, sealed by now; 200 entries span several.
+        follower.maintain().await.unwrap();
+        let segments = follower.stats().live_segments;
+        assert!(segments >= 3, "{:?}", follower.stats());
+        follower.commit_to(25).unwrap();
+        let committed = visible(&follower);
+        assert!(matches!(
+            follower.truncate_from(25).await,
+            Err(StorageError::TruncateCommitted {
+                index: 25,
+                visible_index: 25
+            })
+        ));
+        follower.truncate_from(201).await.unwrap();
+        assert_eq!(
+            follower.last_entry(),
+            Some(id(1, 200)),
+            "nothing above the end"
+        );
+        follower.truncate_from(30).await.unwrap();
+        assert_eq!(follower.last_entry(), Some(id(1, 29)));
+        assert_eq!(follower.stats().live_segments, 1, "later segments released");
+        assert!(follower.entry(30).unwrap().is_none());
+        // What the truncation changed on disk holds across a restart (the seal of the cut
+        // segment no longer describes the removed entries).
+        follower.close().await.unwrap();
+        let follower = open_at(GlommioIo, dirs[0].path(), &clock).await;
+        assert_eq!(follower.last_entry(), Some(id(1, 29)));
+        assert_eq!(follower.stats().live_segments, 1);
+        follower.commit_to(25).unwrap();
+        assert_eq!(visible(&follower), committed);
+        for index in 30..=90 {
+            ship(&second, &follower, index, Durability::Durable).await;
+        }
+        second.commit_to(90).unwrap();
+        follower.commit_to(90).unwrap();
+        let expected = visible(&second);
+        assert_eq!(visible(&follower), expected);
+        follower.maintain().await.unwrap();
+        follower.close().await.unwrap();
+        let follower = open_at(GlommioIo, dirs[0].path(), &clock).await;
+        assert_eq!(follower.last_entry(), Some(id(2, 90)));
+        follower.commit_to(90).unwrap();
+        assert_eq!(visible(&follower), expected);
+    });
+}
+
+/// One entry at a time from the end: where a truncation removes a whole segment (its first
+/// entry), the segment is released on disk, or a restart would chain it again (it starts
+/// exactly where the kept entries end).
+#[test]
+fn truncating_entry_by_entry_releases_each_segment_it_empties_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = manual_clock();
+    block_on(async {
+        let mut log = open_at(GlommioIo, dir.path(), &clock).await;
+        for index in 1..=120 {
+            lead(&log, 1, index, Durability::Visible).await;
+        }
+        let mut segments = log.stats().live_segments;
+        assert!(segments >= 2, "{:?}", log.stats());
+        let mut restarts = 0;
+        for index in (2..=120).rev() {
+            log.truncate_from(index).await.unwrap();
+            assert_eq!(log.last_entry(), Some(id(1, index - 1)));
+            if log.stats().live_segments < segments {
+                segments = log.stats().live_segments;
+                log.close().await.unwrap();
+                log = open_at(GlommioIo, dir.path(), &clock).await;
+                assert_eq!(log.last_entry(), Some(id(1, index - 1)), "after a restart");
+                restarts += 1;
+            }
+        }
+        assert!(restarts >= 1);
+        // The log takes entries again where it was cut, in a later term.
+        lead(&log, 2, 2, Durability::Durable).await;
+        log.commit_to(2).unwrap();
+        let first = contents(1, 1).unwrap().len() + contents(2, 2).unwrap().len();
+        assert_eq!(visible(&log).len(), first);
+    });
+}
+
+/// Power fails after a truncation and the new leader's entries (some durable, the rest not):
+/// whatever subset of the unsynced pages reached the device, the follower's log is the kept
+/// prefix and a prefix of the new entries holding every durable one, and no entry of the old
+/// suffix comes back.
+#[test]
+fn power_loss_after_a_truncation_never_brings_back_a_removed_entry() {
+    for seed in 0..8u64 {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let clock = manual_clock();
+        let io = FaultyIo::new(GlommioIo);
+        let (second_dir, expected) = block_on(async {
+            let follower = open_at(io.clone(), dirs[0].path(), &clock).await;
+            let second = diverged(
+                &follower,
+                (dirs[1].path(), dirs[2].path()),
+                &clock,
+                121,
+                200,
+            )
+            .await;
+            follower.truncate_from(121).await.unwrap();
+            for index in 121..=200 {
+                let durability = match index <= 150 {
+                    true => Durability::Durable,
+                    false => Durability::Visible,
+                };
+                ship(&second, &follower, index, durability).await;
+            }
+            io.cut_power();
+            drop(follower);
+            second.commit_to(200).unwrap();
+            (dirs[1].path().to_path_buf(), visible(&second))
+        });
+        let loss = PageLoss {
+            seed,
+            keep_percent: (seed * 29 % 101) as u8,
+            torn_percent: (seed * 17 % 50) as u8,
+        };
+        io.lose_power(PowerLoss::Pages(loss)).unwrap();
+        io.heal();
+        block_on(async {
+            let follower = open_at(GlommioIo, dirs[0].path(), &clock).await;
+            let last = follower.last_entry().expect("entries survive");
+            assert_eq!(last.term, 2, "{loss:?}: an old entry came back: {last:?}");
+            assert!((150..=200).contains(&last.index), "{loss:?}: {last:?}");
+            follower.commit_to(last.index).unwrap();
+            let records = visible(&follower);
+            assert_eq!(records, expected[..records.len()], "{loss:?}");
+            let _ = &second_dir;
+        });
+    }
+}
