@@ -16,12 +16,10 @@ fuzz_target!(|data: &[u8]| {
     let records: Vec<_> = RecordIter::new(bytes, &header).collect();
     assert_eq!(records.len(), header.record_count as usize);
     assert!(records.iter().all(Result::is_ok));
-    if header.is_control() {
-        let _ = control_body(bytes, &header);
-    }
+    assert_eq!(control_body(bytes, &header).is_some(), header.is_control());
     if header.entry.is_some() {
         let mut received = EncodedBatch::received(bytes.to_vec()).expect("a verified entry");
-        let resealed = received.seal_received(header.generation + 1, header.checksum);
+        let resealed = received.seal_received(header.generation.wrapping_add(1), header.checksum);
         assert_eq!(
             (resealed.entry, resealed.base_seq, resealed.record_count),
             (header.entry, header.base_seq, header.record_count)

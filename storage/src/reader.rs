@@ -188,7 +188,7 @@ impl LogReader {
         }
         // The cut-off moved past the record at the horizon: find the first unexpired record.
         let next_seq = self.shared.next_seq();
-        match seek_timestamp_in(&self.shared.table(), cutoff) {
+        match seek_timestamp_in(&self.shared.table(), cutoff, next_seq) {
             Ok(Some((seq, timestamp_ms))) => {
                 let horizon = self.shared.raise_trim(seq);
                 self.shared.raise_trim_valid_until(timestamp_ms);
@@ -257,7 +257,7 @@ impl LogReader {
     pub fn seek_timestamp(&self, timestamp_ms: u64) -> Result<u64> {
         let trim_horizon = self.trim_horizon();
         let next_seq = self.shared.next_seq();
-        let found = seek_timestamp_in(&self.shared.table(), timestamp_ms)?;
+        let found = seek_timestamp_in(&self.shared.table(), timestamp_ms, next_seq)?;
         // Capped at the watermark for the same reason as `read`.
         Ok(found
             .map_or(next_seq, |(seq, _)| seq.min(next_seq))
@@ -280,13 +280,24 @@ fn segment_for(table: &SegmentTable, seq: u64) -> Option<&Arc<Segment>> {
     (seq < segment.end_seq()).then_some(segment)
 }
 
-/// The first record at or after `timestamp_ms`: its sequence number and arrival time.
-fn seek_timestamp_in(table: &SegmentTable, timestamp_ms: u64) -> Result<Option<(u64, u64)>> {
+/// The first record at or after `timestamp_ms` and below `end_seq`: its sequence number and
+/// arrival time. A segment whose times reach `timestamp_ms` may hold no such record (its last
+/// batch a control entry): the search goes on in the next one.
+fn seek_timestamp_in(
+    table: &SegmentTable,
+    timestamp_ms: u64,
+    end_seq: u64,
+) -> Result<Option<(u64, u64)>> {
     let first = table.partition_point(|s| s.max_timestamp_ms() < timestamp_ms);
-    match table.get(first) {
-        Some(segment) => segment.seek_timestamp(timestamp_ms),
-        None => Ok(None),
+    for segment in &table[first..] {
+        if segment.base_seq >= end_seq {
+            break;
+        }
+        if let Some(found) = segment.seek_timestamp(timestamp_ms, end_seq)? {
+            return Ok(Some(found));
+        }
     }
+    Ok(None)
 }
 
 fn read_from(segment: &Arc<Segment>, from_seq: u64, limits: ReadLimits) -> Result<ReadBatch> {

@@ -196,6 +196,8 @@ fn open_found(path: PathBuf, config: &LogConfig) -> Result<Found> {
 /// before the last sealed segment is damage to step over (a hole), never a reason to drop the
 /// sealed data after it; a break after it is the torn tail of a crash: the log is cut there.
 fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, retired_floor: u64) {
+    // Where numbering goes on if no segment says: above every retired or released segment.
+    let seq_floor = recovered.next_seq;
     let mut opened = Vec::new();
     for found in live {
         let follows_seq = found.header.map_or(0, |h| h.follows_seq);
@@ -204,7 +206,9 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
             opened_segment.progress.entries = sealed_entry_bounds(&opened_segment);
         }
         opened_segment.follows_seq = follows_seq;
-        let retired = if opened_segment.is_empty() {
+        // A segment without records (empty, or control entries only) ends where it starts:
+        // retired only if it starts below the floor.
+        let retired = if opened_segment.progress.end_seq == opened_segment.segment.base_seq {
             opened_segment.segment.base_seq < retired_floor
         } else {
             opened_segment.progress.end_seq <= retired_floor
@@ -228,6 +232,7 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
     let last = opened.len().saturating_sub(1);
     let mut chain = Chain {
         index_interval_bytes: config.index_interval_bytes,
+        replicated: config.replicated,
         ..Chain::default()
     };
     for (i, opened) in opened.into_iter().enumerate() {
@@ -244,8 +249,9 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
     if config.replicated {
         // A replica's numbers are its leader's: records lost here were never visible (nothing
         // above the commit is) or are committed and come again from the leader, with the
-        // same numbers. The log goes on where its entries end.
-        recovered.next_seq = recovered.chain_end;
+        // same numbers. The log goes on where its entries end, or where the chain stood.
+        recovered.next_seq = chain.data_end.or(chain.position).unwrap_or(seq_floor);
+        recovered.chain_end = recovered.next_seq;
         recovered.last_entry = chain.last_entry;
     }
 }
@@ -267,6 +273,8 @@ struct Chain {
     index_interval_bytes: u64,
     /// A replicated log's last kept entry.
     last_entry: Option<EntryId>,
+    /// The log is replicated: no segment is stepped over, whatever follows it.
+    replicated: bool,
 }
 
 impl Chain {
@@ -275,7 +283,9 @@ impl Chain {
     fn add(&mut self, recovered: &mut Recovered, mut opened: Opened, proven: bool, last: bool) {
         let base = opened.segment.base_seq;
         self.highest_seen = self.highest_seen.max(opened.progress.end_seq);
-        if opened.is_empty() && opened.damage.is_none() && !last {
+        // A replicated log's entries must stay consecutive: an empty segment before data is a
+        // break like any other (the leader sends what follows again).
+        if opened.is_empty() && opened.damage.is_none() && !last && !self.replicated {
             // Holds nothing, ends cleanly and is followed by data: it says nothing about where
             // the chain stands (a file started again whose first writes never reached the
             // device). Damage at its first batch is different: the chain breaks there.
@@ -288,7 +298,9 @@ impl Chain {
         let at = self.position;
         let follows = at
             .is_none_or(|at| base == at || follows_seq == at || self.data_end == Some(follows_seq))
-            && entries_follow(self.last_entry, opened.progress.entries);
+            && entries_follow(self.last_entry, opened.progress.entries)
+            // A sealed segment of entries whose bounds cannot be read is no continuation.
+            && !(self.replicated && !opened.is_empty() && opened.progress.entries.is_none());
         // Where a break before this segment leaves the log, if the last scan did not stop
         // on damage that says more.
         let gap = Truncation {

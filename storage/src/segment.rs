@@ -277,12 +277,17 @@ impl Segment {
         }
     }
 
-    /// The first visible record at or after `timestamp_ms`, if this segment has one:
-    /// its sequence number and arrival time.
-    pub(crate) fn seek_timestamp(&self, timestamp_ms: u64) -> Result<Option<(u64, u64)>> {
+    /// The first visible record at or after `timestamp_ms` and below `end_seq` (the log's
+    /// watermark: a replicated log's batches above it may be rewritten), if this segment has
+    /// one: its sequence number and arrival time.
+    pub(crate) fn seek_timestamp(
+        &self,
+        timestamp_ms: u64,
+        end_seq: u64,
+    ) -> Result<Option<(u64, u64)>> {
         let limit = self.visible_end();
         let (mut pos, mut expected) = self.walk_from(self.index().floor_by_timestamp(timestamp_ms));
-        while pos < limit {
+        while pos < limit && expected < end_seq {
             let loc = self.verified_batch_at(pos, limit, expected)?;
             // A control entry holds no record to land on.
             if loc.header.max_timestamp_ms >= timestamp_ms && !loc.header.is_control() {

@@ -208,11 +208,15 @@ impl BatchHeader {
     }
 }
 
-/// A control entry's body (`bytes` is the whole verified batch).
-pub fn control_body<'a>(bytes: &'a [u8], header: &BatchHeader) -> &'a [u8] {
+/// A control entry's body (`bytes` is the whole verified batch); `None` for bytes that are
+/// not a control entry's.
+pub fn control_body<'a>(bytes: &'a [u8], header: &BatchHeader) -> Option<&'a [u8]> {
     let at = header.header_len();
+    if !header.is_control() || bytes.len() < at + CONTROL_PREFIX_LEN {
+        return None;
+    }
     let len = read_u32(bytes, at) as usize;
-    &bytes[at + CONTROL_PREFIX_LEN..at + CONTROL_PREFIX_LEN + len]
+    bytes.get(at + CONTROL_PREFIX_LEN..(at + CONTROL_PREFIX_LEN).checked_add(len)?)
 }
 
 /// Bytes of a control entry with a body of `body_bytes`.

@@ -185,7 +185,7 @@ impl EncodedBatch {
     /// Appends one record with `flags` (`RECORD_FLAG_ENCRYPTED`).
     #[inline]
     pub fn push_flagged(&mut self, key: &[u8], data: &[u8], flags: u16) {
-        debug_assert!(
+        assert!(
             matches!(self.layout, Layout::Plain | Layout::Entry),
             "records are pushed into plain batches and new entries"
         );

@@ -44,6 +44,13 @@ impl<I: SegmentIo> ShardLog<I> {
         durability: Durability,
     ) -> Result<Appended> {
         self.check_writable()?;
+        if matches!(seal, Seal::Plain) && batch.is_entry() {
+            return Err(StorageError::EntryRefused {
+                reason: "append_encoded takes plain batches; entries go through append_entry \
+                    or append_received"
+                    .into(),
+            });
+        }
         self.validate(&batch)?;
         let length = batch.len_bytes();
         let data_limit = self.config.data_limit();

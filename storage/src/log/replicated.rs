@@ -169,6 +169,21 @@ impl<I: SegmentIo> ShardLog<I> {
     }
 }
 
+/// How many of the oldest live segments readers see whole: a replicated log's retention
+/// retires none beyond them.
+pub(super) fn fully_visible_segments<F>(w: &Writer<F>) -> usize {
+    let Some((generation, pos)) = w.commit.cursor else {
+        return 0;
+    };
+    match w.live.iter().position(|s| s.generation == generation) {
+        Some(i) if pos >= w.live[i].visible_end() => i + 1,
+        Some(i) => i,
+        // The cursor's segment was retired: what follows it is not known to be visible until
+        // the cursor moves on.
+        None => 0,
+    }
+}
+
 /// The first written batch not yet visible, moving the cursor to the next segment when its own
 /// is exhausted.
 fn next_written<F>(w: &mut Writer<F>) -> Option<(Arc<Segment>, u64)> {

@@ -20,7 +20,11 @@ impl<I: SegmentIo> ShardLog<I> {
         let cutoff = self.shared.expiry_cutoff_ms();
         let expired: Vec<Arc<Segment>> = {
             let mut w = self.writer.borrow_mut();
-            let sealed = w.live.len().saturating_sub(usize::from(w.active.is_some()));
+            let mut sealed = w.live.len().saturating_sub(usize::from(w.active.is_some()));
+            if self.config.replicated {
+                // Entries above the commit are the Raft layer's to keep or truncate.
+                sealed = sealed.min(super::replicated::fully_visible_segments(&w));
+            }
             let count = w.live[..sealed]
                 .iter()
                 .take_while(|s| s.max_timestamp_ms() < cutoff)

@@ -17,6 +17,11 @@ impl<I: SegmentIo> ShardLog<I> {
     /// Removes the entries from `index` on (all of them above the commit: a visible entry is
     /// refused with `TruncateCommitted`); the next entry appended is `index`. Everything it
     /// changes on disk is synced before it returns.
+    ///
+    /// The Raft layer orders its appends and truncations: an append still running when a
+    /// truncation starts may return `Ok` for an entry the truncation removed. After a reopen
+    /// nothing is visible until the first `commit_to`, so only the Raft layer's own commit
+    /// index keeps a truncation above committed entries then.
     pub async fn truncate_from(&self, index: u64) -> Result<()> {
         self.check_writable()?;
         if !self.config.replicated {
@@ -26,6 +31,9 @@ impl<I: SegmentIo> ShardLog<I> {
         }
         let _ring = self.ring_lock.lock().await;
         let _sealing = self.seal_lock.lock().await;
+        // No group commit runs across the cut: one that read the written end before it would
+        // count the removed entries' sequence numbers durable when it finishes.
+        let _syncs = self.sync_gate.lock().await;
         self.check_writable()?;
         // Appends wait (as during a roll) until the log ends where the truncation left it.
         self.writer.borrow_mut().rolling = true;
@@ -80,17 +88,18 @@ impl<I: SegmentIo> ShardLog<I> {
             (segment, w.live[cut.live_index + 1..].to_vec(), floor)
         };
         let file = self.open_for_cut(&segment.path).await?;
-        let zeroes = vec![0u8; BATCH_HEADER_MAX_LEN];
+        // The seal goes first, on the device before the cut: a seal over a zeroed batch would
+        // open in O(1) and describe batches a walk cannot pass. Pages reach the device in any
+        // order, so the order is made by a sync, not by the order of the writes.
         let trailer_pos = self.config.segment_size_bytes - TRAILER_LEN as u64;
-        let mut written = file.write_at(cut.pos, zeroes).await;
-        if written.is_ok() {
-            written = file.write_at(trailer_pos, vec![0u8; TRAILER_LEN]).await;
-        }
-        if let Err(e) = written {
-            return Err(self.fail("truncate segment", &segment.path, e));
-        }
-        if let Err(e) = file.sync_data().await {
-            return Err(self.sync_failed(&segment.path, e));
+        let zeroes = [(trailer_pos, TRAILER_LEN), (cut.pos, BATCH_HEADER_MAX_LEN)];
+        for (pos, len) in zeroes {
+            if let Err(e) = file.write_at(pos, vec![0u8; len]).await {
+                return Err(self.fail("truncate segment", &segment.path, e));
+            }
+            if let Err(e) = file.sync_data().await {
+                return Err(self.sync_failed(&segment.path, e));
+            }
         }
         for released in &later {
             let now_ms = self.shared.clock.now_ms();

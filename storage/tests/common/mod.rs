@@ -1,6 +1,8 @@
 //! Helpers shared by the storage tests.
 #![allow(dead_code)]
 
+pub mod replicated;
+
 use sluice_storage::runtime::sleep;
 use sluice_storage::{Clock, LogConfig, ManualClock, ReadLimits, RecordIn, SegmentIo, ShardLog};
 use std::future::Future;
