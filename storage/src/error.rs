@@ -128,6 +128,14 @@ pub enum StorageError {
         /// What did not match.
         reason: String,
     },
+    /// A replication state larger than the state file's slots.
+    #[error("a state of {size_bytes} bytes does not fit (at most {max_bytes} bytes)")]
+    StateTooLarge {
+        /// Its size.
+        size_bytes: usize,
+        /// `format::STATE_BYTES_MAX`.
+        max_bytes: usize,
+    },
     /// A truncation would remove entries readers can already see (at or below the commit).
     #[error("cannot truncate from entry {index}: entries up to {visible_index} are committed")]
     TruncateCommitted {

@@ -7,6 +7,7 @@ mod encoded;
 mod entry_tests;
 mod footer;
 mod segment_header;
+mod state;
 
 pub use batch::{
     BATCH_FLAG_CONTROL, BATCH_FLAG_REPLICATED, BATCH_HEADER_LEN, BATCH_HEADER_MAX_LEN, BATCH_MAGIC,
@@ -18,6 +19,9 @@ pub use encoded::{EncodedBatch, encode_batch, encoded_batch_len};
 pub use footer::{IndexEntry, SegmentFooter, decode_footer, encode_footer};
 pub use segment_header::{
     SEGMENT_DATA_START, SEGMENT_HEADER_LEN, SegmentHeader, SegmentState, TRAILER_LEN, Trailer,
+};
+pub use state::{
+    STATE_BYTES_MAX, STATE_SLOT_BYTES, decode_state, encode_state_slot, state_slot_offset,
 };
 
 /// Version written into every header; readers refuse any other.

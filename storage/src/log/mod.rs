@@ -24,6 +24,7 @@ mod replicated;
 mod retention;
 mod roll;
 mod seal;
+mod state;
 mod truncate;
 
 pub(crate) use lock::lock_dir;
@@ -191,6 +192,9 @@ pub struct ShardLog<I: SegmentIo> {
     /// Notified when `maintain` finishes allocating a spare segment.
     spare_ready: Event,
     sync_gate: Mutex<()>,
+    /// The replication layer's saved state, and the lock that orders its saves.
+    state: RefCell<state::StateFile<I::File>>,
+    state_lock: Mutex<()>,
     /// Held by a sealing pass and by a truncation: a truncation may reopen a full segment for
     /// appends, which must not be sealed under it.
     seal_lock: Mutex<()>,

@@ -82,6 +82,8 @@ impl<I: SegmentIo> ShardLog<I> {
             spare_ready: Event::new(),
             sync_gate: Mutex::new(()),
             seal_lock: Mutex::new(()),
+            state: RefCell::new(super::state::load_state(dir)?),
+            state_lock: Mutex::new(()),
             report: recovered.report,
             _lock: lock,
         };
