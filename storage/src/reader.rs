@@ -266,6 +266,9 @@ impl LogReader {
 
     /// Arrival time of the newest record (0 for an empty log).
     pub fn latest_timestamp_ms(&self) -> u64 {
+        if let Some(visible) = self.shared.visible_timestamp_ms() {
+            return visible;
+        }
         self.shared
             .table()
             .last()

@@ -33,6 +33,10 @@ pub(crate) struct Shared {
     latch_cause: Mutex<Option<String>>,
     /// Notified after every advance of `next_seq` (and on latch), for readers that wait.
     watermark_moved: Event,
+    /// A replicated log's: arrival time of the newest visible record (the segments' times
+    /// include written records above the commit).
+    replicated: AtomicBool,
+    visible_timestamp_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for dyn Clock {
@@ -61,7 +65,28 @@ impl Shared {
             latched: AtomicBool::new(false),
             latch_cause: Mutex::new(None),
             watermark_moved: Event::new(),
+            replicated: AtomicBool::new(false),
+            visible_timestamp_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Marks the log replicated: readers take the newest record's time from
+    /// `publish_visible_timestamp`, not from the segments.
+    pub(crate) fn mark_replicated(&self) {
+        self.replicated.store(true, Ordering::Release);
+    }
+
+    /// The newest visible record's arrival time, in a replicated log (`None` otherwise).
+    pub(crate) fn visible_timestamp_ms(&self) -> Option<u64> {
+        self.replicated
+            .load(Ordering::Acquire)
+            .then(|| self.visible_timestamp_ms.load(Ordering::Acquire))
+    }
+
+    /// A replicated log's writer: the newest visible record arrived at `timestamp_ms`.
+    pub(crate) fn publish_visible_timestamp(&self, timestamp_ms: u64) {
+        self.visible_timestamp_ms
+            .fetch_max(timestamp_ms, Ordering::AcqRel);
     }
 
     pub(crate) fn table(&self) -> SegmentTable {

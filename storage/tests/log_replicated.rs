@@ -33,6 +33,19 @@ fn a_follower_holds_its_leaders_records_byte_for_byte_and_readers_see_only_commi
             appended.insert(index, ours);
         }
         assert!(leader.stats().live_segments >= 4, "{:?}", leader.stats());
+        // Entries in bulk, as one append request ships them: in order, across segments, each
+        // the batch `entry` gives, up to the byte bound (the first always).
+        let all = leader.entries(1, u64::MAX).unwrap();
+        assert_eq!(all.len(), 300);
+        for (index, bytes) in (1..).zip(&all) {
+            assert_eq!(Some(bytes), leader.entry(index).unwrap().as_ref());
+        }
+        let some = leader.entries(120, 64 * 1024).unwrap();
+        let size: usize = some.iter().map(Vec::len).sum();
+        assert!(size <= 64 * 1024 && size + all[120 - 1 + some.len()].len() > 64 * 1024);
+        assert_eq!(some[..], all[119..119 + some.len()]);
+        assert_eq!(leader.entries(301, u64::MAX).unwrap().len(), 0);
+        assert_eq!(leader.entries(300, 0).unwrap().len(), 1);
         assert_eq!(follower.last_entry(), Some(id(1, 300)));
         // Written, durable, and invisible: nothing is committed.
         for log in [&leader, &follower] {
@@ -44,6 +57,7 @@ fn a_follower_holds_its_leaders_records_byte_for_byte_and_readers_see_only_commi
                     .is_empty()
             );
             assert_eq!(log.visible_entry(), None);
+            assert_eq!(log.reader().latest_timestamp_ms(), 0, "no visible record");
         }
         // A commit shows what it covers; a control entry moves no sequence number.
         for commit in [150, 155, 300] {
@@ -52,6 +66,9 @@ fn a_follower_holds_its_leaders_records_byte_for_byte_and_readers_see_only_commi
             let end = appended[&commit].end_seq();
             assert_eq!(follower.reader().next_seq(), end, "commit {commit}");
             assert_eq!(follower.visible_entry(), Some(id(1, commit)));
+            let newest_record = (1..=commit).rev().find(|&i| contents(1, i).is_some());
+            let newest_ms = appended[&newest_record.unwrap()].timestamp_ms;
+            assert_eq!(follower.reader().latest_timestamp_ms(), newest_ms);
             let records = visible(&follower);
             assert_eq!(records.len() as u64, end);
             assert_eq!(records, visible(&leader));

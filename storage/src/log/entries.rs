@@ -56,20 +56,45 @@ impl<I: SegmentIo> ShardLog<I> {
     /// a leader ships to a follower, which appends it with `append_received`. `None` when the
     /// log does not hold it.
     pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.entries(index, 0)?.pop())
+    }
+
+    /// Copies of the written entries from `index` on, in order, as this log holds them (each
+    /// verified), until they reach `bytes_max` (the first one always comes): what a leader
+    /// ships in one append request. Empty when the log does not hold entry `index`.
+    pub fn entries(&self, index: u64, bytes_max: u64) -> Result<Vec<Vec<u8>>> {
         let Some(at) = self.locate_entry(index)? else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
-        let segment = self.writer.borrow().live[at.live_index].clone();
-        let end = segment.visible_end();
-        if at.pos >= end {
-            return Ok(None);
+        let live = self.writer.borrow().live.clone();
+        let (mut pos, mut expected) = {
+            let segment = &live[at.live_index];
+            (
+                at.pos,
+                at.previous.map_or(segment.base_seq, |h| h.end_seq()),
+            )
+        };
+        let (mut entries, mut bytes, mut next_index) = (Vec::new(), 0u64, index);
+        for segment in &live[at.live_index..] {
+            if pos == SEGMENT_DATA_START {
+                expected = segment.base_seq;
+            }
+            let end = segment.visible_end();
+            while pos < end {
+                let loc = segment.verified_batch_at(pos, end, expected)?;
+                if loc.header.entry.is_none_or(|e| e.index != next_index) {
+                    return Ok(entries);
+                }
+                if !entries.is_empty() && bytes + u64::from(loc.header.length) > bytes_max {
+                    return Ok(entries);
+                }
+                bytes += u64::from(loc.header.length);
+                entries.push(segment.bytes(loc.pos, loc.end()).to_vec());
+                (pos, expected, next_index) = (loc.end(), loc.header.end_seq(), next_index + 1);
+            }
+            pos = SEGMENT_DATA_START;
         }
-        let expected_seq = at.previous.map_or(segment.base_seq, |h| h.end_seq());
-        let loc = segment.verified_batch_at(at.pos, end, expected_seq)?;
-        if loc.header.entry.is_none_or(|e| e.index != index) {
-            return Ok(None);
-        }
-        Ok(Some(segment.bytes(loc.pos, loc.end()).to_vec()))
+        Ok(entries)
     }
 }
 

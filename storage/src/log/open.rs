@@ -56,6 +56,9 @@ impl<I: SegmentIo> ShardLog<I> {
             config.retention_ms,
             clock,
         ));
+        if config.replicated {
+            shared.mark_replicated();
+        }
         let discarded: Vec<Arc<Segment>> = std::mem::take(&mut recovered.discarded)
             .into_iter()
             .map(Arc::new)

@@ -160,6 +160,10 @@ impl<I: SegmentIo> ShardLog<I> {
             }
             w.commit.visible_entry = Some(entry);
             w.commit.visible_seq = header.end_seq();
+            if header.record_count > 0 {
+                self.shared
+                    .publish_visible_timestamp(header.max_timestamp_ms);
+            }
             w.commit.cursor = Some((segment.generation, pos + u64::from(header.length)));
         }
         if w.commit.visible_seq > self.shared.next_seq() {
