@@ -196,8 +196,6 @@ fn open_found(path: PathBuf, config: &LogConfig) -> Result<Found> {
 /// before the last sealed segment is damage to step over (a hole), never a reason to drop the
 /// sealed data after it; a break after it is the torn tail of a crash: the log is cut there.
 fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, retired_floor: u64) {
-    // Where numbering goes on if no segment says: above every retired or released segment.
-    let seq_floor = recovered.next_seq;
     let mut opened = Vec::new();
     for found in live {
         let follows_seq = found.header.map_or(0, |h| h.follows_seq);
@@ -249,8 +247,10 @@ fn chain_live(recovered: &mut Recovered, live: Vec<Found>, config: &LogConfig, r
     if config.replicated {
         // A replica's numbers are its leader's: records lost here were never visible (nothing
         // above the commit is) or are committed and come again from the leader, with the
-        // same numbers. The log goes on where its entries end, or where the chain stood.
-        recovered.next_seq = chain.data_end.or(chain.position).unwrap_or(seq_floor);
+        // same numbers. The log goes on where its entries end, or where the chain stood, or
+        // where retention freed the log (it frees committed segments only). Not above a
+        // released segment's floor: a truncation leaves floors that a later one undercuts.
+        recovered.next_seq = chain.data_end.or(chain.position).unwrap_or(retired_floor);
         recovered.chain_end = recovered.next_seq;
         recovered.last_entry = chain.last_entry;
     }

@@ -336,3 +336,31 @@ fn append_encoded_refuses_entries() {
         assert_eq!(log.last_entry(), None);
     });
 }
+
+/// A truncation leaves released segments with floors that a later truncation undercuts: a
+/// replica left with no segment numbers from where its log started, not from a stale floor,
+/// so the leader's entry 1 fits after any number of restarts.
+#[test]
+fn no_stale_floor_of_an_earlier_truncation_numbers_an_empty_replica() {
+    let (dir, leader_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let clock = manual_clock();
+    block_on(async {
+        let leader = open_at(GlommioIo, leader_dir.path(), &clock).await;
+        lead(&leader, 2, 1, Durability::Visible).await;
+        let log = open_at(GlommioIo, dir.path(), &clock).await;
+        for index in 1..=120 {
+            lead(&log, 1, index, Durability::Visible).await;
+        }
+        assert!(log.stats().live_segments >= 3);
+        log.truncate_from(60).await.unwrap();
+        log.truncate_from(1).await.unwrap();
+        assert_eq!(log.last_entry(), None);
+        log.close().await.unwrap();
+        for _ in 0..2 {
+            let log = open_at(GlommioIo, dir.path(), &clock).await;
+            log.close().await.unwrap();
+        }
+        let log = open_at(GlommioIo, dir.path(), &clock).await;
+        ship(&leader, &log, 1, Durability::Durable).await;
+    });
+}

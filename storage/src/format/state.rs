@@ -44,8 +44,8 @@ fn slot_checksum(head: &[u8], state: &[u8]) -> u64 {
 }
 
 /// The newest intact copy in a state file's bytes: its generation and the state. `Ok(None)`
-/// for a file no save has reached (all zero); an error when something was written and no
-/// copy is intact.
+/// for a file no save has reached (all zero, or its newest copy the generation 0 "no state"
+/// written at creation); an error when something was written and no copy is intact.
 pub fn decode_state(file: &[u8]) -> Result<Option<(u64, Vec<u8>)>, FormatError> {
     let slots = [0u64, 1].map(|slot| {
         let from = (slot * STATE_SLOT_BYTES) as usize;
@@ -57,6 +57,7 @@ pub fn decode_state(file: &[u8]) -> Result<Option<(u64, Vec<u8>)>, FormatError> 
         .flatten()
         .max_by_key(|(generation, _)| *generation);
     match newest {
+        Some((0, _)) => Ok(None),
         Some(found) => Ok(Some(found)),
         None if file.iter().all(|&b| b == 0) => Ok(None),
         None => Err(FormatError("neither copy of the state is intact")),

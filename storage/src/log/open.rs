@@ -34,6 +34,8 @@ impl<I: SegmentIo> ShardLog<I> {
         config.validate()?;
         std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create log dir", dir, e))?;
         let lock = lock_dir(dir)?;
+        let marker = dir.join(SYNC_FAILED);
+        let after_failed_sync = marker.exists();
         let mut recovered = recovery::recover(dir, &config)?;
         let live: Vec<Arc<Segment>> = std::mem::take(&mut recovered.live)
             .into_iter()
@@ -71,6 +73,7 @@ impl<I: SegmentIo> ShardLog<I> {
             .chain(discarded.iter().cloned())
             .collect();
         let writer = recovered_writer(&recovered, live, retiring, commit);
+        let state = super::state::load_state(dir, &config)?;
         let log = ShardLog {
             io,
             config,
@@ -85,17 +88,16 @@ impl<I: SegmentIo> ShardLog<I> {
             spare_ready: Event::new(),
             sync_gate: Mutex::new(()),
             seal_lock: Mutex::new(()),
-            state: RefCell::new(super::state::load_state(dir)?),
+            state: RefCell::new(state),
             state_lock: Mutex::new(()),
             report: recovered.report,
             _lock: lock,
         };
-        let marker = dir.join(SYNC_FAILED);
-        let after_failed_sync = marker.exists();
         if after_failed_sync {
             log.rewrite_live().await?;
         }
         log.sync_recovered().await?;
+        log.settle_state(after_failed_sync).await?;
         log.release_discarded(&discarded).await?;
         drop(discarded); // `retiring` must hold the only references (see `reclaim`)
         log.writer.borrow_mut().reclaim();

@@ -81,19 +81,29 @@ impl<I: SegmentIo> ShardLog<I> {
     /// Zeroes the first removed batch's header (and the seal of its segment, which takes
     /// appends again), marks every later segment released, and syncs all of it.
     async fn cut_on_disk(&self, cut: &Cut) -> Result<()> {
-        let (segment, later, floor) = {
+        let (segment, later, floor, sealed) = {
             let w = self.writer.borrow();
             let segment = w.live[cut.live_index].clone();
             let floor = cut.previous.map_or(segment.base_seq, |h| h.end_seq());
-            (segment, w.live[cut.live_index + 1..].to_vec(), floor)
+            // Not the active segment, nor a full one waiting for `maintain` (which cannot seal
+            // it now: this holds the seal lock): its seal is on the device.
+            let is = |other: &Arc<Segment>| Arc::ptr_eq(other, &segment);
+            let sealed = !w.active.as_ref().is_some_and(|a| is(&a.segment))
+                && !w.sealing.iter().any(|(full, _)| is(&full.segment));
+            (
+                segment,
+                w.live[cut.live_index + 1..].to_vec(),
+                floor,
+                sealed,
+            )
         };
         let file = self.open_for_cut(&segment.path).await?;
         // The seal goes first, on the device before the cut: a seal over a zeroed batch would
         // open in O(1) and describe batches a walk cannot pass. Pages reach the device in any
         // order, so the order is made by a sync, not by the order of the writes.
         let trailer_pos = self.config.segment_size_bytes - TRAILER_LEN as u64;
-        let zeroes = [(trailer_pos, TRAILER_LEN), (cut.pos, BATCH_HEADER_MAX_LEN)];
-        for (pos, len) in zeroes {
+        let seal = sealed.then_some((trailer_pos, TRAILER_LEN));
+        for (pos, len) in seal.into_iter().chain([(cut.pos, BATCH_HEADER_MAX_LEN)]) {
             if let Err(e) = file.write_at(pos, vec![0u8; len]).await {
                 return Err(self.fail("truncate segment", &segment.path, e));
             }
