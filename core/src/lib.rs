@@ -81,6 +81,7 @@ mod metrics;
 mod names;
 mod put;
 mod read;
+mod replica;
 mod reshard;
 mod runtime;
 pub mod seqnum;
@@ -111,12 +112,15 @@ pub use log::{Append, AppendBatch, Log, LogEntry, LogRead, LogTail};
 pub use put::{Put, PutBatch};
 pub use put::{PutRecord, PutRecordResult, PutResult};
 pub use read::{RawRecord, Record, Records};
+pub use replica::{Replica, ReplicaError, ReplicaId};
 pub use reshard::ShardCountUpdate;
 pub use seqnum::{SequenceNumber, SequenceNumberError, ShardId};
-// From the storage crate, what an embedder names: durability, clocks, and the storage error
-// that `Storage` variants carry. Shard logs themselves are sluice-storage's to export.
+// From the storage crate, what an embedder names: durability, clocks, the storage error
+// that `Storage` variants carry, and what a replica's caller builds and reads (entries, the
+// reader). Shard logs themselves are sluice-storage's to export.
 pub use sluice_storage::{
-    Clock, Durability, LogSpace, ManualClock, ScaledClock, StorageError, SystemClock,
+    Clock, Durability, EncodedBatch, EntryId, LogReader, LogSpace, ManualClock, ReadLimits,
+    ScaledClock, StorageError, SystemClock,
 };
 pub use stream::Stream;
 pub use subscription::{Subscription, SubscriptionEvent};

@@ -29,6 +29,8 @@ pub(crate) type Log = Rc<ShardLog<EngineIo>>;
 /// What a core owns. Lives on the core's thread only.
 pub(crate) struct CoreState {
     logs: RefCell<HashMap<ShardKey, Log>>,
+    /// Replicated logs of cluster mode (`crate::replica`).
+    replicas: RefCell<HashMap<crate::replica::ReplicaId, Log>>,
     /// Closed shards whose writers let go: they hold no descriptor until they are removed.
     read_only: RefCell<HashMap<ShardKey, ReadOnlyLog>>,
     in_flight: Cell<usize>,
@@ -168,7 +170,25 @@ impl CoreState {
     }
 
     fn all_logs(&self) -> Vec<Log> {
-        self.logs.borrow().values().cloned().collect()
+        let logs = self.logs.borrow();
+        let replicas = self.replicas.borrow();
+        logs.values().chain(replicas.values()).cloned().collect()
+    }
+
+    pub(crate) fn replica(&self, id: crate::replica::ReplicaId) -> Option<Log> {
+        self.replicas.borrow().get(&id).cloned()
+    }
+
+    pub(crate) fn insert_replica(&self, id: crate::replica::ReplicaId, log: Log) {
+        let previous = self.replicas.borrow_mut().insert(id, log);
+        assert!(
+            previous.is_none(),
+            "replica {id:?} opened twice on one core"
+        );
+    }
+
+    pub(crate) fn remove_replica(&self, id: crate::replica::ReplicaId) -> Option<Log> {
+        self.replicas.borrow_mut().remove(&id)
     }
 
     /// Runs `task` on this core; shutdown waits for it.
@@ -226,6 +246,7 @@ pub(crate) async fn run_core(
 ) -> Result<(), StorageError> {
     let state = Rc::new(CoreState {
         logs: RefCell::new(HashMap::new()),
+        replicas: RefCell::new(HashMap::new()),
         read_only: RefCell::new(HashMap::new()),
         in_flight: Cell::new(0),
         idle: Event::new(),
@@ -266,6 +287,7 @@ pub(crate) async fn run_core(
     // Drop the logs while the executor still runs: glommio closes files asynchronously, and
     // a close still pending when the executor stops never happens (a descriptor leak).
     state.logs.borrow_mut().clear();
+    state.replicas.borrow_mut().clear();
     sleep(Duration::from_millis(1)).await;
     synced
 }

@@ -1,0 +1,281 @@
+//! Replicated shard logs hosted on the engine's cores: cluster mode's storage seam
+//! (docs/design/cluster.md, "Where openraft runs"). A replica's log is a replicated
+//! `ShardLog` owned by one core like any shard's; a [`Replica`] handle, usable from any thread
+//! and runtime, sends each operation to that core and awaits its answer, and reads go straight
+//! to the mapped segments through its reader.
+
+use crate::call::Call;
+use crate::engine::Engine;
+use crate::runtime::{CoreJob, CoreMessage, CoreState, EngineIo};
+use crate::shared::EngineShared;
+use sluice_storage::{
+    Appended, Durability, EncodedBatch, EntryId, LogConfig, LogReader, ShardLog, StorageError,
+};
+use std::future::Future;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// A shard replica: its stream's cluster-wide uid and the shard's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplicaId {
+    /// The stream's uid in the cluster's map.
+    pub stream_uid: u64,
+    /// The shard's index in its stream.
+    pub shard: u32,
+}
+
+/// Why a replica operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// The replica is not open on this engine (never opened, or removed).
+    #[error("replica {0:?} is not open here")]
+    NotOpen(ReplicaId),
+    /// The replica is already open on this engine.
+    #[error("replica {0:?} is already open")]
+    AlreadyOpen(ReplicaId),
+    /// The engine is closing.
+    #[error("the engine is shutting down")]
+    Shutdown,
+    /// The log refused or failed (an entry out of place, a truncation below the commit, I/O).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A replica's log as the core holds it.
+pub(crate) type ReplicaLog = Rc<ShardLog<EngineIo>>;
+
+/// A handle on an open replica: cheap to clone, `Send + Sync`.
+#[derive(Clone)]
+pub struct Replica {
+    id: ReplicaId,
+    core: usize,
+    shared: Arc<EngineShared>,
+    reader: LogReader,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("id", &self.id)
+            .field("core", &self.core)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the replicated log of replica `id` under the data directory's
+    /// `replicas/`, recovering what is there, on a core of its own choosing. Its records expire
+    /// after `retention_ms` once committed.
+    pub fn open_replica(
+        &self,
+        id: ReplicaId,
+        retention_ms: u64,
+    ) -> Call<impl Future<Output = Result<Replica, ReplicaError>> + Send + '_> {
+        let shared = self.inner.shared.clone();
+        Call::new(async move {
+            let core = core_of(id, shared.cores.len());
+            let dir = replica_dir(&shared, id);
+            let config = LogConfig {
+                replicated: true,
+                segment_size_bytes: shared.config.segment_size_bytes,
+                record_size_bytes_max: shared.record_size_bytes_supported,
+                retention_ms,
+                ..LogConfig::default()
+            };
+            let (clock, io) = (
+                shared.config.clock.clone(),
+                EngineIo::new(shared.config.io_faults()),
+            );
+            let reader = on_core(&shared, core, move |state| async move {
+                if state.replica(id).is_some() {
+                    return Err(ReplicaError::AlreadyOpen(id));
+                }
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| StorageError::io("create replica dir", &dir, e))?;
+                let log = ShardLog::open(io, &dir, config, clock).await?;
+                let reader = log.reader();
+                state.insert_replica(id, Rc::new(log));
+                Ok(reader)
+            })
+            .await??;
+            Ok(Replica {
+                id,
+                core,
+                shared,
+                reader,
+            })
+        })
+    }
+
+    /// Closes replica `id` (syncing what it wrote) and removes its files: it moved to another
+    /// node, or its stream was deleted.
+    pub fn remove_replica(
+        &self,
+        id: ReplicaId,
+    ) -> Call<impl Future<Output = Result<(), ReplicaError>> + Send + '_> {
+        let shared = self.inner.shared.clone();
+        Call::new(async move {
+            let core = core_of(id, shared.cores.len());
+            let dir = replica_dir(&shared, id);
+            on_core(&shared, core, move |state| async move {
+                let log = state.remove_replica(id).ok_or(ReplicaError::NotOpen(id))?;
+                // Readers holding batches keep their mappings; the files go now.
+                match Rc::try_unwrap(log) {
+                    Ok(log) => log.close().await?,
+                    Err(log) => log.sync().await?,
+                }
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| StorageError::io("remove replica dir", &dir, e))?;
+                Ok(())
+            })
+            .await?
+        })
+    }
+}
+
+impl Replica {
+    /// Which replica this is.
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+
+    /// A reader of its visible (committed) records, for any thread.
+    pub fn reader(&self) -> &LogReader {
+        &self.reader
+    }
+
+    /// Appends a new entry as its leader (`ShardLog::append_entry`).
+    pub fn append_entry(
+        &self,
+        batch: EncodedBatch,
+        entry: EntryId,
+        durability: Durability,
+    ) -> Call<impl Future<Output = Result<Appended, ReplicaError>> + Send + '_> {
+        self.with_log(move |log| async move { log.append_entry(batch, entry, durability).await })
+    }
+
+    /// Appends entries received from the leader, in order, each as the leader's log holds it
+    /// (`ShardLog::entries`); stops at the first refused.
+    pub fn append_received(
+        &self,
+        entries: Vec<Vec<u8>>,
+        durability: Durability,
+    ) -> Call<impl Future<Output = Result<Vec<Appended>, ReplicaError>> + Send + '_> {
+        self.with_log(move |log| async move {
+            let mut appended = Vec::with_capacity(entries.len());
+            for bytes in entries {
+                let batch =
+                    EncodedBatch::received(bytes).map_err(|e| StorageError::EntryRefused {
+                        reason: format!("a received entry does not check: {}", e.0),
+                    })?;
+                appended.push(log.append_received(batch, durability).await?);
+            }
+            Ok(appended)
+        })
+    }
+
+    /// Removes the entries from `index` on (`ShardLog::truncate_from`).
+    pub fn truncate_from(
+        &self,
+        index: u64,
+    ) -> Call<impl Future<Output = Result<(), ReplicaError>> + Send + '_> {
+        self.with_log(move |log| async move { log.truncate_from(index).await })
+    }
+
+    /// Copies of the entries from `index` on, up to `bytes_max` (`ShardLog::entries`).
+    pub fn entries(
+        &self,
+        index: u64,
+        bytes_max: u64,
+    ) -> Call<impl Future<Output = Result<Vec<Vec<u8>>, ReplicaError>> + Send + '_> {
+        self.with_log(move |log| async move { log.entries(index, bytes_max) })
+    }
+
+    /// Moves the commit to `index`: readers see every entry up to it.
+    pub fn commit_to(
+        &self,
+        index: u64,
+    ) -> Call<impl Future<Output = Result<(), ReplicaError>> + Send + '_> {
+        self.with_log(move |log| async move { log.commit_to(index) })
+    }
+
+    /// The log's last entry.
+    pub fn last_entry(
+        &self,
+    ) -> Call<impl Future<Output = Result<Option<EntryId>, ReplicaError>> + Send + '_> {
+        self.with_log(|log| async move { Ok(log.last_entry()) })
+    }
+
+    /// Replaces the Raft layer's saved state (`ShardLog::save_raft_state`); durable on return.
+    pub fn save_state(
+        &self,
+        state: Vec<u8>,
+    ) -> Call<impl Future<Output = Result<(), ReplicaError>> + Send + '_> {
+        self.with_log(move |log| async move { log.save_raft_state(&state).await })
+    }
+
+    /// The Raft layer's saved state.
+    pub fn state(
+        &self,
+    ) -> Call<impl Future<Output = Result<Option<Vec<u8>>, ReplicaError>> + Send + '_> {
+        self.with_log(|log| async move { Ok(log.raft_state()) })
+    }
+
+    /// Runs `op` on the replica's log, on its core.
+    fn with_log<T, F, Fut>(
+        &self,
+        op: F,
+    ) -> Call<impl Future<Output = Result<T, ReplicaError>> + Send + '_>
+    where
+        T: Send + 'static,
+        F: FnOnce(ReplicaLog) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StorageError>> + 'static,
+    {
+        let id = self.id;
+        Call::new(async move {
+            on_core(&self.shared, self.core, move |state| async move {
+                let log = state.replica(id).ok_or(ReplicaError::NotOpen(id))?;
+                Ok(op(log).await?)
+            })
+            .await?
+        })
+    }
+}
+
+/// Runs `op` as a task on core `core` and awaits its answer.
+async fn on_core<T, F, Fut>(shared: &EngineShared, core: usize, op: F) -> Result<T, ReplicaError>
+where
+    T: Send + 'static,
+    F: FnOnce(Rc<CoreState>) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    let job: CoreJob = Box::new(move |state| {
+        let task = op(state.clone());
+        state.spawn(async move {
+            let _ = reply.send(task.await);
+        });
+    });
+    shared.cores[core]
+        .send(CoreMessage::Job(job))
+        .await
+        .map_err(|_| ReplicaError::Shutdown)?;
+    answer.await.map_err(|_| ReplicaError::Shutdown)
+}
+
+/// The core that owns replica `id`: the same on every open, so a replica is never opened on
+/// two cores at once.
+fn core_of(id: ReplicaId, cores: usize) -> usize {
+    let mixed = id.stream_uid.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(id.shard);
+    (mixed % cores as u64) as usize
+}
+
+fn replica_dir(shared: &EngineShared, id: ReplicaId) -> PathBuf {
+    shared
+        .data_dir
+        .root()
+        .join("replicas")
+        .join(format!("{}-{}", id.stream_uid, id.shard))
+}
