@@ -109,11 +109,27 @@ impl Engine {
         })
     }
 
-    /// Closes replica `id` (syncing what it wrote) and removes its files: it moved to another
-    /// node, or its stream was deleted.
+    /// Closes replica `id`, syncing what it wrote, and keeps its files (it moved to another
+    /// node, which catches up before this copy goes; `open_replica` takes it up again).
+    pub fn close_replica(
+        &self,
+        id: ReplicaId,
+    ) -> Call<impl Future<Output = Result<(), ReplicaError>> + Send + '_> {
+        self.end_replica(id, false)
+    }
+
+    /// Closes replica `id` and removes its files (its stream was deleted).
     pub fn remove_replica(
         &self,
         id: ReplicaId,
+    ) -> Call<impl Future<Output = Result<(), ReplicaError>> + Send + '_> {
+        self.end_replica(id, true)
+    }
+
+    fn end_replica(
+        &self,
+        id: ReplicaId,
+        remove: bool,
     ) -> Call<impl Future<Output = Result<(), ReplicaError>> + Send + '_> {
         let shared = self.inner.shared.clone();
         Call::new(async move {
@@ -121,13 +137,17 @@ impl Engine {
             let dir = replica_dir(&shared, id);
             on_core(&shared, core, move |state| async move {
                 let log = state.remove_replica(id).ok_or(ReplicaError::NotOpen(id))?;
-                // Readers holding batches keep their mappings; the files go now.
+                // A task of its own may still hold the log (an operation in flight): sync
+                // what is written either way; its files close when the last holder lets go,
+                // and readers holding batches keep their mappings.
                 match Rc::try_unwrap(log) {
                     Ok(log) => log.close().await?,
                     Err(log) => log.sync().await?,
                 }
-                std::fs::remove_dir_all(&dir)
-                    .map_err(|e| StorageError::io("remove replica dir", &dir, e))?;
+                if remove {
+                    std::fs::remove_dir_all(&dir)
+                        .map_err(|e| StorageError::io("remove replica dir", &dir, e))?;
+                }
                 Ok(())
             })
             .await?

@@ -189,6 +189,14 @@ fn replicas_are_opened_once_refuse_what_does_not_fit_and_are_removed_with_their_
         panic!("a damaged entry was taken: {refused:?}");
     };
     assert!(reason.contains("does not check"), "{reason}");
+    // Closed, its files kept: opened again, it holds what it held.
+    engine.close_replica(ID).wait().unwrap();
+    assert!(matches!(
+        replica.last_entry().wait(),
+        Err(ReplicaError::NotOpen(ID))
+    ));
+    let replica = engine.open_replica(ID, DAY_MS).wait().unwrap();
+    assert_eq!(replica.last_entry().wait().unwrap(), Some(entry(1, 1)));
     let files = dir.path().join("replicas").join("7-3");
     assert!(files.join("seg-00000000.log").exists());
     engine.remove_replica(ID).wait().unwrap();
