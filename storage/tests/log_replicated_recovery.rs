@@ -95,10 +95,7 @@ fn a_hole_at_the_start_of_the_log_is_a_cut_not_a_new_start() {
     block_on(async {
         let leader = open_at(GlommioIo, leader_dir.path(), &clock).await;
         let log = open_at(GlommioIo, dir.path(), &clock).await;
-        for index in 1..=120 {
-            lead(&leader, 1, index, Durability::Visible).await;
-            ship(&leader, &log, index, Durability::Visible).await;
-        }
+        lead_and_ship(&leader, &log, 1..=120).await;
         assert!(log.stats().live_segments >= 2);
         log.close().await.unwrap();
         let first = std::fs::OpenOptions::new()
@@ -124,10 +121,7 @@ fn a_log_cut_at_its_first_batch_takes_the_leaders_first_entry_again() {
     block_on(async {
         let leader = open_at(GlommioIo, leader_dir.path(), &clock).await;
         let log = open_at(GlommioIo, dir.path(), &clock).await;
-        for index in 1..=120 {
-            lead(&leader, 1, index, Durability::Visible).await;
-            ship(&leader, &log, index, Durability::Visible).await;
-        }
+        lead_and_ship(&leader, &log, 1..=120).await;
         log.close().await.unwrap();
         let first = std::fs::OpenOptions::new()
             .read(true)
@@ -247,6 +241,18 @@ fn a_sync_racing_a_truncation_counts_no_removed_record_durable() {
         log.make_durable(appended.end_seq()).await.unwrap();
         assert!(io.syncs_completed() > syncs, "the new records were synced");
     });
+}
+
+/// The leader leads entries `range` in term 1 and the follower takes each (neither durable).
+async fn lead_and_ship(
+    leader: &ShardLog<GlommioIo>,
+    follower: &ShardLog<GlommioIo>,
+    range: std::ops::RangeInclusive<u64>,
+) {
+    for index in range {
+        lead(leader, 1, index, Durability::Visible).await;
+        ship(leader, follower, index, Durability::Visible).await;
+    }
 }
 
 /// Polls `future` for about 100 ms; its output if it finished.
