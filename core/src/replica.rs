@@ -204,13 +204,13 @@ impl Replica {
         self.with_log(move |log| async move { log.truncate_from(index).await })
     }
 
-    /// Copies of the entries from `index` on, up to `bytes_max` (`ShardLog::entries`).
+    /// Copies of the entries in `indexes`, up to `bytes_max` (`ShardLog::entries`).
     pub fn entries(
         &self,
-        index: u64,
+        indexes: std::ops::Range<u64>,
         bytes_max: u64,
     ) -> Call<impl Future<Output = Result<Vec<Vec<u8>>, ReplicaError>> + Send + '_> {
-        self.with_log(move |log| async move { log.entries(index, bytes_max) })
+        self.with_log(move |log| async move { log.entries(indexes, bytes_max) })
     }
 
     /// Moves the commit to `index`: readers see every entry up to it.

@@ -69,7 +69,7 @@ async fn replicate(
     }
     let mut next = first;
     loop {
-        let shipped = leader.entries(next, 16 * 1024).await.unwrap();
+        let shipped = leader.entries(next..u64::MAX, 16 * 1024).await.unwrap();
         if shipped.is_empty() {
             break;
         }
@@ -131,7 +131,7 @@ fn a_follower_on_another_engine_keeps_its_leaders_records_across_restarts() {
     // uncommitted 101..=120 go, the committed entries cannot.
     let engine_c = common::open(dirs[2].path());
     let new_leader = engine_c.open_replica(ID, DAY_MS).wait().unwrap();
-    let mut prefix = leader.entries(1, u64::MAX).wait().unwrap();
+    let mut prefix = leader.entries(1..u64::MAX, u64::MAX).wait().unwrap();
     prefix.truncate(100);
     new_leader
         .append_received(prefix, Durability::Durable)
@@ -149,7 +149,7 @@ fn a_follower_on_another_engine_keeps_its_leaders_records_across_restarts() {
         ReplicaError::Storage(StorageError::TruncateCommitted { .. })
     ));
     follower.truncate_from(101).wait().unwrap();
-    let suffix = new_leader.entries(101, u64::MAX).wait().unwrap();
+    let suffix = new_leader.entries(101..u64::MAX, u64::MAX).wait().unwrap();
     assert_eq!(suffix.len(), 30);
     follower
         .append_received(suffix, Durability::Durable)
@@ -182,7 +182,7 @@ fn replicas_are_opened_once_refuse_what_does_not_fit_and_are_removed_with_their_
         out_of_place,
         Err(ReplicaError::Storage(StorageError::EntryRefused { .. }))
     ));
-    let mut damaged = replica.entries(1, 0).wait().unwrap();
+    let mut damaged = replica.entries(1..2, u64::MAX).wait().unwrap();
     damaged[0][100] ^= 1;
     let refused = replica.append_received(damaged, Durability::Durable).wait();
     let Err(ReplicaError::Storage(StorageError::EntryRefused { reason })) = refused else {

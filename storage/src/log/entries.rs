@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::format::{BatchHeader, SEGMENT_DATA_START};
 use crate::io::SegmentIo;
 use crate::segment::Segment;
+use std::ops::Range;
 
 /// A place among the written batches: a segment (its place in `live`), a position in it, and
 /// the batch before that position in the segment.
@@ -56,13 +57,18 @@ impl<I: SegmentIo> ShardLog<I> {
     /// a leader ships to a follower, which appends it with `append_received`. `None` when the
     /// log does not hold it.
     pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>> {
-        Ok(self.entries(index, 0)?.pop())
+        Ok(self.entries(index..index.saturating_add(1), 0)?.pop())
     }
 
-    /// Copies of the written entries from `index` on, in order, as this log holds them (each
+    /// Copies of the written entries in `indexes`, in order, as this log holds them (each
     /// verified), until they reach `bytes_max` (the first one always comes): what a leader
-    /// ships in one append request. Empty when the log does not hold entry `index`.
-    pub fn entries(&self, index: u64, bytes_max: u64) -> Result<Vec<Vec<u8>>> {
+    /// ships in one append request. Empty when the range is empty or the log does not hold
+    /// its first entry; short when the log ends inside it.
+    pub fn entries(&self, indexes: Range<u64>, bytes_max: u64) -> Result<Vec<Vec<u8>>> {
+        let index = indexes.start;
+        if indexes.is_empty() {
+            return Ok(Vec::new());
+        }
         let Some(at) = self.locate_entry(index)? else {
             return Ok(Vec::new());
         };
@@ -82,7 +88,9 @@ impl<I: SegmentIo> ShardLog<I> {
             let end = segment.visible_end();
             while pos < end {
                 let loc = segment.verified_batch_at(pos, end, expected)?;
-                if loc.header.entry.is_none_or(|e| e.index != next_index) {
+                if next_index >= indexes.end
+                    || loc.header.entry.is_none_or(|e| e.index != next_index)
+                {
                     return Ok(entries);
                 }
                 if !entries.is_empty() && bytes + u64::from(loc.header.length) > bytes_max {
