@@ -82,9 +82,11 @@ fn a_follower_holds_its_leaders_records_byte_for_byte_and_readers_see_only_commi
             Some(id(1, 300)),
             "a commit never goes back"
         );
-        // Time seeks step over control entries: entry 20 has a time and no record.
+        // Time seeks step over control entries: entry 20 holds no record and carries entry
+        // 19's time; a time after 19's lands on entry 21.
+        assert_eq!(appended[&20].timestamp_ms, appended[&19].timestamp_ms);
         let reader = follower.reader();
-        let sought = reader.seek_timestamp(appended[&20].timestamp_ms).unwrap();
+        let sought = reader.seek_timestamp(appended[&19].timestamp_ms + 1).unwrap();
         assert_eq!(sought, appended[&21].base_seq);
         let expected = visible(&follower);
         leader.maintain().await.unwrap();
@@ -321,4 +323,48 @@ fn power_loss_after_a_truncation_never_brings_back_a_removed_entry() {
             assert_eq!(records, expected[..records.len()], "{loss:?}");
         });
     }
+}
+
+/// A control entry holds no record: it carries the last record's time and moves no time
+/// forward, on the leader that makes it and on a follower that makes its own (each replica
+/// writes control entries itself), so a follower whose clock runs ahead still takes the
+/// leader's next records.
+#[test]
+fn control_entries_carry_the_last_records_time_and_move_none() {
+    let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (leader_clock, follower_clock) = (manual_clock(), manual_clock());
+    block_on(async {
+        let leader = open_at(GlommioIo, leader_dir.path(), &leader_clock).await;
+        let follower = open_at(GlommioIo, follower_dir.path(), &follower_clock).await;
+        let first = lead(&leader, 1, 1, Durability::Visible).await;
+        ship(&leader, &follower, 1, Durability::Visible).await;
+        // Entry 10 is a control entry; the follower makes its own, its clock a minute ahead.
+        follower_clock.advance_ms(60_000);
+        leader_clock.advance_ms(5);
+        for index in 2..=9 {
+            lead(&leader, 1, index, Durability::Visible).await;
+            ship(&leader, &follower, index, Durability::Visible).await;
+        }
+        let last_record = leader.entry(9).unwrap().unwrap();
+        let last_time = sluice_storage::format::BatchHeader::parse(&last_record)
+            .unwrap()
+            .max_timestamp_ms;
+        assert!(last_time > first.timestamp_ms);
+        let control = || EncodedBatch::control(b"membership");
+        let on_leader = leader
+            .append_entry(control(), id(1, 10), Durability::Visible)
+            .await
+            .unwrap();
+        let on_follower = follower
+            .append_entry(control(), id(1, 10), Durability::Visible)
+            .await
+            .unwrap();
+        assert_eq!(on_leader.timestamp_ms, last_time);
+        assert_eq!(on_follower.timestamp_ms, last_time);
+        // The leader's next records, stamped by its own clock, follow on the follower.
+        let next = lead(&leader, 1, 11, Durability::Visible).await;
+        let shipped = ship(&leader, &follower, 11, Durability::Durable).await;
+        assert_eq!(shipped, next);
+        assert!(next.timestamp_ms < sluice_storage::Clock::now_ms(&*follower_clock));
+    });
 }

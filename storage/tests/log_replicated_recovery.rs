@@ -312,10 +312,14 @@ fn a_time_seek_goes_past_a_segment_ending_in_a_control_entry() {
         };
         log.commit_to(index).unwrap();
         let reader = log.reader();
-        let sought = reader.seek_timestamp(last_control.timestamp_ms).unwrap();
+        // The control entry carries the time of the record before it: a time after that one
+        // lands on the next segment's first record.
+        let sought = reader.seek_timestamp(last_control.timestamp_ms + 1).unwrap();
         assert_eq!(sought, first_of_next.base_seq);
         let now = sluice_storage::Clock::now_ms(&*clock);
-        clock.advance_ms(last_control.timestamp_ms + config.retention_ms - now);
+        // The old segment's newest time is its last record's (the control entry's): just
+        // past its retention, that segment has expired.
+        clock.advance_ms(last_control.timestamp_ms + config.retention_ms + 1 - now);
         assert_eq!(reader.trim_horizon(), first_of_next.base_seq);
         let read = reader.read(first_of_next.base_seq, ReadLimits::default());
         assert_eq!(read.unwrap().len(), 1);

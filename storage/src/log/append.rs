@@ -168,8 +168,15 @@ impl<I: SegmentIo> ShardLog<I> {
     ) -> Result<(Rc<I::File>, u64, Appended, u64)> {
         let mut w = self.writer.borrow_mut();
         let w = &mut *w;
-        // Arrival times never go back within a shard, so time seeks can binary-search.
-        let now_ms = self.shared.clock.now_ms().max(w.last_timestamp_ms);
+        // Arrival times never go back within a shard, so time seeks can binary-search. A
+        // control entry holds no record: it carries the last record's time and moves no time
+        // forward (each replica makes its own, and a follower's clock ahead of the leader's
+        // would refuse the leader's next records).
+        let now_ms = if batch.is_control() {
+            w.last_timestamp_ms
+        } else {
+            self.shared.clock.now_ms().max(w.last_timestamp_ms)
+        };
         let entry = match seal {
             Seal::Plain => None,
             Seal::Entry(entry) => Some(entry),

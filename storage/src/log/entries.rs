@@ -53,6 +53,18 @@ impl<I: SegmentIo> ShardLog<I> {
         }))
     }
 
+    /// The index of the oldest entry the log holds (retention retires older segments), `None`
+    /// when it holds none.
+    pub fn first_entry_index(&self) -> Result<Option<u64>> {
+        let w = self.writer.borrow();
+        for segment in &w.live {
+            if let Some(index) = first_entry(segment)? {
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
+    }
+
     /// A copy of written entry `index` as this log holds it (the whole batch, verified): what
     /// a leader ships to a follower, which appends it with `append_received`. `None` when the
     /// log does not hold it.
