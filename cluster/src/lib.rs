@@ -37,6 +37,7 @@ mod meta;
 mod model;
 pub mod placement;
 pub mod plan;
+pub mod raft;
 pub mod reconcile;
 pub mod transport;
 

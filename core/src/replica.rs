@@ -177,7 +177,8 @@ impl Replica {
     }
 
     /// Appends entries received from the leader, in order, each as the leader's log holds it
-    /// (`ShardLog::entries`); stops at the first refused.
+    /// (`ShardLog::entries`); stops at the first refused. Asked to be durable, it waits for
+    /// the device once, for the last entry (durability covers a log's batches in order).
     pub fn append_received(
         &self,
         entries: Vec<Vec<u8>>,
@@ -185,11 +186,17 @@ impl Replica {
     ) -> Call<impl Future<Output = Result<Vec<Appended>, ReplicaError>> + Send + '_> {
         self.with_log(move |log| async move {
             let mut appended = Vec::with_capacity(entries.len());
-            for bytes in entries {
+            let last = entries.len().saturating_sub(1);
+            for (i, bytes) in entries.into_iter().enumerate() {
                 let batch =
                     EncodedBatch::received(bytes).map_err(|e| StorageError::EntryRefused {
                         reason: format!("a received entry does not check: {}", e.0),
                     })?;
+                let durability = if i == last {
+                    durability
+                } else {
+                    Durability::Visible
+                };
                 appended.push(log.append_received(batch, durability).await?);
             }
             Ok(appended)
@@ -219,6 +226,13 @@ impl Replica {
         index: u64,
     ) -> Call<impl Future<Output = Result<(), ReplicaError>> + Send + '_> {
         self.with_log(move |log| async move { log.commit_to(index) })
+    }
+
+    /// The index of the oldest entry the log holds (`ShardLog::first_entry_index`).
+    pub fn first_entry_index(
+        &self,
+    ) -> Call<impl Future<Output = Result<Option<u64>, ReplicaError>> + Send + '_> {
+        self.with_log(|log| async move { log.first_entry_index() })
     }
 
     /// The log's last entry.

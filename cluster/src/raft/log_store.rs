@@ -1,0 +1,238 @@
+//! openraft's log storage over a replica's log: entries are the log's batches, the vote and
+//! the commit live in the saved state, and a purge is recorded there while the segments go by
+//! retention (which only retires committed ones).
+
+use super::entry::{ToAppend, from_stored, log_id_of, to_append};
+use super::saved::{SavedCell, Write};
+use super::{RaftStorageError, ShardRaft};
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{Entry, LogId, OptionalSend, StorageIOError, Vote};
+use sluice_core::{Durability, Replica};
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+/// How many bytes of entries one read copies from the log at most (one append request's
+/// worth; a read asking for more goes on with the next copy).
+const READ_BYTES_MAX: u64 = 4 << 20;
+
+/// A shard replica's Raft log (and, cloned, its log reader).
+#[derive(Clone)]
+pub struct ShardLogStore {
+    replica: Replica,
+    saved: Arc<SavedCell>,
+}
+
+impl ShardLogStore {
+    pub(super) fn new(replica: Replica, saved: Arc<SavedCell>) -> ShardLogStore {
+        ShardLogStore { replica, saved }
+    }
+
+    /// Appends `batch` of entries (a follower's come as received, in bulk), the last one
+    /// durable: the log syncs its batches in order.
+    async fn append_all(&self, entries: Vec<Entry<ShardRaft>>) -> Result<(), RaftStorageError> {
+        let count = entries.len();
+        let mut received = Vec::new();
+        for (i, entry) in entries.into_iter().enumerate() {
+            let log_id = entry.log_id;
+            let last = i + 1 == count;
+            let durability = if last {
+                Durability::Durable
+            } else {
+                Durability::Visible
+            };
+            let refused =
+                |e: String| StorageIOError::write_log_entry(log_id, openraft::AnyError::error(e));
+            match to_append(entry).map_err(refused)? {
+                ToAppend::Received(bytes) => {
+                    received.push(bytes);
+                    if last {
+                        self.append_received(std::mem::take(&mut received), durability)
+                            .await?;
+                    }
+                }
+                ToAppend::New(batch, id) => {
+                    self.append_received(std::mem::take(&mut received), Durability::Visible)
+                        .await?;
+                    self.replica
+                        .append_entry(batch, id, durability)
+                        .await
+                        .map_err(|e| StorageIOError::write_log_entry(log_id, &e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn append_received(
+        &self,
+        entries: Vec<Vec<u8>>,
+        durability: Durability,
+    ) -> Result<(), RaftStorageError> {
+        if !entries.is_empty() {
+            self.replica
+                .append_received(entries, durability)
+                .await
+                .map_err(|e| StorageIOError::write_logs(&e))?;
+        }
+        Ok(())
+    }
+
+    async fn last_log_id(&self) -> Result<Option<LogId<u64>>, RaftStorageError> {
+        Ok(self
+            .replica
+            .last_entry()
+            .await
+            .map_err(|e| StorageIOError::read_logs(&e))?
+            .map(log_id_of))
+    }
+}
+
+impl RaftLogReader<ShardRaft> for ShardLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<ShardRaft>>, RaftStorageError> {
+        let purged = self.saved.get().await.purged;
+        let mut start = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        // Purged entries are gone for Raft, even while retention still keeps their segment.
+        if let Some(purged) = purged {
+            start = start.max(purged.index + 1);
+        }
+        let end = match range.end_bound() {
+            Bound::Included(&i) => i.saturating_add(1),
+            Bound::Excluded(&i) => i,
+            Bound::Unbounded => u64::MAX,
+        };
+        let mut entries = Vec::new();
+        while start < end {
+            let copied = self
+                .replica
+                .entries(start..end, READ_BYTES_MAX)
+                .await
+                .map_err(|e| StorageIOError::read_log_at_index(start, &e))?;
+            if copied.is_empty() {
+                // Below the log's first entry (a range from 0, or retired by retention): the
+                // range goes on from the first one the log holds.
+                let first = self
+                    .replica
+                    .first_entry_index()
+                    .await
+                    .map_err(|e| StorageIOError::read_log_at_index(start, &e))?;
+                match first {
+                    Some(first) if first > start => {
+                        start = first;
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
+            start += copied.len() as u64;
+            for bytes in copied {
+                let entry = from_stored(bytes).map_err(|e| {
+                    StorageIOError::read_log_at_index(start, openraft::AnyError::error(e))
+                })?;
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<ShardRaft> for ShardLogStore {
+    type LogReader = ShardLogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<ShardRaft>, RaftStorageError> {
+        let purged = self.saved.get().await.purged;
+        let last = self.last_log_id().await?;
+        // Purged up to or past the last entry (a snapshot installed ahead of the log): the
+        // purged id is the last one.
+        let last_log_id = match (last, purged) {
+            (Some(last), Some(purged)) if purged.index >= last.index => Some(purged),
+            (None, purged) => purged,
+            (last, _) => last,
+        };
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), RaftStorageError> {
+        let vote = *vote;
+        self.saved
+            .change(Write::Now, |saved| saved.vote = Some(vote))
+            .await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, RaftStorageError> {
+        Ok(self.saved.get().await.vote)
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<u64>>,
+    ) -> Result<(), RaftStorageError> {
+        self.saved
+            .change(Write::Lazily, |saved| saved.committed = committed)
+            .await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, RaftStorageError> {
+        Ok(self.saved.get().await.committed)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<ShardRaft>,
+    ) -> Result<(), RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry<ShardRaft>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let last = entries.last().map(|e| e.log_id);
+        match self.append_all(entries).await {
+            Ok(()) => {
+                if last.is_some() {
+                    self.saved.set_durable(last).await;
+                }
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(e)
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), RaftStorageError> {
+        self.replica
+            .truncate_from(log_id.index)
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        let last = self.last_log_id().await?;
+        self.saved.set_durable(last).await;
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), RaftStorageError> {
+        self.saved
+            .change(Write::Now, |saved| {
+                if saved.purged.is_none_or(|p| p.index < log_id.index) {
+                    saved.purged = Some(log_id);
+                }
+            })
+            .await
+    }
+}

@@ -1,0 +1,120 @@
+//! What a shard's Raft group keeps besides its log, in the replica's Raft state file: the
+//! vote, the commit, the purged and applied log ids and the last applied membership, as one
+//! JSON value replaced whole (two synced slots: a torn save leaves the previous one).
+//!
+//! The vote, a purge and a membership change are written before the call returns (Raft's
+//! safety rests on the vote). The commit and the applied id move with every write, so they are
+//! written at most once a second with whatever else is saved: a restart then re-applies a
+//! little more, never less. Both are written no further than the log's durable end, so a
+//! restart never claims an entry that a power loss took back.
+
+use super::RaftStorageError;
+use openraft::{BasicNode, LogId, StorageIOError, StoredMembership, Vote};
+use serde::{Deserialize, Serialize};
+use sluice_core::Replica;
+use std::time::{Duration, Instant};
+
+/// The commit and the applied id are written at most this often on their own.
+const LAZY_WRITE_EVERY: Duration = Duration::from_secs(1);
+
+/// The saved state, as the file holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Saved {
+    pub vote: Option<Vote<u64>>,
+    pub committed: Option<LogId<u64>>,
+    pub purged: Option<LogId<u64>>,
+    pub applied: Option<LogId<u64>>,
+    pub membership: StoredMembership<u64, BasicNode>,
+}
+
+/// The saved state shared by a group's log store and state machine; writes are one at a time,
+/// in the order their changes were made.
+pub(super) struct SavedCell {
+    replica: Replica,
+    inner: tokio::sync::Mutex<Inner>,
+}
+
+struct Inner {
+    saved: Saved,
+    /// The last entry known durable in the log: the commit and applied id written no further.
+    durable: Option<LogId<u64>>,
+    last_write: Option<Instant>,
+}
+
+/// Whether a change is written before the call returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Write {
+    Now,
+    Lazily,
+}
+
+impl SavedCell {
+    /// Reads the replica's saved state (the default when it has none).
+    pub(super) async fn open(replica: Replica) -> Result<SavedCell, RaftStorageError> {
+        let bytes = replica
+            .state()
+            .await
+            .map_err(|e| StorageIOError::read(&e))?;
+        let saved = match bytes {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StorageIOError::read(&e))?,
+            None => Saved::default(),
+        };
+        let durable = replica
+            .last_entry()
+            .await
+            .map_err(|e| StorageIOError::read_logs(&e))?
+            .map(super::entry::log_id_of);
+        Ok(SavedCell {
+            replica,
+            inner: tokio::sync::Mutex::new(Inner {
+                saved,
+                durable,
+                last_write: None,
+            }),
+        })
+    }
+
+    /// A copy of the state as it stands (some of it perhaps not written yet).
+    pub(super) async fn get(&self) -> Saved {
+        self.inner.lock().await.saved.clone()
+    }
+
+    /// The log's durable end moved (an append returned durable, a truncation cut it back).
+    pub(super) async fn set_durable(&self, durable: Option<LogId<u64>>) {
+        self.inner.lock().await.durable = durable;
+    }
+
+    /// Makes `change` and writes the state, now or lazily.
+    pub(super) async fn change(
+        &self,
+        write: Write,
+        change: impl FnOnce(&mut Saved),
+    ) -> Result<(), RaftStorageError> {
+        let mut inner = self.inner.lock().await;
+        change(&mut inner.saved);
+        let due = inner
+            .last_write
+            .is_none_or(|at| at.elapsed() >= LAZY_WRITE_EVERY);
+        if write == Write::Lazily && !due {
+            return Ok(());
+        }
+        let mut on_disk = inner.saved.clone();
+        on_disk.committed = no_further_than(on_disk.committed, inner.durable);
+        on_disk.applied = no_further_than(on_disk.applied, inner.durable);
+        let bytes = serde_json::to_vec(&on_disk).map_err(|e| StorageIOError::write(&e))?;
+        self.replica
+            .save_state(bytes)
+            .await
+            .map_err(|e| StorageIOError::write(&e))?;
+        inner.last_write = Some(Instant::now());
+        Ok(())
+    }
+}
+
+/// `id`, or `durable` where the log's durable end is below it.
+fn no_further_than(id: Option<LogId<u64>>, durable: Option<LogId<u64>>) -> Option<LogId<u64>> {
+    match (id, durable) {
+        (Some(id), Some(durable)) if durable.index < id.index => Some(durable),
+        _ => id,
+    }
+}

@@ -1,0 +1,293 @@
+//! openraft's state machine over a replica's log. The log is the state: applying entries moves
+//! its commit (readers see them) and answers where their records landed. A snapshot is the
+//! entries the log still holds up to the applied one; installing it appends the ones the
+//! replica lacks, after cutting an uncommitted suffix that disagrees with it.
+
+use super::entry::{ShardWritten, entry_id_of, written};
+use super::saved::{SavedCell, Write};
+use super::{RaftStorageError, ShardRaft, ShardWrite};
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder,
+    StorageIOError, StoredMembership,
+};
+use sluice_core::Replica;
+use sluice_storage::format::BatchHeader;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+
+/// The last snapshot built or installed here (kept in memory: a restart builds a new one).
+type Current = Arc<Mutex<Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>>>;
+
+/// A shard replica's state machine (and, cloned, its snapshot builder).
+#[derive(Clone)]
+pub struct ShardStateMachine {
+    replica: Replica,
+    saved: Arc<SavedCell>,
+    current: Current,
+}
+
+impl ShardStateMachine {
+    /// Readers see again what was applied before (a log opens with nothing visible).
+    pub(super) async fn open(
+        replica: Replica,
+        saved: Arc<SavedCell>,
+    ) -> Result<ShardStateMachine, RaftStorageError> {
+        if let Some(applied) = saved.get().await.applied {
+            replica
+                .commit_to(applied.index)
+                .await
+                .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        }
+        Ok(ShardStateMachine {
+            replica,
+            saved,
+            current: Arc::default(),
+        })
+    }
+
+    /// The entries the log holds from its oldest to `last`, each as `u32` length then bytes.
+    async fn entries_up_to(&self, last: Option<LogId<u64>>) -> Result<Vec<u8>, RaftStorageError> {
+        let mut data = Vec::new();
+        let Some(last) = last else {
+            return Ok(data);
+        };
+        let read = |e: &dyn std::error::Error| StorageIOError::read_logs(AnyError::error(e));
+        let purged = self.saved.get().await.purged.map_or(0, |p| p.index + 1);
+        let first = self
+            .replica
+            .first_entry_index()
+            .await
+            .map_err(|e| read(&e))?;
+        let Some(mut next) = first.map(|first| first.max(purged)) else {
+            return Ok(data);
+        };
+        while next <= last.index {
+            let entries = self
+                .replica
+                .entries(next..last.index + 1, 4 << 20)
+                .await
+                .map_err(|e| read(&e))?;
+            if entries.is_empty() {
+                break;
+            }
+            next += entries.len() as u64;
+            for entry in entries {
+                data.extend_from_slice(&(entry.len() as u32).to_le_bytes());
+                data.extend_from_slice(&entry);
+            }
+        }
+        Ok(data)
+    }
+
+    /// Makes the log hold the snapshot's entries: cuts the first of its own that disagrees
+    /// (never a committed one: the log refuses), then appends those it lacks.
+    async fn take_entries(&self, entries: Vec<Vec<u8>>) -> Result<(), AnyError> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let first = entry_of(first)?.index;
+        let mut last = self
+            .replica
+            .last_entry()
+            .await
+            .map_err(|e| AnyError::new(&e))?;
+        if let Some(own_last) = last
+            && own_last.index >= first
+        {
+            let overlap = self
+                .replica
+                .entries(first..own_last.index + 1, u64::MAX)
+                .await
+                .map_err(|e| AnyError::new(&e))?;
+            let disagree = overlap
+                .iter()
+                .zip(&entries)
+                .map(|(ours, theirs)| Ok::<_, AnyError>((entry_of(ours)?, entry_of(theirs)?)))
+                .find(|pair| pair.as_ref().map_or(true, |(a, b)| a != b))
+                .transpose()?;
+            if let Some((ours, _)) = disagree {
+                self.replica
+                    .truncate_from(ours.index)
+                    .await
+                    .map_err(|e| AnyError::new(&e))?;
+                last = self
+                    .replica
+                    .last_entry()
+                    .await
+                    .map_err(|e| AnyError::new(&e))?;
+            }
+        }
+        let next = last.map_or(first, |l| l.index + 1);
+        if next < first {
+            return Err(AnyError::error(format!(
+                "the snapshot starts at entry {first}, this replica's log ends at {}: a replica \
+                 this far behind needs a copy of the leader's segments",
+                next - 1
+            )));
+        }
+        let missing: Vec<Vec<u8>> = entries
+            .into_iter()
+            .skip(usize::try_from(next - first).unwrap_or(usize::MAX))
+            .collect();
+        if !missing.is_empty() {
+            self.replica
+                .append_received(missing, sluice_core::Durability::Durable)
+                .await
+                .map_err(|e| AnyError::new(&e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The entry id a stored batch holds.
+fn entry_of(bytes: &[u8]) -> Result<sluice_core::EntryId, AnyError> {
+    BatchHeader::parse(bytes)
+        .ok()
+        .and_then(|h| h.entry)
+        .ok_or_else(|| AnyError::error("a snapshot holds a batch that is no entry"))
+}
+
+/// The batches of a snapshot's data.
+fn split_entries(data: &[u8]) -> Result<Vec<Vec<u8>>, AnyError> {
+    let mut entries = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let cut = || AnyError::error("a snapshot's data is cut short");
+        let len = rest.get(..4).ok_or_else(cut)?;
+        let len = u32::from_le_bytes(len.try_into().map_err(|_| cut())?) as usize;
+        let bytes = rest.get(4..4 + len).ok_or_else(cut)?;
+        entries.push(bytes.to_vec());
+        rest = &rest[4 + len..];
+    }
+    Ok(entries)
+}
+
+impl RaftSnapshotBuilder<ShardRaft> for ShardStateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<ShardRaft>, RaftStorageError> {
+        let saved = self.saved.get().await;
+        let data = self.entries_up_to(saved.applied).await?;
+        let meta = SnapshotMeta {
+            last_log_id: saved.applied,
+            last_membership: saved.membership,
+            snapshot_id: saved.applied.map_or_else(
+                || "empty".to_string(),
+                |id| format!("{}-{}", id.leader_id, id.index),
+            ),
+        };
+        *self.current.lock().expect("snapshot lock") = Some((meta.clone(), data.clone()));
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<ShardRaft> for ShardStateMachine {
+    type SnapshotBuilder = ShardStateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), RaftStorageError> {
+        let saved = self.saved.get().await;
+        Ok((saved.applied, saved.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ShardWritten>, RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry<ShardRaft>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut replies = Vec::new();
+        let (mut last, mut membership) = (None, None);
+        for entry in entries {
+            let reply = match entry.payload {
+                EntryPayload::Blank => ShardWritten::default(),
+                EntryPayload::Normal(ShardWrite::Stored(bytes)) => written(&bytes)
+                    .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::error(e)))?,
+                EntryPayload::Normal(ShardWrite::New(_)) => {
+                    let e = AnyError::error("applied entries come from the log, numbered");
+                    return Err(StorageIOError::apply(entry.log_id, e).into());
+                }
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    ShardWritten::default()
+                }
+            };
+            replies.push(reply);
+            last = Some(entry.log_id);
+        }
+        let Some(last) = last else {
+            return Ok(replies);
+        };
+        self.replica
+            .commit_to(last.index)
+            .await
+            .map_err(|e| StorageIOError::apply(last, &e))?;
+        let write = if membership.is_some() {
+            Write::Now
+        } else {
+            Write::Lazily
+        };
+        self.saved
+            .change(write, |saved| {
+                saved.applied = Some(last);
+                if let Some(membership) = membership {
+                    saved.membership = membership;
+                }
+            })
+            .await?;
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, RaftStorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), RaftStorageError> {
+        let data = snapshot.into_inner();
+        let failed = |e| StorageIOError::write_snapshot(Some(meta.signature()), e);
+        let entries = split_entries(&data).map_err(failed)?;
+        if let (Some(last), Some(want)) = (entries.last(), meta.last_log_id) {
+            let held = entry_of(last).map_err(failed)?;
+            if held != entry_id_of(&want) {
+                let e = AnyError::error(format!("a snapshot to {want} ends at {held:?}"));
+                return Err(failed(e).into());
+            }
+        }
+        self.take_entries(entries).await.map_err(failed)?;
+        if let Some(last) = meta.last_log_id {
+            self.replica
+                .commit_to(last.index)
+                .await
+                .map_err(|e| failed(AnyError::new(&e)))?;
+        }
+        let (applied, membership) = (meta.last_log_id, meta.last_membership.clone());
+        self.saved
+            .change(Write::Now, |saved| {
+                saved.applied = applied;
+                saved.membership = membership;
+            })
+            .await?;
+        *self.current.lock().expect("snapshot lock") = Some((meta.clone(), data));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<ShardRaft>>, RaftStorageError> {
+        let current = self.current.lock().expect("snapshot lock").clone();
+        Ok(current.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}

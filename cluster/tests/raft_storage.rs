@@ -1,0 +1,366 @@
+//! A shard's Raft storage (openraft's log store and state machine over a replica's log on a
+//! real engine): openraft's own conformance suite, then what it does not reach: entries with
+//! records as a leader appends them and a follower takes them, the answers applying gives,
+//! a restart, and snapshots that carry entries.
+
+use openraft::storage::RaftLogStorageExt;
+use openraft::storage::{RaftLogReader, RaftLogStorage, RaftStateMachine};
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::{
+    CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftSnapshotBuilder, Vote,
+};
+use sluice_cluster::raft::{
+    NewRecord, RaftStorageError, ShardLogStore, ShardRaft, ShardStateMachine, ShardWrite,
+    open_storage,
+};
+use sluice_core::{Engine, EngineConfig, ReadLimits, Replica, ReplicaId};
+use std::collections::BTreeSet;
+use tempfile::TempDir;
+
+const ID: ReplicaId = ReplicaId {
+    stream_uid: 11,
+    shard: 0,
+};
+const DAY_MS: u64 = 24 * 3_600_000;
+
+fn engine(dir: &std::path::Path) -> Engine {
+    let mut config = EngineConfig::new(dir);
+    config.cores = 1;
+    config.segment_size_bytes = 1 << 20;
+    Engine::open(config).expect("engine opens")
+}
+
+/// A fresh engine in a temporary directory, one replica on it, its Raft storage.
+struct Fresh;
+
+impl StoreBuilder<ShardRaft, ShardLogStore, ShardStateMachine, (Engine, TempDir)> for Fresh {
+    async fn build(
+        &self,
+    ) -> Result<((Engine, TempDir), ShardLogStore, ShardStateMachine), RaftStorageError> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let engine = engine(dir.path());
+        let replica = engine
+            .open_replica(ID, DAY_MS)
+            .await
+            .expect("replica opens");
+        let (log, state_machine) = open_storage(replica).await?;
+        Ok(((engine, dir), log, state_machine))
+    }
+}
+
+fn log_id(term: u64, leader: u64, index: u64) -> LogId<u64> {
+    LogId::new(CommittedLeaderId::new(term, leader), index)
+}
+
+/// A client's write of `index % 4 + 1` records as the leader of `term` appends it.
+fn write(term: u64, leader: u64, index: u64) -> Entry<ShardRaft> {
+    let records = (0..index % 4 + 1)
+        .map(|r| NewRecord {
+            partition_key: format!("key-{r}"),
+            data: format!("term {term} entry {index} record {r}").into_bytes(),
+            flags: 0,
+        })
+        .collect();
+    Entry {
+        log_id: log_id(term, leader, index),
+        payload: EntryPayload::Normal(ShardWrite::New(records)),
+    }
+}
+
+fn membership(term: u64, leader: u64, index: u64) -> Entry<ShardRaft> {
+    Entry {
+        log_id: log_id(term, leader, index),
+        payload: EntryPayload::Membership(Membership::new(vec![BTreeSet::from([1, 2, 3])], ())),
+    }
+}
+
+/// Every visible record: (sequence number, time, key, data).
+fn visible(replica: &Replica) -> Vec<(u64, u64, Vec<u8>, Vec<u8>)> {
+    let reader = replica.reader();
+    let (mut seq, mut records) = (reader.trim_horizon(), Vec::new());
+    while seq < reader.next_seq() {
+        let batch = reader.read(seq, ReadLimits::default()).expect("readable");
+        records.extend(
+            batch
+                .records()
+                .map(|r| (r.seq, r.timestamp_ms, r.key.to_vec(), r.data.to_vec())),
+        );
+        seq = batch.next_seq();
+    }
+    records
+}
+
+/// The stored batches of a log's entries from `from` on.
+async fn stored(log: &mut ShardLogStore, from: u64) -> Vec<Vec<u8>> {
+    let entries = log.try_get_log_entries(from..).await.expect("entries read");
+    entries
+        .into_iter()
+        .map(|e| match e.payload {
+            EntryPayload::Normal(ShardWrite::Stored(bytes)) => bytes,
+            other => panic!("entry {} is {other:?}", e.log_id),
+        })
+        .collect()
+}
+
+/// A replica of its own on `engine`, and its Raft storage.
+async fn storage(engine: &Engine, shard: u32) -> (Replica, ShardLogStore, ShardStateMachine) {
+    let id = ReplicaId { shard, ..ID };
+    let replica = engine
+        .open_replica(id, DAY_MS)
+        .await
+        .expect("replica opens");
+    let (log, state_machine) = open_storage(replica.clone()).await.expect("storage opens");
+    (replica, log, state_machine)
+}
+
+/// openraft's storage suite, each of its tests as one of ours (`Suite::test_all` runs them
+/// in one).
+type OpenraftSuite = Suite<ShardRaft, ShardLogStore, ShardStateMachine, Fresh, (Engine, TempDir)>;
+
+/// Runs one test of the suite on fresh storage, on a runtime of its own (as the suite does).
+fn run_suite_test<F, Fut>(test: F)
+where
+    F: FnOnce(ShardLogStore, ShardStateMachine) -> Fut,
+    Fut: std::future::Future<Output = Result<(), RaftStorageError>>,
+{
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime
+        .block_on(async {
+            let (_engine, log, state_machine) = Fresh.build().await?;
+            test(log, state_machine).await
+        })
+        .expect("the test passes");
+}
+
+macro_rules! suite_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            run_suite_test(OpenraftSuite::$name);
+        }
+    )*};
+}
+
+// Every test of the suite but one: `get_initial_state_membership_from_log_and_sm` appends
+// entry 3 after entry 1, a gap openraft never asks of a log in operation and the shard log
+// refuses (entries follow index + 1); `a_gap_is_refused` below checks that refusal.
+suite_tests!(
+    last_membership_in_log_initial,
+    last_membership_in_log,
+    last_membership_in_log_multi_step,
+    get_membership_initial,
+    get_membership_from_log_and_empty_sm,
+    get_membership_from_empty_log_and_sm,
+    get_membership_from_log_le_sm_last_applied,
+    get_membership_from_log_gt_sm_last_applied_1,
+    get_membership_from_log_gt_sm_last_applied_2,
+    get_initial_state_without_init,
+    get_initial_state_with_state,
+    get_initial_state_last_log_gt_sm,
+    get_initial_state_last_log_lt_sm,
+    get_initial_state_log_ids,
+    get_initial_state_re_apply_committed,
+    save_vote,
+    get_log_entries,
+    limited_get_log_entries,
+    try_get_log_entry,
+    initial_logs,
+    get_log_state,
+    get_log_id,
+    last_id_in_log,
+    last_applied_state,
+    purge_logs_upto_0,
+    purge_logs_upto_5,
+    purge_logs_upto_20,
+    delete_logs_since_11,
+    delete_logs_since_0,
+    append_to_log,
+    snapshot_meta,
+    apply_single,
+    apply_multiple,
+);
+
+/// The suite's snapshot test builds two stores at once.
+#[test]
+fn transfer_snapshot() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime
+        .block_on(OpenraftSuite::transfer_snapshot(&Fresh))
+        .expect("the test passes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gap_is_refused() {
+    let (_engine, mut log, _state_machine) = Fresh.build().await.unwrap();
+    log.blocking_append([membership(1, 0, 1)]).await.unwrap();
+    let refused = log.blocking_append([membership(1, 0, 3)]).await;
+    let message = refused
+        .expect_err("entry 3 after entry 1 is refused")
+        .to_string();
+    assert!(message.contains("does not follow"), "{message}");
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id, Some(log_id(1, 0, 1)));
+}
+
+/// The leader appends clients' records, its log numbers them; the follower takes the entries
+/// as the leader's log holds them; applying makes them readable and answers with their numbers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_holds_the_leaders_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let (leader_replica, mut leader, mut leader_sm) = storage(&engine, 0).await;
+    let (follower_replica, mut follower, mut follower_sm) = storage(&engine, 1).await;
+    let mut entries = vec![membership(1, 1, 0)];
+    entries.extend((1..=40).map(|i| write(1, 1, i)));
+    leader.blocking_append(entries).await.unwrap();
+    let shipped = leader.try_get_log_entries(0..).await.unwrap();
+    assert_eq!(shipped.len(), 41);
+    assert!(matches!(shipped[0].payload, EntryPayload::Membership(_)));
+    // In two append requests, as a leader's replication stream would send them.
+    let (first, rest) = shipped.split_at(17);
+    follower.blocking_append(first.to_vec()).await.unwrap();
+    follower.blocking_append(rest.to_vec()).await.unwrap();
+    assert_eq!(stored(&mut follower, 1).await, stored(&mut leader, 1).await);
+    assert!(visible(&leader_replica).is_empty() && visible(&follower_replica).is_empty());
+
+    // Applied up to entry 20 on both: readers see those, numbered as the leader numbered them.
+    let upto_20 = leader.try_get_log_entries(0..21).await.unwrap();
+    let replies = leader_sm.apply(upto_20.clone()).await.unwrap();
+    follower_sm.apply(upto_20).await.unwrap();
+    assert_eq!(replies.len(), 21);
+    assert_eq!(
+        replies[0].record_count, 0,
+        "a membership entry holds no records"
+    );
+    let mut next_seq = replies[1].base_seq;
+    for (i, reply) in (1..).zip(&replies[1..]) {
+        assert_eq!(reply.base_seq, next_seq);
+        assert_eq!(u64::from(reply.record_count), i % 4 + 1);
+        next_seq += u64::from(reply.record_count);
+    }
+    let seen = visible(&leader_replica);
+    assert_eq!(seen.len() as u64, next_seq - replies[1].base_seq);
+    assert_eq!(seen, visible(&follower_replica));
+    let (applied, stored_membership) = follower_sm.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(1, 1, 20)));
+    assert_eq!(stored_membership.log_id(), &Some(log_id(1, 1, 0)));
+}
+
+/// A restart keeps the vote, the membership and what readers saw; openraft re-applies the
+/// rest from the saved commit.
+#[test]
+fn a_restart_keeps_the_vote_and_what_was_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let before = runtime.block_on(async {
+        let engine = engine(dir.path());
+        let (replica, mut log, mut state_machine) = storage(&engine, 0).await;
+        log.save_vote(&Vote::new(3, 1)).await.unwrap();
+        let mut entries = vec![membership(3, 1, 0)];
+        entries.extend((1..=10).map(|i| write(3, 1, i)));
+        log.blocking_append(entries).await.unwrap();
+        log.save_committed(Some(log_id(3, 1, 10))).await.unwrap();
+        let committed = log.try_get_log_entries(0..11).await.unwrap();
+        state_machine.apply(committed).await.unwrap();
+        let seen = visible(&replica);
+        assert!(!seen.is_empty());
+        seen
+    });
+    let engine = engine(dir.path());
+    let (after, committed, applied, vote) = runtime.block_on(async {
+        let (replica, mut log, mut state_machine) = storage(&engine, 0).await;
+        let (applied, stored_membership) = state_machine.applied_state().await.unwrap();
+        assert_eq!(stored_membership.log_id(), &Some(log_id(3, 1, 0)));
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, Some(log_id(3, 1, 10)));
+        let committed = log.read_committed().await.unwrap();
+        (
+            visible(&replica),
+            committed,
+            applied,
+            log.read_vote().await.unwrap(),
+        )
+    });
+    assert_eq!(vote, Some(Vote::new(3, 1)));
+    // The applied id and the commit are written at most once a second: what was saved is
+    // behind what happened or equal, never ahead, and readers see what was applied.
+    let applied = applied.expect("the first apply is saved");
+    assert!(applied.index <= 10);
+    assert!(committed.is_some_and(|c| c.index >= applied.index && c.index <= 10));
+    let applied_records: u64 = (1..=applied.index).map(|i| i % 4 + 1).sum();
+    assert_eq!(after[..], before[..applied_records as usize]);
+}
+
+/// A snapshot is the entries the leader's log holds up to the applied one: installing it cuts
+/// the follower's disagreeing uncommitted suffix and appends what it lacks; one that starts
+/// past the follower's log end (the leader purged the entries between) is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_brings_the_entries_a_follower_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let (leader_replica, mut leader, mut leader_sm) = storage(&engine, 0).await;
+    let (follower_replica, mut follower, mut follower_sm) = storage(&engine, 1).await;
+    let mut entries = vec![membership(1, 1, 0)];
+    entries.extend((1..=5).map(|i| write(1, 1, i)));
+    leader.blocking_append(entries).await.unwrap();
+    follower
+        .blocking_append(leader.try_get_log_entries(0..).await.unwrap())
+        .await
+        .unwrap();
+    // The follower led term 2 for a moment: entries 6 to 8 nobody else has.
+    follower
+        .blocking_append((6..=8).map(|i| write(2, 2, i)))
+        .await
+        .unwrap();
+    // Term 3's leader wrote 6 to 20 and applied them.
+    leader
+        .blocking_append((6..=20).map(|i| write(3, 1, i)))
+        .await
+        .unwrap();
+    let all = leader.try_get_log_entries(0..).await.unwrap();
+    leader_sm.apply(all).await.unwrap();
+    let snapshot = leader_sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(snapshot.meta.last_log_id, Some(log_id(3, 1, 20)));
+
+    let mut receiving = follower_sm.begin_receiving_snapshot().await.unwrap();
+    *receiving = *snapshot.snapshot;
+    follower_sm
+        .install_snapshot(&snapshot.meta, receiving)
+        .await
+        .unwrap();
+    assert_eq!(stored(&mut follower, 1).await, stored(&mut leader, 1).await);
+    assert_eq!(visible(&follower_replica), visible(&leader_replica));
+    let (applied, _) = follower_sm.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(3, 1, 20)));
+
+    // Purged up to 15: a new snapshot starts at 16, past a fresh replica's log at 5.
+    let (_lagging_replica, mut lagging, mut lagging_sm) = storage(&engine, 2).await;
+    lagging
+        .blocking_append(leader.try_get_log_entries(0..6).await.unwrap())
+        .await
+        .unwrap();
+    leader.purge(log_id(3, 1, 15)).await.unwrap();
+    let snapshot = leader_sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    let mut receiving = lagging_sm.begin_receiving_snapshot().await.unwrap();
+    *receiving = *snapshot.snapshot;
+    let refused = lagging_sm.install_snapshot(&snapshot.meta, receiving).await;
+    let message = refused
+        .expect_err("a snapshot past the log's end")
+        .to_string();
+    assert!(
+        message.contains("needs a copy of the leader's segments"),
+        "{message}"
+    );
+    let state = lagging.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id, Some(log_id(1, 1, 5)));
+}
