@@ -46,8 +46,12 @@ fn a_follower_holds_its_leaders_records_byte_for_byte_and_readers_see_only_commi
         assert_eq!(some[..], all[119..119 + some.len()]);
         assert_eq!(leader.entries(301..u64::MAX, u64::MAX).unwrap().len(), 0);
         assert_eq!(leader.entries(300..u64::MAX, 0).unwrap().len(), 1);
+        assert_eq!(leader.first_entry_index().unwrap(), Some(1));
         // The range's end bounds it too, across segments; an empty range copies nothing.
-        assert_eq!(leader.entries(100..250, u64::MAX).unwrap()[..], all[99..249]);
+        assert_eq!(
+            leader.entries(100..250, u64::MAX).unwrap()[..],
+            all[99..249]
+        );
         assert_eq!(leader.entries(120..120, u64::MAX).unwrap().len(), 0);
         assert_eq!(follower.last_entry(), Some(id(1, 300)));
         // Written, durable, and invisible: nothing is committed.
@@ -86,7 +90,9 @@ fn a_follower_holds_its_leaders_records_byte_for_byte_and_readers_see_only_commi
         // 19's time; a time after 19's lands on entry 21.
         assert_eq!(appended[&20].timestamp_ms, appended[&19].timestamp_ms);
         let reader = follower.reader();
-        let sought = reader.seek_timestamp(appended[&19].timestamp_ms + 1).unwrap();
+        let sought = reader
+            .seek_timestamp(appended[&19].timestamp_ms + 1)
+            .unwrap();
         assert_eq!(sought, appended[&21].base_seq);
         let expected = visible(&follower);
         leader.maintain().await.unwrap();
@@ -154,6 +160,7 @@ fn entries_out_of_place_and_logs_of_the_other_kind_are_refused_and_change_nothin
         );
         assert_eq!(leader.last_entry(), Some(id(2, 2)));
         assert_eq!(follower.last_entry(), None);
+        assert_eq!(follower.first_entry_index().unwrap(), None);
         // A single-node log takes no entry, has none to truncate, and refuses to open as a
         // replicated one (recovery would take its batches for damage).
         let plain = open(GlommioIo, plain_dir.path(), small_config(), clock.clone()).await;

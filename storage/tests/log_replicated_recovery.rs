@@ -314,7 +314,9 @@ fn a_time_seek_goes_past_a_segment_ending_in_a_control_entry() {
         let reader = log.reader();
         // The control entry carries the time of the record before it: a time after that one
         // lands on the next segment's first record.
-        let sought = reader.seek_timestamp(last_control.timestamp_ms + 1).unwrap();
+        let sought = reader
+            .seek_timestamp(last_control.timestamp_ms + 1)
+            .unwrap();
         assert_eq!(sought, first_of_next.base_seq);
         let now = sluice_storage::Clock::now_ms(&*clock);
         // The old segment's newest time is its last record's (the control entry's): just
