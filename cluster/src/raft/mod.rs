@@ -14,12 +14,19 @@
 //! live in the replica's Raft state file (two synced slots), as one JSON value.
 
 mod entry;
+mod group;
 mod log_store;
+mod network;
 mod saved;
 mod state_machine;
 
 pub use entry::{NewRecord, ShardWrite, ShardWritten};
+pub use group::{
+    ELECTION_TIMEOUT_MS, GroupError, HEARTBEAT_MS, ShardGroup, group_config, replica_id,
+    start_group, stop_group,
+};
 pub use log_store::ShardLogStore;
+pub use network::{RaftHost, ShardNetwork, ShardPeer};
 pub use state_machine::ShardStateMachine;
 
 use saved::SavedCell;

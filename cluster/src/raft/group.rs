@@ -1,0 +1,96 @@
+//! Starting and stopping a shard's Raft group on a node: its replica on the engine, its
+//! storage, its Raft, and the host answering its peers.
+
+use super::{RaftHost, RaftStorageError, ShardNetwork, ShardRaft, open_storage};
+use crate::transport::{GroupId, Peers};
+use openraft::{Config, Raft, SnapshotPolicy};
+use sluice_core::{Engine, Replica, ReplicaError, ReplicaId};
+use std::sync::Arc;
+
+/// Heartbeats to followers this often (ms).
+pub const HEARTBEAT_MS: u64 = 100;
+/// A follower that heard no leader for a random time in this range (ms) stands for election.
+/// openraft first lets the last leader's lease run out (the range's top), so a dead leader is
+/// replaced after 1.2 to 1.6 s.
+pub const ELECTION_TIMEOUT_MS: (u64, u64) = (400, 800);
+
+/// Why a group did not start or stop.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// The replica's log could not be opened or closed.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// Its Raft storage could not be read.
+    #[error(transparent)]
+    Storage(#[from] RaftStorageError),
+    /// openraft refused to start or stop it.
+    #[error("the Raft group failed: {0}")]
+    Raft(String),
+}
+
+/// The Raft settings of a shard's group: the timeouts above, and no snapshot on a schedule
+/// (the log is the state: a snapshot is built only for a replica the log cannot catch up).
+pub fn group_config() -> Arc<Config> {
+    let config = Config {
+        cluster_name: "sluice-shard".into(),
+        heartbeat_interval: HEARTBEAT_MS,
+        election_timeout_min: ELECTION_TIMEOUT_MS.0,
+        election_timeout_max: ELECTION_TIMEOUT_MS.1,
+        snapshot_policy: SnapshotPolicy::Never,
+        ..Config::default()
+    };
+    Arc::new(config.validate().expect("the group settings are valid"))
+}
+
+/// The replica of `group` on an engine.
+pub fn replica_id(group: GroupId) -> ReplicaId {
+    ReplicaId {
+        stream_uid: group.stream_uid,
+        shard: group.shard,
+    }
+}
+
+/// A shard's group running on a node: its Raft, and its replica (whose reader serves the
+/// committed records).
+#[derive(Clone)]
+pub struct ShardGroup {
+    /// The group's Raft on this node.
+    pub raft: Raft<ShardRaft>,
+    /// The replica its log is.
+    pub replica: Replica,
+}
+
+/// Starts `group` on the node `host` serves: opens (or recovers) its replica on `engine`, its
+/// Raft over `peers`, and answers its peers' calls from now on.
+pub async fn start_group(
+    engine: &Engine,
+    peers: &Peers,
+    host: &RaftHost,
+    group: GroupId,
+    retention_ms: u64,
+) -> Result<ShardGroup, GroupError> {
+    let replica = engine.open_replica(replica_id(group), retention_ms).await?;
+    let (log, state_machine) = open_storage(replica.clone()).await?;
+    let network = ShardNetwork::new(peers.clone(), group);
+    let raft = Raft::new(host.node(), group_config(), network, log, state_machine)
+        .await
+        .map_err(|e| GroupError::Raft(e.to_string()))?;
+    host.add(group, raft.clone());
+    Ok(ShardGroup { raft, replica })
+}
+
+/// Stops `group` on the node `host` serves and closes its replica, keeping its files.
+pub async fn stop_group(
+    engine: &Engine,
+    host: &RaftHost,
+    group: GroupId,
+) -> Result<(), GroupError> {
+    if let Some(raft) = host.remove(group) {
+        raft.shutdown()
+            .await
+            .map_err(|e| GroupError::Raft(e.to_string()))?;
+    }
+    engine.close_replica(replica_id(group)).await?;
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! A shard group's Raft messages over the node-to-node transport: every group's calls to a
+//! node share its one HTTP/2 connection, and appends without entries (heartbeats) go in the
+//! peer's next heartbeat batch. Messages are CBOR (batches of records travel as byte strings),
+//! each addressed to the node it is meant for, so a process that took over a departed node's
+//! address refuses calls meant for that node.
+//!
+//! [`ShardNetwork`] is the calling side openraft asks for; [`RaftHost`] answers a node's
+//! peers for every group it runs.
+
+use super::ShardRaft;
+use crate::transport::{GroupId, PeerHandler, Peers, RpcError};
+use bytes::Bytes;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// A message and the node it is meant for.
+#[derive(Serialize, Deserialize)]
+struct Addressed<T> {
+    to: u64,
+    message: T,
+}
+
+fn encode<T: Serialize>(value: &T) -> Bytes {
+    let mut bytes = Vec::new();
+    ciborium::into_writer(value, &mut bytes).expect("a Raft message encodes to memory");
+    Bytes::from(bytes)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    ciborium::from_reader(bytes).map_err(|e| format!("a Raft message does not decode: {e}"))
+}
+
+/// The calling side of one group's Raft traffic on a node.
+#[derive(Clone)]
+pub struct ShardNetwork {
+    peers: Peers,
+    group: GroupId,
+}
+
+impl ShardNetwork {
+    /// Group `group`'s calls, over the node's shared peer connections.
+    pub fn new(peers: Peers, group: GroupId) -> ShardNetwork {
+        ShardNetwork { peers, group }
+    }
+}
+
+impl RaftNetworkFactory<ShardRaft> for ShardNetwork {
+    type Network = ShardPeer;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> ShardPeer {
+        ShardPeer {
+            peers: self.peers.clone(),
+            group: self.group,
+            target,
+            address: node.addr.clone(),
+        }
+    }
+}
+
+/// One group's calls to one peer.
+pub struct ShardPeer {
+    peers: Peers,
+    group: GroupId,
+    target: u64,
+    address: String,
+}
+
+type Failed<E> = RPCError<u64, BasicNode, RaftError<u64, E>>;
+
+impl ShardPeer {
+    /// Sends `message` as `method` (as a heartbeat when `heartbeat`) and decodes the answer:
+    /// the peer's Raft answer or its Raft error.
+    async fn send<M, A, E>(
+        &self,
+        method: &str,
+        message: M,
+        heartbeat: bool,
+        option: &RPCOption,
+    ) -> Result<A, Failed<E>>
+    where
+        M: Serialize,
+        A: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let body = encode(&Addressed {
+            to: self.target,
+            message,
+        });
+        let call = async {
+            if heartbeat {
+                self.peers.heartbeat(&self.address, self.group, body).await
+            } else {
+                self.peers
+                    .call(&self.address, self.group, method, body)
+                    .await
+            }
+        };
+        let answer = match tokio::time::timeout(option.hard_ttl(), call).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e @ (RpcError::Unreachable { .. } | RpcError::Timeout { .. }))) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            }
+            Ok(Err(e)) => return Err(RPCError::Network(NetworkError::new(&e))),
+            Err(elapsed) => return Err(RPCError::Unreachable(Unreachable::new(&elapsed))),
+        };
+        let answer: Result<A, RaftError<u64, E>> = decode(&answer)
+            .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<ShardRaft> for ShardPeer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<ShardRaft>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, Failed<openraft::error::Infallible>> {
+        let heartbeat = rpc.entries.is_empty();
+        self.send("append", rpc, heartbeat, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<ShardRaft>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, Failed<InstallSnapshotError>> {
+        self.send("snapshot", rpc, false, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, Failed<openraft::error::Infallible>> {
+        self.send("vote", rpc, false, &option).await
+    }
+}
+
+/// The groups a node runs, answering its peers' Raft calls (a [`PeerHandler`]).
+pub struct RaftHost {
+    node: u64,
+    groups: RwLock<HashMap<GroupId, Raft<ShardRaft>>>,
+}
+
+impl RaftHost {
+    /// Node `node`'s host, with no group yet.
+    pub fn new(node: u64) -> Arc<RaftHost> {
+        Arc::new(RaftHost {
+            node,
+            groups: RwLock::default(),
+        })
+    }
+
+    /// The node it answers for.
+    pub fn node(&self) -> u64 {
+        self.node
+    }
+
+    /// Answers `group`'s calls with `raft` from now on.
+    pub fn add(&self, group: GroupId, raft: Raft<ShardRaft>) {
+        self.groups
+            .write()
+            .expect("groups lock")
+            .insert(group, raft);
+    }
+
+    /// Stops answering `group`'s calls; returns its Raft.
+    pub fn remove(&self, group: GroupId) -> Option<Raft<ShardRaft>> {
+        self.groups.write().expect("groups lock").remove(&group)
+    }
+
+    /// `group`'s Raft, if this node runs it.
+    pub fn group(&self, group: GroupId) -> Option<Raft<ShardRaft>> {
+        self.groups
+            .read()
+            .expect("groups lock")
+            .get(&group)
+            .cloned()
+    }
+
+    /// Decodes a message meant for this node.
+    fn open<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, String> {
+        let addressed: Addressed<T> = decode(body)?;
+        if addressed.to != self.node {
+            return Err(format!(
+                "a message for node {} reached node {}",
+                addressed.to, self.node
+            ));
+        }
+        Ok(addressed.message)
+    }
+}
+
+impl PeerHandler for RaftHost {
+    async fn call(&self, group: GroupId, method: &str, body: Bytes) -> Result<Bytes, String> {
+        let raft = self
+            .group(group)
+            .ok_or_else(|| format!("group {group} does not run on node {}", self.node))?;
+        match method {
+            "append" | "heartbeat" => Ok(encode(&raft.append_entries(self.open(&body)?).await)),
+            "vote" => Ok(encode(&raft.vote(self.open(&body)?).await)),
+            "snapshot" => Ok(encode(&raft.install_snapshot(self.open(&body)?).await)),
+            other => Err(format!("no Raft call {other:?}")),
+        }
+    }
+}

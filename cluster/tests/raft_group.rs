@@ -1,0 +1,239 @@
+//! A shard's Raft group across three nodes in one process: three engines with their own data
+//! directories, three peer ports on loopback, every group message over the node-to-node
+//! transport. A leader is elected, clients' records are committed on a majority and answered
+//! with their sequence numbers, the leader is killed and another takes over, the old one comes
+//! back and catches up; every acknowledged record is then on every replica, once, at the number
+//! it was acknowledged with, and the replicas are record-identical.
+
+use openraft::BasicNode;
+use sluice_cluster::raft::{
+    NewRecord, RaftHost, ShardGroup, ShardWrite, ShardWritten, start_group, stop_group,
+};
+use sluice_cluster::transport::{GroupId, PeerServer, Peers, TransportConfig};
+use sluice_core::{Engine, EngineConfig, ReadLimits, Replica};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+const GROUP: GroupId = GroupId {
+    stream_uid: 5,
+    shard: 0,
+};
+const DAY_MS: u64 = 24 * 3_600_000;
+const WAIT: Duration = Duration::from_secs(20);
+
+/// One node: its engine, its peer port and the group running on it.
+struct Node {
+    id: u64,
+    address: String,
+    engine: Engine,
+    host: Arc<RaftHost>,
+    _server: PeerServer,
+    group: ShardGroup,
+}
+
+async fn start_node(id: u64, dir: &Path, listener: TcpListener) -> Node {
+    let address = listener.local_addr().unwrap().to_string();
+    let mut config = EngineConfig::new(dir);
+    config.cores = 1;
+    config.segment_size_bytes = 1 << 20;
+    let engine = Engine::open(config).expect("engine opens");
+    let host = RaftHost::new(id);
+    let server = PeerServer::start(listener, host.clone()).unwrap();
+    let peers = Peers::new(TransportConfig::default());
+    let group = start_group(&engine, &peers, &host, GROUP, DAY_MS)
+        .await
+        .expect("group starts");
+    Node {
+        id,
+        address,
+        engine,
+        host,
+        _server: server,
+        group,
+    }
+}
+
+/// Binds `address` again once the port its last owner closed is free.
+async fn bind_again(address: &str) -> TcpListener {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match TcpListener::bind(address).await {
+            Ok(listener) => return listener,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{address} stays taken: {e}"),
+        }
+    }
+}
+
+/// Every visible record of a replica: (sequence number, data).
+fn records(replica: &Replica) -> Vec<(u64, Vec<u8>)> {
+    let reader = replica.reader();
+    let (mut seq, mut records) = (reader.trim_horizon(), Vec::new());
+    while seq < reader.next_seq() {
+        let batch = reader.read(seq, ReadLimits::default()).expect("readable");
+        records.extend(batch.records().map(|r| (r.seq, r.data.to_vec())));
+        seq = batch.next_seq();
+    }
+    records
+}
+
+/// The node that leads, as the live nodes see it.
+async fn leader<'a>(nodes: &'a [&'a Node]) -> &'a Node {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        for node in nodes {
+            let metrics = node.group.raft.metrics().borrow().clone();
+            if metrics.current_leader == Some(node.id) && metrics.state.is_leader() {
+                return node;
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes `count` entries of 3 records each through `leader`; returns what was acknowledged:
+/// sequence number to data.
+async fn write(leader: &Node, from: usize, count: usize) -> BTreeMap<u64, Vec<u8>> {
+    let mut acknowledged = BTreeMap::new();
+    for i in from..from + count {
+        let data: Vec<Vec<u8>> = (0..3)
+            .map(|r| format!("write {i} record {r}").into_bytes())
+            .collect();
+        let records = data
+            .iter()
+            .map(|d| NewRecord {
+                partition_key: format!("key-{i}"),
+                data: d.clone(),
+                flags: 0,
+            })
+            .collect();
+        let answer = leader
+            .group
+            .raft
+            .client_write(ShardWrite::New(records))
+            .await
+            .expect("a write to the leader commits");
+        let ShardWritten {
+            base_seq,
+            record_count,
+            ..
+        } = answer.data;
+        assert_eq!(record_count, 3);
+        for (seq, d) in (base_seq..).zip(data) {
+            assert!(acknowledged.insert(seq, d).is_none());
+        }
+    }
+    acknowledged
+}
+
+/// Waits until every node in `nodes` applied what `leader` has.
+async fn caught_up(leader: &Node, nodes: &[&Node]) {
+    let last = leader.group.raft.metrics().borrow().last_log_index;
+    for node in nodes {
+        node.group
+            .raft
+            .wait(Some(WAIT))
+            .applied_index_at_least(last, "catches up")
+            .await
+            .unwrap_or_else(|e| panic!("node {} does not catch up: {e}", node.id));
+    }
+}
+
+/// Every acknowledged record is on every node at its number, once; the nodes hold the same.
+fn check(nodes: &[&Node], acknowledged: &BTreeMap<u64, Vec<u8>>) {
+    let first = records(&nodes[0].group.replica);
+    for node in nodes {
+        let held = records(&node.group.replica);
+        assert_eq!(
+            held, first,
+            "node {} holds what node {} holds",
+            node.id, nodes[0].id
+        );
+        let by_seq: HashMap<u64, &Vec<u8>> = held.iter().map(|(s, d)| (*s, d)).collect();
+        assert_eq!(by_seq.len(), held.len(), "no number twice");
+        for (seq, data) in acknowledged {
+            assert_eq!(
+                by_seq.get(seq),
+                Some(&data),
+                "node {}: record {seq}",
+                node.id
+            );
+        }
+        let mut datas: Vec<&Vec<u8>> = held.iter().map(|(_, d)| d).collect();
+        datas.sort();
+        datas.dedup();
+        assert_eq!(datas.len(), held.len(), "no record twice");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_commits_fails_over_and_catches_a_returning_node_up() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let mut nodes = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        nodes.push(start_node(i as u64 + 1, path, listener).await);
+    }
+    let members: BTreeMap<u64, BasicNode> = nodes
+        .iter()
+        .map(|n| (n.id, BasicNode::new(&n.address)))
+        .collect();
+    nodes[0]
+        .group
+        .raft
+        .initialize(members)
+        .await
+        .expect("the group initializes");
+
+    let all: Vec<&Node> = nodes.iter().collect();
+    let first_leader = leader(&all).await;
+    let mut acknowledged = write(first_leader, 0, 50).await;
+    caught_up(first_leader, &all).await;
+    check(&all, &acknowledged);
+
+    // The leader dies: its Raft stops, its peer port closes, its engine goes.
+    let dead = first_leader.id;
+    let position = nodes.iter().position(|n| n.id == dead).unwrap();
+    let Node {
+        address,
+        engine,
+        host,
+        _server,
+        ..
+    } = nodes.remove(position);
+    let killed = Instant::now();
+    stop_group(&engine, &host, GROUP).await.unwrap();
+    drop((_server, engine));
+    let survivors: Vec<&Node> = nodes.iter().collect();
+    let new_leader = leader(&survivors).await;
+    assert_ne!(new_leader.id, dead);
+    acknowledged.append(&mut write(new_leader, 50, 1).await);
+    eprintln!(
+        "failover: leader {dead} killed, a write committed through {} after {} ms",
+        new_leader.id,
+        killed.elapsed().as_millis()
+    );
+    acknowledged.append(&mut write(new_leader, 51, 49).await);
+    caught_up(new_leader, &survivors).await;
+    check(&survivors, &acknowledged);
+
+    // The old leader comes back on its address with its data: it follows and catches up.
+    let listener = bind_again(&address).await;
+    nodes.push(start_node(dead, &paths[position], listener).await);
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader_now = leader(&all).await;
+    acknowledged.append(&mut write(leader_now, 100, 10).await);
+    caught_up(leader_now, &all).await;
+    check(&all, &acknowledged);
+    assert_eq!(acknowledged.len(), 110 * 3);
+    for node in nodes {
+        stop_group(&node.engine, &node.host, GROUP).await.unwrap();
+    }
+}
