@@ -32,6 +32,12 @@ impl NodeId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The number the node goes by in Raft groups (openraft's node ids are numbers): the
+    /// 64-bit xxh3 hash of its id, the same on every node and across restarts.
+    pub fn raft_id(&self) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(self.0.as_bytes())
+    }
 }
 
 impl TryFrom<String> for NodeId {

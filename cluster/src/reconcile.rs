@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::backend::Backend;
 use crate::error::MetaError;
 use crate::meta::{ClusterEvent, ClusterMeta, Snapshot};
-use crate::model::{NodeId, Revision, ShardPlacement, StreamPlacement, StreamStatus};
+use crate::model::{NodeId, NodeInfo, Revision, ShardPlacement, StreamPlacement, StreamStatus};
 use crate::transport::GroupId;
 
 /// What a node runs for the shard replicas it holds (the Raft groups, in the data plane).
@@ -37,6 +37,11 @@ pub trait ReplicaHost: Send {
         group: GroupId,
         remove_data: bool,
     ) -> impl Future<Output = Result<(), String>> + Send;
+    /// The live nodes as the map being applied lists them (their addresses), told before its
+    /// steps.
+    fn nodes(&mut self, nodes: &BTreeMap<NodeId, NodeInfo>) {
+        let _ = nodes;
+    }
 }
 
 /// One step of bringing a node in line with the map.
@@ -124,6 +129,7 @@ impl<H: ReplicaHost> Reconciler<H> {
         }
         self.applied = snapshot.revision;
         self.failures.clear();
+        self.host.nodes(&snapshot.nodes);
         let desired = desired(&self.node, snapshot);
         let mut actions = Vec::new();
         let gone: Vec<GroupId> = self

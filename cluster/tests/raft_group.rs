@@ -209,7 +209,7 @@ async fn a_group_commits_fails_over_and_catches_a_returning_node_up() {
         ..
     } = nodes.remove(position);
     let killed = Instant::now();
-    stop_group(&engine, &host, GROUP).await.unwrap();
+    stop_group(&engine, &host, GROUP, false).await.unwrap();
     drop((_server, engine));
     let survivors: Vec<&Node> = nodes.iter().collect();
     let new_leader = leader(&survivors).await;
@@ -234,6 +234,8 @@ async fn a_group_commits_fails_over_and_catches_a_returning_node_up() {
     check(&all, &acknowledged);
     assert_eq!(acknowledged.len(), 110 * 3);
     for node in nodes {
-        stop_group(&node.engine, &node.host, GROUP).await.unwrap();
+        stop_group(&node.engine, &node.host, GROUP, false)
+            .await
+            .unwrap();
     }
 }

@@ -76,21 +76,30 @@ pub async fn start_group(
     let raft = Raft::new(host.node(), group_config(), network, log, state_machine)
         .await
         .map_err(|e| GroupError::Raft(e.to_string()))?;
-    host.add(group, raft.clone());
-    Ok(ShardGroup { raft, replica })
+    let running = ShardGroup { raft, replica };
+    host.add(group, running.clone());
+    Ok(running)
 }
 
-/// Stops `group` on the node `host` serves and closes its replica, keeping its files.
+/// Stops `group` on the node `host` serves and closes its replica, keeping its files unless
+/// `remove_data` (its stream was deleted).
 pub async fn stop_group(
     engine: &Engine,
     host: &RaftHost,
     group: GroupId,
+    remove_data: bool,
 ) -> Result<(), GroupError> {
-    if let Some(raft) = host.remove(group) {
-        raft.shutdown()
+    if let Some(running) = host.remove(group) {
+        running
+            .raft
+            .shutdown()
             .await
             .map_err(|e| GroupError::Raft(e.to_string()))?;
     }
-    engine.close_replica(replica_id(group)).await?;
+    if remove_data {
+        engine.remove_replica(replica_id(group)).await?;
+    } else {
+        engine.close_replica(replica_id(group)).await?;
+    }
     Ok(())
 }

@@ -15,6 +15,7 @@
 
 mod entry;
 mod group;
+mod host;
 mod log_store;
 mod network;
 mod saved;
@@ -25,6 +26,7 @@ pub use group::{
     ELECTION_TIMEOUT_MS, GroupError, HEARTBEAT_MS, ShardGroup, group_config, replica_id,
     start_group, stop_group,
 };
+pub use host::GroupHost;
 pub use log_store::ShardLogStore;
 pub use network::{RaftHost, ShardNetwork, ShardPeer};
 pub use state_machine::ShardStateMachine;

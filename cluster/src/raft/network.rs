@@ -7,9 +7,10 @@
 //! [`ShardNetwork`] is the calling side openraft asks for; [`RaftHost`] answers a node's
 //! peers for every group it runs.
 
-use super::ShardRaft;
+use super::{ShardGroup, ShardRaft};
 use crate::transport::{GroupId, PeerHandler, Peers, RpcError};
 use bytes::Bytes;
+use openraft::BasicNode;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -18,7 +19,6 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, Raft};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -147,10 +147,11 @@ impl RaftNetwork<ShardRaft> for ShardPeer {
     }
 }
 
-/// The groups a node runs, answering its peers' Raft calls (a [`PeerHandler`]).
+/// The groups a node runs (its directory of them), answering its peers' Raft calls (a
+/// [`PeerHandler`]).
 pub struct RaftHost {
     node: u64,
-    groups: RwLock<HashMap<GroupId, Raft<ShardRaft>>>,
+    groups: RwLock<HashMap<GroupId, ShardGroup>>,
 }
 
 impl RaftHost {
@@ -167,26 +168,29 @@ impl RaftHost {
         self.node
     }
 
-    /// Answers `group`'s calls with `raft` from now on.
-    pub fn add(&self, group: GroupId, raft: Raft<ShardRaft>) {
-        self.groups
-            .write()
-            .expect("groups lock")
-            .insert(group, raft);
+    /// Answers `id`'s calls with `group` from now on.
+    pub fn add(&self, id: GroupId, group: ShardGroup) {
+        self.groups.write().expect("groups lock").insert(id, group);
     }
 
-    /// Stops answering `group`'s calls; returns its Raft.
-    pub fn remove(&self, group: GroupId) -> Option<Raft<ShardRaft>> {
-        self.groups.write().expect("groups lock").remove(&group)
+    /// Stops answering `id`'s calls; returns the group.
+    pub fn remove(&self, id: GroupId) -> Option<ShardGroup> {
+        self.groups.write().expect("groups lock").remove(&id)
     }
 
-    /// `group`'s Raft, if this node runs it.
-    pub fn group(&self, group: GroupId) -> Option<Raft<ShardRaft>> {
+    /// Group `id`, if this node runs it.
+    pub fn group(&self, id: GroupId) -> Option<ShardGroup> {
+        self.groups.read().expect("groups lock").get(&id).cloned()
+    }
+
+    /// The groups this node runs.
+    pub fn groups(&self) -> Vec<GroupId> {
         self.groups
             .read()
             .expect("groups lock")
-            .get(&group)
-            .cloned()
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// Decodes a message meant for this node.
@@ -206,7 +210,8 @@ impl PeerHandler for RaftHost {
     async fn call(&self, group: GroupId, method: &str, body: Bytes) -> Result<Bytes, String> {
         let raft = self
             .group(group)
-            .ok_or_else(|| format!("group {group} does not run on node {}", self.node))?;
+            .ok_or_else(|| format!("group {group} does not run on node {}", self.node))?
+            .raft;
         match method {
             "append" | "heartbeat" => Ok(encode(&raft.append_entries(self.open(&body)?).await)),
             "vote" => Ok(encode(&raft.vote(self.open(&body)?).await)),

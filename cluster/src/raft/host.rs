@@ -1,0 +1,210 @@
+//! The reconciler's `ReplicaHost` over shard groups: a node starts the group of every replica
+//! the map gives it, the replicas of a new shard form the group together, and each group's
+//! leader brings its membership in line with the map's replica set.
+//!
+//! - **Forming a group.** Every replica of a shard's first replica set (epoch 1) initializes
+//!   its group with that set; openraft takes the same initial membership from any of them, and
+//!   the first elected leader's log holds it. A replica started at a later epoch (a
+//!   replacement) never initializes: it waits for the leader to add it.
+//! - **Membership follows the map.** A steward task per group keeps the replica set the map
+//!   last gave; whenever this node leads and the group's voters differ, it adds the new
+//!   members as learners (they catch up from the log), then makes the set the voters. Any
+//!   survivor that leads does it, so a leader change in between loses nothing.
+
+use super::{ShardGroup, start_group, stop_group};
+use crate::model::{NodeId, NodeInfo, ShardPlacement, StreamPlacement};
+use crate::raft::RaftHost;
+use crate::reconcile::ReplicaHost;
+use crate::transport::{GroupId, Peers};
+use openraft::{BasicNode, Raft};
+use sluice_core::Engine;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The replica set a shard is created with.
+const FIRST_EPOCH: u64 = 1;
+/// How often a steward looks again without a new replica set.
+const STEWARD_EVERY: Duration = Duration::from_millis(500);
+
+/// A group's members: Raft node id to its peer address.
+type Members = BTreeMap<u64, BasicNode>;
+/// A replica set as the map gives it: Raft node id to its peer address, `None` for a node the
+/// map does not list as live (its address is then the one the group already has).
+type Wanted = BTreeMap<u64, Option<BasicNode>>;
+
+/// Runs a node's shard groups as the map gives them (the reconciler's host).
+pub struct GroupHost {
+    engine: Engine,
+    peers: Peers,
+    host: Arc<RaftHost>,
+    retention_ms: u64,
+    nodes: BTreeMap<NodeId, NodeInfo>,
+    stewards: HashMap<GroupId, Steward>,
+}
+
+struct Steward {
+    members: watch::Sender<Wanted>,
+    task: JoinHandle<()>,
+}
+
+impl GroupHost {
+    /// The host of the node `host` answers for; groups keep their records for
+    /// `retention_ms` once committed.
+    pub fn new(engine: Engine, peers: Peers, host: Arc<RaftHost>, retention_ms: u64) -> GroupHost {
+        GroupHost {
+            engine,
+            peers,
+            host,
+            retention_ms,
+            nodes: BTreeMap::new(),
+            stewards: HashMap::new(),
+        }
+    }
+
+    /// The node's running groups.
+    pub fn raft_host(&self) -> &Arc<RaftHost> {
+        &self.host
+    }
+
+    /// The members a replica set names, with the addresses the map gives.
+    fn wanted(&self, shard: &ShardPlacement) -> Wanted {
+        shard
+            .replicas
+            .iter()
+            .map(|id| {
+                let node = self.nodes.get(id);
+                (id.raft_id(), node.map(|n| BasicNode::new(&n.peer_address)))
+            })
+            .collect()
+    }
+}
+
+impl ReplicaHost for GroupHost {
+    async fn start(
+        &mut self,
+        group: GroupId,
+        _stream: &StreamPlacement,
+        shard: &ShardPlacement,
+    ) -> Result<(), String> {
+        let wanted = self.wanted(shard);
+        let running = start_group(
+            &self.engine,
+            &self.peers,
+            &self.host,
+            group,
+            self.retention_ms,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if shard.epoch == FIRST_EPOCH {
+            let members: Option<Members> = wanted
+                .iter()
+                .map(|(id, node)| Some((*id, node.clone()?)))
+                .collect();
+            let members = members.ok_or("a node of the first replica set is not registered")?;
+            form(&running, members).await?;
+        }
+        let (sender, receiver) = watch::channel(wanted);
+        let task = tokio::spawn(steward(running.raft, receiver));
+        if let Some(old) = self.stewards.insert(
+            group,
+            Steward {
+                members: sender,
+                task,
+            },
+        ) {
+            old.task.abort();
+        }
+        Ok(())
+    }
+
+    async fn update(
+        &mut self,
+        group: GroupId,
+        _stream: &StreamPlacement,
+        shard: &ShardPlacement,
+    ) -> Result<(), String> {
+        let wanted = self.wanted(shard);
+        let steward = self
+            .stewards
+            .get(&group)
+            .ok_or_else(|| format!("group {group} does not run here"))?;
+        steward.members.send_replace(wanted);
+        Ok(())
+    }
+
+    async fn stop(&mut self, group: GroupId, remove_data: bool) -> Result<(), String> {
+        if let Some(steward) = self.stewards.remove(&group) {
+            steward.task.abort();
+        }
+        stop_group(&self.engine, &self.host, group, remove_data)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn nodes(&mut self, nodes: &BTreeMap<NodeId, NodeInfo>) {
+        self.nodes.clone_from(nodes);
+    }
+}
+
+/// Initializes a new shard's group with its first replica set, unless it already formed (this
+/// replica restarted, or another replica's initialization reached it first).
+async fn form(running: &ShardGroup, members: Members) -> Result<(), String> {
+    let formed = running
+        .raft
+        .is_initialized()
+        .await
+        .map_err(|e| e.to_string())?;
+    if formed {
+        return Ok(());
+    }
+    match running.raft.initialize(members).await {
+        Ok(()) => Ok(()),
+        Err(openraft::error::RaftError::APIError(
+            openraft::error::InitializeError::NotAllowed(_),
+        )) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// While this node leads, makes the group's voters the replica set the map last gave: new
+/// members join as learners first (they catch up from the log), then the set is committed.
+async fn steward(raft: Raft<super::ShardRaft>, mut members: watch::Receiver<Wanted>) {
+    loop {
+        let wanted = members.borrow_and_update().clone();
+        let metrics = raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let wanted_ids: BTreeSet<u64> = wanted.keys().copied().collect();
+        // A member the map does not list as live keeps the address the group has for it.
+        let wanted: Option<Members> = wanted
+            .into_iter()
+            .map(|(id, node)| Some((id, node.or_else(|| membership.get_node(&id).cloned())?)))
+            .collect();
+        let wanted = wanted.unwrap_or_default();
+        if metrics.state.is_leader() && !wanted.is_empty() && voters != wanted_ids {
+            // Failures (leadership lost, a learner not caught up in time) are tried again on
+            // the next round.
+            let mut joined = true;
+            for (id, node) in &wanted {
+                if !voters.contains(id) {
+                    joined &= raft.add_learner(*id, node.clone(), true).await.is_ok();
+                }
+            }
+            if joined {
+                let _ = raft.change_membership(wanted_ids, false).await;
+            }
+        }
+        tokio::select! {
+            changed = members.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = tokio::time::sleep(STEWARD_EVERY) => {}
+        }
+    }
+}
