@@ -364,3 +364,66 @@ async fn a_snapshot_brings_the_entries_a_follower_lacks() {
     let state = lagging.get_log_state().await.unwrap();
     assert_eq!(state.last_log_id, Some(log_id(1, 1, 5)));
 }
+
+/// A write the leader's log refuses (no record, a record over the limit) becomes an entry
+/// standing for the refusal: followers take it, applying answers the reason, numbers nothing,
+/// and the group goes on (a refused write must never fail the group's storage).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_write_is_answered_and_the_log_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let (leader_replica, mut leader, mut leader_sm) = storage(&engine, 0).await;
+    let (follower_replica, mut follower, _) = storage(&engine, 1).await;
+    let too_large = NewRecord {
+        partition_key: "big".into(),
+        data: vec![7; 2 << 20],
+        flags: 0,
+    };
+    let entries = vec![
+        write(1, 1, 1),
+        Entry {
+            log_id: log_id(1, 1, 2),
+            payload: EntryPayload::Normal(ShardWrite::New(Vec::new())),
+        },
+        Entry {
+            log_id: log_id(1, 1, 3),
+            payload: EntryPayload::Normal(ShardWrite::New(vec![too_large])),
+        },
+        write(1, 1, 4),
+    ];
+    leader.blocking_append(entries).await.unwrap();
+    let shipped = leader.try_get_log_entries(1..).await.unwrap();
+    follower.blocking_append(shipped.clone()).await.unwrap();
+    assert_eq!(stored(&mut follower, 1).await, stored(&mut leader, 1).await);
+    let replies = leader_sm.apply(shipped).await.unwrap();
+    assert_eq!(replies[0].record_count, 2);
+    assert_eq!(replies[0].refused, None);
+    for refused in &replies[1..3] {
+        assert_eq!(refused.record_count, 0);
+        assert!(refused.refused.is_some(), "{refused:?}");
+    }
+    assert!(
+        replies[1]
+            .refused
+            .as_ref()
+            .unwrap()
+            .contains("at least one record")
+    );
+    assert!(
+        replies[2]
+            .refused
+            .as_ref()
+            .unwrap()
+            .contains("over the limit")
+    );
+    assert_eq!(
+        replies[3].base_seq,
+        replies[0].base_seq + 2,
+        "nothing numbered between"
+    );
+    assert_eq!(visible(&leader_replica).len(), 2 + 1);
+    assert!(
+        visible(&follower_replica).is_empty(),
+        "the follower applied nothing yet"
+    );
+}

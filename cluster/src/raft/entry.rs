@@ -1,9 +1,11 @@
 //! A Raft entry and the storage batch that holds it: one entry, one batch. Record entries are
 //! the batch itself; blank and membership entries are control batches (an empty body for a
-//! blank entry, the membership as JSON).
+//! blank entry, JSON for the others). A client's write the leader's log refuses (a key too
+//! long, a record too large, no record) becomes a control entry naming the refusal, so a bad
+//! write is answered with its reason and never stops the group.
 
 use super::ShardRaft;
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership};
 use serde::{Deserialize, Serialize};
 use sluice_core::{EncodedBatch, EntryId};
 use sluice_storage::format::{BatchHeader, RECORD_HEADER_LEN, control_body};
@@ -33,8 +35,8 @@ pub enum ShardWrite {
 }
 
 /// What applying an entry answers: where its records landed (no records for blank and
-/// membership entries).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// membership entries), or why the leader's log refused them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardWritten {
     /// Sequence number of the first record; record *i* has `base_seq + i`.
     pub base_seq: u64,
@@ -42,6 +44,22 @@ pub struct ShardWritten {
     pub record_count: u32,
     /// Arrival time the leader gave them, ms since the Unix epoch.
     pub timestamp_ms: u64,
+    /// Why the leader's log refused the write (nothing of it was written).
+    pub refused: Option<String>,
+}
+
+/// The body of a control entry other than a blank one.
+#[derive(Serialize, Deserialize)]
+enum Control {
+    Membership(Membership<u64, BasicNode>),
+    Refused(String),
+}
+
+/// A control entry standing for a client's write the leader's log refused.
+pub(super) fn refused_entry(reason: &str) -> EncodedBatch {
+    let body =
+        serde_json::to_vec(&Control::Refused(reason.to_string())).expect("a refusal encodes");
+    EncodedBatch::control(&body)
 }
 
 /// The Raft log id of a stored entry.
@@ -74,7 +92,8 @@ pub(super) fn to_append(entry: Entry<ShardRaft>) -> Result<ToAppend, String> {
     match entry.payload {
         EntryPayload::Blank => Ok(ToAppend::New(EncodedBatch::control(&[]), id)),
         EntryPayload::Membership(membership) => {
-            let body = serde_json::to_vec(&membership).map_err(|e| e.to_string())?;
+            let body =
+                serde_json::to_vec(&Control::Membership(membership)).map_err(|e| e.to_string())?;
             Ok(ToAppend::New(EncodedBatch::control(&body), id))
         }
         EntryPayload::Normal(ShardWrite::New(records)) => {
@@ -112,7 +131,12 @@ pub(super) fn from_stored(bytes: Vec<u8>) -> Result<Entry<ShardRaft>, String> {
         if body.is_empty() {
             EntryPayload::Blank
         } else {
-            EntryPayload::Membership(serde_json::from_slice(body).map_err(|e| e.to_string())?)
+            match serde_json::from_slice(body).map_err(|e| e.to_string())? {
+                Control::Membership(membership) => EntryPayload::Membership(membership),
+                // A refused write stays a write: the leader ships it as stored, and applying
+                // it answers the refusal.
+                Control::Refused(_) => EntryPayload::Normal(ShardWrite::Stored(bytes)),
+            }
         }
     } else {
         EntryPayload::Normal(ShardWrite::Stored(bytes))
@@ -123,12 +147,20 @@ pub(super) fn from_stored(bytes: Vec<u8>) -> Result<Entry<ShardRaft>, String> {
     })
 }
 
-/// Where a stored entry's records landed.
+/// Where a stored entry's records landed, or why they were refused.
 pub(super) fn written(bytes: &[u8]) -> Result<ShardWritten, String> {
     let header = BatchHeader::parse(bytes).map_err(|e| e.0.to_string())?;
+    let refused = match control_body(bytes, &header) {
+        Some(body) if !body.is_empty() => match serde_json::from_slice(body) {
+            Ok(Control::Refused(reason)) => Some(reason),
+            _ => None,
+        },
+        _ => None,
+    };
     Ok(ShardWritten {
         base_seq: header.base_seq,
         record_count: header.record_count,
         timestamp_ms: header.max_timestamp_ms,
+        refused,
     })
 }

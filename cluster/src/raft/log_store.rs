@@ -2,12 +2,12 @@
 //! the commit live in the saved state, and a purge is recorded there while the segments go by
 //! retention (which only retires committed ones).
 
-use super::entry::{ToAppend, from_stored, log_id_of, to_append};
+use super::entry::{ToAppend, from_stored, log_id_of, refused_entry, to_append};
 use super::saved::{SavedCell, Write};
 use super::{RaftStorageError, ShardRaft};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, StorageIOError, Vote};
-use sluice_core::{Durability, Replica};
+use sluice_core::{Durability, Replica, ReplicaError, StorageError};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -54,10 +54,14 @@ impl ShardLogStore {
                 ToAppend::New(batch, id) => {
                     self.append_received(std::mem::take(&mut received), Durability::Visible)
                         .await?;
-                    self.replica
-                        .append_entry(batch, id, durability)
-                        .await
-                        .map_err(|e| StorageIOError::write_log_entry(log_id, &e))?;
+                    let appended = match self.replica.append_entry(batch, id, durability).await {
+                        Err(ReplicaError::Storage(refused)) if refuses_the_write(&refused) => {
+                            let batch = refused_entry(&refused.to_string());
+                            self.replica.append_entry(batch, id, durability).await
+                        }
+                        other => other,
+                    };
+                    appended.map_err(|e| StorageIOError::write_log_entry(log_id, &e))?;
                 }
             }
         }
@@ -86,6 +90,19 @@ impl ShardLogStore {
             .map_err(|e| StorageIOError::read_logs(&e))?
             .map(log_id_of))
     }
+}
+
+/// Whether the log refused a new entry for what the client wrote (nothing was written): the
+/// entry stands as a refusal instead of failing the group.
+fn refuses_the_write(error: &StorageError) -> bool {
+    matches!(
+        error,
+        StorageError::EmptyBatch
+            | StorageError::TooManyRecords { .. }
+            | StorageError::KeyTooLong { .. }
+            | StorageError::RecordTooLarge { .. }
+            | StorageError::BatchTooLarge { .. }
+    )
 }
 
 impl RaftLogReader<ShardRaft> for ShardLogStore {
