@@ -7,7 +7,8 @@
 
 use openraft::BasicNode;
 use sluice_cluster::raft::{
-    NewRecord, RaftHost, ShardGroup, ShardWrite, ShardWritten, start_group, stop_group,
+    ClientError, NewRecord, RaftHost, ShardClient, ShardGroup, ShardWrite, ShardWritten,
+    start_group, stop_group,
 };
 use sluice_cluster::transport::{GroupId, PeerServer, Peers, TransportConfig};
 use sluice_core::{Engine, EngineConfig, ReadLimits, Replica};
@@ -30,6 +31,7 @@ struct Node {
     address: String,
     engine: Engine,
     host: Arc<RaftHost>,
+    peers: Peers,
     _server: PeerServer,
     group: ShardGroup,
 }
@@ -51,6 +53,7 @@ async fn start_node(id: u64, dir: &Path, listener: TcpListener) -> Node {
         address,
         engine,
         host,
+        peers,
         _server: server,
         group,
     }
@@ -172,10 +175,8 @@ fn check(nodes: &[&Node], acknowledged: &BTreeMap<u64, Vec<u8>>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_group_commits_fails_over_and_catches_a_returning_node_up() {
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+/// Three nodes running the group, initialized by the first.
+async fn three_nodes(paths: &[PathBuf]) -> Vec<Node> {
     let mut nodes = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -191,6 +192,14 @@ async fn a_group_commits_fails_over_and_catches_a_returning_node_up() {
         .initialize(members)
         .await
         .expect("the group initializes");
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_commits_fails_over_and_catches_a_returning_node_up() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let mut nodes = three_nodes(&paths).await;
 
     let all: Vec<&Node> = nodes.iter().collect();
     let first_leader = leader(&all).await;
@@ -233,6 +242,99 @@ async fn a_group_commits_fails_over_and_catches_a_returning_node_up() {
     caught_up(leader_now, &all).await;
     check(&all, &acknowledged);
     assert_eq!(acknowledged.len(), 110 * 3);
+    for node in nodes {
+        stop_group(&node.engine, &node.host, GROUP, false)
+            .await
+            .unwrap();
+    }
+}
+
+fn records_of(i: usize) -> Vec<NewRecord> {
+    vec![NewRecord {
+        partition_key: format!("key-{i}"),
+        data: format!("through any node {i}").into_bytes(),
+        flags: 0,
+    }]
+}
+
+/// Any node writes through the leader, also one that does not run the group (it asks the
+/// replicas the map names); a read barrier on a follower makes every acknowledged write
+/// readable there at once; refusals and a node without the group answer clearly; during a
+/// failover writes fail with a retryable error, then go through the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_go_through_any_node_and_reads_see_them_after_a_barrier() {
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let mut nodes = three_nodes(&paths[..3]).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader_id = leader(&all).await.id;
+    let followers: Vec<&Node> = nodes.iter().filter(|n| n.id != leader_id).collect();
+    let client = |node: &Node| ShardClient::new(node.host.clone(), node.peers.clone());
+    let replicas: Vec<(u64, String)> = nodes.iter().map(|n| (n.id, n.address.clone())).collect();
+    // A fourth node runs no replica of the group: it has a host and a port, nothing else.
+    let outsider_host = RaftHost::new(4);
+    let outsider = ShardClient::new(
+        outsider_host.clone(),
+        Peers::new(TransportConfig::default()),
+    );
+
+    let mut acknowledged = BTreeMap::new();
+    for i in 0..20 {
+        let (writer, reader) = (followers[i % 2], followers[(i + 1) % 2]);
+        let written = if i % 5 == 4 {
+            outsider.write(GROUP, records_of(i), &replicas).await
+        } else {
+            client(writer).write(GROUP, records_of(i), &[]).await
+        }
+        .expect("a write through any node commits");
+        acknowledged.insert(written.base_seq, records_of(i)[0].data.clone());
+        // Read-your-writes on the other follower: after the barrier, it holds the record.
+        client(reader).read_barrier(GROUP).await.unwrap();
+        let held: BTreeMap<u64, Vec<u8>> = records(&reader.group.replica).into_iter().collect();
+        assert_eq!(
+            held.get(&written.base_seq),
+            acknowledged.get(&written.base_seq)
+        );
+    }
+    let refused = client(followers[0]).write(GROUP, Vec::new(), &[]).await;
+    assert!(
+        matches!(refused, Err(ClientError::Refused(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        outsider.read_barrier(GROUP).await,
+        Err(ClientError::NotHere(GROUP))
+    );
+
+    // The leader dies; a follower's writes fail (retryable) until the new leader takes them.
+    let position = nodes.iter().position(|n| n.id == leader_id).unwrap();
+    let dead = nodes.remove(position);
+    stop_group(&dead.engine, &dead.host, GROUP, false)
+        .await
+        .unwrap();
+    drop(dead);
+    let writer = client(&nodes[0]);
+    let deadline = Instant::now() + WAIT;
+    let written = loop {
+        match writer.write(GROUP, records_of(100), &[]).await {
+            Ok(written) => break written,
+            Err(ClientError::NoLeader | ClientError::Unreachable(_)) => {
+                assert!(Instant::now() < deadline, "no new leader takes writes");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("a write during a failover: {e}"),
+        }
+    };
+    acknowledged.insert(written.base_seq, records_of(100)[0].data.clone());
+    let survivors: Vec<&Node> = nodes.iter().collect();
+    for node in &survivors {
+        client(node).read_barrier(GROUP).await.unwrap();
+        let held: BTreeMap<u64, Vec<u8>> = records(&node.group.replica).into_iter().collect();
+        for (seq, data) in &acknowledged {
+            assert_eq!(held.get(seq), Some(data), "node {}: record {seq}", node.id);
+        }
+    }
+    drop(outsider_host);
     for node in nodes {
         stop_group(&node.engine, &node.host, GROUP, false)
             .await

@@ -13,6 +13,7 @@
 //! The vote, the commit index, the purged and applied log ids and the last applied membership
 //! live in the replica's Raft state file (two synced slots), as one JSON value.
 
+mod client;
 mod entry;
 mod group;
 mod host;
@@ -21,6 +22,7 @@ mod network;
 mod saved;
 mod state_machine;
 
+pub use client::{ClientError, ShardClient};
 pub use entry::{NewRecord, ShardWrite, ShardWritten};
 pub use group::{
     ELECTION_TIMEOUT_MS, GroupError, HEARTBEAT_MS, ShardGroup, group_config, replica_id,

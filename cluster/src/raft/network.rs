@@ -26,18 +26,18 @@ use std::sync::{Arc, RwLock};
 
 /// A message and the node it is meant for.
 #[derive(Serialize, Deserialize)]
-struct Addressed<T> {
-    to: u64,
-    message: T,
+pub(super) struct Addressed<T> {
+    pub(super) to: u64,
+    pub(super) message: T,
 }
 
-fn encode<T: Serialize>(value: &T) -> Bytes {
+pub(super) fn encode<T: Serialize>(value: &T) -> Bytes {
     let mut bytes = Vec::new();
     ciborium::into_writer(value, &mut bytes).expect("a Raft message encodes to memory");
     Bytes::from(bytes)
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     ciborium::from_reader(bytes).map_err(|e| format!("a Raft message does not decode: {e}"))
 }
 
@@ -216,6 +216,13 @@ impl PeerHandler for RaftHost {
             "append" | "heartbeat" => Ok(encode(&raft.append_entries(self.open(&body)?).await)),
             "vote" => Ok(encode(&raft.vote(self.open(&body)?).await)),
             "snapshot" => Ok(encode(&raft.install_snapshot(self.open(&body)?).await)),
+            "write" => Ok(encode(
+                &super::client::write_here(&raft, self.open(&body)?).await,
+            )),
+            "read-index" => {
+                let () = self.open(&body)?;
+                Ok(encode(&super::client::read_index_here(&raft).await))
+            }
             other => Err(format!("no Raft call {other:?}")),
         }
     }

@@ -1,0 +1,189 @@
+//! Writing to a shard's group and reading from it on any node. A write goes to the group's
+//! leader: this node's group if it leads, else the leader it names (one redirect followed),
+//! over the peer connection the node already has. A read is served by this node's replica
+//! after a read barrier: the leader confirms it still leads and names its commit (ReadIndex),
+//! and the replica waits until it applied that far, so a read never misses a write that was
+//! acknowledged before it began.
+
+use super::network::{Addressed, decode, encode};
+use super::{NewRecord, RaftHost, ShardRaft, ShardWrite, ShardWritten};
+use crate::transport::{GroupId, Peers, RpcError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::{BasicNode, Raft};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a follower's read barrier waits for its replica to apply the leader's commit.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a write or a read barrier failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The group has no leader right now (an election is running): try again shortly.
+    #[error("the shard's group has no leader now; try again")]
+    NoLeader,
+    /// The leader's log refused the records (nothing was written).
+    #[error("the write was refused: {0}")]
+    Refused(String),
+    /// No node of the group could be reached.
+    #[error("the shard's group could not be reached: {0}")]
+    Unreachable(String),
+    /// This node does not run the group (reads are served by a local replica).
+    #[error("group {0} does not run on this node")]
+    NotHere(GroupId),
+    /// The group failed (its storage, a quorum not reached in time).
+    #[error("the shard's group failed: {0}")]
+    Failed(String),
+}
+
+/// A node's answer to a forwarded call.
+#[derive(Serialize, Deserialize)]
+pub(super) enum Answer<T> {
+    Done(T),
+    /// Not the leader; the leader it knows, if any.
+    NotLeader(Option<(u64, BasicNode)>),
+    Failed(String),
+}
+
+fn not_leader<T>(forward: ForwardToLeader<u64, BasicNode>) -> Answer<T> {
+    Answer::NotLeader(forward.leader_id.zip(forward.leader_node))
+}
+
+/// Writes `records` through this node's `raft`, if it leads.
+pub(super) async fn write_here(
+    raft: &Raft<ShardRaft>,
+    records: Vec<NewRecord>,
+) -> Answer<ShardWritten> {
+    match raft.client_write(ShardWrite::New(records)).await {
+        Ok(response) => Answer::Done(response.data),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => not_leader(forward),
+        Err(e) => Answer::Failed(e.to_string()),
+    }
+}
+
+/// The commit index a read must wait for, if this node's `raft` leads (and still does: it
+/// heard from a quorum).
+pub(super) async fn read_index_here(raft: &Raft<ShardRaft>) -> Answer<u64> {
+    match raft.ensure_linearizable().await {
+        Ok(read) => Answer::Done(read.map_or(0, |id| id.index)),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+            not_leader(forward)
+        }
+        Err(e) => Answer::Failed(e.to_string()),
+    }
+}
+
+/// Writes and read barriers for the groups of the cluster, from one node.
+#[derive(Clone)]
+pub struct ShardClient {
+    host: Arc<RaftHost>,
+    peers: Peers,
+}
+
+impl ShardClient {
+    /// The client of the node `host` answers for, over its peer connections.
+    pub fn new(host: Arc<RaftHost>, peers: Peers) -> ShardClient {
+        ShardClient { host, peers }
+    }
+
+    /// Writes `records` to `group` through its leader and returns where they landed. This
+    /// node's group answers if it runs it; otherwise the group's `replicas` (Raft id and peer
+    /// address, from the map) are asked in turn. A node that does not lead names the leader,
+    /// which is asked once.
+    pub async fn write(
+        &self,
+        group: GroupId,
+        records: Vec<NewRecord>,
+        replicas: &[(u64, String)],
+    ) -> Result<ShardWritten, ClientError> {
+        let first = match self.host.group(group) {
+            Some(local) => write_here(&local.raft, records.clone()).await,
+            None => {
+                self.ask_replicas(group, "write", &records, replicas)
+                    .await?
+            }
+        };
+        let answer = match first {
+            Answer::NotLeader(Some((leader, node))) => {
+                self.ask(&node.addr, leader, group, "write", &records)
+                    .await?
+            }
+            answer => answer,
+        };
+        match answer {
+            Answer::Done(written) => match written.refused {
+                Some(reason) => Err(ClientError::Refused(reason)),
+                None => Ok(written),
+            },
+            Answer::NotLeader(_) => Err(ClientError::NoLeader),
+            Answer::Failed(e) => Err(ClientError::Failed(e)),
+        }
+    }
+
+    /// Waits until this node's replica of `group` applied every entry committed when the call
+    /// began: a read after it sees every write acknowledged before it.
+    pub async fn read_barrier(&self, group: GroupId) -> Result<(), ClientError> {
+        let local = self.host.group(group).ok_or(ClientError::NotHere(group))?;
+        let first = read_index_here(&local.raft).await;
+        let answer = match first {
+            Answer::NotLeader(Some((leader, node))) => {
+                self.ask(&node.addr, leader, group, "read-index", &())
+                    .await?
+            }
+            answer => answer,
+        };
+        let index = match answer {
+            Answer::Done(index) => index,
+            Answer::NotLeader(_) => return Err(ClientError::NoLeader),
+            Answer::Failed(e) => return Err(ClientError::Failed(e)),
+        };
+        local
+            .raft
+            .wait(Some(CATCH_UP_WAIT))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map(|_| ())
+            .map_err(|e| ClientError::Failed(e.to_string()))
+    }
+
+    /// Asks the replicas in turn; the first that answers (done, or naming a leader) wins.
+    async fn ask_replicas<M: Serialize, T: DeserializeOwned>(
+        &self,
+        group: GroupId,
+        method: &str,
+        message: &M,
+        replicas: &[(u64, String)],
+    ) -> Result<Answer<T>, ClientError> {
+        let mut last = ClientError::NoLeader;
+        for (id, address) in replicas {
+            match self.ask(address, *id, group, method, message).await {
+                Ok(Answer::NotLeader(None)) => last = ClientError::NoLeader,
+                Ok(answer) => return Ok(answer),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn ask<M: Serialize, T: DeserializeOwned>(
+        &self,
+        address: &str,
+        to: u64,
+        group: GroupId,
+        method: &str,
+        message: &M,
+    ) -> Result<Answer<T>, ClientError> {
+        let body = encode(&Addressed { to, message });
+        let answer = self.peers.call(address, group, method, body).await;
+        match answer {
+            Ok(bytes) => decode(&bytes).map_err(ClientError::Failed),
+            Err(e @ (RpcError::Unreachable { .. } | RpcError::Timeout { .. })) => {
+                Err(ClientError::Unreachable(e.to_string()))
+            }
+            Err(e) => Err(ClientError::Failed(e.to_string())),
+        }
+    }
+}
