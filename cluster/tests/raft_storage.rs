@@ -4,7 +4,9 @@
 //! a restart, and snapshots that carry entries.
 
 use openraft::storage::RaftLogStorageExt;
-use openraft::storage::{RaftLogReader, RaftLogStorage, RaftStateMachine};
+use openraft::storage::{
+    RaftLogReader, RaftLogReaderExt, RaftLogStorage, RaftStateMachine, StorageHelper,
+};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{
     CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftSnapshotBuilder, Vote,
@@ -15,6 +17,7 @@ use sluice_cluster::raft::{
 };
 use sluice_core::{Engine, EngineConfig, ReadLimits, Replica, ReplicaId};
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 const ID: ReplicaId = ReplicaId {
@@ -27,6 +30,7 @@ fn engine(dir: &std::path::Path) -> Engine {
     let mut config = EngineConfig::new(dir);
     config.cores = 1;
     config.segment_size_bytes = 1 << 20;
+    config.maintenance_interval_ms = 20;
     Engine::open(config).expect("engine opens")
 }
 
@@ -425,5 +429,204 @@ async fn a_refused_write_is_answered_and_the_log_goes_on() {
     assert!(
         visible(&follower_replica).is_empty(),
         "the follower applied nothing yet"
+    );
+}
+
+/// Entry `index` of `term` holding one record of `size` bytes.
+fn sized_write(term: u64, leader: u64, index: u64, size: usize) -> Entry<ShardRaft> {
+    Entry {
+        log_id: log_id(term, leader, index),
+        payload: EntryPayload::Normal(ShardWrite::New(vec![NewRecord {
+            partition_key: "k".into(),
+            data: vec![index as u8; size],
+            flags: 0,
+        }])),
+    }
+}
+
+/// The replica, with a retention of 1 ms, and its Raft storage.
+async fn open_expiring(engine: &Engine) -> (Replica, ShardLogStore, ShardStateMachine) {
+    let replica = engine.open_replica(ID, 1).await.expect("replica opens");
+    let (log, state_machine) = open_storage(replica.clone()).await.unwrap();
+    (replica, log, state_machine)
+}
+
+async fn first_held(replica: &Replica) -> Option<u64> {
+    replica.first_entry_index().await.unwrap()
+}
+
+/// Retention retires a replicated log's segments only below Raft's purge point: an expired,
+/// committed log openraft never purged stays whole (a restart would otherwise ask for entry 0
+/// and a lagging follower for entries gone), and once purged, retention takes what was purged
+/// and a restart starts after it.
+#[test]
+fn retention_waits_for_raft_to_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let engine = engine(dir.path());
+        let (replica, mut log, mut state_machine) = open_expiring(&engine).await;
+        let mut entries = vec![membership(1, 1, 0)];
+        entries.extend((1..=60).map(|i| sized_write(1, 1, i, 64 << 10)));
+        log.blocking_append(entries).await.unwrap();
+        let all = log.try_get_log_entries(0..).await.unwrap();
+        state_machine.apply(all).await.unwrap();
+        // Expired (1 ms) and committed, through many maintenance passes: nothing retires.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(first_held(&replica).await, Some(0));
+    });
+    runtime.block_on(async {
+        let engine = engine(dir.path());
+        let (replica, mut log, mut state_machine) = open_expiring(&engine).await;
+        StorageHelper::new(&mut log, &mut state_machine)
+            .get_initial_state()
+            .await
+            .expect("a restart finds the log openraft knows");
+        log.purge(log_id(1, 1, 30)).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while first_held(&replica).await == Some(0) {
+            assert!(
+                Instant::now() < deadline,
+                "retention never takes the purged segments"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let first = first_held(&replica).await.unwrap();
+        assert!(
+            first <= 31,
+            "only purged entries retire: the log starts at {first}"
+        );
+        let entries = log.try_get_log_entries(0..).await.unwrap();
+        assert_eq!(entries[0].log_id.index, 31);
+        assert_eq!(entries.len(), 30);
+    });
+    runtime.block_on(async {
+        let engine = engine(dir.path());
+        let (_replica, mut log, mut state_machine) = open_expiring(&engine).await;
+        StorageHelper::new(&mut log, &mut state_machine)
+            .get_initial_state()
+            .await
+            .expect("a restart after a purge and retention");
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(1, 1, 30)));
+        assert_eq!(state.last_log_id, Some(log_id(1, 1, 60)));
+        // One append request's worth: a copy of at most 4 MiB (30 entries of 64 KiB fit).
+        let limited = log.limited_get_log_entries(31, 61).await.unwrap();
+        assert_eq!(limited.len(), 30);
+        assert_eq!(limited[0].log_id.index, 31);
+        let mut more = (61..=160).map(|i| sized_write(1, 1, i, 100 << 10));
+        log.blocking_append(more.by_ref()).await.unwrap();
+        let limited = log.limited_get_log_entries(61, 161).await.unwrap();
+        assert_eq!(limited[0].log_id.index, 61);
+        assert!(
+            (30..=41).contains(&limited.len()),
+            "{} entries",
+            limited.len()
+        );
+    });
+}
+
+/// A follower with a disagreeing uncommitted suffix installs a snapshot (which cuts it), then
+/// openraft purges to the snapshot: after a restart, the applied id the follower saved is an
+/// entry its log holds, and applying goes on from it.
+#[test]
+fn a_snapshot_install_leaves_a_saved_state_the_log_agrees_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let engine = engine(dir.path());
+        let (_, mut leader, mut leader_sm) = storage(&engine, 0).await;
+        let (_, mut follower, mut follower_sm) = storage(&engine, 1).await;
+        let mut entries = vec![membership(1, 1, 0)];
+        entries.extend((1..=5).map(|i| write(1, 1, i)));
+        leader.blocking_append(entries).await.unwrap();
+        let shipped = leader.try_get_log_entries(0..).await.unwrap();
+        follower.blocking_append(shipped).await.unwrap();
+        follower
+            .blocking_append((6..=8).map(|i| write(2, 2, i)))
+            .await
+            .unwrap();
+        leader
+            .blocking_append((6..=20).map(|i| write(3, 1, i)))
+            .await
+            .unwrap();
+        let all = leader.try_get_log_entries(0..).await.unwrap();
+        leader_sm.apply(all).await.unwrap();
+        let snapshot = leader_sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let mut receiving = follower_sm.begin_receiving_snapshot().await.unwrap();
+        *receiving = *snapshot.snapshot;
+        follower_sm
+            .install_snapshot(&snapshot.meta, receiving)
+            .await
+            .unwrap();
+        follower.purge(log_id(3, 1, 20)).await.unwrap();
+    });
+    runtime.block_on(async {
+        let engine = engine(dir.path());
+        let (_, mut follower, mut follower_sm) = storage(&engine, 1).await;
+        let state = StorageHelper::new(&mut follower, &mut follower_sm)
+            .get_initial_state()
+            .await
+            .unwrap();
+        let applied = follower_sm.applied_state().await.unwrap().0.unwrap();
+        assert_eq!(applied, log_id(3, 1, 20), "{state:?}");
+        follower
+            .blocking_append((21..=22).map(|i| write(3, 1, i)))
+            .await
+            .unwrap();
+        let next = follower.get_log_entries(21..23).await.unwrap();
+        assert_eq!(next.len(), 2);
+    });
+}
+
+/// A snapshot without entries (the leader purged up to its applied one) naming an entry the
+/// follower does not hold is refused: committing to it would show the follower's own
+/// uncommitted entries.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_snapshot_never_commits_a_replicas_own_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let (_, mut leader, mut leader_sm) = storage(&engine, 0).await;
+    let (follower_replica, mut follower, mut follower_sm) = storage(&engine, 1).await;
+    let mut entries = vec![membership(1, 1, 0)];
+    entries.extend((1..=5).map(|i| write(1, 1, i)));
+    leader.blocking_append(entries).await.unwrap();
+    let shipped = leader.try_get_log_entries(0..).await.unwrap();
+    follower.blocking_append(shipped).await.unwrap();
+    follower
+        .blocking_append((6..=8).map(|i| write(2, 2, i)))
+        .await
+        .unwrap();
+    leader
+        .blocking_append((6..=20).map(|i| write(3, 1, i)))
+        .await
+        .unwrap();
+    let all = leader.try_get_log_entries(0..).await.unwrap();
+    leader_sm.apply(all).await.unwrap();
+    leader.purge(log_id(3, 1, 20)).await.unwrap();
+    let snapshot = leader_sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert!(snapshot.snapshot.get_ref().is_empty());
+    let mut receiving = follower_sm.begin_receiving_snapshot().await.unwrap();
+    *receiving = *snapshot.snapshot;
+    let refused = follower_sm
+        .install_snapshot(&snapshot.meta, receiving)
+        .await;
+    let message = refused
+        .expect_err("the follower does not hold entry 20")
+        .to_string();
+    assert!(message.contains("does not hold that entry"), "{message}");
+    assert!(
+        visible(&follower_replica).is_empty(),
+        "nothing of its own became readable"
     );
 }

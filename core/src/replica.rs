@@ -235,6 +235,18 @@ impl Replica {
         self.with_log(|log| async move { log.first_entry_index() })
     }
 
+    /// The Raft layer purged the entries below `index`: retention may retire them
+    /// (`ShardLog::set_retain_from`).
+    pub fn set_retain_from(
+        &self,
+        index: u64,
+    ) -> Call<impl Future<Output = Result<(), ReplicaError>> + Send + '_> {
+        self.with_log(move |log| async move {
+            log.set_retain_from(index);
+            Ok(())
+        })
+    }
+
     /// The log's last entry.
     pub fn last_entry(
         &self,

@@ -14,6 +14,29 @@ use sluice_storage::{
 };
 use std::collections::BTreeMap;
 
+/// Entries in bulk, as one append request ships them: in order, across segments, each the
+/// batch `entry` gives, up to the byte bound (the first always) and the range's end.
+fn check_bulk_reads(leader: &ShardLog<GlommioIo>) {
+    let all = leader.entries(1..u64::MAX, u64::MAX).unwrap();
+    assert_eq!(all.len(), 300);
+    for (index, bytes) in (1..).zip(&all) {
+        assert_eq!(Some(bytes), leader.entry(index).unwrap().as_ref());
+    }
+    let some = leader.entries(120..u64::MAX, 64 * 1024).unwrap();
+    let size: usize = some.iter().map(Vec::len).sum();
+    assert!(size <= 64 * 1024 && size + all[120 - 1 + some.len()].len() > 64 * 1024);
+    assert_eq!(some[..], all[119..119 + some.len()]);
+    assert_eq!(leader.entries(301..u64::MAX, u64::MAX).unwrap().len(), 0);
+    assert_eq!(leader.entries(300..u64::MAX, 0).unwrap().len(), 1);
+    assert_eq!(leader.first_entry_index().unwrap(), Some(1));
+    // The range's end bounds it too, across segments; an empty range copies nothing.
+    assert_eq!(
+        leader.entries(100..250, u64::MAX).unwrap()[..],
+        all[99..249]
+    );
+    assert_eq!(leader.entries(120..120, u64::MAX).unwrap().len(), 0);
+}
+
 #[test]
 fn a_follower_holds_its_leaders_records_byte_for_byte_and_readers_see_only_committed_entries() {
     let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -33,26 +56,7 @@ fn a_follower_holds_its_leaders_records_byte_for_byte_and_readers_see_only_commi
             appended.insert(index, ours);
         }
         assert!(leader.stats().live_segments >= 4, "{:?}", leader.stats());
-        // Entries in bulk, as one append request ships them: in order, across segments, each
-        // the batch `entry` gives, up to the byte bound (the first always).
-        let all = leader.entries(1..u64::MAX, u64::MAX).unwrap();
-        assert_eq!(all.len(), 300);
-        for (index, bytes) in (1..).zip(&all) {
-            assert_eq!(Some(bytes), leader.entry(index).unwrap().as_ref());
-        }
-        let some = leader.entries(120..u64::MAX, 64 * 1024).unwrap();
-        let size: usize = some.iter().map(Vec::len).sum();
-        assert!(size <= 64 * 1024 && size + all[120 - 1 + some.len()].len() > 64 * 1024);
-        assert_eq!(some[..], all[119..119 + some.len()]);
-        assert_eq!(leader.entries(301..u64::MAX, u64::MAX).unwrap().len(), 0);
-        assert_eq!(leader.entries(300..u64::MAX, 0).unwrap().len(), 1);
-        assert_eq!(leader.first_entry_index().unwrap(), Some(1));
-        // The range's end bounds it too, across segments; an empty range copies nothing.
-        assert_eq!(
-            leader.entries(100..250, u64::MAX).unwrap()[..],
-            all[99..249]
-        );
-        assert_eq!(leader.entries(120..120, u64::MAX).unwrap().len(), 0);
+        check_bulk_reads(&leader);
         assert_eq!(follower.last_entry(), Some(id(1, 300)));
         // Written, durable, and invisible: nothing is committed.
         for log in [&leader, &follower] {

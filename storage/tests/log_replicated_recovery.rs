@@ -44,6 +44,7 @@ fn a_durable_control_entry_alone_in_a_segment_after_a_retired_one_survives_a_res
             .await
             .unwrap();
         log.commit_to(6).unwrap();
+        log.set_retain_from(6);
         assert_eq!(
             log.maintain().await.unwrap(),
             1,
@@ -60,9 +61,10 @@ fn a_durable_control_entry_alone_in_a_segment_after_a_retired_one_survives_a_res
     });
 }
 
-/// Retention never retires entries above the commit: they are the Raft layer's.
+/// Retention never retires entries above the commit, nor entries the Raft layer did not
+/// purge: both are its to keep, truncate or ask for.
 #[test]
-fn retention_retires_only_committed_segments() {
+fn retention_retires_only_committed_segments_the_raft_layer_purged() {
     let dir = tempfile::tempdir().unwrap();
     let clock = manual_clock();
     block_on(async {
@@ -76,11 +78,19 @@ fn retention_retires_only_committed_segments() {
         assert_eq!(log.maintain().await.unwrap(), 0, "nothing is committed");
         assert_eq!(log.last_entry(), Some(id(1, 120)));
         log.commit_to(120).unwrap();
+        assert_eq!(log.maintain().await.unwrap(), 0, "nothing is purged");
+        // Purged below entry 2: the first segment still holds entry 2 and stays.
+        log.set_retain_from(2);
+        assert_eq!(log.maintain().await.unwrap(), 0, "entry 2 is not purged");
+        assert_eq!(log.first_entry_index().unwrap(), Some(1));
+        // Purged to the end: every sealed segment goes, the active one stays.
+        log.set_retain_from(121);
         assert_eq!(
             log.maintain().await.unwrap(),
             segments - 1,
             "all but the active one"
         );
+        assert!(log.first_entry_index().unwrap().unwrap() > 1);
         assert!(log.reader().read(0, ReadLimits::default()).is_err());
     });
 }

@@ -72,7 +72,7 @@ pub async fn start_group(
 ) -> Result<ShardGroup, GroupError> {
     let replica = engine.open_replica(replica_id(group), retention_ms).await?;
     let (log, state_machine) = open_storage(replica.clone()).await?;
-    let network = ShardNetwork::new(peers.clone(), group);
+    let network = ShardNetwork::new(peers.clone(), group, host.node());
     let raft = Raft::new(host.node(), group_config(), network, log, state_machine)
         .await
         .map_err(|e| GroupError::Raft(e.to_string()))?;

@@ -110,36 +110,63 @@ impl RaftLogReader<ShardRaft> for ShardLogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<ShardRaft>>, RaftStorageError> {
-        let purged = self.saved.get().await.purged;
-        let mut start = match range.start_bound() {
+        let start = match range.start_bound() {
             Bound::Included(&i) => i,
             Bound::Excluded(&i) => i.saturating_add(1),
             Bound::Unbounded => 0,
         };
-        // Purged entries are gone for Raft, even while retention still keeps their segment.
-        if let Some(purged) = purged {
-            start = start.max(purged.index + 1);
-        }
         let end = match range.end_bound() {
             Bound::Included(&i) => i.saturating_add(1),
             Bound::Excluded(&i) => i,
             Bound::Unbounded => u64::MAX,
         };
+        self.read_entries(start, end, READ_BYTES_MAX, usize::MAX)
+            .await
+    }
+
+    /// One copy of at most `READ_BYTES_MAX` (and the first entry whatever its size): what a
+    /// leader ships in one append request.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<ShardRaft>>, RaftStorageError> {
+        self.read_entries(start, end, READ_BYTES_MAX, 1).await
+    }
+}
+
+impl ShardLogStore {
+    /// The entries from `start` (past the purge point) below `end`, in copies of at most
+    /// `bytes_max` each (the first entry of a copy whatever its size), `copies` of them at
+    /// most.
+    async fn read_entries(
+        &self,
+        mut start: u64,
+        end: u64,
+        bytes_max: u64,
+        copies: usize,
+    ) -> Result<Vec<Entry<ShardRaft>>, RaftStorageError> {
+        if let Some(purged) = self.saved.get().await.purged {
+            // Purged entries are gone for Raft, even while retention still keeps their segment.
+            start = start.max(purged.index + 1);
+        }
         let mut entries = Vec::new();
-        while start < end {
+        let mut copied_so_far = 0;
+        while start < end && copied_so_far < copies {
+            let at = start;
             let copied = self
                 .replica
-                .entries(start..end, READ_BYTES_MAX)
+                .entries(start..end, bytes_max)
                 .await
-                .map_err(|e| StorageIOError::read_log_at_index(start, &e))?;
+                .map_err(|e| StorageIOError::read_log_at_index(at, &e))?;
             if copied.is_empty() {
-                // Below the log's first entry (a range from 0, or retired by retention): the
-                // range goes on from the first one the log holds.
+                // Below the log's first entry (a log that began past 0: a range from 0 asks
+                // for what never was), the range goes on from the first one the log holds.
                 let first = self
                     .replica
                     .first_entry_index()
                     .await
-                    .map_err(|e| StorageIOError::read_log_at_index(start, &e))?;
+                    .map_err(|e| StorageIOError::read_log_at_index(at, &e))?;
                 match first {
                     Some(first) if first > start => {
                         start = first;
@@ -148,11 +175,12 @@ impl RaftLogReader<ShardRaft> for ShardLogStore {
                     _ => break,
                 }
             }
-            start += copied.len() as u64;
+            copied_so_far += 1;
             for bytes in copied {
                 let entry = from_stored(bytes).map_err(|e| {
                     StorageIOError::read_log_at_index(start, openraft::AnyError::error(e))
                 })?;
+                start += 1;
                 entries.push(entry);
             }
         }
@@ -250,6 +278,12 @@ impl RaftLogStorage<ShardRaft> for ShardLogStore {
                     saved.purged = Some(log_id);
                 }
             })
+            .await?;
+        // Recorded first: retention may now retire them, and a restart never finds an entry
+        // gone that openraft does not know purged.
+        self.replica
+            .set_retain_from(log_id.index + 1)
             .await
+            .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 }

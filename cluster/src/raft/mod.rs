@@ -59,6 +59,12 @@ pub async fn open_storage(
     replica: Replica,
 ) -> Result<(ShardLogStore, ShardStateMachine), RaftStorageError> {
     let saved = Arc::new(SavedCell::open(replica.clone()).await?);
+    if let Some(purged) = saved.get().await.purged {
+        replica
+            .set_retain_from(purged.index + 1)
+            .await
+            .map_err(|e| openraft::StorageIOError::read_logs(&e))?;
+    }
     let state_machine = ShardStateMachine::open(replica.clone(), saved.clone()).await?;
     Ok((ShardLogStore::new(replica, saved), state_machine))
 }

@@ -12,9 +12,9 @@ use crate::transport::{GroupId, PeerHandler, Peers, RpcError};
 use bytes::Bytes;
 use openraft::BasicNode;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -46,12 +46,13 @@ pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 pub struct ShardNetwork {
     peers: Peers,
     group: GroupId,
+    node: u64,
 }
 
 impl ShardNetwork {
-    /// Group `group`'s calls, over the node's shared peer connections.
-    pub fn new(peers: Peers, group: GroupId) -> ShardNetwork {
-        ShardNetwork { peers, group }
+    /// Group `group`'s calls from node `node`, over the node's shared peer connections.
+    pub fn new(peers: Peers, group: GroupId, node: u64) -> ShardNetwork {
+        ShardNetwork { peers, group, node }
     }
 }
 
@@ -62,6 +63,7 @@ impl RaftNetworkFactory<ShardRaft> for ShardNetwork {
         ShardPeer {
             peers: self.peers.clone(),
             group: self.group,
+            from: self.node,
             target,
             address: node.addr.clone(),
         }
@@ -72,6 +74,7 @@ impl RaftNetworkFactory<ShardRaft> for ShardNetwork {
 pub struct ShardPeer {
     peers: Peers,
     group: GroupId,
+    from: u64,
     target: u64,
     address: String,
 }
@@ -83,7 +86,7 @@ impl ShardPeer {
     /// the peer's Raft answer or its Raft error.
     async fn send<M, A, E>(
         &self,
-        method: &str,
+        action: RPCTypes,
         message: M,
         heartbeat: bool,
         option: &RPCOption,
@@ -97,6 +100,11 @@ impl ShardPeer {
             to: self.target,
             message,
         });
+        let method = match action {
+            RPCTypes::Vote => "vote",
+            RPCTypes::AppendEntries => "append",
+            RPCTypes::InstallSnapshot => "snapshot",
+        };
         let call = async {
             if heartbeat {
                 self.peers.heartbeat(&self.address, self.group, body).await
@@ -106,13 +114,24 @@ impl ShardPeer {
                     .await
             }
         };
-        let answer = match tokio::time::timeout(option.hard_ttl(), call).await {
+        // A peer that is down (refused, reset) is unreachable: openraft backs off. One that is
+        // slow is a timeout: openraft tries again at once, as it would for a lost message.
+        let timeout = option.hard_ttl();
+        let timed_out = || {
+            RPCError::Timeout(Timeout {
+                action,
+                id: self.from,
+                target: self.target,
+                timeout,
+            })
+        };
+        let answer = match tokio::time::timeout(timeout, call).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(e @ (RpcError::Unreachable { .. } | RpcError::Timeout { .. }))) => {
+            Ok(Err(e @ RpcError::Unreachable { .. })) => {
                 return Err(RPCError::Unreachable(Unreachable::new(&e)));
             }
+            Ok(Err(RpcError::Timeout { .. })) | Err(_) => return Err(timed_out()),
             Ok(Err(e)) => return Err(RPCError::Network(NetworkError::new(&e))),
-            Err(elapsed) => return Err(RPCError::Unreachable(Unreachable::new(&elapsed))),
         };
         let answer: Result<A, RaftError<u64, E>> = decode(&answer)
             .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))?;
@@ -127,7 +146,8 @@ impl RaftNetwork<ShardRaft> for ShardPeer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, Failed<openraft::error::Infallible>> {
         let heartbeat = rpc.entries.is_empty();
-        self.send("append", rpc, heartbeat, &option).await
+        self.send(RPCTypes::AppendEntries, rpc, heartbeat, &option)
+            .await
     }
 
     async fn install_snapshot(
@@ -135,7 +155,8 @@ impl RaftNetwork<ShardRaft> for ShardPeer {
         rpc: InstallSnapshotRequest<ShardRaft>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<u64>, Failed<InstallSnapshotError>> {
-        self.send("snapshot", rpc, false, &option).await
+        self.send(RPCTypes::InstallSnapshot, rpc, false, &option)
+            .await
     }
 
     async fn vote(
@@ -143,7 +164,7 @@ impl RaftNetwork<ShardRaft> for ShardPeer {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, Failed<openraft::error::Infallible>> {
-        self.send("vote", rpc, false, &option).await
+        self.send(RPCTypes::Vote, rpc, false, &option).await
     }
 }
 

@@ -3,7 +3,7 @@
 //! entries the log still holds up to the applied one; installing it appends the ones the
 //! replica lacks, after cutting an uncommitted suffix that disagrees with it.
 
-use super::entry::{ShardWritten, entry_id_of, written};
+use super::entry::{ShardWritten, entry_id_of, log_id_of, written};
 use super::saved::{SavedCell, Write};
 use super::{RaftStorageError, ShardRaft, ShardWrite};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
@@ -11,7 +11,7 @@ use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder,
     StorageIOError, StoredMembership,
 };
-use sluice_core::Replica;
+use sluice_core::{Replica, ReplicaError};
 use sluice_storage::format::BatchHeader;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
@@ -83,39 +83,39 @@ impl ShardStateMachine {
     /// Makes the log hold the snapshot's entries: cuts the first of its own that disagrees
     /// (never a committed one: the log refuses), then appends those it lacks.
     async fn take_entries(&self, entries: Vec<Vec<u8>>) -> Result<(), AnyError> {
+        let failed = |e: ReplicaError| AnyError::new(&e);
         let Some(first) = entries.first() else {
             return Ok(());
         };
         let first = entry_of(first)?.index;
-        let mut last = self
-            .replica
-            .last_entry()
-            .await
-            .map_err(|e| AnyError::new(&e))?;
-        if let Some(own_last) = last
-            && own_last.index >= first
-        {
-            let overlap = self
-                .replica
-                .entries(first..own_last.index + 1, u64::MAX)
-                .await
-                .map_err(|e| AnyError::new(&e))?;
-            let disagree = overlap
-                .iter()
-                .zip(&entries)
-                .map(|(ours, theirs)| Ok::<_, AnyError>((entry_of(ours)?, entry_of(theirs)?)))
-                .find(|pair| pair.as_ref().map_or(true, |(a, b)| a != b))
-                .transpose()?;
-            if let Some((ours, _)) = disagree {
+        let mut last = self.replica.last_entry().await.map_err(failed)?;
+        let own_first = self.replica.first_entry_index().await.map_err(failed)?;
+        if let (Some(own_last), Some(own_first)) = (last, own_first) {
+            // Where both hold entries, the first of ours that differs goes, with what follows.
+            let from = first.max(own_first);
+            let ours = if own_last.index >= from {
+                let range = from..own_last.index + 1;
                 self.replica
-                    .truncate_from(ours.index)
+                    .entries(range, u64::MAX)
                     .await
-                    .map_err(|e| AnyError::new(&e))?;
-                last = self
-                    .replica
-                    .last_entry()
-                    .await
-                    .map_err(|e| AnyError::new(&e))?;
+                    .map_err(failed)?
+            } else {
+                Vec::new()
+            };
+            let theirs = entries
+                .iter()
+                .skip(usize::try_from(from - first).unwrap_or(usize::MAX));
+            let mut disagree = None;
+            for (ours, theirs) in ours.iter().zip(theirs) {
+                let ours = entry_of(ours)?;
+                if ours != entry_of(theirs)? {
+                    disagree = Some(ours.index);
+                    break;
+                }
+            }
+            if let Some(index) = disagree {
+                self.replica.truncate_from(index).await.map_err(failed)?;
+                last = self.replica.last_entry().await.map_err(failed)?;
             }
         }
         let next = last.map_or(first, |l| l.index + 1);
@@ -134,9 +134,24 @@ impl ShardStateMachine {
             self.replica
                 .append_received(missing, sluice_core::Durability::Durable)
                 .await
-                .map_err(|e| AnyError::new(&e))?;
+                .map_err(failed)?;
         }
         Ok(())
+    }
+
+    /// Whether the log holds entry `want` (a log that holds no entry at all takes a snapshot
+    /// without entries: it has nothing to disagree with, and nothing of it becomes readable).
+    async fn holds(&self, want: LogId<u64>) -> Result<bool, AnyError> {
+        let failed = |e: ReplicaError| AnyError::new(&e);
+        if self.replica.last_entry().await.map_err(failed)?.is_none() {
+            return Ok(true);
+        }
+        let range = want.index..want.index + 1;
+        let held = self.replica.entries(range, 0).await.map_err(failed)?;
+        match held.first() {
+            Some(bytes) => Ok(entry_of(bytes)? == entry_id_of(&want)),
+            None => Ok(false),
+        }
     }
 }
 
@@ -264,6 +279,22 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
             }
         }
         self.take_entries(entries).await.map_err(failed)?;
+        let durable = self
+            .replica
+            .last_entry()
+            .await
+            .map_err(|e| failed(AnyError::new(&e)))?;
+        self.saved.set_durable(durable.map(log_id_of)).await;
+        if let Some(want) = meta.last_log_id
+            && !self.holds(want).await.map_err(failed)?
+        {
+            // Committing to it would show this replica's own entries, not the snapshot's.
+            let e = AnyError::error(format!(
+                "after the snapshot to {want}, this replica's log does not hold that entry: a \
+                 replica this far behind needs a copy of the leader's segments"
+            ));
+            return Err(failed(e).into());
+        }
         if let Some(last) = meta.last_log_id {
             self.replica
                 .commit_to(last.index)

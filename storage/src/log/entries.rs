@@ -119,7 +119,7 @@ impl<I: SegmentIo> ShardLog<I> {
 }
 
 /// The index of a segment's first entry (`None` when it holds no batch).
-fn first_entry(segment: &Segment) -> Result<Option<u64>> {
+pub(super) fn first_entry(segment: &Segment) -> Result<Option<u64>> {
     if segment.visible_end() == SEGMENT_DATA_START {
         return Ok(None);
     }

@@ -22,6 +22,9 @@ pub(super) struct Commit {
     cursor: Option<(u64, u64)>,
     /// Sequence after the last visible record.
     visible_seq: u64,
+    /// Retention retires only entries below this index: the Raft layer's purge point + 1
+    /// (0 until it says: openraft must never find an entry gone that it did not purge).
+    retain_from: u64,
 }
 
 impl Commit {
@@ -130,6 +133,14 @@ impl<I: SegmentIo> ShardLog<I> {
         self.writer.borrow().commit.visible_entry()
     }
 
+    /// The Raft layer purged the entries below `index` (its purge point + 1): retention may
+    /// retire their segments once they expire. Until it is told, retention retires no segment
+    /// of a replicated log. A lower index than one given before changes nothing.
+    pub fn set_retain_from(&self, index: u64) {
+        let mut w = self.writer.borrow_mut();
+        w.commit.retain_from = w.commit.retain_from.max(index);
+    }
+
     /// The Raft commit index moved to `index`: readers see every written entry up to it, and
     /// entries written later as they land. An index lower than one given before changes
     /// nothing.
@@ -186,6 +197,19 @@ pub(super) fn fully_visible_segments<F>(w: &Writer<F>) -> usize {
         // the cursor moves on.
         None => 0,
     }
+}
+
+/// How many of the oldest live segments hold only entries the Raft layer purged (below
+/// `retain_from`): a segment's entries end where the next one's begin.
+pub(super) fn purged_segments<F>(w: &Writer<F>) -> Result<usize> {
+    let mut count = 0;
+    for pair in w.live.windows(2) {
+        match super::entries::first_entry(&pair[1])? {
+            Some(next_first) if next_first <= w.commit.retain_from => count += 1,
+            _ => break,
+        }
+    }
+    Ok(count)
 }
 
 /// The first written batch not yet visible, moving the cursor to the next segment when its own

@@ -22,8 +22,10 @@ impl<I: SegmentIo> ShardLog<I> {
             let mut w = self.writer.borrow_mut();
             let mut sealed = w.live.len().saturating_sub(usize::from(w.active.is_some()));
             if self.config.replicated {
-                // Entries above the commit are the Raft layer's to keep or truncate.
+                // Entries above the commit are the Raft layer's to keep or truncate, and those
+                // it did not purge it may still ask for.
                 sealed = sealed.min(super::replicated::fully_visible_segments(&w));
+                sealed = sealed.min(super::replicated::purged_segments(&w)?);
             }
             let count = w.live[..sealed]
                 .iter()
