@@ -30,7 +30,9 @@ pub enum ShardWrite {
     New(Vec<NewRecord>),
     /// An entry as a log holds it: the whole storage batch, numbers and times included. Logs
     /// read entries back in this form, so a leader ships its batch and followers append it
-    /// as received (record-identical replicas).
+    /// as received (record-identical replicas). Only logs make these: clients write `New`
+    /// ([`ShardClient`](super::ShardClient) does); a batch handed to `client_write` does not
+    /// match the entry the leader makes of it and fails the group's storage.
     Stored(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
