@@ -247,6 +247,12 @@ impl Replica {
         })
     }
 
+    /// Makes every entry written so far durable (sharing syncs with concurrent callers): an
+    /// append asked to be only written, then this, is a durable append split in two.
+    pub fn sync(&self) -> Call<impl Future<Output = Result<(), ReplicaError>> + Send + '_> {
+        self.with_log(|log| async move { log.sync().await })
+    }
+
     /// The log's last entry.
     pub fn last_entry(
         &self,

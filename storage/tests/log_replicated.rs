@@ -379,3 +379,82 @@ fn control_entries_carry_the_last_records_time_and_move_none() {
         assert!(next.timestamp_ms < sluice_storage::Clock::now_ms(&*follower_clock));
     });
 }
+
+/// Reads of entries keep their place (the next read starts where the last stopped instead of
+/// walking a segment's headers from its start): reads in chunks by several readers at once,
+/// by byte bound and from the end of the log as it grows, and reads back to front, all give
+/// what a read from scratch gives; a truncation forgets every place, so entries led again at
+/// the cut are read as the new ones.
+#[test]
+fn reads_of_entries_that_keep_their_place_match_reads_from_scratch() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = manual_clock();
+    block_on(async {
+        let log = open_at(GlommioIo, dir.path(), &clock).await;
+        for index in 1..=300 {
+            lead(&log, 1, index, Durability::Visible).await;
+        }
+        assert!(log.stats().live_segments >= 4);
+        let all = log.entries(1..u64::MAX, u64::MAX).unwrap();
+        assert_eq!(all.len(), 300);
+        // Two readers in chunks, interleaved: one by count, one by a byte bound.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut next_a, mut next_b) = (1u64, 50u64);
+        while next_a <= 300 || next_b <= 300 {
+            if next_a <= 300 {
+                let chunk = log.entries(next_a..next_a + 7, u64::MAX).unwrap();
+                next_a += chunk.len() as u64;
+                a.extend(chunk);
+            }
+            if next_b <= 300 {
+                let chunk = log.entries(next_b..u64::MAX, 10 * 1024).unwrap();
+                next_b += chunk.len() as u64;
+                b.extend(chunk);
+            }
+        }
+        assert_eq!(a[..], all[..]);
+        assert_eq!(b[..], all[49..]);
+        for index in (1..=300).rev().step_by(13) {
+            assert_eq!(
+                log.entry(index).unwrap().as_ref(),
+                Some(&all[index as usize - 1])
+            );
+        }
+        // A reader at the end of the log reads what is appended next.
+        lead(&log, 1, 301, Durability::Visible).await;
+        let next = log.entries(301..u64::MAX, u64::MAX).unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(log.entries(302..u64::MAX, u64::MAX).unwrap().len(), 0);
+        // Cut at 296, in the last segment, and led again in term 2: reads from before the cut
+        // see the new entries, also reads where earlier reads had stopped past the cut.
+        for index in [297, 299] {
+            assert_eq!(
+                log.entry(index).unwrap().as_ref(),
+                Some(&all[index as usize - 1])
+            );
+        }
+        log.truncate_from(296).await.unwrap();
+        // Control entries first, so the new entries do not lie where the old ones did.
+        for index in 296..=297 {
+            let control = EncodedBatch::control(b"new term");
+            log.append_entry(control, id(2, index), Durability::Visible)
+                .await
+                .unwrap();
+        }
+        for index in 298..=310 {
+            lead(&log, 2, index, Durability::Visible).await;
+        }
+        let around = log.entries(290..u64::MAX, u64::MAX).unwrap();
+        assert_eq!(around.len(), 21);
+        assert_eq!(around[..6], all[289..295]);
+        for (bytes, index) in around.iter().zip(290u64..) {
+            let header = sluice_storage::format::BatchHeader::parse(bytes).unwrap();
+            let term = if index < 296 { 1 } else { 2 };
+            assert_eq!(header.entry, Some(id(term, index)));
+        }
+        for index in (296..=310).rev() {
+            let bytes = log.entry(index).unwrap().expect("held");
+            assert_eq!(bytes, around[index as usize - 290]);
+        }
+    });
+}

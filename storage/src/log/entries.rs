@@ -8,6 +8,37 @@ use crate::io::SegmentIo;
 use crate::segment::Segment;
 use std::ops::Range;
 
+/// Where a read of entries stopped: the next entry's index, its segment (by generation: a
+/// cursor holds no lease, so retention may retire the segment), its position, and the batch
+/// before it in that segment.
+#[derive(Clone, Copy)]
+struct Cursor {
+    index: u64,
+    generation: u64,
+    pos: u64,
+    previous: Option<BatchHeader>,
+}
+
+/// The last few places reads of entries stopped (a leader reads on for each follower and for
+/// applying), newest first; a truncation clears them.
+#[derive(Default)]
+pub(super) struct Cursors(Vec<Cursor>);
+
+/// Reads that keep their place.
+const CURSORS_MAX: usize = 8;
+
+impl Cursors {
+    pub(super) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn remember(&mut self, cursor: Cursor) {
+        self.0.retain(|c| c.index != cursor.index);
+        self.0.insert(0, cursor);
+        self.0.truncate(CURSORS_MAX);
+    }
+}
+
 /// A place among the written batches: a segment (its place in `live`), a position in it, and
 /// the batch before that position in the segment.
 pub(super) struct Cut {
@@ -23,6 +54,9 @@ impl<I: SegmentIo> ShardLog<I> {
     /// start: entries are looked up by index rarely (a replication cursor reads on from where
     /// it is), so segments carry no index by entry yet.
     pub(super) fn locate_entry(&self, index: u64) -> Result<Option<Cut>> {
+        if let Some(cut) = self.from_cursor(index)? {
+            return Ok(Some(cut));
+        }
         let w = self.writer.borrow();
         let mut live_index = None;
         for (i, segment) in w.live.iter().enumerate().rev() {
@@ -45,6 +79,44 @@ impl<I: SegmentIo> ShardLog<I> {
             }
             pos += u64::from(header.length);
             previous = Some(header);
+        }
+        Ok(Some(Cut {
+            live_index,
+            pos,
+            previous,
+        }))
+    }
+
+    /// Entry `index` found from a cursor at or before it in the same segment (the walk goes
+    /// on from there); `None` when no cursor helps.
+    fn from_cursor(&self, index: u64) -> Result<Option<Cut>> {
+        let w = self.writer.borrow();
+        // The nearest cursor at or before the entry, in a segment still live.
+        let nearest = w.entry_cursors.0.iter().filter_map(|c| {
+            let at = w.live.iter().position(|s| s.generation == c.generation)?;
+            (c.index <= index && c.pos <= w.live[at].visible_end()).then_some((*c, at))
+        });
+        let Some((cursor, live_index)) = nearest.max_by_key(|(c, _)| c.index) else {
+            return Ok(None);
+        };
+        // The entry must lie in the cursor's segment: the next one starts past it.
+        if let Some(next) = w.live.get(live_index + 1)
+            && first_entry(next)?.is_some_and(|first| first <= index)
+        {
+            return Ok(None);
+        }
+        let segment = &w.live[live_index];
+        let (mut pos, mut previous, mut at_index) = (cursor.pos, cursor.previous, cursor.index);
+        while at_index < index && pos < segment.visible_end() {
+            let header = segment
+                .header_at(pos)
+                .map_err(|e| segment.corrupt(pos, e))?;
+            pos += u64::from(header.length);
+            previous = Some(header);
+            at_index += 1;
+        }
+        if at_index != index {
+            return Ok(None);
         }
         Ok(Some(Cut {
             live_index,
@@ -93,28 +165,56 @@ impl<I: SegmentIo> ShardLog<I> {
             )
         };
         let (mut entries, mut bytes, mut next_index) = (Vec::new(), 0u64, index);
+        let mut previous = at.previous;
         for segment in &live[at.live_index..] {
             if pos == SEGMENT_DATA_START {
                 expected = segment.base_seq;
+                previous = None;
             }
             let end = segment.visible_end();
             while pos < end {
                 let loc = segment.verified_batch_at(pos, end, expected)?;
-                if next_index >= indexes.end
-                    || loc.header.entry.is_none_or(|e| e.index != next_index)
-                {
+                if loc.header.entry.is_none_or(|e| e.index != next_index) {
                     return Ok(entries);
                 }
-                if !entries.is_empty() && bytes + u64::from(loc.header.length) > bytes_max {
+                if next_index >= indexes.end
+                    || (!entries.is_empty() && bytes + u64::from(loc.header.length) > bytes_max)
+                {
+                    // The next read starts here: entry `next_index` is at `pos`.
+                    self.remember_cursor(next_index, segment, pos, previous);
                     return Ok(entries);
                 }
                 bytes += u64::from(loc.header.length);
                 entries.push(segment.bytes(loc.pos, loc.end()).to_vec());
                 (pos, expected, next_index) = (loc.end(), loc.header.end_seq(), next_index + 1);
+                previous = Some(loc.header);
             }
-            pos = SEGMENT_DATA_START;
+            if !std::ptr::eq(segment, live.last().expect("a segment")) {
+                pos = SEGMENT_DATA_START;
+            }
+        }
+        // Read to the end of the log: its next entry goes where the last one copied ended.
+        if let Some(segment) = live.last()
+            && !entries.is_empty()
+        {
+            self.remember_cursor(next_index, segment, pos, previous);
         }
         Ok(entries)
+    }
+
+    fn remember_cursor(
+        &self,
+        index: u64,
+        segment: &Segment,
+        pos: u64,
+        previous: Option<BatchHeader>,
+    ) {
+        self.writer.borrow_mut().entry_cursors.remember(Cursor {
+            index,
+            generation: segment.generation,
+            pos,
+            previous,
+        });
     }
 }
 

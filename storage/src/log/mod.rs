@@ -155,6 +155,9 @@ struct Writer<F> {
     last_entry: Option<EntryId>,
     /// A replicated log's visibility: the commit index and how far it has been applied.
     commit: replicated::Commit,
+    /// Where the last reads of entries stopped (`entries`): the next read from there starts
+    /// at its batch instead of walking the segment's headers from its start.
+    entry_cursors: entries::Cursors,
     last_timestamp_ms: u64,
     generation: u64,
     next_slot: u32,

@@ -281,6 +281,7 @@ fn recovered_writer<F>(
         reserved_batches: 0,
         last_entry: recovered.last_entry,
         commit,
+        entry_cursors: super::entries::Cursors::default(),
         last_timestamp_ms,
         generation: recovered.generation,
         next_slot: recovered.next_slot,

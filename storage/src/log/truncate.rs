@@ -169,6 +169,7 @@ impl<I: SegmentIo> ShardLog<I> {
         });
         w.next_seq = end_seq;
         w.last_entry = last_entry;
+        w.entry_cursors.clear();
         w.last_timestamp_ms = max_timestamp_ms;
         w.gap_from = None;
         w.dirty_epoch += 1;
