@@ -54,7 +54,7 @@ impl<I: SegmentIo> ShardLog<I> {
     /// start: entries are looked up by index rarely (a replication cursor reads on from where
     /// it is), so segments carry no index by entry yet.
     pub(super) fn locate_entry(&self, index: u64) -> Result<Option<Cut>> {
-        if let Some(cut) = self.from_cursor(index)? {
+        if let Some(cut) = self.locate_from_cursor(index)? {
             return Ok(Some(cut));
         }
         let w = self.writer.borrow();
@@ -89,7 +89,7 @@ impl<I: SegmentIo> ShardLog<I> {
 
     /// Entry `index` found from a cursor at or before it in the same segment (the walk goes
     /// on from there); `None` when no cursor helps.
-    fn from_cursor(&self, index: u64) -> Result<Option<Cut>> {
+    fn locate_from_cursor(&self, index: u64) -> Result<Option<Cut>> {
         let w = self.writer.borrow();
         // The nearest cursor at or before the entry, in a segment still live.
         let nearest = w.entry_cursors.0.iter().filter_map(|c| {
