@@ -64,6 +64,16 @@ impl SavedCell {
             .await
             .map_err(|e| StorageIOError::read_logs(&e))?
             .map(super::entry::log_id_of);
+        // What a power loss took from the log's end cannot be committed or applied here: a
+        // position saved beyond the recovered log goes back to its last entry (unless a
+        // purge is past it: a snapshot put this replica there).
+        let mut saved = saved;
+        if let Some(last) = durable
+            && saved.purged.is_none_or(|p| p.index <= last.index)
+        {
+            saved.committed = no_further_than(saved.committed, Some(last));
+            saved.applied = no_further_than(saved.applied, Some(last));
+        }
         Ok(SavedCell {
             replica,
             inner: tokio::sync::Mutex::new(Inner {
@@ -79,9 +89,15 @@ impl SavedCell {
         self.inner.lock().await.saved.clone()
     }
 
-    /// The log's durable end moved (an append returned durable, a truncation cut it back).
+    /// The log's durable end moved (a flush covered an append, a snapshot's entries synced).
     pub(super) async fn set_durable(&self, durable: Option<LogId<u64>>) {
         self.inner.lock().await.durable = durable;
+    }
+
+    /// A truncation left `last` as the log's last entry: the durable end goes no further.
+    pub(super) async fn cut_durable(&self, last: Option<LogId<u64>>) {
+        let mut inner = self.inner.lock().await;
+        inner.durable = super::log_store::lowest(inner.durable, last);
     }
 
     /// Makes `change` and writes the state, now or lazily.

@@ -23,7 +23,11 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// Giving up on a call's answer.
     pub call_timeout: Duration,
-    /// Heartbeats to one peer asked for within this window go in one request.
+    /// Heartbeats to one peer asked for within this window go in one request. Zero (the
+    /// default) waits for nothing: the heartbeats asked for while the first one's task gets
+    /// to run go with it. openraft also sends an empty append to carry a new commit index,
+    /// and the next entries to that peer wait for its answer, so a window here is added to
+    /// every replicated write's latency (5 ms made a write take 8 ms instead of 3).
     pub heartbeat_window: Duration,
 }
 
@@ -32,7 +36,7 @@ impl Default for TransportConfig {
         TransportConfig {
             connect_timeout: Duration::from_secs(1),
             call_timeout: Duration::from_secs(5),
-            heartbeat_window: Duration::from_millis(5),
+            heartbeat_window: Duration::ZERO,
         }
     }
 }
@@ -117,7 +121,12 @@ impl Peers {
         if first {
             let (peers, peer) = (self.clone(), peer.to_owned());
             tokio::spawn(async move {
-                tokio::time::sleep(peers.inner.config.heartbeat_window).await;
+                let window = peers.inner.config.heartbeat_window;
+                if window.is_zero() {
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(window).await;
+                }
                 peers.send_heartbeats(&peer).await;
             });
         }
