@@ -303,3 +303,66 @@ async fn groups_follow_the_map_through_a_crash_and_a_replacement() {
         }
     }
 }
+
+/// A first replica's start that fails (a member of the first set not registered, its lease
+/// run out meanwhile) leaves nothing running, so the reconciler's next attempt starts the
+/// group afresh and forms it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_replica_start_that_fails_is_tried_again_afresh() {
+    use sluice_cluster::reconcile::ReplicaHost;
+    use sluice_cluster::{ShardPlacement, StreamPlacement, StreamStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open({
+        let mut config = EngineConfig::new(dir.path());
+        config.cores = 1;
+        config
+    })
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let host = RaftHost::new(id("a").raft_id());
+    let _server = PeerServer::start(listener, host.clone()).unwrap();
+    let peers = Peers::new(TransportConfig::default());
+    let mut groups = GroupHost::new(engine.clone(), peers, host.clone(), DAY_MS);
+    let info = |name: &str, address: &str| NodeInfo {
+        id: id(name),
+        peer_address: address.to_string(),
+        client_endpoint: format!("http://{name}.local:4567"),
+        failure_domain: None,
+        started_ms: 1,
+    };
+    let shard = ShardPlacement {
+        index: 0,
+        starting_hash_key: 0,
+        ending_hash_key: u128::MAX,
+        parents: Vec::new(),
+        replicas: vec![id("a"), id("b")],
+        epoch: 1,
+        closed: false,
+    };
+    let stream = StreamPlacement {
+        uid: 9,
+        name: "s".into(),
+        status: StreamStatus::Creating,
+        replication: 2,
+        shards: vec![shard.clone()],
+    };
+    let group = GroupId {
+        stream_uid: 9,
+        shard: 0,
+    };
+    // b is not registered: the start fails, and nothing of it runs.
+    groups.nodes(&BTreeMap::from([(id("a"), info("a", &address))]));
+    let failed = groups.start(group, &stream, &shard).await;
+    assert!(failed.unwrap_err().contains("not registered"));
+    assert!(host.group(group).is_none());
+    // b registered again (an address nothing answers on): the next start forms the group.
+    groups.nodes(&BTreeMap::from([
+        (id("a"), info("a", &address)),
+        (id("b"), info("b", "127.0.0.1:1")),
+    ]));
+    groups.start(group, &stream, &shard).await.unwrap();
+    let running = host.group(group).expect("the group runs");
+    assert!(running.raft.is_initialized().await.unwrap());
+    groups.stop(group, true).await.unwrap();
+}

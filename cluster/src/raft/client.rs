@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a follower's read barrier waits for its replica to apply the leader's commit.
+/// How long a follower's read barrier waits for its replica to apply the leader's commit, and
+/// a write on this node waits for its commit.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a write or a read barrier failed.
@@ -28,13 +29,15 @@ pub enum ClientError {
     /// The leader's log refused the records (nothing was written).
     #[error("the write was refused: {0}")]
     Refused(String),
-    /// No node of the group could be reached.
-    #[error("the shard's group could not be reached: {0}")]
+    /// No answer came back: the node asked could not be reached, or the connection broke or
+    /// timed out once the write was sent, or no quorum committed it in time. A write may
+    /// still commit: retrying may write its records twice, as a Kinesis client's retries can.
+    #[error("no answer from the shard's group (a write may still commit): {0}")]
     Unreachable(String),
     /// This node does not run the group (reads are served by a local replica).
     #[error("group {0} does not run on this node")]
     NotHere(GroupId),
-    /// The group failed (its storage, a quorum not reached in time).
+    /// The group failed (its storage, a message that does not decode).
     #[error("the shard's group failed: {0}")]
     Failed(String),
 }
@@ -99,12 +102,24 @@ impl ShardClient {
         records: Vec<NewRecord>,
         replicas: &[(u64, String)],
     ) -> Result<ShardWritten, ClientError> {
-        let first = match self.host.group(group) {
-            Some(local) => write_here(&local.raft, records.clone()).await,
-            None => {
+        let local = match self.host.group(group) {
+            Some(local) => {
+                let written = write_here(&local.raft, records.clone());
+                let written = tokio::time::timeout(CATCH_UP_WAIT, written).await;
+                Some(written.map_err(|_| {
+                    ClientError::Unreachable(format!("no commit within {CATCH_UP_WAIT:?}"))
+                })?)
+            }
+            None => None,
+        };
+        let first = match local {
+            // This node knows no leader (an election, or it has not joined yet): the map's
+            // replicas may.
+            Some(Answer::NotLeader(None)) | None => {
                 self.ask_replicas(group, "write", &records, replicas)
                     .await?
             }
+            Some(answer) => answer,
         };
         let answer = match first {
             Answer::NotLeader(Some((leader, node))) => {
@@ -161,6 +176,7 @@ impl ShardClient {
         for (id, address) in replicas {
             match self.ask(address, *id, group, method, message).await {
                 Ok(Answer::NotLeader(None)) => last = ClientError::NoLeader,
+                Ok(Answer::Failed(e)) => last = ClientError::Failed(e),
                 Ok(answer) => return Ok(answer),
                 Err(e) => last = e,
             }

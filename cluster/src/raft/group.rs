@@ -71,14 +71,25 @@ pub async fn start_group(
     retention_ms: u64,
 ) -> Result<ShardGroup, GroupError> {
     let replica = engine.open_replica(replica_id(group), retention_ms).await?;
-    let (log, state_machine) = open_storage(replica.clone()).await?;
-    let network = ShardNetwork::new(peers.clone(), group, host.node());
-    let raft = Raft::new(host.node(), group_config(), network, log, state_machine)
-        .await
-        .map_err(|e| GroupError::Raft(e.to_string()))?;
-    let running = ShardGroup { raft, replica };
-    host.add(group, running.clone());
-    Ok(running)
+    let started = async {
+        let (log, state_machine) = open_storage(replica.clone()).await?;
+        let network = ShardNetwork::new(peers.clone(), group, host.node());
+        Raft::new(host.node(), group_config(), network, log, state_machine)
+            .await
+            .map_err(|e| GroupError::Raft(e.to_string()))
+    };
+    match started.await {
+        Ok(raft) => {
+            let running = ShardGroup { raft, replica };
+            host.add(group, running.clone());
+            Ok(running)
+        }
+        Err(e) => {
+            // Closed again, so the next attempt opens it afresh.
+            let _ = engine.close_replica(replica_id(group)).await;
+            Err(e)
+        }
+    }
 }
 
 /// Stops `group` on the node `host` serves and closes its replica, keeping its files unless

@@ -7,16 +7,18 @@
 //!   the first elected leader's log holds it. A replica started at a later epoch (a
 //!   replacement) never initializes: it waits for the leader to add it.
 //! - **Membership follows the map.** A steward task per group keeps the replica set the map
-//!   last gave; whenever this node leads and the group's voters differ, it adds the new
-//!   members as learners (they catch up from the log), then makes the set the voters. Any
-//!   survivor that leads does it, so a leader change in between loses nothing.
+//!   last gave; whenever this node leads and the group differs, it makes one change a round:
+//!   a member's new address, new members as learners (they catch up from the log; nothing
+//!   waits on them), the set as the voters once the learners are close to the leader's end,
+//!   then learners the map no longer names removed. Any survivor that leads does it, so a
+//!   leader change in between loses nothing.
 
 use super::{ShardGroup, start_group, stop_group};
 use crate::model::{NodeId, NodeInfo, ShardPlacement, StreamPlacement};
 use crate::raft::RaftHost;
 use crate::reconcile::ReplicaHost;
 use crate::transport::{GroupId, Peers};
-use openraft::{BasicNode, Raft};
+use openraft::{BasicNode, ChangeMembers, Raft, RaftMetrics};
 use sluice_core::Engine;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -90,6 +92,17 @@ impl ReplicaHost for GroupHost {
         shard: &ShardPlacement,
     ) -> Result<(), String> {
         let wanted = self.wanted(shard);
+        // Checked before anything starts: a failed start leaves nothing running, and the
+        // reconciler's next attempt starts afresh.
+        let first_set = if shard.epoch == FIRST_EPOCH {
+            let members: Option<Members> = wanted
+                .iter()
+                .map(|(id, node)| Some((*id, node.clone()?)))
+                .collect();
+            Some(members.ok_or("a node of the first replica set is not registered")?)
+        } else {
+            None
+        };
         let running = start_group(
             &self.engine,
             &self.peers,
@@ -99,13 +112,11 @@ impl ReplicaHost for GroupHost {
         )
         .await
         .map_err(|e| e.to_string())?;
-        if shard.epoch == FIRST_EPOCH {
-            let members: Option<Members> = wanted
-                .iter()
-                .map(|(id, node)| Some((*id, node.clone()?)))
-                .collect();
-            let members = members.ok_or("a node of the first replica set is not registered")?;
-            form(&running, members).await?;
+        if let Some(members) = first_set
+            && let Err(e) = form(&running, members).await
+        {
+            let _ = stop_group(&self.engine, &self.host, group, false).await;
+            return Err(e);
         }
         let (sender, receiver) = watch::channel(wanted);
         let task = tokio::spawn(steward(running.raft, receiver));
@@ -170,33 +181,15 @@ async fn form(running: &ShardGroup, members: Members) -> Result<(), String> {
     }
 }
 
-/// While this node leads, makes the group's voters the replica set the map last gave: new
-/// members join as learners first (they catch up from the log), then the set is committed.
+/// While this node leads, brings the group's membership to the replica set the map last gave,
+/// one change a round.
 async fn steward(raft: Raft<super::ShardRaft>, mut members: watch::Receiver<Wanted>) {
     loop {
         let wanted = members.borrow_and_update().clone();
         let metrics = raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let wanted_ids: BTreeSet<u64> = wanted.keys().copied().collect();
-        // A member the map does not list as live keeps the address the group has for it.
-        let wanted: Option<Members> = wanted
-            .into_iter()
-            .map(|(id, node)| Some((id, node.or_else(|| membership.get_node(&id).cloned())?)))
-            .collect();
-        let wanted = wanted.unwrap_or_default();
-        if metrics.state.is_leader() && !wanted.is_empty() && voters != wanted_ids {
-            // Failures (leadership lost, a learner not caught up in time) are tried again on
-            // the next round.
-            let mut joined = true;
-            for (id, node) in &wanted {
-                if !voters.contains(id) {
-                    joined &= raft.add_learner(*id, node.clone(), true).await.is_ok();
-                }
-            }
-            if joined {
-                let _ = raft.change_membership(wanted_ids, false).await;
-            }
+        if metrics.state.is_leader() {
+            // A change that fails (leadership lost, no quorum) is tried again next round.
+            let _ = converge(&raft, &metrics, &wanted).await;
         }
         tokio::select! {
             changed = members.changed() => {
@@ -207,4 +200,70 @@ async fn steward(raft: Raft<super::ShardRaft>, mut members: watch::Receiver<Want
             () = tokio::time::sleep(STEWARD_EVERY) => {}
         }
     }
+}
+
+/// A learner this close to the leader's last entry is caught up enough to vote.
+const CAUGHT_UP_ENTRIES: u64 = 64;
+
+/// One membership change toward `wanted`, in this order: members the map gives a new address
+/// get it; members new to the group join as learners (they catch up from the log, nothing
+/// waits for them); once every new member is within `CAUGHT_UP_ENTRIES` of the leader, the set
+/// becomes the voters (those it drops leave the group); learners the map no longer names go.
+async fn converge(
+    raft: &Raft<super::ShardRaft>,
+    metrics: &RaftMetrics<u64, BasicNode>,
+    wanted: &Wanted,
+) -> Result<(), String> {
+    let membership = metrics.membership_config.membership();
+    let nodes: Members = membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+    let change = |changes: ChangeMembers<u64, BasicNode>, retain| async move {
+        raft.change_membership(changes, retain)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let moved: Members = wanted
+        .iter()
+        .filter_map(|(id, node)| Some((*id, node.clone()?)))
+        .filter(|(id, node)| nodes.get(id).is_some_and(|old| old != node))
+        .collect();
+    if !moved.is_empty() {
+        return change(ChangeMembers::SetNodes(moved), true).await;
+    }
+    let new: Members = wanted
+        .iter()
+        .filter(|(id, _)| !nodes.contains_key(id))
+        .filter_map(|(id, node)| Some((*id, node.clone()?)))
+        .collect();
+    if !new.is_empty() {
+        return change(ChangeMembers::AddNodes(new), true).await;
+    }
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let wanted_ids: BTreeSet<u64> = wanted.keys().copied().collect();
+    if wanted_ids.iter().any(|id| !nodes.contains_key(id)) {
+        // A new member whose address the map does not give (gone again): wait for it.
+        return Ok(());
+    }
+    if voters != wanted_ids {
+        let last = metrics.last_log_index.unwrap_or(0);
+        let matched = |id: &u64| {
+            let replication = metrics.replication.as_ref()?;
+            Some(replication.get(id)?.as_ref()?.index)
+        };
+        let caught_up = wanted_ids
+            .difference(&voters)
+            .all(|id| matched(id).is_some_and(|m| m + CAUGHT_UP_ENTRIES >= last));
+        if caught_up {
+            return change(ChangeMembers::ReplaceAllVoters(wanted_ids), false).await;
+        }
+        return Ok(());
+    }
+    let stale: BTreeSet<u64> = membership
+        .learner_ids()
+        .filter(|id| !wanted_ids.contains(id))
+        .collect();
+    if !stale.is_empty() {
+        return change(ChangeMembers::RemoveNodes(stale), true).await;
+    }
+    Ok(())
 }

@@ -127,11 +127,11 @@ impl ShardPeer {
         };
         let answer = match tokio::time::timeout(timeout, call).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(e @ RpcError::Unreachable { .. })) => {
+            // Refused, reset, or a peer that does not run the group (yet): back off.
+            Ok(Err(e @ (RpcError::Unreachable { .. } | RpcError::Remote { .. }))) => {
                 return Err(RPCError::Unreachable(Unreachable::new(&e)));
             }
             Ok(Err(RpcError::Timeout { .. })) | Err(_) => return Err(timed_out()),
-            Ok(Err(e)) => return Err(RPCError::Network(NetworkError::new(&e))),
         };
         let answer: Result<A, RaftError<u64, E>> = decode(&answer)
             .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))?;
