@@ -202,6 +202,9 @@ async fn steward(raft: Raft<super::ShardRaft>, mut members: watch::Receiver<Want
     }
 }
 
+/// How long one membership change may take (both steps of joint consensus).
+const CHANGE_WAIT: Duration = Duration::from_secs(10);
+
 /// A learner this close to the leader's last entry is caught up enough to vote.
 const CAUGHT_UP_ENTRIES: u64 = 64;
 
@@ -216,11 +219,14 @@ async fn converge(
 ) -> Result<(), String> {
     let membership = metrics.membership_config.membership();
     let nodes: Members = membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+    // Bounded: a leader cut off from its quorum would wait for ever, and the steward must
+    // stay free to take the next map.
     let change = |changes: ChangeMembers<u64, BasicNode>, retain| async move {
-        raft.change_membership(changes, retain)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let changed = raft.change_membership(changes, retain);
+        match tokio::time::timeout(CHANGE_WAIT, changed).await {
+            Ok(changed) => changed.map(|_| ()).map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no membership change within {CHANGE_WAIT:?}")),
+        }
     };
     let moved: Members = wanted
         .iter()

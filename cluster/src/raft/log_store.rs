@@ -11,44 +11,38 @@ use sluice_core::{Durability, Replica, ReplicaError, StorageError};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// How many bytes of entries one read copies from the log at most (one append request's
 /// worth; a read asking for more goes on with the next copy).
 const READ_BYTES_MAX: u64 = 4 << 20;
-
-/// An append written and waiting for the device: its last entry, and openraft's callback.
-type Flush = (LogId<u64>, LogFlushed<ShardRaft>);
 
 /// A shard replica's Raft log (and, cloned, its log reader).
 #[derive(Clone)]
 pub struct ShardLogStore {
     replica: Replica,
     saved: Arc<SavedCell>,
-    flushes: mpsc::UnboundedSender<Flush>,
 }
 
 impl ShardLogStore {
-    /// The store, and its flusher on the current runtime.
     pub(super) fn new(replica: Replica, saved: Arc<SavedCell>) -> ShardLogStore {
-        let (flushes, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(flush(replica.clone(), saved.clone(), waiting));
-        ShardLogStore {
-            replica,
-            saved,
-            flushes,
-        }
+        ShardLogStore { replica, saved }
     }
 
-    /// Writes `entries` (a follower's come as received, in bulk); the flusher makes them
-    /// durable.
+    /// Appends `entries` (a follower's come as received, in bulk), the last one durable: the
+    /// log syncs its batches in order, so one sync covers them all. (openraft 0.9 waits for the
+    /// flush before it goes on, so answering the callback from a task of its own gained
+    /// nothing: measured, then taken out.)
     async fn append_all(&self, entries: Vec<Entry<ShardRaft>>) -> Result<(), RaftStorageError> {
         let count = entries.len();
         let mut received = Vec::new();
         for (i, entry) in entries.into_iter().enumerate() {
             let log_id = entry.log_id;
             let last = i + 1 == count;
-            let durability = Durability::Visible;
+            let durability = if last {
+                Durability::Durable
+            } else {
+                Durability::Visible
+            };
             let refused =
                 |e: String| StorageIOError::write_log_entry(log_id, openraft::AnyError::error(e));
             match to_append(entry).map_err(refused)? {
@@ -97,47 +91,6 @@ impl ShardLogStore {
             .await
             .map_err(|e| StorageIOError::read_logs(&e))?
             .map(log_id_of))
-    }
-}
-
-/// Makes appends durable in the order openraft made them, off its path: openraft goes on
-/// (the leader replicates what it just wrote) while the device syncs, and one sync covers
-/// every append written before it began. Each callback is answered once its entries are
-/// durable; a failed sync fails them all (openraft then stops the group).
-async fn flush(
-    replica: Replica,
-    saved: Arc<SavedCell>,
-    mut waiting: mpsc::UnboundedReceiver<Flush>,
-) {
-    while let Some(first) = waiting.recv().await {
-        let mut flushes = vec![first];
-        while let Ok(more) = waiting.try_recv() {
-            flushes.push(more);
-        }
-        match replica.sync().await {
-            Ok(()) => {
-                let last = flushes.last().map(|(id, _)| *id);
-                // A truncation since may have cut the last one: durable no further than the log.
-                let held = replica.last_entry().await.ok().flatten().map(log_id_of);
-                saved.set_durable(lowest(last, held)).await;
-                for (_, callback) in flushes {
-                    callback.log_io_completed(Ok(()));
-                }
-            }
-            Err(e) => {
-                for (_, callback) in flushes {
-                    callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                }
-            }
-        }
-    }
-}
-
-/// The lower of two log positions, by index (`None` is the lowest).
-pub(super) fn lowest(a: Option<LogId<u64>>, b: Option<LogId<u64>>) -> Option<LogId<u64>> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(if b.index < a.index { b } else { a }),
-        _ => None,
     }
 }
 
@@ -300,13 +253,8 @@ impl RaftLogStorage<ShardRaft> for ShardLogStore {
         };
         match self.append_all(entries).await {
             Ok(()) => {
-                // Written: openraft goes on while the flusher waits for the device.
-                if let Err(mpsc::error::SendError((_, callback))) =
-                    self.flushes.send((last, callback))
-                {
-                    let gone = std::io::Error::other("the log's flusher stopped");
-                    callback.log_io_completed(Err(gone));
-                }
+                self.saved.set_durable(Some(last)).await;
+                callback.log_io_completed(Ok(()));
                 Ok(())
             }
             Err(e) => {
@@ -321,7 +269,6 @@ impl RaftLogStorage<ShardRaft> for ShardLogStore {
             .truncate_from(log_id.index)
             .await
             .map_err(|e| StorageIOError::write_logs(&e))?;
-        // What is left may still be waiting for the flusher: durable no further than before.
         let last = self.last_log_id().await?;
         self.saved.cut_durable(last).await;
         Ok(())

@@ -65,15 +65,11 @@ impl SavedCell {
             .map_err(|e| StorageIOError::read_logs(&e))?
             .map(super::entry::log_id_of);
         // What a power loss took from the log's end cannot be committed or applied here: a
-        // position saved beyond the recovered log goes back to its last entry (unless a
-        // purge is past it: a snapshot put this replica there).
+        // position saved beyond the recovered log goes back to its last entry, or to the
+        // purge point (what a snapshot put here).
         let mut saved = saved;
-        if let Some(last) = durable
-            && saved.purged.is_none_or(|p| p.index <= last.index)
-        {
-            saved.committed = no_further_than(saved.committed, Some(last));
-            saved.applied = no_further_than(saved.applied, Some(last));
-        }
+        saved.committed = no_further_than(saved.committed, durable, saved.purged);
+        saved.applied = no_further_than(saved.applied, durable, saved.purged);
         Ok(SavedCell {
             replica,
             inner: tokio::sync::Mutex::new(Inner {
@@ -97,7 +93,7 @@ impl SavedCell {
     /// A truncation left `last` as the log's last entry: the durable end goes no further.
     pub(super) async fn cut_durable(&self, last: Option<LogId<u64>>) {
         let mut inner = self.inner.lock().await;
-        inner.durable = super::log_store::lowest(inner.durable, last);
+        inner.durable = lowest(inner.durable, last);
     }
 
     /// Makes `change` and writes the state, now or lazily.
@@ -115,8 +111,8 @@ impl SavedCell {
             return Ok(());
         }
         let mut on_disk = inner.saved.clone();
-        on_disk.committed = no_further_than(on_disk.committed, inner.durable);
-        on_disk.applied = no_further_than(on_disk.applied, inner.durable);
+        on_disk.committed = no_further_than(on_disk.committed, inner.durable, on_disk.purged);
+        on_disk.applied = no_further_than(on_disk.applied, inner.durable, on_disk.purged);
         let bytes = serde_json::to_vec(&on_disk).map_err(|e| StorageIOError::write(&e))?;
         self.replica
             .save_state(bytes)
@@ -127,10 +123,52 @@ impl SavedCell {
     }
 }
 
-/// `id`, or `durable` where the log's durable end is below it.
-fn no_further_than(id: Option<LogId<u64>>, durable: Option<LogId<u64>>) -> Option<LogId<u64>> {
-    match (id, durable) {
-        (Some(id), Some(durable)) if durable.index < id.index => Some(durable),
-        _ => id,
+/// `id`, or the highest position a power loss cannot take back where `id` is above it: the
+/// log's durable end (`None`: no entry is), or the purge point (what a snapshot put here).
+fn no_further_than(
+    id: Option<LogId<u64>>,
+    durable: Option<LogId<u64>>,
+    purged: Option<LogId<u64>>,
+) -> Option<LogId<u64>> {
+    let id = id?;
+    if purged.is_some_and(|p| id.index <= p.index) {
+        return Some(id);
+    }
+    match durable {
+        Some(durable) if durable.index >= id.index => Some(id),
+        Some(durable) if purged.is_none_or(|p| durable.index > p.index) => Some(durable),
+        _ => purged,
+    }
+}
+
+/// The lower of two log positions, by index (`None`, nothing, is the lowest).
+fn lowest(a: Option<LogId<u64>>, b: Option<LogId<u64>>) -> Option<LogId<u64>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.index < a.index { b } else { a }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::no_further_than;
+    use openraft::{CommittedLeaderId, LogId};
+
+    fn at(index: u64) -> Option<LogId<u64>> {
+        Some(LogId::new(CommittedLeaderId::new(1, 1), index))
+    }
+
+    /// A saved position never passes what a power loss cannot take back: the durable end,
+    /// or, where no entry above it is durable, the purge point (a snapshot's).
+    #[test]
+    fn a_saved_position_goes_no_further_than_what_survives() {
+        assert_eq!(no_further_than(at(5), at(9), None), at(5));
+        assert_eq!(no_further_than(at(9), at(5), None), at(5));
+        assert_eq!(no_further_than(at(9), None, None), None, "nothing is durable");
+        assert_eq!(no_further_than(at(9), None, at(7)), at(7));
+        assert_eq!(no_further_than(at(6), None, at(7)), at(6), "covered by the purge");
+        assert_eq!(no_further_than(at(9), at(3), at(7)), at(7), "durable below the purge");
+        assert_eq!(no_further_than(at(9), at(8), at(7)), at(8));
+        assert_eq!(no_further_than(None, at(8), at(7)), None);
     }
 }

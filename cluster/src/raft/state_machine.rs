@@ -279,11 +279,12 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
             }
         }
         self.take_entries(entries).await.map_err(failed)?;
-        let durable = self
-            .replica
-            .last_entry()
-            .await
-            .map_err(|e| failed(AnyError::new(&e)))?;
+        // Synced first: an append of the log's may still be on its way to the device.
+        let durable = async {
+            self.replica.sync().await?;
+            self.replica.last_entry().await
+        };
+        let durable = durable.await.map_err(|e| failed(AnyError::new(&e)))?;
         self.saved.set_durable(durable.map(log_id_of)).await;
         if let Some(want) = meta.last_log_id
             && !self.holds(want).await.map_err(failed)?

@@ -111,6 +111,10 @@ impl<I: SegmentIo> ShardLog<I> {
             let header = segment
                 .header_at(pos)
                 .map_err(|e| segment.corrupt(pos, e))?;
+            if header.entry.map(|e| e.index) != Some(at_index) {
+                // Not the entry the cursor promised: look it up from the segment's start.
+                return Ok(None);
+            }
             pos += u64::from(header.length);
             previous = Some(header);
             at_index += 1;
