@@ -164,10 +164,22 @@ mod tests {
     fn a_saved_position_goes_no_further_than_what_survives() {
         assert_eq!(no_further_than(at(5), at(9), None), at(5));
         assert_eq!(no_further_than(at(9), at(5), None), at(5));
-        assert_eq!(no_further_than(at(9), None, None), None, "nothing is durable");
+        assert_eq!(
+            no_further_than(at(9), None, None),
+            None,
+            "nothing is durable"
+        );
         assert_eq!(no_further_than(at(9), None, at(7)), at(7));
-        assert_eq!(no_further_than(at(6), None, at(7)), at(6), "covered by the purge");
-        assert_eq!(no_further_than(at(9), at(3), at(7)), at(7), "durable below the purge");
+        assert_eq!(
+            no_further_than(at(6), None, at(7)),
+            at(6),
+            "covered by the purge"
+        );
+        assert_eq!(
+            no_further_than(at(9), at(3), at(7)),
+            at(7),
+            "durable below the purge"
+        );
         assert_eq!(no_further_than(at(9), at(8), at(7)), at(8));
         assert_eq!(no_further_than(None, at(8), at(7)), None);
     }
