@@ -295,6 +295,30 @@ fn a_restart_keeps_the_vote_and_what_was_applied() {
     assert_eq!(after[..], before[..applied_records as usize]);
 }
 
+/// The leader leads 0 to 5 and the follower takes them; the follower then leads term 2 for a
+/// moment (entries 6 to 8 nobody else has); term 3's leader writes 6 to 20 and applies them.
+async fn diverge(
+    leader: &mut ShardLogStore,
+    leader_sm: &mut ShardStateMachine,
+    follower: &mut ShardLogStore,
+) {
+    let mut entries = vec![membership(1, 1, 0)];
+    entries.extend((1..=5).map(|i| write(1, 1, i)));
+    leader.blocking_append(entries).await.unwrap();
+    let shipped = leader.try_get_log_entries(0..).await.unwrap();
+    follower.blocking_append(shipped).await.unwrap();
+    follower
+        .blocking_append((6..=8).map(|i| write(2, 2, i)))
+        .await
+        .unwrap();
+    leader
+        .blocking_append((6..=20).map(|i| write(3, 1, i)))
+        .await
+        .unwrap();
+    let all = leader.try_get_log_entries(0..).await.unwrap();
+    leader_sm.apply(all).await.unwrap();
+}
+
 /// A snapshot is the entries the leader's log holds up to the applied one: installing it cuts
 /// the follower's disagreeing uncommitted suffix and appends what it lacks; one that starts
 /// past the follower's log end (the leader purged the entries between) is refused.
@@ -304,25 +328,7 @@ async fn a_snapshot_brings_the_entries_a_follower_lacks() {
     let engine = engine(dir.path());
     let (leader_replica, mut leader, mut leader_sm) = storage(&engine, 0).await;
     let (follower_replica, mut follower, mut follower_sm) = storage(&engine, 1).await;
-    let mut entries = vec![membership(1, 1, 0)];
-    entries.extend((1..=5).map(|i| write(1, 1, i)));
-    leader.blocking_append(entries).await.unwrap();
-    follower
-        .blocking_append(leader.try_get_log_entries(0..).await.unwrap())
-        .await
-        .unwrap();
-    // The follower led term 2 for a moment: entries 6 to 8 nobody else has.
-    follower
-        .blocking_append((6..=8).map(|i| write(2, 2, i)))
-        .await
-        .unwrap();
-    // Term 3's leader wrote 6 to 20 and applied them.
-    leader
-        .blocking_append((6..=20).map(|i| write(3, 1, i)))
-        .await
-        .unwrap();
-    let all = leader.try_get_log_entries(0..).await.unwrap();
-    leader_sm.apply(all).await.unwrap();
+    diverge(&mut leader, &mut leader_sm, &mut follower).await;
     let snapshot = leader_sm
         .get_snapshot_builder()
         .await
@@ -537,21 +543,7 @@ fn a_snapshot_install_leaves_a_saved_state_the_log_agrees_with() {
         let engine = engine(dir.path());
         let (_, mut leader, mut leader_sm) = storage(&engine, 0).await;
         let (_, mut follower, mut follower_sm) = storage(&engine, 1).await;
-        let mut entries = vec![membership(1, 1, 0)];
-        entries.extend((1..=5).map(|i| write(1, 1, i)));
-        leader.blocking_append(entries).await.unwrap();
-        let shipped = leader.try_get_log_entries(0..).await.unwrap();
-        follower.blocking_append(shipped).await.unwrap();
-        follower
-            .blocking_append((6..=8).map(|i| write(2, 2, i)))
-            .await
-            .unwrap();
-        leader
-            .blocking_append((6..=20).map(|i| write(3, 1, i)))
-            .await
-            .unwrap();
-        let all = leader.try_get_log_entries(0..).await.unwrap();
-        leader_sm.apply(all).await.unwrap();
+        diverge(&mut leader, &mut leader_sm, &mut follower).await;
         let snapshot = leader_sm
             .get_snapshot_builder()
             .await
@@ -593,21 +585,7 @@ async fn an_empty_snapshot_never_commits_a_replicas_own_entries() {
     let engine = engine(dir.path());
     let (_, mut leader, mut leader_sm) = storage(&engine, 0).await;
     let (follower_replica, mut follower, mut follower_sm) = storage(&engine, 1).await;
-    let mut entries = vec![membership(1, 1, 0)];
-    entries.extend((1..=5).map(|i| write(1, 1, i)));
-    leader.blocking_append(entries).await.unwrap();
-    let shipped = leader.try_get_log_entries(0..).await.unwrap();
-    follower.blocking_append(shipped).await.unwrap();
-    follower
-        .blocking_append((6..=8).map(|i| write(2, 2, i)))
-        .await
-        .unwrap();
-    leader
-        .blocking_append((6..=20).map(|i| write(3, 1, i)))
-        .await
-        .unwrap();
-    let all = leader.try_get_log_entries(0..).await.unwrap();
-    leader_sm.apply(all).await.unwrap();
+    diverge(&mut leader, &mut leader_sm, &mut follower).await;
     leader.purge(log_id(3, 1, 20)).await.unwrap();
     let snapshot = leader_sm
         .get_snapshot_builder()
