@@ -148,7 +148,7 @@ impl ShardLogStore {
         bytes_max: u64,
         copies: usize,
     ) -> Result<Vec<Entry<ShardRaft>>, RaftStorageError> {
-        if let Some(purged) = self.saved.get().await.purged {
+        if let Some(purged) = self.saved.purged().await {
             // Purged entries are gone for Raft, even while retention still keeps their segment.
             start = start.max(purged.index + 1);
         }
@@ -194,7 +194,7 @@ impl RaftLogStorage<ShardRaft> for ShardLogStore {
     type LogReader = ShardLogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<ShardRaft>, RaftStorageError> {
-        let purged = self.saved.get().await.purged;
+        let purged = self.saved.purged().await;
         let last = self.last_log_id().await?;
         // Purged up to or past the last entry (a snapshot installed ahead of the log): the
         // purged id is the last one.

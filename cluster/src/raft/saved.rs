@@ -85,6 +85,11 @@ impl SavedCell {
         self.inner.lock().await.saved.clone()
     }
 
+    /// The purge point alone (read on every read of entries: no copy of the rest).
+    pub(super) async fn purged(&self) -> Option<LogId<u64>> {
+        self.inner.lock().await.saved.purged
+    }
+
     /// The log's durable end moved (a flush covered an append, a snapshot's entries synced).
     pub(super) async fn set_durable(&self, durable: Option<LogId<u64>>) {
         self.inner.lock().await.durable = durable;
