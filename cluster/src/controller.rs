@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::backend::Backend;
 use crate::error::MetaError;
 use crate::meta::{Change, ClusterMeta, Leadership, Snapshot};
-use crate::model::{NodeId, Revision, StreamPlacement};
+use crate::model::{NodeId, NodeInfo, Revision, StreamPlacement, StreamStatus};
 use crate::plan::{self, PlanError};
 
 /// How the controller works.
@@ -103,8 +103,19 @@ impl<B: Backend> ControllerOffice<B> {
         shard_count: u32,
     ) -> Result<StreamPlacement, ControllerError> {
         let replication = self.config.replication;
+        let created_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
         let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
-            plan::create_stream(snapshot, name, shard_count, replication)
+            let mut changes = plan::create_stream(snapshot, name, shard_count, replication)?;
+            for change in &mut changes {
+                if let Change::PutStream { placement, .. } = change {
+                    placement.created_ms = created_ms;
+                }
+            }
+            Ok(changes)
         })
         .await?;
         match changes.into_iter().next() {
@@ -142,6 +153,64 @@ impl<B: Backend> ControllerOffice<B> {
         })
         .await?;
         Ok(changes.len())
+    }
+
+    /// One pass over the streams in passing states: a `CREATING` stream whose shards' groups
+    /// all lead becomes `ACTIVE`; a `DELETING` stream whose groups no live node runs leaves
+    /// the map. `probe` asks the data plane. Returns the streams changed.
+    pub async fn settle(&mut self, probe: &impl GroupProbe) -> Result<usize, ControllerError> {
+        let snapshot = self.meta.snapshot().await?;
+        let mut changed = 0;
+        for stream in snapshot.streams.values().map(|s| &s.value) {
+            let (name, uid) = (stream.name.as_str(), stream.uid);
+            let planned: fn(&Snapshot, &str, u64) -> Vec<Change> = match stream.status {
+                StreamStatus::Creating if probe.leading(stream, &snapshot.nodes).await => {
+                    plan::activate
+                }
+                StreamStatus::Deleting if probe.stopped(stream, &snapshot.nodes).await => {
+                    plan::forget
+                }
+                _ => continue,
+            };
+            let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
+                Ok(planned(snapshot, name, uid))
+            })
+            .await?;
+            changed += usize::from(!changes.is_empty());
+        }
+        Ok(changed)
+    }
+}
+
+/// What the controller asks the data plane before a stream leaves a passing state.
+pub trait GroupProbe: Send + Sync + 'static {
+    /// Whether every shard of `stream` has a leader that a quorum of its group follows.
+    fn leading(
+        &self,
+        stream: &StreamPlacement,
+        nodes: &BTreeMap<NodeId, NodeInfo>,
+    ) -> impl Future<Output = bool> + Send;
+
+    /// Whether none of `nodes` (the live ones) runs a group of `stream` any more.
+    fn stopped(
+        &self,
+        stream: &StreamPlacement,
+        nodes: &BTreeMap<NodeId, NodeInfo>,
+    ) -> impl Future<Output = bool> + Send;
+}
+
+/// A control plane without a data plane (its own tests, tools): streams stay `CREATING`
+/// and `DELETING`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoProbe;
+
+impl GroupProbe for NoProbe {
+    async fn leading(&self, _: &StreamPlacement, _: &BTreeMap<NodeId, NodeInfo>) -> bool {
+        false
+    }
+
+    async fn stopped(&self, _: &StreamPlacement, _: &BTreeMap<NodeId, NodeInfo>) -> bool {
+        false
     }
 }
 
@@ -221,14 +290,26 @@ pub enum Request {
     },
 }
 
-/// Runs the controller for `node` until `requests` closes: campaigns, then serves requests
-/// and repairs every tick while the office holds, and campaigns again when it is lost.
-/// Requests that arrive while this node is not the controller wait for its election.
+impl Request {
+    /// Whether the caller stopped waiting for the answer.
+    fn abandoned(&self) -> bool {
+        match self {
+            Request::CreateStream { reply, .. } => reply.is_closed(),
+            Request::DeleteStream { reply, .. } => reply.is_closed(),
+        }
+    }
+}
+
+/// Runs the controller for `node` until `requests` closes: campaigns, then serves requests,
+/// repairs and settles streams in passing states (asking `probe`) every tick while the
+/// office holds, and campaigns again when it is lost. Requests that arrive while this node is
+/// not the controller wait for its election; one whose caller stopped waiting is dropped.
 pub async fn run<B: Backend>(
     meta: ClusterMeta<B>,
     node: NodeId,
     config: ControllerConfig,
     mut requests: mpsc::Receiver<Request>,
+    probe: impl GroupProbe,
 ) -> Result<(), MetaError> {
     let mut pause = Duration::from_millis(100);
     loop {
@@ -254,7 +335,10 @@ pub async fn run<B: Backend>(
                     let Some(request) = request else { return Ok(()) };
                     serve(&mut office, request).await
                 }
-                _ = tick.tick() => matches!(office.repair().await, Err(ControllerError::Meta(MetaError::Fenced))),
+                _ = tick.tick() => {
+                    let fenced = |e| matches!(e, Err(ControllerError::Meta(MetaError::Fenced)));
+                    fenced(office.repair().await) || fenced(office.settle(&probe).await)
+                }
                 () = office.leadership.lost() => true,
             };
             if fenced || !office.leadership.is_held() {
@@ -264,8 +348,13 @@ pub async fn run<B: Backend>(
     }
 }
 
-/// Carries out one request; true when the office turned out to be lost.
+/// Carries out one request; true when the office turned out to be lost. A request whose
+/// caller no longer waits (it timed out while no controller was elected) is dropped: it was
+/// answered as failed, so it must not take effect.
 async fn serve<B: Backend>(office: &mut ControllerOffice<B>, request: Request) -> bool {
+    if request.abandoned() {
+        return false;
+    }
     let fenced = |e: &ControllerError| matches!(e, ControllerError::Meta(MetaError::Fenced));
     match request {
         Request::CreateStream {

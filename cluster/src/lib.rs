@@ -35,6 +35,7 @@ mod etcd;
 mod lease;
 mod meta;
 mod model;
+pub mod node;
 pub mod placement;
 pub mod plan;
 pub mod raft;
@@ -52,3 +53,4 @@ pub use meta::{
 pub use model::{
     NodeId, NodeInfo, Revision, ShardPlacement, StreamPlacement, StreamStatus, Versioned,
 };
+pub use node::{AdminError, ClusterNode, NodeConfig};

@@ -124,6 +124,10 @@ pub struct StreamPlacement {
     pub replication: u8,
     /// Every shard, open and closed, by index.
     pub shards: Vec<ShardPlacement>,
+    /// When the controller created it, in ms since the Unix epoch (Kinesis'
+    /// StreamCreationTimestamp; 0 in maps written before it was kept).
+    #[serde(default)]
+    pub created_ms: u64,
 }
 
 impl StreamPlacement {
@@ -201,6 +205,7 @@ mod tests {
             status: StreamStatus::Active,
             replication: 2,
             shards: vec![shard],
+            created_ms: 0,
         };
         let json = serde_json::to_string(&stream).unwrap();
         assert!(

@@ -103,6 +103,7 @@ pub fn create_stream(
         status: StreamStatus::Creating,
         replication,
         shards,
+        created_ms: 0,
     };
     Ok(vec![
         Change::PutStream {
@@ -132,6 +133,41 @@ pub fn delete_stream(snapshot: &Snapshot, name: &str) -> Result<Vec<Change>, Pla
         placement,
         replaces: Some(stream.revision),
     }])
+}
+
+/// Stream `name` of uid `uid` becomes `ACTIVE`, if it is still that stream and `CREATING`
+/// (the controller found every shard's group led).
+pub fn activate(snapshot: &Snapshot, name: &str, uid: u64) -> Vec<Change> {
+    match snapshot.streams.get(name) {
+        Some(stream)
+            if stream.value.uid == uid && stream.value.status == StreamStatus::Creating =>
+        {
+            let mut placement = stream.value.clone();
+            placement.status = StreamStatus::Active;
+            vec![Change::PutStream {
+                placement,
+                replaces: Some(stream.revision),
+            }]
+        }
+        _ => vec![],
+    }
+}
+
+/// Stream `name` of uid `uid` leaves the map, if it is still that stream and `DELETING` (the
+/// controller found none of its groups running on a live node; a node that comes back with
+/// a replica removes it, the stream being gone). Its name may then be used again.
+pub fn forget(snapshot: &Snapshot, name: &str, uid: u64) -> Vec<Change> {
+    match snapshot.streams.get(name) {
+        Some(stream)
+            if stream.value.uid == uid && stream.value.status == StreamStatus::Deleting =>
+        {
+            vec![Change::DeleteStream {
+                name: name.to_owned(),
+                replaces: stream.revision,
+            }]
+        }
+        _ => vec![],
+    }
 }
 
 /// Replicas on nodes gone for at least `replace_after_ms` (by `gone_since`, in the
@@ -238,6 +274,7 @@ mod tests {
             status: StreamStatus::Active,
             replication: 3,
             shards: vec![shard],
+            created_ms: 0,
         };
         let mut snapshot = Snapshot::default();
         snapshot.streams.insert(

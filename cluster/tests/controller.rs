@@ -220,6 +220,7 @@ async fn the_office_passes_on_and_requests_are_answered<B: Backend>(meta: Cluste
         NodeId::new("a").unwrap(),
         config(Duration::from_secs(60), 8),
         from_a,
+        controller::NoProbe,
     ));
     while meta.controller().await.unwrap().is_none() {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -229,6 +230,7 @@ async fn the_office_passes_on_and_requests_are_answered<B: Backend>(meta: Cluste
         NodeId::new("b").unwrap(),
         config(Duration::from_secs(60), 8),
         from_b,
+        controller::NoProbe,
     ));
     let create = |to: &mpsc::Sender<Request>, name: &str| {
         let (reply, answer) = oneshot::channel();
@@ -246,7 +248,9 @@ async fn the_office_passes_on_and_requests_are_answered<B: Backend>(meta: Cluste
         .unwrap()
         .unwrap();
     assert_eq!(first.uid, 1);
-    // b is not the controller: its request waits for its election.
+    // b is not the controller: its requests wait for its election. The caller of the
+    // first gives up (it was told the request failed): it must not take effect.
+    drop(create(&to_b, "abandoned"));
     let mut waiting = create(&to_b, "two");
     assert!(
         tokio::time::timeout(Duration::from_millis(500), &mut waiting)
@@ -259,7 +263,15 @@ async fn the_office_passes_on_and_requests_are_answered<B: Backend>(meta: Cluste
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(second.uid, 2);
+    assert_eq!(second.uid, 2, "the abandoned request took no uid");
+    assert!(
+        !meta
+            .snapshot()
+            .await
+            .unwrap()
+            .streams
+            .contains_key("abandoned")
+    );
     assert_eq!(
         meta.controller().await.unwrap(),
         Some(NodeId::new("b").unwrap())
@@ -365,6 +377,7 @@ async fn the_controller_outlasts_an_outage_of_the_store() {
         NodeId::new("a").unwrap(),
         config(Duration::from_secs(60), 8),
         from_a,
+        controller::NoProbe,
     ));
     while meta.controller().await.unwrap().is_none() {
         tokio::time::sleep(Duration::from_millis(20)).await;

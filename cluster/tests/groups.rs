@@ -346,6 +346,7 @@ async fn a_first_replica_start_that_fails_is_tried_again_afresh() {
         status: StreamStatus::Creating,
         replication: 2,
         shards: vec![shard.clone()],
+        created_ms: 0,
     };
     let group = GroupId {
         stream_uid: 9,

@@ -30,6 +30,7 @@ fn stream(name: &str, uid: u64, status: StreamStatus) -> StreamPlacement {
         status,
         replication: 3,
         shards: vec![shard],
+        created_ms: 0,
     }
 }
 

@@ -164,6 +164,42 @@ impl ShardClient {
             .map_err(|e| ClientError::Failed(e.to_string()))
     }
 
+    /// Succeeds when `group` has a leader that a quorum still follows: this node's group, or
+    /// else the map's `replicas` (as for [`ShardClient::write`]), are asked for a read index,
+    /// and a node that does not lead names the leader, which is asked once.
+    pub async fn confirm_leader(
+        &self,
+        group: GroupId,
+        replicas: &[(u64, String)],
+    ) -> Result<(), ClientError> {
+        let first = match self.host.group(group) {
+            Some(local) => match read_index_here(&local.raft).await {
+                Answer::NotLeader(None) => None,
+                answer => Some(answer),
+            },
+            None => None,
+        };
+        let first = match first {
+            Some(answer) => answer,
+            None => {
+                self.ask_replicas(group, "read-index", &(), replicas)
+                    .await?
+            }
+        };
+        let answer: Answer<u64> = match first {
+            Answer::NotLeader(Some((leader, node))) => {
+                self.ask(&node.addr, leader, group, "read-index", &())
+                    .await?
+            }
+            answer => answer,
+        };
+        match answer {
+            Answer::Done(_) => Ok(()),
+            Answer::NotLeader(_) => Err(ClientError::NoLeader),
+            Answer::Failed(e) => Err(ClientError::Failed(e)),
+        }
+    }
+
     /// Asks the replicas in turn; the first that answers (done, or naming a leader) wins.
     async fn ask_replicas<M: Serialize, T: DeserializeOwned>(
         &self,

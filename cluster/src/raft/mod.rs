@@ -31,6 +31,7 @@ pub use group::{
 pub use host::GroupHost;
 pub use log_store::ShardLogStore;
 pub use network::{RaftHost, ShardNetwork, ShardPeer};
+pub(crate) use network::{decode, encode};
 pub use state_machine::ShardStateMachine;
 
 use saved::SavedCell;

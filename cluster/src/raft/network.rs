@@ -31,13 +31,13 @@ pub(super) struct Addressed<T> {
     pub(super) message: T,
 }
 
-pub(super) fn encode<T: Serialize>(value: &T) -> Bytes {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Bytes {
     let mut bytes = Vec::new();
     ciborium::into_writer(value, &mut bytes).expect("a Raft message encodes to memory");
     Bytes::from(bytes)
 }
 
-pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     ciborium::from_reader(bytes).map_err(|e| format!("a Raft message does not decode: {e}"))
 }
 

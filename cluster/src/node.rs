@@ -1,0 +1,569 @@
+//! One node of a cluster, assembled: its registration, its peer port, the reconciler running
+//! the shard groups the map gives it, a candidacy for the controller's office, and a copy of
+//! the map kept current. What a front end (the Kinesis server) needs from the cluster goes
+//! through it: stream administration (sent to the controller, wherever it runs), writes
+//! (through each shard's leader), reads (this node's replicas, after a read barrier).
+//!
+//! Start-up order: the registration (a node id held twice is refused before anything runs),
+//! the peer port, the map, the reconciler, the candidacy.
+
+use crate::backend::Backend;
+use crate::controller::{self, ControllerConfig, ControllerError, GroupProbe, Request};
+use crate::error::MetaError;
+use crate::meta::{ClusterMeta, Registration, Snapshot};
+use crate::model::{NodeId, NodeInfo, StreamPlacement};
+use crate::plan::PlanError;
+use crate::raft::{
+    ClientError, GroupHost, NewRecord, RaftHost, ShardClient, ShardWritten, decode, encode,
+    stop_group,
+};
+use crate::reconcile::Reconciler;
+use crate::transport::{GroupId, PeerHandler, PeerServer, Peers, TransportConfig};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sluice_core::{Engine, Replica};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// The group named by calls to a node itself rather than to one of its groups (stream uids
+/// start at 1).
+const NODE_CALLS: GroupId = GroupId {
+    stream_uid: 0,
+    shard: 0,
+};
+/// How long an administrative request waits for the controller's answer, and for this
+/// node's map to show it.
+const ADMIN_WAIT: Duration = Duration::from_secs(10);
+
+/// How a node runs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// Its identity (unique among live nodes).
+    pub id: NodeId,
+    /// Where other nodes reach its peer port (`host:port`); `None`: the listener's address.
+    pub advertise: Option<String>,
+    /// Where clients reach it: its Kinesis endpoint URL.
+    pub client_endpoint: String,
+    /// Its failure domain (rack, zone), if labelled.
+    pub failure_domain: Option<String>,
+    /// Its registration's lease: a node that stops renewing is gone within it.
+    pub registration_ttl: Duration,
+    /// The controller's settings, used when this node holds the office.
+    pub controller: ControllerConfig,
+    /// Node-to-node calls.
+    pub transport: TransportConfig,
+    /// How long committed records are kept.
+    pub retention_ms: u64,
+}
+
+impl NodeConfig {
+    /// Defaults for node `id` serving clients at `client_endpoint`: a 10 s registration,
+    /// replication 3, a day's retention.
+    pub fn new(id: NodeId, client_endpoint: impl Into<String>) -> NodeConfig {
+        NodeConfig {
+            id,
+            advertise: None,
+            client_endpoint: client_endpoint.into(),
+            failure_domain: None,
+            registration_ttl: Duration::from_secs(10),
+            controller: ControllerConfig::default(),
+            transport: TransportConfig::default(),
+            retention_ms: 24 * 3_600_000,
+        }
+    }
+}
+
+/// Why a stream could not be created or deleted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// A stream of that name exists (in any state, deleting included).
+    #[error("stream {0} already exists")]
+    StreamExists(String),
+    /// No stream of that name.
+    #[error("stream {0} not found")]
+    StreamNotFound(String),
+    /// The request cannot be carried out as asked (a bad name, a shard count out of range).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Fewer live nodes than the replication factor.
+    #[error("{0}")]
+    NotEnoughNodes(String),
+    /// No controller is elected now (one is being elected): try again shortly.
+    #[error("no controller is elected now; try again")]
+    NoController,
+    /// The store or the controller's node did not answer; the change may still be made.
+    #[error("the control plane did not answer (the change may still be made): {0}")]
+    Unavailable(String),
+}
+
+impl From<ControllerError> for AdminError {
+    fn from(error: ControllerError) -> AdminError {
+        match error {
+            ControllerError::Plan(PlanError::StreamExists(name)) => AdminError::StreamExists(name),
+            ControllerError::Plan(PlanError::StreamNotFound(name)) => {
+                AdminError::StreamNotFound(name)
+            }
+            ControllerError::Plan(PlanError::InvalidArgument(why)) => {
+                AdminError::InvalidArgument(why)
+            }
+            ControllerError::Plan(PlanError::Placement(why)) => {
+                AdminError::NotEnoughNodes(why.to_string())
+            }
+            ControllerError::Meta(MetaError::Fenced) => AdminError::NoController,
+            other => AdminError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<MetaError> for AdminError {
+    fn from(error: MetaError) -> AdminError {
+        AdminError::Unavailable(error.to_string())
+    }
+}
+
+/// An administrative request, as sent to the controller's node.
+#[derive(Debug, Serialize, Deserialize)]
+enum AdminCall {
+    CreateStream { name: String, shard_count: u32 },
+    DeleteStream { name: String },
+}
+
+/// The controller's answer.
+#[derive(Debug, Serialize, Deserialize)]
+enum AdminDone {
+    Created(StreamPlacement),
+    Deleted,
+}
+
+/// A running node. [`ClusterNode::stop`] leaves the cluster; dropping it without stopping
+/// is a crash as the others see it (its lease runs out).
+pub struct ClusterNode<B: Backend> {
+    id: NodeId,
+    meta: ClusterMeta<B>,
+    engine: Engine,
+    raft: Arc<RaftHost>,
+    peers: Peers,
+    client: ShardClient,
+    map: watch::Receiver<Arc<Snapshot>>,
+    admin: mpsc::Sender<Request>,
+    registration: Registration<B>,
+    server: PeerServer,
+    stop: watch::Sender<bool>,
+    reconciler: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl<B: Backend> ClusterNode<B> {
+    /// Starts the node on `engine` (its data directory), its peer port on `listener`.
+    pub async fn start(
+        meta: ClusterMeta<B>,
+        engine: Engine,
+        listener: TcpListener,
+        config: NodeConfig,
+    ) -> Result<ClusterNode<B>, MetaError> {
+        let local = listener
+            .local_addr()
+            .map_err(|e| MetaError::Unavailable(format!("the peer port: {e}")))?;
+        let info = NodeInfo {
+            id: config.id.clone(),
+            peer_address: config.advertise.clone().unwrap_or(local.to_string()),
+            client_endpoint: config.client_endpoint.clone(),
+            failure_domain: config.failure_domain.clone(),
+            started_ms: now_ms(),
+        };
+        let registration = meta.register(info, config.registration_ttl).await?;
+        let raft = RaftHost::new(config.id.raft_id());
+        let peers = Peers::new(config.transport.clone());
+        let (admin, requests) = mpsc::channel(64);
+        let calls = NodeCalls {
+            id: config.id.clone(),
+            meta: meta.clone(),
+            raft: raft.clone(),
+            admin: admin.clone(),
+        };
+        let server = PeerServer::start(listener, Arc::new(calls))
+            .map_err(|e| MetaError::Unavailable(format!("the peer port: {e}")))?;
+        let first = meta.snapshot().await?;
+        let (publish, map) = watch::channel(Arc::new(first));
+        let (stop, stopped) = watch::channel(false);
+        let groups = GroupHost::new(
+            engine.clone(),
+            peers.clone(),
+            raft.clone(),
+            config.retention_ms,
+        );
+        let reconciler = tokio::spawn({
+            let (meta, id, mut stopped) = (meta.clone(), config.id.clone(), stopped.clone());
+            async move {
+                let mut reconciler = Reconciler::new(id, groups);
+                let stop = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                reconciler.run(&meta, stop).await;
+            }
+        });
+        let client = ShardClient::new(raft.clone(), peers.clone());
+        let probe = DataProbe {
+            client: client.clone(),
+            peers: peers.clone(),
+        };
+        let controller = tokio::spawn({
+            let (meta, id) = (meta.clone(), config.id.clone());
+            async move {
+                if let Err(e) = controller::run(meta, id, config.controller, requests, probe).await
+                {
+                    eprintln!("sluice cluster: the controller's candidacy ended: {e}");
+                }
+            }
+        });
+        let follower = tokio::spawn(follow_map(meta.clone(), publish, stopped));
+        Ok(ClusterNode {
+            id: config.id,
+            meta,
+            engine,
+            raft,
+            peers,
+            client,
+            map,
+            admin,
+            registration,
+            server,
+            stop,
+            reconciler,
+            background: vec![controller, follower],
+        })
+    }
+
+    /// Its identity.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    /// The engine holding its replicas.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The control plane it follows.
+    pub fn meta(&self) -> &ClusterMeta<B> {
+        &self.meta
+    }
+
+    /// The groups this node runs.
+    pub fn raft_host(&self) -> &Arc<RaftHost> {
+        &self.raft
+    }
+
+    /// Where its peer port listens.
+    pub fn peer_address(&self) -> std::net::SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The map as this node last read it.
+    pub fn map(&self) -> Arc<Snapshot> {
+        self.map.borrow().clone()
+    }
+
+    /// Creates a stream of `shard_count` shards (through the controller, wherever it runs);
+    /// returns once this node's map shows it, `CREATING` until its groups have leaders.
+    pub async fn create_stream(
+        &self,
+        name: &str,
+        shard_count: u32,
+    ) -> Result<StreamPlacement, AdminError> {
+        let call = AdminCall::CreateStream {
+            name: name.to_owned(),
+            shard_count,
+        };
+        let AdminDone::Created(placement) = self.administer(call).await? else {
+            return Err(AdminError::Unavailable(
+                "the controller answered amiss".into(),
+            ));
+        };
+        let uid = placement.uid;
+        self.map_shows(|map| map.streams.get(name).is_some_and(|s| s.value.uid >= uid))
+            .await?;
+        Ok(placement)
+    }
+
+    /// Deletes a stream (through the controller); returns once this node's map shows it
+    /// `DELETING` or gone. Its name is free again once no live node runs its groups.
+    pub async fn delete_stream(&self, name: &str) -> Result<(), AdminError> {
+        let call = AdminCall::DeleteStream {
+            name: name.to_owned(),
+        };
+        self.administer(call).await?;
+        self.map_shows(|map| {
+            map.streams
+                .get(name)
+                .is_none_or(|s| matches!(s.value.status, crate::model::StreamStatus::Deleting))
+        })
+        .await
+    }
+
+    /// Waits (up to [`ADMIN_WAIT`]) until this node's map satisfies `shows`.
+    async fn map_shows(&self, shows: impl Fn(&Snapshot) -> bool) -> Result<(), AdminError> {
+        let mut map = self.map.clone();
+        let seen = tokio::time::timeout(ADMIN_WAIT, map.wait_for(|m| shows(m))).await;
+        match seen {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(AdminError::Unavailable(
+                "the change was made but this node's map does not show it yet".into(),
+            )),
+        }
+    }
+
+    /// Sends `call` to the controller: this node's office, or the node holding it.
+    async fn administer(&self, call: AdminCall) -> Result<AdminDone, AdminError> {
+        let controller = self.meta.controller().await?;
+        match controller {
+            None => Err(AdminError::NoController),
+            Some(id) if id == self.id => ask_office(&self.admin, call).await,
+            Some(id) => {
+                let address = match self.map().nodes.get(&id) {
+                    Some(node) => node.peer_address.clone(),
+                    None => self
+                        .meta
+                        .snapshot()
+                        .await?
+                        .nodes
+                        .get(&id)
+                        .ok_or(AdminError::NoController)?
+                        .peer_address
+                        .clone(),
+                };
+                let answer = self
+                    .peers
+                    .call(&address, NODE_CALLS, "admin", encode(&call))
+                    .await
+                    .map_err(|e| AdminError::Unavailable(e.to_string()))?;
+                decode::<Result<AdminDone, AdminError>>(&answer).map_err(AdminError::Unavailable)?
+            }
+        }
+    }
+
+    /// Writes `records` to shard `shard` of `stream` through the shard's leader.
+    pub async fn put(
+        &self,
+        stream: &StreamPlacement,
+        shard: u32,
+        records: Vec<NewRecord>,
+    ) -> Result<ShardWritten, ClientError> {
+        let group = GroupId {
+            stream_uid: stream.uid,
+            shard,
+        };
+        let replicas = self.replica_addresses(stream, shard);
+        self.client.write(group, records, &replicas).await
+    }
+
+    /// This node's replica of `group`, if it runs the group.
+    pub fn replica(&self, group: GroupId) -> Option<Replica> {
+        self.raft.group(group).map(|running| running.replica)
+    }
+
+    /// Waits until this node's replica of `group` holds every record acknowledged before the
+    /// call (see [`ShardClient::read_barrier`]).
+    pub async fn read_barrier(&self, group: GroupId) -> Result<(), ClientError> {
+        self.client.read_barrier(group).await
+    }
+
+    /// The Raft id and peer address of each live replica of a shard, as the map gives them.
+    fn replica_addresses(&self, stream: &StreamPlacement, shard: u32) -> Vec<(u64, String)> {
+        replica_addresses(&self.map().nodes, stream, shard)
+    }
+
+    /// Leaves the cluster: the reconciler stops, every group stops (their files kept), the
+    /// peer port closes and the registration ends at once.
+    pub async fn stop(self) -> Result<(), MetaError> {
+        let _ = self.stop.send(true);
+        let _ = self.reconciler.await;
+        for task in &self.background {
+            task.abort();
+        }
+        for group in self.raft.groups() {
+            if let Err(e) = stop_group(&self.engine, &self.raft, group, false).await {
+                eprintln!("sluice cluster: stopping group {group}: {e}");
+            }
+        }
+        drop(self.server);
+        self.registration.revoke().await
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+fn replica_addresses(
+    nodes: &BTreeMap<NodeId, NodeInfo>,
+    stream: &StreamPlacement,
+    shard: u32,
+) -> Vec<(u64, String)> {
+    stream
+        .shards
+        .iter()
+        .filter(|s| s.index == shard)
+        .flat_map(|s| &s.replicas)
+        .filter_map(|id| nodes.get(id))
+        .map(|node| (node.id.raft_id(), node.peer_address.clone()))
+        .collect()
+}
+
+/// Hands `call` to this node's controller task and waits for its answer.
+async fn ask_office(
+    office: &mpsc::Sender<Request>,
+    call: AdminCall,
+) -> Result<AdminDone, AdminError> {
+    let gone = || AdminError::Unavailable("the controller's task has ended".into());
+    let waited = match call {
+        AdminCall::CreateStream { name, shard_count } => {
+            let (reply, answer) = oneshot::channel();
+            let request = Request::CreateStream {
+                name,
+                shard_count,
+                reply,
+            };
+            office.send(request).await.map_err(|_| gone())?;
+            tokio::time::timeout(ADMIN_WAIT, answer)
+                .await
+                .map(|answer| answer.map(|done| done.map(AdminDone::Created)))
+        }
+        AdminCall::DeleteStream { name } => {
+            let (reply, answer) = oneshot::channel();
+            office
+                .send(Request::DeleteStream { name, reply })
+                .await
+                .map_err(|_| gone())?;
+            tokio::time::timeout(ADMIN_WAIT, answer)
+                .await
+                .map(|answer| answer.map(|done| done.map(|()| AdminDone::Deleted)))
+        }
+    };
+    match waited {
+        Ok(Ok(done)) => done.map_err(AdminError::from),
+        Ok(Err(_)) => Err(gone()),
+        // Dropped unanswered: the controller skips it (see `controller::run`).
+        Err(_) => Err(AdminError::NoController),
+    }
+}
+
+/// Keeps `publish` at the map's latest state until `stopped`: a snapshot, then a new one at
+/// every change a watch sees; after an error, again from a snapshot after a pause.
+async fn follow_map<B: Backend>(
+    meta: ClusterMeta<B>,
+    publish: watch::Sender<Arc<Snapshot>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let error = tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            Err(e) = publish_changes(&meta, &publish) => e,
+        };
+        eprintln!("sluice cluster: following the map: {error}; reading it again");
+        tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Publishes a snapshot, then a new one at every change a watch sees, until an error.
+async fn publish_changes<B: Backend>(
+    meta: &ClusterMeta<B>,
+    publish: &watch::Sender<Arc<Snapshot>>,
+) -> Result<std::convert::Infallible, MetaError> {
+    let snapshot = meta.snapshot().await?;
+    let mut watch = meta.watch(snapshot.revision + 1).await?;
+    publish.send_replace(Arc::new(snapshot));
+    loop {
+        watch.next().await?;
+        publish.send_replace(Arc::new(meta.snapshot().await?));
+    }
+}
+
+/// What a node answers on its peer port: its groups' Raft calls, and calls to the node
+/// itself (administration for the controller's office, the groups it runs).
+struct NodeCalls<B: Backend> {
+    id: NodeId,
+    meta: ClusterMeta<B>,
+    raft: Arc<RaftHost>,
+    admin: mpsc::Sender<Request>,
+}
+
+impl<B: Backend> PeerHandler for NodeCalls<B> {
+    async fn call(&self, group: GroupId, method: &str, body: Bytes) -> Result<Bytes, String> {
+        if group != NODE_CALLS {
+            return self.raft.call(group, method, body).await;
+        }
+        match method {
+            "admin" => {
+                let call: AdminCall = decode(&body)?;
+                // The office may have moved since the caller looked: it asks again.
+                let answer = match self.meta.controller().await {
+                    Ok(Some(id)) if id == self.id => ask_office(&self.admin, call).await,
+                    Ok(_) => Err(AdminError::NoController),
+                    Err(e) => Err(AdminError::from(e)),
+                };
+                Ok(encode(&answer))
+            }
+            "groups" => {
+                let running: Vec<(u64, u32)> = (self.raft.groups().iter())
+                    .map(|g| (g.stream_uid, g.shard))
+                    .collect();
+                Ok(encode(&running))
+            }
+            other => Err(format!("no node call {other:?}")),
+        }
+    }
+}
+
+/// The controller's questions, answered from the data plane.
+struct DataProbe {
+    client: ShardClient,
+    peers: Peers,
+}
+
+impl GroupProbe for DataProbe {
+    async fn leading(&self, stream: &StreamPlacement, nodes: &BTreeMap<NodeId, NodeInfo>) -> bool {
+        for shard in stream.shards.iter().filter(|s| !s.closed) {
+            let group = GroupId {
+                stream_uid: stream.uid,
+                shard: shard.index,
+            };
+            let replicas = replica_addresses(nodes, stream, shard.index);
+            if self.client.confirm_leader(group, &replicas).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn stopped(&self, stream: &StreamPlacement, nodes: &BTreeMap<NodeId, NodeInfo>) -> bool {
+        for node in nodes.values() {
+            let asked = self
+                .peers
+                .call(&node.peer_address, NODE_CALLS, "groups", encode(&()));
+            let running = match asked.await.map(|bytes| decode::<Vec<(u64, u32)>>(&bytes)) {
+                Ok(Ok(running)) => running,
+                _ => return false,
+            };
+            if running.iter().any(|&(uid, _)| uid == stream.uid) {
+                return false;
+            }
+        }
+        true
+    }
+}

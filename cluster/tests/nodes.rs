@@ -1,0 +1,176 @@
+//! Three `ClusterNode`s in one process (each an engine, a peer port, a registration, a
+//! reconciler and a candidacy) serve a stream's whole life through whichever node is asked:
+//! a node that is not the controller creates a stream (its request goes to the controller's
+//! node), the stream turns ACTIVE once its shards' groups lead, records written through every
+//! node are read back from every node's replica after a read barrier, a refused request says
+//! why, and a deleted stream leaves the map once its groups are gone, so its name can be used
+//! again.
+
+#[allow(unused_macros, dead_code)]
+mod support;
+
+use sluice_cluster::raft::NewRecord;
+use sluice_cluster::transport::GroupId;
+use sluice_cluster::{
+    AdminError, ClusterMeta, ClusterNode, EmbeddedBackend, NodeConfig, NodeId, StreamPlacement,
+    StreamStatus,
+};
+use sluice_core::{Engine, EngineConfig, ReadLimits};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use support::{PATIENCE, TTL};
+use tokio::net::TcpListener;
+
+type Node = ClusterNode<EmbeddedBackend>;
+
+async fn start(meta: &ClusterMeta<EmbeddedBackend>, name: &str, dir: &std::path::Path) -> Node {
+    let mut engine = EngineConfig::new(dir);
+    engine.cores = 1;
+    engine.segment_size_bytes = 1 << 20;
+    let engine = Engine::open(engine).expect("engine opens");
+    let mut config = NodeConfig::new(NodeId::new(name).unwrap(), format!("http://{name}:4567"));
+    config.registration_ttl = TTL;
+    config.controller.lease_ttl = TTL;
+    config.controller.tick = Duration::from_millis(200);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    ClusterNode::start(meta.clone(), engine, listener, config)
+        .await
+        .expect("the node starts")
+}
+
+/// Polls `check` until it holds.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn status(node: &Node, stream: &str) -> Option<StreamStatus> {
+    node.map().streams.get(stream).map(|s| s.value.status)
+}
+
+/// Every record of `node`'s replica of `group`: sequence number to data.
+fn held(node: &Node, group: GroupId) -> BTreeMap<u64, Vec<u8>> {
+    let replica = node.replica(group).expect("the node runs the group");
+    let reader = replica.reader();
+    let (mut seq, mut records) = (reader.trim_horizon(), BTreeMap::new());
+    while seq < reader.next_seq() {
+        let batch = reader.read(seq, ReadLimits::default()).expect("readable");
+        records.extend(batch.records().map(|r| (r.seq, r.data.to_vec())));
+        seq = batch.next_seq();
+    }
+    records
+}
+
+/// Writes through every node, to both shards; every node's replica, after a read barrier,
+/// holds every acknowledged record at its number.
+async fn writes_through_every_node_reach_every_replica(nodes: &[Node], stream: &StreamPlacement) {
+    let mut acknowledged: BTreeMap<u32, BTreeMap<u64, Vec<u8>>> = BTreeMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for shard in 0..2 {
+            let data: Vec<Vec<u8>> = (0..3)
+                .map(|r| format!("via {} to {shard}: {r}", node.id()).into_bytes())
+                .collect();
+            let records = data
+                .iter()
+                .map(|d| NewRecord {
+                    partition_key: format!("k{i}"),
+                    data: d.clone(),
+                    flags: 0,
+                })
+                .collect();
+            let written = node.put(stream, shard, records).await.unwrap();
+            assert_eq!(written.record_count, 3);
+            let entry = acknowledged.entry(shard).or_default();
+            entry.extend((written.base_seq..).zip(data));
+        }
+    }
+    for node in nodes {
+        for shard in 0..2 {
+            let group = GroupId {
+                stream_uid: stream.uid,
+                shard,
+            };
+            node.read_barrier(group).await.unwrap();
+            assert_eq!(
+                held(node, group),
+                acknowledged[&shard],
+                "{} {group}",
+                node.id()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_lives_and_dies_through_any_node() {
+    let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (name, dir) in ["a", "b", "c"].iter().zip(&dirs) {
+        nodes.push(start(&meta, name, dir.path()).await);
+    }
+    let mut controller = None;
+    let deadline = Instant::now() + PATIENCE;
+    while controller.is_none() {
+        assert!(Instant::now() < deadline, "no controller is elected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        controller = meta.controller().await.unwrap();
+    }
+    let controller = controller.unwrap();
+    let asker = nodes.iter().find(|n| *n.id() != controller).unwrap();
+
+    // Created through a node that is not the controller: CREATING at once, ACTIVE on every
+    // node's map once both shards' groups lead.
+    let stream = asker.create_stream("events", 2).await.unwrap();
+    assert_eq!(stream.shards.len(), 2);
+    assert!(stream.created_ms > 0);
+    assert!(status(asker, "events").is_some());
+    for node in &nodes {
+        eventually("the stream turns ACTIVE", || {
+            status(node, "events") == Some(StreamStatus::Active)
+        })
+        .await;
+    }
+
+    // Refusals say why and change nothing.
+    let again = nodes[0].create_stream("events", 1).await;
+    assert_eq!(
+        again.unwrap_err(),
+        AdminError::StreamExists("events".into())
+    );
+    let bad = nodes[1].create_stream("bad/name", 1).await;
+    assert!(
+        matches!(bad, Err(AdminError::InvalidArgument(_))),
+        "{bad:?}"
+    );
+    let too_many = nodes[2].create_stream("huge", 0).await;
+    assert!(matches!(too_many, Err(AdminError::InvalidArgument(_))));
+    let missing = nodes[2].delete_stream("nothing").await;
+    assert_eq!(
+        missing.unwrap_err(),
+        AdminError::StreamNotFound("nothing".into())
+    );
+
+    writes_through_every_node_reach_every_replica(&nodes, &stream).await;
+
+    // Deleted through another node: DELETING, then gone from every map once no node runs
+    // its groups; the name is free again and a new stream gets a new uid.
+    nodes[2].delete_stream("events").await.unwrap();
+    for node in &nodes {
+        eventually("the deleted stream leaves the map", || {
+            status(node, "events").is_none()
+        })
+        .await;
+        assert!(node.raft_host().groups().is_empty());
+    }
+    let reborn = nodes[0].create_stream("events", 1).await.unwrap();
+    assert!(reborn.uid > stream.uid);
+
+    for node in nodes {
+        node.stop().await.unwrap();
+    }
+    assert!(meta.snapshot().await.unwrap().nodes.is_empty());
+}
