@@ -16,6 +16,7 @@ const NODES: &str = "nodes/";
 const CONTROLLER: &str = "controller/";
 const STREAMS: &str = "streams/";
 const UID_NEXT: &str = "uid-next";
+const SECRETS: &str = "secrets/";
 /// How long a candidate waits before asking a store that failed again.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
@@ -240,6 +241,29 @@ impl<B: Backend> ClusterMeta<B> {
             .range(&format!("{}{CONTROLLER}", self.prefix))
             .await?;
         oldest_candidate(&kvs, &self.prefix)
+    }
+
+    /// The cluster-wide secret `name` (a value every node must agree on, such as the key
+    /// that signs iterator tokens): the stored one, or `candidate`, stored now, if there is
+    /// none yet (the first node to ask stores its own; the others get it).
+    pub async fn shared_secret(
+        &self,
+        name: &str,
+        candidate: Vec<u8>,
+    ) -> Result<Vec<u8>, MetaError> {
+        let key = format!("{}{SECRETS}{name}", self.prefix);
+        let put = Op::Put {
+            key: key.clone(),
+            value: candidate,
+            lease: 0,
+        };
+        let when_absent = vec![Compare::CreateRevision(key.clone(), 0)];
+        self.backend.txn(when_absent, vec![put]).await?;
+        let (kvs, _) = self.backend.range(&key).await?;
+        kvs.into_iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| kv.value)
+            .ok_or_else(|| MetaError::Unavailable(format!("secret {name} vanished once stored")))
     }
 
     /// Reads the whole cluster at one revision.

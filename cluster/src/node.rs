@@ -152,9 +152,16 @@ pub struct ClusterNode<B: Backend> {
     client: ShardClient,
     map: watch::Receiver<Arc<Snapshot>>,
     admin: mpsc::Sender<Request>,
+    peer_address: std::net::SocketAddr,
+    stop: watch::Sender<bool>,
+    /// What `stop` ends; taken by the first call.
+    running: tokio::sync::Mutex<Option<Running<B>>>,
+}
+
+/// A node's parts that run until it stops.
+struct Running<B: Backend> {
     registration: Registration<B>,
     server: PeerServer,
-    stop: watch::Sender<bool>,
     reconciler: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
 }
@@ -232,11 +239,14 @@ impl<B: Backend> ClusterNode<B> {
             client,
             map,
             admin,
-            registration,
-            server,
+            peer_address: server.local_addr(),
             stop,
-            reconciler,
-            background: vec![controller, follower],
+            running: tokio::sync::Mutex::new(Some(Running {
+                registration,
+                server,
+                reconciler,
+                background: vec![controller, follower],
+            })),
         })
     }
 
@@ -262,7 +272,7 @@ impl<B: Backend> ClusterNode<B> {
 
     /// Where its peer port listens.
     pub fn peer_address(&self) -> std::net::SocketAddr {
-        self.server.local_addr()
+        self.peer_address
     }
 
     /// The map as this node last read it.
@@ -380,11 +390,14 @@ impl<B: Backend> ClusterNode<B> {
     }
 
     /// Leaves the cluster: the reconciler stops, every group stops (their files kept), the
-    /// peer port closes and the registration ends at once.
-    pub async fn stop(self) -> Result<(), MetaError> {
+    /// peer port closes and the registration ends at once. Later calls do nothing.
+    pub async fn stop(&self) -> Result<(), MetaError> {
+        let Some(running) = self.running.lock().await.take() else {
+            return Ok(());
+        };
         let _ = self.stop.send(true);
-        let _ = self.reconciler.await;
-        for task in &self.background {
+        let _ = running.reconciler.await;
+        for task in &running.background {
             task.abort();
         }
         for group in self.raft.groups() {
@@ -392,8 +405,8 @@ impl<B: Backend> ClusterNode<B> {
                 eprintln!("sluice cluster: stopping group {group}: {e}");
             }
         }
-        drop(self.server);
-        self.registration.revoke().await
+        drop(running.server);
+        running.registration.revoke().await
     }
 }
 

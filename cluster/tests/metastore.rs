@@ -407,6 +407,33 @@ async fn the_stores_agree_on_edge_cases<B: Backend>(meta: ClusterMeta<B>) {
     ));
 }
 
+/// The first node to ask stores its candidate; every later ask gets that one, and the
+/// secret is not a stream, a node or anything a snapshot or a watch reports.
+async fn a_shared_secret_is_the_first_one_stored<B: Backend>(meta: ClusterMeta<B>) {
+    let before = meta.snapshot().await.unwrap();
+    let mut watch = meta.watch(before.revision + 1).await.unwrap();
+    let first = meta.shared_secret("k", b"one".to_vec()).await.unwrap();
+    let second = meta.shared_secret("k", b"two".to_vec()).await.unwrap();
+    assert_eq!(
+        (first.as_slice(), second.as_slice()),
+        (&b"one"[..], &b"one"[..])
+    );
+    let other = meta
+        .shared_secret("other", b"three".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(other, b"three");
+    let after = meta.snapshot().await.unwrap();
+    assert!(after.revision > before.revision);
+    assert_eq!((after.nodes, after.streams), (before.nodes, before.streams));
+    let _registration = meta.register(node("a"), TTL).await.unwrap();
+    let seen = within("the next change", watch.next()).await.unwrap();
+    assert!(
+        matches!(&seen[..], [(_, ClusterEvent::NodeJoined(n))] if n.id.as_str() == "a"),
+        "{seen:?}"
+    );
+}
+
 conformance!(
     registration_is_exclusive_and_ends_with_its_lease,
     one_controller_at_a_time_and_a_deposed_one_is_fenced,
@@ -415,6 +442,7 @@ conformance!(
     a_compacted_revision_and_a_foreign_value_are_reported,
     a_lease_the_store_ends_is_noticed_and_a_dropped_one_is_revoked,
     the_stores_agree_on_edge_cases,
+    a_shared_secret_is_the_first_one_stored,
 );
 
 /// etcd frozen (SIGSTOP) under a controller: the controller gives its office up within a TTL

@@ -16,6 +16,8 @@ mod authorize;
 mod budget;
 mod clock;
 pub mod cloudwatch;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod config;
 mod consumer;
 mod encryption;

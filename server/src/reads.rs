@@ -75,12 +75,12 @@ fn blob<S: serde::Serializer>(data: &Cow<'_, [u8]>, serializer: S) -> Result<S::
 #[serde(rename_all = "PascalCase")]
 pub struct RecordOut<'a> {
     #[serde(serialize_with = "display")]
-    sequence_number: Tagged,
-    approximate_arrival_timestamp: Timestamp,
+    pub(crate) sequence_number: Tagged,
+    pub(crate) approximate_arrival_timestamp: Timestamp,
     #[serde(serialize_with = "blob")]
-    data: Cow<'a, [u8]>,
-    partition_key: &'a str,
-    encryption_type: &'static str,
+    pub(crate) data: Cow<'a, [u8]>,
+    pub(crate) partition_key: &'a str,
+    pub(crate) encryption_type: &'static str,
 }
 
 /// A reply whose first member is `Records` (GetRecords, a SubscribeToShardEvent).

@@ -32,6 +32,10 @@ pub struct Service {
     others: Mutex<HashMap<Scope, TenantCell>>,
     /// Other tenants' directories existed when the server started.
     others_on_disk: bool,
+    /// Cluster mode's Kinesis front, once attached: Kinesis calls go to it instead of the
+    /// tenant's engine.
+    #[cfg(feature = "cluster")]
+    cluster: std::sync::OnceLock<Arc<dyn crate::cluster::KinesisCluster>>,
 }
 
 impl Service {
@@ -60,12 +64,32 @@ impl Service {
             others_on_disk: std::fs::read_dir(config.data_dir.join("tenants"))
                 .is_ok_and(|mut entries| entries.next().is_some()),
             config,
+            #[cfg(feature = "cluster")]
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
     /// The configured account and region.
     pub fn default_tenant(&self) -> &Arc<Tenant> {
         &self.default
+    }
+
+    /// Serves the Kinesis API through `front` from now on (cluster mode): the default
+    /// tenant's account and region only. Attached once; a second front is refused.
+    #[cfg(feature = "cluster")]
+    pub fn attach_cluster(
+        &self,
+        front: Arc<dyn crate::cluster::KinesisCluster>,
+    ) -> anyhow::Result<()> {
+        self.cluster
+            .set(front)
+            .map_err(|_| anyhow::anyhow!("a cluster front is attached already"))
+    }
+
+    /// Cluster mode's Kinesis front, if attached.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn cluster(&self) -> Option<&Arc<dyn crate::cluster::KinesisCluster>> {
+        self.cluster.get()
     }
 
     /// The tenants open now, the default one first.

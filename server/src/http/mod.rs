@@ -382,6 +382,19 @@ async fn run(
         }
         (None, _) => service.tenant(None).await?,
     };
+    #[cfg(feature = "cluster")]
+    if matches!(api, Api::Kinesis)
+        && let Some(cluster) = service.cluster()
+    {
+        return on_cluster(
+            cluster.as_ref(),
+            (&service, &tenant),
+            operation,
+            protocol,
+            &body,
+        )
+        .await;
+    }
     if let Some(reply) = other_service(api, &tenant, operation, protocol, &body).await {
         let reply = reply.map_err(|error| error.for_account(&tenant.account))?;
         let response = Response::builder()
@@ -401,6 +414,34 @@ async fn run(
     on_tenant(tenant.clone(), operation, protocol, body, (budget, abort))
         .await
         .map_err(|error| error.for_account(&tenant.account))
+}
+
+/// A Kinesis call in cluster mode: the cluster's front answers for the configured account
+/// and region (other tenants, and subscriptions, are not served in cluster mode yet).
+#[cfg(feature = "cluster")]
+async fn on_cluster(
+    cluster: &dyn crate::cluster::KinesisCluster,
+    (service, tenant): (&Service, &Arc<Tenant>),
+    operation: &str,
+    protocol: Protocol,
+    body: &[u8],
+) -> Result<Response<ReplyBody>, ApiError> {
+    if !Arc::ptr_eq(tenant, service.default_tenant()) {
+        return Err(ApiError::not_found(format!(
+            "This cluster serves account {} in {} only.",
+            service.config.account, service.config.region
+        )));
+    }
+    if operation == "SubscribeToShard" {
+        return Err(crate::cluster::unsupported(operation));
+    }
+    let reply = cluster.call(operation, protocol, body).await?;
+    let response = Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", protocol.content_type());
+    Ok(with_ids(response)
+        .body(whole(reply))
+        .expect("a valid response"))
 }
 
 /// The reply of a call to the services beside Kinesis (KMS, Firehose, Kinesis Data

@@ -61,13 +61,13 @@ fn is_hash_key(text: &str) -> bool {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PutRecordInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    data: Option<Blob>,
-    partition_key: Option<String>,
-    explicit_hash_key: Option<String>,
-    sequence_number_for_ordering: Option<String>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) data: Option<Blob>,
+    pub(crate) partition_key: Option<String>,
+    pub(crate) explicit_hash_key: Option<String>,
+    pub(crate) sequence_number_for_ordering: Option<String>,
 }
 
 impl Validate for PutRecordInput {
@@ -92,9 +92,9 @@ impl Validate for PutRecordInput {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PutRecordOutput {
-    shard_id: String,
-    sequence_number: String,
-    encryption_type: &'static str,
+    pub(crate) shard_id: String,
+    pub(crate) sequence_number: String,
+    pub(crate) encryption_type: &'static str,
 }
 
 /// `"KMS"` or `"NONE"`, as Kinesis reports a record's encryption.
@@ -214,18 +214,18 @@ pub async fn put_record(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PutRecordsEntry {
-    data: Option<Blob>,
-    partition_key: Option<String>,
-    explicit_hash_key: Option<String>,
+    pub(crate) data: Option<Blob>,
+    pub(crate) partition_key: Option<String>,
+    pub(crate) explicit_hash_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PutRecordsInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    records: Option<BoundedVec<PutRecordsEntry, 500>>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) records: Option<BoundedVec<PutRecordsEntry, 500>>,
 }
 
 impl Validate for PutRecordsInput {
@@ -248,29 +248,29 @@ impl Validate for PutRecordsInput {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct PutRecordsResultEntry {
+pub(crate) struct PutRecordsResultEntry {
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "display_option"
     )]
-    sequence_number: Option<Tagged>,
+    pub(crate) sequence_number: Option<Tagged>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "display_option"
     )]
-    shard_id: Option<ShardId>,
+    pub(crate) shard_id: Option<ShardId>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error_code: Option<&'static str>,
+    pub(crate) error_code: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error_message: Option<String>,
+    pub(crate) error_message: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PutRecordsOutput {
-    failed_record_count: usize,
-    records: Vec<PutRecordsResultEntry>,
-    encryption_type: &'static str,
+    pub(crate) failed_record_count: usize,
+    pub(crate) records: Vec<PutRecordsResultEntry>,
+    pub(crate) encryption_type: &'static str,
 }
 
 /// Writes an optional value through its `Display`, without an intermediate `String`
@@ -370,13 +370,13 @@ pub async fn put_records(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct GetShardIteratorInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    shard_id: Option<String>,
-    shard_iterator_type: Option<String>,
-    starting_sequence_number: Option<String>,
-    timestamp: Option<Timestamp>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) shard_id: Option<String>,
+    pub(crate) shard_iterator_type: Option<String>,
+    pub(crate) starting_sequence_number: Option<String>,
+    pub(crate) timestamp: Option<Timestamp>,
 }
 
 impl Validate for GetShardIteratorInput {
@@ -402,7 +402,7 @@ impl Validate for GetShardIteratorInput {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct GetShardIteratorOutput {
-    shard_iterator: String,
+    pub(crate) shard_iterator: String,
 }
 
 pub async fn get_shard_iterator(
@@ -426,10 +426,10 @@ pub async fn get_shard_iterator(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct GetRecordsInput {
-    shard_iterator: Option<String>,
-    limit: Option<i64>,
+    pub(crate) shard_iterator: Option<String>,
+    pub(crate) limit: Option<i64>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
+    pub(crate) stream_arn: Option<String>,
 }
 
 impl Validate for GetRecordsInput {
@@ -445,12 +445,12 @@ impl Validate for GetRecordsInput {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct GetRecordsOutput<'a> {
-    records: Vec<RecordOut<'a>>,
+    pub(crate) records: Vec<RecordOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    next_shard_iterator: Option<String>,
-    millis_behind_latest: u64,
+    pub(crate) next_shard_iterator: Option<String>,
+    pub(crate) millis_behind_latest: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    child_shards: Vec<ChildShard>,
+    pub(crate) child_shards: Vec<ChildShard>,
 }
 
 /// GetRecords encodes its reply itself: the records borrow the read's mapping.
@@ -533,13 +533,13 @@ impl<'a> crate::reads::WithRecords<'a> for GetRecordsOutput<'a> {
 }
 
 /// A PutRecords call's metrics: records and bytes per shard, failures by kind.
-struct PutTally<'a> {
-    points: Datapoints<'a>,
-    total: usize,
-    ok: usize,
-    throttled: usize,
-    bytes: usize,
-    per_shard: std::collections::BTreeMap<ShardId, (usize, usize)>,
+pub(crate) struct PutTally<'a> {
+    pub(crate) points: Datapoints<'a>,
+    pub(crate) total: usize,
+    pub(crate) ok: usize,
+    pub(crate) throttled: usize,
+    pub(crate) bytes: usize,
+    pub(crate) per_shard: std::collections::BTreeMap<ShardId, (usize, usize)>,
 }
 
 impl<'a> PutTally<'a> {

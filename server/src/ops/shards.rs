@@ -12,9 +12,9 @@ use sluice_core::{ListShards, ShardFilter, StreamStatus};
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ShardFilterInput {
-    r#type: Option<String>,
-    shard_id: Option<String>,
-    timestamp: Option<Timestamp>,
+    pub(crate) r#type: Option<String>,
+    pub(crate) shard_id: Option<String>,
+    pub(crate) timestamp: Option<Timestamp>,
 }
 
 const SHARD_FILTER_TYPES: [&str; 6] = [
@@ -29,14 +29,14 @@ const SHARD_FILTER_TYPES: [&str; 6] = [
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListShardsInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    next_token: Option<String>,
-    exclusive_start_shard_id: Option<String>,
-    max_results: Option<i64>,
-    stream_creation_timestamp: Option<Timestamp>,
-    shard_filter: Option<ShardFilterInput>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) next_token: Option<String>,
+    pub(crate) exclusive_start_shard_id: Option<String>,
+    pub(crate) max_results: Option<i64>,
+    pub(crate) stream_creation_timestamp: Option<Timestamp>,
+    pub(crate) shard_filter: Option<ShardFilterInput>,
 }
 
 impl Validate for ListShardsInput {
@@ -77,9 +77,9 @@ fn shard_filter(input: &ShardFilterInput) -> Result<ShardFilter, ApiError> {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListShardsOutput {
-    shards: Vec<Shard>,
+    pub(crate) shards: Vec<Shard>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    next_token: Option<String>,
+    pub(crate) next_token: Option<String>,
 }
 
 pub async fn list_shards(
@@ -125,11 +125,11 @@ pub async fn list_shards(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SplitShardInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    shard_to_split: Option<String>,
-    new_starting_hash_key: Option<String>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) shard_to_split: Option<String>,
+    pub(crate) new_starting_hash_key: Option<String>,
 }
 
 impl Validate for SplitShardInput {
@@ -164,11 +164,11 @@ pub async fn split_shard(tenant: &Tenant, input: SplitShardInput) -> Result<Empt
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MergeShardsInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    shard_to_merge: Option<String>,
-    adjacent_shard_to_merge: Option<String>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) shard_to_merge: Option<String>,
+    pub(crate) adjacent_shard_to_merge: Option<String>,
 }
 
 impl Validate for MergeShardsInput {
@@ -198,11 +198,11 @@ pub async fn merge_shards(tenant: &Tenant, input: MergeShardsInput) -> Result<Em
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct UpdateShardCountInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    target_shard_count: Option<i64>,
-    scaling_type: Option<String>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) target_shard_count: Option<i64>,
+    pub(crate) scaling_type: Option<String>,
 }
 
 impl Validate for UpdateShardCountInput {
@@ -218,11 +218,11 @@ impl Validate for UpdateShardCountInput {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct UpdateShardCountOutput {
-    stream_name: String,
+    pub(crate) stream_name: String,
     #[serde(rename = "StreamARN")]
-    stream_arn: String,
-    current_shard_count: u32,
-    target_shard_count: u32,
+    pub(crate) stream_arn: String,
+    pub(crate) current_shard_count: u32,
+    pub(crate) target_shard_count: u32,
 }
 
 pub async fn update_shard_count(

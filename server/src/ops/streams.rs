@@ -38,12 +38,12 @@ impl StreamRef {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateStreamInput {
-    stream_name: Option<String>,
-    shard_count: Option<i64>,
-    stream_mode_details: Option<StreamModeDetails>,
-    tags: Option<TagMap>,
-    warm_throughput_mi_bps: Option<i64>,
-    max_record_size_in_ki_b: Option<i64>,
+    pub(crate) stream_name: Option<String>,
+    pub(crate) shard_count: Option<i64>,
+    pub(crate) stream_mode_details: Option<StreamModeDetails>,
+    pub(crate) tags: Option<TagMap>,
+    pub(crate) warm_throughput_mi_bps: Option<i64>,
+    pub(crate) max_record_size_in_ki_b: Option<i64>,
 }
 
 impl Validate for CreateStreamInput {
@@ -118,10 +118,10 @@ pub async fn create_stream(tenant: &Tenant, input: CreateStreamInput) -> Result<
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeleteStreamInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    enforce_consumer_deletion: Option<bool>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) enforce_consumer_deletion: Option<bool>,
 }
 
 impl Validate for DeleteStreamInput {
@@ -159,11 +159,11 @@ pub async fn delete_stream(tenant: &Tenant, input: DeleteStreamInput) -> Result<
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeStreamInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    limit: Option<i64>,
-    exclusive_start_shard_id: Option<String>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) limit: Option<i64>,
+    pub(crate) exclusive_start_shard_id: Option<String>,
 }
 
 impl Validate for DescribeStreamInput {
@@ -177,40 +177,40 @@ impl Validate for DescribeStreamInput {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct EnhancedMetrics {
-    shard_level_metrics: Vec<String>,
+    pub(crate) shard_level_metrics: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct StreamDescription {
-    stream_name: String,
+pub(crate) struct StreamDescription {
+    pub(crate) stream_name: String,
     #[serde(rename = "StreamARN")]
-    stream_arn: String,
-    stream_status: &'static str,
-    stream_mode_details: StreamModeDetails,
-    shards: Vec<Shard>,
-    has_more_shards: bool,
-    retention_period_hours: u32,
-    stream_creation_timestamp: Timestamp,
-    enhanced_monitoring: Vec<EnhancedMetrics>,
-    encryption_type: String,
+    pub(crate) stream_arn: String,
+    pub(crate) stream_status: &'static str,
+    pub(crate) stream_mode_details: StreamModeDetails,
+    pub(crate) shards: Vec<Shard>,
+    pub(crate) has_more_shards: bool,
+    pub(crate) retention_period_hours: u32,
+    pub(crate) stream_creation_timestamp: Timestamp,
+    pub(crate) enhanced_monitoring: Vec<EnhancedMetrics>,
+    pub(crate) encryption_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    key_id: Option<String>,
+    pub(crate) key_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeStreamOutput {
-    stream_description: StreamDescription,
+    pub(crate) stream_description: StreamDescription,
 }
 
 /// What the server adds to the engine's description of a stream.
-struct Extras {
-    encryption_type: String,
-    key_id: Option<String>,
-    metrics: Vec<String>,
-    consumers: usize,
-    warm_throughput_mibps: Option<u64>,
+pub(crate) struct Extras {
+    pub(crate) encryption_type: String,
+    pub(crate) key_id: Option<String>,
+    pub(crate) metrics: Vec<String>,
+    pub(crate) consumers: usize,
+    pub(crate) warm_throughput_mibps: Option<u64>,
 }
 
 fn extras(tenant: &Tenant, name: &str, created_ms: u64) -> Extras {
@@ -267,39 +267,39 @@ pub async fn describe_stream(
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct WarmThroughput {
+pub(crate) struct WarmThroughput {
     #[serde(rename = "TargetMiBps")]
-    target_mibps: u64,
+    pub(crate) target_mibps: u64,
     #[serde(rename = "CurrentMiBps")]
-    current_mibps: u64,
+    pub(crate) current_mibps: u64,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct StreamDescriptionSummary {
-    stream_name: String,
+pub(crate) struct StreamDescriptionSummary {
+    pub(crate) stream_name: String,
     #[serde(rename = "StreamARN")]
-    stream_arn: String,
-    stream_status: &'static str,
-    stream_mode_details: StreamModeDetails,
-    retention_period_hours: u32,
-    stream_creation_timestamp: Timestamp,
-    enhanced_monitoring: Vec<EnhancedMetrics>,
-    encryption_type: String,
+    pub(crate) stream_arn: String,
+    pub(crate) stream_status: &'static str,
+    pub(crate) stream_mode_details: StreamModeDetails,
+    pub(crate) retention_period_hours: u32,
+    pub(crate) stream_creation_timestamp: Timestamp,
+    pub(crate) enhanced_monitoring: Vec<EnhancedMetrics>,
+    pub(crate) encryption_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    key_id: Option<String>,
-    open_shard_count: usize,
-    consumer_count: usize,
+    pub(crate) key_id: Option<String>,
+    pub(crate) open_shard_count: usize,
+    pub(crate) consumer_count: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    warm_throughput: Option<WarmThroughput>,
+    pub(crate) warm_throughput: Option<WarmThroughput>,
     #[serde(rename = "MaxRecordSizeInKiB")]
-    max_record_size_kib: u64,
+    pub(crate) max_record_size_kib: u64,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeStreamSummaryOutput {
-    stream_description_summary: StreamDescriptionSummary,
+    pub(crate) stream_description_summary: StreamDescriptionSummary,
 }
 
 pub async fn describe_stream_summary(
@@ -336,9 +336,9 @@ pub async fn describe_stream_summary(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListStreamsInput {
-    limit: Option<i64>,
-    exclusive_start_stream_name: Option<String>,
-    next_token: Option<String>,
+    pub(crate) limit: Option<i64>,
+    pub(crate) exclusive_start_stream_name: Option<String>,
+    pub(crate) next_token: Option<String>,
 }
 
 impl Validate for ListStreamsInput {
@@ -354,23 +354,23 @@ impl Validate for ListStreamsInput {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct StreamSummaryEntry {
-    stream_name: String,
+pub(crate) struct StreamSummaryEntry {
+    pub(crate) stream_name: String,
     #[serde(rename = "StreamARN")]
-    stream_arn: String,
-    stream_status: &'static str,
-    stream_mode_details: StreamModeDetails,
-    stream_creation_timestamp: Timestamp,
+    pub(crate) stream_arn: String,
+    pub(crate) stream_status: &'static str,
+    pub(crate) stream_mode_details: StreamModeDetails,
+    pub(crate) stream_creation_timestamp: Timestamp,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListStreamsOutput {
-    stream_names: Vec<String>,
-    has_more_streams: bool,
+    pub(crate) stream_names: Vec<String>,
+    pub(crate) has_more_streams: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    next_token: Option<String>,
-    stream_summaries: Vec<StreamSummaryEntry>,
+    pub(crate) next_token: Option<String>,
+    pub(crate) stream_summaries: Vec<StreamSummaryEntry>,
 }
 
 /// How long a ListStreams NextToken may be used (as ListShards' tokens).
@@ -378,7 +378,7 @@ const LIST_STREAMS_TOKEN_LIFETIME_MS: u64 = 300_000;
 
 /// ListStreams' NextToken: opaque to clients, as Kinesis' is: URL-safe base64 of when it
 /// was issued (8 bytes, big-endian ms) and the last name of the page.
-fn list_streams_token(last_name: &str) -> String {
+pub(crate) fn list_streams_token(last_name: &str) -> String {
     use base64::Engine as _;
     let mut raw = crate::clock::now_ms().to_be_bytes().to_vec();
     raw.extend_from_slice(last_name.as_bytes());
@@ -387,7 +387,7 @@ fn list_streams_token(last_name: &str) -> String {
 
 /// The name a NextToken continues after: InvalidArgument for one this server did not
 /// issue, ExpiredNextToken past its lifetime.
-fn list_streams_token_name(token: &str) -> Result<String, AdminError> {
+pub(crate) fn list_streams_token_name(token: &str) -> Result<String, AdminError> {
     use base64::Engine as _;
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
@@ -445,10 +445,10 @@ pub async fn list_streams(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RetentionInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    retention_period_hours: Option<i64>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) retention_period_hours: Option<i64>,
 }
 
 impl Validate for RetentionInput {
@@ -521,10 +521,10 @@ pub async fn store_warm_throughput(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct UpdateMaxRecordSizeInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    max_record_size_in_ki_b: Option<i64>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) max_record_size_in_ki_b: Option<i64>,
 }
 
 impl Validate for UpdateMaxRecordSizeInput {
@@ -559,9 +559,9 @@ pub async fn update_max_record_size(
 #[serde(rename_all = "PascalCase")]
 pub struct UpdateStreamModeInput {
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    stream_mode_details: Option<StreamModeDetails>,
-    warm_throughput_mi_bps: Option<i64>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) stream_mode_details: Option<StreamModeDetails>,
+    pub(crate) warm_throughput_mi_bps: Option<i64>,
 }
 
 impl Validate for UpdateStreamModeInput {
@@ -608,10 +608,10 @@ pub async fn update_stream_mode(
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeLimitsOutput {
-    shard_limit: u32,
-    open_shard_count: usize,
-    on_demand_stream_count: usize,
-    on_demand_stream_count_limit: usize,
+    pub(crate) shard_limit: u32,
+    pub(crate) open_shard_count: usize,
+    pub(crate) on_demand_stream_count: usize,
+    pub(crate) on_demand_stream_count_limit: usize,
 }
 
 /// Streams in on-demand mode allowed (Kinesis' default quota).

@@ -1,0 +1,287 @@
+//! Streams in cluster mode: CreateStream and DeleteStream through the controller, and the
+//! descriptions and listings from this node's map.
+
+use super::{ClusterFront, incarnation, status_name};
+use crate::ops::shards::{ListShardsInput, ListShardsOutput};
+use crate::ops::streams::{
+    CreateStreamInput, DeleteStreamInput, DescribeStreamInput, DescribeStreamOutput,
+    DescribeStreamSummaryOutput, EnhancedMetrics, ListStreamsInput, ListStreamsOutput,
+    StreamDescription, StreamDescriptionSummary, StreamRef, StreamSummaryEntry, list_streams_token,
+    list_streams_token_name,
+};
+use crate::shapes::{
+    Empty, HashKeyRange, SequenceNumberRange, Shard, StreamModeDetails, timestamp,
+};
+use crate::wire::ApiError;
+use sluice_cluster::{AdminError as ClusterAdminError, Backend, StreamPlacement};
+use sluice_core::limits::{ON_DEMAND_SHARDS_INITIAL, RECORD_SIZE_BYTES_DEFAULT};
+use sluice_core::{AdminError, SequenceNumber, ShardId, StreamMode};
+
+/// The retention cluster mode keeps (the nodes' setting; not changeable per stream yet).
+const RETENTION_HOURS: u32 = 24;
+
+/// A control plane refusal as Kinesis words it.
+fn admin_error(error: ClusterAdminError) -> ApiError {
+    match error {
+        ClusterAdminError::StreamExists(stream) => AdminError::StreamExists { stream }.into(),
+        ClusterAdminError::StreamNotFound(stream) => AdminError::StreamNotFound { stream }.into(),
+        ClusterAdminError::InvalidArgument(why) => ApiError::invalid_argument(why),
+        ClusterAdminError::NotEnoughNodes(why) => ApiError::limit_exceeded(why),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// Settings a stream cannot have in cluster mode yet: refused, never silently dropped.
+fn refuse_unsupported_settings(input: &CreateStreamInput) -> Result<(), ApiError> {
+    let unsupported = [
+        (input.tags.is_some(), "Tags"),
+        (
+            input.warm_throughput_mi_bps.is_some(),
+            "WarmThroughputMiBps",
+        ),
+        (
+            input.max_record_size_in_ki_b.is_some(),
+            "MaxRecordSizeInKiB",
+        ),
+    ];
+    match unsupported.iter().find(|(given, _)| *given) {
+        Some((_, member)) => Err(ApiError::invalid_argument(format!(
+            "{member} is not available in cluster mode yet."
+        ))),
+        None => Ok(()),
+    }
+}
+
+pub async fn create_stream<B: Backend>(
+    front: &ClusterFront<B>,
+    input: CreateStreamInput,
+) -> Result<Empty, ApiError> {
+    refuse_unsupported_settings(&input)?;
+    let mode = input
+        .stream_mode_details
+        .as_ref()
+        .and_then(StreamModeDetails::mode)
+        .unwrap_or(StreamMode::Provisioned);
+    let shards = match (mode, input.shard_count) {
+        (StreamMode::OnDemand, _) => ON_DEMAND_SHARDS_INITIAL,
+        (StreamMode::Provisioned, Some(count)) => u32::try_from(count).expect("validated"),
+        (StreamMode::Provisioned, None) => {
+            return Err(ApiError::invalid_argument(
+                "ShardCount is required for a PROVISIONED stream.",
+            ));
+        }
+    };
+    let name = input.stream_name.expect("validated");
+    front
+        .node
+        .create_stream(&name, shards)
+        .await
+        .map_err(admin_error)?;
+    Ok(Empty {})
+}
+
+pub async fn delete_stream<B: Backend>(
+    front: &ClusterFront<B>,
+    input: DeleteStreamInput,
+) -> Result<Empty, ApiError> {
+    let name = front
+        .tenant
+        .resolve(&input.stream_name, &input.stream_arn)?;
+    front.stream(&name)?;
+    front.node.delete_stream(&name).await.map_err(admin_error)?;
+    Ok(Empty {})
+}
+
+/// A shard of the map in reply form. Shards are never closed in cluster mode yet (no
+/// resharding), so none has an ending number.
+fn shard_out(stream: &StreamPlacement, index: usize) -> Shard {
+    let shard = &stream.shards[index];
+    let parent = |at: usize| shard.parents.get(at).map(|p| ShardId::new(*p).to_string());
+    Shard {
+        shard_id: ShardId::new(shard.index).to_string(),
+        parent_shard_id: parent(0),
+        adjacent_parent_shard_id: parent(1),
+        hash_key_range: HashKeyRange {
+            starting_hash_key: shard.starting_hash_key.to_string(),
+            ending_hash_key: shard.ending_hash_key.to_string(),
+        },
+        sequence_number_range: SequenceNumberRange {
+            starting_sequence_number: incarnation(stream)
+                .tag(SequenceNumber::shard_start(shard.index))
+                .to_string(),
+            ending_sequence_number: None,
+        },
+    }
+}
+
+/// The index in `stream.shards` after shard id `after` (all of them without one).
+fn shards_after(stream: &StreamPlacement, after: Option<&str>) -> Result<usize, ApiError> {
+    let Some(after) = after else { return Ok(0) };
+    let index = sluice_core::seqnum::parse_shard_id(after).ok_or_else(|| {
+        ApiError::from(AdminError::InvalidExclusiveStartShardId { id: after.into() })
+    })?;
+    Ok(stream.shards.partition_point(|s| s.index <= index))
+}
+
+pub async fn describe_stream<B: Backend>(
+    front: &ClusterFront<B>,
+    input: DescribeStreamInput,
+) -> Result<DescribeStreamOutput, ApiError> {
+    let name = front
+        .tenant
+        .resolve(&input.stream_name, &input.stream_arn)?;
+    let stream = front.stream(&name)?;
+    let limit = input.limit.map_or(100, |l| l.min(100) as usize);
+    let from = shards_after(&stream, input.exclusive_start_shard_id.as_deref())?;
+    let to = (from + limit).min(stream.shards.len());
+    Ok(DescribeStreamOutput {
+        stream_description: StreamDescription {
+            stream_arn: front.tenant.stream_arn(&name),
+            stream_status: status_name(stream.status),
+            stream_mode_details: StreamModeDetails::of(StreamMode::Provisioned),
+            shards: (from..to).map(|i| shard_out(&stream, i)).collect(),
+            has_more_shards: to < stream.shards.len(),
+            retention_period_hours: RETENTION_HOURS,
+            stream_creation_timestamp: timestamp(stream.created_ms),
+            enhanced_monitoring: vec![EnhancedMetrics {
+                shard_level_metrics: vec![],
+            }],
+            encryption_type: "NONE".into(),
+            key_id: None,
+            stream_name: name,
+        },
+    })
+}
+
+pub async fn describe_stream_summary<B: Backend>(
+    front: &ClusterFront<B>,
+    input: StreamRef,
+) -> Result<DescribeStreamSummaryOutput, ApiError> {
+    let name = input.resolve(&front.tenant)?;
+    let stream = front.stream(&name)?;
+    Ok(DescribeStreamSummaryOutput {
+        stream_description_summary: StreamDescriptionSummary {
+            stream_arn: front.tenant.stream_arn(&name),
+            stream_status: status_name(stream.status),
+            stream_mode_details: StreamModeDetails::of(StreamMode::Provisioned),
+            retention_period_hours: RETENTION_HOURS,
+            stream_creation_timestamp: timestamp(stream.created_ms),
+            enhanced_monitoring: vec![EnhancedMetrics {
+                shard_level_metrics: vec![],
+            }],
+            encryption_type: "NONE".into(),
+            key_id: None,
+            open_shard_count: stream.shards.iter().filter(|s| !s.closed).count(),
+            consumer_count: 0,
+            warm_throughput: None,
+            max_record_size_kib: RECORD_SIZE_BYTES_DEFAULT / 1024,
+            stream_name: name,
+        },
+    })
+}
+
+pub async fn list_streams<B: Backend>(
+    front: &ClusterFront<B>,
+    input: ListStreamsInput,
+) -> Result<ListStreamsOutput, ApiError> {
+    let limit = input.limit.map_or(100, |l| l as usize);
+    let after = match &input.next_token {
+        Some(token) => Some(list_streams_token_name(token)?),
+        None => input.exclusive_start_stream_name,
+    };
+    let map = front.node.map();
+    let mut listed = map
+        .streams
+        .range::<str, _>((
+            after
+                .as_deref()
+                .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
+            std::ops::Bound::Unbounded,
+        ))
+        .map(|(_, stream)| &stream.value);
+    let page: Vec<&StreamPlacement> = listed.by_ref().take(limit).collect();
+    let has_more = listed.next().is_some();
+    Ok(ListStreamsOutput {
+        next_token: has_more
+            .then(|| page.last().map(|s| list_streams_token(&s.name)))
+            .flatten(),
+        has_more_streams: has_more,
+        stream_names: page.iter().map(|s| s.name.clone()).collect(),
+        stream_summaries: page
+            .iter()
+            .map(|s| StreamSummaryEntry {
+                stream_name: s.name.clone(),
+                stream_arn: front.tenant.stream_arn(&s.name),
+                stream_status: status_name(s.status),
+                stream_mode_details: StreamModeDetails::of(StreamMode::Provisioned),
+                stream_creation_timestamp: timestamp(s.created_ms),
+            })
+            .collect(),
+    })
+}
+
+/// ListShards' NextToken here: the stream and the last shard listed, as URL-safe base64
+/// (every shard is open and never expires in cluster mode yet, so the token needs no time).
+fn shards_token(stream: &str, last: u32) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{last}/{stream}"))
+}
+
+fn open_shards_token(token: &str) -> Result<(String, u32), ApiError> {
+    use base64::Engine as _;
+    let invalid = || ApiError::from(AdminError::InvalidNextToken);
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| invalid())?;
+    let text = String::from_utf8(raw).map_err(|_| invalid())?;
+    let (last, stream) = text.split_once('/').ok_or_else(invalid)?;
+    Ok((stream.to_owned(), last.parse().map_err(|_| invalid())?))
+}
+
+pub async fn list_shards<B: Backend>(
+    front: &ClusterFront<B>,
+    input: ListShardsInput,
+) -> Result<ListShardsOutput, ApiError> {
+    let (name, after) = match (&input.stream_name, &input.stream_arn, &input.next_token) {
+        (None, None, Some(token)) => {
+            let (name, last) = open_shards_token(token)?;
+            (name, Some(ShardId::new(last).to_string()))
+        }
+        (_, _, Some(_)) => {
+            return Err(ApiError::invalid_argument(
+                "NextToken and StreamName cannot be provided together.",
+            ));
+        }
+        _ => (
+            front
+                .tenant
+                .resolve(&input.stream_name, &input.stream_arn)?,
+            input.exclusive_start_shard_id.clone(),
+        ),
+    };
+    let stream = front.stream(&name)?;
+    if let Some(created) = input.stream_creation_timestamp
+        && created.ms / 1000 != stream.created_ms / 1000
+    {
+        return Err(ApiError::not_found(format!(
+            "Stream {name} under account {} with creation time {} not found.",
+            front.tenant.account, created.ms
+        )));
+    }
+    // Every shard is open and holds its records from the start (no resharding yet), so
+    // each filter but AFTER_SHARD_ID lists them all.
+    let after = match input.shard_filter.as_ref() {
+        Some(filter) if filter.r#type.as_deref() == Some("AFTER_SHARD_ID") && after.is_none() => {
+            filter.shard_id.clone()
+        }
+        _ => after,
+    };
+    let from = shards_after(&stream, after.as_deref())?;
+    let limit = input.max_results.map_or(1000, |m| m.min(1000) as usize);
+    let to = (from + limit).min(stream.shards.len());
+    Ok(ListShardsOutput {
+        shards: (from..to).map(|i| shard_out(&stream, i)).collect(),
+        next_token: (to < stream.shards.len())
+            .then(|| shards_token(&name, stream.shards[to - 1].index)),
+    })
+}

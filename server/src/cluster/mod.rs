@@ -1,0 +1,169 @@
+//! Kinesis in cluster mode (the `cluster` feature): the same wire, served from the cluster's
+//! stream map and shard groups instead of the tenant's engine. Any node answers any request:
+//! administration goes to the controller's node, puts to each shard's leader, reads to this
+//! node's replica (after a read barrier where a read must see every acknowledged put).
+//!
+//! The operations served are the data plane's and the stream administration's (`SERVED`);
+//! the others answer `UnsupportedOperationException` naming cluster mode, never a silent
+//! success. Sequence numbers keep the single-node format (the stream's incarnation, the shard,
+//! the log's number, which every replica repeats), and iterator tokens are signed with a key
+//! every node shares (kept in the control plane), so both work on every node.
+
+mod admin;
+mod records;
+mod token;
+
+use crate::ops::input;
+use crate::tenant::Tenant;
+use crate::wire::{ApiError, Incarnation, Protocol};
+use sluice_cluster::{Backend, ClusterNode, StreamPlacement, StreamStatus};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use token::TokenKey;
+
+/// The Kinesis operations cluster mode serves.
+pub const SERVED: [&str; 10] = [
+    "CreateStream",
+    "DeleteStream",
+    "DescribeStream",
+    "DescribeStreamSummary",
+    "ListStreams",
+    "ListShards",
+    "PutRecord",
+    "PutRecords",
+    "GetShardIterator",
+    "GetRecords",
+];
+
+/// A boxed reply future (the server holds the front as a trait object, whatever its store).
+pub type Reply<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, ApiError>> + Send + 'a>>;
+
+/// What the HTTP layer calls in cluster mode.
+pub trait KinesisCluster: Send + Sync {
+    /// Runs Kinesis operation `operation` on `body` for the cluster's account.
+    fn call<'a>(&'a self, operation: &'a str, protocol: Protocol, body: &'a [u8]) -> Reply<'a>;
+}
+
+/// A node's Kinesis front: its [`ClusterNode`], the account and region it serves (the
+/// default tenant's) and the iterator key.
+pub struct ClusterFront<B: Backend> {
+    node: Arc<ClusterNode<B>>,
+    tenant: Arc<Tenant>,
+    tokens: TokenKey,
+}
+
+impl<B: Backend> ClusterFront<B> {
+    /// The front of `node`, for `tenant`'s account and region; the iterator key is the
+    /// cluster's (made by the first node to start).
+    pub async fn new(
+        node: Arc<ClusterNode<B>>,
+        tenant: Arc<Tenant>,
+    ) -> Result<ClusterFront<B>, sluice_cluster::MetaError> {
+        let tokens = TokenKey::shared(node.meta()).await?;
+        Ok(ClusterFront {
+            node,
+            tenant,
+            tokens,
+        })
+    }
+
+    /// The node behind it.
+    pub fn node(&self) -> &Arc<ClusterNode<B>> {
+        &self.node
+    }
+
+    /// Stream `name` as this node's map has it; not found (or being deleted) is
+    /// ResourceNotFoundException, as Kinesis answers.
+    fn stream(&self, name: &str) -> Result<StreamPlacement, ApiError> {
+        let map = self.node.map();
+        match map.streams.get(name) {
+            Some(stream) if stream.value.status != StreamStatus::Deleting => {
+                Ok(stream.value.clone())
+            }
+            _ => Err(ApiError::not_found(format!(
+                "Stream {name} under account {} not found.",
+                self.tenant.account
+            ))),
+        }
+    }
+
+    /// Stream `name`, which must be ACTIVE to take puts and reads.
+    fn active_stream(&self, name: &str) -> Result<StreamPlacement, ApiError> {
+        let stream = self.stream(name)?;
+        if stream.status != StreamStatus::Active {
+            return Err(ApiError::in_use(format!(
+                "Stream {name} under account {} is {}, not ACTIVE.",
+                self.tenant.account,
+                status_name(stream.status)
+            )));
+        }
+        Ok(stream)
+    }
+
+    async fn dispatch(
+        &self,
+        operation: &str,
+        protocol: Protocol,
+        body: &[u8],
+    ) -> Result<Vec<u8>, ApiError> {
+        macro_rules! op {
+            ($function:path) => {{
+                let output = $function(self, input(protocol, body)?).await?;
+                Ok(protocol.encode(&output))
+            }};
+        }
+        match operation {
+            "CreateStream" => op!(admin::create_stream),
+            "DeleteStream" => op!(admin::delete_stream),
+            "DescribeStream" => op!(admin::describe_stream),
+            "DescribeStreamSummary" => op!(admin::describe_stream_summary),
+            "ListStreams" => op!(admin::list_streams),
+            "ListShards" => op!(admin::list_shards),
+            "PutRecord" => op!(records::put_record),
+            "PutRecords" => op!(records::put_records),
+            "GetShardIterator" => op!(records::get_shard_iterator),
+            "GetRecords" => records::get_records(self, input(protocol, body)?, protocol).await,
+            other if crate::ops::OPERATIONS.contains(&other) => Err(unsupported(other)),
+            _ => Err(ApiError::unknown_operation()),
+        }
+    }
+}
+
+impl<B: Backend> KinesisCluster for ClusterFront<B> {
+    fn call<'a>(&'a self, operation: &'a str, protocol: Protocol, body: &'a [u8]) -> Reply<'a> {
+        Box::pin(async move {
+            self.dispatch(operation, protocol, body)
+                .await
+                .map_err(|e| e.for_account(&self.tenant.account))
+        })
+    }
+}
+
+/// An operation cluster mode does not serve yet.
+pub fn unsupported(operation: &str) -> ApiError {
+    ApiError::new(
+        "UnsupportedOperationException",
+        format!(
+            "{operation} is not available in cluster mode yet; served: {}.",
+            SERVED.join(", ")
+        ),
+    )
+}
+
+/// The wire name of a map status.
+fn status_name(status: StreamStatus) -> &'static str {
+    match status {
+        StreamStatus::Creating => "CREATING",
+        StreamStatus::Active => "ACTIVE",
+        StreamStatus::Updating => "UPDATING",
+        StreamStatus::Deleting => "DELETING",
+    }
+}
+
+/// The incarnation tag of a stream's numbers: its creation time and uid (never reused), so
+/// a stream created again under the same name never accepts the old one's numbers.
+fn incarnation(stream: &StreamPlacement) -> Incarnation {
+    Incarnation::of(stream.created_ms ^ stream.uid.rotate_left(48))
+}

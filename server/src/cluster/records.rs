@@ -1,0 +1,409 @@
+//! The data plane in cluster mode: puts through each shard's leader, iterators and reads on
+//! this node's replicas.
+//!
+//! A put is acknowledged once its shard's group committed it (on a majority, durable); its
+//! number is the log's, which every replica repeats, so it never changes across failovers.
+//! A read is served by this node's replica up to its commit; a LATEST or AT_TIMESTAMP
+//! iterator, and a GetRecords that finds nothing new here, first pass a read barrier, so no
+//! read misses a put acknowledged before it began (on any node).
+
+use super::token::Position;
+use super::{ClusterFront, incarnation};
+use crate::clock::now_ms;
+use crate::ops::records::{
+    GetRecordsInput, GetRecordsOutput, GetShardIteratorInput, GetShardIteratorOutput,
+    PutRecordInput, PutRecordOutput, PutRecordsEntry, PutRecordsInput, PutRecordsOutput,
+    PutRecordsResultEntry,
+};
+use crate::reads::{RecordOut, iterator_start};
+use crate::wire::{ApiError, Protocol, Timestamp};
+use sluice_cluster::raft::{ClientError, NewRecord};
+use sluice_cluster::transport::GroupId;
+use sluice_cluster::{Backend, Snapshot, StreamPlacement};
+use sluice_core::hashkey::{parse_hash_key, partition_key_hash};
+use sluice_core::limits::{GET_RECORDS_MAX, PUT_BATCH_BYTES_MAX, RECORD_SIZE_BYTES_DEFAULT};
+use sluice_core::{IteratorStart, PutError, ReadError, ReadLimits, Replica, ShardId};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+/// The open shard whose keys hold the record's hash key (explicit, or its partition key's).
+fn route(
+    stream: &StreamPlacement,
+    index: usize,
+    (partition_key, explicit): (&str, Option<&str>),
+) -> Result<u32, ApiError> {
+    let hash = match explicit {
+        Some(text) => parse_hash_key(text)
+            .map_err(|error| ApiError::from(PutError::InvalidHashKey { index, error }))?,
+        None => partition_key_hash(partition_key),
+    };
+    stream
+        .shards
+        .iter()
+        .find(|s| !s.closed && (s.starting_hash_key..=s.ending_hash_key).contains(&hash))
+        .map(|s| s.index)
+        .ok_or_else(|| {
+            ApiError::internal(format!(
+                "no open shard of {} holds hash key {hash}",
+                stream.name
+            ))
+        })
+}
+
+fn check_size(index: usize, key: &str, data: &[u8]) -> Result<(), ApiError> {
+    let size_bytes = (key.len() + data.len()) as u64;
+    if size_bytes > RECORD_SIZE_BYTES_DEFAULT {
+        return Err(PutError::RecordTooLarge {
+            index,
+            size_bytes,
+            max_bytes: RECORD_SIZE_BYTES_DEFAULT,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// A write the group did not take, as Kinesis reports it: a refusal is the caller's; no
+/// leader, no answer or a failure is InternalFailure (500), which SDKs retry.
+fn write_error(error: ClientError) -> ApiError {
+    match error {
+        ClientError::Refused(why) => ApiError::invalid_argument(why),
+        other => ApiError::internal(format!("The record was not acknowledged: {other}")),
+    }
+}
+
+pub async fn put_record<B: Backend>(
+    front: &ClusterFront<B>,
+    input: PutRecordInput,
+) -> Result<PutRecordOutput, ApiError> {
+    let name = front
+        .tenant
+        .resolve(&input.stream_name, &input.stream_arn)?;
+    let stream = front.active_stream(&name)?;
+    let data = input.data.expect("validated").0;
+    let key = input.partition_key.expect("validated");
+    check_size(0, &key, &data)?;
+    // Every record written after a put has a greater number than it (the log numbers in
+    // order), so the ordering number is only checked to be this stream's.
+    if let Some(text) = input.sequence_number_for_ordering.as_deref() {
+        incarnation(&stream).parse(text, "SequenceNumberForOrdering", &name)?;
+    }
+    let shard = route(&stream, 0, (&key, input.explicit_hash_key.as_deref()))?;
+    let record = NewRecord {
+        partition_key: key,
+        data,
+        flags: 0,
+    };
+    let written = front
+        .node
+        .put(&stream, shard, vec![record])
+        .await
+        .map_err(write_error)?;
+    Ok(PutRecordOutput {
+        shard_id: ShardId::new(shard).to_string(),
+        sequence_number: incarnation(&stream)
+            .tag(sluice_core::SequenceNumber::new(shard, written.base_seq))
+            .to_string(),
+        encryption_type: "NONE",
+    })
+}
+
+/// Each shard's records of a batch (their places in it), checked whole before anything is
+/// written, as the engine does.
+fn route_batch(
+    stream: &StreamPlacement,
+    entries: &[PutRecordsEntry],
+) -> Result<BTreeMap<u32, Vec<usize>>, ApiError> {
+    let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    let mut total = 0u64;
+    for (index, entry) in entries.iter().enumerate() {
+        let key = entry.partition_key.as_deref().expect("validated");
+        let data = &entry.data.as_ref().expect("validated").0;
+        check_size(index, key, data)?;
+        total += (key.len() + data.len()) as u64;
+        let shard = route(stream, index, (key, entry.explicit_hash_key.as_deref()))?;
+        by_shard.entry(shard).or_default().push(index);
+    }
+    if total > PUT_BATCH_BYTES_MAX as u64 {
+        return Err(PutError::BatchTooLarge {
+            size_bytes: total,
+            max_bytes: PUT_BATCH_BYTES_MAX as u64,
+        }
+        .into());
+    }
+    Ok(by_shard)
+}
+
+pub async fn put_records<B: Backend>(
+    front: &ClusterFront<B>,
+    input: PutRecordsInput,
+) -> Result<PutRecordsOutput, ApiError> {
+    let name = front
+        .tenant
+        .resolve(&input.stream_name, &input.stream_arn)?;
+    let stream = front.active_stream(&name)?;
+    let entries = input.records.expect("validated").into_items();
+    let by_shard = route_batch(&stream, &entries)?;
+    let mut entries: Vec<Option<_>> = entries.into_iter().map(Some).collect();
+    // One write per shard, all at once (each on a task of its own, so a caller that goes
+    // away does not cut a write off half-way): a shard's records keep their order in one entry.
+    let writes: Vec<_> = by_shard
+        .into_iter()
+        .map(|(shard, indexes)| {
+            let records: Vec<NewRecord> = indexes
+                .iter()
+                .map(|&i| {
+                    let entry = entries[i].take().expect("each record routed once");
+                    NewRecord {
+                        partition_key: entry.partition_key.expect("validated"),
+                        data: entry.data.expect("validated").0,
+                        flags: 0,
+                    }
+                })
+                .collect();
+            let (node, stream) = (front.node.clone(), stream.clone());
+            let write = tokio::spawn(async move { node.put(&stream, shard, records).await });
+            (shard, indexes, write)
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for (shard, indexes, write) in writes {
+        let outcome = write
+            .await
+            .unwrap_or_else(|e| Err(ClientError::Failed(format!("the write's task: {e}"))));
+        outcomes.push((shard, indexes, outcome));
+    }
+    let mut results: Vec<Option<PutRecordsResultEntry>> = Vec::new();
+    results.resize_with(entries.len(), || None);
+    let mut failed = 0;
+    for (shard, indexes, outcome) in outcomes {
+        for (offset, &i) in indexes.iter().enumerate() {
+            results[i] = Some(match &outcome {
+                Ok(written) => PutRecordsResultEntry {
+                    sequence_number: Some(incarnation(&stream).tag(
+                        sluice_core::SequenceNumber::new(shard, written.base_seq + offset as u64),
+                    )),
+                    shard_id: Some(ShardId::new(shard)),
+                    error_code: None,
+                    error_message: None,
+                },
+                Err(error) => {
+                    failed += 1;
+                    PutRecordsResultEntry {
+                        sequence_number: None,
+                        shard_id: None,
+                        error_code: Some("InternalFailure"),
+                        error_message: Some(format!("The record was not acknowledged: {error}")),
+                    }
+                }
+            });
+        }
+    }
+    Ok(PutRecordsOutput {
+        failed_record_count: failed,
+        records: results
+            .into_iter()
+            .map(|r| r.expect("every record has a result"))
+            .collect(),
+        encryption_type: "NONE",
+    })
+}
+
+/// This node's replica of shard `shard` of `stream`, once the shard is known to exist.
+fn replica<B: Backend>(
+    front: &ClusterFront<B>,
+    stream: &StreamPlacement,
+    shard: u32,
+) -> Result<(GroupId, Replica), ApiError> {
+    if !stream.shards.iter().any(|s| s.index == shard) {
+        return Err(ReadError::ShardNotFound {
+            stream: stream.name.clone(),
+            shard: ShardId::new(shard).to_string(),
+        }
+        .into());
+    }
+    let group = GroupId {
+        stream_uid: stream.uid,
+        shard,
+    };
+    let replica = front.node.replica(group).ok_or_else(|| {
+        ApiError::internal(format!(
+            "This node holds no replica of shard {} of stream {} (reads on other nodes' replicas come with a later release); ask a node that holds one.",
+            ShardId::new(shard),
+            stream.name
+        ))
+    })?;
+    Ok((group, replica))
+}
+
+async fn barrier<B: Backend>(front: &ClusterFront<B>, group: GroupId) -> Result<(), ApiError> {
+    front.node.read_barrier(group).await.map_err(|e| {
+        ApiError::internal(format!("The shard's replicas could not be caught up: {e}"))
+    })
+}
+
+pub async fn get_shard_iterator<B: Backend>(
+    front: &ClusterFront<B>,
+    input: GetShardIteratorInput,
+) -> Result<GetShardIteratorOutput, ApiError> {
+    let name = front
+        .tenant
+        .resolve(&input.stream_name, &input.stream_arn)?;
+    let stream = front.active_stream(&name)?;
+    let shard_text = input.shard_id.as_deref().expect("validated");
+    let shard = sluice_core::seqnum::parse_shard_id(shard_text).ok_or_else(|| {
+        ApiError::from(ReadError::ShardNotFound {
+            stream: name.clone(),
+            shard: shard_text.to_owned(),
+        })
+    })?;
+    let start = iterator_start(
+        input.shard_iterator_type.as_deref().expect("validated"),
+        input.starting_sequence_number.as_deref(),
+        input.timestamp,
+        (&name, incarnation(&stream)),
+    )?;
+    let (group, replica) = replica(front, &stream, shard)?;
+    let reader = replica.reader();
+    let next_seq = match start {
+        IteratorStart::TrimHorizon => reader.trim_horizon(),
+        IteratorStart::Latest => {
+            barrier(front, group).await?;
+            reader.next_seq()
+        }
+        IteratorStart::AtTimestamp(ms) => {
+            barrier(front, group).await?;
+            reader
+                .seek_timestamp(ms)
+                .map_err(|e| ApiError::internal(e.to_string()))?
+        }
+        IteratorStart::AtSequenceNumber(number) | IteratorStart::AfterSequenceNumber(number) => {
+            if number.shard_index() != Some(shard) {
+                return Err(ApiError::invalid_argument(format!(
+                    "StartingSequenceNumber {} used in GetShardIterator on shard {} is invalid because it did not come from this shard.",
+                    input
+                        .starting_sequence_number
+                        .as_deref()
+                        .unwrap_or_default(),
+                    ShardId::new(shard)
+                )));
+            }
+            let position = match start {
+                IteratorStart::AtSequenceNumber(_) => number.log_seq(),
+                _ => number.position_after(),
+            };
+            position.max(reader.trim_horizon())
+        }
+    };
+    Ok(GetShardIteratorOutput {
+        shard_iterator: front.tokens.issue(Position {
+            stream_uid: stream.uid,
+            shard,
+            next_seq,
+            issued_ms: now_ms(),
+        }),
+    })
+}
+
+/// GetRecords' Limit: at most Kinesis' 10,000 (the default).
+fn read_limit(limit: Option<i64>) -> Result<usize, ApiError> {
+    match limit {
+        Some(limit) if limit as usize > GET_RECORDS_MAX => Err(ReadError::LimitOutOfRange {
+            limit: limit as usize,
+            max: GET_RECORDS_MAX,
+        }
+        .into()),
+        Some(limit) => Ok(limit as usize),
+        None => Ok(GET_RECORDS_MAX),
+    }
+}
+
+/// The stream of uid `uid` in `map`; gone (deleted since the iterator was made) is
+/// ResourceNotFoundException.
+fn stream_of<'m, B: Backend>(
+    front: &ClusterFront<B>,
+    map: &'m Snapshot,
+    uid: u64,
+    token: &str,
+) -> Result<&'m StreamPlacement, ApiError> {
+    map.streams
+        .values()
+        .map(|s| &s.value)
+        .find(|s| s.uid == uid)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "The stream of shard iterator {token} under account {} no longer exists.",
+                front.tenant.account
+            ))
+        })
+}
+
+/// GetRecords encodes its reply itself: the records borrow the replica's mapping.
+pub async fn get_records<B: Backend>(
+    front: &ClusterFront<B>,
+    input: GetRecordsInput,
+    protocol: Protocol,
+) -> Result<Vec<u8>, ApiError> {
+    let token = input.shard_iterator.expect("validated");
+    let position = front.tokens.open(&token, now_ms())?;
+    let limit = read_limit(input.limit)?;
+    let map = front.node.map();
+    let stream = stream_of(front, &map, position.stream_uid, &token)?;
+    if let Some(arn) = &input.stream_arn
+        && front.tenant.resolve(&None, &Some(arn.clone()))? != stream.name
+    {
+        return Err(ApiError::invalid_argument(format!(
+            "StreamARN {arn} does not match the shard iterator's stream."
+        )));
+    }
+    let (group, replica) = replica(front, stream, position.shard)?;
+    let reader = replica.reader();
+    // Nothing new here: this replica may lag the leader; catch up to what was acknowledged.
+    if reader.next_seq() <= position.next_seq {
+        barrier(front, group).await?;
+    }
+    let from = position.next_seq.max(reader.trim_horizon());
+    let limits = ReadLimits {
+        records_max: limit,
+        ..ReadLimits::default()
+    };
+    let batch = match from < reader.next_seq() {
+        true => Some(
+            reader
+                .read(from, limits)
+                .map_err(|e| ApiError::internal(e.to_string()))?,
+        ),
+        false => None,
+    };
+    let incarnation = incarnation(stream);
+    let records: Vec<RecordOut<'_>> = batch
+        .iter()
+        .flat_map(|b| b.records())
+        .map(|r| RecordOut {
+            sequence_number: incarnation
+                .tag(sluice_core::SequenceNumber::new(position.shard, r.seq)),
+            approximate_arrival_timestamp: Timestamp::from_ms(r.timestamp_ms),
+            data: Cow::Borrowed(r.data),
+            partition_key: std::str::from_utf8(r.key).unwrap_or_default(),
+            encryption_type: "NONE",
+        })
+        .collect();
+    let next_seq = batch.as_ref().map_or(from, |b| b.next_seq());
+    let millis_behind_latest = match batch.as_ref() {
+        Some(b) if next_seq < reader.next_seq() => reader
+            .latest_timestamp_ms()
+            .saturating_sub(b.last_timestamp_ms()),
+        _ => 0,
+    };
+    let output = GetRecordsOutput {
+        records,
+        next_shard_iterator: Some(front.tokens.issue(Position {
+            next_seq,
+            issued_ms: now_ms(),
+            ..position
+        })),
+        millis_behind_latest,
+        child_shards: vec![],
+    };
+    Ok(crate::reads::encode_with_records(protocol, output))
+}

@@ -1,0 +1,361 @@
+//! Kinesis in cluster mode over HTTP: three nodes in one process (each a `Service` with its
+//! own data directory and Kinesis port, a `ClusterNode` on its engine, the control plane in
+//! memory), a client speaking the JSON wire to whichever node it likes. A stream created on
+//! one node turns ACTIVE on all; puts through any node are read back through any other with
+//! iterators made elsewhere, in order and at the numbers acknowledged; a LATEST iterator on one
+//! node sees a put acknowledged by another; operations not served yet say so; a deleted
+//! stream is gone from every node.
+
+use serde_json::{Value, json};
+use sluice_cluster::{ClusterMeta, ClusterNode, EmbeddedBackend, NodeConfig, NodeId};
+use sluice_server::cluster::ClusterFront;
+use sluice_server::{ServeConfig, Service};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Node {
+    address: SocketAddr,
+    cluster: Arc<ClusterNode<EmbeddedBackend>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(meta: &ClusterMeta<EmbeddedBackend>, name: &str) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServeConfig::new(dir.path());
+    config.cores = 1;
+    config.segment_size_bytes = 1 << 20;
+    let service = Arc::new(Service::open(config).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut node = NodeConfig::new(NodeId::new(name).unwrap(), format!("http://{address}"));
+    node.registration_ttl = Duration::from_secs(3);
+    node.controller.lease_ttl = Duration::from_secs(3);
+    node.controller.tick = Duration::from_millis(200);
+    let engine = service.default_tenant().engine.clone();
+    let peers = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cluster = Arc::new(
+        ClusterNode::start(meta.clone(), engine, peers, node)
+            .await
+            .unwrap(),
+    );
+    let front = ClusterFront::new(cluster.clone(), service.default_tenant().clone())
+        .await
+        .unwrap();
+    service.attach_cluster(Arc::new(front)).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(sluice_server::http::serve(
+        service,
+        listener,
+        None,
+        None,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Node {
+        address,
+        cluster,
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+/// One Kinesis call over HTTP/1.1: the status and the JSON reply.
+async fn call(node: &Node, operation: &str, body: Value) -> (u16, Value) {
+    let body = body.to_string();
+    let request = format!(
+        "POST / HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-amz-json-1.1\r\nx-amz-target: Kinesis_20131202.{operation}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        node.address,
+        body.len()
+    );
+    let mut stream = TcpStream::connect(node.address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await.unwrap();
+    let text = String::from_utf8(reply).unwrap();
+    let status: u16 = text[9..12].parse().unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    let value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    };
+    (status, value)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+}
+
+/// A call that must succeed.
+async fn ok(node: &Node, operation: &str, body: Value) -> Value {
+    let (status, reply) = call(node, operation, body).await;
+    assert_eq!(status, 200, "{operation}: {reply}");
+    reply
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn base64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// Every record of `shard` from TRIM_HORIZON: the iterator made on `on`, the reads on `read`
+/// (an iterator from one node works on another); sequence number to data.
+async fn read_all(on: &Node, read: &Node, shard: &str) -> Vec<(u128, String)> {
+    let iterator = ok(
+        on,
+        "GetShardIterator",
+        json!({"StreamName": "orders", "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"}),
+    )
+    .await;
+    let mut iterator = iterator["ShardIterator"].as_str().unwrap().to_owned();
+    let mut records = Vec::new();
+    loop {
+        let reply = ok(
+            read,
+            "GetRecords",
+            json!({"ShardIterator": iterator, "Limit": 3}),
+        )
+        .await;
+        let batch = reply["Records"].as_array().unwrap();
+        if batch.is_empty() {
+            return records;
+        }
+        for record in batch {
+            records.push((
+                record["SequenceNumber"].as_str().unwrap().parse().unwrap(),
+                record["Data"].as_str().unwrap().to_owned(),
+            ));
+        }
+        iterator = reply["NextShardIterator"].as_str().unwrap().to_owned();
+    }
+}
+
+/// Puts through every node: PutRecords of 8 and a PutRecord each; the acknowledged
+/// numbers and data by shard.
+async fn put_through_every_node(nodes: &[Node]) -> BTreeMap<String, Vec<(u128, String)>> {
+    let mut acknowledged: BTreeMap<String, Vec<(u128, String)>> = BTreeMap::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let records: Vec<Value> = (0..8)
+            .map(|i| json!({"Data": base64(format!("{n}-{i}").as_bytes()), "PartitionKey": format!("key-{i}")}))
+            .collect();
+        let reply = ok(
+            node,
+            "PutRecords",
+            json!({"StreamName": "orders", "Records": records}),
+        )
+        .await;
+        assert_eq!(reply["FailedRecordCount"], 0, "{reply}");
+        for (i, result) in reply["Records"].as_array().unwrap().iter().enumerate() {
+            acknowledged
+                .entry(result["ShardId"].as_str().unwrap().to_owned())
+                .or_default()
+                .push((
+                    result["SequenceNumber"].as_str().unwrap().parse().unwrap(),
+                    base64(format!("{n}-{i}").as_bytes()),
+                ));
+        }
+        let one = ok(
+            node,
+            "PutRecord",
+            json!({"StreamName": "orders", "Data": base64(b"single"), "PartitionKey": "key-0"}),
+        )
+        .await;
+        acknowledged
+            .entry(one["ShardId"].as_str().unwrap().to_owned())
+            .or_default()
+            .push((
+                one["SequenceNumber"].as_str().unwrap().parse().unwrap(),
+                base64(b"single"),
+            ));
+    }
+    assert_eq!(acknowledged.values().map(Vec::len).sum::<usize>(), 27);
+    acknowledged
+}
+
+/// A LATEST iterator made on `c` sees a put acknowledged by `a` right after.
+async fn latest_sees_a_put_made_elsewhere(a: &Node, c: &Node) {
+    let latest = ok(
+        c,
+        "GetShardIterator",
+        json!({"StreamName": "orders", "ShardId": "shardId-000000000000", "ShardIteratorType": "LATEST"}),
+    )
+    .await;
+    let routed = ok(
+        a,
+        "PutRecord",
+        json!({"StreamName": "orders", "Data": base64(b"late"), "PartitionKey": "x", "ExplicitHashKey": "0"}),
+    )
+    .await;
+    let reply = ok(
+        c,
+        "GetRecords",
+        json!({"ShardIterator": latest["ShardIterator"]}),
+    )
+    .await;
+    assert_eq!(reply["Records"][0]["Data"], base64(b"late"));
+    assert_eq!(
+        reply["Records"][0]["SequenceNumber"],
+        routed["SequenceNumber"]
+    );
+}
+
+/// What is not served, not found, forged or too large says so.
+async fn refusals(a: &Node, b: &Node) {
+    let (status, reply) = call(
+        b,
+        "AddTagsToStream",
+        json!({"StreamName": "orders", "Tags": {"a": "b"}}),
+    )
+    .await;
+    assert_eq!(
+        (status, reply["__type"].as_str()),
+        (400, Some("UnsupportedOperationException"))
+    );
+    let (status, reply) = call(
+        b,
+        "PutRecord",
+        json!({"StreamName": "nope", "Data": "", "PartitionKey": "k"}),
+    )
+    .await;
+    assert_eq!(
+        (status, reply["__type"].as_str()),
+        (400, Some("ResourceNotFoundException"))
+    );
+    let (status, reply) = call(
+        a,
+        "GetRecords",
+        json!({"ShardIterator": "forged-iterator-token"}),
+    )
+    .await;
+    assert_eq!(
+        (status, reply["__type"].as_str()),
+        (400, Some("InvalidArgumentException"))
+    );
+    let huge = base64(&vec![0u8; 1024 * 1024]);
+    let (status, reply) = call(
+        a,
+        "PutRecord",
+        json!({"StreamName": "orders", "Data": huge, "PartitionKey": "k"}),
+    )
+    .await;
+    assert_eq!(
+        (status, reply["__type"].as_str()),
+        (400, Some("InvalidArgumentException")),
+        "{reply}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn any_node_serves_kinesis_for_the_whole_cluster() {
+    let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        nodes.push(start(&meta, name).await);
+    }
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    eventually("a controller is elected", async || {
+        meta.controller().await.unwrap().is_some()
+    })
+    .await;
+
+    ok(
+        a,
+        "CreateStream",
+        json!({"StreamName": "orders", "ShardCount": 2}),
+    )
+    .await;
+    let (status, again) = call(
+        b,
+        "CreateStream",
+        json!({"StreamName": "orders", "ShardCount": 1}),
+    )
+    .await;
+    assert_eq!(
+        (status, again["__type"].as_str()),
+        (400, Some("ResourceInUseException"))
+    );
+    for node in &nodes {
+        eventually("the stream turns ACTIVE everywhere", async || {
+            let reply = ok(
+                node,
+                "DescribeStreamSummary",
+                json!({"StreamName": "orders"}),
+            )
+            .await;
+            reply["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+        })
+        .await;
+    }
+    let shards = ok(c, "ListShards", json!({"StreamName": "orders"})).await;
+    let shards: Vec<String> = shards["Shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["ShardId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(shards, ["shardId-000000000000", "shardId-000000000001"]);
+
+    let acknowledged = put_through_every_node(&nodes).await;
+    for shard in &shards {
+        let mut expected = acknowledged.get(shard).cloned().unwrap_or_default();
+        expected.sort();
+        for (on, read) in [(a, b), (b, c), (c, a)] {
+            assert_eq!(read_all(on, read, shard).await, expected, "{shard}");
+        }
+    }
+
+    latest_sees_a_put_made_elsewhere(a, c).await;
+    refusals(a, b).await;
+
+    // Deleted through b: gone from every node, and its name free again.
+    ok(b, "DeleteStream", json!({"StreamName": "orders"})).await;
+    for node in &nodes {
+        eventually("the stream is gone everywhere", async || {
+            let listed = ok(node, "ListStreams", json!({})).await;
+            listed["StreamNames"].as_array().unwrap().is_empty()
+        })
+        .await;
+    }
+    ok(
+        c,
+        "CreateStream",
+        json!({"StreamName": "orders", "ShardCount": 1}),
+    )
+    .await;
+    for node in &nodes {
+        node.cluster.stop().await.unwrap();
+    }
+}
