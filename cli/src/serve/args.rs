@@ -209,6 +209,10 @@ pub struct ServeArgs {
     /// tests that listen on port 0).
     #[arg(long, env = "SLUICE_PRINT_ADDRESS", value_parser = FalseyValueParser::new())]
     pub print_address: bool,
+    /// Cluster mode (the `cluster` feature).
+    #[cfg(feature = "cluster")]
+    #[command(flatten)]
+    pub cluster: super::cluster::ClusterArgs,
 }
 
 /// The server's configuration from the command line, each value checked, on `data_dir`

@@ -2,6 +2,8 @@
 //! shutdown.
 
 mod args;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod hint;
 
 use anyhow::Context as _;
@@ -83,6 +85,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         banner.print(&config, listener.local_addr()?)?;
+        #[cfg(feature = "cluster")]
+        let node = match args.cluster.cluster {
+            true => {
+                let endpoint = format!("{}://{}", banner.scheme, listener.local_addr()?);
+                Some(cluster::join(&args.cluster, &service, endpoint).await?)
+            }
+            false => None,
+        };
         let upkeep = metrics.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -116,6 +126,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             shutdown_signal(),
         )
         .await?;
+        // Leaves the cluster at once (its groups stop, its registration ends) rather than
+        // when its lease runs out.
+        #[cfg(feature = "cluster")]
+        if let Some(node) = node {
+            node.stop().await.context("leaving the cluster")?;
+        }
         anyhow::Ok(())
     })?;
     // Stops the connections' and the upkeep's tasks, which hold the service (and so the

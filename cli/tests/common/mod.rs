@@ -158,14 +158,29 @@ pub fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
+    request_with_body(address, method, path, headers, &[])
+}
+
+/// `METHOD path` with `headers` and `body` over HTTP/1.1: the status and the body.
+pub fn request_with_body(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(address).expect("connecting");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
     stream.write_all(head.as_bytes()).expect("sending");
+    stream.write_all(body).expect("sending the body");
     let mut reply = String::new();
     stream
         .read_to_string(&mut reply)

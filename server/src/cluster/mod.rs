@@ -74,15 +74,13 @@ impl<B: Backend> ClusterFront<B> {
         &self.node
     }
 
-    /// Stream `name` as this node's map has it; not found (or being deleted) is
-    /// ResourceNotFoundException, as Kinesis answers.
+    /// Stream `name` as this node's map has it (DELETING until its groups are gone, as
+    /// Kinesis shows a stream being deleted); not found is ResourceNotFoundException.
     fn stream(&self, name: &str) -> Result<StreamPlacement, ApiError> {
         let map = self.node.map();
         match map.streams.get(name) {
-            Some(stream) if stream.value.status != StreamStatus::Deleting => {
-                Ok(stream.value.clone())
-            }
-            _ => Err(ApiError::not_found(format!(
+            Some(stream) => Ok(stream.value.clone()),
+            None => Err(ApiError::not_found(format!(
                 "Stream {name} under account {} not found.",
                 self.tenant.account
             ))),

@@ -1,0 +1,86 @@
+//! `sluice serve --cluster`: this server as one node of a cluster (the `cluster` feature),
+//! with etcd as the control plane. Start-up order: the engine (the data directory, as in
+//! single-node mode), the registration, the peer port, the map and the shard groups, the
+//! controller's candidacy, then the Kinesis port serves from the cluster.
+
+use anyhow::Context as _;
+use clap::Args;
+use clap::builder::FalseyValueParser;
+use sluice_cluster::{ClusterMeta, ClusterNode, EtcdBackend, NodeConfig, NodeId};
+use sluice_server::Service;
+use sluice_server::cluster::ClusterFront;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Cluster mode's options.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// Run as a node of a cluster: every shard replicated on --replication nodes, any node
+    /// serving any request, etcd (--etcd) holding the membership and the stream map.
+    #[arg(long, env = "SLUICE_CLUSTER", value_parser = FalseyValueParser::new(), requires_all = ["etcd", "node_id"])]
+    pub cluster: bool,
+    /// etcd's client URLs, comma-separated (http://127.0.0.1:2379).
+    #[arg(long, env = "SLUICE_ETCD", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// This node's id, unique among the live nodes: `[A-Za-z0-9._-]`, up to 64 characters.
+    /// Keep it across restarts: the node's replicas are known by it.
+    #[arg(long, env = "SLUICE_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Where this node listens for the other nodes (Raft traffic, forwarded requests).
+    #[arg(long, env = "SLUICE_PEER_LISTEN", default_value = "127.0.0.1:4600")]
+    pub peer_listen: SocketAddr,
+    /// The address the other nodes reach the peer port at (host:port); default: the
+    /// address --peer-listen bound.
+    #[arg(long, env = "SLUICE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// The cluster's name: its key prefix in etcd (clusters can share one etcd).
+    #[arg(long, env = "SLUICE_CLUSTER_NAME", default_value = "main")]
+    pub cluster_name: String,
+    /// Copies of each shard of a new stream (a majority must be up to write).
+    #[arg(long, env = "SLUICE_REPLICATION", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=7))]
+    pub replication: u8,
+    /// This node's failure domain (a rack, a zone): replicas of a shard go to different
+    /// domains while there are enough.
+    #[arg(long, env = "SLUICE_FAILURE_DOMAIN")]
+    pub failure_domain: Option<String>,
+}
+
+/// Starts this node and makes `service` serve Kinesis from the cluster; `endpoint` is the
+/// URL clients reach this node's Kinesis port at.
+pub async fn join(
+    args: &ClusterArgs,
+    service: &Service,
+    endpoint: String,
+) -> anyhow::Result<Arc<ClusterNode<EtcdBackend>>> {
+    let id = args.node_id.clone().context("--cluster needs --node-id")?;
+    let id = NodeId::new(id).context("--node-id")?;
+    let backend = EtcdBackend::connect(&args.etcd, Duration::from_secs(5))
+        .await
+        .with_context(|| format!("connecting to etcd at {}", args.etcd.join(",")))?;
+    let meta = ClusterMeta::new(backend, &args.cluster_name).context("--cluster-name")?;
+    let peers = tokio::net::TcpListener::bind(args.peer_listen)
+        .await
+        .with_context(|| format!("listening for peers on {}", args.peer_listen))?;
+    let mut config = NodeConfig::new(id.clone(), endpoint);
+    config.advertise = args.advertise.clone();
+    config.failure_domain = args.failure_domain.clone();
+    config.controller.replication = args.replication;
+    let engine = service.default_tenant().engine.clone();
+    let node = ClusterNode::start(meta, engine, peers, config)
+        .await
+        .with_context(|| format!("starting cluster node {id}"))?;
+    let node = Arc::new(node);
+    let front = ClusterFront::new(node.clone(), service.default_tenant().clone())
+        .await
+        .context("reading the cluster's iterator key")?;
+    service.attach_cluster(Arc::new(front))?;
+    eprintln!(
+        "  cluster {}: node {id}, peers on {}, etcd at {}, replication {}",
+        args.cluster_name,
+        node.peer_address(),
+        args.etcd.join(","),
+        args.replication
+    );
+    Ok(node)
+}

@@ -1,0 +1,240 @@
+//! A 3-node cluster on this machine, as docs/operations.md starts one: an etcd (Debian's
+//! `etcd`, started here on loopback ports with a fresh directory) and three `sluice serve
+//! --cluster` processes with their own data directories, Kinesis ports and peer ports. boto3
+//! and the AWS CLI talk to whichever node each call picks (cluster_suite.py). Then a node is
+//! killed (SIGKILL): puts through the two others succeed again once its shards' groups have
+//! new leaders, and every record acknowledged before and after is read back through both.
+
+mod common;
+
+use common::TestServer;
+use serde_json::{Value, json};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A one-member etcd on loopback ports, killed when dropped.
+struct Etcd {
+    child: Child,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let binary = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .expect(
+                "cluster mode's tests need etcd's server (Debian: etcd-server): run scripts/setup",
+            );
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new(binary)
+            .args(["--name", "test", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &endpoint,
+                "--advertise-client-urls",
+                &endpoint,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-cluster", &format!("test={peer_url}")])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd starts");
+        let address: SocketAddr = format!("127.0.0.1:{client}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::net::TcpStream::connect(address).is_ok_and(|_| {
+            common::request(address, "GET", "/health", &[])
+                .1
+                .contains("true")
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "etcd does not answer on {endpoint}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Etcd {
+            child,
+            endpoint,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_node(etcd: &Etcd, name: &str, dir: &Path) -> TestServer {
+    let peer = format!("127.0.0.1:{}", free_port());
+    TestServer::start(
+        dir,
+        &[
+            "--cluster",
+            "--etcd",
+            &etcd.endpoint,
+            "--node-id",
+            name,
+            "--peer-listen",
+            &peer,
+            "--cluster-name",
+            "test",
+        ],
+    )
+}
+
+/// One JSON call; the status and the reply.
+fn call(node: &TestServer, operation: &str, body: &Value) -> (u16, Value) {
+    let (status, reply) = common::request_with_body(
+        node.address,
+        "POST",
+        "/",
+        &[
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", &format!("Kinesis_20131202.{operation}")),
+        ],
+        body.to_string().as_bytes(),
+    );
+    (status, serde_json::from_str(&reply).unwrap_or(Value::Null))
+}
+
+fn put(node: &TestServer, stream: &str, data: &str) -> (u16, Value) {
+    use base64::Engine as _;
+    let data = base64::engine::general_purpose::STANDARD.encode(data);
+    call(
+        node,
+        "PutRecord",
+        &json!({"StreamName": stream, "Data": data, "PartitionKey": data}),
+    )
+}
+
+/// Every record's data of `stream`'s one shard, read through `node`.
+fn read_all(node: &TestServer, stream: &str) -> Vec<String> {
+    let (status, it) = call(
+        node,
+        "GetShardIterator",
+        &json!({"StreamName": stream, "ShardId": "shardId-000000000000", "ShardIteratorType": "TRIM_HORIZON"}),
+    );
+    assert_eq!(status, 200, "{it}");
+    let mut iterator = it["ShardIterator"].clone();
+    let mut data = Vec::new();
+    loop {
+        let (status, page) = call(node, "GetRecords", &json!({"ShardIterator": iterator}));
+        assert_eq!(status, 200, "{page}");
+        let records = page["Records"].as_array().unwrap();
+        if records.is_empty() {
+            return data;
+        }
+        use base64::Engine as _;
+        data.extend(records.iter().map(|r| {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(r["Data"].as_str().unwrap())
+                .unwrap();
+            String::from_utf8(raw).unwrap()
+        }));
+        iterator = page["NextShardIterator"].clone();
+    }
+}
+
+#[test]
+fn three_processes_serve_kinesis_through_any_node_and_outlive_one() {
+    let etcd = Etcd::start();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<TestServer> = ["a", "b", "c"]
+        .iter()
+        .zip(&dirs)
+        .map(|(name, dir)| start_node(&etcd, name, dir.path()))
+        .collect();
+    let endpoints: Vec<String> = nodes.iter().map(TestServer::endpoint).collect();
+    if common::needs_python_clients() && common::needs_aws_cli() {
+        common::run_suite_with(&endpoints.join(","), "cluster_suite.py", &[]);
+    }
+
+    // A stream of one shard on all three; records acknowledged through every node.
+    let (status, reply) = call(
+        &nodes[0],
+        "CreateStream",
+        &json!({"StreamName": "kept", "ShardCount": 1}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut acknowledged = Vec::new();
+    while acknowledged.is_empty() {
+        assert!(Instant::now() < deadline, "the stream never takes a put");
+        if put(&nodes[1], "kept", "first").0 == 200 {
+            acknowledged.push("first".to_owned());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for i in 0..30 {
+        let data = format!("before-{i}");
+        let (status, reply) = put(&nodes[i % 3], "kept", &data);
+        assert_eq!(status, 200, "{reply}");
+        acknowledged.push(data);
+    }
+
+    // c dies. Puts through a and b succeed again once the group has a leader (at once when
+    // c did not lead it); the time to the first acknowledged put is reported.
+    let mut nodes = nodes;
+    nodes.pop().unwrap().kill();
+    let killed = Instant::now();
+    let mut failover = None;
+    for i in 0..30 {
+        let data = format!("after-{i}");
+        loop {
+            assert!(
+                killed.elapsed() < Duration::from_secs(30),
+                "no put succeeds after the kill"
+            );
+            let (status, reply) = put(&nodes[i % 2], "kept", &data);
+            if status == 200 {
+                break;
+            }
+            assert_eq!(
+                status, 500,
+                "a failed put during failover is InternalFailure: {reply}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        failover.get_or_insert(killed.elapsed());
+        acknowledged.push(data);
+    }
+    println!(
+        "first put acknowledged {:?} after the kill",
+        failover.unwrap()
+    );
+    for node in &nodes {
+        assert_eq!(
+            read_all(node, "kept"),
+            acknowledged,
+            "through {}",
+            node.endpoint()
+        );
+    }
+}
