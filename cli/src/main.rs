@@ -5,6 +5,8 @@
 //! Agent does; `sluice usage` prints what a server metered, in billing units.
 
 mod agent;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod inspect;
 mod repair;
 mod serve;
@@ -51,6 +53,10 @@ enum Command {
     /// (shard-hours, PUT payload units, GB...), per account, region and stream, and with
     /// --prices a cost estimate.
     Usage(usage::UsageArgs),
+    /// Show a cluster of `sluice serve --cluster` nodes, asked of any node: nodes,
+    /// controller, shards, leaders and each replica's lag.
+    #[cfg(feature = "cluster")]
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,5 +67,7 @@ fn main() -> anyhow::Result<()> {
         Command::RepairMetadata(args) => repair::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Usage(args) => usage::run(args),
+        #[cfg(feature = "cluster")]
+        Command::Cluster(args) => cluster::run(args),
     }
 }

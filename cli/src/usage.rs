@@ -162,11 +162,11 @@ fn print_table(
 }
 
 /// `GET url` over HTTP/1.1; the body of a 200, or the server's answer as the error.
-fn get(url: &str, token: Option<&str>) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn get(url: &str, token: Option<&str>) -> anyhow::Result<Vec<u8>> {
     let uri: hyper::Uri = url.parse().with_context(|| format!("{url} is not a URL"))?;
     anyhow::ensure!(
         uri.scheme_str() == Some("http"),
-        "sluice usage speaks plain http:// to the server (got {url})"
+        "sluice speaks plain http:// to the server (got {url})"
     );
     let host = uri.host().context("the endpoint has no host")?.to_owned();
     let port = uri.port_u16().unwrap_or(80);

@@ -162,6 +162,37 @@ fn read_all(node: &TestServer, stream: &str) -> Vec<String> {
     }
 }
 
+/// `sluice cluster status` asked of `node`: its table, or its JSON report.
+fn cluster_status(node: &TestServer, json: bool) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command.args(["cluster", "status", "--endpoint", &node.endpoint()]);
+    if json {
+        command.arg("--json");
+    }
+    let output = command.output().expect("running sluice cluster status");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The node leading stream `kept`'s shard, as the status reports it once there is one.
+fn leader_of_kept(node: &TestServer) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let report: Value = serde_json::from_str(&cluster_status(node, true)).unwrap();
+        let streams = report["streams"].as_array().unwrap();
+        let kept = streams.iter().find(|s| s["name"] == "kept").unwrap();
+        if let Some(leader) = kept["shards"][0]["leader"].as_str() {
+            return leader.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no leader reported: {report}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn three_processes_serve_kinesis_through_any_node_and_outlive_one() {
     let etcd = Etcd::start();
@@ -199,10 +230,18 @@ fn three_processes_serve_kinesis_through_any_node_and_outlive_one() {
         acknowledged.push(data);
     }
 
-    // c dies. Puts through a and b succeed again once the group has a leader (at once when
-    // c did not lead it); the time to the first acknowledged put is reported.
+    // The shard's leader, as `sluice cluster status` names it, dies. Puts through the two
+    // others succeed again once the group elected another; the time from the kill to the
+    // first acknowledged put is reported.
+    let leader = leader_of_kept(&nodes[0]);
+    let table = cluster_status(&nodes[1], false);
+    assert!(
+        table.contains(&format!("kept  Active  0  1  {leader}  ")),
+        "{table}"
+    );
     let mut nodes = nodes;
-    nodes.pop().unwrap().kill();
+    let index = ["a", "b", "c"].iter().position(|n| *n == leader).unwrap();
+    nodes.remove(index).kill();
     let killed = Instant::now();
     let mut failover = None;
     for i in 0..30 {
@@ -226,9 +265,10 @@ fn three_processes_serve_kinesis_through_any_node_and_outlive_one() {
         acknowledged.push(data);
     }
     println!(
-        "first put acknowledged {:?} after the kill",
+        "leader {leader} killed: first put acknowledged {:?} after the kill",
         failover.unwrap()
     );
+    assert_ne!(leader_of_kept(&nodes[0]), leader);
     for node in &nodes {
         assert_eq!(
             read_all(node, "kept"),

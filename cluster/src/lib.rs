@@ -40,6 +40,7 @@ pub mod placement;
 pub mod plan;
 pub mod raft;
 pub mod reconcile;
+pub mod status;
 pub mod transport;
 
 pub use backend::{Backend, BackendWatch, Compare, Kv, KvEvent, LeaseId, Op, TxnOutcome};

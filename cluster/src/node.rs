@@ -18,6 +18,9 @@ use crate::raft::{
     stop_group,
 };
 use crate::reconcile::Reconciler;
+use crate::status::{
+    ClusterStatus, NodeReport, ReplicaReport, ShardReport, StreamReport, local_reports,
+};
 use crate::transport::{GroupId, PeerHandler, PeerServer, Peers, TransportConfig};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -389,6 +392,33 @@ impl<B: Backend> ClusterNode<B> {
         replica_addresses(&self.map().nodes, stream, shard)
     }
 
+    /// The cluster as this node sees it: the map (read now), and every live node's running
+    /// replicas (asked in parallel; a node that does not answer within 2 s is marked so).
+    pub async fn status(&self) -> Result<ClusterStatus, MetaError> {
+        let map = self.meta.snapshot().await?;
+        let asks: Vec<_> = map
+            .nodes
+            .values()
+            .map(|node| {
+                let (peers, address) = (self.peers.clone(), node.peer_address.clone());
+                let local = (node.id == self.id).then(|| local_reports(&self.raft));
+                tokio::spawn(async move {
+                    if local.is_some() {
+                        return local;
+                    }
+                    let call = peers.call(&address, NODE_CALLS, "report", encode(&()));
+                    let answer = tokio::time::timeout(Duration::from_secs(2), call).await;
+                    decode::<Vec<ReplicaReport>>(&answer.ok()?.ok()?).ok()
+                })
+            })
+            .collect();
+        let mut reports = BTreeMap::new();
+        for (id, ask) in map.nodes.keys().zip(asks) {
+            reports.insert(id.clone(), ask.await.ok().flatten());
+        }
+        Ok(status_of(&self.id, &map, &reports))
+    }
+
     /// Leaves the cluster: the reconciler stops, every group stops (their files kept), the
     /// peer port closes and the registration ends at once. Later calls do nothing.
     pub async fn stop(&self) -> Result<(), MetaError> {
@@ -407,6 +437,76 @@ impl<B: Backend> ClusterNode<B> {
         }
         drop(running.server);
         running.registration.revoke().await
+    }
+}
+
+/// The status report from the map and each node's running replicas (`None`: no answer).
+fn status_of(
+    asked: &NodeId,
+    map: &Snapshot,
+    reports: &BTreeMap<NodeId, Option<Vec<ReplicaReport>>>,
+) -> ClusterStatus {
+    let by_raft_id: BTreeMap<u64, &NodeId> =
+        map.nodes.keys().map(|id| (id.raft_id(), id)).collect();
+    let nodes = map
+        .nodes
+        .values()
+        .map(|node| NodeReport {
+            id: node.id.clone(),
+            peer_address: node.peer_address.clone(),
+            client_endpoint: node.client_endpoint.clone(),
+            failure_domain: node.failure_domain.clone(),
+            answered: reports.get(&node.id).is_some_and(Option::is_some),
+        })
+        .collect();
+    let streams = map
+        .streams
+        .values()
+        .map(|stream| {
+            let stream = &stream.value;
+            let shards = stream
+                .shards
+                .iter()
+                .map(|shard| {
+                    let group = GroupId {
+                        stream_uid: stream.uid,
+                        shard: shard.index,
+                    };
+                    let running: Vec<(NodeId, ReplicaReport)> = reports
+                        .iter()
+                        .filter_map(|(id, r)| Some((id, r.as_ref()?)))
+                        .filter_map(|(id, r)| {
+                            Some((id.clone(), *r.iter().find(|r| r.group() == group)?))
+                        })
+                        .collect();
+                    let leader = running
+                        .iter()
+                        .filter(|(_, r)| r.leader.is_some())
+                        .max_by_key(|(_, r)| r.term)
+                        .and_then(|(_, r)| by_raft_id.get(&r.leader?).map(|id| (*id).clone()));
+                    ShardReport {
+                        index: shard.index,
+                        replicas: shard.replicas.clone(),
+                        epoch: shard.epoch,
+                        leader,
+                        running,
+                    }
+                })
+                .collect();
+            StreamReport {
+                name: stream.name.clone(),
+                uid: stream.uid,
+                status: stream.status,
+                shards,
+            }
+        })
+        .collect();
+    ClusterStatus {
+        asked: asked.clone(),
+        controller: map.controller.clone(),
+        revision: map.revision,
+        nodes,
+        streams,
     }
 }
 
@@ -532,6 +632,7 @@ impl<B: Backend> PeerHandler for NodeCalls<B> {
                 };
                 Ok(encode(&answer))
             }
+            "report" => Ok(encode(&crate::status::local_reports(&self.raft))),
             "groups" => {
                 let running: Vec<(u64, u32)> = (self.raft.groups().iter())
                     .map(|g| (g.stream_uid, g.shard))

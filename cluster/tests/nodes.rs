@@ -16,7 +16,7 @@ use sluice_cluster::{
     StreamStatus,
 };
 use sluice_core::{Engine, EngineConfig, ReadLimits};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use support::{PATIENCE, TTL};
 use tokio::net::TcpListener;
@@ -155,6 +155,22 @@ async fn a_stream_lives_and_dies_through_any_node() {
     );
 
     writes_through_every_node_reach_every_replica(&nodes, &stream).await;
+
+    // Any node's status names every node, and for each shard its leader and its three
+    // running replicas, caught up once the barrier above passed.
+    let report = nodes[1].status().await.unwrap();
+    assert_eq!(report.controller.as_ref(), Some(&controller));
+    assert!(report.nodes.iter().all(|n| n.answered) && report.nodes.len() == 3);
+    let events = report.streams.iter().find(|s| s.name == "events").unwrap();
+    for shard in &events.shards {
+        let leader = shard.leader.as_ref().expect("a leader is named");
+        assert!(shard.replicas.contains(leader));
+        assert_eq!(shard.running.len(), 3, "{shard:?}");
+        let terms: BTreeSet<u64> = shard.running.iter().map(|(_, r)| r.term).collect();
+        assert_eq!(terms.len(), 1, "one term: {shard:?}");
+    }
+    let table = report.render();
+    assert!(table.contains("events  Active  1  1  "), "{table}");
 
     // Deleted through another node: DELETING, then gone from every map once no node runs
     // its groups; the name is free again and a new stream gets a new uid.

@@ -44,7 +44,13 @@ pub type Reply<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, ApiError>> + Se
 pub trait KinesisCluster: Send + Sync {
     /// Runs Kinesis operation `operation` on `body` for the cluster's account.
     fn call<'a>(&'a self, operation: &'a str, protocol: Protocol, body: &'a [u8]) -> Reply<'a>;
+
+    /// The cluster's status as this node sees it (`GET /_sluice/cluster`), as JSON.
+    fn status(&self) -> Reply<'_>;
 }
+
+/// Where `sluice cluster status` reads the status.
+pub const STATUS_PATH: &str = "/_sluice/cluster";
 
 /// A node's Kinesis front: its [`ClusterNode`], the account and region it serves (the
 /// default tenant's) and the iterator key.
@@ -135,6 +141,16 @@ impl<B: Backend> KinesisCluster for ClusterFront<B> {
             self.dispatch(operation, protocol, body)
                 .await
                 .map_err(|e| e.for_account(&self.tenant.account))
+        })
+    }
+
+    fn status(&self) -> Reply<'_> {
+        Box::pin(async move {
+            let status =
+                self.node.status().await.map_err(|e| {
+                    ApiError::internal(format!("reading the cluster's status: {e}"))
+                })?;
+            Ok(serde_json::to_vec(&status).expect("a status encodes"))
         })
     }
 }

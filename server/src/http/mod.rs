@@ -210,6 +210,8 @@ async fn handle(
         (&Method::GET, "/metrics") => prometheus::reply(&service, metrics.as_ref(), &request),
         (&Method::GET, usage::USAGE_PATH) => usage::reply(&service, &request),
         (&Method::POST, reset::RESET_PATH) => reset_reply(&service, request).await,
+        #[cfg(feature = "cluster")]
+        (&Method::GET, crate::cluster::STATUS_PATH) => cluster_status(&service, &request).await,
         #[cfg(feature = "video")]
         (&Method::GET, path)
             if path.starts_with(video::HLS_PREFIX) || path.starts_with(video::DASH_PREFIX) =>
@@ -414,6 +416,33 @@ async fn run(
     on_tenant(tenant.clone(), operation, protocol, body, (budget, abort))
         .await
         .map_err(|error| error.for_account(&tenant.account))
+}
+
+/// `GET /_sluice/cluster`: the cluster's status as JSON, under the rules of `/metrics` (it
+/// names every stream and node).
+#[cfg(feature = "cluster")]
+async fn cluster_status(service: &Service, request: &Request<Incoming>) -> Response<ReplyBody> {
+    let path = crate::cluster::STATUS_PATH;
+    if let Some(refused) = prometheus::operator_refusal(service, request, path) {
+        return refused;
+    }
+    let Some(cluster) = service.cluster() else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "this server is not in cluster mode\n".into(),
+        );
+    };
+    match cluster.status().await {
+        Ok(json) => Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(whole(json))
+            .expect("a valid response"),
+        Err(error) => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}\n", error.message),
+        ),
+    }
 }
 
 /// A Kinesis call in cluster mode: the cluster's front answers for the configured account
