@@ -44,6 +44,11 @@ pub struct ClusterArgs {
     /// domains while there are enough.
     #[arg(long, env = "SLUICE_FAILURE_DOMAIN")]
     pub failure_domain: Option<String>,
+    /// How long a node may be gone (stopped, crashed, cut off) before the controller
+    /// re-creates its replicas on other nodes, in seconds: long enough for a restart or an
+    /// upgrade, short enough that a lost machine is not missed for long.
+    #[arg(long, env = "SLUICE_REPLACE_AFTER_SECS", default_value_t = 300)]
+    pub replace_after_secs: u64,
 }
 
 /// Starts this node and makes `service` serve Kinesis from the cluster; `endpoint` is the
@@ -66,6 +71,7 @@ pub async fn join(
     config.advertise = args.advertise.clone();
     config.failure_domain = args.failure_domain.clone();
     config.controller.replication = args.replication;
+    config.controller.replace_after = Duration::from_secs(args.replace_after_secs);
     let engine = service.default_tenant().engine.clone();
     let node = ClusterNode::start(meta, engine, peers, config)
         .await
