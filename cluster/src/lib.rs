@@ -39,6 +39,7 @@ pub mod node;
 pub mod placement;
 pub mod plan;
 pub mod raft;
+pub mod reads;
 pub mod reconcile;
 pub mod status;
 pub mod transport;

@@ -17,6 +17,7 @@ use crate::raft::{
     ClientError, GroupHost, NewRecord, RaftHost, ShardClient, ShardWritten, decode, encode,
     stop_group,
 };
+use crate::reads::{ReadReply, ReadRequest, read_local};
 use crate::reconcile::Reconciler;
 use crate::status::{
     ClusterStatus, NodeReport, ReplicaReport, ShardReport, StreamReport, local_reports,
@@ -191,10 +192,12 @@ impl<B: Backend> ClusterNode<B> {
         let raft = RaftHost::new(config.id.raft_id());
         let peers = Peers::new(config.transport.clone());
         let (admin, requests) = mpsc::channel(64);
+        let client = ShardClient::new(raft.clone(), peers.clone());
         let calls = NodeCalls {
             id: config.id.clone(),
             meta: meta.clone(),
             raft: raft.clone(),
+            client: client.clone(),
             admin: admin.clone(),
         };
         let server = PeerServer::start(listener, Arc::new(calls))
@@ -218,7 +221,6 @@ impl<B: Backend> ClusterNode<B> {
                 reconciler.run(&meta, stop).await;
             }
         });
-        let client = ShardClient::new(raft.clone(), peers.clone());
         let probe = DataProbe {
             client: client.clone(),
             peers: peers.clone(),
@@ -374,6 +376,40 @@ impl<B: Backend> ClusterNode<B> {
         };
         let replicas = self.replica_addresses(stream, shard);
         self.client.write(group, records, &replicas).await
+    }
+
+    /// Reads shard `shard` of `stream`: from this node's replica, or else from the first of
+    /// the shard's live replicas that answers (see [`crate::reads`]).
+    pub async fn read(
+        &self,
+        stream: &StreamPlacement,
+        shard: u32,
+        request: ReadRequest,
+    ) -> Result<ReadReply, ClientError> {
+        let group = GroupId {
+            stream_uid: stream.uid,
+            shard,
+        };
+        if let Some(replica) = self.replica(group) {
+            return read_local(&self.client, group, &replica, request).await;
+        }
+        let mut last = ClientError::NotHere(group);
+        for (_, address) in self.replica_addresses(stream, shard) {
+            let body = encode(&(group.stream_uid, group.shard, request));
+            let answer = match self.peers.call(&address, NODE_CALLS, "read", body).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    last = ClientError::Unreachable(e.to_string());
+                    continue;
+                }
+            };
+            match decode::<Result<ReadReply, ClientError>>(&answer) {
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(e)) => last = e,
+                Err(e) => last = ClientError::Failed(e),
+            }
+        }
+        Err(last)
     }
 
     /// This node's replica of `group`, if it runs the group.
@@ -613,6 +649,7 @@ struct NodeCalls<B: Backend> {
     id: NodeId,
     meta: ClusterMeta<B>,
     raft: Arc<RaftHost>,
+    client: ShardClient,
     admin: mpsc::Sender<Request>,
 }
 
@@ -633,6 +670,17 @@ impl<B: Backend> PeerHandler for NodeCalls<B> {
                 Ok(encode(&answer))
             }
             "report" => Ok(encode(&crate::status::local_reports(&self.raft))),
+            "read" => {
+                let (stream_uid, shard, request): (u64, u32, ReadRequest) = decode(&body)?;
+                let group = GroupId { stream_uid, shard };
+                let answer = match self.raft.group(group) {
+                    Some(running) => {
+                        read_local(&self.client, group, &running.replica, request).await
+                    }
+                    None => Err(ClientError::NotHere(group)),
+                };
+                Ok(encode(&answer))
+            }
             "groups" => {
                 let running: Vec<(u64, u32)> = (self.raft.groups().iter())
                     .map(|g| (g.stream_uid, g.shard))

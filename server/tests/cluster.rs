@@ -1,8 +1,9 @@
-//! Kinesis in cluster mode over HTTP: three nodes in one process (each a `Service` with its
+//! Kinesis in cluster mode over HTTP: four nodes in one process (each a `Service` with its
 //! own data directory and Kinesis port, a `ClusterNode` on its engine, the control plane in
 //! memory), a client speaking the JSON wire to whichever node it likes. A stream created on
 //! one node turns ACTIVE on all; puts through any node are read back through any other with
-//! iterators made elsewhere, in order and at the numbers acknowledged; a LATEST iterator on one
+//! iterators made elsewhere, in order and at the numbers acknowledged, also through the node
+//! holding no replica of the shard (three copies on four nodes); a LATEST iterator on one
 //! node sees a put acknowledged by another; operations not served yet say so; a deleted
 //! stream is gone from every node.
 
@@ -65,6 +66,10 @@ async fn start(meta: &ClusterMeta<EmbeddedBackend>, name: &str) -> Node {
         _stop: stop,
         _dir: dir,
     }
+}
+
+fn shard_index(shard: &str) -> u32 {
+    shard.trim_start_matches("shardId-").parse().unwrap()
 }
 
 /// One Kinesis call over HTTP/1.1: the status and the JSON reply.
@@ -201,7 +206,10 @@ async fn put_through_every_node(nodes: &[Node]) -> BTreeMap<String, Vec<(u128, S
                 base64(b"single"),
             ));
     }
-    assert_eq!(acknowledged.values().map(Vec::len).sum::<usize>(), 27);
+    assert_eq!(
+        acknowledged.values().map(Vec::len).sum::<usize>(),
+        9 * nodes.len()
+    );
     acknowledged
 }
 
@@ -278,11 +286,40 @@ async fn refusals(a: &Node, b: &Node) {
     );
 }
 
+/// Every shard read back through every node, with an iterator made on the next node, is
+/// what was acknowledged, in number order; the node holding no replica of it included.
+async fn reads_through_every_node_match(
+    nodes: &[Node],
+    shards: &[String],
+    acknowledged: &BTreeMap<String, Vec<(u128, String)>>,
+) {
+    for shard in shards {
+        let mut expected = acknowledged.get(shard).cloned().unwrap_or_default();
+        expected.sort();
+        let without: Vec<&Node> = nodes
+            .iter()
+            .filter(|n| {
+                !n.cluster
+                    .raft_host()
+                    .groups()
+                    .iter()
+                    .any(|g| g.shard == shard_index(shard))
+            })
+            .collect();
+        assert_eq!(without.len(), 1, "{shard}: one node holds no replica");
+        for (on, read) in nodes.iter().zip(nodes.iter().cycle().skip(1)) {
+            assert_eq!(read_all(on, read, shard).await, expected, "{shard}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn any_node_serves_kinesis_for_the_whole_cluster() {
     let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
     let mut nodes = Vec::new();
-    for name in ["a", "b", "c"] {
+    // Four nodes, three copies of each shard: each shard has a node without a replica,
+    // which forwards its reads to one that has.
+    for name in ["a", "b", "c", "d"] {
         nodes.push(start(&meta, name).await);
     }
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
@@ -329,13 +366,7 @@ async fn any_node_serves_kinesis_for_the_whole_cluster() {
     assert_eq!(shards, ["shardId-000000000000", "shardId-000000000001"]);
 
     let acknowledged = put_through_every_node(&nodes).await;
-    for shard in &shards {
-        let mut expected = acknowledged.get(shard).cloned().unwrap_or_default();
-        expected.sort();
-        for (on, read) in [(a, b), (b, c), (c, a)] {
-            assert_eq!(read_all(on, read, shard).await, expected, "{shard}");
-        }
-    }
+    reads_through_every_node_match(&nodes, &shards, &acknowledged).await;
 
     latest_sees_a_put_made_elsewhere(a, c).await;
     refusals(a, b).await;

@@ -20,7 +20,7 @@ use std::time::Duration;
 const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a write or a read barrier failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ClientError {
     /// The group has no leader right now (an election is running): try again shortly.

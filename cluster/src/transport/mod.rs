@@ -18,7 +18,9 @@ pub use client::{Peers, TransportConfig};
 pub use server::{PeerHandler, PeerServer, PeerStats};
 
 /// One shard's Raft group: the stream's uid (never reused) and the shard's index.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct GroupId {
     /// The stream's uid.
     pub stream_uid: u64,

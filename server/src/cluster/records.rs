@@ -18,11 +18,11 @@ use crate::ops::records::{
 use crate::reads::{RecordOut, iterator_start};
 use crate::wire::{ApiError, Protocol, Timestamp};
 use sluice_cluster::raft::{ClientError, NewRecord};
-use sluice_cluster::transport::GroupId;
+use sluice_cluster::reads::{ReadFrom, ReadReply, ReadRequest};
 use sluice_cluster::{Backend, Snapshot, StreamPlacement};
 use sluice_core::hashkey::{parse_hash_key, partition_key_hash};
 use sluice_core::limits::{GET_RECORDS_MAX, PUT_BATCH_BYTES_MAX, RECORD_SIZE_BYTES_DEFAULT};
-use sluice_core::{IteratorStart, PutError, ReadError, ReadLimits, Replica, ShardId};
+use sluice_core::{IteratorStart, PutError, ReadError, ShardId};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -209,37 +209,30 @@ pub async fn put_records<B: Backend>(
     })
 }
 
-/// This node's replica of shard `shard` of `stream`, once the shard is known to exist.
-fn replica<B: Backend>(
+/// Shard `shard` of `stream`, if the stream has it.
+fn check_shard(stream: &StreamPlacement, shard: u32) -> Result<(), ApiError> {
+    if stream.shards.iter().any(|s| s.index == shard) {
+        return Ok(());
+    }
+    Err(ReadError::ShardNotFound {
+        stream: stream.name.clone(),
+        shard: ShardId::new(shard).to_string(),
+    }
+    .into())
+}
+
+/// Reads the shard through this node (its replica, or a replica's node).
+async fn read<B: Backend>(
     front: &ClusterFront<B>,
     stream: &StreamPlacement,
     shard: u32,
-) -> Result<(GroupId, Replica), ApiError> {
-    if !stream.shards.iter().any(|s| s.index == shard) {
-        return Err(ReadError::ShardNotFound {
-            stream: stream.name.clone(),
-            shard: ShardId::new(shard).to_string(),
-        }
-        .into());
-    }
-    let group = GroupId {
-        stream_uid: stream.uid,
-        shard,
-    };
-    let replica = front.node.replica(group).ok_or_else(|| {
-        ApiError::internal(format!(
-            "This node holds no replica of shard {} of stream {} (reads on other nodes' replicas come with a later release); ask a node that holds one.",
-            ShardId::new(shard),
-            stream.name
-        ))
-    })?;
-    Ok((group, replica))
-}
-
-async fn barrier<B: Backend>(front: &ClusterFront<B>, group: GroupId) -> Result<(), ApiError> {
-    front.node.read_barrier(group).await.map_err(|e| {
-        ApiError::internal(format!("The shard's replicas could not be caught up: {e}"))
-    })
+    request: ReadRequest,
+) -> Result<ReadReply, ApiError> {
+    front
+        .node
+        .read(stream, shard, request)
+        .await
+        .map_err(|e| ApiError::internal(format!("The shard could not be read: {e}")))
 }
 
 pub async fn get_shard_iterator<B: Backend>(
@@ -257,26 +250,17 @@ pub async fn get_shard_iterator<B: Backend>(
             shard: shard_text.to_owned(),
         })
     })?;
+    check_shard(&stream, shard)?;
     let start = iterator_start(
         input.shard_iterator_type.as_deref().expect("validated"),
         input.starting_sequence_number.as_deref(),
         input.timestamp,
         (&name, incarnation(&stream)),
     )?;
-    let (group, replica) = replica(front, &stream, shard)?;
-    let reader = replica.reader();
-    let next_seq = match start {
-        IteratorStart::TrimHorizon => reader.trim_horizon(),
-        IteratorStart::Latest => {
-            barrier(front, group).await?;
-            reader.next_seq()
-        }
-        IteratorStart::AtTimestamp(ms) => {
-            barrier(front, group).await?;
-            reader
-                .seek_timestamp(ms)
-                .map_err(|e| ApiError::internal(e.to_string()))?
-        }
+    let from = match start {
+        IteratorStart::TrimHorizon => ReadFrom::TrimHorizon,
+        IteratorStart::Latest => ReadFrom::Latest,
+        IteratorStart::AtTimestamp(ms) => ReadFrom::Timestamp(ms),
         IteratorStart::AtSequenceNumber(number) | IteratorStart::AfterSequenceNumber(number) => {
             if number.shard_index() != Some(shard) {
                 return Err(ApiError::invalid_argument(format!(
@@ -288,13 +272,17 @@ pub async fn get_shard_iterator<B: Backend>(
                     ShardId::new(shard)
                 )));
             }
-            let position = match start {
+            ReadFrom::Position(match start {
                 IteratorStart::AtSequenceNumber(_) => number.log_seq(),
                 _ => number.position_after(),
-            };
-            position.max(reader.trim_horizon())
+            })
         }
     };
+    let placed = ReadRequest {
+        from,
+        records_max: 0,
+    };
+    let next_seq = read(front, &stream, shard, placed).await?.from;
     Ok(GetShardIteratorOutput {
         shard_iterator: front.tokens.issue(Position {
             stream_uid: stream.uid,
@@ -338,7 +326,7 @@ fn stream_of<'m, B: Backend>(
         })
 }
 
-/// GetRecords encodes its reply itself: the records borrow the replica's mapping.
+/// GetRecords encodes its reply itself (the records borrow the read's buffers).
 pub async fn get_records<B: Backend>(
     front: &ClusterFront<B>,
     input: GetRecordsInput,
@@ -356,43 +344,29 @@ pub async fn get_records<B: Backend>(
             "StreamARN {arn} does not match the shard iterator's stream."
         )));
     }
-    let (group, replica) = replica(front, stream, position.shard)?;
-    let reader = replica.reader();
-    // Nothing new here: this replica may lag the leader; catch up to what was acknowledged.
-    if reader.next_seq() <= position.next_seq {
-        barrier(front, group).await?;
-    }
-    let from = position.next_seq.max(reader.trim_horizon());
-    let limits = ReadLimits {
+    let request = ReadRequest {
+        from: ReadFrom::Position(position.next_seq),
         records_max: limit,
-        ..ReadLimits::default()
     };
-    let batch = match from < reader.next_seq() {
-        true => Some(
-            reader
-                .read(from, limits)
-                .map_err(|e| ApiError::internal(e.to_string()))?,
-        ),
-        false => None,
-    };
+    let reply = read(front, stream, position.shard, request).await?;
     let incarnation = incarnation(stream);
-    let records: Vec<RecordOut<'_>> = batch
+    let records: Vec<RecordOut<'_>> = reply
+        .records
         .iter()
-        .flat_map(|b| b.records())
         .map(|r| RecordOut {
             sequence_number: incarnation
                 .tag(sluice_core::SequenceNumber::new(position.shard, r.seq)),
             approximate_arrival_timestamp: Timestamp::from_ms(r.timestamp_ms),
-            data: Cow::Borrowed(r.data),
-            partition_key: std::str::from_utf8(r.key).unwrap_or_default(),
+            data: Cow::Borrowed(&r.data),
+            partition_key: std::str::from_utf8(&r.key).unwrap_or_default(),
             encryption_type: "NONE",
         })
         .collect();
-    let next_seq = batch.as_ref().map_or(from, |b| b.next_seq());
-    let millis_behind_latest = match batch.as_ref() {
-        Some(b) if next_seq < reader.next_seq() => reader
-            .latest_timestamp_ms()
-            .saturating_sub(b.last_timestamp_ms()),
+    let next_seq = reply.next;
+    let millis_behind_latest = match reply.records.last() {
+        Some(last) if next_seq < reply.end => {
+            reply.latest_timestamp_ms.saturating_sub(last.timestamp_ms)
+        }
         _ => 0,
     };
     let output = GetRecordsOutput {
