@@ -63,6 +63,10 @@ pub struct NodeConfig {
     pub transport: TransportConfig,
     /// How long committed records are kept.
     pub retention_ms: u64,
+    /// Where the node notes its registration's lease (in its data directory, which one
+    /// process at a time holds): a node restarted before its old lease ran out ends that
+    /// lease and registers at once, instead of being refused as a second live node.
+    pub lease_file: Option<std::path::PathBuf>,
 }
 
 impl NodeConfig {
@@ -78,6 +82,7 @@ impl NodeConfig {
             controller: ControllerConfig::default(),
             transport: TransportConfig::default(),
             retention_ms: 24 * 3_600_000,
+            lease_file: None,
         }
     }
 }
@@ -188,7 +193,7 @@ impl<B: Backend> ClusterNode<B> {
             failure_domain: config.failure_domain.clone(),
             started_ms: now_ms(),
         };
-        let registration = meta.register(info, config.registration_ttl).await?;
+        let registration = register(&meta, info, &config).await?;
         let raft = RaftHost::new(config.id.raft_id());
         let peers = Peers::new(config.transport.clone());
         let (admin, requests) = mpsc::channel(64);
@@ -544,6 +549,30 @@ fn status_of(
         nodes,
         streams,
     }
+}
+
+/// Registers the node, first ending the lease its previous run noted in `lease_file` (that
+/// run is over: the data directory is held by one process at a time).
+async fn register<B: Backend>(
+    meta: &ClusterMeta<B>,
+    info: NodeInfo,
+    config: &NodeConfig,
+) -> Result<Registration<B>, MetaError> {
+    let previous = config
+        .lease_file
+        .as_ref()
+        .and_then(|file| std::fs::read_to_string(file).ok())
+        .and_then(|text| text.trim().parse::<i64>().ok());
+    if let Some(lease) = previous {
+        meta.backend().revoke(lease).await?;
+    }
+    let registration = meta.register(info, config.registration_ttl).await?;
+    if let Some(file) = &config.lease_file {
+        std::fs::write(file, registration.lease().to_string()).map_err(|e| {
+            MetaError::Unavailable(format!("noting the lease in {}: {e}", file.display()))
+        })?;
+    }
+    Ok(registration)
 }
 
 fn now_ms() -> u64 {

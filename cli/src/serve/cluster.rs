@@ -58,6 +58,7 @@ pub async fn join(
     service: &Service,
     endpoint: String,
 ) -> anyhow::Result<Arc<ClusterNode<EtcdBackend>>> {
+    let data_dir = &service.config.data_dir;
     let id = args.node_id.clone().context("--cluster needs --node-id")?;
     let id = NodeId::new(id).context("--node-id")?;
     let backend = EtcdBackend::connect(&args.etcd, Duration::from_secs(5))
@@ -70,6 +71,7 @@ pub async fn join(
     let mut config = NodeConfig::new(id.clone(), endpoint);
     config.advertise = args.advertise.clone();
     config.failure_domain = args.failure_domain.clone();
+    config.lease_file = Some(data_dir.join("cluster-node.lease"));
     config.controller.replication = args.replication;
     config.controller.replace_after = Duration::from_secs(args.replace_after_secs);
     let engine = service.default_tenant().engine.clone();

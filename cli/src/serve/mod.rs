@@ -84,7 +84,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
-        banner.print(&config, listener.local_addr()?)?;
+        // A cluster node joins before it says it is up (--print-address): by then it is
+        // registered and other nodes may place replicas on it.
         #[cfg(feature = "cluster")]
         let node = match args.cluster.cluster {
             true => {
@@ -93,6 +94,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
             false => None,
         };
+        banner.print(&config, listener.local_addr()?)?;
         let upkeep = metrics.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));

@@ -95,7 +95,7 @@ impl Drop for TestServer {
 }
 
 pub use sluice_storage::testing::needs;
-use sluice_storage::testing::runs;
+pub use sluice_storage::testing::runs;
 
 /// Python with the client libraries the suites drive the server with.
 pub fn needs_python_clients() -> bool {
