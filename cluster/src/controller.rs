@@ -4,10 +4,11 @@
 //! again when the office is lost.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout_at};
 
 use crate::backend::Backend;
 use crate::error::MetaError;
@@ -55,6 +56,9 @@ pub enum ControllerError {
     #[error(transparent)]
     Meta(#[from] MetaError),
 }
+
+/// How long one settle pass may wait for the data plane's answers.
+const SETTLE_BUDGET: Duration = Duration::from_secs(1);
 
 /// Plans from a stale snapshot are retried this many times before the conflict is reported.
 const CONFLICT_RETRIES: usize = 5;
@@ -160,14 +164,23 @@ impl<B: Backend> ControllerOffice<B> {
     /// the map. `probe` asks the data plane. Returns the streams changed.
     pub async fn settle(&mut self, probe: &impl GroupProbe) -> Result<usize, ControllerError> {
         let snapshot = self.meta.snapshot().await?;
+        let deadline = Instant::now() + SETTLE_BUDGET;
         let mut changed = 0;
         for stream in snapshot.streams.values().map(|s| &s.value) {
             let (name, uid) = (stream.name.as_str(), stream.uid);
+            // A node that does not answer costs the pass at most its budget; the streams
+            // not asked about wait for the next tick.
             let planned: fn(&Snapshot, &str, u64) -> Vec<Change> = match stream.status {
-                StreamStatus::Creating if probe.leading(stream, &snapshot.nodes).await => {
+                StreamStatus::Creating
+                    if timeout_at(deadline, probe.leading(stream, &snapshot.nodes)).await
+                        == Ok(true) =>
+                {
                     plan::activate
                 }
-                StreamStatus::Deleting if probe.stopped(stream, &snapshot.nodes).await => {
+                StreamStatus::Deleting
+                    if timeout_at(deadline, probe.stopped(stream, &snapshot.nodes)).await
+                        == Ok(true) =>
+                {
                     plan::forget
                 }
                 _ => continue,
@@ -300,22 +313,29 @@ impl Request {
     }
 }
 
-/// Runs the controller for `node` until `requests` closes: campaigns, then serves requests,
-/// repairs and settles streams in passing states (asking `probe`) every tick while the
-/// office holds, and campaigns again when it is lost. Requests that arrive while this node is
+/// Runs the controller for `node` until `requests` closes or `stop` resolves (which resigns
+/// the office if held): campaigns, then serves requests, repairs and settles streams in
+/// passing states (asking `probe`) every tick while the office holds, and campaigns again
+/// when it is lost. Requests that arrive while this node is
 /// not the controller wait for its election; one whose caller stopped waiting is dropped.
 pub async fn run<B: Backend>(
     meta: ClusterMeta<B>,
     node: NodeId,
     config: ControllerConfig,
     mut requests: mpsc::Receiver<Request>,
-    probe: impl GroupProbe,
+    (probe, stop): (impl GroupProbe, impl Future<Output = ()>),
 ) -> Result<(), MetaError> {
+    tokio::pin!(stop);
     let mut pause = Duration::from_millis(100);
     loop {
         // A store that fails (often why the office was lost) is waited out, not returned:
         // the node stands again once it answers. Other errors (a bad name) are the caller's.
-        let mut office = match ControllerOffice::elect(meta.clone(), &node, config.clone()).await {
+        let elected = tokio::select! {
+            elected = ControllerOffice::elect(meta.clone(), &node, config.clone()) => elected,
+            // The candidacy's lease is revoked as it is dropped.
+            () = &mut stop => return Ok(()),
+        };
+        let mut office = match elected {
             Ok(office) => office,
             Err(MetaError::Unavailable(_) | MetaError::LeaseExpired) => {
                 tokio::time::sleep(pause).await;
@@ -331,6 +351,12 @@ pub async fn run<B: Backend>(
         let mut tick = tokio::time::interval(config.tick);
         loop {
             let fenced = tokio::select! {
+                // Requests first: a slow repair or settle pass does not starve them.
+                biased;
+                () = &mut stop => {
+                    // Handed on at once, not when the lease runs out.
+                    return office.leadership.resign().await;
+                }
                 request = requests.recv() => {
                     let Some(request) = request else { return Ok(()) };
                     serve(&mut office, request).await

@@ -39,9 +39,12 @@ const NODE_CALLS: GroupId = GroupId {
     stream_uid: 0,
     shard: 0,
 };
-/// How long an administrative request waits for the controller's answer, and for this
-/// node's map to show it.
-const ADMIN_WAIT: Duration = Duration::from_secs(10);
+/// How long an administrative request waits for the controller's answer at most: on the
+/// controller's node, under the peer calls' timeout (so the node that forwarded it hears
+/// the answer, or the refusal, rather than its own timeout while the request goes on).
+const ADMIN_WAIT: Duration = Duration::from_secs(4);
+/// How long a node waits for its map to show a change the controller made.
+const MAP_WAIT: Duration = Duration::from_secs(10);
 
 /// How a node runs.
 #[derive(Clone, Debug)]
@@ -161,6 +164,7 @@ pub struct ClusterNode<B: Backend> {
     client: ShardClient,
     map: watch::Receiver<Arc<Snapshot>>,
     admin: mpsc::Sender<Request>,
+    admin_wait: Duration,
     peer_address: std::net::SocketAddr,
     stop: watch::Sender<bool>,
     /// What `stop` ends; taken by the first call.
@@ -172,6 +176,7 @@ struct Running<B: Backend> {
     registration: Registration<B>,
     server: PeerServer,
     reconciler: JoinHandle<()>,
+    controller: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -198,12 +203,14 @@ impl<B: Backend> ClusterNode<B> {
         let peers = Peers::new(config.transport.clone());
         let (admin, requests) = mpsc::channel(64);
         let client = ShardClient::new(raft.clone(), peers.clone());
+        let admin_wait = ADMIN_WAIT.min(config.transport.call_timeout * 4 / 5);
         let calls = NodeCalls {
             id: config.id.clone(),
             meta: meta.clone(),
             raft: raft.clone(),
             client: client.clone(),
             admin: admin.clone(),
+            admin_wait,
         };
         let server = PeerServer::start(listener, Arc::new(calls))
             .map_err(|e| MetaError::Unavailable(format!("the peer port: {e}")))?;
@@ -217,24 +224,18 @@ impl<B: Backend> ClusterNode<B> {
             config.retention_ms,
         );
         let reconciler = tokio::spawn({
-            let (meta, id, mut stopped) = (meta.clone(), config.id.clone(), stopped.clone());
-            async move {
-                let mut reconciler = Reconciler::new(id, groups);
-                let stop = async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                };
-                reconciler.run(&meta, stop).await;
-            }
+            let (meta, id, stop) = (meta.clone(), config.id.clone(), until(stopped.clone()));
+            async move { Reconciler::new(id, groups).run(&meta, stop).await }
         });
         let probe = DataProbe {
             client: client.clone(),
             peers: peers.clone(),
         };
         let controller = tokio::spawn({
-            let (meta, id) = (meta.clone(), config.id.clone());
+            let (meta, id, stop) = (meta.clone(), config.id.clone(), until(stopped.clone()));
             async move {
-                if let Err(e) = controller::run(meta, id, config.controller, requests, probe).await
-                {
+                let ran = controller::run(meta, id, config.controller, requests, (probe, stop));
+                if let Err(e) = ran.await {
                     eprintln!("sluice cluster: the controller's candidacy ended: {e}");
                 }
             }
@@ -249,13 +250,15 @@ impl<B: Backend> ClusterNode<B> {
             client,
             map,
             admin,
+            admin_wait,
             peer_address: server.local_addr(),
             stop,
             running: tokio::sync::Mutex::new(Some(Running {
                 registration,
                 server,
                 reconciler,
-                background: vec![controller, follower],
+                controller,
+                background: vec![follower],
             })),
         })
     }
@@ -327,10 +330,10 @@ impl<B: Backend> ClusterNode<B> {
         .await
     }
 
-    /// Waits (up to [`ADMIN_WAIT`]) until this node's map satisfies `shows`.
+    /// Waits (up to [`MAP_WAIT`]) until this node's map satisfies `shows`.
     async fn map_shows(&self, shows: impl Fn(&Snapshot) -> bool) -> Result<(), AdminError> {
         let mut map = self.map.clone();
-        let seen = tokio::time::timeout(ADMIN_WAIT, map.wait_for(|m| shows(m))).await;
+        let seen = tokio::time::timeout(MAP_WAIT, map.wait_for(|m| shows(m))).await;
         match seen {
             Ok(Ok(_)) => Ok(()),
             _ => Err(AdminError::Unavailable(
@@ -344,7 +347,7 @@ impl<B: Backend> ClusterNode<B> {
         let controller = self.meta.controller().await?;
         match controller {
             None => Err(AdminError::NoController),
-            Some(id) if id == self.id => ask_office(&self.admin, call).await,
+            Some(id) if id == self.id => ask_office(&self.admin, call, self.admin_wait).await,
             Some(id) => {
                 let address = match self.map().nodes.get(&id) {
                     Some(node) => node.peer_address.clone(),
@@ -468,6 +471,14 @@ impl<B: Backend> ClusterNode<B> {
         };
         let _ = self.stop.send(true);
         let _ = running.reconciler.await;
+        // The office is resigned (handed on at once); a resignation etcd does not answer
+        // is given up after a while (the lease then runs out).
+        if tokio::time::timeout(Duration::from_secs(3), running.controller)
+            .await
+            .is_err()
+        {
+            eprintln!("sluice cluster: the controller did not resign within 3 s");
+        }
         for task in &running.background {
             task.abort();
         }
@@ -551,6 +562,11 @@ fn status_of(
     }
 }
 
+/// Resolves once `stopped` turns true (or its sender is gone).
+async fn until(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
 /// Registers the node, first ending the lease its previous run noted in `lease_file` (that
 /// run is over: the data directory is held by one process at a time).
 async fn register<B: Backend>(
@@ -602,38 +618,39 @@ fn replica_addresses(
 async fn ask_office(
     office: &mpsc::Sender<Request>,
     call: AdminCall,
+    wait: Duration,
 ) -> Result<AdminDone, AdminError> {
     let gone = || AdminError::Unavailable("the controller's task has ended".into());
-    let waited = match call {
-        AdminCall::CreateStream { name, shard_count } => {
-            let (reply, answer) = oneshot::channel();
-            let request = Request::CreateStream {
-                name,
-                shard_count,
-                reply,
-            };
-            office.send(request).await.map_err(|_| gone())?;
-            tokio::time::timeout(ADMIN_WAIT, answer)
-                .await
-                .map(|answer| answer.map(|done| done.map(AdminDone::Created)))
-        }
-        AdminCall::DeleteStream { name } => {
-            let (reply, answer) = oneshot::channel();
-            office
-                .send(Request::DeleteStream { name, reply })
-                .await
-                .map_err(|_| gone())?;
-            tokio::time::timeout(ADMIN_WAIT, answer)
-                .await
-                .map(|answer| answer.map(|done| done.map(|()| AdminDone::Deleted)))
+    // The queue's room and the answer within one wait: a request still queued when the
+    // caller gives up is dropped by the controller; one it already works on may still be
+    // made, which the error says.
+    let asked = async {
+        match call {
+            AdminCall::CreateStream { name, shard_count } => {
+                let (reply, answer) = oneshot::channel();
+                let request = Request::CreateStream {
+                    name,
+                    shard_count,
+                    reply,
+                };
+                office.send(request).await.map_err(|_| gone())?;
+                let done = answer.await.map_err(|_| gone())?;
+                done.map(AdminDone::Created).map_err(AdminError::from)
+            }
+            AdminCall::DeleteStream { name } => {
+                let (reply, answer) = oneshot::channel();
+                let request = Request::DeleteStream { name, reply };
+                office.send(request).await.map_err(|_| gone())?;
+                let done = answer.await.map_err(|_| gone())?;
+                done.map(|()| AdminDone::Deleted).map_err(AdminError::from)
+            }
         }
     };
-    match waited {
-        Ok(Ok(done)) => done.map_err(AdminError::from),
-        Ok(Err(_)) => Err(gone()),
-        // Dropped unanswered: the controller skips it (see `controller::run`).
-        Err(_) => Err(AdminError::NoController),
-    }
+    tokio::time::timeout(wait, asked).await.unwrap_or_else(|_| {
+        Err(AdminError::Unavailable(format!(
+            "the controller did not answer within {wait:?}"
+        )))
+    })
 }
 
 /// Keeps `publish` at the map's latest state until `stopped`: a snapshot, then a new one at
@@ -680,6 +697,7 @@ struct NodeCalls<B: Backend> {
     raft: Arc<RaftHost>,
     client: ShardClient,
     admin: mpsc::Sender<Request>,
+    admin_wait: Duration,
 }
 
 impl<B: Backend> PeerHandler for NodeCalls<B> {
@@ -692,7 +710,9 @@ impl<B: Backend> PeerHandler for NodeCalls<B> {
                 let call: AdminCall = decode(&body)?;
                 // The office may have moved since the caller looked: it asks again.
                 let answer = match self.meta.controller().await {
-                    Ok(Some(id)) if id == self.id => ask_office(&self.admin, call).await,
+                    Ok(Some(id)) if id == self.id => {
+                        ask_office(&self.admin, call, self.admin_wait).await
+                    }
                     Ok(_) => Err(AdminError::NoController),
                     Err(e) => Err(AdminError::from(e)),
                 };
@@ -727,34 +747,49 @@ struct DataProbe {
     peers: Peers,
 }
 
+/// Whether every one of `asks` (tasks asked at once) answered true.
+async fn all_true(asks: Vec<JoinHandle<bool>>) -> bool {
+    let mut all = true;
+    for ask in asks {
+        all &= ask.await.unwrap_or(false);
+    }
+    all
+}
+
 impl GroupProbe for DataProbe {
     async fn leading(&self, stream: &StreamPlacement, nodes: &BTreeMap<NodeId, NodeInfo>) -> bool {
-        for shard in stream.shards.iter().filter(|s| !s.closed) {
-            let group = GroupId {
-                stream_uid: stream.uid,
-                shard: shard.index,
-            };
-            let replicas = replica_addresses(nodes, stream, shard.index);
-            if self.client.confirm_leader(group, &replicas).await.is_err() {
-                return false;
-            }
-        }
-        true
+        let asks = stream
+            .shards
+            .iter()
+            .filter(|s| !s.closed)
+            .map(|shard| {
+                let group = GroupId {
+                    stream_uid: stream.uid,
+                    shard: shard.index,
+                };
+                let replicas = replica_addresses(nodes, stream, shard.index);
+                let client = self.client.clone();
+                tokio::spawn(async move { client.confirm_leader(group, &replicas).await.is_ok() })
+            })
+            .collect();
+        all_true(asks).await
     }
 
     async fn stopped(&self, stream: &StreamPlacement, nodes: &BTreeMap<NodeId, NodeInfo>) -> bool {
-        for node in nodes.values() {
-            let asked = self
-                .peers
-                .call(&node.peer_address, NODE_CALLS, "groups", encode(&()));
-            let running = match asked.await.map(|bytes| decode::<Vec<(u64, u32)>>(&bytes)) {
-                Ok(Ok(running)) => running,
-                _ => return false,
-            };
-            if running.iter().any(|&(uid, _)| uid == stream.uid) {
-                return false;
-            }
-        }
-        true
+        let uid = stream.uid;
+        let asks = nodes
+            .values()
+            .map(|node| {
+                let (peers, address) = (self.peers.clone(), node.peer_address.clone());
+                tokio::spawn(async move {
+                    let asked = peers.call(&address, NODE_CALLS, "groups", encode(&()));
+                    match asked.await.map(|bytes| decode::<Vec<(u64, u32)>>(&bytes)) {
+                        Ok(Ok(running)) => !running.iter().any(|&(u, _)| u == uid),
+                        _ => false,
+                    }
+                })
+            })
+            .collect();
+        all_true(asks).await
     }
 }

@@ -220,7 +220,7 @@ async fn the_office_passes_on_and_requests_are_answered<B: Backend>(meta: Cluste
         NodeId::new("a").unwrap(),
         config(Duration::from_secs(60), 8),
         from_a,
-        controller::NoProbe,
+        (controller::NoProbe, std::future::pending()),
     ));
     while meta.controller().await.unwrap().is_none() {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -230,7 +230,7 @@ async fn the_office_passes_on_and_requests_are_answered<B: Backend>(meta: Cluste
         NodeId::new("b").unwrap(),
         config(Duration::from_secs(60), 8),
         from_b,
-        controller::NoProbe,
+        (controller::NoProbe, std::future::pending()),
     ));
     let create = |to: &mpsc::Sender<Request>, name: &str| {
         let (reply, answer) = oneshot::channel();
@@ -377,7 +377,7 @@ async fn the_controller_outlasts_an_outage_of_the_store() {
         NodeId::new("a").unwrap(),
         config(Duration::from_secs(60), 8),
         from_a,
-        controller::NoProbe,
+        (controller::NoProbe, std::future::pending()),
     ));
     while meta.controller().await.unwrap().is_none() {
         tokio::time::sleep(Duration::from_millis(20)).await;

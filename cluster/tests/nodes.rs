@@ -185,6 +185,18 @@ async fn a_stream_lives_and_dies_through_any_node() {
     let reborn = nodes[0].create_stream("events", 1).await.unwrap();
     assert!(reborn.uid > stream.uid);
 
+    // The controller's node leaves: it resigns, and another node holds the office well
+    // before the resigned candidacy's lease could have run out.
+    let leaving = nodes.iter().position(|n| *n.id() == controller).unwrap();
+    let left = Instant::now();
+    nodes.remove(leaving).stop().await.unwrap();
+    loop {
+        match meta.controller().await.unwrap() {
+            Some(next) if next != controller => break,
+            _ => assert!(left.elapsed() < TTL, "the office was not handed on"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for node in nodes {
         node.stop().await.unwrap();
     }
