@@ -269,12 +269,11 @@ fn three_processes_serve_kinesis_through_any_node_and_outlive_one() {
         failover.unwrap()
     );
     assert_ne!(leader_of_kept(&nodes[0]), leader);
+    // A put that failed during the failover may still have committed before its retry
+    // (Kinesis' retries can duplicate too): a copy right before the acknowledged one.
     for node in &nodes {
-        assert_eq!(
-            read_all(node, "kept"),
-            acknowledged,
-            "through {}",
-            node.endpoint()
-        );
+        let mut held = read_all(node, "kept");
+        held.dedup();
+        assert_eq!(held, acknowledged, "through {}", node.endpoint());
     }
 }

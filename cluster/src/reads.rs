@@ -52,7 +52,8 @@ pub struct ReadRecord {
 /// What a read found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadReply {
-    /// Where it started (the request's start, placed).
+    /// Where it started (the request's start, placed): past `end` only for a position the
+    /// shard never reached.
     pub from: u64,
     /// The records, in log order.
     pub records: Vec<ReadRecord>,
@@ -84,8 +85,14 @@ pub(crate) async fn read_local(
             reader.seek_timestamp(ms).map_err(failed)?
         }
         ReadFrom::Position(position) => {
-            // Nothing new here: this replica may lag the leader.
-            if request.records_max > 0 && reader.next_seq() <= position {
+            // Nothing new here, or a start past this replica's end: it may lag the leader
+            // (a start still past the end after the barrier was never a position).
+            let next = reader.next_seq();
+            let lagging = match request.records_max {
+                0 => position > next,
+                _ => position >= next,
+            };
+            if lagging {
                 client.read_barrier(group).await?;
             }
             position.max(reader.trim_horizon())

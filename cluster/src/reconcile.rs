@@ -42,6 +42,18 @@ pub trait ReplicaHost: Send {
     fn nodes(&mut self, nodes: &BTreeMap<NodeId, NodeInfo>) {
         let _ = nodes;
     }
+    /// The replicas whose data this node holds, running or not (a previous run's included).
+    fn kept(&mut self) -> impl Future<Output = Vec<GroupId>> + Send {
+        async { Vec::new() }
+    }
+    /// Removes the data of a replica that does not run here (its stream was deleted while
+    /// this node was away).
+    fn discard(&mut self, group: GroupId) -> impl Future<Output = Result<(), String>> + Send {
+        async move {
+            let _ = group;
+            Ok(())
+        }
+    }
 }
 
 /// One step of bringing a node in line with the map.
@@ -53,6 +65,8 @@ pub enum Action {
     Update(GroupId, u64),
     /// Stop a replica (`true`: remove its data).
     Stop(GroupId, bool),
+    /// Remove the data of a replica that does not run (its stream is gone).
+    Discard(GroupId),
 }
 
 /// The replicas `node` must run according to `snapshot`: every shard naming it, of every
@@ -153,6 +167,7 @@ impl<H: ReplicaHost> Reconciler<H> {
                 Err(e) => self.failures.push((group, e)),
             }
         }
+        self.discard_deleted(snapshot, &desired, &mut actions).await;
         for (group, (stream, shard)) in &desired {
             let done = match self.running.get(group) {
                 None => self
@@ -176,6 +191,33 @@ impl<H: ReplicaHost> Reconciler<H> {
             }
         }
         actions
+    }
+
+    /// Removes the data of replicas held but not running whose stream is absent from the map
+    /// or being deleted (deleted while this node was away). A replica moved to another node
+    /// keeps its data: its stream lives on.
+    async fn discard_deleted(
+        &mut self,
+        snapshot: &Snapshot,
+        desired: &BTreeMap<GroupId, (StreamPlacement, ShardPlacement)>,
+        actions: &mut Vec<Action>,
+    ) {
+        for group in self.host.kept().await {
+            if self.running.contains_key(&group) || desired.contains_key(&group) {
+                continue;
+            }
+            let stream = snapshot
+                .streams
+                .values()
+                .find(|s| s.value.uid == group.stream_uid);
+            if stream.is_some_and(|s| s.value.status != StreamStatus::Deleting) {
+                continue;
+            }
+            match self.host.discard(group).await {
+                Ok(()) => actions.push(Action::Discard(group)),
+                Err(e) => self.failures.push((group, e)),
+            }
+        }
     }
 
     /// The steps of the last `apply` that failed, with the host's reasons; they are tried

@@ -1,6 +1,6 @@
 //! What `sluice cluster status` shows: the nodes, the controller, every stream's shards with
 //! their replicas, and for each replica running on a live node its role, term, log end and
-//! how far it applied (its lag). The node asked reads the map and asks every live node for
+//! how far it applied (its lag behind the leader's log end). The node asked reads the map and asks every live node for
 //! the groups it runs (one call each, in parallel, 2 s at most); a node that does not answer
 //! is listed as such.
 
@@ -84,12 +84,13 @@ pub struct ReplicaReport {
     pub applied: Option<u64>,
 }
 
-impl ReplicaReport {
-    /// Entries in its log not applied yet.
-    pub fn lag(&self) -> u64 {
-        self.last_log_index
-            .unwrap_or(0)
-            .saturating_sub(self.applied.unwrap_or(0))
+impl ShardReport {
+    /// How many entries `node`'s replica has yet to apply to reach the leader's log end
+    /// (its own log may be short of it); `None` without a leader's report or that replica's.
+    pub fn lag(&self, node: &NodeId) -> Option<u64> {
+        let report = |id: &NodeId| self.running.iter().find(|(n, _)| n == id).map(|(_, r)| r);
+        let leader_end = report(self.leader.as_ref()?)?.last_log_index.unwrap_or(0);
+        Some(leader_end.saturating_sub(report(node)?.applied.unwrap_or(0)))
     }
 }
 
@@ -150,7 +151,7 @@ impl ClusterStatus {
         }
         let _ = writeln!(
             out,
-            "\nSTREAM  STATUS  SHARD  EPOCH  LEADER  REPLICAS (node:term/last/applied)"
+            "\nSTREAM  STATUS  SHARD  EPOCH  LEADER  REPLICAS (node:term/last/applied, lag behind the leader's last)"
         );
         for stream in &self.streams {
             for shard in &stream.shards {
@@ -160,10 +161,11 @@ impl ClusterStatus {
                     .map(
                         |id| match shard.running.iter().find(|(node, _)| node == id) {
                             Some((_, r)) => format!(
-                                "{id}:{}/{}/{}",
+                                "{id}:{}/{}/{} lag {}",
                                 r.term,
                                 r.last_log_index.map_or("-".into(), |i| i.to_string()),
-                                r.applied.map_or("-".into(), |i| i.to_string())
+                                r.applied.map_or("-".into(), |i| i.to_string()),
+                                shard.lag(id).map_or("?".into(), |l| l.to_string())
                             ),
                             None => format!("{id}:not running"),
                         },

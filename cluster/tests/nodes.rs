@@ -23,11 +23,19 @@ use tokio::net::TcpListener;
 
 type Node = ClusterNode<EmbeddedBackend>;
 
-async fn start(meta: &ClusterMeta<EmbeddedBackend>, name: &str, dir: &std::path::Path) -> Node {
+fn engine(dir: &std::path::Path) -> Engine {
     let mut engine = EngineConfig::new(dir);
     engine.cores = 1;
     engine.segment_size_bytes = 1 << 20;
-    let engine = Engine::open(engine).expect("engine opens");
+    Engine::open(engine).expect("engine opens")
+}
+
+async fn start(meta: &ClusterMeta<EmbeddedBackend>, name: &str, dir: &std::path::Path) -> Node {
+    start_on(meta, name, engine(dir)).await
+}
+
+/// Node `name` on an open engine (a node started again on its data).
+async fn start_on(meta: &ClusterMeta<EmbeddedBackend>, name: &str, engine: Engine) -> Node {
     let mut config = NodeConfig::new(NodeId::new(name).unwrap(), format!("http://{name}:4567"));
     config.registration_ttl = TTL;
     config.controller.lease_ttl = TTL;
@@ -104,6 +112,63 @@ async fn writes_through_every_node_reach_every_replica(nodes: &[Node], stream: &
     }
 }
 
+/// Any node's status names every node, and for each shard its leader and its three running
+/// replicas in one term; once every write is applied, no replica lags.
+async fn status_names_leaders_and_no_lag(nodes: &[Node], controller: &NodeId) {
+    let report = nodes[1].status().await.unwrap();
+    assert_eq!(report.controller.as_ref(), Some(controller));
+    assert!(report.nodes.iter().all(|n| n.answered) && report.nodes.len() == 3);
+    let events = report.streams.iter().find(|s| s.name == "events").unwrap();
+    for shard in &events.shards {
+        let leader = shard.leader.as_ref().expect("a leader is named");
+        assert!(shard.replicas.contains(leader));
+        assert_eq!(shard.running.len(), 3, "{shard:?}");
+        let terms: BTreeSet<u64> = shard.running.iter().map(|(_, r)| r.term).collect();
+        assert_eq!(terms.len(), 1, "one term: {shard:?}");
+    }
+    // Once every write is applied everywhere, no replica lags its shard's leader.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let report = nodes[2].status().await.unwrap();
+        let shards = &report
+            .streams
+            .iter()
+            .find(|s| s.name == "events")
+            .unwrap()
+            .shards;
+        let lags: Vec<Option<u64>> = shards
+            .iter()
+            .flat_map(|shard| shard.running.iter().map(|(id, _)| shard.lag(id)))
+            .collect();
+        if lags.len() == 6 && lags.iter().all(|lag| *lag == Some(0)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lags stay {lags:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let table = report.render();
+    assert!(table.contains("events  Active  1  1  "), "{table}");
+}
+
+/// The controller's node leaves: it resigns, and another node holds the office well before
+/// the resigned candidacy's lease could have run out.
+async fn the_controllers_node_hands_on_its_office(
+    meta: &ClusterMeta<EmbeddedBackend>,
+    nodes: &mut Vec<Node>,
+    controller: &NodeId,
+) {
+    let leaving = nodes.iter().position(|n| n.id() == controller).unwrap();
+    let left = Instant::now();
+    nodes.remove(leaving).stop().await.unwrap();
+    loop {
+        match meta.controller().await.unwrap() {
+            Some(next) if next != *controller => break,
+            _ => assert!(left.elapsed() < TTL, "the office was not handed on"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stream_lives_and_dies_through_any_node() {
     let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
@@ -156,21 +221,7 @@ async fn a_stream_lives_and_dies_through_any_node() {
 
     writes_through_every_node_reach_every_replica(&nodes, &stream).await;
 
-    // Any node's status names every node, and for each shard its leader and its three
-    // running replicas, caught up once the barrier above passed.
-    let report = nodes[1].status().await.unwrap();
-    assert_eq!(report.controller.as_ref(), Some(&controller));
-    assert!(report.nodes.iter().all(|n| n.answered) && report.nodes.len() == 3);
-    let events = report.streams.iter().find(|s| s.name == "events").unwrap();
-    for shard in &events.shards {
-        let leader = shard.leader.as_ref().expect("a leader is named");
-        assert!(shard.replicas.contains(leader));
-        assert_eq!(shard.running.len(), 3, "{shard:?}");
-        let terms: BTreeSet<u64> = shard.running.iter().map(|(_, r)| r.term).collect();
-        assert_eq!(terms.len(), 1, "one term: {shard:?}");
-    }
-    let table = report.render();
-    assert!(table.contains("events  Active  1  1  "), "{table}");
+    status_names_leaders_and_no_lag(&nodes, &controller).await;
 
     // Deleted through another node: DELETING, then gone from every map once no node runs
     // its groups; the name is free again and a new stream gets a new uid.
@@ -185,20 +236,53 @@ async fn a_stream_lives_and_dies_through_any_node() {
     let reborn = nodes[0].create_stream("events", 1).await.unwrap();
     assert!(reborn.uid > stream.uid);
 
-    // The controller's node leaves: it resigns, and another node holds the office well
-    // before the resigned candidacy's lease could have run out.
-    let leaving = nodes.iter().position(|n| *n.id() == controller).unwrap();
-    let left = Instant::now();
-    nodes.remove(leaving).stop().await.unwrap();
-    loop {
-        match meta.controller().await.unwrap() {
-            Some(next) if next != controller => break,
-            _ => assert!(left.elapsed() < TTL, "the office was not handed on"),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    the_controllers_node_hands_on_its_office(&meta, &mut nodes, &controller).await;
     for node in nodes {
         node.stop().await.unwrap();
     }
     assert!(meta.snapshot().await.unwrap().nodes.is_empty());
+}
+
+/// A node away while its stream is deleted (stopped: its files kept) finds, back on its data,
+/// that the stream is gone, and removes its replicas' files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_back_discards_the_replicas_of_a_stream_deleted_meanwhile() {
+    let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (name, dir) in ["a", "b", "c"].iter().zip(&dirs) {
+        nodes.push(start(&meta, name, dir.path()).await);
+    }
+    let stream = nodes[0].create_stream("brief", 2).await.unwrap();
+    eventually("the stream turns ACTIVE", || {
+        status(&nodes[2], "brief") == Some(StreamStatus::Active)
+    })
+    .await;
+    let away = nodes.pop().unwrap();
+    let engine = away.engine().clone();
+    let held = |engine: &Engine| {
+        let ids = engine.replicas_on_disk().unwrap();
+        ids.iter().filter(|id| id.stream_uid == stream.uid).count()
+    };
+    assert_eq!(held(&engine), 2, "c holds both shards' replicas");
+    away.stop().await.unwrap();
+    drop(away);
+
+    nodes[1].delete_stream("brief").await.unwrap();
+    for node in &nodes {
+        eventually("the stream leaves the map", || {
+            status(node, "brief").is_none()
+        })
+        .await;
+    }
+    assert_eq!(held(&engine), 2, "c's files stay while it is away");
+    let back = start_on(&meta, "c", engine.clone()).await;
+    eventually("c removes the deleted stream's replicas", || {
+        held(&engine) == 0
+    })
+    .await;
+    back.stop().await.unwrap();
+    for node in nodes {
+        node.stop().await.unwrap();
+    }
 }

@@ -126,6 +126,63 @@ impl Engine {
         self.end_replica(id, true)
     }
 
+    /// The replicas whose files are in the data directory, open or not (a node that comes
+    /// back checks them against the map: a deleted stream's are discarded).
+    pub fn replicas_on_disk(&self) -> Result<Vec<ReplicaId>, ReplicaError> {
+        let dir = self.inner.shared.data_dir.root().join("replicas");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StorageError::io("list replicas", &dir, e).into()),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::io("list replicas", &dir, e))?;
+            let name = entry.file_name();
+            // Directories named `<uid>-<shard>` are replicas; anything else is not ours.
+            let parsed = name
+                .to_str()
+                .and_then(|name| name.split_once('-'))
+                .and_then(|(uid, shard)| {
+                    Some(ReplicaId {
+                        stream_uid: uid.parse().ok()?,
+                        shard: shard.parse().ok()?,
+                    })
+                });
+            if let Some(id) = parsed {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Removes the files of replica `id`, which must not be open (`AlreadyOpen`): the
+    /// replica of a stream deleted while this node was away.
+    pub fn discard_replica(
+        &self,
+        id: ReplicaId,
+    ) -> Call<impl Future<Output = Result<(), ReplicaError>> + Send + '_> {
+        let shared = self.inner.shared.clone();
+        Call::new(async move {
+            let core = core_of(id, shared.cores.len());
+            let dir = replica_dir(&shared, id);
+            on_core(&shared, core, move |state| async move {
+                // Checked on the replica's core, where opens happen: none can start meanwhile.
+                if state.replica(id).is_some() {
+                    return Err(ReplicaError::AlreadyOpen(id));
+                }
+                match std::fs::remove_dir_all(&dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Err(StorageError::io("remove replica dir", &dir, e).into())
+                    }
+                    _ => Ok(()),
+                }
+            })
+            .await?
+        })
+    }
+
     fn end_replica(
         &self,
         id: ReplicaId,

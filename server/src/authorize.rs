@@ -101,7 +101,10 @@ pub async fn authorize(
         Some(account) => other_account(service, &account, &caller.scope).await?,
         None => own,
     };
-    let (resource, resource_policy) = resource_of(&tenant, names, &target)?;
+    let (resource, resource_policy) = match cluster_resource(service, &tenant, names, &target)? {
+        Some(found) => found,
+        None => resource_of(&tenant, names, &target)?,
+    };
     let resource_policy = match resource_policy {
         Some(text) => Some(Policy::parse_resource(&text).map_err(|e| {
             ApiError::internal(format!(
@@ -217,6 +220,42 @@ fn resource_of(
             _ => stream(&target.stream_name, &target.stream_arn),
         },
     }
+}
+
+/// In cluster mode, the stream a cluster token names (an iterator, a ListShards page):
+/// its ARN, without a policy (cluster mode keeps none). `None`: not such a call, or not in
+/// cluster mode.
+#[cfg(feature = "cluster")]
+fn cluster_resource(
+    service: &Service,
+    tenant: &Tenant,
+    names: Names,
+    target: &Target,
+) -> Result<Option<(String, Option<String>)>, ApiError> {
+    let Some(cluster) = service.cluster() else {
+        return Ok(None);
+    };
+    let token = match (names, &target.shard_iterator, &target.next_token) {
+        (Names::Iterator, Some(token), _) => crate::cluster::Token::Iterator(token),
+        (Names::ShardPage, _, Some(token))
+            if target.stream_name.is_none() && target.stream_arn.is_none() =>
+        {
+            crate::cluster::Token::ShardPage(token)
+        }
+        _ => return Ok(None),
+    };
+    let stream = cluster.stream_of(token)?;
+    Ok(Some((tenant.stream_arn(&stream), None)))
+}
+
+#[cfg(not(feature = "cluster"))]
+fn cluster_resource(
+    _: &Service,
+    _: &Tenant,
+    _: Names,
+    _: &Target,
+) -> Result<Option<(String, Option<String>)>, ApiError> {
+    Ok(None)
 }
 
 /// A stream of `tenant`: its ARN and policy (none for a stream that does not exist yet,

@@ -272,6 +272,58 @@ async fn refusals(a: &Node, b: &Node) {
         (status, reply["__type"].as_str()),
         (400, Some("InvalidArgumentException"))
     );
+    // A real iterator with one character changed: well-formed, but its MAC fails.
+    let real = ok(
+        a,
+        "GetShardIterator",
+        json!({"StreamName": "orders", "ShardId": "shardId-000000000000", "ShardIteratorType": "TRIM_HORIZON"}),
+    )
+    .await;
+    let mut altered = real["ShardIterator"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+        .into_bytes();
+    altered[30] = if altered[30] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).unwrap();
+    let (status, reply) = call(b, "GetRecords", json!({"ShardIterator": altered})).await;
+    assert_eq!(
+        (status, reply["__type"].as_str()),
+        (400, Some("InvalidArgumentException")),
+        "{reply}"
+    );
+    // A number of the shard that it has not reached is not a position of it.
+    let put = ok(
+        a,
+        "PutRecord",
+        json!({"StreamName": "orders", "Data": base64(b"x"), "PartitionKey": "k", "ExplicitHashKey": "0"}),
+    )
+    .await;
+    let number: u128 = put["SequenceNumber"].as_str().unwrap().parse().unwrap();
+    for (kind, number) in [
+        ("AT_SEQUENCE_NUMBER", number + 1_000_000),
+        ("AFTER_SEQUENCE_NUMBER", number + 5),
+    ] {
+        let (status, reply) = call(
+            b,
+            "GetShardIterator",
+            json!({"StreamName": "orders", "ShardId": "shardId-000000000000", "ShardIteratorType": kind, "StartingSequenceNumber": number.to_string()}),
+        )
+        .await;
+        assert_eq!(
+            (status, reply["__type"].as_str()),
+            (400, Some("InvalidArgumentException")),
+            "{kind}: {reply}"
+        );
+    }
+    // The next number to be issued is a position (a reader that caught up).
+    let next = (number + 1).to_string();
+    ok(
+        b,
+        "GetShardIterator",
+        json!({"StreamName": "orders", "ShardId": "shardId-000000000000", "ShardIteratorType": "AT_SEQUENCE_NUMBER", "StartingSequenceNumber": next}),
+    )
+    .await;
     let huge = base64(&vec![0u8; 1024 * 1024]);
     let (status, reply) = call(
         a,

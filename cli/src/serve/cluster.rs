@@ -18,7 +18,9 @@ use std::time::Duration;
 pub struct ClusterArgs {
     /// Run as a node of a cluster: every shard replicated on --replication nodes, any node
     /// serving any request, etcd (--etcd) holding the membership and the stream map.
-    #[arg(long, env = "SLUICE_CLUSTER", value_parser = FalseyValueParser::new(), requires_all = ["etcd", "node_id"])]
+    /// (Not with --ephemeral: a node id must keep its data, or it votes as its old self
+    /// without the records it acknowledged.)
+    #[arg(long, env = "SLUICE_CLUSTER", value_parser = FalseyValueParser::new(), requires_all = ["etcd", "node_id"], conflicts_with = "ephemeral")]
     pub cluster: bool,
     /// etcd's client URLs, comma-separated (http://127.0.0.1:2379).
     #[arg(long, env = "SLUICE_ETCD", value_delimiter = ',')]

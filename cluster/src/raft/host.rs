@@ -159,6 +159,29 @@ impl ReplicaHost for GroupHost {
     fn nodes(&mut self, nodes: &BTreeMap<NodeId, NodeInfo>) {
         self.nodes.clone_from(nodes);
     }
+
+    async fn kept(&mut self) -> Vec<GroupId> {
+        match self.engine.replicas_on_disk() {
+            Ok(ids) => ids
+                .into_iter()
+                .map(|id| GroupId {
+                    stream_uid: id.stream_uid,
+                    shard: id.shard,
+                })
+                .collect(),
+            Err(e) => {
+                eprintln!("sluice cluster: listing the replicas on disk: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn discard(&mut self, group: GroupId) -> Result<(), String> {
+        self.engine
+            .discard_replica(super::replica_id(group))
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Initializes a new shard's group with its first replica set, unless it already formed (this

@@ -227,7 +227,7 @@ fn shards_token(stream: &str, last: u32) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{last}/{stream}"))
 }
 
-fn open_shards_token(token: &str) -> Result<(String, u32), ApiError> {
+pub(super) fn open_shards_token(token: &str) -> Result<(String, u32), ApiError> {
     use base64::Engine as _;
     let invalid = || ApiError::from(AdminError::InvalidNextToken);
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -47,6 +47,19 @@ pub trait KinesisCluster: Send + Sync {
 
     /// The cluster's status as this node sees it (`GET /_sluice/cluster`), as JSON.
     fn status(&self) -> Reply<'_>;
+
+    /// The stream a token names (for authorization before the call), refused as the call
+    /// itself would refuse it.
+    fn stream_of(&self, token: Token<'_>) -> Result<String, ApiError>;
+}
+
+/// A token a call names its stream by.
+#[derive(Clone, Copy, Debug)]
+pub enum Token<'a> {
+    /// GetRecords' ShardIterator.
+    Iterator(&'a str),
+    /// ListShards' NextToken.
+    ShardPage(&'a str),
 }
 
 /// Where `sluice cluster status` reads the status.
@@ -93,12 +106,14 @@ impl<B: Backend> ClusterFront<B> {
         }
     }
 
-    /// Stream `name`, which must be ACTIVE to take puts and reads.
+    /// Stream `name`, which must be ACTIVE to take puts and reads: a stream being created or
+    /// deleted is ResourceNotFoundException (as kinesalite answers; Kinesis lists no other
+    /// error for these calls), saying which.
     fn active_stream(&self, name: &str) -> Result<StreamPlacement, ApiError> {
         let stream = self.stream(name)?;
         if stream.status != StreamStatus::Active {
-            return Err(ApiError::in_use(format!(
-                "Stream {name} under account {} is {}, not ACTIVE.",
+            return Err(ApiError::not_found(format!(
+                "Stream {name} under account {} not found: it is {}.",
                 self.tenant.account,
                 status_name(stream.status)
             )));
@@ -142,6 +157,20 @@ impl<B: Backend> KinesisCluster for ClusterFront<B> {
                 .await
                 .map_err(|e| e.for_account(&self.tenant.account))
         })
+    }
+
+    fn stream_of(&self, token: Token<'_>) -> Result<String, ApiError> {
+        let named = match token {
+            Token::Iterator(token) => {
+                let position = self.tokens.open(token, crate::clock::now_ms())?;
+                let map = self.node.map();
+                records::stream_of(self, &map, position.stream_uid, token)?
+                    .name
+                    .clone()
+            }
+            Token::ShardPage(token) => admin::open_shards_token(token)?.0,
+        };
+        Ok(named)
     }
 
     fn status(&self) -> Reply<'_> {

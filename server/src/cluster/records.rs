@@ -19,7 +19,7 @@ use crate::reads::{RecordOut, iterator_start};
 use crate::wire::{ApiError, Protocol, Timestamp};
 use sluice_cluster::raft::{ClientError, NewRecord};
 use sluice_cluster::reads::{ReadFrom, ReadReply, ReadRequest};
-use sluice_cluster::{Backend, Snapshot, StreamPlacement};
+use sluice_cluster::{Backend, Snapshot, StreamPlacement, StreamStatus};
 use sluice_core::hashkey::{parse_hash_key, partition_key_hash};
 use sluice_core::limits::{GET_RECORDS_MAX, PUT_BATCH_BYTES_MAX, RECORD_SIZE_BYTES_DEFAULT};
 use sluice_core::{IteratorStart, PutError, ReadError, ShardId};
@@ -257,6 +257,7 @@ pub async fn get_shard_iterator<B: Backend>(
         input.timestamp,
         (&name, incarnation(&stream)),
     )?;
+    let mut given = None;
     let from = match start {
         IteratorStart::TrimHorizon => ReadFrom::TrimHorizon,
         IteratorStart::Latest => ReadFrom::Latest,
@@ -272,6 +273,7 @@ pub async fn get_shard_iterator<B: Backend>(
                     ShardId::new(shard)
                 )));
             }
+            given = Some(number);
             ReadFrom::Position(match start {
                 IteratorStart::AtSequenceNumber(_) => number.log_seq(),
                 _ => number.position_after(),
@@ -282,7 +284,19 @@ pub async fn get_shard_iterator<B: Backend>(
         from,
         records_max: 0,
     };
-    let next_seq = read(front, &stream, shard, placed).await?.from;
+    let placed = read(front, &stream, shard, placed).await?;
+    if let Some(number) = given
+        && placed.from > placed.end
+    {
+        // Not a position of the shard (as single-node mode answers).
+        return Err(ReadError::InvalidStartingSequenceNumber {
+            sequence_number: number,
+            shard: ShardId::new(shard),
+            next: sluice_core::SequenceNumber::new(shard, placed.end),
+        }
+        .into());
+    }
+    let next_seq = placed.from;
     Ok(GetShardIteratorOutput {
         shard_iterator: front.tokens.issue(Position {
             stream_uid: stream.uid,
@@ -306,9 +320,9 @@ fn read_limit(limit: Option<i64>) -> Result<usize, ApiError> {
     }
 }
 
-/// The stream of uid `uid` in `map`; gone (deleted since the iterator was made) is
+/// The stream of uid `uid` in `map`; gone or being deleted since the iterator was made is
 /// ResourceNotFoundException.
-fn stream_of<'m, B: Backend>(
+pub(super) fn stream_of<'m, B: Backend>(
     front: &ClusterFront<B>,
     map: &'m Snapshot,
     uid: u64,
@@ -317,7 +331,7 @@ fn stream_of<'m, B: Backend>(
     map.streams
         .values()
         .map(|s| &s.value)
-        .find(|s| s.uid == uid)
+        .find(|s| s.uid == uid && s.status != StreamStatus::Deleting)
         .ok_or_else(|| {
             ApiError::not_found(format!(
                 "The stream of shard iterator {token} under account {} no longer exists.",

@@ -32,7 +32,8 @@ pub struct Position {
     pub shard: u32,
     /// The next log number to read.
     pub next_seq: u64,
-    /// When the iterator was made (ms since the epoch); tokens handed on keep it.
+    /// When the token was made (ms since the epoch): GetRecords' NextShardIterator is made
+    /// anew, with five minutes of its own, as Kinesis' is.
     pub issued_ms: u64,
 }
 
