@@ -1,14 +1,19 @@
 //! The cluster fault lab: three `sluice serve --cluster` nodes, each in a network namespace
-//! the test creates (iproute2, nftables, netem; all removed afterwards), one of them with its
-//! wall clock 15 s behind (libfaketime), an etcd beside the clients. Writers put records
-//! with payloads never sent before through whichever node, recording every acknowledgement;
+//! the test creates (iproute2, nftables; all removed afterwards), one of them with its wall
+//! clock 15 s behind (libfaketime: its records' times and tokens), an etcd beside the
+//! clients. Writers put records with payloads never sent before through whichever node,
+//! recording every acknowledgement, and read every fifth back at once through another node;
 //! readers follow every shard on every node. Meanwhile faults, one at a time, on a random node
 //! or on a shard's leader: SIGKILL (and a restart on the same data), SIGSTOP (and SIGCONT),
 //! a full partition, a cut from the peers only (clients and etcd still reach it), a one-way
-//! cut to one peer, and 30% packet loss. After healing, every shard is read back through
-//! every node and the checker (`fault_lab::history::check`) proves: no acknowledged record
-//! lost or moved, none duplicated by the cluster, numbers rising within a shard, every node
-//! holding the same records, and nothing a reader saw during the run gone or changed.
+//! cut to one peer (its packets to it dropped: over TCP both directions stall), and 30%
+//! packet loss; each kind once a round, the last of a round held past the 10 s leases. After
+//! healing, and once every node runs every shard caught up (so each reads its own copy),
+//! every shard is read back through every node and the checker
+//! (`fault_lab::history::check`) proves: no acknowledged record lost or moved, none
+//! duplicated by the cluster, numbers rising within a shard, every node holding the same
+//! records, every reader having read, and nothing a reader saw during the run gone or
+//! changed.
 //!
 //! `SLUICE_FAULT_LAB_SECS` sets how long faults go on (40 s by default: CI's short run), and
 //! `SLUICE_FAULT_LAB_SEED` replays a run's choices (each run prints its seed).
@@ -38,6 +43,8 @@ const SHARDS: [&str; 2] = ["shardId-000000000000", "shardId-000000000001"];
 const SKEWED: usize = 2;
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// Kinds of fault `inject` knows.
+const KINDS: u64 = 6;
 
 /// xorshift64*: the run's choices, replayable from its seed.
 struct Rng(u64);
@@ -64,6 +71,11 @@ struct Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // The nodes first (a stopped one too: SIGKILL ends it), then etcd; the namespaces
+        // and directories go after, with the fields.
+        for node in self.nodes.drain(..).flatten() {
+            node.kill();
+        }
         let _ = self.etcd.kill();
         let _ = self.etcd.wait();
     }
@@ -161,10 +173,12 @@ impl Lab {
         format!("{}:4567", self.net.node_ip(node)).parse().unwrap()
     }
 
-    /// The node leading `shard`, as a live node's status names it.
-    fn leader(&self, shard: usize) -> Option<usize> {
+    /// A live node's status report (`sluice cluster status --json`, 5 s at most).
+    fn status(&self) -> Option<Value> {
         let asked = self.nodes.iter().flatten().next()?;
-        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let output = Command::new("timeout")
+            .arg("5")
+            .arg(env!("CARGO_BIN_EXE_sluice"))
             .args([
                 "cluster",
                 "status",
@@ -174,7 +188,12 @@ impl Lab {
             ])
             .output()
             .ok()?;
-        let report: Value = serde_json::from_slice(&output.stdout).ok()?;
+        serde_json::from_slice(&output.stdout).ok()
+    }
+
+    /// The node leading `shard`, as a live node's status names it.
+    fn leader(&self, shard: usize) -> Option<usize> {
+        let report = self.status()?;
         let stream = report["streams"]
             .as_array()?
             .iter()
@@ -193,18 +212,18 @@ fn signal(server: &TestServer, name: &str) {
 }
 
 /// One fault, held for a while, then healed; returns its name.
-fn inject(lab: &mut Lab, rng: &mut Rng) -> &'static str {
+/// Fault `kind` (0 to 5), held for `held`, then healed; returns its name.
+fn inject(lab: &mut Lab, rng: &mut Rng, kind: u64, held: Duration) -> &'static str {
     let target = match rng.below(2) {
         0 => lab.leader(rng.below(SHARDS.len() as u64) as usize),
         _ => None,
     }
     .unwrap_or(rng.below(NODES as u64) as usize);
-    let held = rng.millis(1_000, 3_000);
     let others: Vec<String> = (0..NODES)
         .filter(|&n| n != target)
         .map(|n| lab.net.node_ip(n))
         .collect();
-    let name = match rng.below(6) {
+    let name = match kind {
         0 => {
             lab.nodes[target]
                 .take()
@@ -237,7 +256,7 @@ fn inject(lab: &mut Lab, rng: &mut Rng) -> &'static str {
             lab.net
                 .block_outgoing(target, &others[rng.below(others.len() as u64) as usize]);
             std::thread::sleep(held);
-            "one-way cut"
+            "one-way cut (its packets to one peer dropped)"
         }
         _ => {
             lab.net.lose(target, 30);
@@ -269,12 +288,23 @@ fn writer(
             Ok((200, reply)) => {
                 let shard = reply["ShardId"].as_str().unwrap().to_owned();
                 let seq = reply["SequenceNumber"].as_str().unwrap().parse().unwrap();
-                history
-                    .lock()
-                    .unwrap()
-                    .acknowledged
-                    .insert(payload, (shard, seq));
                 acks.lock().unwrap().push(Instant::now());
+                // Every fifth: read it at once through the next node (read-your-writes
+                // across nodes: a lagging replica must catch up before it answers).
+                let other = addresses[(attempt + id + 1) % addresses.len()];
+                let seen = attempt
+                    .is_multiple_of(5)
+                    .then(|| read_at(other, &shard, seq))
+                    .flatten();
+                let mut history = history.lock().unwrap();
+                if let Some(seen) = seen
+                    && seen.as_deref() != Some(payload.as_str())
+                {
+                    history.violations.push(format!(
+                        "{payload} acknowledged at {shard} {seq}, then read there through {other} as {seen:?}"
+                    ));
+                }
+                history.acknowledged.insert(payload, (shard, seq));
             }
             _ => {
                 history.lock().unwrap().maybe.insert(payload);
@@ -282,6 +312,26 @@ fn writer(
             }
         }
     }
+}
+
+/// The payload at `seq` of `shard` read through the node at `address` (`Some(None)`: the
+/// node answered with no record there; `None`: it did not answer).
+fn read_at(address: SocketAddr, shard: &str, seq: u128) -> Option<Option<String>> {
+    let start = json!({"StreamName": STREAM, "ShardId": shard, "ShardIteratorType": "AT_SEQUENCE_NUMBER", "StartingSequenceNumber": seq.to_string()});
+    let (status, iterator) = call(address, "GetShardIterator", &start, CALL_TIMEOUT).ok()?;
+    if status != 200 {
+        return None;
+    }
+    let body = json!({"ShardIterator": iterator["ShardIterator"], "Limit": 1});
+    let (status, reply) = call(address, "GetRecords", &body, CALL_TIMEOUT).ok()?;
+    if status != 200 {
+        return None;
+    }
+    let first = reply["Records"].as_array()?.first().map(|r| {
+        let data = BASE64.decode(r["Data"].as_str().unwrap()).unwrap();
+        String::from_utf8(data).unwrap()
+    });
+    Some(first)
 }
 
 /// Every record of `shard` after `after` (from the trim horizon without one) through the
@@ -362,6 +412,44 @@ fn read_back(address: SocketAddr) -> NodeRead {
     read
 }
 
+/// Waits until every node runs every shard's replica with no lag behind its leader, so each
+/// node's read-back is its own copy (a node without the replica would forward the read).
+fn converged(lab: &Lab) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lab
+        .status()
+        .is_some_and(|report| replicas_caught_up(&report))
+    {
+        assert!(Instant::now() < deadline, "the replicas do not converge");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether the status report shows every shard of the stream on every node, each replica
+/// applied up to its leader's last entry.
+fn replicas_caught_up(report: &Value) -> bool {
+    let Some(stream) = report["streams"]
+        .as_array()
+        .and_then(|streams| streams.iter().find(|s| s["name"] == STREAM))
+    else {
+        return false;
+    };
+    let shards = stream["shards"].as_array().cloned().unwrap_or_default();
+    shards.len() == SHARDS.len()
+        && shards.iter().all(|shard| {
+            let running = shard["running"].as_array().cloned().unwrap_or_default();
+            let leader_end = running
+                .iter()
+                .find(|r| r[0] == shard["leader"])
+                .map(|r| r[1]["last_log_index"].clone());
+            running.len() == NODES
+                && leader_end.is_some()
+                && running
+                    .iter()
+                    .all(|r| Some(&r[1]["applied"]) == leader_end.as_ref())
+        })
+}
+
 fn prerequisites() -> bool {
     let root = Command::new("id")
         .arg("-u")
@@ -369,7 +457,7 @@ fn prerequisites() -> bool {
         .is_ok_and(|o| o.stdout == b"0\n");
     common::needs(root, "root (network namespaces)", "run the tests as root")
         && common::needs(
-            common::runs("nft", &["--version"]) && common::runs("tc", &["-V"]),
+            common::runs("nft", &["--version"]) && common::runs("ip", &["-V"]),
             "iproute2 and nftables",
             "run scripts/setup",
         )
@@ -412,6 +500,31 @@ fn create_stream(lab: &Lab) {
     }
 }
 
+/// Faults for `seconds`, one at a time; how many of each kind.
+fn run_faults(lab: &mut Lab, rng: &mut Rng, seconds: u64) -> BTreeMap<&'static str, usize> {
+    // Each kind once per round, in a shuffled order; the last of each round is held past
+    // the registration and controller leases (10 s), so leases run out and offices move.
+    let mut faults: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let started = Instant::now();
+    let mut round: Vec<u64> = Vec::new();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        if round.is_empty() {
+            round = (0..KINDS).collect();
+            for i in (1..round.len()).rev() {
+                round.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+        }
+        let kind = round.pop().expect("refilled");
+        let held = match round.is_empty() {
+            true => Duration::from_secs(12),
+            false => rng.millis(1_000, 3_000),
+        };
+        *faults.entry(inject(lab, rng, kind, held)).or_default() += 1;
+        std::thread::sleep(rng.millis(500, 1_500));
+    }
+    faults
+}
+
 #[test]
 fn no_acknowledged_record_is_lost_duplicated_or_moved_under_faults() {
     if !prerequisites() {
@@ -451,21 +564,22 @@ fn no_acknowledged_record_is_lost_duplicated_or_moved_under_faults() {
         clients.push(std::thread::spawn(move || reader(node, address, h, s)));
     }
 
-    let mut faults: BTreeMap<&str, usize> = BTreeMap::new();
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(seconds) {
-        *faults.entry(inject(&mut lab, &mut rng)).or_default() += 1;
-        std::thread::sleep(rng.millis(500, 1_500));
-    }
+    let faults = run_faults(&mut lab, &mut rng, seconds);
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.join().unwrap();
     }
 
+    converged(&lab);
     let reads: Vec<NodeRead> = addresses.iter().map(|&a| read_back(a)).collect();
     let history = history.lock().unwrap();
-    let violations = check(&history, &reads);
+    let mut violations = check(&history, &reads);
+    for node in 0..NODES {
+        if history.reads_by_node.get(&node).copied().unwrap_or(0) == 0 {
+            violations.push(format!("the reader on node {node} never read a record"));
+        }
+    }
     let mut acks = acks.lock().unwrap().clone();
     acks.sort();
     let longest_gap = acks
@@ -474,15 +588,15 @@ fn no_acknowledged_record_is_lost_duplicated_or_moved_under_faults() {
         .max()
         .unwrap_or_default();
     let held: usize = reads[0].values().map(Vec::len).sum();
+    assert!(violations.is_empty(), "seed {seed}: {violations:#?}");
     println!(
         "fault lab: {} faults {faults:?}; {} puts acknowledged, {} failed or timed out ({} of those held); {} records held; longest time without an acknowledged put {longest_gap:?}",
         faults.values().sum::<usize>(),
         history.acknowledged.len(),
         history.maybe.len(),
-        held - history.acknowledged.len(),
+        held.saturating_sub(history.acknowledged.len()),
         held,
     );
-    assert!(violations.is_empty(), "seed {seed}: {violations:#?}");
     assert!(
         history.acknowledged.len() > 100,
         "too few puts went through to judge"

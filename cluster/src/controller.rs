@@ -164,29 +164,36 @@ impl<B: Backend> ControllerOffice<B> {
     /// the map. `probe` asks the data plane. Returns the streams changed.
     pub async fn settle(&mut self, probe: &impl GroupProbe) -> Result<usize, ControllerError> {
         let snapshot = self.meta.snapshot().await?;
+        // Every stream in a passing state is asked about at once, within one budget: a node
+        // that does not answer delays no other stream, and what is not answered in time is
+        // asked again next tick (the unfinished asks are dropped with the set).
+        let mut asks = tokio::task::JoinSet::new();
+        for stream in snapshot.streams.values().map(|s| s.value.clone()) {
+            if !matches!(
+                stream.status,
+                StreamStatus::Creating | StreamStatus::Deleting
+            ) {
+                continue;
+            }
+            let (probe, nodes) = (probe.clone(), snapshot.nodes.clone());
+            asks.spawn(async move {
+                let settled = match stream.status {
+                    StreamStatus::Creating => probe.leading(&stream, &nodes).await,
+                    _ => probe.stopped(&stream, &nodes).await,
+                };
+                (stream, settled)
+            });
+        }
         let deadline = Instant::now() + SETTLE_BUDGET;
         let mut changed = 0;
-        for stream in snapshot.streams.values().map(|s| &s.value) {
-            let (name, uid) = (stream.name.as_str(), stream.uid);
-            // A node that does not answer costs the pass at most its budget; the streams
-            // not asked about wait for the next tick.
+        while let Ok(Some(joined)) = timeout_at(deadline, asks.join_next()).await {
+            let Ok((stream, true)) = joined else { continue };
             let planned: fn(&Snapshot, &str, u64) -> Vec<Change> = match stream.status {
-                StreamStatus::Creating
-                    if timeout_at(deadline, probe.leading(stream, &snapshot.nodes)).await
-                        == Ok(true) =>
-                {
-                    plan::activate
-                }
-                StreamStatus::Deleting
-                    if timeout_at(deadline, probe.stopped(stream, &snapshot.nodes)).await
-                        == Ok(true) =>
-                {
-                    plan::forget
-                }
-                _ => continue,
+                StreamStatus::Creating => plan::activate,
+                _ => plan::forget,
             };
             let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
-                Ok(planned(snapshot, name, uid))
+                Ok(planned(snapshot, &stream.name, stream.uid))
             })
             .await?;
             changed += usize::from(!changes.is_empty());
@@ -196,7 +203,7 @@ impl<B: Backend> ControllerOffice<B> {
 }
 
 /// What the controller asks the data plane before a stream leaves a passing state.
-pub trait GroupProbe: Send + Sync + 'static {
+pub trait GroupProbe: Clone + Send + Sync + 'static {
     /// Whether every shard of `stream` has a leader that a quorum of its group follows.
     fn leading(
         &self,
@@ -351,7 +358,8 @@ pub async fn run<B: Backend>(
         let mut tick = tokio::time::interval(config.tick);
         loop {
             let fenced = tokio::select! {
-                // Requests first: a slow repair or settle pass does not starve them.
+                // Requests before a tick that is due (a pass already running is not cut short:
+                // its asks have a budget of their own).
                 biased;
                 () = &mut stop => {
                     // Handed on at once, not when the lease runs out.

@@ -234,6 +234,32 @@ impl<B: Backend> ClusterMeta<B> {
         }
     }
 
+    /// Node `id`'s live registration and the lease it stands on, if it has one.
+    pub async fn registration_of(
+        &self,
+        id: &NodeId,
+    ) -> Result<Option<(NodeInfo, LeaseId)>, MetaError> {
+        let key = format!("{}{NODES}{id}", self.prefix);
+        let (kvs, _) = self.backend.range(&key).await?;
+        match kvs.into_iter().find(|kv| kv.key == key) {
+            Some(kv) => Ok(Some((decode(&key, &kv.value)?, kv.lease))),
+            None => Ok(None),
+        }
+    }
+
+    /// The leases of node `id`'s candidacies for the controller's office.
+    pub async fn candidacies_of(&self, id: &NodeId) -> Result<Vec<LeaseId>, MetaError> {
+        let (kvs, _) = self
+            .backend
+            .range(&format!("{}{CONTROLLER}", self.prefix))
+            .await?;
+        Ok(kvs
+            .into_iter()
+            .filter(|kv| kv.value == id.as_str().as_bytes())
+            .map(|kv| kv.lease)
+            .collect())
+    }
+
     /// The node that leads now: the oldest candidate.
     pub async fn controller(&self) -> Result<Option<NodeId>, MetaError> {
         let (kvs, _) = self

@@ -473,10 +473,12 @@ impl<B: Backend> ClusterNode<B> {
         let _ = running.reconciler.await;
         // The office is resigned (handed on at once); a resignation etcd does not answer
         // is given up after a while (the lease then runs out).
+        let abort = running.controller.abort_handle();
         if tokio::time::timeout(Duration::from_secs(3), running.controller)
             .await
             .is_err()
         {
+            abort.abort();
             eprintln!("sluice cluster: the controller did not resign within 3 s");
         }
         for task in &running.background {
@@ -567,8 +569,12 @@ async fn until(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
-/// Registers the node, first ending the lease its previous run noted in `lease_file` (that
-/// run is over: the data directory is held by one process at a time).
+/// Registers the node. A node restarted before its previous run's leases ran out ends them
+/// first: the registration's lease its previous run noted in `lease_file`, if that lease
+/// still holds the node's registration and nothing answers at the address registered with
+/// it (or it is this node's own address, whose port this process now holds: a copy of the
+/// data directory elsewhere, still running, is refused), and then that run's candidacies for
+/// the controller's office (so the office does not stay with a dead candidate).
 async fn register<B: Backend>(
     meta: &ClusterMeta<B>,
     info: NodeInfo,
@@ -579,16 +585,38 @@ async fn register<B: Backend>(
         .as_ref()
         .and_then(|file| std::fs::read_to_string(file).ok())
         .and_then(|text| text.trim().parse::<i64>().ok());
-    if let Some(lease) = previous {
+    if let Some(lease) = previous
+        && let Some((registered, held)) = meta.registration_of(&info.id).await?
+        && held == lease
+    {
+        if registered.peer_address != info.peer_address && answers(&registered.peer_address).await {
+            return Err(MetaError::NodeIdTaken(info.id.to_string()));
+        }
         meta.backend().revoke(lease).await?;
+        for candidacy in meta.candidacies_of(&info.id).await? {
+            meta.backend().revoke(candidacy).await?;
+        }
     }
     let registration = meta.register(info, config.registration_ttl).await?;
     if let Some(file) = &config.lease_file {
-        std::fs::write(file, registration.lease().to_string()).map_err(|e| {
-            MetaError::Unavailable(format!("noting the lease in {}: {e}", file.display()))
-        })?;
+        // Whole or not at all: written beside, then renamed over.
+        let noted = file.with_extension("lease.new");
+        std::fs::write(&noted, registration.lease().to_string())
+            .and_then(|()| std::fs::rename(&noted, file))
+            .map_err(|e| {
+                MetaError::Unavailable(format!("noting the lease in {}: {e}", file.display()))
+            })?;
     }
     Ok(registration)
+}
+
+/// Whether something accepts connections at `address` within a second.
+async fn answers(address: &str) -> bool {
+    let connect = tokio::net::TcpStream::connect(address);
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), connect).await,
+        Ok(Ok(_))
+    )
 }
 
 fn now_ms() -> u64 {
@@ -708,14 +736,24 @@ impl<B: Backend> PeerHandler for NodeCalls<B> {
         match method {
             "admin" => {
                 let call: AdminCall = decode(&body)?;
-                // The office may have moved since the caller looked: it asks again.
-                let answer = match self.meta.controller().await {
-                    Ok(Some(id)) if id == self.id => {
-                        ask_office(&self.admin, call, self.admin_wait).await
+                // The office may have moved since the caller looked: it asks again. All of
+                // it within the wait, which is under the caller's timeout.
+                let deadline = tokio::time::Instant::now() + self.admin_wait;
+                let answered = tokio::time::timeout_at(deadline, async {
+                    match self.meta.controller().await {
+                        Ok(Some(id)) if id == self.id => {
+                            let left = deadline - tokio::time::Instant::now();
+                            ask_office(&self.admin, call, left).await
+                        }
+                        Ok(_) => Err(AdminError::NoController),
+                        Err(e) => Err(AdminError::from(e)),
                     }
-                    Ok(_) => Err(AdminError::NoController),
-                    Err(e) => Err(AdminError::from(e)),
-                };
+                });
+                let answer = answered.await.unwrap_or_else(|_| {
+                    Err(AdminError::Unavailable(
+                        "the controller did not answer in time".into(),
+                    ))
+                });
                 Ok(encode(&answer))
             }
             "report" => Ok(encode(&crate::status::local_reports(&self.raft))),
@@ -742,18 +780,21 @@ impl<B: Backend> PeerHandler for NodeCalls<B> {
 }
 
 /// The controller's questions, answered from the data plane.
+#[derive(Clone)]
 struct DataProbe {
     client: ShardClient,
     peers: Peers,
 }
 
-/// Whether every one of `asks` (tasks asked at once) answered true.
-async fn all_true(asks: Vec<JoinHandle<bool>>) -> bool {
-    let mut all = true;
-    for ask in asks {
-        all &= ask.await.unwrap_or(false);
+/// Whether every one of `asks` (tasks asked at once) answers true; the others are dropped
+/// (aborted) at the first that does not.
+async fn all_true(mut asks: tokio::task::JoinSet<bool>) -> bool {
+    while let Some(answer) = asks.join_next().await {
+        if !matches!(answer, Ok(true)) {
+            return false;
+        }
     }
-    all
+    true
 }
 
 impl GroupProbe for DataProbe {
@@ -769,7 +810,7 @@ impl GroupProbe for DataProbe {
                 };
                 let replicas = replica_addresses(nodes, stream, shard.index);
                 let client = self.client.clone();
-                tokio::spawn(async move { client.confirm_leader(group, &replicas).await.is_ok() })
+                async move { client.confirm_leader(group, &replicas).await.is_ok() }
             })
             .collect();
         all_true(asks).await
@@ -781,13 +822,13 @@ impl GroupProbe for DataProbe {
             .values()
             .map(|node| {
                 let (peers, address) = (self.peers.clone(), node.peer_address.clone());
-                tokio::spawn(async move {
+                async move {
                     let asked = peers.call(&address, NODE_CALLS, "groups", encode(&()));
                     match asked.await.map(|bytes| decode::<Vec<(u64, u32)>>(&bytes)) {
                         Ok(Ok(running)) => !running.iter().any(|&(u, _)| u == uid),
                         _ => false,
                     }
-                })
+                }
             })
             .collect();
         all_true(asks).await

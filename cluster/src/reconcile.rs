@@ -194,8 +194,8 @@ impl<H: ReplicaHost> Reconciler<H> {
     }
 
     /// Removes the data of replicas held but not running whose stream is absent from the map
-    /// or being deleted (deleted while this node was away). A replica moved to another node
-    /// keeps its data: its stream lives on.
+    /// or being deleted (deleted while this node was away), if the map gave their uid. A
+    /// replica moved to another node keeps its data: its stream lives on.
     async fn discard_deleted(
         &mut self,
         snapshot: &Snapshot,
@@ -204,6 +204,11 @@ impl<H: ReplicaHost> Reconciler<H> {
     ) {
         for group in self.host.kept().await {
             if self.running.contains_key(&group) || desired.contains_key(&group) {
+                continue;
+            }
+            // A uid this map never gave (an etcd restored from an older backup, another
+            // cluster's store) proves nothing about the replica: it is kept.
+            if group.stream_uid >= snapshot.uid_next.value {
                 continue;
             }
             let stream = snapshot

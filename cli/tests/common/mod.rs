@@ -41,14 +41,22 @@ impl TestServer {
             .spawn()
             .expect("starting sluice serve");
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("reading the address line");
-        let address = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("sluice serve printed {line:?} instead of its address"));
+        // Read on a thread of its own: a server that never prints its address (stuck while
+        // starting) fails the test within a minute instead of hanging it, and is killed.
+        let (sent, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = sent.send(line);
+        });
+        let line = received
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_default();
+        let Ok(address) = line.trim().parse() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sluice serve printed {line:?} instead of its address");
+        };
         TestServer {
             child,
             address,

@@ -20,14 +20,18 @@ pub struct History {
     pub maybe: BTreeSet<String>,
     /// What readers saw during the run: place to payload.
     pub observed: BTreeMap<Place, String>,
-    /// Problems seen during the run (a number going back, a place changing payload).
+    /// Problems seen during the run (a number going back, a place changing payload, a read
+    /// right after an acknowledgement missing it).
     pub violations: Vec<String>,
+    /// Records each node's reader read.
+    pub reads_by_node: BTreeMap<usize, usize>,
 }
 
 impl History {
     /// A reader on `node` read `payload` at `place`, after `last` (the number it read before
     /// on that shard, if any).
     pub fn read(&mut self, node: usize, place: Place, payload: &str, last: Option<u128>) {
+        *self.reads_by_node.entry(node).or_default() += 1;
         if let Some(last) = last
             && place.1 <= last
         {

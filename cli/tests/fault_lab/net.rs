@@ -1,7 +1,7 @@
 //! The lab's network: one network namespace per node, each joined to a bridge in the test's
-//! namespace by a veth pair, on a /24 of its own (10.N.0.0, N from the process id), with an
-//! nftables table per namespace for partitions and packet loss. The test's
-//! namespace (the clients, etcd) is 10.N.0.254. Everything is removed when the `Net` drops,
+//! namespace by a veth pair, on a /24 of its own (10.A.B.0, from the process id), with an
+//! nftables table per namespace for partitions and packet loss. The test's namespace (the
+//! clients, etcd) is 10.A.B.254. Everything is removed when the `Net` drops,
 //! also when the test fails.
 
 use std::process::Command;
@@ -23,7 +23,8 @@ fn run(program: &str, args: &[&str]) {
 /// The namespaces, the bridge and their addresses.
 pub struct Net {
     tag: String,
-    subnet: u32,
+    /// The /24's second and third octets.
+    subnet: (u32, u32),
     nodes: usize,
 }
 
@@ -33,7 +34,7 @@ impl Net {
         let pid = std::process::id();
         let net = Net {
             tag: format!("sl{}", pid % 100_000),
-            subnet: 100 + pid % 100,
+            subnet: (100 + (pid >> 8) % 100, pid & 0xff),
             nodes,
         };
         net.remove(); // a previous run of the same pid, killed before it cleaned up
@@ -93,12 +94,12 @@ impl Net {
 
     /// The test's address on the bridge (clients, etcd).
     pub fn host_ip(&self) -> String {
-        format!("10.{}.0.254", self.subnet)
+        format!("10.{}.{}.254", self.subnet.0, self.subnet.1)
     }
 
     /// Node `node`'s address.
     pub fn node_ip(&self, node: usize) -> String {
-        format!("10.{}.0.{}", self.subnet, node + 1)
+        format!("10.{}.{}.{}", self.subnet.0, self.subnet.1, node + 1)
     }
 
     fn in_ns(&self, node: usize, program: &str, args: &[&str]) {

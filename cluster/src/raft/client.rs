@@ -201,6 +201,9 @@ impl ShardClient {
     }
 
     /// Asks the replicas in turn; the first that answers (done, or naming a leader) wins.
+    /// A write goes on to the next replica only when the last one surely did not take it (it
+    /// answered without a leader, or no connection could be made): one that may have reached
+    /// a leader and timed out is not sent again, or the cluster itself could store it twice.
     async fn ask_replicas<M: Serialize, T: DeserializeOwned>(
         &self,
         group: GroupId,
@@ -208,13 +211,15 @@ impl ShardClient {
         message: &M,
         replicas: &[(u64, String)],
     ) -> Result<Answer<T>, ClientError> {
+        let writes = method == "write";
         let mut last = ClientError::NoLeader;
         for (id, address) in replicas {
-            match self.ask(address, *id, group, method, message).await {
+            match self.ask_once(address, *id, group, method, message).await {
                 Ok(Answer::NotLeader(None)) => last = ClientError::NoLeader,
                 Ok(Answer::Failed(e)) => last = ClientError::Failed(e),
                 Ok(answer) => return Ok(answer),
-                Err(e) => last = e,
+                Err((e, true)) if writes => return Err(e),
+                Err((e, _)) => last = e,
             }
         }
         Err(last)
@@ -228,14 +233,32 @@ impl ShardClient {
         method: &str,
         message: &M,
     ) -> Result<Answer<T>, ClientError> {
+        let asked = self.ask_once(address, to, group, method, message).await;
+        asked.map_err(|(e, _)| e)
+    }
+
+    /// One call; a failure says whether the message may have reached the peer.
+    async fn ask_once<M: Serialize, T: DeserializeOwned>(
+        &self,
+        address: &str,
+        to: u64,
+        group: GroupId,
+        method: &str,
+        message: &M,
+    ) -> Result<Answer<T>, (ClientError, bool)> {
         let body = encode(&Addressed { to, message });
         let answer = self.peers.call(address, group, method, body).await;
         match answer {
-            Ok(bytes) => decode(&bytes).map_err(ClientError::Failed),
-            Err(e @ (RpcError::Unreachable { .. } | RpcError::Timeout { .. })) => {
-                Err(ClientError::Unreachable(e.to_string()))
+            Ok(bytes) => decode(&bytes).map_err(|e| (ClientError::Failed(e), true)),
+            Err(e @ RpcError::Unreachable { sent, .. }) => {
+                Err((ClientError::Unreachable(e.to_string()), sent))
             }
-            Err(e) => Err(ClientError::Failed(e.to_string())),
+            Err(e @ RpcError::Timeout { .. }) => {
+                Err((ClientError::Unreachable(e.to_string()), true))
+            }
+            // The peer refused the call before its handler ran it (the group does not run
+            // there, a message it cannot read).
+            Err(e) => Err((ClientError::Failed(e.to_string()), false)),
         }
     }
 }

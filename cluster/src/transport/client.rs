@@ -134,6 +134,7 @@ impl Peers {
             Err(RpcError::Unreachable {
                 peer: peer.to_owned(),
                 reason: "the batch was dropped".into(),
+                sent: true,
             })
         })
     }
@@ -187,9 +188,11 @@ impl Peers {
     }
 
     async fn exchange(&self, peer: &str, request: Request<Full<Bytes>>) -> Result<Bytes, RpcError> {
+        // Past the connection, a failure may come after the request left.
         let unreachable = |reason: String| RpcError::Unreachable {
             peer: peer.to_owned(),
             reason,
+            sent: true,
         };
         let (generation, mut sender) = self.connection(peer).await?;
         let response = match sender.send_request(request).await {
@@ -257,6 +260,7 @@ impl Peers {
         let unreachable = |reason: String| RpcError::Unreachable {
             peer: peer.to_owned(),
             reason,
+            sent: false,
         };
         let stream =
             tokio::time::timeout(self.inner.config.connect_timeout, TcpStream::connect(peer))

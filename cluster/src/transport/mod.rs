@@ -57,6 +57,9 @@ pub enum RpcError {
         peer: String,
         /// What failed.
         reason: String,
+        /// Whether the request may have reached the peer (a connection that broke while it
+        /// was on its way); `false`: no connection could be made, nothing was sent.
+        sent: bool,
     },
     /// The peer did not answer within the call's timeout.
     #[error("peer {peer} did not answer within {timeout_ms} ms")]
