@@ -416,11 +416,15 @@ fn read_back(address: SocketAddr) -> NodeRead {
 /// node's read-back is its own copy (a node without the replica would forward the read).
 fn converged(lab: &Lab) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !lab
-        .status()
-        .is_some_and(|report| replicas_caught_up(&report))
-    {
-        assert!(Instant::now() < deadline, "the replicas do not converge");
+    loop {
+        let report = lab.status();
+        if report.as_ref().is_some_and(replicas_caught_up) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replicas do not converge; the last status: {report:#?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

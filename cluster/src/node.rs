@@ -530,7 +530,7 @@ fn status_of(
                         .iter()
                         .filter_map(|(id, r)| Some((id, r.as_ref()?)))
                         .filter_map(|(id, r)| {
-                            Some((id.clone(), *r.iter().find(|r| r.group() == group)?))
+                            Some((id.clone(), r.iter().find(|r| r.group() == group)?.clone()))
                         })
                         .collect();
                     let leader = running

@@ -68,7 +68,7 @@ pub struct ShardReport {
 }
 
 /// One running replica of a shard's group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaReport {
     /// The group.
     pub stream_uid: u64,
@@ -82,6 +82,10 @@ pub struct ReplicaReport {
     pub last_log_index: Option<u64>,
     /// The last entry it applied (its records are readable up to it).
     pub applied: Option<u64>,
+    /// Why the group stopped on this node, if it did (its storage failed, or refused what
+    /// its leader sent): it serves nothing until the node restarts it.
+    #[serde(default)]
+    pub failed: Option<String>,
 }
 
 impl ShardReport {
@@ -109,6 +113,11 @@ pub(crate) fn local_reports(host: &RaftHost) -> Vec<ReplicaReport> {
                 leader: metrics.current_leader,
                 last_log_index: metrics.last_log_index,
                 applied: metrics.last_applied.map(|id| id.index),
+                failed: metrics
+                    .running_state
+                    .as_ref()
+                    .err()
+                    .map(ToString::to_string),
             })
         })
         .collect();
@@ -161,11 +170,14 @@ impl ClusterStatus {
                     .map(
                         |id| match shard.running.iter().find(|(node, _)| node == id) {
                             Some((_, r)) => format!(
-                                "{id}:{}/{}/{} lag {}",
+                                "{id}:{}/{}/{} lag {}{}",
                                 r.term,
                                 r.last_log_index.map_or("-".into(), |i| i.to_string()),
                                 r.applied.map_or("-".into(), |i| i.to_string()),
-                                shard.lag(id).map_or("?".into(), |l| l.to_string())
+                                shard.lag(id).map_or("?".into(), |l| l.to_string()),
+                                r.failed
+                                    .as_ref()
+                                    .map_or(String::new(), |why| format!(" FAILED: {why}"))
                             ),
                             None => format!("{id}:not running"),
                         },
