@@ -168,12 +168,13 @@ pub struct ClusterNode<B: Backend> {
     peer_address: std::net::SocketAddr,
     stop: watch::Sender<bool>,
     /// What `stop` ends; taken by the first call.
-    running: tokio::sync::Mutex<Option<Running<B>>>,
+    running: tokio::sync::Mutex<Option<Running>>,
 }
 
 /// A node's parts that run until it stops.
-struct Running<B: Backend> {
-    registration: Registration<B>,
+struct Running {
+    /// Keeps the registration (again after its lease is lost) and ends it at stop.
+    registration: JoinHandle<Result<(), MetaError>>,
     server: PeerServer,
     reconciler: JoinHandle<()>,
     controller: JoinHandle<()>,
@@ -188,17 +189,7 @@ impl<B: Backend> ClusterNode<B> {
         listener: TcpListener,
         config: NodeConfig,
     ) -> Result<ClusterNode<B>, MetaError> {
-        let local = listener
-            .local_addr()
-            .map_err(|e| MetaError::Unavailable(format!("the peer port: {e}")))?;
-        let info = NodeInfo {
-            id: config.id.clone(),
-            peer_address: config.advertise.clone().unwrap_or(local.to_string()),
-            client_endpoint: config.client_endpoint.clone(),
-            failure_domain: config.failure_domain.clone(),
-            started_ms: now_ms(),
-        };
-        let registration = register(&meta, info, &config).await?;
+        let registration = register(&meta, node_info(&listener, &config)?, &config).await?;
         let raft = RaftHost::new(config.id.raft_id());
         let peers = Peers::new(config.transport.clone());
         let (admin, requests) = mpsc::channel(64);
@@ -240,6 +231,12 @@ impl<B: Backend> ClusterNode<B> {
                 }
             }
         });
+        let registration = tokio::spawn(keep_registered(
+            meta.clone(),
+            registration,
+            (config.registration_ttl, config.lease_file.clone()),
+            stopped.clone(),
+        ));
         let follower = tokio::spawn(follow_map(meta.clone(), publish, stopped));
         Ok(ClusterNode {
             id: config.id,
@@ -490,7 +487,12 @@ impl<B: Backend> ClusterNode<B> {
             }
         }
         drop(running.server);
-        running.registration.revoke().await
+        match tokio::time::timeout(Duration::from_secs(3), running.registration).await {
+            Ok(Ok(left)) => left,
+            _ => Err(MetaError::Unavailable(
+                "the registration could not be ended; its lease runs out".into(),
+            )),
+        }
     }
 }
 
@@ -569,6 +571,20 @@ async fn until(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
+/// What the node registers: its addresses (the peer listener's unless advertised) and labels.
+fn node_info(listener: &TcpListener, config: &NodeConfig) -> Result<NodeInfo, MetaError> {
+    let local = listener
+        .local_addr()
+        .map_err(|e| MetaError::Unavailable(format!("the peer port: {e}")))?;
+    Ok(NodeInfo {
+        id: config.id.clone(),
+        peer_address: config.advertise.clone().unwrap_or(local.to_string()),
+        client_endpoint: config.client_endpoint.clone(),
+        failure_domain: config.failure_domain.clone(),
+        started_ms: now_ms(),
+    })
+}
+
 /// Registers the node. A node restarted before its previous run's leases ran out ends them
 /// first: the registration's lease its previous run noted in `lease_file`, if that lease
 /// still holds the node's registration and nothing answers at the address registered with
@@ -598,16 +614,64 @@ async fn register<B: Backend>(
         }
     }
     let registration = meta.register(info, config.registration_ttl).await?;
-    if let Some(file) = &config.lease_file {
-        // Whole or not at all: written beside, then renamed over.
-        let noted = file.with_extension("lease.new");
-        std::fs::write(&noted, registration.lease().to_string())
-            .and_then(|()| std::fs::rename(&noted, file))
-            .map_err(|e| {
-                MetaError::Unavailable(format!("noting the lease in {}: {e}", file.display()))
-            })?;
-    }
+    note_lease(config.lease_file.as_deref(), &registration)?;
     Ok(registration)
+}
+
+/// Notes the registration's lease in `file`, whole or not at all (written beside, then
+/// renamed over).
+fn note_lease<B: Backend>(
+    file: Option<&std::path::Path>,
+    registration: &Registration<B>,
+) -> Result<(), MetaError> {
+    let Some(file) = file else { return Ok(()) };
+    let noted = file.with_extension("lease.new");
+    std::fs::write(&noted, registration.lease().to_string())
+        .and_then(|()| std::fs::rename(&noted, file))
+        .map_err(|e| MetaError::Unavailable(format!("noting the lease in {}: {e}", file.display())))
+}
+
+/// Keeps the node registered until `stopped`, then ends the registration. A registration
+/// lost (the node cut off from etcd, or frozen, for a whole TTL: its key is gone and the
+/// others count it away) is made again with a new lease as soon as etcd takes it; until then
+/// the node's groups go on as Raft lets them.
+async fn keep_registered<B: Backend>(
+    meta: ClusterMeta<B>,
+    mut registration: Registration<B>,
+    (ttl, lease_file): (Duration, Option<std::path::PathBuf>),
+    stopped: watch::Receiver<bool>,
+) -> Result<(), MetaError> {
+    let stop = until(stopped);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return registration.revoke().await,
+            () = registration.lost() => {}
+        }
+        let info = registration.node().clone();
+        eprintln!(
+            "sluice cluster: node {} lost its registration; registering again",
+            info.id
+        );
+        let mut pause = Duration::from_millis(200);
+        registration = loop {
+            let registered = tokio::select! {
+                () = &mut stop => return Ok(()),
+                registered = meta.register(info.clone(), ttl) => registered,
+            };
+            match registered {
+                Ok(registration) => break registration,
+                Err(e) => {
+                    eprintln!("sluice cluster: registering node {} again: {e}", info.id);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        if let Err(e) = note_lease(lease_file.as_deref(), &registration) {
+            eprintln!("sluice cluster: {e}");
+        }
+    }
 }
 
 /// Whether something accepts connections at `address` within a second.
