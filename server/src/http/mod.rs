@@ -399,12 +399,7 @@ async fn run(
     }
     if let Some(reply) = other_service(api, &tenant, operation, protocol, &body).await {
         let reply = reply.map_err(|error| error.for_account(&tenant.account))?;
-        let response = Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", protocol.content_type());
-        return Ok(with_ids(response)
-            .body(whole(reply))
-            .expect("a valid response"));
+        return Ok(operation_reply(protocol, reply));
     }
     let budget = service.subscription_budget.clone();
     let weak = Arc::downgrade(connection);
@@ -465,12 +460,7 @@ async fn on_cluster(
         return Err(crate::cluster::unsupported(operation));
     }
     let reply = cluster.call(operation, protocol, body).await?;
-    let response = Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", protocol.content_type());
-    Ok(with_ids(response)
-        .body(whole(reply))
-        .expect("a valid response"))
+    Ok(operation_reply(protocol, reply))
 }
 
 /// The reply of a call to the services beside Kinesis (KMS, Firehose, Kinesis Data
@@ -520,12 +510,7 @@ async fn on_tenant(
             .expect("a valid response"));
     }
     let reply = ops::call(&tenant, operation, protocol, &body).await?;
-    let response = Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", protocol.content_type());
-    Ok(with_ids(response)
-        .body(whole(reply))
-        .expect("a valid response"))
+    Ok(operation_reply(protocol, reply))
 }
 
 /// The parts of a request SigV4 covers.
@@ -648,6 +633,16 @@ fn json_reply(value: &impl Serialize) -> Response<ReplyBody> {
         .status(StatusCode::OK)
         .header("content-type", "application/json")
         .body(whole(Protocol::Json.encode(value)))
+        .expect("a valid response")
+}
+
+/// An operation's successful reply: 200, the protocol's content type, the request ids.
+fn operation_reply(protocol: Protocol, reply: Vec<u8>) -> Response<ReplyBody> {
+    let response = Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", protocol.content_type());
+    with_ids(response)
+        .body(whole(reply))
         .expect("a valid response")
 }
 
