@@ -6,8 +6,10 @@
 //! readers follow every shard on every node. Meanwhile faults, one at a time, on a random node
 //! or on a shard's leader: SIGKILL (and a restart on the same data), SIGSTOP (and SIGCONT),
 //! a full partition, a cut from the peers only (clients and etcd still reach it), a one-way
-//! cut to one peer (its packets to it dropped: over TCP both directions stall), and 30%
-//! packet loss; each kind once a round, the last of a round held past the 10 s leases. After
+//! cut to one peer (its packets to it dropped: over TCP both directions stall), 30% packet
+//! loss, and power loss (each node's data directory is an ext4 filesystem on a loop device:
+//! SIGKILL, then the filesystem as the device held it, without the page cache's unsynced
+//! writes, and a restart on that); each kind once a round, the last of a round held past the 10 s leases. After
 //! healing, and once every node runs every shard caught up (so each reads its own copy),
 //! every shard is read back through every node and the checker
 //! (`fault_lab::history::check`) proves: no acknowledged record lost or moved, none
@@ -28,6 +30,7 @@ use fault_lab::call;
 use fault_lab::history::{History, NodeRead, check};
 use fault_lab::net::Net;
 use serde_json::{Value, json};
+use sluice_tests::loop_disk::{LoopDisk, needs_loop_disk};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -44,7 +47,9 @@ const SKEWED: usize = 2;
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Kinds of fault `inject` knows.
-const KINDS: u64 = 6;
+const KINDS: u64 = 7;
+/// Each node's filesystem image (sparse: only what the node writes takes disk).
+const DISK_MIB: u64 = 512;
 
 /// xorshift64*: the run's choices, replayable from its seed.
 struct Rng(u64);
@@ -65,14 +70,16 @@ impl Rng {
 struct Lab {
     net: Net,
     etcd: Child,
+    /// Each node's filesystem, mounted on its directory in `dirs` (dropped before `dirs`).
+    disks: Vec<Option<LoopDisk>>,
     dirs: Vec<tempfile::TempDir>,
     nodes: Vec<Option<TestServer>>,
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // The nodes first (a stopped one too: SIGKILL ends it), then etcd; the namespaces
-        // and directories go after, with the fields.
+        // The nodes first (a stopped one too: SIGKILL ends it), then etcd; the namespaces,
+        // the filesystems and the directories go after, with the fields.
         for node in self.nodes.drain(..).flatten() {
             node.kill();
         }
@@ -111,9 +118,17 @@ impl Lab {
         let mut lab = Lab {
             net,
             etcd,
+            disks: Vec::new(),
             dirs: (0..NODES).map(|_| tempfile::tempdir().unwrap()).collect(),
             nodes: Vec::new(),
         };
+        for node in 0..NODES {
+            let image = dir.path().join(format!("n{node}.ext4"));
+            let disk = LoopDisk::format(&image, lab.dirs[node].path(), DISK_MIB);
+            // The node's data directory below the filesystem's root (lost+found is there).
+            std::fs::create_dir(lab.data_dir(node)).unwrap();
+            lab.disks.push(Some(disk));
+        }
         lab.dirs.push(dir);
         let etcd_address: SocketAddr = format!("{}:2379", lab.net.host_ip()).parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -165,8 +180,23 @@ impl Lab {
                 "4",
             ])
             .arg("--dir")
-            .arg(self.dirs[node].path());
-        TestServer::spawn(command, self.dirs[node].path())
+            .arg(self.data_dir(node));
+        TestServer::spawn(command, &self.data_dir(node))
+    }
+
+    fn data_dir(&self, node: usize) -> std::path::PathBuf {
+        self.dirs[node].path().join("data")
+    }
+
+    /// Cuts node `node`'s power: SIGKILL, then its filesystem as its device held it (what
+    /// the page cache had not written is gone); it is restarted later, on that.
+    fn cut_power(&mut self, node: usize) {
+        self.nodes[node]
+            .take()
+            .expect("every node runs between faults")
+            .kill();
+        let disk = self.disks[node].take().expect("every node has its disk");
+        self.disks[node] = Some(disk.cut_power().0);
     }
 
     fn address(&self, node: usize) -> SocketAddr {
@@ -211,8 +241,7 @@ fn signal(server: &TestServer, name: &str) {
     assert!(sent.success(), "kill -{name}");
 }
 
-/// One fault, held for a while, then healed; returns its name.
-/// Fault `kind` (0 to 5), held for `held`, then healed; returns its name.
+/// Fault `kind` (0 to 6), held for `held`, then healed; returns its name.
 fn inject(lab: &mut Lab, rng: &mut Rng, kind: u64, held: Duration) -> &'static str {
     let target = match rng.below(2) {
         0 => lab.leader(rng.below(SHARDS.len() as u64) as usize),
@@ -258,10 +287,16 @@ fn inject(lab: &mut Lab, rng: &mut Rng, kind: u64, held: Duration) -> &'static s
             std::thread::sleep(held);
             "one-way cut (its packets to one peer dropped)"
         }
-        _ => {
+        5 => {
             lab.net.lose(target, 30);
             std::thread::sleep(held);
             "30% packet loss"
+        }
+        _ => {
+            lab.cut_power(target);
+            std::thread::sleep(held);
+            lab.nodes[target] = Some(lab.start_node(target));
+            "power loss and restart"
         }
     };
     lab.net.heal();
@@ -470,6 +505,7 @@ fn prerequisites() -> bool {
             "libfaketime",
             "run scripts/setup",
         )
+        && needs_loop_disk()
         && common::needs(
             common::runs("etcd", &["--version"]),
             "etcd's server",
