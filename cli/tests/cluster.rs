@@ -193,6 +193,96 @@ fn leader_of_kept(node: &TestServer) -> String {
     }
 }
 
+/// Gauge `name` of shard 0 of stream `kept` in `node`'s `/metrics`, if it exports one.
+fn kept_gauge(node: &TestServer, name: &str) -> Option<f64> {
+    kept_gauges(node, name).first().copied()
+}
+
+/// Every series of gauge `name` of shard 0 of stream `kept` in `node`'s `/metrics`.
+fn kept_gauges(node: &TestServer, name: &str) -> Vec<f64> {
+    let (status, text) = common::request(node.address, "GET", "/metrics", &[]);
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| line.contains("stream=\"kept\"") && line.contains("shardId-000000000000"))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse().ok())
+        .collect()
+}
+
+/// Waits until exactly one of `nodes` exports itself leading `kept`'s shard (gauges are
+/// sampled once a second); returns its position.
+fn leading_by_metrics(nodes: &[TestServer]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let leading: Vec<usize> = (0..nodes.len())
+            .filter(|&i| kept_gauge(&nodes[i], "sluice_cluster_replica_leading") == Some(1.0))
+            .collect();
+        if let [one] = leading[..] {
+            return one;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no single leader in the metrics: {leading:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Each node's /metrics agrees: the same leader, every replica running, and the leader's
+/// log holding the 31 records' entries (beside its blank and membership entries), with
+/// nothing left to send its followers once they caught up.
+fn metrics_name_the_leader(nodes: &[TestServer], leader: usize) {
+    assert_eq!(leading_by_metrics(nodes), leader);
+    for node in nodes {
+        assert_eq!(
+            kept_gauge(node, "sluice_cluster_replica_running"),
+            Some(1.0)
+        );
+    }
+    let last = kept_gauge(&nodes[leader], "sluice_cluster_replica_last_log_index").unwrap();
+    assert!(last >= 31.0, "the leader's log ends at {last}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while kept_gauges(&nodes[leader], "sluice_cluster_follower_lag_entries") != [0.0, 0.0] {
+        assert!(
+            Instant::now() < deadline,
+            "the followers' lag never reads 0"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Puts 30 records through the two survivors of a leader killed at `killed`, each retried
+/// until acknowledged (failing as InternalFailure meanwhile); returns the time from the kill
+/// to the first acknowledgement.
+fn puts_through_failover(
+    nodes: &[TestServer],
+    killed: Instant,
+    acknowledged: &mut Vec<String>,
+) -> Duration {
+    let mut failover = None;
+    for i in 0..30 {
+        let data = format!("after-{i}");
+        loop {
+            assert!(
+                killed.elapsed() < Duration::from_secs(30),
+                "no put succeeds after the kill"
+            );
+            let (status, reply) = put(&nodes[i % 2], "kept", &data);
+            if status == 200 {
+                break;
+            }
+            assert_eq!(
+                status, 500,
+                "a failed put during failover is InternalFailure: {reply}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        failover.get_or_insert(killed.elapsed());
+        acknowledged.push(data);
+    }
+    failover.expect("30 puts")
+}
+
 #[test]
 fn three_processes_serve_kinesis_through_any_node_and_outlive_one() {
     let etcd = Etcd::start();
@@ -239,36 +329,24 @@ fn three_processes_serve_kinesis_through_any_node_and_outlive_one() {
         table.contains(&format!("kept  Active  0  1  {leader}  ")),
         "{table}"
     );
-    let mut nodes = nodes;
     let index = ["a", "b", "c"].iter().position(|n| *n == leader).unwrap();
+    metrics_name_the_leader(&nodes, index);
+    let mut nodes = nodes;
     nodes.remove(index).kill();
-    let killed = Instant::now();
-    let mut failover = None;
-    for i in 0..30 {
-        let data = format!("after-{i}");
-        loop {
-            assert!(
-                killed.elapsed() < Duration::from_secs(30),
-                "no put succeeds after the kill"
-            );
-            let (status, reply) = put(&nodes[i % 2], "kept", &data);
-            if status == 200 {
-                break;
-            }
-            assert_eq!(
-                status, 500,
-                "a failed put during failover is InternalFailure: {reply}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        failover.get_or_insert(killed.elapsed());
-        acknowledged.push(data);
-    }
-    println!(
-        "leader {leader} killed: first put acknowledged {:?} after the kill",
-        failover.unwrap()
-    );
+    let failover = puts_through_failover(&nodes, Instant::now(), &mut acknowledged);
+    println!("leader {leader} killed: first put acknowledged {failover:?} after the kill");
     assert_ne!(leader_of_kept(&nodes[0]), leader);
+    // The survivors' metrics name the new leader.
+    let now_leading = leading_by_metrics(&nodes);
+    assert_eq!(
+        leader_of_kept(&nodes[0]),
+        ["a", "b", "c"]
+            .iter()
+            .filter(|n| **n != leader)
+            .nth(now_leading)
+            .copied()
+            .unwrap()
+    );
     // A put that failed during the failover may still have committed before its retry
     // (Kinesis' retries can duplicate too): a copy right before the acknowledged one.
     for node in &nodes {

@@ -34,6 +34,7 @@ mod error;
 mod etcd;
 mod lease;
 mod meta;
+mod metrics;
 mod model;
 pub mod node;
 pub mod placement;

@@ -237,6 +237,12 @@ impl<B: Backend> ClusterNode<B> {
             (config.registration_ttl, config.lease_file.clone()),
             stopped.clone(),
         ));
+        let gauges = tokio::spawn(crate::metrics::export(
+            config.id.clone(),
+            raft.clone(),
+            map.clone(),
+            until(stopped.clone()),
+        ));
         let follower = tokio::spawn(follow_map(meta.clone(), publish, stopped));
         Ok(ClusterNode {
             id: config.id,
@@ -255,7 +261,7 @@ impl<B: Backend> ClusterNode<B> {
                 server,
                 reconciler,
                 controller,
-                background: vec![follower],
+                background: vec![follower, gauges],
             })),
         })
     }
