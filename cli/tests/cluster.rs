@@ -239,9 +239,19 @@ fn metrics_name_the_leader(nodes: &[TestServer], leader: usize) {
             Some(1.0)
         );
     }
-    let last = kept_gauge(&nodes[leader], "sluice_cluster_replica_last_log_index").unwrap();
-    assert!(last >= 31.0, "the leader's log ends at {last}");
+    // Sampled once a second: the next samples show the entries.
     let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let last = kept_gauge(&nodes[leader], "sluice_cluster_replica_last_log_index");
+        if last.is_some_and(|last| last >= 31.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader's log ends at {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     while kept_gauges(&nodes[leader], "sluice_cluster_follower_lag_entries") != [0.0, 0.0] {
         assert!(
             Instant::now() < deadline,
