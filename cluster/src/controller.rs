@@ -15,6 +15,7 @@ use crate::error::MetaError;
 use crate::meta::{Change, ClusterMeta, Leadership, Snapshot};
 use crate::model::{NodeId, NodeInfo, Revision, StreamPlacement, StreamStatus};
 use crate::plan::{self, PlanError};
+use crate::settings::{SettingsChange, StreamSettings};
 
 /// How the controller works.
 #[derive(Clone, Debug)]
@@ -106,6 +107,17 @@ impl<B: Backend> ControllerOffice<B> {
         name: &str,
         shard_count: u32,
     ) -> Result<StreamPlacement, ControllerError> {
+        self.create_stream_with(name, shard_count, StreamSettings::default())
+            .await
+    }
+
+    /// Creates a stream with `settings` (checked by the caller), as `create_stream` does.
+    pub async fn create_stream_with(
+        &mut self,
+        name: &str,
+        shard_count: u32,
+        settings: StreamSettings,
+    ) -> Result<StreamPlacement, ControllerError> {
         let replication = self.config.replication;
         let created_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -117,6 +129,7 @@ impl<B: Backend> ControllerOffice<B> {
             for change in &mut changes {
                 if let Change::PutStream { placement, .. } = change {
                     placement.created_ms = created_ms;
+                    placement.settings = settings.clone();
                 }
             }
             Ok(changes)
@@ -135,6 +148,23 @@ impl<B: Backend> ControllerOffice<B> {
         })
         .await
         .map(drop)
+    }
+
+    /// Changes stream `name`'s settings (checked against its entry, in the same fenced write);
+    /// returns the entry as changed.
+    pub async fn configure(
+        &mut self,
+        name: &str,
+        change: &SettingsChange,
+    ) -> Result<StreamPlacement, ControllerError> {
+        let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
+            plan::configure(snapshot, name, change)
+        })
+        .await?;
+        match changes.into_iter().next() {
+            Some(Change::PutStream { placement, .. }) => Ok(placement),
+            _ => unreachable!("configure plans the stream's entry"),
+        }
     }
 
     /// One repair pass: notes which replica holders are gone, and re-creates the replicas of
@@ -298,6 +328,8 @@ pub enum Request {
         name: String,
         /// Its shards.
         shard_count: u32,
+        /// Its settings (checked by the caller).
+        settings: StreamSettings,
         /// The answer.
         reply: oneshot::Sender<Result<StreamPlacement, ControllerError>>,
     },
@@ -308,6 +340,15 @@ pub enum Request {
         /// The answer.
         reply: oneshot::Sender<Result<(), ControllerError>>,
     },
+    /// Change a stream's settings.
+    Configure {
+        /// The stream's name.
+        name: String,
+        /// The change.
+        change: SettingsChange,
+        /// The answer: the stream's entry as changed.
+        reply: oneshot::Sender<Result<StreamPlacement, ControllerError>>,
+    },
 }
 
 impl Request {
@@ -316,6 +357,7 @@ impl Request {
         match self {
             Request::CreateStream { reply, .. } => reply.is_closed(),
             Request::DeleteStream { reply, .. } => reply.is_closed(),
+            Request::Configure { reply, .. } => reply.is_closed(),
         }
     }
 }
@@ -394,15 +436,28 @@ async fn serve<B: Backend>(office: &mut ControllerOffice<B>, request: Request) -
         Request::CreateStream {
             name,
             shard_count,
+            settings,
             reply,
         } => {
-            let result = office.create_stream(&name, shard_count).await;
+            let result = office
+                .create_stream_with(&name, shard_count, settings)
+                .await;
             let lost = result.as_ref().is_err_and(fenced);
             let _ = reply.send(result);
             lost
         }
         Request::DeleteStream { name, reply } => {
             let result = office.delete_stream(&name).await;
+            let lost = result.as_ref().is_err_and(fenced);
+            let _ = reply.send(result);
+            lost
+        }
+        Request::Configure {
+            name,
+            change,
+            reply,
+        } => {
+            let result = office.configure(&name, &change).await;
             let lost = result.as_ref().is_err_and(fenced);
             let _ = reply.send(result);
             lost

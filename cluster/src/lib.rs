@@ -42,6 +42,7 @@ pub mod plan;
 pub mod raft;
 pub mod reads;
 pub mod reconcile;
+pub mod settings;
 pub mod status;
 pub mod transport;
 
@@ -54,6 +55,7 @@ pub use meta::{
     Change, ClusterEvent, ClusterMeta, ClusterWatch, Leadership, Registration, Snapshot,
 };
 pub use model::{
-    NodeId, NodeInfo, Revision, ShardPlacement, StreamPlacement, StreamStatus, Versioned,
+    NodeId, NodeInfo, Revision, ShardPlacement, StreamPlacement, StreamSettings, StreamStatus,
+    Versioned,
 };
 pub use node::{AdminError, ClusterNode, NodeConfig};

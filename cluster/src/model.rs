@@ -5,6 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::MetaError;
+pub use crate::settings::StreamSettings;
 
 /// A store revision (etcd's: it grows by one with every write transaction).
 pub type Revision = i64;
@@ -128,6 +129,9 @@ pub struct StreamPlacement {
     /// StreamCreationTimestamp; 0 in maps written before it was kept).
     #[serde(default)]
     pub created_ms: u64,
+    /// Retention, capacity mode and tags (their defaults in maps written before them).
+    #[serde(default)]
+    pub settings: StreamSettings,
 }
 
 impl StreamPlacement {
@@ -206,6 +210,7 @@ mod tests {
             replication: 2,
             shards: vec![shard],
             created_ms: 0,
+            settings: StreamSettings::default(),
         };
         let json = serde_json::to_string(&stream).unwrap();
         assert!(

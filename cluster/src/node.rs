@@ -11,7 +11,7 @@ use crate::backend::Backend;
 use crate::controller::{self, ControllerConfig, ControllerError, GroupProbe, Request};
 use crate::error::MetaError;
 use crate::meta::{ClusterMeta, Registration, Snapshot};
-use crate::model::{NodeId, NodeInfo, StreamPlacement};
+use crate::model::{NodeId, NodeInfo, StreamPlacement, StreamSettings};
 use crate::plan::PlanError;
 use crate::raft::{
     ClientError, GroupHost, NewRecord, RaftHost, ShardClient, ShardWritten, decode, encode,
@@ -19,6 +19,7 @@ use crate::raft::{
 };
 use crate::reads::{ReadReply, ReadRequest, read_local};
 use crate::reconcile::Reconciler;
+use crate::settings::{SettingsChange, SettingsRefused};
 use crate::status::{
     ClusterStatus, NodeReport, ReplicaReport, ShardReport, StreamReport, local_reports,
 };
@@ -64,8 +65,6 @@ pub struct NodeConfig {
     pub controller: ControllerConfig,
     /// Node-to-node calls.
     pub transport: TransportConfig,
-    /// How long committed records are kept.
-    pub retention_ms: u64,
     /// Where the node notes its registration's lease (in its data directory, which one
     /// process at a time holds): a node restarted before its old lease ran out ends that
     /// lease and registers at once, instead of being refused as a second live node.
@@ -84,7 +83,6 @@ impl NodeConfig {
             registration_ttl: Duration::from_secs(10),
             controller: ControllerConfig::default(),
             transport: TransportConfig::default(),
-            retention_ms: 24 * 3_600_000,
             lease_file: None,
         }
     }
@@ -103,6 +101,12 @@ pub enum AdminError {
     /// The request cannot be carried out as asked (a bad name, a shard count out of range).
     #[error("{0}")]
     InvalidArgument(String),
+    /// The stream is being created or deleted: its settings cannot change now.
+    #[error("stream {0} is not ACTIVE")]
+    NotActive(String),
+    /// A settings change refused as the stream's settings stand.
+    #[error(transparent)]
+    Settings(SettingsRefused),
     /// Fewer live nodes than the replication factor.
     #[error("{0}")]
     NotEnoughNodes(String),
@@ -124,6 +128,8 @@ impl From<ControllerError> for AdminError {
             ControllerError::Plan(PlanError::InvalidArgument(why)) => {
                 AdminError::InvalidArgument(why)
             }
+            ControllerError::Plan(PlanError::NotActive(name)) => AdminError::NotActive(name),
+            ControllerError::Plan(PlanError::Settings(refused)) => AdminError::Settings(refused),
             ControllerError::Plan(PlanError::Placement(why)) => {
                 AdminError::NotEnoughNodes(why.to_string())
             }
@@ -142,14 +148,26 @@ impl From<MetaError> for AdminError {
 /// An administrative request, as sent to the controller's node.
 #[derive(Debug, Serialize, Deserialize)]
 enum AdminCall {
-    CreateStream { name: String, shard_count: u32 },
-    DeleteStream { name: String },
+    CreateStream {
+        name: String,
+        shard_count: u32,
+        #[serde(default)]
+        settings: StreamSettings,
+    },
+    DeleteStream {
+        name: String,
+    },
+    Configure {
+        name: String,
+        change: SettingsChange,
+    },
 }
 
 /// The controller's answer.
 #[derive(Debug, Serialize, Deserialize)]
 enum AdminDone {
     Created(StreamPlacement),
+    Configured(StreamPlacement),
     Deleted,
 }
 
@@ -208,12 +226,7 @@ impl<B: Backend> ClusterNode<B> {
         let first = meta.snapshot().await?;
         let (publish, map) = watch::channel(Arc::new(first));
         let (stop, stopped) = watch::channel(false);
-        let groups = GroupHost::new(
-            engine.clone(),
-            peers.clone(),
-            raft.clone(),
-            config.retention_ms,
-        );
+        let groups = GroupHost::new(engine.clone(), peers.clone(), raft.clone());
         let reconciler = tokio::spawn({
             let (meta, id, stop) = (meta.clone(), config.id.clone(), until(stopped.clone()));
             async move { Reconciler::new(id, groups).run(&meta, stop).await }
@@ -303,9 +316,22 @@ impl<B: Backend> ClusterNode<B> {
         name: &str,
         shard_count: u32,
     ) -> Result<StreamPlacement, AdminError> {
+        self.create_stream_with(name, shard_count, StreamSettings::default())
+            .await
+    }
+
+    /// Creates a stream with `settings` (the caller checked them: a bad tag is not caught
+    /// here), as `create_stream` does.
+    pub async fn create_stream_with(
+        &self,
+        name: &str,
+        shard_count: u32,
+        settings: StreamSettings,
+    ) -> Result<StreamPlacement, AdminError> {
         let call = AdminCall::CreateStream {
             name: name.to_owned(),
             shard_count,
+            settings,
         };
         let AdminDone::Created(placement) = self.administer(call).await? else {
             return Err(AdminError::Unavailable(
@@ -331,6 +357,32 @@ impl<B: Backend> ClusterNode<B> {
                 .is_none_or(|s| matches!(s.value.status, crate::model::StreamStatus::Deleting))
         })
         .await
+    }
+
+    /// Changes stream `name`'s settings (through the controller, which checks the change
+    /// against the stream's entry as it writes it); returns once this node's map shows them.
+    pub async fn configure(
+        &self,
+        name: &str,
+        change: SettingsChange,
+    ) -> Result<StreamSettings, AdminError> {
+        let call = AdminCall::Configure {
+            name: name.to_owned(),
+            change,
+        };
+        let AdminDone::Configured(placement) = self.administer(call).await? else {
+            return Err(AdminError::Unavailable(
+                "the controller answered amiss".into(),
+            ));
+        };
+        let uid = placement.uid;
+        self.map_shows(|map| {
+            map.streams
+                .get(name)
+                .is_none_or(|s| s.value.uid != uid || s.value.settings == placement.settings)
+        })
+        .await?;
+        Ok(placement.settings)
     }
 
     /// Waits (up to [`MAP_WAIT`]) until this node's map satisfies `shows`.
@@ -724,11 +776,16 @@ async fn ask_office(
     // made, which the error says.
     let asked = async {
         match call {
-            AdminCall::CreateStream { name, shard_count } => {
+            AdminCall::CreateStream {
+                name,
+                shard_count,
+                settings,
+            } => {
                 let (reply, answer) = oneshot::channel();
                 let request = Request::CreateStream {
                     name,
                     shard_count,
+                    settings,
                     reply,
                 };
                 office.send(request).await.map_err(|_| gone())?;
@@ -741,6 +798,17 @@ async fn ask_office(
                 office.send(request).await.map_err(|_| gone())?;
                 let done = answer.await.map_err(|_| gone())?;
                 done.map(|()| AdminDone::Deleted).map_err(AdminError::from)
+            }
+            AdminCall::Configure { name, change } => {
+                let (reply, answer) = oneshot::channel();
+                let request = Request::Configure {
+                    name,
+                    change,
+                    reply,
+                };
+                office.send(request).await.map_err(|_| gone())?;
+                let done = answer.await.map_err(|_| gone())?;
+                done.map(AdminDone::Configured).map_err(AdminError::from)
             }
         }
     };

@@ -10,6 +10,7 @@ use sluice_core::HashKeyRange;
 use crate::meta::{Change, Snapshot};
 use crate::model::{NodeId, NodeInfo, ShardPlacement, StreamPlacement, StreamStatus};
 use crate::placement::{self, Load, PlacementError};
+use crate::settings::{SettingsChange, SettingsRefused};
 
 /// The most shards a stream may have (the engine's limit).
 pub const SHARDS_PER_STREAM_MAX: u32 = sluice_core::limits::SHARDS_PER_STREAM_MAX;
@@ -27,6 +28,12 @@ pub enum PlanError {
     /// A shard count outside 1 to `SHARDS_PER_STREAM_MAX`, or a replication factor of 0.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The stream is being created or deleted: its settings cannot change now.
+    #[error("stream {0} is not ACTIVE")]
+    NotActive(String),
+    /// The change is refused as the stream's settings stand.
+    #[error(transparent)]
+    Settings(#[from] SettingsRefused),
     /// Not enough live nodes for the replication factor.
     #[error(transparent)]
     Placement(#[from] PlacementError),
@@ -104,6 +111,7 @@ pub fn create_stream(
         replication,
         shards,
         created_ms: 0,
+        settings: crate::model::StreamSettings::default(),
     };
     Ok(vec![
         Change::PutStream {
@@ -129,6 +137,31 @@ pub fn delete_stream(snapshot: &Snapshot, name: &str) -> Result<Vec<Change>, Pla
     }
     let mut placement = stream.value.clone();
     placement.status = StreamStatus::Deleting;
+    Ok(vec![Change::PutStream {
+        placement,
+        replaces: Some(stream.revision),
+    }])
+}
+
+/// Changes stream `name`'s settings, checked against its entry in `snapshot` (the write names
+/// that entry's revision): only while it is neither being created nor deleted.
+pub fn configure(
+    snapshot: &Snapshot,
+    name: &str,
+    change: &SettingsChange,
+) -> Result<Vec<Change>, PlanError> {
+    let stream = snapshot
+        .streams
+        .get(name)
+        .ok_or_else(|| PlanError::StreamNotFound(name.to_owned()))?;
+    if matches!(
+        stream.value.status,
+        StreamStatus::Creating | StreamStatus::Deleting
+    ) {
+        return Err(PlanError::NotActive(name.to_owned()));
+    }
+    let mut placement = stream.value.clone();
+    crate::settings::apply(&mut placement.settings, change)?;
     Ok(vec![Change::PutStream {
         placement,
         replaces: Some(stream.revision),
@@ -275,6 +308,7 @@ mod tests {
             replication: 3,
             shards: vec![shard],
             created_ms: 0,
+            settings: crate::model::StreamSettings::default(),
         };
         let mut snapshot = Snapshot::default();
         snapshot.streams.insert(

@@ -37,6 +37,16 @@ pub trait ReplicaHost: Send {
         group: GroupId,
         remove_data: bool,
     ) -> impl Future<Output = Result<(), String>> + Send;
+    /// The stream's settings as the map being applied gives them, for a replica that runs
+    /// (told on every map: a host acts on what changed).
+    fn configure(
+        &mut self,
+        group: GroupId,
+        stream: &StreamPlacement,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        let _ = (group, stream);
+        async { Ok(()) }
+    }
     /// The live nodes as the map being applied lists them (their addresses), told before its
     /// steps.
     fn nodes(&mut self, nodes: &BTreeMap<NodeId, NodeInfo>) {
@@ -180,7 +190,12 @@ impl<H: ReplicaHost> Reconciler<H> {
                     .update(*group, stream, shard)
                     .await
                     .map(|()| Action::Update(*group, shard.epoch)),
-                Some(_) => continue,
+                Some(_) => {
+                    if let Err(e) = self.host.configure(*group, stream).await {
+                        self.failures.push((*group, e));
+                    }
+                    continue;
+                }
             };
             match done {
                 Ok(action) => {

@@ -14,7 +14,7 @@ use sluice_cluster::controller::{
 };
 use sluice_cluster::placement::PlacementError;
 use sluice_cluster::plan::PlanError;
-use sluice_cluster::{Backend, ClusterMeta, NodeId, Registration, StreamStatus};
+use sluice_cluster::{Backend, ClusterMeta, NodeId, Registration, StreamSettings, StreamStatus};
 use sluice_core::HashKeyRange;
 use support::{TTL, node, within};
 use tokio::sync::{mpsc, oneshot};
@@ -237,6 +237,7 @@ async fn the_office_passes_on_and_requests_are_answered<B: Backend>(meta: Cluste
         let request = Request::CreateStream {
             name: name.into(),
             shard_count: 2,
+            settings: StreamSettings::default(),
             reply,
         };
         // The channels have room: a request is queued at once.
@@ -390,6 +391,7 @@ async fn the_controller_outlasts_an_outage_of_the_store() {
     to_a.send(Request::CreateStream {
         name: "after".into(),
         shard_count: 1,
+        settings: StreamSettings::default(),
         reply,
     })
     .await

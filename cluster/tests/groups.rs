@@ -12,7 +12,9 @@ use sluice_cluster::controller::{ControllerConfig, ControllerOffice};
 use sluice_cluster::raft::{GroupHost, NewRecord, RaftHost, ShardWrite, stop_group};
 use sluice_cluster::reconcile::Reconciler;
 use sluice_cluster::transport::{GroupId, PeerServer, Peers, TransportConfig};
-use sluice_cluster::{ClusterMeta, EmbeddedBackend, NodeId, NodeInfo, Registration};
+use sluice_cluster::{
+    ClusterMeta, EmbeddedBackend, NodeId, NodeInfo, Registration, StreamSettings,
+};
 use sluice_core::{Engine, EngineConfig, ReadLimits, Replica};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -22,8 +24,6 @@ use support::{PATIENCE, TTL};
 use tokio::net::TcpListener;
 
 type Meta = ClusterMeta<EmbeddedBackend>;
-
-const DAY_MS: u64 = 24 * 3_600_000;
 
 fn id(name: &str) -> NodeId {
     NodeId::new(name).unwrap()
@@ -60,7 +60,6 @@ async fn start_node(meta: &Meta, name: &str, dir: &Path) -> Node {
         engine.clone(),
         Peers::new(TransportConfig::default()),
         host.clone(),
-        DAY_MS,
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let follower = tokio::spawn({
@@ -323,7 +322,7 @@ async fn a_first_replica_start_that_fails_is_tried_again_afresh() {
     let host = RaftHost::new(id("a").raft_id());
     let _server = PeerServer::start(listener, host.clone()).unwrap();
     let peers = Peers::new(TransportConfig::default());
-    let mut groups = GroupHost::new(engine.clone(), peers, host.clone(), DAY_MS);
+    let mut groups = GroupHost::new(engine.clone(), peers, host.clone());
     let info = |name: &str, address: &str| NodeInfo {
         id: id(name),
         peer_address: address.to_string(),
@@ -347,6 +346,7 @@ async fn a_first_replica_start_that_fails_is_tried_again_afresh() {
         replication: 2,
         shards: vec![shard.clone()],
         created_ms: 0,
+        settings: StreamSettings::default(),
     };
     let group = GroupId {
         stream_uid: 9,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sluice_cluster::{
     Backend, BackendWatch, Change, ClusterEvent, ClusterMeta, MetaError, NodeId, Op,
-    ShardPlacement, StreamPlacement, StreamStatus,
+    ShardPlacement, StreamPlacement, StreamSettings, StreamStatus,
 };
 use support::{TTL, node, within};
 
@@ -31,6 +31,7 @@ fn stream(name: &str, uid: u64, status: StreamStatus) -> StreamPlacement {
         replication: 3,
         shards: vec![shard],
         created_ms: 0,
+        settings: StreamSettings::default(),
     }
 }
 

@@ -10,13 +10,15 @@
 mod support;
 
 use sluice_cluster::raft::NewRecord;
+use sluice_cluster::settings::{SettingsChange, SettingsRefused};
 use sluice_cluster::transport::GroupId;
 use sluice_cluster::{
     AdminError, ClusterMeta, ClusterNode, EmbeddedBackend, NodeConfig, NodeId, StreamPlacement,
-    StreamStatus,
+    StreamSettings, StreamStatus,
 };
-use sluice_core::{Engine, EngineConfig, ReadLimits};
+use sluice_core::{Engine, EngineConfig, ManualClock, ReadLimits};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{PATIENCE, TTL};
 use tokio::net::TcpListener;
@@ -282,6 +284,111 @@ async fn a_node_back_discards_the_replicas_of_a_stream_deleted_meanwhile() {
     })
     .await;
     back.stop().await.unwrap();
+    for node in nodes {
+        node.stop().await.unwrap();
+    }
+}
+
+/// Under 48 hours of retention a record 30 hours old is readable on every replica; once the
+/// retention is decreased to 24, every replica hides it.
+async fn every_replica_keeps_the_retention(nodes: &[Node], clock: &ManualClock, stream_uid: u64) {
+    let group = GroupId {
+        stream_uid,
+        shard: 0,
+    };
+    clock.advance_ms(30 * 3_600_000);
+    for node in nodes {
+        node.read_barrier(group).await.unwrap();
+        eventually("the record is readable on every replica", || {
+            held(node, group).len() == 1
+        })
+        .await;
+    }
+    nodes[2]
+        .configure("kept", SettingsChange::DecreaseRetention(24))
+        .await
+        .unwrap();
+    for node in nodes {
+        eventually(
+            "every replica hides what its retention no longer keeps",
+            || held(node, group).is_empty(),
+        )
+        .await;
+    }
+}
+
+/// A stream's settings change through any node: the controller checks each change against
+/// the stream's entry (a retention "increase" below the current one is refused, nothing
+/// changes), every node's map shows the new settings, and every replica enforces the
+/// retention: a record 30 hours old stays readable under 48 hours and is hidden on every
+/// node once the retention is decreased to 24.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settings_change_through_any_node_and_every_replica_keeps_the_retention() {
+    let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000_000_000));
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (name, dir) in ["a", "b", "c"].iter().zip(&dirs) {
+        let mut config = EngineConfig::new(dir.path());
+        config.cores = 1;
+        config.segment_size_bytes = 1 << 20;
+        config.clock = clock.clone();
+        nodes.push(start_on(&meta, name, Engine::open(config).unwrap()).await);
+    }
+    let stream = nodes[0].create_stream("kept", 1).await.unwrap();
+    assert_eq!(stream.settings, StreamSettings::default());
+    for node in &nodes {
+        eventually("the stream turns ACTIVE", || {
+            status(node, "kept") == Some(StreamStatus::Active)
+        })
+        .await;
+    }
+    let record = NewRecord {
+        partition_key: "k".into(),
+        data: b"old".to_vec(),
+        flags: 0,
+    };
+    nodes[1].put(&stream, 0, vec![record]).await.unwrap();
+
+    let tags = vec![("team".to_owned(), "ingest".to_owned())];
+    nodes[2]
+        .configure("kept", SettingsChange::AddTags(tags))
+        .await
+        .unwrap();
+    let settings = nodes[1]
+        .configure("kept", SettingsChange::IncreaseRetention(48))
+        .await
+        .unwrap();
+    assert_eq!(settings.retention_hours, 48);
+    let refused = nodes[0]
+        .configure("kept", SettingsChange::IncreaseRetention(30))
+        .await;
+    assert_eq!(
+        refused.unwrap_err(),
+        AdminError::Settings(SettingsRefused::RetentionBelowCurrent {
+            requested: 30,
+            current: 48
+        })
+    );
+    let missing = nodes[0]
+        .configure("nothing", SettingsChange::RemoveTags(vec!["team".into()]))
+        .await;
+    assert_eq!(
+        missing.unwrap_err(),
+        AdminError::StreamNotFound("nothing".into())
+    );
+    for node in &nodes {
+        eventually("the map shows the settings", || {
+            node.map().streams["kept"].value.settings.retention_hours == 48
+        })
+        .await;
+        assert_eq!(
+            node.map().streams["kept"].value.settings.tags["team"],
+            "ingest"
+        );
+    }
+
+    every_replica_keeps_the_retention(&nodes, &clock, stream.uid).await;
     for node in nodes {
         node.stop().await.unwrap();
     }

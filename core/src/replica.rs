@@ -304,6 +304,15 @@ impl Replica {
         })
     }
 
+    /// Records now expire `retention_ms` after they were committed (the stream's retention
+    /// changed); a decrease hides the records now older at once, as a stream's does.
+    pub fn set_retention_ms(
+        &self,
+        retention_ms: u64,
+    ) -> Call<impl Future<Output = Result<(), ReplicaError>> + Send + '_> {
+        self.with_log(move |log| async move { log.set_retention_ms(retention_ms) })
+    }
+
     /// Makes every entry written so far durable (sharing syncs with concurrent callers): an
     /// append asked to be only written, then this, is a durable append split in two.
     pub fn sync(&self) -> Call<impl Future<Output = Result<(), ReplicaError>> + Send + '_> {

@@ -300,8 +300,8 @@ async fn iterator_refusals(a: &Node, b: &Node) {
 async fn refusals(a: &Node, b: &Node) {
     let (status, reply) = call(
         b,
-        "AddTagsToStream",
-        json!({"StreamName": "orders", "Tags": {"a": "b"}}),
+        "SplitShard",
+        json!({"StreamName": "orders", "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": "1"}),
     )
     .await;
     assert_eq!(
@@ -340,6 +340,60 @@ async fn refusals(a: &Node, b: &Node) {
         (status, reply["__type"].as_str()),
         (400, Some("InvalidArgumentException")),
         "{reply}"
+    );
+}
+
+/// Settings change through any node and show on every node: tags, retention (a change the
+/// wrong way or out of range refused with Kinesis' wording), the capacity mode, and tags given
+/// at creation.
+async fn settings_through_any_node(nodes: &[Node]) {
+    let (a, b, c, d) = (&nodes[0], &nodes[1], &nodes[2], &nodes[3]);
+    let tags = json!({"StreamName": "orders", "Tags": {"team": "ingest", "tier": "gold"}});
+    ok(b, "AddTagsToStream", tags).await;
+    let remove = json!({"StreamName": "orders", "TagKeys": ["tier"]});
+    ok(c, "RemoveTagsFromStream", remove).await;
+    let increase = json!({"StreamName": "orders", "RetentionPeriodHours": 48});
+    ok(c, "IncreaseStreamRetentionPeriod", increase).await;
+    let arn = ok(a, "DescribeStreamSummary", json!({"StreamName": "orders"})).await
+        ["StreamDescriptionSummary"]["StreamARN"]
+        .clone();
+    let mode = json!({"StreamARN": arn, "StreamModeDetails": {"StreamMode": "ON_DEMAND"}});
+    ok(a, "UpdateStreamMode", mode).await;
+    for node in nodes {
+        eventually("every node shows the settings", async || {
+            let summary = ok(
+                node,
+                "DescribeStreamSummary",
+                json!({"StreamName": "orders"}),
+            )
+            .await;
+            let summary = &summary["StreamDescriptionSummary"];
+            summary["RetentionPeriodHours"] == 48
+                && summary["StreamModeDetails"]["StreamMode"] == "ON_DEMAND"
+        })
+        .await;
+        let listed = ok(node, "ListTagsForStream", json!({"StreamName": "orders"})).await;
+        assert_eq!(listed["Tags"], json!([{"Key": "team", "Value": "ingest"}]));
+    }
+    for (hours, operation, says) in [
+        (72, "DecreaseStreamRetentionPeriod", "72"),
+        (9000, "IncreaseStreamRetentionPeriod", "maximum is 8760"),
+    ] {
+        let body = json!({"StreamName": "orders", "RetentionPeriodHours": hours});
+        let (status, reply) = call(d, operation, body).await;
+        assert_eq!(
+            (status, reply["__type"].as_str()),
+            (400, Some("InvalidArgumentException")),
+            "{reply}"
+        );
+        assert!(reply["message"].as_str().unwrap().contains(says), "{reply}");
+    }
+    let tagged = json!({"StreamName": "tagged", "ShardCount": 1, "Tags": {"from": "creation"}});
+    ok(d, "CreateStream", tagged).await;
+    let listed = ok(b, "ListTagsForStream", json!({"StreamName": "tagged"})).await;
+    assert_eq!(
+        listed["Tags"],
+        json!([{"Key": "from", "Value": "creation"}])
     );
 }
 
@@ -427,13 +481,14 @@ async fn any_node_serves_kinesis_for_the_whole_cluster() {
 
     latest_sees_a_put_made_elsewhere(a, c).await;
     refusals(a, b).await;
+    settings_through_any_node(&nodes).await;
 
     // Deleted through b: gone from every node, and its name free again.
     ok(b, "DeleteStream", json!({"StreamName": "orders"})).await;
     for node in &nodes {
         eventually("the stream is gone everywhere", async || {
             let listed = ok(node, "ListStreams", json!({})).await;
-            listed["StreamNames"].as_array().unwrap().is_empty()
+            listed["StreamNames"] == json!(["tagged"])
         })
         .await;
     }

@@ -42,7 +42,8 @@ pub struct GroupHost {
     engine: Engine,
     peers: Peers,
     host: Arc<RaftHost>,
-    retention_ms: u64,
+    /// The retention each running replica was given (its stream's).
+    retention_ms: HashMap<GroupId, u64>,
     nodes: BTreeMap<NodeId, NodeInfo>,
     stewards: HashMap<GroupId, Steward>,
 }
@@ -53,14 +54,14 @@ struct Steward {
 }
 
 impl GroupHost {
-    /// The host of the node `host` answers for; groups keep their records for
-    /// `retention_ms` once committed.
-    pub fn new(engine: Engine, peers: Peers, host: Arc<RaftHost>, retention_ms: u64) -> GroupHost {
+    /// The host of the node `host` answers for; groups keep their records for their
+    /// stream's retention once committed.
+    pub fn new(engine: Engine, peers: Peers, host: Arc<RaftHost>) -> GroupHost {
         GroupHost {
             engine,
             peers,
             host,
-            retention_ms,
+            retention_ms: HashMap::new(),
             nodes: BTreeMap::new(),
             stewards: HashMap::new(),
         }
@@ -88,10 +89,11 @@ impl ReplicaHost for GroupHost {
     async fn start(
         &mut self,
         group: GroupId,
-        _stream: &StreamPlacement,
+        stream: &StreamPlacement,
         shard: &ShardPlacement,
     ) -> Result<(), String> {
         let wanted = self.wanted(shard);
+        let retention_ms = stream.settings.retention_ms();
         // Checked before anything starts: a failed start leaves nothing running, and the
         // reconciler's next attempt starts afresh.
         let first_set = if shard.epoch == FIRST_EPOCH {
@@ -103,21 +105,16 @@ impl ReplicaHost for GroupHost {
         } else {
             None
         };
-        let running = start_group(
-            &self.engine,
-            &self.peers,
-            &self.host,
-            group,
-            self.retention_ms,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let running = start_group(&self.engine, &self.peers, &self.host, group, retention_ms)
+            .await
+            .map_err(|e| e.to_string())?;
         if let Some(members) = first_set
             && let Err(e) = form(&running, members).await
         {
             let _ = stop_group(&self.engine, &self.host, group, false).await;
             return Err(e);
         }
+        self.retention_ms.insert(group, retention_ms);
         let (sender, receiver) = watch::channel(wanted);
         let task = tokio::spawn(steward(running.raft, receiver));
         if let Some(old) = self.stewards.insert(
@@ -147,7 +144,26 @@ impl ReplicaHost for GroupHost {
         Ok(())
     }
 
+    async fn configure(&mut self, group: GroupId, stream: &StreamPlacement) -> Result<(), String> {
+        let wanted = stream.settings.retention_ms();
+        if self.retention_ms.get(&group) == Some(&wanted) {
+            return Ok(());
+        }
+        let running = self
+            .host
+            .group(group)
+            .ok_or_else(|| format!("group {group} does not run here"))?;
+        running
+            .replica
+            .set_retention_ms(wanted)
+            .await
+            .map_err(|e| format!("group {group}'s retention: {e}"))?;
+        self.retention_ms.insert(group, wanted);
+        Ok(())
+    }
+
     async fn stop(&mut self, group: GroupId, remove_data: bool) -> Result<(), String> {
+        self.retention_ms.remove(&group);
         if let Some(steward) = self.stewards.remove(&group) {
             steward.task.abort();
         }

@@ -13,15 +13,24 @@ use crate::shapes::{
     Empty, HashKeyRange, SequenceNumberRange, Shard, StreamModeDetails, timestamp,
 };
 use crate::wire::ApiError;
-use sluice_cluster::{AdminError as ClusterAdminError, Backend, StreamPlacement};
-use sluice_core::limits::{ON_DEMAND_SHARDS_INITIAL, RECORD_SIZE_BYTES_DEFAULT};
+use sluice_cluster::settings::{self, SettingsChange, SettingsRefused};
+use sluice_cluster::{AdminError as ClusterAdminError, Backend, StreamPlacement, StreamSettings};
+use sluice_core::limits::{
+    ON_DEMAND_SHARDS_INITIAL, RECORD_SIZE_BYTES_DEFAULT, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX,
+    TAGS_MAX,
+};
 use sluice_core::{AdminError, SequenceNumber, ShardId, StreamMode};
 
-/// The retention cluster mode keeps (the nodes' setting; not changeable per stream yet).
-const RETENTION_HOURS: u32 = 24;
+/// A stream's capacity mode in reply form.
+fn mode_of(stream: &StreamPlacement) -> StreamModeDetails {
+    StreamModeDetails::of(match stream.settings.on_demand {
+        true => StreamMode::OnDemand,
+        false => StreamMode::Provisioned,
+    })
+}
 
 /// A control plane refusal as Kinesis words it.
-fn admin_error(error: ClusterAdminError) -> ApiError {
+pub(super) fn admin_error(error: ClusterAdminError) -> ApiError {
     match error {
         ClusterAdminError::StreamExists(stream) => AdminError::StreamExists { stream }.into(),
         ClusterAdminError::StreamNotFound(stream) => AdminError::StreamNotFound { stream }.into(),
@@ -34,7 +43,6 @@ fn admin_error(error: ClusterAdminError) -> ApiError {
 /// Settings a stream cannot have in cluster mode yet: refused, never silently dropped.
 fn refuse_unsupported_settings(input: &CreateStreamInput) -> Result<(), ApiError> {
     let unsupported = [
-        (input.tags.is_some(), "Tags"),
         (
             input.warm_throughput_mi_bps.is_some(),
             "WarmThroughputMiBps",
@@ -72,9 +80,28 @@ pub async fn create_stream<B: Backend>(
         }
     };
     let name = input.stream_name.expect("validated");
+    let mut settings = StreamSettings {
+        on_demand: mode == StreamMode::OnDemand,
+        ..StreamSettings::default()
+    };
+    if let Some(tags) = input.tags {
+        let tags = SettingsChange::AddTags(tags.entries.into_iter().collect());
+        settings::apply(&mut settings, &tags).map_err(|refused| match refused {
+            SettingsRefused::InvalidTag(key) => ApiError::from(AdminError::InvalidTag {
+                key,
+                key_chars_max: TAG_KEY_CHARS_MAX,
+                value_chars_max: TAG_VALUE_CHARS_MAX,
+            }),
+            _ => AdminError::TooManyTags {
+                stream: None,
+                max: TAGS_MAX,
+            }
+            .into(),
+        })?;
+    }
     front
         .node
-        .create_stream(&name, shards)
+        .create_stream_with(&name, shards, settings)
         .await
         .map_err(admin_error)?;
     Ok(Empty {})
@@ -138,10 +165,10 @@ pub async fn describe_stream<B: Backend>(
         stream_description: StreamDescription {
             stream_arn: front.tenant.stream_arn(&name),
             stream_status: status_name(stream.status),
-            stream_mode_details: StreamModeDetails::of(StreamMode::Provisioned),
+            stream_mode_details: mode_of(&stream),
             shards: (from..to).map(|i| shard_out(&stream, i)).collect(),
             has_more_shards: to < stream.shards.len(),
-            retention_period_hours: RETENTION_HOURS,
+            retention_period_hours: stream.settings.retention_hours,
             stream_creation_timestamp: timestamp(stream.created_ms),
             enhanced_monitoring: vec![EnhancedMetrics {
                 shard_level_metrics: vec![],
@@ -163,8 +190,8 @@ pub async fn describe_stream_summary<B: Backend>(
         stream_description_summary: StreamDescriptionSummary {
             stream_arn: front.tenant.stream_arn(&name),
             stream_status: status_name(stream.status),
-            stream_mode_details: StreamModeDetails::of(StreamMode::Provisioned),
-            retention_period_hours: RETENTION_HOURS,
+            stream_mode_details: mode_of(&stream),
+            retention_period_hours: stream.settings.retention_hours,
             stream_creation_timestamp: timestamp(stream.created_ms),
             enhanced_monitoring: vec![EnhancedMetrics {
                 shard_level_metrics: vec![],
@@ -213,7 +240,7 @@ pub async fn list_streams<B: Backend>(
                 stream_name: s.name.clone(),
                 stream_arn: front.tenant.stream_arn(&s.name),
                 stream_status: status_name(s.status),
-                stream_mode_details: StreamModeDetails::of(StreamMode::Provisioned),
+                stream_mode_details: mode_of(s),
                 stream_creation_timestamp: timestamp(s.created_ms),
             })
             .collect(),

@@ -11,6 +11,7 @@
 
 mod admin;
 mod records;
+mod settings;
 mod token;
 
 use crate::ops::input;
@@ -24,13 +25,19 @@ use std::sync::Arc;
 pub use token::TokenKey;
 
 /// The Kinesis operations cluster mode serves.
-pub const SERVED: [&str; 10] = [
+pub const SERVED: [&str; 16] = [
     "CreateStream",
     "DeleteStream",
     "DescribeStream",
     "DescribeStreamSummary",
     "ListStreams",
     "ListShards",
+    "IncreaseStreamRetentionPeriod",
+    "DecreaseStreamRetentionPeriod",
+    "UpdateStreamMode",
+    "AddTagsToStream",
+    "RemoveTagsFromStream",
+    "ListTagsForStream",
     "PutRecord",
     "PutRecords",
     "GetShardIterator",
@@ -140,6 +147,12 @@ impl<B: Backend> ClusterFront<B> {
             "DescribeStreamSummary" => op!(admin::describe_stream_summary),
             "ListStreams" => op!(admin::list_streams),
             "ListShards" => op!(admin::list_shards),
+            "IncreaseStreamRetentionPeriod" => op!(settings::increase_retention),
+            "DecreaseStreamRetentionPeriod" => op!(settings::decrease_retention),
+            "UpdateStreamMode" => op!(settings::update_stream_mode),
+            "AddTagsToStream" => op!(settings::add_tags_to_stream),
+            "RemoveTagsFromStream" => op!(settings::remove_tags_from_stream),
+            "ListTagsForStream" => op!(settings::list_tags_for_stream),
             "PutRecord" => op!(records::put_record),
             "PutRecords" => op!(records::put_records),
             "GetShardIterator" => op!(records::get_shard_iterator),

@@ -459,7 +459,7 @@ impl Validate for RetentionInput {
 }
 
 /// The hours asked for, saturated into `u32` (the engine names the range when it refuses).
-fn retention_hours(hours: Option<i64>) -> u32 {
+pub(crate) fn retention_hours(hours: Option<i64>) -> u32 {
     let hours = hours.expect("validated");
     u32::try_from(hours.max(0)).unwrap_or(u32::MAX)
 }

@@ -15,10 +15,10 @@ const TAGS_MAX: usize = 50;
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AddTagsInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    tags: Option<TagMap>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) tags: Option<TagMap>,
 }
 
 impl Validate for AddTagsInput {
@@ -39,10 +39,10 @@ pub async fn add_tags_to_stream(tenant: &Tenant, input: AddTagsInput) -> Result<
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RemoveTagsInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    tag_keys: Option<TagKeys>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) tag_keys: Option<TagKeys>,
 }
 
 impl Validate for RemoveTagsInput {
@@ -69,11 +69,11 @@ pub async fn remove_tags_from_stream(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListTagsForStreamInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    exclusive_start_tag_key: Option<String>,
-    limit: Option<i64>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) exclusive_start_tag_key: Option<String>,
+    pub(crate) limit: Option<i64>,
 }
 
 impl Validate for ListTagsForStreamInput {
@@ -101,11 +101,17 @@ pub async fn list_tags_for_stream(
     input: ListTagsForStreamInput,
 ) -> Result<ListTagsForStreamOutput, ApiError> {
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
+    let tags = tenant.engine.stream(&name)?.tags()?;
+    Ok(tag_page(tags, &input))
+}
+
+/// The page of `tags` (in key order) that `input` asks for.
+pub(crate) fn tag_page(
+    tags: impl IntoIterator<Item = (String, String)>,
+    input: &ListTagsForStreamInput,
+) -> ListTagsForStreamOutput {
     let limit = input.limit.map_or(TAGS_MAX, |l| l as usize);
-    let mut tags: Vec<Tag> = tenant
-        .engine
-        .stream(&name)?
-        .tags()?
+    let mut tags: Vec<Tag> = tags
         .into_iter()
         .filter(|(key, _)| {
             input
@@ -117,10 +123,10 @@ pub async fn list_tags_for_stream(
         .collect();
     let has_more_tags = tags.len() > limit;
     tags.truncate(limit);
-    Ok(ListTagsForStreamOutput {
+    ListTagsForStreamOutput {
         tags,
         has_more_tags,
-    })
+    }
 }
 
 /// A resource an ARN names: a stream, or a consumer of one.

@@ -1,0 +1,168 @@
+//! A stream's settings in cluster mode: retention (enforced by every replica), the capacity
+//! mode (reported) and tags, changed through the controller, which checks each change
+//! against the stream's map entry as it writes it; read from this node's map.
+
+use super::ClusterFront;
+use crate::ops::streams::{RetentionInput, UpdateStreamModeInput, retention_hours};
+use crate::ops::tags::{
+    AddTagsInput, ListTagsForStreamInput, ListTagsForStreamOutput, RemoveTagsInput, tag_page,
+};
+use crate::shapes::{Empty, StreamModeDetails};
+use crate::wire::ApiError;
+use sluice_cluster::settings::{SettingsChange, SettingsRefused};
+use sluice_cluster::{AdminError as ClusterAdminError, Backend};
+use sluice_core::limits::{
+    RETENTION_HOURS_MAX, RETENTION_HOURS_MIN, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX, TAGS_MAX,
+};
+use sluice_core::{AdminError, StreamMode};
+
+/// A refusal of a change to stream `stream`, worded as the single-node server words it.
+fn settings_error(
+    front: &ClusterFront<impl Backend>,
+    stream: &str,
+    error: ClusterAdminError,
+) -> ApiError {
+    let stream = stream.to_owned();
+    match error {
+        ClusterAdminError::Settings(refused) => match refused {
+            SettingsRefused::RetentionOutOfRange(hours) => AdminError::RetentionOutOfRange {
+                hours,
+                min: RETENTION_HOURS_MIN,
+                max: RETENTION_HOURS_MAX,
+            },
+            SettingsRefused::RetentionBelowCurrent { requested, current } => {
+                AdminError::RetentionBelowCurrent {
+                    stream,
+                    requested_hours: requested,
+                    current_hours: current,
+                }
+            }
+            SettingsRefused::RetentionAboveCurrent { requested, current } => {
+                AdminError::RetentionAboveCurrent {
+                    stream,
+                    requested_hours: requested,
+                    current_hours: current,
+                }
+            }
+            SettingsRefused::InvalidTag(key) => AdminError::InvalidTag {
+                key,
+                key_chars_max: TAG_KEY_CHARS_MAX,
+                value_chars_max: TAG_VALUE_CHARS_MAX,
+            },
+            SettingsRefused::TooManyTags => AdminError::TooManyTags {
+                stream: Some(stream),
+                max: TAGS_MAX,
+            },
+        }
+        .into(),
+        ClusterAdminError::NotActive(_) => {
+            let status = front.stream(&stream).map(|s| super::status_name(s.status));
+            ApiError::in_use(format!(
+                "Stream {stream} under account {} not ACTIVE, instead in state {}",
+                front.tenant.account,
+                status.unwrap_or("DELETING")
+            ))
+        }
+        other => super::admin::admin_error(other),
+    }
+}
+
+/// Sends `change` of stream `name` to the controller.
+async fn change<B: Backend>(
+    front: &ClusterFront<B>,
+    name: &str,
+    change: SettingsChange,
+) -> Result<Empty, ApiError> {
+    front.stream(name)?;
+    front
+        .node
+        .configure(name, change)
+        .await
+        .map_err(|e| settings_error(front, name, e))?;
+    Ok(Empty {})
+}
+
+/// The hours `input` asks for, refused outside 24 to 8760 before the stream is looked up
+/// (as Kinesis checks).
+fn retention_asked(input: &RetentionInput) -> Result<u32, ApiError> {
+    let hours = retention_hours(input.retention_period_hours);
+    let (min, max) = (RETENTION_HOURS_MIN, RETENTION_HOURS_MAX);
+    if !(min..=max).contains(&hours) {
+        return Err(AdminError::RetentionOutOfRange { hours, min, max }.into());
+    }
+    Ok(hours)
+}
+
+pub async fn increase_retention<B: Backend>(
+    front: &ClusterFront<B>,
+    input: RetentionInput,
+) -> Result<Empty, ApiError> {
+    let name = front
+        .tenant
+        .resolve(&input.stream_name, &input.stream_arn)?;
+    let hours = retention_asked(&input)?;
+    change(front, &name, SettingsChange::IncreaseRetention(hours)).await
+}
+
+pub async fn decrease_retention<B: Backend>(
+    front: &ClusterFront<B>,
+    input: RetentionInput,
+) -> Result<Empty, ApiError> {
+    let name = front
+        .tenant
+        .resolve(&input.stream_name, &input.stream_arn)?;
+    let hours = retention_asked(&input)?;
+    change(front, &name, SettingsChange::DecreaseRetention(hours)).await
+}
+
+pub async fn update_stream_mode<B: Backend>(
+    front: &ClusterFront<B>,
+    input: UpdateStreamModeInput,
+) -> Result<Empty, ApiError> {
+    if input.warm_throughput_mi_bps.is_some() {
+        return Err(ApiError::invalid_argument(
+            "WarmThroughputMiBps is not available in cluster mode yet.",
+        ));
+    }
+    let name = front.tenant.resolve(&None, &input.stream_arn)?;
+    let mode = input
+        .stream_mode_details
+        .as_ref()
+        .and_then(StreamModeDetails::mode)
+        .expect("validated");
+    let on_demand = mode == StreamMode::OnDemand;
+    change(front, &name, SettingsChange::Mode { on_demand }).await
+}
+
+pub async fn add_tags_to_stream<B: Backend>(
+    front: &ClusterFront<B>,
+    input: AddTagsInput,
+) -> Result<Empty, ApiError> {
+    let name = front
+        .tenant
+        .resolve(&input.stream_name, &input.stream_arn)?;
+    let tags = input.tags.expect("validated").entries.into_iter().collect();
+    change(front, &name, SettingsChange::AddTags(tags)).await
+}
+
+pub async fn remove_tags_from_stream<B: Backend>(
+    front: &ClusterFront<B>,
+    input: RemoveTagsInput,
+) -> Result<Empty, ApiError> {
+    let name = front
+        .tenant
+        .resolve(&input.stream_name, &input.stream_arn)?;
+    let keys = input.tag_keys.expect("validated").into_items();
+    change(front, &name, SettingsChange::RemoveTags(keys)).await
+}
+
+pub async fn list_tags_for_stream<B: Backend>(
+    front: &ClusterFront<B>,
+    input: ListTagsForStreamInput,
+) -> Result<ListTagsForStreamOutput, ApiError> {
+    let name = front
+        .tenant
+        .resolve(&input.stream_name, &input.stream_arn)?;
+    let stream = front.stream(&name)?;
+    Ok(tag_page(stream.settings.tags, &input))
+}
