@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import boto3
 from botocore.config import Config
@@ -83,7 +84,21 @@ def test_boto3_writes_and_reads_through_different_nodes(endpoints):
 
     expect_error("ResourceInUseException", b.create_stream, StreamName=name, ShardCount=1)
     expect_error("ResourceNotFoundException", b.put_record, StreamName=unique("none"), Data=b"x", PartitionKey="k")
-    expect_error("UnsupportedOperationException", c.add_tags_to_stream, StreamName=name, Tags={"a": "b"})
+    expect_error("UnsupportedOperationException", c.split_shard, StreamName=name, ShardToSplit="shardId-000000000000", NewStartingHashKey="1")
+
+    # Settings through one node, seen through the others once their maps have them.
+    a.add_tags_to_stream(StreamName=name, Tags={"team": "ingest", "tier": "gold"})
+    b.remove_tags_from_stream(StreamName=name, TagKeys=["tier"])
+    c.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=72)
+    expect_error("InvalidArgumentException", a.decrease_stream_retention_period, StreamName=name, RetentionPeriodHours=96)
+    for node in (a, b, c):
+        for _ in range(50):
+            summary = node.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+            if summary["RetentionPeriodHours"] == 72:
+                break
+            time.sleep(0.1)
+        assert summary["RetentionPeriodHours"] == 72, summary
+        assert node.list_tags_for_stream(StreamName=name)["Tags"] == [{"Key": "team", "Value": "ingest"}]
     b.delete_stream(StreamName=name)
     a.get_waiter("stream_not_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
     for node in (a, b, c):
@@ -101,6 +116,10 @@ def test_the_aws_cli_through_different_nodes(endpoints):
     assert [(r["SequenceNumber"], base64.b64decode(r["Data"])) for r in records] == [(put["SequenceNumber"], b"from the cli")], records
     listed = aws(c, "list-streams")
     assert name in listed["StreamNames"], listed
+    aws(c, "add-tags-to-stream", "--stream-name", name, "--tags", "owner=cli")
+    aws(b, "increase-stream-retention-period", "--stream-name", name, "--retention-period-hours", "48")
+    aws(a, "decrease-stream-retention-period", "--stream-name", name, "--retention-period-hours", "24")
+    assert aws(c, "list-tags-for-stream", "--stream-name", name)["Tags"] == [{"Key": "owner", "Value": "cli"}]
     aws(a, "delete-stream", "--stream-name", name)
     # DELETING until no node runs its groups, then gone.
     left = [s["StreamStatus"] for s in aws(c, "list-streams")["StreamSummaries"] if s["StreamName"] == name]
