@@ -355,11 +355,11 @@ fn a_torn_power_loss_recovers_a_prefix_of_whole_batches() {
                 (durable_end, boundaries)
             }
         });
-        let undone = io.lose_power(PowerLoss::Seeded(seed)).unwrap();
-        assert!(
-            undone > 0,
-            "seed {seed}: visible batches were left unsynced"
-        );
+        // A seed may keep every unsynced write of a file (its cut lands after the last one):
+        // how many writes there are depends on how the appends were coalesced, which varies
+        // with the machine's load (CI once saw a seed lose nothing). Over the seeds, some
+        // must lose records (`lost_some` below).
+        io.lose_power(PowerLoss::Seeded(seed)).unwrap();
         block_on(async {
             let log = open(GlommioIo, dir.path(), config, manual_clock()).await;
             // Where the surviving data ends; numbering resumes at or after it (numbers lost
