@@ -17,8 +17,9 @@
 //! records, every reader having read, and nothing a reader saw during the run gone or
 //! changed.
 //!
-//! `SLUICE_FAULT_LAB_SECS` sets how long faults go on (40 s by default: CI's short run), and
-//! `SLUICE_FAULT_LAB_SEED` replays a run's choices (each run prints its seed).
+//! `SLUICE_FAULT_LAB_SECS` sets how long faults go on (40 s by default: CI's short run),
+//! `SLUICE_FAULT_LAB_SEED` replays a run's choices (each run prints its seed), and
+//! `SLUICE_FAULT_LAB_BIN` names the `sluice` to run (a copy, for a long run beside builds).
 
 mod common;
 mod fault_lab;
@@ -148,7 +149,7 @@ impl Lab {
 
     fn start_node(&self, node: usize) -> TestServer {
         let ip = self.net.node_ip(node);
-        let mut command = self.net.command(node, env!("CARGO_BIN_EXE_sluice"));
+        let mut command = self.net.command(node, &sluice_binary());
         if node == SKEWED {
             command
                 .env("LD_PRELOAD", LIBFAKETIME)
@@ -208,7 +209,7 @@ impl Lab {
         let asked = self.nodes.iter().flatten().next()?;
         let output = Command::new("timeout")
             .arg("5")
-            .arg(env!("CARGO_BIN_EXE_sluice"))
+            .arg(sluice_binary())
             .args([
                 "cluster",
                 "status",
@@ -231,6 +232,13 @@ impl Lab {
         let leader = stream["shards"][shard]["leader"].as_str()?;
         leader.strip_prefix('n')?.parse().ok()
     }
+}
+
+/// The `sluice` the lab runs: `SLUICE_FAULT_LAB_BIN` (a copy kept aside, so a long run is
+/// not switched to a new build halfway), else the one cargo built with this test.
+fn sluice_binary() -> String {
+    std::env::var("SLUICE_FAULT_LAB_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").to_owned())
 }
 
 fn signal(server: &TestServer, name: &str) {

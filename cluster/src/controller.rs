@@ -111,13 +111,15 @@ impl<B: Backend> ControllerOffice<B> {
             .await
     }
 
-    /// Creates a stream with `settings` (checked by the caller), as `create_stream` does.
+    /// Creates a stream with `settings` (refused whole unless valid: a retention of 0 would
+    /// stop every replica from starting), as `create_stream` does.
     pub async fn create_stream_with(
         &mut self,
         name: &str,
         shard_count: u32,
         settings: StreamSettings,
     ) -> Result<StreamPlacement, ControllerError> {
+        crate::settings::check(&settings).map_err(PlanError::Settings)?;
         let replication = self.config.replication;
         let created_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -151,18 +153,18 @@ impl<B: Backend> ControllerOffice<B> {
     }
 
     /// Changes stream `name`'s settings (checked against its entry, in the same fenced write);
-    /// returns the entry as changed.
+    /// returns the entry as changed and the revision that wrote it.
     pub async fn configure(
         &mut self,
         name: &str,
         change: &SettingsChange,
-    ) -> Result<StreamPlacement, ControllerError> {
-        let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
+    ) -> Result<(StreamPlacement, Revision), ControllerError> {
+        let (changes, revision) = commit_planned_at(&self.meta, &self.leadership, |snapshot| {
             plan::configure(snapshot, name, change)
         })
         .await?;
         match changes.into_iter().next() {
-            Some(Change::PutStream { placement, .. }) => Ok(placement),
+            Some(Change::PutStream { placement, .. }) => Ok((placement, revision)),
             _ => unreachable!("configure plans the stream's entry"),
         }
     }
@@ -269,17 +271,27 @@ impl GroupProbe for NoProbe {
 async fn commit_planned<B: Backend>(
     meta: &ClusterMeta<B>,
     leadership: &Leadership<B>,
-    mut planner: impl FnMut(&Snapshot) -> Result<Vec<Change>, PlanError>,
+    planner: impl FnMut(&Snapshot) -> Result<Vec<Change>, PlanError>,
 ) -> Result<Vec<Change>, ControllerError> {
+    Ok(commit_planned_at(meta, leadership, planner).await?.0)
+}
+
+/// As `commit_planned`, with the revision of the last write (that of the snapshot planned
+/// from when nothing was written).
+async fn commit_planned_at<B: Backend>(
+    meta: &ClusterMeta<B>,
+    leadership: &Leadership<B>,
+    mut planner: impl FnMut(&Snapshot) -> Result<Vec<Change>, PlanError>,
+) -> Result<(Vec<Change>, Revision), ControllerError> {
     let mut attempt = 0;
     loop {
         let snapshot = meta.snapshot().await?;
         let changes = planner(&snapshot)?;
         if changes.is_empty() {
-            return Ok(changes);
+            return Ok((changes, snapshot.revision));
         }
         match commit_each(meta, leadership, &changes).await {
-            Ok(_) => return Ok(changes),
+            Ok(revision) => return Ok((changes, revision)),
             Err(MetaError::Conflict { .. }) if attempt < CONFLICT_RETRIES => attempt += 1,
             Err(e) => return Err(e.into()),
         }
@@ -328,7 +340,7 @@ pub enum Request {
         name: String,
         /// Its shards.
         shard_count: u32,
-        /// Its settings (checked by the caller).
+        /// Its settings.
         settings: StreamSettings,
         /// The answer.
         reply: oneshot::Sender<Result<StreamPlacement, ControllerError>>,
@@ -346,8 +358,8 @@ pub enum Request {
         name: String,
         /// The change.
         change: SettingsChange,
-        /// The answer: the stream's entry as changed.
-        reply: oneshot::Sender<Result<StreamPlacement, ControllerError>>,
+        /// The answer: the stream's entry as changed, and the revision that wrote it.
+        reply: oneshot::Sender<Result<(StreamPlacement, Revision), ControllerError>>,
     },
 }
 

@@ -11,7 +11,7 @@ use crate::backend::Backend;
 use crate::controller::{self, ControllerConfig, ControllerError, GroupProbe, Request};
 use crate::error::MetaError;
 use crate::meta::{ClusterMeta, Registration, Snapshot};
-use crate::model::{NodeId, NodeInfo, StreamPlacement, StreamSettings};
+use crate::model::{NodeId, NodeInfo, Revision, StreamPlacement, StreamSettings};
 use crate::plan::PlanError;
 use crate::raft::{
     ClientError, GroupHost, NewRecord, RaftHost, ShardClient, ShardWritten, decode, encode,
@@ -151,7 +151,12 @@ enum AdminCall {
     CreateStream {
         name: String,
         shard_count: u32,
-        #[serde(default)]
+    },
+    /// A create with settings other than the defaults: a variant of its own, so a controller
+    /// of an earlier version refuses it rather than drop the settings.
+    CreateStreamWith {
+        name: String,
+        shard_count: u32,
         settings: StreamSettings,
     },
     DeleteStream {
@@ -167,7 +172,7 @@ enum AdminCall {
 #[derive(Debug, Serialize, Deserialize)]
 enum AdminDone {
     Created(StreamPlacement),
-    Configured(StreamPlacement),
+    Configured(StreamPlacement, Revision),
     Deleted,
 }
 
@@ -320,18 +325,24 @@ impl<B: Backend> ClusterNode<B> {
             .await
     }
 
-    /// Creates a stream with `settings` (the caller checked them: a bad tag is not caught
-    /// here), as `create_stream` does.
+    /// Creates a stream with `settings` (the controller refuses them whole unless valid), as
+    /// `create_stream` does.
     pub async fn create_stream_with(
         &self,
         name: &str,
         shard_count: u32,
         settings: StreamSettings,
     ) -> Result<StreamPlacement, AdminError> {
-        let call = AdminCall::CreateStream {
-            name: name.to_owned(),
-            shard_count,
-            settings,
+        let call = match settings == StreamSettings::default() {
+            true => AdminCall::CreateStream {
+                name: name.to_owned(),
+                shard_count,
+            },
+            false => AdminCall::CreateStreamWith {
+                name: name.to_owned(),
+                shard_count,
+                settings,
+            },
         };
         let AdminDone::Created(placement) = self.administer(call).await? else {
             return Err(AdminError::Unavailable(
@@ -370,18 +381,14 @@ impl<B: Backend> ClusterNode<B> {
             name: name.to_owned(),
             change,
         };
-        let AdminDone::Configured(placement) = self.administer(call).await? else {
+        let AdminDone::Configured(placement, revision) = self.administer(call).await? else {
             return Err(AdminError::Unavailable(
                 "the controller answered amiss".into(),
             ));
         };
-        let uid = placement.uid;
-        self.map_shows(|map| {
-            map.streams
-                .get(name)
-                .is_none_or(|s| s.value.uid != uid || s.value.settings == placement.settings)
-        })
-        .await?;
+        // The write's revision, not its settings: a later change may already have replaced
+        // them by the time this node's map moves on.
+        self.map_shows(|map| map.revision >= revision).await?;
         Ok(placement.settings)
     }
 
@@ -671,21 +678,48 @@ async fn register<B: Backend>(
             meta.backend().revoke(candidacy).await?;
         }
     }
-    let registration = meta.register(info, config.registration_ttl).await?;
+    // A previous run at this same address whose note did not survive (a power cut between
+    // its registration and the note's sync): its lease runs out within a TTL, so the id is
+    // taken that long at most.
+    let deadline = tokio::time::Instant::now() + config.registration_ttl + Duration::from_secs(1);
+    let registration = loop {
+        match meta.register(info.clone(), config.registration_ttl).await {
+            Err(MetaError::NodeIdTaken(id)) if tokio::time::Instant::now() < deadline => {
+                let ours = meta
+                    .registration_of(&info.id)
+                    .await?
+                    .is_some_and(|(registered, _)| registered.peer_address == info.peer_address);
+                if !ours {
+                    return Err(MetaError::NodeIdTaken(id));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => break other?,
+        }
+    };
     note_lease(config.lease_file.as_deref(), &registration)?;
     Ok(registration)
 }
 
-/// Notes the registration's lease in `file`, whole or not at all (written beside, then
-/// renamed over).
+/// Notes the registration's lease in `file`, whole or not at all (written beside, synced,
+/// renamed over, the directory synced): a power cut must not take the note back while the
+/// lease lives, or the restarted node could not end it (the fault lab's power loss found
+/// that).
 fn note_lease<B: Backend>(
     file: Option<&std::path::Path>,
     registration: &Registration<B>,
 ) -> Result<(), MetaError> {
     let Some(file) = file else { return Ok(()) };
     let noted = file.with_extension("lease.new");
-    std::fs::write(&noted, registration.lease().to_string())
-        .and_then(|()| std::fs::rename(&noted, file))
+    let write = || -> std::io::Result<()> {
+        let mut new = std::fs::File::create(&noted)?;
+        std::io::Write::write_all(&mut new, registration.lease().to_string().as_bytes())?;
+        new.sync_all()?;
+        std::fs::rename(&noted, file)?;
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+        std::fs::File::open(dir.unwrap_or(std::path::Path::new(".")))?.sync_all()
+    };
+    write()
         .map_err(|e| MetaError::Unavailable(format!("noting the lease in {}: {e}", file.display())))
 }
 
@@ -776,7 +810,20 @@ async fn ask_office(
     // made, which the error says.
     let asked = async {
         match call {
-            AdminCall::CreateStream {
+            AdminCall::CreateStream { name, shard_count } => {
+                let settings = StreamSettings::default();
+                let (reply, answer) = oneshot::channel();
+                let request = Request::CreateStream {
+                    name,
+                    shard_count,
+                    settings,
+                    reply,
+                };
+                office.send(request).await.map_err(|_| gone())?;
+                let done = answer.await.map_err(|_| gone())?;
+                done.map(AdminDone::Created).map_err(AdminError::from)
+            }
+            AdminCall::CreateStreamWith {
                 name,
                 shard_count,
                 settings,
@@ -808,7 +855,8 @@ async fn ask_office(
                 };
                 office.send(request).await.map_err(|_| gone())?;
                 let done = answer.await.map_err(|_| gone())?;
-                done.map(AdminDone::Configured).map_err(AdminError::from)
+                done.map(|(placement, revision)| AdminDone::Configured(placement, revision))
+                    .map_err(AdminError::from)
             }
         }
     };

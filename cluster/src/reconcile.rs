@@ -185,11 +185,14 @@ impl<H: ReplicaHost> Reconciler<H> {
                     .start(*group, stream, shard)
                     .await
                     .map(|()| Action::Start(*group, shard.epoch)),
-                Some(epoch) if *epoch < shard.epoch => self
-                    .host
-                    .update(*group, stream, shard)
-                    .await
-                    .map(|()| Action::Update(*group, shard.epoch)),
+                Some(epoch) if *epoch < shard.epoch => {
+                    // The same map may change the stream's settings too.
+                    let updated = match self.host.update(*group, stream, shard).await {
+                        Ok(()) => self.host.configure(*group, stream).await,
+                        Err(e) => Err(e),
+                    };
+                    updated.map(|()| Action::Update(*group, shard.epoch))
+                }
                 Some(_) => {
                     if let Err(e) = self.host.configure(*group, stream).await {
                         self.failures.push((*group, e));

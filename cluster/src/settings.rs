@@ -136,6 +136,22 @@ pub fn apply(
     Ok(())
 }
 
+/// Checks settings given whole (a new stream's): retention in range, at most 50 tags, each
+/// valid.
+pub fn check(settings: &StreamSettings) -> Result<(), SettingsRefused> {
+    let hours = settings.retention_hours;
+    if !(RETENTION_HOURS_MIN..=RETENTION_HOURS_MAX).contains(&hours) {
+        return Err(SettingsRefused::RetentionOutOfRange(hours));
+    }
+    if let Some((key, _)) = settings.tags.iter().find(|(k, v)| !tag_is_valid(k, v)) {
+        return Err(SettingsRefused::InvalidTag(key.clone()));
+    }
+    if settings.tags.len() > TAGS_MAX {
+        return Err(SettingsRefused::TooManyTags);
+    }
+    Ok(())
+}
+
 fn tag_is_valid(key: &str, value: &str) -> bool {
     let key_chars = key.chars().count();
     (1..=TAG_KEY_CHARS_MAX).contains(&key_chars) && value.chars().count() <= TAG_VALUE_CHARS_MAX
@@ -207,6 +223,23 @@ mod tests {
         let remove = SettingsChange::RemoveTags(vec!["k0".into(), "absent".into()]);
         apply(&mut settings, &remove).unwrap();
         assert_eq!(settings.tags.len(), 49);
+    }
+
+    #[test]
+    fn settings_given_whole_are_checked_whole() {
+        assert_eq!(check(&StreamSettings::default()), Ok(()));
+        let zero = StreamSettings {
+            retention_hours: 0,
+            ..StreamSettings::default()
+        };
+        assert_eq!(check(&zero), Err(SettingsRefused::RetentionOutOfRange(0)));
+        let mut many = StreamSettings {
+            tags: tags(51).into_iter().collect(),
+            ..StreamSettings::default()
+        };
+        assert_eq!(check(&many), Err(SettingsRefused::TooManyTags));
+        many.tags = [(String::new(), String::new())].into_iter().collect();
+        assert!(matches!(check(&many), Err(SettingsRefused::InvalidTag(_))));
     }
 
     #[test]
