@@ -3,8 +3,10 @@
 //! a second, and the node's totals. Every series is labelled with the node, so nodes sharing
 //! a process (tests, embedders) keep theirs apart.
 //!
-//! A replica that stops running here keeps its series with `running` 0 and `leading` 0; its
-//! other gauges keep their last value.
+//! A replica that stops running here (or a node that stops) keeps its series with `running`
+//! and `leading` 0 and its leader-only series 0; its other gauges keep their last value. A
+//! series is zeroed under the labels it was set with, even once the map no longer names its
+//! stream.
 
 use crate::meta::Snapshot;
 use crate::model::NodeId;
@@ -12,7 +14,7 @@ use crate::raft::RaftHost;
 use crate::transport::GroupId;
 use metrics::{Label, gauge};
 use sluice_core::ShardId;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +23,18 @@ use tokio::sync::watch;
 /// How often the gauges are refreshed.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
-/// Refreshes node `node`'s gauges from its groups (`host`) and the map until `stop`.
+/// What was exported for one group: the labels its series go by (kept, so a series is
+/// zeroed under the labels it was set with, whatever the map says by then), and those of
+/// the leader-only series set last.
+#[derive(Clone)]
+struct Exported {
+    labels: Vec<Label>,
+    followers: Vec<Vec<Label>>,
+    quorum_age: bool,
+}
+
+/// Refreshes node `node`'s gauges from its groups (`host`) and the map until `stop`; then
+/// marks every replica it exported as no longer running, and the node's totals 0.
 pub(crate) async fn export(
     node: NodeId,
     host: Arc<RaftHost>,
@@ -31,74 +44,135 @@ pub(crate) async fn export(
     tokio::pin!(stop);
     let mut ticks = tokio::time::interval(SAMPLE_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut exported = BTreeSet::new();
+    let mut exported = BTreeMap::new();
     loop {
         tokio::select! {
-            () = &mut stop => return,
+            () = &mut stop => break,
             _ = ticks.tick() => {}
         }
         let snapshot = map.borrow().clone();
         exported = sample(&node, &host, &snapshot, exported);
     }
+    for gone in exported.values() {
+        stopped(gone);
+    }
+    let labels = vec![Label::new("node", node.to_string())];
+    for name in [
+        "sluice_cluster_node_replicas",
+        "sluice_cluster_node_leaders",
+        "sluice_cluster_node_failed_replicas",
+        "sluice_cluster_node_controller",
+    ] {
+        gauge!(name, labels.clone()).set(0.0);
+    }
 }
 
 /// One sample: every running group's gauges and the node's; groups exported before and no
-/// longer running are marked so. Returns the groups exported now.
+/// longer running are marked so. Returns what was exported now.
 fn sample(
     node: &NodeId,
     host: &RaftHost,
     map: &Snapshot,
-    before: BTreeSet<GroupId>,
-) -> BTreeSet<GroupId> {
+    mut before: BTreeMap<GroupId, Exported>,
+) -> BTreeMap<GroupId, Exported> {
     let names = GroupNames::of(map);
     let (mut leading, mut failed) = (0u32, 0u32);
-    let mut running = BTreeSet::new();
+    let mut now = BTreeMap::new();
     for id in host.groups() {
         let Some(group) = host.group(id) else {
             continue;
         };
         let metrics = group.raft.metrics().borrow().clone();
-        let labels = names.labels(node, id);
-        let leads = metrics.current_leader == Some(host.node());
-        let stopped = metrics.running_state.is_err();
-        leading += u32::from(leads && !stopped);
-        failed += u32::from(stopped);
+        let previous = before.remove(&id);
+        let labels = match (names.labels(node, id), &previous) {
+            // Not in this node's map (yet, or any more): the labels it had.
+            (None, Some(previous)) => previous.labels.clone(),
+            (None, None) => names.unnamed(node, id),
+            (Some(labels), _) => labels,
+        };
+        if let Some(previous) = previous.as_ref().filter(|p| p.labels != labels) {
+            stopped(previous);
+        }
+        let leads = metrics.current_leader == Some(host.node()) && metrics.running_state.is_ok();
+        let stopped_here = metrics.running_state.is_err();
+        leading += u32::from(leads);
+        failed += u32::from(stopped_here);
         gauge!("sluice_cluster_replica_running", labels.clone()).set(1.0);
-        gauge!("sluice_cluster_replica_leading", labels.clone()).set(flag(leads && !stopped));
-        gauge!("sluice_cluster_replica_failed", labels.clone()).set(flag(stopped));
+        gauge!("sluice_cluster_replica_leading", labels.clone()).set(flag(leads));
+        gauge!("sluice_cluster_replica_failed", labels.clone()).set(flag(stopped_here));
         gauge!("sluice_cluster_replica_term", labels.clone()).set(metrics.current_term as f64);
         let last = metrics.last_log_index.unwrap_or(0);
         gauge!("sluice_cluster_replica_last_log_index", labels.clone()).set(last as f64);
         let applied = metrics.last_applied.map_or(0, |id| id.index);
         gauge!("sluice_cluster_replica_applied_index", labels.clone()).set(applied as f64);
-        if let Some(age) = metrics.millis_since_quorum_ack {
-            gauge!("sluice_cluster_replica_quorum_ack_age_ms", labels.clone()).set(age as f64);
-        }
-        // The leader's view of each follower: entries it still has to send or have matched.
-        for (follower, matched) in metrics.replication.iter().flatten() {
-            if *follower == host.node() {
-                continue;
-            }
-            let lag = last.saturating_sub(matched.map_or(0, |id| id.index));
-            let mut labels = labels.clone();
-            labels.push(Label::new("follower", names.node(*follower)));
-            gauge!("sluice_cluster_follower_lag_entries", labels).set(lag as f64);
-        }
-        running.insert(id);
+        let exported = leader_gauges(&names, &labels, host.node(), &metrics, previous);
+        now.insert(id, exported);
     }
-    for gone in before.difference(&running) {
-        let labels = names.labels(node, *gone);
-        gauge!("sluice_cluster_replica_running", labels.clone()).set(0.0);
-        gauge!("sluice_cluster_replica_leading", labels).set(0.0);
+    for gone in before.values() {
+        stopped(gone);
     }
     let labels = vec![Label::new("node", node.to_string())];
-    gauge!("sluice_cluster_node_replicas", labels.clone()).set(running.len() as f64);
+    gauge!("sluice_cluster_node_replicas", labels.clone()).set(now.len() as f64);
     gauge!("sluice_cluster_node_leaders", labels.clone()).set(f64::from(leading));
     gauge!("sluice_cluster_node_failed_replicas", labels.clone()).set(f64::from(failed));
     gauge!("sluice_cluster_node_controller", labels.clone())
         .set(flag(map.controller.as_ref() == Some(node)));
     gauge!("sluice_cluster_nodes_registered", labels).set(map.nodes.len() as f64);
-    running
+    now
+}
+
+/// A leader's own series (the quorum's last acknowledgement, each follower's lag); the ones
+/// set before and not now (leadership lost, a follower gone) read 0. Returns what is set.
+fn leader_gauges(
+    names: &GroupNames,
+    labels: &[Label],
+    me: u64,
+    metrics: &openraft::RaftMetrics<u64, openraft::BasicNode>,
+    previous: Option<Exported>,
+) -> Exported {
+    let last = metrics.last_log_index.unwrap_or(0);
+    let mut followers = Vec::new();
+    // The leader's view of each follower: entries it still has to send or have matched.
+    for (follower, matched) in metrics.replication.iter().flatten() {
+        if *follower == me {
+            continue;
+        }
+        let lag = last.saturating_sub(matched.map_or(0, |id| id.index));
+        let mut series = labels.to_vec();
+        series.push(Label::new("follower", names.node(*follower)));
+        gauge!("sluice_cluster_follower_lag_entries", series.clone()).set(lag as f64);
+        followers.push(series);
+    }
+    let age = metrics.millis_since_quorum_ack;
+    if let Some(age) = age {
+        gauge!("sluice_cluster_replica_quorum_ack_age_ms", labels.to_vec()).set(age as f64);
+    }
+    if let Some(previous) = previous {
+        for series in previous.followers.iter().filter(|s| !followers.contains(s)) {
+            gauge!("sluice_cluster_follower_lag_entries", series.clone()).set(0.0);
+        }
+        if previous.quorum_age && age.is_none() {
+            gauge!("sluice_cluster_replica_quorum_ack_age_ms", previous.labels).set(0.0);
+        }
+    }
+    Exported {
+        labels: labels.to_vec(),
+        followers,
+        quorum_age: age.is_some(),
+    }
+}
+
+/// Marks a replica no longer running here: running and leading 0, its leader-only series 0.
+fn stopped(exported: &Exported) {
+    let labels = exported.labels.clone();
+    gauge!("sluice_cluster_replica_running", labels.clone()).set(0.0);
+    gauge!("sluice_cluster_replica_leading", labels.clone()).set(0.0);
+    if exported.quorum_age {
+        gauge!("sluice_cluster_replica_quorum_ack_age_ms", labels).set(0.0);
+    }
+    for series in &exported.followers {
+        gauge!("sluice_cluster_follower_lag_entries", series.clone()).set(0.0);
+    }
 }
 
 fn flag(on: bool) -> f64 {
@@ -108,11 +182,19 @@ fn flag(on: bool) -> f64 {
 /// The names a group's and a node's series go by, from the map.
 struct GroupNames {
     streams: BTreeMap<u64, String>,
+    /// Every node the map names, live or only in a replica set (a follower whose
+    /// registration lapsed keeps its name).
     nodes: BTreeMap<u64, String>,
 }
 
 impl GroupNames {
     fn of(map: &Snapshot) -> GroupNames {
+        let placed = map.streams.values().flat_map(|s| {
+            s.value
+                .shards
+                .iter()
+                .flat_map(|shard| shard.replicas.iter())
+        });
         GroupNames {
             streams: map
                 .streams
@@ -122,19 +204,25 @@ impl GroupNames {
             nodes: map
                 .nodes
                 .keys()
+                .chain(placed)
                 .map(|id| (id.raft_id(), id.to_string()))
                 .collect(),
         }
     }
 
-    /// A group's labels: the node, its stream's name (the uid while the map does not name
-    /// it), its shard id.
-    fn labels(&self, node: &NodeId, group: GroupId) -> Vec<Label> {
-        let stream = self
-            .streams
-            .get(&group.stream_uid)
-            .cloned()
-            .unwrap_or_else(|| format!("uid-{}", group.stream_uid));
+    /// A group's labels: the node, its stream's name, its shard id; `None` while the map
+    /// does not name its stream.
+    fn labels(&self, node: &NodeId, group: GroupId) -> Option<Vec<Label>> {
+        let stream = self.streams.get(&group.stream_uid)?;
+        Some(Self::group_labels(node, stream.clone(), group))
+    }
+
+    /// Labels for a group whose stream the map has never named here (its uid).
+    fn unnamed(&self, node: &NodeId, group: GroupId) -> Vec<Label> {
+        Self::group_labels(node, format!("uid-{}", group.stream_uid), group)
+    }
+
+    fn group_labels(node: &NodeId, stream: String, group: GroupId) -> Vec<Label> {
         vec![
             Label::new("node", node.to_string()),
             Label::new("stream", stream),
@@ -142,7 +230,7 @@ impl GroupNames {
         ]
     }
 
-    /// A node by its Raft id (the number while the map does not list it).
+    /// A node by its Raft id (the number when the map does not name it).
     fn node(&self, raft_id: u64) -> String {
         self.nodes
             .get(&raft_id)

@@ -201,6 +201,8 @@ struct Running {
     server: PeerServer,
     reconciler: JoinHandle<()>,
     controller: JoinHandle<()>,
+    /// The metrics task; ends on its own at stop.
+    gauges: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -279,7 +281,8 @@ impl<B: Backend> ClusterNode<B> {
                 server,
                 reconciler,
                 controller,
-                background: vec![follower, gauges],
+                gauges,
+                background: vec![follower],
             })),
         })
     }
@@ -533,6 +536,8 @@ impl<B: Backend> ClusterNode<B> {
         };
         let _ = self.stop.send(true);
         let _ = running.reconciler.await;
+        // Its last pass marks the node's replicas as no longer running.
+        let _ = tokio::time::timeout(Duration::from_secs(1), running.gauges).await;
         // The office is resigned (handed on at once); a resignation etcd does not answer
         // is given up after a while (the lease then runs out).
         let abort = running.controller.abort_handle();

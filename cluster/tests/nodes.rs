@@ -296,6 +296,20 @@ async fn every_replica_keeps_the_retention(nodes: &[Node], clock: &ManualClock, 
         stream_uid,
         shard: 0,
     };
+    // Each replica runs with 48 h before the clock moves: a read under the old 24 h would
+    // hide the record for good (a trim horizon only moves on).
+    for node in nodes {
+        let replica = node.replica(group).expect("the node runs the group");
+        let deadline = Instant::now() + PATIENCE;
+        while replica.retention_ms().await.unwrap() != 48 * 3_600_000 {
+            assert!(
+                Instant::now() < deadline,
+                "{} keeps its retention",
+                node.id()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     clock.advance_ms(30 * 3_600_000);
     for node in nodes {
         node.read_barrier(group).await.unwrap();

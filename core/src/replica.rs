@@ -313,6 +313,13 @@ impl Replica {
         self.with_log(move |log| async move { log.set_retention_ms(retention_ms) })
     }
 
+    /// How long its records stay readable once committed, in ms.
+    pub fn retention_ms(
+        &self,
+    ) -> Call<impl Future<Output = Result<u64, ReplicaError>> + Send + '_> {
+        self.with_log(|log| async move { Ok(log.retention_ms()) })
+    }
+
     /// Makes every entry written so far durable (sharing syncs with concurrent callers): an
     /// append asked to be only written, then this, is a durable append split in two.
     pub fn sync(&self) -> Call<impl Future<Output = Result<(), ReplicaError>> + Send + '_> {

@@ -73,7 +73,6 @@ async fn change<B: Backend>(
     name: &str,
     change: SettingsChange,
 ) -> Result<Empty, ApiError> {
-    front.stream(name)?;
     front
         .node
         .configure(name, change)

@@ -247,6 +247,11 @@ impl<I: SegmentIo> ShardLog<I> {
         self.durable_seq.get()
     }
 
+    /// The retention period, in ms.
+    pub fn retention_ms(&self) -> u64 {
+        self.shared.retention_ms()
+    }
+
     /// Changes the retention period; a decrease hides expired records at once.
     pub fn set_retention_ms(&self, retention_ms: u64) -> Result<()> {
         read_only::set_retention_ms(&self.shared, &self.config, retention_ms)
