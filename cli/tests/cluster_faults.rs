@@ -7,9 +7,10 @@
 //! or on a shard's leader: SIGKILL (and a restart on the same data), SIGSTOP (and SIGCONT),
 //! a full partition, a cut from the peers only (clients and etcd still reach it), a one-way
 //! cut to one peer (its packets to it dropped: over TCP both directions stall), 30% packet
-//! loss, and power loss (each node's data directory is an ext4 filesystem on a loop device:
+//! loss, power loss (each node's data directory is an ext4 filesystem on a loop device:
 //! SIGKILL, then the filesystem as the device held it, without the page cache's unsynced
-//! writes, and a restart on that); each kind once a round, the last of a round held past the 10 s leases. After
+//! writes, and a restart on that), and power loss of every node at once (what a majority
+//! acknowledged must be on a majority's disks); each kind once a round, the last of a round held past the 10 s leases. After
 //! healing, and once every node runs every shard caught up (so each reads its own copy),
 //! every shard is read back through every node and the checker
 //! (`fault_lab::history::check`) proves: no acknowledged record lost or moved, none
@@ -48,7 +49,7 @@ const SKEWED: usize = 2;
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Kinds of fault `inject` knows.
-const KINDS: u64 = 7;
+const KINDS: u64 = 8;
 /// Each node's filesystem image (sparse: only what the node writes takes disk).
 const DISK_MIB: u64 = 512;
 
@@ -75,6 +76,8 @@ struct Lab {
     disks: Vec<Option<LoopDisk>>,
     dirs: Vec<tempfile::TempDir>,
     nodes: Vec<Option<TestServer>>,
+    /// Power cuts, and those that took back the marker written unsynced right before.
+    cuts: (usize, usize),
 }
 
 impl Drop for Lab {
@@ -122,6 +125,7 @@ impl Lab {
             disks: Vec::new(),
             dirs: (0..NODES).map(|_| tempfile::tempdir().unwrap()).collect(),
             nodes: Vec::new(),
+            cuts: (0, 0),
         };
         for node in 0..NODES {
             let image = dir.path().join(format!("n{node}.ext4"));
@@ -189,15 +193,31 @@ impl Lab {
         self.dirs[node].path().join("data")
     }
 
-    /// Cuts node `node`'s power: SIGKILL, then its filesystem as its device held it (what
-    /// the page cache had not written is gone); it is restarted later, on that.
-    fn cut_power(&mut self, node: usize) {
-        self.nodes[node]
-            .take()
-            .expect("every node runs between faults")
-            .kill();
-        let disk = self.disks[node].take().expect("every node has its disk");
-        self.disks[node] = Some(disk.cut_power().0);
+    /// Cuts the power of `nodes` at once: SIGKILL to each, then each filesystem as its
+    /// device held it (what the page cache had not written is gone); they are restarted
+    /// later, on that. A marker written to each filesystem just before, never synced, tells
+    /// whether the cut took back what the page cache held.
+    fn cut_power(&mut self, nodes: &[usize]) {
+        for &node in nodes {
+            std::fs::write(self.marker(node), b"unsynced").unwrap();
+        }
+        for &node in nodes {
+            self.nodes[node]
+                .take()
+                .expect("every node runs between faults")
+                .kill();
+        }
+        for &node in nodes {
+            let disk = self.disks[node].take().expect("every node has its disk");
+            self.disks[node] = Some(disk.cut_power().0);
+            self.cuts.0 += 1;
+            self.cuts.1 += usize::from(!self.marker(node).exists());
+            let _ = std::fs::remove_file(self.marker(node));
+        }
+    }
+
+    fn marker(&self, node: usize) -> std::path::PathBuf {
+        self.dirs[node].path().join("unsynced-marker")
     }
 
     fn address(&self, node: usize) -> SocketAddr {
@@ -249,7 +269,7 @@ fn signal(server: &TestServer, name: &str) {
     assert!(sent.success(), "kill -{name}");
 }
 
-/// Fault `kind` (0 to 6), held for `held`, then healed; returns its name.
+/// Fault `kind` (0 to 7), held for `held`, then healed; returns its name.
 fn inject(lab: &mut Lab, rng: &mut Rng, kind: u64, held: Duration) -> &'static str {
     let target = match rng.below(2) {
         0 => lab.leader(rng.below(SHARDS.len() as u64) as usize),
@@ -300,11 +320,21 @@ fn inject(lab: &mut Lab, rng: &mut Rng, kind: u64, held: Duration) -> &'static s
             std::thread::sleep(held);
             "30% packet loss"
         }
-        _ => {
-            lab.cut_power(target);
+        6 => {
+            lab.cut_power(&[target]);
             std::thread::sleep(held);
             lab.nodes[target] = Some(lab.start_node(target));
             "power loss and restart"
+        }
+        _ => {
+            // Every node at once: what a majority acknowledged must be on a majority's disks.
+            let all: Vec<usize> = (0..NODES).collect();
+            lab.cut_power(&all);
+            std::thread::sleep(held);
+            for node in all {
+                lab.nodes[node] = Some(lab.start_node(node));
+            }
+            "power loss of every node at once, and restarts"
         }
     };
     lab.net.heal();
@@ -637,8 +667,9 @@ fn no_acknowledged_record_is_lost_duplicated_or_moved_under_faults() {
         .unwrap_or_default();
     let held: usize = reads[0].values().map(Vec::len).sum();
     assert!(violations.is_empty(), "seed {seed}: {violations:#?}");
+    let (cuts, cuts_losing) = lab.cuts;
     println!(
-        "fault lab: {} faults {faults:?}; {} puts acknowledged, {} failed or timed out ({} of those held); {} records held; longest time without an acknowledged put {longest_gap:?}",
+        "fault lab: {} faults {faults:?}; {} puts acknowledged, {} failed or timed out ({} of those held); {} records held; longest time without an acknowledged put {longest_gap:?}; {cuts_losing} of {cuts} power cuts took back a write left unsynced",
         faults.values().sum::<usize>(),
         history.acknowledged.len(),
         history.maybe.len(),
@@ -648,5 +679,9 @@ fn no_acknowledged_record_is_lost_duplicated_or_moved_under_faults() {
     assert!(
         history.acknowledged.len() > 100,
         "too few puts went through to judge"
+    );
+    assert!(
+        cuts == 0 || cuts_losing > 0,
+        "no power cut took back an unsynced write: the cuts were no power loss"
     );
 }
