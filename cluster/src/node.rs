@@ -11,7 +11,7 @@ use crate::backend::Backend;
 use crate::controller::{self, ControllerConfig, ControllerError, GroupProbe, Request};
 use crate::error::MetaError;
 use crate::meta::{ClusterMeta, Registration, Snapshot};
-use crate::model::{NodeId, NodeInfo, Revision, StreamPlacement, StreamSettings};
+use crate::model::{NodeId, NodeInfo, Revision, StreamPlacement, StreamSettings, StreamStatus};
 use crate::plan::PlanError;
 use crate::raft::{
     ClientError, GroupHost, NewRecord, RaftHost, ShardClient, ShardWritten, decode, encode,
@@ -102,8 +102,8 @@ pub enum AdminError {
     #[error("{0}")]
     InvalidArgument(String),
     /// The stream is being created or deleted: its settings cannot change now.
-    #[error("stream {0} is not ACTIVE")]
-    NotActive(String),
+    #[error("stream {0} is not ACTIVE but {1:?}")]
+    NotActive(String, StreamStatus),
     /// A settings change refused as the stream's settings stand.
     #[error(transparent)]
     Settings(SettingsRefused),
@@ -128,7 +128,9 @@ impl From<ControllerError> for AdminError {
             ControllerError::Plan(PlanError::InvalidArgument(why)) => {
                 AdminError::InvalidArgument(why)
             }
-            ControllerError::Plan(PlanError::NotActive(name)) => AdminError::NotActive(name),
+            ControllerError::Plan(PlanError::NotActive(name, status)) => {
+                AdminError::NotActive(name, status)
+            }
             ControllerError::Plan(PlanError::Settings(refused)) => AdminError::Settings(refused),
             ControllerError::Plan(PlanError::Placement(why)) => {
                 AdminError::NotEnoughNodes(why.to_string())

@@ -29,8 +29,8 @@ pub enum PlanError {
     #[error("{0}")]
     InvalidArgument(String),
     /// The stream is being created or deleted: its settings cannot change now.
-    #[error("stream {0} is not ACTIVE")]
-    NotActive(String),
+    #[error("stream {0} is not ACTIVE but {1:?}")]
+    NotActive(String, StreamStatus),
     /// The change is refused as the stream's settings stand.
     #[error(transparent)]
     Settings(#[from] SettingsRefused),
@@ -158,7 +158,7 @@ pub fn configure(
         stream.value.status,
         StreamStatus::Creating | StreamStatus::Deleting
     ) {
-        return Err(PlanError::NotActive(name.to_owned()));
+        return Err(PlanError::NotActive(name.to_owned(), stream.value.status));
     }
     let mut placement = stream.value.clone();
     crate::settings::apply(&mut placement.settings, change)?;
@@ -331,6 +331,42 @@ mod tests {
             .iter()
             .map(|n| (NodeId::new(*n).unwrap(), 0))
             .collect()
+    }
+
+    #[test]
+    fn settings_change_names_the_entry_they_replace_and_only_while_active() {
+        let mut map = snapshot(&["a", "b", "c"], &["a", "b", "c"]);
+        let change = SettingsChange::IncreaseRetention(48);
+        let changes = configure(&map, "s", &change).unwrap();
+        let [
+            Change::PutStream {
+                placement,
+                replaces,
+            },
+        ] = &changes[..]
+        else {
+            panic!("{changes:?}");
+        };
+        assert_eq!(
+            (placement.settings.retention_hours, *replaces),
+            (48, Some(5))
+        );
+        let refused = configure(&map, "s", &SettingsChange::DecreaseRetention(72));
+        assert!(
+            matches!(refused, Err(PlanError::Settings(_))),
+            "{refused:?}"
+        );
+        assert_eq!(
+            configure(&map, "t", &change),
+            Err(PlanError::StreamNotFound("t".into()))
+        );
+        for status in [StreamStatus::Creating, StreamStatus::Deleting] {
+            map.streams.get_mut("s").unwrap().value.status = status;
+            assert_eq!(
+                configure(&map, "s", &change),
+                Err(PlanError::NotActive("s".into(), status))
+            );
+        }
     }
 
     #[test]

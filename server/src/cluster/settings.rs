@@ -55,14 +55,11 @@ fn settings_error(
             },
         }
         .into(),
-        ClusterAdminError::NotActive(_) => {
-            let status = front.stream(&stream).map(|s| super::status_name(s.status));
-            ApiError::in_use(format!(
-                "Stream {stream} under account {} not ACTIVE, instead in state {}",
-                front.tenant.account,
-                status.unwrap_or("DELETING")
-            ))
-        }
+        ClusterAdminError::NotActive(_, status) => ApiError::in_use(format!(
+            "Stream {stream} under account {} not ACTIVE, instead in state {}",
+            front.tenant.account,
+            super::status_name(status)
+        )),
         other => super::admin::admin_error(other),
     }
 }
