@@ -359,6 +359,24 @@ async fn settings_through_any_node(nodes: &[Node]) {
         .clone();
     let mode = json!({"StreamARN": arn, "StreamModeDetails": {"StreamMode": "ON_DEMAND"}});
     ok(a, "UpdateStreamMode", mode).await;
+    // The ARN forms: a tag added and listed on one node, removed through another.
+    ok(
+        b,
+        "TagResource",
+        json!({"ResourceARN": arn, "Tags": {"env": "lab"}}),
+    )
+    .await;
+    let listed = ok(b, "ListTagsForResource", json!({"ResourceARN": arn})).await;
+    assert_eq!(
+        listed["Tags"],
+        json!([{"Key": "env", "Value": "lab"}, {"Key": "team", "Value": "ingest"}])
+    );
+    ok(
+        d,
+        "UntagResource",
+        json!({"ResourceARN": arn, "TagKeys": ["env"]}),
+    )
+    .await;
     for node in nodes {
         eventually("every node shows the settings", async || {
             let summary = ok(

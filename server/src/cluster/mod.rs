@@ -25,7 +25,7 @@ use std::sync::Arc;
 pub use token::TokenKey;
 
 /// The Kinesis operations cluster mode serves.
-pub const SERVED: [&str; 16] = [
+pub const SERVED: [&str; 19] = [
     "CreateStream",
     "DeleteStream",
     "DescribeStream",
@@ -38,6 +38,9 @@ pub const SERVED: [&str; 16] = [
     "AddTagsToStream",
     "RemoveTagsFromStream",
     "ListTagsForStream",
+    "TagResource",
+    "UntagResource",
+    "ListTagsForResource",
     "PutRecord",
     "PutRecords",
     "GetShardIterator",
@@ -153,6 +156,9 @@ impl<B: Backend> ClusterFront<B> {
             "AddTagsToStream" => op!(settings::add_tags_to_stream),
             "RemoveTagsFromStream" => op!(settings::remove_tags_from_stream),
             "ListTagsForStream" => op!(settings::list_tags_for_stream),
+            "TagResource" => op!(settings::tag_resource),
+            "UntagResource" => op!(settings::untag_resource),
+            "ListTagsForResource" => op!(settings::list_tags_for_resource),
             "PutRecord" => op!(records::put_record),
             "PutRecords" => op!(records::put_records),
             "GetShardIterator" => op!(records::get_shard_iterator),

@@ -5,7 +5,9 @@
 use super::ClusterFront;
 use crate::ops::streams::{RetentionInput, UpdateStreamModeInput, retention_hours};
 use crate::ops::tags::{
-    AddTagsInput, ListTagsForStreamInput, ListTagsForStreamOutput, RemoveTagsInput, tag_page,
+    AddTagsInput, ListTagsForResourceInput, ListTagsForResourceOutput, ListTagsForStreamInput,
+    ListTagsForStreamOutput, RemoveTagsInput, Resource, TagResourceInput, UntagResourceInput,
+    resource, resource_tags, tag_page,
 };
 use crate::shapes::{Empty, StreamModeDetails};
 use crate::wire::ApiError;
@@ -161,4 +163,45 @@ pub async fn list_tags_for_stream<B: Backend>(
         .resolve(&input.stream_name, &input.stream_arn)?;
     let stream = front.stream(&name)?;
     Ok(tag_page(stream.settings.tags, &input))
+}
+
+/// The stream an ARN of TagResource and its kin names (consumers are not served in cluster
+/// mode yet).
+fn stream_of_resource<B: Backend>(
+    front: &ClusterFront<B>,
+    arn: Option<&str>,
+) -> Result<String, ApiError> {
+    match resource(&front.tenant, arn.expect("validated"))? {
+        Resource::Stream(name) => Ok(name),
+        Resource::Consumer { .. } => Err(ApiError::new(
+            "UnsupportedOperationException",
+            "Consumers are not available in cluster mode yet.",
+        )),
+    }
+}
+
+pub async fn tag_resource<B: Backend>(
+    front: &ClusterFront<B>,
+    input: TagResourceInput,
+) -> Result<Empty, ApiError> {
+    let name = stream_of_resource(front, input.resource_arn.as_deref())?;
+    let tags = input.tags.expect("validated").entries.into_iter().collect();
+    change(front, &name, SettingsChange::AddTags(tags)).await
+}
+
+pub async fn untag_resource<B: Backend>(
+    front: &ClusterFront<B>,
+    input: UntagResourceInput,
+) -> Result<Empty, ApiError> {
+    let name = stream_of_resource(front, input.resource_arn.as_deref())?;
+    let keys = input.tag_keys.expect("validated").into_items();
+    change(front, &name, SettingsChange::RemoveTags(keys)).await
+}
+
+pub async fn list_tags_for_resource<B: Backend>(
+    front: &ClusterFront<B>,
+    input: ListTagsForResourceInput,
+) -> Result<ListTagsForResourceOutput, ApiError> {
+    let name = stream_of_resource(front, input.resource_arn.as_deref())?;
+    Ok(resource_tags(front.stream(&name)?.settings.tags))
 }

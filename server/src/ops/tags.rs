@@ -130,7 +130,7 @@ pub(crate) fn tag_page(
 }
 
 /// A resource an ARN names: a stream, or a consumer of one.
-enum Resource {
+pub(crate) enum Resource {
     Stream(String),
     Consumer {
         stream: String,
@@ -139,7 +139,7 @@ enum Resource {
     },
 }
 
-fn resource(tenant: &Tenant, arn: &str) -> Result<Resource, ApiError> {
+pub(crate) fn resource(tenant: &Tenant, arn: &str) -> Result<Resource, ApiError> {
     if let Some(consumer) = ConsumerArn::parse(arn) {
         tenant.check_arn_scope(&consumer.stream)?;
         return Ok(Resource::Consumer {
@@ -195,8 +195,8 @@ async fn with_consumer_tags<R>(
 #[serde(rename_all = "PascalCase")]
 pub struct TagResourceInput {
     #[serde(rename = "ResourceARN")]
-    resource_arn: Option<String>,
-    tags: Option<TagMap>,
+    pub(crate) resource_arn: Option<String>,
+    pub(crate) tags: Option<TagMap>,
 }
 
 impl Validate for TagResourceInput {
@@ -243,8 +243,8 @@ pub async fn tag_resource(tenant: &Tenant, input: TagResourceInput) -> Result<Em
 #[serde(rename_all = "PascalCase")]
 pub struct UntagResourceInput {
     #[serde(rename = "ResourceARN")]
-    resource_arn: Option<String>,
-    tag_keys: Option<TagKeys>,
+    pub(crate) resource_arn: Option<String>,
+    pub(crate) tag_keys: Option<TagKeys>,
 }
 
 impl Validate for UntagResourceInput {
@@ -280,7 +280,7 @@ pub async fn untag_resource(tenant: &Tenant, input: UntagResourceInput) -> Resul
 #[serde(rename_all = "PascalCase")]
 pub struct ListTagsForResourceInput {
     #[serde(rename = "ResourceARN")]
-    resource_arn: Option<String>,
+    pub(crate) resource_arn: Option<String>,
 }
 
 impl Validate for ListTagsForResourceInput {
@@ -312,10 +312,17 @@ pub async fn list_tags_for_resource(
             .await?
         }
     };
-    Ok(ListTagsForResourceOutput {
+    Ok(resource_tags(tags))
+}
+
+/// ListTagsForResource's reply: every tag, in key order.
+pub(crate) fn resource_tags(
+    tags: impl IntoIterator<Item = (String, String)>,
+) -> ListTagsForResourceOutput {
+    ListTagsForResourceOutput {
         tags: tags
             .into_iter()
             .map(|(key, value)| Tag { key, value })
             .collect(),
-    })
+    }
 }
