@@ -32,6 +32,8 @@ pub struct ControllerConfig {
     pub tick: Duration,
     /// The candidacy's lease: a controller that stops renewing is replaced within it.
     pub lease_ttl: Duration,
+    /// The account's open shards at most (over every stream not being deleted).
+    pub shard_quota: u32,
 }
 
 impl Default for ControllerConfig {
@@ -42,6 +44,7 @@ impl Default for ControllerConfig {
             max_moves: 8,
             tick: Duration::from_secs(1),
             lease_ttl: Duration::from_secs(10),
+            shard_quota: 10_000,
         }
     }
 }
@@ -126,8 +129,10 @@ impl<B: Backend> ControllerOffice<B> {
             .map_or(0, |since| {
                 u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
             });
+        let quota = self.config.shard_quota;
         let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
             let mut changes = plan::create_stream(snapshot, name, shard_count, replication)?;
+            plan::check_shard_quota(snapshot, shard_count, quota)?;
             for change in &mut changes {
                 if let Change::PutStream { placement, .. } = change {
                     placement.created_ms = created_ms;

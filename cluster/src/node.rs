@@ -101,6 +101,16 @@ pub enum AdminError {
     /// The request cannot be carried out as asked (a bad name, a shard count out of range).
     #[error("{0}")]
     InvalidArgument(String),
+    /// The account's open shards would pass its quota.
+    #[error("{added} more shards would exceed the limit of {limit} open shards ({open} open)")]
+    ShardQuota {
+        /// Open shards now.
+        open: usize,
+        /// The quota.
+        limit: u32,
+        /// Shards the request would add.
+        added: u32,
+    },
     /// The stream is being created or deleted: its settings cannot change now.
     #[error("stream {0} is not ACTIVE but {1:?}")]
     NotActive(String, StreamStatus),
@@ -132,6 +142,9 @@ impl From<ControllerError> for AdminError {
                 AdminError::NotActive(name, status)
             }
             ControllerError::Plan(PlanError::Settings(refused)) => AdminError::Settings(refused),
+            ControllerError::Plan(PlanError::ShardQuota { open, limit, added }) => {
+                AdminError::ShardQuota { open, limit, added }
+            }
             ControllerError::Plan(PlanError::Placement(why)) => {
                 AdminError::NotEnoughNodes(why.to_string())
             }

@@ -28,6 +28,16 @@ pub enum PlanError {
     /// A shard count outside 1 to `SHARDS_PER_STREAM_MAX`, or a replication factor of 0.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The account's open shards would pass its quota.
+    #[error("{added} more shards would exceed the limit of {limit} open shards ({open} open)")]
+    ShardQuota {
+        /// Open shards now, over the streams not being deleted.
+        open: usize,
+        /// The quota.
+        limit: u32,
+        /// Shards the request would add.
+        added: u32,
+    },
     /// The stream is being created or deleted: its settings cannot change now.
     #[error("stream {0} is not ACTIVE but {1:?}")]
     NotActive(String, StreamStatus),
@@ -123,6 +133,21 @@ pub fn create_stream(
             replaces: snapshot.uid_next.revision,
         },
     ])
+}
+
+/// Refuses `added` more shards when the open shards of the streams not being deleted, with
+/// them, would pass `limit` (the account's quota, as Kinesis keeps one).
+pub fn check_shard_quota(snapshot: &Snapshot, added: u32, limit: u32) -> Result<(), PlanError> {
+    let open: usize = snapshot
+        .streams
+        .values()
+        .filter(|s| s.value.status != StreamStatus::Deleting)
+        .map(|s| s.value.shards.iter().filter(|shard| !shard.closed).count())
+        .sum();
+    if open + added as usize > limit as usize {
+        return Err(PlanError::ShardQuota { open, limit, added });
+    }
+    Ok(())
 }
 
 /// Marks a stream `DELETING` (its nodes stop its groups and remove its data, then the entry

@@ -27,11 +27,15 @@ struct Node {
     _dir: tempfile::TempDir,
 }
 
+/// The account's open shards at most, small enough to reach.
+const SHARD_QUOTA: u32 = 6;
+
 async fn start(meta: &ClusterMeta<EmbeddedBackend>, name: &str) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServeConfig::new(dir.path());
     config.cores = 1;
     config.segment_size_bytes = 1 << 20;
+    config.shards_max = SHARD_QUOTA;
     let service = Arc::new(Service::open(config).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -39,6 +43,7 @@ async fn start(meta: &ClusterMeta<EmbeddedBackend>, name: &str) -> Node {
     node.registration_ttl = Duration::from_secs(3);
     node.controller.lease_ttl = Duration::from_secs(3);
     node.controller.tick = Duration::from_millis(200);
+    node.controller.shard_quota = SHARD_QUOTA;
     let engine = service.default_tenant().engine.clone();
     let peers = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cluster = Arc::new(
@@ -406,6 +411,32 @@ async fn settings_through_any_node(nodes: &[Node]) {
         );
         assert!(reply["message"].as_str().unwrap().contains(says), "{reply}");
     }
+    // The account's quota: 2 shards open, 5 more would pass 6; DescribeLimits says so.
+    let limits = ok(c, "DescribeLimits", json!({})).await;
+    assert_eq!(
+        (
+            &limits["ShardLimit"],
+            &limits["OpenShardCount"],
+            &limits["OnDemandStreamCount"]
+        ),
+        (&json!(6), &json!(2), &json!(1)),
+        "{limits}"
+    );
+    let (status, reply) = call(
+        a,
+        "CreateStream",
+        json!({"StreamName": "big", "ShardCount": 5}),
+    )
+    .await;
+    assert_eq!(
+        (status, reply["__type"].as_str()),
+        (400, Some("LimitExceededException")),
+        "{reply}"
+    );
+    assert!(
+        reply["message"].as_str().unwrap().contains("Limit: 6"),
+        "{reply}"
+    );
     let tagged = json!({"StreamName": "tagged", "ShardCount": 1, "Tags": {"from": "creation"}});
     ok(d, "CreateStream", tagged).await;
     // b's map shows the new stream a moment after d's.

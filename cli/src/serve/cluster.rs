@@ -76,6 +76,7 @@ pub async fn join(
     config.lease_file = Some(data_dir.join("cluster-node.lease"));
     config.controller.replication = args.replication;
     config.controller.replace_after = Duration::from_secs(args.replace_after_secs);
+    config.controller.shard_quota = service.config.shards_max;
     let engine = service.default_tenant().engine.clone();
     let node = ClusterNode::start(meta, engine, peers, config)
         .await

@@ -4,10 +4,10 @@
 use super::{ClusterFront, incarnation, status_name};
 use crate::ops::shards::{ListShardsInput, ListShardsOutput};
 use crate::ops::streams::{
-    CreateStreamInput, DeleteStreamInput, DescribeStreamInput, DescribeStreamOutput,
-    DescribeStreamSummaryOutput, EnhancedMetrics, ListStreamsInput, ListStreamsOutput,
-    StreamDescription, StreamDescriptionSummary, StreamRef, StreamSummaryEntry, list_streams_token,
-    list_streams_token_name,
+    CreateStreamInput, DeleteStreamInput, DescribeLimitsOutput, DescribeStreamInput,
+    DescribeStreamOutput, DescribeStreamSummaryOutput, EnhancedMetrics, ListStreamsInput,
+    ListStreamsOutput, ON_DEMAND_STREAMS_MAX, StreamDescription, StreamDescriptionSummary,
+    StreamRef, StreamSummaryEntry, list_streams_token, list_streams_token_name,
 };
 use crate::shapes::{
     Empty, HashKeyRange, SequenceNumberRange, Shard, StreamModeDetails, timestamp,
@@ -19,7 +19,7 @@ use sluice_core::limits::{
     ON_DEMAND_SHARDS_INITIAL, RECORD_SIZE_BYTES_DEFAULT, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX,
     TAGS_MAX,
 };
-use sluice_core::{AdminError, SequenceNumber, ShardId, StreamMode};
+use sluice_core::{AdminError, SequenceNumber, ShardId, ShardLimit, StreamMode};
 
 /// A stream's capacity mode in reply form.
 fn mode_of(stream: &StreamPlacement) -> StreamModeDetails {
@@ -36,6 +36,9 @@ pub(super) fn admin_error(error: ClusterAdminError) -> ApiError {
         ClusterAdminError::StreamNotFound(stream) => AdminError::StreamNotFound { stream }.into(),
         ClusterAdminError::InvalidArgument(why) => ApiError::invalid_argument(why),
         ClusterAdminError::NotEnoughNodes(why) => ApiError::limit_exceeded(why),
+        ClusterAdminError::ShardQuota { open, limit, added } => {
+            AdminError::ShardLimit(ShardLimit { open, limit, added }).into()
+        }
         other => ApiError::internal(other.to_string()),
     }
 }
@@ -310,5 +313,30 @@ pub async fn list_shards<B: Backend>(
         shards: (from..to).map(|i| shard_out(&stream, i)).collect(),
         next_token: (to < stream.shards.len())
             .then(|| shards_token(&name, stream.shards[to - 1].index)),
+    })
+}
+
+/// DescribeLimits from this node's map: the quota every node's controller enforces, the open
+/// shards and on-demand streams of the streams not being deleted.
+pub async fn describe_limits<B: Backend>(
+    front: &ClusterFront<B>,
+    _input: Empty,
+) -> Result<DescribeLimitsOutput, ApiError> {
+    let map = front.node.map();
+    let live = map
+        .streams
+        .values()
+        .map(|s| &s.value)
+        .filter(|s| s.status != sluice_cluster::StreamStatus::Deleting);
+    let (mut open_shards, mut on_demand) = (0, 0);
+    for stream in live {
+        open_shards += stream.shards.iter().filter(|s| !s.closed).count();
+        on_demand += usize::from(stream.settings.on_demand);
+    }
+    Ok(DescribeLimitsOutput {
+        shard_limit: front.tenant.config.shards_max,
+        open_shard_count: open_shards,
+        on_demand_stream_count: on_demand,
+        on_demand_stream_count_limit: ON_DEMAND_STREAMS_MAX,
     })
 }

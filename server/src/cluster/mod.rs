@@ -25,13 +25,14 @@ use std::sync::Arc;
 pub use token::TokenKey;
 
 /// The Kinesis operations cluster mode serves.
-pub const SERVED: [&str; 19] = [
+pub const SERVED: [&str; 20] = [
     "CreateStream",
     "DeleteStream",
     "DescribeStream",
     "DescribeStreamSummary",
     "ListStreams",
     "ListShards",
+    "DescribeLimits",
     "IncreaseStreamRetentionPeriod",
     "DecreaseStreamRetentionPeriod",
     "UpdateStreamMode",
@@ -150,6 +151,7 @@ impl<B: Backend> ClusterFront<B> {
             "DescribeStreamSummary" => op!(admin::describe_stream_summary),
             "ListStreams" => op!(admin::list_streams),
             "ListShards" => op!(admin::list_shards),
+            "DescribeLimits" => op!(admin::describe_limits),
             "IncreaseStreamRetentionPeriod" => op!(settings::increase_retention),
             "DecreaseStreamRetentionPeriod" => op!(settings::decrease_retention),
             "UpdateStreamMode" => op!(settings::update_stream_mode),

@@ -615,7 +615,7 @@ pub struct DescribeLimitsOutput {
 }
 
 /// Streams in on-demand mode allowed (Kinesis' default quota).
-const ON_DEMAND_STREAMS_MAX: usize = 50;
+pub(crate) const ON_DEMAND_STREAMS_MAX: usize = 50;
 
 pub async fn describe_limits(
     tenant: &Tenant,
