@@ -50,6 +50,8 @@ const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Kinds of fault `inject` knows.
 const KINDS: u64 = 8;
+/// What the lab writes, unsynced, to a filesystem right before cutting its power.
+const MARKER: &[u8] = b"written but never synced";
 /// Each node's filesystem image (sparse: only what the node writes takes disk).
 const DISK_MIB: u64 = 512;
 
@@ -195,12 +197,10 @@ impl Lab {
 
     /// Cuts the power of `nodes` at once: SIGKILL to each, then each filesystem as its
     /// device held it (what the page cache had not written is gone); they are restarted
-    /// later, on that. A marker written to each filesystem just before, never synced, tells
-    /// whether the cut took back what the page cache held.
+    /// later, on that. A marker written to each filesystem right before its cut, never
+    /// synced, tells whether the cut took back what the page cache held (gone, or not
+    /// whole: a journal commit may have recorded the file but not its bytes).
     fn cut_power(&mut self, nodes: &[usize]) {
-        for &node in nodes {
-            std::fs::write(self.marker(node), b"unsynced").unwrap();
-        }
         for &node in nodes {
             self.nodes[node]
                 .take()
@@ -208,10 +208,12 @@ impl Lab {
                 .kill();
         }
         for &node in nodes {
+            std::fs::write(self.marker(node), MARKER).unwrap();
             let disk = self.disks[node].take().expect("every node has its disk");
             self.disks[node] = Some(disk.cut_power().0);
             self.cuts.0 += 1;
-            self.cuts.1 += usize::from(!self.marker(node).exists());
+            let kept = std::fs::read(self.marker(node)).is_ok_and(|bytes| bytes == MARKER);
+            self.cuts.1 += usize::from(!kept);
             let _ = std::fs::remove_file(self.marker(node));
         }
     }

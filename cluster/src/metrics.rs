@@ -3,8 +3,8 @@
 //! a second, and the node's totals. Every series is labelled with the node, so nodes sharing
 //! a process (tests, embedders) keep theirs apart.
 //!
-//! A replica that stops running here (or a node that stops) keeps its series with `running`
-//! and `leading` 0 and its leader-only series 0; its other gauges keep their last value. A
+//! A replica that stops running here (or a node that stops) keeps its series with `running`,
+//! `leading` and `failed` 0 and its leader-only series 0; its other gauges keep their last value. A
 //! series is zeroed under the labels it was set with, even once the map no longer names its
 //! stream.
 
@@ -62,13 +62,15 @@ pub(crate) async fn export(
         "sluice_cluster_node_leaders",
         "sluice_cluster_node_failed_replicas",
         "sluice_cluster_node_controller",
+        "sluice_cluster_nodes_registered",
     ] {
         gauge!(name, labels.clone()).set(0.0);
     }
 }
 
 /// One sample: every running group's gauges and the node's; groups exported before and no
-/// longer running are marked so. Returns what was exported now.
+/// longer running are marked so (first, and not under labels a running group now uses: a
+/// stream deleted and made again under its name). Returns what was exported now.
 fn sample(
     node: &NodeId,
     host: &RaftHost,
@@ -76,23 +78,35 @@ fn sample(
     mut before: BTreeMap<GroupId, Exported>,
 ) -> BTreeMap<GroupId, Exported> {
     let names = GroupNames::of(map);
+    let running: Vec<(GroupId, Vec<Label>, Option<Exported>)> = host
+        .groups()
+        .into_iter()
+        .map(|id| {
+            let previous = before.remove(&id);
+            let labels = match (names.labels(node, id), &previous) {
+                // Not in this node's map (yet, or any more): the labels it had.
+                (None, Some(previous)) => previous.labels.clone(),
+                (None, None) => names.unnamed(node, id),
+                (Some(labels), _) => labels,
+            };
+            (id, labels, previous)
+        })
+        .collect();
+    let relabelled = running
+        .iter()
+        .filter_map(|(_, labels, previous)| previous.as_ref().filter(|p| p.labels != *labels));
+    for gone in before.values().chain(relabelled) {
+        if !running.iter().any(|(_, labels, _)| *labels == gone.labels) {
+            stopped(gone);
+        }
+    }
     let (mut leading, mut failed) = (0u32, 0u32);
     let mut now = BTreeMap::new();
-    for id in host.groups() {
+    for (id, labels, previous) in running {
         let Some(group) = host.group(id) else {
             continue;
         };
         let metrics = group.raft.metrics().borrow().clone();
-        let previous = before.remove(&id);
-        let labels = match (names.labels(node, id), &previous) {
-            // Not in this node's map (yet, or any more): the labels it had.
-            (None, Some(previous)) => previous.labels.clone(),
-            (None, None) => names.unnamed(node, id),
-            (Some(labels), _) => labels,
-        };
-        if let Some(previous) = previous.as_ref().filter(|p| p.labels != labels) {
-            stopped(previous);
-        }
         let leads = metrics.current_leader == Some(host.node()) && metrics.running_state.is_ok();
         let stopped_here = metrics.running_state.is_err();
         leading += u32::from(leads);
@@ -107,9 +121,6 @@ fn sample(
         gauge!("sluice_cluster_replica_applied_index", labels.clone()).set(applied as f64);
         let exported = leader_gauges(&names, &labels, host.node(), &metrics, previous);
         now.insert(id, exported);
-    }
-    for gone in before.values() {
-        stopped(gone);
     }
     let labels = vec![Label::new("node", node.to_string())];
     gauge!("sluice_cluster_node_replicas", labels.clone()).set(now.len() as f64);
@@ -162,11 +173,13 @@ fn leader_gauges(
     }
 }
 
-/// Marks a replica no longer running here: running and leading 0, its leader-only series 0.
+/// Marks a replica no longer running here: running, leading and failed 0, its leader-only
+/// series 0.
 fn stopped(exported: &Exported) {
     let labels = exported.labels.clone();
     gauge!("sluice_cluster_replica_running", labels.clone()).set(0.0);
     gauge!("sluice_cluster_replica_leading", labels.clone()).set(0.0);
+    gauge!("sluice_cluster_replica_failed", labels.clone()).set(0.0);
     if exported.quorum_age {
         gauge!("sluice_cluster_replica_quorum_ack_age_ms", labels).set(0.0);
     }

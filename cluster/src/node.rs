@@ -699,20 +699,21 @@ async fn register<B: Backend>(
         }
     }
     // A previous run at this same address whose note did not survive (a power cut between
-    // its registration and the note's sync): its lease runs out within a TTL, so the id is
-    // taken that long at most.
-    let deadline = tokio::time::Instant::now() + config.registration_ttl + Duration::from_secs(1);
+    // its registration and the note's sync): its lease runs out within about a TTL (etcd
+    // may extend a lease when it elects a leader or restarts itself: three TTLs are
+    // allowed), so the id is taken that long at most.
+    let deadline =
+        tokio::time::Instant::now() + config.registration_ttl * 3 + Duration::from_secs(2);
     let registration = loop {
         match meta.register(info.clone(), config.registration_ttl).await {
             Err(MetaError::NodeIdTaken(id)) if tokio::time::Instant::now() < deadline => {
-                let ours = meta
-                    .registration_of(&info.id)
-                    .await?
-                    .is_some_and(|(registered, _)| registered.peer_address == info.peer_address);
-                if !ours {
-                    return Err(MetaError::NodeIdTaken(id));
+                // Gone since (the lease just ran out): try again at once.
+                if let Some((registered, _)) = meta.registration_of(&info.id).await? {
+                    if registered.peer_address != info.peer_address {
+                        return Err(MetaError::NodeIdTaken(id));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
             other => break other?,
         }

@@ -395,6 +395,26 @@ mod tests {
     }
 
     #[test]
+    fn the_shard_quota_counts_open_shards_of_streams_not_being_deleted() {
+        let mut map = snapshot(&["a"], &["a"]);
+        assert_eq!(
+            check_shard_quota(&map, 4, 5),
+            Ok(()),
+            "1 open + 4 = the quota"
+        );
+        assert_eq!(
+            check_shard_quota(&map, 5, 5),
+            Err(PlanError::ShardQuota {
+                open: 1,
+                limit: 5,
+                added: 5
+            })
+        );
+        map.streams.get_mut("s").unwrap().value.status = StreamStatus::Deleting;
+        assert_eq!(check_shard_quota(&map, 5, 5), Ok(()));
+    }
+
+    #[test]
     fn one_replica_a_pass_and_never_past_a_lost_majority() {
         // b and c are gone: only a holds the data. Nothing moves: two newcomers would outvote it.
         let lost = snapshot(&["a", "b", "c"], &["a", "x", "y"]);

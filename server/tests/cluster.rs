@@ -382,6 +382,13 @@ async fn settings_through_any_node(nodes: &[Node]) {
         json!({"ResourceARN": arn, "TagKeys": ["env"]}),
     )
     .await;
+    let consumer = format!("{}/consumer/reader:1700000000", arn.as_str().unwrap());
+    let (status, reply) = call(a, "ListTagsForResource", json!({"ResourceARN": consumer})).await;
+    assert_eq!(
+        (status, reply["__type"].as_str()),
+        (400, Some("UnsupportedOperationException")),
+        "{reply}"
+    );
     for node in nodes {
         eventually("every node shows the settings", async || {
             let summary = ok(
