@@ -251,3 +251,78 @@ impl GroupNames {
             .unwrap_or_else(|| raft_id.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    /// Gauge `name`'s value under exactly `labels`, in the recorder's snapshot.
+    fn gauge_value(recorder: &DebuggingRecorder, name: &str, labels: &[Label]) -> Option<f64> {
+        recorder
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .find(|(key, ..)| {
+                key.key().name() == name
+                    && key.key().labels().cloned().collect::<Vec<_>>() == labels
+            })
+            .and_then(|(.., value)| match value {
+                DebugValue::Gauge(v) => Some(v.into_inner()),
+                _ => None,
+            })
+    }
+
+    #[test]
+    fn a_group_gone_is_zeroed_under_the_labels_it_had() {
+        let recorder = DebuggingRecorder::new();
+        let node = NodeId::new("a").unwrap();
+        let host = RaftHost::new(node.raft_id());
+        let group = GroupId {
+            stream_uid: 7,
+            shard: 1,
+        };
+        // Exported as a leader of stream "orders", then the stream left the map and the
+        // group stopped: its series read 0 under "orders", none under "uid-7".
+        let labels = GroupNames::group_labels(&node, "orders".into(), group);
+        let mut follower = labels.clone();
+        follower.push(Label::new("follower", "b"));
+        let before = BTreeMap::from([(
+            group,
+            Exported {
+                labels: labels.clone(),
+                followers: vec![follower.clone()],
+                quorum_age: true,
+            },
+        )]);
+        metrics::with_local_recorder(&recorder, || {
+            for name in [
+                "sluice_cluster_replica_running",
+                "sluice_cluster_replica_leading",
+            ] {
+                gauge!(name, labels.clone()).set(1.0);
+            }
+            let now = sample(&node, &host, &Snapshot::default(), before);
+            assert!(now.is_empty());
+        });
+        for name in [
+            "sluice_cluster_replica_running",
+            "sluice_cluster_replica_leading",
+            "sluice_cluster_replica_failed",
+            "sluice_cluster_replica_quorum_ack_age_ms",
+        ] {
+            assert_eq!(gauge_value(&recorder, name, &labels), Some(0.0), "{name}");
+        }
+        let lag = "sluice_cluster_follower_lag_entries";
+        assert_eq!(gauge_value(&recorder, lag, &follower), Some(0.0));
+        let unnamed = GroupNames::group_labels(&node, "uid-7".into(), group);
+        let running = "sluice_cluster_replica_running";
+        assert_eq!(gauge_value(&recorder, running, &unnamed), None);
+        let totals = [Label::new("node", "a")];
+        assert_eq!(
+            gauge_value(&recorder, "sluice_cluster_node_replicas", &totals),
+            Some(0.0)
+        );
+    }
+}
