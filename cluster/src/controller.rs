@@ -131,8 +131,8 @@ impl<B: Backend> ControllerOffice<B> {
             });
         let quota = self.config.shard_quota;
         let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
-            let mut changes = plan::create_stream(snapshot, name, shard_count, replication)?;
-            plan::check_shard_quota(snapshot, shard_count, quota)?;
+            let limits = (replication, quota);
+            let mut changes = plan::create_stream(snapshot, name, shard_count, limits)?;
             for change in &mut changes {
                 if let Change::PutStream { placement, .. } = change {
                     placement.created_ms = created_ms;

@@ -70,16 +70,21 @@ pub fn load(snapshot: &Snapshot) -> BTreeMap<NodeId, Load> {
 }
 
 /// A new stream of `shard_count` shards, its hash keys split as Kinesis splits them, each
-/// shard on `replication` live nodes; it starts `CREATING`, with the next uid.
+/// shard on `replication` live nodes, within the account's `shard_quota`; it starts
+/// `CREATING`, with the next uid. Checked in the single-node engine's order: the name, no
+/// shards, an existing name, the quota, the per-stream maximum, then the nodes.
 pub fn create_stream(
     snapshot: &Snapshot,
     name: &str,
     shard_count: u32,
-    replication: u8,
+    (replication, shard_quota): (u8, u32),
 ) -> Result<Vec<Change>, PlanError> {
     StreamPlacement::check_name(name).map_err(|e| PlanError::InvalidArgument(e.to_string()))?;
-    if snapshot.streams.contains_key(name) {
+    if shard_count > 0 && snapshot.streams.contains_key(name) {
         return Err(PlanError::StreamExists(name.to_owned()));
+    }
+    if shard_count > 0 {
+        check_shard_quota(snapshot, shard_count, shard_quota)?;
     }
     if shard_count == 0 || shard_count > SHARDS_PER_STREAM_MAX {
         return Err(PlanError::InvalidArgument(format!(
