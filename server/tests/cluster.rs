@@ -348,22 +348,9 @@ async fn refusals(a: &Node, b: &Node) {
     );
 }
 
-/// Settings change through any node and show on every node: tags, retention (a change the
-/// wrong way or out of range refused with Kinesis' wording), the capacity mode, and tags given
-/// at creation.
-async fn settings_through_any_node(nodes: &[Node]) {
-    let (a, b, c, d) = (&nodes[0], &nodes[1], &nodes[2], &nodes[3]);
-    let tags = json!({"StreamName": "orders", "Tags": {"team": "ingest", "tier": "gold"}});
-    ok(b, "AddTagsToStream", tags).await;
-    let remove = json!({"StreamName": "orders", "TagKeys": ["tier"]});
-    ok(c, "RemoveTagsFromStream", remove).await;
-    let increase = json!({"StreamName": "orders", "RetentionPeriodHours": 48});
-    ok(c, "IncreaseStreamRetentionPeriod", increase).await;
-    let arn = ok(a, "DescribeStreamSummary", json!({"StreamName": "orders"})).await
-        ["StreamDescriptionSummary"]["StreamARN"]
-        .clone();
-    let mode = json!({"StreamARN": arn, "StreamModeDetails": {"StreamMode": "ON_DEMAND"}});
-    ok(a, "UpdateStreamMode", mode).await;
+/// The ARN forms of tagging: a tag added and listed on one node, removed through another; a
+/// consumer's ARN is not served.
+async fn tags_by_arn(a: &Node, b: &Node, d: &Node, arn: &Value) {
     // The ARN forms: a tag added and listed on one node, removed through another.
     ok(
         b,
@@ -389,6 +376,55 @@ async fn settings_through_any_node(nodes: &[Node]) {
         (400, Some("UnsupportedOperationException")),
         "{reply}"
     );
+}
+
+/// The account's quota through DescribeLimits and a CreateStream past it.
+async fn quota_and_limits(a: &Node, c: &Node) {
+    // The account's quota: 2 shards open, 5 more would pass 6; DescribeLimits says so.
+    let limits = ok(c, "DescribeLimits", json!({})).await;
+    assert_eq!(
+        (
+            &limits["ShardLimit"],
+            &limits["OpenShardCount"],
+            &limits["OnDemandStreamCount"]
+        ),
+        (&json!(6), &json!(2), &json!(1)),
+        "{limits}"
+    );
+    let (status, reply) = call(
+        a,
+        "CreateStream",
+        json!({"StreamName": "big", "ShardCount": 5}),
+    )
+    .await;
+    assert_eq!(
+        (status, reply["__type"].as_str()),
+        (400, Some("LimitExceededException")),
+        "{reply}"
+    );
+    assert!(
+        reply["message"].as_str().unwrap().contains("Limit: 6"),
+        "{reply}"
+    );
+}
+
+/// Settings change through any node and show on every node: tags, retention (a change the
+/// wrong way or out of range refused with Kinesis' wording), the capacity mode, and tags given
+/// at creation.
+async fn settings_through_any_node(nodes: &[Node]) {
+    let (a, b, c, d) = (&nodes[0], &nodes[1], &nodes[2], &nodes[3]);
+    let tags = json!({"StreamName": "orders", "Tags": {"team": "ingest", "tier": "gold"}});
+    ok(b, "AddTagsToStream", tags).await;
+    let remove = json!({"StreamName": "orders", "TagKeys": ["tier"]});
+    ok(c, "RemoveTagsFromStream", remove).await;
+    let increase = json!({"StreamName": "orders", "RetentionPeriodHours": 48});
+    ok(c, "IncreaseStreamRetentionPeriod", increase).await;
+    let arn = ok(a, "DescribeStreamSummary", json!({"StreamName": "orders"})).await
+        ["StreamDescriptionSummary"]["StreamARN"]
+        .clone();
+    let mode = json!({"StreamARN": arn, "StreamModeDetails": {"StreamMode": "ON_DEMAND"}});
+    ok(a, "UpdateStreamMode", mode).await;
+    tags_by_arn(a, b, d, &arn).await;
     for node in nodes {
         eventually("every node shows the settings", async || {
             let summary = ok(
@@ -418,32 +454,7 @@ async fn settings_through_any_node(nodes: &[Node]) {
         );
         assert!(reply["message"].as_str().unwrap().contains(says), "{reply}");
     }
-    // The account's quota: 2 shards open, 5 more would pass 6; DescribeLimits says so.
-    let limits = ok(c, "DescribeLimits", json!({})).await;
-    assert_eq!(
-        (
-            &limits["ShardLimit"],
-            &limits["OpenShardCount"],
-            &limits["OnDemandStreamCount"]
-        ),
-        (&json!(6), &json!(2), &json!(1)),
-        "{limits}"
-    );
-    let (status, reply) = call(
-        a,
-        "CreateStream",
-        json!({"StreamName": "big", "ShardCount": 5}),
-    )
-    .await;
-    assert_eq!(
-        (status, reply["__type"].as_str()),
-        (400, Some("LimitExceededException")),
-        "{reply}"
-    );
-    assert!(
-        reply["message"].as_str().unwrap().contains("Limit: 6"),
-        "{reply}"
-    );
+    quota_and_limits(a, c).await;
     let tagged = json!({"StreamName": "tagged", "ShardCount": 1, "Tags": {"from": "creation"}});
     ok(d, "CreateStream", tagged).await;
     // b's map shows the new stream a moment after d's.
