@@ -3,7 +3,7 @@
 //! against the stream's map entry as it writes it; read from this node's map.
 
 use super::ClusterFront;
-use crate::ops::streams::{RetentionInput, UpdateStreamModeInput, retention_hours};
+use crate::ops::streams::{RetentionInput, UpdateStreamModeInput, retention_asked};
 use crate::ops::tags::{
     AddTagsInput, ListTagsForResourceInput, ListTagsForResourceOutput, ListTagsForStreamInput,
     ListTagsForStreamOutput, RemoveTagsInput, Resource, TagResourceInput, UntagResourceInput,
@@ -78,17 +78,6 @@ async fn change<B: Backend>(
         .await
         .map_err(|e| settings_error(front, name, e))?;
     Ok(Empty {})
-}
-
-/// The hours `input` asks for, refused outside 24 to 8760 before the stream is looked up
-/// (as Kinesis checks).
-fn retention_asked(input: &RetentionInput) -> Result<u32, ApiError> {
-    let hours = retention_hours(input.retention_period_hours);
-    let (min, max) = (RETENTION_HOURS_MIN, RETENTION_HOURS_MAX);
-    if !(min..=max).contains(&hours) {
-        return Err(AdminError::RetentionOutOfRange { hours, min, max }.into());
-    }
-    Ok(hours)
 }
 
 pub async fn increase_retention<B: Backend>(

@@ -459,9 +459,20 @@ impl Validate for RetentionInput {
 }
 
 /// The hours asked for, saturated into `u32` (the engine names the range when it refuses).
-pub(crate) fn retention_hours(hours: Option<i64>) -> u32 {
+fn retention_hours(hours: Option<i64>) -> u32 {
     let hours = hours.expect("validated");
     u32::try_from(hours.max(0)).unwrap_or(u32::MAX)
+}
+
+/// The hours a retention change asks for, refused outside 24..=8760 (Kinesis checks the
+/// range before it looks the stream up).
+pub(crate) fn retention_asked(input: &RetentionInput) -> Result<u32, ApiError> {
+    let hours = retention_hours(input.retention_period_hours);
+    let (min, max) = (RETENTION_HOURS_MIN, RETENTION_HOURS_MAX);
+    if !(min..=max).contains(&hours) {
+        return Err(AdminError::RetentionOutOfRange { hours, min, max }.into());
+    }
+    Ok(hours)
 }
 
 async fn change_retention(
@@ -471,12 +482,7 @@ async fn change_retention(
 ) -> Result<Empty, ApiError> {
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.require_active(&name)?;
-    let hours = retention_hours(input.retention_period_hours);
-    // Kinesis checks the range before it looks the stream up.
-    let (min, max) = (RETENTION_HOURS_MIN, RETENTION_HOURS_MAX);
-    if !(min..=max).contains(&hours) {
-        return Err(AdminError::RetentionOutOfRange { hours, min, max }.into());
-    }
+    let hours = retention_asked(&input)?;
     if increase {
         tenant
             .engine
