@@ -15,6 +15,7 @@ use crate::error::MetaError;
 use crate::meta::{Change, ClusterMeta, Leadership, Snapshot};
 use crate::model::{NodeId, NodeInfo, Revision, StreamPlacement, StreamStatus};
 use crate::plan::{self, PlanError};
+use crate::reshard::{self, ReshardChange};
 use crate::settings::{SettingsChange, StreamSettings};
 
 /// How the controller works.
@@ -174,6 +175,33 @@ impl<B: Backend> ControllerOffice<B> {
         }
     }
 
+    /// Begins reshard `change` of stream `name` (checked against its entry, in the same fenced
+    /// write): the stream `UPDATING` with the parents to close and the children placed. The
+    /// settle passes carry it out. Returns the entry as written and the write's revision.
+    pub async fn reshard(
+        &mut self,
+        name: &str,
+        change: &ReshardChange,
+    ) -> Result<(StreamPlacement, Revision), ControllerError> {
+        let quota = self.config.shard_quota;
+        let (changes, revision) = commit_planned_at(&self.meta, &self.leadership, |snapshot| {
+            reshard::begin(snapshot, name, change, quota)
+        })
+        .await?;
+        match changes.into_iter().next() {
+            Some(Change::PutStream { placement, .. }) => Ok((placement, revision)),
+            // UpdateShardCount to the shards it has: nothing to write.
+            _ => {
+                let snapshot = self.meta.snapshot().await?;
+                let stream = snapshot
+                    .streams
+                    .get(name)
+                    .ok_or_else(|| PlanError::StreamNotFound(name.to_owned()))?;
+                Ok((stream.value.clone(), revision))
+            }
+        }
+    }
+
     /// One repair pass: notes which replica holders are gone, and re-creates the replicas of
     /// those gone for `replace_after` on other nodes. Returns the streams changed.
     pub async fn repair(&mut self) -> Result<usize, ControllerError> {
@@ -198,7 +226,10 @@ impl<B: Backend> ControllerOffice<B> {
 
     /// One pass over the streams in passing states: a `CREATING` stream whose shards' groups
     /// all lead becomes `ACTIVE`; a `DELETING` stream whose groups no live node runs leaves
-    /// the map. `probe` asks the data plane. Returns the streams changed.
+    /// the map; an `UPDATING` stream's reshard has its parents closed (each parent's group
+    /// writes its close entry) and then its children added, and once none is under way and
+    /// its open shards lead, it becomes `ACTIVE`. `probe` asks the data plane. Returns the
+    /// streams changed.
     pub async fn settle(&mut self, probe: &impl GroupProbe) -> Result<usize, ControllerError> {
         let snapshot = self.meta.snapshot().await?;
         // Every stream in a passing state is asked about at once, within one budget: a node
@@ -206,36 +237,83 @@ impl<B: Backend> ControllerOffice<B> {
         // asked again next tick (the unfinished asks are dropped with the set).
         let mut asks = tokio::task::JoinSet::new();
         for stream in snapshot.streams.values().map(|s| s.value.clone()) {
-            if !matches!(
-                stream.status,
-                StreamStatus::Creating | StreamStatus::Deleting
-            ) {
+            if stream.status == StreamStatus::Active {
                 continue;
             }
             let (probe, nodes) = (probe.clone(), snapshot.nodes.clone());
             asks.spawn(async move {
-                let settled = match stream.status {
-                    StreamStatus::Creating => probe.leading(&stream, &nodes).await,
-                    _ => probe.stopped(&stream, &nodes).await,
-                };
+                let settled = settled(&probe, &stream, &nodes).await;
                 (stream, settled)
             });
         }
         let deadline = Instant::now() + SETTLE_BUDGET;
         let mut changed = 0;
         while let Ok(Some(joined)) = timeout_at(deadline, asks.join_next()).await {
-            let Ok((stream, true)) = joined else { continue };
-            let planned: fn(&Snapshot, &str, u64) -> Vec<Change> = match stream.status {
-                StreamStatus::Creating => plan::activate,
-                _ => plan::forget,
+            let Ok((stream, Some(settled))) = joined else {
+                continue;
             };
+            let (name, uid) = (stream.name.as_str(), stream.uid);
             let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
-                Ok(planned(snapshot, &stream.name, stream.uid))
+                Ok(match &settled {
+                    Settled::Created => plan::activate(snapshot, name, uid),
+                    Settled::Deleted => plan::forget(snapshot, name, uid),
+                    Settled::Updated => reshard::activate_updated(snapshot, name, uid),
+                    Settled::Closed(endings) => reshard::finish(snapshot, name, uid, endings)?,
+                })
             })
             .await?;
             changed += usize::from(!changes.is_empty());
         }
         Ok(changed)
+    }
+}
+
+/// A stream's passing state, ended: what to write.
+enum Settled {
+    /// Every shard leads: ACTIVE.
+    Created,
+    /// No live node runs its groups: out of the map.
+    Deleted,
+    /// No reshard under way, every open shard leads: ACTIVE.
+    Updated,
+    /// The reshard's parents closed at these ends: the children in.
+    Closed(BTreeMap<u32, u64>),
+}
+
+/// Asks the data plane whether `stream`'s passing state has ended.
+async fn settled(
+    probe: &impl GroupProbe,
+    stream: &StreamPlacement,
+    nodes: &BTreeMap<NodeId, NodeInfo>,
+) -> Option<Settled> {
+    match (stream.status, &stream.resharding) {
+        (StreamStatus::Creating, _) => probe
+            .leading(stream, nodes)
+            .await
+            .then_some(Settled::Created),
+        (StreamStatus::Deleting, _) => probe
+            .stopped(stream, nodes)
+            .await
+            .then_some(Settled::Deleted),
+        (StreamStatus::Updating, Some(resharding)) => {
+            // Every parent at once (a scaling round closes many).
+            let mut closes = tokio::task::JoinSet::new();
+            for &parent in &resharding.parents {
+                let (probe, stream, nodes) = (probe.clone(), stream.clone(), nodes.clone());
+                closes.spawn(async move { (parent, probe.close(&stream, parent, &nodes).await) });
+            }
+            let mut endings = BTreeMap::new();
+            while let Some(closed) = closes.join_next().await {
+                let (parent, end) = closed.ok()?;
+                endings.insert(parent, end?);
+            }
+            Some(Settled::Closed(endings))
+        }
+        (StreamStatus::Updating, None) => probe
+            .leading(stream, nodes)
+            .await
+            .then_some(Settled::Updated),
+        (StreamStatus::Active, _) => None,
     }
 }
 
@@ -254,6 +332,15 @@ pub trait GroupProbe: Clone + Send + Sync + 'static {
         stream: &StreamPlacement,
         nodes: &BTreeMap<NodeId, NodeInfo>,
     ) -> impl Future<Output = bool> + Send;
+
+    /// Closes shard `shard` of `stream` for a reshard (its group commits a close entry) and
+    /// answers its end, the close entry's log number; `None` if that could not be done now.
+    fn close(
+        &self,
+        stream: &StreamPlacement,
+        shard: u32,
+        nodes: &BTreeMap<NodeId, NodeInfo>,
+    ) -> impl Future<Output = Option<u64>> + Send;
 }
 
 /// A control plane without a data plane (its own tests, tools): streams stay `CREATING`
@@ -268,6 +355,15 @@ impl GroupProbe for NoProbe {
 
     async fn stopped(&self, _: &StreamPlacement, _: &BTreeMap<NodeId, NodeInfo>) -> bool {
         false
+    }
+
+    async fn close(
+        &self,
+        _: &StreamPlacement,
+        _: u32,
+        _: &BTreeMap<NodeId, NodeInfo>,
+    ) -> Option<u64> {
+        None
     }
 }
 
@@ -357,6 +453,15 @@ pub enum Request {
         /// The answer.
         reply: oneshot::Sender<Result<(), ControllerError>>,
     },
+    /// Begin a reshard.
+    Reshard {
+        /// The stream's name.
+        name: String,
+        /// The reshard.
+        change: ReshardChange,
+        /// The answer: the stream's entry as written, and the revision that wrote it.
+        reply: oneshot::Sender<Result<(StreamPlacement, Revision), ControllerError>>,
+    },
     /// Change a stream's settings.
     Configure {
         /// The stream's name.
@@ -375,6 +480,7 @@ impl Request {
             Request::CreateStream { reply, .. } => reply.is_closed(),
             Request::DeleteStream { reply, .. } => reply.is_closed(),
             Request::Configure { reply, .. } => reply.is_closed(),
+            Request::Reshard { reply, .. } => reply.is_closed(),
         }
     }
 }
@@ -475,6 +581,16 @@ async fn serve<B: Backend>(office: &mut ControllerOffice<B>, request: Request) -
             reply,
         } => {
             let result = office.configure(&name, &change).await;
+            let lost = result.as_ref().is_err_and(fenced);
+            let _ = reply.send(result);
+            lost
+        }
+        Request::Reshard {
+            name,
+            change,
+            reply,
+        } => {
+            let result = office.reshard(&name, &change).await;
             let lost = result.as_ref().is_err_and(fenced);
             let _ = reply.send(result);
             lost

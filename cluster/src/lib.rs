@@ -42,6 +42,7 @@ pub mod plan;
 pub mod raft;
 pub mod reads;
 pub mod reconcile;
+pub mod reshard;
 pub mod settings;
 pub mod status;
 pub mod transport;
@@ -55,7 +56,7 @@ pub use meta::{
     Change, ClusterEvent, ClusterMeta, ClusterWatch, Leadership, Registration, Snapshot,
 };
 pub use model::{
-    NodeId, NodeInfo, Revision, ShardPlacement, StreamPlacement, StreamSettings, StreamStatus,
-    Versioned,
+    NodeId, NodeInfo, Resharding, Revision, ShardPlacement, StreamPlacement, StreamSettings,
+    StreamStatus, Versioned,
 };
 pub use node::{AdminError, ClusterNode, NodeConfig};

@@ -110,6 +110,24 @@ pub struct ShardPlacement {
     pub epoch: u64,
     /// Closed by a split or merge: read-only.
     pub closed: bool,
+    /// A closed shard's end: the log number of its close entry (every record of the shard is
+    /// numbered below it). `None` while open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ending_seq: Option<u64>,
+}
+
+/// A reshard the controller has begun: the parents being closed and the children placed for
+/// them, not yet in the stream's shards (no node starts them before the parents are closed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resharding {
+    /// The shards being closed.
+    pub parents: Vec<u32>,
+    /// The shards that replace them, placed.
+    pub children: Vec<ShardPlacement>,
+    /// UpdateShardCount's target: further rounds follow until the open shards are its
+    /// uniform ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<u32>,
 }
 
 /// A stream in the map.
@@ -132,6 +150,9 @@ pub struct StreamPlacement {
     /// Retention, capacity mode and tags (their defaults in maps written before them).
     #[serde(default)]
     pub settings: StreamSettings,
+    /// The reshard under way, while the stream is `UPDATING` for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resharding: Option<Resharding>,
 }
 
 impl StreamPlacement {
@@ -202,6 +223,7 @@ mod tests {
             replicas: vec![NodeId::new("a").unwrap(), NodeId::new("b").unwrap()],
             epoch: 4,
             closed: false,
+            ending_seq: None,
         };
         let stream = StreamPlacement {
             uid: 9,
@@ -211,6 +233,7 @@ mod tests {
             shards: vec![shard],
             created_ms: 0,
             settings: StreamSettings::default(),
+            resharding: None,
         };
         let json = serde_json::to_string(&stream).unwrap();
         assert!(

@@ -19,6 +19,7 @@ use crate::raft::{
 };
 use crate::reads::{ReadReply, ReadRequest, read_local};
 use crate::reconcile::Reconciler;
+use crate::reshard::{ReshardChange, ReshardRefused};
 use crate::settings::{SettingsChange, SettingsRefused};
 use crate::status::{
     ClusterStatus, NodeReport, ReplicaReport, ShardReport, StreamReport, local_reports,
@@ -46,6 +47,13 @@ const NODE_CALLS: GroupId = GroupId {
 const ADMIN_WAIT: Duration = Duration::from_secs(4);
 /// How long a node waits for its map to show a change the controller made.
 const MAP_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a put keeps asking a group that has no leader (an election, a group starting).
+const LEADER_WAIT: Duration = Duration::from_secs(2);
+
+/// How long a put refused by a closed shard waits for the map to show it closed (the
+/// controller writes that on its next tick).
+const CLOSED_WAIT: Duration = Duration::from_secs(5);
 
 /// How a node runs.
 #[derive(Clone, Debug)]
@@ -117,6 +125,9 @@ pub enum AdminError {
     /// A settings change refused as the stream's settings stand.
     #[error(transparent)]
     Settings(SettingsRefused),
+    /// A reshard refused as the stream's shards stand.
+    #[error(transparent)]
+    Reshard(ReshardRefused),
     /// Fewer live nodes than the replication factor.
     #[error("{0}")]
     NotEnoughNodes(String),
@@ -142,6 +153,7 @@ impl From<ControllerError> for AdminError {
                 AdminError::NotActive(name, status)
             }
             ControllerError::Plan(PlanError::Settings(refused)) => AdminError::Settings(refused),
+            ControllerError::Plan(PlanError::Reshard(refused)) => AdminError::Reshard(refused),
             ControllerError::Plan(PlanError::ShardQuota { open, limit, added }) => {
                 AdminError::ShardQuota { open, limit, added }
             }
@@ -180,6 +192,10 @@ enum AdminCall {
     Configure {
         name: String,
         change: SettingsChange,
+    },
+    Reshard {
+        name: String,
+        change: ReshardChange,
     },
 }
 
@@ -410,6 +426,27 @@ impl<B: Backend> ClusterNode<B> {
         Ok(placement.settings)
     }
 
+    /// Begins reshard `change` of stream `name` (through the controller, which checks it
+    /// against the stream's entry as it writes it); returns the entry as written once this
+    /// node's map shows it, `UPDATING` while the parents are closed and the children start.
+    pub async fn reshard(
+        &self,
+        name: &str,
+        change: ReshardChange,
+    ) -> Result<StreamPlacement, AdminError> {
+        let call = AdminCall::Reshard {
+            name: name.to_owned(),
+            change,
+        };
+        let AdminDone::Configured(placement, revision) = self.administer(call).await? else {
+            return Err(AdminError::Unavailable(
+                "the controller answered amiss".into(),
+            ));
+        };
+        self.map_shows(|map| map.revision >= revision).await?;
+        Ok(placement)
+    }
+
     /// Waits (up to [`MAP_WAIT`]) until this node's map satisfies `shows`.
     async fn map_shows(&self, shows: impl Fn(&Snapshot) -> bool) -> Result<(), AdminError> {
         let mut map = self.map.clone();
@@ -451,19 +488,41 @@ impl<B: Backend> ClusterNode<B> {
         }
     }
 
-    /// Writes `records` to shard `shard` of `stream` through the shard's leader.
+    /// Writes `records` to shard `shard` of `stream` through the shard's leader. A shard a
+    /// reshard closed refuses them ([`ClientError::Closed`]) once this node's map shows it
+    /// closed (waited for, up to [`CLOSED_WAIT`]): route them again by that map.
     pub async fn put(
         &self,
         stream: &StreamPlacement,
         shard: u32,
-        records: Vec<NewRecord>,
+        records: &[NewRecord],
     ) -> Result<ShardWritten, ClientError> {
         let group = GroupId {
             stream_uid: stream.uid,
             shard,
         };
         let replicas = self.replica_addresses(stream, shard);
-        self.client.write(group, records, &replicas).await
+        // No leader means nothing was written: asked again for a while (an election, a new
+        // shard's group starting), so a failover or a reshard is a delay, not an error.
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut written = self.client.write(group, records, &replicas).await;
+        while matches!(written, Err(ClientError::NoLeader))
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            written = self.client.write(group, records, &replicas).await;
+        }
+        if let Err(ClientError::Closed) = written {
+            let closed = |map: &Snapshot| {
+                map.streams.values().any(|s| {
+                    s.value.uid == stream.uid
+                        && s.value.shards.iter().any(|s| s.index == shard && s.closed)
+                })
+            };
+            let mut map = self.map.clone();
+            let _ = tokio::time::timeout(CLOSED_WAIT, map.wait_for(|m| closed(m))).await;
+        }
+        written
     }
 
     /// Reads shard `shard` of `stream`: from this node's replica, or else from the first of
@@ -879,6 +938,18 @@ async fn ask_office(
                 done.map(|(placement, revision)| AdminDone::Configured(placement, revision))
                     .map_err(AdminError::from)
             }
+            AdminCall::Reshard { name, change } => {
+                let (reply, answer) = oneshot::channel();
+                let request = Request::Reshard {
+                    name,
+                    change,
+                    reply,
+                };
+                office.send(request).await.map_err(|_| gone())?;
+                let done = answer.await.map_err(|_| gone())?;
+                done.map(|(placement, revision)| AdminDone::Configured(placement, revision))
+                    .map_err(AdminError::from)
+            }
         }
     };
     tokio::time::timeout(wait, asked).await.unwrap_or_else(|_| {
@@ -1021,6 +1092,20 @@ impl GroupProbe for DataProbe {
             })
             .collect();
         all_true(asks).await
+    }
+
+    async fn close(
+        &self,
+        stream: &StreamPlacement,
+        shard: u32,
+        nodes: &BTreeMap<NodeId, NodeInfo>,
+    ) -> Option<u64> {
+        let group = GroupId {
+            stream_uid: stream.uid,
+            shard,
+        };
+        let replicas = replica_addresses(nodes, stream, shard);
+        self.client.close(group, &replicas).await.ok()
     }
 
     async fn stopped(&self, stream: &StreamPlacement, nodes: &BTreeMap<NodeId, NodeInfo>) -> bool {

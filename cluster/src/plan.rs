@@ -38,12 +38,16 @@ pub enum PlanError {
         /// Shards the request would add.
         added: u32,
     },
-    /// The stream is being created or deleted: its settings cannot change now.
+    /// The stream is not ACTIVE: being created or deleted (its settings cannot change), or,
+    /// for a reshard, also being updated.
     #[error("stream {0} is not ACTIVE but {1:?}")]
     NotActive(String, StreamStatus),
     /// The change is refused as the stream's settings stand.
     #[error(transparent)]
     Settings(#[from] SettingsRefused),
+    /// The reshard is refused as the stream's shards stand.
+    #[error(transparent)]
+    Reshard(#[from] crate::reshard::ReshardRefused),
     /// Not enough live nodes for the replication factor.
     #[error(transparent)]
     Placement(#[from] PlacementError),
@@ -116,6 +120,7 @@ pub fn create_stream(
             replicas,
             epoch: 1,
             closed: false,
+            ending_seq: None,
         })
         .collect();
     let uid = snapshot.uid_next.value;
@@ -127,6 +132,7 @@ pub fn create_stream(
         shards,
         created_ms: 0,
         settings: crate::model::StreamSettings::default(),
+        resharding: None,
     };
     Ok(vec![
         Change::PutStream {
@@ -330,6 +336,7 @@ mod tests {
             replicas: replicas.iter().map(|n| NodeId::new(*n).unwrap()).collect(),
             epoch: 1,
             closed: false,
+            ending_seq: None,
         };
         let stream = StreamPlacement {
             uid: 1,
@@ -339,6 +346,7 @@ mod tests {
             shards: vec![shard],
             created_ms: 0,
             settings: crate::model::StreamSettings::default(),
+            resharding: None,
         };
         let mut snapshot = Snapshot::default();
         snapshot.streams.insert(

@@ -338,6 +338,7 @@ async fn a_first_replica_start_that_fails_is_tried_again_afresh() {
         replicas: vec![id("a"), id("b")],
         epoch: 1,
         closed: false,
+        ending_seq: None,
     };
     let stream = StreamPlacement {
         uid: 9,
@@ -347,6 +348,7 @@ async fn a_first_replica_start_that_fails_is_tried_again_afresh() {
         shards: vec![shard.clone()],
         created_ms: 0,
         settings: StreamSettings::default(),
+        resharding: None,
     };
     let group = GroupId {
         stream_uid: 9,

@@ -23,6 +23,7 @@ fn stream(name: &str, uid: u64, status: StreamStatus) -> StreamPlacement {
         replicas,
         epoch: 1,
         closed: false,
+        ending_seq: None,
     };
     StreamPlacement {
         uid,
@@ -32,6 +33,7 @@ fn stream(name: &str, uid: u64, status: StreamStatus) -> StreamPlacement {
         shards: vec![shard],
         created_ms: 0,
         settings: StreamSettings::default(),
+        resharding: None,
     }
 }
 

@@ -83,7 +83,7 @@ async fn writes_through_every_node_reach_every_replica(nodes: &[Node], stream: &
             let data: Vec<Vec<u8>> = (0..3)
                 .map(|r| format!("via {} to {shard}: {r}", node.id()).into_bytes())
                 .collect();
-            let records = data
+            let records: Vec<NewRecord> = data
                 .iter()
                 .map(|d| NewRecord {
                     partition_key: format!("k{i}"),
@@ -91,7 +91,7 @@ async fn writes_through_every_node_reach_every_replica(nodes: &[Node], stream: &
                     flags: 0,
                 })
                 .collect();
-            let written = node.put(stream, shard, records).await.unwrap();
+            let written = node.put(stream, shard, &records).await.unwrap();
             assert_eq!(written.record_count, 3);
             let entry = acknowledged.entry(shard).or_default();
             entry.extend((written.base_seq..).zip(data));
@@ -362,7 +362,7 @@ async fn settings_change_through_any_node_and_every_replica_keeps_the_retention(
         data: b"old".to_vec(),
         flags: 0,
     };
-    nodes[1].put(&stream, 0, vec![record]).await.unwrap();
+    nodes[1].put(&stream, 0, &[record]).await.unwrap();
 
     let tags = vec![("team".to_owned(), "ingest".to_owned())];
     nodes[2]

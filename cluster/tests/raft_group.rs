@@ -282,9 +282,9 @@ async fn writes_go_through_any_node_and_reads_see_them_after_a_barrier() {
     for i in 0..20 {
         let (writer, reader) = (followers[i % 2], followers[(i + 1) % 2]);
         let written = if i % 5 == 4 {
-            outsider.write(GROUP, records_of(i), &replicas).await
+            outsider.write(GROUP, &records_of(i), &replicas).await
         } else {
-            client(writer).write(GROUP, records_of(i), &[]).await
+            client(writer).write(GROUP, &records_of(i), &[]).await
         }
         .expect("a write through any node commits");
         acknowledged.insert(written.base_seq, records_of(i)[0].data.clone());
@@ -296,7 +296,7 @@ async fn writes_go_through_any_node_and_reads_see_them_after_a_barrier() {
             acknowledged.get(&written.base_seq)
         );
     }
-    let refused = client(followers[0]).write(GROUP, Vec::new(), &[]).await;
+    let refused = client(followers[0]).write(GROUP, &[], &[]).await;
     assert!(
         matches!(refused, Err(ClientError::Refused(_))),
         "{refused:?}"
@@ -316,7 +316,7 @@ async fn writes_go_through_any_node_and_reads_see_them_after_a_barrier() {
     let writer = client(&nodes[0]);
     let deadline = Instant::now() + WAIT;
     let written = loop {
-        match writer.write(GROUP, records_of(100), &[]).await {
+        match writer.write(GROUP, &records_of(100), &[]).await {
             Ok(written) => break written,
             Err(ClientError::NoLeader | ClientError::Unreachable(_)) => {
                 assert!(Instant::now() < deadline, "no new leader takes writes");
@@ -335,6 +335,94 @@ async fn writes_go_through_any_node_and_reads_see_them_after_a_barrier() {
         }
     }
     drop(outsider_host);
+    for node in nodes {
+        stop_group(&node.engine, &node.host, GROUP, false)
+            .await
+            .unwrap();
+    }
+}
+
+/// Until `node` refuses writes as closed: a write through it (retrying while a failover
+/// runs) must be refused, never acknowledged.
+async fn refuses_as_closed(node: &Node) {
+    let client = ShardClient::new(node.host.clone(), node.peers.clone());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match client.write(GROUP, &records_of(999), &[]).await {
+            Err(ClientError::Closed) => return,
+            Err(ClientError::NoLeader | ClientError::Unreachable(_)) => {
+                assert!(Instant::now() < deadline, "no leader answers");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("a write after the close: {other:?}"),
+        }
+    }
+}
+
+/// What every replica shows of a closed shard: the acknowledged records, nothing past the
+/// close entry's number, which is where its readers end.
+fn ends_at(nodes: &[&Node], acknowledged: &BTreeMap<u64, Vec<u8>>, end: u64) {
+    check(nodes, acknowledged);
+    for node in nodes {
+        let held = records(&node.group.replica);
+        assert!(held.iter().all(|(seq, _)| *seq < end), "node {}", node.id);
+        assert_eq!(
+            node.group.replica.reader().next_seq(),
+            end,
+            "node {}",
+            node.id
+        );
+    }
+}
+
+/// A reshard's close entry ends the shard on every replica: its end is the number after the
+/// last acknowledged record, a second close answers the same end, every write after it is
+/// refused (through any node, by a new leader, by a replica restarted on its data) and none
+/// becomes readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_close_entry_ends_the_shard_on_every_replica_across_failover_and_restart() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let mut nodes = three_nodes(&paths).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let first_leader = leader(&all).await;
+    let acknowledged = write(first_leader, 0, 10).await;
+    let client = |node: &Node| ShardClient::new(node.host.clone(), node.peers.clone());
+    let follower = all.iter().find(|n| n.id != first_leader.id).unwrap();
+    let end = client(follower)
+        .close(GROUP, &[])
+        .await
+        .expect("the close commits");
+    assert_eq!(end, acknowledged.keys().last().unwrap() + 1);
+    assert_eq!(client(first_leader).close(GROUP, &[]).await.unwrap(), end);
+    for node in &all {
+        refuses_as_closed(node).await;
+    }
+    caught_up(first_leader, &all).await;
+    ends_at(&all, &acknowledged, end);
+
+    // The leader dies: the new one refuses as the old did.
+    let (dead, position) = (
+        first_leader.id,
+        all.iter().position(|n| n.id == first_leader.id),
+    );
+    let position = position.unwrap();
+    let gone = nodes.remove(position);
+    stop_group(&gone.engine, &gone.host, GROUP, false)
+        .await
+        .unwrap();
+    let address = gone.address.clone();
+    drop(gone);
+    let survivors: Vec<&Node> = nodes.iter().collect();
+    refuses_as_closed(survivors[0]).await;
+
+    // It comes back on its data: still closed at the same end, after catching up.
+    let listener = bind_again(&address).await;
+    nodes.push(start_node(dead, &paths[position], listener).await);
+    let all: Vec<&Node> = nodes.iter().collect();
+    refuses_as_closed(all[2]).await;
+    caught_up(leader(&all).await, &all).await;
+    ends_at(&all, &acknowledged, end);
     for node in nodes {
         stop_group(&node.engine, &node.host, GROUP, false)
             .await

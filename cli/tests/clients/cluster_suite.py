@@ -84,7 +84,24 @@ def test_boto3_writes_and_reads_through_different_nodes(endpoints):
 
     expect_error("ResourceInUseException", b.create_stream, StreamName=name, ShardCount=1)
     expect_error("ResourceNotFoundException", b.put_record, StreamName=unique("none"), Data=b"x", PartitionKey="k")
-    expect_error("UnsupportedOperationException", c.split_shard, StreamName=name, ShardToSplit="shardId-000000000000", NewStartingHashKey="1")
+    expect_error("UnsupportedOperationException", c.register_stream_consumer, StreamARN=a.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"], ConsumerName="c")
+
+    # Resharding through any node: split on c, ACTIVE again with the parent closed at its
+    # last record and two children; the parent read to its end names them; a put after it
+    # lands in a child.
+    c.split_shard(StreamName=name, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(2**126))
+    a.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    shards = {s["ShardId"]: s for s in b.list_shards(StreamName=name)["Shards"]}
+    assert "EndingSequenceNumber" in shards["shardId-000000000000"]["SequenceNumberRange"], shards
+    assert [shards[f"shardId-00000000000{i}"]["ParentShardId"] for i in (2, 3)] == ["shardId-000000000000"] * 2
+    iterator = b.get_shard_iterator(StreamName=name, ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    while iterator:
+        reply = a.get_records(ShardIterator=iterator)
+        iterator = reply.get("NextShardIterator")
+        assert iterator or [s["ShardId"] for s in reply["ChildShards"]] == ["shardId-000000000002", "shardId-000000000003"], reply
+    moved = a.put_record(StreamName=name, Data=b"after the split", PartitionKey="x", ExplicitHashKey="5")
+    assert moved["ShardId"] == "shardId-000000000002", moved
+    expect_error("InvalidArgumentException", c.split_shard, StreamName=name, ShardToSplit="shardId-000000000000", NewStartingHashKey="7")
 
     # Settings through one node, seen through the others once their maps have them.
     a.add_tags_to_stream(StreamName=name, Tags={"team": "ingest", "tier": "gold"})

@@ -40,6 +40,10 @@ pub enum ClientError {
     /// The group failed (its storage, a message that does not decode).
     #[error("the shard's group failed: {0}")]
     Failed(String),
+    /// A reshard closed the shard before the write (nothing of it is readable): route it by
+    /// a map that shows the shard closed.
+    #[error("{}", super::entry::CLOSED)]
+    Closed,
 }
 
 /// A node's answer to a forwarded call.
@@ -56,11 +60,8 @@ fn not_leader<T>(forward: ForwardToLeader<u64, BasicNode>) -> Answer<T> {
 }
 
 /// Writes `records` through this node's `raft`, if it leads.
-pub(super) async fn write_here(
-    raft: &Raft<ShardRaft>,
-    records: Vec<NewRecord>,
-) -> Answer<ShardWritten> {
-    match raft.client_write(ShardWrite::New(records)).await {
+pub(super) async fn write_here(raft: &Raft<ShardRaft>, write: ShardWrite) -> Answer<ShardWritten> {
+    match raft.client_write(write).await {
         Ok(response) => Answer::Done(response.data),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => not_leader(forward),
         Err(e) => Answer::Failed(e.to_string()),
@@ -99,12 +100,40 @@ impl ShardClient {
     pub async fn write(
         &self,
         group: GroupId,
-        records: Vec<NewRecord>,
+        records: &[NewRecord],
+        replicas: &[(u64, String)],
+    ) -> Result<ShardWritten, ClientError> {
+        let message = ("write", &records);
+        let local = || ShardWrite::New(records.to_vec());
+        self.submit(group, local, message, replicas).await
+    }
+
+    /// Closes `group`'s shard for a reshard (a close entry, through its leader, as
+    /// [`ShardClient::write`] goes) and returns its end: the close entry's log number, every
+    /// record of the shard being numbered below it. Closing a closed shard answers its end.
+    pub async fn close(
+        &self,
+        group: GroupId,
+        replicas: &[(u64, String)],
+    ) -> Result<u64, ClientError> {
+        let written = self
+            .submit(group, || ShardWrite::Close, ("close", &()), replicas)
+            .await?;
+        Ok(written.base_seq)
+    }
+
+    /// Hands a write to `group`'s leader: this node's group (`make` makes it), or the one
+    /// the map's replicas name; `message` is what a peer is sent for it (method and body).
+    async fn submit<M: Serialize>(
+        &self,
+        group: GroupId,
+        make: impl FnOnce() -> ShardWrite,
+        (method, message): (&str, &M),
         replicas: &[(u64, String)],
     ) -> Result<ShardWritten, ClientError> {
         let local = match self.host.group(group) {
             Some(local) => {
-                let written = write_here(&local.raft, records.clone());
+                let written = write_here(&local.raft, make());
                 let written = tokio::time::timeout(CATCH_UP_WAIT, written).await;
                 Some(written.map_err(|_| {
                     ClientError::Unreachable(format!("no commit within {CATCH_UP_WAIT:?}"))
@@ -116,20 +145,19 @@ impl ShardClient {
             // This node knows no leader (an election, or it has not joined yet): the map's
             // replicas may.
             Some(Answer::NotLeader(None)) | None => {
-                self.ask_replicas(group, "write", &records, replicas)
-                    .await?
+                self.ask_replicas(group, method, message, replicas).await?
             }
             Some(answer) => answer,
         };
         let answer = match first {
             Answer::NotLeader(Some((leader, node))) => {
-                self.ask(&node.addr, leader, group, "write", &records)
-                    .await?
+                self.ask(&node.addr, leader, group, method, message).await?
             }
             answer => answer,
         };
         match answer {
             Answer::Done(written) => match written.refused {
+                Some(reason) if reason == super::entry::CLOSED => Err(ClientError::Closed),
                 Some(reason) => Err(ClientError::Refused(reason)),
                 None => Ok(written),
             },
@@ -211,7 +239,7 @@ impl ShardClient {
         message: &M,
         replicas: &[(u64, String)],
     ) -> Result<Answer<T>, ClientError> {
-        let writes = method == "write";
+        let writes = matches!(method, "write" | "close");
         let mut last = ClientError::NoLeader;
         for (id, address) in replicas {
             match self.ask_once(address, *id, group, method, message).await {
@@ -256,8 +284,13 @@ impl ShardClient {
             Err(e @ RpcError::Timeout { .. }) => {
                 Err((ClientError::Unreachable(e.to_string()), true))
             }
-            // The peer refused the call before its handler ran it (the group does not run
-            // there, a message it cannot read).
+            // A group not started there yet (a new shard's): nothing ran, as with no leader.
+            Err(RpcError::Remote { message, .. })
+                if message.contains(super::network::NOT_RUNNING) =>
+            {
+                Err((ClientError::NoLeader, false))
+            }
+            // The peer refused the call before its handler ran it (a message it cannot read).
             Err(e) => Err((ClientError::Failed(e.to_string()), false)),
         }
     }

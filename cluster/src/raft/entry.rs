@@ -1,8 +1,8 @@
 //! A Raft entry and the storage batch that holds it: one entry, one batch. Record entries are
-//! the batch itself; blank and membership entries are control batches (an empty body for a
-//! blank entry, JSON for the others). A client's write the leader's log refuses (a key too
-//! long, a record too large, no record) becomes a control entry naming the refusal, so a bad
-//! write is answered with its reason and never stops the group.
+//! the batch itself; blank, membership and close entries are control batches (an empty body
+//! for a blank entry, JSON for the others). A client's write the leader's log refuses (a key
+//! too long, a record too large, no record) becomes a control entry naming the refusal, so a
+//! bad write is answered with its reason and never stops the group.
 
 use super::ShardRaft;
 use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership};
@@ -34,7 +34,13 @@ pub enum ShardWrite {
     /// ([`ShardClient`](super::ShardClient) does); a batch handed to `client_write` does not
     /// match the entry the leader makes of it and fails the group's storage.
     Stored(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Closes the shard for a reshard: applying it ends the shard at this entry; a write
+    /// applied after it is refused with [`CLOSED`] and never readable.
+    Close,
 }
+
+/// The refusal of a write applied after the shard's close entry.
+pub const CLOSED: &str = "the shard was closed by a reshard";
 
 /// What applying an entry answers: where its records landed (no records for blank and
 /// membership entries), or why the leader's log refused them.
@@ -55,6 +61,7 @@ pub struct ShardWritten {
 enum Control {
     Membership(Membership<u64, BasicNode>),
     Refused(String),
+    Closed,
 }
 
 /// A control entry standing for a client's write the leader's log refused.
@@ -109,6 +116,10 @@ pub(super) fn to_append(entry: Entry<ShardRaft>) -> Result<ToAppend, String> {
             }
             Ok(ToAppend::New(batch, id))
         }
+        EntryPayload::Normal(ShardWrite::Close) => {
+            let body = serde_json::to_vec(&Control::Closed).map_err(|e| e.to_string())?;
+            Ok(ToAppend::New(EncodedBatch::control(&body), id))
+        }
         EntryPayload::Normal(ShardWrite::Stored(bytes)) => {
             let header = BatchHeader::parse(&bytes).map_err(|e| e.0.to_string())?;
             if header.entry != Some(id) {
@@ -135,9 +146,11 @@ pub(super) fn from_stored(bytes: Vec<u8>) -> Result<Entry<ShardRaft>, String> {
         } else {
             match serde_json::from_slice(body).map_err(|e| e.to_string())? {
                 Control::Membership(membership) => EntryPayload::Membership(membership),
-                // A refused write stays a write: the leader ships it as stored, and applying
-                // it answers the refusal.
-                Control::Refused(_) => EntryPayload::Normal(ShardWrite::Stored(bytes)),
+                // A refused write and a close stay writes: the leader ships them as stored,
+                // and applying them answers the refusal or the shard's end.
+                Control::Refused(_) | Control::Closed => {
+                    EntryPayload::Normal(ShardWrite::Stored(bytes))
+                }
             }
         }
     } else {
@@ -149,20 +162,24 @@ pub(super) fn from_stored(bytes: Vec<u8>) -> Result<Entry<ShardRaft>, String> {
     })
 }
 
-/// Where a stored entry's records landed, or why they were refused.
-pub(super) fn written(bytes: &[u8]) -> Result<ShardWritten, String> {
+/// Where a stored entry's records landed, or why they were refused; and whether it is a
+/// close entry (its number is the shard's end).
+pub(super) fn written(bytes: &[u8]) -> Result<(ShardWritten, bool), String> {
     let header = BatchHeader::parse(bytes).map_err(|e| e.0.to_string())?;
-    let refused = match control_body(bytes, &header) {
-        Some(body) if !body.is_empty() => match serde_json::from_slice(body) {
-            Ok(Control::Refused(reason)) => Some(reason),
-            _ => None,
-        },
+    let control = match control_body(bytes, &header) {
+        Some(body) if !body.is_empty() => serde_json::from_slice(body).ok(),
         _ => None,
     };
-    Ok(ShardWritten {
+    let closes = matches!(control, Some(Control::Closed));
+    let refused = match control {
+        Some(Control::Refused(reason)) => Some(reason),
+        _ => None,
+    };
+    let written = ShardWritten {
         base_seq: header.base_seq,
         record_count: header.record_count,
         timestamp_ms: header.max_timestamp_ms,
         refused,
-    })
+    };
+    Ok((written, closes))
 }

@@ -227,19 +227,29 @@ impl RaftHost {
     }
 }
 
+/// How a node says it does not run a group (yet: a new shard's group starts on each of its
+/// nodes as their maps show it).
+pub(super) const NOT_RUNNING: &str = "does not run on node";
+
 impl PeerHandler for RaftHost {
     async fn call(&self, group: GroupId, method: &str, body: Bytes) -> Result<Bytes, String> {
         let raft = self
             .group(group)
-            .ok_or_else(|| format!("group {group} does not run on node {}", self.node))?
+            .ok_or_else(|| format!("group {group} {NOT_RUNNING} {}", self.node))?
             .raft;
         match method {
             "append" | "heartbeat" => Ok(encode(&raft.append_entries(self.open(&body)?).await)),
             "vote" => Ok(encode(&raft.vote(self.open(&body)?).await)),
             "snapshot" => Ok(encode(&raft.install_snapshot(self.open(&body)?).await)),
-            "write" => Ok(encode(
-                &super::client::write_here(&raft, self.open(&body)?).await,
-            )),
+            "write" => {
+                let write = super::ShardWrite::New(self.open(&body)?);
+                Ok(encode(&super::client::write_here(&raft, write).await))
+            }
+            "close" => {
+                let () = self.open(&body)?;
+                let write = super::ShardWrite::Close;
+                Ok(encode(&super::client::write_here(&raft, write).await))
+            }
             "read-index" => {
                 let () = self.open(&body)?;
                 Ok(encode(&super::client::read_index_here(&raft).await))

@@ -25,6 +25,18 @@ pub(super) struct Saved {
     pub purged: Option<LogId<u64>>,
     pub applied: Option<LogId<u64>>,
     pub membership: StoredMembership<u64, BasicNode>,
+    /// Where a reshard closed the shard (applied here, so committed on a majority).
+    #[serde(default)]
+    pub closed: Option<Closed>,
+}
+
+/// A shard's close entry: its records are the log's before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Closed {
+    /// The close entry's index: readers see nothing after it.
+    pub index: u64,
+    /// Its log number: every record of the shard is numbered below it.
+    pub ending_seq: u64,
 }
 
 /// The saved state shared by a group's log store and state machine; writes are one at a time,

@@ -2,9 +2,12 @@
 //! its commit (readers see them) and answers where their records landed. A snapshot is the
 //! entries the log still holds up to the applied one; installing it appends the ones the
 //! replica lacks, after cutting an uncommitted suffix that disagrees with it.
+//!
+//! A close entry (a reshard's) ends the shard: the commit readers see stops at it, and every
+//! write applied after it is refused, on every replica alike (docs/design/cluster.md).
 
-use super::entry::{ShardWritten, entry_id_of, log_id_of, written};
-use super::saved::{SavedCell, Write};
+use super::entry::{CLOSED, ShardWritten, entry_id_of, log_id_of, written};
+use super::saved::{Closed, SavedCell, Write};
 use super::{RaftStorageError, ShardRaft, ShardWrite};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
@@ -33,9 +36,10 @@ impl ShardStateMachine {
         replica: Replica,
         saved: Arc<SavedCell>,
     ) -> Result<ShardStateMachine, RaftStorageError> {
-        if let Some(applied) = saved.get().await.applied {
+        let state = saved.get().await;
+        if let Some(applied) = state.applied {
             replica
-                .commit_to(applied.index)
+                .commit_to(visible_end(applied.index, state.closed))
                 .await
                 .map_err(|e| StorageIOError::write_state_machine(&e))?;
         }
@@ -155,6 +159,53 @@ impl ShardStateMachine {
     }
 }
 
+/// The highest entry readers may see when `applied` is the last applied: the close entry's,
+/// once the shard is closed.
+fn visible_end(applied: u64, closed: Option<Closed>) -> u64 {
+    closed.map_or(applied, |closed| applied.min(closed.index))
+}
+
+/// What applying entry `index` answers, the shard being `closed` before it: a close entry
+/// closes it (once: a second answers the first's end); a write after the close is refused.
+fn after_close(
+    written: ShardWritten,
+    closes: bool,
+    index: u64,
+    closed: &mut Option<Closed>,
+) -> ShardWritten {
+    match (*closed, closes) {
+        (None, true) => {
+            *closed = Some(Closed {
+                index,
+                ending_seq: written.base_seq,
+            });
+            written
+        }
+        (None, false) => written,
+        (Some(end), true) => ShardWritten {
+            base_seq: end.ending_seq,
+            ..written
+        },
+        (Some(_), false) if written.record_count > 0 => ShardWritten {
+            refused: Some(CLOSED.to_string()),
+            ..written
+        },
+        (Some(_), false) => written,
+    }
+}
+
+/// The first close entry among a snapshot's entries, as the shard's end.
+fn close_among(entries: &[Vec<u8>]) -> Option<Closed> {
+    entries.iter().find_map(|bytes| {
+        let (written, closes) = written(bytes).ok()?;
+        closes.then_some(())?;
+        Some(Closed {
+            index: entry_of(bytes).ok()?.index,
+            ending_seq: written.base_seq,
+        })
+    })
+}
+
 /// The entry id a stored batch holds.
 fn entry_of(bytes: &[u8]) -> Result<sluice_core::EntryId, AnyError> {
     BatchHeader::parse(bytes)
@@ -215,12 +266,17 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
     {
         let mut replies = Vec::new();
         let (mut last, mut membership) = (None, None);
+        let was_closed = self.saved.get().await.closed;
+        let mut closed = was_closed;
         for entry in entries {
             let reply = match entry.payload {
                 EntryPayload::Blank => ShardWritten::default(),
-                EntryPayload::Normal(ShardWrite::Stored(bytes)) => written(&bytes)
-                    .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::error(e)))?,
-                EntryPayload::Normal(ShardWrite::New(_)) => {
+                EntryPayload::Normal(ShardWrite::Stored(bytes)) => {
+                    let (written, closes) = written(&bytes)
+                        .map_err(|e| StorageIOError::apply(entry.log_id, AnyError::error(e)))?;
+                    after_close(written, closes, entry.log_id.index, &mut closed)
+                }
+                EntryPayload::Normal(ShardWrite::New(_) | ShardWrite::Close) => {
                     let e = AnyError::error("applied entries come from the log, numbered");
                     return Err(StorageIOError::apply(entry.log_id, e).into());
                 }
@@ -236,10 +292,10 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
             return Ok(replies);
         };
         self.replica
-            .commit_to(last.index)
+            .commit_to(visible_end(last.index, closed))
             .await
             .map_err(|e| StorageIOError::apply(last, &e))?;
-        let write = if membership.is_some() {
+        let write = if membership.is_some() || closed != was_closed {
             Write::Now
         } else {
             Write::Lazily
@@ -247,6 +303,7 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
         self.saved
             .change(write, |saved| {
                 saved.applied = Some(last);
+                saved.closed = closed;
                 if let Some(membership) = membership {
                     saved.membership = membership;
                 }
@@ -271,6 +328,8 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
         let data = snapshot.into_inner();
         let failed = |e| StorageIOError::write_snapshot(Some(meta.signature()), e);
         let entries = split_entries(&data).map_err(failed)?;
+        // Every entry of a snapshot was applied where it was built: committed.
+        let close_installed = close_among(&entries);
         if let (Some(last), Some(want)) = (entries.last(), meta.last_log_id) {
             let held = entry_of(last).map_err(failed)?;
             if held != entry_id_of(&want) {
@@ -296,9 +355,13 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
             ));
             return Err(failed(e).into());
         }
+        let closed = match self.saved.get().await.closed {
+            Some(closed) => Some(closed),
+            None => close_installed,
+        };
         if let Some(last) = meta.last_log_id {
             self.replica
-                .commit_to(last.index)
+                .commit_to(visible_end(last.index, closed))
                 .await
                 .map_err(|e| failed(AnyError::new(&e)))?;
         }
@@ -307,6 +370,7 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
             .change(Write::Now, |saved| {
                 saved.applied = applied;
                 saved.membership = membership;
+                saved.closed = closed;
             })
             .await?;
         *self.current.lock().expect("snapshot lock") = Some((meta.clone(), data));

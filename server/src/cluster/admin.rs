@@ -122,9 +122,9 @@ pub async fn delete_stream<B: Backend>(
     Ok(Empty {})
 }
 
-/// A shard of the map in reply form. Shards are never closed in cluster mode yet (no
-/// resharding), so none has an ending number.
-fn shard_out(stream: &StreamPlacement, index: usize) -> Shard {
+/// A shard of the map in reply form; a closed one ends at its last record (its start when
+/// it never held one), as single-node mode reports it.
+pub(super) fn shard_out(stream: &StreamPlacement, index: usize) -> Shard {
     let shard = &stream.shards[index];
     let parent = |at: usize| shard.parents.get(at).map(|p| ShardId::new(*p).to_string());
     Shard {
@@ -139,7 +139,11 @@ fn shard_out(stream: &StreamPlacement, index: usize) -> Shard {
             starting_sequence_number: incarnation(stream)
                 .tag(SequenceNumber::shard_start(shard.index))
                 .to_string(),
-            ending_sequence_number: None,
+            ending_sequence_number: shard.ending_seq.map(|end| {
+                incarnation(stream)
+                    .tag(SequenceNumber::last_before(shard.index, end))
+                    .to_string()
+            }),
         },
     }
 }

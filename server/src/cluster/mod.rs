@@ -11,6 +11,7 @@
 
 mod admin;
 mod records;
+mod reshard;
 mod settings;
 mod token;
 
@@ -25,13 +26,16 @@ use std::sync::Arc;
 pub use token::TokenKey;
 
 /// The Kinesis operations cluster mode serves.
-pub const SERVED: [&str; 20] = [
+pub const SERVED: [&str; 23] = [
     "CreateStream",
     "DeleteStream",
     "DescribeStream",
     "DescribeStreamSummary",
     "ListStreams",
     "ListShards",
+    "SplitShard",
+    "MergeShards",
+    "UpdateShardCount",
     "DescribeLimits",
     "IncreaseStreamRetentionPeriod",
     "DecreaseStreamRetentionPeriod",
@@ -117,12 +121,12 @@ impl<B: Backend> ClusterFront<B> {
         }
     }
 
-    /// Stream `name`, which must be ACTIVE to take puts and reads: a stream being created or
-    /// deleted is ResourceNotFoundException (as kinesalite answers; Kinesis lists no other
-    /// error for these calls), saying which.
-    fn active_stream(&self, name: &str) -> Result<StreamPlacement, ApiError> {
+    /// Stream `name`, which must be ACTIVE or UPDATING (resharding) to take puts and reads:
+    /// a stream being created or deleted is ResourceNotFoundException (as kinesalite
+    /// answers; Kinesis lists no other error for these calls), saying which.
+    fn serving_stream(&self, name: &str) -> Result<StreamPlacement, ApiError> {
         let stream = self.stream(name)?;
-        if stream.status != StreamStatus::Active {
+        if !matches!(stream.status, StreamStatus::Active | StreamStatus::Updating) {
             return Err(ApiError::not_found(format!(
                 "Stream {name} under account {} not found: it is {}.",
                 self.tenant.account,
@@ -151,6 +155,9 @@ impl<B: Backend> ClusterFront<B> {
             "DescribeStreamSummary" => op!(admin::describe_stream_summary),
             "ListStreams" => op!(admin::list_streams),
             "ListShards" => op!(admin::list_shards),
+            "SplitShard" => op!(reshard::split_shard),
+            "MergeShards" => op!(reshard::merge_shards),
+            "UpdateShardCount" => op!(reshard::update_shard_count),
             "DescribeLimits" => op!(admin::describe_limits),
             "IncreaseStreamRetentionPeriod" => op!(settings::increase_retention),
             "DecreaseStreamRetentionPeriod" => op!(settings::decrease_retention),

@@ -16,6 +16,7 @@ use crate::ops::records::{
     PutRecordsResultEntry,
 };
 use crate::reads::{RecordOut, iterator_start};
+use crate::shapes::{ChildShard, HashKeyRange};
 use crate::wire::{ApiError, Protocol, Timestamp};
 use sluice_cluster::raft::{ClientError, NewRecord};
 use sluice_cluster::reads::{ReadFrom, ReadReply, ReadRequest};
@@ -79,7 +80,7 @@ pub async fn put_record<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    let stream = front.active_stream(&name)?;
+    let stream = front.serving_stream(&name)?;
     let data = input.data.expect("validated").0;
     let key = input.partition_key.expect("validated");
     check_size(0, &key, &data)?;
@@ -88,17 +89,23 @@ pub async fn put_record<B: Backend>(
     if let Some(text) = input.sequence_number_for_ordering.as_deref() {
         incarnation(&stream).parse(text, "SequenceNumberForOrdering", &name)?;
     }
-    let shard = route(&stream, 0, (&key, input.explicit_hash_key.as_deref()))?;
+    let explicit = input.explicit_hash_key.as_deref();
     let record = NewRecord {
         partition_key: key,
         data,
         flags: 0,
     };
-    let written = front
-        .node
-        .put(&stream, shard, vec![record])
-        .await
-        .map_err(write_error)?;
+    let mut shard = route(&stream, 0, (&record.partition_key, explicit))?;
+    let records = [record];
+    let mut written = front.node.put(&stream, shard, &records).await;
+    if let Err(ClientError::Closed) = written {
+        // A reshard closed the shard first (nothing of the put is readable there): once
+        // more, by the map that shows it closed.
+        let stream = front.serving_stream(&name)?;
+        shard = route(&stream, 0, (&records[0].partition_key, explicit))?;
+        written = front.node.put(&stream, shard, &records).await;
+    }
+    let written = written.map_err(write_error)?;
     Ok(PutRecordOutput {
         shard_id: ShardId::new(shard).to_string(),
         sequence_number: incarnation(&stream)
@@ -141,7 +148,7 @@ pub async fn put_records<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    let stream = front.active_stream(&name)?;
+    let stream = front.serving_stream(&name)?;
     let entries = input.records.expect("validated").into_items();
     let by_shard = route_batch(&stream, &entries)?;
     let mut entries: Vec<Option<_>> = entries.into_iter().map(Some).collect();
@@ -162,7 +169,7 @@ pub async fn put_records<B: Backend>(
                 })
                 .collect();
             let (node, stream) = (front.node.clone(), stream.clone());
-            let write = tokio::spawn(async move { node.put(&stream, shard, records).await });
+            let write = tokio::spawn(async move { node.put(&stream, shard, &records).await });
             (shard, indexes, write)
         })
         .collect();
@@ -242,7 +249,7 @@ pub async fn get_shard_iterator<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    let stream = front.active_stream(&name)?;
+    let stream = front.serving_stream(&name)?;
     let shard_text = input.shard_id.as_deref().expect("validated");
     let shard = sluice_core::seqnum::parse_shard_id(shard_text).ok_or_else(|| {
         ApiError::from(ReadError::ShardNotFound {
@@ -340,6 +347,27 @@ pub(super) fn stream_of<'m, B: Backend>(
         })
 }
 
+/// The shards split or merged from shard `parent`, as GetRecords names them at its end.
+fn children_of(stream: &StreamPlacement, parent: u32) -> Vec<ChildShard> {
+    stream
+        .shards
+        .iter()
+        .filter(|s| s.parents.contains(&parent))
+        .map(|child| ChildShard {
+            shard_id: ShardId::new(child.index).to_string(),
+            parent_shards: child
+                .parents
+                .iter()
+                .map(|p| ShardId::new(*p).to_string())
+                .collect(),
+            hash_key_range: HashKeyRange {
+                starting_hash_key: child.starting_hash_key.to_string(),
+                ending_hash_key: child.ending_hash_key.to_string(),
+            },
+        })
+        .collect()
+}
+
 /// GetRecords encodes its reply itself (the records borrow the read's buffers).
 pub async fn get_records<B: Backend>(
     front: &ClusterFront<B>,
@@ -383,15 +411,28 @@ pub async fn get_records<B: Backend>(
         }
         _ => 0,
     };
+    // A closed shard read to its end: no next iterator, its children instead.
+    let ended = stream
+        .shards
+        .iter()
+        .find(|s| s.index == position.shard)
+        .and_then(|s| s.ending_seq)
+        .is_some_and(|end| next_seq >= end);
     let output = GetRecordsOutput {
         records,
-        next_shard_iterator: Some(front.tokens.issue(Position {
-            next_seq,
-            issued_ms: now_ms(),
-            ..position
-        })),
+        next_shard_iterator: (!ended).then(|| {
+            front.tokens.issue(Position {
+                next_seq,
+                issued_ms: now_ms(),
+                ..position
+            })
+        }),
         millis_behind_latest,
-        child_shards: vec![],
+        child_shards: if ended {
+            children_of(stream, position.shard)
+        } else {
+            vec![]
+        },
     };
     Ok(crate::reads::encode_with_records(protocol, output))
 }

@@ -19,7 +19,7 @@ use sluice_core::limits::{
 use sluice_core::{AdminError, StreamMode};
 
 /// A refusal of a change to stream `stream`, worded as the single-node server words it.
-fn settings_error(
+pub(super) fn settings_error(
     front: &ClusterFront<impl Backend>,
     stream: &str,
     error: ClusterAdminError,

@@ -1,0 +1,256 @@
+//! Resharding in cluster mode over HTTP: three nodes in one process, SplitShard, MergeShards
+//! and UpdateShardCount asked of different nodes while a writer puts through every node. The
+//! stream turns ACTIVE again on every node; the parents report their ending numbers and the
+//! children their parents; a reader following the lineage (a parent to its end, where
+//! GetRecords names its children, then the children) finds every acknowledged record once,
+//! at its number, and no record twice; refusals carry Kinesis' codes.
+
+mod cluster_common;
+
+use cluster_common::{Node, base64, call, eventually, ok, shard_index, start};
+use serde_json::{Value, json};
+use sluice_cluster::{ClusterMeta, EmbeddedBackend};
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// An acknowledged put: its shard, number and data.
+type Acked = (u32, u128, String);
+
+/// Puts through every node in turn until `stop`; what was acknowledged. A put that fails is
+/// only counted (it may or may not be stored; none may fail for good).
+async fn write_until(nodes: &[Node], stop: &Cell<bool>, round: &str) -> (Vec<Acked>, usize) {
+    let (mut acked, mut failed) = (Vec::new(), 0);
+    let mut i = 0usize;
+    while !stop.get() {
+        let data = base64(format!("{round} record {i}").as_bytes());
+        let body =
+            json!({"StreamName": "orders", "Data": data, "PartitionKey": format!("key-{}", i % 7)});
+        let (status, reply) = call(&nodes[i % nodes.len()], "PutRecord", body).await;
+        if status == 200 {
+            let shard = shard_index(reply["ShardId"].as_str().unwrap());
+            let number = reply["SequenceNumber"].as_str().unwrap().parse().unwrap();
+            acked.push((shard, number, data));
+        } else {
+            eprintln!("a put failed: {status} {reply}");
+            failed += 1;
+        }
+        i += 1;
+    }
+    (acked, failed)
+}
+
+/// Until `name` is ACTIVE on every node.
+async fn active_everywhere(nodes: &[Node]) {
+    for node in nodes {
+        eventually("the stream is ACTIVE everywhere", async || {
+            let reply = ok(
+                node,
+                "DescribeStreamSummary",
+                json!({"StreamName": "orders"}),
+            )
+            .await;
+            reply["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+        })
+        .await;
+    }
+}
+
+/// Every shard as ListShards gives it on `node`, by index.
+async fn shards(node: &Node) -> BTreeMap<u32, Value> {
+    let listed = ok(node, "ListShards", json!({"StreamName": "orders"})).await;
+    listed["Shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (shard_index(s["ShardId"].as_str().unwrap()), s.clone()))
+        .collect()
+}
+
+/// Every record of shard `shard` read on `node` to the shard's end (closed) or to what is
+/// there (open): its records (number, data) and, for a closed shard, the children GetRecords
+/// named at its end.
+async fn read_shard(node: &Node, shard: u32) -> (Vec<(u128, String)>, Option<Vec<u32>>) {
+    let shard_id = format!("shardId-{shard:012}");
+    let body =
+        json!({"StreamName": "orders", "ShardId": shard_id, "ShardIteratorType": "TRIM_HORIZON"});
+    let iterator = ok(node, "GetShardIterator", body).await;
+    let mut iterator = iterator["ShardIterator"].as_str().unwrap().to_owned();
+    let mut records = Vec::new();
+    loop {
+        let reply = ok(node, "GetRecords", json!({"ShardIterator": iterator})).await;
+        for record in reply["Records"].as_array().unwrap() {
+            let number = record["SequenceNumber"].as_str().unwrap().parse().unwrap();
+            records.push((number, record["Data"].as_str().unwrap().to_owned()));
+        }
+        match reply["NextShardIterator"].as_str() {
+            Some(next) if !reply["Records"].as_array().unwrap().is_empty() => {
+                iterator = next.to_owned();
+            }
+            Some(_) => return (records, None),
+            None => {
+                let children = reply["ChildShards"].as_array().unwrap();
+                let children = children
+                    .iter()
+                    .map(|c| shard_index(c["ShardId"].as_str().unwrap()));
+                return (records, Some(children.collect()));
+            }
+        }
+    }
+}
+
+/// Reads every shard on every node and checks them against the acknowledged puts: each at
+/// its shard and number, no data twice, a closed shard's records below its ending number and
+/// its end naming exactly the shards listed as its children.
+async fn check_lineage(nodes: &[Node], acked: &[Acked]) {
+    for node in nodes {
+        let listed = shards(node).await;
+        let (mut held, mut seen) = (BTreeMap::new(), BTreeSet::new());
+        for (&index, shard) in &listed {
+            let (records, children) = read_shard(node, index).await;
+            let ending = shard["SequenceNumberRange"]["EndingSequenceNumber"].as_str();
+            let listed_children: Vec<u32> = listed
+                .iter()
+                .filter(|(_, c)| {
+                    let me = Some(format!("shardId-{index:012}"));
+                    [&c["ParentShardId"], &c["AdjacentParentShardId"]]
+                        .iter()
+                        .any(|p| p.as_str().map(str::to_owned) == me)
+                })
+                .map(|(&i, _)| i)
+                .collect();
+            match ending {
+                Some(ending) => {
+                    let ending: u128 = ending.parse().unwrap();
+                    assert!(records.iter().all(|(n, _)| *n <= ending), "shard {index}");
+                    assert_eq!(children, Some(listed_children), "shard {index}'s children");
+                }
+                None => assert_eq!(children, None, "open shard {index} has no end"),
+            }
+            for (number, data) in records {
+                assert!(seen.insert(data.clone()), "{data} read twice");
+                held.insert((index, number), data);
+            }
+        }
+        for (shard, number, data) in acked {
+            assert_eq!(
+                held.get(&(*shard, *number)),
+                Some(data),
+                "acknowledged {data}"
+            );
+        }
+    }
+}
+
+/// Refusals as the single-node server words them: the code of each.
+async fn refusals(node: &Node) {
+    let cases = [
+        (
+            "SplitShard",
+            json!({"StreamName": "orders", "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": "5"}),
+            "InvalidArgumentException",
+        ),
+        (
+            "SplitShard",
+            json!({"StreamName": "orders", "ShardToSplit": "shardId-000000000099", "NewStartingHashKey": "5"}),
+            "ResourceNotFoundException",
+        ),
+        (
+            "MergeShards",
+            json!({"StreamName": "orders", "ShardToMerge": "shardId-000000000000", "AdjacentShardToMerge": "shardId-000000000001"}),
+            "InvalidArgumentException",
+        ),
+        (
+            "UpdateShardCount",
+            json!({"StreamName": "orders", "TargetShardCount": 9, "ScalingType": "UNIFORM_SCALING"}),
+            "InvalidArgumentException",
+        ),
+        (
+            "SplitShard",
+            json!({"StreamName": "nope", "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": "5"}),
+            "ResourceNotFoundException",
+        ),
+    ];
+    for (operation, body, code) in cases {
+        let (status, reply) = call(node, operation, body.clone()).await;
+        assert_eq!(
+            (status, reply["__type"].as_str()),
+            (400, Some(code)),
+            "{operation} {body}: {reply}"
+        );
+    }
+}
+
+/// Runs `reshard` on `node` while a writer puts through every node, then waits until the
+/// stream is ACTIVE everywhere; the writer's acknowledgements.
+async fn reshard_under_writes(
+    nodes: &[Node],
+    node: usize,
+    operation: &str,
+    body: Value,
+) -> Vec<Acked> {
+    let stop = Cell::new(false);
+    let resharding = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        ok(&nodes[node], operation, body).await;
+        active_everywhere(nodes).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        stop.set(true);
+    };
+    let ((acked, failed), ()) = tokio::join!(write_until(nodes, &stop, operation), resharding);
+    eprintln!(
+        "{operation}: {} puts acknowledged, {failed} failed",
+        acked.len()
+    );
+    assert!(acked.len() > 10, "puts went on during the reshard");
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shards_split_merge_and_scale_under_writes_through_any_node() {
+    let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        nodes.push(start(&meta, name).await);
+    }
+    eventually("a controller is elected", async || {
+        meta.controller().await.unwrap().is_some()
+    })
+    .await;
+    ok(
+        &nodes[0],
+        "CreateStream",
+        json!({"StreamName": "orders", "ShardCount": 1}),
+    )
+    .await;
+    active_everywhere(&nodes).await;
+
+    let split = json!({"StreamName": "orders", "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": (1u128 << 127).to_string()});
+    let mut acked = reshard_under_writes(&nodes, 1, "SplitShard", split).await;
+    let listed = shards(&nodes[2]).await;
+    assert_eq!(listed.len(), 3);
+    assert!(listed[&0]["SequenceNumberRange"]["EndingSequenceNumber"].is_string());
+    assert_eq!(listed[&1]["ParentShardId"], "shardId-000000000000");
+    assert_eq!(
+        listed[&2]["HashKeyRange"]["StartingHashKey"],
+        (1u128 << 127).to_string()
+    );
+    check_lineage(&nodes, &acked).await;
+
+    let merge = json!({"StreamName": "orders", "ShardToMerge": "shardId-000000000001", "AdjacentShardToMerge": "shardId-000000000002"});
+    acked.extend(reshard_under_writes(&nodes, 2, "MergeShards", merge).await);
+    let listed = shards(&nodes[0]).await;
+    assert_eq!(listed[&3]["AdjacentParentShardId"], "shardId-000000000002");
+    check_lineage(&nodes, &acked).await;
+
+    let scale =
+        json!({"StreamName": "orders", "TargetShardCount": 2, "ScalingType": "UNIFORM_SCALING"});
+    acked.extend(reshard_under_writes(&nodes, 0, "UpdateShardCount", scale).await);
+    let open = shards(&nodes[1]).await.into_values();
+    let open = open.filter(|s| s["SequenceNumberRange"]["EndingSequenceNumber"].is_null());
+    assert_eq!(open.count(), 2);
+    check_lineage(&nodes, &acked).await;
+    refusals(&nodes[1]).await;
+    for node in &nodes {
+        node.cluster.stop().await.unwrap();
+    }
+}
