@@ -125,11 +125,7 @@ impl<B: Backend> ControllerOffice<B> {
     ) -> Result<StreamPlacement, ControllerError> {
         crate::settings::check(&settings).map_err(PlanError::Settings)?;
         let replication = self.config.replication;
-        let created_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| {
-                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-            });
+        let created_ms = wall_clock_ms();
         let quota = self.config.shard_quota;
         let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
             let limits = (replication, quota);
@@ -258,7 +254,9 @@ impl<B: Backend> ControllerOffice<B> {
                     Settled::Created => plan::activate(snapshot, name, uid),
                     Settled::Deleted => plan::forget(snapshot, name, uid),
                     Settled::Updated => reshard::activate_updated(snapshot, name, uid),
-                    Settled::Closed(endings) => reshard::finish(snapshot, name, uid, endings)?,
+                    Settled::Closed(endings) => {
+                        reshard::finish(snapshot, name, uid, endings, wall_clock_ms())?
+                    }
                 })
             })
             .await?;
@@ -266,6 +264,15 @@ impl<B: Backend> ControllerOffice<B> {
         }
         Ok(changed)
     }
+}
+
+/// Now, in ms since the Unix epoch (the times Kinesis reports).
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// A stream's passing state, ended: what to write.

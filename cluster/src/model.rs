@@ -114,6 +114,10 @@ pub struct ShardPlacement {
     /// numbered below it). `None` while open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ending_seq: Option<u64>,
+    /// When the controller recorded it closed, in ms since the Unix epoch (its children
+    /// opened then). `None` while open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_ms: Option<u64>,
 }
 
 /// A reshard the controller has begun: the parents being closed and the children placed for
@@ -224,6 +228,7 @@ mod tests {
             epoch: 4,
             closed: false,
             ending_seq: None,
+            closed_ms: None,
         };
         let stream = StreamPlacement {
             uid: 9,

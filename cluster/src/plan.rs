@@ -121,6 +121,7 @@ pub fn create_stream(
             epoch: 1,
             closed: false,
             ending_seq: None,
+            closed_ms: None,
         })
         .collect();
     let uid = snapshot.uid_next.value;
@@ -337,6 +338,7 @@ mod tests {
             epoch: 1,
             closed: false,
             ending_seq: None,
+            closed_ms: None,
         };
         let stream = StreamPlacement {
             uid: 1,

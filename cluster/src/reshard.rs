@@ -171,14 +171,15 @@ pub fn begin(
 }
 
 /// Ends the reshard under way on stream `name` (of uid `uid`), each parent closed at its end
-/// in `endings` (every one must be there): the parents closed in the map, the children
-/// added, and UpdateShardCount's next round begun if the target is not reached. The stream
+/// in `endings` (every one must be there) at `now_ms`: the parents closed in the map, the
+/// children added, and UpdateShardCount's next round begun if the target is not reached. The stream
 /// stays `UPDATING` until its new shards lead ([`crate::plan::activate_updated`]).
 pub fn finish(
     snapshot: &Snapshot,
     name: &str,
     uid: u64,
     endings: &BTreeMap<u32, u64>,
+    now_ms: u64,
 ) -> Result<Vec<Change>, PlanError> {
     let Some(entry) = snapshot.streams.get(name) else {
         return Ok(vec![]);
@@ -195,6 +196,7 @@ pub fn finish(
         if let Some(&end) = endings.get(&shard.index) {
             shard.closed = true;
             shard.ending_seq = Some(end);
+            shard.closed_ms = Some(now_ms);
         }
     }
     placement.shards.extend(resharding.children.iter().cloned());
@@ -272,6 +274,7 @@ fn place_round(
                 epoch: 1,
                 closed: false,
                 ending_seq: None,
+                closed_ms: None,
             },
         )
         .collect();

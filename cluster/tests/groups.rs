@@ -339,6 +339,7 @@ async fn a_first_replica_start_that_fails_is_tried_again_afresh() {
         epoch: 1,
         closed: false,
         ending_seq: None,
+        closed_ms: None,
     };
     let stream = StreamPlacement {
         uid: 9,

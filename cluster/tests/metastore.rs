@@ -24,6 +24,7 @@ fn stream(name: &str, uid: u64, status: StreamStatus) -> StreamPlacement {
         epoch: 1,
         closed: false,
         ending_seq: None,
+        closed_ms: None,
     };
     StreamPlacement {
         uid,

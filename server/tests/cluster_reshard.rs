@@ -141,6 +141,51 @@ async fn check_lineage(nodes: &[Node], acked: &[Acked]) {
     }
 }
 
+/// The shard ids ListShards gives on `node` for `body`, following NextToken.
+async fn listed(node: &Node, mut body: Value) -> Vec<u32> {
+    let mut ids = Vec::new();
+    loop {
+        let page = ok(node, "ListShards", body).await;
+        let shards = page["Shards"].as_array().unwrap();
+        ids.extend(
+            shards
+                .iter()
+                .map(|s| shard_index(s["ShardId"].as_str().unwrap())),
+        );
+        match page["NextToken"].as_str() {
+            Some(token) => body = json!({"NextToken": token, "MaxResults": 1}),
+            None => return ids,
+        }
+    }
+}
+
+/// ListShards' filters once shard 0 was split into 1 and 2 (pages of one shard, the filter
+/// kept from page to page).
+async fn filters_after_a_split(node: &Node) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let cases = [
+        (json!({"Type": "AT_LATEST"}), vec![1, 2]),
+        (json!({"Type": "AT_TRIM_HORIZON"}), vec![0]),
+        (json!({"Type": "FROM_TRIM_HORIZON"}), vec![0, 1, 2]),
+        (
+            json!({"Type": "AFTER_SHARD_ID", "ShardId": "shardId-000000000000"}),
+            vec![1, 2],
+        ),
+        (json!({"Type": "AT_TIMESTAMP", "Timestamp": 1.0}), vec![0]),
+        (
+            json!({"Type": "FROM_TIMESTAMP", "Timestamp": now + 60.0}),
+            vec![1, 2],
+        ),
+    ];
+    for (filter, expected) in cases {
+        let body = json!({"StreamName": "orders", "ShardFilter": filter, "MaxResults": 1});
+        assert_eq!(listed(node, body).await, expected, "{filter}");
+    }
+}
+
 /// Refusals as the single-node server words them: the code of each.
 async fn refusals(node: &Node) {
     let cases = [
@@ -235,6 +280,7 @@ async fn shards_split_merge_and_scale_under_writes_through_any_node() {
         (1u128 << 127).to_string()
     );
     check_lineage(&nodes, &acked).await;
+    filters_after_a_split(&nodes[0]).await;
 
     let merge = json!({"StreamName": "orders", "ShardToMerge": "shardId-000000000001", "AdjacentShardToMerge": "shardId-000000000002"});
     acked.extend(reshard_under_writes(&nodes, 2, "MergeShards", merge).await);

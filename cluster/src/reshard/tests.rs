@@ -73,7 +73,7 @@ fn finish_now(snapshot: &mut Snapshot) {
         .map(|&p| (p, 10 * (u64::from(p) + 1)))
         .collect();
     let uid = stream(snapshot).uid;
-    let finished = finish(snapshot, "s", uid, &endings).unwrap();
+    let finished = finish(snapshot, "s", uid, &endings, 1_000).unwrap();
     assert_eq!(finished.len(), 1);
     apply(snapshot, finished);
 }
@@ -129,7 +129,7 @@ fn a_split_begins_updating_then_closes_the_parent_and_adds_both_children() {
         "one reshard at a time"
     );
     let uid = s.uid;
-    let partial = finish(&snapshot, "s", uid, &BTreeMap::new()).unwrap();
+    let partial = finish(&snapshot, "s", uid, &BTreeMap::new(), 1_000).unwrap();
     assert!(partial.is_empty(), "not before every parent is closed");
     assert!(
         activate_updated(&snapshot, "s", uid).is_empty(),
@@ -142,6 +142,7 @@ fn a_split_begins_updating_then_closes_the_parent_and_adds_both_children() {
     assert!(s.resharding.is_none());
     assert_eq!(s.shards.len(), 3);
     assert!(s.shards[0].closed && s.shards[0].ending_seq == Some(10));
+    assert_eq!(s.shards[0].closed_ms, Some(1_000));
     assert!(!s.shards[1].closed && s.shards[2].ending_seq.is_none());
     let activated = activate_updated(&snapshot, "s", uid);
     apply(&mut snapshot, activated);

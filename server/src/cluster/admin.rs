@@ -2,7 +2,7 @@
 //! descriptions and listings from this node's map.
 
 use super::{ClusterFront, incarnation, status_name};
-use crate::ops::shards::{ListShardsInput, ListShardsOutput};
+use crate::ops::shards::{ListShardsInput, ListShardsOutput, shard_filter};
 use crate::ops::streams::{
     CreateStreamInput, DeleteStreamInput, DescribeLimitsOutput, DescribeStreamInput,
     DescribeStreamOutput, DescribeStreamSummaryOutput, EnhancedMetrics, ListStreamsInput,
@@ -14,12 +14,14 @@ use crate::shapes::{
 };
 use crate::wire::ApiError;
 use sluice_cluster::settings::{self, SettingsChange, SettingsRefused};
-use sluice_cluster::{AdminError as ClusterAdminError, Backend, StreamPlacement, StreamSettings};
+use sluice_cluster::{
+    AdminError as ClusterAdminError, Backend, ShardPlacement, StreamPlacement, StreamSettings,
+};
 use sluice_core::limits::{
     ON_DEMAND_SHARDS_INITIAL, RECORD_SIZE_BYTES_DEFAULT, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX,
     TAGS_MAX,
 };
-use sluice_core::{AdminError, SequenceNumber, ShardId, ShardLimit, StreamMode};
+use sluice_core::{AdminError, SequenceNumber, ShardFilter, ShardId, ShardLimit, StreamMode};
 
 /// A stream's capacity mode in reply form.
 fn mode_of(stream: &StreamPlacement) -> StreamModeDetails {
@@ -254,32 +256,89 @@ pub async fn list_streams<B: Backend>(
     })
 }
 
-/// ListShards' NextToken here: the stream and the last shard listed, as URL-safe base64
-/// (every shard is open and never expires in cluster mode yet, so the token needs no time).
-fn shards_token(stream: &str, last: u32) -> String {
+/// ListShards' NextToken here: the last shard listed, the filter and the stream, as
+/// URL-safe base64 (a page goes on with the filter of the first).
+fn shards_token(stream: &str, last: u32, filter: Option<&ShardFilter>) -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{last}/{stream}"))
+    let (kind, time) = match filter {
+        Some(ShardFilter::AtTrimHorizon) => (1, 0),
+        Some(ShardFilter::AtLatest) => (2, 0),
+        Some(ShardFilter::AtTimestamp(t)) => (3, *t),
+        Some(ShardFilter::FromTimestamp(t)) => (4, *t),
+        _ => (0, 0),
+    };
+    let text = format!("{last}/{kind}/{time}/{stream}");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
 
-pub(super) fn open_shards_token(token: &str) -> Result<(String, u32), ApiError> {
+/// A NextToken's stream, last shard listed and filter.
+pub(super) fn open_shards_token(
+    token: &str,
+) -> Result<(String, u32, Option<ShardFilter>), ApiError> {
     use base64::Engine as _;
     let invalid = || ApiError::from(AdminError::InvalidNextToken);
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| invalid())?;
     let text = String::from_utf8(raw).map_err(|_| invalid())?;
-    let (last, stream) = text.split_once('/').ok_or_else(invalid)?;
-    Ok((stream.to_owned(), last.parse().map_err(|_| invalid())?))
+    let mut parts = text.splitn(4, '/');
+    let mut next = || parts.next().ok_or_else(invalid);
+    let last = next()?.parse().map_err(|_| invalid())?;
+    let kind: u8 = next()?.parse().map_err(|_| invalid())?;
+    let time: u64 = next()?.parse().map_err(|_| invalid())?;
+    let stream = next()?.to_owned();
+    let filter = match kind {
+        0 => None,
+        1 => Some(ShardFilter::AtTrimHorizon),
+        2 => Some(ShardFilter::AtLatest),
+        3 => Some(ShardFilter::AtTimestamp(time)),
+        4 => Some(ShardFilter::FromTimestamp(time)),
+        _ => return Err(invalid()),
+    };
+    Ok((stream, last, filter))
+}
+
+/// Whether `shard` is listed under `filter`, as single-node mode decides: AT_TRIM_HORIZON
+/// lists the shards none of whose parents still holds records, AT_LATEST the open ones,
+/// AT_TIMESTAMP those open at the time, FROM_TIMESTAMP those not closed before it. A child
+/// opened when its parents closed; a shard with no parent with the stream.
+fn listed(stream: &StreamPlacement, shard: &ShardPlacement, filter: Option<&ShardFilter>) -> bool {
+    let parent = |index: &u32| stream.shards.iter().find(|s| s.index == *index);
+    let opened_ms = || {
+        shard
+            .parents
+            .iter()
+            .filter_map(|p| parent(p).and_then(|p| p.closed_ms))
+            .max()
+    };
+    match filter {
+        None | Some(ShardFilter::AfterShardId(_) | ShardFilter::FromTrimHorizon) => true,
+        Some(ShardFilter::AtTrimHorizon) => {
+            let now = crate::clock::now_ms();
+            let retention = stream.settings.retention_ms();
+            let retained = |p: &ShardPlacement| {
+                p.closed_ms
+                    .is_none_or(|closed| closed.saturating_add(retention) > now)
+            };
+            !shard.parents.iter().filter_map(parent).any(retained)
+        }
+        Some(ShardFilter::AtLatest) => !shard.closed,
+        Some(ShardFilter::AtTimestamp(t)) => {
+            opened_ms().is_none_or(|opened| opened <= *t)
+                && shard.closed_ms.is_none_or(|closed| closed >= *t)
+        }
+        Some(ShardFilter::FromTimestamp(t)) => shard.closed_ms.is_none_or(|closed| closed >= *t),
+    }
 }
 
 pub async fn list_shards<B: Backend>(
     front: &ClusterFront<B>,
     input: ListShardsInput,
 ) -> Result<ListShardsOutput, ApiError> {
-    let (name, after) = match (&input.stream_name, &input.stream_arn, &input.next_token) {
+    let (name, after, filter) = match (&input.stream_name, &input.stream_arn, &input.next_token) {
         (None, None, Some(token)) => {
-            let (name, last) = open_shards_token(token)?;
-            (name, Some(ShardId::new(last).to_string()))
+            let (name, last, filter) = open_shards_token(token)?;
+            (name, Some(ShardId::new(last).to_string()), filter)
         }
         (_, _, Some(_)) => {
             return Err(ApiError::invalid_argument(
@@ -291,6 +350,7 @@ pub async fn list_shards<B: Backend>(
                 .tenant
                 .resolve(&input.stream_name, &input.stream_arn)?,
             input.exclusive_start_shard_id.clone(),
+            input.shard_filter.as_ref().map(shard_filter).transpose()?,
         ),
     };
     let stream = front.stream(&name)?;
@@ -302,21 +362,29 @@ pub async fn list_shards<B: Backend>(
             front.tenant.account, created.ms
         )));
     }
-    // Every shard is open and holds its records from the start (no resharding yet), so
-    // each filter but AFTER_SHARD_ID lists them all.
-    let after = match input.shard_filter.as_ref() {
-        Some(filter) if filter.r#type.as_deref() == Some("AFTER_SHARD_ID") && after.is_none() => {
-            filter.shard_id.clone()
-        }
+    let after = match &filter {
+        Some(ShardFilter::AfterShardId(id)) if after.is_none() => Some(id.clone()),
         _ => after,
     };
     let from = shards_after(&stream, after.as_deref())?;
     let limit = input.max_results.map_or(1000, |m| m.min(1000) as usize);
-    let to = (from + limit).min(stream.shards.len());
+    let mut matching = (from..stream.shards.len())
+        .filter(|&i| listed(&stream, &stream.shards[i], filter.as_ref()))
+        .peekable();
+    let mut shards = Vec::new();
+    let mut last = None;
+    while shards.len() < limit
+        && let Some(i) = matching.next()
+    {
+        shards.push(shard_out(&stream, i));
+        last = Some(stream.shards[i].index);
+    }
+    let more = matching.peek().is_some();
     Ok(ListShardsOutput {
-        shards: (from..to).map(|i| shard_out(&stream, i)).collect(),
-        next_token: (to < stream.shards.len())
-            .then(|| shards_token(&name, stream.shards[to - 1].index)),
+        shards,
+        next_token: last
+            .filter(|_| more)
+            .map(|last| shards_token(&name, last, filter.as_ref())),
     })
 }
 

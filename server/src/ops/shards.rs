@@ -53,7 +53,7 @@ impl Validate for ListShardsInput {
     }
 }
 
-fn shard_filter(input: &ShardFilterInput) -> Result<ShardFilter, ApiError> {
+pub(crate) fn shard_filter(input: &ShardFilterInput) -> Result<ShardFilter, ApiError> {
     let timestamp = || {
         input.timestamp.map(|t| t.ms).ok_or_else(|| {
             ApiError::invalid_argument(
