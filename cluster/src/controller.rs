@@ -303,6 +303,17 @@ async fn settled(
             .await
             .then_some(Settled::Deleted),
         (StreamStatus::Updating, Some(resharding)) => {
+            // No parent closes before every parent and child has a leader: a parent closed
+            // while another cannot close, or before its children can take writes, would
+            // refuse puts for its keys meanwhile.
+            let mut involved = stream.clone();
+            involved
+                .shards
+                .retain(|s| resharding.parents.contains(&s.index));
+            involved.shards.extend(resharding.children.iter().cloned());
+            if !probe.leading(&involved, nodes).await {
+                return None;
+            }
             // Every parent at once (a scaling round closes many).
             let mut closes = tokio::task::JoinSet::new();
             for &parent in &resharding.parents {

@@ -61,7 +61,8 @@ pub fn load(snapshot: &Snapshot) -> BTreeMap<NodeId, Load> {
         .map(|id| (id.clone(), Load::default()))
         .collect();
     for stream in snapshot.streams.values() {
-        for shard in &stream.value.shards {
+        let pending = stream.value.resharding.iter().flat_map(|r| &r.children);
+        for shard in stream.value.shards.iter().chain(pending) {
             for (i, id) in shard.replicas.iter().enumerate() {
                 if let Some(entry) = load.get_mut(id) {
                     entry.replicas += 1;
@@ -148,13 +149,20 @@ pub fn create_stream(
 }
 
 /// Refuses `added` more shards when the open shards of the streams not being deleted, with
-/// them, would pass `limit` (the account's quota, as Kinesis keeps one).
+/// them, would pass `limit` (the account's quota, as Kinesis keeps one). A reshard under way
+/// counts as done: its children open, its parents closed.
 pub fn check_shard_quota(snapshot: &Snapshot, added: u32, limit: u32) -> Result<(), PlanError> {
     let open: usize = snapshot
         .streams
         .values()
         .filter(|s| s.value.status != StreamStatus::Deleting)
-        .map(|s| s.value.shards.iter().filter(|shard| !shard.closed).count())
+        .map(|s| {
+            let open = s.value.shards.iter().filter(|shard| !shard.closed).count();
+            match &s.value.resharding {
+                Some(r) => (open + r.children.len()).saturating_sub(r.parents.len()),
+                None => open,
+            }
+        })
         .sum();
     if open + added as usize > limit as usize {
         return Err(PlanError::ShardQuota { open, limit, added });

@@ -80,7 +80,8 @@ pub enum Action {
 }
 
 /// The replicas `node` must run according to `snapshot`: every shard naming it, of every
-/// stream not being deleted.
+/// stream not being deleted, and the children a reshard under way placed (their groups
+/// start, and elect, before their parents close, so puts routed to them find a leader).
 pub fn desired(
     node: &NodeId,
     snapshot: &Snapshot,
@@ -91,7 +92,11 @@ pub fn desired(
         if stream.status == StreamStatus::Deleting {
             continue;
         }
-        for shard in stream.shards.iter().filter(|s| s.replicas.contains(node)) {
+        let pending = stream.resharding.iter().flat_map(|r| &r.children);
+        for shard in stream.shards.iter().chain(pending) {
+            if !shard.replicas.contains(node) {
+                continue;
+            }
             out.insert(
                 GroupId {
                     stream_uid: stream.uid,

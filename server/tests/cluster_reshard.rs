@@ -16,23 +16,43 @@ use std::collections::{BTreeMap, BTreeSet};
 /// An acknowledged put: its shard, number and data.
 type Acked = (u32, u128, String);
 
-/// Puts through every node in turn until `stop`; what was acknowledged. A put that fails is
-/// only counted (it may or may not be stored; none may fail for good).
+/// Puts through every node in turn until `stop`, PutRecord twice then a PutRecords of three;
+/// what was acknowledged. A put that fails is only counted (it may or may not be stored).
 async fn write_until(nodes: &[Node], stop: &Cell<bool>, round: &str) -> (Vec<Acked>, usize) {
     let (mut acked, mut failed) = (Vec::new(), 0);
     let mut i = 0usize;
+    let data = |i: usize, r: usize| base64(format!("{round} record {i}.{r}").as_bytes());
+    let key = |i: usize, r: usize| format!("key-{}", (i + r) % 7);
     while !stop.get() {
-        let data = base64(format!("{round} record {i}").as_bytes());
-        let body =
-            json!({"StreamName": "orders", "Data": data, "PartitionKey": format!("key-{}", i % 7)});
-        let (status, reply) = call(&nodes[i % nodes.len()], "PutRecord", body).await;
-        if status == 200 {
-            let shard = shard_index(reply["ShardId"].as_str().unwrap());
-            let number = reply["SequenceNumber"].as_str().unwrap().parse().unwrap();
-            acked.push((shard, number, data));
+        let node = &nodes[i % nodes.len()];
+        let (status, results, datas) = if i % 3 == 2 {
+            let records: Vec<Value> = (0..3)
+                .map(|r| json!({"Data": data(i, r), "PartitionKey": key(i, r)}))
+                .collect();
+            let body = json!({"StreamName": "orders", "Records": records});
+            let (status, reply) = call(node, "PutRecords", body).await;
+            (
+                status,
+                reply["Records"].clone(),
+                (0..3).map(|r| data(i, r)).collect(),
+            )
         } else {
-            eprintln!("a put failed: {status} {reply}");
-            failed += 1;
+            let body =
+                json!({"StreamName": "orders", "Data": data(i, 0), "PartitionKey": key(i, 0)});
+            let (status, reply) = call(node, "PutRecord", body).await;
+            (status, json!([reply]), vec![data(i, 0)])
+        };
+        for (result, data) in results.as_array().into_iter().flatten().zip(datas) {
+            match (status, result["SequenceNumber"].as_str()) {
+                (200, Some(number)) => {
+                    let shard = shard_index(result["ShardId"].as_str().unwrap());
+                    acked.push((shard, number.parse().unwrap(), data));
+                }
+                _ => {
+                    eprintln!("a put failed: {status} {result}");
+                    failed += 1;
+                }
+            }
         }
         i += 1;
     }

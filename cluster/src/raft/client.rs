@@ -243,6 +243,10 @@ impl ShardClient {
         let mut last = ClientError::NoLeader;
         for (id, address) in replicas {
             match self.ask_once(address, *id, group, method, message).await {
+                // A failure may have followed an append: for a write it stays the answer
+                // (no leader means nothing written, and a caller may retry that).
+                Ok(Answer::NotLeader(None)) | Err((ClientError::NoLeader, _))
+                    if writes && matches!(last, ClientError::Failed(_)) => {}
                 Ok(Answer::NotLeader(None)) => last = ClientError::NoLeader,
                 Ok(Answer::Failed(e)) => last = ClientError::Failed(e),
                 Ok(answer) => return Ok(answer),

@@ -165,36 +165,41 @@ fn visible_end(applied: u64, closed: Option<Closed>) -> u64 {
     closed.map_or(applied, |closed| applied.min(closed.index))
 }
 
-/// What applying entry `index` answers, the shard being `closed` before it: a close entry
-/// closes it (once: a second answers the first's end); a write after the close is refused.
+/// What applying entry `index` answers, the shard `closed` as far as known: a close entry
+/// closes it (once: a later one answers the first's end); a write after the close entry is
+/// refused. An entry at or before the close (applied again after a restart, which may
+/// resume below a close saved at once) answers as it did the first time.
 fn after_close(
     written: ShardWritten,
     closes: bool,
     index: u64,
     closed: &mut Option<Closed>,
 ) -> ShardWritten {
-    match (*closed, closes) {
-        (None, true) => {
+    match *closed {
+        Some(end) if index < end.index => written,
+        Some(end) if closes => ShardWritten {
+            base_seq: end.ending_seq,
+            ..written
+        },
+        Some(_) if written.record_count > 0 => ShardWritten {
+            refused: Some(CLOSED.to_string()),
+            ..written
+        },
+        Some(_) => written,
+        None if closes => {
             *closed = Some(Closed {
                 index,
                 ending_seq: written.base_seq,
             });
             written
         }
-        (None, false) => written,
-        (Some(end), true) => ShardWritten {
-            base_seq: end.ending_seq,
-            ..written
-        },
-        (Some(_), false) if written.record_count > 0 => ShardWritten {
-            refused: Some(CLOSED.to_string()),
-            ..written
-        },
-        (Some(_), false) => written,
+        None => written,
     }
 }
 
-/// The first close entry among a snapshot's entries, as the shard's end.
+/// The first close entry among a snapshot's entries, as the shard's end. A snapshot is the
+/// entries the leader's log still holds; nothing is purged yet, so a closed shard's close
+/// entry is among them. (Once logs are purged, the snapshot must carry the close itself.)
 fn close_among(entries: &[Vec<u8>]) -> Option<Closed> {
     entries.iter().find_map(|bytes| {
         let (written, closes) = written(bytes).ok()?;
@@ -385,5 +390,59 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
             meta,
             snapshot: Box::new(Cursor::new(data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(base_seq: u64, record_count: u32) -> ShardWritten {
+        ShardWritten {
+            base_seq,
+            record_count,
+            ..ShardWritten::default()
+        }
+    }
+
+    /// The close entry ends the shard once; a write after it is refused, one before it (applied
+    /// again after a restart resumed below the close) answers as it did.
+    #[test]
+    fn writes_after_the_close_entry_and_only_those_are_refused() {
+        let mut closed = None;
+        assert_eq!(
+            after_close(records(0, 3), false, 4, &mut closed),
+            records(0, 3)
+        );
+        assert_eq!(
+            after_close(records(3, 0), true, 5, &mut closed),
+            records(3, 0)
+        );
+        let end = Closed {
+            index: 5,
+            ending_seq: 3,
+        };
+        assert_eq!(closed, Some(end));
+        let refused = after_close(records(3, 2), false, 6, &mut closed);
+        assert_eq!(refused.refused.as_deref(), Some(CLOSED));
+        assert_eq!(
+            after_close(records(5, 0), true, 7, &mut closed),
+            records(3, 0)
+        );
+        assert_eq!(
+            after_close(records(5, 0), false, 8, &mut closed),
+            records(5, 0)
+        );
+        // After a restart that saved the close but applies again from entry 4.
+        assert_eq!(
+            after_close(records(0, 3), false, 4, &mut closed),
+            records(0, 3)
+        );
+        assert_eq!(
+            after_close(records(3, 0), true, 5, &mut closed),
+            records(3, 0)
+        );
+        assert_eq!(closed, Some(end), "the first close stays the end");
+        assert_eq!((visible_end(9, closed), visible_end(4, closed)), (5, 4));
     }
 }

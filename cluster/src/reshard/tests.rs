@@ -128,6 +128,12 @@ fn a_split_begins_updating_then_closes_the_parent_and_adds_both_children() {
         ),
         "one reshard at a time"
     );
+    let quota = crate::plan::check_shard_quota(&snapshot, 1, 2);
+    assert!(
+        quota.is_err(),
+        "the pending split counts as done: 2 open, 1 more passes 2"
+    );
+    assert!(crate::plan::check_shard_quota(&snapshot, 1, 3).is_ok());
     let uid = s.uid;
     let partial = finish(&snapshot, "s", uid, &BTreeMap::new(), 1_000).unwrap();
     assert!(partial.is_empty(), "not before every parent is closed");

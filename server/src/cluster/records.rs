@@ -18,7 +18,7 @@ use crate::ops::records::{
 use crate::reads::{RecordOut, iterator_start};
 use crate::shapes::{ChildShard, HashKeyRange};
 use crate::wire::{ApiError, Protocol, Timestamp};
-use sluice_cluster::raft::{ClientError, NewRecord};
+use sluice_cluster::raft::{ClientError, NewRecord, ShardWritten};
 use sluice_cluster::reads::{ReadFrom, ReadReply, ReadRequest};
 use sluice_cluster::{Backend, Snapshot, StreamPlacement, StreamStatus};
 use sluice_core::hashkey::{parse_hash_key, partition_key_hash};
@@ -98,9 +98,12 @@ pub async fn put_record<B: Backend>(
     let mut shard = route(&stream, 0, (&record.partition_key, explicit))?;
     let records = [record];
     let mut written = front.node.put(&stream, shard, &records).await;
-    if let Err(ClientError::Closed) = written {
-        // A reshard closed the shard first (nothing of the put is readable there): once
-        // more, by the map that shows it closed.
+    for _ in 0..REROUTES_MAX {
+        if !matches!(written, Err(ClientError::Closed)) {
+            break;
+        }
+        // A reshard closed the shard first (nothing of the put is readable there): again,
+        // by the map that shows it closed.
         let stream = front.serving_stream(&name)?;
         shard = route(&stream, 0, (&records[0].partition_key, explicit))?;
         written = front.node.put(&stream, shard, &records).await;
@@ -148,64 +151,68 @@ pub async fn put_records<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    let stream = front.serving_stream(&name)?;
+    let mut stream = front.serving_stream(&name)?;
     let entries = input.records.expect("validated").into_items();
-    let by_shard = route_batch(&stream, &entries)?;
-    let mut entries: Vec<Option<_>> = entries.into_iter().map(Some).collect();
-    // One write per shard, all at once (each on a task of its own, so a caller that goes
-    // away does not cut a write off half-way): a shard's records keep their order in one entry.
-    let writes: Vec<_> = by_shard
+    let mut by_shard = route_batch(&stream, &entries)?;
+    let explicit: Vec<Option<String>> = entries
+        .iter()
+        .map(|e| e.explicit_hash_key.clone())
+        .collect();
+    let mut records: Vec<Option<NewRecord>> = entries
         .into_iter()
-        .map(|(shard, indexes)| {
-            let records: Vec<NewRecord> = indexes
-                .iter()
-                .map(|&i| {
-                    let entry = entries[i].take().expect("each record routed once");
-                    NewRecord {
-                        partition_key: entry.partition_key.expect("validated"),
-                        data: entry.data.expect("validated").0,
-                        flags: 0,
-                    }
-                })
-                .collect();
-            let (node, stream) = (front.node.clone(), stream.clone());
-            let write = tokio::spawn(async move { node.put(&stream, shard, &records).await });
-            (shard, indexes, write)
+        .map(|entry| {
+            Some(NewRecord {
+                partition_key: entry.partition_key.expect("validated"),
+                data: entry.data.expect("validated").0,
+                flags: 0,
+            })
         })
         .collect();
-    let mut outcomes = Vec::with_capacity(writes.len());
-    for (shard, indexes, write) in writes {
-        let outcome = write
-            .await
-            .unwrap_or_else(|e| Err(ClientError::Failed(format!("the write's task: {e}"))));
-        outcomes.push((shard, indexes, outcome));
-    }
     let mut results: Vec<Option<PutRecordsResultEntry>> = Vec::new();
-    results.resize_with(entries.len(), || None);
-    let mut failed = 0;
-    for (shard, indexes, outcome) in outcomes {
-        for (offset, &i) in indexes.iter().enumerate() {
-            results[i] = Some(match &outcome {
-                Ok(written) => PutRecordsResultEntry {
-                    sequence_number: Some(incarnation(&stream).tag(
-                        sluice_core::SequenceNumber::new(shard, written.base_seq + offset as u64),
-                    )),
-                    shard_id: Some(ShardId::new(shard)),
-                    error_code: None,
-                    error_message: None,
-                },
-                Err(error) => {
-                    failed += 1;
-                    PutRecordsResultEntry {
-                        sequence_number: None,
-                        shard_id: None,
-                        error_code: Some("InternalFailure"),
-                        error_message: Some(format!("The record was not acknowledged: {error}")),
-                    }
+    results.resize_with(records.len(), || None);
+    for reroute in 0..=REROUTES_MAX {
+        let mut closed = Vec::new();
+        for (shard, indexes, outcome, written) in
+            write_shards(front, &stream, by_shard, &mut records).await
+        {
+            if matches!(outcome, Err(ClientError::Closed)) && reroute < REROUTES_MAX {
+                // A reshard closed the shard first: nothing of them is readable there.
+                for (&i, record) in indexes.iter().zip(written) {
+                    records[i] = Some(record);
                 }
-            });
+                closed.extend(indexes);
+                continue;
+            }
+            for (offset, &i) in indexes.iter().enumerate() {
+                results[i] = Some(put_result(&stream, shard, offset, &outcome));
+            }
+        }
+        if closed.is_empty() {
+            break;
+        }
+        // Again, by the map that shows the shard closed, in the batch's order.
+        closed.sort_unstable();
+        stream = front.serving_stream(&name)?;
+        by_shard = BTreeMap::new();
+        for i in closed {
+            let key = &records[i].as_ref().expect("given back").partition_key;
+            match route(&stream, i, (key, explicit[i].as_deref())) {
+                Ok(shard) => by_shard.entry(shard).or_default().push(i),
+                Err(e) => {
+                    results[i] = Some(put_result(
+                        &stream,
+                        0,
+                        0,
+                        &Err(ClientError::Failed(e.message.clone())),
+                    ))
+                }
+            }
         }
     }
+    let failed = results
+        .iter()
+        .filter(|r| r.as_ref().is_some_and(|r| r.error_code.is_some()))
+        .count();
     Ok(PutRecordsOutput {
         failed_record_count: failed,
         records: results
@@ -214,6 +221,79 @@ pub async fn put_records<B: Backend>(
             .collect(),
         encryption_type: "NONE",
     })
+}
+
+/// How many times a put refused by a closed shard is routed again (a scaling's next round
+/// may close the child it went to).
+const REROUTES_MAX: usize = 3;
+
+/// A write of a shard's records: the shard, their places in the batch, the outcome, and the
+/// records themselves (given back to be routed again).
+type ShardOutcome = (
+    u32,
+    Vec<usize>,
+    Result<ShardWritten, ClientError>,
+    Vec<NewRecord>,
+);
+
+/// One write per shard, all at once (each on a task of its own, so a caller that goes away
+/// does not cut a write off half-way): a shard's records keep their order in one entry.
+async fn write_shards<B: Backend>(
+    front: &ClusterFront<B>,
+    stream: &StreamPlacement,
+    by_shard: BTreeMap<u32, Vec<usize>>,
+    records: &mut [Option<NewRecord>],
+) -> Vec<ShardOutcome> {
+    let writes: Vec<_> = by_shard
+        .into_iter()
+        .map(|(shard, indexes)| {
+            let batch: Vec<NewRecord> = indexes
+                .iter()
+                .map(|&i| records[i].take().expect("each record routed once"))
+                .collect();
+            let (node, stream) = (front.node.clone(), stream.clone());
+            let write = tokio::spawn(async move {
+                let outcome = node.put(&stream, shard, &batch).await;
+                (outcome, batch)
+            });
+            (shard, indexes, write)
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for (shard, indexes, write) in writes {
+        let (outcome, batch) = write.await.unwrap_or_else(|e| {
+            let failed = ClientError::Failed(format!("the write's task: {e}"));
+            (Err(failed), Vec::new())
+        });
+        outcomes.push((shard, indexes, outcome, batch));
+    }
+    outcomes
+}
+
+/// The result of the record at `offset` of a shard's write.
+fn put_result(
+    stream: &StreamPlacement,
+    shard: u32,
+    offset: usize,
+    outcome: &Result<ShardWritten, ClientError>,
+) -> PutRecordsResultEntry {
+    match outcome {
+        Ok(written) => PutRecordsResultEntry {
+            sequence_number: Some(incarnation(stream).tag(sluice_core::SequenceNumber::new(
+                shard,
+                written.base_seq + offset as u64,
+            ))),
+            shard_id: Some(ShardId::new(shard)),
+            error_code: None,
+            error_message: None,
+        },
+        Err(error) => PutRecordsResultEntry {
+            sequence_number: None,
+            shard_id: None,
+            error_code: Some("InternalFailure"),
+            error_message: Some(format!("The record was not acknowledged: {error}")),
+        },
+    }
 }
 
 /// Shard `shard` of `stream`, if the stream has it.
@@ -386,11 +466,27 @@ pub async fn get_records<B: Backend>(
             "StreamARN {arn} does not match the shard iterator's stream."
         )));
     }
+    let ending = stream
+        .shards
+        .iter()
+        .find(|s| s.index == position.shard)
+        .and_then(|s| s.ending_seq);
     let request = ReadRequest {
         from: ReadFrom::Position(position.next_seq),
         records_max: limit,
     };
-    let reply = read(front, stream, position.shard, request).await?;
+    let reply = match ending {
+        // At a closed shard's end the map answers: its group need not be asked (it may
+        // have lost its quorum since; its records are all read).
+        Some(end) if position.next_seq >= end => ReadReply {
+            records: Vec::new(),
+            from: position.next_seq,
+            next: position.next_seq,
+            end: position.next_seq,
+            latest_timestamp_ms: 0,
+        },
+        _ => read(front, stream, position.shard, request).await?,
+    };
     let incarnation = incarnation(stream);
     let records: Vec<RecordOut<'_>> = reply
         .records
@@ -412,12 +508,7 @@ pub async fn get_records<B: Backend>(
         _ => 0,
     };
     // A closed shard read to its end: no next iterator, its children instead.
-    let ended = stream
-        .shards
-        .iter()
-        .find(|s| s.index == position.shard)
-        .and_then(|s| s.ending_seq)
-        .is_some_and(|end| next_seq >= end);
+    let ended = ending.is_some_and(|end| next_seq >= end);
     let output = GetRecordsOutput {
         records,
         next_shard_iterator: (!ended).then(|| {

@@ -94,8 +94,23 @@ pub async fn split_shard<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    front.stream(&name)?;
+    let stream = front.stream(&name)?;
     let shard = shard_index(&name, input.shard_to_split.as_deref().expect("validated"))?;
+    // The stream and the shard are checked before the key, as single-node mode checks them
+    // (by this node's map; the controller checks again by its own).
+    let refused = match stream.shards.iter().find(|s| s.index == shard) {
+        _ if stream.settings.on_demand => Some(ReshardRefused::OnDemand),
+        None => Some(ReshardRefused::ShardNotFound(shard)),
+        Some(parent) if parent.closed => Some(ReshardRefused::ShardClosed(shard)),
+        Some(_) => None,
+    };
+    if let Some(refused) = refused {
+        return Err(reshard_error(
+            front,
+            &name,
+            ClusterAdminError::Reshard(refused),
+        ));
+    }
     let key = input.new_starting_hash_key.as_deref().expect("validated");
     let key = parse_hash_key(key).map_err(|e| ApiError::from(ReshardError::InvalidHashKey(e)))?;
     let change = ReshardChange::Split {
