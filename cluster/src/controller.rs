@@ -253,7 +253,7 @@ impl<B: Backend> ControllerOffice<B> {
                 Ok(match &settled {
                     Settled::Created => plan::activate(snapshot, name, uid),
                     Settled::Deleted => plan::forget(snapshot, name, uid),
-                    Settled::Updated => reshard::activate_updated(snapshot, name, uid),
+                    Settled::Updated => plan::activate(snapshot, name, uid),
                     Settled::Closed(endings) => {
                         reshard::finish(snapshot, name, uid, endings, wall_clock_ms())?
                     }

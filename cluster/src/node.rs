@@ -415,15 +415,7 @@ impl<B: Backend> ClusterNode<B> {
             name: name.to_owned(),
             change,
         };
-        let AdminDone::Configured(placement, revision) = self.administer(call).await? else {
-            return Err(AdminError::Unavailable(
-                "the controller answered amiss".into(),
-            ));
-        };
-        // The write's revision, not its settings: a later change may already have replaced
-        // them by the time this node's map moves on.
-        self.map_shows(|map| map.revision >= revision).await?;
-        Ok(placement.settings)
+        Ok(self.change_entry(call).await?.settings)
     }
 
     /// Begins reshard `change` of stream `name` (through the controller, which checks it
@@ -438,6 +430,13 @@ impl<B: Backend> ClusterNode<B> {
             name: name.to_owned(),
             change,
         };
+        self.change_entry(call).await
+    }
+
+    /// Has the controller change a stream's entry (`call`); returns the entry as written,
+    /// once this node's map reaches the write's revision (not its content: a later change
+    /// may already have replaced it by the time this node's map moves on).
+    async fn change_entry(&self, call: AdminCall) -> Result<StreamPlacement, AdminError> {
         let AdminDone::Configured(placement, revision) = self.administer(call).await? else {
             return Err(AdminError::Unavailable(
                 "the controller answered amiss".into(),

@@ -213,13 +213,17 @@ pub fn configure(
     }])
 }
 
-/// Stream `name` of uid `uid` becomes `ACTIVE`, if it is still that stream and `CREATING`
-/// (the controller found every shard's group led).
+/// Stream `name` of uid `uid` becomes `ACTIVE`, if it is still that stream and `CREATING`,
+/// or `UPDATING` with no reshard left under way (the controller found every open shard's
+/// group led).
 pub fn activate(snapshot: &Snapshot, name: &str, uid: u64) -> Vec<Change> {
+    let settling = |stream: &StreamPlacement| match stream.status {
+        StreamStatus::Creating => true,
+        StreamStatus::Updating => stream.resharding.is_none(),
+        _ => false,
+    };
     match snapshot.streams.get(name) {
-        Some(stream)
-            if stream.value.uid == uid && stream.value.status == StreamStatus::Creating =>
-        {
+        Some(stream) if stream.value.uid == uid && settling(&stream.value) => {
             let mut placement = stream.value.clone();
             placement.status = StreamStatus::Active;
             vec![Change::PutStream {

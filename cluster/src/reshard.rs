@@ -173,7 +173,7 @@ pub fn begin(
 /// Ends the reshard under way on stream `name` (of uid `uid`), each parent closed at its end
 /// in `endings` (every one must be there) at `now_ms`: the parents closed in the map, the
 /// children added, and UpdateShardCount's next round begun if the target is not reached. The stream
-/// stays `UPDATING` until its new shards lead ([`crate::plan::activate_updated`]).
+/// stays `UPDATING` until its new shards lead ([`crate::plan::activate`]).
 pub fn finish(
     snapshot: &Snapshot,
     name: &str,
@@ -210,26 +210,6 @@ pub fn finish(
         placement,
         replaces: Some(entry.revision),
     }])
-}
-
-/// Stream `name` of uid `uid`, `UPDATING` with no reshard left under way, becomes `ACTIVE`
-/// (the controller found every open shard's group led).
-pub fn activate_updated(snapshot: &Snapshot, name: &str, uid: u64) -> Vec<Change> {
-    match snapshot.streams.get(name) {
-        Some(stream)
-            if stream.value.uid == uid
-                && stream.value.status == StreamStatus::Updating
-                && stream.value.resharding.is_none() =>
-        {
-            let mut placement = stream.value.clone();
-            placement.status = StreamStatus::Active;
-            vec![Change::PutStream {
-                placement,
-                replaces: Some(stream.revision),
-            }]
-        }
-        _ => vec![],
-    }
 }
 
 fn open(stream: &StreamPlacement) -> impl Iterator<Item = &ShardPlacement> {

@@ -138,7 +138,7 @@ fn a_split_begins_updating_then_closes_the_parent_and_adds_both_children() {
     let partial = finish(&snapshot, "s", uid, &BTreeMap::new(), 1_000).unwrap();
     assert!(partial.is_empty(), "not before every parent is closed");
     assert!(
-        activate_updated(&snapshot, "s", uid).is_empty(),
+        plan::activate(&snapshot, "s", uid).is_empty(),
         "not while under way"
     );
 
@@ -150,7 +150,7 @@ fn a_split_begins_updating_then_closes_the_parent_and_adds_both_children() {
     assert!(s.shards[0].closed && s.shards[0].ending_seq == Some(10));
     assert_eq!(s.shards[0].closed_ms, Some(1_000));
     assert!(!s.shards[1].closed && s.shards[2].ending_seq.is_none());
-    let activated = activate_updated(&snapshot, "s", uid);
+    let activated = plan::activate(&snapshot, "s", uid);
     apply(&mut snapshot, activated);
     assert_eq!(stream(&snapshot).status, StreamStatus::Active);
     let again = begin(&snapshot, "s", &change, 100);
