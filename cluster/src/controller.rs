@@ -565,6 +565,16 @@ pub async fn run<B: Backend>(
     }
 }
 
+/// Sends `result` to the caller; true when it says the office was lost.
+fn answer<T>(
+    reply: oneshot::Sender<Result<T, ControllerError>>,
+    result: Result<T, ControllerError>,
+) -> bool {
+    let lost = matches!(result, Err(ControllerError::Meta(MetaError::Fenced)));
+    let _ = reply.send(result);
+    lost
+}
+
 /// Carries out one request; true when the office turned out to be lost. A request whose
 /// caller no longer waits (it timed out while no controller was elected) is dropped: it was
 /// answered as failed, so it must not take effect.
@@ -572,46 +582,28 @@ async fn serve<B: Backend>(office: &mut ControllerOffice<B>, request: Request) -
     if request.abandoned() {
         return false;
     }
-    let fenced = |e: &ControllerError| matches!(e, ControllerError::Meta(MetaError::Fenced));
     match request {
         Request::CreateStream {
             name,
             shard_count,
             settings,
             reply,
-        } => {
-            let result = office
+        } => answer(
+            reply,
+            office
                 .create_stream_with(&name, shard_count, settings)
-                .await;
-            let lost = result.as_ref().is_err_and(fenced);
-            let _ = reply.send(result);
-            lost
-        }
-        Request::DeleteStream { name, reply } => {
-            let result = office.delete_stream(&name).await;
-            let lost = result.as_ref().is_err_and(fenced);
-            let _ = reply.send(result);
-            lost
-        }
+                .await,
+        ),
+        Request::DeleteStream { name, reply } => answer(reply, office.delete_stream(&name).await),
         Request::Configure {
             name,
             change,
             reply,
-        } => {
-            let result = office.configure(&name, &change).await;
-            let lost = result.as_ref().is_err_and(fenced);
-            let _ = reply.send(result);
-            lost
-        }
+        } => answer(reply, office.configure(&name, &change).await),
         Request::Reshard {
             name,
             change,
             reply,
-        } => {
-            let result = office.reshard(&name, &change).await;
-            let lost = result.as_ref().is_err_and(fenced);
-            let _ = reply.send(result);
-            lost
-        }
+        } => answer(reply, office.reshard(&name, &change).await),
     }
 }

@@ -883,7 +883,6 @@ async fn ask_office(
     call: AdminCall,
     wait: Duration,
 ) -> Result<AdminDone, AdminError> {
-    let gone = || AdminError::Unavailable("the controller's task has ended".into());
     // The queue's room and the answer within one wait: a request still queued when the
     // caller gives up is dropped by the controller; one it already works on may still be
     // made, which the error says.
@@ -891,63 +890,48 @@ async fn ask_office(
         match call {
             AdminCall::CreateStream { name, shard_count } => {
                 let settings = StreamSettings::default();
-                let (reply, answer) = oneshot::channel();
-                let request = Request::CreateStream {
+                let made = request(office, |reply| Request::CreateStream {
                     name,
                     shard_count,
                     settings,
                     reply,
-                };
-                office.send(request).await.map_err(|_| gone())?;
-                let done = answer.await.map_err(|_| gone())?;
-                done.map(AdminDone::Created).map_err(AdminError::from)
+                });
+                made.await.map(AdminDone::Created)
             }
             AdminCall::CreateStreamWith {
                 name,
                 shard_count,
                 settings,
             } => {
-                let (reply, answer) = oneshot::channel();
-                let request = Request::CreateStream {
+                let made = request(office, |reply| Request::CreateStream {
                     name,
                     shard_count,
                     settings,
                     reply,
-                };
-                office.send(request).await.map_err(|_| gone())?;
-                let done = answer.await.map_err(|_| gone())?;
-                done.map(AdminDone::Created).map_err(AdminError::from)
+                });
+                made.await.map(AdminDone::Created)
             }
             AdminCall::DeleteStream { name } => {
-                let (reply, answer) = oneshot::channel();
-                let request = Request::DeleteStream { name, reply };
-                office.send(request).await.map_err(|_| gone())?;
-                let done = answer.await.map_err(|_| gone())?;
-                done.map(|()| AdminDone::Deleted).map_err(AdminError::from)
+                let deleted = request(office, |reply| Request::DeleteStream { name, reply });
+                deleted.await.map(|()| AdminDone::Deleted)
             }
             AdminCall::Configure { name, change } => {
-                let (reply, answer) = oneshot::channel();
-                let request = Request::Configure {
+                let changed = request(office, |reply| Request::Configure {
                     name,
                     change,
                     reply,
-                };
-                office.send(request).await.map_err(|_| gone())?;
-                let done = answer.await.map_err(|_| gone())?;
-                done.map(|(placement, revision)| AdminDone::Configured(placement, revision))
-                    .map_err(AdminError::from)
+                });
+                let (placement, revision) = changed.await?;
+                Ok(AdminDone::Configured(placement, revision))
             }
             AdminCall::Reshard { name, change } => {
-                let (reply, answer) = oneshot::channel();
-                let request = Request::Reshard {
+                let begun = request(office, |reply| Request::Reshard {
                     name,
                     change,
                     reply,
-                };
-                office.send(request).await.map_err(|_| gone())?;
-                let done = answer.await.map_err(|_| gone())?;
-                done.map(|(placement, revision)| AdminDone::Configured(placement, revision))
-                    .map_err(AdminError::from)
+                });
+                let (placement, revision) = begun.await?;
+                Ok(AdminDone::Configured(placement, revision))
             }
         }
     };
@@ -956,6 +940,17 @@ async fn ask_office(
             "the controller did not answer within {wait:?}"
         )))
     })
+}
+
+/// Queues the request `make` builds around its reply channel and waits for the answer.
+async fn request<T>(
+    office: &mpsc::Sender<Request>,
+    make: impl FnOnce(oneshot::Sender<Result<T, ControllerError>>) -> Request,
+) -> Result<T, AdminError> {
+    let gone = || AdminError::Unavailable("the controller's task has ended".into());
+    let (reply, answer) = oneshot::channel();
+    office.send(make(reply)).await.map_err(|_| gone())?;
+    answer.await.map_err(|_| gone())?.map_err(AdminError::from)
 }
 
 /// Keeps `publish` at the map's latest state until `stopped`: a snapshot, then a new one at
