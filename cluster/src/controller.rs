@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+
+use sluice_core::{Clock, SystemClock};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
@@ -19,7 +22,7 @@ use crate::reshard::{self, ReshardChange};
 use crate::settings::{SettingsChange, StreamSettings};
 
 /// How the controller works.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ControllerConfig {
     /// Copies of each shard of a new stream (3, as Kinesis keeps).
@@ -29,12 +32,28 @@ pub struct ControllerConfig {
     pub replace_after: Duration,
     /// Replicas re-created per repair pass at most.
     pub max_moves: usize,
-    /// Time between repair passes.
+    /// Time between passes (repair, settle, expiry).
     pub tick: Duration,
     /// The candidacy's lease: a controller that stops renewing is replaced within it.
     pub lease_ttl: Duration,
     /// The account's open shards at most (over every stream not being deleted).
     pub shard_quota: u32,
+    /// The wall clock of the times it writes (a stream's creation, a shard's close) and of
+    /// retention (a closed shard expires retention after it closed); replaceable in tests.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ControllerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerConfig")
+            .field("replication", &self.replication)
+            .field("replace_after", &self.replace_after)
+            .field("max_moves", &self.max_moves)
+            .field("tick", &self.tick)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("shard_quota", &self.shard_quota)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ControllerConfig {
@@ -46,6 +65,7 @@ impl Default for ControllerConfig {
             tick: Duration::from_secs(1),
             lease_ttl: Duration::from_secs(10),
             shard_quota: 10_000,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -125,7 +145,7 @@ impl<B: Backend> ControllerOffice<B> {
     ) -> Result<StreamPlacement, ControllerError> {
         crate::settings::check(&settings).map_err(PlanError::Settings)?;
         let replication = self.config.replication;
-        let created_ms = wall_clock_ms();
+        let created_ms = self.config.clock.now_ms();
         let quota = self.config.shard_quota;
         let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
             let limits = (replication, quota);
@@ -220,6 +240,17 @@ impl<B: Backend> ControllerOffice<B> {
         Ok(changes.len())
     }
 
+    /// One expiry pass: closed shards whose records have all expired are marked so, their
+    /// replicas let go (`plan::expire`). Returns the streams changed.
+    pub async fn expire(&mut self) -> Result<usize, ControllerError> {
+        let now_ms = self.config.clock.now_ms();
+        let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
+            Ok(plan::expire(snapshot, now_ms))
+        })
+        .await?;
+        Ok(changes.len())
+    }
+
     /// One pass over the streams in passing states: a `CREATING` stream whose shards' groups
     /// all lead becomes `ACTIVE`; a `DELETING` stream whose groups no live node runs leaves
     /// the map; an `UPDATING` stream's reshard has its parents closed (each parent's group
@@ -244,6 +275,7 @@ impl<B: Backend> ControllerOffice<B> {
         }
         let deadline = Instant::now() + SETTLE_BUDGET;
         let mut changed = 0;
+        let clock = self.config.clock.clone();
         while let Ok(Some(joined)) = timeout_at(deadline, asks.join_next()).await {
             let Ok((stream, Some(settled))) = joined else {
                 continue;
@@ -255,7 +287,7 @@ impl<B: Backend> ControllerOffice<B> {
                     Settled::Deleted => plan::forget(snapshot, name, uid),
                     Settled::Updated => plan::activate(snapshot, name, uid),
                     Settled::Closed(endings) => {
-                        reshard::finish(snapshot, name, uid, endings, wall_clock_ms())?
+                        reshard::finish(snapshot, name, uid, endings, clock.now_ms())?
                     }
                 })
             })
@@ -264,15 +296,6 @@ impl<B: Backend> ControllerOffice<B> {
         }
         Ok(changed)
     }
-}
-
-/// Now, in ms since the Unix epoch (the times Kinesis reports).
-fn wall_clock_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 /// A stream's passing state, ended: what to write.
@@ -504,8 +527,8 @@ impl Request {
 }
 
 /// Runs the controller for `node` until `requests` closes or `stop` resolves (which resigns
-/// the office if held): campaigns, then serves requests, repairs and settles streams in
-/// passing states (asking `probe`) every tick while the office holds, and campaigns again
+/// the office if held): campaigns, then serves requests, repairs, settles streams in
+/// passing states (asking `probe`) and expires closed shards every tick while the office holds, and campaigns again
 /// when it is lost. Requests that arrive while this node is
 /// not the controller wait for its election; one whose caller stopped waiting is dropped.
 pub async fn run<B: Backend>(
@@ -554,7 +577,9 @@ pub async fn run<B: Backend>(
                 }
                 _ = tick.tick() => {
                     let fenced = |e| matches!(e, Err(ControllerError::Meta(MetaError::Fenced)));
-                    fenced(office.repair().await) || fenced(office.settle(&probe).await)
+                    fenced(office.repair().await)
+                        || fenced(office.settle(&probe).await)
+                        || fenced(office.expire().await)
                 }
                 () = office.leadership.lost() => true,
             };

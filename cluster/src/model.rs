@@ -118,6 +118,12 @@ pub struct ShardPlacement {
     /// opened then). `None` while open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_ms: Option<u64>,
+    /// A closed shard whose records have all expired (retention passed since `closed_ms`):
+    /// no replica holds it any more (`replicas` is empty), nothing lists it, and an iterator
+    /// taken before answers its end and its children. It keeps its place (indexes are
+    /// positions) and its lineage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
 }
 
 /// A reshard the controller has begun: the parents being closed and the children placed for
@@ -229,6 +235,7 @@ mod tests {
             closed: false,
             ending_seq: None,
             closed_ms: None,
+            expired: false,
         };
         let stream = StreamPlacement {
             uid: 9,

@@ -131,6 +131,10 @@ pub enum AdminError {
     /// Fewer live nodes than the replication factor.
     #[error("{0}")]
     NotEnoughNodes(String),
+    /// The stream's map entry would grow past what one entry may take (too many shards, or
+    /// too long a lineage of reshards).
+    #[error("{0}")]
+    TooLarge(String),
     /// No controller is elected now (one is being elected): try again shortly.
     #[error("no controller is elected now; try again")]
     NoController,
@@ -159,6 +163,9 @@ impl From<ControllerError> for AdminError {
             }
             ControllerError::Plan(PlanError::Placement(why)) => {
                 AdminError::NotEnoughNodes(why.to_string())
+            }
+            ControllerError::Plan(error @ PlanError::EntryTooLarge { .. }) => {
+                AdminError::TooLarge(error.to_string())
             }
             ControllerError::Meta(MetaError::Fenced) => AdminError::NoController,
             other => AdminError::Unavailable(other.to_string()),
@@ -663,9 +670,11 @@ fn status_of(
         .values()
         .map(|stream| {
             let stream = &stream.value;
+            // An expired shard has no replica left: nothing of it to report.
             let shards = stream
                 .shards
                 .iter()
+                .filter(|shard| !shard.expired)
                 .map(|shard| {
                     let group = GroupId {
                         stream_uid: stream.uid,

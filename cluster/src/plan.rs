@@ -15,6 +15,13 @@ use crate::settings::{SettingsChange, SettingsRefused};
 /// The most shards a stream may have (the engine's limit).
 pub const SHARDS_PER_STREAM_MAX: u32 = sluice_core::limits::SHARDS_PER_STREAM_MAX;
 
+/// The largest stream entry the controller writes, in bytes of JSON. A stream's entry lists
+/// every shard it ever had (closed and expired ones keep their places) and is one value of the
+/// store: etcd refuses a request over 1.5 MiB by default (`--max-request-bytes`), and the
+/// entry shares its transaction with its key and, at creation, the uid counter. About 250
+/// bytes a shard with three replicas (docs/design/cluster.md, "The map's size").
+pub const STREAM_ENTRY_BYTES_MAX: usize = 1_500_000;
+
 /// Why a request cannot be carried out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -51,6 +58,47 @@ pub enum PlanError {
     /// Not enough live nodes for the replication factor.
     #[error(transparent)]
     Placement(#[from] PlacementError),
+    /// The stream's entry in the map would pass [`STREAM_ENTRY_BYTES_MAX`] (too many shards,
+    /// or too long a lineage of reshards).
+    #[error(
+        "stream {stream}'s map entry would take {bytes} bytes with {shards} shards (open, closed \
+         and expired), over the {max} bytes one entry may take"
+    )]
+    EntryTooLarge {
+        /// The stream.
+        stream: String,
+        /// Shards the entry would list.
+        shards: usize,
+        /// Its size, estimated before the shards still to come are placed.
+        bytes: usize,
+        /// [`STREAM_ENTRY_BYTES_MAX`].
+        max: usize,
+    },
+}
+
+/// The bytes of `value` as JSON, as the store keeps it.
+fn json_len<T: serde::Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |json| json.len())
+}
+
+/// Refuses `placement` when its entry, with `more` shards like its largest still to come (an
+/// UpdateShardCount's later rounds), would pass [`STREAM_ENTRY_BYTES_MAX`].
+pub fn check_entry_size(placement: &StreamPlacement, more: usize) -> Result<(), PlanError> {
+    let largest = placement.shards.iter().map(json_len).max().unwrap_or(0);
+    let bytes = json_len(placement) + more * (largest + 1);
+    if bytes > STREAM_ENTRY_BYTES_MAX {
+        let pending = placement
+            .resharding
+            .as_ref()
+            .map_or(0, |r| r.children.len());
+        return Err(PlanError::EntryTooLarge {
+            stream: placement.name.clone(),
+            shards: placement.shards.len() + pending + more,
+            bytes,
+            max: STREAM_ENTRY_BYTES_MAX,
+        });
+    }
+    Ok(())
 }
 
 /// Each live node's load: the replicas it holds and the shards it is the preferred leader of.
@@ -123,6 +171,7 @@ pub fn create_stream(
             closed: false,
             ending_seq: None,
             closed_ms: None,
+            expired: false,
         })
         .collect();
     let uid = snapshot.uid_next.value;
@@ -136,6 +185,7 @@ pub fn create_stream(
         settings: crate::model::StreamSettings::default(),
         resharding: None,
     };
+    check_entry_size(&placement, 0)?;
     Ok(vec![
         Change::PutStream {
             placement,
@@ -323,6 +373,41 @@ pub fn repairs(
     changes
 }
 
+/// The closed shards whose records have all expired by `now_ms` (retention passed since the
+/// controller wrote them closed, in its clock: every record of a shard arrived before that),
+/// marked expired: their replicas let go (each node stops the group and removes its data) and
+/// nothing lists them. One change per stream with such shards; a stream being deleted goes
+/// whole instead. (Single-node mode waits for the same moment, docs/design/resharding.md.)
+pub fn expire(snapshot: &Snapshot, now_ms: u64) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for stream in snapshot.streams.values() {
+        if stream.value.status == StreamStatus::Deleting {
+            continue;
+        }
+        let retention_ms = stream.value.settings.retention_ms();
+        let due = |shard: &ShardPlacement| {
+            !shard.expired
+                && shard
+                    .closed_ms
+                    .is_some_and(|closed| closed.saturating_add(retention_ms) <= now_ms)
+        };
+        if !stream.value.shards.iter().any(due) {
+            continue;
+        }
+        let mut placement = stream.value.clone();
+        for shard in placement.shards.iter_mut().filter(|s| due(s)) {
+            shard.expired = true;
+            shard.replicas.clear();
+            shard.epoch += 1;
+        }
+        changes.push(Change::PutStream {
+            placement,
+            replaces: Some(stream.revision),
+        });
+    }
+    changes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +436,7 @@ mod tests {
             closed: false,
             ending_seq: None,
             closed_ms: None,
+            expired: false,
         };
         let stream = StreamPlacement {
             uid: 1,
@@ -376,6 +462,19 @@ mod tests {
                 .insert(NodeId::new(*name).unwrap(), node(name));
         }
         snapshot
+    }
+
+    /// The one stream entry `changes` write, replacing the test stream's revision 5.
+    fn the_one_put(changes: &[Change]) -> &StreamPlacement {
+        match changes {
+            [
+                Change::PutStream {
+                    placement,
+                    replaces: Some(5),
+                },
+            ] => placement,
+            _ => panic!("{changes:?}"),
+        }
     }
 
     fn gone(names: &[&str]) -> BTreeMap<NodeId, u64> {
@@ -441,6 +540,73 @@ mod tests {
         assert_eq!(check_shard_quota(&map, 5, 5), Ok(()));
     }
 
+    /// A stream's entry is one value of the store: a stream too large for one is refused at
+    /// creation, with its size, instead of failing in the store.
+    #[test]
+    fn an_entry_too_large_for_the_store_is_refused() {
+        let mut map = snapshot(&[], &[]);
+        map.streams.clear();
+        for i in 0..3 {
+            // Node ids of the longest kind (64 characters).
+            let name = format!("{i}{}", "n".repeat(63));
+            map.nodes.insert(NodeId::new(&name).unwrap(), node(&name));
+        }
+        let at = |count| create_stream(&map, "big", count, (3, SHARDS_PER_STREAM_MAX));
+        let Err(PlanError::EntryTooLarge { bytes, shards, .. }) = at(SHARDS_PER_STREAM_MAX) else {
+            panic!("10,000 shards of three replicas fit in one entry")
+        };
+        assert_eq!(shards, SHARDS_PER_STREAM_MAX as usize);
+        let per_shard = bytes / shards;
+        println!("{per_shard} bytes a shard (three replicas named with 64 characters)");
+        let fits = (STREAM_ENTRY_BYTES_MAX / per_shard) as u32 - 10;
+        assert!(at(fits).is_ok(), "{fits} shards");
+        assert!(fits >= 2_500, "only {fits} shards fit");
+        assert!(matches!(
+            at(fits + 20),
+            Err(PlanError::EntryTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_closed_shard_expires_once_retention_passed_since_it_closed() {
+        let mut map = snapshot(&["a", "b", "c"], &["a", "b", "c"]);
+        let hour = 3_600_000;
+        {
+            let stream = &mut map.streams.get_mut("s").unwrap().value;
+            let parent = &mut stream.shards[0];
+            parent.closed = true;
+            parent.ending_seq = Some(7);
+            parent.closed_ms = Some(1_000);
+            let mut child = parent.clone();
+            (child.index, child.parents, child.closed) = (1, vec![0], false);
+            (child.ending_seq, child.closed_ms) = (None, None);
+            stream.shards.push(child);
+        }
+        let retention = 24 * hour;
+        assert!(expire(&map, 1_000 + retention - 1).is_empty(), "not before");
+        let changes = expire(&map, 1_000 + retention);
+        let placement = the_one_put(&changes);
+        let (parent, child) = (&placement.shards[0], &placement.shards[1]);
+        assert!(parent.expired && parent.replicas.is_empty() && parent.epoch == 2);
+        assert_eq!(
+            (parent.ending_seq, parent.closed_ms),
+            (Some(7), Some(1_000))
+        );
+        assert!(!child.expired && child.replicas.len() == 3 && child.epoch == 1);
+        // Once: an expired shard is not due again; a longer retention keeps it longer.
+        map.streams.get_mut("s").unwrap().value = placement.clone();
+        assert!(expire(&map, u64::MAX).is_empty());
+        let mut longer = snapshot(&["a"], &["a"]);
+        let stream = &mut longer.streams.get_mut("s").unwrap().value;
+        stream.shards[0].closed_ms = Some(0);
+        stream.settings.retention_hours = 48;
+        assert!(expire(&longer, retention).is_empty());
+        assert_eq!(expire(&longer, 2 * retention).len(), 1);
+        // A stream being deleted goes whole.
+        longer.streams.get_mut("s").unwrap().value.status = StreamStatus::Deleting;
+        assert!(expire(&longer, 2 * retention).is_empty());
+    }
+
     #[test]
     fn one_replica_a_pass_and_never_past_a_lost_majority() {
         // b and c are gone: only a holds the data. Nothing moves: two newcomers would outvote it.
@@ -449,15 +615,7 @@ mod tests {
         // c alone is gone: it is replaced, once, by a live node holding no replica.
         let one = snapshot(&["a", "b", "c"], &["a", "b", "x"]);
         let changes = repairs(&one, &gone(&["c"]), 10, 0, 8);
-        let [
-            Change::PutStream {
-                placement,
-                replaces: Some(5),
-            },
-        ] = &changes[..]
-        else {
-            panic!("{changes:?}")
-        };
+        let placement = the_one_put(&changes);
         let ids: Vec<&str> = placement.shards[0]
             .replicas
             .iter()

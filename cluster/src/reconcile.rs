@@ -31,7 +31,8 @@ pub trait ReplicaHost: Send {
         shard: &ShardPlacement,
     ) -> impl Future<Output = Result<(), String>> + Send;
     /// This node no longer holds the replica; `remove_data` when its stream is being deleted
-    /// (a replica moved away keeps its data until the new one has caught up, data plane).
+    /// or its shard expired (a replica moved away keeps its data until the new one has caught
+    /// up, data plane).
     fn stop(
         &mut self,
         group: GroupId,
@@ -109,6 +110,23 @@ pub fn desired(
     out
 }
 
+/// Whether `group`'s data has no further use by `snapshot`: its stream is absent (deleted)
+/// or being deleted, or its shard expired (every record past retention).
+fn data_gone(snapshot: &Snapshot, group: GroupId) -> bool {
+    let stream = snapshot
+        .streams
+        .values()
+        .map(|s| &s.value)
+        .find(|s| s.uid == group.stream_uid);
+    stream.is_none_or(|stream| {
+        stream.status == StreamStatus::Deleting
+            || stream
+                .shards
+                .iter()
+                .any(|s| s.index == group.shard && s.expired)
+    })
+}
+
 /// Brings one node's replicas in line with the map.
 pub struct Reconciler<H: ReplicaHost> {
     node: NodeId,
@@ -168,12 +186,9 @@ impl<H: ReplicaHost> Reconciler<H> {
             .copied()
             .collect();
         for group in gone {
-            // A stream being deleted, or absent from the map (deleted): its data goes too.
-            let stream = snapshot
-                .streams
-                .values()
-                .find(|s| s.value.uid == group.stream_uid);
-            let remove_data = stream.is_none_or(|s| s.value.status == StreamStatus::Deleting);
+            // A stream being deleted or absent from the map (deleted), or a shard expired:
+            // its data goes too.
+            let remove_data = data_gone(snapshot, group);
             match self.host.stop(group, remove_data).await {
                 Ok(()) => {
                     self.running.remove(&group);
@@ -217,8 +232,9 @@ impl<H: ReplicaHost> Reconciler<H> {
     }
 
     /// Removes the data of replicas held but not running whose stream is absent from the map
-    /// or being deleted (deleted while this node was away), if the map gave their uid. A
-    /// replica moved to another node keeps its data: its stream lives on.
+    /// or being deleted (deleted while this node was away), or whose shard expired, if the
+    /// map gave their uid. A replica moved to another node keeps its data: its stream lives
+    /// on.
     async fn discard_deleted(
         &mut self,
         snapshot: &Snapshot,
@@ -231,14 +247,7 @@ impl<H: ReplicaHost> Reconciler<H> {
             }
             // A uid this map never gave (an etcd restored from an older backup, another
             // cluster's store) proves nothing about the replica: it is kept.
-            if group.stream_uid >= snapshot.uid_next.value {
-                continue;
-            }
-            let stream = snapshot
-                .streams
-                .values()
-                .find(|s| s.value.uid == group.stream_uid);
-            if stream.is_some_and(|s| s.value.status != StreamStatus::Deleting) {
+            if group.stream_uid >= snapshot.uid_next.value || !data_gone(snapshot, group) {
                 continue;
             }
             match self.host.discard(group).await {

@@ -14,7 +14,7 @@ use sluice_core::HashKeyRange;
 use crate::meta::{Change, Snapshot};
 use crate::model::{Resharding, ShardPlacement, StreamPlacement, StreamStatus};
 use crate::placement;
-use crate::plan::{PlanError, SHARDS_PER_STREAM_MAX, check_shard_quota, load};
+use crate::plan::{PlanError, SHARDS_PER_STREAM_MAX, check_entry_size, check_shard_quota, load};
 
 /// A reshard a client asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,7 +163,10 @@ pub fn begin(
     }
     let mut placement = stream.clone();
     placement.status = StreamStatus::Updating;
-    placement.resharding = Some(place_round(snapshot, stream, round, target)?);
+    let resharding = place_round(snapshot, stream, round, target)?;
+    let to_come = target.map_or(0, |target| shards_to_come(stream, target, &resharding));
+    placement.resharding = Some(resharding);
+    check_entry_size(&placement, to_come)?;
     Ok(vec![Change::PutStream {
         placement,
         replaces: Some(entry.revision),
@@ -255,6 +258,7 @@ fn place_round(
                 closed: false,
                 ending_seq: None,
                 closed_ms: None,
+                expired: false,
             },
         )
         .collect();
@@ -263,6 +267,15 @@ fn place_round(
         children,
         target,
     })
+}
+
+/// The shards a scaling to `target` adds after its first round (`first`): each split adds
+/// two, then each merge of neighbours one, down to the target (`open + splits - target`
+/// merges).
+fn shards_to_come(stream: &StreamPlacement, target: u32, first: &Resharding) -> usize {
+    let splits = planned_splits(stream, target).len();
+    let added = 3 * splits + open(stream).count();
+    added.saturating_sub(target as usize + first.children.len())
 }
 
 /// Uniform boundaries (each target range's first key but the lowest) strictly inside an

@@ -340,6 +340,7 @@ async fn a_first_replica_start_that_fails_is_tried_again_afresh() {
         closed: false,
         ending_seq: None,
         closed_ms: None,
+        expired: false,
     };
     let stream = StreamPlacement {
         uid: 9,

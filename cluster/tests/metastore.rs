@@ -25,6 +25,7 @@ fn stream(name: &str, uid: u64, status: StreamStatus) -> StreamPlacement {
         closed: false,
         ending_seq: None,
         closed_ms: None,
+        expired: false,
     };
     StreamPlacement {
         uid,

@@ -2,7 +2,7 @@
 //! it; after the controller replaces a crashed node, the survivors update, the replacement
 //! starts, and the crashed node (back with its old state) stops what moved away and keeps the
 //! data; a stale map changes nothing; `run` follows the map through the watch, and a
-//! deleted stream's replicas stop and remove their data.
+//! deleted stream's replicas stop and remove their data, as an expired shard's do.
 
 #[macro_use]
 mod support;
@@ -14,7 +14,10 @@ use std::time::Duration;
 use sluice_cluster::controller::{ControllerConfig, ControllerOffice};
 use sluice_cluster::reconcile::{Action, Reconciler, ReplicaHost, desired};
 use sluice_cluster::transport::GroupId;
-use sluice_cluster::{Backend, ClusterMeta, NodeId, ShardPlacement, StreamPlacement};
+use sluice_cluster::{
+    Backend, ClusterMeta, NodeId, ShardPlacement, Snapshot, StreamPlacement, StreamSettings,
+    StreamStatus, Versioned,
+};
 use support::{TTL, node, within};
 
 /// Records what it was told, as the data plane's group host will be told.
@@ -61,9 +64,10 @@ impl ReplicaHost for Recording {
     }
 }
 
-/// Fails the first `failures` starts.
+/// Fails the first `failures` starts; holds the data of `kept` (a previous run's).
 struct Flaky {
     failures: usize,
+    kept: Vec<GroupId>,
 }
 
 impl ReplicaHost for Flaky {
@@ -89,6 +93,9 @@ impl ReplicaHost for Flaky {
     }
     async fn stop(&mut self, _: GroupId, _: bool) -> Result<(), String> {
         Ok(())
+    }
+    async fn kept(&mut self) -> Vec<GroupId> {
+        self.kept.clone()
     }
 }
 
@@ -263,7 +270,13 @@ async fn a_step_that_fails_is_tried_again<B: Backend>(meta: ClusterMeta<B>) {
             .unwrap();
     office.create_stream("events", 2).await.unwrap();
     let map = meta.snapshot().await.unwrap();
-    let mut reconciler = Reconciler::new(id("b"), Flaky { failures: 1 });
+    let mut reconciler = Reconciler::new(
+        id("b"),
+        Flaky {
+            failures: 1,
+            kept: vec![],
+        },
+    );
     // b holds both shards; the first start fails and is not counted as running.
     let actions = reconciler.apply(&map).await;
     assert_eq!(actions.len(), 1, "{actions:?}");
@@ -285,3 +298,71 @@ conformance!(
     run_follows_the_map,
     a_step_that_fails_is_tried_again
 );
+
+fn shard(index: u32, replicas: &[&NodeId], expired: bool) -> ShardPlacement {
+    ShardPlacement {
+        index,
+        starting_hash_key: 0,
+        ending_hash_key: u128::MAX,
+        parents: vec![],
+        replicas: replicas.iter().map(|n| (*n).clone()).collect(),
+        epoch: 1,
+        closed: expired,
+        ending_seq: expired.then_some(3),
+        closed_ms: expired.then_some(0),
+        expired,
+    }
+}
+
+/// A running replica of a shard that expired stops with its data removed; the data of one
+/// held while the node was away goes too; a live shard's replica moved away keeps its.
+#[tokio::test]
+async fn an_expired_shard_s_data_goes_running_or_kept() {
+    let (me, other) = (id("a"), id("b"));
+    let group = |shard| GroupId {
+        stream_uid: 1,
+        shard,
+    };
+    let mut stream = StreamPlacement {
+        uid: 1,
+        name: "s".into(),
+        status: StreamStatus::Active,
+        replication: 1,
+        shards: vec![
+            shard(0, &[&me], false),
+            shard(1, &[&me], false),
+            shard(2, &[&other], false),
+        ],
+        created_ms: 0,
+        settings: StreamSettings::default(),
+        resharding: None,
+    };
+    let mut snapshot = Snapshot::default();
+    (snapshot.uid_next.value, snapshot.revision) = (2, 1);
+    let entry = Versioned {
+        value: stream.clone(),
+        revision: 1,
+    };
+    snapshot.streams.insert("s".into(), entry);
+    let host = Flaky {
+        failures: 0,
+        kept: vec![group(3)],
+    };
+    let mut reconciler = Reconciler::new(me.clone(), host);
+    let started = reconciler.apply(&snapshot).await;
+    let expected = [Action::Start(group(0), 1), Action::Start(group(1), 1)];
+    assert_eq!(started, expected);
+    // Shard 0 expires; shard 1 moves to b; shard 3, held from before, expired meanwhile.
+    stream.shards[0] = shard(0, &[], true);
+    stream.shards[1] = shard(1, &[&other], false);
+    stream.shards.push(shard(3, &[], true));
+    snapshot.revision = 2;
+    snapshot.streams.get_mut("s").unwrap().value = stream;
+    let actions = reconciler.apply(&snapshot).await;
+    let expected = [
+        Action::Stop(group(0), true),
+        Action::Stop(group(1), false),
+        Action::Discard(group(3)),
+    ];
+    assert_eq!(actions, expected);
+}

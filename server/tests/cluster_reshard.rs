@@ -3,15 +3,20 @@
 //! stream turns ACTIVE again on every node; the parents report their ending numbers and the
 //! children their parents; a reader following the lineage (a parent to its end, where
 //! GetRecords names its children, then the children) finds every acknowledged record once,
-//! at its number, and no record twice; refusals carry Kinesis' codes.
+//! at its number, and no record twice; refusals carry Kinesis' codes. A closed shard expires
+//! once retention passed since it closed (the controller's clock moved on).
 
 mod cluster_common;
 
-use cluster_common::{Node, base64, call, eventually, ok, shard_index, start};
+use cluster_common::{Node, base64, call, eventually, ok, shard_index, start, start_clocked};
 use serde_json::{Value, json};
+use sluice_cluster::transport::GroupId;
 use sluice_cluster::{ClusterMeta, EmbeddedBackend};
+use sluice_core::{Clock as _, ManualClock, ReplicaId};
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// An acknowledged put: its shard, number and data.
 type Acked = (u32, u128, String);
@@ -255,10 +260,10 @@ async fn reshard_under_writes(
 ) -> Vec<Acked> {
     let stop = Cell::new(false);
     let resharding = async {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         ok(&nodes[node], operation, body).await;
         active_everywhere(nodes).await;
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         stop.set(true);
     };
     let ((acked, failed), ()) = tokio::join!(write_until(nodes, &stop, operation), resharding);
@@ -316,6 +321,102 @@ async fn shards_split_merge_and_scale_under_writes_through_any_node() {
     assert_eq!(open.count(), 2);
     check_lineage(&nodes, &acked).await;
     refusals(&nodes[1]).await;
+    for node in &nodes {
+        node.cluster.stop().await.unwrap();
+    }
+}
+
+/// Whether `node` holds shard `shard` of `uid`: its group runs or its files are on disk.
+fn holds(node: &Node, uid: u64, shard: u32) -> bool {
+    let group = GroupId {
+        stream_uid: uid,
+        shard,
+    };
+    let id = ReplicaId {
+        stream_uid: uid,
+        shard,
+    };
+    let on_disk = node.cluster.engine().replicas_on_disk().unwrap();
+    node.cluster.replica(group).is_some() || on_disk.contains(&id)
+}
+
+/// A closed shard expires retention after it closed, in the controller's clock: every node
+/// stops its group and removes its files, nothing lists or describes it, no new iterator is
+/// given on it, and an iterator taken before answers its end and its children. The children
+/// go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_closed_shard_expires_once_retention_passed() {
+    let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
+    let clock = Arc::new(ManualClock::new(sluice_core::SystemClock.now_ms()));
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        nodes.push(start_clocked(&meta, name, clock.clone()).await);
+    }
+    eventually("a controller is elected", async || {
+        meta.controller().await.unwrap().is_some()
+    })
+    .await;
+    let create = json!({"StreamName": "orders", "ShardCount": 1});
+    ok(&nodes[0], "CreateStream", create).await;
+    active_everywhere(&nodes).await;
+    let put = json!({"StreamName": "orders", "PartitionKey": "k", "Data": base64(b"before")});
+    ok(&nodes[1], "PutRecord", put).await;
+    let parent = json!({"StreamName": "orders", "ShardId": "shardId-000000000000", "ShardIteratorType": "TRIM_HORIZON"});
+    let taken_before = ok(&nodes[2], "GetShardIterator", parent.clone()).await;
+    let split = json!({"StreamName": "orders", "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": (1u128 << 127).to_string()});
+    ok(&nodes[0], "SplitShard", split).await;
+    active_everywhere(&nodes).await;
+    assert_eq!(shards(&nodes[0]).await.len(), 3);
+    let uid = nodes[0].cluster.map().streams["orders"].value.uid;
+    assert!(nodes.iter().all(|n| holds(n, uid, 0)));
+
+    // A day (the retention) less a millisecond: nothing goes yet.
+    clock.advance_ms(24 * 3_600_000 - 1);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(nodes.iter().all(|n| holds(n, uid, 0)), "expired early");
+    clock.advance_ms(1);
+    for node in &nodes {
+        eventually("the parent's replica is gone", async || {
+            !holds(node, uid, 0)
+        })
+        .await;
+        assert_eq!(
+            shards(node).await.keys().copied().collect::<Vec<_>>(),
+            [1, 2]
+        );
+        let described = ok(node, "DescribeStream", json!({"StreamName": "orders"})).await;
+        let described = described["StreamDescription"]["Shards"].as_array().unwrap();
+        let ids: Vec<u32> = described
+            .iter()
+            .map(|s| shard_index(s["ShardId"].as_str().unwrap()))
+            .collect();
+        assert_eq!(ids, [1, 2]);
+        assert_eq!(described[0]["ParentShardId"], "shardId-000000000000");
+        let (status, refused) = call(node, "GetShardIterator", parent.clone()).await;
+        assert_eq!(status, 400, "{refused}");
+        assert_eq!(refused["__type"], "ResourceNotFoundException", "{refused}");
+        let iterator = taken_before["ShardIterator"].clone();
+        let read = ok(node, "GetRecords", json!({"ShardIterator": iterator})).await;
+        assert_eq!(read["Records"], json!([]), "{read}");
+        assert!(read["NextShardIterator"].is_null(), "{read}");
+        let children: Vec<u32> = read["ChildShards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| shard_index(c["ShardId"].as_str().unwrap()))
+            .collect();
+        assert_eq!(children, [1, 2]);
+    }
+    assert!(nodes.iter().all(|n| holds(n, uid, 1) && holds(n, uid, 2)));
+    for key in ["a", "b", "c", "d"] {
+        let put = json!({"StreamName": "orders", "PartitionKey": key, "Data": base64(b"after")});
+        ok(&nodes[2], "PutRecord", put).await;
+    }
+    let mut after = 0;
+    for shard in [1, 2] {
+        after += read_shard(&nodes[0], shard).await.0.len();
+    }
+    assert_eq!(after, 4);
     for node in &nodes {
         node.cluster.stop().await.unwrap();
     }

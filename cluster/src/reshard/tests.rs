@@ -287,3 +287,49 @@ fn update_shard_count_reaches_the_uniform_shards_in_rounds() {
         scale(from, to);
     }
 }
+
+/// A long lineage fills the stream's entry (one value of the store): a reshard whose children
+/// would pass its limit is refused up front, an UpdateShardCount counting its later rounds.
+#[test]
+fn a_reshard_past_the_entry_size_is_refused_up_front() {
+    let mut snapshot = stream_of(4);
+    let mut placement = stream(&snapshot).clone();
+    let open_size = serde_json::to_vec(&placement.shards[0]).unwrap().len() + 1;
+    let mut tombstone = placement.shards[0].clone();
+    (tombstone.closed, tombstone.expired) = (true, true);
+    (tombstone.ending_seq, tombstone.closed_ms) = (Some(1), Some(1));
+    tombstone.replicas.clear();
+    // Expired ancestors until the room left is a split's (two children and the intent), and
+    // less than a third shard more.
+    let size = |p: &StreamPlacement| serde_json::to_vec(p).unwrap().len();
+    let room = |p: &StreamPlacement| plan::STREAM_ENTRY_BYTES_MAX - size(p) - 2 * open_size - 150;
+    // Whole runs of them at a time (an entry serialised per shard would take minutes).
+    loop {
+        let each = serde_json::to_vec(&tombstone).unwrap().len() + 1;
+        let more = room(&placement) / (each + 8);
+        if more == 0 {
+            break;
+        }
+        for _ in 0..more {
+            tombstone.index = placement.shards.len() as u32;
+            placement.shards.push(tombstone.clone());
+        }
+    }
+    let each = serde_json::to_vec(&tombstone).unwrap().len() + 1;
+    assert!(room(&placement) < each + 8, "{}", room(&placement));
+    apply(&mut snapshot, vec![put(placement)]);
+    let too_large = |result: Result<Vec<Change>, PlanError>| {
+        matches!(result, Err(PlanError::EntryTooLarge { .. }))
+    };
+    // Two more shards fit; a scaling's do not: to 3 (two splits, then merges: seven shards
+    // more), 5 (eleven) or 8 (eight, the first round's alone).
+    for target in [3, 5, 8] {
+        let scale = ReshardChange::ScaleTo { target };
+        assert!(too_large(begin(&snapshot, "s", &scale, 100)), "{target}");
+    }
+    let split = ReshardChange::Split {
+        shard: 0,
+        new_starting_hash_key: 1 << 100,
+    };
+    assert!(begin(&snapshot, "s", &split, 100).is_ok());
+}

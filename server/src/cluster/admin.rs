@@ -37,7 +37,9 @@ pub(super) fn admin_error(error: ClusterAdminError) -> ApiError {
         ClusterAdminError::StreamExists(stream) => AdminError::StreamExists { stream }.into(),
         ClusterAdminError::StreamNotFound(stream) => AdminError::StreamNotFound { stream }.into(),
         ClusterAdminError::InvalidArgument(why) => ApiError::invalid_argument(why),
-        ClusterAdminError::NotEnoughNodes(why) => ApiError::limit_exceeded(why),
+        ClusterAdminError::NotEnoughNodes(why) | ClusterAdminError::TooLarge(why) => {
+            ApiError::limit_exceeded(why)
+        }
         ClusterAdminError::ShardQuota { open, limit, added } => {
             AdminError::ShardLimit(ShardLimit { open, limit, added }).into()
         }
@@ -169,14 +171,22 @@ pub async fn describe_stream<B: Backend>(
     let stream = front.stream(&name)?;
     let limit = input.limit.map_or(100, |l| l.min(100) as usize);
     let from = shards_after(&stream, input.exclusive_start_shard_id.as_deref())?;
-    let to = (from + limit).min(stream.shards.len());
+    // An expired shard (every record past retention, its replicas gone) is described no
+    // more, as single-node mode leaves it out.
+    let mut described = (from..stream.shards.len()).filter(|&i| !stream.shards[i].expired);
+    let shards = described
+        .by_ref()
+        .take(limit)
+        .map(|i| shard_out(&stream, i))
+        .collect();
+    let has_more_shards = described.next().is_some();
     Ok(DescribeStreamOutput {
         stream_description: StreamDescription {
             stream_arn: front.tenant.stream_arn(&name),
             stream_status: status_name(stream.status),
             stream_mode_details: mode_of(&stream),
-            shards: (from..to).map(|i| shard_out(&stream, i)).collect(),
-            has_more_shards: to < stream.shards.len(),
+            shards,
+            has_more_shards,
             retention_period_hours: stream.settings.retention_hours,
             stream_creation_timestamp: timestamp(stream.created_ms),
             enhanced_monitoring: vec![EnhancedMetrics {
@@ -298,7 +308,18 @@ pub(super) fn open_shards_token(
     Ok((stream, last, filter))
 }
 
-/// Whether `shard` is listed under `filter`, as single-node mode decides: AT_TRIM_HORIZON
+/// Whether a closed shard may still hold records at `now` (retention not yet passed since
+/// it closed, and not expired: a longer retention brings none back). Open shards are.
+fn retained(stream: &StreamPlacement, shard: &ShardPlacement, now: u64) -> bool {
+    let retention = stream.settings.retention_ms();
+    !shard.expired
+        && shard
+            .closed_ms
+            .is_none_or(|closed| closed.saturating_add(retention) > now)
+}
+
+/// Whether `shard` is listed under `filter`, as single-node mode decides: a shard whose
+/// records may all have expired is left out whatever the filter; AT_TRIM_HORIZON
 /// lists the shards none of whose parents still holds records, AT_LATEST the open ones,
 /// AT_TIMESTAMP those open at the time, FROM_TIMESTAMP those not closed before it. A child
 /// opened when its parents closed; a shard with no parent with the stream.
@@ -311,17 +332,17 @@ fn listed(stream: &StreamPlacement, shard: &ShardPlacement, filter: Option<&Shar
             .filter_map(|p| parent(p).and_then(|p| p.closed_ms))
             .max()
     };
+    let now = crate::clock::now_ms();
+    if !retained(stream, shard, now) {
+        return false;
+    }
     match filter {
         None | Some(ShardFilter::AfterShardId(_) | ShardFilter::FromTrimHorizon) => true,
-        Some(ShardFilter::AtTrimHorizon) => {
-            let now = crate::clock::now_ms();
-            let retention = stream.settings.retention_ms();
-            let retained = |p: &ShardPlacement| {
-                p.closed_ms
-                    .is_none_or(|closed| closed.saturating_add(retention) > now)
-            };
-            !shard.parents.iter().filter_map(parent).any(retained)
-        }
+        Some(ShardFilter::AtTrimHorizon) => !shard
+            .parents
+            .iter()
+            .filter_map(parent)
+            .any(|p| retained(stream, p, now)),
         Some(ShardFilter::AtLatest) => !shard.closed,
         Some(ShardFilter::AtTimestamp(t)) => {
             opened_ms().is_none_or(|opened| opened <= *t)

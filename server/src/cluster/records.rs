@@ -296,9 +296,10 @@ fn put_result(
     }
 }
 
-/// Shard `shard` of `stream`, if the stream has it.
+/// Shard `shard` of `stream`, if the stream has it and it has not expired (its records are
+/// gone and it is listed no more: as Kinesis, no new iterator on it).
 fn check_shard(stream: &StreamPlacement, shard: u32) -> Result<(), ApiError> {
-    if stream.shards.iter().any(|s| s.index == shard) {
+    if stream.shards.iter().any(|s| s.index == shard && !s.expired) {
         return Ok(());
     }
     Err(ReadError::ShardNotFound {
@@ -466,25 +467,28 @@ pub async fn get_records<B: Backend>(
             "StreamARN {arn} does not match the shard iterator's stream."
         )));
     }
-    let ending = stream
-        .shards
-        .iter()
-        .find(|s| s.index == position.shard)
-        .and_then(|s| s.ending_seq);
+    let shard = stream.shards.iter().find(|s| s.index == position.shard);
+    let ending = shard.and_then(|s| s.ending_seq);
+    // An expired shard's records are gone (and so are its replicas): an iterator taken
+    // before goes on to its end and its children.
+    let expired = shard.is_some_and(|s| s.expired);
     let request = ReadRequest {
         from: ReadFrom::Position(position.next_seq),
         records_max: limit,
     };
     let reply = match ending {
-        // At a closed shard's end the map answers: its group need not be asked (it may
-        // have lost its quorum since; its records are all read).
-        Some(end) if position.next_seq >= end => ReadReply {
-            records: Vec::new(),
-            from: position.next_seq,
-            next: position.next_seq,
-            end: position.next_seq,
-            latest_timestamp_ms: 0,
-        },
+        // At a closed shard's end, or anywhere in an expired one, the map answers: its
+        // group need not be asked (it may have lost its quorum since, or be gone).
+        Some(end) if position.next_seq >= end || expired => {
+            let at = position.next_seq.max(end);
+            ReadReply {
+                records: Vec::new(),
+                from: at,
+                next: at,
+                end: at,
+                latest_timestamp_ms: 0,
+            }
+        }
         _ => read(front, stream, position.shard, request).await?,
     };
     let incarnation = incarnation(stream);

@@ -26,6 +26,16 @@ pub struct Node {
 pub const SHARD_QUOTA: u32 = 6;
 
 pub async fn start(meta: &ClusterMeta<EmbeddedBackend>, name: &str) -> Node {
+    start_clocked(meta, name, Arc::new(sluice_core::SystemClock)).await
+}
+
+/// A node whose controller (should it hold the office) reads `clock`: the times it writes
+/// and retention's.
+pub async fn start_clocked(
+    meta: &ClusterMeta<EmbeddedBackend>,
+    name: &str,
+    clock: Arc<dyn sluice_core::Clock>,
+) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServeConfig::new(dir.path());
     config.cores = 1;
@@ -39,6 +49,7 @@ pub async fn start(meta: &ClusterMeta<EmbeddedBackend>, name: &str) -> Node {
     node.controller.lease_ttl = Duration::from_secs(3);
     node.controller.tick = Duration::from_millis(200);
     node.controller.shard_quota = SHARD_QUOTA;
+    node.controller.clock = clock;
     let engine = service.default_tenant().engine.clone();
     let peers = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cluster = Arc::new(
