@@ -1,8 +1,9 @@
 //! Cluster mode: replicated durable ingest against single-node durable ingest, in the same run
 //! on the same machine. The replicated side is one shard's Raft group on three nodes in this
 //! process (three engines with their own data directories, three peer ports on loopback,
-//! every message over the node-to-node transport), written through its leader: a write is
-//! answered once committed, that is durable on a majority. The single-node side is one engine's
+//! every message over the node-to-node transport), written through its leader as a node
+//! writes each put it takes (`ShardGroup::write`: writes that arrive together go as one
+//! entry): a write is answered once committed, that is durable on a majority. The single-node side is one engine's
 //! shard with durable puts. Then put latency, one caller at a time, for both.
 //!
 //! `cargo bench -p sluice-benches --bench cluster` (short; `SLUICE_BENCH_FULL=1` for the full
@@ -12,7 +13,7 @@ use criterion::Throughput;
 use hdrhistogram::Histogram;
 use openraft::BasicNode;
 use sluice_benches::{criterion_config, filler, full_mode, mark_run_start, print_ratio};
-use sluice_cluster::raft::{NewRecord, RaftHost, ShardGroup, ShardWrite, start_group};
+use sluice_cluster::raft::{NewRecord, RaftHost, ShardGroup, start_group};
 use sluice_cluster::transport::{GroupId, PeerServer, Peers, TransportConfig};
 use sluice_core::{CreateStream, Durability, Engine, EngineConfig, PutRecord};
 use std::collections::BTreeMap;
@@ -106,11 +107,11 @@ async fn replicated_run(leader: &ShardGroup, data: &[u8], batches: u64) -> Durat
     let mut callers = Vec::new();
     for caller in 0..CALLERS as u64 {
         let share = batches / CALLERS as u64 + u64::from(caller < batches % CALLERS as u64);
-        let (raft, records) = (leader.raft.clone(), new_records(data));
+        let (group, records) = (leader.clone(), new_records(data));
         callers.push(tokio::spawn(async move {
             for _ in 0..share {
-                let written = raft.client_write(ShardWrite::New(records.clone())).await;
-                assert_eq!(written.unwrap().data.record_count as usize, RECORDS);
+                let written = group.write(records.clone()).await;
+                assert_eq!(written.unwrap().record_count as usize, RECORDS);
             }
         }));
     }
@@ -184,11 +185,7 @@ fn latency_report(
         let started = Instant::now();
         while started.elapsed() < run {
             let one = Instant::now();
-            leader
-                .raft
-                .client_write(ShardWrite::New(new.clone()))
-                .await
-                .unwrap();
+            leader.write(new.clone()).await.unwrap();
             replicated_latency
                 .record(one.elapsed().as_micros() as u64 + 1)
                 .unwrap();

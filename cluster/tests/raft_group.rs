@@ -429,3 +429,88 @@ async fn a_close_entry_ends_the_shard_on_every_replica_across_failover_and_resta
             .unwrap();
     }
 }
+
+/// `callers` writes of three records at once, through the nodes in turn (a caller `refused`
+/// picks a key the log refuses); returns each one's records and answer, in caller order.
+async fn write_together(
+    nodes: &[Node],
+    callers: std::ops::Range<usize>,
+    refused: fn(usize) -> bool,
+) -> Vec<(usize, Vec<NewRecord>, Result<ShardWritten, ClientError>)> {
+    let mut tasks = Vec::new();
+    for i in callers {
+        let node = &nodes[i % nodes.len()];
+        let client = ShardClient::new(node.host.clone(), node.peers.clone());
+        let key = if refused(i) {
+            "k".repeat(70_000) // longer than the log takes a key (64 KiB)
+        } else {
+            format!("caller-{i}")
+        };
+        let records: Vec<NewRecord> = (0..3)
+            .map(|r| NewRecord {
+                partition_key: key.clone(),
+                data: format!("caller {i} record {r}").into_bytes(),
+                flags: 0,
+            })
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            let written = client.write(GROUP, &records, &[]).await;
+            (i, records, written)
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+/// Writes that arrive together through any node share entries on the leader (fewer entries
+/// than writes), yet each caller is answered its own records' numbers, a run of three holding
+/// exactly its records in order on every replica; a caller whose key the log refuses gets
+/// the refusal, and the others sharing its entry are written all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_arriving_together_share_entries_and_keep_their_own_answers() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let nodes = three_nodes(&paths).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = leader(&all).await;
+    let last_entry = || leader.group.raft.metrics().borrow().last_log_index.unwrap();
+    let before = last_entry();
+    let mut answers = write_together(&nodes, 0..96, |_| false).await;
+    let entries = last_entry() - before;
+    println!("96 writes in {entries} entries");
+    assert!(
+        entries < 96,
+        "96 writes took {entries} entries: none shared"
+    );
+    answers.extend(write_together(&nodes, 96..192, |i| i % 16 == 5).await);
+    let mut acknowledged = BTreeMap::new();
+    for (i, records, written) in answers {
+        if i >= 96 && i % 16 == 5 {
+            assert!(
+                matches!(written, Err(ClientError::Refused(_))),
+                "{written:?}"
+            );
+            continue;
+        }
+        let written = written.unwrap_or_else(|e| panic!("caller {i}: {e}"));
+        assert_eq!(written.record_count, 3, "caller {i}");
+        for (seq, record) in (written.base_seq..).zip(records) {
+            assert!(
+                acknowledged.insert(seq, record.data).is_none(),
+                "caller {i} was given number {seq}, which another caller has"
+            );
+        }
+    }
+    caught_up(leader, &all).await;
+    check(&all, &acknowledged);
+    let held = records(&leader.group.replica);
+    assert_eq!(held.len(), acknowledged.len(), "no refused caller's record");
+    for node in nodes {
+        stop_group(&node.engine, &node.host, GROUP, false)
+            .await
+            .unwrap();
+    }
+}

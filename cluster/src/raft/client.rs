@@ -6,7 +6,7 @@
 //! acknowledged before it began.
 
 use super::network::{Addressed, decode, encode};
-use super::{NewRecord, RaftHost, ShardRaft, ShardWrite, ShardWritten};
+use super::{NewRecord, RaftHost, ShardGroup, ShardRaft, ShardWrite, ShardWritten};
 use crate::transport::{GroupId, Peers, RpcError};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{BasicNode, Raft};
@@ -47,7 +47,7 @@ pub enum ClientError {
 }
 
 /// A node's answer to a forwarded call.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(super) enum Answer<T> {
     Done(T),
     /// Not the leader; the leader it knows, if any.
@@ -55,13 +55,30 @@ pub(super) enum Answer<T> {
     Failed(String),
 }
 
-fn not_leader<T>(forward: ForwardToLeader<u64, BasicNode>) -> Answer<T> {
+/// A write's answer as the caller takes it: where its records landed, or why not.
+pub(super) fn written(answer: Answer<ShardWritten>) -> Result<ShardWritten, ClientError> {
+    match answer {
+        Answer::Done(written) => match written.refused {
+            Some(reason) if reason == super::entry::CLOSED => Err(ClientError::Closed),
+            Some(reason) => Err(ClientError::Refused(reason)),
+            None => Ok(written),
+        },
+        Answer::NotLeader(_) => Err(ClientError::NoLeader),
+        Answer::Failed(e) => Err(ClientError::Failed(e)),
+    }
+}
+
+pub(super) fn not_leader<T>(forward: ForwardToLeader<u64, BasicNode>) -> Answer<T> {
     Answer::NotLeader(forward.leader_id.zip(forward.leader_node))
 }
 
-/// Writes `records` through this node's `raft`, if it leads.
-pub(super) async fn write_here(raft: &Raft<ShardRaft>, write: ShardWrite) -> Answer<ShardWritten> {
-    match raft.client_write(write).await {
+/// Writes through this node's `group`, if it leads: records with the others that arrive
+/// with them (batcher.rs), a close alone.
+pub(super) async fn write_here(group: &ShardGroup, write: ShardWrite) -> Answer<ShardWritten> {
+    if let ShardWrite::New(records) = write {
+        return group.writes.write(records).await;
+    }
+    match group.raft.client_write(write).await {
         Ok(response) => Answer::Done(response.data),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => not_leader(forward),
         Err(e) => Answer::Failed(e.to_string()),
@@ -133,7 +150,7 @@ impl ShardClient {
     ) -> Result<ShardWritten, ClientError> {
         let local = match self.host.group(group) {
             Some(local) => {
-                let written = write_here(&local.raft, make());
+                let written = write_here(&local, make());
                 let written = tokio::time::timeout(CATCH_UP_WAIT, written).await;
                 Some(written.map_err(|_| {
                     ClientError::Unreachable(format!("no commit within {CATCH_UP_WAIT:?}"))
@@ -155,15 +172,7 @@ impl ShardClient {
             }
             answer => answer,
         };
-        match answer {
-            Answer::Done(written) => match written.refused {
-                Some(reason) if reason == super::entry::CLOSED => Err(ClientError::Closed),
-                Some(reason) => Err(ClientError::Refused(reason)),
-                None => Ok(written),
-            },
-            Answer::NotLeader(_) => Err(ClientError::NoLeader),
-            Answer::Failed(e) => Err(ClientError::Failed(e)),
-        }
+        written(answer)
     }
 
     /// Waits until this node's replica of `group` applied every entry committed when the call

@@ -1,7 +1,11 @@
 //! Starting and stopping a shard's Raft group on a node: its replica on the engine, its
 //! storage, its Raft, and the host answering its peers.
 
-use super::{RaftHost, RaftStorageError, ShardNetwork, ShardRaft, open_storage};
+use super::batcher::WriteQueue;
+use super::client::{ClientError, written};
+use super::{
+    NewRecord, RaftHost, RaftStorageError, ShardNetwork, ShardRaft, ShardWritten, open_storage,
+};
 use crate::transport::{GroupId, Peers};
 use openraft::{Config, Raft, SnapshotPolicy};
 use sluice_core::{Engine, Replica, ReplicaError, ReplicaId};
@@ -59,6 +63,17 @@ pub struct ShardGroup {
     pub raft: Raft<ShardRaft>,
     /// The replica its log is.
     pub replica: Replica,
+    /// Writes of records through this node while it leads, coalesced (batcher.rs).
+    pub(super) writes: WriteQueue,
+}
+
+impl ShardGroup {
+    /// Writes `records` as one caller of this node's group, if it leads (with the writes
+    /// that arrive meanwhile, in one entry), and answers where they landed: what a node
+    /// does with each put it takes for the group. Not the leader: `NoLeader`.
+    pub async fn write(&self, records: Vec<NewRecord>) -> Result<ShardWritten, ClientError> {
+        written(self.writes.write(records).await)
+    }
 }
 
 /// Starts `group` on the node `host` serves: opens (or recovers) its replica on `engine`, its
@@ -80,7 +95,12 @@ pub async fn start_group(
     };
     match started.await {
         Ok(raft) => {
-            let running = ShardGroup { raft, replica };
+            let writes = WriteQueue::start(raft.clone());
+            let running = ShardGroup {
+                raft,
+                replica,
+                writes,
+            };
             host.add(group, running.clone());
             Ok(running)
         }

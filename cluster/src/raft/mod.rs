@@ -13,6 +13,7 @@
 //! The vote, the commit index, the purged and applied log ids and the last applied membership
 //! live in the replica's Raft state file (two synced slots), as one JSON value.
 
+mod batcher;
 mod client;
 mod entry;
 mod group;

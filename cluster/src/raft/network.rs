@@ -233,26 +233,26 @@ pub(super) const NOT_RUNNING: &str = "does not run on node";
 
 impl PeerHandler for RaftHost {
     async fn call(&self, group: GroupId, method: &str, body: Bytes) -> Result<Bytes, String> {
-        let raft = self
+        let running = self
             .group(group)
-            .ok_or_else(|| format!("group {group} {NOT_RUNNING} {}", self.node))?
-            .raft;
+            .ok_or_else(|| format!("group {group} {NOT_RUNNING} {}", self.node))?;
+        let raft = &running.raft;
         match method {
             "append" | "heartbeat" => Ok(encode(&raft.append_entries(self.open(&body)?).await)),
             "vote" => Ok(encode(&raft.vote(self.open(&body)?).await)),
             "snapshot" => Ok(encode(&raft.install_snapshot(self.open(&body)?).await)),
             "write" => {
                 let write = super::ShardWrite::New(self.open(&body)?);
-                Ok(encode(&super::client::write_here(&raft, write).await))
+                Ok(encode(&super::client::write_here(&running, write).await))
             }
             "close" => {
                 let () = self.open(&body)?;
                 let write = super::ShardWrite::Close;
-                Ok(encode(&super::client::write_here(&raft, write).await))
+                Ok(encode(&super::client::write_here(&running, write).await))
             }
             "read-index" => {
                 let () = self.open(&body)?;
-                Ok(encode(&super::client::read_index_here(&raft).await))
+                Ok(encode(&super::client::read_index_here(raft).await))
             }
             other => Err(format!("no Raft call {other:?}")),
         }
