@@ -3,7 +3,7 @@
 //! and committed fenced); `run` campaigns, serves requests and repairs on a tick, and stands
 //! again when the office is lost.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -240,12 +240,33 @@ impl<B: Backend> ControllerOffice<B> {
         Ok(changes.len())
     }
 
-    /// One expiry pass: closed shards whose records have all expired are marked so, their
-    /// replicas let go (`plan::expire`). Returns the streams changed.
-    pub async fn expire(&mut self) -> Result<usize, ControllerError> {
+    /// One expiry pass: closed shards due by the controller's clock (`plan::due_to_expire`)
+    /// whose replicas confirm that nothing of them is readable any more (`probe`) are marked
+    /// expired and their replicas let go (`plan::expire`). Returns the streams changed.
+    pub async fn expire(&mut self, probe: &impl GroupProbe) -> Result<usize, ControllerError> {
         let now_ms = self.config.clock.now_ms();
+        let snapshot = self.meta.snapshot().await?;
+        let mut asks = tokio::task::JoinSet::new();
+        for (stream, shard) in plan::due_to_expire(&snapshot, now_ms) {
+            let (probe, nodes) = (probe.clone(), snapshot.nodes.clone());
+            asks.spawn(async move {
+                let drained = probe.drained(&stream, shard, &nodes).await;
+                drained.then_some((stream.uid, shard))
+            });
+        }
+        // Within one budget, as settling: what is not answered is asked again next tick.
+        let deadline = Instant::now() + SETTLE_BUDGET;
+        let mut drained = BTreeSet::new();
+        while let Ok(Some(joined)) = timeout_at(deadline, asks.join_next()).await {
+            if let Ok(Some(shard)) = joined {
+                drained.insert(shard);
+            }
+        }
+        if drained.is_empty() {
+            return Ok(0);
+        }
         let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
-            Ok(plan::expire(snapshot, now_ms))
+            Ok(plan::expire(snapshot, now_ms, &drained))
         })
         .await?;
         Ok(changes.len())
@@ -281,7 +302,7 @@ impl<B: Backend> ControllerOffice<B> {
                 continue;
             };
             let (name, uid) = (stream.name.as_str(), stream.uid);
-            let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
+            let committed = commit_planned(&self.meta, &self.leadership, |snapshot| {
                 Ok(match &settled {
                     Settled::Created => plan::activate(snapshot, name, uid),
                     Settled::Deleted => plan::forget(snapshot, name, uid),
@@ -291,8 +312,13 @@ impl<B: Backend> ControllerOffice<B> {
                     }
                 })
             })
-            .await?;
-            changed += usize::from(!changes.is_empty());
+            .await;
+            // One stream's write failing (the store refusing it, say) holds back no other.
+            match committed {
+                Ok(changes) => changed += usize::from(!changes.is_empty()),
+                Err(e @ ControllerError::Meta(MetaError::Fenced)) => return Err(e),
+                Err(e) => eprintln!("sluice cluster: settling stream {name}: {e}"),
+            }
         }
         Ok(changed)
     }
@@ -382,6 +408,17 @@ pub trait GroupProbe: Clone + Send + Sync + 'static {
         shard: u32,
         nodes: &BTreeMap<NodeId, NodeInfo>,
     ) -> impl Future<Output = Option<u64>> + Send;
+
+    /// Whether closed shard `shard` of `stream` holds no readable record any more: each of
+    /// its replicas that answers has every record past retention (by its own node's clock),
+    /// and a majority of them answered. A shard expires only then, never on the controller's
+    /// clock alone.
+    fn drained(
+        &self,
+        stream: &StreamPlacement,
+        shard: u32,
+        nodes: &BTreeMap<NodeId, NodeInfo>,
+    ) -> impl Future<Output = bool> + Send;
 }
 
 /// A control plane without a data plane (its own tests, tools): streams stay `CREATING`
@@ -405,6 +442,10 @@ impl GroupProbe for NoProbe {
         _: &BTreeMap<NodeId, NodeInfo>,
     ) -> Option<u64> {
         None
+    }
+
+    async fn drained(&self, _: &StreamPlacement, _: u32, _: &BTreeMap<NodeId, NodeInfo>) -> bool {
+        false
     }
 }
 
@@ -579,7 +620,7 @@ pub async fn run<B: Backend>(
                     let fenced = |e| matches!(e, Err(ControllerError::Meta(MetaError::Fenced)));
                     fenced(office.repair().await)
                         || fenced(office.settle(&probe).await)
-                        || fenced(office.expire().await)
+                        || fenced(office.expire(&probe).await)
                 }
                 () = office.leadership.lost() => true,
             };

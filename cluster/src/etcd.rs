@@ -27,6 +27,11 @@ pub struct EtcdBackend {
     keepers: Arc<Mutex<HashMap<LeaseId, (LeaseKeeper, LeaseKeepAliveStream)>>>,
 }
 
+/// The largest answer taken from etcd: the whole map is read in one range, and each stream's
+/// entry may take up to 1.5 MB (`plan::STREAM_ENTRY_BYTES_MAX`); gRPC's default of 4 MiB
+/// would fail every node's reads of a map with three large streams.
+const RECEIVED_BYTES_MAX: usize = 1 << 30;
+
 impl EtcdBackend {
     /// Connects to etcd at `endpoints` (`http://host:port`), giving up on a connection attempt
     /// after `connect_timeout`.
@@ -136,7 +141,8 @@ impl Backend for EtcdBackend {
     async fn range(&self, prefix: &str) -> Result<(Vec<Kv>, Revision), MetaError> {
         let got = self
             .client
-            .clone()
+            .kv_client()
+            .max_decoding_message_size(RECEIVED_BYTES_MAX)
             .get(prefix, Some(GetOptions::new().with_prefix()))
             .await
             .map_err(unavailable)?;
@@ -201,7 +207,8 @@ impl Backend for EtcdBackend {
         let options = WatchOptions::new().with_prefix().with_start_revision(from);
         let stream = self
             .client
-            .clone()
+            .watch_client()
+            .max_decoding_message_size(RECEIVED_BYTES_MAX)
             .watch(prefix, Some(options))
             .await
             .map_err(unavailable)?;

@@ -1049,6 +1049,17 @@ impl<B: Backend> PeerHandler for NodeCalls<B> {
                 };
                 Ok(encode(&answer))
             }
+            "drained" => {
+                // Whether this node's replica of the shard holds no readable record any more
+                // (every one past retention by this node's clock); `None`: it does not run it.
+                let (stream_uid, shard): (u64, u32) = decode(&body)?;
+                let running = self.raft.group(GroupId { stream_uid, shard });
+                let drained = running.map(|running| {
+                    let reader = running.replica.reader();
+                    reader.trim_horizon() >= reader.next_seq()
+                });
+                Ok(encode(&drained))
+            }
             "groups" => {
                 let running: Vec<(u64, u32)> = (self.raft.groups().iter())
                     .map(|g| (g.stream_uid, g.shard))
@@ -1109,6 +1120,39 @@ impl GroupProbe for DataProbe {
         };
         let replicas = replica_addresses(nodes, stream, shard);
         self.client.close(group, &replicas).await.ok()
+    }
+
+    async fn drained(
+        &self,
+        stream: &StreamPlacement,
+        shard: u32,
+        nodes: &BTreeMap<NodeId, NodeInfo>,
+    ) -> bool {
+        let Some(placement) = stream.shards.iter().find(|s| s.index == shard) else {
+            return false;
+        };
+        let mut asks = tokio::task::JoinSet::new();
+        for id in &placement.replicas {
+            let Some(node) = nodes.get(id) else { continue };
+            let (peers, address) = (self.peers.clone(), node.peer_address.clone());
+            let body = encode(&(stream.uid, shard));
+            asks.spawn(async move {
+                let asked = peers.call(&address, NODE_CALLS, "drained", body).await;
+                asked
+                    .ok()
+                    .and_then(|bytes| decode::<Option<bool>>(&bytes).ok().flatten())
+            });
+        }
+        // Every replica that answers has nothing readable left, and a majority answered.
+        let mut confirmed = 0;
+        while let Some(answer) = asks.join_next().await {
+            match answer {
+                Ok(Some(true)) => confirmed += 1,
+                Ok(Some(false)) => return false,
+                _ => {}
+            }
+        }
+        confirmed * 2 > placement.replicas.len()
     }
 
     async fn stopped(&self, stream: &StreamPlacement, nodes: &BTreeMap<NodeId, NodeInfo>) -> bool {

@@ -3,7 +3,7 @@
 //! (controller.rs) commits what these return; a `Conflict` means the snapshot was stale, and
 //! it plans again from a new one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sluice_core::HashKeyRange;
 
@@ -81,11 +81,69 @@ fn json_len<T: serde::Serialize>(value: &T) -> usize {
     serde_json::to_vec(value).map_or(usize::MAX, |json| json.len())
 }
 
-/// Refuses `placement` when its entry, with `more` shards like its largest still to come (an
-/// UpdateShardCount's later rounds), would pass [`STREAM_ENTRY_BYTES_MAX`].
-pub fn check_entry_size(placement: &StreamPlacement, more: usize) -> Result<(), PlanError> {
-    let largest = placement.shards.iter().map(json_len).max().unwrap_or(0);
-    let bytes = json_len(placement) + more * (largest + 1);
+/// What the shards still to come and the closings still to be written add to a stream's
+/// entry: an UpdateShardCount's later rounds, and the parents that close (each gains its
+/// end and closing time).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EntryGrowth {
+    /// Shards to be added after the entry being written.
+    pub shards: usize,
+    /// Shards to be closed after the entry being written (those in it or to come).
+    pub closings: usize,
+}
+
+/// The most bytes a shard's closing adds to it: its end and closing time, at their widest.
+const CLOSING_BYTES: usize =
+    r#","ending_seq":18446744073709551615,"closed_ms":18446744073709551615"#.len();
+
+/// The most bytes any one shard of `placement` (one to come included) takes in its entry, and
+/// the comma before it: the widest numbers, two parents, and `replication` replicas named
+/// with the longest id among the live nodes and its own.
+fn shard_bytes_max(placement: &StreamPlacement, nodes: &BTreeMap<NodeId, NodeInfo>) -> usize {
+    let named = placement.shards.iter().flat_map(|s| &s.replicas);
+    let longest = nodes
+        .keys()
+        .chain(named)
+        .max_by_key(|id| id.as_str().len())
+        .cloned();
+    let widest = ShardPlacement {
+        index: u32::MAX,
+        starting_hash_key: u128::MAX,
+        ending_hash_key: u128::MAX,
+        parents: vec![u32::MAX, u32::MAX],
+        replicas: longest
+            .map(|id| vec![id; usize::from(placement.replication)])
+            .unwrap_or_default(),
+        epoch: u64::MAX,
+        closed: true,
+        ending_seq: Some(u64::MAX),
+        closed_ms: Some(u64::MAX),
+        expired: false,
+    };
+    json_len(&widest) + 1
+}
+
+/// The most bytes `placement`'s entry takes once grown by `growth`.
+pub fn entry_bytes_max(
+    placement: &StreamPlacement,
+    nodes: &BTreeMap<NodeId, NodeInfo>,
+    growth: EntryGrowth,
+) -> usize {
+    json_len(placement)
+        + growth.shards * shard_bytes_max(placement, nodes)
+        + growth.closings * CLOSING_BYTES
+}
+
+/// Refuses `placement` when its entry, grown by `growth` (every shard to come at the widest a
+/// shard can be, every closing at its widest), would pass [`STREAM_ENTRY_BYTES_MAX`]: a
+/// reshard that passes never meets the store's limit half-way.
+pub fn check_entry_size(
+    placement: &StreamPlacement,
+    nodes: &BTreeMap<NodeId, NodeInfo>,
+    growth: EntryGrowth,
+) -> Result<(), PlanError> {
+    let more = growth.shards;
+    let bytes = entry_bytes_max(placement, nodes, growth);
     if bytes > STREAM_ENTRY_BYTES_MAX {
         let pending = placement
             .resharding
@@ -185,7 +243,7 @@ pub fn create_stream(
         settings: crate::model::StreamSettings::default(),
         resharding: None,
     };
-    check_entry_size(&placement, 0)?;
+    check_entry_size(&placement, &snapshot.nodes, EntryGrowth::default())?;
     Ok(vec![
         Change::PutStream {
             placement,
@@ -257,6 +315,8 @@ pub fn configure(
     }
     let mut placement = stream.value.clone();
     crate::settings::apply(&mut placement.settings, change)?;
+    // Tags grow the entry too.
+    check_entry_size(&placement, &snapshot.nodes, EntryGrowth::default())?;
     Ok(vec![Change::PutStream {
         placement,
         replaces: Some(stream.revision),
@@ -373,23 +433,41 @@ pub fn repairs(
     changes
 }
 
-/// The closed shards whose records have all expired by `now_ms` (retention passed since the
-/// controller wrote them closed, in its clock: every record of a shard arrived before that),
-/// marked expired: their replicas let go (each node stops the group and removes its data) and
-/// nothing lists them. One change per stream with such shards; a stream being deleted goes
-/// whole instead. (Single-node mode waits for the same moment, docs/design/resharding.md.)
-pub fn expire(snapshot: &Snapshot, now_ms: u64) -> Vec<Change> {
+/// Whether closed shard `shard` of `stream` is due to expire at `now_ms`: retention has
+/// passed since the controller wrote it closed (by the controller's clock; its replicas must
+/// still confirm that nothing of it is readable, by theirs). Never for a stream being deleted
+/// (it goes whole).
+fn due(stream: &StreamPlacement, shard: &ShardPlacement, now_ms: u64) -> bool {
+    let retention_ms = stream.settings.retention_ms();
+    stream.status != StreamStatus::Deleting
+        && !shard.expired
+        && shard
+            .closed_ms
+            .is_some_and(|closed| closed.saturating_add(retention_ms) <= now_ms)
+}
+
+/// The closed shards due to expire at `now_ms` (see `due`), with their streams: the ones whose
+/// replicas the controller asks.
+pub fn due_to_expire(snapshot: &Snapshot, now_ms: u64) -> Vec<(StreamPlacement, u32)> {
+    let mut out = Vec::new();
+    for stream in snapshot.streams.values().map(|s| &s.value) {
+        for shard in stream.shards.iter().filter(|s| due(stream, s, now_ms)) {
+            out.push((stream.clone(), shard.index));
+        }
+    }
+    out
+}
+
+/// The closed shards due at `now_ms` whose replicas confirmed that nothing of them is
+/// readable (`drained`, by stream uid and shard), marked expired: their replicas let go (each
+/// node stops the group and removes its data) and nothing lists them. One change per stream
+/// with such shards. (Single-node mode waits for the same two conditions,
+/// docs/design/resharding.md.)
+pub fn expire(snapshot: &Snapshot, now_ms: u64, drained: &BTreeSet<(u64, u32)>) -> Vec<Change> {
     let mut changes = Vec::new();
     for stream in snapshot.streams.values() {
-        if stream.value.status == StreamStatus::Deleting {
-            continue;
-        }
-        let retention_ms = stream.value.settings.retention_ms();
         let due = |shard: &ShardPlacement| {
-            !shard.expired
-                && shard
-                    .closed_ms
-                    .is_some_and(|closed| closed.saturating_add(retention_ms) <= now_ms)
+            due(&stream.value, shard, now_ms) && drained.contains(&(stream.value.uid, shard.index))
         };
         if !stream.value.shards.iter().any(due) {
             continue;
@@ -583,8 +661,19 @@ mod tests {
             stream.shards.push(child);
         }
         let retention = 24 * hour;
-        assert!(expire(&map, 1_000 + retention - 1).is_empty(), "not before");
-        let changes = expire(&map, 1_000 + retention);
+        let drained = BTreeSet::from([(1, 0)]);
+        assert!(
+            expire(&map, 1_000 + retention - 1, &drained).is_empty(),
+            "not before"
+        );
+        assert_eq!(due_to_expire(&map, 1_000 + retention).len(), 1);
+        let still_readable = BTreeSet::from([(1, 1)]);
+        let kept = expire(&map, 1_000 + retention, &still_readable);
+        assert!(
+            kept.is_empty(),
+            "not while its replicas hold a readable record"
+        );
+        let changes = expire(&map, 1_000 + retention, &drained);
         let placement = the_one_put(&changes);
         let (parent, child) = (&placement.shards[0], &placement.shards[1]);
         assert!(parent.expired && parent.replicas.is_empty() && parent.epoch == 2);
@@ -595,16 +684,18 @@ mod tests {
         assert!(!child.expired && child.replicas.len() == 3 && child.epoch == 1);
         // Once: an expired shard is not due again; a longer retention keeps it longer.
         map.streams.get_mut("s").unwrap().value = placement.clone();
-        assert!(expire(&map, u64::MAX).is_empty());
+        assert!(expire(&map, u64::MAX, &drained).is_empty());
+        assert!(due_to_expire(&map, u64::MAX).is_empty());
         let mut longer = snapshot(&["a"], &["a"]);
         let stream = &mut longer.streams.get_mut("s").unwrap().value;
         stream.shards[0].closed_ms = Some(0);
         stream.settings.retention_hours = 48;
-        assert!(expire(&longer, retention).is_empty());
-        assert_eq!(expire(&longer, 2 * retention).len(), 1);
+        assert!(expire(&longer, retention, &drained).is_empty());
+        assert_eq!(expire(&longer, 2 * retention, &drained).len(), 1);
         // A stream being deleted goes whole.
         longer.streams.get_mut("s").unwrap().value.status = StreamStatus::Deleting;
-        assert!(expire(&longer, 2 * retention).is_empty());
+        assert!(expire(&longer, 2 * retention, &drained).is_empty());
+        assert!(due_to_expire(&longer, 2 * retention).is_empty());
     }
 
     #[test]

@@ -14,7 +14,9 @@ use sluice_core::HashKeyRange;
 use crate::meta::{Change, Snapshot};
 use crate::model::{Resharding, ShardPlacement, StreamPlacement, StreamStatus};
 use crate::placement;
-use crate::plan::{PlanError, SHARDS_PER_STREAM_MAX, check_entry_size, check_shard_quota, load};
+use crate::plan::{
+    EntryGrowth, PlanError, SHARDS_PER_STREAM_MAX, check_entry_size, check_shard_quota, load,
+};
 
 /// A reshard a client asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,9 +166,9 @@ pub fn begin(
     let mut placement = stream.clone();
     placement.status = StreamStatus::Updating;
     let resharding = place_round(snapshot, stream, round, target)?;
-    let to_come = target.map_or(0, |target| shards_to_come(stream, target, &resharding));
+    let growth = growth_to_come(stream, target, &resharding);
     placement.resharding = Some(resharding);
-    check_entry_size(&placement, to_come)?;
+    check_entry_size(&placement, &snapshot.nodes, growth)?;
     Ok(vec![Change::PutStream {
         placement,
         replaces: Some(entry.revision),
@@ -269,13 +271,27 @@ fn place_round(
     })
 }
 
-/// The shards a scaling to `target` adds after its first round (`first`): each split adds
-/// two, then each merge of neighbours one, down to the target (`open + splits - target`
-/// merges).
-fn shards_to_come(stream: &StreamPlacement, target: u32, first: &Resharding) -> usize {
+/// What a reshard still writes into the entry after its first round (`first`): its parents'
+/// closings; for a scaling to `target`, each split adds two shards and closes one, then each
+/// merge of neighbours (`open + splits - target` of them, down to the target) adds one and
+/// closes two (the first round's included: none is written yet).
+fn growth_to_come(
+    stream: &StreamPlacement,
+    target: Option<u32>,
+    first: &Resharding,
+) -> EntryGrowth {
+    let Some(target) = target else {
+        return EntryGrowth {
+            shards: 0,
+            closings: first.parents.len(),
+        };
+    };
     let splits = planned_splits(stream, target).len();
-    let added = 3 * splits + open(stream).count();
-    added.saturating_sub(target as usize + first.children.len())
+    let merges = (open(stream).count() + splits).saturating_sub(target as usize);
+    EntryGrowth {
+        shards: (2 * splits + merges).saturating_sub(first.children.len()),
+        closings: splits + 2 * merges,
+    }
 }
 
 /// Uniform boundaries (each target range's first key but the lowest) strictly inside an

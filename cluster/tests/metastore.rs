@@ -439,7 +439,48 @@ async fn a_shared_secret_is_the_first_one_stored<B: Backend>(meta: ClusterMeta<B
     );
 }
 
+/// Four streams whose entries are near the largest one may take (1.5 MB): the map, over 4
+/// MiB (gRPC's default message limit), reads back whole, and a watch from before sees each.
+async fn a_map_larger_than_a_message_reads_back<B: Backend>(meta: ClusterMeta<B>) {
+    let office = meta
+        .campaign(&NodeId::new("ctl").unwrap(), TTL)
+        .await
+        .unwrap();
+    let before = meta.snapshot().await.unwrap();
+    let mut watch = meta.watch(before.revision + 1).await.unwrap();
+    let mut written = 0;
+    for (uid, name) in (1..).zip(["a", "b", "c", "d"]) {
+        let mut placement = stream(name, uid, StreamStatus::Active);
+        let shard = placement.shards[0].clone();
+        placement.shards = (0..8_000)
+            .map(|index| ShardPlacement {
+                index,
+                ..shard.clone()
+            })
+            .collect();
+        written += serde_json::to_vec(&placement).unwrap().len();
+        let put = Change::PutStream {
+            placement,
+            replaces: None,
+        };
+        meta.commit(&office, &[put]).await.unwrap();
+    }
+    assert!(written > 4 << 20, "{written} bytes");
+    let map = meta.snapshot().await.unwrap();
+    assert_eq!(map.streams.len(), 4);
+    assert!(map.streams.values().all(|s| s.value.shards.len() == 8_000));
+    let mut seen = 0;
+    while seen < 4 {
+        let events = within("the watch", watch.next()).await.unwrap();
+        seen += events
+            .iter()
+            .filter(|(_, e)| matches!(e, ClusterEvent::StreamChanged(_)))
+            .count();
+    }
+}
+
 conformance!(
+    a_map_larger_than_a_message_reads_back,
     registration_is_exclusive_and_ends_with_its_lease,
     one_controller_at_a_time_and_a_deposed_one_is_fenced,
     resignation_hands_the_office_to_the_oldest_candidate,

@@ -1,8 +1,9 @@
 //! `sluice serve`'s settings.
 
-use sluice_core::Durability;
+use sluice_core::{Clock, Durability, SystemClock};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// How the server runs. `ServeConfig::new` gives the defaults `sluice serve` uses.
 #[derive(Debug, Clone)]
@@ -99,6 +100,25 @@ pub struct ServeConfig {
     /// Where record format conversion finds Glue tables (`<dir>/<database>/<table>.json`,
     /// as `aws glue get-table` prints them); `None`: `<data_dir>/glue`.
     pub firehose_glue_dir: Option<PathBuf>,
+    /// The engines' wall clock: records' arrival times and retention (the system's; tests
+    /// that need a day to pass set a manual one).
+    pub engine_clock: EngineClock,
+}
+
+/// A clock handed to the engines (`ServeConfig::engine_clock`).
+#[derive(Clone)]
+pub struct EngineClock(pub Arc<dyn Clock>);
+
+impl Default for EngineClock {
+    fn default() -> EngineClock {
+        EngineClock(Arc::new(SystemClock))
+    }
+}
+
+impl std::fmt::Debug for EngineClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EngineClock(now {} ms)", self.0.now_ms())
+    }
 }
 
 /// A credential SigV4 signatures are checked against.
@@ -160,6 +180,7 @@ impl ServeConfig {
             firehose_http_timeout_ms: 180_000,
             firehose_glue_dir: None,
             metrics_token: None,
+            engine_clock: EngineClock::default(),
         }
     }
 }

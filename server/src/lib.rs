@@ -44,7 +44,7 @@ pub mod usage;
 pub mod video;
 pub mod wire;
 
-pub use config::ServeConfig;
+pub use config::{EngineClock, ServeConfig};
 pub use service::Service;
 
 /// Entry points for the fuzz targets (the `fuzzing` feature): not an API.

@@ -61,6 +61,27 @@ pub struct Tenant {
     video: crate::video::VideoHolder,
 }
 
+/// The engine settings of a tenant of `config` whose data is in `data_dir`.
+fn engine_config(
+    config: &ServeConfig,
+    account: &str,
+    region: &str,
+    data_dir: &Path,
+) -> EngineConfig {
+    let mut engine_config = EngineConfig::new(data_dir);
+    engine_config.cores = config.cores;
+    engine_config.spin_before_park_us = config.core_spin_us;
+    engine_config.segment_size_bytes = config.segment_size_bytes;
+    engine_config.durability = config.durability;
+    engine_config.shards_max = config.shards_max;
+    engine_config.clock = config.engine_clock.0.clone();
+    engine_config.metric_labels = engine_labels(account, region);
+    if config.enforce_limits {
+        engine_config.throughput_limits = Some(ThroughputLimits::default());
+    }
+    engine_config
+}
+
 impl Tenant {
     /// Opens the tenant's engine and server state in `data_dir`.
     pub fn open(
@@ -80,17 +101,7 @@ impl Tenant {
                 data_dir.display()
             );
         }
-        let mut engine_config = EngineConfig::new(data_dir);
-        engine_config.cores = config.cores;
-        engine_config.spin_before_park_us = config.core_spin_us;
-        engine_config.segment_size_bytes = config.segment_size_bytes;
-        engine_config.durability = config.durability;
-        engine_config.shards_max = config.shards_max;
-        engine_config.metric_labels = engine_labels(account, region);
-        if config.enforce_limits {
-            engine_config.throughput_limits = Some(ThroughputLimits::default());
-        }
-        let engine = Engine::open(engine_config)?;
+        let engine = Engine::open(engine_config(&config, account, region, data_dir))?;
         let state = ServerState::open(data_dir)?;
         let has_policies = state.read(|s| {
             s.streams.values().any(|extras| {

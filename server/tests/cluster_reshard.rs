@@ -340,17 +340,52 @@ fn holds(node: &Node, uid: u64, shard: u32) -> bool {
     node.cluster.replica(group).is_some() || on_disk.contains(&id)
 }
 
-/// A closed shard expires retention after it closed, in the controller's clock: every node
-/// stops its group and removes its files, nothing lists or describes it, no new iterator is
-/// given on it, and an iterator taken before answers its end and its children. The children
-/// go on.
+/// How `node` answers for shard 0 once it expired (split into 1 and 2): listed and described
+/// no more (its children still naming it), no new iterator on it (`parent` asks for one),
+/// and `taken_before` answering its end and its children.
+async fn expired_parent_answers(node: &Node, parent: &Value, taken_before: &Value) {
+    assert_eq!(
+        shards(node).await.keys().copied().collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let described = ok(node, "DescribeStream", json!({"StreamName": "orders"})).await;
+    let described = described["StreamDescription"]["Shards"].as_array().unwrap();
+    let ids: Vec<u32> = described
+        .iter()
+        .map(|s| shard_index(s["ShardId"].as_str().unwrap()))
+        .collect();
+    assert_eq!(ids, [1, 2]);
+    assert_eq!(described[0]["ParentShardId"], "shardId-000000000000");
+    let (status, refused) = call(node, "GetShardIterator", parent.clone()).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["__type"], "ResourceNotFoundException", "{refused}");
+    let read = ok(node, "GetRecords", json!({"ShardIterator": taken_before})).await;
+    assert_eq!(read["Records"], json!([]), "{read}");
+    assert!(read["NextShardIterator"].is_null(), "{read}");
+    let children: Vec<u32> = read["ChildShards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| shard_index(c["ShardId"].as_str().unwrap()))
+        .collect();
+    assert_eq!(children, [1, 2]);
+}
+
+/// A closed shard expires once retention passed since it closed by the controller's clock
+/// and its replicas hold no readable record by theirs (a controller's clock a day ahead of
+/// the engines' expires nothing): every node stops its group and removes its files, nothing
+/// lists or describes it, no new iterator is given on it, and an iterator taken before
+/// answers its end and its children. The children go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_closed_shard_expires_once_retention_passed() {
     let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
-    let clock = Arc::new(ManualClock::new(sluice_core::SystemClock.now_ms()));
+    let now = sluice_core::SystemClock.now_ms();
+    let controllers = Arc::new(ManualClock::new(now));
+    let engines = Arc::new(ManualClock::new(now));
     let mut nodes = Vec::new();
     for name in ["a", "b", "c"] {
-        nodes.push(start_clocked(&meta, name, clock.clone()).await);
+        let clocks = (controllers.clone() as _, engines.clone() as _);
+        nodes.push(start_clocked(&meta, name, clocks).await);
     }
     eventually("a controller is elected", async || {
         meta.controller().await.unwrap().is_some()
@@ -370,42 +405,31 @@ async fn a_closed_shard_expires_once_retention_passed() {
     let uid = nodes[0].cluster.map().streams["orders"].value.uid;
     assert!(nodes.iter().all(|n| holds(n, uid, 0)));
 
-    // A day (the retention) less a millisecond: nothing goes yet.
-    clock.advance_ms(24 * 3_600_000 - 1);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The controllers a day (the retention) and a second on, the engines not: the parent's
+    // record is still readable on its replicas, so nothing goes.
+    let day_and_a_second = 24 * 3_600_000 + 1_000;
+    controllers.advance_ms(day_and_a_second);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert!(nodes.iter().all(|n| holds(n, uid, 0)), "expired early");
-    clock.advance_ms(1);
+    let kept = ok(&nodes[0], "GetShardIterator", parent.clone()).await;
+    let kept = ok(
+        &nodes[0],
+        "GetRecords",
+        json!({"ShardIterator": kept["ShardIterator"]}),
+    )
+    .await;
+    assert_eq!(kept["Records"].as_array().unwrap().len(), 1, "{kept}");
+    engines.advance_ms(day_and_a_second);
     for node in &nodes {
+        eventually("the parent is marked expired", async || {
+            node.cluster.map().streams["orders"].value.shards[0].expired
+        })
+        .await;
         eventually("the parent's replica is gone", async || {
             !holds(node, uid, 0)
         })
         .await;
-        assert_eq!(
-            shards(node).await.keys().copied().collect::<Vec<_>>(),
-            [1, 2]
-        );
-        let described = ok(node, "DescribeStream", json!({"StreamName": "orders"})).await;
-        let described = described["StreamDescription"]["Shards"].as_array().unwrap();
-        let ids: Vec<u32> = described
-            .iter()
-            .map(|s| shard_index(s["ShardId"].as_str().unwrap()))
-            .collect();
-        assert_eq!(ids, [1, 2]);
-        assert_eq!(described[0]["ParentShardId"], "shardId-000000000000");
-        let (status, refused) = call(node, "GetShardIterator", parent.clone()).await;
-        assert_eq!(status, 400, "{refused}");
-        assert_eq!(refused["__type"], "ResourceNotFoundException", "{refused}");
-        let iterator = taken_before["ShardIterator"].clone();
-        let read = ok(node, "GetRecords", json!({"ShardIterator": iterator})).await;
-        assert_eq!(read["Records"], json!([]), "{read}");
-        assert!(read["NextShardIterator"].is_null(), "{read}");
-        let children: Vec<u32> = read["ChildShards"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| shard_index(c["ShardId"].as_str().unwrap()))
-            .collect();
-        assert_eq!(children, [1, 2]);
+        expired_parent_answers(node, &parent, &taken_before["ShardIterator"]).await;
     }
     assert!(nodes.iter().all(|n| holds(n, uid, 1) && holds(n, uid, 2)));
     for key in ["a", "b", "c", "d"] {

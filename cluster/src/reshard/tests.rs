@@ -240,13 +240,35 @@ fn reshards_are_refused_as_the_stream_stands() {
 fn scale(from: u32, to: u32) {
     let mut snapshot = stream_of(from);
     let change = ReshardChange::ScaleTo { target: to };
+    let before = stream(&snapshot).clone();
     let begun = begin(&snapshot, "s", &change, 100).unwrap();
     apply(&mut snapshot, begun);
+    // The entry's size as checked up front bounds it through every round.
+    let first = stream(&snapshot).resharding.clone().unwrap();
+    let growth = growth_to_come(&before, Some(to), &first);
+    let placed = stream(&snapshot).clone();
+    let bound = plan::entry_bytes_max(&placed, &snapshot.nodes, growth);
+    let size = |s: &Snapshot| serde_json::to_vec(stream(s)).unwrap().len();
     let mut rounds = 0;
     while stream(&snapshot).resharding.is_some() {
         finish_now(&mut snapshot);
+        assert!(
+            size(&snapshot) <= bound,
+            "{from} to {to}: {} > {bound}",
+            size(&snapshot)
+        );
         rounds += 1;
         assert!(rounds <= 4, "{from} to {to} takes a few rounds");
+    }
+    // Without the later rounds' shards (the first round's alone), the bound falls short: the
+    // later rounds are counted, and must be.
+    let first_round_only = EntryGrowth {
+        shards: 0,
+        ..growth
+    };
+    if growth.shards > 0 {
+        let short = plan::entry_bytes_max(&placed, &snapshot.nodes, first_round_only);
+        assert!(size(&snapshot) > short, "{from} to {to}");
     }
     let s = stream(&snapshot);
     let mut open: Vec<(u128, u128)> = s

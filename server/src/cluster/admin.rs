@@ -171,9 +171,11 @@ pub async fn describe_stream<B: Backend>(
     let stream = front.stream(&name)?;
     let limit = input.limit.map_or(100, |l| l.min(100) as usize);
     let from = shards_after(&stream, input.exclusive_start_shard_id.as_deref())?;
-    // An expired shard (every record past retention, its replicas gone) is described no
-    // more, as single-node mode leaves it out.
-    let mut described = (from..stream.shards.len()).filter(|&i| !stream.shards[i].expired);
+    // A shard whose records may all have expired (retention passed since it closed, or
+    // marked expired) is described no more, as single-node mode leaves it out.
+    let now = crate::clock::now_ms();
+    let mut described =
+        (from..stream.shards.len()).filter(|&i| retained(&stream, &stream.shards[i], now));
     let shards = described
         .by_ref()
         .take(limit)
@@ -309,8 +311,11 @@ pub(super) fn open_shards_token(
 }
 
 /// Whether a closed shard may still hold records at `now` (retention not yet passed since
-/// it closed, and not expired: a longer retention brings none back). Open shards are.
-fn retained(stream: &StreamPlacement, shard: &ShardPlacement, now: u64) -> bool {
+/// it closed, and not expired: a longer retention brings none back). Open shards are. The
+/// one rule of DescribeStream, ListShards, GetShardIterator and GetRecords: a shard the
+/// controller has not marked expired yet is already gone for them once this node's clock
+/// says so, so they agree, also while this node's map is a moment behind its replicas'.
+pub(super) fn retained(stream: &StreamPlacement, shard: &ShardPlacement, now: u64) -> bool {
     let retention = stream.settings.retention_ms();
     !shard.expired
         && shard

@@ -7,6 +7,7 @@
 //! iterator, and a GetRecords that finds nothing new here, first pass a read barrier, so no
 //! read misses a put acknowledged before it began (on any node).
 
+use super::admin::retained;
 use super::token::Position;
 use super::{ClusterFront, incarnation};
 use crate::clock::now_ms;
@@ -296,10 +297,11 @@ fn put_result(
     }
 }
 
-/// Shard `shard` of `stream`, if the stream has it and it has not expired (its records are
-/// gone and it is listed no more: as Kinesis, no new iterator on it).
+/// Shard `shard` of `stream`, if the stream has it and it is retained (one whose records
+/// may all have expired is listed no more: as Kinesis, no new iterator on it).
 fn check_shard(stream: &StreamPlacement, shard: u32) -> Result<(), ApiError> {
-    if stream.shards.iter().any(|s| s.index == shard && !s.expired) {
+    let now = now_ms();
+    if (stream.shards.iter()).any(|s| s.index == shard && retained(stream, s, now)) {
         return Ok(());
     }
     Err(ReadError::ShardNotFound {
@@ -428,12 +430,14 @@ pub(super) fn stream_of<'m, B: Backend>(
         })
 }
 
-/// The shards split or merged from shard `parent`, as GetRecords names them at its end.
+/// The shards split or merged from shard `parent`, as GetRecords names them at its end (but
+/// one that expired since: it can no longer be read).
 fn children_of(stream: &StreamPlacement, parent: u32) -> Vec<ChildShard> {
+    let now = now_ms();
     stream
         .shards
         .iter()
-        .filter(|s| s.parents.contains(&parent))
+        .filter(|s| s.parents.contains(&parent) && retained(stream, s, now))
         .map(|child| ChildShard {
             shard_id: ShardId::new(child.index).to_string(),
             parent_shards: child
@@ -469,26 +473,28 @@ pub async fn get_records<B: Backend>(
     }
     let shard = stream.shards.iter().find(|s| s.index == position.shard);
     let ending = shard.and_then(|s| s.ending_seq);
-    // An expired shard's records are gone (and so are its replicas): an iterator taken
+    // A shard whose records have all expired (its replicas may be gone): an iterator taken
     // before goes on to its end and its children.
-    let expired = shard.is_some_and(|s| s.expired);
+    let expired = shard.is_some_and(|s| !retained(stream, s, now_ms()));
     let request = ReadRequest {
         from: ReadFrom::Position(position.next_seq),
         records_max: limit,
     };
-    let reply = match ending {
+    let ended_at = match ending {
+        Some(end) if position.next_seq >= end || expired => Some(position.next_seq.max(end)),
+        None if expired => Some(position.next_seq),
+        _ => None,
+    };
+    let reply = match ended_at {
         // At a closed shard's end, or anywhere in an expired one, the map answers: its
         // group need not be asked (it may have lost its quorum since, or be gone).
-        Some(end) if position.next_seq >= end || expired => {
-            let at = position.next_seq.max(end);
-            ReadReply {
-                records: Vec::new(),
-                from: at,
-                next: at,
-                end: at,
-                latest_timestamp_ms: 0,
-            }
-        }
+        Some(at) => ReadReply {
+            records: Vec::new(),
+            from: at,
+            next: at,
+            end: at,
+            latest_timestamp_ms: 0,
+        },
         _ => read(front, stream, position.shard, request).await?,
     };
     let incarnation = incarnation(stream);
@@ -512,7 +518,7 @@ pub async fn get_records<B: Backend>(
         _ => 0,
     };
     // A closed shard read to its end: no next iterator, its children instead.
-    let ended = ending.is_some_and(|end| next_seq >= end);
+    let ended = ended_at.is_some() || ending.is_some_and(|end| next_seq >= end);
     let output = GetRecordsOutput {
         records,
         next_shard_iterator: (!ended).then(|| {

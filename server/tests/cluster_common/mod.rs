@@ -26,18 +26,21 @@ pub struct Node {
 pub const SHARD_QUOTA: u32 = 6;
 
 pub async fn start(meta: &ClusterMeta<EmbeddedBackend>, name: &str) -> Node {
-    start_clocked(meta, name, Arc::new(sluice_core::SystemClock)).await
+    let system: Arc<dyn sluice_core::Clock> = Arc::new(sluice_core::SystemClock);
+    start_clocked(meta, name, (system.clone(), system)).await
 }
 
-/// A node whose controller (should it hold the office) reads `clock`: the times it writes
-/// and retention's.
+/// A node whose controller (should it hold the office) reads the first clock (the times it
+/// writes and retention's) and whose engine the second (records' arrival times and
+/// retention's).
 pub async fn start_clocked(
     meta: &ClusterMeta<EmbeddedBackend>,
     name: &str,
-    clock: Arc<dyn sluice_core::Clock>,
+    (controller_clock, engine_clock): (Arc<dyn sluice_core::Clock>, Arc<dyn sluice_core::Clock>),
 ) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServeConfig::new(dir.path());
+    config.engine_clock = sluice_server::EngineClock(engine_clock);
     config.cores = 1;
     config.segment_size_bytes = 1 << 20;
     config.shards_max = SHARD_QUOTA;
@@ -49,7 +52,7 @@ pub async fn start_clocked(
     node.controller.lease_ttl = Duration::from_secs(3);
     node.controller.tick = Duration::from_millis(200);
     node.controller.shard_quota = SHARD_QUOTA;
-    node.controller.clock = clock;
+    node.controller.clock = controller_clock;
     let engine = service.default_tenant().engine.clone();
     let peers = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cluster = Arc::new(
