@@ -18,6 +18,7 @@ use crate::error::MetaError;
 use crate::meta::{Change, ClusterMeta, Leadership, Snapshot};
 use crate::model::{NodeId, NodeInfo, Revision, StreamPlacement, StreamStatus};
 use crate::plan::{self, PlanError};
+use crate::reshard::limits::ReshardWindows;
 use crate::reshard::{self, ReshardChange};
 use crate::settings::{SettingsChange, StreamSettings};
 
@@ -38,6 +39,8 @@ pub struct ControllerConfig {
     pub lease_ttl: Duration,
     /// The account's open shards at most (over every stream not being deleted).
     pub shard_quota: u32,
+    /// UpdateShardCount calls a stream may take in any 24 hours (Kinesis: 10; 0: no limit).
+    pub update_shard_count_per_day_max: u32,
     /// The wall clock of the times it writes (a stream's creation, a shard's close) and of
     /// retention (a closed shard expires retention after it closed); replaceable in tests.
     pub clock: Arc<dyn Clock>,
@@ -52,6 +55,10 @@ impl std::fmt::Debug for ControllerConfig {
             .field("tick", &self.tick)
             .field("lease_ttl", &self.lease_ttl)
             .field("shard_quota", &self.shard_quota)
+            .field(
+                "update_shard_count_per_day_max",
+                &self.update_shard_count_per_day_max,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -65,6 +72,7 @@ impl Default for ControllerConfig {
             tick: Duration::from_secs(1),
             lease_ttl: Duration::from_secs(10),
             shard_quota: 10_000,
+            update_shard_count_per_day_max: 10,
             clock: Arc::new(SystemClock),
         }
     }
@@ -96,6 +104,8 @@ pub struct ControllerOffice<B: Backend> {
     /// Since when (ms from `started`) each node holding replicas has been seen gone.
     gone_since: BTreeMap<NodeId, u64>,
     started: Instant,
+    /// The resharding calls of the last second and day, for Kinesis' limits.
+    reshards: ReshardWindows,
 }
 
 impl<B: Backend> ControllerOffice<B> {
@@ -112,6 +122,7 @@ impl<B: Backend> ControllerOffice<B> {
             config,
             gone_since: BTreeMap::new(),
             started: Instant::now(),
+            reshards: ReshardWindows::default(),
         })
     }
 
@@ -200,10 +211,21 @@ impl<B: Backend> ControllerOffice<B> {
         change: &ReshardChange,
     ) -> Result<(StreamPlacement, Revision), ControllerError> {
         let quota = self.config.shard_quota;
+        let now_ms = self.config.clock.now_ms();
+        let per_day = self.config.update_shard_count_per_day_max;
+        let windows = &mut self.reshards;
+        let mut uid = None;
         let (changes, revision) = commit_planned_at(&self.meta, &self.leadership, |snapshot| {
+            // The stream's own refusals first (not found, not ACTIVE), as Kinesis orders them.
+            let stream = reshard::resharded(snapshot, name)?;
+            windows.check(stream.uid, change, now_ms, per_day)?;
+            uid = Some(stream.uid);
             reshard::begin(snapshot, name, change, quota)
         })
         .await?;
+        if let Some(uid) = uid {
+            self.reshards.record(uid, change, now_ms);
+        }
         match changes.into_iter().next() {
             Some(Change::PutStream { placement, .. }) => Ok((placement, revision)),
             // UpdateShardCount to the shards it has: nothing to write.

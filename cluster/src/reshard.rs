@@ -79,6 +79,36 @@ pub enum ReshardRefused {
         /// Open shards now.
         current: u32,
     },
+    /// More resharding calls in the last second than the account may make.
+    #[error("more than {per_second} resharding calls in a second")]
+    RateExceeded {
+        /// The calls a second allowed.
+        per_second: usize,
+    },
+    /// The stream had as many UpdateShardCount calls in the last 24 hours as it may.
+    #[error("{per_day} UpdateShardCount calls in the last 24 hours; the next in {next_in_ms} ms")]
+    UpdatesPerDay {
+        /// The calls a day allowed.
+        per_day: u32,
+        /// When the oldest of them leaves the window.
+        next_in_ms: u64,
+    },
+}
+
+/// Stream `name`, if it may be resharded as it stands: it exists, is ACTIVE and provisioned.
+pub fn resharded<'s>(snapshot: &'s Snapshot, name: &str) -> Result<&'s StreamPlacement, PlanError> {
+    let entry = snapshot
+        .streams
+        .get(name)
+        .ok_or_else(|| PlanError::StreamNotFound(name.to_owned()))?;
+    let stream = &entry.value;
+    if stream.status != StreamStatus::Active {
+        return Err(PlanError::NotActive(name.to_owned(), stream.status));
+    }
+    if stream.settings.on_demand {
+        return Err(ReshardRefused::OnDemand.into());
+    }
+    Ok(stream)
 }
 
 /// The parents one round closes and the key ranges of its children, each with its parents.
@@ -93,17 +123,8 @@ pub fn begin(
     change: &ReshardChange,
     shard_quota: u32,
 ) -> Result<Vec<Change>, PlanError> {
-    let entry = snapshot
-        .streams
-        .get(name)
-        .ok_or_else(|| PlanError::StreamNotFound(name.to_owned()))?;
-    let stream = &entry.value;
-    if stream.status != StreamStatus::Active {
-        return Err(PlanError::NotActive(name.to_owned(), stream.status));
-    }
-    if stream.settings.on_demand {
-        return Err(ReshardRefused::OnDemand.into());
-    }
+    let stream = resharded(snapshot, name)?;
+    let entry = &snapshot.streams[name];
     let (round, target) = match *change {
         ReshardChange::Split {
             shard,
@@ -343,6 +364,8 @@ fn next_round(stream: &StreamPlacement, target: u32) -> Option<Round> {
     }
     (!parents.is_empty()).then_some((parents, children))
 }
+
+pub mod limits;
 
 #[cfg(test)]
 mod tests;

@@ -37,9 +37,7 @@ impl ReshardLimits {
             calls.pop_front();
         }
         if calls.len() >= RESHARDS_PER_SECOND_MAX {
-            return Err(ApiError::limit_exceeded(format!(
-                "Rate exceeded for resharding calls under account {account}: at most {RESHARDS_PER_SECOND_MAX} per second."
-            )));
+            return Err(rate_exceeded(account, RESHARDS_PER_SECOND_MAX));
         }
         Ok(())
     }
@@ -74,10 +72,12 @@ impl ReshardLimits {
         }
         if times.len() >= per_day_max as usize {
             let next_ms = times.front().map_or(now_ms, |&t| t + DAY_MS);
-            return Err(ApiError::limit_exceeded(format!(
-                "Stream {stream} under account {account} has had {per_day_max} UpdateShardCount calls in the last 24 hours, the most allowed; the next is possible in {} minutes.",
-                (next_ms - now_ms).div_ceil(60_000)
-            )));
+            return Err(updates_exceeded(
+                stream,
+                account,
+                per_day_max,
+                next_ms - now_ms,
+            ));
         }
         Ok(())
     }
@@ -90,6 +90,27 @@ impl ReshardLimits {
             .or_default()
             .push_back(now_ms);
     }
+}
+
+/// More than `per_second` resharding calls in a second under `account`.
+pub(crate) fn rate_exceeded(account: &str, per_second: usize) -> ApiError {
+    ApiError::limit_exceeded(format!(
+        "Rate exceeded for resharding calls under account {account}: at most {per_second} per second."
+    ))
+}
+
+/// Stream `stream` had `per_day` UpdateShardCount calls in the last 24 hours; the next is
+/// possible in `next_in_ms`.
+pub(crate) fn updates_exceeded(
+    stream: &str,
+    account: &str,
+    per_day: u32,
+    next_in_ms: u64,
+) -> ApiError {
+    ApiError::limit_exceeded(format!(
+        "Stream {stream} under account {account} has had {per_day} UpdateShardCount calls in the last 24 hours, the most allowed; the next is possible in {} minutes.",
+        next_in_ms.div_ceil(60_000)
+    ))
 }
 
 /// Refuses a request that would add `new_shards` shards when the process has too few file

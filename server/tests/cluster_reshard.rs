@@ -445,3 +445,53 @@ async fn a_closed_shard_expires_once_retention_passed() {
         node.cluster.stop().await.unwrap();
     }
 }
+
+/// Kinesis' limits on resharding calls, kept by the controller on its clock: five a second
+/// for the account, ten UpdateShardCount calls a stream in any 24 hours (LimitExceeded, with
+/// single-node mode's wording); calls through different nodes count together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resharding_calls_are_limited_per_second_and_per_day() {
+    let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
+    let system: Arc<dyn sluice_core::Clock> = Arc::new(sluice_core::SystemClock);
+    let controllers = Arc::new(ManualClock::new(system.now_ms()));
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let clocks = (controllers.clone() as _, system.clone());
+        nodes.push(start_clocked(&meta, name, clocks).await);
+    }
+    eventually("a controller is elected", async || {
+        meta.controller().await.unwrap().is_some()
+    })
+    .await;
+    let create = json!({"StreamName": "orders", "ShardCount": 1});
+    ok(&nodes[0], "CreateStream", create).await;
+    active_everywhere(&nodes).await;
+    // UpdateShardCount to the count the stream has: a call that changes nothing, and counts.
+    let same =
+        json!({"StreamName": "orders", "TargetShardCount": 1, "ScalingType": "UNIFORM_SCALING"});
+    let limited = async |i: usize| {
+        let (status, reply) = call(&nodes[i % 3], "UpdateShardCount", same.clone()).await;
+        assert_eq!(status, 400, "{reply}");
+        assert_eq!(reply["__type"], "LimitExceededException", "{reply}");
+        reply["message"].as_str().unwrap().to_owned()
+    };
+    for second in 0..2 {
+        for i in 0..5 {
+            ok(&nodes[i % 3], "UpdateShardCount", same.clone()).await;
+        }
+        let refused = limited(second).await;
+        assert!(refused.contains("at most 5 per second"), "{refused}");
+        controllers.advance_ms(1_000);
+    }
+    let refused = limited(2).await;
+    assert!(
+        refused.contains("has had 10 UpdateShardCount calls in the last 24 hours"),
+        "{refused}"
+    );
+    // Other resharding calls are not held by the day's count.
+    let split = json!({"StreamName": "orders", "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": (1u128 << 127).to_string()});
+    ok(&nodes[1], "SplitShard", split).await;
+    for node in &nodes {
+        node.cluster.stop().await.unwrap();
+    }
+}

@@ -77,6 +77,8 @@ pub async fn join(
     config.controller.replication = args.replication;
     config.controller.replace_after = Duration::from_secs(args.replace_after_secs);
     config.controller.shard_quota = service.config.shards_max;
+    config.controller.update_shard_count_per_day_max =
+        service.config.update_shard_count_per_day_max;
     let engine = service.default_tenant().engine.clone();
     let node = ClusterNode::start(meta, engine, peers, config)
         .await

@@ -70,6 +70,16 @@ fn reshard_error(
                 current,
             }
         }
+        ReshardRefused::RateExceeded { per_second } => {
+            return crate::reshard_limits::rate_exceeded(&front.tenant.account, per_second);
+        }
+        ReshardRefused::UpdatesPerDay {
+            per_day,
+            next_in_ms,
+        } => {
+            let account = &front.tenant.account;
+            return crate::reshard_limits::updates_exceeded(&stream, account, per_day, next_in_ms);
+        }
         other => return ApiError::internal(other.to_string()),
     }
     .into()
