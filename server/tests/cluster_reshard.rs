@@ -340,6 +340,27 @@ fn holds(node: &Node, uid: u64, shard: u32) -> bool {
     node.cluster.replica(group).is_some() || on_disk.contains(&id)
 }
 
+/// Three nodes whose controllers and engines read the clocks given, a controller elected,
+/// and stream `orders` of one shard ACTIVE on every node.
+async fn one_shard_on_three(
+    meta: &ClusterMeta<EmbeddedBackend>,
+    (controllers, engines): (Arc<dyn sluice_core::Clock>, Arc<dyn sluice_core::Clock>),
+) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let clocks = (controllers.clone(), engines.clone());
+        nodes.push(start_clocked(meta, name, clocks).await);
+    }
+    eventually("a controller is elected", async || {
+        meta.controller().await.unwrap().is_some()
+    })
+    .await;
+    let create = json!({"StreamName": "orders", "ShardCount": 1});
+    ok(&nodes[0], "CreateStream", create).await;
+    active_everywhere(&nodes).await;
+    nodes
+}
+
 /// How `node` answers for shard 0 once it expired (split into 1 and 2): listed and described
 /// no more (its children still naming it), no new iterator on it (`parent` asks for one),
 /// and `taken_before` answering its end and its children.
@@ -382,18 +403,7 @@ async fn a_closed_shard_expires_once_retention_passed() {
     let now = sluice_core::SystemClock.now_ms();
     let controllers = Arc::new(ManualClock::new(now));
     let engines = Arc::new(ManualClock::new(now));
-    let mut nodes = Vec::new();
-    for name in ["a", "b", "c"] {
-        let clocks = (controllers.clone() as _, engines.clone() as _);
-        nodes.push(start_clocked(&meta, name, clocks).await);
-    }
-    eventually("a controller is elected", async || {
-        meta.controller().await.unwrap().is_some()
-    })
-    .await;
-    let create = json!({"StreamName": "orders", "ShardCount": 1});
-    ok(&nodes[0], "CreateStream", create).await;
-    active_everywhere(&nodes).await;
+    let nodes = one_shard_on_three(&meta, (controllers.clone(), engines.clone())).await;
     let put = json!({"StreamName": "orders", "PartitionKey": "k", "Data": base64(b"before")});
     ok(&nodes[1], "PutRecord", put).await;
     let parent = json!({"StreamName": "orders", "ShardId": "shardId-000000000000", "ShardIteratorType": "TRIM_HORIZON"});
@@ -454,18 +464,7 @@ async fn resharding_calls_are_limited_per_second_and_per_day() {
     let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
     let system: Arc<dyn sluice_core::Clock> = Arc::new(sluice_core::SystemClock);
     let controllers = Arc::new(ManualClock::new(system.now_ms()));
-    let mut nodes = Vec::new();
-    for name in ["a", "b", "c"] {
-        let clocks = (controllers.clone() as _, system.clone());
-        nodes.push(start_clocked(&meta, name, clocks).await);
-    }
-    eventually("a controller is elected", async || {
-        meta.controller().await.unwrap().is_some()
-    })
-    .await;
-    let create = json!({"StreamName": "orders", "ShardCount": 1});
-    ok(&nodes[0], "CreateStream", create).await;
-    active_everywhere(&nodes).await;
+    let nodes = one_shard_on_three(&meta, (controllers.clone(), system)).await;
     // UpdateShardCount to the count the stream has: a call that changes nothing, and counts.
     let same =
         json!({"StreamName": "orders", "TargetShardCount": 1, "ScalingType": "UNIFORM_SCALING"});
