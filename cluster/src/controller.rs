@@ -329,8 +329,11 @@ impl<B: Backend> ControllerOffice<B> {
                     Settled::Created => plan::activate(snapshot, name, uid),
                     Settled::Deleted => plan::forget(snapshot, name, uid),
                     Settled::Updated => plan::activate(snapshot, name, uid),
-                    Settled::Closed(endings) => {
-                        reshard::finish(snapshot, name, uid, endings, clock.now_ms())?
+                    Settled::Closed(endings, last_record_ms) => {
+                        // Never before a record of the shards: the front and expiry count
+                        // retention from it.
+                        let closed_ms = clock.now_ms().max(*last_record_ms);
+                        reshard::finish(snapshot, name, uid, endings, closed_ms)?
                     }
                 })
             })
@@ -355,7 +358,7 @@ enum Settled {
     /// No reshard under way, every open shard leads: ACTIVE.
     Updated,
     /// The reshard's parents closed at these ends: the children in.
-    Closed(BTreeMap<u32, u64>),
+    Closed(BTreeMap<u32, u64>, u64),
 }
 
 /// Asks the data plane whether `stream`'s passing state has ended.
@@ -391,12 +394,14 @@ async fn settled(
                 let (probe, stream, nodes) = (probe.clone(), stream.clone(), nodes.clone());
                 closes.spawn(async move { (parent, probe.close(&stream, parent, &nodes).await) });
             }
-            let mut endings = BTreeMap::new();
+            let (mut endings, mut last_record_ms) = (BTreeMap::new(), 0);
             while let Some(closed) = closes.join_next().await {
-                let (parent, end) = closed.ok()?;
-                endings.insert(parent, end?);
+                let (parent, closed) = closed.ok()?;
+                let (end, time) = closed?;
+                endings.insert(parent, end);
+                last_record_ms = last_record_ms.max(time);
             }
-            Some(Settled::Closed(endings))
+            Some(Settled::Closed(endings, last_record_ms))
         }
         (StreamStatus::Updating, None) => probe
             .leading(stream, nodes)
@@ -423,13 +428,14 @@ pub trait GroupProbe: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = bool> + Send;
 
     /// Closes shard `shard` of `stream` for a reshard (its group commits a close entry) and
-    /// answers its end, the close entry's log number; `None` if that could not be done now.
+    /// answers its end, the close entry's log number, and its last record's arrival time (ms);
+    /// `None` if that could not be done now.
     fn close(
         &self,
         stream: &StreamPlacement,
         shard: u32,
         nodes: &BTreeMap<NodeId, NodeInfo>,
-    ) -> impl Future<Output = Option<u64>> + Send;
+    ) -> impl Future<Output = Option<(u64, u64)>> + Send;
 
     /// Whether closed shard `shard` of `stream` holds no readable record any more: each of
     /// its replicas that answers has every record past retention (by its own node's clock),
@@ -462,7 +468,7 @@ impl GroupProbe for NoProbe {
         _: &StreamPlacement,
         _: u32,
         _: &BTreeMap<NodeId, NodeInfo>,
-    ) -> Option<u64> {
+    ) -> Option<(u64, u64)> {
         None
     }
 

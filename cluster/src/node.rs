@@ -1050,13 +1050,16 @@ impl<B: Backend> PeerHandler for NodeCalls<B> {
                 Ok(encode(&answer))
             }
             "drained" => {
-                // Whether this node's replica of the shard holds no readable record any more
-                // (every one past retention by this node's clock); `None`: it does not run it.
-                let (stream_uid, shard): (u64, u32) = decode(&body)?;
+                // Whether this node's replica of the shard holds no readable record any more:
+                // it applied up to the shard's end (one behind judges only what it has) and
+                // every record is past retention by this node's clock. `None`: it does not
+                // run the group.
+                let (stream_uid, shard, end): (u64, u32, u64) = decode(&body)?;
                 let running = self.raft.group(GroupId { stream_uid, shard });
                 let drained = running.map(|running| {
                     let reader = running.replica.reader();
-                    reader.trim_horizon() >= reader.next_seq()
+                    let next = reader.next_seq();
+                    next >= end && reader.trim_horizon() >= next
                 });
                 Ok(encode(&drained))
             }
@@ -1113,7 +1116,7 @@ impl GroupProbe for DataProbe {
         stream: &StreamPlacement,
         shard: u32,
         nodes: &BTreeMap<NodeId, NodeInfo>,
-    ) -> Option<u64> {
+    ) -> Option<(u64, u64)> {
         let group = GroupId {
             stream_uid: stream.uid,
             shard,
@@ -1131,11 +1134,14 @@ impl GroupProbe for DataProbe {
         let Some(placement) = stream.shards.iter().find(|s| s.index == shard) else {
             return false;
         };
+        let Some(end) = placement.ending_seq else {
+            return false;
+        };
         let mut asks = tokio::task::JoinSet::new();
         for id in &placement.replicas {
             let Some(node) = nodes.get(id) else { continue };
             let (peers, address) = (self.peers.clone(), node.peer_address.clone());
-            let body = encode(&(stream.uid, shard));
+            let body = encode(&(stream.uid, shard, end));
             asks.spawn(async move {
                 let asked = peers.call(&address, NODE_CALLS, "drained", body).await;
                 asked

@@ -315,8 +315,14 @@ pub fn configure(
     }
     let mut placement = stream.value.clone();
     crate::settings::apply(&mut placement.settings, change)?;
-    // Tags grow the entry too.
-    check_entry_size(&placement, &snapshot.nodes, EntryGrowth::default())?;
+    // Tags grow the entry too, and must leave a reshard under way the room it counted on.
+    let growth = placement
+        .resharding
+        .as_ref()
+        .map_or_else(EntryGrowth::default, |r| {
+            crate::reshard::growth_to_come(&placement, r.target, r)
+        });
+    check_entry_size(&placement, &snapshot.nodes, growth)?;
     Ok(vec![Change::PutStream {
         placement,
         replaces: Some(stream.revision),

@@ -230,7 +230,15 @@ pub fn finish(
     if let Some(target) = resharding.target
         && let Some(round) = next_round(&placement, target)
     {
-        placement.resharding = Some(place_round(snapshot, &placement, round, Some(target))?);
+        // Too few live nodes for the next round's children now: this round's end is written
+        // all the same (its parents refuse puts already), and the next round is planned again
+        // by a later pass (an intent with nothing to close).
+        let next = place_round(snapshot, &placement, round, Some(target));
+        placement.resharding = Some(next.unwrap_or_else(|_| Resharding {
+            parents: vec![],
+            children: vec![],
+            target: Some(target),
+        }));
     }
     Ok(vec![Change::PutStream {
         placement,
@@ -296,7 +304,7 @@ fn place_round(
 /// closings; for a scaling to `target`, each split adds two shards and closes one, then each
 /// merge of neighbours (`open + splits - target` of them, down to the target) adds one and
 /// closes two (the first round's included: none is written yet).
-fn growth_to_come(
+pub(crate) fn growth_to_come(
     stream: &StreamPlacement,
     target: Option<u32>,
     first: &Resharding,

@@ -392,9 +392,10 @@ async fn a_close_entry_ends_the_shard_on_every_replica_across_failover_and_resta
     let end = client(follower)
         .close(GROUP, &[])
         .await
-        .expect("the close commits");
+        .expect("the close commits")
+        .0;
     assert_eq!(end, acknowledged.keys().last().unwrap() + 1);
-    assert_eq!(client(first_leader).close(GROUP, &[]).await.unwrap(), end);
+    assert_eq!(client(first_leader).close(GROUP, &[]).await.unwrap().0, end);
     for node in &all {
         refuses_as_closed(node).await;
     }

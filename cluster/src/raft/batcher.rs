@@ -18,8 +18,12 @@ use super::entry::CLOSED;
 use super::{NewRecord, ShardRaft, ShardWrite, ShardWritten};
 use openraft::Raft;
 use openraft::error::{ClientWriteError, RaftError};
+use sluice_storage::format::{BATCH_HEADER_MAX_LEN, RECORD_HEADER_LEN};
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// Why a write is refused while the group's queue is full (retryable).
+pub(super) const BUSY: &str = "the shard's group has more writes waiting than it takes; retry";
 
 /// Entries of coalesced writes a group has on their way through Raft at once: one being
 /// flushed on the leader while the one before is being replicated. (1, 2, 4 and 8 measured
@@ -28,13 +32,20 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 const IN_FLIGHT: usize = 2;
 /// One entry holds at most this many records (a PutRecords' most)...
 const RECORDS_MAX: usize = sluice_core::limits::PUT_BATCH_RECORDS_MAX;
-/// ...and this many bytes of keys and data (a write larger than this goes alone).
-const BYTES_MAX: usize = 1 << 20;
+/// ...and this many bytes as the log encodes them (a write larger than this goes alone): well
+/// under what a log of small segments takes in one batch (a shared entry the log refused as
+/// too large would be written again one caller at a time).
+const BYTES_MAX: usize = 256 << 10;
+/// Bytes of records waiting in a group's queue at most: past it a write is refused at once
+/// (retryable), rather than held while the leader cannot keep up.
+const WAITING_BYTES_MAX: usize = 64 << 20;
 
 /// A caller's write waiting for its entry.
 struct Waiting {
     records: Vec<NewRecord>,
     reply: oneshot::Sender<Answer<ShardWritten>>,
+    /// Its room in the queue, given back as it leaves the queue.
+    _room: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// The way into a group's writes (cheap to clone; the task ends when every clone is gone).
@@ -42,6 +53,8 @@ struct Waiting {
 pub struct WriteQueue {
     sender: mpsc::UnboundedSender<Waiting>,
     raft: Raft<ShardRaft>,
+    /// Room left in the queue, in bytes (`WAITING_BYTES_MAX` in all).
+    room: Arc<Semaphore>,
 }
 
 impl WriteQueue {
@@ -49,18 +62,35 @@ impl WriteQueue {
     pub(super) fn start(raft: Raft<ShardRaft>) -> WriteQueue {
         let (sender, receiver) = mpsc::unbounded_channel();
         tokio::spawn(run(raft.clone(), receiver));
-        WriteQueue { sender, raft }
+        let room = Arc::new(Semaphore::new(WAITING_BYTES_MAX));
+        WriteQueue { sender, raft, room }
     }
 
     /// Writes `records` (with whatever other writes wait with them) and answers where they
     /// landed.
     pub(super) async fn write(&self, records: Vec<NewRecord>) -> Answer<ShardWritten> {
-        if records.is_empty() {
-            // Refused as an empty write, which it would not be among others.
+        let leads = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            metrics.current_leader == Some(metrics.id)
+        };
+        if records.is_empty() || !leads {
+            // Refused as an empty write, which it would not be among others; not the leader
+            // (as far as this node knows): told so at once, with the leader to ask.
             return write(&self.raft, records).await;
         }
+        let bytes =
+            u32::try_from(encoded_size(&records).min(WAITING_BYTES_MAX)).unwrap_or(u32::MAX);
+        let Ok(room) = self.room.clone().try_acquire_many_owned(bytes) else {
+            return Answer::Failed(BUSY.into());
+        };
         let (reply, answer) = oneshot::channel();
-        if self.sender.send(Waiting { records, reply }).is_err() {
+        let waiting = Waiting {
+            records,
+            reply,
+            _room: room,
+        };
+        if self.sender.send(waiting).is_err() {
             return Answer::Failed("the group is stopping".into());
         }
         answer
@@ -84,10 +114,18 @@ async fn run(raft: Raft<ShardRaft>, mut receiver: mpsc::UnboundedReceiver<Waitin
                 None => return,
             },
         };
+        // A caller that stopped waiting (its time ran out) is not written.
+        if first.reply.is_closed() {
+            drop(slot);
+            continue;
+        }
         let mut batch = vec![first];
-        let (mut records, mut bytes) = (batch[0].records.len(), size(&batch[0].records));
+        let (mut records, mut bytes) = (batch[0].records.len(), encoded_size(&batch[0].records));
         while let Ok(next) = receiver.try_recv() {
-            let (more, more_bytes) = (next.records.len(), size(&next.records));
+            if next.reply.is_closed() {
+                continue;
+            }
+            let (more, more_bytes) = (next.records.len(), encoded_size(&next.records));
             if records + more > RECORDS_MAX || bytes + more_bytes > BYTES_MAX {
                 held_over = Some(next);
                 break;
@@ -103,11 +141,13 @@ async fn run(raft: Raft<ShardRaft>, mut receiver: mpsc::UnboundedReceiver<Waitin
     }
 }
 
-fn size(records: &[NewRecord]) -> usize {
-    records
-        .iter()
-        .map(|r| r.partition_key.len() + r.data.len())
-        .sum()
+/// Bytes `records` take as the log encodes them (each record's header and padding too).
+fn encoded_size(records: &[NewRecord]) -> usize {
+    let each = RECORD_HEADER_LEN + 7;
+    (records.iter())
+        .map(|r| r.partition_key.len() + r.data.len() + each)
+        .sum::<usize>()
+        + BATCH_HEADER_MAX_LEN
 }
 
 /// Writes one entry of `batch`'s records and answers each caller its part; a refusal that is
@@ -126,9 +166,16 @@ async fn write_batch(raft: &Raft<ShardRaft>, batch: Vec<Waiting>) {
     match write(raft, merged).await {
         Answer::Done(written) if written.refused.as_deref().is_some_and(|r| r != CLOSED) => {
             // One caller's records made the log refuse the entry: each alone, so the refusal
-            // is that caller's only (a refused entry wrote nothing).
-            for (records, reply) in records.into_iter().zip(replies) {
-                let _ = reply.send(write(raft, records).await);
+            // is that caller's only (a refused entry wrote nothing). All at once: callers
+            // sharing an entry need no order among themselves.
+            let alone = records.into_iter().zip(replies).map(|(records, reply)| {
+                let raft = raft.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(write(&raft, records).await);
+                })
+            });
+            for written in alone.collect::<Vec<_>>() {
+                let _ = written.await;
             }
         }
         Answer::Done(written) if written.refused.is_none() => {

@@ -126,17 +126,19 @@ impl ShardClient {
     }
 
     /// Closes `group`'s shard for a reshard (a close entry, through its leader, as
-    /// [`ShardClient::write`] goes) and returns its end: the close entry's log number, every
-    /// record of the shard being numbered below it. Closing a closed shard answers its end.
+    /// [`ShardClient::write`] goes) and returns its end, the close entry's log number (every
+    /// record of the shard is numbered below it), and the close entry's time, its last
+    /// record's arrival time (ms; a control entry carries it). Closing a closed shard answers
+    /// its end again.
     pub async fn close(
         &self,
         group: GroupId,
         replicas: &[(u64, String)],
-    ) -> Result<u64, ClientError> {
+    ) -> Result<(u64, u64), ClientError> {
         let written = self
             .submit(group, || ShardWrite::Close, ("close", &()), replicas)
             .await?;
-        Ok(written.base_seq)
+        Ok((written.base_seq, written.timestamp_ms))
     }
 
     /// Hands a write to `group`'s leader: this node's group (`make` makes it), or the one

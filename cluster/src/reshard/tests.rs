@@ -355,3 +355,39 @@ fn a_reshard_past_the_entry_size_is_refused_up_front() {
     };
     assert!(begin(&snapshot, "s", &split, 100).is_ok());
 }
+
+/// A scaling whose next round cannot be placed (a node gone between rounds) still writes the
+/// round that closed (its parents refuse puts already), keeps its target with nothing to
+/// close, and goes on once the round can be placed.
+#[test]
+fn a_round_that_cannot_be_placed_waits_and_the_one_before_ends_all_the_same() {
+    let mut snapshot = stream_of(3);
+    let scale = ReshardChange::ScaleTo { target: 2 };
+    let begun = begin(&snapshot, "s", &scale, 100).unwrap();
+    apply(&mut snapshot, begun);
+    let first = stream(&snapshot).resharding.clone().unwrap();
+    let (id, node) = snapshot.nodes.pop_last().unwrap();
+    finish_now(&mut snapshot);
+    let s = stream(&snapshot);
+    assert!(first.parents.iter().all(|&p| s.shards[p as usize].closed));
+    assert!(first.children.iter().all(|c| s.shards.contains(c)));
+    let waiting = Resharding {
+        parents: vec![],
+        children: vec![],
+        target: Some(2),
+    };
+    assert_eq!(s.resharding, Some(waiting));
+    snapshot.nodes.insert(id, node);
+    let mut rounds = 0;
+    while stream(&snapshot).resharding.is_some() {
+        finish_now(&mut snapshot);
+        rounds += 1;
+        assert!(rounds <= 4);
+    }
+    let open = stream(&snapshot)
+        .shards
+        .iter()
+        .filter(|s| !s.closed)
+        .count();
+    assert_eq!(open, 2);
+}
