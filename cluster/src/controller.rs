@@ -333,7 +333,7 @@ impl<B: Backend> ControllerOffice<B> {
                         // Never before a record of the shards: the front and expiry count
                         // retention from it.
                         let closed_ms = clock.now_ms().max(*last_record_ms);
-                        reshard::finish(snapshot, name, uid, endings, closed_ms)?
+                        reshard::finish(snapshot, name, uid, endings, closed_ms)
                     }
                 })
             })
@@ -596,10 +596,10 @@ impl Request {
 }
 
 /// Runs the controller for `node` until `requests` closes or `stop` resolves (which resigns
-/// the office if held): campaigns, then serves requests, repairs, settles streams in
-/// passing states (asking `probe`) and expires closed shards every tick while the office holds, and campaigns again
-/// when it is lost. Requests that arrive while this node is
-/// not the controller wait for its election; one whose caller stopped waiting is dropped.
+/// the office if held): campaigns, then serves requests, repairs, settles streams in passing
+/// states and expires closed shards (asking `probe`) every tick while the office holds, and
+/// campaigns again when it is lost. Requests that arrive while this node is not the
+/// controller wait for its election; one whose caller stopped waiting is dropped.
 pub async fn run<B: Backend>(
     meta: ClusterMeta<B>,
     node: NodeId,

@@ -472,14 +472,14 @@ pub fn due_to_expire(snapshot: &Snapshot, now_ms: u64) -> Vec<(StreamPlacement, 
 pub fn expire(snapshot: &Snapshot, now_ms: u64, drained: &BTreeSet<(u64, u32)>) -> Vec<Change> {
     let mut changes = Vec::new();
     for stream in snapshot.streams.values() {
-        let due = |shard: &ShardPlacement| {
+        let expiring = |shard: &ShardPlacement| {
             due(&stream.value, shard, now_ms) && drained.contains(&(stream.value.uid, shard.index))
         };
-        if !stream.value.shards.iter().any(due) {
+        if !stream.value.shards.iter().any(expiring) {
             continue;
         }
         let mut placement = stream.value.clone();
-        for shard in placement.shards.iter_mut().filter(|s| due(s)) {
+        for shard in placement.shards.iter_mut().filter(|s| expiring(s)) {
             shard.expired = true;
             shard.replicas.clear();
             shard.epoch += 1;

@@ -197,32 +197,33 @@ pub fn begin(
 }
 
 /// Ends the reshard under way on stream `name` (of uid `uid`), each parent closed at its end
-/// in `endings` (every one must be there) at `now_ms`: the parents closed in the map, the
-/// children added, and UpdateShardCount's next round begun if the target is not reached. The stream
-/// stays `UPDATING` until its new shards lead ([`crate::plan::activate`]).
+/// in `endings` (every one must be there) at `closed_ms`: the parents closed in the map, the
+/// children added, and UpdateShardCount's next round begun if the target is not reached (or
+/// left to a later pass when it cannot be placed yet). The stream stays `UPDATING` until its
+/// new shards lead ([`crate::plan::activate`]).
 pub fn finish(
     snapshot: &Snapshot,
     name: &str,
     uid: u64,
     endings: &BTreeMap<u32, u64>,
-    now_ms: u64,
-) -> Result<Vec<Change>, PlanError> {
+    closed_ms: u64,
+) -> Vec<Change> {
     let Some(entry) = snapshot.streams.get(name) else {
-        return Ok(vec![]);
+        return vec![];
     };
     let stream = &entry.value;
     let Some(resharding) = stream.resharding.as_ref().filter(|_| stream.uid == uid) else {
-        return Ok(vec![]);
+        return vec![];
     };
     if !resharding.parents.iter().all(|p| endings.contains_key(p)) {
-        return Ok(vec![]);
+        return vec![];
     }
     let mut placement = stream.clone();
     for shard in &mut placement.shards {
         if let Some(&end) = endings.get(&shard.index) {
             shard.closed = true;
             shard.ending_seq = Some(end);
-            shard.closed_ms = Some(now_ms);
+            shard.closed_ms = Some(closed_ms);
         }
     }
     placement.shards.extend(resharding.children.iter().cloned());
@@ -240,10 +241,10 @@ pub fn finish(
             target: Some(target),
         }));
     }
-    Ok(vec![Change::PutStream {
+    vec![Change::PutStream {
         placement,
         replaces: Some(entry.revision),
-    }])
+    }]
 }
 
 fn open(stream: &StreamPlacement) -> impl Iterator<Item = &ShardPlacement> {

@@ -120,7 +120,9 @@ async fn run(raft: Raft<ShardRaft>, mut receiver: mpsc::UnboundedReceiver<Waitin
             continue;
         }
         let mut batch = vec![first];
-        let (mut records, mut bytes) = (batch[0].records.len(), encoded_size(&batch[0].records));
+        // The entry's bytes: its header once, then each write's records.
+        let first_bytes = BATCH_HEADER_MAX_LEN + encoded_size(&batch[0].records);
+        let (mut records, mut bytes) = (batch[0].records.len(), first_bytes);
         while let Ok(next) = receiver.try_recv() {
             if next.reply.is_closed() {
                 continue;
@@ -141,13 +143,13 @@ async fn run(raft: Raft<ShardRaft>, mut receiver: mpsc::UnboundedReceiver<Waitin
     }
 }
 
-/// Bytes `records` take as the log encodes them (each record's header and padding too).
+/// Bytes `records` take in an entry as the log encodes them (each record's header and
+/// padding too; the entry's own header apart).
 fn encoded_size(records: &[NewRecord]) -> usize {
     let each = RECORD_HEADER_LEN + 7;
     (records.iter())
         .map(|r| r.partition_key.len() + r.data.len() + each)
-        .sum::<usize>()
-        + BATCH_HEADER_MAX_LEN
+        .sum()
 }
 
 /// Writes one entry of `batch`'s records and answers each caller its part; a refusal that is

@@ -73,7 +73,7 @@ fn finish_now(snapshot: &mut Snapshot) {
         .map(|&p| (p, 10 * (u64::from(p) + 1)))
         .collect();
     let uid = stream(snapshot).uid;
-    let finished = finish(snapshot, "s", uid, &endings, 1_000).unwrap();
+    let finished = finish(snapshot, "s", uid, &endings, 1_000);
     assert_eq!(finished.len(), 1);
     apply(snapshot, finished);
 }
@@ -135,7 +135,7 @@ fn a_split_begins_updating_then_closes_the_parent_and_adds_both_children() {
     );
     assert!(crate::plan::check_shard_quota(&snapshot, 1, 3).is_ok());
     let uid = s.uid;
-    let partial = finish(&snapshot, "s", uid, &BTreeMap::new(), 1_000).unwrap();
+    let partial = finish(&snapshot, "s", uid, &BTreeMap::new(), 1_000);
     assert!(partial.is_empty(), "not before every parent is closed");
     assert!(
         plan::activate(&snapshot, "s", uid).is_empty(),
