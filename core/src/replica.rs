@@ -46,6 +46,10 @@ pub enum ReplicaError {
 /// A replica's log as the core holds it.
 pub(crate) type ReplicaLog = Rc<ShardLog<EngineIo>>;
 
+/// A new entry appended, and a copy of it as the log holds it (`None`: it could not be read
+/// back).
+type AppendedCopy = (Appended, Option<Vec<u8>>);
+
 /// A handle on an open replica: cheap to clone, `Send + Sync`.
 #[derive(Clone)]
 pub struct Replica {
@@ -231,6 +235,25 @@ impl Replica {
         durability: Durability,
     ) -> Call<impl Future<Output = Result<Appended, ReplicaError>> + Send + '_> {
         self.with_log(move |log| async move { log.append_entry(batch, entry, durability).await })
+    }
+
+    /// Appends a new entry as its leader, as [`Replica::append_entry`] does, and answers with a
+    /// copy of it as the log now holds it (what [`Replica::entries`] would copy; `None` if it
+    /// cannot be read back), taken in the same call: a leader that ships and applies the entry
+    /// then needs no read of its own, each of which is a trip to the replica's core.
+    pub fn append_entry_copied(
+        &self,
+        batch: EncodedBatch,
+        entry: EntryId,
+        durability: Durability,
+    ) -> Call<impl Future<Output = Result<AppendedCopy, ReplicaError>> + Send + '_> {
+        self.with_log(move |log| async move {
+            let appended = log.append_entry(batch, entry, durability).await?;
+            // A read that fails leaves the copy out: the entry is in the log all the same.
+            let copy = (log.entries(entry.index..entry.index + 1, u64::MAX).ok())
+                .and_then(|mut copies| copies.pop());
+            Ok((appended, copy))
+        })
     }
 
     /// Appends entries received from the leader, in order, each as the leader's log holds it

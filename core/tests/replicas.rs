@@ -1,6 +1,7 @@
 //! Replicated logs hosted by the engine (cluster mode's storage seam): a leader's replica on one
 //! engine and a follower's on another, driven from tokio tasks and from a plain thread, kept
-//! record-identical, committed, truncated, reopened with their state, removed; and the errors.
+//! record-identical (the copy a leader keeps of an entry it appends is its log's), committed,
+//! truncated, reopened with their state, removed; and the errors.
 
 mod common;
 
@@ -61,10 +62,23 @@ async fn replicate(
 ) {
     let first = *range.start();
     for index in range {
-        let appended = leader
-            .append_entry(batch(term, index), entry(term, index), Durability::Durable)
-            .await
-            .unwrap();
+        let (new, id) = (batch(term, index), entry(term, index));
+        let appended = if index.is_multiple_of(2) {
+            leader
+                .append_entry(new, id, Durability::Durable)
+                .await
+                .unwrap()
+        } else {
+            // The copy a leader keeps to ship and apply is the entry as its log holds it.
+            let (appended, copy) = leader
+                .append_entry_copied(new, id, Durability::Durable)
+                .await
+                .unwrap();
+            let stored = leader.entries(index..index + 1, u64::MAX).await.unwrap();
+            assert!(copy.is_some(), "entry {index}");
+            assert_eq!(copy.as_ref(), stored.first(), "entry {index}");
+            appended
+        };
         assert_eq!(appended.record_count == 0, index.is_multiple_of(10));
     }
     let mut next = first;

@@ -3,6 +3,7 @@
 //! retention (which only retires committed ones).
 
 use super::entry::{ToAppend, from_stored, log_id_of, refused_entry, to_append};
+use super::recent::RecentEntries;
 use super::saved::{SavedCell, Write};
 use super::{RaftStorageError, ShardRaft};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -10,7 +11,7 @@ use openraft::{Entry, LogId, OptionalSend, StorageIOError, Vote};
 use sluice_core::{Durability, Replica, ReplicaError, StorageError};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// How many bytes of entries one read copies from the log at most (one append request's
 /// worth; a read asking for more goes on with the next copy).
@@ -21,11 +22,26 @@ const READ_BYTES_MAX: u64 = 4 << 20;
 pub struct ShardLogStore {
     replica: Replica,
     saved: Arc<SavedCell>,
+    /// The entries this replica appended as leader and has not applied yet (shared with the
+    /// readers and the state machine, which forgets them as it applies them).
+    recent: Arc<Mutex<RecentEntries>>,
 }
 
 impl ShardLogStore {
-    pub(super) fn new(replica: Replica, saved: Arc<SavedCell>) -> ShardLogStore {
-        ShardLogStore { replica, saved }
+    pub(super) fn new(
+        replica: Replica,
+        saved: Arc<SavedCell>,
+        recent: Arc<Mutex<RecentEntries>>,
+    ) -> ShardLogStore {
+        ShardLogStore {
+            replica,
+            saved,
+            recent,
+        }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, RecentEntries> {
+        self.recent.lock().expect("recent entries lock")
     }
 
     /// Appends `entries` (a follower's come as received, in bulk), the last one durable: the
@@ -47,6 +63,8 @@ impl ShardLogStore {
                 |e: String| StorageIOError::write_log_entry(log_id, openraft::AnyError::error(e));
             match to_append(entry).map_err(refused)? {
                 ToAppend::Received(bytes) => {
+                    // Entries from a leader: this replica follows, and keeps none of its own.
+                    self.recent().clear();
                     received.push(bytes);
                     if last {
                         self.append_received(std::mem::take(&mut received), durability)
@@ -56,14 +74,24 @@ impl ShardLogStore {
                 ToAppend::New(batch, id) => {
                     self.append_received(std::mem::take(&mut received), Durability::Visible)
                         .await?;
-                    let appended = match self.replica.append_entry(batch, id, durability).await {
+                    let appended = match self
+                        .replica
+                        .append_entry_copied(batch, id, durability)
+                        .await
+                    {
                         Err(ReplicaError::Storage(refused)) if refuses_the_write(&refused) => {
                             let batch = refused_entry(&refused.to_string());
-                            self.replica.append_entry(batch, id, durability).await
+                            self.replica
+                                .append_entry_copied(batch, id, durability)
+                                .await
                         }
                         other => other,
                     };
-                    appended.map_err(|e| StorageIOError::write_log_entry(log_id, &e))?;
+                    let (_, copy) =
+                        appended.map_err(|e| StorageIOError::write_log_entry(log_id, &e))?;
+                    if let Some(copy) = copy {
+                        self.recent().appended(log_id.index, copy);
+                    }
                 }
             }
         }
@@ -140,7 +168,7 @@ impl RaftLogReader<ShardRaft> for ShardLogStore {
 impl ShardLogStore {
     /// The entries from `start` (past the purge point) below `end`, in copies of at most
     /// `bytes_max` each (the first entry of a copy whatever its size), `copies` of them at
-    /// most.
+    /// most: from the recent entries when they hold all of them, else from the log.
     async fn read_entries(
         &self,
         mut start: u64,
@@ -151,6 +179,18 @@ impl ShardLogStore {
         if let Some(purged) = self.saved.purged().await {
             // Purged entries are gone for Raft, even while retention still keeps their segment.
             start = start.max(purged.index + 1);
+        }
+        let limit = (copies == 1).then_some(bytes_max);
+        let kept = self.recent().copies(start, end, limit);
+        if let Some(kept) = kept {
+            let mut entries = Vec::with_capacity(kept.len());
+            for bytes in kept {
+                let entry = from_stored(bytes).map_err(|e| {
+                    StorageIOError::read_log_at_index(start, openraft::AnyError::error(e))
+                })?;
+                entries.push(entry);
+            }
+            return Ok(entries);
         }
         let mut entries = Vec::new();
         let mut copied_so_far = 0;
@@ -265,6 +305,7 @@ impl RaftLogStorage<ShardRaft> for ShardLogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), RaftStorageError> {
+        self.recent().truncate_from(log_id.index);
         self.replica
             .truncate_from(log_id.index)
             .await
@@ -275,6 +316,7 @@ impl RaftLogStorage<ShardRaft> for ShardLogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), RaftStorageError> {
+        self.recent().forget_through(log_id.index);
         self.saved
             .change(Write::Now, |saved| {
                 if saved.purged.is_none_or(|p| p.index < log_id.index) {

@@ -20,6 +20,7 @@ mod group;
 mod host;
 mod log_store;
 mod network;
+mod recent;
 mod saved;
 mod state_machine;
 
@@ -67,6 +68,7 @@ pub async fn open_storage(
             .await
             .map_err(|e| openraft::StorageIOError::read_logs(&e))?;
     }
-    let state_machine = ShardStateMachine::open(replica.clone(), saved.clone()).await?;
-    Ok((ShardLogStore::new(replica, saved), state_machine))
+    let recent = Arc::default();
+    let state_machine = ShardStateMachine::open(replica.clone(), saved.clone(), &recent).await?;
+    Ok((ShardLogStore::new(replica, saved, recent), state_machine))
 }

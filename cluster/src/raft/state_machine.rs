@@ -7,6 +7,7 @@
 //! write applied after it is refused, on every replica alike (docs/design/cluster.md).
 
 use super::entry::{CLOSED, ShardWritten, entry_id_of, log_id_of, written};
+use super::recent::RecentEntries;
 use super::saved::{Closed, SavedCell, Write};
 use super::{RaftStorageError, ShardRaft, ShardWrite};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
@@ -28,6 +29,8 @@ pub struct ShardStateMachine {
     replica: Replica,
     saved: Arc<SavedCell>,
     current: Current,
+    /// The log store's entries appended as leader: forgotten once applied.
+    recent: Arc<Mutex<RecentEntries>>,
 }
 
 impl ShardStateMachine {
@@ -35,6 +38,7 @@ impl ShardStateMachine {
     pub(super) async fn open(
         replica: Replica,
         saved: Arc<SavedCell>,
+        recent: &Arc<Mutex<RecentEntries>>,
     ) -> Result<ShardStateMachine, RaftStorageError> {
         let state = saved.get().await;
         if let Some(applied) = state.applied {
@@ -47,6 +51,7 @@ impl ShardStateMachine {
             replica,
             saved,
             current: Arc::default(),
+            recent: recent.clone(),
         })
     }
 
@@ -296,6 +301,7 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
         let Some(last) = last else {
             return Ok(replies);
         };
+        (self.recent.lock().expect("recent entries lock")).forget_through(last.index);
         self.replica
             .commit_to(visible_end(last.index, closed))
             .await
@@ -330,6 +336,8 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
         meta: &SnapshotMeta<u64, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), RaftStorageError> {
+        // Installing may cut the log: no entry kept from before may be served.
+        self.recent.lock().expect("recent entries lock").clear();
         let data = snapshot.into_inner();
         let failed = |e| StorageIOError::write_snapshot(Some(meta.signature()), e);
         let entries = split_entries(&data).map_err(failed)?;
