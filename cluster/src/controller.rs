@@ -176,10 +176,15 @@ impl<B: Backend> ControllerOffice<B> {
         }
     }
 
-    /// Marks a stream for deletion.
-    pub async fn delete_stream(&mut self, name: &str) -> Result<(), ControllerError> {
+    /// Marks a stream for deletion (with its registered consumers, when `with_consumers`;
+    /// else refused while it has any).
+    pub async fn delete_stream(
+        &mut self,
+        name: &str,
+        with_consumers: bool,
+    ) -> Result<(), ControllerError> {
         commit_planned(&self.meta, &self.leadership, |snapshot| {
-            plan::delete_stream(snapshot, name)
+            plan::delete_stream(snapshot, name, with_consumers)
         })
         .await
         .map(drop)
@@ -560,6 +565,8 @@ pub enum Request {
     DeleteStream {
         /// The stream's name.
         name: String,
+        /// Its registered consumers go too (else it is refused while it has any).
+        with_consumers: bool,
         /// The answer.
         reply: oneshot::Sender<Result<(), ControllerError>>,
     },
@@ -688,7 +695,11 @@ async fn serve<B: Backend>(office: &mut ControllerOffice<B>, request: Request) -
                 .create_stream_with(&name, shard_count, settings)
                 .await,
         ),
-        Request::DeleteStream { name, reply } => answer(reply, office.delete_stream(&name).await),
+        Request::DeleteStream {
+            name,
+            with_consumers,
+            reply,
+        } => answer(reply, office.delete_stream(&name, with_consumers).await),
         Request::Configure {
             name,
             change,

@@ -45,6 +45,10 @@ pub struct Snapshot {
 /// A change the controller writes; each names the revision of what it replaces, so a
 /// controller acting on a stale read writes nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a change lives for one map write, a few at a time: boxing the entry saves nothing"
+)]
 pub enum Change {
     /// Writes a stream's entry; `replaces` is the revision read, `None` when it must not exist.
     PutStream {

@@ -195,6 +195,9 @@ enum AdminCall {
     },
     DeleteStream {
         name: String,
+        /// Absent from a node of an earlier version, which knew no consumers.
+        #[serde(default)]
+        with_consumers: bool,
     },
     Configure {
         name: String,
@@ -397,10 +400,22 @@ impl<B: Backend> ClusterNode<B> {
     }
 
     /// Deletes a stream (through the controller); returns once this node's map shows it
-    /// `DELETING` or gone. Its name is free again once no live node runs its groups.
+    /// `DELETING` or gone. Its name is free again once no live node runs its groups. A stream
+    /// with registered consumers is refused ([`SettingsRefused::HasConsumers`]); see
+    /// [`ClusterNode::delete_stream_and_consumers`].
     pub async fn delete_stream(&self, name: &str) -> Result<(), AdminError> {
+        self.delete(name, false).await
+    }
+
+    /// Deletes a stream with its registered consumers (Kinesis' EnforceConsumerDeletion).
+    pub async fn delete_stream_and_consumers(&self, name: &str) -> Result<(), AdminError> {
+        self.delete(name, true).await
+    }
+
+    async fn delete(&self, name: &str, with_consumers: bool) -> Result<(), AdminError> {
         let call = AdminCall::DeleteStream {
             name: name.to_owned(),
+            with_consumers,
         };
         self.administer(call).await?;
         self.map_shows(|map| {
@@ -920,8 +935,15 @@ async fn ask_office(
                 });
                 made.await.map(AdminDone::Created)
             }
-            AdminCall::DeleteStream { name } => {
-                let deleted = request(office, |reply| Request::DeleteStream { name, reply });
+            AdminCall::DeleteStream {
+                name,
+                with_consumers,
+            } => {
+                let deleted = request(office, |reply| Request::DeleteStream {
+                    name,
+                    with_consumers,
+                    reply,
+                });
                 deleted.await.map(|()| AdminDone::Deleted)
             }
             AdminCall::Configure { name, change } => {

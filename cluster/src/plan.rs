@@ -279,14 +279,22 @@ pub fn check_shard_quota(snapshot: &Snapshot, added: u32, limit: u32) -> Result<
 }
 
 /// Marks a stream `DELETING` (its nodes stop its groups and remove its data, then the entry
-/// goes). Deleting a stream already being deleted changes nothing.
-pub fn delete_stream(snapshot: &Snapshot, name: &str) -> Result<Vec<Change>, PlanError> {
+/// goes), refused while it has registered consumers unless `with_consumers` (Kinesis'
+/// EnforceConsumerDeletion). Deleting a stream already being deleted changes nothing.
+pub fn delete_stream(
+    snapshot: &Snapshot,
+    name: &str,
+    with_consumers: bool,
+) -> Result<Vec<Change>, PlanError> {
     let stream = snapshot
         .streams
         .get(name)
         .ok_or_else(|| PlanError::StreamNotFound(name.to_owned()))?;
     if stream.value.status == StreamStatus::Deleting {
         return Ok(vec![]);
+    }
+    if !with_consumers && !stream.value.settings.consumers.is_empty() {
+        return Err(SettingsRefused::HasConsumers.into());
     }
     let mut placement = stream.value.clone();
     placement.status = StreamStatus::Deleting;
@@ -602,6 +610,33 @@ mod tests {
                 Err(PlanError::NotActive("s".into(), status))
             );
         }
+    }
+
+    #[test]
+    fn a_stream_with_consumers_is_deleted_only_with_them() {
+        let mut map = snapshot(&["a", "b", "c"], &["a", "b", "c"]);
+        assert_eq!(delete_stream(&map, "s", false).map(|c| c.len()), Ok(1));
+        let consumer = crate::settings::ConsumerEntry {
+            name: "app".into(),
+            created_ms: 1_000,
+            tags: BTreeMap::new(),
+            policy: None,
+        };
+        let register = SettingsChange::RegisterConsumer(consumer);
+        let changes = configure(&map, "s", &register).unwrap();
+        let Some(Change::PutStream { placement, .. }) = changes.into_iter().next() else {
+            panic!("configure plans the entry");
+        };
+        map.streams.get_mut("s").unwrap().value = placement;
+        assert_eq!(
+            delete_stream(&map, "s", false),
+            Err(PlanError::Settings(SettingsRefused::HasConsumers))
+        );
+        let deleting = delete_stream(&map, "s", true).unwrap();
+        assert!(
+            matches!(&deleting[..], [Change::PutStream { placement, .. }] if placement.status == StreamStatus::Deleting),
+            "{deleting:?}"
+        );
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct ReadRequest {
     pub from: ReadFrom,
     /// Most records returned; 0 only places the start (an iterator being made).
     pub records_max: usize,
+    /// Most bytes of record data returned (at least one record is); GetRecords' 10 MiB when
+    /// not given (and from a node that predates it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_max: Option<u64>,
 }
 
 /// One record read.
@@ -108,10 +112,13 @@ pub(crate) async fn read_local(
     if request.records_max == 0 || from >= reply.end {
         return Ok(reply);
     }
-    let limits = ReadLimits {
+    let mut limits = ReadLimits {
         records_max: request.records_max,
         ..ReadLimits::default()
     };
+    if let Some(bytes_max) = request.bytes_max {
+        limits.bytes_max = bytes_max.min(limits.bytes_max);
+    }
     let batch = reader.read(from, limits).map_err(failed)?;
     reply.records = batch
         .records()

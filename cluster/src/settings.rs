@@ -1,5 +1,5 @@
-//! A stream's changeable settings in cluster mode (retention, capacity mode, tags), kept in
-//! its map entry and changed by the controller only: a change is checked against the entry
+//! A stream's changeable settings in cluster mode (retention, capacity mode, tags, registered
+//! consumers, enhanced monitoring, resource policies), kept in its map entry and changed by the controller only: a change is checked against the entry
 //! it replaces, in the same fenced write, so two concurrent changes cannot both pass checks
 //! that only one of them would.
 
@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sluice_core::limits::{
     RETENTION_HOURS_MAX, RETENTION_HOURS_MIN, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX, TAGS_MAX,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A stream's settings, as its map entry holds them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,7 +19,44 @@ pub struct StreamSettings {
     pub on_demand: bool,
     /// Its tags.
     pub tags: BTreeMap<String, String>,
+    /// Its registered (enhanced fan-out) consumers, in registration order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<ConsumerEntry>,
+    /// The shard-level metrics enhanced monitoring is enabled for (reported only).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub shard_level_metrics: BTreeSet<String>,
+    /// Its resource policy (a JSON document the server checked it can apply).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The registration second of the newest consumer ever registered: the next one's is
+    /// later, so a consumer ARN (name and second) never names two registrations, whichever
+    /// nodes' clocks proposed them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub last_consumer_second: u64,
 }
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+/// A registered consumer: its name and registration time are its identity (the ARN carries
+/// the time in seconds), so one registered again under the same name is another consumer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerEntry {
+    /// Its name, unique within the stream (1 to 128 of `A-Z a-z 0-9 . _ -`).
+    pub name: String,
+    /// Registration time, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Its tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// Its resource policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+}
+
+/// Consumers a stream may have registered at once (Kinesis' quota).
+pub const CONSUMERS_PER_STREAM_MAX: usize = 20;
 
 impl Default for StreamSettings {
     fn default() -> StreamSettings {
@@ -27,6 +64,10 @@ impl Default for StreamSettings {
             retention_hours: RETENTION_HOURS_MIN,
             on_demand: false,
             tags: BTreeMap::new(),
+            consumers: Vec::new(),
+            shard_level_metrics: BTreeSet::new(),
+            policy: None,
+            last_consumer_second: 0,
         }
     }
 }
@@ -35,6 +76,14 @@ impl StreamSettings {
     /// How long records stay readable, in ms.
     pub fn retention_ms(&self) -> u64 {
         u64::from(self.retention_hours) * 3_600_000
+    }
+
+    /// Consumer `name`, registered at `created_s` (in seconds, as an ARN gives it) when
+    /// given.
+    pub fn consumer(&self, name: &str, created_s: Option<u64>) -> Option<&ConsumerEntry> {
+        self.consumers
+            .iter()
+            .find(|c| c.name == name && created_s.is_none_or(|s| c.created_ms / 1000 == s))
     }
 }
 
@@ -54,6 +103,42 @@ pub enum SettingsChange {
     AddTags(Vec<(String, String)>),
     /// RemoveTagsFromStream: keys not there are ignored.
     RemoveTags(Vec<String>),
+    /// RegisterStreamConsumer: a consumer of a name not registered yet.
+    RegisterConsumer(ConsumerEntry),
+    /// DeregisterStreamConsumer: the consumer of this name and registration time.
+    DeregisterConsumer {
+        /// Its name.
+        name: String,
+        /// Its registration time, ms.
+        created_ms: u64,
+    },
+    /// TagResource or UntagResource on a consumer (of this name and registration time):
+    /// `add` first (keys there get the new value), then `remove`.
+    TagConsumer {
+        /// Its name.
+        name: String,
+        /// Its registration time, ms.
+        created_ms: u64,
+        /// Tags to add.
+        add: Vec<(String, String)>,
+        /// Keys to remove.
+        remove: Vec<String>,
+    },
+    /// EnableEnhancedMonitoring (`enable`) or DisableEnhancedMonitoring of these metrics.
+    Monitoring {
+        /// Enabled rather than disabled.
+        enable: bool,
+        /// The metrics' names.
+        metrics: Vec<String>,
+    },
+    /// PutResourcePolicy (`Some`) or DeleteResourcePolicy (`None`, refused when there is
+    /// none) on the stream, or on the consumer of this name and registration time.
+    Policy {
+        /// The consumer's name and registration time, for a consumer's policy.
+        consumer: Option<(String, u64)>,
+        /// The new policy.
+        policy: Option<String>,
+    },
 }
 
 /// Why a change was refused (nothing changed).
@@ -86,6 +171,24 @@ pub enum SettingsRefused {
     /// More than 50 tags once added.
     #[error("a stream can have at most {TAGS_MAX} tags")]
     TooManyTags,
+    /// A consumer of that name is registered already.
+    #[error("consumer {0} is registered already")]
+    ConsumerExists(String),
+    /// The stream has [`CONSUMERS_PER_STREAM_MAX`] consumers already.
+    #[error("a stream can have at most {CONSUMERS_PER_STREAM_MAX} consumers")]
+    TooManyConsumers,
+    /// No consumer of that name and registration time is registered (any more).
+    #[error("consumer {0} is not registered")]
+    ConsumerNotFound(String),
+    /// More than 50 tags on a consumer once added.
+    #[error("a consumer can have at most {TAGS_MAX} tags")]
+    TooManyConsumerTags,
+    /// DeleteResourcePolicy where there is none.
+    #[error("no resource policy to delete")]
+    NoPolicy,
+    /// DeleteStream of a stream with registered consumers, without deleting them too.
+    #[error("the stream has registered consumers")]
+    HasConsumers,
 }
 
 /// Checks `change` against `settings` and applies it; on a refusal `settings` is unchanged.
@@ -117,23 +220,110 @@ pub fn apply(
         }
         SettingsChange::Mode { on_demand } => settings.on_demand = *on_demand,
         SettingsChange::AddTags(tags) => {
-            if let Some((key, _)) = tags.iter().find(|(k, v)| !tag_is_valid(k, v)) {
-                return Err(SettingsRefused::InvalidTag(key.clone()));
-            }
-            let mut after = settings.tags.clone();
-            after.extend(tags.iter().cloned());
-            if after.len() > TAGS_MAX {
-                return Err(SettingsRefused::TooManyTags);
-            }
-            settings.tags = after;
+            settings.tags = tagged(&settings.tags, tags, &[])
+                .map_err(|e| e.unwrap_or(SettingsRefused::TooManyTags))?;
         }
         SettingsChange::RemoveTags(keys) => {
             for key in keys {
                 settings.tags.remove(key);
             }
         }
+        SettingsChange::RegisterConsumer(consumer) => register(settings, consumer)?,
+        SettingsChange::DeregisterConsumer { name, created_ms } => {
+            let before = settings.consumers.len();
+            settings
+                .consumers
+                .retain(|c| (c.name.as_str(), c.created_ms) != (name.as_str(), *created_ms));
+            if settings.consumers.len() == before {
+                return Err(SettingsRefused::ConsumerNotFound(name.clone()));
+            }
+        }
+        SettingsChange::TagConsumer {
+            name,
+            created_ms,
+            add,
+            remove,
+        } => {
+            let consumer = consumer_mut(settings, name, *created_ms)?;
+            consumer.tags = tagged(&consumer.tags, add, remove)
+                .map_err(|e| e.unwrap_or(SettingsRefused::TooManyConsumerTags))?;
+        }
+        SettingsChange::Monitoring { enable, metrics } => {
+            for metric in metrics {
+                if *enable {
+                    settings.shard_level_metrics.insert(metric.clone());
+                } else {
+                    settings.shard_level_metrics.remove(metric);
+                }
+            }
+        }
+        SettingsChange::Policy { consumer, policy } => {
+            let slot = match consumer {
+                Some((name, created_ms)) => &mut consumer_mut(settings, name, *created_ms)?.policy,
+                None => &mut settings.policy,
+            };
+            if policy.is_none() && slot.is_none() {
+                return Err(SettingsRefused::NoPolicy);
+            }
+            slot.clone_from(policy);
+        }
     }
     Ok(())
+}
+
+/// The consumer of `name` registered at `created_ms`.
+fn consumer_mut<'a>(
+    settings: &'a mut StreamSettings,
+    name: &str,
+    created_ms: u64,
+) -> Result<&'a mut ConsumerEntry, SettingsRefused> {
+    (settings.consumers.iter_mut())
+        .find(|c| (c.name.as_str(), c.created_ms) == (name, created_ms))
+        .ok_or_else(|| SettingsRefused::ConsumerNotFound(name.to_owned()))
+}
+
+/// Registers `consumer`: its name free, the quota not reached, its tags valid; its
+/// registration time moved to a second after every earlier registration's.
+fn register(
+    settings: &mut StreamSettings,
+    consumer: &ConsumerEntry,
+) -> Result<(), SettingsRefused> {
+    if settings.consumer(&consumer.name, None).is_some() {
+        return Err(SettingsRefused::ConsumerExists(consumer.name.clone()));
+    }
+    if settings.consumers.len() >= CONSUMERS_PER_STREAM_MAX {
+        return Err(SettingsRefused::TooManyConsumers);
+    }
+    check_tags(&consumer.tags, SettingsRefused::TooManyConsumerTags)?;
+    let mut consumer = consumer.clone();
+    let second = consumer.created_ms / 1000;
+    if second <= settings.last_consumer_second {
+        consumer.created_ms = (settings.last_consumer_second + 1) * 1000;
+    }
+    settings.last_consumer_second = consumer.created_ms / 1000;
+    settings.consumers.push(consumer);
+    Ok(())
+}
+
+/// `tags` with `add` added and then `remove` removed, every added one checked first: `Err(Some)`
+/// names an invalid one, `Err(None)` means more than 50 would be left.
+fn tagged(
+    tags: &BTreeMap<String, String>,
+    add: &[(String, String)],
+    remove: &[String],
+) -> Result<BTreeMap<String, String>, Option<SettingsRefused>> {
+    if let Some((key, _)) = add.iter().find(|(k, v)| !tag_is_valid(k, v)) {
+        return Err(Some(SettingsRefused::InvalidTag(key.clone())));
+    }
+    let mut after = tags.clone();
+    after.extend(add.iter().cloned());
+    for key in remove {
+        after.remove(key);
+    }
+    if after.len() > TAGS_MAX {
+        return Err(None);
+    }
+    Ok(after)
 }
 
 /// Checks settings given whole (a new stream's): retention in range, at most 50 tags, each
@@ -143,11 +333,19 @@ pub fn check(settings: &StreamSettings) -> Result<(), SettingsRefused> {
     if !(RETENTION_HOURS_MIN..=RETENTION_HOURS_MAX).contains(&hours) {
         return Err(SettingsRefused::RetentionOutOfRange(hours));
     }
-    if let Some((key, _)) = settings.tags.iter().find(|(k, v)| !tag_is_valid(k, v)) {
+    check_tags(&settings.tags, SettingsRefused::TooManyTags)
+}
+
+/// Tags given whole: each valid, at most 50 (else `too_many`).
+fn check_tags(
+    tags: &BTreeMap<String, String>,
+    too_many: SettingsRefused,
+) -> Result<(), SettingsRefused> {
+    if let Some((key, _)) = tags.iter().find(|(k, v)| !tag_is_valid(k, v)) {
         return Err(SettingsRefused::InvalidTag(key.clone()));
     }
-    if settings.tags.len() > TAGS_MAX {
-        return Err(SettingsRefused::TooManyTags);
+    if tags.len() > TAGS_MAX {
+        return Err(too_many);
     }
     Ok(())
 }
@@ -246,5 +444,205 @@ mod tests {
     fn entries_written_before_settings_existed_read_as_the_defaults() {
         let settings: StreamSettings = serde_json::from_str("{}").unwrap();
         assert_eq!(settings, StreamSettings::default());
+    }
+
+    fn consumer(name: &str, created_ms: u64) -> ConsumerEntry {
+        ConsumerEntry {
+            name: name.to_owned(),
+            created_ms,
+            tags: BTreeMap::new(),
+            policy: None,
+        }
+    }
+
+    #[test]
+    fn consumers_are_registered_once_by_name_up_to_the_quota_and_deregistered_by_identity() {
+        let mut settings = StreamSettings::default();
+        let register = |s: &mut StreamSettings, c: ConsumerEntry| {
+            apply(s, &SettingsChange::RegisterConsumer(c))
+        };
+        for i in 0..CONSUMERS_PER_STREAM_MAX {
+            let created_ms = 1_003 + 1_000 * i as u64;
+            register(&mut settings, consumer(&format!("c{i}"), created_ms)).unwrap();
+        }
+        assert_eq!(
+            register(&mut settings, consumer("c3", 9_000)),
+            Err(SettingsRefused::ConsumerExists("c3".into()))
+        );
+        assert_eq!(
+            register(&mut settings, consumer("one-more", 9_000)),
+            Err(SettingsRefused::TooManyConsumers)
+        );
+        assert_eq!(
+            settings.consumer("c3", Some(4)).map(|c| c.created_ms),
+            Some(4_003)
+        );
+        assert_eq!(
+            settings.consumer("c3", Some(5)),
+            None,
+            "another registration's ARN"
+        );
+        // The same name registered at another time is another consumer: not removed.
+        let stale = SettingsChange::DeregisterConsumer {
+            name: "c3".into(),
+            created_ms: 7_000,
+        };
+        assert_eq!(
+            apply(&mut settings, &stale),
+            Err(SettingsRefused::ConsumerNotFound("c3".into()))
+        );
+        let current = SettingsChange::DeregisterConsumer {
+            name: "c3".into(),
+            created_ms: 4_003,
+        };
+        apply(&mut settings, &current).unwrap();
+        assert_eq!(settings.consumers.len(), CONSUMERS_PER_STREAM_MAX - 1);
+        assert!(settings.consumer("c3", None).is_none());
+        register(&mut settings, consumer("c3", 9_000)).unwrap();
+        // Registration order is kept (ListStreamConsumers pages by it).
+        assert_eq!(
+            settings.consumers.last().map(|c| c.name.as_str()),
+            Some("c3")
+        );
+    }
+
+    #[test]
+    fn a_consumers_tags_are_checked_whole_and_kept_apart_from_the_streams() {
+        let mut settings = StreamSettings::default();
+        let mut tagged = consumer("app", 5_000);
+        tagged.tags = tags(51).into_iter().collect();
+        let refused = apply(
+            &mut settings,
+            &SettingsChange::RegisterConsumer(tagged.clone()),
+        );
+        assert_eq!(refused, Err(SettingsRefused::TooManyConsumerTags));
+        assert!(settings.consumers.is_empty());
+        tagged.tags = tags(2).into_iter().collect();
+        apply(&mut settings, &SettingsChange::RegisterConsumer(tagged)).unwrap();
+        let change =
+            |add: Vec<(String, String)>, remove: Vec<String>| SettingsChange::TagConsumer {
+                name: "app".into(),
+                created_ms: 5_000,
+                add,
+                remove,
+            };
+        assert_eq!(
+            apply(&mut settings, &change(tags(51), vec![])),
+            Err(SettingsRefused::TooManyConsumerTags),
+            "k0 and k1 again, 49 new: 51"
+        );
+        apply(&mut settings, &change(tags(50), vec![])).unwrap();
+        apply(
+            &mut settings,
+            &change(vec![], tags(50).into_iter().map(|(k, _)| k).collect()),
+        )
+        .unwrap();
+        apply(
+            &mut settings,
+            &change(vec![("k9".into(), "x".into())], vec![]),
+        )
+        .unwrap();
+        apply(
+            &mut settings,
+            &change(vec![], vec!["k0".into(), "absent".into()]),
+        )
+        .unwrap();
+        let kept: Vec<_> = settings.consumers[0].tags.keys().cloned().collect();
+        assert_eq!(kept, ["k9"]);
+        assert!(settings.tags.is_empty());
+        let bad = change(vec![(String::new(), "v".into())], vec![]);
+        assert!(matches!(
+            apply(&mut settings, &bad),
+            Err(SettingsRefused::InvalidTag(_))
+        ));
+        let gone = SettingsChange::TagConsumer {
+            name: "app".into(),
+            created_ms: 4_000,
+            add: vec![],
+            remove: vec![],
+        };
+        assert_eq!(
+            apply(&mut settings, &gone),
+            Err(SettingsRefused::ConsumerNotFound("app".into()))
+        );
+    }
+
+    #[test]
+    fn monitoring_and_policies_change_what_they_name_only() {
+        let mut settings = StreamSettings::default();
+        apply(
+            &mut settings,
+            &SettingsChange::RegisterConsumer(consumer("app", 5_000)),
+        )
+        .unwrap();
+        let monitor = |enable, metrics: &[&str]| SettingsChange::Monitoring {
+            enable,
+            metrics: metrics.iter().map(|m| (*m).to_owned()).collect(),
+        };
+        apply(
+            &mut settings,
+            &monitor(true, &["IncomingBytes", "OutgoingBytes"]),
+        )
+        .unwrap();
+        apply(
+            &mut settings,
+            &monitor(false, &["IncomingBytes", "IteratorAgeMilliseconds"]),
+        )
+        .unwrap();
+        assert_eq!(
+            settings.shard_level_metrics.iter().collect::<Vec<_>>(),
+            ["OutgoingBytes"]
+        );
+        let policy = |consumer: Option<(&str, u64)>, policy: Option<&str>| SettingsChange::Policy {
+            consumer: consumer.map(|(n, t)| (n.to_owned(), t)),
+            policy: policy.map(str::to_owned),
+        };
+        assert_eq!(
+            apply(&mut settings, &policy(None, None)),
+            Err(SettingsRefused::NoPolicy)
+        );
+        apply(
+            &mut settings,
+            &policy(Some(("app", 5_000)), Some("{\"c\":1}")),
+        )
+        .unwrap();
+        assert_eq!(settings.policy, None, "the stream's slot is its own");
+        assert_eq!(settings.consumers[0].policy.as_deref(), Some("{\"c\":1}"));
+        apply(&mut settings, &policy(None, Some("{\"s\":1}"))).unwrap();
+        apply(&mut settings, &policy(Some(("app", 5_000)), None)).unwrap();
+        assert_eq!(settings.consumers[0].policy, None);
+        assert_eq!(settings.policy.as_deref(), Some("{\"s\":1}"));
+        assert_eq!(
+            apply(&mut settings, &policy(Some(("app", 4_000)), Some("{}"))),
+            Err(SettingsRefused::ConsumerNotFound("app".into()))
+        );
+    }
+
+    #[test]
+    fn a_name_registered_again_in_the_same_second_gets_a_later_one() {
+        let mut settings = StreamSettings::default();
+        let register = |s: &mut StreamSettings, c: ConsumerEntry| {
+            apply(s, &SettingsChange::RegisterConsumer(c))
+        };
+        register(&mut settings, consumer("app", 7_400)).unwrap();
+        let gone = SettingsChange::DeregisterConsumer {
+            name: "app".into(),
+            created_ms: 7_400,
+        };
+        apply(&mut settings, &gone).unwrap();
+        // Another node's clock, a little behind: the same second, or an earlier one.
+        register(&mut settings, consumer("app", 6_900)).unwrap();
+        assert_eq!(settings.consumers[0].created_ms, 8_000);
+        assert_eq!(
+            settings.consumer("app", Some(7)),
+            None,
+            "the old ARN names nothing"
+        );
+        register(&mut settings, consumer("other", 12_345)).unwrap();
+        assert_eq!(
+            settings.consumers[1].created_ms, 12_345,
+            "a later second is kept"
+        );
+        assert_eq!(settings.last_consumer_second, 12);
     }
 }

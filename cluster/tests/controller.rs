@@ -86,7 +86,7 @@ async fn streams_are_placed_and_refusals_write_nothing<B: Backend>(meta: Cluster
         Err(ControllerError::Plan(PlanError::InvalidArgument(_)))
     ));
     assert!(matches!(
-        office.delete_stream("missing").await,
+        office.delete_stream("missing", false).await,
         Err(ControllerError::Plan(PlanError::StreamNotFound(_)))
     ));
     let after = meta.snapshot().await.unwrap();
@@ -95,7 +95,7 @@ async fn streams_are_placed_and_refusals_write_nothing<B: Backend>(meta: Cluster
         (before.streams, before.uid_next)
     );
     // Deletion marks the stream; the next stream gets the next uid.
-    office.delete_stream("orders").await.unwrap();
+    office.delete_stream("orders", false).await.unwrap();
     assert_eq!(
         meta.snapshot().await.unwrap().streams["orders"]
             .value

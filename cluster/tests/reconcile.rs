@@ -241,7 +241,7 @@ async fn run_follows_the_map<B: Backend>(meta: ClusterMeta<B>) {
             .iter()
             .all(|a| matches!(a, Action::Start(_, 1)))
     );
-    office.delete_stream("events").await.unwrap();
+    office.delete_stream("events", false).await.unwrap();
     within("c stops both and removes their data", async {
         while host.actions().len() < 4 {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -222,9 +222,9 @@ fn resource_of(
     }
 }
 
-/// In cluster mode, the stream a cluster token names (an iterator, a ListShards page):
-/// its ARN, without a policy (cluster mode keeps none). `None`: not such a call, or not in
-/// cluster mode.
+/// In cluster mode, the stream or consumer a call names (by name, ARN, iterator or
+/// ListShards page): its ARN and policy, from the cluster's map. `None`: the call names
+/// none, or not in cluster mode.
 #[cfg(feature = "cluster")]
 fn cluster_resource(
     service: &Service,
@@ -235,17 +235,61 @@ fn cluster_resource(
     let Some(cluster) = service.cluster() else {
         return Ok(None);
     };
-    let token = match (names, &target.shard_iterator, &target.next_token) {
-        (Names::Iterator, Some(token), _) => crate::cluster::Token::Iterator(token),
+    // The cluster serves its own account and region only (the call is refused after): its
+    // map says nothing of another tenant's resources.
+    if !std::ptr::eq(tenant, service.default_tenant().as_ref()) {
+        return Ok(None);
+    }
+    if let Some(named) = consumer_named(names, target) {
+        return cluster.consumer_resource(&named).map(Some);
+    }
+    use crate::cluster::Token;
+    let stream = match (names, &target.shard_iterator, &target.next_token) {
+        (Names::Iterator, Some(token), _) => cluster.stream_of(Token::Iterator(token))?,
         (Names::ShardPage, _, Some(token))
             if target.stream_name.is_none() && target.stream_arn.is_none() =>
         {
-            crate::cluster::Token::ShardPage(token)
+            cluster.stream_of(Token::ShardPage(token))?
         }
+        (Names::Stream | Names::ShardPage, _, _) => {
+            tenant.resolve(&target.stream_name, &target.stream_arn)?
+        }
+        (Names::Resource, _, _) => match &target.resource_arn {
+            Some(arn) => tenant.resolve(&None, &Some(arn.clone()))?,
+            None => return Ok(None),
+        },
         _ => return Ok(None),
     };
-    let stream = cluster.stream_of(token)?;
-    Ok(Some((tenant.stream_arn(&stream), None)))
+    Ok(Some((
+        tenant.stream_arn(&stream),
+        cluster.stream_policy(&stream),
+    )))
+}
+
+/// The consumer a call names, if it names one.
+#[cfg(feature = "cluster")]
+fn consumer_named(names: Names, target: &Target) -> Option<crate::ops::consumers::ConsumerRef> {
+    use crate::ops::consumers::ConsumerRef;
+    let by_arn = |arn: &String| ConsumerRef {
+        consumer_arn: Some(arn.clone()),
+        stream_arn: None,
+        consumer_name: None,
+    };
+    match names {
+        Names::Resource => (target.resource_arn.as_ref())
+            .filter(|arn| ConsumerArn::parse(arn).is_some())
+            .map(by_arn),
+        Names::Subscription => target.consumer_arn.as_ref().map(by_arn),
+        Names::Consumer => match &target.consumer_arn {
+            Some(arn) => Some(by_arn(arn)),
+            None => Some(ConsumerRef {
+                consumer_arn: None,
+                stream_arn: Some(target.stream_arn.clone()?),
+                consumer_name: Some(target.consumer_name.clone()?),
+            }),
+        },
+        _ => None,
+    }
 }
 
 #[cfg(not(feature = "cluster"))]

@@ -139,12 +139,22 @@ impl Service {
 }
 
 impl Service {
+    /// Whether the cluster's map holds a resource policy (cluster mode's live in it).
+    fn cluster_holds_policies(&self) -> bool {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = self.cluster() {
+            return cluster.holds_policies();
+        }
+        false
+    }
+
     /// Whether any request may meet a resource policy, or name another account's stream:
     /// when not (one tenant, no policy stored), requests without an identity policy skip
     /// authorization altogether.
     pub(crate) fn may_hold_policies(&self) -> bool {
         self.others_on_disk
             || self.default.holds_policies()
+            || self.cluster_holds_policies()
             || !self.others.lock().expect("tenants lock").is_empty()
     }
 

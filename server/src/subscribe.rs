@@ -1,5 +1,6 @@
-//! SubscribeToShard: an event stream of records pushed from an engine `Subscription`, one
-//! lease per (consumer, shard), heartbeats while idle, and an end after `subscription_ms`.
+//! SubscribeToShard: an event stream of records pushed from a [`Feed`] (an engine
+//! `Subscription`, or a cluster shard's replicas), one lease per (consumer, shard),
+//! heartbeats while idle, and an end after `subscription_ms`.
 
 use crate::budget::{self, Budget, Refused};
 use crate::consumer::find_by_arn;
@@ -12,6 +13,7 @@ use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sluice_core::{SequenceNumber, Subscription, SubscriptionEvent};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -20,7 +22,7 @@ use tokio::sync::mpsc;
 /// Record bytes per event: a subscriber catching up gets its backlog in events of this size
 /// rather than GetRecords' 10 MiB, so one that stops reading holds little of the
 /// subscription budget (a frame written, one queued, one being made: about 4 MiB encoded).
-const EVENT_RECORD_BYTES_MAX: u64 = 1 << 20;
+pub(crate) const EVENT_RECORD_BYTES_MAX: u64 = 1 << 20;
 
 /// Frames queued per subscription before the task waits for the client (an event holds up
 /// to 10 MiB of records; every event frame also holds its bytes of the subscription budget).
@@ -29,18 +31,33 @@ const FRAMES_BUFFERED_MAX: usize = 1;
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct StartingPosition {
-    r#type: Option<String>,
-    sequence_number: Option<String>,
-    timestamp: Option<Timestamp>,
+    pub(crate) r#type: Option<String>,
+    pub(crate) sequence_number: Option<String>,
+    pub(crate) timestamp: Option<Timestamp>,
+}
+
+impl StartingPosition {
+    /// Where a subscription to a shard of `stream` (whose numbers `incarnation` tags) starts.
+    pub(crate) fn start(
+        &self,
+        stream: (&str, Incarnation),
+    ) -> Result<sluice_core::IteratorStart, ApiError> {
+        iterator_start(
+            self.r#type.as_deref().expect("validated"),
+            self.sequence_number.as_deref(),
+            self.timestamp,
+            stream,
+        )
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SubscribeInput {
     #[serde(rename = "ConsumerARN")]
-    consumer_arn: Option<String>,
-    shard_id: Option<String>,
-    starting_position: Option<StartingPosition>,
+    pub(crate) consumer_arn: Option<String>,
+    pub(crate) shard_id: Option<String>,
+    pub(crate) starting_position: Option<StartingPosition>,
 }
 
 impl Validate for SubscribeInput {
@@ -65,14 +82,99 @@ impl Validate for SubscribeInput {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct SubscribeToShardEvent<'a> {
-    records: Vec<RecordOut<'a>>,
+pub(crate) struct SubscribeToShardEvent<'a> {
+    pub(crate) records: Vec<RecordOut<'a>>,
     /// Absent on the event that ends a closed shard (KCL reads its absence as the end).
     #[serde(skip_serializing_if = "Option::is_none")]
-    continuation_sequence_number: Option<String>,
-    millis_behind_latest: u64,
+    pub(crate) continuation_sequence_number: Option<String>,
+    pub(crate) millis_behind_latest: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    child_shards: Vec<crate::shapes::ChildShard>,
+    pub(crate) child_shards: Vec<crate::shapes::ChildShard>,
+}
+
+/// Where a subscription's events come from. `next` must be cancel-safe: the pusher drops it
+/// when a heartbeat is due, and the next call must lose nothing.
+pub(crate) trait Feed: Send + Sync + 'static {
+    /// One event's records, read but not yet encoded.
+    type Event: Send;
+
+    /// Where the next event starts (a heartbeat's continuation).
+    fn position(&self) -> SequenceNumber;
+
+    /// The next event, once there is one; `None` once the feed ended quietly.
+    fn next(&mut self) -> impl Future<Output = Option<Result<Self::Event, ApiError>>> + Send;
+
+    /// What the pusher needs to know of `event` before encoding it.
+    fn facts(event: &Self::Event) -> EventFacts;
+
+    /// The encoded `SubscribeToShardEvent` of `event`.
+    fn payload(&self, event: &Self::Event, protocol: Protocol) -> Result<Vec<u8>, ApiError>;
+}
+
+/// An event's size and place, known before it is encoded.
+pub(crate) struct EventFacts {
+    /// Its records.
+    pub records: usize,
+    /// Their data bytes.
+    pub data_bytes: usize,
+    /// How far behind the shard's newest record it ends.
+    pub millis_behind_latest: u64,
+    /// It ends a closed shard: the subscription ends with it.
+    pub end_of_shard: bool,
+    /// At least the bytes its frame encodes to (within a KiB unit of the truth is enough:
+    /// the reservation is shrunk to the real frame).
+    pub encoded_bytes_bound: usize,
+}
+
+/// The engine's subscription to a shard of `stream` (single-node mode).
+struct EngineFeed {
+    subscription: Subscription,
+    tenant: Arc<Tenant>,
+    stream: String,
+    incarnation: Incarnation,
+}
+
+impl Feed for EngineFeed {
+    type Event = SubscriptionEvent;
+
+    fn position(&self) -> SequenceNumber {
+        self.subscription.position()
+    }
+
+    async fn next(&mut self) -> Option<Result<SubscriptionEvent, ApiError>> {
+        Some(self.subscription.next().await?.map_err(ApiError::from))
+    }
+
+    fn facts(event: &SubscriptionEvent) -> EventFacts {
+        EventFacts {
+            records: event.records.len(),
+            data_bytes: event.records.records().map(|r| r.data.len()).sum(),
+            millis_behind_latest: event.records.millis_behind_latest,
+            end_of_shard: event.records.end_of_shard,
+            encoded_bytes_bound: encoded_bytes_bound(
+                event
+                    .records
+                    .raw_records()
+                    .map(|r| (r.data.len(), r.partition_key.len())),
+            ),
+        }
+    }
+
+    fn payload(&self, event: &SubscriptionEvent, protocol: Protocol) -> Result<Vec<u8>, ApiError> {
+        let records = records_out(
+            &self.tenant,
+            (&self.stream, self.incarnation),
+            &event.records,
+        )?;
+        let reply = SubscribeToShardEvent {
+            records,
+            continuation_sequence_number: (!event.records.end_of_shard)
+                .then(|| checkpoint(self.incarnation, event.continuation_sequence_number)),
+            millis_behind_latest: event.records.millis_behind_latest,
+            child_shards: child_shards(&self.tenant, &self.stream, &event.records)?,
+        };
+        Ok(crate::reads::encode_with_records(protocol, reply))
+    }
 }
 
 impl<'a> crate::reads::WithRecords<'a> for SubscribeToShardEvent<'a> {
@@ -139,23 +241,25 @@ pub struct Started {
 /// Drops the connection a subscription's reply goes out on.
 pub type Abort = Arc<dyn Fn() + Send + Sync>;
 
+/// Where a subscription's frames go: the budget they hold bytes of while they exist, and
+/// the abort that cuts off a subscriber that stopped reading.
+pub struct Sink {
+    pub(crate) budget: Budget,
+    pub(crate) abort: Abort,
+}
+
 pub(crate) fn start(
     tenant: Arc<Tenant>,
     input: SubscribeInput,
     protocol: Protocol,
-    (budget, abort): (Budget, Abort),
+    sink: Sink,
 ) -> Result<Started, ApiError> {
     let consumer_arn = input.consumer_arn.expect("validated");
     let shard = input.shard_id.expect("validated");
     let position = input.starting_position.expect("validated");
     let found = find_by_arn(&tenant, &consumer_arn)?;
     let incarnation = Incarnation::of(found.stream_created_ms);
-    let start = iterator_start(
-        position.r#type.as_deref().expect("validated"),
-        position.sequence_number.as_deref(),
-        position.timestamp,
-        (&found.stream, incarnation),
-    )?;
+    let start = position.start((&found.stream, incarnation))?;
     let mut subscription = tenant
         .engine
         .stream(&found.stream)?
@@ -170,20 +274,61 @@ pub(crate) fn start(
     // A deregistration (or delete) between the lookup and the lease revoked nothing of
     // ours: look again now that the lease is visible to revocations.
     find_by_arn(&tenant, &consumer_arn)?;
+    let feed = EngineFeed {
+        subscription,
+        tenant: tenant.clone(),
+        stream: found.stream.clone(),
+        incarnation,
+    };
+    let subscriber = Subscriber {
+        tenant,
+        stream: found.stream,
+        consumer: found.consumer.name,
+        incarnation,
+        lease,
+    };
+    Ok(push(feed, subscriber, protocol, sink))
+}
+
+/// Whom a subscription's events are for: the consumer of `stream` (its account's tenant
+/// counts and meters them), the tag of the numbers it hands out, and its lease.
+pub(crate) struct Subscriber {
+    pub tenant: Arc<Tenant>,
+    pub stream: String,
+    pub consumer: String,
+    pub incarnation: Incarnation,
+    pub lease: Lease,
+}
+
+/// Starts the task that pushes `feed`'s events to `subscriber` as frames.
+pub(crate) fn push<F: Feed>(
+    feed: F,
+    subscriber: Subscriber,
+    protocol: Protocol,
+    Sink { budget, abort }: Sink,
+) -> Started {
+    let Subscriber {
+        tenant,
+        stream,
+        consumer,
+        incarnation,
+        lease,
+    } = subscriber;
     let (sender, frames) = mpsc::channel(FRAMES_BUFFERED_MAX);
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(tenant.config.subscription_ms);
     let heartbeat = Duration::from_millis(tenant.config.heartbeat_ms);
     let stalled = Arc::new(AtomicBool::new(false));
     let pusher = Pusher {
+        feed,
         stall_limit: Duration::from_millis(tenant.config.stall_timeout_ms),
         incarnation,
         stuck_since: None,
         stalled: stalled.clone(),
         abort,
         tenant,
-        stream: found.stream,
-        consumer: found.consumer.name.clone(),
+        stream,
+        consumer,
         protocol,
         sender,
         lease,
@@ -192,12 +337,13 @@ pub(crate) fn start(
         deadline,
         heartbeat,
     };
-    tokio::spawn(pusher.run(subscription));
-    Ok(Started { frames, stalled })
+    tokio::spawn(pusher.run());
+    Started { frames, stalled }
 }
 
 /// The task that pushes one subscription's frames.
-struct Pusher {
+struct Pusher<F: Feed> {
+    feed: F,
     tenant: Arc<Tenant>,
     stream: String,
     /// The consumer's name, for the SubscribeToShardEvent metrics.
@@ -230,8 +376,8 @@ enum Step {
     End,
 }
 
-impl Pusher {
-    async fn run(mut self, mut subscription: Subscription) {
+impl<F: Feed> Pusher<F> {
+    async fn run(mut self) {
         let initial = event_frame(
             self.protocol,
             "initial-response",
@@ -241,7 +387,7 @@ impl Pusher {
             return;
         }
         // An event read but not yet sent for want of budget, and where it starts.
-        let mut pending: Option<(SubscriptionEvent, SequenceNumber)> = None;
+        let mut pending: Option<(F::Event, SequenceNumber)> = None;
         loop {
             let wait = self
                 .deadline
@@ -252,7 +398,7 @@ impl Pusher {
             }
             let step = match pending.take() {
                 Some((event, starts)) => self.send_event(event, starts, wait, &mut pending).await,
-                None => self.next_event(&mut subscription, wait, &mut pending).await,
+                None => self.next_event(wait, &mut pending).await,
             };
             match step {
                 Step::Send { frame, last } => {
@@ -269,19 +415,18 @@ impl Pusher {
     /// an exception when reading failed, else the event's frame (`send_event`).
     async fn next_event(
         &mut self,
-        subscription: &mut Subscription,
         wait: Duration,
-        pending: &mut Option<(SubscriptionEvent, SequenceNumber)>,
+        pending: &mut Option<(F::Event, SequenceNumber)>,
     ) -> Step {
-        let starts = subscription.position();
+        let starts = self.feed.position();
         let next = tokio::select! {
             _ = self.lease.cancel.notified() => return self.taken_over(),
-            next = tokio::time::timeout(wait, subscription.next()) => next,
+            next = tokio::time::timeout(wait, self.feed.next()) => next,
         };
         match next {
             Ok(Some(Ok(event))) => self.send_event(event, starts, wait, pending).await,
             Ok(Some(Err(error))) => {
-                let error = ApiError::from(error).for_account(&self.tenant.account);
+                let error = error.for_account(&self.tenant.account);
                 Step::Send {
                     frame: exception_frame(self.protocol, &error),
                     last: true,
@@ -297,11 +442,12 @@ impl Pusher {
     /// behind (MillisBehindLatest grows) until there is room, as Kinesis' does.
     async fn send_event(
         &mut self,
-        event: SubscriptionEvent,
+        event: F::Event,
         starts: SequenceNumber,
         wait: Duration,
-        pending: &mut Option<(SubscriptionEvent, SequenceNumber)>,
+        pending: &mut Option<(F::Event, SequenceNumber)>,
     ) -> Step {
+        let facts = F::facts(&event);
         let started = tokio::time::Instant::now();
         let previous_written = tokio::select! {
             _ = self.lease.cancel.notified() => return self.taken_over(),
@@ -315,31 +461,28 @@ impl Pusher {
                 if stuck_since.elapsed() >= self.stall_limit {
                     return self.stopped_reading();
                 }
-                let behind = event.records.millis_behind_latest;
                 *pending = Some((event, starts));
-                return self.heartbeat_frame(starts, behind);
+                return self.heartbeat_frame(starts, facts.millis_behind_latest);
             }
             Err(Refused::Closed) => return Step::End,
         };
         self.stuck_since = None;
         let left = wait.saturating_sub(started.elapsed());
-        let estimate = encoded_bytes_bound(&event);
         let held = tokio::select! {
             _ = self.lease.cancel.notified() => return self.taken_over(),
-            held = self.budget.reserve(estimate, left) => held,
+            held = self.budget.reserve(facts.encoded_bytes_bound, left) => held,
         };
         let mut held = match held {
             Ok(held) => held,
             Err(Refused::Busy) => {
                 // Other subscriptions hold the budget: this one falls behind meanwhile.
                 metrics::counter!("sluice_subscription_events_delayed_total").increment(1);
-                let behind = event.records.millis_behind_latest;
                 *pending = Some((event, starts));
-                return self.heartbeat_frame(starts, behind);
+                return self.heartbeat_frame(starts, facts.millis_behind_latest);
             }
             Err(Refused::Closed) => return Step::End,
         };
-        let payload = match self.event_payload(&event) {
+        let payload = match self.feed.payload(&event, self.protocol) {
             Ok(payload) => payload,
             Err(error) => {
                 return Step::Send {
@@ -348,38 +491,16 @@ impl Pusher {
                 };
             }
         };
-        let sent: usize = event.records.records().map(|r| r.data.len()).sum();
         self.tenant
             .usage
-            .fanout_sent(crate::clock::now_ms(), &self.stream, sent);
-        self.record_event(
-            sent,
-            event.records.len(),
-            event.records.millis_behind_latest,
-        );
+            .fanout_sent(crate::clock::now_ms(), &self.stream, facts.data_bytes);
+        self.record_event(facts.data_bytes, facts.records, facts.millis_behind_latest);
         let frame = event_frame(self.protocol, "SubscribeToShardEvent", payload);
         budget::shrink(&mut held, frame.len());
         Step::Send {
             frame: Bytes::from_owner(budget::HeldBytes::new(frame, vec![held, previous_written])),
-            last: event.records.end_of_shard,
+            last: facts.end_of_shard,
         }
-    }
-
-    /// The encoded `SubscribeToShardEvent` of `event`'s records.
-    fn event_payload(&self, event: &SubscriptionEvent) -> Result<Vec<u8>, ApiError> {
-        let records = records_out(
-            &self.tenant,
-            (&self.stream, self.incarnation),
-            &event.records,
-        )?;
-        let reply = SubscribeToShardEvent {
-            records,
-            continuation_sequence_number: (!event.records.end_of_shard)
-                .then(|| self.checkpoint(event.continuation_sequence_number)),
-            millis_behind_latest: event.records.millis_behind_latest,
-            child_shards: child_shards(&self.tenant, &self.stream, &event.records)?,
-        };
-        Ok(crate::reads::encode_with_records(self.protocol, reply))
     }
 
     /// The `SubscribeToShardEvent.*` datapoints of an event sent, under `AWS/Kinesis` with
@@ -417,7 +538,7 @@ impl Pusher {
             self.protocol,
             SubscribeToShardEvent {
                 records: Vec::new(),
-                continuation_sequence_number: Some(self.checkpoint(position)),
+                continuation_sequence_number: Some(checkpoint(self.incarnation, position)),
                 millis_behind_latest: behind,
                 child_shards: Vec::new(),
             },
@@ -426,14 +547,6 @@ impl Pusher {
             frame: event_frame(self.protocol, "SubscribeToShardEvent", payload),
             last: false,
         }
-    }
-
-    /// The ContinuationSequenceNumber for a subscriber whose next record is at `position`:
-    /// the number just below it (the last record delivered, or the shard's start). Clients
-    /// resume AFTER it, as KCL does, and lose nothing; it moves on even when no record
-    /// arrives.
-    fn checkpoint(&self, position: SequenceNumber) -> String {
-        self.incarnation.tag(position.checkpoint()).to_string()
     }
 
     /// Ends a subscription whose client has not taken an event for `stall_limit`: the reply
@@ -470,16 +583,20 @@ impl Pusher {
     }
 }
 
-/// At least the bytes `event`'s frame encodes to: base64 (JSON) of the data, and each
-/// record's key, number and fields. Within a KiB unit of the truth is enough: the
-/// reservation is shrunk to the real frame.
-fn encoded_bytes_bound(event: &SubscriptionEvent) -> usize {
+/// The ContinuationSequenceNumber for a subscriber whose next record is at `position`: the
+/// number just below it (the last record delivered, or the shard's start). Clients resume
+/// AFTER it, as KCL does, and lose nothing; it moves on even when no record arrives.
+pub(crate) fn checkpoint(incarnation: Incarnation, position: SequenceNumber) -> String {
+    incarnation.tag(position.checkpoint()).to_string()
+}
+
+/// At least the bytes the frame of records of these (data, partition key) lengths encodes
+/// to: base64 (JSON) of the data, and each record's key, number and fields.
+pub(crate) fn encoded_bytes_bound(records: impl Iterator<Item = (usize, usize)>) -> usize {
     /// Member names, the sequence number, the timestamp and the encryption type.
     const PER_RECORD: usize = 192;
-    let record_bytes: usize = event
-        .records
-        .raw_records()
-        .map(|r| r.data.len().div_ceil(3) * 4 + r.partition_key.len() * 6 + PER_RECORD)
+    let record_bytes: usize = records
+        .map(|(data, key)| data.div_ceil(3) * 4 + key * 6 + PER_RECORD)
         .sum();
     record_bytes + 1024
 }

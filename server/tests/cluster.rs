@@ -9,10 +9,13 @@
 
 mod cluster_common;
 
-use cluster_common::{Node, base64, call, eventually, ok, shard_index, start};
+use cluster_common::{
+    Node, base64, call, eventually, ok, shard_index, start, start_signed, subscription,
+};
 use serde_json::{Value, json};
 use sluice_cluster::{ClusterMeta, EmbeddedBackend};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Every record of `shard` from TRIM_HORIZON: the iterator made on `on`, the reads on `read`
 /// (an iterator from one node works on another); sequence number to data.
@@ -178,8 +181,8 @@ async fn iterator_refusals(a: &Node, b: &Node) {
 async fn refusals(a: &Node, b: &Node) {
     let (status, reply) = call(
         b,
-        "RegisterStreamConsumer",
-        json!({"StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/orders", "ConsumerName": "c"}),
+        "StartStreamEncryption",
+        json!({"StreamName": "orders", "EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}),
     )
     .await;
     assert_eq!(
@@ -222,7 +225,7 @@ async fn refusals(a: &Node, b: &Node) {
 }
 
 /// The ARN forms of tagging: a tag added and listed on one node, removed through another; a
-/// consumer's ARN is not served.
+/// consumer's ARN that names no registered consumer is not found.
 async fn tags_by_arn(a: &Node, b: &Node, d: &Node, arn: &Value) {
     // The ARN forms: a tag added and listed on one node, removed through another.
     ok(
@@ -246,7 +249,7 @@ async fn tags_by_arn(a: &Node, b: &Node, d: &Node, arn: &Value) {
     let (status, reply) = call(a, "ListTagsForResource", json!({"ResourceARN": consumer})).await;
     assert_eq!(
         (status, reply["__type"].as_str()),
-        (400, Some("UnsupportedOperationException")),
+        (400, Some("ResourceNotFoundException")),
         "{reply}"
     );
 }
@@ -419,6 +422,7 @@ async fn any_node_serves_kinesis_for_the_whole_cluster() {
 
     let acknowledged = put_through_every_node(&nodes).await;
     reads_through_every_node_match(&nodes, &shards, &acknowledged).await;
+    subscription_through_a_node_without_a_replica(&nodes, &acknowledged).await;
 
     latest_sees_a_put_made_elsewhere(a, c).await;
     refusals(a, b).await;
@@ -442,4 +446,195 @@ async fn any_node_serves_kinesis_for_the_whole_cluster() {
     for node in &nodes {
         node.cluster.stop().await.unwrap();
     }
+}
+
+/// SubscribeToShard through the node holding no replica of shard 0 (its feed asks a
+/// replica's node): every record acknowledged before, then two put through other nodes while
+/// it runs, in number order, once each; it ends when its time is up.
+async fn subscription_through_a_node_without_a_replica(
+    nodes: &[Node],
+    acknowledged: &BTreeMap<String, Vec<(u128, String)>>,
+) {
+    let shard = "shardId-000000000000";
+    let holds = |n: &Node| (n.cluster.raft_host().groups().iter()).any(|g| g.shard == 0);
+    let without = nodes.iter().position(|n| !holds(n)).unwrap();
+    let subscriber = &nodes[without];
+    let summary = ok(
+        subscriber,
+        "DescribeStreamSummary",
+        json!({"StreamName": "orders"}),
+    )
+    .await;
+    let arn = summary["StreamDescriptionSummary"]["StreamARN"].clone();
+    let registered = json!({"StreamARN": arn, "ConsumerName": "remote"});
+    let registrar = &nodes[(without + 1) % nodes.len()];
+    let consumer =
+        ok(registrar, "RegisterStreamConsumer", registered).await["Consumer"]["ConsumerARN"]
+            .clone();
+    let named = json!({"ConsumerARN": consumer});
+    eventually("the subscriber's node knows the consumer", async || {
+        call(subscriber, "DescribeStreamConsumer", named.clone())
+            .await
+            .0
+            == 200
+    })
+    .await;
+    let request = json!({"ConsumerARN": consumer, "ShardId": shard,
+        "StartingPosition": {"Type": "TRIM_HORIZON"}});
+    let (events, late) = tokio::join!(subscription(subscriber, request), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut late = Vec::new();
+        for i in 0..2 {
+            let data = base64(format!("late-{i}").as_bytes());
+            let put = json!({"StreamName": "orders", "Data": data, "PartitionKey": "k",
+                "ExplicitHashKey": "0"});
+            let put = ok(&nodes[(without + 2 + i) % nodes.len()], "PutRecord", put).await;
+            assert_eq!(put["ShardId"], shard);
+            late.push((
+                put["SequenceNumber"].as_str().unwrap().parse().unwrap(),
+                data,
+            ));
+        }
+        late
+    });
+    let mut expected = acknowledged[shard].clone();
+    expected.sort();
+    expected.extend(late);
+    assert_eq!(events[0].0, "initial-response", "{events:?}");
+    let mut got: Vec<(u128, String)> = Vec::new();
+    for (kind, event) in &events[1..] {
+        assert_eq!(kind, "SubscribeToShardEvent", "{event}");
+        for record in event["Records"].as_array().unwrap() {
+            let number = record["SequenceNumber"].as_str().unwrap().parse().unwrap();
+            got.push((number, record["Data"].as_str().unwrap().to_owned()));
+        }
+    }
+    assert_eq!(got, expected);
+    ok(registrar, "DeregisterStreamConsumer", named).await;
+}
+
+/// A policy denying `action` on `resource` to everyone.
+fn deny(action: &str, resource: &Value) -> String {
+    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*",
+        "Action": action, "Resource": resource}]})
+    .to_string()
+}
+
+/// Three nodes that verify signatures: a resource policy put through one node binds calls
+/// through the others (a stream's and a consumer's), until it is deleted; enhanced
+/// monitoring set through one node is described by another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resource_policies_and_monitoring_hold_on_every_node() {
+    let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        nodes.push(start_signed(&meta, name).await);
+    }
+    eventually("a controller is elected", async || {
+        meta.controller().await.unwrap().is_some()
+    })
+    .await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    ok(
+        a,
+        "CreateStream",
+        json!({"StreamName": "guarded", "ShardCount": 1}),
+    )
+    .await;
+    let put = json!({"StreamName": "guarded", "Data": base64(b"x"), "PartitionKey": "k"});
+    eventually("the stream takes a signed put", async || {
+        call(c, "PutRecord", put.clone()).await.0 == 200
+    })
+    .await;
+    let arn = ok(b, "DescribeStreamSummary", json!({"StreamName": "guarded"})).await
+        ["StreamDescriptionSummary"]["StreamARN"]
+        .clone();
+    stream_policy_binds_every_node(&nodes, &arn, &put).await;
+    let consumer = ok(
+        b,
+        "RegisterStreamConsumer",
+        json!({"StreamARN": arn, "ConsumerName": "app"}),
+    )
+    .await["Consumer"]["ConsumerARN"]
+        .clone();
+    let named = json!({"ConsumerARN": consumer});
+    let policy = deny("kinesis:DescribeStreamConsumer", &consumer);
+    ok(
+        c,
+        "PutResourcePolicy",
+        json!({"ResourceARN": consumer, "Policy": policy}),
+    )
+    .await;
+    eventually("the consumer's policy binds another node", async || {
+        call(a, "DescribeStreamConsumer", named.clone()).await.0 == 400
+    })
+    .await;
+    let (_, refused) = call(a, "DescribeStreamConsumer", named.clone()).await;
+    assert_eq!(refused["__type"], "AccessDeniedException", "{refused}");
+    ok(a, "DeleteResourcePolicy", json!({"ResourceARN": consumer})).await;
+    ok(b, "DeleteResourcePolicy", json!({"ResourceARN": arn})).await;
+    let (status, reply) = call(c, "DeleteResourcePolicy", json!({"ResourceARN": arn})).await;
+    assert_eq!(
+        (status, reply["__type"].as_str()),
+        (400, Some("ResourceNotFoundException")),
+        "{reply}"
+    );
+    for node in &nodes {
+        eventually("the policies are gone everywhere", async || {
+            call(node, "PutRecord", put.clone()).await.0 == 200
+                && call(node, "DescribeStreamConsumer", named.clone()).await.0 == 200
+        })
+        .await;
+    }
+    monitoring_through_any_node(a, b, c).await;
+}
+
+/// A policy denying PutRecord on the stream, put through the first node, refuses signed
+/// puts through the others; it is read back there, and what it does not name is allowed.
+async fn stream_policy_binds_every_node(nodes: &[Node], arn: &Value, put: &Value) {
+    let policy = deny("kinesis:PutRecord", arn);
+    ok(
+        &nodes[0],
+        "PutResourcePolicy",
+        json!({"ResourceARN": arn, "Policy": policy}),
+    )
+    .await;
+    for node in &nodes[1..] {
+        eventually("the policy binds every node", async || {
+            let (status, reply) = call(node, "PutRecord", put.clone()).await;
+            assert!(
+                status == 200 || reply["__type"] == "AccessDeniedException",
+                "{reply}"
+            );
+            status != 200
+        })
+        .await;
+        let got = ok(node, "GetResourcePolicy", json!({"ResourceARN": arn})).await;
+        assert_eq!(got["Policy"], policy.as_str());
+        ok(node, "ListShards", json!({"StreamName": "guarded"})).await;
+    }
+}
+
+/// Enhanced monitoring enabled on one node, partly disabled on another, described by a third.
+async fn monitoring_through_any_node(a: &Node, b: &Node, c: &Node) {
+    let metrics =
+        json!({"StreamName": "guarded", "ShardLevelMetrics": ["IncomingBytes", "OutgoingRecords"]});
+    let enabled = ok(a, "EnableEnhancedMonitoring", metrics).await;
+    assert_eq!(enabled["CurrentShardLevelMetrics"], json!([]));
+    assert_eq!(
+        enabled["DesiredShardLevelMetrics"],
+        json!(["IncomingBytes", "OutgoingRecords"])
+    );
+    let off = json!({"StreamName": "guarded", "ShardLevelMetrics": ["IncomingBytes"]});
+    let disabled = ok(b, "DisableEnhancedMonitoring", off).await;
+    assert_eq!(
+        disabled["DesiredShardLevelMetrics"],
+        json!(["OutgoingRecords"])
+    );
+    eventually("monitoring is described everywhere", async || {
+        let summary = ok(c, "DescribeStreamSummary", json!({"StreamName": "guarded"})).await;
+        summary["StreamDescriptionSummary"]["EnhancedMonitoring"]
+            == json!([{"ShardLevelMetrics": ["OutgoingRecords"]}])
+    })
+    .await;
 }

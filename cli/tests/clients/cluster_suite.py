@@ -11,6 +11,7 @@ import time
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 import harness
 from harness import expect_error, unique
@@ -84,12 +85,14 @@ def test_boto3_writes_and_reads_through_different_nodes(endpoints):
 
     expect_error("ResourceInUseException", b.create_stream, StreamName=name, ShardCount=1)
     expect_error("ResourceNotFoundException", b.put_record, StreamName=unique("none"), Data=b"x", PartitionKey="k")
-    expect_error("UnsupportedOperationException", c.register_stream_consumer, StreamARN=a.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"], ConsumerName="c")
 
     # Resharding through any node: split on c, ACTIVE again with the parent closed at its
     # last record and two children; the parent read to its end names them; a put after it
     # lands in a child.
     c.split_shard(StreamName=name, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(2**126))
+    # The waiter alone may pass on a node whose map still shows the stream from before.
+    for node in (a, b):
+        until(lambda: len(node.list_shards(StreamName=name)["Shards"]) == 4, "the split on every node")
     a.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
     shards = {s["ShardId"]: s for s in b.list_shards(StreamName=name)["Shards"]}
     assert "EndingSequenceNumber" in shards["shardId-000000000000"]["SequenceNumberRange"], shards
@@ -120,6 +123,126 @@ def test_boto3_writes_and_reads_through_different_nodes(endpoints):
     a.get_waiter("stream_not_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
     for node in (a, b, c):
         assert name not in node.list_streams()["StreamNames"]
+
+
+def subscribe(node, consumer, shard, position, want, meanwhile=None):
+    """A subscription through `node` until `want` records came or the shard ended: the records
+    (number, data), the last ContinuationSequenceNumber, and the children at the end.
+    `meanwhile` runs before it is closed."""
+    out = node.subscribe_to_shard(ConsumerARN=consumer, ShardId=shard, StartingPosition=position)
+    records, continuation, children, started = [], None, None, time.time()
+    for event in out["EventStream"]:
+        batch = event["SubscribeToShardEvent"]
+        records += [(int(r["SequenceNumber"]), r["Data"]) for r in batch["Records"]]
+        continuation = batch.get("ContinuationSequenceNumber")
+        if continuation is None:
+            children = [c["ShardId"] for c in batch["ChildShards"]]
+            break
+        if len(records) >= want or time.time() - started > 20:
+            break
+    if meanwhile:
+        meanwhile()
+    out["EventStream"].close()
+    return records, continuation, children
+
+
+def until(check, what):
+    """Polls `check` (a node's map follows the store) until it holds, for up to 10 s."""
+    for _ in range(100):
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"never: {what}")
+
+
+def described(node, consumer):
+    try:
+        return node.describe_stream_consumer(ConsumerARN=consumer)["ConsumerDescription"]
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "ResourceNotFoundException", error.response
+        return None
+
+
+def test_consumers_and_subscriptions_through_any_node(endpoints):
+    a, b, c = clients(endpoints)
+    name = unique("fanout")
+    a.create_stream(StreamName=name, ShardCount=1)
+    b.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    arn = b.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+    registered = a.register_stream_consumer(StreamARN=arn, ConsumerName="app")["Consumer"]
+    consumer = registered["ConsumerARN"]
+    assert registered["ConsumerStatus"] == "ACTIVE" and consumer.startswith(f"{arn}/consumer/app:"), registered
+    # The controller checks the name against the stream's entry, whichever node is asked.
+    expect_error("ResourceInUseException", c.register_stream_consumer, StreamARN=arn, ConsumerName="app")
+    for node in (b, c):
+        until(lambda: described(node, consumer) is not None, "the consumer on every node")
+        assert described(node, consumer)["StreamARN"] == arn
+    assert c.describe_stream_consumer(StreamARN=arn, ConsumerName="app")["ConsumerDescription"]["ConsumerARN"] == consumer
+    assert [x["ConsumerName"] for x in b.list_stream_consumers(StreamARN=arn)["Consumers"]] == ["app"]
+    assert c.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["ConsumerCount"] == 1
+    expect_error("ResourceInUseException", c.delete_stream, StreamName=name)
+    a.tag_resource(ResourceARN=consumer, Tags={"owner": "me"})
+    until(lambda: b.list_tags_for_resource(ResourceARN=consumer)["Tags"] == [{"Key": "owner", "Value": "me"}], "the consumer's tag on b")
+    assert c.list_tags_for_stream(StreamName=name)["Tags"] == [], "the stream's tags are its own"
+
+    shard = "shardId-000000000000"
+    sent = [(int(node.put_record(StreamName=name, PartitionKey="k", Data=f"e{i}".encode())["SequenceNumber"]), f"e{i}".encode())
+            for i, node in enumerate((a, b, c, a, b))]
+    # One subscription per consumer and shard on a node (refused while the first runs).
+    again = lambda: expect_error("ResourceInUseException", c.subscribe_to_shard, ConsumerARN=consumer, ShardId=shard, StartingPosition={"Type": "LATEST"})
+    got, continuation, _ = subscribe(c, consumer, shard, {"Type": "TRIM_HORIZON"}, 5, meanwhile=again)
+    assert got == sent, got
+    # Resumed through another node after the continuation: what was put meanwhile, once.
+    more = [(int(b.put_record(StreamName=name, PartitionKey="k", Data=f"m{i}".encode())["SequenceNumber"]), f"m{i}".encode()) for i in range(5)]
+    got, continuation, _ = subscribe(a, consumer, shard, {"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": continuation}, 5)
+    assert got == more, got
+    # A waiting subscription gets a record put through another node.
+    out = b.subscribe_to_shard(ConsumerARN=consumer, ShardId=shard, StartingPosition={"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": continuation})
+    late, delays = None, []
+    for event in out["EventStream"]:
+        records = event["SubscribeToShardEvent"]["Records"]
+        if records:
+            delays.append(time.time() - acknowledged)
+            assert [(r["SequenceNumber"], r["Data"]) for r in records] == [(late["SequenceNumber"], b"late")], records
+            continuation = event["SubscribeToShardEvent"]["ContinuationSequenceNumber"]
+            late = None
+            if len(delays) == 3:
+                break
+        if late is None:
+            time.sleep(0.3)
+            late = c.put_record(StreamName=name, PartitionKey="k", Data=b"late")
+            acknowledged = time.time()
+    out["EventStream"].close()
+    # Pushed as each commit reaches b's replica, not at the feed's 2-second recheck (which
+    # would let all three through within 0.75 s one time in 20).
+    print(f"  records put through c reached b's subscriber {', '.join(f'{d:.3f}' for d in delays)} s after their acknowledgements")
+    assert max(delays) < 0.75, delays
+
+    # Split: a subscription to the parent ends with its children.
+    a.split_shard(StreamName=name, ShardToSplit=shard, NewStartingHashKey=str(2**127))
+    until(lambda: len(c.list_shards(StreamName=name)["Shards"]) == 3, "c's map shows the split")
+    got, ended, children = subscribe(c, consumer, shard, {"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": continuation}, 1)
+    assert (got, ended, children) == ([], None, ["shardId-000000000001", "shardId-000000000002"]), (got, ended, children)
+
+    # Deregistered through one node: a subscription open on another ends, and none starts.
+    out = a.subscribe_to_shard(ConsumerARN=consumer, ShardId="shardId-000000000001", StartingPosition={"Type": "LATEST"})
+    events = iter(out["EventStream"])
+    next(events)
+    b.deregister_stream_consumer(ConsumerARN=consumer)
+    try:
+        for _ in events:
+            pass
+        raise AssertionError("the subscription went on after its consumer was deregistered")
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "ResourceNotFoundException", error.response
+    for node in (a, b, c):
+        until(lambda: described(node, consumer) is None, "the consumer gone from every node")
+    expect_error("ResourceNotFoundException", c.subscribe_to_shard, ConsumerARN=consumer, ShardId="shardId-000000000002", StartingPosition={"Type": "LATEST"})
+    a.register_stream_consumer(StreamARN=arn, ConsumerName="second")
+    # Checked by the controller against the entry, whatever the asking node's map shows.
+    expect_error("ResourceInUseException", b.delete_stream, StreamName=name)
+    b.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+    a.get_waiter("stream_not_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
 
 
 def test_the_aws_cli_through_different_nodes(endpoints):

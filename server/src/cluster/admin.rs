@@ -121,9 +121,23 @@ pub async fn delete_stream<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    front.stream(&name)?;
-    front.node.delete_stream(&name).await.map_err(admin_error)?;
+    let stream = front.stream(&name)?;
+    let deleted = match input.enforce_consumer_deletion {
+        Some(true) => front.node.delete_stream_and_consumers(&name).await,
+        _ => front.node.delete_stream(&name).await,
+    };
+    deleted.map_err(|e| super::settings::settings_error(front, &name, e))?;
+    // This node's subscriptions end now; other nodes' as their maps show it DELETING.
+    (front.tenant.leases).revoke_stream(&name, stream.created_ms);
     Ok(Empty {})
+}
+
+/// The enhanced monitoring a stream reports (its shard-level metrics enabled).
+fn monitoring(stream: &StreamPlacement) -> Vec<EnhancedMetrics> {
+    let metrics = &stream.settings.shard_level_metrics;
+    vec![EnhancedMetrics {
+        shard_level_metrics: metrics.iter().cloned().collect(),
+    }]
 }
 
 /// A shard of the map in reply form; a closed one ends at its last record (its start when
@@ -191,9 +205,7 @@ pub async fn describe_stream<B: Backend>(
             has_more_shards,
             retention_period_hours: stream.settings.retention_hours,
             stream_creation_timestamp: timestamp(stream.created_ms),
-            enhanced_monitoring: vec![EnhancedMetrics {
-                shard_level_metrics: vec![],
-            }],
+            enhanced_monitoring: monitoring(&stream),
             encryption_type: "NONE".into(),
             key_id: None,
             stream_name: name,
@@ -214,13 +226,11 @@ pub async fn describe_stream_summary<B: Backend>(
             stream_mode_details: mode_of(&stream),
             retention_period_hours: stream.settings.retention_hours,
             stream_creation_timestamp: timestamp(stream.created_ms),
-            enhanced_monitoring: vec![EnhancedMetrics {
-                shard_level_metrics: vec![],
-            }],
+            enhanced_monitoring: monitoring(&stream),
             encryption_type: "NONE".into(),
             key_id: None,
             open_shard_count: stream.shards.iter().filter(|s| !s.closed).count(),
-            consumer_count: 0,
+            consumer_count: stream.settings.consumers.len(),
             warm_throughput: None,
             max_record_size_kib: RECORD_SIZE_BYTES_DEFAULT / 1024,
             stream_name: name,

@@ -10,12 +10,16 @@
 //! every node shares (kept in the control plane), so both work on every node.
 
 mod admin;
+mod consumers;
 mod records;
 mod reshard;
 mod settings;
+mod subscribe;
 mod token;
 
+use crate::ops::consumers::ConsumerRef;
 use crate::ops::input;
+use crate::subscribe::{Sink, Started};
 use crate::tenant::Tenant;
 use crate::wire::{ApiError, Incarnation, Protocol};
 use sluice_cluster::{Backend, ClusterNode, StreamPlacement, StreamStatus};
@@ -26,7 +30,7 @@ use std::sync::Arc;
 pub use token::TokenKey;
 
 /// The Kinesis operations cluster mode serves.
-pub const SERVED: [&str; 23] = [
+pub const SERVED: [&str; 33] = [
     "CreateStream",
     "DeleteStream",
     "DescribeStream",
@@ -50,15 +54,42 @@ pub const SERVED: [&str; 23] = [
     "PutRecords",
     "GetShardIterator",
     "GetRecords",
+    "RegisterStreamConsumer",
+    "DeregisterStreamConsumer",
+    "DescribeStreamConsumer",
+    "ListStreamConsumers",
+    "SubscribeToShard",
+    "EnableEnhancedMonitoring",
+    "DisableEnhancedMonitoring",
+    "PutResourcePolicy",
+    "GetResourcePolicy",
+    "DeleteResourcePolicy",
 ];
 
 /// A boxed reply future (the server holds the front as a trait object, whatever its store).
 pub type Reply<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, ApiError>> + Send + 'a>>;
 
+/// A boxed future of a started subscription.
+pub type Subscribing<'a> = Pin<Box<dyn Future<Output = Result<Started, ApiError>> + Send + 'a>>;
+
 /// What the HTTP layer calls in cluster mode.
 pub trait KinesisCluster: Send + Sync {
     /// Runs Kinesis operation `operation` on `body` for the cluster's account.
     fn call<'a>(&'a self, operation: &'a str, protocol: Protocol, body: &'a [u8]) -> Reply<'a>;
+
+    /// Starts SubscribeToShard `body`: its frames hold bytes of `sink`'s budget, and a
+    /// subscriber that stops reading is cut off through its abort.
+    fn subscribe<'a>(&'a self, protocol: Protocol, body: &'a [u8], sink: Sink) -> Subscribing<'a>;
+
+    /// The canonical ARN and the resource policy of the consumer a call names (for
+    /// authorization before the call), refused as the call itself would refuse it.
+    fn consumer_resource(&self, named: &ConsumerRef) -> Result<(String, Option<String>), ApiError>;
+
+    /// The resource policy of stream `name`, if it exists and has one.
+    fn stream_policy(&self, name: &str) -> Option<String>;
+
+    /// Whether any stream or consumer in this node's map has a resource policy.
+    fn holds_policies(&self) -> bool;
 
     /// The cluster's status as this node sees it (`GET /_sluice/cluster`), as JSON.
     fn status(&self) -> Reply<'_>;
@@ -172,6 +203,15 @@ impl<B: Backend> ClusterFront<B> {
             "PutRecords" => op!(records::put_records),
             "GetShardIterator" => op!(records::get_shard_iterator),
             "GetRecords" => records::get_records(self, input(protocol, body)?, protocol).await,
+            "RegisterStreamConsumer" => op!(consumers::register),
+            "DeregisterStreamConsumer" => op!(consumers::deregister),
+            "DescribeStreamConsumer" => op!(consumers::describe),
+            "ListStreamConsumers" => op!(consumers::list),
+            "EnableEnhancedMonitoring" => op!(settings::enable_monitoring),
+            "DisableEnhancedMonitoring" => op!(settings::disable_monitoring),
+            "PutResourcePolicy" => op!(settings::put_policy),
+            "GetResourcePolicy" => op!(settings::get_policy),
+            "DeleteResourcePolicy" => op!(settings::delete_policy),
             other if crate::ops::OPERATIONS.contains(&other) => Err(unsupported(other)),
             _ => Err(ApiError::unknown_operation()),
         }
@@ -184,6 +224,31 @@ impl<B: Backend> KinesisCluster for ClusterFront<B> {
             self.dispatch(operation, protocol, body)
                 .await
                 .map_err(|e| e.for_account(&self.tenant.account))
+        })
+    }
+
+    fn subscribe<'a>(&'a self, protocol: Protocol, body: &'a [u8], sink: Sink) -> Subscribing<'a> {
+        Box::pin(async move {
+            let started = subscribe::start(self, input(protocol, body)?, protocol, sink).await;
+            started.map_err(|e| e.for_account(&self.tenant.account))
+        })
+    }
+
+    fn consumer_resource(&self, named: &ConsumerRef) -> Result<(String, Option<String>), ApiError> {
+        let found = consumers::find_named(self, named)?;
+        Ok((consumers::arn_of(self, &found), found.consumer.policy))
+    }
+
+    fn stream_policy(&self, name: &str) -> Option<String> {
+        let map = self.node.map();
+        map.streams.get(name)?.value.settings.policy.clone()
+    }
+
+    fn holds_policies(&self) -> bool {
+        let map = self.node.map();
+        map.streams.values().any(|s| {
+            let settings = &s.value.settings;
+            settings.policy.is_some() || settings.consumers.iter().any(|c| c.policy.is_some())
         })
     }
 

@@ -18,9 +18,9 @@ use crate::ops::records::{
 };
 use crate::reads::{RecordOut, iterator_start};
 use crate::shapes::{ChildShard, HashKeyRange};
-use crate::wire::{ApiError, Protocol, Timestamp};
+use crate::wire::{ApiError, Incarnation, Protocol, Timestamp};
 use sluice_cluster::raft::{ClientError, NewRecord, ShardWritten};
-use sluice_cluster::reads::{ReadFrom, ReadReply, ReadRequest};
+use sluice_cluster::reads::{ReadFrom, ReadRecord, ReadReply, ReadRequest};
 use sluice_cluster::{Backend, Snapshot, StreamPlacement, StreamStatus};
 use sluice_core::hashkey::{parse_hash_key, partition_key_hash};
 use sluice_core::limits::{GET_RECORDS_MAX, PUT_BATCH_BYTES_MAX, RECORD_SIZE_BYTES_DEFAULT};
@@ -312,7 +312,7 @@ fn check_shard(stream: &StreamPlacement, shard: u32) -> Result<(), ApiError> {
 }
 
 /// Reads the shard through this node (its replica, or a replica's node).
-async fn read<B: Backend>(
+pub(super) async fn read<B: Backend>(
     front: &ClusterFront<B>,
     stream: &StreamPlacement,
     shard: u32,
@@ -333,20 +333,48 @@ pub async fn get_shard_iterator<B: Backend>(
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
     let stream = front.serving_stream(&name)?;
-    let shard_text = input.shard_id.as_deref().expect("validated");
-    let shard = sluice_core::seqnum::parse_shard_id(shard_text).ok_or_else(|| {
-        ApiError::from(ReadError::ShardNotFound {
-            stream: name.clone(),
-            shard: shard_text.to_owned(),
-        })
-    })?;
-    check_shard(&stream, shard)?;
+    let shard = retained_shard(&stream, input.shard_id.as_deref().expect("validated"))?;
     let start = iterator_start(
         input.shard_iterator_type.as_deref().expect("validated"),
         input.starting_sequence_number.as_deref(),
         input.timestamp,
         (&name, incarnation(&stream)),
     )?;
+    let text = input
+        .starting_sequence_number
+        .as_deref()
+        .unwrap_or_default();
+    let next_seq = place(front, &stream, shard, (start, text)).await?;
+    Ok(GetShardIteratorOutput {
+        shard_iterator: front.tokens.issue(Position {
+            stream_uid: stream.uid,
+            shard,
+            next_seq,
+            issued_ms: now_ms(),
+        }),
+    })
+}
+
+/// The index of the shard `text` names, which `stream` must have and retain.
+pub(super) fn retained_shard(stream: &StreamPlacement, text: &str) -> Result<u32, ApiError> {
+    let shard = sluice_core::seqnum::parse_shard_id(text).ok_or_else(|| {
+        ApiError::from(ReadError::ShardNotFound {
+            stream: stream.name.clone(),
+            shard: text.to_owned(),
+        })
+    })?;
+    check_shard(stream, shard)?;
+    Ok(shard)
+}
+
+/// The log number a read of `shard` from `start` begins at, placed by a replica (a number
+/// given, `text` as the client spelled it, must be of this shard and one it reached).
+pub(super) async fn place<B: Backend>(
+    front: &ClusterFront<B>,
+    stream: &StreamPlacement,
+    shard: u32,
+    (start, text): (IteratorStart, &str),
+) -> Result<u64, ApiError> {
     let mut given = None;
     let from = match start {
         IteratorStart::TrimHorizon => ReadFrom::TrimHorizon,
@@ -355,11 +383,7 @@ pub async fn get_shard_iterator<B: Backend>(
         IteratorStart::AtSequenceNumber(number) | IteratorStart::AfterSequenceNumber(number) => {
             if number.shard_index() != Some(shard) {
                 return Err(ApiError::invalid_argument(format!(
-                    "StartingSequenceNumber {} used in GetShardIterator on shard {} is invalid because it did not come from this shard.",
-                    input
-                        .starting_sequence_number
-                        .as_deref()
-                        .unwrap_or_default(),
+                    "StartingSequenceNumber {text} used in GetShardIterator on shard {} is invalid because it did not come from this shard.",
                     ShardId::new(shard)
                 )));
             }
@@ -373,8 +397,9 @@ pub async fn get_shard_iterator<B: Backend>(
     let placed = ReadRequest {
         from,
         records_max: 0,
+        bytes_max: None,
     };
-    let placed = read(front, &stream, shard, placed).await?;
+    let placed = read(front, stream, shard, placed).await?;
     if let Some(number) = given
         && placed.from > placed.end
     {
@@ -386,15 +411,7 @@ pub async fn get_shard_iterator<B: Backend>(
         }
         .into());
     }
-    let next_seq = placed.from;
-    Ok(GetShardIteratorOutput {
-        shard_iterator: front.tokens.issue(Position {
-            stream_uid: stream.uid,
-            shard,
-            next_seq,
-            issued_ms: now_ms(),
-        }),
-    })
+    Ok(placed.from)
 }
 
 /// GetRecords' Limit: at most Kinesis' 10,000 (the default).
@@ -432,7 +449,7 @@ pub(super) fn stream_of<'m, B: Backend>(
 
 /// The shards split or merged from shard `parent`, as GetRecords names them at its end (but
 /// one that expired since: it can no longer be read).
-fn children_of(stream: &StreamPlacement, parent: u32) -> Vec<ChildShard> {
+pub(super) fn children_of(stream: &StreamPlacement, parent: u32) -> Vec<ChildShard> {
     let now = now_ms();
     stream
         .shards
@@ -479,6 +496,7 @@ pub async fn get_records<B: Backend>(
     let request = ReadRequest {
         from: ReadFrom::Position(position.next_seq),
         records_max: limit,
+        bytes_max: None,
     };
     let ended_at = match ending {
         Some(end) if position.next_seq >= end || expired => Some(position.next_seq.max(end)),
@@ -497,26 +515,9 @@ pub async fn get_records<B: Backend>(
         },
         _ => read(front, stream, position.shard, request).await?,
     };
-    let incarnation = incarnation(stream);
-    let records: Vec<RecordOut<'_>> = reply
-        .records
-        .iter()
-        .map(|r| RecordOut {
-            sequence_number: incarnation
-                .tag(sluice_core::SequenceNumber::new(position.shard, r.seq)),
-            approximate_arrival_timestamp: Timestamp::from_ms(r.timestamp_ms),
-            data: Cow::Borrowed(&r.data),
-            partition_key: std::str::from_utf8(&r.key).unwrap_or_default(),
-            encryption_type: "NONE",
-        })
-        .collect();
+    let records = records_out(incarnation(stream), position.shard, &reply.records);
     let next_seq = reply.next;
-    let millis_behind_latest = match reply.records.last() {
-        Some(last) if next_seq < reply.end => {
-            reply.latest_timestamp_ms.saturating_sub(last.timestamp_ms)
-        }
-        _ => 0,
-    };
+    let millis_behind_latest = millis_behind(&reply);
     // A closed shard read to its end: no next iterator, its children instead.
     let ended = ended_at.is_some() || ending.is_some_and(|end| next_seq >= end);
     let output = GetRecordsOutput {
@@ -536,4 +537,32 @@ pub async fn get_records<B: Backend>(
         },
     };
     Ok(crate::reads::encode_with_records(protocol, output))
+}
+
+/// `records` of shard `shard` as a reply lists them (borrowing their data).
+pub(super) fn records_out(
+    incarnation: Incarnation,
+    shard: u32,
+    records: &[ReadRecord],
+) -> Vec<RecordOut<'_>> {
+    records
+        .iter()
+        .map(|r| RecordOut {
+            sequence_number: incarnation.tag(sluice_core::SequenceNumber::new(shard, r.seq)),
+            approximate_arrival_timestamp: Timestamp::from_ms(r.timestamp_ms),
+            data: Cow::Borrowed(&r.data),
+            partition_key: std::str::from_utf8(&r.key).unwrap_or_default(),
+            encryption_type: "NONE",
+        })
+        .collect()
+}
+
+/// How far behind the replica's newest record a read ends (0 when it reached it).
+pub(super) fn millis_behind(reply: &ReadReply) -> u64 {
+    match reply.records.last() {
+        Some(last) if reply.next < reply.end => {
+            reply.latest_timestamp_ms.saturating_sub(last.timestamp_ms)
+        }
+        _ => 0,
+    }
 }

@@ -1,8 +1,12 @@
 //! A stream's settings in cluster mode: retention (enforced by every replica), the capacity
-//! mode (reported) and tags, changed through the controller, which checks each change
+//! mode and enhanced monitoring (reported), tags and resource policies (of streams and
+//! consumers; policies are evaluated before every call), changed through the controller, which checks each change
 //! against the stream's map entry as it writes it; read from this node's map.
 
 use super::ClusterFront;
+use crate::ops::settings::{
+    GetPolicyOutput, MonitoringInput, MonitoringOutput, PolicyInput, checked_policy,
+};
 use crate::ops::streams::{RetentionInput, UpdateStreamModeInput, retention_asked};
 use crate::ops::tags::{
     AddTagsInput, ListTagsForResourceInput, ListTagsForResourceOutput, ListTagsForStreamInput,
@@ -11,7 +15,9 @@ use crate::ops::tags::{
 };
 use crate::shapes::{Empty, StreamModeDetails};
 use crate::wire::ApiError;
-use sluice_cluster::settings::{SettingsChange, SettingsRefused};
+use sluice_cluster::settings::{
+    CONSUMERS_PER_STREAM_MAX, ConsumerEntry, SettingsChange, SettingsRefused,
+};
 use sluice_cluster::{AdminError as ClusterAdminError, Backend};
 use sluice_core::limits::{
     RETENTION_HOURS_MAX, RETENTION_HOURS_MIN, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX, TAGS_MAX,
@@ -24,39 +30,8 @@ pub(super) fn settings_error(
     stream: &str,
     error: ClusterAdminError,
 ) -> ApiError {
-    let stream = stream.to_owned();
     match error {
-        ClusterAdminError::Settings(refused) => match refused {
-            SettingsRefused::RetentionOutOfRange(hours) => AdminError::RetentionOutOfRange {
-                hours,
-                min: RETENTION_HOURS_MIN,
-                max: RETENTION_HOURS_MAX,
-            },
-            SettingsRefused::RetentionBelowCurrent { requested, current } => {
-                AdminError::RetentionBelowCurrent {
-                    stream,
-                    requested_hours: requested,
-                    current_hours: current,
-                }
-            }
-            SettingsRefused::RetentionAboveCurrent { requested, current } => {
-                AdminError::RetentionAboveCurrent {
-                    stream,
-                    requested_hours: requested,
-                    current_hours: current,
-                }
-            }
-            SettingsRefused::InvalidTag(key) => AdminError::InvalidTag {
-                key,
-                key_chars_max: TAG_KEY_CHARS_MAX,
-                value_chars_max: TAG_VALUE_CHARS_MAX,
-            },
-            SettingsRefused::TooManyTags => AdminError::TooManyTags {
-                stream: Some(stream),
-                max: TAGS_MAX,
-            },
-        }
-        .into(),
+        ClusterAdminError::Settings(refused) => refusal(front, stream, refused),
         ClusterAdminError::NotActive(_, status) => ApiError::in_use(format!(
             "Stream {stream} under account {} not ACTIVE, instead in state {}",
             front.tenant.account,
@@ -66,8 +41,74 @@ pub(super) fn settings_error(
     }
 }
 
+/// A change the controller checked and refused, worded as the single-node server words it.
+fn refusal(front: &ClusterFront<impl Backend>, stream: &str, refused: SettingsRefused) -> ApiError {
+    let account = &front.tenant.account;
+    let stream = stream.to_owned();
+    let worded = match refused {
+        SettingsRefused::RetentionOutOfRange(hours) => AdminError::RetentionOutOfRange {
+            hours,
+            min: RETENTION_HOURS_MIN,
+            max: RETENTION_HOURS_MAX,
+        },
+        SettingsRefused::RetentionBelowCurrent { requested, current } => {
+            AdminError::RetentionBelowCurrent {
+                stream,
+                requested_hours: requested,
+                current_hours: current,
+            }
+        }
+        SettingsRefused::RetentionAboveCurrent { requested, current } => {
+            AdminError::RetentionAboveCurrent {
+                stream,
+                requested_hours: requested,
+                current_hours: current,
+            }
+        }
+        SettingsRefused::InvalidTag(key) => AdminError::InvalidTag {
+            key,
+            key_chars_max: TAG_KEY_CHARS_MAX,
+            value_chars_max: TAG_VALUE_CHARS_MAX,
+        },
+        SettingsRefused::TooManyTags => AdminError::TooManyTags {
+            stream: Some(stream),
+            max: TAGS_MAX,
+        },
+        SettingsRefused::ConsumerExists(name) => {
+            return ApiError::in_use(format!(
+                "Consumer {name} under stream {stream} already exists for account {account}."
+            ));
+        }
+        SettingsRefused::TooManyConsumers => {
+            return ApiError::limit_exceeded(format!(
+                "Stream {stream} has the maximum of {CONSUMERS_PER_STREAM_MAX} registered consumers."
+            ));
+        }
+        SettingsRefused::ConsumerNotFound(name) => {
+            return ApiError::not_found(format!(
+                "Consumer {name} under stream {} not found.",
+                front.tenant.stream_arn(&stream)
+            ));
+        }
+        SettingsRefused::TooManyConsumerTags => {
+            return ApiError::limit_exceeded(format!(
+                "A resource can have at most {TAGS_MAX} tags."
+            ));
+        }
+        SettingsRefused::NoPolicy => {
+            return ApiError::not_found(format!("No resource policy found for {stream}."));
+        }
+        SettingsRefused::HasConsumers => {
+            return ApiError::in_use(format!(
+                "Stream {stream} under account {account} has registered consumers. Deregister them, or set EnforceConsumerDeletion."
+            ));
+        }
+    };
+    worded.into()
+}
+
 /// Sends `change` of stream `name` to the controller.
-async fn change<B: Backend>(
+pub(super) async fn change<B: Backend>(
     front: &ClusterFront<B>,
     name: &str,
     change: SettingsChange,
@@ -154,43 +195,170 @@ pub async fn list_tags_for_stream<B: Backend>(
     Ok(tag_page(stream.settings.tags, &input))
 }
 
-/// The stream an ARN of TagResource and its kin names (consumers are not served in cluster
-/// mode yet).
-fn stream_of_resource<B: Backend>(
+/// Adds `add` to the tags of the stream or consumer `arn` names, then removes `remove`.
+async fn retag<B: Backend>(
     front: &ClusterFront<B>,
     arn: Option<&str>,
-) -> Result<String, ApiError> {
-    match resource(&front.tenant, arn.expect("validated"))? {
-        Resource::Stream(name) => Ok(name),
-        Resource::Consumer { .. } => Err(ApiError::new(
-            "UnsupportedOperationException",
-            "Consumers are not available in cluster mode yet.",
-        )),
-    }
+    (add, remove): (Vec<(String, String)>, Vec<String>),
+) -> Result<Empty, ApiError> {
+    let retag = match target_of(front, arn.expect("validated"))? {
+        (name, None) if remove.is_empty() => (name, SettingsChange::AddTags(add)),
+        (name, None) => (name, SettingsChange::RemoveTags(remove)),
+        (name, Some(consumer)) => (
+            name,
+            SettingsChange::TagConsumer {
+                name: consumer.name,
+                created_ms: consumer.created_ms,
+                add,
+                remove,
+            },
+        ),
+    };
+    change(front, &retag.0, retag.1).await
 }
 
 pub async fn tag_resource<B: Backend>(
     front: &ClusterFront<B>,
     input: TagResourceInput,
 ) -> Result<Empty, ApiError> {
-    let name = stream_of_resource(front, input.resource_arn.as_deref())?;
     let tags = input.tags.expect("validated").entries.into_iter().collect();
-    change(front, &name, SettingsChange::AddTags(tags)).await
+    retag(front, input.resource_arn.as_deref(), (tags, Vec::new())).await
 }
 
 pub async fn untag_resource<B: Backend>(
     front: &ClusterFront<B>,
     input: UntagResourceInput,
 ) -> Result<Empty, ApiError> {
-    let name = stream_of_resource(front, input.resource_arn.as_deref())?;
     let keys = input.tag_keys.expect("validated").into_items();
-    change(front, &name, SettingsChange::RemoveTags(keys)).await
+    retag(front, input.resource_arn.as_deref(), (Vec::new(), keys)).await
 }
 
 pub async fn list_tags_for_resource<B: Backend>(
     front: &ClusterFront<B>,
     input: ListTagsForResourceInput,
 ) -> Result<ListTagsForResourceOutput, ApiError> {
-    let name = stream_of_resource(front, input.resource_arn.as_deref())?;
-    Ok(resource_tags(front.stream(&name)?.settings.tags))
+    let tags = match target_of(front, input.resource_arn.as_deref().expect("validated"))? {
+        (_, Some(consumer)) => consumer.tags,
+        (stream, None) => front.stream(&stream)?.settings.tags,
+    };
+    Ok(resource_tags(tags))
+}
+
+async fn monitor<B: Backend>(
+    front: &ClusterFront<B>,
+    input: MonitoringInput,
+    enable: bool,
+) -> Result<MonitoringOutput, ApiError> {
+    let name = front
+        .tenant
+        .resolve(&input.stream_name, &input.stream_arn)?;
+    let current = front.stream(&name)?.settings.shard_level_metrics;
+    let metrics = input.metrics();
+    let settings = front
+        .node
+        .configure(&name, SettingsChange::Monitoring { enable, metrics })
+        .await
+        .map_err(|e| settings_error(front, &name, e))?;
+    Ok(MonitoringOutput {
+        stream_arn: front.tenant.stream_arn(&name),
+        stream_name: name,
+        current_shard_level_metrics: current.into_iter().collect(),
+        desired_shard_level_metrics: settings.shard_level_metrics.into_iter().collect(),
+    })
+}
+
+pub async fn enable_monitoring<B: Backend>(
+    front: &ClusterFront<B>,
+    input: MonitoringInput,
+) -> Result<MonitoringOutput, ApiError> {
+    monitor(front, input, true).await
+}
+
+pub async fn disable_monitoring<B: Backend>(
+    front: &ClusterFront<B>,
+    input: MonitoringInput,
+) -> Result<MonitoringOutput, ApiError> {
+    monitor(front, input, false).await
+}
+
+/// The stream a ResourceARN names, which must exist, and the consumer of it when it names
+/// a registered one.
+fn target_of<B: Backend>(
+    front: &ClusterFront<B>,
+    arn: &str,
+) -> Result<(String, Option<ConsumerEntry>), ApiError> {
+    match resource(&front.tenant, arn)? {
+        Resource::Stream(name) => {
+            front.stream(&name)?;
+            Ok((name, None))
+        }
+        Resource::Consumer {
+            stream,
+            consumer,
+            created_s,
+        } => {
+            let found = super::consumers::find(front, &stream, &consumer, Some(created_s))?;
+            Ok((stream, Some(found.consumer)))
+        }
+    }
+}
+
+/// Puts (`Some`) or deletes the policy of the stream or consumer `arn` names.
+async fn set_policy<B: Backend>(
+    front: &ClusterFront<B>,
+    arn: &str,
+    policy: Option<String>,
+) -> Result<Empty, ApiError> {
+    let (stream, consumer) = target_of(front, arn)?;
+    let consumer = consumer.map(|c| (c.name, c.created_ms));
+    let outcome = (front.node)
+        .configure(&stream, SettingsChange::Policy { consumer, policy })
+        .await;
+    match outcome {
+        Ok(_) => Ok(Empty {}),
+        Err(ClusterAdminError::Settings(SettingsRefused::NoPolicy)) => Err(ApiError::not_found(
+            format!("No resource policy found for {arn}."),
+        )),
+        Err(error) => Err(settings_error(front, &stream, error)),
+    }
+}
+
+pub async fn put_policy<B: Backend>(
+    front: &ClusterFront<B>,
+    input: PolicyInput,
+) -> Result<Empty, ApiError> {
+    let policy = checked_policy(input.policy)?;
+    set_policy(
+        front,
+        input.resource_arn.as_deref().expect("validated"),
+        Some(policy),
+    )
+    .await
+}
+
+pub async fn delete_policy<B: Backend>(
+    front: &ClusterFront<B>,
+    input: PolicyInput,
+) -> Result<Empty, ApiError> {
+    set_policy(
+        front,
+        input.resource_arn.as_deref().expect("validated"),
+        None,
+    )
+    .await
+}
+
+pub async fn get_policy<B: Backend>(
+    front: &ClusterFront<B>,
+    input: PolicyInput,
+) -> Result<GetPolicyOutput, ApiError> {
+    let arn = input.resource_arn.as_deref().expect("validated");
+    let policy = match target_of(front, arn)? {
+        (_, Some(consumer)) => consumer.policy,
+        (stream, None) => front.stream(&stream)?.settings.policy,
+    };
+    // Kinesis answers an empty document for a resource without a policy.
+    Ok(GetPolicyOutput {
+        policy: policy.unwrap_or_else(|| "{}".to_owned()),
+    })
 }

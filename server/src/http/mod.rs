@@ -384,23 +384,6 @@ async fn run(
         }
         (None, _) => service.tenant(None).await?,
     };
-    #[cfg(feature = "cluster")]
-    if matches!(api, Api::Kinesis)
-        && let Some(cluster) = service.cluster()
-    {
-        return on_cluster(
-            cluster.as_ref(),
-            (&service, &tenant),
-            operation,
-            protocol,
-            &body,
-        )
-        .await;
-    }
-    if let Some(reply) = other_service(api, &tenant, operation, protocol, &body).await {
-        let reply = reply.map_err(|error| error.for_account(&tenant.account))?;
-        return Ok(operation_reply(protocol, reply));
-    }
     let budget = service.subscription_budget.clone();
     let weak = Arc::downgrade(connection);
     let abort: subscribe::Abort = Arc::new(move || {
@@ -408,7 +391,25 @@ async fn run(
             connection.abort();
         }
     });
-    on_tenant(tenant.clone(), operation, protocol, body, (budget, abort))
+    let sink = subscribe::Sink { budget, abort };
+    #[cfg(feature = "cluster")]
+    if matches!(api, Api::Kinesis)
+        && let Some(cluster) = service.cluster()
+    {
+        return on_cluster(
+            cluster.as_ref(),
+            (&service, &tenant),
+            (operation, protocol),
+            &body,
+            sink,
+        )
+        .await;
+    }
+    if let Some(reply) = other_service(api, &tenant, operation, protocol, &body).await {
+        let reply = reply.map_err(|error| error.for_account(&tenant.account))?;
+        return Ok(operation_reply(protocol, reply));
+    }
+    on_tenant(tenant.clone(), operation, protocol, body, sink)
         .await
         .map_err(|error| error.for_account(&tenant.account))
 }
@@ -441,14 +442,14 @@ async fn cluster_status(service: &Service, request: &Request<Incoming>) -> Respo
 }
 
 /// A Kinesis call in cluster mode: the cluster's front answers for the configured account
-/// and region (other tenants, and subscriptions, are not served in cluster mode yet).
+/// and region (other tenants are not served in cluster mode yet).
 #[cfg(feature = "cluster")]
 async fn on_cluster(
     cluster: &dyn crate::cluster::KinesisCluster,
     (service, tenant): (&Service, &Arc<Tenant>),
-    operation: &str,
-    protocol: Protocol,
+    (operation, protocol): (&str, Protocol),
     body: &[u8],
+    sink: subscribe::Sink,
 ) -> Result<Response<ReplyBody>, ApiError> {
     if !Arc::ptr_eq(tenant, service.default_tenant()) {
         return Err(ApiError::not_found(format!(
@@ -457,7 +458,7 @@ async fn on_cluster(
         )));
     }
     if operation == "SubscribeToShard" {
-        return Err(crate::cluster::unsupported(operation));
+        return Ok(event_stream(cluster.subscribe(protocol, body, sink).await?));
     }
     let reply = cluster.call(operation, protocol, body).await?;
     Ok(operation_reply(protocol, reply))
@@ -491,26 +492,31 @@ async fn on_tenant(
     operation: &str,
     protocol: Protocol,
     body: Bytes,
-    (subscription_budget, abort): (Budget, subscribe::Abort),
+    sink: subscribe::Sink,
 ) -> Result<Response<ReplyBody>, ApiError> {
     if operation == "SubscribeToShard" {
         let input = ops::input(protocol, &body)?;
-        let started = subscribe::start(tenant, input, protocol, (subscription_budget, abort))?;
-        let response = Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "application/vnd.amazon.eventstream");
-        return Ok(with_ids(response)
-            .body(
-                ChannelBody {
-                    frames: started.frames,
-                    stalled: started.stalled,
-                }
-                .boxed(),
-            )
-            .expect("a valid response"));
+        let started = subscribe::start(tenant, input, protocol, sink)?;
+        return Ok(event_stream(started));
     }
     let reply = ops::call(&tenant, operation, protocol, &body).await?;
     Ok(operation_reply(protocol, reply))
+}
+
+/// The reply of a started subscription: its frames as they come.
+fn event_stream(started: subscribe::Started) -> Response<ReplyBody> {
+    let response = Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/vnd.amazon.eventstream");
+    with_ids(response)
+        .body(
+            ChannelBody {
+                frames: started.frames,
+                stalled: started.stalled,
+            }
+            .boxed(),
+        )
+        .expect("a valid response")
 }
 
 /// The parts of a request SigV4 covers.

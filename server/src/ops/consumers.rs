@@ -27,7 +27,11 @@ pub struct ConsumerOut {
     stream_arn: Option<String>,
 }
 
-fn consumer_out(stream_arn: &str, consumer: &Consumer, with_stream: bool) -> ConsumerOut {
+pub(crate) fn consumer_out(
+    stream_arn: &str,
+    consumer: &Consumer,
+    with_stream: bool,
+) -> ConsumerOut {
     ConsumerOut {
         consumer_name: consumer.name.clone(),
         consumer_arn: ConsumerArn::format(stream_arn, &consumer.name, consumer.created_ms / 1000),
@@ -41,9 +45,9 @@ fn consumer_out(stream_arn: &str, consumer: &Consumer, with_stream: bool) -> Con
 #[serde(rename_all = "PascalCase")]
 pub struct RegisterInput {
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    consumer_name: Option<String>,
-    tags: Option<TagMap>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) consumer_name: Option<String>,
+    pub(crate) tags: Option<TagMap>,
 }
 
 impl Validate for RegisterInput {
@@ -59,7 +63,7 @@ impl Validate for RegisterInput {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RegisterOutput {
-    consumer: ConsumerOut,
+    pub(crate) consumer: ConsumerOut,
 }
 
 pub async fn register(tenant: &Tenant, input: RegisterInput) -> Result<RegisterOutput, ApiError> {
@@ -99,10 +103,10 @@ pub async fn register(tenant: &Tenant, input: RegisterInput) -> Result<RegisterO
 #[serde(rename_all = "PascalCase")]
 pub struct ConsumerRef {
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    consumer_name: Option<String>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) consumer_name: Option<String>,
     #[serde(rename = "ConsumerARN")]
-    consumer_arn: Option<String>,
+    pub(crate) consumer_arn: Option<String>,
 }
 
 impl Validate for ConsumerRef {
@@ -121,11 +125,16 @@ impl ConsumerRef {
                 tenant.resolve(&None, &Some(stream_arn.clone()))?;
                 find(tenant, stream_arn, name, None)
             }
-            _ => Err(ApiError::invalid_argument(
-                "Either ConsumerARN, or StreamARN and ConsumerName, must be provided.",
-            )),
+            _ => Err(neither_named()),
         }
     }
+}
+
+/// A consumer call that names no consumer.
+pub(crate) fn neither_named() -> ApiError {
+    ApiError::invalid_argument(
+        "Either ConsumerARN, or StreamARN and ConsumerName, must be provided.",
+    )
 }
 
 pub async fn deregister(tenant: &Tenant, input: ConsumerRef) -> Result<Empty, ApiError> {
@@ -153,7 +162,7 @@ pub async fn deregister(tenant: &Tenant, input: ConsumerRef) -> Result<Empty, Ap
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeOutput {
-    consumer_description: ConsumerOut,
+    pub(crate) consumer_description: ConsumerOut,
 }
 
 pub async fn describe(tenant: &Tenant, input: ConsumerRef) -> Result<DescribeOutput, ApiError> {
@@ -167,7 +176,7 @@ pub async fn describe(tenant: &Tenant, input: ConsumerRef) -> Result<DescribeOut
 #[serde(rename_all = "PascalCase")]
 pub struct ListInput {
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
+    pub(crate) stream_arn: Option<String>,
     next_token: Option<String>,
     max_results: Option<i64>,
     stream_creation_timestamp: Option<Timestamp>,
@@ -190,10 +199,25 @@ pub struct ListOutput {
     next_token: Option<String>,
 }
 
-/// The NextToken of ListStreamConsumers is the index of the next consumer.
 pub async fn list(tenant: &Tenant, input: ListInput) -> Result<ListOutput, ApiError> {
-    let stream_arn = input.stream_arn.expect("validated");
+    let stream_arn = input.stream_arn.clone().expect("validated");
     let (stream, created_ms) = stream_of(tenant, &stream_arn)?;
+    let consumers = tenant.state.read(|state| {
+        state
+            .stream(&stream, created_ms)
+            .map_or_else(Vec::new, |extras| extras.consumers.clone())
+    });
+    list_page(&input, created_ms, &consumers)
+}
+
+/// The page of `consumers` (of the stream created at `created_ms`) `input` asks for: its
+/// NextToken is the index of the next consumer.
+pub(crate) fn list_page(
+    input: &ListInput,
+    created_ms: u64,
+    consumers: &[Consumer],
+) -> Result<ListOutput, ApiError> {
+    let stream_arn = input.stream_arn.as_deref().expect("validated");
     if let Some(asked) = input.stream_creation_timestamp
         && asked.ms / 1000 != created_ms / 1000
     {
@@ -208,16 +232,11 @@ pub async fn list(tenant: &Tenant, input: ListInput) -> Result<ListOutput, ApiEr
         None => 0,
     };
     let max = input.max_results.map_or(100, |m| m as usize);
-    let consumers = tenant.state.read(|state| {
-        state
-            .stream(&stream, created_ms)
-            .map_or_else(Vec::new, |extras| extras.consumers.clone())
-    });
     let page: Vec<ConsumerOut> = consumers
         .iter()
         .skip(start)
         .take(max)
-        .map(|c| consumer_out(&stream_arn, c, false))
+        .map(|c| consumer_out(stream_arn, c, false))
         .collect();
     let next = start + page.len();
     Ok(ListOutput {

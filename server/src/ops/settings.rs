@@ -101,10 +101,21 @@ const METRICS: [&str; 7] = [
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MonitoringInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    shard_level_metrics: Option<BoundedVec<String, 7>>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) shard_level_metrics: Option<BoundedVec<String, 7>>,
+}
+
+impl MonitoringInput {
+    /// The metrics named (`ALL` stands for every one).
+    pub(crate) fn metrics(self) -> Vec<String> {
+        let asked: Vec<String> = self.shard_level_metrics.expect("validated").into_items();
+        if asked.iter().any(|m| m == "ALL") {
+            return METRICS.iter().map(|m| (*m).to_owned()).collect();
+        }
+        asked
+    }
 }
 
 impl Validate for MonitoringInput {
@@ -137,11 +148,11 @@ impl Validate for MonitoringInput {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MonitoringOutput {
-    stream_name: String,
+    pub(crate) stream_name: String,
     #[serde(rename = "StreamARN")]
-    stream_arn: String,
-    current_shard_level_metrics: Vec<String>,
-    desired_shard_level_metrics: Vec<String>,
+    pub(crate) stream_arn: String,
+    pub(crate) current_shard_level_metrics: Vec<String>,
+    pub(crate) desired_shard_level_metrics: Vec<String>,
 }
 
 async fn set_monitoring(
@@ -152,12 +163,7 @@ async fn set_monitoring(
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.require_active(&name)?;
     let created_ms = tenant.engine.stream(&name)?.summary()?.created_ms;
-    let asked: Vec<String> = input.shard_level_metrics.expect("validated").into_items();
-    let names: Vec<String> = if asked.iter().any(|m| m == "ALL") {
-        METRICS.iter().map(|m| (*m).to_owned()).collect()
-    } else {
-        asked
-    };
+    let names = input.metrics();
     let (current, desired) = tenant
         .state
         .update(|state| {
@@ -199,8 +205,8 @@ pub async fn disable_monitoring(
 #[serde(rename_all = "PascalCase")]
 pub struct PolicyInput {
     #[serde(rename = "ResourceARN")]
-    resource_arn: Option<String>,
-    policy: Option<String>,
+    pub(crate) resource_arn: Option<String>,
+    pub(crate) policy: Option<String>,
 }
 
 impl Validate for PolicyInput {
@@ -258,9 +264,10 @@ fn consumer_gone() -> ApiError {
     ApiError::not_found("The consumer was deregistered.")
 }
 
-pub async fn put_policy(tenant: &Tenant, input: PolicyInput) -> Result<Empty, ApiError> {
-    let arn = input.resource_arn.expect("validated");
-    let Some(policy) = input.policy else {
+/// PutResourcePolicy's policy: given, within the size allowed, and one the server can apply
+/// (a stored policy means what it says).
+pub(crate) fn checked_policy(policy: Option<String>) -> Result<String, ApiError> {
+    let Some(policy) = policy else {
         return Err(ApiError::validation(
             "1 validation error detected: Value null at 'policy' failed to satisfy constraint: Member must not be null",
         ));
@@ -270,12 +277,17 @@ pub async fn put_policy(tenant: &Tenant, input: PolicyInput) -> Result<Empty, Ap
             "The policy is longer than {POLICY_CHARS_MAX} characters."
         )));
     }
-    // A stored policy is one the server can apply: it means what it says.
     if let Err(error) = crate::iam::Policy::parse_resource(&policy) {
         return Err(ApiError::invalid_argument(format!(
             "The Policy cannot be applied: {error}"
         )));
     }
+    Ok(policy)
+}
+
+pub async fn put_policy(tenant: &Tenant, input: PolicyInput) -> Result<Empty, ApiError> {
+    let arn = input.resource_arn.expect("validated");
+    let policy = checked_policy(input.policy)?;
     let target = policy_target(tenant, &arn)?;
     tenant.note_policy();
     tenant
@@ -291,7 +303,7 @@ pub async fn put_policy(tenant: &Tenant, input: PolicyInput) -> Result<Empty, Ap
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct GetPolicyOutput {
-    policy: String,
+    pub(crate) policy: String,
 }
 
 pub async fn get_policy(tenant: &Tenant, input: PolicyInput) -> Result<GetPolicyOutput, ApiError> {
