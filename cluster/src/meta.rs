@@ -296,6 +296,39 @@ impl<B: Backend> ClusterMeta<B> {
             .ok_or_else(|| MetaError::Unavailable(format!("secret {name} vanished once stored")))
     }
 
+    /// Every stream whose name starts with `prefix`, as the store has it now: a quorum
+    /// read, so never older than a write any node has seen answered (a node's map follows
+    /// the store a moment behind).
+    pub async fn streams_named(
+        &self,
+        prefix: &str,
+    ) -> Result<BTreeMap<String, Versioned<StreamPlacement>>, MetaError> {
+        let (kvs, _) = self
+            .backend
+            .range(&format!("{}{STREAMS}{prefix}", self.prefix))
+            .await?;
+        let mut streams = BTreeMap::new();
+        for kv in kvs {
+            let key = self.relative(&kv.key);
+            let name = &key[STREAMS.len()..];
+            let value = decode(key, &kv.value)?;
+            let entry = Versioned {
+                value,
+                revision: kv.mod_revision,
+            };
+            streams.insert(name.to_owned(), entry);
+        }
+        Ok(streams)
+    }
+
+    /// Stream `name`'s entry as the store has it now (see [`ClusterMeta::streams_named`]).
+    pub async fn stream(
+        &self,
+        name: &str,
+    ) -> Result<Option<Versioned<StreamPlacement>>, MetaError> {
+        Ok(self.streams_named(name).await?.remove(name))
+    }
+
     /// Reads the whole cluster at one revision.
     pub async fn snapshot(&self) -> Result<Snapshot, MetaError> {
         let (kvs, revision) = self.backend.range(&self.prefix).await?;

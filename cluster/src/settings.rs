@@ -1,10 +1,13 @@
-//! A stream's changeable settings in cluster mode (retention, capacity mode, tags, registered
-//! consumers, enhanced monitoring, resource policies), kept in its map entry and changed by the controller only: a change is checked against the entry
+//! A stream's changeable settings in cluster mode (retention, capacity mode and warm
+//! throughput, record size limit, encryption, tags, registered consumers, enhanced monitoring,
+//! resource policies), kept in its map entry and changed by the controller only: a change is
+//! checked against the entry
 //! it replaces, in the same fenced write, so two concurrent changes cannot both pass checks
 //! that only one of them would.
 
 use serde::{Deserialize, Serialize};
 use sluice_core::limits::{
+    RECORD_SIZE_BYTES_DEFAULT, RECORD_SIZE_BYTES_LIMIT, RECORD_SIZE_BYTES_MIN_SETTING,
     RETENTION_HOURS_MAX, RETENTION_HOURS_MIN, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX, TAGS_MAX,
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +36,26 @@ pub struct StreamSettings {
     /// nodes' clocks proposed them.
     #[serde(skip_serializing_if = "is_zero")]
     pub last_consumer_second: u64,
+    /// The largest record the stream takes (partition key and data), KiB: 1024 (Kinesis'
+    /// 1 MiB) to 10240 (UpdateMaxRecordSize).
+    #[serde(skip_serializing_if = "is_default_record_kib")]
+    pub max_record_kib: u32,
+    /// The warm throughput asked for, MiB/s (reported: Sluice has no warm-up to do).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_mibps: Option<u64>,
+    /// The KMS key of StartStreamEncryption, while in effect: records put are sealed with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<String>,
+}
+
+/// Kinesis' default record size limit, KiB.
+pub const RECORD_KIB_DEFAULT: u32 = (RECORD_SIZE_BYTES_DEFAULT / 1024) as u32;
+/// The smallest and largest record size limits a stream can be given, KiB.
+pub const RECORD_KIB_RANGE: std::ops::RangeInclusive<u32> =
+    (RECORD_SIZE_BYTES_MIN_SETTING / 1024) as u32..=(RECORD_SIZE_BYTES_LIMIT / 1024) as u32;
+
+fn is_default_record_kib(kib: &u32) -> bool {
+    *kib == RECORD_KIB_DEFAULT
 }
 
 fn is_zero(value: &u64) -> bool {
@@ -68,6 +91,9 @@ impl Default for StreamSettings {
             shard_level_metrics: BTreeSet::new(),
             policy: None,
             last_consumer_second: 0,
+            max_record_kib: RECORD_KIB_DEFAULT,
+            warm_mibps: None,
+            encryption_key: None,
         }
     }
 }
@@ -76,6 +102,11 @@ impl StreamSettings {
     /// How long records stay readable, in ms.
     pub fn retention_ms(&self) -> u64 {
         u64::from(self.retention_hours) * 3_600_000
+    }
+
+    /// The largest record the stream takes (partition key and data), bytes.
+    pub fn max_record_bytes(&self) -> u64 {
+        u64::from(self.max_record_kib) * 1024
     }
 
     /// Consumer `name`, registered at `created_s` (in seconds, as an ARN gives it) when
@@ -94,11 +125,20 @@ pub enum SettingsChange {
     IncreaseRetention(u32),
     /// DecreaseStreamRetentionPeriod: to at most the current retention.
     DecreaseRetention(u32),
-    /// UpdateStreamMode.
+    /// UpdateStreamMode, with the warm throughput it may give.
     Mode {
         /// ON_DEMAND rather than PROVISIONED.
         on_demand: bool,
+        /// WarmThroughputMiBps, when given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        warm_mibps: Option<u64>,
     },
+    /// UpdateStreamWarmThroughput: an ON_DEMAND stream's only.
+    WarmThroughput(u64),
+    /// UpdateMaxRecordSize, in KiB (within [`RECORD_KIB_RANGE`]).
+    MaxRecordSize(u32),
+    /// StartStreamEncryption with this KMS key (`Some`), or StopStreamEncryption.
+    Encryption(Option<String>),
     /// AddTagsToStream: keys already there get the new value.
     AddTags(Vec<(String, String)>),
     /// RemoveTagsFromStream: keys not there are ignored.
@@ -189,6 +229,12 @@ pub enum SettingsRefused {
     /// DeleteStream of a stream with registered consumers, without deleting them too.
     #[error("the stream has registered consumers")]
     HasConsumers,
+    /// A record size limit outside [`RECORD_KIB_RANGE`], KiB.
+    #[error("a record size limit of {0} KiB is outside 1024..=10240")]
+    RecordSizeOutOfRange(u32),
+    /// UpdateStreamWarmThroughput on a PROVISIONED stream.
+    #[error("warm throughput can only be set on an ON_DEMAND stream")]
+    NotOnDemand,
 }
 
 /// Checks `change` against `settings` and applies it; on a refusal `settings` is unchanged.
@@ -218,7 +264,28 @@ pub fn apply(
             }
             settings.retention_hours = hours;
         }
-        SettingsChange::Mode { on_demand } => settings.on_demand = *on_demand,
+        SettingsChange::Mode {
+            on_demand,
+            warm_mibps,
+        } => {
+            settings.on_demand = *on_demand;
+            if warm_mibps.is_some() {
+                settings.warm_mibps = *warm_mibps;
+            }
+        }
+        SettingsChange::WarmThroughput(mibps) => {
+            if !settings.on_demand {
+                return Err(SettingsRefused::NotOnDemand);
+            }
+            settings.warm_mibps = Some(*mibps);
+        }
+        SettingsChange::MaxRecordSize(kib) => {
+            if !RECORD_KIB_RANGE.contains(kib) {
+                return Err(SettingsRefused::RecordSizeOutOfRange(*kib));
+            }
+            settings.max_record_kib = *kib;
+        }
+        SettingsChange::Encryption(key) => settings.encryption_key.clone_from(key),
         SettingsChange::AddTags(tags) => {
             settings.tags = tagged(&settings.tags, tags, &[])
                 .map_err(|e| e.unwrap_or(SettingsRefused::TooManyTags))?;
@@ -326,12 +393,17 @@ fn tagged(
     Ok(after)
 }
 
-/// Checks settings given whole (a new stream's): retention in range, at most 50 tags, each
-/// valid.
+/// Checks settings given whole (a new stream's): retention and the record size limit in
+/// range, at most 50 tags, each valid.
 pub fn check(settings: &StreamSettings) -> Result<(), SettingsRefused> {
     let hours = settings.retention_hours;
     if !(RETENTION_HOURS_MIN..=RETENTION_HOURS_MAX).contains(&hours) {
         return Err(SettingsRefused::RetentionOutOfRange(hours));
+    }
+    if !RECORD_KIB_RANGE.contains(&settings.max_record_kib) {
+        return Err(SettingsRefused::RecordSizeOutOfRange(
+            settings.max_record_kib,
+        ));
     }
     check_tags(&settings.tags, SettingsRefused::TooManyTags)
 }

@@ -1,11 +1,13 @@
 """The AWS CLI against `sluice serve`, as a user types it: every command parses our replies
-with the CLI's own code. Usage: python3 aws_cli_suite.py http://127.0.0.1:PORT"""
+with the CLI's own code. Usage: python3 aws_cli_suite.py http://127.0.0.1:PORT, or a
+cluster's nodes joined by commas (each command then goes to the next node)."""
 
 import base64
 import json
 import os
 import subprocess
 import sys
+import time
 
 import harness
 from harness import unique
@@ -15,12 +17,22 @@ ENV = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY="s
 
 
 def aws(endpoint, *args, ok=True):
-    done = subprocess.run(["aws", "kinesis", *args, "--endpoint-url", endpoint, "--output", "json"], capture_output=True, text=True, env=ENV, timeout=60)
+    done = subprocess.run(["aws", "kinesis", *args, "--endpoint-url", harness.next_node(endpoint), "--output", "json"], capture_output=True, text=True, env=ENV, timeout=60)
     if ok:
         assert done.returncode == 0, (args, done.stderr)
         return json.loads(done.stdout) if done.stdout.strip() else {}
     assert done.returncode != 0, (args, done.stdout)
     return done.stderr
+
+
+def settled(e, name):
+    """Waits for the stream to be ACTIVE again after a reshard, as Kinesis asks of a client
+    (`aws kinesis wait stream-exists` polls every 10 seconds: too slow for a test)."""
+    for _ in range(60):
+        if aws(e, "describe-stream-summary", "--stream-name", name)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{name} is still not ACTIVE")
 
 
 def test_stream_lifecycle_puts_reads_and_resharding(endpoint):
@@ -41,10 +53,13 @@ def test_stream_lifecycle_puts_reads_and_resharding(endpoint):
     shards = aws(e, "list-shards", "--stream-name", name)["Shards"]
     assert [s["ShardId"] for s in shards] == ["shardId-000000000000", "shardId-000000000001"]
     aws(e, "split-shard", "--stream-name", name, "--shard-to-split", "shardId-000000000000", "--new-starting-hash-key", str(2**126))
+    settled(e, name)
     aws(e, "merge-shards", "--stream-name", name, "--shard-to-merge", "shardId-000000000002", "--adjacent-shard-to-merge", "shardId-000000000003")
+    settled(e, name)
     open_shards = aws(e, "list-shards", "--stream-name", name, "--shard-filter", "Type=AT_LATEST")["Shards"]
     assert sorted(s["ShardId"] for s in open_shards) == ["shardId-000000000001", "shardId-000000000004"]
     aws(e, "update-shard-count", "--stream-name", name, "--target-shard-count", "4", "--scaling-type", "UNIFORM_SCALING")
+    settled(e, name)
     aws(e, "increase-stream-retention-period", "--stream-name", name, "--retention-period-hours", "36")
     aws(e, "add-tags-to-stream", "--stream-name", name, "--tags", "env=test")
     assert aws(e, "list-tags-for-stream", "--stream-name", name)["Tags"] == [{"Key": "env", "Value": "test"}]
@@ -54,7 +69,12 @@ def test_stream_lifecycle_puts_reads_and_resharding(endpoint):
     aws(e, "deregister-stream-consumer", "--consumer-arn", consumer["ConsumerARN"])
     assert aws(e, "describe-limits")["ShardLimit"] >= 4
     aws(e, "delete-stream", "--stream-name", name)
-    assert name not in aws(e, "list-streams")["StreamNames"]
+    for _ in range(60):
+        if name not in aws(e, "list-streams")["StreamNames"]:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"{name} is still listed")
 
 
 def test_the_other_operations_through_the_cli(endpoint):

@@ -1,5 +1,6 @@
 """boto3 against `sluice serve`: every operation, with botocore's own parsing, and the
-errors clients rely on. Usage: python3 boto3_suite.py http://127.0.0.1:PORT"""
+errors clients rely on. Usage: python3 boto3_suite.py http://127.0.0.1:PORT, or a cluster's
+nodes joined by commas (each request then goes to the next node)."""
 
 import datetime
 import hashlib
@@ -17,14 +18,14 @@ ENDPOINT = sys.argv[1] if __name__ == "__main__" else None
 
 
 def client(endpoint, validate=True):
-    return boto3.client(
+    return harness.spread(boto3.client(
         "kinesis",
-        endpoint_url=endpoint,
+        endpoint_url=harness.nodes(endpoint)[0],
         region_name="us-east-1",
         aws_access_key_id="AKIDEXAMPLE",
         aws_secret_access_key="secret",
         config=Config(parameter_validation=validate, retries={"max_attempts": 1}),
-    )
+    ), endpoint)
 
 
 def create(k, shards=2, **kwargs):
@@ -32,6 +33,29 @@ def create(k, shards=2, **kwargs):
     k.create_stream(StreamName=name, ShardCount=shards, **kwargs)
     k.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 5})
     return name
+
+
+def settled(k, name):
+    """Waits for the stream to be ACTIVE again after a reshard, as Kinesis asks of a client
+    (a cluster finishes one in a second or two; a single server at once)."""
+    for _ in range(300):
+        if k.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{name} is still not ACTIVE")
+
+
+def deleted(k, name, **kwargs):
+    """Deletes the stream and waits until it is gone (a cluster shows it DELETING a moment,
+    as Kinesis does)."""
+    k.delete_stream(StreamName=name, **kwargs)
+    for _ in range(300):
+        try:
+            k.describe_stream_summary(StreamName=name)
+        except k.exceptions.ResourceNotFoundException:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{name} is still there")
 
 
 def read_all(k, name, shard_id, kind="TRIM_HORIZON", **kwargs):
@@ -67,7 +91,7 @@ def test_create_describe_list_and_delete(endpoint):
     assert name in k.list_streams()["StreamNames"]
     assert k.list_tags_for_stream(StreamName=name)["Tags"] == [{"Key": "team", "Value": "data"}]
     expect_error("ResourceInUseException", k.create_stream, StreamName=name, ShardCount=1)
-    k.delete_stream(StreamName=name)
+    deleted(k, name)
     expect_error("ResourceNotFoundException", k.describe_stream, StreamName=name)
 
 
@@ -153,6 +177,7 @@ def test_list_shards_filters_and_pages(endpoint):
     assert [s["ShardId"] for s in after["Shards"]] == ["shardId-000000000004"]
     expect_error("InvalidArgumentException", k.list_shards, StreamName=name, NextToken=first["NextToken"])
     k.split_shard(StreamName=name, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(2**120))
+    settled(k, name)
     latest = [s["ShardId"] for s in k.list_shards(StreamName=name, ShardFilter={"Type": "AT_LATEST"})["Shards"]]
     assert "shardId-000000000000" not in latest and "shardId-000000000005" in latest
     horizon = [s["ShardId"] for s in k.list_shards(StreamName=name, ShardFilter={"Type": "AT_TRIM_HORIZON"})["Shards"]]
@@ -165,6 +190,7 @@ def test_split_and_merge_lead_readers_to_the_children(endpoint):
     k.put_record(StreamName=name, PartitionKey="a", Data=b"before", ExplicitHashKey="5")
     expect_error("InvalidArgumentException", k.split_shard, StreamName=name, ShardToSplit="shardId-000000000000", NewStartingHashKey="1")
     k.split_shard(StreamName=name, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(2**126))
+    settled(k, name)
     shards = {s["ShardId"]: s for s in k.list_shards(StreamName=name)["Shards"]}
     assert shards["shardId-000000000002"]["ParentShardId"] == "shardId-000000000000"
     assert shards["shardId-000000000003"]["HashKeyRange"]["StartingHashKey"] == str(2**126)
@@ -184,6 +210,7 @@ def test_split_and_merge_lead_readers_to_the_children(endpoint):
     k.put_record(StreamName=name, PartitionKey="a", Data=b"after", ExplicitHashKey="5")
     assert [r["Data"] for r in read_all(k, name, "shardId-000000000002")[0]] == [b"after"]
     k.merge_shards(StreamName=name, ShardToMerge="shardId-000000000002", AdjacentShardToMerge="shardId-000000000003")
+    settled(k, name)
     merged = k.list_shards(StreamName=name, ShardFilter={"Type": "AT_LATEST"})["Shards"]
     child = next(s for s in merged if s["ShardId"] == "shardId-000000000004")
     assert child["ParentShardId"] == "shardId-000000000002" and child["AdjacentParentShardId"] == "shardId-000000000003"
@@ -195,6 +222,7 @@ def test_update_shard_count(endpoint):
     name = create(k, 2)
     out = k.update_shard_count(StreamName=name, TargetShardCount=4, ScalingType="UNIFORM_SCALING")
     assert (out["CurrentShardCount"], out["TargetShardCount"]) == (2, 4)
+    settled(k, name)
     assert k.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["OpenShardCount"] == 4
     expect_error("InvalidArgumentException", k.update_shard_count, StreamName=name, TargetShardCount=9, ScalingType="UNIFORM_SCALING")
 
@@ -319,8 +347,9 @@ def test_a_recreated_stream_takes_no_numbers_or_consumer_arns_of_the_old_one(end
     old = k.put_record(StreamName=name, PartitionKey="k", Data=b"old")
     arn = k.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
     old_consumer = k.register_stream_consumer(StreamARN=arn, ConsumerName="c")["Consumer"]["ConsumerARN"]
-    k.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+    deleted(k, name, EnforceConsumerDeletion=True)
     k.create_stream(StreamName=name, ShardCount=1)
+    k.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 5})
     new = k.put_record(StreamName=name, PartitionKey="k", Data=b"new")
     assert new["SequenceNumber"] != old["SequenceNumber"], "numbers differ across incarnations"
     error = expect_error("InvalidArgumentException", k.get_shard_iterator, StreamName=name, ShardId=old["ShardId"],
@@ -376,7 +405,7 @@ def test_stream_arn_works_wherever_stream_name_does(endpoint):
         expect_error("ResourceNotFoundException", k.describe_stream_summary, StreamARN=foreign)
         expect_error("ResourceNotFoundException", k.register_stream_consumer, StreamARN=foreign, ConsumerName="x")
         expect_error("ResourceNotFoundException", k.list_tags_for_resource, ResourceARN=foreign)
-    k.delete_stream(StreamARN=arn)
+    deleted(k, name)
     expect_error("ResourceNotFoundException", k.describe_stream_summary, StreamARN=arn)
 
 

@@ -7,7 +7,7 @@ use crate::ops::streams::{
     CreateStreamInput, DeleteStreamInput, DescribeLimitsOutput, DescribeStreamInput,
     DescribeStreamOutput, DescribeStreamSummaryOutput, EnhancedMetrics, ListStreamsInput,
     ListStreamsOutput, ON_DEMAND_STREAMS_MAX, StreamDescription, StreamDescriptionSummary,
-    StreamRef, StreamSummaryEntry, list_streams_token, list_streams_token_name,
+    StreamRef, StreamSummaryEntry, WarmThroughput, list_streams_token, list_streams_token_name,
 };
 use crate::shapes::{
     Empty, HashKeyRange, SequenceNumberRange, Shard, StreamModeDetails, timestamp,
@@ -18,10 +18,14 @@ use sluice_cluster::{
     AdminError as ClusterAdminError, Backend, ShardPlacement, StreamPlacement, StreamSettings,
 };
 use sluice_core::limits::{
-    ON_DEMAND_SHARDS_INITIAL, RECORD_SIZE_BYTES_DEFAULT, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX,
-    TAGS_MAX,
+    ON_DEMAND_SHARDS_INITIAL, TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX, TAGS_MAX,
 };
 use sluice_core::{AdminError, SequenceNumber, ShardFilter, ShardId, ShardLimit, StreamMode};
+
+/// `"KMS"` while StartStreamEncryption is in effect, else `"NONE"`.
+fn encryption_type(stream: &StreamPlacement) -> &'static str {
+    crate::ops::records::encryption_type(stream.settings.encryption_key.is_some())
+}
 
 /// A stream's capacity mode in reply form.
 fn mode_of(stream: &StreamPlacement) -> StreamModeDetails {
@@ -47,31 +51,10 @@ pub(super) fn admin_error(error: ClusterAdminError) -> ApiError {
     }
 }
 
-/// Settings a stream cannot have in cluster mode yet: refused, never silently dropped.
-fn refuse_unsupported_settings(input: &CreateStreamInput) -> Result<(), ApiError> {
-    let unsupported = [
-        (
-            input.warm_throughput_mi_bps.is_some(),
-            "WarmThroughputMiBps",
-        ),
-        (
-            input.max_record_size_in_ki_b.is_some(),
-            "MaxRecordSizeInKiB",
-        ),
-    ];
-    match unsupported.iter().find(|(given, _)| *given) {
-        Some((_, member)) => Err(ApiError::invalid_argument(format!(
-            "{member} is not available in cluster mode yet."
-        ))),
-        None => Ok(()),
-    }
-}
-
 pub async fn create_stream<B: Backend>(
     front: &ClusterFront<B>,
     input: CreateStreamInput,
 ) -> Result<Empty, ApiError> {
-    refuse_unsupported_settings(&input)?;
     let mode = input
         .stream_mode_details
         .as_ref()
@@ -89,8 +72,12 @@ pub async fn create_stream<B: Backend>(
     let name = input.stream_name.expect("validated");
     let mut settings = StreamSettings {
         on_demand: mode == StreamMode::OnDemand,
+        warm_mibps: input.warm_throughput_mi_bps.map(|mibps| mibps as u64),
         ..StreamSettings::default()
     };
+    if let Some(kib) = input.max_record_size_in_ki_b {
+        settings.max_record_kib = u32::try_from(kib).expect("validated");
+    }
     if let Some(tags) = input.tags {
         let tags = SettingsChange::AddTags(tags.entries.into_iter().collect());
         settings::apply(&mut settings, &tags).map_err(|refused| match refused {
@@ -121,7 +108,7 @@ pub async fn delete_stream<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    let stream = front.stream(&name)?;
+    let stream = front.stream(&name).await?;
     let deleted = match input.enforce_consumer_deletion {
         Some(true) => front.node.delete_stream_and_consumers(&name).await,
         _ => front.node.delete_stream(&name).await,
@@ -182,7 +169,7 @@ pub async fn describe_stream<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    let stream = front.stream(&name)?;
+    let stream = front.stream(&name).await?;
     let limit = input.limit.map_or(100, |l| l.min(100) as usize);
     let from = shards_after(&stream, input.exclusive_start_shard_id.as_deref())?;
     // A shard whose records may all have expired (retention passed since it closed, or
@@ -206,8 +193,8 @@ pub async fn describe_stream<B: Backend>(
             retention_period_hours: stream.settings.retention_hours,
             stream_creation_timestamp: timestamp(stream.created_ms),
             enhanced_monitoring: monitoring(&stream),
-            encryption_type: "NONE".into(),
-            key_id: None,
+            encryption_type: encryption_type(&stream).into(),
+            key_id: stream.settings.encryption_key.clone(),
             stream_name: name,
         },
     })
@@ -218,7 +205,7 @@ pub async fn describe_stream_summary<B: Backend>(
     input: StreamRef,
 ) -> Result<DescribeStreamSummaryOutput, ApiError> {
     let name = input.resolve(&front.tenant)?;
-    let stream = front.stream(&name)?;
+    let stream = front.stream(&name).await?;
     Ok(DescribeStreamSummaryOutput {
         stream_description_summary: StreamDescriptionSummary {
             stream_arn: front.tenant.stream_arn(&name),
@@ -227,12 +214,15 @@ pub async fn describe_stream_summary<B: Backend>(
             retention_period_hours: stream.settings.retention_hours,
             stream_creation_timestamp: timestamp(stream.created_ms),
             enhanced_monitoring: monitoring(&stream),
-            encryption_type: "NONE".into(),
-            key_id: None,
+            encryption_type: encryption_type(&stream).into(),
+            key_id: stream.settings.encryption_key.clone(),
             open_shard_count: stream.shards.iter().filter(|s| !s.closed).count(),
             consumer_count: stream.settings.consumers.len(),
-            warm_throughput: None,
-            max_record_size_kib: RECORD_SIZE_BYTES_DEFAULT / 1024,
+            warm_throughput: stream.settings.warm_mibps.map(|mibps| WarmThroughput {
+                target_mibps: mibps,
+                current_mibps: mibps,
+            }),
+            max_record_size_kib: u64::from(stream.settings.max_record_kib),
             stream_name: name,
         },
     })
@@ -247,9 +237,8 @@ pub async fn list_streams<B: Backend>(
         Some(token) => Some(list_streams_token_name(token)?),
         None => input.exclusive_start_stream_name,
     };
-    let map = front.node.map();
-    let mut listed = map
-        .streams
+    let streams = front.streams().await;
+    let mut listed = streams
         .range::<str, _>((
             after
                 .as_deref()
@@ -389,7 +378,7 @@ pub async fn list_shards<B: Backend>(
             input.shard_filter.as_ref().map(shard_filter).transpose()?,
         ),
     };
-    let stream = front.stream(&name)?;
+    let stream = front.stream(&name).await?;
     if let Some(created) = input.stream_creation_timestamp
         && created.ms / 1000 != stream.created_ms / 1000
     {
@@ -424,15 +413,14 @@ pub async fn list_shards<B: Backend>(
     })
 }
 
-/// DescribeLimits from this node's map: the quota every node's controller enforces, the open
-/// shards and on-demand streams of the streams not being deleted.
+/// DescribeLimits: the quota every node's controller enforces, the open shards and on-demand
+/// streams of the streams not being deleted, as the store has them.
 pub async fn describe_limits<B: Backend>(
     front: &ClusterFront<B>,
     _input: Empty,
 ) -> Result<DescribeLimitsOutput, ApiError> {
-    let map = front.node.map();
-    let live = map
-        .streams
+    let streams = front.streams().await;
+    let live = streams
         .values()
         .map(|s| &s.value)
         .filter(|s| s.status != sluice_cluster::StreamStatus::Deleting);

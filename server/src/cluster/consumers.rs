@@ -36,52 +36,86 @@ pub(super) fn as_consumer(entry: &ConsumerEntry) -> Consumer {
     }
 }
 
-/// Consumer `name` of stream `stream` (registered at `created_s`, in seconds, when given).
-pub(super) fn find<B: Backend>(
-    front: &ClusterFront<B>,
-    stream: &str,
-    name: &str,
+/// A consumer as a call names it: its stream, its name, and its registration second when
+/// the call gives it (a ConsumerARN does).
+pub(super) struct Named {
+    stream: String,
+    name: String,
     created_s: Option<u64>,
-) -> Result<Found, ApiError> {
-    let not_found = || {
-        ApiError::not_found(format!(
-            "Consumer {name} under stream {} not found.",
-            front.tenant.stream_arn(stream)
-        ))
-    };
-    let stream = front.stream(stream).map_err(|_| not_found())?;
-    let consumer = (stream.settings.consumer(name, created_s).cloned()).ok_or_else(not_found)?;
-    Ok(Found { stream, consumer })
 }
 
-/// The consumer a ConsumerARN names (its registration time must match too).
-pub(super) fn find_by_arn<B: Backend>(
-    front: &ClusterFront<B>,
-    arn: &str,
-) -> Result<Found, ApiError> {
-    let parsed = ConsumerArn::parse(arn)
-        .ok_or_else(|| ApiError::invalid_argument(format!("Invalid ConsumerARN {arn}")))?;
-    front.tenant.check_arn_scope(&parsed.stream)?;
-    find(
-        front,
-        parsed.stream.stream,
-        parsed.consumer,
-        Some(parsed.created_s),
-    )
-}
-
-/// The consumer a ConsumerARN, or a StreamARN and ConsumerName, name.
-pub(super) fn find_named<B: Backend>(
-    front: &ClusterFront<B>,
-    named: &ConsumerRef,
-) -> Result<Found, ApiError> {
-    match (&named.consumer_arn, &named.stream_arn, &named.consumer_name) {
-        (Some(arn), _, _) => find_by_arn(front, arn),
-        (None, Some(stream_arn), Some(name)) => {
-            let stream = front.tenant.resolve(&None, &Some(stream_arn.clone()))?;
-            find(front, &stream, name, None)
+impl Named {
+    /// Consumer `name` of stream `stream` (registered at `created_s`, when given).
+    pub(super) fn new(stream: &str, name: &str, created_s: Option<u64>) -> Named {
+        Named {
+            stream: stream.to_owned(),
+            name: name.to_owned(),
+            created_s,
         }
-        _ => Err(neither_named()),
+    }
+
+    /// The consumer a ConsumerARN names (its registration time must match too).
+    pub(super) fn by_arn<B: Backend>(
+        front: &ClusterFront<B>,
+        arn: &str,
+    ) -> Result<Named, ApiError> {
+        let parsed = ConsumerArn::parse(arn)
+            .ok_or_else(|| ApiError::invalid_argument(format!("Invalid ConsumerARN {arn}")))?;
+        front.tenant.check_arn_scope(&parsed.stream)?;
+        Ok(Named::new(
+            parsed.stream.stream,
+            parsed.consumer,
+            Some(parsed.created_s),
+        ))
+    }
+
+    /// The consumer a ConsumerARN, or a StreamARN and ConsumerName, name.
+    pub(super) fn of<B: Backend>(
+        front: &ClusterFront<B>,
+        named: &ConsumerRef,
+    ) -> Result<Named, ApiError> {
+        match (&named.consumer_arn, &named.stream_arn, &named.consumer_name) {
+            (Some(arn), _, _) => Named::by_arn(front, arn),
+            (None, Some(stream_arn), Some(name)) => {
+                let stream = front.tenant.resolve(&None, &Some(stream_arn.clone()))?;
+                Ok(Named::new(&stream, name, None))
+            }
+            _ => Err(neither_named()),
+        }
+    }
+
+    /// The consumer in its stream's entry as the store has it now.
+    pub(super) async fn find<B: Backend>(self, front: &ClusterFront<B>) -> Result<Found, ApiError> {
+        let stream = front.stream(&self.stream).await;
+        self.found_in(front, stream)
+    }
+
+    /// The consumer in its stream's entry as this node's map has it (for a check that
+    /// cannot wait on the store).
+    pub(super) fn find_local<B: Backend>(self, front: &ClusterFront<B>) -> Result<Found, ApiError> {
+        let stream = front.local_stream(&self.stream);
+        self.found_in(front, stream)
+    }
+
+    fn found_in<B: Backend>(
+        self,
+        front: &ClusterFront<B>,
+        stream: Result<StreamPlacement, ApiError>,
+    ) -> Result<Found, ApiError> {
+        let not_found = || {
+            ApiError::not_found(format!(
+                "Consumer {} under stream {} not found.",
+                self.name,
+                front.tenant.stream_arn(&self.stream)
+            ))
+        };
+        let stream = stream.map_err(|_| not_found())?;
+        let consumer = (stream
+            .settings
+            .consumer(&self.name, self.created_s)
+            .cloned())
+        .ok_or_else(not_found)?;
+        Ok(Found { stream, consumer })
     }
 }
 
@@ -100,7 +134,7 @@ pub async fn register<B: Backend>(
 ) -> Result<RegisterOutput, ApiError> {
     let stream_arn = input.stream_arn.expect("validated");
     let stream = front.tenant.resolve(&None, &Some(stream_arn.clone()))?;
-    front.stream(&stream)?;
+    front.stream(&stream).await?;
     let name = input.consumer_name.expect("validated");
     let consumer = ConsumerEntry {
         // Never the second of an earlier registration of the name made through this node,
@@ -127,7 +161,7 @@ pub async fn deregister<B: Backend>(
     front: &ClusterFront<B>,
     input: ConsumerRef,
 ) -> Result<Empty, ApiError> {
-    let found = find_named(front, &input)?;
+    let found = Named::of(front, &input)?.find(front).await?;
     let (stream, consumer) = (&found.stream.name, &found.consumer);
     let gone = SettingsChange::DeregisterConsumer {
         name: consumer.name.clone(),
@@ -150,7 +184,7 @@ pub async fn describe<B: Backend>(
     front: &ClusterFront<B>,
     input: ConsumerRef,
 ) -> Result<DescribeOutput, ApiError> {
-    let found = find_named(front, &input)?;
+    let found = Named::of(front, &input)?.find(front).await?;
     let stream_arn = front.tenant.stream_arn(&found.stream.name);
     Ok(DescribeOutput {
         consumer_description: consumer_out(&stream_arn, &as_consumer(&found.consumer), true),
@@ -163,7 +197,7 @@ pub async fn list<B: Backend>(
 ) -> Result<ListOutput, ApiError> {
     let stream_arn = input.stream_arn.as_deref().expect("validated");
     let stream = front.tenant.resolve(&None, &Some(stream_arn.to_owned()))?;
-    let stream = front.stream(&stream)?;
+    let stream = front.stream(&stream).await?;
     let consumers: Vec<Consumer> = stream.settings.consumers.iter().map(as_consumer).collect();
     list_page(&input, stream.created_ms, &consumers)
 }

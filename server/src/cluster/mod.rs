@@ -22,7 +22,8 @@ use crate::ops::input;
 use crate::subscribe::{Sink, Started};
 use crate::tenant::Tenant;
 use crate::wire::{ApiError, Incarnation, Protocol};
-use sluice_cluster::{Backend, ClusterNode, StreamPlacement, StreamStatus};
+use sluice_cluster::{Backend, ClusterNode, StreamPlacement, StreamStatus, Versioned};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use std::sync::Arc;
 pub use token::TokenKey;
 
 /// The Kinesis operations cluster mode serves.
-pub const SERVED: [&str; 33] = [
+pub const SERVED: [&str; 35] = [
     "CreateStream",
     "DeleteStream",
     "DescribeStream",
@@ -64,6 +65,8 @@ pub const SERVED: [&str; 33] = [
     "PutResourcePolicy",
     "GetResourcePolicy",
     "DeleteResourcePolicy",
+    "UpdateStreamWarmThroughput",
+    "UpdateMaxRecordSize",
 ];
 
 /// A boxed reply future (the server holds the front as a trait object, whatever its store).
@@ -141,23 +144,53 @@ impl<B: Backend> ClusterFront<B> {
 
     /// Stream `name` as this node's map has it (DELETING until its groups are gone, as
     /// Kinesis shows a stream being deleted); not found is ResourceNotFoundException.
-    fn stream(&self, name: &str) -> Result<StreamPlacement, ApiError> {
+    fn local_stream(&self, name: &str) -> Result<StreamPlacement, ApiError> {
         let map = self.node.map();
-        match map.streams.get(name) {
-            Some(stream) => Ok(stream.value.clone()),
-            None => Err(ApiError::not_found(format!(
-                "Stream {name} under account {} not found.",
-                self.tenant.account
-            ))),
+        map.streams
+            .get(name)
+            .map(|stream| stream.value.clone())
+            .ok_or_else(|| self.stream_not_found(name))
+    }
+
+    fn stream_not_found(&self, name: &str) -> ApiError {
+        ApiError::not_found(format!(
+            "Stream {name} under account {} not found.",
+            self.tenant.account
+        ))
+    }
+
+    /// Stream `name` as the store has it now: a change made through any node shows at once
+    /// (this node's map follows the store a moment behind). This node's map when the store
+    /// does not answer.
+    async fn stream(&self, name: &str) -> Result<StreamPlacement, ApiError> {
+        match self.node.meta().stream(name).await {
+            Ok(stream) => stream
+                .map(|stream| stream.value)
+                .ok_or_else(|| self.stream_not_found(name)),
+            // The node's own watch reports a store gone away; a call still gets an answer.
+            Err(_) => self.local_stream(name),
+        }
+    }
+
+    /// Every stream as the store has it now (this node's map when the store does not answer).
+    async fn streams(&self) -> BTreeMap<String, Versioned<StreamPlacement>> {
+        match self.node.meta().streams_named("").await {
+            Ok(streams) => streams,
+            Err(_) => self.node.map().streams.clone(),
         }
     }
 
     /// Stream `name`, which must be ACTIVE or UPDATING (resharding) to take puts and reads:
     /// a stream being created or deleted is ResourceNotFoundException (as kinesalite
-    /// answers; Kinesis lists no other error for these calls), saying which.
-    fn serving_stream(&self, name: &str) -> Result<StreamPlacement, ApiError> {
-        let stream = self.stream(name)?;
-        if !matches!(stream.status, StreamStatus::Active | StreamStatus::Updating) {
+    /// answers; Kinesis lists no other error for these calls), saying which. This node's map
+    /// first; the store when the map does not show it serving (made through another node a
+    /// moment ago).
+    async fn serving_stream(&self, name: &str) -> Result<StreamPlacement, ApiError> {
+        let stream = match self.local_stream(name) {
+            Ok(stream) if serving(&stream) => return Ok(stream),
+            _ => self.stream(name).await?,
+        };
+        if !serving(&stream) {
             return Err(ApiError::not_found(format!(
                 "Stream {name} under account {} not found: it is {}.",
                 self.tenant.account,
@@ -193,6 +226,8 @@ impl<B: Backend> ClusterFront<B> {
             "IncreaseStreamRetentionPeriod" => op!(settings::increase_retention),
             "DecreaseStreamRetentionPeriod" => op!(settings::decrease_retention),
             "UpdateStreamMode" => op!(settings::update_stream_mode),
+            "UpdateStreamWarmThroughput" => op!(settings::update_warm_throughput),
+            "UpdateMaxRecordSize" => op!(settings::update_max_record_size),
             "AddTagsToStream" => op!(settings::add_tags_to_stream),
             "RemoveTagsFromStream" => op!(settings::remove_tags_from_stream),
             "ListTagsForStream" => op!(settings::list_tags_for_stream),
@@ -235,7 +270,7 @@ impl<B: Backend> KinesisCluster for ClusterFront<B> {
     }
 
     fn consumer_resource(&self, named: &ConsumerRef) -> Result<(String, Option<String>), ApiError> {
-        let found = consumers::find_named(self, named)?;
+        let found = consumers::Named::of(self, named)?.find_local(self)?;
         Ok((consumers::arn_of(self, &found), found.consumer.policy))
     }
 
@@ -257,7 +292,7 @@ impl<B: Backend> KinesisCluster for ClusterFront<B> {
             Token::Iterator(token) => {
                 let position = self.tokens.open(token, crate::clock::now_ms())?;
                 let map = self.node.map();
-                records::stream_of(self, &map, position.stream_uid, token)?
+                records::stream_of(self, &map.streams, position.stream_uid, token)?
                     .name
                     .clone()
             }
@@ -286,6 +321,11 @@ pub fn unsupported(operation: &str) -> ApiError {
             SERVED.join(", ")
         ),
     )
+}
+
+/// Whether a stream takes puts and reads: ACTIVE, or UPDATING (resharding).
+fn serving(stream: &StreamPlacement) -> bool {
+    matches!(stream.status, StreamStatus::Active | StreamStatus::Updating)
 }
 
 /// The wire name of a map status.

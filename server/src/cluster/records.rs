@@ -21,9 +21,9 @@ use crate::shapes::{ChildShard, HashKeyRange};
 use crate::wire::{ApiError, Incarnation, Protocol, Timestamp};
 use sluice_cluster::raft::{ClientError, NewRecord, ShardWritten};
 use sluice_cluster::reads::{ReadFrom, ReadRecord, ReadReply, ReadRequest};
-use sluice_cluster::{Backend, Snapshot, StreamPlacement, StreamStatus};
+use sluice_cluster::{Backend, StreamPlacement, StreamStatus, Versioned};
 use sluice_core::hashkey::{parse_hash_key, partition_key_hash};
-use sluice_core::limits::{GET_RECORDS_MAX, PUT_BATCH_BYTES_MAX, RECORD_SIZE_BYTES_DEFAULT};
+use sluice_core::limits::{GET_RECORDS_MAX, PUT_BATCH_BYTES_MAX};
 use sluice_core::{IteratorStart, PutError, ReadError, ShardId};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -52,13 +52,20 @@ fn route(
         })
 }
 
-fn check_size(index: usize, key: &str, data: &[u8]) -> Result<(), ApiError> {
+/// A record must fit the stream's record size limit (partition key and data).
+fn check_size(
+    stream: &StreamPlacement,
+    index: usize,
+    key: &str,
+    data: &[u8],
+) -> Result<(), ApiError> {
     let size_bytes = (key.len() + data.len()) as u64;
-    if size_bytes > RECORD_SIZE_BYTES_DEFAULT {
+    let max_bytes = stream.settings.max_record_bytes();
+    if size_bytes > max_bytes {
         return Err(PutError::RecordTooLarge {
             index,
             size_bytes,
-            max_bytes: RECORD_SIZE_BYTES_DEFAULT,
+            max_bytes,
         }
         .into());
     }
@@ -81,10 +88,10 @@ pub async fn put_record<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    let stream = front.serving_stream(&name)?;
+    let stream = front.serving_stream(&name).await?;
     let data = input.data.expect("validated").0;
     let key = input.partition_key.expect("validated");
-    check_size(0, &key, &data)?;
+    check_size(&stream, 0, &key, &data)?;
     // Every record written after a put has a greater number than it (the log numbers in
     // order), so the ordering number is only checked to be this stream's.
     if let Some(text) = input.sequence_number_for_ordering.as_deref() {
@@ -105,7 +112,7 @@ pub async fn put_record<B: Backend>(
         }
         // A reshard closed the shard first (nothing of the put is readable there): again,
         // by the map that shows it closed.
-        let stream = front.serving_stream(&name)?;
+        let stream = front.serving_stream(&name).await?;
         shard = route(&stream, 0, (&records[0].partition_key, explicit))?;
         written = front.node.put(&stream, shard, &records).await;
     }
@@ -130,7 +137,7 @@ fn route_batch(
     for (index, entry) in entries.iter().enumerate() {
         let key = entry.partition_key.as_deref().expect("validated");
         let data = &entry.data.as_ref().expect("validated").0;
-        check_size(index, key, data)?;
+        check_size(stream, index, key, data)?;
         total += (key.len() + data.len()) as u64;
         let shard = route(stream, index, (key, entry.explicit_hash_key.as_deref()))?;
         by_shard.entry(shard).or_default().push(index);
@@ -152,7 +159,7 @@ pub async fn put_records<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    let mut stream = front.serving_stream(&name)?;
+    let mut stream = front.serving_stream(&name).await?;
     let entries = input.records.expect("validated").into_items();
     let mut by_shard = route_batch(&stream, &entries)?;
     let explicit: Vec<Option<String>> = entries
@@ -193,7 +200,7 @@ pub async fn put_records<B: Backend>(
         }
         // Again, by the map that shows the shard closed, in the batch's order.
         closed.sort_unstable();
-        stream = front.serving_stream(&name)?;
+        stream = front.serving_stream(&name).await?;
         by_shard = BTreeMap::new();
         for i in closed {
             let key = &records[i].as_ref().expect("given back").partition_key;
@@ -332,7 +339,7 @@ pub async fn get_shard_iterator<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    let stream = front.serving_stream(&name)?;
+    let stream = front.serving_stream(&name).await?;
     let shard = retained_shard(&stream, input.shard_id.as_deref().expect("validated"))?;
     let start = iterator_start(
         input.shard_iterator_type.as_deref().expect("validated"),
@@ -427,15 +434,15 @@ fn read_limit(limit: Option<i64>) -> Result<usize, ApiError> {
     }
 }
 
-/// The stream of uid `uid` in `map`; gone or being deleted since the iterator was made is
-/// ResourceNotFoundException.
+/// The stream of uid `uid` in `streams`; gone or being deleted since the iterator was made
+/// is ResourceNotFoundException.
 pub(super) fn stream_of<'m, B: Backend>(
     front: &ClusterFront<B>,
-    map: &'m Snapshot,
+    streams: &'m BTreeMap<String, Versioned<StreamPlacement>>,
     uid: u64,
     token: &str,
 ) -> Result<&'m StreamPlacement, ApiError> {
-    map.streams
+    streams
         .values()
         .map(|s| &s.value)
         .find(|s| s.uid == uid && s.status != StreamStatus::Deleting)
@@ -480,7 +487,16 @@ pub async fn get_records<B: Backend>(
     let position = front.tokens.open(&token, now_ms())?;
     let limit = read_limit(input.limit)?;
     let map = front.node.map();
-    let stream = stream_of(front, &map, position.stream_uid, &token)?;
+    let fresh;
+    let stream = match stream_of(front, &map.streams, position.stream_uid, &token) {
+        Ok(stream) => stream,
+        // Made through another node a moment ago (this node's map follows the store a
+        // moment behind)?
+        Err(_) => {
+            fresh = front.streams().await;
+            stream_of(front, &fresh, position.stream_uid, &token)?
+        }
+    };
     if let Some(arn) = &input.stream_arn
         && front.tenant.resolve(&None, &Some(arn.clone()))? != stream.name
     {

@@ -104,7 +104,7 @@ pub async fn split_shard<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    let stream = front.stream(&name)?;
+    let stream = front.stream(&name).await?;
     let shard = shard_index(&name, input.shard_to_split.as_deref().expect("validated"))?;
     // The stream and the shard are checked before the key, as single-node mode checks them
     // (by this node's map; the controller checks again by its own).
@@ -138,7 +138,7 @@ pub async fn merge_shards<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    front.stream(&name)?;
+    front.stream(&name).await?;
     let shard = shard_index(&name, input.shard_to_merge.as_deref().expect("validated"))?;
     let adjacent = input.adjacent_shard_to_merge.as_deref().expect("validated");
     let adjacent = shard_index(&name, adjacent)?;
@@ -154,7 +154,8 @@ pub async fn update_shard_count<B: Backend>(
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
     let current = front
-        .stream(&name)?
+        .stream(&name)
+        .await?
         .shards
         .iter()
         .filter(|s| !s.closed)

@@ -5,9 +5,12 @@
 
 use super::ClusterFront;
 use crate::ops::settings::{
-    GetPolicyOutput, MonitoringInput, MonitoringOutput, PolicyInput, checked_policy,
+    GetPolicyOutput, MonitoringInput, MonitoringOutput, PolicyInput, WarmThroughputInput,
+    WarmThroughputOutput, checked_policy,
 };
-use crate::ops::streams::{RetentionInput, UpdateStreamModeInput, retention_asked};
+use crate::ops::streams::{
+    RetentionInput, UpdateMaxRecordSizeInput, UpdateStreamModeInput, retention_asked,
+};
 use crate::ops::tags::{
     AddTagsInput, ListTagsForResourceInput, ListTagsForResourceOutput, ListTagsForStreamInput,
     ListTagsForStreamOutput, RemoveTagsInput, Resource, TagResourceInput, UntagResourceInput,
@@ -98,6 +101,12 @@ fn refusal(front: &ClusterFront<impl Backend>, stream: &str, refused: SettingsRe
         SettingsRefused::NoPolicy => {
             return ApiError::not_found(format!("No resource policy found for {stream}."));
         }
+        SettingsRefused::NotOnDemand => return crate::ops::settings::not_on_demand(),
+        SettingsRefused::RecordSizeOutOfRange(kib) => {
+            return ApiError::validation(format!(
+                "MaxRecordSizeInKiB {kib} is outside 1024 to 10240."
+            ));
+        }
         SettingsRefused::HasConsumers => {
             return ApiError::in_use(format!(
                 "Stream {stream} under account {account} has registered consumers. Deregister them, or set EnforceConsumerDeletion."
@@ -147,11 +156,6 @@ pub async fn update_stream_mode<B: Backend>(
     front: &ClusterFront<B>,
     input: UpdateStreamModeInput,
 ) -> Result<Empty, ApiError> {
-    if input.warm_throughput_mi_bps.is_some() {
-        return Err(ApiError::invalid_argument(
-            "WarmThroughputMiBps is not available in cluster mode yet.",
-        ));
-    }
     let name = front.tenant.resolve(&None, &input.stream_arn)?;
     let mode = input
         .stream_mode_details
@@ -159,7 +163,40 @@ pub async fn update_stream_mode<B: Backend>(
         .and_then(StreamModeDetails::mode)
         .expect("validated");
     let on_demand = mode == StreamMode::OnDemand;
-    change(front, &name, SettingsChange::Mode { on_demand }).await
+    let warm_mibps = input.warm_throughput_mi_bps.map(|mibps| mibps as u64);
+    let mode = SettingsChange::Mode {
+        on_demand,
+        warm_mibps,
+    };
+    change(front, &name, mode).await
+}
+
+pub async fn update_warm_throughput<B: Backend>(
+    front: &ClusterFront<B>,
+    input: WarmThroughputInput,
+) -> Result<WarmThroughputOutput, ApiError> {
+    let name = front
+        .tenant
+        .resolve(&input.stream_name, &input.stream_arn)?;
+    let mibps = input.warm_throughput_mi_bps.expect("validated") as u64;
+    change(front, &name, SettingsChange::WarmThroughput(mibps)).await?;
+    Ok(WarmThroughputOutput::new(
+        front.tenant.stream_arn(&name),
+        name,
+        mibps,
+    ))
+}
+
+pub async fn update_max_record_size<B: Backend>(
+    front: &ClusterFront<B>,
+    input: UpdateMaxRecordSizeInput,
+) -> Result<Empty, ApiError> {
+    let name = front
+        .tenant
+        .resolve(&input.stream_name, &input.stream_arn)?;
+    let kib = input.max_record_size_in_ki_b.expect("validated");
+    let kib = u32::try_from(kib).expect("validated");
+    change(front, &name, SettingsChange::MaxRecordSize(kib)).await
 }
 
 pub async fn add_tags_to_stream<B: Backend>(
@@ -191,7 +228,7 @@ pub async fn list_tags_for_stream<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    let stream = front.stream(&name)?;
+    let stream = front.stream(&name).await?;
     Ok(tag_page(stream.settings.tags, &input))
 }
 
@@ -201,7 +238,7 @@ async fn retag<B: Backend>(
     arn: Option<&str>,
     (add, remove): (Vec<(String, String)>, Vec<String>),
 ) -> Result<Empty, ApiError> {
-    let retag = match target_of(front, arn.expect("validated"))? {
+    let retag = match target_of(front, arn.expect("validated")).await? {
         (name, None) if remove.is_empty() => (name, SettingsChange::AddTags(add)),
         (name, None) => (name, SettingsChange::RemoveTags(remove)),
         (name, Some(consumer)) => (
@@ -237,9 +274,9 @@ pub async fn list_tags_for_resource<B: Backend>(
     front: &ClusterFront<B>,
     input: ListTagsForResourceInput,
 ) -> Result<ListTagsForResourceOutput, ApiError> {
-    let tags = match target_of(front, input.resource_arn.as_deref().expect("validated"))? {
+    let tags = match target_of(front, input.resource_arn.as_deref().expect("validated")).await? {
         (_, Some(consumer)) => consumer.tags,
-        (stream, None) => front.stream(&stream)?.settings.tags,
+        (stream, None) => front.stream(&stream).await?.settings.tags,
     };
     Ok(resource_tags(tags))
 }
@@ -252,7 +289,7 @@ async fn monitor<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    let current = front.stream(&name)?.settings.shard_level_metrics;
+    let current = front.stream(&name).await?.settings.shard_level_metrics;
     let metrics = input.metrics();
     let settings = front
         .node
@@ -283,13 +320,13 @@ pub async fn disable_monitoring<B: Backend>(
 
 /// The stream a ResourceARN names, which must exist, and the consumer of it when it names
 /// a registered one.
-fn target_of<B: Backend>(
+async fn target_of<B: Backend>(
     front: &ClusterFront<B>,
     arn: &str,
 ) -> Result<(String, Option<ConsumerEntry>), ApiError> {
     match resource(&front.tenant, arn)? {
         Resource::Stream(name) => {
-            front.stream(&name)?;
+            front.stream(&name).await?;
             Ok((name, None))
         }
         Resource::Consumer {
@@ -297,7 +334,9 @@ fn target_of<B: Backend>(
             consumer,
             created_s,
         } => {
-            let found = super::consumers::find(front, &stream, &consumer, Some(created_s))?;
+            let found = super::consumers::Named::new(&stream, &consumer, Some(created_s))
+                .find(front)
+                .await?;
             Ok((stream, Some(found.consumer)))
         }
     }
@@ -309,7 +348,7 @@ async fn set_policy<B: Backend>(
     arn: &str,
     policy: Option<String>,
 ) -> Result<Empty, ApiError> {
-    let (stream, consumer) = target_of(front, arn)?;
+    let (stream, consumer) = target_of(front, arn).await?;
     let consumer = consumer.map(|c| (c.name, c.created_ms));
     let outcome = (front.node)
         .configure(&stream, SettingsChange::Policy { consumer, policy })
@@ -353,9 +392,9 @@ pub async fn get_policy<B: Backend>(
     input: PolicyInput,
 ) -> Result<GetPolicyOutput, ApiError> {
     let arn = input.resource_arn.as_deref().expect("validated");
-    let policy = match target_of(front, arn)? {
+    let policy = match target_of(front, arn).await? {
         (_, Some(consumer)) => consumer.policy,
-        (stream, None) => front.stream(&stream)?.settings.policy,
+        (stream, None) => front.stream(&stream).await?.settings.policy,
     };
     // Kinesis answers an empty document for a resource without a policy.
     Ok(GetPolicyOutput {

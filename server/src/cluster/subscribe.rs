@@ -46,8 +46,10 @@ pub(super) async fn start<B: Backend>(
     let consumer_arn = input.consumer_arn.expect("validated");
     let shard_text = input.shard_id.expect("validated");
     let position = input.starting_position.expect("validated");
-    let found = consumers::find_by_arn(front, &consumer_arn)?;
-    let stream = front.serving_stream(&found.stream.name)?;
+    let found = consumers::Named::by_arn(front, &consumer_arn)?
+        .find(front)
+        .await?;
+    let stream = front.serving_stream(&found.stream.name).await?;
     let shard = retained_shard(&stream, &shard_text)?;
     let incarnation = incarnation(&stream);
     let start = position.start((&stream.name, incarnation))?;
@@ -62,7 +64,9 @@ pub(super) async fn start<B: Backend>(
     ))?;
     // A deregistration through this node between the lookup and the lease revoked nothing
     // of ours: look again now that the lease is visible to revocations.
-    consumers::find_by_arn(front, &consumer_arn)?;
+    consumers::Named::by_arn(front, &consumer_arn)?
+        .find(front)
+        .await?;
     let feed = ShardFeed {
         node: front.node.clone(),
         group: GroupId {

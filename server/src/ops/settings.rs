@@ -427,10 +427,10 @@ pub async fn update_account_settings(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct WarmThroughputInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-    warm_throughput_mi_bps: Option<i64>,
+    pub(crate) stream_arn: Option<String>,
+    pub(crate) warm_throughput_mi_bps: Option<i64>,
 }
 
 impl Validate for WarmThroughputInput {
@@ -464,6 +464,25 @@ pub struct WarmThroughputOutput {
     warm_throughput: WarmThroughputObject,
 }
 
+impl WarmThroughputOutput {
+    /// The reply for stream `name` (of ARN `stream_arn`), now warm at `mibps`.
+    pub(crate) fn new(stream_arn: String, name: String, mibps: u64) -> WarmThroughputOutput {
+        WarmThroughputOutput {
+            stream_arn,
+            stream_name: name,
+            warm_throughput: WarmThroughputObject {
+                target_mibps: mibps,
+                current_mibps: mibps,
+            },
+        }
+    }
+}
+
+/// The refusal of warm throughput on a PROVISIONED stream.
+pub(crate) fn not_on_demand() -> ApiError {
+    ApiError::validation("Warm throughput can only be set on an ON_DEMAND stream.")
+}
+
 pub async fn update_warm_throughput(
     tenant: &Tenant,
     input: WarmThroughputInput,
@@ -472,18 +491,13 @@ pub async fn update_warm_throughput(
     let summary = tenant.engine.stream(&name)?.summary()?;
     tenant.require_active(&name)?;
     if summary.mode != StreamMode::OnDemand {
-        return Err(ApiError::validation(
-            "Warm throughput can only be set on an ON_DEMAND stream.",
-        ));
+        return Err(not_on_demand());
     }
     let mibps = input.warm_throughput_mi_bps.expect("validated") as u64;
     crate::ops::streams::store_warm_throughput(tenant, &name, mibps).await?;
-    Ok(WarmThroughputOutput {
-        stream_arn: tenant.stream_arn(&name),
-        stream_name: name,
-        warm_throughput: WarmThroughputObject {
-            target_mibps: mibps,
-            current_mibps: mibps,
-        },
-    })
+    Ok(WarmThroughputOutput::new(
+        tenant.stream_arn(&name),
+        name,
+        mibps,
+    ))
 }
