@@ -53,7 +53,7 @@ pub use error::MetaError;
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdBackend, EtcdWatch};
 pub use meta::{
-    Change, ClusterEvent, ClusterMeta, ClusterWatch, Leadership, Registration, Snapshot,
+    Change, Claim, ClusterEvent, ClusterMeta, ClusterWatch, Leadership, Registration, Snapshot,
 };
 pub use model::{
     NodeId, NodeInfo, Resharding, Revision, ShardPlacement, StreamPlacement, StreamSettings,

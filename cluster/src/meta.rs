@@ -17,6 +17,8 @@ const CONTROLLER: &str = "controller/";
 const STREAMS: &str = "streams/";
 const UID_NEXT: &str = "uid-next";
 const SECRETS: &str = "secrets/";
+const ACCOUNT: &str = "account/";
+const CLAIMS: &str = "claims/";
 /// How long a candidate waits before asking a store that failed again.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
@@ -71,6 +73,15 @@ pub enum Change {
         /// The revision of the counter read.
         replaces: Revision,
     },
+}
+
+/// Who holds a claim (see [`ClusterMeta::claim`]) and since when.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Claim {
+    /// Who holds it: a node and something of its own, unique among its claims.
+    pub holder: String,
+    /// When it was taken, ms since the epoch (by the claiming node's clock).
+    pub since_ms: u64,
 }
 
 /// One change to the cluster as a watch sees it.
@@ -289,11 +300,91 @@ impl<B: Backend> ClusterMeta<B> {
         };
         let when_absent = vec![Compare::CreateRevision(key.clone(), 0)];
         self.backend.txn(when_absent, vec![put]).await?;
-        let (kvs, _) = self.backend.range(&key).await?;
-        kvs.into_iter()
-            .find(|kv| kv.key == key)
-            .map(|kv| kv.value)
+        self.secret(name)
+            .await?
             .ok_or_else(|| MetaError::Unavailable(format!("secret {name} vanished once stored")))
+    }
+
+    /// Secret `name`, if one is stored (see [`ClusterMeta::shared_secret`]).
+    pub async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, MetaError> {
+        self.value(&format!("{SECRETS}{name}")).await
+    }
+
+    /// Account-wide setting `name` as the store has it now.
+    pub async fn account_setting(&self, name: &str) -> Result<Option<Vec<u8>>, MetaError> {
+        self.value(&format!("{ACCOUNT}{name}")).await
+    }
+
+    /// Sets account-wide setting `name`, written by the node that took the call: the last
+    /// write wins (no invariant spans an account's settings and the streams, so the
+    /// controller need not check it).
+    pub async fn set_account_setting(&self, name: &str, value: Vec<u8>) -> Result<(), MetaError> {
+        let put = Op::Put {
+            key: format!("{}{ACCOUNT}{name}", self.prefix),
+            value,
+            lease: 0,
+        };
+        self.backend.txn(Vec::new(), vec![put]).await?;
+        Ok(())
+    }
+
+    /// Claims `name` for `claim.holder`, taking it over from any earlier holder, unless that
+    /// holder took it less than `quiet_ms` before `claim.since_ms`: then the claim that
+    /// stands is returned. Granted, the revision that holds the claim (for
+    /// [`ClusterMeta::release`]). The store orders claims made at once: one of two wins.
+    pub async fn claim(
+        &self,
+        name: &str,
+        claim: &Claim,
+        quiet_ms: u64,
+    ) -> Result<Result<Revision, Claim>, MetaError> {
+        let key = format!("{}{CLAIMS}{name}", self.prefix);
+        let value = serde_json::to_vec(claim).expect("a claim encodes");
+        loop {
+            let compare = match self.claim_of(name).await? {
+                Some((held, _)) if claim.since_ms.saturating_sub(held.since_ms) < quiet_ms => {
+                    return Ok(Err(held));
+                }
+                Some((_, revision)) => Compare::ModRevision(key.clone(), revision),
+                None => Compare::CreateRevision(key.clone(), 0),
+            };
+            let put = Op::Put {
+                key: key.clone(),
+                value: value.clone(),
+                lease: 0,
+            };
+            let outcome = self.backend.txn(vec![compare], vec![put]).await?;
+            if outcome.succeeded {
+                return Ok(Ok(outcome.revision));
+            }
+            // Another claim came between the read and the write: judged again against it.
+        }
+    }
+
+    /// The claim on `name`, if any, with the revision that wrote it.
+    pub async fn claim_of(&self, name: &str) -> Result<Option<(Claim, Revision)>, MetaError> {
+        let key = format!("{}{CLAIMS}{name}", self.prefix);
+        let (kvs, _) = self.backend.range(&key).await?;
+        let Some(kv) = kvs.into_iter().find(|kv| kv.key == key) else {
+            return Ok(None);
+        };
+        let claim = decode(self.relative(&kv.key), &kv.value)?;
+        Ok(Some((claim, kv.mod_revision)))
+    }
+
+    /// Removes the claim on `name` if it is still the one written at `revision`.
+    pub async fn release(&self, name: &str, revision: Revision) -> Result<(), MetaError> {
+        let key = format!("{}{CLAIMS}{name}", self.prefix);
+        let unchanged = vec![Compare::ModRevision(key.clone(), revision)];
+        self.backend.txn(unchanged, vec![Op::Delete(key)]).await?;
+        Ok(())
+    }
+
+    /// The value of `key` (under the cluster's prefix) as the store has it now.
+    async fn value(&self, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
+        let key = format!("{}{key}", self.prefix);
+        let (kvs, _) = self.backend.range(&key).await?;
+        Ok(kvs.into_iter().find(|kv| kv.key == key).map(|kv| kv.value))
     }
 
     /// Every stream whose name starts with `prefix`, as the store has it now: a quorum

@@ -66,6 +66,14 @@ pub struct Lease {
     _holder: Arc<()>,
 }
 
+/// The refusal of a subscription within [`RESUBSCRIBE_INTERVAL_MS`] of the last one.
+pub fn too_soon(consumer: &str, shard: &str) -> ApiError {
+    ApiError::in_use(format!(
+        "Another subscription of consumer {consumer} to shard {shard} started less than {} seconds ago.",
+        RESUBSCRIBE_INTERVAL_MS / 1000
+    ))
+}
+
 impl Leases {
     /// Takes the lease of `key`: refused within [`RESUBSCRIBE_INTERVAL_MS`] of the last
     /// subscription to it, taken over (its holder cancelled) after.
@@ -77,12 +85,7 @@ impl Leases {
         entries.retain(|_, entry| entry.holder.strong_count() > 0 || recent(entry));
         if let Some(entry) = entries.get(&key) {
             if recent(entry) {
-                return Err(ApiError::in_use(format!(
-                    "Another subscription of consumer {} to shard {} started less than {} seconds ago.",
-                    key.consumer,
-                    key.shard,
-                    RESUBSCRIBE_INTERVAL_MS / 1000
-                )));
+                return Err(too_soon(&key.consumer, &key.shard));
             }
             entry.cancel.notify_one();
         }

@@ -26,8 +26,8 @@ def aws(endpoint, *args, ok=True):
 
 
 def settled(e, name):
-    """Waits for the stream to be ACTIVE again after a reshard, as Kinesis asks of a client
-    (`aws kinesis wait stream-exists` polls every 10 seconds: too slow for a test)."""
+    """Waits for the stream to be ACTIVE (made, or again after a reshard), as Kinesis asks of
+    a client (`aws kinesis wait stream-exists` polls every 10 seconds: too slow for a test)."""
     for _ in range(60):
         if aws(e, "describe-stream-summary", "--stream-name", name)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
             return
@@ -81,6 +81,7 @@ def test_the_other_operations_through_the_cli(endpoint):
     e = endpoint
     name = unique("cli-ops")
     aws(e, "create-stream", "--stream-name", name, "--shard-count", "1")
+    settled(e, name)
     arn = aws(e, "describe-stream", "--stream-name", name)["StreamDescription"]["StreamARN"]
     aws(e, "increase-stream-retention-period", "--stream-name", name, "--retention-period-hours", "48")
     aws(e, "decrease-stream-retention-period", "--stream-name", name, "--retention-period-hours", "24")

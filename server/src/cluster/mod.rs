@@ -31,7 +31,7 @@ use std::sync::Arc;
 pub use token::TokenKey;
 
 /// The Kinesis operations cluster mode serves.
-pub const SERVED: [&str; 35] = [
+pub const SERVED: [&str; 37] = [
     "CreateStream",
     "DeleteStream",
     "DescribeStream",
@@ -67,6 +67,8 @@ pub const SERVED: [&str; 35] = [
     "DeleteResourcePolicy",
     "UpdateStreamWarmThroughput",
     "UpdateMaxRecordSize",
+    "DescribeAccountSettings",
+    "UpdateAccountSettings",
 ];
 
 /// A boxed reply future (the server holds the front as a trait object, whatever its store).
@@ -228,6 +230,8 @@ impl<B: Backend> ClusterFront<B> {
             "UpdateStreamMode" => op!(settings::update_stream_mode),
             "UpdateStreamWarmThroughput" => op!(settings::update_warm_throughput),
             "UpdateMaxRecordSize" => op!(settings::update_max_record_size),
+            "DescribeAccountSettings" => op!(settings::describe_account_settings),
+            "UpdateAccountSettings" => op!(settings::update_account_settings),
             "AddTagsToStream" => op!(settings::add_tags_to_stream),
             "RemoveTagsFromStream" => op!(settings::remove_tags_from_stream),
             "ListTagsForStream" => op!(settings::list_tags_for_stream),

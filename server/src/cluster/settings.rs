@@ -5,8 +5,9 @@
 
 use super::ClusterFront;
 use crate::ops::settings::{
-    GetPolicyOutput, MonitoringInput, MonitoringOutput, PolicyInput, WarmThroughputInput,
-    WarmThroughputOutput, checked_policy,
+    AccountSettingsInput, AccountSettingsOutput, GetPolicyOutput, MonitoringInput,
+    MonitoringOutput, PolicyInput, WarmThroughputInput, WarmThroughputOutput, account_settings,
+    account_settings_updated, checked_policy,
 };
 use crate::ops::streams::{
     RetentionInput, UpdateMaxRecordSizeInput, UpdateStreamModeInput, retention_asked,
@@ -400,4 +401,34 @@ pub async fn get_policy<B: Backend>(
     Ok(GetPolicyOutput {
         policy: policy.unwrap_or_else(|| "{}".to_owned()),
     })
+}
+
+/// The control plane's name of the account's billing commitment setting.
+const COMMITMENT: &str = "minimum-throughput-billing-commitment";
+
+fn store_error(error: sluice_cluster::MetaError) -> ApiError {
+    ApiError::internal(format!("the cluster's control plane: {error}"))
+}
+
+/// DescribeAccountSettings: the cluster's, as the store has them.
+pub async fn describe_account_settings<B: Backend>(
+    front: &ClusterFront<B>,
+    _input: Empty,
+) -> Result<AccountSettingsOutput, ApiError> {
+    let stored = front.node.meta().account_setting(COMMITMENT).await;
+    let status = stored.map_err(store_error)?;
+    let status = status.map(|s| String::from_utf8_lossy(&s).into_owned());
+    Ok(account_settings(status))
+}
+
+/// UpdateAccountSettings: one setting for the whole cluster, written to the store.
+pub async fn update_account_settings<B: Backend>(
+    front: &ClusterFront<B>,
+    input: AccountSettingsInput,
+) -> Result<AccountSettingsOutput, ApiError> {
+    let status = input.commitment();
+    let meta = front.node.meta();
+    let stored = meta.set_account_setting(COMMITMENT, status.clone().into_bytes());
+    stored.await.map_err(store_error)?;
+    Ok(account_settings_updated(status))
 }

@@ -4,24 +4,31 @@
 //! does (asked again every [`REMOTE_POLL`]). A continuation number from any node resumes on
 //! any other: numbers are the shard log's, which every replica repeats.
 //!
-//! The lease (one subscription per consumer and shard, Kinesis' 5-second rule) is this
-//! node's: two subscriptions made through different nodes both run.
+//! One subscription per consumer and shard, and Kinesis' 5-second rule, hold across the
+//! cluster: besides this node's lease (which ends a subscription it replaces here at once),
+//! a subscription claims its (consumer, shard) in the control plane. A claim within 5 seconds
+//! of the last one is refused on every node; a later one takes over, and the subscription it
+//! replaced, on whichever node, sees its claim gone within [`CLAIM_CHECK`] and ends as taken
+//! over. A claim is removed 5 seconds after it was taken once its subscription ended (one
+//! left by a node that died stays, and is taken over as any other).
 
 use super::records::{children_of, millis_behind, place, records_out, retained_shard};
 use super::{ClusterFront, admin::retained, consumers, incarnation};
 use crate::clock::now_ms;
-use crate::leases::LeaseKey;
+use crate::leases::{Lease, LeaseKey, RESUBSCRIBE_INTERVAL_MS, too_soon};
 use crate::shapes::ChildShard;
 use crate::subscribe::{
     EVENT_RECORD_BYTES_MAX, EventFacts, Feed, Sink, Started, SubscribeInput, SubscribeToShardEvent,
     Subscriber, checkpoint, encoded_bytes_bound, push,
 };
 use crate::wire::{ApiError, Incarnation, Protocol};
+use ring::rand::{SecureRandom as _, SystemRandom};
 use sluice_cluster::reads::{ReadFrom, ReadRecord, ReadRequest};
+use sluice_cluster::settings::ConsumerEntry;
 use sluice_cluster::transport::GroupId;
-use sluice_cluster::{Backend, ClusterNode, Snapshot, StreamStatus};
-use sluice_core::SequenceNumber;
+use sluice_cluster::{Backend, Claim, ClusterNode, Snapshot, StreamPlacement, StreamStatus};
 use sluice_core::limits::GET_RECORDS_MAX;
+use sluice_core::{SequenceNumber, ShardId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +42,9 @@ const LOCAL_RECHECK: Duration = Duration::from_secs(2);
 /// How long reads may keep failing (a failover, a partition) before the subscription ends
 /// with the error; heartbeats go on meanwhile.
 const FAILING_MAX: Duration = Duration::from_secs(10);
+
+/// How often a subscription checks that its claim still stands.
+const CLAIM_CHECK: Duration = Duration::from_secs(2);
 
 /// Checks the request, places its start, takes this node's lease and starts pushing.
 pub(super) async fn start<B: Backend>(
@@ -56,12 +66,22 @@ pub(super) async fn start<B: Backend>(
     let text = position.sequence_number.as_deref().unwrap_or_default();
     let next_seq = place(front, &stream, shard, (start, text)).await?;
     let consumer = &found.consumer;
+    // The cluster's claim first: a call it refuses counts for nothing on this node either.
+    let claimed = SubscriptionClaim::take(front, (&stream, consumer, shard)).await?;
     let lease = (front.tenant.leases).acquire(LeaseKey::new(
         &stream.name,
         stream.created_ms,
         &consumers::as_consumer(consumer),
         &shard_text,
-    ))?;
+    ));
+    let lease = match lease {
+        Ok(lease) => lease,
+        Err(refused) => {
+            claimed.let_go(Duration::ZERO);
+            return Err(refused);
+        }
+    };
+    let claim = claimed.watch(&lease);
     // A deregistration through this node between the lookup and the lease revoked nothing
     // of ours: look again now that the lease is visible to revocations.
     consumers::Named::by_arn(front, &consumer_arn)?
@@ -78,6 +98,7 @@ pub(super) async fn start<B: Backend>(
         next_seq,
         ended: false,
         failing_since: None,
+        _claim: claim,
     };
     let subscriber = Subscriber {
         tenant: front.tenant.clone(),
@@ -102,6 +123,90 @@ struct ShardFeed<B: Backend> {
     ended: bool,
     /// Since when reads have failed, if the last one did.
     failing_since: Option<tokio::time::Instant>,
+    /// Held while the subscription runs: dropped, its claim is let go.
+    _claim: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A subscription's claim on its (consumer, shard) across the cluster (the module's comment).
+struct SubscriptionClaim<B: Backend> {
+    meta: sluice_cluster::ClusterMeta<B>,
+    name: String,
+    holder: String,
+    /// The revision that wrote it.
+    revision: sluice_cluster::Revision,
+}
+
+impl<B: Backend> SubscriptionClaim<B> {
+    /// Claims (consumer, shard) of `stream` for a subscription through this node: refused
+    /// within 5 seconds of the last claim, through any node.
+    async fn take(
+        front: &ClusterFront<B>,
+        (stream, consumer, shard): (&StreamPlacement, &ConsumerEntry, u32),
+    ) -> Result<SubscriptionClaim<B>, ApiError> {
+        let name = format!(
+            "subscriptions/{}/{}@{}/{shard}",
+            stream.uid, consumer.name, consumer.created_ms
+        );
+        let mut tag = [0u8; 8];
+        SystemRandom::new()
+            .fill(&mut tag)
+            .map_err(|_| ApiError::internal("No randomness for a subscription's claim."))?;
+        let holder = format!("{}/{}", front.node.id(), u64::from_le_bytes(tag));
+        let mine = Claim {
+            holder: holder.clone(),
+            since_ms: now_ms(),
+        };
+        let meta = front.node.meta().clone();
+        let claimed = meta.claim(&name, &mine, RESUBSCRIBE_INTERVAL_MS).await;
+        let claimed =
+            claimed.map_err(|e| ApiError::internal(format!("the cluster's control plane: {e}")))?;
+        let Ok(revision) = claimed else {
+            return Err(too_soon(&consumer.name, &ShardId::new(shard).to_string()));
+        };
+        Ok(SubscriptionClaim {
+            meta,
+            name,
+            holder,
+            revision,
+        })
+    }
+
+    /// Watches the claim while the subscription holding `lease` runs: taken over, the
+    /// lease is cancelled (the subscription ends as taken over). Dropping the sender ends
+    /// the watch; the claim is let go 5 seconds after it was taken.
+    fn watch(self, lease: &Lease) -> tokio::sync::oneshot::Sender<()> {
+        let kept_until =
+            tokio::time::Instant::now() + Duration::from_millis(RESUBSCRIBE_INTERVAL_MS);
+        let (ended, mut ending) = tokio::sync::oneshot::channel();
+        let cancel = lease.cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut ending => break,
+                    () = tokio::time::sleep(CLAIM_CHECK) => {}
+                }
+                // The store not answering is no proof of a takeover: asked again next time.
+                if let Ok(held) = self.meta.claim_of(&self.name).await
+                    && held.is_none_or(|(held, _)| held.holder != self.holder)
+                {
+                    cancel.notify_one();
+                    break;
+                }
+            }
+            // Kept 5 seconds from its start, for Kinesis' rule.
+            let left = kept_until.saturating_duration_since(tokio::time::Instant::now());
+            self.let_go(left);
+        });
+        ended
+    }
+
+    /// Removes the claim after `after`, unless another claim replaced it.
+    fn let_go(self, after: Duration) {
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = self.meta.release(&self.name, self.revision).await;
+        });
+    }
 }
 
 /// Records read for one event, or the end of a closed shard.

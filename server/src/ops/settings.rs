@@ -384,7 +384,8 @@ pub struct AccountSettingsOutput {
     minimum_throughput_billing_commitment: Option<CommitmentOutput>,
 }
 
-fn account_settings(status: Option<String>) -> AccountSettingsOutput {
+/// The account's settings as DescribeAccountSettings reports them.
+pub(crate) fn account_settings(status: Option<String>) -> AccountSettingsOutput {
     AccountSettingsOutput {
         minimum_throughput_billing_commitment: status.map(|status| CommitmentOutput {
             status,
@@ -406,10 +407,7 @@ pub async fn update_account_settings(
     tenant: &Tenant,
     input: AccountSettingsInput,
 ) -> Result<AccountSettingsOutput, ApiError> {
-    let status = input
-        .minimum_throughput_billing_commitment
-        .and_then(|c| c.status)
-        .expect("validated");
+    let status = input.commitment();
     tenant
         .state
         .update(|state| {
@@ -417,11 +415,26 @@ pub async fn update_account_settings(
             Ok(())
         })
         .await?;
+    Ok(account_settings_updated(status))
+}
+
+impl AccountSettingsInput {
+    /// The billing commitment's status asked for (ENABLED or DISABLED).
+    pub(crate) fn commitment(self) -> String {
+        self.minimum_throughput_billing_commitment
+            .and_then(|c| c.status)
+            .expect("validated")
+    }
+}
+
+/// The reply to UpdateAccountSettings that set the commitment to `status` (started now when
+/// enabled).
+pub(crate) fn account_settings_updated(status: String) -> AccountSettingsOutput {
     let mut output = account_settings(Some(status));
     if let Some(commitment) = &mut output.minimum_throughput_billing_commitment {
         commitment.started_at = (commitment.status == "ENABLED").then(|| timestamp(now_ms()));
     }
-    Ok(output)
+    output
 }
 
 #[derive(Debug, Deserialize)]
