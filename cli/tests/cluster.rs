@@ -1,7 +1,9 @@
 //! A 3-node cluster on this machine, as docs/operations.md starts one: an etcd (Debian's
 //! `etcd`, started here on loopback ports with a fresh directory) and three `sluice serve
 //! --cluster` processes with their own data directories, Kinesis ports and peer ports. boto3
-//! and the AWS CLI talk to whichever node each call picks (cluster_suite.py). Then a node is
+//! and the AWS CLI talk to whichever node each call picks (cluster_suite.py), and run
+//! single-node mode's suites (boto3_suite.py, aws_cli_suite.py) with each call sent to the
+//! next node in turn, as behind a load balancer. Then a node is
 //! killed (SIGKILL): puts through the two others succeed again once its shards' groups have
 //! new leaders, and every record acknowledged before and after is read back through both.
 
@@ -305,7 +307,11 @@ fn three_processes_serve_kinesis_through_any_node_and_outlive_one() {
         .collect();
     let endpoints: Vec<String> = nodes.iter().map(TestServer::endpoint).collect();
     if common::needs_python_clients() && common::needs_aws_cli() {
-        common::run_suite_with(&endpoints.join(","), "cluster_suite.py", &[]);
+        let endpoints = endpoints.join(",");
+        common::run_suite_with(&endpoints, "cluster_suite.py", &[]);
+        // Single-node mode's suites, each call sent to the next node in turn.
+        common::run_suite_with(&endpoints, "boto3_suite.py", &[]);
+        common::run_suite_with(&endpoints, "aws_cli_suite.py", &[]);
     }
 
     // A stream of one shard on all three; records acknowledged through every node.

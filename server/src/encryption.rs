@@ -16,6 +16,7 @@ use crate::tenant::Tenant;
 use crate::wire::ApiError;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 
 const VERSION: u8 = 1;
@@ -64,7 +65,8 @@ impl std::fmt::Debug for DataKeys {
     }
 }
 
-fn cipher(material: &[u8]) -> Result<Arc<LessSafeKey>, ApiError> {
+/// An AES-256-GCM key of 32 bytes of `material`.
+pub(crate) fn cipher(material: &[u8]) -> Result<Arc<LessSafeKey>, ApiError> {
     let key = UnboundKey::new(&AES_256_GCM, material)
         .map_err(|_| ApiError::internal("A data key is not 256 bits."))?;
     Ok(Arc::new(LessSafeKey::new(key)))
@@ -74,7 +76,7 @@ fn context(id: u32) -> BTreeMap<String, String> {
     BTreeMap::from([("sluice:data-key".to_owned(), id.to_string())])
 }
 
-fn kms_error(name: &'static str, message: String) -> ApiError {
+pub(crate) fn kms_error(name: &'static str, message: String) -> ApiError {
     ApiError::new(name, message)
 }
 
@@ -87,8 +89,6 @@ impl DataKeys {
         kms_key: &str,
         data: &[&[u8]],
     ) -> Result<Vec<Vec<u8>>, ApiError> {
-        let owner = (created_ms, kms_key.to_owned());
-        let count = data.len() as u64;
         // A data key in hand is used only while its KMS key is enabled (DisableKey stops
         // puts at once, as a first put's data key would be refused).
         if tenant.keyring.is_enabled(kms_key) == Some(false) {
@@ -97,6 +97,26 @@ impl DataKeys {
                 format!("The KMS key {kms_key} is disabled."),
             ));
         }
+        let mint = || new_data_key(tenant, kms_key);
+        self.seal_minting((stream, created_ms), kms_key, data, mint)
+            .await
+    }
+
+    /// Seals `data` for stream `stream` (of incarnation `incarnation`: its creation time or
+    /// uid) under KMS key `kms_key`, with the stream's data key in this process, made by
+    /// `mint` (stored where every reader finds it) when there is none good for them.
+    pub(crate) async fn seal_minting<F>(
+        &self,
+        (stream, incarnation): (&str, u64),
+        kms_key: &str,
+        data: &[&[u8]],
+        mint: impl FnOnce() -> F,
+    ) -> Result<Vec<Vec<u8>>, ApiError>
+    where
+        F: Future<Output = Result<(u32, Arc<LessSafeKey>), ApiError>>,
+    {
+        let owner = (incarnation, kms_key.to_owned());
+        let count = data.len() as u64;
         if let Some((id, cipher, first)) = self.reserve(stream, &owner, count) {
             return Ok(seal_all(&cipher, id, first, stream, data));
         }
@@ -106,7 +126,7 @@ impl DataKeys {
         let (id, cipher, first) = match reserved {
             Some(reserved) => reserved,
             None => {
-                let (id, cipher) = new_data_key(tenant, kms_key).await?;
+                let (id, cipher) = mint().await?;
                 let mut active = self.active.lock().expect("data keys lock");
                 self.opened
                     .write()
@@ -151,6 +171,31 @@ impl DataKeys {
         stream: &str,
         envelope: &[u8],
     ) -> Result<Vec<u8>, ApiError> {
+        self.open_with(stream, envelope, |id| self.cipher_of(tenant, id))
+    }
+
+    /// The data key of `id`, if this process opened or made it.
+    pub(crate) fn opened(&self, id: u32) -> Option<Arc<LessSafeKey>> {
+        self.opened
+            .read()
+            .expect("data keys lock")
+            .get(&id)
+            .cloned()
+    }
+
+    /// Keeps data key `id`, unwrapped, for the envelopes it opens.
+    pub(crate) fn remember(&self, id: u32, cipher: Arc<LessSafeKey>) {
+        let mut opened = self.opened.write().expect("data keys lock");
+        opened.insert(id, cipher);
+    }
+
+    /// The plaintext of an envelope of stream `stream`, its data key given by `cipher_of`.
+    pub(crate) fn open_with(
+        &self,
+        stream: &str,
+        envelope: &[u8],
+        cipher_of: impl FnOnce(u32) -> Result<Arc<LessSafeKey>, ApiError>,
+    ) -> Result<Vec<u8>, ApiError> {
         let damaged = || {
             kms_error(
                 "KMSInvalidStateException",
@@ -159,11 +204,8 @@ impl DataKeys {
                 ),
             )
         };
-        if envelope.len() < HEADER_LEN + TAG_LEN || envelope[0] != VERSION {
-            return Err(damaged());
-        }
-        let id = u32::from_le_bytes(envelope[1..5].try_into().expect("4 bytes"));
-        let cipher = self.cipher_of(tenant, id)?;
+        let id = key_id(envelope).ok_or_else(damaged)?;
+        let cipher = cipher_of(id)?;
         let nonce: [u8; 12] = envelope[5..HEADER_LEN].try_into().expect("12 bytes");
         let mut sealed = envelope[HEADER_LEN..].to_vec();
         let plain = cipher
@@ -180,8 +222,8 @@ impl DataKeys {
 
     /// Data key `id`, unwrapped by the keyring once and kept.
     fn cipher_of(&self, tenant: &Tenant, id: u32) -> Result<Arc<LessSafeKey>, ApiError> {
-        if let Some(cipher) = self.opened.read().expect("data keys lock").get(&id) {
-            return Ok(cipher.clone());
+        if let Some(cipher) = self.opened(id) {
+            return Ok(cipher);
         }
         let wrapped = tenant
             .state
@@ -205,12 +247,19 @@ impl DataKeys {
                 )
             })?;
         let cipher = cipher(&material)?;
-        self.opened
-            .write()
-            .expect("data keys lock")
-            .insert(id, cipher.clone());
+        self.remember(id, cipher.clone());
         Ok(cipher)
     }
+}
+
+/// The id of the data key that sealed `envelope`, if it is an envelope at all.
+pub(crate) fn key_id(envelope: &[u8]) -> Option<u32> {
+    if envelope.len() < HEADER_LEN + TAG_LEN || envelope[0] != VERSION {
+        return None;
+    }
+    Some(u32::from_le_bytes(
+        envelope[1..5].try_into().expect("4 bytes"),
+    ))
 }
 
 /// Envelopes of `data` with nonces from `first` on.

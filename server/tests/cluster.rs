@@ -177,17 +177,19 @@ async fn iterator_refusals(a: &Node, b: &Node) {
     .await;
 }
 
-/// What is not served, not found, forged or too large says so.
+/// What is not found, not shared by the cluster, forged or too large says so.
 async fn refusals(a: &Node, b: &Node) {
     let (status, reply) = call(
         b,
         "StartStreamEncryption",
-        json!({"StreamName": "orders", "EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}),
+        json!({"StreamName": "orders", "EncryptionType": "KMS",
+            "KeyId": "arn:aws:kms:us-east-1:000000000000:key/made-on-one-node"}),
     )
     .await;
     assert_eq!(
         (status, reply["__type"].as_str()),
-        (400, Some("UnsupportedOperationException"))
+        (400, Some("KMSNotFoundException")),
+        "{reply}"
     );
     let (status, reply) = call(
         b,
@@ -636,5 +638,172 @@ async fn monitoring_through_any_node(a: &Node, b: &Node, c: &Node) {
         summary["StreamDescriptionSummary"]["EnhancedMonitoring"]
             == json!([{"ShardLevelMetrics": ["OutgoingRecords"]}])
     })
+    .await;
+}
+
+/// Every file under `dir`, read whole, holds `needle` somewhere.
+fn on_disk(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let mut found = false;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        found |= match path.is_dir() {
+            true => on_disk(&path, needle),
+            false => std::fs::read(&path)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle),
+        };
+    }
+    found
+}
+
+/// Every record read from TRIM_HORIZON through `node`: (data, EncryptionType).
+async fn read_typed(node: &Node, stream: &str) -> Vec<(String, String)> {
+    let it = json!({"StreamName": stream, "ShardId": "shardId-000000000000",
+        "ShardIteratorType": "TRIM_HORIZON"});
+    let it = ok(node, "GetShardIterator", it).await["ShardIterator"].clone();
+    let page = ok(node, "GetRecords", json!({"ShardIterator": it})).await;
+    (page["Records"].as_array().unwrap().iter())
+        .map(|r| {
+            let data = r["Data"].as_str().unwrap().to_owned();
+            (data, r["EncryptionType"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// StartStreamEncryption through one node: records put through the others are sealed on
+/// every replica (their plaintext is in no node's files, as a record put before is), and
+/// open through every node, the ones that sealed nothing included, by GetRecords and
+/// SubscribeToShard, reported as KMS; a record must leave room for its envelope; after
+/// StopStreamEncryption new records are stored as sent and the sealed ones still open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn encrypted_records_are_sealed_on_every_replica_and_open_on_every_node() {
+    let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        nodes.push(start(&meta, name).await);
+    }
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    eventually("a controller is elected", async || {
+        meta.controller().await.unwrap().is_some()
+    })
+    .await;
+    ok(
+        a,
+        "CreateStream",
+        json!({"StreamName": "vault", "ShardCount": 1}),
+    )
+    .await;
+    eventually("the stream turns ACTIVE", async || {
+        let reply = ok(b, "DescribeStreamSummary", json!({"StreamName": "vault"})).await;
+        reply["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+    })
+    .await;
+    let put = |data: &str| {
+        json!({"StreamName": "vault", "Data": base64(data.as_bytes()),
+        "PartitionKey": "k"})
+    };
+    let plain = ok(a, "PutRecord", put("plain-marker-5150")).await;
+    assert_eq!(plain["EncryptionType"], "NONE");
+
+    let start = json!({"StreamName": "vault", "EncryptionType": "KMS",
+        "KeyId": "alias/aws/kinesis"});
+    ok(b, "StartStreamEncryption", start).await;
+    let summary = ok(a, "DescribeStreamSummary", json!({"StreamName": "vault"})).await;
+    let summary = &summary["StreamDescriptionSummary"];
+    assert_eq!(
+        (
+            summary["EncryptionType"].as_str(),
+            summary["KeyId"].as_str()
+        ),
+        (Some("KMS"), Some("alias/aws/kinesis"))
+    );
+    let sealed = ok(c, "PutRecord", put("card 4111 1111 1111 1111")).await;
+    assert_eq!(sealed["EncryptionType"], "KMS");
+    let batch = json!({"StreamName": "vault", "Records": [
+        {"Data": base64(b"card 5500 0000 0000 0004"), "PartitionKey": "k"},
+        {"Data": base64(b"card 3400 0000 0000 009"), "PartitionKey": "k"}]});
+    assert_eq!(ok(a, "PutRecords", batch).await["EncryptionType"], "KMS");
+    // The limit counts the envelope: 1 MiB less 33 bytes of key and data at most (these
+    // nodes' 1 MiB segments take less than 1 MiB: the front refuses first).
+    let full = json!({"StreamName": "vault", "Data": base64(&vec![7u8; 1024 * 1024 - 1]),
+        "PartitionKey": "k"});
+    let (status, reply) = call(b, "PutRecord", full).await;
+    assert_eq!(
+        (status, reply["__type"].as_str()),
+        (400, Some("InvalidArgumentException")),
+        "{reply}"
+    );
+    let message = reply["message"].as_str().unwrap();
+    assert!(message.contains("accepts at most 1048543"), "{message}");
+
+    let expected: Vec<(String, String)> = [
+        ("plain-marker-5150".as_bytes(), "NONE"),
+        (b"card 4111 1111 1111 1111", "KMS"),
+        (b"card 5500 0000 0000 0004", "KMS"),
+        (b"card 3400 0000 0000 009", "KMS"),
+    ]
+    .iter()
+    .map(|(data, kind)| (base64(data), (*kind).to_owned()))
+    .collect();
+    for node in &nodes {
+        assert_eq!(read_typed(node, "vault").await, expected);
+    }
+    encrypted_subscription(b, &expected).await;
+
+    // Every replica holds the records (the marker put in the clear is in each node's
+    // files) and none holds a sealed record's plaintext.
+    for node in &nodes {
+        eventually("the replica holds the marker", async || {
+            on_disk(node.dir(), b"plain-marker-5150")
+        })
+        .await;
+        assert!(!on_disk(node.dir(), b"card 4111 1111 1111 1111"));
+        assert!(!on_disk(node.dir(), b"card 5500 0000 0000 0004"));
+    }
+
+    let stop = json!({"StreamName": "vault", "EncryptionType": "KMS",
+        "KeyId": "alias/aws/kinesis"});
+    ok(c, "StopStreamEncryption", stop).await;
+    assert_eq!(
+        ok(a, "PutRecord", put("after")).await["EncryptionType"],
+        "NONE"
+    );
+    let read = read_typed(b, "vault").await;
+    assert_eq!(read[..expected.len()], expected[..]);
+    assert_eq!(read[expected.len()], (base64(b"after"), "NONE".to_owned()));
+    for node in &nodes {
+        node.cluster.stop().await.unwrap();
+    }
+}
+
+/// A subscription through `node` from TRIM_HORIZON hands out `expected`, opened.
+async fn encrypted_subscription(node: &Node, expected: &[(String, String)]) {
+    let summary = ok(
+        node,
+        "DescribeStreamSummary",
+        json!({"StreamName": "vault"}),
+    )
+    .await;
+    let arn = summary["StreamDescriptionSummary"]["StreamARN"].clone();
+    let registered = json!({"StreamARN": arn, "ConsumerName": "auditor"});
+    let consumer =
+        ok(node, "RegisterStreamConsumer", registered).await["Consumer"]["ConsumerARN"].clone();
+    let request = json!({"ConsumerARN": consumer, "ShardId": "shardId-000000000000",
+        "StartingPosition": {"Type": "TRIM_HORIZON"}});
+    let events = subscription(node, request).await;
+    let got: Vec<(String, String)> = (events[1..].iter())
+        .flat_map(|(_, event)| event["Records"].as_array().unwrap().clone())
+        .map(|r| {
+            let data = r["Data"].as_str().unwrap().to_owned();
+            (data, r["EncryptionType"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(got, expected);
+    ok(
+        node,
+        "DeregisterStreamConsumer",
+        json!({"ConsumerARN": consumer}),
+    )
     .await;
 }

@@ -146,6 +146,13 @@ def subscribe(node, consumer, shard, position, want, meanwhile=None):
     return records, continuation, children
 
 
+def quiet(since):
+    """Waits until a new subscription to the same consumer and shard is allowed again: 5
+    seconds after the last one started at `since` (and a little more); returns now."""
+    time.sleep(max(0.0, since + 5.3 - time.time()))
+    return time.time()
+
+
 def until(check, what):
     """Polls `check` (a node's map follows the store) until it holds, for up to 10 s."""
     for _ in range(100):
@@ -188,15 +195,35 @@ def test_consumers_and_subscriptions_through_any_node(endpoints):
     shard = "shardId-000000000000"
     sent = [(int(node.put_record(StreamName=name, PartitionKey="k", Data=f"e{i}".encode())["SequenceNumber"]), f"e{i}".encode())
             for i, node in enumerate((a, b, c, a, b))]
-    # One subscription per consumer and shard on a node (refused while the first runs).
-    again = lambda: expect_error("ResourceInUseException", c.subscribe_to_shard, ConsumerARN=consumer, ShardId=shard, StartingPosition={"Type": "LATEST"})
+    # One subscription per consumer and shard across the cluster: another through another
+    # node within 5 seconds is refused, on that node as on this one (Kinesis' rule).
+    again = lambda: [expect_error("ResourceInUseException", n.subscribe_to_shard, ConsumerARN=consumer, ShardId=shard, StartingPosition={"Type": "LATEST"}) for n in (a, c)]
+    started = time.time()
     got, continuation, _ = subscribe(c, consumer, shard, {"Type": "TRIM_HORIZON"}, 5, meanwhile=again)
     assert got == sent, got
     # Resumed through another node after the continuation: what was put meanwhile, once.
     more = [(int(b.put_record(StreamName=name, PartitionKey="k", Data=f"m{i}".encode())["SequenceNumber"]), f"m{i}".encode()) for i in range(5)]
+    started = quiet(started)
     got, continuation, _ = subscribe(a, consumer, shard, {"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": continuation}, 5)
     assert got == more, got
+    # A later subscription through another node takes over: the one open on b ends.
+    started = quiet(started)
+    out = b.subscribe_to_shard(ConsumerARN=consumer, ShardId=shard, StartingPosition={"Type": "LATEST"})
+    replaced = iter(out["EventStream"])
+    next(replaced)
+    started = quiet(time.time())
+    taker = c.subscribe_to_shard(ConsumerARN=consumer, ShardId=shard, StartingPosition={"Type": "LATEST"})
+    try:
+        for _ in replaced:
+            pass
+        raise AssertionError("the replaced subscription went on")
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "ResourceInUseException", error.response
+    print(f"  the subscription replaced through another node ended {time.time() - started:.2f} s after the takeover")
+    assert time.time() - started < 4, "ended by its claim's check (every 2 s), not by its own time"
+    taker["EventStream"].close()
     # A waiting subscription gets a record put through another node.
+    started = quiet(started)
     out = b.subscribe_to_shard(ConsumerARN=consumer, ShardId=shard, StartingPosition={"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": continuation})
     late, delays = None, []
     for event in out["EventStream"]:
@@ -221,6 +248,7 @@ def test_consumers_and_subscriptions_through_any_node(endpoints):
     # Split: a subscription to the parent ends with its children.
     a.split_shard(StreamName=name, ShardToSplit=shard, NewStartingHashKey=str(2**127))
     until(lambda: len(c.list_shards(StreamName=name)["Shards"]) == 3, "c's map shows the split")
+    quiet(started)
     got, ended, children = subscribe(c, consumer, shard, {"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": continuation}, 1)
     assert (got, ended, children) == ([], None, ["shardId-000000000001", "shardId-000000000002"]), (got, ended, children)
 

@@ -7,10 +7,13 @@
 //! the others answer `UnsupportedOperationException` naming cluster mode, never a silent
 //! success. Sequence numbers keep the single-node format (the stream's incarnation, the shard,
 //! the log's number, which every replica repeats), and iterator tokens are signed with a key
-//! every node shares (kept in the control plane), so both work on every node.
+//! every node shares (kept in the control plane), so both work on every node. Every Kinesis
+//! operation is served (`SERVED`); stream encryption with the AWS managed key only
+//! (keys.rs).
 
 mod admin;
 mod consumers;
+mod keys;
 mod records;
 mod reshard;
 mod settings;
@@ -28,10 +31,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use keys::ClusterKeys;
 pub use token::TokenKey;
 
 /// The Kinesis operations cluster mode serves.
-pub const SERVED: [&str; 37] = [
+pub const SERVED: [&str; 39] = [
     "CreateStream",
     "DeleteStream",
     "DescribeStream",
@@ -69,6 +73,8 @@ pub const SERVED: [&str; 37] = [
     "UpdateMaxRecordSize",
     "DescribeAccountSettings",
     "UpdateAccountSettings",
+    "StartStreamEncryption",
+    "StopStreamEncryption",
 ];
 
 /// A boxed reply future (the server holds the front as a trait object, whatever its store).
@@ -122,20 +128,23 @@ pub struct ClusterFront<B: Backend> {
     node: Arc<ClusterNode<B>>,
     tenant: Arc<Tenant>,
     tokens: TokenKey,
+    keys: Arc<ClusterKeys<B>>,
 }
 
 impl<B: Backend> ClusterFront<B> {
-    /// The front of `node`, for `tenant`'s account and region; the iterator key is the
+    /// The front of `node`, for `tenant`'s account and region; the iterator and managed keys are the
     /// cluster's (made by the first node to start).
     pub async fn new(
         node: Arc<ClusterNode<B>>,
         tenant: Arc<Tenant>,
     ) -> Result<ClusterFront<B>, sluice_cluster::MetaError> {
         let tokens = TokenKey::shared(node.meta()).await?;
+        let keys = Arc::new(ClusterKeys::shared(node.meta()).await?);
         Ok(ClusterFront {
             node,
             tenant,
             tokens,
+            keys,
         })
     }
 
@@ -230,6 +239,8 @@ impl<B: Backend> ClusterFront<B> {
             "UpdateStreamMode" => op!(settings::update_stream_mode),
             "UpdateStreamWarmThroughput" => op!(settings::update_warm_throughput),
             "UpdateMaxRecordSize" => op!(settings::update_max_record_size),
+            "StartStreamEncryption" => op!(settings::start_encryption),
+            "StopStreamEncryption" => op!(settings::stop_encryption),
             "DescribeAccountSettings" => op!(settings::describe_account_settings),
             "UpdateAccountSettings" => op!(settings::update_account_settings),
             "AddTagsToStream" => op!(settings::add_tags_to_stream),

@@ -11,10 +11,11 @@ use super::admin::retained;
 use super::token::Position;
 use super::{ClusterFront, incarnation};
 use crate::clock::now_ms;
+use crate::encryption::ENVELOPE_BYTES;
 use crate::ops::records::{
     GetRecordsInput, GetRecordsOutput, GetShardIteratorInput, GetShardIteratorOutput,
     PutRecordInput, PutRecordOutput, PutRecordsEntry, PutRecordsInput, PutRecordsOutput,
-    PutRecordsResultEntry,
+    PutRecordsResultEntry, encryption_type,
 };
 use crate::reads::{RecordOut, iterator_start};
 use crate::shapes::{ChildShard, HashKeyRange};
@@ -25,6 +26,7 @@ use sluice_cluster::{Backend, StreamPlacement, StreamStatus, Versioned};
 use sluice_core::hashkey::{parse_hash_key, partition_key_hash};
 use sluice_core::limits::{GET_RECORDS_MAX, PUT_BATCH_BYTES_MAX};
 use sluice_core::{IteratorStart, PutError, ReadError, ShardId};
+use sluice_storage::RECORD_FLAG_ENCRYPTED;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -52,7 +54,9 @@ fn route(
         })
 }
 
-/// A record must fit the stream's record size limit (partition key and data).
+/// A record must fit the stream's record size limit (partition key and data), with its
+/// envelope when the stream encrypts (the limit is then 33 bytes less, as in single-node
+/// mode).
 fn check_size(
     stream: &StreamPlacement,
     index: usize,
@@ -60,7 +64,11 @@ fn check_size(
     data: &[u8],
 ) -> Result<(), ApiError> {
     let size_bytes = (key.len() + data.len()) as u64;
-    let max_bytes = stream.settings.max_record_bytes();
+    let envelope = match stream.settings.encryption_key {
+        Some(_) => ENVELOPE_BYTES,
+        None => 0,
+    };
+    let max_bytes = stream.settings.max_record_bytes() - envelope;
     if size_bytes > max_bytes {
         return Err(PutError::RecordTooLarge {
             index,
@@ -70,6 +78,25 @@ fn check_size(
         .into());
     }
     Ok(())
+}
+
+/// Seals `records` when `stream` encrypts (their sizes checked with their envelopes);
+/// returns the encryption type a reply reports.
+async fn seal<B: Backend>(
+    front: &ClusterFront<B>,
+    stream: &StreamPlacement,
+    records: &mut [NewRecord],
+) -> Result<&'static str, ApiError> {
+    let Some(key) = &stream.settings.encryption_key else {
+        return Ok(encryption_type(false));
+    };
+    let data: Vec<&[u8]> = records.iter().map(|r| r.data.as_slice()).collect();
+    let envelopes = front.keys.seal(stream, key, &data).await?;
+    for (record, envelope) in records.iter_mut().zip(envelopes) {
+        record.data = envelope;
+        record.flags |= RECORD_FLAG_ENCRYPTED;
+    }
+    Ok(encryption_type(true))
 }
 
 /// A write the group did not take, as Kinesis reports it: a refusal is the caller's; no
@@ -98,13 +125,13 @@ pub async fn put_record<B: Backend>(
         incarnation(&stream).parse(text, "SequenceNumberForOrdering", &name)?;
     }
     let explicit = input.explicit_hash_key.as_deref();
-    let record = NewRecord {
+    let mut records = [NewRecord {
         partition_key: key,
         data,
         flags: 0,
-    };
-    let mut shard = route(&stream, 0, (&record.partition_key, explicit))?;
-    let records = [record];
+    }];
+    let mut shard = route(&stream, 0, (&records[0].partition_key, explicit))?;
+    let encryption_type = seal(front, &stream, &mut records).await?;
     let mut written = front.node.put(&stream, shard, &records).await;
     for _ in 0..REROUTES_MAX {
         if !matches!(written, Err(ClientError::Closed)) {
@@ -122,7 +149,7 @@ pub async fn put_record<B: Backend>(
         sequence_number: incarnation(&stream)
             .tag(sluice_core::SequenceNumber::new(shard, written.base_seq))
             .to_string(),
-        encryption_type: "NONE",
+        encryption_type,
     })
 }
 
@@ -166,16 +193,16 @@ pub async fn put_records<B: Backend>(
         .iter()
         .map(|e| e.explicit_hash_key.clone())
         .collect();
-    let mut records: Vec<Option<NewRecord>> = entries
+    let mut records: Vec<NewRecord> = entries
         .into_iter()
-        .map(|entry| {
-            Some(NewRecord {
-                partition_key: entry.partition_key.expect("validated"),
-                data: entry.data.expect("validated").0,
-                flags: 0,
-            })
+        .map(|entry| NewRecord {
+            partition_key: entry.partition_key.expect("validated"),
+            data: entry.data.expect("validated").0,
+            flags: 0,
         })
         .collect();
+    let encryption_type = seal(front, &stream, &mut records).await?;
+    let mut records: Vec<Option<NewRecord>> = records.into_iter().map(Some).collect();
     let mut results: Vec<Option<PutRecordsResultEntry>> = Vec::new();
     results.resize_with(records.len(), || None);
     for reroute in 0..=REROUTES_MAX {
@@ -227,7 +254,7 @@ pub async fn put_records<B: Backend>(
             .into_iter()
             .map(|r| r.expect("every record has a result"))
             .collect(),
-        encryption_type: "NONE",
+        encryption_type,
     })
 }
 
@@ -519,7 +546,7 @@ pub async fn get_records<B: Backend>(
         None if expired => Some(position.next_seq),
         _ => None,
     };
-    let reply = match ended_at {
+    let mut reply = match ended_at {
         // At a closed shard's end, or anywhere in an expired one, the map answers: its
         // group need not be asked (it may have lost its quorum since, or be gone).
         Some(at) => ReadReply {
@@ -531,6 +558,10 @@ pub async fn get_records<B: Backend>(
         },
         _ => read(front, stream, position.shard, request).await?,
     };
+    front
+        .keys
+        .open_records(&stream.name, &mut reply.records)
+        .await?;
     let records = records_out(incarnation(stream), position.shard, &reply.records);
     let next_seq = reply.next;
     let millis_behind_latest = millis_behind(&reply);
@@ -568,7 +599,7 @@ pub(super) fn records_out(
             approximate_arrival_timestamp: Timestamp::from_ms(r.timestamp_ms),
             data: Cow::Borrowed(&r.data),
             partition_key: std::str::from_utf8(&r.key).unwrap_or_default(),
-            encryption_type: "NONE",
+            encryption_type: encryption_type(r.flags & RECORD_FLAG_ENCRYPTED != 0),
         })
         .collect()
 }

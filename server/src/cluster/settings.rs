@@ -3,9 +3,9 @@
 //! consumers; policies are evaluated before every call), changed through the controller, which checks each change
 //! against the stream's map entry as it writes it; read from this node's map.
 
-use super::ClusterFront;
+use super::{ClusterFront, ClusterKeys};
 use crate::ops::settings::{
-    AccountSettingsInput, AccountSettingsOutput, GetPolicyOutput, MonitoringInput,
+    AccountSettingsInput, AccountSettingsOutput, EncryptionInput, GetPolicyOutput, MonitoringInput,
     MonitoringOutput, PolicyInput, WarmThroughputInput, WarmThroughputOutput, account_settings,
     account_settings_updated, checked_policy,
 };
@@ -431,4 +431,41 @@ pub async fn update_account_settings<B: Backend>(
     let stored = meta.set_account_setting(COMMITMENT, status.clone().into_bytes());
     stored.await.map_err(store_error)?;
     Ok(account_settings_updated(status))
+}
+
+/// StartStreamEncryption (`start`) or StopStreamEncryption: records put from now on are
+/// sealed, or not; those already written stay as they were written.
+async fn set_encryption<B: Backend>(
+    front: &ClusterFront<B>,
+    input: EncryptionInput,
+    start: bool,
+) -> Result<Empty, ApiError> {
+    let name = front
+        .tenant
+        .resolve(&input.stream_name, &input.stream_arn)?;
+    let key = input.kms_key()?;
+    if start {
+        let tenant = &front.tenant;
+        ClusterKeys::<B>::check_key(&key, (&tenant.account, &tenant.region))?;
+    }
+    change(
+        front,
+        &name,
+        SettingsChange::Encryption(start.then_some(key)),
+    )
+    .await
+}
+
+pub async fn start_encryption<B: Backend>(
+    front: &ClusterFront<B>,
+    input: EncryptionInput,
+) -> Result<Empty, ApiError> {
+    set_encryption(front, input, true).await
+}
+
+pub async fn stop_encryption<B: Backend>(
+    front: &ClusterFront<B>,
+    input: EncryptionInput,
+) -> Result<Empty, ApiError> {
+    set_encryption(front, input, false).await
 }

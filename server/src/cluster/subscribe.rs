@@ -13,7 +13,7 @@
 //! left by a node that died stays, and is taken over as any other).
 
 use super::records::{children_of, millis_behind, place, records_out, retained_shard};
-use super::{ClusterFront, admin::retained, consumers, incarnation};
+use super::{ClusterFront, ClusterKeys, admin::retained, consumers, incarnation};
 use crate::clock::now_ms;
 use crate::leases::{Lease, LeaseKey, RESUBSCRIBE_INTERVAL_MS, too_soon};
 use crate::shapes::ChildShard;
@@ -89,6 +89,7 @@ pub(super) async fn start<B: Backend>(
         .await?;
     let feed = ShardFeed {
         node: front.node.clone(),
+        keys: front.keys.clone(),
         group: GroupId {
             stream_uid: stream.uid,
             shard,
@@ -113,6 +114,8 @@ pub(super) async fn start<B: Backend>(
 /// One shard's records, read through a node from where the subscriber is.
 struct ShardFeed<B: Backend> {
     node: Arc<ClusterNode<B>>,
+    /// Opens the records of an encrypted stream.
+    keys: Arc<ClusterKeys<B>>,
     group: GroupId,
     /// The consumer's name and registration time: deregistered, the subscription ends.
     consumer: (String, u64),
@@ -309,7 +312,7 @@ impl<B: Backend> Feed for ShardFeed<B> {
                 records_max: GET_RECORDS_MAX,
                 bytes_max: Some(EVENT_RECORD_BYTES_MAX),
             };
-            let reply = match self.node.read(stream, self.group.shard, request).await {
+            let mut reply = match self.node.read(stream, self.group.shard, request).await {
                 Ok(reply) => reply,
                 Err(error) => {
                     let since = *self
@@ -335,6 +338,9 @@ impl<B: Backend> Feed for ShardFeed<B> {
                     self.wait(listener).await;
                 }
                 continue;
+            }
+            if let Err(error) = self.keys.open_records(&name, &mut reply.records).await {
+                return Some(Err(error));
             }
             self.next_seq = reply.next;
             return Some(Ok(ShardEvent {

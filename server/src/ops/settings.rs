@@ -15,11 +15,24 @@ use sluice_core::{StreamMode, StreamStatus};
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct EncryptionInput {
-    stream_name: Option<String>,
+    pub(crate) stream_name: Option<String>,
     #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
+    pub(crate) stream_arn: Option<String>,
     encryption_type: Option<String>,
     key_id: Option<String>,
+}
+
+impl EncryptionInput {
+    /// The KMS key named; an encryption type other than KMS is refused.
+    pub(crate) fn kms_key(&self) -> Result<String, ApiError> {
+        let kind = self.encryption_type.as_deref().expect("validated");
+        if kind != "KMS" {
+            return Err(ApiError::invalid_argument(format!(
+                "EncryptionType {kind} is not supported; use KMS."
+            )));
+        }
+        Ok(self.key_id.clone().expect("validated"))
+    }
 }
 
 impl Validate for EncryptionInput {
@@ -40,13 +53,7 @@ async fn set_encryption(
     let name = tenant.resolve(&input.stream_name, &input.stream_arn)?;
     tenant.require_active(&name)?;
     let created_ms = tenant.engine.stream(&name)?.summary()?.created_ms;
-    let kind = input.encryption_type.expect("validated");
-    if kind != "KMS" {
-        return Err(ApiError::invalid_argument(format!(
-            "EncryptionType {kind} is not supported; use KMS."
-        )));
-    }
-    let key = input.key_id.expect("validated");
+    let key = input.kms_key()?;
     // The key must exist in the account's keyring (the KMS API on this endpoint makes
     // them); Kinesis' own managed key needs no making.
     if start && key != "alias/aws/kinesis" {
@@ -72,7 +79,7 @@ async fn set_encryption(
     tenant
         .state
         .update(|state| {
-            state.stream_mut(&name, created_ms)?.encryption = start.then_some((kind, key));
+            state.stream_mut(&name, created_ms)?.encryption = start.then(|| ("KMS".into(), key));
             Ok(())
         })
         .await?;

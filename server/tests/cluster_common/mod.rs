@@ -116,6 +116,13 @@ async fn start_configured(
     }
 }
 
+impl Node {
+    /// The node's data directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
 pub fn shard_index(shard: &str) -> u32 {
     shard.trim_start_matches("shardId-").parse().unwrap()
 }
