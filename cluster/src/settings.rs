@@ -242,49 +242,12 @@ pub fn apply(
     settings: &mut StreamSettings,
     change: &SettingsChange,
 ) -> Result<(), SettingsRefused> {
-    let current = settings.retention_hours;
     match change {
-        SettingsChange::IncreaseRetention(hours) | SettingsChange::DecreaseRetention(hours) => {
-            let hours = *hours;
-            if !(RETENTION_HOURS_MIN..=RETENTION_HOURS_MAX).contains(&hours) {
-                return Err(SettingsRefused::RetentionOutOfRange(hours));
-            }
-            let increase = matches!(change, SettingsChange::IncreaseRetention(_));
-            if increase && hours < current {
-                return Err(SettingsRefused::RetentionBelowCurrent {
-                    requested: hours,
-                    current,
-                });
-            }
-            if !increase && hours > current {
-                return Err(SettingsRefused::RetentionAboveCurrent {
-                    requested: hours,
-                    current,
-                });
-            }
-            settings.retention_hours = hours;
-        }
-        SettingsChange::Mode {
-            on_demand,
-            warm_mibps,
-        } => {
-            settings.on_demand = *on_demand;
-            if warm_mibps.is_some() {
-                settings.warm_mibps = *warm_mibps;
-            }
-        }
-        SettingsChange::WarmThroughput(mibps) => {
-            if !settings.on_demand {
-                return Err(SettingsRefused::NotOnDemand);
-            }
-            settings.warm_mibps = Some(*mibps);
-        }
-        SettingsChange::MaxRecordSize(kib) => {
-            if !RECORD_KIB_RANGE.contains(kib) {
-                return Err(SettingsRefused::RecordSizeOutOfRange(*kib));
-            }
-            settings.max_record_kib = *kib;
-        }
+        SettingsChange::IncreaseRetention(hours) => retain(settings, *hours, true)?,
+        SettingsChange::DecreaseRetention(hours) => retain(settings, *hours, false)?,
+        SettingsChange::Mode { .. }
+        | SettingsChange::WarmThroughput(_)
+        | SettingsChange::MaxRecordSize(_) => capacity(settings, change)?,
         SettingsChange::Encryption(key) => settings.encryption_key.clone_from(key),
         SettingsChange::AddTags(tags) => {
             settings.tags = tagged(&settings.tags, tags, &[])
@@ -334,6 +297,61 @@ pub fn apply(
             }
             slot.clone_from(policy);
         }
+    }
+    Ok(())
+}
+
+/// Retention changed to `hours` (an `increase`, or a decrease).
+fn retain(
+    settings: &mut StreamSettings,
+    hours: u32,
+    increase: bool,
+) -> Result<(), SettingsRefused> {
+    let current = settings.retention_hours;
+    if !(RETENTION_HOURS_MIN..=RETENTION_HOURS_MAX).contains(&hours) {
+        return Err(SettingsRefused::RetentionOutOfRange(hours));
+    }
+    if increase && hours < current {
+        return Err(SettingsRefused::RetentionBelowCurrent {
+            requested: hours,
+            current,
+        });
+    }
+    if !increase && hours > current {
+        return Err(SettingsRefused::RetentionAboveCurrent {
+            requested: hours,
+            current,
+        });
+    }
+    settings.retention_hours = hours;
+    Ok(())
+}
+
+/// The capacity mode, warm throughput or record size limit changed.
+fn capacity(settings: &mut StreamSettings, change: &SettingsChange) -> Result<(), SettingsRefused> {
+    match change {
+        SettingsChange::Mode {
+            on_demand,
+            warm_mibps,
+        } => {
+            settings.on_demand = *on_demand;
+            if warm_mibps.is_some() {
+                settings.warm_mibps = *warm_mibps;
+            }
+        }
+        SettingsChange::WarmThroughput(mibps) => {
+            if !settings.on_demand {
+                return Err(SettingsRefused::NotOnDemand);
+            }
+            settings.warm_mibps = Some(*mibps);
+        }
+        SettingsChange::MaxRecordSize(kib) => {
+            if !RECORD_KIB_RANGE.contains(kib) {
+                return Err(SettingsRefused::RecordSizeOutOfRange(*kib));
+            }
+            settings.max_record_kib = *kib;
+        }
+        _ => unreachable!("not a capacity change: {change:?}"),
     }
     Ok(())
 }
@@ -462,6 +480,60 @@ mod tests {
         // The same value either way is allowed, as Kinesis allows it.
         apply(&mut settings, &SettingsChange::IncreaseRetention(24)).unwrap();
         assert_eq!(settings.retention_hours, 24);
+    }
+
+    #[test]
+    fn record_size_warm_throughput_and_encryption() {
+        let mut settings = StreamSettings::default();
+        assert_eq!(settings.max_record_bytes(), 1024 * 1024);
+        for kib in [1023, 10241] {
+            let refused = apply(&mut settings, &SettingsChange::MaxRecordSize(kib));
+            assert_eq!(refused, Err(SettingsRefused::RecordSizeOutOfRange(kib)));
+        }
+        apply(&mut settings, &SettingsChange::MaxRecordSize(10240)).unwrap();
+        assert_eq!(settings.max_record_bytes(), 10 * 1024 * 1024);
+        // Warm throughput is an ON_DEMAND stream's; UpdateStreamMode may set it too.
+        let warm = SettingsChange::WarmThroughput(40);
+        assert_eq!(
+            apply(&mut settings, &warm),
+            Err(SettingsRefused::NotOnDemand)
+        );
+        let mode = SettingsChange::Mode {
+            on_demand: true,
+            warm_mibps: Some(20),
+        };
+        apply(&mut settings, &mode).unwrap();
+        assert_eq!(settings.warm_mibps, Some(20));
+        apply(&mut settings, &warm).unwrap();
+        assert_eq!(settings.warm_mibps, Some(40));
+        let key = SettingsChange::Encryption(Some("alias/aws/kinesis".into()));
+        apply(&mut settings, &key).unwrap();
+        assert_eq!(
+            settings.encryption_key.as_deref(),
+            Some("alias/aws/kinesis")
+        );
+        apply(&mut settings, &SettingsChange::Encryption(None)).unwrap();
+        assert_eq!(settings.encryption_key, None);
+        let created = StreamSettings {
+            max_record_kib: 512,
+            ..StreamSettings::default()
+        };
+        assert_eq!(
+            check(&created),
+            Err(SettingsRefused::RecordSizeOutOfRange(512))
+        );
+    }
+
+    #[test]
+    fn an_entry_written_before_the_newer_settings_reads_with_their_defaults() {
+        let old = r#"{"retention_hours":48,"on_demand":false,"tags":{}}"#;
+        let settings: StreamSettings = serde_json::from_str(old).unwrap();
+        assert_eq!(settings.retention_hours, 48);
+        assert_eq!(settings.max_record_kib, RECORD_KIB_DEFAULT);
+        assert_eq!((settings.warm_mibps, settings.encryption_key), (None, None));
+        // The defaults are not written, so an older node reads a newer entry alike.
+        let written = serde_json::to_string(&StreamSettings::default()).unwrap();
+        assert!(!written.contains("max_record_kib"), "{written}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use sluice_cluster::{
-    Backend, BackendWatch, Change, ClusterEvent, ClusterMeta, MetaError, NodeId, Op,
+    Backend, BackendWatch, Change, Claim, ClusterEvent, ClusterMeta, MetaError, NodeId, Op,
     ShardPlacement, StreamPlacement, StreamSettings, StreamStatus,
 };
 use support::{TTL, node, within};
@@ -439,6 +439,89 @@ async fn a_shared_secret_is_the_first_one_stored<B: Backend>(meta: ClusterMeta<B
     );
 }
 
+/// A claim within the quiet time of the one standing is refused (and that one returned);
+/// a later one takes it over; only the holder of the revision that wrote it lets it go.
+/// Account settings: the last write wins. Neither is anything a snapshot reports.
+async fn claims_and_account_settings<B: Backend>(meta: ClusterMeta<B>) {
+    let before = meta.snapshot().await.unwrap();
+    let claim = |holder: &str, since_ms| Claim {
+        holder: holder.into(),
+        since_ms,
+    };
+    let first = meta
+        .claim("s/1", &claim("a/1", 10_000), 5_000)
+        .await
+        .unwrap();
+    let first = first.expect("nothing held it");
+    let refused = meta
+        .claim("s/1", &claim("b/1", 14_999), 5_000)
+        .await
+        .unwrap();
+    assert_eq!(refused, Err(claim("a/1", 10_000)));
+    let other = meta
+        .claim("s/2", &claim("b/1", 14_999), 5_000)
+        .await
+        .unwrap();
+    assert!(other.is_ok(), "another name is another claim");
+    let second = meta
+        .claim("s/1", &claim("b/2", 15_000), 5_000)
+        .await
+        .unwrap();
+    let second = second.expect("taken over after the quiet time");
+    assert!(second > first);
+    assert_eq!(
+        meta.claim_of("s/1").await.unwrap(),
+        Some((claim("b/2", 15_000), second))
+    );
+    // The replaced holder letting go removes nothing; the holder does.
+    meta.release("s/1", first).await.unwrap();
+    assert!(meta.claim_of("s/1").await.unwrap().is_some());
+    meta.release("s/1", second).await.unwrap();
+    assert_eq!(meta.claim_of("s/1").await.unwrap(), None);
+    let again = meta
+        .claim("s/1", &claim("c/1", 15_001), 5_000)
+        .await
+        .unwrap();
+    assert!(again.is_ok(), "a released claim holds nothing back");
+
+    assert_eq!(meta.account_setting("commitment").await.unwrap(), None);
+    (meta
+        .set_account_setting("commitment", b"ENABLED".to_vec())
+        .await)
+        .unwrap();
+    (meta
+        .set_account_setting("commitment", b"DISABLED".to_vec())
+        .await)
+        .unwrap();
+    let setting = meta.account_setting("commitment").await.unwrap();
+    assert_eq!(setting.as_deref(), Some(&b"DISABLED"[..]));
+    let after = meta.snapshot().await.unwrap();
+    assert_eq!((after.nodes, after.streams), (before.nodes, before.streams));
+}
+
+/// A stream's entry read from the store by name: exactly that name (not one it begins),
+/// at the revision that wrote it; `streams_named` lists by prefix.
+async fn streams_read_by_name<B: Backend>(meta: ClusterMeta<B>) {
+    let office = meta
+        .campaign(&NodeId::new("ctl").unwrap(), TTL)
+        .await
+        .unwrap();
+    for (uid, name) in (1..).zip(["orders", "orders-eu", "pay"]) {
+        let put = Change::PutStream {
+            placement: stream(name, uid, StreamStatus::Active),
+            replaces: None,
+        };
+        meta.commit(&office, &[put]).await.unwrap();
+    }
+    let map = meta.snapshot().await.unwrap();
+    let orders = meta.stream("orders").await.unwrap().unwrap();
+    assert_eq!(orders, map.streams["orders"]);
+    assert_eq!(meta.stream("order").await.unwrap(), None);
+    let named = meta.streams_named("orders").await.unwrap();
+    assert_eq!(named.keys().collect::<Vec<_>>(), ["orders", "orders-eu"]);
+    assert_eq!(meta.streams_named("").await.unwrap(), map.streams);
+}
+
 /// Four streams whose entries are near the largest one may take (1.5 MB): the map, over 4
 /// MiB (gRPC's default message limit), reads back whole, and a watch from before sees each.
 async fn a_map_larger_than_a_message_reads_back<B: Backend>(meta: ClusterMeta<B>) {
@@ -489,6 +572,8 @@ conformance!(
     a_lease_the_store_ends_is_noticed_and_a_dropped_one_is_revoked,
     the_stores_agree_on_edge_cases,
     a_shared_secret_is_the_first_one_stored,
+    claims_and_account_settings,
+    streams_read_by_name,
 );
 
 /// etcd frozen (SIGSTOP) under a controller: the controller gives its office up within a TTL

@@ -718,24 +718,7 @@ async fn encrypted_records_are_sealed_on_every_replica_and_open_on_every_node() 
         ),
         (Some("KMS"), Some("alias/aws/kinesis"))
     );
-    let sealed = ok(c, "PutRecord", put("card 4111 1111 1111 1111")).await;
-    assert_eq!(sealed["EncryptionType"], "KMS");
-    let batch = json!({"StreamName": "vault", "Records": [
-        {"Data": base64(b"card 5500 0000 0000 0004"), "PartitionKey": "k"},
-        {"Data": base64(b"card 3400 0000 0000 009"), "PartitionKey": "k"}]});
-    assert_eq!(ok(a, "PutRecords", batch).await["EncryptionType"], "KMS");
-    // The limit counts the envelope: 1 MiB less 33 bytes of key and data at most (these
-    // nodes' 1 MiB segments take less than 1 MiB: the front refuses first).
-    let full = json!({"StreamName": "vault", "Data": base64(&vec![7u8; 1024 * 1024 - 1]),
-        "PartitionKey": "k"});
-    let (status, reply) = call(b, "PutRecord", full).await;
-    assert_eq!(
-        (status, reply["__type"].as_str()),
-        (400, Some("InvalidArgumentException")),
-        "{reply}"
-    );
-    let message = reply["message"].as_str().unwrap();
-    assert!(message.contains("accepts at most 1048543"), "{message}");
+    sealed_puts(a, b, c).await;
 
     let expected: Vec<(String, String)> = [
         ("plain-marker-5150".as_bytes(), "NONE"),
@@ -775,6 +758,30 @@ async fn encrypted_records_are_sealed_on_every_replica_and_open_on_every_node() 
     for node in &nodes {
         node.cluster.stop().await.unwrap();
     }
+}
+
+/// Three records put sealed through c and a (answered as KMS), and a record that would fit
+/// the limit but not with its envelope refused through b.
+async fn sealed_puts(a: &Node, b: &Node, c: &Node) {
+    let put = json!({"StreamName": "vault", "Data": base64(b"card 4111 1111 1111 1111"),
+        "PartitionKey": "k"});
+    assert_eq!(ok(c, "PutRecord", put).await["EncryptionType"], "KMS");
+    let batch = json!({"StreamName": "vault", "Records": [
+        {"Data": base64(b"card 5500 0000 0000 0004"), "PartitionKey": "k"},
+        {"Data": base64(b"card 3400 0000 0000 009"), "PartitionKey": "k"}]});
+    assert_eq!(ok(a, "PutRecords", batch).await["EncryptionType"], "KMS");
+    // The limit counts the envelope: 1 MiB less 33 bytes of key and data at most (these
+    // nodes' 1 MiB segments take less than 1 MiB: the front refuses first).
+    let full = json!({"StreamName": "vault", "Data": base64(&vec![7u8; 1024 * 1024 - 1]),
+        "PartitionKey": "k"});
+    let (status, reply) = call(b, "PutRecord", full).await;
+    assert_eq!(
+        (status, reply["__type"].as_str()),
+        (400, Some("InvalidArgumentException")),
+        "{reply}"
+    );
+    let message = reply["message"].as_str().unwrap();
+    assert!(message.contains("accepts at most 1048543"), "{message}");
 }
 
 /// A subscription through `node` from TRIM_HORIZON hands out `expected`, opened.

@@ -258,6 +258,10 @@ pub async fn put_records<B: Backend>(
     })
 }
 
+/// How old a token may be for GetRecords to look for its stream in the store when this
+/// node's map does not hold it (its map follows the store well within this).
+const FRESH_TOKEN_MS: u64 = 10_000;
+
 /// How many times a put refused by a closed shard is routed again (a scaling's next round
 /// may close the child it went to).
 const REROUTES_MAX: usize = 3;
@@ -517,12 +521,14 @@ pub async fn get_records<B: Backend>(
     let fresh;
     let stream = match stream_of(front, &map.streams, position.stream_uid, &token) {
         Ok(stream) => stream,
-        // Made through another node a moment ago (this node's map follows the store a
-        // moment behind)?
-        Err(_) => {
+        // A token made a moment ago on a node whose map is ahead of this one's (a stream
+        // just made)? The store says; an older token's stream is gone, without reading the
+        // whole map for every call a client repeats.
+        Err(_) if now_ms().saturating_sub(position.issued_ms) < FRESH_TOKEN_MS => {
             fresh = front.streams().await;
             stream_of(front, &fresh, position.stream_uid, &token)?
         }
+        Err(gone) => return Err(gone),
     };
     if let Some(arn) = &input.stream_arn
         && front.tenant.resolve(&None, &Some(arn.clone()))? != stream.name

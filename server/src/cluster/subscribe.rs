@@ -164,7 +164,7 @@ impl<B: Backend> SubscriptionClaim<B> {
         let claimed =
             claimed.map_err(|e| ApiError::internal(format!("the cluster's control plane: {e}")))?;
         let Ok(revision) = claimed else {
-            return Err(too_soon(&consumer.name, &ShardId::new(shard).to_string()));
+            return Err(too_soon(&consumer.name, ShardId::new(shard).as_ref()));
         };
         Ok(SubscriptionClaim {
             meta,
