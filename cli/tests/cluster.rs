@@ -1,6 +1,7 @@
 //! A 3-node cluster on this machine, as docs/operations.md starts one: an etcd (Debian's
 //! `etcd`, started here on loopback ports with a fresh directory) and three `sluice serve
-//! --cluster` processes with their own data directories, Kinesis ports and peer ports. boto3
+//! --cluster` processes with their own data directories, Kinesis ports and peer ports (mutual
+//! TLS, certificates made by openssl for the test). boto3
 //! and the AWS CLI talk to whichever node each call picks (cluster_suite.py), and run
 //! single-node mode's suites (boto3_suite.py, aws_cli_suite.py) with each call sent to the
 //! next node in turn, as behind a load balancer. Then a node is
@@ -93,8 +94,80 @@ impl Drop for Etcd {
     }
 }
 
-fn start_node(etcd: &Etcd, name: &str, dir: &Path) -> TestServer {
+/// Runs openssl in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let done = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running openssl");
+    assert!(
+        done.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+}
+
+/// The cluster's certificate authority (`ca.pem`) and a certificate for each node naming
+/// 127.0.0.1 (`<name>.pem`, `<name>.key`), in `dir`.
+fn peer_certificates(dir: &Path, names: &[&str]) {
+    let new_key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut authority = vec!["req", "-x509", "-days", "2", "-subj", "/CN=test cluster"];
+    authority.extend(new_key);
+    authority.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    authority.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+    authority.extend(["-addext", "keyUsage=critical,keyCertSign"]);
+    openssl(dir, &authority);
+    let extensions = "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n";
+    std::fs::write(dir.join("node.ext"), extensions).unwrap();
+    for name in names {
+        let (key, csr, cert) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        let subject = format!("/CN={name}");
+        let mut request = vec!["req", "-subj", &subject, "-keyout", &key, "-out", &csr];
+        request.extend(new_key);
+        openssl(dir, &request);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &cert,
+                "-extfile",
+                "node.ext",
+            ],
+        );
+    }
+}
+
+/// Node `name`, its peer port over mutual TLS with the certificates in `pki`.
+fn start_node(etcd: &Etcd, name: &str, dir: &Path, pki: &Path) -> TestServer {
     let peer = format!("127.0.0.1:{}", free_port());
+    let file = |name: String| pki.join(name).to_str().unwrap().to_owned();
+    let (cert, key, ca) = (
+        file(format!("{name}.pem")),
+        file(format!("{name}.key")),
+        file("ca.pem".into()),
+    );
     TestServer::start(
         dir,
         &[
@@ -107,6 +180,12 @@ fn start_node(etcd: &Etcd, name: &str, dir: &Path) -> TestServer {
             &peer,
             "--cluster-name",
             "test",
+            "--peer-tls-cert",
+            &cert,
+            "--peer-tls-key",
+            &key,
+            "--peer-tls-ca",
+            &ca,
         ],
     )
 }
@@ -298,12 +377,18 @@ fn puts_through_failover(
 
 #[test]
 fn three_processes_serve_kinesis_through_any_node_and_outlive_one() {
+    // The peer ports speak mutual TLS (the fault lab's nodes, h2c).
+    if !common::needs_openssl() {
+        return;
+    }
+    let pki = tempfile::tempdir().unwrap();
+    peer_certificates(pki.path(), &["a", "b", "c"]);
     let etcd = Etcd::start();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let nodes: Vec<TestServer> = ["a", "b", "c"]
         .iter()
         .zip(&dirs)
-        .map(|(name, dir)| start_node(&etcd, name, dir.path()))
+        .map(|(name, dir)| start_node(&etcd, name, dir.path(), pki.path()))
         .collect();
     let endpoints: Vec<String> = nodes.iter().map(TestServer::endpoint).collect();
     if common::needs_python_clients() && common::needs_aws_cli() {

@@ -269,7 +269,8 @@ impl<B: Backend> ClusterNode<B> {
             admin: admin.clone(),
             admin_wait,
         };
-        let server = PeerServer::start(listener, Arc::new(calls))
+        let tls = config.transport.tls.clone();
+        let server = PeerServer::start_with(listener, Arc::new(calls), tls)
             .map_err(|e| MetaError::Unavailable(format!("the peer port: {e}")))?;
         let first = meta.snapshot().await?;
         let (publish, map) = watch::channel(Arc::new(first));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sluice_cluster::transport::{
-    GroupId, PeerHandler, PeerServer, Peers, RpcError, TransportConfig,
+    GroupId, PeerHandler, PeerServer, PeerTls, Peers, RpcError, TransportConfig,
 };
 use tokio::net::TcpListener;
 
@@ -291,4 +291,193 @@ async fn calls_waiting_on_a_peer_that_cannot_be_reached_share_one_attempt() {
             started.elapsed()
         );
     }
+}
+
+/// Certificate authorities and the node certificates they sign (ECDSA P-256), made with
+/// openssl in a directory of their own.
+struct Pki(tempfile::TempDir);
+
+impl Pki {
+    fn new() -> Pki {
+        Pki(tempfile::tempdir().unwrap())
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let done = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(self.0.path())
+            .output()
+            .expect("openssl runs (Debian's openssl: scripts/setup)");
+        assert!(
+            done.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+
+    /// A self-signed authority, `<name>.pem` and `<name>.key`.
+    fn authority(&self, name: &str) {
+        let (key, cert, subject) = (
+            format!("{name}.key"),
+            format!("{name}.pem"),
+            format!("/CN={name}"),
+        );
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &subject,
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ]);
+    }
+
+    /// Node `name`'s TLS: its certificate signed by `authority` naming `san` (openssl's
+    /// subjectAltName syntax), trusting `trusted`.
+    fn node(&self, name: &str, authority: &str, san: &str, trusted: &str) -> PeerTls {
+        let (key, csr, cert) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        let subject = format!("/CN={name}");
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &subject,
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ]);
+        let extensions = format!("{name}.ext");
+        std::fs::write(
+            self.0.path().join(&extensions),
+            format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n"),
+        )
+        .unwrap();
+        let (ca, ca_key) = (format!("{authority}.pem"), format!("{authority}.key"));
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &cert,
+            "-extfile",
+            &extensions,
+        ]);
+        let path = |file: &str| self.0.path().join(file);
+        PeerTls::from_pem(&path(&cert), &path(&key), &path(&format!("{trusted}.pem"))).unwrap()
+    }
+}
+
+async fn start_tls(name: &'static str, tls: PeerTls) -> PeerServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    PeerServer::start_with(listener, Arc::new(Echo(name)), Some(tls)).unwrap()
+}
+
+fn tls_config(tls: PeerTls) -> TransportConfig {
+    let mut config = config(Duration::from_secs(3));
+    config.tls = Some(tls);
+    config
+}
+
+/// Mutual TLS on the peer port: two nodes whose certificates the cluster's authority signed
+/// talk; a caller without a certificate, or with one of another authority, gets no answer;
+/// a caller refuses a peer whose certificate another authority signed or that names another
+/// address; a node whose files do not go together does not start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_clusters_nodes_talk_over_mutual_tls() {
+    let pki = Pki::new();
+    pki.authority("cluster");
+    pki.authority("rogue");
+    let here = "IP:127.0.0.1";
+    let server = start_tls("a", pki.node("a", "cluster", here, "cluster")).await;
+    let address = server.local_addr().to_string();
+    let member = Peers::new(tls_config(pki.node("b", "cluster", here, "cluster")));
+    let answer = member
+        .call(&address, group(1), "append", Bytes::from("x"))
+        .await;
+    assert_eq!(answer.unwrap(), "a 42.1 append x");
+    let heartbeat = member.heartbeat(&address, group(2), Bytes::from("h")).await;
+    assert_eq!(heartbeat.unwrap(), "a 42.2 heartbeat h");
+
+    let plain = Peers::new(config(Duration::from_secs(3)));
+    let refused = plain
+        .call(&address, group(1), "append", Bytes::from("x"))
+        .await;
+    assert!(refused.is_err(), "h2c to a TLS port: {refused:?}");
+    let outsider = pki.node("x", "rogue", here, "cluster");
+    let stranger = Peers::new(tls_config(outsider));
+    let refused = stranger
+        .call(&address, group(1), "append", Bytes::from("x"))
+        .await;
+    assert!(
+        refused.is_err(),
+        "a certificate of another authority: {refused:?}"
+    );
+
+    let rogue = start_tls("r", pki.node("r", "rogue", here, "rogue")).await;
+    let refused = (member.call(
+        &rogue.local_addr().to_string(),
+        group(1),
+        "append",
+        Bytes::new(),
+    ))
+    .await;
+    let Err(RpcError::Unreachable { reason, .. }) = refused else {
+        panic!("a peer of another authority was called: {refused:?}");
+    };
+    assert!(reason.contains("certificate"), "{reason}");
+    let misnamed = start_tls(
+        "m",
+        pki.node("m", "cluster", "DNS:elsewhere.example", "cluster"),
+    )
+    .await;
+    let refused = (member.call(
+        &misnamed.local_addr().to_string(),
+        group(1),
+        "append",
+        Bytes::new(),
+    ))
+    .await;
+    let Err(RpcError::Unreachable { reason, .. }) = refused else {
+        panic!("a peer naming another address was called: {refused:?}");
+    };
+    assert!(reason.contains("certificate"), "{reason}");
+    // The member still talks to its peer after those refusals.
+    let answer = member
+        .call(&address, group(3), "append", Bytes::from("y"))
+        .await;
+    assert_eq!(answer.unwrap(), "a 42.3 append y");
+
+    let path = |file: &str| pki.0.path().join(file);
+    let mismatched = PeerTls::from_pem(&path("a.pem"), &path("b.key"), &path("cluster.pem"));
+    assert!(mismatched.is_err(), "a's certificate with b's key");
 }

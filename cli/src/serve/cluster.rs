@@ -6,10 +6,12 @@
 use anyhow::Context as _;
 use clap::Args;
 use clap::builder::FalseyValueParser;
+use sluice_cluster::transport::PeerTls;
 use sluice_cluster::{ClusterMeta, ClusterNode, EtcdBackend, NodeConfig, NodeId};
 use sluice_server::Service;
 use sluice_server::cluster::ClusterFront;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +53,18 @@ pub struct ClusterArgs {
     /// upgrade, short enough that a lost machine is not missed for long.
     #[arg(long, env = "SLUICE_REPLACE_AFTER_SECS", default_value_t = 300)]
     pub replace_after_secs: u64,
+    /// Mutual TLS on the peer port: this node's certificate chain (PEM), signed by
+    /// --peer-tls-ca and naming the address the others reach it at (--advertise, or
+    /// --peer-listen) in its subjectAltName. Every node of the cluster needs one.
+    #[arg(long, env = "SLUICE_PEER_TLS_CERT", requires_all = ["peer_tls_key", "peer_tls_ca"])]
+    pub peer_tls_cert: Option<PathBuf>,
+    /// The private key of --peer-tls-cert (PEM).
+    #[arg(long, env = "SLUICE_PEER_TLS_KEY", requires = "peer_tls_cert")]
+    pub peer_tls_key: Option<PathBuf>,
+    /// The cluster's certificate authority (PEM): only nodes whose certificates it signed
+    /// are called or answered.
+    #[arg(long, env = "SLUICE_PEER_TLS_CA", requires = "peer_tls_cert")]
+    pub peer_tls_ca: Option<PathBuf>,
 }
 
 /// Starts this node and makes `service` serve Kinesis from the cluster; `endpoint` is the
@@ -79,6 +93,12 @@ pub async fn join(
     config.controller.shard_quota = service.config.shards_max;
     config.controller.update_shard_count_per_day_max =
         service.config.update_shard_count_per_day_max;
+    if let (Some(cert), Some(key), Some(ca)) =
+        (&args.peer_tls_cert, &args.peer_tls_key, &args.peer_tls_ca)
+    {
+        config.transport.tls = Some(PeerTls::from_pem(cert, key, ca)?);
+    }
+    let peer_tls = config.transport.tls.is_some();
     let engine = service.default_tenant().engine.clone();
     let node = ClusterNode::start(meta, engine, peers, config)
         .await
@@ -89,9 +109,13 @@ pub async fn join(
         .context("reading the cluster's iterator key")?;
     service.attach_cluster(Arc::new(front))?;
     eprintln!(
-        "  cluster {}: node {id}, peers on {}, etcd at {}, replication {}",
+        "  cluster {}: node {id}, peers on {} ({}), etcd at {}, replication {}",
         args.cluster_name,
         node.peer_address(),
+        match peer_tls {
+            true => "mutual TLS",
+            false => "h2c, unauthenticated: keep it on a private network",
+        },
         args.etcd.join(","),
         args.replication
     );

@@ -1,5 +1,5 @@
 //! Node-to-node calls: every shard group's messages between two nodes share one HTTP/2
-//! connection (h2c on the peer port), and heartbeats to a peer are gathered into one request
+//! connection (h2c on the peer port, or over mutual TLS: tls.rs), and heartbeats to a peer are gathered into one request
 //! for all the groups that ask within a short window. The payloads are opaque here: the Raft
 //! layer encodes its messages; this layer names the group and carries bytes.
 //!
@@ -10,12 +10,19 @@
 mod client;
 mod frame;
 mod server;
+mod tls;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use client::{Peers, TransportConfig};
 pub use server::{PeerHandler, PeerServer, PeerStats};
+pub use tls::{PeerTls, PeerTlsError};
+
+/// A connection's byte stream, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// One shard's Raft group: the stream's uid (never reused) and the shard's index.
 #[derive(

@@ -1,5 +1,5 @@
-//! The peer port: h2c connections from other nodes, each carrying any number of concurrent
-//! calls for any groups.
+//! The peer port: HTTP/2 connections from other nodes (h2c, or over mutual TLS: tls.rs),
+//! each carrying any number of concurrent calls for any groups.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::client::{KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT};
-use super::{GroupId, frame};
+use super::{GroupId, Io, PeerTls, frame};
 
 /// The largest request body taken (a Raft append of several batches of records).
 const BODY_MAX: usize = 64 << 20;
@@ -58,14 +58,25 @@ pub struct PeerServer {
 }
 
 impl PeerServer {
-    /// Serves `handler` on `listener` from the current tokio runtime.
+    /// Serves `handler` on `listener` from the current tokio runtime (h2c).
     pub fn start<H: PeerHandler>(
         listener: TcpListener,
         handler: Arc<H>,
     ) -> std::io::Result<PeerServer> {
+        PeerServer::start_with(listener, handler, None)
+    }
+
+    /// Serves `handler` on `listener`, over mutual TLS when `tls` is given (then only a
+    /// client whose certificate the cluster's authority signed is served).
+    pub fn start_with<H: PeerHandler>(
+        listener: TcpListener,
+        handler: Arc<H>,
+        tls: Option<PeerTls>,
+    ) -> std::io::Result<PeerServer> {
         let local_addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
-        let acceptor = tokio::spawn(accept(listener, handler, Arc::clone(&counters)));
+        let accepting = accept(listener, handler, Arc::clone(&counters), tls);
+        let acceptor = tokio::spawn(accepting);
         Ok(PeerServer {
             local_addr,
             counters,
@@ -94,7 +105,15 @@ impl Drop for PeerServer {
     }
 }
 
-async fn accept<H: PeerHandler>(listener: TcpListener, handler: Arc<H>, counters: Arc<Counters>) {
+/// How long a connection may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn accept<H: PeerHandler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    counters: Arc<Counters>,
+    tls: Option<PeerTls>,
+) {
     // The connections are this task's: aborting it (the server dropped) ends them too.
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -111,7 +130,19 @@ async fn accept<H: PeerHandler>(listener: TcpListener, handler: Arc<H>, counters
             let (handler, counters) = (Arc::clone(&handler), Arc::clone(&counters));
             async move { Ok::<_, std::convert::Infallible>(route(request, handler, &counters).await) }
         });
+        let tls = tls.clone();
         connections.spawn(async move {
+            let stream: Box<dyn Io> = match tls {
+                None => Box::new(stream),
+                // A client without a certificate of the cluster's is refused here.
+                Some(tls) => {
+                    let handshake = tls.acceptor().accept(stream);
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => Box::new(stream),
+                        _ => return,
+                    }
+                }
+            };
             let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .keep_alive_interval(KEEP_ALIVE_INTERVAL)
