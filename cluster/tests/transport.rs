@@ -408,6 +408,18 @@ fn tls_config(tls: PeerTls) -> TransportConfig {
     config
 }
 
+/// `caller` will not call `peer` (`what`), naming its certificate.
+async fn refused_by_caller(caller: &Peers, peer: &PeerServer, what: &str) {
+    let address = peer.local_addr().to_string();
+    let refused = caller
+        .call(&address, group(1), "append", Bytes::new())
+        .await;
+    let Err(RpcError::Unreachable { reason, .. }) = refused else {
+        panic!("{what} was called: {refused:?}");
+    };
+    assert!(reason.contains("certificate"), "{what}: {reason}");
+}
+
 /// Mutual TLS on the peer port: two nodes whose certificates the cluster's authority signed
 /// talk; a caller without a certificate, or with one of another authority, gets no answer;
 /// a caller refuses a peer whose certificate another authority signed or that names another
@@ -444,33 +456,10 @@ async fn only_the_clusters_nodes_talk_over_mutual_tls() {
     );
 
     let rogue = start_tls("r", pki.node("r", "rogue", here, "rogue")).await;
-    let refused = (member.call(
-        &rogue.local_addr().to_string(),
-        group(1),
-        "append",
-        Bytes::new(),
-    ))
-    .await;
-    let Err(RpcError::Unreachable { reason, .. }) = refused else {
-        panic!("a peer of another authority was called: {refused:?}");
-    };
-    assert!(reason.contains("certificate"), "{reason}");
-    let misnamed = start_tls(
-        "m",
-        pki.node("m", "cluster", "DNS:elsewhere.example", "cluster"),
-    )
-    .await;
-    let refused = (member.call(
-        &misnamed.local_addr().to_string(),
-        group(1),
-        "append",
-        Bytes::new(),
-    ))
-    .await;
-    let Err(RpcError::Unreachable { reason, .. }) = refused else {
-        panic!("a peer naming another address was called: {refused:?}");
-    };
-    assert!(reason.contains("certificate"), "{reason}");
+    refused_by_caller(&member, &rogue, "a peer of another authority").await;
+    let misnamed = pki.node("m", "cluster", "DNS:elsewhere.example", "cluster");
+    let misnamed = start_tls("m", misnamed).await;
+    refused_by_caller(&member, &misnamed, "a peer naming another address").await;
     // The member still talks to its peer after those refusals.
     let answer = member
         .call(&address, group(3), "append", Bytes::from("y"))
