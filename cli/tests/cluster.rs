@@ -1,7 +1,7 @@
 //! A 3-node cluster on this machine, as docs/operations.md starts one: an etcd (Debian's
 //! `etcd`, started here on loopback ports with a fresh directory) and three `sluice serve
 //! --cluster` processes with their own data directories, Kinesis ports and peer ports (mutual
-//! TLS, certificates made by openssl for the test). boto3
+//! TLS between the nodes and with etcd, certificates made by openssl for the test). boto3
 //! and the AWS CLI talk to whichever node each call picks (cluster_suite.py), and run
 //! single-node mode's suites (boto3_suite.py, aws_cli_suite.py) with each call sent to the
 //! next node in turn, as behind a load balancer. Then a node is
@@ -25,7 +25,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A one-member etcd on loopback ports, killed when dropped.
+/// A one-member etcd on loopback ports serving clients over TLS only, each with a
+/// certificate of the test's authority in `pki` (its own is `etcd.pem`); killed when dropped.
 struct Etcd {
     child: Child,
     endpoint: String,
@@ -33,7 +34,7 @@ struct Etcd {
 }
 
 impl Etcd {
-    fn start() -> Etcd {
+    fn start(pki: &Path) -> Etcd {
         let binary = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
             .into_iter()
             .map(PathBuf::from)
@@ -42,10 +43,18 @@ impl Etcd {
                 "cluster mode's tests need etcd's server (Debian: etcd-server): run scripts/setup",
             );
         let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (free_port(), free_port());
-        let endpoint = format!("http://127.0.0.1:{client}");
+        let (client, peer, health) = (free_port(), free_port(), free_port());
+        let endpoint = format!("https://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
+        let health_url = format!("http://127.0.0.1:{health}");
         let child = Command::new(binary)
+            .arg("--cert-file")
+            .arg(pki.join("etcd.pem"))
+            .arg("--key-file")
+            .arg(pki.join("etcd.key"))
+            .arg("--trusted-ca-file")
+            .arg(pki.join("ca.pem"))
+            .args(["--client-cert-auth", "--listen-metrics-urls", &health_url])
             .args(["--name", "test", "--data-dir"])
             .arg(dir.path().join("data"))
             .args([
@@ -66,7 +75,7 @@ impl Etcd {
             .stderr(Stdio::null())
             .spawn()
             .expect("etcd starts");
-        let address: SocketAddr = format!("127.0.0.1:{client}").parse().unwrap();
+        let address: SocketAddr = format!("127.0.0.1:{health}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         while !std::net::TcpStream::connect(address).is_ok_and(|_| {
             common::request(address, "GET", "/health", &[])
@@ -159,7 +168,8 @@ fn peer_certificates(dir: &Path, names: &[&str]) {
     }
 }
 
-/// Node `name`, its peer port over mutual TLS with the certificates in `pki`.
+/// Node `name`, its peer port over mutual TLS with the certificates in `pki`, and etcd
+/// reached over TLS with the same certificate.
 fn start_node(etcd: &Etcd, name: &str, dir: &Path, pki: &Path) -> TestServer {
     let peer = format!("127.0.0.1:{}", free_port());
     let file = |name: String| pki.join(name).to_str().unwrap().to_owned();
@@ -186,6 +196,12 @@ fn start_node(etcd: &Etcd, name: &str, dir: &Path, pki: &Path) -> TestServer {
             &key,
             "--peer-tls-ca",
             &ca,
+            "--etcd-ca",
+            &ca,
+            "--etcd-cert",
+            &cert,
+            "--etcd-key",
+            &key,
         ],
     )
 }
@@ -382,8 +398,8 @@ fn three_processes_serve_kinesis_through_any_node_and_outlive_one() {
         return;
     }
     let pki = tempfile::tempdir().unwrap();
-    peer_certificates(pki.path(), &["a", "b", "c"]);
-    let etcd = Etcd::start();
+    peer_certificates(pki.path(), &["a", "b", "c", "etcd"]);
+    let etcd = Etcd::start(pki.path());
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let nodes: Vec<TestServer> = ["a", "b", "c"]
         .iter()

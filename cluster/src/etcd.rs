@@ -1,10 +1,12 @@
-//! The store on etcd (v3 API, 3.4 or newer), through the `etcd-client` crate.
+//! The store on etcd (v3 API, 3.4 or newer), through the `etcd-client` crate, over plain
+//! HTTP/2 or TLS (with a client certificate when etcd asks for one).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions,
-    Txn, TxnOp, WatchOptions, WatchStream,
+    Certificate, Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions,
+    Identity, PutOptions, TlsOptions, Txn, TxnOp, WatchOptions, WatchStream,
 };
 
 use std::collections::HashMap;
@@ -32,6 +34,31 @@ pub struct EtcdBackend {
 /// would fail every node's reads of a map with three large streams.
 const RECEIVED_BYTES_MAX: usize = 1 << 30;
 
+/// TLS to etcd (`https://` endpoints): the authority that signed etcd's certificate, and
+/// the node's certificate and key when etcd asks clients for one (`--client-cert-auth`).
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    /// The authority's certificate (PEM).
+    pub ca: PathBuf,
+    /// The node's certificate chain and private key (PEM).
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+impl EtcdTls {
+    fn options(&self) -> Result<TlsOptions, MetaError> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| {
+                MetaError::InvalidRequest(format!("etcd TLS: reading {}: {e}", path.display()))
+            })
+        };
+        let mut options = TlsOptions::new().ca_certificate(Certificate::from_pem(read(&self.ca)?));
+        if let Some((cert, key)) = &self.identity {
+            options = options.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(options)
+    }
+}
+
 impl EtcdBackend {
     /// Connects to etcd at `endpoints` (`http://host:port`), giving up on a connection attempt
     /// after `connect_timeout`.
@@ -39,9 +66,21 @@ impl EtcdBackend {
         endpoints: &[String],
         connect_timeout: Duration,
     ) -> Result<EtcdBackend, MetaError> {
-        let options = ConnectOptions::new()
+        EtcdBackend::connect_with(endpoints, connect_timeout, None).await
+    }
+
+    /// Connects as `connect` does, over TLS when `tls` is given (`https://` endpoints).
+    pub async fn connect_with(
+        endpoints: &[String],
+        connect_timeout: Duration,
+        tls: Option<&EtcdTls>,
+    ) -> Result<EtcdBackend, MetaError> {
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(connect_timeout)
             .with_timeout(Duration::from_secs(10));
+        if let Some(tls) = tls {
+            options = options.with_tls(tls.options()?);
+        }
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(unavailable)?;

@@ -51,7 +51,7 @@ pub use backend::{Backend, BackendWatch, Compare, Kv, KvEvent, LeaseId, Op, TxnO
 pub use embedded::{EmbeddedBackend, EmbeddedWatch};
 pub use error::MetaError;
 #[cfg(feature = "etcd")]
-pub use etcd::{EtcdBackend, EtcdWatch};
+pub use etcd::{EtcdBackend, EtcdTls, EtcdWatch};
 pub use meta::{
     Change, Claim, ClusterEvent, ClusterMeta, ClusterWatch, Leadership, Registration, Snapshot,
 };

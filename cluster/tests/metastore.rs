@@ -576,6 +576,58 @@ conformance!(
     streams_read_by_name,
 );
 
+/// etcd serving clients over TLS only, each with a certificate its authority signed: a node
+/// with one registers and reads the map back; a node without a certificate, one with another
+/// authority's, and plain HTTP to the port get nothing.
+#[cfg(feature = "etcd")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_over_tls_takes_the_clusters_clients_only() {
+    use sluice_cluster::{EtcdBackend, EtcdTls};
+    let pki = support::pki::Pki::new();
+    pki.authority("cluster");
+    pki.authority("rogue");
+    let server = support::etcd::Etcd::start_tls(&pki).await;
+    let meta = ClusterMeta::new(server.backend().await, "tls").unwrap();
+    let _registration = meta.register(node("a"), TTL).await.unwrap();
+    let map = meta.snapshot().await.unwrap();
+    assert_eq!(
+        map.nodes.keys().map(NodeId::as_str).collect::<Vec<_>>(),
+        ["a"]
+    );
+
+    let endpoint = std::slice::from_ref(&server.endpoint);
+    let refused = async |tls: Option<EtcdTls>| {
+        let connected = EtcdBackend::connect_with(endpoint, Duration::from_secs(1), tls.as_ref());
+        match connected.await {
+            Err(_) => true,
+            Ok(backend) => backend.range("/").await.is_err(),
+        }
+    };
+    let ca = pki.path("cluster.pem");
+    let anonymous = EtcdTls {
+        ca: ca.clone(),
+        identity: None,
+    };
+    assert!(
+        refused(Some(anonymous)).await,
+        "a client without a certificate"
+    );
+    let stranger = EtcdTls {
+        ca,
+        identity: Some(pki.certificate("stranger", "rogue", "IP:127.0.0.1")),
+    };
+    assert!(
+        refused(Some(stranger)).await,
+        "another authority's certificate"
+    );
+    let plain = server.endpoint.replace("https://", "http://");
+    let connected = EtcdBackend::connect(&[plain], Duration::from_secs(1)).await;
+    assert!(
+        connected.is_err() || connected.unwrap().range("/").await.is_err(),
+        "plain HTTP to the TLS port"
+    );
+}
+
 /// etcd frozen (SIGSTOP) under a controller: the controller gives its office up within a TTL
 /// of its last renewal, not when its client's request timeout runs out. etcd ends the lease
 /// no earlier than that, so the next controller is never elected while this one acts.

@@ -11,6 +11,10 @@ use sluice_cluster::transport::{
 };
 use tokio::net::TcpListener;
 
+#[path = "support/pki.rs"]
+mod pki;
+use pki::Pki;
+
 /// Answers `<node> <group> <method> <body>`; refuses groups of shard 7; `slow` takes 5 s;
 /// `panic` panics.
 struct Echo(&'static str);
@@ -293,108 +297,11 @@ async fn calls_waiting_on_a_peer_that_cannot_be_reached_share_one_attempt() {
     }
 }
 
-/// Certificate authorities and the node certificates they sign (ECDSA P-256), made with
-/// openssl in a directory of their own.
-struct Pki(tempfile::TempDir);
-
-impl Pki {
-    fn new() -> Pki {
-        Pki(tempfile::tempdir().unwrap())
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let done = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(self.0.path())
-            .output()
-            .expect("openssl runs (Debian's openssl: scripts/setup)");
-        assert!(
-            done.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&done.stderr)
-        );
-    }
-
-    /// A self-signed authority, `<name>.pem` and `<name>.key`.
-    fn authority(&self, name: &str) {
-        let (key, cert, subject) = (
-            format!("{name}.key"),
-            format!("{name}.pem"),
-            format!("/CN={name}"),
-        );
-        self.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &subject,
-            "-keyout",
-            &key,
-            "-out",
-            &cert,
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ]);
-    }
-
-    /// Node `name`'s TLS: its certificate signed by `authority` naming `san` (openssl's
-    /// subjectAltName syntax), trusting `trusted`.
-    fn node(&self, name: &str, authority: &str, san: &str, trusted: &str) -> PeerTls {
-        let (key, csr, cert) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        let subject = format!("/CN={name}");
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            &subject,
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-        ]);
-        let extensions = format!("{name}.ext");
-        std::fs::write(
-            self.0.path().join(&extensions),
-            format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n"),
-        )
-        .unwrap();
-        let (ca, ca_key) = (format!("{authority}.pem"), format!("{authority}.key"));
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &cert,
-            "-extfile",
-            &extensions,
-        ]);
-        let path = |file: &str| self.0.path().join(file);
-        PeerTls::from_pem(&path(&cert), &path(&key), &path(&format!("{trusted}.pem"))).unwrap()
-    }
+/// Node `name`'s TLS: its certificate signed by `authority` naming `san`, trusting
+/// `trusted`.
+fn node_tls(pki: &Pki, name: &str, (authority, san): (&str, &str), trusted: &str) -> PeerTls {
+    let (cert, key) = pki.certificate(name, authority, san);
+    PeerTls::from_pem(&cert, &key, &pki.path(&format!("{trusted}.pem"))).unwrap()
 }
 
 async fn start_tls(name: &'static str, tls: PeerTls) -> PeerServer {
@@ -430,9 +337,14 @@ async fn only_the_clusters_nodes_talk_over_mutual_tls() {
     pki.authority("cluster");
     pki.authority("rogue");
     let here = "IP:127.0.0.1";
-    let server = start_tls("a", pki.node("a", "cluster", here, "cluster")).await;
+    let server = start_tls("a", node_tls(&pki, "a", ("cluster", here), "cluster")).await;
     let address = server.local_addr().to_string();
-    let member = Peers::new(tls_config(pki.node("b", "cluster", here, "cluster")));
+    let member = Peers::new(tls_config(node_tls(
+        &pki,
+        "b",
+        ("cluster", here),
+        "cluster",
+    )));
     let answer = member
         .call(&address, group(1), "append", Bytes::from("x"))
         .await;
@@ -445,7 +357,7 @@ async fn only_the_clusters_nodes_talk_over_mutual_tls() {
         .call(&address, group(1), "append", Bytes::from("x"))
         .await;
     assert!(refused.is_err(), "h2c to a TLS port: {refused:?}");
-    let outsider = pki.node("x", "rogue", here, "cluster");
+    let outsider = node_tls(&pki, "x", ("rogue", here), "cluster");
     let stranger = Peers::new(tls_config(outsider));
     let refused = stranger
         .call(&address, group(1), "append", Bytes::from("x"))
@@ -455,9 +367,9 @@ async fn only_the_clusters_nodes_talk_over_mutual_tls() {
         "a certificate of another authority: {refused:?}"
     );
 
-    let rogue = start_tls("r", pki.node("r", "rogue", here, "rogue")).await;
+    let rogue = start_tls("r", node_tls(&pki, "r", ("rogue", here), "rogue")).await;
     refused_by_caller(&member, &rogue, "a peer of another authority").await;
-    let misnamed = pki.node("m", "cluster", "DNS:elsewhere.example", "cluster");
+    let misnamed = node_tls(&pki, "m", ("cluster", "DNS:elsewhere.example"), "cluster");
     let misnamed = start_tls("m", misnamed).await;
     refused_by_caller(&member, &misnamed, "a peer naming another address").await;
     // The member still talks to its peer after those refusals.
@@ -466,7 +378,7 @@ async fn only_the_clusters_nodes_talk_over_mutual_tls() {
         .await;
     assert_eq!(answer.unwrap(), "a 42.3 append y");
 
-    let path = |file: &str| pki.0.path().join(file);
+    let path = |file: &str| pki.path(file);
     let mismatched = PeerTls::from_pem(&path("a.pem"), &path("b.key"), &path("cluster.pem"));
     assert!(mismatched.is_err(), "a's certificate with b's key");
 }

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::Args;
 use clap::builder::FalseyValueParser;
 use sluice_cluster::transport::PeerTls;
-use sluice_cluster::{ClusterMeta, ClusterNode, EtcdBackend, NodeConfig, NodeId};
+use sluice_cluster::{ClusterMeta, ClusterNode, EtcdBackend, EtcdTls, NodeConfig, NodeId};
 use sluice_server::Service;
 use sluice_server::cluster::ClusterFront;
 use std::net::SocketAddr;
@@ -24,9 +24,19 @@ pub struct ClusterArgs {
     /// without the records it acknowledged.)
     #[arg(long, env = "SLUICE_CLUSTER", value_parser = FalseyValueParser::new(), requires_all = ["etcd", "node_id"], conflicts_with = "ephemeral")]
     pub cluster: bool,
-    /// etcd's client URLs, comma-separated (http://127.0.0.1:2379).
+    /// etcd's client URLs, comma-separated (http://127.0.0.1:2379; https:// with --etcd-ca).
     #[arg(long, env = "SLUICE_ETCD", value_delimiter = ',')]
     pub etcd: Vec<String>,
+    /// Reach etcd over TLS: the authority that signed etcd's certificate (PEM).
+    #[arg(long, env = "SLUICE_ETCD_CA")]
+    pub etcd_ca: Option<PathBuf>,
+    /// The node's client certificate for etcd (PEM), when etcd asks for one
+    /// (`--client-cert-auth`, or a `--trusted-ca-file`).
+    #[arg(long, env = "SLUICE_ETCD_CERT", requires_all = ["etcd_key", "etcd_ca"])]
+    pub etcd_cert: Option<PathBuf>,
+    /// The private key of --etcd-cert (PEM).
+    #[arg(long, env = "SLUICE_ETCD_KEY", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
     /// This node's id, unique among the live nodes: `[A-Za-z0-9._-]`, up to 64 characters.
     /// Keep it across restarts: the node's replicas are known by it.
     #[arg(long, env = "SLUICE_NODE_ID")]
@@ -77,7 +87,11 @@ pub async fn join(
     let data_dir = &service.config.data_dir;
     let id = args.node_id.clone().context("--cluster needs --node-id")?;
     let id = NodeId::new(id).context("--node-id")?;
-    let backend = EtcdBackend::connect(&args.etcd, Duration::from_secs(5))
+    let tls = args.etcd_ca.clone().map(|ca| EtcdTls {
+        ca,
+        identity: args.etcd_cert.clone().zip(args.etcd_key.clone()),
+    });
+    let backend = EtcdBackend::connect_with(&args.etcd, Duration::from_secs(5), tls.as_ref())
         .await
         .with_context(|| format!("connecting to etcd at {}", args.etcd.join(",")))?;
     let meta = ClusterMeta::new(backend, &args.cluster_name).context("--cluster-name")?;

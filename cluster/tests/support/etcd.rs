@@ -6,12 +6,16 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sluice_cluster::{Backend, EtcdBackend};
+use sluice_cluster::{Backend, EtcdBackend, EtcdTls};
+
+use super::pki::Pki;
 
 pub struct Etcd {
     child: Child,
     pub endpoint: String,
     dir: tempfile::TempDir,
+    /// How a client reaches it, when it serves over TLS.
+    pub tls: Option<EtcdTls>,
 }
 
 fn free_port() -> u16 {
@@ -39,12 +43,50 @@ fn etcd_binary() -> PathBuf {
 impl Etcd {
     /// Starts a one-member etcd and waits until it answers.
     pub async fn start() -> Etcd {
+        Etcd::launch(None).await
+    }
+
+    /// Starts a one-member etcd serving clients over TLS only (its certificate, `etcd`, and
+    /// each client's signed by `pki`'s authority `cluster`, which must exist), asking every
+    /// client for a certificate; `tls` holds a client's (`client`).
+    #[allow(
+        dead_code,
+        reason = "one of the test binaries sharing this module uses it"
+    )]
+    pub async fn start_tls(pki: &Pki) -> Etcd {
+        let (cert, key) = pki.certificate("etcd", "cluster", "IP:127.0.0.1");
+        let client = pki.certificate("client", "cluster", "IP:127.0.0.1");
+        let ca = pki.path("cluster.pem");
+        let tls = EtcdTls {
+            ca: ca.clone(),
+            identity: Some(client),
+        };
+        Etcd::launch(Some(((cert, key, ca), tls))).await
+    }
+
+    /// Starts etcd, over TLS with (its certificate, its key, the clients' authority) and how
+    /// a client connects when given.
+    async fn launch(tls: Option<((PathBuf, PathBuf, PathBuf), EtcdTls)>) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
         let (client, peer) = (free_port(), free_port());
-        let endpoint = format!("http://127.0.0.1:{client}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://127.0.0.1:{client}");
+        let mut command = Command::new(etcd_binary());
+        let (server_tls, tls) = tls.unzip();
+        if let Some((cert, key, ca)) = server_tls {
+            command
+                .arg("--cert-file")
+                .arg(cert)
+                .arg("--key-file")
+                .arg(key);
+            command
+                .arg("--trusted-ca-file")
+                .arg(ca)
+                .arg("--client-cert-auth");
+        }
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let child = Command::new(etcd_binary())
+        let child = command
             .args(["--name", "test", "--data-dir"])
             .arg(dir.path().join("data"))
             .args([
@@ -69,12 +111,14 @@ impl Etcd {
             child,
             endpoint,
             dir,
+            tls,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(backend) =
-                EtcdBackend::connect(std::slice::from_ref(&etcd.endpoint), Duration::from_secs(1))
-                    .await
+            let endpoints = std::slice::from_ref(&etcd.endpoint);
+            let connected =
+                EtcdBackend::connect_with(endpoints, Duration::from_secs(1), etcd.tls.as_ref());
+            if let Ok(backend) = connected.await
                 && backend.range("/").await.is_ok()
             {
                 return etcd;
@@ -89,7 +133,8 @@ impl Etcd {
     }
 
     pub async fn backend(&self) -> EtcdBackend {
-        EtcdBackend::connect(std::slice::from_ref(&self.endpoint), Duration::from_secs(2))
+        let endpoints = std::slice::from_ref(&self.endpoint);
+        EtcdBackend::connect_with(endpoints, Duration::from_secs(2), self.tls.as_ref())
             .await
             .expect("etcd is up")
     }

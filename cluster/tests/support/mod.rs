@@ -3,6 +3,8 @@
 
 #[cfg(feature = "etcd")]
 pub mod etcd;
+#[allow(dead_code, reason = "the test binaries with etcd use it")]
+pub mod pki;
 
 use std::time::Duration;
 
