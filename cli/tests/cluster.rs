@@ -9,8 +9,11 @@
 //! new leaders, and every record acknowledged before and after is read back through both.
 
 mod common;
+#[path = "../../cluster/tests/support/pki.rs"]
+mod pki;
 
 use common::TestServer;
+use pki::Pki;
 use serde_json::{Value, json};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -100,71 +103,6 @@ impl Drop for Etcd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Runs openssl in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let done = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("running openssl");
-    assert!(
-        done.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-}
-
-/// The cluster's certificate authority (`ca.pem`) and a certificate for each node naming
-/// 127.0.0.1 (`<name>.pem`, `<name>.key`), in `dir`.
-fn peer_certificates(dir: &Path, names: &[&str]) {
-    let new_key = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut authority = vec!["req", "-x509", "-days", "2", "-subj", "/CN=test cluster"];
-    authority.extend(new_key);
-    authority.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-    authority.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
-    authority.extend(["-addext", "keyUsage=critical,keyCertSign"]);
-    openssl(dir, &authority);
-    let extensions = "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n";
-    std::fs::write(dir.join("node.ext"), extensions).unwrap();
-    for name in names {
-        let (key, csr, cert) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        let subject = format!("/CN={name}");
-        let mut request = vec!["req", "-subj", &subject, "-keyout", &key, "-out", &csr];
-        request.extend(new_key);
-        openssl(dir, &request);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-out",
-                &cert,
-                "-extfile",
-                "node.ext",
-            ],
-        );
     }
 }
 
@@ -397,14 +335,19 @@ fn three_processes_serve_kinesis_through_any_node_and_outlive_one() {
     if !common::needs_openssl() {
         return;
     }
-    let pki = tempfile::tempdir().unwrap();
-    peer_certificates(pki.path(), &["a", "b", "c", "etcd"]);
-    let etcd = Etcd::start(pki.path());
+    // The cluster's authority, and a certificate for each node and etcd naming 127.0.0.1.
+    let pki = Pki::new();
+    pki.authority("ca");
+    for name in ["a", "b", "c", "etcd"] {
+        pki.certificate(name, "ca", "IP:127.0.0.1");
+    }
+    let certificates = pki.path("");
+    let etcd = Etcd::start(&certificates);
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let nodes: Vec<TestServer> = ["a", "b", "c"]
         .iter()
         .zip(&dirs)
-        .map(|(name, dir)| start_node(&etcd, name, dir.path(), pki.path()))
+        .map(|(name, dir)| start_node(&etcd, name, dir.path(), &certificates))
         .collect();
     let endpoints: Vec<String> = nodes.iter().map(TestServer::endpoint).collect();
     if common::needs_python_clients() && common::needs_aws_cli() {
