@@ -116,6 +116,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
         prefix: &str,
     ) -> impl Future<Output = Result<(Vec<Kv>, Revision), MetaError>> + Send;
 
+    /// The key `key` exactly (no other key it begins), if it exists.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Kv>, MetaError>> + Send;
+
     /// Applies `then` at one new revision if every condition holds; writes nothing otherwise.
     /// A put with a lease that does not exist fails with `LeaseExpired`.
     fn txn(

@@ -260,6 +260,10 @@ impl Backend for EmbeddedBackend {
         Ok((kvs, state.revision))
     }
 
+    async fn get(&self, key: &str) -> Result<Option<Kv>, MetaError> {
+        Ok(self.state().kv.get(key).cloned())
+    }
+
     async fn txn(&self, when: Vec<Compare>, then: Vec<Op>) -> Result<TxnOutcome, MetaError> {
         let mut state = self.state();
         if !when.iter().all(|c| state.holds(c)) {

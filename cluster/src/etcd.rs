@@ -191,6 +191,17 @@ impl Backend for EtcdBackend {
         Ok((got.kvs().iter().map(kv).collect(), revision))
     }
 
+    async fn get(&self, key: &str) -> Result<Option<Kv>, MetaError> {
+        let got = self
+            .client
+            .kv_client()
+            .max_decoding_message_size(RECEIVED_BYTES_MAX)
+            .get(key, None)
+            .await
+            .map_err(unavailable)?;
+        Ok(got.kvs().first().map(kv))
+    }
+
     async fn txn(&self, when: Vec<Compare>, then: Vec<Op>) -> Result<TxnOutcome, MetaError> {
         let compares: Vec<EtcdCompare> = when
             .into_iter()

@@ -19,6 +19,7 @@ const UID_NEXT: &str = "uid-next";
 const SECRETS: &str = "secrets/";
 const ACCOUNT: &str = "account/";
 const CLAIMS: &str = "claims/";
+const QUIET: &str = "quiet/";
 /// How long a candidate waits before asking a store that failed again.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
@@ -80,7 +81,8 @@ pub enum Change {
 pub struct Claim {
     /// Who holds it: a node and something of its own, unique among its claims.
     pub holder: String,
-    /// When it was taken, ms since the epoch (by the claiming node's clock).
+    /// When it was taken, ms since the epoch, by the claiming node's clock (for people:
+    /// the quiet time is the store's).
     pub since_ms: u64,
 }
 
@@ -328,34 +330,48 @@ impl<B: Backend> ClusterMeta<B> {
         Ok(())
     }
 
-    /// Claims `name` for `claim.holder`, taking it over from any earlier holder, unless that
-    /// holder took it less than `quiet_ms` before `claim.since_ms`: then the claim that
-    /// stands is returned. Granted, the revision that holds the claim (for
-    /// [`ClusterMeta::release`]). The store orders claims made at once: one of two wins.
+    /// Claims `name` for `claim.holder`, taking it over from any earlier holder, unless a
+    /// claim on it was granted less than `quiet` ago: then the claim that stands is
+    /// returned. The quiet time is timed by the store (a key under a lease of `quiet`
+    /// written with the claim), not by any node's clock. Granted, the revision that holds
+    /// the claim (for [`ClusterMeta::release`]). The store orders claims made at once: one
+    /// of two wins.
     pub async fn claim(
         &self,
         name: &str,
         claim: &Claim,
-        quiet_ms: u64,
+        quiet: Duration,
     ) -> Result<Result<Revision, Claim>, MetaError> {
         let key = format!("{}{CLAIMS}{name}", self.prefix);
+        let quiet_key = format!("{}{QUIET}{name}", self.prefix);
         let value = serde_json::to_vec(claim).expect("a claim encodes");
+        let lease = self.backend.grant(quiet).await?;
         loop {
-            let compare = match self.claim_of(name).await? {
-                Some((held, _)) if claim.since_ms.saturating_sub(held.since_ms) < quiet_ms => {
-                    return Ok(Err(held));
-                }
-                Some((_, revision)) => Compare::ModRevision(key.clone(), revision),
+            let held = self.claim_of(name).await?;
+            let unchanged = match &held {
+                Some((_, revision)) => Compare::ModRevision(key.clone(), *revision),
                 None => Compare::CreateRevision(key.clone(), 0),
             };
+            let quiet_over = Compare::CreateRevision(quiet_key.clone(), 0);
             let put = Op::Put {
                 key: key.clone(),
                 value: value.clone(),
                 lease: 0,
             };
-            let outcome = self.backend.txn(vec![compare], vec![put]).await?;
+            let hold_quiet = Op::Put {
+                key: quiet_key.clone(),
+                value: Vec::new(),
+                lease,
+            };
+            let when = vec![unchanged, quiet_over];
+            let outcome = self.backend.txn(when, vec![put, hold_quiet]).await?;
             if outcome.succeeded {
                 return Ok(Ok(outcome.revision));
+            }
+            if self.backend.get(&quiet_key).await?.is_some() {
+                let _ = self.backend.revoke(lease).await;
+                let standing = self.claim_of(name).await?.map(|(claim, _)| claim);
+                return Ok(Err(standing.unwrap_or_else(|| claim.clone())));
             }
             // Another claim came between the read and the write: judged again against it.
         }
@@ -364,8 +380,7 @@ impl<B: Backend> ClusterMeta<B> {
     /// The claim on `name`, if any, with the revision that wrote it.
     pub async fn claim_of(&self, name: &str) -> Result<Option<(Claim, Revision)>, MetaError> {
         let key = format!("{}{CLAIMS}{name}", self.prefix);
-        let (kvs, _) = self.backend.range(&key).await?;
-        let Some(kv) = kvs.into_iter().find(|kv| kv.key == key) else {
+        let Some(kv) = self.backend.get(&key).await? else {
             return Ok(None);
         };
         let claim = decode(self.relative(&kv.key), &kv.value)?;
@@ -383,8 +398,7 @@ impl<B: Backend> ClusterMeta<B> {
     /// The value of `key` (under the cluster's prefix) as the store has it now.
     async fn value(&self, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
         let key = format!("{}{key}", self.prefix);
-        let (kvs, _) = self.backend.range(&key).await?;
-        Ok(kvs.into_iter().find(|kv| kv.key == key).map(|kv| kv.value))
+        Ok(self.backend.get(&key).await?.map(|kv| kv.value))
     }
 
     /// Every stream whose name starts with `prefix`, as the store has it now: a quorum
@@ -417,7 +431,15 @@ impl<B: Backend> ClusterMeta<B> {
         &self,
         name: &str,
     ) -> Result<Option<Versioned<StreamPlacement>>, MetaError> {
-        Ok(self.streams_named(name).await?.remove(name))
+        let key = format!("{}{STREAMS}{name}", self.prefix);
+        let Some(kv) = self.backend.get(&key).await? else {
+            return Ok(None);
+        };
+        let value = decode(self.relative(&kv.key), &kv.value)?;
+        Ok(Some(Versioned {
+            value,
+            revision: kv.mod_revision,
+        }))
     }
 
     /// Reads the whole cluster at one revision.

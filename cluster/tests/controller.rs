@@ -339,6 +339,13 @@ impl Backend for Outage {
         self.check()?;
         self.inner.range(prefix).await
     }
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<sluice_cluster::Kv>, sluice_cluster::MetaError> {
+        self.check()?;
+        self.inner.get(key).await
+    }
     async fn txn(
         &self,
         when: Vec<sluice_cluster::Compare>,

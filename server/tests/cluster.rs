@@ -709,6 +709,9 @@ async fn encrypted_records_are_sealed_on_every_replica_and_open_on_every_node() 
     let start = json!({"StreamName": "vault", "EncryptionType": "KMS",
         "KeyId": "alias/aws/kinesis"});
     ok(b, "StartStreamEncryption", start).await;
+    // As in Kinesis, other nodes seal once they know (their maps follow within moments;
+    // each put's reply says whether it was sealed).
+    encrypting_everywhere(&nodes, true).await;
     let summary = ok(a, "DescribeStreamSummary", json!({"StreamName": "vault"})).await;
     let summary = &summary["StreamDescriptionSummary"];
     assert_eq!(
@@ -734,30 +737,44 @@ async fn encrypted_records_are_sealed_on_every_replica_and_open_on_every_node() 
     }
     encrypted_subscription(b, &expected).await;
 
-    // Every replica holds the records (the marker put in the clear is in each node's
-    // files) and none holds a sealed record's plaintext.
-    for node in &nodes {
-        eventually("the replica holds the marker", async || {
-            on_disk(node.dir(), b"plain-marker-5150")
-        })
-        .await;
-        assert!(!on_disk(node.dir(), b"card 4111 1111 1111 1111"));
-        assert!(!on_disk(node.dir(), b"card 5500 0000 0000 0004"));
-    }
-
     let stop = json!({"StreamName": "vault", "EncryptionType": "KMS",
         "KeyId": "alias/aws/kinesis"});
     ok(c, "StopStreamEncryption", stop).await;
-    assert_eq!(
-        ok(a, "PutRecord", put("after")).await["EncryptionType"],
-        "NONE"
-    );
+    encrypting_everywhere(&nodes, false).await;
+    let after = ok(a, "PutRecord", put("after-marker-8086")).await;
+    assert_eq!(after["EncryptionType"], "NONE");
     let read = read_typed(b, "vault").await;
     assert_eq!(read[..expected.len()], expected[..]);
-    assert_eq!(read[expected.len()], (base64(b"after"), "NONE".to_owned()));
+    let after = (base64(b"after-marker-8086"), "NONE".to_owned());
+    assert_eq!(read[expected.len()], after);
+
+    // Every replica holds every record (the marker put in the clear after the sealed ones is
+    // in each node's files, and so the ones before it) and none holds a sealed record's
+    // plaintext.
+    for node in &nodes {
+        eventually("the replica holds the last record", async || {
+            on_disk(node.dir(), b"after-marker-8086")
+        })
+        .await;
+        assert!(on_disk(node.dir(), b"plain-marker-5150"));
+        assert!(!on_disk(node.dir(), b"card 4111 1111 1111 1111"));
+        assert!(!on_disk(node.dir(), b"card 5500 0000 0000 0004"));
+    }
     for node in &nodes {
         node.cluster.stop().await.unwrap();
     }
+}
+
+/// Waits until every node's map shows stream `vault` encrypting (or not).
+async fn encrypting_everywhere(nodes: &[Node], encrypting: bool) {
+    eventually("every node's map shows the change", async || {
+        nodes.iter().all(|node| {
+            let map = node.cluster.map();
+            let key = &map.streams["vault"].value.settings.encryption_key;
+            key.is_some() == encrypting
+        })
+    })
+    .await;
 }
 
 /// Three records put sealed through c and a (answered as KMS), and a record that would fit

@@ -45,10 +45,12 @@ def settled(k, name):
     raise AssertionError(f"{name} is still not ACTIVE")
 
 
-def deleted(k, name, **kwargs):
-    """Deletes the stream and waits until it is gone (a cluster shows it DELETING a moment,
-    as Kinesis does)."""
-    k.delete_stream(StreamName=name, **kwargs)
+def deleted(k, name, **how):
+    """Deletes the stream (by `how`'s StreamARN when given, else by name) and waits until it
+    is gone (a cluster shows it DELETING a moment, as Kinesis does)."""
+    if "StreamARN" not in how:
+        how["StreamName"] = name
+    k.delete_stream(**how)
     for _ in range(300):
         try:
             k.describe_stream_summary(StreamName=name)
@@ -405,7 +407,7 @@ def test_stream_arn_works_wherever_stream_name_does(endpoint):
         expect_error("ResourceNotFoundException", k.describe_stream_summary, StreamARN=foreign)
         expect_error("ResourceNotFoundException", k.register_stream_consumer, StreamARN=foreign, ConsumerName="x")
         expect_error("ResourceNotFoundException", k.list_tags_for_resource, ResourceARN=foreign)
-    deleted(k, name)
+    deleted(k, name, StreamARN=arn)
     expect_error("ResourceNotFoundException", k.describe_stream_summary, StreamARN=arn)
 
 

@@ -13,6 +13,7 @@
 //!
 //! Envelopes are single-node mode's, byte for byte.
 
+use super::store_unavailable;
 use crate::encryption::{AWS_MANAGED_KEY, DataKeys, cipher, key_id, kms_error};
 use crate::wire::ApiError;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -48,10 +49,6 @@ fn randomness_error() -> ApiError {
     ApiError::internal("No randomness for a data key.")
 }
 
-fn store_error(error: MetaError) -> ApiError {
-    ApiError::internal(format!("the cluster's control plane: {error}"))
-}
-
 impl<B: Backend> ClusterKeys<B> {
     /// The keys of the cluster `meta` serves (the managed key made now if no node made it).
     pub async fn shared(meta: &ClusterMeta<B>) -> Result<ClusterKeys<B>, MetaError> {
@@ -71,9 +68,11 @@ impl<B: Backend> ClusterKeys<B> {
         })
     }
 
-    /// The refusal of a KMS key other than the managed one.
+    /// The refusal of a KMS key other than the managed one (its alias, or the alias' ARN in
+    /// this account and region).
     pub fn check_key(key: &str, (account, region): (&str, &str)) -> Result<(), ApiError> {
-        if key == AWS_MANAGED_KEY {
+        let arn = format!("arn:aws:kms:{region}:{account}:{AWS_MANAGED_KEY}");
+        if key == AWS_MANAGED_KEY || key == arn {
             return Ok(());
         }
         Err(kms_error(
@@ -112,7 +111,7 @@ impl<B: Backend> ClusterKeys<B> {
             let name = data_key_name(id);
             let stored = self.meta.shared_secret(&name, wrapped.clone()).await;
             // Another key holds the id when the store kept another value: another id.
-            if stored.map_err(store_error)? == wrapped {
+            if stored.map_err(|e| store_unavailable(&e))? == wrapped {
                 return Ok((id, cipher(&material)?));
             }
         }
@@ -169,7 +168,7 @@ impl<B: Backend> ClusterKeys<B> {
                 && self.data_keys.opened(id).is_none()
             {
                 let stored = self.meta.secret(&data_key_name(id)).await;
-                let wrapped = stored.map_err(store_error)?.ok_or_else(|| {
+                let wrapped = stored.map_err(|e| store_unavailable(&e))?.ok_or_else(|| {
                     kms_error(
                         "KMSInvalidStateException",
                         format!("Data key {id} is not in the cluster's control plane."),

@@ -178,17 +178,27 @@ impl<B: Backend> ClusterFront<B> {
             Ok(stream) => stream
                 .map(|stream| stream.value)
                 .ok_or_else(|| self.stream_not_found(name)),
-            // The node's own watch reports a store gone away; a call still gets an answer.
-            Err(_) => self.local_stream(name),
+            // The node's own watch reports a store gone away; a call still gets an answer,
+            // but a stream the map does not show may exist: InternalFailure, which SDKs
+            // retry, never "not found", which ends a consumer.
+            Err(error) => self
+                .local_stream(name)
+                .map_err(|_| store_unavailable(&error)),
         }
     }
 
     /// Every stream as the store has it now (this node's map when the store does not answer).
     async fn streams(&self) -> BTreeMap<String, Versioned<StreamPlacement>> {
-        match self.node.meta().streams_named("").await {
+        match self.streams_now().await {
             Ok(streams) => streams,
             Err(_) => self.node.map().streams.clone(),
         }
+    }
+
+    /// Every stream as the store has it now.
+    async fn streams_now(&self) -> Result<BTreeMap<String, Versioned<StreamPlacement>>, ApiError> {
+        let read = self.node.meta().streams_named("").await;
+        read.map_err(|error| store_unavailable(&error))
     }
 
     /// Stream `name`, which must be ACTIVE or UPDATING (resharding) to take puts and reads:
@@ -197,10 +207,16 @@ impl<B: Backend> ClusterFront<B> {
     /// first; the store when the map does not show it serving (made through another node a
     /// moment ago).
     async fn serving_stream(&self, name: &str) -> Result<StreamPlacement, ApiError> {
-        let stream = match self.local_stream(name) {
-            Ok(stream) if serving(&stream) => return Ok(stream),
-            _ => self.stream(name).await?,
-        };
+        match self.local_stream(name) {
+            Ok(stream) if serving(&stream) => Ok(stream),
+            _ => self.serving_stream_now(name).await,
+        }
+    }
+
+    /// Stream `name` as `serving_stream` takes it, from the store: also when this node's map
+    /// refused a record a setting changed through another node a moment ago would take.
+    async fn serving_stream_now(&self, name: &str) -> Result<StreamPlacement, ApiError> {
+        let stream = self.stream(name).await?;
         if !serving(&stream) {
             return Err(ApiError::not_found(format!(
                 "Stream {name} under account {} not found: it is {}.",
@@ -336,6 +352,13 @@ pub fn unsupported(operation: &str) -> ApiError {
             SERVED.join(", ")
         ),
     )
+}
+
+/// The control plane did not answer a read the call needs (InternalFailure: retried).
+pub(super) fn store_unavailable(error: &sluice_cluster::MetaError) -> ApiError {
+    ApiError::internal(format!(
+        "The cluster's control plane does not answer: {error}"
+    ))
 }
 
 /// Whether a stream takes puts and reads: ACTIVE, or UPDATING (resharding).

@@ -115,10 +115,14 @@ pub async fn put_record<B: Backend>(
     let name = front
         .tenant
         .resolve(&input.stream_name, &input.stream_arn)?;
-    let stream = front.serving_stream(&name).await?;
+    let mut stream = front.serving_stream(&name).await?;
     let data = input.data.expect("validated").0;
     let key = input.partition_key.expect("validated");
-    check_size(&stream, 0, &key, &data)?;
+    if check_size(&stream, 0, &key, &data).is_err() {
+        // A limit raised through another node a moment ago holds here at once.
+        stream = front.serving_stream_now(&name).await?;
+        check_size(&stream, 0, &key, &data)?;
+    }
     // Every record written after a put has a greater number than it (the log numbers in
     // order), so the ordering number is only checked to be this stream's.
     if let Some(text) = input.sequence_number_for_ordering.as_deref() {
@@ -188,7 +192,14 @@ pub async fn put_records<B: Backend>(
         .resolve(&input.stream_name, &input.stream_arn)?;
     let mut stream = front.serving_stream(&name).await?;
     let entries = input.records.expect("validated").into_items();
-    let mut by_shard = route_batch(&stream, &entries)?;
+    let mut by_shard = match route_batch(&stream, &entries) {
+        Ok(by_shard) => by_shard,
+        // A limit raised through another node a moment ago holds here at once.
+        Err(_) => {
+            stream = front.serving_stream_now(&name).await?;
+            route_batch(&stream, &entries)?
+        }
+    };
     let explicit: Vec<Option<String>> = entries
         .iter()
         .map(|e| e.explicit_hash_key.clone())
@@ -525,7 +536,7 @@ pub async fn get_records<B: Backend>(
         // just made)? The store says; an older token's stream is gone, without reading the
         // whole map for every call a client repeats.
         Err(_) if now_ms().saturating_sub(position.issued_ms) < FRESH_TOKEN_MS => {
-            fresh = front.streams().await;
+            fresh = front.streams_now().await?;
             stream_of(front, &fresh, position.stream_uid, &token)?
         }
         Err(gone) => return Err(gone),

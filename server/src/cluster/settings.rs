@@ -3,7 +3,7 @@
 //! consumers; policies are evaluated before every call), changed through the controller, which checks each change
 //! against the stream's map entry as it writes it; read from this node's map.
 
-use super::{ClusterFront, ClusterKeys};
+use super::{ClusterFront, ClusterKeys, store_unavailable};
 use crate::ops::settings::{
     AccountSettingsInput, AccountSettingsOutput, EncryptionInput, GetPolicyOutput, MonitoringInput,
     MonitoringOutput, PolicyInput, WarmThroughputInput, WarmThroughputOutput, account_settings,
@@ -406,17 +406,13 @@ pub async fn get_policy<B: Backend>(
 /// The control plane's name of the account's billing commitment setting.
 const COMMITMENT: &str = "minimum-throughput-billing-commitment";
 
-fn store_error(error: sluice_cluster::MetaError) -> ApiError {
-    ApiError::internal(format!("the cluster's control plane: {error}"))
-}
-
 /// DescribeAccountSettings: the cluster's, as the store has them.
 pub async fn describe_account_settings<B: Backend>(
     front: &ClusterFront<B>,
     _input: Empty,
 ) -> Result<AccountSettingsOutput, ApiError> {
     let stored = front.node.meta().account_setting(COMMITMENT).await;
-    let status = stored.map_err(store_error)?;
+    let status = stored.map_err(|e| store_unavailable(&e))?;
     let status = status.map(|s| String::from_utf8_lossy(&s).into_owned());
     Ok(account_settings(status))
 }
@@ -429,7 +425,7 @@ pub async fn update_account_settings<B: Backend>(
     let status = input.commitment();
     let meta = front.node.meta();
     let stored = meta.set_account_setting(COMMITMENT, status.clone().into_bytes());
-    stored.await.map_err(store_error)?;
+    stored.await.map_err(|e| store_unavailable(&e))?;
     Ok(account_settings_updated(status))
 }
 

@@ -160,9 +160,9 @@ impl<B: Backend> SubscriptionClaim<B> {
             since_ms: now_ms(),
         };
         let meta = front.node.meta().clone();
-        let claimed = meta.claim(&name, &mine, RESUBSCRIBE_INTERVAL_MS).await;
-        let claimed =
-            claimed.map_err(|e| ApiError::internal(format!("the cluster's control plane: {e}")))?;
+        let quiet = Duration::from_millis(RESUBSCRIBE_INTERVAL_MS);
+        let claimed = meta.claim(&name, &mine, quiet).await;
+        let claimed = claimed.map_err(|e| super::store_unavailable(&e))?;
         let Ok(revision) = claimed else {
             return Err(too_soon(&consumer.name, ShardId::new(shard).as_ref()));
         };
