@@ -148,8 +148,9 @@ def subscribe(node, consumer, shard, position, want, meanwhile=None):
 
 def quiet(since):
     """Waits until a new subscription to the same consumer and shard is allowed again: 5
-    seconds after the last one started at `since` (and a little more); returns now."""
-    time.sleep(max(0.0, since + 5.3 - time.time()))
+    seconds after the last one started at `since`, timed by etcd's lease (which etcd ends up
+    to half a second late), and a second more; returns now."""
+    time.sleep(max(0.0, since + 6.5 - time.time()))
     return time.time()
 
 
