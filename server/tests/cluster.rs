@@ -10,7 +10,8 @@
 mod cluster_common;
 
 use cluster_common::{
-    Node, base64, call, eventually, ok, shard_index, start, start_signed, subscription,
+    Node, base64, call, controller_elected, eventually, ok, shard_index, start, start_signed,
+    subscription,
 };
 use serde_json::{Value, json};
 use sluice_cluster::{ClusterMeta, EmbeddedBackend};
@@ -380,10 +381,7 @@ async fn any_node_serves_kinesis_for_the_whole_cluster() {
         nodes.push(start(&meta, name).await);
     }
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
-    eventually("a controller is elected", async || {
-        meta.controller().await.unwrap().is_some()
-    })
-    .await;
+    controller_elected(&meta).await;
 
     ok(
         a,
@@ -532,10 +530,7 @@ async fn resource_policies_and_monitoring_hold_on_every_node() {
     for name in ["a", "b", "c"] {
         nodes.push(start_signed(&meta, name).await);
     }
-    eventually("a controller is elected", async || {
-        meta.controller().await.unwrap().is_some()
-    })
-    .await;
+    controller_elected(&meta).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     ok(
         a,
@@ -684,10 +679,7 @@ async fn encrypted_records_are_sealed_on_every_replica_and_open_on_every_node() 
         nodes.push(start(&meta, name).await);
     }
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
-    eventually("a controller is elected", async || {
-        meta.controller().await.unwrap().is_some()
-    })
-    .await;
+    controller_elected(&meta).await;
     ok(
         a,
         "CreateStream",

@@ -8,7 +8,9 @@
 
 mod cluster_common;
 
-use cluster_common::{Node, base64, call, eventually, ok, shard_index, start, start_clocked};
+use cluster_common::{
+    Node, base64, call, controller_elected, eventually, ok, shard_index, start, start_clocked,
+};
 use serde_json::{Value, json};
 use sluice_cluster::transport::GroupId;
 use sluice_cluster::{ClusterMeta, EmbeddedBackend};
@@ -282,10 +284,7 @@ async fn shards_split_merge_and_scale_under_writes_through_any_node() {
     for name in ["a", "b", "c"] {
         nodes.push(start(&meta, name).await);
     }
-    eventually("a controller is elected", async || {
-        meta.controller().await.unwrap().is_some()
-    })
-    .await;
+    controller_elected(&meta).await;
     ok(
         &nodes[0],
         "CreateStream",
@@ -351,10 +350,7 @@ async fn one_shard_on_three(
         let clocks = (controllers.clone(), engines.clone());
         nodes.push(start_clocked(meta, name, clocks).await);
     }
-    eventually("a controller is elected", async || {
-        meta.controller().await.unwrap().is_some()
-    })
-    .await;
+    controller_elected(meta).await;
     let create = json!({"StreamName": "orders", "ShardCount": 1});
     ok(&nodes[0], "CreateStream", create).await;
     active_everywhere(&nodes).await;

@@ -123,6 +123,14 @@ impl Node {
     }
 }
 
+/// Waits until one of the nodes on `meta` holds the controller's office.
+pub async fn controller_elected(meta: &ClusterMeta<EmbeddedBackend>) {
+    eventually("a controller is elected", async || {
+        meta.controller().await.unwrap().is_some()
+    })
+    .await;
+}
+
 pub fn shard_index(shard: &str) -> u32 {
     shard.trim_start_matches("shardId-").parse().unwrap()
 }
