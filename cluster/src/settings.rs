@@ -245,9 +245,15 @@ pub fn apply(
     match change {
         SettingsChange::IncreaseRetention(hours) => retain(settings, *hours, true)?,
         SettingsChange::DecreaseRetention(hours) => retain(settings, *hours, false)?,
-        SettingsChange::Mode { .. }
-        | SettingsChange::WarmThroughput(_)
-        | SettingsChange::MaxRecordSize(_) => capacity(settings, change)?,
+        SettingsChange::Mode {
+            on_demand,
+            warm_mibps,
+        } => {
+            settings.on_demand = *on_demand;
+            settings.warm_mibps = warm_mibps.or(settings.warm_mibps);
+        }
+        SettingsChange::WarmThroughput(mibps) => warm(settings, *mibps)?,
+        SettingsChange::MaxRecordSize(kib) => record_size(settings, *kib)?,
         SettingsChange::Encryption(key) => settings.encryption_key.clone_from(key),
         SettingsChange::AddTags(tags) => {
             settings.tags = tagged(&settings.tags, tags, &[])
@@ -327,32 +333,21 @@ fn retain(
     Ok(())
 }
 
-/// The capacity mode, warm throughput or record size limit changed.
-fn capacity(settings: &mut StreamSettings, change: &SettingsChange) -> Result<(), SettingsRefused> {
-    match change {
-        SettingsChange::Mode {
-            on_demand,
-            warm_mibps,
-        } => {
-            settings.on_demand = *on_demand;
-            if warm_mibps.is_some() {
-                settings.warm_mibps = *warm_mibps;
-            }
-        }
-        SettingsChange::WarmThroughput(mibps) => {
-            if !settings.on_demand {
-                return Err(SettingsRefused::NotOnDemand);
-            }
-            settings.warm_mibps = Some(*mibps);
-        }
-        SettingsChange::MaxRecordSize(kib) => {
-            if !RECORD_KIB_RANGE.contains(kib) {
-                return Err(SettingsRefused::RecordSizeOutOfRange(*kib));
-            }
-            settings.max_record_kib = *kib;
-        }
-        _ => unreachable!("not a capacity change: {change:?}"),
+/// UpdateStreamWarmThroughput: an ON_DEMAND stream's only.
+fn warm(settings: &mut StreamSettings, mibps: u64) -> Result<(), SettingsRefused> {
+    if !settings.on_demand {
+        return Err(SettingsRefused::NotOnDemand);
     }
+    settings.warm_mibps = Some(mibps);
+    Ok(())
+}
+
+/// UpdateMaxRecordSize: within [`RECORD_KIB_RANGE`].
+fn record_size(settings: &mut StreamSettings, kib: u32) -> Result<(), SettingsRefused> {
+    if !RECORD_KIB_RANGE.contains(&kib) {
+        return Err(SettingsRefused::RecordSizeOutOfRange(kib));
+    }
+    settings.max_record_kib = kib;
     Ok(())
 }
 

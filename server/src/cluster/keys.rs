@@ -37,6 +37,21 @@ fn wrapping_aad(id: u32) -> Vec<u8> {
     format!("sluice data key {id}").into_bytes()
 }
 
+/// The refusal of a KMS key other than the managed one (its alias, or the alias' ARN in
+/// this account and region).
+pub(super) fn check_key(key: &str, (account, region): (&str, &str)) -> Result<(), ApiError> {
+    let arn = format!("arn:aws:kms:{region}:{account}:{AWS_MANAGED_KEY}");
+    if key == AWS_MANAGED_KEY || key == arn {
+        return Ok(());
+    }
+    Err(kms_error(
+        "KMSNotFoundException",
+        format!(
+            "Key '{key}' does not exist in account {account} in {region}: cluster mode encrypts with the AWS managed key {AWS_MANAGED_KEY} only."
+        ),
+    ))
+}
+
 /// The cluster's keys, as one node uses them.
 pub struct ClusterKeys<B: Backend> {
     meta: ClusterMeta<B>,
@@ -66,21 +81,6 @@ impl<B: Backend> ClusterKeys<B> {
             data_keys: DataKeys::default(),
             random,
         })
-    }
-
-    /// The refusal of a KMS key other than the managed one (its alias, or the alias' ARN in
-    /// this account and region).
-    pub fn check_key(key: &str, (account, region): (&str, &str)) -> Result<(), ApiError> {
-        let arn = format!("arn:aws:kms:{region}:{account}:{AWS_MANAGED_KEY}");
-        if key == AWS_MANAGED_KEY || key == arn {
-            return Ok(());
-        }
-        Err(kms_error(
-            "KMSNotFoundException",
-            format!(
-                "Key '{key}' does not exist in account {account} in {region}: cluster mode encrypts with the AWS managed key {AWS_MANAGED_KEY} only."
-            ),
-        ))
     }
 
     /// Envelopes of `data` for `stream` (which encrypts under `kms_key`).

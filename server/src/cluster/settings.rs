@@ -3,7 +3,7 @@
 //! consumers; policies are evaluated before every call), changed through the controller, which checks each change
 //! against the stream's map entry as it writes it; read from this node's map.
 
-use super::{ClusterFront, ClusterKeys, store_unavailable};
+use super::{ClusterFront, store_unavailable};
 use crate::ops::settings::{
     AccountSettingsInput, AccountSettingsOutput, EncryptionInput, GetPolicyOutput, MonitoringInput,
     MonitoringOutput, PolicyInput, WarmThroughputInput, WarmThroughputOutput, account_settings,
@@ -442,7 +442,7 @@ async fn set_encryption<B: Backend>(
     let key = input.kms_key()?;
     if start {
         let tenant = &front.tenant;
-        ClusterKeys::<B>::check_key(&key, (&tenant.account, &tenant.region))?;
+        super::keys::check_key(&key, (&tenant.account, &tenant.region))?;
     }
     change(
         front,
