@@ -656,14 +656,23 @@ fn on_disk(dir: &std::path::Path, needle: &[u8]) -> bool {
 async fn read_typed(node: &Node, stream: &str) -> Vec<(String, String)> {
     let it = json!({"StreamName": stream, "ShardId": "shardId-000000000000",
         "ShardIteratorType": "TRIM_HORIZON"});
-    let it = ok(node, "GetShardIterator", it).await["ShardIterator"].clone();
-    let page = ok(node, "GetRecords", json!({"ShardIterator": it})).await;
-    (page["Records"].as_array().unwrap().iter())
-        .map(|r| {
+    let mut it = ok(node, "GetShardIterator", it).await["ShardIterator"].clone();
+    let mut read = Vec::new();
+    // A replica serves what it applied, so a page may stop short of a put acknowledged
+    // through another node; a page that finds nothing new passed the read barrier, so
+    // everything acknowledged before it began was read by then.
+    loop {
+        let page = ok(node, "GetRecords", json!({"ShardIterator": it})).await;
+        let records = page["Records"].as_array().unwrap();
+        if records.is_empty() {
+            return read;
+        }
+        read.extend(records.iter().map(|r| {
             let data = r["Data"].as_str().unwrap().to_owned();
             (data, r["EncryptionType"].as_str().unwrap().to_owned())
-        })
-        .collect()
+        }));
+        it = page["NextShardIterator"].clone();
+    }
 }
 
 /// StartStreamEncryption through one node: records put through the others are sealed on
