@@ -28,6 +28,7 @@
 
 mod backend;
 pub mod controller;
+mod data_dir;
 mod embedded;
 mod error;
 #[cfg(feature = "etcd")]

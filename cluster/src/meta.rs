@@ -20,6 +20,7 @@ const SECRETS: &str = "secrets/";
 const ACCOUNT: &str = "account/";
 const CLAIMS: &str = "claims/";
 const QUIET: &str = "quiet/";
+const IDENTITIES: &str = "identities/";
 /// How long a candidate waits before asking a store that failed again.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
@@ -328,6 +329,46 @@ impl<B: Backend> ClusterMeta<B> {
         };
         self.backend.txn(Vec::new(), vec![put]).await?;
         Ok(())
+    }
+
+    /// The data directory node `node` last ran on, as it recorded it
+    /// ([`ClusterMeta::record_identity`]), with the revision that wrote it.
+    pub async fn identity_of(
+        &self,
+        node: &NodeId,
+    ) -> Result<Option<(String, Revision)>, MetaError> {
+        let key = format!("{}{IDENTITIES}{node}", self.prefix);
+        let Some(kv) = self.backend.get(&key).await? else {
+            return Ok(None);
+        };
+        let identity = String::from_utf8(kv.value).map_err(|e| MetaError::Corrupt {
+            key: format!("{IDENTITIES}{node}"),
+            reason: e.to_string(),
+        })?;
+        Ok(Some((identity, kv.mod_revision)))
+    }
+
+    /// Records `identity` as the data directory node `node` runs on, in place of the one
+    /// written at `replaces` (`None`: none may be recorded yet). Whether it was written: not
+    /// when another run recorded one since. Kept for good (no lease): a node must come back
+    /// on the same data directory, or not as the same node (docs/design/cluster.md).
+    pub async fn record_identity(
+        &self,
+        node: &NodeId,
+        identity: &str,
+        replaces: Option<Revision>,
+    ) -> Result<bool, MetaError> {
+        let key = format!("{}{IDENTITIES}{node}", self.prefix);
+        let when = match replaces {
+            None => Compare::CreateRevision(key.clone(), 0),
+            Some(revision) => Compare::ModRevision(key.clone(), revision),
+        };
+        let put = Op::Put {
+            key,
+            value: identity.as_bytes().to_vec(),
+            lease: 0,
+        };
+        Ok(self.backend.txn(vec![when], vec![put]).await?.succeeded)
     }
 
     /// Claims `name` for `claim.holder`, taking it over from any earlier holder, unless a

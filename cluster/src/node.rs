@@ -255,6 +255,7 @@ impl<B: Backend> ClusterNode<B> {
         listener: TcpListener,
         config: NodeConfig,
     ) -> Result<ClusterNode<B>, MetaError> {
+        crate::data_dir::check(&meta, &config.id, engine.data_dir()).await?;
         let registration = register(&meta, node_info(&listener, &config)?, &config).await?;
         let raft = RaftHost::new(config.id.raft_id());
         let peers = Peers::new(config.transport.clone());
@@ -814,16 +815,7 @@ fn note_lease<B: Backend>(
     registration: &Registration<B>,
 ) -> Result<(), MetaError> {
     let Some(file) = file else { return Ok(()) };
-    let noted = file.with_extension("lease.new");
-    let write = || -> std::io::Result<()> {
-        let mut new = std::fs::File::create(&noted)?;
-        std::io::Write::write_all(&mut new, registration.lease().to_string().as_bytes())?;
-        new.sync_all()?;
-        std::fs::rename(&noted, file)?;
-        let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
-        std::fs::File::open(dir.unwrap_or(std::path::Path::new(".")))?.sync_all()
-    };
-    write()
+    crate::data_dir::write_synced(file, registration.lease().to_string().as_bytes())
         .map_err(|e| MetaError::Unavailable(format!("noting the lease in {}: {e}", file.display())))
 }
 

@@ -13,8 +13,8 @@ use sluice_cluster::raft::NewRecord;
 use sluice_cluster::settings::{SettingsChange, SettingsRefused};
 use sluice_cluster::transport::GroupId;
 use sluice_cluster::{
-    AdminError, ClusterMeta, ClusterNode, EmbeddedBackend, NodeConfig, NodeId, StreamPlacement,
-    StreamSettings, StreamStatus,
+    AdminError, ClusterMeta, ClusterNode, EmbeddedBackend, MetaError, NodeConfig, NodeId,
+    StreamPlacement, StreamSettings, StreamStatus,
 };
 use sluice_core::{Engine, EngineConfig, ManualClock, ReadLimits};
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,14 +38,32 @@ async fn start(meta: &ClusterMeta<EmbeddedBackend>, name: &str, dir: &std::path:
 
 /// Node `name` on an open engine (a node started again on its data).
 async fn start_on(meta: &ClusterMeta<EmbeddedBackend>, name: &str, engine: Engine) -> Node {
+    (try_start_on(meta, name, engine).await)
+        .map_err(|e| e.to_string())
+        .expect("the node starts")
+}
+
+/// Node `name` on an open engine, or why it did not start.
+async fn try_start_on(
+    meta: &ClusterMeta<EmbeddedBackend>,
+    name: &str,
+    engine: Engine,
+) -> Result<Node, MetaError> {
     let mut config = NodeConfig::new(NodeId::new(name).unwrap(), format!("http://{name}:4567"));
     config.registration_ttl = TTL;
     config.controller.lease_ttl = TTL;
     config.controller.tick = Duration::from_millis(200);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    ClusterNode::start(meta.clone(), engine, listener, config)
-        .await
-        .expect("the node starts")
+    ClusterNode::start(meta.clone(), engine, listener, config).await
+}
+
+/// Nodes a, b and c on `dirs`.
+async fn three_nodes(meta: &ClusterMeta<EmbeddedBackend>, dirs: &[tempfile::TempDir]) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for (name, dir) in ["a", "b", "c"].iter().zip(dirs) {
+        nodes.push(start(meta, name, dir.path()).await);
+    }
+    nodes
 }
 
 /// Polls `check` until it holds.
@@ -175,10 +193,7 @@ async fn the_controllers_node_hands_on_its_office(
 async fn a_stream_lives_and_dies_through_any_node() {
     let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = Vec::new();
-    for (name, dir) in ["a", "b", "c"].iter().zip(&dirs) {
-        nodes.push(start(&meta, name, dir.path()).await);
-    }
+    let mut nodes = three_nodes(&meta, &dirs).await;
     let mut controller = None;
     let deadline = Instant::now() + PATIENCE;
     while controller.is_none() {
@@ -251,10 +266,7 @@ async fn a_stream_lives_and_dies_through_any_node() {
 async fn a_node_back_discards_the_replicas_of_a_stream_deleted_meanwhile() {
     let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = Vec::new();
-    for (name, dir) in ["a", "b", "c"].iter().zip(&dirs) {
-        nodes.push(start(&meta, name, dir.path()).await);
-    }
+    let mut nodes = three_nodes(&meta, &dirs).await;
     let stream = nodes[0].create_stream("brief", 2).await.unwrap();
     eventually("the stream turns ACTIVE", || {
         status(&nodes[2], "brief") == Some(StreamStatus::Active)
@@ -284,6 +296,74 @@ async fn a_node_back_discards_the_replicas_of_a_stream_deleted_meanwhile() {
     })
     .await;
     back.stop().await.unwrap();
+    for node in nodes {
+        node.stop().await.unwrap();
+    }
+}
+
+/// A node back with its id on an empty data directory (its disk replaced) does not start
+/// while the map places replicas on it: as its old self it could vote without the entries it
+/// acknowledged. On its own directory it starts. Once the map places nothing on it, a new
+/// directory becomes its own, and it takes a new stream's replicas; its old directory is then
+/// refused in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_back_on_another_data_directory_waits_until_the_map_places_nothing_on_it() {
+    let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = three_nodes(&meta, &dirs).await;
+    let kept = nodes[0].create_stream("kept", 1).await.unwrap();
+    eventually("the stream turns ACTIVE", || {
+        status(&nodes[2], "kept") == Some(StreamStatus::Active)
+    })
+    .await;
+    let record = NewRecord {
+        partition_key: "k".into(),
+        data: b"acknowledged by c too".to_vec(),
+        flags: 0,
+    };
+    nodes[1].put(&kept, 0, &[record]).await.unwrap();
+    let away = nodes.pop().unwrap();
+    let own = away.engine().clone();
+    away.stop().await.unwrap();
+    drop(away);
+
+    let c = NodeId::new("c").unwrap();
+    let wiped = tempfile::tempdir().unwrap();
+    let refused_on = |dir: &str, result: Result<Node, MetaError>| match result {
+        Err(MetaError::DataDirectoryChanged(id)) => assert_eq!(id, "c"),
+        Err(e) => panic!("c on {dir}: {e}"),
+        Ok(_) => panic!("c started on {dir} while the map places replicas on it"),
+    };
+    refused_on(
+        "an empty directory",
+        try_start_on(&meta, "c", engine(wiped.path())).await,
+    );
+    let map = meta.snapshot().await.unwrap();
+    assert!(
+        !map.nodes.contains_key(&c),
+        "a node refused does not register"
+    );
+    let back = start_on(&meta, "c", own.clone()).await;
+    back.stop().await.unwrap();
+    drop(back);
+
+    nodes[0].delete_stream("kept").await.unwrap();
+    for node in &nodes {
+        eventually("the stream leaves the map", || {
+            status(node, "kept").is_none()
+        })
+        .await;
+    }
+    let fresh = start(&meta, "c", wiped.path()).await;
+    let next = nodes[0].create_stream("next", 1).await.unwrap();
+    eventually("c holds a replica of the new stream", || {
+        let ids = fresh.engine().replicas_on_disk().unwrap();
+        ids.iter().any(|id| id.stream_uid == next.uid)
+    })
+    .await;
+    fresh.stop().await.unwrap();
+    drop(fresh);
+    refused_on("its old directory", try_start_on(&meta, "c", own).await);
     for node in nodes {
         node.stop().await.unwrap();
     }
