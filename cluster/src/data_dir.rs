@@ -1,56 +1,65 @@
-//! A node's data directory as the cluster knows it. The directory names itself (a file made
-//! at its first start) and etcd records, per node id, the directory that node last ran on.
-//! A node's Raft id is its id's hash, so a node that comes back with its id but without its
-//! logs (a disk replaced or wiped) would vote as its old self without the entries it
-//! acknowledged, and could help elect a replica that lacks them. It starts only where that
-//! cannot happen: on the directory recorded, or on a new one while the map places none of its
-//! replicas (docs/design/cluster.md, "A node's data directory").
+//! A node's data directory as the cluster knows it. The directory names itself (a random
+//! name in a file made at its first start) and etcd records, per node id, the directory that
+//! node first ran on. A node's Raft id is its id's hash, so a node back with its id but
+//! without its logs (a disk replaced or wiped) would take part in its shards' elections as
+//! its old self, without the entries it acknowledged and the votes it gave, and could help
+//! elect a replica that lacks committed records. So a node id runs on its directory only: a
+//! new directory needs a new node id, which is a new member to every group
+//! (docs/design/cluster.md, "A node's data directory").
 
 use crate::backend::Backend;
 use crate::error::MetaError;
 use crate::meta::ClusterMeta;
 use crate::model::NodeId;
 use crate::reconcile;
+use sluice_core::Engine;
+use std::io::Read;
 use std::path::Path;
 
 /// The file in the engine's data directory that names the directory.
 pub const IDENTITY_FILE: &str = "cluster-node.identity";
 
-/// Checks that `node` may run on `dir` (see the module's note), recording `dir` as the node's
-/// when it is new to it.
+/// Checks that `node` may run on `engine`'s data directory, recording the directory as the
+/// node's when none is recorded yet.
 pub(crate) async fn check<B: Backend>(
     meta: &ClusterMeta<B>,
     node: &NodeId,
-    dir: &Path,
+    engine: &Engine,
 ) -> Result<(), MetaError> {
+    let dir = engine.data_dir();
     let identity = identity(dir)?;
-    // Another run of the node recording its own in between makes this one look again.
-    for _ in 0..3 {
-        let replaces = match meta.identity_of(node).await? {
-            None => None,
-            Some((recorded, _)) if recorded == identity => return Ok(()),
-            Some((_, revision)) => {
-                if !reconcile::desired(node, &meta.snapshot().await?).is_empty() {
-                    return Err(MetaError::DataDirectoryChanged(node.to_string()));
-                }
-                eprintln!(
-                    "sluice cluster: node {node} starts on a new data directory; the map places \
-                     none of its replicas, so it joins as a new member"
-                );
-                Some(revision)
-            }
+    let changed = || MetaError::DataDirectoryChanged {
+        node: node.to_string(),
+        dir: dir.display().to_string(),
+    };
+    if let Some(recorded) = meta.identity_of(node).await? {
+        return if recorded == identity {
+            Ok(())
+        } else {
+            Err(changed())
         };
-        if meta.record_identity(node, &identity, replaces).await? {
-            return Ok(());
+    }
+    // Nothing recorded: a node new to the cluster, or one that ran before directories were
+    // recorded (an upgrade, etcd restored from before), which comes with its replicas.
+    let map = meta.snapshot().await?;
+    if !reconcile::desired(node, &map).is_empty() {
+        let held = engine.replicas_on_disk().map_err(|e| {
+            MetaError::Unavailable(format!("the replicas in {}: {e}", dir.display()))
+        })?;
+        if held.is_empty() {
+            return Err(changed());
         }
     }
-    Err(MetaError::Unavailable(format!(
-        "recording node {node}'s data directory: another run of it kept recording its own"
-    )))
+    // Two runs at once: one directory is recorded, the other run is refused.
+    if meta.record_identity(node, &identity).await?
+        || meta.identity_of(node).await?.as_deref() == Some(identity.as_str())
+    {
+        return Ok(());
+    }
+    Err(changed())
 }
 
-/// The name `dir` goes by, made and synced at its first start. It needs to be unique, not
-/// secret: a hash of the time in nanoseconds, the process and the path.
+/// The name `dir` goes by: 128 random bits, written and synced at its first start.
 fn identity(dir: &Path) -> Result<String, MetaError> {
     let file = dir.join(IDENTITY_FILE);
     let failed = |e: std::io::Error| {
@@ -60,15 +69,18 @@ fn identity(dir: &Path) -> Result<String, MetaError> {
         ))
     };
     match std::fs::read_to_string(&file) {
-        Ok(text) => return Ok(text.trim().to_owned()),
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {
+            let empty = std::io::Error::other("the file is empty (written by no Sluice)");
+            return Err(failed(empty));
+        }
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(failed(e)),
         Err(_) => {}
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let seed = format!("{nanos} {} {}", std::process::id(), dir.display());
-    let identity = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(seed.as_bytes()));
+    let mut random = [0u8; 16];
+    (std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random)))
+        .map_err(failed)?;
+    let identity: String = random.iter().map(|b| format!("{b:02x}")).collect();
     write_synced(&file, identity.as_bytes()).map_err(failed)?;
     Ok(identity)
 }

@@ -24,16 +24,21 @@ pub enum MetaError {
     /// Another live node is registered with this id.
     #[error("node id {0} is already registered by a live node")]
     NodeIdTaken(String),
-    /// The node last ran on another data directory (its disk replaced or wiped) and the map
-    /// still places replicas on it: as its old self it could vote without the entries it
-    /// acknowledged, so it does not start (docs/design/cluster.md, "A node's data directory").
+    /// The node ran on another data directory (its disk replaced or wiped?): as its old self
+    /// it could vote without the entries it acknowledged, so it does not start
+    /// (docs/design/cluster.md, "A node's data directory").
     #[error(
-        "node {0} ran on another data directory before (its disk replaced or wiped?) and the map \
-         still places replicas on it: a node that forgot its shards' logs must not vote as its \
-         old self. Start it on its old data directory, or with a new node id, or start it again \
-         once the controller has re-created its replicas on other nodes"
+        "node {node} ran on another data directory than {dir} (its disk replaced or wiped?): a \
+         node that lost its shards' logs must not take part in their elections as its old self. \
+         Start it on its old data directory, or on this one under a new node id (a new member: \
+         the controller re-creates the old id's replicas on other nodes)"
     )]
-    DataDirectoryChanged(String),
+    DataDirectoryChanged {
+        /// The node id.
+        node: String,
+        /// The data directory it was started on.
+        dir: String,
+    },
     /// The writer is not the controller any more (its election key is gone or replaced).
     #[error("not the controller any more: the change was not written")]
     Fenced,

@@ -331,44 +331,31 @@ impl<B: Backend> ClusterMeta<B> {
         Ok(())
     }
 
-    /// The data directory node `node` last ran on, as it recorded it
-    /// ([`ClusterMeta::record_identity`]), with the revision that wrote it.
-    pub async fn identity_of(
-        &self,
-        node: &NodeId,
-    ) -> Result<Option<(String, Revision)>, MetaError> {
-        let key = format!("{}{IDENTITIES}{node}", self.prefix);
-        let Some(kv) = self.backend.get(&key).await? else {
+    /// The data directory node `node` runs on, as it recorded it
+    /// ([`ClusterMeta::record_identity`]).
+    pub async fn identity_of(&self, node: &NodeId) -> Result<Option<String>, MetaError> {
+        let Some(value) = self.value(&format!("{IDENTITIES}{node}")).await? else {
             return Ok(None);
         };
-        let identity = String::from_utf8(kv.value).map_err(|e| MetaError::Corrupt {
+        let identity = String::from_utf8(value).map_err(|e| MetaError::Corrupt {
             key: format!("{IDENTITIES}{node}"),
             reason: e.to_string(),
         })?;
-        Ok(Some((identity, kv.mod_revision)))
+        Ok(Some(identity))
     }
 
-    /// Records `identity` as the data directory node `node` runs on, in place of the one
-    /// written at `replaces` (`None`: none may be recorded yet). Whether it was written: not
-    /// when another run recorded one since. Kept for good (no lease): a node must come back
-    /// on the same data directory, or not as the same node (docs/design/cluster.md).
-    pub async fn record_identity(
-        &self,
-        node: &NodeId,
-        identity: &str,
-        replaces: Option<Revision>,
-    ) -> Result<bool, MetaError> {
+    /// Records `identity` as the data directory node `node` runs on, unless one is recorded
+    /// already; whether it was written. Kept for good (no lease, never replaced): a node id
+    /// runs on its directory only (docs/design/cluster.md, "A node's data directory").
+    pub async fn record_identity(&self, node: &NodeId, identity: &str) -> Result<bool, MetaError> {
         let key = format!("{}{IDENTITIES}{node}", self.prefix);
-        let when = match replaces {
-            None => Compare::CreateRevision(key.clone(), 0),
-            Some(revision) => Compare::ModRevision(key.clone(), revision),
-        };
+        let when_absent = vec![Compare::CreateRevision(key.clone(), 0)];
         let put = Op::Put {
             key,
             value: identity.as_bytes().to_vec(),
             lease: 0,
         };
-        Ok(self.backend.txn(vec![when], vec![put]).await?.succeeded)
+        Ok(self.backend.txn(when_absent, vec![put]).await?.succeeded)
     }
 
     /// Claims `name` for `claim.holder`, taking it over from any earlier holder, unless a

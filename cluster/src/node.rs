@@ -255,7 +255,7 @@ impl<B: Backend> ClusterNode<B> {
         listener: TcpListener,
         config: NodeConfig,
     ) -> Result<ClusterNode<B>, MetaError> {
-        crate::data_dir::check(&meta, &config.id, engine.data_dir()).await?;
+        crate::data_dir::check(&meta, &config.id, &engine).await?;
         let registration = register(&meta, node_info(&listener, &config)?, &config).await?;
         let raft = RaftHost::new(config.id.raft_id());
         let peers = Peers::new(config.transport.clone());

@@ -525,34 +525,21 @@ async fn streams_read_by_name<B: Backend>(meta: ClusterMeta<B>) {
     assert_eq!(meta.streams_named("").await.unwrap(), map.streams);
 }
 
-/// A node's data directory: the first recorded stays; another is recorded only in place of
-/// the revision read (a run that read an older one writes nothing); no snapshot reports it.
-async fn a_nodes_data_directory_is_replaced_only_at_the_revision_read<B: Backend>(
-    meta: ClusterMeta<B>,
-) {
+/// A node's data directory: the first recorded stays for good (a second is not written);
+/// each node id has its own; no snapshot reports them.
+async fn a_nodes_first_data_directory_stays_recorded<B: Backend>(meta: ClusterMeta<B>) {
     let before = meta.snapshot().await.unwrap();
     let a = NodeId::new("a").unwrap();
     assert_eq!(meta.identity_of(&a).await.unwrap(), None);
-    assert!(meta.record_identity(&a, "disk-1", None).await.unwrap());
-    assert!(!meta.record_identity(&a, "disk-2", None).await.unwrap());
-    let (identity, first) = meta.identity_of(&a).await.unwrap().unwrap();
-    assert_eq!(identity, "disk-1");
-    assert!(
-        meta.record_identity(&a, "disk-2", Some(first))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !meta
-            .record_identity(&a, "disk-3", Some(first))
-            .await
-            .unwrap()
-    );
-    let (identity, second) = meta.identity_of(&a).await.unwrap().unwrap();
-    assert_eq!(identity, "disk-2");
-    assert!(second > first);
+    assert!(meta.record_identity(&a, "disk-1").await.unwrap());
+    assert!(!meta.record_identity(&a, "disk-2").await.unwrap());
+    let recorded = meta.identity_of(&a).await.unwrap();
+    assert_eq!(recorded.as_deref(), Some("disk-1"));
     let other = NodeId::new("ab").unwrap();
     assert_eq!(meta.identity_of(&other).await.unwrap(), None);
+    assert!(meta.record_identity(&other, "disk-2").await.unwrap());
+    let recorded = meta.identity_of(&a).await.unwrap();
+    assert_eq!(recorded.as_deref(), Some("disk-1"));
     let after = meta.snapshot().await.unwrap();
     assert_eq!((after.nodes, after.streams), (before.nodes, before.streams));
 }
@@ -609,7 +596,7 @@ conformance!(
     a_shared_secret_is_the_first_one_stored,
     claims_and_account_settings,
     streams_read_by_name,
-    a_nodes_data_directory_is_replaced_only_at_the_revision_read,
+    a_nodes_first_data_directory_stays_recorded,
 );
 
 /// etcd serving clients over TLS only, each with a certificate its authority signed: a node

@@ -13,8 +13,8 @@ use sluice_cluster::raft::NewRecord;
 use sluice_cluster::settings::{SettingsChange, SettingsRefused};
 use sluice_cluster::transport::GroupId;
 use sluice_cluster::{
-    AdminError, ClusterMeta, ClusterNode, EmbeddedBackend, MetaError, NodeConfig, NodeId,
-    StreamPlacement, StreamSettings, StreamStatus,
+    AdminError, Backend, ClusterMeta, ClusterNode, EmbeddedBackend, MetaError, NodeConfig, NodeId,
+    Op, StreamPlacement, StreamSettings, StreamStatus,
 };
 use sluice_core::{Engine, EngineConfig, ManualClock, ReadLimits};
 use std::collections::{BTreeMap, BTreeSet};
@@ -301,13 +301,15 @@ async fn a_node_back_discards_the_replicas_of_a_stream_deleted_meanwhile() {
     }
 }
 
-/// A node back with its id on an empty data directory (its disk replaced) does not start
-/// while the map places replicas on it: as its old self it could vote without the entries it
-/// acknowledged. On its own directory it starts. Once the map places nothing on it, a new
-/// directory becomes its own, and it takes a new stream's replicas; its old directory is then
-/// refused in turn.
+/// A node id runs on its data directory only: node c, which holds a replica with a record
+/// on it, is refused under its id on another directory (as its old self it could vote
+/// without the entries it acknowledged), while it runs and after it stopped, and the refused
+/// runs neither register nor change the directory recorded; on its own directory it starts.
+/// With no directory recorded (a cluster from before the record), a directory holding none of
+/// the replicas the map places on c is refused too. A new directory under a new id is a new
+/// node and takes a new stream's replicas.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_node_back_on_another_data_directory_waits_until_the_map_places_nothing_on_it() {
+async fn a_node_id_runs_on_its_own_data_directory_only() {
     let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes = three_nodes(&meta, &dirs).await;
@@ -322,22 +324,29 @@ async fn a_node_back_on_another_data_directory_waits_until_the_map_places_nothin
         flags: 0,
     };
     nodes[1].put(&kept, 0, &[record]).await.unwrap();
+
+    let c = NodeId::new("c").unwrap();
+    let own_name = std::fs::read_to_string(dirs[2].path().join("cluster-node.identity")).unwrap();
+    let refused = async |dir: &std::path::Path| {
+        match try_start_on(&meta, "c", engine(dir)).await {
+            Err(MetaError::DataDirectoryChanged { node, .. }) => assert_eq!(node, "c"),
+            Err(e) => panic!("c on {}: {e}", dir.display()),
+            Ok(_) => panic!("c started on {}", dir.display()),
+        }
+        let recorded = meta.identity_of(&c).await.unwrap();
+        assert_eq!(
+            recorded.as_deref(),
+            Some(own_name.trim()),
+            "the record stays"
+        );
+    };
+    let wiped = tempfile::tempdir().unwrap();
+    refused(wiped.path()).await;
     let away = nodes.pop().unwrap();
     let own = away.engine().clone();
     away.stop().await.unwrap();
     drop(away);
-
-    let c = NodeId::new("c").unwrap();
-    let wiped = tempfile::tempdir().unwrap();
-    let refused_on = |dir: &str, result: Result<Node, MetaError>| match result {
-        Err(MetaError::DataDirectoryChanged(id)) => assert_eq!(id, "c"),
-        Err(e) => panic!("c on {dir}: {e}"),
-        Ok(_) => panic!("c started on {dir} while the map places replicas on it"),
-    };
-    refused_on(
-        "an empty directory",
-        try_start_on(&meta, "c", engine(wiped.path())).await,
-    );
+    refused(wiped.path()).await;
     let map = meta.snapshot().await.unwrap();
     assert!(
         !map.nodes.contains_key(&c),
@@ -347,23 +356,36 @@ async fn a_node_back_on_another_data_directory_waits_until_the_map_places_nothin
     back.stop().await.unwrap();
     drop(back);
 
-    nodes[0].delete_stream("kept").await.unwrap();
-    for node in &nodes {
-        eventually("the stream leaves the map", || {
-            status(node, "kept").is_none()
-        })
-        .await;
+    // A cluster from before directories were recorded: a directory without c's replica is
+    // refused (twice: its name, made by the first try, proves nothing), c's own starts.
+    let key = "/sluice/test/identities/c".to_owned();
+    meta.backend()
+        .txn(Vec::new(), vec![Op::Delete(key)])
+        .await
+        .unwrap();
+    let other = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        match try_start_on(&meta, "c", engine(other.path())).await {
+            Err(MetaError::DataDirectoryChanged { .. }) => {}
+            Err(e) => panic!("c without a record: {e}"),
+            Ok(_) => panic!("c started without its replica and without a record"),
+        }
+        assert_eq!(meta.identity_of(&c).await.unwrap(), None);
     }
-    let fresh = start(&meta, "c", wiped.path()).await;
+    let back = start_on(&meta, "c", own).await;
+    let recorded = meta.identity_of(&c).await.unwrap();
+    assert_eq!(recorded.as_deref(), Some(own_name.trim()));
+    back.stop().await.unwrap();
+    drop(back);
+
+    let d = start(&meta, "d", wiped.path()).await;
     let next = nodes[0].create_stream("next", 1).await.unwrap();
-    eventually("c holds a replica of the new stream", || {
-        let ids = fresh.engine().replicas_on_disk().unwrap();
+    eventually("d holds a replica of the new stream", || {
+        let ids = d.engine().replicas_on_disk().unwrap();
         ids.iter().any(|id| id.stream_uid == next.uid)
     })
     .await;
-    fresh.stop().await.unwrap();
-    drop(fresh);
-    refused_on("its old directory", try_start_on(&meta, "c", own).await);
+    d.stop().await.unwrap();
     for node in nodes {
         node.stop().await.unwrap();
     }
