@@ -57,8 +57,19 @@ pub trait ReplicaHost: Send {
     fn kept(&mut self) -> impl Future<Output = Vec<GroupId>> + Send {
         async { Vec::new() }
     }
+    /// Whether `group`'s committed membership no longer lists this node, so the data of the
+    /// replica it kept after the map moved `shard` away is no longer anyone's copy (the new
+    /// replica caught up and took its place). `false` when that cannot be told now.
+    fn released(
+        &mut self,
+        group: GroupId,
+        shard: &ShardPlacement,
+    ) -> impl Future<Output = bool> + Send {
+        let _ = (group, shard);
+        async { false }
+    }
     /// Removes the data of a replica that does not run here (its stream was deleted while
-    /// this node was away).
+    /// this node was away, or the map moved it and its group released this node).
     fn discard(&mut self, group: GroupId) -> impl Future<Output = Result<(), String>> + Send {
         async move {
             let _ = group;
@@ -76,7 +87,8 @@ pub enum Action {
     Update(GroupId, u64),
     /// Stop a replica (`true`: remove its data).
     Stop(GroupId, bool),
-    /// Remove the data of a replica that does not run (its stream is gone).
+    /// Remove the data of a replica that does not run (its stream is gone, or the map moved
+    /// it and its group no longer lists this node).
     Discard(GroupId),
 }
 
@@ -127,6 +139,14 @@ fn data_gone(snapshot: &Snapshot, group: GroupId) -> bool {
     })
 }
 
+/// Where `snapshot` places shard `group` (a reshard's pending children included).
+fn placed(snapshot: &Snapshot, group: GroupId) -> Option<&ShardPlacement> {
+    let stream =
+        (snapshot.streams.values().map(|s| &s.value)).find(|s| s.uid == group.stream_uid)?;
+    let pending = stream.resharding.iter().flat_map(|r| &r.children);
+    (stream.shards.iter().chain(pending)).find(|s| s.index == group.shard)
+}
+
 /// Brings one node's replicas in line with the map.
 pub struct Reconciler<H: ReplicaHost> {
     node: NodeId,
@@ -137,11 +157,16 @@ pub struct Reconciler<H: ReplicaHost> {
     applied: Revision,
     /// The steps of the last `apply` that failed.
     failures: Vec<(GroupId, String)>,
+    /// The replicas the map moved away whose data waits for their group to let go of this
+    /// node (`ReplicaHost::released`).
+    waiting: Vec<GroupId>,
     last_error: Option<String>,
 }
 
 /// How often steps that failed are tried again.
 const RETRY_FAILED: Duration = Duration::from_secs(2);
+/// How often a replica moved away looks again whether its group let go of this node.
+const RELEASE_CHECK: Duration = Duration::from_secs(5);
 
 impl<H: ReplicaHost> Reconciler<H> {
     /// A reconciler for `node` running nothing yet.
@@ -152,6 +177,7 @@ impl<H: ReplicaHost> Reconciler<H> {
             running: BTreeMap::new(),
             applied: 0,
             failures: Vec::new(),
+            waiting: Vec::new(),
             last_error: None,
         }
     }
@@ -197,7 +223,8 @@ impl<H: ReplicaHost> Reconciler<H> {
                 Err(e) => self.failures.push((group, e)),
             }
         }
-        self.discard_deleted(snapshot, &desired, &mut actions).await;
+        self.discard_unneeded(snapshot, &desired, &mut actions)
+            .await;
         for (group, (stream, shard)) in &desired {
             let done = match self.running.get(group) {
                 None => self
@@ -233,28 +260,45 @@ impl<H: ReplicaHost> Reconciler<H> {
 
     /// Removes the data of replicas held but not running whose stream is absent from the map
     /// or being deleted (deleted while this node was away), or whose shard expired, if the
-    /// map gave their uid. A replica moved to another node keeps its data: its stream lives
-    /// on.
-    async fn discard_deleted(
+    /// map gave their uid; and of replicas the map moved to other nodes once their group's
+    /// committed membership no longer lists this node (until then they wait, looked at again
+    /// with the failed steps).
+    async fn discard_unneeded(
         &mut self,
         snapshot: &Snapshot,
         desired: &BTreeMap<GroupId, (StreamPlacement, ShardPlacement)>,
         actions: &mut Vec<Action>,
     ) {
+        self.waiting.clear();
         for group in self.host.kept().await {
             if self.running.contains_key(&group) || desired.contains_key(&group) {
                 continue;
             }
             // A uid this map never gave (an etcd restored from an older backup, another
             // cluster's store) proves nothing about the replica: it is kept.
-            if group.stream_uid >= snapshot.uid_next.value || !data_gone(snapshot, group) {
+            if group.stream_uid >= snapshot.uid_next.value {
                 continue;
+            }
+            if !data_gone(snapshot, group) {
+                let Some(shard) = placed(snapshot, group) else {
+                    continue;
+                };
+                if !self.host.released(group, shard).await {
+                    self.waiting.push(group);
+                    continue;
+                }
             }
             match self.host.discard(group).await {
                 Ok(()) => actions.push(Action::Discard(group)),
                 Err(e) => self.failures.push((group, e)),
             }
         }
+    }
+
+    /// The replicas the map moved away whose data waits for their group to let go of this
+    /// node; looked at again every few seconds.
+    pub fn waiting(&self) -> &[GroupId] {
+        &self.waiting
     }
 
     /// The steps of the last `apply` that failed, with the host's reasons; they are tried
@@ -319,10 +363,10 @@ impl<H: ReplicaHost> Reconciler<H> {
             }
             let w = watch.as_mut().expect("made with the first snapshot");
             // Failed steps are tried again after a while even when nothing changes.
-            let retry = if self.failures.is_empty() {
-                Duration::MAX
-            } else {
-                RETRY_FAILED
+            let retry = match (self.failures.is_empty(), self.waiting.is_empty()) {
+                (false, _) => RETRY_FAILED,
+                (true, false) => RELEASE_CHECK,
+                (true, true) => Duration::MAX,
             };
             let events = tokio::select! {
                 () = stop.as_mut() => return None,

@@ -221,6 +221,20 @@ async fn crash(meta: &Meta, node: Node) {
     }
 }
 
+/// Node c back on its data (`dir`): the map places nothing on it, and each group's committed
+/// membership no longer lists it, so its copies go.
+async fn moved_copies_go(meta: &Meta, dir: &Path) -> Node {
+    let copies = || std::fs::read_dir(dir.join("replicas")).unwrap().count();
+    assert_eq!(copies(), 2, "c's copies are still there");
+    let back = start_node(meta, "c", dir).await;
+    eventually("c removes the replicas moved to d", || {
+        back.engine.replicas_on_disk().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(copies(), 0);
+    back
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn groups_follow_the_map_through_a_crash_and_a_replacement() {
     let meta = ClusterMeta::new(EmbeddedBackend::new(), "test").unwrap();
@@ -292,6 +306,8 @@ async fn groups_follow_the_map_through_a_crash_and_a_replacement() {
         check(group, &survivors, all_written).await;
         assert_eq!(all_written.len(), 80);
     }
+
+    nodes.push(moved_copies_go(&meta, dirs[2].path()).await);
     for node in nodes {
         let _ = node.stop.send(());
         node.follower.await.unwrap();

@@ -8,6 +8,7 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -64,10 +65,13 @@ impl ReplicaHost for Recording {
     }
 }
 
-/// Fails the first `failures` starts; holds the data of `kept` (a previous run's).
+/// Fails the first `failures` starts; holds the data of `kept` (a previous run's); the groups
+/// let go of this node once `released` says so.
+#[derive(Default)]
 struct Flaky {
     failures: usize,
     kept: Vec<GroupId>,
+    released: Arc<AtomicBool>,
 }
 
 impl ReplicaHost for Flaky {
@@ -96,6 +100,13 @@ impl ReplicaHost for Flaky {
     }
     async fn kept(&mut self) -> Vec<GroupId> {
         self.kept.clone()
+    }
+    async fn released(&mut self, _: GroupId, _: &ShardPlacement) -> bool {
+        self.released.load(Ordering::Relaxed)
+    }
+    async fn discard(&mut self, group: GroupId) -> Result<(), String> {
+        self.kept.retain(|g| *g != group);
+        Ok(())
     }
 }
 
@@ -274,7 +285,7 @@ async fn a_step_that_fails_is_tried_again<B: Backend>(meta: ClusterMeta<B>) {
         id("b"),
         Flaky {
             failures: 1,
-            kept: vec![],
+            ..Flaky::default()
         },
     );
     // b holds both shards; the first start fails and is not counted as running.
@@ -298,6 +309,56 @@ conformance!(
     run_follows_the_map,
     a_step_that_fails_is_tried_again
 );
+
+/// A replica the map moved to another node keeps its data while its group still lists this
+/// node (it waits, looked at again), and loses it once the group let go of it; one the map
+/// still places here, or of a stream uid the map never gave, is never asked about.
+#[tokio::test]
+async fn a_replica_moved_away_keeps_its_data_until_its_group_lets_go() {
+    let (me, other) = (id("a"), id("b"));
+    let group = |stream_uid, shard| GroupId { stream_uid, shard };
+    let shards = vec![shard(0, &[&me], false), shard(1, &[&other], false)];
+    let (_, snapshot) = one_stream(shards);
+    let released = Arc::new(AtomicBool::new(false));
+    let host = Flaky {
+        kept: vec![group(1, 0), group(1, 1), group(7, 0)],
+        released: released.clone(),
+        ..Flaky::default()
+    };
+    let mut reconciler = Reconciler::new(me.clone(), host);
+    let actions = reconciler.apply(&snapshot).await;
+    assert_eq!(actions, [Action::Start(group(1, 0), 1)]);
+    assert_eq!(reconciler.waiting(), [group(1, 1)]);
+    assert_eq!(reconciler.host().kept.len(), 3, "nothing discarded");
+    // The same map again once the group let go: the moved replica's data goes.
+    released.store(true, Ordering::Relaxed);
+    let actions = reconciler.apply(&snapshot).await;
+    assert_eq!(actions, [Action::Discard(group(1, 1))]);
+    assert!(reconciler.waiting().is_empty());
+    assert_eq!(reconciler.host().kept, [group(1, 0), group(7, 0)]);
+}
+
+/// Stream "s" (uid 1) of `shards`, and a map at revision 1 holding only it.
+fn one_stream(shards: Vec<ShardPlacement>) -> (StreamPlacement, Snapshot) {
+    let stream = StreamPlacement {
+        uid: 1,
+        name: "s".into(),
+        status: StreamStatus::Active,
+        replication: 1,
+        shards,
+        created_ms: 0,
+        settings: StreamSettings::default(),
+        resharding: None,
+    };
+    let mut snapshot = Snapshot::default();
+    (snapshot.uid_next.value, snapshot.revision) = (2, 1);
+    let entry = Versioned {
+        value: stream.clone(),
+        revision: 1,
+    };
+    snapshot.streams.insert("s".into(), entry);
+    (stream, snapshot)
+}
 
 fn shard(index: u32, replicas: &[&NodeId], expired: bool) -> ShardPlacement {
     ShardPlacement {
@@ -323,30 +384,14 @@ async fn an_expired_shard_s_data_goes_running_or_kept() {
         stream_uid: 1,
         shard,
     };
-    let mut stream = StreamPlacement {
-        uid: 1,
-        name: "s".into(),
-        status: StreamStatus::Active,
-        replication: 1,
-        shards: vec![
-            shard(0, &[&me], false),
-            shard(1, &[&me], false),
-            shard(2, &[&other], false),
-        ],
-        created_ms: 0,
-        settings: StreamSettings::default(),
-        resharding: None,
-    };
-    let mut snapshot = Snapshot::default();
-    (snapshot.uid_next.value, snapshot.revision) = (2, 1);
-    let entry = Versioned {
-        value: stream.clone(),
-        revision: 1,
-    };
-    snapshot.streams.insert("s".into(), entry);
+    let (mut stream, mut snapshot) = one_stream(vec![
+        shard(0, &[&me], false),
+        shard(1, &[&me], false),
+        shard(2, &[&other], false),
+    ]);
     let host = Flaky {
-        failures: 0,
         kept: vec![group(3)],
+        ..Flaky::default()
     };
     let mut reconciler = Reconciler::new(me.clone(), host);
     let started = reconciler.apply(&snapshot).await;

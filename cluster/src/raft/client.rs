@@ -12,6 +12,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, Raf
 use openraft::{BasicNode, Raft};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,6 +95,28 @@ pub(super) async fn read_index_here(raft: &Raft<ShardRaft>) -> Answer<u64> {
             not_leader(forward)
         }
         Err(e) => Answer::Failed(e.to_string()),
+    }
+}
+
+/// The members (voters and learners) of `raft`'s group, if this node leads it (and still
+/// does: it heard from a quorum) and applied its newest membership: the group's committed
+/// membership, which no later one replaces unless this leader or a later one writes it. Not
+/// answered while a change is under way.
+pub(super) async fn members_here(raft: &Raft<ShardRaft>) -> Answer<BTreeSet<u64>> {
+    match raft.ensure_linearizable().await {
+        Ok(_) => {}
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+            return not_leader(forward);
+        }
+        Err(e) => return Answer::Failed(e.to_string()),
+    }
+    let metrics = raft.metrics().borrow().clone();
+    let membership = &metrics.membership_config;
+    match membership.log_id() {
+        Some(id) if metrics.last_applied.is_some_and(|applied| applied >= *id) => {
+            Answer::Done(membership.membership().nodes().map(|(id, _)| *id).collect())
+        }
+        _ => Answer::Failed("a membership change is under way".into()),
     }
 }
 
@@ -201,6 +224,27 @@ impl ShardClient {
             .await
             .map(|_| ())
             .map_err(|e| ClientError::Failed(e.to_string()))
+    }
+
+    /// The members of `group` (voters and learners, Raft ids) as its leader has them
+    /// committed ([`members_here`]), found through `replicas` (the map's, Raft id and peer
+    /// address) as for [`ShardClient::confirm_leader`].
+    pub async fn members(
+        &self,
+        group: GroupId,
+        replicas: &[(u64, String)],
+    ) -> Result<BTreeSet<u64>, ClientError> {
+        let answer = match self.ask_replicas(group, "members", &(), replicas).await? {
+            Answer::NotLeader(Some((leader, node))) => {
+                self.ask(&node.addr, leader, group, "members", &()).await?
+            }
+            answer => answer,
+        };
+        match answer {
+            Answer::Done(members) => Ok(members),
+            Answer::NotLeader(_) => Err(ClientError::NoLeader),
+            Answer::Failed(e) => Err(ClientError::Failed(e)),
+        }
     }
 
     /// Succeeds when `group` has a leader that a quorum still follows: this node's group, or

@@ -15,7 +15,7 @@
 
 use super::{ShardGroup, start_group, stop_group};
 use crate::model::{NodeId, NodeInfo, ShardPlacement, StreamPlacement};
-use crate::raft::RaftHost;
+use crate::raft::{RaftHost, ShardClient};
 use crate::reconcile::ReplicaHost;
 use crate::transport::{GroupId, Peers};
 use openraft::{BasicNode, ChangeMembers, Raft, RaftMetrics};
@@ -190,6 +190,17 @@ impl ReplicaHost for GroupHost {
                 Vec::new()
             }
         }
+    }
+
+    async fn released(&mut self, group: GroupId, shard: &ShardPlacement) -> bool {
+        let replicas: Vec<(u64, String)> = (shard.replicas.iter())
+            .filter_map(|id| Some((id.raft_id(), self.nodes.get(id)?.peer_address.clone())))
+            .collect();
+        let client = ShardClient::new(self.host.clone(), self.peers.clone());
+        client
+            .members(group, &replicas)
+            .await
+            .is_ok_and(|members| !members.contains(&self.host.node()))
     }
 
     async fn discard(&mut self, group: GroupId) -> Result<(), String> {

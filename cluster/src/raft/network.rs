@@ -254,6 +254,10 @@ impl PeerHandler for RaftHost {
                 let () = self.open(&body)?;
                 Ok(encode(&super::client::read_index_here(raft).await))
             }
+            "members" => {
+                let () = self.open(&body)?;
+                Ok(encode(&super::client::members_here(raft).await))
+            }
             other => Err(format!("no Raft call {other:?}")),
         }
     }
