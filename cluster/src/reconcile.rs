@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
+use tokio::time::Instant;
 
 use crate::backend::Backend;
 use crate::error::MetaError;
@@ -166,7 +167,7 @@ pub struct Reconciler<H: ReplicaHost> {
 /// How often steps that failed are tried again.
 const RETRY_FAILED: Duration = Duration::from_secs(2);
 /// How often a replica moved away looks again whether its group let go of this node.
-const RELEASE_CHECK: Duration = Duration::from_secs(5);
+const RELEASE_CHECK: Duration = Duration::from_secs(10);
 
 impl<H: ReplicaHost> Reconciler<H> {
     /// A reconciler for `node` running nothing yet.
@@ -223,8 +224,6 @@ impl<H: ReplicaHost> Reconciler<H> {
                 Err(e) => self.failures.push((group, e)),
             }
         }
-        self.discard_unneeded(snapshot, &desired, &mut actions)
-            .await;
         for (group, (stream, shard)) in &desired {
             let done = match self.running.get(group) {
                 None => self
@@ -255,14 +254,18 @@ impl<H: ReplicaHost> Reconciler<H> {
                 Err(e) => self.failures.push((*group, e)),
             }
         }
+        // After the starts: a slow group's answer about a replica moved away does not hold
+        // up a new one (a reshard's children must elect before their parents close).
+        self.discard_unneeded(snapshot, &desired, &mut actions)
+            .await;
         actions
     }
 
     /// Removes the data of replicas held but not running whose stream is absent from the map
     /// or being deleted (deleted while this node was away), or whose shard expired, if the
     /// map gave their uid; and of replicas the map moved to other nodes once their group's
-    /// committed membership no longer lists this node (until then they wait, looked at again
-    /// with the failed steps).
+    /// committed membership no longer lists this node (until then they wait:
+    /// [`Reconciler::recheck_waiting`]).
     async fn discard_unneeded(
         &mut self,
         snapshot: &Snapshot,
@@ -279,20 +282,49 @@ impl<H: ReplicaHost> Reconciler<H> {
             if group.stream_uid >= snapshot.uid_next.value {
                 continue;
             }
-            if !data_gone(snapshot, group) {
-                let Some(shard) = placed(snapshot, group) else {
-                    continue;
-                };
-                if !self.host.released(group, shard).await {
-                    self.waiting.push(group);
-                    continue;
-                }
-            }
-            match self.host.discard(group).await {
-                Ok(()) => actions.push(Action::Discard(group)),
-                Err(e) => self.failures.push((group, e)),
+            if data_gone(snapshot, group) {
+                self.discard(group, actions).await;
+            } else {
+                self.discard_if_released(snapshot, group, actions).await;
             }
         }
+    }
+
+    /// Discards the replica of `group` the map moved away if its group let go of this node;
+    /// else it waits.
+    async fn discard_if_released(
+        &mut self,
+        snapshot: &Snapshot,
+        group: GroupId,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(shard) = placed(snapshot, group) else {
+            return;
+        };
+        if self.host.released(group, shard).await {
+            self.discard(group, actions).await;
+        } else {
+            self.waiting.push(group);
+        }
+    }
+
+    async fn discard(&mut self, group: GroupId, actions: &mut Vec<Action>) {
+        match self.host.discard(group).await {
+            Ok(()) => actions.push(Action::Discard(group)),
+            Err(e) => self.failures.push((group, e)),
+        }
+    }
+
+    /// Looks again whether the groups of the replicas waiting let go of this node, against
+    /// `snapshot`, the map last applied (nothing changed since, or it would have been applied
+    /// again); returns the discards.
+    pub async fn recheck_waiting(&mut self, snapshot: &Snapshot) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for group in std::mem::take(&mut self.waiting) {
+            self.discard_if_released(snapshot, group, &mut actions)
+                .await;
+        }
+        actions
     }
 
     /// The replicas the map moved away whose data waits for their group to let go of this
@@ -342,6 +374,10 @@ impl<H: ReplicaHost> Reconciler<H> {
     ) -> Option<MetaError> {
         let mut watch = None;
         let mut reread = true;
+        // The map last applied, and when the failed steps and the replicas waiting are due
+        // again (deadlines: events that change nothing do not put them off).
+        let mut last = None;
+        let (mut retry_at, mut recheck_at) = (None, None);
         loop {
             if reread {
                 let snapshot = tokio::select! {
@@ -360,20 +396,28 @@ impl<H: ReplicaHost> Reconciler<H> {
                         Err(e) => return Some(e),
                     };
                 }
+                let now = Instant::now();
+                retry_at = (!self.failures.is_empty()).then(|| now + RETRY_FAILED);
+                recheck_at = (!self.waiting.is_empty()).then(|| now + RELEASE_CHECK);
+                last = Some(snapshot);
             }
             let w = watch.as_mut().expect("made with the first snapshot");
             // Failed steps are tried again after a while even when nothing changes.
-            let retry = match (self.failures.is_empty(), self.waiting.is_empty()) {
-                (false, _) => RETRY_FAILED,
-                (true, false) => RELEASE_CHECK,
-                (true, true) => Duration::MAX,
-            };
+            let due = retry_at.into_iter().chain(recheck_at).min();
+            let far = Instant::now() + Duration::from_secs(3600);
             let events = tokio::select! {
                 () = stop.as_mut() => return None,
-                events = tokio::time::timeout(retry, w.next()) => events,
+                events = tokio::time::timeout_at(due.unwrap_or(far), w.next()) => events,
             };
             reread = match events {
-                Err(_elapsed) => true,
+                Err(_elapsed) if retry_at.is_some_and(|at| at <= Instant::now()) => true,
+                Err(_elapsed) => {
+                    if let Some(snapshot) = &last {
+                        self.recheck_waiting(snapshot).await;
+                    }
+                    recheck_at = (!self.waiting.is_empty()).then(|| Instant::now() + RELEASE_CHECK);
+                    false
+                }
                 // Only the controller's stream entries say what runs where. The whole map is
                 // read again (one range) rather than patched event by event.
                 Ok(Ok(events)) => events.iter().any(|(_, e)| {

@@ -95,7 +95,10 @@ impl ReplicaHost for Flaky {
     ) -> Result<(), String> {
         Ok(())
     }
-    async fn stop(&mut self, _: GroupId, _: bool) -> Result<(), String> {
+    async fn stop(&mut self, group: GroupId, remove_data: bool) -> Result<(), String> {
+        if remove_data {
+            self.kept.retain(|g| *g != group);
+        }
         Ok(())
     }
     async fn kept(&mut self) -> Vec<GroupId> {
@@ -330,12 +333,17 @@ async fn a_replica_moved_away_keeps_its_data_until_its_group_lets_go() {
     assert_eq!(actions, [Action::Start(group(1, 0), 1)]);
     assert_eq!(reconciler.waiting(), [group(1, 1)]);
     assert_eq!(reconciler.host().kept.len(), 3, "nothing discarded");
-    // The same map again once the group let go: the moved replica's data goes.
+    // Looked at again (the map unchanged) while the group still lists this node: it waits.
+    assert!(reconciler.recheck_waiting(&snapshot).await.is_empty());
+    assert_eq!(reconciler.waiting(), [group(1, 1)]);
+    // Once the group let go, the moved replica's data goes.
     released.store(true, Ordering::Relaxed);
-    let actions = reconciler.apply(&snapshot).await;
+    let actions = reconciler.recheck_waiting(&snapshot).await;
     assert_eq!(actions, [Action::Discard(group(1, 1))]);
     assert!(reconciler.waiting().is_empty());
     assert_eq!(reconciler.host().kept, [group(1, 0), group(7, 0)]);
+    // A map applied again finds nothing more to do.
+    assert!(reconciler.apply(&snapshot).await.is_empty());
 }
 
 /// Stream "s" (uid 1) of `shards`, and a map at revision 1 holding only it.
@@ -376,7 +384,8 @@ fn shard(index: u32, replicas: &[&NodeId], expired: bool) -> ShardPlacement {
 }
 
 /// A running replica of a shard that expired stops with its data removed; the data of one
-/// held while the node was away goes too; a live shard's replica moved away keeps its.
+/// held while the node was away goes too; a live shard's replica moved away keeps its, and
+/// waits for its group to let go of the node.
 #[tokio::test]
 async fn an_expired_shard_s_data_goes_running_or_kept() {
     let (me, other) = (id("a"), id("b"));
@@ -389,8 +398,9 @@ async fn an_expired_shard_s_data_goes_running_or_kept() {
         shard(1, &[&me], false),
         shard(2, &[&other], false),
     ]);
+    // Running replicas are held on disk too, as a host lists them.
     let host = Flaky {
-        kept: vec![group(3)],
+        kept: vec![group(0), group(1), group(3)],
         ..Flaky::default()
     };
     let mut reconciler = Reconciler::new(me.clone(), host);
@@ -410,4 +420,10 @@ async fn an_expired_shard_s_data_goes_running_or_kept() {
         Action::Discard(group(3)),
     ];
     assert_eq!(actions, expected);
+    assert_eq!(
+        reconciler.host().kept,
+        [group(1)],
+        "the moved one's data stays"
+    );
+    assert_eq!(reconciler.waiting(), [group(1)]);
 }

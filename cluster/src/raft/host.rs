@@ -28,6 +28,8 @@ use tokio::task::JoinHandle;
 
 /// The replica set a shard is created with.
 const FIRST_EPOCH: u64 = 1;
+/// How long the reconciler waits for a group to say whether it let go of this node.
+const RELEASE_ASK: Duration = Duration::from_secs(2);
 /// How often a steward looks again without a new replica set.
 const STEWARD_EVERY: Duration = Duration::from_millis(500);
 
@@ -197,10 +199,10 @@ impl ReplicaHost for GroupHost {
             .filter_map(|id| Some((id.raft_id(), self.nodes.get(id)?.peer_address.clone())))
             .collect();
         let client = ShardClient::new(self.host.clone(), self.peers.clone());
-        client
-            .members(group, &replicas)
-            .await
-            .is_ok_and(|members| !members.contains(&self.host.node()))
+        // Bounded: the reconciler asks about each replica in turn, and a group that cannot
+        // answer now is asked again later.
+        let asked = tokio::time::timeout(RELEASE_ASK, client.members(group, &replicas)).await;
+        asked.is_ok_and(|members| members.is_ok_and(|m| !m.contains(&self.host.node())))
     }
 
     async fn discard(&mut self, group: GroupId) -> Result<(), String> {
