@@ -22,8 +22,8 @@ const READ_BYTES_MAX: u64 = 4 << 20;
 pub struct ShardLogStore {
     replica: Replica,
     saved: Arc<SavedCell>,
-    /// The entries this replica appended and has not applied yet (shared with the readers
-    /// and the state machine, which forgets them as it applies them).
+    /// The entries this replica appended as leader and has not applied yet (shared with the
+    /// readers and the state machine, which forgets them as it applies them).
     recent: Arc<Mutex<RecentEntries>>,
 }
 
@@ -45,15 +45,12 @@ impl ShardLogStore {
     }
 
     /// Appends `entries` (a follower's come as received, in bulk), the last one durable: the
-    /// log syncs its batches in order, so one sync covers them all. Each is kept among the
-    /// recent entries once appended: a follower's as the leader sent it (its log seals it
-    /// again, with the same numbers: what applying and replicating it read is the same). (openraft 0.9 waits for the
+    /// log syncs its batches in order, so one sync covers them all. (openraft 0.9 waits for the
     /// flush before it goes on, so answering the callback from a task of its own gained
     /// nothing: measured, then taken out.)
     async fn append_all(&self, entries: Vec<Entry<ShardRaft>>) -> Result<(), RaftStorageError> {
         let count = entries.len();
         let mut received = Vec::new();
-        let mut first_received = 0;
         for (i, entry) in entries.into_iter().enumerate() {
             let log_id = entry.log_id;
             let last = i + 1 == count;
@@ -66,19 +63,16 @@ impl ShardLogStore {
                 |e: String| StorageIOError::write_log_entry(log_id, openraft::AnyError::error(e));
             match to_append(entry).map_err(refused)? {
                 ToAppend::Received(bytes) => {
-                    if received.is_empty() {
-                        first_received = log_id.index;
-                    }
+                    // Entries from a leader: this replica follows, and keeps none of its own.
+                    self.recent().clear();
                     received.push(bytes);
                     if last {
-                        let received = std::mem::take(&mut received);
-                        self.append_received(first_received, received, durability)
+                        self.append_received(std::mem::take(&mut received), durability)
                             .await?;
                     }
                 }
                 ToAppend::New(batch, id) => {
-                    let received = std::mem::take(&mut received);
-                    self.append_received(first_received, received, Durability::Visible)
+                    self.append_received(std::mem::take(&mut received), Durability::Visible)
                         .await?;
                     let appended = match self
                         .replica
@@ -104,25 +98,16 @@ impl ShardLogStore {
         Ok(())
     }
 
-    /// Appends entries received from the leader, the first of them entry `first`, and keeps
-    /// them among the recent entries.
     async fn append_received(
         &self,
-        first: u64,
         entries: Vec<Vec<u8>>,
         durability: Durability,
     ) -> Result<(), RaftStorageError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let copies = entries.clone();
-        self.replica
-            .append_received(entries, durability)
-            .await
-            .map_err(|e| StorageIOError::write_logs(&e))?;
-        let mut recent = self.recent();
-        for (index, entry) in (first..).zip(copies) {
-            recent.appended(index, entry);
+        if !entries.is_empty() {
+            self.replica
+                .append_received(entries, durability)
+                .await
+                .map_err(|e| StorageIOError::write_logs(&e))?;
         }
         Ok(())
     }

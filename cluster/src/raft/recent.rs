@@ -1,7 +1,6 @@
-//! The entries a replica appended and has not applied yet: a leader's as its log holds them,
-//! a follower's as the leader sent them (its log seals each again, with the same numbers).
-//! Replication to each follower and the replica's own apply read them from here instead of
-//! from the log, each read otherwise a trip to the replica's core and a copy (measured: five reads a
+//! The entries a leader appended and has not applied yet, kept as the log holds them: its
+//! replication to each follower and its own apply read them from here instead of from the
+//! log, each read otherwise a trip to the replica's core and a copy (measured: five reads a
 //! write, 137 µs each on average, two of them on a write's way to its answer). Only a run of
 //! consecutive entries is kept, at most [`RECENT_BYTES_MAX`]; anything else is read from the
 //! log as before, so the log stays the truth and this only saves trips.
