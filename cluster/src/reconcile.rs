@@ -348,7 +348,8 @@ impl<H: ReplicaHost> Reconciler<H> {
     /// Follows the map until `stop` resolves: a snapshot, then every change seen by a watch;
     /// after a watch error (compaction, a broken stream, the store failing) a new snapshot,
     /// after a pause that grows to 5 s while the errors go on. Steps that failed are tried
-    /// again every 2 s. `stop` takes effect between the host's steps, never inside one.
+    /// again every 2 s, and the replicas moved away that wait for their groups are looked at
+    /// again every 10 s. `stop` takes effect between the host's steps, never inside one.
     pub async fn run<B: Backend>(&mut self, meta: &ClusterMeta<B>, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
         let mut pause = Duration::from_millis(200);
