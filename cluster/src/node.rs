@@ -513,7 +513,7 @@ impl<B: Backend> ClusterNode<B> {
 
     /// Writes `records` to shard `shard` of `stream` through the shard's leader. A shard a
     /// reshard closed refuses them ([`ClientError::Closed`]) once this node's map shows it
-    /// closed (waited for, up to [`CLOSED_WAIT`]): route them again by that map.
+    /// closed (waited for, up to `CLOSED_WAIT`): route them again by that map.
     pub async fn put(
         &self,
         stream: &StreamPlacement,

@@ -227,7 +227,7 @@ impl ShardClient {
     }
 
     /// The members of `group` (voters and learners, Raft ids) as its leader has them
-    /// committed ([`members_here`]), found through `replicas` (the map's, Raft id and peer
+    /// committed (`members_here`), found through `replicas` (the map's, Raft id and peer
     /// address) as for [`ShardClient::confirm_leader`].
     pub async fn members(
         &self,

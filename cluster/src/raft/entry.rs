@@ -35,7 +35,7 @@ pub enum ShardWrite {
     /// match the entry the leader makes of it and fails the group's storage.
     Stored(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Closes the shard for a reshard: applying it ends the shard at this entry; a write
-    /// applied after it is refused with [`CLOSED`] and never readable.
+    /// applied after it is refused with `CLOSED` and never readable.
     Close,
 }
 
