@@ -334,11 +334,12 @@ impl<B: Backend> ClusterMeta<B> {
     /// The data directory node `node` runs on, as it recorded it
     /// ([`ClusterMeta::record_identity`]).
     pub async fn identity_of(&self, node: &NodeId) -> Result<Option<String>, MetaError> {
-        let Some(value) = self.value(&format!("{IDENTITIES}{node}")).await? else {
+        let key = format!("{IDENTITIES}{node}");
+        let Some(value) = self.value(&key).await? else {
             return Ok(None);
         };
         let identity = String::from_utf8(value).map_err(|e| MetaError::Corrupt {
-            key: format!("{IDENTITIES}{node}"),
+            key,
             reason: e.to_string(),
         })?;
         Ok(Some(identity))

@@ -126,12 +126,7 @@ pub fn desired(
 /// Whether `group`'s data has no further use by `snapshot`: its stream is absent (deleted)
 /// or being deleted, or its shard expired (every record past retention).
 fn data_gone(snapshot: &Snapshot, group: GroupId) -> bool {
-    let stream = snapshot
-        .streams
-        .values()
-        .map(|s| &s.value)
-        .find(|s| s.uid == group.stream_uid);
-    stream.is_none_or(|stream| {
+    stream_of(snapshot, group).is_none_or(|stream| {
         stream.status == StreamStatus::Deleting
             || stream
                 .shards
@@ -140,10 +135,14 @@ fn data_gone(snapshot: &Snapshot, group: GroupId) -> bool {
     })
 }
 
+/// The stream `group` belongs to, if `snapshot` has it.
+fn stream_of(snapshot: &Snapshot, group: GroupId) -> Option<&StreamPlacement> {
+    (snapshot.streams.values().map(|s| &s.value)).find(|s| s.uid == group.stream_uid)
+}
+
 /// Where `snapshot` places shard `group` (a reshard's pending children included).
 fn placed(snapshot: &Snapshot, group: GroupId) -> Option<&ShardPlacement> {
-    let stream =
-        (snapshot.streams.values().map(|s| &s.value)).find(|s| s.uid == group.stream_uid)?;
+    let stream = stream_of(snapshot, group)?;
     let pending = stream.resharding.iter().flat_map(|r| &r.children);
     (stream.shards.iter().chain(pending)).find(|s| s.index == group.shard)
 }
