@@ -120,7 +120,7 @@ pub use seqnum::{SequenceNumber, SequenceNumberError, ShardId};
 // reader). Shard logs themselves are sluice-storage's to export.
 pub use sluice_storage::{
     Clock, Durability, EncodedBatch, EntryId, LogReader, LogSpace, ManualClock, ReadLimits,
-    ScaledClock, StorageError, SystemClock,
+    RetentionPoint, ScaledClock, StorageError, SystemClock,
 };
 pub use stream::Stream;
 pub use subscription::{Subscription, SubscriptionEvent};

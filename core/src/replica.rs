@@ -9,7 +9,8 @@ use crate::engine::Engine;
 use crate::runtime::{CoreJob, CoreMessage, CoreState, EngineIo};
 use crate::shared::EngineShared;
 use sluice_storage::{
-    Appended, Durability, EncodedBatch, EntryId, LogConfig, LogReader, ShardLog, StorageError,
+    Appended, Durability, EncodedBatch, EntryId, LogConfig, LogReader, RetentionPoint, ShardLog,
+    StorageError,
 };
 use std::future::Future;
 use std::path::PathBuf;
@@ -325,6 +326,23 @@ impl Replica {
             log.set_retain_from(index);
             Ok(())
         })
+    }
+
+    /// The last entry retention would retire once purged, and the number after it
+    /// (`ShardLog::retention_point`): where the Raft layer snapshots.
+    pub fn retention_point(
+        &self,
+    ) -> Call<impl Future<Output = Result<Option<RetentionPoint>, ReplicaError>> + Send + '_> {
+        self.with_log(|log| async move { log.retention_point() })
+    }
+
+    /// Drops every entry and continues at `next_seq` (`ShardLog::restart_at`): a follower
+    /// that lacks the entry a snapshot names.
+    pub fn restart_at(
+        &self,
+        next_seq: u64,
+    ) -> Call<impl Future<Output = Result<(), ReplicaError>> + Send + '_> {
+        self.with_log(move |log| async move { log.restart_at(next_seq).await })
     }
 
     /// Records now expire `retention_ms` after they were committed (the stream's retention

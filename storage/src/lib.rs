@@ -72,7 +72,7 @@ pub use datadir::{DataDir, NAME_BYTES_MAX, validate_name};
 pub use error::{Result, StorageError};
 pub use format::{EncodedBatch, EntryId, RECORD_FLAG_ENCRYPTED, RecordIn, RecordView};
 pub use io::{GlommioIo, SegmentIo};
-pub use log::{Appended, Durability, LogStats, ReadOnlyLog, ShardLog};
+pub use log::{Appended, Durability, LogStats, ReadOnlyLog, RetentionPoint, ShardLog};
 pub use metalog::{MetaLog, MetaLogRepair, MetaLogScan};
 pub use reader::{LogReader, ReadBatch, ReadLimits};
 pub use recovery::{RecoveryReport, Truncation};

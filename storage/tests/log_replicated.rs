@@ -458,3 +458,76 @@ fn reads_of_entries_that_keep_their_place_match_reads_from_scratch() {
         }
     });
 }
+
+/// Where retention ends, and a follower restarted past it. The retention point is the last
+/// entry of the oldest sealed, committed, expired segments (none while nothing expired); a
+/// follower that lacks it drops its whole log, committed entries too, and takes the leader's
+/// next entry at the leader's numbering, across a reopen. A restart never goes below a
+/// number its readers have seen.
+#[test]
+fn a_follower_restarts_at_the_leaders_retention_point_and_holds_what_follows() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = manual_clock();
+    block_on(async {
+        let leader = open_at(GlommioIo, dirs[0].path(), &clock).await;
+        let follower = open_at(GlommioIo, dirs[1].path(), &clock).await;
+        let mut appended = BTreeMap::new();
+        for index in 1..=300 {
+            clock.advance_ms(1);
+            appended.insert(index, lead(&leader, 1, index, Durability::Durable).await);
+            if index <= 40 {
+                ship(&leader, &follower, index, Durability::Durable).await;
+            }
+        }
+        leader.commit_to(300).unwrap();
+        follower.commit_to(40).unwrap();
+        leader.maintain().await.unwrap();
+        assert!(leader.stats().live_segments >= 4, "{:?}", leader.stats());
+        assert_eq!(leader.retention_point().unwrap(), None, "nothing expired");
+        clock.advance_ms(25 * 3_600_000);
+        let point = leader.retention_point().unwrap().expect("expired segments");
+        let last = point.entry.index;
+        assert!((41..300).contains(&last), "{point:?}");
+        assert_eq!(point.entry, id(1, last));
+        assert_eq!(point.next_seq, appended[&last].end_seq());
+
+        let seen = appended[&40].end_seq();
+        assert!(matches!(
+            follower.restart_at(seen - 1).await,
+            Err(StorageError::EntryRefused { .. })
+        ));
+        assert_eq!(
+            follower.last_entry(),
+            Some(id(1, 40)),
+            "a refusal changes nothing"
+        );
+        follower.restart_at(point.next_seq).await.unwrap();
+        assert_eq!(follower.last_entry(), None);
+        assert_eq!(follower.stats().live_segments, 0);
+        let reader = follower.reader();
+        assert_eq!(
+            (reader.trim_horizon(), reader.next_seq()),
+            (point.next_seq, point.next_seq)
+        );
+        assert!(visible(&follower).is_empty());
+        // The restart is on the device: a reopened log takes the leader's next entry.
+        follower.close().await.unwrap();
+        let follower = open_at(GlommioIo, dirs[1].path(), &clock).await;
+        assert_eq!(follower.last_entry(), None);
+        for index in last + 1..=300 {
+            ship(&leader, &follower, index, Durability::Durable).await;
+        }
+        follower.commit_to(300).unwrap();
+        let expected: Vec<_> = visible(&leader)
+            .into_iter()
+            .filter(|r| r.0 >= point.next_seq)
+            .collect();
+        assert_eq!(visible(&follower), expected);
+        follower.close().await.unwrap();
+        let follower = open_at(GlommioIo, dirs[1].path(), &clock).await;
+        assert_eq!(follower.last_entry(), Some(id(1, 300)));
+        assert_eq!(follower.first_entry_index().unwrap(), Some(last + 1));
+        follower.commit_to(300).unwrap();
+        assert_eq!(visible(&follower), expected);
+    });
+}

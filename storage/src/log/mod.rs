@@ -21,6 +21,7 @@ mod lock;
 mod open;
 mod read_only;
 mod replicated;
+mod restart;
 mod retention;
 mod roll;
 mod seal;
@@ -29,6 +30,7 @@ mod truncate;
 
 pub(crate) use lock::lock_dir;
 pub use read_only::ReadOnlyLog;
+pub use restart::RetentionPoint;
 pub(crate) use retention::reclaim;
 
 use crate::config::LogConfig;

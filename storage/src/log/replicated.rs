@@ -37,6 +37,14 @@ impl Commit {
         }
     }
 
+    /// A log restarted at `next_seq`: nothing visible, the purge point kept.
+    pub(super) fn restarted(&self, next_seq: u64) -> Commit {
+        Commit {
+            retain_from: self.retain_from,
+            ..Commit::new(None, next_seq)
+        }
+    }
+
     pub(super) fn visible_entry(&self) -> Option<EntryId> {
         self.visible_entry
     }
