@@ -37,6 +37,11 @@ struct Node {
 }
 
 async fn start_node(id: u64, dir: &Path, listener: TcpListener) -> Node {
+    start_node_keeping(id, dir, listener, DAY_MS).await
+}
+
+/// A node whose replica keeps records `retention_ms`.
+async fn start_node_keeping(id: u64, dir: &Path, listener: TcpListener, retention_ms: u64) -> Node {
     let address = listener.local_addr().unwrap().to_string();
     let mut config = EngineConfig::new(dir);
     config.cores = 1;
@@ -45,7 +50,7 @@ async fn start_node(id: u64, dir: &Path, listener: TcpListener) -> Node {
     let host = RaftHost::new(id);
     let server = PeerServer::start(listener, host.clone()).unwrap();
     let peers = Peers::new(TransportConfig::default());
-    let group = start_group(&engine, &peers, &host, GROUP, DAY_MS)
+    let group = start_group(&engine, &peers, &host, GROUP, retention_ms)
         .await
         .expect("group starts");
     Node {
@@ -100,13 +105,42 @@ async fn leader<'a>(nodes: &'a [&'a Node]) -> &'a Node {
     }
 }
 
+/// Waits until every node in `nodes` knows `leader_id` leads.
+async fn known_leader(nodes: &[&Node], leader_id: u64) {
+    let deadline = Instant::now() + WAIT;
+    for node in nodes {
+        while node.group.raft.metrics().borrow().current_leader != Some(leader_id) {
+            assert!(
+                Instant::now() < deadline,
+                "node {} never learns the leader",
+                node.id
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Writes `count` entries of 3 records each through `leader`; returns what was acknowledged:
 /// sequence number to data.
 async fn write(leader: &Node, from: usize, count: usize) -> BTreeMap<u64, Vec<u8>> {
+    write_sized(leader, from, count, 0).await
+}
+
+/// `write`, each record padded to `size` bytes.
+async fn write_sized(
+    leader: &Node,
+    from: usize,
+    count: usize,
+    size: usize,
+) -> BTreeMap<u64, Vec<u8>> {
     let mut acknowledged = BTreeMap::new();
     for i in from..from + count {
         let data: Vec<Vec<u8>> = (0..3)
-            .map(|r| format!("write {i} record {r}").into_bytes())
+            .map(|r| {
+                let mut data = format!("write {i} record {r}").into_bytes();
+                data.resize(data.len().max(size), b'.');
+                data
+            })
             .collect();
         let records = data
             .iter()
@@ -177,10 +211,15 @@ fn check(nodes: &[&Node], acknowledged: &BTreeMap<u64, Vec<u8>>) {
 
 /// Three nodes running the group, initialized by the first.
 async fn three_nodes(paths: &[PathBuf]) -> Vec<Node> {
+    three_nodes_keeping(paths, DAY_MS).await
+}
+
+/// `three_nodes`, their replicas keeping records `retention_ms`.
+async fn three_nodes_keeping(paths: &[PathBuf], retention_ms: u64) -> Vec<Node> {
     let mut nodes = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        nodes.push(start_node(i as u64 + 1, path, listener).await);
+        nodes.push(start_node_keeping(i as u64 + 1, path, listener, retention_ms).await);
     }
     let members: BTreeMap<u64, BasicNode> = nodes
         .iter()
@@ -268,6 +307,9 @@ async fn writes_go_through_any_node_and_reads_see_them_after_a_barrier() {
     let mut nodes = three_nodes(&paths[..3]).await;
     let all: Vec<&Node> = nodes.iter().collect();
     let leader_id = leader(&all).await.id;
+    // A follower learns of a new leader from its first append: until then it answers
+    // NoLeader (a loaded machine made that window long enough to hit).
+    known_leader(&all, leader_id).await;
     let followers: Vec<&Node> = nodes.iter().filter(|n| n.id != leader_id).collect();
     let client = |node: &Node| ShardClient::new(node.host.clone(), node.peers.clone());
     let replicas: Vec<(u64, String)> = nodes.iter().map(|n| (n.id, n.address.clone())).collect();
@@ -509,6 +551,101 @@ async fn writes_arriving_together_share_entries_and_keep_their_own_answers() {
     check(&all, &acknowledged);
     let held = records(&leader.group.replica);
     assert_eq!(held.len(), acknowledged.len(), "no refused caller's record");
+    for node in nodes {
+        stop_group(&node.engine, &node.host, GROUP, false)
+            .await
+            .unwrap();
+    }
+}
+
+/// The log id `node` purged up to, once it has (after its snapshot).
+async fn purged(node: &Node) -> openraft::LogId<u64> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(purged) = node.group.raft.metrics().borrow().purged {
+            return purged;
+        }
+        assert!(Instant::now() < deadline, "node {} never purges", node.id);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A follower away for longer than the retention comes back to a leader that snapshotted at
+/// its retention point and purged what the follower lacks: the follower restarts its log
+/// after the snapshot and takes the rest as appends. It then holds every acknowledged record
+/// from there on, as the leader does, and takes part in new writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_away_past_the_retention_restarts_at_the_leaders_snapshot() {
+    const RETENTION_MS: u64 = 1_500;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let mut nodes = three_nodes_keeping(&paths, RETENTION_MS).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let first_leader = leader(&all).await;
+    let mut acknowledged = write(first_leader, 0, 5).await;
+    caught_up(first_leader, &all).await;
+
+    let leader_id = first_leader.id;
+    let away = nodes.iter().position(|n| n.id != leader_id).unwrap();
+    let Node {
+        id: away_id,
+        address,
+        engine,
+        host,
+        _server,
+        ..
+    } = nodes.remove(away);
+    stop_group(&engine, &host, GROUP, false).await.unwrap();
+    drop((_server, engine));
+    let staying: Vec<&Node> = nodes.iter().collect();
+    let staying_leader = leader(&staying).await;
+    // About 1.4 MiB: a segment of 1 MiB fills and is sealed, then expires.
+    acknowledged.append(&mut write_sized(staying_leader, 5, 15, 32 << 10).await);
+    tokio::time::sleep(Duration::from_millis(RETENTION_MS + 500)).await;
+    let after_expiry = write(staying_leader, 20, 5).await;
+    let first_after_expiry = *after_expiry.keys().next().unwrap();
+    acknowledged.extend(after_expiry);
+    for node in &staying {
+        node.group.raft.trigger().snapshot().await.unwrap();
+    }
+    let snapshot_at = purged(staying_leader).await;
+    assert!(
+        snapshot_at.index > 10,
+        "purged past the away follower's log"
+    );
+    // From here on records stay readable, so what the replicas hold can be compared.
+    for node in &staying {
+        node.group.replica.set_retention_ms(DAY_MS).await.unwrap();
+    }
+
+    let listener = bind_again(&address).await;
+    nodes.push(start_node(away_id, &paths[away], listener).await);
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader_now = leader(&all).await;
+    acknowledged.append(&mut write(leader_now, 25, 5).await);
+    caught_up(leader_now, &all).await;
+
+    let back = nodes.iter().find(|n| n.id == away_id).unwrap();
+    let trim = back.group.replica.reader().trim_horizon();
+    assert!(trim > 15, "restarted past the 15 records it held: {trim}");
+    assert!(
+        trim <= first_after_expiry,
+        "nothing within retention is missing"
+    );
+    assert!(back.group.raft.metrics().borrow().snapshot.is_some());
+    let held = records(&back.group.replica);
+    let leaders: Vec<(u64, Vec<u8>)> = records(&leader_now.group.replica)
+        .into_iter()
+        .filter(|(seq, _)| *seq >= trim)
+        .collect();
+    assert!(
+        held == leaders,
+        "the follower holds what the leader holds from {trim}"
+    );
+    let by_seq: HashMap<u64, &Vec<u8>> = held.iter().map(|(s, d)| (*s, d)).collect();
+    for (seq, data) in acknowledged.range(trim..) {
+        assert_eq!(by_seq.get(seq), Some(&data), "record {seq}");
+    }
     for node in nodes {
         stop_group(&node.engine, &node.host, GROUP, false)
             .await

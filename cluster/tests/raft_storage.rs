@@ -1,12 +1,10 @@
 //! A shard's Raft storage (openraft's log store and state machine over a replica's log on a
 //! real engine): openraft's own conformance suite, then what it does not reach: entries with
 //! records as a leader appends them and a follower takes them, the answers applying gives,
-//! a restart, and snapshots that carry entries.
+//! a restart, and snapshots at the retention point (a follower lacking it restarts its log).
 
 use openraft::storage::RaftLogStorageExt;
-use openraft::storage::{
-    RaftLogReader, RaftLogReaderExt, RaftLogStorage, RaftStateMachine, StorageHelper,
-};
+use openraft::storage::{RaftLogReader, RaftLogStorage, RaftStateMachine, StorageHelper};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{
     CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftSnapshotBuilder, Vote,
@@ -145,9 +143,12 @@ macro_rules! suite_tests {
     )*};
 }
 
-// Every test of the suite but one: `get_initial_state_membership_from_log_and_sm` appends
+// Every test of the suite but three. `get_initial_state_membership_from_log_and_sm` appends
 // entry 3 after entry 1, a gap openraft never asks of a log in operation and the shard log
 // refuses (entries follow index + 1); `a_gap_is_refused` below checks that refusal.
+// `snapshot_meta` and `transfer_snapshot` want a snapshot at the last applied entry; a
+// shard's snapshot is at its retention point instead (what it covers has expired, so a purge
+// to it frees only that), and the snapshot tests below check that.
 suite_tests!(
     last_membership_in_log_initial,
     last_membership_in_log,
@@ -179,19 +180,9 @@ suite_tests!(
     delete_logs_since_11,
     delete_logs_since_0,
     append_to_log,
-    snapshot_meta,
     apply_single,
     apply_multiple,
 );
-
-/// The suite's snapshot test builds two stores at once.
-#[test]
-fn transfer_snapshot() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime
-        .block_on(OpenraftSuite::transfer_snapshot(&Fresh))
-        .expect("the test passes");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gap_is_refused() {
@@ -293,86 +284,6 @@ fn a_restart_keeps_the_vote_and_what_was_applied() {
     assert!(committed.is_some_and(|c| c.index >= applied.index && c.index <= 10));
     let applied_records: u64 = (1..=applied.index).map(|i| i % 4 + 1).sum();
     assert_eq!(after[..], before[..applied_records as usize]);
-}
-
-/// The leader leads 0 to 5 and the follower takes them; the follower then leads term 2 for a
-/// moment (entries 6 to 8 nobody else has); term 3's leader writes 6 to 20 and applies them.
-async fn diverge(
-    leader: &mut ShardLogStore,
-    leader_sm: &mut ShardStateMachine,
-    follower: &mut ShardLogStore,
-) {
-    let mut entries = vec![membership(1, 1, 0)];
-    entries.extend((1..=5).map(|i| write(1, 1, i)));
-    leader.blocking_append(entries).await.unwrap();
-    let shipped = leader.try_get_log_entries(0..).await.unwrap();
-    follower.blocking_append(shipped).await.unwrap();
-    follower
-        .blocking_append((6..=8).map(|i| write(2, 2, i)))
-        .await
-        .unwrap();
-    leader
-        .blocking_append((6..=20).map(|i| write(3, 1, i)))
-        .await
-        .unwrap();
-    let all = leader.try_get_log_entries(0..).await.unwrap();
-    leader_sm.apply(all).await.unwrap();
-}
-
-/// A snapshot is the entries the leader's log holds up to the applied one: installing it cuts
-/// the follower's disagreeing uncommitted suffix and appends what it lacks; one that starts
-/// past the follower's log end (the leader purged the entries between) is refused.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_snapshot_brings_the_entries_a_follower_lacks() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path());
-    let (leader_replica, mut leader, mut leader_sm) = storage(&engine, 0).await;
-    let (follower_replica, mut follower, mut follower_sm) = storage(&engine, 1).await;
-    diverge(&mut leader, &mut leader_sm, &mut follower).await;
-    let snapshot = leader_sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
-    assert_eq!(snapshot.meta.last_log_id, Some(log_id(3, 1, 20)));
-
-    let mut receiving = follower_sm.begin_receiving_snapshot().await.unwrap();
-    *receiving = *snapshot.snapshot;
-    follower_sm
-        .install_snapshot(&snapshot.meta, receiving)
-        .await
-        .unwrap();
-    assert_eq!(stored(&mut follower, 1).await, stored(&mut leader, 1).await);
-    assert_eq!(visible(&follower_replica), visible(&leader_replica));
-    let (applied, _) = follower_sm.applied_state().await.unwrap();
-    assert_eq!(applied, Some(log_id(3, 1, 20)));
-
-    // Purged up to 15: a new snapshot starts at 16, past a fresh replica's log at 5.
-    let (_lagging_replica, mut lagging, mut lagging_sm) = storage(&engine, 2).await;
-    lagging
-        .blocking_append(leader.try_get_log_entries(0..6).await.unwrap())
-        .await
-        .unwrap();
-    leader.purge(log_id(3, 1, 15)).await.unwrap();
-    let snapshot = leader_sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
-    let mut receiving = lagging_sm.begin_receiving_snapshot().await.unwrap();
-    *receiving = *snapshot.snapshot;
-    let refused = lagging_sm.install_snapshot(&snapshot.meta, receiving).await;
-    let message = refused
-        .expect_err("a snapshot past the log's end")
-        .to_string();
-    assert!(
-        message.contains("needs a copy of the leader's segments"),
-        "{message}"
-    );
-    let state = lagging.get_log_state().await.unwrap();
-    assert_eq!(state.last_log_id, Some(log_id(1, 1, 5)));
 }
 
 /// A write the leader's log refuses (no record, a record over the limit) becomes an entry
@@ -532,79 +443,229 @@ fn retention_waits_for_raft_to_purge() {
     });
 }
 
-/// A follower with a disagreeing uncommitted suffix installs a snapshot (which cuts it), then
-/// openraft purges to the snapshot: after a restart, the applied id the follower saved is an
-/// entry its log holds, and applying goes on from it.
+/// The replica `shard` with a retention of 1 ms, and its Raft storage.
+async fn expiring(engine: &Engine, shard: u32) -> (Replica, ShardLogStore, ShardStateMachine) {
+    let id = ReplicaId { shard, ..ID };
+    let replica = engine.open_replica(id, 1).await.expect("replica opens");
+    let (log, state_machine) = open_storage(replica.clone()).await.unwrap();
+    (replica, log, state_machine)
+}
+
+/// The membership entry 0, then entries 1 to 60 of one 64 KiB record each (a record
+/// numbered one below its entry), over four segments of 1 MiB.
+fn sixty_entries() -> Vec<Entry<ShardRaft>> {
+    let mut entries = vec![membership(1, 1, 0)];
+    entries.extend((1..=60).map(|i| sized_write(1, 1, i, 64 << 10)));
+    entries
+}
+
+/// Every visible record as (sequence number, its data's first byte): entry i's record is
+/// numbered i - 1 and filled with i.
+fn marks(replica: &Replica) -> Vec<(u64, u8)> {
+    visible(replica)
+        .into_iter()
+        .map(|(seq, _, _, data)| (seq, data[0]))
+        .collect()
+}
+
+/// What `marks` reads of the records `seqs` of `sixty_entries`.
+fn sixty_marks(seqs: std::ops::Range<u64>) -> Vec<(u64, u8)> {
+    seqs.map(|seq| (seq, (seq + 1) as u8)).collect()
+}
+
+/// A leader that appended and applied `sixty_entries` and built its snapshot.
+async fn snapshot_of_sixty(
+    log: &mut ShardLogStore,
+    state_machine: &mut ShardStateMachine,
+) -> openraft::storage::Snapshot<ShardRaft> {
+    log.blocking_append(sixty_entries()).await.unwrap();
+    let all = log.try_get_log_entries(0..).await.unwrap();
+    state_machine.apply(all).await.unwrap();
+    let mut builder = state_machine.get_snapshot_builder().await;
+    builder.build_snapshot().await.unwrap()
+}
+
+/// Installs `snapshot` on a follower.
+async fn install(
+    state_machine: &mut ShardStateMachine,
+    snapshot: openraft::storage::Snapshot<ShardRaft>,
+) -> Result<(), RaftStorageError> {
+    let mut receiving = state_machine.begin_receiving_snapshot().await.unwrap();
+    *receiving = *snapshot.snapshot;
+    state_machine
+        .install_snapshot(&snapshot.meta, receiving)
+        .await
+}
+
+/// A snapshot names the last entry of the oldest expired segments, with the membership in
+/// force there; nothing while no record has expired; the same one again until that point
+/// moves. It survives a restart (openraft purged to it), and a purge to it lets retention
+/// free exactly what it covers.
 #[test]
-fn a_snapshot_install_leaves_a_saved_state_the_log_agrees_with() {
+fn a_snapshot_names_the_retention_point_and_stays_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
+    let built = runtime.block_on(async {
         let engine = engine(dir.path());
-        let (_, mut leader, mut leader_sm) = storage(&engine, 0).await;
-        let (_, mut follower, mut follower_sm) = storage(&engine, 1).await;
-        diverge(&mut leader, &mut leader_sm, &mut follower).await;
-        let snapshot = leader_sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
-        let mut receiving = follower_sm.begin_receiving_snapshot().await.unwrap();
-        *receiving = *snapshot.snapshot;
-        follower_sm
-            .install_snapshot(&snapshot.meta, receiving)
-            .await
-            .unwrap();
-        follower.purge(log_id(3, 1, 20)).await.unwrap();
+        let (_, mut keeping, mut keeping_sm) = storage(&engine, 1).await;
+        let kept = snapshot_of_sixty(&mut keeping, &mut keeping_sm).await;
+        assert_eq!(kept.meta.last_log_id, None, "nothing expired");
+
+        let (replica, mut log, mut state_machine) = expiring(&engine, 0).await;
+        let snapshot = snapshot_of_sixty(&mut log, &mut state_machine).await;
+        let last = snapshot.meta.last_log_id.expect("expired segments");
+        assert!(
+            (16..60).contains(&last.index),
+            "{last}: sealed segments only"
+        );
+        assert_eq!(
+            snapshot.meta.last_membership.log_id(),
+            &Some(log_id(1, 1, 0))
+        );
+        let current = state_machine.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, snapshot.meta);
+        let mut builder = state_machine.get_snapshot_builder().await;
+        assert_eq!(builder.build_snapshot().await.unwrap().meta, snapshot.meta);
+
+        log.purge(last).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while first_held(&replica).await == Some(0) {
+            assert!(Instant::now() < deadline, "retention never frees the purge");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let first = first_held(&replica).await.unwrap();
+        assert!(
+            first <= last.index + 1,
+            "only what the snapshot covers goes"
+        );
+        snapshot.meta
     });
     runtime.block_on(async {
         let engine = engine(dir.path());
-        let (_, mut follower, mut follower_sm) = storage(&engine, 1).await;
-        let state = StorageHelper::new(&mut follower, &mut follower_sm)
+        let (_, mut log, mut state_machine) = expiring(&engine, 0).await;
+        StorageHelper::new(&mut log, &mut state_machine)
             .get_initial_state()
             .await
-            .unwrap();
-        let applied = follower_sm.applied_state().await.unwrap().0.unwrap();
-        assert_eq!(applied, log_id(3, 1, 20), "{state:?}");
-        follower
-            .blocking_append((21..=22).map(|i| write(3, 1, i)))
-            .await
-            .unwrap();
-        let next = follower.get_log_entries(21..23).await.unwrap();
-        assert_eq!(next.len(), 2);
+            .expect("a restart after a purge");
+        let current = state_machine.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, built);
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, built.last_log_id);
+        assert_eq!(state.last_log_id, Some(log_id(1, 1, 60)));
     });
 }
 
-/// A snapshot without entries (the leader purged up to its applied one) naming an entry the
-/// follower does not hold is refused: committing to it would show the follower's own
-/// uncommitted entries.
-#[tokio::test(flavor = "multi_thread")]
-async fn an_empty_snapshot_never_commits_a_replicas_own_entries() {
+/// A follower that lacks the snapshot's entry (it holds entries 0 to 5 only) restarts its
+/// log after it: readers' trim horizon is the leader's number there, the leader's later
+/// entries come as appends, and it then holds what the leader shows from there on, across
+/// a restart. One that holds the entry keeps its whole log and shows it up to there.
+#[test]
+fn a_follower_that_lacks_the_snapshots_entry_restarts_after_it() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path());
-    let (_, mut leader, mut leader_sm) = storage(&engine, 0).await;
-    let (follower_replica, mut follower, mut follower_sm) = storage(&engine, 1).await;
-    diverge(&mut leader, &mut leader_sm, &mut follower).await;
-    leader.purge(log_id(3, 1, 20)).await.unwrap();
-    let snapshot = leader_sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
-    assert!(snapshot.snapshot.get_ref().is_empty());
-    let mut receiving = follower_sm.begin_receiving_snapshot().await.unwrap();
-    *receiving = *snapshot.snapshot;
-    let refused = follower_sm
-        .install_snapshot(&snapshot.meta, receiving)
-        .await;
-    let message = refused
-        .expect_err("the follower does not hold entry 20")
-        .to_string();
-    assert!(message.contains("does not hold that entry"), "{message}");
-    assert!(
-        visible(&follower_replica).is_empty(),
-        "nothing of its own became readable"
-    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (expected, last) = runtime.block_on(async {
+        let engine = engine(dir.path());
+        let (_, mut leader, mut leader_sm) = expiring(&engine, 0).await;
+        let snapshot = snapshot_of_sixty(&mut leader, &mut leader_sm).await;
+        let last = snapshot.meta.last_log_id.unwrap();
+        let (holding_replica, mut holding, mut holding_sm) = storage(&engine, 2).await;
+        holding
+            .blocking_append(leader.try_get_log_entries(0..).await.unwrap())
+            .await
+            .unwrap();
+        let early = holding.try_get_log_entries(0..4).await.unwrap();
+        holding_sm.apply(early).await.unwrap();
+
+        let (replica, mut follower, mut follower_sm) = storage(&engine, 1).await;
+        let shipped = leader.try_get_log_entries(0..6).await.unwrap();
+        follower.blocking_append(shipped.clone()).await.unwrap();
+        follower_sm.apply(shipped).await.unwrap();
+        assert_eq!(visible(&replica).len(), 5);
+        let snapshot_again = leader_sm.get_current_snapshot().await.unwrap().unwrap();
+        install(&mut holding_sm, snapshot_again).await.unwrap();
+        install(&mut follower_sm, snapshot).await.unwrap();
+
+        assert_eq!(
+            marks(&holding_replica),
+            sixty_marks(0..last.index),
+            "kept, shown up to the snapshot"
+        );
+        assert_eq!(first_held(&holding_replica).await, Some(0));
+
+        assert_eq!(first_held(&replica).await, None, "the log restarted");
+        let reader = replica.reader();
+        assert_eq!(
+            (reader.trim_horizon(), reader.next_seq()),
+            (last.index, last.index)
+        );
+        let state = follower.get_log_state().await.unwrap();
+        assert_eq!(
+            (state.last_purged_log_id, state.last_log_id),
+            (Some(last), Some(last))
+        );
+        assert_eq!(follower_sm.applied_state().await.unwrap().0, Some(last));
+        let rest = leader.try_get_log_entries(last.index + 1..).await.unwrap();
+        follower.blocking_append(rest.clone()).await.unwrap();
+        follower_sm.apply(rest).await.unwrap();
+        let expected = sixty_marks(last.index..60);
+        assert_eq!(marks(&replica), expected);
+        (expected, last)
+    });
+    runtime.block_on(async {
+        let engine = engine(dir.path());
+        let (replica, mut follower, mut follower_sm) = storage(&engine, 1).await;
+        StorageHelper::new(&mut follower, &mut follower_sm)
+            .get_initial_state()
+            .await
+            .expect("a restart after a restarted log");
+        let state = follower.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(last));
+        assert_eq!(state.last_log_id, Some(log_id(1, 1, 60)));
+        let applied = follower_sm.applied_state().await.unwrap().0.unwrap();
+        assert!(applied.index >= last.index);
+        let readable = marks(&replica);
+        assert_eq!(
+            readable[..],
+            expected[..(applied.index - last.index) as usize]
+        );
+    });
+}
+
+/// A crash after the snapshot was recorded and before the log restarted: the next open
+/// restarts it, so the log takes the leader's entries after the snapshot.
+#[test]
+fn a_log_short_of_its_recorded_snapshot_restarts_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (last, rest) = runtime.block_on(async {
+        let engine = engine(dir.path());
+        let (_, mut leader, mut leader_sm) = expiring(&engine, 0).await;
+        let snapshot = snapshot_of_sixty(&mut leader, &mut leader_sm).await;
+        let last = snapshot.meta.last_log_id.unwrap();
+        let (installed, _, mut installed_sm) = storage(&engine, 1).await;
+        install(&mut installed_sm, snapshot).await.unwrap();
+        let recorded = installed.state().await.unwrap().unwrap();
+        // A log that was never restarted, under the state the install recorded.
+        let (crashed, mut log, _) = storage(&engine, 2).await;
+        log.blocking_append(leader.try_get_log_entries(0..6).await.unwrap())
+            .await
+            .unwrap();
+        crashed.save_state(recorded).await.unwrap();
+        let rest = leader.try_get_log_entries(last.index + 1..).await.unwrap();
+        (last, rest)
+    });
+    runtime.block_on(async {
+        let engine = engine(dir.path());
+        let (replica, mut log, mut state_machine) = storage(&engine, 2).await;
+        assert_eq!(first_held(&replica).await, None, "restarted on open");
+        StorageHelper::new(&mut log, &mut state_machine)
+            .get_initial_state()
+            .await
+            .unwrap();
+        assert_eq!(log.get_log_state().await.unwrap().last_log_id, Some(last));
+        log.blocking_append(rest.clone()).await.unwrap();
+        state_machine.apply(rest).await.unwrap();
+        assert_eq!(replica.reader().trim_horizon(), last.index);
+        assert_eq!(marks(&replica), sixty_marks(last.index..60));
+    });
 }

@@ -10,6 +10,7 @@ use crate::transport::{GroupId, Peers};
 use openraft::{Config, Raft, SnapshotPolicy};
 use sluice_core::{Engine, Replica, ReplicaError, ReplicaId};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Heartbeats to followers this often (ms).
 pub const HEARTBEAT_MS: u64 = 100;
@@ -17,6 +18,9 @@ pub const HEARTBEAT_MS: u64 = 100;
 /// openraft first lets the last leader's lease run out (the range's top), so a dead leader is
 /// replaced after 1.2 to 1.6 s.
 pub const ELECTION_TIMEOUT_MS: (u64, u64) = (400, 800);
+/// How often a group asks for a snapshot at its replica's retention point (a cheap no-op
+/// while that point has not moved): what lets openraft purge and retention free segments.
+pub const SNAPSHOT_CHECK: Duration = Duration::from_secs(10);
 
 /// Why a group did not start or stop.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +37,9 @@ pub enum GroupError {
     Raft(String),
 }
 
-/// The Raft settings of a shard's group: the timeouts above, and no snapshot on a schedule
-/// (the log is the state: a snapshot is built only for a replica the log cannot catch up).
+/// The Raft settings of a shard's group: the timeouts above, snapshots only when asked (a
+/// snapshot is the replica's retention point, not a count of entries: `SNAPSHOT_CHECK`),
+/// and a purge up to the snapshot itself (what it covers has expired).
 pub fn group_config() -> Arc<Config> {
     let config = Config {
         cluster_name: "sluice-shard".into(),
@@ -42,6 +47,7 @@ pub fn group_config() -> Arc<Config> {
         election_timeout_min: ELECTION_TIMEOUT_MS.0,
         election_timeout_max: ELECTION_TIMEOUT_MS.1,
         snapshot_policy: SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: 0,
         ..Config::default()
     };
     Arc::new(config.validate().expect("the group settings are valid"))
@@ -96,6 +102,7 @@ pub async fn start_group(
     match started.await {
         Ok(raft) => {
             let writes = WriteQueue::start(raft.clone());
+            snapshot_on_retention(raft.clone());
             let running = ShardGroup {
                 raft,
                 replica,
@@ -110,6 +117,20 @@ pub async fn start_group(
             Err(e)
         }
     }
+}
+
+/// Asks `raft` for a snapshot every `SNAPSHOT_CHECK` until it stops.
+fn snapshot_on_retention(raft: Raft<ShardRaft>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(SNAPSHOT_CHECK);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            if raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 /// Stops `group` on the node `host` serves and closes its replica, keeping its files unless

@@ -28,6 +28,58 @@ pub(super) struct Saved {
     /// Where a reshard closed the shard (applied here, so committed on a majority).
     #[serde(default)]
     pub closed: Option<Closed>,
+    /// The last snapshot built or installed here: what openraft may purge up to.
+    #[serde(default)]
+    pub snapshot: Option<SnapshotPoint>,
+    /// The memberships applied before the last one, back to the one in force at the
+    /// snapshot, oldest first: a snapshot names the membership of its own entry.
+    #[serde(default)]
+    pub earlier_memberships: Vec<StoredMembership<u64, BasicNode>>,
+}
+
+impl Saved {
+    /// The membership in force at entry `index`: the last applied at or before it.
+    pub fn membership_at(&self, index: u64) -> StoredMembership<u64, BasicNode> {
+        let mut applied = self.earlier_memberships.iter().chain([&self.membership]);
+        applied
+            .rfind(|m| m.log_id().is_some_and(|id| id.index <= index))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Applies membership `applied`: the one it replaces is kept for the snapshots to come
+    /// (a membership entry applied again after a restart changes nothing).
+    pub fn apply_membership(&mut self, applied: StoredMembership<u64, BasicNode>) {
+        if applied.log_id() <= self.membership.log_id() {
+            return;
+        }
+        let previous = std::mem::replace(&mut self.membership, applied);
+        if previous.log_id().is_some() {
+            self.earlier_memberships.push(previous);
+        }
+    }
+
+    /// Records a snapshot at `point`, forgetting the memberships no later snapshot names.
+    pub fn snapshot_at(&mut self, point: SnapshotPoint) {
+        let index = point.last.index;
+        let in_force = self.membership_at(index);
+        self.earlier_memberships
+            .retain(|m| *m == in_force || m.log_id().is_some_and(|id| id.index > index));
+        self.snapshot = Some(point);
+    }
+}
+
+/// A snapshot: the state as of entry `last`, which is the log itself up to there. Nothing is
+/// copied: the log continues at `next_seq` after it, so a replica that lacks `last` restarts
+/// its log there, and the entries after it come as appends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct SnapshotPoint {
+    pub last: LogId<u64>,
+    pub membership: StoredMembership<u64, BasicNode>,
+    /// The sequence number of the first record after `last`.
+    pub next_seq: u64,
+    /// The shard's close, if `last` is at or past it.
+    pub closed: Option<Closed>,
 }
 
 /// A shard's close entry: its records are the log's before it.
@@ -168,8 +220,42 @@ fn lowest(a: Option<LogId<u64>>, b: Option<LogId<u64>>) -> Option<LogId<u64>> {
 
 #[cfg(test)]
 mod tests {
-    use super::no_further_than;
-    use openraft::{CommittedLeaderId, LogId};
+    use super::{Saved, SnapshotPoint, no_further_than};
+    use openraft::{CommittedLeaderId, LogId, Membership, StoredMembership};
+    use std::collections::BTreeSet;
+
+    fn membership(index: u64) -> StoredMembership<u64, openraft::BasicNode> {
+        StoredMembership::new(
+            at(index),
+            Membership::new(vec![BTreeSet::from([index])], ()),
+        )
+    }
+
+    /// A snapshot names the membership in force at its own entry, also after later ones were
+    /// applied; one applied again (after a restart) changes nothing; a snapshot forgets only
+    /// the memberships no later snapshot can name.
+    #[test]
+    fn a_snapshot_names_the_membership_of_its_entry() {
+        let mut saved = Saved::default();
+        for index in [2, 5, 9] {
+            saved.apply_membership(membership(index));
+        }
+        saved.apply_membership(membership(5));
+        assert_eq!(saved.membership, membership(9));
+        assert_eq!(saved.membership_at(1), StoredMembership::default());
+        assert_eq!(saved.membership_at(4), membership(2));
+        assert_eq!(saved.membership_at(5), membership(5));
+        assert_eq!(saved.membership_at(20), membership(9));
+        saved.snapshot_at(SnapshotPoint {
+            last: at(6).unwrap(),
+            membership: saved.membership_at(6),
+            next_seq: 0,
+            closed: None,
+        });
+        assert_eq!(saved.earlier_memberships, vec![membership(5)]);
+        assert_eq!(saved.membership_at(7), membership(5));
+        assert_eq!(saved.membership_at(9), membership(9));
+    }
 
     fn at(index: u64) -> Option<LogId<u64>> {
         Some(LogId::new(CommittedLeaderId::new(1, 1), index))

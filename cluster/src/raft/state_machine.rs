@@ -1,14 +1,15 @@
 //! openraft's state machine over a replica's log. The log is the state: applying entries moves
-//! its commit (readers see them) and answers where their records landed. A snapshot is the
-//! entries the log still holds up to the applied one; installing it appends the ones the
-//! replica lacks, after cutting an uncommitted suffix that disagrees with it.
+//! its commit (readers see them) and answers where their records landed. A snapshot copies
+//! nothing: it names the log's retention point (the last entry retention would retire), so
+//! openraft purges up to it and retention frees what expired; a replica that lacks that entry
+//! restarts its log after it (docs/design/cluster.md, "Snapshots at the retention point").
 //!
 //! A close entry (a reshard's) ends the shard: the commit readers see stops at it, and every
 //! write applied after it is refused, on every replica alike (docs/design/cluster.md).
 
 use super::entry::{CLOSED, ShardWritten, entry_id_of, log_id_of, written};
 use super::recent::RecentEntries;
-use super::saved::{Closed, SavedCell, Write};
+use super::saved::{Closed, SavedCell, SnapshotPoint, Write};
 use super::{RaftStorageError, ShardRaft, ShardWrite};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
@@ -20,147 +21,56 @@ use sluice_storage::format::BatchHeader;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
-/// The last snapshot built or installed here (kept in memory: a restart builds a new one).
-type Current = Arc<Mutex<Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>>>;
-
 /// A shard replica's state machine (and, cloned, its snapshot builder).
 #[derive(Clone)]
 pub struct ShardStateMachine {
     replica: Replica,
     saved: Arc<SavedCell>,
-    current: Current,
     /// The log store's entries appended as leader: forgotten once applied.
     recent: Arc<Mutex<RecentEntries>>,
 }
 
 impl ShardStateMachine {
-    /// Readers see again what was applied before (a log opens with nothing visible).
+    /// Readers see again what was applied before (a log opens with nothing visible). A log
+    /// that ends before the snapshot installed here (a crash between recording the snapshot
+    /// and restarting the log) restarts now.
     pub(super) async fn open(
         replica: Replica,
         saved: Arc<SavedCell>,
         recent: &Arc<Mutex<RecentEntries>>,
     ) -> Result<ShardStateMachine, RaftStorageError> {
         let state = saved.get().await;
+        let failed = |e: ReplicaError| StorageIOError::write_state_machine(&e);
+        if let Some(snapshot) = &state.snapshot {
+            let last = replica.last_entry().await.map_err(failed)?;
+            if last.is_none_or(|last| last.index < snapshot.last.index) {
+                replica
+                    .restart_at(snapshot.next_seq)
+                    .await
+                    .map_err(failed)?;
+            }
+        }
         if let Some(applied) = state.applied {
             replica
                 .commit_to(visible_end(applied.index, state.closed))
                 .await
-                .map_err(|e| StorageIOError::write_state_machine(&e))?;
+                .map_err(failed)?;
         }
         Ok(ShardStateMachine {
             replica,
             saved,
-            current: Arc::default(),
             recent: recent.clone(),
         })
     }
 
-    /// The entries the log holds from its oldest to `last`, each as `u32` length then bytes.
-    async fn entries_up_to(&self, last: Option<LogId<u64>>) -> Result<Vec<u8>, RaftStorageError> {
-        let mut data = Vec::new();
-        let Some(last) = last else {
-            return Ok(data);
-        };
-        let read = |e: &dyn std::error::Error| StorageIOError::read_logs(AnyError::error(e));
-        let purged = self.saved.get().await.purged.map_or(0, |p| p.index + 1);
-        let first = self
-            .replica
-            .first_entry_index()
-            .await
-            .map_err(|e| read(&e))?;
-        let Some(mut next) = first.map(|first| first.max(purged)) else {
-            return Ok(data);
-        };
-        while next <= last.index {
-            let entries = self
-                .replica
-                .entries(next..last.index + 1, 4 << 20)
-                .await
-                .map_err(|e| read(&e))?;
-            if entries.is_empty() {
-                break;
-            }
-            next += entries.len() as u64;
-            for entry in entries {
-                data.extend_from_slice(&(entry.len() as u32).to_le_bytes());
-                data.extend_from_slice(&entry);
-            }
-        }
-        Ok(data)
-    }
-
-    /// Makes the log hold the snapshot's entries: cuts the first of its own that disagrees
-    /// (never a committed one: the log refuses), then appends those it lacks.
-    async fn take_entries(&self, entries: Vec<Vec<u8>>) -> Result<(), AnyError> {
-        let failed = |e: ReplicaError| AnyError::new(&e);
-        let Some(first) = entries.first() else {
-            return Ok(());
-        };
-        let first = entry_of(first)?.index;
-        let mut last = self.replica.last_entry().await.map_err(failed)?;
-        let own_first = self.replica.first_entry_index().await.map_err(failed)?;
-        if let (Some(own_last), Some(own_first)) = (last, own_first) {
-            // Where both hold entries, the first of ours that differs goes, with what follows.
-            let from = first.max(own_first);
-            let ours = if own_last.index >= from {
-                let range = from..own_last.index + 1;
-                self.replica
-                    .entries(range, u64::MAX)
-                    .await
-                    .map_err(failed)?
-            } else {
-                Vec::new()
-            };
-            let theirs = entries
-                .iter()
-                .skip(usize::try_from(from - first).unwrap_or(usize::MAX));
-            let mut disagree = None;
-            for (ours, theirs) in ours.iter().zip(theirs) {
-                let ours = entry_of(ours)?;
-                if ours != entry_of(theirs)? {
-                    disagree = Some(ours.index);
-                    break;
-                }
-            }
-            if let Some(index) = disagree {
-                self.replica.truncate_from(index).await.map_err(failed)?;
-                last = self.replica.last_entry().await.map_err(failed)?;
-            }
-        }
-        let next = last.map_or(first, |l| l.index + 1);
-        if next < first {
-            return Err(AnyError::error(format!(
-                "the snapshot starts at entry {first}, this replica's log ends at {}: a replica \
-                 this far behind needs a copy of the leader's segments",
-                next - 1
-            )));
-        }
-        let missing: Vec<Vec<u8>> = entries
-            .into_iter()
-            .skip(usize::try_from(next - first).unwrap_or(usize::MAX))
-            .collect();
-        if !missing.is_empty() {
-            self.replica
-                .append_received(missing, sluice_core::Durability::Durable)
-                .await
-                .map_err(failed)?;
-        }
-        Ok(())
-    }
-
-    /// Whether the log holds entry `want` (a log that holds no entry at all takes a snapshot
-    /// without entries: it has nothing to disagree with, and nothing of it becomes readable).
-    async fn holds(&self, want: LogId<u64>) -> Result<bool, AnyError> {
-        let failed = |e: ReplicaError| AnyError::new(&e);
-        if self.replica.last_entry().await.map_err(failed)?.is_none() {
-            return Ok(true);
-        }
+    /// Whether the log holds entry `want` (the same index and term).
+    async fn holds(&self, want: LogId<u64>) -> Result<bool, ReplicaError> {
         let range = want.index..want.index + 1;
-        let held = self.replica.entries(range, 0).await.map_err(failed)?;
-        match held.first() {
-            Some(bytes) => Ok(entry_of(bytes)? == entry_id_of(&want)),
-            None => Ok(false),
-        }
+        let held = self.replica.entries(range, 0).await?;
+        Ok(held
+            .first()
+            .and_then(|bytes| BatchHeader::parse(bytes).ok()?.entry)
+            .is_some_and(|held| held == entry_id_of(&want)))
     }
 }
 
@@ -202,60 +112,54 @@ fn after_close(
     }
 }
 
-/// The first close entry among a snapshot's entries, as the shard's end. A snapshot is the
-/// entries the leader's log still holds; nothing is purged yet, so a closed shard's close
-/// entry is among them. (Once logs are purged, the snapshot must carry the close itself.)
-fn close_among(entries: &[Vec<u8>]) -> Option<Closed> {
-    entries.iter().find_map(|bytes| {
-        let (written, closes) = written(bytes).ok()?;
-        closes.then_some(())?;
-        Some(Closed {
-            index: entry_of(bytes).ok()?.index,
-            ending_seq: written.base_seq,
-        })
-    })
-}
-
-/// The entry id a stored batch holds.
-fn entry_of(bytes: &[u8]) -> Result<sluice_core::EntryId, AnyError> {
-    BatchHeader::parse(bytes)
-        .ok()
-        .and_then(|h| h.entry)
-        .ok_or_else(|| AnyError::error("a snapshot holds a batch that is no entry"))
-}
-
-/// The batches of a snapshot's data.
-fn split_entries(data: &[u8]) -> Result<Vec<Vec<u8>>, AnyError> {
-    let mut entries = Vec::new();
-    let mut rest = data;
-    while !rest.is_empty() {
-        let cut = || AnyError::error("a snapshot's data is cut short");
-        let len = rest.get(..4).ok_or_else(cut)?;
-        let len = u32::from_le_bytes(len.try_into().map_err(|_| cut())?) as usize;
-        let bytes = rest.get(4..4 + len).ok_or_else(cut)?;
-        entries.push(bytes.to_vec());
-        rest = &rest[4 + len..];
-    }
-    Ok(entries)
-}
-
 impl RaftSnapshotBuilder<ShardRaft> for ShardStateMachine {
+    /// A snapshot at the log's retention point, when it moved past the last snapshot's (else
+    /// the last one again): openraft then purges up to it, and retention frees what expired.
     async fn build_snapshot(&mut self) -> Result<Snapshot<ShardRaft>, RaftStorageError> {
+        let point = self
+            .replica
+            .retention_point()
+            .await
+            .map_err(|e| StorageIOError::read_state_machine(&e))?;
         let saved = self.saved.get().await;
-        let data = self.entries_up_to(saved.applied).await?;
-        let meta = SnapshotMeta {
-            last_log_id: saved.applied,
-            last_membership: saved.membership,
-            snapshot_id: saved.applied.map_or_else(
-                || "empty".to_string(),
-                |id| format!("{}-{}", id.leader_id, id.index),
-            ),
+        let newer = point.filter(|point| {
+            (saved.snapshot.as_ref()).is_none_or(|s| point.entry.index > s.last.index)
+        });
+        let Some(point) = newer else {
+            return Ok(as_snapshot(saved.snapshot.as_ref()));
         };
-        *self.current.lock().expect("snapshot lock") = Some((meta.clone(), data.clone()));
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
+        let last = log_id_of(point.entry);
+        let snapshot = SnapshotPoint {
+            last,
+            membership: saved.membership_at(last.index),
+            next_seq: point.next_seq,
+            closed: saved.closed.filter(|closed| closed.index <= last.index),
+        };
+        let built = as_snapshot(Some(&snapshot));
+        self.saved
+            .change(Write::Now, |saved| saved.snapshot_at(snapshot))
+            .await?;
+        Ok(built)
+    }
+}
+
+/// openraft's form of a snapshot (one without an entry where none was built yet).
+fn as_snapshot(point: Option<&SnapshotPoint>) -> Snapshot<ShardRaft> {
+    let data = serde_json::to_vec(&point).expect("a snapshot point encodes");
+    let meta = match point {
+        Some(point) => SnapshotMeta {
+            last_log_id: Some(point.last),
+            last_membership: point.membership.clone(),
+            snapshot_id: format!("{}-{}", point.last.leader_id, point.last.index),
+        },
+        None => SnapshotMeta {
+            snapshot_id: "none".to_string(),
+            ..SnapshotMeta::default()
+        },
+    };
+    Snapshot {
+        meta,
+        snapshot: Box::new(Cursor::new(data)),
     }
 }
 
@@ -275,7 +179,7 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut replies = Vec::new();
-        let (mut last, mut membership) = (None, None);
+        let (mut last, mut memberships) = (None, Vec::new());
         let was_closed = self.saved.get().await.closed;
         let mut closed = was_closed;
         for entry in entries {
@@ -291,7 +195,7 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
                     return Err(StorageIOError::apply(entry.log_id, e).into());
                 }
                 EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    memberships.push(StoredMembership::new(Some(entry.log_id), m));
                     ShardWritten::default()
                 }
             };
@@ -306,7 +210,7 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
             .commit_to(visible_end(last.index, closed))
             .await
             .map_err(|e| StorageIOError::apply(last, &e))?;
-        let write = if membership.is_some() || closed != was_closed {
+        let write = if !memberships.is_empty() || closed != was_closed {
             Write::Now
         } else {
             Write::Lazily
@@ -315,8 +219,8 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
             .change(write, |saved| {
                 saved.applied = Some(last);
                 saved.closed = closed;
-                if let Some(membership) = membership {
-                    saved.membership = membership;
+                for membership in memberships {
+                    saved.apply_membership(membership);
                 }
             })
             .await?;
@@ -331,73 +235,68 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
+    /// Installs a snapshot at entry P. A log that holds P keeps its entries and shows them
+    /// up to P; one that lacks P (it ends before: openraft cut a disagreeing suffix first)
+    /// restarts at the number after P, and the leader's entries after P come as appends.
+    /// The snapshot is recorded before the log restarts: a crash between, and `open`
+    /// restarts it.
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), RaftStorageError> {
-        // Installing may cut the log: no entry kept from before may be served.
-        self.recent.lock().expect("recent entries lock").clear();
-        let data = snapshot.into_inner();
-        let failed = |e| StorageIOError::write_snapshot(Some(meta.signature()), e);
-        let entries = split_entries(&data).map_err(failed)?;
-        // Every entry of a snapshot was applied where it was built: committed.
-        let close_installed = close_among(&entries);
-        if let (Some(last), Some(want)) = (entries.last(), meta.last_log_id) {
-            let held = entry_of(last).map_err(failed)?;
-            if held != entry_id_of(&want) {
-                let e = AnyError::error(format!("a snapshot to {want} ends at {held:?}"));
-                return Err(failed(e).into());
-            }
-        }
-        self.take_entries(entries).await.map_err(failed)?;
-        // Synced first: an append of the log's may still be on its way to the device.
-        let durable = async {
-            self.replica.sync().await?;
-            self.replica.last_entry().await
-        };
-        let durable = durable.await.map_err(|e| failed(AnyError::new(&e)))?;
-        self.saved.set_durable(durable.map(log_id_of)).await;
-        if let Some(want) = meta.last_log_id
-            && !self.holds(want).await.map_err(failed)?
-        {
-            // Committing to it would show this replica's own entries, not the snapshot's.
-            let e = AnyError::error(format!(
-                "after the snapshot to {want}, this replica's log does not hold that entry: a \
-                 replica this far behind needs a copy of the leader's segments"
-            ));
+        let failed = |e: AnyError| StorageIOError::write_snapshot(Some(meta.signature()), e);
+        let point: Option<SnapshotPoint> =
+            serde_json::from_slice(snapshot.get_ref()).map_err(|e| failed(AnyError::new(&e)))?;
+        let Some(point) = point.filter(|point| Some(point.last) == meta.last_log_id) else {
+            let e = AnyError::error("the snapshot's data does not name its last entry");
             return Err(failed(e).into());
-        }
-        let closed = match self.saved.get().await.closed {
-            Some(closed) => Some(closed),
-            None => close_installed,
         };
-        if let Some(last) = meta.last_log_id {
-            self.replica
-                .commit_to(visible_end(last.index, closed))
-                .await
-                .map_err(|e| failed(AnyError::new(&e)))?;
-        }
-        let (applied, membership) = (meta.last_log_id, meta.last_membership.clone());
+        // Installing may cut or restart the log: no entry kept from before may be served.
+        self.recent.lock().expect("recent entries lock").clear();
+        let replica_failed = |e: ReplicaError| failed(AnyError::new(&e));
+        let held = self.holds(point.last).await.map_err(replica_failed)?;
+        let closed = self.saved.get().await.closed.or(point.closed);
+        let last = point.last;
+        let next_seq = point.next_seq;
         self.saved
             .change(Write::Now, |saved| {
-                saved.applied = applied;
-                saved.membership = membership;
+                saved.applied = Some(last);
+                saved.membership = point.membership.clone();
+                saved.earlier_memberships.clear();
                 saved.closed = closed;
+                if saved.purged.is_none_or(|p| p.index < last.index) {
+                    saved.purged = Some(last);
+                }
+                saved.snapshot_at(point);
             })
             .await?;
-        *self.current.lock().expect("snapshot lock") = Some((meta.clone(), data));
+        if !held {
+            self.replica
+                .restart_at(next_seq)
+                .await
+                .map_err(replica_failed)?;
+            self.saved.set_durable(None).await;
+        }
+        self.replica
+            .set_retain_from(last.index + 1)
+            .await
+            .map_err(replica_failed)?;
+        self.replica
+            .commit_to(visible_end(last.index, closed))
+            .await
+            .map_err(replica_failed)?;
         Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<ShardRaft>>, RaftStorageError> {
-        let current = self.current.lock().expect("snapshot lock").clone();
-        Ok(current.map(|(meta, data)| Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
+        let saved = self.saved.get().await;
+        Ok(saved
+            .snapshot
+            .as_ref()
+            .map(|point| as_snapshot(Some(point))))
     }
 }
 
