@@ -399,6 +399,14 @@ fn retention_waits_for_raft_to_purge() {
             .get_initial_state()
             .await
             .expect("a restart finds the log openraft knows");
+        // Without a recorded snapshot a purge stays in memory: nothing retires.
+        log.purge(log_id(1, 1, 10)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(first_held(&replica).await, Some(0));
+        let mut builder = state_machine.get_snapshot_builder().await;
+        let snapshot = builder.build_snapshot().await.unwrap().meta.last_log_id;
+        assert!(snapshot.is_some_and(|s| s.index >= 30), "{snapshot:?}");
+        // openraft purges up to its snapshot at most: here, less.
         log.purge(log_id(1, 1, 30)).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         while first_held(&replica).await == Some(0) {
@@ -668,4 +676,73 @@ fn a_log_short_of_its_recorded_snapshot_restarts_when_opened() {
         assert_eq!(replica.reader().trim_horizon(), last.index);
         assert_eq!(marks(&replica), sixty_marks(last.index..60));
     });
+}
+
+/// openraft purges up to a snapshot it is about to install before the state machine has
+/// installed it. That purge is not recorded (a crash then leaves a log and a state that
+/// agree: the leader sends the snapshot again), and an append of the next entry waits for
+/// the install (the log cannot take it before it restarts).
+#[test]
+fn a_purge_ahead_of_its_install_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (snapshot, rest) = runtime.block_on(async {
+        let engine = engine(dir.path());
+        let (_, mut leader, mut leader_sm) = expiring(&engine, 0).await;
+        let snapshot = snapshot_of_sixty(&mut leader, &mut leader_sm).await;
+        let last = snapshot.meta.last_log_id.unwrap();
+        let (_, mut follower, mut follower_sm) = storage(&engine, 1).await;
+        let shipped = leader.try_get_log_entries(0..6).await.unwrap();
+        follower.blocking_append(shipped.clone()).await.unwrap();
+        follower_sm.apply(shipped).await.unwrap();
+        follower.purge(last).await.unwrap();
+        let rest = leader.try_get_log_entries(last.index + 1..).await.unwrap();
+        (snapshot, rest)
+    });
+    // A crash here: the purge was not recorded, the log still ends at entry 5.
+    runtime.block_on(async {
+        let engine = engine(dir.path());
+        let (replica, mut follower, mut follower_sm) = storage(&engine, 1).await;
+        StorageHelper::new(&mut follower, &mut follower_sm)
+            .get_initial_state()
+            .await
+            .expect("a restart after an unrecorded purge");
+        let state = follower.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, None);
+        assert_eq!(state.last_log_id, Some(log_id(1, 1, 5)));
+        assert_eq!(marks(&replica), sixty_marks(0..5));
+
+        // Again, this time with the install: the append sent meanwhile waits for it.
+        let last = snapshot.meta.last_log_id.unwrap();
+        follower.purge(last).await.unwrap();
+        let mut appending = follower.clone();
+        let append = tokio::spawn(async move { appending.blocking_append(rest).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!append.is_finished(), "the append waits for the install");
+        install(&mut follower_sm, snapshot).await.unwrap();
+        append.await.unwrap().expect("the append after the install");
+        let state = follower.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(last));
+        assert_eq!(state.last_log_id, Some(log_id(1, 1, 60)));
+    });
+}
+
+/// Readers may see an entry before its apply is recorded: a snapshot never names an entry
+/// past the applied one (its membership and the close would not be known yet).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_never_passes_the_applied_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let (replica, mut log, mut state_machine) = expiring(&engine, 0).await;
+    log.blocking_append(sixty_entries()).await.unwrap();
+    let early = log.try_get_log_entries(0..11).await.unwrap();
+    state_machine.apply(early).await.unwrap();
+    replica.commit_to(60).await.unwrap();
+    let mut builder = state_machine.get_snapshot_builder().await;
+    let snapshot = builder.build_snapshot().await.unwrap();
+    assert_eq!(snapshot.meta.last_log_id, None, "applied only to 10");
+    let rest = log.try_get_log_entries(11..).await.unwrap();
+    state_machine.apply(rest).await.unwrap();
+    let snapshot = builder.build_snapshot().await.unwrap();
+    assert!(snapshot.meta.last_log_id.is_some());
 }

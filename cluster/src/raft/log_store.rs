@@ -3,8 +3,9 @@
 //! retention (which only retires committed ones).
 
 use super::entry::{ToAppend, from_stored, log_id_of, refused_entry, to_append};
+use super::gate::InstallGate;
 use super::recent::RecentEntries;
-use super::saved::{SavedCell, Write};
+use super::saved::{SavedCell, Write, recorded_purge};
 use super::{RaftStorageError, ShardRaft};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, StorageIOError, Vote};
@@ -25,6 +26,8 @@ pub struct ShardLogStore {
     /// The entries this replica appended as leader and has not applied yet (shared with the
     /// readers and the state machine, which forgets them as it applies them).
     recent: Arc<Mutex<RecentEntries>>,
+    /// Shut while a snapshot openraft took is installed on a log that lacks its entry.
+    gate: Arc<InstallGate>,
 }
 
 impl ShardLogStore {
@@ -32,11 +35,13 @@ impl ShardLogStore {
         replica: Replica,
         saved: Arc<SavedCell>,
         recent: Arc<Mutex<RecentEntries>>,
+        gate: Arc<InstallGate>,
     ) -> ShardLogStore {
         ShardLogStore {
             replica,
             saved,
             recent,
+            gate,
         }
     }
 
@@ -287,6 +292,7 @@ impl RaftLogStorage<ShardRaft> for ShardLogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<_> = entries.into_iter().collect();
+        self.gate.wait().await;
         let Some(last) = entries.last().map(|e| e.log_id) else {
             callback.log_io_completed(Ok(()));
             return Ok(());
@@ -315,6 +321,10 @@ impl RaftLogStorage<ShardRaft> for ShardLogStore {
         Ok(())
     }
 
+    /// Records the purge (written only as far as the recorded snapshot: `recorded_purge`),
+    /// then lets retention retire what was written. A purge past the recorded snapshot on a
+    /// log that lacks the entry is openraft's, ahead of installing that snapshot: appends wait
+    /// for the install (gate.rs).
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), RaftStorageError> {
         self.recent().forget_through(log_id.index);
         self.saved
@@ -324,10 +334,21 @@ impl RaftLogStorage<ShardRaft> for ShardLogStore {
                 }
             })
             .await?;
+        let saved = self.saved.get().await;
+        let recorded = recorded_purge(saved.purged, saved.snapshot.as_ref());
+        if recorded.is_none_or(|r| r.index < log_id.index) {
+            let last = self.last_log_id().await?;
+            if last.is_none_or(|last| last.index < log_id.index) {
+                self.gate.expect(log_id.index);
+            }
+        }
         // Recorded first: retention may now retire them, and a restart never finds an entry
         // gone that openraft does not know purged.
+        let Some(recorded) = recorded else {
+            return Ok(());
+        };
         self.replica
-            .set_retain_from(log_id.index + 1)
+            .set_retain_from(recorded.index + 1)
             .await
             .map_err(|e| StorageIOError::write_logs(&e).into())
     }

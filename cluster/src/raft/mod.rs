@@ -16,6 +16,7 @@
 mod batcher;
 mod client;
 mod entry;
+mod gate;
 mod group;
 mod host;
 mod log_store;
@@ -69,6 +70,11 @@ pub async fn open_storage(
             .map_err(|e| openraft::StorageIOError::read_logs(&e))?;
     }
     let recent = Arc::default();
-    let state_machine = ShardStateMachine::open(replica.clone(), saved.clone(), &recent).await?;
-    Ok((ShardLogStore::new(replica, saved, recent), state_machine))
+    let gate = Arc::new(gate::InstallGate::default());
+    let state_machine =
+        ShardStateMachine::open(replica.clone(), saved.clone(), &recent, gate.clone()).await?;
+    Ok((
+        ShardLogStore::new(replica, saved, recent, gate),
+        state_machine,
+    ))
 }

@@ -59,9 +59,13 @@ impl Saved {
         }
     }
 
-    /// Records a snapshot at `point`, forgetting the memberships no later snapshot names.
+    /// Records a snapshot at `point` (not one older than the recorded one), forgetting the
+    /// memberships no later snapshot names.
     pub fn snapshot_at(&mut self, point: SnapshotPoint) {
         let index = point.last.index;
+        if (self.snapshot.as_ref()).is_some_and(|recorded| recorded.last.index >= index) {
+            return;
+        }
         let in_force = self.membership_at(index);
         self.earlier_memberships
             .retain(|m| *m == in_force || m.log_id().is_some_and(|id| id.index > index));
@@ -180,6 +184,7 @@ impl SavedCell {
             return Ok(());
         }
         let mut on_disk = inner.saved.clone();
+        on_disk.purged = recorded_purge(on_disk.purged, on_disk.snapshot.as_ref());
         on_disk.committed = no_further_than(on_disk.committed, inner.durable, on_disk.purged);
         on_disk.applied = no_further_than(on_disk.applied, inner.durable, on_disk.purged);
         let bytes = serde_json::to_vec(&on_disk).map_err(|e| StorageIOError::write(&e))?;
@@ -190,6 +195,23 @@ impl SavedCell {
         inner.last_write = Some(Instant::now());
         Ok(())
     }
+}
+
+/// The purge point written and acted on (retention): `purged`, but never past the recorded
+/// snapshot, and none without one. openraft purges up to a snapshot it is about to install
+/// before the state machine has installed it; until the install records the snapshot (and
+/// its own purge), that purge stays in memory: a crash between leaves a state the log agrees
+/// with, and the leader sends the snapshot again.
+pub(super) fn recorded_purge(
+    purged: Option<LogId<u64>>,
+    snapshot: Option<&SnapshotPoint>,
+) -> Option<LogId<u64>> {
+    let (purged, snapshot) = (purged?, snapshot?);
+    Some(if purged.index > snapshot.last.index {
+        snapshot.last
+    } else {
+        purged
+    })
 }
 
 /// `id`, or the highest position a power loss cannot take back where `id` is above it: the
@@ -253,6 +275,18 @@ mod tests {
             closed: None,
         });
         assert_eq!(saved.earlier_memberships, vec![membership(5)]);
+        let older = SnapshotPoint {
+            last: at(4).unwrap(),
+            membership: membership(2),
+            next_seq: 0,
+            closed: None,
+        };
+        saved.snapshot_at(older);
+        assert_eq!(
+            saved.snapshot.as_ref().map(|s| s.last),
+            at(6),
+            "never an older one"
+        );
         assert_eq!(saved.membership_at(7), membership(5));
         assert_eq!(saved.membership_at(9), membership(9));
     }

@@ -8,6 +8,7 @@
 //! write applied after it is refused, on every replica alike (docs/design/cluster.md).
 
 use super::entry::{CLOSED, ShardWritten, entry_id_of, log_id_of, written};
+use super::gate::InstallGate;
 use super::recent::RecentEntries;
 use super::saved::{Closed, SavedCell, SnapshotPoint, Write};
 use super::{RaftStorageError, ShardRaft, ShardWrite};
@@ -28,6 +29,8 @@ pub struct ShardStateMachine {
     saved: Arc<SavedCell>,
     /// The log store's entries appended as leader: forgotten once applied.
     recent: Arc<Mutex<RecentEntries>>,
+    /// Opened again once an install ends (gate.rs).
+    gate: Arc<InstallGate>,
 }
 
 impl ShardStateMachine {
@@ -38,6 +41,7 @@ impl ShardStateMachine {
         replica: Replica,
         saved: Arc<SavedCell>,
         recent: &Arc<Mutex<RecentEntries>>,
+        gate: Arc<InstallGate>,
     ) -> Result<ShardStateMachine, RaftStorageError> {
         let state = saved.get().await;
         let failed = |e: ReplicaError| StorageIOError::write_state_machine(&e);
@@ -60,6 +64,7 @@ impl ShardStateMachine {
             replica,
             saved,
             recent: recent.clone(),
+            gate,
         })
     }
 
@@ -115,6 +120,8 @@ fn after_close(
 impl RaftSnapshotBuilder<ShardRaft> for ShardStateMachine {
     /// A snapshot at the log's retention point, when it moved past the last snapshot's (else
     /// the last one again): openraft then purges up to it, and retention frees what expired.
+    /// A point is taken only once applying has recorded what it covers (the membership in
+    /// force there, the close): readers may see an entry before its apply is recorded.
     async fn build_snapshot(&mut self) -> Result<Snapshot<ShardRaft>, RaftStorageError> {
         let point = self
             .replica
@@ -125,21 +132,25 @@ impl RaftSnapshotBuilder<ShardRaft> for ShardStateMachine {
         let newer = point.filter(|point| {
             (saved.snapshot.as_ref()).is_none_or(|s| point.entry.index > s.last.index)
         });
-        let Some(point) = newer else {
-            return Ok(as_snapshot(saved.snapshot.as_ref()));
-        };
-        let last = log_id_of(point.entry);
-        let snapshot = SnapshotPoint {
-            last,
-            membership: saved.membership_at(last.index),
-            next_seq: point.next_seq,
-            closed: saved.closed.filter(|closed| closed.index <= last.index),
-        };
-        let built = as_snapshot(Some(&snapshot));
-        self.saved
-            .change(Write::Now, |saved| saved.snapshot_at(snapshot))
-            .await?;
-        Ok(built)
+        if let Some(point) = newer {
+            let last = log_id_of(point.entry);
+            self.saved
+                .change(Write::Now, |saved| {
+                    if saved
+                        .applied
+                        .is_some_and(|applied| applied.index >= last.index)
+                    {
+                        saved.snapshot_at(SnapshotPoint {
+                            last,
+                            membership: saved.membership_at(last.index),
+                            next_seq: point.next_seq,
+                            closed: saved.closed.filter(|closed| closed.index <= last.index),
+                        });
+                    }
+                })
+                .await?;
+        }
+        Ok(as_snapshot(self.saved.get().await.snapshot.as_ref()))
     }
 }
 
@@ -160,6 +171,58 @@ fn as_snapshot(point: Option<&SnapshotPoint>) -> Snapshot<ShardRaft> {
     Snapshot {
         meta,
         snapshot: Box::new(Cursor::new(data)),
+    }
+}
+
+impl ShardStateMachine {
+    /// `install_snapshot`'s work (the gate opens again however it ends).
+    async fn install(
+        &self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        data: Vec<u8>,
+    ) -> Result<(), RaftStorageError> {
+        let failed = |e: AnyError| StorageIOError::write_snapshot(Some(meta.signature()), e);
+        let point: Option<SnapshotPoint> =
+            serde_json::from_slice(&data).map_err(|e| failed(AnyError::new(&e)))?;
+        let Some(point) = point.filter(|point| Some(point.last) == meta.last_log_id) else {
+            let e = AnyError::error("the snapshot's data does not name its last entry");
+            return Err(failed(e).into());
+        };
+        // Installing may cut or restart the log: no entry kept from before may be served.
+        self.recent.lock().expect("recent entries lock").clear();
+        let replica_failed = |e: ReplicaError| failed(AnyError::new(&e));
+        let held = self.holds(point.last).await.map_err(replica_failed)?;
+        let closed = self.saved.get().await.closed.or(point.closed);
+        let last = point.last;
+        let next_seq = point.next_seq;
+        self.saved
+            .change(Write::Now, |saved| {
+                saved.applied = Some(last);
+                saved.membership = point.membership.clone();
+                saved.earlier_memberships.clear();
+                saved.closed = closed;
+                if saved.purged.is_none_or(|p| p.index < last.index) {
+                    saved.purged = Some(last);
+                }
+                saved.snapshot_at(point);
+            })
+            .await?;
+        if !held {
+            self.replica
+                .restart_at(next_seq)
+                .await
+                .map_err(replica_failed)?;
+            self.saved.set_durable(None).await;
+        }
+        self.replica
+            .set_retain_from(last.index + 1)
+            .await
+            .map_err(replica_failed)?;
+        self.replica
+            .commit_to(visible_end(last.index, closed))
+            .await
+            .map_err(replica_failed)?;
+        Ok(())
     }
 }
 
@@ -245,48 +308,11 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
         meta: &SnapshotMeta<u64, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), RaftStorageError> {
-        let failed = |e: AnyError| StorageIOError::write_snapshot(Some(meta.signature()), e);
-        let point: Option<SnapshotPoint> =
-            serde_json::from_slice(snapshot.get_ref()).map_err(|e| failed(AnyError::new(&e)))?;
-        let Some(point) = point.filter(|point| Some(point.last) == meta.last_log_id) else {
-            let e = AnyError::error("the snapshot's data does not name its last entry");
-            return Err(failed(e).into());
-        };
-        // Installing may cut or restart the log: no entry kept from before may be served.
-        self.recent.lock().expect("recent entries lock").clear();
-        let replica_failed = |e: ReplicaError| failed(AnyError::new(&e));
-        let held = self.holds(point.last).await.map_err(replica_failed)?;
-        let closed = self.saved.get().await.closed.or(point.closed);
-        let last = point.last;
-        let next_seq = point.next_seq;
-        self.saved
-            .change(Write::Now, |saved| {
-                saved.applied = Some(last);
-                saved.membership = point.membership.clone();
-                saved.earlier_memberships.clear();
-                saved.closed = closed;
-                if saved.purged.is_none_or(|p| p.index < last.index) {
-                    saved.purged = Some(last);
-                }
-                saved.snapshot_at(point);
-            })
-            .await?;
-        if !held {
-            self.replica
-                .restart_at(next_seq)
-                .await
-                .map_err(replica_failed)?;
-            self.saved.set_durable(None).await;
+        let installed = self.install(meta, snapshot.into_inner()).await;
+        if let Some(last) = meta.last_log_id {
+            self.gate.ended(last.index);
         }
-        self.replica
-            .set_retain_from(last.index + 1)
-            .await
-            .map_err(replica_failed)?;
-        self.replica
-            .commit_to(visible_end(last.index, closed))
-            .await
-            .map_err(replica_failed)?;
-        Ok(())
+        installed
     }
 
     async fn get_current_snapshot(

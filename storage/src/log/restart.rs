@@ -114,9 +114,11 @@ impl<I: SegmentIo> ShardLog<I> {
         w.last_timestamp_ms = 0;
         w.gap_from = None;
         w.reclaim();
-        self.shared.set_table(Vec::new());
+        // The horizon first, as retention does: a reader that finds the segments gone finds
+        // its position trimmed, not a gap.
         self.shared.raise_trim(next_seq);
-        if next_seq > visible_seq {
+        self.shared.set_table(Vec::new());
+        if next_seq > self.shared.next_seq() {
             self.shared.publish_next_seq(next_seq);
         }
         self.written_seq.set(next_seq);
