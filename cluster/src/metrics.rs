@@ -119,6 +119,8 @@ fn sample(
         gauge!("sluice_cluster_replica_last_log_index", labels.clone()).set(last as f64);
         let applied = metrics.last_applied.map_or(0, |id| id.index);
         gauge!("sluice_cluster_replica_applied_index", labels.clone()).set(applied as f64);
+        let purged = metrics.purged.map_or(0, |id| id.index);
+        gauge!("sluice_cluster_replica_purged_index", labels.clone()).set(purged as f64);
         let exported = leader_gauges(&names, &labels, host.node(), &metrics, previous);
         now.insert(id, exported);
     }

@@ -48,6 +48,9 @@ pub fn group_config() -> Arc<Config> {
         election_timeout_max: ELECTION_TIMEOUT_MS.1,
         snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: 0,
+        // An install that restarts a log syncs each of its segments: longer than openraft's
+        // 200 ms, after which the leader would send the snapshot again.
+        install_snapshot_timeout: 5_000,
         ..Config::default()
     };
     Arc::new(config.validate().expect("the group settings are valid"))
