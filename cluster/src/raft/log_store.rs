@@ -292,7 +292,12 @@ impl RaftLogStorage<ShardRaft> for ShardLogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<_> = entries.into_iter().collect();
-        self.gate.wait().await;
+        if let Err(awaited) = self.gate.wait().await {
+            let e = format!("the install of the snapshot to entry {awaited} never ended");
+            let e = StorageIOError::write_logs(openraft::AnyError::error(e));
+            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+            return Err(e.into());
+        }
         let Some(last) = entries.last().map(|e| e.log_id) else {
             callback.log_io_completed(Ok(()));
             return Ok(());

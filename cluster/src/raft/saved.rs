@@ -136,6 +136,7 @@ impl SavedCell {
         // position saved beyond the recovered log goes back to its last entry, or to the
         // purge point (what a snapshot put here).
         let mut saved = saved;
+        saved.purged = recorded_purge(saved.purged, saved.snapshot.as_ref());
         saved.committed = no_further_than(saved.committed, durable, saved.purged);
         saved.applied = no_further_than(saved.applied, durable, saved.purged);
         Ok(SavedCell {

@@ -8,7 +8,7 @@
 //! write applied after it is refused, on every replica alike (docs/design/cluster.md).
 
 use super::entry::{CLOSED, ShardWritten, entry_id_of, log_id_of, written};
-use super::gate::InstallGate;
+use super::gate::{InstallGate, Installing};
 use super::recent::RecentEntries;
 use super::saved::{Closed, SavedCell, SnapshotPoint, Write};
 use super::{RaftStorageError, ShardRaft, ShardWrite};
@@ -308,11 +308,11 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
         meta: &SnapshotMeta<u64, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), RaftStorageError> {
-        let installed = self.install(meta, snapshot.into_inner()).await;
-        if let Some(last) = meta.last_log_id {
-            self.gate.ended(last.index);
-        }
-        installed
+        let _installing = meta.last_log_id.map(|last| Installing {
+            gate: &self.gate,
+            index: last.index,
+        });
+        self.install(meta, snapshot.into_inner()).await
     }
 
     async fn get_current_snapshot(
