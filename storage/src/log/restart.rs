@@ -4,7 +4,6 @@
 //! (docs/design/cluster.md, "Snapshots at the retention point").
 
 use super::ShardLog;
-use super::cancel::CancelLatch;
 use super::retention::free_header;
 use crate::error::{Result, StorageError};
 use crate::format::{EntryId, SegmentState};
@@ -63,22 +62,9 @@ impl<I: SegmentIo> ShardLog<I> {
     ///
     /// Refused when `next_seq` is below a number readers have seen: numbers never go back.
     pub async fn restart_at(&self, next_seq: u64) -> Result<()> {
-        self.check_writable()?;
-        if !self.config.replicated {
-            return Err(StorageError::EntryRefused {
-                reason: "only a replicated log restarts at a leader's numbering".into(),
-            });
-        }
-        let _ring = self.ring_lock.lock().await;
-        let _sealing = self.seal_lock.lock().await;
-        let _syncs = self.sync_gate.lock().await;
-        self.check_writable()?;
-        self.writer.borrow_mut().rolling = true;
-        let in_flight = CancelLatch::arm(self, "a restart");
-        let restarted = self.restart_inner(next_seq).await;
-        in_flight.disarm();
-        self.writer.borrow_mut().rolling = false;
-        restarted
+        let refused = "only a replicated log restarts at a leader's numbering";
+        self.rewriting_entries("a restart", refused, self.restart_inner(next_seq))
+            .await
     }
 
     async fn restart_inner(&self, next_seq: u64) -> Result<()> {

@@ -23,25 +23,39 @@ impl<I: SegmentIo> ShardLog<I> {
     /// nothing is visible until the first `commit_to`, so only the Raft layer's own commit
     /// index keeps a truncation above committed entries then.
     pub async fn truncate_from(&self, index: u64) -> Result<()> {
+        let refused = "a single-node log has no entries to truncate";
+        self.rewriting_entries("a truncation", refused, self.truncate_inner(index))
+            .await
+    }
+
+    /// Runs `rewrite` (a future: nothing of it runs before the locks are held) on a
+    /// replicated log with everything else that moves its end held off; a single-node log is
+    /// refused with `refused`. A cancellation half-way latches the log (`what` names it).
+    pub(super) async fn rewriting_entries<T>(
+        &self,
+        what: &'static str,
+        refused: &str,
+        rewrite: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         self.check_writable()?;
         if !self.config.replicated {
             return Err(StorageError::EntryRefused {
-                reason: "a single-node log has no entries to truncate".into(),
+                reason: refused.into(),
             });
         }
         let _ring = self.ring_lock.lock().await;
         let _sealing = self.seal_lock.lock().await;
-        // No group commit runs across the cut: one that read the written end before it would
-        // count the removed entries' sequence numbers durable when it finishes.
+        // No group commit runs across the rewrite: one that read the written end before it
+        // would count removed entries' sequence numbers durable when it finishes.
         let _syncs = self.sync_gate.lock().await;
         self.check_writable()?;
-        // Appends wait (as during a roll) until the log ends where the truncation left it.
+        // Appends wait (as during a roll) until the log ends where the rewrite left it.
         self.writer.borrow_mut().rolling = true;
-        let in_flight = CancelLatch::arm(self, "a truncation");
-        let truncated = self.truncate_inner(index).await;
+        let in_flight = CancelLatch::arm(self, what);
+        let rewritten = rewrite.await;
         in_flight.disarm();
         self.writer.borrow_mut().rolling = false;
-        truncated
+        rewritten
     }
 
     async fn truncate_inner(&self, index: u64) -> Result<()> {
