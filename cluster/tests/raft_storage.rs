@@ -493,6 +493,18 @@ async fn snapshot_of_sixty(
     builder.build_snapshot().await.unwrap()
 }
 
+/// Replica 1 holding and showing entries 0 to 5 of `leader`'s.
+async fn follower_of_six(
+    engine: &Engine,
+    leader: &mut ShardLogStore,
+) -> (Replica, ShardLogStore, ShardStateMachine) {
+    let (replica, mut follower, mut follower_sm) = storage(engine, 1).await;
+    let shipped = leader.try_get_log_entries(0..6).await.unwrap();
+    follower.blocking_append(shipped.clone()).await.unwrap();
+    follower_sm.apply(shipped).await.unwrap();
+    (replica, follower, follower_sm)
+}
+
 /// Installs `snapshot` on a follower.
 async fn install(
     state_machine: &mut ShardStateMachine,
@@ -584,10 +596,7 @@ fn a_follower_that_lacks_the_snapshots_entry_restarts_after_it() {
         let early = holding.try_get_log_entries(0..4).await.unwrap();
         holding_sm.apply(early).await.unwrap();
 
-        let (replica, mut follower, mut follower_sm) = storage(&engine, 1).await;
-        let shipped = leader.try_get_log_entries(0..6).await.unwrap();
-        follower.blocking_append(shipped.clone()).await.unwrap();
-        follower_sm.apply(shipped).await.unwrap();
+        let (replica, mut follower, mut follower_sm) = follower_of_six(&engine, &mut leader).await;
         assert_eq!(visible(&replica).len(), 5);
         let snapshot_again = leader_sm.get_current_snapshot().await.unwrap().unwrap();
         install(&mut holding_sm, snapshot_again).await.unwrap();
@@ -691,10 +700,7 @@ fn a_purge_ahead_of_its_install_waits_for_it() {
         let (_, mut leader, mut leader_sm) = expiring(&engine, 0).await;
         let snapshot = snapshot_of_sixty(&mut leader, &mut leader_sm).await;
         let last = snapshot.meta.last_log_id.unwrap();
-        let (_, mut follower, mut follower_sm) = storage(&engine, 1).await;
-        let shipped = leader.try_get_log_entries(0..6).await.unwrap();
-        follower.blocking_append(shipped.clone()).await.unwrap();
-        follower_sm.apply(shipped).await.unwrap();
+        let (_, mut follower, _) = follower_of_six(&engine, &mut leader).await;
         follower.purge(last).await.unwrap();
         let rest = leader.try_get_log_entries(last.index + 1..).await.unwrap();
         (snapshot, rest)
