@@ -4,10 +4,12 @@ today; AWS JSON 1.0; the query protocol of older SDKs), and the Kinesis metrics 
 the records actually put in each minute. The server verifies signatures (scoped to
 `monitoring`). Usage: python3 cloudwatch_suite.py http://127.0.0.1:PORT"""
 
+import atexit
 import datetime
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,7 @@ UTC = datetime.timezone.utc
 def model_speaking(protocol):
     """A data directory whose CloudWatch model names only `protocol`, so botocore speaks it."""
     root = tempfile.mkdtemp(prefix=f"cw-{protocol}-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     builtin = os.path.join(os.path.dirname(botocore.__file__), "data", "cloudwatch", "2010-08-01", "service-2.json.gz")
     with gzip.open(builtin) as f:
         model = json.load(f)

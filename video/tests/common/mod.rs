@@ -15,14 +15,13 @@ pub struct Source {
 }
 
 impl Source {
-    /// The video's bytes and its file.
+    /// The video's bytes and its file. The file is made once in cargo's scratch folder for
+    /// tests (target/tmp, not the system's temporary folder) and kept for later runs: the
+    /// same parameters make the same video.
     pub fn make(&self) -> (Vec<u8>, PathBuf) {
-        let path = std::env::temp_dir().join(format!(
-            "sluice-video-{}-b{}-a{}-{}s.mkv",
-            std::process::id(),
-            self.b_frames,
-            self.audio,
-            self.seconds
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "sluice-video-b{}-a{}-{}s.mkv",
+            self.b_frames, self.audio, self.seconds
         ));
         if !path.exists() {
             let mut args: Vec<String> = [
@@ -76,7 +75,12 @@ impl Source {
                 .map(String::from),
             );
             let writing = path.with_extension(
-                format!("{:?}.tmp", std::thread::current().id()).replace(['(', ')'], ""),
+                format!(
+                    "{}-{:?}.tmp",
+                    std::process::id(),
+                    std::thread::current().id()
+                )
+                .replace(['(', ')'], ""),
             );
             args.push(writing.display().to_string());
             run("ffmpeg", &args);
