@@ -382,3 +382,86 @@ async fn only_the_clusters_nodes_talk_over_mutual_tls() {
     let mismatched = PeerTls::from_pem(&path("a.pem"), &path("b.key"), &path("cluster.pem"));
     assert!(mismatched.is_err(), "a's certificate with b's key");
 }
+
+/// A node's TLS read from files it can be given again: `{node}-live.pem`, `.key` and
+/// `-ca.pem` in the pki's directory, copied from certificate `issued` and authority `trusted`.
+fn live_files(pki: &Pki, node: &str, issued: &str, trusted: &str) -> [std::path::PathBuf; 3] {
+    let live = [
+        pki.path(&format!("{node}-live.pem")),
+        pki.path(&format!("{node}-live.key")),
+        pki.path(&format!("{node}-live-ca.pem")),
+    ];
+    let sources = [
+        pki.path(&format!("{issued}.pem")),
+        pki.path(&format!("{issued}.key")),
+        pki.path(&format!("{trusted}.pem")),
+    ];
+    for (source, live) in sources.iter().zip(&live) {
+        std::fs::copy(source, live).unwrap();
+    }
+    live
+}
+
+/// `caller` reaches `peer` within a few seconds (a refused connection is tried again).
+async fn reached(caller: &Peers, peer: &PeerServer, what: &str) {
+    let address = peer.local_addr().to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = caller
+            .call(&address, group(1), "append", Bytes::new())
+            .await;
+        match answer {
+            Ok(_) => return,
+            Err(error) if tokio::time::Instant::now() > deadline => panic!("{what}: {error:?}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// The cluster's authority replaced without a restart: each node's files rewritten and
+/// reloaded (as SIGHUP does), new connections both ways use them; files that do not go
+/// together are refused by the reload and the node keeps what it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloaded_peer_certificates_serve_new_connections_both_ways() {
+    let pki = Pki::new();
+    pki.authority("old");
+    pki.authority("new");
+    let here = "IP:127.0.0.1";
+    for (name, authority) in [("a-old", "old"), ("a-new", "new"), ("b-old", "old")] {
+        pki.certificate(name, authority, here);
+    }
+    pki.certificate("b-new", "new", here);
+    // a serves with the old authority's certificate; b calls with the old one too.
+    let [cert, key, ca] = live_files(&pki, "a", "a-old", "old");
+    let a_tls = PeerTls::from_pem(&cert, &key, &ca).unwrap();
+    let a = start_tls("a", a_tls.clone()).await;
+    let [b_cert, b_key, b_ca] = live_files(&pki, "b", "b-old", "old");
+    let b_tls = PeerTls::from_pem(&b_cert, &b_key, &b_ca).unwrap();
+    let b = Peers::new(tls_config(b_tls.clone()));
+    reached(&b, &a, "b calls a, both under the old authority").await;
+
+    // a moves to the new authority: a caller of the new one reaches it, b (still old) not.
+    live_files(&pki, "a", "a-new", "new");
+    let fresh = Peers::new(tls_config(node_tls(&pki, "c", ("new", here), "new")));
+    refused_by_caller(&fresh, &a, "a before its reload").await;
+    a_tls.reload().unwrap();
+    reached(&fresh, &a, "a caller of the new authority after a's reload").await;
+    let stale = Peers::new(tls_config(b_tls.clone()));
+    refused_by_caller(&stale, &a, "a caller of the old authority after a's reload").await;
+
+    // b's calling side moves too.
+    live_files(&pki, "b", "b-new", "new");
+    b_tls.reload().unwrap();
+    let b = Peers::new(tls_config(b_tls.clone()));
+    reached(&b, &a, "b after its own reload").await;
+
+    // a's certificate with b's key: refused, and a serves as before.
+    std::fs::copy(pki.path("b-new.key"), &key).unwrap();
+    let refused = a_tls.reload();
+    assert!(
+        refused.is_err(),
+        "a's certificate with b's key: {refused:?}"
+    );
+    let another = Peers::new(tls_config(node_tls(&pki, "d", ("new", here), "new")));
+    reached(&another, &a, "a after a refused reload").await;
+}

@@ -147,7 +147,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_STALL_TIMEOUT_MS", default_value_t = 60_000)]
     pub stall_timeout_ms: u64,
     /// Serve TLS (HTTP/2 and HTTP/1.1 by ALPN) with this PEM certificate chain; needs
-    /// --tls-key.
+    /// --tls-key. Read again on SIGHUP (new connections get the renewed certificate).
     #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.

@@ -65,7 +65,8 @@ pub struct ClusterArgs {
     pub replace_after_secs: u64,
     /// Mutual TLS on the peer port: this node's certificate chain (PEM), signed by
     /// --peer-tls-ca and naming the address the others reach it at (--advertise, or
-    /// --peer-listen) in its subjectAltName. Every node of the cluster needs one.
+    /// --peer-listen) in its subjectAltName. Every node of the cluster needs one. The three
+    /// files are read again on SIGHUP.
     #[arg(long, env = "SLUICE_PEER_TLS_CERT", requires_all = ["peer_tls_key", "peer_tls_ca"])]
     pub peer_tls_cert: Option<PathBuf>,
     /// The private key of --peer-tls-cert (PEM).
@@ -83,7 +84,7 @@ pub async fn join(
     args: &ClusterArgs,
     service: &Service,
     endpoint: String,
-) -> anyhow::Result<Arc<ClusterNode<EtcdBackend>>> {
+) -> anyhow::Result<(Arc<ClusterNode<EtcdBackend>>, Option<PeerTls>)> {
     let data_dir = &service.config.data_dir;
     let id = args.node_id.clone().context("--cluster needs --node-id")?;
     let id = NodeId::new(id).context("--node-id")?;
@@ -112,7 +113,7 @@ pub async fn join(
     {
         config.transport.tls = Some(PeerTls::from_pem(cert, key, ca)?);
     }
-    let peer_tls = config.transport.tls.is_some();
+    let peer_tls = config.transport.tls.clone();
     let engine = service.default_tenant().engine.clone();
     let node = ClusterNode::start(meta, engine, peers, config)
         .await
@@ -127,11 +128,11 @@ pub async fn join(
         args.cluster_name,
         node.peer_address(),
         match peer_tls {
-            true => "mutual TLS",
-            false => "h2c, unauthenticated: keep it on a private network",
+            Some(_) => "mutual TLS",
+            None => "h2c, unauthenticated: keep it on a private network",
         },
         args.etcd.join(","),
         args.replication
     );
-    Ok(node)
+    Ok((node, peer_tls))
 }

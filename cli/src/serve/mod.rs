@@ -5,6 +5,7 @@ mod args;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod hint;
+mod reload;
 
 use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -59,7 +60,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = DataDir::new(&args)?;
     let config = args::serve_config(&args, data_dir.path())?;
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(sluice_server::tls::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(sluice_server::tls::ServerTls::open(cert, key)?),
         _ => None,
     };
     let metrics = install_metrics()?;
@@ -86,40 +87,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("listening on {}", config.listen))?;
         // A cluster node joins before it says it is up (--print-address): by then it is
         // registered and other nodes may place replicas on it.
+        #[cfg_attr(not(feature = "cluster"), allow(unused_mut))]
+        let mut certificates = reload::Certificates::new(tls.clone());
         #[cfg(feature = "cluster")]
         let node = match args.cluster.cluster {
             true => {
                 let endpoint = format!("{}://{}", banner.scheme, listener.local_addr()?);
-                Some(cluster::join(&args.cluster, &service, endpoint).await?)
+                let (node, peer_tls) = cluster::join(&args.cluster, &service, endpoint).await?;
+                certificates.peers = peer_tls;
+                Some(node)
             }
             false => None,
         };
+        certificates.reload_on_hangup()?;
         banner.print(&config, listener.local_addr()?)?;
-        let upkeep = metrics.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-            loop {
-                tick.tick().await;
-                upkeep.run_upkeep();
-            }
-        });
-        let on_kinesis_listener = match args.metrics_listen {
-            None => Some(metrics),
-            Some(address) => {
-                let listener = tokio::net::TcpListener::bind(address)
-                    .await
-                    .with_context(|| format!("listening for metrics on {address}"))?;
-                eprintln!(
-                    "  metrics: http://{}/metrics (not authenticated)",
-                    listener.local_addr()?
-                );
-                let shutdown = std::future::pending::<()>();
-                tokio::spawn(sluice_server::http::serve_metrics(
-                    listener, metrics, shutdown,
-                ));
-                None
-            }
-        };
+        let on_kinesis_listener = serve_metrics(metrics, args.metrics_listen).await?;
         sluice_server::http::serve(
             service,
             listener,
@@ -207,6 +189,37 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 }
 
 /// Ctrl-C or SIGTERM.
+/// Keeps the metrics' histograms rolling, and serves `/metrics` on `listen` when given; the
+/// handle for the Kinesis listener to serve `/metrics` on when not.
+async fn serve_metrics(
+    metrics: PrometheusHandle,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Option<PrometheusHandle>> {
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let Some(address) = listen else {
+        return Ok(Some(metrics));
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening for metrics on {address}"))?;
+    eprintln!(
+        "  metrics: http://{}/metrics (not authenticated)",
+        listener.local_addr()?
+    );
+    let shutdown = std::future::pending::<()>();
+    tokio::spawn(sluice_server::http::serve_metrics(
+        listener, metrics, shutdown,
+    ));
+    Ok(None)
+}
+
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing the SIGTERM handler");

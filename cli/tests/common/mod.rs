@@ -34,10 +34,15 @@ impl TestServer {
 
     /// Starts `command` (a `sluice serve` that prints its address first) and reads the
     /// address; `dir` is its data directory, as far as the test knows it.
-    pub fn spawn(mut command: Command, dir: &Path) -> TestServer {
+    pub fn spawn(command: Command, dir: &Path) -> TestServer {
+        TestServer::spawn_with_stderr(command, dir, Stdio::inherit())
+    }
+
+    /// `spawn`, with the server's stderr going to `stderr` (a file the test reads).
+    pub fn spawn_with_stderr(mut command: Command, dir: &Path, stderr: Stdio) -> TestServer {
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("starting sluice serve");
         let stdout = child.stdout.take().expect("piped stdout");

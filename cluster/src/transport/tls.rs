@@ -4,10 +4,12 @@
 //! peer's certificate chains to it and names the address called (an IP address or DNS name
 //! in its subjectAltName). So nothing outside the cluster can send a Raft message, read a
 //! replica's records off the wire, or pose as a node. HTTP/2 is agreed by ALPN, as the
-//! Kinesis port's TLS does; rustls with the ring provider.
+//! Kinesis port's TLS does; rustls with the ring provider. The files are read again on
+//! [`PeerTls::reload`] (`sluice serve` does on SIGHUP): new connections, both ways, use what
+//! they hold; connections already made keep what they agreed.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -20,9 +22,23 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 #[error("peer TLS: {0}")]
 pub struct PeerTlsError(String);
 
-/// The node's TLS for the peer port: the server side and the calling side.
+/// The node's TLS for the peer port: the server side and the calling side, as last read
+/// from its files. Clones share them (a reload reaches every clone).
 #[derive(Clone)]
 pub struct PeerTls {
+    files: Arc<PeerTlsFiles>,
+    current: Arc<RwLock<Sides>>,
+}
+
+/// Where the node's certificate, its key and the cluster's authority are read from.
+struct PeerTlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    authority: PathBuf,
+}
+
+/// Both sides made from one reading of the files.
+struct Sides {
     acceptor: TlsAcceptor,
     connector: TlsConnector,
 }
@@ -53,6 +69,51 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PeerTlsErro
 impl PeerTls {
     /// The node's certificate chain and key, and the cluster's authority, from PEM files.
     pub fn from_pem(cert: &Path, key: &Path, authority: &Path) -> Result<PeerTls, PeerTlsError> {
+        let files = PeerTlsFiles {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            authority: authority.to_owned(),
+        };
+        Ok(PeerTls {
+            current: Arc::new(RwLock::new(files.read()?)),
+            files: Arc::new(files),
+        })
+    }
+
+    /// Reads the files again; new connections use what they hold from now on. When they
+    /// cannot be used the error says why and the node keeps what it had.
+    pub fn reload(&self) -> Result<(), PeerTlsError> {
+        let fresh = self.files.read()?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// The node's certificate file, to name in messages.
+    pub fn cert_path(&self) -> &Path {
+        &self.files.cert
+    }
+
+    fn sides(&self) -> std::sync::RwLockReadGuard<'_, Sides> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn acceptor(&self) -> TlsAcceptor {
+        self.sides().acceptor.clone()
+    }
+
+    pub(super) fn connector(&self) -> TlsConnector {
+        self.sides().connector.clone()
+    }
+}
+
+impl PeerTlsFiles {
+    fn read(&self) -> Result<Sides, PeerTlsError> {
+        let (cert, key, authority) = (&self.cert, &self.key, &self.authority);
         let chain = certificates(cert)?;
         let key = PrivateKeyDer::from_pem_file(key)
             .map_err(|e| PeerTlsError(format!("reading the key in {}: {e}", key.display())))?;
@@ -76,18 +137,10 @@ impl PeerTls {
             .with_client_auth_cert(chain, key)
             .map_err(|e| PeerTlsError(format!("the certificate and key: {e}")))?;
         client.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(PeerTls {
+        Ok(Sides {
             acceptor: TlsAcceptor::from(Arc::new(server)),
             connector: TlsConnector::from(Arc::new(client)),
         })
-    }
-
-    pub(super) fn acceptor(&self) -> &TlsAcceptor {
-        &self.acceptor
-    }
-
-    pub(super) fn connector(&self) -> &TlsConnector {
-        &self.connector
     }
 }
 

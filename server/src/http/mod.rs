@@ -37,7 +37,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
-use tokio_rustls::TlsAcceptor;
 
 /// Reply bodies: a whole body, or an event stream (which fails, aborting its stream or
 /// connection, when its client stopped reading).
@@ -67,7 +66,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for 
 pub async fn serve(
     service: Arc<Service>,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<crate::tls::ServerTls>>,
     metrics: Option<PrometheusHandle>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -125,15 +124,12 @@ pub async fn serve(
             secure: tls.is_some(),
         };
         let connection = Connection::new(address_slot.budget.clone(), transport);
-        let (service, metrics, builder, tls) = (
-            service.clone(),
-            metrics.clone(),
-            builder.clone(),
-            tls.clone(),
-        );
+        // The certificate as last loaded: a reload serves new connections.
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
+        let (service, metrics, builder) = (service.clone(), metrics.clone(), builder.clone());
         tokio::spawn(async move {
             let _slots = (slot, address_slot);
-            let io: Box<dyn Stream> = match tls {
+            let io: Box<dyn Stream> = match acceptor {
                 None => Box::new(stream),
                 Some(acceptor) => {
                     let handshake =
