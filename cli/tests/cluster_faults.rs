@@ -10,7 +10,9 @@
 //! loss, power loss (each node's data directory is an ext4 filesystem on a loop device:
 //! SIGKILL, then the filesystem as the device held it, without the page cache's unsynced
 //! writes, and a restart on that), and power loss of every node at once (what a majority
-//! acknowledged must be on a majority's disks); each kind once a round, the last of a round held past the 10 s leases. After
+//! acknowledged must be on a majority's disks); each kind once a round, the last of a round held past the 10 s leases.
+//! The peer ports speak mutual TLS (certificates made by openssl for the run), and after
+//! each fault a node is sent SIGHUP (its certificates read again while it serves). After
 //! healing, and once every node runs every shard caught up (so each reads its own copy),
 //! every shard is read back through every node and the checker
 //! (`fault_lab::history::check`) proves: no acknowledged record lost or moved, none
@@ -24,6 +26,8 @@
 
 mod common;
 mod fault_lab;
+#[path = "../../cluster/tests/support/pki.rs"]
+mod pki;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -31,6 +35,7 @@ use common::TestServer;
 use fault_lab::call;
 use fault_lab::history::{History, NodeRead, check};
 use fault_lab::net::Net;
+use pki::Pki;
 use serde_json::{Value, json};
 use sluice_tests::loop_disk::{LoopDisk, needs_loop_disk};
 use std::collections::BTreeMap;
@@ -80,6 +85,8 @@ struct Lab {
     nodes: Vec<Option<TestServer>>,
     /// Power cuts, and those that took back the marker written unsynced right before.
     cuts: (usize, usize),
+    /// The peer ports' certificates: authority `ca`, node `n{i}`'s naming its address.
+    pki: Pki,
 }
 
 impl Drop for Lab {
@@ -128,7 +135,13 @@ impl Lab {
             dirs: (0..NODES).map(|_| tempfile::tempdir().unwrap()).collect(),
             nodes: Vec::new(),
             cuts: (0, 0),
+            pki: Pki::new(),
         };
+        lab.pki.authority("ca");
+        for node in 0..NODES {
+            let san = format!("IP:{}", lab.net.node_ip(node));
+            lab.pki.certificate(&format!("n{node}"), "ca", &san);
+        }
         for node in 0..NODES {
             let image = dir.path().join(format!("n{node}.ext4"));
             let disk = LoopDisk::format(&image, lab.dirs[node].path(), DISK_MIB);
@@ -188,6 +201,14 @@ impl Lab {
             ])
             .arg("--dir")
             .arg(self.data_dir(node));
+        let file = |name: String| self.pki.path(&name);
+        command
+            .arg("--peer-tls-cert")
+            .arg(file(format!("n{node}.pem")))
+            .arg("--peer-tls-key")
+            .arg(file(format!("n{node}.key")))
+            .arg("--peer-tls-ca")
+            .arg(file("ca.pem".into()));
         TestServer::spawn(command, &self.data_dir(node))
     }
 
@@ -551,6 +572,7 @@ fn prerequisites() -> bool {
             "etcd's server",
             "run scripts/setup",
         )
+        && common::needs_openssl()
 }
 
 fn create_stream(lab: &Lab) {
@@ -600,6 +622,9 @@ fn run_faults(lab: &mut Lab, rng: &mut Rng, seconds: u64) -> BTreeMap<&'static s
             false => rng.millis(1_000, 3_000),
         };
         *faults.entry(inject(lab, rng, kind, held)).or_default() += 1;
+        // A node reads its certificates again while it serves (the same files).
+        let reloaded = rng.below(NODES as u64) as usize;
+        signal(lab.nodes[reloaded].as_ref().expect("running"), "HUP");
         std::thread::sleep(rng.millis(500, 1_500));
     }
     faults

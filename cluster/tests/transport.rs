@@ -449,10 +449,11 @@ async fn reloaded_peer_certificates_serve_new_connections_both_ways() {
     let stale = Peers::new(tls_config(b_tls.clone()));
     refused_by_caller(&stale, &a, "a caller of the old authority after a's reload").await;
 
-    // b's calling side moves too.
+    // b's calling side moves too: a caller made before the reload (as a node's is, at
+    // start) and holding no connection to a uses the reloaded files.
+    let b = Peers::new(tls_config(b_tls.clone()));
     live_files(&pki, "b", "b-new", "new");
     b_tls.reload().unwrap();
-    let b = Peers::new(tls_config(b_tls.clone()));
     reached(&b, &a, "b after its own reload").await;
 
     // a's certificate with b's key: refused, and a serves as before.

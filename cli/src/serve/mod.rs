@@ -71,6 +71,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Inside the runtime: a tenant with Firehose delivery streams starts their deliveries
     // as it opens.
     let entered = runtime.enter();
+    let hangup = reload::take_hangup(&args)?;
     let service =
         Arc::new(Service::open(config.clone()).with_context(|| {
             format!("opening the data directory {}", config.data_dir.display())
@@ -99,7 +100,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
             false => None,
         };
-        certificates.reload_on_hangup()?;
+        certificates.reload_on(hangup);
         banner.print(&config, listener.local_addr()?)?;
         let on_kinesis_listener = serve_metrics(metrics, args.metrics_listen).await?;
         sluice_server::http::serve(
@@ -188,7 +189,6 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         .context("installing the metrics recorder")
 }
 
-/// Ctrl-C or SIGTERM.
 /// Keeps the metrics' histograms rolling, and serves `/metrics` on `listen` when given; the
 /// handle for the Kinesis listener to serve `/metrics` on when not.
 async fn serve_metrics(
@@ -220,6 +220,7 @@ async fn serve_metrics(
     Ok(None)
 }
 
+/// Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing the SIGTERM handler");

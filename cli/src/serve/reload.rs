@@ -4,7 +4,23 @@
 //! meaning (the process ends).
 
 use sluice_server::tls::ServerTls;
+use std::io::Write as _;
 use std::sync::Arc;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// SIGHUP taken from the start (before the engine opens and the node joins, which may take
+/// a while): one that arrives meanwhile waits for the reloading task instead of ending
+/// the process. `None` without TLS files to reload. Call inside the runtime.
+pub(super) fn take_hangup(args: &super::ServeArgs) -> anyhow::Result<Option<Signal>> {
+    #[cfg(feature = "cluster")]
+    let peers = args.cluster.cluster && args.cluster.peer_tls_cert.is_some();
+    #[cfg(not(feature = "cluster"))]
+    let peers = false;
+    Ok(match args.tls_cert.is_some() || peers {
+        true => Some(signal(SignalKind::hangup())?),
+        false => None,
+    })
+}
 
 /// What SIGHUP reloads.
 pub(super) struct Certificates {
@@ -23,26 +39,16 @@ impl Certificates {
         }
     }
 
-    /// From now on, each SIGHUP reloads the certificates (when there are any).
-    pub(super) fn reload_on_hangup(self) -> anyhow::Result<()> {
-        if self.is_empty() {
-            return Ok(());
-        }
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    /// From now on, each SIGHUP taken by `take_hangup` reloads the certificates.
+    pub(super) fn reload_on(self, hangup: Option<Signal>) {
+        let Some(mut hangup) = hangup else {
+            return;
+        };
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
                 self.reload();
             }
         });
-        Ok(())
-    }
-
-    fn is_empty(&self) -> bool {
-        #[cfg(feature = "cluster")]
-        let peers = self.peers.is_some();
-        #[cfg(not(feature = "cluster"))]
-        let peers = false;
-        self.kinesis.is_none() && !peers
     }
 
     fn reload(&self) {
@@ -60,16 +66,22 @@ impl Certificates {
     }
 }
 
+/// Says what a reload did, on stderr (a closed stderr is no reason to stop reloading).
 fn report<E: Into<anyhow::Error>>(
     port: &str,
     cert: &dyn std::fmt::Display,
     reloaded: Result<(), E>,
 ) {
-    match reloaded {
-        Ok(()) => eprintln!("sluice serve: SIGHUP: {port} certificate reloaded from {cert}"),
-        Err(error) => eprintln!(
+    let mut stderr = std::io::stderr();
+    let _ = match reloaded {
+        Ok(()) => writeln!(
+            stderr,
+            "sluice serve: SIGHUP: {port} certificate reloaded from {cert}"
+        ),
+        Err(error) => writeln!(
+            stderr,
             "sluice serve: SIGHUP: {port} certificate kept as it was ({:#})",
             error.into()
         ),
-    }
+    };
 }

@@ -16,64 +16,22 @@ pub struct Source {
 
 impl Source {
     /// The video's bytes and its file. The file is made once in cargo's scratch folder for
-    /// tests (target/tmp, not the system's temporary folder) and kept for later runs: the
-    /// same parameters make the same video.
+    /// tests (target/tmp, not the system's temporary folder) and kept for later runs; its
+    /// name carries a hash of ffmpeg's arguments, so changed arguments make a new one.
     pub fn make(&self) -> (Vec<u8>, PathBuf) {
+        let mut args = self.ffmpeg_args();
+        let hash = {
+            use std::hash::{Hash as _, Hasher as _};
+            let mut hasher = std::hash::DefaultHasher::new();
+            args.hash(&mut hasher);
+            hasher.finish()
+        };
         let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "sluice-video-b{}-a{}-{}s.mkv",
+            "sluice-video-b{}-a{}-{}s-{hash:016x}.mkv",
             self.b_frames, self.audio, self.seconds
         ));
         if !path.exists() {
-            let mut args: Vec<String> = [
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc=size=320x240:rate=25",
-            ]
-            .map(String::from)
-            .to_vec();
-            if self.audio {
-                args.extend(
-                    ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"].map(String::from),
-                );
-            }
-            args.extend(
-                [
-                    "-t",
-                    &self.seconds.to_string(),
-                    "-c:v",
-                    "libx264",
-                    "-g",
-                    "25",
-                    "-keyint_min",
-                    "25",
-                    "-sc_threshold",
-                    "0",
-                    "-bf",
-                    if self.b_frames { "2" } else { "0" },
-                    "-pix_fmt",
-                    "yuv420p",
-                ]
-                .map(String::from),
-            );
-            if self.audio {
-                args.extend(["-c:a", "aac"].map(String::from));
-            }
-            args.extend(
-                [
-                    "-cluster_time_limit",
-                    "2000",
-                    "-cluster_size_limit",
-                    "2000000",
-                    "-f",
-                    "matroska",
-                ]
-                .map(String::from),
-            );
+            // Written beside and renamed: a run that dies midway leaves no partial video.
             let writing = path.with_extension(
                 format!(
                     "{}-{:?}.tmp",
@@ -87,6 +45,61 @@ impl Source {
             std::fs::rename(&writing, &path).unwrap();
         }
         (std::fs::read(&path).unwrap(), path)
+    }
+
+    /// ffmpeg's arguments for this video, but the output file.
+    fn ffmpeg_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+        ]
+        .map(String::from)
+        .to_vec();
+        if self.audio {
+            args.extend(
+                ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"].map(String::from),
+            );
+        }
+        args.extend(
+            [
+                "-t",
+                &self.seconds.to_string(),
+                "-c:v",
+                "libx264",
+                "-g",
+                "25",
+                "-keyint_min",
+                "25",
+                "-sc_threshold",
+                "0",
+                "-bf",
+                if self.b_frames { "2" } else { "0" },
+                "-pix_fmt",
+                "yuv420p",
+            ]
+            .map(String::from),
+        );
+        if self.audio {
+            args.extend(["-c:a", "aac"].map(String::from));
+        }
+        args.extend(
+            [
+                "-cluster_time_limit",
+                "2000",
+                "-cluster_size_limit",
+                "2000000",
+                "-f",
+                "matroska",
+            ]
+            .map(String::from),
+        );
+        args
     }
 }
 
