@@ -101,9 +101,13 @@ pub struct ControllerOffice<B: Backend> {
     meta: ClusterMeta<B>,
     leadership: Leadership<B>,
     config: ControllerConfig,
-    /// Since when (ms from `started`) each node holding replicas has been seen gone.
+    /// Since when (ms, the config's wall clock) each node holding replicas has been seen
+    /// gone: loaded from the store at election and written through to it, so the count
+    /// goes on across controllers (one replaced more often than `replace_after` still
+    /// repairs).
     gone_since: BTreeMap<NodeId, u64>,
-    started: Instant,
+    /// What the store holds of `gone_since`, as far as this office knows.
+    gone_recorded: BTreeMap<NodeId, u64>,
     /// The resharding calls of the last second and day, for Kinesis' limits.
     reshards: ReshardWindows,
 }
@@ -116,14 +120,20 @@ impl<B: Backend> ControllerOffice<B> {
         config: ControllerConfig,
     ) -> Result<ControllerOffice<B>, MetaError> {
         let leadership = meta.campaign(node, config.lease_ttl).await?;
+        let gone_since = meta.gone_since().await?;
         Ok(ControllerOffice {
             meta,
             leadership,
             config,
-            gone_since: BTreeMap::new(),
-            started: Instant::now(),
+            gone_recorded: gone_since.clone(),
+            gone_since,
             reshards: ReshardWindows::default(),
         })
+    }
+
+    /// Steps down now: the next candidate is elected.
+    pub async fn resign(self) -> Result<(), MetaError> {
+        self.leadership.resign().await
     }
 
     /// The election behind the office.
@@ -251,9 +261,9 @@ impl<B: Backend> ControllerOffice<B> {
         let replace_after =
             u64::try_from(self.config.replace_after.as_millis()).unwrap_or(u64::MAX);
         let max_moves = self.config.max_moves;
-        let (started, gone_since) = (self.started, &mut self.gone_since);
+        let (clock, gone_since) = (&self.config.clock, &mut self.gone_since);
         let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
-            let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let now = clock.now_ms();
             note_gone(gone_since, snapshot, now);
             Ok(plan::repairs(
                 snapshot,
@@ -264,7 +274,31 @@ impl<B: Backend> ControllerOffice<B> {
             ))
         })
         .await?;
+        self.record_gone().await?;
         Ok(changes.len())
+    }
+
+    /// Writes what changed in `gone_since` to the store. A time another controller recorded
+    /// first stands (the earlier count goes on).
+    async fn record_gone(&mut self) -> Result<(), MetaError> {
+        let back: Vec<NodeId> = (self.gone_recorded.keys())
+            .filter(|id| !self.gone_since.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in back {
+            self.meta.forget_gone(&id).await?;
+            self.gone_recorded.remove(&id);
+        }
+        let noticed: Vec<(NodeId, u64)> = (self.gone_since.iter())
+            .filter(|(id, since)| self.gone_recorded.get(*id) != Some(*since))
+            .map(|(id, since)| (id.clone(), *since))
+            .collect();
+        for (id, since) in noticed {
+            let standing = self.meta.record_gone(&id, since).await?;
+            self.gone_since.insert(id.clone(), standing);
+            self.gone_recorded.insert(id, standing);
+        }
+        Ok(())
     }
 
     /// One expiry pass: closed shards due by the controller's clock (`plan::due_to_expire`)
@@ -534,17 +568,21 @@ async fn commit_each<B: Backend>(
 }
 
 /// Records when each node holding a replica was first seen gone, and forgets nodes that are
-/// back.
+/// back or hold no replica any more (all of theirs re-created elsewhere).
 fn note_gone(gone_since: &mut BTreeMap<NodeId, u64>, snapshot: &Snapshot, now: u64) {
-    gone_since.retain(|id, _| !snapshot.nodes.contains_key(id));
+    let mut holders_gone = BTreeSet::new();
     for stream in snapshot.streams.values() {
         for shard in &stream.value.shards {
             for id in &shard.replicas {
                 if !snapshot.nodes.contains_key(id) {
-                    gone_since.entry(id.clone()).or_insert(now);
+                    holders_gone.insert(id);
                 }
             }
         }
+    }
+    gone_since.retain(|id, _| holders_gone.contains(id));
+    for id in holders_gone {
+        gone_since.entry(id.clone()).or_insert(now);
     }
 }
 

@@ -21,6 +21,7 @@ const ACCOUNT: &str = "account/";
 const CLAIMS: &str = "claims/";
 const QUIET: &str = "quiet/";
 const IDENTITIES: &str = "identities/";
+const GONE: &str = "gone/";
 /// How long a candidate waits before asking a store that failed again.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
@@ -357,6 +358,57 @@ impl<B: Backend> ClusterMeta<B> {
             lease: 0,
         };
         Ok(self.backend.txn(when_absent, vec![put]).await?.succeeded)
+    }
+
+    /// When each replica holder was first seen gone (ms by the wall clock of the controller
+    /// that saw it), as controllers recorded it ([`ClusterMeta::record_gone`]): a controller
+    /// new to the office goes on counting from there.
+    pub async fn gone_since(&self) -> Result<BTreeMap<NodeId, u64>, MetaError> {
+        let prefix = format!("{}{GONE}", self.prefix);
+        let (kvs, _) = self.backend.range(&prefix).await?;
+        let mut gone = BTreeMap::new();
+        for kv in kvs {
+            let corrupt = |reason: String| MetaError::Corrupt {
+                key: kv.key.clone(),
+                reason,
+            };
+            let id = kv.key.strip_prefix(&prefix).unwrap_or_default();
+            let id = NodeId::new(id.to_owned()).map_err(|e| corrupt(e.to_string()))?;
+            let since = std::str::from_utf8(&kv.value)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(|| corrupt("not a time in ms".to_owned()))?;
+            gone.insert(id, since);
+        }
+        Ok(gone)
+    }
+
+    /// Records that `node` was first seen gone at `since_ms`, unless a time is recorded for
+    /// it already; the time that stands.
+    pub async fn record_gone(&self, node: &NodeId, since_ms: u64) -> Result<u64, MetaError> {
+        let key = format!("{}{GONE}{node}", self.prefix);
+        let when_absent = vec![Compare::CreateRevision(key.clone(), 0)];
+        let put = Op::Put {
+            key,
+            value: since_ms.to_string().into_bytes(),
+            lease: 0,
+        };
+        if self.backend.txn(when_absent, vec![put]).await?.succeeded {
+            return Ok(since_ms);
+        }
+        Ok(self
+            .gone_since()
+            .await?
+            .get(node)
+            .copied()
+            .unwrap_or(since_ms))
+    }
+
+    /// Forgets `node`'s time gone (it is back, or holds no replica any more).
+    pub async fn forget_gone(&self, node: &NodeId) -> Result<(), MetaError> {
+        let key = format!("{}{GONE}{node}", self.prefix);
+        self.backend.txn(Vec::new(), vec![Op::Delete(key)]).await?;
+        Ok(())
     }
 
     /// Claims `name` for `claim.holder`, taking it over from any earlier holder, unless a

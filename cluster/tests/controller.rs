@@ -211,6 +211,62 @@ async fn a_gone_node_is_replaced_after_the_delay_and_not_before<B: Backend>(meta
     );
 }
 
+/// A node gone under one controller is replaced by the next once the delay has passed since
+/// the first saw it gone, not since the next was elected (the time is in the store: a
+/// controller replaced more often than the delay still repairs). A node back, or holding no
+/// replica any more, leaves no time there.
+async fn a_new_controller_goes_on_counting_a_gone_node<B: Backend>(meta: ClusterMeta<B>) {
+    let mut nodes = register(&meta, &["a", "b", "c", "d"]).await;
+    let delay = Duration::from_millis(1500);
+    let elect = |name: &str| {
+        let name = NodeId::new(name).unwrap();
+        let meta = meta.clone();
+        async move { ControllerOffice::elect(meta, &name, config(delay, 8)).await }
+    };
+    let mut first = elect("a").await.unwrap();
+    let created = first.create_stream("orders", 4).await.unwrap();
+    let (c, d) = (NodeId::new("c").unwrap(), NodeId::new("d").unwrap());
+    let held_by_d = created.shards.iter().filter(|s| s.replicas.contains(&d));
+    assert_eq!(held_by_d.count(), 3, "4 shards x 3 copies over 4 nodes");
+    nodes[3].stop_renewing();
+    while meta.snapshot().await.unwrap().nodes.contains_key(&d) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        first.repair().await.unwrap(),
+        0,
+        "noticed, not yet replaced"
+    );
+    let noticed = meta.gone_since().await.unwrap();
+    assert_eq!(noticed.keys().collect::<Vec<_>>(), [&d]);
+    first.resign().await.unwrap();
+    tokio::time::sleep(delay).await;
+    let mut second = elect("b").await.unwrap();
+    assert_eq!(
+        second.repair().await.unwrap(),
+        1,
+        "the next controller's first pass replaces d's replicas"
+    );
+    let map = meta.snapshot().await.unwrap();
+    let shards = &map.streams["orders"].value.shards;
+    assert!(shards.iter().all(|s| !s.replicas.contains(&d)));
+    assert_eq!(second.repair().await.unwrap(), 0);
+    assert!(
+        meta.gone_since().await.unwrap().is_empty(),
+        "d holds nothing any more"
+    );
+    // c goes (noticed) and comes back: its time goes.
+    nodes[2].stop_renewing();
+    while meta.snapshot().await.unwrap().nodes.contains_key(&c) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(second.repair().await.unwrap(), 0);
+    assert!(meta.gone_since().await.unwrap().contains_key(&c));
+    nodes.push(meta.register(node("c"), TTL).await.unwrap());
+    assert_eq!(second.repair().await.unwrap(), 0);
+    assert!(meta.gone_since().await.unwrap().is_empty(), "c is back");
+}
+
 async fn the_office_passes_on_and_requests_are_answered<B: Backend>(meta: ClusterMeta<B>) {
     let _nodes = register(&meta, &["a", "b", "c"]).await;
     let (to_a, from_a) = mpsc::channel(4);
@@ -288,6 +344,7 @@ conformance!(
     streams_are_placed_and_refusals_write_nothing,
     too_few_nodes_place_nothing,
     a_gone_node_is_replaced_after_the_delay_and_not_before,
+    a_new_controller_goes_on_counting_a_gone_node,
     the_office_passes_on_and_requests_are_answered,
 );
 
