@@ -24,6 +24,19 @@ pub enum MetaError {
     /// Another live node is registered with this id.
     #[error("node id {0} is already registered by a live node")]
     NodeIdTaken(String),
+    /// Another node id goes by the same Raft number (the hash of its id) in the groups.
+    #[error(
+        "node id {node} would go by Raft number {number:016x} in its shards' groups, the \
+         number node {other} goes by (a hash of the id): give this node another id"
+    )]
+    RaftIdTaken {
+        /// The node id starting.
+        node: String,
+        /// The id that claimed the number first.
+        other: String,
+        /// The number.
+        number: u64,
+    },
     /// The node ran on another data directory (its disk replaced or wiped?): as its old self
     /// it could vote without the entries it acknowledged, so it does not start
     /// (docs/design/cluster.md, "A node's data directory").

@@ -22,6 +22,7 @@ const CLAIMS: &str = "claims/";
 const QUIET: &str = "quiet/";
 const IDENTITIES: &str = "identities/";
 const GONE: &str = "gone/";
+const RAFT_IDS: &str = "raft-ids/";
 /// How long a candidate waits before asking a store that failed again.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
@@ -358,6 +359,36 @@ impl<B: Backend> ClusterMeta<B> {
             lease: 0,
         };
         Ok(self.backend.txn(when_absent, vec![put]).await?.succeeded)
+    }
+
+    /// Claims `node`'s Raft number ([`NodeId::raft_id`], a hash of its id) for it, for good:
+    /// refused with `RaftIdTaken` when another id claimed the same number (two members of a
+    /// group under one number would count as one voter, with two logs). Claiming it again
+    /// for the same id is nothing.
+    pub async fn claim_raft_id(&self, node: &NodeId) -> Result<(), MetaError> {
+        let number = node.raft_id();
+        let key = format!("{}{RAFT_IDS}{number:016x}", self.prefix);
+        let when_absent = vec![Compare::CreateRevision(key.clone(), 0)];
+        let put = Op::Put {
+            key: key.clone(),
+            value: node.as_str().as_bytes().to_vec(),
+            lease: 0,
+        };
+        if self.backend.txn(when_absent, vec![put]).await?.succeeded {
+            return Ok(());
+        }
+        let holder = self.backend.get(&key).await?.map(|kv| kv.value);
+        match holder {
+            Some(holder) if holder == node.as_str().as_bytes() => Ok(()),
+            Some(holder) => Err(MetaError::RaftIdTaken {
+                node: node.to_string(),
+                other: String::from_utf8_lossy(&holder).into_owned(),
+                number,
+            }),
+            None => Err(MetaError::Unavailable(format!(
+                "{key} was claimed and is gone"
+            ))),
+        }
     }
 
     /// When each replica holder was first seen gone (ms by the wall clock of the controller

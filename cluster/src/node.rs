@@ -255,6 +255,7 @@ impl<B: Backend> ClusterNode<B> {
         listener: TcpListener,
         config: NodeConfig,
     ) -> Result<ClusterNode<B>, MetaError> {
+        meta.claim_raft_id(&config.id).await?;
         crate::data_dir::check(&meta, &config.id, &engine).await?;
         let registration = register(&meta, node_info(&listener, &config)?, &config).await?;
         let raft = RaftHost::new(config.id.raft_id());
