@@ -15,7 +15,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::backend::Backend;
 use crate::error::MetaError;
-use crate::meta::{Change, ClusterMeta, Leadership, Snapshot};
+use crate::meta::{Change, ClusterMeta, GoneTimes, Leadership, Snapshot};
 use crate::model::{NodeId, NodeInfo, Revision, StreamPlacement, StreamStatus};
 use crate::plan::{self, PlanError};
 use crate::reshard::limits::ReshardWindows;
@@ -101,13 +101,19 @@ pub struct ControllerOffice<B: Backend> {
     meta: ClusterMeta<B>,
     leadership: Leadership<B>,
     config: ControllerConfig,
-    /// Since when (ms, the config's wall clock) each node holding replicas has been seen
-    /// gone: loaded from the store at election and written through to it, so the count
-    /// goes on across controllers (one replaced more often than `replace_after` still
-    /// repairs).
+    /// Since when (ms by `now`) each node holding replicas has been seen gone: taken over
+    /// from the store at election when the last office watched until shortly before
+    /// (`taken_over`), and written through to it, so the count goes on across controllers
+    /// (one replaced more often than `replace_after` still repairs).
     gone_since: BTreeMap<NodeId, u64>,
-    /// What the store holds of `gone_since`, as far as this office knows.
-    gone_recorded: BTreeMap<NodeId, u64>,
+    /// The holders whose times the store has, as far as this office knows.
+    gone_recorded: BTreeSet<NodeId>,
+    /// When this office last wrote that it still sees them gone.
+    watched_written: Option<Instant>,
+    /// The wall clock at election, and the election: `now` counts on from there
+    /// monotonically, so a clock step moves no count.
+    started_wall: u64,
+    started: Instant,
     /// The resharding calls of the last second and day, for Kinesis' limits.
     reshards: ReshardWindows,
 }
@@ -120,13 +126,28 @@ impl<B: Backend> ControllerOffice<B> {
         config: ControllerConfig,
     ) -> Result<ControllerOffice<B>, MetaError> {
         let leadership = meta.campaign(node, config.lease_ttl).await?;
-        let gone_since = meta.gone_since().await?;
+        let (started_wall, started) = (config.clock.now_ms(), Instant::now());
+        let recorded = meta.gone_times().await?;
+        let gone_since = taken_over(&recorded, started_wall, watch_gap_max(&config));
+        // The store's times become this office's (as it counts them); those not taken over
+        // go: each counts from when this office sees its holder gone.
+        let dropped: Vec<NodeId> = (recorded.since.keys())
+            .filter(|id| !gone_since.contains_key(*id))
+            .cloned()
+            .collect();
+        let kept: Vec<(NodeId, u64)> = gone_since.iter().map(|(id, t)| (id.clone(), *t)).collect();
+        if !(dropped.is_empty() && kept.is_empty()) {
+            meta.write_gone(&leadership, &kept, &dropped, None).await?;
+        }
         Ok(ControllerOffice {
             meta,
             leadership,
             config,
-            gone_recorded: gone_since.clone(),
+            gone_recorded: gone_since.keys().cloned().collect(),
             gone_since,
+            watched_written: None,
+            started_wall,
+            started,
             reshards: ReshardWindows::default(),
         })
     }
@@ -261,9 +282,9 @@ impl<B: Backend> ControllerOffice<B> {
         let replace_after =
             u64::try_from(self.config.replace_after.as_millis()).unwrap_or(u64::MAX);
         let max_moves = self.config.max_moves;
-        let (clock, gone_since) = (&self.config.clock, &mut self.gone_since);
+        let now = self.now();
+        let gone_since = &mut self.gone_since;
         let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
-            let now = clock.now_ms();
             note_gone(gone_since, snapshot, now);
             Ok(plan::repairs(
                 snapshot,
@@ -278,25 +299,40 @@ impl<B: Backend> ControllerOffice<B> {
         Ok(changes.len())
     }
 
-    /// Writes what changed in `gone_since` to the store. A time another controller recorded
-    /// first stands (the earlier count goes on).
+    /// The office's time in ms: its wall clock at election, counted on monotonically.
+    fn now(&self) -> u64 {
+        let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.started_wall.saturating_add(elapsed)
+    }
+
+    /// Writes to the store what changed in `gone_since` and, while any holder is counted,
+    /// every `watch_every` at least, that this office still watches them (fenced).
     async fn record_gone(&mut self) -> Result<(), MetaError> {
-        let back: Vec<NodeId> = (self.gone_recorded.keys())
+        let forget: Vec<NodeId> = (self.gone_recorded.iter())
             .filter(|id| !self.gone_since.contains_key(*id))
             .cloned()
             .collect();
-        for id in back {
-            self.meta.forget_gone(&id).await?;
-            self.gone_recorded.remove(&id);
-        }
-        let noticed: Vec<(NodeId, u64)> = (self.gone_since.iter())
-            .filter(|(id, since)| self.gone_recorded.get(*id) != Some(*since))
+        let record: Vec<(NodeId, u64)> = (self.gone_since.iter())
+            .filter(|(id, _)| !self.gone_recorded.contains(*id))
             .map(|(id, since)| (id.clone(), *since))
             .collect();
-        for (id, since) in noticed {
-            let standing = self.meta.record_gone(&id, since).await?;
-            self.gone_since.insert(id.clone(), standing);
-            self.gone_recorded.insert(id, standing);
+        let every = watch_every(&self.config);
+        let due = self.watched_written.is_none_or(|at| at.elapsed() >= every);
+        let watching = !self.gone_since.is_empty();
+        if forget.is_empty() && record.is_empty() && !(watching && due) {
+            return Ok(());
+        }
+        let watched = watching.then(|| self.now());
+        (self.meta)
+            .write_gone(&self.leadership, &record, &forget, watched)
+            .await?;
+        for id in &forget {
+            self.gone_recorded.remove(id);
+        }
+        self.gone_recorded
+            .extend(record.into_iter().map(|(id, _)| id));
+        if watching {
+            self.watched_written = Some(Instant::now());
         }
         Ok(())
     }
@@ -567,6 +603,41 @@ async fn commit_each<B: Backend>(
     Ok(last)
 }
 
+/// How often an office counting holders gone writes that it still watches them.
+fn watch_every(config: &ControllerConfig) -> Duration {
+    config.tick * 5
+}
+
+/// The longest a new office may find since the last office wrote that it watched, and
+/// still take its times over: an election's gap (the lease) and a write's period, with a
+/// tick each side.
+fn watch_gap_max(config: &ControllerConfig) -> Duration {
+    config.lease_ttl + watch_every(config) + config.tick * 2
+}
+
+/// The times a new office elected at `now` (its wall clock) takes over from `recorded`:
+/// each holder's age as the last office counted it up to its last confirmation, plus the
+/// gap since then, when that gap is at most `gap_max`; none otherwise (nobody watched
+/// meanwhile: a holder may have come back and gone again, so each count starts afresh).
+/// The gap is measured across two clocks: one ahead makes it longer (more likely none is
+/// taken over), one behind shorter, by the skew.
+fn taken_over(recorded: &GoneTimes, now: u64, gap_max: Duration) -> BTreeMap<NodeId, u64> {
+    let gap_max = u64::try_from(gap_max.as_millis()).unwrap_or(u64::MAX);
+    let Some(watched) = recorded.watched else {
+        return BTreeMap::new();
+    };
+    let gap = now.saturating_sub(watched);
+    if gap > gap_max {
+        return BTreeMap::new();
+    }
+    (recorded.since.iter())
+        .map(|(id, since)| {
+            let age = watched.saturating_sub(*since).saturating_add(gap);
+            (id.clone(), now.saturating_sub(age))
+        })
+        .collect()
+}
+
 /// Records when each node holding a replica was first seen gone, and forgets nodes that are
 /// back or hold no replica any more (all of theirs re-created elsewhere).
 fn note_gone(gone_since: &mut BTreeMap<NodeId, u64>, snapshot: &Snapshot, now: u64) {
@@ -664,7 +735,8 @@ pub async fn run<B: Backend>(
         };
         let mut office = match elected {
             Ok(office) => office,
-            Err(MetaError::Unavailable(_) | MetaError::LeaseExpired) => {
+            // Fenced: the office was lost as it was taken over (its first writes).
+            Err(MetaError::Unavailable(_) | MetaError::LeaseExpired | MetaError::Fenced) => {
                 tokio::time::sleep(pause).await;
                 if requests.is_closed() {
                     return Ok(());
@@ -748,5 +820,47 @@ async fn serve<B: Backend>(office: &mut ControllerOffice<B>, request: Request) -
             change,
             reply,
         } => answer(reply, office.reshard(&name, &change).await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{GoneTimes, NodeId, taken_over};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    fn recorded(since: &[(&str, u64)], watched: Option<u64>) -> GoneTimes {
+        GoneTimes {
+            since: (since.iter())
+                .map(|(id, t)| (NodeId::new(*id).unwrap(), *t))
+                .collect(),
+            watched,
+        }
+    }
+
+    fn times(entries: &[(&str, u64)]) -> BTreeMap<NodeId, u64> {
+        recorded(entries, None).since
+    }
+
+    /// A new office takes each age over as the last office counted it, plus the gap since
+    /// its last confirmation; nothing when the gap is too long or nothing was confirmed.
+    #[test]
+    fn a_new_office_takes_ages_over_only_across_a_short_gap() {
+        let gap_max = Duration::from_secs(10);
+        let last = recorded(&[("c", 1_000), ("d", 40_000)], Some(50_000));
+        // Elected 4 s after the last confirmation: c is 53 s gone, d 14 s.
+        let now = 54_000;
+        let expected = times(&[("c", now - 53_000), ("d", now - 14_000)]);
+        assert_eq!(taken_over(&last, now, gap_max), expected);
+        // A clock behind the last office's: no negative gap, the ages as counted (c's 49 s
+        // reach back past this clock's zero).
+        assert_eq!(
+            taken_over(&last, 45_000, gap_max),
+            times(&[("c", 0), ("d", 35_000)])
+        );
+        // 11 s without anyone watching, or no confirmation at all: counted afresh.
+        assert!(taken_over(&last, 61_000, gap_max).is_empty());
+        let unwatched = recorded(&[("c", 1_000)], None);
+        assert!(taken_over(&unwatched, 2_000, gap_max).is_empty());
     }
 }

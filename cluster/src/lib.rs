@@ -54,7 +54,8 @@ pub use error::MetaError;
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdBackend, EtcdTls, EtcdWatch};
 pub use meta::{
-    Change, Claim, ClusterEvent, ClusterMeta, ClusterWatch, Leadership, Registration, Snapshot,
+    Change, Claim, ClusterEvent, ClusterMeta, ClusterWatch, GoneTimes, Leadership, Registration,
+    Snapshot,
 };
 pub use model::{
     NodeId, NodeInfo, Resharding, Revision, ShardPlacement, StreamPlacement, StreamSettings,

@@ -22,6 +22,9 @@ const CLAIMS: &str = "claims/";
 const QUIET: &str = "quiet/";
 const IDENTITIES: &str = "identities/";
 const GONE: &str = "gone/";
+/// Under `GONE`: each holder's time, and when the office last confirmed them.
+const GONE_NODE: &str = "node/";
+const GONE_WATCHED: &str = "watched";
 const RAFT_IDS: &str = "raft-ids/";
 /// How long a candidate waits before asking a store that failed again.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
@@ -116,6 +119,16 @@ pub struct Leadership<B: Backend> {
     key: String,
     revision: Revision,
     node: NodeId,
+}
+
+/// What controllers recorded of replica holders gone ([`ClusterMeta::gone_times`]): ms by
+/// the recording office's clock (its wall clock at election, counted on monotonically).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GoneTimes {
+    /// When each holder was first seen gone.
+    pub since: BTreeMap<NodeId, u64>,
+    /// When an office last confirmed every holder in `since` still gone.
+    pub watched: Option<u64>,
 }
 
 /// A watch on the whole cluster.
@@ -391,55 +404,64 @@ impl<B: Backend> ClusterMeta<B> {
         }
     }
 
-    /// When each replica holder was first seen gone (ms by the wall clock of the controller
-    /// that saw it), as controllers recorded it ([`ClusterMeta::record_gone`]): a controller
-    /// new to the office goes on counting from there.
-    pub async fn gone_since(&self) -> Result<BTreeMap<NodeId, u64>, MetaError> {
+    /// The times controllers recorded of replica holders first seen gone, and when one last
+    /// confirmed them ([`ClusterMeta::write_gone`]). An entry that does not parse is left
+    /// out: a time only allows a repair sooner, so one missing just starts its count again.
+    pub async fn gone_times(&self) -> Result<GoneTimes, MetaError> {
         let prefix = format!("{}{GONE}", self.prefix);
         let (kvs, _) = self.backend.range(&prefix).await?;
-        let mut gone = BTreeMap::new();
+        let ms = |value: &[u8]| std::str::from_utf8(value).ok()?.parse::<u64>().ok();
+        let mut times = GoneTimes::default();
         for kv in kvs {
-            let corrupt = |reason: String| MetaError::Corrupt {
-                key: kv.key.clone(),
-                reason,
+            let Some(name) = kv.key.strip_prefix(&prefix) else {
+                continue;
             };
-            let id = kv.key.strip_prefix(&prefix).unwrap_or_default();
-            let id = NodeId::new(id.to_owned()).map_err(|e| corrupt(e.to_string()))?;
-            let since = std::str::from_utf8(&kv.value)
-                .ok()
-                .and_then(|text| text.parse().ok())
-                .ok_or_else(|| corrupt("not a time in ms".to_owned()))?;
-            gone.insert(id, since);
+            if name == GONE_WATCHED {
+                times.watched = ms(&kv.value);
+            } else if let (Some(id), Some(since)) = (
+                name.strip_prefix(GONE_NODE)
+                    .and_then(|id| NodeId::new(id.to_owned()).ok()),
+                ms(&kv.value),
+            ) {
+                times.since.insert(id, since);
+            }
         }
-        Ok(gone)
+        Ok(times)
     }
 
-    /// Records that `node` was first seen gone at `since_ms`, unless a time is recorded for
-    /// it already; the time that stands.
-    pub async fn record_gone(&self, node: &NodeId, since_ms: u64) -> Result<u64, MetaError> {
-        let key = format!("{}{GONE}{node}", self.prefix);
-        let when_absent = vec![Compare::CreateRevision(key.clone(), 0)];
-        let put = Op::Put {
-            key,
-            value: since_ms.to_string().into_bytes(),
+    /// Records the times `record` (node, first seen gone), removes those of `forget`, and,
+    /// given, the time the office last confirmed every holder it counts still gone: one
+    /// transaction, fenced by `leadership` (`Fenced` once it is lost).
+    pub async fn write_gone(
+        &self,
+        leadership: &Leadership<B>,
+        record: &[(NodeId, u64)],
+        forget: &[NodeId],
+        watched: Option<u64>,
+    ) -> Result<(), MetaError> {
+        let key = |name: String| format!("{}{GONE}{name}", self.prefix);
+        let put = |name: String, ms: u64| Op::Put {
+            key: key(name),
+            value: ms.to_string().into_bytes(),
             lease: 0,
         };
-        if self.backend.txn(when_absent, vec![put]).await?.succeeded {
-            return Ok(since_ms);
+        let mut writes: Vec<Op> = (record.iter())
+            .map(|(id, since)| put(format!("{GONE_NODE}{id}"), *since))
+            .collect();
+        writes.extend(
+            forget
+                .iter()
+                .map(|id| Op::Delete(key(format!("{GONE_NODE}{id}")))),
+        );
+        writes.extend(watched.map(|ms| put(GONE_WATCHED.to_owned(), ms)));
+        let fence = vec![Compare::CreateRevision(
+            leadership.key.clone(),
+            leadership.revision,
+        )];
+        match self.backend.txn(fence, writes).await?.succeeded {
+            true => Ok(()),
+            false => Err(MetaError::Fenced),
         }
-        Ok(self
-            .gone_since()
-            .await?
-            .get(node)
-            .copied()
-            .unwrap_or(since_ms))
-    }
-
-    /// Forgets `node`'s time gone (it is back, or holds no replica any more).
-    pub async fn forget_gone(&self, node: &NodeId) -> Result<(), MetaError> {
-        let key = format!("{}{GONE}{node}", self.prefix);
-        self.backend.txn(Vec::new(), vec![Op::Delete(key)]).await?;
-        Ok(())
     }
 
     /// Claims `name` for `claim.holder`, taking it over from any earlier holder, unless a

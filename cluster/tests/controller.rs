@@ -214,31 +214,41 @@ async fn a_gone_node_is_replaced_after_the_delay_and_not_before<B: Backend>(meta
 /// A node gone under one controller is replaced by the next once the delay has passed since
 /// the first saw it gone, not since the next was elected (the time is in the store: a
 /// controller replaced more often than the delay still repairs). A node back, or holding no
-/// replica any more, leaves no time there.
+/// replica any more, leaves no time there. But when nobody watched for longer than an
+/// election takes (the node might have come back and gone again meanwhile), the next
+/// controller starts counting afresh.
 async fn a_new_controller_goes_on_counting_a_gone_node<B: Backend>(meta: ClusterMeta<B>) {
-    let mut nodes = register(&meta, &["a", "b", "c", "d"]).await;
+    let mut nodes = register(&meta, &["a", "b", "c", "d", "e"]).await;
     let delay = Duration::from_millis(1500);
     let elect = |name: &str| {
         let name = NodeId::new(name).unwrap();
         let meta = meta.clone();
         async move { ControllerOffice::elect(meta, &name, config(delay, 8)).await }
     };
+    let gone = async |id: &NodeId| {
+        while meta.snapshot().await.unwrap().nodes.contains_key(id) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let holding = async |id: &NodeId| {
+        let map = meta.snapshot().await.unwrap();
+        let shards = &map.streams["orders"].value.shards;
+        shards.iter().filter(|s| s.replicas.contains(id)).count()
+    };
     let mut first = elect("a").await.unwrap();
-    let created = first.create_stream("orders", 4).await.unwrap();
+    first.create_stream("orders", 4).await.unwrap();
     let (c, d) = (NodeId::new("c").unwrap(), NodeId::new("d").unwrap());
-    let held_by_d = created.shards.iter().filter(|s| s.replicas.contains(&d));
-    assert_eq!(held_by_d.count(), 3, "4 shards x 3 copies over 4 nodes");
+    assert!(holding(&d).await > 0 && holding(&c).await > 0);
     nodes[3].stop_renewing();
-    while meta.snapshot().await.unwrap().nodes.contains_key(&d) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    gone(&d).await;
     assert_eq!(
         first.repair().await.unwrap(),
         0,
         "noticed, not yet replaced"
     );
-    let noticed = meta.gone_since().await.unwrap();
-    assert_eq!(noticed.keys().collect::<Vec<_>>(), [&d]);
+    let noticed = meta.gone_times().await.unwrap();
+    assert_eq!(noticed.since.keys().collect::<Vec<_>>(), [&d]);
+    assert!(noticed.watched.is_some());
     first.resign().await.unwrap();
     tokio::time::sleep(delay).await;
     let mut second = elect("b").await.unwrap();
@@ -247,24 +257,40 @@ async fn a_new_controller_goes_on_counting_a_gone_node<B: Backend>(meta: Cluster
         1,
         "the next controller's first pass replaces d's replicas"
     );
-    let map = meta.snapshot().await.unwrap();
-    let shards = &map.streams["orders"].value.shards;
-    assert!(shards.iter().all(|s| !s.replicas.contains(&d)));
+    assert_eq!(holding(&d).await, 0);
     assert_eq!(second.repair().await.unwrap(), 0);
-    assert!(
-        meta.gone_since().await.unwrap().is_empty(),
-        "d holds nothing any more"
-    );
+    let left = meta.gone_times().await.unwrap().since;
+    assert!(left.is_empty(), "d holds nothing any more: {left:?}");
     // c goes (noticed) and comes back: its time goes.
     nodes[2].stop_renewing();
-    while meta.snapshot().await.unwrap().nodes.contains_key(&c) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    gone(&c).await;
     assert_eq!(second.repair().await.unwrap(), 0);
-    assert!(meta.gone_since().await.unwrap().contains_key(&c));
-    nodes.push(meta.register(node("c"), TTL).await.unwrap());
+    assert!(meta.gone_times().await.unwrap().since.contains_key(&c));
+    nodes[2] = meta.register(node("c"), TTL).await.unwrap();
     assert_eq!(second.repair().await.unwrap(), 0);
-    assert!(meta.gone_since().await.unwrap().is_empty(), "c is back");
+    let left = meta.gone_times().await.unwrap().since;
+    assert!(left.is_empty(), "c is back: {left:?}");
+    // c goes again, noticed; then no controller for longer than an election takes (the
+    // lease, five ticks, two more) and the delay: the next one counts c from its own pass.
+    nodes[2].stop_renewing();
+    gone(&c).await;
+    assert_eq!(second.repair().await.unwrap(), 0);
+    second.resign().await.unwrap();
+    tokio::time::sleep(TTL + Duration::from_millis(700) + delay).await;
+    let mut third = elect("a").await.unwrap();
+    assert_eq!(
+        third.repair().await.unwrap(),
+        0,
+        "c's time was not watched throughout: counted afresh"
+    );
+    assert!(holding(&c).await > 0);
+    tokio::time::sleep(delay).await;
+    assert_eq!(
+        third.repair().await.unwrap(),
+        1,
+        "c replaced after the delay"
+    );
+    assert_eq!(holding(&c).await, 0);
 }
 
 async fn the_office_passes_on_and_requests_are_answered<B: Backend>(meta: ClusterMeta<B>) {
