@@ -106,8 +106,8 @@ pub struct ControllerOffice<B: Backend> {
     /// (`taken_over`), and written through to it, so the count goes on across controllers
     /// (one replaced more often than `replace_after` still repairs).
     gone_since: BTreeMap<NodeId, u64>,
-    /// The holders whose times the store has, as far as this office knows.
-    gone_recorded: BTreeSet<NodeId>,
+    /// The times the store has, as far as this office knows.
+    gone_recorded: BTreeMap<NodeId, u64>,
     /// When this office last wrote that it still sees them gone.
     watched_written: Option<Instant>,
     /// The wall clock at election, and the election: `now` counts on from there
@@ -143,7 +143,7 @@ impl<B: Backend> ControllerOffice<B> {
             meta,
             leadership,
             config,
-            gone_recorded: gone_since.keys().cloned().collect(),
+            gone_recorded: gone_since.clone(),
             gone_since,
             watched_written: None,
             started_wall,
@@ -283,9 +283,10 @@ impl<B: Backend> ControllerOffice<B> {
             u64::try_from(self.config.replace_after.as_millis()).unwrap_or(u64::MAX);
         let max_moves = self.config.max_moves;
         let now = self.now();
-        let gone_since = &mut self.gone_since;
-        let changes = commit_planned(&self.meta, &self.leadership, |snapshot| {
+        let (gone_since, mut looked) = (&mut self.gone_since, false);
+        let planned = commit_planned(&self.meta, &self.leadership, |snapshot| {
             note_gone(gone_since, snapshot, now);
+            looked = true;
             Ok(plan::repairs(
                 snapshot,
                 gone_since,
@@ -294,9 +295,13 @@ impl<B: Backend> ControllerOffice<B> {
                 max_moves,
             ))
         })
-        .await?;
-        self.record_gone().await?;
-        Ok(changes.len())
+        .await;
+        // What the pass saw gone or back is recorded even when its commit failed; nothing
+        // is confirmed when it read no map.
+        if looked {
+            self.record_gone(now).await?;
+        }
+        Ok(planned?.len())
     }
 
     /// The office's time in ms: its wall clock at election, counted on monotonically.
@@ -306,14 +311,16 @@ impl<B: Backend> ControllerOffice<B> {
     }
 
     /// Writes to the store what changed in `gone_since` and, while any holder is counted,
-    /// every `watch_every` at least, that this office still watches them (fenced).
-    async fn record_gone(&mut self) -> Result<(), MetaError> {
-        let forget: Vec<NodeId> = (self.gone_recorded.iter())
+    /// every `watch_every` at least, that this office's pass at `seen` still saw them gone
+    /// (fenced).
+    async fn record_gone(&mut self, seen: u64) -> Result<(), MetaError> {
+        let forget: Vec<NodeId> = (self.gone_recorded.keys())
             .filter(|id| !self.gone_since.contains_key(*id))
             .cloned()
             .collect();
+        // A time that changed (a holder back and gone again) is written again.
         let record: Vec<(NodeId, u64)> = (self.gone_since.iter())
-            .filter(|(id, _)| !self.gone_recorded.contains(*id))
+            .filter(|(id, since)| self.gone_recorded.get(*id) != Some(*since))
             .map(|(id, since)| (id.clone(), *since))
             .collect();
         let every = watch_every(&self.config);
@@ -322,15 +329,14 @@ impl<B: Backend> ControllerOffice<B> {
         if forget.is_empty() && record.is_empty() && !(watching && due) {
             return Ok(());
         }
-        let watched = watching.then(|| self.now());
+        let watched = watching.then_some(seen);
         (self.meta)
             .write_gone(&self.leadership, &record, &forget, watched)
             .await?;
         for id in &forget {
             self.gone_recorded.remove(id);
         }
-        self.gone_recorded
-            .extend(record.into_iter().map(|(id, _)| id));
+        self.gone_recorded.extend(record);
         if watching {
             self.watched_written = Some(Instant::now());
         }

@@ -167,15 +167,21 @@ impl<B: Backend> ClusterMeta<B> {
         let lease = KeptLease::grant(&self.backend, ttl).await?;
         let key = format!("{}{NODES}{}", self.prefix, node.id);
         let value = serde_json::to_vec(&node).expect("a NodeInfo always encodes");
+        // A node back ends any count of its time gone that a controller kept: one elected
+        // next does not take over a time from before this registration.
+        let gone = format!("{}{GONE}{GONE_NODE}{}", self.prefix, node.id);
         let outcome = self
             .backend
             .txn(
                 vec![Compare::CreateRevision(key.clone(), 0)],
-                vec![Op::Put {
-                    key,
-                    value,
-                    lease: lease.id(),
-                }],
+                vec![
+                    Op::Put {
+                        key,
+                        value,
+                        lease: lease.id(),
+                    },
+                    Op::Delete(gone),
+                ],
             )
             .await?;
         if !outcome.succeeded {

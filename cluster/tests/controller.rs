@@ -220,10 +220,14 @@ async fn a_gone_node_is_replaced_after_the_delay_and_not_before<B: Backend>(meta
 async fn a_new_controller_goes_on_counting_a_gone_node<B: Backend>(meta: ClusterMeta<B>) {
     let mut nodes = register(&meta, &["a", "b", "c", "d", "e"]).await;
     let delay = Duration::from_millis(1500);
+    // An election's gap here: the lease, 5 ticks and 2 more (5.7 s): room for the 1.5 s
+    // delay and an election on a loaded machine.
+    let lease = Duration::from_secs(5);
     let elect = |name: &str| {
         let name = NodeId::new(name).unwrap();
-        let meta = meta.clone();
-        async move { ControllerOffice::elect(meta, &name, config(delay, 8)).await }
+        let (meta, mut config) = (meta.clone(), config(delay, 8));
+        config.lease_ttl = lease;
+        async move { ControllerOffice::elect(meta, &name, config).await }
     };
     let gone = async |id: &NodeId| {
         while meta.snapshot().await.unwrap().nodes.contains_key(id) {
@@ -267,6 +271,8 @@ async fn a_new_controller_goes_on_counting_a_gone_node<B: Backend>(meta: Cluster
     assert_eq!(second.repair().await.unwrap(), 0);
     assert!(meta.gone_times().await.unwrap().since.contains_key(&c));
     nodes[2] = meta.register(node("c"), TTL).await.unwrap();
+    let left = meta.gone_times().await.unwrap().since;
+    assert!(left.is_empty(), "c's registration ends its count: {left:?}");
     assert_eq!(second.repair().await.unwrap(), 0);
     let left = meta.gone_times().await.unwrap().since;
     assert!(left.is_empty(), "c is back: {left:?}");
@@ -276,7 +282,7 @@ async fn a_new_controller_goes_on_counting_a_gone_node<B: Backend>(meta: Cluster
     gone(&c).await;
     assert_eq!(second.repair().await.unwrap(), 0);
     second.resign().await.unwrap();
-    tokio::time::sleep(TTL + Duration::from_millis(700) + delay).await;
+    tokio::time::sleep(lease + Duration::from_millis(700) + delay).await;
     let mut third = elect("a").await.unwrap();
     assert_eq!(
         third.repair().await.unwrap(),
