@@ -297,8 +297,9 @@ impl<B: Backend> ControllerOffice<B> {
         })
         .await;
         // What the pass saw gone or back is recorded even when its commit failed; nothing
-        // is confirmed when it read no map.
-        if looked {
+        // is confirmed when it read no map, and nothing written once the office is lost.
+        let fenced = matches!(planned, Err(ControllerError::Meta(MetaError::Fenced)));
+        if looked && !fenced {
             self.record_gone(now).await?;
         }
         Ok(planned?.len())
