@@ -24,6 +24,9 @@ pub struct EngineConfig {
     pub segment_size_bytes: u64,
     /// Durability of a put that does not ask for one.
     pub durability: Durability,
+    /// What a durable put's sync covers: each shard's own files (the default) or the whole
+    /// filesystem of the data directory at once ([`SyncScope`]).
+    pub sync_scope: SyncScope,
     /// Lifetime of iterator tokens.
     pub iterator_ttl_ms: u64,
     /// Per-shard throughput limits; `None` (the default) leaves shards unthrottled.
@@ -94,6 +97,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("cores", &self.cores)
             .field("segment_size_bytes", &self.segment_size_bytes)
             .field("durability", &self.durability)
+            .field("sync_scope", &self.sync_scope)
             .field("throughput_limits", &self.throughput_limits)
             .finish_non_exhaustive()
     }
@@ -109,6 +113,7 @@ impl EngineConfig {
             pin_cores: true,
             segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
             durability: Durability::Durable,
+            sync_scope: SyncScope::PerFile,
             iterator_ttl_ms: ITERATOR_TTL_MS_DEFAULT,
             throughput_limits: None,
             shards_max: 10_000,
@@ -151,6 +156,22 @@ impl EngineConfig {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
     }
+}
+
+/// What the sync behind a durable put covers (docs/design/filesystem-sync.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncScope {
+    /// Each shard log fdatasyncs its own segment files; puts to many shards wait for many
+    /// syncs (they run concurrently, and the device merges what it can).
+    #[default]
+    PerFile,
+    /// One `syncfs` of the data directory's filesystem answers every shard's durable waits at
+    /// once (a group commit across shards and cores): durable puts into many shards cost one
+    /// device flush. It also writes back every other dirty file of that filesystem, so give
+    /// the data directory a filesystem of its own. Needs Linux 5.8 or later (its syncfs
+    /// reports writeback errors); after a failed filesystem sync every shard goes back to
+    /// syncing its own files, which tell whether their data was lost.
+    Filesystem,
 }
 
 /// Per-shard throughput limits (token buckets refilled continuously).

@@ -1,7 +1,7 @@
 //! The `Engine`: opening, the threads it runs, shutdown, and how calls reach them.
 
 use crate::catalog::Catalog;
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, SyncScope};
 use crate::control::{Control, ControlJobOrStop, StepError};
 use crate::error::{AdminError, CloseError, OpenError};
 use crate::runtime::queue::{QueueSender, queue};
@@ -10,7 +10,7 @@ use crate::shared::EngineShared;
 use crate::token::TokenKey;
 use sluice_storage::format::{BATCH_HEADER_LEN, RECORD_HEADER_LEN};
 use sluice_storage::runtime::{CoreSpec, CoreThread, spawn_core};
-use sluice_storage::{DataDir, LogConfig, StorageError};
+use sluice_storage::{DataDir, FilesystemSync, LogConfig, StorageError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -65,6 +65,7 @@ impl Engine {
         let data_dir = DataDir::new(&config.data_dir)?;
         let lock = data_dir.lock()?;
         let token_key = TokenKey::load_or_create(data_dir.root())?;
+        let filesystem_sync = filesystem_sync(&config)?;
         let (threads, cores) = start_cores(&config)?;
         let shared = Arc::new(EngineShared {
             config,
@@ -74,6 +75,7 @@ impl Engine {
             token_key,
             record_size_bytes_supported,
             batch_bytes_max,
+            filesystem_sync,
         });
         let (control_tx, control_rx) = queue(CONTROL_QUEUE_DEPTH);
         // Build the engine first: if replay fails, dropping it stops the cores.
@@ -222,6 +224,23 @@ fn core_spec(config: &EngineConfig, index: usize) -> CoreSpec {
 /// (its io_uring refused by a seccomp filter or `kernel.io_uring_disabled`, too little locked
 /// memory) ends its thread before running anything: that is an error here, naming the cause,
 /// where the engine used to wait for ever on a core that would never answer.
+/// The filesystem syncer `SyncScope::Filesystem` asks for (through the test injector, when a
+/// test set one, so its power-loss model sees the syncs).
+fn filesystem_sync(config: &EngineConfig) -> Result<Option<FilesystemSync>, OpenError> {
+    if config.sync_scope != SyncScope::Filesystem {
+        return Ok(None);
+    }
+    let dir = &config.data_dir;
+    let opened = match config.io_faults() {
+        Some(faults) => faults.filesystem_sync(dir),
+        None => FilesystemSync::open(dir),
+    };
+    opened.map(Some).map_err(|e| match e.kind() {
+        std::io::ErrorKind::Unsupported => OpenError::Config(format!("sync_scope Filesystem: {e}")),
+        _ => OpenError::Storage(StorageError::io("start the filesystem sync of", dir, e)),
+    })
+}
+
 fn start_cores(
     config: &EngineConfig,
 ) -> Result<(Threads, Vec<QueueSender<CoreMessage>>), OpenError> {

@@ -98,7 +98,7 @@ pub use admin::{
 pub use call::Call;
 #[cfg(feature = "testing")]
 pub use config::TestHooks;
-pub use config::{EngineConfig, ReshardStep, ThroughputLimits};
+pub use config::{EngineConfig, ReshardStep, SyncScope, ThroughputLimits};
 pub use consumer::{Commit, Consumer};
 pub use engine::Engine;
 pub use error::{

@@ -87,6 +87,7 @@ impl Engine {
                 segment_size_bytes: shared.config.segment_size_bytes,
                 record_size_bytes_max: shared.record_size_bytes_supported,
                 retention_ms,
+                filesystem_sync: shared.filesystem_sync.clone(),
                 ..LogConfig::default()
             };
             let (clock, io) = (

@@ -7,7 +7,7 @@ use crate::config::EngineConfig;
 use crate::runtime::CoreMessage;
 use crate::runtime::queue::QueueSender;
 use crate::token::TokenKey;
-use sluice_storage::DataDir;
+use sluice_storage::{DataDir, FilesystemSync};
 
 /// What every thread of the engine shares.
 pub(crate) struct EngineShared {
@@ -21,4 +21,7 @@ pub(crate) struct EngineShared {
     /// Largest encoded batch a shard log takes (it depends on the segment size only); puts
     /// encode their batches on the caller's thread to this size.
     pub(crate) batch_bytes_max: u64,
+    /// The filesystem syncer every shard log's durable waits go through, with
+    /// `SyncScope::Filesystem`.
+    pub(crate) filesystem_sync: Option<FilesystemSync>,
 }

@@ -42,7 +42,7 @@ use results::{BenchResult, Latency, Rate, Sample, TIMELINE_STEP};
 use sluice_core::limits::RETENTION_HOURS_MIN;
 use sluice_core::{
     Clock, CreateStream, Durability, Engine, EngineConfig, IteratorStart, ScaledClock,
-    ShardDescription,
+    ShardDescription, SyncScope,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -83,6 +83,11 @@ pub struct BenchArgs {
     /// visible or durable.
     #[arg(long, default_value = "visible")]
     durability: String,
+    /// What a durable put's sync covers: `file` (each shard fdatasyncs its own segment
+    /// files) or `filesystem` (one syncfs of the data directory's filesystem answers every
+    /// shard at once; it also writes back other programs' dirty files there).
+    #[arg(long, value_enum, default_value = "file")]
+    sync_scope: SyncScopeArg,
     /// Segment file size in MiB.
     #[arg(long, default_value_t = 64)]
     segment_mib: u64,
@@ -185,7 +190,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .wait()
         .context("create the bench stream (use an empty --dir)")?;
     println!(
-        "sluice bench: {} records of {} B in batches of {}, {} shards on {} cores, {} caller threads, {:?}, {} MiB segments, clock {}x, in {}",
+        "sluice bench: {} records of {} B in batches of {}, {} shards on {} cores, {} caller threads, {:?} (sync scope {:?}), {} MiB segments, clock {}x, in {}",
         args.records,
         args.record_size,
         args.batch,
@@ -193,6 +198,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         engine.core_count(),
         args.callers,
         durability,
+        args.sync_scope,
         args.segment_mib,
         args.clock_speed,
         dir.display()
@@ -530,7 +536,19 @@ fn engine_config(args: &BenchArgs, dir: &Path, clock: &Arc<ScaledClock>) -> Engi
     config.clock = clock.clone();
     config.spin_before_park_us = args.spin_us;
     config.caller_spin_us = args.spin_us;
+    config.sync_scope = match args.sync_scope {
+        SyncScopeArg::File => SyncScope::PerFile,
+        SyncScopeArg::Filesystem => SyncScope::Filesystem,
+    };
     config
+}
+
+/// `--sync-scope`'s values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum SyncScopeArg {
+    File,
+    Filesystem,
 }
 
 /// Bytes the files under `dir` take on disk (allocated blocks, so sparse files count what they
@@ -746,5 +764,20 @@ mod tests {
         let quiet = Cli::try_parse_from(["bench"]).unwrap();
         let config = engine_config(&quiet.bench, Path::new("/nonexistent"), &clock);
         assert_eq!((config.spin_before_park_us, config.caller_spin_us), (0, 0));
+    }
+
+    #[test]
+    fn sync_scope_reaches_the_engine() {
+        let clock = Arc::new(ScaledClock::new(1));
+        let scope = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            engine_config(&cli.bench, Path::new("/nonexistent"), &clock).sync_scope
+        };
+        assert_eq!(scope(&["bench"]), SyncScope::PerFile);
+        assert_eq!(
+            scope(&["bench", "--sync-scope", "filesystem"]),
+            SyncScope::Filesystem
+        );
+        assert!(Cli::try_parse_from(["bench", "--sync-scope", "disk"]).is_err());
     }
 }

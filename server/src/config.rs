@@ -1,6 +1,6 @@
 //! `sluice serve`'s settings.
 
-use sluice_core::{Clock, Durability, SystemClock};
+use sluice_core::{Clock, Durability, SyncScope, SystemClock};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +33,9 @@ pub struct ServeConfig {
     /// µs an idle engine core polls for work before parking (0: parks at once). Lower
     /// latency for the first put after a pause, at the cost of a busy CPU per core.
     pub core_spin_us: u64,
+    /// What a durable put's sync covers (each shard's files, or the data directory's
+    /// filesystem at once).
+    pub sync_scope: SyncScope,
     /// Shard log segment size.
     pub segment_size_bytes: u64,
     /// Open shards allowed over all streams (DescribeLimits' ShardLimit).
@@ -155,6 +158,7 @@ impl ServeConfig {
             fault_probability: 0.0,
             cores: 0,
             core_spin_us: 0,
+            sync_scope: SyncScope::PerFile,
             segment_size_bytes: 64 << 20,
             shards_max: 10_000,
             update_shard_count_per_day_max: 10,

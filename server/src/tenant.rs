@@ -71,6 +71,7 @@ fn engine_config(
     let mut engine_config = EngineConfig::new(data_dir);
     engine_config.cores = config.cores;
     engine_config.spin_before_park_us = config.core_spin_us;
+    engine_config.sync_scope = config.sync_scope;
     engine_config.segment_size_bytes = config.segment_size_bytes;
     engine_config.durability = config.durability;
     engine_config.shards_max = config.shards_max;

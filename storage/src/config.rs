@@ -2,6 +2,7 @@
 
 use crate::error::{Result, StorageError};
 use crate::format::{self, BATCH_HEADER_LEN, RECORD_HEADER_LEN, SEGMENT_DATA_START};
+use crate::fs_sync::FilesystemSync;
 
 /// Kinesis' largest record (key + data): 10 MiB.
 pub const RECORD_SIZE_BYTES_LIMIT: u64 = 10 * 1024 * 1024;
@@ -38,6 +39,11 @@ pub struct LogConfig {
     /// `append_received`) and shows readers only what `commit_to` committed
     /// (docs/design/segment-format.md, "Replicated logs").
     pub replicated: bool,
+    /// Durable appends wait for this engine-wide filesystem sync (one `syncfs` covering every
+    /// log's writes) instead of an fdatasync of each of the log's files; after a failed one
+    /// the log syncs its own files again. `None` (the default): each log syncs its own files.
+    /// Syncs that order writes (segment headers, seals, truncations) stay per file.
+    pub filesystem_sync: Option<FilesystemSync>,
 }
 
 impl Default for LogConfig {
@@ -51,6 +57,7 @@ impl Default for LogConfig {
             retention_ms: RETENTION_MS_DEFAULT,
             writeback_interval_bytes: 1024 * 1024,
             replicated: false,
+            filesystem_sync: None,
         }
     }
 }

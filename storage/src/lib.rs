@@ -42,6 +42,7 @@ mod config;
 mod datadir;
 mod error;
 pub mod format;
+mod fs_sync;
 pub mod guide;
 mod index;
 pub mod io;
@@ -71,6 +72,7 @@ pub use config::{
 pub use datadir::{DataDir, NAME_BYTES_MAX, validate_name};
 pub use error::{Result, StorageError};
 pub use format::{EncodedBatch, EntryId, RECORD_FLAG_ENCRYPTED, RecordIn, RecordView};
+pub use fs_sync::FilesystemSync;
 pub use io::{GlommioIo, SegmentIo};
 pub use log::{Appended, Durability, LogStats, ReadOnlyLog, RetentionPoint, ShardLog};
 pub use metalog::{MetaLog, MetaLogRepair, MetaLogScan};

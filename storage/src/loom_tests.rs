@@ -11,6 +11,7 @@
 use crate::clock::ManualClock;
 use crate::error::StorageError;
 use crate::format::{RecordIn, SEGMENT_DATA_START, encode_batch};
+use crate::fs_sync::Syncer;
 use crate::index::SparseIndex;
 use crate::log::reclaim;
 use crate::mapping::{FileId, Mapping};
@@ -274,5 +275,48 @@ fn a_file_an_earlier_log_maps_for_a_reader_is_not_reset_by_a_later_log_until_rel
             reuse(&mut free);
         }
         assert!(retiring.is_empty());
+    });
+}
+
+/// The filesystem syncer (fs_sync.rs): a log asks for a sync only once its write completed,
+/// and must be answered by a sync that started after the request, so the sync covers the
+/// write. Two logs write and ask while the syncer's thread runs; the stand-in for syncfs
+/// records, as durable, the writes completed when it started. Four threads (the syncer's,
+/// two logs', the one closing it): explored to 2 preemptions, as the two-sender queue model.
+#[test]
+fn loom_a_filesystem_sync_answers_only_requests_made_before_it_started() {
+    crate::sync::loom_model(2, || {
+        let syncer = Arc::new(Syncer::default());
+        let written = Arc::new(AtomicU64::new(0));
+        let durable = Arc::new(AtomicU64::new(0));
+        let runner = {
+            let (syncer, written, durable) = (syncer.clone(), written.clone(), durable.clone());
+            thread::spawn(move || {
+                syncer.run(&mut || {
+                    let covered = written.load(Ordering::SeqCst);
+                    durable.fetch_max(covered, Ordering::SeqCst);
+                    Ok(())
+                })
+            })
+        };
+        let logs: Vec<_> = (1..=2)
+            .map(|write| {
+                let (syncer, written, durable) = (syncer.clone(), written.clone(), durable.clone());
+                thread::spawn(move || {
+                    written.fetch_max(write, Ordering::SeqCst);
+                    let ticket = syncer.request().expect("no sync fails here");
+                    loom::future::block_on(syncer.wait(ticket)).expect("no sync fails here");
+                    assert!(
+                        durable.load(Ordering::SeqCst) >= write,
+                        "answered by a sync that started before write {write} completed"
+                    );
+                })
+            })
+            .collect();
+        for log in logs {
+            log.join().unwrap();
+        }
+        syncer.close();
+        runner.join().unwrap();
     });
 }

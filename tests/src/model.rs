@@ -6,7 +6,7 @@
 use crate::{all_shards, assert_open_shards_partition, read_stream_records};
 use sluice_core::{
     CreateStream, Durability, Engine, EngineConfig, ErrorCode, IteratorStart, PutRecord,
-    SequenceNumber,
+    SequenceNumber, SyncScope,
 };
 use sluice_storage::GlommioIo;
 use sluice_storage::io::{Fault, FaultPlan, FaultyIo, PowerLoss};
@@ -231,6 +231,8 @@ enum Allowed {
 pub struct Harness {
     dir: PathBuf,
     faults: FaultyIo<GlommioIo>,
+    /// What the engine's durable syncs cover (each case picks one).
+    sync_scope: SyncScope,
     engine: Option<Engine>,
     model: BTreeMap<&'static str, StreamModel>,
     /// A fault is armed: puts and reshards may fail (with InternalFailure).
@@ -249,13 +251,14 @@ pub struct Harness {
 
 impl Harness {
     /// An engine on a new data directory under `dir`.
-    pub fn new(dir: &Path) -> Harness {
+    pub fn new(dir: &Path, sync_scope: SyncScope) -> Harness {
         let dir = dir.join("data");
         let faults = FaultyIo::new(GlommioIo);
-        let engine = Some(open(&dir, &faults));
+        let engine = Some(open(&dir, &faults, sync_scope));
         Harness {
             dir,
             faults,
+            sync_scope,
             engine,
             model: BTreeMap::new(),
             armed: false,
@@ -374,8 +377,8 @@ impl Harness {
     }
 
     /// Runs `ops` as one case on a fresh engine under `dir`: each step, then the final check.
-    pub fn run(dir: &Path, ops: &[Op]) {
-        let mut harness = Harness::new(dir);
+    pub fn run(dir: &Path, ops: &[Op], sync_scope: SyncScope) {
+        let mut harness = Harness::new(dir, sync_scope);
         for (step, op) in ops.iter().enumerate() {
             harness.apply(op, step);
         }
@@ -658,7 +661,7 @@ impl Harness {
     /// Reopens the engine and checks every stream, settling what the model was unsure of.
     fn reopen(&mut self, allowed: Allowed, step: usize) {
         self.faults.heal();
-        self.engine = Some(open(&self.dir, &self.faults));
+        self.engine = Some(open(&self.dir, &self.faults, self.sync_scope));
         (self.armed, self.may_be_latched) = (false, false);
         self.fired_at_open = self.faults.faults_fired();
         self.settle_unsure_changes(step);
@@ -862,8 +865,9 @@ enum Reader {
     Push,
 }
 
-fn open(dir: &Path, faults: &FaultyIo<GlommioIo>) -> Engine {
+fn open(dir: &Path, faults: &FaultyIo<GlommioIo>, sync_scope: SyncScope) -> Engine {
     let mut config = EngineConfig::new(dir);
+    config.sync_scope = sync_scope;
     config.cores = 2;
     config.segment_size_bytes = 256 << 10;
     config.testing.io_faults = Some(faults.clone());

@@ -3,7 +3,7 @@
 
 use clap::builder::FalseyValueParser;
 use clap::{Args, ValueEnum};
-use sluice_core::Durability;
+use sluice_core::{Durability, SyncScope};
 use sluice_server::ServeConfig;
 use sluice_server::config::Credential;
 use std::net::SocketAddr;
@@ -16,6 +16,34 @@ pub enum DurabilityArg {
     Durable,
     /// Once readers can see it: survives a crash of the server, not of the machine.
     Visible,
+}
+
+/// What a durable put's sync covers.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SyncScopeArg {
+    /// Each shard fdatasyncs its own segment files.
+    File,
+    /// One syncfs of the data directory's filesystem answers every shard at once (Linux 5.8
+    /// or later; it also writes back other programs' dirty files on that filesystem).
+    Filesystem,
+}
+
+impl From<DurabilityArg> for Durability {
+    fn from(arg: DurabilityArg) -> Durability {
+        match arg {
+            DurabilityArg::Durable => Durability::Durable,
+            DurabilityArg::Visible => Durability::Visible,
+        }
+    }
+}
+
+impl From<SyncScopeArg> for SyncScope {
+    fn from(arg: SyncScopeArg) -> SyncScope {
+        match arg {
+            SyncScopeArg::File => SyncScope::PerFile,
+            SyncScopeArg::Filesystem => SyncScope::Filesystem,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -38,6 +66,11 @@ pub struct ServeArgs {
     /// When puts are acknowledged.
     #[arg(long, env = "SLUICE_DURABILITY", value_enum, default_value = "durable")]
     pub durability: DurabilityArg,
+    /// What a durable put's sync covers: `file` (each shard's own segment files) or
+    /// `filesystem` (one syncfs for every shard: much faster with many shards; give the data
+    /// directory a filesystem of its own).
+    #[arg(long, env = "SLUICE_SYNC_SCOPE", value_enum, default_value = "file")]
+    pub sync_scope: SyncScopeArg,
     /// Region in ARNs.
     #[arg(long, env = "SLUICE_REGION", default_value = "us-east-1")]
     pub region: String,
@@ -228,10 +261,8 @@ pub fn serve_config(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<ServeCo
     );
     let mut config = ServeConfig::new(data_dir);
     config.listen = args.listen;
-    config.durability = match args.durability {
-        DurabilityArg::Durable => Durability::Durable,
-        DurabilityArg::Visible => Durability::Visible,
-    };
+    config.durability = args.durability.into();
+    config.sync_scope = args.sync_scope.into();
     config.region = args.region.clone();
     config.account = args.account.clone();
     config.status_delay_ms = args.status_delay_ms;
@@ -389,6 +420,15 @@ mod tests {
         let cli = Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
             .expect("the arguments parse");
         serve_config(&cli.serve, Path::new("/nonexistent"))
+    }
+
+    #[test]
+    fn sync_scope_reaches_the_engine() {
+        assert_eq!(config(&[]).unwrap().sync_scope, SyncScope::PerFile);
+        assert_eq!(
+            config(&["--sync-scope", "filesystem"]).unwrap().sync_scope,
+            SyncScope::Filesystem
+        );
     }
 
     #[test]

@@ -296,6 +296,7 @@ impl Control {
             segment_size_bytes: self.shared.config.segment_size_bytes,
             record_size_bytes_max: self.shared.record_size_bytes_supported,
             retention_ms: u64::from(retention_hours) * 3_600_000,
+            filesystem_sync: self.shared.filesystem_sync.clone(),
             ..LogConfig::default()
         }
     }

@@ -74,4 +74,11 @@ impl SegmentFile for EngineFile {
             EngineFile::Faulty(file) => file.start_writeback(pos, len),
         }
     }
+
+    fn writeback_error(&self) -> Option<io::Error> {
+        match self {
+            EngineFile::Plain(file) => file.writeback_error(),
+            EngineFile::Faulty(file) => file.writeback_error(),
+        }
+    }
 }

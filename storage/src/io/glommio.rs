@@ -116,14 +116,15 @@ impl SegmentFile for GlommioFile {
         let synced = glommio::executor()
             .spawn_blocking(move || file.sync_data())
             .await;
-        if self.writeback_failed.load(Ordering::Acquire) {
-            // Writeback of this file failed earlier: its data may not be on the device, whatever
-            // this fdatasync says.
-            return Err(io::Error::other(
-                "background writeback of this segment failed",
-            ));
-        }
-        synced
+        // Writeback of this file failed earlier: its data may not be on the device, whatever
+        // this fdatasync says.
+        self.writeback_error().map_or(synced, Err)
+    }
+
+    fn writeback_error(&self) -> Option<io::Error> {
+        self.writeback_failed
+            .load(Ordering::Acquire)
+            .then(|| io::Error::other("background writeback of this segment failed"))
     }
 
     fn start_writeback(&self, pos: u64, len: u64) {

@@ -48,4 +48,8 @@ pub trait SegmentFile: 'static {
     /// waiting and without any durability promise: it spreads writeback out, so a later
     /// `sync_data` has little left to do and does not stall other writes.
     fn start_writeback(&self, pos: u64, len: u64);
+
+    /// A writeback error this file's own bookkeeping knows of (a failed `start_writeback`),
+    /// which a filesystem-wide sync may not have reported to this log.
+    fn writeback_error(&self) -> Option<io::Error>;
 }

@@ -63,11 +63,7 @@ impl<I: SegmentIo> ShardLog<I> {
                 let target = (self.written_seq.get(), self.written_batches.get());
                 (target, files, sealed_files, w.dirty_epoch)
             };
-            for file in files {
-                if let Err(e) = file.sync_data().await {
-                    return Err(self.sync_failed(&self.shared.dir, e));
-                }
-            }
+            self.sync_files(&files).await?;
             // A failure reported to another caller (say, sealing) latched the log: this sync's
             // success proves nothing about data the device already lost.
             self.check_writable()?;
@@ -81,5 +77,30 @@ impl<I: SegmentIo> ShardLog<I> {
             self.durable_batches
                 .set(self.durable_batches.get().max(target.1));
         }
+    }
+
+    /// Makes the writes completed into `files` durable: through the engine's filesystem sync
+    /// when it has one and it works, otherwise by an fdatasync of each file.
+    async fn sync_files(&self, files: &[Rc<I::File>]) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        if let Some(filesystem) = &self.config.filesystem_sync {
+            // Every write into `files` has completed, so a sync that starts after this request
+            // covers them. After a failed one (maybe another file's), each file's own
+            // fdatasync below says whether this log's data failed.
+            if filesystem.sync().await.is_ok() {
+                return match files.iter().find_map(|file| file.writeback_error()) {
+                    Some(e) => Err(self.sync_failed(&self.shared.dir, e)),
+                    None => Ok(()),
+                };
+            }
+        }
+        for file in files {
+            if let Err(e) = file.sync_data().await {
+                return Err(self.sync_failed(&self.shared.dir, e));
+            }
+        }
+        Ok(())
     }
 }

@@ -10,7 +10,8 @@ mod power_loss;
 use self::power_loss::{Journaled, UndoRecord, lose_pages, lose_prefixes, undo_all};
 pub use self::power_loss::{PAGE_BYTES, PageFate, PageLoss, PowerLoss, SECTOR_BYTES};
 use super::{BlockingIo, SegmentFile, SegmentIo};
-use std::collections::HashMap;
+use crate::fs_sync::{FilesystemSync, check_kernel, syncfs};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -70,6 +71,48 @@ struct Journal {
     poisoned: HashMap<PathBuf, Vec<UndoRecord>>,
     /// Numbers completed writes, so a sync knows which ones finished before it started.
     writes_completed: u64,
+    /// Files whose writes a failed filesystem sync poisoned: the next sync of each reports
+    /// the error, as Linux reports a writeback error to every descriptor of the file, not only
+    /// to the syncfs that met it.
+    unreported: HashSet<PathBuf>,
+    /// A failed file sync the next filesystem sync reports (Linux records a writeback error
+    /// for the filesystem as well as for the file).
+    unreported_to_filesystem: bool,
+}
+
+impl Journal {
+    /// A sync of `path` (`None`: of the filesystem) that wrote what it covered still returns
+    /// an error an earlier failed sync left for it, once: Linux reports a writeback error to
+    /// each descriptor (and each syncfs) that has not seen it.
+    fn take_unreported(&mut self, path: Option<&Path>) -> bool {
+        match path {
+            Some(path) => self.unreported.remove(path),
+            None => std::mem::take(&mut self.unreported_to_filesystem),
+        }
+    }
+
+    /// A sync of `path` covered its writes up to `covered`: they are durable, or (`failed`)
+    /// poisoned. True when it covered any.
+    fn retire(&mut self, path: &Path, covered: u64, failed: bool) -> bool {
+        let writes = self.unsynced.entry(path.to_path_buf()).or_default();
+        let (retired, pending): (Vec<UndoRecord>, Vec<UndoRecord>) = std::mem::take(writes)
+            .into_iter()
+            .partition(|w| w.id <= covered);
+        *writes = pending;
+        let any = !retired.is_empty();
+        if failed {
+            // Linux may mark the pages clean after a failed sync: the writes it should have
+            // covered are lost on power loss even if a later sync succeeds.
+            let poisoned = self.poisoned.entry(path.to_path_buf()).or_default();
+            poisoned.extend(retired);
+        } else if let Some(poisoned) = self.poisoned.get_mut(path) {
+            // Poisoned bytes written again and synced now are safe.
+            let mut ranges: Vec<(u64, u64)> = retired.iter().map(|w| (w.pos, w.end())).collect();
+            ranges.sort_unstable();
+            poisoned.retain(|p| !covered_by(p.pos, p.end(), &ranges));
+        }
+        any
+    }
 }
 
 /// Counters and the gates, shared by the io, its clones and its files.
@@ -144,29 +187,45 @@ impl FaultState {
         synced: io::Result<()>,
     ) -> io::Result<()> {
         let mut journal = self.journal();
-        let journal = &mut *journal;
-        let writes = journal.unsynced.entry(path.to_path_buf()).or_default();
-        let (retired, pending): (Vec<UndoRecord>, Vec<UndoRecord>) = std::mem::take(writes)
-            .into_iter()
-            .partition(|w| w.id <= covered);
-        *writes = pending;
-        if let Err(e) = synced {
-            // Linux may mark the pages clean after a failed sync: the writes it should have
-            // covered are lost on power loss even if a later sync succeeds.
-            journal
-                .poisoned
-                .entry(path.to_path_buf())
-                .or_default()
-                .extend(retired);
-            return Err(e);
+        let failed = synced.is_err();
+        journal.retire(path, covered, failed);
+        // Linux records a file's writeback error for its filesystem too.
+        journal.unreported_to_filesystem |= failed;
+        let reported = journal.take_unreported(Some(path));
+        drop(journal);
+        self.sync_reported(synced, reported)
+    }
+
+    /// A filesystem sync that covered every file's writes up to `covered` ended with
+    /// `synced`: retires them, or (it failed) poisons them and leaves the error for each
+    /// file's next sync to report.
+    pub(super) fn filesystem_sync_end(
+        &self,
+        covered: u64,
+        synced: io::Result<()>,
+    ) -> io::Result<()> {
+        let mut journal = self.journal();
+        let paths: Vec<PathBuf> = journal.unsynced.keys().cloned().collect();
+        for path in paths {
+            if journal.retire(&path, covered, synced.is_err()) && synced.is_err() {
+                journal.unreported.insert(path);
+            }
         }
-        // Poisoned bytes written again and synced now are safe.
-        if let Some(poisoned) = journal.poisoned.get_mut(path) {
-            let mut ranges: Vec<(u64, u64)> = retired.iter().map(|w| (w.pos, w.end())).collect();
-            ranges.sort_unstable();
-            poisoned.retain(|p| !covered_by(p.pos, p.end(), &ranges));
+        let reported = journal.take_unreported(None);
+        drop(journal);
+        self.sync_reported(synced, reported)
+    }
+
+    /// What a sync returns: its own failure, or else an earlier error it reports (counted as
+    /// a fault fired).
+    fn sync_reported(&self, synced: io::Result<()>, reported: bool) -> io::Result<()> {
+        if synced.is_ok() {
+            self.syncs_completed.fetch_add(1, Ordering::AcqRel);
         }
-        self.syncs_completed.fetch_add(1, Ordering::AcqRel);
+        synced?;
+        if reported {
+            return Err(self.fire(Fault::Eio));
+        }
         Ok(())
     }
 
@@ -272,6 +331,23 @@ impl<I: SegmentIo> FaultyIo<I> {
         });
     }
 
+    /// A filesystem syncer for the files under `dir` that goes through this injector: its
+    /// syncs count and fail as the plan says, a successful one makes every file's completed
+    /// writes durable, a failed one poisons them and each file's next sync reports it.
+    pub fn filesystem_sync(&self, dir: &Path) -> io::Result<FilesystemSync> {
+        check_kernel()?;
+        let dir = std::fs::File::open(dir)?;
+        let state = self.state.clone();
+        FilesystemSync::with_sync(move || {
+            let (fault, covered) = state.sync_start();
+            let synced = match fault {
+                Some(fault) => Err(state.fire(fault)),
+                None => syncfs(&dir),
+            };
+            state.filesystem_sync_end(covered, synced)
+        })
+    }
+
     /// Clears every fault.
     pub fn heal(&self) {
         self.arm(FaultPlan::default());
@@ -328,6 +404,9 @@ impl<I: SegmentIo> FaultyIo<I> {
     /// always picks the same outcome).
     fn take_journal(&self) -> (Journaled, Journaled) {
         let mut journal = self.state.journal();
+        // The kernel's memory of writeback errors goes with the power.
+        journal.unreported.clear();
+        journal.unreported_to_filesystem = false;
         let sorted = |map: HashMap<PathBuf, Vec<UndoRecord>>| {
             let mut files: Journaled = map.into_iter().collect();
             files.sort_by(|a, b| a.0.cmp(&b.0));
@@ -431,5 +510,9 @@ impl<F: SegmentFile> SegmentFile for FaultyFile<F> {
 
     fn start_writeback(&self, pos: u64, len: u64) {
         self.inner.start_writeback(pos, len);
+    }
+
+    fn writeback_error(&self) -> Option<io::Error> {
+        self.inner.writeback_error()
     }
 }

@@ -1,0 +1,194 @@
+//! Durable appends through one filesystem sync (`LogConfig::filesystem_sync`): logs share its
+//! syncs, what they acknowledge survives power loss, and after a failed filesystem sync each
+//! log learns from its own files whether its data was lost (docs/design/filesystem-sync.md).
+
+mod common;
+
+use common::*;
+use sluice_storage::io::{Fault, FaultPlan, FaultyIo, PowerLoss};
+use sluice_storage::runtime::block_on;
+use sluice_storage::{
+    Durability, FilesystemSync, GlommioIo, LogConfig, RecordIn, ShardLog, StorageError,
+};
+use std::path::Path;
+use std::task::Poll;
+
+const LOGS: usize = 8;
+
+fn config(filesystem: &FilesystemSync) -> LogConfig {
+    LogConfig {
+        filesystem_sync: Some(filesystem.clone()),
+        ..small_config()
+    }
+}
+
+async fn open_logs(
+    io: &FaultyIo<GlommioIo>,
+    root: &Path,
+    filesystem: &FilesystemSync,
+) -> Vec<ShardLog<FaultyIo<GlommioIo>>> {
+    let mut logs = Vec::new();
+    for i in 0..LOGS {
+        let dir = root.join(format!("log-{i}"));
+        logs.push(open(io.clone(), &dir, config(filesystem), manual_clock()).await);
+    }
+    logs
+}
+
+/// Appends `count` records of 100 bytes to `log` (contents as `check_range` expects).
+async fn append(
+    log: &ShardLog<FaultyIo<GlommioIo>>,
+    count: u64,
+    durability: Durability,
+) -> Result<u64, StorageError> {
+    let base = log.next_seq();
+    let owned: Vec<(Vec<u8>, Vec<u8>)> = (base..base + count)
+        .map(|s| (key(s), payload(s, 100)))
+        .collect();
+    let records: Vec<RecordIn<'_>> = owned
+        .iter()
+        .map(|(k, d)| RecordIn { key: k, data: d })
+        .collect();
+    log.append(&records, durability)
+        .await
+        .map(|a| a.base_seq + count)
+}
+
+/// Polls every future until all are done; their outputs in order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("polled to the end"))
+        .collect()
+}
+
+/// Durable appends into eight logs at once are answered by a few filesystem syncs, not one
+/// sync per log, and every one of them survives losing everything unsynced.
+#[test]
+fn logs_share_filesystem_syncs_and_what_they_acknowledge_survives_power_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new(GlommioIo);
+    let filesystem = io.filesystem_sync(dir.path()).unwrap();
+    let ends = block_on(async {
+        let logs = open_logs(&io, dir.path(), &filesystem).await;
+        let file_syncs = io.syncs_completed();
+        let mut ends = vec![0; LOGS];
+        for _round in 0..20 {
+            // Started together, so their durable waits meet at the syncer.
+            let round = join_all(
+                logs.iter()
+                    .map(|log| append(log, 10, Durability::Durable))
+                    .collect(),
+            )
+            .await;
+            for (end, appended) in ends.iter_mut().zip(round) {
+                *end = appended.expect("durable append");
+            }
+        }
+        let filesystem_syncs = filesystem.syncs_completed();
+        assert!(
+            filesystem_syncs > 0,
+            "the durable waits used the filesystem sync"
+        );
+        assert!(
+            filesystem_syncs < (20 * LOGS) as u64,
+            "{filesystem_syncs} syncs for {} durable appends: none shared",
+            20 * LOGS
+        );
+        assert_eq!(
+            io.syncs_completed() - file_syncs,
+            filesystem_syncs,
+            "no log synced its own files"
+        );
+        // Visible records after the last durable ones: lost with the power, as allowed.
+        for log in &logs {
+            append(log, 5, Durability::Visible).await.unwrap();
+        }
+        io.cut_power();
+        drop(logs);
+        ends
+    });
+    assert!(io.lose_power(PowerLoss::Everything).unwrap() > 0);
+    io.heal();
+    block_on(async {
+        let logs = open_logs(&io, dir.path(), &filesystem).await;
+        for (log, end) in logs.iter().zip(ends) {
+            assert_eq!(
+                log.next_seq(),
+                end,
+                "the durable records, and nothing after"
+            );
+            check_range(&log.reader(), 0, end, |_| 100);
+        }
+    });
+}
+
+/// A filesystem sync fails while log 0 waits on it; log 1 has written but is not waiting.
+/// Linux marks the failed pages clean and reports the error once to the syncfs, and once to
+/// each file's own descriptors. Log 0 goes back to its own fdatasync, which reports it: its
+/// append fails and the log latches. Log 1 syncs its own files from then on, so its next
+/// durable append fails too instead of acknowledging records whose pages were never written.
+#[test]
+fn after_a_failed_filesystem_sync_each_log_learns_from_its_own_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new(GlommioIo);
+    let filesystem = io.filesystem_sync(dir.path()).unwrap();
+    let durable = block_on(async {
+        let logs = open_logs(&io, dir.path(), &filesystem).await;
+        let durable: Vec<u64> = {
+            let mut ends = Vec::new();
+            for log in &logs {
+                ends.push(append(log, 10, Durability::Durable).await.unwrap());
+            }
+            ends
+        };
+        append(&logs[1], 10, Durability::Visible).await.unwrap();
+        io.arm(FaultPlan {
+            fail_sync_from: Some((0, Fault::Eio)),
+            ..FaultPlan::default()
+        });
+        let err = append(&logs[0], 10, Durability::Durable).await.unwrap_err();
+        assert!(matches!(err, StorageError::Io { .. }), "{err}");
+        assert!(filesystem.failed());
+        io.heal();
+        // The device works again, but log 1's earlier pages were lost unseen.
+        let err = append(&logs[1], 10, Durability::Durable).await.unwrap_err();
+        assert!(matches!(err, StorageError::Io { .. }), "{err}");
+        // A log with nothing lost keeps working, on its own fdatasyncs.
+        let end = append(&logs[2], 10, Durability::Durable).await.unwrap();
+        assert_eq!(end, durable[2] + 10);
+        io.cut_power();
+        drop(logs);
+        durable
+    });
+    io.lose_power(PowerLoss::Everything).unwrap();
+    io.heal();
+    let filesystem = io.filesystem_sync(dir.path()).unwrap();
+    block_on(async {
+        let logs = open_logs(&io, dir.path(), &filesystem).await;
+        for (i, (log, end)) in logs.iter().zip(&durable).enumerate() {
+            let end = if i == 2 { end + 10 } else { *end };
+            assert!(log.next_seq() >= end, "log {i} lost acknowledged records");
+            check_range(&log.reader(), 0, end, |_| 100);
+        }
+    });
+}
