@@ -168,9 +168,10 @@ pub enum SyncScope {
     /// One `syncfs` of the data directory's filesystem answers every shard's durable waits at
     /// once (a group commit across shards and cores): durable puts into many shards cost one
     /// device flush. It also writes back every other dirty file of that filesystem, so give
-    /// the data directory a filesystem of its own. Needs Linux 5.8 or later (its syncfs
-    /// reports writeback errors); after a failed filesystem sync every shard goes back to
-    /// syncing its own files, which tell whether their data was lost.
+    /// the data directory a filesystem of its own. Needs Linux 5.17 or later (its syncfs
+    /// reports every error). A failed filesystem sync cannot say whose data it lost: every
+    /// shard that asks for durability after it latches (reads go on, puts are refused) until
+    /// the engine reopens, when each writes its data again.
     Filesystem,
 }
 

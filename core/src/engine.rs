@@ -219,11 +219,6 @@ fn core_spec(config: &EngineConfig, index: usize) -> CoreSpec {
     }
 }
 
-/// Checks the configuration; returns the largest record a segment can hold.
-/// Starts the core threads and waits until each runs. A core whose executor could not start
-/// (its io_uring refused by a seccomp filter or `kernel.io_uring_disabled`, too little locked
-/// memory) ends its thread before running anything: that is an error here, naming the cause,
-/// where the engine used to wait for ever on a core that would never answer.
 /// The filesystem syncer `SyncScope::Filesystem` asks for (through the test injector, when a
 /// test set one, so its power-loss model sees the syncs).
 fn filesystem_sync(config: &EngineConfig) -> Result<Option<FilesystemSync>, OpenError> {
@@ -241,6 +236,10 @@ fn filesystem_sync(config: &EngineConfig) -> Result<Option<FilesystemSync>, Open
     })
 }
 
+/// Starts the core threads and waits until each runs. A core whose executor could not start
+/// (its io_uring refused by a seccomp filter or `kernel.io_uring_disabled`, too little locked
+/// memory) ends its thread before running anything: that is an error here, naming the cause,
+/// where the engine used to wait for ever on a core that would never answer.
 fn start_cores(
     config: &EngineConfig,
 ) -> Result<(Threads, Vec<QueueSender<CoreMessage>>), OpenError> {
@@ -279,6 +278,7 @@ fn start_cores(
     Ok((threads, cores))
 }
 
+/// Checks the configuration; returns the largest record a segment can hold.
 fn validate(config: &EngineConfig) -> Result<u64, OpenError> {
     if config.core_queue_depth == 0 {
         return Err(OpenError::Config(

@@ -6,19 +6,21 @@
 //! covered. Requests made while a sync runs wait for the next one, which then covers all of
 //! them: sixteen shards' durable appends on a core cost one device flush instead of sixteen.
 //!
-//! A failed sync may be any file's (another program's, on a shared disk), and Linux reports a
-//! writeback error to each descriptor once: after the first failure every request is refused
-//! at once, for good, and the logs go back to an fdatasync of their own files, which says
-//! whether *their* data failed (a log whose own sync fails latches, as always).
+//! A failed sync may have lost any page it wrote back, and an error of the filesystem's own
+//! commit (journal, device cache) is reported to no file's descriptor, so no log can learn
+//! from its own files whether its data survived: after the first failure every request is
+//! refused, for good, and each log asking latches (until the engine reopens, when its
+//! SYNC-FAILED marker makes it write its data again).
 
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard, thread};
 use event_listener::Event;
 use std::io;
 use std::path::Path;
 
-/// The oldest kernel whose syncfs(2) reports writeback errors (Linux 5.8; before it a failed
-/// writeback went unreported and an acknowledged put could be lost).
-const KERNEL_MIN: (u32, u32) = (5, 8);
+/// The oldest kernel whose syncfs(2) reports every error: writeback errors since Linux 5.8,
+/// and the filesystem's own `sync_fs` errors (a failed journal commit or cache flush) only
+/// since 5.17; before, those returned success and an acknowledged put could be lost.
+const KERNEL_MIN: (u32, u32) = (5, 17);
 
 /// A handle on an engine's filesystem syncer; clones share it. The syncer's thread ends once
 /// the last handle is dropped.
@@ -50,8 +52,8 @@ impl Drop for Handle {
 
 impl FilesystemSync {
     /// A syncer for the filesystem holding `dir`: a thread named `sluice-syncfs` that runs
-    /// syncfs(2) on it. Refused on kernels before 5.8, whose syncfs does not report writeback
-    /// errors.
+    /// syncfs(2) on it. Refused on kernels before 5.17, whose syncfs does not report every
+    /// error.
     pub fn open(dir: &Path) -> io::Result<FilesystemSync> {
         check_kernel()?;
         let dir_file = std::fs::File::open(dir)?;
@@ -74,7 +76,7 @@ impl FilesystemSync {
 
     /// Returns once a filesystem sync that started after this call has succeeded: every write
     /// completed before the call is then on the device. `Err` once any sync has failed (this
-    /// one or an earlier one): the caller must sync its own files instead.
+    /// one or an earlier one): nothing written before the failure can be trusted durable.
     pub async fn sync(&self) -> io::Result<()> {
         let syncer = &self.handle.syncer;
         let ticket = syncer.request()?;
@@ -86,7 +88,7 @@ impl FilesystemSync {
         self.handle.syncer.state().finished
     }
 
-    /// True once a sync has failed: every log syncs its own files from then on.
+    /// True once a sync has failed: every later request is refused.
     pub fn failed(&self) -> bool {
         self.handle.syncer.state().failed.is_some()
     }
@@ -162,10 +164,13 @@ impl Syncer {
     /// The thread's loop: one sync at a time, each started only when a request wants one,
     /// until the syncer closes.
     pub(crate) fn run(&self, sync: &mut dyn FnMut() -> io::Result<()>) {
+        // Should `sync` panic, waiters are answered with a failure instead of waiting for ever.
+        let _guard = FailOnUnwind(self);
         loop {
             let number = {
                 let mut state = self.state();
-                while !state.closed && state.wanted <= state.started {
+                // After a failure no sync runs again: every request is refused.
+                while !state.closed && (state.failed.is_some() || state.wanted <= state.started) {
                     state = self.wanted.wait(state).unwrap_or_else(|e| e.into_inner());
                 }
                 if state.closed {
@@ -192,6 +197,21 @@ impl Syncer {
     }
 }
 
+/// Marks the syncer failed and wakes every waiter if its thread unwinds.
+struct FailOnUnwind<'a>(&'a Syncer);
+
+impl Drop for FailOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .state()
+                .failed
+                .get_or_insert_with(|| "the filesystem sync thread panicked".into());
+            self.0.finished.notify(usize::MAX);
+        }
+    }
+}
+
 fn failure(cause: &str) -> io::Error {
     io::Error::other(format!("an earlier filesystem sync failed: {cause}"))
 }
@@ -210,8 +230,12 @@ pub(crate) fn syncfs(dir: &std::fs::File) -> io::Result<()> {
 
 /// Refuses kernels older than [`KERNEL_MIN`].
 pub(crate) fn check_kernel() -> io::Result<()> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
-    let version = kernel_version(&release).ok_or_else(|| {
+    check_release(&std::fs::read_to_string("/proc/sys/kernel/osrelease")?)
+}
+
+/// Refuses a kernel release older than [`KERNEL_MIN`].
+fn check_release(release: &str) -> io::Result<()> {
+    let version = kernel_version(release).ok_or_else(|| {
         io::Error::other(format!("cannot read the kernel version from {release:?}"))
     })?;
     if version < KERNEL_MIN {
@@ -250,7 +274,15 @@ mod tests {
         assert_eq!(kernel_version("5.8"), Some((5, 8)));
         assert_eq!(kernel_version("4.19.0"), Some((4, 19)));
         assert_eq!(kernel_version("linux"), None);
-        assert!((4, 19) < KERNEL_MIN && (5, 8) >= KERNEL_MIN && (6, 1) > KERNEL_MIN);
+        for old in ["5.8.0", "5.15.0-91-generic", "5.16.20"] {
+            let refused = check_release(old).unwrap_err();
+            assert_eq!(refused.kind(), io::ErrorKind::Unsupported, "{old}");
+            assert!(refused.to_string().contains("5.17 or later"), "{refused}");
+        }
+        for new in ["5.17", "6.1.0-18-amd64", "6.18.0-1-amd64\n"] {
+            check_release(new).unwrap();
+        }
+        assert!(check_release("linux").is_err());
     }
 
     /// A request made while a sync runs is answered only by the next one, which starts after
@@ -328,25 +360,44 @@ mod tests {
         assert_eq!(fs.syncs_completed(), 2, "eight waiters, one sync");
     }
 
-    /// After a failure every request is refused, even when later syncs would succeed.
+    /// After a failure every request is refused, even when later syncs would succeed, and no
+    /// sync runs again (not even one a request made during the failing sync wanted).
     #[test]
     fn a_failed_sync_refuses_every_later_request() {
         let calls = std::sync::Arc::new(AtomicU64::new(0));
         let counted = calls.clone();
+        let (started_tx, started_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
         let fs = FilesystemSync::with_sync(move || {
             if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                started_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
                 Err(io::Error::from_raw_os_error(libc::EIO))
             } else {
                 Ok(())
             }
         })
         .unwrap();
-        let error = futures_lite::future::block_on(fs.sync()).unwrap_err();
+        let first = std::thread::spawn({
+            let fs = fs.clone();
+            move || futures_lite::future::block_on(fs.sync())
+        });
+        started_rx.recv().unwrap();
+        // Wants the next sync, which must never run once this one fails.
+        let during = std::thread::spawn({
+            let fs = fs.clone();
+            move || futures_lite::future::block_on(fs.sync())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        release_tx.send(()).unwrap();
+        let error = first.join().unwrap().unwrap_err();
         assert!(
             error.to_string().contains("filesystem sync failed"),
             "{error}"
         );
+        assert!(during.join().unwrap().is_err());
         assert!(fs.failed());
+        std::thread::sleep(Duration::from_millis(50));
         for _ in 0..3 {
             assert!(futures_lite::future::block_on(fs.sync()).is_err());
         }
@@ -355,6 +406,15 @@ mod tests {
             1,
             "no sync runs after a failure"
         );
+    }
+
+    /// A sync that panics answers its waiters with a failure instead of leaving them waiting.
+    #[test]
+    fn a_panicking_sync_fails_its_waiters() {
+        let fs = FilesystemSync::with_sync(|| panic!("a sync that panics")).unwrap();
+        let error = futures_lite::future::block_on(fs.sync()).unwrap_err();
+        assert!(error.to_string().contains("panicked"), "{error}");
+        assert!(futures_lite::future::block_on(fs.sync()).is_err());
     }
 
     #[test]

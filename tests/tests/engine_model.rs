@@ -278,10 +278,12 @@ fn a_delete_whose_metadata_sync_failed_is_undone_by_power_loss() {
 }
 
 /// With one filesystem sync for every shard, a failed one loses the pages of a shard that was
-/// not waiting on it (here stream 1's visible put). Linux reports that to the next sync of
-/// the shard's own file: the shard's next durable put must fail (and the shard latch) rather
-/// than be acknowledged above pages that never reached the device, which the power loss
-/// after it takes, cutting the log before the acknowledged record.
+/// not waiting on it (here stream 1's visible put). That shard's next durable put must fail
+/// (every shard asking after the failure latches) rather than be acknowledged above pages
+/// that never reached the device, which the power loss after it takes, cutting the log before
+/// the acknowledged record. Falling back to the shard's own fdatasync was tried: it passes
+/// here only because the injector reports the lost pages to the file, which Linux does not
+/// for an error of the filesystem's own commit.
 #[test]
 fn a_filesystem_sync_failure_unseen_by_a_shard_fails_its_next_durable_put() {
     run_with(
@@ -313,38 +315,6 @@ fn a_filesystem_sync_failure_unseen_by_a_shard_fails_its_next_durable_put() {
             Op::Put {
                 stream: 1,
                 keys: vec![4],
-                durable: true,
-            },
-            Op::PowerLoss {
-                loss: PowerLoss::Everything,
-            },
-            Op::Read { stream: 1 },
-        ],
-        SyncScope::Filesystem,
-    );
-}
-
-/// Found by the model's first run with filesystem syncs (a fault in the model, not the
-/// engine): the crash's failed syncs leave an error the next process's first syncfs reports,
-/// though that sync wrote everything. The reopened engine then syncs each shard's own files,
-/// and its durable puts succeed.
-#[test]
-fn an_engine_whose_first_filesystem_sync_reports_the_last_runs_error_goes_on_per_file() {
-    run_with(
-        &[
-            Op::Create {
-                stream: 1,
-                shards: 1,
-            },
-            Op::Put {
-                stream: 1,
-                keys: vec![0],
-                durable: false,
-            },
-            Op::Crash,
-            Op::Put {
-                stream: 1,
-                keys: vec![0],
                 durable: true,
             },
             Op::PowerLoss {

@@ -23,8 +23,9 @@ pub enum DurabilityArg {
 pub enum SyncScopeArg {
     /// Each shard fdatasyncs its own segment files.
     File,
-    /// One syncfs of the data directory's filesystem answers every shard at once (Linux 5.8
-    /// or later; it also writes back other programs' dirty files on that filesystem).
+    /// One syncfs of the data directory's filesystem answers every shard at once (Linux 5.17
+    /// or later; it also writes back other programs' dirty files on that filesystem, and a
+    /// failed one makes every shard refuse puts until a restart).
     Filesystem,
 }
 

@@ -80,21 +80,25 @@ impl<I: SegmentIo> ShardLog<I> {
     }
 
     /// Makes the writes completed into `files` durable: through the engine's filesystem sync
-    /// when it has one and it works, otherwise by an fdatasync of each file.
+    /// when it has one, otherwise by an fdatasync of each file.
     async fn sync_files(&self, files: &[Rc<I::File>]) -> Result<()> {
         if files.is_empty() {
             return Ok(());
         }
         if let Some(filesystem) = &self.config.filesystem_sync {
             // Every write into `files` has completed, so a sync that starts after this request
-            // covers them. After a failed one (maybe another file's), each file's own
-            // fdatasync below says whether this log's data failed.
-            if filesystem.sync().await.is_ok() {
-                return match files.iter().find_map(|file| file.writeback_error()) {
+            // covers them. A failed one may have lost any page it wrote, and an error of the
+            // filesystem's own commit (journal, device cache) reaches no file's descriptor: an
+            // fdatasync of our files afterwards could succeed over lost data. So this log, as
+            // every log asking after the failure, latches; its marker makes the next open
+            // write its data again.
+            return match filesystem.sync().await {
+                Ok(()) => match files.iter().find_map(|file| file.writeback_error()) {
                     Some(e) => Err(self.sync_failed(&self.shared.dir, e)),
                     None => Ok(()),
-                };
-            }
+                },
+                Err(e) => Err(self.sync_failed(&self.shared.dir, e)),
+            };
         }
         for file in files {
             if let Err(e) = file.sync_data().await {

@@ -71,6 +71,9 @@ struct Journal {
     poisoned: HashMap<PathBuf, Vec<UndoRecord>>,
     /// Numbers completed writes, so a sync knows which ones finished before it started.
     writes_completed: u64,
+    /// The plan is a power cut (`cut_power`): its failures stand for a machine going down,
+    /// which leaves no writeback error for anyone to report afterwards.
+    power_cut: bool,
     /// Files whose writes a failed filesystem sync poisoned: the next sync of each reports
     /// the error, as Linux reports a writeback error to every descriptor of the file, not only
     /// to the syncfs that met it.
@@ -190,7 +193,7 @@ impl FaultState {
         let failed = synced.is_err();
         journal.retire(path, covered, failed);
         // Linux records a file's writeback error for its filesystem too.
-        journal.unreported_to_filesystem |= failed;
+        journal.unreported_to_filesystem |= failed && !journal.power_cut;
         let reported = journal.take_unreported(Some(path));
         drop(journal);
         self.sync_reported(synced, reported)
@@ -207,7 +210,8 @@ impl FaultState {
         let mut journal = self.journal();
         let paths: Vec<PathBuf> = journal.unsynced.keys().cloned().collect();
         for path in paths {
-            if journal.retire(&path, covered, synced.is_err()) && synced.is_err() {
+            let failed = synced.is_err();
+            if journal.retire(&path, covered, failed) && failed && !journal.power_cut {
                 journal.unreported.insert(path);
             }
         }
@@ -245,6 +249,8 @@ impl FaultState {
         let mut journal = self.journal();
         journal.unsynced.remove(path);
         journal.poisoned.remove(path);
+        // A new file: its descriptors have no error to report.
+        journal.unreported.remove(path);
     }
 
     /// `from` was renamed over `to`: its writes now belong to `to`; `to`'s old file is gone.
@@ -256,6 +262,11 @@ impl FaultState {
             if let Some(writes) = records.remove(from) {
                 records.insert(to.to_path_buf(), writes);
             }
+        }
+        // The error belongs to the file (its inode), whatever its name.
+        journal.unreported.remove(to);
+        if journal.unreported.remove(from) {
+            journal.unreported.insert(to.to_path_buf());
         }
     }
 }
@@ -318,6 +329,7 @@ impl<I: SegmentIo> FaultyIo<I> {
         journal.plan = plan;
         journal.writes = 0;
         journal.syncs = 0;
+        journal.power_cut = false;
     }
 
     /// A power cut: from now on every write, sync and creation fails with EIO, so nothing
@@ -329,6 +341,7 @@ impl<I: SegmentIo> FaultyIo<I> {
             fail_sync_from: Some((0, Fault::Eio)),
             fail_create: Some(Fault::Eio),
         });
+        self.state.journal().power_cut = true;
     }
 
     /// A filesystem syncer for the files under `dir` that goes through this injector: its
