@@ -347,3 +347,30 @@ fn spinning_threads_still_read_every_record_once() {
         results(&json)
     );
 }
+
+/// Durable puts into many shards through one filesystem sync (`--sync-scope filesystem`):
+/// every record is put, read back and checked, and the results name the setting.
+#[test]
+fn durable_puts_through_one_filesystem_sync_read_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let out = bench_ok(&[
+        "--records",
+        "20000",
+        "--record-size",
+        "100",
+        "--shards",
+        "8",
+        "--cores",
+        "2",
+        "--durability",
+        "durable",
+        "--sync-scope",
+        "filesystem",
+        "--output",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.contains("sync scope Filesystem"), "{out}");
+    assert!(out.contains("checksums verified"), "{out}");
+    assert_eq!(results(&json)["options"]["sync_scope"], "filesystem");
+}
