@@ -10,7 +10,9 @@ use crate::shared::EngineShared;
 use crate::token::TokenKey;
 use sluice_storage::format::{BATCH_HEADER_LEN, RECORD_HEADER_LEN};
 use sluice_storage::runtime::{CoreSpec, CoreThread, spawn_core};
-use sluice_storage::{DataDir, FilesystemSync, LogConfig, StorageError};
+use sluice_storage::{
+    DataDir, FilesystemSync, LogConfig, StorageError, prepare_after_failed_filesystem_sync,
+};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -65,6 +67,16 @@ impl Engine {
         let data_dir = DataDir::new(&config.data_dir)?;
         let lock = data_dir.lock()?;
         let token_key = TokenKey::load_or_create(data_dir.root())?;
+        // A filesystem sync of the last run failed: every log writes its data again as it
+        // opens (whatever the scope now).
+        let metadata_log = data_dir.root().join(crate::control::META_LOG);
+        prepare_after_failed_filesystem_sync(data_dir.root(), &[metadata_log]).map_err(|e| {
+            OpenError::Storage(StorageError::io(
+                "mark the logs for rewriting in",
+                data_dir.root(),
+                e,
+            ))
+        })?;
         let filesystem_sync = filesystem_sync(&config)?;
         let (threads, cores) = start_cores(&config)?;
         let shared = Arc::new(EngineShared {

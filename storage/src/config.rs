@@ -39,10 +39,10 @@ pub struct LogConfig {
     /// `append_received`) and shows readers only what `commit_to` committed
     /// (docs/design/segment-format.md, "Replicated logs").
     pub replicated: bool,
-    /// Durable appends wait for this engine-wide filesystem sync (one `syncfs` covering every
-    /// log's writes) instead of an fdatasync of each of the log's files; after a failed one
-    /// the log syncs its own files again. `None` (the default): each log syncs its own files.
-    /// Syncs that order writes (segment headers, seals, truncations) stay per file.
+    /// Durable appends, and the syncs that order writes (segment headers, seals, truncations,
+    /// the Raft state), wait for this engine-wide filesystem sync (one `syncfs` covering every
+    /// log's writes) instead of an fdatasync of the log's files; after a failed one the log
+    /// latches when it next needs a sync. `None` (the default): each log syncs its own files.
     pub filesystem_sync: Option<FilesystemSync>,
 }
 

@@ -8,14 +8,20 @@
 //!
 //! A failed sync may have lost any page it wrote back, and an error of the filesystem's own
 //! commit (journal, device cache) is reported to no file's descriptor, so no log can learn
-//! from its own files whether its data survived: after the first failure every request is
-//! refused, for good, and each log asking latches (until the engine reopens, when its
-//! SYNC-FAILED marker makes it write its data again).
+//! from its own files whether its data survived: after the first failure the syncer leaves a
+//! marker in the data directory (FILESYSTEM-SYNC-FAILED), every request is refused, for good,
+//! and each log asking latches. The next open ([`prepare_after_failed_filesystem_sync`]) has
+//! every log and the metadata log write their data again before syncing it, whether or not
+//! they asked.
 
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard, thread};
 use event_listener::Event;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The marker a failed filesystem sync leaves in the data directory: the next open has every
+/// log write its data again ([`prepare_after_failed_filesystem_sync`]).
+pub const FILESYSTEM_SYNC_FAILED: &str = "FILESYSTEM-SYNC-FAILED";
 
 /// The oldest kernel whose syncfs(2) reports every error: writeback errors since Linux 5.8,
 /// and the filesystem's own `sync_fs` errors (a failed journal commit or cache flush) only
@@ -57,14 +63,19 @@ impl FilesystemSync {
     pub fn open(dir: &Path) -> io::Result<FilesystemSync> {
         check_kernel()?;
         let dir_file = std::fs::File::open(dir)?;
-        FilesystemSync::with_sync(move || syncfs(&dir_file))
+        FilesystemSync::with_sync(Some(dir.to_path_buf()), move || syncfs(&dir_file))
     }
 
-    /// A syncer whose every sync is `sync` (the fault injector's, in tests).
+    /// A syncer whose every sync is `sync` (the fault injector's, in tests), leaving its
+    /// failure marker in `marker_dir`.
     pub(crate) fn with_sync(
+        marker_dir: Option<PathBuf>,
         mut sync: impl FnMut() -> io::Result<()> + Send + 'static,
     ) -> io::Result<FilesystemSync> {
-        let syncer = Arc::new(Syncer::default());
+        let syncer = Arc::new(Syncer {
+            marker_dir,
+            ..Syncer::default()
+        });
         let runner = syncer.clone();
         thread::Builder::new()
             .name("sluice-syncfs".into())
@@ -117,6 +128,8 @@ pub(crate) struct Syncer {
     wanted: Condvar,
     /// Notified after each sync finishes (logs wait on it from their cores).
     finished: Event,
+    /// Where the first failure leaves its marker (the data directory).
+    marker_dir: Option<PathBuf>,
 }
 
 impl Syncer {
@@ -150,7 +163,7 @@ impl Syncer {
                 let state = self.state();
                 if let Some(failed) = &state.failed {
                     // Maybe a later sync failed while this one had succeeded: refusing is the
-                    // safe side (the caller syncs its own files).
+                    // safe side (the caller latches; the next open rewrites its data).
                     return Err(failure(failed));
                 }
                 if state.finished >= ticket {
@@ -179,15 +192,35 @@ impl Syncer {
                 state.started += 1;
                 state.started
             };
-            let result = sync();
+            // The marker is durable before any waiter hears of the failure.
+            let failure = sync().err().map(|e| self.leave_marker(&e));
             {
                 let mut state = self.state();
-                if let Err(e) = result {
-                    state.failed.get_or_insert_with(|| e.to_string());
+                if let Some(failure) = failure {
+                    state.failed.get_or_insert(failure);
                 }
                 state.finished = number;
             }
             self.finished.notify(usize::MAX);
+        }
+    }
+
+    /// Leaves the failure marker (once); the failure's description.
+    fn leave_marker(&self, error: &io::Error) -> String {
+        let Some(dir) = &self.marker_dir else {
+            return error.to_string();
+        };
+        if self.state().failed.is_some() {
+            return error.to_string();
+        }
+        let text = format!(
+            "a filesystem sync failed ({error}): the next open writes every log's data again\n"
+        );
+        match write_durably(&dir.join(FILESYSTEM_SYNC_FAILED), &text) {
+            Ok(()) => error.to_string(),
+            Err(marker) => {
+                format!("{error}; and its marker for the next open could not be written: {marker}")
+            }
         }
     }
 
@@ -210,6 +243,59 @@ impl Drop for FailOnUnwind<'_> {
             self.0.finished.notify(usize::MAX);
         }
     }
+}
+
+/// Before an engine opens its logs: if its last run's filesystem sync failed (the marker is
+/// there), every log under `data_dir` (each directory holding a LOCK file) and each of
+/// `metadata_logs` gets its own SYNC-FAILED marker, so it writes its data again when it
+/// opens; then the marker goes. A failed sync may have lost pages of logs that never asked
+/// afterwards, and nothing else would tell them. Returns how many logs were marked.
+pub fn prepare_after_failed_filesystem_sync(
+    data_dir: &Path,
+    metadata_logs: &[PathBuf],
+) -> io::Result<usize> {
+    let marker = data_dir.join(FILESYSTEM_SYNC_FAILED);
+    if !marker.exists() {
+        return Ok(0);
+    }
+    let mut marked = 0;
+    for dir in log_dirs(data_dir)? {
+        crate::log::write_sync_failed_marker(&dir)?;
+        marked += 1;
+    }
+    for log in metadata_logs.iter().filter(|log| log.exists()) {
+        crate::metalog::write_sync_failed_marker(log)?;
+        marked += 1;
+    }
+    // Every log's own marker is durable: the engine's can go.
+    std::fs::remove_file(&marker)?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(marked)
+}
+
+/// The directories under `root` (not `root` itself) holding a log's LOCK file.
+fn log_dirs(root: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                pending.push(entry.path());
+            } else if entry.file_name() == "LOCK" && dir != root {
+                found.push(dir.clone());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Writes `text` to `path` and makes it durable (the file, then its directory).
+fn write_durably(path: &Path, text: &str) -> io::Result<()> {
+    std::fs::write(path, text)?;
+    std::fs::File::open(path)?.sync_all()?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn failure(cause: &str) -> io::Error {
@@ -293,7 +379,7 @@ mod tests {
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let syncs = std::sync::Arc::new(AtomicU64::new(0));
         let counted = syncs.clone();
-        let fs = FilesystemSync::with_sync(move || {
+        let fs = FilesystemSync::with_sync(None, move || {
             let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
             started_tx.send(n).unwrap();
             release_rx.recv().unwrap();
@@ -332,7 +418,7 @@ mod tests {
     fn requests_waiting_together_share_one_sync() {
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let (started_tx, started_rx) = mpsc::channel();
-        let fs = FilesystemSync::with_sync(move || {
+        let fs = FilesystemSync::with_sync(None, move || {
             started_tx.send(()).unwrap();
             release_rx.recv().unwrap();
             Ok(())
@@ -368,7 +454,7 @@ mod tests {
         let counted = calls.clone();
         let (started_tx, started_rx) = mpsc::channel();
         let (release_tx, release_rx) = mpsc::channel::<()>();
-        let fs = FilesystemSync::with_sync(move || {
+        let fs = FilesystemSync::with_sync(None, move || {
             if counted.fetch_add(1, Ordering::SeqCst) == 0 {
                 started_tx.send(()).unwrap();
                 release_rx.recv().unwrap();
@@ -411,7 +497,7 @@ mod tests {
     /// A sync that panics answers its waiters with a failure instead of leaving them waiting.
     #[test]
     fn a_panicking_sync_fails_its_waiters() {
-        let fs = FilesystemSync::with_sync(|| panic!("a sync that panics")).unwrap();
+        let fs = FilesystemSync::with_sync(None, || panic!("a sync that panics")).unwrap();
         let error = futures_lite::future::block_on(fs.sync()).unwrap_err();
         assert!(error.to_string().contains("panicked"), "{error}");
         assert!(futures_lite::future::block_on(fs.sync()).is_err());

@@ -72,7 +72,7 @@ pub use config::{
 pub use datadir::{DataDir, NAME_BYTES_MAX, validate_name};
 pub use error::{Result, StorageError};
 pub use format::{EncodedBatch, EntryId, RECORD_FLAG_ENCRYPTED, RecordIn, RecordView};
-pub use fs_sync::FilesystemSync;
+pub use fs_sync::{FILESYSTEM_SYNC_FAILED, FilesystemSync, prepare_after_failed_filesystem_sync};
 pub use io::{GlommioIo, SegmentIo};
 pub use log::{Appended, Durability, LogStats, ReadOnlyLog, RetentionPoint, ShardLog};
 pub use metalog::{MetaLog, MetaLogRepair, MetaLogScan};

@@ -1,6 +1,7 @@
 //! Durable appends through one filesystem sync (`LogConfig::filesystem_sync`): logs share its
-//! syncs, what they acknowledge survives power loss, and after a failed filesystem sync each
-//! log learns from its own files whether its data was lost (docs/design/filesystem-sync.md).
+//! syncs, what they acknowledge survives power loss, and after a failed filesystem sync no
+//! log trusts what it wrote before it: those asking latch, and the next open has every log
+//! write its data again (docs/design/filesystem-sync.md).
 
 mod common;
 
@@ -8,7 +9,8 @@ use common::*;
 use sluice_storage::io::{Fault, FaultPlan, FaultyIo, PowerLoss};
 use sluice_storage::runtime::block_on;
 use sluice_storage::{
-    Durability, FilesystemSync, GlommioIo, LogConfig, RecordIn, ShardLog, StorageError,
+    Durability, FILESYSTEM_SYNC_FAILED, FilesystemSync, GlommioIo, LogConfig, RecordIn, ShardLog,
+    StorageError, prepare_after_failed_filesystem_sync,
 };
 use std::path::Path;
 use std::task::Poll;
@@ -196,5 +198,58 @@ fn after_a_failed_filesystem_sync_every_log_asking_latches() {
             append(log, 10, Durability::Durable).await.unwrap();
         }
         assert!(!filesystem.failed());
+    });
+}
+
+/// A failed filesystem sync may lose pages of a log that does not ask for durability again
+/// before the process ends (here log 1's visible batch). Nothing reports that to the log's
+/// own files, so a reopened log would trust them and acknowledge durable appends above a
+/// hole. The marker the syncer leaves makes the next open's preparation give every log its
+/// own marker, so each writes its data again, and a durable append after the reopen survives
+/// a power loss. (Without the preparation the append is lost with the hole below it.)
+#[test]
+fn a_log_that_never_asked_after_the_failure_writes_its_data_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new(GlommioIo);
+    let filesystem = io.filesystem_sync(dir.path()).unwrap();
+    block_on(async {
+        let logs = open_logs(&io, dir.path(), &filesystem).await;
+        for log in &logs {
+            append(log, 10, Durability::Durable).await.unwrap();
+        }
+        append(&logs[1], 10, Durability::Visible).await.unwrap();
+        io.arm(FaultPlan {
+            fail_sync_from: Some((0, Fault::Eio)),
+            ..FaultPlan::default()
+        });
+        append(&logs[0], 10, Durability::Durable).await.unwrap_err();
+        io.heal();
+        // The process ends without another sync.
+        drop(logs);
+    });
+    let marker = dir.path().join(FILESYSTEM_SYNC_FAILED);
+    assert!(marker.exists(), "the failed sync left its marker");
+    let marked = prepare_after_failed_filesystem_sync(dir.path(), &[]).unwrap();
+    assert_eq!(marked, LOGS, "every log, whether it asked or not");
+    assert!(!marker.exists());
+    let filesystem = io.filesystem_sync(dir.path()).unwrap();
+    let end = block_on(async {
+        let logs = open_logs(&io, dir.path(), &filesystem).await;
+        assert_eq!(
+            logs[1].next_seq(),
+            20,
+            "the visible batch is still in the page cache"
+        );
+        let end = append(&logs[1], 10, Durability::Durable).await.unwrap();
+        io.cut_power();
+        drop(logs);
+        end
+    });
+    io.lose_power(PowerLoss::Everything).unwrap();
+    io.heal();
+    block_on(async {
+        let logs = open_logs(&io, dir.path(), &filesystem).await;
+        assert!(logs[1].next_seq() >= end, "an acknowledged record was lost");
+        check_range(&logs[1].reader(), 0, end, |_| 100);
     });
 }

@@ -8,7 +8,7 @@
 //! there, acknowledged records there unless power was lost (then missing only as whole
 //! batches at the end of their shard), each key's records in put order, nothing never put.
 //! Each case syncs durable puts one way or the other: each shard's own files, or one
-//! filesystem sync for all (`SyncScope`), whose failures send shards back to their own files.
+//! filesystem sync for all (`SyncScope`), after whose failure every shard asking latches.
 //! Cases: 12 by default, PROPTEST_CASES=N for more; SLUICE_MODEL_STATS=1 prints what the cases
 //! exercised (failed puts, crashes, writes and records lost).
 
@@ -324,4 +324,64 @@ fn a_filesystem_sync_failure_unseen_by_a_shard_fails_its_next_durable_put() {
         ],
         SyncScope::Filesystem,
     );
+}
+
+/// A filesystem sync failed in the engine's last run (its marker is in the data directory):
+/// the next open, whatever the scope, gives every shard log and the metadata log their own
+/// marker before they open (each then writes its data again) and removes the engine's; the
+/// records are all there and durable puts work again.
+#[test]
+fn an_open_after_a_failed_filesystem_sync_rewrites_every_log() {
+    use sluice_core::{CreateStream, Durability, Engine, EngineConfig, PutRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut config = EngineConfig::new(dir.path());
+        config.cores = 1;
+        config.segment_size_bytes = 256 << 10;
+        config
+    };
+    let engine = Engine::open(config()).unwrap();
+    engine
+        .create_stream(CreateStream::provisioned("s", 2))
+        .wait()
+        .unwrap();
+    let keys: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+    let records: Vec<_> = keys.iter().map(|k| PutRecord::new(k, b"data")).collect();
+    let stream = engine.stream("s").unwrap();
+    stream.put_batch(&records).wait().unwrap();
+    drop(stream);
+    drop(engine);
+    let marker = dir.path().join(sluice_storage::FILESYSTEM_SYNC_FAILED);
+    std::fs::write(&marker, "test").unwrap();
+    let engine = Engine::open(config()).unwrap();
+    assert!(!marker.exists(), "the open took the engine's marker");
+    let shard_markers = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.ends_with("SYNC-FAILED") || p.to_string_lossy().ends_with(".SYNC-FAILED"))
+        .count();
+    assert_eq!(
+        shard_markers, 0,
+        "every log consumed its marker as it opened"
+    );
+    let stream = engine.stream("s").unwrap();
+    let put = stream
+        .put_batch(&records)
+        .durability(Durability::Durable)
+        .wait()
+        .unwrap();
+    assert_eq!(put.len(), 20);
+}
+
+/// Every file under `root`.
+fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

@@ -4,7 +4,9 @@
 
 use super::ShardLog;
 use crate::error::Result;
+use crate::fs_sync::FilesystemSync;
 use crate::io::{SegmentFile, SegmentIo};
+use std::path::Path;
 use std::rc::Rc;
 
 impl<I: SegmentIo> ShardLog<I> {
@@ -86,19 +88,10 @@ impl<I: SegmentIo> ShardLog<I> {
             return Ok(());
         }
         if let Some(filesystem) = &self.config.filesystem_sync {
-            // Every write into `files` has completed, so a sync that starts after this request
-            // covers them. A failed one may have lost any page it wrote, and an error of the
-            // filesystem's own commit (journal, device cache) reaches no file's descriptor: an
-            // fdatasync of our files afterwards could succeed over lost data. So this log, as
-            // every log asking after the failure, latches; its marker makes the next open
-            // write its data again.
-            return match filesystem.sync().await {
-                Ok(()) => match files.iter().find_map(|file| file.writeback_error()) {
-                    Some(e) => Err(self.sync_failed(&self.shared.dir, e)),
-                    None => Ok(()),
-                },
-                Err(e) => Err(self.sync_failed(&self.shared.dir, e)),
-            };
+            let files = files.iter().map(|file| &**file);
+            return self
+                .filesystem_sync(filesystem, files, &self.shared.dir)
+                .await;
         }
         for file in files {
             if let Err(e) = file.sync_data().await {
@@ -106,5 +99,42 @@ impl<I: SegmentIo> ShardLog<I> {
             }
         }
         Ok(())
+    }
+
+    /// An ordering sync of one file (a header, a seal, a cut, the Raft state): through the
+    /// filesystem sync too when the log has one, so a failed syncfs, which no file hears of,
+    /// is never outrun by this file's own fdatasync succeeding over a page it lost.
+    pub(super) async fn sync_file(&self, file: &I::File, path: &Path) -> Result<()> {
+        match &self.config.filesystem_sync {
+            Some(filesystem) => self.filesystem_sync(filesystem, [file], path).await,
+            None => file
+                .sync_data()
+                .await
+                .map_err(|e| self.sync_failed(path, e)),
+        }
+    }
+
+    /// Waits for a filesystem sync covering the completed writes into `files`. Every write
+    /// into them has completed, so a sync that starts after this request covers them. A
+    /// failed one may have lost any page it wrote, and an error of the filesystem's own
+    /// commit (journal, device cache) reaches no file's descriptor: an fdatasync afterwards
+    /// could succeed over lost data. So this log, as every log asking after the failure,
+    /// latches; its marker makes the next open write its data again.
+    async fn filesystem_sync<'f>(
+        &self,
+        filesystem: &FilesystemSync,
+        files: impl IntoIterator<Item = &'f I::File>,
+        path: &Path,
+    ) -> Result<()>
+    where
+        I::File: 'f,
+    {
+        match filesystem.sync().await {
+            Ok(()) => match files.into_iter().find_map(|file| file.writeback_error()) {
+                Some(e) => Err(self.sync_failed(path, e)),
+                None => Ok(()),
+            },
+            Err(e) => Err(self.sync_failed(path, e)),
+        }
     }
 }

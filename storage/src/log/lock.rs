@@ -29,7 +29,7 @@ pub(super) const SYNC_FAILED: &str = "SYNC-FAILED";
 
 /// Writes the marker and makes it durable (file, then directory), with std's blocking calls:
 /// this only runs after a failed sync.
-fn write_sync_failed_marker(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn write_sync_failed_marker(dir: &Path) -> std::io::Result<()> {
     let path = dir.join(SYNC_FAILED);
     let text =
         "an fdatasync failed: the next open writes every live segment again before syncing\n";

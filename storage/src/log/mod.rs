@@ -18,6 +18,7 @@ mod cancel;
 mod commit;
 mod entries;
 mod lock;
+pub(crate) use self::lock::write_sync_failed_marker;
 mod open;
 mod read_only;
 mod replicated;

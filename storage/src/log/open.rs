@@ -206,10 +206,7 @@ impl<I: SegmentIo> ShardLog<I> {
             last_ordinal: 0,
         };
         self.seal(&full, end_seq).await?;
-        full.file
-            .sync_data()
-            .await
-            .map_err(|e| self.sync_failed(&full.segment.path, e))
+        self.sync_file(&full.file, &full.segment.path).await
     }
 
     /// Marks segments recovery released (empty, retired, or after a cut) before anything new is
@@ -226,9 +223,7 @@ impl<I: SegmentIo> ShardLog<I> {
             file.write_at(0, header.to_vec())
                 .await
                 .map_err(|e| StorageError::io("release segment", path, e))?;
-            file.sync_data()
-                .await
-                .map_err(|e| self.sync_failed(path, e))?;
+            self.sync_file(&file, path).await?;
         }
         Ok(())
     }
@@ -239,9 +234,7 @@ impl<I: SegmentIo> ShardLog<I> {
         let live = self.writer.borrow().live.clone();
         for segment in live {
             let file = self.open_file(&segment.path).await?;
-            file.sync_data()
-                .await
-                .map_err(|e| self.sync_failed(&segment.path, e))?;
+            self.sync_file(&file, &segment.path).await?;
         }
         Ok(())
     }

@@ -124,8 +124,6 @@ impl<I: SegmentIo> ShardLog<I> {
         if let Err(e) = file.write_at(0, header.to_vec()).await {
             return Err(self.fail("restart log", &segment.path, e));
         }
-        file.sync_data()
-            .await
-            .map_err(|e| self.sync_failed(&segment.path, e))
+        self.sync_file(&file, &segment.path).await
     }
 }

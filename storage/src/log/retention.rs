@@ -58,9 +58,7 @@ impl<I: SegmentIo> ShardLog<I> {
         // the file would show its old header over new data: a stale segment at the lowest
         // base, which recovery must not take for the start of the log.
         for (segment, file) in expired.iter().zip(&files) {
-            if let Err(e) = file.sync_data().await {
-                return Err(self.sync_failed(&segment.path, e));
-            }
+            self.sync_file(file, &segment.path).await?;
         }
         in_flight.disarm();
         let retired = expired.len();

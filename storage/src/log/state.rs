@@ -79,9 +79,7 @@ impl<I: SegmentIo> ShardLog<I> {
         if rewrite && let Err(e) = file.write_at(0, bytes).await {
             return Err(self.fail("rewrite state", &path, e));
         }
-        if let Err(e) = file.sync_data().await {
-            return Err(self.sync_failed(&path, e));
-        }
+        self.sync_file(&file, &path).await?;
         if let Err(e) = self.io.sync_dir(&self.shared.dir).await {
             return Err(self.fail("sync dir", &self.shared.dir, e));
         }
@@ -119,9 +117,7 @@ impl<I: SegmentIo> ShardLog<I> {
         if let Err(e) = file.write_at(state_slot_offset(generation), slot).await {
             return Err(self.fail("write state", &path, e));
         }
-        if let Err(e) = file.sync_data().await {
-            return Err(self.sync_failed(&path, e));
-        }
+        self.sync_file(&file, &path).await?;
         let mut saved = self.state.borrow_mut();
         saved.generation = generation;
         saved.current = Some(state.to_vec());
@@ -154,9 +150,7 @@ impl<I: SegmentIo> ShardLog<I> {
             if let Err(e) = file.write_at(state_slot_offset(0), zero).await {
                 return Err(self.fail("write state", path, e));
             }
-            if let Err(e) = file.sync_data().await {
-                return Err(self.sync_failed(path, e));
-            }
+            self.sync_file(&file, path).await?;
             if let Err(e) = self.io.sync_dir(&self.shared.dir).await {
                 return Err(self.fail("sync dir", &self.shared.dir, e));
             }

@@ -121,9 +121,7 @@ impl<I: SegmentIo> ShardLog<I> {
             if let Err(e) = file.write_at(pos, vec![0u8; len]).await {
                 return Err(self.fail("truncate segment", &segment.path, e));
             }
-            if let Err(e) = file.sync_data().await {
-                return Err(self.sync_failed(&segment.path, e));
-            }
+            self.sync_file(&file, &segment.path).await?;
         }
         for released in &later {
             let now_ms = self.shared.clock.now_ms();
@@ -138,9 +136,7 @@ impl<I: SegmentIo> ShardLog<I> {
             if let Err(e) = file.write_at(0, header.to_vec()).await {
                 return Err(self.fail("release segment", &released.path, e));
             }
-            if let Err(e) = file.sync_data().await {
-                return Err(self.sync_failed(&released.path, e));
-            }
+            self.sync_file(&file, &released.path).await?;
         }
         Ok(())
     }

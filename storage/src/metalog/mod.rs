@@ -252,7 +252,7 @@ fn sync_or_mark(file: &BlockingFile, op: &'static str) -> Result<()> {
     }
 }
 
-fn write_sync_failed_marker(path: &Path) -> std::io::Result<()> {
+pub(crate) fn write_sync_failed_marker(path: &Path) -> std::io::Result<()> {
     let marker = sync_failed_marker(path);
     let text = "an fdatasync of the metadata log failed: the next open writes it again\n";
     std::fs::write(&marker, text)?;

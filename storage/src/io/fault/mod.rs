@@ -11,7 +11,7 @@ use self::power_loss::{Journaled, UndoRecord, lose_pages, lose_prefixes, undo_al
 pub use self::power_loss::{PAGE_BYTES, PageFate, PageLoss, PowerLoss, SECTOR_BYTES};
 use super::{BlockingIo, SegmentFile, SegmentIo};
 use crate::fs_sync::{FilesystemSync, check_kernel, syncfs};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -74,26 +74,12 @@ struct Journal {
     /// The plan is a power cut (`cut_power`): its failures stand for a machine going down,
     /// which leaves no writeback error for anyone to report afterwards.
     power_cut: bool,
-    /// Files whose writes a failed filesystem sync poisoned: the next sync of each reports
-    /// the error, as Linux reports a writeback error to every descriptor of the file, not only
-    /// to the syncfs that met it.
-    unreported: HashSet<PathBuf>,
     /// A failed file sync the next filesystem sync reports (Linux records a writeback error
     /// for the filesystem as well as for the file).
     unreported_to_filesystem: bool,
 }
 
 impl Journal {
-    /// A sync of `path` (`None`: of the filesystem) that wrote what it covered still returns
-    /// an error an earlier failed sync left for it, once: Linux reports a writeback error to
-    /// each descriptor (and each syncfs) that has not seen it.
-    fn take_unreported(&mut self, path: Option<&Path>) -> bool {
-        match path {
-            Some(path) => self.unreported.remove(path),
-            None => std::mem::take(&mut self.unreported_to_filesystem),
-        }
-    }
-
     /// A sync of `path` covered its writes up to `covered`: they are durable, or (`failed`)
     /// poisoned. True when it covered any.
     fn retire(&mut self, path: &Path, covered: u64, failed: bool) -> bool {
@@ -194,14 +180,14 @@ impl FaultState {
         journal.retire(path, covered, failed);
         // Linux records a file's writeback error for its filesystem too.
         journal.unreported_to_filesystem |= failed && !journal.power_cut;
-        let reported = journal.take_unreported(Some(path));
         drop(journal);
-        self.sync_reported(synced, reported)
+        self.sync_reported(synced, false)
     }
 
     /// A filesystem sync that covered every file's writes up to `covered` ended with
-    /// `synced`: retires them, or (it failed) poisons them and leaves the error for each
-    /// file's next sync to report.
+    /// `synced`: retires them, or (it failed) poisons them. A failure is modelled as an error
+    /// of the filesystem's own commit (journal, device cache), the worst case: no file's
+    /// descriptor learns of it, so a later fdatasync of a poisoned file succeeds.
     pub(super) fn filesystem_sync_end(
         &self,
         covered: u64,
@@ -210,12 +196,10 @@ impl FaultState {
         let mut journal = self.journal();
         let paths: Vec<PathBuf> = journal.unsynced.keys().cloned().collect();
         for path in paths {
-            let failed = synced.is_err();
-            if journal.retire(&path, covered, failed) && failed && !journal.power_cut {
-                journal.unreported.insert(path);
-            }
+            journal.retire(&path, covered, synced.is_err());
         }
-        let reported = journal.take_unreported(None);
+        // A file's earlier failed sync, reported once to the next syncfs as well.
+        let reported = std::mem::take(&mut journal.unreported_to_filesystem);
         drop(journal);
         self.sync_reported(synced, reported)
     }
@@ -249,8 +233,6 @@ impl FaultState {
         let mut journal = self.journal();
         journal.unsynced.remove(path);
         journal.poisoned.remove(path);
-        // A new file: its descriptors have no error to report.
-        journal.unreported.remove(path);
     }
 
     /// `from` was renamed over `to`: its writes now belong to `to`; `to`'s old file is gone.
@@ -262,11 +244,6 @@ impl FaultState {
             if let Some(writes) = records.remove(from) {
                 records.insert(to.to_path_buf(), writes);
             }
-        }
-        // The error belongs to the file (its inode), whatever its name.
-        journal.unreported.remove(to);
-        if journal.unreported.remove(from) {
-            journal.unreported.insert(to.to_path_buf());
         }
     }
 }
@@ -325,37 +302,44 @@ impl<I: SegmentIo> FaultyIo<I> {
 
     /// Replaces the plan; counters restart at zero.
     pub fn arm(&self, plan: FaultPlan) {
+        self.arm_plan(plan, false);
+    }
+
+    /// Replaces the plan, saying (under the same lock, so no sync sees one without the
+    /// other) whether it is a power cut.
+    fn arm_plan(&self, plan: FaultPlan, power_cut: bool) {
         let mut journal = self.state.journal();
         journal.plan = plan;
         journal.writes = 0;
         journal.syncs = 0;
-        journal.power_cut = false;
+        journal.power_cut = power_cut;
     }
 
     /// A power cut: from now on every write, sync and creation fails with EIO, so nothing
     /// more reaches the files. Follow with closing the logs, then [`FaultyIo::lose_power`]
     /// (or nothing, for a crash that keeps the page cache), then [`FaultyIo::heal`].
     pub fn cut_power(&self) {
-        self.arm(FaultPlan {
+        let plan = FaultPlan {
             fail_write_from: Some((0, Fault::Eio)),
             fail_sync_from: Some((0, Fault::Eio)),
             fail_create: Some(Fault::Eio),
-        });
-        self.state.journal().power_cut = true;
+        };
+        self.arm_plan(plan, true);
     }
 
     /// A filesystem syncer for the files under `dir` that goes through this injector: its
     /// syncs count and fail as the plan says, a successful one makes every file's completed
-    /// writes durable, a failed one poisons them and each file's next sync reports it.
+    /// writes durable, a failed one poisons them without any file learning of it (an error of
+    /// the filesystem's own commit). Like the real one, a failure leaves its marker in `dir`.
     pub fn filesystem_sync(&self, dir: &Path) -> io::Result<FilesystemSync> {
         check_kernel()?;
-        let dir = std::fs::File::open(dir)?;
+        let dir_file = std::fs::File::open(dir)?;
         let state = self.state.clone();
-        FilesystemSync::with_sync(move || {
+        FilesystemSync::with_sync(Some(dir.to_path_buf()), move || {
             let (fault, covered) = state.sync_start();
             let synced = match fault {
                 Some(fault) => Err(state.fire(fault)),
-                None => syncfs(&dir),
+                None => syncfs(&dir_file),
             };
             state.filesystem_sync_end(covered, synced)
         })
@@ -418,7 +402,6 @@ impl<I: SegmentIo> FaultyIo<I> {
     fn take_journal(&self) -> (Journaled, Journaled) {
         let mut journal = self.state.journal();
         // The kernel's memory of writeback errors goes with the power.
-        journal.unreported.clear();
         journal.unreported_to_filesystem = false;
         let sorted = |map: HashMap<PathBuf, Vec<UndoRecord>>| {
             let mut files: Journaled = map.into_iter().collect();
