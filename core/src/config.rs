@@ -5,7 +5,9 @@ use crate::limits::{
     SHARD_WRITE_BYTES_PER_SEC, SHARD_WRITE_RECORDS_PER_SEC,
 };
 use sluice_storage::io::FaultyIo;
-use sluice_storage::{Clock, Durability, GlommioIo, SEGMENT_SIZE_BYTES_DEFAULT, SystemClock};
+use sluice_storage::{
+    Clock, Durability, FilesystemSync, GlommioIo, SEGMENT_SIZE_BYTES_DEFAULT, SystemClock,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -27,6 +29,11 @@ pub struct EngineConfig {
     /// What a durable put's sync covers: each shard's own files (the default) or the whole
     /// filesystem of the data directory at once ([`SyncScope`]).
     pub sync_scope: SyncScope,
+    /// With [`SyncScope::Filesystem`]: a filesystem syncer to share with the other engines
+    /// on the same filesystem (a server's tenants), so that one failure stops them all and
+    /// one marker at their common root (prepared by the engine opened there) covers them;
+    /// `None`: the engine opens its own on its data directory.
+    pub shared_filesystem_sync: Option<FilesystemSync>,
     /// Lifetime of iterator tokens.
     pub iterator_ttl_ms: u64,
     /// Per-shard throughput limits; `None` (the default) leaves shards unthrottled.
@@ -114,6 +121,7 @@ impl EngineConfig {
             segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
             durability: Durability::Durable,
             sync_scope: SyncScope::PerFile,
+            shared_filesystem_sync: None,
             iterator_ttl_ms: ITERATOR_TTL_MS_DEFAULT,
             throughput_limits: None,
             shards_max: 10_000,

@@ -69,14 +69,15 @@ impl Engine {
         let token_key = TokenKey::load_or_create(data_dir.root())?;
         // A filesystem sync of the last run failed: every log writes its data again as it
         // opens (whatever the scope now).
-        let metadata_log = data_dir.root().join(crate::control::META_LOG);
-        prepare_after_failed_filesystem_sync(data_dir.root(), &[metadata_log]).map_err(|e| {
-            OpenError::Storage(StorageError::io(
-                "mark the logs for rewriting in",
-                data_dir.root(),
-                e,
-            ))
-        })?;
+        prepare_after_failed_filesystem_sync(data_dir.root(), crate::control::META_LOG).map_err(
+            |e| {
+                OpenError::Storage(StorageError::io(
+                    "mark the logs for rewriting in",
+                    data_dir.root(),
+                    e,
+                ))
+            },
+        )?;
         let filesystem_sync = filesystem_sync(&config)?;
         let (threads, cores) = start_cores(&config)?;
         let shared = Arc::new(EngineShared {
@@ -236,6 +237,9 @@ fn core_spec(config: &EngineConfig, index: usize) -> CoreSpec {
 fn filesystem_sync(config: &EngineConfig) -> Result<Option<FilesystemSync>, OpenError> {
     if config.sync_scope != SyncScope::Filesystem {
         return Ok(None);
+    }
+    if let Some(shared) = &config.shared_filesystem_sync {
+        return Ok(Some(shared.clone()));
     }
     let dir = &config.data_dir;
     let opened = match config.io_faults() {

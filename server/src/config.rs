@@ -1,6 +1,7 @@
 //! `sluice serve`'s settings.
 
 use sluice_core::{Clock, Durability, SyncScope, SystemClock};
+use sluice_storage::FilesystemSync;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +37,9 @@ pub struct ServeConfig {
     /// What a durable put's sync covers (each shard's files, or the data directory's
     /// filesystem at once).
     pub sync_scope: SyncScope,
+    /// With `SyncScope::Filesystem`: the one filesystem syncer every tenant's engine shares
+    /// (made by `Service::open` on the data directory when `None`).
+    pub filesystem_sync: Option<FilesystemSync>,
     /// Shard log segment size.
     pub segment_size_bytes: u64,
     /// Open shards allowed over all streams (DescribeLimits' ShardLimit).
@@ -159,6 +163,7 @@ impl ServeConfig {
             cores: 0,
             core_spin_us: 0,
             sync_scope: SyncScope::PerFile,
+            filesystem_sync: None,
             segment_size_bytes: 64 << 20,
             shards_max: 10_000,
             update_shard_count_per_day_max: 10,

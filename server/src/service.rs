@@ -40,7 +40,22 @@ pub struct Service {
 
 impl Service {
     /// Opens the default tenant in `config.data_dir` (and the others that exist, lazily).
-    pub fn open(config: ServeConfig) -> anyhow::Result<Service> {
+    pub fn open(mut config: ServeConfig) -> anyhow::Result<Service> {
+        if config.sync_scope == sluice_core::SyncScope::Filesystem
+            && config.filesystem_sync.is_none()
+        {
+            // One syncer for every tenant: a failure one tenant's sync meets may have lost any
+            // tenant's pages. Its marker lands in the data directory, where the default
+            // tenant's engine, opened first, prepares every engine below it.
+            std::fs::create_dir_all(&config.data_dir)?;
+            let syncer = sluice_storage::FilesystemSync::open(&config.data_dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "--sync-scope filesystem on {}: {e}",
+                    config.data_dir.display()
+                )
+            })?;
+            config.filesystem_sync = Some(syncer);
+        }
         let config = Arc::new(config);
         let default = Tenant::open(
             config.clone(),

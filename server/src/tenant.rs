@@ -72,6 +72,7 @@ fn engine_config(
     engine_config.cores = config.cores;
     engine_config.spin_before_park_us = config.core_spin_us;
     engine_config.sync_scope = config.sync_scope;
+    engine_config.shared_filesystem_sync = config.filesystem_sync.clone();
     engine_config.segment_size_bytes = config.segment_size_bytes;
     engine_config.durability = config.durability;
     engine_config.shards_max = config.shards_max;

@@ -63,6 +63,7 @@ impl FilesystemSync {
     pub fn open(dir: &Path) -> io::Result<FilesystemSync> {
         check_kernel()?;
         let dir_file = std::fs::File::open(dir)?;
+        reserve_marker(dir)?;
         FilesystemSync::with_sync(Some(dir.to_path_buf()), move || syncfs(&dir_file))
     }
 
@@ -213,13 +214,16 @@ impl Syncer {
         if self.state().failed.is_some() {
             return error.to_string();
         }
-        let text = format!(
-            "a filesystem sync failed ({error}): the next open writes every log's data again\n"
-        );
-        match write_durably(&dir.join(FILESYSTEM_SYNC_FAILED), &text) {
+        match place_marker(dir) {
             Ok(()) => error.to_string(),
             Err(marker) => {
-                format!("{error}; and its marker for the next open could not be written: {marker}")
+                let failure = format!(
+                    "{error}; and its marker for the next open could not be left: {marker}"
+                );
+                // Said where an operator looks: the next open would not rewrite the logs
+                // that never asked again.
+                eprintln!("sluice: a filesystem sync failed: {failure}");
+                failure
             }
         }
     }
@@ -245,27 +249,43 @@ impl Drop for FailOnUnwind<'_> {
     }
 }
 
-/// Before an engine opens its logs: if its last run's filesystem sync failed (the marker is
-/// there), every log under `data_dir` (each directory holding a LOCK file) and each of
-/// `metadata_logs` gets its own SYNC-FAILED marker, so it writes its data again when it
-/// opens; then the marker goes. A failed sync may have lost pages of logs that never asked
-/// afterwards, and nothing else would tell them. Returns how many logs were marked.
+/// Before an engine opens its logs: if a filesystem sync of the last run failed (the marker is
+/// in `data_dir`), every log in the tree gets its own SYNC-FAILED marker, so it writes its
+/// data again when it opens; then the marker goes. A failed sync may have lost pages of any
+/// file of the filesystem, also of logs that never asked afterwards, and nothing else would
+/// tell them. The tree may hold other engines (a server's tenants, its Firehose and video
+/// engines): every directory holding a LOCK file is a shard log, except an engine's own,
+/// which holds its metadata log (`metadata_log_name`), marked instead. Returns how many
+/// logs were marked.
 pub fn prepare_after_failed_filesystem_sync(
     data_dir: &Path,
-    metadata_logs: &[PathBuf],
+    metadata_log_name: &str,
 ) -> io::Result<usize> {
     let marker = data_dir.join(FILESYSTEM_SYNC_FAILED);
     if !marker.exists() {
         return Ok(0);
     }
     let mut marked = 0;
-    for dir in log_dirs(data_dir)? {
-        crate::log::write_sync_failed_marker(&dir)?;
-        marked += 1;
-    }
-    for log in metadata_logs.iter().filter(|log| log.exists()) {
-        crate::metalog::write_sync_failed_marker(log)?;
-        marked += 1;
+    let mut pending = vec![data_dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let (mut lock, mut metadata_log) = (false, false);
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                pending.push(entry.path());
+            } else if entry.file_name() == "LOCK" {
+                lock = true;
+            } else if entry.file_name() == metadata_log_name {
+                metadata_log = true;
+            }
+        }
+        if metadata_log {
+            crate::metalog::write_sync_failed_marker(&dir.join(metadata_log_name))?;
+            marked += 1;
+        } else if lock {
+            crate::log::write_sync_failed_marker(&dir)?;
+            marked += 1;
+        }
     }
     // Every log's own marker is durable: the engine's can go.
     std::fs::remove_file(&marker)?;
@@ -273,28 +293,26 @@ pub fn prepare_after_failed_filesystem_sync(
     Ok(marked)
 }
 
-/// The directories under `root` (not `root` itself) holding a log's LOCK file.
-fn log_dirs(root: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                pending.push(entry.path());
-            } else if entry.file_name() == "LOCK" && dir != root {
-                found.push(dir.clone());
-            }
-        }
+/// The marker's spare file, made when a syncer opens: on a failure it is renamed to the
+/// marker, which needs no new space (a full disk is a likely reason for the failure).
+const MARKER_RESERVE: &str = ".FILESYSTEM-SYNC-FAILED.reserve";
+
+/// Makes the marker's spare file in `dir`, durably, unless it is there.
+pub(crate) fn reserve_marker(dir: &Path) -> io::Result<()> {
+    let reserve = dir.join(MARKER_RESERVE);
+    if reserve.exists() {
+        return Ok(());
     }
-    Ok(found)
+    let text = "a filesystem sync failed: the next open writes every log's data again\n";
+    std::fs::write(&reserve, text)?;
+    std::fs::File::open(&reserve)?.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
-/// Writes `text` to `path` and makes it durable (the file, then its directory).
-fn write_durably(path: &Path, text: &str) -> io::Result<()> {
-    std::fs::write(path, text)?;
-    std::fs::File::open(path)?.sync_all()?;
-    let dir = path.parent().unwrap_or(Path::new("."));
+/// Leaves the marker in `dir` durably: the spare file renamed (made first if missing).
+fn place_marker(dir: &Path) -> io::Result<()> {
+    reserve_marker(dir)?;
+    std::fs::rename(dir.join(MARKER_RESERVE), dir.join(FILESYSTEM_SYNC_FAILED))?;
     std::fs::File::open(dir)?.sync_all()
 }
 
@@ -492,6 +510,71 @@ mod tests {
             1,
             "no sync runs after a failure"
         );
+    }
+
+    /// The preparation after a failure marks every shard log in the tree, and every engine's
+    /// metadata log (a server's tenants and its Firehose and video engines live below the
+    /// default one), but no engine's own directory as a log; then it takes the marker.
+    #[test]
+    fn the_preparation_marks_every_log_of_every_engine_below() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let touch = |path: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"").unwrap();
+        };
+        for file in [
+            "LOCK",
+            "meta.log",
+            "streams/1/shard-0/LOCK",
+            "streams/1/shard-1/LOCK",
+            "tenants/a/LOCK",
+            "tenants/a/meta.log",
+            "tenants/a/streams/2/shard-0/LOCK",
+            "orphaned-streams/3-0/notes",
+        ] {
+            touch(file);
+        }
+        assert_eq!(
+            prepare_after_failed_filesystem_sync(root, "meta.log").unwrap(),
+            0
+        );
+        place_marker(root).unwrap();
+        assert!(root.join(FILESYSTEM_SYNC_FAILED).exists());
+        assert_eq!(
+            prepare_after_failed_filesystem_sync(root, "meta.log").unwrap(),
+            5
+        );
+        for marked in [
+            "meta.log.SYNC-FAILED",
+            "streams/1/shard-0/SYNC-FAILED",
+            "streams/1/shard-1/SYNC-FAILED",
+            "tenants/a/meta.log.SYNC-FAILED",
+            "tenants/a/streams/2/shard-0/SYNC-FAILED",
+        ] {
+            assert!(root.join(marked).exists(), "{marked}");
+        }
+        for unmarked in [
+            "SYNC-FAILED",
+            "tenants/a/SYNC-FAILED",
+            "orphaned-streams/3-0/SYNC-FAILED",
+        ] {
+            assert!(!root.join(unmarked).exists(), "{unmarked}");
+        }
+        assert!(!root.join(FILESYSTEM_SYNC_FAILED).exists());
+    }
+
+    /// The marker is a spare file made when the syncer opens, renamed on a failure: leaving it
+    /// needs no new space.
+    #[test]
+    fn the_marker_is_reserved_when_the_syncer_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let _fs = FilesystemSync::open(dir.path()).unwrap();
+        assert!(dir.path().join(MARKER_RESERVE).exists());
+        place_marker(dir.path()).unwrap();
+        assert!(dir.path().join(FILESYSTEM_SYNC_FAILED).exists());
+        assert!(!dir.path().join(MARKER_RESERVE).exists());
     }
 
     /// A sync that panics answers its waiters with a failure instead of leaving them waiting.

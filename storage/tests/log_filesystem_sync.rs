@@ -229,7 +229,7 @@ fn a_log_that_never_asked_after_the_failure_writes_its_data_again() {
     });
     let marker = dir.path().join(FILESYSTEM_SYNC_FAILED);
     assert!(marker.exists(), "the failed sync left its marker");
-    let marked = prepare_after_failed_filesystem_sync(dir.path(), &[]).unwrap();
+    let marked = prepare_after_failed_filesystem_sync(dir.path(), "meta.log").unwrap();
     assert_eq!(marked, LOGS, "every log, whether it asked or not");
     assert!(!marker.exists());
     let filesystem = io.filesystem_sync(dir.path()).unwrap();

@@ -334,6 +334,7 @@ impl<I: SegmentIo> FaultyIo<I> {
     pub fn filesystem_sync(&self, dir: &Path) -> io::Result<FilesystemSync> {
         check_kernel()?;
         let dir_file = std::fs::File::open(dir)?;
+        crate::fs_sync::reserve_marker(dir)?;
         let state = self.state.clone();
         FilesystemSync::with_sync(Some(dir.to_path_buf()), move || {
             let (fault, covered) = state.sync_start();
