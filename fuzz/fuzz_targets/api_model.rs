@@ -2,11 +2,13 @@
 //! reads, subscriptions, injected faults, restarts, crashes, power loss) and
 //! `sluice_tests::model` runs them on a real engine and a map of key → records, panicking on
 //! any disagreement. The proptest suite (tests/tests/engine_model.rs) explores the same space
-//! at random; this lets libFuzzer steer by coverage.
+//! at random; this lets libFuzzer steer by coverage. A byte after the ops picks the sync scope
+//! (each shard's files, or one filesystem sync).
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
+use sluice_core::SyncScope;
 use sluice_storage::io::{PageLoss, PowerLoss};
 use sluice_tests::model::{FaultOn, Harness, KEYS, Op, STREAMS};
 
@@ -80,6 +82,11 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => break,
         }
     }
+    // Taken after the ops, so the seeds' ops decode as before; out of bytes: per file.
+    let scope = match u.arbitrary::<bool>() {
+        Ok(true) => SyncScope::Filesystem,
+        _ => SyncScope::PerFile,
+    };
     let dir = tempfile::tempdir().unwrap();
-    Harness::run(dir.path(), &ops);
+    Harness::run(dir.path(), &ops, scope);
 });
