@@ -61,10 +61,21 @@ impl FilesystemSync {
     /// syncfs(2) on it. Refused on kernels before 5.17, whose syncfs does not report every
     /// error.
     pub fn open(dir: &Path) -> io::Result<FilesystemSync> {
+        FilesystemSync::open_through(dir, |syncfs| syncfs())
+    }
+
+    /// [`FilesystemSync::open`], each sync going through `through`, which is handed the real
+    /// syncfs to run (or not: the fault injector fails syncs as its plan says).
+    pub(crate) fn open_through(
+        dir: &Path,
+        mut through: impl FnMut(&mut dyn FnMut() -> io::Result<()>) -> io::Result<()> + Send + 'static,
+    ) -> io::Result<FilesystemSync> {
         check_kernel()?;
         let dir_file = std::fs::File::open(dir)?;
         reserve_marker(dir)?;
-        FilesystemSync::with_sync(Some(dir.to_path_buf()), move || syncfs(&dir_file))
+        FilesystemSync::with_sync(Some(dir.to_path_buf()), move || {
+            through(&mut || syncfs(&dir_file))
+        })
     }
 
     /// A syncer whose every sync is `sync` (the fault injector's, in tests), leaving its
@@ -211,9 +222,7 @@ impl Syncer {
         let Some(dir) = &self.marker_dir else {
             return error.to_string();
         };
-        if self.state().failed.is_some() {
-            return error.to_string();
-        }
+        // Only one thread runs syncs, and none after the first failure: this runs once.
         match place_marker(dir) {
             Ok(()) => error.to_string(),
             Err(marker) => {
@@ -298,7 +307,7 @@ pub fn prepare_after_failed_filesystem_sync(
 const MARKER_RESERVE: &str = ".FILESYSTEM-SYNC-FAILED.reserve";
 
 /// Makes the marker's spare file in `dir`, durably, unless it is there.
-pub(crate) fn reserve_marker(dir: &Path) -> io::Result<()> {
+fn reserve_marker(dir: &Path) -> io::Result<()> {
     let reserve = dir.join(MARKER_RESERVE);
     if reserve.exists() {
         return Ok(());
@@ -322,7 +331,7 @@ fn failure(cause: &str) -> io::Error {
 
 /// syncfs(2) on the filesystem holding `dir`.
 #[allow(unsafe_code)]
-pub(crate) fn syncfs(dir: &std::fs::File) -> io::Result<()> {
+fn syncfs(dir: &std::fs::File) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: syncfs only reads the descriptor, which `dir` keeps open for the call.
     if unsafe { libc::syncfs(dir.as_raw_fd()) } == 0 {
@@ -333,7 +342,7 @@ pub(crate) fn syncfs(dir: &std::fs::File) -> io::Result<()> {
 }
 
 /// Refuses kernels older than [`KERNEL_MIN`].
-pub(crate) fn check_kernel() -> io::Result<()> {
+fn check_kernel() -> io::Result<()> {
     check_release(&std::fs::read_to_string("/proc/sys/kernel/osrelease")?)
 }
 

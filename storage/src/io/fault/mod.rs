@@ -10,7 +10,7 @@ mod power_loss;
 use self::power_loss::{Journaled, UndoRecord, lose_pages, lose_prefixes, undo_all};
 pub use self::power_loss::{PAGE_BYTES, PageFate, PageLoss, PowerLoss, SECTOR_BYTES};
 use super::{BlockingIo, SegmentFile, SegmentIo};
-use crate::fs_sync::{FilesystemSync, check_kernel, syncfs};
+use crate::fs_sync::FilesystemSync;
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -181,7 +181,10 @@ impl FaultState {
         // Linux records a file's writeback error for its filesystem too.
         journal.unreported_to_filesystem |= failed && !journal.power_cut;
         drop(journal);
-        self.sync_reported(synced, false)
+        if synced.is_ok() {
+            self.syncs_completed.fetch_add(1, Ordering::AcqRel);
+        }
+        synced
     }
 
     /// A filesystem sync that covered every file's writes up to `covered` ended with
@@ -201,17 +204,12 @@ impl FaultState {
         // A file's earlier failed sync, reported once to the next syncfs as well.
         let reported = std::mem::take(&mut journal.unreported_to_filesystem);
         drop(journal);
-        self.sync_reported(synced, reported)
-    }
-
-    /// What a sync returns: its own failure, or else an earlier error it reports (counted as
-    /// a fault fired).
-    fn sync_reported(&self, synced: io::Result<()>, reported: bool) -> io::Result<()> {
         if synced.is_ok() {
             self.syncs_completed.fetch_add(1, Ordering::AcqRel);
         }
         synced?;
         if reported {
+            // Counted as a fault fired: an injected one caused it.
             return Err(self.fire(Fault::Eio));
         }
         Ok(())
@@ -332,15 +330,12 @@ impl<I: SegmentIo> FaultyIo<I> {
     /// writes durable, a failed one poisons them without any file learning of it (an error of
     /// the filesystem's own commit). Like the real one, a failure leaves its marker in `dir`.
     pub fn filesystem_sync(&self, dir: &Path) -> io::Result<FilesystemSync> {
-        check_kernel()?;
-        let dir_file = std::fs::File::open(dir)?;
-        crate::fs_sync::reserve_marker(dir)?;
         let state = self.state.clone();
-        FilesystemSync::with_sync(Some(dir.to_path_buf()), move || {
+        FilesystemSync::open_through(dir, move |syncfs| {
             let (fault, covered) = state.sync_start();
             let synced = match fault {
                 Some(fault) => Err(state.fire(fault)),
-                None => syncfs(&dir_file),
+                None => syncfs(),
             };
             state.filesystem_sync_end(covered, synced)
         })
