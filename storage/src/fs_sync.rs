@@ -101,9 +101,21 @@ impl FilesystemSync {
     /// completed before the call is then on the device. `Err` once any sync has failed (this
     /// one or an earlier one): nothing written before the failure can be trusted durable.
     pub async fn sync(&self) -> io::Result<()> {
-        let syncer = &self.handle.syncer;
-        let ticket = syncer.request()?;
-        syncer.wait(ticket).await
+        let ticket = self.request()?;
+        self.wait(ticket).await
+    }
+
+    /// [`FilesystemSync::sync`]'s first half, which never waits: asks for a sync that starts
+    /// after now and returns its number. A caller that must not be interleaved while it asks
+    /// (a log reading what its writes have reached) asks under its own lock and waits after.
+    pub(crate) fn request(&self) -> io::Result<u64> {
+        self.handle.syncer.request()
+    }
+
+    /// [`FilesystemSync::sync`]'s second half: returns once sync number `ticket` (or a later
+    /// one) has succeeded.
+    pub(crate) async fn wait(&self, ticket: u64) -> io::Result<()> {
+        self.handle.syncer.wait(ticket).await
     }
 
     /// Filesystem syncs completed so far (failed ones included).

@@ -7,13 +7,14 @@ mod common;
 
 use common::*;
 use sluice_storage::io::{Fault, FaultPlan, FaultyIo, PowerLoss};
-use sluice_storage::runtime::block_on;
+use sluice_storage::runtime::{block_on, sleep};
 use sluice_storage::{
     Durability, FILESYSTEM_SYNC_FAILED, FilesystemSync, GlommioIo, LogConfig, RecordIn, ShardLog,
     StorageError, prepare_after_failed_filesystem_sync,
 };
 use std::path::Path;
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 const LOGS: usize = 8;
 
@@ -142,6 +143,89 @@ fn logs_share_filesystem_syncs_and_what_they_acknowledge_survives_power_loss() {
             check_range(&log.reader(), 0, end, |_| 100);
         }
     });
+}
+
+/// A log's durable append asks for a filesystem sync as soon as its write completes, even
+/// while an earlier append of the same log still waits for one: it does not queue behind it
+/// and then miss the sync other logs asked for meanwhile. Here the second append's request
+/// alone makes a second sync run, before anything polls it again.
+#[test]
+fn a_durable_append_asks_while_an_earlier_one_of_its_log_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new(GlommioIo);
+    let filesystem = io.filesystem_sync(dir.path()).unwrap();
+    let end = block_on(async {
+        let log = open(
+            io.clone(),
+            &dir.path().join("log"),
+            config(&filesystem),
+            manual_clock(),
+        )
+        .await;
+        let syncs = filesystem.syncs_completed();
+        let hold = io.hold_syncs().await;
+        let started = io.syncs_started();
+        let mut first = std::pin::pin!(append(&log, 10, Durability::Durable));
+        let mut second = std::pin::pin!(append(&log, 10, Durability::Durable));
+        // The first append's sync starts (and is held); the second asks after that.
+        until(|| io.syncs_started() > started, first.as_mut()).await;
+        for _ in 0..20 {
+            assert!(
+                poll_once(first.as_mut()).await.is_pending(),
+                "a sync finished"
+            );
+            assert!(
+                poll_once(second.as_mut()).await.is_pending(),
+                "a sync finished"
+            );
+            sleep(Duration::from_millis(1)).await;
+        }
+        drop(hold);
+        first.await.unwrap();
+        // The second append is not polled again: only its earlier request can start a sync.
+        let started = Instant::now();
+        while filesystem.syncs_completed() < syncs + 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the second append had not asked for a sync while the first waited"
+            );
+            sleep(Duration::from_millis(1)).await;
+        }
+        let end = second.await.unwrap();
+        assert_eq!(filesystem.syncs_completed(), syncs + 2, "no sync more");
+        io.cut_power();
+        end
+    });
+    io.lose_power(PowerLoss::Everything).unwrap();
+    io.heal();
+    block_on(async {
+        let log = open(
+            io.clone(),
+            &dir.path().join("log"),
+            config(&filesystem),
+            manual_clock(),
+        )
+        .await;
+        assert_eq!(log.next_seq(), end);
+        check_range(&log.reader(), 0, end, |_| 100);
+    });
+}
+
+/// Polls `future` once.
+async fn poll_once<F: Future>(future: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    let mut future = future;
+    std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await
+}
+
+/// Polls `future` (which must stay pending) until `done` holds.
+async fn until<F: Future>(done: impl Fn() -> bool, future: std::pin::Pin<&mut F>) {
+    let mut future = future;
+    let started = Instant::now();
+    while !done() {
+        assert!(poll_once(future.as_mut()).await.is_pending());
+        assert!(started.elapsed() < Duration::from_secs(10), "never reached");
+        sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// A filesystem sync fails while log 0 waits on it; log 1 has written but is not waiting;

@@ -205,14 +205,31 @@ fn a_crash_inside_a_truncation_of_a_sealed_segment_leaves_a_usable_log() {
 
 /// A group commit started before a truncation (it read the written end then) finishes after
 /// it: the numbers the truncation removed are not counted durable, so the new leader's
-/// records under those numbers get a sync of their own.
+/// records under those numbers get a sync of their own. With fdatasyncs the sync holds the
+/// group commit and the truncation waits for it; through a filesystem sync, which is waited
+/// for outside it, the truncation runs ahead.
 #[test]
 fn a_sync_racing_a_truncation_counts_no_removed_record_durable() {
+    for filesystem in [false, true] {
+        a_sync_races_a_truncation(filesystem);
+    }
+}
+
+fn a_sync_races_a_truncation(through_filesystem_sync: bool) {
     let dir = tempfile::tempdir().unwrap();
     let clock = manual_clock();
     let io = FaultyIo::new(GlommioIo);
+    let filesystem = through_filesystem_sync.then(|| io.filesystem_sync(dir.path()).unwrap());
+    let config = LogConfig {
+        filesystem_sync: filesystem.clone(),
+        ..config()
+    };
+    let syncs_completed = || match &filesystem {
+        Some(filesystem) => filesystem.syncs_completed(),
+        None => io.syncs_completed(),
+    };
     block_on(async {
-        let log = open_at(io.clone(), dir.path(), &clock).await;
+        let log = open(io.clone(), &dir.path().join("log"), config, clock.clone()).await;
         let mut ends = BTreeMap::new();
         for index in 1..=20 {
             let appended = lead(&log, 1, index, Durability::Visible).await;
@@ -227,7 +244,13 @@ fn a_sync_racing_a_truncation_counts_no_removed_record_durable() {
         drop(hold);
         // Let the truncation run ahead of the sync if it can (it cannot while the sync holds
         // the group commit), then finish both.
-        if let Some(truncated) = poll_a_while(truncation.as_mut()).await {
+        let ran_ahead = poll_a_while(truncation.as_mut()).await;
+        assert_eq!(
+            ran_ahead.is_some(),
+            through_filesystem_sync,
+            "only a filesystem sync is waited for outside the group commit"
+        );
+        if let Some(truncated) = ran_ahead {
             truncated.unwrap();
             sync.await.unwrap();
         } else {
@@ -242,14 +265,14 @@ fn a_sync_racing_a_truncation_counts_no_removed_record_durable() {
         );
         // Entry 10 is a control entry (no sequence number): its durability is counted in
         // batches. Entry 11 holds records under numbers the truncation removed.
-        let syncs = io.syncs_completed();
+        let syncs = syncs_completed();
         lead(&log, 2, 10, Durability::Durable).await;
-        assert!(io.syncs_completed() > syncs, "the control entry was synced");
-        let syncs = io.syncs_completed();
+        assert!(syncs_completed() > syncs, "the control entry was synced");
+        let syncs = syncs_completed();
         let appended = lead(&log, 2, 11, Durability::Visible).await;
         assert!(appended.base_seq < ends[&20]);
         log.make_durable(appended.end_seq()).await.unwrap();
-        assert!(io.syncs_completed() > syncs, "the new records were synced");
+        assert!(syncs_completed() > syncs, "the new records were synced");
     });
 }
 

@@ -43,6 +43,9 @@ impl<I: SegmentIo> ShardLog<I> {
     }
 
     async fn sync_until(&self, covered: impl Fn() -> bool) -> Result<()> {
+        if let Some(filesystem) = &self.config.filesystem_sync {
+            return self.filesystem_sync_until(filesystem, covered).await;
+        }
         loop {
             if covered() {
                 return Ok(());
@@ -53,52 +56,91 @@ impl<I: SegmentIo> ShardLog<I> {
                 return Ok(());
             }
             self.check_writable()?;
-            // Every written batch's write has completed into one of these files. Nothing is
-            // marked clean until the syncs succeed, so a cancelled or failed sync loses nothing.
-            let (target, files, sealed_files, epoch) = {
-                let w = self.writer.borrow();
-                let mut files: Vec<Rc<I::File>> = w.unsynced.clone();
-                let sealed_files = files.len();
-                if w.dirty_epoch > w.clean_epoch {
-                    files.extend(w.active.as_ref().map(|a| a.file.clone()));
+            let (point, files) = self.sync_point();
+            for file in &files {
+                if let Err(e) = file.sync_data().await {
+                    return Err(self.sync_failed(&self.shared.dir, e));
                 }
-                let target = (self.written_seq.get(), self.written_batches.get());
-                (target, files, sealed_files, w.dirty_epoch)
-            };
-            self.sync_files(&files).await?;
+            }
             // A failure reported to another caller (say, sealing) latched the log: this sync's
             // success proves nothing about data the device already lost.
             self.check_writable()?;
-            {
-                // Only this gate's holder removes from `unsynced`; others only append.
-                let mut w = self.writer.borrow_mut();
-                w.unsynced.drain(..sealed_files);
-                w.clean_epoch = w.clean_epoch.max(epoch);
-            }
-            self.durable_seq.set(self.durable_seq.get().max(target.0));
-            self.durable_batches
-                .set(self.durable_batches.get().max(target.1));
+            self.synced(&point);
         }
     }
 
-    /// Makes the writes completed into `files` durable: through the engine's filesystem sync
-    /// when it has one, otherwise by an fdatasync of each file.
-    async fn sync_files(&self, files: &[Rc<I::File>]) -> Result<()> {
-        if files.is_empty() {
-            return Ok(());
-        }
-        if let Some(filesystem) = &self.config.filesystem_sync {
+    /// `sync_until` through the engine's filesystem sync. The gate is held only while asking
+    /// (so no rewrite of the log's end runs between reading what is written and asking),
+    /// not across the sync: each durable append asks as soon as its write completed and
+    /// shares the next sync with every log of the engine, instead of queueing behind this
+    /// log's earlier waiter and missing that sync.
+    async fn filesystem_sync_until(
+        &self,
+        filesystem: &FilesystemSync,
+        covered: impl Fn() -> bool,
+    ) -> Result<()> {
+        loop {
+            if covered() {
+                return Ok(());
+            }
+            self.check_writable()?;
+            let (point, files, ticket) = {
+                let _gate = self.sync_gate.lock().await;
+                if covered() {
+                    return Ok(());
+                }
+                self.check_writable()?;
+                let (point, files) = self.sync_point();
+                let ticket = filesystem
+                    .request()
+                    .map_err(|e| self.sync_failed(&self.shared.dir, e))?;
+                (point, files, ticket)
+            };
             let files = files.iter().map(|file| &**file);
-            return self
-                .filesystem_sync(filesystem, files, &self.shared.dir)
-                .await;
-        }
-        for file in files {
-            if let Err(e) = file.sync_data().await {
-                return Err(self.sync_failed(&self.shared.dir, e));
+            self.filesystem_wait(filesystem, ticket, files, &self.shared.dir)
+                .await?;
+            self.check_writable()?;
+            // A rewrite of the log's end since the point was read may have removed what it
+            // counted: read it again.
+            if self.writer.borrow().rewrites == point.rewrites {
+                self.synced(&point);
             }
         }
-        Ok(())
+    }
+
+    /// What a sync starting now covers: every written batch's write has completed into one
+    /// of the returned files. Nothing is marked clean until the sync succeeds
+    /// ([`ShardLog::synced`]), so a cancelled or failed sync loses nothing.
+    fn sync_point(&self) -> (SyncPoint, Vec<Rc<I::File>>) {
+        let w = self.writer.borrow();
+        let mut files: Vec<Rc<I::File>> = w.unsynced.clone();
+        if w.dirty_epoch > w.clean_epoch {
+            files.extend(w.active.as_ref().map(|a| a.file.clone()));
+        }
+        let point = SyncPoint {
+            seq: self.written_seq.get(),
+            batches: self.written_batches.get(),
+            unsynced_upto: w.unsynced_drained + w.unsynced.len() as u64,
+            dirty_epoch: w.dirty_epoch,
+            rewrites: w.rewrites,
+        };
+        (point, files)
+    }
+
+    /// Marks what `point` covered durable once its sync succeeded. Syncs may finish out of
+    /// order (filesystem syncs are waited for concurrently): everything only moves forward.
+    fn synced(&self, point: &SyncPoint) {
+        {
+            let mut w = self.writer.borrow_mut();
+            let covered = point.unsynced_upto.saturating_sub(w.unsynced_drained);
+            let covered = covered.min(w.unsynced.len() as u64);
+            w.unsynced.drain(..covered as usize);
+            w.unsynced_drained += covered;
+            w.clean_epoch = w.clean_epoch.max(point.dirty_epoch);
+        }
+        self.durable_seq.set(self.durable_seq.get().max(point.seq));
+        self.durable_batches
+            .set(self.durable_batches.get().max(point.batches));
     }
 
     /// An ordering sync of one file (a header, a seal, a cut, the Raft state): through the
@@ -129,7 +171,25 @@ impl<I: SegmentIo> ShardLog<I> {
     where
         I::File: 'f,
     {
-        match filesystem.sync().await {
+        let ticket = filesystem
+            .request()
+            .map_err(|e| self.sync_failed(path, e))?;
+        self.filesystem_wait(filesystem, ticket, files, path).await
+    }
+
+    /// Waits for filesystem sync `ticket`, asked for after every write into `files` completed;
+    /// a failure latches the log (see [`ShardLog::filesystem_sync`]).
+    async fn filesystem_wait<'f>(
+        &self,
+        filesystem: &FilesystemSync,
+        ticket: u64,
+        files: impl IntoIterator<Item = &'f I::File>,
+        path: &Path,
+    ) -> Result<()>
+    where
+        I::File: 'f,
+    {
+        match filesystem.wait(ticket).await {
             Ok(()) => match files.into_iter().find_map(|file| file.writeback_error()) {
                 Some(e) => Err(self.sync_failed(path, e)),
                 None => Ok(()),
@@ -137,4 +197,16 @@ impl<I: SegmentIo> ShardLog<I> {
             Err(e) => Err(self.sync_failed(path, e)),
         }
     }
+}
+
+/// What a sync covers, read just before it is asked for.
+struct SyncPoint {
+    /// `written_seq` and `written_batches`.
+    seq: u64,
+    batches: u64,
+    /// Sealed or retired files pushed to `unsynced` so far (drained ones included).
+    unsynced_upto: u64,
+    dirty_epoch: u64,
+    /// Rewrites of the log's end started so far.
+    rewrites: u64,
 }

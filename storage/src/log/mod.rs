@@ -138,6 +138,11 @@ struct Writer<F> {
     free: Vec<Arc<Segment>>,
     /// Sealed or retired files with writes that no sync has covered yet.
     unsynced: Vec<Rc<F>>,
+    /// Files removed from the front of `unsynced` since open, once a sync covered them.
+    unsynced_drained: u64,
+    /// Rewrites of the log's end (truncations) started since open: a filesystem sync read
+    /// before one must not mark what it removed durable.
+    rewrites: u64,
     /// Full segments (and their end sequence) waiting for `maintain` to seal them.
     sealing: Vec<(Active<F>, u64)>,
     /// A `maintain` is creating a spare segment.

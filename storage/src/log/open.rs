@@ -265,6 +265,8 @@ fn recovered_writer<F>(
         retiring,
         free: Vec::new(),
         unsynced: Vec::new(),
+        unsynced_drained: 0,
+        rewrites: 0,
         sealing: Vec::new(),
         allocating_spare: false,
         gap_from: (recovered.chain_end != recovered.next_seq).then_some(recovered.chain_end),

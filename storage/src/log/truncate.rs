@@ -46,11 +46,17 @@ impl<I: SegmentIo> ShardLog<I> {
         let _ring = self.ring_lock.lock().await;
         let _sealing = self.seal_lock.lock().await;
         // No group commit runs across the rewrite: one that read the written end before it
-        // would count removed entries' sequence numbers durable when it finishes.
+        // would count removed entries' sequence numbers durable when it finishes. (Filesystem
+        // syncs are waited for outside the gate: they see `rewrites` move and count nothing.)
         let _syncs = self.sync_gate.lock().await;
         self.check_writable()?;
         // Appends wait (as during a roll) until the log ends where the rewrite left it.
-        self.writer.borrow_mut().rolling = true;
+        {
+            let mut w = self.writer.borrow_mut();
+            w.rolling = true;
+            // Filesystem syncs asked for before this and waited for outside the gate.
+            w.rewrites += 1;
+        }
         let in_flight = CancelLatch::arm(self, what);
         let rewritten = rewrite.await;
         in_flight.disarm();

@@ -337,6 +337,8 @@ impl<I: SegmentIo> FaultyIo<I> {
                 Some(fault) => Err(state.fire(fault)),
                 None => syncfs(),
             };
+            // As a file's: a held sync has done its work but does not report back.
+            let _gate = state.sync_gate.read_blocking();
             state.filesystem_sync_end(covered, synced)
         })
     }
@@ -350,6 +352,11 @@ impl<I: SegmentIo> FaultyIo<I> {
     /// that was armed but never reached).
     pub fn faults_fired(&self) -> u64 {
         self.state.faults_fired.load(Ordering::Acquire)
+    }
+
+    /// Syncs started so far (file and filesystem syncs; failed and held ones included).
+    pub fn syncs_started(&self) -> u64 {
+        self.state.journal().syncs
     }
 
     /// Syncs that completed successfully so far.
