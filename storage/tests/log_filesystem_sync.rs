@@ -167,8 +167,11 @@ fn a_durable_append_asks_while_an_earlier_one_of_its_log_waits() {
         let started = io.syncs_started();
         let mut first = std::pin::pin!(append(&log, 10, Durability::Durable));
         let mut second = std::pin::pin!(append(&log, 10, Durability::Durable));
-        // The first append's sync starts (and is held); the second asks after that.
+        // The first append's sync starts (and is held); the second asks after that, in the
+        // poll that finds its write complete (visible).
         until(|| io.syncs_started() > started, first.as_mut()).await;
+        let base = log.next_seq();
+        until(|| log.next_seq() >= base + 10, second.as_mut()).await;
         for _ in 0..20 {
             assert!(
                 poll_once(first.as_mut()).await.is_pending(),

@@ -238,25 +238,31 @@ fn a_sync_races_a_truncation(through_filesystem_sync: bool) {
         let hold = io.hold_syncs().await;
         let mut sync = std::pin::pin!(log.sync());
         assert!(!drive_until(sync.as_mut(), || true).await);
+        // Waits for records the truncation removes: done once what is left is durable.
+        let mut removed_durable = std::pin::pin!(log.make_durable(ends[&20]));
+        assert!(!drive_until(removed_durable.as_mut(), || true).await);
         let mut truncation = std::pin::pin!(log.truncate_from(10));
         assert!(!drive_until(truncation.as_mut(), || true).await);
         let mut truncation = truncation.as_mut();
         drop(hold);
-        // Let the truncation run ahead of the sync if it can (it cannot while the sync holds
-        // the group commit), then finish both.
-        let ran_ahead = poll_a_while(truncation.as_mut()).await;
-        assert_eq!(
-            ran_ahead.is_some(),
-            through_filesystem_sync,
-            "only a filesystem sync is waited for outside the group commit"
-        );
-        if let Some(truncated) = ran_ahead {
-            truncated.unwrap();
+        if through_filesystem_sync {
+            // The sync is waited for outside the group commit: the truncation finishes
+            // while the sync's future is not even polled.
+            finish(truncation, "the truncation").await.unwrap();
             sync.await.unwrap();
+            finish(removed_durable, "the wait for removed records")
+                .await
+                .unwrap();
+        } else if let Some(truncated) = poll_a_while(truncation.as_mut()).await {
+            panic!("the truncation ran while a sync held the group commit: {truncated:?}");
         } else {
-            let (truncated, synced) = futures_lite::future::zip(truncation, sync).await;
+            // The wait for removed records queued for the group commit too: poll all three.
+            let both = futures_lite::future::zip(truncation, sync);
+            let all = futures_lite::future::zip(both, removed_durable.as_mut());
+            let ((truncated, synced), durable) = finish(std::pin::pin!(all), "all three").await;
             truncated.unwrap();
             synced.unwrap();
+            durable.unwrap();
         }
         assert!(
             log.durable_seq() <= ends[&9],
@@ -289,6 +295,25 @@ async fn lead_and_ship(
 }
 
 /// Polls `future` for about 100 ms; its output if it finished.
+/// Polls `future` to its end, failing the test after 30 s (`what` names it).
+async fn finish<F: std::future::Future>(
+    mut future: std::pin::Pin<&mut F>,
+    what: &str,
+) -> F::Output {
+    let started = std::time::Instant::now();
+    loop {
+        let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx)));
+        if let std::task::Poll::Ready(output) = polled.await {
+            return output;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{what} never finished"
+        );
+        sluice_storage::runtime::sleep(std::time::Duration::from_micros(500)).await;
+    }
+}
+
 async fn poll_a_while<F: std::future::Future>(
     mut future: std::pin::Pin<&mut F>,
 ) -> Option<F::Output> {

@@ -457,3 +457,21 @@ fn time_seeks_right_after_a_roll_still_find_older_records() {
         assert_eq!(reader.read(0, ReadLimits::default()).unwrap().len(), 4);
     });
 }
+
+/// `make_durable` past the records reserved so far is refused (there is nothing to wait for);
+/// up to the log's end it returns once they are durable.
+#[test]
+fn make_durable_past_the_end_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let log = open(GlommioIo, dir.path(), small_config(), manual_clock()).await;
+        let end = append_expected(&log, 10, 100).await + 10;
+        let err = log.make_durable(end + 1).await.unwrap_err();
+        assert!(
+            matches!(err, StorageError::SequenceBeyondEnd { seq, next_seq } if seq == end + 1 && next_seq == end),
+            "{err}"
+        );
+        log.make_durable(end).await.unwrap();
+        assert_eq!(log.durable_seq(), end);
+    });
+}

@@ -1,9 +1,10 @@
 //! Group commit: durable appends meet at the sync gate, and one fdatasync covers every batch
-//! visible when it started while appends continue. Nothing is marked clean until the syncs
-//! succeed, so a cancelled or failed sync loses nothing.
+//! visible when it started while appends continue. Through a filesystem sync a waiter holds
+//! the gate only to read its sync point and ask, and waits outside it. Nothing is marked clean
+//! until the syncs succeed, so a cancelled or failed sync loses nothing.
 
 use super::ShardLog;
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 use crate::fs_sync::FilesystemSync;
 use crate::io::{SegmentFile, SegmentIo};
 use std::path::Path;
@@ -32,8 +33,35 @@ impl<I: SegmentIo> ShardLog<I> {
     }
 
     /// Waits until a sync has covered every record below `end_seq`, running one if needed.
+    /// Refused past the records reserved so far; records still being written are waited for
+    /// first (a sync covers completed writes only).
     pub(super) async fn wait_durable(&self, end_seq: u64) -> Result<()> {
-        self.sync_until(|| self.durable_seq.get() >= end_seq).await
+        let (writing, rewrites) = {
+            let w = self.writer.borrow();
+            if end_seq > w.next_seq {
+                return Err(StorageError::SequenceBeyondEnd {
+                    seq: end_seq,
+                    next_seq: w.next_seq,
+                });
+            }
+            let writing = w
+                .in_flight
+                .iter()
+                .find(|e| e.loc.header.end_seq() >= end_seq);
+            (writing.map(|e| e.ordinal), w.rewrites)
+        };
+        if let Some(ordinal) = writing {
+            self.wait_written(ordinal).await?;
+        }
+        self.sync_until(|| {
+            let durable = self.durable_seq.get();
+            // A rewrite of a replicated log's end since the call may have removed the records:
+            // done once what is left is durable, as an append running across a truncation may
+            // return `Ok` for an entry it removed (`truncate_from`).
+            durable >= end_seq
+                || (self.writer.borrow().rewrites != rewrites && durable >= self.written_seq.get())
+        })
+        .await
     }
 
     /// Waits until a sync has covered the batches up to `ordinal`, running one if needed.
@@ -65,7 +93,7 @@ impl<I: SegmentIo> ShardLog<I> {
             // A failure reported to another caller (say, sealing) latched the log: this sync's
             // success proves nothing about data the device already lost.
             self.check_writable()?;
-            self.synced(&point);
+            self.synced(&point, true);
         }
     }
 
@@ -100,11 +128,10 @@ impl<I: SegmentIo> ShardLog<I> {
             self.filesystem_wait(filesystem, ticket, files, &self.shared.dir)
                 .await?;
             self.check_writable()?;
-            // A rewrite of the log's end since the point was read may have removed what it
-            // counted: read it again.
-            if self.writer.borrow().rewrites == point.rewrites {
-                self.synced(&point);
-            }
+            // A rewrite of the log's end since the point was read may have removed numbers it
+            // counted: its batches (ordinals are never reused), files and epoch still count.
+            let rewritten = self.writer.borrow().rewrites != point.rewrites;
+            self.synced(&point, !rewritten);
         }
     }
 
@@ -127,9 +154,10 @@ impl<I: SegmentIo> ShardLog<I> {
         (point, files)
     }
 
-    /// Marks what `point` covered durable once its sync succeeded. Syncs may finish out of
-    /// order (filesystem syncs are waited for concurrently): everything only moves forward.
-    fn synced(&self, point: &SyncPoint) {
+    /// Marks what `point` covered durable once its sync succeeded (its sequence numbers only
+    /// with `seq`). Syncs may finish out of order (filesystem syncs are waited for
+    /// concurrently): everything only moves forward.
+    fn synced(&self, point: &SyncPoint, seq: bool) {
         {
             let mut w = self.writer.borrow_mut();
             let covered = point.unsynced_upto.saturating_sub(w.unsynced_drained);
@@ -138,7 +166,9 @@ impl<I: SegmentIo> ShardLog<I> {
             w.unsynced_drained += covered;
             w.clean_epoch = w.clean_epoch.max(point.dirty_epoch);
         }
-        self.durable_seq.set(self.durable_seq.get().max(point.seq));
+        if seq {
+            self.durable_seq.set(self.durable_seq.get().max(point.seq));
+        }
         self.durable_batches
             .set(self.durable_batches.get().max(point.batches));
     }

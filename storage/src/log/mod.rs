@@ -5,7 +5,8 @@
 //! batch synchronously, then its write runs concurrently with other appends' writes. Batches
 //! become visible strictly in sequence order, as their writes complete (`in_flight`).
 //! Durable appends then meet at the group-commit gate: one fdatasync covers every batch
-//! visible when it started, and appends continue while it runs.
+//! visible when it started, and appends continue while it runs (through a filesystem sync,
+//! each waiter only asks at the gate and waits outside it: `commit`).
 //!
 //! The state lives here; each stage of a log's life has its own file: `open` (recovery's
 //! follow-ups), `append`, `roll`, `seal` (and `maintain`), `commit` (group commit),
@@ -140,8 +141,8 @@ struct Writer<F> {
     unsynced: Vec<Rc<F>>,
     /// Files removed from the front of `unsynced` since open, once a sync covered them.
     unsynced_drained: u64,
-    /// Rewrites of the log's end (truncations) started since open: a filesystem sync read
-    /// before one must not mark what it removed durable.
+    /// Rewrites of the log's end (truncations, restarts) started since open: a filesystem
+    /// sync's point read before one must not mark the numbers it removed durable.
     rewrites: u64,
     /// Full segments (and their end sequence) waiting for `maintain` to seal them.
     sealing: Vec<(Active<F>, u64)>,

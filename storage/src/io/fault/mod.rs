@@ -109,6 +109,8 @@ impl Journal {
 pub(super) struct FaultState {
     journal: Mutex<Journal>,
     syncs_completed: AtomicU64,
+    /// Syncs started, never reset (the plan's own count is, when a plan is armed).
+    syncs_started: AtomicU64,
     /// Calls that failed because of an injected fault, since the injector was made.
     faults_fired: AtomicU64,
     /// Syncs wait for a read guard; a test holding the write guard stalls them.
@@ -164,6 +166,7 @@ impl FaultState {
     pub(super) fn sync_start(&self) -> (Option<Fault>, u64) {
         let mut journal = self.journal();
         let from = journal.plan.fail_sync_from;
+        self.syncs_started.fetch_add(1, Ordering::AcqRel);
         (hit(&mut journal.syncs, from), journal.writes_completed)
     }
 
@@ -356,7 +359,7 @@ impl<I: SegmentIo> FaultyIo<I> {
 
     /// Syncs started so far (file and filesystem syncs; failed and held ones included).
     pub fn syncs_started(&self) -> u64 {
-        self.state.journal().syncs
+        self.state.syncs_started.load(Ordering::Acquire)
     }
 
     /// Syncs that completed successfully so far.
