@@ -308,6 +308,47 @@ fn a_batch_whose_write_is_in_flight_is_invisible_to_readers() {
     });
 }
 
+/// `make_durable` for a batch whose write is still in flight waits for the write (a sync
+/// covers completed writes only), then for a sync; before, it asked for syncs in a loop that
+/// never yielded, so the write could not complete.
+#[test]
+fn make_durable_of_a_batch_being_written_waits_for_its_write() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let io = FaultyIo::new(GlommioIo);
+        let log =
+            std::rc::Rc::new(open(io.clone(), dir.path(), small_config(), manual_clock()).await);
+        append_expected(&log, 2, 100).await;
+        let hold = io.hold_writes().await;
+        let pending = {
+            let log = log.clone();
+            sluice_storage::runtime::spawn(async move {
+                let record = RecordIn {
+                    key: b"k",
+                    data: b"later",
+                };
+                log.append(&[record], Durability::Visible).await
+            })
+        };
+        run_until(|| io.writes_waiting() == 1).await;
+        let mut durable = std::pin::pin!(log.make_durable(3));
+        assert!(!drive_until(durable.as_mut(), || true).await);
+        let syncs = io.syncs_completed();
+        sluice_storage::runtime::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!drive_until(durable.as_mut(), || true).await);
+        assert_eq!(
+            io.syncs_completed(),
+            syncs,
+            "no sync before the write is in"
+        );
+        drop(hold);
+        durable.await.unwrap();
+        assert!(log.durable_seq() >= 3);
+        assert_eq!(pending.await.unwrap().base_seq, 2);
+        assert!(io.unsynced_writes().is_empty(), "the batch was synced");
+    });
+}
+
 /// Seeded power loss: per file, unsynced writes persist up to a point and the next one is torn
 /// at a chosen byte. Recovery must keep every durable record and return a prefix of whole
 /// batches, each record exactly as written; over the seeds, some runs keep unsynced batches

@@ -243,6 +243,9 @@ fn a_sync_races_a_truncation(through_filesystem_sync: bool) {
         assert!(!drive_until(removed_durable.as_mut(), || true).await);
         let mut truncation = std::pin::pin!(log.truncate_from(10));
         assert!(!drive_until(truncation.as_mut(), || true).await);
+        // And one asked while the truncation runs (it has counted its rewrite already).
+        let mut late_durable = std::pin::pin!(log.make_durable(ends[&20]));
+        assert!(!drive_until(late_durable.as_mut(), || true).await);
         let mut truncation = truncation.as_mut();
         drop(hold);
         if through_filesystem_sync {
@@ -253,16 +256,22 @@ fn a_sync_races_a_truncation(through_filesystem_sync: bool) {
             finish(removed_durable, "the wait for removed records")
                 .await
                 .unwrap();
+            finish(late_durable, "the late wait for removed records")
+                .await
+                .unwrap();
         } else if let Some(truncated) = poll_a_while(truncation.as_mut()).await {
             panic!("the truncation ran while a sync held the group commit: {truncated:?}");
         } else {
             // The wait for removed records queued for the group commit too: poll all three.
             let both = futures_lite::future::zip(truncation, sync);
-            let all = futures_lite::future::zip(both, removed_durable.as_mut());
-            let ((truncated, synced), durable) = finish(std::pin::pin!(all), "all three").await;
+            let waits = futures_lite::future::zip(removed_durable, late_durable);
+            let all = futures_lite::future::zip(both, waits);
+            let ((truncated, synced), (durable, late)) =
+                finish(std::pin::pin!(all), "all four").await;
             truncated.unwrap();
             synced.unwrap();
             durable.unwrap();
+            late.unwrap();
         }
         assert!(
             log.durable_seq() <= ends[&9],
@@ -294,7 +303,6 @@ async fn lead_and_ship(
     }
 }
 
-/// Polls `future` for about 100 ms; its output if it finished.
 /// Polls `future` to its end, failing the test after 30 s (`what` names it).
 async fn finish<F: std::future::Future>(
     mut future: std::pin::Pin<&mut F>,
@@ -314,6 +322,7 @@ async fn finish<F: std::future::Future>(
     }
 }
 
+/// Polls `future` for about 100 ms; its output if it finished.
 async fn poll_a_while<F: std::future::Future>(
     mut future: std::pin::Pin<&mut F>,
 ) -> Option<F::Output> {

@@ -33,33 +33,36 @@ impl<I: SegmentIo> ShardLog<I> {
     }
 
     /// Waits until a sync has covered every record below `end_seq`, running one if needed.
-    /// Refused past the records reserved so far; records still being written are waited for
-    /// first (a sync covers completed writes only).
+    /// Records still being written are waited for first (a sync covers completed writes
+    /// only). Past the numbers reserved so far a single-node log refuses; in a replicated log
+    /// they may be numbers a truncation removed (an append running across one may return
+    /// `Ok` for an entry it removed: `truncate_from`), so the wait ends once what is left is
+    /// durable.
     pub(super) async fn wait_durable(&self, end_seq: u64) -> Result<()> {
-        let (writing, rewrites) = {
+        if self.durable_seq.get() >= end_seq {
+            return Ok(());
+        }
+        let writing = {
             let w = self.writer.borrow();
-            if end_seq > w.next_seq {
+            if end_seq > w.next_seq && !self.config.replicated {
                 return Err(StorageError::SequenceBeyondEnd {
                     seq: end_seq,
                     next_seq: w.next_seq,
                 });
             }
-            let writing = w
-                .in_flight
-                .iter()
-                .find(|e| e.loc.header.end_seq() >= end_seq);
-            (writing.map(|e| e.ordinal), w.rewrites)
+            // The last batch in flight holding a record below `end_seq`: batches are written
+            // in order.
+            let mut newest_first = w.in_flight.iter().rev();
+            let holding = newest_first.find(|e| e.loc.header.base_seq < end_seq);
+            holding.map(|e| e.ordinal)
         };
         if let Some(ordinal) = writing {
             self.wait_written(ordinal).await?;
         }
         self.sync_until(|| {
             let durable = self.durable_seq.get();
-            // A rewrite of a replicated log's end since the call may have removed the records:
-            // done once what is left is durable, as an append running across a truncation may
-            // return `Ok` for an entry it removed (`truncate_from`).
             durable >= end_seq
-                || (self.writer.borrow().rewrites != rewrites && durable >= self.written_seq.get())
+                || (end_seq > self.writer.borrow().next_seq && durable >= self.written_seq.get())
         })
         .await
     }

@@ -47,7 +47,8 @@ impl<I: SegmentIo> ShardLog<I> {
         let _sealing = self.seal_lock.lock().await;
         // No group commit runs across the rewrite: one that read the written end before it
         // would count removed entries' sequence numbers durable when it finishes. (Filesystem
-        // syncs are waited for outside the gate: they see `rewrites` move and count nothing.)
+        // syncs are waited for outside the gate: they see `rewrites` move and count none of
+        // their point's numbers.)
         let _syncs = self.sync_gate.lock().await;
         self.check_writable()?;
         // Appends wait (as during a roll) until the log ends where the rewrite left it.
