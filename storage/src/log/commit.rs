@@ -28,6 +28,9 @@ impl<I: SegmentIo> ShardLog<I> {
     /// Returns once every record below `end_seq` is durable (sharing syncs with concurrent
     /// callers, as durable appends do). `append(.., Visible)` followed by this is
     /// `append(.., Durable)` split in two, for callers that act between the two points.
+    /// A single-node log refuses numbers past those reserved (`SequenceBeyondEnd`); in a
+    /// replicated log they may have been removed by a truncation, and the wait ends once
+    /// what is left is durable.
     pub async fn make_durable(&self, end_seq: u64) -> Result<()> {
         self.wait_durable(end_seq).await
     }
